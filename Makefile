@@ -1,0 +1,65 @@
+# vms — PGXS build.  `make run` and `make test` are the two set-up commands;
+# both install missing Debian packages first (see test/scripts/deps.sh).
+
+EXTENSION   = vms
+EXTVERSION  = 0.1.0
+MODULE_big  = vms
+OBJS = \
+	extension/vms.o \
+	extension/gbcode.o \
+	extension/gbcode_parts.o \
+	extension/gbcode_tables.o \
+	extension/coord.o \
+	extension/csv_reader.o \
+	extension/validate.o
+
+# install script: the SQL sources concatenated in file-name order
+SQL_SOURCES = $(sort $(wildcard extension/sql/*.sql))
+DATA_built  = vms--$(EXTVERSION).sql
+
+REGRESS = gbcode gbcode_index coord ledger history import alarm
+
+PG_CONFIG ?= pg_config
+PG_CPPFLAGS = -I$(srcdir)/extension
+SHLIB_LINK =
+EXTRA_CLEAN = vms--$(EXTVERSION).sql
+
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+ifeq ($(PGXS),)
+# PostgreSQL's dev files are not installed yet: only the set-up targets work.
+all install installcheck:
+	@echo "pg_config not found: run 'make test' or 'make run' (they install packages) or 'bash test/scripts/deps.sh'" >&2; exit 1
+else
+include $(PGXS)
+endif
+
+vms--$(EXTVERSION).sql: $(SQL_SOURCES)
+	cat $^ > $@
+
+.PHONY: deps test run stop bench regress tap
+
+deps:
+	bash test/scripts/deps.sh
+
+# build and install (as root, or with a writable PostgreSQL lib dir)
+build-install: deps
+	$(MAKE) all
+	$(MAKE) install
+
+test: build-install
+	bash test/scripts/run_tests.sh all
+
+regress: build-install
+	bash test/scripts/run_tests.sh regress
+
+tap: build-install
+	bash test/scripts/run_tests.sh tap
+
+run: build-install
+	bash test/scripts/demo.sh start
+
+stop:
+	bash test/scripts/demo.sh stop
+
+bench: build-install
+	bash test/scripts/bench.sh

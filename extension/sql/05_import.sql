@@ -1,0 +1,384 @@
+-- Batch import and export of the ledger template (one row per monitoring point).
+
+CREATE FUNCTION vms.csv_rows(data bytea, encoding text DEFAULT 'auto')
+    RETURNS TABLE (line_no bigint, fields text[], error text)
+    AS 'MODULE_PATHNAME', 'csv_rows_bytea' LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION vms.csv_rows_file(path text, encoding text DEFAULT 'auto')
+    RETURNS TABLE (line_no bigint, fields text[], error text)
+    AS 'MODULE_PATHNAME', 'csv_rows_file' LANGUAGE C STRICT VOLATILE;
+COMMENT ON FUNCTION vms.csv_rows(bytea, text) IS
+    'parse CSV (UTF8, GB18030, GBK or auto) into (line_no, fields, error); unreadable records come back with error set';
+COMMENT ON FUNCTION vms.csv_rows_file(text, text) IS
+    'vms.csv_rows over a server file; needs pg_read_server_files';
+
+CREATE FUNCTION vms.is_ip(text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'vms_is_ip' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION vms.is_ip(text) IS 'true when the text is an IPv4 or IPv6 address';
+
+CREATE TABLE vms.ledger_template_column (
+    position    smallint PRIMARY KEY,
+    key         text NOT NULL UNIQUE,
+    header      text NOT NULL UNIQUE,
+    required    boolean NOT NULL DEFAULT false,
+    description text NOT NULL
+);
+INSERT INTO vms.ledger_template_column VALUES
+    (1,  'code',             '监控点编码', true,  '20-digit GB/T 28181 code of the monitoring point'),
+    (2,  'name',             '监控点名称', true,  'name of the point'),
+    (3,  'device_code',      '设备编码',   false, 'code of the encoding device or platform; empty: the point is its own device (IPC)'),
+    (4,  'device_name',      '设备名称',   false, 'device name; used when the device is new'),
+    (5,  'manufacturer',     '厂商',       false, 'device manufacturer'),
+    (6,  'model',            '型号',       false, 'device model'),
+    (7,  'ip_address',       'IP地址',     false, 'device IPv4 or IPv6 address'),
+    (8,  'port',             '端口',       false, 'device port, 1-65535'),
+    (9,  'alias',            '别名',       false, 'alias of the point'),
+    (10, 'address',          '安装地址',   false, 'installation address'),
+    (11, 'civil_code',       '行政区划',   false, 'GB/T 2260 civil code, 2/4/6/8 digits'),
+    (12, 'street',           '所属街镇',   false, 'owning street or town'),
+    (13, 'place_type',       '场所类型',   false, 'place type'),
+    (14, 'point_type',       '点位类型',   false, 'bullet/dome/capture/hemisphere/panoramic/other or 枪机/球机/抓拍机/半球/全景/其他'),
+    (15, 'resolution',       '分辨率',     false, 'resolution class: 200W, 400W, 800W ...'),
+    (16, 'longitude',        '经度',       false, 'longitude in the coordinate system of column 18'),
+    (17, 'latitude',         '纬度',       false, 'latitude in the coordinate system of column 18'),
+    (18, 'coord_system',     '坐标系',     false, 'WGS84 (default), CGCS2000, GCJ02 or BD09'),
+    (19, 'azimuth',          '朝向',       false, 'orientation, degrees clockwise from north [0, 360)'),
+    (20, 'fov_angle',        '视场角',     false, 'field-of-view angle in degrees (0, 360]'),
+    (21, 'fov_range_m',      '可视距离',   false, 'useful viewing distance in metres'),
+    (22, 'install_height_m', '安装高度',   false, 'installation height in metres'),
+    (23, 'capabilities',     '能力集',     false, 'capabilities separated by | or ;'),
+    (24, 'unit',             '管理单位',   false, 'management unit name; created when new'),
+    (25, 'stream_url',       '取流地址',   false, 'stream URL (rtsp:// ...)'),
+    (26, 'catalog',          '资源目录',   false, 'catalogue node codes separated by |');
+COMMENT ON TABLE vms.ledger_template_column IS
+    'columns of the ledger import/export template; a header may use the key or the Chinese header';
+
+CREATE TABLE vms.import_job (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    source          text,
+    encoding        text,
+    imported_by     text NOT NULL DEFAULT session_user,
+    started_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at     timestamptz,
+    total_rows      bigint NOT NULL DEFAULT 0,
+    loaded_rows     bigint NOT NULL DEFAULT 0,
+    rejected_rows   bigint NOT NULL DEFAULT 0,
+    created_devices bigint NOT NULL DEFAULT 0,
+    created_units   bigint NOT NULL DEFAULT 0
+);
+COMMENT ON TABLE vms.import_job IS 'one row per ledger import: counts of rows read, loaded and rejected';
+
+CREATE TABLE vms.import_rejection (
+    job_id   bigint NOT NULL REFERENCES vms.import_job (id) ON DELETE CASCADE,
+    line_no  bigint NOT NULL,
+    reasons  text[] NOT NULL,
+    fields   text[],
+    PRIMARY KEY (job_id, line_no)
+);
+COMMENT ON TABLE vms.import_rejection IS 'every rejected import row with its line number (header = line 1) and reasons';
+
+CREATE FUNCTION vms._num_ok(v text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN v ~ '^\s*[-+]?([0-9]{1,12}(\.[0-9]{0,12})?|\.[0-9]{1,12})\s*$';
+COMMENT ON FUNCTION vms._num_ok(text) IS 'internal: a plain decimal number that casts to float8 without error';
+
+CREATE FUNCTION vms._point_type_code(v text) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE SET search_path FROM CURRENT AS $$
+    SELECT code FROM vms.point_type WHERE code = lower(v) OR name_zh = v
+$$;
+COMMENT ON FUNCTION vms._point_type_code(text) IS 'internal: point type code from a code or Chinese name';
+
+-- Validate and load the records in pg_temp._ledger_csv for job_id.
+CREATE FUNCTION vms._ledger_import_rows(job_id bigint) RETURNS vms.import_job
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    header text[];
+    hdr_line bigint;
+    col jsonb := '{}';
+    h text;
+    k text;
+    missing text;
+    total bigint;
+    chunk constant bigint := 100000;
+    lo bigint;
+    hi bigint;
+    job vms.import_job;
+    n bigint;
+BEGIN
+    SELECT fields, line_no INTO header, hdr_line FROM _ledger_csv ORDER BY line_no LIMIT 1;
+    IF header IS NULL THEN
+        RAISE EXCEPTION 'import file has no readable header row'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The first line must name the template columns; see vms.ledger_template_column.';
+    END IF;
+    FOR i IN 1 .. cardinality(header) LOOP
+        h := btrim(header[i]);
+        SELECT t.key INTO k FROM vms.ledger_template_column t WHERE t.key = lower(h) OR t.header = h;
+        IF k IS NULL THEN
+            RAISE EXCEPTION 'unknown column "%" in import header', h
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Column %s of the header is not a template column.', i),
+                      HINT = 'Template columns are listed in vms.ledger_template_column (key or Chinese header).';
+        END IF;
+        IF col ? k THEN
+            RAISE EXCEPTION 'column "%" appears twice in import header', h
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        col := col || jsonb_build_object(k, i);
+    END LOOP;
+    SELECT t.header INTO missing FROM vms.ledger_template_column t
+     WHERE t.required AND NOT col ? t.key ORDER BY position LIMIT 1;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'import header lacks required column "%"', missing
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- Typed view of every data record: absent columns read as NULL.
+    EXECUTE format($q$
+        CREATE TEMP TABLE _ledger_raw ON COMMIT DROP AS
+        SELECT line_no, fields, error, cardinality(fields) AS nfields,
+               %s
+          FROM _ledger_csv WHERE line_no > $1 $q$,
+        (SELECT string_agg(format('nullif(btrim(fields[%s]), '''') AS %I',
+                                  coalesce((col ->> t.key)::int, 0), t.key), ', ' ORDER BY t.position)
+           FROM vms.ledger_template_column t))
+        USING hdr_line;
+    GET DIAGNOSTICS total = ROW_COUNT;
+    RAISE NOTICE 'import %: read % data rows', job_id, total;
+
+    CREATE TEMP TABLE _ledger_checked ON COMMIT DROP AS
+    SELECT r.*, coalesce(r.device_code, r.code) AS dev_code,
+           vms._point_type_code(r.point_type) AS point_type_code,
+           array_remove(ARRAY[
+             r.error,
+             CASE WHEN r.error IS NULL AND r.nfields <> cardinality(header)
+                  THEN format('row has %s fields, the header has %s', r.nfields, cardinality(header)) END,
+             CASE WHEN r.error IS NULL AND r.code IS NULL THEN 'code is missing' END,
+             CASE WHEN r.code IS NOT NULL THEN 'code: ' || vms.gbcode_parse_error(r.code) END,
+             CASE WHEN r.error IS NULL AND r.name IS NULL THEN 'name is missing' END,
+             CASE WHEN length(r.name) > 200 THEN 'name is longer than 200 characters' END,
+             CASE WHEN r.device_code IS NOT NULL THEN 'device_code: ' || vms.gbcode_parse_error(r.device_code) END,
+             CASE WHEN r.ip_address IS NOT NULL AND NOT vms.is_ip(r.ip_address)
+                  THEN format('ip_address "%s" is not an IP address', r.ip_address) END,
+             CASE WHEN r.port IS NOT NULL AND NOT (r.port ~ '^[0-9]{1,5}$' AND r.port::int BETWEEN 1 AND 65535)
+                  THEN format('port "%s" is not in 1-65535', r.port) END,
+             CASE WHEN r.civil_code IS NOT NULL AND r.civil_code !~ '^([0-9]{2}){1,4}$'
+                  THEN format('civil_code "%s" is not a 2/4/6/8-digit GB/T 2260 code', r.civil_code) END,
+             CASE WHEN r.point_type IS NOT NULL AND vms._point_type_code(r.point_type) IS NULL
+                  THEN format('point_type "%s" is unknown', r.point_type) END,
+             CASE WHEN r.resolution IS NOT NULL AND r.resolution !~ '^[0-9]{2,4}W$'
+                  THEN format('resolution "%s" is not like 200W', r.resolution) END,
+             CASE WHEN (r.longitude IS NULL) <> (r.latitude IS NULL)
+                  THEN 'longitude and latitude must be given together' END,
+             CASE WHEN r.longitude IS NOT NULL AND NOT (vms._num_ok(r.longitude) AND r.longitude::float8 BETWEEN -180 AND 180)
+                  THEN format('longitude "%s" is not a number in [-180, 180]', r.longitude) END,
+             CASE WHEN r.latitude IS NOT NULL AND NOT (vms._num_ok(r.latitude) AND r.latitude::float8 BETWEEN -90 AND 90)
+                  THEN format('latitude "%s" is not a number in [-90, 90]', r.latitude) END,
+             CASE WHEN r.coord_system IS NOT NULL AND upper(replace(replace(r.coord_system, '-', ''), '_', ''))
+                       NOT IN ('WGS84', 'CGCS2000', 'GCJ02', 'BD09')
+                  THEN format('coord_system "%s" is not WGS84, CGCS2000, GCJ02 or BD09', r.coord_system) END,
+             CASE WHEN r.azimuth IS NOT NULL AND NOT (vms._num_ok(r.azimuth) AND r.azimuth::float8 >= 0 AND r.azimuth::float8 < 360)
+                  THEN format('azimuth "%s" is not a number in [0, 360)', r.azimuth) END,
+             CASE WHEN r.fov_angle IS NOT NULL AND NOT (vms._num_ok(r.fov_angle) AND r.fov_angle::float8 > 0 AND r.fov_angle::float8 <= 360)
+                  THEN format('fov_angle "%s" is not a number in (0, 360]', r.fov_angle) END,
+             CASE WHEN r.fov_range_m IS NOT NULL AND NOT (vms._num_ok(r.fov_range_m) AND r.fov_range_m::float8 > 0)
+                  THEN format('fov_range_m "%s" is not a positive number', r.fov_range_m) END,
+             CASE WHEN r.install_height_m IS NOT NULL AND NOT (vms._num_ok(r.install_height_m) AND r.install_height_m::float8 >= 0)
+                  THEN format('install_height_m "%s" is not a number >= 0', r.install_height_m) END,
+             CASE WHEN r.catalog IS NOT NULL AND EXISTS (
+                      SELECT 1 FROM unnest(string_to_array(r.catalog, '|')) c
+                       WHERE CASE WHEN vms.gbcode_parse_error(btrim(c)) IS NOT NULL THEN true
+                                  ELSE NOT EXISTS (SELECT 1 FROM vms.catalog_node n
+                                                    WHERE n.code = btrim(c)::vms.gbcode) END)
+                  THEN format('catalog "%s" names an unknown catalogue node', r.catalog) END
+           ], NULL) AS reasons
+      FROM _ledger_raw r;
+
+    -- The same code twice: the last row wins, earlier ones are reported.
+    UPDATE _ledger_checked c SET reasons = c.reasons || format('code repeated at line %s, which is imported instead', d.last_line)
+      FROM (SELECT code, max(line_no) AS last_line FROM _ledger_checked
+             WHERE reasons = '{}' GROUP BY code HAVING count(*) > 1) d
+     WHERE c.code = d.code AND c.line_no < d.last_line AND c.reasons = '{}';
+
+    INSERT INTO vms.import_rejection (job_id, line_no, reasons, fields)
+    SELECT job_id, line_no, reasons, fields FROM _ledger_checked WHERE reasons <> '{}';
+    GET DIAGNOSTICS n = ROW_COUNT;
+    UPDATE vms.import_job j SET total_rows = total, rejected_rows = n WHERE j.id = job_id;
+    RAISE NOTICE 'import %: % rows rejected, see vms.import_rejection', job_id, n;
+
+    DELETE FROM _ledger_checked WHERE reasons <> '{}';
+    CREATE INDEX ON _ledger_checked (line_no);
+    ANALYZE _ledger_checked;
+
+    PERFORM set_config('vms.ledger_writer', 'system', true);
+
+    INSERT INTO vms.org_unit (name)
+    SELECT DISTINCT unit FROM _ledger_checked WHERE unit IS NOT NULL
+    ON CONFLICT (name) DO NOTHING;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    UPDATE vms.import_job j SET created_units = n WHERE j.id = job_id;
+
+    -- Devices: new ones are created from the device columns; existing ones
+    -- take the device columns that the file fills in.
+    WITH upserted AS (
+        INSERT INTO vms.device AS d (code, name, manufacturer, model, ip_address, port, civil_code, overridden)
+        SELECT DISTINCT ON (dev_code) dev_code::vms.gbcode,
+               coalesce(device_name, CASE WHEN dev_code = code THEN name END, dev_code),
+               manufacturer, model, ip_address::inet, port::int, civil_code,
+               array_remove(ARRAY[CASE WHEN device_name IS NOT NULL OR dev_code = code THEN 'name' END,
+                                  CASE WHEN manufacturer IS NOT NULL THEN 'manufacturer' END,
+                                  CASE WHEN model IS NOT NULL THEN 'model' END,
+                                  CASE WHEN ip_address IS NOT NULL THEN 'ip_address' END,
+                                  CASE WHEN port IS NOT NULL THEN 'port' END,
+                                  CASE WHEN civil_code IS NOT NULL THEN 'civil_code' END], NULL)
+          FROM _ledger_checked
+         ORDER BY dev_code, line_no DESC
+        ON CONFLICT (code) DO UPDATE SET
+            name = CASE WHEN EXCLUDED.overridden @> '{name}' THEN EXCLUDED.name ELSE d.name END,
+            manufacturer = coalesce(EXCLUDED.manufacturer, d.manufacturer),
+            model = coalesce(EXCLUDED.model, d.model),
+            ip_address = coalesce(EXCLUDED.ip_address, d.ip_address),
+            port = coalesce(EXCLUDED.port, d.port),
+            civil_code = coalesce(EXCLUDED.civil_code, d.civil_code),
+            overridden = ARRAY(SELECT DISTINCT unnest(d.overridden || EXCLUDED.overridden) ORDER BY 1)
+        RETURNING (xmax = 0) AS created)
+    SELECT count(*) FILTER (WHERE created) INTO n FROM upserted;
+    UPDATE vms.import_job j SET created_devices = n WHERE j.id = job_id;
+
+    SELECT min(line_no), max(line_no) INTO lo, hi FROM _ledger_checked;
+    WHILE lo <= hi LOOP
+        INSERT INTO vms.channel AS c (code, device_code, name, alias, address, civil_code, street,
+                place_type, point_type, resolution, azimuth, fov_angle, fov_range_m,
+                install_height_m, capabilities, unit_id, stream_url, geom, coord_source, overridden)
+        SELECT r.code::vms.gbcode, r.dev_code::vms.gbcode, r.name, r.alias, r.address, r.civil_code, r.street,
+               r.place_type, r.point_type_code, r.resolution, r.azimuth::real, r.fov_angle::real,
+               r.fov_range_m::real, r.install_height_m::real,
+               coalesce(ARRAY(SELECT btrim(x) FROM regexp_split_to_table(r.capabilities, '[|;；]') x
+                               WHERE btrim(x) <> ''), '{}'),
+               u.id, r.stream_url,
+               CASE WHEN r.longitude IS NOT NULL
+                    THEN (SELECT ST_SetSRID(ST_MakePoint(p[1], p[2]), 4326)
+                            FROM vms.coord_convert(r.longitude::float8, r.latitude::float8,
+                                                   coalesce(r.coord_system, 'WGS84'), 'WGS84') p) END,
+               CASE WHEN r.longitude IS NOT NULL THEN upper(coalesce(r.coord_system, 'WGS84')) END,
+               array_remove(ARRAY['name',
+                   CASE WHEN r.alias IS NOT NULL THEN 'alias' END,
+                   CASE WHEN r.address IS NOT NULL THEN 'address' END,
+                   CASE WHEN r.civil_code IS NOT NULL THEN 'civil_code' END,
+                   CASE WHEN r.street IS NOT NULL THEN 'street' END,
+                   CASE WHEN r.place_type IS NOT NULL THEN 'place_type' END,
+                   CASE WHEN r.point_type IS NOT NULL THEN 'point_type' END,
+                   CASE WHEN r.resolution IS NOT NULL THEN 'resolution' END,
+                   CASE WHEN r.azimuth IS NOT NULL THEN 'azimuth' END,
+                   CASE WHEN r.fov_angle IS NOT NULL THEN 'fov_angle' END,
+                   CASE WHEN r.fov_range_m IS NOT NULL THEN 'fov_range_m' END,
+                   CASE WHEN r.install_height_m IS NOT NULL THEN 'install_height_m' END,
+                   CASE WHEN r.capabilities IS NOT NULL THEN 'capabilities' END,
+                   CASE WHEN r.unit IS NOT NULL THEN 'unit_id' END,
+                   CASE WHEN r.stream_url IS NOT NULL THEN 'stream_url' END,
+                   CASE WHEN r.longitude IS NOT NULL THEN 'geom' END], NULL)
+          FROM _ledger_checked r
+          LEFT JOIN vms.org_unit u ON u.name = r.unit
+         WHERE r.line_no BETWEEN lo AND lo + chunk - 1
+        ON CONFLICT (code) DO UPDATE SET
+            device_code = EXCLUDED.device_code,
+            name = EXCLUDED.name,
+            alias = coalesce(EXCLUDED.alias, c.alias),
+            address = coalesce(EXCLUDED.address, c.address),
+            civil_code = coalesce(EXCLUDED.civil_code, c.civil_code),
+            street = coalesce(EXCLUDED.street, c.street),
+            place_type = coalesce(EXCLUDED.place_type, c.place_type),
+            point_type = coalesce(EXCLUDED.point_type, c.point_type),
+            resolution = coalesce(EXCLUDED.resolution, c.resolution),
+            azimuth = coalesce(EXCLUDED.azimuth, c.azimuth),
+            fov_angle = coalesce(EXCLUDED.fov_angle, c.fov_angle),
+            fov_range_m = coalesce(EXCLUDED.fov_range_m, c.fov_range_m),
+            install_height_m = coalesce(EXCLUDED.install_height_m, c.install_height_m),
+            capabilities = CASE WHEN EXCLUDED.overridden @> '{capabilities}' THEN EXCLUDED.capabilities ELSE c.capabilities END,
+            unit_id = coalesce(EXCLUDED.unit_id, c.unit_id),
+            stream_url = coalesce(EXCLUDED.stream_url, c.stream_url),
+            geom = coalesce(EXCLUDED.geom, c.geom),
+            coord_source = coalesce(EXCLUDED.coord_source, c.coord_source),
+            overridden = ARRAY(SELECT DISTINCT unnest(c.overridden || EXCLUDED.overridden) ORDER BY 1);
+
+        INSERT INTO vms.catalog_member (node_code, channel_code)
+        SELECT btrim(x)::vms.gbcode, r.code::vms.gbcode
+          FROM _ledger_checked r, regexp_split_to_table(r.catalog, '\|') x
+         WHERE r.catalog IS NOT NULL AND r.line_no BETWEEN lo AND lo + chunk - 1
+        ON CONFLICT DO NOTHING;
+
+        SELECT count(*) INTO n FROM _ledger_checked WHERE line_no <= lo + chunk - 1;
+        UPDATE vms.import_job j SET loaded_rows = n WHERE j.id = job_id;
+        RAISE NOTICE 'import %: loaded % of % valid rows', job_id, n,
+            (SELECT count(*) FROM _ledger_checked);
+        lo := lo + chunk;
+    END LOOP;
+
+    PERFORM set_config('vms.ledger_writer', '', true);
+    UPDATE vms.import_job j SET finished_at = clock_timestamp() WHERE j.id = job_id RETURNING * INTO job;
+    DROP TABLE _ledger_raw, _ledger_checked;
+    RETURN job;
+END $$;
+COMMENT ON FUNCTION vms._ledger_import_rows(bigint) IS 'internal: validate and load parsed template rows';
+
+CREATE FUNCTION vms._ledger_import(job_id bigint, data bytea, path text, encoding text)
+    RETURNS vms.import_job
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    job vms.import_job;
+BEGIN
+    DROP TABLE IF EXISTS _ledger_csv;
+    IF path IS NOT NULL THEN
+        CREATE TEMP TABLE _ledger_csv ON COMMIT DROP AS SELECT * FROM vms.csv_rows_file(path, encoding);
+    ELSE
+        CREATE TEMP TABLE _ledger_csv ON COMMIT DROP AS SELECT * FROM vms.csv_rows(data, encoding);
+    END IF;
+    job := vms._ledger_import_rows(job_id);
+    DROP TABLE _ledger_csv;
+    RETURN job;
+END $$;
+COMMENT ON FUNCTION vms._ledger_import(bigint, bytea, text, text) IS 'internal: parse then load';
+
+CREATE FUNCTION vms.ledger_import(data bytea, encoding text DEFAULT 'auto', source text DEFAULT NULL)
+    RETURNS vms.import_job
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    job_id bigint;
+BEGIN
+    INSERT INTO vms.import_job (source, encoding) VALUES (coalesce(source, 'upload'), encoding)
+    RETURNING id INTO job_id;
+    RETURN vms._ledger_import(job_id, data, NULL, encoding);
+END $$;
+COMMENT ON FUNCTION vms.ledger_import(bytea, text, text) IS
+    'import ledger template rows from CSV content (UTF8/GB18030/auto): valid rows upserted, bad rows kept in vms.import_rejection';
+
+CREATE FUNCTION vms.ledger_import_file(path text, encoding text DEFAULT 'auto')
+    RETURNS vms.import_job
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    job_id bigint;
+BEGIN
+    INSERT INTO vms.import_job (source, encoding) VALUES (path, encoding) RETURNING id INTO job_id;
+    RETURN vms._ledger_import(job_id, NULL, path, encoding);
+END $$;
+COMMENT ON FUNCTION vms.ledger_import_file(text, text) IS
+    'vms.ledger_import over a server file (needs pg_read_server_files)';
+
+-- Export in the same template: COPY (SELECT * FROM vms.ledger_export) TO ... CSV HEADER
+CREATE VIEW vms.ledger_export WITH (security_invoker = true) AS
+SELECT c.code::text AS "监控点编码", c.name AS "监控点名称", c.device_code::text AS "设备编码",
+       d.name AS "设备名称", d.manufacturer AS "厂商", d.model AS "型号",
+       host(d.ip_address) AS "IP地址", d.port AS "端口", c.alias AS "别名", c.address AS "安装地址",
+       c.civil_code AS "行政区划", c.street AS "所属街镇", c.place_type AS "场所类型",
+       c.point_type AS "点位类型", c.resolution AS "分辨率",
+       round(ST_X(c.geom)::numeric, 7) AS "经度", round(ST_Y(c.geom)::numeric, 7) AS "纬度",
+       CASE WHEN c.geom IS NOT NULL THEN 'WGS84' END AS "坐标系",
+       c.azimuth AS "朝向", c.fov_angle AS "视场角", c.fov_range_m AS "可视距离",
+       c.install_height_m AS "安装高度", nullif(array_to_string(c.capabilities, '|'), '') AS "能力集",
+       u.name AS "管理单位", c.stream_url AS "取流地址",
+       (SELECT string_agg(m.node_code::text, '|' ORDER BY m.node_code) FROM vms.catalog_member m
+         WHERE m.channel_code = c.code) AS "资源目录"
+  FROM vms.channel c
+  JOIN vms.device d ON d.code = c.device_code
+  LEFT JOIN vms.org_unit u ON u.id = c.unit_id;
+COMMENT ON VIEW vms.ledger_export IS
+    'the ledger in the import template: COPY (SELECT * FROM vms.ledger_export ORDER BY 1) TO STDOUT WITH (FORMAT csv, HEADER)';

@@ -1,0 +1,38 @@
+-- ledger history: every insert, update and delete with who, when, old and new
+\set SHOW_CONTEXT never
+SET search_path = public, vms;
+SET client_min_messages = warning;
+TRUNCATE vms.ledger_history;
+CREATE ROLE vms_regress_editor;
+GRANT USAGE ON SCHEMA vms TO vms_regress_editor;
+GRANT SELECT, INSERT, UPDATE, DELETE ON vms.device, vms.channel, vms.ledger_history TO vms_regress_editor;
+
+INSERT INTO vms.device (code, name) VALUES ('11010500001180000010', 'NVR-10');
+INSERT INTO vms.channel (code, device_code, name) VALUES
+    ('11010500001320000010', '11010500001180000010', '东门'),
+    ('11010500001320000011', '11010500001180000010', '西门');
+SET ROLE vms_regress_editor;
+SET vms.change_reason = '现场核查 2026-11';
+UPDATE vms.channel SET name = '东门入口', azimuth = 120 WHERE code = '11010500001320000010';
+-- an update that changes nothing records nothing
+UPDATE vms.channel SET name = name WHERE code = '11010500001320000011';
+-- state columns (online) are not ledger history
+UPDATE vms.channel SET online = true WHERE code = '11010500001320000011';
+DELETE FROM vms.channel WHERE code = '11010500001320000011';
+RESET vms.change_reason;
+RESET ROLE;
+
+SELECT table_name, code, op, changed_by = session_user AS by_session_user, acting_role, reason,
+       old_values - 'created_at' AS old_values, new_values ->> 'name' AS new_name, new_values ? 'online' AS has_online
+  FROM vms.ledger_history ORDER BY id;
+SELECT old_values, new_values FROM vms.ledger_history WHERE op = 'UPDATE';
+SELECT old_values ->> 'name' AS deleted_name FROM vms.ledger_history WHERE op = 'DELETE';
+-- multi-row statements record one row per changed record
+UPDATE vms.channel SET alias = 'A' WHERE device_code = '11010500001180000010';
+SELECT count(*) FROM vms.ledger_history WHERE op = 'UPDATE' AND new_values ? 'alias';
+-- history of a device deleted with its channels (cascade)
+DELETE FROM vms.device WHERE code = '11010500001180000010';
+SELECT table_name, op, count(*) FROM vms.ledger_history WHERE op = 'DELETE' GROUP BY 1, 2 ORDER BY 1;
+REVOKE ALL ON vms.device, vms.channel, vms.ledger_history FROM vms_regress_editor;
+REVOKE USAGE ON SCHEMA vms FROM vms_regress_editor;
+DROP ROLE vms_regress_editor;

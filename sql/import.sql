@@ -1,0 +1,85 @@
+-- batch import of the ledger template: bad rows are reported, good rows load
+\set SHOW_CONTEXT never
+SET search_path = public, vms;
+SET client_min_messages = warning;
+SELECT position, key, header, required FROM vms.ledger_template_column ORDER BY position LIMIT 4;
+
+-- the CSV reader: quotes, embedded newlines, CRLF, BOM, blank lines
+SELECT line_no, fields, error FROM vms.csv_rows(
+    convert_to(E'\uFEFFa,b,c\r\n"x, y","say ""hi""",3\n\n"multi\nline",2,\n"open', 'UTF8'));
+SELECT line_no, fields FROM vms.csv_rows(convert_to(E'名称,地址\n建外大街,朝阳区', 'GB18030'), 'GB18030');
+SELECT line_no, fields FROM vms.csv_rows(convert_to(E'名称,地址\n建外大街,朝阳区', 'GB18030'));  -- auto-detected
+-- invalid UTF-8 in one record: that record is reported, the others are read
+SELECT line_no, fields, error FROM vms.csv_rows(decode('612c620afffe2c310a632c64', 'hex'), 'UTF8');
+\set VERBOSITY default
+SELECT * FROM vms.csv_rows('a'::bytea, 'KOI9');
+SELECT * FROM vms.csv_rows_file('/nonexistent/file.csv');
+\set VERBOSITY terse
+
+INSERT INTO vms.catalog_node (code, name) VALUES ('11010500002150000009', '导入目录');
+-- a template with Chinese headers in a different order, one good row per kind
+-- of content and one bad row per kind of problem
+SELECT (j).total_rows, (j).loaded_rows, (j).rejected_rows, (j).created_devices, (j).created_units
+  FROM (SELECT vms.ledger_import(convert_to(
+$csv$监控点编码,监控点名称,设备编码,经度,纬度,坐标系,点位类型,朝向,管理单位,能力集,资源目录,IP地址,端口,行政区划
+11010500001320000101,光华路东口,11010500001180000100,116.4600,39.9140,WGS84,枪机,90,朝阳分局,face|plate,11010500002150000009,10.1.1.1,5060,110105
+11010500001320000102,光华路西口,11010500001180000100,116.4660,39.9155,GCJ02,球机,270,朝阳分局,ptz,,,,110105
+11010500001320000103,"国贸桥下,北侧",,116.4610,39.9090,,dome,,东城分局,,,,,
+1101050000132000010X,坏编码,,116.46,39.91,,,,,,,,,
+11010500001320000105,,11010500001180000100,116.46,39.91,,,,,,,,,
+11010500001320000106,经纬度坏,11010500001180000100,116.46,north,,,,,,,,,
+11010500001320000107,只有经度,11010500001180000100,116.46,,,,,,,,,,
+11010500001320000108,朝向坏,11010500001180000100,116.46,39.91,,,400,,,,,,
+11010500001320000109,点位类型坏,11010500001180000100,,,,tower,,,,,,,
+11010500001320000110,坐标系坏,11010500001180000100,116.46,39.91,UTM,,,,,,,,
+11010500001320000111,目录坏,11010500001180000100,,,,,,,,11010500002150000777,,,
+11010500001320000112,IP坏,11010500001180000100,,,,,,,,,10.1.1.300,99999,1101050
+11010500001320000113,字段太少
+11010500001320000114,重复一,11010500001180000100,,,,,,,,,,,
+11010500001320000114,重复二,11010500001180000100,,,,,,,,,,,
+$csv$, 'UTF8'), 'auto', 'regress.csv') AS j) s;
+
+SELECT line_no, reasons FROM vms.import_rejection ORDER BY line_no;
+SELECT c.code, c.name, c.device_code, c.point_type, c.azimuth, u.name AS unit, c.capabilities,
+       round(ST_X(c.geom)::numeric, 5) AS lon, round(ST_Y(c.geom)::numeric, 5) AS lat, c.coord_source
+  FROM vms.channel c LEFT JOIN vms.org_unit u ON u.id = c.unit_id
+ WHERE c.code::text LIKE '110105000013200001%' ORDER BY c.code;
+-- the point without a device code is its own device
+SELECT code, name FROM vms.device WHERE code IN ('11010500001180000100', '11010500001320000103') ORDER BY code;
+SELECT node_code, channel_code FROM vms.catalog_member WHERE node_code = '11010500002150000009';
+SELECT overridden FROM vms.channel WHERE code = '11010500001320000101';
+
+-- re-import: empty cells keep existing values, filled cells update
+SELECT (j).loaded_rows, (j).rejected_rows, (j).created_devices FROM (SELECT vms.ledger_import(convert_to(
+$csv$code,name,device_code,azimuth,alias
+11010500001320000101,光华路东口,11010500001180000100,,光华东
+$csv$, 'UTF8')) AS j) s;
+SELECT name, azimuth, alias FROM vms.channel WHERE code = '11010500001320000101';
+
+-- GB18030 file on the server
+COPY (SELECT '监控点编码,监控点名称,设备编码,安装地址' UNION ALL
+      SELECT '11010500001320000120,三里屯北路,11010500001180000100,朝阳区三里屯北路19号')
+  TO '/tmp/vms_regress_gb18030.csv' WITH (FORMAT text, ENCODING 'GB18030');
+SELECT (j).loaded_rows, (j).rejected_rows FROM (SELECT vms.ledger_import_file('/tmp/vms_regress_gb18030.csv') AS j) s;
+SELECT name, address FROM vms.channel WHERE code = '11010500001320000120';
+
+-- header problems stop the import with a clear error and change nothing
+\set VERBOSITY default
+SELECT vms.ledger_import(convert_to(E'code,name,colour\n11010500001320000130,x,red\n', 'UTF8'));
+SELECT vms.ledger_import(convert_to(E'code,alias\n11010500001320000130,x\n', 'UTF8'));
+SELECT vms.ledger_import(convert_to(E'code,name,名称\n', 'UTF8'));
+SELECT vms.ledger_import(''::bytea);
+\set VERBOSITY terse
+SELECT count(*) FROM vms.channel WHERE code = '11010500001320000130';
+
+-- export in the same template, and the export imports back unchanged
+SELECT "监控点编码", "监控点名称", "设备编码", "点位类型", "经度", "纬度", "管理单位", "能力集", "资源目录"
+  FROM vms.ledger_export WHERE "监控点编码" LIKE '110105000013200001%' ORDER BY 1;
+COPY (SELECT * FROM vms.ledger_export ORDER BY 1) TO '/tmp/vms_regress_export.csv' WITH (FORMAT csv, HEADER);
+CREATE TEMP TABLE before_reimport AS SELECT * FROM vms.ledger_export;
+SELECT (j).rejected_rows FROM (SELECT vms.ledger_import_file('/tmp/vms_regress_export.csv') AS j) s;
+SELECT count(*) AS differences FROM (
+    (SELECT * FROM before_reimport EXCEPT SELECT * FROM vms.ledger_export)
+    UNION ALL
+    (SELECT * FROM vms.ledger_export EXCEPT SELECT * FROM before_reimport)) d;
+SELECT count(*) > 0 AS jobs_recorded FROM vms.import_job WHERE imported_by = session_user AND finished_at IS NOT NULL;

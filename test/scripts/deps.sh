@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Install the Debian packages vms needs to build, run and test.
+# As root: apt-get installs what is missing.  Otherwise: print the exact
+# command to run and stop.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential
+  postgresql-15 postgresql-server-dev-15 postgresql-15-postgis-3 postgresql-contrib
+  libipc-run-perl
+  libssl-dev
+)
+# clang and llvm: PGXS compiles LLVM bitcode for JIT, as Debian's server
+# was built with LLVM.
+PACKAGES+=(clang-14 llvm-14)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+if [ "$(id -u)" != 0 ]; then
+  echo "vms needs Debian packages that are not installed. Run as root:" >&2
+  echo "  apt-get update && apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+
+echo "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian creates and may start a default cluster; vms uses its own.
+if command -v pg_ctlcluster >/dev/null && pg_lsclusters -h 2>/dev/null | grep -q '^15 main .* online'; then
+  pg_ctlcluster 15 main stop || true
+fi

@@ -1,0 +1,65 @@
+# Shared shell helpers for the demo, tests and benchmarks: a throwaway
+# PostgreSQL cluster under the project's .run/ folder, run by a non-root user.
+# shellcheck shell=bash
+
+VMS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+PG_BINDIR=$("${PG_CONFIG:-pg_config}" --bindir)
+PGXS_DIR=$("${PG_CONFIG:-pg_config}" --pkglibdir)/pgxs
+RUN_DIR="$VMS_ROOT/.run"
+# PostgreSQL refuses to run as root: as root, servers and clients run as postgres.
+if [ "$(id -u)" = 0 ]; then PG_OS_USER=postgres; else PG_OS_USER=$(id -un); fi
+
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then
+    runuser -u "$PG_OS_USER" -- env PATH="$PG_BINDIR:$PATH" "$@"
+  else
+    env PATH="$PG_BINDIR:$PATH" "$@"
+  fi
+}
+
+# make_run_dir SUBDIR: a folder under .run/ that the server user owns
+make_run_dir() {
+  mkdir -p "$RUN_DIR/$1"
+  [ "$(id -u)" = 0 ] && chown -R "$PG_OS_USER" "$RUN_DIR"
+  # the server user must be able to reach the project folder
+  local d="$VMS_ROOT"
+  while [ "$d" != / ]; do
+    if [ "$(id -u)" = 0 ] && ! runuser -u "$PG_OS_USER" -- test -x "$d"; then chmod o+x "$d"; fi
+    d=$(dirname "$d")
+  done
+  echo "$RUN_DIR/$1"
+}
+
+# cluster_start DIR PORT [postgresql.conf lines...]
+cluster_start() {
+  local dir=$1 port=$2; shift 2
+  if [ ! -f "$dir/data/PG_VERSION" ]; then
+    as_pg initdb -D "$dir/data" -U postgres -E UTF8 --locale=C.UTF-8 --auth=trust >/dev/null
+    {
+      echo "port = $port"
+      echo "listen_addresses = '127.0.0.1'"
+      echo "unix_socket_directories = '$dir'"
+      echo "shared_preload_libraries = 'vms'"
+      echo "max_worker_processes = 32"
+      echo "fsync = off"
+      echo "log_min_messages = warning"
+      for line in "$@"; do echo "$line"; done
+    } | as_pg tee -a "$dir/data/postgresql.conf" >/dev/null
+  fi
+  if ! as_pg pg_ctl -D "$dir/data" status >/dev/null 2>&1; then
+    as_pg pg_ctl -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null
+  fi
+}
+
+cluster_stop() {
+  local dir=$1
+  if [ -f "$dir/data/PG_VERSION" ] && as_pg pg_ctl -D "$dir/data" status >/dev/null 2>&1; then
+    as_pg pg_ctl -D "$dir/data" -m fast -w stop >/dev/null
+  fi
+}
+
+# cluster_psql DIR PORT DB [psql args...]
+cluster_psql() {
+  local dir=$1 port=$2 db=$3; shift 3
+  as_pg psql -X -q -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U postgres -d "$db" "$@"
+}

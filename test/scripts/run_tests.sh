@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Run pg_regress (sql/, expected/) against a throwaway cluster, then the TAP
+# tests in test/t/.  Exits non-zero on any failure.
+set -uo pipefail
+. "$(dirname "$0")/lib.sh"
+
+what=${1:-all}
+port=${VMS_TEST_PORT:-54329}
+status=0
+
+if [ "$what" = all ] || [ "$what" = regress ]; then
+  dir=$(make_run_dir regress-cluster)
+  out=$(make_run_dir regress-out)
+  cluster_stop "$dir"; rm -rf "$dir/data"
+  cluster_start "$dir" "$port"
+  tests=$(sed -n 's/^REGRESS *= *//p' "$VMS_ROOT/Makefile")
+  # shellcheck disable=SC2086
+  if ! as_pg "$PGXS_DIR/src/test/regress/pg_regress" \
+        --inputdir="$VMS_ROOT" --outputdir="$out" --bindir="$PG_BINDIR" \
+        --host="$dir" --port="$port" --user=postgres --dbname=contrib_regression $tests; then
+    status=1
+    [ -f "$out/regression.diffs" ] && head -200 "$out/regression.diffs"
+  fi
+  cluster_stop "$dir"
+fi
+
+if [ "$what" = all ] || [ "$what" = tap ]; then
+  tapdir=$(make_run_dir tap)
+  rm -rf "$tapdir/tmp_check"
+  if ! (cd "$tapdir" && as_pg env TESTDIR="$tapdir" VMS_ROOT="$VMS_ROOT" \
+          PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" \
+          prove -I "$PGXS_DIR/src/test/perl" -I "$VMS_ROOT/test/t" "$VMS_ROOT"/test/t/*.pl); then
+    status=1
+    find "$tapdir/tmp_check/log" -name '*.log' -newer "$tapdir" -exec tail -n 40 {} + 2>/dev/null | tail -200
+  fi
+fi
+
+exit $status
