@@ -43,8 +43,8 @@ deps:
 
 # build and install (as root, or with a writable PostgreSQL lib dir)
 build-install: deps
-	$(MAKE) all
-	$(MAKE) install
+	$(MAKE) -s all
+	$(MAKE) -s install >/dev/null
 
 test: build-install
 	bash test/scripts/run_tests.sh all

@@ -1,0 +1,31 @@
+-- What the demo ledger holds, for `make run`.
+SET search_path = public, vms;
+\pset footer off
+\echo
+\echo '== vms demo: 朝阳区 synthetic district =='
+SELECT (SELECT count(*) FROM vms.region) AS regions,
+       (SELECT count(*) FROM vms.org_unit) AS units,
+       (SELECT count(*) FROM vms.catalog_node) AS catalogue_nodes,
+       (SELECT count(*) FROM vms.device) AS devices,
+       (SELECT count(*) FROM vms.channel) AS channels,
+       (SELECT count(*) FROM vms.checkpoint) AS checkpoints,
+       (SELECT count(*) FROM vms.lane) AS lanes,
+       (SELECT count(*) FROM vms.ledger_history) AS history_rows;
+\echo '-- channels per street (top 5), with location and orientation coverage'
+SELECT r.name AS street, count(*) AS channels,
+       round(100.0 * count(c.geom) / count(*), 1) AS with_location_pct,
+       round(100.0 * count(c.azimuth) / count(*), 1) AS with_azimuth_pct
+  FROM vms.channel c JOIN vms.region r ON r.civil_code = c.civil_code
+ GROUP BY r.name ORDER BY channels DESC, street LIMIT 5;
+\echo '-- point types'
+SELECT coalesce(p.name_zh, '（未填）') AS point_type, count(*) AS channels
+  FROM vms.channel c LEFT JOIN vms.point_type p ON p.code = c.point_type
+ GROUP BY 1 ORDER BY 2 DESC;
+\echo '-- latest import and what it rejected'
+SELECT id, total_rows, loaded_rows, rejected_rows, created_devices, finished_at - started_at AS took
+  FROM vms.import_job ORDER BY id DESC LIMIT 1;
+SELECT line_no, array_to_string(reasons, '; ') AS reasons
+  FROM vms.import_rejection WHERE job_id = (SELECT max(id) FROM vms.import_job) ORDER BY line_no;
+\echo '-- a sample point (governed values; GCJ-02 input stored as WGS-84)'
+SELECT code, name, address, point_type, azimuth, ST_AsText(geom, 6) AS wgs84, coord_source
+  FROM vms.channel WHERE coord_source = 'GCJ02' ORDER BY code LIMIT 1;
