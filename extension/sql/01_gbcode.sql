@@ -24,6 +24,9 @@ COMMENT ON TYPE vms.gbcode IS
     'GB/T 28181 20-digit code (CCCCCCCC II TTT N SSSSSS) stored in 12 bytes; orders like its text';
 
 -- comparison ---------------------------------------------------------------
+-- The operators live in pg_catalog, which every search_path includes, so
+-- `code = '...'` and joins on codes work for analysts whose search_path does
+-- not name vms (as with PostGIS's operators, which live beside its types).
 CREATE FUNCTION vms.gbcode_lt(vms.gbcode, vms.gbcode) RETURNS boolean
     AS 'MODULE_PATHNAME', 'gbcode_lt' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
 CREATE FUNCTION vms.gbcode_le(vms.gbcode, vms.gbcode) RETURNS boolean
@@ -45,36 +48,36 @@ CREATE FUNCTION vms.gbcode_hash(vms.gbcode) RETURNS integer
 CREATE FUNCTION vms.gbcode_hash_extended(vms.gbcode, bigint) RETURNS bigint
     AS 'MODULE_PATHNAME', 'gbcode_hash_extended' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF;
 
-CREATE OPERATOR vms.< (LEFTARG = vms.gbcode, RIGHTARG = vms.gbcode, FUNCTION = vms.gbcode_lt,
-    COMMUTATOR = OPERATOR(vms.>), NEGATOR = OPERATOR(vms.>=),
+CREATE OPERATOR pg_catalog.< (LEFTARG = vms.gbcode, RIGHTARG = vms.gbcode, FUNCTION = vms.gbcode_lt,
+    COMMUTATOR = OPERATOR(pg_catalog.>), NEGATOR = OPERATOR(pg_catalog.>=),
     RESTRICT = scalarltsel, JOIN = scalarltjoinsel);
-CREATE OPERATOR vms.<= (LEFTARG = vms.gbcode, RIGHTARG = vms.gbcode, FUNCTION = vms.gbcode_le,
-    COMMUTATOR = OPERATOR(vms.>=), NEGATOR = OPERATOR(vms.>),
+CREATE OPERATOR pg_catalog.<= (LEFTARG = vms.gbcode, RIGHTARG = vms.gbcode, FUNCTION = vms.gbcode_le,
+    COMMUTATOR = OPERATOR(pg_catalog.>=), NEGATOR = OPERATOR(pg_catalog.>),
     RESTRICT = scalarlesel, JOIN = scalarlejoinsel);
-CREATE OPERATOR vms.= (LEFTARG = vms.gbcode, RIGHTARG = vms.gbcode, FUNCTION = vms.gbcode_eq,
-    COMMUTATOR = OPERATOR(vms.=), NEGATOR = OPERATOR(vms.<>),
+CREATE OPERATOR pg_catalog.= (LEFTARG = vms.gbcode, RIGHTARG = vms.gbcode, FUNCTION = vms.gbcode_eq,
+    COMMUTATOR = OPERATOR(pg_catalog.=), NEGATOR = OPERATOR(pg_catalog.<>),
     RESTRICT = eqsel, JOIN = eqjoinsel, HASHES, MERGES);
-CREATE OPERATOR vms.<> (LEFTARG = vms.gbcode, RIGHTARG = vms.gbcode, FUNCTION = vms.gbcode_ne,
-    COMMUTATOR = OPERATOR(vms.<>), NEGATOR = OPERATOR(vms.=),
+CREATE OPERATOR pg_catalog.<> (LEFTARG = vms.gbcode, RIGHTARG = vms.gbcode, FUNCTION = vms.gbcode_ne,
+    COMMUTATOR = OPERATOR(pg_catalog.<>), NEGATOR = OPERATOR(pg_catalog.=),
     RESTRICT = neqsel, JOIN = neqjoinsel);
-CREATE OPERATOR vms.>= (LEFTARG = vms.gbcode, RIGHTARG = vms.gbcode, FUNCTION = vms.gbcode_ge,
-    COMMUTATOR = OPERATOR(vms.<=), NEGATOR = OPERATOR(vms.<),
+CREATE OPERATOR pg_catalog.>= (LEFTARG = vms.gbcode, RIGHTARG = vms.gbcode, FUNCTION = vms.gbcode_ge,
+    COMMUTATOR = OPERATOR(pg_catalog.<=), NEGATOR = OPERATOR(pg_catalog.<),
     RESTRICT = scalargesel, JOIN = scalargejoinsel);
-CREATE OPERATOR vms.> (LEFTARG = vms.gbcode, RIGHTARG = vms.gbcode, FUNCTION = vms.gbcode_gt,
-    COMMUTATOR = OPERATOR(vms.<), NEGATOR = OPERATOR(vms.<=),
+CREATE OPERATOR pg_catalog.> (LEFTARG = vms.gbcode, RIGHTARG = vms.gbcode, FUNCTION = vms.gbcode_gt,
+    COMMUTATOR = OPERATOR(pg_catalog.<), NEGATOR = OPERATOR(pg_catalog.<=),
     RESTRICT = scalargtsel, JOIN = scalargtjoinsel);
 
 CREATE OPERATOR CLASS vms.gbcode_ops DEFAULT FOR TYPE vms.gbcode USING btree AS
-    OPERATOR 1 vms.<,
-    OPERATOR 2 vms.<=,
-    OPERATOR 3 vms.=,
-    OPERATOR 4 vms.>=,
-    OPERATOR 5 vms.>,
+    OPERATOR 1 pg_catalog.<,
+    OPERATOR 2 pg_catalog.<=,
+    OPERATOR 3 pg_catalog.=,
+    OPERATOR 4 pg_catalog.>=,
+    OPERATOR 5 pg_catalog.>,
     FUNCTION 1 vms.gbcode_cmp(vms.gbcode, vms.gbcode),
     FUNCTION 2 vms.gbcode_sortsupport(internal);
 
 CREATE OPERATOR CLASS vms.gbcode_hash_ops DEFAULT FOR TYPE vms.gbcode USING hash AS
-    OPERATOR 1 vms.=,
+    OPERATOR 1 pg_catalog.=,
     FUNCTION 1 vms.gbcode_hash(vms.gbcode),
     FUNCTION 2 vms.gbcode_hash_extended(vms.gbcode, bigint);
 
@@ -118,8 +121,8 @@ CREATE FUNCTION vms.gbcode_region_upper(prefix text) RETURNS vms.gbcode
 -- the code answers "every code in region 110105" without a scan.
 CREATE FUNCTION vms.gbcode_in_region(code vms.gbcode, prefix text) RETURNS boolean
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN code OPERATOR(vms.>=) vms.gbcode_region_lower(prefix)
-       AND code OPERATOR(vms.<=) vms.gbcode_region_upper(prefix);
+    RETURN code OPERATOR(pg_catalog.>=) vms.gbcode_region_lower(prefix)
+       AND code OPERATOR(pg_catalog.<=) vms.gbcode_region_upper(prefix);
 
 CREATE FUNCTION vms.gbcode_check(vms.gbcode) RETURNS TABLE (problem text, detail text)
     AS 'MODULE_PATHNAME', 'gbcode_check' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE ROWS 1;

@@ -326,7 +326,9 @@ CREATE FUNCTION vms._ledger_import(job_id bigint, data bytea, path text, encodin
 DECLARE
     job vms.import_job;
 BEGIN
-    DROP TABLE IF EXISTS _ledger_csv;
+    IF to_regclass('pg_temp._ledger_csv') IS NOT NULL THEN
+        DROP TABLE _ledger_csv;   -- left by an earlier failed import in this session
+    END IF;
     IF path IS NOT NULL THEN
         CREATE TEMP TABLE _ledger_csv ON COMMIT DROP AS SELECT * FROM vms.csv_rows_file(path, encoding);
     ELSE
