@@ -2,7 +2,7 @@
 \set SHOW_CONTEXT never
 CREATE EXTENSION vms CASCADE;
 SET client_min_messages = warning;
--- vms operators live in schema vms: analysts put it on their search_path
+-- vms functions live in schema vms; the comparison operators work on any search_path
 SET search_path = public, vms;
 
 -- err(sql): run a statement, show SQLSTATE, message and detail of its error

@@ -36,3 +36,13 @@ SELECT table_name, op, count(*) FROM vms.ledger_history WHERE op = 'DELETE' GROU
 REVOKE ALL ON vms.device, vms.channel, vms.ledger_history FROM vms_regress_editor;
 REVOKE USAGE ON SCHEMA vms FROM vms_regress_editor;
 DROP ROLE vms_regress_editor;
+-- history rows carry every ledger column except state columns: a column
+-- added to the table without adding it to history fails here
+SELECT array_agg(attname ORDER BY attname) FILTER (WHERE NOT vms._channel_jsonb(c) ? attname) AS channel_columns_missing_from_history
+  FROM pg_attribute, (SELECT NULL::vms.channel AS c) r
+ WHERE attrelid = 'vms.channel'::regclass AND attnum > 0 AND NOT attisdropped
+   AND attname NOT IN ('online', 'status_changed_at', 'overridden', 'created_at', 'updated_at');
+SELECT array_agg(attname ORDER BY attname) FILTER (WHERE NOT vms._device_jsonb(d) ? attname) AS device_columns_missing_from_history
+  FROM pg_attribute, (SELECT NULL::vms.device AS d) r
+ WHERE attrelid = 'vms.device'::regclass AND attnum > 0 AND NOT attisdropped
+   AND attname NOT IN ('online', 'status_changed_at', 'registered_at', 'last_keepalive_at', 'overridden', 'created_at', 'updated_at');

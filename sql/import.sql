@@ -83,3 +83,5 @@ SELECT count(*) AS differences FROM (
     UNION ALL
     (SELECT * FROM vms.ledger_export EXCEPT SELECT * FROM before_reimport)) d;
 SELECT count(*) > 0 AS jobs_recorded FROM vms.import_job WHERE imported_by = session_user AND finished_at IS NOT NULL;
+-- number parsing used by validation: plain finite decimals only
+SELECT v, vms.try_float8(v) FROM unnest(ARRAY['116.46', ' -3.5 ', '1e3', '', 'NaN', 'Infinity', '0x1A', '1,5', '12abc', '.5', '1e999']) v;

@@ -7,11 +7,12 @@ CREATE FUNCTION vms.coord_convert(lon float8, lat float8, from_crs text, to_crs 
 COMMENT ON FUNCTION vms.coord_convert(float8, float8, text, text) IS
     'convert {lon,lat} between WGS84, CGCS2000, GCJ02 and BD09; returns float8[2]';
 
--- A WGS-84 point from coordinates in any supported system.
+-- A WGS-84 point from coordinates in any supported system.  SQL-standard
+-- bodies (RETURN) are bound when created, so PostGIS is found on any
+-- search_path and the functions stay inlinable.
 CREATE FUNCTION vms.to_wgs84(lon float8, lat float8, crs text DEFAULT 'WGS84')
     RETURNS geometry(Point, 4326)
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-    SET search_path FROM CURRENT
     RETURN (SELECT ST_SetSRID(ST_MakePoint(r[1], r[2]), 4326)
               FROM (SELECT vms.coord_convert(lon, lat, crs, 'WGS84') AS r) AS c);
 COMMENT ON FUNCTION vms.to_wgs84(float8, float8, text) IS
@@ -20,7 +21,6 @@ COMMENT ON FUNCTION vms.to_wgs84(float8, float8, text) IS
 CREATE FUNCTION vms._convert_point(p geometry, from_crs text, to_crs text)
     RETURNS geometry(Point, 4326)
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-    SET search_path FROM CURRENT
     RETURN (SELECT ST_SetSRID(ST_MakePoint(r[1], r[2]), 4326)
               FROM (SELECT vms.coord_convert(ST_X(p), ST_Y(p), from_crs, to_crs) AS r) AS c);
 COMMENT ON FUNCTION vms._convert_point(geometry, text, text) IS 'internal: convert a point geometry';

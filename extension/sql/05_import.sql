@@ -76,16 +76,9 @@ CREATE TABLE vms.import_rejection (
 );
 COMMENT ON TABLE vms.import_rejection IS 'every rejected import row with its line number (header = line 1) and reasons';
 
-CREATE FUNCTION vms._num_ok(v text) RETURNS boolean
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN v ~ '^\s*[-+]?([0-9]{1,12}(\.[0-9]{0,12})?|\.[0-9]{1,12})\s*$';
-COMMENT ON FUNCTION vms._num_ok(text) IS 'internal: a plain decimal number that casts to float8 without error';
-
-CREATE FUNCTION vms._point_type_code(v text) RETURNS text
-    LANGUAGE sql STABLE PARALLEL SAFE SET search_path FROM CURRENT AS $$
-    SELECT code FROM vms.point_type WHERE code = lower(v) OR name_zh = v
-$$;
-COMMENT ON FUNCTION vms._point_type_code(text) IS 'internal: point type code from a code or Chinese name';
+CREATE FUNCTION vms.try_float8(text) RETURNS float8
+    AS 'MODULE_PATHNAME', 'vms_try_float8' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION vms.try_float8(text) IS 'the number in the text, or NULL when it is not a plain finite decimal';
 
 -- Validate and load the records in pg_temp._ledger_csv for job_id.
 CREATE FUNCTION vms._ledger_import_rows(job_id bigint) RETURNS vms.import_job
@@ -132,22 +125,19 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
-    -- Typed view of every data record: absent columns read as NULL.
+    -- Text columns of every data record (absent columns read as NULL), then
+    -- typed values, point type code and the list of reasons, in one pass.
     EXECUTE format($q$
-        CREATE TEMP TABLE _ledger_raw ON COMMIT DROP AS
-        SELECT line_no, fields, error, cardinality(fields) AS nfields,
-               %s
-          FROM _ledger_csv WHERE line_no > $1 $q$,
+        CREATE TEMP VIEW _ledger_raw AS
+        SELECT line_no, fields, error, cardinality(fields) AS nfields, %s
+          FROM _ledger_csv WHERE line_no > %s $q$,
         (SELECT string_agg(format('nullif(btrim(fields[%s]), '''') AS %I',
                                   coalesce((col ->> t.key)::int, 0), t.key), ', ' ORDER BY t.position)
-           FROM vms.ledger_template_column t))
-        USING hdr_line;
-    GET DIAGNOSTICS total = ROW_COUNT;
-    RAISE NOTICE 'import %: read % data rows', job_id, total;
+           FROM vms.ledger_template_column t),
+        hdr_line);
 
     CREATE TEMP TABLE _ledger_checked ON COMMIT DROP AS
-    SELECT r.*, coalesce(r.device_code, r.code) AS dev_code,
-           vms._point_type_code(r.point_type) AS point_type_code,
+    SELECT r.*,
            array_remove(ARRAY[
              r.error,
              CASE WHEN r.error IS NULL AND r.nfields <> cardinality(header)
@@ -159,30 +149,29 @@ BEGIN
              CASE WHEN r.device_code IS NOT NULL THEN 'device_code: ' || vms.gbcode_parse_error(r.device_code) END,
              CASE WHEN r.ip_address IS NOT NULL AND NOT vms.is_ip(r.ip_address)
                   THEN format('ip_address "%s" is not an IP address', r.ip_address) END,
-             CASE WHEN r.port IS NOT NULL AND NOT (r.port ~ '^[0-9]{1,5}$' AND r.port::int BETWEEN 1 AND 65535)
+             CASE WHEN r.port IS NOT NULL AND r.port_i IS NULL
                   THEN format('port "%s" is not in 1-65535', r.port) END,
              CASE WHEN r.civil_code IS NOT NULL AND r.civil_code !~ '^([0-9]{2}){1,4}$'
                   THEN format('civil_code "%s" is not a 2/4/6/8-digit GB/T 2260 code', r.civil_code) END,
-             CASE WHEN r.point_type IS NOT NULL AND vms._point_type_code(r.point_type) IS NULL
+             CASE WHEN r.point_type IS NOT NULL AND r.point_type_code IS NULL
                   THEN format('point_type "%s" is unknown', r.point_type) END,
              CASE WHEN r.resolution IS NOT NULL AND r.resolution !~ '^[0-9]{2,4}W$'
                   THEN format('resolution "%s" is not like 200W', r.resolution) END,
              CASE WHEN (r.longitude IS NULL) <> (r.latitude IS NULL)
                   THEN 'longitude and latitude must be given together' END,
-             CASE WHEN r.longitude IS NOT NULL AND NOT (vms._num_ok(r.longitude) AND r.longitude::float8 BETWEEN -180 AND 180)
+             CASE WHEN r.longitude IS NOT NULL AND r.lon_f IS NULL
                   THEN format('longitude "%s" is not a number in [-180, 180]', r.longitude) END,
-             CASE WHEN r.latitude IS NOT NULL AND NOT (vms._num_ok(r.latitude) AND r.latitude::float8 BETWEEN -90 AND 90)
+             CASE WHEN r.latitude IS NOT NULL AND r.lat_f IS NULL
                   THEN format('latitude "%s" is not a number in [-90, 90]', r.latitude) END,
-             CASE WHEN r.coord_system IS NOT NULL AND upper(replace(replace(r.coord_system, '-', ''), '_', ''))
-                       NOT IN ('WGS84', 'CGCS2000', 'GCJ02', 'BD09')
+             CASE WHEN r.coord_system IS NOT NULL AND r.crs IS NULL
                   THEN format('coord_system "%s" is not WGS84, CGCS2000, GCJ02 or BD09', r.coord_system) END,
-             CASE WHEN r.azimuth IS NOT NULL AND NOT (vms._num_ok(r.azimuth) AND r.azimuth::float8 >= 0 AND r.azimuth::float8 < 360)
+             CASE WHEN r.azimuth IS NOT NULL AND r.azimuth_f IS NULL
                   THEN format('azimuth "%s" is not a number in [0, 360)', r.azimuth) END,
-             CASE WHEN r.fov_angle IS NOT NULL AND NOT (vms._num_ok(r.fov_angle) AND r.fov_angle::float8 > 0 AND r.fov_angle::float8 <= 360)
+             CASE WHEN r.fov_angle IS NOT NULL AND r.fov_angle_f IS NULL
                   THEN format('fov_angle "%s" is not a number in (0, 360]', r.fov_angle) END,
-             CASE WHEN r.fov_range_m IS NOT NULL AND NOT (vms._num_ok(r.fov_range_m) AND r.fov_range_m::float8 > 0)
+             CASE WHEN r.fov_range_m IS NOT NULL AND r.fov_range_f IS NULL
                   THEN format('fov_range_m "%s" is not a positive number', r.fov_range_m) END,
-             CASE WHEN r.install_height_m IS NOT NULL AND NOT (vms._num_ok(r.install_height_m) AND r.install_height_m::float8 >= 0)
+             CASE WHEN r.install_height_m IS NOT NULL AND r.height_f IS NULL
                   THEN format('install_height_m "%s" is not a number >= 0', r.install_height_m) END,
              CASE WHEN r.catalog IS NOT NULL AND EXISTS (
                       SELECT 1 FROM unnest(string_to_array(r.catalog, '|')) c
@@ -191,7 +180,24 @@ BEGIN
                                                     WHERE n.code = btrim(c)::vms.gbcode) END)
                   THEN format('catalog "%s" names an unknown catalogue node', r.catalog) END
            ], NULL) AS reasons
-      FROM _ledger_raw r;
+      FROM (SELECT r.*, coalesce(r.device_code, r.code) AS dev_code, pt.code AS point_type_code,
+                   CASE WHEN r.port ~ '^[0-9]{1,5}$' AND r.port::int BETWEEN 1 AND 65535 THEN r.port::int END AS port_i,
+                   (SELECT v FROM vms.try_float8(r.longitude) v WHERE v BETWEEN -180 AND 180) AS lon_f,
+                   (SELECT v FROM vms.try_float8(r.latitude) v WHERE v BETWEEN -90 AND 90) AS lat_f,
+                   (SELECT v FROM vms.try_float8(r.azimuth) v WHERE v >= 0 AND v < 360) AS azimuth_f,
+                   (SELECT v FROM vms.try_float8(r.fov_angle) v WHERE v > 0 AND v <= 360) AS fov_angle_f,
+                   (SELECT v FROM vms.try_float8(r.fov_range_m) v WHERE v > 0) AS fov_range_f,
+                   (SELECT v FROM vms.try_float8(r.install_height_m) v WHERE v >= 0) AS height_f,
+                   CASE upper(replace(replace(coalesce(r.coord_system, 'WGS84'), '-', ''), '_', ''))
+                        WHEN 'WGS84' THEN 'WGS84' WHEN 'CGCS2000' THEN 'CGCS2000'
+                        WHEN 'GCJ02' THEN 'GCJ02' WHEN 'BD09' THEN 'BD09' END AS crs
+              FROM _ledger_raw r
+              LEFT JOIN (SELECT code, code AS alias FROM vms.point_type
+                         UNION ALL SELECT code, name_zh FROM vms.point_type) pt
+                ON pt.alias = lower(r.point_type)) r;
+    GET DIAGNOSTICS total = ROW_COUNT;
+    DROP VIEW _ledger_raw;
+    RAISE NOTICE 'import %: read and checked % data rows', job_id, total;
 
     -- The same code twice: the last row wins, earlier ones are reported.
     UPDATE _ledger_checked c SET reasons = c.reasons || format('code repeated at line %s, which is imported instead', d.last_line)
@@ -223,7 +229,7 @@ BEGIN
         INSERT INTO vms.device AS d (code, name, manufacturer, model, ip_address, port, civil_code, overridden)
         SELECT DISTINCT ON (dev_code) dev_code::vms.gbcode,
                coalesce(device_name, CASE WHEN dev_code = code THEN name END, dev_code),
-               manufacturer, model, ip_address::inet, port::int, civil_code,
+               manufacturer, model, ip_address::inet, port_i, civil_code,
                array_remove(ARRAY[CASE WHEN device_name IS NOT NULL OR dev_code = code THEN 'name' END,
                                   CASE WHEN manufacturer IS NOT NULL THEN 'manufacturer' END,
                                   CASE WHEN model IS NOT NULL THEN 'model' END,
@@ -250,16 +256,15 @@ BEGIN
                 place_type, point_type, resolution, azimuth, fov_angle, fov_range_m,
                 install_height_m, capabilities, unit_id, stream_url, geom, coord_source, overridden)
         SELECT r.code::vms.gbcode, r.dev_code::vms.gbcode, r.name, r.alias, r.address, r.civil_code, r.street,
-               r.place_type, r.point_type_code, r.resolution, r.azimuth::real, r.fov_angle::real,
-               r.fov_range_m::real, r.install_height_m::real,
+               r.place_type, r.point_type_code, r.resolution, r.azimuth_f, r.fov_angle_f,
+               r.fov_range_f, r.height_f,
                coalesce(ARRAY(SELECT btrim(x) FROM regexp_split_to_table(r.capabilities, '[|;；]') x
                                WHERE btrim(x) <> ''), '{}'),
                u.id, r.stream_url,
                CASE WHEN r.longitude IS NOT NULL
                     THEN (SELECT ST_SetSRID(ST_MakePoint(p[1], p[2]), 4326)
-                            FROM vms.coord_convert(r.longitude::float8, r.latitude::float8,
-                                                   coalesce(r.coord_system, 'WGS84'), 'WGS84') p) END,
-               CASE WHEN r.longitude IS NOT NULL THEN upper(coalesce(r.coord_system, 'WGS84')) END,
+                            FROM vms.coord_convert(r.lon_f, r.lat_f, r.crs, 'WGS84') p) END,
+               CASE WHEN r.longitude IS NOT NULL THEN r.crs END,
                array_remove(ARRAY['name',
                    CASE WHEN r.alias IS NOT NULL THEN 'alias' END,
                    CASE WHEN r.address IS NOT NULL THEN 'address' END,
@@ -315,7 +320,7 @@ BEGIN
 
     PERFORM set_config('vms.ledger_writer', '', true);
     UPDATE vms.import_job j SET finished_at = clock_timestamp() WHERE j.id = job_id RETURNING * INTO job;
-    DROP TABLE _ledger_raw, _ledger_checked;
+    DROP TABLE _ledger_checked;
     RETURN job;
 END $$;
 COMMENT ON FUNCTION vms._ledger_import_rows(bigint) IS 'internal: validate and load parsed template rows';
