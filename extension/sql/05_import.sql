@@ -96,6 +96,7 @@ DECLARE
     hi bigint;
     job vms.import_job;
     n bigint;
+    t0 timestamptz := clock_timestamp();
 BEGIN
     SELECT fields, line_no INTO header, hdr_line FROM _ledger_csv ORDER BY line_no LIMIT 1;
     IF header IS NULL THEN
@@ -130,7 +131,7 @@ BEGIN
     EXECUTE format($q$
         CREATE TEMP VIEW _ledger_raw AS
         SELECT line_no, fields, error, cardinality(fields) AS nfields, %s
-          FROM _ledger_csv WHERE line_no > %s $q$,
+          FROM _ledger_csv WHERE line_no > %s OFFSET 0 $q$,   -- OFFSET 0: extract each field once, not per reference
         (SELECT string_agg(format('nullif(btrim(fields[%s]), '''') AS %I',
                                   coalesce((col ->> t.key)::int, 0), t.key), ', ' ORDER BY t.position)
            FROM vms.ledger_template_column t),
@@ -182,12 +183,12 @@ BEGIN
            ], NULL) AS reasons
       FROM (SELECT r.*, coalesce(r.device_code, r.code) AS dev_code, pt.code AS point_type_code,
                    CASE WHEN r.port ~ '^[0-9]{1,5}$' AND r.port::int BETWEEN 1 AND 65535 THEN r.port::int END AS port_i,
-                   (SELECT v FROM vms.try_float8(r.longitude) v WHERE v BETWEEN -180 AND 180) AS lon_f,
-                   (SELECT v FROM vms.try_float8(r.latitude) v WHERE v BETWEEN -90 AND 90) AS lat_f,
-                   (SELECT v FROM vms.try_float8(r.azimuth) v WHERE v >= 0 AND v < 360) AS azimuth_f,
-                   (SELECT v FROM vms.try_float8(r.fov_angle) v WHERE v > 0 AND v <= 360) AS fov_angle_f,
-                   (SELECT v FROM vms.try_float8(r.fov_range_m) v WHERE v > 0) AS fov_range_f,
-                   (SELECT v FROM vms.try_float8(r.install_height_m) v WHERE v >= 0) AS height_f,
+                   CASE WHEN vms.try_float8(r.longitude) BETWEEN -180 AND 180 THEN vms.try_float8(r.longitude) END AS lon_f,
+                   CASE WHEN vms.try_float8(r.latitude) BETWEEN -90 AND 90 THEN vms.try_float8(r.latitude) END AS lat_f,
+                   CASE WHEN vms.try_float8(r.azimuth) >= 0 AND vms.try_float8(r.azimuth) < 360 THEN vms.try_float8(r.azimuth) END AS azimuth_f,
+                   CASE WHEN vms.try_float8(r.fov_angle) > 0 AND vms.try_float8(r.fov_angle) <= 360 THEN vms.try_float8(r.fov_angle) END AS fov_angle_f,
+                   CASE WHEN vms.try_float8(r.fov_range_m) > 0 THEN vms.try_float8(r.fov_range_m) END AS fov_range_f,
+                   CASE WHEN vms.try_float8(r.install_height_m) >= 0 THEN vms.try_float8(r.install_height_m) END AS height_f,
                    CASE upper(replace(replace(coalesce(r.coord_system, 'WGS84'), '-', ''), '_', ''))
                         WHEN 'WGS84' THEN 'WGS84' WHEN 'CGCS2000' THEN 'CGCS2000'
                         WHEN 'GCJ02' THEN 'GCJ02' WHEN 'BD09' THEN 'BD09' END AS crs
@@ -197,7 +198,8 @@ BEGIN
                 ON pt.alias = lower(r.point_type)) r;
     GET DIAGNOSTICS total = ROW_COUNT;
     DROP VIEW _ledger_raw;
-    RAISE NOTICE 'import %: read and checked % data rows', job_id, total;
+    RAISE NOTICE 'import %: read and checked % data rows (% s)', job_id, total,
+        round(extract(epoch FROM clock_timestamp() - t0)::numeric, 1);
 
     -- The same code twice: the last row wins, earlier ones are reported.
     UPDATE _ledger_checked c SET reasons = c.reasons || format('code repeated at line %s, which is imported instead', d.last_line)
@@ -209,7 +211,8 @@ BEGIN
     SELECT job_id, line_no, reasons, fields FROM _ledger_checked WHERE reasons <> '{}';
     GET DIAGNOSTICS n = ROW_COUNT;
     UPDATE vms.import_job j SET total_rows = total, rejected_rows = n WHERE j.id = job_id;
-    RAISE NOTICE 'import %: % rows rejected, see vms.import_rejection', job_id, n;
+    RAISE NOTICE 'import %: % rows rejected, see vms.import_rejection (% s)', job_id, n,
+        round(extract(epoch FROM clock_timestamp() - t0)::numeric, 1);
 
     DELETE FROM _ledger_checked WHERE reasons <> '{}';
     CREATE INDEX ON _ledger_checked (line_no);
@@ -249,6 +252,8 @@ BEGIN
         RETURNING (xmax = 0) AS created)
     SELECT count(*) FILTER (WHERE created) INTO n FROM upserted;
     UPDATE vms.import_job j SET created_devices = n WHERE j.id = job_id;
+    RAISE NOTICE 'import %: % devices created (% s)', job_id, n,
+        round(extract(epoch FROM clock_timestamp() - t0)::numeric, 1);
 
     SELECT min(line_no), max(line_no) INTO lo, hi FROM _ledger_checked;
     WHILE lo <= hi LOOP
@@ -313,8 +318,8 @@ BEGIN
 
         SELECT count(*) INTO n FROM _ledger_checked WHERE line_no <= lo + chunk - 1;
         UPDATE vms.import_job j SET loaded_rows = n WHERE j.id = job_id;
-        RAISE NOTICE 'import %: loaded % of % valid rows', job_id, n,
-            (SELECT count(*) FROM _ledger_checked);
+        RAISE NOTICE 'import %: loaded % of % valid rows (% s)', job_id, n,
+            (SELECT count(*) FROM _ledger_checked), round(extract(epoch FROM clock_timestamp() - t0)::numeric, 1);
         lo := lo + chunk;
     END LOOP;
 
