@@ -11,7 +11,8 @@ OBJS = \
 	extension/gbcode_tables.o \
 	extension/coord.o \
 	extension/csv_reader.o \
-	extension/validate.o
+	extension/validate.o \
+	extension/text_grams.o
 
 # install script: the SQL sources concatenated in file-name order
 SQL_SOURCES = $(sort $(wildcard extension/sql/*.sql))

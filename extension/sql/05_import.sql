@@ -81,8 +81,10 @@ CREATE FUNCTION vms.try_float8(text) RETURNS float8
 COMMENT ON FUNCTION vms.try_float8(text) IS 'the number in the text, or NULL when it is not a plain finite decimal';
 
 -- Validate and load the records in pg_temp._ledger_csv for job_id.
+-- work_mem: the import sorts and hashes whole files; spilling a million wide
+-- rows to disk costs more than the memory.
 CREATE FUNCTION vms._ledger_import_rows(job_id bigint) RETURNS vms.import_job
-    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+    LANGUAGE plpgsql SET search_path FROM CURRENT SET work_mem = '256MB' AS $$
 DECLARE
     header text[];
     hdr_line bigint;
@@ -97,6 +99,11 @@ DECLARE
     job vms.import_job;
     n bigint;
     t0 timestamptz := clock_timestamp();
+    valid bigint;
+    loaded bigint := 0;
+    point_types jsonb := (SELECT jsonb_object_agg(alias, code) FROM
+                            (SELECT code, code AS alias FROM vms.point_type
+                             UNION SELECT code, name_zh FROM vms.point_type) m);
 BEGIN
     SELECT fields, line_no INTO header, hdr_line FROM _ledger_csv ORDER BY line_no LIMIT 1;
     IF header IS NULL THEN
@@ -181,7 +188,8 @@ BEGIN
                                                     WHERE n.code = btrim(c)::vms.gbcode) END)
                   THEN format('catalog "%s" names an unknown catalogue node', r.catalog) END
            ], NULL) AS reasons
-      FROM (SELECT r.*, coalesce(r.device_code, r.code) AS dev_code, pt.code AS point_type_code,
+      FROM (SELECT r.*, coalesce(r.device_code, r.code) AS dev_code,
+                   point_types ->> lower(r.point_type) AS point_type_code,
                    CASE WHEN r.port ~ '^[0-9]{1,5}$' AND r.port::int BETWEEN 1 AND 65535 THEN r.port::int END AS port_i,
                    CASE WHEN vms.try_float8(r.longitude) BETWEEN -180 AND 180 THEN vms.try_float8(r.longitude) END AS lon_f,
                    CASE WHEN vms.try_float8(r.latitude) BETWEEN -90 AND 90 THEN vms.try_float8(r.latitude) END AS lat_f,
@@ -192,10 +200,7 @@ BEGIN
                    CASE upper(replace(replace(coalesce(r.coord_system, 'WGS84'), '-', ''), '_', ''))
                         WHEN 'WGS84' THEN 'WGS84' WHEN 'CGCS2000' THEN 'CGCS2000'
                         WHEN 'GCJ02' THEN 'GCJ02' WHEN 'BD09' THEN 'BD09' END AS crs
-              FROM _ledger_raw r
-              LEFT JOIN (SELECT code, code AS alias FROM vms.point_type
-                         UNION ALL SELECT code, name_zh FROM vms.point_type) pt
-                ON pt.alias = lower(r.point_type)) r;
+              FROM _ledger_raw r) r;
     GET DIAGNOSTICS total = ROW_COUNT;
     DROP VIEW _ledger_raw;
     RAISE NOTICE 'import %: read and checked % data rows (% s)', job_id, total,
@@ -215,6 +220,7 @@ BEGIN
         round(extract(epoch FROM clock_timestamp() - t0)::numeric, 1);
 
     DELETE FROM _ledger_checked WHERE reasons <> '{}';
+    valid := total - n;
     CREATE INDEX ON _ledger_checked (line_no);
     ANALYZE _ledger_checked;
 
@@ -289,6 +295,7 @@ BEGIN
           FROM _ledger_checked r
           LEFT JOIN vms.org_unit u ON u.name = r.unit
          WHERE r.line_no BETWEEN lo AND lo + chunk - 1
+         ORDER BY r.code   -- key order: index pages are touched once, not at random
         ON CONFLICT (code) DO UPDATE SET
             device_code = EXCLUDED.device_code,
             name = EXCLUDED.name,
@@ -309,6 +316,8 @@ BEGIN
             geom = coalesce(EXCLUDED.geom, c.geom),
             coord_source = coalesce(EXCLUDED.coord_source, c.coord_source),
             overridden = ARRAY(SELECT DISTINCT unnest(c.overridden || EXCLUDED.overridden) ORDER BY 1);
+        GET DIAGNOSTICS n = ROW_COUNT;
+        loaded := loaded + n;
 
         INSERT INTO vms.catalog_member (node_code, channel_code)
         SELECT btrim(x)::vms.gbcode, r.code::vms.gbcode
@@ -316,10 +325,9 @@ BEGIN
          WHERE r.catalog IS NOT NULL AND r.line_no BETWEEN lo AND lo + chunk - 1
         ON CONFLICT DO NOTHING;
 
-        SELECT count(*) INTO n FROM _ledger_checked WHERE line_no <= lo + chunk - 1;
-        UPDATE vms.import_job j SET loaded_rows = n WHERE j.id = job_id;
-        RAISE NOTICE 'import %: loaded % of % valid rows (% s)', job_id, n,
-            (SELECT count(*) FROM _ledger_checked), round(extract(epoch FROM clock_timestamp() - t0)::numeric, 1);
+        UPDATE vms.import_job j SET loaded_rows = loaded WHERE j.id = job_id;
+        RAISE NOTICE 'import %: loaded % of % valid rows (% s)', job_id, loaded, valid,
+            round(extract(epoch FROM clock_timestamp() - t0)::numeric, 1);
         lo := lo + chunk;
     END LOOP;
 
@@ -336,6 +344,16 @@ CREATE FUNCTION vms._ledger_import(job_id bigint, data bytea, path text, encodin
 DECLARE
     job vms.import_job;
 BEGIN
+    -- Big imports stage rows in temp tables; 8 MB of local buffers makes
+    -- every pass over them go to disk.  The setting can only grow before the
+    -- session's first temp table, so a later import keeps what it has.
+    IF current_setting('temp_buffers') = '8MB' AND to_regclass('pg_temp._ledger_csv') IS NULL THEN
+        BEGIN
+            PERFORM set_config('temp_buffers', '512MB', false);
+        EXCEPTION WHEN invalid_parameter_value OR cant_change_runtime_param THEN
+            NULL;
+        END;
+    END IF;
     IF to_regclass('pg_temp._ledger_csv') IS NOT NULL THEN
         DROP TABLE _ledger_csv;   -- left by an earlier failed import in this session
     END IF;
