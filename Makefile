@@ -18,7 +18,7 @@ OBJS = \
 SQL_SOURCES = $(sort $(wildcard extension/sql/*.sql))
 DATA_built  = vms--$(EXTVERSION).sql
 
-REGRESS = gbcode gbcode_index coord ledger history import alarm
+REGRESS = gbcode gbcode_index coord ledger history import alarm governance search cones_tiles
 
 PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -I$(srcdir)/extension

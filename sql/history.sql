@@ -41,7 +41,7 @@ DROP ROLE vms_regress_editor;
 SELECT array_agg(attname ORDER BY attname) FILTER (WHERE NOT vms._channel_jsonb(c) ? attname) AS channel_columns_missing_from_history
   FROM pg_attribute, (SELECT NULL::vms.channel AS c) r
  WHERE attrelid = 'vms.channel'::regclass AND attnum > 0 AND NOT attisdropped
-   AND attname NOT IN ('online', 'status_changed_at', 'overridden', 'created_at', 'updated_at');
+   AND attname NOT IN ('online', 'status_changed_at', 'overridden', 'created_at', 'updated_at', 'geom_3857');
 SELECT array_agg(attname ORDER BY attname) FILTER (WHERE NOT vms._device_jsonb(d) ? attname) AS device_columns_missing_from_history
   FROM pg_attribute, (SELECT NULL::vms.device AS d) r
  WHERE attrelid = 'vms.device'::regclass AND attnum > 0 AND NOT attisdropped

@@ -124,6 +124,10 @@ CREATE TABLE vms.channel (
     unit_id           bigint REFERENCES vms.org_unit (id),
     stream_url        text,
     geom              geometry(Point, 4326),
+    -- NULL where Web Mercator is undefined, so a bad location is governance's business, not an error
+    geom_3857         geometry(Point, 3857) GENERATED ALWAYS AS (
+                          CASE WHEN ST_X(geom) BETWEEN -180 AND 180 AND ST_Y(geom) BETWEEN -85.05 AND 85.05
+                               THEN ST_Transform(geom, 3857) END) STORED,
     coord_source      text,
     online            boolean NOT NULL DEFAULT false,
     status_changed_at timestamptz,
@@ -144,6 +148,7 @@ COMMENT ON COLUMN vms.channel.fov_angle IS 'horizontal field-of-view angle in de
 COMMENT ON COLUMN vms.channel.fov_range_m IS 'useful viewing distance in metres';
 COMMENT ON COLUMN vms.channel.capabilities IS 'capability set (能力集), e.g. {ptz,face,plate,audio,infrared}';
 COMMENT ON COLUMN vms.channel.geom IS 'location in WGS-84; converted from the source system on input';
+COMMENT ON COLUMN vms.channel.geom_3857 IS 'the location in Web Mercator, derived, for map tiles';
 COMMENT ON COLUMN vms.channel.coord_source IS 'coordinate system the location was given in (WGS84, CGCS2000, GCJ02, BD09)';
 COMMENT ON COLUMN vms.channel.overridden IS 'attributes set by people; a catalog report never overwrites these';
 

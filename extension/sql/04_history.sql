@@ -31,7 +31,8 @@ $$;
 COMMENT ON FUNCTION vms._jsonb_diff(jsonb, jsonb) IS 'internal: the keys whose values differ, old and new';
 
 -- A ledger row as history jsonb: the ledger content, without state columns
--- (online, keepalive times, updated_at, overridden) that change without a
+-- (online, keepalive times, updated_at, overridden) and derived columns
+-- (geom_3857) that change without a
 -- person changing the ledger.  Built column by column from builtin types:
 -- to_jsonb() of a whole row looks up a cast per column per row and goes
 -- through PostGIS's GeoJSON cast for the point, ten times slower in bulk.

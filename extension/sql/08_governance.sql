@@ -1,0 +1,392 @@
+-- Point governance (点位治理): rules stored as data, run over the ledger or a
+-- region, producing tasks with a life cycle and metrics per unit and region.
+
+CREATE TABLE vms.governance_rule (
+    code        text PRIMARY KEY,
+    kind        text NOT NULL CHECK (kind IN ('required_fields', 'code_role', 'civil_code_mismatch',
+                    'coordinates', 'outside_region', 'same_point', 'duplicate_name', 'naming_pattern', 'stale')),
+    description text NOT NULL,
+    severity    smallint NOT NULL DEFAULT 3 REFERENCES vms.alarm_level (level),
+    enabled     boolean NOT NULL DEFAULT true,
+    params      jsonb NOT NULL DEFAULT '{}'
+);
+COMMENT ON TABLE vms.governance_rule IS 'governance rules as data: a kind of check, its parameters, severity (1-4 as alarm levels) and whether it runs';
+COMMENT ON COLUMN vms.governance_rule.params IS 'required_fields: {"fields": [...], "point_types": [...]}; same_point: {"min_count": n}; stale: {"days": n}';
+
+INSERT INTO vms.governance_rule (code, kind, description, severity, params) VALUES
+    ('required_fields', 'required_fields', '必填属性缺失: required attributes missing', 3,
+        '{"fields": ["name", "address", "civil_code", "point_type", "geom", "unit_id"]}'),
+    ('capture_required_fields', 'required_fields', '抓拍机必填属性缺失: capture cameras also need resolution, azimuth and capabilities', 3,
+        '{"fields": ["resolution", "azimuth", "capabilities"], "point_types": ["capture"]}'),
+    ('azimuth_missing', 'required_fields', '朝向缺失: orientation missing', 4, '{"fields": ["azimuth"]}'),
+    ('place_type_missing', 'required_fields', '场所类型缺失: place type missing', 4, '{"fields": ["place_type"]}'),
+    ('code_role', 'code_role', '编码不合规: code is not a camera code, or has an unknown industry or a reserved network identifier', 2, '{"types": [131, 132]}'),
+    ('civil_code_mismatch', 'civil_code_mismatch', '行政区划与位置不符: civil code disagrees with the region containing the location', 3, '{}'),
+    ('coordinates', 'coordinates', '经纬度异常: coordinates missing, zero, outside China or swapped', 2, '{}'),
+    ('outside_region', 'outside_region', '位置超出所属区域: location outside the declared region', 3, '{}'),
+    ('same_point', 'same_point', '点位重叠: many channels at exactly the same point', 4, '{"min_count": 3}'),
+    ('duplicate_name', 'duplicate_name', '名称重复: the same name used twice within a unit', 4, '{}'),
+    ('naming_pattern', 'naming_pattern', '命名不规范: name does not follow the naming pattern of its region', 4, '{}'),
+    ('stale', 'stale', '信息陈旧: record not updated for a long time', 4, '{"days": 365}');
+
+CREATE TABLE vms.naming_pattern (
+    civil_prefix text PRIMARY KEY CHECK (civil_prefix ~ '^([0-9]{2}){0,4}$'),
+    pattern      text NOT NULL,
+    example      text,
+    description  text
+);
+COMMENT ON TABLE vms.naming_pattern IS 'naming patterns (regular expressions) per civil region prefix; the longest matching prefix applies; empty prefix = everywhere';
+
+CREATE FUNCTION vms._naming_pattern_check() RETURNS trigger
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    PERFORM '' ~ NEW.pattern;   -- refuse patterns the regex engine cannot compile
+    IF NEW.example IS NOT NULL AND NEW.example !~ NEW.pattern THEN
+        RAISE EXCEPTION 'naming pattern does not match its own example "%"', NEW.example
+            USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+COMMENT ON FUNCTION vms._naming_pattern_check() IS 'internal: patterns compile and match their example';
+CREATE TRIGGER naming_pattern_check BEFORE INSERT OR UPDATE ON vms.naming_pattern
+    FOR EACH ROW EXECUTE FUNCTION vms._naming_pattern_check();
+
+CREATE TABLE vms.governance_run (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    scope        text,
+    started_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at  timestamptz,
+    run_by       text NOT NULL DEFAULT session_user,
+    channels     bigint,
+    findings     bigint,
+    opened       bigint,
+    reopened     bigint,
+    closed       bigint
+);
+COMMENT ON TABLE vms.governance_run IS 'one row per governance run: scope and counts of findings, tasks opened, reopened and closed';
+
+CREATE TABLE vms.governance_task (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    channel_code   vms.gbcode NOT NULL REFERENCES vms.channel (code) ON DELETE CASCADE,
+    rule_code      text NOT NULL REFERENCES vms.governance_rule (code) ON DELETE CASCADE,
+    state          text NOT NULL DEFAULT 'open'
+                   CHECK (state IN ('open', 'assigned', 'fixed', 'verified', 'ignored')),
+    severity       smallint NOT NULL,
+    detail         text,
+    unit_id        bigint REFERENCES vms.org_unit (id),
+    civil_code     text,
+    first_found_at timestamptz NOT NULL DEFAULT now(),
+    last_found_at  timestamptz NOT NULL DEFAULT now(),
+    found_by_run   bigint REFERENCES vms.governance_run (id),
+    assigned_to    text,
+    assigned_at    timestamptz,
+    fixed_at       timestamptz,
+    fixed_by       text,
+    closed_at      timestamptz,
+    closed_by_run  bigint REFERENCES vms.governance_run (id),
+    ignore_reason  text,
+    CHECK (state <> 'ignored' OR ignore_reason IS NOT NULL)
+);
+-- one live task per channel and rule: a re-run never duplicates it
+CREATE UNIQUE INDEX governance_task_live_idx ON vms.governance_task (channel_code, rule_code)
+    WHERE state IN ('open', 'assigned', 'fixed', 'ignored');
+CREATE INDEX governance_task_unit_idx ON vms.governance_task (unit_id, state);
+COMMENT ON TABLE vms.governance_task IS 'governance tasks: open → assigned → fixed → verified (closed by a run that no longer finds the problem), or ignored with a reason';
+
+-- Findings of one rule: (channel_code, detail) for channels in scope.
+-- Each kind is one set-based query; scope is a civil-code prefix or NULL.
+CREATE FUNCTION vms.governance_findings(rule vms.governance_rule, scope text DEFAULT NULL)
+    RETURNS TABLE (channel_code vms.gbcode, detail text)
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+DECLARE
+    p jsonb := rule.params;
+BEGIN
+    CASE rule.kind
+    WHEN 'required_fields' THEN
+        RETURN QUERY EXECUTE format($q$
+        SELECT code, 'missing: ' || array_to_string(missing, ', ')
+          FROM (SELECT c.code, %s AS missing FROM vms.channel c
+                 WHERE ($1 IS NULL OR c.civil_code LIKE $1 || '%%')
+                   AND ($2 IS NULL OR c.point_type = ANY ($2))) m
+         WHERE cardinality(missing) > 0 $q$,
+            vms._missing_fields_expr(ARRAY(SELECT jsonb_array_elements_text(p -> 'fields'))))
+        USING scope, CASE WHEN p ? 'point_types' THEN ARRAY(SELECT jsonb_array_elements_text(p -> 'point_types')) END;
+    WHEN 'code_role' THEN
+        RETURN QUERY
+        SELECT c.code, concat_ws('; ',
+                   CASE WHEN vms.gbcode_type(c.code) NOT IN (SELECT (jsonb_array_elements_text(p -> 'types'))::int)
+                        THEN format('type code %s is not a camera type', lpad(vms.gbcode_type(c.code)::text, 3, '0')) END,
+                   (SELECT string_agg(k.detail, '; ') FROM vms.gbcode_check(c.code) k))
+          FROM vms.channel c
+         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
+           AND (vms.gbcode_type(c.code) NOT IN (SELECT (jsonb_array_elements_text(p -> 'types'))::int)
+                OR cardinality(vms.gbcode_problems(c.code)) > 0);
+    WHEN 'coordinates' THEN
+        RETURN QUERY
+        SELECT c.code,
+               CASE WHEN c.geom IS NULL THEN 'location missing'
+                    WHEN ST_X(c.geom) = 0 AND ST_Y(c.geom) = 0 THEN 'location is (0, 0)'
+                    WHEN ST_X(c.geom) BETWEEN 3.8 AND 53.6 AND ST_Y(c.geom) BETWEEN 73.5 AND 135.1
+                        THEN format('longitude and latitude look swapped (%s, %s)', ST_X(c.geom), ST_Y(c.geom))
+                    ELSE format('location (%s, %s) is outside China', ST_X(c.geom), ST_Y(c.geom)) END
+          FROM vms.channel c
+         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
+           AND (c.geom IS NULL
+                OR NOT (ST_X(c.geom) BETWEEN 73.5 AND 135.1 AND ST_Y(c.geom) BETWEEN 3.8 AND 53.6));
+    WHEN 'civil_code_mismatch' THEN
+        -- the most specific region whose boundary covers the point
+        RETURN QUERY
+        SELECT c.code, format('recorded civil code %s, but the location lies in %s (%s)', c.civil_code, r.civil_code, r.name)
+          FROM vms.channel c
+          CROSS JOIN LATERAL (SELECT g.civil_code, g.name FROM vms.region g
+                               WHERE g.boundary IS NOT NULL AND ST_Covers(g.boundary, c.geom)
+                               ORDER BY g.level DESC LIMIT 1) r
+         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
+           AND c.geom IS NOT NULL AND c.civil_code IS NOT NULL
+           AND NOT (r.civil_code LIKE c.civil_code || '%' OR c.civil_code LIKE r.civil_code || '%');
+    WHEN 'outside_region' THEN
+        RETURN QUERY
+        SELECT c.code, format('location is %s m outside region %s (%s)',
+                              round(ST_Distance(g.boundary::geography, c.geom::geography)), g.civil_code, g.name)
+          FROM vms.channel c
+          JOIN vms.region g ON g.civil_code = c.civil_code
+         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
+           AND g.boundary IS NOT NULL AND c.geom IS NOT NULL AND NOT ST_Covers(g.boundary, c.geom);
+    WHEN 'same_point' THEN
+        RETURN QUERY
+        SELECT c.code, format('%s channels share the point %s', s.n, ST_AsText(c.geom))
+          FROM vms.channel c
+          JOIN (SELECT geom AS g, count(*) AS n FROM vms.channel
+                 WHERE geom IS NOT NULL AND (scope IS NULL OR civil_code LIKE scope || '%')
+                 GROUP BY geom HAVING count(*) >= coalesce((p ->> 'min_count')::int, 3)) s
+            ON c.geom = s.g
+         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%');
+    WHEN 'duplicate_name' THEN
+        RETURN QUERY
+        SELECT c.code, format('name "%s" is used by %s channels of the same unit', c.name, d.n)
+          FROM vms.channel c
+          JOIN (SELECT unit_id, name, count(*) AS n FROM vms.channel
+                 WHERE unit_id IS NOT NULL AND (scope IS NULL OR civil_code LIKE scope || '%')
+                 GROUP BY unit_id, name HAVING count(*) > 1) d
+            ON d.unit_id = c.unit_id AND d.name = c.name
+         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%');
+    WHEN 'naming_pattern' THEN
+        RETURN QUERY
+        SELECT c.code, format('name "%s" does not match %s (e.g. %s)', c.name, np.pattern, coalesce(np.example, '-'))
+          FROM vms.channel c
+          CROSS JOIN LATERAL (SELECT n.pattern, n.example FROM vms.naming_pattern n
+                               WHERE coalesce(c.civil_code, '') LIKE n.civil_prefix || '%'
+                               ORDER BY length(n.civil_prefix) DESC LIMIT 1) np
+         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
+           AND c.name !~ np.pattern;
+    WHEN 'stale' THEN
+        RETURN QUERY
+        SELECT c.code, format('not updated since %s', c.updated_at::date)
+          FROM vms.channel c
+         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
+           AND c.updated_at < now() - make_interval(days => coalesce((p ->> 'days')::int, 365));
+    END CASE;
+END $$;
+COMMENT ON FUNCTION vms.governance_findings(vms.governance_rule, text) IS 'what one rule finds: (channel, detail) for channels in the civil-code scope';
+
+-- Run every enabled rule; open new tasks, refresh live ones, reopen fixed
+-- ones whose problem is still there, and verify (close) those whose problem
+-- is gone.  Ignored tasks stay ignored.
+CREATE FUNCTION vms.governance_run(scope text DEFAULT NULL) RETURNS vms.governance_run
+    LANGUAGE plpgsql SET search_path FROM CURRENT SET work_mem = '256MB' AS $$
+#variable_conflict use_variable
+DECLARE
+    run vms.governance_run;
+    r vms.governance_rule;
+    n bigint;
+BEGIN
+    IF scope IS NOT NULL AND scope !~ '^([0-9]{2}){1,4}$' THEN
+        RAISE EXCEPTION 'governance scope must be a 2, 4, 6 or 8-digit civil code, not "%"', scope
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO vms.governance_run (scope) VALUES (scope) RETURNING * INTO run;
+
+    CREATE TEMP TABLE _gov_found (channel_code vms.gbcode, rule_code text, severity smallint, detail text)
+        ON COMMIT DROP;
+    FOR r IN SELECT * FROM vms.governance_rule WHERE enabled ORDER BY code LOOP
+        INSERT INTO _gov_found SELECT f.channel_code, r.code, r.severity, f.detail
+          FROM vms.governance_findings(r, scope) f;
+    END LOOP;
+    ANALYZE _gov_found;
+
+    -- a task marked fixed whose problem is still there opens again
+    UPDATE vms.governance_task t
+       SET state = 'open', fixed_at = NULL, fixed_by = NULL, last_found_at = now(),
+           detail = f.detail, severity = f.severity
+      FROM _gov_found f
+     WHERE t.channel_code = f.channel_code AND t.rule_code = f.rule_code AND t.state = 'fixed';
+    GET DIAGNOSTICS n = ROW_COUNT;
+    UPDATE vms.governance_run SET reopened = n WHERE id = run.id;
+    -- live tasks: refresh what was found
+    UPDATE vms.governance_task t
+       SET last_found_at = now(), detail = f.detail, severity = f.severity
+      FROM _gov_found f
+     WHERE t.channel_code = f.channel_code AND t.rule_code = f.rule_code
+       AND t.state IN ('open', 'assigned', 'ignored');
+
+    INSERT INTO vms.governance_task (channel_code, rule_code, severity, detail, unit_id, civil_code, found_by_run)
+    SELECT f.channel_code, f.rule_code, f.severity, f.detail, c.unit_id, c.civil_code, run.id
+      FROM _gov_found f JOIN vms.channel c ON c.code = f.channel_code
+    ON CONFLICT (channel_code, rule_code) WHERE state IN ('open', 'assigned', 'fixed', 'ignored') DO NOTHING;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    UPDATE vms.governance_run SET opened = n WHERE id = run.id;
+
+    -- problems gone: verified
+    UPDATE vms.governance_task t
+       SET state = 'verified', closed_at = now(), closed_by_run = run.id
+     WHERE t.state IN ('open', 'assigned', 'fixed')
+       AND (scope IS NULL OR t.civil_code LIKE scope || '%')
+       AND t.rule_code IN (SELECT code FROM vms.governance_rule WHERE enabled)
+       AND NOT EXISTS (SELECT 1 FROM _gov_found f
+                        WHERE f.channel_code = t.channel_code AND f.rule_code = t.rule_code);
+    GET DIAGNOSTICS n = ROW_COUNT;
+
+    UPDATE vms.governance_run g
+       SET closed = n, findings = (SELECT count(*) FROM _gov_found),
+           channels = (SELECT count(*) FROM vms.channel c WHERE scope IS NULL OR c.civil_code LIKE scope || '%'),
+           finished_at = clock_timestamp()
+     WHERE g.id = run.id RETURNING * INTO run;
+    DROP TABLE _gov_found;
+    RETURN run;
+END $$;
+COMMENT ON FUNCTION vms.governance_run(text) IS
+    'run every enabled governance rule over the ledger or a civil-code prefix; opens, refreshes, reopens and verifies tasks';
+
+-- Task life cycle ------------------------------------------------------------
+CREATE FUNCTION vms.governance_task_assign(task_id bigint, assignee text) RETURNS void
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    UPDATE vms.governance_task SET state = 'assigned', assigned_to = assignee, assigned_at = now()
+     WHERE id = task_id AND state IN ('open', 'assigned');
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'governance task % is not open', task_id
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Only open or assigned tasks can be assigned.';
+    END IF;
+END $$;
+COMMENT ON FUNCTION vms.governance_task_assign(bigint, text) IS 'assign an open task to a person or unit';
+
+CREATE FUNCTION vms.governance_task_fixed(task_id bigint) RETURNS void
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    UPDATE vms.governance_task SET state = 'fixed', fixed_at = now(), fixed_by = session_user
+     WHERE id = task_id AND state IN ('open', 'assigned');
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'governance task % is not open or assigned', task_id
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END $$;
+COMMENT ON FUNCTION vms.governance_task_fixed(bigint) IS 'report a task fixed; the next run verifies it or opens it again';
+
+CREATE FUNCTION vms.governance_task_ignore(task_id bigint, reason text) RETURNS void
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    IF coalesce(btrim(reason), '') = '' THEN
+        RAISE EXCEPTION 'ignoring a governance task needs a reason'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE vms.governance_task SET state = 'ignored', ignore_reason = reason, closed_at = now()
+     WHERE id = task_id AND state IN ('open', 'assigned', 'fixed');
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'governance task % is not live', task_id
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END $$;
+COMMENT ON FUNCTION vms.governance_task_ignore(bigint, text) IS 'ignore a task with a reason; later runs leave it ignored';
+
+-- Work lists (治理清单) per unit and rule.
+CREATE VIEW vms.governance_worklist WITH (security_invoker = true) AS
+SELECT coalesce(u.name, '（无管理单位）') AS unit, t.unit_id, t.rule_code, r.description, t.severity,
+       count(*) FILTER (WHERE t.state = 'open') AS open,
+       count(*) FILTER (WHERE t.state = 'assigned') AS assigned,
+       count(*) FILTER (WHERE t.state = 'fixed') AS awaiting_verification,
+       min(t.first_found_at) AS oldest
+  FROM vms.governance_task t
+  JOIN vms.governance_rule r ON r.code = t.rule_code
+  LEFT JOIN vms.org_unit u ON u.id = t.unit_id
+ WHERE t.state IN ('open', 'assigned', 'fixed')
+ GROUP BY 1, 2, 3, 4, 5;
+COMMENT ON VIEW vms.governance_worklist IS 'work list per management unit and rule: open, assigned and awaiting verification';
+
+-- Metrics ----------------------------------------------------------------------
+-- 填报率 fill_rate: filled share of the fields of rule required_fields;
+-- 合格率 pass_rate: share of channels with no live task (ignored excluded);
+-- 规范率 naming_rate: share without a live naming_pattern task;
+-- 标注率 tag_rate: share with at least one tag;
+-- 出图率 image_rate: share whose latest inspection returned a usable picture
+--   (filled once inspection results exist; NULL until then).
+-- SQL expression over alias c: the fields (columns of vms.channel) a channel lacks.
+CREATE FUNCTION vms._missing_fields_expr(fields text[]) RETURNS text
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+DECLARE
+    bad text;
+BEGIN
+    SELECT f INTO bad FROM unnest(fields) f
+     WHERE NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'vms.channel'::regclass
+                          AND attname = f AND attnum > 0 AND NOT attisdropped) LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'required field "%" is not a column of vms.channel', bad
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Fix the params of the governance rule.';
+    END IF;
+    RETURN 'array_remove(ARRAY[' || coalesce((SELECT string_agg(
+               CASE WHEN f = 'capabilities' THEN 'CASE WHEN cardinality(c.capabilities) = 0 THEN ''capabilities'' END'
+                    ELSE format('CASE WHEN c.%I IS NULL THEN %L END', f, f) END, ', ')
+             FROM unnest(fields) f), '') || ']::text[], NULL)';
+END $$;
+COMMENT ON FUNCTION vms._missing_fields_expr(text[]) IS 'internal: SQL listing which of the fields a channel lacks';
+
+CREATE FUNCTION vms._governance_metrics(group_key text)
+    RETURNS TABLE (key text, name text, channels bigint, fill_rate numeric, pass_rate numeric,
+                   naming_rate numeric, tag_rate numeric, image_rate numeric)
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+DECLARE
+    fields text[] := ARRAY(SELECT jsonb_array_elements_text(params -> 'fields')
+                             FROM vms.governance_rule WHERE code = 'required_fields');
+    digits int;
+BEGIN
+    IF group_key = 'unit' THEN
+        digits := NULL;
+    ELSIF group_key ~ '^region:[2468]$' THEN
+        digits := split_part(group_key, ':', 2)::int;
+    ELSE
+        RAISE EXCEPTION 'unknown metrics grouping "%"', group_key USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY EXECUTE format($q$
+    WITH per_channel AS (
+        SELECT CASE WHEN $1 IS NULL THEN c.unit_id::text ELSE left(c.civil_code, $1) END AS k,
+               1 - cardinality(%s)::numeric / greatest($2, 1) AS filled,
+               NOT EXISTS (SELECT 1 FROM vms.governance_task t WHERE t.channel_code = c.code
+                              AND t.state IN ('open', 'assigned', 'fixed')) AS passes,
+               NOT EXISTS (SELECT 1 FROM vms.governance_task t WHERE t.channel_code = c.code
+                              AND t.rule_code = 'naming_pattern' AND t.state IN ('open', 'assigned', 'fixed')) AS named_ok,
+               EXISTS (SELECT 1 FROM vms.channel_tag ct WHERE ct.channel_code = c.code) AS tagged
+          FROM vms.channel c)
+    SELECT p.k, CASE WHEN $1 IS NULL THEN u.name ELSE g.name END, count(*),
+           round(avg(p.filled), 4), round(avg(p.passes::int), 4), round(avg(p.named_ok::int), 4),
+           round(avg(p.tagged::int), 4), NULL::numeric
+      FROM per_channel p
+      LEFT JOIN vms.org_unit u ON $1 IS NULL AND u.id::text = p.k
+      LEFT JOIN vms.region g ON $1 IS NOT NULL AND g.civil_code = p.k
+     GROUP BY p.k, 2 ORDER BY p.k $q$, vms._missing_fields_expr(fields))
+    USING digits, cardinality(fields);
+END $$;
+COMMENT ON FUNCTION vms._governance_metrics(text) IS 'internal: metrics grouped by unit or by civil-code prefix';
+
+CREATE FUNCTION vms.governance_metrics_by_unit()
+    RETURNS TABLE (unit_id text, unit text, channels bigint, fill_rate numeric, pass_rate numeric,
+                   naming_rate numeric, tag_rate numeric, image_rate numeric)
+    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$ SELECT * FROM vms._governance_metrics('unit') $$;
+COMMENT ON FUNCTION vms.governance_metrics_by_unit() IS
+    'per management unit: 填报率 fill_rate, 合格率 pass_rate, 规范率 naming_rate, 标注率 tag_rate, 出图率 image_rate (NULL until inspection)';
+
+CREATE FUNCTION vms.governance_metrics_by_region(digits integer DEFAULT 8)
+    RETURNS TABLE (civil_code text, region text, channels bigint, fill_rate numeric, pass_rate numeric,
+                   naming_rate numeric, tag_rate numeric, image_rate numeric)
+    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$ SELECT * FROM vms._governance_metrics('region:' || digits) $$;
+COMMENT ON FUNCTION vms.governance_metrics_by_region(integer) IS
+    'the same metrics per civil region, grouping channels by the first 2, 4, 6 or 8 digits of their civil code';

@@ -1,0 +1,366 @@
+-- Point search (点位搜索): tags, catalogue, unit, types, keyword and spatial
+-- filters combined, saved searches and history, GeoJSON for the map system.
+
+CREATE FUNCTION vms.text_grams(text) RETURNS text[]
+    AS 'MODULE_PATHNAME', 'vms_text_grams' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION vms.keyword_grams(text) RETURNS text[]
+    AS 'MODULE_PATHNAME', 'vms_keyword_grams' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION vms.text_grams(text) IS 'every character and adjacent pair of a text (ASCII folded to lower case): the keyword index keys';
+COMMENT ON FUNCTION vms.keyword_grams(text) IS 'the grams a text must contain to contain this keyword';
+
+-- The text keyword search looks in: name, alias, address, place type.
+CREATE FUNCTION vms.channel_search_text(name text, alias text, address text, place_type text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN concat_ws(' ', name, alias, address, place_type);
+COMMENT ON FUNCTION vms.channel_search_text(text, text, text, text) IS 'the text keyword search looks in';
+
+CREATE INDEX channel_keyword_idx ON vms.channel
+    USING gin (vms.text_grams(vms.channel_search_text(name, alias, address, place_type)));
+CREATE INDEX channel_capabilities_idx ON vms.channel USING gin (capabilities);
+CREATE INDEX channel_point_type_idx ON vms.channel (point_type);
+
+CREATE TABLE vms.saved_search (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    owner       text NOT NULL DEFAULT session_user,
+    name        text NOT NULL,
+    filter      jsonb NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (owner, name)
+);
+COMMENT ON TABLE vms.saved_search IS 'saved searches (常用搜索) per user';
+
+CREATE TABLE vms.search_history (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    username     text NOT NULL DEFAULT session_user,
+    searched_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    filter       jsonb NOT NULL,
+    lim          integer,
+    off          integer,
+    result_count integer,
+    took_ms      numeric
+);
+CREATE INDEX search_history_user_idx ON vms.search_history (username, searched_at);
+COMMENT ON TABLE vms.search_history IS 'search history (历史搜索): every vms.search_points call';
+
+CREATE FUNCTION vms._filter_error(key text, problem text, hint text DEFAULT NULL) RETURNS void
+    LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'invalid search filter "%": %', key, problem
+        USING ERRCODE = 'invalid_parameter_value', HINT = coalesce(hint, 'See the README for the filter keys and their values.');
+END $$;
+COMMENT ON FUNCTION vms._filter_error(text, text, text) IS 'internal: the 22023 error for a bad filter value';
+
+CREATE FUNCTION vms._filter_num(key text, v jsonb, lo float8 DEFAULT NULL, hi float8 DEFAULT NULL,
+                                field text DEFAULT NULL) RETURNS float8
+    LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    x float8;
+BEGIN
+    IF v IS NULL THEN
+        PERFORM vms._filter_error(key, format('"%s" is missing', field));
+    ELSIF jsonb_typeof(v) <> 'number' THEN
+        PERFORM vms._filter_error(key, format('%s must be a number, not %s', coalesce('"' || field || '"', 'each value'), v));
+    END IF;
+    x := (v #>> '{}')::float8;
+    IF (lo IS NOT NULL AND x < lo) OR (hi IS NOT NULL AND x > hi) THEN
+        PERFORM vms._filter_error(key, format('%s is outside [%s, %s]', x, coalesce(lo::text, '-inf'), coalesce(hi::text, 'inf')));
+    END IF;
+    RETURN x;
+END $$;
+COMMENT ON FUNCTION vms._filter_num(text, jsonb, float8, float8, text) IS 'internal: a number from a filter, range-checked';
+
+CREATE FUNCTION vms._filter_strings(key text, v jsonb) RETURNS text[]
+    LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF jsonb_typeof(v) = 'string' THEN
+        RETURN ARRAY[v #>> '{}'];
+    ELSIF jsonb_typeof(v) = 'array' AND jsonb_array_length(v) > 0
+          AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(v) e WHERE jsonb_typeof(e) <> 'string') THEN
+        RETURN ARRAY(SELECT jsonb_array_elements_text(v));
+    END IF;
+    PERFORM vms._filter_error(key, 'must be a string or a non-empty array of strings');
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION vms._filter_strings(text, jsonb) IS 'internal: a string or array of strings from a filter';
+
+CREATE FUNCTION vms._filter_geojson(key text, v jsonb, kinds text[]) RETURNS geometry
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+DECLARE
+    g geometry;
+BEGIN
+    IF jsonb_typeof(v) IS DISTINCT FROM 'object' THEN
+        PERFORM vms._filter_error(key, 'must be a GeoJSON geometry object');
+    END IF;
+    BEGIN
+        g := ST_SetSRID(ST_GeomFromGeoJSON(v::text), 4326);
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM vms._filter_error(key, 'is not valid GeoJSON: ' || SQLERRM);
+    END;
+    IF GeometryType(g) <> ALL (kinds) THEN
+        PERFORM vms._filter_error(key, format('must be a %s, not a %s', array_to_string(kinds, ' or '), GeometryType(g)));
+    END IF;
+    IF NOT ST_IsValid(g) THEN
+        PERFORM vms._filter_error(key, 'geometry is not valid: ' || ST_IsValidReason(g));
+    END IF;
+    IF ST_XMin(g) < -180 OR ST_XMax(g) > 180 OR ST_YMin(g) < -90 OR ST_YMax(g) > 90 THEN
+        PERFORM vms._filter_error(key, 'coordinates must be WGS-84 longitude/latitude');
+    END IF;
+    RETURN g;
+END $$;
+COMMENT ON FUNCTION vms._filter_geojson(text, jsonb, text[]) IS 'internal: a validated WGS-84 geometry from a filter';
+
+-- A box around a geometry holding every point within radius_m metres of it
+-- (longitude degrees are shortest at the latitude furthest from the equator).
+CREATE FUNCTION vms._metre_box(center geometry, radius_m float8) RETURNS geometry
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN ST_Expand(ST_Envelope(center),
+                     radius_m / (111320 * greatest(cos(radians(greatest(abs(ST_YMin(center)), abs(ST_YMax(center))))), 0.01)) * 1.01,
+                     radius_m / 110574 * 1.01);
+COMMENT ON FUNCTION vms._metre_box(geometry, float8) IS 'internal: degree box enclosing a metre radius, for index prefilters';
+
+-- Build the query of a filter: validates every key, returns SQL selecting
+-- (code, distance_m) from vms.channel c, and its parameters.
+CREATE FUNCTION vms._search_sql(filter jsonb, OUT where_sql text, OUT order_sql text, OUT dist_sql text,
+                                OUT geoms geometry[], OUT nums float8[])
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+DECLARE
+    k text;
+    v jsonb;
+    conds text[] := '{}';
+    order_by text := 'c.code';
+    dist text := 'NULL::float8';
+    ids bigint[];
+    texts text[];
+    kw_grams text[];
+    g geometry;
+    r float8;
+    known constant text[] := '{tags_all,tags_any,catalog,unit,point_type,place_type,capability,keyword,bbox,circle,polygon,line,near}';
+BEGIN
+    geoms := '{}'; nums := '{}'; texts := '{}';
+    IF filter IS NULL OR jsonb_typeof(filter) <> 'object' THEN
+        RAISE EXCEPTION 'search filter must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'For example {"keyword": "望京", "point_type": "dome"}.';
+    END IF;
+    FOR k, v IN SELECT * FROM jsonb_each(filter) LOOP
+        IF k <> ALL (known) THEN
+            RAISE EXCEPTION 'unknown search filter key "%"', k
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Keys are ' || array_to_string(known, ', ') || '.';
+        END IF;
+        CASE k
+        WHEN 'tags_all', 'tags_any' THEN
+            IF jsonb_typeof(v) <> 'array' OR jsonb_array_length(v) = 0 THEN
+                PERFORM vms._filter_error(k, 'must be a non-empty array of tag ids or names');
+            END IF;
+            IF k = 'tags_all' THEN
+                -- a channel needs each tag (or a tag below it)
+                conds := conds || ARRAY(
+                    SELECT format('EXISTS (SELECT 1 FROM vms.channel_tag ct WHERE ct.channel_code = c.code AND ct.tag_id = ANY (%L::bigint[]))',
+                                  ARRAY(SELECT vms.tag_subtree(vms.tag_resolve(e))))
+                      FROM jsonb_array_elements(v) e);
+            ELSE
+                ids := ARRAY(SELECT vms.tag_subtree(vms.tag_resolve(e)) FROM jsonb_array_elements(v) e);
+                conds := conds || format('EXISTS (SELECT 1 FROM vms.channel_tag ct WHERE ct.channel_code = c.code AND ct.tag_id = ANY (%L::bigint[]))', ids);
+            END IF;
+        WHEN 'catalog' THEN
+            IF jsonb_typeof(v) <> 'string' OR vms.gbcode_parse_error(v #>> '{}') IS NOT NULL THEN
+                PERFORM vms._filter_error(k, 'must be the 20-digit code of a catalogue node');
+            END IF;
+            IF NOT EXISTS (SELECT 1 FROM vms.catalog_node WHERE code = (v #>> '{}')::vms.gbcode) THEN
+                PERFORM vms._filter_error(k, format('catalogue node %s does not exist', v #>> '{}'));
+            END IF;
+            conds := conds || format('c.code IN (SELECT m.channel_code FROM vms.catalog_member m WHERE m.node_code = ANY (%L::vms.gbcode[]))',
+                                     ARRAY(SELECT vms.catalog_subtree((v #>> '{}')::vms.gbcode)));
+        WHEN 'unit' THEN
+            IF jsonb_typeof(v) = 'number' THEN
+                ids := ARRAY(SELECT id FROM vms.org_unit WHERE id = (v #>> '{}')::numeric);
+            ELSIF jsonb_typeof(v) = 'string' THEN
+                ids := ARRAY(SELECT id FROM vms.org_unit WHERE name = v #>> '{}');
+            ELSE
+                PERFORM vms._filter_error(k, 'must be a unit id or name');
+            END IF;
+            IF cardinality(ids) = 0 THEN
+                PERFORM vms._filter_error(k, format('unit %s does not exist', v));
+            END IF;
+            -- the unit and the units under it
+            ids := ARRAY(WITH RECURSIVE u(id) AS (SELECT unnest(ids) UNION
+                         SELECT o.id FROM vms.org_unit o JOIN u ON o.parent_id = u.id) SELECT id FROM u);
+            conds := conds || format('c.unit_id = ANY (%L::bigint[])', ids);
+        WHEN 'point_type' THEN
+            texts := vms._filter_strings(k, v);
+            IF EXISTS (SELECT 1 FROM unnest(texts) t WHERE NOT EXISTS
+                       (SELECT 1 FROM vms.point_type p WHERE p.code = t OR p.name_zh = t)) THEN
+                PERFORM vms._filter_error(k, 'unknown point type', 'Point types are listed in vms.point_type.');
+            END IF;
+            conds := conds || format('c.point_type = ANY (%L::text[])',
+                                     ARRAY(SELECT p.code FROM vms.point_type p, unnest(texts) t WHERE p.code = t OR p.name_zh = t));
+        WHEN 'place_type' THEN
+            conds := conds || format('c.place_type = ANY (%L::text[])', vms._filter_strings(k, v));
+        WHEN 'capability' THEN
+            conds := conds || format('c.capabilities @> %L::text[]', vms._filter_strings(k, v));
+        WHEN 'keyword' THEN
+            IF jsonb_typeof(v) <> 'string' OR btrim(v #>> '{}') = '' OR length(v #>> '{}') > 100 THEN
+                PERFORM vms._filter_error(k, 'must be a non-empty string of at most 100 characters');
+            END IF;
+            kw_grams := vms.keyword_grams(btrim(v #>> '{}'));
+            conds := conds || format('vms.text_grams(vms.channel_search_text(c.name, c.alias, c.address, c.place_type)) @> %L::text[]', kw_grams)
+                           || format('vms.channel_search_text(c.name, c.alias, c.address, c.place_type) ILIKE %L',
+                                     '%' || regexp_replace(btrim(v #>> '{}'), '([%_\\])', '\\\1', 'g') || '%');
+        WHEN 'bbox' THEN
+            IF jsonb_typeof(v) <> 'array' OR jsonb_array_length(v) <> 4 THEN
+                PERFORM vms._filter_error(k, 'must be [minlon, minlat, maxlon, maxlat]');
+            END IF;
+            IF vms._filter_num(k, v -> 0, -180, 180) > vms._filter_num(k, v -> 2, -180, 180)
+               OR vms._filter_num(k, v -> 1, -90, 90) > vms._filter_num(k, v -> 3, -90, 90) THEN
+                PERFORM vms._filter_error(k, 'minimum is greater than maximum');
+            END IF;
+            geoms := geoms || ST_MakeEnvelope((v ->> 0)::float8, (v ->> 1)::float8, (v ->> 2)::float8, (v ->> 3)::float8, 4326);
+            conds := conds || format('c.geom && $1[%s]', cardinality(geoms));
+        WHEN 'circle' THEN
+            IF jsonb_typeof(v) <> 'object' THEN
+                PERFORM vms._filter_error(k, 'must be {"lon": .., "lat": .., "radius_m": ..}');
+            END IF;
+            g := ST_SetSRID(ST_MakePoint(vms._filter_num(k, v -> 'lon', -180, 180, 'lon'), vms._filter_num(k, v -> 'lat', -90, 90, 'lat')), 4326);
+            r := vms._filter_num(k, v -> 'radius_m', 0, 100000, 'radius_m');
+            geoms := geoms || g || vms._metre_box(g, r);
+            nums := nums || r;
+            conds := conds || format('c.geom && $1[%s]', cardinality(geoms))
+                           || format('ST_DistanceSphere(c.geom, $1[%s]) <= $2[%s]', cardinality(geoms) - 1, cardinality(nums));
+        WHEN 'polygon' THEN
+            g := vms._filter_geojson(k, v, '{POLYGON,MULTIPOLYGON}');
+            geoms := geoms || g;
+            conds := conds || format('ST_Intersects(c.geom, $1[%s])', cardinality(geoms));
+        WHEN 'line' THEN
+            IF jsonb_typeof(v) <> 'object' OR NOT v ? 'geojson' THEN
+                PERFORM vms._filter_error(k, 'must be {"geojson": <LineString>, "buffer_m": ..}');
+            END IF;
+            g := vms._filter_geojson(k, v -> 'geojson', '{LINESTRING,MULTILINESTRING}');
+            r := vms._filter_num(k, v -> 'buffer_m', 0, 10000, 'buffer_m');
+            geoms := geoms || g || vms._metre_box(ST_Envelope(g), r);
+            nums := nums || r;
+            conds := conds || format('c.geom && ST_Expand($1[%s], 0)', cardinality(geoms))
+                           || format('ST_DWithin(c.geom::geography, $1[%s]::geography, $2[%s])', cardinality(geoms) - 1, cardinality(nums));
+        WHEN 'near' THEN
+            IF jsonb_typeof(v) <> 'object' THEN
+                PERFORM vms._filter_error(k, 'must be {"lon": .., "lat": ..}');
+            END IF;
+            g := ST_SetSRID(ST_MakePoint(vms._filter_num(k, v -> 'lon', -180, 180, 'lon'), vms._filter_num(k, v -> 'lat', -90, 90, 'lat')), 4326);
+            geoms := geoms || g;
+            order_by := format('c.geom <-> $1[%s]', cardinality(geoms));
+            dist := format('ST_DistanceSphere(c.geom, $1[%s])', cardinality(geoms));
+            conds := conds || 'c.geom IS NOT NULL'::text;
+        END CASE;
+    END LOOP;
+    -- circle / near distance is reported when a centre is known
+    IF dist = 'NULL::float8' AND filter ? 'circle' THEN
+        dist := 'ST_DistanceSphere(c.geom, $1[' || (SELECT i FROM generate_subscripts(geoms, 1) i
+                  WHERE GeometryType(geoms[i]) = 'POINT' LIMIT 1) || '])';
+    END IF;
+    where_sql := coalesce(nullif(array_to_string(conds, ' AND '), ''), 'true');
+    order_sql := order_by;
+    dist_sql := dist;
+END $$;
+COMMENT ON FUNCTION vms._search_sql(jsonb) IS 'internal: validate a search filter and build its query';
+
+CREATE FUNCTION vms.search_points(filter jsonb DEFAULT '{}', lim integer DEFAULT 100, off integer DEFAULT 0)
+    RETURNS TABLE (code vms.gbcode, name text, alias text, address text, point_type text, place_type text,
+                   unit_id bigint, online boolean, lon float8, lat float8, distance_m float8)
+    LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT AS $$
+DECLARE
+    q record;
+    t0 timestamptz := clock_timestamp();
+    n integer;
+BEGIN
+    IF lim IS NULL OR lim < 0 OR lim > 100000 THEN
+        RAISE EXCEPTION 'search limit must be between 0 and 100000, not %', lim USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF off IS NULL OR off < 0 THEN
+        RAISE EXCEPTION 'search offset must be 0 or more, not %', off USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    q := vms._search_sql(filter);
+    RETURN QUERY EXECUTE format(
+        'SELECT c.code, c.name, c.alias, c.address, c.point_type, c.place_type, c.unit_id, c.online,
+                ST_X(c.geom), ST_Y(c.geom), %s
+           FROM vms.channel c WHERE %s ORDER BY %s LIMIT $3 OFFSET $4', q.dist_sql, q.where_sql, q.order_sql)
+        USING q.geoms, q.nums, lim, off;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    INSERT INTO vms.search_history (filter, lim, off, result_count, took_ms)
+    VALUES (filter, lim, off, n, round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 3));
+END $$;
+COMMENT ON FUNCTION vms.search_points(jsonb, integer, integer) IS
+    'search monitoring points: tags_all, tags_any, catalog, unit, point_type, place_type, capability, keyword, bbox, circle, polygon, line, near';
+
+CREATE FUNCTION vms.search_geojson(filter jsonb DEFAULT '{}', lim integer DEFAULT 1000, off integer DEFAULT 0)
+    RETURNS jsonb
+    LANGUAGE sql VOLATILE SET search_path FROM CURRENT AS $$
+    SELECT jsonb_build_object('type', 'FeatureCollection', 'features', coalesce(jsonb_agg(
+               jsonb_build_object('type', 'Feature', 'id', s.code::text,
+                   'geometry', CASE WHEN s.lon IS NOT NULL THEN jsonb_build_object('type', 'Point', 'coordinates', jsonb_build_array(s.lon, s.lat)) END,
+                   'properties', jsonb_strip_nulls(jsonb_build_object('code', s.code::text, 'name', s.name, 'alias', s.alias,
+                       'address', s.address, 'point_type', s.point_type, 'place_type', s.place_type,
+                       'online', s.online, 'distance_m', round(s.distance_m::numeric, 1))))), '[]'))
+      FROM vms.search_points(filter, lim, off) s
+$$;
+COMMENT ON FUNCTION vms.search_geojson(jsonb, integer, integer) IS 'a search as a GeoJSON FeatureCollection for the map system';
+
+-- Tag every channel a search returns (批量打标签).
+CREATE FUNCTION vms.tag_search_results(filter jsonb, tag text, source text DEFAULT 'rule') RETURNS bigint
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    q record;
+    tag_id bigint := vms.tag_resolve(to_jsonb(tag));
+    n bigint;
+BEGIN
+    q := vms._search_sql(filter);
+    EXECUTE format('INSERT INTO vms.channel_tag (channel_code, tag_id, source)
+                    SELECT c.code, $3, $4 FROM vms.channel c WHERE %s ON CONFLICT DO NOTHING', q.where_sql)
+        USING q.geoms, q.nums, tag_id, source;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION vms.tag_search_results(jsonb, text, text) IS 'tag every channel matching a search filter; returns how many got the tag';
+
+CREATE FUNCTION vms.search_save(name text, filter jsonb) RETURNS bigint
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+#variable_conflict use_column
+DECLARE
+    id bigint;
+BEGIN
+    PERFORM vms._search_sql(filter);     -- refuse a filter that would not run
+    INSERT INTO vms.saved_search AS s (name, filter) VALUES (search_save.name, search_save.filter)
+    ON CONFLICT (owner, name) DO UPDATE SET filter = EXCLUDED.filter RETURNING s.id INTO id;
+    RETURN id;
+END $$;
+COMMENT ON FUNCTION vms.search_save(text, jsonb) IS 'save (or replace) a search under a name for the current user';
+
+CREATE FUNCTION vms.search_saved(saved_name text, lim integer DEFAULT 100, off integer DEFAULT 0)
+    RETURNS TABLE (code vms.gbcode, name text, alias text, address text, point_type text, place_type text,
+                   unit_id bigint, online boolean, lon float8, lat float8, distance_m float8)
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    f jsonb;
+BEGIN
+    SELECT s.filter INTO f FROM vms.saved_search s WHERE s.owner = session_user AND s.name = saved_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'saved search "%" does not exist', saved_name
+            USING ERRCODE = 'undefined_object', HINT = 'See vms.saved_search for your saved searches.';
+    END IF;
+    RETURN QUERY SELECT * FROM vms.search_points(f, lim, off);
+END $$;
+COMMENT ON FUNCTION vms.search_saved(text, integer, integer) IS 'run one of the current user''s saved searches';
+
+CREATE FUNCTION vms.search_rerun(history_id bigint)
+    RETURNS TABLE (code vms.gbcode, name text, alias text, address text, point_type text, place_type text,
+                   unit_id bigint, online boolean, lon float8, lat float8, distance_m float8)
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    h vms.search_history;
+BEGIN
+    SELECT * INTO h FROM vms.search_history s WHERE s.id = history_id AND s.username = session_user;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'search history entry % does not exist', history_id
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN QUERY SELECT * FROM vms.search_points(h.filter, h.lim, h.off);
+END $$;
+COMMENT ON FUNCTION vms.search_rerun(bigint) IS 'run a search from the current user''s history again';

@@ -1,0 +1,41 @@
+-- Vector tiles for the map system.  The signature (z, x, y, query_params)
+-- is what pg_tileserv and martin look for to publish a function layer.
+-- At zoom 13 and above every channel is a feature; below, channels are
+-- clustered on a 64 x 64 grid per tile with a count, so a million channels
+-- still draw.
+
+CREATE FUNCTION vms.channel_tiles(z integer, x integer, y integer, query_params json DEFAULT '{}')
+    RETURNS bytea
+    LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path FROM CURRENT AS $$
+DECLARE
+    bounds geometry;
+    cell float8;
+    tile bytea;
+BEGIN
+    IF z < 0 OR z > 22 OR x < 0 OR y < 0 OR x >= (1 << z) OR y >= (1 << z) THEN
+        RAISE EXCEPTION 'tile %/%/% does not exist', z, x, y
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'z is 0-22 and x, y are 0 to 2^z - 1.';
+    END IF;
+    bounds := ST_TileEnvelope(z, x, y);
+    IF z >= 13 THEN
+        SELECT ST_AsMVT(f, 'channels', 4096, 'geom') INTO tile FROM (
+            SELECT ST_AsMVTGeom(c.geom_3857, bounds, 4096, 64, true) AS geom,
+                   c.code::text AS code, c.name, c.point_type, c.online, c.azimuth
+              FROM vms.channel c
+             WHERE c.geom && ST_Transform(bounds, 4326) AND c.geom_3857 && bounds) f;
+    ELSE
+        cell := (ST_XMax(bounds) - ST_XMin(bounds)) / 64;
+        SELECT ST_AsMVT(f, 'channels', 4096, 'geom') INTO tile FROM (
+            SELECT ST_AsMVTGeom(ST_SetSRID(ST_MakePoint(avg(ST_X(c.geom_3857)), avg(ST_Y(c.geom_3857))), 3857),
+                                bounds, 4096, 64, true) AS geom,
+                   count(*) AS count, count(*) FILTER (WHERE c.online) AS online_count,
+                   min(c.code::text) AS code
+              FROM vms.channel c
+             WHERE c.geom && ST_Transform(bounds, 4326) AND c.geom_3857 && bounds
+             GROUP BY floor((ST_X(c.geom_3857) - ST_XMin(bounds)) / cell),
+                      floor((ST_Y(c.geom_3857) - ST_YMin(bounds)) / cell)) f;
+    END IF;
+    RETURN coalesce(tile, '\x'::bytea);
+END $$;
+COMMENT ON FUNCTION vms.channel_tiles(integer, integer, integer, json) IS
+    'channels as a Mapbox vector tile (layer "channels"): points with code, name, point_type, online, azimuth from z13; clusters with count below';
