@@ -12,17 +12,19 @@ OBJS = \
 	extension/coord.o \
 	extension/csv_reader.o \
 	extension/validate.o \
-	extension/text_grams.o
+	extension/text_grams.o \
+	extension/crypto.o \
+	extension/access_policy.o
 
 # install script: the SQL sources concatenated in file-name order
 SQL_SOURCES = $(sort $(wildcard extension/sql/*.sql))
 DATA_built  = vms--$(EXTVERSION).sql
 
-REGRESS = gbcode gbcode_index coord ledger history import alarm governance search cones_tiles
+REGRESS = gbcode gbcode_index coord ledger history import alarm governance search cones_tiles policy
 
 PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -I$(srcdir)/extension
-SHLIB_LINK =
+SHLIB_LINK = -lcrypto
 EXTRA_CLEAN = vms--$(EXTVERSION).sql
 
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)

@@ -1,11 +1,14 @@
 /*
- * vms.c — module entry point.  The SQL API needs nothing at load time;
- * background workers (registered here when vms is in
- * shared_preload_libraries) come with the worker issues.
+ * vms.c — module entry point: settings.  The SQL API needs nothing else at
+ * load time; background workers are registered here when vms is in
+ * shared_preload_libraries.
  */
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "utils/guc.h"
+
+#include "vms.h"
 
 PG_MODULE_MAGIC;
 
@@ -14,4 +17,12 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
+	DefineCustomStringVariable("vms.secret_key_file",
+							   "File holding the 32-byte key that encrypts stored secrets.",
+							   "Readable only by the server; superusers set it.",
+							   &vms_secret_key_file,
+							   NULL,
+							   PGC_SUSET,
+							   0,
+							   NULL, NULL, NULL);
 }

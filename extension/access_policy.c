@@ -1,0 +1,289 @@
+/*
+ * access_policy.c — row-level security for the ledger, fast enough to sit in
+ * every scan of vms.channel.
+ *
+ * vms.channel_visible(code, civil_code) answers "may the current user see
+ * this channel": some grant of theirs (directly or through a role they are
+ * a member of), valid now and not revoked, covers the channel — all,
+ * its civil region, its catalogue subtree, one of its tags, or the channel
+ * itself — at a security level at least the channel's.
+ *
+ * The user's grants are compiled once into hash tables and kept across
+ * statements and transactions.  They are thrown away when a grant, a
+ * security assignment, a catalogue membership or a tag assignment changes
+ * (triggers call vms._policy_changed(), which queues a relcache invalidation
+ * that every backend receives at commit), when role membership changes, when
+ * the user changes, and when a grant starts or expires.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "nodes/makefuncs.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "gbcode.h"
+
+typedef struct CodeLevel
+{
+	GbCode		code;			/* hash key */
+	int16		level;
+} CodeLevel;
+
+typedef struct RegionLevel
+{
+	char		prefix[9];		/* hash key: 2-8 digits, NUL padded */
+	int16		level;
+} RegionLevel;
+
+typedef struct PolicyCache
+{
+	bool		valid;
+	Oid			user;
+	TimestampTz next_change;	/* a grant starts or ends: rebuild then */
+	int16		all_level;		/* from grants on everything */
+	HTAB	   *channels;		/* code → highest level granted */
+	HTAB	   *regions;		/* civil prefix → highest level granted */
+	HTAB	   *restricted;		/* code → its security level, when above 1 */
+	MemoryContext cxt;
+} PolicyCache;
+
+static PolicyCache cache;
+static bool callbacks_registered = false;
+static Oid	grant_relid = InvalidOid;
+
+static void
+policy_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == grant_relid)
+		cache.valid = false;
+}
+
+static void
+policy_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	cache.valid = false;
+}
+
+static void
+register_callbacks(void)
+{
+	if (callbacks_registered)
+		return;
+	CacheRegisterRelcacheCallback(policy_relcache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(AUTHMEMMEMROLE, policy_syscache_callback, (Datum) 0);
+	CacheRegisterSyscacheCallback(AUTHOID, policy_syscache_callback, (Datum) 0);
+	callbacks_registered = true;
+}
+
+static Oid
+lookup_grant_relid(void)
+{
+	return RangeVarGetRelid(makeRangeVar("vms", "access_grant", -1), NoLock, false);
+}
+
+static Oid
+get_rel_owner_oid(Oid relid)
+{
+	HeapTuple	tp = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tp))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tp))->relowner;
+	ReleaseSysCache(tp);
+	return owner;
+}
+
+static HTAB *
+make_table(const char *name, Size keysize, Size entrysize, bool blobs)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = keysize;
+	ctl.entrysize = entrysize;
+	ctl.hcxt = cache.cxt;
+	return hash_create(name, 256, &ctl, HASH_ELEM | HASH_CONTEXT | (blobs ? HASH_BLOBS : HASH_STRINGS));
+}
+
+static void
+put_code_level(HTAB *t, const char *code, int16 level)
+{
+	GbCode		key;
+	CodeLevel  *e;
+	bool		found;
+
+	if (gbcode_parse(code, strlen(code), &key) != NULL)
+		return;
+	e = hash_search(t, &key, HASH_ENTER, &found);
+	if (!found || e->level < level)
+		e->level = level;
+}
+
+/*
+ * Compile the current user's grants.  Runs as the owner of vms.access_grant,
+ * as referential integrity checks do, so users need no access to others'
+ * grants.
+ */
+static void
+build_cache(Oid user, TimestampTz now)
+{
+	Oid			save_userid;
+	int			save_sec;
+	Oid			owner;
+	Datum		args[2];
+	Oid			argtypes[2] = {OIDOID, TIMESTAMPTZOID};
+
+	if (cache.cxt == NULL)
+		cache.cxt = AllocSetContextCreate(TopMemoryContext, "vms policy cache", ALLOCSET_DEFAULT_SIZES);
+	else
+		MemoryContextReset(cache.cxt);
+	cache.valid = false;
+	cache.channels = make_table("vms granted channels", sizeof(GbCode), sizeof(CodeLevel), true);
+	cache.regions = make_table("vms granted regions", 9, sizeof(RegionLevel), false);
+	cache.restricted = make_table("vms restricted channels", sizeof(GbCode), sizeof(CodeLevel), true);
+	cache.all_level = 0;
+	cache.next_change = DT_NOEND;
+
+	grant_relid = lookup_grant_relid();
+	owner = get_rel_owner_oid(grant_relid);
+	args[0] = ObjectIdGetDatum(user);
+	args[1] = TimestampTzGetDatum(now);
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (SPI_execute_with_args("SELECT kind, ref, level, next_change FROM vms._grant_scope($1, $2)",
+								  2, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read grants");
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	td = SPI_tuptable->tupdesc;
+			char	   *kind = SPI_getvalue(tup, td, 1);
+			char	   *ref = SPI_getvalue(tup, td, 2);
+			bool		isnull;
+			int16		level = DatumGetInt16(SPI_getbinval(tup, td, 3, &isnull));
+			Datum		nc = SPI_getbinval(tup, td, 4, &isnull);
+
+			if (!isnull && DatumGetTimestampTz(nc) < cache.next_change)
+				cache.next_change = DatumGetTimestampTz(nc);
+			if (kind == NULL)
+				continue;
+			if (strcmp(kind, "all") == 0)
+				cache.all_level = Max(cache.all_level, level);
+			else if (strcmp(kind, "region") == 0 && ref && strlen(ref) <= 8)
+			{
+				char		key[9] = {0};
+				RegionLevel *e;
+				bool		found;
+
+				strlcpy(key, ref, sizeof(key));
+				e = hash_search(cache.regions, key, HASH_ENTER, &found);
+				if (!found || e->level < level)
+					e->level = level;
+			}
+			else if (strcmp(kind, "channel") == 0 && ref)
+				put_code_level(cache.channels, ref, level);
+			else if (strcmp(kind, "restricted") == 0 && ref)
+				put_code_level(cache.restricted, ref, level);
+		}
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_sec);
+	}
+	PG_END_TRY();
+
+	cache.user = user;
+	cache.valid = true;
+}
+
+static void
+ensure_cache(void)
+{
+	Oid			user = GetUserId();
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+
+	register_callbacks();
+	AcceptInvalidationMessages();
+	if (!cache.valid || cache.user != user || now >= cache.next_change)
+		build_cache(user, now);
+}
+
+static int16
+code_level(HTAB *t, GbCode *code)
+{
+	CodeLevel  *e = hash_search(t, code, HASH_FIND, NULL);
+
+	return e ? e->level : 0;
+}
+
+/* vms.channel_visible(code gbcode, civil_code text) → boolean */
+PG_FUNCTION_INFO_V1(vms_channel_visible);
+Datum
+vms_channel_visible(PG_FUNCTION_ARGS)
+{
+	GbCode	   *code;
+	int16		allowed;
+	int16		needed;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_BOOL(false);
+	code = PG_GETARG_GBCODE_P(0);
+	ensure_cache();
+
+	needed = Max(code_level(cache.restricted, code), 1);
+	allowed = Max(cache.all_level, code_level(cache.channels, code));
+	if (allowed < needed && !PG_ARGISNULL(1) && hash_get_num_entries(cache.regions) > 0)
+	{
+		text	   *civil = PG_GETARG_TEXT_PP(1);
+		int			len = Min(VARSIZE_ANY_EXHDR(civil), 8);
+		char		key[9];
+
+		for (int k = 2; k <= len; k += 2)
+		{
+			RegionLevel *e;
+
+			memset(key, 0, sizeof(key));
+			memcpy(key, VARDATA_ANY(civil), k);
+			e = hash_search(cache.regions, key, HASH_FIND, NULL);
+			if (e && e->level > allowed)
+				allowed = e->level;
+		}
+	}
+	PG_RETURN_BOOL(allowed >= needed);
+}
+
+/*
+ * Statement-level trigger on the tables the policy is compiled from: every
+ * backend drops its compiled policy when this transaction commits.
+ */
+PG_FUNCTION_INFO_V1(vms_policy_changed);
+Datum
+vms_policy_changed(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("vms._policy_changed() must be called as a trigger")));
+	CacheInvalidateRelcacheByRelid(lookup_grant_relid());
+	cache.valid = false;		/* this backend sees its own change at once */
+	return PointerGetDatum(NULL);
+}

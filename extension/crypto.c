@@ -1,0 +1,255 @@
+/*
+ * crypto.c — the audit chain's digest and the encryption of stored secrets,
+ * through OpenSSL.
+ *
+ * Digest: SM3 (GB/T 32905, required by 密评) when the OpenSSL build has it,
+ * SHA-256 otherwise; the name of the one used is returned with it so a
+ * chain can be verified with the same algorithm.
+ *
+ * Secrets (upstream platform passwords, which the protocol needs in clear at
+ * use time and so cannot be stored as digests): SM4-GCM when available,
+ * AES-256-GCM otherwise, with a 32-byte key read from the file named by the
+ * superuser-only setting vms.secret_key_file.  Stored form:
+ *   'V1' | alg (1 byte: 1 = SM4-GCM, 2 = AES-256-GCM) | nonce (12) | tag (16) | ciphertext
+ */
+#include "postgres.h"
+
+#include <sys/stat.h>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/fd.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+
+#include "vms.h"
+
+char	   *vms_secret_key_file = NULL;
+
+#define SECRET_NONCE 12
+#define SECRET_TAG 16
+#define SECRET_HDR (2 + 1 + SECRET_NONCE + SECRET_TAG)
+#define SECRET_MAX_PLAIN 4096
+
+static const EVP_MD *
+chain_md(const char **name)
+{
+	static const EVP_MD *md = NULL;
+	static const char *mdname = NULL;
+
+	if (md == NULL)
+	{
+		md = EVP_MD_fetch(NULL, "SM3", NULL);
+		mdname = "sm3";
+		if (md == NULL)
+		{
+			md = EVP_sha256();
+			mdname = "sha256";
+		}
+	}
+	*name = mdname;
+	return md;
+}
+
+/* vms.chain_digest(data bytea) → bytea, vms.chain_digest_name() → text */
+PG_FUNCTION_INFO_V1(vms_chain_digest);
+Datum
+vms_chain_digest(PG_FUNCTION_ARGS)
+{
+	bytea	   *data = PG_GETARG_BYTEA_PP(0);
+	const char *name;
+	const EVP_MD *md = chain_md(&name);
+	unsigned char out[EVP_MAX_MD_SIZE];
+	unsigned int outlen = 0;
+	bytea	   *result;
+
+	if (!EVP_Digest(VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data), out, &outlen, md, NULL))
+		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("%s digest failed", name)));
+	result = palloc(VARHDRSZ + outlen);
+	SET_VARSIZE(result, VARHDRSZ + outlen);
+	memcpy(VARDATA(result), out, outlen);
+	PG_RETURN_BYTEA_P(result);
+}
+
+PG_FUNCTION_INFO_V1(vms_chain_digest_name);
+Datum
+vms_chain_digest_name(PG_FUNCTION_ARGS)
+{
+	const char *name;
+
+	chain_md(&name);
+	PG_RETURN_TEXT_P(cstring_to_text(name));
+}
+
+static const EVP_CIPHER *
+secret_cipher(int alg)
+{
+	if (alg == 1)
+		return EVP_CIPHER_fetch(NULL, "SM4-GCM", NULL);
+	if (alg == 2)
+		return EVP_aes_256_gcm();
+	return NULL;
+}
+
+static int
+preferred_alg(void)
+{
+	EVP_CIPHER *c = EVP_CIPHER_fetch(NULL, "SM4-GCM", NULL);
+
+	if (c)
+	{
+		EVP_CIPHER_free(c);
+		return 1;
+	}
+	return 2;
+}
+
+/* Read the 32-byte key; the file must not be readable by others. */
+static void
+load_key(unsigned char *key)
+{
+	FILE	   *f;
+	struct stat st;
+	size_t		n;
+
+	if (vms_secret_key_file == NULL || vms_secret_key_file[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("vms.secret_key_file is not set"),
+				 errdetail("Secrets are encrypted with a key kept outside the database."),
+				 errhint("Create a file of 32 random bytes readable only by the server (head -c 32 /dev/urandom > key; chmod 600 key) and set vms.secret_key_file to its path.")));
+	f = AllocateFile(vms_secret_key_file, PG_BINARY_R);
+	if (f == NULL)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open secret key file \"%s\": %m", vms_secret_key_file)));
+	if (fstat(fileno(f), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
+	{
+		FreeFile(f);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("secret key file \"%s\" is readable by others", vms_secret_key_file),
+				 errhint("chmod 600 the file.")));
+	}
+	n = fread(key, 1, 32, f);
+	FreeFile(f);
+	if (n != 32)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("secret key file \"%s\" must hold at least 32 bytes", vms_secret_key_file)));
+}
+
+/* vms.secret_encrypt(plain text) → bytea */
+PG_FUNCTION_INFO_V1(vms_secret_encrypt);
+Datum
+vms_secret_encrypt(PG_FUNCTION_ARGS)
+{
+	text	   *plain = PG_GETARG_TEXT_PP(0);
+	int			plen = VARSIZE_ANY_EXHDR(plain);
+	unsigned char key[32];
+	int			alg = preferred_alg();
+	const EVP_CIPHER *cipher = secret_cipher(alg);
+	EVP_CIPHER_CTX *ctx;
+	bytea	   *out;
+	unsigned char *p;
+	int			len,
+				total = 0;
+
+	if (plen > SECRET_MAX_PLAIN)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("secret is longer than %d bytes", SECRET_MAX_PLAIN)));
+	load_key(key);
+	out = palloc0(VARHDRSZ + SECRET_HDR + plen + 16);
+	p = (unsigned char *) VARDATA(out);
+	p[0] = 'V';
+	p[1] = '1';
+	p[2] = (unsigned char) alg;
+	if (RAND_bytes(p + 3, SECRET_NONCE) != 1)
+		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("could not generate a nonce")));
+
+	ctx = EVP_CIPHER_CTX_new();
+	if (!ctx ||
+		EVP_EncryptInit_ex(ctx, cipher, NULL, NULL, NULL) != 1 ||
+		EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, SECRET_NONCE, NULL) != 1 ||
+		EVP_EncryptInit_ex(ctx, NULL, NULL, key, p + 3) != 1 ||
+		EVP_EncryptUpdate(ctx, p + SECRET_HDR, &len, (unsigned char *) VARDATA_ANY(plain), plen) != 1)
+		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("secret encryption failed")));
+	total = len;
+	if (EVP_EncryptFinal_ex(ctx, p + SECRET_HDR + total, &len) != 1 ||
+		EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, SECRET_TAG, p + 3 + SECRET_NONCE) != 1)
+		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("secret encryption failed")));
+	total += len;
+	EVP_CIPHER_CTX_free(ctx);
+	explicit_bzero(key, sizeof(key));
+	SET_VARSIZE(out, VARHDRSZ + SECRET_HDR + total);
+	PG_RETURN_BYTEA_P(out);
+}
+
+/* decrypt for C callers (workers) and the superuser-only SQL function */
+char *
+vms_secret_decrypt_bytes(const unsigned char *p, int n)
+{
+	unsigned char key[32];
+	const EVP_CIPHER *cipher;
+	EVP_CIPHER_CTX *ctx;
+	char	   *plain;
+	int			len,
+				total;
+
+	if (n < SECRET_HDR || p[0] != 'V' || p[1] != '1' || (cipher = secret_cipher(p[2])) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("stored secret is not in vms secret format")));
+	load_key(key);
+	plain = palloc(n - SECRET_HDR + 1);
+	ctx = EVP_CIPHER_CTX_new();
+	if (!ctx ||
+		EVP_DecryptInit_ex(ctx, cipher, NULL, NULL, NULL) != 1 ||
+		EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, SECRET_NONCE, NULL) != 1 ||
+		EVP_DecryptInit_ex(ctx, NULL, NULL, key, p + 3) != 1 ||
+		EVP_DecryptUpdate(ctx, (unsigned char *) plain, &len, p + SECRET_HDR, n - SECRET_HDR) != 1 ||
+		EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, SECRET_TAG, (void *) (p + 3 + SECRET_NONCE)) != 1)
+		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("secret decryption failed")));
+	total = len;
+	if (EVP_DecryptFinal_ex(ctx, (unsigned char *) plain + total, &len) != 1)
+	{
+		EVP_CIPHER_CTX_free(ctx);
+		explicit_bzero(key, sizeof(key));
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("stored secret does not decrypt with the current key"),
+				 errhint("The key file was changed or the value was altered.")));
+	}
+	total += len;
+	EVP_CIPHER_CTX_free(ctx);
+	explicit_bzero(key, sizeof(key));
+	plain[total] = '\0';
+	return plain;
+}
+
+/* vms.secret_decrypt(bytea) → text: superusers only (workers call the C API) */
+PG_FUNCTION_INFO_V1(vms_secret_decrypt);
+Datum
+vms_secret_decrypt(PG_FUNCTION_ARGS)
+{
+	bytea	   *data = PG_GETARG_BYTEA_PP(0);
+
+	if (!superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to decrypt a stored secret"),
+				 errdetail("Only superusers and vms workers can read secrets in clear.")));
+	PG_RETURN_TEXT_P(cstring_to_text(vms_secret_decrypt_bytes((unsigned char *) VARDATA_ANY(data),
+															  VARSIZE_ANY_EXHDR(data))));
+}
+
+PG_FUNCTION_INFO_V1(vms_secret_algorithm);
+Datum
+vms_secret_algorithm(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(preferred_alg() == 1 ? "sm4-gcm" : "aes-256-gcm"));
+}

@@ -1,0 +1,543 @@
+-- Permission policy (视频访问权限体系): security levels, scoped and time-bound
+-- grants, access requests with separation of duties, row-level security,
+-- periodic review, secrets.
+
+DO $$
+BEGIN
+    -- group roles for duties; a person gets one by GRANT vms_analyst TO alice
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'vms_analyst') THEN CREATE ROLE vms_analyst NOLOGIN; END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'vms_grant_admin') THEN CREATE ROLE vms_grant_admin NOLOGIN; END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'vms_approver') THEN CREATE ROLE vms_approver NOLOGIN; END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'vms_auditor') THEN CREATE ROLE vms_auditor NOLOGIN; END IF;
+END $$;
+
+CREATE TABLE vms.security_level (
+    level       smallint PRIMARY KEY CHECK (level BETWEEN 1 AND 4),
+    name_zh     text NOT NULL,
+    name_en     text NOT NULL
+);
+INSERT INTO vms.security_level VALUES (1, '一般', 'general'), (2, '敏感', 'sensitive'),
+                                      (3, '重要', 'important'), (4, '核心', 'core');
+COMMENT ON TABLE vms.security_level IS 'resource security levels (资源安全等级); a channel without an assignment is level 1';
+
+CREATE TABLE vms.security_assignment (
+    scope_kind   text NOT NULL CHECK (scope_kind IN ('channel', 'catalog', 'tag')),
+    scope_ref    text NOT NULL,
+    level        smallint NOT NULL REFERENCES vms.security_level (level),
+    assigned_by  text NOT NULL DEFAULT session_user,
+    assigned_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (scope_kind, scope_ref)
+);
+COMMENT ON TABLE vms.security_assignment IS 'security level catalogue (资源安全等级目录): levels for a channel, a catalogue subtree or a tag subtree; the strictest applies';
+
+-- Channels above level 1 and their effective (strictest) level.
+CREATE FUNCTION vms.channel_security_levels() RETURNS TABLE (code vms.gbcode, level smallint)
+    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+    SELECT code, max(level)::smallint FROM (
+        SELECT a.scope_ref::vms.gbcode AS code, a.level FROM vms.security_assignment a WHERE a.scope_kind = 'channel'
+        UNION ALL
+        SELECT m.channel_code, a.level FROM vms.security_assignment a
+          CROSS JOIN LATERAL vms.catalog_subtree(a.scope_ref::vms.gbcode) n
+          JOIN vms.catalog_member m ON m.node_code = n
+         WHERE a.scope_kind = 'catalog'
+        UNION ALL
+        SELECT ct.channel_code, a.level FROM vms.security_assignment a
+          CROSS JOIN LATERAL vms.tag_subtree(a.scope_ref::bigint) t
+          JOIN vms.channel_tag ct ON ct.tag_id = t
+         WHERE a.scope_kind = 'tag') s
+    WHERE level > 1 GROUP BY code
+$$;
+COMMENT ON FUNCTION vms.channel_security_levels() IS 'channels whose effective security level is above 1, with that level';
+
+CREATE FUNCTION vms.channel_security_level(channel vms.gbcode) RETURNS smallint
+    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+    SELECT coalesce((SELECT level FROM vms.channel_security_levels() WHERE code = channel), 1)::smallint
+$$;
+COMMENT ON FUNCTION vms.channel_security_level(vms.gbcode) IS 'effective security level of one channel (1 when nothing assigns one)';
+
+CREATE TABLE vms.subject (
+    role_name  name PRIMARY KEY,
+    unit_id    bigint NOT NULL REFERENCES vms.org_unit (id)
+);
+COMMENT ON TABLE vms.subject IS 'the organisation unit each PostgreSQL role (user or group) belongs to';
+
+CREATE TABLE vms.access_request (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    requester     name NOT NULL DEFAULT current_user,
+    scope_kind    text NOT NULL,
+    scope_ref     text,
+    actions       text[] NOT NULL,
+    max_level     smallint NOT NULL,
+    valid_from    timestamptz NOT NULL DEFAULT now(),
+    valid_until   timestamptz,
+    reason        text NOT NULL,
+    state         text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'approved', 'rejected', 'withdrawn')),
+    requested_at  timestamptz NOT NULL DEFAULT now(),
+    decided_by    name,
+    decided_at    timestamptz,
+    decision_note text,
+    grant_id      bigint
+);
+COMMENT ON TABLE vms.access_request IS 'access requests (权限申请): who asks for which scope, actions, level and period, and why';
+
+CREATE TABLE vms.access_grant (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    grantee      name NOT NULL,
+    scope_kind   text NOT NULL CHECK (scope_kind IN ('all', 'region', 'catalog', 'tag', 'channel')),
+    scope_ref    text,
+    actions      text[] NOT NULL,
+    max_level    smallint NOT NULL REFERENCES vms.security_level (level),
+    valid_from   timestamptz NOT NULL DEFAULT now(),
+    valid_until  timestamptz,
+    granted_by   name NOT NULL DEFAULT session_user,
+    granted_at   timestamptz NOT NULL DEFAULT now(),
+    request_id   bigint REFERENCES vms.access_request (id),
+    note         text,
+    revoked_at   timestamptz,
+    revoked_by   name,
+    revoke_reason text,
+    last_used_at timestamptz,
+    CHECK ((scope_kind = 'all') = (scope_ref IS NULL)),
+    CHECK (valid_until IS NULL OR valid_until > valid_from),
+    CHECK (actions <@ '{view_live,playback,download,ptz,snapshot,manage_ledger,export}' AND cardinality(actions) > 0)
+);
+CREATE INDEX access_grant_grantee_idx ON vms.access_grant (grantee) WHERE revoked_at IS NULL;
+COMMENT ON TABLE vms.access_grant IS 'grants: role x scope (all, region subtree, catalogue subtree, tag, channel) x actions x highest level x validity window';
+COMMENT ON COLUMN vms.access_grant.actions IS 'view_live, playback, download, ptz, snapshot, manage_ledger, export';
+
+-- What the policy cache compiles for a user at a time: granted scopes
+-- (catalogue and tag grants expanded to channels), restricted channels,
+-- and when the set next changes.  Runs as the table owner, from C.
+CREATE FUNCTION vms._grant_scope(usr oid, at timestamptz)
+    RETURNS TABLE (kind text, ref text, level smallint, next_change timestamptz)
+    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+    WITH mine AS (
+        SELECT g.* FROM vms.access_grant g
+         WHERE g.revoked_at IS NULL AND pg_has_role(usr, g.grantee, 'MEMBER'))
+    SELECT g.scope_kind, g.scope_ref, g.max_level, NULL::timestamptz FROM mine g
+     WHERE g.valid_from <= at AND (g.valid_until IS NULL OR g.valid_until > at) AND g.scope_kind IN ('all', 'region', 'channel')
+    UNION ALL
+    SELECT 'channel', m.channel_code::text, g.max_level, NULL FROM mine g
+     CROSS JOIN LATERAL vms.catalog_subtree(g.scope_ref::vms.gbcode) n
+      JOIN vms.catalog_member m ON m.node_code = n
+     WHERE g.valid_from <= at AND (g.valid_until IS NULL OR g.valid_until > at) AND g.scope_kind = 'catalog'
+    UNION ALL
+    SELECT 'channel', ct.channel_code::text, g.max_level, NULL FROM mine g
+     CROSS JOIN LATERAL vms.tag_subtree(g.scope_ref::bigint) t
+      JOIN vms.channel_tag ct ON ct.tag_id = t
+     WHERE g.valid_from <= at AND (g.valid_until IS NULL OR g.valid_until > at) AND g.scope_kind = 'tag'
+    UNION ALL
+    SELECT 'restricted', s.code::text, s.level, NULL FROM vms.channel_security_levels() s
+    UNION ALL
+    SELECT NULL, NULL, NULL, min(t) FROM (
+        SELECT valid_until AS t FROM mine WHERE valid_until > at
+        UNION ALL SELECT valid_from FROM mine WHERE valid_from > at) c
+$$;
+COMMENT ON FUNCTION vms._grant_scope(oid, timestamptz) IS 'internal: a user''s grants compiled for row-level security';
+
+CREATE FUNCTION vms.channel_visible(code vms.gbcode, civil_code text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'vms_channel_visible' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION vms.channel_visible(vms.gbcode, text) IS
+    'may the current user see this channel (any valid grant covering it at its security level); used by row-level security';
+
+CREATE FUNCTION vms._policy_changed() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'vms_policy_changed' LANGUAGE C;
+COMMENT ON FUNCTION vms._policy_changed() IS 'internal: drops every session''s compiled policy when grants or scopes change';
+CREATE TRIGGER access_grant_policy AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON vms.access_grant
+    FOR EACH STATEMENT EXECUTE FUNCTION vms._policy_changed();
+CREATE TRIGGER security_assignment_policy AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON vms.security_assignment
+    FOR EACH STATEMENT EXECUTE FUNCTION vms._policy_changed();
+CREATE TRIGGER catalog_member_policy AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON vms.catalog_member
+    FOR EACH STATEMENT EXECUTE FUNCTION vms._policy_changed();
+CREATE TRIGGER catalog_node_policy AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON vms.catalog_node
+    FOR EACH STATEMENT EXECUTE FUNCTION vms._policy_changed();
+CREATE TRIGGER channel_tag_policy AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON vms.channel_tag
+    FOR EACH STATEMENT EXECUTE FUNCTION vms._policy_changed();
+CREATE TRIGGER tag_policy AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON vms.tag
+    FOR EACH STATEMENT EXECUTE FUNCTION vms._policy_changed();
+
+-- can(action, channel) -------------------------------------------------------
+CREATE FUNCTION vms._can_for(who name, action text, channel vms.gbcode, new_civil_code text DEFAULT NULL) RETURNS boolean
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = vms, public, pg_catalog, pg_temp AS $$
+DECLARE
+    c record;
+    lvl smallint;
+BEGIN
+    -- only about yourself: the session user must be able to act as the role asked about
+    IF NOT pg_has_role(session_user, who, 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to check the grants of role "%"', who
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    SELECT ch.code, ch.civil_code INTO c FROM vms.channel ch WHERE ch.code = channel;
+    IF NOT FOUND THEN
+        -- a channel being created: its region is the one it will have
+        SELECT channel AS code, new_civil_code AS civil_code INTO c;
+    END IF;
+    lvl := vms.channel_security_level(channel);
+    RETURN EXISTS (
+        SELECT 1 FROM vms.access_grant g
+         WHERE g.revoked_at IS NULL AND pg_has_role(who, g.grantee, 'MEMBER')
+           AND g.valid_from <= now() AND (g.valid_until IS NULL OR g.valid_until > now())
+           AND action = ANY (g.actions) AND g.max_level >= lvl
+           AND CASE g.scope_kind
+                 WHEN 'all' THEN true
+                 WHEN 'region' THEN c.civil_code LIKE g.scope_ref || '%'
+                 WHEN 'channel' THEN g.scope_ref::vms.gbcode = channel
+                 WHEN 'catalog' THEN EXISTS (SELECT 1 FROM vms.catalog_member m
+                                              WHERE m.channel_code = channel
+                                                AND m.node_code IN (SELECT vms.catalog_subtree(g.scope_ref::vms.gbcode)))
+                 WHEN 'tag' THEN EXISTS (SELECT 1 FROM vms.channel_tag ct
+                                          WHERE ct.channel_code = channel
+                                            AND ct.tag_id IN (SELECT vms.tag_subtree(g.scope_ref::bigint)))
+               END);
+END $$;
+COMMENT ON FUNCTION vms._can_for(name, text, vms.gbcode, text) IS 'internal: may a role (that the session user can act as) do an action on a channel';
+
+CREATE FUNCTION vms._raise_unknown_action(action text) RETURNS boolean
+    LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'unknown action "%"', action
+        USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'Actions are view_live, playback, download, ptz, snapshot, manage_ledger, export.';
+END $$;
+CREATE FUNCTION vms.can(action text, channel vms.gbcode) RETURNS boolean
+    LANGUAGE sql STABLE SET search_path FROM CURRENT
+    RETURN CASE WHEN action <> ALL ('{view_live,playback,download,ptz,snapshot,manage_ledger,export}')
+                THEN vms._raise_unknown_action(action)
+                ELSE vms._can_for(current_user, action, channel) END;
+COMMENT ON FUNCTION vms._raise_unknown_action(text) IS 'internal: error for an unknown action';
+COMMENT ON FUNCTION vms.can(text, vms.gbcode) IS 'may the current user do this action (view_live, playback, download, ptz, snapshot, manage_ledger, export) on the channel now';
+
+-- Grants, requests, approvals --------------------------------------------------
+CREATE FUNCTION vms._check_scope(scope_kind text, scope_ref text, actions text[], max_level smallint,
+                                 valid_from timestamptz, valid_until timestamptz) RETURNS void
+    LANGUAGE plpgsql STABLE SET search_path = vms, public, pg_catalog, pg_temp AS $$
+BEGIN
+    IF scope_kind NOT IN ('all', 'region', 'catalog', 'tag', 'channel') THEN
+        RAISE EXCEPTION 'unknown scope kind "%"', scope_kind USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'Scopes are all, region, catalog, tag, channel.';
+    END IF;
+    IF (scope_kind = 'all') <> (scope_ref IS NULL) THEN
+        RAISE EXCEPTION 'scope "%" %', scope_kind, CASE WHEN scope_kind = 'all' THEN 'takes no reference' ELSE 'needs a reference' END
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF scope_kind = 'region' AND scope_ref !~ '^([0-9]{2}){1,4}$' THEN
+        RAISE EXCEPTION 'region scope "%" is not a 2/4/6/8-digit civil code', scope_ref USING ERRCODE = 'invalid_parameter_value';
+    ELSIF scope_kind IN ('catalog', 'channel') AND vms.gbcode_parse_error(scope_ref) IS NOT NULL THEN
+        RAISE EXCEPTION '% scope "%" is not a 20-digit code', scope_kind, scope_ref USING ERRCODE = 'invalid_parameter_value';
+    ELSIF scope_kind = 'catalog' AND NOT EXISTS (SELECT 1 FROM vms.catalog_node WHERE code = scope_ref::vms.gbcode) THEN
+        RAISE EXCEPTION 'catalogue node % does not exist', scope_ref USING ERRCODE = 'invalid_parameter_value';
+    ELSIF scope_kind = 'channel' AND NOT EXISTS (SELECT 1 FROM vms.channel WHERE code = scope_ref::vms.gbcode) THEN
+        RAISE EXCEPTION 'channel % does not exist', scope_ref USING ERRCODE = 'invalid_parameter_value';
+    ELSIF scope_kind = 'tag' AND (scope_ref !~ '^[0-9]{1,18}$' OR NOT EXISTS (SELECT 1 FROM vms.tag WHERE id = scope_ref::bigint)) THEN
+        RAISE EXCEPTION 'tag % does not exist', scope_ref USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'A tag scope is a tag id.';
+    END IF;
+    IF actions IS NULL OR cardinality(actions) = 0
+       OR NOT actions <@ '{view_live,playback,download,ptz,snapshot,manage_ledger,export}' THEN
+        RAISE EXCEPTION 'actions % are not a non-empty subset of the known actions', actions
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Actions are view_live, playback, download, ptz, snapshot, manage_ledger, export.';
+    END IF;
+    IF max_level IS NULL OR max_level NOT BETWEEN 1 AND 4 THEN
+        RAISE EXCEPTION 'security level % does not exist', max_level USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF valid_until IS NOT NULL AND valid_until <= coalesce(valid_from, now()) THEN
+        RAISE EXCEPTION 'validity window ends before it starts' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END $$;
+COMMENT ON FUNCTION vms._check_scope(text, text, text[], smallint, timestamptz, timestamptz) IS 'internal: validates a grant or request';
+
+CREATE FUNCTION vms._require_role(duty name) RETURNS void
+    LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF NOT pg_has_role(session_user, duty, 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied: % is not a member of %', session_user, duty
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+END $$;
+COMMENT ON FUNCTION vms._require_role(name) IS 'internal: the session user must hold a duty role';
+
+CREATE FUNCTION vms.grant_access(grantee name, scope_kind text, scope_ref text, actions text[], max_level smallint,
+                                 valid_until timestamptz DEFAULT NULL, valid_from timestamptz DEFAULT now(),
+                                 note text DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = vms, public, pg_catalog, pg_temp AS $$
+DECLARE
+    id bigint;
+BEGIN
+    PERFORM vms._require_role('vms_grant_admin');
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = grantee) THEN
+        RAISE EXCEPTION 'role "%" does not exist', grantee USING ERRCODE = 'undefined_object';
+    END IF;
+    IF pg_has_role(session_user, grantee, 'MEMBER') THEN
+        RAISE EXCEPTION 'nobody grants to themselves'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('%s is %s or a member of it.', session_user, grantee),
+                  HINT = 'Another grant administrator must grant this, or use vms.request_access().';
+    END IF;
+    PERFORM vms._check_scope(scope_kind, scope_ref, actions, max_level, valid_from, valid_until);
+    INSERT INTO vms.access_grant (grantee, scope_kind, scope_ref, actions, max_level, valid_from, valid_until, note)
+    VALUES (grantee, scope_kind, scope_ref, actions, max_level, valid_from, valid_until, note)
+    RETURNING access_grant.id INTO id;
+    RETURN id;
+END $$;
+COMMENT ON FUNCTION vms.grant_access(name, text, text, text[], smallint, timestamptz, timestamptz, text) IS
+    'grant a role actions on a scope up to a security level for a period (grant administrators; never to themselves)';
+
+CREATE FUNCTION vms.revoke_access(grant_id bigint, reason text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = vms, public, pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM vms._require_role('vms_grant_admin');
+    IF coalesce(btrim(reason), '') = '' THEN
+        RAISE EXCEPTION 'revoking a grant needs a reason' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE vms.access_grant SET revoked_at = now(), revoked_by = session_user, revoke_reason = reason
+     WHERE id = grant_id AND revoked_at IS NULL;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'grant % does not exist or is already revoked', grant_id USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END $$;
+COMMENT ON FUNCTION vms.revoke_access(bigint, text) IS 'revoke a grant with a reason (grant administrators)';
+
+CREATE FUNCTION vms.request_access(scope_kind text, scope_ref text, actions text[], max_level smallint,
+                                   reason text, valid_until timestamptz DEFAULT NULL,
+                                   valid_from timestamptz DEFAULT now())
+    RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = vms, public, pg_catalog, pg_temp AS $$
+DECLARE
+    id bigint;
+BEGIN
+    IF coalesce(btrim(reason), '') = '' THEN
+        RAISE EXCEPTION 'an access request needs a reason' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM vms._check_scope(scope_kind, scope_ref, actions, max_level, valid_from, valid_until);
+    INSERT INTO vms.access_request (requester, scope_kind, scope_ref, actions, max_level, valid_from, valid_until, reason)
+    VALUES (session_user, scope_kind, scope_ref, actions, max_level, valid_from, valid_until, reason)
+    RETURNING access_request.id INTO id;
+    RETURN id;
+END $$;
+COMMENT ON FUNCTION vms.request_access(text, text, text[], smallint, text, timestamptz, timestamptz) IS
+    'ask for access (权限申请): scope, actions, level, reason and period; an approver decides';
+
+CREATE FUNCTION vms.approve_request(request_id bigint, note text DEFAULT NULL) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = vms, public, pg_catalog, pg_temp AS $$
+DECLARE
+    r vms.access_request;
+    gid bigint;
+BEGIN
+    PERFORM vms._require_role('vms_approver');
+    SELECT * INTO r FROM vms.access_request WHERE id = request_id FOR UPDATE;
+    IF NOT FOUND OR r.state <> 'pending' THEN
+        RAISE EXCEPTION 'access request % is not pending', request_id USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF pg_has_role(session_user, r.requester, 'MEMBER') THEN
+        RAISE EXCEPTION 'nobody approves their own request'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('Request %s was made by %s.', request_id, r.requester),
+                  HINT = 'Another approver must decide it.';
+    END IF;
+    INSERT INTO vms.access_grant (grantee, scope_kind, scope_ref, actions, max_level, valid_from, valid_until, request_id, note)
+    VALUES (r.requester, r.scope_kind, r.scope_ref, r.actions, r.max_level, r.valid_from, r.valid_until, r.id, note)
+    RETURNING id INTO gid;
+    UPDATE vms.access_request SET state = 'approved', decided_by = session_user, decided_at = now(),
+                                  decision_note = note, grant_id = gid
+     WHERE id = request_id;
+    RETURN gid;
+END $$;
+COMMENT ON FUNCTION vms.approve_request(bigint, text) IS 'approve a pending request (approvers; never their own); creates the grant';
+
+CREATE FUNCTION vms.reject_request(request_id bigint, note text) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = vms, public, pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM vms._require_role('vms_approver');
+    IF coalesce(btrim(note), '') = '' THEN
+        RAISE EXCEPTION 'rejecting a request needs a note' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE vms.access_request SET state = 'rejected', decided_by = session_user, decided_at = now(), decision_note = note
+     WHERE id = request_id AND state = 'pending' AND NOT pg_has_role(session_user, requester, 'MEMBER');
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'access request % is not pending, or is your own', request_id USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END $$;
+COMMENT ON FUNCTION vms.reject_request(bigint, text) IS 'reject a pending request with a note (approvers)';
+
+-- Audit of grants and requests, whichever way they change.
+CREATE FUNCTION vms._audit_row() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = vms, public, pg_catalog, pg_temp AS $$
+DECLARE
+    act text;
+BEGIN
+    IF TG_TABLE_NAME = 'access_grant' THEN
+        IF TG_OP = 'INSERT' THEN
+            act := 'grant';
+        ELSIF NEW.revoked_at IS NOT NULL AND OLD.revoked_at IS NULL THEN
+            act := 'revoke';
+        ELSIF (to_jsonb(NEW) - 'last_used_at') = (to_jsonb(OLD) - 'last_used_at') THEN
+            RETURN NULL;    -- use is audited where it happens
+        ELSE
+            act := 'grant_change';
+        END IF;
+    ELSE
+        act := CASE WHEN TG_OP = 'INSERT' THEN 'request'
+                    WHEN NEW.state = 'approved' THEN 'approve'
+                    WHEN NEW.state = 'rejected' THEN 'reject'
+                    WHEN NEW.state = 'withdrawn' THEN 'withdraw'
+                    ELSE 'request_change' END;
+    END IF;
+    PERFORM vms.audit(act, TG_TABLE_NAME || ':' || NEW.id, to_jsonb(NEW));
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION vms._audit_row() IS 'internal: audits grants, revocations, requests, approvals, rejections';
+CREATE TRIGGER access_grant_audit AFTER INSERT OR UPDATE ON vms.access_grant FOR EACH ROW EXECUTE FUNCTION vms._audit_row();
+CREATE TRIGGER access_request_audit AFTER INSERT OR UPDATE ON vms.access_request FOR EACH ROW EXECUTE FUNCTION vms._audit_row();
+
+-- Exercised rights: checked, audited, and the grant's use recorded --------------
+CREATE FUNCTION vms.exercise_right(action text, channel vms.gbcode, detail jsonb DEFAULT '{}') RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = vms, public, pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT vms._can_for(session_user, action, channel) THEN
+        PERFORM vms.audit('denied_' || action, channel::text, detail);
+        RAISE EXCEPTION 'permission denied to % channel %', replace(action, '_', ' '), channel
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Ask for access with vms.request_access().';
+    END IF;
+    UPDATE vms.access_grant g SET last_used_at = now()
+     WHERE g.revoked_at IS NULL AND pg_has_role(session_user, g.grantee, 'MEMBER') AND action = ANY (g.actions);
+    RETURN vms.audit(action, channel::text, detail);
+END $$;
+COMMENT ON FUNCTION vms.exercise_right(text, vms.gbcode, jsonb) IS 'use a right on a channel: refused (42501, audited) without a grant, else audited; returns the audit entry';
+
+CREATE FUNCTION vms.playback(channel vms.gbcode, from_time timestamptz, to_time timestamptz) RETURNS bigint
+    LANGUAGE sql SET search_path FROM CURRENT
+    RETURN vms.exercise_right('playback', channel, jsonb_build_object('from', from_time, 'to', to_time));
+CREATE FUNCTION vms.download(channel vms.gbcode, from_time timestamptz, to_time timestamptz) RETURNS bigint
+    LANGUAGE sql SET search_path FROM CURRENT
+    RETURN vms.exercise_right('download', channel, jsonb_build_object('from', from_time, 'to', to_time));
+CREATE FUNCTION vms.ptz(channel vms.gbcode, command text) RETURNS bigint
+    LANGUAGE sql SET search_path FROM CURRENT
+    RETURN vms.exercise_right('ptz', channel, jsonb_build_object('command', command));
+CREATE FUNCTION vms.view_live(channel vms.gbcode) RETURNS bigint
+    LANGUAGE sql SET search_path FROM CURRENT RETURN vms.exercise_right('view_live', channel);
+CREATE FUNCTION vms.snapshot(channel vms.gbcode) RETURNS bigint
+    LANGUAGE sql SET search_path FROM CURRENT RETURN vms.exercise_right('snapshot', channel);
+COMMENT ON FUNCTION vms.playback(vms.gbcode, timestamptz, timestamptz) IS 'check and audit a playback request';
+COMMENT ON FUNCTION vms.download(vms.gbcode, timestamptz, timestamptz) IS 'check and audit a download request';
+COMMENT ON FUNCTION vms.ptz(vms.gbcode, text) IS 'check and audit a PTZ command';
+COMMENT ON FUNCTION vms.view_live(vms.gbcode) IS 'check and audit a live view';
+COMMENT ON FUNCTION vms.snapshot(vms.gbcode) IS 'check and audit a snapshot';
+
+-- Export of the ledger as a right: only what the user may export, audited.
+CREATE FUNCTION vms.export_ledger() RETURNS SETOF vms.ledger_export
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    n bigint;
+BEGIN
+    RETURN QUERY SELECT e.* FROM vms.ledger_export e WHERE vms.can('export', e."监控点编码"::vms.gbcode);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM vms.audit('export', 'ledger', jsonb_build_object('rows', n));
+END $$;
+COMMENT ON FUNCTION vms.export_ledger() IS 'the ledger template rows the current user may export; the export is audited';
+
+-- Periodic review (定期审核) -----------------------------------------------------
+CREATE FUNCTION vms.review_unused_grants(days integer DEFAULT 30) RETURNS SETOF vms.access_grant
+    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+    SELECT * FROM vms.access_grant
+     WHERE revoked_at IS NULL AND (valid_until IS NULL OR valid_until > now())
+       AND coalesce(last_used_at, granted_at) < now() - make_interval(days => days)
+     ORDER BY coalesce(last_used_at, granted_at)
+$$;
+COMMENT ON FUNCTION vms.review_unused_grants(integer) IS 'live grants not used (or never used) for N days';
+
+CREATE FUNCTION vms.review_expiring_grants(within interval DEFAULT '7 days') RETURNS SETOF vms.access_grant
+    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+    SELECT * FROM vms.access_grant
+     WHERE revoked_at IS NULL AND valid_until > now() AND valid_until <= now() + within
+     ORDER BY valid_until
+$$;
+COMMENT ON FUNCTION vms.review_expiring_grants(interval) IS 'live grants that expire within the interval';
+
+CREATE VIEW vms.review_wide_grants WITH (security_invoker = true) AS
+SELECT g.*, u.name AS unit, u.civil_code AS unit_civil_code
+  FROM vms.access_grant g
+  LEFT JOIN vms.subject s ON s.role_name = g.grantee
+  LEFT JOIN vms.org_unit u ON u.id = s.unit_id
+ WHERE g.revoked_at IS NULL AND (g.valid_until IS NULL OR g.valid_until > now())
+   AND (g.scope_kind = 'all'
+        OR (g.scope_kind = 'region' AND (u.civil_code IS NULL OR g.scope_ref NOT LIKE u.civil_code || '%')));
+COMMENT ON VIEW vms.review_wide_grants IS 'live grants wider than the area of the grantee''s unit (or to everything)';
+
+-- Secrets ---------------------------------------------------------------------
+CREATE FUNCTION vms.secret_encrypt(plain text) RETURNS bytea
+    AS 'MODULE_PATHNAME', 'vms_secret_encrypt' LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION vms.secret_decrypt(secret bytea) RETURNS text
+    AS 'MODULE_PATHNAME', 'vms_secret_decrypt' LANGUAGE C STRICT VOLATILE;
+CREATE FUNCTION vms.secret_algorithm() RETURNS text
+    AS 'MODULE_PATHNAME', 'vms_secret_algorithm' LANGUAGE C STABLE;
+REVOKE ALL ON FUNCTION vms.secret_decrypt(bytea) FROM PUBLIC;
+COMMENT ON FUNCTION vms.secret_encrypt(text) IS 'encrypt a secret with the key in vms.secret_key_file (SM4-GCM, or AES-256-GCM without SM4)';
+COMMENT ON FUNCTION vms.secret_decrypt(bytea) IS 'decrypt a stored secret (superusers; workers use the C API)';
+COMMENT ON FUNCTION vms.secret_algorithm() IS 'the cipher vms.secret_encrypt uses';
+
+-- Row-level security ----------------------------------------------------------
+-- Analysts see the channels they hold a grant for; everything keyed by a
+-- channel code follows the channel.  Policies call functions.
+CREATE FUNCTION vms.code_visible(code vms.gbcode) RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL RESTRICTED SET search_path FROM CURRENT AS $$
+    SELECT EXISTS (SELECT 1 FROM vms.channel c WHERE c.code = code_visible.code)
+$$;
+COMMENT ON FUNCTION vms.code_visible(vms.gbcode) IS 'is the channel with this code visible to the current user (row-level security of channel-keyed tables)';
+
+CREATE FUNCTION vms.can_manage(code vms.gbcode, civil_code text) RETURNS boolean
+    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+    SELECT vms._can_for(current_user, 'manage_ledger', code, civil_code)
+$$;
+COMMENT ON FUNCTION vms.can_manage(vms.gbcode, text) IS 'may the current user write this channel (manage_ledger)';
+
+ALTER TABLE vms.channel ENABLE ROW LEVEL SECURITY;
+CREATE POLICY channel_view ON vms.channel FOR SELECT USING (vms.channel_visible(code, civil_code));
+CREATE POLICY channel_insert ON vms.channel FOR INSERT WITH CHECK (vms.can_manage(code, civil_code));
+CREATE POLICY channel_update ON vms.channel FOR UPDATE USING (vms.can_manage(code, civil_code));
+CREATE POLICY channel_delete ON vms.channel FOR DELETE USING (vms.can_manage(code, civil_code));
+
+ALTER TABLE vms.channel_reported ENABLE ROW LEVEL SECURITY;
+CREATE POLICY channel_reported_view ON vms.channel_reported USING (vms.code_visible(code));
+ALTER TABLE vms.channel_tag ENABLE ROW LEVEL SECURITY;
+CREATE POLICY channel_tag_view ON vms.channel_tag USING (vms.code_visible(channel_code));
+ALTER TABLE vms.catalog_member ENABLE ROW LEVEL SECURITY;
+CREATE POLICY catalog_member_view ON vms.catalog_member USING (vms.code_visible(channel_code));
+ALTER TABLE vms.lane_channel ENABLE ROW LEVEL SECURITY;
+CREATE POLICY lane_channel_view ON vms.lane_channel USING (vms.code_visible(channel_code));
+ALTER TABLE vms.governance_task ENABLE ROW LEVEL SECURITY;
+CREATE POLICY governance_task_view ON vms.governance_task USING (vms.code_visible(channel_code));
+ALTER TABLE vms.ledger_history ENABLE ROW LEVEL SECURITY;
+CREATE POLICY ledger_history_view ON vms.ledger_history FOR SELECT
+    USING (table_name = 'channel' AND vms.code_visible(code));
+ALTER TABLE vms.alarm ENABLE ROW LEVEL SECURITY;
+CREATE POLICY alarm_view ON vms.alarm USING (vms.code_visible(code));
+ALTER TABLE vms.access_grant ENABLE ROW LEVEL SECURITY;
+CREATE POLICY access_grant_view ON vms.access_grant FOR SELECT
+    USING (pg_has_role(current_user, grantee, 'MEMBER') OR pg_has_role(current_user, 'vms_grant_admin', 'MEMBER')
+           OR pg_has_role(current_user, 'vms_auditor', 'MEMBER'));
+ALTER TABLE vms.access_request ENABLE ROW LEVEL SECURITY;
+CREATE POLICY access_request_view ON vms.access_request FOR SELECT
+    USING (pg_has_role(current_user, requester, 'MEMBER') OR pg_has_role(current_user, 'vms_approver', 'MEMBER')
+           OR pg_has_role(current_user, 'vms_auditor', 'MEMBER'));
+ALTER TABLE vms.search_history ENABLE ROW LEVEL SECURITY;
+CREATE POLICY search_history_own ON vms.search_history USING (username = session_user) WITH CHECK (username = session_user);
+ALTER TABLE vms.saved_search ENABLE ROW LEVEL SECURITY;
+CREATE POLICY saved_search_own ON vms.saved_search USING (owner = session_user) WITH CHECK (owner = session_user);
+
+-- Privileges for the duty roles --------------------------------------------------
+GRANT USAGE ON SCHEMA vms TO vms_analyst, vms_grant_admin, vms_approver, vms_auditor;
+GRANT SELECT ON vms.region, vms.org_unit, vms.catalog_node, vms.point_type, vms.device, vms.channel,
+                vms.channel_reported, vms.catalog_member, vms.checkpoint, vms.lane, vms.lane_channel,
+                vms.tag_category, vms.tag, vms.channel_tag, vms.ledger_history, vms.alarm, vms.alarm_level,
+                vms.governance_rule, vms.governance_task, vms.governance_worklist, vms.security_level,
+                vms.ledger_template_column, vms.ledger_export, vms.gb_device_type, vms.gb_industry,
+                vms.access_grant, vms.access_request
+   TO vms_analyst;
+GRANT SELECT, INSERT, DELETE ON vms.saved_search TO vms_analyst;
+GRANT SELECT, INSERT ON vms.search_history TO vms_analyst;
+GRANT SELECT ON vms.access_grant, vms.access_request, vms.subject, vms.review_wide_grants TO vms_grant_admin, vms_approver;
+GRANT SELECT ON vms.audit_log TO vms_auditor;

@@ -1,0 +1,11 @@
+/*
+ * vms.h — what the module's C files share.
+ */
+#ifndef VMS_H
+#define VMS_H
+
+extern char *vms_secret_key_file;
+
+extern char *vms_secret_decrypt_bytes(const unsigned char *p, int n);
+
+#endif

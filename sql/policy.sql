@@ -1,0 +1,197 @@
+-- permission policy: every way to reach a channel outside one's grants is
+-- refused; expiry; separation of duties; audit chain tampering; secrets
+\set SHOW_CONTEXT never
+SET search_path = public, vms;
+SET client_min_messages = warning;
+CREATE ROLE regress_alice LOGIN IN ROLE vms_analyst;
+CREATE ROLE regress_bob LOGIN IN ROLE vms_analyst;
+CREATE ROLE regress_carol LOGIN IN ROLE vms_grant_admin, vms_analyst;
+CREATE ROLE regress_dave LOGIN IN ROLE vms_approver;
+CREATE ROLE regress_erin LOGIN IN ROLE vms_approver, vms_analyst;
+GRANT CREATE ON DATABASE contrib_regression TO regress_alice;
+INSERT INTO vms.subject VALUES ('regress_alice', (SELECT id FROM vms.org_unit WHERE name = '园岭派出所'));
+UPDATE vms.channel SET civil_code = '44030402' WHERE code::text LIKE '44030402%';
+-- channel 0001 of 园岭 is core (level 4) through its catalogue node
+INSERT INTO vms.catalog_member VALUES ('44030400002160000001', '44030401001320000001');
+INSERT INTO vms.security_assignment (scope_kind, scope_ref, level) VALUES ('catalog', '44030400002160000001', 4);
+SELECT code, level FROM vms.channel_security_levels() ORDER BY code;
+
+-- least privilege: nothing is visible without a grant
+SET SESSION AUTHORIZATION regress_alice;
+SELECT count(*) AS visible_without_grant FROM vms.channel;
+SELECT vms.can('view_live', '44030401001320000003') AS can_view;
+RESET SESSION AUTHORIZATION;
+
+-- a grant administrator grants alice the 园岭 street for viewing and playback up to level 2
+SET SESSION AUTHORIZATION regress_carol;
+SELECT vms.grant_access('regress_alice', 'region', '44030401', '{view_live,playback}', 2::smallint,
+                        now() + interval '1 day') > 0 AS granted;
+-- separation of duties: administering grants shows no video data
+SELECT count(*) AS carol_sees FROM vms.channel;
+\set VERBOSITY default
+SELECT vms.grant_access('regress_carol', 'all', NULL, '{view_live}', 4::smallint);
+\set VERBOSITY terse
+SELECT vms.grant_access('regress_alice', 'region', '4403x', '{view_live}', 1::smallint);
+SELECT vms.grant_access('regress_alice', 'region', '44030401', '{fly}', 1::smallint);
+SELECT vms.grant_access('regress_alice', 'region', '44030401', '{view_live}', 9::smallint);
+SELECT vms.grant_access('regress_nobody', 'all', NULL, '{view_live}', 1::smallint);
+RESET SESSION AUTHORIZATION;
+
+SET SESSION AUTHORIZATION regress_alice;
+SELECT count(*) AS alice_sees, min(civil_code), max(civil_code) FROM vms.channel;
+-- the core channel of her street stays hidden (level 4 > granted 2)
+SELECT count(*) AS core_channel FROM vms.channel WHERE code = '44030401001320000001';
+SELECT vms.can('view_live', '44030401001320000003') AS view_ok, vms.can('ptz', '44030401001320000003') AS ptz_ok,
+       vms.can('view_live', '44030402001320000001') AS other_street_ok, vms.can('view_live', '44030401001320000001') AS core_ok;
+-- every way around it is refused: join, aggregate, view, function, COPY
+SELECT count(*) AS via_join FROM vms.catalog_member m JOIN vms.channel c ON c.code = m.channel_code
+ WHERE m.node_code = '44030400002160000001';
+SELECT count(*) AS catalog_rows FROM vms.catalog_member WHERE channel_code = '44030401001320000001';
+SELECT count(*) AS history_rows_of_hidden FROM vms.ledger_history WHERE code = '44030402001320000001';
+CREATE SCHEMA regress_alice_s;
+CREATE VIEW regress_alice_s.all_channels AS SELECT * FROM vms.channel;
+SELECT count(*) AS via_view FROM regress_alice_s.all_channels WHERE civil_code LIKE '44030402%';
+CREATE FUNCTION regress_alice_s.count_all() RETURNS bigint LANGUAGE sql SECURITY DEFINER AS 'SELECT count(*) FROM vms.channel';
+SELECT regress_alice_s.count_all() AS via_definer_function;   -- runs as alice: her 13, no more
+COPY (SELECT code FROM vms.channel WHERE civil_code LIKE '44030402%') TO STDOUT;
+COPY vms.channel (code) TO STDOUT;
+-- a leaky operator sees only rows the policy already let through
+CREATE FUNCTION regress_alice_s.leak(text, text) RETURNS boolean LANGUAGE plpgsql COST 0.0001 AS
+    $$BEGIN RAISE WARNING 'leaked %', $1; RETURN true; END$$;
+CREATE OPERATOR regress_alice_s.<<< (LEFTARG = text, RIGHTARG = text, FUNCTION = regress_alice_s.leak);
+-- (cheaper than the policy, it would run first if the policy were an ordinary condition)
+SELECT count(*) FROM vms.channel WHERE code = '44030402001320000001' AND name OPERATOR(regress_alice_s.<<<) 'x';
+-- a search_path attack on SECURITY DEFINER functions: a fake grant table first in the path
+CREATE TABLE regress_alice_s.access_grant (LIKE vms.access_grant);
+INSERT INTO regress_alice_s.access_grant (id, grantee, scope_kind, actions, max_level, valid_from, granted_by, granted_at)
+VALUES (1, 'regress_alice', 'all', '{view_live,ptz}', 4, now() - interval '1 day', 'x', now());
+SET search_path = regress_alice_s, vms, public;
+SELECT vms.can('ptz', '44030401001320000003') AS ptz_after_attack, vms.can('view_live', '44030402001320000001') AS other_after_attack;
+SELECT count(*) AS visible_after_attack FROM vms.channel;
+RESET search_path;
+SET search_path = public, vms;
+-- search and tiles return only permitted points
+SELECT count(*) AS search_results FROM vms.search_points('{"unit": "福田分局"}', 1000);
+SELECT count(*) AS search_other_street FROM vms.search_points('{"bbox": [114.05, 22.5, 114.1, 22.55]}');
+-- exercised rights are checked and audited
+SELECT vms.playback('44030401001320000003', now() - interval '1 hour', now()) > 0 AS playback_audited;
+\set VERBOSITY default
+SELECT vms.ptz('44030401001320000003', 'left');
+\set VERBOSITY terse
+SELECT vms.download('44030402001320000001', now() - interval '1 hour', now());
+-- reading others' grants and secrets is refused
+SELECT count(*) AS grants_alice_sees FROM vms.access_grant;
+SELECT vms._can_for('regress_bob', 'view_live', '44030401001320000003');
+SELECT count(*) FROM vms.audit_log;
+SELECT * FROM vms.device_credential;
+RESET SESSION AUTHORIZATION;
+
+-- expiry: an expired and a future grant give nothing
+SET SESSION AUTHORIZATION regress_carol;
+SELECT vms.grant_access('regress_bob', 'region', '44030402', '{view_live}', 1::smallint,
+                        now() - interval '1 day', now() - interval '2 days') > 0 AS expired_grant;
+SELECT vms.grant_access('regress_bob', 'region', '44030402', '{view_live}', 1::smallint,
+                        now() + interval '2 days', now() + interval '1 day') > 0 AS future_grant;
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION regress_bob;
+SELECT count(*) AS bob_sees FROM vms.channel;
+RESET SESSION AUTHORIZATION;
+-- a temporary grant for an event: visible while valid, gone once revoked
+SET SESSION AUTHORIZATION regress_carol;
+SELECT vms.grant_access('regress_bob', 'channel', '44030402001320000001', '{view_live}', 1::smallint, now() + interval '2 hours') AS temp_grant \gset
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION regress_bob;
+SELECT count(*) AS bob_sees_with_temporary_grant FROM vms.channel;
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION regress_carol;
+SELECT vms.revoke_access(:temp_grant, '活动结束');
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION regress_bob;
+SELECT count(*) AS bob_sees_after_revoke FROM vms.channel;
+RESET SESSION AUTHORIZATION;
+
+-- requests and separation of duties
+SET SESSION AUTHORIZATION regress_bob;
+SELECT vms.request_access('region', '44030402', '{view_live}', 1::smallint, '南园街道治安巡查', now() + interval '30 days') AS bob_request \gset
+SELECT vms.approve_request(:bob_request);
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION regress_erin;
+SELECT vms.request_access('all', NULL, '{view_live}', 4::smallint, 'want everything') AS erin_request \gset
+\set VERBOSITY default
+SELECT vms.approve_request(:erin_request);
+\set VERBOSITY terse
+SELECT vms.approve_request(:bob_request) > 0 AS erin_approves_bob;
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION regress_dave;
+SELECT vms.reject_request(:erin_request, '范围过大');
+SELECT vms.approve_request(:bob_request);
+SELECT requester, state, decided_by FROM vms.access_request ORDER BY id;
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION regress_bob;
+SELECT count(*) AS bob_sees_after_approval FROM vms.channel;
+SELECT vms.request_access('region', '44030402', '{view_live}', 1::smallint, '');
+RESET SESSION AUTHORIZATION;
+
+-- periodic review
+SELECT grantee, scope_kind, scope_ref FROM vms.review_expiring_grants('3 days') ORDER BY id;
+SELECT grantee, scope_kind, scope_ref FROM vms.review_unused_grants(0) ORDER BY id;
+SELECT grantee, scope_ref, unit FROM vms.review_wide_grants ORDER BY id;
+
+-- the audit trail: every grant, request, decision, use and refusal
+SELECT seq, session_role, action, object FROM vms.audit_log WHERE action NOT LIKE 'ledger%' ORDER BY seq;
+SELECT * FROM vms.audit_verify();
+\set VERBOSITY default
+UPDATE vms.audit_log SET detail = '{}' WHERE seq = 1;
+DELETE FROM vms.audit_log WHERE seq = 1;
+TRUNCATE vms.audit_log;
+\set VERBOSITY terse
+-- tampering as a superuser with the triggers disabled is detected
+ALTER TABLE vms.audit_log DISABLE TRIGGER USER;
+CREATE TEMP TABLE audit_copy AS SELECT * FROM vms.audit_log;
+UPDATE vms.audit_log SET detail = detail || '{"rows": 999}' WHERE seq = 5;
+SELECT ok, first_bad_seq, problem FROM vms.audit_verify();
+UPDATE vms.audit_log a SET detail = c.detail FROM audit_copy c WHERE a.seq = c.seq AND a.seq = 5;
+SELECT ok FROM vms.audit_verify();
+DELETE FROM vms.audit_log WHERE seq = 6;
+SELECT ok, first_bad_seq, problem FROM vms.audit_verify();
+INSERT INTO vms.audit_log SELECT * FROM audit_copy WHERE seq = 6;
+-- swap the contents of two entries, keeping their places
+UPDATE vms.audit_log a SET (at, session_role, action, object, detail, digest_alg, prev_hash, hash) =
+       (SELECT c.at, c.session_role, c.action, c.object, c.detail, c.digest_alg, c.prev_hash, c.hash
+          FROM audit_copy c WHERE c.seq = CASE a.seq WHEN 7 THEN 8 ELSE 7 END)
+ WHERE a.seq IN (7, 8);
+SELECT ok, first_bad_seq, problem FROM vms.audit_verify();
+UPDATE vms.audit_log a SET (at, session_role, action, object, detail, digest_alg, prev_hash, hash) =
+       (SELECT c.at, c.session_role, c.action, c.object, c.detail, c.digest_alg, c.prev_hash, c.hash
+          FROM audit_copy c WHERE c.seq = a.seq)
+ WHERE a.seq IN (7, 8);
+ALTER TABLE vms.audit_log ENABLE TRIGGER USER;
+SELECT ok FROM vms.audit_verify();
+SELECT DISTINCT digest_alg FROM vms.audit_log;
+
+-- secrets: encrypted with a key kept outside the database
+COPY (SELECT 1) TO PROGRAM 'head -c 32 /dev/urandom > /tmp/vms_regress_key && chmod 600 /tmp/vms_regress_key';
+\set VERBOSITY default
+SELECT vms.secret_encrypt('upstream-pass');
+SET vms.secret_key_file = '/tmp/vms_regress_key';
+SELECT vms.secret_algorithm();
+SELECT vms.secret_encrypt('upstream-pass') AS s \gset
+SELECT position('upstream' IN encode(:'s'::bytea, 'escape')) = 0 AS not_plain,
+       vms.secret_decrypt(:'s'::bytea) AS round_trip,
+       vms.secret_encrypt('upstream-pass') <> :'s'::bytea AS fresh_nonce;
+SELECT vms.secret_decrypt(overlay(:'s'::bytea PLACING '\xff'::bytea FROM 25));
+SELECT vms.secret_decrypt('\x00'::bytea);
+SET SESSION AUTHORIZATION regress_alice;
+SELECT vms.secret_decrypt(:'s'::bytea);
+RESET SESSION AUTHORIZATION;
+RESET vms.secret_key_file;
+\set VERBOSITY terse
+
+-- clean up the roles (cluster-wide)
+DROP SCHEMA regress_alice_s CASCADE;
+DELETE FROM vms.subject WHERE role_name LIKE 'regress_%';
+ALTER TABLE vms.access_grant DISABLE TRIGGER access_grant_audit;
+DELETE FROM vms.access_grant WHERE grantee LIKE 'regress_%';
+ALTER TABLE vms.access_grant ENABLE TRIGGER access_grant_audit;
+REVOKE CREATE ON DATABASE contrib_regression FROM regress_alice;
+DROP ROLE regress_alice, regress_bob, regress_carol, regress_dave, regress_erin;

@@ -1,0 +1,82 @@
+-- Point search over 1,000,000 channels in a city-sized area with tags:
+-- p50/p95 per filter through vms.search_points, against the bare PostGIS
+-- query on a plain table of the same points; tiles; a governance run.
+SET search_path = public, vms;
+SELECT setseed(0.3);
+-- load the ledger directly (setup, not measured): no history, keyword index built after
+ALTER TABLE vms.channel DISABLE TRIGGER USER;
+DROP INDEX vms.channel_keyword_idx;
+INSERT INTO vms.org_unit (name) SELECT '分局' || i FROM generate_series(1, 20) i ON CONFLICT DO NOTHING;
+INSERT INTO vms.device (code, name)
+SELECT vms.gbcode_make('110105' || lpad((1 + i % 16)::text, 2, '0'), 0, 118, 0, i / 16), 'NVR-' || i
+  FROM generate_series(0, 99999) i ON CONFLICT DO NOTHING;
+INSERT INTO vms.channel (code, device_code, name, address, civil_code, point_type, place_type, azimuth,
+                         fov_angle, fov_range_m, capabilities, unit_id, geom)
+SELECT vms.gbcode_make('110105' || lpad((1 + i % 16)::text, 2, '0'), 0, 132, 0, 500000 + i / 16),
+       vms.gbcode_make('110105' || lpad((1 + (i / 10) % 16)::text, 2, '0'), 0, 118, 0, (i / 10) / 16),
+       (ARRAY['望京', '建外', '三里屯', '酒仙桥', '双井', '劲松', '潘家园', '麦子店'])[1 + i % 8]
+         || (ARRAY['阜通东大街', '建国路', '工体北路', '酒仙桥路', '广渠路', '劲松路', '华威路', '枣营路'])[1 + (i / 8) % 8]
+         || (ARRAY['东向西', '西向东', '南向北', '北向南'])[1 + i % 4] || '-' || lpad((i % 1000)::text, 3, '0'),
+       '北京市朝阳区' || (ARRAY['阜通东大街', '建国路', '工体北路', '酒仙桥路'])[1 + i % 4] || (i % 300) || '号',
+       '110105' || lpad((1 + i % 16)::text, 2, '0'),
+       (ARRAY['bullet', 'dome', 'capture', 'hemisphere'])[1 + i % 4],
+       (ARRAY['道路', '小区', '学校', '商圈'])[1 + (i / 4) % 4],
+       (i * 37) % 360, 60 + (i % 4) * 20, 50 + (i % 5) * 30,
+       CASE WHEN i % 3 = 0 THEN '{face}'::text[] ELSE '{}' END,
+       (SELECT id FROM vms.org_unit WHERE name = '分局' || (1 + i % 20)),
+       ST_SetSRID(ST_MakePoint(116.20 + random() * 0.40, 39.75 + random() * 0.30), 4326)
+  FROM generate_series(0, 999999) i;
+CREATE INDEX channel_keyword_idx ON vms.channel
+    USING gin (vms.text_grams(vms.channel_search_text(name, alias, address, place_type)));
+ALTER TABLE vms.channel ENABLE TRIGGER USER;
+SELECT vms.tag_create('scenario', '场景' || i) FROM generate_series(1, 20) i;
+INSERT INTO vms.channel_tag (channel_code, tag_id, source)
+SELECT c.code, t.id, 'import' FROM vms.channel c
+  JOIN vms.tag t ON t.name IN ('场景' || (1 + abs(hashtext(c.code::text)) % 20), '场景' || (1 + abs(hashtext(c.name)) % 20))
+ON CONFLICT DO NOTHING;
+VACUUM ANALYZE vms.channel;
+VACUUM ANALYZE vms.channel_tag;
+
+-- the same points in a plain table for the bare PostGIS baseline
+CREATE TABLE bench.pts AS SELECT code::text AS id, geom FROM vms.channel;
+CREATE INDEX ON bench.pts USING gist (geom);
+CREATE INDEX ON bench.pts USING gist ((geom::geography));
+VACUUM ANALYZE bench.pts;
+
+SELECT * FROM bench.latency($$SELECT count(*) FROM vms.search_points('{"circle": {"lon": %1$s, "lat": %2$s, "radius_m": 500}}')$$, 200) \gset vms_circle_
+SELECT * FROM bench.latency($$SELECT count(*) FROM (SELECT id FROM bench.pts WHERE ST_DWithin(geom::geography, ST_SetSRID(ST_MakePoint(%1$s, %2$s), 4326)::geography, 500) LIMIT 100) s$$, 200) \gset base_circle_
+SELECT * FROM bench.latency($$SELECT count(*) FROM vms.search_points(format('{"polygon": {"type": "Polygon", "coordinates": [[[%%s, %%s], [%%s, %%s], [%%s, %%s], [%%s, %%s]]]}}', %1$s, %2$s, %1$s + 0.01, %2$s, %1$s + 0.005, %2$s + 0.008, %1$s, %2$s)::jsonb)$$, 200) \gset vms_polygon_
+SELECT * FROM bench.latency($$SELECT count(*) FROM (SELECT id FROM bench.pts WHERE ST_Intersects(geom, ST_SetSRID(ST_MakePolygon(ST_MakeLine(ARRAY[ST_MakePoint(%1$s, %2$s), ST_MakePoint(%1$s + 0.01, %2$s), ST_MakePoint(%1$s + 0.005, %2$s + 0.008), ST_MakePoint(%1$s, %2$s)])), 4326)) LIMIT 100) s$$, 200) \gset base_polygon_
+SELECT * FROM bench.latency($$SELECT count(*) FROM vms.search_points(format('{"bbox": [%%s, %%s, %%s, %%s]}', %1$s, %2$s, %1$s + 0.01, %2$s + 0.008)::jsonb)$$, 200) \gset vms_bbox_
+SELECT * FROM bench.latency($$SELECT count(*) FROM (SELECT id FROM bench.pts WHERE geom && ST_MakeEnvelope(%1$s, %2$s, %1$s + 0.01, %2$s + 0.008, 4326) LIMIT 100) s$$, 200) \gset base_bbox_
+SELECT * FROM bench.latency($$SELECT count(*) FROM vms.search_points('{"near": {"lon": %1$s, "lat": %2$s}}', 10)$$, 200) \gset vms_knn_
+SELECT * FROM bench.latency($$SELECT count(*) FROM (SELECT id FROM bench.pts ORDER BY geom <-> ST_SetSRID(ST_MakePoint(%1$s, %2$s), 4326) LIMIT 10) s$$, 200) \gset base_knn_
+SELECT * FROM bench.latency($$SELECT count(*) FROM vms.search_points(jsonb_build_object('keyword', (ARRAY['望京阜通', '酒仙桥路', '三里屯工体', '劲松', '潘家园华威路南向北'])[1 + (%1$s * 1000000)::int %% 5]))$$, 200) \gset vms_keyword_
+SELECT * FROM bench.latency($$SELECT count(*) FROM vms.search_points('{"tags_all": ["场景3", "场景7"], "circle": {"lon": %1$s, "lat": %2$s, "radius_m": 1000}}')$$, 200) \gset vms_tags_circle_
+SELECT * FROM bench.latency($$SELECT length(vms.channel_tiles(10, floor((%1$s + 180) / 360 * 1024)::int, floor((1 - ln(tan(radians(%2$s)) + 1 / cos(radians(%2$s))) / pi()) / 2 * 1024)::int))$$, 20) \gset tile10_
+SELECT * FROM bench.latency($$SELECT length(bench.bare_tile(10, floor((%1$s + 180) / 360 * 1024)::int, floor((1 - ln(tan(radians(%2$s)) + 1 / cos(radians(%2$s))) / pi()) / 2 * 1024)::int))$$, 20) \gset bare10_
+SELECT * FROM bench.latency($$SELECT length(vms.channel_tiles(13, floor((%1$s + 180) / 360 * 8192)::int, floor((1 - ln(tan(radians(%2$s)) + 1 / cos(radians(%2$s))) / pi()) / 2 * 8192)::int))$$, 100) \gset tile13_
+SELECT * FROM bench.latency($$SELECT length(bench.bare_tile(13, floor((%1$s + 180) / 360 * 8192)::int, floor((1 - ln(tan(radians(%2$s)) + 1 / cos(radians(%2$s))) / pi()) / 2 * 8192)::int))$$, 100) \gset bare13_
+SELECT * FROM bench.latency($$SELECT length(vms.channel_tiles(16, floor((%1$s + 180) / 360 * 65536)::int, floor((1 - ln(tan(radians(%2$s)) + 1 / cos(radians(%2$s))) / pi()) / 2 * 65536)::int))$$, 200) \gset tile16_
+SELECT * FROM bench.latency($$SELECT length(bench.bare_tile(16, floor((%1$s + 180) / 360 * 65536)::int, floor((1 - ln(tan(radians(%2$s)) + 1 / cos(radians(%2$s))) / pi()) / 2 * 65536)::int))$$, 200) \gset bare16_
+SELECT bench.time_ms('SELECT vms.governance_run()') AS gov_ms \gset
+
+SELECT bench.line('search_circle_500m_p50', :vms_circle_p50, 'ms', :base_circle_p50, '<=1.5');
+SELECT bench.line('search_circle_500m_p95', :vms_circle_p95, 'ms', :base_circle_p95, '<=1.5 and p95<=5ms');
+SELECT bench.line('search_polygon_p50', :vms_polygon_p50, 'ms', :base_polygon_p50, '<=1.5');
+SELECT bench.line('search_polygon_p95', :vms_polygon_p95, 'ms', :base_polygon_p95, '<=1.5');
+SELECT bench.line('search_bbox_p50', :vms_bbox_p50, 'ms', :base_bbox_p50, '<=1.5');
+SELECT bench.line('search_bbox_p95', :vms_bbox_p95, 'ms', :base_bbox_p95, '<=1.5');
+SELECT bench.line('search_knn10_p50', :vms_knn_p50, 'ms', :base_knn_p50, '<=1.5');
+SELECT bench.line('search_knn10_p95', :vms_knn_p95, 'ms', :base_knn_p95, '<=1.5 and p95<=5ms');
+SELECT bench.line('search_keyword_p50', :vms_keyword_p50, 'ms', 5, 'p95<=5ms');
+SELECT bench.line('search_keyword_p95', :vms_keyword_p95, 'ms', 5, 'p95<=5ms');
+SELECT bench.line('search_tags_all_circle_p50', :vms_tags_circle_p50, 'ms', :base_circle_p50, 'none');
+SELECT bench.line('search_tags_all_circle_p95', :vms_tags_circle_p95, 'ms', :base_circle_p95, 'none');
+SELECT bench.line('tile_z10_p50', :tile10_p50, 'ms', :bare10_p50, 'none');
+SELECT bench.line('tile_z10_p95', :tile10_p95, 'ms', :bare10_p95, 'none');
+SELECT bench.line('tile_z13_p50', :tile13_p50, 'ms', :bare13_p50, 'none');
+SELECT bench.line('tile_z13_p95', :tile13_p95, 'ms', :bare13_p95, 'none');
+SELECT bench.line('tile_z16_p50', :tile16_p50, 'ms', :bare16_p50, 'none');
+SELECT bench.line('tile_z16_p95', :tile16_p95, 'ms', :bare16_p95, 'none');
+SELECT bench.line('governance_run_1m', :gov_ms / 1000, 's', :gov_ms / 1000, 'none');
