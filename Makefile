@@ -14,7 +14,10 @@ OBJS = \
 	extension/validate.o \
 	extension/text_grams.o \
 	extension/crypto.o \
-	extension/access_policy.o
+	extension/access_policy.o \
+	workers/worker_registry.o \
+	workers/launcher.o \
+	workers/viid/viid_worker.o
 
 # install script: the SQL sources concatenated in file-name order
 SQL_SOURCES = $(sort $(wildcard extension/sql/*.sql))
@@ -24,7 +27,7 @@ REGRESS = gbcode gbcode_index coord ledger history import alarm governance searc
 
 PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -I$(srcdir)/extension
-SHLIB_LINK = -lcrypto
+SHLIB_LINK = -lcrypto -lcurl
 EXTRA_CLEAN = vms--$(EXTVERSION).sql
 
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)

@@ -6,9 +6,11 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 #include "vms.h"
+#include "../workers/worker_registry.h"
 
 PG_MODULE_MAGIC;
 
@@ -25,4 +27,6 @@ _PG_init(void)
 							   PGC_SUSET,
 							   0,
 							   NULL, NULL, NULL);
+	if (process_shared_preload_libraries_in_progress)
+		vms_register_launcher();
 }

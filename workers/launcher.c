@@ -1,0 +1,194 @@
+/*
+ * launcher.c — the vms launcher: a static background worker that keeps the
+ * wanted vms workers running.  A worker that exits or is killed with
+ * pg_terminate_backend() is started again unless a DBA stopped it with
+ * vms.worker_stop(); the postmaster restarts the launcher itself.
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+
+#include "worker_registry.h"
+
+PGDLLEXPORT void vms_launcher_main(Datum arg);
+
+char	   *vms_database = NULL;
+bool		vms_viid_enabled = true;
+
+typedef struct WorkerKind
+{
+	const char *name;
+	const char *entry;
+	const char *bgw_type;
+	const char *counters[VMS_COUNTERS];
+	bool	   *enabled;
+} WorkerKind;
+
+static const WorkerKind kinds[] = {
+	{"viid", "vms_viid_main", "vms viid",
+	 {"requests", "records_sent", "delivered", "failed", "dead", "registrations", "keepalives", "http_errors"},
+	 &vms_viid_enabled},
+};
+
+static BackgroundWorkerHandle *handles[VMS_MAX_WORKERS];
+
+static void
+define_slots(void)
+{
+	LWLockAcquire(vms_shared->lock, LW_EXCLUSIVE);
+	for (int k = 0; k < (int) lengthof(kinds); k++)
+	{
+		VmsWorkerSlot *free_slot = NULL;
+		bool		exists = false;
+
+		for (int i = 0; i < VMS_MAX_WORKERS; i++)
+		{
+			if (vms_shared->slots[i].in_use && strcmp(vms_shared->slots[i].name, kinds[k].name) == 0)
+				exists = true;
+			else if (!vms_shared->slots[i].in_use && free_slot == NULL)
+				free_slot = &vms_shared->slots[i];
+		}
+		if (exists || free_slot == NULL)
+			continue;
+		memset(free_slot, 0, sizeof(*free_slot));
+		free_slot->in_use = true;
+		free_slot->wanted = *kinds[k].enabled;
+		strlcpy(free_slot->name, kinds[k].name, VMS_WORKER_NAME);
+		strlcpy(free_slot->entry, kinds[k].entry, sizeof(free_slot->entry));
+		strlcpy(free_slot->bgw_type, kinds[k].bgw_type, BGW_MAXLEN);
+		strlcpy(free_slot->state, "starting", sizeof(free_slot->state));
+		for (int c = 0; c < VMS_COUNTERS; c++)
+			if (kinds[k].counters[c])
+				strlcpy(free_slot->counter_names[c], kinds[k].counters[c], 24);
+	}
+	LWLockRelease(vms_shared->lock);
+}
+
+static void
+start_worker(int i, VmsWorkerSlot *slot)
+{
+	BackgroundWorker w;
+
+	memset(&w, 0, sizeof(w));
+	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	w.bgw_restart_time = BGW_NEVER_RESTART;	/* the launcher restarts it */
+	strlcpy(w.bgw_library_name, "vms", BGW_MAXLEN);
+	strlcpy(w.bgw_function_name, slot->entry, BGW_MAXLEN);
+	snprintf(w.bgw_name, BGW_MAXLEN, "%s", slot->bgw_type);
+	strlcpy(w.bgw_type, slot->bgw_type, BGW_MAXLEN);
+	strlcpy(w.bgw_extra, slot->name, BGW_EXTRALEN);
+	w.bgw_notify_pid = MyProcPid;
+	if (!RegisterDynamicBackgroundWorker(&w, &handles[i]))
+	{
+		ereport(WARNING,
+				(errmsg("vms launcher could not start worker \"%s\"", slot->name),
+				 errhint("Raise max_worker_processes.")));
+		handles[i] = NULL;
+	}
+}
+
+static void
+supervise(void)
+{
+	for (int i = 0; i < VMS_MAX_WORKERS; i++)
+	{
+		VmsWorkerSlot *slot = &vms_shared->slots[i];
+		bool		wanted,
+					running;
+		pid_t		pid;
+		BgwHandleStatus status = BGWH_STOPPED;
+
+		LWLockAcquire(vms_shared->lock, LW_SHARED);
+		wanted = slot->in_use && slot->wanted;
+		pid = slot->pid;
+		LWLockRelease(vms_shared->lock);
+		if (!slot->in_use)
+			continue;
+
+		if (handles[i])
+		{
+			pid_t		hpid;
+
+			status = GetBackgroundWorkerPid(handles[i], &hpid);
+		}
+		/* started by an earlier launcher, or by us and not yet stopped */
+		running = (pid != 0 && kill(pid, 0) == 0) ||
+			(handles[i] && status != BGWH_STOPPED);
+
+		if (wanted && !running)
+		{
+			if (handles[i])
+			{
+				LWLockAcquire(vms_shared->lock, LW_EXCLUSIVE);
+				slot->restarts++;
+				LWLockRelease(vms_shared->lock);
+			}
+			start_worker(i, slot);
+		}
+		else if (!wanted && running && handles[i])
+			TerminateBackgroundWorker(handles[i]);
+	}
+}
+
+void
+vms_launcher_main(Datum arg)
+{
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+
+	vms_shared->launcher_latch = MyLatch;
+	vms_shared->launcher_pid = MyProcPid;
+	define_slots();
+
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		supervise();
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+void
+vms_register_launcher(void)
+{
+	BackgroundWorker w;
+
+	DefineCustomStringVariable("vms.database",
+							   "Database the vms workers connect to.",
+							   NULL, &vms_database, "postgres", PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("vms.viid_enabled",
+							 "Run the GA/T 1400 push worker.",
+							 "Read when the launcher starts a worker; vms.worker_stop/start act at once.",
+							 &vms_viid_enabled, true, PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	vms_registry_request();
+
+	memset(&w, 0, sizeof(w));
+	w.bgw_flags = BGWORKER_SHMEM_ACCESS;
+	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	w.bgw_restart_time = 5;
+	strlcpy(w.bgw_library_name, "vms", BGW_MAXLEN);
+	strlcpy(w.bgw_function_name, "vms_launcher_main", BGW_MAXLEN);
+	strlcpy(w.bgw_name, "vms launcher", BGW_MAXLEN);
+	strlcpy(w.bgw_type, "vms launcher", BGW_MAXLEN);
+	RegisterBackgroundWorker(&w);
+}

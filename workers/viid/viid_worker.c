@@ -1,0 +1,561 @@
+/*
+ * viid_worker.c — the GA/T 1400 push worker ("vms viid").
+ *
+ * One process serves every enabled upstream view library: Register with
+ * HTTP Digest, Keepalive, Time, UnRegister on clean shutdown; and pushes the
+ * outbox in list-object batches over one libcurl multi handle (connections
+ * kept alive, several batches in flight).
+ *
+ * The database does the bookkeeping: SQL builds the batches
+ * (vms._viid_batches) and applies each answer (vms._viid_results), so the
+ * JSON is parsed with PostgreSQL's own jsonb.  Transactions are short and
+ * never span a network wait; an answer lost to a crash means the batch is
+ * sent again (at-least-once, stable object IDs let the receiver
+ * de-duplicate).
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+
+#include "access/xact.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "../../extension/vms.h"
+#include "../worker_registry.h"
+
+PGDLLEXPORT void vms_viid_main(Datum arg);
+
+#define MAX_UPSTREAMS 32
+#define MAX_BODY (4 * 1024 * 1024)
+
+enum
+{
+	C_REQUESTS, C_SENT, C_DELIVERED, C_FAILED, C_DEAD, C_REGISTRATIONS, C_KEEPALIVES, C_HTTP_ERRORS
+};
+
+typedef struct Upstream
+{
+	char		name[64];
+	char		base_url[512];
+	char		system_id[21];
+	char		username[128];
+	char		password[256];
+	int			keepalive_s;
+	int			batch_size;
+	int			concurrency;
+	int			timeout_ms;
+	/* session, kept in memory; vms.viid_session mirrors it */
+	bool		registered;
+	TimestampTz last_keepalive;
+	TimestampTz next_register;
+	int			register_failures;
+	int			keepalive_failures;
+	bool		seen;
+} Upstream;
+
+typedef struct Request
+{
+	CURL	   *easy;
+	StringInfoData body;		/* answer */
+	struct curl_slist *headers;
+	char	   *payload;
+	char	   *ids;			/* the batch's outbox ids, as SQL array text */
+	char		error[CURL_ERROR_SIZE];
+} Request;
+
+static Upstream upstreams[MAX_UPSTREAMS];
+static int	n_upstreams = 0;
+static VmsWorkerSlot *slot;
+static CURLM *multi;
+static MemoryContext loop_cxt;
+
+static size_t
+collect(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	StringInfo	s = (StringInfo) userdata;
+	size_t		n = size * nmemb;
+
+	if (s->len + n > MAX_BODY)
+		return 0;				/* an answer this large is an error: abort it */
+	appendBinaryStringInfo(s, ptr, n);
+	return n;
+}
+
+static Request *
+make_request(Upstream *u, const char *method, const char *path, const char *payload, bool digest)
+{
+	Request    *r = palloc0(sizeof(Request));
+	char	   *url = psprintf("%s%s", u->base_url, path);
+
+	initStringInfo(&r->body);
+	r->easy = curl_easy_init();
+	r->payload = payload ? pstrdup(payload) : NULL;
+	r->headers = curl_slist_append(NULL, "Content-Type: application/VIID+JSON;charset=UTF-8");
+	r->headers = curl_slist_append(r->headers, psprintf("User-Identify: %s", u->system_id));
+	r->headers = curl_slist_append(r->headers, "Expect:");
+	curl_easy_setopt(r->easy, CURLOPT_URL, url);
+	curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
+	curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, &r->body);
+	curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->error);
+	curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, (long) Min(u->timeout_ms, 5000));
+	curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, (long) u->timeout_ms);
+	curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
+	if (strcmp(method, "POST") == 0)
+	{
+		curl_easy_setopt(r->easy, CURLOPT_POST, 1L);
+		curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, r->payload ? r->payload : "");
+		curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE, (long) (r->payload ? strlen(r->payload) : 0));
+	}
+	if (digest)
+	{
+		curl_easy_setopt(r->easy, CURLOPT_HTTPAUTH, CURLAUTH_DIGEST);
+		curl_easy_setopt(r->easy, CURLOPT_USERNAME, u->username);
+		curl_easy_setopt(r->easy, CURLOPT_PASSWORD, u->password);
+	}
+	return r;
+}
+
+static void
+free_request(Request *r)
+{
+	curl_slist_free_all(r->headers);
+	curl_easy_cleanup(r->easy);
+}
+
+/* Run requests to completion, waking for interrupts every 100 ms. */
+static void
+run_requests(Request **reqs, int n)
+{
+	int			running = 0;
+
+	for (int i = 0; i < n; i++)
+		curl_multi_add_handle(multi, reqs[i]->easy);
+	do
+	{
+		CHECK_FOR_INTERRUPTS();
+		curl_multi_perform(multi, &running);
+		if (running)
+			curl_multi_poll(multi, NULL, 0, 100, NULL);
+	} while (running > 0);
+	for (int i = 0; i < n; i++)
+		curl_multi_remove_handle(multi, reqs[i]->easy);
+	vms_worker_count(slot, C_REQUESTS, n);
+}
+
+static long
+http_status(Request *r)
+{
+	long		code = 0;
+
+	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
+	return code;
+}
+
+/* SQL in a short transaction; returns the first column of the first row as text */
+static char *
+sql_text(const char *query, int nargs, Oid *types, Datum *values, const char *nulls)
+{
+	char	   *result = NULL;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, query);
+	if (SPI_execute_with_args(query, nargs, types, values, nulls, false, 0) < 0)
+		elog(ERROR, "vms viid: query failed: %s", query);
+	if (SPI_processed > 0 && SPI_tuptable)
+	{
+		char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		if (v)
+			result = MemoryContextStrdup(loop_cxt, v);
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return result;
+}
+
+/* Report a session event to SQL; it parses the answer and says whether it succeeded. */
+static bool
+session_event(Upstream *u, const char *event, Request *r)
+{
+	Oid			types[5] = {TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	char	   *ok;
+
+	values[0] = CStringGetTextDatum(u->name);
+	values[1] = CStringGetTextDatum(event);
+	values[2] = Int32GetDatum((int32) (r ? http_status(r) : 0));
+	values[3] = CStringGetTextDatum(r ? r->body.data : "");
+	values[4] = CStringGetTextDatum(r && r->error[0] ? r->error : "");
+	if (!r || !r->error[0])
+		nulls[4] = 'n';
+	ok = sql_text("SELECT vms._viid_session_event($1, $2, $3, $4, $5)", 5, types, values, nulls);
+	return ok && strcmp(ok, "t") == 0;
+}
+
+/* false until CREATE EXTENSION vms has run in vms.database */
+static bool
+extension_ready(void)
+{
+	char	   *r = sql_text("SELECT to_regclass('vms.viid_upstream') IS NOT NULL", 0, NULL, NULL, NULL);
+
+	return r && strcmp(r, "t") == 0;
+}
+
+static void
+load_upstreams(void)
+{
+	MemoryContext old;
+
+	for (int i = 0; i < n_upstreams; i++)
+		upstreams[i].seen = false;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_execute("SELECT name, base_url, system_id::text, username, password_enc, "
+					"  coalesce((options->>'keepalive_s')::int, 60), coalesce((options->>'batch_size')::int, 100), "
+					"  coalesce((options->>'concurrency')::int, 4), coalesce((options->>'timeout_ms')::int, 10000) "
+					"FROM vms.viid_upstream WHERE enabled ORDER BY name", true, MAX_UPSTREAMS) != SPI_OK_SELECT)
+		elog(ERROR, "vms viid: could not read upstreams");
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	t = SPI_tuptable->vals[i];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+		char	   *name = SPI_getvalue(t, d, 1);
+		Upstream   *u = NULL;
+		bool		isnull;
+		Datum		pw;
+
+		for (int k = 0; k < n_upstreams; k++)
+			if (strcmp(upstreams[k].name, name) == 0)
+				u = &upstreams[k];
+		if (u == NULL)
+		{
+			if (n_upstreams >= MAX_UPSTREAMS)
+				break;
+			u = &upstreams[n_upstreams++];
+			memset(u, 0, sizeof(*u));
+			strlcpy(u->name, name, sizeof(u->name));
+		}
+		u->seen = true;
+		strlcpy(u->base_url, SPI_getvalue(t, d, 2), sizeof(u->base_url));
+		strlcpy(u->system_id, SPI_getvalue(t, d, 3), sizeof(u->system_id));
+		strlcpy(u->username, SPI_getvalue(t, d, 4), sizeof(u->username));
+		pw = SPI_getbinval(t, d, 5, &isnull);
+		u->password[0] = '\0';
+		if (!isnull)
+		{
+			bytea	   *b = DatumGetByteaPP(pw);
+
+			PG_TRY();
+			{
+				strlcpy(u->password, vms_secret_decrypt_bytes((unsigned char *) VARDATA_ANY(b),
+															   VARSIZE_ANY_EXHDR(b)), sizeof(u->password));
+			}
+			PG_CATCH();
+			{
+				ErrorData  *e;
+
+				old = MemoryContextSwitchTo(loop_cxt);
+				e = CopyErrorData();
+				MemoryContextSwitchTo(old);
+				FlushErrorState();
+				vms_worker_error(slot, "upstream %s: %s", u->name, e->message);
+			}
+			PG_END_TRY();
+		}
+		u->keepalive_s = atoi(SPI_getvalue(t, d, 6));
+		u->batch_size = atoi(SPI_getvalue(t, d, 7));
+		u->concurrency = atoi(SPI_getvalue(t, d, 8));
+		u->timeout_ms = atoi(SPI_getvalue(t, d, 9));
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+
+	/* drop upstreams that were removed or disabled */
+	for (int i = 0; i < n_upstreams;)
+		if (!upstreams[i].seen)
+			upstreams[i] = upstreams[--n_upstreams];
+		else
+			i++;
+}
+
+static void
+do_register(Upstream *u, TimestampTz now)
+{
+	Request    *r = make_request(u, "POST", "/VIID/System/Register",
+								 psprintf("{\"RegisterObject\":{\"DeviceID\":\"%s\"}}", u->system_id), true);
+
+	run_requests(&r, 1);
+	if (session_event(u, "register", r))
+	{
+		Request    *t;
+
+		u->registered = true;
+		u->register_failures = 0;
+		u->keepalive_failures = 0;
+		u->last_keepalive = now;
+		vms_worker_count(slot, C_REGISTRATIONS, 1);
+		t = make_request(u, "GET", "/VIID/System/Time", NULL, false);
+		run_requests(&t, 1);
+		session_event(u, "time", t);
+		free_request(t);
+	}
+	else
+	{
+		/* exponential backoff, 1 s doubling to 5 min */
+		int			delay = Min(300, 1 << Min(u->register_failures, 8));
+
+		u->register_failures++;
+		u->next_register = TimestampTzPlusMilliseconds(now, delay * 1000L);
+		vms_worker_count(slot, C_HTTP_ERRORS, 1);
+		vms_worker_error(slot, "upstream %s: register failed (HTTP %ld%s%s)", u->name, http_status(r),
+						 r->error[0] ? ", " : "", r->error);
+	}
+	free_request(r);
+}
+
+static void
+do_keepalive(Upstream *u, TimestampTz now)
+{
+	Request    *r = make_request(u, "POST", "/VIID/System/Keepalive",
+								 psprintf("{\"KeepaliveObject\":{\"DeviceID\":\"%s\"}}", u->system_id), false);
+
+	run_requests(&r, 1);
+	u->last_keepalive = now;
+	if (session_event(u, "keepalive", r))
+	{
+		u->keepalive_failures = 0;
+		vms_worker_count(slot, C_KEEPALIVES, 1);
+	}
+	else if (http_status(r) == 401 || ++u->keepalive_failures >= 3)
+	{
+		/* the upstream forgot us (restart) or is gone: register again */
+		u->registered = false;
+		u->next_register = now;
+		vms_worker_error(slot, "upstream %s: keepalive failed, registering again", u->name);
+	}
+	free_request(r);
+}
+
+/* Send up to concurrency batches; returns how many records were sent. */
+static int
+push(Upstream *u)
+{
+	Oid			types[3] = {TEXTOID, INT4OID, INT4OID};
+	Datum		values[3];
+	Request    *reqs[64];
+	int			n = 0,
+				records = 0;
+	bool		unauthorized = false;
+
+	values[0] = CStringGetTextDatum(u->name);
+	values[1] = Int32GetDatum(Max(1, Min(u->batch_size, 1000)));
+	values[2] = Int32GetDatum(Max(1, Min(u->concurrency, 64)));
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_execute_with_args("SELECT path, ids::text, body, cardinality(ids) FROM vms._viid_batches($1, $2, $3)",
+							  3, types, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "vms viid: could not build batches");
+	for (uint64 i = 0; i < SPI_processed && n < 64; i++)
+	{
+		HeapTuple	t = SPI_tuptable->vals[i];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+		MemoryContext old = MemoryContextSwitchTo(loop_cxt);
+
+		reqs[n] = make_request(u, "POST", SPI_getvalue(t, d, 1), SPI_getvalue(t, d, 3), false);
+		reqs[n]->ids = pstrdup(SPI_getvalue(t, d, 2));
+		records += atoi(SPI_getvalue(t, d, 4));
+		MemoryContextSwitchTo(old);
+		n++;
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	if (n == 0)
+		return 0;
+
+	run_requests(reqs, n);
+	vms_worker_count(slot, C_SENT, records);
+
+	/* apply every answer in one transaction */
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	for (int i = 0; i < n; i++)
+	{
+		Oid			rtypes[5] = {TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID};
+		Datum		rvalues[5];
+		char		rnulls[5] = {' ', ' ', ' ', ' ', ' '};
+		long		status = http_status(reqs[i]);
+
+		rvalues[0] = CStringGetTextDatum(u->name);
+		rvalues[1] = CStringGetTextDatum(reqs[i]->ids);
+		rvalues[2] = Int32GetDatum((int32) status);
+		rvalues[3] = CStringGetTextDatum(reqs[i]->body.data);
+		rvalues[4] = CStringGetTextDatum(reqs[i]->error);
+		if (!reqs[i]->error[0])
+			rnulls[4] = 'n';
+		if (status == 401)
+			unauthorized = true;
+		if (status != 200)
+			vms_worker_count(slot, C_HTTP_ERRORS, 1);
+		if (SPI_execute_with_args("SELECT delivered, failed, dead FROM vms._viid_results($1, $2::bigint[], $3, $4, $5)",
+								  5, rtypes, rvalues, rnulls, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "vms viid: could not record results");
+		if (SPI_processed == 1)
+		{
+			HeapTuple	t = SPI_tuptable->vals[0];
+			TupleDesc	d = SPI_tuptable->tupdesc;
+
+			vms_worker_count(slot, C_DELIVERED, atoi(SPI_getvalue(t, d, 1)));
+			vms_worker_count(slot, C_FAILED, atoi(SPI_getvalue(t, d, 2)));
+			vms_worker_count(slot, C_DEAD, atoi(SPI_getvalue(t, d, 3)));
+		}
+		free_request(reqs[i]);
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+
+	if (unauthorized)
+	{
+		u->registered = false;
+		u->next_register = GetCurrentTimestamp();
+	}
+	return records;
+}
+
+/* One round: session upkeep and one push per upstream; returns records sent. */
+static int
+one_round(void)
+{
+	TimestampTz now;
+	int			sent = 0;
+
+	if (!extension_ready())
+	{
+		vms_worker_set_state(slot, "waiting for CREATE EXTENSION vms");
+		pg_usleep(1000000L);
+		return 0;
+	}
+	load_upstreams();
+	now = GetCurrentTimestamp();
+	for (int i = 0; i < n_upstreams; i++)
+	{
+		Upstream   *u = &upstreams[i];
+
+		if (!u->registered && now >= u->next_register)
+			do_register(u, now);
+		if (u->registered && now >= TimestampTzPlusMilliseconds(u->last_keepalive, u->keepalive_s * 1000L))
+			do_keepalive(u, now);
+		if (u->registered)
+			sent += push(u);
+	}
+	vms_worker_set_state(slot, n_upstreams == 0 ? "idle (no upstream)" : (sent > 0 ? "pushing" : "running"));
+	return sent;
+}
+
+static void
+unregister_all(int code, Datum arg)
+{
+	for (int i = 0; i < n_upstreams; i++)
+	{
+		Upstream   *u = &upstreams[i];
+		Request    *r;
+
+		if (!u->registered)
+			continue;
+		u->timeout_ms = 2000;
+		r = make_request(u, "POST", "/VIID/System/UnRegister",
+						 psprintf("{\"UnRegisterObject\":{\"DeviceID\":\"%s\"}}", u->system_id), false);
+		curl_easy_perform(r->easy);		/* best effort, bounded by the timeout */
+		free_request(r);
+		u->registered = false;
+	}
+}
+
+void
+vms_viid_main(Datum arg)
+{
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	slot = vms_worker_attach(MyBgworkerEntry->bgw_extra);
+	BackgroundWorkerInitializeConnection(vms_database, NULL, 0);
+
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	multi = curl_multi_init();
+	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, 64L);
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "vms viid loop", ALLOCSET_DEFAULT_SIZES);
+	before_shmem_exit(unregister_all, (Datum) 0);
+	vms_worker_set_state(slot, "running");
+
+	for (;;)
+	{
+		int			sent = 0;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		MemoryContextReset(loop_cxt);
+
+		/* an error ends this round, not the worker: report it and carry on */
+		PG_TRY();
+		{
+			MemoryContext old = MemoryContextSwitchTo(loop_cxt);
+
+			sent = one_round();
+			MemoryContextSwitchTo(old);
+		}
+		PG_CATCH();
+		{
+			ErrorData  *e;
+
+			MemoryContextSwitchTo(loop_cxt);
+			e = CopyErrorData();
+			FlushErrorState();
+			AbortOutOfAnyTransaction();
+			vms_worker_error(slot, "%s", e->message);
+			ereport(LOG, (errmsg("vms viid: %s", e->message)));
+			sent = 0;
+			pg_usleep(1000000L);
+		}
+		PG_END_TRY();
+
+		if (sent > 0)
+			continue;			/* more may be waiting */
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
