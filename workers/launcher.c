@@ -149,6 +149,8 @@ vms_launcher_main(Datum arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 
+	/* no database: connecting makes the launcher visible in pg_stat_activity */
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	vms_shared->launcher_latch = MyLatch;
 	vms_shared->launcher_pid = MyProcPid;
 	define_slots();
@@ -183,7 +185,7 @@ vms_register_launcher(void)
 	vms_registry_request();
 
 	memset(&w, 0, sizeof(w));
-	w.bgw_flags = BGWORKER_SHMEM_ACCESS;
+	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	w.bgw_restart_time = 5;
 	strlcpy(w.bgw_library_name, "vms", BGW_MAXLEN);

@@ -129,7 +129,8 @@ BEGIN
         username = coalesce(viid_alter_upstream.username, u.username),
         password_enc = CASE WHEN viid_alter_upstream.password IS NOT NULL
                             THEN vms.secret_encrypt(viid_alter_upstream.password) ELSE u.password_enc END,
-        options = coalesce(vms._viid_check_options(u.options || viid_alter_upstream.options), u.options),
+        options = CASE WHEN viid_alter_upstream.options IS NULL THEN u.options
+                       ELSE vms._viid_check_options(u.options || viid_alter_upstream.options) END,
         enabled = coalesce(viid_alter_upstream.enabled, u.enabled)
      WHERE u.name = viid_alter_upstream.name;
     IF NOT FOUND THEN

@@ -1,0 +1,181 @@
+# GA/T 1400 push against a real HTTP receiver with digest auth and injected
+# faults: a thousand records delivered; per-item failures, 500s, slow answers
+# and dropped connections retried; the receiver killed and restarted
+# mid-push (it forgets registrations: 401, register again); PostgreSQL
+# stopped with -m immediate mid-push; a rolled-back enqueue never arrives;
+# dead records re-driven; the worker supervised by the launcher.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run;
+use Time::HiRes qw(usleep);
+
+my $root = $ENV{VMS_ROOT} or die "VMS_ROOT not set";
+my $tmp = PostgreSQL::Test::Utils::tempdir;
+my $log = "$tmp/received.log";
+my $port = PostgreSQL::Test::Cluster::get_free_port();
+my $receiver;
+
+sub start_receiver
+{
+	my @extra = @_;
+	$receiver = IPC::Run::start(
+		[ '/usr/bin/python3', "$root/test/peers/viid_receiver.py", '--port', $port, '--log', $log, @extra ],
+		'>', "$tmp/receiver.out", '2>', "$tmp/receiver.err");
+	# wait until it answers
+	for (1 .. 50)
+	{
+		last if system("curl -s -o /dev/null http://127.0.0.1:$port/VIID/System/Time") == 0;
+		usleep(100_000);
+	}
+}
+
+sub stop_receiver { $receiver->kill_kill; $receiver->finish; }
+
+sub received
+{
+	my %ids;
+	open(my $fh, '<', $log) or return {};
+	while (<$fh>) { chomp; my (undef, $id) = split / /; $ids{$id}++; }
+	close $fh;
+	return \%ids;
+}
+
+my $node = PostgreSQL::Test::Cluster->new('viid');
+$node->init;
+my $key = $node->data_dir . '/vms_secret.key';
+open(my $kf, '>:raw', $key) or die;
+print $kf join('', map { chr(int(rand(256))) } 1 .. 32);
+close $kf;
+chmod 0600, $key;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'vms'
+vms.database = 'postgres'
+vms.secret_key_file = '$key'
+});
+$node->start;
+$node->safe_psql('postgres', 'CREATE EXTENSION vms CASCADE');
+
+# the launcher starts the worker, visible in pg_stat_activity
+$node->poll_query_until('postgres', "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'vms viid'")
+  or die 'viid worker did not start';
+is($node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'vms launcher'"),
+	'1', 'launcher runs');
+
+start_receiver('--fail-first-every', '7', '--error-every', '9', '--slow-every', '13', '--slow-seconds', '1',
+	'--drop-every', '17');
+$node->safe_psql('postgres', qq{
+SELECT vms.viid_add_upstream('district', 'http://127.0.0.1:$port', '11010500005030000001', 'admin', 'admin',
+                             '{"keepalive_s": 10, "batch_size": 50, "concurrency": 4, "timeout_ms": 3000, "max_attempts": 50}')});
+$node->poll_query_until('postgres', "SELECT state = 'registered' FROM vms.viid_session WHERE upstream = 'district'")
+  or die 'did not register';
+pass('registered with digest authentication');
+isnt($node->safe_psql('postgres', "SELECT clock_offset_ms FROM vms.viid_session"), '', 'clock offset recorded');
+is($node->safe_psql('postgres', "SELECT password_enc::text LIKE '%61646d696e%' FROM vms.viid_upstream"), 'f',
+	'password not stored in clear');
+
+# a rolled-back enqueue never arrives
+$node->safe_psql('postgres', q{
+BEGIN;
+SELECT vms.viid_enqueue('district', 'MotorVehicle', '{"MotorVehicleID": "ROLLED-BACK"}');
+ROLLBACK;});
+
+sub enqueue
+{
+	my ($from, $to) = @_;
+	$node->safe_psql('postgres', qq{
+SELECT count(vms.viid_enqueue('district', 'MotorVehicle',
+        jsonb_build_object('MotorVehicleID',
+                           vms.viid_object_id(vms.viid_image_id('11010500001320000001', 2, '2026-11-22 10:00:00', i), 2, i),
+                           'PlateNo', 'A' || i, 'PlateColor', '2', 'PassTime', '20261122100000')))
+  FROM generate_series($from, $to) i});
+}
+
+sub wait_delivered
+{
+	my ($what) = @_;
+	ok($node->poll_query_until('postgres',
+			"SELECT count(*) = 0 FROM vms.viid_outbox WHERE state = 'pending'"), "$what: nothing pending");
+	is($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_outbox WHERE state = 'dead'"), '0',
+		"$what: nothing dead");
+}
+
+sub all_received
+{
+	my ($n, $what) = @_;
+	my $got = received();
+	my @ids = split /\n/, $node->safe_psql('postgres',
+		"SELECT vms.viid_object_id(vms.viid_image_id('11010500001320000001', 2, '2026-11-22 10:00:00', i), 2, i) FROM generate_series(1, $n) i");
+	my @missing = grep { !$got->{$_} } @ids;
+	is(scalar(@missing), 0, "$what: all $n records received at least once");
+	ok(!$got->{'ROLLED-BACK'}, "$what: the rolled-back record never arrived");
+}
+
+enqueue(1, 1000);
+wait_delivered('1000 records through faults');
+all_received(1000, 'faults');
+my $status = $node->safe_psql('postgres', "SELECT counters->>'http_errors' FROM vms.worker_status WHERE name = 'viid'");
+cmp_ok($status, '>', 0, 'faults were met and retried');
+
+# the receiver dies mid-push and comes back without our registration
+enqueue(1001, 2000);
+usleep(200_000);
+stop_receiver();
+sleep 2;
+cmp_ok($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_outbox WHERE state = 'pending'"), '>', 0,
+	'records wait while the receiver is down');
+start_receiver();
+wait_delivered('receiver restarted');
+all_received(2000, 'receiver restarted');
+cmp_ok($node->safe_psql('postgres', "SELECT counters->>'registrations' FROM vms.worker_status WHERE name = 'viid'"),
+	'>=', 2, 'registered again after the receiver forgot us');
+
+# PostgreSQL stops hard mid-push
+enqueue(2001, 3000);
+usleep(100_000);
+$node->stop('immediate');
+$node->start;
+wait_delivered('after immediate restart');
+all_received(3000, 'after immediate restart');
+
+# records that cannot be delivered go dead and can be re-driven
+stop_receiver();
+start_receiver('--error-every', '1');
+$node->safe_psql('postgres', q{SELECT vms.viid_alter_upstream('district', options => '{"max_attempts": 2}')});
+$node->safe_psql('postgres', q{SELECT vms.viid_enqueue('district', 'Face', '{"FaceID": "FACE-DEAD-1"}')});
+ok($node->poll_query_until('postgres', "SELECT state = 'dead' FROM vms.viid_outbox WHERE object_id = 'FACE-DEAD-1'"),
+	'a record refused every time goes dead');
+like($node->safe_psql('postgres', "SELECT last_error FROM vms.viid_outbox WHERE object_id = 'FACE-DEAD-1'"),
+	qr/HTTP 500/, 'dead record keeps its reason');
+stop_receiver();
+start_receiver();
+is($node->safe_psql('postgres', q{SELECT vms.viid_redrive('district')}), '1', 'redrive');
+ok($node->poll_query_until('postgres', "SELECT state = 'delivered' FROM vms.viid_outbox WHERE object_id = 'FACE-DEAD-1'"),
+	're-driven record delivered');
+
+# supervision: killed comes back, stopped stays stopped
+my $pid = $node->safe_psql('postgres', "SELECT pid FROM vms.worker_status WHERE name = 'viid'");
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+ok($node->poll_query_until('postgres',
+		"SELECT pid IS NOT NULL AND pid <> $pid FROM vms.worker_status WHERE name = 'viid'"),
+	'a terminated worker is started again');
+$node->safe_psql('postgres', "SELECT vms.worker_stop('viid')");
+ok($node->poll_query_until('postgres', "SELECT pid IS NULL AND NOT wanted FROM vms.worker_status WHERE name = 'viid'"),
+	'worker_stop stops it');
+sleep 2;
+is($node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'vms viid'"), '0',
+	'a stopped worker stays stopped');
+$node->safe_psql('postgres', "SELECT vms.worker_start('viid')");
+ok($node->poll_query_until('postgres', "SELECT pid IS NOT NULL FROM vms.worker_status WHERE name = 'viid'"),
+	'worker_start brings it back');
+my ($rc, $out, $err) = $node->psql('postgres', "SELECT vms.worker_stop('nosuch')");
+like($err, qr/vms worker "nosuch" does not exist/, 'unknown worker name');
+
+# clean shutdown unregisters
+$node->stop('fast');
+my $stats = `curl -s http://127.0.0.1:$port/stats`;
+like($stats, qr/"unregister": [1-9]/, 'UnRegister sent on clean shutdown');
+stop_receiver();
+done_testing();
