@@ -23,7 +23,7 @@ OBJS = \
 SQL_SOURCES = $(sort $(wildcard extension/sql/*.sql))
 DATA_built  = vms--$(EXTVERSION).sql
 
-REGRESS = gbcode gbcode_index coord ledger history import alarm governance search cones_tiles policy
+REGRESS = gbcode gbcode_index coord ledger history import alarm governance search cones_tiles policy viid
 
 PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -I$(srcdir)/extension

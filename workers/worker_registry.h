@@ -28,7 +28,7 @@ typedef struct VmsWorkerSlot
 	pid_t		pid;			/* 0 when not running */
 	TimestampTz started;
 	int			restarts;
-	char		state[32];
+	char		state[64];
 	char		counter_names[VMS_COUNTERS][24];
 	int64		counters[VMS_COUNTERS];
 	char		last_error[256];

@@ -107,6 +107,11 @@ CREATE FUNCTION vms.viid_add_upstream(name text, base_url text, system_id vms.gb
     RETURNS void
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
+    IF base_url IS NULL OR base_url !~ '^https?://[^/\s]+(/[^\s]*)?$' OR base_url ~ '/$' THEN
+        RAISE EXCEPTION 'upstream base URL "%" is not usable', base_url
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give http(s)://host[:port][/prefix] without a trailing slash; /VIID/... is appended.';
+    END IF;
     IF coalesce(password, '') = '' OR length(password) > 256 THEN
         RAISE EXCEPTION 'upstream password must have 1 to 256 characters' USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -293,7 +298,7 @@ BEGIN
     SELECT * INTO k FROM vms.viid_kind WHERE viid_kind.kind = viid_enqueue.kind;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown GA/T 1400 kind "%"', kind USING ERRCODE = 'invalid_parameter_value',
-              HINT = (SELECT 'Kinds are ' || string_agg(kind, ', ' ORDER BY kind) || '.' FROM vms.viid_kind);
+              HINT = (SELECT 'Kinds are ' || string_agg(vk.kind, ', ' ORDER BY vk.kind) || '.' FROM vms.viid_kind vk);
     END IF;
     IF NOT EXISTS (SELECT 1 FROM vms.viid_upstream u WHERE u.name = viid_enqueue.upstream) THEN
         RAISE EXCEPTION 'upstream "%" does not exist', upstream USING ERRCODE = 'undefined_object';
@@ -375,12 +380,13 @@ BEGIN
             attempts = o.attempts + 1,
             delivered_at = CASE WHEN r.code = '0' THEN now() END,
             dead_at = CASE WHEN r.code IS DISTINCT FROM '0' AND o.attempts + 1 >= max_attempts THEN now() END,
-            last_status = coalesce(r.code, http_status::text),
+            last_status = coalesce(r.code, nullif(http_status, 0)::text),
             last_error = CASE WHEN r.code = '0' THEN NULL
                               ELSE coalesce(problem, CASE WHEN r.code IS NULL THEN 'no status for this item'
                                                           ELSE 'StatusCode ' || r.code END) END,
             -- exponential backoff with jitter: 2^attempts s, at most 5 min
-            next_attempt_at = now() + make_interval(secs => least(300, 2 ^ least(o.attempts, 9)) * (0.5 + random() / 2))
+            next_attempt_at = CASE WHEN r.code = '0' THEN o.next_attempt_at
+                                   ELSE now() + make_interval(secs => least(300, 2 ^ least(o.attempts, 9)) * (0.5 + random() / 2)) END
           FROM r WHERE o.id = r.id
         RETURNING o.state)
     SELECT count(*) FILTER (WHERE state = 'delivered')::int, count(*) FILTER (WHERE state = 'pending')::int,

@@ -1,0 +1,114 @@
+-- GA/T 1400: upstream settings, template mapping, identifiers, the outbox and
+-- how answers are applied (the worker itself is tested in test/t/020_viid_push.pl)
+\set SHOW_CONTEXT never
+SET search_path = public, vms;
+SET client_min_messages = warning;
+SET vms.secret_key_file = '/tmp/vms_regress_key';   -- written by policy.sql
+
+SELECT vms.viid_add_upstream('district', 'http://127.0.0.1:9', '11010500005030000001', 'admin', 'admin',
+                             '{"batch_size": 2, "max_attempts": 3}');
+SELECT name, base_url, system_id, username, length(password_enc) > 30 AS encrypted, options FROM vms.viid_upstream;
+SELECT vms.secret_decrypt(password_enc) FROM vms.viid_upstream;
+SELECT upstream, state, pending, dead FROM vms.viid_session_status;
+\set VERBOSITY default
+SELECT vms.viid_add_upstream('bad', 'ftp://x', '11010500005030000001', 'a', 'b');
+SELECT vms.viid_add_upstream('bad', 'http://x', '11010500005030000001', 'a', 'b', '{"batch_size": 0}');
+SELECT vms.viid_add_upstream('bad', 'http://x', '11010500005030000001', 'a', 'b', '{"colour": 1}');
+SELECT vms.viid_add_upstream('bad', 'http://x', '11010500005030000001', 'a', '');
+SELECT vms.viid_alter_upstream('nosuch', enabled => false);
+\set VERBOSITY terse
+SELECT vms.viid_alter_upstream('district', options => '{"keepalive_s": 30}');
+SELECT options FROM vms.viid_upstream;
+
+-- identifiers: 41-digit image id and 48-digit object id, and their checks
+SELECT vms.viid_image_id('11010500001320000001', 2, '2026-11-22 10:05:09', 42) AS image_id \gset
+SELECT :'image_id', length(:'image_id');
+SELECT vms.viid_object_id(:'image_id', 2, 7) AS object_id \gset
+SELECT :'object_id', length(:'object_id'), vms.viid_id_problems(:'object_id');
+SELECT vms.viid_id_problems('1101050000132000000102202611221005090004');        -- 40 digits
+SELECT vms.viid_id_problems('11010500009990000001022026112210050900042');       -- wrong device part
+SELECT vms.viid_id_problems('11010500001320000001022026133210050900042');       -- month 13
+SELECT vms.viid_id_problems('1101050000132000000102202611221005090004x');       -- not digits
+SELECT vms.viid_object_id('123', 2, 1);
+SELECT vms.viid_image_id('11010500001320000001', 100, now()::timestamp, 1);
+
+-- templates: renamed fields, value maps, dates, defaults, required fields
+INSERT INTO vms.viid_template VALUES ('vendor_a', 'MotorVehicle', '{
+    "rename": {"plate": "PlateNo", "color": "PlateColor", "time": "PassTime", "id": "MotorVehicleID"},
+    "values": {"PlateColor": {"蓝": "2", "黄": "1", "白": "3", "黑": "4"}},
+    "dates": {"PassTime": "YYYY-MM-DD HH24:MI:SS"},
+    "defaults": {"InfoKind": 1},
+    "required": ["MotorVehicleID", "PlateNo", "PassTime"]}');
+SELECT vms.viid_map('vendor_a', '{"id": "V1", "plate": "京A12345", "color": "蓝", "time": "2026-11-22 10:05:09"}');
+\set VERBOSITY default
+SELECT vms.viid_map('vendor_a', '{"id": "V1", "plate": "京A12345", "color": "紫", "time": "2026-11-22 10:05:09"}');
+SELECT vms.viid_map('vendor_a', '{"id": "V1", "plate": "京A12345", "time": "22/11/2026"}');
+SELECT vms.viid_map('vendor_a', '{"id": "V1", "time": "2026-11-22 10:05:09"}');
+SELECT vms.viid_map('nosuch', '{}');
+\set VERBOSITY terse
+
+-- the outbox: enqueue in the caller's transaction, batches by kind
+BEGIN;
+SELECT vms.viid_enqueue('district', 'MotorVehicle', '{"MotorVehicleID": "MV-ROLLBACK"}') > 0;
+ROLLBACK;
+SELECT vms.viid_enqueue('district', 'MotorVehicle', jsonb_build_object('MotorVehicleID', 'MV-' || i)) > 0
+  FROM generate_series(1, 3) i;
+SELECT vms.viid_enqueue('district', 'Face', '{"FaceID": "F-1"}') > 0;
+SELECT vms.viid_enqueue('district', 'MotorVehicle', '{"id": "MV-9", "plate": "京B1", "time": "2026-11-22 10:00:00"}', 'vendor_a') > 0;
+SELECT vms.viid_enqueue('district', 'Image', '{"ImageInfo": {"ImageID": "IMG-1"}}') > 0;
+\set VERBOSITY default
+SELECT vms.viid_enqueue('district', 'Car', '{}');
+SELECT vms.viid_enqueue('district', 'Face', '{"Name": "no id"}');
+SELECT vms.viid_enqueue('nowhere', 'Face', '{"FaceID": "x"}');
+\set VERBOSITY terse
+SELECT object_id, kind, state FROM vms.viid_outbox ORDER BY id;
+SELECT path, cardinality(ids), body FROM vms._viid_batches('district', 2, 10);
+
+-- answers: per-item status, HTTP errors, transport errors, garbage, dead after max_attempts
+SELECT * FROM vms._viid_results('district', (SELECT array_agg(id) FROM vms.viid_outbox WHERE object_id IN ('MV-1', 'MV-2')), 200,
+    '{"ResponseStatusListObject": {"ResponseStatusObject": [{"Id": "MV-1", "StatusCode": "0"}, {"Id": "MV-2", "StatusCode": "6"}]}}', NULL);
+SELECT * FROM vms._viid_results('district', (SELECT array_agg(id) FROM vms.viid_outbox WHERE object_id = 'MV-3'), 500, '', NULL);
+SELECT * FROM vms._viid_results('district', (SELECT array_agg(id) FROM vms.viid_outbox WHERE object_id = 'F-1'), 0, '', 'Connection refused');
+SELECT * FROM vms._viid_results('district', (SELECT array_agg(id) FROM vms.viid_outbox WHERE object_id = 'IMG-1'), 200, 'not json', NULL);
+SELECT * FROM vms._viid_results('district', (SELECT array_agg(id) FROM vms.viid_outbox WHERE object_id = 'MV-9'), 200,
+    '{"ResponseStatusObject": {"StatusCode": "0"}}', NULL);
+SELECT object_id, state, attempts, last_status, last_error, next_attempt_at > now() AS backing_off
+  FROM vms.viid_outbox ORDER BY id;
+-- MV-2 fails twice more: dead with its reason, then re-driven
+SELECT * FROM vms._viid_results('district', (SELECT array_agg(id) FROM vms.viid_outbox WHERE object_id = 'MV-2'), 200,
+    '{"ResponseStatusListObject": {"ResponseStatusObject": [{"Id": "MV-2", "StatusCode": "6"}]}}', NULL);
+SELECT * FROM vms._viid_results('district', (SELECT array_agg(id) FROM vms.viid_outbox WHERE object_id = 'MV-2'), 200,
+    '{"ResponseStatusListObject": {"ResponseStatusObject": []}}', NULL);
+SELECT object_id, state, attempts, last_error FROM vms.viid_outbox WHERE object_id = 'MV-2';
+SELECT vms.viid_redrive('district');
+SELECT object_id, state, attempts FROM vms.viid_outbox WHERE object_id = 'MV-2';
+
+-- sessions
+SELECT vms._viid_session_event('district', 'register', 200, '{"ResponseStatusObject": {"StatusCode": "0"}}', NULL);
+SELECT vms._viid_session_event('district', 'time', 200,
+    format('{"SystemTimeObject": {"LocalTime": "%s"}}', to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDDHH24MISS')), NULL);
+SELECT vms._viid_session_event('district', 'keepalive', 401, '', NULL);
+SELECT state, registered_at IS NOT NULL AS registered_once, abs(clock_offset_ms) < 5000 AS clock_close, failures, last_error
+  FROM vms.viid_session;
+
+-- ledger changes reach upstreams with sync_ledger
+SELECT vms.viid_alter_upstream('district', options => '{"sync_ledger": true}');
+INSERT INTO vms.checkpoint (code, name, direction_mode) VALUES ('11010500051210000009', '测试卡口', 'updown');
+INSERT INTO vms.lane (checkpoint_code, lane_no, direction) VALUES ('11010500051210000009', 1, 'up');
+UPDATE vms.channel SET name = name || '（改）' WHERE code = '44030402001320000001';
+UPDATE vms.channel SET online = true WHERE code = '44030402001320000002';
+SELECT kind, object_id, doc ->> 'Name' AS name FROM vms.viid_outbox WHERE kind IN ('APE', 'Tollgate', 'Lane') ORDER BY id;
+
+-- dropping refuses while records are pending
+\set VERBOSITY default
+SELECT vms.viid_drop_upstream('district');
+\set VERBOSITY terse
+SELECT vms.viid_drop_upstream('district', force => true);
+SELECT count(*) FROM vms.viid_outbox;
+-- the workers (this cluster preloads vms; the worker waits for the extension in vms.database)
+SELECT name, backend_type, wanted, state IN ('starting', 'waiting for CREATE EXTENSION vms') AS waiting FROM vms.worker_status;
+\set VERBOSITY default
+SELECT vms.worker_stop('nosuch');
+SET ROLE vms_analyst;
+SELECT vms.worker_stop('viid');
+RESET ROLE;
