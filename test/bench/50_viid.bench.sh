@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# GA/T 1400 push rate: records/s delivered by the viid worker to the local
+# receiver in batches, against posting the very same batch bodies with
+# curl --parallel (libcurl) in the same run.
+# Called by test/scripts/bench.sh with: DIR PORT (the bench cluster).
+set -euo pipefail
+. "$(dirname "$0")/../scripts/lib.sh"
+dir=$1; port=$2
+N=${VMS_BENCH_VIID_RECORDS:-50000}
+rport=$((port + 100))
+psql_b() { cluster_psql "$dir" "$port" bench -tA "$@"; }
+
+/usr/bin/python3 "$VMS_ROOT/test/peers/viid_receiver.py" --port "$rport" > "$dir/receiver.out" 2>&1 &
+rpid=$!
+trap 'kill $rpid 2>/dev/null || true' EXIT
+for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$rport/VIID/System/Time" && break; sleep 0.1; done
+
+psql_b -c "SELECT vms.viid_add_upstream('bench', 'http://127.0.0.1:$rport', '11010500005030000001', 'admin', 'admin',
+             '{\"batch_size\": 100, \"concurrency\": 8, \"timeout_ms\": 30000}')" >/dev/null
+for _ in $(seq 100); do
+  [ "$(psql_b -c "SELECT state FROM vms.viid_session WHERE upstream = 'bench'")" = registered ] && break; sleep 0.1
+done
+
+doc="jsonb_build_object('MotorVehicleID', vms.viid_object_id(vms.viid_image_id('11010500001320000001', 2, '2026-11-22 10:00:00', i % 100000), 2, i / 100000),
+                        'PlateNo', '京A' || lpad(i::text, 5, '0'), 'PlateColor', '2', 'PassTime', '20261122100000',
+                        'DeviceID', '11010500001320000001', 'TollgateID', '11010500051210000001', 'LaneNo', 1,
+                        'StorageUrl1', 'http://img.example/' || i || '.jpg')"
+t0=$(date +%s.%N)
+psql_b -c "SELECT count(vms.viid_enqueue('bench', 'MotorVehicle', $doc)) FROM generate_series(1, $N) i" >/dev/null
+for _ in $(seq 6000); do
+  [ "$(psql_b -c "SELECT count(*) FROM vms.viid_outbox WHERE upstream = 'bench' AND state = 'pending'")" = 0 ] && break
+  sleep 0.05
+done
+t1=$(date +%s.%N)
+delivered=$(psql_b -c "SELECT count(*) FROM vms.viid_outbox WHERE upstream = 'bench' AND state = 'delivered'")
+
+# the same batches, posted by curl --parallel
+psql_b -c "SELECT vms.viid_add_upstream('baseline', 'http://127.0.0.1:$rport', '11010500005030000001', 'admin', 'admin');
+           UPDATE vms.viid_upstream SET enabled = false WHERE name = 'baseline'" >/dev/null
+psql_b -c "SELECT count(vms.viid_enqueue('baseline', 'MotorVehicle', $doc)) FROM generate_series(1, $N) i" >/dev/null
+rm -rf "$dir/batches"; mkdir -p "$dir/batches"
+psql_b -c "SELECT body FROM vms._viid_batches('baseline', 100, 100000)" > "$dir/batches/all.json"
+split -l 1 -d -a 5 "$dir/batches/all.json" "$dir/batches/b"
+cfg="$dir/batches/curl.cfg"; : > "$cfg"
+first=1
+for f in "$dir"/batches/b*; do
+  [ $first = 1 ] || echo next >> "$cfg"
+  first=0
+  printf 'url = "http://127.0.0.1:%s/VIID/MotorVehicles"\ndata-binary = "@%s"\nheader = "Content-Type: application/VIID+JSON;charset=UTF-8"\nheader = "User-Identify: 11010500005030000001"\noutput = "/dev/null"\n' "$rport" "$f" >> "$cfg"
+done
+b0=$(date +%s.%N)
+curl -s --no-progress-meter --parallel --parallel-max 8 -K "$cfg"
+b1=$(date +%s.%N)
+
+rate=$(echo "$N / ($t1 - $t0)" | bc -l)
+base=$(echo "$N / ($b1 - $b0)" | bc -l)
+printf 'BENCH viid_push_records_per_s %.1f records/s baseline=%.1f ratio=%.3f target=>=0.8 and >=10000\n' "$rate" "$base" "$(echo "$rate / $base" | bc -l)"
+printf 'BENCH viid_push_delivered %d records baseline=%d ratio=%.3f target=1.0\n' "$delivered" "$N" "$(echo "$delivered / $N" | bc -l)"
