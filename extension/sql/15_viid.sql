@@ -63,6 +63,8 @@ CREATE TABLE vms.viid_outbox (
     dead_at         timestamptz
 );
 CREATE INDEX viid_outbox_due_idx ON vms.viid_outbox (upstream, next_attempt_at) WHERE state = 'pending';
+-- the push takes the oldest due records first: read them in id order, no sort of the backlog
+CREATE INDEX viid_outbox_pending_idx ON vms.viid_outbox (upstream, id) WHERE state = 'pending';
 CREATE INDEX viid_outbox_delivered_idx ON vms.viid_outbox (delivered_at) WHERE state = 'delivered';
 COMMENT ON TABLE vms.viid_outbox IS 'records to push: pending, delivered or dead, with attempts, last status and times';
 

@@ -457,17 +457,22 @@ push(Upstream *u)
 static int
 one_round(void)
 {
-	TimestampTz now;
+	static TimestampTz last_load = 0;
+	TimestampTz now = GetCurrentTimestamp();
 	int			sent = 0;
 
-	if (!extension_ready())
+	/* settings change rarely: read them once a second, not every batch */
+	if (now >= TimestampTzPlusMilliseconds(last_load, 1000))
 	{
-		vms_worker_set_state(slot, "waiting for CREATE EXTENSION vms");
-		pg_usleep(1000000L);
-		return 0;
+		if (!extension_ready())
+		{
+			vms_worker_set_state(slot, "waiting for CREATE EXTENSION vms");
+			pg_usleep(1000000L);
+			return 0;
+		}
+		load_upstreams();
+		last_load = now;
 	}
-	load_upstreams();
-	now = GetCurrentTimestamp();
 	for (int i = 0; i < n_upstreams; i++)
 	{
 		Upstream   *u = &upstreams[i];
