@@ -39,6 +39,9 @@ else
 include $(PGXS)
 endif
 
+# PGXS does not track headers: rebuild every object when a header changes
+$(OBJS): $(wildcard extension/*.h workers/*.h)
+
 vms--$(EXTVERSION).sql: $(SQL_SOURCES)
 	cat $^ > $@
 
