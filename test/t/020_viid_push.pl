@@ -72,7 +72,8 @@ SELECT vms.viid_add_upstream('district', 'http://127.0.0.1:$port', '110105000050
 $node->poll_query_until('postgres', "SELECT state = 'registered' FROM vms.viid_session WHERE upstream = 'district'")
   or die 'did not register';
 pass('registered with digest authentication');
-isnt($node->safe_psql('postgres', "SELECT clock_offset_ms FROM vms.viid_session"), '', 'clock offset recorded');
+ok($node->poll_query_until('postgres', "SELECT clock_offset_ms IS NOT NULL FROM vms.viid_session"),
+	'clock offset recorded from /VIID/System/Time');
 is($node->safe_psql('postgres', "SELECT password_enc::text LIKE '%61646d696e%' FROM vms.viid_upstream"), 'f',
 	'password not stored in clear');
 
