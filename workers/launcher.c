@@ -18,6 +18,7 @@
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
+#include "utils/timestamp.h"
 
 #include "worker_registry.h"
 
@@ -42,6 +43,11 @@ static const WorkerKind kinds[] = {
 };
 
 static BackgroundWorkerHandle *handles[VMS_MAX_WORKERS];
+/* a worker that dies soon after starting (e.g. vms.database does not exist
+ * yet) is restarted after 1, 2, 4 ... 60 s instead of every second */
+static TimestampTz last_start[VMS_MAX_WORKERS];
+static int	backoff_s[VMS_MAX_WORKERS];
+static TimestampTz restart_at[VMS_MAX_WORKERS];
 
 static void
 define_slots(void)
@@ -129,12 +135,26 @@ supervise(void)
 
 		if (wanted && !running)
 		{
+			TimestampTz now = GetCurrentTimestamp();
+
+			if (handles[i] && restart_at[i] == 0)
+			{
+				/* it died: soon after starting means back off, else restart at once */
+				bool		short_lived = now < TimestampTzPlusMilliseconds(last_start[i], 10000L);
+
+				backoff_s[i] = short_lived ? Min(Max(backoff_s[i] * 2, 1), 60) : 0;
+				restart_at[i] = TimestampTzPlusMilliseconds(now, backoff_s[i] * 1000L);
+			}
+			if (handles[i] && now < restart_at[i])
+				continue;
 			if (handles[i])
 			{
 				LWLockAcquire(vms_shared->lock, LW_EXCLUSIVE);
 				slot->restarts++;
 				LWLockRelease(vms_shared->lock);
 			}
+			last_start[i] = now;
+			restart_at[i] = 0;
 			start_worker(i, slot);
 		}
 		else if (!wanted && running && handles[i])

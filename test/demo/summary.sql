@@ -29,3 +29,8 @@ SELECT line_no, array_to_string(reasons, '; ') AS reasons
 \echo '-- a sample point (governed values; GCJ-02 input stored as WGS-84)'
 SELECT code, name, address, point_type, azimuth, ST_AsText(geom, 6) AS wgs84, coord_source
   FROM vms.channel WHERE coord_source = 'GCJ02' ORDER BY code LIMIT 1;
+\echo '-- GA/T 1400 push to the governance chain (vms viid worker)'
+SELECT upstream, state, registered_at IS NOT NULL AS registered, clock_offset_ms, pending, dead
+  FROM vms.viid_session_status;
+SELECT kind, state, count(*) FROM vms.viid_outbox GROUP BY 1, 2 ORDER BY 1, 2;
+SELECT name, backend_type, state, restarts, counters FROM vms.worker_status;
