@@ -12,6 +12,16 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION vms._touch_updated_at() IS 'internal: keeps updated_at current';
 
+-- Decisions people take (ignore, revoke, reject, request) carry a reason.
+CREATE FUNCTION vms._require_reason(reason text, what text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF coalesce(btrim(reason), '') = '' THEN
+        RAISE EXCEPTION '% needs a reason', what USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END $$;
+COMMENT ON FUNCTION vms._require_reason(text, text) IS 'internal: refuses an empty reason for a decision';
+
 CREATE TABLE vms.region (
     civil_code   text PRIMARY KEY CHECK (civil_code ~ '^([0-9]{2}){1,4}$'),
     name         text NOT NULL,

@@ -65,17 +65,26 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION vms._note_acting_role() IS 'internal: remembers the acting role for history written as the owner';
 
-CREATE FUNCTION vms._history_insert() RETURNS trigger
+-- One function for the three operations of both tables: the row builder is
+-- vms._<table>_jsonb, applied to the statement's transition tables.
+CREATE FUNCTION vms._history_record() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
+    as_jsonb text := format('vms.%I', '_' || TG_TABLE_NAME || '_jsonb');
     nrows bigint;
 BEGIN
-    IF TG_TABLE_NAME = 'channel' THEN
-        INSERT INTO vms.ledger_history (table_name, code, op, new_values)
-        SELECT 'channel', n.code, 'INSERT', vms._channel_jsonb(n) FROM new_rows n;
+    IF TG_OP = 'INSERT' THEN
+        EXECUTE format('INSERT INTO vms.ledger_history (table_name, code, op, new_values)
+                        SELECT %L, n.code, ''INSERT'', %s(n) FROM new_rows n', TG_TABLE_NAME, as_jsonb);
+    ELSIF TG_OP = 'DELETE' THEN
+        EXECUTE format('INSERT INTO vms.ledger_history (table_name, code, op, old_values)
+                        SELECT %L, o.code, ''DELETE'', %s(o) FROM old_rows o', TG_TABLE_NAME, as_jsonb);
     ELSE
-        INSERT INTO vms.ledger_history (table_name, code, op, new_values)
-        SELECT 'device', n.code, 'INSERT', vms._device_jsonb(n) FROM new_rows n;
+        EXECUTE format('INSERT INTO vms.ledger_history (table_name, code, op, old_values, new_values)
+                        SELECT %L, n.code, ''UPDATE'', d.old_part, d.new_part
+                          FROM new_rows n JOIN old_rows o ON o.code = n.code
+                         CROSS JOIN LATERAL vms._jsonb_diff(%s(o), %s(n)) d
+                         WHERE d.new_part <> ''{}''', TG_TABLE_NAME, as_jsonb, as_jsonb);
     END IF;
     GET DIAGNOSTICS nrows = ROW_COUNT;
     IF nrows > 0 THEN   -- one tamper-evident audit entry per statement; history holds the rows
@@ -83,53 +92,7 @@ BEGIN
     END IF;
     RETURN NULL;
 END $$;
-
-CREATE FUNCTION vms._history_delete() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
-DECLARE
-    nrows bigint;
-BEGIN
-    IF TG_TABLE_NAME = 'channel' THEN
-        INSERT INTO vms.ledger_history (table_name, code, op, old_values)
-        SELECT 'channel', o.code, 'DELETE', vms._channel_jsonb(o) FROM old_rows o;
-    ELSE
-        INSERT INTO vms.ledger_history (table_name, code, op, old_values)
-        SELECT 'device', o.code, 'DELETE', vms._device_jsonb(o) FROM old_rows o;
-    END IF;
-    GET DIAGNOSTICS nrows = ROW_COUNT;
-    IF nrows > 0 THEN   -- one tamper-evident audit entry per statement; history holds the rows
-        PERFORM vms.audit('ledger_' || lower(TG_OP), TG_TABLE_NAME, jsonb_build_object('rows', nrows));
-    END IF;
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION vms._history_update() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
-DECLARE
-    nrows bigint;
-BEGIN
-    IF TG_TABLE_NAME = 'channel' THEN
-        INSERT INTO vms.ledger_history (table_name, code, op, old_values, new_values)
-        SELECT 'channel', n.code, 'UPDATE', d.old_part, d.new_part
-          FROM new_rows n JOIN old_rows o ON o.code = n.code
-         CROSS JOIN LATERAL vms._jsonb_diff(vms._channel_jsonb(o), vms._channel_jsonb(n)) d
-         WHERE d.new_part <> '{}';
-    ELSE
-        INSERT INTO vms.ledger_history (table_name, code, op, old_values, new_values)
-        SELECT 'device', n.code, 'UPDATE', d.old_part, d.new_part
-          FROM new_rows n JOIN old_rows o ON o.code = n.code
-         CROSS JOIN LATERAL vms._jsonb_diff(vms._device_jsonb(o), vms._device_jsonb(n)) d
-         WHERE d.new_part <> '{}';
-    END IF;
-    GET DIAGNOSTICS nrows = ROW_COUNT;
-    IF nrows > 0 THEN   -- one tamper-evident audit entry per statement; history holds the rows
-        PERFORM vms.audit('ledger_' || lower(TG_OP), TG_TABLE_NAME, jsonb_build_object('rows', nrows));
-    END IF;
-    RETURN NULL;
-END $$;
-COMMENT ON FUNCTION vms._history_insert() IS 'internal: records inserted ledger rows';
-COMMENT ON FUNCTION vms._history_delete() IS 'internal: records deleted ledger rows';
-COMMENT ON FUNCTION vms._history_update() IS 'internal: records changed columns of updated ledger rows';
+COMMENT ON FUNCTION vms._history_record() IS 'internal: records inserted, deleted and changed ledger rows';
 
 -- A code is the identity of a device or channel; history joins on it.
 CREATE FUNCTION vms._forbid_recode() RETURNS trigger
@@ -155,17 +118,17 @@ CREATE TRIGGER device_acting_role BEFORE INSERT OR UPDATE OR DELETE ON vms.devic
 CREATE TRIGGER channel_acting_role BEFORE INSERT OR UPDATE OR DELETE ON vms.channel
     FOR EACH STATEMENT EXECUTE FUNCTION vms._note_acting_role();
 CREATE TRIGGER device_history_ins AFTER INSERT ON vms.device
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._history_insert();
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._history_record();
 CREATE TRIGGER device_history_upd AFTER UPDATE ON vms.device
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._history_update();
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._history_record();
 CREATE TRIGGER device_history_del AFTER DELETE ON vms.device
-    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._history_delete();
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._history_record();
 CREATE TRIGGER channel_history_ins AFTER INSERT ON vms.channel
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._history_insert();
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._history_record();
 CREATE TRIGGER channel_history_upd AFTER UPDATE ON vms.channel
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._history_update();
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._history_record();
 CREATE TRIGGER channel_history_del AFTER DELETE ON vms.channel
-    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._history_delete();
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._history_record();
 
 -- Governed attributes --------------------------------------------------------
 -- A person's insert or update marks the attributes it sets as overridden.

@@ -286,10 +286,7 @@ COMMENT ON FUNCTION vms.governance_task_fixed(bigint) IS 'report a task fixed; t
 CREATE FUNCTION vms.governance_task_ignore(task_id bigint, reason text) RETURNS void
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
-    IF coalesce(btrim(reason), '') = '' THEN
-        RAISE EXCEPTION 'ignoring a governance task needs a reason'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM vms._require_reason(reason, 'ignoring a governance task');
     UPDATE vms.governance_task SET state = 'ignored', ignore_reason = reason, closed_at = now()
      WHERE id = task_id AND state IN ('open', 'assigned', 'fixed');
     IF NOT FOUND THEN

@@ -289,9 +289,7 @@ CREATE FUNCTION vms.revoke_access(grant_id bigint, reason text) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = vms, public, pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM vms._require_role('vms_grant_admin');
-    IF coalesce(btrim(reason), '') = '' THEN
-        RAISE EXCEPTION 'revoking a grant needs a reason' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM vms._require_reason(reason, 'revoking a grant');
     UPDATE vms.access_grant SET revoked_at = now(), revoked_by = session_user, revoke_reason = reason
      WHERE id = grant_id AND revoked_at IS NULL;
     IF NOT FOUND THEN
@@ -308,9 +306,7 @@ CREATE FUNCTION vms.request_access(scope_kind text, scope_ref text, actions text
 DECLARE
     id bigint;
 BEGIN
-    IF coalesce(btrim(reason), '') = '' THEN
-        RAISE EXCEPTION 'an access request needs a reason' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM vms._require_reason(reason, 'an access request');
     PERFORM vms._check_scope(scope_kind, scope_ref, actions, max_level, valid_from, valid_until);
     INSERT INTO vms.access_request (requester, scope_kind, scope_ref, actions, max_level, valid_from, valid_until, reason)
     VALUES (session_user, scope_kind, scope_ref, actions, max_level, valid_from, valid_until, reason)
@@ -351,9 +347,7 @@ CREATE FUNCTION vms.reject_request(request_id bigint, note text) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = vms, public, pg_catalog, pg_temp AS $$
 BEGIN
     PERFORM vms._require_role('vms_approver');
-    IF coalesce(btrim(note), '') = '' THEN
-        RAISE EXCEPTION 'rejecting a request needs a note' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM vms._require_reason(note, 'rejecting a request');
     UPDATE vms.access_request SET state = 'rejected', decided_by = session_user, decided_at = now(), decision_note = note
      WHERE id = request_id AND state = 'pending' AND NOT pg_has_role(session_user, requester, 'MEMBER');
     IF NOT FOUND THEN
