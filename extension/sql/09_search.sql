@@ -128,6 +128,7 @@ DECLARE
     v jsonb;
     conds text[] := '{}';
     order_by text := 'c.code';
+    centre geometry;   -- of a spatial filter: results come nearest first, through the spatial index
     dist text := 'NULL::float8';
     ids bigint[];
     texts text[];
@@ -215,6 +216,7 @@ BEGIN
                 PERFORM vms._filter_error(k, 'minimum is greater than maximum');
             END IF;
             geoms := geoms || ST_MakeEnvelope((v ->> 0)::float8, (v ->> 1)::float8, (v ->> 2)::float8, (v ->> 3)::float8, 4326);
+            centre := coalesce(centre, ST_Centroid(geoms[cardinality(geoms)]));
             conds := conds || format('c.geom && $1[%s]', cardinality(geoms));
         WHEN 'circle' THEN
             IF jsonb_typeof(v) <> 'object' THEN
@@ -224,11 +226,13 @@ BEGIN
             r := vms._filter_num(k, v -> 'radius_m', 0, 100000, 'radius_m');
             geoms := geoms || g || vms._metre_box(g, r);
             nums := nums || r;
+            centre := g;
             conds := conds || format('c.geom && $1[%s]', cardinality(geoms))
                            || format('ST_DistanceSphere(c.geom, $1[%s]) <= $2[%s]', cardinality(geoms) - 1, cardinality(nums));
         WHEN 'polygon' THEN
             g := vms._filter_geojson(k, v, '{POLYGON,MULTIPOLYGON}');
             geoms := geoms || g;
+            centre := coalesce(centre, ST_PointOnSurface(g));
             conds := conds || format('ST_Intersects(c.geom, $1[%s])', cardinality(geoms));
         WHEN 'line' THEN
             IF jsonb_typeof(v) <> 'object' OR NOT v ? 'geojson' THEN
@@ -236,6 +240,7 @@ BEGIN
             END IF;
             g := vms._filter_geojson(k, v -> 'geojson', '{LINESTRING,MULTILINESTRING}');
             r := vms._filter_num(k, v -> 'buffer_m', 0, 10000, 'buffer_m');
+            centre := coalesce(centre, ST_Centroid(g));
             geoms := geoms || g || vms._metre_box(ST_Envelope(g), r);
             nums := nums || r;
             conds := conds || format('c.geom && ST_Expand($1[%s], 0)', cardinality(geoms))
@@ -255,6 +260,10 @@ BEGIN
     IF dist = 'NULL::float8' AND filter ? 'circle' THEN
         dist := 'ST_DistanceSphere(c.geom, $1[' || (SELECT i FROM generate_subscripts(geoms, 1) i
                   WHERE GeometryType(geoms[i]) = 'POINT' LIMIT 1) || '])';
+    END IF;
+    IF NOT filter ? 'near' AND centre IS NOT NULL THEN
+        geoms := geoms || centre;
+        order_by := format('c.geom <-> $1[%s], c.code', cardinality(geoms));
     END IF;
     where_sql := coalesce(nullif(array_to_string(conds, ' AND '), ''), 'true');
     order_sql := order_by;
