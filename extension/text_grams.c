@@ -126,3 +126,37 @@ vms_keyword_grams(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_ARRAYTYPE_P(grams(PG_GETARG_TEXT_PP(0), false));
 }
+
+/*
+ * vms.text_contains(haystack, needle) → boolean: does the text contain the
+ * keyword, ASCII letters compared without case.  The keyword filter's
+ * recheck.  Being a function rather than ILIKE matters to the planner: ILIKE
+ * '%kw%' is estimated at almost no rows, which makes it sort every match of
+ * a common keyword instead of walking the code index; a function gets the
+ * default estimate and the gram index's own estimate decides.  UTF-8 is
+ * self-synchronising, so a byte search finds only whole characters.
+ */
+PG_FUNCTION_INFO_V1(vms_text_contains);
+Datum
+vms_text_contains(PG_FUNCTION_ARGS)
+{
+	text	   *h = PG_GETARG_TEXT_PP(0);
+	text	   *n = PG_GETARG_TEXT_PP(1);
+	int			hl = VARSIZE_ANY_EXHDR(h);
+	int			nl = VARSIZE_ANY_EXHDR(n);
+	const char *hp = VARDATA_ANY(h);
+	const char *np = VARDATA_ANY(n);
+
+	if (nl == 0)
+		PG_RETURN_BOOL(true);
+	for (int i = 0; i + nl <= hl; i++)
+	{
+		int			k = 0;
+
+		while (k < nl && pg_ascii_tolower((unsigned char) hp[i + k]) == pg_ascii_tolower((unsigned char) np[k]))
+			k++;
+		if (k == nl)
+			PG_RETURN_BOOL(true);
+	}
+	PG_RETURN_BOOL(false);
+}

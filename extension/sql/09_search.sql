@@ -5,6 +5,9 @@ CREATE FUNCTION vms.text_grams(text) RETURNS text[]
     AS 'MODULE_PATHNAME', 'vms_text_grams' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION vms.keyword_grams(text) RETURNS text[]
     AS 'MODULE_PATHNAME', 'vms_keyword_grams' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION vms.text_contains(haystack text, needle text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'vms_text_contains' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 1;
+COMMENT ON FUNCTION vms.text_contains(text, text) IS 'does the text contain the keyword (ASCII letters without case); the keyword recheck';
 COMMENT ON FUNCTION vms.text_grams(text) IS 'every character and adjacent pair of a text (ASCII folded to lower case): the keyword index keys';
 COMMENT ON FUNCTION vms.keyword_grams(text) IS 'the grams a text must contain to contain this keyword';
 
@@ -205,8 +208,8 @@ BEGIN
             END IF;
             kw_grams := vms.keyword_grams(btrim(v #>> '{}'));
             conds := conds || format('vms.text_grams(vms.channel_search_text(c.name, c.alias, c.address, c.place_type)) @> %L::text[]', kw_grams)
-                           || format('vms.channel_search_text(c.name, c.alias, c.address, c.place_type) ILIKE %L',
-                                     '%' || regexp_replace(btrim(v #>> '{}'), '([%_\\])', '\\\1', 'g') || '%');
+                           || format('vms.text_contains(vms.channel_search_text(c.name, c.alias, c.address, c.place_type), %L)',
+                                     btrim(v #>> '{}'));
         WHEN 'bbox' THEN
             IF jsonb_typeof(v) <> 'array' OR jsonb_array_length(v) <> 4 THEN
                 PERFORM vms._filter_error(k, 'must be [minlon, minlat, maxlon, maxlat]');
@@ -264,6 +267,11 @@ BEGIN
     IF NOT filter ? 'near' AND centre IS NOT NULL THEN
         geoms := geoms || centre;
         order_by := format('c.geom <-> $1[%s], c.code', cardinality(geoms));
+    ELSIF order_by = 'c.code' AND filter ? 'keyword' THEN
+        -- a common keyword matches a large share of the ledger: ordering
+        -- every match would read them all, so keyword results come in
+        -- storage order and the scan stops at the page
+        order_by := NULL;
     END IF;
     where_sql := coalesce(nullif(array_to_string(conds, ' AND '), ''), 'true');
     order_sql := order_by;
@@ -274,7 +282,9 @@ COMMENT ON FUNCTION vms._search_sql(jsonb) IS 'internal: validate a search filte
 CREATE FUNCTION vms.search_points(filter jsonb DEFAULT '{}', lim integer DEFAULT 100, off integer DEFAULT 0)
     RETURNS TABLE (code vms.gbcode, name text, alias text, address text, point_type text, place_type text,
                    unit_id bigint, online boolean, lon float8, lat float8, distance_m float8)
-    LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT AS $$
+    LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT
+    -- a search returns a page of points: starting parallel workers costs more than it saves
+    SET max_parallel_workers_per_gather = 0 AS $$
 DECLARE
     q record;
     t0 timestamptz := clock_timestamp();
@@ -290,7 +300,8 @@ BEGIN
     RETURN QUERY EXECUTE format(
         'SELECT c.code, c.name, c.alias, c.address, c.point_type, c.place_type, c.unit_id, c.online,
                 ST_X(c.geom), ST_Y(c.geom), %s
-           FROM vms.channel c WHERE %s ORDER BY %s LIMIT $3 OFFSET $4', q.dist_sql, q.where_sql, q.order_sql)
+           FROM vms.channel c WHERE %s %s LIMIT $3 OFFSET $4', q.dist_sql, q.where_sql,
+        CASE WHEN q.order_sql IS NOT NULL THEN 'ORDER BY ' || q.order_sql ELSE '' END)
         USING q.geoms, q.nums, lim, off;
     GET DIAGNOSTICS n = ROW_COUNT;
     INSERT INTO vms.search_history (filter, lim, off, result_count, took_ms)
