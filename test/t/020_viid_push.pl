@@ -120,13 +120,16 @@ all_received(1000, 'faults');
 my $status = $node->safe_psql('postgres', "SELECT counters->>'http_errors' FROM vms.worker_status WHERE name = 'viid'");
 cmp_ok($status, '>', 0, 'faults were met and retried');
 
-# the receiver dies mid-push and comes back without our registration
-enqueue(1001, 2000);
-usleep(200_000);
+# the receiver dies mid-push (its answers take 0.5 s, so the push of 1000
+# records takes seconds) and comes back without our registration
 stop_receiver();
-sleep 2;
+start_receiver('--slow-every', '1', '--slow-seconds', '0.5');
+enqueue(1001, 2000);
+sleep 1;
+stop_receiver();
 cmp_ok($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_outbox WHERE state = 'pending'"), '>', 0,
 	'records wait while the receiver is down');
+sleep 1;
 start_receiver();
 wait_delivered('receiver restarted');
 all_received(2000, 'receiver restarted');
@@ -134,8 +137,12 @@ cmp_ok($node->safe_psql('postgres', "SELECT counters->>'registrations' FROM vms.
 	'>=', 2, 'registered again after the receiver forgot us');
 
 # PostgreSQL stops hard mid-push
+stop_receiver();
+start_receiver('--slow-every', '1', '--slow-seconds', '0.5');
 enqueue(2001, 3000);
-usleep(100_000);
+sleep 1;
+cmp_ok($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_outbox WHERE state = 'pending'"), '>', 0,
+	'the push is under way when the server stops');
 $node->stop('immediate');
 $node->start;
 wait_delivered('after immediate restart');
