@@ -321,12 +321,14 @@ END $$;
 COMMENT ON FUNCTION vms.viid_enqueue(text, text, jsonb, text) IS
     'queue a record for an upstream in the caller''s transaction (nothing is sent if it rolls back); optionally through a template';
 
-CREATE FUNCTION vms._viid_batches(upstream text, batch_size integer, max_batches integer)
+CREATE FUNCTION vms._viid_batches(upstream text, batch_size integer, max_batches integer,
+                                  in_flight bigint[] DEFAULT '{}')
     RETURNS TABLE (path text, ids bigint[], body text)
     LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
     WITH due AS (
         SELECT o.id, o.kind, o.doc FROM vms.viid_outbox o
          WHERE o.upstream = _viid_batches.upstream AND o.state = 'pending' AND o.next_attempt_at <= now()
+           AND o.id <> ALL (in_flight)
          ORDER BY o.id LIMIT batch_size * max_batches),
     numbered AS (
         SELECT d.*, (row_number() OVER (PARTITION BY d.kind ORDER BY d.id) - 1) / batch_size AS b FROM due d)
@@ -337,7 +339,7 @@ CREATE FUNCTION vms._viid_batches(upstream text, batch_size integer, max_batches
      ORDER BY min(n.id)
      LIMIT max_batches
 $$;
-COMMENT ON FUNCTION vms._viid_batches(text, integer, integer) IS 'internal: the next list-object batches for an upstream';
+COMMENT ON FUNCTION vms._viid_batches(text, integer, integer, bigint[]) IS 'internal: the next list-object batches for an upstream, leaving out records in flight';
 
 -- Apply one answer to its batch: per-item status from ResponseStatusListObject.
 CREATE FUNCTION vms._viid_results(upstream text, ids bigint[], http_status integer, body text, error text)

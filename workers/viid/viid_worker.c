@@ -40,6 +40,7 @@ PGDLLEXPORT void vms_viid_main(Datum arg);
 
 #define MAX_UPSTREAMS 32
 #define MAX_BODY (4 * 1024 * 1024)
+#define MAX_INFLIGHT 64
 
 enum
 {
@@ -361,96 +362,179 @@ do_keepalive(Upstream *u, TimestampTz now)
 	free_request(r);
 }
 
-/* Send up to concurrency batches; returns how many records were sent. */
+/*
+ * Claim up to n due batches for an upstream, leaving out the records already
+ * in flight; adds them to reqs[] from position *count.
+ */
 static int
-push(Upstream *u)
+claim_batches(Upstream *u, Request **reqs, int *count, int n, StringInfo inflight)
 {
-	Oid			types[3] = {TEXTOID, INT4OID, INT4OID};
-	Datum		values[3];
-	Request    *reqs[64];
-	int			n = 0,
-				records = 0;
-	bool		unauthorized = false;
+	Oid			types[4] = {TEXTOID, INT4OID, INT4OID, TEXTOID};
+	Datum		values[4];
+	int			records = 0;
 
 	values[0] = CStringGetTextDatum(u->name);
 	values[1] = Int32GetDatum(Max(1, Min(u->batch_size, 1000)));
-	values[2] = Int32GetDatum(Max(1, Min(u->concurrency, 64)));
+	values[2] = Int32GetDatum(n);
+	values[3] = CStringGetTextDatum(inflight->len ? inflight->data : "{}");
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	if (SPI_execute_with_args("SELECT path, ids::text, body, cardinality(ids) FROM vms._viid_batches($1, $2, $3)",
-							  3, types, values, NULL, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_with_args("SELECT path, ids::text, body, cardinality(ids) FROM vms._viid_batches($1, $2, $3, $4::bigint[])",
+							  4, types, values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "vms viid: could not build batches");
-	for (uint64 i = 0; i < SPI_processed && n < 64; i++)
+	for (uint64 i = 0; i < SPI_processed && *count < MAX_INFLIGHT; i++)
 	{
 		HeapTuple	t = SPI_tuptable->vals[i];
 		TupleDesc	d = SPI_tuptable->tupdesc;
 		MemoryContext old = MemoryContextSwitchTo(loop_cxt);
+		Request    *r = make_request(u, "POST", SPI_getvalue(t, d, 1), SPI_getvalue(t, d, 3), false);
+		char	   *ids = SPI_getvalue(t, d, 2);
 
-		reqs[n] = make_request(u, "POST", SPI_getvalue(t, d, 1), SPI_getvalue(t, d, 3), false);
-		reqs[n]->ids = pstrdup(SPI_getvalue(t, d, 2));
+		r->ids = pstrdup(ids);
+		/* remember the ids in flight: "{1,2}" and "{3}" become "{1,2,3}" */
+		if (inflight->len == 0)
+			appendStringInfoString(inflight, ids);
+		else
+		{
+			inflight->data[--inflight->len] = '\0';
+			appendStringInfo(inflight, ",%s", ids + 1);
+		}
 		records += atoi(SPI_getvalue(t, d, 4));
+		reqs[(*count)++] = r;
+		curl_multi_add_handle(multi, r->easy);
 		MemoryContextSwitchTo(old);
-		n++;
 	}
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
-	if (n == 0)
-		return 0;
-
-	run_requests(reqs, n);
 	vms_worker_count(slot, C_SENT, records);
+	return records;
+}
 
-	/* apply every answer in one transaction */
+/* Record the answer to one batch; returns true when the upstream said 401. */
+static bool
+apply_answer(Upstream *u, Request *r)
+{
+	Oid			types[5] = {TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	long		status = http_status(r);
+
+	values[0] = CStringGetTextDatum(u->name);
+	values[1] = CStringGetTextDatum(r->ids);
+	values[2] = Int32GetDatum((int32) status);
+	values[3] = CStringGetTextDatum(r->body.data);
+	values[4] = CStringGetTextDatum(r->error);
+	if (!r->error[0])
+		nulls[4] = 'n';
+	if (status != 200)
+		vms_worker_count(slot, C_HTTP_ERRORS, 1);
+
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	for (int i = 0; i < n; i++)
+	if (SPI_execute_with_args("SELECT delivered, failed, dead FROM vms._viid_results($1, $2::bigint[], $3, $4, $5)",
+							  5, types, values, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "vms viid: could not record results");
+	if (SPI_processed == 1)
 	{
-		Oid			rtypes[5] = {TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID};
-		Datum		rvalues[5];
-		char		rnulls[5] = {' ', ' ', ' ', ' ', ' '};
-		long		status = http_status(reqs[i]);
+		HeapTuple	t = SPI_tuptable->vals[0];
+		TupleDesc	d = SPI_tuptable->tupdesc;
 
-		rvalues[0] = CStringGetTextDatum(u->name);
-		rvalues[1] = CStringGetTextDatum(reqs[i]->ids);
-		rvalues[2] = Int32GetDatum((int32) status);
-		rvalues[3] = CStringGetTextDatum(reqs[i]->body.data);
-		rvalues[4] = CStringGetTextDatum(reqs[i]->error);
-		if (!reqs[i]->error[0])
-			rnulls[4] = 'n';
-		if (status == 401)
-			unauthorized = true;
-		if (status != 200)
-			vms_worker_count(slot, C_HTTP_ERRORS, 1);
-		if (SPI_execute_with_args("SELECT delivered, failed, dead FROM vms._viid_results($1, $2::bigint[], $3, $4, $5)",
-								  5, rtypes, rvalues, rnulls, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "vms viid: could not record results");
-		if (SPI_processed == 1)
-		{
-			HeapTuple	t = SPI_tuptable->vals[0];
-			TupleDesc	d = SPI_tuptable->tupdesc;
-
-			vms_worker_count(slot, C_DELIVERED, atoi(SPI_getvalue(t, d, 1)));
-			vms_worker_count(slot, C_FAILED, atoi(SPI_getvalue(t, d, 2)));
-			vms_worker_count(slot, C_DEAD, atoi(SPI_getvalue(t, d, 3)));
-		}
-		free_request(reqs[i]);
+		vms_worker_count(slot, C_DELIVERED, atoi(SPI_getvalue(t, d, 1)));
+		vms_worker_count(slot, C_FAILED, atoi(SPI_getvalue(t, d, 2)));
+		vms_worker_count(slot, C_DEAD, atoi(SPI_getvalue(t, d, 3)));
 	}
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	vms_worker_count(slot, C_REQUESTS, 1);
+	return status == 401;
+}
+
+/*
+ * Push an upstream's due records as a pipeline: keep `concurrency` batches
+ * in flight, and as each answer comes, record it and send the next batch, so
+ * the database work of one batch overlaps the network time of the others.
+ * Returns how many records were sent.
+ */
+static int
+push(Upstream *u)
+{
+	Request    *reqs[MAX_INFLIGHT];
+	int			n = 0,
+				sent = 0,
+				concurrency = Max(1, Min(u->concurrency, MAX_INFLIGHT));
+	bool		more = true,
+				unauthorized = false;
+	StringInfoData inflight;
+	/* a long backlog is pushed in 5 s slices, so keepalives keep their time */
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 5000);
+
+	initStringInfo(&inflight);
+	while (n > 0 || more)
+	{
+		int			running;
+		CURLMsg    *msg;
+		int			left;
+
+		CHECK_FOR_INTERRUPTS();
+		if (GetCurrentTimestamp() >= until)
+			more = false;
+		if (more && !unauthorized && n < concurrency)
+		{
+			int			got = claim_batches(u, reqs, &n, concurrency - n, &inflight);
+
+			sent += got;
+			more = got > 0;
+		}
+		if (n == 0)
+			break;
+		curl_multi_perform(multi, &running);
+		while ((msg = curl_multi_info_read(multi, &left)) != NULL)
+		{
+			Request    *r = NULL;
+
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &r);
+			curl_multi_remove_handle(multi, r->easy);
+			if (apply_answer(u, r))
+				unauthorized = true;
+			free_request(r);
+			for (int i = 0; i < n; i++)
+				if (reqs[i] == r)
+				{
+					reqs[i] = reqs[--n];
+					break;
+				}
+		}
+		/* the ids still in flight, for the next claim */
+		resetStringInfo(&inflight);
+		for (int i = 0; i < n; i++)
+		{
+			if (inflight.len == 0)
+				appendStringInfoString(&inflight, reqs[i]->ids);
+			else
+			{
+				inflight.data[--inflight.len] = '\0';
+				appendStringInfo(&inflight, ",%s", reqs[i]->ids + 1);
+			}
+		}
+		if (n > 0 && (n >= concurrency || !more || unauthorized))
+			curl_multi_poll(multi, NULL, 0, 100, NULL);
+	}
 
 	if (unauthorized)
 	{
 		u->registered = false;
 		u->next_register = GetCurrentTimestamp();
 	}
-	return records;
+	return sent;
 }
 
 /* One round: session upkeep and one push per upstream; returns records sent. */
