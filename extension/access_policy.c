@@ -31,6 +31,7 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
@@ -62,19 +63,25 @@ typedef struct PolicyCache
 
 static PolicyCache cache;
 static bool callbacks_registered = false;
+static uint64 invalidations = 0;	/* bumped by every callback */
+static bool building = false;
 static Oid	grant_relid = InvalidOid;
 
 static void
 policy_relcache_callback(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == grant_relid)
+	{
 		cache.valid = false;
+		invalidations++;
+	}
 }
 
 static void
 policy_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
 	cache.valid = false;
+	invalidations++;
 }
 
 static void
@@ -145,6 +152,7 @@ build_cache(Oid user, TimestampTz now)
 	Oid			owner;
 	Datum		args[2];
 	Oid			argtypes[2] = {OIDOID, TIMESTAMPTZOID};
+	uint64		start_invalidations;
 
 	if (cache.cxt == NULL)
 		cache.cxt = AllocSetContextCreate(TopMemoryContext, "vms policy cache", ALLOCSET_DEFAULT_SIZES);
@@ -162,8 +170,22 @@ build_cache(Oid user, TimestampTz now)
 	args[0] = ObjectIdGetDatum(user);
 	args[1] = TimestampTzGetDatum(now);
 
+	if (building)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_RECURSION),
+				 errmsg("vms access policy refers to itself"),
+				 errdetail("Compiling a user's grants needed the compiled grants.")));
+	building = true;
+	start_invalidations = invalidations;
+
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+	/*
+	 * Read the newest committed grants, not this transaction's snapshot: a
+	 * revocation committed after a REPEATABLE READ transaction began must
+	 * not be compiled away and then kept by later transactions.
+	 */
+	PushActiveSnapshot(GetLatestSnapshot());
 	PG_TRY();
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
@@ -207,19 +229,22 @@ build_cache(Oid user, TimestampTz now)
 	}
 	PG_FINALLY();
 	{
+		PopActiveSnapshot();
 		SetUserIdAndSecContext(save_userid, save_sec);
+		building = false;
 	}
 	PG_END_TRY();
 
 	cache.user = user;
-	cache.valid = true;
+	/* a change that arrived while compiling makes the result stale at once */
+	cache.valid = (invalidations == start_invalidations);
 }
 
 static void
 ensure_cache(void)
 {
 	Oid			user = GetUserId();
-	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	TimestampTz now = GetCurrentStatementStartTimestamp();	/* grants expire mid-transaction too */
 
 	register_callbacks();
 	AcceptInvalidationMessages();

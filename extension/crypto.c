@@ -84,11 +84,26 @@ vms_chain_digest_name(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(name));
 }
 
+/* SM4-GCM is fetched once per process (NULL where this OpenSSL lacks it) */
+static const EVP_CIPHER *
+sm4_gcm(void)
+{
+	static bool fetched = false;
+	static EVP_CIPHER *c = NULL;
+
+	if (!fetched)
+	{
+		c = EVP_CIPHER_fetch(NULL, "SM4-GCM", NULL);
+		fetched = true;
+	}
+	return c;
+}
+
 static const EVP_CIPHER *
 secret_cipher(int alg)
 {
 	if (alg == 1)
-		return EVP_CIPHER_fetch(NULL, "SM4-GCM", NULL);
+		return sm4_gcm();
 	if (alg == 2)
 		return EVP_aes_256_gcm();
 	return NULL;
@@ -97,14 +112,7 @@ secret_cipher(int alg)
 static int
 preferred_alg(void)
 {
-	EVP_CIPHER *c = EVP_CIPHER_fetch(NULL, "SM4-GCM", NULL);
-
-	if (c)
-	{
-		EVP_CIPHER_free(c);
-		return 1;
-	}
-	return 2;
+	return sm4_gcm() ? 1 : 2;
 }
 
 /* Read the 32-byte key; the file must not be readable by others. */
@@ -126,7 +134,14 @@ load_key(unsigned char *key)
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not open secret key file \"%s\": %m", vms_secret_key_file)));
-	if (fstat(fileno(f), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
+	if (fstat(fileno(f), &st) != 0)
+	{
+		FreeFile(f);
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not stat secret key file \"%s\": %m", vms_secret_key_file)));
+	}
+	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
 	{
 		FreeFile(f);
 		ereport(ERROR,
@@ -140,6 +155,15 @@ load_key(unsigned char *key)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
 				 errmsg("secret key file \"%s\" must hold at least 32 bytes", vms_secret_key_file)));
+}
+
+static void
+cipher_failed(EVP_CIPHER_CTX *ctx, unsigned char *key, const char *msg)
+{
+	if (ctx)
+		EVP_CIPHER_CTX_free(ctx);
+	explicit_bzero(key, 32);
+	ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("%s", msg)));
 }
 
 /* vms.secret_encrypt(plain text) → bytea */
@@ -177,11 +201,11 @@ vms_secret_encrypt(PG_FUNCTION_ARGS)
 		EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, SECRET_NONCE, NULL) != 1 ||
 		EVP_EncryptInit_ex(ctx, NULL, NULL, key, p + 3) != 1 ||
 		EVP_EncryptUpdate(ctx, p + SECRET_HDR, &len, (unsigned char *) VARDATA_ANY(plain), plen) != 1)
-		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("secret encryption failed")));
+		cipher_failed(ctx, key, "secret encryption failed");
 	total = len;
 	if (EVP_EncryptFinal_ex(ctx, p + SECRET_HDR + total, &len) != 1 ||
 		EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, SECRET_TAG, p + 3 + SECRET_NONCE) != 1)
-		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("secret encryption failed")));
+		cipher_failed(ctx, key, "secret encryption failed");
 	total += len;
 	EVP_CIPHER_CTX_free(ctx);
 	explicit_bzero(key, sizeof(key));
@@ -213,12 +237,13 @@ vms_secret_decrypt_bytes(const unsigned char *p, int n)
 		EVP_DecryptInit_ex(ctx, NULL, NULL, key, p + 3) != 1 ||
 		EVP_DecryptUpdate(ctx, (unsigned char *) plain, &len, p + SECRET_HDR, n - SECRET_HDR) != 1 ||
 		EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, SECRET_TAG, (void *) (p + 3 + SECRET_NONCE)) != 1)
-		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("secret decryption failed")));
+		cipher_failed(ctx, key, "secret decryption failed");
 	total = len;
 	if (EVP_DecryptFinal_ex(ctx, (unsigned char *) plain + total, &len) != 1)
 	{
 		EVP_CIPHER_CTX_free(ctx);
 		explicit_bzero(key, sizeof(key));
+		explicit_bzero(plain, n - SECRET_HDR + 1);	/* unauthenticated plaintext */
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("stored secret does not decrypt with the current key"),

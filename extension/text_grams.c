@@ -13,6 +13,7 @@
 
 #include "catalog/pg_type.h"
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 
@@ -149,10 +150,14 @@ vms_text_contains(PG_FUNCTION_ARGS)
 
 	if (nl == 0)
 		PG_RETURN_BOOL(true);
+	/* look where the index looks: the first GRAMS_MAX_CHARS characters */
+	hl = pg_mbcharcliplen(hp, hl, GRAMS_MAX_CHARS);
 	for (int i = 0; i + nl <= hl; i++)
 	{
 		int			k = 0;
 
+		if ((i & 4095) == 0)
+			CHECK_FOR_INTERRUPTS();
 		while (k < nl && pg_ascii_tolower((unsigned char) hp[i + k]) == pg_ascii_tolower((unsigned char) np[k]))
 			k++;
 		if (k == nl)

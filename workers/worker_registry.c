@@ -244,9 +244,10 @@ control(text *name_t, bool wanted, bool terminate)
 	was_wanted = slot->wanted;
 	slot->wanted = wanted;
 	pid = slot->pid;
-	LWLockRelease(vms_shared->lock);
+	/* under the lock: a worker clears its pid under it, so pid is still ours */
 	if (terminate && pid != 0)
 		kill(pid, SIGTERM);
+	LWLockRelease(vms_shared->lock);
 	if (vms_shared->launcher_latch)
 		SetLatch(vms_shared->launcher_latch);
 	PG_RETURN_BOOL(terminate ? pid != 0 : was_wanted != wanted);
@@ -287,7 +288,7 @@ wake_at_commit(XactEvent event, void *arg)
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
 		for (int i = 0; i < n_pending_wake; i++)
 			vms_worker_wake(pending_wake[i]);
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PREPARE ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT)
 		n_pending_wake = 0;
 }

@@ -78,6 +78,9 @@ typedef struct Request
 } Request;
 
 static Upstream upstreams[MAX_UPSTREAMS];
+/* requests attached to the multi handle: detached and freed if a round fails */
+static Request *attached[MAX_INFLIGHT + 2];
+static int	n_attached = 0;
 static int	n_upstreams = 0;
 static VmsWorkerSlot *slot;
 static CURLM *multi;
@@ -112,8 +115,9 @@ make_request(Upstream *u, const char *method, const char *path, const char *payl
 	curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, collect);
 	curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, &r->body);
 	curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->error);
-	curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, (long) Min(u->timeout_ms, 5000));
-	curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, (long) u->timeout_ms);
+	/* never 0, which libcurl reads as "no timeout" */
+	curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, (long) Min(Max(u->timeout_ms, 100), 5000));
+	curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, (long) Min(Max(u->timeout_ms, 100), 120000));
 	curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
 	if (strcmp(method, "POST") == 0)
@@ -132,10 +136,33 @@ make_request(Upstream *u, const char *method, const char *path, const char *payl
 }
 
 static void
+attach(Request *r)
+{
+	curl_multi_add_handle(multi, r->easy);
+	attached[n_attached++] = r;
+}
+
+/* detach from the multi handle (if attached) and free the curl side */
+static void
 free_request(Request *r)
 {
+	for (int i = 0; i < n_attached; i++)
+		if (attached[i] == r)
+		{
+			curl_multi_remove_handle(multi, r->easy);
+			attached[i] = attached[--n_attached];
+			break;
+		}
 	curl_slist_free_all(r->headers);
 	curl_easy_cleanup(r->easy);
+}
+
+/* after an error: nothing may keep pointing into memory about to be reset */
+static void
+free_attached(void)
+{
+	while (n_attached > 0)
+		free_request(attached[n_attached - 1]);
 }
 
 /* Run requests to completion, waking for interrupts every 100 ms. */
@@ -145,7 +172,7 @@ run_requests(Request **reqs, int n)
 	int			running = 0;
 
 	for (int i = 0; i < n; i++)
-		curl_multi_add_handle(multi, reqs[i]->easy);
+		attach(reqs[i]);
 	do
 	{
 		CHECK_FOR_INTERRUPTS();
@@ -153,8 +180,6 @@ run_requests(Request **reqs, int n)
 		if (running)
 			curl_multi_poll(multi, NULL, 0, 100, NULL);
 	} while (running > 0);
-	for (int i = 0; i < n; i++)
-		curl_multi_remove_handle(multi, reqs[i]->easy);
 	vms_worker_count(slot, C_REQUESTS, n);
 }
 
@@ -167,16 +192,39 @@ http_status(Request *r)
 	return code;
 }
 
+/*
+ * Short transactions.  CommitTransactionCommand leaves TopMemoryContext
+ * current; going back to the caller's context keeps every round's memory in
+ * loop_cxt, which is reset each round.
+ */
+static MemoryContext tx_caller_cxt;
+
+static void
+begin_tx(void)
+{
+	tx_caller_cxt = CurrentMemoryContext;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+static void
+end_tx(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(tx_caller_cxt);
+}
+
 /* SQL in a short transaction; returns the first column of the first row as text */
 static char *
 sql_text(const char *query, int nargs, Oid *types, Datum *values, const char *nulls)
 {
 	char	   *result = NULL;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	begin_tx();
 	pgstat_report_activity(STATE_RUNNING, query);
 	if (SPI_execute_with_args(query, nargs, types, values, nulls, false, 0) < 0)
 		elog(ERROR, "vms viid: query failed: %s", query);
@@ -187,9 +235,7 @@ sql_text(const char *query, int nargs, Oid *types, Datum *values, const char *nu
 		if (v)
 			result = MemoryContextStrdup(loop_cxt, v);
 	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	end_tx();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return result;
 }
@@ -231,10 +277,7 @@ load_upstreams(void)
 	for (int i = 0; i < n_upstreams; i++)
 		upstreams[i].seen = false;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	begin_tx();
 	if (SPI_execute("SELECT name, base_url, system_id::text, username, password_enc, "
 					"  coalesce((options->>'keepalive_s')::int, 60), coalesce((options->>'batch_size')::int, 100), "
 					"  coalesce((options->>'concurrency')::int, 4), coalesce((options->>'timeout_ms')::int, 10000) "
@@ -270,8 +313,10 @@ load_upstreams(void)
 		{
 			bytea	   *b = DatumGetByteaPP(pw);
 
+			old = CurrentMemoryContext;
 			PG_TRY();
 			{
+				/* no database state is touched here: a failure is only reported */
 				strlcpy(u->password, vms_secret_decrypt_bytes((unsigned char *) VARDATA_ANY(b),
 															   VARSIZE_ANY_EXHDR(b)), sizeof(u->password));
 			}
@@ -279,10 +324,10 @@ load_upstreams(void)
 			{
 				ErrorData  *e;
 
-				old = MemoryContextSwitchTo(loop_cxt);
+				MemoryContextSwitchTo(loop_cxt);
 				e = CopyErrorData();
-				MemoryContextSwitchTo(old);
 				FlushErrorState();
+				MemoryContextSwitchTo(old);
 				vms_worker_error(slot, "upstream %s: %s", u->name, e->message);
 			}
 			PG_END_TRY();
@@ -292,9 +337,7 @@ load_upstreams(void)
 		u->concurrency = atoi(SPI_getvalue(t, d, 8));
 		u->timeout_ms = atoi(SPI_getvalue(t, d, 9));
 	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	end_tx();
 
 	/* drop upstreams that were removed or disabled */
 	for (int i = 0; i < n_upstreams;)
@@ -378,10 +421,7 @@ claim_batches(Upstream *u, Request **reqs, int *count, int n, StringInfo infligh
 	values[2] = Int32GetDatum(n);
 	values[3] = CStringGetTextDatum(inflight->len ? inflight->data : "{}");
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	begin_tx();
 	if (SPI_execute_with_args("SELECT path, ids::text, body, cardinality(ids) FROM vms._viid_batches($1, $2, $3, $4::bigint[])",
 							  4, types, values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "vms viid: could not build batches");
@@ -404,12 +444,10 @@ claim_batches(Upstream *u, Request **reqs, int *count, int n, StringInfo infligh
 		}
 		records += atoi(SPI_getvalue(t, d, 4));
 		reqs[(*count)++] = r;
-		curl_multi_add_handle(multi, r->easy);
+		attach(r);
 		MemoryContextSwitchTo(old);
 	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	end_tx();
 	vms_worker_count(slot, C_SENT, records);
 	return records;
 }
@@ -433,10 +471,7 @@ apply_answer(Upstream *u, Request *r)
 	if (status != 200)
 		vms_worker_count(slot, C_HTTP_ERRORS, 1);
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	begin_tx();
 	if (SPI_execute_with_args("SELECT delivered, failed, dead FROM vms._viid_results($1, $2::bigint[], $3, $4, $5)",
 							  5, types, values, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "vms viid: could not record results");
@@ -449,9 +484,7 @@ apply_answer(Upstream *u, Request *r)
 		vms_worker_count(slot, C_FAILED, atoi(SPI_getvalue(t, d, 2)));
 		vms_worker_count(slot, C_DEAD, atoi(SPI_getvalue(t, d, 3)));
 	}
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	end_tx();
 	vms_worker_count(slot, C_REQUESTS, 1);
 	return status == 401;
 }
@@ -502,7 +535,6 @@ push(Upstream *u)
 			if (msg->msg != CURLMSG_DONE)
 				continue;
 			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &r);
-			curl_multi_remove_handle(multi, r->easy);
 			if (apply_answer(u, r))
 				unauthorized = true;
 			free_request(r);
@@ -635,6 +667,8 @@ vms_viid_main(Datum arg)
 			e = CopyErrorData();
 			FlushErrorState();
 			AbortOutOfAnyTransaction();
+			MemoryContextSwitchTo(loop_cxt);
+			free_attached();
 			vms_worker_error(slot, "%s", e->message);
 			ereport(LOG, (errmsg("vms viid: %s", e->message)));
 			sent = 0;
