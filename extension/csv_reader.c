@@ -43,6 +43,7 @@ emit_error(CsvOut *out, int64 line, const char *msg)
 	values[1] = (Datum) 0;
 	values[2] = CStringGetTextDatum(msg);
 	tuplestore_putvalues(out->rsinfo->setResult, out->rsinfo->setDesc, values, nulls);
+	pfree(DatumGetPointer(values[2]));
 }
 
 /*
@@ -70,6 +71,8 @@ emit_record(CsvOut *out, int64 line, StringInfo *fields, int nfields)
 		}
 		conv = pg_any_to_server(fields[i]->data, fields[i]->len, out->encoding);
 		elems[i] = CStringGetTextDatum(conv);
+		if (conv != fields[i]->data)
+			pfree(conv);		/* a 1 GB file must not keep every converted copy */
 	}
 	values[0] = Int64GetDatum(line);
 	values[1] = PointerGetDatum(construct_array(elems, nfields, TEXTOID, -1, false, TYPALIGN_INT));

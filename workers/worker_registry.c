@@ -171,15 +171,20 @@ Datum
 vms_worker_status(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	VmsWorkerSlot *copy;
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (vms_shared == NULL)
 		return (Datum) 0;
 
+	/* copy under the lock, build rows without it: workers update counters often */
+	copy = palloc(sizeof(vms_shared->slots));
 	LWLockAcquire(vms_shared->lock, LW_SHARED);
+	memcpy(copy, vms_shared->slots, sizeof(vms_shared->slots));
+	LWLockRelease(vms_shared->lock);
 	for (int i = 0; i < VMS_MAX_WORKERS; i++)
 	{
-		VmsWorkerSlot *s = &vms_shared->slots[i];
+		VmsWorkerSlot *s = &copy[i];
 		Datum		values[9];
 		bool		nulls[9] = {0};
 		StringInfoData js;
@@ -208,7 +213,6 @@ vms_worker_status(PG_FUNCTION_ARGS)
 		nulls[8] = s->last_error[0] == '\0';
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
-	LWLockRelease(vms_shared->lock);
 	return (Datum) 0;
 }
 
