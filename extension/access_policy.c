@@ -26,6 +26,7 @@
 #include "nodes/makefuncs.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -241,9 +242,8 @@ build_cache(Oid user, TimestampTz now)
 }
 
 static void
-ensure_cache(void)
+ensure_cache(Oid user)
 {
-	Oid			user = GetUserId();
 	TimestampTz now = GetCurrentStatementStartTimestamp();	/* grants expire mid-transaction too */
 
 	register_callbacks();
@@ -260,25 +260,23 @@ code_level(HTAB *t, GbCode *code)
 	return e ? e->level : 0;
 }
 
-/* vms.channel_visible(code gbcode, civil_code text) → boolean */
-PG_FUNCTION_INFO_V1(vms_channel_visible);
-Datum
-vms_channel_visible(PG_FUNCTION_ARGS)
+static bool
+visible_to(Oid user, FunctionCallInfo fcinfo, int code_arg)
 {
 	GbCode	   *code;
 	int16		allowed;
 	int16		needed;
 
-	if (PG_ARGISNULL(0))
-		PG_RETURN_BOOL(false);
-	code = PG_GETARG_GBCODE_P(0);
-	ensure_cache();
+	if (PG_ARGISNULL(code_arg))
+		return false;
+	code = PG_GETARG_GBCODE_P(code_arg);
+	ensure_cache(user);
 
 	needed = Max(code_level(cache.restricted, code), 1);
 	allowed = Max(cache.all_level, code_level(cache.channels, code));
-	if (allowed < needed && !PG_ARGISNULL(1) && hash_get_num_entries(cache.regions) > 0)
+	if (allowed < needed && !PG_ARGISNULL(code_arg + 1) && hash_get_num_entries(cache.regions) > 0)
 	{
-		text	   *civil = PG_GETARG_TEXT_PP(1);
+		text	   *civil = PG_GETARG_TEXT_PP(code_arg + 1);
 		int			len = Min(VARSIZE_ANY_EXHDR(civil), 8);
 		char		key[9];
 
@@ -293,7 +291,37 @@ vms_channel_visible(PG_FUNCTION_ARGS)
 				allowed = e->level;
 		}
 	}
-	PG_RETURN_BOOL(allowed >= needed);
+	return allowed >= needed;
+}
+
+/* vms.channel_visible(code gbcode, civil_code text) → boolean, for the current user */
+PG_FUNCTION_INFO_V1(vms_channel_visible);
+Datum
+vms_channel_visible(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(visible_to(GetUserId(), fcinfo, 0));
+}
+
+/*
+ * vms.channel_visible_to(role oid, code, civil_code) → boolean: the same for
+ * a role the session user can act as.  Search and tiles run as the owner and
+ * check each candidate with this, so the spatial index is used: under
+ * row-level security PostGIS's operators, not being leakproof, could only
+ * filter rows the policy had already passed.
+ */
+PG_FUNCTION_INFO_V1(vms_channel_visible_to);
+Datum
+vms_channel_visible_to(PG_FUNCTION_ARGS)
+{
+	Oid			role = PG_GETARG_OID(0);
+
+	if (superuser_arg(role))
+		PG_RETURN_BOOL(true);	/* superusers bypass row-level security too */
+	if (!is_member_of_role(GetSessionUserId(), role))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to check visibility for role %u", role)));
+	PG_RETURN_BOOL(visible_to(role, fcinfo, 1));
 }
 
 /*

@@ -81,6 +81,28 @@ define_slots(void)
 	LWLockRelease(vms_shared->lock);
 }
 
+/* a vms.<kind>_enabled setting changed by reload starts or stops that worker */
+static void
+apply_enabled_settings(void)
+{
+	static bool seen[lengthof(kinds)];
+	static bool initialised = false;
+
+	for (int k = 0; k < (int) lengthof(kinds); k++)
+	{
+		if (initialised && seen[k] != *kinds[k].enabled)
+		{
+			LWLockAcquire(vms_shared->lock, LW_EXCLUSIVE);
+			for (int i = 0; i < VMS_MAX_WORKERS; i++)
+				if (vms_shared->slots[i].in_use && strcmp(vms_shared->slots[i].name, kinds[k].name) == 0)
+					vms_shared->slots[i].wanted = *kinds[k].enabled;
+			LWLockRelease(vms_shared->lock);
+		}
+		seen[k] = *kinds[k].enabled;
+	}
+	initialised = true;
+}
+
 static void
 start_worker(int i, VmsWorkerSlot *slot)
 {
@@ -174,6 +196,7 @@ vms_launcher_main(Datum arg)
 	vms_shared->launcher_latch = MyLatch;
 	vms_shared->launcher_pid = MyProcPid;
 	define_slots();
+	apply_enabled_settings();
 
 	for (;;)
 	{
@@ -182,6 +205,7 @@ vms_launcher_main(Datum arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			apply_enabled_settings();
 		}
 		supervise();
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000L, PG_WAIT_EXTENSION);
@@ -199,7 +223,7 @@ vms_register_launcher(void)
 							   NULL, &vms_database, "postgres", PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomBoolVariable("vms.viid_enabled",
 							 "Run the GA/T 1400 push worker.",
-							 "Read when the launcher starts a worker; vms.worker_stop/start act at once.",
+							 "Turning it off and reloading stops the worker; on starts it.",
 							 &vms_viid_enabled, true, PGC_SIGHUP, 0, NULL, NULL, NULL);
 
 	vms_registry_request();

@@ -12,6 +12,11 @@ COMMENT ON FUNCTION vms.text_grams(text) IS 'every character and adjacent pair o
 COMMENT ON FUNCTION vms.keyword_grams(text) IS 'the grams a text must contain to contain this keyword';
 
 -- The text keyword search looks in: name, alias, address, place type.
+CREATE FUNCTION vms.channel_visible_to(role oid, code vms.gbcode, civil_code text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'vms_channel_visible_to' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION vms.channel_visible_to(oid, vms.gbcode, text) IS
+    'may this role (one the session user can act as) see the channel; what search and tiles check';
+
 CREATE FUNCTION vms.channel_search_text(name text, alias text, address text, place_type text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     RETURN concat_ws(' ', name, alias, address, place_type);
@@ -279,10 +284,14 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION vms._search_sql(jsonb) IS 'internal: validate a search filter and build its query';
 
-CREATE FUNCTION vms.search_points(filter jsonb DEFAULT '{}', lim integer DEFAULT 100, off integer DEFAULT 0)
+-- Runs as the owner so the spatial index serves the filter, and checks each
+-- candidate against the caller's grants (vms.channel_visible_to): under
+-- row-level security PostGIS's operators, not being leakproof, could only
+-- filter rows the policy had already passed, one by one.
+CREATE FUNCTION vms._search_points_as(role oid, filter jsonb, lim integer, off integer)
     RETURNS TABLE (code vms.gbcode, name text, alias text, address text, point_type text, place_type text,
                    unit_id bigint, online boolean, lon float8, lat float8, distance_m float8)
-    LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path FROM CURRENT
     -- a search returns a page of points: starting parallel workers costs more than it saves
     SET max_parallel_workers_per_gather = 0 AS $$
 DECLARE
@@ -300,13 +309,23 @@ BEGIN
     RETURN QUERY EXECUTE format(
         'SELECT c.code, c.name, c.alias, c.address, c.point_type, c.place_type, c.unit_id, c.online,
                 ST_X(c.geom), ST_Y(c.geom), %s
-           FROM vms.channel c WHERE %s %s LIMIT $3 OFFSET $4', q.dist_sql, q.where_sql,
-        CASE WHEN q.order_sql IS NOT NULL THEN 'ORDER BY ' || q.order_sql ELSE '' END)
-        USING q.geoms, q.nums, lim, off;
+           FROM vms.channel c WHERE %s AND vms.channel_visible_to($5, c.code, c.civil_code) %s LIMIT $3 OFFSET $4',
+        q.dist_sql, q.where_sql, CASE WHEN q.order_sql IS NOT NULL THEN 'ORDER BY ' || q.order_sql ELSE '' END)
+        USING q.geoms, q.nums, lim, off, role;
     GET DIAGNOSTICS n = ROW_COUNT;
     INSERT INTO vms.search_history (filter, lim, off, result_count, took_ms)
     VALUES (filter, lim, off, n, round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 3));
 END $$;
+COMMENT ON FUNCTION vms._search_points_as(oid, jsonb, integer, integer) IS 'internal: a search for a role the session user can act as';
+
+CREATE FUNCTION vms.search_points(filter jsonb DEFAULT '{}', lim integer DEFAULT 100, off integer DEFAULT 0)
+    RETURNS TABLE (code vms.gbcode, name text, alias text, address text, point_type text, place_type text,
+                   unit_id bigint, online boolean, lon float8, lat float8, distance_m float8)
+    LANGUAGE sql VOLATILE
+    BEGIN ATOMIC
+        SELECT * FROM vms._search_points_as((SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user),
+                                            filter, lim, off);
+    END;
 COMMENT ON FUNCTION vms.search_points(jsonb, integer, integer) IS
     'search monitoring points: tags_all, tags_any, catalog, unit, point_type, place_type, capability, keyword, bbox, circle, polygon, line, near';
 

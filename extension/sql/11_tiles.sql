@@ -4,9 +4,11 @@
 -- clustered on a 64 x 64 grid per tile with a count, so a million channels
 -- still draw.
 
-CREATE FUNCTION vms.channel_tiles(z integer, x integer, y integer, query_params json DEFAULT '{}')
+-- Runs as the owner (the spatial index serves the tile) and keeps only the
+-- channels the caller may see, as search does.
+CREATE FUNCTION vms._channel_tiles_as(role oid, z integer, x integer, y integer)
     RETURNS bytea
-    LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path FROM CURRENT AS $$
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     bounds geometry;
     cell float8;
@@ -22,7 +24,8 @@ BEGIN
             SELECT ST_AsMVTGeom(c.geom_3857, bounds, 4096, 64, true) AS geom,
                    c.code::text AS code, c.name, c.point_type, c.online, c.azimuth
               FROM vms.channel c
-             WHERE c.geom && ST_Transform(bounds, 4326) AND c.geom_3857 && bounds) f;
+             WHERE c.geom && ST_Transform(bounds, 4326) AND c.geom_3857 && bounds
+               AND vms.channel_visible_to(role, c.code, c.civil_code)) f;
     ELSE
         cell := (ST_XMax(bounds) - ST_XMin(bounds)) / 64;
         SELECT ST_AsMVT(f, 'channels', 4096, 'geom') INTO tile FROM (
@@ -32,10 +35,17 @@ BEGIN
                    min(c.code::text) AS code
               FROM vms.channel c
              WHERE c.geom && ST_Transform(bounds, 4326) AND c.geom_3857 && bounds
+               AND vms.channel_visible_to(role, c.code, c.civil_code)
              GROUP BY floor((ST_X(c.geom_3857) - ST_XMin(bounds)) / cell),
                       floor((ST_Y(c.geom_3857) - ST_YMin(bounds)) / cell)) f;
     END IF;
     RETURN coalesce(tile, '\x'::bytea);
 END $$;
+COMMENT ON FUNCTION vms._channel_tiles_as(oid, integer, integer, integer) IS 'internal: a tile for a role the session user can act as';
+
+CREATE FUNCTION vms.channel_tiles(z integer, x integer, y integer, query_params json DEFAULT '{}')
+    RETURNS bytea
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN vms._channel_tiles_as((SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user), z, x, y);
 COMMENT ON FUNCTION vms.channel_tiles(integer, integer, integer, json) IS
     'channels as a Mapbox vector tile (layer "channels"): points with code, name, point_type, online, azimuth from z13; clusters with count below';

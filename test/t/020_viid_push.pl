@@ -178,6 +178,15 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE bac
 $node->safe_psql('postgres', "SELECT vms.worker_start('viid')");
 ok($node->poll_query_until('postgres', "SELECT pid IS NOT NULL FROM vms.worker_status WHERE name = 'viid'"),
 	'worker_start brings it back');
+# SIGHUP: vms.viid_enabled off stops the worker, on starts it
+$node->safe_psql('postgres', "ALTER SYSTEM SET vms.viid_enabled = off");
+$node->reload;
+ok($node->poll_query_until('postgres', "SELECT pid IS NULL AND NOT wanted FROM vms.worker_status WHERE name = 'viid'"),
+	'reload with vms.viid_enabled off stops the worker');
+$node->safe_psql('postgres', "ALTER SYSTEM SET vms.viid_enabled = on");
+$node->reload;
+ok($node->poll_query_until('postgres', "SELECT pid IS NOT NULL FROM vms.worker_status WHERE name = 'viid'"),
+	'reload with vms.viid_enabled on starts it again');
 my ($rc, $out, $err) = $node->psql('postgres', "SELECT vms.worker_stop('nosuch')");
 like($err, qr/vms worker "nosuch" does not exist/, 'unknown worker name');
 
