@@ -62,9 +62,9 @@ CREATE TABLE vms.viid_outbox (
     delivered_at    timestamptz,
     dead_at         timestamptz
 );
-CREATE INDEX viid_outbox_due_idx ON vms.viid_outbox (upstream, next_attempt_at) WHERE state = 'pending';
--- the push takes the oldest due records first: read them in id order, no sort of the backlog
-CREATE INDEX viid_outbox_pending_idx ON vms.viid_outbox (upstream, id) WHERE state = 'pending';
+-- the push takes due records oldest first straight from this index: no
+-- sort of the backlog, no walk past delivered rows
+CREATE INDEX viid_outbox_due_idx ON vms.viid_outbox (upstream, next_attempt_at, id) WHERE state = 'pending';
 CREATE INDEX viid_outbox_delivered_idx ON vms.viid_outbox (delivered_at) WHERE state = 'delivered';
 COMMENT ON TABLE vms.viid_outbox IS 'records to push: pending, delivered or dead, with attempts, last status and times';
 
@@ -329,7 +329,7 @@ CREATE FUNCTION vms._viid_batches(upstream text, batch_size integer, max_batches
         SELECT o.id, o.kind, o.doc FROM vms.viid_outbox o
          WHERE o.upstream = _viid_batches.upstream AND o.state = 'pending' AND o.next_attempt_at <= now()
            AND o.id <> ALL (in_flight)
-         ORDER BY o.id LIMIT batch_size * max_batches),
+         ORDER BY o.next_attempt_at, o.id LIMIT batch_size * max_batches),
     numbered AS (
         SELECT d.*, (row_number() OVER (PARTITION BY d.kind ORDER BY d.id) - 1) / batch_size AS b FROM due d)
     SELECT k.path, array_agg(n.id ORDER BY n.id),

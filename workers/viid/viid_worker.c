@@ -452,7 +452,10 @@ claim_batches(Upstream *u, Request **reqs, int *count, int n, StringInfo infligh
 	return records;
 }
 
-/* Record the answer to one batch; returns true when the upstream said 401. */
+/*
+ * Record the answer to one batch, inside the caller's transaction; returns
+ * true when the upstream said 401.
+ */
 static bool
 apply_answer(Upstream *u, Request *r)
 {
@@ -471,7 +474,6 @@ apply_answer(Upstream *u, Request *r)
 	if (status != 200)
 		vms_worker_count(slot, C_HTTP_ERRORS, 1);
 
-	begin_tx();
 	if (SPI_execute_with_args("SELECT delivered, failed, dead FROM vms._viid_results($1, $2::bigint[], $3, $4, $5)",
 							  5, types, values, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "vms viid: could not record results");
@@ -484,7 +486,6 @@ apply_answer(Upstream *u, Request *r)
 		vms_worker_count(slot, C_FAILED, atoi(SPI_getvalue(t, d, 2)));
 		vms_worker_count(slot, C_DEAD, atoi(SPI_getvalue(t, d, 3)));
 	}
-	end_tx();
 	vms_worker_count(slot, C_REQUESTS, 1);
 	return status == 401;
 }
@@ -499,6 +500,8 @@ static int
 push(Upstream *u)
 {
 	Request    *reqs[MAX_INFLIGHT];
+	Request    *done[MAX_INFLIGHT];
+	int			ndone;
 	int			n = 0,
 				sent = 0,
 				concurrency = Max(1, Min(u->concurrency, MAX_INFLIGHT));
@@ -528,6 +531,8 @@ push(Upstream *u)
 		if (n == 0)
 			break;
 		curl_multi_perform(multi, &running);
+		/* every answer that has arrived, recorded in one transaction */
+		ndone = 0;
 		while ((msg = curl_multi_info_read(multi, &left)) != NULL)
 		{
 			Request    *r = NULL;
@@ -535,11 +540,21 @@ push(Upstream *u)
 			if (msg->msg != CURLMSG_DONE)
 				continue;
 			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &r);
-			if (apply_answer(u, r))
-				unauthorized = true;
-			free_request(r);
+			done[ndone++] = r;
+		}
+		if (ndone > 0)
+		{
+			begin_tx();
+			for (int k = 0; k < ndone; k++)
+				if (apply_answer(u, done[k]))
+					unauthorized = true;
+			end_tx();
+		}
+		for (int k = 0; k < ndone; k++)
+		{
+			free_request(done[k]);
 			for (int i = 0; i < n; i++)
-				if (reqs[i] == r)
+				if (reqs[i] == done[k])
 				{
 					reqs[i] = reqs[--n];
 					break;
