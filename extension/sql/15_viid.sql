@@ -321,25 +321,31 @@ END $$;
 COMMENT ON FUNCTION vms.viid_enqueue(text, text, jsonb, text) IS
     'queue a record for an upstream in the caller''s transaction (nothing is sent if it rolls back); optionally through a template';
 
+-- The next batches after a cursor (next_attempt_at, id): the worker moves
+-- the cursor past what it has claimed, so records in flight are not claimed
+-- twice and no claim re-reads them.
 CREATE FUNCTION vms._viid_batches(upstream text, batch_size integer, max_batches integer,
-                                  in_flight bigint[] DEFAULT '{}')
-    RETURNS TABLE (path text, ids bigint[], body text)
+                                  after_at timestamptz DEFAULT '-infinity', after_id bigint DEFAULT 0)
+    RETURNS TABLE (path text, ids bigint[], body text, last_at timestamptz, last_id bigint)
     LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
     WITH due AS (
-        SELECT o.id, o.kind, o.doc FROM vms.viid_outbox o
+        SELECT o.id, o.kind, o.doc, o.next_attempt_at FROM vms.viid_outbox o
          WHERE o.upstream = _viid_batches.upstream AND o.state = 'pending' AND o.next_attempt_at <= now()
-           AND o.id <> ALL (in_flight)
+           AND (o.next_attempt_at, o.id) > (after_at, after_id)
          ORDER BY o.next_attempt_at, o.id LIMIT batch_size * max_batches),
+    cursor AS (
+        SELECT d.next_attempt_at, d.id FROM due d ORDER BY d.next_attempt_at DESC, d.id DESC LIMIT 1),
     numbered AS (
         SELECT d.*, (row_number() OVER (PARTITION BY d.kind ORDER BY d.id) - 1) / batch_size AS b FROM due d)
     SELECT k.path, array_agg(n.id ORDER BY n.id),
-           jsonb_build_object(k.list_object, jsonb_build_object(k.item_object, jsonb_agg(n.doc ORDER BY n.id)))::text
+           jsonb_build_object(k.list_object, jsonb_build_object(k.item_object, jsonb_agg(n.doc ORDER BY n.id)))::text,
+           (SELECT c.next_attempt_at FROM cursor c), (SELECT c.id FROM cursor c)
       FROM numbered n JOIN vms.viid_kind k ON k.kind = n.kind
      GROUP BY k.path, k.list_object, k.item_object, n.b
      ORDER BY min(n.id)
-     LIMIT max_batches
 $$;
-COMMENT ON FUNCTION vms._viid_batches(text, integer, integer, bigint[]) IS 'internal: the next list-object batches for an upstream, leaving out records in flight';
+COMMENT ON FUNCTION vms._viid_batches(text, integer, integer, timestamptz, bigint) IS
+    'internal: the next list-object batches for an upstream after a claim cursor';
 
 -- Apply one answer to its batch: per-item status from ResponseStatusListObject.
 CREATE FUNCTION vms._viid_results(upstream text, ids bigint[], http_status integer, body text, error text)
@@ -373,10 +379,12 @@ BEGIN
         WHEN j IS NULL THEN 'answer is not JSON' END;
 
     RETURN QUERY
-    WITH r AS (
-        SELECT o.id, CASE WHEN problem IS NOT NULL THEN NULL
-                          ELSE coalesce(statuses ->> o.object_id, all_status) END AS code
-          FROM vms.viid_outbox o WHERE o.id = ANY (ids) AND o.state = 'pending'),
+    -- by id only (the primary key); a state condition here would lure the
+    -- planner onto the pending index and a scan of the whole backlog
+    WITH r AS MATERIALIZED (
+        SELECT o.id, o.state, CASE WHEN problem IS NOT NULL THEN NULL
+                                   ELSE coalesce(statuses ->> o.object_id, all_status) END AS code
+          FROM vms.viid_outbox o WHERE o.id = ANY (ids)),
     upd AS (
         UPDATE vms.viid_outbox o SET
             state = CASE WHEN r.code = '0' THEN 'delivered'
@@ -391,7 +399,7 @@ BEGIN
             -- exponential backoff with jitter: 2^attempts s, at most 5 min
             next_attempt_at = CASE WHEN r.code = '0' THEN o.next_attempt_at
                                    ELSE now() + make_interval(secs => least(300, 2 ^ least(o.attempts, 9)) * (0.5 + random() / 2)) END
-          FROM r WHERE o.id = r.id
+          FROM r WHERE o.id = r.id AND r.state = 'pending'
         RETURNING o.state)
     SELECT count(*) FILTER (WHERE state = 'delivered')::int, count(*) FILTER (WHERE state = 'pending')::int,
            count(*) FILTER (WHERE state = 'dead')::int FROM upd;

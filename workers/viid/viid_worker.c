@@ -406,24 +406,27 @@ do_keepalive(Upstream *u, TimestampTz now)
 }
 
 /*
- * Claim up to n due batches for an upstream, leaving out the records already
- * in flight; adds them to reqs[] from position *count.
+ * Claim up to n due batches for an upstream after the cursor (at, id), which
+ * is moved past them; adds them to reqs[] from position *count.
  */
 static int
-claim_batches(Upstream *u, Request **reqs, int *count, int n, StringInfo inflight)
+claim_batches(Upstream *u, Request **reqs, int *count, int n, char **cursor_at, int64 *cursor_id)
 {
-	Oid			types[4] = {TEXTOID, INT4OID, INT4OID, TEXTOID};
-	Datum		values[4];
+	Oid			types[5] = {TEXTOID, INT4OID, INT4OID, TIMESTAMPTZOID, INT8OID};
+	Datum		values[5];
 	int			records = 0;
 
 	values[0] = CStringGetTextDatum(u->name);
 	values[1] = Int32GetDatum(Max(1, Min(u->batch_size, 1000)));
 	values[2] = Int32GetDatum(n);
-	values[3] = CStringGetTextDatum(inflight->len ? inflight->data : "{}");
+	values[3] = DirectFunctionCall3(timestamptz_in, CStringGetDatum(*cursor_at),
+									ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
+	values[4] = Int64GetDatum(*cursor_id);
 
 	begin_tx();
-	if (SPI_execute_with_args("SELECT path, ids::text, body, cardinality(ids) FROM vms._viid_batches($1, $2, $3, $4::bigint[])",
-							  4, types, values, NULL, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_with_args("SELECT path, ids::text, body, cardinality(ids), last_at, last_id "
+							  "FROM vms._viid_batches($1, $2, $3, $4, $5)",
+							  5, types, values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "vms viid: could not build batches");
 	for (uint64 i = 0; i < SPI_processed && *count < MAX_INFLIGHT; i++)
 	{
@@ -431,18 +434,14 @@ claim_batches(Upstream *u, Request **reqs, int *count, int n, StringInfo infligh
 		TupleDesc	d = SPI_tuptable->tupdesc;
 		MemoryContext old = MemoryContextSwitchTo(loop_cxt);
 		Request    *r = make_request(u, "POST", SPI_getvalue(t, d, 1), SPI_getvalue(t, d, 3), false);
-		char	   *ids = SPI_getvalue(t, d, 2);
 
-		r->ids = pstrdup(ids);
-		/* remember the ids in flight: "{1,2}" and "{3}" become "{1,2,3}" */
-		if (inflight->len == 0)
-			appendStringInfoString(inflight, ids);
-		else
-		{
-			inflight->data[--inflight->len] = '\0';
-			appendStringInfo(inflight, ",%s", ids + 1);
-		}
+		r->ids = pstrdup(SPI_getvalue(t, d, 2));
 		records += atoi(SPI_getvalue(t, d, 4));
+		if (i == 0)
+		{
+			*cursor_at = pstrdup(SPI_getvalue(t, d, 5));
+			*cursor_id = atoll(SPI_getvalue(t, d, 6));
+		}
 		reqs[(*count)++] = r;
 		attach(r);
 		MemoryContextSwitchTo(old);
@@ -507,11 +506,11 @@ push(Upstream *u)
 				concurrency = Max(1, Min(u->concurrency, MAX_INFLIGHT));
 	bool		more = true,
 				unauthorized = false;
-	StringInfoData inflight;
+	char	   *cursor_at = "-infinity";
+	int64		cursor_id = 0;
 	/* a long backlog is pushed in 5 s slices, so keepalives keep their time */
 	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 5000);
 
-	initStringInfo(&inflight);
 	while (n > 0 || more)
 	{
 		int			running;
@@ -523,7 +522,7 @@ push(Upstream *u)
 			more = false;
 		if (more && !unauthorized && n < concurrency)
 		{
-			int			got = claim_batches(u, reqs, &n, concurrency - n, &inflight);
+			int			got = claim_batches(u, reqs, &n, concurrency - n, &cursor_at, &cursor_id);
 
 			sent += got;
 			more = got > 0;
@@ -559,18 +558,6 @@ push(Upstream *u)
 					reqs[i] = reqs[--n];
 					break;
 				}
-		}
-		/* the ids still in flight, for the next claim */
-		resetStringInfo(&inflight);
-		for (int i = 0; i < n; i++)
-		{
-			if (inflight.len == 0)
-				appendStringInfoString(&inflight, reqs[i]->ids);
-			else
-			{
-				inflight.data[--inflight.len] = '\0';
-				appendStringInfo(&inflight, ",%s", reqs[i]->ids + 1);
-			}
 		}
 		if (n > 0 && (n >= concurrency || !more || unauthorized))
 			curl_multi_poll(multi, NULL, 0, 100, NULL);
