@@ -53,6 +53,9 @@ CREATE TABLE vms.viid_outbox (
     kind            text NOT NULL REFERENCES vms.viid_kind (kind),
     object_id       text NOT NULL,
     doc             jsonb NOT NULL,
+    -- the document as sent, serialised once when queued: the worker joins
+    -- these into list objects without turning jsonb into text again
+    payload         text GENERATED ALWAYS AS (doc::text) STORED,
     state           text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'dead')),
     attempts        integer NOT NULL DEFAULT 0,
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
@@ -329,7 +332,7 @@ CREATE FUNCTION vms._viid_batches(upstream text, batch_size integer, max_batches
     RETURNS TABLE (path text, ids bigint[], body text, last_at timestamptz, last_id bigint)
     LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
     WITH due AS (
-        SELECT o.id, o.kind, o.doc, o.next_attempt_at FROM vms.viid_outbox o
+        SELECT o.id, o.kind, o.payload, o.next_attempt_at FROM vms.viid_outbox o
          WHERE o.upstream = _viid_batches.upstream AND o.state = 'pending' AND o.next_attempt_at <= now()
            AND (o.next_attempt_at, o.id) > (after_at, after_id)
          ORDER BY o.next_attempt_at, o.id LIMIT batch_size * max_batches),
@@ -338,7 +341,7 @@ CREATE FUNCTION vms._viid_batches(upstream text, batch_size integer, max_batches
     numbered AS (
         SELECT d.*, (row_number() OVER (PARTITION BY d.kind ORDER BY d.id) - 1) / batch_size AS b FROM due d)
     SELECT k.path, array_agg(n.id ORDER BY n.id),
-           jsonb_build_object(k.list_object, jsonb_build_object(k.item_object, jsonb_agg(n.doc ORDER BY n.id)))::text,
+           format('{"%s": {"%s": [%s]}}', k.list_object, k.item_object, string_agg(n.payload, ', ' ORDER BY n.id)),
            (SELECT c.next_attempt_at FROM cursor c), (SELECT c.id FROM cursor c)
       FROM numbered n JOIN vms.viid_kind k ON k.kind = n.kind
      GROUP BY k.path, k.list_object, k.item_object, n.b
