@@ -84,9 +84,10 @@ COMMENT ON FUNCTION vms.try_float8(text) IS 'the number in the text, or NULL whe
 -- work_mem: the import sorts and hashes whole files; spilling a million wide
 -- rows to disk costs more than the memory.  gin_pending_list_limit: the
 -- keyword index takes new rows in large batches instead of every 4 MB.
+-- jit: compiling the wide validation expressions costs more than it saves.
 CREATE FUNCTION vms._ledger_import_rows(job_id bigint) RETURNS vms.import_job
     LANGUAGE plpgsql SET search_path FROM CURRENT SET work_mem = '256MB'
-    SET gin_pending_list_limit = '64MB' AS $$
+    SET gin_pending_list_limit = '64MB' SET jit = off AS $$
 DECLARE
     header text[];
     hdr_line bigint;

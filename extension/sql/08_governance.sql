@@ -193,7 +193,7 @@ COMMENT ON FUNCTION vms.governance_findings(vms.governance_rule, text) IS 'what 
 -- ones whose problem is still there, and verify (close) those whose problem
 -- is gone.  Ignored tasks stay ignored.
 CREATE FUNCTION vms.governance_run(scope text DEFAULT NULL) RETURNS vms.governance_run
-    LANGUAGE plpgsql SET search_path FROM CURRENT SET work_mem = '256MB' AS $$
+    LANGUAGE plpgsql SET search_path FROM CURRENT SET work_mem = '256MB' SET jit = off AS $$
 #variable_conflict use_variable
 DECLARE
     run vms.governance_run;
