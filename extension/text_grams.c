@@ -18,6 +18,7 @@
 #include "utils/builtins.h"
 
 #define GRAMS_MAX_CHARS 2048		/* texts are names and addresses: bound the work */
+#define KEYWORD_MAX_GRAMS 4
 
 typedef struct Chr
 {
@@ -96,6 +97,21 @@ grams(text *in, bool with_unigrams)
 			out[nout++] = PointerGetDatum(gram_text(&chars[i], NULL));
 		if (!next_space)
 			out[nout++] = PointerGetDatum(gram_text(&chars[i], &chars[i + 1]));
+	}
+
+	/*
+	 * A keyword needs only a few of its grams to be found: each one more
+	 * intersects another posting list, and the recheck confirms the match
+	 * anyway.  Keep four, spread over the keyword (first and last included).
+	 */
+	if (!with_unigrams && nout > KEYWORD_MAX_GRAMS)
+	{
+		Datum		keep[KEYWORD_MAX_GRAMS];
+
+		for (int k = 0; k < KEYWORD_MAX_GRAMS; k++)
+			keep[k] = out[(int64) k * (nout - 1) / (KEYWORD_MAX_GRAMS - 1)];
+		memcpy(out, keep, sizeof(keep));
+		nout = KEYWORD_MAX_GRAMS;
 	}
 
 	if (nout > 1)

@@ -110,3 +110,4 @@ EXPLAIN (COSTS OFF) SELECT code FROM vms.channel c
  WHERE vms.text_grams(vms.channel_search_text(c.name, c.alias, c.address, c.place_type)) @> vms.keyword_grams('望京');
 RESET enable_seqscan;
 SELECT vms.text_grams('望京 SOHO'), vms.keyword_grams('望京'), vms.keyword_grams('望'), vms.keyword_grams('Soho T1');
+SELECT vms.keyword_grams('潘家园华威路南向北') AS four_of_eight_grams;
