@@ -131,6 +131,14 @@ SET SESSION AUTHORIZATION regress_bob;
 SELECT count(*) AS bob_sees_after_approval FROM vms.channel;
 SELECT vms.request_access('region', '44030402', '{view_live}', 1::smallint, '');
 RESET SESSION AUTHORIZATION;
+-- a tag scope covers the tag's subtree (交通 > 路口), still bounded by level
+SET SESSION AUTHORIZATION regress_carol;
+SELECT vms.grant_access('regress_bob', 'tag', (SELECT id::text FROM vms.tag WHERE category = 'scenario' AND name = '交通'),
+                        '{view_live}', 2::smallint) > 0 AS tag_grant;
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION regress_bob;
+SELECT code FROM vms.channel WHERE civil_code = '44030401' ORDER BY code;   -- 0002 (交通); 0001 (路口) is core
+RESET SESSION AUTHORIZATION;
 
 -- periodic review
 SELECT grantee, scope_kind, scope_ref FROM vms.review_expiring_grants('3 days') ORDER BY id;

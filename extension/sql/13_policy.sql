@@ -30,21 +30,30 @@ CREATE TABLE vms.security_assignment (
 );
 COMMENT ON TABLE vms.security_assignment IS 'security level catalogue (资源安全等级目录): levels for a channel, a catalogue subtree or a tag subtree; the strictest applies';
 
+-- The channels a catalogue or tag scope covers: the node's or tag's subtree
+-- and every channel listed there.  Security levels and grants share it.
+CREATE FUNCTION vms._scope_channels(kind text, ref text) RETURNS SETOF vms.gbcode
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+BEGIN
+    IF kind = 'catalog' THEN
+        RETURN QUERY SELECT m.channel_code FROM vms.catalog_subtree(ref::vms.gbcode) n
+                       JOIN vms.catalog_member m ON m.node_code = n;
+    ELSIF kind = 'tag' THEN
+        RETURN QUERY SELECT ct.channel_code FROM vms.tag_subtree(ref::bigint) t
+                       JOIN vms.channel_tag ct ON ct.tag_id = t;
+    END IF;
+END $$;
+COMMENT ON FUNCTION vms._scope_channels(text, text) IS 'internal: channels covered by a catalogue or tag scope';
+
 -- Channels above level 1 and their effective (strictest) level.
 CREATE FUNCTION vms.channel_security_levels() RETURNS TABLE (code vms.gbcode, level smallint)
     LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
     SELECT code, max(level)::smallint FROM (
         SELECT a.scope_ref::vms.gbcode AS code, a.level FROM vms.security_assignment a WHERE a.scope_kind = 'channel'
         UNION ALL
-        SELECT m.channel_code, a.level FROM vms.security_assignment a
-          CROSS JOIN LATERAL vms.catalog_subtree(a.scope_ref::vms.gbcode) n
-          JOIN vms.catalog_member m ON m.node_code = n
-         WHERE a.scope_kind = 'catalog'
-        UNION ALL
-        SELECT ct.channel_code, a.level FROM vms.security_assignment a
-          CROSS JOIN LATERAL vms.tag_subtree(a.scope_ref::bigint) t
-          JOIN vms.channel_tag ct ON ct.tag_id = t
-         WHERE a.scope_kind = 'tag') s
+        SELECT sc, a.level FROM vms.security_assignment a
+          CROSS JOIN LATERAL vms._scope_channels(a.scope_kind, a.scope_ref) sc
+         WHERE a.scope_kind IN ('catalog', 'tag')) s
     WHERE level > 1 GROUP BY code
 $$;
 COMMENT ON FUNCTION vms.channel_security_levels() IS 'channels whose effective security level is above 1, with that level';
@@ -113,19 +122,15 @@ CREATE FUNCTION vms._grant_scope(usr oid, at timestamptz)
     LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
     WITH mine AS (
         SELECT g.* FROM vms.access_grant g
-         WHERE g.revoked_at IS NULL AND pg_has_role(usr, g.grantee, 'MEMBER'))
-    SELECT g.scope_kind, g.scope_ref, g.max_level, NULL::timestamptz FROM mine g
-     WHERE g.valid_from <= at AND (g.valid_until IS NULL OR g.valid_until > at) AND g.scope_kind IN ('all', 'region', 'channel')
+         WHERE g.revoked_at IS NULL AND pg_has_role(usr, g.grantee, 'MEMBER')),
+    live AS (
+        SELECT g.* FROM mine g WHERE g.valid_from <= at AND (g.valid_until IS NULL OR g.valid_until > at))
+    SELECT g.scope_kind, g.scope_ref, g.max_level, NULL::timestamptz FROM live g
+     WHERE g.scope_kind IN ('all', 'region', 'channel')
     UNION ALL
-    SELECT 'channel', m.channel_code::text, g.max_level, NULL FROM mine g
-     CROSS JOIN LATERAL vms.catalog_subtree(g.scope_ref::vms.gbcode) n
-      JOIN vms.catalog_member m ON m.node_code = n
-     WHERE g.valid_from <= at AND (g.valid_until IS NULL OR g.valid_until > at) AND g.scope_kind = 'catalog'
-    UNION ALL
-    SELECT 'channel', ct.channel_code::text, g.max_level, NULL FROM mine g
-     CROSS JOIN LATERAL vms.tag_subtree(g.scope_ref::bigint) t
-      JOIN vms.channel_tag ct ON ct.tag_id = t
-     WHERE g.valid_from <= at AND (g.valid_until IS NULL OR g.valid_until > at) AND g.scope_kind = 'tag'
+    SELECT 'channel', sc::text, g.max_level, NULL FROM live g
+     CROSS JOIN LATERAL vms._scope_channels(g.scope_kind, g.scope_ref) sc
+     WHERE g.scope_kind IN ('catalog', 'tag')
     UNION ALL
     SELECT 'restricted', s.code::text, s.level, NULL FROM vms.channel_security_levels() s
     UNION ALL
