@@ -17,7 +17,15 @@ OBJS = \
 	extension/access_policy.o \
 	workers/worker_registry.o \
 	workers/launcher.o \
-	workers/viid/viid_worker.o
+	workers/viid/viid_worker.o \
+	workers/sip/sbuf.o \
+	workers/sip/manscdp.o \
+	workers/sip/sip_msg.o \
+	workers/sip/sip_digest.o \
+	workers/sip/sip_settings.o \
+	workers/sip/sip_handlers.o \
+	workers/sip/sip_requests.o \
+	workers/sip/sip_worker.o
 
 # install script: the SQL sources concatenated in file-name order
 SQL_SOURCES = $(sort $(wildcard extension/sql/*.sql))
@@ -26,8 +34,8 @@ DATA_built  = vms--$(EXTVERSION).sql
 REGRESS = gbcode gbcode_index coord ledger history import alarm governance search cones_tiles policy viid
 
 PG_CONFIG ?= pg_config
-PG_CPPFLAGS = -I$(srcdir)/extension
-SHLIB_LINK = -lcrypto -lcurl
+PG_CPPFLAGS = -I$(srcdir)/extension -I/usr/include/libxml2
+SHLIB_LINK = -lcrypto -lcurl -losipparser2 -lxml2
 EXTRA_CLEAN = vms--$(EXTVERSION).sql
 
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
@@ -40,7 +48,7 @@ include $(PGXS)
 endif
 
 # PGXS does not track headers: rebuild every object when a header changes
-$(OBJS): $(wildcard extension/*.h workers/*.h)
+$(OBJS): $(wildcard extension/*.h workers/*.h workers/sip/*.h)
 
 vms--$(EXTVERSION).sql: $(SQL_SOURCES)
 	cat $^ > $@

@@ -11,6 +11,7 @@
 
 #include "vms.h"
 #include "../workers/worker_registry.h"
+#include "../workers/sip/sip_settings.h"
 
 PG_MODULE_MAGIC;
 
@@ -27,6 +28,7 @@ _PG_init(void)
 							   PGC_SUSET,
 							   0,
 							   NULL, NULL, NULL);
+	vms_sip_define_settings();
 	if (process_shared_preload_libraries_in_progress)
 		vms_register_launcher();
 }

@@ -21,6 +21,7 @@
 #include "utils/timestamp.h"
 
 #include "worker_registry.h"
+#include "sip/sip_settings.h"
 
 PGDLLEXPORT void vms_launcher_main(Datum arg);
 
@@ -40,6 +41,9 @@ static const WorkerKind kinds[] = {
 	{"viid", "vms_viid_main", "vms viid",
 	 {"requests", "records_sent", "delivered", "failed", "dead", "registrations", "keepalives", "http_errors"},
 	 &vms_viid_enabled},
+	{"sip", "vms_sip_main", "vms sip",
+	 {"messages_in", "messages_out", "registrations", "keepalives", "auth_failures", "parse_errors", "devices_online", "catalog_items"},
+	 &vms_sip_enabled},
 };
 
 static BackgroundWorkerHandle *handles[VMS_MAX_WORKERS];

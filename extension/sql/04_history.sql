@@ -73,6 +73,12 @@ DECLARE
     as_jsonb text := format('vms.%I', '_' || TG_TABLE_NAME || '_jsonb');
     nrows bigint;
 BEGIN
+    -- the SIP worker's online/offline flips are state, not ledger content;
+    -- only a superuser session (the workers) may say so
+    IF current_setting('vms.ledger_writer', true) = 'state'
+       AND (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = session_user) THEN
+        RETURN NULL;
+    END IF;
     IF TG_OP = 'INSERT' THEN
         EXECUTE format('INSERT INTO vms.ledger_history (table_name, code, op, new_values)
                         SELECT %L, n.code, ''INSERT'', %s(n) FROM new_rows n', TG_TABLE_NAME, as_jsonb);
@@ -165,10 +171,10 @@ END $$;
 COMMENT ON FUNCTION vms._mark_overridden() IS 'internal: remembers which attributes a person set';
 
 CREATE TRIGGER device_mark_overridden BEFORE INSERT OR UPDATE ON vms.device FOR EACH ROW
-    WHEN (current_setting('vms.ledger_writer', true) IS DISTINCT FROM 'system')
+    WHEN (coalesce(current_setting('vms.ledger_writer', true), '') NOT IN ('system', 'state'))
     EXECUTE FUNCTION vms._mark_overridden();
 CREATE TRIGGER channel_mark_overridden BEFORE INSERT OR UPDATE ON vms.channel FOR EACH ROW
-    WHEN (current_setting('vms.ledger_writer', true) IS DISTINCT FROM 'system')
+    WHEN (coalesce(current_setting('vms.ledger_writer', true), '') NOT IN ('system', 'state'))
     EXECUTE FUNCTION vms._mark_overridden();
 
 -- Reported layer -------------------------------------------------------------

@@ -1,0 +1,353 @@
+/*
+ * manscdp.c — MANSCDP XML → JSON (see manscdp.h).
+ *
+ * A body is read as UTF-8 when it is valid UTF-8 and as GB18030 otherwise,
+ * whatever its declaration says: devices declare GB2312 and send UTF-8, or
+ * declare GB2312 and send GBK/GB18030 characters; GB18030 is a superset of
+ * both.
+ */
+#include "manscdp.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#define MANSCDP_MAX_TEXT 4096
+
+static void
+quiet_errors(void *ctx, const char *msg,...)
+{
+	(void) ctx;
+	(void) msg;
+}
+
+static void
+init_once(void)
+{
+	static bool done = false;
+
+	if (!done)
+	{
+		xmlInitParser();
+		xmlSetGenericErrorFunc(NULL, quiet_errors);
+		done = true;
+	}
+}
+
+bool
+manscdp_is_utf8(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *) s;
+	size_t		i = 0;
+
+	while (i < len)
+	{
+		unsigned char c = p[i];
+		int			n;
+
+		if (c < 0x80)
+		{
+			i++;
+			continue;
+		}
+		if (c >= 0xC2 && c <= 0xDF)
+			n = 1;
+		else if (c >= 0xE0 && c <= 0xEF)
+			n = 2;
+		else if (c >= 0xF0 && c <= 0xF4)
+			n = 3;
+		else
+			return false;
+		if (i + n >= len)
+			return false;
+		for (int k = 1; k <= n; k++)
+			if ((p[i + k] & 0xC0) != 0x80)
+				return false;
+		/* overlong and surrogate forms */
+		if (c == 0xE0 && p[i + 1] < 0xA0)
+			return false;
+		if (c == 0xED && p[i + 1] > 0x9F)
+			return false;
+		if (c == 0xF0 && p[i + 1] < 0x90)
+			return false;
+		if (c == 0xF4 && p[i + 1] > 0x8F)
+			return false;
+		i += n + 1;
+	}
+	return true;
+}
+
+/* "<!" starts only comments and CDATA in MANSCDP; DOCTYPE/ENTITY are refused */
+static bool
+has_declarations(const char *s, size_t len)
+{
+	for (size_t i = 0; i + 1 < len; i++)
+	{
+		if (s[i] != '<' || s[i + 1] != '!')
+			continue;
+		if (i + 3 < len && s[i + 2] == '-' && s[i + 3] == '-')
+			continue;
+		if (i + 8 < len && memcmp(s + i + 2, "[CDATA[", 7) == 0)
+			continue;
+		return true;
+	}
+	return false;
+}
+
+static void
+copy_trimmed(char *dst, size_t dstlen, const char *src)
+{
+	size_t		n;
+
+	while (*src && isspace((unsigned char) *src))
+		src++;
+	n = strlen(src);
+	while (n > 0 && isspace((unsigned char) src[n - 1]))
+		n--;
+	if (n >= dstlen)
+		n = dstlen - 1;
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+static bool
+all_digits(const char *s, size_t n)
+{
+	if (strlen(s) != n)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isdigit((unsigned char) s[i]))
+			return false;
+	return true;
+}
+
+static bool
+has_element_children(xmlNode *n)
+{
+	for (xmlNode *c = n->children; c; c = c->next)
+		if (c->type == XML_ELEMENT_NODE)
+			return true;
+	return false;
+}
+
+/* a list: an element with a Num attribute, or whose children are all <Item> */
+static bool
+is_list(xmlNode *n)
+{
+	bool		any = false;
+
+	if (xmlHasProp(n, (const xmlChar *) "Num"))
+		return true;
+	for (xmlNode *c = n->children; c; c = c->next)
+	{
+		if (c->type != XML_ELEMENT_NODE)
+			continue;
+		if (strcmp((const char *) c->name, "Item") != 0)
+			return false;
+		any = true;
+	}
+	return any;
+}
+
+static void
+leaf_text(SBuf *b, xmlNode *n)
+{
+	xmlChar    *t = xmlNodeGetContent(n);
+	char		text[MANSCDP_MAX_TEXT];
+
+	copy_trimmed(text, sizeof(text), t ? (const char *) t : "");
+	sbuf_json_string(b, text);
+	xmlFree(t);
+}
+
+static ManscdpStatus to_json(SBuf *b, xmlNode *n, int depth, Manscdp *m, bool collect);
+
+/* an element's element children as "key": value pairs of an object */
+static ManscdpStatus
+object_json(SBuf *b, xmlNode *n, int depth, Manscdp *m, bool collect)
+{
+	bool		first = true;
+
+	if (depth > MANSCDP_MAX_DEPTH)
+		return MANSCDP_TOO_DEEP;
+	sbuf_append(b, "{", 1);
+	for (xmlNode *c = n->children; c; c = c->next)
+	{
+		ManscdpStatus st;
+
+		if (c->type != XML_ELEMENT_NODE)
+			continue;
+		if (!first)
+			sbuf_append(b, ",", 1);
+		first = false;
+		sbuf_json_string(b, (const char *) c->name);
+		sbuf_append(b, ":", 1);
+		st = to_json(b, c, depth + 1, m, collect);
+		if (st != MANSCDP_OK)
+			return st;
+	}
+	sbuf_append(b, "}", 1);
+	return MANSCDP_OK;
+}
+
+static ManscdpStatus
+to_json(SBuf *b, xmlNode *n, int depth, Manscdp *m, bool collect)
+{
+	if (depth > MANSCDP_MAX_DEPTH)
+		return MANSCDP_TOO_DEEP;
+	if (is_list(n))
+	{
+		bool		first = true;
+		/* the first list of the document holds the items a query pages */
+		bool		mine = collect && m->items == NULL;
+
+		if (mine)
+		{
+			m->items = calloc(MANSCDP_MAX_ITEMS, sizeof(ManscdpItem));
+			if (m->items == NULL)
+				return MANSCDP_TOO_LARGE;
+		}
+		sbuf_append(b, "[", 1);
+		for (xmlNode *c = n->children; c; c = c->next)
+		{
+			ManscdpStatus st;
+			size_t		start;
+
+			if (c->type != XML_ELEMENT_NODE)
+				continue;
+			if (!first)
+				sbuf_append(b, ",", 1);
+			first = false;
+			start = b->len;
+			st = has_element_children(c) ? object_json(b, c, depth + 1, m, false) : (leaf_text(b, c), MANSCDP_OK);
+			if (st != MANSCDP_OK)
+				return st;
+			if (mine && !b->overflow)
+			{
+				ManscdpItem *it;
+
+				if (m->nitems >= MANSCDP_MAX_ITEMS)
+					return MANSCDP_TOO_MANY_ITEMS;
+				it = &m->items[m->nitems];
+				it->json = strndup(b->data + start, b->len - start);
+				if (it->json == NULL)
+					return MANSCDP_TOO_LARGE;
+				for (xmlNode *f = c->children; f; f = f->next)
+					if (f->type == XML_ELEMENT_NODE && strcmp((const char *) f->name, "DeviceID") == 0)
+					{
+						xmlChar    *t = xmlNodeGetContent(f);
+
+						copy_trimmed(it->device_id, sizeof(it->device_id), t ? (const char *) t : "");
+						xmlFree(t);
+					}
+				m->nitems++;
+			}
+		}
+		sbuf_append(b, "]", 1);
+		return MANSCDP_OK;
+	}
+	if (has_element_children(n))
+		return object_json(b, n, depth, m, collect);
+	leaf_text(b, n);
+	return MANSCDP_OK;
+}
+
+static void
+field(xmlNode *root, const char *name, char *dst, size_t dstlen)
+{
+	dst[0] = '\0';
+	for (xmlNode *c = root->children; c; c = c->next)
+		if (c->type == XML_ELEMENT_NODE && strcmp((const char *) c->name, name) == 0)
+		{
+			xmlChar    *t = xmlNodeGetContent(c);
+
+			copy_trimmed(dst, dstlen, t ? (const char *) t : "");
+			xmlFree(t);
+			return;
+		}
+}
+
+ManscdpStatus
+manscdp_parse(const char *body, size_t len, size_t limit, Manscdp *m)
+{
+	xmlDoc	   *doc;
+	xmlNode    *root;
+	ManscdpStatus st;
+	char		num[24];
+	int			options = XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOCDATA;
+
+	memset(m, 0, sizeof(*m));
+	m->sum_num = -1;
+	sbuf_init(&m->json, limit * 2 + 1024);
+	if (len > limit || len > (size_t) 0x7fffffff)
+		return MANSCDP_TOO_LARGE;
+	if (has_declarations(body, len))
+		return MANSCDP_DTD;
+	init_once();
+	m->encoding = manscdp_is_utf8(body, len) ? "UTF-8" : "GB18030";
+	doc = xmlReadMemory(body, (int) len, "manscdp.xml", m->encoding, options);
+	if (doc == NULL)
+		return MANSCDP_MALFORMED;
+	root = xmlDocGetRootElement(doc);
+	if (root == NULL)
+	{
+		xmlFreeDoc(doc);
+		return MANSCDP_MALFORMED;
+	}
+	copy_trimmed(m->root, sizeof(m->root), (const char *) root->name);
+	field(root, "CmdType", m->cmd_type, sizeof(m->cmd_type));
+	field(root, "SN", m->sn, sizeof(m->sn));
+	if (!all_digits(m->sn, strlen(m->sn)) || strlen(m->sn) > 10)
+		m->sn[0] = '\0';
+	field(root, "DeviceID", m->device_id, sizeof(m->device_id));
+	if (!all_digits(m->device_id, 20))
+		m->device_id[0] = '\0';
+	field(root, "SumNum", num, sizeof(num));
+	if (num[0] && strlen(num) <= 9 && all_digits(num, strlen(num)))
+		m->sum_num = atol(num);
+
+	st = object_json(&m->json, root, 0, m, true);
+	xmlFreeDoc(doc);
+	if (st == MANSCDP_OK && m->json.overflow)
+		st = MANSCDP_TOO_LARGE;
+	if (st == MANSCDP_OK && m->cmd_type[0] == '\0')
+		st = MANSCDP_NO_CMDTYPE;
+	return st;
+}
+
+void
+manscdp_free(Manscdp *m)
+{
+	for (int i = 0; i < m->nitems; i++)
+		free(m->items[i].json);
+	free(m->items);
+	m->items = NULL;
+	m->nitems = 0;
+	sbuf_free(&m->json);
+}
+
+const char *
+manscdp_status_text(ManscdpStatus s)
+{
+	switch (s)
+	{
+		case MANSCDP_OK:
+			return "ok";
+		case MANSCDP_TOO_LARGE:
+			return "body too large";
+		case MANSCDP_DTD:
+			return "DOCTYPE or ENTITY declarations are not accepted";
+		case MANSCDP_MALFORMED:
+			return "malformed XML";
+		case MANSCDP_TOO_DEEP:
+			return "XML nested too deeply";
+		case MANSCDP_NO_CMDTYPE:
+			return "no CmdType";
+		case MANSCDP_TOO_MANY_ITEMS:
+			return "too many items";
+	}
+	return "?";
+}

@@ -1,0 +1,457 @@
+/*
+ * sip_handlers.c — what the SIP worker does with each message a device
+ * sends: REGISTER (digest, bans, expiry), MESSAGE (keepalive, query
+ * answers, alarms, positions), NOTIFY (subscribed events), OPTIONS.
+ *
+ * Nothing here waits on the database except the lookup of a device code
+ * not yet in memory; state changes are queued for the next batched write.
+ * Bad input is answered 400/403 where the message can be answered at all,
+ * else dropped; either way it is counted and logged (rate-limited).
+ */
+#include "postgres.h"
+
+#include "pgtime.h"
+#include "utils/datetime.h"
+#include "utils/timestamp.h"
+
+#include "manscdp.h"
+#include "sip_digest.h"
+#include "sip_worker.h"
+
+#define NONCE_MAX_AGE_S 300
+
+/* a To tag stable across retransmissions of one request */
+static void
+to_tag_for(const SipIn *in, char *tag, size_t len)
+{
+	uint32		h = 2166136261u;
+
+	for (const char *p = in->call_id; *p; p++)
+		h = (h ^ (unsigned char) *p) * 16777619u;
+	snprintf(tag, len, "vms%08x", h);
+}
+
+void
+sip_answer(const SipIn *in, const Peer *peer, int code, const char *reason, const char *extra)
+{
+	char		tag[16];
+
+	to_tag_for(in, tag, sizeof(tag));
+	if (!sip_response(in, code, reason, tag, peer->ip, peer->port, extra, NULL, NULL, &sip_out))
+		return;
+	sip_send(peer, sip_out.data, sip_out.len);
+}
+
+/* Date: as GB/T 28181 devices expect it (local time, milliseconds, no zone): their clock source */
+static void
+date_header(char *buf, size_t len)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+	int			tz;
+
+	if (timestamp2tm(sip_now, &tz, &tm, &fsec, NULL, NULL) != 0)
+	{
+		buf[0] = '\0';
+		return;
+	}
+	snprintf(buf, len, "Date: %04d-%02d-%02dT%02d:%02d:%02d.%03d\r\n",
+			 tm.tm_year, tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int) (fsec / 1000));
+}
+
+static void
+remember_peer(Dev *d, const Peer *peer, const SipIn *in)
+{
+	if (!d->has_peer || d->peer.transport != peer->transport || d->peer.port != peer->port ||
+		strcmp(d->peer.ip, peer->ip) != 0 || d->peer.conn_gen != peer->conn_gen)
+	{
+		d->peer = *peer;
+		d->has_peer = true;
+		sip_mark_dirty(d);
+	}
+	if (in->user_agent[0] && strncmp(d->user_agent, in->user_agent, sizeof(d->user_agent) - 1) != 0)
+	{
+		strlcpy(d->user_agent, in->user_agent, sizeof(d->user_agent));
+		sip_mark_dirty(d);
+	}
+}
+
+static void
+challenge(const SipIn *in, const Peer *peer, bool stale)
+{
+	char		nonce[DIGEST_NONCE_LEN + 1];
+	char		hdr[512];
+
+	digest_make_nonce((time_t) (sip_epoch(sip_now)), nonce);
+	snprintf(hdr, sizeof(hdr),
+			 "WWW-Authenticate: Digest realm=\"%s\", nonce=\"%s\", algorithm=MD5%s\r\n"
+			 "WWW-Authenticate: Digest realm=\"%s\", nonce=\"%s\", algorithm=SHA-256%s\r\n",
+			 sip_realm(), nonce, stale ? ", stale=TRUE" : "", sip_realm(), nonce, stale ? ", stale=TRUE" : "");
+	sip_answer(in, peer, 401, "Unauthorized", hdr);
+}
+
+static void
+auth_failed(Dev *d, const SipIn *in, const Peer *peer, const char *why)
+{
+	sip_counters[C_AUTH_FAILURES]++;
+	d->auth_failures++;
+	sip_event(d, "auth_failed", why);
+	if (d->auth_failures >= vms_sip_ban_failures && vms_sip_ban_minutes > 0)
+	{
+		d->banned_until = TimestampTzPlusMilliseconds(sip_now, (int64) vms_sip_ban_minutes * 60000);
+		sip_event(d, "banned", psprintf("%d failed authentications", d->auth_failures));
+	}
+	sip_mark_dirty(d);
+	sip_log_limited(LOG_AUTH, "REGISTER from %s (%s:%d) refused: %s", d->code, peer->ip, peer->port, why);
+	sip_answer(in, peer, 403, "Forbidden", NULL);
+}
+
+static const char *
+unquote(const char *s, char *buf, size_t len)
+{
+	size_t		n;
+
+	if (s == NULL)
+		return "";
+	n = strlen(s);
+	if (n >= 2 && s[0] == '"' && s[n - 1] == '"')
+		snprintf(buf, len, "%.*s", (int) (n - 2), s + 1);
+	else
+		snprintf(buf, len, "%s", s);
+	return buf;
+}
+
+static void
+handle_register(const SipIn *in, const Peer *peer)
+{
+	Dev		   *d;
+	osip_authorization_t *auth = NULL;
+	char		b1[128],
+				b2[128];
+	DigestAlg	alg;
+	const char *ha1;
+	char		default_ha1[65];
+	NonceCheck	nc;
+	char		extra[256];
+	int			granted;
+
+	if (in->expires == -1)
+	{
+		sip_answer(in, peer, 400, "Missing Expires", NULL);
+		return;
+	}
+	if (in->expires < 0)
+	{
+		sip_answer(in, peer, 400, "Bad Expires", NULL);
+		return;
+	}
+	d = sip_device(in->from_user, true);
+	if (d == NULL)
+	{
+		sip_answer(in, peer, 403, "Forbidden", NULL);
+		return;
+	}
+	if (!d->in_ledger && vms_sip_unknown_devices == UNKNOWN_REJECT)
+	{
+		sip_log_limited(LOG_AUTH, "REGISTER from unknown device %s (%s:%d) refused (vms.sip_unknown_devices = reject)",
+						in->from_user, peer->ip, peer->port);
+		sip_answer(in, peer, 403, "Unknown Device", NULL);
+		return;
+	}
+	if (d->banned_until && sip_now < d->banned_until)
+	{
+		sip_counters[C_AUTH_FAILURES]++;
+		sip_answer(in, peer, 403, "Forbidden (banned)", NULL);
+		return;
+	}
+	if (osip_message_get_authorization(in->msg, 0, &auth) < 0 || auth == NULL)
+	{
+		challenge(in, peer, false);
+		return;
+	}
+
+	/* the credential: the device's own HA1, else one from vms.sip_password */
+	if (!digest_alg_from_name(unquote(auth->algorithm, b1, sizeof(b1)), &alg))
+	{
+		auth_failed(d, in, peer, "unsupported digest algorithm");
+		return;
+	}
+	if (d->has_cred)
+	{
+		if (strcmp(unquote(auth->realm, b2, sizeof(b2)), d->realm) != 0)
+		{
+			auth_failed(d, in, peer, "wrong realm");
+			return;
+		}
+		ha1 = alg == DIGEST_MD5 ? d->ha1_md5 : d->ha1_sha256;
+	}
+	else if (vms_sip_password && vms_sip_password[0])
+	{
+		if (strcmp(unquote(auth->realm, b2, sizeof(b2)), sip_realm()) != 0)
+		{
+			auth_failed(d, in, peer, "wrong realm");
+			return;
+		}
+		digest_ha1(alg, d->code, sip_realm(), vms_sip_password, default_ha1, sizeof(default_ha1));
+		ha1 = default_ha1;
+	}
+	else
+	{
+		auth_failed(d, in, peer, "no credential for the device and no vms.sip_password");
+		return;
+	}
+	if (strcmp(unquote(auth->username, b1, sizeof(b1)), d->code) != 0)
+	{
+		auth_failed(d, in, peer, "digest username is not the device code");
+		return;
+	}
+	nc = digest_check_nonce(unquote(auth->nonce, b1, sizeof(b1)), (time_t) sip_epoch(sip_now), NONCE_MAX_AGE_S);
+	if (nc != NONCE_OK)
+	{
+		/* an old or foreign nonce is not a wrong password: challenge again */
+		challenge(in, peer, nc == NONCE_STALE);
+		return;
+	}
+	if (!digest_verify(alg, ha1, auth->nonce, auth->nonce_count, auth->cnonce, auth->message_qop,
+					   "REGISTER", auth->uri, auth->response))
+	{
+		auth_failed(d, in, peer, "wrong password");
+		return;
+	}
+	if (d->auth_failures != 0)
+	{
+		d->auth_failures = 0;
+		sip_mark_dirty(d);
+	}
+
+	if (in->expires == 0)
+	{
+		bool		was = d->registered;
+
+		d->registered = false;
+		d->expires_at = sip_now;
+		remember_peer(d, peer, in);
+		if (was)
+			sip_event(d, "unregistered", "Expires: 0");
+		sip_flip(d, false, "unregistered");
+		sip_mark_dirty(d);
+		date_header(extra, sizeof(extra));
+		sip_answer(in, peer, 200, "OK", extra);
+		return;
+	}
+	if (in->expires < vms_sip_min_expires)
+	{
+		snprintf(extra, sizeof(extra), "Min-Expires: %d\r\n", vms_sip_min_expires);
+		sip_answer(in, peer, 423, "Interval Too Brief", extra);
+		return;
+	}
+	granted = (int) Min(in->expires, (long) vms_sip_max_expires);
+
+	if (!d->in_ledger)
+	{
+		/* vms.sip_unknown_devices = accept: into the ledger for governance */
+		sip_queue_db("_sip_add_device", d->code, psprintf("{\"address\":\"%s\"}", peer->ip));
+		d->in_ledger = true;
+	}
+	remember_peer(d, peer, in);
+	if (!d->registered)
+	{
+		d->registered_at = sip_now;
+		sip_event(d, "registered", psprintf("expires %d s", granted));
+	}
+	d->registered = true;
+	d->expires_at = TimestampTzPlusMilliseconds(sip_now, (int64) granted * 1000);
+	d->last_keepalive = sip_now;	/* a registration is a sign of life */
+	d->grace_until = 0;
+	sip_flip(d, true, "registered");
+	sip_mark_dirty(d);
+	sip_counters[C_REGISTRATIONS]++;
+
+	date_header(extra, sizeof(extra));
+	snprintf(extra + strlen(extra), sizeof(extra) - strlen(extra), "Expires: %d\r\n", granted);
+	sip_answer(in, peer, 200, "OK", extra);
+}
+
+static void
+handle_keepalive(const SipIn *in, const Peer *peer, Dev *d)
+{
+	sip_counters[C_KEEPALIVES]++;
+	if (d == NULL || !d->in_ledger || !d->registered || d->expires_at <= sip_now)
+	{
+		/* not registered (or expired): 403 makes devices register again */
+		sip_answer(in, peer, 403, "Not Registered", NULL);
+		return;
+	}
+	if (!d->online)
+	{
+		if (!vms_sip_keepalive_revives)
+		{
+			sip_answer(in, peer, 403, "Register Again", NULL);
+			return;
+		}
+		sip_flip(d, true, "keepalive");
+	}
+	d->last_keepalive = sip_now;
+	d->grace_until = 0;
+	remember_peer(d, peer, in);
+	sip_mark_dirty(d);
+	sip_answer(in, peer, 200, "OK", NULL);
+}
+
+/* the items of a catalog document as one JSON array */
+static char *
+items_array(Manscdp *m)
+{
+	SBuf		b;
+	char	   *s;
+
+	sbuf_init(&b, (size_t) 64 << 20);
+	sbuf_append(&b, "[", 1);
+	for (int i = 0; i < m->nitems; i++)
+	{
+		if (i > 0)
+			sbuf_append(&b, ",", 1);
+		sbuf_puts(&b, m->items[i].json);
+	}
+	sbuf_append(&b, "]", 1);
+	s = pstrdup(b.overflow ? "[]" : b.data);
+	sbuf_free(&b);
+	return s;
+}
+
+/* events a device reports on its own: catalog changes, alarms, positions */
+static bool
+device_report(Dev *d, Manscdp *m)
+{
+	if (strcmp(m->cmd_type, "Catalog") == 0)
+	{
+		sip_queue_db("_sip_catalog_apply", d->code, items_array(m));
+		sip_counters[C_CATALOG_ITEMS] += m->nitems;
+		return true;
+	}
+	if (strcmp(m->cmd_type, "Alarm") == 0)
+	{
+		sip_queue_db("_sip_alarm", d->code, m->json.data);
+		return true;
+	}
+	if (strcmp(m->cmd_type, "MobilePosition") == 0)
+	{
+		sip_queue_db("_sip_position", d->code, m->json.data);
+		return true;
+	}
+	return false;
+}
+
+static void
+handle_manscdp(const SipIn *in, const Peer *peer, bool is_notify)
+{
+	Manscdp		m;
+	ManscdpStatus st;
+	Dev		   *d;
+
+	if (in->body_len == 0)
+	{
+		sip_answer(in, peer, 400, "Missing Body", NULL);
+		return;
+	}
+	st = manscdp_parse(in->body, in->body_len, (size_t) vms_sip_max_message, &m);
+	if (st != MANSCDP_OK)
+	{
+		sip_counters[C_PARSE_ERRORS]++;
+		sip_log_limited(LOG_PARSE, "%s from %s (%s:%d): %s", in->method, in->from_user, peer->ip, peer->port,
+						manscdp_status_text(st));
+		sip_answer(in, peer, 400, st == MANSCDP_TOO_LARGE ? "Body Too Large" : "Bad MANSCDP Body", NULL);
+		manscdp_free(&m);
+		return;
+	}
+	d = sip_device(in->from_user, true);
+	if (strcmp(m.root, "Notify") == 0 && strcmp(m.cmd_type, "Keepalive") == 0)
+		handle_keepalive(in, peer, d);
+	else if (d == NULL || !d->in_ledger || !d->registered)
+		sip_answer(in, peer, 403, "Not Registered", NULL);
+	else if (strcmp(m.root, "Response") == 0)
+	{
+		/* answers to our queries; unsolicited ones are acknowledged and ignored */
+		remember_peer(d, peer, in);
+		sip_requests_manscdp(d, in->from_user, &m);
+		sip_answer(in, peer, 200, "OK", NULL);
+	}
+	else if (strcmp(m.root, "Notify") == 0)
+	{
+		if (is_notify)
+			sip_requests_notify(in, d, &m);
+		device_report(d, &m);
+		sip_answer(in, peer, 200, "OK", NULL);
+	}
+	else
+		sip_answer(in, peer, 200, "OK", NULL);
+	manscdp_free(&m);
+}
+
+/* the request is for this platform: Request-URI user and From domain */
+static bool
+our_domain(const SipIn *in)
+{
+	const char *realm = sip_realm();
+
+	if (in->uri_user[0] && strcmp(in->uri_user, vms_sip_id) != 0 && strcmp(in->uri_user, realm) != 0)
+		return false;
+	/* a 10-digit From host is a GB/T 28181 domain: it must be ours */
+	if (strlen(in->from_host) == 10 && strspn(in->from_host, "0123456789") == 10 &&
+		strcmp(in->from_host, realm) != 0)
+		return false;
+	return true;
+}
+
+void
+sip_handle(const char *buf, size_t len, const Peer *peer)
+{
+	SipIn		in;
+	SipParseStatus st = sip_parse(buf, len, (size_t) vms_sip_max_message, &in);
+
+	if (st != SIPP_OK)
+	{
+		sip_counters[C_PARSE_ERRORS]++;
+		sip_log_limited(LOG_PARSE, "dropped a message from %s:%d: %s", peer->ip, peer->port, in.why);
+		/* missing headers may still leave enough to address a 400 */
+		if (st == SIPP_MISSING_HEADER && sip_answerable(&in))
+			sip_answer(&in, peer, 400, "Bad Request", NULL);
+		sip_in_free(&in);
+		return;
+	}
+	if (!in.is_request)
+	{
+		sip_requests_response(&in);
+		sip_in_free(&in);
+		return;
+	}
+	if (strcmp(in.method, "ACK") == 0)
+	{
+		sip_in_free(&in);
+		return;
+	}
+	if (!sip_is_gbcode(in.from_user))
+	{
+		sip_counters[C_PARSE_ERRORS]++;
+		sip_log_limited(LOG_DOMAIN, "%s from %s:%d refused: \"%s\" is not a 20-digit code",
+						in.method, peer->ip, peer->port, in.from_user);
+		sip_answer(&in, peer, 403, "Invalid Device ID", NULL);
+	}
+	else if (!our_domain(&in))
+	{
+		sip_log_limited(LOG_DOMAIN, "%s from %s (%s:%d) refused: addressed to another domain (%s@%s)",
+						in.method, in.from_user, peer->ip, peer->port, in.uri_user, in.uri_host);
+		sip_answer(&in, peer, 403, "Wrong Domain", NULL);
+	}
+	else if (strcmp(in.method, "REGISTER") == 0)
+		handle_register(&in, peer);
+	else if (strcmp(in.method, "MESSAGE") == 0)
+		handle_manscdp(&in, peer, false);
+	else if (strcmp(in.method, "NOTIFY") == 0)
+		handle_manscdp(&in, peer, true);
+	else if (strcmp(in.method, "OPTIONS") == 0)
+		sip_answer(&in, peer, 200, "OK", "Allow: REGISTER, MESSAGE, NOTIFY, SUBSCRIBE, OPTIONS\r\n");
+	else
+		sip_answer(&in, peer, 501, "Not Implemented", NULL);
+	sip_in_free(&in);
+}

@@ -1,0 +1,374 @@
+/*
+ * sip_msg.c — SIP framing, parsing and answers (see sip_msg.h).
+ *
+ * libosip2 parses; before it runs, the start line and header block are
+ * checked and Content-Length is compared with the bytes that arrived, so a
+ * message claiming a huge body or cut short is refused rather than read
+ * past its end.
+ */
+#include "sip_msg.h"
+
+#include <ctype.h>
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+void
+sip_msg_init(void)
+{
+	static bool done = false;
+
+	if (!done)
+	{
+		/*
+		 * The postgres executable exports a parser_init() of its own, which
+		 * would win the symbol lookup: take libosip2's from the library.
+		 */
+		int			(*osip_parser_init) (void) = NULL;
+		void	   *lib = dlopen("libosipparser2.so.15", RTLD_LAZY | RTLD_NOLOAD);
+
+		if (lib)
+			osip_parser_init = (int (*) (void)) dlsym(lib, "parser_init");
+		if (osip_parser_init == NULL)
+			osip_parser_init = parser_init;
+		osip_parser_init();
+		/* libosip2 prints its own errors to stderr: the worker reports them itself */
+		for (int level = 0; level < END_TRACE_LEVEL; level++)
+			osip_trace_disable_level((osip_trace_level_t) level);
+		done = true;
+	}
+}
+
+bool
+sip_is_gbcode(const char *s)
+{
+	for (int i = 0; i < 20; i++)
+		if (!isdigit((unsigned char) s[i]))
+			return false;
+	return s[20] == '\0';
+}
+
+static void
+copy_bounded(char *dst, size_t dstlen, const char *src)
+{
+	if (src == NULL)
+	{
+		dst[0] = '\0';
+		return;
+	}
+	snprintf(dst, dstlen, "%s", src);
+}
+
+/* end of the header block: offset of the body, or 0 when not (yet) there */
+static size_t
+header_end(const char *buf, size_t len)
+{
+	for (size_t i = 0; i + 3 < len; i++)
+		if (buf[i] == '\r' && buf[i + 1] == '\n' && buf[i + 2] == '\r' && buf[i + 3] == '\n')
+			return i + 4;
+	for (size_t i = 0; i + 1 < len; i++)
+		if (buf[i] == '\n' && buf[i + 1] == '\n')
+			return i + 2;
+	return 0;
+}
+
+/*
+ * Content-Length (or its compact form "l") from the header block; -1 when
+ * absent, -2 when unreadable.
+ */
+static long
+content_length(const char *buf, size_t hlen)
+{
+	const char *p = buf;
+	const char *end = buf + hlen;
+
+	while (p < end)
+	{
+		const char *eol = memchr(p, '\n', end - p);
+		size_t		n = eol ? (size_t) (eol - p) : (size_t) (end - p);
+		const char *colon = memchr(p, ':', n);
+
+		if (colon)
+		{
+			size_t		nl = colon - p;
+
+			while (nl > 0 && (p[nl - 1] == ' ' || p[nl - 1] == '\t'))
+				nl--;
+			if ((nl == 14 && strncasecmp(p, "Content-Length", 14) == 0) ||
+				(nl == 1 && (p[0] == 'l' || p[0] == 'L')))
+			{
+				const char *v = colon + 1;
+				long		val = 0;
+				int			digits = 0;
+
+				while (v < p + n && (*v == ' ' || *v == '\t'))
+					v++;
+				while (v < p + n && isdigit((unsigned char) *v))
+				{
+					if (++digits > 9)
+						return -2;
+					val = val * 10 + (*v - '0');
+					v++;
+				}
+				return digits ? val : -2;
+			}
+		}
+		if (!eol)
+			break;
+		p = eol + 1;
+	}
+	return -1;
+}
+
+/*
+ * For stream transports: length of the first complete message in buf,
+ * 0 if more bytes are needed, -1 if it can never be framed (no
+ * Content-Length, or over the limit).
+ */
+long
+sip_frame_length(const char *buf, size_t len, size_t limit)
+{
+	size_t		h = header_end(buf, len);
+	long		cl;
+
+	if (h == 0)
+		return len > limit ? -1 : 0;
+	cl = content_length(buf, h);
+	if (cl < 0 || (size_t) cl + h > limit)
+		return -1;
+	if (h + (size_t) cl > len)
+		return 0;
+	return (long) (h + cl);
+}
+
+/* "REGISTER sip:..." or "SIP/2.0 200 OK": a token of letters, then a space */
+static bool
+plausible_start_line(const char *buf, size_t len)
+{
+	size_t		i = 0;
+
+	if (len >= 8 && memcmp(buf, "SIP/2.0 ", 8) == 0)
+		return true;
+	while (i < len && i < 32 && isupper((unsigned char) buf[i]))
+		i++;
+	return i > 0 && i < len && buf[i] == ' ';
+}
+
+static void
+header_value(osip_message_t *m, const char *name, char *dst, size_t dstlen)
+{
+	osip_header_t *h = NULL;
+
+	dst[0] = '\0';
+	if (osip_message_header_get_byname(m, name, 0, &h) >= 0 && h && h->hvalue)
+		copy_bounded(dst, dstlen, h->hvalue);
+}
+
+SipParseStatus
+sip_parse(const char *buf, size_t len, size_t limit, SipIn *in)
+{
+	size_t		h;
+	long		cl;
+	osip_generic_param_t *tag = NULL;
+	char		tmp[32];
+
+	memset(in, 0, sizeof(*in));
+	in->expires = -1;
+	if (len > limit)
+	{
+		snprintf(in->why, sizeof(in->why), "message of %zu bytes is over the %zu-byte limit", len, limit);
+		return SIPP_TOO_LARGE;
+	}
+	if (!plausible_start_line(buf, len))
+	{
+		snprintf(in->why, sizeof(in->why), "no SIP start line");
+		return SIPP_MALFORMED;
+	}
+	h = header_end(buf, len);
+	if (h == 0)
+	{
+		snprintf(in->why, sizeof(in->why), "header block not terminated");
+		return SIPP_MALFORMED;
+	}
+	cl = content_length(buf, h);
+	if (cl == -2 || (cl >= 0 && (size_t) cl > len - h))
+	{
+		snprintf(in->why, sizeof(in->why), "Content-Length does not match the %zu body bytes", len - h);
+		return SIPP_BAD_LENGTH;
+	}
+	in->body = buf + h;
+	in->body_len = cl >= 0 ? (size_t) cl : len - h;
+
+	if (osip_message_init(&in->msg) != 0)
+		return SIPP_MALFORMED;
+	if (osip_message_parse(in->msg, buf, h + in->body_len) != 0)
+	{
+		snprintf(in->why, sizeof(in->why), "libosip2 could not parse the message");
+		sip_in_free(in);
+		return SIPP_MALFORMED;
+	}
+	in->is_request = MSG_IS_REQUEST(in->msg);
+	in->method = in->msg->sip_method;
+	in->status = in->msg->status_code;
+	if (in->is_request && (in->method == NULL || in->msg->req_uri == NULL))
+	{
+		snprintf(in->why, sizeof(in->why), "request without method or Request-URI");
+		return SIPP_MISSING_HEADER;
+	}
+	if (osip_list_size(&in->msg->vias) == 0 || in->msg->from == NULL || in->msg->to == NULL ||
+		in->msg->call_id == NULL || in->msg->cseq == NULL ||
+		in->msg->cseq->number == NULL || in->msg->cseq->method == NULL)
+	{
+		snprintf(in->why, sizeof(in->why), "missing Via, From, To, Call-ID or CSeq");
+		return SIPP_MISSING_HEADER;
+	}
+	if (in->msg->call_id->number == NULL)
+	{
+		snprintf(in->why, sizeof(in->why), "empty Call-ID");
+		return SIPP_MISSING_HEADER;
+	}
+	snprintf(in->call_id, sizeof(in->call_id), "%s%s%s", in->msg->call_id->number,
+			 in->msg->call_id->host ? "@" : "", in->msg->call_id->host ? in->msg->call_id->host : "");
+	if (strlen(in->msg->cseq->number) > 10)
+	{
+		snprintf(in->why, sizeof(in->why), "CSeq number too long");
+		return SIPP_MISSING_HEADER;
+	}
+	in->cseq = (unsigned int) strtoul(in->msg->cseq->number, NULL, 10);
+	copy_bounded(in->cseq_method, sizeof(in->cseq_method), in->msg->cseq->method);
+	if (in->msg->from->url)
+	{
+		copy_bounded(in->from_user, sizeof(in->from_user), in->msg->from->url->username);
+		copy_bounded(in->from_host, sizeof(in->from_host), in->msg->from->url->host);
+	}
+	if (osip_from_get_tag(in->msg->from, &tag) >= 0 && tag && tag->gvalue)
+		copy_bounded(in->from_tag, sizeof(in->from_tag), tag->gvalue);
+	if (in->msg->to->url)
+		copy_bounded(in->to_user, sizeof(in->to_user), in->msg->to->url->username);
+	tag = NULL;
+	if (osip_to_get_tag(in->msg->to, &tag) >= 0 && tag && tag->gvalue)
+		copy_bounded(in->to_tag, sizeof(in->to_tag), tag->gvalue);
+	if (in->is_request)
+	{
+		copy_bounded(in->uri_user, sizeof(in->uri_user), in->msg->req_uri->username);
+		copy_bounded(in->uri_host, sizeof(in->uri_host), in->msg->req_uri->host);
+	}
+
+	header_value(in->msg, "expires", tmp, sizeof(tmp));
+	if (tmp[0])
+		in->expires = (strspn(tmp, "0123456789 ") == strlen(tmp) && strlen(tmp) <= 9) ? atol(tmp) : -2;
+	else
+	{
+		osip_contact_t *c = NULL;
+		osip_generic_param_t *e = NULL;
+
+		if (osip_message_get_contact(in->msg, 0, &c) >= 0 && c &&
+			osip_contact_param_get_byname(c, "expires", &e) >= 0 && e && e->gvalue)
+			in->expires = (strspn(e->gvalue, "0123456789") == strlen(e->gvalue) && strlen(e->gvalue) <= 9) ?
+				atol(e->gvalue) : -2;
+	}
+	header_value(in->msg, "event", in->event, sizeof(in->event));
+	if (in->event[0] == '\0')
+		header_value(in->msg, "o", in->event, sizeof(in->event));
+	in->event[strcspn(in->event, "; \t")] = '\0';
+	header_value(in->msg, "user-agent", in->user_agent, sizeof(in->user_agent));
+	if (in->msg->content_type && in->msg->content_type->type)
+		snprintf(in->content_type, sizeof(in->content_type), "%s/%s", in->msg->content_type->type,
+				 in->msg->content_type->subtype ? in->msg->content_type->subtype : "");
+	return SIPP_OK;
+}
+
+void
+sip_in_free(SipIn *in)
+{
+	if (in->msg)
+		osip_message_free(in->msg);
+	in->msg = NULL;
+}
+
+/* enough of the request survived to address an answer to it */
+bool
+sip_answerable(const SipIn *in)
+{
+	return in->msg && in->is_request && osip_list_size(&in->msg->vias) > 0 &&
+		in->msg->from && in->msg->to && in->msg->call_id && in->msg->call_id->number &&
+		in->msg->cseq && in->msg->cseq->number && in->msg->cseq->method;
+}
+
+/*
+ * An answer to a request: Via (with received/rport filled in, RFC 3581),
+ * From, To (with our tag), Call-ID and CSeq copied, then extra headers
+ * (CRLF-terminated lines) and the body.
+ */
+bool
+sip_response(const SipIn *in, int code, const char *reason, const char *to_tag,
+			 const char *src_ip, int src_port, const char *extra_headers,
+			 const char *content_type, const char *body, SBuf *out)
+{
+	osip_message_t *r = NULL;
+	char	   *str = NULL;
+	size_t		len = 0;
+	char	   *hend;
+	int			pos = 0;
+	osip_via_t *via;
+	bool		ok = false;
+
+	if (!sip_answerable(in) || osip_message_init(&r) != 0)
+		return false;
+	osip_message_set_version(r, osip_strdup("SIP/2.0"));
+	osip_message_set_status_code(r, code);
+	osip_message_set_reason_phrase(r, osip_strdup(reason));
+	while (!osip_list_eol(&in->msg->vias, pos))
+	{
+		osip_via_t *copy = NULL;
+
+		via = osip_list_get(&in->msg->vias, pos);
+		if (osip_via_clone(via, &copy) != 0)
+			goto done;
+		if (pos == 0 && src_ip)
+		{
+			osip_generic_param_t *rport = NULL;
+
+			osip_via_set_received(copy, osip_strdup(src_ip));
+			if (osip_via_param_get_byname(copy, "rport", &rport) >= 0 && rport)
+			{
+				char		p[8];
+
+				snprintf(p, sizeof(p), "%d", src_port);
+				osip_free(rport->gvalue);
+				rport->gvalue = osip_strdup(p);
+			}
+		}
+		osip_list_add(&r->vias, copy, -1);
+		pos++;
+	}
+	if (osip_from_clone(in->msg->from, &r->from) != 0 || osip_to_clone(in->msg->to, &r->to) != 0 ||
+		osip_call_id_clone(in->msg->call_id, &r->call_id) != 0 || osip_cseq_clone(in->msg->cseq, &r->cseq) != 0)
+		goto done;
+	if (to_tag && in->to_tag[0] == '\0')
+		osip_to_set_tag(r->to, osip_strdup(to_tag));
+	osip_message_set_header(r, "User-Agent", "vms");
+	if (body && content_type)
+	{
+		osip_message_set_content_type(r, content_type);
+		osip_message_set_body(r, body, strlen(body));
+	}
+	if (osip_message_to_str(r, &str, &len) != 0)
+		goto done;
+	/* our extra header lines go at the end of the header block */
+	hend = strstr(str, "\r\n\r\n");
+	if (hend == NULL)
+		goto done;
+	sbuf_reset(out);
+	sbuf_append(out, str, hend - str + 2);
+	if (extra_headers)
+		sbuf_puts(out, extra_headers);
+	sbuf_append(out, hend + 2, len - (hend + 2 - str));
+	ok = !out->overflow;
+done:
+	osip_free(str);
+	osip_message_free(r);
+	return ok;
+}

@@ -1,0 +1,763 @@
+/*
+ * sip_requests.c — the platform's own requests to devices, asked for in SQL
+ * (vms.sip_request): Catalog, DeviceInfo and DeviceStatus queries, and
+ * Catalog/Alarm/MobilePosition subscriptions kept alive by renewal.
+ *
+ * A query is a MESSAGE the device acknowledges with 200 and answers with
+ * MESSAGEs of its own carrying the same SN.  Catalog answers come in pages
+ * (SumNum items in all): duplicates are dropped, and when pages stop
+ * coming (vms.sip_page_timeout) what arrived is applied as a partial
+ * answer; no answer at all within vms.sip_catalog_timeout is a timeout.
+ * Over UDP, requests are retransmitted (0.5, 1, 2, 4 s) until answered.
+ */
+#include "postgres.h"
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/pg_prng.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "manscdp.h"
+#include "sip_worker.h"
+
+#define MAX_TX 4096
+#define MAX_QUERIES 1024
+#define TX_GIVE_UP_MS 16000
+
+typedef enum Kind
+{
+	K_CATALOG, K_INFO, K_STATUS, K_SUBSCRIBE, K_UNSUBSCRIBE
+} Kind;
+
+typedef struct OutTx
+{
+	bool		used;
+	char		call_id[64];
+	uint32		cseq;
+	Kind		kind;
+	int64		request_id;
+	char		dev[21];
+	int			sub;			/* subscriptions: index */
+	Peer		peer;
+	char	   *msg;
+	size_t		len;
+	TimestampTz sent_at;
+	TimestampTz next_retx;
+	int			retx_ms;
+	bool		provisional;
+} OutTx;
+
+typedef struct PendingQuery
+{
+	bool		used;
+	int64		request_id;
+	char		dev[21];
+	Kind		kind;
+	char		sn[16];
+	long		sum_num;
+	int			received;
+	int			pages;
+	HTAB	   *seen;
+	SBuf		items;
+	TimestampTz deadline;
+	TimestampTz last_page;
+} PendingQuery;
+
+typedef struct Sub
+{
+	bool		used;
+	char		dev[21];
+	char		event[16];
+	int			expires;
+	char		call_id[64];
+	uint32		cseq;
+	char		from_tag[24];
+	char		to_tag[64];
+	bool		active;
+	bool		in_flight;
+	TimestampTz renew_at;
+	int64		request_id;		/* the SQL request waiting on the next answer, 0 if none */
+} Sub;
+
+static OutTx txs[MAX_TX];
+static PendingQuery queries[MAX_QUERIES];
+static Sub *subs;
+static int	n_subs,
+			subs_cap;
+static uint32 next_sn = 1;
+
+static void
+random_hex(char *out, int n)
+{
+	static const char hex[] = "0123456789abcdef";
+	uint64		r = pg_prng_uint64(&pg_global_prng_state);
+
+	for (int i = 0; i < n; i++)
+	{
+		if (i % 16 == 15)
+			r = pg_prng_uint64(&pg_global_prng_state);
+		out[i] = hex[r & 15];
+		r >>= 4;
+	}
+	out[n] = '\0';
+}
+
+/* the address a device can reach us at, as seen from its side of the route */
+static const char *
+local_ip_for(const Peer *p)
+{
+	static char cached_for[64],
+				cached[64];
+	int			fd;
+	struct sockaddr_in me;
+	socklen_t	len = sizeof(me);
+
+	if (strcmp(sip_local_ip(), "127.0.0.1") != 0 && strcmp(sip_local_ip(), "0.0.0.0") != 0)
+		return sip_local_ip();
+	if (strcmp(cached_for, p->ip) == 0)
+		return cached;
+	strlcpy(cached, "127.0.0.1", sizeof(cached));
+	fd = socket(AF_INET, SOCK_DGRAM, 0);
+	if (fd >= 0 && connect(fd, (struct sockaddr *) &p->addr, p->addrlen) == 0 &&
+		getsockname(fd, (struct sockaddr *) &me, &len) == 0)
+		inet_ntop(AF_INET, &me.sin_addr, cached, sizeof(cached));
+	if (fd >= 0)
+		close(fd);
+	strlcpy(cached_for, p->ip, sizeof(cached_for));
+	return cached;
+}
+
+static const char *
+cmd_for(Kind k)
+{
+	switch (k)
+	{
+		case K_CATALOG:
+			return "Catalog";
+		case K_INFO:
+			return "DeviceInfo";
+		case K_STATUS:
+			return "DeviceStatus";
+		default:
+			return "";
+	}
+}
+
+/*
+ * Build and send a request; remember it for answers and retransmission.
+ * extra: header lines; body: MANSCDP XML or NULL.
+ */
+static OutTx *
+send_request(const char *method, Dev *d, Kind kind, int64 request_id, const char *call_id, uint32 cseq,
+			 const char *from_tag, const char *to_tag, const char *extra, const char *body)
+{
+	OutTx	   *tx = NULL;
+	char		branch[20];
+	char		dom[11];
+	const char *me = local_ip_for(&d->peer);
+	bool		tcp = d->peer.transport == TRANSPORT_TCP;
+
+	for (int i = 0; i < MAX_TX; i++)
+		if (!txs[i].used)
+		{
+			tx = &txs[i];
+			break;
+		}
+	if (tx == NULL)
+	{
+		sip_log_limited(LOG_OTHER, "too many requests in flight; %s to %s not sent", method, d->code);
+		return NULL;
+	}
+	random_hex(branch, 16);
+	snprintf(dom, sizeof(dom), "%.10s", d->code);
+	sbuf_reset(&sip_out);
+	sbuf_printf(&sip_out, "%s sip:%s@%s:%d SIP/2.0\r\n", method, d->code, d->peer.ip, d->peer.port);
+	sbuf_printf(&sip_out, "Via: SIP/2.0/%s %s:%d;rport;branch=z9hG4bK%s\r\n", tcp ? "TCP" : "UDP", me, sip_local_port(), branch);
+	sbuf_printf(&sip_out, "From: <sip:%s@%s>;tag=%s\r\n", vms_sip_id, sip_realm(), from_tag);
+	if (to_tag && to_tag[0])
+		sbuf_printf(&sip_out, "To: <sip:%s@%s>;tag=%s\r\n", d->code, dom, to_tag);
+	else
+		sbuf_printf(&sip_out, "To: <sip:%s@%s>\r\n", d->code, dom);
+	sbuf_printf(&sip_out, "Call-ID: %s\r\n", call_id);
+	sbuf_printf(&sip_out, "CSeq: %u %s\r\n", cseq, method);
+	sbuf_puts(&sip_out, "Max-Forwards: 70\r\nUser-Agent: vms\r\n");
+	if (extra)
+		sbuf_puts(&sip_out, extra);
+	if (body)
+	{
+		sbuf_printf(&sip_out, "Content-Type: Application/MANSCDP+xml\r\nContent-Length: %zu\r\n\r\n", strlen(body));
+		sbuf_puts(&sip_out, body);
+	}
+	else
+		sbuf_puts(&sip_out, "Content-Length: 0\r\n\r\n");
+	if (sip_out.overflow)
+		return NULL;
+
+	memset(tx, 0, sizeof(*tx));
+	tx->used = true;
+	strlcpy(tx->call_id, call_id, sizeof(tx->call_id));
+	tx->cseq = cseq;
+	tx->kind = kind;
+	tx->request_id = request_id;
+	strlcpy(tx->dev, d->code, sizeof(tx->dev));
+	tx->sub = -1;
+	tx->peer = d->peer;
+	tx->msg = MemoryContextAlloc(TopMemoryContext, sip_out.len);
+	memcpy(tx->msg, sip_out.data, sip_out.len);
+	tx->len = sip_out.len;
+	tx->sent_at = sip_now;
+	tx->retx_ms = 500;
+	tx->next_retx = tcp ? DT_NOEND : TimestampTzPlusMilliseconds(sip_now, 500);
+	sip_send(&tx->peer, tx->msg, tx->len);
+	return tx;
+}
+
+static void
+free_tx(OutTx *tx)
+{
+	if (tx->msg)
+		pfree(tx->msg);
+	tx->msg = NULL;
+	tx->used = false;
+}
+
+static void
+fail_request(int64 id, const char *state, const char *error)
+{
+	if (id > 0)
+		sip_request_update(id, state, NULL, NULL, error);
+}
+
+/* ---------------------------------------------------------------- queries */
+
+static PendingQuery *
+new_query(int64 id, Dev *d, Kind kind)
+{
+	for (int i = 0; i < MAX_QUERIES; i++)
+		if (!queries[i].used)
+		{
+			PendingQuery	   *q = &queries[i];
+			HASHCTL		ctl;
+
+			memset(q, 0, sizeof(*q));
+			q->used = true;
+			q->request_id = id;
+			strlcpy(q->dev, d->code, sizeof(q->dev));
+			q->kind = kind;
+			snprintf(q->sn, sizeof(q->sn), "%u", next_sn++);
+			q->sum_num = -1;
+			q->deadline = TimestampTzPlusMilliseconds(sip_now, (int64) vms_sip_catalog_timeout * 1000);
+			if (kind == K_CATALOG)
+			{
+				memset(&ctl, 0, sizeof(ctl));
+				ctl.keysize = 24;
+				ctl.entrysize = 24;
+				ctl.hcxt = TopMemoryContext;
+				q->seen = hash_create("vms sip catalog items", 256, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+				sbuf_init(&q->items, (size_t) 256 << 20);
+			}
+			return q;
+		}
+	return NULL;
+}
+
+static void
+free_query(PendingQuery *q)
+{
+	if (q->seen)
+		hash_destroy(q->seen);
+	if (q->kind == K_CATALOG)
+		sbuf_free(&q->items);
+	q->used = false;
+}
+
+static char *
+progress_json(PendingQuery *q)
+{
+	return psprintf("{\"received\":%d,\"sum_num\":%ld,\"pages\":%d}", q->received, q->sum_num, q->pages);
+}
+
+/* a catalog answer is complete, or stopped coming: apply what arrived */
+static void
+finish_catalog(PendingQuery *q, const char *state, const char *error)
+{
+	SBuf		b;
+
+	sbuf_init(&b, (size_t) 256 << 20);
+	sbuf_printf(&b, "{\"request\":%lld,\"state\":\"%s\",\"progress\":%s,\"items\":[",
+				(long long) q->request_id, state, progress_json(q));
+	sbuf_append(&b, q->items.data, q->items.len);
+	sbuf_puts(&b, "]");
+	if (error)
+	{
+		sbuf_puts(&b, ",\"error\":");
+		sbuf_json_string(&b, error);
+	}
+	sbuf_puts(&b, "}");
+	if (b.overflow)
+		fail_request(q->request_id, "failed", "catalog answer too large");
+	else
+		sip_queue_db("_sip_catalog_result", q->dev, b.data);
+	sbuf_free(&b);
+	free_query(q);
+}
+
+static void
+start_query(int64 id, Dev *d, Kind kind)
+{
+	PendingQuery	   *q = new_query(id, d, kind);
+	char	   *body;
+	char		call_id[64];
+	char		tag[20];
+
+	if (q == NULL)
+	{
+		fail_request(id, "failed", "too many queries in flight");
+		return;
+	}
+	body = psprintf("<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n<Query>\r\n<CmdType>%s</CmdType>\r\n"
+					"<SN>%s</SN>\r\n<DeviceID>%s</DeviceID>\r\n</Query>\r\n", cmd_for(kind), q->sn, d->code);
+	random_hex(call_id, 24);
+	random_hex(tag, 10);
+	if (send_request("MESSAGE", d, kind, id, call_id, 1, tag, NULL, NULL, body) == NULL)
+	{
+		free_query(q);
+		fail_request(id, "failed", "could not send the query");
+		return;
+	}
+	sip_request_update(id, "sent", psprintf("{\"sn\":%s}", q->sn), NULL, NULL);
+}
+
+/* a MANSCDP Response from a device: part of an answer to one of our queries? */
+bool
+sip_requests_manscdp(Dev *d, const char *from_code, void *arg)
+{
+	Manscdp    *m = (Manscdp *) arg;
+	PendingQuery	   *q = NULL;
+
+	for (int i = 0; i < MAX_QUERIES; i++)
+		if (queries[i].used && strcmp(queries[i].dev, d->code) == 0 &&
+			strcmp(queries[i].sn, m->sn) == 0 && strcmp(cmd_for(queries[i].kind), m->cmd_type) == 0)
+		{
+			q = &queries[i];
+			break;
+		}
+	if (q == NULL)
+		return false;
+
+	if (q->kind != K_CATALOG)
+	{
+		char	   *payload = psprintf("{\"request\":%lld,\"kind\":\"%s\",\"answer\":%s}", (long long) q->request_id,
+									   q->kind == K_INFO ? "device_info" : "device_status", m->json.data);
+
+		sip_queue_db("_sip_info_result", q->dev, payload);
+		free_query(q);
+		return true;
+	}
+
+	if (q->sum_num < 0 && m->sum_num >= 0)
+		q->sum_num = m->sum_num;
+	q->pages++;
+	q->last_page = sip_now;
+	for (int i = 0; i < m->nitems; i++)
+	{
+		bool		found = false;
+
+		/* a page sent twice (or an item listed twice) counts once */
+		if (m->items[i].device_id[0])
+			hash_search(q->seen, m->items[i].device_id, HASH_ENTER, &found);
+		if (found)
+			continue;
+		if (q->items.len > 0)
+			sbuf_append(&q->items, ",", 1);
+		sbuf_puts(&q->items, m->items[i].json);
+		q->received++;
+		sip_counters[C_CATALOG_ITEMS]++;
+	}
+	if (q->items.overflow)
+	{
+		fail_request(q->request_id, "failed", "catalog answer too large");
+		free_query(q);
+		return true;
+	}
+	if (q->sum_num >= 0 && q->received >= q->sum_num)
+		finish_catalog(q, "done", NULL);
+	else
+		sip_request_update(q->request_id, "receiving", progress_json(q), NULL, NULL);
+	return true;
+}
+
+/* ---------------------------------------------------------------- subscriptions */
+
+static Sub *
+find_sub(const char *dev, const char *event, bool create)
+{
+	for (int i = 0; i < n_subs; i++)
+		if (subs[i].used && strcmp(subs[i].dev, dev) == 0 && strcmp(subs[i].event, event) == 0)
+			return &subs[i];
+	if (!create)
+		return NULL;
+	if (n_subs == subs_cap)
+	{
+		subs_cap = subs_cap ? subs_cap * 2 : 256;
+		subs = subs ? repalloc(subs, sizeof(Sub) * subs_cap) : MemoryContextAlloc(TopMemoryContext, sizeof(Sub) * subs_cap);
+	}
+	memset(&subs[n_subs], 0, sizeof(Sub));
+	subs[n_subs].used = true;
+	strlcpy(subs[n_subs].dev, dev, sizeof(subs[n_subs].dev));
+	strlcpy(subs[n_subs].event, event, sizeof(subs[n_subs].event));
+	return &subs[n_subs++];
+}
+
+static void
+record_sub(Sub *s, const char *state, int64 request_id, const char *error)
+{
+	SBuf		b;
+
+	sbuf_init(&b, 4096);
+	sbuf_printf(&b, "{\"event\":\"%s\",\"state\":\"%s\",\"expires\":%d,\"call_id\":\"%s\",\"cseq\":%u",
+				s->event, state, s->expires, s->call_id, s->cseq);
+	if (request_id > 0)
+		sbuf_printf(&b, ",\"request\":%lld", (long long) request_id);
+	if (error)
+	{
+		sbuf_puts(&b, ",\"error\":");
+		sbuf_json_string(&b, error);
+	}
+	sbuf_puts(&b, "}");
+	sip_queue_db("_sip_subscription_record", s->dev, b.data);
+	sbuf_free(&b);
+}
+
+/* SUBSCRIBE: a new dialog, or a refresh (or Expires 0) within the current one */
+static void
+send_subscribe(Sub *s, Dev *d, int expires, Kind kind)
+{
+	char		extra[256];
+	char	   *body;
+	const char *query;
+	OutTx	   *tx;
+
+	if (!s->active || s->call_id[0] == '\0')
+	{
+		random_hex(s->call_id, 24);
+		random_hex(s->from_tag, 10);
+		s->to_tag[0] = '\0';
+		s->cseq = 0;
+	}
+	s->cseq++;
+	if (strcmp(s->event, "Alarm") == 0)
+		query = "<StartAlarmPriority>1</StartAlarmPriority>\r\n<EndAlarmPriority>4</EndAlarmPriority>\r\n<AlarmMethod>0</AlarmMethod>\r\n";
+	else if (strcmp(s->event, "MobilePosition") == 0)
+		query = "<Interval>5</Interval>\r\n";
+	else
+		query = "";
+	body = psprintf("<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n<Query>\r\n<CmdType>%s</CmdType>\r\n"
+					"<SN>%u</SN>\r\n<DeviceID>%s</DeviceID>\r\n%s</Query>\r\n", s->event, next_sn++, d->code, query);
+	snprintf(extra, sizeof(extra), "Contact: <sip:%s@%s:%d>\r\nEvent: %s;id=%u\r\nExpires: %d\r\n",
+			 vms_sip_id, local_ip_for(&d->peer), sip_local_port(), s->event, next_sn, expires);
+	tx = send_request("SUBSCRIBE", d, kind, s->request_id, s->call_id, s->cseq, s->from_tag, s->to_tag, extra, body);
+	if (tx)
+	{
+		tx->sub = (int) (s - subs);
+		s->in_flight = true;
+	}
+}
+
+static void
+start_subscribe(int64 id, Dev *d, const char *event, int expires, bool unsubscribe)
+{
+	Sub		   *s = find_sub(d->code, event, !unsubscribe);
+
+	if (s == NULL)
+	{
+		sip_request_update(id, "done", NULL, "{\"note\":\"no such subscription\"}", NULL);
+		return;
+	}
+	if (s->in_flight)
+	{
+		fail_request(id, "failed", "a SUBSCRIBE for this device and event is already in flight");
+		return;
+	}
+	s->request_id = id;
+	if (!unsubscribe)
+		s->expires = expires;
+	send_subscribe(s, d, unsubscribe ? 0 : expires, unsubscribe ? K_UNSUBSCRIBE : K_SUBSCRIBE);
+	if (!s->in_flight)
+		fail_request(id, "failed", "could not send SUBSCRIBE");
+}
+
+static char *
+json_field(const char *json, const char *key)
+{
+	Datum		j = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
+	JsonbValue	k,
+			   *v;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	v = findJsonbValueFromContainer(&DatumGetJsonbP(j)->root, JB_FOBJECT, &k);
+	if (v == NULL)
+		return NULL;
+	if (v->type == jbvString)
+		return pnstrdup(v->val.string.val, v->val.string.len);
+	if (v->type == jbvNumeric)
+		return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+	return NULL;
+}
+
+void
+sip_requests_start(int64 id, const char *device, const char *kind, const char *params)
+{
+	Dev		   *d = sip_device(device, true);
+
+	if (d == NULL || !d->in_ledger)
+	{
+		fail_request(id, "failed", "device is not in the ledger");
+		return;
+	}
+	if (!d->registered || !d->online || !d->has_peer)
+	{
+		fail_request(id, "failed", "device is not online");
+		return;
+	}
+	if (strcmp(kind, "catalog") == 0)
+		start_query(id, d, K_CATALOG);
+	else if (strcmp(kind, "device_info") == 0)
+		start_query(id, d, K_INFO);
+	else if (strcmp(kind, "device_status") == 0)
+		start_query(id, d, K_STATUS);
+	else if (strcmp(kind, "subscribe") == 0 || strcmp(kind, "unsubscribe") == 0)
+	{
+		char	   *event = json_field(params, "event");
+		char	   *expires = json_field(params, "expires");
+
+		if (event == NULL)
+			fail_request(id, "failed", "no event in the request");
+		else
+			start_subscribe(id, d, event, expires ? atoi(expires) : 3600, strcmp(kind, "unsubscribe") == 0);
+	}
+	else
+		fail_request(id, "failed", "unknown request kind");
+}
+
+/* ---------------------------------------------------------------- answers to our requests */
+
+static long
+answer_expires(const SipIn *in, long fallback)
+{
+	return in->expires >= 0 ? in->expires : fallback;
+}
+
+bool
+sip_requests_response(const SipIn *in)
+{
+	OutTx	   *tx = NULL;
+
+	for (int i = 0; i < MAX_TX; i++)
+		if (txs[i].used && txs[i].cseq == in->cseq && strcmp(txs[i].call_id, in->call_id) == 0)
+		{
+			tx = &txs[i];
+			break;
+		}
+	if (tx == NULL)
+		return false;			/* a late retransmission of an answer */
+	if (in->status < 200)
+	{
+		tx->provisional = true;
+		tx->next_retx = DT_NOEND;
+		return true;
+	}
+
+	if (tx->kind == K_SUBSCRIBE || tx->kind == K_UNSUBSCRIBE)
+	{
+		Sub		   *s = tx->sub >= 0 && tx->sub < n_subs ? &subs[tx->sub] : NULL;
+
+		if (s && s->used)
+		{
+			s->in_flight = false;
+			if (in->status < 300 && tx->kind == K_UNSUBSCRIBE)
+			{
+				record_sub(s, "ended", s->request_id, NULL);
+				s->used = false;
+			}
+			else if (in->status < 300)
+			{
+				long		exp = answer_expires(in, s->expires);
+
+				s->active = true;
+				if (in->to_tag[0])
+					strlcpy(s->to_tag, in->to_tag, sizeof(s->to_tag));
+				s->expires = (int) Max(60, Min(exp, 86400));
+				/* renew when 80% of the time is gone, at least a minute before the end */
+				s->renew_at = TimestampTzPlusMilliseconds(sip_now, (int64) Min(s->expires * 800L, (s->expires - 60) * 1000L));
+				record_sub(s, "active", s->request_id, NULL);
+			}
+			else
+			{
+				char	   *err = psprintf("device answered %d", in->status);
+
+				s->active = false;
+				s->renew_at = TimestampTzPlusMilliseconds(sip_now, 60000);
+				record_sub(s, "failed", s->request_id, err);
+			}
+			s->request_id = 0;
+		}
+	}
+	else if (in->status >= 300)
+	{
+		/* the device refused the query */
+		for (int i = 0; i < MAX_QUERIES; i++)
+			if (queries[i].used && queries[i].request_id == tx->request_id)
+				free_query(&queries[i]);
+		fail_request(tx->request_id, "failed", psprintf("device answered %d", in->status));
+	}
+	free_tx(tx);
+	return true;
+}
+
+bool
+sip_requests_notify(const SipIn *in, Dev *d, void *arg)
+{
+	for (int i = 0; i < n_subs; i++)
+		if (subs[i].used && strcmp(subs[i].call_id, in->call_id) == 0)
+			return true;
+	return false;
+}
+
+/* ---------------------------------------------------------------- timers */
+
+void
+sip_requests_tick(void)
+{
+	for (int i = 0; i < MAX_TX; i++)
+	{
+		OutTx	   *tx = &txs[i];
+
+		if (!tx->used)
+			continue;
+		if (sip_now >= TimestampTzPlusMilliseconds(tx->sent_at, TX_GIVE_UP_MS))
+		{
+			if (tx->kind == K_SUBSCRIBE || tx->kind == K_UNSUBSCRIBE)
+			{
+				Sub		   *s = tx->sub >= 0 && tx->sub < n_subs ? &subs[tx->sub] : NULL;
+
+				if (s && s->used)
+				{
+					s->in_flight = false;
+					s->active = false;
+					s->renew_at = TimestampTzPlusMilliseconds(sip_now, 60000);
+					record_sub(s, "failed", s->request_id, "no answer to SUBSCRIBE");
+					s->request_id = 0;
+				}
+			}
+			else if (!tx->provisional)
+			{
+				for (int k = 0; k < MAX_QUERIES; k++)
+					if (queries[k].used && queries[k].request_id == tx->request_id && queries[k].received == 0 &&
+						queries[k].pages == 0)
+					{
+						free_query(&queries[k]);
+						fail_request(tx->request_id, "timeout", "no answer to the MESSAGE");
+					}
+			}
+			free_tx(tx);
+			continue;
+		}
+		if (sip_now >= tx->next_retx)
+		{
+			sip_send(&tx->peer, tx->msg, tx->len);
+			tx->retx_ms = Min(tx->retx_ms * 2, 4000);
+			tx->next_retx = TimestampTzPlusMilliseconds(sip_now, tx->retx_ms);
+		}
+	}
+
+	for (int i = 0; i < MAX_QUERIES; i++)
+	{
+		PendingQuery	   *q = &queries[i];
+
+		if (!q->used)
+			continue;
+		if (q->pages > 0 && q->kind == K_CATALOG &&
+			sip_now >= TimestampTzPlusMilliseconds(q->last_page, (int64) vms_sip_page_timeout * 1000))
+			finish_catalog(q, "partial", psprintf("%ld of %ld items arrived; the device stopped sending pages",
+												  (long) q->received, q->sum_num));
+		else if (q->pages == 0 && sip_now >= q->deadline)
+		{
+			fail_request(q->request_id, "timeout", "no answer within vms.sip_catalog_timeout");
+			free_query(q);
+		}
+	}
+
+	for (int i = 0; i < n_subs; i++)
+	{
+		Sub		   *s = &subs[i];
+		Dev		   *d;
+
+		if (!s->used || s->in_flight || s->renew_at == 0 || sip_now < s->renew_at)
+			continue;
+		d = sip_device(s->dev, false);
+		if (d == NULL || !d->online || !d->has_peer)
+		{
+			s->renew_at = TimestampTzPlusMilliseconds(sip_now, 60000);
+			continue;
+		}
+		send_subscribe(s, d, s->expires, K_SUBSCRIBE);
+	}
+}
+
+/* after a start: keep renewing what the previous worker subscribed (as new dialogs) */
+void
+sip_requests_load_subscriptions(void)
+{
+	int			rc;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	rc = SPI_execute("SELECT device_code, event, expires, state, expires_at FROM vms._sip_subscriptions()", true, 0);
+	for (uint64 i = 0; rc == SPI_OK_SELECT && i < SPI_processed; i++)
+	{
+		HeapTuple	t = SPI_tuptable->vals[i];
+		TupleDesc	td = SPI_tuptable->tupdesc;
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+		Sub		   *s = find_sub(SPI_getvalue(t, td, 1), SPI_getvalue(t, td, 2), true);
+
+		MemoryContextSwitchTo(old);
+		s->expires = atoi(SPI_getvalue(t, td, 3));
+		s->active = false;		/* the old dialog's tags are gone: a new one */
+		/* give devices time to register again first */
+		s->renew_at = TimestampTzPlusMilliseconds(sip_now, 5000);
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+int
+sip_requests_open(void)
+{
+	int			n = 0;
+
+	for (int i = 0; i < MAX_QUERIES; i++)
+		n += queries[i].used;
+	return n;
+}
+
+void
+sip_requests_reset(void)
+{
+	for (int i = 0; i < MAX_TX; i++)
+		if (txs[i].used)
+			free_tx(&txs[i]);
+}
