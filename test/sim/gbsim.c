@@ -2939,9 +2939,10 @@ static int run_hostile(void)
 	h_case("xml_external_entity_catalog", &r);
 	b.n = 0;
 	buf_printf(&b, "<?xml version=\"1.0\"?>\r\n<Notify>\r\n<CmdType>Keepalive</CmdType>\r\n<SN>1</SN>\r\n<DeviceID>%s</DeviceID>\r\n", code0);
-	for (int i = 0; i < 20000; i++)
+	/* as deep as fits in one UDP datagram */
+	for (int i = 0; i < 7000; i++)
 		buf_add(&b, "<a>", 3);
-	for (int i = 0; i < 20000; i++)
+	for (int i = 0; i < 7000; i++)
 		buf_add(&b, "</a>", 4);
 	buf_printf(&b, "<Status>OK</Status>\r\n</Notify>\r\n");
 	RESET(); r.body = b.p; r.blen = b.n;
