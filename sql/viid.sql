@@ -106,7 +106,7 @@ SELECT vms.viid_drop_upstream('district');
 SELECT vms.viid_drop_upstream('district', force => true);
 SELECT count(*) FROM vms.viid_outbox;
 -- the workers (this cluster preloads vms; the worker waits for the extension in vms.database)
-SELECT name, backend_type, wanted, state IN ('starting', 'waiting for CREATE EXTENSION vms') AS waiting FROM vms.worker_status;
+SELECT name, backend_type, wanted, state IN ('starting', 'waiting for CREATE EXTENSION vms', 'waiting for vms.sip_id') AS waiting FROM vms.worker_status ORDER BY name;
 \set VERBOSITY default
 SELECT vms.worker_stop('nosuch');
 SET ROLE vms_analyst;

@@ -195,8 +195,10 @@ COMMENT ON FUNCTION vms.sip_request_wait(bigint, double precision) IS
 CREATE VIEW vms.sip_device_status AS
 SELECT d.code, d.name, d.online, s.transport, s.address, s.port, s.registered_at, s.expires_at,
        s.last_keepalive_at,
-       coalesce(s.keepalive_interval, nullif(current_setting('vms.sip_keepalive_interval', true), '')::int, 60) AS keepalive_interval,
-       coalesce(s.keepalive_count, nullif(current_setting('vms.sip_keepalive_count', true), '')::int, 3) AS keepalive_count,
+       coalesce(s.keepalive_interval, (SELECT g.setting::int FROM pg_catalog.pg_settings g
+                                        WHERE g.name = 'vms.sip_keepalive_interval'), 60) AS keepalive_interval,
+       coalesce(s.keepalive_count, (SELECT g.setting::int FROM pg_catalog.pg_settings g
+                                     WHERE g.name = 'vms.sip_keepalive_count'), 3) AS keepalive_count,
        s.auth_failures, s.banned_until, d.status_changed_at,
        (SELECT e.cause FROM vms.device_event e WHERE e.device_code = d.code ORDER BY e.at DESC, e.id DESC LIMIT 1) AS last_cause
   FROM vms.device d LEFT JOIN vms.device_session s ON s.device_code = d.code;
@@ -309,7 +311,7 @@ CREATE FUNCTION vms._sip_catalog_apply(device vms.gbcode, items jsonb) RETURNS j
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     item jsonb;
-    code vms.gbcode;
+    item_code vms.gbcode;
     typ integer;
     ev text;
     st text;
@@ -326,13 +328,13 @@ BEGIN
                  ORDER BY substr(i ->> 'DeviceID', 11, 3), coalesce(i ->> 'ParentID', '')
     LOOP
         BEGIN
-            code := (item ->> 'DeviceID')::vms.gbcode;
+            item_code := (item ->> 'DeviceID')::vms.gbcode;
             ev := upper(coalesce(item ->> 'Event', 'ADD'));
             IF ev = 'DEL' THEN
-                DELETE FROM vms.catalog_node n WHERE n.code = code AND n.source_device = device;
+                DELETE FROM vms.catalog_node n WHERE n.code = item_code AND n.source_device = device;
             ELSE
                 INSERT INTO vms.catalog_node AS n (code, name, business_group, civil_code, source_device)
-                VALUES (code, coalesce(nullif(item ->> 'Name', ''), code::text),
+                VALUES (item_code, coalesce(nullif(item ->> 'Name', ''), item_code::text),
                         CASE WHEN item ->> 'BusinessGroupID' ~ '^[0-9]{10}215[0-9]{7}$' THEN (item ->> 'BusinessGroupID')::vms.gbcode END,
                         CASE WHEN item ->> 'CivilCode' ~ '^([0-9]{2}){1,4}$' THEN item ->> 'CivilCode' END, device)
                 ON CONFLICT ON CONSTRAINT catalog_node_pkey DO UPDATE
@@ -358,8 +360,8 @@ BEGIN
             IF NOT (coalesce(item ->> 'DeviceID', '') ~ '^[0-9]{20}$') THEN
                 RAISE EXCEPTION 'DeviceID is not a 20-digit code' USING ERRCODE = 'invalid_text_representation';
             END IF;
-            code := (item ->> 'DeviceID')::vms.gbcode;
-            typ := vms.gbcode_type(code);
+            item_code := (item ->> 'DeviceID')::vms.gbcode;
+            typ := vms.gbcode_type(item_code);
             IF typ NOT BETWEEN 131 AND 199 THEN
                 skipped := skipped + 1;     -- sub-devices and platforms are not channels
                 CONTINUE;
@@ -369,25 +371,25 @@ BEGIN
                        WHEN upper(item ->> 'Status') IN ('ON', 'ONLINE', 'OK') THEN 'ON'
                        WHEN upper(item ->> 'Status') IN ('OFF', 'OFFLINE') THEN 'OFF' END;
             IF ev IN ('ADD', 'UPDATE') THEN
-                PERFORM vms.channel_apply_report(code, device, vms._sip_item_report(item));
+                PERFORM vms.channel_apply_report(item_code, device, vms._sip_item_report(item));
                 -- catalogue membership: ParentID or BusinessGroupID naming a 215/216 node
                 INSERT INTO vms.catalog_member (node_code, channel_code)
-                SELECT n.code, code FROM vms.catalog_node n
+                SELECT n.code, item_code FROM vms.catalog_node n
                  WHERE n.code::text IN (item ->> 'ParentID', item ->> 'BusinessGroupID')
                 ON CONFLICT DO NOTHING;
-            ELSIF NOT EXISTS (SELECT 1 FROM vms.channel c WHERE c.code = code AND c.device_code = device) THEN
+            ELSIF NOT EXISTS (SELECT 1 FROM vms.channel c WHERE c.code = item_code AND c.device_code = device) THEN
                 RAISE EXCEPTION 'event % for a channel this device does not have', ev
                     USING ERRCODE = 'undefined_object';
             END IF;
             IF st IS NOT NULL THEN
-                INSERT INTO vms.channel_status AS s (code, status, reported_at) VALUES (code, st, now())
+                INSERT INTO vms.channel_status AS s (code, status, reported_at) VALUES (item_code, st, now())
                 ON CONFLICT ON CONSTRAINT channel_status_pkey DO UPDATE SET status = EXCLUDED.status, reported_at = now();
                 PERFORM set_config('vms.ledger_writer', 'state', true);
                 UPDATE vms.channel c SET online = coalesce(dev_online, false) AND st = 'ON', status_changed_at = now()
-                 WHERE c.code = code AND c.online IS DISTINCT FROM (coalesce(dev_online, false) AND st = 'ON');
+                 WHERE c.code = item_code AND c.online IS DISTINCT FROM (coalesce(dev_online, false) AND st = 'ON');
                 PERFORM set_config('vms.ledger_writer', '', true);
                 IF st IN ('VLOST', 'DEFECT') THEN
-                    PERFORM vms.alarm_raise(code, CASE st WHEN 'VLOST' THEN 'video_loss' ELSE 'device_defect' END,
+                    PERFORM vms.alarm_raise(item_code, CASE st WHEN 'VLOST' THEN 'video_loss' ELSE 'device_defect' END,
                                             3::smallint, 'sip', jsonb_build_object('event', ev));
                 END IF;
             END IF;

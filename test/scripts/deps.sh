@@ -13,6 +13,13 @@ PACKAGES=(
 # clang and llvm: PGXS compiles LLVM bitcode for JIT, as Debian's server
 # was built with LLVM.
 PACKAGES+=(clang-14 llvm-14)
+# SIP worker: libosip2 parses SIP, libxml2 MANSCDP; sipp plays devices in tests;
+# libclang-rt gives libFuzzer for the parser fuzz target.
+PACKAGES+=(libosip2-dev libxml2-dev sip-tester libclang-rt-14-dev)
+# inspection: FFmpeg libraries and tools; GStreamer's RTSP server for test cameras
+PACKAGES+=(ffmpeg libavformat-dev libavcodec-dev libavutil-dev libswscale-dev
+           gir1.2-gst-rtsp-server-1.0 python3-gst-1.0 gstreamer1.0-plugins-base
+           gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
