@@ -2537,6 +2537,18 @@ static char h_hp[48];
 static char h_resp[RBUF_SZ + 1];
 static size_t h_resp_n;
 static unsigned h_idx;
+static int64_t h_deadline_us; /* --duration */
+static int h_skipping;
+
+/* cases stop 3 s before the deadline so the liveness check still runs */
+static int h_time_left(void)
+{
+	if (!h_skipping && (g_stop || mono_us() + 3000000 > h_deadline_us)) {
+		h_skipping = 1;
+		warnx_("hostile: --duration nearly over, skipping the remaining cases");
+	}
+	return !h_skipping;
+}
 
 /* TCP: a fresh connection per case (so a stuck one cannot block the rest) */
 static void h_prepare(void)
@@ -2605,12 +2617,14 @@ static int h_exchange(const char *buf, size_t len, const char *token, int wait_m
 		h_resp_n = 0;
 	}
 	end = mono_us() + (int64_t)wait_ms * 1000;
+	if (end > h_deadline_us)
+		end = h_deadline_us;
 	for (;;) {
 		int64_t left = end - mono_us();
 		struct pollfd p = { .fd = h_fd, .events = POLLIN };
 		ssize_t r;
 		int st;
-		if (left <= 0)
+		if (left <= 0 || g_stop)
 			return 0;
 		if (poll(&p, 1, (int)((left + 999) / 1000)) != 1)
 			continue;
@@ -2754,6 +2768,10 @@ static void h_next(void)
 static int h_case(const char *name, const struct hreq *r)
 {
 	int st;
+	if (!h_time_left()) {
+		printf("hostile %s skipped\n", name);
+		return 0;
+	}
 	h_next();
 	h_build(&g_out, r);
 	st = h_exchange(g_out.p, g_out.n, r->omit & (H_NOVIA | H_NOCALLID) ? NULL : h_token, 1000);
@@ -2765,6 +2783,10 @@ static int h_case(const char *name, const struct hreq *r)
 static int h_raw(const char *name, const char *b, size_t n)
 {
 	int st;
+	if (!h_time_left()) {
+		printf("hostile %s skipped\n", name);
+		return 0;
+	}
 	h_next();
 	st = h_exchange(b, n, NULL, 1000);
 	h_print(name, st);
@@ -2819,6 +2841,7 @@ static int run_hostile(void)
 			fatal("hostile: socket/bind: %s", strerror(errno));
 		snprintf(h_hp, sizeof h_hp, "%s:%u", g_local_ip, ntohs(a.sin_port));
 	}
+	h_deadline_us = g_start_us + (int64_t)(C.duration * 1e6);
 	dev_code(0, code0);
 	keepn = (size_t)snprintf(keep, sizeof keep, keep_fmt, code0);
 
@@ -2853,7 +2876,7 @@ static int run_hostile(void)
 	RESET(); r.body = keep; r.blen = keepn; r.extra = "This line is not a header\r\n";
 	h_case("header_without_colon", &r);
 	RESET(); r.body = keep; r.blen = keepn;
-	{
+	if (h_time_left()) {
 		static const char nul_hdr[] = "X-Nul: a\0b\r\n";
 		h_next();
 		h_build(&g_out, &r);
@@ -2886,14 +2909,16 @@ static int run_hostile(void)
 	h_fill(&b, 'x', 70000);
 	buf_printf(&b, " -->\r\n</Notify>\r\n");
 	RESET(); r.body = b.p; r.blen = b.n;
-	h_next();
-	h_build(&g_out, &r);
-	st = h_exchange(g_out.p, g_out.n, h_token, 1000);
-	if (st < 0 && !C.tcp) {
-		warnx_("hostile: %zu-byte datagram refused by the kernel; sending %d bytes instead", g_out.n, MAX_UDP);
-		st = h_exchange(g_out.p, MAX_UDP, h_token, 1000);
+	if (h_time_left()) {
+		h_next();
+		h_build(&g_out, &r);
+		st = h_exchange(g_out.p, g_out.n, h_token, 1000);
+		if (st < 0 && !C.tcp) {
+			warnx_("hostile: %zu-byte datagram refused by the kernel; sending %d bytes instead", g_out.n, MAX_UDP);
+			st = h_exchange(g_out.p, MAX_UDP, h_token, 1000);
+		}
+		h_print("oversize_70k", st);
 	}
-	h_print("oversize_70k", st);
 	/* many Via headers */
 	x.n = 0;
 	for (int i = 0; i < 400; i++)
@@ -3031,7 +3056,7 @@ static int run_hostile(void)
 		RESET(); r.code = other; r.body = kb; r.blen = kn;
 		h_case("keepalive_unregistered_device", &r);
 	}
-	{
+	if (h_time_left()) {
 		char resp[512];
 		int n;
 		h_next();
@@ -3044,10 +3069,14 @@ static int run_hostile(void)
 #undef RESET
 
 	/* --- is the server still alive? --- */
-	for (int attempt = 0; attempt < 3 && !alive; attempt++) {
+	h_skipping = 0;
+	for (int attempt = 0; attempt < 3 && !alive && !g_stop && mono_us() < h_deadline_us; attempt++) {
 		memset(&r, 0, sizeof r);
 		r.method = "OPTIONS";
-		st = h_case("alive_options", &r);
+		h_next();
+		h_build(&g_out, &r);
+		st = h_exchange(g_out.p, g_out.n, h_token, 1000);
+		h_print("alive_options", st);
 		if (st > 0)
 			alive = 1;
 		h_next();
