@@ -3505,10 +3505,14 @@ int main(int argc, char **argv)
 	g_rbufs = xmalloc((size_t)BATCH * (RBUF_SZ + 1));
 	g_tokens_us = mono_us();
 	deadline = (uint32_t)(C.duration * 1000.0) + 1;
-	fprintf(stderr, "gbsim: %s mode, %u devices %s..%06u from %s (%s, %u socket%s), server %s:%u, run %s\n",
-		C.mode == MODE_FLOOD ? "flood" : "devices", C.ndev, C.first_code, g_first_serial + C.ndev - 1, g_local_ip,
+	{
+		char last[21];
+		dev_code(C.ndev - 1, last);
+		fprintf(stderr, "gbsim: %s mode, %u devices %s..%s from %s (%s, %u socket%s), server %s:%u, run %s\n",
+		C.mode == MODE_FLOOD ? "flood" : "devices", C.ndev, C.first_code, last, g_local_ip,
 		C.tcp ? "tcp" : "udp", C.tcp ? C.ndev : g_nus, (C.tcp ? C.ndev : g_nus) == 1 ? "" : "s",
 		inet_ntoa(C.server.sin_addr), ntohs(C.server.sin_port), g_runid);
+	}
 
 	if (C.mode == MODE_FLOOD) {
 		if (!C.no_register) {
