@@ -62,6 +62,7 @@ deps:
 build-install: deps
 	$(MAKE) -s all
 	$(MAKE) -s install >/dev/null
+	$(MAKE) -s -C test/sim
 
 test: build-install
 	bash test/scripts/run_tests.sh all

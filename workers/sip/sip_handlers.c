@@ -396,7 +396,10 @@ our_domain(const SipIn *in)
 
 	if (in->uri_user[0] && strcmp(in->uri_user, vms_sip_id) != 0 && strcmp(in->uri_user, realm) != 0)
 		return false;
-	/* a 10-digit From host is a GB/T 28181 domain: it must be ours */
+	/* a 10-digit host is a GB/T 28181 domain: it must be ours */
+	if (strlen(in->uri_host) == 10 && strspn(in->uri_host, "0123456789") == 10 &&
+		strcmp(in->uri_host, realm) != 0)
+		return false;
 	if (strlen(in->from_host) == 10 && strspn(in->from_host, "0123456789") == 10 &&
 		strcmp(in->from_host, realm) != 0)
 		return false;
