@@ -1,0 +1,1428 @@
+/*
+ * vqd_checks.c — the picture checks, on a sample prepared by vqd_sample.c
+ * (or by a test or fuzzer that fills a vqd_sample itself).  No libav here.
+ *
+ * Scales:
+ *   analysis grid   every sampled frame at <= 352 wide (temporal checks,
+ *                   colour, brightness, uniformity, occlusion, scene change)
+ *   detail scale    native luma crops box-averaged by round(width / 640), so a
+ *                   1080p and a 640x360 camera are judged at the same scale
+ *                   (blur, noise, stripes)
+ *   native          the crops as decoded, for the codec's 8-pixel block grid
+ *                   (mosaic)
+ * Every threshold is in vqd_profile.c and THRESHOLDS.md.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vqd.h"
+
+#define MAX_STAT_FRAMES 8
+
+static int	debug_on = -1;
+
+static void
+dbg(const char *fmt,...)
+{
+	va_list		ap;
+
+	if (debug_on < 0)
+		debug_on = getenv("VQD_DEBUG") != NULL;
+	if (!debug_on)
+		return;
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+}
+
+static void
+set(vqd_report *rep, vqd_check c, double metric, int abnormal, const char *fmt,...)
+{
+	va_list		ap;
+	vqd_result *r = &rep->r[c];
+
+	r->evaluated = 1;
+	r->metric = metric;
+	r->abnormal = abnormal;
+	va_start(ap, fmt);
+	vsnprintf(r->detail, VQD_DETAIL_LEN, fmt, ap);
+	va_end(ap);
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double		x = *(const double *) a,
+				y = *(const double *) b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double
+median_of(double *v, int n)
+{
+	if (n <= 0)
+		return NAN;
+	qsort(v, n, sizeof(double), cmp_double);
+	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static double
+percentile_of(double *v, int n, double p)
+{
+	double		pos;
+	int			i;
+
+	if (n <= 0)
+		return NAN;
+	qsort(v, n, sizeof(double), cmp_double);
+	pos = p * (n - 1);
+	i = (int) pos;
+	if (i >= n - 1)
+		return v[n - 1];
+	return v[i] + (pos - i) * (v[i + 1] - v[i]);
+}
+
+/* indices of up to MAX_STAT_FRAMES frames spread over the sample */
+static int
+stat_frames(const vqd_sample *s, int *idx)
+{
+	int			n = s->nframes < MAX_STAT_FRAMES ? s->nframes : MAX_STAT_FRAMES;
+
+	for (int i = 0; i < n; i++)
+		idx[i] = n == 1 ? 0 : (int) ((double) i * (s->nframes - 1) / (n - 1) + 0.5);
+	return n;
+}
+
+static int
+u8_median(const uint8_t *p, size_t n, size_t step)
+{
+	size_t		h[256] = {0},
+				acc = 0,
+				cnt = 0;
+
+	for (size_t i = 0; i < n; i += step)
+		h[p[i]]++, cnt++;
+	for (int v = 0; v < 256; v++)
+		if ((acc += h[v]) * 2 >= cnt)
+			return v;
+	return 128;
+}
+
+static const char *
+colour_name(double y, double cb, double cr)
+{
+	double		a = atan2(cr, cb) * 180 / M_PI;
+
+	if (fabs(cb) < 12 && fabs(cr) < 12)
+		return y < 60 ? "dark grey" : y > 180 ? "white" : "grey";
+	if (a < 0)
+		a += 360;
+	/* hue wheel on the Cb/Cr plane: magenta 52, red 109, yellow 171, green 232, cyan 289, blue 351 degrees */
+	if (a < 21)
+		return "blue";
+	if (a < 80)
+		return "magenta";
+	if (a < 140)
+		return "red";
+	if (a < 201)
+		return "yellow";
+	if (a < 260)
+		return "green";
+	if (a < 320)
+		return "cyan";
+	return "blue";
+}
+
+/* ---------- detail scale: box-average a native crop ---------- */
+
+typedef struct img
+{
+	int			w, h;
+	float	   *p;
+} img;
+
+static int
+detail_image(const vqd_sample *s, int k, img *out)
+{
+	int			f = (int) (s->native_w / 640.0 + 0.5);
+	int			w, h;
+
+	if (f < 1)
+		f = 1;
+	w = s->dw / f;
+	h = s->dh / f;
+	out->w = w;
+	out->h = h;
+	out->p = malloc(sizeof(float) * (size_t) w * h);
+	if (!out->p)
+		return -1;
+	for (int y = 0; y < h; y++)
+		for (int x = 0; x < w; x++)
+		{
+			int			sum = 0;
+
+			for (int j = 0; j < f; j++)
+			{
+				const uint8_t *row = s->detail[k] + (size_t) (y * f + j) * s->dw + x * f;
+
+				for (int i = 0; i < f; i++)
+					sum += row[i];
+			}
+			out->p[(size_t) y * w + x] = (float) sum / (f * f);
+		}
+	return 0;
+}
+
+/* ---------- blur: Crete-Roffet no-reference perceptual blur ---------- */
+
+/*
+ * Crete-Roffet compares pixel differences before and after a 9-tap re-blur:
+ * a sharp edge loses most of its difference, a blurred one little.  Here it
+ * is taken only where the re-blurred picture still has structure (so sensor
+ * noise and flat areas do not count as sharpness) and per 32x32 block, the
+ * result being the median over blocks with enough edge pixels (an OSD clock
+ * stays sharp on a defocused camera; it covers few blocks).
+ */
+#define BLUR_BLOCK 32
+
+static double
+crete_blur(const img *im, double noise, int *edge_blocks)
+{
+	int			w = im->w,
+				h = im->h;
+	int			bw = w / BLUR_BLOCK,
+				bh = h / BLUR_BLOCK;
+	float	   *bh_,
+			   *bv;
+	double	   *vals;
+	int			nv = 0;
+	double		thr,
+				res,
+				s1 = 0,
+				s2 = 0,
+				sd;
+
+	*edge_blocks = 0;
+	if (w < 3 * BLUR_BLOCK || h < 3 * BLUR_BLOCK)
+		return NAN;
+	bh_ = malloc(sizeof(float) * (size_t) w * h);
+	bv = malloc(sizeof(float) * (size_t) w * h);
+	vals = malloc(sizeof(double) * (size_t) bw * bh * 2);
+	if (!bh_ || !bv || !vals)
+	{
+		free(bh_);
+		free(bv);
+		free(vals);
+		return NAN;
+	}
+	/*
+	 * structure threshold: above the re-blurred noise (about half the noise
+	 * sigma) and a small share of the picture's contrast, so that smooth
+	 * shading and faint interference do not count as edges
+	 */
+	for (size_t i = 0; i < (size_t) w * h; i++)
+		s1 += im->p[i], s2 += (double) im->p[i] * im->p[i];
+	sd = sqrt(fmax(0, s2 / ((double) w * h) - (s1 / ((double) w * h)) * (s1 / ((double) w * h))));
+	thr = fmax(1.5, fmax(0.6 * noise, 0.08 * sd));
+	for (int y = 0; y < h; y++)
+		for (int x = 4; x < w - 4; x++)
+		{
+			float		a = 0;
+
+			for (int i = -4; i <= 4; i++)
+				a += im->p[(size_t) y * w + x + i];
+			bh_[(size_t) y * w + x] = a / 9;
+		}
+	for (int y = 4; y < h - 4; y++)
+		for (int x = 0; x < w; x++)
+		{
+			float		a = 0;
+
+			for (int i = -4; i <= 4; i++)
+				a += im->p[(size_t) (y + i) * w + x];
+			bv[(size_t) y * w + x] = a / 9;
+		}
+	for (int by = 0; by < bh; by++)
+		for (int bx = 0; bx < bw; bx++)
+		{
+			double		sf[2] = {0, 0},
+						sv[2] = {0, 0};
+			int			ne[2] = {0, 0};
+
+			for (int y = by * BLUR_BLOCK; y < (by + 1) * BLUR_BLOCK; y++)
+			{
+				if (y < 5 || y >= h - 4)
+					continue;
+				for (int x = bx * BLUR_BLOCK; x < (bx + 1) * BLUR_BLOCK; x++)
+				{
+					size_t		o = (size_t) y * w + x;
+					double		dfh,
+								dbh,
+								dfv,
+								dbv;
+
+					if (x < 5 || x >= w - 4)
+						continue;
+					dfh = fabsf(im->p[o] - im->p[o - 1]);
+					dbh = fabsf(bh_[o] - bh_[o - 1]);
+					dfv = fabsf(im->p[o] - im->p[o - w]);
+					dbv = fabsf(bv[o] - bv[o - w]);
+					if (dbh >= thr)
+					{
+						sf[0] += dfh;
+						sv[0] += dfh - dbh > 0 ? dfh - dbh : 0;
+						ne[0]++;
+					}
+					if (dbv >= thr)
+					{
+						sf[1] += dfv;
+						sv[1] += dfv - dbv > 0 ? dfv - dbv : 0;
+						ne[1]++;
+					}
+				}
+			}
+			for (int d = 0; d < 2; d++)
+				if (ne[d] >= 24 && sf[d] > 0)
+					vals[nv++] = (sf[d] - sv[d]) / sf[d];
+		}
+	free(bh_);
+	free(bv);
+	*edge_blocks = nv;
+	/* a picture with (almost) no structure left is as blurred as it gets */
+	res = nv >= 4 && nv >= 0.08 * (2 * bw * bh) ? median_of(vals, nv) : 1.0;
+	free(vals);
+	return res;
+}
+
+/* ---------- noise: Immerkaer residual in the flattest blocks ---------- */
+
+static double
+noise_sigma(const img *im)
+{
+	int			w = im->w,
+				h = im->h,
+				nb = 0,
+				cap = (w / 8) * (h / 8);
+	double	   *sig;
+	double		res;
+
+	if (cap <= 0)
+		return NAN;
+	sig = malloc(sizeof(double) * cap);
+	if (!sig)
+		return NAN;
+	for (int by = 1; by + 8 < h; by += 8)
+		for (int bx = 1; bx + 8 < w; bx += 8)
+		{
+			double		acc = 0;
+			int			clipped = 0;
+
+			for (int y = by; y < by + 8; y++)
+				for (int x = bx; x < bx + 8; x++)
+				{
+					const float *p = im->p + (size_t) y * w + x;
+					double		r = p[-w - 1] - 2 * p[-w] + p[-w + 1]
+					- 2 * p[-1] + 4 * p[0] - 2 * p[1]
+					+ p[w - 1] - 2 * p[w] + p[w + 1];
+
+					acc += r * r;
+					if (p[0] <= 17 || p[0] >= 250)
+						clipped++;
+				}
+			if (clipped > 16)
+				continue;		/* clipped blocks hide noise */
+			sig[nb++] = sqrt(acc / 64) / 6.0;
+		}
+	res = nb >= 8 ? percentile_of(sig, nb, 0.10) : NAN;
+	free(sig);
+	return res;
+}
+
+/* ---------- stripes: periodic profile present in every band ---------- */
+
+#define STRIPE_BANDS 4
+
+/*
+ * Profiles along one axis (length n) for STRIPE_BANDS bands across the other
+ * axis; power spectra accumulated into pw[band][k].
+ */
+static void
+stripe_spectra(const img *im, int vertical, double *pw, int n, const double *cs, const double *sn)
+{
+	int			m = vertical ? im->h : im->w;	/* extent across the profile */
+	double	   *prof = malloc(sizeof(double) * n);
+
+	if (!prof)
+		return;
+	for (int b = 0; b < STRIPE_BANDS; b++)
+	{
+		int			a0 = b * m / STRIPE_BANDS,
+					a1 = (b + 1) * m / STRIPE_BANDS;
+		double		mean = 0,
+					sx = 0,
+					sxx = 0,
+					sxy = 0,
+					slope;
+
+		for (int i = 0; i < n; i++)
+		{
+			double		acc = 0;
+
+			for (int a = a0; a < a1; a++)
+				acc += vertical ? im->p[(size_t) a * im->w + i] : im->p[(size_t) i * im->w + a];
+			prof[i] = acc / (a1 - a0);
+		}
+		/* remove a linear trend, then Hann window */
+		for (int i = 0; i < n; i++)
+		{
+			mean += prof[i];
+			sx += i;
+			sxx += (double) i * i;
+			sxy += (double) i * prof[i];
+		}
+		slope = (sxy - sx * mean / n) / (sxx - sx * sx / n);
+		mean /= n;
+		for (int i = 0; i < n; i++)
+			prof[i] = (prof[i] - mean - slope * (i - sx / n)) * (0.5 - 0.5 * cos(2 * M_PI * i / (n - 1)));
+		for (int k = 1; k <= n / 2; k++)
+		{
+			double		re = 0,
+						im_ = 0;
+
+			for (int i = 0; i < n; i++)
+			{
+				int			j = (int) (((long) k * i) % n);
+
+				re += prof[i] * cs[j];
+				im_ -= prof[i] * sn[j];
+			}
+			pw[b * (n / 2 + 1) + k] += re * re + im_ * im_;
+		}
+	}
+	free(prof);
+}
+
+typedef struct stripe_found
+{
+	double		ratio;
+	double		amplitude;
+	double		period;
+	double		score;
+} stripe_found;
+
+/* median of the spectrum around k (k/2 .. 2k, without k +- 3) */
+static double
+local_background(const double *pm, int nk, int k)
+{
+	double		v[512];
+	int			n = 0,
+				lo = k / 2 < 2 ? 2 : k / 2,
+				hi = 2 * k < nk - 1 ? 2 * k : nk - 1;
+
+	for (int j = lo; j <= hi && n < 512; j++)
+		if (abs(j - k) > 3)
+			v[n++] = pm[j];
+	if (n < 3)
+		return INFINITY;
+	{
+		double		m = median_of(v, n);
+
+		return m > 1e-12 ? m : 1e-12;
+	}
+}
+
+/* is there a spectral line at k (beyond the spectrum's end: no) */
+static int
+harmonic_peak(const double *pm, int nk, int k)
+{
+	if (k + 1 >= nk - 1)
+		return 0;
+	return (pm[k - 1] + pm[k] + pm[k + 1]) > 3 * 6 * local_background(pm, nk, k);
+}
+
+static stripe_found
+stripe_axis(const img *ims, int nim, int vertical, double amp_ref)
+{
+	stripe_found best = {0, 0, 0, 0};
+	int			n = vertical ? ims[0].w : ims[0].h;
+	int			nk = n / 2 + 1;
+	double	   *pw = calloc((size_t) STRIPE_BANDS * nk, sizeof(double));
+	double	   *cs = malloc(sizeof(double) * n),
+			   *sn = malloc(sizeof(double) * n),
+			   *tmp = malloc(sizeof(double) * nk);
+	int			kmin = 6;
+	int			nt = 0;
+	double		med;
+
+	if (!pw || !cs || !sn || !tmp || n < 32)
+		goto out;
+	for (int i = 0; i < n; i++)
+	{
+		cs[i] = cos(2 * M_PI * i / n);
+		sn[i] = sin(2 * M_PI * i / n);
+	}
+	for (int f = 0; f < nim; f++)
+		stripe_spectra(&ims[f], vertical, pw, n, cs, sn);
+	/* mean spectrum over bands, 3-bin sums */
+	for (int k = 0; k < nk; k++)
+	{
+		double		mean = 0;
+
+		for (int b = 0; b < STRIPE_BANDS; b++)
+			mean += pw[b * nk + k];
+		tmp[k] = mean / STRIPE_BANDS;
+	}
+	for (int k = kmin; k < nk - 2; k++)
+	{
+		double		pmin = INFINITY,
+					bg,
+					ratio;
+
+		for (int b = 0; b < STRIPE_BANDS; b++)
+		{
+			double		p = pw[b * nk + k - 1] + pw[b * nk + k] + pw[b * nk + k + 1];
+
+			if (p < pmin)
+				pmin = p;
+		}
+		bg = 3 * local_background(tmp, nk, k);
+		ratio = pmin / bg;
+		/* rank lines by ratio, weighted up to the amplitude that makes a weak line count */
+		if (ratio * fmin(1.0, 4 * sqrt(pmin / nim) / n / amp_ref) <= best.score)
+			continue;
+		/* a line with its own harmonics is a square pattern in the scene (bars, windows), not interference */
+		if (harmonic_peak(tmp, nk, 2 * k) || harmonic_peak(tmp, nk, 3 * k))
+			continue;
+		best.ratio = ratio;
+		best.score = ratio * fmin(1.0, 4 * sqrt(pmin / nim) / n / amp_ref);
+		/* Hann coherent gain 0.5: amplitude = 4|X| / n, per frame */
+		best.amplitude = 4 * sqrt(pmin / nim) / n;
+		best.period = (double) n / k;
+	}
+	(void) med;
+	(void) nt;
+out:
+	free(pw);
+	free(cs);
+	free(sn);
+	free(tmp);
+	return best;
+}
+
+/* ---------- mosaic: discontinuities on the 8-pixel grid ---------- */
+
+/*
+ * For every 8-sample segment of a block edge candidate at each phase of the
+ * 8-grid, the segment is a "step" if the difference across it clearly
+ * exceeds the differences just inside.  Result: share of steps on phase 0
+ * minus the mean share on phases 2 and 6 (content edges fall on every phase
+ * alike; phases 2 and 6 have phase 0's parity, so 2x scaled content does not
+ * count, and are off H.264's 4x4 grid).
+ */
+static double
+blockiness(const uint8_t *p, int w, int h)
+{
+	long		steps[8] = {0},
+				segs[8] = {0};
+	double		res[2];
+	int		   *col = malloc(sizeof(int) * (w > h ? w : h));
+
+	if (!col || w < 32 || h < 32)
+	{
+		free(col);
+		return NAN;
+	}
+	for (int dir = 0; dir < 2; dir++)
+	{
+		int			len = dir == 0 ? w : h; /* along the difference */
+		int			across = dir == 0 ? h : w;
+
+		memset(steps, 0, sizeof(steps));
+		memset(segs, 0, sizeof(segs));
+		for (int a0 = 0; a0 + 8 <= across; a0 += 8)
+		{
+			/* col[x] = sum over the 8 lines of |I(x) - I(x-1)| */
+			for (int x = 1; x < len; x++)
+			{
+				int			acc = 0;
+
+				for (int a = a0; a < a0 + 8; a++)
+				{
+					int			d = dir == 0 ? p[(size_t) a * w + x] - p[(size_t) a * w + x - 1]
+					: p[(size_t) x * w + a] - p[(size_t) (x - 1) * w + a];
+
+					acc += d < 0 ? -d : d;
+				}
+				col[x] = acc;
+			}
+			for (int x = 8; x + 3 < len; x++)
+			{
+				int			ph = x & 7;
+				double		b = col[x] / 8.0,
+							n = (col[x - 2] + col[x - 1] + col[x + 1] + col[x + 2]) / 32.0;
+
+				segs[ph]++;
+				if (b > 2.0 * n + 1.0)
+					steps[ph]++;
+			}
+		}
+		{
+			double		f0 = segs[0] ? (double) steps[0] / segs[0] : 0,
+						ctl = 0;
+			int			nc = 0;
+
+			for (int ph = 2; ph < 8; ph += 4)
+				if (segs[ph])
+				{
+					ctl += (double) steps[ph] / segs[ph];
+					nc++;
+				}
+			res[dir] = f0 - (nc ? ctl / nc : 0);
+		}
+	}
+	free(col);
+	return 0.5 * (res[0] + res[1]);
+}
+
+/* ---------- jitter: global shift by integral projections ---------- */
+
+/*
+ * The picture is cut into 3x3 regions; in each, the row and column
+ * projections (high-passed) of consecutive frames are matched for the shift.
+ * A frame pair's global shift is the median over regions when most regions
+ * agree (the camera moved); when they disagree (zoom, objects moving, the
+ * scene changing) the pair says nothing.
+ */
+#define JR 3
+
+static void
+projection(const uint8_t *y, int stride, int x0, int y0, int w, int h, int rows, double *out)
+{
+	int			n = rows ? h : w;
+	double		raw[VQD_MAX_GRID_W > VQD_MAX_GRID_H ? VQD_MAX_GRID_W : VQD_MAX_GRID_H];
+
+	for (int i = 0; i < n; i++)
+		raw[i] = 0;
+	for (int j = 0; j < h; j++)
+	{
+		const uint8_t *r = y + (size_t) (y0 + j) * stride + x0;
+
+		for (int i = 0; i < w; i++)
+			raw[rows ? j : i] += r[i];
+	}
+	for (int i = 0; i < n; i++)
+		raw[i] /= rows ? w : h;
+	/* high-pass: subtract a 15-sample moving average (lighting changes) */
+	for (int i = 0; i < n; i++)
+	{
+		double		a = 0;
+		int			c = 0;
+
+		for (int k = i - 7; k <= i + 7; k++)
+			if (k >= 0 && k < n)
+				a += raw[k], c++;
+		out[i] = raw[i] - a / c;
+	}
+}
+
+/* shift of b against a; NAN when the profile is flat or the match is poor */
+static double
+best_shift(const double *a, const double *b, int n, int r)
+{
+	double		cost[129];
+	int			best = 0;
+	double		energy = 0;
+	int			ce = 0;
+
+	if (r > 64)
+		r = 64;
+	if (n <= 2 * r + 8)
+		return NAN;
+	for (int i = r; i < n - r; i++)
+		energy += fabs(a[i]), ce++;
+	energy /= ce;
+	if (energy < 0.4)
+		return NAN;				/* nothing to match */
+	for (int s = -r; s <= r; s++)
+	{
+		double		acc = 0;
+		int			c = 0;
+
+		for (int i = r; i < n - r; i++)
+		{
+			acc += fabs(b[i + s] - a[i]);
+			c++;
+		}
+		cost[s + r] = acc / c;
+		if (cost[s + r] < cost[best + r])
+			best = s;
+	}
+	if (cost[best + r] > 0.6 * energy)
+		return NAN;				/* no shift explains the change */
+	if (best > -r && best < r)
+	{
+		double		l = cost[best + r - 1],
+					m = cost[best + r],
+					h = cost[best + r + 1],
+					den = l - 2 * m + h;
+
+		if (den > 1e-12)
+			return best + 0.5 * (l - h) / den;
+	}
+	return best;
+}
+
+/* the median of the regions' shifts if two thirds of them agree, else NAN */
+static double
+agreed(double *v, int n)
+{
+	double		m;
+	int			a = 0;
+
+	if (n < 3)
+		return NAN;
+	m = median_of(v, n);
+	for (int k = 0; k < n; k++)
+		a += fabs(v[k] - m) <= 1.0;
+	return a * 3 >= n * 2 ? m : NAN;
+}
+
+/* global shift between frames a and b, per axis, or NAN */
+static void
+global_shift(const vqd_sample *s, int fa, int fb, double *gx, double *gy)
+{
+	double		xs[JR * JR],
+				ys[JR * JR];
+	int			nx = 0,
+				ny = 0;
+	int			rw = s->gw / JR,
+				rh = s->gh / JR;
+	double		pa[VQD_MAX_GRID_W],
+				pb[VQD_MAX_GRID_W];
+
+	for (int j = 0; j < JR; j++)
+		for (int i = 0; i < JR; i++)
+		{
+			double		v;
+
+			projection(s->y[fa], s->gw, i * rw, j * rh, rw, rh, 0, pa);
+			projection(s->y[fb], s->gw, i * rw, j * rh, rw, rh, 0, pb);
+			v = best_shift(pa, pb, rw, rw / 6);
+			if (!isnan(v))
+				xs[nx++] = v;
+			projection(s->y[fa], s->gw, i * rw, j * rh, rw, rh, 1, pa);
+			projection(s->y[fb], s->gw, i * rw, j * rh, rw, rh, 1, pb);
+			v = best_shift(pa, pb, rh, rh / 6);
+			if (!isnan(v))
+				ys[ny++] = v;
+		}
+	*gx = agreed(xs, nx);
+	*gy = agreed(ys, ny);
+}
+
+/* ---------- occlusion: largest connected blank region ---------- */
+
+static double
+occlusion_area(const float *mean, int gw, int gh, const vqd_thresholds *th,
+			   double *uniformity, double *rest_textured, double *region_luma)
+{
+	double		tthr = th->v[VQD_T_OCCLUSION_TEXTURE_MAX];
+	int			bw = gw / 16,
+				bh = gh / 16,
+				nb = bw * bh;
+	double	   *tex = malloc(sizeof(double) * nb),
+			   *bm = malloc(sizeof(double) * nb);
+	int		   *lab = malloc(sizeof(int) * nb),
+			   *stack = malloc(sizeof(int) * nb);
+	double		best_area = 0;
+
+	*uniformity = 0;
+	*rest_textured = 0;
+	*region_luma = 0;
+	if (!tex || !bm || !lab || !stack || nb < 4)
+		goto out;
+	/* texture is judged against the picture's contrast (a dim picture is not a blank one) */
+	{
+		double		s1 = 0,
+					s2 = 0,
+					sd;
+		size_t		n = (size_t) gw * gh;
+
+		for (size_t i = 0; i < n; i++)
+			s1 += mean[i], s2 += (double) mean[i] * mean[i];
+		sd = sqrt(fmax(0, s2 / n - (s1 / n) * (s1 / n)));
+		tthr *= fmin(1.0, fmax(0.25, sd / 40));
+	}
+	for (int by = 0; by < bh; by++)
+		for (int bx = 0; bx < bw; bx++)
+		{
+			double		t = 0,
+						m = 0;
+			int			c = 0;
+
+			for (int y = by * 16; y < by * 16 + 16; y++)
+				for (int x = bx * 16; x < bx * 16 + 16; x++)
+				{
+					const float *p = mean + (size_t) y * gw + x;
+
+					m += p[0];
+					if (x > 0 && x < gw - 1 && y > 0 && y < gh - 1)
+					{
+						t += fabsf(p[-1] - 2 * p[0] + p[1]) + fabsf(p[-gw] - 2 * p[0] + p[gw]);
+						c++;
+					}
+				}
+			tex[by * bw + bx] = c ? t / (2 * c) : 0;
+			bm[by * bw + bx] = m / 256;
+			lab[by * bw + bx] = -1;
+		}
+	for (int i = 0; i < nb; i++)
+	{
+		int			sp = 0,
+					cnt = 0;
+		double		s1 = 0,
+					s2 = 0;
+
+		if (lab[i] >= 0 || tex[i] >= tthr)
+			continue;
+		lab[i] = i;
+		stack[sp++] = i;
+		while (sp > 0)
+		{
+			int			c = stack[--sp],
+						cx = c % bw,
+						cy = c / bw;
+			int			nbr[4] = {cx > 0 ? c - 1 : -1, cx < bw - 1 ? c + 1 : -1,
+			cy > 0 ? c - bw : -1, cy < bh - 1 ? c + bw : -1};
+
+			cnt++;
+			s1 += bm[c];
+			s2 += bm[c] * bm[c];
+			for (int k = 0; k < 4; k++)
+				if (nbr[k] >= 0 && lab[nbr[k]] < 0 && tex[nbr[k]] < tthr)
+				{
+					lab[nbr[k]] = i;
+					stack[sp++] = nbr[k];
+				}
+		}
+		{
+			double		area = (double) cnt / nb,
+						sd = sqrt(fmax(0, s2 / cnt - (s1 / cnt) * (s1 / cnt)));
+
+			if (sd <= th->v[VQD_T_OCCLUSION_UNIFORMITY_MAX] && area > best_area)
+			{
+				int			rest = 0,
+							rest_tex = 0;
+
+				for (int j = 0; j < nb; j++)
+					if (lab[j] != i)
+					{
+						rest++;
+						if (tex[j] >= tthr)
+							rest_tex++;
+					}
+				best_area = area;
+				*uniformity = sd;
+				*rest_textured = rest ? (double) rest_tex / rest : 0;
+				*region_luma = s1 / cnt;
+			}
+		}
+	}
+out:
+	free(tex);
+	free(bm);
+	free(lab);
+	free(stack);
+	return best_area;
+}
+
+/* ---------- scene change: correlation of edge maps ---------- */
+
+static void
+edge_map(const float *src, int w, int h, double *out, int ow, int oh)
+{
+	/* 4x4 box down, Sobel magnitude, 3x3 box */
+	double	   *small = malloc(sizeof(double) * ow * oh),
+			   *mag = malloc(sizeof(double) * ow * oh);
+
+	if (!small || !mag)
+	{
+		free(small);
+		free(mag);
+		return;
+	}
+	for (int y = 0; y < oh; y++)
+		for (int x = 0; x < ow; x++)
+		{
+			double		a = 0;
+
+			for (int j = 0; j < 4; j++)
+				for (int i = 0; i < 4; i++)
+					a += src[(size_t) (y * 4 + j) * w + x * 4 + i];
+			small[y * ow + x] = a / 16;
+		}
+	for (int y = 0; y < oh; y++)
+		for (int x = 0; x < ow; x++)
+		{
+			if (x == 0 || y == 0 || x == ow - 1 || y == oh - 1)
+			{
+				mag[y * ow + x] = 0;
+				continue;
+			}
+			{
+				const double *p = small + y * ow + x;
+				double		gx = (p[-ow + 1] + 2 * p[1] + p[ow + 1]) - (p[-ow - 1] + 2 * p[-1] + p[ow - 1]),
+							gy = (p[ow - 1] + 2 * p[ow] + p[ow + 1]) - (p[-ow - 1] + 2 * p[-ow] + p[-ow + 1]);
+
+				mag[y * ow + x] = sqrt(gx * gx + gy * gy);
+			}
+		}
+	for (int y = 0; y < oh; y++)
+		for (int x = 0; x < ow; x++)
+		{
+			double		a = 0;
+			int			c = 0;
+
+			for (int j = -1; j <= 1; j++)
+				for (int i = -1; i <= 1; i++)
+					if (x + i >= 0 && x + i < ow && y + j >= 0 && y + j < oh)
+						a += mag[(y + j) * ow + x + i], c++;
+			out[y * ow + x] = a / c;
+		}
+	free(small);
+	free(mag);
+	(void) h;
+}
+
+static double
+correlation(const double *a, const double *b, int n)
+{
+	double		ma = 0,
+				mb = 0,
+				sab = 0,
+				saa = 0,
+				sbb = 0;
+
+	for (int i = 0; i < n; i++)
+		ma += a[i], mb += b[i];
+	ma /= n;
+	mb /= n;
+	for (int i = 0; i < n; i++)
+	{
+		sab += (a[i] - ma) * (b[i] - mb);
+		saa += (a[i] - ma) * (a[i] - ma);
+		sbb += (b[i] - mb) * (b[i] - mb);
+	}
+	if (saa <= 0 || sbb <= 0)
+		return 0;
+	return sab / sqrt(saa * sbb);
+}
+
+/* ---------- the analysis ---------- */
+
+void
+vqd_analyse(const vqd_sample *s, const vqd_thresholds *th, vqd_report *rep)
+{
+	const double *T = th->v;
+	double		mu = 0,
+				mv = 0;			/* median chroma offsets */
+	int			idx[MAX_STAT_FRAMES];
+	int			ns;
+	size_t		gpx = (size_t) s->gw * s->gh,
+				cpx = (size_t) s->cw * s->ch;
+	float	   *tmean = NULL;
+	img			dimg[VQD_DETAIL_FRAMES];
+	int			nd = 0;
+	int			suppress = -1;
+	double		noise = NAN;
+
+	for (int c = 0; c < VQD_NCHECKS; c++)
+	{
+		rep->r[c].check = vqd_check_name(c);
+		rep->r[c].metric = NAN;
+		rep->r[c].abnormal = 0;
+		rep->r[c].evaluated = 0;
+	}
+	rep->nresults = VQD_NCHECKS - 1;
+	if (!rep->r[VQD_SCENE_CHANGE].detail[0])
+		snprintf(rep->r[VQD_SCENE_CHANGE].detail, VQD_DETAIL_LEN, "no baseline");
+
+	/* stream */
+	set(rep, VQD_STREAM, s->stream_metric, !s->stream_ok, "%s", s->stream_detail);
+	if (s->nframes <= 0 || s->gw <= 0)
+	{
+		for (int c = VQD_SIGNAL_LOSS; c < VQD_NCHECKS; c++)
+			if (c != VQD_SCENE_CHANGE || s->baseline)
+				snprintf(rep->r[c].detail, VQD_DETAIL_LEN, "not evaluated: no pictures");
+		if (s->baseline || rep->r[VQD_SCENE_CHANGE].detail[0] == 'n')
+			snprintf(rep->r[VQD_SCENE_CHANGE].detail, VQD_DETAIL_LEN, "not evaluated: no pictures");
+		return;
+	}
+	ns = stat_frames(s, idx);
+
+	/* signal loss: solid colour (a black one is a black screen) */
+	{
+		double		frac[MAX_STAT_FRAMES],
+					my = 0;
+
+		for (int k = 0; k < ns; k++)
+		{
+			const uint8_t *Y = s->y[idx[k]],
+					   *U = s->u[idx[k]],
+					   *V = s->v[idx[k]];
+			int			yy = u8_median(Y, gpx, 1),
+						uu = u8_median(U, cpx, 1),
+						vv = u8_median(V, cpx, 1);
+			size_t		in = 0;
+
+			for (int cy = 0; cy < s->ch; cy++)
+				for (int cx = 0; cx < s->cw; cx++)
+				{
+					int			yv = Y[(size_t) (2 * cy) * s->gw + 2 * cx];
+					int			uv = U[(size_t) cy * s->cw + cx],
+								vv2 = V[(size_t) cy * s->cw + cx];
+
+					if (abs(yv - yy) <= 8 && abs(uv - uu) <= 5 && abs(vv2 - vv) <= 5)
+						in++;
+				}
+			frac[k] = (double) in / cpx;
+			my += yy;
+			mu += uu - 128;
+			mv += vv - 128;
+		}
+		my /= ns;
+		mu /= ns;
+		mv /= ns;
+		{
+			double		m = median_of(frac, ns);
+			int			neutral = fabs(mu) < 10 && fabs(mv) < 10;
+			int			ab = m >= T[VQD_T_SIGNAL_UNIFORM_MIN] && (my > T[VQD_T_BLACK_LUMA_MAX] || !neutral);
+
+			set(rep, VQD_SIGNAL_LOSS, m, ab, ab ? "solid %s screen over %.0f%% of the picture" :
+				"largest uniform colour (%s) covers %.0f%%", colour_name(my, mu, mv), 100 * m);
+			if (ab)
+				suppress = VQD_SIGNAL_LOSS;
+		}
+	}
+
+	/* black screen and brightness */
+	{
+		double		frac[MAX_STAT_FRAMES],
+					mean = 0;
+
+		for (int k = 0; k < ns; k++)
+		{
+			const uint8_t *Y = s->y[idx[k]];
+			size_t		dark = 0;
+			double		acc = 0;
+
+			for (size_t i = 0; i < gpx; i++)
+			{
+				acc += Y[i];
+				if (Y[i] <= T[VQD_T_BLACK_LUMA_MAX])
+					dark++;
+			}
+			frac[k] = (double) dark / gpx;
+			mean += acc / gpx;
+		}
+		mean /= ns;
+		{
+			double		m = median_of(frac, ns);
+			int			ab = m >= T[VQD_T_BLACK_FRACTION_MIN] && fabs(mu) < 10 && fabs(mv) < 10;
+
+			set(rep, VQD_BLACK_SCREEN, m, ab, "%.0f%% of the picture is black (luma <= %.0f)",
+				100 * m, T[VQD_T_BLACK_LUMA_MAX]);
+			if (ab && suppress < 0)
+				suppress = VQD_BLACK_SCREEN;
+		}
+		if (mean < T[VQD_T_DARK_MEAN_MAX])
+			set(rep, VQD_BRIGHTNESS, mean, 1, "too dark: mean luma %.1f", mean);
+		else if (mean > T[VQD_T_BRIGHT_MEAN_MIN])
+			set(rep, VQD_BRIGHTNESS, mean, 1, "too bright: mean luma %.1f", mean);
+		else
+			set(rep, VQD_BRIGHTNESS, mean, 0, "mean luma %.1f", mean);
+	}
+
+	/*
+	 * colour cast: the chroma offset of the least coloured pixels (what
+	 * should be grey or white in the scene carries the cast), together with
+	 * the classic ratio K of the mean chroma offset to the chroma spread
+	 */
+	{
+		double		da = 0,
+					db = 0,
+					ma = 0,
+					mb = 0,
+					n = 0,
+					nu = 0,
+					nv = 0;
+		int			nn = 0;
+
+		for (int k = 0; k < ns; k++)
+		{
+			const uint8_t *Y = s->y[idx[k]],
+					   *U = s->u[idx[k]],
+					   *V = s->v[idx[k]];
+			size_t		hist[256] = {0},
+						cnt = 0,
+						acc = 0;
+			int			lim = 0;
+			double		su = 0,
+						sv = 0;
+			int			c = 0;
+
+			for (size_t i = 0; i < cpx; i++)
+			{
+				da += U[i] - 128;
+				db += V[i] - 128;
+			}
+			n += cpx;
+			/* chroma pixels with usable luma, by saturation (L1, capped) */
+			for (int cy = 0; cy < s->ch; cy++)
+				for (int cx = 0; cx < s->cw; cx++)
+				{
+					int			yy = Y[(size_t) (2 * cy) * s->gw + 2 * cx];
+					size_t		o = (size_t) cy * s->cw + cx;
+					int			sat = abs(U[o] - 128) + abs(V[o] - 128);
+
+					if (yy < 40 || yy > 230)
+						continue;
+					hist[sat > 255 ? 255 : sat]++;
+					cnt++;
+				}
+			if (cnt < 64)
+				continue;
+			for (lim = 0; lim < 256; lim++)
+				if ((acc += hist[lim]) >= cnt / 10)
+					break;
+			for (int cy = 0; cy < s->ch; cy++)
+				for (int cx = 0; cx < s->cw; cx++)
+				{
+					int			yy = Y[(size_t) (2 * cy) * s->gw + 2 * cx];
+					size_t		o = (size_t) cy * s->cw + cx;
+					int			sat = abs(U[o] - 128) + abs(V[o] - 128);
+
+					if (yy < 40 || yy > 230 || sat > lim)
+						continue;
+					su += U[o] - 128;
+					sv += V[o] - 128;
+					c++;
+				}
+			if (c > 0)
+			{
+				nu += su / c;
+				nv += sv / c;
+				nn++;
+			}
+		}
+		da /= n;
+		db /= n;
+		for (int k = 0; k < ns; k++)
+		{
+			const uint8_t *U = s->u[idx[k]],
+					   *V = s->v[idx[k]];
+
+			for (size_t i = 0; i < cpx; i++)
+			{
+				ma += fabs(U[i] - 128 - da);
+				mb += fabs(V[i] - 128 - db);
+			}
+		}
+		ma /= n;
+		mb /= n;
+		if (nn > 0)
+		{
+			double		D = sqrt(da * da + db * db),
+						M = sqrt(ma * ma + mb * mb),
+						K = D / (M > 1 ? M : 1),
+						Dn;
+			int			ab;
+
+			nu /= nn;
+			nv /= nn;
+			Dn = sqrt(nu * nu + nv * nv);
+			ab = Dn >= T[VQD_T_CAST_OFFSET_MIN] && K >= T[VQD_T_CAST_RATIO_MIN];
+			dbg("cast: D=%.2f M=%.2f K=%.2f da=%.1f db=%.1f neutral=%.1f (%.1f,%.1f)\n", D, M, K, da, db, Dn, nu, nv);
+			if (ab)
+				set(rep, VQD_COLOR_CAST, Dn, 1, "%s cast: least coloured pixels at Cb %+.1f, Cr %+.1f (K=%.2f)",
+					colour_name(128, nu, nv), nu, nv, K);
+			else
+				set(rep, VQD_COLOR_CAST, Dn, 0, "least coloured pixels at Cb %+.1f, Cr %+.1f (K=%.2f)", nu, nv, K);
+		}
+		else
+			snprintf(rep->r[VQD_COLOR_CAST].detail, VQD_DETAIL_LEN, "not evaluated: picture too dark or too bright");
+	}
+
+	/* temporal mean luma (occlusion, scene change) */
+	tmean = calloc(gpx, sizeof(float));
+	if (tmean)
+	{
+		for (int i = 0; i < s->nframes; i++)
+			for (size_t p = 0; p < gpx; p++)
+				tmean[p] += s->y[i][p];
+		for (size_t p = 0; p < gpx; p++)
+			tmean[p] /= s->nframes;
+	}
+
+	/* detail-scale images */
+	for (int k = 0; k < s->ndetail; k++)
+		if (detail_image(s, k, &dimg[nd]) == 0)
+			nd++;
+
+	/* noise */
+	if (nd > 0)
+	{
+		double		sg[VQD_DETAIL_FRAMES];
+		int			n = 0;
+
+		for (int k = 0; k < nd; k++)
+		{
+			double		v = noise_sigma(&dimg[k]);
+
+			if (!isnan(v))
+				sg[n++] = v;
+		}
+		if (n > 0)
+		{
+			double		m = median_of(sg, n);
+
+			noise = m;
+			int			ab = m >= T[VQD_T_NOISE_SIGMA_MIN];
+
+			set(rep, VQD_NOISE, m, ab, ab ? "noisy: sigma %.1f" : "noise sigma %.1f", m);
+		}
+		else
+			snprintf(rep->r[VQD_NOISE].detail, VQD_DETAIL_LEN, "not evaluated: picture too small or clipped");
+	}
+
+	/* blur */
+	if (nd > 0)
+	{
+		double		b[VQD_DETAIL_FRAMES];
+		int			eb = 0;
+
+		for (int k = 0; k < nd; k++)
+			b[k] = crete_blur(&dimg[k], isnan(noise) ? 0 : noise, &eb);
+		{
+			double		m = median_of(b, nd);
+			int			ab = m >= T[VQD_T_BLUR_MIN];
+
+			if (isnan(m))
+				snprintf(rep->r[VQD_BLUR].detail, VQD_DETAIL_LEN, "not evaluated: picture too small");
+			else
+				set(rep, VQD_BLUR, m, ab, ab ? "blurred (%.2f, %d edge blocks)" : "sharpness ok (%.2f, %d edge blocks)", m, eb);
+		}
+	}
+
+	/* stripes */
+	if (nd > 0)
+	{
+		stripe_found v = stripe_axis(dimg, nd, 1, T[VQD_T_STRIPE_AMPLITUDE_MIN]),
+					h = stripe_axis(dimg, nd, 0, T[VQD_T_STRIPE_AMPLITUDE_MIN]);
+		stripe_found *b = v.score >= h.score ? &v : &h;
+		/* a sharp spectral line, or a weaker one of large amplitude */
+		int			ab = b->ratio >= T[VQD_T_STRIPE_RATIO_MIN] ||
+			(b->ratio >= T[VQD_T_STRIPE_RATIO_MIN] / 7.5 && b->amplitude >= T[VQD_T_STRIPE_AMPLITUDE_MIN]);
+
+		dbg("stripes: v ratio %.1f amp %.2f per %.1f; h ratio %.1f amp %.2f per %.1f\n",
+			v.ratio, v.amplitude, v.period, h.ratio, h.amplitude, h.period);
+		set(rep, VQD_STRIPES, b->ratio, ab, "%s%s stripes, period %.1f px, amplitude %.1f",
+			ab ? "" : "strongest periodic pattern: ", b == &v ? "vertical" : "horizontal",
+			b->period, b->amplitude);
+	}
+
+	/* mosaic */
+	if (s->ndetail > 0)
+	{
+		double		m[VQD_DETAIL_FRAMES];
+		int			n = 0;
+
+		for (int k = 0; k < s->ndetail; k++)
+		{
+			double		v = blockiness(s->detail[k], s->dw, s->dh);
+
+			if (!isnan(v))
+				m[n++] = v;
+		}
+		if (n > 0)
+		{
+			double		a = 0;
+			int			ab;
+
+			for (int k = 0; k < n; k++)
+				a += m[k];
+			a /= n;
+			ab = a >= T[VQD_T_MOSAIC_MIN];
+			set(rep, VQD_MOSAIC, a, ab, ab ? "blocky: %.0f%% of 8-pixel block edges are steps" :
+				"block edges %.0f%% above off-grid", 100 * a);
+		}
+	}
+
+	/* freeze */
+	if (s->nframes >= 3)
+	{
+		int			bw = s->gw / 8,
+					bh = s->gh / 8,
+					pairs = 0,
+					still = 0;
+
+		for (int i = 1; i < s->nframes; i++)
+		{
+			int			changed = 0;
+
+			for (int by = 0; by < bh; by++)
+				for (int bx = 0; bx < bw; bx++)
+				{
+					int			acc = 0;
+
+					for (int y = by * 8; y < by * 8 + 8; y++)
+					{
+						const uint8_t *a = s->y[i] + (size_t) y * s->gw + bx * 8,
+								   *b = s->y[i - 1] + (size_t) y * s->gw + bx * 8;
+
+						for (int x = 0; x < 8; x++)
+							acc += abs(a[x] - b[x]);
+					}
+					if (acc / 64.0 > T[VQD_T_FREEZE_BLOCK_DIFF])
+						changed++;
+				}
+			pairs++;
+			if ((double) changed / (bw * bh) <= T[VQD_T_FREEZE_CHANGED_MAX])
+				still++;
+		}
+		{
+			double		m = (double) still / pairs;
+			int			ab = m >= T[VQD_T_FREEZE_FRACTION_MIN];
+
+			set(rep, VQD_FREEZE, m, ab, ab ? "frozen: %d of %d frame pairs unchanged" :
+				"%d of %d frame pairs unchanged", still, pairs);
+		}
+	}
+	else
+		snprintf(rep->r[VQD_FREEZE].detail, VQD_DETAIL_LEN, "not evaluated: fewer than 3 frames");
+
+	/* jitter */
+	if (s->nframes >= 4)
+	{
+		double		dx[VQD_MAX_FRAMES],
+					dy[VQD_MAX_FRAMES];
+		double		shake = 0,
+					scale = 352.0 / s->gw,
+					maxs = 0;
+		int			n = 0,
+					valid = 0;
+
+		for (int i = 1; i < s->nframes; i++)
+		{
+			global_shift(s, i - 1, i, &dx[i], &dy[i]);
+			valid += !isnan(dx[i]) || !isnan(dy[i]);
+		}
+		for (int i = 2; i < s->nframes; i++)
+		{
+			double		ex = dx[i] - dx[i - 1],
+						ey = dy[i] - dy[i - 1],
+						e;
+
+			/* an axis without structure (vertical bars have no vertical shift) counts as still */
+			if (isnan(ex) && isnan(ey))
+				continue;
+			if (isnan(ex))
+				ex = 0;
+			if (isnan(ey))
+				ey = 0;
+			e = sqrt(ex * ex + ey * ey) * scale;
+			shake += e;
+			if (e > maxs)
+				maxs = e;
+			n++;
+		}
+		if (n >= (s->nframes - 2) / 4 && n > 0)
+		{
+			int			ab;
+
+			shake /= n;
+			ab = shake >= T[VQD_T_JITTER_SHAKE_MIN];
+			set(rep, VQD_JITTER, shake, ab, ab ? "shaking: displacement changes %.2f px per frame (max %.1f)" :
+				"displacement changes %.2f px per frame (max %.1f)", shake, maxs);
+		}
+		else
+			set(rep, VQD_JITTER, 0, 0, "no global motion measurable (%d of %d frame pairs)", valid, s->nframes - 1);
+	}
+	else
+		snprintf(rep->r[VQD_JITTER].detail, VQD_DETAIL_LEN, "not evaluated: fewer than 4 frames");
+
+	/* occlusion */
+	if (tmean)
+	{
+		double		uni,
+					rest,
+					rl;
+		double		area = occlusion_area(tmean, s->gw, s->gh, th, &uni, &rest, &rl);
+		/* the rest of the view must still show a textured scene */
+		int			ab = area >= T[VQD_T_OCCLUSION_AREA_MIN] && area <= 0.85 && rest >= 0.5;
+
+		dbg("occlusion: area %.2f uniformity %.1f rest textured %.2f luma %.0f\n", area, uni, rest, rl);
+		set(rep, VQD_OCCLUSION, area, ab, ab ? "occluded: a blank region covers %.0f%% of the view" :
+			"largest blank uniform region %.0f%%", 100 * area);
+	}
+
+	/* scene change */
+	if (s->baseline && tmean)
+	{
+		int			ow = s->gw / 4,
+					oh = s->gh / 4;
+		double	   *ea = malloc(sizeof(double) * ow * oh),
+				   *eb = malloc(sizeof(double) * ow * oh);
+		float	   *bf = malloc(sizeof(float) * gpx);
+
+		if (ea && eb && bf && ow > 4 && oh > 4)
+		{
+			double		r;
+			int			ab;
+
+			for (size_t p = 0; p < gpx; p++)
+				bf[p] = s->baseline[p];
+			edge_map(bf, s->gw, s->gh, ea, ow, oh);
+			edge_map(tmean, s->gw, s->gh, eb, ow, oh);
+			r = correlation(ea, eb, ow * oh);
+			ab = r < T[VQD_T_SCENE_CORRELATION_MIN];
+			set(rep, VQD_SCENE_CHANGE, r, ab, ab ? "scene changed: edge correlation with the baseline %.2f" :
+				"edge correlation with the baseline %.2f", r);
+		}
+		free(ea);
+		free(eb);
+		free(bf);
+	}
+
+	/* an occluder or a too dark picture leaves no scene colours to judge a cast by */
+	if (rep->r[VQD_COLOR_CAST].abnormal &&
+		(rep->r[VQD_OCCLUSION].abnormal || (rep->r[VQD_BRIGHTNESS].abnormal && rep->r[VQD_BRIGHTNESS].metric < T[VQD_T_DARK_MEAN_MAX])))
+	{
+		char		tmp[VQD_DETAIL_LEN];
+
+		snprintf(tmp, sizeof(tmp), "%s", rep->r[VQD_COLOR_CAST].detail);
+		snprintf(rep->r[VQD_COLOR_CAST].detail, VQD_DETAIL_LEN, "suppressed by %s: %s",
+				 rep->r[VQD_OCCLUSION].abnormal ? "occlusion" : "brightness", tmp);
+		rep->r[VQD_COLOR_CAST].abnormal = 0;
+	}
+
+	/* a solid or black screen explains every other picture fault */
+	if (suppress >= 0)
+		for (int c = VQD_SIGNAL_LOSS; c < VQD_NCHECKS; c++)
+			if (c != suppress && rep->r[c].evaluated && rep->r[c].abnormal)
+			{
+				char		tmp[VQD_DETAIL_LEN];
+
+				snprintf(tmp, sizeof(tmp), "%s", rep->r[c].detail);
+				snprintf(rep->r[c].detail, VQD_DETAIL_LEN, "suppressed by %s: %s", vqd_check_name(suppress), tmp);
+				rep->r[c].abnormal = 0;
+			}
+
+	for (int k = 0; k < nd; k++)
+		free(dimg[k].p);
+	free(tmean);
+}

@@ -1,0 +1,171 @@
+/*
+ * vqd_profile.c — check names, thresholds and the named profiles.
+ *
+ * Profiles are data: one row per threshold with its value in each profile.
+ * A caller (an inspection plan, a night time window) picks a profile by name
+ * and may override single thresholds by name.  THRESHOLDS.md documents every
+ * row; `vqd_cli --thresholds` prints this table so the two can be compared.
+ */
+#include <math.h>
+#include <string.h>
+#include <strings.h>
+
+#include "vqd.h"
+
+static const char *const check_names[VQD_NCHECKS] = {
+	"stream", "signal_loss", "black_screen", "brightness", "blur", "color_cast",
+	"noise", "stripes", "freeze", "jitter", "mosaic", "occlusion", "scene_change"
+};
+
+static const char *const profile_names[] = {"strict", "normal", "loose"};
+
+/* name, check, unit, strict, normal, loose, meaning */
+static const vqd_threshold_def defs[VQD_NTHRESHOLDS] = {
+	[VQD_T_STREAM_MIN_FRAMES] = {"stream_min_frames", VQD_STREAM, "frames", 5, 1, 1,
+		"fewest decoded frames for the stream to count as delivering pictures"},
+	[VQD_T_SIGNAL_UNIFORM_MIN] = {"signal_uniform_min", VQD_SIGNAL_LOSS, "fraction", 0.80, 0.88, 0.95,
+		"share of pixels within a few levels of the frame's median colour (not black) at or above which the frame is a solid 'no signal' screen"},
+	[VQD_T_BLACK_LUMA_MAX] = {"black_luma_max", VQD_BLACK_SCREEN, "luma level (16-235)", 40, 35, 30,
+		"luma at or below which a pixel counts as black"},
+	[VQD_T_BLACK_FRACTION_MIN] = {"black_fraction_min", VQD_BLACK_SCREEN, "fraction", 0.90, 0.95, 0.98,
+		"share of black pixels at or above which the picture is a black screen"},
+	[VQD_T_DARK_MEAN_MAX] = {"dark_mean_max", VQD_BRIGHTNESS, "luma level (16-235)", 58, 52, 44,
+		"mean luma below which the picture is too dark"},
+	[VQD_T_BRIGHT_MEAN_MIN] = {"bright_mean_min", VQD_BRIGHTNESS, "luma level (16-235)", 160, 170, 185,
+		"mean luma above which the picture is too bright"},
+	[VQD_T_BLUR_MIN] = {"blur_min", VQD_BLUR, "0..1 (Crete-Roffet)", 0.45, 0.50, 0.58,
+		"perceptual blur (share of edge variation lost to a 9-tap re-blur; 0 sharp, 1 flat) at or above which the picture is blurred"},
+	[VQD_T_CAST_RATIO_MIN] = {"cast_ratio_min", VQD_COLOR_CAST, "ratio", 0.1, 0.15, 0.3,
+		"classic cast factor K (mean chroma offset over mean chroma spread) below which no cast is reported: a picture of saturated colours with a neutral mean (test charts) has no grey to judge by"},
+	[VQD_T_CAST_OFFSET_MIN] = {"cast_offset_min", VQD_COLOR_CAST, "chroma levels", 3.5, 4.5, 7,
+		"mean chroma offset from neutral of the least coloured tenth of the pixels (luma 40-230) at or above which there is a colour cast; what should be grey or white carries the cast"},
+	[VQD_T_NOISE_SIGMA_MIN] = {"noise_sigma_min", VQD_NOISE, "luma levels (std)", 4.0, 5.5, 8.0,
+		"noise standard deviation (flattest blocks, detail scale) at or above which the picture is noisy"},
+	[VQD_T_STRIPE_RATIO_MIN] = {"stripe_ratio_min", VQD_STRIPES, "ratio", 22, 30, 45,
+		"spectral line of the row or column profile, present in each of 4 bands, over the local spectrum (k/2..2k), at or above which there are stripes; a line 7.5 times weaker counts if its amplitude reaches stripe_amplitude_min; lines with harmonics (bars, windows) do not count"},
+	[VQD_T_STRIPE_AMPLITUDE_MIN] = {"stripe_amplitude_min", VQD_STRIPES, "luma levels", 4, 6, 9,
+		"amplitude of a stripe pattern (peak of the sinusoid) at or above which a weaker spectral line counts"},
+	[VQD_T_FREEZE_BLOCK_DIFF] = {"freeze_block_diff", VQD_FREEZE, "luma levels", 1.5, 2.0, 3.0,
+		"mean absolute difference of an 8x8 block between consecutive frames above which the block changed"},
+	[VQD_T_FREEZE_CHANGED_MAX] = {"freeze_changed_max", VQD_FREEZE, "fraction of blocks", 0.004, 0.004, 0.004,
+		"share of changed blocks at or below which two consecutive frames count as the same picture (room for an OSD clock)"},
+	[VQD_T_FREEZE_FRACTION_MIN] = {"freeze_fraction_min", VQD_FREEZE, "fraction of frame pairs", 0.80, 0.90, 0.97,
+		"share of unchanged consecutive pairs at or above which the picture is frozen"},
+	[VQD_T_JITTER_SHAKE_MIN] = {"jitter_shake_min", VQD_JITTER, "pixels of a 352-wide frame", 1.0, 1.25, 2.0,
+		"mean frame-to-frame change of the global displacement at or above which the picture shakes"},
+	[VQD_T_MOSAIC_MIN] = {"mosaic_min", VQD_MOSAIC, "fraction of block edges", 0.06, 0.10, 0.16,
+		"share of 8-pixel-grid block edges that are discontinuous, minus the same share off the grid, at or above which there is mosaic"},
+	[VQD_T_OCCLUSION_TEXTURE_MAX] = {"occlusion_texture_max", VQD_OCCLUSION, "luma levels", 2.5, 2.0, 1.5,
+		"mean absolute second difference of a 16x16 block below which the block is blank"},
+	[VQD_T_OCCLUSION_AREA_MIN] = {"occlusion_area_min", VQD_OCCLUSION, "fraction of frame", 0.25, 0.30, 0.40,
+		"size of the largest connected blank, uniform region at or above which the view is occluded"},
+	[VQD_T_OCCLUSION_UNIFORMITY_MAX] = {"occlusion_uniformity_max", VQD_OCCLUSION, "luma levels (std)", 14, 10, 7,
+		"spread of block mean luma inside the blank region above which it is a lit surface (sky, wall gradient) rather than an occluder"},
+	[VQD_T_SCENE_CORRELATION_MIN] = {"scene_correlation_min", VQD_SCENE_CHANGE, "correlation", 0.55, 0.45, 0.35,
+		"correlation of the edge maps of baseline and sample below which the scene changed"},
+};
+
+const char *
+vqd_check_name(vqd_check c)
+{
+	return (c >= 0 && c < VQD_NCHECKS) ? check_names[c] : NULL;
+}
+
+int
+vqd_check_from_name(const char *name)
+{
+	for (int i = 0; i < VQD_NCHECKS; i++)
+		if (strcmp(check_names[i], name) == 0)
+			return i;
+	return -1;
+}
+
+int
+vqd_profile_count(void)
+{
+	return (int) (sizeof(profile_names) / sizeof(profile_names[0]));
+}
+
+const char *
+vqd_profile_name(int i)
+{
+	return (i >= 0 && i < vqd_profile_count()) ? profile_names[i] : NULL;
+}
+
+int
+vqd_profile_load(const char *name, vqd_thresholds *th)
+{
+	int			p = -1;
+
+	for (int i = 0; i < vqd_profile_count(); i++)
+		if (strcasecmp(name, profile_names[i]) == 0)
+			p = i;
+	if (p < 0)
+		return -1;
+	for (int i = 0; i < VQD_NTHRESHOLDS; i++)
+		th->v[i] = p == 0 ? defs[i].strict : p == 1 ? defs[i].normal : defs[i].loose;
+	return 0;
+}
+
+int
+vqd_threshold_count(void)
+{
+	return VQD_NTHRESHOLDS;
+}
+
+const vqd_threshold_def *
+vqd_threshold_info(int i)
+{
+	return (i >= 0 && i < VQD_NTHRESHOLDS) ? &defs[i] : NULL;
+}
+
+int
+vqd_threshold_index(const char *name)
+{
+	for (int i = 0; i < VQD_NTHRESHOLDS; i++)
+		if (strcmp(defs[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+/* ranges an override must respect */
+int
+vqd_threshold_valid(int i, double v)
+{
+	if (!isfinite(v) || v < 0)
+		return 0;
+	switch (i)
+	{
+		case VQD_T_STREAM_MIN_FRAMES:
+			return v >= 1 && v <= VQD_MAX_FRAMES;
+		case VQD_T_SIGNAL_UNIFORM_MIN:
+		case VQD_T_BLACK_FRACTION_MIN:
+		case VQD_T_BLUR_MIN:
+		case VQD_T_FREEZE_CHANGED_MAX:
+		case VQD_T_FREEZE_FRACTION_MIN:
+		case VQD_T_MOSAIC_MIN:
+		case VQD_T_OCCLUSION_AREA_MIN:
+			return v <= 1;
+		case VQD_T_SCENE_CORRELATION_MIN:
+			return v <= 1;
+		case VQD_T_BLACK_LUMA_MAX:
+		case VQD_T_DARK_MEAN_MAX:
+		case VQD_T_BRIGHT_MEAN_MIN:
+			return v <= 255;
+		default:
+			return v <= 1e6;
+	}
+}
+
+int
+vqd_threshold_set(vqd_thresholds *th, const char *name, double value)
+{
+	int			i = vqd_threshold_index(name);
+
+	if (i < 0)
+		return -1;
+	if (!vqd_threshold_valid(i, value))
+		return -2;
+	th->v[i] = value;
+	return 0;
+}
