@@ -24,6 +24,16 @@ if [ "$what" = all ] || [ "$what" = regress ]; then
   cluster_stop "$dir"
 fi
 
+if [ "$what" = all ] || [ "$what" = fuzz ]; then
+  # the SIP/MANSCDP parsing path under libFuzzer with ASan/UBSan, briefly
+  if ! make -s -C "$VMS_ROOT/test/fuzz" run FUZZ_SECONDS="${VMS_FUZZ_SECONDS:-20}" > "$RUN_DIR/fuzz.log" 2>&1; then
+    status=1
+    tail -60 "$RUN_DIR/fuzz.log"
+  else
+    grep -E '^Done|stat::number_of_executed_units' "$RUN_DIR/fuzz.log"
+  fi
+fi
+
 if [ "$what" = all ] || [ "$what" = tap ]; then
   tapdir=$(make_run_dir tap)
   rm -rf "$tapdir/tmp_check"
