@@ -17,6 +17,8 @@
 
 #define MANSCDP_MAX_TEXT 4096
 
+static xmlParserCtxtPtr ctxt = NULL;
+
 static void
 quiet_errors(void *ctx, const char *msg,...)
 {
@@ -288,7 +290,16 @@ manscdp_parse(const char *body, size_t len, size_t limit, Manscdp *m)
 		return MANSCDP_DTD;
 	init_once();
 	m->encoding = manscdp_is_utf8(body, len) ? "UTF-8" : "GB18030";
-	doc = xmlReadMemory(body, (int) len, "manscdp.xml", m->encoding, options);
+	/* one parser context, reset for each body: its dictionary and buffers are reused */
+	if (ctxt == NULL)
+		ctxt = xmlNewParserCtxt();
+	if (ctxt == NULL)
+		return MANSCDP_TOO_LARGE;
+	/* UTF-8 needs no conversion at all, whatever the declaration claims */
+	if (strcmp(m->encoding, "UTF-8") == 0)
+		doc = xmlCtxtReadMemory(ctxt, body, (int) len, "manscdp.xml", NULL, options | XML_PARSE_IGNORE_ENC);
+	else
+		doc = xmlCtxtReadMemory(ctxt, body, (int) len, "manscdp.xml", m->encoding, options);
 	if (doc == NULL)
 		return MANSCDP_MALFORMED;
 	root = xmlDocGetRootElement(doc);
@@ -309,7 +320,14 @@ manscdp_parse(const char *body, size_t len, size_t limit, Manscdp *m)
 	if (num[0] && strlen(num) <= 9 && all_digits(num, strlen(num)))
 		m->sum_num = atol(num);
 
-	st = object_json(&m->json, root, 0, m, true);
+	/* a keepalive needs no JSON: it is the bulk of the traffic */
+	if (strcmp(m->root, "Notify") == 0 && strcmp(m->cmd_type, "Keepalive") == 0)
+	{
+		sbuf_puts(&m->json, "{}");
+		st = MANSCDP_OK;
+	}
+	else
+		st = object_json(&m->json, root, 0, m, true);
 	xmlFreeDoc(doc);
 	if (st == MANSCDP_OK && m->json.overflow)
 		st = MANSCDP_TOO_LARGE;

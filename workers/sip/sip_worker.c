@@ -796,10 +796,61 @@ close_conn(int i)
 	sbuf_free(&conns[i].in);
 }
 
+/*
+ * UDP answers to one batch of datagrams go out together with sendmmsg():
+ * one system call for the batch instead of one per answer.
+ */
+#define OUT_SLOT 2048
+static bool batching = false;
+static int	n_out = 0;
+static char *out_buf[MAX_BATCH];
+static struct mmsghdr out_msgs[MAX_BATCH];
+static struct iovec out_iov[MAX_BATCH];
+static struct sockaddr_storage out_addr[MAX_BATCH];
+
+static void
+flush_out(void)
+{
+	int			sent = 0;
+
+	while (sent < n_out)
+	{
+		int			n = sendmmsg(udp_fd, out_msgs + sent, n_out - sent, MSG_DONTWAIT);
+
+		if (n <= 0)
+		{
+			sip_log_limited(LOG_SEND, "UDP send of %d answers failed: %m", n_out - sent);
+			break;
+		}
+		sent += n;
+	}
+	n_out = 0;
+}
+
 void
 sip_send(const Peer *peer, const char *data, size_t len)
 {
 	ssize_t		n;
+
+	if (peer->transport == TRANSPORT_UDP && batching && len <= OUT_SLOT)
+	{
+		if (n_out == MAX_BATCH)
+			flush_out();
+		if (out_buf[n_out] == NULL)
+			out_buf[n_out] = MemoryContextAlloc(TopMemoryContext, OUT_SLOT);
+		memcpy(out_buf[n_out], data, len);
+		memcpy(&out_addr[n_out], &peer->addr, peer->addrlen);
+		out_iov[n_out].iov_base = out_buf[n_out];
+		out_iov[n_out].iov_len = len;
+		memset(&out_msgs[n_out], 0, sizeof(out_msgs[n_out]));
+		out_msgs[n_out].msg_hdr.msg_iov = &out_iov[n_out];
+		out_msgs[n_out].msg_hdr.msg_iovlen = 1;
+		out_msgs[n_out].msg_hdr.msg_name = &out_addr[n_out];
+		out_msgs[n_out].msg_hdr.msg_namelen = peer->addrlen;
+		n_out++;
+		sip_counters[C_OUT]++;
+		return;
+	}
 
 	if (peer->transport == TRANSPORT_TCP)
 	{
@@ -879,8 +930,11 @@ read_udp(void)
 				continue;
 			}
 			buf[i][msgs[i].msg_len] = '\0';
+			batching = true;
 			sip_handle(buf[i], msgs[i].msg_len, &peer);
+			batching = false;
 		}
+		flush_out();
 		if (n < MAX_BATCH)
 			return;
 	}
@@ -1109,7 +1163,8 @@ vms_sip_main(Datum arg)
 	TimestampTz next_tick = 0,
 				next_flush = 0,
 				next_claim = 0,
-				next_reload = 0;
+				next_reload = 0,
+				next_publish = 0;
 	bool		ready = false;
 
 	pqsignal(SIGTERM, die);
@@ -1218,7 +1273,11 @@ vms_sip_main(Datum arg)
 				flush();
 				next_flush = TimestampTzPlusMilliseconds(sip_now, vms_sip_flush_interval);
 			}
-			publish_counters();
+			if (sip_now >= next_publish)
+			{
+				publish_counters();
+				next_publish = TimestampTzPlusMilliseconds(sip_now, 100);
+			}
 			MemoryContextSwitchTo(old);
 		}
 		PG_CATCH();
@@ -1230,6 +1289,8 @@ vms_sip_main(Datum arg)
 			FlushErrorState();
 			AbortOutOfAnyTransaction();
 			MemoryContextSwitchTo(loop_cxt);
+			batching = false;
+			n_out = 0;
 			vms_worker_error(slot, "%s", e->message);
 			sip_log_limited(LOG_OTHER, "%s", e->message);
 			next_flush = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
