@@ -34,3 +34,17 @@ SELECT upstream, state, registered_at IS NOT NULL AS registered, clock_offset_ms
   FROM vms.viid_session_status;
 SELECT kind, state, count(*) FROM vms.viid_outbox GROUP BY 1, 2 ORDER BY 1, 2;
 SELECT name, backend_type, state, restarts, counters FROM vms.worker_status;
+\echo
+\echo '== GB/T 28181 access: the SIP worker and 200 simulated NVRs =='
+SELECT count(*) FILTER (WHERE online) AS devices_online, count(*) AS devices,
+       min(registered_at) AS first_registered, max(last_keepalive_at) AS last_keepalive
+  FROM vms.sip_device_status WHERE code::text LIKE '110105000011800%';
+\echo '-- catalog queries (paged answers upserted into the ledger raw layer)'
+SELECT kind, state, count(*) AS requests, sum((result ->> 'channels')::int) AS channels_reported
+  FROM vms.sip_request GROUP BY 1, 2 ORDER BY 1, 2;
+SELECT count(*) AS sip_channels, count(*) FILTER (WHERE online) AS online
+  FROM vms.channel WHERE device_code::text LIKE '110105000011800%';
+\echo '-- session transitions recorded'
+SELECT event, cause, count(*) FROM vms.device_event GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 6;
+\echo '-- workers'
+SELECT name, backend_type, state, counters FROM vms.worker_status ORDER BY name;

@@ -11,8 +11,10 @@ db=vms_demo
 case "${1:-start}" in
   stop)
     cluster_stop "$dir"
-    if [ -f "$dir/receiver.pid" ]; then kill "$(cat "$dir/receiver.pid")" 2>/dev/null || true; rm -f "$dir/receiver.pid"; fi
-    echo "demo cluster and receiver stopped"
+    for p in receiver gbsim; do
+      if [ -f "$dir/$p.pid" ]; then kill "$(cat "$dir/$p.pid")" 2>/dev/null || true; rm -f "$dir/$p.pid"; fi
+    done
+    echo "demo cluster, receiver and simulated devices stopped"
     ;;
   start)
     # the view library of the governance chain, played by the test receiver
@@ -37,6 +39,28 @@ case "${1:-start}" in
     echo "pushing vehicle-violation captures to the view library at http://127.0.0.1:$rport ..."
     cluster_psql "$dir" "$port" "$db" -c "SET client_min_messages = warning" -c "SET vms_demo.receiver = 'http://127.0.0.1:$rport'" \
       -f "$VMS_ROOT/test/demo/demo_viid.sql" >/dev/null
+    echo "200 simulated GB/T 28181 NVRs (test/sim/gbsim) register with the SIP worker on udp/tcp 127.0.0.1:$((port + 2)) ..."
+    sport=$((port + 2))
+    cluster_psql "$dir" "$port" "$db" -c "ALTER SYSTEM SET vms.sip_id = '11010500002000000001'" \
+      -c "ALTER SYSTEM SET vms.sip_listen = '127.0.0.1'" -c "ALTER SYSTEM SET vms.sip_port = $sport" \
+      -c "ALTER SYSTEM SET vms.sip_keepalive_interval = 10" -c "SELECT pg_reload_conf()" >/dev/null
+    cluster_psql "$dir" "$port" "$db" -c "SET client_min_messages = warning" -f "$VMS_ROOT/test/demo/demo_sip.sql" >/dev/null
+    if [ -f "$dir/gbsim.pid" ]; then kill "$(cat "$dir/gbsim.pid")" 2>/dev/null || true; fi
+    # bounded: the simulated devices stop after an hour (make stop ends them sooner)
+    nohup "$VMS_ROOT/test/sim/gbsim" --server "127.0.0.1:$sport" --server-id 11010500002000000001 --domain 1101050000 \
+      --devices 200 --first-code 11010500001180000001 --password demo-pw --keepalive 10 --channels 4 --page-size 2 \
+      --alarm-every 300 --duration 3600 > "$dir/gbsim.out" 2>&1 &
+    echo $! > "$dir/gbsim.pid"
+    for _ in $(seq 150); do
+      [ "$(cluster_psql "$dir" "$port" "$db" -tAc "SELECT count(*) FROM vms.device WHERE online AND code::text LIKE '110105000011800%'")" = 200 ] && break
+      sleep 0.2
+    done
+    cluster_psql "$dir" "$port" "$db" -tA -c "SELECT count(vms.sip_query_catalog(code)) FROM vms.device WHERE online AND code::text LIKE '110105000011800%'" >/dev/null
+    cluster_psql "$dir" "$port" "$db" -tA -c "SELECT vms.sip_subscribe('11010500001180000001', 'Catalog', 3600)" >/dev/null
+    for _ in $(seq 150); do
+      [ "$(cluster_psql "$dir" "$port" "$db" -tAc "SELECT count(*) FROM vms.sip_request WHERE state IN ('queued', 'sent', 'receiving')")" = 0 ] && break
+      sleep 0.2
+    done
     cluster_psql "$dir" "$port" "$db" -f "$VMS_ROOT/test/demo/summary.sql"
     echo
     echo "cluster running: psql -h $dir -p $port -U postgres $db    (stop it with: make stop)"
