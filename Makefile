@@ -25,7 +25,11 @@ OBJS = \
 	workers/sip/sip_settings.o \
 	workers/sip/sip_handlers.o \
 	workers/sip/sip_requests.o \
-	workers/sip/sip_worker.o
+	workers/sip/sip_worker.o \
+	extension/inspect/vqd_sample.o \
+	extension/inspect/vqd_checks.o \
+	extension/inspect/vqd_profile.o \
+	workers/inspect/inspector.o
 
 # install script: the SQL sources concatenated in file-name order
 SQL_SOURCES = $(sort $(wildcard extension/sql/*.sql))
@@ -34,8 +38,8 @@ DATA_built  = vms--$(EXTVERSION).sql
 REGRESS = gbcode gbcode_index coord ledger history import alarm governance search cones_tiles policy viid sip
 
 PG_CONFIG ?= pg_config
-PG_CPPFLAGS = -I$(srcdir)/extension -I/usr/include/libxml2
-SHLIB_LINK = -lcrypto -lcurl -losipparser2 -lxml2
+PG_CPPFLAGS = -I$(srcdir)/extension -I/usr/include/libxml2 -I$(srcdir)/extension/inspect
+SHLIB_LINK = -lcrypto -lcurl -losipparser2 -lxml2 -lavformat -lavcodec -lavutil -lswscale
 EXTRA_CLEAN = vms--$(EXTVERSION).sql
 
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
@@ -48,7 +52,7 @@ include $(PGXS)
 endif
 
 # PGXS does not track headers: rebuild every object when a header changes
-$(OBJS): $(wildcard extension/*.h workers/*.h workers/sip/*.h)
+$(OBJS): $(wildcard extension/*.h workers/*.h workers/sip/*.h extension/inspect/*.h workers/inspect/*.h)
 
 vms--$(EXTVERSION).sql: $(SQL_SOURCES)
 	cat $^ > $@

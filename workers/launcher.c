@@ -22,6 +22,7 @@
 
 #include "worker_registry.h"
 #include "sip/sip_settings.h"
+#include "inspect/inspector.h"
 
 PGDLLEXPORT void vms_launcher_main(Datum arg);
 
@@ -35,6 +36,7 @@ typedef struct WorkerKind
 	const char *bgw_type;
 	const char *counters[VMS_COUNTERS];
 	bool	   *enabled;
+	int		   *instances;		/* NULL: one worker named as the kind; else "kind 1".."kind N" */
 } WorkerKind;
 
 static const WorkerKind kinds[] = {
@@ -44,7 +46,20 @@ static const WorkerKind kinds[] = {
 	{"sip", "vms_sip_main", "vms sip",
 	 {"messages_in", "messages_out", "registrations", "keepalives", "auth_failures", "parse_errors", "devices_online", "catalog_items"},
 	 &vms_sip_enabled},
+	{"inspector", "vms_inspector_main", "vms inspector",
+	 {"rounds_started", "tasks", "stream_ok", "stream_failed", "abnormal", "snapshots", "errors", "sample_ms"},
+	 &vms_inspect_enabled, &vms_inspector_workers},
 };
+
+/* a slot belongs to a kind: its name is the kind's, or the kind's and a number */
+static bool
+slot_of_kind(const VmsWorkerSlot *slot, const WorkerKind *kind)
+{
+	size_t		n = strlen(kind->name);
+
+	return slot->in_use && strncmp(slot->name, kind->name, n) == 0 &&
+		(slot->name[n] == '\0' || (kind->instances && slot->name[n] == ' '));
+}
 
 static BackgroundWorkerHandle *handles[VMS_MAX_WORKERS];
 /* a worker that dies soon after starting (e.g. vms.database does not exist
@@ -59,28 +74,38 @@ define_slots(void)
 	LWLockAcquire(vms_shared->lock, LW_EXCLUSIVE);
 	for (int k = 0; k < (int) lengthof(kinds); k++)
 	{
-		VmsWorkerSlot *free_slot = NULL;
-		bool		exists = false;
+		int			count = kinds[k].instances ? *kinds[k].instances : 1;
 
-		for (int i = 0; i < VMS_MAX_WORKERS; i++)
+		for (int n = 1; n <= count; n++)
 		{
-			if (vms_shared->slots[i].in_use && strcmp(vms_shared->slots[i].name, kinds[k].name) == 0)
-				exists = true;
-			else if (!vms_shared->slots[i].in_use && free_slot == NULL)
-				free_slot = &vms_shared->slots[i];
+			VmsWorkerSlot *free_slot = NULL;
+			bool		exists = false;
+			char		name[VMS_WORKER_NAME];
+
+			if (kinds[k].instances)
+				snprintf(name, sizeof(name), "%s %d", kinds[k].name, n);
+			else
+				strlcpy(name, kinds[k].name, sizeof(name));
+			for (int i = 0; i < VMS_MAX_WORKERS; i++)
+			{
+				if (vms_shared->slots[i].in_use && strcmp(vms_shared->slots[i].name, name) == 0)
+					exists = true;
+				else if (!vms_shared->slots[i].in_use && free_slot == NULL)
+					free_slot = &vms_shared->slots[i];
+			}
+			if (exists || free_slot == NULL)
+				continue;
+			memset(free_slot, 0, sizeof(*free_slot));
+			free_slot->in_use = true;
+			free_slot->wanted = *kinds[k].enabled;
+			strlcpy(free_slot->name, name, VMS_WORKER_NAME);
+			strlcpy(free_slot->entry, kinds[k].entry, sizeof(free_slot->entry));
+			strlcpy(free_slot->bgw_type, kinds[k].bgw_type, BGW_MAXLEN);
+			strlcpy(free_slot->state, "starting", sizeof(free_slot->state));
+			for (int c = 0; c < VMS_COUNTERS; c++)
+				if (kinds[k].counters[c])
+					strlcpy(free_slot->counter_names[c], kinds[k].counters[c], 24);
 		}
-		if (exists || free_slot == NULL)
-			continue;
-		memset(free_slot, 0, sizeof(*free_slot));
-		free_slot->in_use = true;
-		free_slot->wanted = *kinds[k].enabled;
-		strlcpy(free_slot->name, kinds[k].name, VMS_WORKER_NAME);
-		strlcpy(free_slot->entry, kinds[k].entry, sizeof(free_slot->entry));
-		strlcpy(free_slot->bgw_type, kinds[k].bgw_type, BGW_MAXLEN);
-		strlcpy(free_slot->state, "starting", sizeof(free_slot->state));
-		for (int c = 0; c < VMS_COUNTERS; c++)
-			if (kinds[k].counters[c])
-				strlcpy(free_slot->counter_names[c], kinds[k].counters[c], 24);
 	}
 	LWLockRelease(vms_shared->lock);
 }
@@ -98,7 +123,7 @@ apply_enabled_settings(void)
 		{
 			LWLockAcquire(vms_shared->lock, LW_EXCLUSIVE);
 			for (int i = 0; i < VMS_MAX_WORKERS; i++)
-				if (vms_shared->slots[i].in_use && strcmp(vms_shared->slots[i].name, kinds[k].name) == 0)
+				if (slot_of_kind(&vms_shared->slots[i], &kinds[k]))
 					vms_shared->slots[i].wanted = *kinds[k].enabled;
 			LWLockRelease(vms_shared->lock);
 		}
@@ -230,6 +255,13 @@ vms_register_launcher(void)
 							 "Turning it off and reloading stops the worker; on starts it.",
 							 &vms_viid_enabled, true, PGC_SIGHUP, 0, NULL, NULL, NULL);
 
+	DefineCustomBoolVariable("vms.inspect_enabled",
+							 "Run the inspector workers.",
+							 "Turning it off and reloading stops them; on starts them.",
+							 &vms_inspect_enabled, true, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("vms.inspector_workers",
+							"Number of inspector workers (each samples one stream at a time).",
+							NULL, &vms_inspector_workers, 2, 0, 8, PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	vms_registry_request();
 
 	memset(&w, 0, sizeof(w));

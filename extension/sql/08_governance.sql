@@ -315,8 +315,8 @@ COMMENT ON VIEW vms.governance_worklist IS 'work list per management unit and ru
 -- 合格率 pass_rate: share of channels with no live task (ignored excluded);
 -- 规范率 naming_rate: share without a live naming_pattern task;
 -- 标注率 tag_rate: share with at least one tag;
--- 出图率 image_rate: share whose latest inspection returned a usable picture
---   (filled once inspection results exist; NULL until then).
+-- 出图率 image_rate: share of the inspected channels whose latest inspection
+--   returned a usable picture (NULL where nothing was inspected).
 -- SQL expression over alias c: the fields (columns of vms.channel) a channel lacks.
 CREATE FUNCTION vms._missing_fields_expr(fields text[]) RETURNS text
     LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
@@ -361,11 +361,13 @@ BEGIN
                               AND t.state IN ('open', 'assigned', 'fixed')) AS passes,
                NOT EXISTS (SELECT 1 FROM vms.governance_task t WHERE t.channel_code = c.code
                               AND t.rule_code = 'naming_pattern' AND t.state IN ('open', 'assigned', 'fixed')) AS named_ok,
-               EXISTS (SELECT 1 FROM vms.channel_tag ct WHERE ct.channel_code = c.code) AS tagged
+               EXISTS (SELECT 1 FROM vms.channel_tag ct WHERE ct.channel_code = c.code) AS tagged,
+               (SELECT q.image_ok FROM vms.quality_result q WHERE q.channel_code = c.code
+                 ORDER BY q.at DESC, q.id DESC LIMIT 1) AS image_ok
           FROM vms.channel c)
     SELECT p.k, CASE WHEN $1 IS NULL THEN u.name ELSE g.name END, count(*),
            round(avg(p.filled), 4), round(avg(p.passes::int), 4), round(avg(p.named_ok::int), 4),
-           round(avg(p.tagged::int), 4), NULL::numeric
+           round(avg(p.tagged::int), 4), round(avg(p.image_ok::int), 4)
       FROM per_channel p
       LEFT JOIN vms.org_unit u ON $1 IS NULL AND u.id::text = p.k
       LEFT JOIN vms.region g ON $1 IS NOT NULL AND g.civil_code = p.k
@@ -379,7 +381,7 @@ CREATE FUNCTION vms.governance_metrics_by_unit()
                    naming_rate numeric, tag_rate numeric, image_rate numeric)
     LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$ SELECT * FROM vms._governance_metrics('unit') $$;
 COMMENT ON FUNCTION vms.governance_metrics_by_unit() IS
-    'per management unit: 填报率 fill_rate, 合格率 pass_rate, 规范率 naming_rate, 标注率 tag_rate, 出图率 image_rate (NULL until inspection)';
+    'per management unit: 填报率 fill_rate, 合格率 pass_rate, 规范率 naming_rate, 标注率 tag_rate, 出图率 image_rate (of inspected channels; NULL if none)';
 
 CREATE FUNCTION vms.governance_metrics_by_region(digits integer DEFAULT 8)
     RETURNS TABLE (civil_code text, region text, channels bigint, fill_rate numeric, pass_rate numeric,

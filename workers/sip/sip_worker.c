@@ -266,6 +266,12 @@ load_row(HeapTuple t, TupleDesc d)
 
 static TimestampTz cred_seen_at;	/* newest credential change loaded */
 
+#define MAX_UNKNOWN 50000		/* codes not in the ledger kept in memory */
+#define MAX_LOOKUPS_PER_S 200	/* ledger lookups of codes not in memory */
+static int	n_unknown = 0;
+static int	lookups = 0;
+static TimestampTz lookup_window = 0;
+
 static void
 load_devices(bool all)
 {
@@ -310,6 +316,19 @@ sip_device(const char *code, bool lookup_db)
 		return d;
 	if (!lookup_db)
 		return d;
+	/* a flood of made-up codes must cost neither unbounded memory nor a query each */
+	if (d == NULL && n_unknown >= MAX_UNKNOWN)
+	{
+		sip_log_limited(LOG_DOMAIN, "more than %d unknown device codes seen; %s refused without lookup", MAX_UNKNOWN, code);
+		return NULL;
+	}
+	if (sip_now >= TimestampTzPlusMilliseconds(lookup_window, 1000))
+	{
+		lookup_window = sip_now;
+		lookups = 0;
+	}
+	if (++lookups > MAX_LOOKUPS_PER_S)
+		return d;
 	{
 		Oid			types[2] = {TIMESTAMPTZOID, TEXTOID};
 		Datum		values[2];
@@ -326,7 +345,11 @@ sip_device(const char *code, bool lookup_db)
 	if (!found)
 		memset(((char *) d) + sizeof(d->code), 0, sizeof(Dev) - sizeof(d->code));
 	if (!d->in_ledger)
+	{
+		if (!found)
+			n_unknown++;
 		d->negative_until = TimestampTzPlusMilliseconds(sip_now, 10000);
+	}
 	return d;
 }
 
@@ -543,14 +566,16 @@ apply_ops(bool adds)
 static void
 flush(void)
 {
-	SBuf		batch;
+	static SBuf batch;
 	int			n = n_dirty;
 	Oid			jtype[1] = {TEXTOID};
 	Datum		jval[1];
 
 	if (n_dirty == 0 && events.len == 0 && flips.len == 0 && n_req_updates == 0 && n_ops == 0)
 		return;
-	sbuf_init(&batch, (size_t) 1 << 30);
+	if (batch.data == NULL)
+		sbuf_init(&batch, (size_t) 1 << 30);
+	sbuf_reset(&batch);
 	sbuf_puts(&batch, "{\"s\":[");
 	for (int i = 0; i < n; i++)
 	{
@@ -592,7 +617,6 @@ flush(void)
 			elog(ERROR, "vms sip: could not record a request");
 	}
 	end_tx();
-	sbuf_free(&batch);
 
 	/* written: forget it (a failure above leaves everything queued for the next try) */
 	for (int i = 0; i < n; i++)
