@@ -29,6 +29,7 @@ OBJS = \
 	extension/inspect/vqd_sample.o \
 	extension/inspect/vqd_checks.o \
 	extension/inspect/vqd_profile.o \
+	extension/inspect/diagnose_fn.o \
 	workers/inspect/inspector.o
 
 # install script: the SQL sources concatenated in file-name order
