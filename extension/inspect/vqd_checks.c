@@ -24,6 +24,14 @@
 
 static int	debug_on = -1;
 
+#if defined(__GNUC__)
+#define VQD_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define VQD_PRINTF(f, a)
+#endif
+static void dbg(const char *fmt,...) VQD_PRINTF(1, 2);
+static void set(vqd_report *rep, vqd_check c, double metric, int abnormal, const char *fmt,...) VQD_PRINTF(5, 6);
+
 static void
 dbg(const char *fmt,...)
 {
@@ -1189,9 +1197,9 @@ vqd_analyse(const vqd_sample *s, const vqd_thresholds *th, vqd_report *rep)
 		if (n > 0)
 		{
 			double		m = median_of(sg, n);
+			int			ab = m >= T[VQD_T_NOISE_SIGMA_MIN];
 
 			noise = m;
-			int			ab = m >= T[VQD_T_NOISE_SIGMA_MIN];
 
 			set(rep, VQD_NOISE, m, ab, ab ? "noisy: sigma %.1f" : "noise sigma %.1f", m);
 		}

@@ -1,35 +1,50 @@
 #!/usr/bin/env bash
-# Video quality diagnosis: accuracy on the labelled corpus and throughput.
-# Called by test/scripts/bench.sh with DIR PORT; for now it drives the
-# standalone CLI (test/inspect/vqd_cli), not the SQL function, so it needs
-# no cluster and can run alone:  bash test/bench/70_inspect.bench.sh /tmp/somedir
+# Video quality diagnosis: accuracy on the labelled corpus and throughput,
+# both through the SQL function vms.diagnose() on the bench cluster.
+# Called by test/scripts/bench.sh as:  bash 70_inspect.bench.sh DIR PORT
+# (DIR is the cluster's socket folder, database `bench`, vms installed).
 #
 # Accuracy: every clip of test/corpus/make_clips.sh is diagnosed with the
-# normal profile; per check, precision and recall against the manifest's
-# expected_abnormal_checks (tolerated_checks are not scored for that clip);
-# false alarms = abnormal verdicts on clean clips / all verdicts on clean clips
-# (and, stricter, clean clips with any alarm / clean clips).
+# normal profile (two sessions at a time; the baseline JPEG of the
+# scene-change clips is passed as hex); per check, precision and recall
+# against the manifest's expected_abnormal_checks (tolerated_checks are not
+# scored for that clip); false alarms = abnormal verdicts on clean clips /
+# all verdicts on clean clips (and, stricter, clean clips with any alarm /
+# clean clips).
 # Throughput: 1080p 2 s clips (H.264, H.265), VMS_BENCH_INSPECT_RUNS runs
-# each, alternating vqd_cli (50 frames / 2 s sample, threads=1 by design)
-# with `ffmpeg -threads 1 -i clip -f null -` (decode only, same clip, same
-# run).  Times are CPU seconds (user+sys) of each process, medians; the
-# diagnoses per hour per core are 3600 / vqd CPU seconds per sample.
+# each, alternating vms.diagnose() (50 frames / 2 s sample, threads=1 by
+# design) with `ffmpeg -threads 1 -i clip -f null -` (decode only, same
+# clip, same run).  Times are CPU seconds (user+sys): of the server backend
+# for the diagnosis (from /proc/PID/stat around the call, in one session),
+# of the process for ffmpeg; medians.  The diagnoses per hour per core are
+# 3600 / diagnosis CPU seconds per sample.
 set -euo pipefail
-dir=${1:?usage: 70_inspect.bench.sh DIR [PORT]}
+dir=${1:?usage: 70_inspect.bench.sh DIR PORT}
+port=${2:?usage: 70_inspect.bench.sh DIR PORT}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+. "$ROOT/test/scripts/lib.sh"
 CORPUS=${VMS_CORPUS_DIR:-$dir/corpus}
 RUNS=${VMS_BENCH_INSPECT_RUNS:-7}
-CLI=$ROOT/test/inspect/vqd_cli
 mkdir -p "$dir"
 
-make -s -C "$ROOT/test/inspect" vqd_cli >&2
 bash "$ROOT/test/corpus/make_clips.sh" "$CORPUS" >&2
 MAN=$CORPUS/manifest.tsv
 RES=$dir/inspect_results.tsv
+# the server reads the clips: they must be reachable by its user
+[ "$(id -u)" = 0 ] && chown -R "$PG_OS_USER" "$CORPUS"
+sql() { as_pg psql -X -q -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U postgres -d bench -tA "$@"; }
+export -f sql as_pg
+export dir port PG_BINDIR PG_OS_USER CORPUS
 
 # ---- accuracy ----
-tail -n +2 "$MAN" | cut -f1,7 | tr '\t' ' ' |
-  xargs -P 2 -L 1 sh -c 'b=""; [ "$1" != - ] && b="--baseline '"$CORPUS"'/$1"; '"$CLI"' $b "'"$CORPUS"'/$0" | sed "s|^|$0	|"' > "$RES"
+# one clip: file, check, metric, abnormal (t/f/empty), detail, tab-separated
+diag_clip() {
+  local f=$1 b=$2 opts="'{}'::jsonb"
+  [ "$b" != - ] && opts="jsonb_build_object('baseline', encode(pg_read_binary_file('$CORPUS/$b'), 'hex'))"
+  sql -F $'\t' -c "SELECT '$f', check_name, round(metric::numeric, 4), abnormal, detail FROM vms.diagnose('$CORPUS/$f', $opts)"
+}
+export -f diag_clip
+tail -n +2 "$MAN" | cut -f1,7 | tr '\t' ' ' | xargs -P 2 -L 1 bash -c 'diag_clip "$0" "$1"' > "$RES"
 
 awk -F'\t' -v OFS='\t' '
   FNR == NR { if (FNR > 1) { ex[$1] = "," $5 ","; tol[$1] = "," $6 ","; cond[$1] = $3 } next }
@@ -71,6 +86,12 @@ cpu() {  # CPU seconds (user+sys) of one command
   /usr/bin/time -f '%U %S' -o "$dir/time.out" "$@" > /dev/null 2>&1 || true
   awk '{ printf "%.4f\n", $1 + $2 }' "$dir/time.out"
 }
+TCK=$(getconf CLK_TCK)
+cpu_sql() {  # CPU seconds (user+sys) of the server backend for one vms.diagnose()
+  local st="SELECT (split_part(s, ' ', 14)::bigint + split_part(s, ' ', 15)::bigint) FROM pg_read_file('/proc/' || pg_backend_pid() || '/stat') s"
+  sql -c "$st" -c "SELECT count(*) FROM vms.diagnose('$1', '{\"frames\": 50, \"seconds\": 2}')" -c "$st" |
+    awk -v tck="$TCK" 'NR == 1 { a = $1 } NR == 3 { printf "%.4f\n", ($1 - a) / tck }'
+}
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 for codec in h264 h265; do
   clip=$CORPUS/throughput_1080p_$codec.mp4
@@ -80,7 +101,7 @@ for codec in h264 h265; do
   fi
   : > "$dir/vqd.t"; : > "$dir/ff.t"
   for _ in $(seq "$RUNS"); do
-    cpu "$CLI" --frames 50 --seconds 2 "$clip" >> "$dir/vqd.t"
+    cpu_sql "$clip" >> "$dir/vqd.t"
     cpu ffmpeg -hide_banner -nostdin -loglevel error -threads 1 -i "$clip" -f null - >> "$dir/ff.t"
   done
   v=$(median < "$dir/vqd.t"); b=$(median < "$dir/ff.t")

@@ -34,6 +34,22 @@ if [ "$what" = all ] || [ "$what" = fuzz ]; then
   fi
 fi
 
+if [ "$what" = all ] || [ "$what" = inspect ]; then
+  # video quality diagnosis: the CLI over the labelled corpus (built once in
+  # .run/corpus, kept between runs) and over RTSP (stall, refuse)
+  make_run_dir inspect >/dev/null
+  mkdir -p "$RUN_DIR/corpus"; ln -sfn ../corpus "$RUN_DIR/inspect/corpus"
+  if ! { make -s -C "$VMS_ROOT/test/inspect" &&
+         bash "$VMS_ROOT/test/corpus/make_clips.sh" "$RUN_DIR/corpus" &&
+         VMS_RTSP_PORT=${VMS_RTSP_PORT:-18554} bash "$VMS_ROOT/test/inspect/run_checks.sh" "$RUN_DIR/inspect"; } \
+       > "$RUN_DIR/inspect.log" 2>&1; then
+    status=1
+    grep -E 'FAIL|rror' "$RUN_DIR/inspect.log" | head -60; tail -20 "$RUN_DIR/inspect.log"
+  else
+    grep -E '^(ok|known gap|now passing|inspect checks)' "$RUN_DIR/inspect.log"
+  fi
+fi
+
 if [ "$what" = all ] || [ "$what" = tap ]; then
   tapdir=$(make_run_dir tap)
   rm -rf "$tapdir/tmp_check"
