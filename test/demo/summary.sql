@@ -48,3 +48,12 @@ SELECT count(*) AS sip_channels, count(*) FILTER (WHERE online) AS online
 SELECT event, cause, count(*) FROM vms.device_event GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 6;
 \echo '-- workers'
 SELECT name, backend_type, state, counters FROM vms.worker_status ORDER BY name;
+\echo
+\echo '== inspection (巡检): the latest round over the RTSP test cameras =='
+SELECT plan, channels, done, stream_success_rate AS "取流成功率", image_rate AS "出图率", abnormal
+  FROM vms.inspection_run_rates ORDER BY run_id DESC LIMIT 1;
+SELECT channel, stream_ok, image_ok, array_to_string(abnormal, ',') AS abnormal,
+       left(checks -> 'stream' ->> 'detail', 60) AS stream
+  FROM vms.inspection_log ORDER BY id DESC LIMIT 8;
+\echo '-- open alarms by source and fault'
+SELECT source, fault_type, level, count(*) FROM vms.alarm WHERE state = 'open' GROUP BY 1, 2, 3 ORDER BY 1, 2;

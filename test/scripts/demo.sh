@@ -11,7 +11,7 @@ db=vms_demo
 case "${1:-start}" in
   stop)
     cluster_stop "$dir"
-    for p in receiver gbsim; do
+    for p in receiver gbsim rtsp; do
       if [ -f "$dir/$p.pid" ]; then kill "$(cat "$dir/$p.pid")" 2>/dev/null || true; rm -f "$dir/$p.pid"; fi
     done
     echo "demo cluster, receiver and simulated devices stopped"
@@ -59,6 +59,27 @@ case "${1:-start}" in
     cluster_psql "$dir" "$port" "$db" -tA -c "SELECT vms.sip_subscribe('11010500001180000001', 'Catalog', 3600)" >/dev/null
     for _ in $(seq 150); do
       [ "$(cluster_psql "$dir" "$port" "$db" -tAc "SELECT count(*) FROM vms.sip_request WHERE state IN ('queued', 'sent', 'receiving')")" = 0 ] && break
+      sleep 0.2
+    done
+    echo "inspection: RTSP test cameras on 127.0.0.1:$((port + 3)) (GStreamer), one round of a plan over 8 channels ..."
+    rtsp_port=$((port + 3))
+    mkdir -p "$dir/clips"
+    for c in "street:testsrc2=size=640x360:rate=25:" "black:color=black:size=640x360:rate=25:" \
+             "turned:testsrc2=size=640x360:rate=25:crop=480:270:x=150:y=80,scale=640:360"; do
+      name=${c%%:*}; rest=${c#*:}; src=${rest%%:crop*}; src=${src%:}
+      vf=$(echo "$rest" | grep -o 'crop.*' || true)
+      [ -s "$dir/clips/$name.mp4" ] || ffmpeg -loglevel error -y -f lavfi -i "$src" -t 4 ${vf:+-vf "$vf"} \
+        -c:v libx264 -preset veryfast -pix_fmt yuv420p -g 25 "$dir/clips/$name.mp4"
+    done
+    if [ -f "$dir/rtsp.pid" ]; then kill "$(cat "$dir/rtsp.pid")" 2>/dev/null || true; fi
+    nohup /usr/bin/python3 "$VMS_ROOT/test/peers/rtsp_server.py" --dir "$dir/clips" --port "$rtsp_port" \
+      > "$dir/rtsp.out" 2>&1 &
+    echo $! > "$dir/rtsp.pid"
+    for _ in $(seq 100); do grep -q ready "$dir/rtsp.out" && break; sleep 0.2; done
+    cluster_psql "$dir" "$port" "$db" -c "SET client_min_messages = warning" -v cam="rtsp://127.0.0.1:$rtsp_port" \
+      -f "$VMS_ROOT/test/demo/demo_inspect.sql" >/dev/null
+    for _ in $(seq 150); do
+      [ "$(cluster_psql "$dir" "$port" "$db" -tAc "SELECT count(*) FROM vms.inspection_run WHERE finished_at IS NOT NULL")" -ge 1 ] && break
       sleep 0.2
     done
     cluster_psql "$dir" "$port" "$db" -f "$VMS_ROOT/test/demo/summary.sql"
