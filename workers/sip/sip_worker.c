@@ -1114,10 +1114,11 @@ claim_requests(void)
 	if (SPI_execute("SELECT id, device_code, kind, params::text FROM vms._sip_claim_requests(100)", false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "vms sip: could not claim requests");
 	n = (int) SPI_processed;
-	ids = palloc(sizeof(int64) * (n + 1));
-	devs = palloc(sizeof(char *) * (n + 1));
-	kinds = palloc(sizeof(char *) * (n + 1));
-	params = palloc(sizeof(char *) * (n + 1));
+	/* in the caller's context: SPI's own is gone after end_tx() */
+	ids = MemoryContextAlloc(tx_caller_cxt, sizeof(int64) * (n + 1));
+	devs = MemoryContextAlloc(tx_caller_cxt, sizeof(char *) * (n + 1));
+	kinds = MemoryContextAlloc(tx_caller_cxt, sizeof(char *) * (n + 1));
+	params = MemoryContextAlloc(tx_caller_cxt, sizeof(char *) * (n + 1));
 	for (int i = 0; i < n; i++)
 	{
 		HeapTuple	t = SPI_tuptable->vals[i];
