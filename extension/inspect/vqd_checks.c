@@ -1273,8 +1273,9 @@ vqd_analyse(const vqd_sample *s, const vqd_thresholds *th, vqd_report *rep)
 	/* freeze */
 	if (s->nframes >= 3)
 	{
-		int			bw = s->gw / 8,
-					bh = s->gh / 8,
+		/* 8x8 blocks tiling the whole frame (the last row/column overlaps: motion at the edge counts too) */
+		int			bw = (s->gw + 7) / 8,
+					bh = (s->gh + 7) / 8,
 					pairs = 0,
 					still = 0;
 
@@ -1285,12 +1286,14 @@ vqd_analyse(const vqd_sample *s, const vqd_thresholds *th, vqd_report *rep)
 			for (int by = 0; by < bh; by++)
 				for (int bx = 0; bx < bw; bx++)
 				{
-					int			acc = 0;
+					int			acc = 0,
+								y0 = by * 8 + 8 <= s->gh ? by * 8 : s->gh - 8,
+								x0 = bx * 8 + 8 <= s->gw ? bx * 8 : s->gw - 8;
 
-					for (int y = by * 8; y < by * 8 + 8; y++)
+					for (int y = y0; y < y0 + 8; y++)
 					{
-						const uint8_t *a = s->y[i] + (size_t) y * s->gw + bx * 8,
-								   *b = s->y[i - 1] + (size_t) y * s->gw + bx * 8;
+						const uint8_t *a = s->y[i] + (size_t) y * s->gw + x0,
+								   *b = s->y[i - 1] + (size_t) y * s->gw + x0;
 
 						for (int x = 0; x < 8; x++)
 							acc += abs(a[x] - b[x]);
@@ -1370,8 +1373,14 @@ vqd_analyse(const vqd_sample *s, const vqd_thresholds *th, vqd_report *rep)
 					rest,
 					rl;
 		double		area = occlusion_area(tmean, s->gw, s->gh, th, &uni, &rest, &rl);
-		/* the rest of the view must still show a textured scene */
-		int			ab = area >= T[VQD_T_OCCLUSION_AREA_MIN] && area <= 0.85 && rest >= 0.5;
+		/*
+		 * the rest of the view must still show a textured scene; a region of
+		 * one flat tone (uniform to a quarter of the limit: a solid occluder,
+		 * not several flat areas merged) needs only a quarter of it textured
+		 * (a chart's flat bars are not texture)
+		 */
+		int			ab = area >= T[VQD_T_OCCLUSION_AREA_MIN] && area <= 0.85 &&
+			(rest >= 0.5 || (uni <= 0.25 * T[VQD_T_OCCLUSION_UNIFORMITY_MAX] && rest >= 0.25));
 
 		dbg("occlusion: area %.2f uniformity %.1f rest textured %.2f luma %.0f\n", area, uni, rest, rl);
 		set(rep, VQD_OCCLUSION, area, ab, ab ? "occluded: a blank region covers %.0f%% of the view" :
