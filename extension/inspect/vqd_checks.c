@@ -359,7 +359,7 @@ noise_sigma(const img *im)
  * axis; power spectra accumulated into pw[band][k].
  */
 static void
-stripe_spectra(const img *im, int vertical, double *pw, int n, const double *cs, const double *sn)
+stripe_spectra(const img *im, int vertical, double *pw, int n, const double *cs, const double *sn, double *raw)
 {
 	int			m = vertical ? im->h : im->w;	/* extent across the profile */
 	double	   *prof = malloc(sizeof(double) * n);
@@ -384,6 +384,7 @@ stripe_spectra(const img *im, int vertical, double *pw, int n, const double *cs,
 				acc += vertical ? im->p[(size_t) a * im->w + i] : im->p[(size_t) i * im->w + a];
 			prof[i] = acc / (a1 - a0);
 		}
+		memcpy(raw + (size_t) b * n, prof, sizeof(double) * n);
 		/* remove a linear trend, then Hann window */
 		for (int i = 0; i < n; i++)
 		{
@@ -452,6 +453,79 @@ harmonic_peak(const double *pm, int nk, int k)
 	return (pm[k - 1] + pm[k] + pm[k + 1]) > 3 * 6 * local_background(pm, nk, k);
 }
 
+/*
+ * Interference covers the whole picture with the same amplitude; scene
+ * structure at one spatial frequency (a checkerboard, a fence, a window row)
+ * covers part of it.  The line at k is measured in STRIPE_BANDS x STRIPE_SEGS
+ * tiles (bands across the profile, segments along it; mean and trend removed,
+ * Hann window, amplitude averaged over the frames in power): the result is the
+ * weakest tile's amplitude over the median tile's.
+ */
+#define STRIPE_SEGS 3
+#define STRIPE_COVERAGE_MIN 0.2	/* weakest tile over the median tile */
+#define STRIPE_ISOLATION_MIN 0.7	/* line over its strongest neighbour 4..7 bins away */
+
+static double
+stripe_coverage(const double *raw, int nim, int k, int n, const double *cs, const double *sn)
+{
+	double		amp[STRIPE_BANDS * STRIPE_SEGS] = {0},
+				srt[STRIPE_BANDS * STRIPE_SEGS];
+	int			L = n / STRIPE_SEGS,
+				nt = STRIPE_BANDS * STRIPE_SEGS;
+	double		mn = INFINITY,
+				med;
+
+	for (int f = 0; f < nim; f++)
+	{
+		for (int b = 0; b < STRIPE_BANDS; b++)
+		{
+			const double *prof = raw + ((size_t) f * STRIPE_BANDS + b) * n;
+
+			for (int g = 0; g < STRIPE_SEGS; g++)
+			{
+				int			i0 = g * L;
+				double		sx = 0,
+							sy = 0,
+							sxx = 0,
+							sxy = 0,
+							slope,
+							re = 0,
+							im_ = 0,
+							ws = 0;
+
+				for (int i = 0; i < L; i++)
+				{
+					sx += i;
+					sy += prof[i0 + i];
+					sxx += (double) i * i;
+					sxy += (double) i * prof[i0 + i];
+				}
+				slope = (sxy - sx * sy / L) / (sxx - sx * sx / L);
+				for (int i = 0; i < L; i++)
+				{
+					double		w = 0.5 - 0.5 * cos(2 * M_PI * i / (L - 1)),
+								v = (prof[i0 + i] - sy / L - slope * (i - sx / L)) * w;
+					int			j = (int) (((long) k * (i0 + i)) % n);
+
+					re += v * cs[j];
+					im_ -= v * sn[j];
+					ws += w;
+				}
+				/* amplitude 2|X| / sum(w), accumulated in power */
+				amp[b * STRIPE_SEGS + g] += 4 * (re * re + im_ * im_) / (ws * ws);
+			}
+		}
+	}
+	for (int t = 0; t < nt; t++)
+	{
+		srt[t] = sqrt(amp[t] / nim);
+		if (srt[t] < mn)
+			mn = srt[t];
+	}
+	med = median_of(srt, nt);
+	return med > 1e-9 ? mn / med : 1;
+}
+
 static stripe_found
 stripe_axis(const img *ims, int nim, int vertical, double amp_ref)
 {
@@ -461,12 +535,13 @@ stripe_axis(const img *ims, int nim, int vertical, double amp_ref)
 	double	   *pw = calloc((size_t) STRIPE_BANDS * nk, sizeof(double));
 	double	   *cs = malloc(sizeof(double) * n),
 			   *sn = malloc(sizeof(double) * n),
-			   *tmp = malloc(sizeof(double) * nk);
+			   *tmp = malloc(sizeof(double) * nk),
+			   *raw = calloc((size_t) nim * STRIPE_BANDS * n, sizeof(double));
 	int			kmin = 6;
 	int			nt = 0;
 	double		med;
 
-	if (!pw || !cs || !sn || !tmp || n < 32)
+	if (!pw || !cs || !sn || !tmp || !raw || n < 32)
 		goto out;
 	for (int i = 0; i < n; i++)
 	{
@@ -474,7 +549,7 @@ stripe_axis(const img *ims, int nim, int vertical, double amp_ref)
 		sn[i] = sin(2 * M_PI * i / n);
 	}
 	for (int f = 0; f < nim; f++)
-		stripe_spectra(&ims[f], vertical, pw, n, cs, sn);
+		stripe_spectra(&ims[f], vertical, pw, n, cs, sn, raw + (size_t) f * STRIPE_BANDS * n);
 	/* mean spectrum over bands, 3-bin sums */
 	for (int k = 0; k < nk; k++)
 	{
@@ -488,7 +563,9 @@ stripe_axis(const img *ims, int nim, int vertical, double amp_ref)
 	{
 		double		pmin = INFINITY,
 					bg,
-					ratio;
+					ratio,
+					cov,
+					iso;
 
 		for (int b = 0; b < STRIPE_BANDS; b++)
 		{
@@ -505,6 +582,27 @@ stripe_axis(const img *ims, int nim, int vertical, double amp_ref)
 		/* a line with its own harmonics is a square pattern in the scene (bars, windows), not interference */
 		if (harmonic_peak(tmp, nk, 2 * k) || harmonic_peak(tmp, nk, 3 * k))
 			continue;
+		/*
+		 * a line stands alone: the lobes of a staircase (flat bars, blurred
+		 * or not) are several bins wide and come in a row, so the line must
+		 * dominate the spectrum 4..7 bins either side
+		 */
+		{
+			double		mx = 1e-12;
+
+			for (int j = k - 7; j <= k + 7; j++)
+				if (abs(j - k) >= 4 && j >= 2 && j + 1 < nk)
+					mx = fmax(mx, tmp[j - 1] + tmp[j] + tmp[j + 1]);
+			iso = (tmp[k - 1] + tmp[k] + tmp[k + 1]) / mx;
+		}
+		if (iso < STRIPE_ISOLATION_MIN)
+			continue;
+		/* and it covers the whole picture, not a part of it (a checkerboard, an occluder's edge) */
+		cov = stripe_coverage(raw, nim, k, n, cs, sn);
+		dbg("stripe cand %s k %d per %.1f ratio %.1f amp %.2f isolation %.2f cover %.2f\n", vertical ? "v" : "h", k,
+			(double) n / k, ratio, 4 * sqrt(pmin / nim) / n, iso, cov);
+		if (cov < STRIPE_COVERAGE_MIN)
+			continue;
 		best.ratio = ratio;
 		best.score = ratio * fmin(1.0, 4 * sqrt(pmin / nim) / n / amp_ref);
 		/* Hann coherent gain 0.5: amplitude = 4|X| / n, per frame */
@@ -518,6 +616,7 @@ out:
 	free(cs);
 	free(sn);
 	free(tmp);
+	free(raw);
 	return best;
 }
 
