@@ -43,7 +43,7 @@ static const vqd_threshold_def defs[VQD_NTHRESHOLDS] = {
 		"noise standard deviation (flattest blocks, detail scale) at or above which the picture is noisy"},
 	[VQD_T_STRIPE_RATIO_MIN] = {"stripe_ratio_min", VQD_STRIPES, "ratio", 22, 30, 45,
 		"spectral line of the row or column profile, present in each of 4 bands, over the local spectrum (k/2..2k), at or above which there are stripes; a line 7.5 times weaker counts if its amplitude reaches stripe_amplitude_min; lines with harmonics (bars, windows) do not count"},
-	[VQD_T_STRIPE_AMPLITUDE_MIN] = {"stripe_amplitude_min", VQD_STRIPES, "luma levels", 4, 6, 9,
+	[VQD_T_STRIPE_AMPLITUDE_MIN] = {"stripe_amplitude_min", VQD_STRIPES, "luma levels", 3.5, 4.5, 9,
 		"amplitude of a stripe pattern (peak of the sinusoid) at or above which a weaker spectral line counts"},
 	[VQD_T_FREEZE_BLOCK_DIFF] = {"freeze_block_diff", VQD_FREEZE, "luma levels", 1.5, 2.0, 3.0,
 		"mean absolute difference of an 8x8 block between consecutive frames above which the block changed"},
