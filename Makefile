@@ -16,6 +16,7 @@ OBJS = \
 	extension/crypto.o \
 	extension/access_policy.o \
 	workers/worker_registry.o \
+	workers/worker_tx.o \
 	workers/launcher.o \
 	workers/viid/viid_worker.o \
 	workers/sip/sbuf.o \

@@ -139,15 +139,22 @@ CREATE FUNCTION vms.sip_query_device_status(device vms.gbcode) RETURNS bigint
 COMMENT ON FUNCTION vms.sip_query_device_status(vms.gbcode) IS
     'ask a device for DeviceStatus; the answer lands in the request result and vms.device_session.last_status';
 
-CREATE FUNCTION vms.sip_subscribe(device vms.gbcode, event text, expires integer DEFAULT 3600)
-    RETURNS bigint
-    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+CREATE FUNCTION vms._sip_check_event(event text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
     IF event IS NULL OR event NOT IN ('Catalog', 'Alarm', 'MobilePosition') THEN
         RAISE EXCEPTION 'unknown subscription event "%"', event
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Use Catalog, Alarm or MobilePosition.';
     END IF;
+END $$;
+COMMENT ON FUNCTION vms._sip_check_event(text) IS 'internal: a subscription event is Catalog, Alarm or MobilePosition';
+
+CREATE FUNCTION vms.sip_subscribe(device vms.gbcode, event text, expires integer DEFAULT 3600)
+    RETURNS bigint
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    PERFORM vms._sip_check_event(event);
     IF expires IS NULL OR expires NOT BETWEEN 60 AND 86400 THEN
         RAISE EXCEPTION 'subscription expiry % is out of range', expires
             USING ERRCODE = 'invalid_parameter_value',
@@ -161,11 +168,7 @@ COMMENT ON FUNCTION vms.sip_subscribe(vms.gbcode, text, integer) IS
 CREATE FUNCTION vms.sip_unsubscribe(device vms.gbcode, event text) RETURNS bigint
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
-    IF event IS NULL OR event NOT IN ('Catalog', 'Alarm', 'MobilePosition') THEN
-        RAISE EXCEPTION 'unknown subscription event "%"', event
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Use Catalog, Alarm or MobilePosition.';
-    END IF;
+    PERFORM vms._sip_check_event(event);
     RETURN vms._sip_request(device, 'unsubscribe', jsonb_build_object('event', event));
 END $$;
 COMMENT ON FUNCTION vms.sip_unsubscribe(vms.gbcode, text) IS 'end a subscription (SUBSCRIBE with Expires: 0); returns the request id';

@@ -202,6 +202,8 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM vms.device WHERE online AN
 $h1->finish;
 my $s1 = stats_of($run);
 is($s1->{date_missing}, '0', 'every 200 to REGISTER carried a Date header');
+cmp_ok($s1->{subscriptions} + $s1->{renewals}, '>=', 3,
+	"subscriptions kept: made, and made again by the restarted worker ($s1->{subscriptions} + $s1->{renewals} renewals)");
 cmp_ok($s1->{keepalive_ok}, '>', 1000, "keepalives answered ($s1->{keepalive_ok})");
 
 # keepalives stop: offline after interval x count, channels with the device

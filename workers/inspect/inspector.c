@@ -33,6 +33,7 @@
 #include "../../extension/inspect/vqd.h"
 #include "../sip/sbuf.h"
 #include "../worker_registry.h"
+#include "../worker_tx.h"
 #include "inspector.h"
 
 PGDLLEXPORT void vms_inspector_main(Datum arg);
@@ -47,28 +48,9 @@ enum
 
 static VmsWorkerSlot *slot;
 static MemoryContext loop_cxt;
-static MemoryContext tx_caller_cxt;
-
-static void
-begin_tx(const char *what)
-{
-	tx_caller_cxt = CurrentMemoryContext;
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, what);
-}
-
-static void
-end_tx(void)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_activity(STATE_IDLE, NULL);
-	MemoryContextSwitchTo(tx_caller_cxt);
-}
+#define begin_tx(what) vms_worker_begin_tx(what)
+#define end_tx() vms_worker_end_tx()
+#define tx_caller_cxt vms_tx_caller_cxt
 
 /* a SIGTERM or a DBA's stop interrupts sampling at once */
 static int
@@ -336,16 +318,10 @@ vms_inspector_main(Datum arg)
 		}
 		PG_CATCH();
 		{
-			ErrorData  *e;
+			char	   *message = vms_worker_recover(slot, loop_cxt);
 
-			MemoryContextSwitchTo(loop_cxt);
-			e = CopyErrorData();
-			FlushErrorState();
-			AbortOutOfAnyTransaction();
-			MemoryContextSwitchTo(loop_cxt);
-			vms_worker_error(slot, "%s", e->message);
 			vms_worker_count(slot, C_ERRORS, 1);
-			ereport(LOG, (errmsg("vms inspector: %s", e->message)));
+			ereport(LOG, (errmsg("vms inspector: %s", message)));
 			pg_usleep(1000000L);
 		}
 		PG_END_TRY();

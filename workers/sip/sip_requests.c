@@ -598,8 +598,8 @@ sip_requests_response(const SipIn *in)
 				if (in->to_tag[0])
 					strlcpy(s->to_tag, in->to_tag, sizeof(s->to_tag));
 				s->expires = (int) Max(60, Min(exp, 86400));
-				/* renew when 80% of the time is gone, at least a minute before the end */
-				s->renew_at = TimestampTzPlusMilliseconds(sip_now, (int64) Min(s->expires * 800L, (s->expires - 60) * 1000L));
+				/* renew ahead of the end: a fifth of the time, at most a minute */
+				s->renew_at = TimestampTzPlusMilliseconds(sip_now, (int64) s->expires * 1000 - Min(60000L, s->expires * 200L));
 				record_sub(s, "active", s->request_id, NULL);
 			}
 			else

@@ -39,6 +39,7 @@
 #include "manscdp.h"
 #include "sip_digest.h"
 #include "sip_worker.h"
+#include "../worker_tx.h"
 
 PGDLLEXPORT void vms_sip_main(Datum arg);
 
@@ -149,28 +150,9 @@ sip_log_limited(int kind, const char *fmt,...)
 
 /* ---------------------------------------------------------------- transactions */
 
-static MemoryContext tx_caller_cxt;
-
-static void
-begin_tx(const char *what)
-{
-	tx_caller_cxt = CurrentMemoryContext;
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, what);
-}
-
-static void
-end_tx(void)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_activity(STATE_IDLE, NULL);
-	MemoryContextSwitchTo(tx_caller_cxt);
-}
+#define begin_tx(what) vms_worker_begin_tx(what)
+#define end_tx() vms_worker_end_tx()
+#define tx_caller_cxt vms_tx_caller_cxt
 
 static bool
 extension_ready(void)
@@ -1307,17 +1289,11 @@ vms_sip_main(Datum arg)
 		}
 		PG_CATCH();
 		{
-			ErrorData  *e;
+			char	   *message = vms_worker_recover(slot, loop_cxt);
 
-			MemoryContextSwitchTo(loop_cxt);
-			e = CopyErrorData();
-			FlushErrorState();
-			AbortOutOfAnyTransaction();
-			MemoryContextSwitchTo(loop_cxt);
 			batching = false;
 			n_out = 0;
-			vms_worker_error(slot, "%s", e->message);
-			sip_log_limited(LOG_OTHER, "%s", e->message);
+			sip_log_limited(LOG_OTHER, "%s", message);
 			next_flush = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
 		}
 		PG_END_TRY();

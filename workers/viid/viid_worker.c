@@ -35,6 +35,7 @@
 
 #include "../../extension/vms.h"
 #include "../worker_registry.h"
+#include "../worker_tx.h"
 
 PGDLLEXPORT void vms_viid_main(Datum arg);
 
@@ -192,39 +193,13 @@ http_status(Request *r)
 	return code;
 }
 
-/*
- * Short transactions.  CommitTransactionCommand leaves TopMemoryContext
- * current; going back to the caller's context keeps every round's memory in
- * loop_cxt, which is reset each round.
- */
-static MemoryContext tx_caller_cxt;
-
-static void
-begin_tx(void)
-{
-	tx_caller_cxt = CurrentMemoryContext;
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-}
-
-static void
-end_tx(void)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(tx_caller_cxt);
-}
-
 /* SQL in a short transaction; returns the first column of the first row as text */
 static char *
 sql_text(const char *query, int nargs, Oid *types, Datum *values, const char *nulls)
 {
 	char	   *result = NULL;
 
-	begin_tx();
+	vms_worker_begin_tx(NULL);
 	pgstat_report_activity(STATE_RUNNING, query);
 	if (SPI_execute_with_args(query, nargs, types, values, nulls, false, 0) < 0)
 		elog(ERROR, "vms viid: query failed: %s", query);
@@ -235,7 +210,7 @@ sql_text(const char *query, int nargs, Oid *types, Datum *values, const char *nu
 		if (v)
 			result = MemoryContextStrdup(loop_cxt, v);
 	}
-	end_tx();
+	vms_worker_end_tx();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return result;
 }
@@ -277,7 +252,7 @@ load_upstreams(void)
 	for (int i = 0; i < n_upstreams; i++)
 		upstreams[i].seen = false;
 
-	begin_tx();
+	vms_worker_begin_tx(NULL);
 	if (SPI_execute("SELECT name, base_url, system_id::text, username, password_enc, "
 					"  coalesce((options->>'keepalive_s')::int, 60), coalesce((options->>'batch_size')::int, 100), "
 					"  coalesce((options->>'concurrency')::int, 4), coalesce((options->>'timeout_ms')::int, 10000) "
@@ -337,7 +312,7 @@ load_upstreams(void)
 		u->concurrency = atoi(SPI_getvalue(t, d, 8));
 		u->timeout_ms = atoi(SPI_getvalue(t, d, 9));
 	}
-	end_tx();
+	vms_worker_end_tx();
 
 	/* drop upstreams that were removed or disabled */
 	for (int i = 0; i < n_upstreams;)
@@ -423,7 +398,7 @@ claim_batches(Upstream *u, Request **reqs, int *count, int n, char **cursor_at, 
 									ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
 	values[4] = Int64GetDatum(*cursor_id);
 
-	begin_tx();
+	vms_worker_begin_tx(NULL);
 	if (SPI_execute_with_args("SELECT path, ids::text, body, cardinality(ids), last_at, last_id "
 							  "FROM vms._viid_batches($1, $2, $3, $4, $5)",
 							  5, types, values, NULL, true, 0) != SPI_OK_SELECT)
@@ -446,7 +421,7 @@ claim_batches(Upstream *u, Request **reqs, int *count, int n, char **cursor_at, 
 		attach(r);
 		MemoryContextSwitchTo(old);
 	}
-	end_tx();
+	vms_worker_end_tx();
 	vms_worker_count(slot, C_SENT, records);
 	return records;
 }
@@ -543,11 +518,11 @@ push(Upstream *u)
 		}
 		if (ndone > 0)
 		{
-			begin_tx();
+			vms_worker_begin_tx(NULL);
 			for (int k = 0; k < ndone; k++)
 				if (apply_answer(u, done[k]))
 					unauthorized = true;
-			end_tx();
+			vms_worker_end_tx();
 		}
 		for (int k = 0; k < ndone; k++)
 		{
@@ -663,16 +638,10 @@ vms_viid_main(Datum arg)
 		}
 		PG_CATCH();
 		{
-			ErrorData  *e;
+			char	   *message = vms_worker_recover(slot, loop_cxt);
 
-			MemoryContextSwitchTo(loop_cxt);
-			e = CopyErrorData();
-			FlushErrorState();
-			AbortOutOfAnyTransaction();
-			MemoryContextSwitchTo(loop_cxt);
 			free_attached();
-			vms_worker_error(slot, "%s", e->message);
-			ereport(LOG, (errmsg("vms viid: %s", e->message)));
+			ereport(LOG, (errmsg("vms viid: %s", message)));
 			sent = 0;
 			pg_usleep(1000000L);
 		}
