@@ -21,6 +21,8 @@
 #include "vqd.h"
 
 #define MAX_STAT_FRAMES 8
+/* colour cast: mean L1 chroma distance of the least coloured tenth from its own mean above which it is not a neutral reference */
+#define CAST_NEUTRAL_SPREAD_MAX 36
 
 static int	debug_on = -1;
 
@@ -1162,6 +1164,7 @@ vqd_analyse(const vqd_sample *s, const vqd_thresholds *th, vqd_report *rep)
 	{
 		double		da = 0,
 					db = 0,
+					spread = 0,
 					ma = 0,
 					mb = 0,
 					n = 0,
@@ -1221,6 +1224,21 @@ vqd_analyse(const vqd_sample *s, const vqd_thresholds *th, vqd_report *rep)
 				}
 			if (c > 0)
 			{
+				double		spr = 0;
+
+				/* how far the least coloured pixels lie from their own mean (L1 chroma) */
+				for (int cy = 0; cy < s->ch; cy++)
+					for (int cx = 0; cx < s->cw; cx++)
+					{
+						int			yy = Y[(size_t) (2 * cy) * s->gw + 2 * cx];
+						size_t		o = (size_t) cy * s->cw + cx;
+						int			sat = abs(U[o] - 128) + abs(V[o] - 128);
+
+						if (yy < 40 || yy > 230 || sat > lim)
+							continue;
+						spr += fabs(U[o] - 128 - su / c) + fabs(V[o] - 128 - sv / c);
+					}
+				spread += spr / c;
 				nu += su / c;
 				nv += sv / c;
 				nn++;
@@ -1251,10 +1269,18 @@ vqd_analyse(const vqd_sample *s, const vqd_thresholds *th, vqd_report *rep)
 
 			nu /= nn;
 			nv /= nn;
+			spread /= nn;
 			Dn = sqrt(nu * nu + nv * nv);
 			ab = Dn >= T[VQD_T_CAST_OFFSET_MIN] && K >= T[VQD_T_CAST_RATIO_MIN];
-			dbg("cast: D=%.2f M=%.2f K=%.2f da=%.1f db=%.1f neutral=%.1f (%.1f,%.1f)\n", D, M, K, da, db, Dn, nu, nv);
-			if (ab)
+			dbg("cast: D=%.2f M=%.2f K=%.2f da=%.1f db=%.1f neutral=%.1f (%.1f,%.1f) spread %.1f\n", D, M, K, da, db, Dn, nu, nv, spread);
+			/*
+			 * the least coloured tenth must be a near-neutral cluster (grey and
+			 * white things, shifted together by a cast); scattered over every
+			 * hue it is no reference at all (a close-up of a test chart)
+			 */
+			if (spread > CAST_NEUTRAL_SPREAD_MAX)
+				set(rep, VQD_COLOR_CAST, Dn, 0, "no near-neutral pixels to judge a cast by (least coloured tenth spread over %.0f chroma levels)", spread);
+			else if (ab)
 				set(rep, VQD_COLOR_CAST, Dn, 1, "%s cast: least coloured pixels at Cb %+.1f, Cr %+.1f (K=%.2f)",
 					colour_name(128, nu, nv), nu, nv, K);
 			else
