@@ -631,18 +631,37 @@ out:
  * minus the mean share on phases 2 and 6 (content edges fall on every phase
  * alike; phases 2 and 6 have phase 0's parity, so 2x scaled content does not
  * count, and are off H.264's 4x4 grid).
+ * *flat: the same between flat blocks only (both 8x8 neighbours with a mean
+ * |difference| inside of at most MOSAIC_FLAT_ACT), with the coherent (signed,
+ * summed over the 8 lines) difference, so that a quantised DC step counts and
+ * texture cancels: share of steps on the grid minus the share on edges
+ * shifted by 4 (the same test on a block pair straddling phase 4).  Fine
+ * texture hides the steps from the first measure; its flattened blocks do not.
  */
+/* mosaic, flat blocks: interior mean |difference| at or below which a block is flat (luma levels) */
+#define MOSAIC_FLAT_ACT 1.0
+/* a flat block edge is a step when its coherent difference exceeds twice those just inside plus this (levels) */
+#define MOSAIC_FLAT_STEP 1.0
+/* the flat-edge share counts this many times against mosaic_min */
+#define MOSAIC_FLAT_WEIGHT 3.0
+/* fewest flat edge pairs per direction and phase for the flat-edge share */
+#define MOSAIC_FLAT_PAIRS 50
 static double
-blockiness(const uint8_t *p, int w, int h)
+blockiness(const uint8_t *p, int w, int h, double *flat)
 {
 	long		steps[8] = {0},
 				segs[8] = {0};
+	long		fpair[2][2] = {{0}},
+				fstep[2][2] = {{0}};
 	double		res[2];
 	int		   *col = malloc(sizeof(int) * (w > h ? w : h));
+	int		   *coh = malloc(sizeof(int) * (w > h ? w : h));
 
-	if (!col || w < 32 || h < 32)
+	*flat = 0;
+	if (!col || !coh || w < 32 || h < 32)
 	{
 		free(col);
+		free(coh);
 		return NAN;
 	}
 	for (int dir = 0; dir < 2; dir++)
@@ -657,7 +676,8 @@ blockiness(const uint8_t *p, int w, int h)
 			/* col[x] = sum over the 8 lines of |I(x) - I(x-1)| */
 			for (int x = 1; x < len; x++)
 			{
-				int			acc = 0;
+				int			acc = 0,
+							sacc = 0;
 
 				for (int a = a0; a < a0 + 8; a++)
 				{
@@ -665,8 +685,24 @@ blockiness(const uint8_t *p, int w, int h)
 					: p[(size_t) x * w + a] - p[(size_t) (x - 1) * w + a];
 
 					acc += d < 0 ? -d : d;
+					sacc += d;
 				}
 				col[x] = acc;
+				coh[x] = sacc < 0 ? -sacc : sacc;
+			}
+			for (int x = 8; x + 8 < len; x += 4)
+			{
+				int			ph = (x & 7) ? 1 : 0,
+							il = 0,
+							ir = 0;
+
+				for (int j = 1; j < 8; j++)
+					il += col[x - j], ir += col[x + j];
+				if (il > MOSAIC_FLAT_ACT * 56 || ir > MOSAIC_FLAT_ACT * 56)
+					continue;
+				fpair[dir][ph]++;
+				if (coh[x] > 2.0 * (coh[x - 2] + coh[x - 1] + coh[x + 1] + coh[x + 2]) / 4 + MOSAIC_FLAT_STEP * 8)
+					fstep[dir][ph]++;
 			}
 			for (int x = 8; x + 3 < len; x++)
 			{
@@ -694,6 +730,12 @@ blockiness(const uint8_t *p, int w, int h)
 		}
 	}
 	free(col);
+	free(coh);
+	for (int d = 0; d < 2; d++)
+		if (fpair[d][0] >= MOSAIC_FLAT_PAIRS && fpair[d][1] >= MOSAIC_FLAT_PAIRS)
+			*flat += 0.5 * ((double) fstep[d][0] / fpair[d][0] - (double) fstep[d][1] / fpair[d][1]);
+	dbg("mosaic flat: h %ld/%ld %ld/%ld v %ld/%ld %ld/%ld\n", fstep[0][0], fpair[0][0], fstep[0][1], fpair[0][1],
+		fstep[1][0], fpair[1][0], fstep[1][1], fpair[1][1]);
 	return 0.5 * (res[0] + res[1]);
 }
 
@@ -1372,26 +1414,40 @@ vqd_analyse(const vqd_sample *s, const vqd_thresholds *th, vqd_report *rep)
 	if (s->ndetail > 0)
 	{
 		double		m[VQD_DETAIL_FRAMES];
+		double		fsum = 0;
 		int			n = 0;
 
 		for (int k = 0; k < s->ndetail; k++)
 		{
-			double		v = blockiness(s->detail[k], s->dw, s->dh);
+			double		fl,
+						v = blockiness(s->detail[k], s->dw, s->dh, &fl);
+
+			if (!isnan(v))
+				fsum += fl;
 
 			if (!isnan(v))
 				m[n++] = v;
 		}
 		if (n > 0)
 		{
-			double		a = 0;
+			double		a = 0,
+						metric;
 			int			ab;
 
 			for (int k = 0; k < n; k++)
 				a += m[k];
 			a /= n;
-			ab = a >= T[VQD_T_MOSAIC_MIN];
-			set(rep, VQD_MOSAIC, a, ab, ab ? "blocky: %.0f%% of 8-pixel block edges are steps" :
-				"block edges %.0f%% above off-grid", 100 * a);
+			fsum /= n;
+			dbg("mosaic: all edges %.4f, flat edges %.4f\n", a, fsum);
+			/*
+			 * blocks the quantiser flattened show as steps between flat blocks
+			 * even where the rest is fine texture whose own differences are as
+			 * large as the block steps
+			 */
+			metric = fmax(a, MOSAIC_FLAT_WEIGHT * fsum);
+			ab = metric >= T[VQD_T_MOSAIC_MIN];
+			set(rep, VQD_MOSAIC, metric, ab, "%s: block edges %.0f%% above off-grid, between flat blocks %.0f%%",
+				ab ? "blocky" : "no blocking", 100 * a, 100 * fsum);
 		}
 	}
 

@@ -54,7 +54,7 @@ static const vqd_threshold_def defs[VQD_NTHRESHOLDS] = {
 	[VQD_T_JITTER_SHAKE_MIN] = {"jitter_shake_min", VQD_JITTER, "pixels of a 352-wide frame", 1.0, 1.25, 2.0,
 		"mean frame-to-frame change of the global displacement at or above which the picture shakes"},
 	[VQD_T_MOSAIC_MIN] = {"mosaic_min", VQD_MOSAIC, "fraction of block edges", 0.06, 0.10, 0.16,
-		"share of 8-pixel-grid block edges that are discontinuous, minus the same share off the grid, at or above which there is mosaic"},
+		"share of 8-pixel-grid block edges that are discontinuous, minus the same share off the grid (or 3 times that share between flat blocks, if larger), at or above which there is mosaic"},
 	[VQD_T_OCCLUSION_TEXTURE_MAX] = {"occlusion_texture_max", VQD_OCCLUSION, "luma levels", 2.5, 2.0, 1.5,
 		"mean absolute second difference of a 16x16 block below which the block is blank"},
 	[VQD_T_OCCLUSION_AREA_MIN] = {"occlusion_area_min", VQD_OCCLUSION, "fraction of frame", 0.25, 0.30, 0.40,
