@@ -262,6 +262,14 @@ vms_register_launcher(void)
 	DefineCustomIntVariable("vms.inspector_workers",
 							"Number of inspector workers (each samples one stream at a time).",
 							NULL, &vms_inspector_workers, 2, 0, 8, PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("vms.inspect_media_ip",
+							   "Address GB/T 28181 devices send inspection media (RTP/PS) to.",
+							   "The inspector binds it and names it in its INVITEs.",
+							   &vms_inspect_media_ip, "127.0.0.1", PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("vms.inspect_media_port_min", "First UDP port for inspection media.", NULL,
+							&vms_inspect_media_port_min, 30000, 1024, 65535, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("vms.inspect_media_port_max", "Last UDP port for inspection media.", NULL,
+							&vms_inspect_media_port_max, 30999, 1024, 65535, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	vms_registry_request();
 
 	memset(&w, 0, sizeof(w));

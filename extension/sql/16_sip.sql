@@ -57,7 +57,8 @@ COMMENT ON TABLE vms.channel_status IS
 CREATE TABLE vms.sip_request (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     device_code  vms.gbcode NOT NULL REFERENCES vms.device (code) ON DELETE CASCADE,
-    kind         text NOT NULL CHECK (kind IN ('catalog', 'device_info', 'device_status', 'subscribe', 'unsubscribe')),
+    kind         text NOT NULL CHECK (kind IN ('catalog', 'device_info', 'device_status', 'subscribe', 'unsubscribe',
+                                               'invite', 'bye')),
     params       jsonb NOT NULL DEFAULT '{}',
     state        text NOT NULL DEFAULT 'queued'
                  CHECK (state IN ('queued', 'sent', 'receiving', 'done', 'partial', 'failed', 'timeout')),
@@ -172,6 +173,38 @@ BEGIN
     RETURN vms._sip_request(device, 'unsubscribe', jsonb_build_object('event', event));
 END $$;
 COMMENT ON FUNCTION vms.sip_unsubscribe(vms.gbcode, text) IS 'end a subscription (SUBSCRIBE with Expires: 0); returns the request id';
+
+-- Live media: INVITE a channel to send RTP/PS to an address, and BYE.
+CREATE FUNCTION vms.sip_invite(channel vms.gbcode, ip text, port integer) RETURNS bigint
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    dev vms.gbcode;
+BEGIN
+    SELECT c.device_code INTO dev FROM vms.channel c WHERE c.code = channel;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'channel % is not in the ledger', channel USING ERRCODE = 'undefined_object';
+    END IF;
+    IF ip IS NULL OR ip !~ '^[0-9]{1,3}(\.[0-9]{1,3}){3}$' OR port IS NULL OR port NOT BETWEEN 1024 AND 65535 THEN
+        RAISE EXCEPTION 'media address %:% is not an IPv4 address and a port from 1024 to 65535', ip, port
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN vms._sip_request(dev, 'invite', jsonb_build_object('channel', channel::text, 'ip', ip, 'port', port));
+END $$;
+COMMENT ON FUNCTION vms.sip_invite(vms.gbcode, text, integer) IS
+    'ask a channel for live video: INVITE (SDP recvonly, PS/90000 over RTP/UDP to ip:port); the result holds the call id and SSRC; end it with vms.sip_bye';
+
+CREATE FUNCTION vms.sip_bye(invite_request bigint) RETURNS bigint
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    r vms.sip_request;
+BEGIN
+    SELECT * INTO r FROM vms.sip_request WHERE id = invite_request AND kind = 'invite';
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no INVITE request %', invite_request USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN vms._sip_request(r.device_code, 'bye', jsonb_build_object('call_id', r.result ->> 'call_id'));
+END $$;
+COMMENT ON FUNCTION vms.sip_bye(bigint) IS 'end the media session an INVITE request started';
 
 -- Poll a request until it finishes or the timeout passes; each poll sees
 -- the worker's latest commit.

@@ -336,7 +336,12 @@ BEGIN
         CONTINUE WHEN EXISTS (SELECT 1 FROM vms.inspection_run r WHERE r.plan_id = p.id AND r.finished_at IS NULL);
         INSERT INTO vms.inspection_run (plan_id) VALUES (p.id) RETURNING id INTO rid;
         INSERT INTO vms.inspection_task (run_id, plan_id, channel_code, source)
-        SELECT rid, p.id, c.code, c.stream_url
+        -- a channel without a stream URL whose device has a GB/T 28181 session is
+        -- sampled through the SIP worker (INVITE, RTP/PS)
+        SELECT rid, p.id, c.code,
+               coalesce(c.stream_url, CASE WHEN EXISTS (SELECT 1 FROM vms.device_session ds
+                                                          WHERE ds.device_code = c.device_code)
+                                           THEN 'gb28181:' || c.code::text END)
           FROM vms.inspection_scope_channels(p.scope) s JOIN vms.channel c ON c.code = s;
         GET DIAGNOSTICS n = ROW_COUNT;
         UPDATE vms.inspection_run SET channels = n, finished_at = CASE WHEN n = 0 THEN now() END WHERE id = rid;

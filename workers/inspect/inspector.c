@@ -11,7 +11,13 @@
  */
 #include "postgres.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <math.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -29,6 +35,7 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #include "../../extension/inspect/vqd.h"
 #include "../sip/sbuf.h"
@@ -40,6 +47,12 @@ PGDLLEXPORT void vms_inspector_main(Datum arg);
 
 bool		vms_inspect_enabled = true;
 int			vms_inspector_workers = 2;
+char	   *vms_inspect_media_ip = NULL;
+int			vms_inspect_media_port_min = 30000;
+int			vms_inspect_media_port_max = 30999;
+
+#define MAX_RTP_PACKETS 20000
+#define MAX_RTP_PAYLOAD 1500
 
 enum
 {
@@ -166,6 +179,221 @@ result_json(SBuf *b, const Task *t, const vqd_report *rep)
 	sbuf_puts(b, "}}");
 }
 
+
+/* ---------------------------------------------------------------- GB/T 28181 live media */
+
+typedef struct RtpPacket
+{
+	uint16		seq;
+	uint16		len;
+	unsigned char *data;
+} RtpPacket;
+
+static int
+rtp_order(const void *a, const void *b, void *arg)
+{
+	uint16		first = *(uint16 *) arg;
+	uint16		x = (uint16) (((const RtpPacket *) a)->seq - first);
+	uint16		y = (uint16) (((const RtpPacket *) b)->seq - first);
+
+	return (int) x - (int) y;
+}
+
+/* a short transaction: one SQL statement with text arguments, returning one text value */
+static char *
+sql_value(const char *query, int nargs, const char **args)
+{
+	char	   *v = NULL;
+	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[3];
+
+	for (int i = 0; i < nargs && i < 3; i++)
+		values[i] = CStringGetTextDatum(args[i]);
+	begin_tx(query);
+	if (SPI_execute_with_args(query, nargs, types, values, NULL, false, 1) == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		char	   *x = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		if (x)
+			v = MemoryContextStrdup(tx_caller_cxt, x);
+	}
+	end_tx();
+	return v;
+}
+
+static void
+stream_failed(vqd_report *rep, const char *fmt,...) pg_attribute_printf(2, 3);
+
+static void
+stream_failed(vqd_report *rep, const char *fmt,...)
+{
+	va_list		ap;
+
+	rep->nresults = 1;
+	rep->r[0].check = vqd_check_name(VQD_STREAM);
+	rep->r[0].evaluated = 1;
+	rep->r[0].metric = 0;
+	rep->r[0].abnormal = 1;
+	va_start(ap, fmt);
+	vsnprintf(rep->r[0].detail, sizeof(rep->r[0].detail), fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * A channel reachable only through GB/T 28181: open a UDP port from
+ * vms.inspect_media_ports, have the SIP worker INVITE the channel to it,
+ * receive RTP for the sample length (reordered by sequence number), BYE,
+ * and diagnose the program stream the payloads make up.
+ */
+static void
+sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
+{
+	int			fd = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in addr;
+	int			port = 0;
+	int			span = Max(1, vms_inspect_media_port_max - vms_inspect_media_port_min + 1);
+	char	   *rid,
+			   *state = NULL;
+	RtpPacket  *pk;
+	int			npk = 0;
+	TimestampTz start = GetCurrentTimestamp(),
+				first = 0,
+				last = 0;
+	char		path[MAXPGPATH];
+	FILE	   *f;
+	int			rcvbuf = 4 * 1024 * 1024;
+
+	if (fd < 0)
+	{
+		stream_failed(rep, "no UDP socket for media: %m");
+		return;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+	memset(&addr, 0, sizeof(addr));
+	addr.sin_family = AF_INET;
+	inet_pton(AF_INET, vms_inspect_media_ip, &addr.sin_addr);
+	for (int k = 0; k < 32 && port == 0; k++)
+	{
+		int			p = vms_inspect_media_port_min + (int) ((MyProcPid * 7919 + k * 104729 + t->id) % span);
+
+		addr.sin_port = htons(p);
+		if (bind(fd, (struct sockaddr *) &addr, sizeof(addr)) == 0)
+			port = p;
+	}
+	if (port == 0)
+	{
+		close(fd);
+		stream_failed(rep, "no free media port in vms.inspect_media_ports");
+		return;
+	}
+
+	/* ask the SIP worker, then wait for its answer */
+	{
+		const char *args[3] = {channel, vms_inspect_media_ip, psprintf("%d", port)};
+		MemoryContext cxt = CurrentMemoryContext;
+
+		/* a refused request (bad address setting, channel gone) fails this task only */
+		PG_TRY();
+		{
+			rid = sql_value("SELECT vms.sip_invite($1::vms.gbcode, $2, $3::int)", 3, args);
+		}
+		PG_CATCH();
+		{
+			ErrorData  *e;
+
+			MemoryContextSwitchTo(cxt);
+			e = CopyErrorData();
+			FlushErrorState();
+			AbortOutOfAnyTransaction();
+			MemoryContextSwitchTo(cxt);
+			close(fd);
+			stream_failed(rep, "INVITE not sent: %s", e->message);
+			return;
+		}
+		PG_END_TRY();
+	}
+	while (rid && GetCurrentTimestamp() < TimestampTzPlusMilliseconds(start, t->timeout_ms))
+	{
+		state = sql_value("SELECT state || ':' || coalesce(error, '') FROM vms.sip_request WHERE id = $1::bigint",
+						  1, (const char **) &rid);
+		if (state && strncmp(state, "queued", 6) != 0 && strncmp(state, "sent", 4) != 0)
+			break;
+		CHECK_FOR_INTERRUPTS();
+		pg_usleep(50000L);
+	}
+	if (rid == NULL || state == NULL || strncmp(state, "done", 4) != 0)
+	{
+		close(fd);
+		stream_failed(rep, "INVITE failed: %s", state ? state : "no answer from the SIP worker");
+		return;
+	}
+
+	/* receive: the sample length after the first packet, within the timeout */
+	pk = palloc0(sizeof(RtpPacket) * MAX_RTP_PACKETS);
+	for (;;)
+	{
+		struct pollfd pfd = {fd, POLLIN, 0};
+		unsigned char buf[2048];
+		TimestampTz now = GetCurrentTimestamp();
+		ssize_t		n;
+
+		CHECK_FOR_INTERRUPTS();
+		if (now >= TimestampTzPlusMilliseconds(start, t->timeout_ms) ||
+			(first && now >= TimestampTzPlusMilliseconds(first, (int64) (t->seconds * 1000) + 500)) ||
+			(last && now >= TimestampTzPlusMilliseconds(last, 3000)) || npk >= MAX_RTP_PACKETS)
+			break;
+		if (poll(&pfd, 1, 100) <= 0)
+			continue;
+		n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n < 12 || (buf[0] >> 6) != 2)
+			continue;			/* not RTP */
+		{
+			int			hdr = 12 + 4 * (buf[0] & 0x0f);
+
+			if (buf[0] & 0x10)	/* header extension */
+			{
+				if (n < hdr + 4)
+					continue;
+				hdr += 4 + 4 * ((buf[hdr + 2] << 8) | buf[hdr + 3]);
+			}
+			if (n <= hdr || n - hdr > MAX_RTP_PAYLOAD)
+				continue;
+			pk[npk].seq = (uint16) ((buf[2] << 8) | buf[3]);
+			pk[npk].len = (uint16) (n - hdr);
+			pk[npk].data = palloc(n - hdr);
+			memcpy(pk[npk].data, buf + hdr, n - hdr);
+			npk++;
+		}
+		if (!first)
+			first = now;
+		last = now;
+	}
+	close(fd);
+	(void) sql_value("SELECT vms.sip_bye($1::bigint)", 1, (const char **) &rid);
+
+	if (npk == 0)
+	{
+		stream_failed(rep, "INVITE answered but no RTP arrived within %d ms", t->timeout_ms);
+		return;
+	}
+	qsort_arg(pk, npk, sizeof(RtpPacket), rtp_order, &pk[0].seq);
+	snprintf(path, sizeof(path), "%s/vms_inspect_%d_%lld.ps", "/tmp", MyProcPid, (long long) t->id);
+	f = fopen(path, "wb");
+	if (f == NULL)
+	{
+		stream_failed(rep, "could not write %s: %m", path);
+		return;
+	}
+	for (int i = 0; i < npk; i++)
+		if (i == 0 || pk[i].seq != pk[i - 1].seq)	/* duplicates once */
+			fwrite(pk[i].data, 1, pk[i].len, f);
+	fclose(f);
+	vqd_diagnose(path, o, rep);
+	unlink(path);
+	if (rep->nresults > 0)
+		snprintf(rep->codec + strlen(rep->codec), sizeof(rep->codec) - strlen(rep->codec), "/ps-rtp");
+}
+
 /* one task: sample outside any transaction, then record */
 static void
 inspect(Task *t)
@@ -197,15 +425,9 @@ inspect(Task *t)
 	vms_worker_set_state(slot, psprintf("sampling %s", t->channel));
 	pgstat_report_activity(STATE_RUNNING, psprintf("vms inspector: sampling %s", t->channel));
 	if (t->source == NULL || t->source[0] == '\0')
-	{
-		/* nothing to open: a failed stream pull, said plainly */
-		rep.nresults = 1;
-		rep.r[0].check = vqd_check_name(VQD_STREAM);
-		rep.r[0].evaluated = 1;
-		rep.r[0].metric = 0;
-		rep.r[0].abnormal = 1;
-		snprintf(rep.r[0].detail, sizeof(rep.r[0].detail), "the channel has no stream URL");
-	}
+		stream_failed(&rep, "the channel has no stream URL");	/* nothing to open */
+	else if (strncmp(t->source, "gb28181:", 8) == 0)
+		sample_gb28181(t, t->source + 8, &o, &rep);
 	else
 		vqd_diagnose(t->source, &o, &rep);
 	pgstat_report_activity(STATE_IDLE, NULL);

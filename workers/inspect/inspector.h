@@ -7,5 +7,8 @@
 
 extern bool vms_inspect_enabled;
 extern int	vms_inspector_workers;
+extern char *vms_inspect_media_ip;
+extern int	vms_inspect_media_port_min;
+extern int	vms_inspect_media_port_max;
 
 #endif

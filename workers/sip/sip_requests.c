@@ -34,7 +34,7 @@
 
 typedef enum Kind
 {
-	K_CATALOG, K_INFO, K_STATUS, K_SUBSCRIBE, K_UNSUBSCRIBE
+	K_CATALOG, K_INFO, K_STATUS, K_SUBSCRIBE, K_UNSUBSCRIBE, K_INVITE, K_BYE
 } Kind;
 
 typedef struct OutTx
@@ -45,6 +45,8 @@ typedef struct OutTx
 	Kind		kind;
 	int64		request_id;
 	char		dev[21];
+	char		target[21];		/* Request-URI user: the device, or a channel (INVITE) */
+	char		from_tag[24];
 	int			sub;			/* subscriptions: index */
 	Peer		peer;
 	char	   *msg;
@@ -156,8 +158,9 @@ cmd_for(Kind k)
  * extra: header lines; body: MANSCDP XML or NULL.
  */
 static OutTx *
-send_request(const char *method, Dev *d, Kind kind, int64 request_id, const char *call_id, uint32 cseq,
-			 const char *from_tag, const char *to_tag, const char *extra, const char *body)
+send_request_to(const char *method, Dev *d, const char *target, Kind kind, int64 request_id, const char *call_id,
+				uint32 cseq, const char *from_tag, const char *to_tag, const char *extra, const char *ctype,
+				const char *body)
 {
 	OutTx	   *tx = NULL;
 	char		branch[20];
@@ -179,13 +182,13 @@ send_request(const char *method, Dev *d, Kind kind, int64 request_id, const char
 	random_hex(branch, 16);
 	snprintf(dom, sizeof(dom), "%.10s", d->code);
 	sbuf_reset(&sip_out);
-	sbuf_printf(&sip_out, "%s sip:%s@%s:%d SIP/2.0\r\n", method, d->code, d->peer.ip, d->peer.port);
+	sbuf_printf(&sip_out, "%s sip:%s@%s:%d SIP/2.0\r\n", method, target, d->peer.ip, d->peer.port);
 	sbuf_printf(&sip_out, "Via: SIP/2.0/%s %s:%d;rport;branch=z9hG4bK%s\r\n", tcp ? "TCP" : "UDP", me, sip_local_port(), branch);
 	sbuf_printf(&sip_out, "From: <sip:%s@%s>;tag=%s\r\n", vms_sip_id, sip_realm(), from_tag);
 	if (to_tag && to_tag[0])
-		sbuf_printf(&sip_out, "To: <sip:%s@%s>;tag=%s\r\n", d->code, dom, to_tag);
+		sbuf_printf(&sip_out, "To: <sip:%s@%s>;tag=%s\r\n", target, dom, to_tag);
 	else
-		sbuf_printf(&sip_out, "To: <sip:%s@%s>\r\n", d->code, dom);
+		sbuf_printf(&sip_out, "To: <sip:%s@%s>\r\n", target, dom);
 	sbuf_printf(&sip_out, "Call-ID: %s\r\n", call_id);
 	sbuf_printf(&sip_out, "CSeq: %u %s\r\n", cseq, method);
 	sbuf_puts(&sip_out, "Max-Forwards: 70\r\nUser-Agent: vms\r\n");
@@ -193,7 +196,7 @@ send_request(const char *method, Dev *d, Kind kind, int64 request_id, const char
 		sbuf_puts(&sip_out, extra);
 	if (body)
 	{
-		sbuf_printf(&sip_out, "Content-Type: Application/MANSCDP+xml\r\nContent-Length: %zu\r\n\r\n", strlen(body));
+		sbuf_printf(&sip_out, "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n", ctype, strlen(body));
 		sbuf_puts(&sip_out, body);
 	}
 	else
@@ -208,6 +211,8 @@ send_request(const char *method, Dev *d, Kind kind, int64 request_id, const char
 	tx->kind = kind;
 	tx->request_id = request_id;
 	strlcpy(tx->dev, d->code, sizeof(tx->dev));
+	strlcpy(tx->target, target, sizeof(tx->target));
+	strlcpy(tx->from_tag, from_tag, sizeof(tx->from_tag));
 	tx->sub = -1;
 	tx->peer = d->peer;
 	tx->msg = MemoryContextAlloc(TopMemoryContext, sip_out.len);
@@ -218,6 +223,14 @@ send_request(const char *method, Dev *d, Kind kind, int64 request_id, const char
 	tx->next_retx = tcp ? DT_NOEND : TimestampTzPlusMilliseconds(sip_now, 500);
 	sip_send(&tx->peer, tx->msg, tx->len);
 	return tx;
+}
+
+static OutTx *
+send_request(const char *method, Dev *d, Kind kind, int64 request_id, const char *call_id, uint32 cseq,
+			 const char *from_tag, const char *to_tag, const char *extra, const char *body)
+{
+	return send_request_to(method, d, d->code, kind, request_id, call_id, cseq, from_tag, to_tag, extra,
+						   "Application/MANSCDP+xml", body);
 }
 
 static void
@@ -495,6 +508,149 @@ start_subscribe(int64 id, Dev *d, const char *event, int expires, bool unsubscri
 		fail_request(id, "failed", "could not send SUBSCRIBE");
 }
 
+
+/* ---------------------------------------------------------------- live media (INVITE / BYE) */
+
+#define MAX_DIALOGS 256
+
+typedef struct Dialog
+{
+	bool		used;
+	char		call_id[64];
+	char		from_tag[24];
+	char		to_tag[64];
+	uint32		cseq;
+	char		dev[21];
+	char		channel[21];
+	char		ssrc[11];
+	TimestampTz started;
+} Dialog;
+
+static Dialog dialogs[MAX_DIALOGS];
+static uint32 next_ssrc = 1;
+
+/*
+ * INVITE a channel to send its live stream (PS over RTP/UDP) to ip:port.
+ * The SSRC follows GB/T 28181: 0 (live), digits 4-8 of the domain, a
+ * four-digit sequence.
+ */
+static void
+start_invite(int64 id, Dev *d, const char *channel, const char *ip, int port)
+{
+	char		call_id[64];
+	char		tag[20];
+	char		ssrc[16];
+	char	   *sdp;
+	char	   *extra;
+
+	if (!sip_is_gbcode(channel))
+	{
+		fail_request(id, "failed", "not a channel code");
+		return;
+	}
+	snprintf(ssrc, sizeof(ssrc), "0%.5s%04u", sip_realm() + 3, next_ssrc++ % 10000);
+	random_hex(call_id, 24);
+	random_hex(tag, 10);
+	sdp = psprintf("v=0\r\no=%s 0 0 IN IP4 %s\r\ns=Play\r\nc=IN IP4 %s\r\nt=0 0\r\n"
+				   "m=video %d RTP/AVP 96\r\na=recvonly\r\na=rtpmap:96 PS/90000\r\ny=%s\r\n",
+				   vms_sip_id, ip, ip, port, ssrc);
+	extra = psprintf("Contact: <sip:%s@%s:%d>\r\nSubject: %s:%s,%s:0\r\n",
+					 vms_sip_id, local_ip_for(&d->peer), sip_local_port(), channel, ssrc, vms_sip_id);
+	if (send_request_to("INVITE", d, channel, K_INVITE, id, call_id, 1, tag, NULL, extra, "APPLICATION/SDP", sdp) == NULL)
+		fail_request(id, "failed", "could not send INVITE");
+	else
+		sip_request_update(id, "sent", psprintf("{\"call_id\":\"%s\",\"ssrc\":\"%s\"}", call_id, ssrc), NULL, NULL);
+}
+
+/* the 200 to an INVITE: ACK it, keep the dialog for BYE */
+static void
+invite_answered(OutTx *tx, const SipIn *in)
+{
+	Dev		   *d = sip_device(tx->dev, false);
+	Dialog	   *dlg = NULL;
+	char		branch[20];
+	char		dom[11];
+
+	if (d == NULL || !d->has_peer)
+	{
+		fail_request(tx->request_id, "failed", "device gone before the ACK");
+		return;
+	}
+	random_hex(branch, 16);
+	snprintf(dom, sizeof(dom), "%.10s", tx->target);
+	sbuf_reset(&sip_out);
+	sbuf_printf(&sip_out, "ACK sip:%s@%s:%d SIP/2.0\r\n", tx->target, d->peer.ip, d->peer.port);
+	sbuf_printf(&sip_out, "Via: SIP/2.0/%s %s:%d;rport;branch=z9hG4bK%s\r\n",
+				d->peer.transport == TRANSPORT_TCP ? "TCP" : "UDP", local_ip_for(&d->peer), sip_local_port(), branch);
+	sbuf_printf(&sip_out, "From: <sip:%s@%s>;tag=%s\r\n", vms_sip_id, sip_realm(), tx->from_tag);
+	sbuf_printf(&sip_out, "To: <sip:%s@%s>;tag=%s\r\n", tx->target, dom, in->to_tag);
+	sbuf_printf(&sip_out, "Call-ID: %s\r\nCSeq: %u ACK\r\nMax-Forwards: 70\r\nUser-Agent: vms\r\nContent-Length: 0\r\n\r\n",
+				tx->call_id, tx->cseq);
+	if (!sip_out.overflow)
+		sip_send(&d->peer, sip_out.data, sip_out.len);
+
+	for (int i = 0; i < MAX_DIALOGS; i++)
+		if (!dialogs[i].used)
+		{
+			dlg = &dialogs[i];
+			break;
+		}
+	if (dlg == NULL)
+	{
+		fail_request(tx->request_id, "failed", "too many media sessions");
+		return;
+	}
+	memset(dlg, 0, sizeof(*dlg));
+	dlg->used = true;
+	strlcpy(dlg->call_id, tx->call_id, sizeof(dlg->call_id));
+	strlcpy(dlg->from_tag, tx->from_tag, sizeof(dlg->from_tag));
+	strlcpy(dlg->to_tag, in->to_tag, sizeof(dlg->to_tag));
+	dlg->cseq = tx->cseq;
+	strlcpy(dlg->dev, tx->dev, sizeof(dlg->dev));
+	strlcpy(dlg->channel, tx->target, sizeof(dlg->channel));
+	dlg->started = sip_now;
+	sip_request_update(tx->request_id, "done", NULL,
+					   psprintf("{\"call_id\":\"%s\",\"channel\":\"%s\"}", tx->call_id, tx->target), NULL);
+}
+
+static void
+start_bye(int64 id, Dev *d, const char *call_id)
+{
+	Dialog	   *dlg = NULL;
+	char	   *extra;
+
+	for (int i = 0; call_id && i < MAX_DIALOGS; i++)
+		if (dialogs[i].used && strcmp(dialogs[i].call_id, call_id) == 0)
+			dlg = &dialogs[i];
+	if (dlg == NULL)
+	{
+		sip_request_update(id, "done", NULL, "{\"note\":\"no such media session\"}", NULL);
+		return;
+	}
+	extra = psprintf("Contact: <sip:%s@%s:%d>\r\n", vms_sip_id, local_ip_for(&d->peer), sip_local_port());
+	if (send_request_to("BYE", d, dlg->channel, K_BYE, id, dlg->call_id, ++dlg->cseq, dlg->from_tag, dlg->to_tag,
+						extra, NULL, NULL) == NULL)
+		fail_request(id, "failed", "could not send BYE");
+	dlg->used = false;
+}
+
+/* media sessions nobody ended: BYE after ten minutes */
+static void
+expire_dialogs(void)
+{
+	for (int i = 0; i < MAX_DIALOGS; i++)
+	{
+		Dev		   *d;
+
+		if (!dialogs[i].used || sip_now < TimestampTzPlusMilliseconds(dialogs[i].started, 600000))
+			continue;
+		d = sip_device(dialogs[i].dev, false);
+		if (d && d->has_peer)
+			start_bye(0, d, dialogs[i].call_id);
+		dialogs[i].used = false;
+	}
+}
+
 static char *
 json_field(const char *json, const char *key)
 {
@@ -536,6 +692,19 @@ sip_requests_start(int64 id, const char *device, const char *kind, const char *p
 		start_query(id, d, K_INFO);
 	else if (strcmp(kind, "device_status") == 0)
 		start_query(id, d, K_STATUS);
+	else if (strcmp(kind, "invite") == 0)
+	{
+		char	   *channel = json_field(params, "channel");
+		char	   *ip = json_field(params, "ip");
+		char	   *port = json_field(params, "port");
+
+		if (channel == NULL || ip == NULL || port == NULL)
+			fail_request(id, "failed", "INVITE needs channel, ip and port");
+		else
+			start_invite(id, d, channel, ip, atoi(port));
+	}
+	else if (strcmp(kind, "bye") == 0)
+		start_bye(id, d, json_field(params, "call_id"));
 	else if (strcmp(kind, "subscribe") == 0 || strcmp(kind, "unsubscribe") == 0)
 	{
 		char	   *event = json_field(params, "event");
@@ -578,7 +747,20 @@ sip_requests_response(const SipIn *in)
 		return true;
 	}
 
-	if (tx->kind == K_SUBSCRIBE || tx->kind == K_UNSUBSCRIBE)
+	if (tx->kind == K_INVITE)
+	{
+		if (in->status < 300)
+			invite_answered(tx, in);
+		else
+			fail_request(tx->request_id, "failed", psprintf("device answered %d to INVITE", in->status));
+	}
+	else if (tx->kind == K_BYE)
+	{
+		if (tx->request_id > 0)
+			sip_request_update(tx->request_id, in->status < 300 ? "done" : "failed", NULL,
+							   psprintf("{\"status\":%d}", in->status), NULL);
+	}
+	else if (tx->kind == K_SUBSCRIBE || tx->kind == K_UNSUBSCRIBE)
 	{
 		Sub		   *s = tx->sub >= 0 && tx->sub < n_subs ? &subs[tx->sub] : NULL;
 
@@ -639,6 +821,7 @@ sip_requests_notify(const SipIn *in, Dev *d, void *arg)
 void
 sip_requests_tick(void)
 {
+	expire_dialogs();
 	for (int i = 0; i < MAX_TX; i++)
 	{
 		OutTx	   *tx = &txs[i];
@@ -660,6 +843,8 @@ sip_requests_tick(void)
 					s->request_id = 0;
 				}
 			}
+			else if (tx->kind == K_INVITE || tx->kind == K_BYE)
+				fail_request(tx->request_id, "timeout", psprintf("no final answer to %s", tx->kind == K_INVITE ? "INVITE" : "BYE"));
 			else if (!tx->provisional)
 			{
 				for (int k = 0; k < MAX_QUERIES; k++)
