@@ -90,6 +90,7 @@ static struct cfg {
 	struct sockaddr_in listen;
 	int listen_set;
 	int verbose;
+	const char *media;
 } C;
 
 static char g_local_ip[INET_ADDRSTRLEN];
@@ -107,6 +108,7 @@ static struct stats {
 	uint64_t send_errors, parse_errors, retransmits, txn_timeouts, txn_failed;
 	uint64_t flood_sent, flood_replies, flood_non2xx, flood_timeouts;
 	uint64_t echoed;
+	uint64_t invites, media_packets, byes;
 	uint32_t registered;
 	uint32_t initial_ok, initial_done;
 	uint32_t first_reg_ms, last_initial_ok_ms;
@@ -929,7 +931,7 @@ struct peer {
 };
 
 /* --- timers: binary min-heap with lazy deletion --- */
-enum { EV_TXN = 1, EV_KA, EV_REG, EV_ALARM, EV_RETRY };
+enum { EV_TXN = 1, EV_KA, EV_REG, EV_ALARM, EV_RETRY, EV_MEDIA };
 
 struct tev {
 	uint32_t t, id, aux, kind;
@@ -1675,6 +1677,452 @@ static void send_response(const struct peer *pr, const struct sipmsg *m, int cod
 	peer_send(pr, o->p, o->n);
 }
 
+/* ------------------------------------------------------------------ */
+/* live media: INVITE -> 200 (SDP) -> ACK -> RTP/PS stream -> BYE      */
+
+#define MEDIA_FRAME_MS 40     /* 25 fps */
+#define MEDIA_TS_STEP 3600    /* 90 kHz ticks per frame */
+#define MEDIA_MAX_MS 60000    /* a stream stops after 60 s */
+#define MEDIA_RTP_MAX 1400    /* RTP payload bytes */
+#define MEDIA_PES_MAX 65000   /* access-unit bytes per PES packet */
+#define MEDIA_NOACK_MS (64 * T1_MS)
+
+/* --media file: the whole H.264 Annex-B stream, split at AUD NALs */
+static unsigned char *g_media;
+static size_t g_media_n;
+static struct au {
+	uint32_t off, len;
+	uint8_t idr;
+} *g_au;
+static uint32_t g_nau;
+
+/* reads --media FILE and indexes its access units (each starts at an AUD) */
+static void media_load(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	size_t cap = 0, k;
+	uint32_t aucap = 0;
+	if (!f)
+		usage_error("--media: cannot open '%s': %s", path, strerror(errno));
+	for (;;) {
+		if (g_media_n == cap) {
+			cap = cap ? cap * 2 : 1 << 20;
+			if (cap > ((size_t)1 << 31))
+				usage_error("--media: '%s' is larger than 2 GB", path);
+			g_media = xrealloc(g_media, cap);
+		}
+		k = fread(g_media + g_media_n, 1, cap - g_media_n, f);
+		if (!k)
+			break;
+		g_media_n += k;
+	}
+	if (ferror(f))
+		usage_error("--media: cannot read '%s': %s", path, strerror(errno));
+	fclose(f);
+	for (size_t i = 0; i + 3 < g_media_n; i++) {
+		size_t s;
+		unsigned t;
+		if (g_media[i] || g_media[i + 1] || g_media[i + 2] != 1)
+			continue;
+		s = (i && !g_media[i - 1]) ? i - 1 : i; /* 4-byte start code */
+		t = g_media[i + 3] & 0x1f;
+		if (t == 9) {
+			if (g_nau == aucap) {
+				aucap = aucap ? aucap * 2 : 256;
+				g_au = xrealloc(g_au, aucap * sizeof *g_au);
+			}
+			if (g_nau)
+				g_au[g_nau - 1].len = (uint32_t)(s - g_au[g_nau - 1].off);
+			g_au[g_nau].off = (uint32_t)s;
+			g_au[g_nau].idr = 0;
+			g_nau++;
+		} else if (t == 5 && g_nau)
+			g_au[g_nau - 1].idr = 1;
+		i += 2;
+	}
+	if (!g_nau)
+		usage_error("--media: '%s' has no access-unit delimiter (NAL type 9); make it with "
+			    "-x264-params aud=1 -f h264", path);
+	g_au[g_nau - 1].len = (uint32_t)(g_media_n - g_au[g_nau - 1].off);
+}
+
+/* MPEG-2 CRC32: poly 0x04C11DB7, init 0xFFFFFFFF, no reflection, no final xor */
+static uint32_t crc32_mpeg(const unsigned char *p, size_t n)
+{
+	uint32_t c = 0xFFFFFFFFu;
+	while (n--) {
+		c ^= (uint32_t)*p++ << 24;
+		for (int b = 0; b < 8; b++)
+			c = (c & 0x80000000u) ? (c << 1) ^ 0x04C11DB7u : c << 1;
+	}
+	return c;
+}
+
+/* 5-byte PTS/DTS field with the 4-bit prefix */
+static void put_ts(unsigned char *o, unsigned prefix, uint64_t ts)
+{
+	ts &= 0x1FFFFFFFFULL;
+	o[0] = (unsigned char)((prefix << 4) | ((ts >> 29) & 0x0E) | 1);
+	o[1] = (unsigned char)(ts >> 22);
+	o[2] = (unsigned char)(((ts >> 14) & 0xFE) | 1);
+	o[3] = (unsigned char)(ts >> 7);
+	o[4] = (unsigned char)(((ts << 1) & 0xFE) | 1);
+}
+
+/* one access unit as MPEG-2 Program Stream: pack header [+ system header +
+ * PSM on IDR units] + PES packets of at most MEDIA_PES_MAX payload bytes */
+static void ps_build(struct buf *o, const struct au *a, uint64_t clk)
+{
+	const uint32_t mux = 20000; /* x 50 bytes/s = 8 Mbit/s */
+	uint64_t scr = clk & 0x1FFFFFFFFULL, pts = clk + 2 * MEDIA_TS_STEP;
+	unsigned char h[32];
+	const unsigned char *p = g_media + a->off;
+	size_t left = a->len;
+	int first = 1;
+	o->n = 0;
+	h[0] = 0, h[1] = 0, h[2] = 1, h[3] = 0xBA;
+	h[4] = (unsigned char)(0x44 | ((scr >> 27) & 0x38) | ((scr >> 28) & 0x03));
+	h[5] = (unsigned char)(scr >> 20);
+	h[6] = (unsigned char)(((scr >> 12) & 0xF8) | 0x04 | ((scr >> 13) & 0x03));
+	h[7] = (unsigned char)(scr >> 5);
+	h[8] = (unsigned char)(((scr << 3) & 0xF8) | 0x04); /* SCR extension 0 */
+	h[9] = 0x01;
+	h[10] = (unsigned char)(mux >> 14);
+	h[11] = (unsigned char)(mux >> 6);
+	h[12] = (unsigned char)(((mux << 2) & 0xFC) | 0x03);
+	h[13] = 0xF8; /* reserved, stuffing length 0 */
+	buf_add(o, h, 14);
+	if (a->idr) {
+		static const unsigned char sys[15] = {
+			0x00, 0x00, 0x01, 0xBB, 0x00, 0x09, /* header_length 9 */
+			0x80 | ((20000 >> 15) & 0x7F), (20000 >> 7) & 0xFF, ((20000 << 1) & 0xFE) | 1, /* rate_bound */
+			0x00,       /* audio_bound 0, fixed 0, CSPS 0 */
+			0xE1,       /* audio lock, video lock, marker, video_bound 1 */
+			0x7F,       /* packet_rate_restriction 0, reserved */
+			0xE0, 0xE4, 0x00, /* stream 0xE0: P-STD scale 1 (x 1024), size 1024 -> 1 MB */
+		};
+		unsigned char psm[18] = {
+			0x00, 0x00, 0x01, 0xBC, 0x00, 0x0E, /* program_stream_map_length 14 */
+			0xE0,       /* current_next 1, reserved, version 0 */
+			0xFF,       /* reserved, marker */
+			0x00, 0x00, /* program_stream_info_length */
+			0x00, 0x04, /* elementary_stream_map_length */
+			0x1B, 0xE0, 0x00, 0x00, /* H.264, stream 0xE0, no descriptors */
+		};
+		uint32_t crc = crc32_mpeg(psm, 16);
+		buf_add(o, sys, sizeof sys);
+		buf_add(o, psm, 16);
+		h[0] = (unsigned char)(crc >> 24), h[1] = (unsigned char)(crc >> 16);
+		h[2] = (unsigned char)(crc >> 8), h[3] = (unsigned char)crc;
+		buf_add(o, h, 4);
+	}
+	while (left || first) {
+		size_t k = left > MEDIA_PES_MAX ? MEDIA_PES_MAX : left, hl = first ? 10 : 0, plen = 3 + hl + k;
+		h[0] = 0, h[1] = 0, h[2] = 1, h[3] = 0xE0;
+		h[4] = (unsigned char)(plen >> 8), h[5] = (unsigned char)plen;
+		h[6] = first ? 0x84 : 0x80; /* '10', data_alignment on the first */
+		h[7] = first ? 0xC0 : 0x00; /* PTS + DTS */
+		h[8] = (unsigned char)hl;
+		if (first) {
+			put_ts(h + 9, 3, pts);
+			put_ts(h + 14, 1, pts);
+		}
+		buf_add(o, h, 9 + hl);
+		buf_add(o, p, k);
+		p += k;
+		left -= k;
+		first = 0;
+	}
+}
+
+enum { MS_FREE = 0, MS_INVITED, MS_STREAMING };
+
+struct msess {
+	uint8_t state;
+	uint32_t gen, next_t, tries, t0, frame, au, cseq;
+	uint64_t key; /* fnv64 of the Call-ID */
+	char *callid, *resp;
+	size_t resp_n;
+	struct peer pr;      /* where the 200 goes (retransmissions) */
+	struct sockaddr_in dst;
+	int fd;
+	uint16_t lport, seq;
+	uint32_t ssrc, ts0;
+};
+static struct msess *g_ms;
+static uint32_t g_nms;
+static struct buf g_ps, g_rtp;
+
+static int64_t msess_find(const struct sipmsg *m)
+{
+	uint64_t k = fnv64(m->callid.p, m->callid.n, 0);
+	for (uint32_t i = 0; i < g_nms; i++)
+		if (g_ms[i].state != MS_FREE && g_ms[i].key == k && strlen(g_ms[i].callid) == m->callid.n &&
+		    memcmp(g_ms[i].callid, m->callid.p, m->callid.n) == 0)
+			return i;
+	return -1;
+}
+
+static void msess_free(uint32_t i)
+{
+	struct msess *s = &g_ms[i];
+	if (s->fd >= 0)
+		close(s->fd);
+	free(s->callid);
+	free(s->resp);
+	s->callid = s->resp = NULL;
+	s->fd = -1;
+	s->state = MS_FREE;
+	s->gen++;
+	s->next_t = 0;
+}
+
+static void msess_arm(uint32_t i, uint32_t t)
+{
+	g_ms[i].next_t = t;
+	heap_push(t, EV_MEDIA, i, g_ms[i].gen);
+}
+
+/* one frame of session i: PS of the access unit in RTP packets */
+static void media_frame(uint32_t i)
+{
+	struct msess *s = &g_ms[i];
+	const struct au *a = &g_au[s->au];
+	uint32_t ts = s->ts0 + s->frame * MEDIA_TS_STEP;
+	size_t off = 0;
+	ps_build(&g_ps, a, (uint64_t)s->frame * MEDIA_TS_STEP + MEDIA_TS_STEP);
+	while (off < g_ps.n) {
+		size_t k = g_ps.n - off > MEDIA_RTP_MAX ? MEDIA_RTP_MAX : g_ps.n - off;
+		unsigned char h[12];
+		int last = off + k == g_ps.n;
+		h[0] = 0x80;
+		h[1] = (unsigned char)((last ? 0x80 : 0) | 96);
+		h[2] = (unsigned char)(s->seq >> 8), h[3] = (unsigned char)s->seq;
+		h[4] = (unsigned char)(ts >> 24), h[5] = (unsigned char)(ts >> 16);
+		h[6] = (unsigned char)(ts >> 8), h[7] = (unsigned char)ts;
+		h[8] = (unsigned char)(s->ssrc >> 24), h[9] = (unsigned char)(s->ssrc >> 16);
+		h[10] = (unsigned char)(s->ssrc >> 8), h[11] = (unsigned char)s->ssrc;
+		g_rtp.n = 0;
+		buf_add(&g_rtp, h, 12);
+		buf_add(&g_rtp, g_ps.p + off, k);
+		if (sendto(s->fd, g_rtp.p, g_rtp.n, MSG_DONTWAIT, (const struct sockaddr *)&s->dst, sizeof s->dst) < 0)
+			S.send_errors++;
+		else
+			S.media_packets++;
+		s->seq++;
+		off += k;
+	}
+	s->frame++;
+	if (++s->au == g_nau)
+		s->au = 0; /* loop the file */
+}
+
+static void media_timer(uint32_t i, uint32_t now)
+{
+	struct msess *s = &g_ms[i];
+	if (s->state == MS_INVITED) {
+		/* 200 OK not yet ACKed: Timer G retransmissions, give up at 64*T1 */
+		uint32_t iv;
+		if (now - s->t0 >= MEDIA_NOACK_MS) {
+			if (C.verbose)
+				warnx_("INVITE %s: no ACK, session dropped", s->callid);
+			msess_free(i);
+			return;
+		}
+		if (!s->pr.tcp) {
+			peer_send(&s->pr, s->resp, s->resp_n);
+			S.retransmits++;
+		}
+		iv = (uint32_t)T1_MS << (s->tries < 4 ? s->tries : 4);
+		if (iv > T2_MS)
+			iv = T2_MS;
+		s->tries++;
+		msess_arm(i, now + iv);
+		return;
+	}
+	if (s->state != MS_STREAMING)
+		return;
+	if (now - s->t0 >= MEDIA_MAX_MS) {
+		if (C.verbose)
+			warnx_("stream %s: %u frames, 60 s limit reached", s->callid, s->frame);
+		msess_free(i);
+		return;
+	}
+	media_frame(i);
+	{
+		uint32_t due = s->t0 + s->frame * MEDIA_FRAME_MS;
+		msess_arm(i, due > now ? due : now + 1);
+	}
+}
+
+/* the SDP answer + 200 of session i, kept for retransmissions */
+static void media_answer(uint32_t i, const struct sipmsg *m, uint32_t d, const char *chan, const char *y)
+{
+	struct msess *s = &g_ms[i];
+	char body[512];
+	int bn = snprintf(body, sizeof body,
+			  "v=0\r\no=%s 0 0 IN IP4 %s\r\ns=Play\r\nc=IN IP4 %s\r\nt=0 0\r\n"
+			  "m=video %u RTP/AVP 96\r\na=sendonly\r\na=rtpmap:96 PS/90000\r\ny=%s\r\n",
+			  chan, g_local_ip, g_local_ip, s->lport, y);
+	struct buf *o = &g_out;
+	o->n = 0;
+	buf_printf(o, "SIP/2.0 200 OK\r\n");
+	for (int k = 0; k < m->nvia; k++)
+		buf_printf(o, "Via: %.*s\r\n", (int)m->via[k].n, m->via[k].p);
+	buf_printf(o, "From: %.*s\r\n", (int)m->from.n, m->from.p);
+	if (header_has_tag(m->to))
+		buf_printf(o, "To: %.*s\r\n", (int)m->to.n, m->to.p);
+	else
+		buf_printf(o, "To: %.*s;tag=%08x\r\n", (int)m->to.n, m->to.p, to_tag_for(m));
+	buf_printf(o,
+		   "Call-ID: %.*s\r\nCSeq: %.*s\r\nContact: <sip:%s@%s%s>\r\nUser-Agent: " UA "\r\n"
+		   "Content-Type: APPLICATION/SDP\r\nContent-Length: %d\r\n\r\n%s",
+		   (int)m->callid.n, m->callid.p, (int)m->cseq.n, m->cseq.p, chan, dev_hostport(d),
+		   C.tcp ? ";transport=tcp" : "", bn, body);
+	free(s->resp);
+	s->resp = xmalloc(o->n);
+	memcpy(s->resp, o->p, o->n);
+	s->resp_n = o->n;
+}
+
+/* SDP offer: video destination and y= SSRC; 0 if usable */
+static int sdp_offer(const char *b, size_t n, struct sockaddr_in *dst, char *y, size_t ycap)
+{
+	const char *p = b, *e = b + n;
+	char cs[64] = "", cm[64] = "";
+	long port = -1;
+	int in_video = 0;
+	strcpy(y, "0000000000");
+	while (p < e) {
+		const char *le = memchr(p, '\n', (size_t)(e - p)), *ln = p;
+		size_t l;
+		if (!le)
+			le = e;
+		l = (size_t)(le - p);
+		if (l && ln[l - 1] == '\r')
+			l--;
+		p = le + 1;
+		if (l >= 2 && ln[0] == 'm' && ln[1] == '=') {
+			char media[16], proto[32];
+			long pt = -1;
+			char tmp[128];
+			snprintf(tmp, sizeof tmp, "%.*s", (int)(l < 127 ? l : 127), ln + 2);
+			in_video = sscanf(tmp, "%15s %ld %31s", media, &pt, proto) == 3 && strcmp(media, "video") == 0;
+			if (in_video) {
+				if (strcasecmp(proto, "RTP/AVP") != 0)
+					return -1; /* TCP/RTP/AVP etc.: UDP only */
+				port = pt;
+			}
+		} else if (l > 9 && strncasecmp(ln, "c=IN IP4 ", 9) == 0) {
+			char *dstc = in_video ? cm : cs;
+			snprintf(dstc, 64, "%.*s", (int)(l - 9 < 63 ? l - 9 : 63), ln + 9);
+			dstc[strcspn(dstc, " /")] = 0;
+		} else if (l >= 3 && ln[0] == 'y' && ln[1] == '=') {
+			size_t k = l - 2;
+			if (k && k < ycap && all_digits(ln + 2, k)) {
+				memcpy(y, ln + 2, k);
+				y[k] = 0;
+			}
+		}
+	}
+	memset(dst, 0, sizeof *dst);
+	dst->sin_family = AF_INET;
+	if (port <= 0 || port > 65535 || inet_pton(AF_INET, cm[0] ? cm : cs, &dst->sin_addr) != 1)
+		return -1;
+	dst->sin_port = htons((uint16_t)port);
+	return 0;
+}
+
+static void on_invite(const struct peer *pr, uint32_t d, struct sv user, const struct sipmsg *m, int dup, uint32_t now)
+{
+	char y[16], chan[21];
+	struct sockaddr_in dst, a = { .sin_family = AF_INET, .sin_addr = C.bind_addr };
+	socklen_t al = sizeof a;
+	int64_t found = msess_find(m);
+	uint32_t i;
+	int fd;
+	if (!dup)
+		S.invites++;
+	if (!g_nau) {
+		send_response(pr, m, 488, "Not Acceptable Here", NULL);
+		return;
+	}
+	if (user.n == 20)
+		snprintf(chan, sizeof chan, "%.*s", 20, user.p);
+	else
+		dev_code(d, chan);
+	if (found >= 0) { /* retransmission or re-INVITE: answer again, same stream */
+		struct msess *s = &g_ms[found];
+		char ys[16];
+		snprintf(ys, sizeof ys, "%010u", s->ssrc);
+		if (sdp_offer(m->body, m->body_len, &dst, y, sizeof y) != 0)
+			strcpy(y, ys);
+		media_answer((uint32_t)found, m, d, chan, y);
+		peer_send(pr, s->resp, s->resp_n);
+		return;
+	}
+	if (!m->body_len || sdp_offer(m->body, m->body_len, &dst, y, sizeof y) != 0) {
+		send_response(pr, m, 488, "Not Acceptable Here", NULL);
+		return;
+	}
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || getsockname(fd, (struct sockaddr *)&a, &al) != 0) {
+		warnx_("media socket: %s", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		send_response(pr, m, 500, "Server Internal Error", NULL);
+		return;
+	}
+	for (i = 0; i < g_nms && g_ms[i].state != MS_FREE; i++)
+		;
+	if (i == g_nms) {
+		g_ms = xrealloc(g_ms, (g_nms + 1) * sizeof *g_ms);
+		memset(&g_ms[i], 0, sizeof g_ms[i]);
+		g_ms[i].fd = -1;
+		g_nms++;
+	}
+	{
+		struct msess *s = &g_ms[i];
+		s->state = MS_INVITED;
+		s->key = fnv64(m->callid.p, m->callid.n, 0);
+		s->callid = xmalloc(m->callid.n + 1);
+		memcpy(s->callid, m->callid.p, m->callid.n);
+		s->callid[m->callid.n] = 0;
+		s->pr = *pr;
+		s->dst = dst;
+		s->fd = fd;
+		s->lport = ntohs(a.sin_port);
+		s->ssrc = (uint32_t)strtoull(y, NULL, 10);
+		s->seq = (uint16_t)rnd64();
+		s->ts0 = (uint32_t)rnd64();
+		s->t0 = now;
+		s->tries = 0;
+		s->frame = s->au = 0;
+		send_response(pr, m, 100, "Trying", NULL);
+		media_answer(i, m, d, chan, y);
+		peer_send(pr, s->resp, s->resp_n);
+		msess_arm(i, now + T1_MS);
+		if (C.verbose)
+			warnx_("INVITE %s: %s -> %s:%u ssrc %s", s->callid, chan, inet_ntoa(dst.sin_addr),
+			       ntohs(dst.sin_port), y);
+	}
+}
+
+static void on_ack(const struct sipmsg *m, uint32_t now)
+{
+	int64_t i = m->callid.n ? msess_find(m) : -1;
+	struct msess *s;
+	if (i < 0)
+		return;
+	s = &g_ms[i];
+	if (s->state != MS_INVITED)
+		return;
+	s->state = MS_STREAMING;
+	s->t0 = now;
+	s->gen++; /* cancels the 200 retransmissions */
+	media_timer((uint32_t)i, now);
+}
+
 /* NOTIFY inside the dialog a SUBSCRIBE created */
 static void send_notify(uint32_t d, const struct sipmsg *m, long expires, const char *body, size_t blen, uint32_t now)
 {
@@ -1761,9 +2209,12 @@ static void on_request(const struct peer *pr, const struct sipmsg *m, uint32_t n
 {
 	struct sv user = uri_user(m->ruri);
 	int64_t d = code_lookup(user.p, user.n);
+	int dup;
 	S.requests_in++;
-	if (sv_eq(m->method, "ACK"))
+	if (sv_eq(m->method, "ACK")) {
+		on_ack(m, now);
 		return;
+	}
 	if (!m->nvia || !m->from.n || !m->to.n || !m->callid.n || !m->cseq.n) {
 		S.parse_errors++;
 		return;
@@ -1777,20 +2228,33 @@ static void on_request(const struct peer *pr, const struct sipmsg *m, uint32_t n
 		send_response(pr, m, 404, "Not Found", NULL);
 		return;
 	}
-	if (dedup_seen(m, now)) {
+	dup = dedup_seen(m, now);
+	if (sv_eq(m->method, "INVITE")) {
+		if (dup)
+			S.dup_requests++;
+		if (user.n && code_lookup(user.p, user.n) != d)
+			user.n = 0;
+		on_invite(pr, (uint32_t)d, user, m, dup, now);
+		return;
+	}
+	if (dup) {
 		S.dup_requests++;
+		send_response(pr, m, 200, "OK", NULL);
+		return;
+	}
+	if (sv_eq(m->method, "BYE")) {
+		int64_t i = msess_find(m);
+		S.byes++;
+		if (i >= 0) {
+			if (C.verbose)
+				warnx_("BYE %s: stream stopped after %u frames", g_ms[i].callid, g_ms[i].frame);
+			msess_free((uint32_t)i);
+		}
 		send_response(pr, m, 200, "OK", NULL);
 		return;
 	}
 	if (sv_eq(m->method, "SUBSCRIBE")) {
 		on_subscribe(pr, (uint32_t)d, m, now);
-		return;
-	}
-	if (sv_eq(m->method, "INVITE")) {
-		char extra[160], code[21];
-		dev_code((uint32_t)d, code);
-		snprintf(extra, sizeof extra, "Contact: <sip:%s@%s>\r\n", code, dev_hostport((uint32_t)d));
-		send_response(pr, m, 200, "OK", extra);
 		return;
 	}
 	send_response(pr, m, 200, "OK", NULL);
@@ -1905,6 +2369,11 @@ static void run_timers(uint32_t now)
 		if (e.kind == EV_TXN) {
 			if (e.id < g_ntx && g_tx[e.id].used && g_tx[e.id].gen == e.aux && g_tx[e.id].next_t == e.t)
 				txn_timer(e.id, now);
+			continue;
+		}
+		if (e.kind == EV_MEDIA) {
+			if (e.id < g_nms && g_ms[e.id].state != MS_FREE && g_ms[e.id].gen == e.aux && g_ms[e.id].next_t == e.t)
+				media_timer(e.id, now);
 			continue;
 		}
 		v = &g_dev[e.id];
@@ -2341,10 +2810,11 @@ static void print_stats(void)
 	printf(" mode=%s elapsed_s=%.3f reg_attempts=%" PRIu64 " reg_timeouts=%" PRIu64 " keepalive_failed=%" PRIu64
 	       " requests_in=%" PRIu64 " responses_in=%" PRIu64 " unknown_device=%" PRIu64 " dup_requests=%" PRIu64
 	       " retransmits=%" PRIu64 " txn_timeouts=%" PRIu64 " txn_failed=%" PRIu64 " send_errors=%" PRIu64
-	       " parse_errors=%" PRIu64,
+	       " parse_errors=%" PRIu64 " invites=%" PRIu64 " media_packets=%" PRIu64 " byes=%" PRIu64,
 	       C.mode == MODE_FLOOD ? "flood" : "devices", (double)(mono_us() - g_start_us) / 1e6, S.reg_attempts,
 	       S.reg_timeouts, S.ka_failed, S.requests_in, S.responses_in, S.unknown_device, S.dup_requests,
-	       S.retransmits, S.txn_timeouts, S.txn_failed, S.send_errors, S.parse_errors);
+	       S.retransmits, S.txn_timeouts, S.txn_failed, S.send_errors, S.parse_errors, S.invites, S.media_packets,
+	       S.byes);
 	if (C.mode == MODE_FLOOD) {
 		int64_t end = S.flood_end_us ? S.flood_end_us : mono_us();
 		double secs = S.flood_start_us ? (double)(end - S.flood_start_us) / 1e6 : 0;
@@ -3130,6 +3600,9 @@ static void usage(FILE *f)
 	    "  --sockets M                 local UDP sockets (default 1 per 1000 devices)\n"
 	    "  --transport udp|tcp         (tcp: one connection per device)\n"
 	    "  --stats-every S             print the stats line every S seconds\n"
+	    "  --media FILE                H.264 Annex-B file with AUDs: answer INVITE with SDP, stream it\n"
+	    "                              as RTP/PS (PT 96, 25 fps, looped, max 60 s) after ACK; without\n"
+	    "                              --media INVITE gets 488\n"
 	    "  flood:   --window W (default 256) --no-register --any-reply\n"
 	    "  echo:    --listen IP:PORT\n"
 	    "  --verbose                   more diagnostics on stderr\n"
@@ -3141,7 +3614,7 @@ enum {
 	O_SERVER = 256, O_SERVER_ID, O_DOMAIN, O_DEVICES, O_FIRST_CODE, O_PASSWORD, O_PASSWORD_FILE, O_WRONG_EVERY,
 	O_ALGORITHM, O_EXPIRES, O_KEEPALIVE, O_JITTER, O_REG_RATE, O_REG_WINDOW, O_REG_RETRY, O_DURATION, O_CHANNELS,
 	O_PAGE_SIZE, O_FAULTS, O_ALARM_EVERY, O_STOP_KA, O_MODE, O_BIND, O_SOCKETS, O_TRANSPORT, O_STATS_EVERY,
-	O_NO_REGISTER, O_ANY_REPLY, O_WINDOW, O_LISTEN, O_VERBOSE, O_HELP
+	O_NO_REGISTER, O_ANY_REPLY, O_WINDOW, O_LISTEN, O_VERBOSE, O_HELP, O_MEDIA
 };
 
 static const struct option LONGOPTS[] = {
@@ -3177,6 +3650,7 @@ static const struct option LONGOPTS[] = {
 	{ "listen", required_argument, NULL, O_LISTEN },
 	{ "verbose", no_argument, NULL, O_VERBOSE },
 	{ "help", no_argument, NULL, O_HELP },
+	{ "media", required_argument, NULL, O_MEDIA },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -3348,6 +3822,9 @@ static void parse_options(int argc, char **argv)
 		case O_HELP:
 			usage(stdout);
 			exit(0);
+		case O_MEDIA:
+			C.media = optarg;
+			break;
 		case '?':
 		default:
 			if (optopt && optopt < 256)
@@ -3366,6 +3843,10 @@ static void parse_options(int argc, char **argv)
 	}
 	if (C.listen_set)
 		usage_error("--listen is only for --mode echo");
+	if (C.media && C.mode == MODE_HOSTILE)
+		usage_error("--media is only for --mode devices or flood");
+	if (C.media)
+		media_load(C.media);
 	if (!C.server_set)
 		usage_error("--server HOST:PORT is required");
 	if (C.mode != MODE_FLOOD && (C.no_register || C.any_reply || window_set))
