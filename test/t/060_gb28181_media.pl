@@ -1,0 +1,85 @@
+# Inspection of channels reachable only through GB/T 28181: the inspector
+# binds a media port, the SIP worker INVITEs the channel (SDP, PS/90000),
+# ACKs the 200, the simulated device (test/sim/gbsim --media) streams H.264
+# in an MPEG-2 program stream over RTP/UDP, the inspector diagnoses what
+# arrived and the SIP worker sends BYE.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run;
+
+my $root = $ENV{VMS_ROOT} or die "VMS_ROOT not set";
+my $gbsim = "$root/test/sim/gbsim";
+my $tmp = PostgreSQL::Test::Utils::tempdir;
+my $sip_port = PostgreSQL::Test::Cluster::get_free_port();
+my $media_min = PostgreSQL::Test::Cluster::get_free_port();
+my $server_id = '34020000002000000001';
+my $realm = '3402000000';
+
+# the camera's picture: H.264 with access-unit delimiters (Annex B)
+system('ffmpeg', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=25', '-t', '4',
+	'-c:v', 'libx264', '-preset', 'veryfast', '-x264-params', 'aud=1:keyint=25', '-bsf:v', 'h264_mp4toannexb',
+	'-f', 'h264', "$tmp/cam.h264") == 0
+  or die 'ffmpeg failed';
+
+my $node = PostgreSQL::Test::Cluster->new('media');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'vms'
+vms.database = 'postgres'
+vms.viid_enabled = off
+vms.sip_id = '$server_id'
+vms.sip_listen = '127.0.0.1'
+vms.sip_port = $sip_port
+vms.sip_flush_interval = 200
+vms.inspector_workers = 1
+vms.inspect_media_port_min = $media_min
+vms.inspect_media_port_max = @{[ $media_min + 20 ]}
+});
+$node->start;
+$node->safe_psql('postgres', qq{
+CREATE EXTENSION vms CASCADE;
+INSERT INTO vms.device (code, name) VALUES ('34020000001320000001', 'IPC');
+SELECT vms.device_set_password('34020000001320000001', '12345678', '$realm');
+});
+$node->poll_query_until('postgres', "SELECT state = 'running' FROM vms.worker_status WHERE name = 'sip'")
+  or die 'sip worker not running';
+
+my $h = IPC::Run::start([ $gbsim, '--server', "127.0.0.1:$sip_port", '--server-id', $server_id, '--domain', $realm,
+		'--devices', '1', '--keepalive', '2', '--channels', '1', '--media', "$tmp/cam.h264", '--duration', '60' ],
+	'>', "$tmp/gbsim.out", '2>', "$tmp/gbsim.err");
+ok($node->poll_query_until('postgres', "SELECT online FROM vms.device WHERE code = '34020000001320000001'"),
+	'the camera registered');
+my $rid = $node->safe_psql('postgres', "SELECT vms.sip_query_catalog('34020000001320000001')");
+is($node->safe_psql('postgres', "SELECT state FROM vms.sip_request_wait($rid, 20)"), 'done', 'its catalog arrived');
+my $channel = $node->safe_psql('postgres', "SELECT code FROM vms.channel WHERE device_code = '34020000001320000001'");
+like($channel, qr/^\d{20}$/, "one channel ($channel), without a stream URL");
+
+# INVITE and BYE from SQL
+my $media_port = $media_min + 30;
+$rid = $node->safe_psql('postgres', "SELECT vms.sip_invite('$channel', '127.0.0.1', $media_port)");
+is($node->safe_psql('postgres', "SELECT state FROM vms.sip_request_wait($rid, 20)"), 'done', 'INVITE answered 200 and ACKed');
+like($node->safe_psql('postgres', "SELECT result ->> 'call_id' FROM vms.sip_request WHERE id = $rid"), qr/\w+/, 'the call id is kept');
+my $bye = $node->safe_psql('postgres', "SELECT vms.sip_bye($rid)");
+is($node->safe_psql('postgres', "SELECT state FROM vms.sip_request_wait($bye, 20)"), 'done', 'BYE answered');
+my ($ret, $out, $err) = $node->psql('postgres', "SELECT vms.sip_invite('$channel', 'not-an-ip', 5)");
+like($err, qr/is not an IPv4 address and a port/, 'a bad media address is refused');
+
+# the inspector samples it through the SIP worker
+$node->safe_psql('postgres', qq{
+SELECT vms.inspection_plan_add('gb', '{"channels": ["$channel"]}', 'every 1 h',
+       '{"timeout_ms": 15000, "checks": ["stream", "black_screen", "blur", "freeze"]}')});
+ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM vms.quality_result"), 'a result arrived');
+is($node->safe_psql('postgres', "SELECT source FROM vms.inspection_task"), "gb28181:$channel",
+	'the task goes through GB/T 28181 (no stream URL)');
+my $r = $node->safe_psql('postgres', "SELECT stream_ok || ' ' || image_ok || ' ' || array_to_string(abnormal, ',') FROM vms.quality_result");
+is($r, 'true true ', 'the RTP/PS stream was decoded and judged normal');
+like($node->safe_psql('postgres', "SELECT sample ->> 'codec' FROM vms.quality_result"), qr/h264.*ps-rtp/, 'H.264 in PS over RTP');
+ok($node->poll_query_until('postgres', "SELECT count(*) = 2 FROM vms.sip_request WHERE kind = 'bye' AND state = 'done'"),
+	'and the session was ended with BYE');
+
+$h->kill_kill;
+$node->stop;
+done_testing();
