@@ -108,7 +108,7 @@ static struct stats {
 	uint64_t send_errors, parse_errors, retransmits, txn_timeouts, txn_failed;
 	uint64_t flood_sent, flood_replies, flood_non2xx, flood_timeouts;
 	uint64_t echoed;
-	uint64_t invites, media_packets, byes;
+	uint64_t invites, media_packets, byes, media_connect_failed;
 	uint32_t registered;
 	uint32_t initial_ok, initial_done;
 	uint32_t first_reg_ms, last_initial_ok_ms;
@@ -921,7 +921,7 @@ static struct tconn *g_tc;
 static int g_ep = -1;
 
 #define EPD(type, idx) (((uint64_t)(type) << 32) | (uint32_t)(idx))
-enum { EP_UDP = 1, EP_TCP = 2 };
+enum { EP_UDP = 1, EP_TCP = 2, EP_MEDIA = 3 };
 
 /* a place to send a reply to */
 struct peer {
@@ -1686,6 +1686,8 @@ static void send_response(const struct peer *pr, const struct sipmsg *m, int cod
 #define MEDIA_RTP_MAX 1400    /* RTP payload bytes */
 #define MEDIA_PES_MAX 65000   /* access-unit bytes per PES packet */
 #define MEDIA_NOACK_MS (64 * T1_MS)
+#define MEDIA_CONNECT_MS 10000 /* TCP media: connect must finish within 10 s */
+#define MEDIA_WQ_MAX (4u << 20) /* TCP media: end the call past 4 MB unsent */
 
 /* --media file: the whole H.264 Annex-B stream, split at AUD NALs */
 static unsigned char *g_media;
@@ -1848,6 +1850,11 @@ struct msess {
 	int fd;
 	uint16_t lport, seq;
 	uint32_t ssrc, ts0;
+	uint8_t tcp;    /* RTP over TCP (RFC 4571), we connect (a=setup:active) */
+	uint8_t tstate; /* tcp: 0 not yet, 1 connecting, 2 connected */
+	uint8_t wout;   /* tcp: EPOLLOUT armed */
+	struct buf wq;  /* tcp: framed packets not yet written */
+	size_t woff;
 };
 static struct msess *g_ms;
 static uint32_t g_nms;
@@ -1870,6 +1877,10 @@ static void msess_free(uint32_t i)
 		close(s->fd);
 	free(s->callid);
 	free(s->resp);
+	free(s->wq.p);
+	memset(&s->wq, 0, sizeof s->wq);
+	s->woff = 0;
+	s->tcp = s->tstate = s->wout = 0;
 	s->callid = s->resp = NULL;
 	s->fd = -1;
 	s->state = MS_FREE;
@@ -1881,6 +1892,50 @@ static void msess_arm(uint32_t i, uint32_t t)
 {
 	g_ms[i].next_t = t;
 	heap_push(t, EV_MEDIA, i, g_ms[i].gen);
+}
+
+/* TCP media: write what the socket takes; EPOLLOUT while some is left.
+ * -1 if the connection is gone */
+static int media_flush(uint32_t i)
+{
+	struct msess *s = &g_ms[i];
+	while (s->woff < s->wq.n) {
+		ssize_t k = send(s->fd, s->wq.p + s->woff, s->wq.n - s->woff, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (k <= 0) {
+			warnx_("stream %s: TCP send: %s", s->callid, k < 0 ? strerror(errno) : "closed");
+			return -1;
+		}
+		s->woff += (size_t)k;
+	}
+	if (s->woff == s->wq.n)
+		s->wq.n = s->woff = 0;
+	else if (s->woff > (1u << 16)) {
+		memmove(s->wq.p, s->wq.p + s->woff, s->wq.n - s->woff);
+		s->wq.n -= s->woff;
+		s->woff = 0;
+	}
+	if (s->wout != (s->wq.n > 0)) {
+		struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | (s->wq.n ? EPOLLOUT : 0),
+					  .data.u64 = EPD(EP_MEDIA, i) };
+		s->wout = s->wq.n > 0;
+		epoll_ctl(g_ep, EPOLL_CTL_MOD, s->fd, &ev);
+	}
+	return 0;
+}
+
+/* TCP media: a refused/failed connect, or a lost connection, ends the call */
+static void media_tcp_fail(uint32_t i, const char *what, int err)
+{
+	struct msess *s = &g_ms[i];
+	warnx_("stream %s: TCP %s %s:%u: %s", s->callid, what, inet_ntoa(s->dst.sin_addr), ntohs(s->dst.sin_port),
+	       err ? strerror(err) : "failed");
+	if (s->tstate != 2)
+		S.media_connect_failed++;
+	msess_free(i);
 }
 
 /* one frame of session i: PS of the access unit in RTP packets */
@@ -1902,6 +1957,16 @@ static void media_frame(uint32_t i)
 		h[6] = (unsigned char)(ts >> 8), h[7] = (unsigned char)ts;
 		h[8] = (unsigned char)(s->ssrc >> 24), h[9] = (unsigned char)(s->ssrc >> 16);
 		h[10] = (unsigned char)(s->ssrc >> 8), h[11] = (unsigned char)s->ssrc;
+		if (s->tcp) { /* RFC 4571: 2-byte big-endian length, then the RTP packet */
+			unsigned char l2[2] = { (unsigned char)((12 + k) >> 8), (unsigned char)(12 + k) };
+			buf_add(&s->wq, l2, 2);
+			buf_add(&s->wq, h, 12);
+			buf_add(&s->wq, g_ps.p + off, k);
+			S.media_packets++;
+			s->seq++;
+			off += k;
+			continue;
+		}
 		g_rtp.n = 0;
 		buf_add(&g_rtp, h, 12);
 		buf_add(&g_rtp, g_ps.p + off, k);
@@ -1920,6 +1985,13 @@ static void media_frame(uint32_t i)
 static void media_timer(uint32_t i, uint32_t now)
 {
 	struct msess *s = &g_ms[i];
+	if (s->state == MS_STREAMING && s->tcp && s->tstate != 2) {
+		if (now - s->t0 >= MEDIA_CONNECT_MS)
+			media_tcp_fail(i, "connect to", ETIMEDOUT);
+		else
+			msess_arm(i, s->t0 + MEDIA_CONNECT_MS);
+		return;
+	}
 	if (s->state == MS_INVITED) {
 		/* 200 OK not yet ACKed: Timer G retransmissions, give up at 64*T1 */
 		uint32_t iv;
@@ -1949,6 +2021,20 @@ static void media_timer(uint32_t i, uint32_t now)
 		return;
 	}
 	media_frame(i);
+	if (s->tcp) {
+		if (media_flush(i) != 0) {
+			S.send_errors++;
+			msess_free(i);
+			return;
+		}
+		if (s->wq.n - s->woff > MEDIA_WQ_MAX) {
+			warnx_("stream %s: TCP peer not reading (%zu bytes queued), call ended", s->callid,
+			       s->wq.n - s->woff);
+			S.send_errors++;
+			msess_free(i);
+			return;
+		}
+	}
 	{
 		uint32_t due = s->t0 + s->frame * MEDIA_FRAME_MS;
 		msess_arm(i, due > now ? due : now + 1);
@@ -1962,8 +2048,9 @@ static void media_answer(uint32_t i, const struct sipmsg *m, uint32_t d, const c
 	char body[512];
 	int bn = snprintf(body, sizeof body,
 			  "v=0\r\no=%s 0 0 IN IP4 %s\r\ns=Play\r\nc=IN IP4 %s\r\nt=0 0\r\n"
-			  "m=video %u RTP/AVP 96\r\na=sendonly\r\na=rtpmap:96 PS/90000\r\ny=%s\r\n",
-			  chan, g_local_ip, g_local_ip, s->lport, y);
+			  "m=video %u %sRTP/AVP 96\r\n%sa=sendonly\r\na=rtpmap:96 PS/90000\r\ny=%s\r\n",
+			  chan, g_local_ip, g_local_ip, s->lport, s->tcp ? "TCP/" : "",
+			  s->tcp ? "a=setup:active\r\na=connection:new\r\n" : "", y);
 	struct buf *o = &g_out;
 	o->n = 0;
 	buf_printf(o, "SIP/2.0 200 OK\r\n");
@@ -1985,14 +2072,16 @@ static void media_answer(uint32_t i, const struct sipmsg *m, uint32_t d, const c
 	s->resp_n = o->n;
 }
 
-/* SDP offer: video destination and y= SSRC; 0 if usable */
-static int sdp_offer(const char *b, size_t n, struct sockaddr_in *dst, char *y, size_t ycap)
+/* SDP offer: video destination, transport (*tcp: TCP/RTP/AVP, the platform
+ * passive) and y= SSRC; 0 if usable */
+static int sdp_offer(const char *b, size_t n, struct sockaddr_in *dst, int *tcp, char *y, size_t ycap)
 {
 	const char *p = b, *e = b + n;
 	char cs[64] = "", cm[64] = "";
 	long port = -1;
-	int in_video = 0;
+	int in_video = 0, peer_active = 0;
 	strcpy(y, "0000000000");
+	*tcp = 0;
 	while (p < e) {
 		const char *le = memchr(p, '\n', (size_t)(e - p)), *ln = p;
 		size_t l;
@@ -2009,10 +2098,14 @@ static int sdp_offer(const char *b, size_t n, struct sockaddr_in *dst, char *y, 
 			snprintf(tmp, sizeof tmp, "%.*s", (int)(l < 127 ? l : 127), ln + 2);
 			in_video = sscanf(tmp, "%15s %ld %31s", media, &pt, proto) == 3 && strcmp(media, "video") == 0;
 			if (in_video) {
-				if (strcasecmp(proto, "RTP/AVP") != 0)
-					return -1; /* TCP/RTP/AVP etc.: UDP only */
+				if (strcasecmp(proto, "TCP/RTP/AVP") == 0)
+					*tcp = 1;
+				else if (strcasecmp(proto, "RTP/AVP") != 0)
+					return -1;
 				port = pt;
 			}
+		} else if (in_video && l >= 14 && strncasecmp(ln, "a=setup:active", 14) == 0) {
+			peer_active = 1; /* the platform would connect to us: not supported */
 		} else if (l > 9 && strncasecmp(ln, "c=IN IP4 ", 9) == 0) {
 			char *dstc = in_video ? cm : cs;
 			snprintf(dstc, 64, "%.*s", (int)(l - 9 < 63 ? l - 9 : 63), ln + 9);
@@ -2027,6 +2120,8 @@ static int sdp_offer(const char *b, size_t n, struct sockaddr_in *dst, char *y, 
 	}
 	memset(dst, 0, sizeof *dst);
 	dst->sin_family = AF_INET;
+	if (*tcp && peer_active)
+		return -1;
 	if (port <= 0 || port > 65535 || inet_pton(AF_INET, cm[0] ? cm : cs, &dst->sin_addr) != 1)
 		return -1;
 	dst->sin_port = htons((uint16_t)port);
@@ -2040,7 +2135,7 @@ static void on_invite(const struct peer *pr, uint32_t d, struct sv user, const s
 	socklen_t al = sizeof a;
 	int64_t found = msess_find(m);
 	uint32_t i;
-	int fd;
+	int fd, tcp;
 	if (!dup)
 		S.invites++;
 	if (!g_nau) {
@@ -2055,17 +2150,18 @@ static void on_invite(const struct peer *pr, uint32_t d, struct sv user, const s
 		struct msess *s = &g_ms[found];
 		char ys[16];
 		snprintf(ys, sizeof ys, "%010u", s->ssrc);
-		if (sdp_offer(m->body, m->body_len, &dst, y, sizeof y) != 0)
+		if (sdp_offer(m->body, m->body_len, &dst, &tcp, y, sizeof y) != 0)
 			strcpy(y, ys);
 		media_answer((uint32_t)found, m, d, chan, y);
 		peer_send(pr, s->resp, s->resp_n);
 		return;
 	}
-	if (!m->body_len || sdp_offer(m->body, m->body_len, &dst, y, sizeof y) != 0) {
+	if (!m->body_len || sdp_offer(m->body, m->body_len, &dst, &tcp, y, sizeof y) != 0) {
 		send_response(pr, m, 488, "Not Acceptable Here", NULL);
 		return;
 	}
-	fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	/* TCP: bound now (its port goes in the answer), connected after ACK */
+	fd = socket(AF_INET, (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || getsockname(fd, (struct sockaddr *)&a, &al) != 0) {
 		warnx_("media socket: %s", strerror(errno));
 		if (fd >= 0)
@@ -2098,13 +2194,15 @@ static void on_invite(const struct peer *pr, uint32_t d, struct sv user, const s
 		s->t0 = now;
 		s->tries = 0;
 		s->frame = s->au = 0;
+		s->tcp = (uint8_t)tcp;
+		s->tstate = s->wout = 0;
 		send_response(pr, m, 100, "Trying", NULL);
 		media_answer(i, m, d, chan, y);
 		peer_send(pr, s->resp, s->resp_n);
 		msess_arm(i, now + T1_MS);
 		if (C.verbose)
-			warnx_("INVITE %s: %s -> %s:%u ssrc %s", s->callid, chan, inet_ntoa(dst.sin_addr),
-			       ntohs(dst.sin_port), y);
+			warnx_("INVITE %s: %s -> %s:%u%s ssrc %s", s->callid, chan, inet_ntoa(dst.sin_addr),
+			       ntohs(dst.sin_port), tcp ? " (TCP)" : "", y);
 	}
 }
 
@@ -2120,7 +2218,74 @@ static void on_ack(const struct sipmsg *m, uint32_t now)
 	s->state = MS_STREAMING;
 	s->t0 = now;
 	s->gen++; /* cancels the 200 retransmissions */
+	if (s->tcp) { /* connect; the stream starts once it is established */
+		int one = 1;
+		struct epoll_event ev = { .events = EPOLLOUT | EPOLLRDHUP, .data.u64 = EPD(EP_MEDIA, (uint32_t)i) };
+		setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		if (connect(s->fd, (const struct sockaddr *)&s->dst, sizeof s->dst) != 0 && errno != EINPROGRESS) {
+			media_tcp_fail((uint32_t)i, "connect to", errno);
+			return;
+		}
+		s->tstate = 1;
+		s->wout = 1;
+		if (epoll_ctl(g_ep, EPOLL_CTL_ADD, s->fd, &ev) != 0) {
+			media_tcp_fail((uint32_t)i, "epoll for", errno);
+			return;
+		}
+		msess_arm((uint32_t)i, now + MEDIA_CONNECT_MS);
+		return;
+	}
 	media_timer((uint32_t)i, now);
+}
+
+/* TCP media socket event: connect finished, writable again, or peer closed */
+static void media_event(uint32_t i, uint32_t events)
+{
+	struct msess *s;
+	uint32_t now = now_ms();
+	if (i >= g_nms)
+		return;
+	s = &g_ms[i];
+	if (s->state != MS_STREAMING || !s->tcp || !s->tstate || s->fd < 0)
+		return; /* stale event of a freed session */
+	if (s->tstate == 1) {
+		int err = 0;
+		socklen_t el = sizeof err;
+		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+			return;
+		if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0)
+			err = errno;
+		if (err || (events & (EPOLLERR | EPOLLHUP))) {
+			media_tcp_fail(i, "connect to", err);
+			return;
+		}
+		s->tstate = 2;
+		if (C.verbose)
+			warnx_("stream %s: TCP connected to %s:%u", s->callid, inet_ntoa(s->dst.sin_addr),
+			       ntohs(s->dst.sin_port));
+		s->t0 = now; /* pacing and the 60 s limit count from here */
+		s->gen++;    /* drops the connect-timeout timer */
+		media_timer(i, now); /* first frame; flush sets EPOLLOUT as needed */
+		return;
+	}
+	if (events & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) {
+		warnx_("stream %s: TCP connection closed by peer after %u frames", s->callid, s->frame);
+		msess_free(i);
+		return;
+	}
+	if (events & EPOLLIN) { /* RTCP or anything else: read and ignore */
+		char junk[4096];
+		ssize_t k = recv(s->fd, junk, sizeof junk, MSG_DONTWAIT);
+		if (k == 0) {
+			warnx_("stream %s: TCP connection closed by peer after %u frames", s->callid, s->frame);
+			msess_free(i);
+			return;
+		}
+	}
+	if ((events & EPOLLOUT) && media_flush(i) != 0) {
+		S.send_errors++;
+		msess_free(i);
+	}
 }
 
 /* NOTIFY inside the dialog a SUBSCRIBE created */
@@ -2810,11 +2975,11 @@ static void print_stats(void)
 	printf(" mode=%s elapsed_s=%.3f reg_attempts=%" PRIu64 " reg_timeouts=%" PRIu64 " keepalive_failed=%" PRIu64
 	       " requests_in=%" PRIu64 " responses_in=%" PRIu64 " unknown_device=%" PRIu64 " dup_requests=%" PRIu64
 	       " retransmits=%" PRIu64 " txn_timeouts=%" PRIu64 " txn_failed=%" PRIu64 " send_errors=%" PRIu64
-	       " parse_errors=%" PRIu64 " invites=%" PRIu64 " media_packets=%" PRIu64 " byes=%" PRIu64,
+	       " parse_errors=%" PRIu64 " invites=%" PRIu64 " media_packets=%" PRIu64 " byes=%" PRIu64 " media_connect_failed=%" PRIu64,
 	       C.mode == MODE_FLOOD ? "flood" : "devices", (double)(mono_us() - g_start_us) / 1e6, S.reg_attempts,
 	       S.reg_timeouts, S.ka_failed, S.requests_in, S.responses_in, S.unknown_device, S.dup_requests,
 	       S.retransmits, S.txn_timeouts, S.txn_failed, S.send_errors, S.parse_errors, S.invites, S.media_packets,
-	       S.byes);
+	       S.byes, S.media_connect_failed);
 	if (C.mode == MODE_FLOOD) {
 		int64_t end = S.flood_end_us ? S.flood_end_us : mono_us();
 		double secs = S.flood_start_us ? (double)(end - S.flood_start_us) / 1e6 : 0;
@@ -2879,6 +3044,8 @@ static void run_loop(uint32_t deadline, int (*done)(void))
 				udp_readable(idx);
 			else if (type == EP_TCP)
 				tcp_event(idx, evs[i].events);
+			else if (type == EP_MEDIA)
+				media_event(idx, evs[i].events);
 		}
 	}
 }
