@@ -61,6 +61,12 @@ slot_of_kind(const VmsWorkerSlot *slot, const WorkerKind *kind)
 		(slot->name[n] == '\0' || (kind->instances && slot->name[n] == ' '));
 }
 
+static const struct config_enum_entry media_transports[] = {
+	{"udp", MEDIA_UDP, false},
+	{"tcp", MEDIA_TCP, false},
+	{NULL, 0, false}
+};
+
 static BackgroundWorkerHandle *handles[VMS_MAX_WORKERS];
 /* a worker that dies soon after starting (e.g. vms.database does not exist
  * yet) is restarted after 1, 2, 4 ... 60 s instead of every second */
@@ -270,6 +276,9 @@ vms_register_launcher(void)
 							&vms_inspect_media_port_min, 30000, 1024, 65535, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("vms.inspect_media_port_max", "Last UDP port for inspection media.", NULL,
 							&vms_inspect_media_port_max, 30999, 1024, 65535, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomEnumVariable("vms.inspect_media_transport",
+							 "How GB/T 28181 devices send inspection media: udp, or tcp (RFC 4571, the device connects).",
+							 NULL, &vms_inspect_media_transport, MEDIA_UDP, media_transports, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	vms_registry_request();
 
 	memset(&w, 0, sizeof(w));

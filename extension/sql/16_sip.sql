@@ -175,7 +175,8 @@ END $$;
 COMMENT ON FUNCTION vms.sip_unsubscribe(vms.gbcode, text) IS 'end a subscription (SUBSCRIBE with Expires: 0); returns the request id';
 
 -- Live media: INVITE a channel to send RTP/PS to an address, and BYE.
-CREATE FUNCTION vms.sip_invite(channel vms.gbcode, ip text, port integer) RETURNS bigint
+CREATE FUNCTION vms.sip_invite(channel vms.gbcode, ip text, port integer, transport text DEFAULT 'udp')
+    RETURNS bigint
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     dev vms.gbcode;
@@ -188,10 +189,16 @@ BEGIN
         RAISE EXCEPTION 'media address %:% is not an IPv4 address and a port from 1024 to 65535', ip, port
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    RETURN vms._sip_request(dev, 'invite', jsonb_build_object('channel', channel::text, 'ip', ip, 'port', port));
+    IF transport IS NULL OR transport NOT IN ('udp', 'tcp') THEN
+        RAISE EXCEPTION 'media transport "%" is neither udp nor tcp', transport
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'tcp: RTP framed per RFC 4571, the device connects to ip:port (setup:passive).';
+    END IF;
+    RETURN vms._sip_request(dev, 'invite', jsonb_build_object('channel', channel::text, 'ip', ip, 'port', port,
+                                                              'transport', transport));
 END $$;
-COMMENT ON FUNCTION vms.sip_invite(vms.gbcode, text, integer) IS
-    'ask a channel for live video: INVITE (SDP recvonly, PS/90000 over RTP/UDP to ip:port); the result holds the call id and SSRC; end it with vms.sip_bye';
+COMMENT ON FUNCTION vms.sip_invite(vms.gbcode, text, integer, text) IS
+    'ask a channel for live video: INVITE (SDP recvonly, PS/90000 over RTP to ip:port, udp or tcp per RFC 4571 with the platform passive); the result holds the call id; end it with vms.sip_bye';
 
 CREATE FUNCTION vms.sip_bye(invite_request bigint) RETURNS bigint
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$

@@ -1,8 +1,8 @@
 # Inspection of channels reachable only through GB/T 28181: the inspector
 # binds a media port, the SIP worker INVITEs the channel (SDP, PS/90000),
 # ACKs the 200, the simulated device (test/sim/gbsim --media) streams H.264
-# in an MPEG-2 program stream over RTP/UDP, the inspector diagnoses what
-# arrived and the SIP worker sends BYE.
+# in an MPEG-2 program stream over RTP (UDP, then TCP per RFC 4571), the
+# inspector diagnoses what arrived and the SIP worker sends BYE.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -79,6 +79,19 @@ is($r, 'true true ', 'the RTP/PS stream was decoded and judged normal');
 like($node->safe_psql('postgres', "SELECT sample ->> 'codec' FROM vms.quality_result"), qr/h264.*ps-rtp/, 'H.264 in PS over RTP');
 ok($node->poll_query_until('postgres', "SELECT count(*) = 2 FROM vms.sip_request WHERE kind = 'bye' AND state = 'done'"),
 	'and the session was ended with BYE');
+
+# the same over TCP (RFC 4571): the inspector listens, the device connects
+$node->append_conf('postgresql.conf', "vms.inspect_media_transport = tcp\n");
+$node->reload;
+sleep 1;
+$node->safe_psql('postgres', "SELECT vms.inspection_run_now('gb')");
+ok($node->poll_query_until('postgres', "SELECT count(*) = 2 FROM vms.quality_result"), 'a second result arrived');
+is($node->safe_psql('postgres', "SELECT stream_ok || ' ' || image_ok FROM vms.quality_result ORDER BY id DESC LIMIT 1"),
+	'true true', 'RTP over TCP decoded too');
+like($node->safe_psql('postgres', "SELECT params ->> 'transport' FROM vms.sip_request WHERE kind = 'invite' ORDER BY id DESC LIMIT 1"),
+	qr/^tcp$/, 'the INVITE asked for TCP');
+($ret, $out, $err) = $node->psql('postgres', "SELECT vms.sip_invite('$channel', '127.0.0.1', 40000, 'sctp')");
+like($err, qr/media transport "sctp" is neither udp nor tcp/, 'an unknown media transport is refused');
 
 $h->kill_kill;
 $node->stop;

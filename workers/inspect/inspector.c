@@ -50,6 +50,7 @@ int			vms_inspector_workers = 2;
 char	   *vms_inspect_media_ip = NULL;
 int			vms_inspect_media_port_min = 30000;
 int			vms_inspect_media_port_max = 30999;
+int			vms_inspect_media_transport = MEDIA_UDP;
 
 #define MAX_RTP_PACKETS 20000
 #define MAX_RTP_PAYLOAD 1500
@@ -199,15 +200,40 @@ rtp_order(const void *a, const void *b, void *arg)
 	return (int) x - (int) y;
 }
 
+/* one RTP packet's payload into the list (false: not RTP) */
+static bool
+add_rtp(RtpPacket *pk, int *npk, const unsigned char *buf, ssize_t n)
+{
+	int			hdr;
+
+	if (n < 12 || (buf[0] >> 6) != 2 || *npk >= MAX_RTP_PACKETS)
+		return false;
+	hdr = 12 + 4 * (buf[0] & 0x0f);
+	if (buf[0] & 0x10)			/* header extension */
+	{
+		if (n < hdr + 4)
+			return false;
+		hdr += 4 + 4 * ((buf[hdr + 2] << 8) | buf[hdr + 3]);
+	}
+	if (n <= hdr || n - hdr > MAX_RTP_PAYLOAD)
+		return false;
+	pk[*npk].seq = (uint16) ((buf[2] << 8) | buf[3]);
+	pk[*npk].len = (uint16) (n - hdr);
+	pk[*npk].data = palloc(n - hdr);
+	memcpy(pk[*npk].data, buf + hdr, n - hdr);
+	(*npk)++;
+	return true;
+}
+
 /* a short transaction: one SQL statement with text arguments, returning one text value */
 static char *
 sql_value(const char *query, int nargs, const char **args)
 {
 	char	   *v = NULL;
-	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[3];
+	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[4];
 
-	for (int i = 0; i < nargs && i < 3; i++)
+	for (int i = 0; i < nargs && i < 4; i++)
 		values[i] = CStringGetTextDatum(args[i]);
 	begin_tx(query);
 	if (SPI_execute_with_args(query, nargs, types, values, NULL, false, 1) == SPI_OK_SELECT && SPI_processed == 1)
@@ -248,7 +274,11 @@ stream_failed(vqd_report *rep, const char *fmt,...)
 static void
 sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
 {
-	int			fd = socket(AF_INET, SOCK_DGRAM, 0);
+	bool		tcp = vms_inspect_media_transport == MEDIA_TCP;
+	int			fd = socket(AF_INET, tcp ? SOCK_STREAM : SOCK_DGRAM, 0);
+	int			conn = -1;
+	unsigned char *stream = NULL;
+	size_t		stream_len = 0;
 	struct sockaddr_in addr;
 	int			port = 0;
 	int			span = Max(1, vms_inspect_media_port_max - vms_inspect_media_port_min + 1);
@@ -269,6 +299,12 @@ sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
 		return;
 	}
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+	if (tcp)
+	{
+		int			on = 1;
+
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+	}
 	memset(&addr, 0, sizeof(addr));
 	addr.sin_family = AF_INET;
 	inet_pton(AF_INET, vms_inspect_media_ip, &addr.sin_addr);
@@ -277,7 +313,7 @@ sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
 		int			p = vms_inspect_media_port_min + (int) ((MyProcPid * 7919 + k * 104729 + t->id) % span);
 
 		addr.sin_port = htons(p);
-		if (bind(fd, (struct sockaddr *) &addr, sizeof(addr)) == 0)
+		if (bind(fd, (struct sockaddr *) &addr, sizeof(addr)) == 0 && (!tcp || listen(fd, 1) == 0))
 			port = p;
 	}
 	if (port == 0)
@@ -289,13 +325,13 @@ sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
 
 	/* ask the SIP worker, then wait for its answer */
 	{
-		const char *args[3] = {channel, vms_inspect_media_ip, psprintf("%d", port)};
+		const char *args[4] = {channel, vms_inspect_media_ip, psprintf("%d", port), tcp ? "tcp" : "udp"};
 		MemoryContext cxt = CurrentMemoryContext;
 
 		/* a refused request (bad address setting, channel gone) fails this task only */
 		PG_TRY();
 		{
-			rid = sql_value("SELECT vms.sip_invite($1::vms.gbcode, $2, $3::int)", 3, args);
+			rid = sql_value("SELECT vms.sip_invite($1::vms.gbcode, $2, $3::int, $4)", 4, args);
 		}
 		PG_CATCH();
 		{
@@ -342,32 +378,55 @@ sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
 			(first && now >= TimestampTzPlusMilliseconds(first, (int64) (t->seconds * 1000) + 500)) ||
 			(last && now >= TimestampTzPlusMilliseconds(last, 3000)) || npk >= MAX_RTP_PACKETS)
 			break;
+		if (conn >= 0)
+			pfd.fd = conn;
 		if (poll(&pfd, 1, 100) <= 0)
 			continue;
-		n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-		if (n < 12 || (buf[0] >> 6) != 2)
-			continue;			/* not RTP */
+		if (tcp && conn < 0)
 		{
-			int			hdr = 12 + 4 * (buf[0] & 0x0f);
-
-			if (buf[0] & 0x10)	/* header extension */
-			{
-				if (n < hdr + 4)
-					continue;
-				hdr += 4 + 4 * ((buf[hdr + 2] << 8) | buf[hdr + 3]);
-			}
-			if (n <= hdr || n - hdr > MAX_RTP_PAYLOAD)
+			/* the device connects to us (setup:passive) */
+			conn = accept(fd, NULL, NULL);
+			continue;
+		}
+		if (!tcp)
+		{
+			n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+			if (!add_rtp(pk, &npk, buf, n))
 				continue;
-			pk[npk].seq = (uint16) ((buf[2] << 8) | buf[3]);
-			pk[npk].len = (uint16) (n - hdr);
-			pk[npk].data = palloc(n - hdr);
-			memcpy(pk[npk].data, buf + hdr, n - hdr);
-			npk++;
+		}
+		else
+		{
+			/* RFC 4571: each RTP packet after a 2-byte big-endian length */
+			size_t		used = 0;
+
+			n = recv(conn, buf, sizeof(buf), MSG_DONTWAIT);
+			if (n == 0)
+				break;			/* the device hung up */
+			if (n < 0)
+				continue;
+			stream = stream ? repalloc(stream, stream_len + n) : palloc(n);
+			memcpy(stream + stream_len, buf, n);
+			stream_len += n;
+			while (stream_len - used >= 2)
+			{
+				size_t		len = (stream[used] << 8) | stream[used + 1];
+
+				if (stream_len - used < 2 + len)
+					break;
+				add_rtp(pk, &npk, stream + used + 2, (ssize_t) len);
+				used += 2 + len;
+			}
+			memmove(stream, stream + used, stream_len - used);
+			stream_len -= used;
+			if (npk == 0)
+				continue;
 		}
 		if (!first)
 			first = now;
 		last = now;
 	}
+	if (conn >= 0)
+		close(conn);
 	close(fd);
 	(void) sql_value("SELECT vms.sip_bye($1::bigint)", 1, (const char **) &rid);
 

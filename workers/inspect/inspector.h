@@ -10,5 +10,11 @@ extern int	vms_inspector_workers;
 extern char *vms_inspect_media_ip;
 extern int	vms_inspect_media_port_min;
 extern int	vms_inspect_media_port_max;
+extern int	vms_inspect_media_transport;
+
+enum
+{
+	MEDIA_UDP, MEDIA_TCP
+};
 
 #endif

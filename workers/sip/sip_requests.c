@@ -535,7 +535,7 @@ static uint32 next_ssrc = 1;
  * four-digit sequence.
  */
 static void
-start_invite(int64 id, Dev *d, const char *channel, const char *ip, int port)
+start_invite(int64 id, Dev *d, const char *channel, const char *ip, int port, bool tcp)
 {
 	char		call_id[64];
 	char		tag[20];
@@ -551,9 +551,11 @@ start_invite(int64 id, Dev *d, const char *channel, const char *ip, int port)
 	snprintf(ssrc, sizeof(ssrc), "0%.5s%04u", sip_realm() + 3, next_ssrc++ % 10000);
 	random_hex(call_id, 24);
 	random_hex(tag, 10);
+	/* over TCP (RFC 4571) the platform listens and the device connects */
 	sdp = psprintf("v=0\r\no=%s 0 0 IN IP4 %s\r\ns=Play\r\nc=IN IP4 %s\r\nt=0 0\r\n"
-				   "m=video %d RTP/AVP 96\r\na=recvonly\r\na=rtpmap:96 PS/90000\r\ny=%s\r\n",
-				   vms_sip_id, ip, ip, port, ssrc);
+				   "m=video %d %s 96\r\na=recvonly\r\na=rtpmap:96 PS/90000\r\n%sy=%s\r\n",
+				   vms_sip_id, ip, ip, port, tcp ? "TCP/RTP/AVP" : "RTP/AVP",
+				   tcp ? "a=setup:passive\r\na=connection:new\r\n" : "", ssrc);
 	extra = psprintf("Contact: <sip:%s@%s:%d>\r\nSubject: %s:%s,%s:0\r\n",
 					 vms_sip_id, local_ip_for(&d->peer), sip_local_port(), channel, ssrc, vms_sip_id);
 	if (send_request_to("INVITE", d, channel, K_INVITE, id, call_id, 1, tag, NULL, extra, "APPLICATION/SDP", sdp) == NULL)
@@ -697,11 +699,12 @@ sip_requests_start(int64 id, const char *device, const char *kind, const char *p
 		char	   *channel = json_field(params, "channel");
 		char	   *ip = json_field(params, "ip");
 		char	   *port = json_field(params, "port");
+		char	   *transport = json_field(params, "transport");
 
 		if (channel == NULL || ip == NULL || port == NULL)
 			fail_request(id, "failed", "INVITE needs channel, ip and port");
 		else
-			start_invite(id, d, channel, ip, atoi(port));
+			start_invite(id, d, channel, ip, atoi(port), transport && strcmp(transport, "tcp") == 0);
 	}
 	else if (strcmp(kind, "bye") == 0)
 		start_bye(id, d, json_field(params, "call_id"));
