@@ -435,7 +435,12 @@ sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
 		stream_failed(rep, "INVITE answered but no RTP arrived within %d ms", t->timeout_ms);
 		return;
 	}
-	qsort_arg(pk, npk, sizeof(RtpPacket), rtp_order, &pk[0].seq);
+	{
+		/* order by sequence number counted from a little before the first arrival (wraps at 65536) */
+		uint16		origin = (uint16) (pk[0].seq - 1000);
+
+		qsort_arg(pk, npk, sizeof(RtpPacket), rtp_order, &origin);
+	}
 	snprintf(path, sizeof(path), "%s/vms_inspect_%d_%lld.ps", "/tmp", MyProcPid, (long long) t->id);
 	f = fopen(path, "wb");
 	if (f == NULL)
