@@ -47,6 +47,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		(void) sip_is_gbcode(in.from_user);
 		(void) sip_response(&in, 401, "Unauthorized", "vmstag", "127.0.0.1", 5060,
 							"WWW-Authenticate: Digest realm=\"3402000000\", nonce=\"x\"\r\n", NULL, NULL, &out);
+		(void) sip_answer_text(&in, 200, "OK", "vmstag", "127.0.0.1", 5060, "Expires: 60\r\n", &out);
 		if (osip_message_get_authorization(in.msg, 0, &auth) >= 0 && auth)
 		{
 			DigestAlg	alg;

@@ -37,7 +37,7 @@ sip_answer(const SipIn *in, const Peer *peer, int code, const char *reason, cons
 	char		tag[16];
 
 	to_tag_for(in, tag, sizeof(tag));
-	if (!sip_response(in, code, reason, tag, peer->ip, peer->port, extra, NULL, NULL, &sip_out))
+	if (!sip_answer_text(in, code, reason, tag, peer->ip, peer->port, extra, &sip_out))
 		return;
 	sip_send(peer, sip_out.data, sip_out.len);
 }

@@ -198,6 +198,8 @@ sip_parse(const char *buf, size_t len, size_t limit, SipIn *in)
 		snprintf(in->why, sizeof(in->why), "Content-Length does not match the %zu body bytes", len - h);
 		return SIPP_BAD_LENGTH;
 	}
+	in->raw = buf;
+	in->raw_hlen = h;
 	in->body = buf + h;
 	in->body_len = cl >= 0 ? (size_t) cl : len - h;
 
@@ -371,4 +373,149 @@ done:
 	osip_free(str);
 	osip_message_free(r);
 	return ok;
+}
+
+/*
+ * A body-less answer built from the request's own header lines: Via (the
+ * first with received and rport filled in, RFC 3581), From, To (with our
+ * tag), Call-ID and CSeq copied as they came, continuation lines included.
+ * The request was parsed and checked by sip_parse() first; this only saves
+ * libosip2's rebuilding of headers that are sent back unchanged, which is
+ * most of the cost of answering a keepalive.
+ */
+typedef enum
+{
+	H_OTHER, H_VIA, H_FROM, H_TO, H_CALLID, H_CSEQ
+} HeaderKind;
+
+static HeaderKind
+header_kind(const char *name, size_t n)
+{
+	if ((n == 3 && strncasecmp(name, "Via", 3) == 0) || (n == 1 && (*name == 'v' || *name == 'V')))
+		return H_VIA;
+	if ((n == 4 && strncasecmp(name, "From", 4) == 0) || (n == 1 && (*name == 'f' || *name == 'F')))
+		return H_FROM;
+	if ((n == 2 && strncasecmp(name, "To", 2) == 0) || (n == 1 && (*name == 't' || *name == 'T')))
+		return H_TO;
+	if ((n == 7 && strncasecmp(name, "Call-ID", 7) == 0) || (n == 1 && (*name == 'i' || *name == 'I')))
+		return H_CALLID;
+	if (n == 4 && strncasecmp(name, "CSeq", 4) == 0)
+		return H_CSEQ;
+	return H_OTHER;
+}
+
+/* the first Via value with ;received and a filled-in ;rport */
+static void
+append_top_via(SBuf *out, const char *v, size_t n, const char *ip, int port)
+{
+	size_t		end = 0;
+	bool		quoted = false;
+	const char *r = NULL;
+
+	while (end < n && (quoted || v[end] != ','))
+	{
+		if (v[end] == '"')
+			quoted = !quoted;
+		end++;
+	}
+	/* an ;rport without a value gets the source port */
+	for (size_t i = 0; i + 6 <= end; i++)
+		if (v[i] == ';' && strncasecmp(v + i + 1, "rport", 5) == 0 &&
+			(i + 6 == end || v[i + 6] == ';' || v[i + 6] == ' ' || v[i + 6] == '\r'))
+		{
+			r = v + i + 6;
+			break;
+		}
+	if (r)
+	{
+		sbuf_append(out, v, r - v);
+		sbuf_printf(out, "=%d", port);
+		sbuf_append(out, r, (v + end) - r);
+	}
+	else
+		sbuf_append(out, v, end);
+	sbuf_printf(out, ";received=%s", ip);
+	sbuf_append(out, v + end, n - end);
+}
+
+bool
+sip_answer_text(const SipIn *in, int code, const char *reason, const char *to_tag,
+				const char *src_ip, int src_port, const char *extra_headers, SBuf *out)
+{
+	const char *p = in->raw;
+	const char *end = in->raw + in->raw_hlen;
+	bool		first_via = true;
+	HeaderKind	current = H_OTHER;
+	bool		seen[6] = {false};
+
+	if (!sip_answerable(in) || in->raw == NULL)
+		return false;
+	sbuf_reset(out);
+	sbuf_printf(out, "SIP/2.0 %d %s\r\n", code, reason);
+	/* skip the request line */
+	while (p < end && *p != '\n')
+		p++;
+	p++;
+	while (p < end)
+	{
+		const char *eol = memchr(p, '\n', end - p);
+		size_t		len = eol ? (size_t) (eol - p) : (size_t) (end - p);
+		size_t		vlen = len;
+
+		if (vlen > 0 && p[vlen - 1] == '\r')
+			vlen--;
+		if (vlen == 0)
+			break;				/* the blank line */
+		if (*p == ' ' || *p == '\t')
+		{
+			/* a continuation belongs to the header before it */
+			if (current != H_OTHER)
+			{
+				sbuf_append(out, p, vlen);
+				sbuf_append(out, "\r\n", 2);
+			}
+		}
+		else
+		{
+			const char *colon = memchr(p, ':', vlen);
+			size_t		nlen;
+
+			current = H_OTHER;
+			if (colon)
+			{
+				nlen = colon - p;
+				while (nlen > 0 && (p[nlen - 1] == ' ' || p[nlen - 1] == '\t'))
+					nlen--;
+				current = header_kind(p, nlen);
+			}
+			if (current == H_VIA && first_via)
+			{
+				const char *v = colon + 1;
+
+				sbuf_append(out, p, v - p);
+				append_top_via(out, v, (p + vlen) - v, src_ip, src_port);
+				sbuf_append(out, "\r\n", 2);
+				first_via = false;
+			}
+			else if (current == H_TO && to_tag && in->to_tag[0] == '\0' && !seen[H_TO])
+			{
+				sbuf_append(out, p, vlen);
+				sbuf_printf(out, ";tag=%s\r\n", to_tag);
+			}
+			else if (current != H_OTHER && (current == H_VIA || !seen[current]))
+			{
+				sbuf_append(out, p, vlen);
+				sbuf_append(out, "\r\n", 2);
+			}
+			seen[current] = true;
+		}
+		if (!eol)
+			break;
+		p = eol + 1;
+	}
+	sbuf_puts(out, "User-Agent: vms\r\n");
+	if (extra_headers)
+		sbuf_puts(out, extra_headers);
+	sbuf_puts(out, "Content-Length: 0\r\n\r\n");
+	return !out->overflow;
 }

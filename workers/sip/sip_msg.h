@@ -42,6 +42,8 @@ typedef struct SipIn
 	char		event[64];		/* Event header without parameters */
 	char		user_agent[96];
 	char		content_type[64];
+	const char *raw;			/* the message, in the caller's buffer */
+	size_t		raw_hlen;		/* its header block, up to the blank line */
 	const char *body;			/* points into the caller's buffer */
 	size_t		body_len;
 	char		why[96];		/* what was wrong, for logs and reason phrases */
@@ -55,6 +57,8 @@ extern bool sip_answerable(const SipIn *in);
 extern bool sip_response(const SipIn *in, int code, const char *reason, const char *to_tag,
 						 const char *src_ip, int src_port, const char *extra_headers,
 						 const char *content_type, const char *body, SBuf *out);
+extern bool sip_answer_text(const SipIn *in, int code, const char *reason, const char *to_tag,
+							const char *src_ip, int src_port, const char *extra_headers, SBuf *out);
 extern bool sip_is_gbcode(const char *s);
 
 #endif
