@@ -53,7 +53,7 @@ int			vms_inspect_media_port_max = 30999;
 int			vms_inspect_media_transport = MEDIA_UDP;
 
 #define MAX_RTP_PACKETS 20000
-#define MAX_RTP_PAYLOAD 1500
+#define MAX_RTP_PAYLOAD 65535	/* RFC 4571 allows this much over TCP */
 
 enum
 {
@@ -200,6 +200,23 @@ rtp_order(const void *a, const void *b, void *arg)
 	return (int) x - (int) y;
 }
 
+/*
+ * The media sockets of the sample in progress, so that an error or a
+ * cancel in the middle of it (which ends the round) does not leak them.
+ */
+static int	media_fd = -1;
+static int	media_conn = -1;
+
+static void
+close_media(void)
+{
+	if (media_conn >= 0)
+		close(media_conn);
+	if (media_fd >= 0)
+		close(media_fd);
+	media_conn = media_fd = -1;
+}
+
 /* one RTP packet's payload into the list (false: not RTP) */
 static bool
 add_rtp(RtpPacket *pk, int *npk, const unsigned char *buf, ssize_t n)
@@ -215,6 +232,8 @@ add_rtp(RtpPacket *pk, int *npk, const unsigned char *buf, ssize_t n)
 			return false;
 		hdr += 4 + 4 * ((buf[hdr + 2] << 8) | buf[hdr + 3]);
 	}
+	if (buf[0] & 0x20)			/* padding: its length is the last byte */
+		n -= buf[n - 1];
 	if (n <= hdr || n - hdr > MAX_RTP_PAYLOAD)
 		return false;
 	pk[*npk].seq = (uint16) ((buf[2] << 8) | buf[3]);
@@ -295,9 +314,11 @@ sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
 
 	if (fd < 0)
 	{
-		stream_failed(rep, "no UDP socket for media: %m");
+		stream_failed(rep, "no socket for media: %m");
 		return;
 	}
+	close_media();
+	media_fd = fd;
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	if (tcp)
 	{
@@ -310,7 +331,8 @@ sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
 	inet_pton(AF_INET, vms_inspect_media_ip, &addr.sin_addr);
 	for (int k = 0; k < 32 && port == 0; k++)
 	{
-		int			p = vms_inspect_media_port_min + (int) ((MyProcPid * 7919 + k * 104729 + t->id) % span);
+		int			p = vms_inspect_media_port_min +
+			(int) (((uint64) MyProcPid * 7919 + (uint64) k * 104729 + (uint64) t->id) % (uint64) span);
 
 		addr.sin_port = htons(p);
 		if (bind(fd, (struct sockaddr *) &addr, sizeof(addr)) == 0 && (!tcp || listen(fd, 1) == 0))
@@ -318,7 +340,7 @@ sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
 	}
 	if (port == 0)
 	{
-		close(fd);
+		close_media();
 		stream_failed(rep, "no free media port in vms.inspect_media_ports");
 		return;
 	}
@@ -342,7 +364,7 @@ sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
 			FlushErrorState();
 			AbortOutOfAnyTransaction();
 			MemoryContextSwitchTo(cxt);
-			close(fd);
+			close_media();
 			stream_failed(rep, "INVITE not sent: %s", e->message);
 			return;
 		}
@@ -359,7 +381,10 @@ sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
 	}
 	if (rid == NULL || state == NULL || strncmp(state, "done", 4) != 0)
 	{
-		close(fd);
+		close_media();
+		/* an INVITE that is still on its way must not leave a stream running */
+		if (rid && state && strncmp(state, "failed", 6) != 0 && strncmp(state, "timeout", 7) != 0)
+			(void) sql_value("SELECT vms.sip_bye($1::bigint)", 1, (const char **) &rid);
 		stream_failed(rep, "INVITE failed: %s", state ? state : "no answer from the SIP worker");
 		return;
 	}
@@ -369,7 +394,7 @@ sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
 	for (;;)
 	{
 		struct pollfd pfd = {fd, POLLIN, 0};
-		unsigned char buf[2048];
+		unsigned char buf[65536];
 		TimestampTz now = GetCurrentTimestamp();
 		ssize_t		n;
 
@@ -386,6 +411,7 @@ sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
 		{
 			/* the device connects to us (setup:passive) */
 			conn = accept(fd, NULL, NULL);
+			media_conn = conn;
 			continue;
 		}
 		if (!tcp)
@@ -425,9 +451,7 @@ sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
 			first = now;
 		last = now;
 	}
-	if (conn >= 0)
-		close(conn);
-	close(fd);
+	close_media();
 	(void) sql_value("SELECT vms.sip_bye($1::bigint)", 1, (const char **) &rid);
 
 	if (npk == 0)
@@ -441,12 +465,19 @@ sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
 
 		qsort_arg(pk, npk, sizeof(RtpPacket), rtp_order, &origin);
 	}
-	snprintf(path, sizeof(path), "%s/vms_inspect_%d_%lld.ps", "/tmp", MyProcPid, (long long) t->id);
-	f = fopen(path, "wb");
-	if (f == NULL)
+	/* a file of our own: mkstemp creates it exclusively, no one else's link is followed */
+	snprintf(path, sizeof(path), "/tmp/vms_inspect_%d_XXXXXX", MyProcPid);
 	{
-		stream_failed(rep, "could not write %s: %m", path);
-		return;
+		int			tfd = mkstemp(path);
+
+		f = tfd >= 0 ? fdopen(tfd, "wb") : NULL;
+		if (f == NULL)
+		{
+			if (tfd >= 0)
+				close(tfd);
+			stream_failed(rep, "could not create a temporary file for the stream: %m");
+			return;
+		}
 	}
 	for (int i = 0; i < npk; i++)
 		if (i == 0 || pk[i].seq != pk[i - 1].seq)	/* duplicates once */
@@ -606,6 +637,7 @@ vms_inspector_main(Datum arg)
 		{
 			char	   *message = vms_worker_recover(slot, loop_cxt);
 
+			close_media();
 			vms_worker_count(slot, C_ERRORS, 1);
 			ereport(LOG, (errmsg("vms inspector: %s", message)));
 			pg_usleep(1000000L);

@@ -110,7 +110,12 @@ copy_trimmed(char *dst, size_t dstlen, const char *src)
 	while (n > 0 && isspace((unsigned char) src[n - 1]))
 		n--;
 	if (n >= dstlen)
+	{
 		n = dstlen - 1;
+		/* never cut a UTF-8 character in two */
+		while (n > 0 && (((unsigned char) src[n]) & 0xC0) == 0x80)
+			n--;
+	}
 	memcpy(dst, src, n);
 	dst[n] = '\0';
 }

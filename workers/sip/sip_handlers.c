@@ -452,6 +452,14 @@ sip_handle(const char *buf, size_t len, const Peer *peer)
 		handle_manscdp(&in, peer, false);
 	else if (strcmp(in.method, "NOTIFY") == 0)
 		handle_manscdp(&in, peer, true);
+	else if (strcmp(in.method, "BYE") == 0)
+	{
+		/* the device ended a media session */
+		if (sip_requests_bye_from_device(in.call_id))
+			sip_answer(&in, peer, 200, "OK", NULL);
+		else
+			sip_answer(&in, peer, 481, "Call/Transaction Does Not Exist", NULL);
+	}
 	else if (strcmp(in.method, "OPTIONS") == 0)
 		sip_answer(&in, peer, 200, "OK", "Allow: REGISTER, MESSAGE, NOTIFY, SUBSCRIBE, OPTIONS\r\n");
 	else

@@ -46,6 +46,7 @@ typedef struct OutTx
 	int64		request_id;
 	char		dev[21];
 	char		target[21];		/* Request-URI user: the device, or a channel (INVITE) */
+	char		branch[20];
 	char		from_tag[24];
 	int			sub;			/* subscriptions: index */
 	Peer		peer;
@@ -212,6 +213,7 @@ send_request_to(const char *method, Dev *d, const char *target, Kind kind, int64
 	tx->request_id = request_id;
 	strlcpy(tx->dev, d->code, sizeof(tx->dev));
 	strlcpy(tx->target, target, sizeof(tx->target));
+	strlcpy(tx->branch, branch, sizeof(tx->branch));
 	strlcpy(tx->from_tag, from_tag, sizeof(tx->from_tag));
 	tx->sub = -1;
 	tx->peer = d->peer;
@@ -418,6 +420,15 @@ find_sub(const char *dev, const char *event, bool create)
 			return &subs[i];
 	if (!create)
 		return NULL;
+	for (int i = 0; i < n_subs; i++)
+		if (!subs[i].used)
+		{
+			memset(&subs[i], 0, sizeof(Sub));
+			subs[i].used = true;
+			strlcpy(subs[i].dev, dev, sizeof(subs[i].dev));
+			strlcpy(subs[i].event, event, sizeof(subs[i].event));
+			return &subs[i];
+		}
 	if (n_subs == subs_cap)
 	{
 		subs_cap = subs_cap ? subs_cap * 2 : 256;
@@ -564,32 +575,51 @@ start_invite(int64 id, Dev *d, const char *channel, const char *ip, int port, bo
 		sip_request_update(id, "sent", psprintf("{\"call_id\":\"%s\",\"ssrc\":\"%s\"}", call_id, ssrc), NULL, NULL);
 }
 
+/*
+ * ACK a final answer to our INVITE.  For a 2xx it is a request of its own
+ * (new branch); for 3xx-6xx it belongs to the INVITE transaction (same
+ * branch, RFC 3261 17.1.1.3).
+ */
+static void
+send_ack(Dev *d, const char *target, const char *from_tag, const char *to_tag, const char *call_id,
+		 uint32 cseq, const char *branch)
+{
+	char		fresh[20];
+	char		dom[11];
+
+	if (d == NULL || !d->has_peer)
+		return;
+	if (branch == NULL)
+	{
+		random_hex(fresh, 16);
+		branch = fresh;
+	}
+	snprintf(dom, sizeof(dom), "%.10s", target);
+	sbuf_reset(&sip_out);
+	sbuf_printf(&sip_out, "ACK sip:%s@%s:%d SIP/2.0\r\n", target, d->peer.ip, d->peer.port);
+	sbuf_printf(&sip_out, "Via: SIP/2.0/%s %s:%d;rport;branch=z9hG4bK%s\r\n",
+				d->peer.transport == TRANSPORT_TCP ? "TCP" : "UDP", local_ip_for(&d->peer), sip_local_port(), branch);
+	sbuf_printf(&sip_out, "From: <sip:%s@%s>;tag=%s\r\n", vms_sip_id, sip_realm(), from_tag);
+	sbuf_printf(&sip_out, "To: <sip:%s@%s>%s%s\r\n", target, dom, to_tag[0] ? ";tag=" : "", to_tag);
+	sbuf_printf(&sip_out, "Call-ID: %s\r\nCSeq: %u ACK\r\nMax-Forwards: 70\r\nUser-Agent: vms\r\nContent-Length: 0\r\n\r\n",
+				call_id, cseq);
+	if (!sip_out.overflow)
+		sip_send(&d->peer, sip_out.data, sip_out.len);
+}
+
 /* the 200 to an INVITE: ACK it, keep the dialog for BYE */
 static void
 invite_answered(OutTx *tx, const SipIn *in)
 {
 	Dev		   *d = sip_device(tx->dev, false);
 	Dialog	   *dlg = NULL;
-	char		branch[20];
-	char		dom[11];
 
 	if (d == NULL || !d->has_peer)
 	{
 		fail_request(tx->request_id, "failed", "device gone before the ACK");
 		return;
 	}
-	random_hex(branch, 16);
-	snprintf(dom, sizeof(dom), "%.10s", tx->target);
-	sbuf_reset(&sip_out);
-	sbuf_printf(&sip_out, "ACK sip:%s@%s:%d SIP/2.0\r\n", tx->target, d->peer.ip, d->peer.port);
-	sbuf_printf(&sip_out, "Via: SIP/2.0/%s %s:%d;rport;branch=z9hG4bK%s\r\n",
-				d->peer.transport == TRANSPORT_TCP ? "TCP" : "UDP", local_ip_for(&d->peer), sip_local_port(), branch);
-	sbuf_printf(&sip_out, "From: <sip:%s@%s>;tag=%s\r\n", vms_sip_id, sip_realm(), tx->from_tag);
-	sbuf_printf(&sip_out, "To: <sip:%s@%s>;tag=%s\r\n", tx->target, dom, in->to_tag);
-	sbuf_printf(&sip_out, "Call-ID: %s\r\nCSeq: %u ACK\r\nMax-Forwards: 70\r\nUser-Agent: vms\r\nContent-Length: 0\r\n\r\n",
-				tx->call_id, tx->cseq);
-	if (!sip_out.overflow)
-		sip_send(&d->peer, sip_out.data, sip_out.len);
+	send_ack(d, tx->target, tx->from_tag, in->to_tag, tx->call_id, tx->cseq, NULL);
 
 	for (int i = 0; i < MAX_DIALOGS; i++)
 		if (!dialogs[i].used)
@@ -629,11 +659,32 @@ start_bye(int64 id, Dev *d, const char *call_id)
 		sip_request_update(id, "done", NULL, "{\"note\":\"no such media session\"}", NULL);
 		return;
 	}
+	/* the dialog's own device, whatever device the request named */
+	d = sip_device(dlg->dev, false);
+	if (d == NULL || !d->has_peer)
+	{
+		dlg->used = false;
+		fail_request(id, "failed", "the device of that media session is gone");
+		return;
+	}
 	extra = psprintf("Contact: <sip:%s@%s:%d>\r\n", vms_sip_id, local_ip_for(&d->peer), sip_local_port());
 	if (send_request_to("BYE", d, dlg->channel, K_BYE, id, dlg->call_id, ++dlg->cseq, dlg->from_tag, dlg->to_tag,
 						extra, NULL, NULL) == NULL)
 		fail_request(id, "failed", "could not send BYE");
 	dlg->used = false;
+}
+
+/* a device ended a media session itself: forget it; false if unknown */
+bool
+sip_requests_bye_from_device(const char *call_id)
+{
+	for (int i = 0; i < MAX_DIALOGS; i++)
+		if (dialogs[i].used && strcmp(dialogs[i].call_id, call_id) == 0)
+		{
+			dialogs[i].used = false;
+			return true;
+		}
+	return false;
 }
 
 /* media sessions nobody ended: BYE after ten minutes */
@@ -742,7 +793,15 @@ sip_requests_response(const SipIn *in)
 			break;
 		}
 	if (tx == NULL)
+	{
+		/* a 2xx to an INVITE sent again: our ACK was lost, ACK again */
+		if (in->status >= 200 && in->status < 300 && strcmp(in->cseq_method, "INVITE") == 0)
+			for (int i = 0; i < MAX_DIALOGS; i++)
+				if (dialogs[i].used && strcmp(dialogs[i].call_id, in->call_id) == 0)
+					send_ack(sip_device(dialogs[i].dev, false), dialogs[i].channel, dialogs[i].from_tag,
+							 dialogs[i].to_tag, dialogs[i].call_id, 1, NULL);
 		return false;			/* a late retransmission of an answer */
+	}
 	if (in->status < 200)
 	{
 		tx->provisional = true;
@@ -755,7 +814,10 @@ sip_requests_response(const SipIn *in)
 		if (in->status < 300)
 			invite_answered(tx, in);
 		else
+		{
+			send_ack(sip_device(tx->dev, false), tx->target, tx->from_tag, in->to_tag, tx->call_id, tx->cseq, tx->branch);
 			fail_request(tx->request_id, "failed", psprintf("device answered %d to INVITE", in->status));
+		}
 	}
 	else if (tx->kind == K_BYE)
 	{

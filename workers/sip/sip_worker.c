@@ -825,8 +825,9 @@ flush_out(void)
 
 		if (n <= 0)
 		{
-			sip_log_limited(LOG_SEND, "UDP send of %d answers failed: %m", n_out - sent);
-			break;
+			/* one unreachable address must not cost the others their answers */
+			sip_log_limited(LOG_SEND, "UDP send of an answer failed: %m");
+			n = 1;
 		}
 		sent += n;
 	}
@@ -971,7 +972,8 @@ accept_conns(void)
 		set_nonblocking(fd);
 		conns[i].fd = fd;
 		conns[i].gen = conn_gen++;
-		sbuf_init(&conns[i].in, (size_t) vms_sip_max_message + 1);
+		/* room for one message under the limit plus the read that completes it */
+		sbuf_init(&conns[i].in, (size_t) vms_sip_max_message + 16384 + 1);
 		memset(&conns[i].peer, 0, sizeof(Peer));
 		fill_peer(&conns[i].peer, TRANSPORT_TCP, &addr, len);
 		conns[i].peer.conn = i;
@@ -1113,7 +1115,27 @@ claim_requests(void)
 	}
 	end_tx();
 	for (int i = 0; i < n; i++)
-		sip_requests_start(ids[i], devs[i], kinds[i], params[i]);
+	{
+		MemoryContext cxt = CurrentMemoryContext;
+
+		/* a request that errors fails alone; the others still go out */
+		PG_TRY();
+		{
+			sip_requests_start(ids[i], devs[i], kinds[i], params[i]);
+		}
+		PG_CATCH();
+		{
+			ErrorData  *e;
+
+			MemoryContextSwitchTo(cxt);
+			e = CopyErrorData();
+			FlushErrorState();
+			AbortOutOfAnyTransaction();
+			MemoryContextSwitchTo(cxt);
+			sip_request_update(ids[i], "failed", NULL, NULL, e->message);
+		}
+		PG_END_TRY();
+	}
 }
 
 /* ---------------------------------------------------------------- main */

@@ -104,6 +104,7 @@ extern bool sip_requests_response(const SipIn *in);
 extern bool sip_requests_manscdp(Dev *d, const char *from_code, void *manscdp);
 extern bool sip_requests_notify(const SipIn *in, Dev *d, void *manscdp);
 extern void sip_requests_tick(void);
+extern bool sip_requests_bye_from_device(const char *call_id);
 extern void sip_requests_load_subscriptions(void);
 extern void sip_requests_reset(void);
 extern int	sip_requests_open(void);
