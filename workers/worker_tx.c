@@ -43,12 +43,11 @@ vms_worker_end_tx(void)
 }
 
 /*
- * In a PG_CATCH of a worker's round: take the error, end any transaction,
- * record it as the slot's last error and return its message (in cxt) for
- * the worker to log as it sees fit.
+ * In a PG_CATCH where the error ends only one piece of work: take the
+ * error, end any transaction and return its message (in cxt).
  */
 char *
-vms_worker_recover(VmsWorkerSlot *slot, MemoryContext cxt)
+vms_worker_take_error(MemoryContext cxt)
 {
 	ErrorData  *e;
 
@@ -57,6 +56,18 @@ vms_worker_recover(VmsWorkerSlot *slot, MemoryContext cxt)
 	FlushErrorState();
 	AbortOutOfAnyTransaction();
 	MemoryContextSwitchTo(cxt);
-	vms_worker_error(slot, "%s", e->message);
 	return e->message;
+}
+
+/*
+ * In a PG_CATCH of a worker's round: the same, and the message recorded as
+ * the slot's last error; the worker logs it as it sees fit.
+ */
+char *
+vms_worker_recover(VmsWorkerSlot *slot, MemoryContext cxt)
+{
+	char	   *message = vms_worker_take_error(cxt);
+
+	vms_worker_error(slot, "%s", message);
+	return message;
 }

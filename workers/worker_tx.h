@@ -16,6 +16,7 @@ extern MemoryContext vms_tx_caller_cxt;
 
 extern void vms_worker_begin_tx(const char *activity);
 extern void vms_worker_end_tx(void);
+extern char *vms_worker_take_error(MemoryContext cxt);
 extern char *vms_worker_recover(VmsWorkerSlot *slot, MemoryContext cxt);
 
 #endif

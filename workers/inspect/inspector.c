@@ -357,15 +357,10 @@ sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
 		}
 		PG_CATCH();
 		{
-			ErrorData  *e;
+			char	   *message = vms_worker_take_error(cxt);
 
-			MemoryContextSwitchTo(cxt);
-			e = CopyErrorData();
-			FlushErrorState();
-			AbortOutOfAnyTransaction();
-			MemoryContextSwitchTo(cxt);
 			close_media();
-			stream_failed(rep, "INVITE not sent: %s", e->message);
+			stream_failed(rep, "INVITE not sent: %s", message);
 			return;
 		}
 		PG_END_TRY();

@@ -1125,14 +1125,7 @@ claim_requests(void)
 		}
 		PG_CATCH();
 		{
-			ErrorData  *e;
-
-			MemoryContextSwitchTo(cxt);
-			e = CopyErrorData();
-			FlushErrorState();
-			AbortOutOfAnyTransaction();
-			MemoryContextSwitchTo(cxt);
-			sip_request_update(ids[i], "failed", NULL, NULL, e->message);
+			sip_request_update(ids[i], "failed", NULL, NULL, vms_worker_take_error(cxt));
 		}
 		PG_END_TRY();
 	}
