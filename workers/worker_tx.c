@@ -6,7 +6,11 @@
 
 #include "access/xact.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
 #include "pgstat.h"
+#include "postmaster/interrupt.h"
+#include "storage/latch.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -70,4 +74,51 @@ vms_worker_recover(VmsWorkerSlot *slot, MemoryContext cxt)
 
 	vms_worker_error(slot, "%s", message);
 	return message;
+}
+
+/*
+ * The loop of a worker that works in rounds (viid, inspectors): settings
+ * reloaded on SIGHUP, the loop context reset each round, an error ending
+ * the round but not the worker (after_error releases what the round held),
+ * the next round at once when this one did work, else after a second or a
+ * wake-up.  Never returns; SIGTERM ends the process through die().
+ */
+void
+vms_worker_run_rounds(VmsWorkerSlot *slot, MemoryContext loop_cxt, const char *who,
+					  bool (*round) (void), void (*after_error) (void))
+{
+	for (;;)
+	{
+		bool		worked = false;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		MemoryContextReset(loop_cxt);
+		PG_TRY();
+		{
+			MemoryContext old = MemoryContextSwitchTo(loop_cxt);
+
+			worked = round();
+			MemoryContextSwitchTo(old);
+		}
+		PG_CATCH();
+		{
+			char	   *message = vms_worker_recover(slot, loop_cxt);
+
+			if (after_error)
+				after_error();
+			ereport(LOG, (errmsg("%s: %s", who, message)));
+			worked = false;
+			pg_usleep(1000000L);
+		}
+		PG_END_TRY();
+		if (worked)
+			continue;			/* more may be waiting */
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
 }

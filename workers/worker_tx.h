@@ -19,4 +19,7 @@ extern void vms_worker_end_tx(void);
 extern char *vms_worker_take_error(MemoryContext cxt);
 extern char *vms_worker_recover(VmsWorkerSlot *slot, MemoryContext cxt);
 
+extern void vms_worker_run_rounds(VmsWorkerSlot *slot, MemoryContext loop_cxt, const char *who,
+								  bool (*round) (void), void (*after_error) (void)) pg_attribute_noreturn();
+
 #endif

@@ -598,6 +598,14 @@ one_round(void)
 	return true;
 }
 
+/* an error ended the round: its media sockets go, and it is counted */
+static void
+after_error(void)
+{
+	close_media();
+	vms_worker_count(slot, C_ERRORS, 1);
+}
+
 void
 vms_inspector_main(Datum arg)
 {
@@ -609,38 +617,5 @@ vms_inspector_main(Datum arg)
 	vqd_quiet_libav();
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "vms inspector loop", ALLOCSET_DEFAULT_SIZES);
 	vms_worker_set_state(slot, "running");
-
-	for (;;)
-	{
-		bool		worked = false;
-
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-		MemoryContextReset(loop_cxt);
-		PG_TRY();
-		{
-			MemoryContext old = MemoryContextSwitchTo(loop_cxt);
-
-			worked = one_round();
-			MemoryContextSwitchTo(old);
-		}
-		PG_CATCH();
-		{
-			char	   *message = vms_worker_recover(slot, loop_cxt);
-
-			close_media();
-			vms_worker_count(slot, C_ERRORS, 1);
-			ereport(LOG, (errmsg("vms inspector: %s", message)));
-			pg_usleep(1000000L);
-		}
-		PG_END_TRY();
-		if (worked)
-			continue;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000L, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-	}
+	vms_worker_run_rounds(slot, loop_cxt, "vms inspector", one_round, after_error);
 }

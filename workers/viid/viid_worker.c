@@ -600,6 +600,13 @@ unregister_all(int code, Datum arg)
 	}
 }
 
+/* a round did work when it sent records: more may be waiting */
+static bool
+viid_round(void)
+{
+	return one_round() > 0;
+}
+
 void
 vms_viid_main(Datum arg)
 {
@@ -615,41 +622,5 @@ vms_viid_main(Datum arg)
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "vms viid loop", ALLOCSET_DEFAULT_SIZES);
 	before_shmem_exit(unregister_all, (Datum) 0);
 	vms_worker_set_state(slot, "running");
-
-	for (;;)
-	{
-		int			sent = 0;
-
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-		MemoryContextReset(loop_cxt);
-
-		/* an error ends this round, not the worker: report it and carry on */
-		PG_TRY();
-		{
-			MemoryContext old = MemoryContextSwitchTo(loop_cxt);
-
-			sent = one_round();
-			MemoryContextSwitchTo(old);
-		}
-		PG_CATCH();
-		{
-			char	   *message = vms_worker_recover(slot, loop_cxt);
-
-			free_attached();
-			ereport(LOG, (errmsg("vms viid: %s", message)));
-			sent = 0;
-			pg_usleep(1000000L);
-		}
-		PG_END_TRY();
-
-		if (sent > 0)
-			continue;			/* more may be waiting */
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000L, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-	}
+	vms_worker_run_rounds(slot, loop_cxt, "vms viid", viid_round, free_attached);
 }
