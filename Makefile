@@ -2,7 +2,7 @@
 # both install missing Debian packages first (see test/scripts/deps.sh).
 
 EXTENSION   = vms
-EXTVERSION  = 0.1.0
+EXTVERSION  = $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" vms.control)
 MODULE_big  = vms
 OBJS = \
 	extension/vms.o \
@@ -33,9 +33,12 @@ OBJS = \
 	extension/inspect/diagnose_fn.o \
 	workers/inspect/inspector.o
 
-# install script: the SQL sources concatenated in file-name order
+# install script of the current version: the SQL sources concatenated in
+# file-name order.  Earlier versions' frozen install scripts and the upgrade
+# scripts between versions live in extension/upgrade/ (see README, Upgrading).
 SQL_SOURCES = $(sort $(wildcard extension/sql/*.sql))
 DATA_built  = vms--$(EXTVERSION).sql
+DATA        = $(wildcard extension/upgrade/vms--*.sql)
 
 REGRESS = gbcode gbcode_index coord ledger history import alarm governance search cones_tiles policy viid sip diagnose
 

@@ -5,7 +5,8 @@
 VMS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 PG_BINDIR=$("${PG_CONFIG:-pg_config}" --bindir)
 PGXS_DIR=$("${PG_CONFIG:-pg_config}" --pkglibdir)/pgxs
-RUN_DIR="$VMS_ROOT/.run"
+# VMS_RUN_DIR lets two runs on one machine keep apart
+RUN_DIR="${VMS_RUN_DIR:-$VMS_ROOT/.run}"
 # PostgreSQL refuses to run as root: as root, servers and clients run as postgres.
 if [ "$(id -u)" = 0 ]; then PG_OS_USER=postgres; else PG_OS_USER=$(id -un); fi
 

@@ -13,7 +13,8 @@ if [ "$what" = all ] || [ "$what" = regress ]; then
   out=$(make_run_dir regress-out)
   cluster_stop "$dir"; rm -rf "$dir/data"
   cluster_start "$dir" "$port"
-  tests=$(sed -n 's/^REGRESS *= *//p' "$VMS_ROOT/Makefile")
+  # VMS_REGRESS="a b" runs only those files
+  tests=${VMS_REGRESS:-$(sed -n 's/^REGRESS *= *//p' "$VMS_ROOT/Makefile")}
   # shellcheck disable=SC2086
   if ! as_pg "$PGXS_DIR/src/test/regress/pg_regress" \
         --inputdir="$VMS_ROOT" --outputdir="$out" --bindir="$PG_BINDIR" \
@@ -22,6 +23,11 @@ if [ "$what" = all ] || [ "$what" = regress ]; then
     [ -f "$out/regression.diffs" ] && head -200 "$out/regression.diffs"
   fi
   cluster_stop "$dir"
+fi
+
+if [ "$what" = all ] || [ "$what" = upgrade ]; then
+  # every released version upgraded in place equals a fresh install
+  bash "$VMS_ROOT/test/scripts/upgrade_check.sh" || status=1
 fi
 
 if [ "$what" = all ] || [ "$what" = fuzz ]; then
