@@ -19,8 +19,10 @@ sub sql_text { return decode('UTF-8', $node->safe_psql('postgres', $_[0])); }
 
 is($node->safe_psql('postgres', 'SHOW shared_preload_libraries'), 'vms', 'vms preloaded');
 $node->safe_psql('postgres', 'CREATE EXTENSION vms CASCADE');
+# the default version named in vms.control
+my ($control_version) = `cat $ENV{VMS_ROOT}/vms.control` =~ /^default_version = '([^']+)'/m;
 is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'vms'"),
-	'0.1.0', 'extension installed with postgis');
+	$control_version, 'extension installed with postgis at the default version');
 
 my $csv = "监控点编码,监控点名称,设备编码,经度,纬度,坐标系\n"
   . "11010500001320000001,建国路东向西-001,11010500001180000001,116.46,39.91,GCJ02\n"
