@@ -18,6 +18,7 @@ OBJS = \
 	workers/worker_registry.o \
 	workers/worker_tx.o \
 	workers/launcher.o \
+	workers/viid/viid_settings.o \
 	workers/viid/viid_worker.o \
 	workers/sip/sbuf.o \
 	workers/sip/manscdp.o \
@@ -31,6 +32,7 @@ OBJS = \
 	extension/inspect/vqd_checks.o \
 	extension/inspect/vqd_profile.o \
 	extension/inspect/diagnose_fn.o \
+	workers/inspect/inspect_settings.o \
 	workers/inspect/inspector.o
 
 # install script of the current version: the SQL sources concatenated in
@@ -43,7 +45,8 @@ DATA        = $(wildcard extension/upgrade/vms--*.sql)
 REGRESS = gbcode gbcode_index coord ledger history import alarm governance search cones_tiles policy viid sip diagnose
 
 PG_CONFIG ?= pg_config
-PG_CPPFLAGS = -I$(srcdir)/extension -I/usr/include/libxml2 -I$(srcdir)/extension/inspect
+PG_CPPFLAGS = -I$(srcdir)/extension -I/usr/include/libxml2 -I$(srcdir)/extension/inspect \
+	-DVMS_EXTVERSION=\"$(EXTVERSION)\"
 SHLIB_LINK = -lcrypto -lcurl -losipparser2 -lxml2 -lavformat -lavcodec -lavutil -lswscale
 EXTRA_CLEAN = vms--$(EXTVERSION).sql
 
@@ -57,7 +60,9 @@ include $(PGXS)
 endif
 
 # PGXS does not track headers: rebuild every object when a header changes
-$(OBJS): $(wildcard extension/*.h workers/*.h workers/sip/*.h extension/inspect/*.h workers/inspect/*.h)
+$(OBJS): $(wildcard extension/*.h workers/*.h workers/sip/*.h extension/inspect/*.h workers/inspect/*.h workers/viid/*.h)
+# the workers' readiness check compares the installed version with this one
+workers/worker_tx.o: vms.control
 
 vms--$(EXTVERSION).sql: $(SQL_SOURCES)
 	cat $^ > $@

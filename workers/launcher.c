@@ -2,7 +2,12 @@
  * launcher.c — the vms launcher: a static background worker that keeps the
  * wanted vms workers running.  A worker that exits or is killed with
  * pg_terminate_backend() is started again unless a DBA stopped it with
- * vms.worker_stop(); the postmaster restarts the launcher itself.
+ * vms.worker_stop(); the postmaster restarts the launcher itself.  The
+ * launcher connects to no database and runs no SQL, so it needs no
+ * readiness check; each worker makes its own (worker_tx.c).
+ *
+ * Settings: vms.database here; each worker's in its own file
+ * (viid/viid_settings.c, sip/sip_settings.c, inspect/inspect_settings.c).
  */
 #include "postgres.h"
 
@@ -21,13 +26,20 @@
 #include "utils/timestamp.h"
 
 #include "worker_registry.h"
-#include "sip/sip_settings.h"
+#include "worker_tx.h"
 #include "inspect/inspector.h"
+#include "sip/sip_settings.h"
+#include "viid/viid_settings.h"
 
 PGDLLEXPORT void vms_launcher_main(Datum arg);
 
+/* timings of the supervision loop */
+#define SUPERVISE_INTERVAL_MS	1000	/* look at the workers at least this often */
+#define SHORT_LIVED_MS			10000	/* a worker that dies sooner than this is backed off */
+#define MAX_BACKOFF_S			60		/* longest wait before restarting it (1, 2, 4 ... 60 s) */
+#define LAUNCHER_RESTART_S		5		/* the postmaster restarts a dead launcher after this */
+
 char	   *vms_database = NULL;
-bool		vms_viid_enabled = true;
 
 typedef struct WorkerKind
 {
@@ -61,15 +73,9 @@ slot_of_kind(const VmsWorkerSlot *slot, const WorkerKind *kind)
 		(slot->name[n] == '\0' || (kind->instances && slot->name[n] == ' '));
 }
 
-static const struct config_enum_entry media_transports[] = {
-	{"udp", MEDIA_UDP, false},
-	{"tcp", MEDIA_TCP, false},
-	{NULL, 0, false}
-};
-
 static BackgroundWorkerHandle *handles[VMS_MAX_WORKERS];
 /* a worker that dies soon after starting (e.g. vms.database does not exist
- * yet) is restarted after 1, 2, 4 ... 60 s instead of every second */
+ * yet) is restarted after 1, 2, 4 ... MAX_BACKOFF_S s instead of every second */
 static TimestampTz last_start[VMS_MAX_WORKERS];
 static int	backoff_s[VMS_MAX_WORKERS];
 static TimestampTz restart_at[VMS_MAX_WORKERS];
@@ -110,7 +116,7 @@ define_slots(void)
 			strlcpy(free_slot->state, "starting", sizeof(free_slot->state));
 			for (int c = 0; c < VMS_COUNTERS; c++)
 				if (kinds[k].counters[c])
-					strlcpy(free_slot->counter_names[c], kinds[k].counters[c], 24);
+					strlcpy(free_slot->counter_names[c], kinds[k].counters[c], sizeof(free_slot->counter_names[c]));
 		}
 	}
 	LWLockRelease(vms_shared->lock);
@@ -197,9 +203,9 @@ supervise(void)
 			if (handles[i] && restart_at[i] == 0)
 			{
 				/* it died: soon after starting means back off, else restart at once */
-				bool		short_lived = now < TimestampTzPlusMilliseconds(last_start[i], 10000L);
+				bool		short_lived = now < TimestampTzPlusMilliseconds(last_start[i], SHORT_LIVED_MS);
 
-				backoff_s[i] = short_lived ? Min(Max(backoff_s[i] * 2, 1), 60) : 0;
+				backoff_s[i] = short_lived ? Min(Max(backoff_s[i] * 2, 1), MAX_BACKOFF_S) : 0;
 				restart_at[i] = TimestampTzPlusMilliseconds(now, backoff_s[i] * 1000L);
 			}
 			if (handles[i] && now < restart_at[i])
@@ -243,7 +249,7 @@ vms_launcher_main(Datum arg)
 			apply_enabled_settings();
 		}
 		supervise();
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000L, PG_WAIT_EXTENSION);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, SUPERVISE_INTERVAL_MS, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
 }
@@ -255,36 +261,17 @@ vms_register_launcher(void)
 
 	DefineCustomStringVariable("vms.database",
 							   "Database the vms workers connect to.",
-							   NULL, &vms_database, "postgres", PGC_POSTMASTER, 0, NULL, NULL, NULL);
-	DefineCustomBoolVariable("vms.viid_enabled",
-							 "Run the GA/T 1400 push worker.",
-							 "Turning it off and reloading stops the worker; on starts it.",
-							 &vms_viid_enabled, true, PGC_SIGHUP, 0, NULL, NULL, NULL);
-
-	DefineCustomBoolVariable("vms.inspect_enabled",
-							 "Run the inspector workers.",
-							 "Turning it off and reloading stops them; on starts them.",
-							 &vms_inspect_enabled, true, PGC_SIGHUP, 0, NULL, NULL, NULL);
-	DefineCustomIntVariable("vms.inspector_workers",
-							"Number of inspector workers (each samples one stream at a time).",
-							NULL, &vms_inspector_workers, 2, 0, 8, PGC_POSTMASTER, 0, NULL, NULL, NULL);
-	DefineCustomStringVariable("vms.inspect_media_ip",
-							   "Address GB/T 28181 devices send inspection media (RTP/PS) to.",
-							   "The inspector binds it and names it in its INVITEs.",
-							   &vms_inspect_media_ip, "127.0.0.1", PGC_SIGHUP, 0, NULL, NULL, NULL);
-	DefineCustomIntVariable("vms.inspect_media_port_min", "First UDP port for inspection media.", NULL,
-							&vms_inspect_media_port_min, 30000, 1024, 65535, PGC_SIGHUP, 0, NULL, NULL, NULL);
-	DefineCustomIntVariable("vms.inspect_media_port_max", "Last UDP port for inspection media.", NULL,
-							&vms_inspect_media_port_max, 30999, 1024, 65535, PGC_SIGHUP, 0, NULL, NULL, NULL);
-	DefineCustomEnumVariable("vms.inspect_media_transport",
-							 "How GB/T 28181 devices send inspection media: udp, or tcp (RFC 4571, the device connects).",
-							 NULL, &vms_inspect_media_transport, MEDIA_UDP, media_transports, PGC_SIGHUP, 0, NULL, NULL, NULL);
+							   "CREATE EXTENSION vms in another database warns: no worker serves it.",
+							   &vms_database, "postgres", PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	vms_viid_define_settings();
+	vms_inspect_define_settings();
 	vms_registry_request();
+	vms_readiness_init();
 
 	memset(&w, 0, sizeof(w));
 	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	w.bgw_restart_time = 5;
+	w.bgw_restart_time = LAUNCHER_RESTART_S;
 	strlcpy(w.bgw_library_name, "vms", BGW_MAXLEN);
 	strlcpy(w.bgw_function_name, "vms_launcher_main", BGW_MAXLEN);
 	strlcpy(w.bgw_name, "vms launcher", BGW_MAXLEN);

@@ -1,13 +1,15 @@
 /*
  * worker_registry.c — shared memory for the vms workers and the SQL
  * functions DBAs use on them: vms.worker_status(), vms.worker_stop(),
- * vms.worker_start(), vms.worker_restart().
+ * vms.worker_start(), vms.worker_restart(); and the warning CREATE
+ * EXTENSION gives in a database the workers do not serve.
  */
 #include "postgres.h"
 
 #include <signal.h>
 
 #include "access/xact.h"
+#include "commands/dbcommands.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -316,4 +318,29 @@ vms_wake_worker(PG_FUNCTION_ARGS)
 	if (n_pending_wake < VMS_MAX_WORKERS)
 		strlcpy(pending_wake[n_pending_wake++], name, VMS_WORKER_NAME);
 	PG_RETURN_VOID();
+}
+
+/*
+ * Called by the install and upgrade scripts: with the workers preloaded, an
+ * extension in a database other than vms.database gets none of them, so
+ * say so rather than let a DBA wait for them.  Silent without the workers.
+ */
+PG_FUNCTION_INFO_V1(vms_worker_database_check);
+Datum
+vms_worker_database_check(PG_FUNCTION_ARGS)
+{
+	char	   *here = get_database_name(MyDatabaseId);
+
+	if (vms_shared == NULL || vms_database == NULL || here == NULL)
+		PG_RETURN_BOOL(true);
+	if (strcmp(here, vms_database) == 0)
+		PG_RETURN_BOOL(true);
+	ereport(WARNING,
+			(errcode(ERRCODE_WARNING),
+			 errmsg("the vms workers do not serve database \"%s\"", here),
+			 errdetail("vms is in shared_preload_libraries and its workers (SIP, GA/T 1400 push, inspection) connect to database \"%s\", set by vms.database.",
+					   vms_database),
+			 errhint("To have them serve this database, set vms.database = '%s' and restart the server; or use vms in database \"%s\".",
+					 here, vms_database)));
+	PG_RETURN_BOOL(false);
 }

@@ -17,6 +17,7 @@
 #define VMS_MAX_WORKERS 16
 #define VMS_WORKER_NAME 32
 #define VMS_COUNTERS 8
+#define VMS_WORKER_STATE 128	/* room for "waiting for ALTER EXTENSION vms UPDATE (installed ..., library ...)" */
 
 typedef struct VmsWorkerSlot
 {
@@ -28,7 +29,7 @@ typedef struct VmsWorkerSlot
 	pid_t		pid;			/* 0 when not running */
 	TimestampTz started;
 	int			restarts;
-	char		state[64];
+	char		state[VMS_WORKER_STATE];
 	char		counter_names[VMS_COUNTERS][24];
 	int64		counters[VMS_COUNTERS];
 	char		last_error[256];
@@ -54,6 +55,6 @@ extern void vms_worker_error(VmsWorkerSlot *slot, const char *fmt,...) pg_attrib
 extern void vms_worker_wake(const char *name);
 extern void vms_register_launcher(void);
 
-extern char *vms_database;
+extern char *vms_database;		/* vms.database: where the workers connect */
 
 #endif

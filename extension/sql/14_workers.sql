@@ -25,3 +25,11 @@ COMMENT ON FUNCTION vms.worker_restart(text) IS 'terminate a worker; the launche
 CREATE FUNCTION vms._wake_worker(name text) RETURNS void
     AS 'MODULE_PATHNAME', 'vms_wake_worker' LANGUAGE C STRICT VOLATILE;
 COMMENT ON FUNCTION vms._wake_worker(text) IS 'internal: wake a worker when this transaction commits';
+
+CREATE FUNCTION vms._worker_database_check() RETURNS boolean
+    AS 'MODULE_PATHNAME', 'vms_worker_database_check' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION vms._worker_database_check() FROM PUBLIC;
+COMMENT ON FUNCTION vms._worker_database_check() IS
+    'internal: false, with a warning, when vms is in shared_preload_libraries and this database is not vms.database, so no worker serves it';
+-- CREATE EXTENSION vms (and ALTER EXTENSION vms UPDATE) in such a database warns
+SELECT vms._worker_database_check();

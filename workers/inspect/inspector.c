@@ -45,15 +45,31 @@
 
 PGDLLEXPORT void vms_inspector_main(Datum arg);
 
-bool		vms_inspect_enabled = true;
-int			vms_inspector_workers = 2;
-char	   *vms_inspect_media_ip = NULL;
-int			vms_inspect_media_port_min = 30000;
-int			vms_inspect_media_port_max = 30999;
-int			vms_inspect_media_transport = MEDIA_UDP;
-
+/* limits */
 #define MAX_RTP_PACKETS 20000
 #define MAX_RTP_PAYLOAD 65535	/* RFC 4571 allows this much over TCP */
+#define MEDIA_RCVBUF (4 * 1024 * 1024)	/* socket receive buffer for media */
+#define MEDIA_PORT_TRIES 32		/* ports tried in vms.inspect_media_ports */
+#define RESULT_JSON_MAX (1 << 20)	/* a larger result is recorded as {} */
+#define RTP_ORDER_LEAD 1000		/* sequence numbers counted from this far before the first */
+
+/* timings, in milliseconds */
+#define INVITE_POLL_MS 50		/* how often the INVITE's request is looked at */
+#define MEDIA_POLL_MS 100		/* interrupts are checked this often while receiving */
+#define SAMPLE_GRACE_MS 500		/* received after the sample length, for late packets */
+#define MEDIA_SILENCE_MS 3000	/* a stream silent this long has ended */
+
+/*
+ * The SQL this worker runs, named: a grep for a function finds its caller
+ * here.  Each runs in a short transaction of its own; sampling runs outside
+ * any.
+ */
+#define SQL_SCHEDULE "SELECT vms._inspection_schedule()"
+#define SQL_CLAIM "SELECT * FROM vms._inspection_claim($1)"
+#define SQL_RECORD "SELECT vms._inspection_record($1, $2::jsonb, $3)"
+#define SQL_INVITE "SELECT vms.sip_invite($1::vms.gbcode, $2, $3::int, $4)"
+#define SQL_REQUEST_STATE "SELECT state || ':' || coalesce(error, '') FROM vms.sip_request WHERE id = $1::bigint"
+#define SQL_BYE "SELECT vms.sip_bye($1::bigint)"
 
 enum
 {
@@ -98,7 +114,7 @@ claim(Task *t)
 
 	values[0] = CStringGetTextDatum(MyBgworkerEntry->bgw_extra);
 	begin_tx("vms inspector: claiming a task");
-	if (SPI_execute_with_args("SELECT * FROM vms._inspection_claim($1)", 1, types, values, NULL, false, 1) != SPI_OK_SELECT)
+	if (SPI_execute_with_args(SQL_CLAIM, 1, types, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "vms inspector: could not claim a task");
 	if (SPI_processed == 1)
 	{
@@ -310,7 +326,7 @@ sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
 				last = 0;
 	char		path[MAXPGPATH];
 	FILE	   *f;
-	int			rcvbuf = 4 * 1024 * 1024;
+	int			rcvbuf = MEDIA_RCVBUF;
 
 	if (fd < 0)
 	{
@@ -329,7 +345,7 @@ sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
 	memset(&addr, 0, sizeof(addr));
 	addr.sin_family = AF_INET;
 	inet_pton(AF_INET, vms_inspect_media_ip, &addr.sin_addr);
-	for (int k = 0; k < 32 && port == 0; k++)
+	for (int k = 0; k < MEDIA_PORT_TRIES && port == 0; k++)
 	{
 		int			p = vms_inspect_media_port_min +
 			(int) (((uint64) MyProcPid * 7919 + (uint64) k * 104729 + (uint64) t->id) % (uint64) span);
@@ -353,7 +369,7 @@ sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
 		/* a refused request (bad address setting, channel gone) fails this task only */
 		PG_TRY();
 		{
-			rid = sql_value("SELECT vms.sip_invite($1::vms.gbcode, $2, $3::int, $4)", 4, args);
+			rid = sql_value(SQL_INVITE, 4, args);
 		}
 		PG_CATCH();
 		{
@@ -367,19 +383,18 @@ sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
 	}
 	while (rid && GetCurrentTimestamp() < TimestampTzPlusMilliseconds(start, t->timeout_ms))
 	{
-		state = sql_value("SELECT state || ':' || coalesce(error, '') FROM vms.sip_request WHERE id = $1::bigint",
-						  1, (const char **) &rid);
+		state = sql_value(SQL_REQUEST_STATE, 1, (const char **) &rid);
 		if (state && strncmp(state, "queued", 6) != 0 && strncmp(state, "sent", 4) != 0)
 			break;
 		CHECK_FOR_INTERRUPTS();
-		pg_usleep(50000L);
+		pg_usleep(INVITE_POLL_MS * 1000L);
 	}
 	if (rid == NULL || state == NULL || strncmp(state, "done", 4) != 0)
 	{
 		close_media();
 		/* an INVITE that is still on its way must not leave a stream running */
 		if (rid && state && strncmp(state, "failed", 6) != 0 && strncmp(state, "timeout", 7) != 0)
-			(void) sql_value("SELECT vms.sip_bye($1::bigint)", 1, (const char **) &rid);
+			(void) sql_value(SQL_BYE, 1, (const char **) &rid);
 		stream_failed(rep, "INVITE failed: %s", state ? state : "no answer from the SIP worker");
 		return;
 	}
@@ -395,12 +410,12 @@ sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
 
 		CHECK_FOR_INTERRUPTS();
 		if (now >= TimestampTzPlusMilliseconds(start, t->timeout_ms) ||
-			(first && now >= TimestampTzPlusMilliseconds(first, (int64) (t->seconds * 1000) + 500)) ||
-			(last && now >= TimestampTzPlusMilliseconds(last, 3000)) || npk >= MAX_RTP_PACKETS)
+			(first && now >= TimestampTzPlusMilliseconds(first, (int64) (t->seconds * 1000) + SAMPLE_GRACE_MS)) ||
+			(last && now >= TimestampTzPlusMilliseconds(last, MEDIA_SILENCE_MS)) || npk >= MAX_RTP_PACKETS)
 			break;
 		if (conn >= 0)
 			pfd.fd = conn;
-		if (poll(&pfd, 1, 100) <= 0)
+		if (poll(&pfd, 1, MEDIA_POLL_MS) <= 0)
 			continue;
 		if (tcp && conn < 0)
 		{
@@ -447,7 +462,7 @@ sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
 		last = now;
 	}
 	close_media();
-	(void) sql_value("SELECT vms.sip_bye($1::bigint)", 1, (const char **) &rid);
+	(void) sql_value(SQL_BYE, 1, (const char **) &rid);
 
 	if (npk == 0)
 	{
@@ -456,7 +471,7 @@ sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
 	}
 	{
 		/* order by sequence number counted from a little before the first arrival (wraps at 65536) */
-		uint16		origin = (uint16) (pk[0].seq - 1000);
+		uint16		origin = (uint16) (pk[0].seq - RTP_ORDER_LEAD);
 
 		qsort_arg(pk, npk, sizeof(RtpPacket), rtp_order, &origin);
 	}
@@ -523,7 +538,7 @@ inspect(Task *t)
 	pgstat_report_activity(STATE_IDLE, NULL);
 	CHECK_FOR_INTERRUPTS();
 
-	sbuf_init(&b, 1 << 20);
+	sbuf_init(&b, RESULT_JSON_MAX);
 	result_json(&b, t, &rep);
 	for (int i = 0; i < rep.nresults; i++)
 		if (rep.r[i].evaluated && rep.r[i].abnormal)
@@ -544,7 +559,7 @@ inspect(Task *t)
 	sbuf_free(&b);
 
 	begin_tx("vms inspector: recording a result");
-	if (SPI_execute_with_args("SELECT vms._inspection_record($1, $2::jsonb, $3)", 3, types, values, nulls, false, 0) < 0)
+	if (SPI_execute_with_args(SQL_RECORD, 3, types, values, nulls, false, 0) < 0)
 		elog(ERROR, "vms inspector: could not record task %lld", (long long) t->id);
 	end_tx();
 
@@ -556,31 +571,17 @@ inspect(Task *t)
 	vqd_report_free(&rep);
 }
 
-static bool
-extension_ready(void)
-{
-	bool		ready;
-
-	begin_tx("vms inspector: checking for the extension");
-	ready = SPI_execute("SELECT 1 FROM pg_catalog.pg_proc WHERE proname = '_inspection_claim'", true, 1) == SPI_OK_SELECT &&
-		SPI_processed > 0;
-	end_tx();
-	return ready;
-}
-
 /* one round of the loop: start due rounds, then inspect one task; true if it did one */
 static bool
 one_round(void)
 {
 	Task		t;
 
-	if (!extension_ready())
-	{
-		vms_worker_set_state(slot, "waiting for CREATE EXTENSION vms");
+	/* no SQL until the extension is there, at this library's version */
+	if (!vms_worker_ready(slot))
 		return false;
-	}
 	begin_tx("vms inspector: scheduling plans");
-	if (SPI_execute("SELECT vms._inspection_schedule()", false, 0) == SPI_OK_SELECT && SPI_processed == 1)
+	if (SPI_execute(SQL_SCHEDULE, false, 0) == SPI_OK_SELECT && SPI_processed == 1)
 	{
 		char	   *n = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 
@@ -615,7 +616,8 @@ vms_inspector_main(Datum arg)
 	slot = vms_worker_attach(MyBgworkerEntry->bgw_extra);
 	BackgroundWorkerInitializeConnection(vms_database, NULL, 0);
 	vqd_quiet_libav();
-	loop_cxt = AllocSetContextCreate(TopMemoryContext, "vms inspector loop", ALLOCSET_DEFAULT_SIZES);
+	vms_worker_cxt = AllocSetContextCreate(TopMemoryContext, "vms inspector", ALLOCSET_DEFAULT_SIZES);
+	loop_cxt = AllocSetContextCreate(vms_worker_cxt, "vms inspector loop", ALLOCSET_DEFAULT_SIZES);
 	vms_worker_set_state(slot, "running");
 	vms_worker_run_rounds(slot, loop_cxt, "vms inspector", one_round, after_error);
 }

@@ -1,6 +1,6 @@
 /*
- * inspector.h — settings of the inspector workers, for the module entry
- * point and the launcher.
+ * inspector.h — settings of the inspector workers (inspect_settings.c), for
+ * the launcher as well as the workers.
  */
 #ifndef VMS_INSPECTOR_H
 #define VMS_INSPECTOR_H
@@ -16,5 +16,7 @@ enum
 {
 	MEDIA_UDP, MEDIA_TCP
 };
+
+extern void vms_inspect_define_settings(void);
 
 #endif

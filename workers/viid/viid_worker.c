@@ -39,9 +39,39 @@
 
 PGDLLEXPORT void vms_viid_main(Datum arg);
 
+/* limits */
 #define MAX_UPSTREAMS 32
-#define MAX_BODY (4 * 1024 * 1024)
-#define MAX_INFLIGHT 64
+#define MAX_BODY (4 * 1024 * 1024)	/* a larger answer aborts its request */
+#define MAX_INFLIGHT 64			/* batches in flight at once, over every upstream */
+#define MAX_CONNECTS 64			/* connections libcurl keeps open */
+#define MAX_BATCH_RECORDS 1000	/* an upstream's batch_size is capped here */
+#define KEEPALIVE_FAILURES 3	/* missed keepalives before registering again */
+
+/* timings, in milliseconds unless named _S */
+#define SETTINGS_RELOAD_MS 1000	/* vms.viid_upstream is read at most this often */
+#define PUSH_SLICE_MS 5000		/* a backlog is pushed in slices, so keepalives keep their time */
+#define CURL_POLL_MS 100		/* interrupts are checked this often during a request */
+#define MIN_TIMEOUT_MS 100		/* an upstream's timeout_ms is clamped to these */
+#define MAX_CONNECT_TIMEOUT_MS 5000
+#define MAX_TIMEOUT_MS 120000
+#define UNREGISTER_TIMEOUT_MS 2000	/* best-effort UnRegister at shutdown */
+#define MAX_REGISTER_BACKOFF_S 300	/* register retries: 1 s doubling to 5 min */
+
+/*
+ * The SQL this worker runs, named: a grep for a function finds its caller
+ * here.  Each runs in a short transaction of its own, never across a network
+ * wait.
+ */
+#define SQL_UPSTREAMS \
+	"SELECT name, base_url, system_id::text, username, password_enc, " \
+	"  coalesce((options->>'keepalive_s')::int, 60), coalesce((options->>'batch_size')::int, 100), " \
+	"  coalesce((options->>'concurrency')::int, 4), coalesce((options->>'timeout_ms')::int, 10000) " \
+	"FROM vms.viid_upstream WHERE enabled ORDER BY name"
+#define SQL_SESSION_EVENT "SELECT vms._viid_session_event($1, $2, $3, $4, $5)"
+#define SQL_BATCHES \
+	"SELECT path, ids::text, body, cardinality(ids), last_at, last_id " \
+	"FROM vms._viid_batches($1, $2, $3, $4, $5)"
+#define SQL_RESULTS "SELECT delivered, failed, dead FROM vms._viid_results($1, $2::bigint[], $3, $4, $5)"
 
 enum
 {
@@ -117,8 +147,8 @@ make_request(Upstream *u, const char *method, const char *path, const char *payl
 	curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, &r->body);
 	curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->error);
 	/* never 0, which libcurl reads as "no timeout" */
-	curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, (long) Min(Max(u->timeout_ms, 100), 5000));
-	curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, (long) Min(Max(u->timeout_ms, 100), 120000));
+	curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, (long) Min(Max(u->timeout_ms, MIN_TIMEOUT_MS), MAX_CONNECT_TIMEOUT_MS));
+	curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, (long) Min(Max(u->timeout_ms, MIN_TIMEOUT_MS), MAX_TIMEOUT_MS));
 	curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
 	if (strcmp(method, "POST") == 0)
@@ -166,7 +196,7 @@ free_attached(void)
 		free_request(attached[n_attached - 1]);
 }
 
-/* Run requests to completion, waking for interrupts every 100 ms. */
+/* Run requests to completion, waking for interrupts every CURL_POLL_MS. */
 static void
 run_requests(Request **reqs, int n)
 {
@@ -179,7 +209,7 @@ run_requests(Request **reqs, int n)
 		CHECK_FOR_INTERRUPTS();
 		curl_multi_perform(multi, &running);
 		if (running)
-			curl_multi_poll(multi, NULL, 0, 100, NULL);
+			curl_multi_poll(multi, NULL, 0, CURL_POLL_MS, NULL);
 	} while (running > 0);
 	vms_worker_count(slot, C_REQUESTS, n);
 }
@@ -231,17 +261,8 @@ session_event(Upstream *u, const char *event, Request *r)
 	values[4] = CStringGetTextDatum(r && r->error[0] ? r->error : "");
 	if (!r || !r->error[0])
 		nulls[4] = 'n';
-	ok = sql_text("SELECT vms._viid_session_event($1, $2, $3, $4, $5)", 5, types, values, nulls);
+	ok = sql_text(SQL_SESSION_EVENT, 5, types, values, nulls);
 	return ok && strcmp(ok, "t") == 0;
-}
-
-/* false until CREATE EXTENSION vms has run in vms.database */
-static bool
-extension_ready(void)
-{
-	char	   *r = sql_text("SELECT to_regclass('vms.viid_upstream') IS NOT NULL", 0, NULL, NULL, NULL);
-
-	return r && strcmp(r, "t") == 0;
 }
 
 static void
@@ -253,10 +274,7 @@ load_upstreams(void)
 		upstreams[i].seen = false;
 
 	vms_worker_begin_tx(NULL);
-	if (SPI_execute("SELECT name, base_url, system_id::text, username, password_enc, "
-					"  coalesce((options->>'keepalive_s')::int, 60), coalesce((options->>'batch_size')::int, 100), "
-					"  coalesce((options->>'concurrency')::int, 4), coalesce((options->>'timeout_ms')::int, 10000) "
-					"FROM vms.viid_upstream WHERE enabled ORDER BY name", true, MAX_UPSTREAMS) != SPI_OK_SELECT)
+	if (SPI_execute(SQL_UPSTREAMS, true, MAX_UPSTREAMS) != SPI_OK_SELECT)
 		elog(ERROR, "vms viid: could not read upstreams");
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -345,8 +363,8 @@ do_register(Upstream *u, TimestampTz now)
 	}
 	else
 	{
-		/* exponential backoff, 1 s doubling to 5 min */
-		int			delay = Min(300, 1 << Min(u->register_failures, 8));
+		/* exponential backoff, 1 s doubling to MAX_REGISTER_BACKOFF_S */
+		int			delay = Min(MAX_REGISTER_BACKOFF_S, 1 << Min(u->register_failures, 8));
 
 		u->register_failures++;
 		u->next_register = TimestampTzPlusMilliseconds(now, delay * 1000L);
@@ -370,7 +388,7 @@ do_keepalive(Upstream *u, TimestampTz now)
 		u->keepalive_failures = 0;
 		vms_worker_count(slot, C_KEEPALIVES, 1);
 	}
-	else if (http_status(r) == 401 || ++u->keepalive_failures >= 3)
+	else if (http_status(r) == 401 || ++u->keepalive_failures >= KEEPALIVE_FAILURES)
 	{
 		/* the upstream forgot us (restart) or is gone: register again */
 		u->registered = false;
@@ -392,16 +410,14 @@ claim_batches(Upstream *u, Request **reqs, int *count, int n, char **cursor_at, 
 	int			records = 0;
 
 	values[0] = CStringGetTextDatum(u->name);
-	values[1] = Int32GetDatum(Max(1, Min(u->batch_size, 1000)));
+	values[1] = Int32GetDatum(Max(1, Min(u->batch_size, MAX_BATCH_RECORDS)));
 	values[2] = Int32GetDatum(n);
 	values[3] = DirectFunctionCall3(timestamptz_in, CStringGetDatum(*cursor_at),
 									ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
 	values[4] = Int64GetDatum(*cursor_id);
 
 	vms_worker_begin_tx(NULL);
-	if (SPI_execute_with_args("SELECT path, ids::text, body, cardinality(ids), last_at, last_id "
-							  "FROM vms._viid_batches($1, $2, $3, $4, $5)",
-							  5, types, values, NULL, true, 0) != SPI_OK_SELECT)
+	if (SPI_execute_with_args(SQL_BATCHES, 5, types, values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "vms viid: could not build batches");
 	for (uint64 i = 0; i < SPI_processed && *count < MAX_INFLIGHT; i++)
 	{
@@ -448,8 +464,7 @@ apply_answer(Upstream *u, Request *r)
 	if (status != 200)
 		vms_worker_count(slot, C_HTTP_ERRORS, 1);
 
-	if (SPI_execute_with_args("SELECT delivered, failed, dead FROM vms._viid_results($1, $2::bigint[], $3, $4, $5)",
-							  5, types, values, nulls, false, 0) != SPI_OK_SELECT)
+	if (SPI_execute_with_args(SQL_RESULTS, 5, types, values, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "vms viid: could not record results");
 	if (SPI_processed == 1)
 	{
@@ -483,8 +498,8 @@ push(Upstream *u)
 				unauthorized = false;
 	char	   *cursor_at = "-infinity";
 	int64		cursor_id = 0;
-	/* a long backlog is pushed in 5 s slices, so keepalives keep their time */
-	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 5000);
+	/* a long backlog is pushed in slices, so keepalives keep their time */
+	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), PUSH_SLICE_MS);
 
 	while (n > 0 || more)
 	{
@@ -535,7 +550,7 @@ push(Upstream *u)
 				}
 		}
 		if (n > 0 && (n >= concurrency || !more || unauthorized))
-			curl_multi_poll(multi, NULL, 0, 100, NULL);
+			curl_multi_poll(multi, NULL, 0, CURL_POLL_MS, NULL);
 	}
 
 	if (unauthorized)
@@ -554,15 +569,12 @@ one_round(void)
 	TimestampTz now = GetCurrentTimestamp();
 	int			sent = 0;
 
+	/* no SQL until the extension is there, at this library's version */
+	if (!vms_worker_ready(slot))
+		return 0;
 	/* settings change rarely: read them once a second, not every batch */
-	if (now >= TimestampTzPlusMilliseconds(last_load, 1000))
+	if (now >= TimestampTzPlusMilliseconds(last_load, SETTINGS_RELOAD_MS))
 	{
-		if (!extension_ready())
-		{
-			vms_worker_set_state(slot, "waiting for CREATE EXTENSION vms");
-			pg_usleep(1000000L);
-			return 0;
-		}
 		load_upstreams();
 		last_load = now;
 	}
@@ -591,7 +603,7 @@ unregister_all(int code, Datum arg)
 
 		if (!u->registered)
 			continue;
-		u->timeout_ms = 2000;
+		u->timeout_ms = UNREGISTER_TIMEOUT_MS;
 		r = make_request(u, "POST", "/VIID/System/UnRegister",
 						 psprintf("{\"UnRegisterObject\":{\"DeviceID\":\"%s\"}}", u->system_id), false);
 		curl_easy_perform(r->easy);		/* best effort, bounded by the timeout */
@@ -618,8 +630,9 @@ vms_viid_main(Datum arg)
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	multi = curl_multi_init();
-	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, 64L);
-	loop_cxt = AllocSetContextCreate(TopMemoryContext, "vms viid loop", ALLOCSET_DEFAULT_SIZES);
+	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) MAX_CONNECTS);
+	vms_worker_cxt = AllocSetContextCreate(TopMemoryContext, "vms viid", ALLOCSET_DEFAULT_SIZES);
+	loop_cxt = AllocSetContextCreate(vms_worker_cxt, "vms viid loop", ALLOCSET_DEFAULT_SIZES);
 	before_shmem_exit(unregister_all, (Datum) 0);
 	vms_worker_set_state(slot, "running");
 	vms_worker_run_rounds(slot, loop_cxt, "vms viid", viid_round, free_attached);
