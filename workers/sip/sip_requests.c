@@ -27,6 +27,7 @@
 
 #include "manscdp.h"
 #include "sip_worker.h"
+#include "../worker_tx.h"
 
 #define MAX_TX 4096
 #define MAX_QUERIES 1024
@@ -217,7 +218,7 @@ send_request_to(const char *method, Dev *d, const char *target, Kind kind, int64
 	strlcpy(tx->from_tag, from_tag, sizeof(tx->from_tag));
 	tx->sub = -1;
 	tx->peer = d->peer;
-	tx->msg = MemoryContextAlloc(TopMemoryContext, sip_out.len);
+	tx->msg = MemoryContextAlloc(vms_worker_cxt, sip_out.len);
 	memcpy(tx->msg, sip_out.data, sip_out.len);
 	tx->len = sip_out.len;
 	tx->sent_at = sip_now;
@@ -275,7 +276,7 @@ new_query(int64 id, Dev *d, Kind kind)
 				memset(&ctl, 0, sizeof(ctl));
 				ctl.keysize = 24;
 				ctl.entrysize = 24;
-				ctl.hcxt = TopMemoryContext;
+				ctl.hcxt = vms_worker_cxt;
 				q->seen = hash_create("vms sip catalog items", 256, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 				sbuf_init(&q->items, (size_t) 256 << 20);
 			}
@@ -432,7 +433,7 @@ find_sub(const char *dev, const char *event, bool create)
 	if (n_subs == subs_cap)
 	{
 		subs_cap = subs_cap ? subs_cap * 2 : 256;
-		subs = subs ? repalloc(subs, sizeof(Sub) * subs_cap) : MemoryContextAlloc(TopMemoryContext, sizeof(Sub) * subs_cap);
+		subs = subs ? repalloc(subs, sizeof(Sub) * subs_cap) : MemoryContextAlloc(vms_worker_cxt, sizeof(Sub) * subs_cap);
 	}
 	memset(&subs[n_subs], 0, sizeof(Sub));
 	subs[n_subs].used = true;
@@ -980,7 +981,7 @@ sip_requests_load_subscriptions(void)
 	{
 		HeapTuple	t = SPI_tuptable->vals[i];
 		TupleDesc	td = SPI_tuptable->tupdesc;
-		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+		MemoryContext old = MemoryContextSwitchTo(vms_worker_cxt);
 		Sub		   *s = find_sub(SPI_getvalue(t, td, 1), SPI_getvalue(t, td, 2), true);
 
 		MemoryContextSwitchTo(old);

@@ -47,6 +47,15 @@ PGDLLEXPORT void vms_sip_main(Datum arg);
 #define DGRAM_MAX 65536
 #define TCP_IDLE_S 600
 
+/* timings of the main loop, in milliseconds */
+#define IDENTITY_WAIT_MS 2000	/* waiting for vms.sip_id or the extension */
+#define LOOP_MAX_WAIT_MS 100	/* the longest the loop sleeps between looks at the network */
+#define TICK_MS 1000			/* keepalive deadlines, request timers, idle connections */
+#define CLAIM_MS 2000			/* queued requests from SQL are claimed at least this often */
+#define DEVICE_RELOAD_MS 60000	/* the device cache is refreshed from the ledger */
+#define PUBLISH_MS 100			/* counters copied to vms.worker_status */
+#define ERROR_PAUSE_MS 1000		/* after a failed round, the next flush waits this long */
+
 typedef struct Conn
 {
 	int			fd;				/* -1: free */
@@ -153,19 +162,6 @@ sip_log_limited(int kind, const char *fmt,...)
 #define begin_tx(what) vms_worker_begin_tx(what)
 #define end_tx() vms_worker_end_tx()
 #define tx_caller_cxt vms_tx_caller_cxt
-
-static bool
-extension_ready(void)
-{
-	bool		ready;
-
-	begin_tx("vms sip: checking for the extension");
-	ready = SPI_execute("SELECT 1 FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_proc p "
-						"ON p.proname = '_sip_flush' WHERE e.extname = 'vms'", true, 1) == SPI_OK_SELECT &&
-		SPI_processed > 0;
-	end_tx();
-	return ready;
-}
 
 /* ---------------------------------------------------------------- devices */
 
@@ -344,7 +340,7 @@ sip_mark_dirty(Dev *d)
 	{
 		dirty_cap = dirty_cap ? dirty_cap * 2 : 1024;
 		dirty = dirty ? repalloc(dirty, sizeof(Dev *) * dirty_cap) :
-			MemoryContextAlloc(TopMemoryContext, sizeof(Dev *) * dirty_cap);
+			MemoryContextAlloc(vms_worker_cxt, sizeof(Dev *) * dirty_cap);
 	}
 	dirty[n_dirty++] = d;
 	d->dirty = true;
@@ -392,12 +388,12 @@ sip_queue_db(const char *sql_function, const char *code, const char *json)
 	if (n_ops == ops_cap)
 	{
 		ops_cap = ops_cap ? ops_cap * 2 : 256;
-		ops = ops ? repalloc(ops, sizeof(DbOp) * ops_cap) : MemoryContextAlloc(TopMemoryContext, sizeof(DbOp) * ops_cap);
+		ops = ops ? repalloc(ops, sizeof(DbOp) * ops_cap) : MemoryContextAlloc(vms_worker_cxt, sizeof(DbOp) * ops_cap);
 	}
 	op = &ops[n_ops++];
 	strlcpy(op->function, sql_function, sizeof(op->function));
 	strlcpy(op->code, code, sizeof(op->code));
-	op->json = MemoryContextStrdup(TopMemoryContext, json);
+	op->json = MemoryContextStrdup(vms_worker_cxt, json);
 }
 
 void
@@ -415,7 +411,7 @@ sip_request_update(int64 id, const char *state, const char *progress, const char
 		{
 			req_updates_cap = req_updates_cap ? req_updates_cap * 2 : 64;
 			req_updates = req_updates ? repalloc(req_updates, sizeof(ReqUpdate) * req_updates_cap) :
-				MemoryContextAlloc(TopMemoryContext, sizeof(ReqUpdate) * req_updates_cap);
+				MemoryContextAlloc(vms_worker_cxt, sizeof(ReqUpdate) * req_updates_cap);
 		}
 		u = &req_updates[n_req_updates++];
 		memset(u, 0, sizeof(*u));
@@ -426,19 +422,19 @@ sip_request_update(int64 id, const char *state, const char *progress, const char
 	{
 		if (u->progress)
 			pfree(u->progress);
-		u->progress = MemoryContextStrdup(TopMemoryContext, progress);
+		u->progress = MemoryContextStrdup(vms_worker_cxt, progress);
 	}
 	if (result)
 	{
 		if (u->result)
 			pfree(u->result);
-		u->result = MemoryContextStrdup(TopMemoryContext, result);
+		u->result = MemoryContextStrdup(vms_worker_cxt, result);
 	}
 	if (error)
 	{
 		if (u->error)
 			pfree(u->error);
-		u->error = MemoryContextStrdup(TopMemoryContext, error);
+		u->error = MemoryContextStrdup(vms_worker_cxt, error);
 	}
 }
 
@@ -844,7 +840,7 @@ sip_send(const Peer *peer, const char *data, size_t len)
 		if (n_out == MAX_BATCH)
 			flush_out();
 		if (out_buf[n_out] == NULL)
-			out_buf[n_out] = MemoryContextAlloc(TopMemoryContext, OUT_SLOT);
+			out_buf[n_out] = MemoryContextAlloc(vms_worker_cxt, OUT_SLOT);
 		memcpy(out_buf[n_out], data, len);
 		memcpy(&out_addr[n_out], &peer->addr, peer->addrlen);
 		out_iov[n_out].iov_base = out_buf[n_out];
@@ -903,7 +899,7 @@ read_udp(void)
 
 	if (buf[0] == NULL)
 		for (int i = 0; i < MAX_BATCH; i++)
-			buf[i] = MemoryContextAlloc(TopMemoryContext, DGRAM_MAX + 1);
+			buf[i] = MemoryContextAlloc(vms_worker_cxt, DGRAM_MAX + 1);
 	/* bounded: other work (flushes, timers, latch) must not starve */
 	while (rounds++ < 64)
 	{
@@ -1152,13 +1148,13 @@ setup_memory(void)
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = 21;
 	ctl.entrysize = sizeof(Dev);
-	ctl.hcxt = TopMemoryContext;
+	ctl.hcxt = vms_worker_cxt;
 	sip_devices = hash_create("vms sip devices", 65536, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	sbuf_init(&events, (size_t) 256 << 20);
 	sbuf_init(&flips, (size_t) 256 << 20);
 	sbuf_init(&sip_out, (size_t) 2 << 20);
 	n_conns_max = vms_sip_max_connections;
-	conns = MemoryContextAllocZero(TopMemoryContext, sizeof(Conn) * n_conns_max);
+	conns = MemoryContextAllocZero(vms_worker_cxt, sizeof(Conn) * n_conns_max);
 	for (int i = 0; i < n_conns_max; i++)
 		conns[i].fd = -1;
 }
@@ -1197,7 +1193,8 @@ vms_sip_main(Datum arg)
 
 	sip_msg_init();
 	digest_init_secret();
-	loop_cxt = AllocSetContextCreate(TopMemoryContext, "vms sip loop", ALLOCSET_DEFAULT_SIZES);
+	vms_worker_cxt = AllocSetContextCreate(TopMemoryContext, "vms sip", ALLOCSET_DEFAULT_SIZES);
+	loop_cxt = AllocSetContextCreate(vms_worker_cxt, "vms sip loop", ALLOCSET_DEFAULT_SIZES);
 	setup_memory();
 	epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	before_shmem_exit(shutdown_worker, (Datum) 0);
@@ -1214,11 +1211,9 @@ vms_sip_main(Datum arg)
 		sip_now = GetCurrentTimestamp();
 		if (vms_sip_id == NULL || vms_sip_id[0] == '\0')
 			vms_worker_set_state(slot, "waiting for vms.sip_id");
-		else if (!extension_ready())
-			vms_worker_set_state(slot, "waiting for CREATE EXTENSION vms");
-		else
+		else if (vms_worker_ready(slot))	/* else it shows what it waits for */
 			break;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 2000L, PG_WAIT_EXTENSION);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, IDENTITY_WAIT_MS, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
 
@@ -1229,10 +1224,10 @@ vms_sip_main(Datum arg)
 	SPI_execute("SELECT vms._sip_recover_requests()", false, 0);
 	end_tx();
 	sip_requests_load_subscriptions();
-	MemoryContextSwitchTo(TopMemoryContext);
+	MemoryContextSwitchTo(vms_worker_cxt);
 	open_sockets();
 
-	wes = CreateWaitEventSet(TopMemoryContext, 3);
+	wes = CreateWaitEventSet(vms_worker_cxt, 3);
 	AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	AddWaitEventToSet(wes, WL_SOCKET_READABLE, epoll_fd, NULL, NULL);
@@ -1251,8 +1246,15 @@ vms_sip_main(Datum arg)
 			ConfigReloadPending = false;
 			reload_settings();
 		}
+		/* an ALTER EXTENSION vms UPDATE (or DROP) under the running worker: no SQL until it matches again */
+		if (!vms_worker_ready(slot))
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, VMS_READY_RECHECK_MS, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			continue;
+		}
 		sip_now = GetCurrentTimestamp();
-		timeout = Max(0, Min(100L, (long) ((next_flush - sip_now) / 1000)));
+		timeout = Max(0, Min((long) LOOP_MAX_WAIT_MS, (long) ((next_flush - sip_now) / 1000)));
 		{
 			int			n = WaitEventSetWait(wes, timeout, ev, 3, PG_WAIT_EXTENSION);
 
@@ -1278,17 +1280,17 @@ vms_sip_main(Datum arg)
 				check_deadlines();
 				sip_requests_tick();
 				expire_conns();
-				next_tick = TimestampTzPlusMilliseconds(sip_now, 1000);
+				next_tick = TimestampTzPlusMilliseconds(sip_now, TICK_MS);
 			}
 			if (woken || sip_now >= next_claim)
 			{
 				if (woken || sip_now >= next_reload)
 				{
 					load_devices(false);
-					next_reload = TimestampTzPlusMilliseconds(sip_now, 60000);
+					next_reload = TimestampTzPlusMilliseconds(sip_now, DEVICE_RELOAD_MS);
 				}
 				claim_requests();
-				next_claim = TimestampTzPlusMilliseconds(sip_now, 2000);
+				next_claim = TimestampTzPlusMilliseconds(sip_now, CLAIM_MS);
 			}
 			if (sip_now >= next_flush)
 			{
@@ -1298,7 +1300,7 @@ vms_sip_main(Datum arg)
 			if (sip_now >= next_publish)
 			{
 				publish_counters();
-				next_publish = TimestampTzPlusMilliseconds(sip_now, 100);
+				next_publish = TimestampTzPlusMilliseconds(sip_now, PUBLISH_MS);
 			}
 			MemoryContextSwitchTo(old);
 		}
@@ -1309,7 +1311,7 @@ vms_sip_main(Datum arg)
 			batching = false;
 			n_out = 0;
 			sip_log_limited(LOG_OTHER, "%s", message);
-			next_flush = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
+			next_flush = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ERROR_PAUSE_MS);
 		}
 		PG_END_TRY();
 	}
