@@ -308,20 +308,47 @@ vms_channel_visible(PG_FUNCTION_ARGS)
  * check each candidate with this, so the spatial index is used: under
  * row-level security PostGIS's operators, not being leakproof, could only
  * filter rows the policy had already passed.
+ *
+ * Who may ask about a role: the session user must be a member of it (the
+ * role itself, one it may SET ROLE to, or any role when the session user is
+ * a superuser) — the same rule as vms._can_for.  The definer callers pass
+ * vms._acting_role(), the role the session acts as (SET ROLE, else the
+ * session user), which always passes.  This check comes first: a
+ * superuser's OID is answered "everything visible" only to a session that
+ * could become that superuser anyway.
  */
 PG_FUNCTION_INFO_V1(vms_channel_visible_to);
 Datum
 vms_channel_visible_to(PG_FUNCTION_ARGS)
 {
-	Oid			role = PG_GETARG_OID(0);
+	Oid			role;
 
-	if (superuser_arg(role))
-		PG_RETURN_BOOL(true);	/* superusers bypass row-level security too */
+	if (PG_ARGISNULL(0))
+		PG_RETURN_BOOL(false);
+	role = PG_GETARG_OID(0);
 	if (!is_member_of_role(GetSessionUserId(), role))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to check visibility for role %u", role)));
+				 errmsg("permission denied to check channel visibility for role %u", role),
+				 errdetail("Session user \"%s\" is not a member of that role.",
+						   GetUserNameFromId(GetSessionUserId(), false)),
+				 errhint("Ask about a role you can SET ROLE to, or use vms.search_points and vms.channel_tiles.")));
+	if (superuser_arg(role))
+		PG_RETURN_BOOL(true);	/* superusers bypass row-level security too */
 	PG_RETURN_BOOL(visible_to(role, fcinfo, 1));
+}
+
+/*
+ * vms._acting_role() → oid: the role this session acts as — the role of SET
+ * ROLE, else the session user — also inside SECURITY DEFINER functions,
+ * where current_user is the owner.  Definer functions that act on the
+ * caller's behalf (search, tiles, vms.can) use it as "the caller".
+ */
+PG_FUNCTION_INFO_V1(vms_acting_role);
+Datum
+vms_acting_role(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_OID(GetOuterUserId());
 }
 
 /*
