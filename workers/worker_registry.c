@@ -50,6 +50,7 @@ vms_shmem_startup(void)
 	{
 		memset(vms_shared, 0, sizeof(VmsShared));
 		vms_shared->lock = &(GetNamedLWLockTranche("vms"))->lock;
+		pg_atomic_init_u32(&vms_shared->extension_changes, 0);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -152,6 +153,18 @@ vms_worker_wake(const char *name)
 	slot = find_slot(name);
 	if (slot && slot->latch)
 		SetLatch(slot->latch);
+	LWLockRelease(vms_shared->lock);
+}
+
+void
+vms_worker_wake_all(void)
+{
+	if (vms_shared == NULL)
+		return;
+	LWLockAcquire(vms_shared->lock, LW_SHARED);
+	for (int i = 0; i < VMS_MAX_WORKERS; i++)
+		if (vms_shared->slots[i].in_use && vms_shared->slots[i].latch)
+			SetLatch(vms_shared->slots[i].latch);
 	LWLockRelease(vms_shared->lock);
 }
 

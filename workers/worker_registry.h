@@ -10,6 +10,7 @@
 #include "postgres.h"
 
 #include "datatype/timestamp.h"
+#include "port/atomics.h"
 #include "postmaster/bgworker.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
@@ -42,6 +43,7 @@ typedef struct VmsShared
 	LWLock	   *lock;
 	Latch	   *launcher_latch;
 	pid_t		launcher_pid;
+	pg_atomic_uint32 extension_changes; /* bumped by ALTER/DROP EXTENSION vms: workers look again */
 	VmsWorkerSlot slots[VMS_MAX_WORKERS];
 } VmsShared;
 
@@ -53,6 +55,7 @@ extern void vms_worker_set_state(VmsWorkerSlot *slot, const char *state);
 extern void vms_worker_count(VmsWorkerSlot *slot, int counter, int64 n);
 extern void vms_worker_error(VmsWorkerSlot *slot, const char *fmt,...) pg_attribute_printf(2, 3);
 extern void vms_worker_wake(const char *name);
+extern void vms_worker_wake_all(void);
 extern void vms_register_launcher(void);
 
 extern char *vms_database;		/* vms.database: where the workers connect */

@@ -49,6 +49,7 @@ MemoryContext vms_tx_caller_cxt = NULL;
  */
 static bool ready = false;		/* the last check found the extension ready */
 static TimestampTz checked_at = 0;
+static uint32 changes_seen = 0; /* vms_shared->extension_changes at that check */
 static char shown_state[VMS_WORKER_STATE];	/* the waiting state last shown */
 static ProcessUtility_hook_type prev_utility_hook = NULL;
 
@@ -157,9 +158,13 @@ vms_worker_ready(VmsWorkerSlot *slot)
 	char		state[VMS_WORKER_STATE];
 	VmsReadiness r;
 
-	if (checked_at != 0 && now < TimestampTzPlusMilliseconds(checked_at, VMS_READY_RECHECK_MS))
+	uint32		changes = pg_atomic_read_u32(&vms_shared->extension_changes);
+
+	if (checked_at != 0 && changes == changes_seen &&
+		now < TimestampTzPlusMilliseconds(checked_at, VMS_READY_RECHECK_MS))
 		return ready;
 	checked_at = now;
+	changes_seen = changes;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	r = vms_extension_readiness(state, sizeof(state));
@@ -192,8 +197,10 @@ vms_worker_ready(VmsWorkerSlot *slot)
 /*
  * ALTER EXTENSION vms (UPDATE, ADD, DROP, SET SCHEMA) takes the extension's
  * lock in AccessExclusiveLock, as DROP EXTENSION does, so that it waits for
- * the workers' transactions and they for it.  Installed with the workers
- * (vms in shared_preload_libraries), so it is in every backend.
+ * the workers' transactions and they for it; both, once they hold it, wake
+ * the workers, which look again at once instead of finding out in their
+ * next transaction.  Installed with the workers (vms in
+ * shared_preload_libraries), so it is in every backend.
  */
 static void
 vms_utility_hook(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
@@ -207,12 +214,24 @@ vms_utility_hook(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 		extname = ((AlterExtensionStmt *) stmt)->extname;
 	else if (IsA(stmt, AlterExtensionContentsStmt))
 		extname = ((AlterExtensionContentsStmt *) stmt)->extname;
-	if (extname && strcmp(extname, "vms") == 0 && IsTransactionState())
+	else if (IsA(stmt, DropStmt) && ((DropStmt *) stmt)->removeType == OBJECT_EXTENSION)
+	{
+		ListCell   *lc;
+
+		foreach(lc, ((DropStmt *) stmt)->objects)
+			if (strcmp(strVal(lfirst(lc)), "vms") == 0)
+				extname = "vms";
+	}
+	if (extname && strcmp(extname, "vms") == 0 && IsTransactionState() && vms_shared)
 	{
 		Oid			ext = get_extension_oid("vms", true);
 
 		if (OidIsValid(ext))
+		{
 			LockDatabaseObject(ExtensionRelationId, ext, 0, AccessExclusiveLock);
+			pg_atomic_fetch_add_u32(&vms_shared->extension_changes, 1);
+			vms_worker_wake_all();
+		}
 	}
 	if (prev_utility_hook)
 		prev_utility_hook(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
