@@ -67,6 +67,10 @@ COMMENT ON FUNCTION vms._note_acting_role() IS 'internal: remembers the acting r
 
 -- One function for the three operations of both tables: the row builder is
 -- vms._<table>_jsonb, applied to the statement's transition tables.
+-- SECURITY DEFINER trigger: people may not write history or the audit log
+-- themselves.  It takes nothing from the caller but the rows the statement
+-- changed (transition tables) and the table name; the "state only" skip
+-- (vms.ledger_writer) is honoured for superuser sessions (the workers) only.
 CREATE FUNCTION vms._history_record() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE

@@ -81,11 +81,15 @@ CREATE FUNCTION vms.try_float8(text) RETURNS float8
 COMMENT ON FUNCTION vms.try_float8(text) IS 'the number in the text, or NULL when it is not a plain finite decimal';
 
 -- Validate and load the records in pg_temp._ledger_csv for job_id.
+-- Public, not internal: vms.ledger_import and vms.ledger_import_file run
+-- with the caller's rights (table privileges, row-level security) and call
+-- it, and internal functions are the owner's only.  Called directly it can
+-- do nothing its caller could not do with INSERT and UPDATE.
 -- work_mem: the import sorts and hashes whole files; spilling a million wide
 -- rows to disk costs more than the memory.  gin_pending_list_limit: the
 -- keyword index takes new rows in large batches instead of every 4 MB.
 -- jit: compiling the wide validation expressions costs more than it saves.
-CREATE FUNCTION vms._ledger_import_rows(job_id bigint) RETURNS vms.import_job
+CREATE FUNCTION vms.ledger_import_rows(job_id bigint) RETURNS vms.import_job
     LANGUAGE plpgsql SET search_path FROM CURRENT SET work_mem = '256MB'
     SET gin_pending_list_limit = '64MB' SET jit = off AS $$
 DECLARE
@@ -339,14 +343,17 @@ BEGIN
     DROP TABLE _ledger_checked;
     RETURN job;
 END $$;
-COMMENT ON FUNCTION vms._ledger_import_rows(bigint) IS 'internal: validate and load parsed template rows';
+COMMENT ON FUNCTION vms.ledger_import_rows(bigint) IS 'validate and load the template rows staged in pg_temp._ledger_csv (line_no, fields, error) for an import job; the second half of vms.ledger_import';
 
-CREATE FUNCTION vms._ledger_import(job_id bigint, data bytea, path text, encoding text)
+CREATE FUNCTION vms.ledger_import(data bytea, encoding text DEFAULT 'auto', source text DEFAULT NULL)
     RETURNS vms.import_job
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
+    job_id bigint;
     job vms.import_job;
 BEGIN
+    INSERT INTO vms.import_job (source, encoding) VALUES (coalesce(source, 'upload'), encoding)
+    RETURNING id INTO job_id;
     -- Big imports stage rows in temp tables; 8 MB of local buffers makes
     -- every pass over them go to disk.  The setting can only grow before the
     -- session's first temp table, so a later import keeps what it has.
@@ -360,26 +367,10 @@ BEGIN
     IF to_regclass('pg_temp._ledger_csv') IS NOT NULL THEN
         DROP TABLE _ledger_csv;   -- left by an earlier failed import in this session
     END IF;
-    IF path IS NOT NULL THEN
-        CREATE TEMP TABLE _ledger_csv ON COMMIT DROP AS SELECT * FROM vms.csv_rows_file(path, encoding);
-    ELSE
-        CREATE TEMP TABLE _ledger_csv ON COMMIT DROP AS SELECT * FROM vms.csv_rows(data, encoding);
-    END IF;
-    job := vms._ledger_import_rows(job_id);
+    CREATE TEMP TABLE _ledger_csv ON COMMIT DROP AS SELECT * FROM vms.csv_rows(data, encoding);
+    job := vms.ledger_import_rows(job_id);
     DROP TABLE _ledger_csv;
     RETURN job;
-END $$;
-COMMENT ON FUNCTION vms._ledger_import(bigint, bytea, text, text) IS 'internal: parse then load';
-
-CREATE FUNCTION vms.ledger_import(data bytea, encoding text DEFAULT 'auto', source text DEFAULT NULL)
-    RETURNS vms.import_job
-    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
-DECLARE
-    job_id bigint;
-BEGIN
-    INSERT INTO vms.import_job (source, encoding) VALUES (coalesce(source, 'upload'), encoding)
-    RETURNING id INTO job_id;
-    RETURN vms._ledger_import(job_id, data, NULL, encoding);
 END $$;
 COMMENT ON FUNCTION vms.ledger_import(bytea, text, text) IS
     'import ledger template rows from CSV content (UTF8/GB18030/auto): valid rows upserted, bad rows kept in vms.import_rejection';
@@ -389,9 +380,26 @@ CREATE FUNCTION vms.ledger_import_file(path text, encoding text DEFAULT 'auto')
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     job_id bigint;
+    job vms.import_job;
 BEGIN
     INSERT INTO vms.import_job (source, encoding) VALUES (path, encoding) RETURNING id INTO job_id;
-    RETURN vms._ledger_import(job_id, NULL, path, encoding);
+    -- Big imports stage rows in temp tables; 8 MB of local buffers makes
+    -- every pass over them go to disk.  The setting can only grow before the
+    -- session's first temp table, so a later import keeps what it has.
+    IF current_setting('temp_buffers') = '8MB' AND to_regclass('pg_temp._ledger_csv') IS NULL THEN
+        BEGIN
+            PERFORM set_config('temp_buffers', '512MB', false);
+        EXCEPTION WHEN invalid_parameter_value OR cant_change_runtime_param THEN
+            NULL;
+        END;
+    END IF;
+    IF to_regclass('pg_temp._ledger_csv') IS NOT NULL THEN
+        DROP TABLE _ledger_csv;   -- left by an earlier failed import in this session
+    END IF;
+    CREATE TEMP TABLE _ledger_csv ON COMMIT DROP AS SELECT * FROM vms.csv_rows_file(path, encoding);
+    job := vms.ledger_import_rows(job_id);
+    DROP TABLE _ledger_csv;
+    RETURN job;
 END $$;
 COMMENT ON FUNCTION vms.ledger_import_file(text, text) IS
     'vms.ledger_import over a server file (needs pg_read_server_files)';

@@ -16,6 +16,12 @@ CREATE FUNCTION vms.channel_visible_to(role oid, code vms.gbcode, civil_code tex
     AS 'MODULE_PATHNAME', 'vms_channel_visible_to' LANGUAGE C STABLE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION vms.channel_visible_to(oid, vms.gbcode, text) IS
     'may this role (one the session user can act as) see the channel; what search and tiles check';
+-- The role a session acts as (SET ROLE, else the session user), also inside
+-- SECURITY DEFINER functions: whom the definer entry points act for.
+CREATE FUNCTION vms._acting_role() RETURNS oid
+    AS 'MODULE_PATHNAME', 'vms_acting_role' LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION vms._acting_role() IS
+    'internal: the role this session acts as (SET ROLE, else the session user), whom definer functions act for';
 
 CREATE FUNCTION vms.channel_search_text(name text, alias text, address text, place_type text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -288,6 +294,11 @@ COMMENT ON FUNCTION vms._search_sql(jsonb) IS 'internal: validate a search filte
 -- candidate against the caller's grants (vms.channel_visible_to): under
 -- row-level security PostGIS's operators, not being leakproof, could only
 -- filter rows the policy had already passed, one by one.
+-- SECURITY DEFINER, internal (not executable by PUBLIC or the duty roles):
+-- reached through vms.search_points, which passes vms._acting_role().  Every
+-- row it returns has passed vms.channel_visible_to(role, ...), which first
+-- refuses a role the session user cannot act as; the filter only narrows
+-- (every value is validated by vms._search_sql and passed as a parameter).
 CREATE FUNCTION vms._search_points_as(role oid, filter jsonb, lim integer, off integer)
     RETURNS TABLE (code vms.gbcode, name text, alias text, address text, point_type text, place_type text,
                    unit_id bigint, online boolean, lon float8, lat float8, distance_m float8)
@@ -318,13 +329,14 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION vms._search_points_as(oid, jsonb, integer, integer) IS 'internal: a search for a role the session user can act as';
 
+-- SECURITY DEFINER so that it may call the internal vms._search_points_as;
+-- it searches for the role the session acts as and takes no role argument.
 CREATE FUNCTION vms.search_points(filter jsonb DEFAULT '{}', lim integer DEFAULT 100, off integer DEFAULT 0)
     RETURNS TABLE (code vms.gbcode, name text, alias text, address text, point_type text, place_type text,
                    unit_id bigint, online boolean, lon float8, lat float8, distance_m float8)
-    LANGUAGE sql VOLATILE
+    LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path FROM CURRENT
     BEGIN ATOMIC
-        SELECT * FROM vms._search_points_as((SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user),
-                                            filter, lim, off);
+        SELECT * FROM vms._search_points_as(vms._acting_role(), filter, lim, off);
     END;
 COMMENT ON FUNCTION vms.search_points(jsonb, integer, integer) IS
     'search monitoring points: tags_all, tags_any, catalog, unit, point_type, place_type, capability, keyword, bbox, circle, polygon, line, near';
@@ -359,8 +371,12 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION vms.tag_search_results(jsonb, text, text) IS 'tag every channel matching a search filter; returns how many got the tag';
 
+-- SECURITY DEFINER so that it may validate the filter with the internal
+-- vms._search_sql.  It writes one vms.saved_search row whose owner is the
+-- session user (the column default, as the table's policy requires) and
+-- replaces only the session user's own search of that name.
 CREATE FUNCTION vms.search_save(name text, filter jsonb) RETURNS bigint
-    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 #variable_conflict use_column
 DECLARE
     id bigint;

@@ -6,6 +6,10 @@
 
 -- Runs as the owner (the spatial index serves the tile) and keeps only the
 -- channels the caller may see, as search does.
+-- SECURITY DEFINER, internal (not executable by PUBLIC or the duty roles):
+-- reached through vms.channel_tiles, which passes vms._acting_role().  Every
+-- feature has passed vms.channel_visible_to(role, ...), which first refuses a
+-- role the session user cannot act as; z/x/y are range-checked numbers.
 CREATE FUNCTION vms._channel_tiles_as(role oid, z integer, x integer, y integer)
     RETURNS bytea
     LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path FROM CURRENT AS $$
@@ -43,9 +47,11 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION vms._channel_tiles_as(oid, integer, integer, integer) IS 'internal: a tile for a role the session user can act as';
 
+-- SECURITY DEFINER so that it may call the internal vms._channel_tiles_as;
+-- it draws for the role the session acts as and takes no role argument.
 CREATE FUNCTION vms.channel_tiles(z integer, x integer, y integer, query_params json DEFAULT '{}')
     RETURNS bytea
-    LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN vms._channel_tiles_as((SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user), z, x, y);
+    LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path FROM CURRENT
+    RETURN vms._channel_tiles_as(vms._acting_role(), z, x, y);
 COMMENT ON FUNCTION vms.channel_tiles(integer, integer, integer, json) IS
     'channels as a Mapbox vector tile (layer "channels"): points with code, name, point_type, online, azimuth from z13; clusters with count below';

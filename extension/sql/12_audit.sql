@@ -33,8 +33,12 @@ COMMENT ON FUNCTION vms._audit_bytes(bigint, timestamptz, text, text, text, json
 
 -- Append one entry.  Entries are serialised by a lock held to commit, so
 -- the chain has no forks and seq has no gaps.
+-- SECURITY DEFINER: vms.audit_log is writable by its owner only.  The entry
+-- records the session user, whoever calls.  Not executable by PUBLIC or the
+-- duty roles (99_privileges.sql): entries come from the extension's own
+-- definer functions and triggers, and from superusers.
 CREATE FUNCTION vms.audit(action text, object text, detail jsonb DEFAULT '{}') RETURNS bigint
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = vms, pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     last vms.audit_log;
     e vms.audit_log;
@@ -72,9 +76,13 @@ CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON vms.audit_log
 -- Walk the chain in seq order and report the first entry that was edited,
 -- deleted (a gap in seq, or a predecessor whose hash does not match) or
 -- reordered.
+-- SECURITY DEFINER: reads the whole audit log; takes no arguments and
+-- returns only whether the chain holds, how many entries it checked and
+-- the first bad sequence number, never entry contents.  Granted to
+-- vms_auditor (99_privileges.sql).
 CREATE FUNCTION vms.audit_verify()
     RETURNS TABLE (ok boolean, checked bigint, first_bad_seq bigint, problem text)
-    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = vms, pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     e vms.audit_log;
     prev vms.audit_log;

@@ -162,8 +162,13 @@ CREATE TRIGGER tag_policy AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON vms.ta
     FOR EACH STATEMENT EXECUTE FUNCTION vms._policy_changed();
 
 -- can(action, channel) -------------------------------------------------------
+-- SECURITY DEFINER: it reads every grant, security level, catalogue
+-- membership and tag of the channel, which the caller may not read.
+-- Checks first that the session user can act as the role asked about
+-- (pg_has_role MEMBER, as vms.channel_visible_to does), so it answers only
+-- about oneself; it returns one boolean and nothing of what it read.
 CREATE FUNCTION vms._can_for(who name, action text, channel vms.gbcode, new_civil_code text DEFAULT NULL) RETURNS boolean
-    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = vms, public, pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     c record;
     lvl smallint;
@@ -205,18 +210,21 @@ BEGIN
         USING ERRCODE = 'invalid_parameter_value',
               HINT = 'Actions are view_live, playback, download, ptz, snapshot, manage_ledger, export.';
 END $$;
+-- SECURITY DEFINER so that it may call the internal vms._can_for; it asks
+-- only about the role the session acts as (vms._acting_role(): SET ROLE,
+-- else the session user), never about a role named by the caller.
 CREATE FUNCTION vms.can(action text, channel vms.gbcode) RETURNS boolean
-    LANGUAGE sql STABLE SET search_path FROM CURRENT
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path FROM CURRENT
     RETURN CASE WHEN action <> ALL ('{view_live,playback,download,ptz,snapshot,manage_ledger,export}')
                 THEN vms._raise_unknown_action(action)
-                ELSE vms._can_for(current_user, action, channel) END;
+                ELSE vms._can_for(pg_catalog.pg_get_userbyid(vms._acting_role()), action, channel) END;
 COMMENT ON FUNCTION vms._raise_unknown_action(text) IS 'internal: error for an unknown action';
-COMMENT ON FUNCTION vms.can(text, vms.gbcode) IS 'may the current user do this action (view_live, playback, download, ptz, snapshot, manage_ledger, export) on the channel now';
+COMMENT ON FUNCTION vms.can(text, vms.gbcode) IS 'may the role this session acts as (SET ROLE, else the session user) do this action (view_live, playback, download, ptz, snapshot, manage_ledger, export) on the channel now';
 
 -- Grants, requests, approvals --------------------------------------------------
 CREATE FUNCTION vms._check_scope(scope_kind text, scope_ref text, actions text[], max_level smallint,
                                  valid_from timestamptz, valid_until timestamptz) RETURNS void
-    LANGUAGE plpgsql STABLE SET search_path = vms, public, pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
 BEGIN
     IF scope_kind NOT IN ('all', 'region', 'catalog', 'tag', 'channel') THEN
         RAISE EXCEPTION 'unknown scope kind "%"', scope_kind USING ERRCODE = 'invalid_parameter_value',
@@ -263,11 +271,15 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION vms._require_role(name) IS 'internal: the session user must hold a duty role';
 
+-- SECURITY DEFINER: writes vms.access_grant, which nobody else may write.
+-- Checks: the session user holds vms_grant_admin, the grantee exists and is
+-- neither the session user nor a role it belongs to, and the scope, actions,
+-- level and window are valid (vms._check_scope).
 CREATE FUNCTION vms.grant_access(grantee name, scope_kind text, scope_ref text, actions text[], max_level smallint,
                                  valid_until timestamptz DEFAULT NULL, valid_from timestamptz DEFAULT now(),
                                  note text DEFAULT NULL)
     RETURNS bigint
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = vms, public, pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     id bigint;
 BEGIN
@@ -290,8 +302,10 @@ END $$;
 COMMENT ON FUNCTION vms.grant_access(name, text, text, text[], smallint, timestamptz, timestamptz, text) IS
     'grant a role actions on a scope up to a security level for a period (grant administrators; never to themselves)';
 
+-- SECURITY DEFINER: updates vms.access_grant.  Checks: the session user
+-- holds vms_grant_admin and gives a reason; only live grants are revoked.
 CREATE FUNCTION vms.revoke_access(grant_id bigint, reason text) RETURNS void
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = vms, public, pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
     PERFORM vms._require_role('vms_grant_admin');
     PERFORM vms._require_reason(reason, 'revoking a grant');
@@ -303,11 +317,14 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION vms.revoke_access(bigint, text) IS 'revoke a grant with a reason (grant administrators)';
 
+-- SECURITY DEFINER: writes vms.access_request, which nobody else may write.
+-- Open to everyone (asking grants nothing); the requester is always the
+-- session user, the reason is required and the scope is validated.
 CREATE FUNCTION vms.request_access(scope_kind text, scope_ref text, actions text[], max_level smallint,
                                    reason text, valid_until timestamptz DEFAULT NULL,
                                    valid_from timestamptz DEFAULT now())
     RETURNS bigint
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = vms, public, pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     id bigint;
 BEGIN
@@ -321,8 +338,11 @@ END $$;
 COMMENT ON FUNCTION vms.request_access(text, text, text[], smallint, text, timestamptz, timestamptz) IS
     'ask for access (权限申请): scope, actions, level, reason and period; an approver decides';
 
+-- SECURITY DEFINER: turns a request into a grant.  Checks: the session user
+-- holds vms_approver, the request is pending, and the session user is not
+-- (a member of) the requester; the grant copies the request unchanged.
 CREATE FUNCTION vms.approve_request(request_id bigint, note text DEFAULT NULL) RETURNS bigint
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = vms, public, pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     r vms.access_request;
     gid bigint;
@@ -348,8 +368,10 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION vms.approve_request(bigint, text) IS 'approve a pending request (approvers; never their own); creates the grant';
 
+-- SECURITY DEFINER: updates vms.access_request.  Checks: the session user
+-- holds vms_approver, gives a note, and does not decide its own request.
 CREATE FUNCTION vms.reject_request(request_id bigint, note text) RETURNS void
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = vms, public, pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
     PERFORM vms._require_role('vms_approver');
     PERFORM vms._require_reason(note, 'rejecting a request');
@@ -362,8 +384,11 @@ END $$;
 COMMENT ON FUNCTION vms.reject_request(bigint, text) IS 'reject a pending request with a note (approvers)';
 
 -- Audit of grants and requests, whichever way they change.
+-- SECURITY DEFINER trigger: appends to the audit log through vms.audit,
+-- which the people changing grants may not call.  Takes no arguments from
+-- anyone: it writes the changed row, as the trigger saw it.
 CREATE FUNCTION vms._audit_row() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = vms, public, pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     act text;
 BEGIN
@@ -392,17 +417,22 @@ CREATE TRIGGER access_grant_audit AFTER INSERT OR UPDATE ON vms.access_grant FOR
 CREATE TRIGGER access_request_audit AFTER INSERT OR UPDATE ON vms.access_request FOR EACH ROW EXECUTE FUNCTION vms._audit_row();
 
 -- Exercised rights: checked, audited, and the grant's use recorded --------------
+-- SECURITY DEFINER: writes the audit log and the grants' last_used_at.
+-- Checks the right for the role the session acts as (vms._acting_role());
+-- a refusal is audited and raised, so nothing is returned without a grant.
 CREATE FUNCTION vms.exercise_right(action text, channel vms.gbcode, detail jsonb DEFAULT '{}') RETURNS bigint
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = vms, public, pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    acting name := pg_catalog.pg_get_userbyid(vms._acting_role());
 BEGIN
-    IF NOT vms._can_for(session_user, action, channel) THEN
+    IF NOT vms._can_for(acting, action, channel) THEN
         PERFORM vms.audit('denied_' || action, channel::text, detail);
         RAISE EXCEPTION 'permission denied to % channel %', replace(action, '_', ' '), channel
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'Ask for access with vms.request_access().';
     END IF;
     UPDATE vms.access_grant g SET last_used_at = now()
-     WHERE g.revoked_at IS NULL AND pg_has_role(session_user, g.grantee, 'MEMBER') AND action = ANY (g.actions);
+     WHERE g.revoked_at IS NULL AND pg_has_role(acting, g.grantee, 'MEMBER') AND action = ANY (g.actions);
     RETURN vms.audit(action, channel::text, detail);
 END $$;
 COMMENT ON FUNCTION vms.exercise_right(text, vms.gbcode, jsonb) IS 'use a right on a channel: refused (42501, audited) without a grant, else audited; returns the audit entry';
@@ -427,8 +457,12 @@ COMMENT ON FUNCTION vms.view_live(vms.gbcode) IS 'check and audit a live view';
 COMMENT ON FUNCTION vms.snapshot(vms.gbcode) IS 'check and audit a snapshot';
 
 -- Export of the ledger as a right: only what the user may export, audited.
+-- SECURITY DEFINER: it appends to the audit log (vms.audit is the owner's).
+-- It returns only rows vms.can('export') allows the role the session acts
+-- as; an export grant covering a channel at its level also makes it visible,
+-- so this is never more than the caller's own view of vms.ledger_export.
 CREATE FUNCTION vms.export_ledger() RETURNS SETOF vms.ledger_export
-    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     n bigint;
 BEGIN
@@ -436,7 +470,7 @@ BEGIN
     GET DIAGNOSTICS n = ROW_COUNT;
     PERFORM vms.audit('export', 'ledger', jsonb_build_object('rows', n));
 END $$;
-COMMENT ON FUNCTION vms.export_ledger() IS 'the ledger template rows the current user may export; the export is audited';
+COMMENT ON FUNCTION vms.export_ledger() IS 'the ledger template rows the role this session acts as may export; the export is audited';
 
 -- Periodic review (定期审核) -----------------------------------------------------
 CREATE FUNCTION vms.review_unused_grants(days integer DEFAULT 30) RETURNS SETOF vms.access_grant
@@ -467,15 +501,21 @@ SELECT g.*, u.name AS unit, u.civil_code AS unit_civil_code
 COMMENT ON VIEW vms.review_wide_grants IS 'live grants wider than the area of the grantee''s unit (or to everything)';
 
 -- Secrets ---------------------------------------------------------------------
-CREATE FUNCTION vms.secret_encrypt(plain text) RETURNS bytea
+-- A stored secret is bound to where it is stored: the context, "table.column:key"
+-- (e.g. 'viid_upstream.password_enc:' || name), is the AEAD's associated data,
+-- so a value copied to another row or column does not decrypt there
+-- (extension/crypto.c; 0.1.0 values are read until re-encrypted).
+CREATE FUNCTION vms.secret_encrypt(plain text, context text DEFAULT '') RETURNS bytea
     AS 'MODULE_PATHNAME', 'vms_secret_encrypt' LANGUAGE C STRICT VOLATILE;
-CREATE FUNCTION vms.secret_decrypt(secret bytea) RETURNS text
+CREATE FUNCTION vms.secret_decrypt(secret bytea, context text DEFAULT '') RETURNS text
     AS 'MODULE_PATHNAME', 'vms_secret_decrypt' LANGUAGE C STRICT VOLATILE;
 CREATE FUNCTION vms.secret_algorithm() RETURNS text
     AS 'MODULE_PATHNAME', 'vms_secret_algorithm' LANGUAGE C STABLE;
-REVOKE ALL ON FUNCTION vms.secret_decrypt(bytea) FROM PUBLIC;
-COMMENT ON FUNCTION vms.secret_encrypt(text) IS 'encrypt a secret with the key in vms.secret_key_file (SM4-GCM, or AES-256-GCM without SM4)';
-COMMENT ON FUNCTION vms.secret_decrypt(bytea) IS 'decrypt a stored secret (superusers; workers use the C API)';
+REVOKE ALL ON FUNCTION vms.secret_decrypt(bytea, text) FROM PUBLIC;
+COMMENT ON FUNCTION vms.secret_encrypt(text, text) IS
+    'encrypt a secret with the key in vms.secret_key_file (SM4-GCM, or AES-256-GCM without SM4), bound to its context: where it will be stored, as ''table.column:key''';
+COMMENT ON FUNCTION vms.secret_decrypt(bytea, text) IS
+    'decrypt a stored secret read from its context (''table.column:key'', as given to vms.secret_encrypt); superusers; workers use the C API';
 COMMENT ON FUNCTION vms.secret_algorithm() IS 'the cipher vms.secret_encrypt uses';
 
 -- Row-level security ----------------------------------------------------------
@@ -487,11 +527,14 @@ CREATE FUNCTION vms.code_visible(code vms.gbcode) RETURNS boolean
 $$;
 COMMENT ON FUNCTION vms.code_visible(vms.gbcode) IS 'is the channel with this code visible to the current user (row-level security of channel-keyed tables)';
 
+-- SECURITY DEFINER so that the write policies (run as whoever writes) may
+-- call the internal vms._can_for; it asks only about the role the session
+-- acts as (SET ROLE, else the session user).
 CREATE FUNCTION vms.can_manage(code vms.gbcode, civil_code text) RETURNS boolean
-    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
-    SELECT vms._can_for(current_user, 'manage_ledger', code, civil_code)
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path FROM CURRENT AS $$
+    SELECT vms._can_for(pg_catalog.pg_get_userbyid(vms._acting_role()), 'manage_ledger', code, civil_code)
 $$;
-COMMENT ON FUNCTION vms.can_manage(vms.gbcode, text) IS 'may the current user write this channel (manage_ledger)';
+COMMENT ON FUNCTION vms.can_manage(vms.gbcode, text) IS 'may the role this session acts as write this channel (manage_ledger); the write policies of vms.channel';
 
 ALTER TABLE vms.channel ENABLE ROW LEVEL SECURITY;
 CREATE POLICY channel_view ON vms.channel FOR SELECT USING (vms.channel_visible(code, civil_code));
@@ -527,16 +570,5 @@ CREATE POLICY search_history_own ON vms.search_history USING (username = session
 ALTER TABLE vms.saved_search ENABLE ROW LEVEL SECURITY;
 CREATE POLICY saved_search_own ON vms.saved_search USING (owner = session_user) WITH CHECK (owner = session_user);
 
--- Privileges for the duty roles --------------------------------------------------
-GRANT USAGE ON SCHEMA vms TO vms_analyst, vms_grant_admin, vms_approver, vms_auditor;
-GRANT SELECT ON vms.region, vms.org_unit, vms.catalog_node, vms.point_type, vms.device, vms.channel,
-                vms.channel_reported, vms.catalog_member, vms.checkpoint, vms.lane, vms.lane_channel,
-                vms.tag_category, vms.tag, vms.channel_tag, vms.ledger_history, vms.alarm, vms.alarm_level,
-                vms.governance_rule, vms.governance_task, vms.governance_worklist, vms.security_level,
-                vms.ledger_template_column, vms.ledger_export, vms.gb_device_type, vms.gb_industry,
-                vms.access_grant, vms.access_request
-   TO vms_analyst;
-GRANT SELECT, INSERT, DELETE ON vms.saved_search TO vms_analyst;
-GRANT SELECT, INSERT ON vms.search_history TO vms_analyst;
-GRANT SELECT ON vms.access_grant, vms.access_request, vms.subject, vms.review_wide_grants TO vms_grant_admin, vms_approver;
-GRANT SELECT ON vms.audit_log TO vms_auditor;
+-- Privileges for the duty roles: extension/sql/99_privileges.sql, at the end of
+-- the install script, so that every object is covered or excluded there.

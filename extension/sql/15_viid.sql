@@ -520,6 +520,9 @@ CREATE FUNCTION vms.viid_lane_doc(l vms.lane) RETURNS jsonb
 COMMENT ON FUNCTION vms.viid_lane_doc(vms.lane) IS 'LaneObject for a lane (LaneID = checkpoint code + 2-digit lane number)';
 
 -- Ledger changes reach upstreams that asked for it (options.sync_ledger).
+-- SECURITY DEFINER trigger: whoever edits the ledger may not read the
+-- upstreams or write the outbox.  It takes nothing from the caller but the
+-- changed rows, and queues them only for enabled upstreams that asked.
 CREATE FUNCTION vms._viid_sync_ledger() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
