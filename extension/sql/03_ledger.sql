@@ -1,6 +1,6 @@
 -- The device ledger (台账): regions, units, catalogue trees, devices, channels,
 -- checkpoints and lanes.  Attribute columns hold the governed value users
--- query; what devices report is kept apart in *_reported (see 04_reported.sql).
+-- query; what devices report is kept apart in *_reported (see 04_history.sql).
 -- Only code and name (and a channel's device) are required: a missing
 -- attribute is governance's business, not a constraint's.
 
