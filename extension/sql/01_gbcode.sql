@@ -87,6 +87,36 @@ CREATE CAST (vms.gbcode AS text) WITH INOUT AS ASSIGNMENT;
 CREATE CAST (varchar AS vms.gbcode) WITH INOUT AS ASSIGNMENT;
 CREATE CAST (vms.gbcode AS varchar) WITH INOUT AS ASSIGNMENT;
 
+-- what each support object is (every object of the extension has a comment)
+COMMENT ON FUNCTION vms.gbcode_in(cstring) IS 'gbcode input: 20 ASCII digits (full-width digits, separators and inner spaces are rejected)';
+COMMENT ON FUNCTION vms.gbcode_out(vms.gbcode) IS 'gbcode output: the 20 digits';
+COMMENT ON FUNCTION vms.gbcode_recv(internal) IS 'gbcode binary input (12 bytes)';
+COMMENT ON FUNCTION vms.gbcode_send(vms.gbcode) IS 'gbcode binary output (12 bytes)';
+COMMENT ON FUNCTION vms.gbcode_lt(vms.gbcode, vms.gbcode) IS 'implements < for gbcode (text order)';
+COMMENT ON FUNCTION vms.gbcode_le(vms.gbcode, vms.gbcode) IS 'implements <= for gbcode (text order)';
+COMMENT ON FUNCTION vms.gbcode_eq(vms.gbcode, vms.gbcode) IS 'implements = for gbcode';
+COMMENT ON FUNCTION vms.gbcode_ne(vms.gbcode, vms.gbcode) IS 'implements <> for gbcode';
+COMMENT ON FUNCTION vms.gbcode_ge(vms.gbcode, vms.gbcode) IS 'implements >= for gbcode (text order)';
+COMMENT ON FUNCTION vms.gbcode_gt(vms.gbcode, vms.gbcode) IS 'implements > for gbcode (text order)';
+COMMENT ON FUNCTION vms.gbcode_cmp(vms.gbcode, vms.gbcode) IS 'btree comparison of two gbcodes: -1, 0 or 1';
+COMMENT ON FUNCTION vms.gbcode_sortsupport(internal) IS 'btree sort support for gbcode';
+COMMENT ON FUNCTION vms.gbcode_hash(vms.gbcode) IS 'hash of a gbcode (hash indexes, hash joins)';
+COMMENT ON FUNCTION vms.gbcode_hash_extended(vms.gbcode, bigint) IS 'seeded 64-bit hash of a gbcode (hash partitioning)';
+COMMENT ON OPERATOR pg_catalog.< (vms.gbcode, vms.gbcode) IS 'less than, in the order of the codes'' text';
+COMMENT ON OPERATOR pg_catalog.<= (vms.gbcode, vms.gbcode) IS 'less than or equal, in the order of the codes'' text';
+COMMENT ON OPERATOR pg_catalog.= (vms.gbcode, vms.gbcode) IS 'equal';
+COMMENT ON OPERATOR pg_catalog.<> (vms.gbcode, vms.gbcode) IS 'not equal';
+COMMENT ON OPERATOR pg_catalog.>= (vms.gbcode, vms.gbcode) IS 'greater than or equal, in the order of the codes'' text';
+COMMENT ON OPERATOR pg_catalog.> (vms.gbcode, vms.gbcode) IS 'greater than, in the order of the codes'' text';
+COMMENT ON OPERATOR FAMILY vms.gbcode_ops USING btree IS 'btree operators of gbcode';
+COMMENT ON OPERATOR CLASS vms.gbcode_ops USING btree IS 'default btree operator class of gbcode';
+COMMENT ON OPERATOR FAMILY vms.gbcode_hash_ops USING hash IS 'hash operators of gbcode';
+COMMENT ON OPERATOR CLASS vms.gbcode_hash_ops USING hash IS 'default hash operator class of gbcode';
+COMMENT ON CAST (text AS vms.gbcode) IS 'parse 20 digits (assignment: INSERT of text works)';
+COMMENT ON CAST (vms.gbcode AS text) IS 'the 20 digits';
+COMMENT ON CAST (varchar AS vms.gbcode) IS 'parse 20 digits (assignment: INSERT of varchar works)';
+COMMENT ON CAST (vms.gbcode AS varchar) IS 'the 20 digits';
+
 -- parts ----------------------------------------------------------------------
 CREATE FUNCTION vms.gbcode_centre(vms.gbcode) RETURNS text
     AS 'MODULE_PATHNAME', 'gbcode_centre' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;

@@ -12,3 +12,368 @@ REVOKE ALL ON FUNCTION vms._worker_database_check() FROM PUBLIC;
 COMMENT ON FUNCTION vms._worker_database_check() IS
     'internal: false, with a warning, when vms is in shared_preload_libraries and this database is not vms.database, so no worker serves it';
 SELECT vms._worker_database_check();
+
+-- issue 12: permission policy
+-- Keep this section last: its privilege statements (the same as
+-- extension/sql/99_privileges.sql) cover every function created above.  A
+-- section added after it revokes EXECUTE from PUBLIC on its own new
+-- functions and grants them as 99_privileges.sql does.
+-- Whom definer functions act for.
+
+CREATE FUNCTION vms._acting_role() RETURNS oid
+    AS 'MODULE_PATHNAME', 'vms_acting_role' LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION vms._acting_role() IS
+    'internal: the role this session acts as (SET ROLE, else the session user), whom definer functions act for';
+-- Helpers that callers run with their own rights are public, not internal.
+ALTER FUNCTION vms._convert_point(geometry, text, text) RENAME TO convert_point;
+COMMENT ON FUNCTION vms.convert_point(geometry, text, text) IS 'a WGS-84-stored point converted between WGS84, CGCS2000, GCJ02 and BD09 (SRID 4326)';
+ALTER FUNCTION vms._ledger_import_rows(bigint) RENAME TO ledger_import_rows;
+COMMENT ON FUNCTION vms.ledger_import_rows(bigint) IS 'validate and load the template rows staged in pg_temp._ledger_csv (line_no, fields, error) for an import job; the second half of vms.ledger_import';
+CREATE OR REPLACE FUNCTION vms.ledger_import(data bytea, encoding text DEFAULT 'auto', source text DEFAULT NULL)
+    RETURNS vms.import_job
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    job_id bigint;
+    job vms.import_job;
+BEGIN
+    INSERT INTO vms.import_job (source, encoding) VALUES (coalesce(source, 'upload'), encoding)
+    RETURNING id INTO job_id;
+    -- Big imports stage rows in temp tables; 8 MB of local buffers makes
+    -- every pass over them go to disk.  The setting can only grow before the
+    -- session's first temp table, so a later import keeps what it has.
+    IF current_setting('temp_buffers') = '8MB' AND to_regclass('pg_temp._ledger_csv') IS NULL THEN
+        BEGIN
+            PERFORM set_config('temp_buffers', '512MB', false);
+        EXCEPTION WHEN invalid_parameter_value OR cant_change_runtime_param THEN
+            NULL;
+        END;
+    END IF;
+    IF to_regclass('pg_temp._ledger_csv') IS NOT NULL THEN
+        DROP TABLE _ledger_csv;   -- left by an earlier failed import in this session
+    END IF;
+    CREATE TEMP TABLE _ledger_csv ON COMMIT DROP AS SELECT * FROM vms.csv_rows(data, encoding);
+    job := vms.ledger_import_rows(job_id);
+    DROP TABLE _ledger_csv;
+    RETURN job;
+END $$;
+CREATE OR REPLACE FUNCTION vms.ledger_import_file(path text, encoding text DEFAULT 'auto')
+    RETURNS vms.import_job
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    job_id bigint;
+    job vms.import_job;
+BEGIN
+    INSERT INTO vms.import_job (source, encoding) VALUES (path, encoding) RETURNING id INTO job_id;
+    -- Big imports stage rows in temp tables; 8 MB of local buffers makes
+    -- every pass over them go to disk.  The setting can only grow before the
+    -- session's first temp table, so a later import keeps what it has.
+    IF current_setting('temp_buffers') = '8MB' AND to_regclass('pg_temp._ledger_csv') IS NULL THEN
+        BEGIN
+            PERFORM set_config('temp_buffers', '512MB', false);
+        EXCEPTION WHEN invalid_parameter_value OR cant_change_runtime_param THEN
+            NULL;
+        END;
+    END IF;
+    IF to_regclass('pg_temp._ledger_csv') IS NOT NULL THEN
+        DROP TABLE _ledger_csv;   -- left by an earlier failed import in this session
+    END IF;
+    CREATE TEMP TABLE _ledger_csv ON COMMIT DROP AS SELECT * FROM vms.csv_rows_file(path, encoding);
+    job := vms.ledger_import_rows(job_id);
+    DROP TABLE _ledger_csv;
+    RETURN job;
+END $$;
+DROP FUNCTION vms._ledger_import(bigint, bytea, text, text);
+-- Definer entry points acting for the role the session acts as.
+CREATE OR REPLACE FUNCTION vms.search_points(filter jsonb DEFAULT '{}', lim integer DEFAULT 100, off integer DEFAULT 0)
+    RETURNS TABLE (code vms.gbcode, name text, alias text, address text, point_type text, place_type text,
+                   unit_id bigint, online boolean, lon float8, lat float8, distance_m float8)
+    LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path FROM CURRENT
+    BEGIN ATOMIC
+        SELECT * FROM vms._search_points_as(vms._acting_role(), filter, lim, off);
+    END;
+ALTER FUNCTION vms.search_save(text, jsonb) SECURITY DEFINER;
+CREATE OR REPLACE FUNCTION vms.channel_tiles(z integer, x integer, y integer, query_params json DEFAULT '{}')
+    RETURNS bytea
+    LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path FROM CURRENT
+    RETURN vms._channel_tiles_as(vms._acting_role(), z, x, y);
+CREATE OR REPLACE FUNCTION vms.cameras_seeing(target geometry, max_range_m float8 DEFAULT 500)
+    RETURNS TABLE (code vms.gbcode, name text, distance_m float8, bearing float8)
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path FROM CURRENT AS $$
+    SELECT c.code, c.name, d.dist, d.bearing
+      FROM vms.channel c
+     CROSS JOIN LATERAL (SELECT ST_DistanceSphere(c.geom, target) AS dist,
+                                degrees(ST_Azimuth(c.geom, target)) AS bearing) d
+     WHERE c.geom && vms._metre_box(target, max_range_m)
+       AND vms.channel_visible_to(vms._acting_role(), c.code, c.civil_code)
+       AND c.fov_range_m IS NOT NULL AND d.dist <= least(c.fov_range_m, max_range_m)
+       AND (c.fov_angle >= 360 OR d.dist = 0
+            OR (c.azimuth IS NOT NULL AND c.fov_angle IS NOT NULL
+                AND abs(mod((d.bearing - c.azimuth)::numeric + 540, 360) - 180) <= c.fov_angle / 2))
+     ORDER BY d.dist
+$$;
+CREATE OR REPLACE FUNCTION vms.cameras_seeing_area(area geometry, max_range_m float8 DEFAULT 500)
+    RETURNS TABLE (code vms.gbcode, name text, seen_share float8)
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path FROM CURRENT AS $$
+    SELECT c.code, c.name,
+           ST_Area(ST_Intersection(k.cone, area)::geography) / nullif(ST_Area(area::geography), 0)
+      FROM vms.channel c
+     CROSS JOIN LATERAL (SELECT vms.view_cone(c.geom, c.azimuth, c.fov_angle, least(c.fov_range_m, max_range_m)) AS cone) k
+     WHERE c.geom && vms._metre_box(ST_Envelope(area), max_range_m)
+       AND vms.channel_visible_to(vms._acting_role(), c.code, c.civil_code)
+       AND k.cone IS NOT NULL AND ST_Intersects(k.cone, area)
+     ORDER BY 3 DESC
+$$;
+CREATE OR REPLACE FUNCTION vms.area_coverage(area geometry, max_range_m float8 DEFAULT 500) RETURNS float8
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path FROM CURRENT AS $$
+    SELECT coalesce(ST_Area(ST_Intersection(ST_Union(vms.view_cone(c.geom, c.azimuth, c.fov_angle,
+                                                                   least(c.fov_range_m, max_range_m))), area)::geography)
+                    / nullif(ST_Area(area::geography), 0), 0)
+      FROM vms.channel c
+     WHERE c.geom && vms._metre_box(ST_Envelope(area), max_range_m)
+       AND vms.channel_visible_to(vms._acting_role(), c.code, c.civil_code)
+       AND ST_Intersects(vms.view_cone(c.geom, c.azimuth, c.fov_angle, least(c.fov_range_m, max_range_m)), area)
+$$;
+CREATE OR REPLACE FUNCTION vms.can(action text, channel vms.gbcode) RETURNS boolean
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path FROM CURRENT
+    RETURN CASE WHEN action <> ALL ('{view_live,playback,download,ptz,snapshot,manage_ledger,export}')
+                THEN vms._raise_unknown_action(action)
+                ELSE vms._can_for(pg_catalog.pg_get_userbyid(vms._acting_role()), action, channel) END;
+COMMENT ON FUNCTION vms.can(text, vms.gbcode) IS 'may the role this session acts as (SET ROLE, else the session user) do this action (view_live, playback, download, ptz, snapshot, manage_ledger, export) on the channel now';
+CREATE OR REPLACE FUNCTION vms.can_manage(code vms.gbcode, civil_code text) RETURNS boolean
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path FROM CURRENT AS $$
+    SELECT vms._can_for(pg_catalog.pg_get_userbyid(vms._acting_role()), 'manage_ledger', code, civil_code)
+$$;
+COMMENT ON FUNCTION vms.can_manage(vms.gbcode, text) IS 'may the role this session acts as write this channel (manage_ledger); the write policies of vms.channel';
+CREATE OR REPLACE FUNCTION vms.exercise_right(action text, channel vms.gbcode, detail jsonb DEFAULT '{}') RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    acting name := pg_catalog.pg_get_userbyid(vms._acting_role());
+BEGIN
+    IF NOT vms._can_for(acting, action, channel) THEN
+        PERFORM vms.audit('denied_' || action, channel::text, detail);
+        RAISE EXCEPTION 'permission denied to % channel %', replace(action, '_', ' '), channel
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Ask for access with vms.request_access().';
+    END IF;
+    UPDATE vms.access_grant g SET last_used_at = now()
+     WHERE g.revoked_at IS NULL AND pg_has_role(acting, g.grantee, 'MEMBER') AND action = ANY (g.actions);
+    RETURN vms.audit(action, channel::text, detail);
+END $$;
+ALTER FUNCTION vms.export_ledger() SECURITY DEFINER;
+COMMENT ON FUNCTION vms.export_ledger() IS 'the ledger template rows the role this session acts as may export; the export is audited';
+-- One way to pin search_path: FROM CURRENT, i.e. vms, the schema of PostGIS
+-- (whichever it is), pg_temp, as CREATE/ALTER EXTENSION set it.
+ALTER FUNCTION vms._can_for(name, text, vms.gbcode, text) SET search_path FROM CURRENT;
+ALTER FUNCTION vms._check_scope(text, text, text[], smallint, timestamptz, timestamptz) SET search_path FROM CURRENT;
+ALTER FUNCTION vms.grant_access(name, text, text, text[], smallint, timestamptz, timestamptz, text) SET search_path FROM CURRENT;
+ALTER FUNCTION vms.revoke_access(bigint, text) SET search_path FROM CURRENT;
+ALTER FUNCTION vms.request_access(text, text, text[], smallint, text, timestamptz, timestamptz) SET search_path FROM CURRENT;
+ALTER FUNCTION vms.approve_request(bigint, text) SET search_path FROM CURRENT;
+ALTER FUNCTION vms.reject_request(bigint, text) SET search_path FROM CURRENT;
+ALTER FUNCTION vms._audit_row() SET search_path FROM CURRENT;
+ALTER FUNCTION vms.audit(text, text, jsonb) SET search_path FROM CURRENT;
+ALTER FUNCTION vms.audit_verify() SET search_path FROM CURRENT;
+-- every object has a comment
+COMMENT ON FUNCTION vms.gbcode_in(cstring) IS 'gbcode input: 20 ASCII digits (full-width digits, separators and inner spaces are rejected)';
+COMMENT ON FUNCTION vms.gbcode_out(vms.gbcode) IS 'gbcode output: the 20 digits';
+COMMENT ON FUNCTION vms.gbcode_recv(internal) IS 'gbcode binary input (12 bytes)';
+COMMENT ON FUNCTION vms.gbcode_send(vms.gbcode) IS 'gbcode binary output (12 bytes)';
+COMMENT ON FUNCTION vms.gbcode_lt(vms.gbcode, vms.gbcode) IS 'implements < for gbcode (text order)';
+COMMENT ON FUNCTION vms.gbcode_le(vms.gbcode, vms.gbcode) IS 'implements <= for gbcode (text order)';
+COMMENT ON FUNCTION vms.gbcode_eq(vms.gbcode, vms.gbcode) IS 'implements = for gbcode';
+COMMENT ON FUNCTION vms.gbcode_ne(vms.gbcode, vms.gbcode) IS 'implements <> for gbcode';
+COMMENT ON FUNCTION vms.gbcode_ge(vms.gbcode, vms.gbcode) IS 'implements >= for gbcode (text order)';
+COMMENT ON FUNCTION vms.gbcode_gt(vms.gbcode, vms.gbcode) IS 'implements > for gbcode (text order)';
+COMMENT ON FUNCTION vms.gbcode_cmp(vms.gbcode, vms.gbcode) IS 'btree comparison of two gbcodes: -1, 0 or 1';
+COMMENT ON FUNCTION vms.gbcode_sortsupport(internal) IS 'btree sort support for gbcode';
+COMMENT ON FUNCTION vms.gbcode_hash(vms.gbcode) IS 'hash of a gbcode (hash indexes, hash joins)';
+COMMENT ON FUNCTION vms.gbcode_hash_extended(vms.gbcode, bigint) IS 'seeded 64-bit hash of a gbcode (hash partitioning)';
+COMMENT ON OPERATOR pg_catalog.< (vms.gbcode, vms.gbcode) IS 'less than, in the order of the codes'' text';
+COMMENT ON OPERATOR pg_catalog.<= (vms.gbcode, vms.gbcode) IS 'less than or equal, in the order of the codes'' text';
+COMMENT ON OPERATOR pg_catalog.= (vms.gbcode, vms.gbcode) IS 'equal';
+COMMENT ON OPERATOR pg_catalog.<> (vms.gbcode, vms.gbcode) IS 'not equal';
+COMMENT ON OPERATOR pg_catalog.>= (vms.gbcode, vms.gbcode) IS 'greater than or equal, in the order of the codes'' text';
+COMMENT ON OPERATOR pg_catalog.> (vms.gbcode, vms.gbcode) IS 'greater than, in the order of the codes'' text';
+COMMENT ON OPERATOR FAMILY vms.gbcode_ops USING btree IS 'btree operators of gbcode';
+COMMENT ON OPERATOR CLASS vms.gbcode_ops USING btree IS 'default btree operator class of gbcode';
+COMMENT ON OPERATOR FAMILY vms.gbcode_hash_ops USING hash IS 'hash operators of gbcode';
+COMMENT ON OPERATOR CLASS vms.gbcode_hash_ops USING hash IS 'default hash operator class of gbcode';
+COMMENT ON CAST (text AS vms.gbcode) IS 'parse 20 digits (assignment: INSERT of text works)';
+COMMENT ON CAST (vms.gbcode AS text) IS 'the 20 digits';
+COMMENT ON CAST (varchar AS vms.gbcode) IS 'parse 20 digits (assignment: INSERT of varchar works)';
+COMMENT ON CAST (vms.gbcode AS varchar) IS 'the 20 digits';
+-- Privileges (extension/sql/99_privileges.sql); the table grants are unchanged.
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN SELECT d.objid::regprocedure FROM pg_catalog.pg_depend d
+              WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.deptype = 'e'
+                AND d.refclassid = 'pg_catalog.pg_extension'::regclass
+                AND d.refobjid = (SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'vms')
+              ORDER BY d.objid LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+    END LOOP;
+END $$;
+
+-- PUBLIC: the type and pure functions
+GRANT EXECUTE ON FUNCTION
+    vms.gbcode_in(cstring), vms.gbcode_out(vms.gbcode), vms.gbcode_recv(internal), vms.gbcode_send(vms.gbcode),
+    vms.gbcode_eq(vms.gbcode, vms.gbcode), vms.gbcode_ne(vms.gbcode, vms.gbcode),
+    vms.gbcode_lt(vms.gbcode, vms.gbcode), vms.gbcode_le(vms.gbcode, vms.gbcode),
+    vms.gbcode_gt(vms.gbcode, vms.gbcode), vms.gbcode_ge(vms.gbcode, vms.gbcode),
+    vms.gbcode_cmp(vms.gbcode, vms.gbcode), vms.gbcode_sortsupport(internal),
+    vms.gbcode_hash(vms.gbcode), vms.gbcode_hash_extended(vms.gbcode, bigint),
+    vms.gbcode_make(text, integer, integer, integer, integer), vms.gbcode_parse_error(text),
+    vms.gbcode_check(vms.gbcode), vms.gbcode_problems(vms.gbcode), vms.gbcode_centre(vms.gbcode),
+    vms.gbcode_province(vms.gbcode), vms.gbcode_city(vms.gbcode), vms.gbcode_county(vms.gbcode),
+    vms.gbcode_industry(vms.gbcode), vms.gbcode_network(vms.gbcode), vms.gbcode_type(vms.gbcode),
+    vms.gbcode_type_name(vms.gbcode), vms.gbcode_serial(vms.gbcode), vms.gbcode_in_region(vms.gbcode, text),
+    vms.gbcode_region_lower(text), vms.gbcode_region_upper(text),
+    vms.gbcode_type_table(), vms.gbcode_industry_table(),
+    vms.coord_convert(float8, float8, text, text), vms.to_wgs84(float8, float8, text),
+    vms.convert_point(geometry, text, text),
+    vms.wgs84_to_gcj02(geometry), vms.gcj02_to_wgs84(geometry), vms.gcj02_to_bd09(geometry),
+    vms.bd09_to_gcj02(geometry), vms.wgs84_to_bd09(geometry), vms.bd09_to_wgs84(geometry),
+    vms.view_cone(geometry, float8, float8, float8, integer),
+    vms.text_grams(text), vms.keyword_grams(text), vms.text_contains(text, text),
+    vms.channel_search_text(text, text, text, text),
+    vms.try_float8(text), vms.is_ip(text), vms.governed_columns(regclass),
+    vms.chain_digest(bytea), vms.chain_digest_name(), vms.secret_algorithm(),
+    vms.viid_id_problems(text), vms.viid_object_id(text, integer, integer),
+    vms.viid_image_id(vms.gbcode, integer, timestamp, integer), vms.inspection_alarm_level(text)
+  TO PUBLIC;
+-- PUBLIC: row-level security (run by whoever reads or writes the tables) and asking for access
+GRANT EXECUTE ON FUNCTION
+    vms.channel_visible(vms.gbcode, text), vms.code_visible(vms.gbcode), vms.can_manage(vms.gbcode, text),
+    vms.request_access(text, text, text[], smallint, text, timestamptz, timestamptz)
+  TO PUBLIC;
+-- PUBLIC: run with the caller's own table privileges and row-level security
+GRANT EXECUTE ON FUNCTION
+    vms.catalog_subtree(vms.gbcode), vms.tag_subtree(bigint), vms.tag_resolve(jsonb),
+    vms.tag_create(text, text, text), vms.tag_assign(vms.gbcode, text, text), vms.tag_unassign(vms.gbcode, text),
+    vms.alarm_raise(vms.gbcode, text, smallint, text, jsonb), vms.alarm_acknowledge(bigint),
+    vms.alarm_clear(vms.gbcode, text, text), vms.clear_override(regclass, vms.gbcode, text),
+    vms.channel_view_cone(vms.gbcode),
+    vms.csv_rows(bytea, text), vms.csv_rows_file(text, text),
+    vms.ledger_import(bytea, text, text), vms.ledger_import_file(text, text), vms.ledger_import_rows(bigint)
+  TO PUBLIC;
+
+-- vms_analyst: search, tiles, cones (SECURITY DEFINER: they return only what
+-- vms.channel_visible_to allows the role the session acts as), rights, export
+GRANT EXECUTE ON FUNCTION
+    vms.search_points(jsonb, integer, integer), vms.search_geojson(jsonb, integer, integer),
+    vms.search_save(text, jsonb), vms.search_saved(text, integer, integer), vms.search_rerun(bigint),
+    vms.channel_tiles(integer, integer, integer, json), vms.channel_visible_to(oid, vms.gbcode, text),
+    vms.cameras_seeing(geometry, float8), vms.cameras_seeing_area(geometry, float8),
+    vms.area_coverage(geometry, float8),
+    vms.can(text, vms.gbcode), vms.exercise_right(text, vms.gbcode, jsonb),
+    vms.playback(vms.gbcode, timestamptz, timestamptz), vms.download(vms.gbcode, timestamptz, timestamptz),
+    vms.ptz(vms.gbcode, text), vms.view_live(vms.gbcode), vms.snapshot(vms.gbcode),
+    vms.export_ledger()
+  TO vms_analyst;
+GRANT EXECUTE ON FUNCTION
+    vms.grant_access(name, text, text, text[], smallint, timestamptz, timestamptz, text),
+    vms.revoke_access(bigint, text)
+  TO vms_grant_admin;
+GRANT EXECUTE ON FUNCTION vms.approve_request(bigint, text), vms.reject_request(bigint, text) TO vms_approver;
+GRANT EXECUTE ON FUNCTION vms.audit_verify() TO vms_auditor;
+GRANT EXECUTE ON FUNCTION vms.review_unused_grants(integer), vms.review_expiring_grants(interval)
+  TO vms_grant_admin, vms_approver, vms_auditor;
+
+
+-- issue 11: deterministic tests
+-- the stale rule names the day in ISO form (YYYY-MM-DD), whatever the
+-- session's DateStyle (it printed 10-18-2025 under "Postgres, MDY")
+CREATE OR REPLACE FUNCTION vms.governance_findings(rule vms.governance_rule, scope text DEFAULT NULL)
+    RETURNS TABLE (channel_code vms.gbcode, detail text)
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+DECLARE
+    p jsonb := rule.params;
+BEGIN
+    CASE rule.kind
+    WHEN 'required_fields' THEN
+        RETURN QUERY EXECUTE format($q$
+        SELECT code, 'missing: ' || array_to_string(missing, ', ')
+          FROM (SELECT c.code, %s AS missing FROM vms.channel c
+                 WHERE ($1 IS NULL OR c.civil_code LIKE $1 || '%%')
+                   AND ($2 IS NULL OR c.point_type = ANY ($2))) m
+         WHERE cardinality(missing) > 0 $q$,
+            vms._missing_fields_expr(ARRAY(SELECT jsonb_array_elements_text(p -> 'fields'))))
+        USING scope, CASE WHEN p ? 'point_types' THEN ARRAY(SELECT jsonb_array_elements_text(p -> 'point_types')) END;
+    WHEN 'code_role' THEN
+        RETURN QUERY
+        SELECT c.code, concat_ws('; ',
+                   CASE WHEN vms.gbcode_type(c.code) NOT IN (SELECT (jsonb_array_elements_text(p -> 'types'))::int)
+                        THEN format('type code %s is not a camera type', lpad(vms.gbcode_type(c.code)::text, 3, '0')) END,
+                   (SELECT string_agg(k.detail, '; ') FROM vms.gbcode_check(c.code) k))
+          FROM vms.channel c
+         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
+           AND (vms.gbcode_type(c.code) NOT IN (SELECT (jsonb_array_elements_text(p -> 'types'))::int)
+                OR cardinality(vms.gbcode_problems(c.code)) > 0);
+    WHEN 'coordinates' THEN
+        RETURN QUERY
+        SELECT c.code,
+               CASE WHEN c.geom IS NULL THEN 'location missing'
+                    WHEN ST_X(c.geom) = 0 AND ST_Y(c.geom) = 0 THEN 'location is (0, 0)'
+                    WHEN ST_X(c.geom) BETWEEN 3.8 AND 53.6 AND ST_Y(c.geom) BETWEEN 73.5 AND 135.1
+                        THEN format('longitude and latitude look swapped (%s, %s)', ST_X(c.geom), ST_Y(c.geom))
+                    ELSE format('location (%s, %s) is outside China', ST_X(c.geom), ST_Y(c.geom)) END
+          FROM vms.channel c
+         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
+           AND (c.geom IS NULL
+                OR NOT (ST_X(c.geom) BETWEEN 73.5 AND 135.1 AND ST_Y(c.geom) BETWEEN 3.8 AND 53.6));
+    WHEN 'civil_code_mismatch' THEN
+        -- the most specific region whose boundary covers the point
+        RETURN QUERY
+        SELECT c.code, format('recorded civil code %s, but the location lies in %s (%s)', c.civil_code, r.civil_code, r.name)
+          FROM vms.channel c
+          CROSS JOIN LATERAL (SELECT g.civil_code, g.name FROM vms.region g
+                               WHERE g.boundary IS NOT NULL AND ST_Covers(g.boundary, c.geom)
+                               ORDER BY g.level DESC LIMIT 1) r
+         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
+           AND c.geom IS NOT NULL AND c.civil_code IS NOT NULL
+           AND NOT (r.civil_code LIKE c.civil_code || '%' OR c.civil_code LIKE r.civil_code || '%');
+    WHEN 'outside_region' THEN
+        RETURN QUERY
+        SELECT c.code, format('location is %s m outside region %s (%s)',
+                              round(ST_Distance(g.boundary::geography, c.geom::geography)), g.civil_code, g.name)
+          FROM vms.channel c
+          JOIN vms.region g ON g.civil_code = c.civil_code
+         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
+           AND g.boundary IS NOT NULL AND c.geom IS NOT NULL AND NOT ST_Covers(g.boundary, c.geom);
+    WHEN 'same_point' THEN
+        RETURN QUERY
+        SELECT c.code, format('%s channels share the point %s', s.n, ST_AsText(c.geom))
+          FROM vms.channel c
+          JOIN (SELECT geom AS g, count(*) AS n FROM vms.channel
+                 WHERE geom IS NOT NULL AND (scope IS NULL OR civil_code LIKE scope || '%')
+                 GROUP BY geom HAVING count(*) >= coalesce((p ->> 'min_count')::int, 3)) s
+            ON c.geom = s.g
+         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%');
+    WHEN 'duplicate_name' THEN
+        RETURN QUERY
+        SELECT c.code, format('name "%s" is used by %s channels of the same unit', c.name, d.n)
+          FROM vms.channel c
+          JOIN (SELECT unit_id, name, count(*) AS n FROM vms.channel
+                 WHERE unit_id IS NOT NULL AND (scope IS NULL OR civil_code LIKE scope || '%')
+                 GROUP BY unit_id, name HAVING count(*) > 1) d
+            ON d.unit_id = c.unit_id AND d.name = c.name
+         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%');
+    WHEN 'naming_pattern' THEN
+        RETURN QUERY
+        SELECT c.code, format('name "%s" does not match %s (e.g. %s)', c.name, np.pattern, coalesce(np.example, '-'))
+          FROM vms.channel c
+          CROSS JOIN LATERAL (SELECT n.pattern, n.example FROM vms.naming_pattern n
+                               WHERE coalesce(c.civil_code, '') LIKE n.civil_prefix || '%'
+                               ORDER BY length(n.civil_prefix) DESC LIMIT 1) np
+         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
+           AND c.name !~ np.pattern;
+    WHEN 'stale' THEN
+        RETURN QUERY
+        SELECT c.code, format('not updated since %s', to_char(c.updated_at, 'YYYY-MM-DD'))
+          FROM vms.channel c
+         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
+           AND c.updated_at < now() - make_interval(days => coalesce((p ->> 'days')::int, 365));
+    END CASE;
+END $$;
