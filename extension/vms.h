@@ -6,6 +6,6 @@
 
 extern char *vms_secret_key_file;
 
-extern char *vms_secret_decrypt_bytes(const unsigned char *p, int n);
+extern char *vms_secret_decrypt_bytes(const unsigned char *p, int n, const char *context, int context_len);
 
 #endif

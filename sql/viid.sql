@@ -3,12 +3,49 @@
 \set SHOW_CONTEXT never
 SET search_path = public, vms;
 SET client_min_messages = warning;
-SET vms.secret_key_file = '/tmp/vms_regress_key';   -- written by policy.sql
+-- a key of its own, in this cluster's data directory (the server's working directory)
+COPY (SELECT 1) TO PROGRAM 'head -c 32 /dev/urandom > vms_regress_viid_key && chmod 600 vms_regress_viid_key';
+SET vms.secret_key_file = 'vms_regress_viid_key';
+-- the 南园 cameras, whose changes sync_ledger sends (sql/fixtures/nanyuan.sql)
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set ECHO none
+\i :abs_srcdir/sql/fixtures/nanyuan.sql
+\set ECHO all
 
 SELECT vms.viid_add_upstream('district', 'http://127.0.0.1:9', '11010500005030000001', 'admin', 'admin',
                              '{"batch_size": 2, "max_attempts": 3}');
 SELECT name, base_url, system_id, username, length(password_enc) > 30 AS encrypted, options FROM vms.viid_upstream;
-SELECT vms.secret_decrypt(password_enc) FROM vms.viid_upstream;
+SELECT vms.secret_decrypt(password_enc, 'viid_upstream.password_enc:' || name) FROM vms.viid_upstream;
+
+-- secrets are bound to their row and column (the context is the AEAD's
+-- associated data): a password copied to another upstream does not decrypt
+-- there, for SQL or for the worker (same C function, same context)
+SELECT vms.viid_add_upstream('county', 'http://127.0.0.1:9', '11010500005030000001', 'admin', 'county-pass');
+SELECT name, vms.secret_decrypt(password_enc, 'viid_upstream.password_enc:' || name) FROM vms.viid_upstream ORDER BY name;
+UPDATE vms.viid_upstream SET password_enc = (SELECT password_enc FROM vms.viid_upstream WHERE name = 'district')
+ WHERE name = 'county';
+\set VERBOSITY default
+SELECT vms.secret_decrypt(password_enc, 'viid_upstream.password_enc:' || name) FROM vms.viid_upstream WHERE name = 'county';
+SELECT vms.secret_decrypt(password_enc) FROM vms.viid_upstream WHERE name = 'district';   -- no context: not its place
+-- the 0.1.0 form (no context) is not written any more; a rename needs the password again
+UPDATE vms.viid_upstream SET password_enc = 'V1'::bytea || substr(password_enc, 3) WHERE name = 'county';
+UPDATE vms.viid_upstream SET name = 'county2' WHERE name = 'county';
+\set VERBOSITY terse
+UPDATE vms.viid_upstream SET name = 'county2', password_enc = vms.secret_encrypt('county-pass', 'viid_upstream.password_enc:county2')
+ WHERE name = 'county';
+SELECT name, vms.secret_decrypt(password_enc, 'viid_upstream.password_enc:' || name) FROM vms.viid_upstream ORDER BY name;
+SELECT vms.viid_drop_upstream('county2');
+-- the key file holds exactly 32 bytes: longer or shorter is refused, not cut
+-- (files in the data directory, this cluster's own)
+SELECT current_setting('vms.secret_key_file') AS regress_key \gset
+COPY (SELECT 1) TO PROGRAM 'head -c 33 /dev/urandom > vms_regress_key_33 && head -c 31 /dev/urandom > vms_regress_key_31 && chmod 600 vms_regress_key_33 vms_regress_key_31';
+\set VERBOSITY default
+SET vms.secret_key_file = 'vms_regress_key_33';
+SELECT vms.secret_encrypt('x', 'test.secret:1');
+SET vms.secret_key_file = 'vms_regress_key_31';
+SELECT vms.secret_decrypt(password_enc, 'viid_upstream.password_enc:' || name) FROM vms.viid_upstream;
+\set VERBOSITY terse
+SET vms.secret_key_file = :'regress_key';
 SELECT upstream, state, pending, dead FROM vms.viid_session_status;
 \set VERBOSITY default
 SELECT vms.viid_add_upstream('bad', 'ftp://x', '11010500005030000001', 'a', 'b');

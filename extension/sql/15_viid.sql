@@ -13,6 +13,35 @@ CREATE TABLE vms.viid_upstream (
 );
 REVOKE ALL ON vms.viid_upstream FROM PUBLIC;
 COMMENT ON TABLE vms.viid_upstream IS 'upstream view libraries; the password is encrypted (vms.secret_encrypt)';
+COMMENT ON COLUMN vms.viid_upstream.password_enc IS
+    'the password, vms.secret_encrypt(password, ''viid_upstream.password_enc:'' || name): it decrypts only in its own row';
+
+-- A password is bound to its upstream's row (the context of
+-- vms.secret_encrypt): a value copied from another row does not decrypt, and
+-- a value in the 0.1.0 form (no context) is not written any more, so the
+-- upgrade's leftovers (see README, Secrets) stay in their own rows.  Renaming
+-- an upstream needs its password again, since the name is in the context.
+CREATE FUNCTION vms._viid_upstream_secret_check() RETURNS trigger
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    IF TG_OP = 'INSERT' OR NEW.password_enc IS DISTINCT FROM OLD.password_enc THEN
+        IF substr(NEW.password_enc, 1, 2) IS DISTINCT FROM 'V2'::bytea THEN
+            RAISE EXCEPTION 'the password of upstream "%" is not encrypted for its row', NEW.name
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Use vms.viid_add_upstream or vms.viid_alter_upstream, or vms.secret_encrypt(password, ''viid_upstream.password_enc:'' || name).';
+        END IF;
+    ELSIF NEW.name IS DISTINCT FROM OLD.name THEN
+        RAISE EXCEPTION 'renaming upstream "%" needs its password again', OLD.name
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The password is encrypted for the upstream''s name.',
+                  HINT = 'Set password_enc = vms.secret_encrypt(password, ''viid_upstream.password_enc:'' || new name) in the same UPDATE.';
+    END IF;
+    RETURN NEW;
+END $$;
+COMMENT ON FUNCTION vms._viid_upstream_secret_check() IS
+    'internal: an upstream password is written in the bound form (V2) for its row; a rename re-encrypts it';
+CREATE TRIGGER viid_upstream_secret_check BEFORE INSERT OR UPDATE ON vms.viid_upstream
+    FOR EACH ROW EXECUTE FUNCTION vms._viid_upstream_secret_check();
 COMMENT ON COLUMN vms.viid_upstream.options IS
     'keepalive_s (60), batch_size (100), concurrency (4), timeout_ms (10000), max_attempts (10), retention_days (7), timezone (Asia/Shanghai), sync_ledger (false)';
 
@@ -121,7 +150,8 @@ BEGIN
         RAISE EXCEPTION 'upstream password must have 1 to 256 characters' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     INSERT INTO vms.viid_upstream (name, base_url, system_id, username, password_enc, options)
-    VALUES (name, base_url, system_id, username, vms.secret_encrypt(password), vms._viid_check_options(options));
+    VALUES (name, base_url, system_id, username, vms.secret_encrypt(password, 'viid_upstream.password_enc:' || name),
+            vms._viid_check_options(options));
     INSERT INTO vms.viid_session (upstream) VALUES (name);
     PERFORM vms._wake_worker('viid');
 END $$;
@@ -138,7 +168,9 @@ BEGIN
         base_url = coalesce(viid_alter_upstream.base_url, u.base_url),
         username = coalesce(viid_alter_upstream.username, u.username),
         password_enc = CASE WHEN viid_alter_upstream.password IS NOT NULL
-                            THEN vms.secret_encrypt(viid_alter_upstream.password) ELSE u.password_enc END,
+                            THEN vms.secret_encrypt(viid_alter_upstream.password,
+                                                    'viid_upstream.password_enc:' || u.name)
+                            ELSE u.password_enc END,
         options = CASE WHEN viid_alter_upstream.options IS NULL THEN u.options
                        ELSE vms._viid_check_options(u.options || viid_alter_upstream.options) END,
         enabled = coalesce(viid_alter_upstream.enabled, u.enabled)

@@ -98,10 +98,24 @@ typedef struct Upstream
 	bool		seen;
 } Upstream;
 
+/*
+ * An answer as it arrives.  libcurl's write callback fills it: it must not
+ * raise an ERROR (a longjmp through libcurl's frames would leave the multi
+ * handle inconsistent), so it grows the buffer with allocations that return
+ * NULL instead of failing, and tells libcurl to abort when out of room.
+ */
+typedef struct Body
+{
+	char	   *data;			/* NUL-terminated */
+	size_t		len;
+	size_t		cap;
+	MemoryContext cxt;
+} Body;
+
 typedef struct Request
 {
 	CURL	   *easy;
-	StringInfoData body;		/* answer */
+	Body		body;			/* answer */
 	struct curl_slist *headers;
 	char	   *payload;
 	char	   *ids;			/* the batch's outbox ids, as SQL array text */
@@ -117,15 +131,40 @@ static VmsWorkerSlot *slot;
 static CURLM *multi;
 static MemoryContext loop_cxt;
 
+static void
+body_init(Body *b)
+{
+	b->cxt = CurrentMemoryContext;
+	b->cap = 1024;
+	b->data = palloc(b->cap);
+	b->data[0] = '\0';
+	b->len = 0;
+}
+
+/* libcurl's write callback: never ereports (see Body) */
 static size_t
 collect(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
-	StringInfo	s = (StringInfo) userdata;
+	Body	   *b = (Body *) userdata;
 	size_t		n = size * nmemb;
 
-	if (s->len + n > MAX_BODY)
+	if (n > MAX_BODY || b->len + n > MAX_BODY)
 		return 0;				/* an answer this large is an error: abort it */
-	appendBinaryStringInfo(s, ptr, n);
+	if (b->len + n + 1 > b->cap)
+	{
+		size_t		cap = Max(b->cap * 2, b->len + n + 1);
+		char	   *grown = MemoryContextAllocExtended(b->cxt, Min(cap, MAX_BODY + 1), MCXT_ALLOC_NO_OOM);
+
+		if (grown == NULL)
+			return 0;			/* out of memory: libcurl ends the transfer with an error */
+		memcpy(grown, b->data, b->len + 1);
+		pfree(b->data);
+		b->data = grown;
+		b->cap = Min(cap, MAX_BODY + 1);
+	}
+	memcpy(b->data + b->len, ptr, n);
+	b->len += n;
+	b->data[b->len] = '\0';
 	return n;
 }
 
@@ -135,8 +174,10 @@ make_request(Upstream *u, const char *method, const char *path, const char *payl
 	Request    *r = palloc0(sizeof(Request));
 	char	   *url = psprintf("%s%s", u->base_url, path);
 
-	initStringInfo(&r->body);
+	body_init(&r->body);
 	r->easy = curl_easy_init();
+	if (r->easy == NULL)
+		elog(ERROR, "vms viid: curl_easy_init failed");
 	r->payload = payload ? pstrdup(payload) : NULL;
 	r->headers = curl_slist_append(NULL, "Content-Type: application/VIID+JSON;charset=UTF-8");
 	r->headers = curl_slist_append(r->headers, psprintf("User-Identify: %s", u->system_id));
@@ -265,6 +306,15 @@ session_event(Upstream *u, const char *event, Request *r)
 	return ok && strcmp(ok, "t") == 0;
 }
 
+/* an integer column of an SPI row, or dflt when it is NULL */
+static int
+spi_int(HeapTuple t, TupleDesc d, int col, int dflt)
+{
+	char	   *v = SPI_getvalue(t, d, col);
+
+	return v ? atoi(v) : dflt;
+}
+
 static void
 load_upstreams(void)
 {
@@ -281,10 +331,16 @@ load_upstreams(void)
 		HeapTuple	t = SPI_tuptable->vals[i];
 		TupleDesc	d = SPI_tuptable->tupdesc;
 		char	   *name = SPI_getvalue(t, d, 1);
+		char	   *base_url = SPI_getvalue(t, d, 2);
+		char	   *system_id = SPI_getvalue(t, d, 3);
+		char	   *username = SPI_getvalue(t, d, 4);
 		Upstream   *u = NULL;
 		bool		isnull;
 		Datum		pw;
 
+		/* the table's NOT NULLs say these are there; a row without them is skipped */
+		if (name == NULL || base_url == NULL || system_id == NULL || username == NULL)
+			continue;
 		for (int k = 0; k < n_upstreams; k++)
 			if (strcmp(upstreams[k].name, name) == 0)
 				u = &upstreams[k];
@@ -297,21 +353,36 @@ load_upstreams(void)
 			strlcpy(u->name, name, sizeof(u->name));
 		}
 		u->seen = true;
-		strlcpy(u->base_url, SPI_getvalue(t, d, 2), sizeof(u->base_url));
-		strlcpy(u->system_id, SPI_getvalue(t, d, 3), sizeof(u->system_id));
-		strlcpy(u->username, SPI_getvalue(t, d, 4), sizeof(u->username));
+		strlcpy(u->base_url, base_url, sizeof(u->base_url));
+		strlcpy(u->system_id, system_id, sizeof(u->system_id));
+		strlcpy(u->username, username, sizeof(u->username));
 		pw = SPI_getbinval(t, d, 5, &isnull);
-		u->password[0] = '\0';
+		explicit_bzero(u->password, sizeof(u->password));
 		if (!isnull)
 		{
 			bytea	   *b = DatumGetByteaPP(pw);
+			char	   *context = psprintf("viid_upstream.password_enc:%s", name);
+			ResourceOwner owner = CurrentResourceOwner;
 
+			/*
+			 * A password that does not decrypt (no key, another key, a value
+			 * copied from another row) fails this upstream only: in a
+			 * subtransaction, so the error is cleaned up (the key file it
+			 * opened, its memory) before the transaction goes on.
+			 */
 			old = CurrentMemoryContext;
+			BeginInternalSubTransaction(NULL);
+			MemoryContextSwitchTo(old);
 			PG_TRY();
 			{
-				/* no database state is touched here: a failure is only reported */
-				strlcpy(u->password, vms_secret_decrypt_bytes((unsigned char *) VARDATA_ANY(b),
-															   VARSIZE_ANY_EXHDR(b)), sizeof(u->password));
+				char	   *plain = vms_secret_decrypt_bytes((unsigned char *) VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b),
+															 context, (int) strlen(context));
+
+				strlcpy(u->password, plain, sizeof(u->password));
+				explicit_bzero(plain, strlen(plain));
+				ReleaseCurrentSubTransaction();
+				MemoryContextSwitchTo(old);
+				CurrentResourceOwner = owner;
 			}
 			PG_CATCH();
 			{
@@ -320,15 +391,17 @@ load_upstreams(void)
 				MemoryContextSwitchTo(loop_cxt);
 				e = CopyErrorData();
 				FlushErrorState();
+				RollbackAndReleaseCurrentSubTransaction();
 				MemoryContextSwitchTo(old);
+				CurrentResourceOwner = owner;
 				vms_worker_error(slot, "upstream %s: %s", u->name, e->message);
 			}
 			PG_END_TRY();
 		}
-		u->keepalive_s = atoi(SPI_getvalue(t, d, 6));
-		u->batch_size = atoi(SPI_getvalue(t, d, 7));
-		u->concurrency = atoi(SPI_getvalue(t, d, 8));
-		u->timeout_ms = atoi(SPI_getvalue(t, d, 9));
+		u->keepalive_s = spi_int(t, d, 6, 60);
+		u->batch_size = spi_int(t, d, 7, 100);
+		u->concurrency = spi_int(t, d, 8, 4);
+		u->timeout_ms = spi_int(t, d, 9, 10000);
 	}
 	vms_worker_end_tx();
 
@@ -423,15 +496,24 @@ claim_batches(Upstream *u, Request **reqs, int *count, int n, char **cursor_at, 
 	{
 		HeapTuple	t = SPI_tuptable->vals[i];
 		TupleDesc	d = SPI_tuptable->tupdesc;
-		MemoryContext old = MemoryContextSwitchTo(loop_cxt);
-		Request    *r = make_request(u, "POST", SPI_getvalue(t, d, 1), SPI_getvalue(t, d, 3), false);
+		char	   *path = SPI_getvalue(t, d, 1);
+		char	   *ids = SPI_getvalue(t, d, 2);
+		char	   *body = SPI_getvalue(t, d, 3);
+		char	   *last_at = SPI_getvalue(t, d, 5);
+		char	   *last_id = SPI_getvalue(t, d, 6);
+		MemoryContext old;
+		Request    *r;
 
-		r->ids = pstrdup(SPI_getvalue(t, d, 2));
-		records += atoi(SPI_getvalue(t, d, 4));
+		if (path == NULL || ids == NULL || body == NULL || last_at == NULL || last_id == NULL)
+			elog(ERROR, "vms viid: vms._viid_batches returned a batch with NULLs");
+		old = MemoryContextSwitchTo(loop_cxt);
+		r = make_request(u, "POST", path, body, false);
+		r->ids = pstrdup(ids);
+		records += spi_int(t, d, 4, 0);
 		if (i == 0)
 		{
-			*cursor_at = pstrdup(SPI_getvalue(t, d, 5));
-			*cursor_id = atoll(SPI_getvalue(t, d, 6));
+			*cursor_at = pstrdup(last_at);
+			*cursor_id = atoll(last_id);
 		}
 		reqs[(*count)++] = r;
 		attach(r);
@@ -471,9 +553,9 @@ apply_answer(Upstream *u, Request *r)
 		HeapTuple	t = SPI_tuptable->vals[0];
 		TupleDesc	d = SPI_tuptable->tupdesc;
 
-		vms_worker_count(slot, C_DELIVERED, atoi(SPI_getvalue(t, d, 1)));
-		vms_worker_count(slot, C_FAILED, atoi(SPI_getvalue(t, d, 2)));
-		vms_worker_count(slot, C_DEAD, atoi(SPI_getvalue(t, d, 3)));
+		vms_worker_count(slot, C_DELIVERED, spi_int(t, d, 1, 0));
+		vms_worker_count(slot, C_FAILED, spi_int(t, d, 2, 0));
+		vms_worker_count(slot, C_DEAD, spi_int(t, d, 3, 0));
 	}
 	vms_worker_count(slot, C_REQUESTS, 1);
 	return status == 401;
