@@ -111,6 +111,12 @@ typedef struct vqd_options
 	const unsigned char *baseline;	/* baseline snapshot (JPEG or PNG bytes) or NULL */
 	size_t		baseline_len;
 	vqd_thresholds th;				/* filled from the "normal" profile by vqd_options_init */
+	/*
+	 * Demuxer to use (e.g. "mpeg" for a program stream the caller assembled
+	 * itself), or NULL to probe.  Forcing it means the content cannot pick a
+	 * demuxer that opens further files (playlists, concat scripts).
+	 */
+	const char *input_format;
 	/* caller hook polled with the deadline; non-zero aborts (e.g. query cancel) */
 	int			(*interrupt) (void *arg);
 	void	   *interrupt_arg;

@@ -514,6 +514,7 @@ vqd_diagnose(const char *source, const vqd_options *o, vqd_report *rep)
 	AVPacket   *pkt = NULL;
 	AVFrame    *frame = NULL;
 	const AVCodec *codec = NULL;
+	const AVInputFormat *ifmt = NULL;
 	int			vi = -1;
 	int			r;
 	int			connect_ms, read_ms;
@@ -573,7 +574,19 @@ vqd_diagnose(const char *source, const vqd_options *o, vqd_report *rep)
 					url ? "rtsp,rtsps,rtp,srtp,udp,tcp,tls,http,https,httpproxy,crypto,hls"
 					: "file,crypto", 0);
 	}
-	r = avformat_open_input(&fc, source, NULL, &opts);
+	if (o->input_format)
+	{
+		ifmt = av_find_input_format(o->input_format);
+		if (ifmt == NULL)
+		{
+			snprintf(s->stream_detail, sizeof(s->stream_detail), "no %s demuxer in this FFmpeg", o->input_format);
+			av_dict_free(&opts);
+			avformat_free_context(fc);
+			fc = NULL;
+			goto analyse;
+		}
+	}
+	r = avformat_open_input(&fc, source, ifmt, &opts);
 	av_dict_free(&opts);
 	if (r < 0)
 	{

@@ -8,6 +8,16 @@
 -- FOR UPDATE SKIP LOCKED, sample the stream with FFmpeg outside any
 -- transaction, and record each result here, raising and clearing alarms.
 
+-- What the inspector may open for a channel: an rtsp://, rtsps://, http://
+-- or https:// address with a host (credentials in the address are allowed),
+-- at most 2048 characters, without white space or control characters.  Never
+-- a server file or another FFmpeg protocol (file:, concat:, subfile:, pipe:,
+-- data: ...); the inspector refuses those again at open time
+-- (workers/inspect/inspector.c), for rows forced past this check.
+ALTER TABLE vms.channel ADD CONSTRAINT channel_stream_url_check
+    CHECK (length(stream_url) <= 2048
+           AND stream_url ~ '^(rtsps?|https?)://[^[:space:][:cntrl:]/?#][^[:space:][:cntrl:]]*$');
+
 CREATE TABLE vms.inspection_plan (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     name            text NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 100),
@@ -40,10 +50,14 @@ CREATE TABLE vms.inspection_run (
     done         integer NOT NULL DEFAULT 0,
     stream_ok    integer NOT NULL DEFAULT 0,
     image_ok     integer NOT NULL DEFAULT 0,
-    abnormal     integer NOT NULL DEFAULT 0
+    abnormal     integer NOT NULL DEFAULT 0,
+    failed       integer NOT NULL DEFAULT 0,
+    error        text
 );
 CREATE INDEX inspection_run_plan_idx ON vms.inspection_run (plan_id, started_at);
 COMMENT ON TABLE vms.inspection_run IS 'one round of a plan over its channels, with its counts';
+COMMENT ON COLUMN vms.inspection_run.failed IS 'tasks that failed without a result because the plan was not usable (see inspection_task.error)';
+COMMENT ON COLUMN vms.inspection_run.error IS 'why the round could not start (the plan''s scope or schedule is not usable); NULL when it started';
 
 CREATE TABLE vms.inspection_task (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -51,14 +65,16 @@ CREATE TABLE vms.inspection_task (
     plan_id      bigint NOT NULL,
     channel_code vms.gbcode NOT NULL,
     source       text,
-    state        text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'running', 'done')),
+    state        text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'running', 'done', 'failed')),
     worker       text,
     claimed_at   timestamptz,
-    finished_at  timestamptz
+    finished_at  timestamptz,
+    error        text
 );
 CREATE INDEX inspection_task_pending_idx ON vms.inspection_task (id) WHERE state = 'pending';
 CREATE INDEX inspection_task_run_idx ON vms.inspection_task (run_id);
 COMMENT ON TABLE vms.inspection_task IS 'a channel to inspect in a round; claimed by one inspector worker at a time';
+COMMENT ON COLUMN vms.inspection_task.error IS 'state failed: why the task could not be sampled (its plan''s settings are not usable)';
 
 CREATE TABLE vms.snapshot (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -202,6 +218,43 @@ END $$;
 COMMENT ON FUNCTION vms.inspection_scope_channels(jsonb) IS
     'channels of an inspection scope: regions (civil-code prefixes), catalog_nodes (subtrees), tags (subtrees), channels';
 
+-- Thresholds (a plan's, or a time window's): names the inspector knows,
+-- numbers in their range (extension/inspect/THRESHOLDS.md).
+CREATE FUNCTION vms._inspection_threshold_problem(name text, value double precision) RETURNS text
+    AS 'MODULE_PATHNAME', 'vms_inspection_threshold_problem' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION vms._inspection_threshold_problem(text, double precision) IS
+    'internal: NULL when the inspector takes this threshold value, else unknown or out of range';
+
+CREATE FUNCTION vms._inspection_check_thresholds(thresholds jsonb, place text) RETURNS void
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+DECLARE
+    k text;
+    v jsonb;
+    problem text;
+BEGIN
+    IF jsonb_typeof(thresholds) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION '% must be a JSON object', place USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'For example {"blur_min": 0.5}.';
+    END IF;
+    FOR k, v IN SELECT * FROM jsonb_each(thresholds) LOOP
+        IF jsonb_typeof(v) <> 'number' THEN
+            RAISE EXCEPTION 'threshold "%" in % must be a number', k, place USING ERRCODE = 'invalid_parameter_value',
+                DETAIL = format('The value given was %s.', v);
+        END IF;
+        problem := CASE WHEN abs(v::text::numeric) > 1e300 THEN 'out of range'
+                        ELSE vms._inspection_threshold_problem(k, v::text::float8) END;
+        IF problem = 'unknown' THEN
+            RAISE EXCEPTION 'unknown threshold "%" in %', k, place USING ERRCODE = 'invalid_parameter_value',
+                HINT = 'The thresholds are listed in extension/inspect/THRESHOLDS.md, for example "blur_min" or "noise_sigma_min".';
+        ELSIF problem IS NOT NULL THEN
+            RAISE EXCEPTION 'threshold "%" in % is out of range', k, place USING ERRCODE = 'invalid_parameter_value',
+                DETAIL = format('The value given was %s.', v);
+        END IF;
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION vms._inspection_check_thresholds(jsonb, text) IS
+    'internal: thresholds are an object of known threshold names to numbers in range (22023 naming the key otherwise)';
+
 CREATE FUNCTION vms._inspection_check_plan(p vms.inspection_plan) RETURNS void
     LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
 DECLARE
@@ -232,25 +285,27 @@ BEGIN
         IF w ? 'profile' AND w ->> 'profile' NOT IN ('strict', 'normal', 'loose') THEN
             RAISE EXCEPTION 'unknown profile "%" in a time window', w ->> 'profile' USING ERRCODE = 'invalid_parameter_value';
         END IF;
-        IF w ? 'thresholds' AND jsonb_typeof(w -> 'thresholds') <> 'object' THEN
-            RAISE EXCEPTION 'window thresholds must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
+        IF w ? 'thresholds' THEN
+            PERFORM vms._inspection_check_thresholds(w -> 'thresholds', format('the window from %s to %s', w ->> 'from', w ->> 'to'));
         END IF;
     END LOOP;
-    SELECT k INTO bad FROM jsonb_each(p.thresholds) e(k, v) WHERE jsonb_typeof(v) <> 'number' LIMIT 1;
-    IF bad IS NOT NULL THEN
-        RAISE EXCEPTION 'threshold "%" must be a number', bad USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM vms._inspection_check_thresholds(p.thresholds, 'the plan''s thresholds');
 END $$;
-COMMENT ON FUNCTION vms._inspection_check_plan(vms.inspection_plan) IS 'internal: a plan''s scope, schedule, checks and windows are valid';
+COMMENT ON FUNCTION vms._inspection_check_plan(vms.inspection_plan) IS 'internal: a plan''s scope, schedule, checks, windows and thresholds are valid';
 
+-- The scheduler's own updates (next_run_at) are not checked again: a plan
+-- forced past the check must fail its own round, not the scheduler's
+-- statement and so every plan's round.
 CREATE FUNCTION vms._inspection_plan_trigger() RETURNS trigger
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
-    PERFORM vms._inspection_check_plan(NEW);
+    IF TG_OP = 'INSERT' OR to_jsonb(NEW) - 'next_run_at' IS DISTINCT FROM to_jsonb(OLD) - 'next_run_at' THEN
+        PERFORM vms._inspection_check_plan(NEW);
+    END IF;
     PERFORM vms._wake_worker('inspector 1');
     RETURN NEW;
 END $$;
-COMMENT ON FUNCTION vms._inspection_plan_trigger() IS 'internal: validate a plan and wake the inspectors';
+COMMENT ON FUNCTION vms._inspection_plan_trigger() IS 'internal: validate a changed plan and wake the inspectors';
 CREATE TRIGGER inspection_plan_check BEFORE INSERT OR UPDATE ON vms.inspection_plan
     FOR EACH ROW EXECUTE FUNCTION vms._inspection_plan_trigger();
 
@@ -321,7 +376,10 @@ COMMENT ON FUNCTION vms._inspection_settings(vms.inspection_plan, timestamptz) I
     'internal: profile and thresholds of the time window in force, else the plan''s';
 
 -- Due plans become rounds: one task per channel in scope.  Returns the
--- number of tasks created.
+-- number of tasks created.  A plan whose round cannot start (its scope or
+-- schedule is not usable: forced past the plan check, or older than it)
+-- gets a finished round with the error, a WARNING in the server log, and
+-- its next try in an hour (or its own period); the other plans go on.
 CREATE FUNCTION vms._inspection_schedule() RETURNS integer
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
@@ -329,11 +387,13 @@ DECLARE
     rid bigint;
     n integer;
     total integer := 0;
+    why text;
 BEGIN
     FOR p IN SELECT * FROM vms.inspection_plan
               WHERE enabled AND next_run_at <= now() FOR UPDATE SKIP LOCKED LOOP
         -- a round still going is not started again
         CONTINUE WHEN EXISTS (SELECT 1 FROM vms.inspection_run r WHERE r.plan_id = p.id AND r.finished_at IS NULL);
+      BEGIN
         INSERT INTO vms.inspection_run (plan_id) VALUES (p.id) RETURNING id INTO rid;
         INSERT INTO vms.inspection_task (run_id, plan_id, channel_code, source)
         -- a channel without a stream URL whose device has a GB/T 28181 session is
@@ -350,14 +410,50 @@ BEGIN
                                   ELSE greatest(p.next_run_at + make_interval(secs => p.every_s), now()) END
          WHERE id = p.id;
         total := total + n;
+      EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS why = MESSAGE_TEXT;
+        INSERT INTO vms.inspection_run (plan_id, finished_at, error) VALUES (p.id, now(), why);
+        UPDATE vms.inspection_plan SET next_run_at = now() + make_interval(secs => coalesce(p.every_s, 3600))
+         WHERE id = p.id;
+        RAISE WARNING 'inspection plan "%" could not start a round: %', p.name, why
+            USING HINT = 'Correct the plan (vms.inspection_plan); the other plans are not affected.';
+      END;
     END LOOP;
     RETURN total;
 END $$;
 COMMENT ON FUNCTION vms._inspection_schedule() IS 'internal: start rounds of due plans (run by the inspector workers)';
 
+-- A task that cannot be sampled because its plan's settings are not usable:
+-- failed with the reason (the round counts it and may finish), and a
+-- WARNING in the server log.
+CREATE FUNCTION vms._inspection_task_fail(task bigint, why text) RETURNS void
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    t vms.inspection_task;
+BEGIN
+    UPDATE vms.inspection_task k SET state = 'failed', error = why, finished_at = now()
+     WHERE k.id = task AND k.state IN ('pending', 'running')
+    RETURNING * INTO t;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    UPDATE vms.inspection_run r
+       SET failed = r.failed + 1,
+           finished_at = CASE WHEN NOT EXISTS (SELECT 1 FROM vms.inspection_task k WHERE k.run_id = r.id
+                                                  AND k.state NOT IN ('done', 'failed')) THEN now() END
+     WHERE r.id = t.run_id;
+    RAISE WARNING 'inspection task % (channel %) failed: %', t.id, t.channel_code, why;
+END $$;
+COMMENT ON FUNCTION vms._inspection_task_fail(bigint, text) IS
+    'internal: a task whose plan is not usable fails alone, with its reason, counted in its round';
+
 -- A worker takes one task, within its plan's concurrency; the sampling
 -- options come with it.  Tasks left running by a worker that died are
--- taken again after the plan's timeout twice over.
+-- taken again after the plan's timeout twice over.  A task whose plan's
+-- settings in force are not usable (a threshold that is not a number, a
+-- window that does not parse: forced past the plan check) fails alone
+-- (vms._inspection_task_fail) and the next task is taken: one bad plan never
+-- stops the others.
 CREATE FUNCTION vms._inspection_claim(worker_name text)
     RETURNS TABLE (task_id bigint, channel_code text, source text, profile text, th_names text[], th_values float8[],
                    sample_seconds float8, sample_frames integer, timeout_ms integer, baseline bytea)
@@ -367,7 +463,11 @@ DECLARE
     t vms.inspection_task;
     p vms.inspection_plan;
     s record;
+    names text[];
+    vals float8[];
+    why text;
 BEGIN
+  LOOP
     SELECT * INTO t FROM vms.inspection_task k
      WHERE (k.state = 'pending'
             OR (k.state = 'running' AND k.claimed_at < now() - make_interval(secs => 2 * (
@@ -383,11 +483,22 @@ BEGIN
     UPDATE vms.inspection_task SET state = 'running', worker = worker_name, claimed_at = now()
      WHERE id = t.id;
     SELECT * INTO p FROM vms.inspection_plan WHERE id = t.plan_id;
-    s := vms._inspection_settings(p);
+    BEGIN
+        s := vms._inspection_settings(p);
+        IF s.profile IS NULL OR s.profile NOT IN ('strict', 'normal', 'loose') THEN
+            RAISE EXCEPTION 'unknown profile "%"', s.profile USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        PERFORM vms._inspection_check_thresholds(s.thresholds, 'the thresholds in force');
+        names := ARRAY(SELECT k FROM jsonb_object_keys(s.thresholds) k ORDER BY k);
+        vals := ARRAY(SELECT (s.thresholds ->> k)::float8 FROM jsonb_object_keys(s.thresholds) k ORDER BY k);
+        EXIT;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS why = MESSAGE_TEXT;
+        PERFORM vms._inspection_task_fail(t.id, format('plan "%s" is not usable: %s', p.name, why));
+    END;
+  END LOOP;
     RETURN QUERY
-    SELECT t.id, t.channel_code::text, t.source, s.profile,
-           ARRAY(SELECT k FROM jsonb_object_keys(s.thresholds) k ORDER BY k),
-           ARRAY(SELECT (s.thresholds ->> k)::float8 FROM jsonb_object_keys(s.thresholds) k ORDER BY k),
+    SELECT t.id, t.channel_code::text, t.source, s.profile, names, vals,
            p.sample_seconds::float8, p.sample_frames, p.timeout_ms,
            CASE WHEN 'scene_change' = ANY (p.checks) THEN
                 (SELECT sn.jpeg FROM vms.snapshot sn WHERE sn.channel_code = t.channel_code AND sn.is_baseline) END;
@@ -422,7 +533,7 @@ DECLARE
     c text;
 BEGIN
     SELECT * INTO t FROM vms.inspection_task WHERE id = task FOR UPDATE;
-    IF NOT FOUND OR t.state = 'done' THEN
+    IF NOT FOUND OR t.state IN ('done', 'failed') THEN
         RETURN NULL;
     END IF;
     SELECT * INTO p FROM vms.inspection_plan WHERE id = t.plan_id;
@@ -456,7 +567,7 @@ BEGIN
        SET done = r.done + 1, stream_ok = r.stream_ok + v_stream_ok::int, image_ok = r.image_ok + v_image_ok::int,
            abnormal = r.abnormal + (cardinality(bad) > 0)::int,
            finished_at = CASE WHEN NOT EXISTS (SELECT 1 FROM vms.inspection_task k WHERE k.run_id = r.id
-                                                  AND k.state <> 'done' AND k.id <> t.id) THEN now() END
+                                                  AND k.state NOT IN ('done', 'failed') AND k.id <> t.id) THEN now() END
      WHERE r.id = t.run_id;
     RETURN qid;
 END $$;
@@ -479,9 +590,10 @@ CREATE VIEW vms.inspection_run_rates AS
 SELECT r.id AS run_id, p.name AS plan, r.started_at, r.finished_at, r.channels, r.done,
        round(r.stream_ok::numeric / nullif(r.done, 0), 4) AS stream_success_rate,
        round(r.image_ok::numeric / nullif(r.done, 0), 4) AS image_rate,
-       r.abnormal
+       r.abnormal, r.failed, r.error
   FROM vms.inspection_run r JOIN vms.inspection_plan p ON p.id = r.plan_id;
-COMMENT ON VIEW vms.inspection_run_rates IS 'per round: 取流成功率 stream_success_rate and 出图率 image_rate over the channels done';
+COMMENT ON VIEW vms.inspection_run_rates IS
+    'per round: 取流成功率 stream_success_rate and 出图率 image_rate over the channels done; failed tasks and a round that could not start, with the error';
 
 CREATE VIEW vms.channel_latest_quality AS
 SELECT DISTINCT ON (q.channel_code) q.channel_code, q.at, q.stream_ok, q.image_ok, q.abnormal, q.snapshot_id

@@ -46,8 +46,16 @@
 PGDLLEXPORT void vms_inspector_main(Datum arg);
 
 /* limits */
-#define MAX_RTP_PACKETS 20000
+#define MAX_RTP_PACKETS 60000	/* below 65536: sequence numbers order them */
 #define MAX_RTP_PAYLOAD 65535	/* RFC 4571 allows this much over TCP */
+
+/*
+ * The most RTP payload kept for one GB/T 28181 sample.  A 30 s sample of an
+ * 8 Mbit/s stream fits; more (a device that floods, or a sample far longer
+ * than the analysis needs) ends the receiving, and the diagnosis uses what
+ * came so far.  Documented in README (Inspection, GB/T 28181 path).
+ */
+#define INSPECT_MEDIA_MAX_BYTES (32 * 1024 * 1024)
 #define MEDIA_RCVBUF (4 * 1024 * 1024)	/* socket receive buffer for media */
 #define MEDIA_PORT_TRIES 32		/* ports tried in vms.inspect_media_ports */
 #define RESULT_JSON_MAX (1 << 20)	/* a larger result is recorded as {} */
@@ -103,7 +111,45 @@ typedef struct Task
 	int			timeout_ms;
 	unsigned char *baseline;
 	size_t		baseline_len;
+	/* GB/T 28181 path: what the media socket received, for the result */
+	bool		media;
+	int64		rtp_packets;	/* accepted */
+	int64		rtp_bytes;		/* accepted payload */
+	int64		rtp_rejected;	/* wrong source address or SSRC, or not RTP */
+	bool		rtp_capped;		/* INSPECT_MEDIA_MAX_BYTES reached */
+	char		rtp_error[128]; /* the socket error that ended receiving */
 } Task;
+
+/*
+ * The sources the inspector opens: rtsp://, rtsps://, http:// and https://
+ * addresses with a host, without white space or control characters (the
+ * check on vms.channel.stream_url allows no others), and the GB/T 28181
+ * path ("gb28181:" tasks, sampled through the SIP worker).  Anything else —
+ * a server file, or another FFmpeg protocol such as file:, concat:,
+ * subfile:, pipe: or data: — is refused without being opened, even when a
+ * superuser forced it past the check; vqd_diagnose() then allows FFmpeg only
+ * network protocols for it (protocol_whitelist).
+ */
+static bool
+is_stream_url(const char *s)
+{
+	static const char *const schemes[] = {"rtsp://", "rtsps://", "http://", "https://"};
+
+	for (int i = 0; i < lengthof(schemes); i++)
+	{
+		size_t		n = strlen(schemes[i]);
+
+		if (strncmp(s, schemes[i], n) != 0)
+			continue;
+		if (s[n] == '\0' || s[n] == '/' || s[n] == '?' || s[n] == '#' || strlen(s) > 2048)
+			return false;
+		for (const unsigned char *p = (const unsigned char *) s; *p; p++)
+			if (*p <= ' ' || *p == 0x7f)
+				return false;
+		return true;
+	}
+	return false;
+}
 
 static bool
 claim(Task *t)
@@ -125,35 +171,50 @@ claim(Task *t)
 		Datum		v;
 		char	   *s;
 
+		/*
+		 * The claim is committed with what is decoded here: nothing below
+		 * may raise an ERROR over the row's contents, or the same task would
+		 * be claimed, and fail, again and again.  NULLs take defaults
+		 * (vms._inspection_claim already failed tasks of unusable plans).
+		 */
 		memset(t, 0, sizeof(*t));
 		t->id = DatumGetInt64(SPI_getbinval(tup, d, 1, &isnull));
-		t->channel = pstrdup(SPI_getvalue(tup, d, 2));
+		s = SPI_getvalue(tup, d, 2);
+		t->channel = pstrdup(s ? s : "?");
 		s = SPI_getvalue(tup, d, 3);
 		t->source = s ? pstrdup(s) : NULL;
-		t->profile = pstrdup(SPI_getvalue(tup, d, 4));
+		s = SPI_getvalue(tup, d, 4);
+		t->profile = pstrdup(s ? s : "normal");
 		v = SPI_getbinval(tup, d, 5, &isnull);
 		if (!isnull)
 		{
 			Datum	   *names,
-					   *vals;
+					   *vals = NULL;
+			bool	   *names_null,
+					   *vals_null = NULL;
 			int			n1,
-						n2;
+						n2 = 0;
 			Datum		v2 = SPI_getbinval(tup, d, 6, &isnull);
 
-			deconstruct_array(DatumGetArrayTypeP(v), TEXTOID, -1, false, TYPALIGN_INT, &names, NULL, &n1);
-			deconstruct_array(DatumGetArrayTypeP(v2), FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &vals, NULL, &n2);
-			t->nth = Min(n1, n2);
-			t->th_names = palloc(sizeof(char *) * (t->nth + 1));
-			t->th_values = palloc(sizeof(double) * (t->nth + 1));
-			for (int i = 0; i < t->nth; i++)
-			{
-				t->th_names[i] = TextDatumGetCString(names[i]);
-				t->th_values[i] = DatumGetFloat8(vals[i]);
-			}
+			deconstruct_array(DatumGetArrayTypeP(v), TEXTOID, -1, false, TYPALIGN_INT, &names, &names_null, &n1);
+			if (!isnull)
+				deconstruct_array(DatumGetArrayTypeP(v2), FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+								  &vals, &vals_null, &n2);
+			t->th_names = palloc(sizeof(char *) * (Min(n1, n2) + 1));
+			t->th_values = palloc(sizeof(double) * (Min(n1, n2) + 1));
+			for (int i = 0; i < Min(n1, n2); i++)
+				if (!names_null[i] && !vals_null[i])
+				{
+					t->th_names[t->nth] = TextDatumGetCString(names[i]);
+					t->th_values[t->nth++] = DatumGetFloat8(vals[i]);
+				}
 		}
-		t->seconds = DatumGetFloat8(SPI_getbinval(tup, d, 7, &isnull));
-		t->frames = DatumGetInt32(SPI_getbinval(tup, d, 8, &isnull));
-		t->timeout_ms = DatumGetInt32(SPI_getbinval(tup, d, 9, &isnull));
+		v = SPI_getbinval(tup, d, 7, &isnull);
+		t->seconds = isnull ? 2.0 : DatumGetFloat8(v);
+		v = SPI_getbinval(tup, d, 8, &isnull);
+		t->frames = isnull ? 50 : DatumGetInt32(v);
+		v = SPI_getbinval(tup, d, 9, &isnull);
+		t->timeout_ms = isnull ? 10000 : DatumGetInt32(v);
 		v = SPI_getbinval(tup, d, 10, &isnull);
 		if (!isnull)
 		{
@@ -193,7 +254,19 @@ result_json(SBuf *b, const Task *t, const vqd_report *rep)
 		sbuf_json_string(b, r->detail);
 		sbuf_append(b, "}", 1);
 	}
-	sbuf_puts(b, "}}");
+	sbuf_puts(b, "}");
+	if (t->media)
+	{
+		sbuf_printf(b, ",\"rtp\":{\"packets\":" INT64_FORMAT ",\"bytes\":" INT64_FORMAT ",\"rejected\":" INT64_FORMAT
+					",\"capped\":%s", t->rtp_packets, t->rtp_bytes, t->rtp_rejected, t->rtp_capped ? "true" : "false");
+		if (t->rtp_error[0])
+		{
+			sbuf_puts(b, ",\"error\":");
+			sbuf_json_string(b, t->rtp_error);
+		}
+		sbuf_puts(b, "}");
+	}
+	sbuf_puts(b, "}");
 }
 
 
@@ -233,31 +306,58 @@ close_media(void)
 	media_conn = media_fd = -1;
 }
 
-/* one RTP packet's payload into the list (false: not RTP) */
-static bool
-add_rtp(RtpPacket *pk, int *npk, const unsigned char *buf, ssize_t n)
+/*
+ * One RTP packet from the expected source into the list, if it carries the
+ * SSRC the INVITE asked for; anything else is counted as rejected.  Stops
+ * taking packets (and sets rtp_capped) at INSPECT_MEDIA_MAX_BYTES.
+ */
+static void
+add_rtp(Task *t, RtpPacket *pk, int *npk, const unsigned char *buf, ssize_t n, uint32 ssrc)
 {
 	int			hdr;
 
-	if (n < 12 || (buf[0] >> 6) != 2 || *npk >= MAX_RTP_PACKETS)
-		return false;
+	if (n < 12 || (buf[0] >> 6) != 2 ||
+		(((uint32) buf[8] << 24) | ((uint32) buf[9] << 16) | ((uint32) buf[10] << 8) | buf[11]) != ssrc)
+	{
+		t->rtp_rejected++;
+		return;
+	}
 	hdr = 12 + 4 * (buf[0] & 0x0f);
 	if (buf[0] & 0x10)			/* header extension */
 	{
 		if (n < hdr + 4)
-			return false;
+		{
+			t->rtp_rejected++;
+			return;
+		}
 		hdr += 4 + 4 * ((buf[hdr + 2] << 8) | buf[hdr + 3]);
 	}
 	if (buf[0] & 0x20)			/* padding: its length is the last byte */
 		n -= buf[n - 1];
 	if (n <= hdr || n - hdr > MAX_RTP_PAYLOAD)
-		return false;
+	{
+		t->rtp_rejected++;
+		return;
+	}
+	if (*npk >= MAX_RTP_PACKETS || t->rtp_bytes + (n - hdr) > INSPECT_MEDIA_MAX_BYTES)
+	{
+		t->rtp_capped = true;
+		return;
+	}
 	pk[*npk].seq = (uint16) ((buf[2] << 8) | buf[3]);
 	pk[*npk].len = (uint16) (n - hdr);
 	pk[*npk].data = palloc(n - hdr);
 	memcpy(pk[*npk].data, buf + hdr, n - hdr);
 	(*npk)++;
-	return true;
+	t->rtp_packets++;
+	t->rtp_bytes += n - hdr;
+}
+
+/* a socket error that will not go away by waiting */
+static bool
+hard_error(int e)
+{
+	return e != EAGAIN && e != EWOULDBLOCK && e != EINTR;
 }
 
 /* a short transaction: one SQL statement with text arguments, returning one text value */
@@ -305,6 +405,12 @@ stream_failed(vqd_report *rep, const char *fmt,...)
  * vms.inspect_media_ports, have the SIP worker INVITE the channel to it,
  * receive RTP for the sample length (reordered by sequence number), BYE,
  * and diagnose the program stream the payloads make up.
+ *
+ * Only RTP from the device's registered address (vms.device_session) with
+ * the SSRC of the INVITE's y= line is taken; over TCP, connections from
+ * other addresses are closed.  At most INSPECT_MEDIA_MAX_BYTES of payload
+ * are kept.  A socket error that waiting cannot cure ends the receiving at
+ * once.  What arrived is reported in the result's sample (rtp).
  */
 static void
 sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
@@ -315,10 +421,13 @@ sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
 	unsigned char *stream = NULL;
 	size_t		stream_len = 0;
 	struct sockaddr_in addr;
+	struct in_addr expected_ip;
+	uint32		ssrc = 0;
 	int			port = 0;
 	int			span = Max(1, vms_inspect_media_port_max - vms_inspect_media_port_min + 1);
 	char	   *rid,
-			   *state = NULL;
+			   *state = NULL,
+			   *expect;
 	RtpPacket  *pk;
 	int			npk = 0;
 	TimestampTz start = GetCurrentTimestamp(),
@@ -326,8 +435,9 @@ sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
 				last = 0;
 	char		path[MAXPGPATH];
 	FILE	   *f;
-	int			rcvbuf = MEDIA_RCVBUF;
+	int			rcvbuf = 4 * 1024 * 1024;
 
+	t->media = true;
 	if (fd < 0)
 	{
 		stream_failed(rep, "no socket for media: %m");
@@ -345,13 +455,13 @@ sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
 	memset(&addr, 0, sizeof(addr));
 	addr.sin_family = AF_INET;
 	inet_pton(AF_INET, vms_inspect_media_ip, &addr.sin_addr);
-	for (int k = 0; k < MEDIA_PORT_TRIES && port == 0; k++)
+	for (int k = 0; k < 32 && port == 0; k++)
 	{
 		int			p = vms_inspect_media_port_min +
 			(int) (((uint64) MyProcPid * 7919 + (uint64) k * 104729 + (uint64) t->id) % (uint64) span);
 
 		addr.sin_port = htons(p);
-		if (bind(fd, (struct sockaddr *) &addr, sizeof(addr)) == 0 && (!tcp || listen(fd, 1) == 0))
+		if (bind(fd, (struct sockaddr *) &addr, sizeof(addr)) == 0 && (!tcp || listen(fd, 4) == 0))
 			port = p;
 	}
 	if (port == 0)
@@ -369,7 +479,7 @@ sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
 		/* a refused request (bad address setting, channel gone) fails this task only */
 		PG_TRY();
 		{
-			rid = sql_value(SQL_INVITE, 4, args);
+			rid = sql_value("SELECT vms.sip_invite($1::vms.gbcode, $2, $3::int, $4)", 4, args);
 		}
 		PG_CATCH();
 		{
@@ -383,20 +493,50 @@ sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
 	}
 	while (rid && GetCurrentTimestamp() < TimestampTzPlusMilliseconds(start, t->timeout_ms))
 	{
-		state = sql_value(SQL_REQUEST_STATE, 1, (const char **) &rid);
+		state = sql_value("SELECT state || ':' || coalesce(error, '') FROM vms.sip_request WHERE id = $1::bigint",
+						  1, (const char **) &rid);
 		if (state && strncmp(state, "queued", 6) != 0 && strncmp(state, "sent", 4) != 0)
 			break;
 		CHECK_FOR_INTERRUPTS();
-		pg_usleep(INVITE_POLL_MS * 1000L);
+		pg_usleep(50000L);
 	}
 	if (rid == NULL || state == NULL || strncmp(state, "done", 4) != 0)
 	{
 		close_media();
 		/* an INVITE that is still on its way must not leave a stream running */
 		if (rid && state && strncmp(state, "failed", 6) != 0 && strncmp(state, "timeout", 7) != 0)
-			(void) sql_value(SQL_BYE, 1, (const char **) &rid);
+			(void) sql_value("SELECT vms.sip_bye($1::bigint)", 1, (const char **) &rid);
 		stream_failed(rep, "INVITE failed: %s", state ? state : "no answer from the SIP worker");
 		return;
+	}
+
+	/* whom to listen to: the SSRC we offered (y=), the device's registered address */
+	expect = sql_value("SELECT coalesce(r.result ->> 'ssrc', r.progress ->> 'ssrc') || ' ' || host(s.address) "
+					   "FROM vms.sip_request r JOIN vms.device_session s ON s.device_code = r.device_code "
+					   "WHERE r.id = $1::bigint", 1, (const char **) &rid);
+	{
+		char		ip[64] = "";
+		unsigned long long v = 0;
+		int			used = 0;
+		bool		ok;
+
+		/* "<up to 10 digits> <IPv4 address>" */
+		ok = expect != NULL && sscanf(expect, "%10llu %n", &v, &used) == 1 && used > 0 &&
+			v <= PG_UINT32_MAX && strlen(expect + used) < sizeof(ip);
+		if (ok)
+		{
+			strlcpy(ip, expect + used, sizeof(ip));
+			ok = inet_pton(AF_INET, ip, &expected_ip) == 1;
+		}
+		if (!ok)
+		{
+			close_media();
+			(void) sql_value("SELECT vms.sip_bye($1::bigint)", 1, (const char **) &rid);
+			stream_failed(rep, "no SSRC or no registered IPv4 address to take media from (%s)",
+						  expect ? expect : "no session");
+			return;
+		}
+		ssrc = (uint32) v;
 	}
 
 	/* receive: the sample length after the first packet, within the timeout */
@@ -406,29 +546,73 @@ sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
 		struct pollfd pfd = {fd, POLLIN, 0};
 		unsigned char buf[65536];
 		TimestampTz now = GetCurrentTimestamp();
+		int64		before = t->rtp_packets;
 		ssize_t		n;
+		int			ready;
 
 		CHECK_FOR_INTERRUPTS();
 		if (now >= TimestampTzPlusMilliseconds(start, t->timeout_ms) ||
-			(first && now >= TimestampTzPlusMilliseconds(first, (int64) (t->seconds * 1000) + SAMPLE_GRACE_MS)) ||
-			(last && now >= TimestampTzPlusMilliseconds(last, MEDIA_SILENCE_MS)) || npk >= MAX_RTP_PACKETS)
+			(first && now >= TimestampTzPlusMilliseconds(first, (int64) (t->seconds * 1000) + 500)) ||
+			(last && now >= TimestampTzPlusMilliseconds(last, 3000)) || t->rtp_capped)
 			break;
 		if (conn >= 0)
 			pfd.fd = conn;
-		if (poll(&pfd, 1, MEDIA_POLL_MS) <= 0)
+		ready = poll(&pfd, 1, 100);
+		if (ready < 0 && hard_error(errno))
+		{
+			snprintf(t->rtp_error, sizeof(t->rtp_error), "poll: %m");
+			break;
+		}
+		if (ready <= 0)
 			continue;
+		if (pfd.revents & POLLNVAL)
+		{
+			snprintf(t->rtp_error, sizeof(t->rtp_error), "media socket closed");
+			break;
+		}
 		if (tcp && conn < 0)
 		{
-			/* the device connects to us (setup:passive) */
-			conn = accept(fd, NULL, NULL);
-			media_conn = conn;
+			/* the device connects to us (setup:passive); no one else may */
+			struct sockaddr_in from;
+			socklen_t	fromlen = sizeof(from);
+			int			c = accept(fd, (struct sockaddr *) &from, &fromlen);
+
+			if (c < 0)
+			{
+				if (errno == ECONNABORTED || errno == EPROTO || errno == ENETDOWN || errno == EHOSTUNREACH ||
+					errno == ENOPROTOOPT || errno == ENONET || errno == ENETUNREACH || !hard_error(errno))
+					continue;	/* that connection is gone, not the socket (accept(2)) */
+				snprintf(t->rtp_error, sizeof(t->rtp_error), "accept: %m");
+				break;
+			}
+			if (from.sin_family != AF_INET || from.sin_addr.s_addr != expected_ip.s_addr)
+			{
+				close(c);
+				t->rtp_rejected++;
+				continue;
+			}
+			conn = media_conn = c;
 			continue;
 		}
 		if (!tcp)
 		{
-			n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-			if (!add_rtp(pk, &npk, buf, n))
+			struct sockaddr_in from;
+			socklen_t	fromlen = sizeof(from);
+
+			n = recvfrom(fd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *) &from, &fromlen);
+			if (n < 0)
+			{
+				if (!hard_error(errno) || errno == ECONNREFUSED)
+					continue;	/* nothing yet, or an ICMP error about an earlier send */
+				snprintf(t->rtp_error, sizeof(t->rtp_error), "recv: %m");
+				break;
+			}
+			if (from.sin_family != AF_INET || from.sin_addr.s_addr != expected_ip.s_addr)
+			{
+				t->rtp_rejected++;
 				continue;
+			}
+			add_rtp(t, pk, &npk, buf, n, ssrc);
 		}
 		else
 		{
@@ -439,7 +623,12 @@ sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
 			if (n == 0)
 				break;			/* the device hung up */
 			if (n < 0)
-				continue;
+			{
+				if (!hard_error(errno))
+					continue;
+				snprintf(t->rtp_error, sizeof(t->rtp_error), "recv: %m");
+				break;
+			}
 			stream = stream ? repalloc(stream, stream_len + n) : palloc(n);
 			memcpy(stream + stream_len, buf, n);
 			stream_len += n;
@@ -449,29 +638,35 @@ sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
 
 				if (stream_len - used < 2 + len)
 					break;
-				add_rtp(pk, &npk, stream + used + 2, (ssize_t) len);
+				add_rtp(t, pk, &npk, stream + used + 2, (ssize_t) len, ssrc);
 				used += 2 + len;
 			}
 			memmove(stream, stream + used, stream_len - used);
 			stream_len -= used;
-			if (npk == 0)
-				continue;
 		}
+		if (t->rtp_packets == before)
+			continue;			/* nothing taken: the clocks do not start */
 		if (!first)
 			first = now;
 		last = now;
 	}
 	close_media();
-	(void) sql_value(SQL_BYE, 1, (const char **) &rid);
+	(void) sql_value("SELECT vms.sip_bye($1::bigint)", 1, (const char **) &rid);
 
 	if (npk == 0)
 	{
-		stream_failed(rep, "INVITE answered but no RTP arrived within %d ms", t->timeout_ms);
+		if (t->rtp_error[0])
+			stream_failed(rep, "media receiving failed: %s", t->rtp_error);
+		else if (t->rtp_rejected > 0)
+			stream_failed(rep, "INVITE answered but no RTP from the device within %d ms (" INT64_FORMAT
+						  " packets from other sources or with another SSRC ignored)", t->timeout_ms, t->rtp_rejected);
+		else
+			stream_failed(rep, "INVITE answered but no RTP arrived within %d ms", t->timeout_ms);
 		return;
 	}
 	{
 		/* order by sequence number counted from a little before the first arrival (wraps at 65536) */
-		uint16		origin = (uint16) (pk[0].seq - RTP_ORDER_LEAD);
+		uint16		origin = (uint16) (pk[0].seq - 1000);
 
 		qsort_arg(pk, npk, sizeof(RtpPacket), rtp_order, &origin);
 	}
@@ -493,6 +688,8 @@ sample_gb28181(Task *t, const char *channel, vqd_options *o, vqd_report *rep)
 		if (i == 0 || pk[i].seq != pk[i - 1].seq)	/* duplicates once */
 			fwrite(pk[i].data, 1, pk[i].len, f);
 	fclose(f);
+	/* what the device sent is demuxed as a program stream and nothing else */
+	o->input_format = "mpeg";
 	vqd_diagnose(path, o, rep);
 	unlink(path);
 	if (rep->nresults > 0)
@@ -533,6 +730,15 @@ inspect(Task *t)
 		stream_failed(&rep, "the channel has no stream URL");	/* nothing to open */
 	else if (strncmp(t->source, "gb28181:", 8) == 0)
 		sample_gb28181(t, t->source + 8, &o, &rep);
+	else if (!is_stream_url(t->source))
+	{
+		/* never opened: see is_stream_url */
+		stream_failed(&rep, "refused: the stream URL is not an rtsp://, rtsps://, http:// or https:// address");
+		ereport(WARNING,
+				(errmsg("vms inspector: refused to open the stream URL of channel %s", t->channel),
+				 errdetail("Only rtsp://, rtsps://, http:// and https:// addresses are sampled; task %lld.",
+						   (long long) t->id)));
+	}
 	else
 		vqd_diagnose(t->source, &o, &rep);
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -620,4 +826,27 @@ vms_inspector_main(Datum arg)
 	loop_cxt = AllocSetContextCreate(vms_worker_cxt, "vms inspector loop", ALLOCSET_DEFAULT_SIZES);
 	vms_worker_set_state(slot, "running");
 	vms_worker_run_rounds(slot, loop_cxt, "vms inspector", one_round, after_error);
+}
+
+/*
+ * vms._inspection_threshold_problem(name text, value float8) → text: NULL
+ * when the inspector takes this threshold, else "unknown" or "out of range"
+ * (the plan check names the key; THRESHOLDS.md lists the thresholds).
+ */
+PG_FUNCTION_INFO_V1(vms_inspection_threshold_problem);
+Datum
+vms_inspection_threshold_problem(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	double		value = PG_GETARG_FLOAT8(1);
+	vqd_thresholds th;
+	int			r;
+
+	vqd_profile_load("normal", &th);
+	r = vqd_threshold_set(&th, name, value);
+	if (r == -1)
+		PG_RETURN_TEXT_P(cstring_to_text("unknown"));
+	if (r != 0)
+		PG_RETURN_TEXT_P(cstring_to_text("out of range"));
+	PG_RETURN_NULL();
 }
