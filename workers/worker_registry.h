@@ -17,7 +17,7 @@
 
 #define VMS_MAX_WORKERS 16
 #define VMS_WORKER_NAME 32
-#define VMS_COUNTERS 8
+#define VMS_COUNTERS 16
 #define VMS_WORKER_STATE 128	/* room for "waiting for ALTER EXTENSION vms UPDATE (installed ..., library ...)" */
 
 typedef struct VmsWorkerSlot

@@ -13,11 +13,31 @@
 #include <string.h>
 
 #include <libxml/parser.h>
+#include <libxml/dict.h>
 #include <libxml/tree.h>
 
 #define MANSCDP_MAX_TEXT 4096
+/*
+ * The parser context is reused between bodies (its buffers and name
+ * dictionary are what make a keepalive cheap), but every new element name
+ * stays in the dictionary, and libxml2 refuses new names once it holds 10
+ * MB: bodies full of made-up names would end all parsing.  Past this many
+ * names the context is replaced.
+ */
+#define MANSCDP_DICT_NAMES 50000
 
 static xmlParserCtxtPtr ctxt = NULL;
+
+/* after a body: the context goes when its dictionary is full of names (freed with its documents) */
+static void
+retire_context(bool retire)
+{
+	if (retire && ctxt)
+	{
+		xmlFreeParserCtxt(ctxt);
+		ctxt = NULL;
+	}
+}
 
 static void
 quiet_errors(void *ctx, const char *msg,...)
@@ -42,44 +62,7 @@ init_once(void)
 bool
 manscdp_is_utf8(const char *s, size_t len)
 {
-	const unsigned char *p = (const unsigned char *) s;
-	size_t		i = 0;
-
-	while (i < len)
-	{
-		unsigned char c = p[i];
-		int			n;
-
-		if (c < 0x80)
-		{
-			i++;
-			continue;
-		}
-		if (c >= 0xC2 && c <= 0xDF)
-			n = 1;
-		else if (c >= 0xE0 && c <= 0xEF)
-			n = 2;
-		else if (c >= 0xF0 && c <= 0xF4)
-			n = 3;
-		else
-			return false;
-		if (i + n >= len)
-			return false;
-		for (int k = 1; k <= n; k++)
-			if ((p[i + k] & 0xC0) != 0x80)
-				return false;
-		/* overlong and surrogate forms */
-		if (c == 0xE0 && p[i + 1] < 0xA0)
-			return false;
-		if (c == 0xED && p[i + 1] > 0x9F)
-			return false;
-		if (c == 0xF0 && p[i + 1] < 0x90)
-			return false;
-		if (c == 0xF4 && p[i + 1] > 0x8F)
-			return false;
-		i += n + 1;
-	}
-	return true;
+	return text_is_utf8(s, len);
 }
 
 /* "<!" starts only comments and CDATA in MANSCDP; DOCTYPE/ENTITY are refused */
@@ -284,6 +267,7 @@ manscdp_parse(const char *body, size_t len, size_t limit, Manscdp *m)
 	xmlNode    *root;
 	ManscdpStatus st;
 	char		num[24];
+	bool		retire_ctxt = false;
 	int			options = XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOCDATA;
 
 	memset(m, 0, sizeof(*m));
@@ -305,12 +289,19 @@ manscdp_parse(const char *body, size_t len, size_t limit, Manscdp *m)
 		doc = xmlCtxtReadMemory(ctxt, body, (int) len, "manscdp.xml", NULL, options | XML_PARSE_IGNORE_ENC);
 	else
 		doc = xmlCtxtReadMemory(ctxt, body, (int) len, "manscdp.xml", m->encoding, options);
+	/* a body that failed may have filled the dictionary all the same */
+	if (ctxt->dict && xmlDictSize(ctxt->dict) > MANSCDP_DICT_NAMES)
+		retire_ctxt = true;
 	if (doc == NULL)
+	{
+		retire_context(retire_ctxt);
 		return MANSCDP_MALFORMED;
+	}
 	root = xmlDocGetRootElement(doc);
 	if (root == NULL)
 	{
 		xmlFreeDoc(doc);
+		retire_context(retire_ctxt);
 		return MANSCDP_MALFORMED;
 	}
 	copy_trimmed(m->root, sizeof(m->root), (const char *) root->name);
@@ -334,6 +325,7 @@ manscdp_parse(const char *body, size_t len, size_t limit, Manscdp *m)
 	else
 		st = object_json(&m->json, root, 0, m, true);
 	xmlFreeDoc(doc);
+	retire_context(retire_ctxt);
 	if (st == MANSCDP_OK && m->json.overflow)
 		st = MANSCDP_TOO_LARGE;
 	if (st == MANSCDP_OK && m->cmd_type[0] == '\0')

@@ -3,7 +3,9 @@
  */
 #include "sip_digest.h"
 
+#include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -39,49 +41,92 @@ to_hex(const unsigned char *in, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
+static unsigned long nonce_seq = 0;
+
 static void
-nonce_mac(unsigned long stamp, char out[33])
+nonce_mac(unsigned long stamp, unsigned long seq, const char *bind, char out[33])
 {
 	unsigned char mac[EVP_MAX_MD_SIZE];
 	unsigned int maclen = 0;
-	char		msg[24];
+	char		msg[512];
 
-	snprintf(msg, sizeof(msg), "%08lx", stamp);
+	snprintf(msg, sizeof(msg), "%08lx:%08lx:%s", stamp, seq, bind ? bind : "");
 	HMAC(EVP_sha256(), secret, sizeof(secret), (unsigned char *) msg, strlen(msg), mac, &maclen);
 	to_hex(mac, 16, out);
 }
 
+/* a new nonce for a challenge to `bind` (device code, transport, address): time, sequence, HMAC */
 void
-digest_make_nonce(time_t now, char out[DIGEST_NONCE_LEN + 1])
+digest_make_nonce(time_t now, const char *bind, char out[DIGEST_NONCE_LEN + 1])
 {
 	char		mac[33];
+	unsigned long stamp = (unsigned long) now & 0xffffffffUL;
+	unsigned long seq;
 
-	nonce_mac((unsigned long) now & 0xffffffffUL, mac);
-	snprintf(out, DIGEST_NONCE_LEN + 1, "%08lx%s", (unsigned long) now & 0xffffffffUL, mac);
+	nonce_seq = (nonce_seq + 1) & 0xffffffffUL;
+	if (nonce_seq == 0)
+		nonce_seq = 1;
+	seq = nonce_seq;
+	nonce_mac(stamp, seq, bind, mac);
+	snprintf(out, DIGEST_NONCE_LEN + 1, "%08lx%08lx%s", stamp, seq, mac);
 }
 
-NonceCheck
-digest_check_nonce(const char *nonce, time_t now, int max_age_s)
+static bool
+hex8(const char *s, unsigned long *out)
 {
-	char		stamp_hex[9];
-	char		mac[33];
-	unsigned long stamp;
+	char		buf[9];
 	char	   *end;
 
-	if (nonce == NULL || strlen(nonce) != DIGEST_NONCE_LEN)
+	for (int i = 0; i < 8; i++)
+		if (!isxdigit((unsigned char) s[i]))
+			return false;
+	memcpy(buf, s, 8);
+	buf[8] = '\0';
+	*out = strtoul(buf, &end, 16);
+	return *end == '\0';
+}
+
+/*
+ * A nonce of ours, made for this binding and not too old; *seq receives its
+ * sequence number.  Someone else's nonce (another device, address or
+ * transport, or a previous worker) is NONCE_BAD.
+ */
+NonceCheck
+digest_check_nonce(const char *nonce, const char *bind, time_t now, int max_age_s, unsigned long *seq)
+{
+	char		mac[33];
+	unsigned long stamp;
+	long		age;
+
+	if (nonce == NULL || strlen(nonce) != DIGEST_NONCE_LEN || !hex8(nonce, &stamp) || !hex8(nonce + 8, seq))
 		return NONCE_BAD;
-	memcpy(stamp_hex, nonce, 8);
-	stamp_hex[8] = '\0';
-	stamp = strtoul(stamp_hex, &end, 16);
-	if (*end != '\0')
+	nonce_mac(stamp, *seq, bind, mac);
+	if (CRYPTO_memcmp(mac, nonce + 16, 32) != 0)
 		return NONCE_BAD;
-	nonce_mac(stamp, mac);
-	if (CRYPTO_memcmp(mac, nonce + 8, 32) != 0)
-		return NONCE_BAD;
-	if ((long) (((unsigned long) now & 0xffffffffUL) - stamp) > max_age_s ||
-		(long) (((unsigned long) now & 0xffffffffUL) - stamp) < -5)
+	age = (long) (((unsigned long) now & 0xffffffffUL) - stamp);
+	if (age > max_age_s || age < -5)
 		return NONCE_STALE;
 	return NONCE_OK;
+}
+
+/* nc: exactly 8 hex digits (RFC 7616), not zero */
+bool
+digest_parse_nc(const char *nc, unsigned long *out)
+{
+	char		b[16];
+	size_t		n;
+
+	if (nc == NULL)
+		return false;
+	n = strlen(nc);
+	if (n == 10 && nc[0] == '"' && nc[9] == '"')
+	{
+		memcpy(b, nc + 1, 8);
+		b[8] = '\0';
+		nc = b;
+		n = 8;
+	}
+	return n == 8 && hex8(nc, out) && *out > 0;
 }
 
 bool

@@ -12,13 +12,21 @@
 
 #include "pgtime.h"
 #include "utils/datetime.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "manscdp.h"
 #include "sip_digest.h"
 #include "sip_worker.h"
+#include "../worker_tx.h"
 
 #define NONCE_MAX_AGE_S 300
+
+/* what the message being handled holds outside PostgreSQL's memory, freed even after an error */
+static SipIn cur_in;
+static Manscdp cur_m;
+static bool cur_m_live = false;
+static MemoryContext msg_cxt = NULL;
 
 /* a To tag stable across retransmissions of one request */
 static void
@@ -69,24 +77,72 @@ remember_peer(Dev *d, const Peer *peer, const SipIn *in)
 		d->has_peer = true;
 		sip_mark_dirty(d);
 	}
-	if (in->user_agent[0] && strncmp(d->user_agent, in->user_agent, sizeof(d->user_agent) - 1) != 0)
+	if (in->user_agent[0])
 	{
-		strlcpy(d->user_agent, in->user_agent, sizeof(d->user_agent));
-		sip_mark_dirty(d);
+		/* valid UTF-8 already (sip_parse); cut at a character boundary to fit */
+		char		ua[sizeof(d->user_agent)];
+		size_t		n = text_utf8_clip(in->user_agent, strlen(in->user_agent), sizeof(ua) - 1);
+
+		memcpy(ua, in->user_agent, n);
+		ua[n] = '\0';
+		if (strcmp(d->user_agent, ua) != 0)
+		{
+			strlcpy(d->user_agent, ua, sizeof(d->user_agent));
+			sip_mark_dirty(d);
+		}
 	}
 }
 
+/*
+ * The message came the way the device registered: from the same UDP
+ * address and port, or over its TCP connection.
+ */
+bool
+sip_peer_is_device(const Dev *d, const Peer *peer)
+{
+	if (d == NULL || !d->has_peer || d->peer.transport != peer->transport)
+		return false;
+	if (peer->transport == TRANSPORT_TCP)
+		return d->peer.conn == peer->conn && d->peer.conn_gen == peer->conn_gen;
+	return d->peer.port == peer->port && strcmp(d->peer.ip, peer->ip) == 0;
+}
+
+/* a device's message from elsewhere: counted and logged (the caller answers 403 where it can) */
+void
+sip_wrong_source(const Dev *d, const char *what, const Peer *peer)
+{
+	sip_counters[C_WRONG_SOURCE]++;
+	if (d->has_peer)
+		sip_log_limited(LOG_SOURCE, "%s for %s from %s %s:%d refused: the device is registered over %s from %s:%d",
+						what, d->code, peer->transport == TRANSPORT_TCP ? "TCP" : "UDP", peer->ip, peer->port,
+						d->peer.transport == TRANSPORT_TCP ? "TCP" : "UDP", d->peer.ip, d->peer.port);
+	else
+		sip_log_limited(LOG_SOURCE, "%s for %s from %s %s:%d refused: the device has no current registration",
+						what, d->code, peer->transport == TRANSPORT_TCP ? "TCP" : "UDP", peer->ip, peer->port);
+}
+
+/* what a nonce is bound to: the device and the address and transport the challenge went to */
 static void
-challenge(const SipIn *in, const Peer *peer, bool stale)
+nonce_binding(const Dev *d, const Peer *peer, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s|%s|%s|%d", d->code, peer->transport == TRANSPORT_TCP ? "TCP" : "UDP", peer->ip, peer->port);
+}
+
+static void
+challenge(const Dev *d, const SipIn *in, const Peer *peer, bool stale)
 {
 	char		nonce[DIGEST_NONCE_LEN + 1];
-	char		hdr[512];
+	char		bind[128];
+	char		hdr[600];
+	const char *qop = d->no_qop ? "" : ", qop=\"auth\"";
 
-	digest_make_nonce((time_t) (sip_epoch(sip_now)), nonce);
+	nonce_binding(d, peer, bind, sizeof(bind));
+	digest_make_nonce((time_t) (sip_epoch(sip_now)), bind, nonce);
 	snprintf(hdr, sizeof(hdr),
-			 "WWW-Authenticate: Digest realm=\"%s\", nonce=\"%s\", algorithm=MD5%s\r\n"
-			 "WWW-Authenticate: Digest realm=\"%s\", nonce=\"%s\", algorithm=SHA-256%s\r\n",
-			 sip_realm(), nonce, stale ? ", stale=TRUE" : "", sip_realm(), nonce, stale ? ", stale=TRUE" : "");
+			 "WWW-Authenticate: Digest realm=\"%s\", nonce=\"%s\", algorithm=MD5%s%s\r\n"
+			 "WWW-Authenticate: Digest realm=\"%s\", nonce=\"%s\", algorithm=SHA-256%s%s\r\n",
+			 sip_realm(), nonce, qop, stale ? ", stale=TRUE" : "",
+			 sip_realm(), nonce, qop, stale ? ", stale=TRUE" : "");
 	sip_answer(in, peer, 401, "Unauthorized", hdr);
 }
 
@@ -132,6 +188,10 @@ handle_register(const SipIn *in, const Peer *peer)
 	const char *ha1;
 	char		default_ha1[65];
 	NonceCheck	nc;
+	char		bind[128];
+	unsigned long seq = 0,
+				count = 0;
+	bool		has_qop;
 	char		extra[256];
 	int			granted;
 
@@ -166,7 +226,7 @@ handle_register(const SipIn *in, const Peer *peer)
 	}
 	if (osip_message_get_authorization(in->msg, 0, &auth) < 0 || auth == NULL)
 	{
-		challenge(in, peer, false);
+		challenge(d, in, peer, false);
 		return;
 	}
 
@@ -205,11 +265,31 @@ handle_register(const SipIn *in, const Peer *peer)
 		auth_failed(d, in, peer, "digest username is not the device code");
 		return;
 	}
-	nc = digest_check_nonce(unquote(auth->nonce, b1, sizeof(b1)), (time_t) sip_epoch(sip_now), NONCE_MAX_AGE_S);
+	/* the digest covers the Request-URI it names: it must be this request's */
+	if (in->req_uri[0] == '\0' || strcmp(unquote(auth->uri, b1, sizeof(b1)), in->req_uri) != 0)
+	{
+		auth_failed(d, in, peer, "digest uri is not the Request-URI");
+		return;
+	}
+	nonce_binding(d, peer, bind, sizeof(bind));
+	nc = digest_check_nonce(unquote(auth->nonce, b1, sizeof(b1)), bind, (time_t) sip_epoch(sip_now),
+							NONCE_MAX_AGE_S, &seq);
 	if (nc != NONCE_OK)
 	{
-		/* an old or foreign nonce is not a wrong password: challenge again */
-		challenge(in, peer, nc == NONCE_STALE);
+		/* an old nonce, or one made for another device or address, is not a wrong password: challenge again */
+		challenge(d, in, peer, nc == NONCE_STALE);
+		return;
+	}
+	has_qop = auth->message_qop && unquote(auth->message_qop, b2, sizeof(b2))[0];
+	if (has_qop && (strcasecmp(b2, "auth") != 0 || !digest_parse_nc(auth->nonce_count, &count) ||
+					auth->cnonce == NULL))
+	{
+		auth_failed(d, in, peer, "digest qop is not auth with an 8-hex-digit nc and a cnonce");
+		return;
+	}
+	if (!has_qop && !d->no_qop)
+	{
+		auth_failed(d, in, peer, "digest without qop=auth (device_session.digest_qop is on for this device)");
 		return;
 	}
 	if (!digest_verify(alg, ha1, auth->nonce, auth->nonce_count, auth->cnonce, auth->message_qop,
@@ -218,6 +298,17 @@ handle_register(const SipIn *in, const Peer *peer)
 		auth_failed(d, in, peer, "wrong password");
 		return;
 	}
+	/* each (nonce, nc) once: an older nonce, or this one without a higher nc, is a replay */
+	if (seq < d->nonce_seq || (seq == d->nonce_seq && (!has_qop || count <= d->nonce_nc)))
+	{
+		sip_counters[C_REPLAYED]++;
+		sip_log_limited(LOG_AUTH, "REGISTER from %s (%s:%d) refused: nonce %s with nc %s was used before",
+						d->code, peer->ip, peer->port, b1, has_qop ? auth->nonce_count : "(none)");
+		challenge(d, in, peer, true);
+		return;
+	}
+	d->nonce_seq = (uint32) seq;
+	d->nonce_nc = has_qop ? (uint32) count : PG_UINT32_MAX;
 	if (d->auth_failures != 0)
 	{
 		d->auth_failures = 0;
@@ -272,16 +363,11 @@ handle_register(const SipIn *in, const Peer *peer)
 	sip_answer(in, peer, 200, "OK", extra);
 }
 
+/* a keepalive from a registered device over its registered transport */
 static void
 handle_keepalive(const SipIn *in, const Peer *peer, Dev *d)
 {
 	sip_counters[C_KEEPALIVES]++;
-	if (d == NULL || !d->in_ledger || !d->registered || d->expires_at <= sip_now)
-	{
-		/* not registered (or expired): 403 makes devices register again */
-		sip_answer(in, peer, 403, "Not Registered", NULL);
-		return;
-	}
 	if (!d->online)
 	{
 		if (!vms_sip_keepalive_revives)
@@ -342,50 +428,64 @@ device_report(Dev *d, Manscdp *m)
 	return false;
 }
 
+/*
+ * MESSAGE and NOTIFY: only from a registered device, over the transport
+ * and from the address of its registration (or its TCP connection); the
+ * body is parsed only then.  Anything else is 403: an unregistered device
+ * registers again, a message from elsewhere is counted and logged.
+ */
 static void
 handle_manscdp(const SipIn *in, const Peer *peer, bool is_notify)
 {
-	Manscdp		m;
 	ManscdpStatus st;
-	Dev		   *d;
+	Dev		   *d = sip_device(in->from_user, true);
 
+	if (d == NULL || !d->in_ledger || !d->registered || d->expires_at <= sip_now)
+	{
+		/* not registered (or expired): 403 makes devices register again */
+		sip_answer(in, peer, 403, "Not Registered", NULL);
+		return;
+	}
+	if (!sip_peer_is_device(d, peer))
+	{
+		sip_wrong_source(d, in->method, peer);
+		sip_answer(in, peer, 403, "Forbidden (not the registered source)", NULL);
+		return;
+	}
 	if (in->body_len == 0)
 	{
 		sip_answer(in, peer, 400, "Missing Body", NULL);
 		return;
 	}
-	st = manscdp_parse(in->body, in->body_len, (size_t) vms_sip_max_message, &m);
+	cur_m_live = true;
+	st = manscdp_parse(in->body, in->body_len, (size_t) vms_sip_max_message, &cur_m);
 	if (st != MANSCDP_OK)
 	{
 		sip_counters[C_PARSE_ERRORS]++;
 		sip_log_limited(LOG_PARSE, "%s from %s (%s:%d): %s", in->method, in->from_user, peer->ip, peer->port,
 						manscdp_status_text(st));
 		sip_answer(in, peer, 400, st == MANSCDP_TOO_LARGE ? "Body Too Large" : "Bad MANSCDP Body", NULL);
-		manscdp_free(&m);
-		return;
 	}
-	d = sip_device(in->from_user, true);
-	if (strcmp(m.root, "Notify") == 0 && strcmp(m.cmd_type, "Keepalive") == 0)
+	else if (strcmp(cur_m.root, "Notify") == 0 && strcmp(cur_m.cmd_type, "Keepalive") == 0)
 		handle_keepalive(in, peer, d);
-	else if (d == NULL || !d->in_ledger || !d->registered)
-		sip_answer(in, peer, 403, "Not Registered", NULL);
-	else if (strcmp(m.root, "Response") == 0)
+	else if (strcmp(cur_m.root, "Response") == 0)
 	{
 		/* answers to our queries; unsolicited ones are acknowledged and ignored */
 		remember_peer(d, peer, in);
-		sip_requests_manscdp(d, in->from_user, &m);
+		sip_requests_manscdp(d, in->from_user, &cur_m);
 		sip_answer(in, peer, 200, "OK", NULL);
 	}
-	else if (strcmp(m.root, "Notify") == 0)
+	else if (strcmp(cur_m.root, "Notify") == 0)
 	{
 		if (is_notify)
-			sip_requests_notify(in, d, &m);
-		device_report(d, &m);
+			sip_requests_notify(in, d, &cur_m);
+		device_report(d, &cur_m);
 		sip_answer(in, peer, 200, "OK", NULL);
 	}
 	else
 		sip_answer(in, peer, 200, "OK", NULL);
-	manscdp_free(&m);
+	manscdp_free(&cur_m);
+	cur_m_live = false;
 }
 
 /* the request is for this platform: Request-URI user and From domain */
@@ -406,63 +506,105 @@ our_domain(const SipIn *in)
 	return true;
 }
 
-void
-sip_handle(const char *buf, size_t len, const Peer *peer)
+static void
+handle_one(const char *buf, size_t len, const Peer *peer)
 {
-	SipIn		in;
-	SipParseStatus st = sip_parse(buf, len, (size_t) vms_sip_max_message, &in);
+	SipIn	   *in = &cur_in;
+	SipParseStatus st = sip_parse(buf, len, (size_t) vms_sip_max_message, in);
 
 	if (st != SIPP_OK)
 	{
 		sip_counters[C_PARSE_ERRORS]++;
-		sip_log_limited(LOG_PARSE, "dropped a message from %s:%d: %s", peer->ip, peer->port, in.why);
+		sip_log_limited(LOG_PARSE, "dropped a message from %s:%d: %s", peer->ip, peer->port, in->why);
 		/* missing headers may still leave enough to address a 400 */
-		if (st == SIPP_MISSING_HEADER && sip_answerable(&in))
-			sip_answer(&in, peer, 400, "Bad Request", NULL);
-		sip_in_free(&in);
+		if (st == SIPP_MISSING_HEADER && sip_answerable(in))
+			sip_answer(in, peer, 400, "Bad Request", NULL);
 		return;
 	}
-	if (!in.is_request)
+	if (in->user_agent_refused)
+		sip_log_limited(LOG_PARSE, "User-Agent from %s:%d left out: neither UTF-8 nor GB18030", peer->ip, peer->port);
+	if (!in->is_request)
 	{
-		sip_requests_response(&in);
-		sip_in_free(&in);
+		sip_requests_response(in, peer);
 		return;
 	}
-	if (strcmp(in.method, "ACK") == 0)
-	{
-		sip_in_free(&in);
+	if (strcmp(in->method, "ACK") == 0)
 		return;
-	}
-	if (!sip_is_gbcode(in.from_user))
+	if (!sip_is_gbcode(in->from_user))
 	{
 		sip_counters[C_PARSE_ERRORS]++;
 		sip_log_limited(LOG_DOMAIN, "%s from %s:%d refused: \"%s\" is not a 20-digit code",
-						in.method, peer->ip, peer->port, in.from_user);
-		sip_answer(&in, peer, 403, "Invalid Device ID", NULL);
+						in->method, peer->ip, peer->port, in->from_user);
+		sip_answer(in, peer, 403, "Invalid Device ID", NULL);
 	}
-	else if (!our_domain(&in))
+	else if (!our_domain(in))
 	{
 		sip_log_limited(LOG_DOMAIN, "%s from %s (%s:%d) refused: addressed to another domain (%s@%s)",
-						in.method, in.from_user, peer->ip, peer->port, in.uri_user, in.uri_host);
-		sip_answer(&in, peer, 403, "Wrong Domain", NULL);
+						in->method, in->from_user, peer->ip, peer->port, in->uri_user, in->uri_host);
+		sip_answer(in, peer, 403, "Wrong Domain", NULL);
 	}
-	else if (strcmp(in.method, "REGISTER") == 0)
-		handle_register(&in, peer);
-	else if (strcmp(in.method, "MESSAGE") == 0)
-		handle_manscdp(&in, peer, false);
-	else if (strcmp(in.method, "NOTIFY") == 0)
-		handle_manscdp(&in, peer, true);
-	else if (strcmp(in.method, "BYE") == 0)
+	else if (strcmp(in->method, "REGISTER") == 0)
+		handle_register(in, peer);
+	else if (strcmp(in->method, "MESSAGE") == 0)
+		handle_manscdp(in, peer, false);
+	else if (strcmp(in->method, "NOTIFY") == 0)
+		handle_manscdp(in, peer, true);
+	else if (strcmp(in->method, "BYE") == 0)
 	{
-		/* the device ended a media session */
-		if (sip_requests_bye_from_device(in.call_id))
-			sip_answer(&in, peer, 200, "OK", NULL);
-		else
-			sip_answer(&in, peer, 481, "Call/Transaction Does Not Exist", NULL);
+		/* the device ended a media session: only the dialog's own device may */
+		switch (sip_requests_bye_from_device(in->call_id, peer))
+		{
+			case 1:
+				sip_answer(in, peer, 200, "OK", NULL);
+				break;
+			case -1:
+				sip_answer(in, peer, 403, "Forbidden (not the registered source)", NULL);
+				break;
+			default:
+				sip_answer(in, peer, 481, "Call/Transaction Does Not Exist", NULL);
+		}
 	}
-	else if (strcmp(in.method, "OPTIONS") == 0)
-		sip_answer(&in, peer, 200, "OK", "Allow: REGISTER, MESSAGE, NOTIFY, SUBSCRIBE, OPTIONS\r\n");
+	else if (strcmp(in->method, "OPTIONS") == 0)
+		sip_answer(in, peer, 200, "OK", "Allow: REGISTER, MESSAGE, NOTIFY, SUBSCRIBE, OPTIONS\r\n");
 	else
-		sip_answer(&in, peer, 501, "Not Implemented", NULL);
-	sip_in_free(&in);
+		sip_answer(in, peer, 501, "Not Implemented", NULL);
+}
+
+/*
+ * One message, in a memory context of its own that is emptied afterwards.
+ * An error while handling it (a failed lookup, say) ends only this
+ * message: what libosip2 and libxml2 allocated for it is freed, any
+ * transaction is rolled back, the sender gets a 500 where it can be
+ * answered, and the next message is handled as usual.
+ */
+void
+sip_handle(const char *buf, size_t len, const Peer *peer)
+{
+	MemoryContext caller = CurrentMemoryContext;
+
+	if (msg_cxt == NULL)
+		msg_cxt = AllocSetContextCreate(TopMemoryContext, "vms sip message", ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(msg_cxt);
+	PG_TRY();
+	{
+		handle_one(buf, len, peer);
+	}
+	PG_CATCH();
+	{
+		char	   *why = vms_worker_take_error(msg_cxt);
+
+		sip_counters[C_HANDLER_ERRORS]++;
+		sip_log_limited(LOG_OTHER, "a message from %s:%d failed: %s", peer->ip, peer->port, why);
+		if (cur_in.msg && cur_in.is_request && cur_in.method && strcmp(cur_in.method, "ACK") != 0)
+			sip_answer(&cur_in, peer, 500, "Server Internal Error", NULL);
+	}
+	PG_END_TRY();
+	if (cur_m_live)
+	{
+		manscdp_free(&cur_m);
+		cur_m_live = false;
+	}
+	sip_in_free(&cur_in);
+	MemoryContextSwitchTo(caller);
+	MemoryContextReset(msg_cxt);
 }

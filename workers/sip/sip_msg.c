@@ -6,6 +6,9 @@
  * message claiming a huge body or cut short is refused rather than read
  * past its end.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE				/* dladdr() */
+#endif
 #include "sip_msg.h"
 
 #include <ctype.h>
@@ -15,30 +18,53 @@
 #include <string.h>
 #include <strings.h>
 
-void
-sip_msg_init(void)
+/*
+ * libosip2's parser_init(), which must run before any parsing.  The
+ * postgres executable exports a parser_init() of its own (its SQL parser)
+ * that would win a plain symbol lookup, so the function is taken from the
+ * very library that holds osip_message_parse: dladdr() names that file,
+ * dlopen(RTLD_NOLOAD) returns the handle of the loaded copy, dlsym() finds
+ * parser_init in it, and dladdr() confirms the result lies in the same
+ * library.  Anything else is an error: false, with the reason in err.
+ */
+bool
+sip_msg_init(char *err, size_t errlen)
 {
 	static bool done = false;
+	Dl_info		lib_info,
+				init_info;
+	void	   *lib;
+	int			(*osip_parser_init) (void);
 
-	if (!done)
+	if (done)
+		return true;
+	if (dladdr((void *) osip_message_parse, &lib_info) == 0 || lib_info.dli_fname == NULL)
 	{
-		/*
-		 * The postgres executable exports a parser_init() of its own, which
-		 * would win the symbol lookup: take libosip2's from the library.
-		 */
-		int			(*osip_parser_init) (void) = NULL;
-		void	   *lib = dlopen("libosipparser2.so.15", RTLD_LAZY | RTLD_NOLOAD);
-
-		if (lib)
-			osip_parser_init = (int (*) (void)) dlsym(lib, "parser_init");
-		if (osip_parser_init == NULL)
-			osip_parser_init = parser_init;
-		osip_parser_init();
-		/* libosip2 prints its own errors to stderr: the worker reports them itself */
-		for (int level = 0; level < END_TRACE_LEVEL; level++)
-			osip_trace_disable_level((osip_trace_level_t) level);
-		done = true;
+		snprintf(err, errlen, "dladdr() found no library holding osip_message_parse");
+		return false;
 	}
+	lib = dlopen(lib_info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+	if (lib == NULL)
+	{
+		snprintf(err, errlen, "dlopen(\"%s\", RTLD_NOLOAD) failed: %s", lib_info.dli_fname, dlerror());
+		return false;
+	}
+	osip_parser_init = (int (*) (void)) dlsym(lib, "parser_init");
+	if (osip_parser_init == NULL ||
+		dladdr((void *) osip_parser_init, &init_info) == 0 || init_info.dli_fbase != lib_info.dli_fbase)
+	{
+		snprintf(err, errlen, "no parser_init in %s, the library of osip_message_parse", lib_info.dli_fname);
+		dlclose(lib);
+		return false;
+	}
+	/* the library stays loaded: it is linked in; this only drops NOLOAD's reference */
+	dlclose(lib);
+	osip_parser_init();
+	/* libosip2 prints its own errors to stderr: the worker reports them itself */
+	for (int level = 0; level < END_TRACE_LEVEL; level++)
+		osip_trace_disable_level((osip_trace_level_t) level);
+	done = true;
+	return true;
 }
 
 bool
@@ -61,16 +87,24 @@ copy_bounded(char *dst, size_t dstlen, const char *src)
 	snprintf(dst, dstlen, "%s", src);
 }
 
-/* end of the header block: offset of the body, or 0 when not (yet) there */
+/*
+ * End of the header block: offset of the body, or 0 when not (yet) there.
+ * The first empty line ends it, whether lines end in CRLF or (leniently)
+ * LF alone: on a TCP connection the buffer may already hold the next
+ * message, and only the earliest terminator belongs to this one.
+ */
 static size_t
 header_end(const char *buf, size_t len)
 {
-	for (size_t i = 0; i + 3 < len; i++)
-		if (buf[i] == '\r' && buf[i + 1] == '\n' && buf[i + 2] == '\r' && buf[i + 3] == '\n')
-			return i + 4;
 	for (size_t i = 0; i + 1 < len; i++)
-		if (buf[i] == '\n' && buf[i + 1] == '\n')
+	{
+		if (buf[i] != '\n')
+			continue;
+		if (buf[i + 1] == '\n')
 			return i + 2;
+		if (buf[i + 1] == '\r' && i + 2 < len && buf[i + 2] == '\n')
+			return i + 3;
+	}
 	return 0;
 }
 
@@ -141,6 +175,35 @@ sip_frame_length(const char *buf, size_t len, size_t limit)
 	if (h + (size_t) cl > len)
 		return 0;
 	return (long) (h + cl);
+}
+
+/*
+ * The next message on a stream (TCP): CR/LF keep-alive pings (RFC 5626)
+ * before it are counted in *skip; then as sip_frame_length().
+ */
+long
+sip_stream_next(const char *buf, size_t len, size_t limit, size_t *skip)
+{
+	size_t		k = 0;
+
+	while (k < len && (buf[k] == '\r' || buf[k] == '\n'))
+		k++;
+	*skip = k;
+	return sip_frame_length(buf + k, len - k, limit);
+}
+
+/*
+ * A GB/T 28181 SSRC (10 digits): 0 for live video, digits 4-8 of the
+ * 10-digit domain code, a four-digit sequence.  False when the realm is
+ * not a 10-digit domain code.
+ */
+bool
+sip_ssrc(const char *realm, unsigned int seq, char out[11])
+{
+	if (realm == NULL || strlen(realm) != 10 || strspn(realm, "0123456789") != 10)
+		return false;
+	snprintf(out, 11, "0%.5s%04u", realm + 3, seq % 10000);
+	return true;
 }
 
 /* "REGISTER sip:..." or "SIP/2.0 200 OK": a token of letters, then a space */
@@ -254,6 +317,16 @@ sip_parse(const char *buf, size_t len, size_t limit, SipIn *in)
 		copy_bounded(in->to_tag, sizeof(in->to_tag), tag->gvalue);
 	if (in->is_request)
 	{
+		/* the Request-URI as sent, for the digest uri check */
+		const char *sp = memchr(buf, ' ', h);
+		const char *eol = sp ? memchr(sp + 1, '\n', h - (size_t) (sp + 1 - buf)) : NULL;
+		const char *sp2 = NULL;
+
+		for (const char *q = sp ? sp + 1 : NULL; q && q < (eol ? eol : buf + h); q++)
+			if (*q == ' ')
+				sp2 = q;
+		if (sp && sp2 && (size_t) (sp2 - sp - 1) < sizeof(in->req_uri))
+			snprintf(in->req_uri, sizeof(in->req_uri), "%.*s", (int) (sp2 - sp - 1), sp + 1);
 		copy_bounded(in->uri_user, sizeof(in->uri_user), in->msg->req_uri->username);
 		copy_bounded(in->uri_host, sizeof(in->uri_host), in->msg->req_uri->host);
 	}
@@ -275,7 +348,14 @@ sip_parse(const char *buf, size_t len, size_t limit, SipIn *in)
 	if (in->event[0] == '\0')
 		header_value(in->msg, "o", in->event, sizeof(in->event));
 	in->event[strcspn(in->event, "; \t")] = '\0';
-	header_value(in->msg, "user-agent", in->user_agent, sizeof(in->user_agent));
+	{
+		osip_header_t *ua = NULL;
+
+		/* device text: UTF-8 (converted from GB18030 if need be), else left out */
+		if (osip_message_header_get_byname(in->msg, "user-agent", 0, &ua) >= 0 && ua && ua->hvalue &&
+			!text_to_utf8(ua->hvalue, strlen(ua->hvalue), in->user_agent, sizeof(in->user_agent)))
+			in->user_agent_refused = true;
+	}
 	if (in->msg->content_type && in->msg->content_type->type)
 		snprintf(in->content_type, sizeof(in->content_type), "%s/%s", in->msg->content_type->type,
 				 in->msg->content_type->subtype ? in->msg->content_type->subtype : "");

@@ -40,7 +40,9 @@ typedef struct SipIn
 	char		uri_host[64];
 	long		expires;		/* Expires header, else Contact ;expires=, else -1 */
 	char		event[64];		/* Event header without parameters */
-	char		user_agent[96];
+	char		user_agent[96];	/* UTF-8, cut at a character boundary */
+	bool		user_agent_refused; /* neither UTF-8 nor GB18030: left out */
+	char		req_uri[256];	/* Request-URI as sent; empty when longer */
 	char		content_type[64];
 	const char *raw;			/* the message, in the caller's buffer */
 	size_t		raw_hlen;		/* its header block, up to the blank line */
@@ -49,8 +51,10 @@ typedef struct SipIn
 	char		why[96];		/* what was wrong, for logs and reason phrases */
 } SipIn;
 
-extern void sip_msg_init(void);
+extern bool sip_msg_init(char *err, size_t errlen);
 extern long sip_frame_length(const char *buf, size_t len, size_t limit);
+extern long sip_stream_next(const char *buf, size_t len, size_t limit, size_t *skip);
+extern bool sip_ssrc(const char *realm, unsigned int seq, char out[11]);
 extern SipParseStatus sip_parse(const char *buf, size_t len, size_t limit, SipIn *in);
 extern void sip_in_free(SipIn *in);
 extern bool sip_answerable(const SipIn *in);

@@ -551,7 +551,7 @@ start_invite(int64 id, Dev *d, const char *channel, const char *ip, int port, bo
 {
 	char		call_id[64];
 	char		tag[20];
-	char		ssrc[16];
+	char		ssrc[11];
 	char	   *sdp;
 	char	   *extra;
 
@@ -560,7 +560,13 @@ start_invite(int64 id, Dev *d, const char *channel, const char *ip, int port, bo
 		fail_request(id, "failed", "not a channel code");
 		return;
 	}
-	snprintf(ssrc, sizeof(ssrc), "0%.5s%04u", sip_realm() + 3, next_ssrc++ % 10000);
+	if (!sip_ssrc(sip_realm(), next_ssrc++, ssrc))
+	{
+		fail_request(id, "failed",
+					 psprintf("the realm \"%s\" is not a 10-digit domain code, which a GB/T 28181 SSRC is built from; "
+							  "set vms.sip_realm (or vms.sip_id) accordingly", sip_realm()));
+		return;
+	}
 	random_hex(call_id, 24);
 	random_hex(tag, 10);
 	/* over TCP (RFC 4571) the platform listens and the device connects */
@@ -675,17 +681,29 @@ start_bye(int64 id, Dev *d, const char *call_id)
 	dlg->used = false;
 }
 
-/* a device ended a media session itself: forget it; false if unknown */
-bool
-sip_requests_bye_from_device(const char *call_id)
+/*
+ * A device ended a media session itself: forget it (1).  0 if the dialog is
+ * unknown; -1 if the BYE did not come from the dialog's device as
+ * registered (counted and logged, the dialog stays).
+ */
+int
+sip_requests_bye_from_device(const char *call_id, const Peer *peer)
 {
 	for (int i = 0; i < MAX_DIALOGS; i++)
 		if (dialogs[i].used && strcmp(dialogs[i].call_id, call_id) == 0)
 		{
+			Dev		   *d = sip_device(dialogs[i].dev, false);
+
+			if (d == NULL || !sip_peer_is_device(d, peer))
+			{
+				if (d)
+					sip_wrong_source(d, "BYE", peer);
+				return -1;
+			}
 			dialogs[i].used = false;
-			return true;
+			return 1;
 		}
-	return false;
+	return 0;
 }
 
 /* media sessions nobody ended: BYE after ten minutes */
@@ -782,10 +800,17 @@ answer_expires(const SipIn *in, long fallback)
 	return in->expires >= 0 ? in->expires : fallback;
 }
 
+/*
+ * An answer to one of our requests.  Only the device the request went to,
+ * as registered now (address, port and transport, or its TCP connection),
+ * can answer it; an answer from anywhere else is counted, logged and
+ * ignored (a response cannot be answered with a 403).
+ */
 bool
-sip_requests_response(const SipIn *in)
+sip_requests_response(const SipIn *in, const Peer *peer)
 {
 	OutTx	   *tx = NULL;
+	Dev		   *d;
 
 	for (int i = 0; i < MAX_TX; i++)
 		if (txs[i].used && txs[i].cseq == in->cseq && strcmp(txs[i].call_id, in->call_id) == 0)
@@ -799,9 +824,22 @@ sip_requests_response(const SipIn *in)
 		if (in->status >= 200 && in->status < 300 && strcmp(in->cseq_method, "INVITE") == 0)
 			for (int i = 0; i < MAX_DIALOGS; i++)
 				if (dialogs[i].used && strcmp(dialogs[i].call_id, in->call_id) == 0)
-					send_ack(sip_device(dialogs[i].dev, false), dialogs[i].channel, dialogs[i].from_tag,
-							 dialogs[i].to_tag, dialogs[i].call_id, 1, NULL);
+				{
+					d = sip_device(dialogs[i].dev, false);
+					if (d && sip_peer_is_device(d, peer))
+						send_ack(d, dialogs[i].channel, dialogs[i].from_tag,
+								 dialogs[i].to_tag, dialogs[i].call_id, 1, NULL);
+					else if (d)
+						sip_wrong_source(d, "a response", peer);
+				}
 		return false;			/* a late retransmission of an answer */
+	}
+	d = sip_device(tx->dev, false);
+	if (d == NULL || !sip_peer_is_device(d, peer))
+	{
+		if (d)
+			sip_wrong_source(d, "a response", peer);
+		return false;
 	}
 	if (in->status < 200)
 	{

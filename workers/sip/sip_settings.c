@@ -29,6 +29,7 @@ int			vms_sip_restart_grace = 180;
 int			vms_sip_catalog_timeout = 120;
 int			vms_sip_page_timeout = 5;
 int			vms_sip_flush_interval = 1000;
+int			vms_sip_max_batch = 262144;
 
 static const struct config_enum_entry unknown_options[] = {
 	{"reject", UNKNOWN_REJECT, false},
@@ -106,4 +107,7 @@ vms_sip_define_settings(void)
 							&vms_sip_page_timeout, 5, 1, 600, PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 	DefineCustomIntVariable("vms.sip_flush_interval", "How often the SIP worker writes session changes, in one transaction.", NULL,
 							&vms_sip_flush_interval, 1000, 50, 60000, PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("vms.sip_max_batch", "Most device events the SIP worker keeps waiting for a write, and most sessions written at once.",
+							"Past it (the database unreachable for long), new events are dropped and counted (batch_dropped); sessions wait for the next write.",
+							&vms_sip_max_batch, 262144, 16, 1048576, PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL, NULL);
 }

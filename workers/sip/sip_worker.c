@@ -31,6 +31,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -52,7 +53,6 @@ PGDLLEXPORT void vms_sip_main(Datum arg);
 #define LOOP_MAX_WAIT_MS 100	/* the longest the loop sleeps between looks at the network */
 #define TICK_MS 1000			/* keepalive deadlines, request timers, idle connections */
 #define CLAIM_MS 2000			/* queued requests from SQL are claimed at least this often */
-#define DEVICE_RELOAD_MS 60000	/* the device cache is refreshed from the ledger */
 #define PUBLISH_MS 100			/* counters copied to vms.worker_status */
 #define ERROR_PAUSE_MS 1000		/* after a failed round, the next flush waits this long */
 
@@ -88,7 +88,7 @@ static Dev **dirty;
 static int	n_dirty,
 			dirty_cap;
 static SBuf events;				/* JSON objects, comma-separated */
-static SBuf flips;
+static int	n_events;
 typedef struct DbOp
 {
 	char		function[48];
@@ -222,6 +222,9 @@ load_row(HeapTuple t, TupleDesc d)
 	}
 	dev->in_ledger = true;
 	dev->negative_until = 0;
+	/* column 17: device_session.digest_qop (NULL: no session row yet, qop offered) */
+	v = SPI_getbinval(t, d, 17, &isnull);
+	dev->no_qop = !isnull && !DatumGetBool(v);
 	v = SPI_getbinval(t, d, 9, &isnull);
 	dev->ka_interval = isnull ? 0 : DatumGetInt32(v);
 	v = SPI_getbinval(t, d, 10, &isnull);
@@ -242,34 +245,113 @@ load_row(HeapTuple t, TupleDesc d)
 	}
 }
 
-static TimestampTz cred_seen_at;	/* newest credential change loaded */
-
 #define MAX_UNKNOWN 50000		/* codes not in the ledger kept in memory */
 #define MAX_LOOKUPS_PER_S 200	/* ledger lookups of codes not in memory */
 static int	n_unknown = 0;
 static int	lookups = 0;
 static TimestampTz lookup_window = 0;
 
+/* every device of the ledger, at start */
 static void
-load_devices(bool all)
+load_devices(void)
 {
 	Oid			types[1] = {TIMESTAMPTZOID};
 	Datum		values[1];
-	int			rc;
 
-	values[0] = TimestampTzGetDatum(all ? DT_NOBEGIN : cred_seen_at);
+	values[0] = TimestampTzGetDatum(DT_NOBEGIN);
 	begin_tx("vms sip: loading devices");
-	rc = SPI_execute_with_args("SELECT * FROM vms._sip_devices($1)", 1, types, values, NULL, true, 0);
-	if (rc != SPI_OK_SELECT)
+	if (SPI_execute_with_args("SELECT * FROM vms._sip_devices($1)", 1, types, values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "vms sip: could not load devices");
 	for (uint64 i = 0; i < SPI_processed; i++)
+		load_row(SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
+	end_tx();
+}
+
+/* a device deleted from the ledger: it authenticates no more and is not online */
+static void
+forget_device(const char *code)
+{
+	Dev		   *d = hash_search(sip_devices, code, HASH_FIND, NULL);
+
+	if (d == NULL || !d->in_ledger)
+		return;
+	if (d->online)
+		sip_counters[C_ONLINE]--;
+	d->online = false;
+	d->flip_pending = false;
+	d->registered = false;
+	d->in_ledger = false;
+	d->has_cred = false;
+	d->has_peer = false;
+	d->negative_until = TimestampTzPlusMilliseconds(sip_now, 10000);
+	ereport(LOG, (errmsg("vms sip: device %s was deleted from the ledger; its session ends", code)));
+}
+
+/*
+ * Devices whose credential, device row or session settings changed: the
+ * triggers queue their codes in vms.sip_device_change at commit and wake
+ * the worker.  The worker takes the queue (DELETE ... RETURNING: exactly
+ * the rows its snapshot sees, so a change that commits later stays queued
+ * for the next time, whatever the order its transaction started in), then
+ * reloads those devices in a later statement, which sees at least as much.
+ * A code with no device row any more is a deleted device.
+ */
+static void
+load_changed_devices(void)
+{
+	Datum		codes;
+	bool		isnull;
+	Oid			types[1] = {TEXTARRAYOID};
+	Datum		values[1];
+	HTAB	   *present;
+	HASHCTL		ctl;
+
+	begin_tx("vms sip: loading changed devices");
+	if (SPI_execute("SELECT array_agg(c) FROM vms._sip_take_device_changes() c", false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "vms sip: could not take device changes");
+	codes = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
 	{
-		bool		isnull;
-		Datum		at = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 16, &isnull);
+		end_tx();
+		return;
+	}
+	values[0] = codes;
+	/* read-write: a snapshot newer than the one that took the queue */
+	if (SPI_execute_with_args("SELECT d.* FROM unnest($1::text[]) c(code) "
+							  "CROSS JOIN LATERAL vms._sip_devices('-infinity', c.code) d",
+							  1, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "vms sip: could not load changed devices");
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = 21;
+	ctl.entrysize = 21;
+	ctl.hcxt = CurrentMemoryContext;
+	present = hash_create("vms sip changed devices", 64, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		char	   *code = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
 
 		load_row(SPI_tuptable->vals[i], SPI_tuptable->tupdesc);
-		if (!isnull && DatumGetTimestampTz(at) > cred_seen_at)
-			cred_seen_at = DatumGetTimestampTz(at);
+		if (code && strlen(code) == 20)
+			hash_search(present, code, HASH_ENTER, NULL);
+	}
+	{
+		ArrayType  *arr = DatumGetArrayTypeP(codes);
+		Datum	   *elems;
+		bool	   *nulls;
+		int			n;
+
+		deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+		for (int i = 0; i < n; i++)
+		{
+			char	   *code;
+
+			if (nulls[i])
+				continue;
+			code = TextDatumGetCString(elems[i]);
+			if (strlen(code) == 20 && hash_search(present, code, HASH_FIND, NULL) == NULL)
+				forget_device(code);
+		}
 	}
 	end_tx();
 }
@@ -346,20 +428,52 @@ sip_mark_dirty(Dev *d)
 	d->dirty = true;
 }
 
+/* how many bytes of events wait for a flush at most (vms.sip_max_batch); beyond it they are dropped */
+static size_t
+batch_limit(void)
+{
+	return (size_t) vms_sip_max_batch * 1024;
+}
+
+/*
+ * A transition for vms.device_event.  Each goes in whole or not at all:
+ * when vms.sip_max_batch of them wait for a flush (the database has been
+ * unreachable for long), new ones are dropped and counted, and the flush
+ * never sees a cut document.
+ */
 void
 sip_event(Dev *d, const char *event, const char *cause)
 {
-	if (events.len > 0)
-		sbuf_append(&events, ",", 1);
-	sbuf_printf(&events, "{\"d\":\"%s\",\"at\":%.3f,\"ev\":\"%s\",\"c\":", d->code, sip_epoch(sip_now), event);
-	sbuf_json_string(&events, cause);
+	SBuf		one;
+
+	sbuf_init(&one, 8192);
+	sbuf_printf(&one, "{\"d\":\"%s\",\"at\":%.3f,\"ev\":\"%s\",\"c\":", d->code, sip_epoch(sip_now), event);
+	sbuf_json_string(&one, cause);
 	if (d->has_peer)
-		sbuf_printf(&events, ",\"ad\":\"%s:%d\"}", d->peer.ip, d->peer.port);
+		sbuf_printf(&one, ",\"ad\":\"%s:%d\"}", d->peer.ip, d->peer.port);
 	else
-		sbuf_append(&events, "}", 1);
+		sbuf_append(&one, "}", 1);
+	if (one.overflow || events.len + one.len + 1 > batch_limit())
+	{
+		sip_counters[C_DROPPED]++;
+		sip_log_limited(LOG_OTHER, "event \"%s\" of %s dropped: vms.sip_max_batch of events wait for the database",
+						event, d->code);
+	}
+	else
+	{
+		if (events.len > 0)
+			sbuf_append(&events, ",", 1);
+		sbuf_append(&events, one.data, one.len);
+		n_events++;
+	}
+	sbuf_free(&one);
 }
 
-/* an online/offline transition: the device, its channels and an event */
+/*
+ * An online/offline transition: the device, its channels and an event.
+ * The device's latest state and time go with its session at the next
+ * flush (memory bounded by the devices, whatever the flapping).
+ */
 void
 sip_flip(Dev *d, bool online, const char *cause)
 {
@@ -367,9 +481,8 @@ sip_flip(Dev *d, bool online, const char *cause)
 		return;
 	d->online = online;
 	sip_counters[C_ONLINE] += online ? 1 : -1;
-	if (flips.len > 0)
-		sbuf_append(&flips, ",", 1);
-	sbuf_printf(&flips, "{\"d\":\"%s\",\"o\":%s,\"at\":%.3f}", d->code, online ? "true" : "false", sip_epoch(sip_now));
+	d->flip_pending = true;
+	d->flip_at = sip_now;
 	sip_event(d, online ? "online" : "offline", cause);
 	sip_mark_dirty(d);
 }
@@ -545,31 +658,63 @@ static void
 flush(void)
 {
 	static SBuf batch;
-	int			n = n_dirty;
+	SBuf		one;
+	int			n;
+	bool		first;
 	Oid			jtype[1] = {TEXTOID};
 	Datum		jval[1];
 
-	if (n_dirty == 0 && events.len == 0 && flips.len == 0 && n_req_updates == 0 && n_ops == 0)
+	if (n_dirty == 0 && events.len == 0 && n_req_updates == 0 && n_ops == 0)
 		return;
+	/* sessions, then events (at most vms.sip_max_batch), then flips: never more than this */
 	if (batch.data == NULL)
-		sbuf_init(&batch, (size_t) 1 << 30);
+		sbuf_init(&batch, 0);
+	batch.limit = 3 * batch_limit() + 64;
 	sbuf_reset(&batch);
+	sbuf_init(&one, 8192);
 	sbuf_puts(&batch, "{\"s\":[");
-	for (int i = 0; i < n; i++)
+	/* as many sessions as fit in vms.sip_max_batch; the rest stay dirty for the next flush */
+	first = true;
+	for (n = 0; n < n_dirty; n++)
 	{
-		if (!dirty[i]->in_ledger)
+		if (!dirty[n]->in_ledger)
 			continue;
-		if (batch.len > 6)
+		sbuf_reset(&one);
+		session_json(&one, dirty[n]);
+		if (one.overflow || (!first && batch.len + one.len + 1 > batch_limit()))
+			break;
+		if (!first)
 			sbuf_append(&batch, ",", 1);
-		session_json(&batch, dirty[i]);
+		first = false;
+		sbuf_append(&batch, one.data, one.len);
 	}
 	sbuf_puts(&batch, "],\"e\":[");
 	sbuf_append(&batch, events.data, events.len);
 	sbuf_puts(&batch, "],\"f\":[");
-	sbuf_append(&batch, flips.data, flips.len);
+	first = true;
+	for (int i = 0; i < n; i++)
+	{
+		Dev		   *d = dirty[i];
+
+		if (!d->flip_pending || !d->in_ledger)
+			continue;
+		if (!first)
+			sbuf_append(&batch, ",", 1);
+		first = false;
+		sbuf_printf(&batch, "{\"d\":\"%s\",\"o\":%s,\"at\":%.3f}", d->code, d->online ? "true" : "false",
+					sip_epoch(d->flip_at));
+	}
 	sbuf_puts(&batch, "]}");
+	sbuf_free(&one);
 	if (batch.overflow)
-		elog(ERROR, "vms sip: session batch too large");
+	{
+		/* cannot happen within the bounds above, short of memory: drop, never write a cut document */
+		sip_counters[C_DROPPED] += n_events;
+		sip_log_limited(LOG_OTHER, "session batch did not fit in memory: %d events dropped", n_events);
+		sbuf_reset(&events);
+		n_events = 0;
+		return;
+	}
 	apply_ops(true);
 
 	begin_tx("vms sip: writing sessions");
@@ -598,11 +743,14 @@ flush(void)
 
 	/* written: forget it (a failure above leaves everything queued for the next try) */
 	for (int i = 0; i < n; i++)
+	{
 		dirty[i]->dirty = false;
+		dirty[i]->flip_pending = false;
+	}
 	memmove(dirty, dirty + n, sizeof(Dev *) * (n_dirty - n));
 	n_dirty -= n;
 	sbuf_reset(&events);
-	sbuf_reset(&flips);
+	n_events = 0;
 	for (int i = 0; i < n_req_updates; i++)
 	{
 		if (req_updates[i].progress)
@@ -1014,16 +1162,14 @@ read_conn(int i)
 			size_t		skip = 0;
 			long		len;
 
-			/* CRLF keep-alive pings (RFC 5626) between messages */
-			while (skip < c->in.len && (c->in.data[skip] == '\r' || c->in.data[skip] == '\n'))
-				skip++;
+			/* CRLF keep-alive pings (RFC 5626) between messages, then one message */
+			len = sip_stream_next(c->in.data, c->in.len, (size_t) vms_sip_max_message, &skip);
 			if (skip > 0)
 			{
 				memmove(c->in.data, c->in.data + skip, c->in.len - skip);
 				c->in.len -= skip;
 				c->in.data[c->in.len] = '\0';
 			}
-			len = sip_frame_length(c->in.data, c->in.len, (size_t) vms_sip_max_message);
 			if (len == 0)
 				break;
 			sip_counters[C_IN]++;
@@ -1150,8 +1296,8 @@ setup_memory(void)
 	ctl.entrysize = sizeof(Dev);
 	ctl.hcxt = vms_worker_cxt;
 	sip_devices = hash_create("vms sip devices", 65536, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-	sbuf_init(&events, (size_t) 256 << 20);
-	sbuf_init(&flips, (size_t) 256 << 20);
+	/* bounded by vms.sip_max_batch in sip_event(); the buffer's own limit only backs that up */
+	sbuf_init(&events, (size_t) 1 << 31);
 	sbuf_init(&sip_out, (size_t) 2 << 20);
 	n_conns_max = vms_sip_max_connections;
 	conns = MemoryContextAllocZero(vms_worker_cxt, sizeof(Conn) * n_conns_max);
@@ -1181,7 +1327,6 @@ vms_sip_main(Datum arg)
 	TimestampTz next_tick = 0,
 				next_flush = 0,
 				next_claim = 0,
-				next_reload = 0,
 				next_publish = 0;
 	bool		ready = false;
 
@@ -1191,7 +1336,16 @@ vms_sip_main(Datum arg)
 	slot = vms_worker_attach(MyBgworkerEntry->bgw_extra);
 	BackgroundWorkerInitializeConnection(vms_database, NULL, 0);
 
-	sip_msg_init();
+	{
+		char		err[512];
+
+		if (!sip_msg_init(err, sizeof(err)))
+			ereport(FATAL, (errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+							errmsg("vms sip cannot initialise libosip2: %s", err),
+							errdetail("libosip2's parser_init() is looked up in the library that holds osip_message_parse(); "
+									  "the postgres executable has a parser_init() of its own that must never be called instead."),
+							errhint("Check that vms.so is linked against libosipparser2 (ldd vms.so).")));
+	}
 	digest_init_secret();
 	vms_worker_cxt = AllocSetContextCreate(TopMemoryContext, "vms sip", ALLOCSET_DEFAULT_SIZES);
 	loop_cxt = AllocSetContextCreate(vms_worker_cxt, "vms sip loop", ALLOCSET_DEFAULT_SIZES);
@@ -1219,7 +1373,9 @@ vms_sip_main(Datum arg)
 
 	started_at = sip_now = GetCurrentTimestamp();
 	MemoryContextSwitchTo(loop_cxt);
-	load_devices(true);
+	/* changes queued before this start are in the full load: the queue is emptied first */
+	load_changed_devices();
+	load_devices();
 	begin_tx("vms sip: recovering requests");
 	SPI_execute("SELECT vms._sip_recover_requests()", false, 0);
 	end_tx();
@@ -1284,11 +1440,7 @@ vms_sip_main(Datum arg)
 			}
 			if (woken || sip_now >= next_claim)
 			{
-				if (woken || sip_now >= next_reload)
-				{
-					load_devices(false);
-					next_reload = TimestampTzPlusMilliseconds(sip_now, DEVICE_RELOAD_MS);
-				}
+				load_changed_devices();
 				claim_requests();
 				next_claim = TimestampTzPlusMilliseconds(sip_now, CLAIM_MS);
 			}

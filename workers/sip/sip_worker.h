@@ -28,8 +28,14 @@
 /* counters shown in vms.worker_status */
 enum
 {
-	C_IN, C_OUT, C_REGISTRATIONS, C_KEEPALIVES, C_AUTH_FAILURES, C_PARSE_ERRORS, C_ONLINE, C_CATALOG_ITEMS
+	C_IN, C_OUT, C_REGISTRATIONS, C_KEEPALIVES, C_AUTH_FAILURES, C_PARSE_ERRORS, C_ONLINE, C_CATALOG_ITEMS,
+	C_WRONG_SOURCE,				/* a device's message from elsewhere than its registration: 403 */
+	C_REPLAYED,					/* a REGISTER whose nonce and nc were used before: challenged again */
+	C_DROPPED,					/* events or flips dropped because the batch was full */
+	C_HANDLER_ERRORS,			/* messages whose handling raised an error: 500 */
+	C_SIP_COUNTERS
 };
+StaticAssertDecl(C_SIP_COUNTERS <= VMS_COUNTERS, "the sip worker's counters must fit in a worker slot");
 extern int64 sip_counters[VMS_COUNTERS];
 
 #define TRANSPORT_UDP 0
@@ -66,9 +72,14 @@ typedef struct Dev
 	Peer		peer;
 	bool		has_peer;
 	char		user_agent[64];
+	bool		no_qop;			/* digest without qop: device_session.digest_qop = false */
+	uint32		nonce_seq;		/* the last accepted nonce's sequence number */
+	uint32		nonce_nc;		/* and its nonce count (UINT32_MAX: no reuse) */
 	int			auth_failures;
 	TimestampTz banned_until;
 	bool		dirty;			/* session to write */
+	bool		flip_pending;	/* online changed since the last write */
+	TimestampTz flip_at;		/* when it last changed */
 	TimestampTz negative_until; /* not in the ledger: no lookup before this */
 } Dev;
 
@@ -91,20 +102,22 @@ extern double sip_epoch(TimestampTz t);
 
 enum
 {
-	LOG_PARSE, LOG_AUTH, LOG_DOMAIN, LOG_SEND, LOG_TCP, LOG_OTHER, LOG_KINDS
+	LOG_PARSE, LOG_AUTH, LOG_DOMAIN, LOG_SEND, LOG_TCP, LOG_OTHER, LOG_SOURCE, LOG_KINDS
 };
 
 /* sip_handlers.c: requests and answers from devices */
 extern void sip_handle(const char *buf, size_t len, const Peer *peer);
 extern void sip_answer(const SipIn *in, const Peer *peer, int code, const char *reason, const char *extra);
+extern bool sip_peer_is_device(const Dev *d, const Peer *peer);
+extern void sip_wrong_source(const Dev *d, const char *what, const Peer *peer);
 
 /* sip_requests.c: the platform's requests to devices */
 extern void sip_requests_start(int64 id, const char *device, const char *kind, const char *params);
-extern bool sip_requests_response(const SipIn *in);
+extern bool sip_requests_response(const SipIn *in, const Peer *peer);
 extern bool sip_requests_manscdp(Dev *d, const char *from_code, void *manscdp);
 extern bool sip_requests_notify(const SipIn *in, Dev *d, void *manscdp);
 extern void sip_requests_tick(void);
-extern bool sip_requests_bye_from_device(const char *call_id);
+extern int	sip_requests_bye_from_device(const char *call_id, const Peer *peer);
 extern void sip_requests_load_subscriptions(void);
 extern void sip_requests_reset(void);
 extern int	sip_requests_open(void);
