@@ -327,12 +327,17 @@ vms_channel_visible_to(PG_FUNCTION_ARGS)
 		PG_RETURN_BOOL(false);
 	role = PG_GETARG_OID(0);
 	if (!is_member_of_role(GetSessionUserId(), role))
+	{
+		char	   *name = GetUserNameFromId(role, true);
+
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to check channel visibility for role %u", role),
+				 name ? errmsg("permission denied to check channel visibility for role \"%s\"", name)
+				 : errmsg("permission denied to check channel visibility for role %u", role),
 				 errdetail("Session user \"%s\" is not a member of that role.",
 						   GetUserNameFromId(GetSessionUserId(), false)),
 				 errhint("Ask about a role you can SET ROLE to, or use vms.search_points and vms.channel_tiles.")));
+	}
 	if (superuser_arg(role))
 		PG_RETURN_BOOL(true);	/* superusers bypass row-level security too */
 	PG_RETURN_BOOL(visible_to(role, fcinfo, 1));
