@@ -113,6 +113,35 @@ SELECT vms._sip_add_device('34020000001320000077', '{"address": "127.0.0.7"}');
 SELECT code, name, ip_address, civil_code FROM vms.device WHERE code = '34020000001320000077';
 SELECT event, cause FROM vms.device_event WHERE device_code = '34020000001320000077';
 
+-- device changes queue for the worker (it serves another database here, so
+-- the queue stays as written): a credential set, changed or deleted, a
+-- device added or deleted, the digest qop setting; the worker takes what it
+-- sees and nothing more
+SELECT count(*) > 0 AS earlier_changes_taken FROM vms._sip_take_device_changes();
+SELECT count(*) AS queue_after_take FROM vms.sip_device_change;
+SELECT vms.device_set_password('34020000001180000001', 'secret-1', '3402000000');
+SELECT vms.device_set_password('34020000001180000001', 'secret-2', '3402000000');
+DELETE FROM vms.device_credential WHERE device_code = '34020000001180000001';
+INSERT INTO vms.device (code, name) VALUES ('34020000001180000003', 'NVR-3'), ('34020000001180000004', 'NVR-4');
+DELETE FROM vms.device WHERE code = '34020000001180000004';
+SELECT device_code, count(*) FROM vms.sip_device_change GROUP BY 1 ORDER BY 1;
+SELECT c FROM vms._sip_take_device_changes() c ORDER BY 1;
+SELECT count(*) AS queue_after_take FROM vms.sip_device_change;
+-- digest qop: on by default, off per device (the session row is made if need be), back on
+SELECT digest_qop FROM vms._sip_devices('-infinity', '34020000001180000003');
+SELECT vms.sip_set_digest_qop('34020000001180000003', false);
+SELECT digest_qop FROM vms._sip_devices('-infinity', '34020000001180000003');
+SELECT vms.sip_set_digest_qop('34020000001180000003', true);
+SELECT vms.sip_set_digest_qop('34020000001180000009', false);
+SELECT c FROM vms._sip_take_device_changes() c ORDER BY 1;
+-- the worker's session writes do not touch the setting and queue nothing
+SELECT vms.sip_set_digest_qop('34020000001180000003', false);
+SELECT count(*) > 0 FROM vms._sip_take_device_changes();
+SELECT vms._sip_flush(jsonb_build_object('s', jsonb_build_array(jsonb_build_object('d', '34020000001180000003', 'o', true, 'af', 0,
+                          'tr', 'UDP', 'ad', '127.0.0.9', 'pt', 5060, 'ua', 'IPC 1')), 'e', '[]'::jsonb, 'f', '[]'::jsonb)) AS written;
+SELECT digest_qop, user_agent, address FROM vms.device_session WHERE device_code = '34020000001180000003';
+SELECT count(*) AS queued_by_flush FROM vms.sip_device_change;
+
 -- the worker appears in vms.worker_status with the SIP counters
 SELECT name, backend_type, (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(counters) k) AS counters
   FROM vms.worker_status WHERE name = 'sip';

@@ -22,7 +22,8 @@ CREATE TABLE vms.device_session (
     banned_until       timestamptz,
     last_status        jsonb,
     last_info          jsonb,
-    updated_at         timestamptz NOT NULL DEFAULT now()
+    updated_at         timestamptz NOT NULL DEFAULT now(),
+    digest_qop         boolean NOT NULL DEFAULT true
 );
 COMMENT ON TABLE vms.device_session IS
     'GB/T 28181 session of each device as the SIP worker last wrote it: registration, keepalive, online state, bans';
@@ -30,6 +31,8 @@ COMMENT ON COLUMN vms.device_session.keepalive_interval IS 'seconds between keep
 COMMENT ON COLUMN vms.device_session.keepalive_count IS 'missed keepalives before offline; NULL = vms.sip_keepalive_count';
 COMMENT ON COLUMN vms.device_session.expires_at IS 'end of the current registration; a device is offline once it passes';
 COMMENT ON COLUMN vms.device_session.banned_until IS 'REGISTER is refused until then after repeated authentication failures';
+COMMENT ON COLUMN vms.device_session.digest_qop IS
+    'true (default): the digest challenge offers qop="auth" and REGISTER must answer with it (nc tracked, no replay); false for devices that cannot do qop: each nonce is then good for one REGISTER; set with vms.sip_set_digest_qop';
 
 CREATE TABLE vms.device_event (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -260,6 +263,87 @@ COMMENT ON FUNCTION vms._sip_wake_on_credential() IS 'internal: a changed passwo
 CREATE TRIGGER device_credential_wake_sip AFTER INSERT OR UPDATE OR DELETE ON vms.device_credential
     FOR EACH STATEMENT EXECUTE FUNCTION vms._sip_wake_on_credential();
 
+-- Devices whose credential, ledger row or SIP settings changed, for the
+-- worker to reload.  The worker takes (deletes) the rows its snapshot sees
+-- and reloads those devices in a later statement, so a change is never
+-- skipped whatever order transactions start and commit in; a code whose
+-- device row is gone ends its session there.
+CREATE TABLE vms.sip_device_change (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    device_code  text NOT NULL,
+    queued_at    timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE vms.sip_device_change IS
+    'internal: codes of devices whose credential, ledger row or digest/keepalive settings changed, queued for the SIP worker (it empties the queue)';
+
+-- SECURITY DEFINER: whoever may change a device, its credential or its
+-- session settings must be able to queue the code for the worker, without
+-- any privilege on the queue; the function writes only the changed row's
+-- code into vms.sip_device_change and cannot be called other than as a
+-- trigger.
+CREATE FUNCTION vms._sip_queue_device_change() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+BEGIN
+    IF TG_LEVEL = 'STATEMENT' THEN
+        IF TG_OP = 'DELETE' THEN
+            INSERT INTO vms.sip_device_change (device_code) SELECT o.code::text FROM old_rows o;
+        ELSE
+            INSERT INTO vms.sip_device_change (device_code) SELECT n.code::text FROM new_rows n;
+        END IF;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO vms.sip_device_change (device_code) VALUES (OLD.device_code::text);
+    ELSE
+        INSERT INTO vms.sip_device_change (device_code) VALUES (NEW.device_code::text);
+    END IF;
+    PERFORM vms._wake_worker('sip');
+    RETURN NULL;
+END $$;
+REVOKE ALL ON FUNCTION vms._sip_queue_device_change() FROM PUBLIC;
+COMMENT ON FUNCTION vms._sip_queue_device_change() IS
+    'internal (trigger, SECURITY DEFINER to write the queue for any role that may change a device): queue a device for the SIP worker to reload';
+CREATE TRIGGER device_credential_sip_change AFTER INSERT OR UPDATE OR DELETE ON vms.device_credential
+    FOR EACH ROW EXECUTE FUNCTION vms._sip_queue_device_change();
+CREATE TRIGGER device_added_sip_change AFTER INSERT ON vms.device
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._sip_queue_device_change();
+CREATE TRIGGER device_deleted_sip_change AFTER DELETE ON vms.device
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._sip_queue_device_change();
+CREATE TRIGGER device_session_settings_sip_change AFTER UPDATE OF digest_qop, keepalive_interval, keepalive_count
+    ON vms.device_session FOR EACH ROW
+    WHEN (OLD.digest_qop IS DISTINCT FROM NEW.digest_qop OR OLD.keepalive_interval IS DISTINCT FROM NEW.keepalive_interval
+          OR OLD.keepalive_count IS DISTINCT FROM NEW.keepalive_count)
+    EXECUTE FUNCTION vms._sip_queue_device_change();
+CREATE TRIGGER device_session_settings_sip_new AFTER INSERT ON vms.device_session FOR EACH ROW
+    WHEN (NOT NEW.digest_qop OR NEW.keepalive_interval IS NOT NULL OR NEW.keepalive_count IS NOT NULL)
+    EXECUTE FUNCTION vms._sip_queue_device_change();
+
+CREATE FUNCTION vms._sip_take_device_changes() RETURNS SETOF text
+    LANGUAGE sql SET search_path FROM CURRENT AS $$
+    WITH taken AS (DELETE FROM vms.sip_device_change RETURNING device_code)
+    SELECT DISTINCT t.device_code FROM taken t
+$$;
+REVOKE ALL ON FUNCTION vms._sip_take_device_changes() FROM PUBLIC;
+COMMENT ON FUNCTION vms._sip_take_device_changes() IS
+    'internal: the SIP worker takes the queued device changes (the rows its snapshot sees; later commits stay queued)';
+
+-- Digest qop per device: on by default; off for devices that cannot do it.
+CREATE FUNCTION vms.sip_set_digest_qop(device vms.gbcode, qop boolean) RETURNS void
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    IF qop IS NULL THEN
+        RAISE EXCEPTION 'qop must be true or false' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM vms.device d WHERE d.code = device) THEN
+        RAISE EXCEPTION 'device % is not in the ledger', device
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Add the device to vms.device first.';
+    END IF;
+    INSERT INTO vms.device_session AS s (device_code, digest_qop) VALUES (device, qop)
+    ON CONFLICT (device_code) DO UPDATE SET digest_qop = EXCLUDED.digest_qop;
+END $$;
+REVOKE ALL ON FUNCTION vms.sip_set_digest_qop(vms.gbcode, boolean) FROM PUBLIC;
+COMMENT ON FUNCTION vms.sip_set_digest_qop(vms.gbcode, boolean) IS
+    'whether the digest challenge to a device offers and requires qop="auth" (default true); false only for devices that cannot do qop; reaches the SIP worker at commit';
+
 -- Devices and their credentials and sessions, for the worker's memory
 -- (times as Unix epoch seconds); all of them, those whose credentials
 -- changed since a time, or one.
@@ -267,13 +351,14 @@ CREATE FUNCTION vms._sip_devices(since timestamptz DEFAULT '-infinity', one_code
     RETURNS TABLE (code text, realm text, ha1_md5 text, ha1_sha256 text, online boolean,
                    registered_at float8, expires_at float8, last_keepalive_at float8,
                    keepalive_interval integer, keepalive_count integer, transport text, address text,
-                   port integer, auth_failures integer, banned_until float8, credential_at timestamptz)
+                   port integer, auth_failures integer, banned_until float8, credential_at timestamptz,
+                   digest_qop boolean)
     LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
     SELECT d.code::text, c.realm, c.ha1_md5, c.ha1_sha256, coalesce(s.online, false),
            extract(epoch FROM s.registered_at)::float8, extract(epoch FROM s.expires_at)::float8,
            extract(epoch FROM s.last_keepalive_at)::float8, s.keepalive_interval, s.keepalive_count,
            s.transport, host(s.address), s.port, coalesce(s.auth_failures, 0),
-           extract(epoch FROM s.banned_until)::float8, c.updated_at
+           extract(epoch FROM s.banned_until)::float8, c.updated_at, coalesce(s.digest_qop, true)
       FROM vms.device d
       LEFT JOIN vms.device_credential c ON c.device_code = d.code
       LEFT JOIN vms.device_session s ON s.device_code = d.code

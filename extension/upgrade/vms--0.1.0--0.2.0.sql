@@ -14,6 +14,108 @@ COMMENT ON FUNCTION vms._worker_database_check() IS
 SELECT vms._worker_database_check();
 
 
+-- issue 12: SIP
+-- per-device digest qop; device changes queued for the worker (commit-ordered, deletions included)
+ALTER TABLE vms.device_session ADD COLUMN digest_qop boolean NOT NULL DEFAULT true;
+COMMENT ON COLUMN vms.device_session.digest_qop IS
+    'true (default): the digest challenge offers qop="auth" and REGISTER must answer with it (nc tracked, no replay); false for devices that cannot do qop: each nonce is then good for one REGISTER; set with vms.sip_set_digest_qop';
+
+CREATE TABLE vms.sip_device_change (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    device_code  text NOT NULL,
+    queued_at    timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE vms.sip_device_change IS
+    'internal: codes of devices whose credential, ledger row or digest/keepalive settings changed, queued for the SIP worker (it empties the queue)';
+
+-- SECURITY DEFINER: whoever may change a device, its credential or its
+-- session settings must be able to queue the code for the worker, without
+-- any privilege on the queue; the function writes only the changed row's
+-- code into vms.sip_device_change and cannot be called other than as a
+-- trigger.
+CREATE FUNCTION vms._sip_queue_device_change() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+BEGIN
+    IF TG_LEVEL = 'STATEMENT' THEN
+        IF TG_OP = 'DELETE' THEN
+            INSERT INTO vms.sip_device_change (device_code) SELECT o.code::text FROM old_rows o;
+        ELSE
+            INSERT INTO vms.sip_device_change (device_code) SELECT n.code::text FROM new_rows n;
+        END IF;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO vms.sip_device_change (device_code) VALUES (OLD.device_code::text);
+    ELSE
+        INSERT INTO vms.sip_device_change (device_code) VALUES (NEW.device_code::text);
+    END IF;
+    PERFORM vms._wake_worker('sip');
+    RETURN NULL;
+END $$;
+REVOKE ALL ON FUNCTION vms._sip_queue_device_change() FROM PUBLIC;
+COMMENT ON FUNCTION vms._sip_queue_device_change() IS
+    'internal (trigger, SECURITY DEFINER to write the queue for any role that may change a device): queue a device for the SIP worker to reload';
+CREATE TRIGGER device_credential_sip_change AFTER INSERT OR UPDATE OR DELETE ON vms.device_credential
+    FOR EACH ROW EXECUTE FUNCTION vms._sip_queue_device_change();
+CREATE TRIGGER device_added_sip_change AFTER INSERT ON vms.device
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._sip_queue_device_change();
+CREATE TRIGGER device_deleted_sip_change AFTER DELETE ON vms.device
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._sip_queue_device_change();
+CREATE TRIGGER device_session_settings_sip_change AFTER UPDATE OF digest_qop, keepalive_interval, keepalive_count
+    ON vms.device_session FOR EACH ROW
+    WHEN (OLD.digest_qop IS DISTINCT FROM NEW.digest_qop OR OLD.keepalive_interval IS DISTINCT FROM NEW.keepalive_interval
+          OR OLD.keepalive_count IS DISTINCT FROM NEW.keepalive_count)
+    EXECUTE FUNCTION vms._sip_queue_device_change();
+CREATE TRIGGER device_session_settings_sip_new AFTER INSERT ON vms.device_session FOR EACH ROW
+    WHEN (NOT NEW.digest_qop OR NEW.keepalive_interval IS NOT NULL OR NEW.keepalive_count IS NOT NULL)
+    EXECUTE FUNCTION vms._sip_queue_device_change();
+
+CREATE FUNCTION vms._sip_take_device_changes() RETURNS SETOF text
+    LANGUAGE sql SET search_path FROM CURRENT AS $$
+    WITH taken AS (DELETE FROM vms.sip_device_change RETURNING device_code)
+    SELECT DISTINCT t.device_code FROM taken t
+$$;
+REVOKE ALL ON FUNCTION vms._sip_take_device_changes() FROM PUBLIC;
+COMMENT ON FUNCTION vms._sip_take_device_changes() IS
+    'internal: the SIP worker takes the queued device changes (the rows its snapshot sees; later commits stay queued)';
+
+CREATE FUNCTION vms.sip_set_digest_qop(device vms.gbcode, qop boolean) RETURNS void
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    IF qop IS NULL THEN
+        RAISE EXCEPTION 'qop must be true or false' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM vms.device d WHERE d.code = device) THEN
+        RAISE EXCEPTION 'device % is not in the ledger', device
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Add the device to vms.device first.';
+    END IF;
+    INSERT INTO vms.device_session AS s (device_code, digest_qop) VALUES (device, qop)
+    ON CONFLICT (device_code) DO UPDATE SET digest_qop = EXCLUDED.digest_qop;
+END $$;
+REVOKE ALL ON FUNCTION vms.sip_set_digest_qop(vms.gbcode, boolean) FROM PUBLIC;
+COMMENT ON FUNCTION vms.sip_set_digest_qop(vms.gbcode, boolean) IS
+    'whether the digest challenge to a device offers and requires qop="auth" (default true); false only for devices that cannot do qop; reaches the SIP worker at commit';
+
+-- the worker reads digest_qop with each device
+DROP FUNCTION vms._sip_devices(timestamptz, text);
+CREATE FUNCTION vms._sip_devices(since timestamptz DEFAULT '-infinity', one_code text DEFAULT NULL)
+    RETURNS TABLE (code text, realm text, ha1_md5 text, ha1_sha256 text, online boolean,
+                   registered_at float8, expires_at float8, last_keepalive_at float8,
+                   keepalive_interval integer, keepalive_count integer, transport text, address text,
+                   port integer, auth_failures integer, banned_until float8, credential_at timestamptz,
+                   digest_qop boolean)
+    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+    SELECT d.code::text, c.realm, c.ha1_md5, c.ha1_sha256, coalesce(s.online, false),
+           extract(epoch FROM s.registered_at)::float8, extract(epoch FROM s.expires_at)::float8,
+           extract(epoch FROM s.last_keepalive_at)::float8, s.keepalive_interval, s.keepalive_count,
+           s.transport, host(s.address), s.port, coalesce(s.auth_failures, 0),
+           extract(epoch FROM s.banned_until)::float8, c.updated_at, coalesce(s.digest_qop, true)
+      FROM vms.device d
+      LEFT JOIN vms.device_credential c ON c.device_code = d.code
+      LEFT JOIN vms.device_session s ON s.device_code = d.code
+     WHERE (one_code IS NULL OR d.code = one_code::vms.gbcode)
+       AND (since = '-infinity' OR c.updated_at > since OR d.created_at > since)
+$$;
+COMMENT ON FUNCTION vms._sip_devices(timestamptz, text) IS 'internal: what the SIP worker keeps in memory per device';
 -- issue 12: inspector, viid, secrets
 -- Inspector sources: vms.channel.stream_url is an rtsp://, rtsps://, http://
 -- or https:// address.  Rows stored by 0.1.0 that break the rule are kept:
@@ -778,3 +880,454 @@ BEGIN
            AND c.updated_at < now() - make_interval(days => coalesce((p ->> 'days')::int, 365));
     END CASE;
 END $$;
+
+-- issue 11: search (geodesic circle/line/near, exact k nearest, stricter filter checks)
+CREATE OR REPLACE FUNCTION vms._filter_num(key text, v jsonb, lo float8 DEFAULT NULL, hi float8 DEFAULT NULL,
+                                field text DEFAULT NULL) RETURNS float8
+    LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    x numeric;
+BEGIN
+    IF v IS NULL THEN
+        PERFORM vms._filter_error(key, format('"%s" is missing', field));
+    ELSIF jsonb_typeof(v) <> 'number' THEN
+        PERFORM vms._filter_error(key, format('%s must be a number, not %s', coalesce('"' || field || '"', 'each value'), v));
+    END IF;
+    -- compared as numeric first: a JSON number such as 1e400 does not fit a float8
+    x := (v #>> '{}')::numeric;
+    IF (lo IS NOT NULL AND x < lo::numeric) OR (hi IS NOT NULL AND x > hi::numeric)
+       OR abs(x) > 1e300 THEN
+        PERFORM vms._filter_error(key, format('%s%s is outside [%s, %s]', coalesce('"' || field || '" ', ''),
+                                             CASE WHEN abs(x) > 1e15 THEN to_char(x, '9.9EEEE') ELSE x::text END,
+                                             coalesce(lo::text, '-inf'), coalesce(hi::text, 'inf')));
+    END IF;
+    RETURN x::float8;
+END $$;
+COMMENT ON FUNCTION vms._filter_num(text, jsonb, float8, float8, text) IS 'internal: a number from a filter, range-checked';
+CREATE OR REPLACE FUNCTION vms._filter_geojson(key text, v jsonb, kinds text[]) RETURNS geometry
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+DECLARE
+    g geometry;
+BEGIN
+    IF jsonb_typeof(v) IS DISTINCT FROM 'object' THEN
+        PERFORM vms._filter_error(key, 'must be a GeoJSON geometry object');
+    END IF;
+    BEGIN
+        g := ST_SetSRID(ST_GeomFromGeoJSON(v::text), 4326);
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM vms._filter_error(key, 'is not valid GeoJSON: ' || SQLERRM);
+    END;
+    IF GeometryType(g) <> ALL (kinds) THEN
+        PERFORM vms._filter_error(key, format('must be a %s, not a %s', array_to_string(kinds, ' or '), GeometryType(g)));
+    END IF;
+    IF ST_IsEmpty(g) THEN
+        PERFORM vms._filter_error(key, 'geometry is empty');
+    END IF;
+    IF NOT ST_IsValid(g) THEN
+        PERFORM vms._filter_error(key, 'geometry is not valid: ' || ST_IsValidReason(g));
+    END IF;
+    IF ST_XMin(g) < -180 OR ST_XMax(g) > 180 OR ST_YMin(g) < -90 OR ST_YMax(g) > 90 THEN
+        PERFORM vms._filter_error(key, 'coordinates must be WGS-84 longitude/latitude');
+    END IF;
+    RETURN g;
+END $$;
+COMMENT ON FUNCTION vms._filter_geojson(text, jsonb, text[]) IS 'internal: a validated WGS-84 geometry from a filter';
+CREATE OR REPLACE FUNCTION vms._filter_keys(key text, v jsonb, allowed text[]) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    bad text;
+BEGIN
+    SELECT min(x) INTO bad FROM jsonb_object_keys(v) x WHERE x <> ALL (allowed);
+    IF bad IS NOT NULL THEN
+        PERFORM vms._filter_error(key, format('unknown key "%s"', bad),
+                                  'Its keys are ' || array_to_string(allowed, ', ') || '.');
+    END IF;
+END $$;
+COMMENT ON FUNCTION vms._filter_keys(text, jsonb, text[]) IS 'internal: refuses unknown keys inside a filter object';
+CREATE OR REPLACE FUNCTION vms._metre_box(center geometry, radius_m float8) RETURNS geometry
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN (SELECT ST_MakeEnvelope(CASE WHEN wrap THEN -180 ELSE ST_XMin(center) - dlon END,
+                                   greatest(ST_YMin(center) - dlat, -90),
+                                   CASE WHEN wrap THEN 180 ELSE ST_XMax(center) + dlon END,
+                                   least(ST_YMax(center) + dlat, 90), 4326)
+              FROM (SELECT dlat, dlon, ST_XMin(center) - dlon < -180 OR ST_XMax(center) + dlon > 180 AS wrap
+                      FROM (SELECT dlat, CASE WHEN far >= 89.9999 THEN 360
+                                              ELSE degrees(r / (6378137 * cos(radians(far)))) END AS dlon
+                              FROM (SELECT r, degrees(r / 6335439.327083168) AS dlat,
+                                           greatest(abs(ST_YMin(center)), abs(ST_YMax(center))) + degrees(r / 6335439.327083168) AS far
+                                      FROM (SELECT greatest(radius_m, 0) * (1 + 1e-9) + 1e-3 AS r) r0) s1) s2) s3);
+COMMENT ON FUNCTION vms._metre_box(geometry, float8) IS
+    'internal: lon/lat box holding every point within a geodesic distance of a geometry''s envelope, for index prefilters';
+CREATE OR REPLACE FUNCTION vms._arc_envelope(g geometry) RETURNS geometry
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+DECLARE
+    xmin float8 := ST_XMin(g);
+    xmax float8 := ST_XMax(g);
+    ymin float8 := ST_YMin(g);
+    ymax float8 := ST_YMax(g);
+    part geometry;
+    a1 float8; a2 float8; a3 float8; b1 float8; b2 float8; b3 float8;
+    n1 float8; n2 float8; n3 float8; nn float8;
+    h1 float8; h2 float8; h3 float8; hn float8;
+    lon1 float8; lat1 float8; lon2 float8; lat2 float8;
+BEGIN
+    FOR part IN SELECT (ST_Dump(g)).geom LOOP
+        FOR i IN 1 .. ST_NPoints(part) - 1 LOOP
+            lon1 := radians(ST_X(ST_PointN(part, i)));     lat1 := radians(ST_Y(ST_PointN(part, i)));
+            lon2 := radians(ST_X(ST_PointN(part, i + 1))); lat2 := radians(ST_Y(ST_PointN(part, i + 1)));
+            IF abs(lon2 - lon1) >= pi() THEN
+                xmin := -180; xmax := 180;
+            END IF;
+            a1 := cos(lat1) * cos(lon1); a2 := cos(lat1) * sin(lon1); a3 := sin(lat1);
+            b1 := cos(lat2) * cos(lon2); b2 := cos(lat2) * sin(lon2); b3 := sin(lat2);
+            n1 := a2 * b3 - a3 * b2; n2 := a3 * b1 - a1 * b3; n3 := a1 * b2 - a2 * b1;
+            nn := n1 * n1 + n2 * n2 + n3 * n3;
+            CONTINUE WHEN nn < 1e-30;
+            -- H: the great circle's point nearest the north pole (z minus its part along n)
+            h1 := -n3 * n1 / nn; h2 := -n3 * n2 / nn; h3 := 1 - n3 * n3 / nn;
+            hn := sqrt(h1 * h1 + h2 * h2 + h3 * h3);
+            CONTINUE WHEN hn < 1e-15;
+            -- H lies on the arc A→B when A×H and H×B both point along n
+            IF (a2 * h3 - a3 * h2) * n1 + (a3 * h1 - a1 * h3) * n2 + (a1 * h2 - a2 * h1) * n3 >= 0
+               AND (h2 * b3 - h3 * b2) * n1 + (h3 * b1 - h1 * b3) * n2 + (h1 * b2 - h2 * b1) * n3 >= 0 THEN
+                ymax := greatest(ymax, degrees(asin(least(h3 / hn, 1))));
+            END IF;
+            IF (a2 * h3 - a3 * h2) * n1 + (a3 * h1 - a1 * h3) * n2 + (a1 * h2 - a2 * h1) * n3 <= 0
+               AND (h2 * b3 - h3 * b2) * n1 + (h3 * b1 - h1 * b3) * n2 + (h1 * b2 - h2 * b1) * n3 <= 0 THEN
+                ymin := least(ymin, -degrees(asin(least(h3 / hn, 1))));
+            END IF;
+        END LOOP;
+    END LOOP;
+    RETURN ST_MakeEnvelope(xmin, ymin, xmax, ymax, 4326);
+END $$;
+COMMENT ON FUNCTION vms._arc_envelope(geometry) IS 'internal: lon/lat box of a line''s great-circle arcs (geography edges)';
+CREATE OR REPLACE FUNCTION vms._degrees_reach(deg float8) RETURNS float8
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN radians(deg) * 6399593.625758493 * (1 + 1e-9) + 1e-3;
+COMMENT ON FUNCTION vms._degrees_reach(float8) IS
+    'internal: an upper bound of the geodesic metres between two points that many lon/lat degrees apart';
+DROP FUNCTION vms._search_sql(jsonb);
+CREATE OR REPLACE FUNCTION vms._search_sql(filter jsonb, OUT where_sql text, OUT knn_where_sql text, OUT order_sql text,
+                                OUT geoms geometry[], OUT nums float8[],
+                                OUT geo_point geometry, OUT geo_k integer, OUT geo_radius float8)
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+DECLARE
+    k text;
+    v jsonb;
+    conds text[] := '{}';
+    knn_conds text[] := '{}';
+    order_by text := 'c.code';
+    centre geometry;   -- of a planar spatial filter: results come nearest first, through the spatial index
+    circle_centre geometry;
+    circle_r float8;
+    circle_box integer;
+    near_point geometry;
+    ids bigint[];
+    texts text[];
+    kw_grams text[];
+    g geometry;
+    r float8;
+    known constant text[] := '{tags_all,tags_any,catalog,unit,point_type,place_type,capability,keyword,bbox,circle,polygon,line,near}';
+BEGIN
+    geoms := '{}'; nums := '{}'; texts := '{}';
+    IF filter IS NULL OR jsonb_typeof(filter) <> 'object' THEN
+        RAISE EXCEPTION 'search filter must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'For example {"keyword": "望京", "point_type": "dome"}.';
+    END IF;
+    FOR k, v IN SELECT * FROM jsonb_each(filter) LOOP
+        IF k <> ALL (known) THEN
+            RAISE EXCEPTION 'unknown search filter key "%"', k
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Keys are ' || array_to_string(known, ', ') || '.';
+        END IF;
+        CASE k
+        WHEN 'tags_all', 'tags_any' THEN
+            IF jsonb_typeof(v) <> 'array' OR jsonb_array_length(v) = 0 THEN
+                PERFORM vms._filter_error(k, 'must be a non-empty array of tag ids or names');
+            END IF;
+            IF k = 'tags_all' THEN
+                -- a channel needs each tag (or a tag below it)
+                conds := conds || ARRAY(
+                    SELECT format('EXISTS (SELECT 1 FROM vms.channel_tag ct WHERE ct.channel_code = c.code AND ct.tag_id = ANY (%L::bigint[]))',
+                                  ARRAY(SELECT vms.tag_subtree(vms.tag_resolve(e))))
+                      FROM jsonb_array_elements(v) e);
+            ELSE
+                ids := ARRAY(SELECT vms.tag_subtree(vms.tag_resolve(e)) FROM jsonb_array_elements(v) e);
+                conds := conds || format('EXISTS (SELECT 1 FROM vms.channel_tag ct WHERE ct.channel_code = c.code AND ct.tag_id = ANY (%L::bigint[]))', ids);
+            END IF;
+        WHEN 'catalog' THEN
+            IF jsonb_typeof(v) <> 'string' OR vms.gbcode_parse_error(v #>> '{}') IS NOT NULL THEN
+                PERFORM vms._filter_error(k, 'must be the 20-digit code of a catalogue node');
+            END IF;
+            IF NOT EXISTS (SELECT 1 FROM vms.catalog_node WHERE code = (v #>> '{}')::vms.gbcode) THEN
+                PERFORM vms._filter_error(k, format('catalogue node %s does not exist', v #>> '{}'));
+            END IF;
+            conds := conds || format('c.code IN (SELECT m.channel_code FROM vms.catalog_member m WHERE m.node_code = ANY (%L::vms.gbcode[]))',
+                                     ARRAY(SELECT vms.catalog_subtree((v #>> '{}')::vms.gbcode)));
+        WHEN 'unit' THEN
+            IF jsonb_typeof(v) = 'number' THEN
+                ids := ARRAY(SELECT id FROM vms.org_unit WHERE id = (v #>> '{}')::numeric);
+            ELSIF jsonb_typeof(v) = 'string' THEN
+                ids := ARRAY(SELECT id FROM vms.org_unit WHERE name = v #>> '{}');
+            ELSE
+                PERFORM vms._filter_error(k, 'must be a unit id or name');
+            END IF;
+            IF cardinality(ids) = 0 THEN
+                PERFORM vms._filter_error(k, format('unit %s does not exist', v));
+            END IF;
+            -- the unit and the units under it
+            ids := ARRAY(WITH RECURSIVE u(id) AS (SELECT unnest(ids) UNION
+                         SELECT o.id FROM vms.org_unit o JOIN u ON o.parent_id = u.id) SELECT id FROM u);
+            conds := conds || format('c.unit_id = ANY (%L::bigint[])', ids);
+        WHEN 'point_type' THEN
+            texts := vms._filter_strings(k, v);
+            IF EXISTS (SELECT 1 FROM unnest(texts) t WHERE NOT EXISTS
+                       (SELECT 1 FROM vms.point_type p WHERE p.code = t OR p.name_zh = t)) THEN
+                PERFORM vms._filter_error(k, 'unknown point type', 'Point types are listed in vms.point_type.');
+            END IF;
+            conds := conds || format('c.point_type = ANY (%L::text[])',
+                                     ARRAY(SELECT p.code FROM vms.point_type p, unnest(texts) t WHERE p.code = t OR p.name_zh = t));
+        WHEN 'place_type' THEN
+            conds := conds || format('c.place_type = ANY (%L::text[])', vms._filter_strings(k, v));
+        WHEN 'capability' THEN
+            conds := conds || format('c.capabilities @> %L::text[]', vms._filter_strings(k, v));
+        WHEN 'keyword' THEN
+            IF jsonb_typeof(v) <> 'string' OR btrim(v #>> '{}') = '' OR length(v #>> '{}') > 100 THEN
+                PERFORM vms._filter_error(k, 'must be a non-empty string of at most 100 characters');
+            END IF;
+            kw_grams := vms.keyword_grams(btrim(v #>> '{}'));
+            conds := conds || format('vms.text_grams(vms.channel_search_text(c.name, c.alias, c.address, c.place_type)) @> %L::text[]', kw_grams)
+                           || format('vms.text_contains(vms.channel_search_text(c.name, c.alias, c.address, c.place_type), %L)',
+                                     btrim(v #>> '{}'));
+        WHEN 'bbox' THEN
+            -- planar: the points the box covers in lon/lat (geometry &&)
+            IF jsonb_typeof(v) <> 'array' OR jsonb_array_length(v) <> 4 THEN
+                PERFORM vms._filter_error(k, 'must be [minlon, minlat, maxlon, maxlat]');
+            END IF;
+            IF vms._filter_num(k, v -> 0, -180, 180) > vms._filter_num(k, v -> 2, -180, 180)
+               OR vms._filter_num(k, v -> 1, -90, 90) > vms._filter_num(k, v -> 3, -90, 90) THEN
+                PERFORM vms._filter_error(k, 'minimum is greater than maximum');
+            END IF;
+            geoms := geoms || ST_MakeEnvelope((v ->> 0)::float8, (v ->> 1)::float8, (v ->> 2)::float8, (v ->> 3)::float8, 4326);
+            centre := coalesce(centre, ST_Centroid(geoms[cardinality(geoms)]));
+            conds := conds || format('c.geom && $1[%s]', cardinality(geoms));
+        WHEN 'circle' THEN
+            -- geodesic: ST_DWithin on geography (WGS-84 spheroid), through a box that holds the circle
+            IF jsonb_typeof(v) <> 'object' THEN
+                PERFORM vms._filter_error(k, 'must be {"lon": .., "lat": .., "radius_m": ..}');
+            END IF;
+            PERFORM vms._filter_keys(k, v, '{lon,lat,radius_m}');
+            g := ST_SetSRID(ST_MakePoint(vms._filter_num(k, v -> 'lon', -180, 180, 'lon'), vms._filter_num(k, v -> 'lat', -90, 90, 'lat')), 4326);
+            r := vms._filter_num(k, v -> 'radius_m', 0, 100000, 'radius_m');
+            geoms := geoms || g || vms._metre_box(g, r);
+            nums := nums || r;
+            circle_centre := g; circle_r := r; circle_box := cardinality(conds) + 1;
+            conds := conds || format('c.geom && $1[%s]', cardinality(geoms))
+                           || format('ST_DWithin(c.geom::geography, $1[%s]::geography, $2[%s])', cardinality(geoms) - 1, cardinality(nums));
+        WHEN 'polygon' THEN
+            -- planar: ST_Intersects on geometry
+            g := vms._filter_geojson(k, v, '{POLYGON,MULTIPOLYGON}');
+            geoms := geoms || g;
+            centre := coalesce(centre, ST_PointOnSurface(g));
+            conds := conds || format('ST_Intersects(c.geom, $1[%s])', cardinality(geoms));
+        WHEN 'line' THEN
+            -- geodesic: ST_DWithin on geography (the line's edges are great-circle arcs)
+            IF jsonb_typeof(v) <> 'object' OR NOT v ? 'geojson' THEN
+                PERFORM vms._filter_error(k, 'must be {"geojson": <LineString>, "buffer_m": ..}');
+            END IF;
+            PERFORM vms._filter_keys(k, v, '{geojson,buffer_m}');
+            g := vms._filter_geojson(k, v -> 'geojson', '{LINESTRING,MULTILINESTRING}');
+            r := vms._filter_num(k, v -> 'buffer_m', 0, 10000, 'buffer_m');
+            centre := coalesce(centre, ST_Centroid(g));
+            geoms := geoms || g || vms._metre_box(vms._arc_envelope(g), r);
+            nums := nums || r;
+            conds := conds || format('c.geom && $1[%s]', cardinality(geoms))
+                           || format('ST_DWithin(c.geom::geography, $1[%s]::geography, $2[%s])', cardinality(geoms) - 1, cardinality(nums));
+        WHEN 'near' THEN
+            -- geodesic: the k nearest by ST_Distance on geography, ties by code
+            IF jsonb_typeof(v) <> 'object' THEN
+                PERFORM vms._filter_error(k, 'must be {"lon": .., "lat": .., "k": ..}');
+            END IF;
+            PERFORM vms._filter_keys(k, v, '{lon,lat,k}');
+            near_point := ST_SetSRID(ST_MakePoint(vms._filter_num(k, v -> 'lon', -180, 180, 'lon'), vms._filter_num(k, v -> 'lat', -90, 90, 'lat')), 4326);
+            IF v ? 'k' THEN
+                r := vms._filter_num(k, v -> 'k', 1, 10000, 'k');
+                IF r <> trunc(r) THEN
+                    PERFORM vms._filter_error(k, format('"k" must be a whole number, not %s', r));
+                END IF;
+                geo_k := r::integer;
+            END IF;
+            conds := conds || 'c.geom IS NOT NULL'::text;
+        END CASE;
+    END LOOP;
+    geo_point := coalesce(near_point, circle_centre);
+    knn_conds := conds;
+    IF circle_centre IS NOT NULL AND near_point IS NULL THEN
+        -- the candidates of the distance order need only the circle's box (see _search_points_as)
+        knn_conds := conds[1:circle_box] || conds[circle_box + 2:];
+        geo_radius := circle_r;
+    END IF;
+    IF geo_point IS NOT NULL THEN
+        order_by := NULL;
+    ELSIF centre IS NOT NULL THEN
+        geoms := geoms || centre;
+        order_by := format('c.geom <-> $1[%s], c.code', cardinality(geoms));
+    ELSIF filter ? 'keyword' THEN
+        -- a common keyword matches a large share of the ledger: ordering
+        -- every match would read them all, so keyword results come in
+        -- storage order and the scan stops at the page
+        order_by := NULL;
+    END IF;
+    where_sql := coalesce(nullif(array_to_string(conds, ' AND '), ''), 'true');
+    knn_where_sql := coalesce(nullif(array_to_string(knn_conds, ' AND '), ''), 'true');
+    order_sql := order_by;
+END $$;
+COMMENT ON FUNCTION vms._search_sql(jsonb) IS 'internal: validate a search filter and build its query';
+CREATE OR REPLACE FUNCTION vms._search_points_as(role oid, filter jsonb, lim integer, off integer)
+    RETURNS TABLE (code vms.gbcode, name text, alias text, address text, point_type text, place_type text,
+                   unit_id bigint, online boolean, lon float8, lat float8, distance_m float8)
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path FROM CURRENT
+    -- a search returns a page of points: starting parallel workers costs more than it saves
+    SET max_parallel_workers_per_gather = 0 AS $$
+DECLARE
+    q record;
+    t0 timestamptz := clock_timestamp();
+    n integer;
+    kk integer;
+    found_n integer;
+    max_deg float8;
+    reach float8;
+    box geometry;
+BEGIN
+    IF lim IS NULL OR lim < 0 OR lim > 100000 THEN
+        RAISE EXCEPTION 'search limit must be between 0 and 100000, not %', lim USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF off IS NULL OR off < 0 THEN
+        RAISE EXCEPTION 'search offset must be 0 or more, not %', off USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    q := vms._search_sql(filter);
+    IF q.geo_point IS NULL THEN
+        RETURN QUERY EXECUTE format(
+            'SELECT c.code, c.name, c.alias, c.address, c.point_type, c.place_type, c.unit_id, c.online,
+                    ST_X(c.geom), ST_Y(c.geom), NULL::float8
+               FROM vms.channel c WHERE %s AND vms.channel_visible_to($5, c.code, c.civil_code) %s LIMIT $3 OFFSET $4',
+            q.where_sql, CASE WHEN q.order_sql IS NOT NULL THEN 'ORDER BY ' || q.order_sql ELSE '' END)
+            USING q.geoms, q.nums, lim, off, role;
+    ELSE
+        -- Geodesic order (near, or a circle's centre): the first kk points by
+        -- ST_Distance on geography, ties by code.  The spatial index orders by
+        -- lon/lat degrees, so first take the kk nearest in degrees: if there
+        -- are kk, every one of them lies within reach metres
+        -- (vms._degrees_reach), so the kk nearest in metres all lie in the
+        -- box of that reach (vms._metre_box); those are then ranked exactly.
+        kk := CASE WHEN q.geo_k IS NOT NULL THEN least(q.geo_k, lim + off) ELSE lim + off END;
+        IF kk > off THEN
+            EXECUTE format(
+                'SELECT count(*), max(d) FROM (SELECT c.geom <-> $3 AS d FROM vms.channel c
+                  WHERE %s AND vms.channel_visible_to($5, c.code, c.civil_code) ORDER BY c.geom <-> $3 LIMIT $4) s',
+                q.knn_where_sql)
+                INTO found_n, max_deg USING q.geoms, q.nums, q.geo_point, kk, role;
+            IF found_n = kk THEN
+                reach := vms._degrees_reach(max_deg);
+                -- within a circle around the point the k nearest lie in the circle's box anyway
+                IF reach < q.geo_radius OR q.geo_radius IS NULL THEN
+                    box := vms._metre_box(q.geo_point, reach);
+                END IF;
+            END IF;
+            RETURN QUERY EXECUTE format(
+                'SELECT c.code, c.name, c.alias, c.address, c.point_type, c.place_type, c.unit_id, c.online,
+                        ST_X(c.geom), ST_Y(c.geom), ST_Distance(c.geom::geography, $6)
+                   FROM vms.channel c WHERE %s%s AND vms.channel_visible_to($5, c.code, c.civil_code)
+                  ORDER BY 11, c.code LIMIT $3 OFFSET $4',
+                q.where_sql, CASE WHEN box IS NOT NULL THEN ' AND c.geom && $7' ELSE '' END)
+                USING q.geoms, q.nums, kk - off, off, role, q.geo_point::geography, box;
+        END IF;
+    END IF;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    INSERT INTO vms.search_history (filter, lim, off, result_count, took_ms)
+    VALUES (filter, lim, off, coalesce(n, 0), round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 3));
+END $$;
+COMMENT ON FUNCTION vms._search_points_as(oid, jsonb, integer, integer) IS 'internal: a search for a role the session user can act as';
+CREATE OR REPLACE FUNCTION vms.tag_search_results(filter jsonb, tag text, source text DEFAULT 'rule') RETURNS bigint
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    q record;
+    tag_id bigint := vms.tag_resolve(to_jsonb(tag));
+    n bigint;
+BEGIN
+    q := vms._search_sql(filter);
+    IF q.geo_k IS NOT NULL THEN
+        -- near with k: the k nearest the caller may see
+        INSERT INTO vms.channel_tag (channel_code, tag_id, source)
+        SELECT s.code, tag_id, source FROM vms.search_points(filter, q.geo_k) s ON CONFLICT DO NOTHING;
+    ELSE
+        EXECUTE format('INSERT INTO vms.channel_tag (channel_code, tag_id, source)
+                        SELECT c.code, $3, $4 FROM vms.channel c WHERE %s ON CONFLICT DO NOTHING', q.where_sql)
+            USING q.geoms, q.nums, tag_id, source;
+    END IF;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION vms.tag_search_results(jsonb, text, text) IS 'tag every channel matching a search filter; returns how many got the tag';
+CREATE OR REPLACE FUNCTION vms.cameras_seeing(target geometry, max_range_m float8 DEFAULT 500)
+    RETURNS TABLE (code vms.gbcode, name text, distance_m float8, bearing float8)
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path FROM CURRENT AS $$
+    SELECT c.code, c.name, d.dist, d.bearing
+      FROM vms.channel c
+     CROSS JOIN LATERAL (SELECT ST_Distance(c.geom::geography, target::geography) AS dist,
+                                degrees(ST_Azimuth(c.geom::geography, target::geography)) AS bearing) d
+     WHERE c.geom && vms._metre_box(target, max_range_m)
+       AND vms.channel_visible_to(vms._acting_role(), c.code, c.civil_code)
+       AND c.fov_range_m IS NOT NULL AND d.dist <= least(c.fov_range_m, max_range_m)
+       AND (c.fov_angle >= 360 OR d.dist = 0
+            OR (c.azimuth IS NOT NULL AND c.fov_angle IS NOT NULL
+                AND abs(mod((d.bearing - c.azimuth)::numeric + 540, 360) - 180) <= c.fov_angle / 2))
+     ORDER BY d.dist
+$$;
+COMMENT ON FUNCTION vms.cameras_seeing(geometry, float8) IS 'cameras whose view cone contains the point, nearest first';
+CREATE OR REPLACE FUNCTION vms._channel_tiles_as(role oid, z integer, x integer, y integer)
+    RETURNS bytea
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    bounds geometry;
+    area geometry;
+    cell float8;
+    tile bytea;
+BEGIN
+    IF z < 0 OR z > 22 OR x < 0 OR y < 0 OR x >= (1 << z) OR y >= (1 << z) THEN
+        RAISE EXCEPTION 'tile %/%/% does not exist', z, x, y
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'z is 0-22 and x, y are 0 to 2^z - 1.';
+    END IF;
+    bounds := ST_TileEnvelope(z, x, y);
+    -- a tile holds the channels whose Web-Mercator point its envelope covers
+    -- (geom_3857 && bounds); the lon/lat box around it, widened by a
+    -- micro-degree for rounding in the transform, only lets the index find them
+    area := ST_Expand(ST_Transform(bounds, 4326), 1e-6);
+    IF z >= 13 THEN
+        SELECT ST_AsMVT(f, 'channels', 4096, 'geom') INTO tile FROM (
+            SELECT ST_AsMVTGeom(c.geom_3857, bounds, 4096, 64, true) AS geom,
+                   c.code::text AS code, c.name, c.point_type, c.online, c.azimuth
+              FROM vms.channel c
+             WHERE c.geom && area AND c.geom_3857 && bounds
+               AND vms.channel_visible_to(role, c.code, c.civil_code)) f;
+    ELSE
+        cell := (ST_XMax(bounds) - ST_XMin(bounds)) / 64;
+        SELECT ST_AsMVT(f, 'channels', 4096, 'geom') INTO tile FROM (
+            SELECT ST_AsMVTGeom(ST_SetSRID(ST_MakePoint(avg(ST_X(c.geom_3857)), avg(ST_Y(c.geom_3857))), 3857),
+                                bounds, 4096, 64, true) AS geom,
+                   count(*) AS count, count(*) FILTER (WHERE c.online) AS online_count,
+                   min(c.code::text) AS code
+              FROM vms.channel c
+             WHERE c.geom && area AND c.geom_3857 && bounds
+               AND vms.channel_visible_to(role, c.code, c.civil_code)
+             GROUP BY floor((ST_X(c.geom_3857) - ST_XMin(bounds)) / cell),
+                      floor((ST_Y(c.geom_3857) - ST_YMin(bounds)) / cell)) f;
+    END IF;
+    RETURN coalesce(tile, '\x'::bytea);
+END $$;
+COMMENT ON FUNCTION vms._channel_tiles_as(oid, integer, integer, integer) IS 'internal: a tile for a role the session user can act as';
+-- internal, as 99_privileges.sql leaves every vms._* function
+REVOKE ALL ON FUNCTION vms._filter_keys(text, jsonb, text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION vms._arc_envelope(geometry) FROM PUBLIC;
+REVOKE ALL ON FUNCTION vms._degrees_reach(float8) FROM PUBLIC;
+REVOKE ALL ON FUNCTION vms._search_sql(jsonb) FROM PUBLIC;
