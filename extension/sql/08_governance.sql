@@ -181,7 +181,7 @@ BEGIN
            AND c.name !~ np.pattern;
     WHEN 'stale' THEN
         RETURN QUERY
-        SELECT c.code, format('not updated since %s', c.updated_at::date)
+        SELECT c.code, format('not updated since %s', to_char(c.updated_at, 'YYYY-MM-DD'))
           FROM vms.channel c
          WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
            AND c.updated_at < now() - make_interval(days => coalesce((p ->> 'days')::int, 365));
