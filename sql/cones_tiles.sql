@@ -2,6 +2,11 @@
 \set SHOW_CONTEXT never
 SET search_path = public, vms;
 SET client_min_messages = warning;
+-- the Futian district (sql/fixtures/futian.sql)
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set ECHO none
+\i :abs_srcdir/sql/fixtures/futian.sql
+\set ECHO all
 
 -- a 90° cone facing east, 100 m: a sector of π r² / 4
 SELECT GeometryType(c) AS type, ST_IsValid(c) AS valid,
@@ -15,13 +20,12 @@ SELECT round((ST_Area(vms.view_cone(ST_SetSRID(ST_MakePoint(114.02, 22.51), 4326
 SELECT vms.view_cone(ST_SetSRID(ST_MakePoint(114.02, 22.51), 4326), NULL, 60, 50) IS NULL AS no_azimuth_no_cone,
        vms.view_cone(NULL, 0, 60, 50) IS NULL AS no_location_no_cone;
 
--- three cameras around a crossing: one faces it, one faces away, one is too far
-INSERT INTO vms.device (code, name) VALUES ('44030402001180000001', '南园NVR');
-INSERT INTO vms.channel (code, device_code, name, geom, azimuth, fov_angle, fov_range_m) VALUES
-    ('44030402001320000001', '44030402001180000001', '面向路口', ST_SetSRID(ST_MakePoint(114.0600, 22.5200), 4326), 90, 60, 150),
-    ('44030402001320000002', '44030402001180000001', '背向路口', ST_SetSRID(ST_MakePoint(114.0600, 22.5201), 4326), 270, 60, 150),
-    ('44030402001320000003', '44030402001180000001', '太远', ST_SetSRID(ST_MakePoint(114.0540, 22.5200), 4326), 90, 60, 150),
-    ('44030402001320000004', '44030402001180000001', '全景', ST_SetSRID(ST_MakePoint(114.0612, 22.5205), 4326), NULL, 360, 80);
+-- three cameras around a crossing: one faces it (面向路口, 114.0600 22.5200, facing
+-- east, 60°, 150 m), one faces away, one is too far; and a panoramic one
+-- (sql/fixtures/nanyuan.sql)
+\set ECHO none
+\i :abs_srcdir/sql/fixtures/nanyuan.sql
+\set ECHO all
 SELECT code, name, round(distance_m) AS m, round(bearing) AS bearing
   FROM vms.cameras_seeing(ST_SetSRID(ST_MakePoint(114.0610, 22.5200), 4326));
 SELECT code, name, round(seen_share::numeric, 3) AS share

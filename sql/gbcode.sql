@@ -1,6 +1,5 @@
 -- vms.gbcode: input, output, errors, parts, ordering, binary form
 \set SHOW_CONTEXT never
-CREATE EXTENSION vms CASCADE;
 SET client_min_messages = warning;
 -- vms functions live in schema vms; the comparison operators work on any search_path
 SET search_path = public, vms;
@@ -109,9 +108,11 @@ SELECT vms.gbcode_cmp('11010500001320000007', '11010500001320000008'),
 -- binary send/receive round trip through COPY BINARY
 CREATE TEMP TABLE t_bin (c vms.gbcode);
 INSERT INTO t_bin VALUES ('34020000001320000001'), ('99999999999999999999');
-COPY t_bin TO '/tmp/vms_regress_gbcode.bin' WITH (FORMAT binary);
+-- (files in this cluster's data directory, no other run's)
+SELECT current_setting('data_directory') || '/vms_regress_gbcode.bin' AS bin_file \gset
+COPY t_bin TO :'bin_file' WITH (FORMAT binary);
 CREATE TEMP TABLE t_bin2 (c vms.gbcode);
-COPY t_bin2 FROM '/tmp/vms_regress_gbcode.bin' WITH (FORMAT binary);
+COPY t_bin2 FROM :'bin_file' WITH (FORMAT binary);
 SELECT * FROM t_bin2 ORDER BY c;
 SELECT vms.gbcode_send('34020000001320000001');
 -- a binary value that is not a 20-digit code is refused

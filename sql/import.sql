@@ -2,6 +2,8 @@
 \set SHOW_CONTEXT never
 SET search_path = public, vms;
 SET client_min_messages = warning;
+-- a unit that exists already (the import finds it) beside one it creates
+INSERT INTO vms.org_unit (name, civil_code) VALUES ('朝阳分局', '110105');
 SELECT position, key, header, required FROM vms.ledger_template_column ORDER BY position LIMIT 4;
 
 -- the CSV reader: quotes, embedded newlines, CRLF, BOM, blank lines
@@ -56,11 +58,13 @@ $csv$code,name,device_code,azimuth,alias
 $csv$, 'UTF8')) AS j) s;
 SELECT name, azimuth, alias FROM vms.channel WHERE code = '11010500001320000101';
 
--- GB18030 file on the server
+-- GB18030 file on the server (files in this cluster's data directory, no other run's)
+SELECT current_setting('data_directory') || '/vms_regress_gb18030.csv' AS gb_file,
+       current_setting('data_directory') || '/vms_regress_export.csv' AS export_file \gset
 COPY (SELECT '监控点编码,监控点名称,设备编码,安装地址' UNION ALL
       SELECT '11010500001320000120,三里屯北路,11010500001180000100,朝阳区三里屯北路19号')
-  TO '/tmp/vms_regress_gb18030.csv' WITH (FORMAT text, ENCODING 'GB18030');
-SELECT (j).loaded_rows, (j).rejected_rows FROM (SELECT vms.ledger_import_file('/tmp/vms_regress_gb18030.csv') AS j) s;
+  TO :'gb_file' WITH (FORMAT text, ENCODING 'GB18030');
+SELECT (j).loaded_rows, (j).rejected_rows FROM (SELECT vms.ledger_import_file(:'gb_file') AS j) s;
 SELECT name, address FROM vms.channel WHERE code = '11010500001320000120';
 
 -- header problems stop the import with a clear error and change nothing
@@ -75,9 +79,9 @@ SELECT count(*) FROM vms.channel WHERE code = '11010500001320000130';
 -- export in the same template, and the export imports back unchanged
 SELECT "监控点编码", "监控点名称", "设备编码", "点位类型", "经度", "纬度", "管理单位", "能力集", "资源目录"
   FROM vms.ledger_export WHERE "监控点编码" LIKE '110105000013200001%' ORDER BY 1;
-COPY (SELECT * FROM vms.ledger_export ORDER BY 1) TO '/tmp/vms_regress_export.csv' WITH (FORMAT csv, HEADER);
+COPY (SELECT * FROM vms.ledger_export ORDER BY 1) TO :'export_file' WITH (FORMAT csv, HEADER);
 CREATE TEMP TABLE before_reimport AS SELECT * FROM vms.ledger_export;
-SELECT (j).rejected_rows FROM (SELECT vms.ledger_import_file('/tmp/vms_regress_export.csv') AS j) s;
+SELECT (j).rejected_rows FROM (SELECT vms.ledger_import_file(:'export_file') AS j) s;
 SELECT count(*) AS differences FROM (
     (SELECT * FROM before_reimport EXCEPT SELECT * FROM vms.ledger_export)
     UNION ALL

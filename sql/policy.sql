@@ -3,6 +3,13 @@
 \set SHOW_CONTEXT never
 SET search_path = public, vms;
 SET client_min_messages = warning;
+-- the Futian district, its tags and catalogue, the 南园 cameras (sql/fixtures/)
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set ECHO none
+\i :abs_srcdir/sql/fixtures/futian.sql
+\i :abs_srcdir/sql/fixtures/futian_tags.sql
+\i :abs_srcdir/sql/fixtures/nanyuan.sql
+\set ECHO all
 CREATE ROLE regress_alice LOGIN IN ROLE vms_analyst;
 CREATE ROLE regress_bob LOGIN IN ROLE vms_analyst;
 CREATE ROLE regress_carol LOGIN IN ROLE vms_grant_admin, vms_analyst;
@@ -178,10 +185,10 @@ SELECT ok FROM vms.audit_verify();
 SELECT DISTINCT digest_alg FROM vms.audit_log;
 
 -- secrets: encrypted with a key kept outside the database
-COPY (SELECT 1) TO PROGRAM 'head -c 32 /dev/urandom > /tmp/vms_regress_key && chmod 600 /tmp/vms_regress_key';
+COPY (SELECT 1) TO PROGRAM 'head -c 32 /dev/urandom > vms_regress_key && chmod 600 vms_regress_key';
 \set VERBOSITY default
 SELECT vms.secret_encrypt('upstream-pass');
-SET vms.secret_key_file = '/tmp/vms_regress_key';
+SET vms.secret_key_file = 'vms_regress_key';
 SELECT vms.secret_algorithm();
 SELECT vms.secret_encrypt('upstream-pass') AS s \gset
 SELECT position('upstream' IN encode(:'s'::bytea, 'escape')) = 0 AS not_plain,

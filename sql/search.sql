@@ -1,8 +1,13 @@
 -- tags and point search: every filter key, its bad values, saved searches,
--- history, GeoJSON and bulk tagging (uses the Futian channels of governance.sql)
+-- history, GeoJSON and bulk tagging, over the Futian channels
 \set SHOW_CONTEXT never
 SET search_path = public, vms;
 SET client_min_messages = warning;
+-- the Futian district (sql/fixtures/futian.sql)
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set ECHO none
+\i :abs_srcdir/sql/fixtures/futian.sql
+\set ECHO all
 
 -- tags: hierarchical scenario tags, flat capability tags
 SELECT vms.tag_create('scenario', '交通') AS traffic \gset

@@ -145,6 +145,9 @@ SELECT count(*) FROM vms.viid_outbox;
 -- the workers (this cluster preloads vms; the worker waits for the extension in vms.database)
 SELECT name, backend_type, wanted, state IN ('starting', 'waiting for CREATE EXTENSION vms', 'waiting for vms.sip_id') AS waiting FROM vms.worker_status ORDER BY name;
 \set VERBOSITY default
+-- CREATE EXTENSION here warned that no worker serves this database (pg_regress
+-- loads vms before the test, so the check is called as the install script does)
+SELECT vms._worker_database_check() AS served;
 SELECT vms.worker_stop('nosuch');
 SET ROLE vms_analyst;
 SELECT vms.worker_stop('viid');

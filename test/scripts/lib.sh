@@ -48,7 +48,8 @@ cluster_start() {
     } | as_pg tee -a "$dir/data/postgresql.conf" >/dev/null
   fi
   if ! as_pg pg_ctl -D "$dir/data" status >/dev/null 2>&1; then
-    as_pg pg_ctl -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null
+    # CLUSTER_ENV (NAME=VALUE words) reaches the postmaster: the faketime runs
+    as_pg env ${CLUSTER_ENV[@]+"${CLUSTER_ENV[@]}"} pg_ctl -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null
   fi
 }
 
