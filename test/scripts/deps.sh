@@ -8,6 +8,7 @@ PACKAGES=(
   build-essential
   postgresql-15 postgresql-server-dev-15 postgresql-15-postgis-3 postgresql-contrib
   libipc-run-perl curl python3 bc
+  faketime  # libfaketime: the pg_regress suite runs again on a fake clock
   libssl-dev libcurl4-openssl-dev
 )
 # clang and llvm: PGXS compiles LLVM bitcode for JIT, as Debian's server
