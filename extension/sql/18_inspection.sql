@@ -295,11 +295,13 @@ COMMENT ON FUNCTION vms._inspection_check_plan(vms.inspection_plan) IS 'internal
 
 -- The scheduler's own updates (next_run_at) are not checked again: a plan
 -- forced past the check must fail its own round, not the scheduler's
--- statement and so every plan's round.
+-- statement and so every plan's round.  Disabling a plan is never refused;
+-- enabling it again checks it.
 CREATE FUNCTION vms._inspection_plan_trigger() RETURNS trigger
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
-    IF TG_OP = 'INSERT' OR to_jsonb(NEW) - 'next_run_at' IS DISTINCT FROM to_jsonb(OLD) - 'next_run_at' THEN
+    IF TG_OP = 'INSERT' OR (NEW.enabled AND NOT OLD.enabled)
+       OR to_jsonb(NEW) - '{next_run_at,enabled}'::text[] IS DISTINCT FROM to_jsonb(OLD) - '{next_run_at,enabled}'::text[] THEN
         PERFORM vms._inspection_check_plan(NEW);
     END IF;
     PERFORM vms._wake_worker('inspector 1');
@@ -359,7 +361,9 @@ END $$;
 COMMENT ON FUNCTION vms.inspection_run_now(text) IS 'start a round of a plan at once';
 
 -- The profile and thresholds in force now: the first time window that
--- contains the current time (windows may wrap midnight), else the plan's.
+-- contains the current time, else the plan's.  A window is [from, to) in
+-- the server's time zone; it wraps midnight when to < from, and from = to
+-- is the whole day (so 00:00-00:00 holds at 23:59 too).
 CREATE FUNCTION vms._inspection_settings(p vms.inspection_plan, at timestamptz DEFAULT now(),
                                          OUT profile text, OUT thresholds jsonb)
     LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
@@ -367,7 +371,8 @@ CREATE FUNCTION vms._inspection_settings(p vms.inspection_plan, at timestamptz D
       FROM (SELECT 1) one
       LEFT JOIN LATERAL (
           SELECT w FROM jsonb_array_elements(p.windows) w
-           WHERE CASE WHEN (w ->> 'from')::time <= (w ->> 'to')::time
+           WHERE CASE WHEN (w ->> 'from')::time = (w ->> 'to')::time THEN true
+                      WHEN (w ->> 'from')::time < (w ->> 'to')::time
                       THEN at::time >= (w ->> 'from')::time AND at::time < (w ->> 'to')::time
                       ELSE at::time >= (w ->> 'from')::time OR at::time < (w ->> 'to')::time END
            LIMIT 1) win ON true
