@@ -225,7 +225,8 @@ COMMENT ON FUNCTION vms._inspection_check_plan(vms.inspection_plan) IS 'internal
 CREATE OR REPLACE FUNCTION vms._inspection_plan_trigger() RETURNS trigger
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
-    IF TG_OP = 'INSERT' OR to_jsonb(NEW) - 'next_run_at' IS DISTINCT FROM to_jsonb(OLD) - 'next_run_at' THEN
+    IF TG_OP = 'INSERT' OR (NEW.enabled AND NOT OLD.enabled)
+       OR to_jsonb(NEW) - '{next_run_at,enabled}'::text[] IS DISTINCT FROM to_jsonb(OLD) - '{next_run_at,enabled}'::text[] THEN
         PERFORM vms._inspection_check_plan(NEW);
     END IF;
     PERFORM vms._wake_worker('inspector 1');
