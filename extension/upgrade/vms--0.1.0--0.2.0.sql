@@ -1332,3 +1332,19 @@ REVOKE ALL ON FUNCTION vms._filter_keys(text, jsonb, text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION vms._arc_envelope(geometry) FROM PUBLIC;
 REVOKE ALL ON FUNCTION vms._degrees_reach(float8) FROM PUBLIC;
 REVOKE ALL ON FUNCTION vms._search_sql(jsonb) FROM PUBLIC;
+
+-- issue 11: deterministic tests (inspection windows)
+-- a window whose from equals its to is the whole day (was never in force)
+CREATE OR REPLACE FUNCTION vms._inspection_settings(p vms.inspection_plan, at timestamptz DEFAULT now(),
+                                         OUT profile text, OUT thresholds jsonb)
+    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+    SELECT coalesce(w ->> 'profile', p.profile), p.thresholds || coalesce(w -> 'thresholds', '{}')
+      FROM (SELECT 1) one
+      LEFT JOIN LATERAL (
+          SELECT w FROM jsonb_array_elements(p.windows) w
+           WHERE CASE WHEN (w ->> 'from')::time = (w ->> 'to')::time THEN true
+                      WHEN (w ->> 'from')::time < (w ->> 'to')::time
+                      THEN at::time >= (w ->> 'from')::time AND at::time < (w ->> 'to')::time
+                      ELSE at::time >= (w ->> 'from')::time OR at::time < (w ->> 'to')::time END
+           LIMIT 1) win ON true
+$$;
