@@ -141,7 +141,11 @@ BEGIN
 END $$;
 
 -- Inspection plans: a bad plan fails its own tasks and rounds, reported.
-ALTER TABLE vms.inspection_run ADD COLUMN failed integer NOT NULL DEFAULT 0, ADD COLUMN error text;
+-- (added without a default, then filled: a column added with one keeps it as
+-- a "missing value", which a fresh install does not have)
+ALTER TABLE vms.inspection_run ADD COLUMN failed integer, ADD COLUMN error text;
+UPDATE vms.inspection_run SET failed = 0;
+ALTER TABLE vms.inspection_run ALTER COLUMN failed SET DEFAULT 0, ALTER COLUMN failed SET NOT NULL;
 ALTER TABLE vms.inspection_task ADD COLUMN error text,
     DROP CONSTRAINT inspection_task_state_check,
     ADD CONSTRAINT inspection_task_state_check CHECK (state IN ('pending', 'running', 'done', 'failed'));
