@@ -55,6 +55,10 @@ SELECT code FROM vms.search_points('{"polygon": {"type": "Polygon", "coordinates
 SELECT code FROM vms.search_points('{"line": {"geojson": {"type": "LineString", "coordinates": [[114.0, 22.51], [114.05, 22.51]]}, "buffer_m": 50}}') ORDER BY code;
 SELECT code, round(distance_m) FROM vms.search_points('{"near": {"lon": 114.0339, "lat": 22.5339}}', 3);
 SELECT code FROM vms.search_points('{"near": {"lon": 114.0339, "lat": 22.5339}, "keyword": "北向南"}', 2, 1);
+-- near with k: the k nearest only, paged within them
+SELECT code, round(distance_m) FROM vms.search_points('{"near": {"lon": 114.0339, "lat": 22.5339, "k": 2}}', 10);
+SELECT code, round(distance_m) FROM vms.search_points('{"near": {"lon": 114.0339, "lat": 22.5339, "k": 2}}', 10, 1);
+SELECT count(*) FROM vms.search_points('{"near": {"lon": 114.0339, "lat": 22.5339, "k": 2}}', 10, 2);
 -- combined: tags and circle
 SELECT code FROM vms.search_points('{"tags_any": ["交通"], "circle": {"lon": 114.01, "lat": 22.51, "radius_m": 1500}}') ORDER BY code;
 
@@ -88,6 +92,27 @@ SELECT * FROM vms.search_points('{"place_type": []}');
 SELECT * FROM vms.search_points('{"capability": 3}');
 SELECT * FROM vms.search_points('{}', -1);
 SELECT * FROM vms.search_points('{}', 10, -5);
+-- numbers out of range name their key and field, also those no float holds
+SELECT * FROM vms.search_points('{"circle": {"lon": 114, "lat": 91, "radius_m": 10}}');
+SELECT * FROM vms.search_points('{"circle": {"lon": 114, "lat": 22, "radius_m": 100001}}');
+SELECT * FROM vms.search_points('{"circle": {"lon": 114, "lat": 22, "radius_m": 1e400}}');
+SELECT * FROM vms.search_points('{"circle": {"lon": 114, "lat": 22, "radius_m": "10"}}');
+SELECT * FROM vms.search_points('{"circle": {"lon": 114, "lat": 22, "radius_m": 10, "unit": "km"}}');
+SELECT * FROM vms.search_points('{"bbox": [114, -91, 115, 23]}');
+SELECT * FROM vms.search_points('{"near": {"lon": 114, "lat": -90.5}}');
+SELECT * FROM vms.search_points('{"near": {"lon": 114, "lat": 22, "k": 0}}');
+SELECT * FROM vms.search_points('{"near": {"lon": 114, "lat": 22, "k": 10001}}');
+SELECT * FROM vms.search_points('{"near": {"lon": 114, "lat": 22, "k": 2.5}}');
+SELECT * FROM vms.search_points('{"near": {"lon": 114, "lat": 22, "radius_m": 5}}');
+-- geometries: self-intersecting or unclosed polygons, coordinates outside WGS-84, empty lines
+SELECT * FROM vms.search_points('{"polygon": {"type": "Polygon", "coordinates": [[[114.0, 22.5], [114.1, 22.6], [114.1, 22.5], [114.0, 22.6], [114.0, 22.5]]]}}');
+SELECT * FROM vms.search_points('{"polygon": {"type": "Polygon", "coordinates": [[[114.0, 22.5], [114.1, 22.6], [114.1, 22.5]]]}}');
+SELECT * FROM vms.search_points('{"polygon": {"type": "Polygon", "coordinates": [[[200, 22.5], [201, 22.6], [201, 22.5], [200, 22.5]]]}}');
+SELECT * FROM vms.search_points('{"line": {"geojson": {"type": "LineString", "coordinates": []}, "buffer_m": 5}}');
+SELECT * FROM vms.search_points('{"line": {"geojson": {"type": "LineString", "coordinates": [[114.0, 22.5]]}, "buffer_m": 5}}');
+SELECT * FROM vms.search_points('{"line": {"geojson": {"type": "LineString", "coordinates": [[114.0, 22.5], [114.0, 22.5]]}, "buffer_m": 5}}');
+SELECT * FROM vms.search_points('{"line": {"geojson": {"type": "LineString", "coordinates": [[114.0, 22.5], [114.1, 22.5]]}, "buffer_m": 10001}}');
+SELECT * FROM vms.search_points('{"line": {"geojson": {"type": "MultiLineString", "coordinates": []}, "buffer_m": 5}}');
 
 -- saved searches and history
 TRUNCATE vms.search_history;

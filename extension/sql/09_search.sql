@@ -68,18 +68,22 @@ CREATE FUNCTION vms._filter_num(key text, v jsonb, lo float8 DEFAULT NULL, hi fl
                                 field text DEFAULT NULL) RETURNS float8
     LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
-    x float8;
+    x numeric;
 BEGIN
     IF v IS NULL THEN
         PERFORM vms._filter_error(key, format('"%s" is missing', field));
     ELSIF jsonb_typeof(v) <> 'number' THEN
         PERFORM vms._filter_error(key, format('%s must be a number, not %s', coalesce('"' || field || '"', 'each value'), v));
     END IF;
-    x := (v #>> '{}')::float8;
-    IF (lo IS NOT NULL AND x < lo) OR (hi IS NOT NULL AND x > hi) THEN
-        PERFORM vms._filter_error(key, format('%s is outside [%s, %s]', x, coalesce(lo::text, '-inf'), coalesce(hi::text, 'inf')));
+    -- compared as numeric first: a JSON number such as 1e400 does not fit a float8
+    x := (v #>> '{}')::numeric;
+    IF (lo IS NOT NULL AND x < lo::numeric) OR (hi IS NOT NULL AND x > hi::numeric)
+       OR abs(x) > 1e300 THEN
+        PERFORM vms._filter_error(key, format('%s%s is outside [%s, %s]', coalesce('"' || field || '" ', ''),
+                                             CASE WHEN abs(x) > 1e15 THEN btrim(to_char(x, '9.9EEEE')) ELSE x::text END,
+                                             coalesce(lo::text, '-inf'), coalesce(hi::text, 'inf')));
     END IF;
-    RETURN x;
+    RETURN x::float8;
 END $$;
 COMMENT ON FUNCTION vms._filter_num(text, jsonb, float8, float8, text) IS 'internal: a number from a filter, range-checked';
 
@@ -113,6 +117,9 @@ BEGIN
     IF GeometryType(g) <> ALL (kinds) THEN
         PERFORM vms._filter_error(key, format('must be a %s, not a %s', array_to_string(kinds, ' or '), GeometryType(g)));
     END IF;
+    IF ST_IsEmpty(g) THEN
+        PERFORM vms._filter_error(key, 'geometry is empty');
+    END IF;
     IF NOT ST_IsValid(g) THEN
         PERFORM vms._filter_error(key, 'geometry is not valid: ' || ST_IsValidReason(g));
     END IF;
@@ -123,27 +130,112 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION vms._filter_geojson(text, jsonb, text[]) IS 'internal: a validated WGS-84 geometry from a filter';
 
--- A box around a geometry holding every point within radius_m metres of it
--- (longitude degrees are shortest at the latitude furthest from the equator).
+-- Index prefilters for geodesic distances (WGS-84 spheroid, as ST_DWithin and
+-- ST_Distance on geography measure them).  Every curve of length r from a point
+-- at latitude φ stays within r / a(1 - e²) radians of latitude of it (the
+-- meridian radius of curvature is at least a(1 - e²)) and changes longitude by
+-- at most r / (a cos φ') radians, φ' the latitude furthest from the equator it
+-- can reach (a parallel's radius N cos φ is at least a cos φ).  So this box
+-- holds every point within radius_m metres of any point of center's planar
+-- envelope, at any latitude; near a pole or across the antimeridian it spans
+-- every longitude.  A millimetre and a part in 10⁹ are added for rounding.
 CREATE FUNCTION vms._metre_box(center geometry, radius_m float8) RETURNS geometry
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN ST_Expand(ST_Envelope(center),
-                     radius_m / (111320 * greatest(cos(radians(greatest(abs(ST_YMin(center)), abs(ST_YMax(center))))), 0.01)) * 1.01,
-                     radius_m / 110574 * 1.01);
-COMMENT ON FUNCTION vms._metre_box(geometry, float8) IS 'internal: degree box enclosing a metre radius, for index prefilters';
+    RETURN (SELECT ST_MakeEnvelope(CASE WHEN wrap THEN -180 ELSE ST_XMin(center) - dlon END,
+                                   greatest(ST_YMin(center) - dlat, -90),
+                                   CASE WHEN wrap THEN 180 ELSE ST_XMax(center) + dlon END,
+                                   least(ST_YMax(center) + dlat, 90), 4326)
+              FROM (SELECT dlat, dlon, ST_XMin(center) - dlon < -180 OR ST_XMax(center) + dlon > 180 AS wrap
+                      FROM (SELECT dlat, CASE WHEN far >= 89.9999 THEN 360
+                                              ELSE degrees(r / (6378137 * cos(radians(far)))) END AS dlon
+                              FROM (SELECT r, degrees(r / 6335439.327083168) AS dlat,
+                                           greatest(abs(ST_YMin(center)), abs(ST_YMax(center))) + degrees(r / 6335439.327083168) AS far
+                                      FROM (SELECT greatest(radius_m, 0) * (1 + 1e-9) + 1e-3 AS r) r0) s1) s2) s3);
+COMMENT ON FUNCTION vms._metre_box(geometry, float8) IS
+    'internal: lon/lat box holding every point within a geodesic distance of a geometry''s envelope, for index prefilters';
 
--- Build the query of a filter: validates every key, returns SQL selecting
--- (code, distance_m) from vms.channel c, and its parameters.
-CREATE FUNCTION vms._search_sql(filter jsonb, OUT where_sql text, OUT order_sql text, OUT dist_sql text,
-                                OUT geoms geometry[], OUT nums float8[])
+-- Geography edges are great-circle arcs, which bow away from the equator
+-- between their vertices: the lon/lat box of the arcs of a line (each arc's
+-- highest and lowest point counted where it lies between the vertices; an arc
+-- across the antimeridian or over a pole makes the box span every longitude).
+CREATE FUNCTION vms._arc_envelope(g geometry) RETURNS geometry
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+DECLARE
+    xmin float8 := ST_XMin(g);
+    xmax float8 := ST_XMax(g);
+    ymin float8 := ST_YMin(g);
+    ymax float8 := ST_YMax(g);
+    part geometry;
+    a1 float8; a2 float8; a3 float8; b1 float8; b2 float8; b3 float8;
+    n1 float8; n2 float8; n3 float8; nn float8;
+    h1 float8; h2 float8; h3 float8; hn float8;
+    lon1 float8; lat1 float8; lon2 float8; lat2 float8;
+BEGIN
+    FOR part IN SELECT (ST_Dump(g)).geom LOOP
+        FOR i IN 1 .. ST_NPoints(part) - 1 LOOP
+            lon1 := radians(ST_X(ST_PointN(part, i)));     lat1 := radians(ST_Y(ST_PointN(part, i)));
+            lon2 := radians(ST_X(ST_PointN(part, i + 1))); lat2 := radians(ST_Y(ST_PointN(part, i + 1)));
+            IF abs(lon2 - lon1) >= pi() THEN
+                xmin := -180; xmax := 180;
+            END IF;
+            a1 := cos(lat1) * cos(lon1); a2 := cos(lat1) * sin(lon1); a3 := sin(lat1);
+            b1 := cos(lat2) * cos(lon2); b2 := cos(lat2) * sin(lon2); b3 := sin(lat2);
+            n1 := a2 * b3 - a3 * b2; n2 := a3 * b1 - a1 * b3; n3 := a1 * b2 - a2 * b1;
+            nn := n1 * n1 + n2 * n2 + n3 * n3;
+            CONTINUE WHEN nn < 1e-30;
+            -- H: the great circle's point nearest the north pole (z minus its part along n)
+            h1 := -n3 * n1 / nn; h2 := -n3 * n2 / nn; h3 := 1 - n3 * n3 / nn;
+            hn := sqrt(h1 * h1 + h2 * h2 + h3 * h3);
+            CONTINUE WHEN hn < 1e-15;
+            -- H lies on the arc A→B when A×H and H×B both point along n
+            IF (a2 * h3 - a3 * h2) * n1 + (a3 * h1 - a1 * h3) * n2 + (a1 * h2 - a2 * h1) * n3 >= 0
+               AND (h2 * b3 - h3 * b2) * n1 + (h3 * b1 - h1 * b3) * n2 + (h1 * b2 - h2 * b1) * n3 >= 0 THEN
+                ymax := greatest(ymax, degrees(asin(least(h3 / hn, 1))));
+            END IF;
+            IF (a2 * h3 - a3 * h2) * n1 + (a3 * h1 - a1 * h3) * n2 + (a1 * h2 - a2 * h1) * n3 <= 0
+               AND (h2 * b3 - h3 * b2) * n1 + (h3 * b1 - h1 * b3) * n2 + (h1 * b2 - h2 * b1) * n3 <= 0 THEN
+                ymin := least(ymin, -degrees(asin(least(h3 / hn, 1))));
+            END IF;
+        END LOOP;
+    END LOOP;
+    RETURN ST_MakeEnvelope(xmin, ymin, xmax, ymax, 4326);
+END $$;
+COMMENT ON FUNCTION vms._arc_envelope(geometry) IS 'internal: lon/lat box of a line''s great-circle arcs (geography edges)';
+
+-- Any two points δ degrees apart in the lon/lat plane are at most
+-- δ · a²/b metres apart on the spheroid (the straight lon/lat path between
+-- them is no longer: the meridian radius of curvature is at most a²/b and a
+-- parallel's radius at most a).  A KNN scan on geometry gives δ cheaply.
+CREATE FUNCTION vms._degrees_reach(deg float8) RETURNS float8
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN radians(deg) * 6399593.625758493 * (1 + 1e-9) + 1e-3;
+COMMENT ON FUNCTION vms._degrees_reach(float8) IS
+    'internal: an upper bound of the geodesic metres between two points that many lon/lat degrees apart';
+
+-- Build the query of a filter: validates every key and returns
+--   where_sql    the exact conditions on vms.channel c ($1 geoms, $2 nums);
+--   knn_where_sql the same for the candidate scan of a distance order (a
+--                circle around the order's point keeps only its box there);
+--   order_sql    a planar order (nearest a box's or polygon's or line's
+--                centre, by the spatial index) or by code, NULL for none;
+--   geo_point    the point of a geodesic order (near, else circle), with
+--   geo_k        near's k and geo_radius the circle's radius when the circle
+--                is centred there.
+CREATE FUNCTION vms._search_sql(filter jsonb, OUT where_sql text, OUT knn_where_sql text, OUT order_sql text,
+                                OUT geoms geometry[], OUT nums float8[],
+                                OUT geo_point geometry, OUT geo_k integer, OUT geo_radius float8)
     LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
 DECLARE
     k text;
     v jsonb;
     conds text[] := '{}';
+    knn_conds text[] := '{}';
     order_by text := 'c.code';
-    centre geometry;   -- of a spatial filter: results come nearest first, through the spatial index
-    dist text := 'NULL::float8';
+    centre geometry;   -- of a planar spatial filter: results come nearest first, through the spatial index
+    circle_centre geometry;
+    circle_r float8;
+    circle_box integer;
+    near_point geometry;
     ids bigint[];
     texts text[];
     kw_grams text[];
@@ -222,6 +314,7 @@ BEGIN
                            || format('vms.text_contains(vms.channel_search_text(c.name, c.alias, c.address, c.place_type), %L)',
                                      btrim(v #>> '{}'));
         WHEN 'bbox' THEN
+            -- planar: the points the box covers in lon/lat (geometry &&)
             IF jsonb_typeof(v) <> 'array' OR jsonb_array_length(v) <> 4 THEN
                 PERFORM vms._filter_error(k, 'must be [minlon, minlat, maxlon, maxlat]');
             END IF;
@@ -233,62 +326,90 @@ BEGIN
             centre := coalesce(centre, ST_Centroid(geoms[cardinality(geoms)]));
             conds := conds || format('c.geom && $1[%s]', cardinality(geoms));
         WHEN 'circle' THEN
+            -- geodesic: ST_DWithin on geography (WGS-84 spheroid), through a box that holds the circle
             IF jsonb_typeof(v) <> 'object' THEN
                 PERFORM vms._filter_error(k, 'must be {"lon": .., "lat": .., "radius_m": ..}');
             END IF;
+            PERFORM vms._filter_keys(k, v, '{lon,lat,radius_m}');
             g := ST_SetSRID(ST_MakePoint(vms._filter_num(k, v -> 'lon', -180, 180, 'lon'), vms._filter_num(k, v -> 'lat', -90, 90, 'lat')), 4326);
             r := vms._filter_num(k, v -> 'radius_m', 0, 100000, 'radius_m');
             geoms := geoms || g || vms._metre_box(g, r);
             nums := nums || r;
-            centre := g;
+            circle_centre := g; circle_r := r; circle_box := cardinality(conds) + 1;
             conds := conds || format('c.geom && $1[%s]', cardinality(geoms))
-                           || format('ST_DistanceSphere(c.geom, $1[%s]) <= $2[%s]', cardinality(geoms) - 1, cardinality(nums));
+                           || format('ST_DWithin(c.geom::geography, $1[%s]::geography, $2[%s])', cardinality(geoms) - 1, cardinality(nums));
         WHEN 'polygon' THEN
+            -- planar: ST_Intersects on geometry
             g := vms._filter_geojson(k, v, '{POLYGON,MULTIPOLYGON}');
             geoms := geoms || g;
             centre := coalesce(centre, ST_PointOnSurface(g));
             conds := conds || format('ST_Intersects(c.geom, $1[%s])', cardinality(geoms));
         WHEN 'line' THEN
+            -- geodesic: ST_DWithin on geography (the line's edges are great-circle arcs)
             IF jsonb_typeof(v) <> 'object' OR NOT v ? 'geojson' THEN
                 PERFORM vms._filter_error(k, 'must be {"geojson": <LineString>, "buffer_m": ..}');
             END IF;
+            PERFORM vms._filter_keys(k, v, '{geojson,buffer_m}');
             g := vms._filter_geojson(k, v -> 'geojson', '{LINESTRING,MULTILINESTRING}');
             r := vms._filter_num(k, v -> 'buffer_m', 0, 10000, 'buffer_m');
             centre := coalesce(centre, ST_Centroid(g));
-            geoms := geoms || g || vms._metre_box(ST_Envelope(g), r);
+            geoms := geoms || g || vms._metre_box(vms._arc_envelope(g), r);
             nums := nums || r;
-            conds := conds || format('c.geom && ST_Expand($1[%s], 0)', cardinality(geoms))
+            conds := conds || format('c.geom && $1[%s]', cardinality(geoms))
                            || format('ST_DWithin(c.geom::geography, $1[%s]::geography, $2[%s])', cardinality(geoms) - 1, cardinality(nums));
         WHEN 'near' THEN
+            -- geodesic: the k nearest by ST_Distance on geography, ties by code
             IF jsonb_typeof(v) <> 'object' THEN
-                PERFORM vms._filter_error(k, 'must be {"lon": .., "lat": ..}');
+                PERFORM vms._filter_error(k, 'must be {"lon": .., "lat": .., "k": ..}');
             END IF;
-            g := ST_SetSRID(ST_MakePoint(vms._filter_num(k, v -> 'lon', -180, 180, 'lon'), vms._filter_num(k, v -> 'lat', -90, 90, 'lat')), 4326);
-            geoms := geoms || g;
-            order_by := format('c.geom <-> $1[%s]', cardinality(geoms));
-            dist := format('ST_DistanceSphere(c.geom, $1[%s])', cardinality(geoms));
+            PERFORM vms._filter_keys(k, v, '{lon,lat,k}');
+            near_point := ST_SetSRID(ST_MakePoint(vms._filter_num(k, v -> 'lon', -180, 180, 'lon'), vms._filter_num(k, v -> 'lat', -90, 90, 'lat')), 4326);
+            IF v ? 'k' THEN
+                r := vms._filter_num(k, v -> 'k', 1, 10000, 'k');
+                IF r <> trunc(r) THEN
+                    PERFORM vms._filter_error(k, format('"k" must be a whole number, not %s', r));
+                END IF;
+                geo_k := r::integer;
+            END IF;
             conds := conds || 'c.geom IS NOT NULL'::text;
         END CASE;
     END LOOP;
-    -- circle / near distance is reported when a centre is known
-    IF dist = 'NULL::float8' AND filter ? 'circle' THEN
-        dist := 'ST_DistanceSphere(c.geom, $1[' || (SELECT i FROM generate_subscripts(geoms, 1) i
-                  WHERE GeometryType(geoms[i]) = 'POINT' LIMIT 1) || '])';
+    geo_point := coalesce(near_point, circle_centre);
+    knn_conds := conds;
+    IF circle_centre IS NOT NULL AND near_point IS NULL THEN
+        -- the candidates of the distance order need only the circle's box (see _search_points_as)
+        knn_conds := conds[1:circle_box] || conds[circle_box + 2:];
+        geo_radius := circle_r;
     END IF;
-    IF NOT filter ? 'near' AND centre IS NOT NULL THEN
+    IF geo_point IS NOT NULL THEN
+        order_by := NULL;
+    ELSIF centre IS NOT NULL THEN
         geoms := geoms || centre;
         order_by := format('c.geom <-> $1[%s], c.code', cardinality(geoms));
-    ELSIF order_by = 'c.code' AND filter ? 'keyword' THEN
+    ELSIF filter ? 'keyword' THEN
         -- a common keyword matches a large share of the ledger: ordering
         -- every match would read them all, so keyword results come in
         -- storage order and the scan stops at the page
         order_by := NULL;
     END IF;
     where_sql := coalesce(nullif(array_to_string(conds, ' AND '), ''), 'true');
+    knn_where_sql := coalesce(nullif(array_to_string(knn_conds, ' AND '), ''), 'true');
     order_sql := order_by;
-    dist_sql := dist;
 END $$;
 COMMENT ON FUNCTION vms._search_sql(jsonb) IS 'internal: validate a search filter and build its query';
+
+CREATE FUNCTION vms._filter_keys(key text, v jsonb, allowed text[]) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    bad text;
+BEGIN
+    SELECT min(x) INTO bad FROM jsonb_object_keys(v) x WHERE x <> ALL (allowed);
+    IF bad IS NOT NULL THEN
+        PERFORM vms._filter_error(key, format('unknown key "%s"', bad),
+                                  'Its keys are ' || array_to_string(allowed, ', ') || '.');
+    END IF;
+END $$;
+COMMENT ON FUNCTION vms._filter_keys(text, jsonb, text[]) IS 'internal: refuses unknown keys inside a filter object';
 
 -- Runs as the owner so the spatial index serves the filter, and checks each
 -- candidate against the caller's grants (vms.channel_visible_to): under
@@ -309,6 +430,11 @@ DECLARE
     q record;
     t0 timestamptz := clock_timestamp();
     n integer;
+    kk integer;
+    found_n integer;
+    max_deg float8;
+    reach float8;
+    box geometry;
 BEGIN
     IF lim IS NULL OR lim < 0 OR lim > 100000 THEN
         RAISE EXCEPTION 'search limit must be between 0 and 100000, not %', lim USING ERRCODE = 'invalid_parameter_value';
@@ -317,15 +443,46 @@ BEGIN
         RAISE EXCEPTION 'search offset must be 0 or more, not %', off USING ERRCODE = 'invalid_parameter_value';
     END IF;
     q := vms._search_sql(filter);
-    RETURN QUERY EXECUTE format(
-        'SELECT c.code, c.name, c.alias, c.address, c.point_type, c.place_type, c.unit_id, c.online,
-                ST_X(c.geom), ST_Y(c.geom), %s
-           FROM vms.channel c WHERE %s AND vms.channel_visible_to($5, c.code, c.civil_code) %s LIMIT $3 OFFSET $4',
-        q.dist_sql, q.where_sql, CASE WHEN q.order_sql IS NOT NULL THEN 'ORDER BY ' || q.order_sql ELSE '' END)
-        USING q.geoms, q.nums, lim, off, role;
+    IF q.geo_point IS NULL THEN
+        RETURN QUERY EXECUTE format(
+            'SELECT c.code, c.name, c.alias, c.address, c.point_type, c.place_type, c.unit_id, c.online,
+                    ST_X(c.geom), ST_Y(c.geom), NULL::float8
+               FROM vms.channel c WHERE %s AND vms.channel_visible_to($5, c.code, c.civil_code) %s LIMIT $3 OFFSET $4',
+            q.where_sql, CASE WHEN q.order_sql IS NOT NULL THEN 'ORDER BY ' || q.order_sql ELSE '' END)
+            USING q.geoms, q.nums, lim, off, role;
+    ELSE
+        -- Geodesic order (near, or a circle's centre): the first kk points by
+        -- ST_Distance on geography, ties by code.  The spatial index orders by
+        -- lon/lat degrees, so first take the kk nearest in degrees: if there
+        -- are kk, every one of them lies within reach metres
+        -- (vms._degrees_reach), so the kk nearest in metres all lie in the
+        -- box of that reach (vms._metre_box); those are then ranked exactly.
+        kk := CASE WHEN q.geo_k IS NOT NULL THEN least(q.geo_k, lim + off) ELSE lim + off END;
+        IF kk > off THEN
+            EXECUTE format(
+                'SELECT count(*), max(d) FROM (SELECT c.geom <-> $3 AS d FROM vms.channel c
+                  WHERE %s AND vms.channel_visible_to($5, c.code, c.civil_code) ORDER BY c.geom <-> $3 LIMIT $4) s',
+                q.knn_where_sql)
+                INTO found_n, max_deg USING q.geoms, q.nums, q.geo_point, kk, role;
+            IF found_n = kk THEN
+                reach := vms._degrees_reach(max_deg);
+                -- within a circle around the point the k nearest lie in the circle's box anyway
+                IF reach < q.geo_radius OR q.geo_radius IS NULL THEN
+                    box := vms._metre_box(q.geo_point, reach);
+                END IF;
+            END IF;
+            RETURN QUERY EXECUTE format(
+                'SELECT c.code, c.name, c.alias, c.address, c.point_type, c.place_type, c.unit_id, c.online,
+                        ST_X(c.geom), ST_Y(c.geom), ST_Distance(c.geom::geography, $6)
+                   FROM vms.channel c WHERE %s%s AND vms.channel_visible_to($5, c.code, c.civil_code)
+                  ORDER BY 11, c.code LIMIT $3 OFFSET $4',
+                q.where_sql, CASE WHEN box IS NOT NULL THEN ' AND c.geom && $7' ELSE '' END)
+                USING q.geoms, q.nums, kk - off, off, role, q.geo_point::geography, box;
+        END IF;
+    END IF;
     GET DIAGNOSTICS n = ROW_COUNT;
     INSERT INTO vms.search_history (filter, lim, off, result_count, took_ms)
-    VALUES (filter, lim, off, n, round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 3));
+    VALUES (filter, lim, off, coalesce(n, 0), round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 3));
 END $$;
 COMMENT ON FUNCTION vms._search_points_as(oid, jsonb, integer, integer) IS 'internal: a search for a role the session user can act as';
 
@@ -363,9 +520,15 @@ DECLARE
     n bigint;
 BEGIN
     q := vms._search_sql(filter);
-    EXECUTE format('INSERT INTO vms.channel_tag (channel_code, tag_id, source)
-                    SELECT c.code, $3, $4 FROM vms.channel c WHERE %s ON CONFLICT DO NOTHING', q.where_sql)
-        USING q.geoms, q.nums, tag_id, source;
+    IF q.geo_k IS NOT NULL THEN
+        -- near with k: the k nearest the caller may see
+        INSERT INTO vms.channel_tag (channel_code, tag_id, source)
+        SELECT s.code, tag_id, source FROM vms.search_points(filter, q.geo_k) s ON CONFLICT DO NOTHING;
+    ELSE
+        EXECUTE format('INSERT INTO vms.channel_tag (channel_code, tag_id, source)
+                        SELECT c.code, $3, $4 FROM vms.channel c WHERE %s ON CONFLICT DO NOTHING', q.where_sql)
+            USING q.geoms, q.nums, tag_id, source;
+    END IF;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END $$;

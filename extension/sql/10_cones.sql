@@ -35,15 +35,16 @@ COMMENT ON FUNCTION vms.channel_view_cone(vms.gbcode) IS 'the view cone of one c
 -- SECURITY DEFINER also lets them use the internal vms._metre_box.  The
 -- arguments are geometries and numbers used only as query parameters.
 
--- Cameras whose cone contains a point: distance within range and bearing
--- within half the field of view of the azimuth.
+-- Cameras whose cone contains a point: geodesic distance (WGS-84, as
+-- ST_Distance on geography and the cones' ST_Project measure it) within
+-- range and geodesic bearing within half the field of view of the azimuth.
 CREATE FUNCTION vms.cameras_seeing(target geometry, max_range_m float8 DEFAULT 500)
     RETURNS TABLE (code vms.gbcode, name text, distance_m float8, bearing float8)
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path FROM CURRENT AS $$
     SELECT c.code, c.name, d.dist, d.bearing
       FROM vms.channel c
-     CROSS JOIN LATERAL (SELECT ST_DistanceSphere(c.geom, target) AS dist,
-                                degrees(ST_Azimuth(c.geom, target)) AS bearing) d
+     CROSS JOIN LATERAL (SELECT ST_Distance(c.geom::geography, target::geography) AS dist,
+                                degrees(ST_Azimuth(c.geom::geography, target::geography)) AS bearing) d
      WHERE c.geom && vms._metre_box(target, max_range_m)
        AND vms.channel_visible_to(vms._acting_role(), c.code, c.civil_code)
        AND c.fov_range_m IS NOT NULL AND d.dist <= least(c.fov_range_m, max_range_m)

@@ -15,6 +15,7 @@ CREATE FUNCTION vms._channel_tiles_as(role oid, z integer, x integer, y integer)
     LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     bounds geometry;
+    area geometry;
     cell float8;
     tile bytea;
 BEGIN
@@ -23,12 +24,16 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value', HINT = 'z is 0-22 and x, y are 0 to 2^z - 1.';
     END IF;
     bounds := ST_TileEnvelope(z, x, y);
+    -- a tile holds the channels whose Web-Mercator point its envelope covers
+    -- (geom_3857 && bounds); the lon/lat box around it, widened by a
+    -- micro-degree for rounding in the transform, only lets the index find them
+    area := ST_Expand(ST_Transform(bounds, 4326), 1e-6);
     IF z >= 13 THEN
         SELECT ST_AsMVT(f, 'channels', 4096, 'geom') INTO tile FROM (
             SELECT ST_AsMVTGeom(c.geom_3857, bounds, 4096, 64, true) AS geom,
                    c.code::text AS code, c.name, c.point_type, c.online, c.azimuth
               FROM vms.channel c
-             WHERE c.geom && ST_Transform(bounds, 4326) AND c.geom_3857 && bounds
+             WHERE c.geom && area AND c.geom_3857 && bounds
                AND vms.channel_visible_to(role, c.code, c.civil_code)) f;
     ELSE
         cell := (ST_XMax(bounds) - ST_XMin(bounds)) / 64;
@@ -38,7 +43,7 @@ BEGIN
                    count(*) AS count, count(*) FILTER (WHERE c.online) AS online_count,
                    min(c.code::text) AS code
               FROM vms.channel c
-             WHERE c.geom && ST_Transform(bounds, 4326) AND c.geom_3857 && bounds
+             WHERE c.geom && area AND c.geom_3857 && bounds
                AND vms.channel_visible_to(role, c.code, c.civil_code)
              GROUP BY floor((ST_X(c.geom_3857) - ST_XMin(bounds)) / cell),
                       floor((ST_Y(c.geom_3857) - ST_YMin(bounds)) / cell)) f;

@@ -903,7 +903,7 @@ BEGIN
     IF (lo IS NOT NULL AND x < lo::numeric) OR (hi IS NOT NULL AND x > hi::numeric)
        OR abs(x) > 1e300 THEN
         PERFORM vms._filter_error(key, format('%s%s is outside [%s, %s]', coalesce('"' || field || '" ', ''),
-                                             CASE WHEN abs(x) > 1e15 THEN to_char(x, '9.9EEEE') ELSE x::text END,
+                                             CASE WHEN abs(x) > 1e15 THEN btrim(to_char(x, '9.9EEEE')) ELSE x::text END,
                                              coalesce(lo::text, '-inf'), coalesce(hi::text, 'inf')));
     END IF;
     RETURN x::float8;
