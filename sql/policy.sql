@@ -93,6 +93,36 @@ SELECT count(*) FROM vms.audit_log;
 SELECT * FROM vms.device_credential;
 RESET SESSION AUTHORIZATION;
 
+-- issue 12's bypass: a role with nothing but USAGE on schema vms asked the
+-- internal search for the bootstrap superuser's OID (10) and got every
+-- channel.  Internal functions are not executable by it any more ...
+CREATE ROLE regress_mallory LOGIN;
+GRANT USAGE ON SCHEMA vms TO regress_mallory;
+SET SESSION AUTHORIZATION regress_mallory;
+SELECT count(*) AS bypass_rows FROM vms._search_points_as(10, '{}', 100000, 0);
+SELECT length(vms._channel_tiles_as(10, 0, 0, 0)) AS bypass_tile;
+SELECT count(*) AS public_search FROM vms.search_points('{}');
+RESET SESSION AUTHORIZATION;
+-- ... and the visibility check refuses, before anything else, a role the
+-- session user cannot act as, superuser or not, also when a definer
+-- function of the owner's passes it along (as an application wrapper might)
+CREATE FUNCTION public.regress_search_as_superuser() RETURNS bigint LANGUAGE sql SECURITY DEFINER
+    AS $$ SELECT count(*) FROM vms._search_points_as(10, '{}', 100000, 0) $$;
+GRANT EXECUTE ON FUNCTION public.regress_search_as_superuser() TO regress_mallory;
+SET SESSION AUTHORIZATION regress_mallory;
+\set VERBOSITY default
+SELECT public.regress_search_as_superuser();
+\set VERBOSITY terse
+RESET SESSION AUTHORIZATION;
+DROP FUNCTION public.regress_search_as_superuser();
+SET SESSION AUTHORIZATION regress_alice;
+SELECT vms.channel_visible_to(10, '44030402001320000001', '44030402');
+SELECT vms.channel_visible_to('regress_bob'::regrole, '44030401001320000003', '44030401');
+SELECT vms.channel_visible_to('regress_alice'::regrole, '44030401001320000003', '44030401') AS own_grant,
+       vms.channel_visible_to('regress_alice'::regrole, '44030402001320000001', '44030402') AS other_street,
+       vms.channel_visible_to('vms_analyst'::regrole, '44030401001320000003', '44030401') AS as_her_group;
+RESET SESSION AUTHORIZATION;
+
 -- expiry: an expired and a future grant give nothing
 SET SESSION AUTHORIZATION regress_carol;
 SELECT vms.grant_access('regress_bob', 'region', '44030402', '{view_live}', 1::smallint,
@@ -209,4 +239,5 @@ ALTER TABLE vms.access_grant DISABLE TRIGGER access_grant_audit;
 DELETE FROM vms.access_grant WHERE grantee LIKE 'regress_%';
 ALTER TABLE vms.access_grant ENABLE TRIGGER access_grant_audit;
 REVOKE CREATE ON DATABASE contrib_regression FROM regress_alice;
-DROP ROLE regress_alice, regress_bob, regress_carol, regress_dave, regress_erin;
+REVOKE USAGE ON SCHEMA vms FROM regress_mallory;
+DROP ROLE regress_alice, regress_bob, regress_carol, regress_dave, regress_erin, regress_mallory;
