@@ -1,21 +1,46 @@
 -- Point search over 1,000,000 channels in a city-sized area with tags:
 -- p50/p95 per filter through vms.search_points, against the bare PostGIS
 -- query on a plain table of the same points; tiles; a governance run.
+--
+-- Keyword workload.  Channel names are <place><road><direction>-<n> with the
+-- place drawn from 40 real place names of Beijing's Chaoyang district and the
+-- road from 30 real road names there, each by a Zipf distribution of
+-- exponent 1 over its list (rank r has weight 1/r: the first place names
+-- about 23 % of the ledger, the last 0.6 %).  Search keywords follow the same
+-- law: half are a place, half a road, each Zipf(1) over its list, and one in
+-- four is a place followed by a road ("望京阜通东大街"), so rare keywords are
+-- searched as rarely as they occur.  Worst case: the place whose share of the
+-- ledger is nearest 10 %, first page of 100.
 SET search_path = public, vms;
 SELECT setseed(0.3);
+\if :{?rows}
+\else
+\set rows 1000000
+\endif
+-- the vocabularies, ranked, with their Zipf(1) cumulative share
+CREATE TABLE bench.place AS
+SELECT w, r, CASE WHEN r = count(*) OVER () THEN 1 ELSE (sum(1.0 / r) OVER (ORDER BY r) / sum(1.0 / r) OVER ())::float8 END AS cum
+  FROM unnest('{望京,建外,三里屯,酒仙桥,双井,劲松,潘家园,麦子店,国贸,大望路,四惠,十里堡,朝阳门,东大桥,团结湖,呼家楼,亮马桥,燕莎,太阳宫,芍药居,
+               惠新西街,安贞,亚运村,奥林匹克公园,北苑,来广营,东坝,常营,管庄,高碑店,王四营,十八里店,小红门,南磨房,垡头,崔各庄,孙河,金盏,黑庄户,豆各庄}'::text[])
+       WITH ORDINALITY p(w, r);
+CREATE TABLE bench.road AS
+SELECT w, r, CASE WHEN r = count(*) OVER () THEN 1 ELSE (sum(1.0 / r) OVER (ORDER BY r) / sum(1.0 / r) OVER ())::float8 END AS cum
+  FROM unnest('{阜通东大街,建国路,工体北路,酒仙桥路,广渠路,劲松路,华威路,枣营路,东三环中路,朝阳路,京通快速路,姚家园路,望京西路,北四环东路,安立路,
+               北苑路,京顺路,机场辅路,东五环路,东四环北路,光华路,金台路,朝阳北路,青年路,定福庄路,石佛营路,左家庄北路,三元桥路,霄云路,新源南路}'::text[])
+       WITH ORDINALITY p(w, r);
 -- load the ledger directly (setup, not measured): no history, keyword index built after
 ALTER TABLE vms.channel DISABLE TRIGGER USER;
 DROP INDEX vms.channel_keyword_idx;
 INSERT INTO vms.org_unit (name) SELECT '分局' || i FROM generate_series(1, 20) i ON CONFLICT DO NOTHING;
 INSERT INTO vms.device (code, name)
 SELECT vms.gbcode_make('110105' || lpad((1 + i % 16)::text, 2, '0'), 0, 118, 0, i / 16), 'NVR-' || i
-  FROM generate_series(0, 99999) i ON CONFLICT DO NOTHING;
+  FROM generate_series(0, :rows / 10 - 1) i ON CONFLICT DO NOTHING;
 INSERT INTO vms.channel (code, device_code, name, address, civil_code, point_type, place_type, azimuth,
                          fov_angle, fov_range_m, capabilities, unit_id, geom)
 SELECT vms.gbcode_make('110105' || lpad((1 + i % 16)::text, 2, '0'), 0, 132, 0, 500000 + i / 16),
        vms.gbcode_make('110105' || lpad((1 + (i / 10) % 16)::text, 2, '0'), 0, 118, 0, (i / 10) / 16),
-       (ARRAY['望京', '建外', '三里屯', '酒仙桥', '双井', '劲松', '潘家园', '麦子店'])[1 + i % 8]
-         || (ARRAY['阜通东大街', '建国路', '工体北路', '酒仙桥路', '广渠路', '劲松路', '华威路', '枣营路'])[1 + (i / 8) % 8]
+       (SELECT w FROM bench.place WHERE cum >= u.a ORDER BY cum LIMIT 1)
+         || (SELECT w FROM bench.road WHERE cum >= u.b ORDER BY cum LIMIT 1)
          || (ARRAY['东向西', '西向东', '南向北', '北向南'])[1 + i % 4] || '-' || lpad((i % 1000)::text, 3, '0'),
        '北京市朝阳区' || (ARRAY['阜通东大街', '建国路', '工体北路', '酒仙桥路'])[1 + i % 4] || (i % 300) || '号',
        '110105' || lpad((1 + i % 16)::text, 2, '0'),
@@ -25,7 +50,7 @@ SELECT vms.gbcode_make('110105' || lpad((1 + i % 16)::text, 2, '0'), 0, 132, 0, 
        CASE WHEN i % 3 = 0 THEN '{face}'::text[] ELSE '{}' END,
        (SELECT id FROM vms.org_unit WHERE name = '分局' || (1 + i % 20)),
        ST_SetSRID(ST_MakePoint(116.20 + random() * 0.40, 39.75 + random() * 0.30), 4326)
-  FROM generate_series(0, 999999) i;
+  FROM generate_series(0, :rows - 1) i, LATERAL (SELECT random() + 0 * i AS a, random() + 0 * i AS b) u;
 CREATE INDEX channel_keyword_idx ON vms.channel
     USING gin (vms.text_grams(vms.channel_search_text(name, alias, address, place_type)));
 ALTER TABLE vms.channel ENABLE TRIGGER USER;
@@ -53,7 +78,25 @@ SELECT * FROM bench.latency($$SELECT count(*) FROM vms.search_points(format('{"b
 SELECT * FROM bench.latency($$SELECT count(*) FROM (SELECT id FROM bench.pts WHERE geom && ST_MakeEnvelope(%1$s, %2$s, %1$s + 0.01, %2$s + 0.008, 4326) LIMIT 100) s$$, 200) \gset base_bbox_
 SELECT * FROM bench.latency($$SELECT count(*) FROM vms.search_points('{"near": {"lon": %1$s, "lat": %2$s}}', 10)$$, 200) \gset vms_knn_
 SELECT * FROM bench.latency($$SELECT count(*) FROM (SELECT id FROM bench.pts ORDER BY geom <-> ST_SetSRID(ST_MakePoint(%1$s, %2$s), 4326) LIMIT 10) s$$, 200) \gset base_knn_
-SELECT * FROM bench.latency($$SELECT count(*) FROM vms.search_points(jsonb_build_object('keyword', (ARRAY['望京阜通', '酒仙桥路', '三里屯工体', '劲松', '潘家园华威路南向北'])[1 + (%1$s * 1000000)::int %% 5]))$$, 200) \gset vms_keyword_
+-- a keyword: place or road by Zipf(1), a quarter of them place + road
+CREATE FUNCTION bench.zipf_keyword() RETURNS text LANGUAGE sql VOLATILE AS $$
+    SELECT CASE WHEN u < 0.25 THEN (SELECT w FROM bench.place, (SELECT random() AS v) v WHERE cum >= v.v ORDER BY cum LIMIT 1)
+                                  || (SELECT w FROM bench.road, (SELECT random() AS v) v WHERE cum >= v.v ORDER BY cum LIMIT 1)
+                WHEN u < 0.625 THEN (SELECT w FROM bench.place, (SELECT random() AS v) v WHERE cum >= v.v ORDER BY cum LIMIT 1)
+                ELSE (SELECT w FROM bench.road, (SELECT random() AS v) v WHERE cum >= v.v ORDER BY cum LIMIT 1) END
+      FROM (SELECT random() AS u) x
+$$;
+SELECT * FROM bench.latency($$SELECT count(*) FROM vms.search_points(jsonb_build_object('keyword', bench.zipf_keyword() || left('%1$s', 0)))$$, 400) \gset vms_keyword_
+-- worst case: the place whose share of the ledger is nearest 10 %
+SELECT w AS worst_kw, share AS worst_share FROM (
+    SELECT p.w, (SELECT count(*) FROM vms.channel c WHERE c.name LIKE p.w || '%')::float8 / (SELECT count(*) FROM vms.channel) AS share
+      FROM bench.place p WHERE p.r <= 5) s ORDER BY abs(share - 0.1) LIMIT 1 \gset
+SELECT * FROM bench.latency($$SELECT count(*) FROM vms.search_points(jsonb_build_object('keyword', '$$ || :'worst_kw' || $$' || left('%1$s', 0)))$$, 50) \gset vms_kwworst_
+-- the bare queries in the order search returns its pages: circle by
+-- ST_Distance on geography, box and polygon nearest their centre in degrees
+SELECT * FROM bench.latency($$SELECT count(*) FROM (SELECT id FROM bench.pts WHERE ST_DWithin(geom::geography, ST_SetSRID(ST_MakePoint(%1$s, %2$s), 4326)::geography, 500) ORDER BY ST_Distance(geom::geography, ST_SetSRID(ST_MakePoint(%1$s, %2$s), 4326)::geography), id LIMIT 100) s$$, 200) \gset baseo_circle_
+SELECT * FROM bench.latency($$SELECT count(*) FROM (SELECT id FROM bench.pts WHERE geom && ST_MakeEnvelope(%1$s, %2$s, %1$s + 0.01, %2$s + 0.008, 4326) ORDER BY geom <-> ST_SetSRID(ST_MakePoint(%1$s + 0.005, %2$s + 0.004), 4326), id LIMIT 100) s$$, 200) \gset baseo_bbox_
+SELECT * FROM bench.latency($$SELECT count(*) FROM (SELECT id FROM bench.pts p, LATERAL (SELECT ST_SetSRID(ST_MakePolygon(ST_MakeLine(ARRAY[ST_MakePoint(%1$s, %2$s), ST_MakePoint(%1$s + 0.01, %2$s), ST_MakePoint(%1$s + 0.005, %2$s + 0.008), ST_MakePoint(%1$s, %2$s)])), 4326) AS g) g WHERE ST_Intersects(p.geom, g.g) ORDER BY p.geom <-> ST_PointOnSurface(g.g), id LIMIT 100) s$$, 200) \gset baseo_polygon_
 SELECT * FROM bench.latency($$SELECT count(*) FROM vms.search_points('{"tags_all": ["场景3", "场景7"], "circle": {"lon": %1$s, "lat": %2$s, "radius_m": 1000}}')$$, 200) \gset vms_tags_circle_
 SELECT * FROM bench.latency($$SELECT length(vms.channel_tiles(10, floor((%1$s + 180) / 360 * 1024)::int, floor((1 - ln(tan(radians(%2$s)) + 1 / cos(radians(%2$s))) / pi()) / 2 * 1024)::int))$$, 20) \gset tile10_
 SELECT * FROM bench.latency($$SELECT length(bench.bare_tile(10, floor((%1$s + 180) / 360 * 1024)::int, floor((1 - ln(tan(radians(%2$s)) + 1 / cos(radians(%2$s))) / pi()) / 2 * 1024)::int))$$, 20) \gset bare10_
@@ -71,8 +114,16 @@ SELECT bench.line('search_bbox_p50', :vms_bbox_p50, 'ms', :base_bbox_p50, '<=1.5
 SELECT bench.line('search_bbox_p95', :vms_bbox_p95, 'ms', :base_bbox_p95, '<=1.5');
 SELECT bench.line('search_knn10_p50', :vms_knn_p50, 'ms', :base_knn_p50, '<=1.5');
 SELECT bench.line('search_knn10_p95', :vms_knn_p95, 'ms', :base_knn_p95, '<=1.5 and p95<=5ms');
-SELECT bench.line('search_keyword_p50', :vms_keyword_p50, 'ms', 5, 'p95<=5ms');
-SELECT bench.line('search_keyword_p95', :vms_keyword_p95, 'ms', 5, 'p95<=5ms');
+SELECT bench.line('search_circle_500m_p50_vs_same_order', :vms_circle_p50, 'ms', :baseo_circle_p50, '<=1.5');
+SELECT bench.line('search_circle_500m_p95_vs_same_order', :vms_circle_p95, 'ms', :baseo_circle_p95, '<=1.5');
+SELECT bench.line('search_polygon_p50_vs_same_order', :vms_polygon_p50, 'ms', :baseo_polygon_p50, '<=1.5');
+SELECT bench.line('search_polygon_p95_vs_same_order', :vms_polygon_p95, 'ms', :baseo_polygon_p95, '<=1.5');
+SELECT bench.line('search_bbox_p50_vs_same_order', :vms_bbox_p50, 'ms', :baseo_bbox_p50, '<=1.5');
+SELECT bench.line('search_bbox_p95_vs_same_order', :vms_bbox_p95, 'ms', :baseo_bbox_p95, '<=1.5');
+SELECT bench.line('search_keyword_zipf_p50', :vms_keyword_p50, 'ms', 20, 'p95<=20ms');
+SELECT bench.line('search_keyword_zipf_p95', :vms_keyword_p95, 'ms', 20, 'p95<=20ms');
+SELECT bench.line('search_keyword_worst_' || round(:worst_share * 100) || 'pct_p50', :vms_kwworst_p50, 'ms', 50, 'first_page<=50ms');
+SELECT bench.line('search_keyword_worst_' || round(:worst_share * 100) || 'pct_p95', :vms_kwworst_p95, 'ms', 50, 'first_page<=50ms');
 SELECT bench.line('search_tags_all_circle_p50', :vms_tags_circle_p50, 'ms', :base_circle_p50, 'none');
 SELECT bench.line('search_tags_all_circle_p95', :vms_tags_circle_p95, 'ms', :base_circle_p95, 'none');
 SELECT bench.line('tile_z10_p50', :tile10_p50, 'ms', :bare10_p50, 'none');
