@@ -10,6 +10,8 @@ Faults:
   --error-every N        every Nth resource request answers HTTP 500
   --slow-every N         every Nth resource request waits --slow-seconds first
   --drop-every N         every Nth resource request closes the connection unanswered
+  --hold-after N         resource requests after the Nth are held unanswered until the
+                         process ends ("held" in /stats): a receiver that hangs mid-push
 Registrations live in memory, so after a restart pushes get 401 until the
 client registers again.
 """
@@ -51,7 +53,7 @@ class State:
         self.requests = 0
         self.seen = set()
         self.log = open(args.log, "a", buffering=1) if args.log else None
-        self.stats = {"register": 0, "keepalive": 0, "records": 0, "unregister": 0}
+        self.stats = {"register": 0, "keepalive": 0, "records": 0, "unregister": 0, "held": 0}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -165,6 +167,10 @@ class Handler(BaseHTTPRequestHandler):
             st.requests += 1
             n = st.requests
         a = st.args
+        if a.hold_after and n > a.hold_after:
+            with st.lock:
+                st.stats["held"] += 1
+            threading.Event().wait()
         if a.drop_every and n % a.drop_every == 0:
             self.close_connection = True
             self.connection.shutdown(2)
@@ -220,6 +226,7 @@ def main():
     p.add_argument("--slow-every", type=int, default=0)
     p.add_argument("--slow-seconds", type=float, default=2.0)
     p.add_argument("--drop-every", type=int, default=0)
+    p.add_argument("--hold-after", type=int, default=0)
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args()
     srv = ThreadingHTTPServer((args.host, args.port), Handler)

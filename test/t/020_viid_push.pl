@@ -25,11 +25,33 @@ sub start_receiver
 		[ '/usr/bin/python3', "$root/test/peers/viid_receiver.py", '--port', $port, '--log', $log, @extra ],
 		'>', "$tmp/receiver.out", '2>', "$tmp/receiver.err");
 	# wait until it answers
-	for (1 .. 50)
+	my $up = 0;
+	for (1 .. 10 * $PostgreSQL::Test::Utils::timeout_default)
 	{
-		last if system("curl -s -o /dev/null http://127.0.0.1:$port/VIID/System/Time") == 0;
+		$up = system("curl -s -o /dev/null http://127.0.0.1:$port/VIID/System/Time") == 0 and last;
 		usleep(100_000);
 	}
+	$up or die 'the GA/T 1400 receiver did not come up';
+}
+
+# the receiver's counters (/stats)
+sub receiver_stat
+{
+	my ($key) = @_;
+	my $stats = `curl -s http://127.0.0.1:$port/stats`;
+	return $stats =~ /"$key": (\d+)/ ? $1 : -1;
+}
+
+# wait until the receiver holds a request: it accepted the first ones of a
+# push and hangs on the next, so the push is under way and cannot finish
+sub wait_held
+{
+	for (1 .. 10 * $PostgreSQL::Test::Utils::timeout_default)
+	{
+		return 1 if receiver_stat('held') > 0;
+		usleep(100_000);
+	}
+	return 0;
 }
 
 sub stop_receiver { $receiver->kill_kill; $receiver->finish; }
@@ -120,30 +142,31 @@ all_received(1000, 'faults');
 my $status = $node->safe_psql('postgres', "SELECT counters->>'http_errors' FROM vms.worker_status WHERE name = 'viid'");
 cmp_ok($status, '>', 0, 'faults were met and retried');
 
-# the receiver dies mid-push (its answers take 0.5 s, so the push of 1000
-# records takes seconds) and comes back without our registration
+# the receiver dies mid-push (it answers three requests of the push, then
+# hangs) and comes back without our registration
 stop_receiver();
-start_receiver('--slow-every', '1', '--slow-seconds', '0.5');
+start_receiver('--hold-after', '3');
 enqueue(1001, 2000);
-sleep 1;
+ok(wait_held(), 'the receiver hangs mid-push');
 stop_receiver();
 cmp_ok($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_outbox WHERE state = 'pending'"), '>', 0,
 	'records wait while the receiver is down');
-sleep 1;
 start_receiver();
 wait_delivered('receiver restarted');
 all_received(2000, 'receiver restarted');
 cmp_ok($node->safe_psql('postgres', "SELECT counters->>'registrations' FROM vms.worker_status WHERE name = 'viid'"),
 	'>=', 2, 'registered again after the receiver forgot us');
 
-# PostgreSQL stops hard mid-push
+# PostgreSQL stops hard mid-push (requests in flight, the receiver holding one)
 stop_receiver();
-start_receiver('--slow-every', '1', '--slow-seconds', '0.5');
+start_receiver('--hold-after', '3');
 enqueue(2001, 3000);
-sleep 1;
+ok(wait_held(), 'the push is under way when the server stops');
 cmp_ok($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_outbox WHERE state = 'pending'"), '>', 0,
-	'the push is under way when the server stops');
+	'records are still pending');
 $node->stop('immediate');
+stop_receiver();
+start_receiver();
 $node->start;
 wait_delivered('after immediate restart');
 all_received(3000, 'after immediate restart');
@@ -172,9 +195,19 @@ ok($node->poll_query_until('postgres',
 $node->safe_psql('postgres', "SELECT vms.worker_stop('viid')");
 ok($node->poll_query_until('postgres', "SELECT pid IS NULL AND NOT wanted FROM vms.worker_status WHERE name = 'viid'"),
 	'worker_stop stops it');
-sleep 2;
+# stays stopped: the positive marker is a supervision pass of the launcher
+# after the stop.  A killed inspector is started again by such a pass, which
+# looks at every slot (viid's first) and, had it wanted viid back, would have
+# counted a restart of it.
+my $viid_restarts = $node->safe_psql('postgres', "SELECT restarts FROM vms.worker_status WHERE name = 'viid'");
+my $ipid = $node->safe_psql('postgres', "SELECT pid FROM vms.worker_status WHERE name = 'inspector 1'");
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($ipid)");
+ok($node->poll_query_until('postgres', "SELECT pid IS NOT NULL AND pid <> $ipid FROM vms.worker_status WHERE name = 'inspector 1'"),
+	'the launcher made a pass after the stop (a killed inspector is back)');
+is($node->safe_psql('postgres', "SELECT pid IS NULL AND NOT wanted AND restarts = $viid_restarts FROM vms.worker_status WHERE name = 'viid'"),
+	't', 'a stopped worker stays stopped');
 is($node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'vms viid'"), '0',
-	'a stopped worker stays stopped');
+	'no viid process');
 $node->safe_psql('postgres', "SELECT vms.worker_start('viid')");
 ok($node->poll_query_until('postgres', "SELECT pid IS NOT NULL FROM vms.worker_status WHERE name = 'viid'"),
 	'worker_start brings it back');
