@@ -1218,6 +1218,7 @@ BEGIN
                FROM vms.channel c WHERE %s AND vms.channel_visible_to($5, c.code, c.civil_code) %s LIMIT $3 OFFSET $4',
             q.where_sql, CASE WHEN q.order_sql IS NOT NULL THEN 'ORDER BY ' || q.order_sql ELSE '' END)
             USING q.geoms, q.nums, lim, off, role;
+        GET DIAGNOSTICS n = ROW_COUNT;
     ELSE
         -- Geodesic order (near, or a circle's centre): the first kk points by
         -- ST_Distance on geography, ties by code.  The spatial index orders by
@@ -1246,9 +1247,9 @@ BEGIN
                   ORDER BY 11, c.code LIMIT $3 OFFSET $4',
                 q.where_sql, CASE WHEN box IS NOT NULL THEN ' AND c.geom && $7' ELSE '' END)
                 USING q.geoms, q.nums, kk - off, off, role, q.geo_point::geography, box;
+            GET DIAGNOSTICS n = ROW_COUNT;
         END IF;
     END IF;
-    GET DIAGNOSTICS n = ROW_COUNT;
     INSERT INTO vms.search_history (filter, lim, off, result_count, took_ms)
     VALUES (filter, lim, off, coalesce(n, 0), round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 3));
 END $$;
