@@ -34,7 +34,7 @@ vms.sip_listen = '127.0.0.1'
 vms.sip_port = $sip_port
 vms.sip_keepalive_interval = 5
 vms.sip_keepalive_count = 2
-vms.sip_restart_grace = 30
+vms.sip_restart_grace = 10
 vms.sip_ban_failures = 3
 vms.sip_ban_minutes = 1
 vms.sip_page_timeout = 2
@@ -51,6 +51,7 @@ $node->safe_psql('postgres', qq{
 INSERT INTO vms.device (code, name)
 SELECT ('3402000000132' || lpad(i::text, 7, '0'))::vms.gbcode, 'IPC ' || i FROM generate_series(1, 300) i;
 INSERT INTO vms.device (code, name) VALUES ('34020000001180000901', 'sipp NVR');
+INSERT INTO vms.device (code, name) VALUES ('34020000001180000999', 'sentinel: online before a restart, silent after');
 SELECT count(vms.device_set_password(code, '12345678', '$realm')) FROM vms.device;
 });
 
@@ -129,25 +130,30 @@ SKIP:
 	ok($sipp->('wrong_password.xml'), 'sipp: wrong password → 403');
 
 	# catalog: sipp waits for the query and answers in two pages
+	my $before_catalog = $node->safe_psql('postgres', 'SELECT now()');
 	my $h = IPC::Run::start([ 'sipp', "127.0.0.1:$sip_port", '-sf', "$sippdir/catalog_answer.xml",
 			'-oocsf', "$sippdir/catalog_answer_ooc.xml", @common, '-timeout', '30s' ],
 		'>', "$tmp/sipp_catalog.out", '2>', "$tmp/sipp_catalog.err");
-	$node->poll_query_until('postgres', "SELECT last_keepalive_at > now() - interval '3 s' FROM vms.device_session WHERE device_code = '$dev'");
+	ok($node->poll_query_until('postgres', "SELECT last_keepalive_at > '$before_catalog' FROM vms.device_session WHERE device_code = '$dev'"),
+		'sipp: the catalog scenario\'s keepalive arrived (the worker knows where to ask)');
 	my $rid = $node->safe_psql('postgres', "SELECT vms.sip_query_catalog('$dev')");
 	my $r = $node->safe_psql('postgres', "SELECT state, progress ->> 'received', progress ->> 'sum_num', result ->> 'channels' FROM vms.sip_request_wait($rid, 30)");
 	is($r, 'done|3|3|3', 'sipp: a two-page catalog (SumNum 3) lands as three channels');
 	ok($h->finish, 'sipp catalog scenario completed');
 	ok($sipp->('unregister.xml'), 'sipp: REGISTER Expires: 0 → 200');
-	$node->poll_query_until('postgres', "SELECT NOT online FROM vms.device WHERE code = '$dev'");
+	ok($node->poll_query_until('postgres', "SELECT NOT online FROM vms.device WHERE code = '$dev'"),
+		'sipp: the unregistered device is offline');
 }
 
 ###########################################################################
 # many devices: register, keep alive, answer queries
 ###########################################################################
 my $run = "$tmp/run1.out";
-my $h1 = gbsim_start($run, '--devices', '200', '--duration', '60', '--keepalive', '2', '--channels', '3',
+# (--duration is only a bound: the run is ended with a signal once the restarts are checked)
+my $h1 = gbsim_start($run, '--devices', '200', '--duration', '300', '--keepalive', '2', '--channels', '3',
 	'--page-size', '2', '--wrong-password-every', '50', '--reg-rate', '500', '--alarm-every', '15');
-$node->poll_query_until('postgres', "SELECT count(*) = 196 FROM vms.device WHERE online AND code::text LIKE '34020000001320%'")
+ok($node->poll_query_until('postgres', "SELECT count(*) = 196 FROM vms.device WHERE online AND code::text LIKE '34020000001320%'"),
+	'196 devices online')
   or diag($node->safe_psql('postgres', 'SELECT count(*) FROM vms.device WHERE online'));
 is($node->safe_psql('postgres', "SELECT count(*) FROM vms.device WHERE online AND code::text LIKE '34020000001320%'"),
 	'196', '200 devices register; the 4 with a wrong password do not');
@@ -176,7 +182,7 @@ is($node->safe_psql('postgres', "SELECT state FROM vms.sip_request_wait($rid, 20
 is($node->safe_psql('postgres', "SELECT state FROM vms.sip_subscription WHERE device_code = '$dev'"), 'active',
 	'subscription active');
 $rid = $node->safe_psql('postgres', "SELECT vms.sip_subscribe('$dev', 'MobilePosition', 60)");
-$node->safe_psql('postgres', "SELECT state FROM vms.sip_request_wait($rid, 20)");
+is($node->safe_psql('postgres', "SELECT state FROM vms.sip_request_wait($rid, 20)"), 'done', 'MobilePosition subscription accepted');
 ok($node->poll_query_until('postgres', "SELECT count(*) > 0 FROM vms.mobile_position WHERE device_code = '$dev'"),
 	'MobilePosition NOTIFY lands in vms.mobile_position');
 ok($node->poll_query_until('postgres', "SELECT count(*) > 0 FROM vms.alarm WHERE source = 'sip'"),
@@ -186,19 +192,52 @@ $rid = $node->safe_psql('postgres', "SELECT vms.sip_query_catalog('3402000000132
 is($node->safe_psql('postgres', "SELECT state, error FROM vms.sip_request_wait($rid, 10)"),
 	'failed|device is not online', 'a query to a device that is not online fails at once');
 
-# restart with devices keeping alive: nobody goes offline, fast or immediate
-my $before = $node->safe_psql('postgres', "SELECT count(*) FROM vms.device_event WHERE event = 'offline'");
+# restart with devices keeping alive: nobody goes offline, fast or immediate.
+# The positive marker that the restarted worker has judged every device after
+# its restart grace: a sentinel device, online in the database before the
+# restart and silent after it, goes offline "within the restart grace" at the
+# end of the grace.  All devices get the same grace, so any other device the
+# restart put offline is flipped in the same deadline check or before, and
+# written in the same batch or before (flips are written in order).
+my $sentinel = '34020000001180000999';
+sub arm_sentinel
+{
+	# the session the worker would have written for a device seen a moment ago
+	$node->safe_psql('postgres', qq{
+SELECT vms._sip_flush(jsonb_build_object(
+  's', jsonb_build_array(jsonb_build_object('d', '$sentinel', 'o', true, 'af', 0, 'tr', 'UDP', 'ad', '127.0.0.1', 'pt', 9,
+         'ra', extract(epoch FROM now()), 'ex', extract(epoch FROM now() + interval '1 hour'), 'ka', extract(epoch FROM now()))),
+  'e', '[]'::jsonb,
+  'f', jsonb_build_array(jsonb_build_object('d', '$sentinel', 'o', true, 'at', extract(epoch FROM now())))))});
+	return $node->safe_psql('postgres',
+		"SELECT count(*) FROM vms.device_event WHERE device_code = '$sentinel' AND event = 'offline'");
+}
+sub sentinel_judged
+{
+	my ($before, $what) = @_;
+	ok($node->poll_query_until('postgres', qq{
+SELECT count(*) > $before FROM vms.device_event
+ WHERE device_code = '$sentinel' AND event = 'offline' AND cause = 'no keepalive within the restart grace'}),
+		"$what: the restarted worker judged the devices after its grace (the silent sentinel went offline)");
+}
+my $offline_sql = "SELECT count(*) FROM vms.device_event WHERE event = 'offline' AND device_code::text LIKE '34020000001320%'";
+my $before = $node->safe_psql('postgres', $offline_sql);
+my $armed = arm_sentinel();
 $node->restart(mode => 'fast');
-$node->poll_query_until('postgres', "SELECT state = 'running' FROM vms.worker_status WHERE name = 'sip'");
-sleep 3;
+ok($node->poll_query_until('postgres', "SELECT state = 'running' FROM vms.worker_status WHERE name = 'sip'"),
+	'fast restart: the sip worker runs again');
+sentinel_judged($armed, 'fast restart');
+is($node->safe_psql('postgres', $offline_sql), $before, 'no device went offline across pg_ctl restart -m fast');
+$armed = arm_sentinel();
 $node->stop('immediate');
 $node->start;
-$node->poll_query_until('postgres', "SELECT state = 'running' FROM vms.worker_status WHERE name = 'sip'");
-sleep 8;    # more than interval x count (5 s x 2): a reset would have shown by now
-is($node->safe_psql('postgres', "SELECT count(*) FROM vms.device_event WHERE event = 'offline'"), $before,
-	'no device went offline across pg_ctl restart (fast, then immediate)');
+ok($node->poll_query_until('postgres', "SELECT state = 'running' FROM vms.worker_status WHERE name = 'sip'"),
+	'immediate restart: the sip worker runs again');
+sentinel_judged($armed, 'immediate restart');
+is($node->safe_psql('postgres', $offline_sql), $before, 'no device went offline across pg_ctl stop -m immediate and start');
 is($node->safe_psql('postgres', "SELECT count(*) FROM vms.device WHERE online AND code::text LIKE '34020000001320%'"),
 	'196', 'all 196 devices still online after the restarts');
+$h1->signal('INT');
 $h1->finish;
 my $s1 = stats_of($run);
 is($s1->{date_missing}, '0', 'every 200 to REGISTER carried a Date header');
@@ -219,7 +258,8 @@ is($node->safe_psql('postgres', "SELECT cause FROM vms.device_event WHERE device
 ###########################################################################
 my $h2 = gbsim_start("$tmp/run2.out", '--devices', '2', '--first-code', '34020000001320000101', '--duration', '25',
 	'--keepalive', '2', '--channels', '5', '--page-size', '2', '--catalog-faults', 'dup,drop1,gbk');
-$node->poll_query_until('postgres', "SELECT online FROM vms.device WHERE code = '34020000001320000101'");
+ok($node->poll_query_until('postgres', "SELECT online FROM vms.device WHERE code = '34020000001320000101'"),
+	'the catalog-fault devices are online');
 $rid = $node->safe_psql('postgres', "SELECT vms.sip_query_catalog('34020000001320000101')");
 is($node->safe_psql('postgres', "SELECT state, progress ->> 'sum_num', result ->> 'channels' FROM vms.sip_request_wait($rid, 20)"),
 	'partial|5|3', 'a missing page: the arrived items land, the request says partial (duplicates counted once)');
@@ -252,9 +292,13 @@ my $s6 = gbsim('--devices', '3', '--first-code', '34020000001320000901', '--dura
 is($s6->{registered}, '0', 'unknown devices are refused by default');
 $node->append_conf('postgresql.conf', "vms.sip_unknown_devices = accept\nvms.sip_password = 'fallback-pw'\n");
 $node->reload;
-sleep 1;
-my $s7 = gbsim('--devices', '3', '--first-code', '34020000001320000901', '--duration', '4', '--keepalive', '1',
-	'--password', 'fallback-pw');
+# a new session sees the setting once the postmaster has read the file and
+# signalled its children, the worker among them; --reg-retry covers the
+# worker acting on the signal a moment later
+ok($node->poll_query_until('postgres', "SELECT current_setting('vms.sip_unknown_devices') = 'accept'"),
+	'the reload is in force');
+my $s7 = gbsim('--devices', '3', '--first-code', '34020000001320000901', '--duration', '10', '--keepalive', '1',
+	'--password', 'fallback-pw', '--reg-retry', '1');
 is($s7->{registered}, '3', 'with vms.sip_unknown_devices = accept (reload) they register with vms.sip_password');
 ok($node->poll_query_until('postgres', "SELECT count(*) = 3 FROM vms.device_event WHERE event = 'added'"),
 	'and enter the ledger for governance');
@@ -280,9 +324,19 @@ ok($node->poll_query_until('postgres', "SELECT pid IS NOT NULL AND pid <> $pid A
 $node->safe_psql('postgres', "SELECT vms.worker_stop('sip')");
 ok($node->poll_query_until('postgres', "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'vms sip'"),
 	'vms.worker_stop stops it');
-sleep 2;
+# stays stopped: the positive marker is a supervision pass of the launcher
+# after the stop.  A killed inspector is started again by such a pass, which
+# looks at every slot (the sip slot before the inspectors') and, had it
+# wanted sip back, would have counted a restart of it.
+my $sip_restarts = $node->safe_psql('postgres', "SELECT restarts FROM vms.worker_status WHERE name = 'sip'");
+my $ipid = $node->safe_psql('postgres', "SELECT pid FROM vms.worker_status WHERE name = 'inspector 1'");
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($ipid)");
+ok($node->poll_query_until('postgres', "SELECT pid IS NOT NULL AND pid <> $ipid FROM vms.worker_status WHERE name = 'inspector 1'"),
+	'the launcher made a pass after the stop (a killed inspector is back)');
+is($node->safe_psql('postgres', "SELECT pid IS NULL AND NOT wanted AND restarts = $sip_restarts FROM vms.worker_status WHERE name = 'sip'"), 't',
+	'and the stopped sip worker stays stopped');
 is($node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'vms sip'"), '0',
-	'and it stays stopped');
+	'no sip process');
 $node->safe_psql('postgres', "SELECT vms.worker_start('sip')");
 ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'vms sip'"),
 	'vms.worker_start brings it back');
