@@ -7,7 +7,8 @@
 #   gaps: reported, not failed — a KNOWN entry that starts passing is
 #   reported too, so the list can shrink.
 #   Then the RTSP path through test/peers/rtsp_server.py: a clip diagnosed
-#   over rtsp://, /stall abnormal `stream` within the timeout, /refuse too.
+#   over rtsp://, /stall abnormal `stream` on the timeout, /refuse on the
+#   camera's refusal.
 # Exit status non-zero on any failure.
 set -euo pipefail
 DIR=${1:?usage: run_checks.sh DIR}
@@ -52,21 +53,24 @@ cp "$C/clean_street_day.mp4" "$C/freeze_chart_n0.mp4" "$DIR/rtsp/"
 /usr/bin/python3 "$ROOT/test/peers/rtsp_server.py" --dir "$DIR/rtsp" --port "$PORT" > "$DIR/rtsp.out" 2> "$DIR/rtsp.err" &
 spid=$!
 trap 'kill $spid 2>/dev/null || true' EXIT
-for _ in $(seq 100); do grep -q ready "$DIR/rtsp.out" && break; sleep 0.1; done
+for _ in $(seq 1800); do grep -q ready "$DIR/rtsp.out" && break; sleep 0.1; done   # up to 180 s on a loaded machine
 grep -q ready "$DIR/rtsp.out" || { echo "FAIL: rtsp_server did not start"; cat "$DIR/rtsp.err"; exit 1; }
 
-check_rtsp() {  # name expected_stream_abnormal max_seconds expected_check...
-  local name=$1 want=$2 max=$3; shift 3
+check_rtsp() {  # name expected_stream_abnormal stream_detail_regex expected_check...
+  # (the time taken is printed, not judged: a loaded machine is slow; that the
+  # stall ends on the timeout and the refusal on the camera's answer is judged)
+  local name=$1 want=$2 detail_re=$3; shift 3
   local t0 t1 out
   t0=$(date +%s.%N)
   out=$("$CLI" --timeout-ms 6000 --connect-timeout-ms 3000 --read-timeout-ms 2000 "rtsp://127.0.0.1:$PORT/$name")
   t1=$(date +%s.%N)
   local got; got=$(awk -F'\t' '$1 == "stream" { print $3 }' <<< "$out")
+  local detail; detail=$(awk -F'\t' '$1 == "stream" { print $4 }' <<< "$out")
   local el; el=$(echo "$t1 - $t0" | bc)
-  if [ "$got" != "$want" ] || [ "$(echo "$el > $max" | bc)" = 1 ]; then
-    echo "FAIL: rtsp /$name stream=$got (want $want) in ${el}s (max ${max}s): $(head -1 <<< "$out")"; fail=1
+  if [ "$got" != "$want" ] || ! grep -qiE "$detail_re" <<< "$detail"; then
+    echo "FAIL: rtsp /$name stream=$got (want $want), detail \"$detail\" (want /$detail_re/) in ${el}s"; fail=1
   else
-    echo "ok: rtsp /$name stream=$got in ${el}s: $(head -1 <<< "$out" | cut -f4)"
+    echo "ok: rtsp /$name stream=$got in ${el}s: $detail"
   fi
   for c in "$@"; do
     [ "$(awk -F'\t' -v c="$c" '$1 == c { print $3 }' <<< "$out")" = t ] ||
@@ -75,10 +79,10 @@ check_rtsp() {  # name expected_stream_abnormal max_seconds expected_check...
   [ "$want" = t ] || [ "$(awk -F'\t' '$3 == "t"' <<< "$out" | wc -l)" = "$#" ] ||
     { echo "FAIL: rtsp /$name: unexpected alarms: $(awk -F'\t' '$3 == "t" { print $1 }' <<< "$out" | tr '\n' ' ')"; fail=1; }
 }
-check_rtsp clean_street_day f 6
-check_rtsp freeze_chart_n0 f 6 freeze
-check_rtsp stall t 7
-check_rtsp refuse t 2
+check_rtsp clean_street_day f ''
+check_rtsp freeze_chart_n0 f '' freeze
+check_rtsp stall t 'timeout|timed out|no frames'
+check_rtsp refuse t '404|not found'
 
 [ $fail = 0 ] && echo "inspect checks: ok" || echo "inspect checks: FAILED"
 exit $fail

@@ -13,7 +13,8 @@ Mounts, on 127.0.0.1 only:
              media (its RTP packets and end of stream are dropped)
   /refuse    not mounted: the server answers 404 Not Found, like a camera
              that refuses the stream
-Prints "ready" on stdout when listening; exits on SIGTERM or SIGINT.
+Prints "ready" on stdout when listening, "stall: prepared" when a client
+has described /stall; exits on SIGTERM or SIGINT.
 Needs gir1.2-gst-rtsp-server-1.0, python3-gst-1.0 and
 gstreamer1.0-plugins-good/-bad (qtdemux, h264parse/h265parse, payloaders),
 x264enc (gstreamer1.0-plugins-ugly) for /stall; ffmpeg for the remux.
@@ -76,6 +77,8 @@ def drop_after_prepare(factory, media):
         pay = m.get_element().get_by_name("pay0")
         pay.get_static_pad("src").add_probe(
             Gst.PadProbeType.BUFFER | Gst.PadProbeType.BUFFER_LIST | Gst.PadProbeType.EVENT_DOWNSTREAM, probe)
+        # a marker for tests: a client is in its network phase on /stall
+        print("stall: prepared", flush=True)
     media.connect("prepared", on_prepared)
 
 

@@ -10,7 +10,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
-use Time::HiRes qw(usleep time);
+use Time::HiRes qw(usleep);
 
 my $root = $ENV{VMS_ROOT} or die "VMS_ROOT not set";
 my $tmp = PostgreSQL::Test::Utils::tempdir;
@@ -81,45 +81,52 @@ is(abnormal("rtsp://127.0.0.1:$port/clean", $to), '', 'rtsp: clean clip has no a
 is(abnormal("rtsp://127.0.0.1:$port/frozen", $to), 'freeze', 'rtsp: frozen clip is freeze');
 is(abnormal("rtsp://127.0.0.1:$port/black", $to), 'black_screen', 'rtsp: black clip is black_screen');
 
-my $t0 = time;
+# (how long these take is the machine's business; that they end for the
+# right reason is the behaviour: the stall on the read timeout, the refusal
+# on the server's answer)
 my $stall = $node->safe_psql('postgres',
 	"SELECT abnormal, detail FROM vms.diagnose('rtsp://127.0.0.1:$port/stall', '$to') WHERE check_name = 'stream'");
-my $el = time - $t0;
 like($stall, qr/^t\|/, "rtsp: /stall gives an abnormal stream ($stall)");
-cmp_ok($el, '<', 7.5, sprintf('rtsp: /stall answered within the timeout (%.1f s)', $el));
+like($stall, qr/timeout|timed out|no frames/i, 'rtsp: /stall ends on the timeout');
 
-$t0 = time;
 my $refuse = $node->safe_psql('postgres',
 	"SELECT abnormal, detail FROM vms.diagnose('rtsp://127.0.0.1:$port/refuse', '$to') WHERE check_name = 'stream'");
-$el = time - $t0;
 like($refuse, qr/^t\|/, "rtsp: /refuse gives an abnormal stream ($refuse)");
-cmp_ok($el, '<', 3, sprintf('rtsp: /refuse answered at once (%.1f s)', $el));
+like($refuse, qr/404|not found/i, 'rtsp: /refuse ends on the camera\'s refusal');
+unlike($refuse, qr/timeout|timed out/i, 'rtsp: /refuse did not wait for a timeout');
 
-# ---- interrupts: a diagnosis that would wait 60 s on a stalled camera ----
-my $long = '{"timeout_ms": 60000, "connect_timeout_ms": 60000, "read_timeout_ms": 60000}';
-$t0 = time;
+# ---- interrupts: a diagnosis that would wait 600 s on a stalled camera ----
+# An interrupt honoured only when the diagnosis gives up would take those
+# 600 s; the clients below give up after 150 s (a hang detector far from
+# both, not a speed target).
+my $long = '{"timeout_ms": 600000, "connect_timeout_ms": 600000, "read_timeout_ms": 600000}';
+my $timed_out = 0;
 my ($ret, $out, $err) = $node->psql('postgres',
-	"SET statement_timeout = '1s'; SELECT * FROM vms.diagnose('rtsp://127.0.0.1:$port/stall', '$long')");
-$el = time - $t0;
+	"SET statement_timeout = '1s'; SELECT * FROM vms.diagnose('rtsp://127.0.0.1:$port/stall', '$long')",
+	timeout => 150, timed_out => \$timed_out);
 like($err, qr/canceling statement due to statement timeout/, 'statement_timeout stops a diagnosis');
-cmp_ok($el, '<', 3, sprintf('... promptly (%.1f s)', $el));
+ok(!$timed_out, '... while the diagnosis waits, not when it gives up');
 
+sub stall_clients { my $o = slurp_file("$tmp/rtsp.out"); return scalar(() = $o =~ /stall: prepared/g); }
+my $stall_seen = stall_clients();
 my ($in, $bout, $berr) = ('', '', '');
 my $h = IPC::Run::start(
 	[ 'psql', '-X', '-d', $node->connstr('postgres'), '-c',
 	  "SELECT * FROM vms.diagnose('rtsp://127.0.0.1:$port/stall', '$long')" ],
-	'<', \$in, '>', \$bout, '2>', \$berr);
-$node->poll_query_until('postgres',
-	"SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE '%vms.diagnose(''rtsp%/stall%' AND state = 'active' AND pid <> pg_backend_pid()")
-  or die 'the long diagnosis did not start';
-usleep(500_000);    # let it reach the network wait
-$t0 = time;
+	'<', \$in, '>', \$bout, '2>', \$berr, IPC::Run::timeout(150));
+# the marker that it is in its network phase: the camera saw it describe /stall
+my $in_network = 0;
+for (1 .. 10 * $PostgreSQL::Test::Utils::timeout_default)
+{
+	last if ($in_network = stall_clients() > $stall_seen);
+	usleep(100_000);
+}
+ok($in_network, 'the long diagnosis is talking to the stalled camera');
 $node->safe_psql('postgres',
 	"SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%vms.diagnose(''rtsp%/stall%' AND pid <> pg_backend_pid()");
-$h->finish;
-$el = time - $t0;
+my $finished = eval { $h->finish; 1 };
 like($berr, qr/canceling statement due to user request/, 'pg_cancel_backend stops a diagnosis');
-cmp_ok($el, '<', 2, sprintf('... promptly (%.1f s)', $el));
+ok($finished, '... while the diagnosis waits, not when it gives up');
 
 # the backend is still usable after the cancel
 is($node->safe_psql('postgres', 'SELECT 1'), '1', 'server fine after the interrupts');
