@@ -83,7 +83,10 @@ ok($node->poll_query_until('postgres', "SELECT count(*) = 2 FROM vms.sip_request
 # the same over TCP (RFC 4571): the inspector listens, the device connects
 $node->append_conf('postgresql.conf', "vms.inspect_media_transport = tcp\n");
 $node->reload;
-sleep 1;
+# a new session sees the setting once the postmaster has read the file and
+# signalled its children; the inspector reloads before its next round
+ok($node->poll_query_until('postgres', "SELECT current_setting('vms.inspect_media_transport') = 'tcp'"),
+	'the reload is in force');
 $node->safe_psql('postgres', "SELECT vms.inspection_run_now('gb')");
 ok($node->poll_query_until('postgres', "SELECT count(*) = 2 FROM vms.quality_result"), 'a second result arrived');
 is($node->safe_psql('postgres', "SELECT stream_ok || ' ' || image_ok FROM vms.quality_result ORDER BY id DESC LIMIT 1"),
