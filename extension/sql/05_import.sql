@@ -193,7 +193,12 @@ BEGIN
                        WHERE CASE WHEN vms.gbcode_parse_error(btrim(c)) IS NOT NULL THEN true
                                   ELSE NOT EXISTS (SELECT 1 FROM vms.catalog_node n
                                                     WHERE n.code = btrim(c)::vms.gbcode) END)
-                  THEN format('catalog "%s" names an unknown catalogue node', r.catalog) END
+                  THEN format('catalog "%s" names an unknown catalogue node', r.catalog) END,
+             -- vms.channel's channel_stream_url_check (18_inspection.sql): a row, not the import, is refused
+             CASE WHEN r.stream_url IS NOT NULL
+                       AND NOT (length(r.stream_url) <= 2048
+                                AND r.stream_url ~ '^(rtsps?|https?)://[^[:space:][:cntrl:]/?#][^[:space:][:cntrl:]]*$')
+                  THEN format('stream_url "%s" is not an rtsp://, rtsps://, http:// or https:// address', r.stream_url) END
            ], NULL) AS reasons
       FROM (SELECT r.*, coalesce(r.device_code, r.code) AS dev_code,
                    point_types ->> lower(r.point_type) AS point_type_code,

@@ -89,6 +89,13 @@ for my $url ('rtsp://admin:p%40ss@10.0.0.1:554/Streaming/Channels/101', 'rtsps:/
 		"stream_url '$url' is taken");
 }
 
+# a ledger import rejects such a row (with its reason) and loads the others
+my $csv = "code,name,stream_url\n34020000001320000201,a,$tmp/clip.mp4\n34020000001320000202,b,rtsp://10.0.0.3/live\n";
+is($node->safe_psql('postgres', "SELECT j.loaded_rows || ' ' || j.rejected_rows FROM vms.ledger_import(convert_to(\$\$$csv\$\$, 'UTF8')) j"),
+	'1 1', 'an import rejects the row with a file stream_url and loads the other');
+like($node->safe_psql('postgres', "SELECT array_to_string(reasons, ';') FROM vms.import_rejection"),
+	qr/stream_url ".*clip.mp4" is not an rtsp/, 'with the reason');
+
 # a superuser forces server-file sources past the check
 my $check = $node->safe_psql('postgres',
 	"SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'channel_stream_url_check'");
