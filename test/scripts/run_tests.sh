@@ -73,16 +73,17 @@ fi
 if [ "$what" = all ] || [ "$what" = regress ] || [ "$what" = regress-faketime ]; then
   # The same suite again with the whole cluster on a fake clock (libfaketime,
   # preloaded into the postmaster and so into every process it forks), years
-  # ahead, starting at 23:59 local time, server and client in a zone that is
-  # not UTC: the last minute of 2031 in Shanghai, and in Santiago the
-  # midnight at which Chile's daylight saving time starts (00:00 -> 01:00).
+  # ahead, starting at 23:59:50 local time so that the run crosses midnight,
+  # server and client in a zone that is not UTC: the end of 2031 in Shanghai,
+  # and in Santiago the midnight at which Chile's daylight saving time starts
+  # (00:00 -> 01:00).
   ftdir=$(make_run_dir faketime)
   ftlib=$(dpkg -L libfaketime 2>/dev/null | grep '/libfaketime\.so\.1$' | head -1)
   if [ -z "$ftlib" ] || ! cc -shared -fPIC -O2 -o "$ftdir/faketime_select.so" "$VMS_ROOT/test/scripts/faketime_select.c"; then
     echo "FAIL: libfaketime (Debian package faketime) or a C compiler is missing"; status=1
   else
     chmod 755 "$ftdir/faketime_select.so"
-    for run in "Asia/Shanghai|2031-12-31 23:59:00" "America/Santiago|2031-09-06 23:59:00"; do
+    for run in "Asia/Shanghai|2031-12-31 23:59:50" "America/Santiago|2031-09-06 23:59:50"; do
       FAKE_TZ=${run%%|*}; FAKE_START=${run#*|}
       # pg_regress sets PGTZ=PST8PDT for its psql; this psql sets the zone of the run
       printf '#!/bin/sh\nPGTZ=%s; export PGTZ\nexec %s/psql "$@"\n' "$FAKE_TZ" "$PG_BINDIR" > "$ftdir/psql"
