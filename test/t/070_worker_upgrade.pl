@@ -6,7 +6,8 @@
 # and runs none of its SQL (a due inspection plan gets no round); after
 # ALTER EXTENSION vms UPDATE they come up and do their work.  An ALTER
 # EXTENSION vms held open in a transaction makes them wait for it; a
-# schema newer than the library makes them wait for a restart.  CREATE
+# schema newer than the library makes them wait for a restart, a DROP
+# EXTENSION for a new CREATE EXTENSION.  CREATE
 # EXTENSION vms (and ALTER EXTENSION vms UPDATE) in a database other than
 # vms.database warns, naming vms.database; in vms.database it does not.
 use strict;
@@ -36,14 +37,15 @@ $node->start;
 
 my $all = "name IN ('viid', 'sip', 'inspector 1')";
 
-# every worker in one state, and none with an error
+# every worker in one state, as any database with vms shows it (shared memory)
 sub all_in_state
 {
-	my ($state, $what) = @_;
-	ok($node->poll_query_until('postgres',
+	my ($state, $what, $db) = @_;
+	$db //= 'postgres';
+	ok($node->poll_query_until($db,
 			"SELECT count(*) = 3 AND bool_and(state = '$state') FROM vms.worker_status WHERE $all"),
 		$what)
-	  or diag($node->safe_psql('postgres', 'SELECT name, state, last_error FROM vms.worker_status'));
+	  or diag($node->safe_psql($db, 'SELECT name, state, last_error FROM vms.worker_status'));
 }
 
 # -- installed at the base version: the workers wait for the update
@@ -86,6 +88,7 @@ like($node->safe_psql('postgres', "SELECT state FROM vms.worker_status WHERE nam
 # -- an ALTER EXTENSION vms in progress holds the workers back until it commits
 
 my $alter = $node->background_psql('postgres', on_error_stop => 1);
+$alter->query_safe('SET client_min_messages = warning');	# "already installed" is a NOTICE
 $alter->query_safe('BEGIN');
 $alter->query_safe('ALTER EXTENSION vms UPDATE');
 all_in_state('waiting for ALTER or DROP EXTENSION vms to finish',
@@ -127,6 +130,19 @@ like($err, qr/WARNING:  the vms workers do not serve database "elsewhere_old"/, 
 # the workers still serve vms.database only
 is($node->safe_psql('postgres', "SELECT count(DISTINCT datname) FROM pg_stat_activity WHERE backend_type IN ('vms viid', 'vms sip', 'vms inspector')"),
 	'1', 'the workers stay in vms.database');
+
+# -- DROP EXTENSION vms: the workers wait for it, then for a new CREATE EXTENSION
+# (watched from the other database: the DROP locks and removes this one's view)
+
+my $drop = $node->background_psql('postgres', on_error_stop => 1);
+$drop->query_safe('SET client_min_messages = warning');
+$drop->query_safe('BEGIN');
+$drop->query_safe('DROP EXTENSION vms CASCADE');
+all_in_state('waiting for ALTER or DROP EXTENSION vms to finish', 'an uncommitted DROP EXTENSION vms makes every worker wait',
+	'elsewhere');
+$drop->query_safe('COMMIT');
+$drop->quit;
+all_in_state('waiting for CREATE EXTENSION vms', 'after it commits they wait for CREATE EXTENSION vms', 'elsewhere');
 
 $node->stop;
 done_testing();
