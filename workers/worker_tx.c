@@ -48,6 +48,7 @@ MemoryContext vms_tx_caller_cxt = NULL;
  * extversion and wait until the library matches it.
  */
 static bool ready = false;		/* the last check found the extension ready */
+static bool guarded = false;	/* ready once: every transaction checks again (vms_worker_begin_tx) */
 static TimestampTz checked_at = 0;
 static uint32 changes_seen = 0; /* vms_shared->extension_changes at that check */
 static char shown_state[VMS_WORKER_STATE];	/* the waiting state last shown */
@@ -180,6 +181,7 @@ vms_worker_ready(VmsWorkerSlot *slot)
 			shown_state[0] = '\0';
 		}
 		ready = true;
+		guarded = true;
 		return true;
 	}
 	if (strcmp(state, shown_state) != 0)
@@ -260,11 +262,16 @@ vms_worker_begin_tx(const char *activity)
 	vms_tx_caller_cxt = CurrentMemoryContext;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	if (ready)
+	if (guarded)
 	{
 		char		state[VMS_WORKER_STATE];
 
-		/* hold the extension's lock for this transaction; it may have changed since the round's check */
+		/*
+		 * Hold the extension's lock for this transaction; it may have changed
+		 * since the round's check.  Once a worker has run its SQL this holds
+		 * for every later transaction too, including the rest of a round whose
+		 * earlier transaction found the change.
+		 */
 		if (vms_extension_readiness(state, sizeof(state)) != VMS_READY)
 		{
 			ready = false;
