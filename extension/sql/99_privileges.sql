@@ -27,6 +27,8 @@
 --   owner      everything else, for superusers and the workers: the audit
 --              writer, secrets, workers, SIP, GA/T 1400, inspection,
 --              governance runs and metrics, device reports and passwords,
+--              operations (availability, maintenance contracts, alarm
+--              rules, masks, deadlines, escalation, work orders),
 --              vms.tag_search_results and vms.cron_next (which use internal
 --              helpers), the security-level functions (which read the
 --              security catalogue).  A DBA may GRANT EXECUTE on one of these
@@ -115,7 +117,9 @@ GRANT EXECUTE ON FUNCTION vms.review_unused_grants(integer), vms.review_expiring
 -- tables keyed by a channel code to the reader's grants.  Left to the owner
 -- on purpose: device credentials and sessions, import jobs, security
 -- assignments, the governance runs and naming patterns, the worker, SIP,
--- GA/T 1400 and inspection tables and views (operations, not analysis).
+-- GA/T 1400 and inspection tables and views, the operations centre's
+-- tables (availability, contracts, alarm rules, work orders) (operations,
+-- not analysis).
 GRANT USAGE ON SCHEMA vms TO vms_analyst, vms_grant_admin, vms_approver, vms_auditor;
 GRANT SELECT ON vms.region, vms.org_unit, vms.catalog_node, vms.point_type, vms.device, vms.channel,
                 vms.channel_reported, vms.catalog_member, vms.checkpoint, vms.lane, vms.lane_channel,
