@@ -1931,3 +1931,421 @@ REVOKE ALL ON FUNCTION vms.contract_for(vms.gbcode), vms._channel_status_history
     vms.availability_gap_add(timestamptz, timestamptz, text, vms.gbcode), vms._mr_seconds(tstzmultirange),
     vms._availability_ranges(timestamptz, timestamptz, text), vms.availability_intervals(timestamptz, timestamptz, text),
     vms.availability(timestamptz, timestamptz, text) FROM PUBLIC;
+
+-- issue 18: viid server
+-- (the same as extension/sql/22_viid_server.sql; EXECUTE revoked from PUBLIC as 99_privileges.sql does)
+-- Clients: digest HA1 only (as vms.device_credential), never the password.
+CREATE TABLE vms.viid_client (
+    client_id   vms.gbcode PRIMARY KEY,
+    realm       text NOT NULL,
+    ha1_md5     text NOT NULL,
+    ha1_sha256  text NOT NULL,
+    enabled     boolean NOT NULL DEFAULT true,
+    options     jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(options) = 'object'),
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON vms.viid_client FROM PUBLIC;
+COMMENT ON TABLE vms.viid_client IS
+    'GA/T 1400 clients (capture devices, lower view libraries) that may post to the viid-server worker; digest HA1 values only, no passwords';
+COMMENT ON COLUMN vms.viid_client.options IS
+    'timezone (Asia/Shanghai) of the clients'' local times, template or templates {kind: name} (inbound mapping through vms.viid_map), known_devices_only (false), max_future_s (300), keepalive_timeout_s (180), rate_per_s (worker setting)';
+
+CREATE TABLE vms.viid_client_session (
+    client_id          vms.gbcode PRIMARY KEY REFERENCES vms.viid_client (client_id) ON DELETE CASCADE,
+    state              text NOT NULL DEFAULT 'unregistered' CHECK (state IN ('registered', 'unregistered')),
+    registered_at      timestamptz,
+    last_keepalive_at  timestamptz,
+    remote_addr        text,
+    requests           bigint NOT NULL DEFAULT 0,
+    records            bigint NOT NULL DEFAULT 0,
+    rejected           bigint NOT NULL DEFAULT 0,
+    last_event_at      timestamptz
+);
+COMMENT ON TABLE vms.viid_client_session IS 'per client: session state as the viid-server worker last saw it, and what it posted';
+
+CREATE TABLE vms.viid_record (
+    kind         text NOT NULL,
+    object_id    text NOT NULL,
+    device_id    text NOT NULL,
+    captured_at  timestamptz NOT NULL,
+    client_id    text NOT NULL,
+    received_at  timestamptz NOT NULL DEFAULT now(),
+    images       integer NOT NULL DEFAULT 0,
+    doc          jsonb NOT NULL,
+    PRIMARY KEY (kind, object_id, captured_at)
+) PARTITION BY RANGE (captured_at);
+COMMENT ON TABLE vms.viid_record IS
+    'GA/T 1400 records received by the viid-server worker, partitioned by month of capture (UTC); doc is the mapped document without image data';
+
+CREATE TABLE vms.viid_image (
+    kind         text NOT NULL,
+    object_id    text NOT NULL,
+    image_id     text NOT NULL,
+    captured_at  timestamptz NOT NULL,
+    type         text,
+    format       text NOT NULL,
+    bytes        integer NOT NULL,
+    data         bytea NOT NULL,
+    PRIMARY KEY (object_id, image_id, captured_at)
+) PARTITION BY RANGE (captured_at);
+COMMENT ON TABLE vms.viid_image IS
+    'images of the received GA/T 1400 records (SubImageList, ImageListObject), partitioned like vms.viid_record';
+
+CREATE TABLE vms.viid_record_retention (
+    kind        text PRIMARY KEY REFERENCES vms.viid_kind (kind),
+    keep_days   integer NOT NULL CHECK (keep_days > 0),
+    image_days  integer NOT NULL CHECK (image_days > 0)
+);
+INSERT INTO vms.viid_record_retention VALUES
+    ('MotorVehicle', 90, 30), ('NonMotorVehicle', 90, 30), ('Person', 90, 30), ('Face', 90, 30), ('Image', 30, 30);
+COMMENT ON TABLE vms.viid_record_retention IS 'how long received records and their images are kept, per kind (vms.viid_record_prune)';
+
+CREATE VIEW vms.viid_client_status AS
+SELECT c.client_id, c.enabled, coalesce(s.state, 'unregistered') AS state,
+       coalesce(s.state = 'registered'
+                AND s.last_keepalive_at > now() - make_interval(secs => coalesce((c.options ->> 'keepalive_timeout_s')::int, 180)),
+                false) AS online,
+       s.registered_at, s.last_keepalive_at, s.remote_addr, coalesce(s.requests, 0) AS requests,
+       coalesce(s.records, 0) AS records, coalesce(s.rejected, 0) AS rejected, s.last_event_at
+  FROM vms.viid_client c LEFT JOIN vms.viid_client_session s USING (client_id);
+COMMENT ON VIEW vms.viid_client_status IS
+    'per GA/T 1400 client: registered or not, online (registered and a keepalive within keepalive_timeout_s), records stored and rejected';
+
+CREATE FUNCTION vms.viid_client_add(client_id vms.gbcode, password text, options jsonb DEFAULT '{}')
+    RETURNS void
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    r text := coalesce(options ->> 'realm', nullif(current_setting('vms.viid_server_realm', true), ''), 'vms');
+    who text := client_id::text;
+BEGIN
+    IF password IS NULL OR length(password) = 0 OR length(password) > 128 THEN
+        RAISE EXCEPTION 'client password must have 1 to 128 characters'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF jsonb_typeof(options) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'options must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF options ? 'timezone' AND NOT EXISTS (SELECT FROM pg_catalog.pg_timezone_names WHERE name = options ->> 'timezone') THEN
+        RAISE EXCEPTION 'time zone "%" is unknown', options ->> 'timezone' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO vms.viid_client AS c (client_id, realm, ha1_md5, ha1_sha256, options)
+    VALUES (client_id, r, md5(who || ':' || r || ':' || password),
+            encode(sha256(convert_to(who || ':' || r || ':' || password, 'UTF8')), 'hex'), options - 'realm')
+    ON CONFLICT ON CONSTRAINT viid_client_pkey DO UPDATE
+        SET realm = EXCLUDED.realm, ha1_md5 = EXCLUDED.ha1_md5, ha1_sha256 = EXCLUDED.ha1_sha256,
+            options = EXCLUDED.options, enabled = true, updated_at = now();
+END $$;
+COMMENT ON FUNCTION vms.viid_client_add(vms.gbcode, text, jsonb) IS
+    'add or replace a GA/T 1400 client: its digest HA1 (realm: options.realm, else vms.viid_server_realm) and options; the password is not stored';
+
+CREATE FUNCTION vms.viid_client_drop(client_id vms.gbcode) RETURNS boolean
+    LANGUAGE sql SET search_path FROM CURRENT AS $$
+    WITH d AS (DELETE FROM vms.viid_client c WHERE c.client_id = viid_client_drop.client_id RETURNING 1)
+    SELECT count(*) > 0 FROM d
+$$;
+COMMENT ON FUNCTION vms.viid_client_drop(vms.gbcode) IS 'remove a GA/T 1400 client; its stored records stay';
+
+-- The worker's cache of clients (digest checks run without SQL).
+CREATE FUNCTION vms._viid_server_clients(realm text)
+    RETURNS TABLE (client_id text, ha1_md5 text, options jsonb)
+    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+    SELECT c.client_id::text, c.ha1_md5, c.options FROM vms.viid_client c
+     WHERE c.enabled AND c.realm = _viid_server_clients.realm ORDER BY 1
+$$;
+COMMENT ON FUNCTION vms._viid_server_clients(text) IS 'internal: enabled clients of a realm, for the viid-server worker''s digest checks';
+
+-- Monthly partitions (UTC), made when the first record of a month arrives.
+CREATE FUNCTION vms._viid_record_partition(at timestamptz) RETURNS void
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    lo timestamptz := date_trunc('month', at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';
+    hi timestamptz := (date_trunc('month', at AT TIME ZONE 'UTC') + interval '1 month') AT TIME ZONE 'UTC';
+    suffix text := to_char(at AT TIME ZONE 'UTC', 'YYYY"m"MM');
+BEGIN
+    IF to_regclass('vms.viid_record_' || suffix) IS NULL THEN
+        EXECUTE format('CREATE TABLE vms.%I PARTITION OF vms.viid_record FOR VALUES FROM (%L) TO (%L)',
+                       'viid_record_' || suffix, lo, hi);
+        EXECUTE format('COMMENT ON TABLE vms.%I IS %L', 'viid_record_' || suffix,
+                       'received GA/T 1400 records captured in ' || suffix || ' (UTC)');
+    END IF;
+    IF to_regclass('vms.viid_image_' || suffix) IS NULL THEN
+        EXECUTE format('CREATE TABLE vms.%I PARTITION OF vms.viid_image FOR VALUES FROM (%L) TO (%L)',
+                       'viid_image_' || suffix, lo, hi);
+        EXECUTE format('COMMENT ON TABLE vms.%I IS %L', 'viid_image_' || suffix,
+                       'images of received GA/T 1400 records captured in ' || suffix || ' (UTC)');
+    END IF;
+END $$;
+COMMENT ON FUNCTION vms._viid_record_partition(timestamptz) IS 'internal: the monthly partitions of vms.viid_record and vms.viid_image holding a time';
+
+-- What a byte string is, by its magic number: jpeg, png, gif, bmp, webp, else NULL.
+CREATE FUNCTION vms._viid_image_format(data bytea) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT AS $$
+    SELECT CASE
+        WHEN substr(data, 1, 3) = '\xffd8ff'::bytea THEN 'jpeg'
+        WHEN substr(data, 1, 8) = '\x89504e470d0a1a0a'::bytea THEN 'png'
+        WHEN substr(data, 1, 4) = '\x47494638'::bytea THEN 'gif'
+        WHEN substr(data, 1, 2) = '\x424d'::bytea AND length(data) > 26 THEN 'bmp'
+        WHEN substr(data, 1, 4) = '\x52494646'::bytea AND substr(data, 9, 4) = '\x57454250'::bytea THEN 'webp'
+    END
+$$;
+COMMENT ON FUNCTION vms._viid_image_format(bytea) IS 'internal: image format by magic number (jpeg, png, gif, bmp, webp), NULL when not an image';
+
+CREATE FUNCTION vms._viid_status(url text, code integer, string text, id text DEFAULT '') RETURNS jsonb
+    LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object('RequestURL', url, 'StatusCode', code::text, 'StatusString', string,
+                              'Id', coalesce(id, ''), 'LocalTime', to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDDHH24MISS'))
+$$;
+COMMENT ON FUNCTION vms._viid_status(text, integer, text, text) IS 'internal: a GA/T 1400 ResponseStatusObject (LocalTime in China Standard Time)';
+
+-- One record: validate, map, store with its images.  Raises with the reason
+-- when the record is refused; returns false when it was stored before.
+CREATE FUNCTION vms._viid_ingest_one(client text, k vms.viid_kind, item jsonb, copts jsonb) RETURNS boolean
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    doc jsonb := item;
+    tmpl text := coalesce(copts -> 'templates' ->> k.kind, copts ->> 'template');
+    tz text := coalesce(copts ->> 'timezone', 'Asia/Shanghai');
+    oid text;
+    dev text;
+    ts text;
+    at timestamptz;
+    problems text[];
+    imgs jsonb;
+    img jsonb;
+    n integer := 0;
+    raw bytea;
+    fmt text;
+    iid text;
+    stored_images jsonb := '[]';
+    id_len integer := CASE WHEN k.kind = 'Image' THEN 41 ELSE 48 END;
+BEGIN
+    IF jsonb_typeof(item) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'item is not a JSON object' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF tmpl IS NOT NULL THEN
+        IF k.kind = 'Image' THEN
+            doc := jsonb_set(doc, '{ImageInfo}', vms.viid_map(tmpl, coalesce(doc -> 'ImageInfo', '{}')));
+        ELSE
+            doc := vms.viid_map(tmpl, doc);
+        END IF;
+    END IF;
+    oid := doc #>> k.id_path;
+    problems := vms.viid_id_problems(oid);
+    IF cardinality(problems) > 0 THEN
+        RAISE EXCEPTION '% "%" is not valid: %', array_to_string(k.id_path, '.'), left(coalesce(oid, ''), 64),
+            array_to_string(problems, '; ') USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF length(oid) <> id_len THEN
+        RAISE EXCEPTION '% "%" must have % digits', array_to_string(k.id_path, '.'), oid, id_len
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    dev := coalesce(CASE WHEN k.kind = 'Image' THEN doc -> 'ImageInfo' ->> 'DeviceID' ELSE doc ->> 'DeviceID' END, left(oid, 20));
+    IF vms.gbcode_parse_error(dev) IS NOT NULL THEN
+        RAISE EXCEPTION 'DeviceID "%" is not a device code: %', left(dev, 64), vms.gbcode_parse_error(dev)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF coalesce((copts ->> 'known_devices_only')::boolean, false)
+       AND NOT EXISTS (SELECT FROM vms.channel c WHERE c.code = dev::vms.gbcode)
+       AND NOT EXISTS (SELECT FROM vms.device d WHERE d.code = dev::vms.gbcode) THEN
+        RAISE EXCEPTION 'DeviceID "%" is not in the ledger', dev USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    ts := coalesce(CASE WHEN k.kind = 'Image' THEN doc -> 'ImageInfo' ->> 'ShotTime' END,
+                   doc ->> 'PassTime', doc ->> 'ShotTime', doc ->> 'AppearTime', doc ->> 'FaceAppearTime',
+                   doc ->> 'PersonAppearTime', doc ->> 'LocationMarkTime', substr(oid, 23, 14));
+    IF ts !~ '^[0-9]{14}$' THEN
+        RAISE EXCEPTION 'capture time "%" is not yyyyMMddHHmmss', left(ts, 64) USING ERRCODE = 'invalid_datetime_format';
+    END IF;
+    BEGIN
+        at := make_timestamptz(substr(ts, 1, 4)::int, substr(ts, 5, 2)::int, substr(ts, 7, 2)::int,
+                               substr(ts, 9, 2)::int, substr(ts, 11, 2)::int, substr(ts, 13, 2)::int, tz);
+    EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION 'capture time "%" is not a valid time', ts USING ERRCODE = 'invalid_datetime_format';
+    END;
+    IF at > now() + make_interval(secs => coalesce((copts ->> 'max_future_s')::int, 300)) THEN
+        RAISE EXCEPTION 'capture time "%" is in the future', ts USING ERRCODE = 'invalid_datetime_format';
+    END IF;
+
+    PERFORM vms._viid_record_partition(at);
+    IF k.kind = 'Image' THEN
+        imgs := jsonb_build_array(jsonb_build_object('ImageID', oid, 'Type', doc -> 'ImageInfo' ->> 'Type',
+                                                     'FileFormat', doc -> 'ImageInfo' ->> 'FileFormat', 'Data', doc -> 'Data'));
+        doc := doc - 'Data';
+    ELSE
+        imgs := doc -> 'SubImageList' -> 'SubImageInfoObject';
+        IF imgs IS NOT NULL AND jsonb_typeof(imgs) <> 'array' THEN
+            imgs := jsonb_build_array(imgs);
+        END IF;
+    END IF;
+    FOR img IN SELECT * FROM jsonb_array_elements(coalesce(imgs, '[]')) LOOP
+        n := n + 1;
+        iid := img ->> 'ImageID';
+        IF k.kind <> 'Image' AND cardinality(vms.viid_id_problems(iid)) > 0 THEN
+            RAISE EXCEPTION 'image % ImageID "%" is not valid: %', n, left(coalesce(iid, ''), 64),
+                array_to_string(vms.viid_id_problems(iid), '; ') USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF jsonb_typeof(img -> 'Data') IS DISTINCT FROM 'string' THEN
+            RAISE EXCEPTION 'image % has no Data', coalesce(iid, n::text) USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        BEGIN
+            raw := decode(img ->> 'Data', 'base64');
+        EXCEPTION WHEN OTHERS THEN
+            RAISE EXCEPTION 'image % Data is not base64', iid USING ERRCODE = 'invalid_parameter_value';
+        END;
+        fmt := vms._viid_image_format(raw);
+        IF fmt IS NULL THEN
+            RAISE EXCEPTION 'image % is not an image (JPEG, PNG, GIF, BMP or WebP)', iid USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        INSERT INTO vms.viid_image (kind, object_id, image_id, captured_at, type, format, bytes, data)
+        VALUES (k.kind, oid, iid, at, img ->> 'Type', fmt, length(raw), raw)
+        ON CONFLICT DO NOTHING;
+        stored_images := stored_images || (img - 'Data');
+    END LOOP;
+    IF k.kind <> 'Image' AND n > 0 THEN
+        doc := jsonb_set(doc, '{SubImageList,SubImageInfoObject}', stored_images);
+    END IF;
+    INSERT INTO vms.viid_record (kind, object_id, device_id, captured_at, client_id, images, doc)
+    VALUES (k.kind, oid, dev, at, client, n, doc)
+    ON CONFLICT DO NOTHING;
+    RETURN FOUND;
+END $$;
+COMMENT ON FUNCTION vms._viid_ingest_one(text, vms.viid_kind, jsonb, jsonb) IS
+    'internal: validate (ids, device, capture time, images), map and store one received record; raises with the reason when refused';
+
+-- One complete HTTP request from an authenticated client.  The worker runs
+-- several in one short transaction and answers them after the commit.
+CREATE FUNCTION vms._viid_server_request(client text, method text, path text, body text, remote text)
+    RETURNS TABLE (http_status integer, response text, stored integer, rejected integer, event text)
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    j jsonb;
+    c vms.viid_client;
+    s vms.viid_client_session;
+    k vms.viid_kind;
+    items jsonb;
+    item jsonb;
+    answers jsonb := '[]';
+    oid text;
+    ok integer := 0;
+    bad integer := 0;
+BEGIN
+    SELECT * INTO c FROM vms.viid_client v WHERE v.client_id::text = client AND v.enabled;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 401, jsonb_build_object('ResponseStatusObject', vms._viid_status(path, 4, 'unknown or disabled client'))::text, 0, 0, 'auth';
+        RETURN;
+    END IF;
+    IF method = 'GET' AND path = '/VIID/System/Time' THEN
+        RETURN QUERY SELECT 200, jsonb_build_object('SystemTimeObject', jsonb_build_object(
+            'VIIDServerID', coalesce(nullif(current_setting('vms.viid_server_id', true), ''), ''),
+            'TimeMode', '1', 'LocalTime', to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDDHH24MISS'),
+            'TimeZone', 'Asia/Shanghai'))::text, 0, 0, 'time';
+        RETURN;
+    END IF;
+    IF method <> 'POST' THEN
+        RETURN QUERY SELECT 405, jsonb_build_object('ResponseStatusObject', vms._viid_status(path, 4, 'method not allowed'))::text, 0, 0, 'bad_request';
+        RETURN;
+    END IF;
+    BEGIN
+        j := body::jsonb;
+    EXCEPTION WHEN OTHERS THEN
+        RETURN QUERY SELECT 400, jsonb_build_object('ResponseStatusObject',
+            vms._viid_status(path, 7, 'malformed JSON: ' || left(SQLERRM, 200)))::text, 0, 0, 'bad_request';
+        RETURN;
+    END;
+    IF jsonb_typeof(j) <> 'object' THEN
+        RETURN QUERY SELECT 400, jsonb_build_object('ResponseStatusObject', vms._viid_status(path, 8, 'body is not a JSON object'))::text, 0, 0, 'bad_request';
+        RETURN;
+    END IF;
+
+    IF path IN ('/VIID/System/Register', '/VIID/System/Keepalive', '/VIID/System/UnRegister') THEN
+        oid := coalesce(j #>> '{RegisterObject,DeviceID}', j #>> '{KeepaliveObject,DeviceID}', j #>> '{UnRegisterObject,DeviceID}');
+        IF oid IS DISTINCT FROM client THEN
+            RETURN QUERY SELECT 400, jsonb_build_object('ResponseStatusObject',
+                vms._viid_status(path, 8, 'DeviceID must be the authenticated client''s id', oid))::text, 0, 0, 'bad_request';
+            RETURN;
+        END IF;
+        SELECT * INTO s FROM vms.viid_client_session v WHERE v.client_id = c.client_id FOR UPDATE;
+        IF path = '/VIID/System/Keepalive' AND coalesce(s.state, 'unregistered') <> 'registered' THEN
+            RETURN QUERY SELECT 401, jsonb_build_object('ResponseStatusObject', vms._viid_status(path, 4, 'not registered', client))::text, 0, 0, 'not_registered';
+            RETURN;
+        END IF;
+        INSERT INTO vms.viid_client_session AS v (client_id, state, registered_at, last_keepalive_at, remote_addr, last_event_at)
+        VALUES (c.client_id, CASE WHEN path = '/VIID/System/UnRegister' THEN 'unregistered' ELSE 'registered' END,
+                CASE WHEN path = '/VIID/System/Register' THEN now() END, now(), remote, now())
+        ON CONFLICT ON CONSTRAINT viid_client_session_pkey DO UPDATE SET
+            state = EXCLUDED.state,
+            registered_at = coalesce(EXCLUDED.registered_at, v.registered_at),
+            last_keepalive_at = now(), remote_addr = EXCLUDED.remote_addr, last_event_at = now();
+        RETURN QUERY SELECT 200, jsonb_build_object('ResponseStatusObject', vms._viid_status(path, 0, 'OK', client))::text, 0, 0,
+            CASE path WHEN '/VIID/System/Register' THEN 'register' WHEN '/VIID/System/Keepalive' THEN 'keepalive' ELSE 'unregister' END;
+        RETURN;
+    END IF;
+
+    SELECT * INTO k FROM vms.viid_kind v WHERE v.path = _viid_server_request.path
+       AND v.kind IN ('MotorVehicle', 'NonMotorVehicle', 'Person', 'Face', 'Image');
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 404, jsonb_build_object('ResponseStatusObject', vms._viid_status(path, 4, 'unknown resource'))::text, 0, 0, 'not_found';
+        RETURN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM vms.viid_client_session v WHERE v.client_id = c.client_id AND v.state = 'registered') THEN
+        RETURN QUERY SELECT 401, jsonb_build_object('ResponseStatusObject', vms._viid_status(path, 4, 'not registered: POST /VIID/System/Register first'))::text, 0, 0, 'not_registered';
+        RETURN;
+    END IF;
+    items := j -> k.list_object -> k.item_object;
+    IF items IS NULL OR jsonb_typeof(items) <> 'array' THEN
+        RETURN QUERY SELECT 400, jsonb_build_object('ResponseStatusObject',
+            vms._viid_status(path, 8, format('expected {"%s": {"%s": [...]}}', k.list_object, k.item_object)))::text, 0, 0, 'bad_request';
+        RETURN;
+    END IF;
+    FOR item IN SELECT * FROM jsonb_array_elements(items) LOOP
+        oid := CASE WHEN jsonb_typeof(item) = 'object' THEN left(item #>> k.id_path, 64) END;
+        BEGIN
+            PERFORM vms._viid_ingest_one(client, k, item, c.options);
+            ok := ok + 1;
+            answers := answers || vms._viid_status(path, 0, 'OK', oid);
+        EXCEPTION WHEN OTHERS THEN
+            bad := bad + 1;
+            answers := answers || vms._viid_status(path, 8, left(SQLERRM, 300), oid);
+        END;
+    END LOOP;
+    UPDATE vms.viid_client_session v SET requests = v.requests + 1, records = v.records + ok,
+           rejected = v.rejected + bad, last_event_at = now()
+     WHERE v.client_id = c.client_id;
+    RETURN QUERY SELECT 200, jsonb_build_object('ResponseStatusListObject',
+        jsonb_build_object('ResponseStatusObject', answers))::text, ok, bad, 'records';
+END $$;
+COMMENT ON FUNCTION vms._viid_server_request(text, text, text, text, text) IS
+    'internal: answer one authenticated GA/T 1400 request (System Register/Keepalive/UnRegister/Time, object lists) for the viid-server worker';
+
+-- Retention: rows older than their kind's keep_days / image_days go; a
+-- partition whose whole month is past every kind's retention is dropped.
+CREATE FUNCTION vms.viid_record_prune() RETURNS bigint
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    n bigint := 0;
+    m bigint;
+    p record;
+    oldest integer := (SELECT max(greatest(keep_days, image_days)) FROM vms.viid_record_retention);
+BEGIN
+    FOR p IN SELECT c.oid::regclass AS part, pg_get_expr(c.relpartbound, c.oid) AS bound
+               FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+              WHERE i.inhparent IN ('vms.viid_record'::regclass, 'vms.viid_image'::regclass) LOOP
+        IF (substring(p.bound FROM 'TO \(''([^'']+)''\)'))::timestamptz < now() - make_interval(days => coalesce(oldest, 0) + 1) THEN
+            EXECUTE format('DROP TABLE %s', p.part);
+        END IF;
+    END LOOP;
+    DELETE FROM vms.viid_record r USING vms.viid_record_retention t
+     WHERE r.kind = t.kind AND r.captured_at < now() - make_interval(days => t.keep_days);
+    GET DIAGNOSTICS m = ROW_COUNT;
+    n := n + m;
+    DELETE FROM vms.viid_image r USING vms.viid_record_retention t
+     WHERE r.kind = t.kind AND r.captured_at < now() - make_interval(days => t.image_days);
+    GET DIAGNOSTICS m = ROW_COUNT;
+    RETURN n + m;
+END $$;
+COMMENT ON FUNCTION vms.viid_record_prune() IS
+    'delete received GA/T 1400 records and images past their kind''s retention (vms.viid_record_retention); drop whole expired partitions; returns rows deleted';
+REVOKE ALL ON FUNCTION vms.viid_client_add(vms.gbcode, text, jsonb), vms.viid_client_drop(vms.gbcode),
+    vms._viid_server_clients(text), vms._viid_record_partition(timestamptz), vms._viid_image_format(bytea),
+    vms._viid_status(text, integer, text, text), vms._viid_ingest_one(text, vms.viid_kind, jsonb, jsonb),
+    vms._viid_server_request(text, text, text, text, text), vms.viid_record_prune() FROM PUBLIC;
