@@ -20,6 +20,9 @@ OBJS = \
 	workers/launcher.o \
 	workers/viid/viid_settings.o \
 	workers/viid/viid_worker.o \
+	workers/viid_server/viid_http.o \
+	workers/viid_server/viid_server_settings.o \
+	workers/viid_server/viid_server.o \
 	workers/sip/sbuf.o \
 	workers/sip/manscdp.o \
 	workers/sip/sip_msg.o \
@@ -42,12 +45,12 @@ SQL_SOURCES = $(sort $(wildcard extension/sql/*.sql))
 DATA_built  = vms--$(EXTVERSION).sql
 DATA        = $(wildcard extension/upgrade/vms--*.sql)
 
-REGRESS = gbcode gbcode_index coord ledger history import alarm governance search search_postgis cones_tiles policy security_surface postgis_schema viid sip diagnose availability
+REGRESS = gbcode gbcode_index coord ledger history import alarm governance search search_postgis cones_tiles policy security_surface postgis_schema viid sip diagnose availability alarm_rules
 
 PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -I$(srcdir)/extension -I/usr/include/libxml2 -I$(srcdir)/extension/inspect \
 	-DVMS_EXTVERSION=\"$(EXTVERSION)\"
-SHLIB_LINK = -lcrypto -lcurl -losipparser2 -lxml2 -lavformat -lavcodec -lavutil -lswscale
+SHLIB_LINK = -lcrypto -lcurl -losipparser2 -lxml2 -lavformat -lavcodec -lavutil -lswscale -lmicrohttpd
 EXTRA_CLEAN = vms--$(EXTVERSION).sql
 
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
@@ -60,7 +63,7 @@ include $(PGXS)
 endif
 
 # PGXS does not track headers: rebuild every object when a header changes
-$(OBJS): $(wildcard extension/*.h workers/*.h workers/sip/*.h extension/inspect/*.h workers/inspect/*.h workers/viid/*.h)
+$(OBJS): $(wildcard extension/*.h workers/*.h workers/sip/*.h extension/inspect/*.h workers/inspect/*.h workers/viid/*.h workers/viid_server/*.h)
 # the workers' readiness check compares the installed version with this one
 workers/worker_tx.o: vms.control
 

@@ -18,6 +18,8 @@ CREATE TABLE surface.class (fn text PRIMARY KEY, class text NOT NULL);
 -- internal (vms._*): the owner's only
 INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms._acting_role()',
+    'vms._alarm_channel_status()',
+    'vms._alarm_device_events()',
     'vms._apply_report(regclass,vms.gbcode,jsonb,jsonb)',
     'vms._arc_envelope(public.geometry)',
     'vms._audit_append_only()',
@@ -107,7 +109,13 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
 INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms.alarm_acknowledge(bigint)',
     'vms.alarm_clear(vms.gbcode,text,text)',
+    'vms.alarm_deadlines(vms.gbcode,smallint)',
+    'vms.alarm_level_for(text,vms.gbcode)',
+    'vms.alarm_mask_covers(jsonb,vms.gbcode)',
+    'vms.alarm_mask_for(vms.gbcode,text,timestamp with time zone)',
+    'vms.alarm_plan(bigint,text)',
     'vms.alarm_raise(vms.gbcode,text,smallint,text,jsonb)',
+    'vms.alarm_root_for(vms.gbcode,text)',
     'vms.bd09_to_gcj02(public.geometry)',
     'vms.bd09_to_wgs84(public.geometry)',
     'vms.can_manage(vms.gbcode,text)',
@@ -119,6 +127,7 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms.channel_visible(vms.gbcode,text)',
     'vms.clear_override(regclass,vms.gbcode,text)',
     'vms.code_visible(vms.gbcode)',
+    'vms.contract_for(vms.gbcode)',
     'vms.convert_point(public.geometry,text,text)',
     'vms.coord_convert(double precision,double precision,text,text)',
     'vms.csv_rows(bytea,text)',
@@ -224,6 +233,8 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
 ]), 'review';
 -- the owner only (superusers, workers): operations
 INSERT INTO surface.class SELECT unnest(ARRAY[
+    'vms.alarm_escalate()',
+    'vms.alarm_mask_add(text,jsonb,text[],timestamp with time zone,timestamp with time zone,text)',
     'vms.audit(text,text,jsonb)',
     'vms.availability(timestamp with time zone,timestamp with time zone,text)',
     'vms.availability_gap_add(timestamp with time zone,timestamp with time zone,text,vms.gbcode)',
@@ -231,7 +242,6 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms.channel_apply_report(vms.gbcode,vms.gbcode,jsonb)',
     'vms.channel_security_level(vms.gbcode)',
     'vms.channel_security_levels()',
-    'vms.contract_for(vms.gbcode)',
     'vms.cron_next(text,timestamp with time zone)',
     'vms.device_apply_report(vms.gbcode,jsonb)',
     'vms.device_set_password(vms.gbcode,text,text)',

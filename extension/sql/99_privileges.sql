@@ -19,7 +19,8 @@
 --              runs them), vms.request_access (anyone may ask), and the
 --              functions that run with the caller's own table privileges
 --              and row-level security, so that EXECUTE alone gives nothing
---              (import, tags, alarms, overrides).
+--              (import, tags, alarms and the alarm rules they apply,
+--              overrides).
 --   vms_analyst       search, tiles, view cones, rights, export.
 --   vms_grant_admin   grant and revoke; periodic review.
 --   vms_approver      decide requests; periodic review.
@@ -85,6 +86,9 @@ GRANT EXECUTE ON FUNCTION
     vms.tag_create(text, text, text), vms.tag_assign(vms.gbcode, text, text), vms.tag_unassign(vms.gbcode, text),
     vms.alarm_raise(vms.gbcode, text, smallint, text, jsonb), vms.alarm_acknowledge(bigint),
     vms.alarm_clear(vms.gbcode, text, text), vms.clear_override(regclass, vms.gbcode, text),
+    vms.alarm_plan(bigint, text), vms.alarm_level_for(text, vms.gbcode), vms.alarm_deadlines(vms.gbcode, smallint),
+    vms.alarm_mask_covers(jsonb, vms.gbcode), vms.alarm_mask_for(vms.gbcode, text, timestamptz),
+    vms.alarm_root_for(vms.gbcode, text), vms.contract_for(vms.gbcode),
     vms.channel_view_cone(vms.gbcode),
     vms.csv_rows(bytea, text), vms.csv_rows_file(text, text),
     vms.ledger_import(bytea, text, text), vms.ledger_import_file(text, text), vms.ledger_import_rows(bigint)
