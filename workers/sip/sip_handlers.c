@@ -341,7 +341,7 @@ handle_register(const SipIn *in, const Peer *peer)
 	if (!d->in_ledger)
 	{
 		/* vms.sip_unknown_devices = accept: into the ledger for governance */
-		sip_queue_db("_sip_add_device", d->code, psprintf("{\"address\":\"%s\"}", peer->ip));
+		sip_queue_db(SQL_ADD_DEVICE, d->code, psprintf("{\"address\":\"%s\"}", peer->ip));
 		d->in_ledger = true;
 	}
 	remember_peer(d, peer, in);
@@ -411,18 +411,18 @@ device_report(Dev *d, Manscdp *m)
 {
 	if (strcmp(m->cmd_type, "Catalog") == 0)
 	{
-		sip_queue_db("_sip_catalog_apply", d->code, items_array(m));
+		sip_queue_db(SQL_CATALOG_APPLY, d->code, items_array(m));
 		sip_counters[C_CATALOG_ITEMS] += m->nitems;
 		return true;
 	}
 	if (strcmp(m->cmd_type, "Alarm") == 0)
 	{
-		sip_queue_db("_sip_alarm", d->code, m->json.data);
+		sip_queue_db(SQL_ALARM, d->code, m->json.data);
 		return true;
 	}
 	if (strcmp(m->cmd_type, "MobilePosition") == 0)
 	{
-		sip_queue_db("_sip_position", d->code, m->json.data);
+		sip_queue_db(SQL_POSITION, d->code, m->json.data);
 		return true;
 	}
 	return false;

@@ -321,7 +321,7 @@ finish_catalog(PendingQuery *q, const char *state, const char *error)
 	if (b.overflow)
 		fail_request(q->request_id, "failed", "catalog answer too large");
 	else
-		sip_queue_db("_sip_catalog_result", q->dev, b.data);
+		sip_queue_db(SQL_CATALOG_RESULT, q->dev, b.data);
 	sbuf_free(&b);
 	free_query(q);
 }
@@ -374,7 +374,7 @@ sip_requests_manscdp(Dev *d, const char *from_code, void *arg)
 		char	   *payload = psprintf("{\"request\":%lld,\"kind\":\"%s\",\"answer\":%s}", (long long) q->request_id,
 									   q->kind == K_INFO ? "device_info" : "device_status", m->json.data);
 
-		sip_queue_db("_sip_info_result", q->dev, payload);
+		sip_queue_db(SQL_INFO_RESULT, q->dev, payload);
 		free_query(q);
 		return true;
 	}
@@ -458,7 +458,7 @@ record_sub(Sub *s, const char *state, int64 request_id, const char *error)
 		sbuf_json_string(&b, error);
 	}
 	sbuf_puts(&b, "}");
-	sip_queue_db("_sip_subscription_record", s->dev, b.data);
+	sip_queue_db(SQL_SUBSCRIPTION_RECORD, s->dev, b.data);
 	sbuf_free(&b);
 }
 

@@ -91,7 +91,7 @@ static SBuf events;				/* JSON objects, comma-separated */
 static int	n_events;
 typedef struct DbOp
 {
-	char		function[48];
+	const char *sql;			/* one of the SQL_* statements of sip_worker.h */
 	char		code[21];
 	char	   *json;
 } DbOp;
@@ -489,13 +489,13 @@ sip_flip(Dev *d, bool online, const char *cause)
 
 /* something for SQL that is not session state: applied after the session flush */
 void
-sip_queue_db(const char *sql_function, const char *code, const char *json)
+sip_queue_db(const char *sql, const char *code, const char *json)
 {
 	DbOp	   *op;
 
 	if (n_ops >= 100000)
 	{
-		sip_log_limited(LOG_OTHER, "database queue full; dropped a %s", sql_function);
+		sip_log_limited(LOG_OTHER, "database queue full; dropped a %s", sql);
 		return;
 	}
 	if (n_ops == ops_cap)
@@ -504,7 +504,7 @@ sip_queue_db(const char *sql_function, const char *code, const char *json)
 		ops = ops ? repalloc(ops, sizeof(DbOp) * ops_cap) : MemoryContextAlloc(vms_worker_cxt, sizeof(DbOp) * ops_cap);
 	}
 	op = &ops[n_ops++];
-	strlcpy(op->function, sql_function, sizeof(op->function));
+	op->sql = sql;
 	strlcpy(op->code, code, sizeof(op->code));
 	op->json = MemoryContextStrdup(vms_worker_cxt, json);
 }
@@ -595,7 +595,7 @@ apply_ops(bool adds)
 	bool		any = false;
 
 	for (int i = 0; i < n_ops; i++)
-		if ((strcmp(ops[i].function, "_sip_add_device") == 0) == adds)
+		if ((strcmp(ops[i].sql, SQL_ADD_DEVICE) == 0) == adds)
 			any = true;
 	if (!any)
 		return;
@@ -605,7 +605,7 @@ apply_ops(bool adds)
 		MemoryContext cxt = CurrentMemoryContext;
 		ResourceOwner owner = CurrentResourceOwner;
 
-		if ((strcmp(ops[i].function, "_sip_add_device") == 0) != adds)
+		if ((strcmp(ops[i].sql, SQL_ADD_DEVICE) == 0) != adds)
 			continue;
 		BeginInternalSubTransaction(NULL);
 		MemoryContextSwitchTo(cxt);
@@ -613,11 +613,9 @@ apply_ops(bool adds)
 		{
 			Oid			types[2] = {TEXTOID, TEXTOID};
 			Datum		values[2];
-			char	   *q = psprintf("SELECT vms.%s($1::vms.gbcode, $2::jsonb)", ops[i].function);
-
 			values[0] = CStringGetTextDatum(ops[i].code);
 			values[1] = CStringGetTextDatum(ops[i].json);
-			run_sql(q, 2, types, values);
+			run_sql(ops[i].sql, 2, types, values);
 			ReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(cxt);
 			CurrentResourceOwner = owner;
@@ -632,7 +630,7 @@ apply_ops(bool adds)
 			RollbackAndReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(cxt);
 			CurrentResourceOwner = owner;
-			sip_log_limited(LOG_OTHER, "%s for %s failed: %s", ops[i].function, ops[i].code, e->message);
+			sip_log_limited(LOG_OTHER, "%s for %s failed: %s", ops[i].sql, ops[i].code, e->message);
 			FreeErrorData(e);
 		}
 		PG_END_TRY();
@@ -641,7 +639,7 @@ apply_ops(bool adds)
 	/* done: keep only the other kind */
 	for (int i = 0; i < n_ops; i++)
 	{
-		if ((strcmp(ops[i].function, "_sip_add_device") == 0) == adds)
+		if ((strcmp(ops[i].sql, SQL_ADD_DEVICE) == 0) == adds)
 			pfree(ops[i].json);
 		else
 			ops[kept++] = ops[i];

@@ -94,11 +94,24 @@ extern Dev *sip_device(const char *code, bool lookup_db);
 extern void sip_mark_dirty(Dev *d);
 extern void sip_event(Dev *d, const char *event, const char *cause);
 extern void sip_flip(Dev *d, bool online, const char *cause);
-extern void sip_queue_db(const char *sql_function, const char *code, const char *json);
+extern void sip_queue_db(const char *sql, const char *code, const char *json);
 extern void sip_request_update(int64 id, const char *state, const char *progress, const char *result, const char *error);
 extern const char *sip_local_ip(void);
 extern int	sip_local_port(void);
 extern double sip_epoch(TimestampTz t);
+
+/*
+ * What the worker hands to SQL after each session flush (sip_queue_db), each
+ * named with its full text, so that a grep for the function finds who
+ * queues it.  Every one takes the device code and a jsonb document.
+ */
+#define SQL_ADD_DEVICE		"SELECT vms._sip_add_device($1::vms.gbcode, $2::jsonb)"
+#define SQL_CATALOG_APPLY	"SELECT vms._sip_catalog_apply($1::vms.gbcode, $2::jsonb)"
+#define SQL_ALARM			"SELECT vms._sip_alarm($1::vms.gbcode, $2::jsonb)"
+#define SQL_POSITION			"SELECT vms._sip_position($1::vms.gbcode, $2::jsonb)"
+#define SQL_CATALOG_RESULT	"SELECT vms._sip_catalog_result($1::vms.gbcode, $2::jsonb)"
+#define SQL_INFO_RESULT		"SELECT vms._sip_info_result($1::vms.gbcode, $2::jsonb)"
+#define SQL_SUBSCRIPTION_RECORD	"SELECT vms._sip_subscription_record($1::vms.gbcode, $2::jsonb)"
 
 enum
 {
