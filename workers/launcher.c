@@ -30,6 +30,7 @@
 #include "inspect/inspector.h"
 #include "sip/sip_settings.h"
 #include "viid/viid_settings.h"
+#include "viid_server/viid_server_settings.h"
 
 PGDLLEXPORT void vms_launcher_main(Datum arg);
 
@@ -62,6 +63,12 @@ static const WorkerKind kinds[] = {
 	{"inspector", "vms_inspector_main", "vms inspector",
 	 {"rounds_started", "tasks", "stream_ok", "stream_failed", "abnormal", "snapshots", "errors", "sample_ms"},
 	 &vms_inspect_enabled, &vms_inspector_workers},
+	/* the GA/T 1400 server: started only while vms.viid_server_port is set */
+	{"viid-server", "vms_viid_server_main", "vms viid-server",
+	 {"requests", "stored", "rejected", "registrations", "keepalives", "auth_failures", "stale_nonces",
+	  "bad_requests", "too_large", "bad_content_type", "not_found", "rate_limited", "timeouts",
+	  "connections", "internal_errors", "batches"},
+	 &vms_viid_server_enabled},
 };
 
 /* a slot belongs to a kind: its name is the kind's, or the kind's and a number */
@@ -265,6 +272,7 @@ vms_register_launcher(void)
 							   "CREATE EXTENSION vms in another database warns: no worker serves it.",
 							   &vms_database, "postgres", PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	vms_viid_define_settings();
+	vms_viid_server_define_settings();
 	vms_inspect_define_settings();
 	vms_registry_request();
 	vms_readiness_init();

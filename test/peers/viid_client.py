@@ -1,0 +1,384 @@
+#!/usr/bin/python3
+"""A GA/T 1400 client for tests: a capture device or lower view library that
+registers with vms's viid-server (HTTP Digest, RFC 2617 with qop=auth, one
+nonce reused with a rising nc), keeps alive, and posts list objects with
+inline base64 images.  Standard library only.  Every command prints one JSON
+line per answer: {"status": HTTP status, "body": the answer}.
+
+Commands:
+  register | keepalive | unregister | time
+  post KIND --count N [--serial S] [--images K] [--image-bytes B] [--bad LIST]
+      KIND: MotorVehicles, NonMotorVehicles, Persons, Faces, Images.
+      --bad: comma-separated item indexes (0-based) made bad, as
+      INDEX:WHAT with WHAT one of id, traversal, device, time, future,
+      notimage, notbase64.
+  ingest --count N --batch B [--serial S] [--images K] --acked FILE
+      posts N MotorVehicles in batches of B; a batch that gets no answer
+      (connection refused or lost, HTTP 5xx) is sent again until answered;
+      the ids of every acknowledged record are appended to FILE.
+  raw --method M --path P [--ctype T] [--body TEXT | --body-size N]
+      [--auth none|good|forged|replay]
+  slowloris --connections N   opens N connections that send half a header,
+      then reports how many the server closed ({"closed": n, "of": N}).
+  flood --connections N       opens N connections at once, then makes one
+      authenticated request ({"opened": n, "status": ...}).
+"""
+import argparse
+import base64
+import hashlib
+import http.client
+import json
+import os
+import resource
+import secrets
+import socket
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+
+CST = timezone(timedelta(hours=8))
+CTYPE = "application/VIID+JSON;charset=UTF-8"
+KINDS = {
+    "MotorVehicles": ("MotorVehicleListObject", "MotorVehicleObject", "MotorVehicleID", "02", "PassTime"),
+    "NonMotorVehicles": ("NonMotorVehicleListObject", "NonMotorVehicleObject", "NonMotorVehicleID", "03", "AppearTime"),
+    "Persons": ("PersonListObject", "PersonObject", "PersonID", "01", "LocationMarkTime"),
+    "Faces": ("FaceListObject", "FaceObject", "FaceID", "04", "FaceAppearTime"),
+    "Images": ("ImageListObject", "ImageObject", None, "02", "ShotTime"),
+}
+
+
+def md5(s):
+    return hashlib.md5(s.encode()).hexdigest()
+
+
+class Client:
+    def __init__(self, args):
+        self.a = args
+        self.conn = None
+        self.nonce = None
+        self.realm = None
+        self.opaque = None
+        self.nc = 0
+        self.last_auth = None
+
+    def connect(self):
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection(self.a.host, self.a.port, timeout=self.a.timeout)
+        return self.conn
+
+    def close(self):
+        if self.conn:
+            self.conn.close()
+        self.conn = None
+
+    def authorization(self, method, path, password=None):
+        self.nc += 1
+        nc = "%08x" % self.nc
+        cnonce = secrets.token_hex(8)
+        ha1 = md5("%s:%s:%s" % (self.a.user, self.realm, password or self.a.password))
+        ha2 = md5("%s:%s" % (method, path))
+        resp = md5(":".join([ha1, self.nonce, nc, cnonce, "auth", ha2]))
+        h = ('Digest username="%s", realm="%s", nonce="%s", uri="%s", response="%s", '
+             'algorithm=MD5, qop=auth, nc=%s, cnonce="%s"' % (self.a.user, self.realm, self.nonce, path, resp, nc, cnonce))
+        if self.opaque:
+            h += ', opaque="%s"' % self.opaque
+        return h
+
+    def take_challenge(self, header):
+        parts = {}
+        for item in header[len("Digest "):].split(","):
+            if "=" in item:
+                k, v = item.strip().split("=", 1)
+                parts[k.strip()] = v.strip().strip('"')
+        self.nonce, self.realm, self.opaque, self.nc = parts.get("nonce"), parts.get("realm"), parts.get("opaque"), 0
+
+    def send(self, method, path, body=None, ctype=CTYPE, auth="good", extra=None):
+        """one request, answering a digest challenge once; returns (status, parsed body)"""
+        for attempt in range(2):
+            headers = {"User-Identify": self.a.user}
+            if ctype:
+                headers["Content-Type"] = ctype
+            if extra:
+                headers.update(extra)
+            if auth != "none" and self.nonce:
+                if auth == "replay" and self.last_auth:
+                    headers["Authorization"] = self.last_auth
+                else:
+                    headers["Authorization"] = self.authorization(method, path, "wrong-password" if auth == "forged" else None)
+                    self.last_auth = headers["Authorization"]
+            data = body.encode() if isinstance(body, str) else body
+            c = self.connect()
+            try:
+                c.request(method, path, body=data, headers=headers)
+                r = c.getresponse()
+                raw = r.read()
+            except (ConnectionError, http.client.HTTPException, socket.timeout, OSError):
+                self.close()
+                raise
+            if r.getheader("Connection", "").lower() == "close":
+                self.close()
+            try:
+                parsed = json.loads(raw) if raw else None
+            except ValueError:
+                parsed = raw.decode(errors="replace")
+            if r.status == 401 and attempt == 0 and auth in ("good", "forged") and r.getheader("WWW-Authenticate"):
+                self.take_challenge(r.getheader("WWW-Authenticate"))
+                continue
+            return r.status, parsed
+        return r.status, parsed
+
+
+def now_cst(delta_s=0):
+    return (datetime.now(CST) + timedelta(seconds=delta_s)).strftime("%Y%m%d%H%M%S")
+
+
+def image_bytes(n, kind="jpeg"):
+    if kind == "notimage":
+        return b"this is not an image " * max(1, n // 21)
+    head = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"
+    return head + os.urandom(max(0, n - len(head) - 2)) + b"\xff\xd9"
+
+
+def make_item(kind, device, serial, images, image_size, bad=None):
+    lst, obj, idf, otype, tf = KINDS[kind]
+    t = now_cst(-60)
+    source = "%s02%s%05d" % (device, t, serial % 100000)
+    oid = source + otype + "%05d" % (serial % 100000)
+    dev = device
+    if bad == "id":
+        oid = oid[:-1]
+    elif bad == "traversal":
+        oid = "../../../../etc/passwd"
+    elif bad == "device":
+        dev = "3402000000132000000X"
+    elif bad == "time":
+        t = "20261399250000"
+    elif bad == "future":
+        t = now_cst(86400 * 2)
+    imgs = []
+    for i in range(images):
+        data = image_bytes(image_size, "notimage" if bad == "notimage" else "jpeg")
+        b64 = base64.b64encode(data).decode()
+        if bad == "notbase64":
+            b64 = "!!!" + b64
+        imgs.append({"ImageID": "%s02%s%05d" % (device, now_cst(-60), (serial * 10 + i) % 100000),
+                     "EventSort": 10, "DeviceID": device, "StoragePath": "", "Type": "01",
+                     "FileFormat": "Jpeg", "ShotTime": t, "Width": 1920, "Height": 1080, "Data": b64})
+    if kind == "Images":
+        img = imgs[0] if imgs else {"Data": base64.b64encode(image_bytes(image_size)).decode()}
+        info = {"ImageID": source if bad != "traversal" else oid, "DeviceID": dev, "ShotTime": t,
+                "FileFormat": "Jpeg", "Type": "01", "EventSort": 10}
+        if bad == "id":
+            info["ImageID"] = source[:-1]
+        return source, {"ImageInfo": info, "Data": img["Data"]}
+    item = {idf: oid, "DeviceID": dev, tf: t, "InfoKind": 1, "SourceID": source}
+    if kind == "MotorVehicles":
+        item.update({"PlateNo": "京A%05d" % (serial % 100000), "PlateColor": "2", "VehicleColor": "A", "LeftTopX": 1,
+                     "LeftTopY": 1, "RightBtmX": 100, "RightBtmY": 100, "TollgateID": device[:20]})
+    if imgs:
+        item["SubImageList"] = {"SubImageInfoObject": imgs}
+    return oid, item
+
+
+def list_body(kind, items):
+    lst, obj = KINDS[kind][0], KINDS[kind][1]
+    return json.dumps({lst: {obj: items}}, ensure_ascii=False)
+
+
+def out(obj):
+    print(json.dumps(obj, ensure_ascii=False), flush=True)
+
+
+def cmd_system(cl, a):
+    dev = a.user
+    if a.cmd == "time":
+        s, b = cl.send("GET", "/VIID/System/Time", ctype=None)
+    else:
+        name = {"register": "Register", "keepalive": "Keepalive", "unregister": "UnRegister"}[a.cmd]
+        s, b = cl.send("POST", "/VIID/System/" + name, json.dumps({name + "Object": {"DeviceID": dev}}))
+    out({"status": s, "body": b})
+
+
+def parse_bad(spec):
+    bad = {}
+    for part in (spec or "").split(","):
+        if part:
+            i, what = part.split(":")
+            bad[int(i)] = what
+    return bad
+
+
+def cmd_post(cl, a):
+    bad = parse_bad(a.bad)
+    ids, items = [], []
+    for i in range(a.count):
+        oid, item = make_item(a.kind, a.device, a.serial + i, a.images, a.image_bytes, bad.get(i))
+        ids.append(oid)
+        items.append(item)
+    s, b = cl.send("POST", "/VIID/" + a.kind, list_body(a.kind, items))
+    out({"status": s, "body": b, "ids": ids})
+
+
+def cmd_ingest(cl, a):
+    acked = open(a.acked, "a", buffering=1)
+    sent = 0
+    retries = 0
+    registered = False
+    serial = a.serial
+    while sent < a.count:
+        n = min(a.batch, a.count - sent)
+        batch = [make_item("MotorVehicles", a.device, serial + i, a.images, a.image_bytes) for i in range(n)]
+        body = list_body("MotorVehicles", [it for _, it in batch])
+        while True:
+            try:
+                if not registered:
+                    s, b = cl.send("POST", "/VIID/System/Register", json.dumps({"RegisterObject": {"DeviceID": a.user}}))
+                    if s != 200:
+                        raise ConnectionError("register: HTTP %d" % s)
+                    registered = True
+                s, b = cl.send("POST", "/VIID/MotorVehicles", body)
+                if s >= 500 or s == 503:
+                    raise ConnectionError("HTTP %d" % s)
+                break
+            except (ConnectionError, http.client.HTTPException, socket.timeout, OSError):
+                retries += 1
+                cl.close()
+                cl.nonce = None
+                registered = False
+                time.sleep(0.2)     # a retry pace, not a condition: the server is restarting
+        if s != 200:
+            out({"status": s, "body": b})
+            sys.exit(1)
+        for st in b["ResponseStatusListObject"]["ResponseStatusObject"]:
+            if st["StatusCode"] == "0":
+                acked.write(st["Id"] + "\n")
+        sent += n
+        serial += n
+    out({"sent": sent, "retries": retries})
+
+
+def headers_only(a, length):
+    """a POST that announces a body of length bytes and sends none: the answer to the headers"""
+    s = socket.create_connection((a.host, a.port), timeout=a.timeout)
+    s.sendall(("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n"
+               % (a.path, a.host, a.ctype, length)).encode())
+    r = http.client.HTTPResponse(s)
+    r.begin()
+    raw = r.read()
+    s.close()
+    return r.status, json.loads(raw) if raw else None
+
+
+def cmd_raw(cl, a):
+    body = a.body
+    if a.announce:
+        s, b = headers_only(a, a.announce)
+        out({"status": s, "body": b})
+        return
+    if a.body_size:
+        body = "x" * a.body_size
+    if a.auth in ("good", "forged", "replay"):
+        # take a challenge first (and, for replay, one good request to replay)
+        cl.send("GET", "/VIID/System/Time", ctype=None)
+    if a.auth == "replay":
+        s, b = cl.send(a.method, a.path, body, ctype=a.ctype or None, auth="good")
+        out({"status": s, "body": b, "first": True})
+        s, b = cl.send(a.method, a.path, body, ctype=a.ctype or None, auth="replay")
+    else:
+        s, b = cl.send(a.method, a.path, body, ctype=a.ctype or None, auth=a.auth)
+    out({"status": s, "body": b})
+
+
+def raise_nofile(n):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, max(soft, n + 64))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return want
+
+
+def cmd_slowloris(cl, a):
+    socks = []
+    for i in range(a.connections):
+        s = socket.create_connection((a.host, a.port), timeout=a.timeout)
+        s.sendall(b"POST /VIID/MotorVehicles HTTP/1.1\r\nHost: x\r\n")
+        socks.append(s)
+    closed = 0
+    deadline = time.monotonic() + a.timeout
+    for s in socks:
+        s.settimeout(max(0.1, deadline - time.monotonic()))
+        try:
+            if s.recv(1) == b"":
+                closed += 1
+            else:
+                closed += 1  # an answer (408) and then the close
+        except (socket.timeout, ConnectionResetError):
+            if isinstance(sys.exc_info()[1], ConnectionResetError):
+                closed += 1
+        s.close()
+    out({"closed": closed, "of": a.connections})
+
+
+def cmd_flood(cl, a):
+    raise_nofile(a.connections)
+    socks = []
+    for i in range(a.connections):
+        try:
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex((a.host, a.port))
+            socks.append(s)
+        except OSError:
+            break
+    time.sleep(0)  # let the kernel queue them
+    s, b = cl.send("GET", "/VIID/System/Time", ctype=None)
+    for x in socks:
+        x.close()
+    out({"opened": len(socks), "status": s, "body": b})
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--user", required=True, help="the client's 20-digit id")
+    p.add_argument("--password", required=True)
+    p.add_argument("--device", default="34020000001320000001")
+    p.add_argument("--timeout", type=float, default=120)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for c in ("register", "keepalive", "unregister", "time"):
+        sub.add_parser(c)
+    sp = sub.add_parser("post")
+    sp.add_argument("kind", choices=list(KINDS))
+    sp.add_argument("--count", type=int, default=1)
+    sp.add_argument("--serial", type=int, default=1)
+    sp.add_argument("--images", type=int, default=1)
+    sp.add_argument("--image-bytes", type=int, default=2048)
+    sp.add_argument("--bad")
+    sp = sub.add_parser("ingest")
+    sp.add_argument("--count", type=int, required=True)
+    sp.add_argument("--batch", type=int, default=50)
+    sp.add_argument("--serial", type=int, default=1)
+    sp.add_argument("--images", type=int, default=1)
+    sp.add_argument("--image-bytes", type=int, default=2048)
+    sp.add_argument("--acked", required=True)
+    sp = sub.add_parser("raw")
+    sp.add_argument("--method", default="POST")
+    sp.add_argument("--path", required=True)
+    sp.add_argument("--ctype", default=CTYPE)
+    sp.add_argument("--body", default="")
+    sp.add_argument("--body-size", type=int, default=0)
+    sp.add_argument("--announce", type=int, default=0, help="send only headers announcing this Content-Length")
+    sp.add_argument("--auth", choices=["none", "good", "forged", "replay"], default="good")
+    sp = sub.add_parser("slowloris")
+    sp.add_argument("--connections", type=int, default=10)
+    sp = sub.add_parser("flood")
+    sp.add_argument("--connections", type=int, default=10000)
+    a = p.parse_args()
+    cl = Client(a)
+    {"register": cmd_system, "keepalive": cmd_system, "unregister": cmd_system, "time": cmd_system,
+     "post": cmd_post, "ingest": cmd_ingest, "raw": cmd_raw, "slowloris": cmd_slowloris,
+     "flood": cmd_flood}[a.cmd](cl, a)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+/*
+ * viid_http.h — the GA/T 1400 server's request checks that need no
+ * database: which resource a path names, whether a Content-Type is one the
+ * standard allows, and the per-client request rate.  Plain C with no
+ * PostgreSQL calls, so the worker's libmicrohttpd callbacks (which must not
+ * raise an ERROR) and the fuzz target (test/fuzz/fuzz_viid.c) share them.
+ */
+#ifndef VMS_VIID_HTTP_H
+#define VMS_VIID_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* what a request line asks for */
+typedef enum ViidRoute
+{
+	VIID_ROUTE_UNKNOWN = 0,		/* 404 */
+	VIID_ROUTE_TRAVERSAL,		/* "..", "//", "\\" or a control character in the path: 404 */
+	VIID_ROUTE_BAD_METHOD,		/* a known path with a method it does not take: 405 */
+	VIID_ROUTE_SYSTEM_POST,		/* Register, UnRegister, Keepalive */
+	VIID_ROUTE_TIME,			/* GET /VIID/System/Time */
+	VIID_ROUTE_OBJECTS			/* POST MotorVehicles, NonMotorVehicles, Persons, Faces, Images */
+} ViidRoute;
+
+extern ViidRoute viid_route(const char *method, const char *path);
+extern const char *viid_route_reason(ViidRoute r);
+
+/* application/VIID+JSON or application/json, any parameters, any case */
+extern bool viid_json_content_type(const char *value);
+
+/* token bucket: rate tokens a second, a burst of rate */
+typedef struct ViidBucket
+{
+	double		tokens;
+	int64_t		at_us;			/* last refill */
+} ViidBucket;
+
+extern bool viid_bucket_take(ViidBucket *b, int rate, int64_t now_us);
+
+/* 32 hex digits to 16 bytes; false when it is not that */
+extern bool viid_hex16(const char *hex, uint8_t out[16]);
+
+#endif
