@@ -282,6 +282,13 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms.viid_record_prune()',
     'vms.viid_redrive(text,bigint[])',
     'vms.viid_tollgate_doc(vms.checkpoint)',
+    'vms.work_order_accept(bigint,text)',
+    'vms.work_order_arrive(bigint,text)',
+    'vms.work_order_confirm(bigint,text)',
+    'vms.work_order_move(bigint,text,text)',
+    'vms.work_order_open(bigint,text)',
+    'vms.work_order_reject(bigint,text)',
+    'vms.work_order_resolve(bigint,text)',
     'vms.worker_restart(text)',
     'vms.worker_start(text)',
     'vms.worker_stop(text)'
