@@ -69,6 +69,8 @@ typedef enum vqd_threshold
 	VQD_T_OCCLUSION_AREA_MIN,
 	VQD_T_OCCLUSION_UNIFORMITY_MAX,
 	VQD_T_SCENE_CORRELATION_MIN,
+	VQD_T_MOSAIC_MIN_FRAMES,
+	VQD_T_FREEZE_TOUCHED_MAX,
 	VQD_NTHRESHOLDS
 } vqd_threshold;
 
@@ -190,6 +192,11 @@ typedef struct vqd_sample
 	int			stream_ok;			/* got at least the minimum frames */
 	char		stream_detail[VQD_DETAIL_LEN];
 	double		stream_metric;		/* frames decoded */
+	/* what the decoder reported (mosaic: corruption, not compression) */
+	int			decode_errors;		/* error messages and refused packets */
+	int			concealed;			/* concealment messages among them */
+	int			damaged_frames;		/* frames decoded from damaged data */
+	int			corrupt_frames;		/* frames the decoder flagged corrupt */
 } vqd_sample;
 
 /* fills rep->r[] from a sample; no allocation escapes */

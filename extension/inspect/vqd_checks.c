@@ -1075,45 +1075,46 @@ correlation(const double *a, const double *b, int n)
 
 /* ---------- the analysis ---------- */
 
-void
-vqd_analyse(const vqd_sample *s, const vqd_thresholds *th, vqd_report *rep)
+
+/* ---------- the checks, one function each, run from one table ---------- */
+
+/* what every check sees: the sample, the thresholds and what earlier checks found */
+typedef struct actx
 {
-	const double *T = th->v;
-	double		mu = 0,
-				mv = 0;			/* median chroma offsets */
-	int			idx[MAX_STAT_FRAMES];
+	const vqd_sample *s;
+	const vqd_thresholds *th;
+	const double *T;
+	vqd_report *rep;
+	int			idx[MAX_STAT_FRAMES];	/* frames for per-frame statistics */
 	int			ns;
-	size_t		gpx = (size_t) s->gw * s->gh,
-				cpx = (size_t) s->cw * s->ch;
-	float	   *tmean = NULL;
-	img			dimg[VQD_DETAIL_FRAMES];
-	int			nd = 0;
-	int			suppress = -1;
-	double		noise = NAN;
+	size_t		gpx, cpx;		/* analysis grid luma / chroma pixels */
+	double		mu, mv;			/* median chroma offsets (signal_loss) */
+	float	   *tmean;			/* temporal mean luma, or NULL */
+	img			dimg[VQD_DETAIL_FRAMES];	/* detail-scale images */
+	int			nd;
+	double		noise;			/* noise sigma (noise), used by blur */
+	int			suppress;		/* a check explaining every other picture fault, or -1 */
+} actx;
 
-	for (int c = 0; c < VQD_NCHECKS; c++)
-	{
-		rep->r[c].check = vqd_check_name(c);
-		rep->r[c].metric = NAN;
-		rep->r[c].abnormal = 0;
-		rep->r[c].evaluated = 0;
-	}
-	rep->nresults = VQD_NCHECKS - 1;
-	if (!rep->r[VQD_SCENE_CHANGE].detail[0])
-		snprintf(rep->r[VQD_SCENE_CHANGE].detail, VQD_DETAIL_LEN, "no baseline");
+#define CTX \
+	const vqd_sample *s = a->s; \
+	const vqd_thresholds *th = a->th; \
+	const double *T = a->T; \
+	vqd_report *rep = a->rep; \
+	const int  *idx = a->idx; \
+	int			ns = a->ns; \
+	size_t		gpx = a->gpx, cpx = a->cpx; \
+	float	   *tmean = a->tmean; \
+	const img  *dimg = a->dimg; \
+	int			nd = a->nd; \
+	(void) s; (void) th; (void) T; (void) rep; (void) idx; (void) ns; (void) gpx; (void) cpx; \
+	(void) tmean; (void) dimg; (void) nd
 
-	/* stream */
-	set(rep, VQD_STREAM, s->stream_metric, !s->stream_ok, "%s", s->stream_detail);
-	if (s->nframes <= 0 || s->gw <= 0)
-	{
-		for (int c = VQD_SIGNAL_LOSS; c < VQD_NCHECKS; c++)
-			if (c != VQD_SCENE_CHANGE || s->baseline)
-				snprintf(rep->r[c].detail, VQD_DETAIL_LEN, "not evaluated: no pictures");
-		if (s->baseline || rep->r[VQD_SCENE_CHANGE].detail[0] == 'n')
-			snprintf(rep->r[VQD_SCENE_CHANGE].detail, VQD_DETAIL_LEN, "not evaluated: no pictures");
-		return;
-	}
-	ns = stat_frames(s, idx);
+
+static void
+check_signal_loss(actx *a)
+{
+	CTX;
 
 	/* signal loss: solid colour (a black one is a black screen) */
 	{
@@ -1142,23 +1143,29 @@ vqd_analyse(const vqd_sample *s, const vqd_thresholds *th, vqd_report *rep)
 				}
 			frac[k] = (double) in / cpx;
 			my += yy;
-			mu += uu - 128;
-			mv += vv - 128;
+			a->mu += uu - 128;
+			a->mv += vv - 128;
 		}
 		my /= ns;
-		mu /= ns;
-		mv /= ns;
+		a->mu /= ns;
+		a->mv /= ns;
 		{
 			double		m = median_of(frac, ns);
-			int			neutral = fabs(mu) < 10 && fabs(mv) < 10;
+			int			neutral = fabs(a->mu) < 10 && fabs(a->mv) < 10;
 			int			ab = m >= T[VQD_T_SIGNAL_UNIFORM_MIN] && (my > T[VQD_T_BLACK_LUMA_MAX] || !neutral);
 
 			set(rep, VQD_SIGNAL_LOSS, m, ab, ab ? "solid %s screen over %.0f%% of the picture" :
-				"largest uniform colour (%s) covers %.0f%%", colour_name(my, mu, mv), 100 * m);
+				"largest uniform colour (%s) covers %.0f%%", colour_name(my, a->mu, a->mv), 100 * m);
 			if (ab)
-				suppress = VQD_SIGNAL_LOSS;
+				a->suppress = VQD_SIGNAL_LOSS;
 		}
 	}
+}
+
+static void
+check_black_brightness(actx *a)
+{
+	CTX;
 
 	/* black screen and brightness */
 	{
@@ -1183,12 +1190,12 @@ vqd_analyse(const vqd_sample *s, const vqd_thresholds *th, vqd_report *rep)
 		mean /= ns;
 		{
 			double		m = median_of(frac, ns);
-			int			ab = m >= T[VQD_T_BLACK_FRACTION_MIN] && fabs(mu) < 10 && fabs(mv) < 10;
+			int			ab = m >= T[VQD_T_BLACK_FRACTION_MIN] && fabs(a->mu) < 10 && fabs(a->mv) < 10;
 
 			set(rep, VQD_BLACK_SCREEN, m, ab, "%.0f%% of the picture is black (luma <= %.0f)",
 				100 * m, T[VQD_T_BLACK_LUMA_MAX]);
-			if (ab && suppress < 0)
-				suppress = VQD_BLACK_SCREEN;
+			if (ab && a->suppress < 0)
+				a->suppress = VQD_BLACK_SCREEN;
 		}
 		if (mean < T[VQD_T_DARK_MEAN_MAX])
 			set(rep, VQD_BRIGHTNESS, mean, 1, "too dark: mean luma %.1f", mean);
@@ -1197,6 +1204,12 @@ vqd_analyse(const vqd_sample *s, const vqd_thresholds *th, vqd_report *rep)
 		else
 			set(rep, VQD_BRIGHTNESS, mean, 0, "mean luma %.1f", mean);
 	}
+}
+
+static void
+check_color_cast(actx *a)
+{
+	CTX;
 
 	/*
 	 * colour cast: the chroma offset of the least coloured pixels (what
@@ -1331,22 +1344,12 @@ vqd_analyse(const vqd_sample *s, const vqd_thresholds *th, vqd_report *rep)
 		else
 			snprintf(rep->r[VQD_COLOR_CAST].detail, VQD_DETAIL_LEN, "not evaluated: picture too dark or too bright");
 	}
+}
 
-	/* temporal mean luma (occlusion, scene change) */
-	tmean = calloc(gpx, sizeof(float));
-	if (tmean)
-	{
-		for (int i = 0; i < s->nframes; i++)
-			for (size_t p = 0; p < gpx; p++)
-				tmean[p] += s->y[i][p];
-		for (size_t p = 0; p < gpx; p++)
-			tmean[p] /= s->nframes;
-	}
-
-	/* detail-scale images */
-	for (int k = 0; k < s->ndetail; k++)
-		if (detail_image(s, k, &dimg[nd]) == 0)
-			nd++;
+static void
+check_noise(actx *a)
+{
+	CTX;
 
 	/* noise */
 	if (nd > 0)
@@ -1366,13 +1369,19 @@ vqd_analyse(const vqd_sample *s, const vqd_thresholds *th, vqd_report *rep)
 			double		m = median_of(sg, n);
 			int			ab = m >= T[VQD_T_NOISE_SIGMA_MIN];
 
-			noise = m;
+			a->noise = m;
 
 			set(rep, VQD_NOISE, m, ab, ab ? "noisy: sigma %.1f" : "noise sigma %.1f", m);
 		}
 		else
 			snprintf(rep->r[VQD_NOISE].detail, VQD_DETAIL_LEN, "not evaluated: picture too small or clipped");
 	}
+}
+
+static void
+check_blur(actx *a)
+{
+	CTX;
 
 	/* blur */
 	if (nd > 0)
@@ -1381,7 +1390,7 @@ vqd_analyse(const vqd_sample *s, const vqd_thresholds *th, vqd_report *rep)
 		int			eb = 0;
 
 		for (int k = 0; k < nd; k++)
-			b[k] = crete_blur(&dimg[k], isnan(noise) ? 0 : noise, &eb);
+			b[k] = crete_blur(&dimg[k], isnan(a->noise) ? 0 : a->noise, &eb);
 		{
 			double		m = median_of(b, nd);
 			int			ab = m >= T[VQD_T_BLUR_MIN];
@@ -1392,6 +1401,12 @@ vqd_analyse(const vqd_sample *s, const vqd_thresholds *th, vqd_report *rep)
 				set(rep, VQD_BLUR, m, ab, ab ? "blurred (%.2f, %d edge blocks)" : "sharpness ok (%.2f, %d edge blocks)", m, eb);
 		}
 	}
+}
+
+static void
+check_stripes(actx *a)
+{
+	CTX;
 
 	/* stripes */
 	if (nd > 0)
@@ -1409,47 +1424,57 @@ vqd_analyse(const vqd_sample *s, const vqd_thresholds *th, vqd_report *rep)
 			ab ? "" : "strongest periodic pattern: ", b == &v ? "vertical" : "horizontal",
 			b->period, b->amplitude);
 	}
+}
 
-	/* mosaic */
-	if (s->ndetail > 0)
+static void
+check_mosaic(actx *a)
+{
+	CTX;
+	double		block = NAN;
+	int			n = 0;
+	double		frac,
+				min_frames;
+	int			ab;
+
+	/*
+	 * Mosaic (花屏) is a picture decoded from damaged data: what the decoder
+	 * reported (errors, concealment, corrupt-frame flags; vqd_sample.c), as a
+	 * share of the sampled frames decoded while damage was in force (from an
+	 * error until the next clean key frame).  Blocking from coarse
+	 * quantisation is the encoder's normal behaviour at a low bit rate and is
+	 * only described (block-edge share on the 8-pixel grid).
+	 */
+	for (int k = 0; k < s->ndetail; k++)
 	{
-		double		m[VQD_DETAIL_FRAMES];
-		double		fsum = 0;
-		int			n = 0;
+		double		fl,
+					v = blockiness(s->detail[k], s->dw, s->dh, &fl);
 
-		for (int k = 0; k < s->ndetail; k++)
+		if (!isnan(v))
 		{
-			double		fl,
-						v = blockiness(s->detail[k], s->dw, s->dh, &fl);
-
-			if (!isnan(v))
-				fsum += fl;
-
-			if (!isnan(v))
-				m[n++] = v;
-		}
-		if (n > 0)
-		{
-			double		a = 0,
-						metric;
-			int			ab;
-
-			for (int k = 0; k < n; k++)
-				a += m[k];
-			a /= n;
-			fsum /= n;
-			dbg("mosaic: all edges %.4f, flat edges %.4f\n", a, fsum);
-			/*
-			 * blocks the quantiser flattened show as steps between flat blocks
-			 * even where the rest is fine texture whose own differences are as
-			 * large as the block steps
-			 */
-			metric = fmax(a, MOSAIC_FLAT_WEIGHT * fsum);
-			ab = metric >= T[VQD_T_MOSAIC_MIN];
-			set(rep, VQD_MOSAIC, metric, ab, "%s: block edges %.0f%% above off-grid, between flat blocks %.0f%%",
-				ab ? "blocky" : "no blocking", 100 * a, 100 * fsum);
+			block = (n == 0 ? 0 : block) + fmax(v, MOSAIC_FLAT_WEIGHT * fl);
+			n++;
 		}
 	}
+	if (n > 0)
+		block /= n;
+	frac = s->nframes > 0 ? (double) s->damaged_frames / s->nframes : 0;
+	min_frames = T[VQD_T_MOSAIC_MIN_FRAMES];
+	ab = (s->decode_errors > 0 || s->corrupt_frames > 0) && frac >= T[VQD_T_MOSAIC_MIN] && s->damaged_frames >= min_frames;
+	dbg("mosaic: errors %d concealed %d damaged %d corrupt %d of %d frames; blocking %.3f\n",
+		s->decode_errors, s->concealed, s->damaged_frames, s->corrupt_frames, s->nframes, block);
+	if (s->decode_errors > 0 || s->corrupt_frames > 0)
+		set(rep, VQD_MOSAIC, frac, ab, "%s: decoder reported %d errors (%d concealed, %d frames flagged corrupt), %d of %d frames damaged",
+			ab ? "corrupt picture" : "decoder errors", s->decode_errors, s->concealed, s->corrupt_frames, s->damaged_frames, s->nframes);
+	else
+		set(rep, VQD_MOSAIC, frac, 0, "no decoding errors (compression blocking %.2f)", isnan(block) ? 0 : block);
+	if (ab && a->suppress < 0)
+		a->suppress = VQD_MOSAIC;
+}
+
+static void
+check_freeze(actx *a)
+{
+	CTX;
 
 	/* freeze */
 	if (s->nframes >= 3)
@@ -1460,9 +1485,13 @@ vqd_analyse(const vqd_sample *s, const vqd_thresholds *th, vqd_report *rep)
 					pairs = 0,
 					still = 0;
 
+		double		tsh[VQD_MAX_FRAMES],
+					tmed;
+
 		for (int i = 1; i < s->nframes; i++)
 		{
-			int			changed = 0;
+			int			changed = 0,
+						touched = 0;
 
 			for (int by = 0; by < bh; by++)
 				for (int bx = 0; bx < bw; bx++)
@@ -1481,21 +1510,45 @@ vqd_analyse(const vqd_sample *s, const vqd_thresholds *th, vqd_report *rep)
 					}
 					if (acc / 64.0 > T[VQD_T_FREEZE_BLOCK_DIFF])
 						changed++;
+					if (acc > 0)
+						touched++;
 				}
+			tsh[pairs] = (double) touched / (bw * bh);
+			dbg("freeze pair %d: changed %.4f touched %.4f\n", i, (double) changed / (bw * bh), tsh[pairs]);
 			pairs++;
+			/*
+			 * the same picture: few blocks changed visibly (the OSD clock
+			 * changes a few once a second)
+			 */
 			if ((double) changed / (bw * bh) <= T[VQD_T_FREEZE_CHANGED_MAX])
 				still++;
 		}
+		/*
+		 * and bit for bit: a frozen source is coded again and again, so
+		 * most frame pairs decode identical (only the OSD moves); a static
+		 * scene keeps some of its sensor noise through the encoder, in a
+		 * few per cent of the blocks of every pair
+		 */
+		tmed = median_of(tsh, pairs);
+		dbg("freeze: still %d of %d, touched median %.4f\n", still, pairs, tmed);
 		{
 			double		m = (double) still / pairs;
-			int			ab = m >= T[VQD_T_FREEZE_FRACTION_MIN];
+			int			vis = m >= T[VQD_T_FREEZE_FRACTION_MIN];
+			int			ab = vis && tmed <= T[VQD_T_FREEZE_TOUCHED_MAX];
 
-			set(rep, VQD_FREEZE, m, ab, ab ? "frozen: %d of %d frame pairs unchanged" :
-				"%d of %d frame pairs unchanged", still, pairs);
+			set(rep, VQD_FREEZE, m, ab, ab ? "frozen: %d of %d frame pairs unchanged, %.1f%% of blocks touched (median)" :
+				vis ? "static scene, not frozen: %d of %d frame pairs unchanged, but %.1f%% of blocks change (sensor noise)" :
+				"%d of %d frame pairs unchanged, %.1f%% of blocks touched", still, pairs, 100 * tmed);
 		}
 	}
 	else
 		snprintf(rep->r[VQD_FREEZE].detail, VQD_DETAIL_LEN, "not evaluated: fewer than 3 frames");
+}
+
+static void
+check_jitter(actx *a)
+{
+	CTX;
 
 	/* jitter */
 	if (s->nframes >= 4)
@@ -1546,6 +1599,12 @@ vqd_analyse(const vqd_sample *s, const vqd_thresholds *th, vqd_report *rep)
 	}
 	else
 		snprintf(rep->r[VQD_JITTER].detail, VQD_DETAIL_LEN, "not evaluated: fewer than 4 frames");
+}
+
+static void
+check_occlusion(actx *a)
+{
+	CTX;
 
 	/* occlusion */
 	if (tmean)
@@ -1567,6 +1626,12 @@ vqd_analyse(const vqd_sample *s, const vqd_thresholds *th, vqd_report *rep)
 		set(rep, VQD_OCCLUSION, area, ab, ab ? "occluded: a blank region covers %.0f%% of the view" :
 			"largest blank uniform region %.0f%%", 100 * area);
 	}
+}
+
+static void
+check_scene_change(actx *a)
+{
+	CTX;
 
 	/* scene change */
 	if (s->baseline && tmean)
@@ -1595,32 +1660,119 @@ vqd_analyse(const vqd_sample *s, const vqd_thresholds *th, vqd_report *rep)
 		free(eb);
 		free(bf);
 	}
+}
+
+/* the checks, in the order they run: later ones may use what earlier ones found */
+typedef void (*check_fn) (actx *a);
+static const struct
+{
+	vqd_check	check;
+	check_fn	fn;
+}			check_table[] = {
+	{VQD_SIGNAL_LOSS, check_signal_loss},
+	{VQD_BLACK_SCREEN, check_black_brightness},	/* and VQD_BRIGHTNESS */
+	{VQD_COLOR_CAST, check_color_cast},
+	{VQD_NOISE, check_noise},
+	{VQD_BLUR, check_blur},		/* uses the noise sigma */
+	{VQD_STRIPES, check_stripes},
+	{VQD_MOSAIC, check_mosaic},
+	{VQD_FREEZE, check_freeze},
+	{VQD_JITTER, check_jitter},
+	{VQD_OCCLUSION, check_occlusion},
+	{VQD_SCENE_CHANGE, check_scene_change},
+};
+
+/* report `c` normal, its finding kept in the detail, because `by` explains it */
+static void
+suppress_by(vqd_report *rep, int c, int by)
+{
+	char		tmp[VQD_DETAIL_LEN];
+
+	snprintf(tmp, sizeof(tmp), "%s", rep->r[c].detail);
+	snprintf(rep->r[c].detail, VQD_DETAIL_LEN, "suppressed by %s: %s", vqd_check_name(by), tmp);
+	rep->r[c].abnormal = 0;
+}
+
+void
+vqd_analyse(const vqd_sample *s, const vqd_thresholds *th, vqd_report *rep)
+{
+	actx		a;
+
+	memset(&a, 0, sizeof(a));
+	a.s = s;
+	a.th = th;
+	a.T = th->v;
+	a.rep = rep;
+	a.gpx = (size_t) s->gw * s->gh;
+	a.cpx = (size_t) s->cw * s->ch;
+	a.noise = NAN;
+	a.suppress = -1;
+
+	for (int c = 0; c < VQD_NCHECKS; c++)
+	{
+		rep->r[c].check = vqd_check_name(c);
+		rep->r[c].metric = NAN;
+		rep->r[c].abnormal = 0;
+		rep->r[c].evaluated = 0;
+	}
+	rep->nresults = VQD_NCHECKS - 1;
+	if (!rep->r[VQD_SCENE_CHANGE].detail[0])
+		snprintf(rep->r[VQD_SCENE_CHANGE].detail, VQD_DETAIL_LEN, "no baseline");
+
+	/* stream */
+	set(rep, VQD_STREAM, s->stream_metric, !s->stream_ok, "%s", s->stream_detail);
+	if (s->nframes <= 0 || s->gw <= 0)
+	{
+		for (int c = VQD_SIGNAL_LOSS; c < VQD_NCHECKS; c++)
+			if (c != VQD_SCENE_CHANGE || s->baseline)
+				snprintf(rep->r[c].detail, VQD_DETAIL_LEN, "not evaluated: no pictures");
+		if (s->baseline || rep->r[VQD_SCENE_CHANGE].detail[0] == 'n')
+			snprintf(rep->r[VQD_SCENE_CHANGE].detail, VQD_DETAIL_LEN, "not evaluated: no pictures");
+		return;
+	}
+	a.ns = stat_frames(s, a.idx);
+
+	/* temporal mean luma (occlusion, scene change) */
+	a.tmean = calloc(a.gpx, sizeof(float));
+	if (a.tmean)
+	{
+		for (int i = 0; i < s->nframes; i++)
+			for (size_t p = 0; p < a.gpx; p++)
+				a.tmean[p] += s->y[i][p];
+		for (size_t p = 0; p < a.gpx; p++)
+			a.tmean[p] /= s->nframes;
+	}
+	/* detail-scale images */
+	for (int k = 0; k < s->ndetail; k++)
+		if (detail_image(s, k, &a.dimg[a.nd]) == 0)
+			a.nd++;
+
+	for (size_t i = 0; i < sizeof(check_table) / sizeof(check_table[0]); i++)
+		check_table[i].fn(&a);
 
 	/* an occluder or a too dark picture leaves no scene colours to judge a cast by */
 	if (rep->r[VQD_COLOR_CAST].abnormal &&
-		(rep->r[VQD_OCCLUSION].abnormal || (rep->r[VQD_BRIGHTNESS].abnormal && rep->r[VQD_BRIGHTNESS].metric < T[VQD_T_DARK_MEAN_MAX])))
-	{
-		char		tmp[VQD_DETAIL_LEN];
+		(rep->r[VQD_OCCLUSION].abnormal || (rep->r[VQD_BRIGHTNESS].abnormal && rep->r[VQD_BRIGHTNESS].metric < a.T[VQD_T_DARK_MEAN_MAX])))
+		suppress_by(rep, VQD_COLOR_CAST, rep->r[VQD_OCCLUSION].abnormal ? VQD_OCCLUSION : VQD_BRIGHTNESS);
 
-		snprintf(tmp, sizeof(tmp), "%s", rep->r[VQD_COLOR_CAST].detail);
-		snprintf(rep->r[VQD_COLOR_CAST].detail, VQD_DETAIL_LEN, "suppressed by %s: %s",
-				 rep->r[VQD_OCCLUSION].abnormal ? "occlusion" : "brightness", tmp);
-		rep->r[VQD_COLOR_CAST].abnormal = 0;
-	}
+	/* a washed-out picture has blank areas: they are not an occluder */
+	if (rep->r[VQD_OCCLUSION].abnormal && rep->r[VQD_BRIGHTNESS].abnormal &&
+		rep->r[VQD_BRIGHTNESS].metric > a.T[VQD_T_BRIGHT_MEAN_MIN])
+		suppress_by(rep, VQD_OCCLUSION, VQD_BRIGHTNESS);
 
-	/* a solid or black screen explains every other picture fault */
-	if (suppress >= 0)
+	/*
+	 * a picture decoded from damaged data (mosaic) explains every other
+	 * picture fault (a concealed key frame is a grey or green screen, not a
+	 * lost signal); so does a solid or black screen
+	 */
+	if (rep->r[VQD_MOSAIC].abnormal)
+		a.suppress = VQD_MOSAIC;
+	if (a.suppress >= 0)
 		for (int c = VQD_SIGNAL_LOSS; c < VQD_NCHECKS; c++)
-			if (c != suppress && rep->r[c].evaluated && rep->r[c].abnormal)
-			{
-				char		tmp[VQD_DETAIL_LEN];
+			if (c != a.suppress && rep->r[c].evaluated && rep->r[c].abnormal)
+				suppress_by(rep, c, a.suppress);
 
-				snprintf(tmp, sizeof(tmp), "%s", rep->r[c].detail);
-				snprintf(rep->r[c].detail, VQD_DETAIL_LEN, "suppressed by %s: %s", vqd_check_name(suppress), tmp);
-				rep->r[c].abnormal = 0;
-			}
-
-	for (int k = 0; k < nd; k++)
-		free(dimg[k].p);
-	free(tmean);
+	for (int k = 0; k < a.nd; k++)
+		free(a.dimg[k].p);
+	free(a.tmean);
 }

@@ -29,11 +29,11 @@ static const vqd_threshold_def defs[VQD_NTHRESHOLDS] = {
 		"luma at or below which a pixel counts as black"},
 	[VQD_T_BLACK_FRACTION_MIN] = {"black_fraction_min", VQD_BLACK_SCREEN, "fraction", 0.90, 0.95, 0.98,
 		"share of black pixels at or above which the picture is a black screen"},
-	[VQD_T_DARK_MEAN_MAX] = {"dark_mean_max", VQD_BRIGHTNESS, "luma level (16-235)", 58, 52, 44,
+	[VQD_T_DARK_MEAN_MAX] = {"dark_mean_max", VQD_BRIGHTNESS, "luma level (16-235)", 50, 45, 40,
 		"mean luma below which the picture is too dark"},
 	[VQD_T_BRIGHT_MEAN_MIN] = {"bright_mean_min", VQD_BRIGHTNESS, "luma level (16-235)", 160, 170, 185,
 		"mean luma above which the picture is too bright"},
-	[VQD_T_BLUR_MIN] = {"blur_min", VQD_BLUR, "0..1 (Crete-Roffet)", 0.45, 0.50, 0.58,
+	[VQD_T_BLUR_MIN] = {"blur_min", VQD_BLUR, "0..1 (Crete-Roffet)", 0.55, 0.60, 0.70,
 		"perceptual blur (share of edge variation lost to a 9-tap re-blur; 0 sharp, 1 flat) at or above which the picture is blurred"},
 	[VQD_T_CAST_RATIO_MIN] = {"cast_ratio_min", VQD_COLOR_CAST, "ratio", 0.1, 0.15, 0.3,
 		"classic cast factor K (mean chroma offset over mean chroma spread) below which no cast is reported: a picture of saturated colours with a neutral mean (test charts) has no grey to judge by"},
@@ -53,8 +53,8 @@ static const vqd_threshold_def defs[VQD_NTHRESHOLDS] = {
 		"share of unchanged consecutive pairs at or above which the picture is frozen"},
 	[VQD_T_JITTER_SHAKE_MIN] = {"jitter_shake_min", VQD_JITTER, "pixels of a 352-wide frame", 1.0, 1.25, 2.0,
 		"mean frame-to-frame change of the global displacement at or above which the picture shakes"},
-	[VQD_T_MOSAIC_MIN] = {"mosaic_min", VQD_MOSAIC, "fraction of block edges", 0.06, 0.10, 0.16,
-		"share of 8-pixel-grid block edges that are discontinuous, minus the same share off the grid (or 3 times that share between flat blocks, if larger), at or above which there is mosaic"},
+	[VQD_T_MOSAIC_MIN] = {"mosaic_min", VQD_MOSAIC, "fraction of frames", 0.02, 0.04, 0.10,
+		"share of the sampled frames decoded from damaged data (the decoder reported an error, concealed, or flagged the frame corrupt; until the next clean key frame) at or above which there is mosaic; compression blocking is not mosaic"},
 	[VQD_T_OCCLUSION_TEXTURE_MAX] = {"occlusion_texture_max", VQD_OCCLUSION, "luma levels", 2.5, 2.0, 1.5,
 		"mean absolute second difference of a 16x16 block below which the block is blank"},
 	[VQD_T_OCCLUSION_AREA_MIN] = {"occlusion_area_min", VQD_OCCLUSION, "fraction of frame", 0.25, 0.30, 0.40,
@@ -63,6 +63,10 @@ static const vqd_threshold_def defs[VQD_NTHRESHOLDS] = {
 		"spread of block mean luma inside the blank region above which it is a lit surface (sky, wall gradient) rather than an occluder"},
 	[VQD_T_SCENE_CORRELATION_MIN] = {"scene_correlation_min", VQD_SCENE_CHANGE, "correlation", 0.55, 0.45, 0.35,
 		"correlation of the edge maps of baseline and sample below which the scene changed"},
+	[VQD_T_MOSAIC_MIN_FRAMES] = {"mosaic_min_frames", VQD_MOSAIC, "frames", 1, 2, 3,
+		"fewest damaged frames for mosaic, whatever the sample's length"},
+	[VQD_T_FREEZE_TOUCHED_MAX] = {"freeze_touched_max", VQD_FREEZE, "fraction of blocks", 0.015, 0.01, 0.005,
+		"median over frame pairs of the share of 8x8 blocks with any pixel changed, at or below which a still picture is frozen (bit for bit: a frozen source is coded again and again, only the OSD moves) rather than a static scene (its sensor noise survives the encoder in a few per cent of the blocks)"},
 };
 
 const char *
@@ -142,6 +146,7 @@ vqd_threshold_valid(int i, double v)
 		case VQD_T_BLACK_FRACTION_MIN:
 		case VQD_T_BLUR_MIN:
 		case VQD_T_FREEZE_CHANGED_MAX:
+		case VQD_T_FREEZE_TOUCHED_MAX:
 		case VQD_T_FREEZE_FRACTION_MIN:
 		case VQD_T_MOSAIC_MIN:
 		case VQD_T_OCCLUSION_AREA_MIN:

@@ -63,10 +63,55 @@ interrupt_cb(void *p)
 	return io->reason != STOP_NONE;
 }
 
+/*
+ * What the decoder says about the sample.  libav reports damage it concealed
+ * ("concealing N DC, N AC, N MV errors", "error while decoding MB ...") only
+ * through av_log, so one process-wide log callback counts the messages of a
+ * decoder that a running diagnosis owns (its AVCodecContext's opaque points at
+ * the sampler's counters, tagged with a magic number) and hands every other
+ * message to libav's default callback, which honours av_log_set_level.  It
+ * never raises errors, allocates or calls back into the caller: it is safe in
+ * a PostgreSQL backend.
+ */
+#define VQD_LOG_MAGIC 0x76716432u	/* "vqd2" */
+
+typedef struct vqd_declog
+{
+	unsigned	magic;
+	int			errors;			/* error messages since the sample began */
+	int			concealed;		/* of which: concealment */
+	int			pending;		/* error messages not yet attributed to a frame */
+} vqd_declog;
+
+static void
+vqd_log_cb(void *avcl, int level, const char *fmt, va_list vl)
+{
+	if (avcl && level <= AV_LOG_ERROR)
+	{
+		const AVClass *cls = *(const AVClass **) avcl;
+
+		if (cls == avcodec_get_class())
+		{
+			vqd_declog *dl = ((AVCodecContext *) avcl)->opaque;
+
+			if (dl && dl->magic == VQD_LOG_MAGIC)
+			{
+				dl->errors++;
+				dl->pending++;
+				if (fmt && strstr(fmt, "conceal"))
+					dl->concealed++;
+				return;
+			}
+		}
+	}
+	av_log_default_callback(avcl, level, fmt, vl);
+}
+
 void
 vqd_quiet_libav(void)
 {
 	av_log_set_level(AV_LOG_QUIET);
+	av_log_set_callback(vqd_log_cb);
 }
 
 void
@@ -307,6 +352,10 @@ typedef struct sampler
 	double		guess_fps;
 	double		last_t;
 	int			corrupt;		/* frames flagged corrupt by the decoder */
+	int			damaged;		/* frames decoded from damaged data (flagged, or after an error until a clean key frame) */
+	int			in_damage;		/* an error was reported and no clean key frame followed yet */
+	int			packet_errors;	/* packets the decoder refused */
+	vqd_declog	log;
 	int			done;
 } sampler;
 
@@ -456,8 +505,20 @@ take_frame(sampler *sp, AVFrame *f)
 	ds[3] = 0;
 	sws_scale(sp->sws, (const uint8_t *const *) f->data, f->linesize, 0, f->height, dst, ds);
 	s->t[i] = t;
-	if (f->flags & AV_FRAME_FLAG_CORRUPT || f->decode_error_flags)
-		sp->corrupt++;
+	{
+		int			flagged = (f->flags & AV_FRAME_FLAG_CORRUPT) || f->decode_error_flags;
+		int			logged = sp->log.pending > 0;
+
+		sp->log.pending = 0;
+		if (flagged)
+			sp->corrupt++;
+		if (flagged || logged)
+			sp->in_damage = 1;
+		else if (f->key_frame)
+			sp->in_damage = 0;	/* a clean key frame ends the damage */
+		if (sp->in_damage)
+			sp->damaged++;
+	}
 
 	for (int k = 0; k < VQD_DETAIL_FRAMES; k++)
 		if (sp->detail_at[k] == i)
@@ -636,6 +697,10 @@ vqd_diagnose(const char *source, const vqd_options *o, vqd_report *rep)
 	dec->thread_count = 1;
 	dec->max_pixels = 8192 * 4352;
 	dec->pkt_timebase = sp.tb;
+	/* count what the decoder reports (vqd_log_cb); concealment stays on */
+	sp.log.magic = VQD_LOG_MAGIC;
+	dec->opaque = &sp.log;
+	av_log_set_callback(vqd_log_cb);
 	if (avcodec_open2(dec, codec, NULL) < 0)
 	{
 		snprintf(s->stream_detail, sizeof(s->stream_detail), "cannot open the %s decoder", codec->name);
@@ -665,10 +730,17 @@ vqd_diagnose(const char *source, const vqd_options *o, vqd_report *rep)
 		io.phase_deadline = av_gettime_relative() + (int64_t) read_ms * 1000;
 		if (pkt->stream_index == vi)
 		{
-			if (avcodec_send_packet(dec, pkt) == AVERROR(EAGAIN))
+			int			sr = avcodec_send_packet(dec, pkt);
+
+			if (sr == AVERROR(EAGAIN))
 			{
 				drain(&sp, dec, frame);
-				avcodec_send_packet(dec, pkt);
+				sr = avcodec_send_packet(dec, pkt);
+			}
+			if (sr < 0 && sr != AVERROR(EAGAIN) && sr != AVERROR_EOF)
+			{
+				sp.packet_errors++;
+				sp.log.pending++;
 			}
 			drain(&sp, dec, frame);
 			if (s->nframes > 0 && rep->first_frame_ms < 0)
@@ -704,6 +776,12 @@ vqd_diagnose(const char *source, const vqd_options *o, vqd_report *rep)
 	}
 
 analyse:
+	s->decode_errors = sp.log.errors + sp.packet_errors;
+	s->concealed = sp.log.concealed;
+	s->damaged_frames = sp.damaged;
+	s->corrupt_frames = sp.corrupt;
+	if (dec)
+		dec->opaque = NULL;
 	s->stream_metric = s->nframes;
 	s->stream_ok = s->nframes >= (int) o->th.v[VQD_T_STREAM_MIN_FRAMES] && s->nframes > 0;
 	rep->frames = s->nframes;

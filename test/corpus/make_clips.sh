@@ -25,10 +25,18 @@ set -euo pipefail
 OUT=${1:?usage: make_clips.sh OUTDIR}
 JOBS=${VMS_CORPUS_JOBS:-2}
 mkdir -p "$OUT/src"
+# the corpus's definition changed (issue 14: single-threaded bit-exact encodes,
+# freeze frozen at the source, mosaic = corruption): clips cached by an older
+# definition are rebuilt (the real corpus, OUTDIR/real and OUTDIR/debs, is kept)
+CORPUS_VERSION=2
+if [ "$(cat "$OUT/.version" 2>/dev/null)" != "$CORPUS_VERSION" ]; then
+  rm -f "$OUT"/*.mp4 "$OUT"/*.jpg "$OUT"/*.tmp* "$OUT/manifest.tsv" "$OUT"/src/*.mkv
+  echo "$CORPUS_VERSION" > "$OUT/.version"
+fi
 FONT=/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 [ -f "$FONT" ] || FONT=$(fc-match -f '%{file}' sans 2>/dev/null || true)
-FF="ffmpeg -hide_banner -loglevel error -nostdin -y"
-ENC="-c:v libx264 -preset veryfast -crf 21 -g 50 -pix_fmt yuv420p -an"
+FF="ffmpeg -hide_banner -loglevel error -nostdin -y -threads 1"   # one thread everywhere: the same bytes on every build
+ENC="-c:v libx264 -preset veryfast -crf 21 -g 50 -threads 1 -pix_fmt yuv420p -an -fflags +bitexact -flags:v +bitexact -map_metadata -1"
 
 # ---------- scenes (day, 3 s, lossless) ----------
 declare -A SCENE
@@ -53,7 +61,7 @@ SCENES="chart fractal monitor foliage street hills"
 for s in $SCENES; do
   f="$OUT/src/$s.mkv"
   [ -s "$f" ] && continue
-  $FF -filter_complex "${SCENE[$s]},format=yuv420p" -t 3 -c:v libx264 -qp 0 -preset ultrafast "$f.tmp.mkv"
+  $FF -filter_complex "${SCENE[$s]},format=yuv420p" -t 3 -c:v libx264 -qp 0 -preset ultrafast -threads 1 -fflags +bitexact -flags:v +bitexact "$f.tmp.mkv"
   mv "$f.tmp.mkv" "$f"
 done
 
@@ -83,7 +91,9 @@ clip() {
     mpeg2:*)
       cmd="$FF -ss $ss -t 2 -i '$src' -filter_complex \"$vf\" -c:v mpeg2video -q:v ${mode#mpeg2:} -qmin ${mode#mpeg2:} -g 50 -bf 0 -f mpeg2video - | $FF -f mpegvideo -i - $ENC -crf 18 '$OUT/$file.tmp.mp4'" ;;
     x264nodeblock:*)
-      cmd="$FF -ss $ss -t 2 -i '$src' -filter_complex \"$vf\" -c:v libx264 -preset veryfast -qp ${mode#x264nodeblock:} -x264-params no-deblock=1 -g 50 -pix_fmt yuv420p -an '$OUT/$file.tmp.mp4'" ;;
+      cmd="$FF -ss $ss -t 2 -i '$src' -filter_complex \"$vf\" -c:v libx264 -preset veryfast -qp ${mode#x264nodeblock:} -x264-params no-deblock=1 -g 50 -threads 1 -pix_fmt yuv420p -an -fflags +bitexact -flags:v +bitexact -map_metadata -1 '$OUT/$file.tmp.mp4'" ;;
+    corrupt:*)
+      cmd="$FF -ss $ss -t 2 -i '$src' -filter_complex \"$vf\" $ENC -f mpegts - | $FF -i - -c copy -bsf:v noise=amount=${mode#corrupt:} -fflags +bitexact -flags:v +bitexact -f mp4 '$OUT/$file.tmp.mp4'" ;;
     crf:*)
       cmd="$FF -ss $ss -t 2 -i '$src' -filter_complex \"$vf\" $ENC -crf ${mode#crf:} '$OUT/$file.tmp.mp4'" ;;
     *)
@@ -155,10 +165,11 @@ clip "nosignal_blue.mp4"     chart signal_loss blue signal_loss - - "lutrgb=r=0:
 clip "nosignal_blue_text.mp4" street signal_loss blue_text signal_loss - - "lutrgb=r=0:g=0:b=200,drawtext=fontfile=$FONT:text='NO SIGNAL':x=(w-tw)/2:y=(h-th)/2:fontsize=40:fontcolor=white,$(osd)"
 clip "nosignal_grey_text.mp4" hills signal_loss grey_text signal_loss - - "lutrgb=r=110:g=110:b=110,drawtext=fontfile=$FONT:text='VIDEO LOSS':x=(w-tw)/2:y=(h-th)/2:fontsize=36:fontcolor=white,noise=alls=3:allf=t"
 clip "nosignal_blue_noise.mp4" foliage signal_loss blue_noise signal_loss - - "lutrgb=r=16:g=32:b=160,noise=alls=5:allf=t,$(osd)"
-# freeze: the first picture repeated; sensor noise after it 0/3/6, OSD still running
+# freeze: the source stops on its first picture (sensor noise 0/3/6 frozen with
+# it) and is coded again and again; the OSD clock keeps running
 for s in chart street foliage; do for n in 0 3 6; do
-  tail=$( [ $n = 0 ] && echo "$(osd)" || echo "noise=alls=$n:allf=t,$(osd)")
-  clip "freeze_${s}_n$n.mp4" $s freeze $n freeze - - "trim=end_frame=1,loop=loop=49:size=1,setpts=N/25/TB,$tail"
+  head=$( [ $n = 0 ] && echo "null" || echo "noise=alls=$n:allf=t")
+  clip "freeze_${s}_n$n.mp4" $s freeze $n freeze - - "$head,trim=end_frame=1,loop=loop=49:size=1,setpts=N/25/TB,$(osd)"
 done; done
 # jitter: random (or 5 Hz) displacement of A pixels each frame
 k=0
@@ -168,13 +179,21 @@ for s in chart street hills; do for a in 3 6 12; do
   k=$((k+1))
   clip "jitter_${s}_a$a.mp4" $s jitter $a jitter - - "crop=600:338:x='$xe':y='$ye',scale=640:360:flags=lanczos,$(cam 3 $s)"
 done; done
-# mosaic: MPEG-2 at high quantisers (8x8 block edges), H.264 without deblocking
+# compression blocking: MPEG-2 at high quantisers (8x8 block edges), H.264
+# without deblocking -- an encoder starved of bits, not mosaic (花屏): no alarm
+# but blur, which heavy quantisation implies
 for s in street hills fractal foliage; do for q in 16 24 31; do
-  clip "mosaic_${s}_q$q.mp4" $s mosaic q$q mosaic blur - "$(cam 3 $s)" 0 mpeg2:$q
+  clip "blocking_${s}_q$q.mp4" $s blocking q$q - blur - "$(cam 3 $s)" 0 mpeg2:$q
 done; done
 for s in fractal street; do
-  clip "mosaic_${s}_h264qp46.mp4" $s mosaic h264qp46 mosaic blur - "$(cam 3 $s)" 0 x264nodeblock:46
+  clip "blocking_${s}_h264qp46.mp4" $s blocking h264qp46 - blur - "$(cam 3 $s)" 0 x264nodeblock:46
 done
+# mosaic: the coded stream damaged (bytes overwritten, FFmpeg's noise
+# bitstream filter, as a lossy link or failing recorder would): the decoder
+# reports errors and conceals; three amounts of damage
+for s in street hills fractal foliage; do for a in 60000 12000 2500; do
+  clip "mosaic_${s}_c$a.mp4" $s mosaic c$a mosaic blur - "$(cam 3 $s)" 0 corrupt:$a
+done; done
 # occlusion: something near the lens covering 40-70% (dark cloth, leaf, card)
 k=0
 for s in chart street foliage hills; do for pct in 40 55 70; do
@@ -210,12 +229,12 @@ clip "scene_other_foliage.mp4" street scene_change replaced scene_change - basel
 # ---------- throughput: 1080p, 2 s ----------
 T1080="testsrc2=s=1920x1080:r=25,noise=alls=3:allf=t"
 if [ ! -s "$OUT/throughput_1080p_h264.mp4" ]; then
-  echo "$FF -f lavfi -i '$T1080' -t 2 -c:v libx264 -preset veryfast -crf 23 -g 50 -pix_fmt yuv420p '$OUT/t264.tmp.mp4' && mv '$OUT/t264.tmp.mp4' '$OUT/throughput_1080p_h264.mp4'" >> "$JOBF"
+  echo "$FF -f lavfi -i '$T1080' -t 2 -c:v libx264 -preset veryfast -crf 23 -g 50 -threads 1 -pix_fmt yuv420p -fflags +bitexact -flags:v +bitexact '$OUT/t264.tmp.mp4' && mv '$OUT/t264.tmp.mp4' '$OUT/throughput_1080p_h264.mp4'" >> "$JOBF"
 fi
 encoders=$(ffmpeg -hide_banner -encoders 2>/dev/null || true)
 if [[ $encoders == *libx265* ]]; then
   if [ ! -s "$OUT/throughput_1080p_h265.mp4" ]; then
-    echo "$FF -f lavfi -i '$T1080' -t 2 -c:v libx265 -preset ultrafast -crf 26 -x265-params log-level=error:keyint=50 -pix_fmt yuv420p -tag:v hvc1 '$OUT/t265.tmp.mp4' && mv '$OUT/t265.tmp.mp4' '$OUT/throughput_1080p_h265.mp4'" >> "$JOBF"
+    echo "$FF -f lavfi -i '$T1080' -t 2 -c:v libx265 -preset ultrafast -crf 26 -x265-params log-level=error:keyint=50:pools=none:frame-threads=1:wpp=0 -pix_fmt yuv420p -tag:v hvc1 '$OUT/t265.tmp.mp4' && mv '$OUT/t265.tmp.mp4' '$OUT/throughput_1080p_h265.mp4'" >> "$JOBF"
   fi
 else
   echo "make_clips: libx265 not available, no H.265 throughput clip" >&2
