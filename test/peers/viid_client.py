@@ -6,12 +6,12 @@ inline base64 images.  Standard library only.  Every command prints one JSON
 line per answer: {"status": HTTP status, "body": the answer}.
 
 Commands:
-  register | keepalive | unregister | time
+  register | keepalive | unregister | time [--repeat N]
   post KIND --count N [--serial S] [--images K] [--image-bytes B] [--bad LIST]
       KIND: MotorVehicles, NonMotorVehicles, Persons, Faces, Images.
       --bad: comma-separated item indexes (0-based) made bad, as
       INDEX:WHAT with WHAT one of id, traversal, device, time, future,
-      notimage, notbase64.
+      notimage, notbase64.  --extra JSON is merged into every item.
   ingest --count N --batch B [--serial S] [--images K] --acked FILE
       posts N MotorVehicles in batches of B; a batch that gets no answer
       (connection refused or lost, HTTP 5xx) is sent again until answered;
@@ -20,8 +20,8 @@ Commands:
       [--auth none|good|forged|replay]
   slowloris --connections N   opens N connections that send half a header,
       then reports how many the server closed ({"closed": n, "of": N}).
-  flood --connections N       opens N connections at once, then makes one
-      authenticated request ({"opened": n, "status": ...}).
+  flood --connections N       opens N connections at once, closes them, then
+      makes one authenticated request ({"opened": n, "status": ...}).
 """
 import argparse
 import base64
@@ -139,9 +139,13 @@ def image_bytes(n, kind="jpeg"):
     return head + os.urandom(max(0, n - len(head) - 2)) + b"\xff\xd9"
 
 
+AT = None  # --at: the capture time of every record, so that a batch sent again is the same batch
+
+
 def make_item(kind, device, serial, images, image_size, bad=None):
     lst, obj, idf, otype, tf = KINDS[kind]
-    t = now_cst(-60)
+    t = AT or now_cst(-60)
+    shot = t
     source = "%s02%s%05d" % (device, t, serial % 100000)
     oid = source + otype + "%05d" % (serial % 100000)
     dev = device
@@ -161,7 +165,7 @@ def make_item(kind, device, serial, images, image_size, bad=None):
         b64 = base64.b64encode(data).decode()
         if bad == "notbase64":
             b64 = "!!!" + b64
-        imgs.append({"ImageID": "%s02%s%05d" % (device, now_cst(-60), (serial * 10 + i) % 100000),
+        imgs.append({"ImageID": "%s02%s%05d" % (device, shot, (serial * 10 + i) % 100000),
                      "EventSort": 10, "DeviceID": device, "StoragePath": "", "Type": "01",
                      "FileFormat": "Jpeg", "ShotTime": t, "Width": 1920, "Height": 1080, "Data": b64})
     if kind == "Images":
@@ -192,6 +196,9 @@ def out(obj):
 def cmd_system(cl, a):
     dev = a.user
     if a.cmd == "time":
+        for i in range(a.repeat - 1):
+            s, b = cl.send("GET", "/VIID/System/Time", ctype=None)
+            out({"status": s, "body": b})
         s, b = cl.send("GET", "/VIID/System/Time", ctype=None)
     else:
         name = {"register": "Register", "keepalive": "Keepalive", "unregister": "UnRegister"}[a.cmd]
@@ -213,6 +220,8 @@ def cmd_post(cl, a):
     ids, items = [], []
     for i in range(a.count):
         oid, item = make_item(a.kind, a.device, a.serial + i, a.images, a.image_bytes, bad.get(i))
+        if a.extra:
+            item.update(json.loads(a.extra))
         ids.append(oid)
         items.append(item)
     s, b = cl.send("POST", "/VIID/" + a.kind, list_body(a.kind, items))
@@ -285,7 +294,10 @@ def cmd_raw(cl, a):
         out({"status": s, "body": b, "first": True})
         s, b = cl.send(a.method, a.path, body, ctype=a.ctype or None, auth="replay")
     else:
-        s, b = cl.send(a.method, a.path, body, ctype=a.ctype or None, auth=a.auth)
+        try:
+            s, b = cl.send(a.method, a.path, body, ctype=a.ctype or None, auth=a.auth)
+        except (ConnectionError, OSError):
+            s, b = "closed", None    # the server answered early and closed while the body was still going out
     out({"status": s, "body": b})
 
 
@@ -329,11 +341,20 @@ def cmd_flood(cl, a):
             socks.append(s)
         except OSError:
             break
-    time.sleep(0)  # let the kernel queue them
-    s, b = cl.send("GET", "/VIID/System/Time", ctype=None)
+    # every connection established (or refused) before they all go
+    established = 0
+    for x in socks:
+        x.setblocking(True)
+        x.settimeout(a.timeout)
+        try:
+            x.getpeername()
+            established += 1
+        except OSError:
+            pass
     for x in socks:
         x.close()
-    out({"opened": len(socks), "status": s, "body": b})
+    s, b = cl.send("GET", "/VIID/System/Time", ctype=None)
+    out({"opened": len(socks), "established": established, "status": s, "body": b})
 
 
 def main():
@@ -344,9 +365,12 @@ def main():
     p.add_argument("--password", required=True)
     p.add_argument("--device", default="34020000001320000001")
     p.add_argument("--timeout", type=float, default=120)
+    p.add_argument("--at", help="capture time yyyyMMddHHmmss (China Standard Time) of every record; default a minute ago")
     sub = p.add_subparsers(dest="cmd", required=True)
-    for c in ("register", "keepalive", "unregister", "time"):
+    for c in ("register", "keepalive", "unregister"):
         sub.add_parser(c)
+    sp = sub.add_parser("time")
+    sp.add_argument("--repeat", type=int, default=1, help="ask this many times on one connection")
     sp = sub.add_parser("post")
     sp.add_argument("kind", choices=list(KINDS))
     sp.add_argument("--count", type=int, default=1)
@@ -354,6 +378,7 @@ def main():
     sp.add_argument("--images", type=int, default=1)
     sp.add_argument("--image-bytes", type=int, default=2048)
     sp.add_argument("--bad")
+    sp.add_argument("--extra", help="JSON object merged into every item (vendor fields)")
     sp = sub.add_parser("ingest")
     sp.add_argument("--count", type=int, required=True)
     sp.add_argument("--batch", type=int, default=50)
@@ -374,6 +399,8 @@ def main():
     sp = sub.add_parser("flood")
     sp.add_argument("--connections", type=int, default=10000)
     a = p.parse_args()
+    global AT
+    AT = a.at
     cl = Client(a)
     {"register": cmd_system, "keepalive": cmd_system, "unregister": cmd_system, "time": cmd_system,
      "post": cmd_post, "ingest": cmd_ingest, "raw": cmd_raw, "slowloris": cmd_slowloris,

@@ -55,7 +55,8 @@ PGDLLEXPORT void vms_viid_server_main(Datum arg);
 #define CONNECTION_MEMORY (64 * 1024)	/* libmicrohttpd's buffer per connection (headers) */
 
 /* timings, in milliseconds unless named _S */
-#define CLIENT_REFRESH_MS 1000	/* vms.viid_client is read at most this often */
+#define CLIENT_REFRESH_MS 1000	/* vms.viid_client is read this often */
+#define CLIENT_STALE_REFRESH_MS 100	/* and again this soon after an unknown client or a wrong digest */
 #define NONCE_TIMEOUT_S 300		/* a nonce older than this is stale: the client gets a new one */
 #define LOG_EVERY_MS 10000		/* each kind of bad input is logged at most this often */
 #define NOT_READY_WAIT_MS 1000
@@ -120,6 +121,7 @@ static char daemon_sig[1024];
 static Client *clients = NULL;
 static int	n_clients = 0;
 static TimestampTz clients_loaded_at = 0;
+static bool clients_stale = false;	/* a callback met an unknown client: read them again soon */
 static char clients_realm[256];
 
 static Req *queue_head = NULL;
@@ -340,6 +342,7 @@ check_headers(Req *r, const char *url, const char *method)
 
 		json_escape(u, sizeof(u), user);
 		MHD_free(user);
+		clients_stale = true;
 		snprintf(reason, sizeof(reason), "unknown client \"%s\"", u);
 		return challenge(r, false, C_AUTH_FAILURES, reason);
 	}
@@ -349,7 +352,10 @@ check_headers(Req *r, const char *url, const char *method)
 	if (ok == MHD_INVALID_NONCE)
 		return challenge(r, true, C_STALE_NONCES, "nonce stale, unknown or replayed");
 	if (ok != MHD_YES)
+	{
+		clients_stale = true;	/* the password may have changed */
 		return challenge(r, false, C_AUTH_FAILURES, "digest does not match, or its nonce count was used before");
+	}
 	strlcpy(r->client, c->id, sizeof(r->client));
 	if (!viid_bucket_take(&c->bucket, vms_viid_server_rate, GetCurrentTimestamp()))
 		return refuse(r, 429, C_RATE_LIMITED, "request rate over vms.viid_server_rate");
@@ -814,8 +820,10 @@ one_round(void)
 	if (daemon_ && strcmp(sig, daemon_sig) != 0)
 		stop_daemon();
 	if (now >= TimestampTzPlusMilliseconds(clients_loaded_at, CLIENT_REFRESH_MS) ||
+		(clients_stale && now >= TimestampTzPlusMilliseconds(clients_loaded_at, CLIENT_STALE_REFRESH_MS)) ||
 		strcmp(clients_realm, vms_viid_server_realm) != 0)
 	{
+		clients_stale = false;
 		load_clients();
 		clients_loaded_at = now;
 	}

@@ -1,0 +1,300 @@
+# The GA/T 1400 server (issue 18) against a 1400 client of our own
+# (test/peers/viid_client.py, its own digest implementation): register with
+# digest, keepalive, time; batches of every kind with inline images answered
+# per item, bad items in a good batch refused with their reason; bad input
+# (malformed JSON, wrong Content-Type, oversize body, missing/forged digest,
+# a replayed nonce count, unknown resources, path traversal, non-images,
+# request rate, slow clients, thousands of connections) answered with the
+# right status and counted while the worker keeps running; PostgreSQL
+# stopped with -m immediate during an ingest: every acknowledged record is
+# stored, every unacknowledged one is sent again and stored once.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run;
+use JSON::PP;
+use Time::HiRes qw(usleep);
+
+my $root = $ENV{VMS_ROOT} or die "VMS_ROOT not set";
+my $tmp = PostgreSQL::Test::Utils::tempdir;
+my $port = PostgreSQL::Test::Cluster::get_free_port();
+my $client_id = '34020000002000000001';
+my $password = 'Sec-ret 1400';
+my $json = JSON::PP->new->utf8;
+my $at;	# capture time of the records: an hour ago in China Standard Time
+
+my $node = PostgreSQL::Test::Cluster->new('viid_server');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'vms'
+vms.database = 'postgres'
+vms.viid_enabled = off
+vms.sip_enabled = off
+vms.inspect_enabled = off
+vms.viid_server_listen = '127.0.0.1'
+vms.viid_server_timeout = 2
+vms.viid_server_max_connections = 200
+vms.viid_server_max_body = 4MB
+vms.viid_server_rate = 10000
+});
+$node->start;
+$node->safe_psql('postgres', 'CREATE EXTENSION vms CASCADE');
+$at = $node->safe_psql('postgres', "SELECT to_char(now() AT TIME ZONE 'Asia/Shanghai' - interval '1 hour', 'YYYYMMDDHH24MISS')");
+
+# off by default: a slot, no process
+is($node->safe_psql('postgres', "SELECT pid IS NULL FROM vms.worker_status WHERE name = 'viid-server'"), 't',
+	'the server does not run while vms.viid_server_port = 0');
+$node->append_conf('postgresql.conf', "vms.viid_server_port = $port\n");
+$node->reload;
+ok($node->poll_query_until('postgres', "SELECT state = 'listening' FROM vms.worker_status WHERE name = 'viid-server'"),
+	'a port and a reload start the viid-server worker');
+my $pid = $node->safe_psql('postgres', "SELECT pid FROM vms.worker_status WHERE name = 'viid-server'");
+
+$node->safe_psql('postgres', qq{SELECT vms.viid_client_add('$client_id', '$password')});
+is($node->safe_psql('postgres', qq{SELECT count(*) FROM vms.viid_client WHERE row_to_json(viid_client)::text LIKE '%Sec-ret%'}),
+	'0', 'the password is not stored, only its HA1');
+is($node->safe_psql('postgres', qq{SELECT ha1_md5 = md5('$client_id:vms:$password') FROM vms.viid_client}), 't',
+	'HA1 = MD5(id:realm:password)');
+
+# run the client; its answers, one JSON object a line
+sub client
+{
+	my (@args) = @_;
+	my ($out, $err) = ('', '');
+	my @user = ('--user', $client_id, '--password', $password);
+	if ($args[0] eq '--as')
+	{
+		shift @args;
+		@user = ('--user', shift @args, '--password', shift @args);
+	}
+	IPC::Run::run([ '/usr/bin/python3', "$root/test/peers/viid_client.py", '--port', $port, '--at', $at, @user, @args ],
+		'>', \$out, '2>', \$err)
+	  or diag("viid_client @args: $err");
+	return map { $json->decode($_) } grep { /^\{/ } split /\n/, $out;
+}
+
+sub counter
+{
+	my ($name) = @_;
+	return $node->safe_psql('postgres', "SELECT (counters ->> '$name')::bigint FROM vms.worker_status WHERE name = 'viid-server'");
+}
+
+sub codes
+{
+	my ($answer) = @_;
+	return join ',', map { $_->{StatusCode} } @{ $answer->{body}{ResponseStatusListObject}{ResponseStatusObject} };
+}
+
+sub reasons
+{
+	my ($answer) = @_;
+	return join ' | ', map { $_->{StatusString} } @{ $answer->{body}{ResponseStatusListObject}{ResponseStatusObject} };
+}
+
+# the server reads vms.viid_client every second (and soon after an unknown
+# client): wait until it knows a new one
+sub wait_known
+{
+	my (@as) = @_;
+	for (1 .. 10 * $PostgreSQL::Test::Utils::timeout_default)
+	{
+		my ($t) = client(@as, 'time');
+		return 1 if $t && $t->{status} == 200;
+		usleep(100_000);
+	}
+	return 0;
+}
+
+# ---------------------------------------------------------------- system
+ok(wait_known(), 'a new client is known to the server');
+my ($a) = client('keepalive');
+is($a->{status}, 401, 'keepalive before registering: 401');
+($a) = client('register');
+is($a->{status}, 200, 'register with digest: 200');
+is($a->{body}{ResponseStatusObject}{StatusCode}, '0', 'register: StatusCode 0');
+is($node->safe_psql('postgres', "SELECT state || ' ' || online FROM vms.viid_client_status"), 'registered true',
+	'the client is shown registered and online');
+($a) = client('keepalive');
+is($a->{body}{ResponseStatusObject}{StatusCode}, '0', 'keepalive: StatusCode 0');
+($a) = client('time');
+like($a->{body}{SystemTimeObject}{LocalTime}, qr/^\d{14}$/, 'time: SystemTimeObject with LocalTime');
+is(counter('registrations'), 1, 'registration counted');
+
+# ---------------------------------------------------------------- records
+($a) = client('post', 'MotorVehicles', '--count', '5', '--images', '2', '--image-bytes', '20480',
+	'--bad', '1:traversal,3:notimage');
+is($a->{status}, 200, 'a batch with bad items: 200');
+is(codes($a), '0,8,0,8,0', 'answered per item: good items 0, bad items 8');
+like(reasons($a), qr/"\.\.\/\.\.\/\.\.\/\.\.\/etc\/passwd" is not valid.*is not an image/, 'the reasons name the fault');
+my @good = @{ $a->{ids} }[ 0, 2, 4 ];
+is($node->safe_psql('postgres', "SELECT string_agg(object_id, ',' ORDER BY object_id) FROM vms.viid_record WHERE kind = 'MotorVehicle'"),
+	join(',', sort @good), 'exactly the good records are stored');
+is($node->safe_psql('postgres', "SELECT count(*) || ' ' || min(bytes) || ' ' || max(bytes) || ' ' || min(format) FROM vms.viid_image"),
+	'6 20480 20480 jpeg', 'their images are stored whole, outside the documents');
+is($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_record WHERE doc::text LIKE '%Data%'"), '0',
+	'no image data inside the stored documents');
+is($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_image WHERE substr(data, 1, 3) = '\\xffd8ff' AND substr(data, 20479, 2) = '\\xffd9'"),
+	'6', 'each image from its first to its last byte');
+is($node->safe_psql('postgres', "SELECT bool_and(device_id = '34020000001320000001' AND abs(extract(epoch FROM received_at - captured_at)) < 86400) FROM vms.viid_record"),
+	't', 'device and capture time taken from the records');
+
+($a) = client('post', 'MotorVehicles', '--count', '5', '--images', '2', '--image-bytes', '20480');
+is(codes($a), '0,0,0,0,0', 'the same batch again (all good this time): all 0');
+is($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_record WHERE kind = 'MotorVehicle'"), '5',
+	'records sent twice are stored once');
+
+for my $kind (qw(NonMotorVehicles Persons Faces Images))
+{
+	($a) = client('post', $kind, '--count', '3', '--serial', '100', '--bad', '2:id');
+	is(codes($a), '0,0,8', "$kind: answered per item");
+}
+is($node->safe_psql('postgres', "SELECT string_agg(kind || '=' || n, ' ' ORDER BY kind) FROM (SELECT kind, count(*) n FROM vms.viid_record GROUP BY kind) s"),
+	'Face=2 Image=2 MotorVehicle=5 NonMotorVehicle=2 Person=2', 'every kind stored');
+
+($a) = client('post', 'Faces', '--count', '4', '--serial', '200', '--bad', '0:device,1:time,2:future,3:notbase64');
+is(codes($a), '8,8,8,8', 'bad device, time, future time, non-base64 image: each refused');
+like(reasons($a), qr/not a device code.*not a valid time.*in the future.*not base64/, 'with their reasons');
+is(counter('rejected'), 10, 'refused records counted');
+
+# an inbound template maps a vendor's fields (the push's template mapping, applied on the way in)
+$node->safe_psql('postgres', q{
+INSERT INTO vms.viid_template VALUES ('vendor-x', 'MotorVehicle', '{"rename": {"CarTag": "Remark"}, "values": {"VendorColor": {"red": "R"}}}');
+SELECT vms.viid_client_add('34020000002000000002', 'pw2', '{"templates": {"MotorVehicle": "vendor-x"}}');});
+wait_known('--as', '34020000002000000002', 'pw2');
+client('--as', '34020000002000000002', 'pw2', 'register');
+($a) = client('--as', '34020000002000000002', 'pw2', 'post', 'MotorVehicles', '--count', '2', '--serial', '300',
+	'--extra', '{"CarTag": "tagged", "VendorColor": "red"}');
+is(codes($a), '0,0', 'vendor records accepted through their template');
+is($node->safe_psql('postgres', "SELECT string_agg(DISTINCT (doc ->> 'Remark') || '/' || (doc ->> 'VendorColor') || '/' || (doc ? 'CarTag')::text, ',') FROM vms.viid_record WHERE client_id = '34020000002000000002'"),
+	'tagged/R/false', 'stored as mapped');
+($a) = client('--as', '34020000002000000002', 'pw2', 'post', 'MotorVehicles', '--count', '1', '--serial', '310',
+	'--extra', '{"VendorColor": "mauve"}');
+like(reasons($a), qr/cannot map/, 'a value the template cannot map refuses that record');
+
+# ---------------------------------------------------------------- bad input
+my %before = map { $_ => counter($_) } qw(auth_failures not_found too_large bad_content_type bad_requests);
+($a) = client('raw', '--path', '/VIID/MotorVehicles', '--body', '{"MotorVehicleListObject": {');
+is($a->{status} . ' ' . $a->{body}{ResponseStatusObject}{StatusCode}, '400 7', 'malformed JSON: 400, StatusCode 7');
+like($a->{body}{ResponseStatusObject}{StatusString}, qr/malformed JSON/, '... with the reason');
+($a) = client('raw', '--path', '/VIID/MotorVehicles', '--body', '{"Nothing": 1}');
+is($a->{status}, 400, 'JSON that is no list object: 400');
+($a) = client('raw', '--path', '/VIID/MotorVehicles', '--ctype', 'text/plain', '--body', '{}');
+is($a->{status}, 415, 'wrong Content-Type: 415');
+($a) = client('raw', '--path', '/VIID/MotorVehicles', '--announce', 100 * 1024 * 1024);
+is($a->{status}, 413, 'announced body over the limit: 413 before it is sent');
+($a) = client('raw', '--path', '/VIID/MotorVehicles', '--body-size', 5 * 1024 * 1024, '--ctype', 'application/json');
+like($a->{status}, qr/^(413|closed)$/, 'a body over the limit: 413, or closed while it was being sent');
+($a) = client('raw', '--path', '/VIID/MotorVehicles', '--auth', 'none', '--body', '{}');
+is($a->{status}, 401, 'no digest: 401');
+($a) = client('raw', '--path', '/VIID/MotorVehicles', '--auth', 'forged', '--body', '{}');
+is($a->{status}, 401, 'forged digest: 401');
+like($a->{body}{ResponseStatusObject}{StatusString}, qr/digest does not match/, '... with the reason');
+my @r = client('raw', '--path', '/VIID/System/Keepalive', '--auth', 'replay', '--body', qq{{"KeepaliveObject": {"DeviceID": "$client_id"}}});
+is(join(' ', map { $_->{status} } @r), '200 401', 'a replayed nonce count: the first use 200, the replay 401');
+($a) = client('--as', '34020000002000000009', 'nobody', 'register');
+is($a->{status}, 401, 'unknown client: 401');
+($a) = client('raw', '--path', '/VIID/../../etc/passwd', '--body', '{}');
+is($a->{status}, 404, 'path traversal: 404');
+like($a->{body}{ResponseStatusObject}{StatusString}, qr/traversal/, '... named as such');
+($a) = client('raw', '--path', '/VIID/Nothing', '--body', '{}');
+is($a->{status} . ' ' . $a->{body}{ResponseStatusObject}{StatusString}, '404 unknown resource', 'unknown resource: 404');
+($a) = client('raw', '--method', 'DELETE', '--path', '/VIID/MotorVehicles', '--body', '');
+is($a->{status}, 405, 'a method the resource does not take: 405');
+cmp_ok(counter('auth_failures'), '>=', $before{auth_failures} + 3, 'authentication failures counted');
+cmp_ok(counter('not_found'), '>=', $before{not_found} + 2, 'unknown resources counted');
+cmp_ok(counter('too_large'), '>=', $before{too_large} + 1, 'oversize bodies counted');
+cmp_ok(counter('bad_content_type'), '>=', $before{bad_content_type} + 1, 'wrong Content-Type counted');
+cmp_ok(counter('bad_requests'), '>=', $before{bad_requests} + 2, 'malformed requests counted');
+client('--as', $client_id, 'wrong password', 'time', '--repeat', '20');
+my $log = slurp_file($node->logfile);
+like($log, qr/vms viid-server: authentication failure from 127\.0\.0\.1/, 'bad input logged');
+my $auth_lines = () = $log =~ /vms viid-server: authentication failure/g;
+cmp_ok($auth_lines, '<', counter('auth_failures'), 'logged rate-limited: a burst of 40 failures, fewer lines');
+
+# request rate per client
+$node->append_conf('postgresql.conf', "vms.viid_server_rate = 3\n");
+$node->reload;
+my $limited = 0;
+for (1 .. 10 * $PostgreSQL::Test::Utils::timeout_default)
+{
+	$limited = grep { $_->{status} == 429 } client('time', '--repeat', '20');
+	last if $limited;
+	usleep(100_000);
+}
+ok($limited > 0, 'over vms.viid_server_rate: 429');
+cmp_ok(counter('rate_limited'), '>=', 1, 'rate limiting counted');
+$node->append_conf('postgresql.conf', "vms.viid_server_rate = 10000\n");
+$node->reload;
+for (1 .. 10 * $PostgreSQL::Test::Utils::timeout_default)
+{
+	last unless grep { $_->{status} == 429 } client('time', '--repeat', '20');
+	usleep(100_000);
+}
+
+# slow clients: half a header, then nothing; vms.viid_server_timeout closes them
+($a) = client('slowloris', '--connections', '50');
+is($a->{closed}, 50, 'slow-loris connections closed by the server');
+# ten thousand connections at once: the limit refuses the excess, the server keeps serving
+my $conns = counter('connections');
+($a) = client('flood', '--connections', '10000');
+cmp_ok($a->{opened}, '>=', 1000, "flood: $a->{opened} connections opened at once");
+cmp_ok(counter('connections') - $conns, '>=', 200, 'the server took them up to its limit');
+is($a->{status}, 200, 'an authenticated request right after the flood is answered');
+is($node->safe_psql('postgres', "SELECT pid FROM vms.worker_status WHERE name = 'viid-server'"), $pid,
+	'the worker survived all bad input (same process)');
+
+# ---------------------------------------------------------------- crash during an ingest
+my $acked = "$tmp/acked";
+my ($iout, $ierr) = ('', '');
+my $ingest = IPC::Run::start(
+	[ '/usr/bin/python3', "$root/test/peers/viid_client.py", '--port', $port, '--at', $at, '--user', $client_id,
+		'--password', $password, '--device', '34020000001320000002', 'ingest', '--count', '3000', '--batch', '50',
+		'--image-bytes', '4096', '--acked', $acked ],
+	'>', \$iout, '2>', \$ierr);
+my $lines = sub { open(my $fh, '<', $acked) or return 0; my @l = <$fh>; close $fh; return scalar @l; };
+for (1 .. 10 * $PostgreSQL::Test::Utils::timeout_default)
+{
+	last if $lines->() >= 300;
+	usleep(50_000);
+}
+cmp_ok($lines->(), '>=', 300, 'ingest under way');
+$node->stop('immediate');
+my $at_crash = $lines->();
+$node->start;
+$ingest->finish or diag("ingest: $ierr");
+like($iout, qr/"sent": 3000/, 'the client sent all 3000 records');
+like($iout, qr/"retries": [1-9]/, 'and had to send some again');
+cmp_ok($at_crash, '<', 3000, "the crash came during the ingest ($at_crash acknowledged before it)");
+my %ack;
+open(my $fh, '<', $acked) or die;
+while (<$fh>) { chomp; $ack{$_} = 1; }
+close $fh;
+is(scalar(keys %ack), 3000, 'every record acknowledged in the end');
+$node->safe_psql('postgres', "CREATE TABLE acked (id text)");
+$node->safe_psql('postgres', "COPY acked FROM '$acked'");
+is($node->safe_psql('postgres', "SELECT count(*) FROM acked a WHERE NOT EXISTS (SELECT FROM vms.viid_record r WHERE r.object_id = a.id)"),
+	'0', 'every acknowledged record is stored');
+is($node->safe_psql('postgres', "SELECT count(*) || ' ' || count(DISTINCT object_id) FROM vms.viid_record WHERE device_id = '34020000001320000002'"),
+	'3000 3000', 'every record stored once');
+is($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_image WHERE object_id LIKE '34020000001320000002%'"),
+	'3000', 'with its image, once');
+
+# ---------------------------------------------------------------- unregister, retention
+($a) = client('unregister');
+is($a->{body}{ResponseStatusObject}{StatusCode}, '0', 'unregister: StatusCode 0');
+is($node->safe_psql('postgres', "SELECT state || ' ' || online FROM vms.viid_client_status WHERE client_id = '$client_id'"),
+	'unregistered false', 'the client is shown offline');
+($a) = client('post', 'Faces', '--count', '1', '--serial', '900');
+is($a->{status}, 401, 'records from an unregistered client: 401');
+$node->safe_psql('postgres', "UPDATE vms.viid_record_retention SET keep_days = 1, image_days = 1 WHERE kind = 'Face'");
+$node->safe_psql('postgres', "SELECT vms._viid_record_partition(now() - interval '3 days')");
+$node->safe_psql('postgres', "UPDATE vms.viid_record SET captured_at = captured_at - interval '3 days' WHERE kind = 'Face'");
+is($node->safe_psql('postgres', "SELECT vms.viid_record_prune() >= 2"), 't', 'retention per kind prunes old records');
+is($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_record WHERE kind = 'Face'"), '0', 'old faces gone');
+is($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_record WHERE kind = 'MotorVehicle' AND client_id = '$client_id'"),
+	'3005', 'other kinds kept');
+
+$node->stop;
+done_testing();
