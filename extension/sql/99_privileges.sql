@@ -29,7 +29,8 @@
 --              writer, secrets, workers, SIP, GA/T 1400, inspection,
 --              governance runs and metrics, device reports and passwords,
 --              operations (availability, maintenance contracts, alarm
---              rules, masks, deadlines, escalation, work orders),
+--              rules, masks, deadlines, escalation, work orders, kept
+--              figures, scheduled runs, retention),
 --              vms.tag_search_results and vms.cron_next (which use internal
 --              helpers), the security-level functions (which read the
 --              security catalogue).  A DBA may GRANT EXECUTE on one of these
