@@ -45,6 +45,10 @@ DECLARE
 BEGIN
     LOCK TABLE vms.audit_log IN SHARE ROW EXCLUSIVE MODE;
     SELECT * INTO last FROM vms.audit_log ORDER BY seq DESC LIMIT 1;
+    IF NOT FOUND THEN
+        -- every entry archived: the chain goes on from the last archived one
+        SELECT a.last_seq, a.last_hash INTO last.seq, last.hash FROM vms.audit_archive a ORDER BY a.last_seq DESC LIMIT 1;
+    END IF;
     e.seq := coalesce(last.seq, 0) + 1;
     e.at := clock_timestamp();
     e.session_role := session_user;
@@ -62,20 +66,73 @@ COMMENT ON FUNCTION vms.audit(text, text, jsonb) IS 'append an entry to the hash
 CREATE FUNCTION vms._audit_append_only() RETURNS trigger
     LANGUAGE plpgsql AS $$
 BEGIN
+    -- an entry archived with its hash anchors (vms.audit_archive_before)
+    -- may leave the live log: the chain is proved through the archive
+    IF TG_OP = 'DELETE' AND TG_LEVEL = 'ROW'
+       AND EXISTS (SELECT 1 FROM vms.audit_archive a WHERE OLD.seq BETWEEN a.first_seq AND a.last_seq) THEN
+        RETURN OLD;
+    END IF;
     RAISE EXCEPTION 'vms.audit_log is append-only'
         USING ERRCODE = 'insufficient_privilege',
               DETAIL = format('%s of audit entries is not allowed, for anyone.', TG_OP),
-              HINT = 'Entries are added with vms.audit() and checked with vms.audit_verify().';
+              HINT = 'Entries are added with vms.audit() and checked with vms.audit_verify(); old ones are archived with vms.audit_archive_before().';
 END $$;
-COMMENT ON FUNCTION vms._audit_append_only() IS 'internal: refuses UPDATE, DELETE and TRUNCATE on the audit log';
+COMMENT ON FUNCTION vms._audit_append_only() IS 'internal: refuses UPDATE, DELETE and TRUNCATE on the audit log (deleting an entry that is archived excepted)';
 CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON vms.audit_log
     FOR EACH ROW EXECUTE FUNCTION vms._audit_append_only();
 CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON vms.audit_log
     FOR EACH STATEMENT EXECUTE FUNCTION vms._audit_append_only();
 
--- Walk the chain in seq order and report the first entry that was edited,
--- deleted (a gap in seq, or a predecessor whose hash does not match) or
--- reordered.
+-- Old entries can leave the live log for vms.audit_archive, a range at a
+-- time, with the hash anchors that tie the range to the chain: the hash of
+-- the entry before it and of its last entry.  The archived entries stay
+-- as content (jsonb, re-hashed by vms.audit_verify) until detached for
+-- keeping elsewhere (vms.audit_archive_detach); a detached range is proved
+-- by its anchors and the content digest a kept copy must match.
+CREATE TABLE vms.audit_archive (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    first_seq       bigint NOT NULL UNIQUE,
+    last_seq        bigint NOT NULL UNIQUE,
+    entries         bigint NOT NULL,
+    prev_hash       bytea,
+    last_hash       bytea NOT NULL,
+    content         jsonb,
+    content_digest  bytea NOT NULL,
+    archived_at     timestamptz NOT NULL DEFAULT now(),
+    archived_by     text NOT NULL DEFAULT session_user,
+    detached_at     timestamptz,
+    CHECK (last_seq >= first_seq AND entries = last_seq - first_seq + 1)
+);
+REVOKE ALL ON vms.audit_archive FROM PUBLIC;
+COMMENT ON TABLE vms.audit_archive IS
+    'archived ranges of the audit log with their hash anchors (prev_hash: the entry before, last_hash: the last entry) and content (NULL once detached; content_digest = chain_digest of the content as text)';
+
+CREATE FUNCTION vms._audit_archive_guard() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    -- the only change: detaching the content, anchors and digest unchanged
+    IF TG_OP = 'UPDATE' AND NEW.content IS NULL AND OLD.content IS NOT NULL AND NEW.detached_at IS NOT NULL
+       AND (NEW.id, NEW.first_seq, NEW.last_seq, NEW.entries, NEW.prev_hash, NEW.last_hash, NEW.content_digest,
+            NEW.archived_at, NEW.archived_by)
+           IS NOT DISTINCT FROM (OLD.id, OLD.first_seq, OLD.last_seq, OLD.entries, OLD.prev_hash, OLD.last_hash,
+                                 OLD.content_digest, OLD.archived_at, OLD.archived_by) THEN
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION 'vms.audit_archive is append-only'
+        USING ERRCODE = 'insufficient_privilege',
+              DETAIL = format('%s of archived audit ranges is not allowed, for anyone.', TG_OP),
+              HINT = 'Ranges are added by vms.audit_archive_before() and their content detached by vms.audit_archive_detach().';
+END $$;
+COMMENT ON FUNCTION vms._audit_archive_guard() IS 'internal: refuses changes to archived audit ranges other than detaching their content';
+CREATE TRIGGER audit_archive_no_change BEFORE UPDATE OR DELETE ON vms.audit_archive
+    FOR EACH ROW EXECUTE FUNCTION vms._audit_archive_guard();
+CREATE TRIGGER audit_archive_no_truncate BEFORE TRUNCATE ON vms.audit_archive
+    FOR EACH STATEMENT EXECUTE FUNCTION vms._audit_archive_guard();
+
+-- Walk the chain in seq order, archived ranges first, and report the first
+-- entry that was edited, deleted (a gap in seq, or a predecessor whose
+-- hash does not match) or reordered.  An archived range with content is
+-- re-hashed entry by entry; a detached one stands on its anchors.
 -- SECURITY DEFINER: reads the whole audit log; takes no arguments and
 -- returns only whether the chain holds, how many entries it checked and
 -- the first bad sequence number, never entry contents.  Granted to
@@ -86,9 +143,40 @@ CREATE FUNCTION vms.audit_verify()
 DECLARE
     e vms.audit_log;
     prev vms.audit_log;
+    d vms.audit_archive;
     n bigint := 0;
 BEGIN
-    FOR e IN SELECT * FROM vms.audit_log ORDER BY seq LOOP
+    FOR d IN SELECT * FROM vms.audit_archive x
+              WHERE x.content IS NOT NULL
+                AND x.content_digest IS DISTINCT FROM vms.chain_digest(convert_to(x.content::text, 'UTF8'))
+              ORDER BY x.first_seq LIMIT 1 LOOP
+        RETURN QUERY SELECT false, n, d.first_seq,
+            format('the archive of entries %s to %s does not match its digest (modified)', d.first_seq, d.last_seq);
+        RETURN;
+    END LOOP;
+    FOR e IN SELECT (jsonb_populate_record(NULL::vms.audit_log, x)).*
+               FROM vms.audit_archive a CROSS JOIN LATERAL jsonb_array_elements(a.content) x
+              WHERE a.content IS NOT NULL
+             UNION ALL
+             SELECT * FROM vms.audit_log l
+              WHERE l.seq > coalesce((SELECT max(a.last_seq) FROM vms.audit_archive a), 0)
+             ORDER BY 1 LOOP
+        -- a detached archive may fill the gap before this entry: its anchors
+        -- must tie it to the entry before it
+        WHILE e.seq <> coalesce(prev.seq, 0) + 1 LOOP
+            SELECT * INTO d FROM vms.audit_archive a
+             WHERE a.content IS NULL AND a.first_seq = coalesce(prev.seq, 0) + 1 AND a.last_seq < e.seq;
+            EXIT WHEN NOT FOUND;
+            IF d.prev_hash IS DISTINCT FROM prev.hash THEN
+                RETURN QUERY SELECT false, n, d.first_seq,
+                    format('the detached archive of entries %s to %s does not follow entry %s', d.first_seq, d.last_seq,
+                           coalesce(prev.seq, 0));
+                RETURN;
+            END IF;
+            n := n + d.entries;
+            prev.seq := d.last_seq;
+            prev.hash := d.last_hash;
+        END LOOP;
         n := n + 1;
         IF e.seq <> coalesce(prev.seq, 0) + 1 THEN
             RETURN QUERY SELECT false, n, coalesce(prev.seq, 0) + 1,
@@ -109,4 +197,58 @@ BEGIN
     END LOOP;
     RETURN QUERY SELECT true, n, NULL::bigint, NULL::text;
 END $$;
-COMMENT ON FUNCTION vms.audit_verify() IS 'verify the audit chain; reports the first modified, deleted or reordered entry';
+COMMENT ON FUNCTION vms.audit_verify() IS
+    'verify the audit chain, archived ranges included; reports the first modified, deleted or reordered entry';
+
+-- Archive the entries older than a time (all up to the last such one).
+-- The chain must hold first: an archive never hides tampering.  The
+-- archiving is itself an entry of the chain.
+CREATE FUNCTION vms.audit_archive_before(before timestamptz) RETURNS bigint
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    lo bigint;
+    hi bigint;
+    v record;
+    doc jsonb;
+BEGIN
+    LOCK TABLE vms.audit_log IN SHARE ROW EXCLUSIVE MODE;
+    SELECT min(l.seq) INTO lo FROM vms.audit_log l
+     WHERE l.seq > coalesce((SELECT max(a.last_seq) FROM vms.audit_archive a), 0);
+    SELECT max(l.seq) INTO hi FROM vms.audit_log l WHERE l.at < before AND l.seq >= lo;
+    IF hi IS NULL THEN
+        RETURN 0;
+    END IF;
+    SELECT * INTO v FROM vms.audit_verify();
+    IF NOT v.ok THEN
+        RAISE EXCEPTION 'the audit chain does not hold: nothing archived'
+            USING ERRCODE = 'data_corrupted', DETAIL = format('vms.audit_verify(): %s.', v.problem),
+                  HINT = 'Investigate the tampering first; an archive must not hide it.';
+    END IF;
+    SELECT jsonb_agg(to_jsonb(l) ORDER BY l.seq) INTO doc FROM vms.audit_log l WHERE l.seq BETWEEN lo AND hi;
+    INSERT INTO vms.audit_archive (first_seq, last_seq, entries, prev_hash, last_hash, content, content_digest)
+    VALUES (lo, hi, hi - lo + 1, (SELECT l.prev_hash FROM vms.audit_log l WHERE l.seq = lo),
+            (SELECT l.hash FROM vms.audit_log l WHERE l.seq = hi), doc, vms.chain_digest(convert_to(doc::text, 'UTF8')));
+    DELETE FROM vms.audit_log l WHERE l.seq BETWEEN lo AND hi;
+    PERFORM vms.audit('audit_archive', format('%s-%s', lo, hi), jsonb_build_object('entries', hi - lo + 1));
+    RETURN hi - lo + 1;
+END $$;
+COMMENT ON FUNCTION vms.audit_archive_before(timestamptz) IS
+    'move the audit entries older than a time into vms.audit_archive with their hash anchors (refused if the chain does not hold); returns how many; the archiving is audited';
+
+CREATE FUNCTION vms.audit_archive_detach(archive_id bigint) RETURNS jsonb
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    d vms.audit_archive;
+BEGIN
+    SELECT * INTO d FROM vms.audit_archive a WHERE a.id = archive_id FOR UPDATE;
+    IF NOT FOUND OR d.content IS NULL THEN
+        RAISE EXCEPTION 'audit archive % has no content to detach', archive_id
+            USING ERRCODE = 'no_data_found', HINT = 'See vms.audit_archive: detached ranges have content NULL.';
+    END IF;
+    UPDATE vms.audit_archive a SET content = NULL, detached_at = now() WHERE a.id = d.id;
+    PERFORM vms.audit('audit_archive_detach', format('%s-%s', d.first_seq, d.last_seq),
+                      jsonb_build_object('content_digest', encode(d.content_digest, 'hex')));
+    RETURN d.content;
+END $$;
+COMMENT ON FUNCTION vms.audit_archive_detach(bigint) IS
+    'return an archived range''s entries and drop them from the database (keep the returned document: its chain_digest as text is the range''s content_digest); the range''s anchors stay and vms.audit_verify proves the chain through them';

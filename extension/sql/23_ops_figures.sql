@@ -269,9 +269,10 @@ INSERT INTO vms.retention_policy (table_name, time_column, keep, only_where) VAL
     ('mobile_position', 'at', '90 days', NULL),
     ('viid_outbox', 'created_at', '30 days', 'state <> ''pending'''),
     ('alarm', 'cleared_at', '730 days', 'state = ''cleared'''),
-    ('ops_daily', 'day', '800 days', NULL);
+    ('ops_daily', 'day', '800 days', NULL),
+    ('audit_log', 'at', '365 days', NULL);
 COMMENT ON TABLE vms.retention_policy IS
-    'retention of each table that grows without bound: rows whose time_column is older than keep (and match only_where) are deleted by vms.retention_prune; the audit log is archived instead (vms.audit_archive)';
+    'retention of each table that grows without bound: rows whose time_column is older than keep (and match only_where) are deleted by vms.retention_prune; audit_log entries are archived with their hash anchors instead (vms.audit_archive_before)';
 
 CREATE FUNCTION vms.retention_prune(only_table text DEFAULT NULL, batch integer DEFAULT 50000)
     RETURNS TABLE (table_name text, deleted bigint)
@@ -293,6 +294,13 @@ BEGIN
         IF to_regclass(format('vms.%I', p.table_name)) IS NULL THEN
             CONTINUE;
         END IF;
+        IF p.table_name = 'audit_log' THEN
+            -- archived with its hash anchors, never deleted
+            table_name := p.table_name;
+            deleted := vms.audit_archive_before(now() - p.keep);
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
         EXECUTE format('WITH d AS (DELETE FROM vms.%1$I WHERE ctid = ANY (ARRAY(SELECT ctid FROM vms.%1$I '
                        'WHERE %2$I < now() - $1 AND (%3$s) LIMIT $2)) RETURNING 1) SELECT count(*) FROM d',
                        p.table_name, p.time_column, coalesce(p.only_where, 'true'))
@@ -303,7 +311,7 @@ BEGIN
     END LOOP;
 END $$;
 COMMENT ON FUNCTION vms.retention_prune(text, integer) IS
-    'delete rows past their retention (vms.retention_policy), at most batch per table and call; returns how many per table';
+    'delete rows past their retention (vms.retention_policy), at most batch per table and call (audit_log: archived, all at once); returns how many per table';
 
 -- Scheduled runs: cron expressions in the server's time zone.
 CREATE TABLE vms.ops_schedule (

@@ -136,4 +136,4 @@ GRANT SELECT ON vms.region, vms.org_unit, vms.catalog_node, vms.point_type, vms.
 GRANT SELECT, INSERT, DELETE ON vms.saved_search TO vms_analyst;
 GRANT SELECT, INSERT ON vms.search_history TO vms_analyst;
 GRANT SELECT ON vms.access_grant, vms.access_request, vms.subject, vms.review_wide_grants TO vms_grant_admin, vms_approver;
-GRANT SELECT ON vms.audit_log TO vms_auditor;
+GRANT SELECT ON vms.audit_log, vms.audit_archive TO vms_auditor;

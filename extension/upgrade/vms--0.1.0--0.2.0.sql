@@ -1475,6 +1475,15 @@ DECLARE
     shape text;
     g1 geometry;
     g2 geometry;
+    kw text;
+    grams text[];
+    share float8;
+    per_page float8;
+    probe_rows float8;
+    pages bigint;
+    tid_end tid;
+    m bigint;
+    n2 integer;
 BEGIN
     IF lim IS NULL OR lim < 0 OR lim > 100000 THEN
         RAISE EXCEPTION 'search limit must be between 0 and 100000, not %', lim USING ERRCODE = 'invalid_parameter_value';
@@ -1493,7 +1502,79 @@ BEGIN
         WHEN q.where_sql = 'c.geom && $1[2] AND ST_DWithin(c.geom::geography, $1[1]::geography, $2[1])'
              AND q.knn_where_sql = 'c.geom && $1[2]' AND q.geo_radius IS NOT NULL THEN 'circle'
         WHEN q.where_sql = 'c.geom IS NOT NULL' AND q.knn_where_sql = 'c.geom IS NOT NULL' THEN 'near' END;
-    IF q.geo_point IS NULL THEN
+    IF shape IS NULL AND q.order_sql IS NULL AND q.geo_point IS NULL AND filter ? 'keyword' THEN
+        kw := btrim(filter ->> 'keyword');
+        grams := vms.keyword_grams(kw);
+        IF q.where_sql = format('vms.text_grams(vms.channel_search_text(c.name, c.alias, c.address, c.place_type)) @> %L::text[]', grams)
+                         || ' AND ' || format('vms.text_contains(vms.channel_search_text(c.name, c.alias, c.address, c.place_type), %L)', kw) THEN
+            shape := 'keyword';
+        END IF;
+    END IF;
+    IF shape = 'keyword' THEN
+        -- Keyword results come in storage order and the scan stops at the
+        -- page.  The keyword index finds every match before the first row
+        -- (a GIN bitmap: about 0.2 us a match, growing with the ledger),
+        -- while reading the table from its start costs about 1 us a row and
+        -- stops at the page.  share: ANALYZE's element statistics of the
+        -- keyword index, the share of the keyword's rarest gram (an upper
+        -- bound of its own; a gram they do not list counts as 0).  When the
+        -- page is expected within probe_rows = (lim + off) / share rows and
+        -- that costs less than the bitmap (probe_rows * 5 <= matches), the
+        -- first 2 * probe_rows rows' pages are read in order (a TID range
+        -- scan).  Both read in storage order, so the rows are the same; a
+        -- page not filled there continues past those pages.  There the
+        -- match is text_contains alone, on the text channel_search_text
+        -- builds (concat_ws written out: the SQL function is not inlined):
+        -- containing the keyword implies containing its grams.
+        SELECT min(coalesce(u.f, 0)) INTO share
+          FROM unnest(grams) g
+          LEFT JOIN (SELECT e, f FROM pg_stats s, unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) u(e, f)
+                      WHERE s.schemaname = 'vms' AND s.tablename = 'channel_keyword_idx') u ON u.e = g;
+        SELECT c.reltuples / greatest(c.relpages, 1) INTO per_page FROM pg_class c WHERE c.oid = 'vms.channel'::regclass;
+        probe_rows := CASE WHEN share > 0 THEN (lim + off) / share END;
+        IF probe_rows <= 20000 AND probe_rows * 5 <= share * per_page * (pg_relation_size('vms.channel') / current_setting('block_size')::int) THEN
+            pages := ceil(2 * probe_rows / per_page);
+            tid_end := format('(%s,0)', pages)::tid;
+            RETURN QUERY
+                SELECT c.code, c.name, c.alias, c.address, c.point_type, c.place_type, c.unit_id, c.online,
+                       ST_X(c.geom), ST_Y(c.geom), NULL::float8
+                  FROM vms.channel c
+                 WHERE c.ctid < tid_end AND vms.text_contains(concat_ws(' ', c.name, c.alias, c.address, c.place_type), kw)
+                   AND vms.channel_visible_to(role, c.code, c.civil_code)
+                 LIMIT lim OFFSET off;
+            GET DIAGNOSTICS n = ROW_COUNT;
+            IF n < lim THEN
+                -- m: the matches in the pages read (all of them were skipped or returned)
+                IF n > 0 THEN
+                    m := off + n;
+                ELSE
+                    SELECT count(*) INTO m FROM vms.channel c
+                     WHERE c.ctid < tid_end AND vms.text_contains(concat_ws(' ', c.name, c.alias, c.address, c.place_type), kw)
+                       AND vms.channel_visible_to(role, c.code, c.civil_code);
+                END IF;
+                RETURN QUERY
+                    SELECT c.code, c.name, c.alias, c.address, c.point_type, c.place_type, c.unit_id, c.online,
+                           ST_X(c.geom), ST_Y(c.geom), NULL::float8
+                      FROM vms.channel c
+                     WHERE vms.text_grams(vms.channel_search_text(c.name, c.alias, c.address, c.place_type)) @> grams
+                       AND vms.text_contains(vms.channel_search_text(c.name, c.alias, c.address, c.place_type), kw)
+                       AND c.ctid >= tid_end AND vms.channel_visible_to(role, c.code, c.civil_code)
+                     LIMIT lim - n OFFSET greatest(off - m, 0);
+                GET DIAGNOSTICS n2 = ROW_COUNT;
+                n := n + n2;
+            END IF;
+        ELSE
+            RETURN QUERY
+                SELECT c.code, c.name, c.alias, c.address, c.point_type, c.place_type, c.unit_id, c.online,
+                       ST_X(c.geom), ST_Y(c.geom), NULL::float8
+                  FROM vms.channel c
+                 WHERE vms.text_grams(vms.channel_search_text(c.name, c.alias, c.address, c.place_type)) @> grams
+                   AND vms.text_contains(vms.channel_search_text(c.name, c.alias, c.address, c.place_type), kw)
+                   AND vms.channel_visible_to(role, c.code, c.civil_code)
+                 LIMIT lim OFFSET off;
+            GET DIAGNOSTICS n = ROW_COUNT;
+        END IF;
+    ELSIF q.geo_point IS NULL THEN
         IF shape = 'bbox' THEN
             g1 := q.geoms[1]; g2 := q.geoms[2];
             RETURN QUERY
@@ -2033,7 +2114,7 @@ REVOKE ALL ON vms.viid_client FROM PUBLIC;
 COMMENT ON TABLE vms.viid_client IS
     'GA/T 1400 clients (capture devices, lower view libraries) that may post to the viid-server worker; digest HA1 values only, no passwords';
 COMMENT ON COLUMN vms.viid_client.options IS
-    'timezone (Asia/Shanghai) of the clients'' local times, template or templates {kind: name} (inbound mapping through vms.viid_map), known_devices_only (false), max_future_s (300), keepalive_timeout_s (180), rate_per_s (worker setting)';
+    'timezone (Asia/Shanghai) of the client''s local times, template or templates {kind: name} (inbound mapping through vms.viid_map), known_devices_only (false), max_future_s (300), keepalive_timeout_s (180), share_scope (what GET /VIID/APEs, Tollgates, Lanes show: an inspection scope; none: nothing)';
 
 CREATE TABLE vms.viid_client_session (
     client_id          vms.gbcode PRIMARY KEY REFERENCES vms.viid_client (client_id) ON DELETE CASCADE,
@@ -2084,6 +2165,22 @@ CREATE TABLE vms.viid_record_retention (
 INSERT INTO vms.viid_record_retention VALUES
     ('MotorVehicle', 90, 30), ('NonMotorVehicle', 90, 30), ('Person', 90, 30), ('Face', 90, 30), ('Image', 30, 30);
 COMMENT ON TABLE vms.viid_record_retention IS 'how long received records and their images are kept, per kind (vms.viid_record_prune)';
+
+-- Forwarding: received records go on to upstream view libraries (the push's
+-- outbox, retries and dead letters), so that vms sits in a district-city
+-- chain.  A record is queued once, when it is first stored: a client that
+-- sends it again does not make it travel twice.
+CREATE TABLE vms.viid_forward (
+    name        text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_.-]{1,63}$'),
+    upstream    text NOT NULL REFERENCES vms.viid_upstream (name) ON DELETE CASCADE ON UPDATE CASCADE,
+    kinds       text[] CHECK (kinds <@ ARRAY['MotorVehicle', 'NonMotorVehicle', 'Person', 'Face', 'Image']),
+    clients     text[],
+    device_prefixes text[],
+    with_images boolean NOT NULL DEFAULT true,
+    enabled     boolean NOT NULL DEFAULT true
+);
+COMMENT ON TABLE vms.viid_forward IS
+    'rules forwarding received GA/T 1400 records to an upstream: kinds, source clients and device code prefixes (NULL: any), with or without image data; never back to the library the record came from';
 
 CREATE VIEW vms.viid_client_status AS
 SELECT c.client_id, c.enabled, coalesce(s.state, 'unregistered') AS state,
@@ -2202,6 +2299,8 @@ DECLARE
     fmt text;
     iid text;
     stored_images jsonb := '[]';
+    full_doc jsonb;
+    f vms.viid_forward;
     id_len integer := CASE WHEN k.kind = 'Image' THEN 41 ELSE 48 END;
 BEGIN
     IF jsonb_typeof(item) IS DISTINCT FROM 'object' THEN
@@ -2250,6 +2349,7 @@ BEGIN
         RAISE EXCEPTION 'capture time "%" is in the future', ts USING ERRCODE = 'invalid_datetime_format';
     END IF;
 
+    full_doc := doc;
     PERFORM vms._viid_record_partition(at);
     IF k.kind = 'Image' THEN
         imgs := jsonb_build_array(jsonb_build_object('ImageID', oid, 'Type', doc -> 'ImageInfo' ->> 'Type',
@@ -2291,10 +2391,53 @@ BEGIN
     INSERT INTO vms.viid_record (kind, object_id, device_id, captured_at, client_id, images, doc)
     VALUES (k.kind, oid, dev, at, client, n, doc)
     ON CONFLICT DO NOTHING;
-    RETURN FOUND;
+    IF NOT FOUND THEN
+        RETURN false;           -- stored before: answered OK, not forwarded again
+    END IF;
+    FOR f IN SELECT r.* FROM vms.viid_forward r JOIN vms.viid_upstream u ON u.name = r.upstream
+              WHERE r.enabled AND u.enabled AND u.system_id::text <> client
+                AND (r.kinds IS NULL OR k.kind = ANY (r.kinds))
+                AND (r.clients IS NULL OR client = ANY (r.clients))
+                AND (r.device_prefixes IS NULL OR EXISTS (SELECT FROM unnest(r.device_prefixes) p WHERE dev LIKE p || '%'))
+              ORDER BY r.name LOOP
+        INSERT INTO vms.viid_outbox (upstream, kind, object_id, doc)
+        VALUES (f.upstream, k.kind, oid, CASE WHEN f.with_images THEN full_doc ELSE doc END);
+        PERFORM vms._wake_worker('viid');
+    END LOOP;
+    RETURN true;
 END $$;
 COMMENT ON FUNCTION vms._viid_ingest_one(text, vms.viid_kind, jsonb, jsonb) IS
-    'internal: validate (ids, device, capture time, images), map and store one received record; raises with the reason when refused';
+    'internal: validate (ids, device, capture time, images), map and store one received record, queue it for the forwarding rules; raises with the reason when refused';
+
+-- The ledger as a client may see it: APEs, tollgates and lanes within its
+-- share scope (options.share_scope, as an inspection scope: regions,
+-- catalog_nodes, tags, channels); no scope, nothing.
+CREATE FUNCTION vms._viid_directory(c vms.viid_client, path text) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+DECLARE
+    shared vms.gbcode[];
+BEGIN
+    IF c.options ? 'share_scope' THEN
+        shared := ARRAY(SELECT vms.inspection_scope_channels(c.options -> 'share_scope'));
+    ELSE
+        shared := '{}';
+    END IF;
+    IF path = '/VIID/APEs' THEN
+        RETURN jsonb_build_object('APEListObject', jsonb_build_object('APEObject',
+            coalesce((SELECT jsonb_agg(vms.viid_ape_doc(ch) ORDER BY ch.code) FROM vms.channel ch WHERE ch.code = ANY (shared)), '[]')));
+    ELSIF path = '/VIID/Tollgates' THEN
+        RETURN jsonb_build_object('TollgateListObject', jsonb_build_object('TollgateObject',
+            coalesce((SELECT jsonb_agg(vms.viid_tollgate_doc(k) ORDER BY k.code) FROM vms.checkpoint k
+                       WHERE EXISTS (SELECT FROM vms.lane_channel lc WHERE lc.checkpoint_code = k.code AND lc.channel_code = ANY (shared))), '[]')));
+    ELSE
+        RETURN jsonb_build_object('LaneListObject', jsonb_build_object('LaneObject',
+            coalesce((SELECT jsonb_agg(vms.viid_lane_doc(l) ORDER BY l.checkpoint_code, l.lane_no) FROM vms.lane l
+                       WHERE EXISTS (SELECT FROM vms.lane_channel lc WHERE lc.checkpoint_code = l.checkpoint_code
+                                        AND lc.lane_no = l.lane_no AND lc.channel_code = ANY (shared))), '[]')));
+    END IF;
+END $$;
+COMMENT ON FUNCTION vms._viid_directory(vms.viid_client, text) IS
+    'internal: APEListObject, TollgateListObject or LaneListObject of what a client''s share scope covers (GET /VIID/APEs, Tollgates, Lanes)';
 
 -- One complete HTTP request from an authenticated client.  The worker runs
 -- several in one short transaction and answers them after the commit.
@@ -2323,6 +2466,10 @@ BEGIN
             'VIIDServerID', coalesce(nullif(current_setting('vms.viid_server_id', true), ''), ''),
             'TimeMode', '1', 'LocalTime', to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDDHH24MISS'),
             'TimeZone', 'Asia/Shanghai'))::text, 0, 0, 'time';
+        RETURN;
+    END IF;
+    IF method = 'GET' AND path IN ('/VIID/APEs', '/VIID/Tollgates', '/VIID/Lanes') THEN
+        RETURN QUERY SELECT 200, vms._viid_directory(c, path)::text, 0, 0, 'directory';
         RETURN;
     END IF;
     IF method <> 'POST' THEN
@@ -2429,10 +2576,19 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION vms.viid_record_prune() IS
     'delete received GA/T 1400 records and images past their kind''s retention (vms.viid_record_retention); drop whole expired partitions; returns rows deleted';
-REVOKE ALL ON FUNCTION vms.viid_client_add(vms.gbcode, text, jsonb), vms.viid_client_drop(vms.gbcode),
-    vms._viid_server_clients(text), vms._viid_record_partition(timestamptz), vms._viid_image_format(bytea),
-    vms._viid_status(text, integer, text, text), vms._viid_ingest_one(text, vms.viid_kind, jsonb, jsonb),
-    vms._viid_server_request(text, text, text, text, text), vms.viid_record_prune() FROM PUBLIC;
+REVOKE ALL ON FUNCTION
+    vms.viid_client_add(vms.gbcode, text, jsonb),
+    vms.viid_client_drop(vms.gbcode),
+    vms._viid_server_clients(text),
+    vms._viid_record_partition(timestamptz),
+    vms._viid_image_format(bytea),
+    vms._viid_status(text, integer, text, text),
+    vms._viid_ingest_one(text, vms.viid_kind, jsonb, jsonb),
+    vms._viid_directory(vms.viid_client, text),
+    vms._viid_server_request(text, text, text, text, text),
+    vms.viid_record_prune()
+  FROM PUBLIC;
+-- end of issue 18: viid server
 
 -- alarms that follow the network (extension/sql/06_alarm.sql, 20_alarm_rules.sql)
 ALTER TABLE vms.alarm_level ADD COLUMN plan_within interval;
@@ -3307,9 +3463,10 @@ INSERT INTO vms.retention_policy (table_name, time_column, keep, only_where) VAL
     ('mobile_position', 'at', '90 days', NULL),
     ('viid_outbox', 'created_at', '30 days', 'state <> ''pending'''),
     ('alarm', 'cleared_at', '730 days', 'state = ''cleared'''),
-    ('ops_daily', 'day', '800 days', NULL);
+    ('ops_daily', 'day', '800 days', NULL),
+    ('audit_log', 'at', '365 days', NULL);
 COMMENT ON TABLE vms.retention_policy IS
-    'retention of each table that grows without bound: rows whose time_column is older than keep (and match only_where) are deleted by vms.retention_prune; the audit log is archived instead (vms.audit_archive)';
+    'retention of each table that grows without bound: rows whose time_column is older than keep (and match only_where) are deleted by vms.retention_prune; audit_log entries are archived with their hash anchors instead (vms.audit_archive_before)';
 
 CREATE FUNCTION vms.retention_prune(only_table text DEFAULT NULL, batch integer DEFAULT 50000)
     RETURNS TABLE (table_name text, deleted bigint)
@@ -3331,6 +3488,13 @@ BEGIN
         IF to_regclass(format('vms.%I', p.table_name)) IS NULL THEN
             CONTINUE;
         END IF;
+        IF p.table_name = 'audit_log' THEN
+            -- archived with its hash anchors, never deleted
+            table_name := p.table_name;
+            deleted := vms.audit_archive_before(now() - p.keep);
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
         EXECUTE format('WITH d AS (DELETE FROM vms.%1$I WHERE ctid = ANY (ARRAY(SELECT ctid FROM vms.%1$I '
                        'WHERE %2$I < now() - $1 AND (%3$s) LIMIT $2)) RETURNING 1) SELECT count(*) FROM d',
                        p.table_name, p.time_column, coalesce(p.only_where, 'true'))
@@ -3341,7 +3505,7 @@ BEGIN
     END LOOP;
 END $$;
 COMMENT ON FUNCTION vms.retention_prune(text, integer) IS
-    'delete rows past their retention (vms.retention_policy), at most batch per table and call; returns how many per table';
+    'delete rows past their retention (vms.retention_policy), at most batch per table and call (audit_log: archived, all at once); returns how many per table';
 
 -- Scheduled runs: cron expressions in the server's time zone.
 CREATE TABLE vms.ops_schedule (
@@ -3414,3 +3578,218 @@ COMMENT ON FUNCTION vms.ops_run_due() IS
 REVOKE ALL ON FUNCTION vms.ops_figures(timestamptz, timestamptz, text), vms._ops_month_frozen(),
     vms.ops_snapshot_day(date, text), vms.ops_month_close(date, text), vms.retention_prune(text, integer),
     vms.ops_run_due() FROM PUBLIC;
+
+-- the audit log archived by range with hash anchors (extension/sql/12_audit.sql)
+CREATE OR REPLACE FUNCTION vms.audit(action text, object text, detail jsonb DEFAULT '{}') RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    last vms.audit_log;
+    e vms.audit_log;
+BEGIN
+    LOCK TABLE vms.audit_log IN SHARE ROW EXCLUSIVE MODE;
+    SELECT * INTO last FROM vms.audit_log ORDER BY seq DESC LIMIT 1;
+    IF NOT FOUND THEN
+        -- every entry archived: the chain goes on from the last archived one
+        SELECT a.last_seq, a.last_hash INTO last.seq, last.hash FROM vms.audit_archive a ORDER BY a.last_seq DESC LIMIT 1;
+    END IF;
+    e.seq := coalesce(last.seq, 0) + 1;
+    e.at := clock_timestamp();
+    e.session_role := session_user;
+    e.action := audit.action;
+    e.object := audit.object;
+    e.detail := coalesce(audit.detail, '{}');
+    e.digest_alg := vms.chain_digest_name();
+    e.prev_hash := last.hash;
+    e.hash := vms.chain_digest(vms._audit_bytes(e.seq, e.at, e.session_role, e.action, e.object, e.detail, e.prev_hash));
+    INSERT INTO vms.audit_log VALUES (e.*);
+    RETURN e.seq;
+END $$;
+COMMENT ON FUNCTION vms.audit(text, text, jsonb) IS 'append an entry to the hash-chained audit log (as the session user)';
+
+CREATE OR REPLACE FUNCTION vms._audit_append_only() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    -- an entry archived with its hash anchors (vms.audit_archive_before)
+    -- may leave the live log: the chain is proved through the archive
+    IF TG_OP = 'DELETE' AND TG_LEVEL = 'ROW'
+       AND EXISTS (SELECT 1 FROM vms.audit_archive a WHERE OLD.seq BETWEEN a.first_seq AND a.last_seq) THEN
+        RETURN OLD;
+    END IF;
+    RAISE EXCEPTION 'vms.audit_log is append-only'
+        USING ERRCODE = 'insufficient_privilege',
+              DETAIL = format('%s of audit entries is not allowed, for anyone.', TG_OP),
+              HINT = 'Entries are added with vms.audit() and checked with vms.audit_verify(); old ones are archived with vms.audit_archive_before().';
+END $$;
+COMMENT ON FUNCTION vms._audit_append_only() IS 'internal: refuses UPDATE, DELETE and TRUNCATE on the audit log (deleting an entry that is archived excepted)';
+-- Old entries can leave the live log for vms.audit_archive, a range at a
+-- time, with the hash anchors that tie the range to the chain: the hash of
+-- the entry before it and of its last entry.  The archived entries stay
+-- as content (jsonb, re-hashed by vms.audit_verify) until detached for
+-- keeping elsewhere (vms.audit_archive_detach); a detached range is proved
+-- by its anchors and the content digest a kept copy must match.
+CREATE TABLE vms.audit_archive (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    first_seq       bigint NOT NULL UNIQUE,
+    last_seq        bigint NOT NULL UNIQUE,
+    entries         bigint NOT NULL,
+    prev_hash       bytea,
+    last_hash       bytea NOT NULL,
+    content         jsonb,
+    content_digest  bytea NOT NULL,
+    archived_at     timestamptz NOT NULL DEFAULT now(),
+    archived_by     text NOT NULL DEFAULT session_user,
+    detached_at     timestamptz,
+    CHECK (last_seq >= first_seq AND entries = last_seq - first_seq + 1)
+);
+REVOKE ALL ON vms.audit_archive FROM PUBLIC;
+COMMENT ON TABLE vms.audit_archive IS
+    'archived ranges of the audit log with their hash anchors (prev_hash: the entry before, last_hash: the last entry) and content (NULL once detached; content_digest = chain_digest of the content as text)';
+
+CREATE FUNCTION vms._audit_archive_guard() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    -- the only change: detaching the content, anchors and digest unchanged
+    IF TG_OP = 'UPDATE' AND NEW.content IS NULL AND OLD.content IS NOT NULL AND NEW.detached_at IS NOT NULL
+       AND (NEW.id, NEW.first_seq, NEW.last_seq, NEW.entries, NEW.prev_hash, NEW.last_hash, NEW.content_digest,
+            NEW.archived_at, NEW.archived_by)
+           IS NOT DISTINCT FROM (OLD.id, OLD.first_seq, OLD.last_seq, OLD.entries, OLD.prev_hash, OLD.last_hash,
+                                 OLD.content_digest, OLD.archived_at, OLD.archived_by) THEN
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION 'vms.audit_archive is append-only'
+        USING ERRCODE = 'insufficient_privilege',
+              DETAIL = format('%s of archived audit ranges is not allowed, for anyone.', TG_OP),
+              HINT = 'Ranges are added by vms.audit_archive_before() and their content detached by vms.audit_archive_detach().';
+END $$;
+COMMENT ON FUNCTION vms._audit_archive_guard() IS 'internal: refuses changes to archived audit ranges other than detaching their content';
+CREATE TRIGGER audit_archive_no_change BEFORE UPDATE OR DELETE ON vms.audit_archive
+    FOR EACH ROW EXECUTE FUNCTION vms._audit_archive_guard();
+CREATE TRIGGER audit_archive_no_truncate BEFORE TRUNCATE ON vms.audit_archive
+    FOR EACH STATEMENT EXECUTE FUNCTION vms._audit_archive_guard();
+
+-- Walk the chain in seq order, archived ranges first, and report the first
+-- entry that was edited, deleted (a gap in seq, or a predecessor whose
+-- hash does not match) or reordered.  An archived range with content is
+-- re-hashed entry by entry; a detached one stands on its anchors.
+-- SECURITY DEFINER: reads the whole audit log; takes no arguments and
+-- returns only whether the chain holds, how many entries it checked and
+-- the first bad sequence number, never entry contents.  Granted to
+-- vms_auditor (99_privileges.sql).
+CREATE OR REPLACE FUNCTION vms.audit_verify()
+    RETURNS TABLE (ok boolean, checked bigint, first_bad_seq bigint, problem text)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    e vms.audit_log;
+    prev vms.audit_log;
+    d vms.audit_archive;
+    n bigint := 0;
+BEGIN
+    FOR d IN SELECT * FROM vms.audit_archive x
+              WHERE x.content IS NOT NULL
+                AND x.content_digest IS DISTINCT FROM vms.chain_digest(convert_to(x.content::text, 'UTF8'))
+              ORDER BY x.first_seq LIMIT 1 LOOP
+        RETURN QUERY SELECT false, n, d.first_seq,
+            format('the archive of entries %s to %s does not match its digest (modified)', d.first_seq, d.last_seq);
+        RETURN;
+    END LOOP;
+    FOR e IN SELECT (jsonb_populate_record(NULL::vms.audit_log, x)).*
+               FROM vms.audit_archive a CROSS JOIN LATERAL jsonb_array_elements(a.content) x
+              WHERE a.content IS NOT NULL
+             UNION ALL
+             SELECT * FROM vms.audit_log l
+              WHERE l.seq > coalesce((SELECT max(a.last_seq) FROM vms.audit_archive a), 0)
+             ORDER BY 1 LOOP
+        -- a detached archive may fill the gap before this entry: its anchors
+        -- must tie it to the entry before it
+        WHILE e.seq <> coalesce(prev.seq, 0) + 1 LOOP
+            SELECT * INTO d FROM vms.audit_archive a
+             WHERE a.content IS NULL AND a.first_seq = coalesce(prev.seq, 0) + 1 AND a.last_seq < e.seq;
+            EXIT WHEN NOT FOUND;
+            IF d.prev_hash IS DISTINCT FROM prev.hash THEN
+                RETURN QUERY SELECT false, n, d.first_seq,
+                    format('the detached archive of entries %s to %s does not follow entry %s', d.first_seq, d.last_seq,
+                           coalesce(prev.seq, 0));
+                RETURN;
+            END IF;
+            n := n + d.entries;
+            prev.seq := d.last_seq;
+            prev.hash := d.last_hash;
+        END LOOP;
+        n := n + 1;
+        IF e.seq <> coalesce(prev.seq, 0) + 1 THEN
+            RETURN QUERY SELECT false, n, coalesce(prev.seq, 0) + 1,
+                format('entries %s to %s are missing (deleted)', coalesce(prev.seq, 0) + 1, e.seq - 1);
+            RETURN;
+        END IF;
+        IF e.hash IS DISTINCT FROM vms.chain_digest(vms._audit_bytes(e.seq, e.at, e.session_role, e.action,
+                                                                     e.object, e.detail, e.prev_hash)) THEN
+            RETURN QUERY SELECT false, n, e.seq, format('entry %s was modified', e.seq);
+            RETURN;
+        END IF;
+        IF e.prev_hash IS DISTINCT FROM prev.hash THEN
+            RETURN QUERY SELECT false, n, e.seq,
+                format('entry %s does not follow entry %s (deleted, replaced or reordered)', e.seq, prev.seq);
+            RETURN;
+        END IF;
+        prev := e;
+    END LOOP;
+    RETURN QUERY SELECT true, n, NULL::bigint, NULL::text;
+END $$;
+COMMENT ON FUNCTION vms.audit_verify() IS
+    'verify the audit chain, archived ranges included; reports the first modified, deleted or reordered entry';
+
+-- Archive the entries older than a time (all up to the last such one).
+-- The chain must hold first: an archive never hides tampering.  The
+-- archiving is itself an entry of the chain.
+CREATE FUNCTION vms.audit_archive_before(before timestamptz) RETURNS bigint
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    lo bigint;
+    hi bigint;
+    v record;
+    doc jsonb;
+BEGIN
+    LOCK TABLE vms.audit_log IN SHARE ROW EXCLUSIVE MODE;
+    SELECT min(l.seq) INTO lo FROM vms.audit_log l
+     WHERE l.seq > coalesce((SELECT max(a.last_seq) FROM vms.audit_archive a), 0);
+    SELECT max(l.seq) INTO hi FROM vms.audit_log l WHERE l.at < before AND l.seq >= lo;
+    IF hi IS NULL THEN
+        RETURN 0;
+    END IF;
+    SELECT * INTO v FROM vms.audit_verify();
+    IF NOT v.ok THEN
+        RAISE EXCEPTION 'the audit chain does not hold: nothing archived'
+            USING ERRCODE = 'data_corrupted', DETAIL = format('vms.audit_verify(): %s.', v.problem),
+                  HINT = 'Investigate the tampering first; an archive must not hide it.';
+    END IF;
+    SELECT jsonb_agg(to_jsonb(l) ORDER BY l.seq) INTO doc FROM vms.audit_log l WHERE l.seq BETWEEN lo AND hi;
+    INSERT INTO vms.audit_archive (first_seq, last_seq, entries, prev_hash, last_hash, content, content_digest)
+    VALUES (lo, hi, hi - lo + 1, (SELECT l.prev_hash FROM vms.audit_log l WHERE l.seq = lo),
+            (SELECT l.hash FROM vms.audit_log l WHERE l.seq = hi), doc, vms.chain_digest(convert_to(doc::text, 'UTF8')));
+    DELETE FROM vms.audit_log l WHERE l.seq BETWEEN lo AND hi;
+    PERFORM vms.audit('audit_archive', format('%s-%s', lo, hi), jsonb_build_object('entries', hi - lo + 1));
+    RETURN hi - lo + 1;
+END $$;
+COMMENT ON FUNCTION vms.audit_archive_before(timestamptz) IS
+    'move the audit entries older than a time into vms.audit_archive with their hash anchors (refused if the chain does not hold); returns how many; the archiving is audited';
+
+CREATE FUNCTION vms.audit_archive_detach(archive_id bigint) RETURNS jsonb
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    d vms.audit_archive;
+BEGIN
+    SELECT * INTO d FROM vms.audit_archive a WHERE a.id = archive_id FOR UPDATE;
+    IF NOT FOUND OR d.content IS NULL THEN
+        RAISE EXCEPTION 'audit archive % has no content to detach', archive_id
+            USING ERRCODE = 'no_data_found', HINT = 'See vms.audit_archive: detached ranges have content NULL.';
+    END IF;
+    UPDATE vms.audit_archive a SET content = NULL, detached_at = now() WHERE a.id = d.id;
+    PERFORM vms.audit('audit_archive_detach', format('%s-%s', d.first_seq, d.last_seq),
+                      jsonb_build_object('content_digest', encode(d.content_digest, 'hex')));
+    RETURN d.content;
+END $$;
+COMMENT ON FUNCTION vms.audit_archive_detach(bigint) IS
+    'return an archived range''s entries and drop them from the database (keep the returned document: its chain_digest as text is the range''s content_digest); the range''s anchors stay and vms.audit_verify proves the chain through them';
+REVOKE ALL ON FUNCTION vms._audit_archive_guard(), vms.audit_archive_before(timestamptz),
+    vms.audit_archive_detach(bigint) FROM PUBLIC;
+GRANT SELECT ON vms.audit_archive TO vms_auditor;
