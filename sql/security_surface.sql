@@ -93,6 +93,7 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms._touch_updated_at()',
     'vms._viid_batches(text,integer,integer,timestamp with time zone,bigint)',
     'vms._viid_check_options(jsonb)',
+    'vms._viid_directory(vms.viid_client,text)',
     'vms._viid_image_format(bytea)',
     'vms._viid_ingest_one(text,vms.viid_kind,jsonb,jsonb)',
     'vms._viid_record_partition(timestamp with time zone)',

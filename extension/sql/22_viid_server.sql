@@ -20,7 +20,7 @@ REVOKE ALL ON vms.viid_client FROM PUBLIC;
 COMMENT ON TABLE vms.viid_client IS
     'GA/T 1400 clients (capture devices, lower view libraries) that may post to the viid-server worker; digest HA1 values only, no passwords';
 COMMENT ON COLUMN vms.viid_client.options IS
-    'timezone (Asia/Shanghai) of the clients'' local times, template or templates {kind: name} (inbound mapping through vms.viid_map), known_devices_only (false), max_future_s (300), keepalive_timeout_s (180), rate_per_s (worker setting)';
+    'timezone (Asia/Shanghai) of the client''s local times, template or templates {kind: name} (inbound mapping through vms.viid_map), known_devices_only (false), max_future_s (300), keepalive_timeout_s (180), share_scope (what GET /VIID/APEs, Tollgates, Lanes show: an inspection scope; none: nothing)';
 
 CREATE TABLE vms.viid_client_session (
     client_id          vms.gbcode PRIMARY KEY REFERENCES vms.viid_client (client_id) ON DELETE CASCADE,
@@ -71,6 +71,22 @@ CREATE TABLE vms.viid_record_retention (
 INSERT INTO vms.viid_record_retention VALUES
     ('MotorVehicle', 90, 30), ('NonMotorVehicle', 90, 30), ('Person', 90, 30), ('Face', 90, 30), ('Image', 30, 30);
 COMMENT ON TABLE vms.viid_record_retention IS 'how long received records and their images are kept, per kind (vms.viid_record_prune)';
+
+-- Forwarding: received records go on to upstream view libraries (the push's
+-- outbox, retries and dead letters), so that vms sits in a district-city
+-- chain.  A record is queued once, when it is first stored: a client that
+-- sends it again does not make it travel twice.
+CREATE TABLE vms.viid_forward (
+    name        text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_.-]{1,63}$'),
+    upstream    text NOT NULL REFERENCES vms.viid_upstream (name) ON DELETE CASCADE ON UPDATE CASCADE,
+    kinds       text[] CHECK (kinds <@ ARRAY['MotorVehicle', 'NonMotorVehicle', 'Person', 'Face', 'Image']),
+    clients     text[],
+    device_prefixes text[],
+    with_images boolean NOT NULL DEFAULT true,
+    enabled     boolean NOT NULL DEFAULT true
+);
+COMMENT ON TABLE vms.viid_forward IS
+    'rules forwarding received GA/T 1400 records to an upstream: kinds, source clients and device code prefixes (NULL: any), with or without image data; never back to the library the record came from';
 
 CREATE VIEW vms.viid_client_status AS
 SELECT c.client_id, c.enabled, coalesce(s.state, 'unregistered') AS state,
@@ -189,6 +205,8 @@ DECLARE
     fmt text;
     iid text;
     stored_images jsonb := '[]';
+    full_doc jsonb;
+    f vms.viid_forward;
     id_len integer := CASE WHEN k.kind = 'Image' THEN 41 ELSE 48 END;
 BEGIN
     IF jsonb_typeof(item) IS DISTINCT FROM 'object' THEN
@@ -237,6 +255,7 @@ BEGIN
         RAISE EXCEPTION 'capture time "%" is in the future', ts USING ERRCODE = 'invalid_datetime_format';
     END IF;
 
+    full_doc := doc;
     PERFORM vms._viid_record_partition(at);
     IF k.kind = 'Image' THEN
         imgs := jsonb_build_array(jsonb_build_object('ImageID', oid, 'Type', doc -> 'ImageInfo' ->> 'Type',
@@ -278,10 +297,53 @@ BEGIN
     INSERT INTO vms.viid_record (kind, object_id, device_id, captured_at, client_id, images, doc)
     VALUES (k.kind, oid, dev, at, client, n, doc)
     ON CONFLICT DO NOTHING;
-    RETURN FOUND;
+    IF NOT FOUND THEN
+        RETURN false;           -- stored before: answered OK, not forwarded again
+    END IF;
+    FOR f IN SELECT r.* FROM vms.viid_forward r JOIN vms.viid_upstream u ON u.name = r.upstream
+              WHERE r.enabled AND u.enabled AND u.system_id::text <> client
+                AND (r.kinds IS NULL OR k.kind = ANY (r.kinds))
+                AND (r.clients IS NULL OR client = ANY (r.clients))
+                AND (r.device_prefixes IS NULL OR EXISTS (SELECT FROM unnest(r.device_prefixes) p WHERE dev LIKE p || '%'))
+              ORDER BY r.name LOOP
+        INSERT INTO vms.viid_outbox (upstream, kind, object_id, doc)
+        VALUES (f.upstream, k.kind, oid, CASE WHEN f.with_images THEN full_doc ELSE doc END);
+        PERFORM vms._wake_worker('viid');
+    END LOOP;
+    RETURN true;
 END $$;
 COMMENT ON FUNCTION vms._viid_ingest_one(text, vms.viid_kind, jsonb, jsonb) IS
-    'internal: validate (ids, device, capture time, images), map and store one received record; raises with the reason when refused';
+    'internal: validate (ids, device, capture time, images), map and store one received record, queue it for the forwarding rules; raises with the reason when refused';
+
+-- The ledger as a client may see it: APEs, tollgates and lanes within its
+-- share scope (options.share_scope, as an inspection scope: regions,
+-- catalog_nodes, tags, channels); no scope, nothing.
+CREATE FUNCTION vms._viid_directory(c vms.viid_client, path text) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+DECLARE
+    shared vms.gbcode[];
+BEGIN
+    IF c.options ? 'share_scope' THEN
+        shared := ARRAY(SELECT vms.inspection_scope_channels(c.options -> 'share_scope'));
+    ELSE
+        shared := '{}';
+    END IF;
+    IF path = '/VIID/APEs' THEN
+        RETURN jsonb_build_object('APEListObject', jsonb_build_object('APEObject',
+            coalesce((SELECT jsonb_agg(vms.viid_ape_doc(ch) ORDER BY ch.code) FROM vms.channel ch WHERE ch.code = ANY (shared)), '[]')));
+    ELSIF path = '/VIID/Tollgates' THEN
+        RETURN jsonb_build_object('TollgateListObject', jsonb_build_object('TollgateObject',
+            coalesce((SELECT jsonb_agg(vms.viid_tollgate_doc(k) ORDER BY k.code) FROM vms.checkpoint k
+                       WHERE EXISTS (SELECT FROM vms.lane_channel lc WHERE lc.checkpoint_code = k.code AND lc.channel_code = ANY (shared))), '[]')));
+    ELSE
+        RETURN jsonb_build_object('LaneListObject', jsonb_build_object('LaneObject',
+            coalesce((SELECT jsonb_agg(vms.viid_lane_doc(l) ORDER BY l.checkpoint_code, l.lane_no) FROM vms.lane l
+                       WHERE EXISTS (SELECT FROM vms.lane_channel lc WHERE lc.checkpoint_code = l.checkpoint_code
+                                        AND lc.lane_no = l.lane_no AND lc.channel_code = ANY (shared))), '[]')));
+    END IF;
+END $$;
+COMMENT ON FUNCTION vms._viid_directory(vms.viid_client, text) IS
+    'internal: APEListObject, TollgateListObject or LaneListObject of what a client''s share scope covers (GET /VIID/APEs, Tollgates, Lanes)';
 
 -- One complete HTTP request from an authenticated client.  The worker runs
 -- several in one short transaction and answers them after the commit.
@@ -310,6 +372,10 @@ BEGIN
             'VIIDServerID', coalesce(nullif(current_setting('vms.viid_server_id', true), ''), ''),
             'TimeMode', '1', 'LocalTime', to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDDHH24MISS'),
             'TimeZone', 'Asia/Shanghai'))::text, 0, 0, 'time';
+        RETURN;
+    END IF;
+    IF method = 'GET' AND path IN ('/VIID/APEs', '/VIID/Tollgates', '/VIID/Lanes') THEN
+        RETURN QUERY SELECT 200, vms._viid_directory(c, path)::text, 0, 0, 'directory';
         RETURN;
     END IF;
     IF method <> 'POST' THEN

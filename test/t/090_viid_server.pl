@@ -27,10 +27,16 @@ my $at;	# capture time of the records: an hour ago in China Standard Time
 
 my $node = PostgreSQL::Test::Cluster->new('viid_server');
 $node->init;
+my $key = $node->data_dir . '/vms_secret.key';
+open(my $kf, '>:raw', $key) or die;
+print $kf join('', map { chr(int(rand(256))) } 1 .. 32);
+close $kf;
+chmod 0600, $key;
 $node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'vms'
 vms.database = 'postgres'
-vms.viid_enabled = off
+vms.viid_enabled = on
+vms.secret_key_file = '$key'
 vms.sip_enabled = off
 vms.inspect_enabled = off
 vms.viid_server_listen = '127.0.0.1'
@@ -173,6 +179,61 @@ is($node->safe_psql('postgres', "SELECT string_agg(DISTINCT (doc ->> 'Remark') |
 	'--extra', '{"VendorColor": "mauve"}');
 like(reasons($a), qr/cannot map/, 'a value the template cannot map refuses that record');
 
+# ---------------------------------------------------------------- directory
+$node->safe_psql('postgres', slurp_file("$root/sql/fixtures/nanyuan.sql"));
+$node->safe_psql('postgres', q{
+INSERT INTO vms.checkpoint (code, name, direction_mode) VALUES ('44030402001210000009', '南园卡口', 'updown');
+INSERT INTO vms.lane (checkpoint_code, lane_no, direction) VALUES ('44030402001210000009', 1, 'up'), ('44030402001210000009', 2, 'down');
+INSERT INTO vms.lane_channel VALUES ('44030402001210000009', 1, '44030402001320000001');
+UPDATE vms.viid_client SET options = options || '{"share_scope": {"channels": ["44030402001320000001", "44030402001320000002"]}}'
+ WHERE client_id = '34020000002000000001';});
+($a) = (client('raw', '--method', 'GET', '--ctype', '', '--path', '/VIID/APEs'))[-1];
+is(join(',', map { $_->{ApeID} } @{ $a->{body}{APEListObject}{APEObject} }), '44030402001320000001,44030402001320000002',
+	'GET /VIID/APEs: the channels of the client\'s share scope');
+($a) = (client('raw', '--method', 'GET', '--ctype', '', '--path', '/VIID/Tollgates'))[-1];
+is(join(',', map { $_->{TollgateID} } @{ $a->{body}{TollgateListObject}{TollgateObject} }), '44030402001210000009',
+	'GET /VIID/Tollgates: the checkpoint a shared channel watches');
+($a) = (client('raw', '--method', 'GET', '--ctype', '', '--path', '/VIID/Lanes'))[-1];
+is(join(',', map { $_->{LaneID} } @{ $a->{body}{LaneListObject}{LaneObject} }), '4403040200121000000901',
+	'GET /VIID/Lanes: only the lane a shared channel watches');
+($a) = (client('--as', '34020000002000000002', 'pw2', 'raw', '--method', 'GET', '--ctype', '', '--path', '/VIID/APEs'))[-1];
+is(scalar @{ $a->{body}{APEListObject}{APEObject} }, 0, 'a client without a share scope sees no APE');
+($a) = client('raw', '--path', '/VIID/APEs', '--body', '{}');
+is($a->{status}, 405, 'POST /VIID/APEs: 405 (the server takes no ledger)');
+
+# ---------------------------------------------------------------- forwarding
+# the upper library is down while records arrive: they wait in the outbox
+my $up_port = PostgreSQL::Test::Cluster::get_free_port();
+my $up_log = "$tmp/upper.log";
+$node->safe_psql('postgres', qq{
+SELECT vms.viid_add_upstream('city', 'http://127.0.0.1:$up_port', '34020000002000000002', 'admin', 'admin',
+                             '{"keepalive_s": 10, "batch_size": 20, "timeout_ms": 3000, "max_attempts": 100}');
+INSERT INTO vms.viid_forward (name, upstream, kinds) VALUES ('to-city', 'city', '{MotorVehicle}');});
+($a) = client('post', 'MotorVehicles', '--count', '3', '--serial', '500', '--images', '1');
+is(codes($a), '0,0,0', 'records to forward stored');
+my @fwd = @{ $a->{ids} };
+client('post', 'MotorVehicles', '--count', '3', '--serial', '500', '--images', '1');
+client('post', 'Faces', '--count', '1', '--serial', '500');
+client('--as', '34020000002000000002', 'pw2', 'post', 'MotorVehicles', '--count', '1', '--serial', '520');
+is($node->safe_psql('postgres', "SELECT string_agg(object_id, ',' ORDER BY object_id) FROM vms.viid_outbox WHERE upstream = 'city'"),
+	join(',', sort @fwd), 'queued for the upstream once each: not the resend, not other kinds, not what came from the upstream itself');
+is($node->safe_psql('postgres', "SELECT bool_and(doc -> 'SubImageList' -> 'SubImageInfoObject' -> 0 ? 'Data') FROM vms.viid_outbox WHERE upstream = 'city'"),
+	't', 'forwarded with their image data');
+my $upper = IPC::Run::start(
+	[ '/usr/bin/python3', "$root/test/peers/viid_receiver.py", '--port', $up_port, '--log', $up_log ],
+	'>', "$tmp/upper.out", '2>', "$tmp/upper.err");
+ok($node->poll_query_until('postgres', "SELECT count(*) = 3 FROM vms.viid_outbox WHERE upstream = 'city' AND state = 'delivered'"),
+	'the upper library comes up: the records reach it');
+my %got;
+open(my $ul, '<', $up_log) or die;
+while (<$ul>) { chomp; my ($k, $id) = split / /; $got{$id}++; }
+close $ul;
+is(join(',', map { "$_=" . ($got{$_} // 0) } sort @fwd), join(',', map { "$_=1" } sort @fwd),
+	'each forwarded record delivered exactly once');
+$upper->kill_kill;
+$upper->finish;
+$node->safe_psql('postgres', "UPDATE vms.viid_forward SET enabled = false");
+
 # ---------------------------------------------------------------- bad input
 my %before = map { $_ => counter($_) } qw(auth_failures not_found too_large bad_content_type bad_requests);
 ($a) = client('raw', '--path', '/VIID/MotorVehicles', '--body', '{"MotorVehicleListObject": {');
@@ -294,7 +355,7 @@ $node->safe_psql('postgres', "UPDATE vms.viid_record SET captured_at = captured_
 is($node->safe_psql('postgres', "SELECT vms.viid_record_prune() >= 2"), 't', 'retention per kind prunes old records');
 is($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_record WHERE kind = 'Face'"), '0', 'old faces gone');
 is($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_record WHERE kind = 'MotorVehicle' AND client_id = '$client_id'"),
-	'3005', 'other kinds kept');
+	'3008', 'other kinds kept (the three forwarded records too)');
 
 $node->stop;
 done_testing();

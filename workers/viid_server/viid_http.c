@@ -15,6 +15,10 @@ static const char *const object_posts[] = {
 	"/VIID/MotorVehicles", "/VIID/NonMotorVehicles", "/VIID/Persons", "/VIID/Faces", "/VIID/Images", NULL
 };
 
+static const char *const directory_gets[] = {
+	"/VIID/APEs", "/VIID/Tollgates", "/VIID/Lanes", NULL
+};
+
 static bool
 in_list(const char *path, const char *const *list)
 {
@@ -43,6 +47,8 @@ viid_route(const char *method, const char *path)
 		return post ? VIID_ROUTE_SYSTEM_POST : VIID_ROUTE_BAD_METHOD;
 	if (in_list(path, object_posts))
 		return post ? VIID_ROUTE_OBJECTS : VIID_ROUTE_BAD_METHOD;
+	if (in_list(path, directory_gets))
+		return get ? VIID_ROUTE_DIRECTORY : VIID_ROUTE_BAD_METHOD;
 	if (strcmp(path, "/VIID/System/Time") == 0)
 		return get ? VIID_ROUTE_TIME : VIID_ROUTE_BAD_METHOD;
 	return VIID_ROUTE_UNKNOWN;
