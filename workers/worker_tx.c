@@ -39,8 +39,9 @@ MemoryContext vms_tx_caller_cxt = NULL;
 
 /*
  * The workers and ALTER/DROP EXTENSION vms meet on one lock: the extension
- * object's.  Every worker transaction holds it in AccessShareLock (taken
- * without waiting, see vms_extension_readiness); DROP EXTENSION takes it in
+ * object's.  Every worker transaction, once the worker has found the
+ * extension ready, holds it in AccessShareLock (taken without waiting, see
+ * vms_extension_readiness and vms_worker_begin_tx); DROP EXTENSION takes it in
  * AccessExclusiveLock, and so, through the utility hook below, does ALTER
  * EXTENSION vms, which on its own locks nothing the workers hold.  So an
  * upgrade waits for the workers' transactions in flight, and no worker
@@ -156,10 +157,9 @@ vms_worker_ready(VmsWorkerSlot *slot)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	TimestampTz now = GetCurrentTimestamp();
+	uint32		changes = pg_atomic_read_u32(&vms_shared->extension_changes);
 	char		state[VMS_WORKER_STATE];
 	VmsReadiness r;
-
-	uint32		changes = pg_atomic_read_u32(&vms_shared->extension_changes);
 
 	if (checked_at != 0 && changes == changes_seen &&
 		now < TimestampTzPlusMilliseconds(checked_at, VMS_READY_RECHECK_MS))
