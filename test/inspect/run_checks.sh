@@ -18,34 +18,85 @@ PORT=${VMS_RTSP_PORT:-18554}
 mkdir -p "$DIR"
 make -s -C "$ROOT/test/inspect" vqd_cli
 bash "$ROOT/test/corpus/make_clips.sh" "$DIR/corpus"
+# the real corpus (footage and photographs from Debian packages), cached beside it
+VMS_DEB_CACHE=$DIR/corpus/debs bash "$ROOT/test/corpus/make_real_clips.sh" "$DIR/corpus/real"
 C=$DIR/corpus
 fail=0
 
-# file check: verdicts that are known to be wrong today (see THRESHOLDS.md, "Known gaps")
+# corpus file check: verdicts known to be wrong today (see THRESHOLDS.md,
+# "Known gaps"): reported, not failed; one that starts passing is reported too
 KNOWN="
-cast_street_g1.mp4 color_cast
+syn cast_street_g1.mp4 color_cast
+real clean_room_static.mp4 color_cast
+real clean_megamind_4cif.mp4 color_cast
+real clean_room_dark_indoor.mp4 color_cast
+real clean_fruit_colourful.mp4 color_cast
+real clean_starry_colourful.mp4 color_cast
+real clean_coffee_indoor.mp4 color_cast
+real scene_same_coffee.mp4 color_cast
+real scene_other_plaza.mp4 color_cast
+real noise_coffee_s1.mp4 color_cast
+real noise_coffee_s2.mp4 color_cast
+real noise_coffee_s3.mp4 color_cast
+real stripes_room_s1.mp4 color_cast
+real stripes_room_s2.mp4 color_cast
+real stripes_room_s3.mp4 color_cast
+real freeze_room_s1.mp4 color_cast
+real freeze_room_s2.mp4 color_cast
+real freeze_room_s3.mp4 color_cast
+real cast_building_s2.mp4 color_cast
+real cast_street_s2.mp4 color_cast
+real clean_stuff_indoor.ts blur
+real clean_building_cif_512k.mp4 jitter
+real scene_moved_building.mp4 jitter
+real scene_moved_building.mp4 brightness
+real noise_aerial_s3.mp4 blur
+real dark_aerial_s2.mp4 occlusion
+real dark_aerial_s3.mp4 blur
 "
 
-tail -n +2 "$C/manifest.tsv" | cut -f1,7 | tr '\t' ' ' |
-  xargs -P 2 -L 1 sh -c 'b=""; [ "$1" != - ] && b="--baseline '"$C"'/$1"; '"$CLI"' $b "'"$C"'/$0" | sed "s|^|$0	|"' > "$DIR/results.tsv"
-
-while IFS=$'\t' read -r f chk metric ab detail; do
-  [ -n "$ab" ] || continue
-  IFS=$'\t' read -r _ _ _ _ exp tol _ < <(awk -F'\t' -v f="$f" '$1 == f' "$C/manifest.tsv")
-  [[ ",$tol," == *",$chk,"* ]] && continue
-  want=f; [[ ",$exp," == *",$chk,"* ]] && want=t
-  known=0; grep -qx "$f $chk" <<< "$KNOWN" && known=1
-  if [ "$ab" != "$want" ]; then
-    if [ $known = 1 ]; then echo "known gap: $f $chk=$ab ($metric) $detail"
-    else echo "FAIL: $f $chk=$ab, expected $want ($metric) $detail"; fail=1; fi
-  elif [ $known = 1 ]; then
-    echo "now passing (remove from KNOWN): $f $chk"
-  fi
-done < "$DIR/results.tsv"
-# every clip must have produced all its rows
-n=$(tail -n +2 "$C/manifest.tsv" | wc -l)
-rows=$(cut -f1 "$DIR/results.tsv" | sort -u | wc -l)
-[ "$rows" = "$n" ] || { echo "FAIL: $rows of $n clips diagnosed"; fail=1; }
+# judge CORPUS_NAME DIR: diagnose every clip (normal profile) and assert the
+# manifest: clean clips and defects of medium and strong strength exactly
+# (expected checks abnormal, every other check normal, tolerated ones not
+# asserted); at mild strength (the first of a defect's three) a miss is
+# reported, not failed, while a false alarm still fails; bad input must give
+# every row (no crash) and the expected `stream` verdict
+judge() {
+  local name=$1 cdir=$2 res=$DIR/results_$1.tsv
+  tail -n +2 "$cdir/manifest.tsv" | cut -f1,7 | tr '\t' ' ' |
+    xargs -P 2 -L 1 sh -c 'b=""; [ "$1" != - ] && b="--baseline '"$cdir"'/$1"; '"$CLI"' $b "'"$cdir"'/$0" | sed "s|^|$0	|"' > "$res"
+  # strength level of each defect clip: its rank among the clips of its condition and scene
+  awk -F'\t' 'NR > 1 { k = $3 SUBSEP $2; lv = ($3 == "clean" || $3 == "bad" || $3 ~ /^scene/ || $3 == "blocking") ? 0 : ++n[k]; print $1 "\t" lv }' "$cdir/manifest.tsv" > "$DIR/levels_$name.tsv"
+  while IFS=$'\t' read -r f chk metric ab detail; do
+    [ -n "$ab" ] || continue
+    IFS=$'\t' read -r _ _ cond _ exp tol _ < <(awk -F'\t' -v f="$f" '$1 == f' "$cdir/manifest.tsv")
+    [[ ",$tol," == *",$chk,"* ]] && continue
+    local lv; lv=$(awk -F'\t' -v f="$f" '$1 == f { print $2 }' "$DIR/levels_$name.tsv")
+    local want=f; [[ ",$exp," == *",$chk,"* ]] && want=t
+    [ "$cond" = bad ] && [ "$chk" != stream ] && [ "$exp" != - ] && continue   # no pictures: nothing else to judge
+    local known=0; grep -qx "$name $f $chk" <<< "$KNOWN" && known=1
+    if [ "$ab" != "$want" ]; then
+      if [ $known = 1 ]; then echo "known gap: $name $f $chk=$ab ($metric) $detail"
+      elif [ "$want" = t ] && [ "$lv" = 1 ]; then echo "mild miss: $name $f $chk ($metric) $detail"
+      else echo "FAIL: $name $f $chk=$ab, expected $want ($metric) $detail"; fail=1; fi
+    elif [ $known = 1 ]; then
+      echo "now passing (remove from KNOWN): $name $f $chk"
+    fi
+  done < "$res"
+  # every clip must have produced all its rows: bad input included, nothing crashed
+  local n rows
+  n=$(tail -n +2 "$cdir/manifest.tsv" | wc -l)
+  rows=$(awk -F'\t' '$2 == "stream"' "$res" | cut -f1 | sort -u | wc -l)
+  [ "$rows" = "$n" ] || { echo "FAIL: $name: $rows of $n clips diagnosed"; fail=1; }
+  echo "$name corpus: $n clips judged"
+}
+judge syn "$C"
+judge real "$C/real"
+# bad input gives a reason
+for f in bad_zero_length.mp4 bad_no_video.m4a bad_truncated.mp4 bad_tiny.mp4; do
+  d=$(awk -F'\t' -v f="$f" '$1 == f && $2 == "stream" { print $4 "|" $5 }' "$DIR/results_real.tsv")
+  case $d in t\|?*) echo "ok: $f stream abnormal: ${d#t|}" ;; *) echo "FAIL: $f: stream verdict '$d'"; fail=1 ;; esac
+done
 
 # ---- RTSP ----
 mkdir -p "$DIR/rtsp"
