@@ -444,6 +444,15 @@ DECLARE
     shape text;
     g1 geometry;
     g2 geometry;
+    kw text;
+    grams text[];
+    share float8;
+    per_page float8;
+    probe_rows float8;
+    pages bigint;
+    tid_end tid;
+    m bigint;
+    n2 integer;
 BEGIN
     IF lim IS NULL OR lim < 0 OR lim > 100000 THEN
         RAISE EXCEPTION 'search limit must be between 0 and 100000, not %', lim USING ERRCODE = 'invalid_parameter_value';
@@ -462,7 +471,79 @@ BEGIN
         WHEN q.where_sql = 'c.geom && $1[2] AND ST_DWithin(c.geom::geography, $1[1]::geography, $2[1])'
              AND q.knn_where_sql = 'c.geom && $1[2]' AND q.geo_radius IS NOT NULL THEN 'circle'
         WHEN q.where_sql = 'c.geom IS NOT NULL' AND q.knn_where_sql = 'c.geom IS NOT NULL' THEN 'near' END;
-    IF q.geo_point IS NULL THEN
+    IF shape IS NULL AND q.order_sql IS NULL AND q.geo_point IS NULL AND filter ? 'keyword' THEN
+        kw := btrim(filter ->> 'keyword');
+        grams := vms.keyword_grams(kw);
+        IF q.where_sql = format('vms.text_grams(vms.channel_search_text(c.name, c.alias, c.address, c.place_type)) @> %L::text[]', grams)
+                         || ' AND ' || format('vms.text_contains(vms.channel_search_text(c.name, c.alias, c.address, c.place_type), %L)', kw) THEN
+            shape := 'keyword';
+        END IF;
+    END IF;
+    IF shape = 'keyword' THEN
+        -- Keyword results come in storage order and the scan stops at the
+        -- page.  The keyword index finds every match before the first row
+        -- (a GIN bitmap: about 0.2 us a match, growing with the ledger),
+        -- while reading the table from its start costs about 1 us a row and
+        -- stops at the page.  share: ANALYZE's element statistics of the
+        -- keyword index, the share of the keyword's rarest gram (an upper
+        -- bound of its own; a gram they do not list counts as 0).  When the
+        -- page is expected within probe_rows = (lim + off) / share rows and
+        -- that costs less than the bitmap (probe_rows * 5 <= matches), the
+        -- first 2 * probe_rows rows' pages are read in order (a TID range
+        -- scan).  Both read in storage order, so the rows are the same; a
+        -- page not filled there continues past those pages.  There the
+        -- match is text_contains alone, on the text channel_search_text
+        -- builds (concat_ws written out: the SQL function is not inlined):
+        -- containing the keyword implies containing its grams.
+        SELECT min(coalesce(u.f, 0)) INTO share
+          FROM unnest(grams) g
+          LEFT JOIN (SELECT e, f FROM pg_stats s, unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) u(e, f)
+                      WHERE s.schemaname = 'vms' AND s.tablename = 'channel_keyword_idx') u ON u.e = g;
+        SELECT c.reltuples / greatest(c.relpages, 1) INTO per_page FROM pg_class c WHERE c.oid = 'vms.channel'::regclass;
+        probe_rows := CASE WHEN share > 0 THEN (lim + off) / share END;
+        IF probe_rows <= 20000 AND probe_rows * 5 <= share * per_page * (pg_relation_size('vms.channel') / current_setting('block_size')::int) THEN
+            pages := ceil(2 * probe_rows / per_page);
+            tid_end := format('(%s,0)', pages)::tid;
+            RETURN QUERY
+                SELECT c.code, c.name, c.alias, c.address, c.point_type, c.place_type, c.unit_id, c.online,
+                       ST_X(c.geom), ST_Y(c.geom), NULL::float8
+                  FROM vms.channel c
+                 WHERE c.ctid < tid_end AND vms.text_contains(concat_ws(' ', c.name, c.alias, c.address, c.place_type), kw)
+                   AND vms.channel_visible_to(role, c.code, c.civil_code)
+                 LIMIT lim OFFSET off;
+            GET DIAGNOSTICS n = ROW_COUNT;
+            IF n < lim THEN
+                -- m: the matches in the pages read (all of them were skipped or returned)
+                IF n > 0 THEN
+                    m := off + n;
+                ELSE
+                    SELECT count(*) INTO m FROM vms.channel c
+                     WHERE c.ctid < tid_end AND vms.text_contains(concat_ws(' ', c.name, c.alias, c.address, c.place_type), kw)
+                       AND vms.channel_visible_to(role, c.code, c.civil_code);
+                END IF;
+                RETURN QUERY
+                    SELECT c.code, c.name, c.alias, c.address, c.point_type, c.place_type, c.unit_id, c.online,
+                           ST_X(c.geom), ST_Y(c.geom), NULL::float8
+                      FROM vms.channel c
+                     WHERE vms.text_grams(vms.channel_search_text(c.name, c.alias, c.address, c.place_type)) @> grams
+                       AND vms.text_contains(vms.channel_search_text(c.name, c.alias, c.address, c.place_type), kw)
+                       AND c.ctid >= tid_end AND vms.channel_visible_to(role, c.code, c.civil_code)
+                     LIMIT lim - n OFFSET greatest(off - m, 0);
+                GET DIAGNOSTICS n2 = ROW_COUNT;
+                n := n + n2;
+            END IF;
+        ELSE
+            RETURN QUERY
+                SELECT c.code, c.name, c.alias, c.address, c.point_type, c.place_type, c.unit_id, c.online,
+                       ST_X(c.geom), ST_Y(c.geom), NULL::float8
+                  FROM vms.channel c
+                 WHERE vms.text_grams(vms.channel_search_text(c.name, c.alias, c.address, c.place_type)) @> grams
+                   AND vms.text_contains(vms.channel_search_text(c.name, c.alias, c.address, c.place_type), kw)
+                   AND vms.channel_visible_to(role, c.code, c.civil_code)
+                 LIMIT lim OFFSET off;
+            GET DIAGNOSTICS n = ROW_COUNT;
+        END IF;
+    ELSIF q.geo_point IS NULL THEN
         IF shape = 'bbox' THEN
             g1 := q.geoms[1]; g2 := q.geoms[2];
             RETURN QUERY
