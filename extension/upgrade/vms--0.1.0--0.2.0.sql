@@ -2182,6 +2182,35 @@ CREATE TABLE vms.viid_forward (
 COMMENT ON TABLE vms.viid_forward IS
     'rules forwarding received GA/T 1400 records to an upstream: kinds, source clients and device code prefixes (NULL: any), with or without image data; never back to the library the record came from';
 
+-- Subscriptions (cascade: an upper library subscribes, vms notifies).  The
+-- notifications travel through the push's outbox to the upstream whose
+-- base_url the subscription's ReceiveAddr starts with, so they share its
+-- session, retries and dead letters.
+INSERT INTO vms.viid_kind VALUES
+    ('SubscribeNotification', '/VIID/SubscribeNotifications', 'SubscribeNotificationListObject',
+     'SubscribeNotificationObject', '{NotificationID}');
+CREATE TABLE vms.viid_subscription (
+    subscribe_id     text PRIMARY KEY CHECK (subscribe_id ~ '^[0-9A-Za-z_.-]{1,64}$'),
+    client_id        vms.gbcode NOT NULL REFERENCES vms.viid_client (client_id) ON DELETE CASCADE,
+    upstream         text NOT NULL REFERENCES vms.viid_upstream (name) ON DELETE CASCADE ON UPDATE CASCADE,
+    title            text,
+    details          text[] NOT NULL,
+    kinds            text[] NOT NULL,
+    resource_prefixes text[],
+    begin_time       timestamptz NOT NULL,
+    end_time         timestamptz NOT NULL,
+    receive_addr     text NOT NULL,
+    report_interval  integer NOT NULL DEFAULT 0 CHECK (report_interval >= 0),
+    state            text NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'cancelled')),
+    notifications    bigint NOT NULL DEFAULT 0,
+    doc              jsonb NOT NULL,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    updated_at       timestamptz NOT NULL DEFAULT now(),
+    cancelled_at     timestamptz
+);
+COMMENT ON TABLE vms.viid_subscription IS
+    'GA/T 1400 subscriptions of clients (POST/PUT/DELETE /VIID/Subscribes): SubscribeDetail codes and the record kinds they cover, ResourceURI as device code prefixes, BeginTime/EndTime, ReceiveAddr and the upstream delivering there, ReportInterval (s), notifications queued';
+
 CREATE VIEW vms.viid_client_status AS
 SELECT c.client_id, c.enabled, coalesce(s.state, 'unregistered') AS state,
        coalesce(s.state = 'registered'
@@ -2301,6 +2330,9 @@ DECLARE
     stored_images jsonb := '[]';
     full_doc jsonb;
     f vms.viid_forward;
+    sub vms.viid_subscription;
+    sent_to text[] := '{}';
+    nid text;
     id_len integer := CASE WHEN k.kind = 'Image' THEN 41 ELSE 48 END;
 BEGIN
     IF jsonb_typeof(item) IS DISTINCT FROM 'object' THEN
@@ -2403,11 +2435,121 @@ BEGIN
         INSERT INTO vms.viid_outbox (upstream, kind, object_id, doc)
         VALUES (f.upstream, k.kind, oid, CASE WHEN f.with_images THEN full_doc ELSE doc END);
         PERFORM vms._wake_worker('viid');
+        sent_to := sent_to || f.upstream;
+    END LOOP;
+    -- subscriptions: one notification per record, due at the end of the
+    -- subscription's ReportInterval window (so a window's go out together);
+    -- not to a place the record was just forwarded to
+    FOR sub IN SELECT * FROM vms.viid_subscription s
+                WHERE s.state = 'active' AND k.kind = ANY (s.kinds) AND at >= s.begin_time AND at < s.end_time
+                  AND now() < s.end_time AND s.upstream <> ALL (sent_to)
+                  AND (s.resource_prefixes IS NULL OR EXISTS (SELECT FROM unnest(s.resource_prefixes) p WHERE dev LIKE p || '%'))
+                ORDER BY s.subscribe_id LOOP
+        nid := sub.subscribe_id || '-' || oid;
+        INSERT INTO vms.viid_outbox (upstream, kind, object_id, doc, next_attempt_at)
+        VALUES (sub.upstream, 'SubscribeNotification', nid,
+                jsonb_build_object('NotificationID', nid, 'SubscribeID', sub.subscribe_id, 'Title', sub.title,
+                                   'TriggerTime', to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDDHH24MISS'),
+                                   'InfoIDs', oid,
+                                   k.kind || 'ObjectList', jsonb_build_object(k.item_object, jsonb_build_array(full_doc))),
+                CASE WHEN sub.report_interval > 0
+                     THEN to_timestamp(ceil(extract(epoch FROM now()) / sub.report_interval) * sub.report_interval)
+                     ELSE now() END);
+        UPDATE vms.viid_subscription s SET notifications = s.notifications + 1 WHERE s.subscribe_id = sub.subscribe_id;
+        PERFORM vms._wake_worker('viid');
+        sent_to := sent_to || sub.upstream;
     END LOOP;
     RETURN true;
 END $$;
 COMMENT ON FUNCTION vms._viid_ingest_one(text, vms.viid_kind, jsonb, jsonb) IS
-    'internal: validate (ids, device, capture time, images), map and store one received record, queue it for the forwarding rules; raises with the reason when refused';
+    'internal: validate (ids, device, capture time, images), map and store one received record, queue it for the forwarding rules and subscriptions; raises with the reason when refused';
+
+-- SubscribeDetail codes (GA/T 1400.3) and the received kinds they deliver:
+-- 11 persons, 12 faces, 13 motor vehicles, 14 non-motor vehicles, 8 tollgate
+-- records (motor vehicles), 16 files (images).  Directory and status codes
+-- (3, 4, 7, 9) are accepted and stored but deliver nothing yet.
+CREATE FUNCTION vms._viid_subscribe(client text, method text, item jsonb) RETURNS text
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    sid text := item ->> 'SubscribeID';
+    codes text[];
+    kinds text[];
+    up text;
+    b timestamptz;
+    e timestamptz;
+    addr text := item ->> 'ReceiveAddr';
+    old vms.viid_subscription;
+BEGIN
+    IF sid IS NULL OR sid !~ '^[0-9A-Za-z_.-]{1,64}$' THEN
+        RAISE EXCEPTION 'SubscribeID "%" is not valid (1-64 letters, digits, _ . -)', left(coalesce(sid, ''), 64)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO old FROM vms.viid_subscription s WHERE s.subscribe_id = sid;
+    IF FOUND AND old.client_id::text <> client THEN
+        RAISE EXCEPTION 'subscription "%" belongs to another client', sid USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF method = 'POST' AND FOUND AND old.state = 'active' THEN
+        RAISE EXCEPTION 'subscription "%" exists: PUT changes it', sid USING ERRCODE = 'unique_violation';
+    END IF;
+    IF method = 'PUT' AND NOT FOUND THEN
+        RAISE EXCEPTION 'subscription "%" does not exist', sid USING ERRCODE = 'undefined_object';
+    END IF;
+    IF method = 'PUT' AND old.state = 'cancelled' THEN
+        RAISE EXCEPTION 'subscription "%" is cancelled: POST subscribes again', sid USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF method = 'PUT' THEN
+        item := old.doc || item;
+        addr := item ->> 'ReceiveAddr';
+    END IF;
+    codes := ARRAY(SELECT btrim(x) FROM unnest(string_to_array(item ->> 'SubscribeDetail', ',')) x WHERE btrim(x) <> '');
+    IF cardinality(codes) = 0 OR EXISTS (SELECT FROM unnest(codes) x WHERE x !~ '^[0-9]{1,2}$') THEN
+        RAISE EXCEPTION 'SubscribeDetail "%" is not a list of codes', left(coalesce(item ->> 'SubscribeDetail', ''), 64)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    kinds := ARRAY(SELECT DISTINCT CASE x WHEN '11' THEN 'Person' WHEN '12' THEN 'Face' WHEN '13' THEN 'MotorVehicle'
+                                         WHEN '8' THEN 'MotorVehicle' WHEN '14' THEN 'NonMotorVehicle' WHEN '16' THEN 'Image' END
+                     FROM unnest(codes) x WHERE x IN ('8', '11', '12', '13', '14', '16'));
+    BEGIN
+        b := CASE WHEN coalesce(item ->> 'BeginTime', '') = '' THEN now()
+                  ELSE to_timestamp(item ->> 'BeginTime', 'YYYYMMDDHH24MISS')::timestamp AT TIME ZONE 'Asia/Shanghai' END;
+        e := CASE WHEN coalesce(item ->> 'EndTime', '') = '' THEN 'infinity'
+                  ELSE to_timestamp(item ->> 'EndTime', 'YYYYMMDDHH24MISS')::timestamp AT TIME ZONE 'Asia/Shanghai' END;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION 'BeginTime or EndTime is not yyyyMMddHHmmss' USING ERRCODE = 'invalid_datetime_format';
+    END;
+    IF e <= b THEN
+        RAISE EXCEPTION 'EndTime is not after BeginTime' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT u.name INTO up FROM vms.viid_upstream u
+     WHERE u.enabled AND addr IS NOT NULL AND (addr = u.base_url OR addr LIKE u.base_url || '/%')
+     ORDER BY (u.system_id::text = client) DESC, length(u.base_url) DESC, u.name LIMIT 1;
+    IF up IS NULL THEN
+        RAISE EXCEPTION 'ReceiveAddr "%" is not the address of a configured upstream', left(coalesce(addr, ''), 200)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Notifications travel through the push: add the subscriber with vms.viid_add_upstream.';
+    END IF;
+    INSERT INTO vms.viid_subscription AS s (subscribe_id, client_id, upstream, title, details, kinds, resource_prefixes,
+                                          begin_time, end_time, receive_addr, report_interval, doc)
+    VALUES (sid, client::vms.gbcode, up, item ->> 'Title', codes, kinds,
+            nullif(ARRAY(SELECT btrim(x) FROM unnest(string_to_array(item ->> 'ResourceURI', ',')) x WHERE btrim(x) <> ''), '{}'),
+            b, e, addr, greatest(coalesce((item ->> 'ReportInterval')::int, 0), 0), item)
+    ON CONFLICT (subscribe_id) DO UPDATE SET
+        upstream = EXCLUDED.upstream, title = EXCLUDED.title, details = EXCLUDED.details, kinds = EXCLUDED.kinds,
+        resource_prefixes = EXCLUDED.resource_prefixes, begin_time = EXCLUDED.begin_time, end_time = EXCLUDED.end_time,
+        receive_addr = EXCLUDED.receive_addr, report_interval = EXCLUDED.report_interval, doc = EXCLUDED.doc,
+        state = 'active', cancelled_at = NULL, updated_at = now();
+    RETURN sid;
+END $$;
+COMMENT ON FUNCTION vms._viid_subscribe(text, text, jsonb) IS
+    'internal: create (POST) or change (PUT) a client''s subscription from a SubscribeObject; raises with the reason when refused';
+
+CREATE FUNCTION vms.viid_subscription_cancel(subscribe_id text) RETURNS boolean
+    LANGUAGE sql SET search_path FROM CURRENT AS $$
+    WITH c AS (UPDATE vms.viid_subscription s SET state = 'cancelled', cancelled_at = now(), updated_at = now()
+                WHERE s.subscribe_id = viid_subscription_cancel.subscribe_id AND s.state = 'active' RETURNING 1)
+    SELECT count(*) > 0 FROM c
+$$;
+COMMENT ON FUNCTION vms.viid_subscription_cancel(text) IS 'cancel a GA/T 1400 subscription (as DELETE /VIID/Subscribes does); true if it was active';
 
 -- The ledger as a client may see it: APEs, tollgates and lanes within its
 -- share scope (options.share_scope, as an inspection scope: regions,
@@ -2472,7 +2614,27 @@ BEGIN
         RETURN QUERY SELECT 200, vms._viid_directory(c, path)::text, 0, 0, 'directory';
         RETURN;
     END IF;
-    IF method <> 'POST' THEN
+    IF path = '/VIID/Subscribes' AND method = 'DELETE' THEN
+        -- the worker passes the IDList query argument as the body
+        FOR oid IN SELECT btrim(x) FROM unnest(string_to_array(coalesce(body, ''), ',')) x WHERE btrim(x) <> '' LOOP
+            IF EXISTS (SELECT FROM vms.viid_subscription sb WHERE sb.subscribe_id = oid AND sb.client_id = c.client_id AND sb.state = 'active') THEN
+                PERFORM vms.viid_subscription_cancel(oid);
+                ok := ok + 1;
+                answers := answers || vms._viid_status(path, 0, 'OK', oid);
+            ELSE
+                bad := bad + 1;
+                answers := answers || vms._viid_status(path, 4, 'no active subscription of this client with this id', left(oid, 64));
+            END IF;
+        END LOOP;
+        IF ok + bad = 0 THEN
+            RETURN QUERY SELECT 400, jsonb_build_object('ResponseStatusObject', vms._viid_status(path, 8, 'IDList is missing'))::text, 0, 0, 'bad_request';
+            RETURN;
+        END IF;
+        RETURN QUERY SELECT 200, jsonb_build_object('ResponseStatusListObject',
+            jsonb_build_object('ResponseStatusObject', answers))::text, 0, 0, 'subscription';
+        RETURN;
+    END IF;
+    IF method NOT IN ('POST', 'PUT') OR (method = 'PUT' AND path <> '/VIID/Subscribes') THEN
         RETURN QUERY SELECT 405, jsonb_build_object('ResponseStatusObject', vms._viid_status(path, 4, 'method not allowed'))::text, 0, 0, 'bad_request';
         RETURN;
     END IF;
@@ -2512,6 +2674,34 @@ BEGIN
         RETURN;
     END IF;
 
+    IF path = '/VIID/Subscribes' THEN
+        items := j -> 'SubscribeListObject' -> 'SubscribeObject';
+        IF items IS NOT NULL AND jsonb_typeof(items) = 'object' THEN
+            items := jsonb_build_array(items);
+        END IF;
+        IF items IS NULL OR jsonb_typeof(items) <> 'array' THEN
+            RETURN QUERY SELECT 400, jsonb_build_object('ResponseStatusObject',
+                vms._viid_status(path, 8, 'expected {"SubscribeListObject": {"SubscribeObject": [...]}}'))::text, 0, 0, 'bad_request';
+            RETURN;
+        END IF;
+        FOR item IN SELECT * FROM jsonb_array_elements(items) LOOP
+            oid := CASE WHEN jsonb_typeof(item) = 'object' THEN left(item ->> 'SubscribeID', 64) END;
+            BEGIN
+                IF jsonb_typeof(item) IS DISTINCT FROM 'object' THEN
+                    RAISE EXCEPTION 'item is not a JSON object';
+                END IF;
+                PERFORM vms._viid_subscribe(client, method, item);
+                ok := ok + 1;
+                answers := answers || vms._viid_status(path, 0, 'OK', oid);
+            EXCEPTION WHEN OTHERS THEN
+                bad := bad + 1;
+                answers := answers || vms._viid_status(path, 8, left(SQLERRM, 300), oid);
+            END;
+        END LOOP;
+        RETURN QUERY SELECT 200, jsonb_build_object('ResponseStatusListObject',
+            jsonb_build_object('ResponseStatusObject', answers))::text, 0, 0, 'subscription';
+        RETURN;
+    END IF;
     SELECT * INTO k FROM vms.viid_kind v WHERE v.path = _viid_server_request.path
        AND v.kind IN ('MotorVehicle', 'NonMotorVehicle', 'Person', 'Face', 'Image');
     IF NOT FOUND THEN
@@ -2584,6 +2774,8 @@ REVOKE ALL ON FUNCTION
     vms._viid_image_format(bytea),
     vms._viid_status(text, integer, text, text),
     vms._viid_ingest_one(text, vms.viid_kind, jsonb, jsonb),
+    vms._viid_subscribe(text, text, jsonb),
+    vms.viid_subscription_cancel(text),
     vms._viid_directory(vms.viid_client, text),
     vms._viid_server_request(text, text, text, text, text),
     vms.viid_record_prune()

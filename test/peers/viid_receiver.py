@@ -14,6 +14,15 @@ Faults:
                          process ends ("held" in /stats): a receiver that hangs mid-push
 Registrations live in memory, so after a restart pushes get 401 until the
 client registers again.
+
+Subscribing (an upper library in a cascade; only with --subscribe):
+  --subscribe URL        the lower library (vms's viid-server) to subscribe to, with
+                         --subscribe-user/--subscribe-password (digest, test/peers/viid_client.py),
+                         --subscribe-id, --subscribe-detail (SubscribeDetail codes, "13"),
+                         --subscribe-interval (ReportInterval, s); ReceiveAddr is this receiver
+  --cancel-after N       after N notifications, DELETE /VIID/Subscribes?IDList=<id>
+/stats then shows "subscribed", "notifications", "cancelled"; notifications are
+logged as "SubscribeNotification <NotificationID>".
 """
 import argparse
 import hashlib
@@ -35,6 +44,8 @@ KINDS = {
     "Faces": ("Face", "FaceListObject", "FaceObject", ["FaceID"]),
     "Persons": ("Person", "PersonListObject", "PersonObject", ["PersonID"]),
     "Images": ("Image", "ImageListObject", "ImageObject", ["ImageInfo", "ImageID"]),
+    "SubscribeNotifications": ("SubscribeNotification", "SubscribeNotificationListObject",
+                               "SubscribeNotificationObject", ["NotificationID"]),
 }
 MAX_BODY = 32 * 1024 * 1024
 CST = timezone(timedelta(hours=8))
@@ -53,7 +64,9 @@ class State:
         self.requests = 0
         self.seen = set()
         self.log = open(args.log, "a", buffering=1) if args.log else None
-        self.stats = {"register": 0, "keepalive": 0, "records": 0, "unregister": 0, "held": 0}
+        self.cancelling = False
+        self.stats = {"register": 0, "keepalive": 0, "records": 0, "unregister": 0, "held": 0,
+                      "subscribed": 0, "notifications": 0, "cancelled": 0}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -208,9 +221,58 @@ class Handler(BaseHTTPRequestHandler):
                     st.log.write("%s %s\n" % (kind, ident))
                 with st.lock:
                     st.stats["records"] += 1
+                    if kind == "SubscribeNotification":
+                        st.stats["notifications"] += 1
+                        if a.cancel_after and st.stats["notifications"] >= a.cancel_after and not st.cancelling:
+                            st.cancelling = True
+                            threading.Thread(target=cancel, args=(st,), daemon=True).start()
                 out.append({"RequestURL": self.path, "StatusCode": "0", "StatusString": "OK", "Id": ident,
                             "LocalTime": datetime.now(CST).strftime("%Y%m%d%H%M%S")})
         self.answer(200, {"ResponseStatusListObject": {"ResponseStatusObject": out}})
+
+
+def lower_library(st):
+    """a digest client of the lower library (vms), from test/peers/viid_client.py"""
+    import urllib.parse
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import viid_client
+    u = urllib.parse.urlsplit(st.args.subscribe)
+    ns = argparse.Namespace(host=u.hostname, port=u.port, user=st.args.subscribe_user,
+                            password=st.args.subscribe_password, timeout=30)
+    return viid_client.Client(ns)
+
+
+def subscribe(st):
+    a = st.args
+    obj = {"SubscribeID": a.subscribe_id, "Title": "vms test subscription", "SubscribeDetail": a.subscribe_detail,
+           "ResourceURI": "", "ApplicantName": "receiver", "ApplicantOrg": "test",
+           "BeginTime": (datetime.now(CST) - timedelta(days=1)).strftime("%Y%m%d%H%M%S"),
+           "EndTime": (datetime.now(CST) + timedelta(days=1)).strftime("%Y%m%d%H%M%S"),
+           "ReceiveAddr": "http://%s:%d/VIID/SubscribeNotifications" % (a.host, a.port),
+           "ReportInterval": a.subscribe_interval, "OperateType": 0}
+    body = json.dumps({"SubscribeListObject": {"SubscribeObject": [obj]}})
+    while True:
+        try:
+            s, b = lower_library(st).send("POST", "/VIID/Subscribes", body)
+            code = b["ResponseStatusListObject"]["ResponseStatusObject"][0]["StatusCode"] if s == 200 else None
+            sys.stderr.write("subscribe: HTTP %s %s\n" % (s, json.dumps(b, ensure_ascii=False)))
+            sys.stderr.flush()
+            if code == "0":
+                with st.lock:
+                    st.stats["subscribed"] = 1
+                return
+        except (OSError, ValueError, KeyError) as e:
+            sys.stderr.write("subscribe: %s\n" % e)
+        time.sleep(0.5)     # retry pace while the lower library comes up
+
+
+def cancel(st):
+    s, b = lower_library(st).send("DELETE", "/VIID/Subscribes?IDList=" + st.args.subscribe_id, None, ctype=None)
+    sys.stderr.write("cancel: HTTP %s %s\n" % (s, json.dumps(b, ensure_ascii=False)))
+    sys.stderr.flush()
+    if s == 200 and b["ResponseStatusListObject"]["ResponseStatusObject"][0]["StatusCode"] == "0":
+        with st.lock:
+            st.stats["cancelled"] = 1
 
 
 def main():
@@ -228,12 +290,21 @@ def main():
     p.add_argument("--drop-every", type=int, default=0)
     p.add_argument("--hold-after", type=int, default=0)
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--subscribe", help="base URL of a lower library to subscribe to")
+    p.add_argument("--subscribe-user")
+    p.add_argument("--subscribe-password")
+    p.add_argument("--subscribe-id", default="sub-1")
+    p.add_argument("--subscribe-detail", default="13")
+    p.add_argument("--subscribe-interval", type=int, default=0)
+    p.add_argument("--cancel-after", type=int, default=0)
     args = p.parse_args()
     srv = ThreadingHTTPServer((args.host, args.port), Handler)
     srv.daemon_threads = True
     srv.state = State(args)
     sys.stderr.write("viid receiver on %s:%d\n" % (args.host, args.port))
     sys.stderr.flush()
+    if args.subscribe:
+        threading.Thread(target=subscribe, args=(srv.state,), daemon=True).start()
     srv.serve_forever()
 
 

@@ -234,6 +234,56 @@ $upper->kill_kill;
 $upper->finish;
 $node->safe_psql('postgres', "UPDATE vms.viid_forward SET enabled = false");
 
+# ---------------------------------------------------------------- subscriptions
+# an upper library (the receiver, subscribing) is a client of this server
+# and an upstream of the push; it subscribes to motor vehicles and faces,
+# receives notifications through the push's outbox and cancels
+my $sub_port = PostgreSQL::Test::Cluster::get_free_port();
+my $sub_log = "$tmp/subscriber.log";
+$node->safe_psql('postgres', qq{
+SELECT vms.viid_client_add('34020000002000000003', 'upper-pw');
+SELECT vms.viid_add_upstream('province', 'http://127.0.0.1:$sub_port', '34020000002000000003', 'admin', 'admin',
+                             '{"keepalive_s": 10, "batch_size": 20, "timeout_ms": 3000}');});
+ok(wait_known('--as', '34020000002000000003', 'upper-pw'), 'the upper library is a known client');
+my $subscriber = IPC::Run::start(
+	[ '/usr/bin/python3', "$root/test/peers/viid_receiver.py", '--port', $sub_port, '--log', $sub_log,
+		'--subscribe', "http://127.0.0.1:$port", '--subscribe-user', '34020000002000000003', '--subscribe-password', 'upper-pw',
+		'--subscribe-id', 'sub-1', '--subscribe-detail', '13,12', '--cancel-after', '3' ],
+	'>', "$tmp/subscriber.out", '2>', "$tmp/subscriber.err");
+ok($node->poll_query_until('postgres', "SELECT state = 'active' AND upstream = 'province' AND kinds = '{Face,MotorVehicle}' FROM vms.viid_subscription WHERE subscribe_id = 'sub-1'"),
+	'the upper library subscribed (POST /VIID/Subscribes): motor vehicles and faces, delivered through upstream province');
+($a) = client('--as', '34020000002000000003', 'upper-pw', 'raw', '--path', '/VIID/Subscribes', '--body',
+	'{"SubscribeListObject": {"SubscribeObject": [{"SubscribeID": "sub-2", "SubscribeDetail": "13", "ReceiveAddr": "http://192.0.2.1/VIID/SubscribeNotifications"}, {"SubscribeID": "sub-1", "SubscribeDetail": "13"}]}}');
+is(codes($a), '8,8', 'a ReceiveAddr that is no upstream, and a POST of an existing subscription: refused per item');
+like(reasons($a), qr/not the address of a configured upstream.*PUT changes it/, '... with their reasons');
+($a) = client('--as', '34020000002000000003', 'upper-pw', 'raw', '--method', 'PUT', '--path', '/VIID/Subscribes', '--body',
+	'{"SubscribeListObject": {"SubscribeObject": [{"SubscribeID": "sub-1", "Title": "renamed"}]}}');
+is(codes($a), '0', 'PUT /VIID/Subscribes changes it');
+is($node->safe_psql('postgres', "SELECT title || ' ' || array_to_string(kinds, ',') FROM vms.viid_subscription WHERE subscribe_id = 'sub-1'"),
+	'renamed Face,MotorVehicle', 'the change kept what it did not name');
+($a) = client('post', 'MotorVehicles', '--count', '2', '--serial', '800', '--images', '1');
+my @notified = @{ $a->{ids} };
+($a) = client('post', 'Faces', '--count', '2', '--serial', '800');
+push @notified, @{ $a->{ids} };
+client('post', 'Persons', '--count', '1', '--serial', '800');
+ok($node->poll_query_until('postgres', "SELECT count(*) = 4 FROM vms.viid_outbox WHERE upstream = 'province' AND state = 'delivered'"),
+	'notifications delivered to the subscriber');
+ok($node->poll_query_until('postgres', "SELECT state = 'cancelled' FROM vms.viid_subscription WHERE subscribe_id = 'sub-1'"),
+	'the subscriber cancelled (DELETE /VIID/Subscribes?IDList=sub-1)');
+my %notes;
+open(my $sl, '<', $sub_log) or die;
+while (<$sl>) { chomp; my ($k, $id) = split / /; $notes{$id}++ if $k eq 'SubscribeNotification'; }
+close $sl;
+is(join(',', sort map { "$_=" . ($notes{"sub-1-$_"} // 0) } @notified), join(',', sort map { "$_=1" } @notified),
+	'one notification per subscribed record, none for persons');
+is($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_outbox WHERE upstream = 'province' AND doc -> 'MotorVehicleObjectList' -> 'MotorVehicleObject' -> 0 -> 'SubImageList' -> 'SubImageInfoObject' -> 0 ? 'Data'"),
+	'2', 'vehicle notifications carry the record with its image');
+client('post', 'MotorVehicles', '--count', '1', '--serial', '810');
+is($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_outbox WHERE upstream = 'province'"), '4',
+	'after the cancel, new records notify nobody');
+$subscriber->kill_kill;
+$subscriber->finish;
+
 # ---------------------------------------------------------------- bad input
 my %before = map { $_ => counter($_) } qw(auth_failures not_found too_large bad_content_type bad_requests);
 ($a) = client('raw', '--path', '/VIID/MotorVehicles', '--body', '{"MotorVehicleListObject": {');
@@ -355,7 +405,7 @@ $node->safe_psql('postgres', "UPDATE vms.viid_record SET captured_at = captured_
 is($node->safe_psql('postgres', "SELECT vms.viid_record_prune() >= 2"), 't', 'retention per kind prunes old records');
 is($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_record WHERE kind = 'Face'"), '0', 'old faces gone');
 is($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_record WHERE kind = 'MotorVehicle' AND client_id = '$client_id'"),
-	'3008', 'other kinds kept (the three forwarded records too)');
+	'3011', 'other kinds kept (with the forwarded and the notified ones)');
 
 $node->stop;
 done_testing();

@@ -49,6 +49,9 @@ viid_route(const char *method, const char *path)
 		return post ? VIID_ROUTE_OBJECTS : VIID_ROUTE_BAD_METHOD;
 	if (in_list(path, directory_gets))
 		return get ? VIID_ROUTE_DIRECTORY : VIID_ROUTE_BAD_METHOD;
+	if (strcmp(path, "/VIID/Subscribes") == 0)
+		return post || strcmp(method, "PUT") == 0 || strcmp(method, "DELETE") == 0 ?
+			VIID_ROUTE_SUBSCRIBES : VIID_ROUTE_BAD_METHOD;
 	if (strcmp(path, "/VIID/System/Time") == 0)
 		return get ? VIID_ROUTE_TIME : VIID_ROUTE_BAD_METHOD;
 	return VIID_ROUTE_UNKNOWN;

@@ -21,7 +21,8 @@ typedef enum ViidRoute
 	VIID_ROUTE_SYSTEM_POST,		/* Register, UnRegister, Keepalive */
 	VIID_ROUTE_TIME,			/* GET /VIID/System/Time */
 	VIID_ROUTE_OBJECTS,			/* POST MotorVehicles, NonMotorVehicles, Persons, Faces, Images */
-	VIID_ROUTE_DIRECTORY		/* GET APEs, Tollgates, Lanes */
+	VIID_ROUTE_DIRECTORY,		/* GET APEs, Tollgates, Lanes */
+	VIID_ROUTE_SUBSCRIBES		/* POST, PUT, DELETE (?IDList=) Subscribes */
 } ViidRoute;
 
 extern ViidRoute viid_route(const char *method, const char *path);

@@ -321,7 +321,7 @@ check_headers(Req *r, const char *url, const char *method)
 		default:
 			break;
 	}
-	if (strcmp(method, "POST") == 0)
+	if (strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0)
 	{
 		ctype = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
 		if (!viid_json_content_type(ctype))
@@ -357,6 +357,14 @@ check_headers(Req *r, const char *url, const char *method)
 		return challenge(r, false, C_AUTH_FAILURES, "digest does not match, or its nonce count was used before");
 	}
 	strlcpy(r->client, c->id, sizeof(r->client));
+	if (r->route == VIID_ROUTE_SUBSCRIBES && strcmp(method, "DELETE") == 0)
+	{
+		/* DELETE /VIID/Subscribes?IDList=a,b: the SQL takes the list as the body */
+		const char *ids = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "IDList");
+
+		if (ids && strlen(ids) < 65536 && (r->body = strdup(ids)) != NULL)
+			r->len = strlen(ids);
+	}
 	if (!viid_bucket_take(&c->bucket, vms_viid_server_rate, GetCurrentTimestamp()))
 		return refuse(r, 429, C_RATE_LIMITED, "request rate over vms.viid_server_rate");
 	return MHD_YES;
