@@ -21,7 +21,7 @@
 --              and row-level security, so that EXECUTE alone gives nothing
 --              (import, tags, alarms and the alarm rules they apply,
 --              overrides).
---   vms_analyst       search, tiles, view cones, rights, export.
+--   vms_analyst       search, tiles, view cones, rights, export, reports.
 --   vms_grant_admin   grant and revoke; periodic review.
 --   vms_approver      decide requests; periodic review.
 --   vms_auditor       verify the audit chain; periodic review.
@@ -106,7 +106,8 @@ GRANT EXECUTE ON FUNCTION
     vms.can(text, vms.gbcode), vms.exercise_right(text, vms.gbcode, jsonb),
     vms.playback(vms.gbcode, timestamptz, timestamptz), vms.download(vms.gbcode, timestamptz, timestamptz),
     vms.ptz(vms.gbcode, text), vms.view_live(vms.gbcode), vms.snapshot(vms.gbcode),
-    vms.export_ledger()
+    vms.export_ledger(),
+    vms.report_html(text, date), vms.report_figures(text, date)
   TO vms_analyst;
 GRANT EXECUTE ON FUNCTION
     vms.grant_access(name, text, text, text[], smallint, timestamptz, timestamptz, text),
@@ -132,6 +133,10 @@ GRANT SELECT ON vms.region, vms.org_unit, vms.catalog_node, vms.point_type, vms.
                 vms.governance_rule, vms.governance_task, vms.governance_worklist, vms.security_level,
                 vms.ledger_template_column, vms.ledger_export, vms.gb_device_type, vms.gb_industry,
                 vms.access_grant, vms.access_request
+   TO vms_analyst;
+-- reports (issue 19): the frozen report facts under row-level security and the plain views over them
+GRANT SELECT ON vms.report_frozen_day, vms.report_channel_day, vms.report_alarm_day, vms.report_order_day,
+                vms.report_daily, vms.report_daily_alarms, vms.report_daily_work_orders
    TO vms_analyst;
 GRANT SELECT, INSERT, DELETE ON vms.saved_search TO vms_analyst;
 GRANT SELECT, INSERT ON vms.search_history TO vms_analyst;

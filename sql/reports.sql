@@ -1,0 +1,170 @@
+-- O&M reports (issue 19): vms.report_html and vms.report_figures over a
+-- week of pinned history in 福田 (two NVRs, their channels, inspections,
+-- alarms, work orders).  Every time is pinned with its offset and report
+-- days are China Standard Time, so the file passes in any time zone and on
+-- any date after March 2026.  Checked: the figures printed equal
+-- vms.report_figures and what vms.availability / hand counts give; a closed
+-- period gives the same bytes twice, even after late data arrives; a
+-- region-scoped analyst's report holds only that street; bad input is
+-- refused with 22023 and a hint; a period with partial data says so.
+\set SHOW_CONTEXT never
+SET search_path = public, vms;
+SET client_min_messages = warning;
+\getenv abs_srcdir PG_ABS_SRCDIR
+\set ECHO none
+\i :abs_srcdir/sql/fixtures/futian.sql
+\i :abs_srcdir/sql/fixtures/nanyuan.sql
+\set ECHO all
+-- 园岭's channels all in its street (one of the fixture's is filed under the city)
+UPDATE vms.channel SET civil_code = '44030401' WHERE code = '44030401001320000016';
+INSERT INTO vms.org_unit (name, civil_code) VALUES ('南园派出所', '44030402');
+UPDATE vms.channel SET civil_code = '44030402', unit_id = (SELECT id FROM vms.org_unit WHERE name = '南园派出所')
+ WHERE device_code = '44030402001180000001';
+INSERT INTO vms.maintenance_contract (name, contractor) VALUES ('福田维保2026', '甲公司');
+INSERT INTO vms.maintenance_scope (contract_id, unit_id)
+SELECT k.id, u.id FROM vms.maintenance_contract k, vms.org_unit u WHERE u.name = '福田分局';
+
+-- history: both NVRs online from 2026-02-24 (China time); 园岭 offline
+-- 03-03 10:00-16:00, 南园 offline 03-05 00:00-12:00.  The alarm trigger is
+-- off while the past is written: the alarms are inserted with their times.
+ALTER TABLE vms.device_event DISABLE TRIGGER device_event_alarm;
+INSERT INTO vms.device_event (device_code, at, event, cause) VALUES
+    ('44030401001180000001', '2026-02-24 00:00+08', 'online', 'registered'),
+    ('44030402001180000001', '2026-02-24 00:00+08', 'online', 'registered'),
+    ('44030401001180000001', '2026-03-03 10:00+08', 'offline', 'keepalive timeout'),
+    ('44030401001180000001', '2026-03-03 16:00+08', 'online', 'registered'),
+    ('44030402001180000001', '2026-03-05 00:00+08', 'offline', 'keepalive timeout'),
+    ('44030402001180000001', '2026-03-05 12:00+08', 'online', 'registered');
+ALTER TABLE vms.device_event ENABLE TRIGGER device_event_alarm;
+-- inspections every day at 09:00 of 园岭 0001-0004: 0002 black, 0003 no
+-- stream on 03-04 only (its stream back at the next day's inspection)
+INSERT INTO vms.quality_result (channel_code, at, profile, stream_ok, image_ok, abnormal, checks)
+SELECT c, (d::date + time '09:00') AT TIME ZONE 'Asia/Shanghai', 'default',
+       NOT (c = '44030401001320000003' AND d::date = '2026-03-04'),
+       c NOT IN ('44030401001320000002') AND NOT (c = '44030401001320000003' AND d::date = '2026-03-04'),
+       CASE WHEN c = '44030401001320000002' THEN '{black_screen}'::text[]
+            WHEN c = '44030401001320000003' AND d::date = '2026-03-04' THEN '{stream}' ELSE '{}' END, '{}'
+  FROM unnest(ARRAY['44030401001320000001', '44030401001320000002', '44030401001320000003', '44030401001320000004']) c,
+       generate_series(date '2026-02-24', date '2026-03-08', interval '1 day') d;
+-- alarms: the two outages (level II; 南园's fixed after its deadline), a
+-- black screen (level III, open, its deadline passed), last week's one
+INSERT INTO vms.alarm (code, fault_type, level, source, state, first_raised_at, last_raised_at, fix_by, cleared_at)
+OVERRIDING SYSTEM VALUE VALUES
+    ('44030401001180000001', 'offline', 2, 'sip', 'cleared', '2026-03-03 10:00+08', '2026-03-03 10:00+08', '2026-03-04 10:00+08', '2026-03-03 16:00+08'),
+    ('44030402001180000001', 'offline', 2, 'sip', 'cleared', '2026-03-05 00:00+08', '2026-03-05 00:00+08', '2026-03-05 08:00+08', '2026-03-05 12:00+08'),
+    ('44030401001320000002', 'black_screen', 3, 'inspection', 'open', '2026-03-02 09:00+08', '2026-03-08 09:00+08', '2026-03-04 09:00+08', NULL),
+    ('44030401001320000001', 'blur', 3, 'inspection', 'cleared', '2026-02-26 09:00+08', '2026-02-26 09:00+08', '2026-02-28 09:00+08', '2026-02-26 15:00+08');
+-- work orders for the two outages: accepted after 10 and 20 minutes, on
+-- site after 60 and 90, resolved after 5 h and 11 h
+INSERT INTO vms.work_order (alarm_id, assignee, state, opened_at)
+SELECT id, '维修一组', 'resolved', first_raised_at FROM vms.alarm WHERE fault_type = 'offline' ORDER BY id;
+INSERT INTO vms.work_order_transition (work_order_id, from_state, to_state, at)
+SELECT w.id, x.f, x.t, w.opened_at + x.m * interval '1 minute' * CASE WHEN a.code = '44030401001180000001' THEN 1 ELSE x.k END
+  FROM vms.work_order w JOIN vms.alarm a ON a.id = w.alarm_id,
+       (VALUES (NULL, 'open', 0, 1), ('open', 'accepted', 10, 2), ('accepted', 'on_site', 60, 1.5), ('on_site', 'resolved', 300, 2.2)) x(f, t, m, k);
+
+-- the weekly report of 2026-03-02 (Monday) and its figures
+CREATE TEMP TABLE r AS SELECT vms.report_html('weekly', '2026-03-02') AS html;
+SELECT figure, label, unit, round(value::numeric, 6) AS value, round(previous::numeric, 6) AS previous
+  FROM vms.report_figures('weekly', '2026-03-02');
+-- a whole HTML5 document, UTF-8, nothing fetched, no script
+SELECT left(html, 15) AS doctype, html LIKE '%<meta charset="utf-8">%' AS utf8, html LIKE '%<html lang="zh-CN">%' AS zh,
+       html !~* '<script|https?://[^"]*\.(js|css|png|woff)|src=|@import|url\(' AS self_contained,
+       html LIKE '%@page{size:A4%' AS a4, right(html, 8) = '</html>' || chr(10) AS ends
+  FROM r;
+-- every figure printed is what vms.report_figures returns (value and text)
+SELECT count(*) AS figures,
+       count(*) FILTER (WHERE m[2] = coalesce(round(f.value::numeric, 6)::text, '')) AS values_equal,
+       count(*) FILTER (WHERE m[3] = vms._report_fmt(f.value, f.unit)) AS printed_equal
+  FROM r, regexp_matches(r.html, 'data-figure="([a-z_0-9]+)" data-value="([^"]*)">([^<]*)<', 'g') m
+  JOIN vms.report_figures('weekly', '2026-03-02') f ON f.figure = m[1];
+-- 在线率 and 离线时长 against vms.availability over the week (all channels)
+SELECT (SELECT round(value::numeric, 9) FROM vms.report_figures('weekly', '2026-03-02') WHERE figure = 'online_ratio')
+     = round((sum(online_seconds) / (sum(online_seconds) + sum(offline_seconds)))::numeric, 9) AS online_ratio_equal,
+       (SELECT round(value::numeric, 6) FROM vms.report_figures('weekly', '2026-03-02') WHERE figure = 'offline_hours')
+     = round((sum(offline_seconds) / 3600)::numeric, 6) AS offline_hours_equal,
+       sum(offline_seconds) / 3600 AS offline_hours
+  FROM vms.availability('2026-03-02 00:00+08', '2026-03-09 00:00+08', 'unit');
+-- 取流成功率 / 出图率 against vms.ops_figures and by hand: 28 inspections,
+-- one without a stream; 0002 black every day and 0003's failed one: 20 pictures
+SELECT sum(inspections) AS inspections, sum(stream_success_rate * inspections) AS streams,
+       sum(image_rate * inspections) AS pictures
+  FROM vms.ops_figures('2026-03-02 00:00+08', '2026-03-09 00:00+08', 'unit');
+-- charts: every one has data points
+SELECT m[1] AS chart, m[2]::int > 0 AS has_data
+  FROM r, regexp_matches(r.html, 'data-chart="([a-z_]+)" data-points="([0-9]+)"', 'g') m;
+-- the worst unit is marked; lists and governance are there
+SELECT html ~ '<tr class="worst"><td>南园派出所 <span class="mark">▼ 最差' AS worst_marked,
+       html LIKE '%福华路西向东-003%' AS offline_top_lists_channels,
+       html ~ '<td>黑屏</td><td>7 次</td>' AS faults_by_type,
+       html ~ '<td>44030402001180000001</td><td>南园NVR</td><td>Ⅱ级</td><td>离线</td><td>2026-03-05 08:00</td><td>2026-03-05 12:00</td>' AS overdue_cleared_late,
+       html ~ '<td>44030401001320000002</td><td>摄像机2</td><td>Ⅲ级</td><td>黑屏</td><td>2026-03-04 09:00</td><td>期末未恢复</td>' AS overdue_open,
+       html LIKE '%<th>填报率</th><th>合格率</th><th>规范率</th><th>标注率</th><th>出图率</th>%' AS governance,
+       html NOT LIKE '%生成时间%' AS no_generation_time, html NOT LIKE '%data-partial%' AS complete
+  FROM r;
+
+-- the plain views: one row per day and group
+SELECT day, group_key = '' AS all_, channels, round(online_ratio::numeric, 6) AS online_ratio, offline_seconds / 3600 AS offline_hours,
+       inspections, stream_success_rate, image_rate
+  FROM vms.report_daily WHERE group_by = 'all' AND day BETWEEN '2026-03-02' AND '2026-03-08' ORDER BY day;
+SELECT day, group_key, group_name, round(online_ratio::numeric, 6) AS online_ratio
+  FROM vms.report_daily WHERE group_by = 'unit' AND day = '2026-03-05' ORDER BY group_name;
+SELECT day, level, raised, cleared, fixed_in_time_rate, overdue FROM vms.report_daily_alarms
+ WHERE group_by = 'all' AND day BETWEEN '2026-03-02' AND '2026-03-08' ORDER BY day, level;
+SELECT day, work_orders, mean_response_seconds, mean_on_site_seconds, mean_resolution_seconds
+  FROM vms.report_daily_work_orders WHERE group_by = 'all' ORDER BY day;
+
+-- permissions: an analyst granted the 园岭 street (the unit 园岭派出所)
+-- sees only its channels: the unit's figures, nothing of 南园
+CREATE ROLE regress_report_yl LOGIN IN ROLE vms_analyst;
+INSERT INTO vms.access_grant (grantee, scope_kind, scope_ref, actions, max_level, granted_by)
+VALUES ('regress_report_yl', 'region', '44030401', '{view_live}', 4, 'regress');
+SET SESSION AUTHORIZATION regress_report_yl;
+CREATE TEMP TABLE ry AS SELECT vms.report_html('weekly', '2026-03-02') AS html;
+SELECT html LIKE '%园岭派出所%' AS own_unit, html NOT LIKE '%南园%' AS no_other_unit,
+       html NOT LIKE '%44030402%' AS no_other_codes, substring(html FROM 'data-channels="([0-9]+)"') AS channels,
+       html LIKE '%按当前用户的授权范围%' AS scoped
+  FROM ry;
+CREATE TEMP TABLE fy AS SELECT * FROM vms.report_figures('weekly', '2026-03-02');
+SELECT figure, round(value::numeric, 6) AS value FROM fy
+ WHERE figure IN ('online_ratio', 'offline_hours', 'stream_success_rate', 'alarms_raised_2', 'alarms_raised_3', 'work_orders');
+SELECT count(*) AS view_rows, count(DISTINCT group_key) FILTER (WHERE group_by = 'unit') AS units
+  FROM vms.report_daily WHERE day = '2026-03-05';
+RESET SESSION AUTHORIZATION;
+-- the same as vms.availability gives the unit
+SELECT group_name, round(online_ratio::numeric, 6) = (SELECT round(value::numeric, 6) FROM fy WHERE figure = 'online_ratio') AS ratio_equal,
+       offline_seconds / 3600 AS offline_hours, members
+  FROM vms.availability('2026-03-02 00:00+08', '2026-03-09 00:00+08', 'unit') WHERE group_name = '园岭派出所';
+
+-- a closed period gives the same bytes every time, even after late data
+-- about it arrives (its days were frozen at the first report)
+INSERT INTO vms.quality_result (channel_code, at, profile, stream_ok, image_ok, checks)
+VALUES ('44030401001320000005', '2026-03-04 12:00+08', 'default', false, false, '{}');
+SELECT vms.report_html('weekly', '2026-03-02') = html AS same_bytes, md5(html) = md5(vms.report_html('weekly', '2026-03-02')) AS same_again
+  FROM r;
+SELECT count(*) AS frozen_days, min(day), max(day) FROM vms.report_frozen_day;
+SELECT vms.report_freeze('2026-03-04') AS frozen_again;
+
+-- other kinds: a day, a month with partial data (data from 02-24), a quarter
+SELECT k, s, length(h) > 1000 AS rendered, h LIKE '%data-partial="true"%' AS partial,
+       substring(h FROM '部分数据：[^<]*') AS partial_text,
+       substring(h FROM 'data-figure="online_ratio" data-value="[^"]*">[^<]*') AS online
+  FROM (VALUES ('daily', date '2026-03-03'), ('monthly', date '2026-02-01'), ('quarterly', date '2026-01-01')) v(k, s),
+       LATERAL vms.report_html(k, s) h;
+-- partial, not zero: the days before the first data have no figures
+SELECT figure, value, previous FROM vms.report_figures('weekly', '2026-02-23') WHERE figure IN ('online_ratio', 'stream_success_rate');
+
+-- bad input: 22023 with a hint
+CREATE FUNCTION pg_temp.refused(k text, s date) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE st text; h text;
+BEGIN
+    PERFORM vms.report_html(k, s);
+    RETURN 'accepted';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, h = PG_EXCEPTION_HINT;
+    RETURN st || ': ' || SQLERRM || ' | ' || h;
+END $$;
+SELECT k, s, pg_temp.refused(k, s) AS refused
+  FROM (VALUES ('hourly', date '2026-03-02'), (NULL, '2026-03-02'), ('weekly', NULL), ('weekly', '2026-03-03'),
+               ('quarterly', '2026-02-01'), ('monthly', '2999-01-01'), ('weekly', '2020-01-06'), ('annual', '2025-01-01')) v(k, s);
+SELECT vms.report_freeze('2999-01-01');
