@@ -15,54 +15,15 @@ SET client_min_messages = warning;
 \i :abs_srcdir/sql/fixtures/futian.sql
 \i :abs_srcdir/sql/fixtures/nanyuan.sql
 \set ECHO all
--- 园岭's channels all in its street (one of the fixture's is filed under the city)
-UPDATE vms.channel SET civil_code = '44030401' WHERE code = '44030401001320000016';
-INSERT INTO vms.org_unit (name, civil_code) VALUES ('南园派出所', '44030402');
-UPDATE vms.channel SET civil_code = '44030402', unit_id = (SELECT id FROM vms.org_unit WHERE name = '南园派出所')
- WHERE device_code = '44030402001180000001';
-INSERT INTO vms.maintenance_contract (name, contractor) VALUES ('福田维保2026', '甲公司');
-INSERT INTO vms.maintenance_scope (contract_id, unit_id)
-SELECT k.id, u.id FROM vms.maintenance_contract k, vms.org_unit u WHERE u.name = '福田分局';
-
--- history: both NVRs online from 2026-02-24 (China time); 园岭 offline
--- 03-03 10:00-16:00, 南园 offline 03-05 00:00-12:00.  The alarm trigger is
--- off while the past is written: the alarms are inserted with their times.
-ALTER TABLE vms.device_event DISABLE TRIGGER device_event_alarm;
-INSERT INTO vms.device_event (device_code, at, event, cause) VALUES
-    ('44030401001180000001', '2026-02-24 00:00+08', 'online', 'registered'),
-    ('44030402001180000001', '2026-02-24 00:00+08', 'online', 'registered'),
-    ('44030401001180000001', '2026-03-03 10:00+08', 'offline', 'keepalive timeout'),
-    ('44030401001180000001', '2026-03-03 16:00+08', 'online', 'registered'),
-    ('44030402001180000001', '2026-03-05 00:00+08', 'offline', 'keepalive timeout'),
-    ('44030402001180000001', '2026-03-05 12:00+08', 'online', 'registered');
-ALTER TABLE vms.device_event ENABLE TRIGGER device_event_alarm;
--- inspections every day at 09:00 of 园岭 0001-0004: 0002 black, 0003 no
--- stream on 03-04 only (its stream back at the next day's inspection)
-INSERT INTO vms.quality_result (channel_code, at, profile, stream_ok, image_ok, abnormal, checks)
-SELECT c, (d::date + time '09:00') AT TIME ZONE 'Asia/Shanghai', 'default',
-       NOT (c = '44030401001320000003' AND d::date = '2026-03-04'),
-       c NOT IN ('44030401001320000002') AND NOT (c = '44030401001320000003' AND d::date = '2026-03-04'),
-       CASE WHEN c = '44030401001320000002' THEN '{black_screen}'::text[]
-            WHEN c = '44030401001320000003' AND d::date = '2026-03-04' THEN '{stream}' ELSE '{}' END, '{}'
-  FROM unnest(ARRAY['44030401001320000001', '44030401001320000002', '44030401001320000003', '44030401001320000004']) c,
-       generate_series(date '2026-02-24', date '2026-03-08', interval '1 day') d;
--- alarms: the two outages (level II; 南园's fixed after its deadline), a
--- black screen (level III, open, its deadline passed), last week's one
-INSERT INTO vms.alarm (code, fault_type, level, source, state, first_raised_at, last_raised_at, fix_by, cleared_at)
-OVERRIDING SYSTEM VALUE VALUES
-    ('44030401001180000001', 'offline', 2, 'sip', 'cleared', '2026-03-03 10:00+08', '2026-03-03 10:00+08', '2026-03-04 10:00+08', '2026-03-03 16:00+08'),
-    ('44030402001180000001', 'offline', 2, 'sip', 'cleared', '2026-03-05 00:00+08', '2026-03-05 00:00+08', '2026-03-05 08:00+08', '2026-03-05 12:00+08'),
-    ('44030401001320000002', 'black_screen', 3, 'inspection', 'open', '2026-03-02 09:00+08', '2026-03-08 09:00+08', '2026-03-04 09:00+08', NULL),
-    ('44030401001320000001', 'blur', 3, 'inspection', 'cleared', '2026-02-26 09:00+08', '2026-02-26 09:00+08', '2026-02-28 09:00+08', '2026-02-26 15:00+08');
--- work orders for the two outages: accepted after 10 and 20 minutes, on
--- site after 60 and 90, resolved after 5 h and 11 h
-INSERT INTO vms.work_order (alarm_id, assignee, state, opened_at)
-SELECT id, '维修一组', 'resolved', first_raised_at FROM vms.alarm WHERE fault_type = 'offline' ORDER BY id;
-INSERT INTO vms.work_order_transition (work_order_id, from_state, to_state, at)
-SELECT w.id, x.f, x.t, w.opened_at + x.m * interval '1 minute' * CASE WHEN a.code = '44030401001180000001' THEN 1 ELSE x.k END
-  FROM vms.work_order w JOIN vms.alarm a ON a.id = w.alarm_id,
-       (VALUES (NULL, 'open', 0, 1), ('open', 'accepted', 10, 2), ('accepted', 'on_site', 60, 1.5), ('on_site', 'resolved', 300, 2.2)) x(f, t, m, k);
-
+\set ECHO none
+\i :abs_srcdir/sql/fixtures/report_history.sql
+\set ECHO all
+-- (sql/fixtures/report_history.sql: both NVRs online from 2026-02-24 China
+-- time; 园岭 offline 03-03 10:00-16:00, 南园 03-05 00:00-12:00; inspections
+-- of 园岭 0001-0004 at 09:00 daily, 0002 black, 0003 without a stream on
+-- 03-04; alarms: both outages (II, 南园's fixed late), 0002's black screen
+-- (III, open, deadline 03-04 09:00), one of the week before; work orders
+-- for the outages: response 10/20 min, on site 60/90 min, resolved 5/11 h)
 -- the weekly report of 2026-03-02 (Monday) and its figures
 CREATE TEMP TABLE r AS SELECT vms.report_html('weekly', '2026-03-02') AS html;
 SELECT figure, label, unit, round(value::numeric, 6) AS value, round(previous::numeric, 6) AS previous
