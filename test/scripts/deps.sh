@@ -23,6 +23,9 @@ PACKAGES+=(libmicrohttpd-dev)
 PACKAGES+=(ffmpeg libavformat-dev libavcodec-dev libavutil-dev libswscale-dev
            gir1.2-gst-rtsp-server-1.0 python3-gst-1.0 gstreamer1.0-plugins-base
            gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav)
+# reports: headless Chromium renders and prints them; a CJK font, without
+# which every Chinese label is an empty box; pdftotext reads the PDF back
+PACKAGES+=(chromium fonts-noto-cjk poppler-utils fontconfig)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
