@@ -1226,7 +1226,12 @@ check_color_cast(actx *a)
 					nu = 0,
 					nv = 0;
 		int			nn = 0;
+		static size_t gwu[256],
+					gwv[256];
+		size_t		gwn = 0;
 
+		memset(gwu, 0, sizeof(gwu));
+		memset(gwv, 0, sizeof(gwv));
 		for (int k = 0; k < ns; k++)
 		{
 			const uint8_t *Y = s->y[idx[k]],
@@ -1258,6 +1263,9 @@ check_color_cast(actx *a)
 						continue;
 					hist[sat > 255 ? 255 : sat]++;
 					cnt++;
+					gwu[U[o]]++;
+					gwv[V[o]]++;
+					gwn++;
 				}
 			if (cnt < 64)
 				continue;
@@ -1319,15 +1327,40 @@ check_color_cast(actx *a)
 			double		D = sqrt(da * da + db * db),
 						M = sqrt(ma * ma + mb * mb),
 						K = D / (M > 1 ? M : 1),
-						Dn;
+						Dn,
+						gu,
+						gv,
+						agree;
 			int			ab;
 
 			nu /= nn;
 			nv /= nn;
 			spread /= nn;
 			Dn = sqrt(nu * nu + nv * nv);
+			/* grey world, robustly: the median chroma of every usable pixel */
+			{
+				size_t		acc = 0;
+
+				gu = gv = 0;
+				for (int i = 0; i < 256; i++)
+					if ((acc += gwu[i]) * 2 >= gwn)
+					{
+						gu = i - 128;
+						break;
+					}
+				acc = 0;
+				for (int i = 0; i < 256; i++)
+					if ((acc += gwv[i]) * 2 >= gwn)
+					{
+						gv = i - 128;
+						break;
+					}
+			}
+			agree = (Dn > 0 && (gu != 0 || gv != 0)) ?
+				(nu * gu + nv * gv) / (Dn * sqrt(gu * gu + gv * gv)) : 0;
 			ab = Dn >= T[VQD_T_CAST_OFFSET_MIN] && K >= T[VQD_T_CAST_RATIO_MIN];
-			dbg("cast: D=%.2f M=%.2f K=%.2f da=%.1f db=%.1f neutral=%.1f (%.1f,%.1f) spread %.1f\n", D, M, K, da, db, Dn, nu, nv, spread);
+			dbg("cast: D=%.2f M=%.2f K=%.2f da=%.1f db=%.1f neutral=%.1f (%.1f,%.1f) spread %.1f grey world (%.0f,%.0f) agree %.2f\n",
+				D, M, K, da, db, Dn, nu, nv, spread, gu, gv, agree);
 			/*
 			 * the least coloured tenth must be a near-neutral cluster (grey and
 			 * white things, shifted together by a cast); scattered over every
@@ -1335,6 +1368,9 @@ check_color_cast(actx *a)
 			 */
 			if (spread > CAST_NEUTRAL_SPREAD_MAX)
 				set(rep, VQD_COLOR_CAST, Dn, 0, "no near-neutral pixels to judge a cast by (least coloured tenth spread over %.0f chroma levels)", spread);
+			else if (ab && agree < T[VQD_T_CAST_AGREEMENT_MIN])
+				set(rep, VQD_COLOR_CAST, Dn, 0, "scene colour, not a cast: least coloured pixels at Cb %+.1f, Cr %+.1f but the picture as a whole (median Cb %+.0f, Cr %+.0f) is not shifted the same way (agreement %.2f)",
+					nu, nv, gu, gv, agree);
 			else if (ab)
 				set(rep, VQD_COLOR_CAST, Dn, 1, "%s cast: least coloured pixels at Cb %+.1f, Cr %+.1f (K=%.2f)",
 					colour_name(128, nu, nv), nu, nv, K);

@@ -67,6 +67,8 @@ static const vqd_threshold_def defs[VQD_NTHRESHOLDS] = {
 		"fewest damaged frames for mosaic, whatever the sample's length"},
 	[VQD_T_FREEZE_TOUCHED_MAX] = {"freeze_touched_max", VQD_FREEZE, "fraction of blocks", 0.015, 0.01, 0.005,
 		"median over frame pairs of the share of 8x8 blocks with any pixel changed, at or below which a still picture is frozen (bit for bit: a frozen source is coded again and again, only the OSD moves) rather than a static scene (its sensor noise survives the encoder in a few per cent of the blocks)"},
+	[VQD_T_CAST_AGREEMENT_MIN] = {"cast_agreement_min", VQD_COLOR_CAST, "cosine", 0.3, 0.5, 0.6,
+		"agreement (cosine of the chroma directions) of the least coloured pixels' offset with the median chroma of the whole picture, below which the offset is scene colour, not a cast: a cast shifts every pixel the same way, a warm lamp in a blue room does not"},
 };
 
 const char *
