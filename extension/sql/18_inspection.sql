@@ -521,6 +521,182 @@ CREATE FUNCTION vms.inspection_alarm_level(check_name text) RETURNS smallint
 COMMENT ON FUNCTION vms.inspection_alarm_level(text) IS
     'alarm level of an inspection fault: II for no picture, tampering and freeze; III for blur, brightness, jitter; IV for the rest';
 
+-- Per-channel baselines (issue 14): a camera's own history, per hour-of-day
+-- band, informs its verdicts.  What is learnt: for brightness (mean luma),
+-- color_cast (chroma offset of the least coloured pixels) and noise (sigma),
+-- the last `keep` metrics of the channel's usable results (stream ok, no
+-- signal loss or black screen, the check evaluated and not suppressed by
+-- another) in each 3-hour band of the day (hour in the session's TimeZone,
+-- the server's for the inspector), with their median and MAD.  Once a band
+-- has `min_samples` results it is used: an alarm whose metric lies within
+-- the band's usual spread is the channel's normal (a camera always dark at
+-- 02:00: reported normal, "usual for this channel"), and a normal verdict
+-- far from it is flagged (a camera normally bright that goes dark, a cast
+-- or noise the camera does not usually show).  What the baseline finds
+-- abnormal is not learnt, so a departure stays flagged until it ends or an
+-- operator accepts it with
+-- vms.inspection_baseline_reset() (the channel then learns afresh).
+CREATE TABLE vms.inspection_baseline (
+    channel_code vms.gbcode NOT NULL,
+    check_name   text NOT NULL,
+    hour_band    smallint NOT NULL CHECK (hour_band BETWEEN 0 AND 7),
+    recent       double precision[] NOT NULL DEFAULT '{}',
+    median       double precision,
+    mad          double precision,
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (channel_code, check_name, hour_band)
+);
+COMMENT ON TABLE vms.inspection_baseline IS
+    'per channel, check and 3-hour band of the day: the channel''s recent metrics (oldest first), their median and MAD; learnt from usable inspection results, reset with vms.inspection_baseline_reset';
+
+CREATE FUNCTION vms.inspection_hour_band(at timestamptz) RETURNS smallint
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN (extract(hour FROM at)::integer / 3)::smallint;
+COMMENT ON FUNCTION vms.inspection_hour_band(timestamptz) IS
+    'the baseline band of a time: its hour of day (in the session''s TimeZone) / 3, 0 (00:00-02:59) to 7 (21:00-23:59)';
+
+-- Which checks have a baseline, and how it judges (levels of the check's metric):
+--   min_samples    results in the band before the band is used
+--   keep           metrics kept per band (the newest)
+--   usual_within   an alarm within max(usual_within, 3 x 1.4826 MAD) of the median is usual
+--   depart_beyond  a normal verdict beyond max(depart_beyond, 5 x 1.4826 MAD) is a departure
+--   direction      0 either way, 1 only above the median (more cast, more noise)
+CREATE FUNCTION vms.inspection_baseline_rules(OUT check_name text, OUT min_samples integer, OUT keep integer,
+                                              OUT usual_within double precision, OUT depart_beyond double precision,
+                                              OUT direction smallint)
+    RETURNS SETOF record LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    VALUES ('brightness'::text, 8, 30, 12::float8, 35::float8, 0::smallint),
+           ('color_cast', 8, 30, 3, 6, 1),
+           ('noise', 8, 30, 2, 4, 1)
+$$;
+COMMENT ON FUNCTION vms.inspection_baseline_rules() IS
+    'the checks judged against a channel''s baseline and how: samples needed, metrics kept, the usual spread and the departure, in the check''s metric units';
+
+-- A result's checks judged against the channel's baseline for the band of
+-- `at`: each baselined check gets "baseline" {band, median, mad, samples,
+-- verdict usual|departure|within|outside}; an alarm within the usual spread
+-- becomes normal and a normal verdict beyond the departure becomes abnormal,
+-- both with "raw_abnormal" (the picture's own verdict) and the reason first
+-- in the detail.  Checks not evaluated, suppressed by another check, or in a
+-- band still learning are left as they are.
+CREATE FUNCTION vms._inspection_baseline_apply(channel vms.gbcode, at timestamptz, checks jsonb) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+DECLARE
+    r record;
+    b vms.inspection_baseline;
+    v jsonb;
+    x double precision;
+    d double precision;
+    dev double precision;
+    s double precision;
+    n integer;
+    info jsonb;
+    band smallint := vms.inspection_hour_band(at);
+    res jsonb := checks;
+BEGIN
+    IF checks IS NULL OR jsonb_typeof(checks) <> 'object' THEN
+        RETURN checks;
+    END IF;
+    FOR r IN SELECT * FROM vms.inspection_baseline_rules() LOOP
+        v := checks -> r.check_name;
+        CONTINUE WHEN v IS NULL OR jsonb_typeof(v) <> 'object' OR jsonb_typeof(v -> 'metric') IS DISTINCT FROM 'number'
+                   OR jsonb_typeof(v -> 'abnormal') IS DISTINCT FROM 'boolean'
+                   OR coalesce(v ->> 'detail', '') LIKE 'suppressed by%';
+        SELECT * INTO b FROM vms.inspection_baseline ib
+         WHERE ib.channel_code = channel AND ib.check_name = r.check_name AND ib.hour_band = band;
+        n := coalesce(cardinality(b.recent), 0);
+        CONTINUE WHEN n < r.min_samples;
+        x := (v ->> 'metric')::double precision;
+        d := x - b.median;
+        s := 1.4826 * b.mad;
+        dev := CASE WHEN r.direction = 0 THEN abs(d) ELSE d * r.direction END;
+        info := jsonb_build_object('band', band, 'median', round(b.median::numeric, 2), 'mad', round(b.mad::numeric, 2),
+                                   'samples', n);
+        IF (v ->> 'abnormal')::boolean AND abs(d) <= greatest(r.usual_within, 3 * s) THEN
+            v := v || jsonb_build_object('abnormal', false, 'raw_abnormal', true,
+                                         'baseline', info || '{"verdict": "usual"}',
+                                         'detail', format('usual for this channel at this hour (median %s over %s results): %s',
+                                                          round(b.median::numeric, 1), n, v ->> 'detail'));
+        ELSIF NOT (v ->> 'abnormal')::boolean AND dev >= greatest(r.depart_beyond, 5 * s) THEN
+            v := v || jsonb_build_object('abnormal', true, 'raw_abnormal', false,
+                                         'baseline', info || '{"verdict": "departure"}',
+                                         'detail', format('%s than usual for this channel at this hour (%s against a median of %s over %s results): %s',
+                                                          CASE WHEN r.check_name = 'brightness' AND d < 0 THEN 'darker'
+                                                               WHEN r.check_name = 'brightness' THEN 'brighter'
+                                                               WHEN r.check_name = 'noise' THEN 'noisier'
+                                                               ELSE 'more colour cast' END,
+                                                          round(x::numeric, 1), round(b.median::numeric, 1), n, v ->> 'detail'));
+        ELSE
+            v := v || jsonb_build_object('baseline', info || jsonb_build_object('verdict',
+                                         CASE WHEN (v ->> 'abnormal')::boolean THEN 'outside' ELSE 'within' END));
+        END IF;
+        res := jsonb_set(res, ARRAY[r.check_name], v);
+    END LOOP;
+    RETURN res;
+END $$;
+COMMENT ON FUNCTION vms._inspection_baseline_apply(vms.gbcode, timestamptz, jsonb) IS
+    'internal: a result''s checks judged against the channel''s baseline for the hour band (usual alarms cleared, departures flagged)';
+
+-- Learn from a result (after _inspection_baseline_apply): a usable picture's
+-- baselined checks that were evaluated, not suppressed, and not found
+-- abnormal by the baseline (a departure, or an alarm outside the usual).
+CREATE FUNCTION vms._inspection_baseline_learn(channel vms.gbcode, at timestamptz, checks jsonb) RETURNS void
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    r record;
+    v jsonb;
+    arr double precision[];
+    med double precision;
+    band smallint := vms.inspection_hour_band(at);
+BEGIN
+    IF checks IS NULL OR jsonb_typeof(checks) <> 'object'
+       OR coalesce((checks #>> '{stream,abnormal}')::boolean, true)
+       OR coalesce((checks #>> '{signal_loss,abnormal}')::boolean, false)
+       OR coalesce((checks #>> '{black_screen,abnormal}')::boolean, false) THEN
+        RETURN;
+    END IF;
+    FOR r IN SELECT * FROM vms.inspection_baseline_rules() LOOP
+        v := checks -> r.check_name;
+        CONTINUE WHEN v IS NULL OR jsonb_typeof(v) <> 'object' OR jsonb_typeof(v -> 'metric') IS DISTINCT FROM 'number'
+                   OR coalesce(v ->> 'detail', '') LIKE 'suppressed by%'
+                   OR (v #>> '{baseline,verdict}') IN ('departure', 'outside');
+        INSERT INTO vms.inspection_baseline AS ib (channel_code, check_name, hour_band, recent, updated_at)
+        VALUES (channel, r.check_name, band, ARRAY[(v ->> 'metric')::double precision], at)
+        ON CONFLICT (channel_code, check_name, hour_band) DO UPDATE
+           SET recent = (ib.recent || EXCLUDED.recent)[greatest(1, cardinality(ib.recent) + 2 - r.keep):],
+               updated_at = EXCLUDED.updated_at
+        RETURNING ib.recent INTO arr;
+        SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY e) INTO med FROM unnest(arr) e;
+        UPDATE vms.inspection_baseline ib
+           SET median = med,
+               mad = (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY abs(e - med)) FROM unnest(arr) e)
+         WHERE ib.channel_code = channel AND ib.check_name = r.check_name AND ib.hour_band = band;
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION vms._inspection_baseline_learn(vms.gbcode, timestamptz, jsonb) IS
+    'internal: add a usable result''s metrics to the channel''s baseline for the hour band (what the baseline finds abnormal is not learnt)';
+
+CREATE FUNCTION vms.inspection_baseline_reset(channel vms.gbcode, check_name text DEFAULT NULL) RETURNS integer
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    n integer;
+BEGIN
+    IF inspection_baseline_reset.check_name IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM vms.inspection_baseline_rules() r WHERE r.check_name = inspection_baseline_reset.check_name) THEN
+        RAISE EXCEPTION 'check "%" has no baseline', inspection_baseline_reset.check_name
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Only the checks of vms.inspection_baseline_rules() learn a per-channel baseline.',
+                  HINT = 'Pass NULL to reset every check of the channel.';
+    END IF;
+    DELETE FROM vms.inspection_baseline ib
+     WHERE ib.channel_code = channel
+       AND (inspection_baseline_reset.check_name IS NULL OR ib.check_name = inspection_baseline_reset.check_name);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION vms.inspection_baseline_reset(vms.gbcode, text) IS
+    'forget a channel''s learnt baseline (every check, or one), e.g. after the camera was moved, relit or repaired: it learns afresh from its next results; returns the bands dropped';
+
 -- One result: stored with its snapshot; alarms raised for abnormal checks
 -- of the plan's check set and cleared for checks now normal; the round's
 -- counts updated and the round closed when its last task is done.
@@ -542,6 +718,8 @@ BEGIN
         RETURN NULL;
     END IF;
     SELECT * INTO p FROM vms.inspection_plan WHERE id = t.plan_id;
+    -- the channel's own history for this hour of day (issue 14: baselines)
+    v_checks := vms._inspection_baseline_apply(t.channel_code, now(), v_checks);
     v_stream_ok := NOT coalesce((v_checks #>> '{stream,abnormal}')::boolean, true);
     v_image_ok := v_stream_ok AND NOT coalesce((v_checks #>> '{signal_loss,abnormal}')::boolean, false)
                               AND NOT coalesce((v_checks #>> '{black_screen,abnormal}')::boolean, false);
@@ -558,6 +736,7 @@ BEGIN
     VALUES (t.run_id, t.id, t.channel_code, coalesce(result ->> 'profile', p.profile), v_stream_ok, v_image_ok, bad,
             v_checks, result - 'checks', snap)
     RETURNING id INTO qid;
+    PERFORM vms._inspection_baseline_learn(t.channel_code, now(), v_checks);
     FOREACH c IN ARRAY p.checks LOOP
         IF c = ANY (bad) THEN
             PERFORM vms.alarm_raise(t.channel_code, c, vms.inspection_alarm_level(c), 'inspection',

@@ -796,8 +796,9 @@ END $$;
 -- the band's usual spread is the channel's normal (a camera always dark at
 -- 02:00: reported normal, "usual for this channel"), and a normal verdict
 -- far from it is flagged (a camera normally bright that goes dark, a cast
--- or noise the camera does not usually show).  A departure is not learnt,
--- so it stays flagged until it ends or an operator accepts it with
+-- or noise the camera does not usually show).  What the baseline finds
+-- abnormal is not learnt, so a departure stays flagged until it ends or an
+-- operator accepts it with
 -- vms.inspection_baseline_reset() (the channel then learns afresh).
 CREATE TABLE vms.inspection_baseline (
     channel_code vms.gbcode NOT NULL,
@@ -850,6 +851,7 @@ DECLARE
     v jsonb;
     x double precision;
     d double precision;
+    dev double precision;
     s double precision;
     n integer;
     info jsonb;
@@ -871,6 +873,7 @@ BEGIN
         x := (v ->> 'metric')::double precision;
         d := x - b.median;
         s := 1.4826 * b.mad;
+        dev := CASE WHEN r.direction = 0 THEN abs(d) ELSE d * r.direction END;
         info := jsonb_build_object('band', band, 'median', round(b.median::numeric, 2), 'mad', round(b.mad::numeric, 2),
                                    'samples', n);
         IF (v ->> 'abnormal')::boolean AND abs(d) <= greatest(r.usual_within, 3 * s) THEN
@@ -878,8 +881,7 @@ BEGIN
                                          'baseline', info || '{"verdict": "usual"}',
                                          'detail', format('usual for this channel at this hour (median %s over %s results): %s',
                                                           round(b.median::numeric, 1), n, v ->> 'detail'));
-        ELSIF NOT (v ->> 'abnormal')::boolean
-              AND CASE WHEN r.direction = 0 THEN abs(d) ELSE d * r.direction END >= greatest(r.depart_beyond, 5 * s) THEN
+        ELSIF NOT (v ->> 'abnormal')::boolean AND dev >= greatest(r.depart_beyond, 5 * s) THEN
             v := v || jsonb_build_object('abnormal', true, 'raw_abnormal', false,
                                          'baseline', info || '{"verdict": "departure"}',
                                          'detail', format('%s than usual for this channel at this hour (%s against a median of %s over %s results): %s',
@@ -900,7 +902,8 @@ COMMENT ON FUNCTION vms._inspection_baseline_apply(vms.gbcode, timestamptz, json
     'internal: a result''s checks judged against the channel''s baseline for the hour band (usual alarms cleared, departures flagged)';
 
 -- Learn from a result (after _inspection_baseline_apply): a usable picture's
--- baselined checks that were evaluated, not suppressed and not a departure.
+-- baselined checks that were evaluated, not suppressed, and not found
+-- abnormal by the baseline (a departure, or an alarm outside the usual).
 CREATE FUNCTION vms._inspection_baseline_learn(channel vms.gbcode, at timestamptz, checks jsonb) RETURNS void
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
@@ -920,7 +923,7 @@ BEGIN
         v := checks -> r.check_name;
         CONTINUE WHEN v IS NULL OR jsonb_typeof(v) <> 'object' OR jsonb_typeof(v -> 'metric') IS DISTINCT FROM 'number'
                    OR coalesce(v ->> 'detail', '') LIKE 'suppressed by%'
-                   OR (v #>> '{baseline,verdict}') = 'departure';
+                   OR (v #>> '{baseline,verdict}') IN ('departure', 'outside');
         INSERT INTO vms.inspection_baseline AS ib (channel_code, check_name, hour_band, recent, updated_at)
         VALUES (channel, r.check_name, band, ARRAY[(v ->> 'metric')::double precision], at)
         ON CONFLICT (channel_code, check_name, hour_band) DO UPDATE
@@ -935,7 +938,7 @@ BEGIN
     END LOOP;
 END $$;
 COMMENT ON FUNCTION vms._inspection_baseline_learn(vms.gbcode, timestamptz, jsonb) IS
-    'internal: add a usable result''s metrics to the channel''s baseline for the hour band (departures are not learnt)';
+    'internal: add a usable result''s metrics to the channel''s baseline for the hour band (what the baseline finds abnormal is not learnt)';
 
 CREATE FUNCTION vms.inspection_baseline_reset(channel vms.gbcode, check_name text DEFAULT NULL) RETURNS integer
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
