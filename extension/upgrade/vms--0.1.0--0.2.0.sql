@@ -1828,6 +1828,10 @@ BEGIN
                   FROM vms.channel c WHERE ST_Intersects(c.geom, g1) AND vms.channel_visible_to(role, c.code, c.civil_code)
                  ORDER BY c.geom <-> g2, c.code LIMIT lim OFFSET off;
         ELSE
+            -- a query built for this call is planned for its values (the
+            -- function's generic-plan setting is for the static queries; it
+            -- comes back at the next call)
+            PERFORM set_config('plan_cache_mode', 'auto', true);
             RETURN QUERY EXECUTE format(
                 'SELECT c.code, c.name, c.alias, c.address, c.point_type, c.place_type, c.unit_id, c.online,
                         ST_X(c.geom), ST_Y(c.geom), NULL::float8
@@ -1896,6 +1900,7 @@ BEGIN
                      WHERE c.geom IS NOT NULL AND c.geom && box AND vms.channel_visible_to(role, c.code, c.civil_code)
                      ORDER BY 11, c.code LIMIT kk - off OFFSET off;
             ELSE
+                PERFORM set_config('plan_cache_mode', 'auto', true);
                 RETURN QUERY EXECUTE format(
                     'SELECT c.code, c.name, c.alias, c.address, c.point_type, c.place_type, c.unit_id, c.online,
                             ST_X(c.geom), ST_Y(c.geom), ST_Distance(c.geom::geography, $6)
