@@ -16,7 +16,11 @@ SELECT vms._worker_database_check();
 
 -- issue 12: SIP
 -- per-device digest qop; device changes queued for the worker (commit-ordered, deletions included)
-ALTER TABLE vms.device_session ADD COLUMN digest_qop boolean NOT NULL DEFAULT true;
+-- added plain, filled, then given its default: ADD COLUMN ... DEFAULT would keep a
+-- 'missing value' in pg_attribute that a fresh install does not have
+ALTER TABLE vms.device_session ADD COLUMN digest_qop boolean;
+UPDATE vms.device_session SET digest_qop = true;
+ALTER TABLE vms.device_session ALTER COLUMN digest_qop SET DEFAULT true, ALTER COLUMN digest_qop SET NOT NULL;
 COMMENT ON COLUMN vms.device_session.digest_qop IS
     'true (default): the digest challenge offers qop="auth" and REGISTER must answer with it (nc tracked, no replay); false for devices that cannot do qop: each nonce is then good for one REGISTER; set with vms.sip_set_digest_qop';
 
