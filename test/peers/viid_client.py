@@ -65,7 +65,12 @@ class Client:
         self.last_auth = None
 
     def connect(self):
-        if self.conn is None:
+        if self.conn is None and getattr(self.a, "tls", False):
+            import ssl
+            ctx = ssl.create_default_context(cafile=self.a.tls_ca)
+            ctx.check_hostname = False   # the test certificate names 127.0.0.1 as its CN only
+            self.conn = http.client.HTTPSConnection(self.a.host, self.a.port, timeout=self.a.timeout, context=ctx)
+        elif self.conn is None:
             self.conn = http.client.HTTPConnection(self.a.host, self.a.port, timeout=self.a.timeout)
         return self.conn
 
@@ -447,6 +452,8 @@ def main():
     p.add_argument("--password", required=True)
     p.add_argument("--device", default="34020000001320000001")
     p.add_argument("--timeout", type=float, default=120)
+    p.add_argument("--tls", action="store_true", help="HTTPS, verifying the server against --tls-ca")
+    p.add_argument("--tls-ca", help="CA (or self-signed server) certificate file")
     p.add_argument("--at", help="capture time yyyyMMddHHmmss (China Standard Time) of every record; default a minute ago")
     sub = p.add_subparsers(dest="cmd", required=True)
     for c in ("register", "keepalive", "unregister"):

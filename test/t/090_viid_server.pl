@@ -356,6 +356,31 @@ is($a->{status}, 200, 'an authenticated request right after the flood is answere
 is($node->safe_psql('postgres', "SELECT pid FROM vms.worker_status WHERE name = 'viid-server'"), $pid,
 	'the worker survived all bad input (same process)');
 
+# ---------------------------------------------------------------- TLS
+# a self-signed certificate (OpenSSL): with vms.viid_server_tls_cert and
+# _key the server speaks HTTPS only, verified by the client against it
+my ($cert, $tkey) = ("$tmp/server.crt", "$tmp/server.key");
+IPC::Run::run([ 'openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=127.0.0.1',
+		'-keyout', $tkey, '-out', $cert ], '>', '/dev/null', '2>', '/dev/null')
+  or die 'openssl req failed';
+$node->append_conf('postgresql.conf', "vms.viid_server_tls_cert = '$cert'\nvms.viid_server_tls_key = '$tkey'\n");
+$node->reload;
+ok($node->poll_query_until('postgres', "SELECT state = 'listening (HTTPS)' FROM vms.worker_status WHERE name = 'viid-server'"),
+	'with a certificate and key the server listens for HTTPS');
+($a) = client('--tls', '--tls-ca', $cert, 'time');
+is($a->{status}, 200, 'digest over HTTPS, the server verified against its certificate');
+($a) = client('--tls', '--tls-ca', $cert, 'post', 'Faces', '--count', '1', '--serial', '950');
+is(codes($a), '0', 'records over HTTPS');
+my ($plain_out, $plain_err) = ('', '');
+IPC::Run::run([ 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', "http://127.0.0.1:$port/VIID/System/Time" ],
+	'>', \$plain_out, '2>', \$plain_err);
+isnt($plain_out, '200', 'plain HTTP is not answered on the HTTPS port');
+$node->append_conf('postgresql.conf', "vms.viid_server_tls_cert = ''\nvms.viid_server_tls_key = ''\n");
+$node->reload;
+ok($node->poll_query_until('postgres', "SELECT state = 'listening' FROM vms.worker_status WHERE name = 'viid-server'"),
+	'back to plain HTTP');
+wait_known();
+
 # ---------------------------------------------------------------- crash during an ingest
 my $acked = "$tmp/acked";
 my ($iout, $ierr) = ('', '');

@@ -762,7 +762,6 @@ start_daemon(void)
 							   MHD_OPTION_NONCE_NC_SIZE, (unsigned int) NONCE_NC_SIZE,
 							   MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
 							   MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
-							   MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int) 1,
 							   MHD_OPTION_ARRAY, opts,
 							   MHD_OPTION_END);
 	if (cert)
