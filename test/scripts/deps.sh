@@ -18,7 +18,7 @@ PACKAGES+=(clang-14 llvm-14)
 # libclang-rt gives libFuzzer for the parser fuzz target.
 PACKAGES+=(libosip2-dev libxml2-dev sip-tester libclang-rt-14-dev)
 # GA/T 1400 server (viid-server worker): libmicrohttpd serves HTTP
-PACKAGES+=(libmicrohttpd-dev)
+PACKAGES+=(libmicrohttpd-dev openssl)  # openssl: the TLS test makes a certificate
 # inspection: FFmpeg libraries and tools; GStreamer's RTSP server for test cameras
 PACKAGES+=(ffmpeg libavformat-dev libavcodec-dev libavutil-dev libswscale-dev
            gir1.2-gst-rtsp-server-1.0 python3-gst-1.0 gstreamer1.0-plugins-base
