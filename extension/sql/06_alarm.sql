@@ -83,7 +83,10 @@ COMMENT ON TABLE vms.alarm_event IS
 CREATE FUNCTION vms.alarm_raise(code vms.gbcode, fault_type text, level smallint,
                                 source text, detail jsonb DEFAULT '{}')
     RETURNS bigint
-    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+    -- every statement in it is a lookup by key: index scans even when the
+    -- planner's statistics still show an empty alarm table (a mass outage
+    -- on a new system would otherwise scan the growing table per raise)
+    LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 #variable_conflict use_column
 DECLARE
     dl record;
@@ -161,7 +164,7 @@ COMMENT ON FUNCTION vms.alarm_acknowledge(bigint) IS 'acknowledge (respond to) a
 -- that one stays open and is notified now as a fault of its own.
 CREATE FUNCTION vms.alarm_clear(code vms.gbcode, fault_type text, reason text DEFAULT NULL)
     RETURNS boolean
-    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+    LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 #variable_conflict use_column
 DECLARE
     a vms.alarm;

@@ -45,7 +45,11 @@ COMMENT ON TABLE vms.maintenance_scope IS
     'what a maintenance contract covers: a unit (with its sub-units) or a device; at most one contract per unit and per device';
 
 CREATE FUNCTION vms.contract_for(code vms.gbcode) RETURNS bigint
-    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+#variable_conflict use_column
+BEGIN
+    -- plpgsql, not sql: called once per alarm raised, its plan is kept
+    RETURN (
     WITH RECURSIVE dev AS (
         SELECT x.code, x.unit_id FROM (
             SELECT c.device_code AS code, coalesce(c.unit_id, d.unit_id) AS unit_id, 1 AS pref
@@ -60,8 +64,8 @@ CREATE FUNCTION vms.contract_for(code vms.gbcode) RETURNS bigint
          WHERE u.parent_id IS NOT NULL AND up.depth < 64)
     SELECT coalesce((SELECT s.contract_id FROM vms.maintenance_scope s JOIN dev ON s.device_code = dev.code),
                     (SELECT s.contract_id FROM up JOIN vms.maintenance_scope s ON s.unit_id = up.unit_id
-                      ORDER BY up.depth LIMIT 1))
-$$;
+                      ORDER BY up.depth LIMIT 1)));
+END $$;
 COMMENT ON FUNCTION vms.contract_for(vms.gbcode) IS
     'the maintenance contract covering a device or channel: the device''s own, else its (channel''s, else device''s) unit''s or the nearest ancestor unit''s; NULL if none';
 

@@ -23,13 +23,15 @@ COMMENT ON TABLE vms.alarm_rule IS
     'alarm level per fault type and GB/T 28181 device type (NULL type: the default); offline: platforms and servers I, DVR/NVR/HVR II, cameras and the rest III';
 
 CREATE FUNCTION vms.alarm_level_for(fault_type text, code vms.gbcode) RETURNS smallint
-    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
-    SELECT coalesce((SELECT r.level FROM vms.alarm_rule r
-                      WHERE r.fault_type = alarm_level_for.fault_type AND r.gb_type = vms.gbcode_type(code)),
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN coalesce((SELECT r.level FROM vms.alarm_rule r
+                      WHERE r.fault_type = alarm_level_for.fault_type AND r.gb_type = vms.gbcode_type(alarm_level_for.code)),
                     (SELECT r.level FROM vms.alarm_rule r
                       WHERE r.fault_type = alarm_level_for.fault_type AND r.gb_type IS NULL),
-                    3)::smallint
-$$;
+                    3)::smallint;
+END $$;
 COMMENT ON FUNCTION vms.alarm_level_for(text, vms.gbcode) IS
     'the level of a fault of a device or channel: vms.alarm_rule for its type, else the fault''s default, else III';
 
@@ -47,14 +49,18 @@ COMMENT ON TABLE vms.contract_deadline IS
 
 CREATE FUNCTION vms.alarm_deadlines(code vms.gbcode, level smallint)
     RETURNS TABLE (contract_id bigint, respond_within interval, plan_within interval, fix_within interval)
-    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
-    SELECT k.id, coalesce(cd.respond_within, l.respond_within), coalesce(cd.plan_within, l.plan_within),
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+#variable_conflict use_column
+DECLARE
+    k bigint := vms.contract_for(alarm_deadlines.code);
+BEGIN
+    RETURN QUERY
+    SELECT k, coalesce(cd.respond_within, l.respond_within), coalesce(cd.plan_within, l.plan_within),
            coalesce(cd.fix_within, l.fix_within)
       FROM vms.alarm_level l
-     CROSS JOIN (SELECT vms.contract_for(alarm_deadlines.code) AS id) k
-      LEFT JOIN vms.contract_deadline cd ON cd.contract_id = k.id AND cd.level = l.level
-     WHERE l.level = alarm_deadlines.level
-$$;
+      LEFT JOIN vms.contract_deadline cd ON cd.contract_id = k AND cd.level = l.level
+     WHERE l.level = alarm_deadlines.level;
+END $$;
 COMMENT ON FUNCTION vms.alarm_deadlines(vms.gbcode, smallint) IS
     'the deadlines an alarm of this level on this code gets: its maintenance contract''s, else the level''s defaults';
 
@@ -108,13 +114,15 @@ COMMENT ON FUNCTION vms.alarm_mask_covers(jsonb, vms.gbcode) IS
     'whether a mask scope covers a device or channel: codes (the device or channel, or a channel''s device), regions (civil-code prefixes), units (with sub-units), catalog_nodes and tags (subtrees; a device through any of its channels)';
 
 CREATE FUNCTION vms.alarm_mask_for(code vms.gbcode, fault_type text, at timestamptz DEFAULT now()) RETURNS bigint
-    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
-    SELECT m.id FROM vms.alarm_mask m
-     WHERE m.starts_at <= at AND (m.ends_at IS NULL OR at < m.ends_at)
-       AND (m.fault_types IS NULL OR alarm_mask_for.fault_type = ANY (m.fault_types))
-       AND vms.alarm_mask_covers(m.scope, alarm_mask_for.code)
-     ORDER BY m.id LIMIT 1
-$$;
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN (SELECT m.id FROM vms.alarm_mask m
+             WHERE m.starts_at <= alarm_mask_for.at AND (m.ends_at IS NULL OR alarm_mask_for.at < m.ends_at)
+               AND (m.fault_types IS NULL OR alarm_mask_for.fault_type = ANY (m.fault_types))
+               AND vms.alarm_mask_covers(m.scope, alarm_mask_for.code)
+             ORDER BY m.id LIMIT 1);
+END $$;
 COMMENT ON FUNCTION vms.alarm_mask_for(vms.gbcode, text, timestamptz) IS 'the first mask in force at a time for a code and fault type; NULL if none';
 
 CREATE FUNCTION vms.alarm_mask_add(name text, scope jsonb, fault_types text[], starts_at timestamptz,
@@ -155,12 +163,16 @@ COMMENT ON FUNCTION vms.alarm_mask_add(text, jsonb, text[], timestamptz, timesta
 -- Root cause: a channel's offline or stream fault while its device has an
 -- open offline alarm.
 CREATE FUNCTION vms.alarm_root_for(code vms.gbcode, fault_type text) RETURNS bigint
-    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
-    SELECT a.id FROM vms.channel ch
-      JOIN vms.alarm a ON a.code = ch.device_code AND a.fault_type = 'offline' AND a.state <> 'cleared'
-     WHERE ch.code = alarm_root_for.code AND ch.device_code <> ch.code
-       AND alarm_root_for.fault_type IN ('offline', 'stream')
-$$;
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+#variable_conflict use_column
+BEGIN
+    IF alarm_root_for.fault_type NOT IN ('offline', 'stream') THEN
+        RETURN NULL;
+    END IF;
+    RETURN (SELECT a.id FROM vms.channel ch
+              JOIN vms.alarm a ON a.code = ch.device_code AND a.fault_type = 'offline' AND a.state <> 'cleared'
+             WHERE ch.code = alarm_root_for.code AND ch.device_code <> ch.code);
+END $$;
 COMMENT ON FUNCTION vms.alarm_root_for(vms.gbcode, text) IS
     'the open offline alarm of a channel''s device, for the channel''s offline and stream faults (root cause); NULL otherwise';
 

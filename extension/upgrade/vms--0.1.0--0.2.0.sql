@@ -2078,7 +2078,11 @@ COMMENT ON TABLE vms.maintenance_scope IS
     'what a maintenance contract covers: a unit (with its sub-units) or a device; at most one contract per unit and per device';
 
 CREATE FUNCTION vms.contract_for(code vms.gbcode) RETURNS bigint
-    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+#variable_conflict use_column
+BEGIN
+    -- plpgsql, not sql: called once per alarm raised, its plan is kept
+    RETURN (
     WITH RECURSIVE dev AS (
         SELECT x.code, x.unit_id FROM (
             SELECT c.device_code AS code, coalesce(c.unit_id, d.unit_id) AS unit_id, 1 AS pref
@@ -2093,8 +2097,8 @@ CREATE FUNCTION vms.contract_for(code vms.gbcode) RETURNS bigint
          WHERE u.parent_id IS NOT NULL AND up.depth < 64)
     SELECT coalesce((SELECT s.contract_id FROM vms.maintenance_scope s JOIN dev ON s.device_code = dev.code),
                     (SELECT s.contract_id FROM up JOIN vms.maintenance_scope s ON s.unit_id = up.unit_id
-                      ORDER BY up.depth LIMIT 1))
-$$;
+                      ORDER BY up.depth LIMIT 1)));
+END $$;
 COMMENT ON FUNCTION vms.contract_for(vms.gbcode) IS
     'the maintenance contract covering a device or channel: the device''s own, else its (channel''s, else device''s) unit''s or the nearest ancestor unit''s; NULL if none';
 
@@ -3075,7 +3079,10 @@ COMMENT ON TABLE vms.alarm_event IS
 CREATE OR REPLACE FUNCTION vms.alarm_raise(code vms.gbcode, fault_type text, level smallint,
                                 source text, detail jsonb DEFAULT '{}')
     RETURNS bigint
-    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+    -- every statement in it is a lookup by key: index scans even when the
+    -- planner's statistics still show an empty alarm table (a mass outage
+    -- on a new system would otherwise scan the growing table per raise)
+    LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 #variable_conflict use_column
 DECLARE
     dl record;
@@ -3153,7 +3160,7 @@ COMMENT ON FUNCTION vms.alarm_acknowledge(bigint) IS 'acknowledge (respond to) a
 -- that one stays open and is notified now as a fault of its own.
 CREATE OR REPLACE FUNCTION vms.alarm_clear(code vms.gbcode, fault_type text, reason text DEFAULT NULL)
     RETURNS boolean
-    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+    LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 #variable_conflict use_column
 DECLARE
     a vms.alarm;
@@ -3210,13 +3217,15 @@ COMMENT ON TABLE vms.alarm_rule IS
     'alarm level per fault type and GB/T 28181 device type (NULL type: the default); offline: platforms and servers I, DVR/NVR/HVR II, cameras and the rest III';
 
 CREATE FUNCTION vms.alarm_level_for(fault_type text, code vms.gbcode) RETURNS smallint
-    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
-    SELECT coalesce((SELECT r.level FROM vms.alarm_rule r
-                      WHERE r.fault_type = alarm_level_for.fault_type AND r.gb_type = vms.gbcode_type(code)),
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN coalesce((SELECT r.level FROM vms.alarm_rule r
+                      WHERE r.fault_type = alarm_level_for.fault_type AND r.gb_type = vms.gbcode_type(alarm_level_for.code)),
                     (SELECT r.level FROM vms.alarm_rule r
                       WHERE r.fault_type = alarm_level_for.fault_type AND r.gb_type IS NULL),
-                    3)::smallint
-$$;
+                    3)::smallint;
+END $$;
 COMMENT ON FUNCTION vms.alarm_level_for(text, vms.gbcode) IS
     'the level of a fault of a device or channel: vms.alarm_rule for its type, else the fault''s default, else III';
 
@@ -3234,14 +3243,18 @@ COMMENT ON TABLE vms.contract_deadline IS
 
 CREATE FUNCTION vms.alarm_deadlines(code vms.gbcode, level smallint)
     RETURNS TABLE (contract_id bigint, respond_within interval, plan_within interval, fix_within interval)
-    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
-    SELECT k.id, coalesce(cd.respond_within, l.respond_within), coalesce(cd.plan_within, l.plan_within),
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+#variable_conflict use_column
+DECLARE
+    k bigint := vms.contract_for(alarm_deadlines.code);
+BEGIN
+    RETURN QUERY
+    SELECT k, coalesce(cd.respond_within, l.respond_within), coalesce(cd.plan_within, l.plan_within),
            coalesce(cd.fix_within, l.fix_within)
       FROM vms.alarm_level l
-     CROSS JOIN (SELECT vms.contract_for(alarm_deadlines.code) AS id) k
-      LEFT JOIN vms.contract_deadline cd ON cd.contract_id = k.id AND cd.level = l.level
-     WHERE l.level = alarm_deadlines.level
-$$;
+      LEFT JOIN vms.contract_deadline cd ON cd.contract_id = k AND cd.level = l.level
+     WHERE l.level = alarm_deadlines.level;
+END $$;
 COMMENT ON FUNCTION vms.alarm_deadlines(vms.gbcode, smallint) IS
     'the deadlines an alarm of this level on this code gets: its maintenance contract''s, else the level''s defaults';
 
@@ -3295,13 +3308,15 @@ COMMENT ON FUNCTION vms.alarm_mask_covers(jsonb, vms.gbcode) IS
     'whether a mask scope covers a device or channel: codes (the device or channel, or a channel''s device), regions (civil-code prefixes), units (with sub-units), catalog_nodes and tags (subtrees; a device through any of its channels)';
 
 CREATE FUNCTION vms.alarm_mask_for(code vms.gbcode, fault_type text, at timestamptz DEFAULT now()) RETURNS bigint
-    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
-    SELECT m.id FROM vms.alarm_mask m
-     WHERE m.starts_at <= at AND (m.ends_at IS NULL OR at < m.ends_at)
-       AND (m.fault_types IS NULL OR alarm_mask_for.fault_type = ANY (m.fault_types))
-       AND vms.alarm_mask_covers(m.scope, alarm_mask_for.code)
-     ORDER BY m.id LIMIT 1
-$$;
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN (SELECT m.id FROM vms.alarm_mask m
+             WHERE m.starts_at <= alarm_mask_for.at AND (m.ends_at IS NULL OR alarm_mask_for.at < m.ends_at)
+               AND (m.fault_types IS NULL OR alarm_mask_for.fault_type = ANY (m.fault_types))
+               AND vms.alarm_mask_covers(m.scope, alarm_mask_for.code)
+             ORDER BY m.id LIMIT 1);
+END $$;
 COMMENT ON FUNCTION vms.alarm_mask_for(vms.gbcode, text, timestamptz) IS 'the first mask in force at a time for a code and fault type; NULL if none';
 
 CREATE FUNCTION vms.alarm_mask_add(name text, scope jsonb, fault_types text[], starts_at timestamptz,
@@ -3342,12 +3357,16 @@ COMMENT ON FUNCTION vms.alarm_mask_add(text, jsonb, text[], timestamptz, timesta
 -- Root cause: a channel's offline or stream fault while its device has an
 -- open offline alarm.
 CREATE FUNCTION vms.alarm_root_for(code vms.gbcode, fault_type text) RETURNS bigint
-    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
-    SELECT a.id FROM vms.channel ch
-      JOIN vms.alarm a ON a.code = ch.device_code AND a.fault_type = 'offline' AND a.state <> 'cleared'
-     WHERE ch.code = alarm_root_for.code AND ch.device_code <> ch.code
-       AND alarm_root_for.fault_type IN ('offline', 'stream')
-$$;
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+#variable_conflict use_column
+BEGIN
+    IF alarm_root_for.fault_type NOT IN ('offline', 'stream') THEN
+        RETURN NULL;
+    END IF;
+    RETURN (SELECT a.id FROM vms.channel ch
+              JOIN vms.alarm a ON a.code = ch.device_code AND a.fault_type = 'offline' AND a.state <> 'cleared'
+             WHERE ch.code = alarm_root_for.code AND ch.device_code <> ch.code);
+END $$;
 COMMENT ON FUNCTION vms.alarm_root_for(vms.gbcode, text) IS
     'the open offline alarm of a channel''s device, for the channel''s offline and stream faults (root cause); NULL otherwise';
 
