@@ -1586,55 +1586,60 @@ check_jitter(actx *a)
 {
 	CTX;
 
-	/* jitter */
-	if (s->nframes >= 4)
+	/*
+	 * jitter: how far the picture's position (the global shifts summed
+	 * frame by frame) wanders from its smooth path (its mean over 5 frames,
+	 * 0.2 s at 25 fps).  A pan or a zoom follows its path, and so does a
+	 * pan whose frames are repeated or whose shifts are measured in whole
+	 * pixels (a 0,2,0,2 step is 0.5 px off a straight line); a shake of
+	 * 4-7 Hz moves the picture to and fro within the 5 frames.
+	 */
+	if (s->nframes >= 6)
 	{
 		double		dx[VQD_MAX_FRAMES],
-					dy[VQD_MAX_FRAMES];
+					dy[VQD_MAX_FRAMES],
+					px[VQD_MAX_FRAMES],
+					py[VQD_MAX_FRAMES];
 		double		shake = 0,
 					scale = 352.0 / s->gw,
 					maxs = 0;
 		int			n = 0,
 					valid = 0;
 
+		px[0] = py[0] = 0;
 		for (int i = 1; i < s->nframes; i++)
 		{
 			global_shift(s, i - 1, i, &dx[i], &dy[i]);
 			valid += !isnan(dx[i]) || !isnan(dy[i]);
-		}
-		for (int i = 2; i < s->nframes; i++)
-		{
-			double		ex = dx[i] - dx[i - 1],
-						ey = dy[i] - dy[i - 1],
-						e;
-
 			/* an axis without structure (vertical bars have no vertical shift) counts as still */
-			if (isnan(ex) && isnan(ey))
-				continue;
-			if (isnan(ex))
-				ex = 0;
-			if (isnan(ey))
-				ey = 0;
-			e = sqrt(ex * ex + ey * ey) * scale;
+			px[i] = px[i - 1] + (isnan(dx[i]) ? 0 : dx[i]);
+			py[i] = py[i - 1] + (isnan(dy[i]) ? 0 : dy[i]);
+		}
+		for (int i = 2; i + 2 < s->nframes; i++)
+		{
+			double		mx = (px[i - 2] + px[i - 1] + px[i] + px[i + 1] + px[i + 2]) / 5,
+						my = (py[i - 2] + py[i - 1] + py[i] + py[i + 1] + py[i + 2]) / 5,
+						e = hypot(px[i] - mx, py[i] - my) * scale;
+
 			shake += e;
 			if (e > maxs)
 				maxs = e;
 			n++;
 		}
-		if (n >= (s->nframes - 2) / 4 && n > 0)
+		if (n > 0 && valid >= (s->nframes - 1) / 4)
 		{
 			int			ab;
 
 			shake /= n;
 			ab = shake >= T[VQD_T_JITTER_SHAKE_MIN];
-			set(rep, VQD_JITTER, shake, ab, ab ? "shaking: displacement changes %.2f px per frame (max %.1f)" :
-				"displacement changes %.2f px per frame (max %.1f)", shake, maxs);
+			set(rep, VQD_JITTER, shake, ab, ab ? "shaking: the picture wanders %.2f px from its smooth path (max %.1f)" :
+				"the picture wanders %.2f px from its smooth path (max %.1f)", shake, maxs);
 		}
 		else
 			set(rep, VQD_JITTER, 0, 0, "no global motion measurable (%d of %d frame pairs)", valid, s->nframes - 1);
 	}
 	else
-		snprintf(rep->r[VQD_JITTER].detail, VQD_DETAIL_LEN, "not evaluated: fewer than 4 frames");
+		snprintf(rep->r[VQD_JITTER].detail, VQD_DETAIL_LEN, "not evaluated: fewer than 6 frames");
 }
 
 static void

@@ -38,8 +38,6 @@ real noise_coffee_s3.mp4 color_cast
 real cast_building_s2.mp4 color_cast
 real cast_street_s2.mp4 color_cast
 real clean_stuff_indoor.ts blur
-real clean_building_cif_512k.mp4 jitter
-real scene_moved_building.mp4 jitter
 real scene_moved_building.mp4 brightness
 real noise_aerial_s3.mp4 blur
 real dark_aerial_s2.mp4 occlusion
