@@ -1427,6 +1427,13 @@ vms_sip_main(Datum arg)
 			MemoryContext old = MemoryContextSwitchTo(loop_cxt);
 
 			sip_now = GetCurrentTimestamp();
+			/*
+			 * A commit woke the worker: a deleted device or a changed
+			 * password is applied before any datagram that arrived after
+			 * that commit is read.
+			 */
+			if (woken)
+				load_changed_devices();
 			drain_network();
 			sip_now = GetCurrentTimestamp();
 			if (sip_now >= next_tick)
@@ -1438,7 +1445,8 @@ vms_sip_main(Datum arg)
 			}
 			if (woken || sip_now >= next_claim)
 			{
-				load_changed_devices();
+				if (!woken)
+					load_changed_devices();
 				claim_requests();
 				next_claim = TimestampTzPlusMilliseconds(sip_now, CLAIM_MS);
 			}
