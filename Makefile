@@ -45,7 +45,7 @@ SQL_SOURCES = $(sort $(wildcard extension/sql/*.sql))
 DATA_built  = vms--$(EXTVERSION).sql
 DATA        = $(wildcard extension/upgrade/vms--*.sql)
 
-REGRESS = gbcode gbcode_index coord ledger history import alarm governance search search_postgis cones_tiles policy security_surface postgis_schema viid sip diagnose availability alarm_rules work_orders ops_figures audit_archive reports
+REGRESS = gbcode gbcode_index coord ledger history import alarm governance search search_postgis cones_tiles policy security_surface postgis_schema viid sip diagnose availability alarm_rules work_orders ops_figures audit_archive notify reports
 
 PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -I$(srcdir)/extension -I/usr/include/libxml2 -I$(srcdir)/extension/inspect \

@@ -30,7 +30,7 @@
 --              governance runs and metrics, device reports and passwords,
 --              operations (availability, maintenance contracts, alarm
 --              rules, masks, deadlines, escalation, work orders, kept
---              figures, scheduled runs, retention),
+--              figures, scheduled runs, retention, notification routes),
 --              vms.tag_search_results and vms.cron_next (which use internal
 --              helpers), the security-level functions (which read the
 --              security catalogue).  A DBA may GRANT EXECUTE on one of these
@@ -74,7 +74,8 @@ GRANT EXECUTE ON FUNCTION
     vms.try_float8(text), vms.is_ip(text), vms.governed_columns(regclass),
     vms.chain_digest(bytea), vms.chain_digest_name(), vms.secret_algorithm(),
     vms.viid_id_problems(text), vms.viid_object_id(text, integer, integer),
-    vms.viid_image_id(vms.gbcode, integer, timestamp, integer), vms.inspection_alarm_level(text)
+    vms.viid_image_id(vms.gbcode, integer, timestamp, integer), vms.inspection_alarm_level(text),
+    vms.notify_render(text, jsonb)
   TO PUBLIC;
 -- PUBLIC: row-level security (run by whoever reads or writes the tables) and asking for access
 GRANT EXECUTE ON FUNCTION
