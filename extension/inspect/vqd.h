@@ -132,6 +132,8 @@ typedef struct vqd_result
 	double		metric;			/* NaN when not evaluated */
 	int			abnormal;
 	char		detail[VQD_DETAIL_LEN];
+	int			has_vec;		/* vec is set (color_cast: the picture's median Cb, Cr offsets) */
+	double		vec[2];
 } vqd_result;
 
 typedef struct vqd_report

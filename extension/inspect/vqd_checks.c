@@ -1356,6 +1356,10 @@ check_color_cast(actx *a)
 						break;
 					}
 			}
+			/* the grey world, for a channel's baseline of its usual colour (vms.inspection_baseline) */
+			rep->r[VQD_COLOR_CAST].has_vec = 1;
+			rep->r[VQD_COLOR_CAST].vec[0] = gu;
+			rep->r[VQD_COLOR_CAST].vec[1] = gv;
 			agree = (Dn > 0 && (gu != 0 || gv != 0)) ?
 				(nu * gu + nv * gv) / (Dn * sqrt(gu * gu + gv * gv)) : 0;
 			ab = Dn >= T[VQD_T_CAST_OFFSET_MIN] && K >= T[VQD_T_CAST_RATIO_MIN];

@@ -795,12 +795,16 @@ END $$;
 -- the last `keep` metrics of the channel's usable results (stream ok, no
 -- signal loss or black screen, the check evaluated and not suppressed by
 -- another) in each 3-hour band of the day (hour in the session's TimeZone,
--- the server's for the inspector), with their median and MAD.  Once a band
+-- the server's for the inspector), with their median and MAD; for
+-- color_cast also the picture's median chroma (the result's "grey": [Cb,
+-- Cr] offsets, as the inspector reports it), so that a cast is known by
+-- its direction, not only its size.  Once a band
 -- has `min_samples` results it is used: an alarm whose metric lies within
 -- the band's usual spread is the channel's normal (a camera always dark at
 -- 02:00: reported normal, "usual for this channel"), and a normal verdict
 -- far from it is flagged (a camera normally bright that goes dark, a cast
--- or noise the camera does not usually show).  What the baseline finds
+-- or noise the camera does not usually show, a picture whose colour moved
+-- away from the channel's usual colour).  What the baseline finds
 -- abnormal is not learnt, so a departure stays flagged until it ends or an
 -- operator accepts it with
 -- vms.inspection_baseline_reset() (the channel then learns afresh).
@@ -812,10 +816,13 @@ CREATE TABLE vms.inspection_baseline (
     median       double precision,
     mad          double precision,
     updated_at   timestamptz NOT NULL DEFAULT now(),
+    recent_grey  double precision[] NOT NULL DEFAULT '{}',
     PRIMARY KEY (channel_code, check_name, hour_band)
 );
 COMMENT ON TABLE vms.inspection_baseline IS
     'per channel, check and 3-hour band of the day: the channel''s recent metrics (oldest first), their median and MAD; learnt from usable inspection results, reset with vms.inspection_baseline_reset';
+COMMENT ON COLUMN vms.inspection_baseline.recent_grey IS
+    'color_cast only: the recent results'' picture median chroma, Cb and Cr offsets in turn (oldest first; the same results as recent when every one had it)';
 
 CREATE FUNCTION vms.inspection_hour_band(at timestamptz) RETURNS smallint
     LANGUAGE sql STABLE PARALLEL SAFE
@@ -829,16 +836,19 @@ COMMENT ON FUNCTION vms.inspection_hour_band(timestamptz) IS
 --   usual_within   an alarm within max(usual_within, 3 x 1.4826 MAD) of the median is usual
 --   depart_beyond  a normal verdict beyond max(depart_beyond, 5 x 1.4826 MAD) is a departure
 --   direction      0 either way, 1 only above the median (more cast, more noise)
+--   shift_usual, shift_depart  color_cast: the same two for the distance of the
+--                  picture's median chroma from the band's (chroma levels)
 CREATE FUNCTION vms.inspection_baseline_rules(OUT check_name text, OUT min_samples integer, OUT keep integer,
                                               OUT usual_within double precision, OUT depart_beyond double precision,
-                                              OUT direction smallint)
+                                              OUT direction smallint, OUT shift_usual double precision,
+                                              OUT shift_depart double precision)
     RETURNS SETOF record LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    VALUES ('brightness'::text, 8, 30, 12::float8, 35::float8, 0::smallint),
-           ('color_cast', 8, 30, 3, 6, 1),
-           ('noise', 8, 30, 2, 4, 1)
+    VALUES ('brightness'::text, 8, 30, 12::float8, 35::float8, 0::smallint, NULL::float8, NULL::float8),
+           ('color_cast', 8, 30, 3, 6, 1, 4, 8),
+           ('noise', 8, 30, 2, 4, 1, NULL, NULL)
 $$;
 COMMENT ON FUNCTION vms.inspection_baseline_rules() IS
-    'the checks judged against a channel''s baseline and how: samples needed, metrics kept, the usual spread and the departure, in the check''s metric units';
+    'the checks judged against a channel''s baseline and how: samples needed, metrics kept, the usual spread and the departure, in the check''s metric units (and for color_cast, of the picture''s median chroma)';
 
 -- A result's checks judged against the channel's baseline for the band of
 -- `at`: each baselined check gets "baseline" {band, median, mad, samples,
@@ -861,6 +871,17 @@ DECLARE
     info jsonb;
     band smallint := vms.inspection_hour_band(at);
     res jsonb := checks;
+    -- the picture's median chroma against the band's (color_cast)
+    gcb double precision;
+    gcr double precision;
+    mcb double precision;
+    mcr double precision;
+    gd double precision;
+    gs double precision;
+    gn integer;
+    usual boolean;
+    depart boolean;
+    why text;
 BEGIN
     IF checks IS NULL OR jsonb_typeof(checks) <> 'object' THEN
         RETURN checks;
@@ -878,22 +899,48 @@ BEGIN
         d := x - b.median;
         s := 1.4826 * b.mad;
         dev := CASE WHEN r.direction = 0 THEN abs(d) ELSE d * r.direction END;
+        usual := abs(d) <= greatest(r.usual_within, 3 * s);
+        depart := dev >= greatest(r.depart_beyond, 5 * s);
+        why := NULL;
         info := jsonb_build_object('band', band, 'median', round(b.median::numeric, 2), 'mad', round(b.mad::numeric, 2),
                                    'samples', n);
-        IF (v ->> 'abnormal')::boolean AND abs(d) <= greatest(r.usual_within, 3 * s) THEN
+        gn := coalesce(cardinality(b.recent_grey), 0) / 2;
+        IF r.shift_usual IS NOT NULL AND gn >= r.min_samples AND jsonb_typeof(v -> 'grey') = 'array'
+           AND jsonb_typeof(v -> 'grey' -> 0) = 'number' AND jsonb_typeof(v -> 'grey' -> 1) = 'number' THEN
+            gcb := (v -> 'grey' ->> 0)::double precision;
+            gcr := (v -> 'grey' ->> 1)::double precision;
+            SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY b.recent_grey[2 * i - 1]),
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY b.recent_grey[2 * i])
+              INTO mcb, mcr FROM generate_series(1, gn) i;
+            SELECT 1.4826 * percentile_cont(0.5) WITHIN GROUP (ORDER BY sqrt((b.recent_grey[2 * i - 1] - mcb) ^ 2
+                                                                             + (b.recent_grey[2 * i] - mcr) ^ 2))
+              INTO gs FROM generate_series(1, gn) i;
+            gd := sqrt((gcb - mcb) ^ 2 + (gcr - mcr) ^ 2);
+            info := info || jsonb_build_object('grey_median', jsonb_build_array(round(mcb::numeric, 1), round(mcr::numeric, 1)),
+                                               'grey_shift', round(gd::numeric, 1));
+            usual := usual AND gd <= greatest(r.shift_usual, 3 * gs);
+            IF NOT depart AND gd >= greatest(r.shift_depart, 5 * gs) THEN
+                depart := true;
+                why := format('colour moved from this channel''s usual at this hour (picture median Cb %s, Cr %s against %s, %s over %s results)',
+                              round(gcb::numeric, 1), round(gcr::numeric, 1), round(mcb::numeric, 1), round(mcr::numeric, 1), gn);
+            END IF;
+        END IF;
+        IF (v ->> 'abnormal')::boolean AND usual THEN
             v := v || jsonb_build_object('abnormal', false, 'raw_abnormal', true,
                                          'baseline', info || '{"verdict": "usual"}',
                                          'detail', format('usual for this channel at this hour (median %s over %s results): %s',
                                                           round(b.median::numeric, 1), n, v ->> 'detail'));
-        ELSIF NOT (v ->> 'abnormal')::boolean AND dev >= greatest(r.depart_beyond, 5 * s) THEN
+        ELSIF NOT (v ->> 'abnormal')::boolean AND depart THEN
             v := v || jsonb_build_object('abnormal', true, 'raw_abnormal', false,
                                          'baseline', info || '{"verdict": "departure"}',
-                                         'detail', format('%s than usual for this channel at this hour (%s against a median of %s over %s results): %s',
-                                                          CASE WHEN r.check_name = 'brightness' AND d < 0 THEN 'darker'
-                                                               WHEN r.check_name = 'brightness' THEN 'brighter'
-                                                               WHEN r.check_name = 'noise' THEN 'noisier'
-                                                               ELSE 'more colour cast' END,
-                                                          round(x::numeric, 1), round(b.median::numeric, 1), n, v ->> 'detail'));
+                                         'detail', coalesce(why,
+                                                            format('%s than usual for this channel at this hour (%s against a median of %s over %s results)',
+                                                                   CASE WHEN r.check_name = 'brightness' AND d < 0 THEN 'darker'
+                                                                        WHEN r.check_name = 'brightness' THEN 'brighter'
+                                                                        WHEN r.check_name = 'noise' THEN 'noisier'
+                                                                        ELSE 'more colour cast' END,
+                                                                   round(x::numeric, 1), round(b.median::numeric, 1), n))
+                                                   || ': ' || (v ->> 'detail'));
         ELSE
             v := v || jsonb_build_object('baseline', info || jsonb_build_object('verdict',
                                          CASE WHEN (v ->> 'abnormal')::boolean THEN 'outside' ELSE 'within' END));
@@ -914,6 +961,7 @@ DECLARE
     r record;
     v jsonb;
     arr double precision[];
+    grey double precision[];
     med double precision;
     band smallint := vms.inspection_hour_band(at);
 BEGIN
@@ -928,10 +976,16 @@ BEGIN
         CONTINUE WHEN v IS NULL OR jsonb_typeof(v) <> 'object' OR jsonb_typeof(v -> 'metric') IS DISTINCT FROM 'number'
                    OR coalesce(v ->> 'detail', '') LIKE 'suppressed by%'
                    OR (v #>> '{baseline,verdict}') IN ('departure', 'outside');
-        INSERT INTO vms.inspection_baseline AS ib (channel_code, check_name, hour_band, recent, updated_at)
-        VALUES (channel, r.check_name, band, ARRAY[(v ->> 'metric')::double precision], at)
+        grey := CASE WHEN r.shift_usual IS NOT NULL AND jsonb_typeof(v -> 'grey') = 'array'
+                           AND jsonb_typeof(v -> 'grey' -> 0) = 'number' AND jsonb_typeof(v -> 'grey' -> 1) = 'number'
+                      THEN ARRAY[(v -> 'grey' ->> 0)::double precision, (v -> 'grey' ->> 1)::double precision]
+                      ELSE '{}' END;
+        INSERT INTO vms.inspection_baseline AS ib (channel_code, check_name, hour_band, recent, updated_at, recent_grey)
+        VALUES (channel, r.check_name, band, ARRAY[(v ->> 'metric')::double precision], at, grey)
         ON CONFLICT (channel_code, check_name, hour_band) DO UPDATE
            SET recent = (ib.recent || EXCLUDED.recent)[greatest(1, cardinality(ib.recent) + 2 - r.keep):],
+               recent_grey = (ib.recent_grey || EXCLUDED.recent_grey)
+                             [greatest(1, cardinality(ib.recent_grey) + cardinality(EXCLUDED.recent_grey) + 1 - 2 * r.keep):],
                updated_at = EXCLUDED.updated_at
         RETURNING ib.recent INTO arr;
         SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY e) INTO med FROM unnest(arr) e;

@@ -58,7 +58,8 @@ INSERT INTO vms.org_unit (name, civil_code) VALUES ('东区分局', '340201');
 INSERT INTO vms.device (code, name) VALUES ('34020000001180000001', 'NVR');
 INSERT INTO vms.channel (code, device_code, name, civil_code, unit_id)
 SELECT code, '34020000001180000001', name, '34020101', (SELECT id FROM vms.org_unit)
-  FROM (VALUES ('$cam', '广场'), ('$other', '路口'), ('$night_cam', '夜景'), ('$day_cam', '日景')) v(code, name);
+  FROM (VALUES ('$cam', '广场'), ('$other', '路口'), ('$night_cam', '夜景'), ('$day_cam', '日景'),
+               ('34020000001320000005', '楼'), ('34020000001320000006', '咖啡')) v(code, name);
 -- each clip's diagnosis, as the inspector reports it (checks object)
 CREATE TABLE clip_result (clip text PRIMARY KEY, checks jsonb NOT NULL);
 });
@@ -128,6 +129,46 @@ is($node->safe_psql('postgres', "SELECT cardinality(recent) FROM vms.inspection_
 	'10', 'band 4 learnt none of what it found abnormal (the dark afternoon, the departures)');
 # another channel has no baseline
 like(judge($other, 'night1', '2026-11-12 02:30:00+08'), qr/^true\|learning\|too dark/, 'another channel: its own (empty) history');
+
+# colour, in the inspector's result format ("grey": the picture's median
+# chroma); the figures are vqd's on the real corpus (test/corpus/
+# make_real_clips.sh, VQD_DEBUG=1 vqd_cli): the building camera, clean:
+# offset 1.2-1.4, grey (-4, 2); the same view with a medium blue cast:
+# offset 3.1 (the picture check alone finds it normal), grey (14, -21); the
+# coffee scene under warm light: offset 13.7 ("grey cast" alone), grey (-30, 42)
+my $building = '34020000001320000005';
+my $coffee = '34020000001320000006';
+sub colour
+{
+	my ($chan, $at, $metric, $ab, $cb, $cr) = @_;
+	my $detail = $ab eq 'true' ? 'grey cast: least coloured pixels' : 'least coloured pixels';
+	return $node->safe_psql('postgres', qq{$tz
+CREATE TEMP TABLE j AS SELECT vms._inspection_baseline_apply('$chan', '$at',
+    jsonb_build_object('stream', jsonb_build_object('metric', 50, 'abnormal', false, 'detail', 'ok'),
+                       'color_cast', jsonb_build_object('metric', $metric, 'abnormal', $ab, 'detail', '$detail',
+                                                        'grey', jsonb_build_array($cb, $cr)))) AS c;
+CREATE TEMP TABLE l AS SELECT count(*) FROM (SELECT vms._inspection_baseline_learn('$chan', '$at', c) FROM j) x;
+SELECT (c #>> '{color_cast,abnormal}') || '|' || coalesce(c #>> '{color_cast,baseline,verdict}', 'learning') || '|' ||
+       (c #>> '{color_cast,detail}')
+  FROM j;
+});
+}
+for my $d (1 .. 8)
+{
+	my $at = sprintf('2026-11-%02d 10:%02d:00+08', $d, 5 * $d);
+	colour($building, $at, 1.2 + ($d % 3) / 10, 'false', -4 - $d % 2, 2 - $d % 2 * 0.5);
+	like(colour($coffee, $at, 13.7 - ($d % 3) / 10, 'true', -30 + $d % 2, 42), qr/^true\|learning\|grey cast/,
+		"coffee camera, day $d: a cast for the picture check alone (learning)");
+}
+like(colour($coffee, '2026-11-09 11:20:00+08', 13.6, 'true', -30, 41), qr/^false\|usual\|usual for this channel at this hour/,
+	'the warm coffee camera: its usual colour, normal');
+like(colour($building, '2026-11-09 11:20:00+08', 1.3, 'false', -4, 2), qr/^false\|within\|/, 'the building camera, clean: normal');
+# the band's median by hand: Cb -5, -4 four times each and -4 (the ninth) -> -4; Cr 1.5, 2 four times each and 2 -> 2
+like(colour($building, '2026-11-10 09:40:00+08', 3.1, 'false', 14, -21),
+	qr/^true\|departure\|colour moved from this channel's usual at this hour \(picture median Cb 14\.0, Cr -21\.0 against -4\.0, 2\.0 over 9 results\): least coloured/,
+	'the building camera with a medium blue cast the picture check misses: colour moved, flagged');
+like(colour($coffee, '2026-11-10 09:40:00+08', 2.0, 'false', -8, 15), qr/^true\|departure\|colour moved/,
+	'the coffee camera gone bluish (less cast by size): colour moved, flagged');
 
 # the inspector's path: _inspection_record applies the baseline of now()'s
 # band (whatever the hour; one transaction, so one now()): a dark camera

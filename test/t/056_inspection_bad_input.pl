@@ -110,6 +110,10 @@ for my $f (qw(truncated.ts corrupt.ts tenbit.mp4 yuv422.mp4 odd.mp4 reschange.ts
 		"$f: a result (stream " . ($r{$f}[0] // 'none') . ($r{$f}[1] ne '' ? ": $r{$f}[1]" : '') . ')');
 }
 is($node->safe_psql('postgres', qq{
+SELECT jsonb_typeof(q.checks #> '{color_cast,grey,0}') || ' ' || jsonb_typeof(q.checks #> '{color_cast,grey,1}')
+  FROM vms.quality_result q JOIN vms.channel c ON c.code = q.channel_code WHERE c.name = 'good.mp4'}),
+	'number number', 'the good clip: the result carries the picture\'s median chroma for the channel\'s colour baseline');
+is($node->safe_psql('postgres', qq{
 SELECT 'mosaic' = ANY (q.abnormal) FROM vms.quality_result q JOIN vms.channel c ON c.code = q.channel_code WHERE c.name = 'corrupt.ts'}),
 	't', 'corrupt.ts: the decoding corruption is reported as mosaic');
 is($node->safe_psql('postgres', "SELECT count(*) FROM vms.inspection_task WHERE state NOT IN ('done', 'failed')"), '0',

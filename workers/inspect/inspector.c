@@ -252,6 +252,9 @@ result_json(SBuf *b, const Task *t, const vqd_report *rep)
 		else
 			sbuf_puts(b, ":{\"metric\":null,\"abnormal\":null,\"detail\":");
 		sbuf_json_string(b, r->detail);
+		/* color_cast: the picture's median chroma, learnt by the channel's baseline */
+		if (r->evaluated && r->has_vec && isfinite(r->vec[0]) && isfinite(r->vec[1]))
+			sbuf_printf(b, ",\"grey\":[%.1f,%.1f]", r->vec[0], r->vec[1]);
 		sbuf_append(b, "}", 1);
 	}
 	sbuf_puts(b, "}");
