@@ -128,6 +128,7 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms._viid_session_event(text,text,integer,text,text)',
     'vms._viid_status(text,integer,text,text)',
     'vms._viid_subscribe(text,text,jsonb)',
+    'vms._viid_subscription_ledger()',
     'vms._viid_sync_ledger()',
     'vms._viid_upstream_secret_check()',
     'vms._wake_worker(text)',

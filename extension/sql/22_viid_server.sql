@@ -372,8 +372,8 @@ COMMENT ON FUNCTION vms._viid_ingest_one(text, vms.viid_kind, jsonb, jsonb) IS
 
 -- SubscribeDetail codes (GA/T 1400.3) and the received kinds they deliver:
 -- 11 persons, 12 faces, 13 motor vehicles, 14 non-motor vehicles, 8 tollgate
--- records (motor vehicles), 16 files (images).  Directory and status codes
--- (3, 4, 7, 9) are accepted and stored but deliver nothing yet.
+-- records (motor vehicles), 16 files (images); ledger changes: 3 APEs, 4 APE
+-- status, 7 tollgates, 9 lanes (vms._viid_subscription_ledger).
 CREATE FUNCTION vms._viid_subscribe(client text, method text, item jsonb) RETURNS text
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
@@ -456,6 +456,94 @@ CREATE FUNCTION vms.viid_subscription_cancel(subscribe_id text) RETURNS boolean
     SELECT count(*) > 0 FROM c
 $$;
 COMMENT ON FUNCTION vms.viid_subscription_cancel(text) IS 'cancel a GA/T 1400 subscription (as DELETE /VIID/Subscribes does); true if it was active';
+
+-- Directory and status subscriptions: ledger changes notify subscribers
+-- with SubscribeDetail 3 (APEs added or changed), 4 (APE status: online),
+-- 7 (tollgates), 9 (lanes), within the subscriber's share scope.
+-- SECURITY DEFINER like vms._viid_sync_ledger: whoever edits the ledger may
+-- not write the outbox; it takes nothing from the caller but the rows.
+CREATE FUNCTION vms._viid_subscription_ledger() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    sub record;
+    shared vms.gbcode[];
+    n integer := 0;
+BEGIN
+    IF NOT EXISTS (SELECT FROM vms.viid_subscription s
+                    WHERE s.state = 'active' AND now() >= s.begin_time AND now() < s.end_time
+                      AND s.details && '{3,4,7,9}') THEN
+        RETURN NULL;
+    END IF;
+    FOR sub IN SELECT s.*, c.options AS client_options FROM vms.viid_subscription s
+                 JOIN vms.viid_client c USING (client_id)
+                WHERE s.state = 'active' AND now() >= s.begin_time AND now() < s.end_time
+                  AND s.details && '{3,4,7,9}' AND c.options ? 'share_scope'
+                ORDER BY s.subscribe_id LOOP
+        shared := ARRAY(SELECT vms.inspection_scope_channels(sub.client_options -> 'share_scope'));
+        IF TG_TABLE_NAME = 'channel' AND TG_OP = 'INSERT' AND '3' = ANY (sub.details) THEN
+            INSERT INTO vms.viid_outbox (upstream, kind, object_id, doc)
+            SELECT sub.upstream, 'SubscribeNotification', nid,
+                   jsonb_build_object('NotificationID', nid, 'SubscribeID', sub.subscribe_id, 'Title', sub.title,
+                                      'TriggerTime', to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDDHH24MISS'),
+                                      'InfoIDs', ch.code::text, 'APEObjectList', jsonb_build_object('APEObject', jsonb_build_array(vms.viid_ape_doc(ch))))
+              FROM new_rows ch
+              CROSS JOIN LATERAL (SELECT sub.subscribe_id || '-' || ch.code::text || '-' || to_char(clock_timestamp(), 'YYYYMMDDHH24MISSUS') AS nid) x
+             WHERE ch.code = ANY (shared);
+        ELSIF TG_TABLE_NAME = 'channel' AND TG_OP = 'UPDATE' THEN
+            INSERT INTO vms.viid_outbox (upstream, kind, object_id, doc)
+            SELECT sub.upstream, 'SubscribeNotification', nid,
+                   jsonb_build_object('NotificationID', nid, 'SubscribeID', sub.subscribe_id, 'Title', sub.title,
+                                      'TriggerTime', to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDDHH24MISS'),
+                                      'InfoIDs', ch.code::text, 'APEObjectList', jsonb_build_object('APEObject', jsonb_build_array(vms.viid_ape_doc(ch))))
+              FROM new_rows ch JOIN old_rows o ON o.code = ch.code
+              CROSS JOIN LATERAL (SELECT sub.subscribe_id || '-' || ch.code::text || '-' || to_char(clock_timestamp(), 'YYYYMMDDHH24MISSUS') AS nid) x
+             WHERE ch.code = ANY (shared)
+               AND (('3' = ANY (sub.details) AND vms._channel_jsonb(ch) IS DISTINCT FROM vms._channel_jsonb(o))
+                    OR ('4' = ANY (sub.details) AND ch.online IS DISTINCT FROM o.online));
+        ELSIF TG_TABLE_NAME = 'checkpoint' AND '7' = ANY (sub.details) THEN
+            INSERT INTO vms.viid_outbox (upstream, kind, object_id, doc)
+            SELECT sub.upstream, 'SubscribeNotification', nid,
+                   jsonb_build_object('NotificationID', nid, 'SubscribeID', sub.subscribe_id, 'Title', sub.title,
+                                      'TriggerTime', to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDDHH24MISS'),
+                                      'InfoIDs', k.code::text, 'TollgateObjectList', jsonb_build_object('TollgateObject', jsonb_build_array(vms.viid_tollgate_doc(k))))
+              FROM new_rows k
+              CROSS JOIN LATERAL (SELECT sub.subscribe_id || '-' || k.code::text || '-' || to_char(clock_timestamp(), 'YYYYMMDDHH24MISSUS') AS nid) x
+             WHERE EXISTS (SELECT FROM vms.lane_channel lc WHERE lc.checkpoint_code = k.code AND lc.channel_code = ANY (shared));
+        ELSIF TG_TABLE_NAME = 'lane' AND '9' = ANY (sub.details) THEN
+            INSERT INTO vms.viid_outbox (upstream, kind, object_id, doc)
+            SELECT sub.upstream, 'SubscribeNotification', nid,
+                   jsonb_build_object('NotificationID', nid, 'SubscribeID', sub.subscribe_id, 'Title', sub.title,
+                                      'TriggerTime', to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDDHH24MISS'),
+                                      'InfoIDs', l.checkpoint_code::text || lpad(l.lane_no::text, 2, '0'),
+                                      'LaneObjectList', jsonb_build_object('LaneObject', jsonb_build_array(vms.viid_lane_doc(l))))
+              FROM new_rows l
+              CROSS JOIN LATERAL (SELECT sub.subscribe_id || '-' || l.checkpoint_code::text || lpad(l.lane_no::text, 2, '0') || '-'
+                                         || to_char(clock_timestamp(), 'YYYYMMDDHH24MISSUS') AS nid) x
+             WHERE EXISTS (SELECT FROM vms.lane_channel lc WHERE lc.checkpoint_code = l.checkpoint_code
+                              AND lc.lane_no = l.lane_no AND lc.channel_code = ANY (shared));
+        END IF;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        IF n > 0 THEN
+            UPDATE vms.viid_subscription s SET notifications = s.notifications + n WHERE s.subscribe_id = sub.subscribe_id;
+            PERFORM vms._wake_worker('viid');
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION vms._viid_subscription_ledger() IS
+    'internal: queue SubscribeNotifications for ledger changes (SubscribeDetail 3 APEs, 4 APE status, 7 tollgates, 9 lanes) within each subscriber''s share scope';
+CREATE TRIGGER channel_viid_sub_ins AFTER INSERT ON vms.channel REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION vms._viid_subscription_ledger();
+CREATE TRIGGER channel_viid_sub_upd AFTER UPDATE ON vms.channel REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION vms._viid_subscription_ledger();
+CREATE TRIGGER checkpoint_viid_sub_ins AFTER INSERT ON vms.checkpoint REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION vms._viid_subscription_ledger();
+CREATE TRIGGER checkpoint_viid_sub_upd AFTER UPDATE ON vms.checkpoint REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION vms._viid_subscription_ledger();
+CREATE TRIGGER lane_viid_sub_ins AFTER INSERT ON vms.lane REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION vms._viid_subscription_ledger();
+CREATE TRIGGER lane_viid_sub_upd AFTER UPDATE ON vms.lane REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION vms._viid_subscription_ledger();
 
 -- The ledger as a client may see it: APEs, tollgates and lanes within its
 -- share scope (options.share_scope, as an inspection scope: regions,

@@ -284,6 +284,31 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_outbox WHERE upst
 $subscriber->kill_kill;
 $subscriber->finish;
 
+# directory and status subscriptions: ledger changes within the
+# subscriber's share scope are notified (3 APEs, 4 status, 7 tollgates, 9 lanes)
+$node->safe_psql('postgres', q{UPDATE vms.viid_client SET options = '{"share_scope": {"channels": ["44030402001320000001"]}}'
+ WHERE client_id = '34020000002000000003'});
+($a) = client('--as', '34020000002000000003', 'upper-pw', 'raw', '--path', '/VIID/Subscribes', '--body',
+	qq{{"SubscribeListObject": {"SubscribeObject": [{"SubscribeID": "sub-dir", "SubscribeDetail": "3,4,7,9", "ReceiveAddr": "http://127.0.0.1:$sub_port/VIID/SubscribeNotifications"}]}}});
+is(codes($a), '0', 'a directory and status subscription');
+sub dir_notes
+{
+	return $node->safe_psql('postgres', q{
+SELECT coalesce(string_agg(doc ->> 'InfoIDs' || ':' || (SELECT string_agg(k, '') FROM jsonb_object_keys(doc) k WHERE k LIKE '%ObjectList'), ',' ORDER BY id), '')
+  FROM vms.viid_outbox WHERE doc ->> 'SubscribeID' = 'sub-dir'});
+}
+$node->safe_psql('postgres', "UPDATE vms.channel SET online = true WHERE code IN ('44030402001320000001', '44030402001320000002')");
+is(dir_notes(), '44030402001320000001:APEObjectList', 'a status change in scope notified, the one outside not');
+$node->safe_psql('postgres', q{
+UPDATE vms.channel SET name = name || '（改）' WHERE code = '44030402001320000001';
+UPDATE vms.checkpoint SET name = '南园卡口（改）' WHERE code = '44030402001210000009';
+UPDATE vms.lane SET name = '一号' WHERE checkpoint_code = '44030402001210000009';});
+is(dir_notes(), '44030402001320000001:APEObjectList,44030402001320000001:APEObjectList,44030402001210000009:TollgateObjectList,4403040200121000000901:LaneObjectList',
+	'an APE change, its tollgate and its lane notified; the lane it does not watch not');
+is($node->safe_psql('postgres', "SELECT vms.viid_subscription_cancel('sub-dir')"), 't', 'cancelled from SQL');
+$node->safe_psql('postgres', "UPDATE vms.channel SET online = false WHERE code = '44030402001320000001'");
+is(scalar(split /,/, dir_notes()), 4, 'after the cancel, ledger changes notify nobody');
+
 # ---------------------------------------------------------------- bad input
 my %before = map { $_ => counter($_) } qw(auth_failures not_found too_large bad_content_type bad_requests);
 ($a) = client('raw', '--path', '/VIID/MotorVehicles', '--body', '{"MotorVehicleListObject": {');
