@@ -634,6 +634,14 @@ vqd_diagnose(const char *source, const vqd_options *o, vqd_report *rep)
 		av_dict_set(&opts, "protocol_whitelist",
 					url ? "rtsp,rtsps,rtp,srtp,udp,tcp,tls,http,https,httpproxy,crypto,hls"
 					: "file,crypto", 0);
+		/*
+		 * and only the container formats cameras and platforms send: a
+		 * network source cannot pick one of FFmpeg's many other demuxers
+		 * (image sequences, concat, playlists of other kinds) by its content
+		 */
+		if (url)
+			av_dict_set(&opts, "format_whitelist",
+						"rtsp,sdp,rtp,mpegts,hls,mov,flv,h264,hevc,mpeg,mpegvideo,mjpeg,matroska", 0);
 	}
 	if (o->input_format)
 	{

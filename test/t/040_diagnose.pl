@@ -95,6 +95,43 @@ like($refuse, qr/^t\|/, "rtsp: /refuse gives an abnormal stream ($refuse)");
 like($refuse, qr/404|not found/i, 'rtsp: /refuse ends on the camera\'s refusal');
 unlike($refuse, qr/timeout|timed out/i, 'rtsp: /refuse did not wait for a timeout');
 
+# ---- http: only the containers cameras send ----
+# Python's own HTTP server serves a clip as MPEG-TS, a concat playlist naming
+# a clip, and a PNG picture.  The clip is diagnosed; the playlist and the picture
+# would open through FFmpeg's concat and image demuxers (probed from their
+# content), which a network source may not choose.
+my $http_port = PostgreSQL::Test::Cluster::get_free_port();
+{
+	open(my $fh, '>', "$clips/list.ffconcat") or die;
+	print $fh "ffconcat version 1.0\nfile clean.mp4\n";
+	close $fh;
+	system(@ff, 'testsrc2=s=320x240:r=1', '-frames:v', '1', "$clips/picture.png") == 0 or die 'ffmpeg png';
+	# what an HTTP camera sends: MPEG-TS (Python's server cannot seek, as an mp4 would need)
+	system(qw(ffmpeg -hide_banner -loglevel error -nostdin -y -i), "$clips/clean.mp4", qw(-c copy -f mpegts), "$clips/clean.ts") == 0
+	  or die 'ffmpeg ts';
+}
+my $http = IPC::Run::start(
+	[ '/usr/bin/python3', '-m', 'http.server', '--bind', '127.0.0.1', '--directory', $clips, $http_port ],
+	'>', "$tmp/http.out", '2>', "$tmp/http.err");
+my $http_ready = 0;
+for (1 .. 10 * $PostgreSQL::Test::Utils::timeout_default)
+{
+	last if ($http_ready = system('curl', '-sf', '-o', '/dev/null', "http://127.0.0.1:$http_port/clean.mp4") == 0);
+	usleep(100_000);
+}
+ok($http_ready, 'http server is ready');
+my $ts = $node->safe_psql('postgres',
+	"SELECT abnormal, detail FROM vms.diagnose('http://127.0.0.1:$http_port/clean.ts', '$to') WHERE check_name = 'stream'");
+like($ts, qr/^f\|640x360 h264/, "http: an MPEG-TS clip is diagnosed ($ts)");
+for my $path ('list.ffconcat', 'picture.png')
+{
+	my $r = $node->safe_psql('postgres',
+		"SELECT abnormal, detail FROM vms.diagnose('http://127.0.0.1:$http_port/$path', '$to') WHERE check_name = 'stream'");
+	like($r, qr/^t\|could not open/, "http: $path is not opened through a demuxer cameras do not use ($r)");
+}
+$http->kill_kill;
+$http->finish;
+
 # ---- interrupts: a diagnosis that would wait 600 s on a stalled camera ----
 # An interrupt honoured only when the diagnosis gives up would take those
 # 600 s; the clients below give up after 150 s (a hang detector far from
