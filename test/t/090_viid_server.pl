@@ -406,6 +406,25 @@ ok($node->poll_query_until('postgres', "SELECT state = 'listening' FROM vms.work
 	'back to plain HTTP');
 wait_known();
 
+# ---------------------------------------------------------------- ALTER EXTENSION
+# while the extension is being changed the worker runs no SQL: it keeps
+# listening and answers 503 (nothing stored), then carries on
+my $bg = $node->background_psql('postgres');
+$bg->query_safe('SET client_min_messages = warning');
+$bg->query_safe('BEGIN');
+$bg->query_safe('ALTER EXTENSION vms UPDATE');
+ok($node->poll_query_until('postgres', "SELECT state LIKE 'waiting for ALTER or DROP EXTENSION%' FROM vms.worker_status WHERE name = 'viid-server'"),
+	'the worker waits while ALTER EXTENSION holds the extension');
+($a) = client('post', 'Persons', '--count', '1', '--serial', '960');
+is($a->{status}, 503, 'records meanwhile: 503');
+like($a->{body}{ResponseStatusObject}{StatusString}, qr/send it again/, '... with the reason');
+$bg->query_safe('COMMIT');
+$bg->quit;
+ok($node->poll_query_until('postgres', "SELECT state = 'listening' FROM vms.worker_status WHERE name = 'viid-server'"),
+	'listening again after the commit');
+($a) = client('post', 'Persons', '--count', '1', '--serial', '960');
+is(codes($a), '0', 'the record sent again is stored');
+
 # ---------------------------------------------------------------- crash during an ingest
 my $acked = "$tmp/acked";
 my ($iout, $ierr) = ('', '');

@@ -116,6 +116,8 @@ static MemoryContext loop_cxt;
 static struct MHD_Daemon *daemon_ = NULL;
 static WaitEventSet *wait_set = NULL;
 static int	daemon_port = 0;	/* the settings the daemon was started with */
+static bool daemon_tls = false;
+static bool was_ready = false;	/* the last round found the extension ready */
 static char daemon_sig[1024];
 
 static Client *clients = NULL;
@@ -393,6 +395,8 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 
 		if (resp == NULL)
 			return MHD_NO;
+		if (r->status == 503)
+			MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
 		ret = MHD_queue_response(conn, r->status, resp);
 		MHD_destroy_response(resp);
 		return ret;
@@ -579,6 +583,25 @@ run_batch(Req **reqs, int n)
 			note(C_AUTH_FAILURES, r->remote, body[i] ? body[i] : "");
 	}
 	return true;
+}
+
+/* answer every waiting request with an error, without the database */
+static void
+refuse_queue(int http_status, const char *reason)
+{
+	while (queue_head)
+	{
+		Req		   *r = queue_head;
+		char	   *body = status_json(r->path, 1, reason);
+
+		queue_head = r->next;
+		n_queued--;
+		answer(r, http_status, body);
+		free(body);
+		note(C_INTERNAL_ERRORS, r->remote, reason);
+		MHD_resume_connection(r->conn);
+	}
+	queue_tail = NULL;
 }
 
 /* answer every waiting request: together if they can, else one by one */
@@ -783,6 +806,7 @@ start_daemon(void)
 	AddWaitEventToSet(wait_set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	AddWaitEventToSet(wait_set, WL_SOCKET_READABLE, info->epoll_fd, NULL, NULL);
 	daemon_port = vms_viid_server_port;
+	daemon_tls = tls;
 	settings_signature(daemon_sig, sizeof(daemon_sig));
 	ereport(LOG, (errmsg("vms viid-server listening on %s port %d%s", vms_viid_server_listen,
 						 vms_viid_server_port, tls ? " (HTTPS)" : "")));
@@ -812,17 +836,32 @@ one_round(void)
 	MHD_UNSIGNED_LONG_LONG mhd_timeout = 0;
 	long		timeout;
 
-	if (!vms_worker_ready(slot))
-	{
-		stop_daemon();
-		return NOT_READY_WAIT_MS;
-	}
 	if (vms_viid_server_port == 0)
 	{
 		stop_daemon();
 		vms_worker_set_state(slot, "off (vms.viid_server_port = 0)");
 		return VMS_IDLE_WAIT_MS;
 	}
+	if (!vms_worker_ready(slot))
+	{
+		/* no SQL now (ALTER or DROP EXTENSION vms): keep listening, answer 503 */
+		was_ready = false;
+		if (daemon_ == NULL)
+			return NOT_READY_WAIT_MS;
+		MHD_run(daemon_);
+		if (queue_head)
+		{
+			refuse_queue(503, "the database is being changed (ALTER or DROP EXTENSION vms): nothing was stored; send it again");
+			MHD_run(daemon_);
+		}
+		flush_counts();
+		if (MHD_get_timeout(daemon_, &mhd_timeout) == MHD_YES)
+			return Min(NOT_READY_WAIT_MS, (long) mhd_timeout);
+		return NOT_READY_WAIT_MS;
+	}
+	if (!was_ready && daemon_)
+		vms_worker_set_state(slot, daemon_tls ? "listening (HTTPS)" : "listening");
+	was_ready = true;
 	settings_signature(sig, sizeof(sig));
 	if (daemon_ && strcmp(sig, daemon_sig) != 0)
 		stop_daemon();
