@@ -65,8 +65,8 @@ static const vqd_threshold_def defs[VQD_NTHRESHOLDS] = {
 		"correlation of the edge maps of baseline and sample below which the scene changed"},
 	[VQD_T_MOSAIC_MIN_FRAMES] = {"mosaic_min_frames", VQD_MOSAIC, "frames", 1, 2, 3,
 		"fewest damaged frames for mosaic, whatever the sample's length"},
-	[VQD_T_FREEZE_TOUCHED_MAX] = {"freeze_touched_max", VQD_FREEZE, "fraction of blocks", 0.015, 0.01, 0.005,
-		"median over frame pairs of the share of 8x8 blocks with any pixel changed, at or below which a still picture is frozen (bit for bit: a frozen source is coded again and again, only the OSD moves) rather than a static scene (its sensor noise survives the encoder in a few per cent of the blocks)"},
+	[VQD_T_FREEZE_TOUCHED_MAX] = {"freeze_touched_max", VQD_FREEZE, "fraction of blocks", 0.005, 0.003, 0.0015,
+		"lower quartile over frame pairs of the share of 8x8 blocks with any pixel changed, at or below which a still picture is frozen (bit for bit: a frozen source is coded again and again, only the OSD moves, once the encoder has refined it after a key frame) rather than a static scene (its sensor noise survives the encoder in some blocks of nearly every pair)"},
 	[VQD_T_CAST_AGREEMENT_MIN] = {"cast_agreement_min", VQD_COLOR_CAST, "cosine", 0.3, 0.5, 0.6,
 		"agreement (cosine of the chroma directions) of the least coloured pixels' offset with the median chroma of the whole picture, below which the offset is scene colour, not a cast: a cast shifts every pixel the same way, a warm lamp in a blue room does not"},
 };
