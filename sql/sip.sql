@@ -59,6 +59,21 @@ SELECT c.name, r.reported ->> 'name' AS reported FROM vms.channel c JOIN vms.cha
  WHERE code = '34020000001310000001';
 -- events for channels of another device are refused
 SELECT vms._sip_catalog_apply('34020000001180000002', '[{"DeviceID": "34020000001310000001", "Event": "OFF"}]') -> 'rejected' AS rejected;
+-- nor rewritten by one: a channel or catalogue node of another device is
+-- left as it is (name, address, civil code, location, status, membership);
+-- a device's own nodes hang only under its own, its channels join only its own
+SELECT vms._sip_catalog_apply('34020000001180000002', '[
+  {"DeviceID": "34020000002150000001", "Name": "hijacked group"},
+  {"DeviceID": "34020000002160000009", "Name": "NVR-2 org", "ParentID": "34020000002160000001"},
+  {"DeviceID": "34020000001310000001", "Name": "hijacked", "Address": "x", "CivilCode": "110000", "Longitude": "116.4", "Latitude": "39.9", "Status": "OFF", "ParentID": "34020000002160000009", "Event": "UPDATE"},
+  {"DeviceID": "34020000001310000009", "Name": "NVR-2 cam", "ParentID": "34020000002160000001"}
+]') AS outcome;
+SELECT code, name, device_code, address, civil_code, ST_AsText(geom) AS geom FROM vms.channel
+ WHERE code IN ('34020000001310000001', '34020000001310000009') ORDER BY code;
+SELECT r.reported ->> 'name' AS reported FROM vms.channel_reported r WHERE code = '34020000001310000001';
+SELECT code, status FROM vms.channel_status WHERE code = '34020000001310000001';
+SELECT code, name, parent_code, source_device FROM vms.catalog_node WHERE source_device IS NOT NULL ORDER BY code;
+SELECT node_code, channel_code FROM vms.catalog_member WHERE channel_code::text LIKE '3402%' ORDER BY 1, 2;
 
 -- a session batch: device online, channels follow it and their own status
 SELECT vms._sip_flush(format('{"s": [{"d": "34020000001180000001", "o": true, "af": 0, "tr": "UDP", "ad": "127.0.0.1", "pt": 5070,

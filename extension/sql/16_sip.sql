@@ -447,6 +447,8 @@ DECLARE
     channels integer := 0;
     nodes integer := 0;
     skipped integer := 0;
+    foreign_items integer := 0;
+    owner vms.gbcode;
     rejected jsonb := '[]';
 BEGIN
     SELECT d.online INTO dev_online FROM vms.device d WHERE d.code = device;
@@ -467,7 +469,14 @@ BEGIN
                         CASE WHEN item ->> 'CivilCode' ~ '^([0-9]{2}){1,4}$' THEN item ->> 'CivilCode' END, device)
                 ON CONFLICT ON CONSTRAINT catalog_node_pkey DO UPDATE
                     SET name = EXCLUDED.name, business_group = EXCLUDED.business_group,
-                        civil_code = coalesce(EXCLUDED.civil_code, n.civil_code);
+                        civil_code = coalesce(EXCLUDED.civil_code, n.civil_code)
+                    WHERE n.source_device = device;     -- a node another device (or a person) made is not ours to change
+                IF NOT FOUND THEN
+                    foreign_items := foreign_items + 1;
+                    rejected := rejected || jsonb_build_object('code', item ->> 'DeviceID',
+                                                               'reason', 'catalogue node of another device');
+                    CONTINUE;
+                END IF;
             END IF;
             nodes := nodes + 1;
         EXCEPTION WHEN OTHERS THEN
@@ -478,6 +487,7 @@ BEGIN
     UPDATE vms.catalog_node n SET parent_code = p.code
       FROM jsonb_array_elements(items) i JOIN vms.catalog_node p ON p.code::text = i ->> 'ParentID'
      WHERE n.code::text = i ->> 'DeviceID' AND vms.gbcode_type(n.code) = 216
+       AND n.source_device = device AND p.source_device = device
        AND vms.gbcode_type(p.code) = 216 AND p.code <> n.code
        AND n.parent_code IS DISTINCT FROM p.code;
 
@@ -494,6 +504,16 @@ BEGIN
                 skipped := skipped + 1;     -- sub-devices and platforms are not channels
                 CONTINUE;
             END IF;
+            -- a channel belongs to the device that first reported it (a lower
+            -- platform owns every channel it reports); another device's
+            -- report about it changes nothing
+            SELECT c.device_code INTO owner FROM vms.channel c WHERE c.code = item_code;
+            IF FOUND AND owner IS DISTINCT FROM device THEN
+                foreign_items := foreign_items + 1;
+                rejected := rejected || jsonb_build_object('code', item ->> 'DeviceID',
+                                                           'reason', 'channel of another device');
+                CONTINUE;
+            END IF;
             ev := upper(coalesce(item ->> 'Event', 'ADD'));
             st := CASE WHEN ev IN ('ON', 'OFF', 'VLOST', 'DEFECT', 'DEL') THEN ev
                        WHEN upper(item ->> 'Status') IN ('ON', 'ONLINE', 'OK') THEN 'ON'
@@ -504,8 +524,9 @@ BEGIN
                 INSERT INTO vms.catalog_member (node_code, channel_code)
                 SELECT n.code, item_code FROM vms.catalog_node n
                  WHERE n.code::text IN (item ->> 'ParentID', item ->> 'BusinessGroupID')
+                   AND n.source_device = device
                 ON CONFLICT DO NOTHING;
-            ELSIF NOT EXISTS (SELECT 1 FROM vms.channel c WHERE c.code = item_code AND c.device_code = device) THEN
+            ELSIF owner IS NULL THEN
                 RAISE EXCEPTION 'event % for a channel this device does not have', ev
                     USING ERRCODE = 'undefined_object';
             END IF;
@@ -526,10 +547,15 @@ BEGIN
             rejected := rejected || jsonb_build_object('code', item ->> 'DeviceID', 'reason', SQLERRM);
         END;
     END LOOP;
-    RETURN jsonb_build_object('channels', channels, 'nodes', nodes, 'skipped', skipped, 'rejected', rejected);
+    IF foreign_items > 0 THEN
+        RAISE LOG 'vms sip: % catalog item(s) from device % name channels or catalogue nodes of another device: not applied',
+            foreign_items, device;
+    END IF;
+    RETURN jsonb_build_object('channels', channels, 'nodes', nodes, 'skipped', skipped, 'foreign', foreign_items,
+                              'rejected', rejected);
 END $$;
 COMMENT ON FUNCTION vms._sip_catalog_apply(vms.gbcode, jsonb) IS
-    'internal: upsert catalog items (channels into the raw layer, 215/216 into catalogue trees, events ON/OFF/DEL/VLOST/DEFECT into channel status)';
+    'internal: upsert catalog items (channels into the raw layer, 215/216 into catalogue trees, events ON/OFF/DEL/VLOST/DEFECT into channel status); items naming another device''s channel or catalogue node are not applied (counted as foreign)';
 
 -- An Alarm notification (MANSCDP Notify CmdType Alarm) into the alarm centre.
 CREATE FUNCTION vms._sip_alarm(device vms.gbcode, body jsonb) RETURNS bigint

@@ -120,6 +120,128 @@ CREATE FUNCTION vms._sip_devices(since timestamptz DEFAULT '-infinity', one_code
        AND (since = '-infinity' OR c.updated_at > since OR d.created_at > since)
 $$;
 COMMENT ON FUNCTION vms._sip_devices(timestamptz, text) IS 'internal: what the SIP worker keeps in memory per device';
+-- a device changes only its own channels and catalogue nodes (a lower platform owns what it reports)
+CREATE OR REPLACE FUNCTION vms._sip_catalog_apply(device vms.gbcode, items jsonb) RETURNS jsonb
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    item jsonb;
+    item_code vms.gbcode;
+    typ integer;
+    ev text;
+    st text;
+    dev_online boolean;
+    channels integer := 0;
+    nodes integer := 0;
+    skipped integer := 0;
+    foreign_items integer := 0;
+    owner vms.gbcode;
+    rejected jsonb := '[]';
+BEGIN
+    SELECT d.online INTO dev_online FROM vms.device d WHERE d.code = device;
+    -- catalogue nodes first (sorted so parents tend to precede children)
+    FOR item IN SELECT i FROM jsonb_array_elements(items) i
+                 WHERE i ->> 'DeviceID' ~ '^[0-9]{10}21[56][0-9]{7}$'
+                 ORDER BY substr(i ->> 'DeviceID', 11, 3), coalesce(i ->> 'ParentID', '')
+    LOOP
+        BEGIN
+            item_code := (item ->> 'DeviceID')::vms.gbcode;
+            ev := upper(coalesce(item ->> 'Event', 'ADD'));
+            IF ev = 'DEL' THEN
+                DELETE FROM vms.catalog_node n WHERE n.code = item_code AND n.source_device = device;
+            ELSE
+                INSERT INTO vms.catalog_node AS n (code, name, business_group, civil_code, source_device)
+                VALUES (item_code, coalesce(nullif(item ->> 'Name', ''), item_code::text),
+                        CASE WHEN item ->> 'BusinessGroupID' ~ '^[0-9]{10}215[0-9]{7}$' THEN (item ->> 'BusinessGroupID')::vms.gbcode END,
+                        CASE WHEN item ->> 'CivilCode' ~ '^([0-9]{2}){1,4}$' THEN item ->> 'CivilCode' END, device)
+                ON CONFLICT ON CONSTRAINT catalog_node_pkey DO UPDATE
+                    SET name = EXCLUDED.name, business_group = EXCLUDED.business_group,
+                        civil_code = coalesce(EXCLUDED.civil_code, n.civil_code)
+                    WHERE n.source_device = device;     -- a node another device (or a person) made is not ours to change
+                IF NOT FOUND THEN
+                    foreign_items := foreign_items + 1;
+                    rejected := rejected || jsonb_build_object('code', item ->> 'DeviceID',
+                                                               'reason', 'catalogue node of another device');
+                    CONTINUE;
+                END IF;
+            END IF;
+            nodes := nodes + 1;
+        EXCEPTION WHEN OTHERS THEN
+            rejected := rejected || jsonb_build_object('code', item ->> 'DeviceID', 'reason', SQLERRM);
+        END;
+    END LOOP;
+    -- virtual organisations hang under their parent once all nodes exist
+    UPDATE vms.catalog_node n SET parent_code = p.code
+      FROM jsonb_array_elements(items) i JOIN vms.catalog_node p ON p.code::text = i ->> 'ParentID'
+     WHERE n.code::text = i ->> 'DeviceID' AND vms.gbcode_type(n.code) = 216
+       AND n.source_device = device AND p.source_device = device
+       AND vms.gbcode_type(p.code) = 216 AND p.code <> n.code
+       AND n.parent_code IS DISTINCT FROM p.code;
+
+    FOR item IN SELECT i FROM jsonb_array_elements(items) i
+                 WHERE NOT (coalesce(i ->> 'DeviceID', '') ~ '^[0-9]{10}21[56][0-9]{7}$')
+    LOOP
+        BEGIN
+            IF NOT (coalesce(item ->> 'DeviceID', '') ~ '^[0-9]{20}$') THEN
+                RAISE EXCEPTION 'DeviceID is not a 20-digit code' USING ERRCODE = 'invalid_text_representation';
+            END IF;
+            item_code := (item ->> 'DeviceID')::vms.gbcode;
+            typ := vms.gbcode_type(item_code);
+            IF typ NOT BETWEEN 131 AND 199 THEN
+                skipped := skipped + 1;     -- sub-devices and platforms are not channels
+                CONTINUE;
+            END IF;
+            -- a channel belongs to the device that first reported it (a lower
+            -- platform owns every channel it reports); another device's
+            -- report about it changes nothing
+            SELECT c.device_code INTO owner FROM vms.channel c WHERE c.code = item_code;
+            IF FOUND AND owner IS DISTINCT FROM device THEN
+                foreign_items := foreign_items + 1;
+                rejected := rejected || jsonb_build_object('code', item ->> 'DeviceID',
+                                                           'reason', 'channel of another device');
+                CONTINUE;
+            END IF;
+            ev := upper(coalesce(item ->> 'Event', 'ADD'));
+            st := CASE WHEN ev IN ('ON', 'OFF', 'VLOST', 'DEFECT', 'DEL') THEN ev
+                       WHEN upper(item ->> 'Status') IN ('ON', 'ONLINE', 'OK') THEN 'ON'
+                       WHEN upper(item ->> 'Status') IN ('OFF', 'OFFLINE') THEN 'OFF' END;
+            IF ev IN ('ADD', 'UPDATE') THEN
+                PERFORM vms.channel_apply_report(item_code, device, vms._sip_item_report(item));
+                -- catalogue membership: ParentID or BusinessGroupID naming a 215/216 node
+                INSERT INTO vms.catalog_member (node_code, channel_code)
+                SELECT n.code, item_code FROM vms.catalog_node n
+                 WHERE n.code::text IN (item ->> 'ParentID', item ->> 'BusinessGroupID')
+                   AND n.source_device = device
+                ON CONFLICT DO NOTHING;
+            ELSIF owner IS NULL THEN
+                RAISE EXCEPTION 'event % for a channel this device does not have', ev
+                    USING ERRCODE = 'undefined_object';
+            END IF;
+            IF st IS NOT NULL THEN
+                INSERT INTO vms.channel_status AS s (code, status, reported_at) VALUES (item_code, st, now())
+                ON CONFLICT ON CONSTRAINT channel_status_pkey DO UPDATE SET status = EXCLUDED.status, reported_at = now();
+                PERFORM set_config('vms.ledger_writer', 'state', true);
+                UPDATE vms.channel c SET online = coalesce(dev_online, false) AND st = 'ON', status_changed_at = now()
+                 WHERE c.code = item_code AND c.online IS DISTINCT FROM (coalesce(dev_online, false) AND st = 'ON');
+                PERFORM set_config('vms.ledger_writer', '', true);
+                IF st IN ('VLOST', 'DEFECT') THEN
+                    PERFORM vms.alarm_raise(item_code, CASE st WHEN 'VLOST' THEN 'video_loss' ELSE 'device_defect' END,
+                                            3::smallint, 'sip', jsonb_build_object('event', ev));
+                END IF;
+            END IF;
+            channels := channels + 1;
+        EXCEPTION WHEN OTHERS THEN
+            rejected := rejected || jsonb_build_object('code', item ->> 'DeviceID', 'reason', SQLERRM);
+        END;
+    END LOOP;
+    IF foreign_items > 0 THEN
+        RAISE LOG 'vms sip: % catalog item(s) from device % name channels or catalogue nodes of another device: not applied',
+            foreign_items, device;
+    END IF;
+    RETURN jsonb_build_object('channels', channels, 'nodes', nodes, 'skipped', skipped, 'foreign', foreign_items,
+                              'rejected', rejected);
+END $$;
+COMMENT ON FUNCTION vms._sip_catalog_apply(vms.gbcode, jsonb) IS
+    'internal: upsert catalog items (channels into the raw layer, 215/216 into catalogue trees, events ON/OFF/DEL/VLOST/DEFECT into channel status); items naming another device''s channel or catalogue node are not applied (counted as foreign)';
 -- issue 12: inspector, viid, secrets
 -- Inspector sources: vms.channel.stream_url is an rtsp://, rtsps://, http://
 -- or https:// address.  Rows stored by 0.1.0 that break the rule are kept:
