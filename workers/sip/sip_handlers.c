@@ -146,16 +146,120 @@ challenge(const Dev *d, const SipIn *in, const Peer *peer, bool stale)
 	sip_answer(in, peer, 401, "Unauthorized", hdr);
 }
 
+/*
+ * Failed authentications and bans are kept per (device, source IP address):
+ * a failure counts only for an answer to a nonce this worker gave that
+ * device at that address, and a ban refuses that address only, so nobody
+ * can lock a device out from elsewhere.  The table is bounded; entries go
+ * when their ban ends or, without a ban, vms.sip_ban_minutes after their
+ * last failure.  It lives in memory: a worker restart lifts every ban.
+ */
+#define MAX_AUTH_SOURCES 10000
+#define AUTH_SOURCE_KEY 88
+
+typedef struct AuthSource
+{
+	char		key[AUTH_SOURCE_KEY];	/* "device|ip": hash key */
+	int			failures;
+	TimestampTz last_failure;
+	TimestampTz banned_until;
+} AuthSource;
+
+static HTAB *auth_sources = NULL;
+
+static AuthSource *
+auth_source(const Dev *d, const Peer *peer, bool create)
+{
+	char		key[AUTH_SOURCE_KEY];
+	AuthSource *a;
+	bool		found;
+
+	if (auth_sources == NULL)
+	{
+		HASHCTL		ctl;
+
+		if (!create)
+			return NULL;
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = AUTH_SOURCE_KEY;
+		ctl.entrysize = sizeof(AuthSource);
+		ctl.hcxt = TopMemoryContext;
+		auth_sources = hash_create("vms sip auth sources", 256, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	memset(key, 0, sizeof(key));
+	snprintf(key, sizeof(key), "%s|%s", d->code, peer->ip);
+	a = hash_search(auth_sources, key, HASH_FIND, NULL);
+	if (a != NULL || !create)
+		return a;
+	if (hash_get_num_entries(auth_sources) >= MAX_AUTH_SOURCES)
+	{
+		sip_auth_sources_expire();
+		if (hash_get_num_entries(auth_sources) >= MAX_AUTH_SOURCES)
+		{
+			sip_log_limited(LOG_AUTH, "failed authentications of %s from %s not tracked: %d sources are",
+							d->code, peer->ip, MAX_AUTH_SOURCES);
+			return NULL;
+		}
+	}
+	a = hash_search(auth_sources, key, HASH_ENTER, &found);
+	a->failures = 0;
+	a->last_failure = 0;
+	a->banned_until = 0;
+	return a;
+}
+
+/* once a second: ended bans and old failures are forgotten */
+void
+sip_auth_sources_expire(void)
+{
+	HASH_SEQ_STATUS it;
+	AuthSource *a;
+	int64		keep_ms = (int64) Max(vms_sip_ban_minutes, 1) * 60000;
+
+	if (auth_sources == NULL)
+		return;
+	hash_seq_init(&it, auth_sources);
+	while ((a = hash_seq_search(&it)) != NULL)
+	{
+		if (a->banned_until ? sip_now >= a->banned_until
+			: TimestampTzPlusMilliseconds(a->last_failure, keep_ms) <= sip_now)
+			hash_search(auth_sources, a->key, HASH_REMOVE, NULL);
+	}
+}
+
+/* this source is banned for this device */
+static bool
+source_banned(const Dev *d, const Peer *peer)
+{
+	AuthSource *a = auth_source(d, peer, false);
+
+	return a != NULL && a->banned_until && sip_now < a->banned_until;
+}
+
+/*
+ * A wrong answer to a valid nonce of this device and source: counted for
+ * the device (device_session.auth_failures, every source) and for the
+ * source, which is banned after vms.sip_ban_failures of them.
+ */
 static void
 auth_failed(Dev *d, const SipIn *in, const Peer *peer, const char *why)
 {
+	AuthSource *a = auth_source(d, peer, true);
+
 	sip_counters[C_AUTH_FAILURES]++;
 	d->auth_failures++;
-	sip_event(d, "auth_failed", why);
-	if (d->auth_failures >= vms_sip_ban_failures && vms_sip_ban_minutes > 0)
+	sip_event(d, "auth_failed", psprintf("%s (from %s:%d)", why, peer->ip, peer->port));
+	if (a != NULL)
 	{
-		d->banned_until = TimestampTzPlusMilliseconds(sip_now, (int64) vms_sip_ban_minutes * 60000);
-		sip_event(d, "banned", psprintf("%d failed authentications", d->auth_failures));
+		a->failures++;
+		a->last_failure = sip_now;
+		if (a->failures >= vms_sip_ban_failures && vms_sip_ban_minutes > 0 && !a->banned_until)
+		{
+			a->banned_until = TimestampTzPlusMilliseconds(sip_now, (int64) vms_sip_ban_minutes * 60000);
+			/* the session row shows the latest ban of any source */
+			d->banned_until = Max(d->banned_until, a->banned_until);
+			sip_event(d, "banned", psprintf("%d failed authentications from %s", a->failures, peer->ip));
+		}
 	}
 	sip_mark_dirty(d);
 	sip_log_limited(LOG_AUTH, "REGISTER from %s (%s:%d) refused: %s", d->code, peer->ip, peer->port, why);
@@ -218,7 +322,7 @@ handle_register(const SipIn *in, const Peer *peer)
 		sip_answer(in, peer, 403, "Unknown Device", NULL);
 		return;
 	}
-	if (d->banned_until && sip_now < d->banned_until)
+	if (source_banned(d, peer))
 	{
 		sip_counters[C_AUTH_FAILURES]++;
 		sip_answer(in, peer, 403, "Forbidden (banned)", NULL);
@@ -227,6 +331,22 @@ handle_register(const SipIn *in, const Peer *peer)
 	if (osip_message_get_authorization(in->msg, 0, &auth) < 0 || auth == NULL)
 	{
 		challenge(d, in, peer, false);
+		return;
+	}
+
+	/*
+	 * The nonce first: an old nonce, or one made for another device or
+	 * address, is not a wrong password, and anything else wrong in an answer
+	 * to it proves nothing about who sent it: challenge again, count
+	 * nothing.  Only an answer to this device's nonce at this address counts
+	 * as a failure below.
+	 */
+	nonce_binding(d, peer, bind, sizeof(bind));
+	nc = digest_check_nonce(unquote(auth->nonce, b1, sizeof(b1)), bind, (time_t) sip_epoch(sip_now),
+							NONCE_MAX_AGE_S, &seq);
+	if (nc != NONCE_OK)
+	{
+		challenge(d, in, peer, nc == NONCE_STALE);
 		return;
 	}
 
@@ -271,15 +391,6 @@ handle_register(const SipIn *in, const Peer *peer)
 		auth_failed(d, in, peer, "digest uri is not the Request-URI");
 		return;
 	}
-	nonce_binding(d, peer, bind, sizeof(bind));
-	nc = digest_check_nonce(unquote(auth->nonce, b1, sizeof(b1)), bind, (time_t) sip_epoch(sip_now),
-							NONCE_MAX_AGE_S, &seq);
-	if (nc != NONCE_OK)
-	{
-		/* an old nonce, or one made for another device or address, is not a wrong password: challenge again */
-		challenge(d, in, peer, nc == NONCE_STALE);
-		return;
-	}
 	has_qop = auth->message_qop && unquote(auth->message_qop, b2, sizeof(b2))[0];
 	if (has_qop && (strcasecmp(b2, "auth") != 0 || !digest_parse_nc(auth->nonce_count, &count) ||
 					auth->cnonce == NULL))
@@ -303,12 +414,20 @@ handle_register(const SipIn *in, const Peer *peer)
 	{
 		sip_counters[C_REPLAYED]++;
 		sip_log_limited(LOG_AUTH, "REGISTER from %s (%s:%d) refused: nonce %s with nc %s was used before",
-						d->code, peer->ip, peer->port, b1, has_qop ? auth->nonce_count : "(none)");
+						d->code, peer->ip, peer->port, auth->nonce ? auth->nonce : "", has_qop ? auth->nonce_count : "(none)");
 		challenge(d, in, peer, true);
 		return;
 	}
 	d->nonce_seq = (uint32) seq;
 	d->nonce_nc = has_qop ? (uint32) count : PG_UINT32_MAX;
+	if (auth_sources != NULL)
+	{
+		char		key[AUTH_SOURCE_KEY];
+
+		memset(key, 0, sizeof(key));
+		snprintf(key, sizeof(key), "%s|%s", d->code, peer->ip);
+		hash_search(auth_sources, key, HASH_REMOVE, NULL);
+	}
 	if (d->auth_failures != 0)
 	{
 		d->auth_failures = 0;

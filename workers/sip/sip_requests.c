@@ -1019,11 +1019,21 @@ sip_requests_load_subscriptions(void)
 	{
 		HeapTuple	t = SPI_tuptable->vals[i];
 		TupleDesc	td = SPI_tuptable->tupdesc;
-		MemoryContext old = MemoryContextSwitchTo(vms_worker_cxt);
-		Sub		   *s = find_sub(SPI_getvalue(t, td, 1), SPI_getvalue(t, td, 2), true);
+		char	   *code = SPI_getvalue(t, td, 1);
+		char	   *event = SPI_getvalue(t, td, 2);
+		char	   *expires = SPI_getvalue(t, td, 3);
+		MemoryContext old;
+		Sub		   *s;
 
+		/* NOT NULL columns of vms.sip_subscription; a row without them is skipped, not dereferenced */
+		if (code == NULL || event == NULL || expires == NULL)
+			continue;
+		old = MemoryContextSwitchTo(vms_worker_cxt);
+		s = find_sub(code, event, true);
 		MemoryContextSwitchTo(old);
-		s->expires = atoi(SPI_getvalue(t, td, 3));
+		if (s == NULL)
+			continue;
+		s->expires = atoi(expires);
 		s->active = false;		/* the old dialog's tags are gone: a new one */
 		/* give devices time to register again first */
 		s->renew_at = TimestampTzPlusMilliseconds(sip_now, 5000);

@@ -229,18 +229,46 @@ load_row(HeapTuple t, TupleDesc d)
 	dev->ka_interval = isnull ? 0 : DatumGetInt32(v);
 	v = SPI_getbinval(t, d, 10, &isnull);
 	dev->ka_count = isnull ? 0 : DatumGetInt32(v);
-	dev->has_cred = false;
 	{
 		char	   *realm = SPI_getvalue(t, d, 2);
 		char	   *md5 = SPI_getvalue(t, d, 3);
 		char	   *sha = SPI_getvalue(t, d, 4);
+		bool		had_cred = dev->has_cred;
+		bool		changed;
 
+		if (realm && md5 && sha)
+			changed = !had_cred || strcmp(dev->realm, realm) != 0 || strcmp(dev->ha1_md5, md5) != 0 ||
+				strcmp(dev->ha1_sha256, sha) != 0;
+		else
+			changed = had_cred;
+		dev->has_cred = false;
 		if (realm && md5 && sha)
 		{
 			strlcpy(dev->realm, realm, sizeof(dev->realm));
 			strlcpy(dev->ha1_md5, md5, sizeof(dev->ha1_md5));
 			strlcpy(dev->ha1_sha256, sha, sizeof(dev->ha1_sha256));
 			dev->has_cred = true;
+		}
+
+		/*
+		 * A device in memory whose credential changed, appeared or was
+		 * deleted: its session was authenticated by the old one, so it ends
+		 * now, and the device registers again (with the new password, or
+		 * vms.sip_password once its own is gone).  A re-keyed, perhaps
+		 * compromised, device keeps nothing of the old session.
+		 */
+		if (found && changed && dev->registered)
+		{
+			const char *cause = !dev->has_cred ? "credential deleted: the device must register again"
+				: had_cred ? "credential changed: the device must register again with the new password"
+				: "credential set: the device must register again with its own password";
+
+			dev->registered = false;
+			dev->expires_at = sip_now;
+			dev->grace_until = 0;
+			sip_event(dev, "unregistered", cause);
+			sip_flip(dev, false, cause);
+			sip_mark_dirty(dev);
 		}
 	}
 }
@@ -781,6 +809,7 @@ check_deadlines(void)
 	HASH_SEQ_STATUS it;
 	Dev		   *d;
 
+	sip_auth_sources_expire();
 	hash_seq_init(&it, sip_devices);
 	while ((d = hash_seq_search(&it)) != NULL)
 	{
@@ -1248,10 +1277,18 @@ claim_requests(void)
 		HeapTuple	t = SPI_tuptable->vals[i];
 		TupleDesc	d = SPI_tuptable->tupdesc;
 
-		ids[i] = atoll(SPI_getvalue(t, d, 1));
-		devs[i] = MemoryContextStrdup(tx_caller_cxt, SPI_getvalue(t, d, 2));
-		kinds[i] = MemoryContextStrdup(tx_caller_cxt, SPI_getvalue(t, d, 3));
-		params[i] = MemoryContextStrdup(tx_caller_cxt, SPI_getvalue(t, d, 4));
+		char	   *id = SPI_getvalue(t, d, 1);
+		char	   *dev = SPI_getvalue(t, d, 2);
+		char	   *kind = SPI_getvalue(t, d, 3);
+		char	   *par = SPI_getvalue(t, d, 4);
+
+		/* id, device and kind are NOT NULL columns; params may be NULL: an empty object */
+		if (id == NULL || dev == NULL || kind == NULL)
+			elog(ERROR, "vms sip: a claimed request has a NULL id, device or kind");
+		ids[i] = atoll(id);
+		devs[i] = MemoryContextStrdup(tx_caller_cxt, dev);
+		kinds[i] = MemoryContextStrdup(tx_caller_cxt, kind);
+		params[i] = MemoryContextStrdup(tx_caller_cxt, par ? par : "{}");
 	}
 	end_tx();
 	for (int i = 0; i < n; i++)

@@ -100,6 +100,9 @@ extern const char *sip_local_ip(void);
 extern int	sip_local_port(void);
 extern double sip_epoch(TimestampTz t);
 
+/* sip_handlers.c */
+extern void sip_auth_sources_expire(void);
+
 /*
  * What the worker hands to SQL after each session flush (sip_queue_db), each
  * named with its full text, so that a grep for the function finds who
