@@ -4628,7 +4628,7 @@ CREATE TABLE vms.report_governance_day (
     PRIMARY KEY (day, unit_key)
 );
 COMMENT ON TABLE vms.report_governance_day IS
-    'frozen governance metrics per unit and day (填报率 合格率 规范率 标注率 出图率: the day''s vms.ops_daily snapshot when taken, else as at the freeze) and the governance tasks open at the day''s end by rule';
+    'frozen governance metrics per unit and day (填报率 合格率 规范率 标注率 出图率: the day''s vms.ops_daily snapshot when taken, else as at a freeze made the next day; NULL for older days frozen later) and the governance tasks open at the day''s end by rule';
 
 ALTER TABLE vms.report_channel_day ENABLE ROW LEVEL SECURITY;
 CREATE POLICY report_channel_day_visible ON vms.report_channel_day FOR SELECT USING (vms.code_visible(code));
@@ -4732,7 +4732,8 @@ CREATE FUNCTION vms._report_governance_facts(d date) RETURNS SETOF vms.report_go
         SELECT coalesce(g.unit_id, '') AS unit_key, g.unit AS unit_name, g.channels, g.fill_rate, g.pass_rate,
                g.naming_rate, g.tag_rate, g.image_rate
           FROM vms.governance_metrics_by_unit() g
-         WHERE NOT EXISTS (SELECT 1 FROM vms.ops_daily o WHERE o.day = d AND o.group_by = 'unit' AND o.governance IS NOT NULL)
+         WHERE d >= (now() AT TIME ZONE vms._report_tz())::date - 1
+           AND NOT EXISTS (SELECT 1 FROM vms.ops_daily o WHERE o.day = d AND o.group_by = 'unit' AND o.governance IS NOT NULL)
         UNION ALL
         SELECT o.group_key, o.group_name, (o.governance ->> 'channels')::bigint, (o.governance ->> 'fill_rate')::numeric,
                (o.governance ->> 'pass_rate')::numeric, (o.governance ->> 'naming_rate')::numeric,
@@ -4750,7 +4751,7 @@ CREATE FUNCTION vms._report_governance_facts(d date) RETURNS SETOF vms.report_go
       FROM m FULL JOIN tk ON tk.unit_key = m.unit_key
 $$;
 COMMENT ON FUNCTION vms._report_governance_facts(date) IS
-    'internal: governance metrics per unit for a report day (its vms.ops_daily snapshot, else now) and the tasks open at its end by rule';
+    'internal: governance metrics per unit for a report day (its vms.ops_daily snapshot, else now for yesterday and today; none for older days) and the tasks open at its end by rule';
 
 CREATE FUNCTION vms.report_freeze(day date) RETURNS integer
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
@@ -4853,7 +4854,9 @@ DECLARE
     ds date := vms._report_data_start();
     today date := (now() AT TIME ZONE vms._report_tz())::date;
 BEGIN
-    DROP TABLE IF EXISTS pg_temp.report_cd, pg_temp.report_al, pg_temp.report_wo, pg_temp.report_gv;
+    IF to_regclass('pg_temp.report_cd') IS NOT NULL THEN   -- a report earlier in this transaction
+        DROP TABLE IF EXISTS pg_temp.report_cd, pg_temp.report_al, pg_temp.report_wo, pg_temp.report_gv, pg_temp.report_vis;
+    END IF;
     CREATE TEMP TABLE report_cd (LIKE vms.report_channel_day) ON COMMIT DROP;
     CREATE TEMP TABLE report_al (LIKE vms.report_alarm_day) ON COMMIT DROP;
     CREATE TEMP TABLE report_wo (LIKE vms.report_order_day) ON COMMIT DROP;
@@ -4873,13 +4876,23 @@ BEGIN
         END IF;
     END LOOP;
     DELETE FROM pg_temp.report_cd x WHERE NOT vms.channel_visible_to(role, x.code, x.civil_code);
-    DELETE FROM pg_temp.report_al x
-     WHERE NOT EXISTS (SELECT 1 FROM pg_temp.report_cd c WHERE c.code = x.code OR c.device_code = x.code);
-    DELETE FROM pg_temp.report_wo x
-     WHERE NOT EXISTS (SELECT 1 FROM pg_temp.report_cd c WHERE c.code = x.code OR c.device_code = x.code);
-    DELETE FROM pg_temp.report_gv x
-     WHERE NOT EXISTS (SELECT 1 FROM pg_temp.report_cd c WHERE coalesce(c.unit_id::text, '') = x.unit_key);
+    -- what the visible channels make visible: themselves, their devices, their units
+    CREATE TEMP TABLE report_vis ON COMMIT DROP AS
+    SELECT DISTINCT x.code::text AS code FROM pg_temp.report_cd x
+    UNION SELECT DISTINCT x.device_code::text FROM pg_temp.report_cd x
+    UNION SELECT DISTINCT 'unit:' || coalesce(x.unit_id::text, '') FROM pg_temp.report_cd x;
+    CREATE INDEX ON pg_temp.report_vis (code);
+    ANALYZE pg_temp.report_vis;
+    DELETE FROM pg_temp.report_al x WHERE NOT EXISTS (SELECT 1 FROM pg_temp.report_vis v WHERE v.code = x.code::text);
+    DELETE FROM pg_temp.report_wo x WHERE NOT EXISTS (SELECT 1 FROM pg_temp.report_vis v WHERE v.code = x.code::text);
+    DELETE FROM pg_temp.report_gv x WHERE NOT EXISTS (SELECT 1 FROM pg_temp.report_vis v WHERE v.code = 'unit:' || x.unit_key);
+    DROP TABLE pg_temp.report_vis;
+    CREATE INDEX ON pg_temp.report_cd (day);
+    CREATE INDEX ON pg_temp.report_cd (code);
+    CREATE INDEX ON pg_temp.report_cd (device_code);
+    CREATE INDEX ON pg_temp.report_al (alarm_id);
     ANALYZE pg_temp.report_cd;
+    ANALYZE pg_temp.report_al;
 END $$;
 COMMENT ON FUNCTION vms._report_load(date, date, oid) IS
     'internal: the facts of report days [pf, t) a role may see, into temporary tables (days that have ended are frozen first)';
@@ -5113,14 +5126,18 @@ BEGIN
                count(DISTINCT x.code) AS members, sum(x.online_seconds) AS on_s, sum(x.offline_seconds) AS off_s,
                sum(x.inspections) AS n, sum(x.stream_ok) AS s, sum(x.image_ok) AS i
           FROM pg_temp.report_cd x WHERE x.day >= f AND x.day < t GROUP BY 1),
+    um AS (SELECT y.unit_id, min(y.unit_name) AS unit_name FROM pg_temp.report_cd y GROUP BY y.unit_id),
+    rm AS (SELECT y.civil_code, min(y.region_name) AS region_name FROM pg_temp.report_cd y GROUP BY y.civil_code),
     a AS (
-        SELECT CASE grp WHEN 'unit' THEN coalesce((SELECT min(y.unit_name) FROM pg_temp.report_cd y WHERE y.unit_id = x.unit_id), '（未划分单位）')
-                       WHEN 'region' THEN coalesce((SELECT min(y.region_name) FROM pg_temp.report_cd y WHERE y.civil_code = x.civil_code) || ' ' || x.civil_code,
-                                                   x.civil_code, '（无行政区划）')
+        SELECT CASE grp WHEN 'unit' THEN coalesce(um.unit_name, '（未划分单位）')
+                       WHEN 'region' THEN coalesce(rm.region_name || ' ' || x.civil_code, x.civil_code, '（无行政区划）')
                        ELSE coalesce(x.contractor, '（无运维合同）') END AS g,
                count(*) FILTER (WHERE x.raised) AS raised,
                avg(x.met_fix::int) FILTER (WHERE x.cleared AND x.met_fix IS NOT NULL) AS sla
-          FROM pg_temp.report_al x WHERE x.day >= f AND x.day < t GROUP BY 1),
+          FROM pg_temp.report_al x
+          LEFT JOIN um ON um.unit_id IS NOT DISTINCT FROM x.unit_id
+          LEFT JOIN rm ON rm.civil_code IS NOT DISTINCT FROM x.civil_code
+         WHERE x.day >= f AND x.day < t GROUP BY 1),
     r AS (
         SELECT c.*, c.on_s / nullif(c.on_s + c.off_s, 0) AS ratio, coalesce(a.raised, 0) AS raised, a.sla,
                rank() OVER (ORDER BY c.on_s / nullif(c.on_s + c.off_s, 0) ASC NULLS LAST) AS rk
@@ -5220,7 +5237,11 @@ BEGIN
         || string_agg(format('<tr><td>%s</td><td data-figure="%s" data-value="%s">%s</td><td data-previous="%s">%s</td><td class="%s">%s</td></tr>',
                              vms._report_esc(d.label), d.figure, coalesce(round(cur.value::numeric, 6)::text, ''),
                              vms._report_fmt(cur.value, d.unit), d.figure, vms._report_fmt(prev.value, d.unit),
-                             CASE WHEN cur.value > prev.value THEN 'up' WHEN cur.value < prev.value THEN 'down' ELSE '' END,
+                             -- green when better: less offline time, fewer alarms, quicker work orders
+                             CASE WHEN cur.value IS NULL OR prev.value IS NULL OR cur.value = prev.value THEN ''
+                                  WHEN (cur.value > prev.value) = (d.figure IN ('online_ratio', 'stream_success_rate', 'image_rate', 'work_orders')
+                                                                   OR d.figure LIKE 'sla%' OR d.figure LIKE 'alarms_cleared%')
+                                  THEN 'up' ELSE 'down' END,
                              vms._report_change(cur.value, prev.value, d.unit)), '' ORDER BY d.ord)
         || '</tbody></table></section>'
       INTO part
@@ -5326,7 +5347,7 @@ BEGIN
         || '</tbody></table>'
       INTO part
       FROM pg_temp.report_gv g
-     WHERE g.day = (SELECT max(y.day) FROM pg_temp.report_gv y WHERE y.day >= p.f AND y.day < p.t);
+     WHERE g.day = (SELECT max(y.day) FROM pg_temp.report_gv y WHERE y.day >= p.f AND y.day < p.t AND y.channels IS NOT NULL);
     html := html || part;
     SELECT '<h3>未关闭的治理任务（按规则）</h3><table class="list" data-list="governance_tasks"><thead><tr><th>规则</th><th>说明</th><th>未关闭任务</th></tr></thead><tbody>'
         || coalesce(string_agg(format('<tr><td>%s</td><td>%s</td><td>%s</td></tr>', vms._report_esc(q.k),
