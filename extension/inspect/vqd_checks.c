@@ -1096,19 +1096,20 @@ typedef struct actx
 	int			suppress;		/* a check explaining every other picture fault, or -1 */
 } actx;
 
+/* the context's parts as locals; declarations only, so a check may declare its own after it */
+#define CTX_UNUSED __attribute__((unused))
 #define CTX \
-	const vqd_sample *s = a->s; \
-	const vqd_thresholds *th = a->th; \
-	const double *T = a->T; \
-	vqd_report *rep = a->rep; \
-	const int  *idx = a->idx; \
-	int			ns = a->ns; \
-	size_t		gpx = a->gpx, cpx = a->cpx; \
-	float	   *tmean = a->tmean; \
-	const img  *dimg = a->dimg; \
-	int			nd = a->nd; \
-	(void) s; (void) th; (void) T; (void) rep; (void) idx; (void) ns; (void) gpx; (void) cpx; \
-	(void) tmean; (void) dimg; (void) nd
+	CTX_UNUSED const vqd_sample *s = a->s; \
+	CTX_UNUSED const vqd_thresholds *th = a->th; \
+	CTX_UNUSED const double *T = a->T; \
+	CTX_UNUSED vqd_report *rep = a->rep; \
+	CTX_UNUSED const int *idx = a->idx; \
+	CTX_UNUSED int ns = a->ns; \
+	CTX_UNUSED size_t gpx = a->gpx; \
+	CTX_UNUSED size_t cpx = a->cpx; \
+	CTX_UNUSED float *tmean = a->tmean; \
+	CTX_UNUSED const img *dimg = a->dimg; \
+	CTX_UNUSED int nd = a->nd
 
 
 static void
