@@ -108,7 +108,8 @@ SELECT vms.report_freeze('2026-03-04') AS frozen_again;
 
 -- other kinds: a day, a month with partial data (data from 02-24), a quarter
 SELECT k, s, length(h) > 1000 AS rendered, h LIKE '%data-partial="true"%' AS partial,
-       substring(h FROM '部分数据：[^<]*') AS partial_text,
+       substring(h FROM 'data-partial="true">(部分数据：[^<]*)') AS partial_text,
+       substring(h FROM '上期：[^<]*') AS previous_period,
        substring(h FROM 'data-figure="online_ratio" data-value="[^"]*">[^<]*') AS online
   FROM (VALUES ('daily', date '2026-03-03'), ('monthly', date '2026-02-01'), ('quarterly', date '2026-01-01')) v(k, s),
        LATERAL vms.report_html(k, s) h;

@@ -656,6 +656,7 @@ DECLARE
     today date := (now() AT TIME ZONE vms._report_tz())::date;
     is_open boolean;
     days_with_data integer;
+    prev_days integer;
     channels integer;
     all_visible boolean;
     last_day date;
@@ -673,6 +674,8 @@ BEGIN
            count(DISTINCT x.code), max(x.day)
       INTO days_with_data, channels, last_day
       FROM pg_temp.report_cd x WHERE x.day >= p.f AND x.day < p.t;
+    SELECT count(DISTINCT x.day) FILTER (WHERE x.online_seconds + x.offline_seconds > 0 OR x.inspections > 0)
+      INTO prev_days FROM pg_temp.report_cd x WHERE x.day >= p.pf AND x.day < p.pt;
     all_visible := channels > 0 AND NOT EXISTS (
         SELECT 1 FROM vms.report_channel_day x WHERE x.day >= p.f AND x.day < p.t
            AND NOT EXISTS (SELECT 1 FROM pg_temp.report_cd y WHERE y.day = x.day AND y.code = x.code))
@@ -698,7 +701,8 @@ BEGIN
         || '</style></head><body>';
     html := html || '<header>' || format('<h1>视频监控运维%s</h1>', p.title)
         || format('<p class="meta">统计周期：%s 至 %s（%s 天，北京时间）</p>', to_char(p.f, 'YYYY-MM-DD'), to_char(p.t - 1, 'YYYY-MM-DD'), n)
-        || format('<p class="meta">上期：%s 至 %s</p>', to_char(p.pf, 'YYYY-MM-DD'), to_char(p.pt - 1, 'YYYY-MM-DD'))
+        || format('<p class="meta">上期：%s 至 %s%s</p>', to_char(p.pf, 'YYYY-MM-DD'), to_char(p.pt - 1, 'YYYY-MM-DD'),
+                  CASE WHEN prev_days < p.pt - p.pf THEN format('（部分数据：%s 天中有 %s 天有数据）', p.pt - p.pf, prev_days) ELSE '' END)
         || format('<p class="meta" data-channels="%s">统计范围：%s 个点位%s</p>', channels, channels,
                   CASE WHEN all_visible THEN '（全部）' ELSE '（按当前用户的授权范围）' END)
         || CASE WHEN is_open THEN format('<p class="meta">生成时间：%s（统计期未结束，数据截至生成时间）</p>',
