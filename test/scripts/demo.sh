@@ -84,6 +84,23 @@ case "${1:-start}" in
     done
     cluster_psql "$dir" "$port" "$db" -f "$VMS_ROOT/test/demo/summary.sql"
     echo
+    echo "reports: a month of synthetic history (test/demo/demo_reports.sql), then each kind as HTML and as a PDF printed by headless Chromium ..."
+    cluster_psql "$dir" "$port" "$db" -c "SET client_min_messages = warning" -f "$VMS_ROOT/test/demo/demo_reports.sql" >/dev/null
+    # the period holding yesterday (China time), of each kind
+    cluster_psql "$dir" "$port" "$db" -tA -F ' ' -c "SELECT k, to_char(s, 'YYYY-MM-DD') FROM (SELECT (now() AT TIME ZONE 'Asia/Shanghai')::date - 1 AS y) x,
+        LATERAL (VALUES ('daily', y), ('weekly', date_trunc('week', y)::date), ('monthly', date_trunc('month', y)::date),
+                        ('quarterly', date_trunc('quarter', y)::date), ('annual', date_trunc('year', y)::date)) v(k, s)" \
+      > "$RUN_DIR/report-periods.txt"
+    profile=$(mktemp -d)
+    while read -r kind start; do
+      cluster_psql "$dir" "$port" "$db" -tA -c "SELECT vms.report_html('$kind', '$start')" > "$RUN_DIR/report-$kind.html"
+      /usr/bin/chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
+        --disable-component-update --disable-sync --user-data-dir="$profile" --no-pdf-header-footer \
+        --print-to-pdf="$RUN_DIR/report-$kind.pdf" "file://$RUN_DIR/report-$kind.html" >/dev/null 2>&1 || echo "chromium could not print the $kind report" >&2
+      echo "  $kind report from $start: $RUN_DIR/report-$kind.html  $RUN_DIR/report-$kind.pdf"
+    done < "$RUN_DIR/report-periods.txt"
+    rm -rf "$profile" "$RUN_DIR/report-periods.txt"
+    echo
     echo "cluster running: psql -h $dir -p $port -U postgres $db    (stop it with: make stop)"
     ;;
   *)
