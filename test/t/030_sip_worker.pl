@@ -284,9 +284,9 @@ my $s4 = gbsim('--devices', '1', '--first-code', '34020000001320000250', '--dura
 	'--password', 'wrong', '--reg-retry', '1');
 cmp_ok($s4->{auth_403}, '>=', 3, 'repeated wrong passwords are refused');
 is($node->safe_psql('postgres', "SELECT count(*) FROM vms.device_event WHERE device_code = '34020000001320000250' AND event = 'banned'"),
-	'1', 'and the device ID is banned');
+	'1', 'and the device is banned at that address (127.0.0.1; bans are per device and source address)');
 my $s5 = gbsim('--devices', '1', '--first-code', '34020000001320000250', '--duration', '3', '--keepalive', '0');
-is($s5->{registered}, '0', 'a banned device is refused even with the right password');
+is($s5->{registered}, '0', 'from the banned address the device is refused even with the right password');
 
 my $s6 = gbsim('--devices', '3', '--first-code', '34020000001320000901', '--duration', '3', '--keepalive', '0');
 is($s6->{registered}, '0', 'unknown devices are refused by default');

@@ -46,10 +46,11 @@ $node->safe_psql('postgres', 'CREATE EXTENSION vms CASCADE');
 
 sub dev { return sprintf('3402000000132%07d', $_[0]); }
 my ($d_udp, $d_tcp, $d_gbk, $d_cred, $d_noqop, $d_gone, $d_first, $d_second, $d_spare) = map { dev($_) } (1 .. 9);
+my ($d_owner, $d_other, $d_ban, $d_rekey) = map { dev($_) } (10 .. 13);
 my $flood = "code::text BETWEEN '" . dev(100) . "' AND '" . dev(249) . "'";
 $node->safe_psql('postgres', qq{
 INSERT INTO vms.device (code, name) SELECT ('3402000000132' || lpad(i::text, 7, '0'))::vms.gbcode, 'IPC ' || i
-  FROM generate_series(1, 9) i;
+  FROM generate_series(1, 13) i;
 INSERT INTO vms.device (code, name) SELECT ('3402000000132' || lpad(i::text, 7, '0'))::vms.gbcode, 'IPC ' || i
   FROM generate_series(100, 249) i;
 SELECT count(vms.device_set_password(code, 'pw-' || code::text, '$realm')) FROM vms.device;
@@ -58,6 +59,17 @@ sub pw { return "pw-$_[0]"; }
 
 $node->poll_query_until('postgres', "SELECT state = 'running' FROM vms.worker_status WHERE name = 'sip'")
   or die 'sip worker not running';
+# "running" may come before the sockets are open (the worker first waits for the extension): wait for TCP to accept
+{
+	my $up;
+	for (1 .. 10 * $answer_timeout)
+	{
+		$up = IO::Socket::INET->new(Proto => 'tcp', PeerAddr => "127.0.0.1:$sip_port") and last;
+		select(undef, undef, undef, 0.1);
+	}
+	$up or die "the sip worker never listened on TCP port $sip_port";
+	close $up;
+}
 
 sub sql { return $node->safe_psql('postgres', $_[0]); }
 sub counter { return sql("SELECT coalesce((counters ->> '$_[0]')::bigint, -1) FROM vms.worker_status WHERE name = 'sip'"); }
@@ -76,10 +88,10 @@ sub rnd { $serial++; return sprintf('%x%06x', $$, $serial) . int(rand(1e6)); }
 
 sub client
 {
-	my ($transport) = @_;
+	my ($transport, $local) = @_;
 	my $s = IO::Socket::INET->new(
 		Proto => $transport eq 'TCP' ? 'tcp' : 'udp',
-		LocalAddr => '127.0.0.1',
+		LocalAddr => $local // '127.0.0.1',
 		PeerAddr => "127.0.0.1:$sip_port") or die "socket: $!";
 	binmode $s;
 	return { s => $s, tr => $transport, buf => '', pending => [] };
@@ -455,6 +467,175 @@ sql("UPDATE vms.device_session SET keepalive_interval = NULL, keepalive_count = 
 	$s1->quit;
 	($r) = register($c2, $d_first, password => 'first-new');
 	is($r->{status}, '200', 'the change begun earlier and committed later is in force too');
+}
+
+###########################################################################
+# a device speaks only for its own channels and catalogue nodes
+###########################################################################
+sub catalog_body
+{
+	my ($root, $code, $sn, @items) = @_;
+	my $n = scalar @items;
+	return "<?xml version=\"1.0\"?>\r\n<$root>\r\n<CmdType>Catalog</CmdType>\r\n<SN>$sn</SN>\r\n<DeviceID>$code</DeviceID>\r\n"
+	  . "<SumNum>$n</SumNum>\r\n<DeviceList Num=\"$n\">\r\n"
+	  . join('', map { "<Item>\r\n$_</Item>\r\n" } @items) . "</DeviceList>\r\n</$root>\r\n";
+}
+{
+	my ($cam, $cam2, $grp, $grp2) = ('34020000001310000701', '34020000001310000702', '34020000002150000701', '34020000002150000702');
+	my $co = client('UDP');
+	my $cx = client('UDP');
+	($r) = register($co, $d_owner);
+	is($r->{status}, '200', 'ownership: a device registers');
+	($r) = register($cx, $d_other);
+	is($r->{status}, '200', 'ownership: a second device registers');
+	$r = ask($co, method => 'NOTIFY', code => $d_owner, extra => "Event: Catalog\r\n",
+		body => catalog_body('Notify', $d_owner, 1,
+			"<DeviceID>$grp</DeviceID>\r\n<Name>owner group</Name>\r\n<Event>ADD</Event>\r\n",
+			"<DeviceID>$cam</DeviceID>\r\n<Name>owner gate</Name>\r\n<Address>gate road 1</Address>\r\n<CivilCode>340201</CivilCode>\r\n"
+			  . "<Longitude>120.1</Longitude>\r\n<Latitude>30.2</Latitude>\r\n<Status>ON</Status>\r\n"
+			  . "<BusinessGroupID>$grp</BusinessGroupID>\r\n<Event>ADD</Event>\r\n"));
+	is($r->{status}, '200', 'ownership: the first device reports its channel and business group');
+	ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM vms.catalog_member WHERE channel_code = '$cam'"),
+		'and they land');
+	my $before = sql("SELECT c.device_code || '|' || c.name || '|' || c.address || '|' || c.civil_code || '|' || ST_AsText(c.geom)
+	                    || '|' || s.status || '|' || n.name
+	                    FROM vms.channel c JOIN vms.channel_status s USING (code), vms.catalog_node n
+	                   WHERE c.code = '$cam' AND n.code = '$grp'");
+	is($before, "$d_owner|owner gate|gate road 1|340201|POINT(120.1 30.2)|ON|owner group", 'as the first device reported them');
+
+	# the second device, with its own credentials and registration, reports the first one's channel and group
+	$r = ask($cx, method => 'NOTIFY', code => $d_other, extra => "Event: Catalog\r\n",
+		body => catalog_body('Notify', $d_other, 2,
+			"<DeviceID>$grp</DeviceID>\r\n<Name>hijacked group</Name>\r\n<Event>UPDATE</Event>\r\n",
+			"<DeviceID>$grp2</DeviceID>\r\n<Name>other group</Name>\r\n<Event>ADD</Event>\r\n",
+			"<DeviceID>$cam</DeviceID>\r\n<Name>hijacked</Name>\r\n<Address>elsewhere</Address>\r\n<CivilCode>110000</CivilCode>\r\n"
+			  . "<Longitude>116.4</Longitude>\r\n<Latitude>39.9</Latitude>\r\n<Status>OFF</Status>\r\n"
+			  . "<BusinessGroupID>$grp2</BusinessGroupID>\r\n<Event>UPDATE</Event>\r\n",
+			"<DeviceID>$cam</DeviceID>\r\n<Event>VLOST</Event>\r\n",
+			"<DeviceID>$cam2</DeviceID>\r\n<Name>other gate</Name>\r\n<BusinessGroupID>$grp</BusinessGroupID>\r\n<Event>ADD</Event>\r\n"));
+	is($r->{status}, '200', 'ownership: the second device\'s catalog NOTIFY naming the first one\'s channel is taken');
+	ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM vms.channel WHERE code = '$cam2'"),
+		'its own channel in the same NOTIFY lands');
+	is(sql("SELECT c.device_code || '|' || c.name || '|' || c.address || '|' || c.civil_code || '|' || ST_AsText(c.geom)
+	          || '|' || s.status || '|' || n.name
+	          FROM vms.channel c JOIN vms.channel_status s USING (code), vms.catalog_node n
+	         WHERE c.code = '$cam' AND n.code = '$grp'"), $before,
+		'the first device\'s channel and group are unchanged: name, address, civil code, location, status');
+	is(sql("SELECT string_agg(node_code || '>' || channel_code, ',' ORDER BY node_code, channel_code) FROM vms.catalog_member
+	         WHERE channel_code IN ('$cam', '$cam2')"), "$grp>$cam",
+		'no channel joined another device\'s group, none was added to the other\'s');
+	is(sql("SELECT count(*) FROM vms.alarm WHERE source = 'sip' AND code = '$cam'"), '0', 'no alarm raised on the other device\'s channel');
+	is(sql("SELECT device_code FROM vms.channel WHERE code = '$cam2'"), $d_other, 'the second device owns its new channel');
+
+	# an alarm naming the other device's channel is the reporter's own
+	$r = ask($cx, method => 'MESSAGE', code => $d_other,
+		body => "<?xml version=\"1.0\"?>\r\n<Notify>\r\n<CmdType>Alarm</CmdType>\r\n<SN>3</SN>\r\n<DeviceID>$cam</DeviceID>\r\n"
+		  . "<AlarmPriority>1</AlarmPriority>\r\n<AlarmMethod>2</AlarmMethod>\r\n<Info>\r\n<AlarmType>1</AlarmType>\r\n</Info>\r\n</Notify>\r\n");
+	is($r->{status}, '200', 'an alarm naming the other device\'s channel is taken');
+	ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM vms.alarm WHERE source = 'sip' AND detail ->> 'reporter' = '$d_other'"),
+		'and lands');
+	is(sql("SELECT code FROM vms.alarm WHERE source = 'sip' AND detail ->> 'reporter' = '$d_other'"), $d_other,
+		'against the reporting device, not the other device\'s channel');
+
+	# a catalog query answered with the other device's channel: reported in the request's result
+	my $rid = sql("SELECT vms.sip_query_catalog('$d_other')");
+	my $query = recv_msg($cx);
+	ok($query && ($query->{method} // '') eq 'MESSAGE' && $query->{body} =~ /<CmdType>Catalog<\/CmdType>/,
+		'the catalog query reaches the second device');
+	my ($sn) = ($query->{body} // '') =~ /<SN>(\d+)<\/SN>/;
+	(my $ok = $query->{raw}) =~ s/\A[^\r\n]*\r\n/SIP\/2.0 200 OK\r\n/;
+	$ok =~ s/\r\n\r\n.*\z/\r\n\r\n/s;
+	$ok =~ s/^Content-Length:.*$/Content-Length: 0\r/m;
+	$ok =~ s/^Content-Type:.*\r\n//m;
+	sendraw($cx, $ok);
+	$r = ask($cx, method => 'MESSAGE', code => $d_other,
+		body => catalog_body('Response', $d_other, $sn,
+			"<DeviceID>$cam</DeviceID>\r\n<Name>hijacked again</Name>\r\n<CivilCode>110000</CivilCode>\r\n<Status>OFF</Status>\r\n",
+			"<DeviceID>$cam2</DeviceID>\r\n<Name>other gate 2</Name>\r\n<Status>ON</Status>\r\n"));
+	is($r->{status}, '200', 'the second device answers with both channels');
+	is(sql("SELECT state || '|' || (result ->> 'channels') || '|' || (result ->> 'foreign') || '|' || (result -> 'rejected' -> 0 ->> 'code')
+	          FROM vms.sip_request_wait($rid, 60)"), "done|1|1|$cam",
+		'the answer lands its own channel and reports the other device\'s as foreign in the request result');
+	is(sql("SELECT name || '|' || civil_code FROM vms.channel WHERE code = '$cam'"), 'owner gate|340201',
+		'the other device\'s channel is still unchanged');
+	is(sql("SELECT name FROM vms.channel WHERE code = '$cam2'"), 'other gate 2', 'while its own is updated');
+
+	# the owner still updates its own
+	$r = ask($co, method => 'NOTIFY', code => $d_owner, extra => "Event: Catalog\r\n",
+		body => catalog_body('Notify', $d_owner, 4, "<DeviceID>$cam</DeviceID>\r\n<Name>owner gate 2</Name>\r\n<Event>UPDATE</Event>\r\n"));
+	ok($node->poll_query_until('postgres', "SELECT name = 'owner gate 2' FROM vms.channel WHERE code = '$cam'"),
+		'the owning device still renames its channel');
+}
+
+###########################################################################
+# failures and bans: per device and source address, only after a valid nonce
+###########################################################################
+{
+	my $attacker = client('UDP', '127.0.0.2');
+	my $fail0 = counter('auth_failures');
+	# answers to no nonce of ours (made up, wrong realm, wrong user): challenged again, counted nowhere
+	my $challenged = 0;
+	for my $i (1 .. 110)
+	{
+		my $auth = "Authorization: Digest username=\"$d_ban\", realm=\"elsewhere\", nonce=\"" . ('0' x 48)
+		  . "\", uri=\"$ruri\", algorithm=MD5, response=\"" . ('0' x 32) . "\"\r\n";
+		$challenged++ if ask($attacker, method => 'REGISTER', code => $d_ban, extra => $auth . "Expires: 3600\r\n")->{status} eq '401';
+	}
+	is($challenged, 110, 'bans: 110 REGISTERs with a made-up nonce (wrong realm) from another address are all challenged again');
+	barrier();
+	is(counter('auth_failures'), $fail0, 'and none is counted as an authentication failure');
+	# wrong passwords to valid nonces from the attacker's address: counted, and that address banned
+	my $refused = 0;
+	for my $i (1 .. 100)
+	{
+		my ($r) = register($attacker, $d_ban, password => 'guess');
+		$refused++ if $r->{status} eq '403';
+		# let each batch of events reach the database (vms.sip_max_batch is small here)
+		barrier() if $i % 20 == 0;
+	}
+	is($refused, 100, 'bans: 100 wrong passwords from another address are refused');
+	($r) = register($attacker, $d_ban);
+	is($r->{status}, '403', 'bans: that address is now refused even with the right password');
+	is($r->{reason}, 'Forbidden (banned)', 'as banned');
+	($r) = register(client('UDP'), $d_ban);
+	is($r->{status}, '200', 'bans: the device registering from its own address is not locked out');
+	ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM vms.device_event WHERE device_code = '$d_ban' AND event = 'banned'"),
+		'one banned event');
+	ok(counter_reaches('auth_failures', $fail0 + 101), 'the 100 failures and the refused banned address are counted');
+	barrier();
+	is(counter('auth_failures'), $fail0 + 101, 'and nothing else');
+	is(sql("SELECT count(*) FILTER (WHERE cause LIKE 'wrong password (from 127.0.0.2:%') || '|' || count(*)
+	          FROM vms.device_event WHERE device_code = '$d_ban' AND event = 'auth_failed'"), '100|100',
+		'the auth_failed events are the 100 wrong passwords from the attacker\'s address');
+	like(sql("SELECT cause FROM vms.device_event WHERE device_code = '$d_ban' AND event = 'banned'"), qr/from 127\.0\.0\.2$/,
+		'the ban names the address');
+}
+
+###########################################################################
+# a credential changed or deleted ends the live session
+###########################################################################
+{
+	my $c = client('UDP');
+	($r) = register($c, $d_rekey);
+	is($r->{status}, '200', 're-key: the device registers');
+	is(keepalive($c, $d_rekey)->{status}, '200', 'and keeps alive');
+	sql("SELECT vms.device_set_password('$d_rekey', 'rekeyed', '$realm')");
+	is(keepalive($c, $d_rekey)->{status}, '403', 're-key: after a password change its keepalives are refused at once');
+	$r = ask($c, method => 'MESSAGE', code => $d_rekey,
+		body => "<?xml version=\"1.0\"?>\r\n<Notify>\r\n<CmdType>Alarm</CmdType>\r\n<SN>5</SN>\r\n<DeviceID>$d_rekey</DeviceID>\r\n"
+		  . "<AlarmPriority>1</AlarmPriority>\r\n<AlarmMethod>2</AlarmMethod>\r\n</Notify>\r\n");
+	is($r->{status}, '403', 'and so are its alarms');
+	ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM vms.device_event WHERE device_code = '$d_rekey'
+	    AND event = 'unregistered' AND cause LIKE 'credential changed%'"), 'an unregistered event says why');
+	ok($node->poll_query_until('postgres', "SELECT NOT online FROM vms.device WHERE code = '$d_rekey'"), 'and the device is offline');
+	($r) = register($c, $d_rekey, password => 'rekeyed');
+	is($r->{status}, '200', 're-key: it registers with the new password');
+	is(keepalive($c, $d_rekey)->{status}, '200', 'and keeps alive again');
+	sql("DELETE FROM vms.device_credential WHERE device_code = '$d_rekey'");
+	is(keepalive($c, $d_rekey)->{status}, '403', 're-key: once its credential is deleted its keepalives are refused at once');
+	ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM vms.device_event WHERE device_code = '$d_rekey'
+	    AND event = 'unregistered' AND cause LIKE 'credential deleted%'"), 'an unregistered event says why');
+	is(sql("SELECT count(*) FROM vms.alarm WHERE source = 'sip' AND detail ->> 'reporter' = '$d_rekey'"), '0', 'no alarm of the re-keyed device was taken');
 }
 
 ###########################################################################

@@ -279,6 +279,29 @@ static int	n_unknown = 0;
 static int	lookups = 0;
 static TimestampTz lookup_window = 0;
 
+static void load_changed_devices(void);
+
+/*
+ * A commit that woke the worker while it was reading the network (a
+ * password change, a deleted device): the committing backend sets the
+ * latch before its client hears of the commit, so a message sent after
+ * that commit finds the latch set once it has been received.  Checked
+ * after each receive, before the messages are handled: the change applies
+ * to them.  The wake is remembered for the main loop (request claims).
+ */
+static bool woken_while_reading = false;
+
+static void
+changes_before_messages(void)
+{
+	pg_memory_barrier();
+	if (!MyLatch->is_set)
+		return;
+	ResetLatch(MyLatch);
+	woken_while_reading = true;
+	load_changed_devices();
+}
+
 /* every device of the ledger, at start */
 static void
 load_devices(void)
@@ -1093,6 +1116,7 @@ read_udp(void)
 		n = recvmmsg(udp_fd, msgs, MAX_BATCH, MSG_DONTWAIT, NULL);
 		if (n <= 0)
 			return;
+		changes_before_messages();
 		for (int i = 0; i < n; i++)
 		{
 			Peer		peer;
@@ -1207,6 +1231,7 @@ read_conn(int i)
 				close_conn(i);
 				return;
 			}
+			changes_before_messages();
 			{
 				char	   *msg = palloc(len + 1);
 				Peer		peer = c->peer;
@@ -1472,6 +1497,11 @@ vms_sip_main(Datum arg)
 			if (woken)
 				load_changed_devices();
 			drain_network();
+			if (woken_while_reading)
+			{
+				woken_while_reading = false;
+				woken = true;
+			}
 			sip_now = GetCurrentTimestamp();
 			if (sip_now >= next_tick)
 			{
