@@ -22,26 +22,43 @@ current=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$VMS_ROOT/vms.control")
 # every version with a frozen install script is a starting point
 bases=$(ls "$VMS_ROOT"/extension/upgrade/ | sed -n 's/^vms--\([0-9.]*\)\.sql$/\1/p' | sort -V)
 
-normalise() {
-  # blocks start at pg_dump's "-- Name:" / "-- TOC entry" comment lines
-  grep -v -e 'binary_upgrade_set_next' -e 'binary_upgrade_set_record_init_privs' \
-          -e '^SELECT pg_catalog.set_config' -e 'pg.dropped' -e 'relfrozenxid = ' -e "^WHERE oid = '[0-9]*';" \
-          -e '^-- Dumped ' -e '^-- TOC entry' -e '^-- Dependencies:' \
-          -e '^\\restrict ' -e '^\\unrestrict ' -e '^-- PostgreSQL database dump' |
-  # the config-table OIDs in binary_upgrade_create_empty_extension
-  sed -E "s/(binary_upgrade_create_empty_extension\('[a-z_]+', '[a-z_]+', [a-z]+, '[^']*', )'\{[0-9,]*\}'/\1'{oids}'/" |
-  awk 'BEGIN { RS = "\n--\n-- Name: " } NR > 1 { gsub(/\n+$/, ""); gsub(/\n/, "\\n"); print }' |
-  sort
+dump() {
+  as_pg pg_dump --schema-only --binary-upgrade --no-owner -h "$dir" -p "$port" -U postgres "$1" | /usr/bin/python3 "$VMS_ROOT/test/scripts/dump_normalise.py"
 }
 
-dump() {
-  as_pg pg_dump --schema-only --binary-upgrade --no-owner -h "$dir" -p "$port" -U postgres "$1" | normalise
+# the rows the extension itself writes (levels, kinds, rules, schedules...),
+# one line each, table by table; columns that record when a row was written
+# are left out, since the two databases are made at different moments
+rows() {
+  cluster_psql "$dir" "$port" "$1" -At <<'SQL'
+SELECT format('SELECT %L || '': '' || (to_jsonb(t) - %L::text[])::text FROM %s t',
+              c.oid::regclass, coalesce(ts.cols, '{}'), c.oid::regclass)
+  FROM pg_catalog.pg_depend d
+  JOIN pg_catalog.pg_class c ON c.oid = d.objid
+  LEFT JOIN LATERAL (SELECT array_agg(a.attname::text) AS cols FROM pg_catalog.pg_attribute a
+                      WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                        AND a.atttypid IN ('timestamptz'::regtype, 'timestamp'::regtype)) ts ON true
+ WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.deptype = 'e'
+   AND d.refobjid = (SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'vms')
+   AND c.relkind IN ('r', 'p')
+ ORDER BY 1 \gexec
+SQL
+}
+
+# the duty roles the extension creates, their attributes and memberships
+roles() {
+  cluster_psql "$dir" "$port" postgres -At -c "
+    SELECT r.rolname || ' login=' || r.rolcanlogin || ' super=' || r.rolsuper || ' inherit=' || r.rolinherit
+           || ' member of: ' || coalesce((SELECT string_agg(g.rolname, ',' ORDER BY g.rolname)
+                                            FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles g ON g.oid = m.roleid
+                                           WHERE m.member = r.oid), '')
+      FROM pg_catalog.pg_roles r WHERE r.rolname LIKE 'vms\_%' ORDER BY 1"
 }
 
 status=0
-cluster_psql "$dir" "$port" postgres -c "CREATE DATABASE fresh" || exit 1
-cluster_psql "$dir" "$port" fresh -c "CREATE EXTENSION vms CASCADE" || exit 1
-dump fresh > "$dir/fresh.dump"
+# the upgrades run first, in a cluster with no vms roles yet, so that the roles
+# they end with are the ones the upgrade path itself creates
+upgraded=()
 for base in $bases; do
   [ "$base" = "$current" ] && continue
   db="from_${base//./_}"
@@ -54,13 +71,34 @@ for base in $bases; do
   if [ "$got" != "$current" ]; then
     echo "FAIL upgrade $base -> $current: ALTER EXTENSION UPDATE reached $got"; status=1; continue
   fi
+  upgraded+=("$base")
+done
+roles > "$dir/upgraded.roles"
+
+cluster_psql "$dir" "$port" postgres -c "CREATE DATABASE fresh" || exit 1
+cluster_psql "$dir" "$port" fresh -c "CREATE EXTENSION vms CASCADE" || exit 1
+dump fresh > "$dir/fresh.dump"
+rows fresh | sort > "$dir/fresh.rows"
+roles > "$dir/fresh.roles"
+if ! diff -u "$dir/fresh.roles" "$dir/upgraded.roles" > "$dir/roles.diff"; then
+  echo "FAIL the upgrades leave other vms roles than a fresh install ('-' fresh, '+' upgraded):"
+  cat "$dir/roles.diff"; status=1
+fi
+
+for base in "${upgraded[@]}"; do
+  db="from_${base//./_}"
   dump "$db" > "$dir/$db.dump"
+  rows "$db" | sort > "$dir/$db.rows"
   if ! diff -u "$dir/fresh.dump" "$dir/$db.dump" | sed 's/\\n/\n/g' > "$dir/$db.diff"; then
     echo "FAIL upgrade $base -> $current differs from a fresh install ('-' fresh, '+' upgraded):"
     head -150 "$dir/$db.diff"
     status=1
+  elif ! diff -u "$dir/fresh.rows" "$dir/$db.rows" > "$dir/$db.rows.diff"; then
+    echo "FAIL upgrade $base -> $current leaves other rows than a fresh install writes ('-' fresh, '+' upgraded):"
+    head -60 "$dir/$db.rows.diff"
+    status=1
   else
-    echo "ok upgrade $base -> $current gives the fresh schema ($(wc -l < "$dir/fresh.dump") objects compared)"
+    echo "ok upgrade $base -> $current gives the fresh schema ($(wc -l < "$dir/fresh.dump") objects, $(wc -l < "$dir/fresh.rows") rows, $(wc -l < "$dir/fresh.roles") roles compared)"
   fi
 done
 exit $status
