@@ -56,6 +56,11 @@ roles() {
 }
 
 status=0
+# released install scripts are frozen: installed databases were made from them
+if ! (cd "$VMS_ROOT/extension/upgrade" && sha256sum --quiet -c FROZEN.sha256); then
+  echo "FAIL a released install script changed (extension/upgrade/FROZEN.sha256); ship the change in an upgrade script instead"
+  status=1
+fi
 # the upgrades run first, in a cluster with no vms roles yet, so that the roles
 # they end with are the ones the upgrade path itself creates
 upgraded=()
