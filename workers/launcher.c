@@ -7,7 +7,8 @@
  * readiness check; each worker makes its own (worker_tx.c).
  *
  * Settings: vms.database here; each worker's in its own file
- * (viid/viid_settings.c, sip/sip_settings.c, inspect/inspect_settings.c).
+ * (viid/viid_settings.c, sip/sip_settings.c, inspect/inspect_settings.c,
+ * notifier/notifier_settings.c).
  */
 #include "postgres.h"
 
@@ -28,6 +29,7 @@
 #include "worker_registry.h"
 #include "worker_tx.h"
 #include "inspect/inspector.h"
+#include "notifier/notifier_settings.h"
 #include "sip/sip_settings.h"
 #include "viid/viid_settings.h"
 #include "viid_server/viid_server_settings.h"
@@ -58,7 +60,7 @@ static const WorkerKind kinds[] = {
 	 &vms_viid_enabled},
 	{"sip", "vms_sip_main", "vms sip",
 	 {"messages_in", "messages_out", "registrations", "keepalives", "auth_failures", "parse_errors", "devices_online", "catalog_items",
-	  "wrong_source", "replayed", "batch_dropped", "handler_errors"},
+	  "wrong_source", "replayed", "batch_dropped", "handler_errors", "challenges_limited"},
 	 &vms_sip_enabled},
 	{"inspector", "vms_inspector_main", "vms inspector",
 	 {"rounds_started", "tasks", "stream_ok", "stream_failed", "abnormal", "snapshots", "errors", "sample_ms"},
@@ -69,6 +71,10 @@ static const WorkerKind kinds[] = {
 	  "bad_requests", "too_large", "bad_content_type", "not_found", "rate_limited", "timeouts",
 	  "connections", "internal_errors", "batches"},
 	 &vms_viid_server_enabled},
+	/* webhooks and mail from vms.notify_outbox; vms.ops_run_due() once a minute */
+	{"notifier", "vms_notifier_main", "vms notifier",
+	 {"sent", "delivered", "retried", "dead", "webhook", "mail", "ops_runs", "ops_ran"},
+	 &vms_notifier_enabled},
 };
 
 /* a slot belongs to a kind: its name is the kind's, or the kind's and a number */
@@ -274,6 +280,7 @@ vms_register_launcher(void)
 	vms_viid_define_settings();
 	vms_viid_server_define_settings();
 	vms_inspect_define_settings();
+	vms_notifier_define_settings();
 	vms_registry_request();
 	vms_readiness_init();
 

@@ -612,6 +612,36 @@ sub catalog_body
 }
 
 ###########################################################################
+# 401 challenges are rate-limited per source address (no reflection)
+###########################################################################
+{
+	my $c = client('UDP', '127.0.0.3');
+	my $lim0 = counter('challenges_limited');
+	my ($sent, $challenged) = (0, 0);
+	for my $group (1 .. 20)
+	{
+		for (1 .. 50)
+		{
+			sendraw($c, request($c, method => 'REGISTER', code => $d_ban, callid => rnd(), extra => "Expires: 3600\r\n"));
+			$sent++;
+		}
+		# the OPTIONS answer comes after the answers to every REGISTER sent before it
+		my $fence = rnd();
+		sendraw($c, request($c, method => 'OPTIONS', code => $d_ban, callid => $fence));
+		while (my $m = recv_msg($c))
+		{
+			last if defined $m->{status} && $m->{callid} eq $fence;
+			$challenged++ if ($m->{status} // '') eq '401';
+		}
+	}
+	cmp_ok($challenged, '<', 1000, "challenges: of 1000 unauthenticated REGISTERs from one address in a burst, $challenged are challenged");
+	cmp_ok($challenged, '>=', 400, 'at least the burst allowance of 400');
+	ok(counter_reaches('challenges_limited', $lim0 + $sent - $challenged), 'the others are counted (challenges_limited)');
+	($r) = register(client('UDP'), $d_owner);
+	is($r->{status}, '200', 'challenges: a device at another address is still challenged and registers');
+}
+
+###########################################################################
 # a credential changed or deleted ends the live session
 ###########################################################################
 {

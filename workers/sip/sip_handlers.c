@@ -128,6 +128,90 @@ nonce_binding(const Dev *d, const Peer *peer, char *buf, size_t len)
 	snprintf(buf, len, "%s|%s|%s|%d", d->code, peer->transport == TRANSPORT_TCP ? "TCP" : "UDP", peer->ip, peer->port);
 }
 
+/*
+ * A 401 is about twice the size of the REGISTER that asks for it, so
+ * challenges to a spoofed source would reflect traffic at it: each source
+ * IP address gets CHALLENGE_BURST challenges, refilled at CHALLENGE_RATE
+ * per second; beyond that the REGISTER gets no answer (devices retry) and
+ * is counted (challenges_limited).  At most MAX_CHALLENGE_SOURCES addresses
+ * are tracked; an address is forgotten once its allowance is full again,
+ * and while the table is full of busy addresses a new one is not answered.
+ */
+#define CHALLENGE_RATE 20
+#define CHALLENGE_BURST 400
+#define MAX_CHALLENGE_SOURCES 10000
+
+typedef struct ChallengeSource
+{
+	char		ip[64];			/* hash key */
+	double		tokens;
+	TimestampTz at;
+} ChallengeSource;
+
+static HTAB *challenge_sources = NULL;
+
+static double
+challenge_tokens(const ChallengeSource *c)
+{
+	double		s = (double) (sip_now - c->at) / 1000000.0;
+
+	return Min((double) CHALLENGE_BURST, c->tokens + Max(s, 0) * CHALLENGE_RATE);
+}
+
+static void
+challenge_sources_expire(void)
+{
+	HASH_SEQ_STATUS it;
+	ChallengeSource *c;
+
+	if (challenge_sources == NULL)
+		return;
+	hash_seq_init(&it, challenge_sources);
+	while ((c = hash_seq_search(&it)) != NULL)
+		if (challenge_tokens(c) >= CHALLENGE_BURST)
+			hash_search(challenge_sources, c->ip, HASH_REMOVE, NULL);
+}
+
+static bool
+challenge_allowed(const Peer *peer)
+{
+	char		key[64];
+	ChallengeSource *c;
+	bool		found;
+
+	if (challenge_sources == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(key);
+		ctl.entrysize = sizeof(ChallengeSource);
+		ctl.hcxt = TopMemoryContext;
+		challenge_sources = hash_create("vms sip challenge sources", 256, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	memset(key, 0, sizeof(key));
+	strlcpy(key, peer->ip, sizeof(key));
+	c = hash_search(challenge_sources, key, HASH_FIND, NULL);
+	if (c == NULL)
+	{
+		if (hash_get_num_entries(challenge_sources) >= MAX_CHALLENGE_SOURCES)
+		{
+			challenge_sources_expire();
+			if (hash_get_num_entries(challenge_sources) >= MAX_CHALLENGE_SOURCES)
+				return false;
+		}
+		c = hash_search(challenge_sources, key, HASH_ENTER, &found);
+		c->tokens = CHALLENGE_BURST;
+		c->at = sip_now;
+	}
+	c->tokens = challenge_tokens(c);
+	c->at = sip_now;
+	if (c->tokens < 1)
+		return false;
+	c->tokens -= 1;
+	return true;
+}
+
 static void
 challenge(const Dev *d, const SipIn *in, const Peer *peer, bool stale)
 {
@@ -135,6 +219,14 @@ challenge(const Dev *d, const SipIn *in, const Peer *peer, bool stale)
 	char		bind[128];
 	char		hdr[600];
 	const char *qop = d->no_qop ? "" : ", qop=\"auth\"";
+
+	if (!challenge_allowed(peer))
+	{
+		sip_counters[C_CHALLENGES_LIMITED]++;
+		sip_log_limited(LOG_AUTH, "REGISTER from %s (%s:%d) not challenged: over %d challenges a second for that address",
+						d->code, peer->ip, peer->port, CHALLENGE_RATE);
+		return;
+	}
 
 	nonce_binding(d, peer, bind, sizeof(bind));
 	digest_make_nonce((time_t) (sip_epoch(sip_now)), bind, nonce);
@@ -216,6 +308,7 @@ sip_auth_sources_expire(void)
 	AuthSource *a;
 	int64		keep_ms = (int64) Max(vms_sip_ban_minutes, 1) * 60000;
 
+	challenge_sources_expire();
 	if (auth_sources == NULL)
 		return;
 	hash_seq_init(&it, auth_sources);

@@ -290,6 +290,7 @@ static void load_changed_devices(void);
  * to them.  The wake is remembered for the main loop (request claims).
  */
 static bool woken_while_reading = false;
+static bool flushing = false;	/* in flush(): see the main loop */
 
 static void
 changes_before_messages(void)
@@ -1519,7 +1520,19 @@ vms_sip_main(Datum arg)
 			}
 			if (sip_now >= next_flush)
 			{
+				/*
+				 * The flush can wait on a row lock (a device being deleted),
+				 * and a lock wait resets the latch: a commit's wake that came
+				 * meanwhile would be lost.  Wake ourselves, so that the next
+				 * round takes the change queue before reading the network
+				 * (after the flush, failed or not: a latch set before it
+				 * would be reset by the lock wait too).
+				 */
+				flushing = n_dirty > 0 || events.len > 0 || n_req_updates > 0 || n_ops > 0;
 				flush();
+				if (flushing)
+					SetLatch(MyLatch);
+				flushing = false;
 				next_flush = TimestampTzPlusMilliseconds(sip_now, vms_sip_flush_interval);
 			}
 			if (sip_now >= next_publish)
@@ -1533,6 +1546,9 @@ vms_sip_main(Datum arg)
 		{
 			char	   *message = vms_worker_recover(slot, loop_cxt);
 
+			if (flushing)
+				SetLatch(MyLatch);
+			flushing = false;
 			batching = false;
 			n_out = 0;
 			sip_log_limited(LOG_OTHER, "%s", message);

@@ -33,6 +33,7 @@ enum
 	C_REPLAYED,					/* a REGISTER whose nonce and nc were used before: challenged again */
 	C_DROPPED,					/* events or flips dropped because the batch was full */
 	C_HANDLER_ERRORS,			/* messages whose handling raised an error: 500 */
+	C_CHALLENGES_LIMITED,		/* 401 challenges not sent: over the rate for their source address */
 	C_SIP_COUNTERS
 };
 StaticAssertDecl(C_SIP_COUNTERS <= VMS_COUNTERS, "the sip worker's counters must fit in a worker slot");
