@@ -20,6 +20,8 @@ OBJS = \
 	workers/launcher.o \
 	workers/viid/viid_settings.o \
 	workers/viid/viid_worker.o \
+	workers/notifier/notifier_settings.o \
+	workers/notifier/notifier.o \
 	workers/viid_server/viid_http.o \
 	workers/viid_server/viid_server_settings.o \
 	workers/viid_server/viid_server.o \
@@ -63,7 +65,7 @@ include $(PGXS)
 endif
 
 # PGXS does not track headers: rebuild every object when a header changes
-$(OBJS): $(wildcard extension/*.h workers/*.h workers/sip/*.h extension/inspect/*.h workers/inspect/*.h workers/viid/*.h workers/viid_server/*.h)
+$(OBJS): $(wildcard extension/*.h workers/*.h workers/sip/*.h extension/inspect/*.h workers/inspect/*.h workers/viid/*.h workers/viid_server/*.h workers/notifier/*.h)
 # the workers' readiness check compares the installed version with this one
 workers/worker_tx.o: vms.control
 

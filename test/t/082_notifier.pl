@@ -1,0 +1,231 @@
+# The notifier worker against a real webhook receiver and SMTP sink
+# (test/peers/notify_receiver.py): alarms raised by devices going offline
+# arrive with the route's template applied and the notification id in the
+# headers; a masked alarm does not; mail reaches the sink; a receiver that is
+# down, then one that hangs, gets the notification retried and once delivered;
+# a dead letter after max_attempts is redriven; PostgreSQL stopped with
+# -m immediate while the receiver holds requests loses nothing and re-sends
+# with the same ids; the worker calls vms.ops_run_due() on its own.
+use strict;
+use warnings;
+use utf8;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run;
+use JSON::PP;
+use Time::HiRes qw(usleep);
+
+my $root = $ENV{VMS_ROOT} or die "VMS_ROOT not set";
+my $tmp = PostgreSQL::Test::Utils::tempdir;
+my $hook_log = "$tmp/hook.log";
+my $mail_log = "$tmp/mail.log";
+my $http_port = PostgreSQL::Test::Cluster::get_free_port();
+my $smtp_port = PostgreSQL::Test::Cluster::get_free_port();
+my $nowhere_port = PostgreSQL::Test::Cluster::get_free_port();	# nothing listens there
+my $poll = 10 * $PostgreSQL::Test::Utils::timeout_default;		# 100 ms steps
+my ($receiver, $sink);
+
+sub wait_for
+{
+	my ($what, $cond) = @_;
+	for (1 .. $poll)
+	{
+		return 1 if $cond->();
+		usleep(100_000);
+	}
+	diag("timed out waiting for $what");
+	return 0;
+}
+
+sub start_receiver
+{
+	$receiver = IPC::Run::start(
+		[ '/usr/bin/python3', "$root/test/peers/notify_receiver.py", '--http-port', $http_port, '--log', $hook_log ],
+		'>', "$tmp/receiver.out", '2>>', "$tmp/receiver.err");
+	wait_for('the webhook receiver', sub { system("curl -s -o /dev/null http://127.0.0.1:$http_port/stats") == 0 })
+	  or die 'the webhook receiver did not come up';
+}
+sub stop_receiver { $receiver->kill_kill; $receiver->finish; }
+sub receiver_mode { system("curl -s -o /dev/null -X POST 'http://127.0.0.1:$http_port/control?mode=$_[0]'") == 0 or die; }
+sub receiver_stat
+{
+	my $stats = `curl -s http://127.0.0.1:$http_port/stats`;
+	return $stats =~ /"$_[0]": (\d+)/ ? $1 : -1;
+}
+
+# what arrived, as a list of JSON documents
+sub lines_of
+{
+	my ($file) = @_;
+	my @docs;
+	open(my $fh, '<:raw', $file) or return ();
+	while (<$fh>) { push @docs, decode_json($_) if /\n\z/; }
+	close $fh;
+	return @docs;
+}
+sub hooks { return lines_of($hook_log); }
+sub hooks_for { my ($code) = @_; return grep { $_->{body} =~ /\Q$code\E/ } hooks(); }
+
+$sink = IPC::Run::start(
+	[ '/usr/bin/python3', "$root/test/peers/notify_receiver.py", '--smtp-port', $smtp_port, '--mail-log', $mail_log ],
+	'>', "$tmp/sink.out", '2>', "$tmp/sink.err");
+wait_for('the SMTP sink', sub { -s "$tmp/sink.out" }) or die 'the SMTP sink did not come up';
+start_receiver();
+
+my $node = PostgreSQL::Test::Cluster->new('notifier');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'vms'
+vms.database = 'postgres'
+vms.notifier_timeout_ms = 3000
+vms.notifier_mail_from = 'vms\@ops.example'
+});
+$node->start;
+$node->safe_psql('postgres', 'CREATE EXTENSION vms CASCADE');
+sub sql { return $node->safe_psql('postgres', $_[0]); }
+
+# the launcher starts the worker; vms.worker_status shows it
+ok($node->poll_query_until('postgres',
+		"SELECT state = 'running' AND pid IS NOT NULL FROM vms.worker_status WHERE name = 'notifier' AND backend_type = 'vms notifier'"),
+	'notifier worker running under the launcher');
+
+# devices in 朝阳 (110105): NVRs (type 118) and an IPC (132); one NVR in 天津 (120101)
+my @nvr = map { sprintf('110105000011800000%02d', $_) } 1 .. 3;
+my $ipc = '11010500001320000009';
+my $tj = '12010100001180000001';
+my @many = map { sprintf('110105000011800001%02d', $_) } 1 .. 20;
+sql(qq{
+INSERT INTO vms.device (code, name, civil_code)
+SELECT c::vms.gbcode, 'dev ' || c, substr(c, 1, 6) FROM unnest(ARRAY['@{[join("','", @nvr, $ipc, $tj, @many)]}']) c;
+});
+sub offline
+{
+	my @codes = @_;
+	sql("INSERT INTO vms.device_event (device_code, at, event, cause) SELECT c::vms.gbcode, now(), 'offline', 'keepalive timeout' "
+		  . "FROM unnest(ARRAY['" . join("','", @codes) . "']) c");
+}
+
+# a DingTalk-style robot for 朝阳's raised alarms, mail for offline alarms,
+# and a route to a port where nothing listens (天津, two attempts)
+my $template = '{"msgtype": "text", "text": {"content": "{{level_name}}告警 {{code}} {{fault_type}} {{event}} ({{id}})"}}';
+sql(qq{
+SELECT vms.notify_route_add('robot', 'http://127.0.0.1:$http_port/robot/send',
+    jsonb_build_object('regions', jsonb_build_array('110105'), 'events', jsonb_build_array('raised'), 'max_attempts', 50,
+                       'template', \$t\$$template\$t\$));
+SELECT vms.notify_route_add('duty mail', 'smtp://127.0.0.1:$smtp_port',
+    '{"regions": ["110105"], "events": ["raised"], "fault_types": ["offline"], "mail_to": ["ops\@example.org", "duty\@example.org"]}');
+SELECT vms.notify_route_add('nowhere', 'http://127.0.0.1:$nowhere_port/', '{"regions": ["120101"], "max_attempts": 2}');
+SELECT vms.alarm_mask_add('planned work', '{"codes": ["$ipc"]}', '{offline}', now() - interval '1 minute',
+                          now() + interval '1 day', 'cabinet moved');
+});
+
+# --- an NVR and the masked IPC go offline: the NVR's alarm arrives, templated
+offline($nvr[0], $ipc);
+ok(wait_for('the first alarm', sub { hooks_for($nvr[0]) == 1 }), 'raised alarm arrives at the webhook');
+my ($first) = hooks_for($nvr[0]);
+my $content = JSON::PP->new->decode($first->{body})->{text}{content};	# the body as characters
+my $dedup = sql("SELECT o.dedup_key FROM vms.notify_outbox o JOIN vms.notify_route r ON r.id = o.route_id "
+	  . "WHERE r.name = 'robot' AND o.doc ->> 'code' = '$nvr[0]'");
+like($dedup, qr/^vms:\d+:alarm:\d+$/, 'the outbox row has its de-duplication id');
+is($content, "严重告警 $nvr[0] offline raised ($dedup)", 'template applied: the robot body with the alarm\'s values');
+is($first->{path}, '/robot/send', 'posted to the route\'s URL');
+is($first->{id}, $dedup, 'X-Vms-Notification-Id carries the id');
+is($first->{idempotency_key}, $dedup, 'Idempotency-Key carries the id');
+like($first->{content_type}, qr{^application/json}, 'sent as JSON');
+ok($node->poll_query_until('postgres', "SELECT state = 'delivered' AND attempts = 1 AND last_status = '200' "
+		  . "FROM vms.notify_outbox WHERE dedup_key = '$dedup'"), 'recorded as delivered');
+
+# --- mail for the same alarm at the SMTP sink
+ok(wait_for('the mail', sub { grep { $_->{data} =~ /\Q$nvr[0]\E/ } lines_of($mail_log) }), 'mail arrives at the SMTP sink');
+my ($mail) = grep { $_->{data} =~ /\Q$nvr[0]\E/ } lines_of($mail_log);
+is($mail->{from}, '<vms@ops.example>', 'MAIL FROM is vms.notifier_mail_from');
+is_deeply($mail->{to}, [ '<ops@example.org>', '<duty@example.org>' ], 'RCPT TO every address of the route');
+my $mail_id = sql("SELECT o.dedup_key FROM vms.notify_outbox o JOIN vms.notify_route r ON r.id = o.route_id "
+	  . "WHERE r.name = 'duty mail' AND o.doc ->> 'code' = '$nvr[0]'");
+like($mail->{data}, qr/^X-Vms-Notification-Id: \Q$mail_id\E\r$/m, 'the mail carries the id');
+like($mail->{data}, qr/^Subject: \[vms\] alarm raised \Q$nvr[0]\E offline/m, 'subject names the event');
+like($mail->{data}, qr/"fault_type": "offline"/, 'the body is the document');
+
+# --- the masked IPC: recorded, never queued, never sent
+is(sql("SELECT count(*) FROM vms.alarm WHERE code = '$ipc' AND mask_id IS NOT NULL"), '1', 'masked alarm recorded');
+is(sql("SELECT count(*) FROM vms.notify_outbox WHERE doc ->> 'code' = '$ipc'"), '0', 'masked alarm not queued');
+
+# --- the receiver is down: retried, then delivered once when it is back
+stop_receiver();
+offline($nvr[1]);
+ok($node->poll_query_until('postgres', "SELECT attempts >= 1 AND state = 'pending' AND last_error IS NOT NULL "
+		  . "FROM vms.notify_outbox o JOIN vms.notify_route r ON r.id = o.route_id WHERE r.name = 'robot' AND doc ->> 'code' = '$nvr[1]'"),
+	'receiver down: the attempt failed and is kept for a retry');
+start_receiver();
+ok($node->poll_query_until('postgres', "SELECT state = 'delivered' FROM vms.notify_outbox o JOIN vms.notify_route r ON r.id = o.route_id "
+		  . "WHERE r.name = 'robot' AND doc ->> 'code' = '$nvr[1]'"), 'delivered once the receiver is back');
+is(scalar(hooks_for($nvr[1])), 1, 'and received exactly once');
+
+# --- the receiver hangs: the request times out (vms.notifier_timeout_ms), retried when it answers again
+receiver_mode('hang');
+offline($nvr[2]);
+ok($node->poll_query_until('postgres', "SELECT attempts >= 1 AND last_error ~* 'timed? ?out' "
+		  . "FROM vms.notify_outbox o JOIN vms.notify_route r ON r.id = o.route_id WHERE r.name = 'robot' AND doc ->> 'code' = '$nvr[2]'"),
+	'a hanging receiver: the request timed out');
+receiver_mode('ok');
+ok($node->poll_query_until('postgres', "SELECT state = 'delivered' FROM vms.notify_outbox o JOIN vms.notify_route r ON r.id = o.route_id "
+		  . "WHERE r.name = 'robot' AND doc ->> 'code' = '$nvr[2]'"), 'delivered when it answers again');
+is(scalar(hooks_for($nvr[2])), 1, 'and received exactly once');
+
+# --- dead letter after max_attempts; redriven to a fixed URL, delivered
+offline($tj);
+ok($node->poll_query_until('postgres', "SELECT state = 'dead' AND attempts = 2 AND last_error IS NOT NULL "
+		  . "FROM vms.notify_outbox o JOIN vms.notify_route r ON r.id = o.route_id WHERE r.name = 'nowhere'"),
+	'dead letter after max_attempts (2)');
+sql("UPDATE vms.notify_route SET url = 'http://127.0.0.1:$http_port/fixed' WHERE name = 'nowhere'");
+is(sql('SELECT vms.notify_redrive()'), '1', 'redrive the dead letter');
+ok(wait_for('the redriven notification', sub { grep { $_->{path} eq '/fixed' && $_->{body} =~ /\Q$tj\E/ } hooks() }),
+	'redriven notification delivered');
+
+# --- PostgreSQL stopped with -m immediate while the receiver holds requests:
+# nothing lost, duplicates carry the same id
+receiver_mode('hold');
+offline(@many);
+ok(wait_for('held requests', sub { receiver_stat('held') > 0 }), 'the receiver holds requests in flight');
+$node->stop('immediate');
+receiver_mode('ok');
+$node->start;
+my $many_list = "ARRAY['" . join("','", @many) . "']";
+ok($node->poll_query_until('postgres', "SELECT count(*) = 20 AND bool_and(o.state = 'delivered') FROM vms.notify_outbox o "
+		  . "JOIN vms.notify_route r ON r.id = o.route_id WHERE r.name = 'robot' AND o.doc ->> 'code' = ANY ($many_list)"),
+	'after the crash every notification is delivered');
+my %queued = map { $_ => 1 } split /\n/, sql("SELECT o.dedup_key FROM vms.notify_outbox o JOIN vms.notify_route r ON r.id = o.route_id "
+	  . "WHERE r.name = 'robot' AND o.doc ->> 'code' = ANY ($many_list)");
+my %seen;
+my $mismatch = 0;
+for my $h (grep { my $b = $_->{body}; grep { $b =~ /\Q$_\E/ } @many } hooks())
+{
+	$seen{ $h->{id} }++;
+	$mismatch++ unless $h->{body} =~ /\(\Q$h->{id}\E\)/ && $h->{idempotency_key} eq $h->{id};
+}
+is_deeply([ sort keys %seen ], [ sort keys %queued ], 'nothing lost: every queued id arrived, and no other');
+ok((grep { $_ > 1 } values %seen) > 0, 'the requests held at the crash were sent again');
+is($mismatch, 0, 'every copy carries its own id in header and body');
+
+# --- nothing about the masked IPC ever arrived
+is(scalar(hooks_for($ipc)), 0, 'masked alarm never sent');
+is(scalar(grep { $_->{data} =~ /\Q$ipc\E/ } lines_of($mail_log)), 0, 'masked alarm never mailed');
+
+# --- the worker runs vms.ops_run_due(): the schedules are timed, then the
+# every-minute escalation runs
+ok($node->poll_query_until('postgres', "SELECT bool_and(next_run_at IS NOT NULL) FROM vms.ops_schedule WHERE enabled"),
+	'vms.ops_run_due() called: every schedule timed');
+ok($node->poll_query_until('postgres', "SELECT last_run_at IS NOT NULL AND last_error IS NULL FROM vms.ops_schedule "
+		  . "WHERE action = 'alarm_escalate'"), 'the every-minute escalation ran');
+cmp_ok(sql("SELECT (counters ->> 'ops_runs')::int FROM vms.worker_status WHERE name = 'notifier'"), '>=', 1,
+	'counted in vms.worker_status');
+# (shared memory: counted since the restart)
+is(sql("SELECT (counters ->> 'delivered')::int >= 20 AND (counters ->> 'webhook')::int >= 20 AND (counters ->> 'mail')::int >= 20 "
+		  . "FROM vms.worker_status WHERE name = 'notifier'"), 't', 'delivery counters');
+
+$node->stop;
+stop_receiver();
+$sink->kill_kill;
+$sink->finish;
+done_testing();
