@@ -42,6 +42,14 @@ regress_suite() {
   fi
   rm -f "$out/regression.diffs"
   for t in $tests; do
+    if [ -n "${FAKE_START:-}" ]; then
+      # a fresh postmaster per file: each file starts seconds before the fake
+      # midnight (libfaketime's clock starts at FAKE_START with the process)
+      cluster_stop "$dir"; cluster_start "$dir" "$port" || return 1
+      if [ "$(cluster_psql "$dir" "$port" postgres -At -c "SELECT now() < timezone('$FAKE_TZ', '$FAKE_START'::timestamp) + interval '5 s'")" != t ]; then
+        echo "FAIL: regress $label $t: the restarted cluster is past its fake midnight before the file began"; failed=1; continue
+      fi
+    fi
     rm -rf "${out:?}/$t"; mkdir -p "$out/$t"; chown -R "$PG_OS_USER" "$out/$t" 2>/dev/null
     if as_pg "$PGXS_DIR/src/test/regress/pg_regress" \
           --inputdir="$VMS_ROOT" --outputdir="$out/$t" --bindir="${PG_REGRESS_BINDIR:-$PG_BINDIR}" \
@@ -73,7 +81,7 @@ fi
 if [ "$what" = all ] || [ "$what" = regress ] || [ "$what" = regress-faketime ]; then
   # The same suite again with the whole cluster on a fake clock (libfaketime,
   # preloaded into the postmaster and so into every process it forks), years
-  # ahead, starting at 23:59:50 local time so that the run crosses midnight,
+  # ahead, every file starting at 23:59:55 local time so that it crosses midnight,
   # server and client in a zone that is not UTC: the end of 2031 in Shanghai,
   # and in Santiago the midnight at which Chile's daylight saving time starts
   # (00:00 -> 01:00).
@@ -83,7 +91,7 @@ if [ "$what" = all ] || [ "$what" = regress ] || [ "$what" = regress-faketime ];
     echo "FAIL: libfaketime (Debian package faketime) or a C compiler is missing"; status=1
   else
     chmod 755 "$ftdir/faketime_select.so"
-    for run in "Asia/Shanghai|2031-12-31 23:59:50" "America/Santiago|2031-09-06 23:59:50"; do
+    for run in "Asia/Shanghai|2031-12-31 23:59:55" "America/Santiago|2031-09-06 23:59:55"; do
       FAKE_TZ=${run%%|*}; FAKE_START=${run#*|}
       # pg_regress sets PGTZ=PST8PDT for its psql; this psql sets the zone of the run
       printf '#!/bin/sh\nPGTZ=%s; export PGTZ\nexec %s/psql "$@"\n' "$FAKE_TZ" "$PG_BINDIR" > "$ftdir/psql"
