@@ -4,8 +4,9 @@
 -- with retries and dead letters; each document carries an id receivers
 -- de-duplicate by).  Alarm events people should hear of (vms.alarm_event
 -- with notify) and work-order transitions are queued here in the same
--- transaction that records them.  The delivering worker (libcurl) is not
--- part of this version yet: see README, Operations centre.
+-- transaction that records them.  The vms notifier worker
+-- (workers/notifier/notifier.c, libcurl) delivers them through
+-- vms._notify_claim and vms._notify_result: see README, Operations centre.
 
 CREATE TABLE vms.notify_route (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
