@@ -48,6 +48,10 @@ DATA_built  = vms--$(EXTVERSION).sql
 DATA        = $(wildcard extension/upgrade/vms--*.sql)
 
 REGRESS = gbcode gbcode_index coord ledger history import alarm governance search search_postgis cones_tiles policy security_surface postgis_schema viid sip diagnose availability alarm_rules work_orders ops_figures audit_archive notify reports
+# each file expects postgis and vms loaded in a fresh database: pg_regress
+# loads them; installcheck (below, not PGXS's) runs every file alone
+REGRESS_OPTS = --load-extension=postgis --load-extension=vms
+NO_INSTALLCHECK = 1
 
 PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -I$(srcdir)/extension -I/usr/include/libxml2 -I$(srcdir)/extension/inspect \
@@ -71,6 +75,23 @@ workers/worker_tx.o: vms.control
 
 vms--$(EXTVERSION).sql: $(SQL_SOURCES)
 	cat $^ > $@
+
+# `make installcheck`: the pg_regress suite against the running server that
+# PGHOST/PGPORT/PGUSER name, which must have test/regress.conf's settings;
+# each file alone in a fresh contrib_regression database (pg_regress drops
+# and creates it), as test/scripts/run_tests.sh runs them.  Diffs of all
+# failed files end up in regression.diffs.
+ifneq ($(PGXS),)
+installcheck: submake
+	@rm -f regression.diffs regression.diffs.all; failed=; \
+	for t in $(REGRESS); do \
+	  { $(pg_regress_installcheck) $(REGRESS_OPTS) $$t; } || \
+	    { failed="$$failed $$t"; cat regression.diffs >> regression.diffs.all 2>/dev/null; }; \
+	done; \
+	if [ -n "$$failed" ]; then \
+	  mv -f regression.diffs.all regression.diffs 2>/dev/null; echo "installcheck failed:$$failed (see regression.diffs)"; exit 1; \
+	fi; echo "installcheck: all $(words $(REGRESS)) files passed"
+endif
 
 .PHONY: deps test run stop bench regress tap
 
