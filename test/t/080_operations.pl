@@ -127,11 +127,15 @@ SELECT e.notify FROM vms.alarm a JOIN vms.alarm_event e ON e.alarm_id = a.id AND
 ###########################################################################
 # restart grace: unknown, not offline
 ###########################################################################
-# IPC 3 is online and keeping alive; it falls silent and the server stops
-# at once: the restarted worker gives it the grace, then finds it offline
+# IPC 3 is online and keeping alive when the server stops at once; it falls
+# silent while the server is down: the restarted worker gives it the grace,
+# then finds it offline.  (The camera is silenced only after the stop: had
+# it fallen silent first, a stop slower than the 5 s keepalive window would
+# let the running worker take it offline by keepalive timeout, and there
+# would be no grace to test.)
 ok($node->poll_query_until('postgres', "SELECT online FROM vms.device WHERE code = '$ipc[2]'"), 'IPC 3 online');
-stop_sim($ipcs);
 $node->stop('immediate');
+stop_sim($ipcs);
 $node->start;
 ok($node->poll_query_until('postgres', qq{
 SELECT count(*) = 1 FROM vms.device_event
