@@ -146,6 +146,8 @@ my $mail_id = sql("SELECT o.dedup_key FROM vms.notify_outbox o JOIN vms.notify_r
 like($mail->{data}, qr/^X-Vms-Notification-Id: \Q$mail_id\E\r$/m, 'the mail carries the id');
 like($mail->{data}, qr/^Subject: \[vms\] alarm raised \Q$nvr[0]\E offline/m, 'subject names the event');
 like($mail->{data}, qr/"fault_type": "offline"/, 'the body is the document');
+ok($node->poll_query_until('postgres', "SELECT state = 'delivered' AND last_status = '250' FROM vms.notify_outbox WHERE dedup_key = '$mail_id'"),
+	'recorded with the mail server\'s 250');
 
 # --- the masked IPC: recorded, never queued, never sent
 is(sql("SELECT count(*) FROM vms.alarm WHERE code = '$ipc' AND mask_id IS NOT NULL"), '1', 'masked alarm recorded');
@@ -154,7 +156,7 @@ is(sql("SELECT count(*) FROM vms.notify_outbox WHERE doc ->> 'code' = '$ipc'"), 
 # --- the receiver is down: retried, then delivered once when it is back
 stop_receiver();
 offline($nvr[1]);
-ok($node->poll_query_until('postgres', "SELECT attempts >= 1 AND state = 'pending' AND last_error IS NOT NULL "
+ok($node->poll_query_until('postgres', "SELECT attempts >= 1 AND state = 'pending' AND last_error IS NOT NULL AND last_status IS NULL "
 		  . "FROM vms.notify_outbox o JOIN vms.notify_route r ON r.id = o.route_id WHERE r.name = 'robot' AND doc ->> 'code' = '$nvr[1]'"),
 	'receiver down: the attempt failed and is kept for a retry');
 start_receiver();

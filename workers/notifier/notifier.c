@@ -48,7 +48,7 @@
 PGDLLEXPORT void vms_notifier_main(Datum arg);
 
 /* limits */
-#define MAX_ANSWER (64 * 1024)	/* a webhook's answer is kept up to this, the rest ignored */
+#define MAX_ANSWER 1024			/* a webhook's answer is kept up to this (for the error), the rest ignored */
 #define MAX_ERROR_TEXT 200		/* of an answer, kept as the error of a failed delivery */
 #define MAX_CONNECTS 64			/* connections libcurl keeps open */
 
@@ -275,7 +275,7 @@ judge(Notification *n, CURLcode rc)
 	long		code = 0;
 
 	curl_easy_getinfo(n->easy, CURLINFO_RESPONSE_CODE, &code);
-	n->status = psprintf("%ld", code);
+	n->status = code > 0 ? psprintf("%ld", code) : NULL;	/* NULL: no answer at all */
 	if (rc != CURLE_OK)
 	{
 		n->ok = false;
@@ -352,7 +352,8 @@ record(Notification **done, int n)
 			   *oks = palloc(sizeof(Datum) * n),
 			   *statuses = palloc(sizeof(Datum) * n),
 			   *errors = palloc(sizeof(Datum) * n);
-	bool	   *errnulls = palloc(sizeof(bool) * n);
+	bool	   *errnulls = palloc(sizeof(bool) * n),
+			   *statusnulls = palloc(sizeof(bool) * n);
 	int			dims[1] = {n},
 				lbs[1] = {1};
 
@@ -360,13 +361,14 @@ record(Notification **done, int n)
 	{
 		ids[i] = Int64GetDatum(done[i]->id);
 		oks[i] = BoolGetDatum(done[i]->ok);
-		statuses[i] = CStringGetTextDatum(done[i]->status);
+		statuses[i] = done[i]->status ? CStringGetTextDatum(done[i]->status) : (Datum) 0;
+		statusnulls[i] = done[i]->status == NULL;
 		errors[i] = done[i]->failure ? CStringGetTextDatum(done[i]->failure) : (Datum) 0;
 		errnulls[i] = done[i]->failure == NULL;
 	}
 	values[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	values[1] = PointerGetDatum(construct_array(oks, n, BOOLOID, 1, true, TYPALIGN_CHAR));
-	values[2] = PointerGetDatum(construct_array(statuses, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[2] = PointerGetDatum(construct_md_array(statuses, statusnulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
 	values[3] = PointerGetDatum(construct_md_array(errors, errnulls, 1, dims, lbs, TEXTOID, -1, false, TYPALIGN_INT));
 
 	vms_worker_begin_tx("vms notifier: record results");
