@@ -62,6 +62,8 @@ CREATE TABLE vms.viid_image (
 ) PARTITION BY RANGE (captured_at);
 COMMENT ON TABLE vms.viid_image IS
     'images of the received GA/T 1400 records (SubImageList, ImageListObject), partitioned like vms.viid_record';
+-- JPEG and the like do not compress: stored out of line without trying
+ALTER TABLE vms.viid_image ALTER COLUMN data SET STORAGE EXTERNAL;
 
 CREATE TABLE vms.viid_record_retention (
     kind        text PRIMARY KEY REFERENCES vms.viid_kind (kind),
