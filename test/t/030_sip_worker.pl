@@ -159,7 +159,10 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM vms.device WHERE online AN
 	'196', '200 devices register; the 4 with a wrong password do not');
 is($node->safe_psql('postgres', "SELECT count(DISTINCT device_code) FROM vms.device_event WHERE event = 'auth_failed' AND device_code::text LIKE '34020000001320%'"),
 	'4', 'each wrong password is an auth_failed event');
-cmp_ok(counter('auth_failures'), '>=', 4, 'auth failures counted in vms.worker_status');
+# counters are published a moment after the events are written: wait for them
+ok($node->poll_query_until('postgres',
+		"SELECT (counters ->> 'auth_failures')::bigint >= 4 FROM vms.worker_status WHERE name = 'sip'"),
+	'auth failures counted in vms.worker_status');
 
 my $dev = '34020000001320000007';
 my $rid = $node->safe_psql('postgres', "SELECT vms.sip_query_catalog('$dev')");
