@@ -68,7 +68,8 @@ my $rtsp = IPC::Run::start(
 	[ '/usr/bin/python3', "$root/test/peers/rtsp_server.py", '--dir', $clips, '--port', $port, '--loops', '3' ],
 	'>', "$tmp/rtsp.out", '2>', "$tmp/rtsp.err");
 my $ready = 0;
-for (1 .. 300)
+# (its GStreamer start can take long on a loaded machine: the usual generous bound)
+for (1 .. 10 * $PostgreSQL::Test::Utils::timeout_default)
 {
 	if (open(my $fh, '<', "$tmp/rtsp.out")) { local $/; $ready = (<$fh> // '') =~ /ready/; close $fh; }
 	last if $ready;

@@ -33,7 +33,8 @@ my $rtsp_port = PostgreSQL::Test::Cluster::get_free_port();
 my $rtsp_out = '';
 my $rtsp = IPC::Run::start([ '/usr/bin/python3', "$root/test/peers/rtsp_server.py", '--dir', $clips, '--port', $rtsp_port ],
 	'>', \$rtsp_out, '2>', "$tmp/rtsp.err");
-for (1 .. 300) { $rtsp->pump_nb; last if $rtsp_out =~ /ready/; usleep(100_000); }
+# (its GStreamer start can take long on a loaded machine: the usual generous bound)
+for (1 .. 10 * $PostgreSQL::Test::Utils::timeout_default) { $rtsp->pump_nb; last if $rtsp_out =~ /ready/; usleep(100_000); }
 like($rtsp_out, qr/ready/, 'RTSP cameras are up');
 my $cam = "rtsp://127.0.0.1:$rtsp_port";
 
