@@ -285,9 +285,12 @@ sub barrier
 {
 	my $before = sql("SELECT coalesce(last_keepalive_at, '-infinity') FROM vms.device_session WHERE device_code = '$d_tcp'");
 	is(keepalive($tcp1, $d_tcp)->{status}, '200', 'barrier: the TCP device keeps alive');
-	$node->poll_query_until('postgres',
-		"SELECT last_keepalive_at > '$before' FROM vms.device_session WHERE device_code = '$d_tcp'")
-	  or die 'the barrier keepalive was never written';
+	# the steps after a barrier read the database as of it: a barrier that
+	# never passes is a failure here, not a later puzzling one
+	ok($node->poll_query_until('postgres',
+			"SELECT last_keepalive_at > '$before' FROM vms.device_session WHERE device_code = '$d_tcp'"),
+		'barrier: the keepalive is written by a later flush')
+	  or die 'the barrier keepalive was never written to vms.device_session';
 }
 
 ###########################################################################
