@@ -127,9 +127,20 @@ is($rc, 0, 'the 0.1.0 base installs in another database');
 is($rc, 0, 'and updates');
 like($err, qr/WARNING:  the vms workers do not serve database "elsewhere_old"/, 'the update script warns too');
 
-# the workers still serve vms.database only
-is($node->safe_psql('postgres', "SELECT count(DISTINCT datname) FROM pg_stat_activity WHERE backend_type IN ('vms viid', 'vms sip', 'vms inspector')"),
-	'1', 'the workers stay in vms.database');
+# the workers still serve vms.database only: a plan due in "elsewhere" gets
+# no round, while one made due in vms.database after it does (so the
+# inspector has taken up due plans since); every vms worker with a database
+# is connected to vms.database, none to "elsewhere"
+$node->safe_psql('elsewhere', "SELECT vms.inspection_plan_add('elsewhere probe', '{}', 'every 1 h')");
+$node->safe_psql('postgres', "SELECT vms.inspection_plan_add('probe 2', '{}', 'every 1 h')");
+ok($node->poll_query_until('postgres', qq{
+SELECT count(*) > 0 FROM vms.inspection_run r JOIN vms.inspection_plan p ON p.id = r.plan_id WHERE p.name = 'probe 2'}),
+	'a plan due in vms.database gets its round');
+is($node->safe_psql('elsewhere', "SELECT count(*) FROM vms.inspection_run"), '0',
+	'the plan due in the other database, made due first, gets none');
+is($node->safe_psql('postgres', qq{
+SELECT string_agg(DISTINCT datname, ',') FROM pg_stat_activity WHERE backend_type LIKE 'vms %' AND datname IS NOT NULL}),
+	'postgres', 'every vms worker is connected to vms.database');
 
 # -- DROP EXTENSION vms: the workers wait for it, then for a new CREATE EXTENSION
 # (watched from the other database: the DROP locks and removes this one's view)
