@@ -106,6 +106,20 @@ class Client:
             self.nc = secrets.randbelow(32)
         self.nonce, self.realm, self.opaque = parts.get("nonce"), parts.get("realm"), parts.get("opaque")
 
+    def fetch_challenge(self, method, path, ctype):
+        c = self.connect()
+        try:
+            c.request(method, path, body=b"", headers={"User-Identify": self.a.user, "Content-Type": ctype or CTYPE})
+            r = c.getresponse()
+            r.read()
+        except (ConnectionError, http.client.HTTPException, OSError):
+            self.close()
+            return
+        if r.getheader("Connection", "").lower() == "close":
+            self.close()
+        if r.status == 401 and r.getheader("WWW-Authenticate"):
+            self.take_challenge(r.getheader("WWW-Authenticate"))
+
     def send(self, method, path, body=None, ctype=CTYPE, auth="good", extra=None):
         """one request, answering a digest challenge once; returns (status, parsed body)"""
         # a 401 after an authenticated attempt is answered with the new
@@ -118,8 +132,9 @@ class Client:
         for attempt in range(5):
             if big and not self.nonce:
                 # the server refuses an unauthenticated request before its body
-                # and closes: take a challenge with a small request first
-                self.send("GET", "/VIID/System/Time", ctype=None)
+                # and closes: take a challenge first with the same method and
+                # path (libmicrohttpd 0.9.75 binds a nonce to both) and no body
+                self.fetch_challenge(method, path, ctype)
             headers = {"User-Identify": self.a.user}
             if ctype:
                 headers["Content-Type"] = ctype
