@@ -77,7 +77,14 @@ SELECT day, work_orders, mean_response_seconds, mean_on_site_seconds, mean_resol
 
 -- permissions: an analyst granted the 园岭 street (the unit 园岭派出所)
 -- sees only its channels: the unit's figures, nothing of 南园
-CREATE ROLE regress_report_yl LOGIN IN ROLE vms_analyst;
+-- (roles are cluster-wide: one left by an interrupted run is reused, and
+-- every role this file creates is dropped at its end)
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'regress_report_yl') THEN
+        CREATE ROLE regress_report_yl LOGIN;
+    END IF;
+END $$;
+GRANT vms_analyst TO regress_report_yl;
 INSERT INTO vms.access_grant (grantee, scope_kind, scope_ref, actions, max_level, granted_by)
 VALUES ('regress_report_yl', 'region', '44030401', '{view_live}', 4, 'regress');
 SET SESSION AUTHORIZATION regress_report_yl;
@@ -130,3 +137,105 @@ SELECT k, s, pg_temp.refused(k, s) AS refused
   FROM (VALUES ('hourly', date '2026-03-02'), (NULL, '2026-03-02'), ('weekly', NULL), ('weekly', '2026-03-03'),
                ('quarterly', '2026-02-01'), ('monthly', '2999-01-01'), ('weekly', '2020-01-06'), ('annual', '2025-01-01')) v(k, s);
 SELECT vms.report_freeze('2999-01-01');
+
+-- governance of a scoped analyst (today's daily report: its governance
+-- metrics are computed live).  One 园岭派出所 channel moves to 南园's street:
+-- the analyst no longer sees every channel of the unit, whose governance row
+-- (channels, rates, open tasks over all its channels) is then withheld and
+-- marked; once granted that channel too, every governance number shown is
+-- what a computation over the channels the analyst sees gives.
+UPDATE vms.channel SET civil_code = '44030402' WHERE code = '44030401001320000016';
+INSERT INTO vms.governance_task (channel_code, rule_code, severity, first_found_at, last_found_at)
+VALUES ('44030401001320000016', 'naming_pattern', 4, '2026-03-01 00:00+08', '2026-03-01 00:00+08'),
+       ('44030401001320000001', 'required_fields', 3, '2026-03-01 00:00+08', '2026-03-01 00:00+08');
+SELECT (now() AT TIME ZONE 'Asia/Shanghai')::date AS today \gset
+-- the governance rows a report shows (unit | figures, or unit | withheld) and
+-- its open tasks by rule
+CREATE FUNCTION pg_temp.gov_shown(html text) RETURNS TABLE (unit text, shown text) LANGUAGE sql AS $$
+    SELECT m[1], concat_ws('|', m[2], m[3], m[4], m[5], m[6], m[7])
+      FROM regexp_matches(substring(html FROM 'data-group="governance">.*?</tbody>'),
+                          '<tr><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td></tr>', 'g') m
+    UNION ALL
+    SELECT m[1], 'withheld'
+      FROM regexp_matches(substring(html FROM 'data-group="governance">.*?</tbody>'), '<tr class="withheld" data-withheld="true"><td>([^<]*)</td>', 'g') m
+    UNION ALL
+    SELECT 'task ' || m[1], m[2]
+      FROM regexp_matches(substring(html FROM 'data-list="governance_tasks">.*?</tbody>'),
+                          '<tr><td>([a-z_]+)</td><td>[^<]*</td><td>([^<]*)</td></tr>', 'g') m
+$$;
+-- the same computed by hand over the channels a role sees: 点位数, 填报率
+-- (required fields filled), 合格率 (no live task), 规范率 (no live
+-- naming_pattern task), 标注率 (tagged), 出图率 (latest inspection usable),
+-- and the tasks open on those channels
+CREATE FUNCTION pg_temp.gov_visible(r name) RETURNS TABLE (unit text, shown text) LANGUAGE sql AS $$
+    WITH fl AS (SELECT ARRAY(SELECT jsonb_array_elements_text(g.params -> 'fields')
+                               FROM vms.governance_rule g WHERE g.code = 'required_fields') AS f),
+    v AS (SELECT c.*, to_jsonb(c) AS j FROM vms.channel c WHERE vms.channel_visible_to(r::regrole::oid, c.code, c.civil_code)),
+    pc AS (
+        SELECT v.unit_id,
+               1 - (SELECT count(*) FROM unnest(fl.f) x
+                     WHERE CASE WHEN x = 'capabilities' THEN cardinality(v.capabilities) = 0 ELSE v.j ->> x IS NULL END)::numeric
+                 / greatest(cardinality(fl.f), 1) AS filled,
+               NOT EXISTS (SELECT 1 FROM vms.governance_task t WHERE t.channel_code = v.code AND t.state IN ('open', 'assigned', 'fixed')) AS passes,
+               NOT EXISTS (SELECT 1 FROM vms.governance_task t WHERE t.channel_code = v.code AND t.rule_code = 'naming_pattern'
+                              AND t.state IN ('open', 'assigned', 'fixed')) AS named_ok,
+               EXISTS (SELECT 1 FROM vms.channel_tag ct WHERE ct.channel_code = v.code) AS tagged,
+               (SELECT q.image_ok FROM vms.quality_result q WHERE q.channel_code = v.code ORDER BY q.at DESC, q.id DESC LIMIT 1) AS image_ok
+          FROM v, fl)
+    SELECT coalesce(u.name, '（未划分单位）'),
+           concat_ws('|', count(*), vms._report_fmt(round(avg(pc.filled), 4), '%'), vms._report_fmt(round(avg(pc.passes::int), 4), '%'),
+                     vms._report_fmt(round(avg(pc.named_ok::int), 4), '%'), vms._report_fmt(round(avg(pc.tagged::int), 4), '%'),
+                     vms._report_fmt(round(avg(pc.image_ok::int), 4), '%'))
+      FROM pc LEFT JOIN vms.org_unit u ON u.id = pc.unit_id GROUP BY 1
+    UNION ALL
+    SELECT 'task ' || t.rule_code, vms._report_fmt(count(*), '条')
+      FROM vms.governance_task t JOIN v ON v.code = t.channel_code
+     WHERE t.state IN ('open', 'assigned') GROUP BY t.rule_code
+$$;
+SET SESSION AUTHORIZATION regress_report_yl;
+CREATE TEMP TABLE gy AS SELECT vms.report_html('daily', :'today') AS html;
+RESET SESSION AUTHORIZATION;
+-- withheld: no figure of 园岭派出所 (it has a channel the analyst cannot
+-- see), its tasks left out and said so; no row from the whole ledger
+SELECT s.unit, s.shown FROM gy, pg_temp.gov_shown(gy.html) s ORDER BY 1;
+SELECT html ~ 'data-withheld="tasks">[^<]*园岭派出所' AS tasks_withheld_marked, html NOT LIKE '%南园%' AS no_other_unit,
+       html LIKE '%（按当前用户的授权范围）%' AS scoped
+  FROM gy;
+-- granted the moved channel as well: every governance number shown equals
+-- the computation over the analyst's channels, and nothing else is shown
+INSERT INTO vms.access_grant (grantee, scope_kind, scope_ref, actions, max_level, granted_by)
+VALUES ('regress_report_yl', 'channel', '44030401001320000016', '{view_live}', 4, 'regress');
+SET SESSION AUTHORIZATION regress_report_yl;
+CREATE TEMP TABLE gz AS SELECT vms.report_html('daily', :'today') AS html;
+RESET SESSION AUTHORIZATION;
+SELECT s.unit, s.shown, v.shown = s.shown AS equals_visible
+  FROM gz, pg_temp.gov_shown(gz.html) s LEFT JOIN pg_temp.gov_visible('regress_report_yl') v ON v.unit = s.unit ORDER BY 1;
+SELECT (SELECT count(*) FROM pg_temp.gov_visible('regress_report_yl')) AS visible_rows,
+       (SELECT count(*) FROM gz, pg_temp.gov_shown(gz.html)) AS shown_rows,
+       html NOT LIKE '%data-withheld%' AS nothing_withheld, html LIKE '%（按当前用户的授权范围）%' AS still_scoped
+  FROM gz;
+-- an administrator's report of the day shows the whole unit and 南园
+SELECT s.unit, s.shown FROM pg_temp.gov_shown(vms.report_html('daily', :'today')) s ORDER BY 1;
+
+-- vms.report_freeze is scheduled: vms.ops_run_due freezes the report days
+-- that have ended (one transaction: one "now" for the run and the check)
+SELECT name, cron, action, enabled FROM vms.ops_schedule WHERE action = 'report_freeze';
+UPDATE vms.ops_schedule SET enabled = (action = 'report_freeze');
+SELECT vms.ops_run_due() AS ran_first;   -- a schedule seen for the first time is only timed
+SELECT next_run_at > now() AS timed, last_run_at IS NULL AS not_run FROM vms.ops_schedule WHERE action = 'report_freeze';
+UPDATE vms.ops_schedule SET next_run_at = now() - interval '1 minute' WHERE action = 'report_freeze';
+BEGIN;
+SELECT vms.ops_run_due() AS ran;
+SELECT last_result ~ '^[0-9]+ rows$' AS result, last_error, next_run_at > now() AS timed_again
+  FROM vms.ops_schedule WHERE action = 'report_freeze';
+SELECT count(*) AS days_of_the_last_week_frozen
+  FROM generate_series((now() AT TIME ZONE 'Asia/Shanghai')::date - 7, (now() AT TIME ZONE 'Asia/Shanghai')::date - 1, interval '1 day') g
+  JOIN vms.report_frozen_day f ON f.day = g::date;
+SELECT count(*) AS unended_days_frozen FROM vms.report_frozen_day f
+ WHERE (f.day + 1)::timestamp AT TIME ZONE 'Asia/Shanghai' > now();
+COMMIT;
+
+-- every role this file created is dropped
+DROP OWNED BY regress_report_yl;
+DROP ROLE regress_report_yl;
+SELECT count(*) AS roles_left FROM pg_roles WHERE rolname LIKE 'regress\_report%';

@@ -318,7 +318,7 @@ CREATE TABLE vms.ops_schedule (
     name         text PRIMARY KEY,
     cron         text NOT NULL,
     action       text NOT NULL CHECK (action IN ('alarm_escalate', 'snapshot_day', 'month_close', 'retention_prune',
-                                                 'governance_run')),
+                                                 'governance_run', 'report_freeze')),
     args         jsonb NOT NULL DEFAULT '{}',
     enabled      boolean NOT NULL DEFAULT true,
     next_run_at  timestamptz,
@@ -331,9 +331,10 @@ INSERT INTO vms.ops_schedule (name, cron, action) VALUES
     ('daily snapshot', '10 0 * * *', 'snapshot_day'),
     ('close last month', '30 0 1 * *', 'month_close'),
     ('retention', '0 3 * * *', 'retention_prune'),
-    ('governance', '0 2 * * *', 'governance_run');
+    ('governance', '0 2 * * *', 'governance_run'),
+    ('freeze report days', '20 0 * * *', 'report_freeze');
 COMMENT ON TABLE vms.ops_schedule IS
-    'scheduled operations runs (cron: minute hour day month weekday, server time zone): alarm_escalate, snapshot_day (yesterday), month_close (last month), retention_prune, governance_run (args.scope); vms.ops_run_due runs those due';
+    'scheduled operations runs (cron: minute hour day month weekday, server time zone): alarm_escalate, snapshot_day (yesterday), month_close (last month), retention_prune, governance_run (args.scope), report_freeze (the report days of the last args.days, default 7, that have ended); vms.ops_run_due runs those due';
 
 CREATE FUNCTION vms.ops_run_due() RETURNS integer
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
@@ -364,6 +365,14 @@ BEGIN
                         res := (SELECT coalesce(sum(p.deleted), 0) FROM vms.retention_prune() p)::text || ' deleted';
                     WHEN 'governance_run' THEN
                         res := 'run ' || (vms.governance_run(s.args ->> 'scope')).id;
+                    WHEN 'report_freeze' THEN
+                        -- the ended report days (Asia/Shanghai) of the last args.days from the first data on
+                        res := (SELECT coalesce(sum(vms.report_freeze(g::date)), 0)
+                                  FROM vms._report_data_start() ds(d),
+                                       generate_series(greatest(ds.d, (now() AT TIME ZONE vms._report_tz())::date
+                                                                      - coalesce((s.args ->> 'days')::int, 7)),
+                                                       (now() AT TIME ZONE vms._report_tz())::date - 1, interval '1 day') g
+                                 WHERE ds.d IS NOT NULL)::text || ' rows';
                 END CASE;
                 n := n + 1;
             END IF;

@@ -332,7 +332,8 @@ DECLARE
     today date := (now() AT TIME ZONE vms._report_tz())::date;
 BEGIN
     IF to_regclass('pg_temp.report_cd') IS NOT NULL THEN   -- a report earlier in this transaction
-        DROP TABLE IF EXISTS pg_temp.report_cd, pg_temp.report_al, pg_temp.report_wo, pg_temp.report_gv, pg_temp.report_vis;
+        DROP TABLE IF EXISTS pg_temp.report_cd, pg_temp.report_al, pg_temp.report_wo, pg_temp.report_gv, pg_temp.report_vis,
+                             pg_temp.report_hidden;
     END IF;
     CREATE TEMP TABLE report_cd (LIKE vms.report_channel_day) ON COMMIT DROP;
     CREATE TEMP TABLE report_al (LIKE vms.report_alarm_day) ON COMMIT DROP;
@@ -352,7 +353,12 @@ BEGIN
             INSERT INTO pg_temp.report_gv SELECT * FROM vms._report_governance_facts(d);
         END IF;
     END LOOP;
-    DELETE FROM pg_temp.report_cd x WHERE NOT vms.channel_visible_to(role, x.code, x.civil_code);
+    -- the channels the role may not see, per day: dropped, and the units
+    -- they belong to are not entirely visible
+    CREATE TEMP TABLE report_hidden ON COMMIT DROP AS
+    SELECT x.day, x.code, coalesce(x.unit_id::text, '') AS unit_key FROM pg_temp.report_cd x
+     WHERE NOT vms.channel_visible_to(role, x.code, x.civil_code);
+    DELETE FROM pg_temp.report_cd x USING pg_temp.report_hidden h WHERE h.day = x.day AND h.code = x.code;
     -- what the visible channels make visible: themselves, their devices, their units
     CREATE TEMP TABLE report_vis ON COMMIT DROP AS
     SELECT DISTINCT x.code::text AS code FROM pg_temp.report_cd x
@@ -364,6 +370,19 @@ BEGIN
     DELETE FROM pg_temp.report_wo x WHERE NOT EXISTS (SELECT 1 FROM pg_temp.report_vis v WHERE v.code = x.code::text);
     DELETE FROM pg_temp.report_gv x WHERE NOT EXISTS (SELECT 1 FROM pg_temp.report_vis v WHERE v.code = 'unit:' || x.unit_key);
     DROP TABLE pg_temp.report_vis;
+    -- A unit's governance row is counted over all its channels (channels,
+    -- rates, open tasks): it is withheld, marked, unless the role sees every
+    -- channel of the unit that day and as many as the row counts.
+    ALTER TABLE pg_temp.report_gv ADD COLUMN withheld boolean NOT NULL DEFAULT false,
+                                  ADD COLUMN tasks_withheld boolean NOT NULL DEFAULT false;
+    UPDATE pg_temp.report_gv g
+       SET withheld = g.channels IS NOT NULL, tasks_withheld = g.open_tasks <> '{}', channels = NULL, fill_rate = NULL, pass_rate = NULL, naming_rate = NULL,
+           tag_rate = NULL, image_rate = NULL, open_tasks = '{}'
+     WHERE EXISTS (SELECT 1 FROM pg_temp.report_hidden h WHERE h.day = g.day AND h.unit_key = g.unit_key)
+        OR (g.channels IS NOT NULL AND EXISTS (SELECT 1 FROM pg_temp.report_hidden h WHERE h.day = g.day)
+            AND g.channels <> (SELECT count(*) FROM pg_temp.report_cd x
+                                WHERE x.day = g.day AND coalesce(x.unit_id::text, '') = g.unit_key));
+    DROP TABLE pg_temp.report_hidden;
     CREATE INDEX ON pg_temp.report_cd (day);
     CREATE INDEX ON pg_temp.report_cd (code);
     CREATE INDEX ON pg_temp.report_cd (device_code);
@@ -676,10 +695,15 @@ BEGIN
       FROM pg_temp.report_cd x WHERE x.day >= p.f AND x.day < p.t;
     SELECT count(DISTINCT x.day) FILTER (WHERE x.online_seconds + x.offline_seconds > 0 OR x.inspections > 0)
       INTO prev_days FROM pg_temp.report_cd x WHERE x.day >= p.pf AND x.day < p.pt;
-    all_visible := channels > 0 AND NOT EXISTS (
-        SELECT 1 FROM vms.report_channel_day x WHERE x.day >= p.f AND x.day < p.t
-           AND NOT EXISTS (SELECT 1 FROM pg_temp.report_cd y WHERE y.day = x.day AND y.code = x.code))
-        AND (last_day < today OR (SELECT count(*) FROM vms.channel) <= channels);
+    -- "all" from the role's rights alone, never from the data: a superuser,
+    -- or a live grant of every channel at the highest security level; a
+    -- scoped user learns nothing of the channels outside the scope
+    all_visible := EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = vms._acting_role() AND r.rolsuper)
+        OR EXISTS (SELECT 1 FROM vms.access_grant g JOIN pg_roles r ON r.rolname = g.grantee
+                    WHERE g.scope_kind = 'all' AND g.revoked_at IS NULL AND g.valid_from <= now()
+                      AND (g.valid_until IS NULL OR g.valid_until > now())
+                      AND g.max_level >= (SELECT max(l.level) FROM vms.security_level l)
+                      AND pg_has_role(vms._acting_role(), r.oid, 'MEMBER'));
 
     html := '<!DOCTYPE html>' || chr(10) || '<html lang="zh-CN"><head><meta charset="utf-8">'
         || '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -818,29 +842,39 @@ BEGIN
     SELECT '<section id="governance"><h2>五、点位治理</h2>'
         || format('<p class="meta">截至 %s</p>', coalesce(to_char(max(g.day), 'YYYY-MM-DD'), '—'))
         || '<table class="groups" data-group="governance"><thead><tr><th>管理单位</th><th>点位数</th><th>填报率</th><th>合格率</th><th>规范率</th><th>标注率</th><th>出图率</th></tr></thead><tbody>'
-        || coalesce(string_agg(format('<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>',
+        || coalesce(string_agg(CASE WHEN g.withheld THEN
+                                   format('<tr class="withheld" data-withheld="true"><td>%s</td><td colspan="6">不显示：该单位有您无权查看的点位，其治理指标按全部点位统计</td></tr>',
+                                          vms._report_esc(coalesce(g.unit_name, '（未划分单位）')))
+                               ELSE format('<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>',
                                       vms._report_esc(coalesce(g.unit_name, '（未划分单位）')), coalesce(g.channels::text, '—'),
                                       vms._report_fmt(g.fill_rate, '%'), vms._report_fmt(g.pass_rate, '%'),
                                       vms._report_fmt(g.naming_rate, '%'), vms._report_fmt(g.tag_rate, '%'),
-                                      vms._report_fmt(g.image_rate, '%')), '' ORDER BY g.unit_name, g.unit_key)
-                        FILTER (WHERE g.channels IS NOT NULL),
+                                      vms._report_fmt(g.image_rate, '%')) END, '' ORDER BY g.unit_name, g.unit_key)
+                        FILTER (WHERE g.channels IS NOT NULL OR g.withheld),
                     '<tr><td colspan="7">本期无治理数据</td></tr>')
         || '</tbody></table>'
       INTO part
       FROM pg_temp.report_gv g
-     WHERE g.day = (SELECT max(y.day) FROM pg_temp.report_gv y WHERE y.day >= p.f AND y.day < p.t AND y.channels IS NOT NULL);
+     WHERE g.day = (SELECT max(y.day) FROM pg_temp.report_gv y WHERE y.day >= p.f AND y.day < p.t
+                       AND (y.channels IS NOT NULL OR y.withheld));
     html := html || part;
     SELECT '<h3>未关闭的治理任务（按规则）</h3><table class="list" data-list="governance_tasks"><thead><tr><th>规则</th><th>说明</th><th>未关闭任务</th></tr></thead><tbody>'
         || coalesce(string_agg(format('<tr><td>%s</td><td>%s</td><td>%s</td></tr>', vms._report_esc(q.k),
                                       vms._report_esc((SELECT r.description FROM vms.governance_rule r WHERE r.code = q.k)),
                                       vms._report_fmt(q.n, '条')), '' ORDER BY q.n DESC, q.k),
                     '<tr><td colspan="3">无未关闭的治理任务</td></tr>')
-        || '</tbody></table></section>'
+        || '</tbody></table>'
       INTO part
       FROM (SELECT e.key AS k, sum(e.value::numeric)::float8 AS n
               FROM pg_temp.report_gv g, jsonb_each_text(g.open_tasks) e
              WHERE g.day = (SELECT max(y.day) FROM pg_temp.report_gv y WHERE y.day >= p.f AND y.day < p.t)
              GROUP BY e.key) q;
+    SELECT part || coalesce('<p class="meta" data-withheld="tasks">不含以下单位的任务（有您无权查看的点位）：'
+                            || string_agg(vms._report_esc(coalesce(g.unit_name, '（未划分单位）')), '、' ORDER BY g.unit_name, g.unit_key)
+                            || '</p>', '') || '</section>'
+      INTO part
+      FROM pg_temp.report_gv g
+     WHERE g.tasks_withheld AND g.day = (SELECT max(y.day) FROM pg_temp.report_gv y WHERE y.day >= p.f AND y.day < p.t);
     html := html || part;
 
     -- 六、点位分布

@@ -4857,7 +4857,8 @@ DECLARE
     today date := (now() AT TIME ZONE vms._report_tz())::date;
 BEGIN
     IF to_regclass('pg_temp.report_cd') IS NOT NULL THEN   -- a report earlier in this transaction
-        DROP TABLE IF EXISTS pg_temp.report_cd, pg_temp.report_al, pg_temp.report_wo, pg_temp.report_gv, pg_temp.report_vis;
+        DROP TABLE IF EXISTS pg_temp.report_cd, pg_temp.report_al, pg_temp.report_wo, pg_temp.report_gv, pg_temp.report_vis,
+                             pg_temp.report_hidden;
     END IF;
     CREATE TEMP TABLE report_cd (LIKE vms.report_channel_day) ON COMMIT DROP;
     CREATE TEMP TABLE report_al (LIKE vms.report_alarm_day) ON COMMIT DROP;
@@ -4877,7 +4878,12 @@ BEGIN
             INSERT INTO pg_temp.report_gv SELECT * FROM vms._report_governance_facts(d);
         END IF;
     END LOOP;
-    DELETE FROM pg_temp.report_cd x WHERE NOT vms.channel_visible_to(role, x.code, x.civil_code);
+    -- the channels the role may not see, per day: dropped, and the units
+    -- they belong to are not entirely visible
+    CREATE TEMP TABLE report_hidden ON COMMIT DROP AS
+    SELECT x.day, x.code, coalesce(x.unit_id::text, '') AS unit_key FROM pg_temp.report_cd x
+     WHERE NOT vms.channel_visible_to(role, x.code, x.civil_code);
+    DELETE FROM pg_temp.report_cd x USING pg_temp.report_hidden h WHERE h.day = x.day AND h.code = x.code;
     -- what the visible channels make visible: themselves, their devices, their units
     CREATE TEMP TABLE report_vis ON COMMIT DROP AS
     SELECT DISTINCT x.code::text AS code FROM pg_temp.report_cd x
@@ -4889,6 +4895,19 @@ BEGIN
     DELETE FROM pg_temp.report_wo x WHERE NOT EXISTS (SELECT 1 FROM pg_temp.report_vis v WHERE v.code = x.code::text);
     DELETE FROM pg_temp.report_gv x WHERE NOT EXISTS (SELECT 1 FROM pg_temp.report_vis v WHERE v.code = 'unit:' || x.unit_key);
     DROP TABLE pg_temp.report_vis;
+    -- A unit's governance row is counted over all its channels (channels,
+    -- rates, open tasks): it is withheld, marked, unless the role sees every
+    -- channel of the unit that day and as many as the row counts.
+    ALTER TABLE pg_temp.report_gv ADD COLUMN withheld boolean NOT NULL DEFAULT false,
+                                  ADD COLUMN tasks_withheld boolean NOT NULL DEFAULT false;
+    UPDATE pg_temp.report_gv g
+       SET withheld = g.channels IS NOT NULL, tasks_withheld = g.open_tasks <> '{}', channels = NULL, fill_rate = NULL, pass_rate = NULL, naming_rate = NULL,
+           tag_rate = NULL, image_rate = NULL, open_tasks = '{}'
+     WHERE EXISTS (SELECT 1 FROM pg_temp.report_hidden h WHERE h.day = g.day AND h.unit_key = g.unit_key)
+        OR (g.channels IS NOT NULL AND EXISTS (SELECT 1 FROM pg_temp.report_hidden h WHERE h.day = g.day)
+            AND g.channels <> (SELECT count(*) FROM pg_temp.report_cd x
+                                WHERE x.day = g.day AND coalesce(x.unit_id::text, '') = g.unit_key));
+    DROP TABLE pg_temp.report_hidden;
     CREATE INDEX ON pg_temp.report_cd (day);
     CREATE INDEX ON pg_temp.report_cd (code);
     CREATE INDEX ON pg_temp.report_cd (device_code);
@@ -5201,10 +5220,15 @@ BEGIN
       FROM pg_temp.report_cd x WHERE x.day >= p.f AND x.day < p.t;
     SELECT count(DISTINCT x.day) FILTER (WHERE x.online_seconds + x.offline_seconds > 0 OR x.inspections > 0)
       INTO prev_days FROM pg_temp.report_cd x WHERE x.day >= p.pf AND x.day < p.pt;
-    all_visible := channels > 0 AND NOT EXISTS (
-        SELECT 1 FROM vms.report_channel_day x WHERE x.day >= p.f AND x.day < p.t
-           AND NOT EXISTS (SELECT 1 FROM pg_temp.report_cd y WHERE y.day = x.day AND y.code = x.code))
-        AND (last_day < today OR (SELECT count(*) FROM vms.channel) <= channels);
+    -- "all" from the role's rights alone, never from the data: a superuser,
+    -- or a live grant of every channel at the highest security level; a
+    -- scoped user learns nothing of the channels outside the scope
+    all_visible := EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = vms._acting_role() AND r.rolsuper)
+        OR EXISTS (SELECT 1 FROM vms.access_grant g JOIN pg_roles r ON r.rolname = g.grantee
+                    WHERE g.scope_kind = 'all' AND g.revoked_at IS NULL AND g.valid_from <= now()
+                      AND (g.valid_until IS NULL OR g.valid_until > now())
+                      AND g.max_level >= (SELECT max(l.level) FROM vms.security_level l)
+                      AND pg_has_role(vms._acting_role(), r.oid, 'MEMBER'));
 
     html := '<!DOCTYPE html>' || chr(10) || '<html lang="zh-CN"><head><meta charset="utf-8">'
         || '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -5343,29 +5367,39 @@ BEGIN
     SELECT '<section id="governance"><h2>五、点位治理</h2>'
         || format('<p class="meta">截至 %s</p>', coalesce(to_char(max(g.day), 'YYYY-MM-DD'), '—'))
         || '<table class="groups" data-group="governance"><thead><tr><th>管理单位</th><th>点位数</th><th>填报率</th><th>合格率</th><th>规范率</th><th>标注率</th><th>出图率</th></tr></thead><tbody>'
-        || coalesce(string_agg(format('<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>',
+        || coalesce(string_agg(CASE WHEN g.withheld THEN
+                                   format('<tr class="withheld" data-withheld="true"><td>%s</td><td colspan="6">不显示：该单位有您无权查看的点位，其治理指标按全部点位统计</td></tr>',
+                                          vms._report_esc(coalesce(g.unit_name, '（未划分单位）')))
+                               ELSE format('<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>',
                                       vms._report_esc(coalesce(g.unit_name, '（未划分单位）')), coalesce(g.channels::text, '—'),
                                       vms._report_fmt(g.fill_rate, '%'), vms._report_fmt(g.pass_rate, '%'),
                                       vms._report_fmt(g.naming_rate, '%'), vms._report_fmt(g.tag_rate, '%'),
-                                      vms._report_fmt(g.image_rate, '%')), '' ORDER BY g.unit_name, g.unit_key)
-                        FILTER (WHERE g.channels IS NOT NULL),
+                                      vms._report_fmt(g.image_rate, '%')) END, '' ORDER BY g.unit_name, g.unit_key)
+                        FILTER (WHERE g.channels IS NOT NULL OR g.withheld),
                     '<tr><td colspan="7">本期无治理数据</td></tr>')
         || '</tbody></table>'
       INTO part
       FROM pg_temp.report_gv g
-     WHERE g.day = (SELECT max(y.day) FROM pg_temp.report_gv y WHERE y.day >= p.f AND y.day < p.t AND y.channels IS NOT NULL);
+     WHERE g.day = (SELECT max(y.day) FROM pg_temp.report_gv y WHERE y.day >= p.f AND y.day < p.t
+                       AND (y.channels IS NOT NULL OR y.withheld));
     html := html || part;
     SELECT '<h3>未关闭的治理任务（按规则）</h3><table class="list" data-list="governance_tasks"><thead><tr><th>规则</th><th>说明</th><th>未关闭任务</th></tr></thead><tbody>'
         || coalesce(string_agg(format('<tr><td>%s</td><td>%s</td><td>%s</td></tr>', vms._report_esc(q.k),
                                       vms._report_esc((SELECT r.description FROM vms.governance_rule r WHERE r.code = q.k)),
                                       vms._report_fmt(q.n, '条')), '' ORDER BY q.n DESC, q.k),
                     '<tr><td colspan="3">无未关闭的治理任务</td></tr>')
-        || '</tbody></table></section>'
+        || '</tbody></table>'
       INTO part
       FROM (SELECT e.key AS k, sum(e.value::numeric)::float8 AS n
               FROM pg_temp.report_gv g, jsonb_each_text(g.open_tasks) e
              WHERE g.day = (SELECT max(y.day) FROM pg_temp.report_gv y WHERE y.day >= p.f AND y.day < p.t)
              GROUP BY e.key) q;
+    SELECT part || coalesce('<p class="meta" data-withheld="tasks">不含以下单位的任务（有您无权查看的点位）：'
+                            || string_agg(vms._report_esc(coalesce(g.unit_name, '（未划分单位）')), '、' ORDER BY g.unit_name, g.unit_key)
+                            || '</p>', '') || '</section>'
+      INTO part
+      FROM pg_temp.report_gv g
+     WHERE g.tasks_withheld AND g.day = (SELECT max(y.day) FROM pg_temp.report_gv y WHERE y.day >= p.f AND y.day < p.t);
     html := html || part;
 
     -- 六、点位分布
@@ -5470,6 +5504,67 @@ GRANT EXECUTE ON FUNCTION vms.report_html(text, date), vms.report_figures(text, 
 GRANT SELECT ON vms.report_frozen_day, vms.report_channel_day, vms.report_alarm_day, vms.report_order_day,
                 vms.report_daily, vms.report_daily_alarms, vms.report_daily_work_orders
    TO vms_analyst;
+-- issue 19: vms.report_freeze scheduled (extension/sql/23_ops_figures.sql)
+ALTER TABLE vms.ops_schedule DROP CONSTRAINT ops_schedule_action_check,
+    ADD CONSTRAINT ops_schedule_action_check CHECK (action IN ('alarm_escalate', 'snapshot_day', 'month_close', 'retention_prune',
+                                                 'governance_run', 'report_freeze'));
+INSERT INTO vms.ops_schedule (name, cron, action) VALUES ('freeze report days', '20 0 * * *', 'report_freeze');
+COMMENT ON TABLE vms.ops_schedule IS
+    'scheduled operations runs (cron: minute hour day month weekday, server time zone): alarm_escalate, snapshot_day (yesterday), month_close (last month), retention_prune, governance_run (args.scope), report_freeze (the report days of the last args.days, default 7, that have ended); vms.ops_run_due runs those due';
+CREATE OR REPLACE FUNCTION vms.ops_run_due() RETURNS integer
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    s vms.ops_schedule;
+    n integer := 0;
+    res text;
+    yesterday date := (now() - interval '1 day')::date;
+    last_month date := (date_trunc('month', now()) - interval '1 month')::date;
+BEGIN
+    FOR s IN SELECT * FROM vms.ops_schedule x
+              WHERE x.enabled AND (x.next_run_at IS NULL OR x.next_run_at <= now())
+              ORDER BY x.next_run_at NULLS FIRST, x.name FOR UPDATE SKIP LOCKED LOOP
+        res := NULL;
+        BEGIN
+            -- a schedule seen for the first time is only timed, not run
+            IF s.next_run_at IS NOT NULL THEN
+                CASE s.action
+                    WHEN 'alarm_escalate' THEN res := vms.alarm_escalate()::text || ' escalated';
+                    WHEN 'snapshot_day' THEN res := vms.ops_snapshot_day(yesterday, s.args ->> 'tz')::text || ' rows';
+                    WHEN 'month_close' THEN
+                        IF EXISTS (SELECT 1 FROM vms.ops_month m WHERE m.month = last_month) THEN
+                            res := 'closed already';
+                        ELSE
+                            res := vms.ops_month_close(last_month, s.args ->> 'tz')::text || ' rows';
+                        END IF;
+                    WHEN 'retention_prune' THEN
+                        res := (SELECT coalesce(sum(p.deleted), 0) FROM vms.retention_prune() p)::text || ' deleted';
+                    WHEN 'governance_run' THEN
+                        res := 'run ' || (vms.governance_run(s.args ->> 'scope')).id;
+                    WHEN 'report_freeze' THEN
+                        -- the ended report days (Asia/Shanghai) of the last args.days from the first data on
+                        res := (SELECT coalesce(sum(vms.report_freeze(g::date)), 0)
+                                  FROM vms._report_data_start() ds(d),
+                                       generate_series(greatest(ds.d, (now() AT TIME ZONE vms._report_tz())::date
+                                                                      - coalesce((s.args ->> 'days')::int, 7)),
+                                                       (now() AT TIME ZONE vms._report_tz())::date - 1, interval '1 day') g
+                                 WHERE ds.d IS NOT NULL)::text || ' rows';
+                END CASE;
+                n := n + 1;
+            END IF;
+            UPDATE vms.ops_schedule x SET next_run_at = vms.cron_next(x.cron, now()),
+                   last_run_at = CASE WHEN s.next_run_at IS NOT NULL THEN now() ELSE x.last_run_at END,
+                   last_result = coalesce(res, x.last_result), last_error = CASE WHEN s.next_run_at IS NOT NULL THEN NULL ELSE x.last_error END
+             WHERE x.name = s.name;
+        EXCEPTION WHEN OTHERS THEN
+            UPDATE vms.ops_schedule x SET next_run_at = vms.cron_next(x.cron, now()), last_run_at = now(),
+                   last_error = SQLERRM
+             WHERE x.name = s.name;
+        END;
+    END LOOP;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION vms.ops_run_due() IS
+    'run the scheduled operations runs that are due (each in its own subtransaction: an error is kept in last_error) and time their next run with vms.cron_next; returns how many ran; call it every minute';
 -- end of issue 19: reports
 
 -- notification routes and outbox (extension/sql/24_notify.sql)
@@ -5779,3 +5874,80 @@ REVOKE ALL ON FUNCTION vms.notify_route_add(text, text, jsonb), vms._notify_not_
     vms._notify_work_orders(), vms._notify_claim(integer), vms._notify_result(bigint, boolean, text, text),
     vms.notify_redrive(bigint[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vms.notify_render(text, jsonb) TO PUBLIC;
+
+-- issue 15: notifier
+-- The vms notifier worker (workers/notifier) delivers vms.notify_outbox;
+-- a mail route may name its own sender (extension/sql/24_notify.sql).
+ALTER TABLE vms.notify_route ADD COLUMN mail_from text;
+COMMENT ON COLUMN vms.notify_route.mail_from IS 'sender of this route''s mail (MAIL FROM and From:); NULL: the notifier''s vms.notifier_mail_from';
+CREATE OR REPLACE FUNCTION vms.notify_route_add(name text, url text, filter jsonb DEFAULT '{}') RETURNS bigint
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    f jsonb := coalesce(filter, '{}');
+    bad text;
+    k text;
+    route_id bigint;
+BEGIN
+    IF coalesce(btrim(name), '') = '' THEN
+        RAISE EXCEPTION 'a notification route needs a name' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    k := CASE WHEN url ~* '^https?://[^/\s]+' THEN 'webhook' WHEN url ~* '^smtps?://[^/\s]+' THEN 'smtp' END;
+    IF k IS NULL THEN
+        RAISE EXCEPTION 'notification route URL "%" is neither http(s) nor smtp(s)', url
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A webhook is an http:// or https:// URL; mail goes through an smtp:// or smtps:// server.';
+    END IF;
+    IF jsonb_typeof(f) <> 'object' THEN
+        RAISE EXCEPTION 'a notification filter must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT x INTO bad FROM jsonb_object_keys(f) x
+     WHERE x NOT IN ('levels', 'sources', 'fault_types', 'units', 'regions', 'events', 'quiet_hours', 'template', 'mail_to',
+                     'max_attempts', 'mail_from') LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown notification filter key "%"', bad
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Keys: levels, sources, fault_types, units, regions, events (arrays); quiet_hours {"from": "22:00", "to": "07:00", "tz": "Asia/Shanghai"}; template; mail_to; mail_from; max_attempts.';
+    END IF;
+    SELECT x INTO bad FROM jsonb_each(f) e(x, v)
+     WHERE x IN ('levels', 'sources', 'fault_types', 'units', 'regions', 'events', 'mail_to') AND jsonb_typeof(v) <> 'array' LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'notification filter key "%" must be an array', bad USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT x INTO bad FROM jsonb_array_elements_text(coalesce(f -> 'events', '[]')) x
+     WHERE x NOT IN ('raised', 'escalated', 'cleared', 'unsuppressed', 'work_order') LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown notification event "%"', bad
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Events: raised, escalated, cleared, unsuppressed, work_order.';
+    END IF;
+    IF f ? 'quiet_hours' THEN
+        BEGIN
+            PERFORM (f #>> '{quiet_hours,from}')::time, (f #>> '{quiet_hours,to}')::time,
+                    now() AT TIME ZONE coalesce(f #>> '{quiet_hours,tz}', current_setting('TimeZone'));
+            IF f #>> '{quiet_hours,from}' IS NULL OR f #>> '{quiet_hours,to}' IS NULL THEN
+                RAISE EXCEPTION 'incomplete';
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE EXCEPTION 'quiet_hours must be {"from": "HH:MM", "to": "HH:MM", "tz": "zone"}'
+                USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Given: %s.', f -> 'quiet_hours');
+        END;
+    END IF;
+    IF f ? 'mail_from' AND (jsonb_typeof(f -> 'mail_from') <> 'string' OR f ->> 'mail_from' !~ '^[^\s<>@,]+@[^\s<>@,]+$') THEN
+        RAISE EXCEPTION 'mail_from must be one address like "vms@example.org"' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = format('Given: %s.', f -> 'mail_from');
+    END IF;
+    IF k = 'smtp' AND jsonb_array_length(coalesce(f -> 'mail_to', '[]')) = 0 THEN
+        RAISE EXCEPTION 'a mail route needs recipients' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Give "mail_to": ["ops@example.org"] in the filter document.';
+    END IF;
+    INSERT INTO vms.notify_route (name, kind, url, filter, quiet_hours, template, mail_to, max_attempts, mail_from)
+    VALUES (btrim(notify_route_add.name), k, url,
+            f - 'quiet_hours' - 'template' - 'mail_to' - 'max_attempts' - 'mail_from', f -> 'quiet_hours', f ->> 'template',
+            ARRAY(SELECT jsonb_array_elements_text(coalesce(f -> 'mail_to', '[]'))),
+            coalesce((f ->> 'max_attempts')::int, 10), f ->> 'mail_from')
+    RETURNING id INTO route_id;
+    RETURN route_id;
+END $$;
+COMMENT ON FUNCTION vms.notify_route_add(text, text, jsonb) IS
+    'add a notification route: url http(s) (webhook) or smtp(s) (mail); filter keys levels, sources, fault_types, units (ids), regions (civil-code prefixes), events (raised, escalated, cleared, unsuppressed, work_order), and quiet_hours, template, mail_to, mail_from, max_attempts';
+REVOKE ALL ON FUNCTION vms.notify_route_add(text, text, jsonb) FROM PUBLIC;
+-- end of issue 15: notifier
