@@ -67,3 +67,4 @@ SELECT vms.notify_route_add('x', 'https://example.org', '{"level": [1]}');
 SELECT vms.notify_route_add('x', 'https://example.org', '{"events": ["opened"]}');
 SELECT vms.notify_route_add('x', 'smtp://example.org');
 SELECT vms.notify_route_add('x', 'https://example.org', '{"quiet_hours": {"from": "25:00", "to": "07:00"}}');
+SELECT vms.notify_route_add('x', 'smtp://example.org', '{"mail_to": ["a@example.org"], "mail_from": "not an address"}');

@@ -19,8 +19,10 @@ CREATE TABLE vms.notify_route (
     mail_to       text[],
     max_attempts  integer NOT NULL DEFAULT 10 CHECK (max_attempts BETWEEN 1 AND 1000),
     enabled       boolean NOT NULL DEFAULT true,
-    created_at    timestamptz NOT NULL DEFAULT now()
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    mail_from     text
 );
+COMMENT ON COLUMN vms.notify_route.mail_from IS 'sender of this route''s mail (MAIL FROM and From:); NULL: the notifier''s vms.notifier_mail_from';
 COMMENT ON TABLE vms.notify_route IS
     'where notifications go: a webhook (http/https URL, JSON POST) or SMTP (smtp/smtps URL, mail_to); filter by levels, sources, fault_types, units, regions, events; quiet_hours {"from","to","tz"}; template with {{placeholders}}';
 
@@ -66,11 +68,11 @@ BEGIN
     END IF;
     SELECT x INTO bad FROM jsonb_object_keys(f) x
      WHERE x NOT IN ('levels', 'sources', 'fault_types', 'units', 'regions', 'events', 'quiet_hours', 'template', 'mail_to',
-                     'max_attempts') LIMIT 1;
+                     'max_attempts', 'mail_from') LIMIT 1;
     IF bad IS NOT NULL THEN
         RAISE EXCEPTION 'unknown notification filter key "%"', bad
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Keys: levels, sources, fault_types, units, regions, events (arrays); quiet_hours {"from": "22:00", "to": "07:00", "tz": "Asia/Shanghai"}; template; mail_to; max_attempts.';
+                  HINT = 'Keys: levels, sources, fault_types, units, regions, events (arrays); quiet_hours {"from": "22:00", "to": "07:00", "tz": "Asia/Shanghai"}; template; mail_to; mail_from; max_attempts.';
     END IF;
     SELECT x INTO bad FROM jsonb_each(f) e(x, v)
      WHERE x IN ('levels', 'sources', 'fault_types', 'units', 'regions', 'events', 'mail_to') AND jsonb_typeof(v) <> 'array' LIMIT 1;
@@ -95,20 +97,24 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Given: %s.', f -> 'quiet_hours');
         END;
     END IF;
+    IF f ? 'mail_from' AND (jsonb_typeof(f -> 'mail_from') <> 'string' OR f ->> 'mail_from' !~ '^[^\s<>@,]+@[^\s<>@,]+$') THEN
+        RAISE EXCEPTION 'mail_from must be one address like "vms@example.org"' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = format('Given: %s.', f -> 'mail_from');
+    END IF;
     IF k = 'smtp' AND jsonb_array_length(coalesce(f -> 'mail_to', '[]')) = 0 THEN
         RAISE EXCEPTION 'a mail route needs recipients' USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Give "mail_to": ["ops@example.org"] in the filter document.';
     END IF;
-    INSERT INTO vms.notify_route (name, kind, url, filter, quiet_hours, template, mail_to, max_attempts)
+    INSERT INTO vms.notify_route (name, kind, url, filter, quiet_hours, template, mail_to, max_attempts, mail_from)
     VALUES (btrim(notify_route_add.name), k, url,
-            f - 'quiet_hours' - 'template' - 'mail_to' - 'max_attempts', f -> 'quiet_hours', f ->> 'template',
+            f - 'quiet_hours' - 'template' - 'mail_to' - 'max_attempts' - 'mail_from', f -> 'quiet_hours', f ->> 'template',
             ARRAY(SELECT jsonb_array_elements_text(coalesce(f -> 'mail_to', '[]'))),
-            coalesce((f ->> 'max_attempts')::int, 10))
+            coalesce((f ->> 'max_attempts')::int, 10), f ->> 'mail_from')
     RETURNING id INTO route_id;
     RETURN route_id;
 END $$;
 COMMENT ON FUNCTION vms.notify_route_add(text, text, jsonb) IS
-    'add a notification route: url http(s) (webhook) or smtp(s) (mail); filter keys levels, sources, fault_types, units (ids), regions (civil-code prefixes), events (raised, escalated, cleared, unsuppressed, work_order), and quiet_hours, template, mail_to, max_attempts';
+    'add a notification route: url http(s) (webhook) or smtp(s) (mail); filter keys levels, sources, fault_types, units (ids), regions (civil-code prefixes), events (raised, escalated, cleared, unsuppressed, work_order), and quiet_hours, template, mail_to, mail_from, max_attempts';
 
 -- {{name}} in a template: the document's value at that key (a path with
 -- dots for nested keys), escaped as the inside of a JSON string.

@@ -115,6 +115,8 @@ SELECT vms.notify_route_add('robot', 'http://127.0.0.1:$http_port/robot/send',
                        'template', \$t\$$template\$t\$));
 SELECT vms.notify_route_add('duty mail', 'smtp://127.0.0.1:$smtp_port',
     '{"regions": ["110105"], "events": ["raised"], "fault_types": ["offline"], "mail_to": ["ops\@example.org", "duty\@example.org"]}');
+SELECT vms.notify_route_add('chief mail', 'smtp://127.0.0.1:$smtp_port',
+    '{"regions": ["110105"], "events": ["raised"], "levels": [2], "mail_to": ["chief\@example.org"], "mail_from": "noc\@ops.example"}');
 SELECT vms.notify_route_add('nowhere', 'http://127.0.0.1:$nowhere_port/', '{"regions": ["120101"], "max_attempts": 2}');
 SELECT vms.alarm_mask_add('planned work', '{"codes": ["$ipc"]}', '{offline}', now() - interval '1 minute',
                           now() + interval '1 day', 'cabinet moved');
@@ -137,8 +139,11 @@ ok($node->poll_query_until('postgres', "SELECT state = 'delivered' AND attempts 
 		  . "FROM vms.notify_outbox WHERE dedup_key = '$dedup'"), 'recorded as delivered');
 
 # --- mail for the same alarm at the SMTP sink
-ok(wait_for('the mail', sub { grep { $_->{data} =~ /\Q$nvr[0]\E/ } lines_of($mail_log) }), 'mail arrives at the SMTP sink');
-my ($mail) = grep { $_->{data} =~ /\Q$nvr[0]\E/ } lines_of($mail_log);
+ok(wait_for('the mails', sub { (grep { $_->{data} =~ /\Q$nvr[0]\E/ } lines_of($mail_log)) == 2 }), 'mail arrives at the SMTP sink, once per route');
+my ($mail) = grep { $_->{data} =~ /\Q$nvr[0]\E/ && $_->{to}[0] ne '<chief@example.org>' } lines_of($mail_log);
+my ($chief) = grep { $_->{data} =~ /\Q$nvr[0]\E/ && $_->{to}[0] eq '<chief@example.org>' } lines_of($mail_log);
+is($chief->{from}, '<noc@ops.example>', 'a route\'s own mail_from is its MAIL FROM');
+like($chief->{data}, qr/^From: <noc\@ops\.example>\r$/m, 'and its From:');
 is($mail->{from}, '<vms@ops.example>', 'MAIL FROM is vms.notifier_mail_from');
 is_deeply($mail->{to}, [ '<ops@example.org>', '<duty@example.org>' ], 'RCPT TO every address of the route');
 my $mail_id = sql("SELECT o.dedup_key FROM vms.notify_outbox o JOIN vms.notify_route r ON r.id = o.route_id "

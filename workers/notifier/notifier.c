@@ -4,7 +4,8 @@
  * Delivers vms.notify_outbox: each due notification goes to its route, a
  * webhook (a JSON POST of the rendered body, with the notification's id in
  * Idempotency-Key and X-Vms-Notification-Id) or a mail server (SMTP through
- * libcurl: MAIL FROM vms.notifier_mail_from, RCPT TO the route's mail_to).
+ * libcurl: MAIL FROM the route's mail_from or vms.notifier_mail_from, RCPT TO
+ * the route's mail_to).
  * Requests run over one libcurl multi handle, vms.notifier_concurrency at a
  * time, connections kept alive.
  *
@@ -65,8 +66,9 @@ PGDLLEXPORT void vms_notifier_main(Datum arg);
 #define SQL_CLAIM \
 	"SELECT c.id, c.kind, c.url, array_to_string(c.mail_to, ','), c.dedup_key, c.body, " \
 	"  concat_ws(' ', '[vms]', o.doc->>'type', o.doc->>'event', o.doc->>'state', o.doc->>'code', " \
-	"            o.doc->>'fault_type', 'level ' || (o.doc->>'level')) " \
-	"FROM vms._notify_claim($1) c JOIN vms.notify_outbox o ON o.id = c.id ORDER BY c.id"
+	"            o.doc->>'fault_type', 'level ' || (o.doc->>'level')), r.mail_from " \
+	"FROM vms._notify_claim($1) c JOIN vms.notify_outbox o ON o.id = c.id " \
+	"  JOIN vms.notify_route r ON r.id = o.route_id ORDER BY c.id"
 #define SQL_RESULTS \
 	"SELECT count(*) FILTER (WHERE r = 'delivered'), count(*) FILTER (WHERE r = 'retry'), " \
 	"  count(*) FILTER (WHERE r = 'dead') " \
@@ -96,6 +98,7 @@ typedef struct Notification
 	char	   *dedup_key;
 	char	   *body;
 	char	   *subject;
+	char	   *mail_from;		/* the route's, or vms.notifier_mail_from */
 	/* the request */
 	CURL	   *easy;
 	struct curl_slist *headers;
@@ -159,7 +162,7 @@ mail_message(Notification *n)
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
 	initStringInfo(&m);
 	appendStringInfo(&m, "Date: %s\r\n", date);
-	appendStringInfo(&m, "From: <%s>\r\n", vms_notifier_mail_from);
+	appendStringInfo(&m, "From: <%s>\r\n", n->mail_from);
 	appendStringInfo(&m, "To: ");
 	for (char *p = n->mail_to; *p; p++)
 		appendStringInfoString(&m, *p == ',' ? ", " : pnstrdup(p, 1));
@@ -207,7 +210,7 @@ make_request(Notification *n)
 		n->upload.data = mail_message(n);
 		n->upload.len = strlen(n->upload.data);
 		n->upload.pos = 0;
-		curl_easy_setopt(n->easy, CURLOPT_MAIL_FROM, psprintf("<%s>", vms_notifier_mail_from));
+		curl_easy_setopt(n->easy, CURLOPT_MAIL_FROM, psprintf("<%s>", n->mail_from));
 		curl_easy_setopt(n->easy, CURLOPT_MAIL_RCPT, n->rcpt);
 		curl_easy_setopt(n->easy, CURLOPT_READFUNCTION, feed);
 		curl_easy_setopt(n->easy, CURLOPT_READDATA, &n->upload);
@@ -320,6 +323,7 @@ claim(Notification **out)
 		char	   *dedup_key = SPI_getvalue(t, d, 5);
 		char	   *body = SPI_getvalue(t, d, 6);
 		char	   *subject = SPI_getvalue(t, d, 7);
+		char	   *mail_from = SPI_getvalue(t, d, 8);
 		MemoryContext old;
 		Notification *n;
 
@@ -335,6 +339,7 @@ claim(Notification **out)
 		n->dedup_key = pstrdup(dedup_key);
 		n->body = pstrdup(body);
 		n->subject = pstrdup(subject ? subject : "[vms]");
+		n->mail_from = pstrdup(mail_from ? mail_from : vms_notifier_mail_from);
 		out[count++] = n;
 		MemoryContextSwitchTo(old);
 	}
