@@ -1,7 +1,10 @@
 # The SIP worker against a hostile network (issue 12): a device's session
 # belongs to the transport it registered over, a captured REGISTER cannot be
 # replayed, credential changes reach the running worker at once and in
-# commit order, device text is stored as UTF-8, and the worker's memory
+# commit order and end the live session, a device changes only its own
+# channels and catalogue nodes, failed authentications count only after a
+# valid nonce and ban the source address, not the device, 401 challenges
+# are rate-limited per address, device text is stored as UTF-8, and the worker's memory
 # stays bounded (an error in one message, a flood of XML names, a database
 # that stops taking batches).  The devices here are a small SIP client in
 # this file speaking UDP and TCP from sockets it controls, so a second
