@@ -114,7 +114,7 @@ for my $case (
 {
 	my ($f, $reason, $what) = @$case;
 	my ($ok, $frames, $w, $h, $codec, $detail) = @{ $r{$f} // [] };
-	is(($ok // 'none') . " $frames", 'false 0', "$f: stream abnormal, no frames");
+	is(($ok // 'none') . ' ' . ($frames // '?'), 'false 0', "$f: stream abnormal, no frames");
 	like($detail // '', $reason, "$f: $what (" . ($detail // 'no result') . ')');
 }
 
