@@ -235,7 +235,28 @@ SELECT count(*) AS unended_days_frozen FROM vms.report_frozen_day f
  WHERE (f.day + 1)::timestamp AT TIME ZONE 'Asia/Shanghai' > now();
 COMMIT;
 
+-- 统计范围 （全部） comes from the role's rights, not from the data: an
+-- analyst granted the whole province (every channel there is) still reads
+-- 按当前用户的授权范围, learning nothing of whether other channels exist
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'regress_report_gd') THEN
+        CREATE ROLE regress_report_gd LOGIN;
+    END IF;
+END $$;
+GRANT vms_analyst TO regress_report_gd;
+INSERT INTO vms.access_grant (grantee, scope_kind, scope_ref, actions, max_level, granted_by)
+VALUES ('regress_report_gd', 'region', '44', '{view_live}', 4, 'regress');
+SELECT count(*) AS all_channels FROM vms.report_channel_day WHERE day = '2026-03-03' \gset
+SET SESSION AUTHORIZATION regress_report_gd;
+SELECT substring(h FROM 'data-channels="([0-9]+)"')::int = :all_channels AS sees_every_channel,
+       h LIKE '%（按当前用户的授权范围）%' AS scoped, h NOT LIKE '%（全部）%' AS not_all
+  FROM vms.report_html('daily', '2026-03-03') h;
+RESET SESSION AUTHORIZATION;
+SELECT h LIKE '%（全部）%' AS superuser_all FROM vms.report_html('daily', '2026-03-03') h;
+
 -- every role this file created is dropped
 DROP OWNED BY regress_report_yl;
 DROP ROLE regress_report_yl;
+DROP OWNED BY regress_report_gd;
+DROP ROLE regress_report_gd;
 SELECT count(*) AS roles_left FROM pg_roles WHERE rolname LIKE 'regress\_report%';
