@@ -197,7 +197,8 @@ CREATE TEMP TABLE gy AS SELECT vms.report_html('daily', :'today') AS html;
 RESET SESSION AUTHORIZATION;
 -- withheld: no figure of 园岭派出所 (it has a channel the analyst cannot
 -- see), its tasks left out and said so; no row from the whole ledger
-SELECT s.unit, s.shown FROM gy, pg_temp.gov_shown(gy.html) s ORDER BY 1;
+SELECT s.unit, s.shown, s.shown = 'withheld' OR v.shown = s.shown AS withheld_or_equals_visible
+  FROM gy, pg_temp.gov_shown(gy.html) s LEFT JOIN pg_temp.gov_visible('regress_report_yl') v ON v.unit = s.unit ORDER BY 1;
 SELECT html ~ 'data-withheld="tasks">[^<]*园岭派出所' AS tasks_withheld_marked, html NOT LIKE '%南园%' AS no_other_unit,
        html LIKE '%（按当前用户的授权范围）%' AS scoped
   FROM gy;
