@@ -186,7 +186,7 @@ challenge_allowed(const Peer *peer)
 		memset(&ctl, 0, sizeof(ctl));
 		ctl.keysize = sizeof(key);
 		ctl.entrysize = sizeof(ChallengeSource);
-		ctl.hcxt = TopMemoryContext;
+		ctl.hcxt = vms_worker_cxt;
 		challenge_sources = hash_create("vms sip challenge sources", 256, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	}
 	memset(key, 0, sizeof(key));
@@ -275,7 +275,7 @@ auth_source(const Dev *d, const Peer *peer, bool create)
 		memset(&ctl, 0, sizeof(ctl));
 		ctl.keysize = AUTH_SOURCE_KEY;
 		ctl.entrysize = sizeof(AuthSource);
-		ctl.hcxt = TopMemoryContext;
+		ctl.hcxt = vms_worker_cxt;
 		auth_sources = hash_create("vms sip auth sources", 256, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	}
 	memset(key, 0, sizeof(key));
@@ -795,7 +795,7 @@ sip_handle(const char *buf, size_t len, const Peer *peer)
 	MemoryContext caller = CurrentMemoryContext;
 
 	if (msg_cxt == NULL)
-		msg_cxt = AllocSetContextCreate(TopMemoryContext, "vms sip message", ALLOCSET_DEFAULT_SIZES);
+		msg_cxt = AllocSetContextCreate(vms_worker_cxt, "vms sip message", ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(msg_cxt);
 	PG_TRY();
 	{
