@@ -21,7 +21,7 @@ cluster_psql "$dir" "$port" bench -f "$VMS_ROOT/test/bench/bench_lib.sql" >/dev/
 for b in "$VMS_ROOT"/test/bench/${VMS_BENCH_ONLY:-*}.bench.*; do
   echo "# $(basename "$b")" >&2
   case "$b" in
-    *.sql) cluster_psql "$dir" "$port" bench -tA -v dir="$dir" -v csv="$dir/bench_ledger_1m.csv" \
+    *.sql) cluster_psql "$dir" "$port" bench -tA -v dir="$dir" -v csv="$dir/bench_ledger_1m.csv" ${VMS_BENCH_ROWS:+-v rows="$VMS_BENCH_ROWS"} \
              -c "SET client_min_messages = warning" -f "$b" | grep '^BENCH' ;;
     *.sh)  bash "$b" "$dir" "$port" | grep '^BENCH' ;;
   esac || { echo "benchmark $(basename "$b") failed" >&2; exit 1; }
