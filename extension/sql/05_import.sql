@@ -267,6 +267,15 @@ BEGIN
             port = coalesce(EXCLUDED.port, d.port),
             civil_code = coalesce(EXCLUDED.civil_code, d.civil_code),
             overridden = ARRAY(SELECT DISTINCT unnest(d.overridden || EXCLUDED.overridden) ORDER BY 1)
+        -- a device the file leaves as it is keeps its row: no new version,
+        -- no index entries, no history to compare
+        WHERE (d.name, d.manufacturer, d.model, d.ip_address, d.port, d.civil_code)
+              IS DISTINCT FROM
+              (CASE WHEN EXCLUDED.overridden @> '{name}' THEN EXCLUDED.name ELSE d.name END,
+               coalesce(EXCLUDED.manufacturer, d.manufacturer), coalesce(EXCLUDED.model, d.model),
+               coalesce(EXCLUDED.ip_address, d.ip_address), coalesce(EXCLUDED.port, d.port),
+               coalesce(EXCLUDED.civil_code, d.civil_code))
+              OR NOT d.overridden @> EXCLUDED.overridden
         RETURNING (xmax = 0) AS created)
     SELECT count(*) FILTER (WHERE created) INTO n FROM upserted;
     UPDATE vms.import_job j SET created_devices = n WHERE j.id = job_id;
@@ -327,9 +336,27 @@ BEGIN
             stream_url = coalesce(EXCLUDED.stream_url, c.stream_url),
             geom = coalesce(EXCLUDED.geom, c.geom),
             coord_source = coalesce(EXCLUDED.coord_source, c.coord_source),
-            overridden = ARRAY(SELECT DISTINCT unnest(c.overridden || EXCLUDED.overridden) ORDER BY 1);
-        GET DIAGNOSTICS n = ROW_COUNT;
-        loaded := loaded + n;
+            overridden = ARRAY(SELECT DISTINCT unnest(c.overridden || EXCLUDED.overridden) ORDER BY 1)
+        -- a re-imported row that changes nothing is left alone: no new row
+        -- version, no entries in the nine indexes, no history row to diff
+        WHERE (c.device_code, c.name, c.alias, c.address, c.civil_code, c.street, c.place_type, c.point_type,
+               c.resolution, c.azimuth, c.fov_angle, c.fov_range_m, c.install_height_m, c.capabilities,
+               c.unit_id, c.stream_url, c.geom, c.coord_source)
+              IS DISTINCT FROM
+              (EXCLUDED.device_code, EXCLUDED.name, coalesce(EXCLUDED.alias, c.alias),
+               coalesce(EXCLUDED.address, c.address), coalesce(EXCLUDED.civil_code, c.civil_code),
+               coalesce(EXCLUDED.street, c.street), coalesce(EXCLUDED.place_type, c.place_type),
+               coalesce(EXCLUDED.point_type, c.point_type), coalesce(EXCLUDED.resolution, c.resolution),
+               coalesce(EXCLUDED.azimuth, c.azimuth), coalesce(EXCLUDED.fov_angle, c.fov_angle),
+               coalesce(EXCLUDED.fov_range_m, c.fov_range_m),
+               coalesce(EXCLUDED.install_height_m, c.install_height_m),
+               CASE WHEN EXCLUDED.overridden @> '{capabilities}' THEN EXCLUDED.capabilities ELSE c.capabilities END,
+               coalesce(EXCLUDED.unit_id, c.unit_id), coalesce(EXCLUDED.stream_url, c.stream_url),
+               coalesce(EXCLUDED.geom, c.geom), coalesce(EXCLUDED.coord_source, c.coord_source))
+              OR NOT c.overridden @> EXCLUDED.overridden;   -- as a set: the first load stores it unsorted
+        -- loaded: valid rows taken in, whether they changed the ledger or not
+        SELECT loaded + count(*) INTO loaded FROM _ledger_checked r
+         WHERE r.line_no BETWEEN lo AND lo + chunk - 1;
 
         INSERT INTO vms.catalog_member (node_code, channel_code)
         SELECT btrim(x)::vms.gbcode, r.code::vms.gbcode
