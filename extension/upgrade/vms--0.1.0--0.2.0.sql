@@ -5952,83 +5952,6 @@ COMMENT ON FUNCTION vms.notify_route_add(text, text, jsonb) IS
 REVOKE ALL ON FUNCTION vms.notify_route_add(text, text, jsonb) FROM PUBLIC;
 -- end of issue 15: notifier
 
--- issue 15: notifier
--- The vms notifier worker (workers/notifier) delivers vms.notify_outbox;
--- a mail route may name its own sender (extension/sql/24_notify.sql).
-ALTER TABLE vms.notify_route ADD COLUMN mail_from text;
-COMMENT ON COLUMN vms.notify_route.mail_from IS 'sender of this route''s mail (MAIL FROM and From:); NULL: the notifier''s vms.notifier_mail_from';
-CREATE OR REPLACE FUNCTION vms.notify_route_add(name text, url text, filter jsonb DEFAULT '{}') RETURNS bigint
-    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
-DECLARE
-    f jsonb := coalesce(filter, '{}');
-    bad text;
-    k text;
-    route_id bigint;
-BEGIN
-    IF coalesce(btrim(name), '') = '' THEN
-        RAISE EXCEPTION 'a notification route needs a name' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    k := CASE WHEN url ~* '^https?://[^/\s]+' THEN 'webhook' WHEN url ~* '^smtps?://[^/\s]+' THEN 'smtp' END;
-    IF k IS NULL THEN
-        RAISE EXCEPTION 'notification route URL "%" is neither http(s) nor smtp(s)', url
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'A webhook is an http:// or https:// URL; mail goes through an smtp:// or smtps:// server.';
-    END IF;
-    IF jsonb_typeof(f) <> 'object' THEN
-        RAISE EXCEPTION 'a notification filter must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    SELECT x INTO bad FROM jsonb_object_keys(f) x
-     WHERE x NOT IN ('levels', 'sources', 'fault_types', 'units', 'regions', 'events', 'quiet_hours', 'template', 'mail_to',
-                     'max_attempts', 'mail_from') LIMIT 1;
-    IF bad IS NOT NULL THEN
-        RAISE EXCEPTION 'unknown notification filter key "%"', bad
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Keys: levels, sources, fault_types, units, regions, events (arrays); quiet_hours {"from": "22:00", "to": "07:00", "tz": "Asia/Shanghai"}; template; mail_to; mail_from; max_attempts.';
-    END IF;
-    SELECT x INTO bad FROM jsonb_each(f) e(x, v)
-     WHERE x IN ('levels', 'sources', 'fault_types', 'units', 'regions', 'events', 'mail_to') AND jsonb_typeof(v) <> 'array' LIMIT 1;
-    IF bad IS NOT NULL THEN
-        RAISE EXCEPTION 'notification filter key "%" must be an array', bad USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    SELECT x INTO bad FROM jsonb_array_elements_text(coalesce(f -> 'events', '[]')) x
-     WHERE x NOT IN ('raised', 'escalated', 'cleared', 'unsuppressed', 'work_order') LIMIT 1;
-    IF bad IS NOT NULL THEN
-        RAISE EXCEPTION 'unknown notification event "%"', bad
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Events: raised, escalated, cleared, unsuppressed, work_order.';
-    END IF;
-    IF f ? 'quiet_hours' THEN
-        BEGIN
-            PERFORM (f #>> '{quiet_hours,from}')::time, (f #>> '{quiet_hours,to}')::time,
-                    now() AT TIME ZONE coalesce(f #>> '{quiet_hours,tz}', current_setting('TimeZone'));
-            IF f #>> '{quiet_hours,from}' IS NULL OR f #>> '{quiet_hours,to}' IS NULL THEN
-                RAISE EXCEPTION 'incomplete';
-            END IF;
-        EXCEPTION WHEN OTHERS THEN
-            RAISE EXCEPTION 'quiet_hours must be {"from": "HH:MM", "to": "HH:MM", "tz": "zone"}'
-                USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Given: %s.', f -> 'quiet_hours');
-        END;
-    END IF;
-    IF f ? 'mail_from' AND (jsonb_typeof(f -> 'mail_from') <> 'string' OR f ->> 'mail_from' !~ '^[^\s<>@,]+@[^\s<>@,]+$') THEN
-        RAISE EXCEPTION 'mail_from must be one address like "vms@example.org"' USING ERRCODE = 'invalid_parameter_value',
-            DETAIL = format('Given: %s.', f -> 'mail_from');
-    END IF;
-    IF k = 'smtp' AND jsonb_array_length(coalesce(f -> 'mail_to', '[]')) = 0 THEN
-        RAISE EXCEPTION 'a mail route needs recipients' USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Give "mail_to": ["ops@example.org"] in the filter document.';
-    END IF;
-    INSERT INTO vms.notify_route (name, kind, url, filter, quiet_hours, template, mail_to, max_attempts, mail_from)
-    VALUES (btrim(notify_route_add.name), k, url,
-            f - 'quiet_hours' - 'template' - 'mail_to' - 'max_attempts' - 'mail_from', f -> 'quiet_hours', f ->> 'template',
-            ARRAY(SELECT jsonb_array_elements_text(coalesce(f -> 'mail_to', '[]'))),
-            coalesce((f ->> 'max_attempts')::int, 10), f ->> 'mail_from')
-    RETURNING id INTO route_id;
-    RETURN route_id;
-END $$;
-COMMENT ON FUNCTION vms.notify_route_add(text, text, jsonb) IS
-    'add a notification route: url http(s) (webhook) or smtp(s) (mail); filter keys levels, sources, fault_types, units (ids), regions (civil-code prefixes), events (raised, escalated, cleared, unsuppressed, work_order), and quiet_hours, template, mail_to, mail_from, max_attempts';
-REVOKE ALL ON FUNCTION vms.notify_route_add(text, text, jsonb) FROM PUBLIC;
--- end of issue 15: notifier
-
 -- issue 20: import (ledger import performance)
 CREATE OR REPLACE FUNCTION vms.ledger_import_rows(job_id bigint) RETURNS vms.import_job
     LANGUAGE plpgsql SET search_path FROM CURRENT SET work_mem = '256MB'
@@ -6228,16 +6151,18 @@ BEGIN
         INSERT INTO vms.channel AS c (code, device_code, name, alias, address, civil_code, street,
                 place_type, point_type, resolution, azimuth, fov_angle, fov_range_m,
                 install_height_m, capabilities, unit_id, stream_url, geom, coord_source, overridden)
-        SELECT r.code::vms.gbcode, r.dev_code::vms.gbcode, r.name, r.alias, r.address, r.civil_code, r.street,
-               r.place_type, r.point_type_code, r.resolution, r.azimuth_f, r.fov_angle_f,
-               r.fov_range_f, r.height_f,
+        SELECT n.* FROM (
+        SELECT r.code::vms.gbcode AS code, r.dev_code::vms.gbcode AS device_code, r.name, r.alias, r.address,
+               r.civil_code, r.street, r.place_type, r.point_type_code AS point_type, r.resolution,
+               r.azimuth_f::real AS azimuth, r.fov_angle_f::real AS fov_angle,
+               r.fov_range_f::real AS fov_range_m, r.height_f::real AS install_height_m,
                coalesce(ARRAY(SELECT btrim(x) FROM regexp_split_to_table(r.capabilities, '[|;；]') x
-                               WHERE btrim(x) <> ''), '{}'),
-               u.id, r.stream_url,
+                               WHERE btrim(x) <> ''), '{}') AS capabilities,
+               u.id AS unit_id, r.stream_url,
                CASE WHEN r.longitude IS NOT NULL
                     THEN (SELECT ST_SetSRID(ST_MakePoint(p[1], p[2]), 4326)
-                            FROM vms.coord_convert(r.lon_f, r.lat_f, r.crs, 'WGS84') p) END,
-               CASE WHEN r.longitude IS NOT NULL THEN r.crs END,
+                            FROM vms.coord_convert(r.lon_f, r.lat_f, r.crs, 'WGS84') p) END AS geom,
+               CASE WHEN r.longitude IS NOT NULL THEN r.crs END AS coord_source,
                array_remove(ARRAY['name',
                    CASE WHEN r.alias IS NOT NULL THEN 'alias' END,
                    CASE WHEN r.address IS NOT NULL THEN 'address' END,
@@ -6253,11 +6178,32 @@ BEGIN
                    CASE WHEN r.capabilities IS NOT NULL THEN 'capabilities' END,
                    CASE WHEN r.unit IS NOT NULL THEN 'unit_id' END,
                    CASE WHEN r.stream_url IS NOT NULL THEN 'stream_url' END,
-                   CASE WHEN r.longitude IS NOT NULL THEN 'geom' END], NULL)
+                   CASE WHEN r.longitude IS NOT NULL THEN 'geom' END], NULL) AS overridden
           FROM _ledger_checked r
           LEFT JOIN vms.org_unit u ON u.name = r.unit
-         WHERE r.line_no BETWEEN lo AND lo + chunk - 1
-         ORDER BY r.code   -- key order: index pages are touched once, not at random
+         WHERE r.line_no BETWEEN lo AND lo + chunk - 1) n
+         -- a re-imported row that changes nothing (as far as the caller
+         -- sees) does not reach the upsert: no row lock, no new version, no
+         -- index entries, no history to diff.  The WHERE of DO UPDATE below
+         -- says the same for the rows it does see.
+         WHERE NOT EXISTS (
+             SELECT 1 FROM vms.channel o
+              WHERE o.code = n.code
+                AND (o.device_code, o.name, o.alias, o.address, o.civil_code, o.street, o.place_type,
+                     o.point_type, o.resolution, o.azimuth, o.fov_angle, o.fov_range_m, o.install_height_m,
+                     o.capabilities, o.unit_id, o.stream_url, o.geom, o.coord_source)
+                    IS NOT DISTINCT FROM
+                    (n.device_code, n.name, coalesce(n.alias, o.alias), coalesce(n.address, o.address),
+                     coalesce(n.civil_code, o.civil_code), coalesce(n.street, o.street),
+                     coalesce(n.place_type, o.place_type), coalesce(n.point_type, o.point_type),
+                     coalesce(n.resolution, o.resolution), coalesce(n.azimuth, o.azimuth),
+                     coalesce(n.fov_angle, o.fov_angle), coalesce(n.fov_range_m, o.fov_range_m),
+                     coalesce(n.install_height_m, o.install_height_m),
+                     CASE WHEN n.overridden @> '{capabilities}' THEN n.capabilities ELSE o.capabilities END,
+                     coalesce(n.unit_id, o.unit_id), coalesce(n.stream_url, o.stream_url),
+                     coalesce(n.geom, o.geom), coalesce(n.coord_source, o.coord_source))
+                AND o.overridden @> n.overridden)
+         ORDER BY n.code   -- key order: index pages are touched once, not at random
         ON CONFLICT (code) DO UPDATE SET
             device_code = EXCLUDED.device_code,
             name = EXCLUDED.name,
