@@ -234,7 +234,9 @@ BEGIN
     DELETE FROM _ledger_checked WHERE reasons <> '{}';
     valid := total - n;
     CREATE INDEX ON _ledger_checked (line_no);
-    ANALYZE _ledger_checked;
+    -- statistics for the columns the plans below depend on; all forty
+    -- (the raw fields array among them) cost more than the statements
+    ANALYZE _ledger_checked (line_no, code, dev_code, unit, catalog);
 
     PERFORM set_config('vms.ledger_writer', 'system', true);
 
@@ -287,16 +289,18 @@ BEGIN
         INSERT INTO vms.channel AS c (code, device_code, name, alias, address, civil_code, street,
                 place_type, point_type, resolution, azimuth, fov_angle, fov_range_m,
                 install_height_m, capabilities, unit_id, stream_url, geom, coord_source, overridden)
-        SELECT r.code::vms.gbcode, r.dev_code::vms.gbcode, r.name, r.alias, r.address, r.civil_code, r.street,
-               r.place_type, r.point_type_code, r.resolution, r.azimuth_f, r.fov_angle_f,
-               r.fov_range_f, r.height_f,
+        SELECT n.* FROM (
+        SELECT r.code::vms.gbcode AS code, r.dev_code::vms.gbcode AS device_code, r.name, r.alias, r.address,
+               r.civil_code, r.street, r.place_type, r.point_type_code AS point_type, r.resolution,
+               r.azimuth_f::real AS azimuth, r.fov_angle_f::real AS fov_angle,
+               r.fov_range_f::real AS fov_range_m, r.height_f::real AS install_height_m,
                coalesce(ARRAY(SELECT btrim(x) FROM regexp_split_to_table(r.capabilities, '[|;；]') x
-                               WHERE btrim(x) <> ''), '{}'),
-               u.id, r.stream_url,
+                               WHERE btrim(x) <> ''), '{}') AS capabilities,
+               u.id AS unit_id, r.stream_url,
                CASE WHEN r.longitude IS NOT NULL
                     THEN (SELECT ST_SetSRID(ST_MakePoint(p[1], p[2]), 4326)
-                            FROM vms.coord_convert(r.lon_f, r.lat_f, r.crs, 'WGS84') p) END,
-               CASE WHEN r.longitude IS NOT NULL THEN r.crs END,
+                            FROM vms.coord_convert(r.lon_f, r.lat_f, r.crs, 'WGS84') p) END AS geom,
+               CASE WHEN r.longitude IS NOT NULL THEN r.crs END AS coord_source,
                array_remove(ARRAY['name',
                    CASE WHEN r.alias IS NOT NULL THEN 'alias' END,
                    CASE WHEN r.address IS NOT NULL THEN 'address' END,
@@ -312,11 +316,32 @@ BEGIN
                    CASE WHEN r.capabilities IS NOT NULL THEN 'capabilities' END,
                    CASE WHEN r.unit IS NOT NULL THEN 'unit_id' END,
                    CASE WHEN r.stream_url IS NOT NULL THEN 'stream_url' END,
-                   CASE WHEN r.longitude IS NOT NULL THEN 'geom' END], NULL)
+                   CASE WHEN r.longitude IS NOT NULL THEN 'geom' END], NULL) AS overridden
           FROM _ledger_checked r
           LEFT JOIN vms.org_unit u ON u.name = r.unit
-         WHERE r.line_no BETWEEN lo AND lo + chunk - 1
-         ORDER BY r.code   -- key order: index pages are touched once, not at random
+         WHERE r.line_no BETWEEN lo AND lo + chunk - 1) n
+         -- a re-imported row that changes nothing (as far as the caller
+         -- sees) does not reach the upsert: no row lock, no new version, no
+         -- index entries, no history to diff.  The WHERE of DO UPDATE below
+         -- says the same for the rows it does see.
+         WHERE NOT EXISTS (
+             SELECT 1 FROM vms.channel o
+              WHERE o.code = n.code
+                AND (o.device_code, o.name, o.alias, o.address, o.civil_code, o.street, o.place_type,
+                     o.point_type, o.resolution, o.azimuth, o.fov_angle, o.fov_range_m, o.install_height_m,
+                     o.capabilities, o.unit_id, o.stream_url, o.geom, o.coord_source)
+                    IS NOT DISTINCT FROM
+                    (n.device_code, n.name, coalesce(n.alias, o.alias), coalesce(n.address, o.address),
+                     coalesce(n.civil_code, o.civil_code), coalesce(n.street, o.street),
+                     coalesce(n.place_type, o.place_type), coalesce(n.point_type, o.point_type),
+                     coalesce(n.resolution, o.resolution), coalesce(n.azimuth, o.azimuth),
+                     coalesce(n.fov_angle, o.fov_angle), coalesce(n.fov_range_m, o.fov_range_m),
+                     coalesce(n.install_height_m, o.install_height_m),
+                     CASE WHEN n.overridden @> '{capabilities}' THEN n.capabilities ELSE o.capabilities END,
+                     coalesce(n.unit_id, o.unit_id), coalesce(n.stream_url, o.stream_url),
+                     coalesce(n.geom, o.geom), coalesce(n.coord_source, o.coord_source))
+                AND o.overridden @> n.overridden)
+         ORDER BY n.code   -- key order: index pages are touched once, not at random
         ON CONFLICT (code) DO UPDATE SET
             device_code = EXCLUDED.device_code,
             name = EXCLUDED.name,

@@ -6098,7 +6098,9 @@ BEGIN
     DELETE FROM _ledger_checked WHERE reasons <> '{}';
     valid := total - n;
     CREATE INDEX ON _ledger_checked (line_no);
-    ANALYZE _ledger_checked;
+    -- statistics for the columns the plans below depend on; all forty
+    -- (the raw fields array among them) cost more than the statements
+    ANALYZE _ledger_checked (line_no, code, dev_code, unit, catalog);
 
     PERFORM set_config('vms.ledger_writer', 'system', true);
 
