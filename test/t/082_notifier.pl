@@ -144,6 +144,13 @@ my ($mail) = grep { $_->{data} =~ /\Q$nvr[0]\E/ && $_->{to}[0] ne '<chief@exampl
 my ($chief) = grep { $_->{data} =~ /\Q$nvr[0]\E/ && $_->{to}[0] eq '<chief@example.org>' } lines_of($mail_log);
 is($chief->{from}, '<noc@ops.example>', 'a route\'s own mail_from is its MAIL FROM');
 like($chief->{data}, qr/^From: <noc\@ops\.example>\r$/m, 'and its From:');
+# a fault type is free text: a line break in it stays out of the mail headers
+sql("SELECT vms.alarm_raise('$nvr[0]', E'power\\r\\nBcc: evil\@example.org', 2::smallint, 'manual')");
+ok(wait_for('the odd mail', sub { grep { $_->{data} =~ /power/ } lines_of($mail_log) }), 'mail for a fault type with a line break');
+my ($odd) = grep { $_->{data} =~ /power/ } lines_of($mail_log);
+like($odd->{data}, qr/^Subject: \[vms\] alarm raised \Q$nvr[0]\E power  Bcc: evil\@example\.org level 2\r$/m,
+	'the subject stays one line');
+unlike($odd->{data}, qr/^Bcc:/m, 'no header injected');
 is($mail->{from}, '<vms@ops.example>', 'MAIL FROM is vms.notifier_mail_from');
 is_deeply($mail->{to}, [ '<ops@example.org>', '<duty@example.org>' ], 'RCPT TO every address of the route');
 my $mail_id = sql("SELECT o.dedup_key FROM vms.notify_outbox o JOIN vms.notify_route r ON r.id = o.route_id "

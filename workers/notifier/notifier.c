@@ -158,6 +158,10 @@ mail_message(Notification *n)
 	time_t		now = time(NULL);
 	struct tm	tm;
 
+	/* the subject is made of document values (a fault type is free text): one line */
+	for (char *p = n->subject; *p; p++)
+		if (*p == '\r' || *p == '\n')
+			*p = ' ';
 	gmtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
 	initStringInfo(&m);
