@@ -81,7 +81,16 @@ SELECT "监控点编码", "监控点名称", "设备编码", "点位类型", "�
   FROM vms.ledger_export WHERE "监控点编码" LIKE '110105000013200001%' ORDER BY 1;
 COPY (SELECT * FROM vms.ledger_export ORDER BY 1) TO :'export_file' WITH (FORMAT csv, HEADER);
 CREATE TEMP TABLE before_reimport AS SELECT * FROM vms.ledger_export;
-SELECT (j).rejected_rows FROM (SELECT vms.ledger_import_file(:'export_file') AS j) s;
+CREATE TEMP TABLE versions_before AS SELECT code, xmin::text AS version FROM vms.channel;
+SELECT coalesce(max(id), 0) AS history_before FROM vms.ledger_history \gset
+SELECT (j).rejected_rows, (j).loaded_rows = (SELECT count(*) FROM versions_before) AS all_loaded
+  FROM (SELECT vms.ledger_import_file(:'export_file') AS j) s;
+-- an unchanged row is not written again: same row version, no history;
+-- only the point the export states otherwise (a GCJ-02 point exported in WGS-84) is written back
+SELECT c.code, h.op, (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(h.new_values) k) AS changed
+  FROM vms.channel c JOIN versions_before v USING (code)
+  LEFT JOIN vms.ledger_history h ON h.code = c.code AND h.id > :history_before
+ WHERE c.xmin::text <> v.version OR h.id IS NOT NULL ORDER BY 1;
 SELECT count(*) AS differences FROM (
     (SELECT * FROM before_reimport EXCEPT SELECT * FROM vms.ledger_export)
     UNION ALL
