@@ -3305,7 +3305,10 @@ REVOKE ALL ON FUNCTION
 
 -- alarms that follow the network (extension/sql/06_alarm.sql, 20_alarm_rules.sql)
 ALTER TABLE vms.alarm_level ADD COLUMN plan_within interval;
-UPDATE vms.alarm_level SET respond_within = '30 minutes', plan_within = '2 hours';
+-- 0.1.0 seeded respond_within '30 minutes' for level I and NULL for II-IV;
+-- 0.2.0's default is '30 minutes' for every level: fill only the NULLs, so a
+-- value an operator tuned in 0.1.0 survives
+UPDATE vms.alarm_level SET respond_within = coalesce(respond_within, '30 minutes'), plan_within = '2 hours';
 COMMENT ON TABLE vms.alarm_level IS
     'alarm levels I-IV (紧急/严重/较严重/普通) with the default response, plan and repair deadlines (a maintenance contract may set its own: vms.contract_deadline)';
 COMMENT ON COLUMN vms.alarm_level.respond_within IS 'respond (acknowledge) within this of the raise; NULL: no response deadline';
@@ -3315,7 +3318,13 @@ ALTER TABLE vms.alarm ADD COLUMN plan_by timestamptz, ADD COLUMN planned_at time
     ADD COLUMN root_alarm_id bigint REFERENCES vms.alarm (id) ON DELETE SET NULL, ADD COLUMN mask_id bigint,
     ADD COLUMN escalated text[];
 -- no default in the ADD COLUMN, so no 'missing value' differs from a fresh install
-UPDATE vms.alarm SET escalated = '{}';
+-- open alarms already past a deadline when upgraded count as escalated for
+-- it, so the first vms.alarm_escalate() after the upgrade does not raise (and
+-- notify) all of them at once: only deadlines passed after the upgrade
+-- escalate (plan_by is new, so no 0.1.0 alarm has a plan deadline)
+UPDATE vms.alarm a SET escalated = CASE WHEN a.state = 'cleared' THEN '{}'::text[] ELSE
+    array_remove(ARRAY[CASE WHEN a.acknowledged_at IS NULL AND a.respond_by < now() THEN 'respond' END,
+                       CASE WHEN a.fix_by < now() THEN 'fix' END], NULL) END;
 ALTER TABLE vms.alarm ALTER COLUMN escalated SET DEFAULT '{}', ALTER COLUMN escalated SET NOT NULL;
 COMMENT ON COLUMN vms.alarm.plan_by IS 'deadline for a repair plan (a work order dispatched, or vms.alarm_plan)';
 COMMENT ON COLUMN vms.alarm.planned_at IS 'when a repair plan was made (work order opened, or vms.alarm_plan)';
