@@ -149,7 +149,13 @@ note(int counter, const char *remote, const char *detail)
 		unlogged[counter]++;
 		return;
 	}
-	/* LOG does not return through longjmp: safe in a libmicrohttpd callback */
+	/*
+	 * In a libmicrohttpd callback: errfinish() ends with
+	 * CHECK_FOR_INTERRUPTS(), which could longjmp through libmicrohttpd's
+	 * frames; every call into libmicrohttpd that can call back (MHD_run,
+	 * MHD_stop_daemon, MHD_start_daemon) runs between HOLD_INTERRUPTS() and
+	 * RESUME_INTERRUPTS() (mhd_run, mhd_stop), so a LOG here returns.
+	 */
 	ereport(LOG,
 			(errmsg("vms viid-server: %s from %s: %s", counter_what[counter], remote ? remote : "?", detail),
 			 unlogged[counter] > 0 ? errdetail("%lld more since the last such message.", (long long) unlogged[counter]) : 0));
@@ -261,6 +267,32 @@ challenge(Req *r, bool stale, int counter, const char *reason)
 										stale ? MHD_YES : MHD_NO, MHD_DIGEST_ALG_MD5);
 	MHD_destroy_response(resp);
 	return ret;
+}
+
+/*
+ * Calls into libmicrohttpd that may call our callbacks back hold interrupts:
+ * a cancel or SIGTERM noticed by a LOG in a callback must not longjmp through
+ * libmicrohttpd (nor a FATAL stop the daemon from inside its own callback).
+ * What arrived meanwhile is served right after, by CHECK_FOR_INTERRUPTS.
+ */
+static void
+mhd_run(void)
+{
+	HOLD_INTERRUPTS();
+	MHD_run(daemon_);
+	RESUME_INTERRUPTS();
+	CHECK_FOR_INTERRUPTS();
+}
+
+static void
+mhd_stop(void)
+{
+	struct MHD_Daemon *d = daemon_;
+
+	daemon_ = NULL;
+	HOLD_INTERRUPTS();
+	MHD_stop_daemon(d);
+	RESUME_INTERRUPTS();
 }
 
 /* ---------------------------------------------------------------- callbacks */
@@ -726,8 +758,7 @@ stop_daemon(void)
 			MHD_resume_connection(r->conn);
 		queue_head = queue_tail = NULL;
 		n_queued = 0;
-		MHD_stop_daemon(daemon_);
-		daemon_ = NULL;
+		mhd_stop();
 	}
 }
 
@@ -783,6 +814,7 @@ start_daemon(void)
 		opts[o++] = (struct MHD_OptionItem) {MHD_OPTION_SOCK_ADDR, 0, sa};
 	opts[o++] = (struct MHD_OptionItem) {MHD_OPTION_END, 0, NULL};
 
+	HOLD_INTERRUPTS();			/* it may log through mhd_log */
 	daemon_ = MHD_start_daemon(flags, (uint16_t) vms_viid_server_port, NULL, NULL, on_request, NULL,
 							   MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 							   MHD_OPTION_CONNECTION_LIMIT, (unsigned int) vms_viid_server_max_connections,
@@ -795,6 +827,7 @@ start_daemon(void)
 							   MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
 							   MHD_OPTION_ARRAY, opts,
 							   MHD_OPTION_END);
+	RESUME_INTERRUPTS();
 	if (cert)
 		pfree(cert);
 	if (key)
@@ -830,8 +863,8 @@ shutdown_daemon(int code, Datum arg)
 	for (Req *r = queue_head; r; r = r->next)
 		MHD_resume_connection(r->conn);
 	queue_head = queue_tail = NULL;
-	MHD_stop_daemon(daemon_);
-	daemon_ = NULL;
+	n_queued = 0;
+	mhd_stop();
 }
 
 /* ---------------------------------------------------------------- the loop */
@@ -856,11 +889,11 @@ one_round(void)
 		was_ready = false;
 		if (daemon_ == NULL)
 			return NOT_READY_WAIT_MS;
-		MHD_run(daemon_);
+		mhd_run();
 		if (queue_head)
 		{
 			refuse_queue(503, "the database is being changed (ALTER or DROP EXTENSION vms): nothing was stored; send it again");
-			MHD_run(daemon_);
+			mhd_run();
 		}
 		flush_counts();
 		if (MHD_get_timeout(daemon_, &mhd_timeout) == MHD_YES)
@@ -884,11 +917,11 @@ one_round(void)
 	if (daemon_ == NULL)
 		start_daemon();
 
-	MHD_run(daemon_);
+	mhd_run();
 	if (queue_head)
 	{
 		answer_queue();
-		MHD_run(daemon_);		/* the resumed connections send their answers */
+		mhd_run();				/* the resumed connections send their answers */
 	}
 	flush_counts();
 	if (queue_head)
