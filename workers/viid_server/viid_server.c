@@ -598,13 +598,17 @@ run_batch(Req **reqs, int n)
 	if (!ok)
 		return false;
 	pending_counts[C_BATCHES]++;
+	/* first every answer (nothing here raises an ERROR), then the notes */
+	for (int i = 0; i < n; i++)
+	{
+		answer(reqs[i], status[i], body[i]);
+		pending_counts[C_STORED] += stored[i];
+	}
 	for (int i = 0; i < n; i++)
 	{
 		Req		   *r = reqs[i];
 		const char *e = event[i] ? event[i] : "";
 
-		answer(r, status[i], body[i]);
-		pending_counts[C_STORED] += stored[i];
 		if (rejected[i] > 0)
 		{
 			pending_counts[C_REJECTED] += rejected[i] - 1;
@@ -661,19 +665,41 @@ answer_queue(void)
 		}
 		if (queue_head == NULL)
 			queue_tail = NULL;
-		if (!run_batch(reqs, n))
+
+		/*
+		 * Off the queue, these requests are answered and resumed here
+		 * whatever happens (an ERROR after a commit included): a suspended
+		 * connection nobody resumes would hang until the daemon stops.
+		 */
+		PG_TRY();
+		{
+			if (!run_batch(reqs, n))
+			{
+				for (int i = 0; i < n; i++)
+					if (n == 1 || !run_batch(&reqs[i], 1))
+					{
+						char	   *body = status_json(reqs[i]->path, 1, "internal error: the request was not stored; send it again");
+
+						answer(reqs[i], 500, body);
+						free(body);
+					}
+			}
+		}
+		PG_FINALLY();
 		{
 			for (int i = 0; i < n; i++)
-				if (n == 1 || !run_batch(&reqs[i], 1))
+			{
+				if (!reqs[i]->answered)
 				{
 					char	   *body = status_json(reqs[i]->path, 1, "internal error: the request was not stored; send it again");
 
 					answer(reqs[i], 500, body);
 					free(body);
 				}
+				MHD_resume_connection(reqs[i]->conn);
+			}
 		}
-		for (int i = 0; i < n; i++)
-			MHD_resume_connection(reqs[i]->conn);
+		PG_END_TRY();
 	}
 }
 
@@ -969,7 +995,10 @@ vms_viid_server_main(Datum arg)
 			char	   *message = vms_worker_recover(slot, loop_cxt);
 
 			ereport(LOG, (errmsg("vms viid-server: %s", message)));
-			/* requests waiting for a batch that failed outside it get a 500 from the next round */
+			/*
+			 * requests a batch took off the queue were answered and resumed
+			 * (answer_queue); those still queued are answered next round
+			 */
 			timeout = VMS_ERROR_PAUSE_MS;
 		}
 		PG_END_TRY();
