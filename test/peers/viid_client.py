@@ -16,7 +16,7 @@ Commands:
       posts N MotorVehicles in batches of B; a batch that gets no answer
       (connection refused or lost, HTTP 5xx) is sent again until answered;
       the ids of every acknowledged record are appended to FILE.
-  raw --method M --path P [--ctype T] [--body TEXT | --body-size N]
+  raw --method M --path P [--ctype T] [--body TEXT | --body-size N | --body-hex HEX]
       [--auth none|good|forged|replay]
   slowloris --connections N   opens N connections that send half a header,
       then reports how many the server closed ({"closed": n, "of": N}).
@@ -343,6 +343,8 @@ def cmd_raw(cl, a):
         return
     if a.body_size:
         body = "x" * a.body_size
+    if a.body_hex:
+        body = bytes.fromhex(a.body_hex)    # any bytes: invalid UTF-8, NUL
     if a.auth in ("good", "forged", "replay"):
         # take a challenge first (and, for replay, one good request to replay)
         cl.send("GET", "/VIID/System/Time", ctype=None)
@@ -510,6 +512,7 @@ def main():
     sp.add_argument("--ctype", default=CTYPE)
     sp.add_argument("--body", default="")
     sp.add_argument("--body-size", type=int, default=0)
+    sp.add_argument("--body-hex", help="the body as hex digits (any bytes)")
     sp.add_argument("--announce", type=int, default=0, help="send only headers announcing this Content-Length")
     sp.add_argument("--auth", choices=["none", "good", "forged", "replay"], default="good")
     sp = sub.add_parser("slowloris")

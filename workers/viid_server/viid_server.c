@@ -28,6 +28,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -476,6 +477,12 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 	}
 	if (r->fail_status)
 		return refuse(r, r->fail_status, r->fail_counter, r->fail_reason);
+	/* the body (or DELETE's IDList) becomes SQL text: UTF-8, no NUL byte */
+	if (r->body && memchr(r->body, '\0', r->len) != NULL)
+		return refuse(r, 400, C_BAD_REQUESTS, "the body contains a NUL byte");
+	if (r->body && (!pg_verify_mbstr(PG_UTF8, r->body, (int) r->len, true) ||
+					!pg_verifymbstr(r->body, (int) r->len, true)))
+		return refuse(r, 400, C_BAD_REQUESTS, "the body is not valid UTF-8");
 	/* the whole request is in: the batch answers it after its commit */
 	r->next = NULL;
 	if (queue_tail)
