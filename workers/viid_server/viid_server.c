@@ -54,6 +54,9 @@ PGDLLEXPORT void vms_viid_server_main(Datum arg);
 #define MAX_BATCH_REQUESTS 64	/* requests answered in one transaction */
 #define NONCE_NC_SIZE 65536		/* nonce/nc pairs libmicrohttpd remembers (replay protection) */
 #define CONNECTION_MEMORY (64 * 1024)	/* libmicrohttpd's buffer per connection (headers) */
+#define MAX_BUFFERED_BYTES ((size_t) 256 * 1024 * 1024)	/* request bodies held at once, all connections;
+														 * more get 503 (vms.viid_server_max_body is at
+														 * most as much) */
 
 /* timings, in milliseconds unless named _S */
 #define CLIENT_REFRESH_MS 1000	/* vms.viid_client is read this often */
@@ -127,6 +130,7 @@ static TimestampTz clients_loaded_at = 0;
 static bool clients_stale = false;	/* a callback met an unknown client: read them again soon */
 static char clients_realm[256];
 
+static size_t buffered_bytes = 0;	/* sum of every Req's cap */
 static Req *queue_head = NULL;
 static Req *queue_tail = NULL;
 static int	n_queued = 0;
@@ -245,7 +249,9 @@ refuse(Req *r, int http_status, int counter, const char *reason)
 	note(counter, r->remote, reason);
 	if (resp == NULL)
 		return MHD_NO;
-	if (http_status == 413 || http_status == 429)
+	if (http_status == 503)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+	if (http_status == 413 || http_status == 429 || http_status == 503)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	ret = MHD_queue_response(r->conn, http_status, resp);
 	MHD_destroy_response(resp);
@@ -364,6 +370,8 @@ check_headers(Req *r, const char *url, const char *method)
 		clen = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (clen && strtoull(clen, NULL, 10) > (unsigned long long) vms_viid_server_max_body_kb * 1024)
 			return refuse(r, 413, C_TOO_LARGE, "body over vms.viid_server_max_body");
+		if (clen && buffered_bytes + strtoull(clen, NULL, 10) > MAX_BUFFERED_BYTES)
+			return refuse(r, 503, C_RATE_LIMITED, "server busy: too many request bodies held at once; send it again");
 	}
 
 	user = MHD_digest_auth_get_username(r->conn);
@@ -406,7 +414,11 @@ check_headers(Req *r, const char *url, const char *method)
 		const char *ids = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "IDList");
 
 		if (ids && strlen(ids) < 65536 && (r->body = strdup(ids)) != NULL)
+		{
 			r->len = strlen(ids);
+			r->cap = r->len + 1;
+			buffered_bytes += r->cap;
+		}
 	}
 	if (!viid_bucket_take(&c->bucket, vms_viid_server_rate, GetCurrentTimestamp()))
 		return refuse(r, 429, C_RATE_LIMITED, "request rate over vms.viid_server_rate");
@@ -457,18 +469,33 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 			r->fail_reason = "body over vms.viid_server_max_body";
 			free(r->body);
 			r->body = NULL;
+			buffered_bytes -= r->cap;
 			r->len = r->cap = 0;
 			return MHD_YES;
 		}
 		if (r->len + n + 1 > r->cap)
 		{
-			size_t		cap = Max(r->cap * 2, r->len + n + 1);
-			char	   *grown = realloc(r->body, Min(cap, max + 1));
+			size_t		cap = Min(Max(r->cap * 2, r->len + n + 1), max + 1);
+			char	   *grown;
 
+			if (buffered_bytes - r->cap + cap > MAX_BUFFERED_BYTES)
+			{
+				/* all connections together: no more than MAX_BUFFERED_BYTES */
+				r->fail_status = 503;
+				r->fail_counter = C_RATE_LIMITED;
+				r->fail_reason = "server busy: too many request bodies held at once; send it again";
+				free(r->body);
+				r->body = NULL;
+				buffered_bytes -= r->cap;
+				r->len = r->cap = 0;
+				return MHD_YES;
+			}
+			grown = realloc(r->body, cap);
 			if (grown == NULL)
 				return MHD_NO;
+			buffered_bytes += cap - r->cap;
 			r->body = grown;
-			r->cap = Min(cap, max + 1);
+			r->cap = cap;
 		}
 		memcpy(r->body + r->len, upload_data, n);
 		r->len += n;
@@ -505,6 +532,7 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_Re
 	if (r == NULL)
 		return;
 	free(r->body);
+	buffered_bytes -= r->cap;
 	free(r->answer);
 	free(r);
 	*con_cls = NULL;

@@ -56,7 +56,8 @@ vms_viid_server_define_settings(void)
 							NULL, &vms_viid_server_max_per_ip, 0, 0, 100000, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("vms.viid_server_max_body",
 							"Largest request body the GA/T 1400 server accepts; larger ones get 413.",
-							NULL, &vms_viid_server_max_body_kb, 16384, 1, 1024 * 1024, PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL, NULL);
+							"At most 256MB: every body held at once, all connections together, is at most that much too (more get 503).",
+							&vms_viid_server_max_body_kb, 16384, 1, 256 * 1024, PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL, NULL);
 	DefineCustomIntVariable("vms.viid_server_rate",
 							"Requests per second one client may make (a burst of as many); more get 429. 0: no limit.",
 							NULL, &vms_viid_server_rate, 100, 0, 1000000, PGC_SIGHUP, 0, NULL, NULL, NULL);
