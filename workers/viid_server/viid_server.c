@@ -60,7 +60,8 @@ PGDLLEXPORT void vms_viid_server_main(Datum arg);
 
 /* timings, in milliseconds unless named _S */
 #define CLIENT_REFRESH_MS 1000	/* vms.viid_client is read this often */
-#define CLIENT_STALE_REFRESH_MS 100	/* and again this soon after an unknown client or a wrong digest */
+#define CLIENT_STALE_REFRESH_MS 100	/* and again this soon after an unknown client or a wrong digest, */
+#define CLIENT_STALE_EVERY_MS 1000	/* but such an early read at most this often (anyone can ask for it) */
 #define NONCE_TIMEOUT_S 300		/* a nonce older than this is stale: the client gets a new one */
 #define LOG_EVERY_MS 10000		/* each kind of bad input is logged at most this often */
 #define NOT_READY_WAIT_MS 1000
@@ -127,6 +128,7 @@ static char daemon_sig[1024];
 static Client *clients = NULL;
 static int	n_clients = 0;
 static TimestampTz clients_loaded_at = 0;
+static TimestampTz clients_stale_read_at = 0;	/* the last early read for clients_stale */
 static bool clients_stale = false;	/* a callback met an unknown client: read them again soon */
 static char clients_realm[256];
 
@@ -937,6 +939,7 @@ one_round(void)
 	TimestampTz now = GetCurrentTimestamp();
 	MHD_UNSIGNED_LONG_LONG mhd_timeout = 0;
 	long		timeout;
+	bool		stale_due;
 
 	if (vms_viid_server_port == 0)
 	{
@@ -967,10 +970,14 @@ one_round(void)
 	settings_signature(sig, sizeof(sig));
 	if (daemon_ && strcmp(sig, daemon_sig) != 0)
 		stop_daemon();
-	if (now >= TimestampTzPlusMilliseconds(clients_loaded_at, CLIENT_REFRESH_MS) ||
-		(clients_stale && now >= TimestampTzPlusMilliseconds(clients_loaded_at, CLIENT_STALE_REFRESH_MS)) ||
+	stale_due = clients_stale &&
+		now >= TimestampTzPlusMilliseconds(clients_loaded_at, CLIENT_STALE_REFRESH_MS) &&
+		now >= TimestampTzPlusMilliseconds(clients_stale_read_at, CLIENT_STALE_EVERY_MS);
+	if (now >= TimestampTzPlusMilliseconds(clients_loaded_at, CLIENT_REFRESH_MS) || stale_due ||
 		strcmp(clients_realm, vms_viid_server_realm) != 0)
 	{
+		if (stale_due)
+			clients_stale_read_at = now;
 		clients_stale = false;
 		load_clients();
 		clients_loaded_at = now;
