@@ -151,6 +151,21 @@ my ($odd) = grep { $_->{data} =~ /power/ } lines_of($mail_log);
 like($odd->{data}, qr/^Subject: \[vms\] alarm raised \Q$nvr[0]\E power  Bcc: evil\@example\.org level 2\r$/m,
 	'the subject stays one line');
 unlike($odd->{data}, qr/^Bcc:/m, 'no header injected');
+# a file:// URL written straight into the table is never read
+open(my $hfh, '<', '/etc/hostname') or die;
+chomp(my $hostname = <$hfh> // '');
+close $hfh;
+sql(qq{
+INSERT INTO vms.notify_route (name, kind, url, filter, max_attempts)
+VALUES ('file', 'webhook', 'file:///etc/hostname', '{"fault_types": ["no such fault"]}', 1);
+INSERT INTO vms.notify_outbox (route_id, dedup_key, doc, body)
+SELECT id, 'test:file', '{"type": "test"}', '{}' FROM vms.notify_route WHERE name = 'file';
+});
+ok($node->poll_query_until('postgres', "SELECT state = 'dead' AND last_error ~* 'protocol' FROM vms.notify_outbox WHERE dedup_key = 'test:file'"),
+	'a file:// URL fails as an unsupported protocol');
+my $file_error = sql("SELECT last_error FROM vms.notify_outbox WHERE dedup_key = 'test:file'");
+unlike($file_error, qr/\Q$hostname\E/, 'and the file is not read') if length $hostname;
+sql("DELETE FROM vms.notify_route WHERE name IN ('file')");	# (their rows go too: redrive below counts)
 is($mail->{from}, '<vms@ops.example>', 'MAIL FROM is vms.notifier_mail_from');
 is_deeply($mail->{to}, [ '<ops@example.org>', '<duty@example.org>' ], 'RCPT TO every address of the route');
 my $mail_id = sql("SELECT o.dedup_key FROM vms.notify_outbox o JOIN vms.notify_route r ON r.id = o.route_id "

@@ -204,6 +204,13 @@ make_request(Notification *n)
 	curl_easy_setopt(n->easy, CURLOPT_PRIVATE, n);
 	curl_easy_setopt(n->easy, CURLOPT_WRITEFUNCTION, collect);
 	curl_easy_setopt(n->easy, CURLOPT_WRITEDATA, n);
+	/*
+	 * Only the route's own kind of URL is ever fetched: a file:// (or any
+	 * other) URL written straight into vms.notify_route fails with
+	 * "unsupported protocol" instead of being read, and so would a redirect.
+	 */
+	curl_easy_setopt(n->easy, CURLOPT_PROTOCOLS_STR, n->mail ? "smtp,smtps" : "http,https");
+	curl_easy_setopt(n->easy, CURLOPT_REDIR_PROTOCOLS_STR, n->mail ? "smtp,smtps" : "http,https");
 	if (n->mail)
 	{
 		char	   *list = pstrdup(n->mail_to);
