@@ -68,3 +68,7 @@ SELECT vms.notify_route_add('x', 'https://example.org', '{"events": ["opened"]}'
 SELECT vms.notify_route_add('x', 'smtp://example.org');
 SELECT vms.notify_route_add('x', 'https://example.org', '{"quiet_hours": {"from": "25:00", "to": "07:00"}}');
 SELECT vms.notify_route_add('x', 'smtp://example.org', '{"mail_to": ["a@example.org"], "mail_from": "not an address"}');
+-- every mail_to element is one address: a line break would add mail headers
+SELECT vms.notify_route_add('x', 'smtp://example.org', '{"mail_to": ["ops@example.org", "a@example.org\r\nBcc: evil@example.org"]}');
+SELECT vms.notify_route_add('x', 'smtp://example.org', '{"mail_to": ["ops@example.org", 5]}');
+SELECT vms.notify_route_add('x', 'smtp://example.org', '{"mail_to": ["ops@example.org, evil@example.org"]}');

@@ -101,6 +101,14 @@ BEGIN
         RAISE EXCEPTION 'mail_from must be one address like "vms@example.org"' USING ERRCODE = 'invalid_parameter_value',
             DETAIL = format('Given: %s.', f -> 'mail_from');
     END IF;
+    -- every recipient one address: it goes into To: and RCPT TO, where a
+    -- line break would add headers or SMTP commands
+    SELECT x::text INTO bad FROM jsonb_array_elements(coalesce(f -> 'mail_to', '[]')) x
+     WHERE jsonb_typeof(x) <> 'string' OR x #>> '{}' !~ '^[^\s<>@,]+@[^\s<>@,]+$' LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'every mail_to element must be one address like "ops@example.org"'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Given: %s.', bad);
+    END IF;
     IF k = 'smtp' AND jsonb_array_length(coalesce(f -> 'mail_to', '[]')) = 0 THEN
         RAISE EXCEPTION 'a mail route needs recipients' USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Give "mail_to": ["ops@example.org"] in the filter document.';

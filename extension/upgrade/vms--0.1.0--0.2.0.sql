@@ -6278,3 +6278,83 @@ BEGIN
     RETURN job;
 END $$;
 -- end of issue 20: import
+
+-- issue 15: notifier (review): every mail_to element is one address
+-- (extension/sql/24_notify.sql)
+CREATE OR REPLACE FUNCTION vms.notify_route_add(name text, url text, filter jsonb DEFAULT '{}') RETURNS bigint
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    f jsonb := coalesce(filter, '{}');
+    bad text;
+    k text;
+    route_id bigint;
+BEGIN
+    IF coalesce(btrim(name), '') = '' THEN
+        RAISE EXCEPTION 'a notification route needs a name' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    k := CASE WHEN url ~* '^https?://[^/\s]+' THEN 'webhook' WHEN url ~* '^smtps?://[^/\s]+' THEN 'smtp' END;
+    IF k IS NULL THEN
+        RAISE EXCEPTION 'notification route URL "%" is neither http(s) nor smtp(s)', url
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A webhook is an http:// or https:// URL; mail goes through an smtp:// or smtps:// server.';
+    END IF;
+    IF jsonb_typeof(f) <> 'object' THEN
+        RAISE EXCEPTION 'a notification filter must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT x INTO bad FROM jsonb_object_keys(f) x
+     WHERE x NOT IN ('levels', 'sources', 'fault_types', 'units', 'regions', 'events', 'quiet_hours', 'template', 'mail_to',
+                     'max_attempts', 'mail_from') LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown notification filter key "%"', bad
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Keys: levels, sources, fault_types, units, regions, events (arrays); quiet_hours {"from": "22:00", "to": "07:00", "tz": "Asia/Shanghai"}; template; mail_to; mail_from; max_attempts.';
+    END IF;
+    SELECT x INTO bad FROM jsonb_each(f) e(x, v)
+     WHERE x IN ('levels', 'sources', 'fault_types', 'units', 'regions', 'events', 'mail_to') AND jsonb_typeof(v) <> 'array' LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'notification filter key "%" must be an array', bad USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT x INTO bad FROM jsonb_array_elements_text(coalesce(f -> 'events', '[]')) x
+     WHERE x NOT IN ('raised', 'escalated', 'cleared', 'unsuppressed', 'work_order') LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown notification event "%"', bad
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Events: raised, escalated, cleared, unsuppressed, work_order.';
+    END IF;
+    IF f ? 'quiet_hours' THEN
+        BEGIN
+            PERFORM (f #>> '{quiet_hours,from}')::time, (f #>> '{quiet_hours,to}')::time,
+                    now() AT TIME ZONE coalesce(f #>> '{quiet_hours,tz}', current_setting('TimeZone'));
+            IF f #>> '{quiet_hours,from}' IS NULL OR f #>> '{quiet_hours,to}' IS NULL THEN
+                RAISE EXCEPTION 'incomplete';
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE EXCEPTION 'quiet_hours must be {"from": "HH:MM", "to": "HH:MM", "tz": "zone"}'
+                USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Given: %s.', f -> 'quiet_hours');
+        END;
+    END IF;
+    IF f ? 'mail_from' AND (jsonb_typeof(f -> 'mail_from') <> 'string' OR f ->> 'mail_from' !~ '^[^\s<>@,]+@[^\s<>@,]+$') THEN
+        RAISE EXCEPTION 'mail_from must be one address like "vms@example.org"' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = format('Given: %s.', f -> 'mail_from');
+    END IF;
+    -- every recipient one address: it goes into To: and RCPT TO, where a
+    -- line break would add headers or SMTP commands
+    SELECT x::text INTO bad FROM jsonb_array_elements(coalesce(f -> 'mail_to', '[]')) x
+     WHERE jsonb_typeof(x) <> 'string' OR x #>> '{}' !~ '^[^\s<>@,]+@[^\s<>@,]+$' LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'every mail_to element must be one address like "ops@example.org"'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = format('Given: %s.', bad);
+    END IF;
+    IF k = 'smtp' AND jsonb_array_length(coalesce(f -> 'mail_to', '[]')) = 0 THEN
+        RAISE EXCEPTION 'a mail route needs recipients' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Give "mail_to": ["ops@example.org"] in the filter document.';
+    END IF;
+    INSERT INTO vms.notify_route (name, kind, url, filter, quiet_hours, template, mail_to, max_attempts, mail_from)
+    VALUES (btrim(notify_route_add.name), k, url,
+            f - 'quiet_hours' - 'template' - 'mail_to' - 'max_attempts' - 'mail_from', f -> 'quiet_hours', f ->> 'template',
+            ARRAY(SELECT jsonb_array_elements_text(coalesce(f -> 'mail_to', '[]'))),
+            coalesce((f ->> 'max_attempts')::int, 10), f ->> 'mail_from')
+    RETURNING id INTO route_id;
+    RETURN route_id;
+END $$;
+REVOKE ALL ON FUNCTION vms.notify_route_add(text, text, jsonb) FROM PUBLIC;
+-- end of issue 15: notifier (review)

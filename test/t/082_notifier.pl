@@ -151,6 +151,21 @@ my ($odd) = grep { $_->{data} =~ /power/ } lines_of($mail_log);
 like($odd->{data}, qr/^Subject: \[vms\] alarm raised \Q$nvr[0]\E power  Bcc: evil\@example\.org level 2\r$/m,
 	'the subject stays one line');
 unlike($odd->{data}, qr/^Bcc:/m, 'no header injected');
+# a route written straight into the table, past notify_route_add's checks:
+# an address with a line break is left out of RCPT TO and To:
+sql(qq{
+INSERT INTO vms.notify_route (name, kind, url, filter, mail_to)
+VALUES ('raw mail', 'smtp', 'smtp://127.0.0.1:$smtp_port', '{"fault_types": ["no such fault"]}',
+        ARRAY['raw\@example.org', E'x\@example.org\r\nBcc: evil\@example.org']);
+INSERT INTO vms.notify_outbox (route_id, dedup_key, doc, body)
+SELECT id, 'test:raw-mail', '{"type": "test"}', 'raw-mail-marker' FROM vms.notify_route WHERE name = 'raw mail';
+});
+ok(wait_for('the raw route\'s mail', sub { grep { $_->{data} =~ /raw-mail-marker/ } lines_of($mail_log) }),
+	'mail for a route with a line break in an address');
+my ($raw) = grep { $_->{data} =~ /raw-mail-marker/ } lines_of($mail_log);
+is_deeply($raw->{to}, ['<raw@example.org>'], 'the address with the line break is left out of RCPT TO');
+like($raw->{data}, qr/^To: raw\@example\.org\r$/m, 'and out of To:');
+unlike($raw->{data}, qr/^Bcc:/m, 'no header injected through mail_to');
 # a file:// URL written straight into the table is never read
 open(my $hfh, '<', '/etc/hostname') or die;
 chomp(my $hostname = <$hfh> // '');
@@ -165,7 +180,7 @@ ok($node->poll_query_until('postgres', "SELECT state = 'dead' AND last_error ~* 
 	'a file:// URL fails as an unsupported protocol');
 my $file_error = sql("SELECT last_error FROM vms.notify_outbox WHERE dedup_key = 'test:file'");
 unlike($file_error, qr/\Q$hostname\E/, 'and the file is not read') if length $hostname;
-sql("DELETE FROM vms.notify_route WHERE name IN ('file')");	# (their rows go too: redrive below counts)
+sql("DELETE FROM vms.notify_route WHERE name IN ('raw mail', 'file')");	# (their rows go too: redrive below counts)
 is($mail->{from}, '<vms@ops.example>', 'MAIL FROM is vms.notifier_mail_from');
 is_deeply($mail->{to}, [ '<ops@example.org>', '<duty@example.org>' ], 'RCPT TO every address of the route');
 my $mail_id = sql("SELECT o.dedup_key FROM vms.notify_outbox o JOIN vms.notify_route r ON r.id = o.route_id "

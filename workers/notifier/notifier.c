@@ -311,6 +311,47 @@ judge(Notification *n, CURLcode rc)
 	}
 }
 
+/* no control character (CR, LF ...) that could end a header or an SMTP command */
+static bool
+header_safe(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char) *s < 0x20 || *s == 0x7f)
+			return false;
+	return true;
+}
+
+/*
+ * The recipients fit for To: and RCPT TO: vms.notify_route_add checks every
+ * address, but a row written straight into vms.notify_route is not checked;
+ * an address with a line break would add headers or SMTP commands, so it is
+ * left out (with a warning) rather than sent.
+ */
+static char *
+safe_recipients(const char *list, const char *dedup_key)
+{
+	StringInfoData out;
+	char	   *copy = pstrdup(list);
+	char	   *save = NULL;
+
+	initStringInfo(&out);
+	for (char *a = strtok_r(copy, ",", &save); a; a = strtok_r(NULL, ",", &save))
+	{
+		if (!header_safe(a))
+		{
+			ereport(WARNING,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("vms notifier: %s: a mail_to address with a control character is left out", dedup_key),
+					 errhint("Correct the route's mail_to (vms.notify_route).")));
+			continue;
+		}
+		if (out.len > 0)
+			appendStringInfoChar(&out, ',');
+		appendStringInfoString(&out, a);
+	}
+	return out.data;
+}
+
 /* claim due notifications in a short transaction; returns how many */
 static int
 claim(Notification **out)
@@ -346,11 +387,12 @@ claim(Notification **out)
 		n->id = atoll(id);
 		n->mail = strcmp(kind, "smtp") == 0;
 		n->url = pstrdup(url);
-		n->mail_to = pstrdup(mail_to ? mail_to : "");
+		n->mail_to = safe_recipients(mail_to ? mail_to : "", dedup_key);
 		n->dedup_key = pstrdup(dedup_key);
 		n->body = pstrdup(body);
 		n->subject = pstrdup(subject ? subject : "[vms]");
-		n->mail_from = pstrdup(mail_from ? mail_from : vms_notifier_mail_from);
+		/* (a route's mail_from with a line break, written past notify_route_add: the default) */
+		n->mail_from = pstrdup(mail_from && header_safe(mail_from) ? mail_from : vms_notifier_mail_from);
 		out[count++] = n;
 		MemoryContextSwitchTo(old);
 	}
