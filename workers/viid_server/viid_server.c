@@ -1018,7 +1018,6 @@ vms_viid_server_main(Datum arg)
 	{
 		long		timeout = VMS_ERROR_PAUSE_MS;
 
-		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
@@ -1029,6 +1028,8 @@ vms_viid_server_main(Datum arg)
 		{
 			MemoryContext old = MemoryContextSwitchTo(loop_cxt);
 
+			/* SIGTERM ends the process (FATAL); a cancel ends only this round */
+			CHECK_FOR_INTERRUPTS();
 			timeout = one_round();
 			MemoryContextSwitchTo(old);
 		}
