@@ -136,6 +136,8 @@ static size_t buffered_bytes = 0;	/* sum of every Req's cap */
 static Req *queue_head = NULL;
 static Req *queue_tail = NULL;
 static int	n_queued = 0;
+static Req **batch_reqs = NULL;	/* off the queue, in a batch: resumed on exit too */
+static int	n_batch_reqs = 0;
 static int64 pending_counts[C_COUNT];
 
 /* bad input is logged at most every LOG_EVERY_MS per kind, with how many were not */
@@ -708,6 +710,8 @@ answer_queue(void)
 		 * whatever happens (an ERROR after a commit included): a suspended
 		 * connection nobody resumes would hang until the daemon stops.
 		 */
+		batch_reqs = reqs;
+		n_batch_reqs = n;
 		PG_TRY();
 		{
 			if (!run_batch(reqs, n))
@@ -735,6 +739,8 @@ answer_queue(void)
 				}
 				MHD_resume_connection(reqs[i]->conn);
 			}
+			batch_reqs = NULL;
+			n_batch_reqs = 0;
 		}
 		PG_END_TRY();
 	}
@@ -917,12 +923,19 @@ start_daemon(void)
 	vms_worker_set_state(slot, tls ? "listening (HTTPS)" : "listening");
 }
 
-/* on exit: suspended connections must be resumed before the daemon stops */
+/*
+ * on exit: suspended connections must be resumed before the daemon stops
+ * (else libmicrohttpd panics), those of a batch a FATAL interrupted too
+ */
 static void
 shutdown_daemon(int code, Datum arg)
 {
 	if (daemon_ == NULL)
 		return;
+	for (int i = 0; i < n_batch_reqs; i++)
+		MHD_resume_connection(batch_reqs[i]->conn);
+	batch_reqs = NULL;
+	n_batch_reqs = 0;
 	for (Req *r = queue_head; r; r = r->next)
 		MHD_resume_connection(r->conn);
 	queue_head = queue_tail = NULL;
