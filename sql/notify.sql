@@ -72,3 +72,18 @@ SELECT vms.notify_route_add('x', 'smtp://example.org', '{"mail_to": ["a@example.
 SELECT vms.notify_route_add('x', 'smtp://example.org', '{"mail_to": ["ops@example.org", "a@example.org\r\nBcc: evil@example.org"]}');
 SELECT vms.notify_route_add('x', 'smtp://example.org', '{"mail_to": ["ops@example.org", 5]}');
 SELECT vms.notify_route_add('x', 'smtp://example.org', '{"mail_to": ["ops@example.org, evil@example.org"]}');
+
+-- a role that may only insert alarm events (a DBA's grant) still gets them
+-- queued: the notify trigger runs as the owner (SECURITY DEFINER)
+SELECT min(id) AS nvr_alarm FROM vms.alarm WHERE code = '11010500001180000001' \gset
+CREATE ROLE regress_notify_writer;
+GRANT USAGE ON SCHEMA vms TO regress_notify_writer;
+GRANT INSERT ON vms.alarm_event TO regress_notify_writer;
+SET ROLE regress_notify_writer;
+INSERT INTO vms.alarm_event (alarm_id, kind, level, notify) VALUES (:nvr_alarm, 'escalated', 1, true);
+RESET ROLE;
+SELECT r.name, o.doc ->> 'event' AS event, o.doc ->> 'level' AS level, o.state
+  FROM vms.notify_outbox o JOIN vms.notify_route r ON r.id = o.route_id WHERE o.doc ->> 'event' = 'escalated';
+SELECT has_function_privilege('regress_notify_writer', 'vms._notify_alarm_events()', 'EXECUTE') AS writer_may_call_trigger_fn;
+DROP OWNED BY regress_notify_writer;
+DROP ROLE regress_notify_writer;

@@ -211,8 +211,16 @@ END $$;
 COMMENT ON FUNCTION vms._notify_enqueue(text, bigint, jsonb, smallint, text, text, vms.gbcode) IS
     'internal: queue one event for every enabled route whose filter matches (in the event''s transaction)';
 
+-- SECURITY DEFINER trigger: whoever may record an alarm event (alarm_raise
+-- runs with the caller's rights; a DBA may grant INSERT on the alarm tables
+-- to an operator role) must not fail once a route exists for want of
+-- privileges on vms.notify_route, vms.notify_outbox or the internal
+-- vms._notify_enqueue.  It trusts nothing from the caller but the rows the
+-- statement inserted (the transition table) and the alarms they name; what
+-- is queued and where it goes comes from the routes.  Not executable by
+-- PUBLIC (99_privileges.sql): it only runs as the trigger.
 CREATE FUNCTION vms._notify_alarm_events() RETURNS trigger
-    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     e record;
 BEGIN
@@ -238,8 +246,13 @@ COMMENT ON FUNCTION vms._notify_alarm_events() IS 'internal: alarm events people
 CREATE TRIGGER alarm_event_notify AFTER INSERT ON vms.alarm_event
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._notify_alarm_events();
 
+-- SECURITY DEFINER trigger, for the same reason as vms._notify_alarm_events:
+-- a role that may move work orders must not need privileges on the routes,
+-- the outbox or the internal vms._notify_enqueue.  It trusts only the
+-- transition rows the statement inserted (and the work orders and alarms
+-- they name).  Not executable by PUBLIC: it only runs as the trigger.
 CREATE FUNCTION vms._notify_work_orders() RETURNS trigger
-    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     e record;
 BEGIN

@@ -6358,3 +6358,52 @@ BEGIN
 END $$;
 REVOKE ALL ON FUNCTION vms.notify_route_add(text, text, jsonb) FROM PUBLIC;
 -- end of issue 15: notifier (review)
+
+-- issue 15: notifier (review): the notify triggers are SECURITY DEFINER
+-- (see the comments in extension/sql/24_notify.sql)
+CREATE OR REPLACE FUNCTION vms._notify_alarm_events() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    e record;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM vms.notify_route WHERE enabled) THEN
+        RETURN NULL;
+    END IF;
+    FOR e IN SELECT n.id, n.kind, n.level, n.at, n.actor, n.detail, a.id AS alarm_id, a.code, a.fault_type, a.source,
+                    a.occurrences, a.first_raised_at, a.respond_by, a.fix_by, a.clear_reason,
+                    (SELECT l.name_zh FROM vms.alarm_level l WHERE l.level = n.level) AS level_name
+               FROM new_rows n JOIN vms.alarm a ON a.id = n.alarm_id
+              WHERE n.notify ORDER BY n.id LOOP
+        PERFORM vms._notify_enqueue('alarm', e.id,
+            jsonb_strip_nulls(jsonb_build_object(
+                'type', 'alarm', 'event', e.kind, 'alarm_id', e.alarm_id, 'code', e.code::text, 'fault_type', e.fault_type,
+                'level', e.level, 'level_name', e.level_name, 'source', e.source, 'at', e.at, 'actor', e.actor,
+                'occurrences', e.occurrences, 'first_raised_at', e.first_raised_at, 'respond_by', e.respond_by,
+                'fix_by', e.fix_by, 'reason', coalesce(e.detail ->> 'reason', e.clear_reason), 'detail', e.detail)),
+            e.level, e.source, e.fault_type, e.code);
+    END LOOP;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE FUNCTION vms._notify_work_orders() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    e record;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM vms.notify_route WHERE enabled) THEN
+        RETURN NULL;
+    END IF;
+    FOR e IN SELECT n.id, n.from_state, n.to_state, n.actor, n.at, n.note, w.id AS order_id, w.assignee,
+                    a.id AS alarm_id, a.code, a.fault_type, a.level, a.source
+               FROM new_rows n JOIN vms.work_order w ON w.id = n.work_order_id JOIN vms.alarm a ON a.id = w.alarm_id
+              ORDER BY n.id LOOP
+        PERFORM vms._notify_enqueue('work_order', e.id,
+            jsonb_strip_nulls(jsonb_build_object(
+                'type', 'work_order', 'event', 'work_order', 'work_order_id', e.order_id, 'from_state', e.from_state,
+                'state', e.to_state, 'assignee', e.assignee, 'actor', e.actor, 'at', e.at, 'note', e.note,
+                'alarm_id', e.alarm_id, 'code', e.code::text, 'fault_type', e.fault_type, 'level', e.level)),
+            e.level, e.source, e.fault_type, e.code);
+    END LOOP;
+    RETURN NULL;
+END $$;
+REVOKE ALL ON FUNCTION vms._notify_alarm_events(), vms._notify_work_orders() FROM PUBLIC;
+-- end of issue 15: notifier (review): triggers
