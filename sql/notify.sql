@@ -47,6 +47,9 @@ SELECT extract(epoch FROM vms._notify_not_before('{"from": "12:00", "to": "13:00
 -- delivery: the worker's side
 UPDATE vms.notify_outbox SET next_attempt_at = now() - interval '1 second';
 SELECT count(*) AS claimed, bool_and(body IS NOT NULL) AS bodies, array_agg(DISTINCT kind ORDER BY kind) AS kinds FROM vms._notify_claim(100);
+-- the claim leased them: a second notifier claiming now gets none of them
+SELECT count(*) AS pending, bool_and(next_attempt_at > now()) AS leased FROM vms.notify_outbox WHERE state = 'pending';
+SELECT count(*) AS claimed_again FROM vms._notify_claim(100);
 SELECT vms._notify_result(min(id), true, '200', NULL) AS first FROM vms.notify_outbox;
 SELECT vms._notify_result(max(id), false, '503', 'robot busy') AS second FROM vms.notify_outbox;
 SELECT state, attempts, last_status, last_error, extract(epoch FROM next_attempt_at - now()) BETWEEN 9 AND 11 AS backoff_10s

@@ -277,16 +277,34 @@ CREATE TRIGGER work_order_transition_notify AFTER INSERT ON vms.work_order_trans
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._notify_work_orders();
 
 -- For the delivering worker: take due notifications, report outcomes.
+-- The claim commits before the sends (no transaction across the network),
+-- so it leases the rows: their next_attempt_at moves past the time the
+-- worker may need to send them (twice vms.notifier_timeout_ms for each
+-- round of vms.notifier_concurrency requests the batch takes), and a second
+-- notifier skips them until then.  vms._notify_result ends the lease (a
+-- retry sets the next attempt); a notifier that dies mid-batch leaves its
+-- rows to be taken again when the lease runs out (at least once).
 CREATE FUNCTION vms._notify_claim(lim integer DEFAULT 100)
     RETURNS TABLE (id bigint, kind text, url text, mail_to text[], dedup_key text, body text)
     LANGUAGE sql SET search_path FROM CURRENT AS $$
-    SELECT o.id, r.kind, r.url, r.mail_to, o.dedup_key, o.body
-      FROM vms.notify_outbox o JOIN vms.notify_route r ON r.id = o.route_id
-     WHERE o.id IN (SELECT q.id FROM vms.notify_outbox q WHERE q.state = 'pending' AND q.next_attempt_at <= now()
-                     ORDER BY q.next_attempt_at, q.id LIMIT lim FOR UPDATE SKIP LOCKED)
-     ORDER BY o.id
+    WITH due AS (
+        SELECT q.id FROM vms.notify_outbox q WHERE q.state = 'pending' AND q.next_attempt_at <= now()
+         ORDER BY q.next_attempt_at, q.id LIMIT lim FOR UPDATE SKIP LOCKED
+    ), leased AS (
+        UPDATE vms.notify_outbox o
+           SET next_attempt_at = now() + 2
+                   * coalesce(nullif(current_setting('vms.notifier_timeout_ms', true), '')::interval, interval '10 seconds')
+                   * ceil(greatest(lim, 1)::numeric
+                          / coalesce(nullif(current_setting('vms.notifier_concurrency', true), '')::integer, 16))::integer
+          FROM due WHERE o.id = due.id
+        RETURNING o.id, o.route_id, o.dedup_key, o.body
+    )
+    SELECT l.id, r.kind, r.url, r.mail_to, l.dedup_key, l.body
+      FROM leased l JOIN vms.notify_route r ON r.id = l.route_id
+     ORDER BY l.id
 $$;
-COMMENT ON FUNCTION vms._notify_claim(integer) IS 'internal: due notifications for the notifier (locked until its transaction ends)';
+COMMENT ON FUNCTION vms._notify_claim(integer) IS
+    'internal: due notifications for the notifier, leased (next_attempt_at moved past the time their sending may take) so that another notifier skips them';
 
 CREATE FUNCTION vms._notify_result(outbox_id bigint, ok boolean, status text, error text) RETURNS text
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$

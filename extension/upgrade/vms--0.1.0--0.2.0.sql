@@ -6407,3 +6407,29 @@ BEGIN
 END $$;
 REVOKE ALL ON FUNCTION vms._notify_alarm_events(), vms._notify_work_orders() FROM PUBLIC;
 -- end of issue 15: notifier (review): triggers
+
+-- issue 15: notifier (review): the claim leases its rows, so two notifiers
+-- never both send one (extension/sql/24_notify.sql)
+CREATE OR REPLACE FUNCTION vms._notify_claim(lim integer DEFAULT 100)
+    RETURNS TABLE (id bigint, kind text, url text, mail_to text[], dedup_key text, body text)
+    LANGUAGE sql SET search_path FROM CURRENT AS $$
+    WITH due AS (
+        SELECT q.id FROM vms.notify_outbox q WHERE q.state = 'pending' AND q.next_attempt_at <= now()
+         ORDER BY q.next_attempt_at, q.id LIMIT lim FOR UPDATE SKIP LOCKED
+    ), leased AS (
+        UPDATE vms.notify_outbox o
+           SET next_attempt_at = now() + 2
+                   * coalesce(nullif(current_setting('vms.notifier_timeout_ms', true), '')::interval, interval '10 seconds')
+                   * ceil(greatest(lim, 1)::numeric
+                          / coalesce(nullif(current_setting('vms.notifier_concurrency', true), '')::integer, 16))::integer
+          FROM due WHERE o.id = due.id
+        RETURNING o.id, o.route_id, o.dedup_key, o.body
+    )
+    SELECT l.id, r.kind, r.url, r.mail_to, l.dedup_key, l.body
+      FROM leased l JOIN vms.notify_route r ON r.id = l.route_id
+     ORDER BY l.id
+$$;
+COMMENT ON FUNCTION vms._notify_claim(integer) IS
+    'internal: due notifications for the notifier, leased (next_attempt_at moved past the time their sending may take) so that another notifier skips them';
+REVOKE ALL ON FUNCTION vms._notify_claim(integer) FROM PUBLIC;
+-- end of issue 15: notifier (review): claim lease
