@@ -14,6 +14,7 @@
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "pgstat.h"
+#include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/latch.h"
 #include "storage/lmgr.h"
@@ -33,6 +34,28 @@
 #endif
 
 MemoryContext vms_worker_cxt = NULL;
+
+/*
+ * The start every vms worker makes, before anything of its own: die on
+ * SIGTERM, reload settings on SIGHUP, take its registry slot, connect to
+ * vms.database, and make its long-lived memory context (vms_worker_cxt),
+ * named after it.  The name must outlive the context: callers pass a string
+ * literal (the _Internal call is the macro's, without its compile-time
+ * check that the name is a constant, which a parameter cannot pass).
+ */
+VmsWorkerSlot *
+vms_worker_init(const char *name)
+{
+	VmsWorkerSlot *slot;
+
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	slot = vms_worker_attach(MyBgworkerEntry->bgw_extra);
+	BackgroundWorkerInitializeConnection(vms_database, NULL, 0);
+	vms_worker_cxt = AllocSetContextCreateInternal(TopMemoryContext, name, ALLOCSET_DEFAULT_SIZES);
+	return slot;
+}
 MemoryContext vms_tx_caller_cxt = NULL;
 
 /* ---------------------------------------------------------------- readiness */

@@ -32,6 +32,7 @@ extern MemoryContext vms_worker_cxt;
 /* the context current at vms_worker_begin_tx(): results that outlive the transaction go here */
 extern MemoryContext vms_tx_caller_cxt;
 
+extern VmsWorkerSlot *vms_worker_init(const char *name);
 extern VmsReadiness vms_extension_readiness(char *state, size_t state_len);
 extern bool vms_worker_ready(VmsWorkerSlot *slot);
 extern void vms_readiness_init(void);

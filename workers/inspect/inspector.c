@@ -819,13 +819,8 @@ after_error(void)
 void
 vms_inspector_main(Datum arg)
 {
-	pqsignal(SIGTERM, die);
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	BackgroundWorkerUnblockSignals();
-	slot = vms_worker_attach(MyBgworkerEntry->bgw_extra);
-	BackgroundWorkerInitializeConnection(vms_database, NULL, 0);
+	slot = vms_worker_init("vms inspector");
 	vqd_quiet_libav();
-	vms_worker_cxt = AllocSetContextCreate(TopMemoryContext, "vms inspector", ALLOCSET_DEFAULT_SIZES);
 	loop_cxt = AllocSetContextCreate(vms_worker_cxt, "vms inspector loop", ALLOCSET_DEFAULT_SIZES);
 	vms_worker_set_state(slot, "running");
 	vms_worker_run_rounds(slot, loop_cxt, "vms inspector", one_round, after_error);

@@ -548,16 +548,11 @@ notifier_round(void)
 void
 vms_notifier_main(Datum arg)
 {
-	pqsignal(SIGTERM, die);
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	BackgroundWorkerUnblockSignals();
-	slot = vms_worker_attach(MyBgworkerEntry->bgw_extra);
-	BackgroundWorkerInitializeConnection(vms_database, NULL, 0);
+	slot = vms_worker_init("vms notifier");
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	multi = curl_multi_init();
 	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) MAX_CONNECTS);
-	vms_worker_cxt = AllocSetContextCreate(TopMemoryContext, "vms notifier", ALLOCSET_DEFAULT_SIZES);
 	loop_cxt = AllocSetContextCreate(vms_worker_cxt, "vms notifier loop", ALLOCSET_DEFAULT_SIZES);
 	inflight = MemoryContextAllocZero(vms_worker_cxt, sizeof(Notification *) * NOTIFIER_MAX_CONCURRENCY);
 	vms_worker_set_state(slot, "running");

@@ -1391,11 +1391,7 @@ vms_sip_main(Datum arg)
 				next_publish = 0;
 	bool		ready = false;
 
-	pqsignal(SIGTERM, die);
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	BackgroundWorkerUnblockSignals();
-	slot = vms_worker_attach(MyBgworkerEntry->bgw_extra);
-	BackgroundWorkerInitializeConnection(vms_database, NULL, 0);
+	slot = vms_worker_init("vms sip");
 
 	{
 		char		err[512];
@@ -1408,7 +1404,6 @@ vms_sip_main(Datum arg)
 							errhint("Check that vms.so is linked against libosipparser2 (ldd vms.so).")));
 	}
 	digest_init_secret();
-	vms_worker_cxt = AllocSetContextCreate(TopMemoryContext, "vms sip", ALLOCSET_DEFAULT_SIZES);
 	loop_cxt = AllocSetContextCreate(vms_worker_cxt, "vms sip loop", ALLOCSET_DEFAULT_SIZES);
 	setup_memory();
 	epoll_fd = epoll_create1(EPOLL_CLOEXEC);

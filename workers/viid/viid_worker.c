@@ -704,16 +704,11 @@ viid_round(void)
 void
 vms_viid_main(Datum arg)
 {
-	pqsignal(SIGTERM, die);
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	BackgroundWorkerUnblockSignals();
-	slot = vms_worker_attach(MyBgworkerEntry->bgw_extra);
-	BackgroundWorkerInitializeConnection(vms_database, NULL, 0);
+	slot = vms_worker_init("vms viid");
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	multi = curl_multi_init();
 	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) MAX_CONNECTS);
-	vms_worker_cxt = AllocSetContextCreate(TopMemoryContext, "vms viid", ALLOCSET_DEFAULT_SIZES);
 	loop_cxt = AllocSetContextCreate(vms_worker_cxt, "vms viid loop", ALLOCSET_DEFAULT_SIZES);
 	before_shmem_exit(unregister_all, (Datum) 0);
 	vms_worker_set_state(slot, "running");

@@ -1016,13 +1016,8 @@ one_round(void)
 void
 vms_viid_server_main(Datum arg)
 {
-	pqsignal(SIGTERM, die);
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	BackgroundWorkerUnblockSignals();
-	slot = vms_worker_attach(MyBgworkerEntry->bgw_extra);
-	BackgroundWorkerInitializeConnection(vms_database, NULL, 0);
+	slot = vms_worker_init("vms viid-server");
 
-	vms_worker_cxt = AllocSetContextCreate(TopMemoryContext, "vms viid-server", ALLOCSET_DEFAULT_SIZES);
 	loop_cxt = AllocSetContextCreate(vms_worker_cxt, "vms viid-server loop", ALLOCSET_DEFAULT_SIZES);
 	before_shmem_exit(shutdown_daemon, (Datum) 0);
 	vms_worker_set_state(slot, "starting");
