@@ -44,7 +44,11 @@ OBJS = \
 # file-name order.  Earlier versions' frozen install scripts and the upgrade
 # scripts between versions live in extension/upgrade/ (see README, Upgrading).
 SQL_SOURCES = $(sort $(wildcard extension/sql/*.sql))
-DATA_built  = vms--$(EXTVERSION).sql
+# upgrade scripts since 0.3.0 are likewise concatenated from one file per area
+# in extension/upgrade/<from>--<to>/ (parallel work never edits one file)
+UPGRADE_DIRS  = $(patsubst extension/upgrade/%/,%,$(dir $(wildcard extension/upgrade/*--*/00_header.sql)))
+UPGRADE_BUILT = $(patsubst %,vms--%.sql,$(UPGRADE_DIRS))
+DATA_built  = vms--$(EXTVERSION).sql $(UPGRADE_BUILT)
 DATA        = $(wildcard extension/upgrade/vms--*.sql)
 
 REGRESS = gbcode gbcode_index coord ledger history import alarm governance search search_postgis cones_tiles policy security_surface postgis_schema viid sip diagnose availability alarm_rules work_orders ops_figures audit_archive notify reports
@@ -57,7 +61,7 @@ PG_CONFIG ?= pg_config
 PG_CPPFLAGS = -I$(srcdir)/extension -I/usr/include/libxml2 -I$(srcdir)/extension/inspect \
 	-DVMS_EXTVERSION=\"$(EXTVERSION)\"
 SHLIB_LINK = -lcrypto -lcurl -losipparser2 -lxml2 -lavformat -lavcodec -lavutil -lswscale -lmicrohttpd
-EXTRA_CLEAN = vms--$(EXTVERSION).sql
+EXTRA_CLEAN = vms--$(EXTVERSION).sql $(UPGRADE_BUILT)
 
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifeq ($(PGXS),)
@@ -74,6 +78,11 @@ $(OBJS): $(wildcard extension/*.h workers/*.h workers/sip/*.h extension/inspect/
 workers/worker_tx.o: vms.control
 
 vms--$(EXTVERSION).sql: $(SQL_SOURCES)
+	cat $^ > $@
+
+# vms--<from>--<to>.sql from extension/upgrade/<from>--<to>/*.sql
+.SECONDEXPANSION:
+$(UPGRADE_BUILT): vms--%.sql: $$(sort $$(wildcard extension/upgrade/%/*.sql))
 	cat $^ > $@
 
 # `make installcheck`: the pg_regress suite against the running server that

@@ -31,7 +31,7 @@ VALUES ('11010500001180000001', 'offline', 2, 'sip', 'open', now() - interval '2
        ('11010500001180000004', 'offline', 4, 'sip', 'cleared', now() - interval '2 days', now() - interval '1 day', NULL,
         now() - interval '1 hour');
 });
-sql('ALTER EXTENSION vms UPDATE');
+sql("ALTER EXTENSION vms UPDATE TO '0.2.0'");
 is(sql("SELECT extversion FROM pg_extension WHERE extname = 'vms'"), '0.2.0', 'updated to 0.2.0');
 
 is(sql("SELECT string_agg(level || ' ' || respond_within || ' ' || plan_within, ', ' ORDER BY level) FROM vms.alarm_level"),
