@@ -419,20 +419,21 @@ COMMENT ON FUNCTION vms._filter_keys(text, jsonb, text[]) IS 'internal: refuses 
 -- candidate against the caller's grants (vms.channel_visible_to): under
 -- row-level security PostGIS's operators, not being leakproof, could only
 -- filter rows the policy had already passed, one by one.
--- SECURITY DEFINER, internal (not executable by PUBLIC or the duty roles):
--- reached through vms.search_points, which passes vms._acting_role().  Every
--- row it returns has passed vms.channel_visible_to(role, ...), which first
--- refuses a role the session user cannot act as; the filter only narrows
--- (every value is validated by vms._search_sql and passed as a parameter).
-CREATE FUNCTION vms._search_points_as(role oid, filter jsonb, lim integer, off integer)
-    RETURNS TABLE (code vms.gbcode, name text, alias text, address text, point_type text, place_type text,
-                   unit_id bigint, online boolean, lon float8, lat float8, distance_m float8)
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path FROM CURRENT
-    -- a search returns a page of points: starting parallel workers costs more than it saves
-    SET max_parallel_workers_per_gather = 0
-    -- the static queries of the common shapes keep one plan per session
-    SET plan_cache_mode = force_generic_plan AS $$
+--
+-- One body, two functions, both SECURITY DEFINER: vms.search_points searches
+-- for vms._acting_role() (the role the session acts as); the internal
+-- vms._search_points_as (not executable by PUBLIC or the duty roles) for a
+-- role it is given.  Every row either returns has passed
+-- vms.channel_visible_to(role, ...), which first refuses a role the session
+-- user cannot act as; the filter only narrows (every value is validated by
+-- vms._search_sql and passed as a parameter).  search_points used to call
+-- _search_points_as, which copied every row of a page from one PL/pgSQL
+-- result set into another (about 25 us a page of 100).
+DO $do$
 DECLARE
+    body constant text := $body$
+DECLARE
+    /* role */
     q record;
     t0 timestamptz := clock_timestamp();
     n integer;
@@ -645,20 +646,22 @@ BEGIN
     END IF;
     INSERT INTO vms.search_history (filter, lim, off, result_count, took_ms)
     VALUES (filter, lim, off, coalesce(n, 0), round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 3));
-END $$;
-COMMENT ON FUNCTION vms._search_points_as(oid, jsonb, integer, integer) IS 'internal: a search for a role the session user can act as';
-
--- SECURITY DEFINER so that it may call the internal vms._search_points_as;
--- it searches for the role the session acts as and takes no role argument.
-CREATE FUNCTION vms.search_points(filter jsonb DEFAULT '{}', lim integer DEFAULT 100, off integer DEFAULT 0)
-    RETURNS TABLE (code vms.gbcode, name text, alias text, address text, point_type text, place_type text,
+END $body$;
+    cols constant text := 'RETURNS TABLE (code vms.gbcode, name text, alias text, address text, point_type text, place_type text,
                    unit_id bigint, online boolean, lon float8, lat float8, distance_m float8)
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path FROM CURRENT AS $$
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path FROM CURRENT
+    SET max_parallel_workers_per_gather = 0
+    SET plan_cache_mode = force_generic_plan';
 BEGIN
-    -- PL/pgSQL keeps this call's plan for the session (a SQL function's is
-    -- made again on every call)
-    RETURN QUERY SELECT * FROM vms._search_points_as(vms._acting_role(), filter, lim, off);
-END $$;
+    -- a search returns a page of points: starting parallel workers costs more
+    -- than it saves; the static queries of the common shapes keep one plan
+    -- per session (generic plans)
+    EXECUTE format('CREATE OR REPLACE FUNCTION vms._search_points_as(role oid, filter jsonb, lim integer, off integer) %s AS %L',
+                   cols, replace(body, '/* role */', ''));
+    EXECUTE format('CREATE OR REPLACE FUNCTION vms.search_points(filter jsonb DEFAULT ''{}'', lim integer DEFAULT 100, off integer DEFAULT 0) %s AS %L',
+                   cols, replace(body, '/* role */', 'role constant oid := vms._acting_role();'));
+END $do$;
+COMMENT ON FUNCTION vms._search_points_as(oid, jsonb, integer, integer) IS 'internal: a search for a role the session user can act as';
 COMMENT ON FUNCTION vms.search_points(jsonb, integer, integer) IS
     'search monitoring points: tags_all, tags_any, catalog, unit, point_type, place_type, capability, keyword, bbox, circle, polygon, line, near';
 

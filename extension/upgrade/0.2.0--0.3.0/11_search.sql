@@ -1,0 +1,247 @@
+-- issue 11 (search speed): vms.search_points carries the search body itself
+-- instead of calling vms._search_points_as (one body, two functions, built by
+-- the same DO block as the fresh install).
+-- One body, two functions, both SECURITY DEFINER: vms.search_points searches
+-- for vms._acting_role() (the role the session acts as); the internal
+-- vms._search_points_as (not executable by PUBLIC or the duty roles) for a
+-- role it is given.  Every row either returns has passed
+-- vms.channel_visible_to(role, ...), which first refuses a role the session
+-- user cannot act as; the filter only narrows (every value is validated by
+-- vms._search_sql and passed as a parameter).  search_points used to call
+-- _search_points_as, which copied every row of a page from one PL/pgSQL
+-- result set into another (about 25 us a page of 100).
+DO $do$
+DECLARE
+    body constant text := $body$
+DECLARE
+    /* role */
+    q record;
+    t0 timestamptz := clock_timestamp();
+    n integer;
+    kk integer;
+    found_n integer;
+    max_deg float8;
+    reach float8;
+    box geometry;
+    shape text;
+    g1 geometry;
+    g2 geometry;
+    kw text;
+    grams text[];
+    share float8;
+    per_page float8;
+    probe_rows float8;
+    pages bigint;
+    tid_end tid;
+    m bigint;
+    n2 integer;
+BEGIN
+    IF lim IS NULL OR lim < 0 OR lim > 100000 THEN
+        RAISE EXCEPTION 'search limit must be between 0 and 100000, not %', lim USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF off IS NULL OR off < 0 THEN
+        RAISE EXCEPTION 'search offset must be 0 or more, not %', off USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    q := vms._search_sql(filter);
+    -- The common shapes (one bbox, polygon, circle or near, nothing else) run
+    -- static queries, the very SQL the general path would build for them
+    -- (recognised by its text): PL/pgSQL plans each once per session instead
+    -- of planning a dynamic query on every call.
+    shape := CASE
+        WHEN q.where_sql = 'c.geom && $1[1]' AND q.order_sql = 'c.geom <-> $1[2], c.code' THEN 'bbox'
+        WHEN q.where_sql = 'ST_Intersects(c.geom, $1[1])' AND q.order_sql = 'c.geom <-> $1[2], c.code' THEN 'polygon'
+        WHEN q.where_sql = 'c.geom && $1[2] AND ST_DWithin(c.geom::geography, $1[1]::geography, $2[1])'
+             AND q.knn_where_sql = 'c.geom && $1[2]' AND q.geo_radius IS NOT NULL THEN 'circle'
+        WHEN q.where_sql = 'c.geom IS NOT NULL' AND q.knn_where_sql = 'c.geom IS NOT NULL' THEN 'near' END;
+    IF shape IS NULL AND q.order_sql IS NULL AND q.geo_point IS NULL AND filter ? 'keyword' THEN
+        kw := btrim(filter ->> 'keyword');
+        grams := vms.keyword_grams(kw);
+        IF q.where_sql = format('vms.text_grams(vms.channel_search_text(c.name, c.alias, c.address, c.place_type)) @> %L::text[]', grams)
+                         || ' AND ' || format('vms.text_contains(vms.channel_search_text(c.name, c.alias, c.address, c.place_type), %L)', kw) THEN
+            shape := 'keyword';
+        END IF;
+    END IF;
+    IF shape = 'keyword' THEN
+        -- Keyword results come in storage order and the scan stops at the
+        -- page.  The keyword index finds every match before the first row
+        -- (a GIN bitmap: about 0.2 us a match, growing with the ledger),
+        -- while reading the table from its start costs about 1 us a row and
+        -- stops at the page.  share: ANALYZE's element statistics of the
+        -- keyword index, the share of the keyword's rarest gram (an upper
+        -- bound of its own; a gram they do not list counts as 0).  When the
+        -- page is expected within probe_rows = (lim + off) / share rows and
+        -- that costs less than the bitmap (probe_rows * 5 <= matches), the
+        -- first 2 * probe_rows rows' pages are read in order (a TID range
+        -- scan).  Both read in storage order, so the rows are the same; a
+        -- page not filled there continues past those pages.  There the
+        -- match is text_contains alone, on the text channel_search_text
+        -- builds (concat_ws written out: the SQL function is not inlined):
+        -- containing the keyword implies containing its grams.
+        SELECT min(coalesce(u.f, 0)) INTO share
+          FROM unnest(grams) g
+          LEFT JOIN (SELECT e, f FROM pg_stats s, unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) u(e, f)
+                      WHERE s.schemaname = 'vms' AND s.tablename = 'channel_keyword_idx') u ON u.e = g;
+        SELECT c.reltuples / greatest(c.relpages, 1) INTO per_page FROM pg_class c WHERE c.oid = 'vms.channel'::regclass;
+        probe_rows := CASE WHEN share > 0 THEN (lim + off) / share END;
+        IF probe_rows <= 20000 AND probe_rows * 5 <= share * per_page * (pg_relation_size('vms.channel') / current_setting('block_size')::int) THEN
+            pages := ceil(2 * probe_rows / per_page);
+            tid_end := format('(%s,0)', pages)::tid;
+            RETURN QUERY
+                SELECT c.code, c.name, c.alias, c.address, c.point_type, c.place_type, c.unit_id, c.online,
+                       ST_X(c.geom), ST_Y(c.geom), NULL::float8
+                  FROM vms.channel c
+                 WHERE c.ctid < tid_end AND vms.text_contains(concat_ws(' ', c.name, c.alias, c.address, c.place_type), kw)
+                   AND vms.channel_visible_to(role, c.code, c.civil_code)
+                 LIMIT lim OFFSET off;
+            GET DIAGNOSTICS n = ROW_COUNT;
+            IF n < lim THEN
+                -- m: the matches in the pages read (all of them were skipped or returned)
+                IF n > 0 THEN
+                    m := off + n;
+                ELSE
+                    SELECT count(*) INTO m FROM vms.channel c
+                     WHERE c.ctid < tid_end AND vms.text_contains(concat_ws(' ', c.name, c.alias, c.address, c.place_type), kw)
+                       AND vms.channel_visible_to(role, c.code, c.civil_code);
+                END IF;
+                RETURN QUERY
+                    SELECT c.code, c.name, c.alias, c.address, c.point_type, c.place_type, c.unit_id, c.online,
+                           ST_X(c.geom), ST_Y(c.geom), NULL::float8
+                      FROM vms.channel c
+                     WHERE vms.text_grams(vms.channel_search_text(c.name, c.alias, c.address, c.place_type)) @> grams
+                       AND vms.text_contains(vms.channel_search_text(c.name, c.alias, c.address, c.place_type), kw)
+                       AND c.ctid >= tid_end AND vms.channel_visible_to(role, c.code, c.civil_code)
+                     LIMIT lim - n OFFSET greatest(off - m, 0);
+                GET DIAGNOSTICS n2 = ROW_COUNT;
+                n := n + n2;
+            END IF;
+        ELSE
+            RETURN QUERY
+                SELECT c.code, c.name, c.alias, c.address, c.point_type, c.place_type, c.unit_id, c.online,
+                       ST_X(c.geom), ST_Y(c.geom), NULL::float8
+                  FROM vms.channel c
+                 WHERE vms.text_grams(vms.channel_search_text(c.name, c.alias, c.address, c.place_type)) @> grams
+                   AND vms.text_contains(vms.channel_search_text(c.name, c.alias, c.address, c.place_type), kw)
+                   AND vms.channel_visible_to(role, c.code, c.civil_code)
+                 LIMIT lim OFFSET off;
+            GET DIAGNOSTICS n = ROW_COUNT;
+        END IF;
+    ELSIF q.geo_point IS NULL THEN
+        IF shape = 'bbox' THEN
+            g1 := q.geoms[1]; g2 := q.geoms[2];
+            RETURN QUERY
+                SELECT c.code, c.name, c.alias, c.address, c.point_type, c.place_type, c.unit_id, c.online,
+                       ST_X(c.geom), ST_Y(c.geom), NULL::float8
+                  FROM vms.channel c WHERE c.geom && g1 AND vms.channel_visible_to(role, c.code, c.civil_code)
+                 ORDER BY c.geom <-> g2, c.code LIMIT lim OFFSET off;
+        ELSIF shape = 'polygon' THEN
+            g1 := q.geoms[1]; g2 := q.geoms[2];
+            RETURN QUERY
+                SELECT c.code, c.name, c.alias, c.address, c.point_type, c.place_type, c.unit_id, c.online,
+                       ST_X(c.geom), ST_Y(c.geom), NULL::float8
+                  FROM vms.channel c WHERE ST_Intersects(c.geom, g1) AND vms.channel_visible_to(role, c.code, c.civil_code)
+                 ORDER BY c.geom <-> g2, c.code LIMIT lim OFFSET off;
+        ELSE
+            -- a query built for this call is planned for its values (the
+            -- function's generic-plan setting is for the static queries; it
+            -- comes back at the next call)
+            PERFORM set_config('plan_cache_mode', 'auto', true);
+            RETURN QUERY EXECUTE format(
+                'SELECT c.code, c.name, c.alias, c.address, c.point_type, c.place_type, c.unit_id, c.online,
+                        ST_X(c.geom), ST_Y(c.geom), NULL::float8
+                   FROM vms.channel c WHERE %s AND vms.channel_visible_to($5, c.code, c.civil_code) %s LIMIT $3 OFFSET $4',
+                q.where_sql, CASE WHEN q.order_sql IS NOT NULL THEN 'ORDER BY ' || q.order_sql ELSE '' END)
+                USING q.geoms, q.nums, lim, off, role;
+        END IF;
+        GET DIAGNOSTICS n = ROW_COUNT;
+    ELSE
+        -- Geodesic order (near, or a circle's centre): the first kk points by
+        -- ST_Distance on geography, ties by code.  The spatial index orders by
+        -- lon/lat degrees, so first take the kk nearest in degrees: if there
+        -- are kk, every one of them lies within reach metres
+        -- (vms._degrees_reach), so the kk nearest in metres all lie in the
+        -- box of that reach (vms._metre_box); those are then ranked exactly.
+        kk := CASE WHEN q.geo_k IS NOT NULL THEN least(q.geo_k, lim + off) ELSE lim + off END;
+        IF kk > off THEN
+            g1 := q.geo_point; g2 := q.geoms[cardinality(q.geoms)];
+            IF shape = 'circle' THEN
+                SELECT count(*), max(d) INTO found_n, max_deg
+                  FROM (SELECT c.geom <-> g1 AS d FROM vms.channel c
+                         WHERE c.geom && g2 AND vms.channel_visible_to(role, c.code, c.civil_code)
+                         ORDER BY c.geom <-> g1 LIMIT kk) s;
+            ELSIF shape = 'near' THEN
+                SELECT count(*), max(d) INTO found_n, max_deg
+                  FROM (SELECT c.geom <-> g1 AS d FROM vms.channel c
+                         WHERE c.geom IS NOT NULL AND vms.channel_visible_to(role, c.code, c.civil_code)
+                         ORDER BY c.geom <-> g1 LIMIT kk) s;
+            ELSE
+                EXECUTE format(
+                    'SELECT count(*), max(d) FROM (SELECT c.geom <-> $3 AS d FROM vms.channel c
+                      WHERE %s AND vms.channel_visible_to($5, c.code, c.civil_code) ORDER BY c.geom <-> $3 LIMIT $4) s',
+                    q.knn_where_sql)
+                    INTO found_n, max_deg USING q.geoms, q.nums, q.geo_point, kk, role;
+            END IF;
+            IF found_n = kk THEN
+                reach := vms._degrees_reach(max_deg);
+                -- within a circle around the point the k nearest lie in the circle's box anyway
+                IF reach < q.geo_radius OR q.geo_radius IS NULL THEN
+                    box := vms._metre_box(q.geo_point, reach);
+                END IF;
+            END IF;
+            IF shape = 'circle' THEN
+                -- the circle's box stands in for a reach box the circle holds;
+                -- the distance that orders a point also decides it unless it
+                -- lies within a millimetre of the radius, where ST_DWithin
+                -- does (the two differ by far less: both are the spheroid's
+                -- geodesic), so most points cost one geodesic, not two
+                box := coalesce(box, g2);
+                RETURN QUERY
+                    SELECT s.code, s.name, s.alias, s.address, s.point_type, s.place_type, s.unit_id, s.online,
+                           ST_X(s.geom), ST_Y(s.geom), s.d
+                      FROM (SELECT c.code, c.name, c.alias, c.address, c.point_type, c.place_type, c.unit_id, c.online,
+                                   c.geom, ST_Distance(c.geom::geography, g1::geography) AS d
+                              FROM vms.channel c
+                             WHERE c.geom && g2 AND c.geom && box AND vms.channel_visible_to(role, c.code, c.civil_code)
+                            OFFSET 0) s
+                     WHERE s.d < q.geo_radius - 1e-3
+                        OR (s.d <= q.geo_radius + 1e-3 AND ST_DWithin(s.geom::geography, g1::geography, q.geo_radius))
+                     ORDER BY s.d, s.code LIMIT kk - off OFFSET off;
+            ELSIF shape = 'near' AND box IS NOT NULL THEN
+                RETURN QUERY
+                    SELECT c.code, c.name, c.alias, c.address, c.point_type, c.place_type, c.unit_id, c.online,
+                           ST_X(c.geom), ST_Y(c.geom), ST_Distance(c.geom::geography, g1::geography)
+                      FROM vms.channel c
+                     WHERE c.geom IS NOT NULL AND c.geom && box AND vms.channel_visible_to(role, c.code, c.civil_code)
+                     ORDER BY 11, c.code LIMIT kk - off OFFSET off;
+            ELSE
+                PERFORM set_config('plan_cache_mode', 'auto', true);
+                RETURN QUERY EXECUTE format(
+                    'SELECT c.code, c.name, c.alias, c.address, c.point_type, c.place_type, c.unit_id, c.online,
+                            ST_X(c.geom), ST_Y(c.geom), ST_Distance(c.geom::geography, $6)
+                       FROM vms.channel c WHERE %s%s AND vms.channel_visible_to($5, c.code, c.civil_code)
+                      ORDER BY 11, c.code LIMIT $3 OFFSET $4',
+                    q.where_sql, CASE WHEN box IS NOT NULL THEN ' AND c.geom && $7' ELSE '' END)
+                    USING q.geoms, q.nums, kk - off, off, role, q.geo_point::geography, box;
+            END IF;
+            GET DIAGNOSTICS n = ROW_COUNT;
+        END IF;
+    END IF;
+    INSERT INTO vms.search_history (filter, lim, off, result_count, took_ms)
+    VALUES (filter, lim, off, coalesce(n, 0), round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 3));
+END $body$;
+    cols constant text := 'RETURNS TABLE (code vms.gbcode, name text, alias text, address text, point_type text, place_type text,
+                   unit_id bigint, online boolean, lon float8, lat float8, distance_m float8)
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path FROM CURRENT
+    SET max_parallel_workers_per_gather = 0
+    SET plan_cache_mode = force_generic_plan';
+BEGIN
+    -- a search returns a page of points: starting parallel workers costs more
+    -- than it saves; the static queries of the common shapes keep one plan
+    -- per session (generic plans)
+    EXECUTE format('CREATE OR REPLACE FUNCTION vms._search_points_as(role oid, filter jsonb, lim integer, off integer) %s AS %L',
+                   cols, replace(body, '/* role */', ''));
+    EXECUTE format('CREATE OR REPLACE FUNCTION vms.search_points(filter jsonb DEFAULT ''{}'', lim integer DEFAULT 100, off integer DEFAULT 0) %s AS %L',
+                   cols, replace(body, '/* role */', 'role constant oid := vms._acting_role();'));
+END $do$;
+COMMENT ON FUNCTION vms._search_points_as(oid, jsonb, integer, integer) IS 'internal: a search for a role the session user can act as';
+COMMENT ON FUNCTION vms.search_points(jsonb, integer, integer) IS
+    'search monitoring points: tags_all, tags_any, catalog, unit, point_type, place_type, capability, keyword, bbox, circle, polygon, line, near';
