@@ -30,8 +30,13 @@ OBJS = \
 	workers/sip/sip_msg.o \
 	workers/sip/sip_digest.o \
 	workers/sip/sip_settings.o \
-	workers/sip/sip_handlers.o \
+	workers/sip/sip_core.o \
+	workers/sip/sip_sql.o \
+	workers/sip/sip_net.o \
+	workers/sip/sip_devices.o \
+	workers/sip/sip_db.o \
 	workers/sip/sip_requests.o \
+	workers/sip/sip_server.o \
 	workers/sip/sip_worker.o \
 	extension/inspect/vqd_sample.o \
 	extension/inspect/vqd_checks.o \

@@ -109,6 +109,11 @@ if [ "$what" = all ] || [ "$what" = upgrade ]; then
   bash "$VMS_ROOT/test/scripts/upgrade_check.sh" || status=1
 fi
 
+if [ "$what" = all ] || [ "$what" = layout ]; then
+  # workers/sip stays a layering: no include or call cycle between its files (needs make's objects)
+  python3 "$VMS_ROOT/test/scripts/sip_layout_check.py" "$VMS_ROOT/workers/sip" || status=1
+fi
+
 if [ "$what" = all ] || [ "$what" = fuzz ]; then
   # the SIP/MANSCDP parsing path under libFuzzer with ASan/UBSan, briefly
   if ! make -s -C "$VMS_ROOT/test/fuzz" run FUZZ_SECONDS="${VMS_FUZZ_SECONDS:-20}" > "$RUN_DIR/fuzz.log" 2>&1; then

@@ -26,7 +26,10 @@
 #include "utils/timestamp.h"
 
 #include "manscdp.h"
-#include "sip_worker.h"
+#include "sip_db.h"
+#include "sip_net.h"
+#include "sip_requests.h"
+#include "sip_sql.h"
 #include "../worker_tx.h"
 
 #define MAX_TX 4096
@@ -183,27 +186,27 @@ send_request_to(const char *method, Dev *d, const char *target, Kind kind, int64
 	}
 	random_hex(branch, 16);
 	snprintf(dom, sizeof(dom), "%.10s", d->code);
-	sbuf_reset(&sip_out);
-	sbuf_printf(&sip_out, "%s sip:%s@%s:%d SIP/2.0\r\n", method, target, d->peer.ip, d->peer.port);
-	sbuf_printf(&sip_out, "Via: SIP/2.0/%s %s:%d;rport;branch=z9hG4bK%s\r\n", tcp ? "TCP" : "UDP", me, sip_local_port(), branch);
-	sbuf_printf(&sip_out, "From: <sip:%s@%s>;tag=%s\r\n", vms_sip_id, sip_realm(), from_tag);
+	sbuf_reset(sip_scratch());
+	sbuf_printf(sip_scratch(), "%s sip:%s@%s:%d SIP/2.0\r\n", method, target, d->peer.ip, d->peer.port);
+	sbuf_printf(sip_scratch(), "Via: SIP/2.0/%s %s:%d;rport;branch=z9hG4bK%s\r\n", tcp ? "TCP" : "UDP", me, sip_local_port(), branch);
+	sbuf_printf(sip_scratch(), "From: <sip:%s@%s>;tag=%s\r\n", vms_sip_id, sip_realm(), from_tag);
 	if (to_tag && to_tag[0])
-		sbuf_printf(&sip_out, "To: <sip:%s@%s>;tag=%s\r\n", target, dom, to_tag);
+		sbuf_printf(sip_scratch(), "To: <sip:%s@%s>;tag=%s\r\n", target, dom, to_tag);
 	else
-		sbuf_printf(&sip_out, "To: <sip:%s@%s>\r\n", target, dom);
-	sbuf_printf(&sip_out, "Call-ID: %s\r\n", call_id);
-	sbuf_printf(&sip_out, "CSeq: %u %s\r\n", cseq, method);
-	sbuf_puts(&sip_out, "Max-Forwards: 70\r\nUser-Agent: vms\r\n");
+		sbuf_printf(sip_scratch(), "To: <sip:%s@%s>\r\n", target, dom);
+	sbuf_printf(sip_scratch(), "Call-ID: %s\r\n", call_id);
+	sbuf_printf(sip_scratch(), "CSeq: %u %s\r\n", cseq, method);
+	sbuf_puts(sip_scratch(), "Max-Forwards: 70\r\nUser-Agent: vms\r\n");
 	if (extra)
-		sbuf_puts(&sip_out, extra);
+		sbuf_puts(sip_scratch(), extra);
 	if (body)
 	{
-		sbuf_printf(&sip_out, "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n", ctype, strlen(body));
-		sbuf_puts(&sip_out, body);
+		sbuf_printf(sip_scratch(), "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n", ctype, strlen(body));
+		sbuf_puts(sip_scratch(), body);
 	}
 	else
-		sbuf_puts(&sip_out, "Content-Length: 0\r\n\r\n");
-	if (sip_out.overflow)
+		sbuf_puts(sip_scratch(), "Content-Length: 0\r\n\r\n");
+	if (sip_scratch()->overflow)
 		return NULL;
 
 	memset(tx, 0, sizeof(*tx));
@@ -218,9 +221,9 @@ send_request_to(const char *method, Dev *d, const char *target, Kind kind, int64
 	strlcpy(tx->from_tag, from_tag, sizeof(tx->from_tag));
 	tx->sub = -1;
 	tx->peer = d->peer;
-	tx->msg = MemoryContextAlloc(vms_worker_cxt, sip_out.len);
-	memcpy(tx->msg, sip_out.data, sip_out.len);
-	tx->len = sip_out.len;
+	tx->msg = MemoryContextAlloc(vms_worker_cxt, sip_scratch()->len);
+	memcpy(tx->msg, sip_scratch()->data, sip_scratch()->len);
+	tx->len = sip_scratch()->len;
 	tx->sent_at = sip_now;
 	tx->retx_ms = 500;
 	tx->next_retx = tcp ? DT_NOEND : TimestampTzPlusMilliseconds(sip_now, 500);
@@ -321,7 +324,7 @@ finish_catalog(PendingQuery *q, const char *state, const char *error)
 	if (b.overflow)
 		fail_request(q->request_id, "failed", "catalog answer too large");
 	else
-		sip_queue_db(SQL_CATALOG_RESULT, q->dev, b.data);
+		sip_db_queue(SIP_SQL_CATALOG_RESULT, q->dev, b.data);
 	sbuf_free(&b);
 	free_query(q);
 }
@@ -374,7 +377,7 @@ sip_requests_manscdp(Dev *d, const char *from_code, void *arg)
 		char	   *payload = psprintf("{\"request\":%lld,\"kind\":\"%s\",\"answer\":%s}", (long long) q->request_id,
 									   q->kind == K_INFO ? "device_info" : "device_status", m->json.data);
 
-		sip_queue_db(SQL_INFO_RESULT, q->dev, payload);
+		sip_db_queue(SIP_SQL_INFO_RESULT, q->dev, payload);
 		free_query(q);
 		return true;
 	}
@@ -396,7 +399,7 @@ sip_requests_manscdp(Dev *d, const char *from_code, void *arg)
 			sbuf_append(&q->items, ",", 1);
 		sbuf_puts(&q->items, m->items[i].json);
 		q->received++;
-		sip_counters[C_CATALOG_ITEMS]++;
+		sip_count(C_CATALOG_ITEMS, 1);
 	}
 	if (q->items.overflow)
 	{
@@ -458,7 +461,7 @@ record_sub(Sub *s, const char *state, int64 request_id, const char *error)
 		sbuf_json_string(&b, error);
 	}
 	sbuf_puts(&b, "}");
-	sip_queue_db(SQL_SUBSCRIPTION_RECORD, s->dev, b.data);
+	sip_db_queue(SIP_SQL_SUBSCRIPTION_RECORD, s->dev, b.data);
 	sbuf_free(&b);
 }
 
@@ -602,16 +605,16 @@ send_ack(Dev *d, const char *target, const char *from_tag, const char *to_tag, c
 		branch = fresh;
 	}
 	snprintf(dom, sizeof(dom), "%.10s", target);
-	sbuf_reset(&sip_out);
-	sbuf_printf(&sip_out, "ACK sip:%s@%s:%d SIP/2.0\r\n", target, d->peer.ip, d->peer.port);
-	sbuf_printf(&sip_out, "Via: SIP/2.0/%s %s:%d;rport;branch=z9hG4bK%s\r\n",
+	sbuf_reset(sip_scratch());
+	sbuf_printf(sip_scratch(), "ACK sip:%s@%s:%d SIP/2.0\r\n", target, d->peer.ip, d->peer.port);
+	sbuf_printf(sip_scratch(), "Via: SIP/2.0/%s %s:%d;rport;branch=z9hG4bK%s\r\n",
 				d->peer.transport == TRANSPORT_TCP ? "TCP" : "UDP", local_ip_for(&d->peer), sip_local_port(), branch);
-	sbuf_printf(&sip_out, "From: <sip:%s@%s>;tag=%s\r\n", vms_sip_id, sip_realm(), from_tag);
-	sbuf_printf(&sip_out, "To: <sip:%s@%s>%s%s\r\n", target, dom, to_tag[0] ? ";tag=" : "", to_tag);
-	sbuf_printf(&sip_out, "Call-ID: %s\r\nCSeq: %u ACK\r\nMax-Forwards: 70\r\nUser-Agent: vms\r\nContent-Length: 0\r\n\r\n",
+	sbuf_printf(sip_scratch(), "From: <sip:%s@%s>;tag=%s\r\n", vms_sip_id, sip_realm(), from_tag);
+	sbuf_printf(sip_scratch(), "To: <sip:%s@%s>%s%s\r\n", target, dom, to_tag[0] ? ";tag=" : "", to_tag);
+	sbuf_printf(sip_scratch(), "Call-ID: %s\r\nCSeq: %u ACK\r\nMax-Forwards: 70\r\nUser-Agent: vms\r\nContent-Length: 0\r\n\r\n",
 				call_id, cseq);
-	if (!sip_out.overflow)
-		sip_send(&d->peer, sip_out.data, sip_out.len);
+	if (!sip_scratch()->overflow)
+		sip_send(&d->peer, sip_scratch()->data, sip_scratch()->len);
 }
 
 /* the 200 to an INVITE: ACK it, keep the dialog for BYE */
@@ -1014,7 +1017,7 @@ sip_requests_load_subscriptions(void)
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	rc = SPI_execute("SELECT device_code, event, expires, state, expires_at FROM vms._sip_subscriptions()", true, 0);
+	rc = sip_sql_run(SIP_SQL_SUBSCRIPTIONS, NULL, NULL, true, 0);
 	for (uint64 i = 0; rc == SPI_OK_SELECT && i < SPI_processed; i++)
 	{
 		HeapTuple	t = SPI_tuptable->vals[i];
@@ -1059,4 +1062,70 @@ sip_requests_reset(void)
 	for (int i = 0; i < MAX_TX; i++)
 		if (txs[i].used)
 			free_tx(&txs[i]);
+}
+
+/* ---------------------------------------------------------------- the queue */
+
+/* after a start: requests a previous worker left in flight are ended (vms._sip_recover_requests) */
+void
+sip_requests_recover(void)
+{
+	vms_worker_begin_tx("vms sip: recovering requests");
+	sip_sql_run(SIP_SQL_RECOVER_REQUESTS, NULL, NULL, false, 0);
+	vms_worker_end_tx();
+}
+
+/* queued requests from SQL: claimed in one short transaction, then started outside it */
+void
+sip_requests_claim(void)
+{
+	int64	   *ids;
+	char	  **devs,
+			  **kinds,
+			  **params;
+	int			n;
+
+	vms_worker_begin_tx("vms sip: claiming requests");
+	if (sip_sql_run(SIP_SQL_CLAIM_REQUESTS, NULL, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "vms sip: could not claim requests");
+	n = (int) SPI_processed;
+	/* in the caller's context: SPI's own is gone after end_tx() */
+	ids = MemoryContextAlloc(vms_tx_caller_cxt, sizeof(int64) * (n + 1));
+	devs = MemoryContextAlloc(vms_tx_caller_cxt, sizeof(char *) * (n + 1));
+	kinds = MemoryContextAlloc(vms_tx_caller_cxt, sizeof(char *) * (n + 1));
+	params = MemoryContextAlloc(vms_tx_caller_cxt, sizeof(char *) * (n + 1));
+	for (int i = 0; i < n; i++)
+	{
+		HeapTuple	t = SPI_tuptable->vals[i];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+
+		char	   *id = SPI_getvalue(t, d, 1);
+		char	   *dev = SPI_getvalue(t, d, 2);
+		char	   *kind = SPI_getvalue(t, d, 3);
+		char	   *par = SPI_getvalue(t, d, 4);
+
+		/* id, device and kind are NOT NULL columns; params may be NULL: an empty object */
+		if (id == NULL || dev == NULL || kind == NULL)
+			elog(ERROR, "vms sip: a claimed request has a NULL id, device or kind");
+		ids[i] = atoll(id);
+		devs[i] = MemoryContextStrdup(vms_tx_caller_cxt, dev);
+		kinds[i] = MemoryContextStrdup(vms_tx_caller_cxt, kind);
+		params[i] = MemoryContextStrdup(vms_tx_caller_cxt, par ? par : "{}");
+	}
+	vms_worker_end_tx();
+	for (int i = 0; i < n; i++)
+	{
+		MemoryContext cxt = CurrentMemoryContext;
+
+		/* a request that errors fails alone; the others still go out */
+		PG_TRY();
+		{
+			sip_requests_start(ids[i], devs[i], kinds[i], params[i]);
+		}
+		PG_CATCH();
+		{
+			sip_request_update(ids[i], "failed", NULL, NULL, vms_worker_take_error(cxt));
+		}
+		PG_END_TRY();
+	}
 }

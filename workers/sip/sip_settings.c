@@ -7,7 +7,11 @@
 
 #include "utils/guc.h"
 
-#include "sip_worker.h"
+#include "sip_msg.h"
+/* libosip2 names a header WARNING; PostgreSQL's log level must win */
+#undef WARNING
+#define WARNING 19
+#include "sip_settings.h"
 
 bool		vms_sip_enabled = true;
 char	   *vms_sip_listen = NULL;

@@ -1,5 +1,5 @@
 /*
- * sip_handlers.c — what the SIP worker does with each message a device
+ * sip_server.c — the server role (sip_server.h): what the SIP worker does with each message a device
  * sends: REGISTER (digest, bans, expiry), MESSAGE (keepalive, query
  * answers, alarms, positions), NOTIFY (subscribed events), OPTIONS.
  *
@@ -12,12 +12,17 @@
 
 #include "pgtime.h"
 #include "utils/datetime.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "manscdp.h"
+#include "sip_db.h"
+#include "sip_devices.h"
 #include "sip_digest.h"
-#include "sip_worker.h"
+#include "sip_net.h"
+#include "sip_requests.h"
+#include "sip_server.h"
 #include "../worker_tx.h"
 
 #define NONCE_MAX_AGE_S 300
@@ -45,9 +50,9 @@ sip_answer(const SipIn *in, const Peer *peer, int code, const char *reason, cons
 	char		tag[16];
 
 	to_tag_for(in, tag, sizeof(tag));
-	if (!sip_answer_text(in, code, reason, tag, peer->ip, peer->port, extra, &sip_out))
+	if (!sip_answer_text(in, code, reason, tag, peer->ip, peer->port, extra, sip_scratch()))
 		return;
-	sip_send(peer, sip_out.data, sip_out.len);
+	sip_send(peer, sip_scratch()->data, sip_scratch()->len);
 }
 
 /* Date: as GB/T 28181 devices expect it (local time, milliseconds, no zone): their clock source */
@@ -91,34 +96,6 @@ remember_peer(Dev *d, const Peer *peer, const SipIn *in)
 			sip_mark_dirty(d);
 		}
 	}
-}
-
-/*
- * The message came the way the device registered: from the same UDP
- * address and port, or over its TCP connection.
- */
-bool
-sip_peer_is_device(const Dev *d, const Peer *peer)
-{
-	if (d == NULL || !d->has_peer || d->peer.transport != peer->transport)
-		return false;
-	if (peer->transport == TRANSPORT_TCP)
-		return d->peer.conn == peer->conn && d->peer.conn_gen == peer->conn_gen;
-	return d->peer.port == peer->port && strcmp(d->peer.ip, peer->ip) == 0;
-}
-
-/* a device's message from elsewhere: counted and logged (the caller answers 403 where it can) */
-void
-sip_wrong_source(const Dev *d, const char *what, const Peer *peer)
-{
-	sip_counters[C_WRONG_SOURCE]++;
-	if (d->has_peer)
-		sip_log_limited(LOG_SOURCE, "%s for %s from %s %s:%d refused: the device is registered over %s from %s:%d",
-						what, d->code, peer->transport == TRANSPORT_TCP ? "TCP" : "UDP", peer->ip, peer->port,
-						d->peer.transport == TRANSPORT_TCP ? "TCP" : "UDP", d->peer.ip, d->peer.port);
-	else
-		sip_log_limited(LOG_SOURCE, "%s for %s from %s %s:%d refused: the device has no current registration",
-						what, d->code, peer->transport == TRANSPORT_TCP ? "TCP" : "UDP", peer->ip, peer->port);
 }
 
 /* what a nonce is bound to: the device and the address and transport the challenge went to */
@@ -222,7 +199,7 @@ challenge(const Dev *d, const SipIn *in, const Peer *peer, bool stale)
 
 	if (!challenge_allowed(peer))
 	{
-		sip_counters[C_CHALLENGES_LIMITED]++;
+		sip_count(C_CHALLENGES_LIMITED, 1);
 		sip_log_limited(LOG_AUTH, "REGISTER from %s (%s:%d) not challenged: over %d challenges a second for that address",
 						d->code, peer->ip, peer->port, CHALLENGE_RATE);
 		return;
@@ -259,6 +236,8 @@ typedef struct AuthSource
 
 static HTAB *auth_sources = NULL;
 
+static void auth_sources_expire(void);
+
 static AuthSource *
 auth_source(const Dev *d, const Peer *peer, bool create)
 {
@@ -285,7 +264,7 @@ auth_source(const Dev *d, const Peer *peer, bool create)
 		return a;
 	if (hash_get_num_entries(auth_sources) >= MAX_AUTH_SOURCES)
 	{
-		sip_auth_sources_expire();
+		auth_sources_expire();
 		if (hash_get_num_entries(auth_sources) >= MAX_AUTH_SOURCES)
 		{
 			sip_log_limited(LOG_AUTH, "failed authentications of %s from %s not tracked: %d sources are",
@@ -301,8 +280,8 @@ auth_source(const Dev *d, const Peer *peer, bool create)
 }
 
 /* once a second: ended bans and old failures are forgotten */
-void
-sip_auth_sources_expire(void)
+static void
+auth_sources_expire(void)
 {
 	HASH_SEQ_STATUS it;
 	AuthSource *a;
@@ -339,7 +318,7 @@ auth_failed(Dev *d, const SipIn *in, const Peer *peer, const char *why)
 {
 	AuthSource *a = auth_source(d, peer, true);
 
-	sip_counters[C_AUTH_FAILURES]++;
+	sip_count(C_AUTH_FAILURES, 1);
 	d->auth_failures++;
 	sip_event(d, "auth_failed", psprintf("%s (from %s:%d)", why, peer->ip, peer->port));
 	if (a != NULL)
@@ -417,7 +396,7 @@ handle_register(const SipIn *in, const Peer *peer)
 	}
 	if (source_banned(d, peer))
 	{
-		sip_counters[C_AUTH_FAILURES]++;
+		sip_count(C_AUTH_FAILURES, 1);
 		sip_answer(in, peer, 403, "Forbidden (banned)", NULL);
 		return;
 	}
@@ -505,7 +484,7 @@ handle_register(const SipIn *in, const Peer *peer)
 	/* each (nonce, nc) once: an older nonce, or this one without a higher nc, is a replay */
 	if (seq < d->nonce_seq || (seq == d->nonce_seq && (!has_qop || count <= d->nonce_nc)))
 	{
-		sip_counters[C_REPLAYED]++;
+		sip_count(C_REPLAYED, 1);
 		sip_log_limited(LOG_AUTH, "REGISTER from %s (%s:%d) refused: nonce %s with nc %s was used before",
 						d->code, peer->ip, peer->port, auth->nonce ? auth->nonce : "", has_qop ? auth->nonce_count : "(none)");
 		challenge(d, in, peer, true);
@@ -553,7 +532,7 @@ handle_register(const SipIn *in, const Peer *peer)
 	if (!d->in_ledger)
 	{
 		/* vms.sip_unknown_devices = accept: into the ledger for governance */
-		sip_queue_db(SQL_ADD_DEVICE, d->code, psprintf("{\"address\":\"%s\"}", peer->ip));
+		sip_db_queue(SIP_SQL_ADD_DEVICE, d->code, psprintf("{\"address\":\"%s\"}", peer->ip));
 		d->in_ledger = true;
 	}
 	remember_peer(d, peer, in);
@@ -568,7 +547,7 @@ handle_register(const SipIn *in, const Peer *peer)
 	d->grace_until = 0;
 	sip_flip(d, true, "registered");
 	sip_mark_dirty(d);
-	sip_counters[C_REGISTRATIONS]++;
+	sip_count(C_REGISTRATIONS, 1);
 
 	date_header(extra, sizeof(extra));
 	snprintf(extra + strlen(extra), sizeof(extra) - strlen(extra), "Expires: %d\r\n", granted);
@@ -579,7 +558,7 @@ handle_register(const SipIn *in, const Peer *peer)
 static void
 handle_keepalive(const SipIn *in, const Peer *peer, Dev *d)
 {
-	sip_counters[C_KEEPALIVES]++;
+	sip_count(C_KEEPALIVES, 1);
 	if (!d->online)
 	{
 		if (!vms_sip_keepalive_revives)
@@ -623,18 +602,18 @@ device_report(Dev *d, Manscdp *m)
 {
 	if (strcmp(m->cmd_type, "Catalog") == 0)
 	{
-		sip_queue_db(SQL_CATALOG_APPLY, d->code, items_array(m));
-		sip_counters[C_CATALOG_ITEMS] += m->nitems;
+		sip_db_queue(SIP_SQL_CATALOG_APPLY, d->code, items_array(m));
+		sip_count(C_CATALOG_ITEMS, m->nitems);
 		return true;
 	}
 	if (strcmp(m->cmd_type, "Alarm") == 0)
 	{
-		sip_queue_db(SQL_ALARM, d->code, m->json.data);
+		sip_db_queue(SIP_SQL_ALARM, d->code, m->json.data);
 		return true;
 	}
 	if (strcmp(m->cmd_type, "MobilePosition") == 0)
 	{
-		sip_queue_db(SQL_POSITION, d->code, m->json.data);
+		sip_db_queue(SIP_SQL_POSITION, d->code, m->json.data);
 		return true;
 	}
 	return false;
@@ -673,7 +652,7 @@ handle_manscdp(const SipIn *in, const Peer *peer, bool is_notify)
 	st = manscdp_parse(in->body, in->body_len, (size_t) vms_sip_max_message, &cur_m);
 	if (st != MANSCDP_OK)
 	{
-		sip_counters[C_PARSE_ERRORS]++;
+		sip_count(C_PARSE_ERRORS, 1);
 		sip_log_limited(LOG_PARSE, "%s from %s (%s:%d): %s", in->method, in->from_user, peer->ip, peer->port,
 						manscdp_status_text(st));
 		sip_answer(in, peer, 400, st == MANSCDP_TOO_LARGE ? "Body Too Large" : "Bad MANSCDP Body", NULL);
@@ -726,7 +705,7 @@ handle_one(const char *buf, size_t len, const Peer *peer)
 
 	if (st != SIPP_OK)
 	{
-		sip_counters[C_PARSE_ERRORS]++;
+		sip_count(C_PARSE_ERRORS, 1);
 		sip_log_limited(LOG_PARSE, "dropped a message from %s:%d: %s", peer->ip, peer->port, in->why);
 		/* missing headers may still leave enough to address a 400 */
 		if (st == SIPP_MISSING_HEADER && sip_answerable(in))
@@ -744,7 +723,7 @@ handle_one(const char *buf, size_t len, const Peer *peer)
 		return;
 	if (!sip_is_gbcode(in->from_user))
 	{
-		sip_counters[C_PARSE_ERRORS]++;
+		sip_count(C_PARSE_ERRORS, 1);
 		sip_log_limited(LOG_DOMAIN, "%s from %s:%d refused: \"%s\" is not a 20-digit code",
 						in->method, peer->ip, peer->port, in->from_user);
 		sip_answer(in, peer, 403, "Invalid Device ID", NULL);
@@ -805,7 +784,7 @@ sip_handle(const char *buf, size_t len, const Peer *peer)
 	{
 		char	   *why = vms_worker_take_error(msg_cxt);
 
-		sip_counters[C_HANDLER_ERRORS]++;
+		sip_count(C_HANDLER_ERRORS, 1);
 		sip_log_limited(LOG_OTHER, "a message from %s:%d failed: %s", peer->ip, peer->port, why);
 		if (cur_in.msg && cur_in.is_request && cur_in.method && strcmp(cur_in.method, "ACK") != 0)
 			sip_answer(&cur_in, peer, 500, "Server Internal Error", NULL);
@@ -819,4 +798,10 @@ sip_handle(const char *buf, size_t len, const Peer *peer)
 	sip_in_free(&cur_in);
 	MemoryContextSwitchTo(caller);
 	MemoryContextReset(msg_cxt);
+}
+
+void
+sip_server_tick(void)
+{
+	auth_sources_expire();
 }

@@ -1,0 +1,69 @@
+/*
+ * sip_sql.c — the table of the SIP worker's SQL operations (sip_sql.h).
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+
+#include "sip_sql.h"
+
+typedef struct SipSqlDef
+{
+	SipSql		op;				/* its index, checked at start */
+	const char *text;
+	int			nargs;
+	Oid			types[5];
+} SipSqlDef;
+
+#define CODE_DOC {TEXTOID, TEXTOID}
+
+static const SipSqlDef defs[SIP_SQL_N] = {
+	{SIP_SQL_ADD_DEVICE, "SELECT vms._sip_add_device($1::vms.gbcode, $2::jsonb)", 2, CODE_DOC},
+	{SIP_SQL_CATALOG_APPLY, "SELECT vms._sip_catalog_apply($1::vms.gbcode, $2::jsonb)", 2, CODE_DOC},
+	{SIP_SQL_ALARM, "SELECT vms._sip_alarm($1::vms.gbcode, $2::jsonb)", 2, CODE_DOC},
+	{SIP_SQL_POSITION, "SELECT vms._sip_position($1::vms.gbcode, $2::jsonb)", 2, CODE_DOC},
+	{SIP_SQL_CATALOG_RESULT, "SELECT vms._sip_catalog_result($1::vms.gbcode, $2::jsonb)", 2, CODE_DOC},
+	{SIP_SQL_INFO_RESULT, "SELECT vms._sip_info_result($1::vms.gbcode, $2::jsonb)", 2, CODE_DOC},
+	{SIP_SQL_SUBSCRIPTION_RECORD, "SELECT vms._sip_subscription_record($1::vms.gbcode, $2::jsonb)", 2, CODE_DOC},
+	{SIP_SQL_DEVICES, "SELECT * FROM vms._sip_devices($1)", 1, {TIMESTAMPTZOID}},
+	{SIP_SQL_DEVICE, "SELECT * FROM vms._sip_devices($1, $2)", 2, {TIMESTAMPTZOID, TEXTOID}},
+	{SIP_SQL_TAKE_DEVICE_CHANGES, "SELECT array_agg(c) FROM vms._sip_take_device_changes() c", 0, {InvalidOid}},
+	{SIP_SQL_CHANGED_DEVICES, "SELECT d.* FROM unnest($1::text[]) c(code) "
+	"CROSS JOIN LATERAL vms._sip_devices('-infinity', c.code) d", 1, {TEXTARRAYOID}},
+	{SIP_SQL_FLUSH, "SELECT vms._sip_flush($1::jsonb)", 1, {TEXTOID}},
+	{SIP_SQL_REQUEST_UPDATE, "SELECT vms._sip_request_update($1, $2, $3::jsonb, $4::jsonb, $5)", 5,
+	{INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID}},
+	{SIP_SQL_CLAIM_REQUESTS, "SELECT id, device_code, kind, params::text FROM vms._sip_claim_requests(100)", 0, {InvalidOid}},
+	{SIP_SQL_RECOVER_REQUESTS, "SELECT vms._sip_recover_requests()", 0, {InvalidOid}},
+	{SIP_SQL_SUBSCRIPTIONS, "SELECT device_code, event, expires, state, expires_at FROM vms._sip_subscriptions()", 0, {InvalidOid}},
+};
+
+static const SipSqlDef *
+def(SipSql op)
+{
+	if ((int) op < 0 || op >= SIP_SQL_N || defs[op].op != op)
+		elog(ERROR, "vms sip: no SQL operation %d", (int) op);
+	return &defs[op];
+}
+
+const char *
+sip_sql_text(SipSql op)
+{
+	return def(op)->text;
+}
+
+int
+sip_sql_run(SipSql op, Datum *values, const char *nulls, bool read_only, long count)
+{
+	const SipSqlDef *d = def(op);
+
+	return SPI_execute_with_args(d->text, d->nargs, (Oid *) d->types, values, nulls, read_only, count);
+}
+
+void
+sip_sql_exec(SipSql op, Datum *values, const char *nulls)
+{
+	if (sip_sql_run(op, values, nulls, false, 0) < 0)
+		elog(ERROR, "vms sip: query failed: %s", sip_sql_text(op));
+}

@@ -1,0 +1,49 @@
+/*
+ * sip_sql.h — every statement the SIP worker runs, by name.
+ *
+ * The worker calls SQL only through these operations: an enum value names
+ * each, and sip_sql.c holds its text and argument types in one table, so
+ * that `grep -rn _sip_flush workers/sip` finds the one place a function is
+ * called from, and a new operation is one line in the table.  The queued
+ * operations (SIP_SQL_ADD_DEVICE .. SIP_SQL_SUBSCRIPTION_RECORD) take a
+ * device code and a jsonb document and go through the database queue
+ * (sip_db_queue); the others run where the worker needs their answer.
+ */
+#ifndef VMS_SIP_SQL_H
+#define VMS_SIP_SQL_H
+
+#include "postgres.h"
+
+typedef enum SipSql
+{
+	/* queued with a device code and a jsonb document (sip_db_queue) */
+	SIP_SQL_ADD_DEVICE,
+	SIP_SQL_CATALOG_APPLY,
+	SIP_SQL_ALARM,
+	SIP_SQL_POSITION,
+	SIP_SQL_CATALOG_RESULT,
+	SIP_SQL_INFO_RESULT,
+	SIP_SQL_SUBSCRIPTION_RECORD,
+	/* run directly */
+	SIP_SQL_DEVICES,			/* ($1 timestamptz): every device of the ledger */
+	SIP_SQL_DEVICE,				/* ($1 timestamptz, $2 code): one device */
+	SIP_SQL_TAKE_DEVICE_CHANGES,	/* the codes queued by the ledger's triggers */
+	SIP_SQL_CHANGED_DEVICES,	/* ($1 text[]): those devices, or nothing for a deleted one */
+	SIP_SQL_FLUSH,				/* ($1 jsonb): sessions, events, flips */
+	SIP_SQL_REQUEST_UPDATE,		/* ($1 id, $2 state, $3 progress, $4 result, $5 error) */
+	SIP_SQL_CLAIM_REQUESTS,		/* queued requests from SQL, at most 100 */
+	SIP_SQL_RECOVER_REQUESTS,	/* after a start: requests a previous worker left in flight */
+	SIP_SQL_SUBSCRIPTIONS,		/* subscriptions to keep renewing */
+	SIP_SQL_N
+} SipSql;
+
+/* the statement's text (for logs) */
+extern const char *sip_sql_text(SipSql op);
+
+/* SPI_execute_with_args on the operation's text and argument types; returns SPI's code */
+extern int	sip_sql_run(SipSql op, Datum *values, const char *nulls, bool read_only, long count);
+
+/* the same, raising an error when SPI fails */
+extern void sip_sql_exec(SipSql op, Datum *values, const char *nulls);
+
+#endif
