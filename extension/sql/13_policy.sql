@@ -443,9 +443,7 @@ CREATE FUNCTION vms.playback(channel vms.gbcode, from_time timestamptz, to_time 
 CREATE FUNCTION vms.download(channel vms.gbcode, from_time timestamptz, to_time timestamptz) RETURNS bigint
     LANGUAGE sql SET search_path FROM CURRENT
     RETURN vms.exercise_right('download', channel, jsonb_build_object('from', from_time, 'to', to_time));
-CREATE FUNCTION vms.ptz(channel vms.gbcode, command text) RETURNS bigint
-    LANGUAGE sql SET search_path FROM CURRENT
-    RETURN vms.exercise_right('ptz', channel, jsonb_build_object('command', command));
+-- vms.ptz (check, audit and send a PTZ command) is in 26_device_control.sql
 CREATE FUNCTION vms.view_live(channel vms.gbcode) RETURNS bigint
     LANGUAGE sql SET search_path FROM CURRENT RETURN vms.exercise_right('view_live', channel);
 CREATE FUNCTION vms.snapshot(channel vms.gbcode) RETURNS bigint

@@ -23,7 +23,8 @@ CREATE TABLE vms.device_session (
     last_status        jsonb,
     last_info          jsonb,
     updated_at         timestamptz NOT NULL DEFAULT now(),
-    digest_qop         boolean NOT NULL DEFAULT true
+    digest_qop         boolean NOT NULL DEFAULT true,
+    gb_version         text
 );
 COMMENT ON TABLE vms.device_session IS
     'GB/T 28181 session of each device as the SIP worker last wrote it: registration, keepalive, online state, bans';
@@ -428,9 +429,18 @@ CREATE FUNCTION vms._sip_item_report(item jsonb) RETURNS jsonb
                       AND (item ->> 'Longitude')::float8 BETWEEN -180 AND 180
                       AND (item ->> 'Latitude')::float8 BETWEEN -90 AND 90
                       AND NOT ((item ->> 'Longitude')::float8 = 0 AND (item ->> 'Latitude')::float8 = 0)
-                     THEN format('SRID=4326;POINT(%s %s)', item ->> 'Longitude', item ->> 'Latitude') END))
+                     THEN format('SRID=4326;POINT(%s %s)', item ->> 'Longitude', item ->> 'Latitude') END,
+        -- GB/T 28181-2022 fields the ledger has
+        'fov_angle', CASE WHEN item ->> 'HorizontalFieldAngle' ~ '^[0-9]{1,3}(\.[0-9]+)?$'
+                           AND (item ->> 'HorizontalFieldAngle')::float8 > 0
+                           AND (item ->> 'HorizontalFieldAngle')::float8 <= 360
+                          THEN (item ->> 'HorizontalFieldAngle')::float8 END,
+        'fov_range_m', CASE WHEN item ->> 'MaxViewDistance' ~ '^[0-9]{1,6}(\.[0-9]+)?$'
+                             AND (item ->> 'MaxViewDistance')::float8 > 0
+                            THEN (item ->> 'MaxViewDistance')::float8 END))
 $$;
-COMMENT ON FUNCTION vms._sip_item_report(jsonb) IS 'internal: a catalog item as a channel report (name, address, civil code, location)';
+COMMENT ON FUNCTION vms._sip_item_report(jsonb) IS
+    'internal: a catalog item as a channel report (name, address, civil code, location; 2022''s HorizontalFieldAngle and MaxViewDistance as view angle and range)';
 
 -- Apply catalog items (a query's pages, or a NOTIFY's events) from one
 -- device.  Each item is applied on its own, so a bad one is reported and the
@@ -520,6 +530,9 @@ BEGIN
                        WHEN upper(item ->> 'Status') IN ('OFF', 'OFFLINE') THEN 'OFF' END;
             IF ev IN ('ADD', 'UPDATE') THEN
                 PERFORM vms.channel_apply_report(item_code, device, vms._sip_item_report(item));
+                -- raw layer: the whole item, 2022 fields included (26_device_control.sql)
+                INSERT INTO vms.channel_catalog_item AS r (code, device_code, item) VALUES (item_code, device, item)
+                ON CONFLICT (code) DO UPDATE SET device_code = EXCLUDED.device_code, item = EXCLUDED.item, reported_at = now();
                 -- catalogue membership: ParentID or BusinessGroupID naming a 215/216 node
                 INSERT INTO vms.catalog_member (node_code, channel_code)
                 SELECT n.code, item_code FROM vms.catalog_node n

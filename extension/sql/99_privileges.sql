@@ -75,7 +75,7 @@ GRANT EXECUTE ON FUNCTION
     vms.chain_digest(bytea), vms.chain_digest_name(), vms.secret_algorithm(),
     vms.viid_id_problems(text), vms.viid_object_id(text, integer, integer),
     vms.viid_image_id(vms.gbcode, integer, timestamp, integer), vms.inspection_alarm_level(text),
-    vms.notify_render(text, jsonb)
+    vms.notify_render(text, jsonb), vms.ptz_cmd(text, integer), vms.ptz_preset_cmd(text, integer)
   TO PUBLIC;
 -- PUBLIC: row-level security (run by whoever reads or writes the tables) and asking for access
 GRANT EXECUTE ON FUNCTION
@@ -106,7 +106,9 @@ GRANT EXECUTE ON FUNCTION
     vms.area_coverage(geometry, float8),
     vms.can(text, vms.gbcode), vms.exercise_right(text, vms.gbcode, jsonb),
     vms.playback(vms.gbcode, timestamptz, timestamptz), vms.download(vms.gbcode, timestamptz, timestamptz),
-    vms.ptz(vms.gbcode, text), vms.view_live(vms.gbcode), vms.snapshot(vms.gbcode),
+    vms.ptz(vms.gbcode, text, integer), vms.ptz_preset(vms.gbcode, text, integer),
+    vms.ptz_home(vms.gbcode, boolean, integer, integer), vms.ptz_precise(vms.gbcode, float8, float8, float8),
+    vms.view_live(vms.gbcode), vms.snapshot(vms.gbcode),
     vms.export_ledger(),
     vms.report_html(text, date), vms.report_figures(text, date)
   TO vms_analyst;

@@ -91,6 +91,11 @@ static struct cfg {
 	int listen_set;
 	int verbose;
 	const char *media;
+	const char *control_log;	/* --control-log: every Control/Query body received, one line each */
+	char gb_version[16];		/* --gb-version: X-GB-Ver header on REGISTER */
+	char silent[256];		/* --silent: CmdTypes answered 200 but never with a Response */
+	char control_fail[256];		/* --control-fail: control elements answered Result ERROR */
+	uint32_t record_gap;		/* --record-gap: the hour (0-based) missing from RecordInfo answers */
 } C;
 
 static char g_local_ip[INET_ADDRSTRLEN];
@@ -109,6 +114,7 @@ static struct stats {
 	uint64_t flood_sent, flood_replies, flood_non2xx, flood_timeouts;
 	uint64_t echoed;
 	uint64_t invites, media_packets, byes, media_connect_failed;
+	uint64_t controls, record_pages;
 	uint32_t registered;
 	uint32_t initial_ok, initial_done;
 	uint32_t first_reg_ms, last_initial_ok_ms;
@@ -1207,7 +1213,9 @@ static void build_register(struct buf *o, uint32_t d, const char *hp, const char
 		k += (size_t)snprintf(extra + k, sizeof extra - k, "\r\n");
 	}
 	if (expires >= 0)
-		snprintf(extra + k, sizeof extra - k, "Expires: %ld\r\n", expires);
+		k += (size_t)snprintf(extra + k, sizeof extra - k, "Expires: %ld\r\n", expires);
+	if (C.gb_version[0] && k < sizeof extra)
+		snprintf(extra + k, sizeof extra - k, "X-GB-Ver: %s\r\n", C.gb_version);
 	{
 		char to[128];
 		snprintf(to, sizeof to, "<sip:%s@%s>", code, C.domain);
@@ -2370,6 +2378,184 @@ static void on_subscribe(const struct peer *pr, uint32_t d, const struct sipmsg 
 	/* Alarm subscriptions: nothing to send until an alarm happens */
 }
 
+/* ------------------------------------------------------------------ */
+/* device control, configuration, presets and recordings              */
+
+/* is w one of the comma-separated words of list */
+static int word_in(const char *list, const char *w)
+{
+	size_t l = strlen(w);
+	for (const char *p = list; p && *p;) {
+		const char *c = strchr(p, ',');
+		size_t n = c ? (size_t)(c - p) : strlen(p);
+		if (n == l && strncmp(p, w, l) == 0)
+			return 1;
+		p = c ? c + 1 : NULL;
+	}
+	return 0;
+}
+
+static int has_elem(const char *body, size_t n, const char *name)
+{
+	char t[64];
+	int l = snprintf(t, sizeof t, "<%s>", name);
+	return memmem(body, n, t, (size_t)l) != NULL;
+}
+
+/* --control-log: one line per Control/Query received, tab-separated:
+ * root, CmdType, DeviceID, then the body exactly as received with CR and LF
+ * left out (the bytes the platform sent, e.g. <PTZCmd>A50F...</PTZCmd>) */
+static void control_log(const char *root, const char *cmd, const char *target, const char *body, size_t n)
+{
+	FILE *f;
+	if (!C.control_log)
+		return;
+	f = fopen(C.control_log, "a");
+	if (!f) {
+		warnx_("--control-log %s: %s", C.control_log, strerror(errno));
+		return;
+	}
+	fprintf(f, "%s\t%s\t%s\t", root, cmd, target);
+	for (size_t i = 0; i < n; i++)
+		if (body[i] != '\r' && body[i] != '\n')
+			fputc(body[i], f);
+	fputc('\n', f);
+	fclose(f);
+}
+
+static void send_answer(uint32_t d, const char *cmd, const char *sn, const char *target, const char *inner, uint32_t now)
+{
+	g_body.n = 0;
+	buf_printf(&g_body, "%s<Response>\r\n<CmdType>%s</CmdType>\r\n<SN>%s</SN>\r\n<DeviceID>%s</DeviceID>\r\n%s</Response>\r\n",
+		   XML_HEAD, cmd, sn, target, inner);
+	dev_message(d, TK_MSG, g_body.p, g_body.n, now);
+}
+
+/* yyyy-MM-ddTHH:mm:ss (no zone: the device's clock) as seconds, UTC-naive */
+static int parse_gbtime(const char *s, time_t *out)
+{
+	struct tm tm;
+	const char *e;
+	memset(&tm, 0, sizeof tm);
+	e = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (!e || *e)
+		return -1;
+	*out = timegm(&tm);
+	return 0;
+}
+
+static void fmt_gbtime(time_t t, char *out, size_t cap)
+{
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+}
+
+/* RecordInfo: one record per hour of the period asked for, except hour
+ * --record-gap (default 2, the third), in pages of --page-size with SumNum */
+static void send_records(uint32_t d, const char *sn, const char *target, const char *body, size_t blen, uint32_t now)
+{
+	char st[40] = "", et[40] = "", a[32], b[32];
+	time_t t0, t1;
+	uint32_t hours, total = 0, P = C.page_size, sent = 0;
+	uint32_t idx[512];
+	xml_get(body, blen, "StartTime", st, sizeof st);
+	xml_get(body, blen, "EndTime", et, sizeof et);
+	if (parse_gbtime(st, &t0) < 0 || parse_gbtime(et, &t1) < 0 || t1 <= t0) {
+		send_answer(d, "RecordInfo", sn, target, "<SumNum>0</SumNum>\r\n<RecordList Num=\"0\">\r\n</RecordList>\r\n", now);
+		return;
+	}
+	hours = (uint32_t)((t1 - t0 + 3599) / 3600);
+	if (hours > 512)
+		hours = 512;
+	for (uint32_t i = 0; i < hours; i++)
+		if ((int64_t)i != (int64_t)C.record_gap)
+			idx[total++] = i;
+	do {
+		uint32_t cnt = total - sent < P ? total - sent : P;
+		g_body.n = 0;
+		buf_printf(&g_body,
+			   "%s<Response>\r\n<CmdType>RecordInfo</CmdType>\r\n<SN>%s</SN>\r\n<DeviceID>%s</DeviceID>\r\n"
+			   "<Name>gbsim %s</Name>\r\n<SumNum>%u</SumNum>\r\n<RecordList Num=\"%u\">\r\n",
+			   XML_HEAD, sn, target, target + 14, total, cnt);
+		for (uint32_t k = sent; k < sent + cnt; k++) {
+			time_t s = t0 + (time_t)idx[k] * 3600, e = s + 3600 > t1 ? t1 : s + 3600;
+			fmt_gbtime(s, a, sizeof a);
+			fmt_gbtime(e, b, sizeof b);
+			buf_printf(&g_body,
+				   "<Item>\r\n<DeviceID>%s</DeviceID>\r\n<Name>gbsim %s</Name>\r\n<FilePath>/gbsim/%s/%u.ps</FilePath>\r\n"
+				   "<Address>Sim Road</Address>\r\n<StartTime>%s</StartTime>\r\n<EndTime>%s</EndTime>\r\n"
+				   "<Secrecy>0</Secrecy>\r\n<Type>time</Type>\r\n<RecorderID>%s</RecorderID>\r\n"
+				   "<FileSize>%u</FileSize>\r\n<StreamNumber>0</StreamNumber>\r\n</Item>\r\n",
+				   target, target + 14, target, idx[k], a, b, target, (uint32_t)(e - s) * 1000);
+		}
+		buf_printf(&g_body, "</RecordList>\r\n</Response>\r\n");
+		dev_message(d, TK_MSG, g_body.p, g_body.n, now);
+		S.record_pages++;
+		sent += cnt;
+	} while (sent < total);
+}
+
+/* a Control, or a Query other than Catalog/DeviceInfo/DeviceStatus */
+static void on_control(uint32_t d, const char *root, const char *cmd, const char *sn, const char *target,
+		       const char *body, size_t blen, uint32_t now)
+{
+	static const char *const answered[] = { "GuardCmd", "RecordCmd", "AlarmCmd", "HomePosition", "PTZPreciseCtrl",
+						"BasicParam", "SnapShotConfig", NULL };
+	char what[64] = "", inner[1024];
+	S.controls++;
+	control_log(root, cmd, target, body, blen);
+	if (word_in(C.silent, cmd))
+		return;
+	if (strcmp(root, "Control") == 0) {
+		/* PTZCmd and TeleBoot get no Response (the MESSAGE's 200 is all) */
+		for (int i = 0; answered[i]; i++)
+			if (has_elem(body, blen, answered[i])) {
+				strcpy(what, answered[i]);
+				break;
+			}
+		if (!what[0])
+			return;
+		snprintf(inner, sizeof inner, "<Result>%s</Result>\r\n", word_in(C.control_fail, what) ? "ERROR" : "OK");
+		send_answer(d, cmd, sn, target, inner, now);
+		return;
+	}
+	if (strcmp(cmd, "RecordInfo") == 0) {
+		send_records(d, sn, target, body, blen, now);
+		return;
+	}
+	if (strcmp(cmd, "PresetQuery") == 0)
+		snprintf(inner, sizeof inner,
+			 "<PresetList Num=\"2\">\r\n<Item>\r\n<PresetID>1</PresetID>\r\n<PresetName>gate</PresetName>\r\n</Item>\r\n"
+			 "<Item>\r\n<PresetID>7</PresetID>\r\n<PresetName>road</PresetName>\r\n</Item>\r\n</PresetList>\r\n");
+	else if (strcmp(cmd, "HomePositionQuery") == 0)
+		snprintf(inner, sizeof inner,
+			 "<HomePosition>\r\n<Enabled>1</Enabled>\r\n<ResetTime>60</ResetTime>\r\n<PresetIndex>1</PresetIndex>\r\n"
+			 "</HomePosition>\r\n");
+	else if (strcmp(cmd, "CruiseTrackListQuery") == 0)
+		snprintf(inner, sizeof inner, "<SumNum>0</SumNum>\r\n<CruiseTrackList Num=\"0\">\r\n</CruiseTrackList>\r\n");
+	else if (strcmp(cmd, "ConfigDownload") == 0) {
+		xml_get(body, blen, "ConfigType", what, sizeof what);
+		if (strcmp(what, "BasicParam") == 0)
+			snprintf(inner, sizeof inner,
+				 "<Result>OK</Result>\r\n<BasicParam>\r\n<Name>gbsim %s</Name>\r\n<Expiration>%u</Expiration>\r\n"
+				 "<HeartBeatInterval>%u</HeartBeatInterval>\r\n<HeartBeatCount>3</HeartBeatCount>\r\n</BasicParam>\r\n",
+				 target + 14, C.expires, C.keepalive >= 5 ? (uint32_t)C.keepalive : 60);
+		else if (strcmp(what, "VideoRecordPlan") == 0)
+			snprintf(inner, sizeof inner,
+				 "<Result>OK</Result>\r\n<VideoRecordPlan>\r\n<RecordEnable>1</RecordEnable>\r\n"
+				 "<RecordScheduleSumNum>1</RecordScheduleSumNum>\r\n<RecordSchedule>\r\n<WeekDayNum>1</WeekDayNum>\r\n"
+				 "<TimeSegmentSumNum>1</TimeSegmentSumNum>\r\n<TimeSegment>\r\n<StartHour>0</StartHour>\r\n"
+				 "<StartMin>0</StartMin>\r\n<StartSec>0</StartSec>\r\n<StopHour>23</StopHour>\r\n<StopMin>59</StopMin>\r\n"
+				 "<StopSec>59</StopSec>\r\n</TimeSegment>\r\n</RecordSchedule>\r\n<StreamNumber>0</StreamNumber>\r\n"
+				 "</VideoRecordPlan>\r\n");
+		else
+			snprintf(inner, sizeof inner, "<Result>ERROR</Result>\r\n");
+	} else
+		return;
+	send_answer(d, cmd, sn, target, inner, now);
+}
+
 static void on_request(const struct peer *pr, const struct sipmsg *m, uint32_t now)
 {
 	struct sv user = uri_user(m->ruri);
@@ -2424,8 +2610,9 @@ static void on_request(const struct peer *pr, const struct sipmsg *m, uint32_t n
 	}
 	send_response(pr, m, 200, "OK", NULL);
 	if (sv_eq(m->method, "MESSAGE") && m->body_len) {
-		char root[32], cmd[64], sn[32] = "";
-		if (xml_root(m->body, m->body_len, root, sizeof root) < 0 || strcmp(root, "Query") != 0)
+		char root[32], cmd[64], sn[32] = "", target[32] = "";
+		if (xml_root(m->body, m->body_len, root, sizeof root) < 0
+		    || (strcmp(root, "Query") != 0 && strcmp(root, "Control") != 0))
 			return;
 		if (xml_get(m->body, m->body_len, "CmdType", cmd, sizeof cmd) < 0)
 			return;
@@ -2433,6 +2620,13 @@ static void on_request(const struct peer *pr, const struct sipmsg *m, uint32_t n
 		digits_only(sn);
 		if (!sn[0])
 			strcpy(sn, "0");
+		if (xml_get(m->body, m->body_len, "DeviceID", target, sizeof target) != 20 || !all_digits(target, 20))
+			dev_code((uint32_t)d, target);
+		if (strcmp(root, "Control") == 0
+		    || (strcmp(cmd, "Catalog") != 0 && strcmp(cmd, "DeviceInfo") != 0 && strcmp(cmd, "DeviceStatus") != 0)) {
+			on_control((uint32_t)d, root, cmd, sn, target, m->body, m->body_len, now);
+			return;
+		}
 		if (strcmp(cmd, "Catalog") == 0) {
 			S.queries++;
 			send_catalog((uint32_t)d, sn, now);
@@ -2975,11 +3169,12 @@ static void print_stats(void)
 	printf(" mode=%s elapsed_s=%.3f reg_attempts=%" PRIu64 " reg_timeouts=%" PRIu64 " keepalive_failed=%" PRIu64
 	       " requests_in=%" PRIu64 " responses_in=%" PRIu64 " unknown_device=%" PRIu64 " dup_requests=%" PRIu64
 	       " retransmits=%" PRIu64 " txn_timeouts=%" PRIu64 " txn_failed=%" PRIu64 " send_errors=%" PRIu64
-	       " parse_errors=%" PRIu64 " invites=%" PRIu64 " media_packets=%" PRIu64 " byes=%" PRIu64 " media_connect_failed=%" PRIu64,
+	       " parse_errors=%" PRIu64 " invites=%" PRIu64 " media_packets=%" PRIu64 " byes=%" PRIu64 " media_connect_failed=%" PRIu64
+	       " controls=%" PRIu64 " record_pages=%" PRIu64,
 	       C.mode == MODE_FLOOD ? "flood" : "devices", (double)(mono_us() - g_start_us) / 1e6, S.reg_attempts,
 	       S.reg_timeouts, S.ka_failed, S.requests_in, S.responses_in, S.unknown_device, S.dup_requests,
 	       S.retransmits, S.txn_timeouts, S.txn_failed, S.send_errors, S.parse_errors, S.invites, S.media_packets,
-	       S.byes, S.media_connect_failed);
+	       S.byes, S.media_connect_failed, S.controls, S.record_pages);
 	if (C.mode == MODE_FLOOD) {
 		int64_t end = S.flood_end_us ? S.flood_end_us : mono_us();
 		double secs = S.flood_start_us ? (double)(end - S.flood_start_us) / 1e6 : 0;
@@ -3770,6 +3965,14 @@ static void usage(FILE *f)
 	    "  --media FILE                H.264 Annex-B file with AUDs: answer INVITE with SDP, stream it\n"
 	    "                              as RTP/PS (PT 96, 25 fps, looped, max 60 s) after ACK; without\n"
 	    "                              --media INVITE gets 488\n"
+	    "  --gb-version V              send X-GB-Ver: V with REGISTER (2.0 = 2016, 3.0 = 2022)\n"
+	    "  --control-log FILE          append each Control/Query received: root, CmdType, DeviceID and\n"
+	    "                              the body with CR/LF left out, tab-separated, one line each\n"
+	    "  --silent LIST               CmdTypes (e.g. RecordInfo,PresetQuery) answered 200, never a Response\n"
+	    "  --control-fail LIST         control elements (GuardCmd, RecordCmd, AlarmCmd, HomePosition,\n"
+	    "                              PTZPreciseCtrl, BasicParam, SnapShotConfig) answered Result ERROR\n"
+	    "  --record-gap H              RecordInfo: hour H (0-based) of the period has no record (default 2;\n"
+	    "                              a large H: none missing)\n"
 	    "  flood:   --window W (default 256) --no-register --any-reply\n"
 	    "  echo:    --listen IP:PORT\n"
 	    "  --verbose                   more diagnostics on stderr\n"
@@ -3781,7 +3984,8 @@ enum {
 	O_SERVER = 256, O_SERVER_ID, O_DOMAIN, O_DEVICES, O_FIRST_CODE, O_PASSWORD, O_PASSWORD_FILE, O_WRONG_EVERY,
 	O_ALGORITHM, O_EXPIRES, O_KEEPALIVE, O_JITTER, O_REG_RATE, O_REG_WINDOW, O_REG_RETRY, O_DURATION, O_CHANNELS,
 	O_PAGE_SIZE, O_FAULTS, O_ALARM_EVERY, O_STOP_KA, O_MODE, O_BIND, O_SOCKETS, O_TRANSPORT, O_STATS_EVERY,
-	O_NO_REGISTER, O_ANY_REPLY, O_WINDOW, O_LISTEN, O_VERBOSE, O_HELP, O_MEDIA
+	O_NO_REGISTER, O_ANY_REPLY, O_WINDOW, O_LISTEN, O_VERBOSE, O_HELP, O_MEDIA, O_CONTROL_LOG, O_GB_VERSION,
+	O_SILENT, O_CONTROL_FAIL, O_RECORD_GAP
 };
 
 static const struct option LONGOPTS[] = {
@@ -3818,6 +4022,11 @@ static const struct option LONGOPTS[] = {
 	{ "verbose", no_argument, NULL, O_VERBOSE },
 	{ "help", no_argument, NULL, O_HELP },
 	{ "media", required_argument, NULL, O_MEDIA },
+	{ "control-log", required_argument, NULL, O_CONTROL_LOG },
+	{ "gb-version", required_argument, NULL, O_GB_VERSION },
+	{ "silent", required_argument, NULL, O_SILENT },
+	{ "control-fail", required_argument, NULL, O_CONTROL_FAIL },
+	{ "record-gap", required_argument, NULL, O_RECORD_GAP },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -3839,6 +4048,7 @@ static void parse_options(int argc, char **argv)
 	C.page_size = 2;
 	C.stop_ka_after = -1;
 	C.window = 256;
+	C.record_gap = 2;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", LONGOPTS, NULL)) != -1) {
 		switch (c) {
@@ -3909,6 +4119,23 @@ static void parse_options(int argc, char **argv)
 			break;
 		case O_CHANNELS:
 			C.channels = (uint32_t)parse_ll("channels", optarg, 0, 10000);
+			break;
+		case O_CONTROL_LOG:
+			C.control_log = optarg;
+			break;
+		case O_GB_VERSION:
+			if (!*optarg || strlen(optarg) >= sizeof C.gb_version || strspn(optarg, "0123456789.") != strlen(optarg))
+				usage_error("--gb-version: expected a version such as 2.0 or 3.0, got '%s'", optarg);
+			strcpy(C.gb_version, optarg);
+			break;
+		case O_SILENT:
+		case O_CONTROL_FAIL:
+			if (strlen(optarg) >= sizeof C.silent || strspn(optarg, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz,") != strlen(optarg))
+				usage_error("--%s: expected comma-separated element names", c == O_SILENT ? "silent" : "control-fail");
+			strcpy(c == O_SILENT ? C.silent : C.control_fail, optarg);
+			break;
+		case O_RECORD_GAP:
+			C.record_gap = (uint32_t)parse_ll("record-gap", optarg, 0, 4294967295LL);
 			break;
 		case O_PAGE_SIZE:
 			C.page_size = (uint32_t)parse_ll("page-size", optarg, 1, 1000);

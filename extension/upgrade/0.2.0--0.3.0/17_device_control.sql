@@ -1,0 +1,867 @@
+-- Issue 17: device control, recordings, GB/T 28181-2022 devices (fresh install:
+-- extension/sql/26_device_control.sql, with small changes in 13_policy.sql,
+-- 16_sip.sql and 99_privileges.sql, repeated here).
+
+-- vms.ptz gains a speed: the stub goes, the real one is in the section below
+DROP FUNCTION vms.ptz(vms.gbcode, text);
+
+-- the X-GB-Ver a device registered with (16_sip.sql, last column)
+ALTER TABLE vms.device_session ADD COLUMN gb_version text;
+
+-- 2022 catalog fields: view angle and range into the ledger, the whole item into the raw layer
+CREATE OR REPLACE FUNCTION vms._sip_item_report(item jsonb) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+        'name', nullif(item ->> 'Name', ''),
+        'address', nullif(item ->> 'Address', ''),
+        'civil_code', CASE WHEN item ->> 'CivilCode' ~ '^([0-9]{2}){1,4}$' THEN item ->> 'CivilCode' END,
+        'geom', CASE WHEN item ->> 'Longitude' ~ '^-?[0-9]{1,3}(\.[0-9]+)?$'
+                      AND item ->> 'Latitude' ~ '^-?[0-9]{1,2}(\.[0-9]+)?$'
+                      AND (item ->> 'Longitude')::float8 BETWEEN -180 AND 180
+                      AND (item ->> 'Latitude')::float8 BETWEEN -90 AND 90
+                      AND NOT ((item ->> 'Longitude')::float8 = 0 AND (item ->> 'Latitude')::float8 = 0)
+                     THEN format('SRID=4326;POINT(%s %s)', item ->> 'Longitude', item ->> 'Latitude') END,
+        -- GB/T 28181-2022 fields the ledger has
+        'fov_angle', CASE WHEN item ->> 'HorizontalFieldAngle' ~ '^[0-9]{1,3}(\.[0-9]+)?$'
+                           AND (item ->> 'HorizontalFieldAngle')::float8 > 0
+                           AND (item ->> 'HorizontalFieldAngle')::float8 <= 360
+                          THEN (item ->> 'HorizontalFieldAngle')::float8 END,
+        'fov_range_m', CASE WHEN item ->> 'MaxViewDistance' ~ '^[0-9]{1,6}(\.[0-9]+)?$'
+                             AND (item ->> 'MaxViewDistance')::float8 > 0
+                            THEN (item ->> 'MaxViewDistance')::float8 END))
+$$;
+COMMENT ON FUNCTION vms._sip_item_report(jsonb) IS
+    'internal: a catalog item as a channel report (name, address, civil code, location; 2022''s HorizontalFieldAngle and MaxViewDistance as view angle and range)';
+
+CREATE OR REPLACE FUNCTION vms._sip_catalog_apply(device vms.gbcode, items jsonb) RETURNS jsonb
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    item jsonb;
+    item_code vms.gbcode;
+    typ integer;
+    ev text;
+    st text;
+    dev_online boolean;
+    channels integer := 0;
+    nodes integer := 0;
+    skipped integer := 0;
+    foreign_items integer := 0;
+    owner vms.gbcode;
+    rejected jsonb := '[]';
+BEGIN
+    SELECT d.online INTO dev_online FROM vms.device d WHERE d.code = device;
+    -- catalogue nodes first (sorted so parents tend to precede children)
+    FOR item IN SELECT i FROM jsonb_array_elements(items) i
+                 WHERE i ->> 'DeviceID' ~ '^[0-9]{10}21[56][0-9]{7}$'
+                 ORDER BY substr(i ->> 'DeviceID', 11, 3), coalesce(i ->> 'ParentID', '')
+    LOOP
+        BEGIN
+            item_code := (item ->> 'DeviceID')::vms.gbcode;
+            ev := upper(coalesce(item ->> 'Event', 'ADD'));
+            IF ev = 'DEL' THEN
+                DELETE FROM vms.catalog_node n WHERE n.code = item_code AND n.source_device = device;
+            ELSE
+                INSERT INTO vms.catalog_node AS n (code, name, business_group, civil_code, source_device)
+                VALUES (item_code, coalesce(nullif(item ->> 'Name', ''), item_code::text),
+                        CASE WHEN item ->> 'BusinessGroupID' ~ '^[0-9]{10}215[0-9]{7}$' THEN (item ->> 'BusinessGroupID')::vms.gbcode END,
+                        CASE WHEN item ->> 'CivilCode' ~ '^([0-9]{2}){1,4}$' THEN item ->> 'CivilCode' END, device)
+                ON CONFLICT ON CONSTRAINT catalog_node_pkey DO UPDATE
+                    SET name = EXCLUDED.name, business_group = EXCLUDED.business_group,
+                        civil_code = coalesce(EXCLUDED.civil_code, n.civil_code)
+                    WHERE n.source_device = device;     -- a node another device (or a person) made is not ours to change
+                IF NOT FOUND THEN
+                    foreign_items := foreign_items + 1;
+                    rejected := rejected || jsonb_build_object('code', item ->> 'DeviceID',
+                                                               'reason', 'catalogue node of another device');
+                    CONTINUE;
+                END IF;
+            END IF;
+            nodes := nodes + 1;
+        EXCEPTION WHEN OTHERS THEN
+            rejected := rejected || jsonb_build_object('code', item ->> 'DeviceID', 'reason', SQLERRM);
+        END;
+    END LOOP;
+    -- virtual organisations hang under their parent once all nodes exist
+    UPDATE vms.catalog_node n SET parent_code = p.code
+      FROM jsonb_array_elements(items) i JOIN vms.catalog_node p ON p.code::text = i ->> 'ParentID'
+     WHERE n.code::text = i ->> 'DeviceID' AND vms.gbcode_type(n.code) = 216
+       AND n.source_device = device AND p.source_device = device
+       AND vms.gbcode_type(p.code) = 216 AND p.code <> n.code
+       AND n.parent_code IS DISTINCT FROM p.code;
+
+    FOR item IN SELECT i FROM jsonb_array_elements(items) i
+                 WHERE NOT (coalesce(i ->> 'DeviceID', '') ~ '^[0-9]{10}21[56][0-9]{7}$')
+    LOOP
+        BEGIN
+            IF NOT (coalesce(item ->> 'DeviceID', '') ~ '^[0-9]{20}$') THEN
+                RAISE EXCEPTION 'DeviceID is not a 20-digit code' USING ERRCODE = 'invalid_text_representation';
+            END IF;
+            item_code := (item ->> 'DeviceID')::vms.gbcode;
+            typ := vms.gbcode_type(item_code);
+            IF typ NOT BETWEEN 131 AND 199 THEN
+                skipped := skipped + 1;     -- sub-devices and platforms are not channels
+                CONTINUE;
+            END IF;
+            -- a channel belongs to the device that first reported it (a lower
+            -- platform owns every channel it reports); another device's
+            -- report about it changes nothing
+            SELECT c.device_code INTO owner FROM vms.channel c WHERE c.code = item_code;
+            IF FOUND AND owner IS DISTINCT FROM device THEN
+                foreign_items := foreign_items + 1;
+                rejected := rejected || jsonb_build_object('code', item ->> 'DeviceID',
+                                                           'reason', 'channel of another device');
+                CONTINUE;
+            END IF;
+            ev := upper(coalesce(item ->> 'Event', 'ADD'));
+            st := CASE WHEN ev IN ('ON', 'OFF', 'VLOST', 'DEFECT', 'DEL') THEN ev
+                       WHEN upper(item ->> 'Status') IN ('ON', 'ONLINE', 'OK') THEN 'ON'
+                       WHEN upper(item ->> 'Status') IN ('OFF', 'OFFLINE') THEN 'OFF' END;
+            IF ev IN ('ADD', 'UPDATE') THEN
+                PERFORM vms.channel_apply_report(item_code, device, vms._sip_item_report(item));
+                -- raw layer: the whole item, 2022 fields included (26_device_control.sql)
+                INSERT INTO vms.channel_catalog_item AS r (code, device_code, item) VALUES (item_code, device, item)
+                ON CONFLICT (code) DO UPDATE SET device_code = EXCLUDED.device_code, item = EXCLUDED.item, reported_at = now();
+                -- catalogue membership: ParentID or BusinessGroupID naming a 215/216 node
+                INSERT INTO vms.catalog_member (node_code, channel_code)
+                SELECT n.code, item_code FROM vms.catalog_node n
+                 WHERE n.code::text IN (item ->> 'ParentID', item ->> 'BusinessGroupID')
+                   AND n.source_device = device
+                ON CONFLICT DO NOTHING;
+            ELSIF owner IS NULL THEN
+                RAISE EXCEPTION 'event % for a channel this device does not have', ev
+                    USING ERRCODE = 'undefined_object';
+            END IF;
+            IF st IS NOT NULL THEN
+                INSERT INTO vms.channel_status AS s (code, status, reported_at) VALUES (item_code, st, now())
+                ON CONFLICT ON CONSTRAINT channel_status_pkey DO UPDATE SET status = EXCLUDED.status, reported_at = now();
+                PERFORM set_config('vms.ledger_writer', 'state', true);
+                UPDATE vms.channel c SET online = coalesce(dev_online, false) AND st = 'ON', status_changed_at = now()
+                 WHERE c.code = item_code AND c.online IS DISTINCT FROM (coalesce(dev_online, false) AND st = 'ON');
+                PERFORM set_config('vms.ledger_writer', '', true);
+                IF st IN ('VLOST', 'DEFECT') THEN
+                    PERFORM vms.alarm_raise(item_code, CASE st WHEN 'VLOST' THEN 'video_loss' ELSE 'device_defect' END,
+                                            3::smallint, 'sip', jsonb_build_object('event', ev));
+                END IF;
+            END IF;
+            channels := channels + 1;
+        EXCEPTION WHEN OTHERS THEN
+            rejected := rejected || jsonb_build_object('code', item ->> 'DeviceID', 'reason', SQLERRM);
+        END;
+    END LOOP;
+    IF foreign_items > 0 THEN
+        RAISE LOG 'vms sip: % catalog item(s) from device % name channels or catalogue nodes of another device: not applied',
+            foreign_items, device;
+    END IF;
+    RETURN jsonb_build_object('channels', channels, 'nodes', nodes, 'skipped', skipped, 'foreign', foreign_items,
+                              'rejected', rejected);
+END $$;
+COMMENT ON FUNCTION vms._sip_catalog_apply(vms.gbcode, jsonb) IS
+    'internal: upsert catalog items (channels into the raw layer, 215/216 into catalogue trees, events ON/OFF/DEL/VLOST/DEFECT into channel status); items naming another device''s channel or catalogue node are not applied (counted as foreign)';
+
+-- extension/sql/26_device_control.sql ------------------------------------------
+
+-- Device control, recordings and GB/T 28181-2022 devices (issue 17).
+--
+-- Every command goes through the SIP request queue (vms.sip_request) as the
+-- queries of 16_sip.sql do: SQL checks the input, the right and the device,
+-- builds the MANSCDP elements of the command (xmlelement, so every value is
+-- escaped by PostgreSQL's XML functions) and queues them; the SIP worker
+-- wraps them in <Control>/<Query> with CmdType, SN and DeviceID, sends the
+-- MESSAGE and records the answer.  Bad input is refused before anything is
+-- queued: an unknown command, a speed or preset out of range, a time range
+-- that ends before it starts, a device that is offline.
+
+-- The request kinds this file adds, beside whatever kinds the table already
+-- allows (the list is read from the constraint, so other areas' kinds stay).
+DO $$
+DECLARE
+    kinds text[];
+BEGIN
+    SELECT array_agg(DISTINCT m[1]) INTO kinds
+      FROM pg_catalog.pg_constraint c
+     CROSS JOIN LATERAL regexp_matches(pg_catalog.pg_get_constraintdef(c.oid), '''([a-z_]+)''::text', 'g') m
+     WHERE c.conrelid = 'vms.sip_request'::regclass AND c.conname = 'sip_request_kind_check';
+    kinds := ARRAY(SELECT DISTINCT k FROM unnest(kinds || '{device_control,device_query,record_info}'::text[]) k ORDER BY k);
+    ALTER TABLE vms.sip_request DROP CONSTRAINT sip_request_kind_check;
+    EXECUTE format('ALTER TABLE vms.sip_request ADD CONSTRAINT sip_request_kind_check CHECK (kind IN (%s))',
+                   (SELECT string_agg(quote_literal(k), ', ') FROM unnest(kinds) k));
+END $$;
+
+-- Device time: GB/T 28181 times carry no zone; devices take the platform's
+-- clock from the REGISTER answer's Date, which the worker writes in the
+-- server's time zone (the TimeZone setting of postgresql.conf), whatever
+-- the calling session has SET.
+CREATE FUNCTION vms._device_tz() RETURNS text
+    LANGUAGE sql STABLE SET search_path FROM CURRENT
+    RETURN coalesce((SELECT s.reset_val FROM pg_catalog.pg_settings s WHERE s.name = 'TimeZone'), 'UTC');
+COMMENT ON FUNCTION vms._device_tz() IS 'internal: the time zone device times are written and read in (the server''s TimeZone)';
+
+CREATE FUNCTION vms._device_time(t timestamptz) RETURNS text
+    LANGUAGE sql STABLE SET search_path FROM CURRENT
+    RETURN to_char(t AT TIME ZONE vms._device_tz(), 'YYYY-MM-DD"T"HH24:MI:SS');
+COMMENT ON FUNCTION vms._device_time(timestamptz) IS 'internal: a time as a device reads it (yyyy-MM-ddTHH:mm:ss, server time zone)';
+
+CREATE FUNCTION vms._device_time_parse(t text) RETURNS timestamptz
+    LANGUAGE sql STABLE SET search_path FROM CURRENT
+    RETURN CASE WHEN t ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?$'
+                THEN replace(t, 'T', ' ')::timestamp AT TIME ZONE vms._device_tz() END;
+COMMENT ON FUNCTION vms._device_time_parse(text) IS 'internal: a device''s time (no zone, server time zone) as timestamptz; NULL when malformed';
+
+-- PTZCmd (GB/T 28181 appendix A.3): 8 bytes, as 16 hex digits.
+--   1 A5h   2 0Fh (version 0 in the high nibble; low nibble (Ah + 5h + 0h) mod 16)
+--   3 address low 8 bits (01h)   4 instruction
+--   5 data 1   6 data 2   7 data 3 (high nibble) and address high 4 bits (0)
+--   8 checksum: (byte 1 + ... + byte 7) mod 256
+-- PTZ instructions (A.3.2): 00b zoom-out zoom-in up down left right; byte 5
+-- the pan speed, byte 6 the tilt speed, byte 7's high nibble the zoom speed.
+-- FI instructions (A.3.3): 0100b iris-close iris-open focus-near focus-far;
+-- byte 5 the focus speed, byte 6 the iris speed.
+-- Speeds are 1 to 255; the zoom speed (4 bits) is speed / 16, at least 1.
+CREATE FUNCTION vms.ptz_cmd(command text, speed integer DEFAULT 128) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+DECLARE
+    s integer := speed;
+    z integer := greatest(speed / 16, 1) * 16;
+    b integer[];
+BEGIN
+    IF speed IS NULL OR speed NOT BETWEEN 1 AND 255 THEN
+        RAISE EXCEPTION 'PTZ speed % is out of range', coalesce(speed::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A speed is 1 (slowest) to 255 (fastest); zoom uses its upper four bits.';
+    END IF;
+    b := CASE command
+        WHEN 'stop'       THEN ARRAY[0, 0, 0, 0]
+        WHEN 'right'      THEN ARRAY[1, s, 0, 0]
+        WHEN 'left'       THEN ARRAY[2, s, 0, 0]
+        WHEN 'down'       THEN ARRAY[4, 0, s, 0]
+        WHEN 'up'         THEN ARRAY[8, 0, s, 0]
+        WHEN 'down_right' THEN ARRAY[5, s, s, 0]
+        WHEN 'down_left'  THEN ARRAY[6, s, s, 0]
+        WHEN 'up_right'   THEN ARRAY[9, s, s, 0]
+        WHEN 'up_left'    THEN ARRAY[10, s, s, 0]
+        WHEN 'zoom_in'    THEN ARRAY[16, 0, 0, z]
+        WHEN 'zoom_out'   THEN ARRAY[32, 0, 0, z]
+        WHEN 'focus_far'  THEN ARRAY[65, s, 0, 0]
+        WHEN 'focus_near' THEN ARRAY[66, s, 0, 0]
+        WHEN 'iris_open'  THEN ARRAY[68, 0, s, 0]
+        WHEN 'iris_close' THEN ARRAY[72, 0, s, 0]
+    END;
+    IF b IS NULL THEN
+        RAISE EXCEPTION 'unknown PTZ command "%"', command
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Commands are up, down, left, right, up_left, up_right, down_left, down_right, zoom_in, '
+                         'zoom_out, focus_near, focus_far, iris_open, iris_close and stop.';
+    END IF;
+    b := ARRAY[165, 15, 1] || b;
+    RETURN (SELECT string_agg(lpad(upper(to_hex(x)), 2, '0'), '' ORDER BY i)
+              FROM unnest(b || ((SELECT sum(y) FROM unnest(b) y)::integer % 256)) WITH ORDINALITY u(x, i));
+END $$;
+COMMENT ON FUNCTION vms.ptz_cmd(text, integer) IS
+    'the GB/T 28181 PTZCmd (8 bytes as 16 hex digits, with its checksum) for a pan/tilt/zoom, focus or iris command at a speed of 1-255';
+
+-- Preset instructions (A.3.4): 81h set, 82h call, 83h delete; byte 6 the
+-- preset number (1-255).
+CREATE FUNCTION vms.ptz_preset_cmd(action text, preset integer) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+DECLARE
+    b integer[];
+BEGIN
+    IF preset IS NULL OR preset NOT BETWEEN 1 AND 255 THEN
+        RAISE EXCEPTION 'preset % is out of range', coalesce(preset::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = 'Presets are numbered 1 to 255.';
+    END IF;
+    b := ARRAY[165, 15, 1, CASE action WHEN 'set' THEN 129 WHEN 'call' THEN 130 WHEN 'delete' THEN 131 END, 0, preset, 0];
+    IF b[4] IS NULL THEN
+        RAISE EXCEPTION 'unknown preset action "%"', action
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Actions are set, call and delete.';
+    END IF;
+    RETURN (SELECT string_agg(lpad(upper(to_hex(x)), 2, '0'), '' ORDER BY i)
+              FROM unnest(b || ((SELECT sum(y) FROM unnest(b) y)::integer % 256)) WITH ORDINALITY u(x, i));
+END $$;
+COMMENT ON FUNCTION vms.ptz_preset_cmd(text, integer) IS
+    'the GB/T 28181 PTZCmd (16 hex digits) that sets, calls or deletes a preset (1-255)';
+
+-- Queue a control or query for the worker.  target: a channel or a device;
+-- the request goes to its device, which must be online.  right: the action
+-- checked with vms.exercise_right (which audits it), or NULL for the
+-- owner's device-management commands, then audited here as 'device_control'.
+-- root/cmd: the MANSCDP root element and CmdType; body: the elements after
+-- DeviceID; answer: whether the device answers with a Response (else the
+-- request is done at the MESSAGE's 200).
+CREATE FUNCTION vms._device_request(target vms.gbcode, kind text, root text, cmd text, body xml,
+                                    answer boolean, right_name text, detail jsonb)
+    RETURNS bigint
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    dev vms.gbcode;
+    dev_online boolean;
+    rid bigint;
+    acting name := pg_catalog.pg_get_userbyid(vms._acting_role());
+BEGIN
+    IF right_name IS NOT NULL THEN
+        PERFORM vms.exercise_right(right_name, target, detail || jsonb_build_object('cmd', cmd));
+    END IF;
+    SELECT d.code, d.online INTO dev, dev_online FROM vms.device d WHERE d.code = target;
+    IF NOT FOUND THEN
+        SELECT d.code, d.online INTO dev, dev_online
+          FROM vms.channel c JOIN vms.device d ON d.code = c.device_code WHERE c.code = target;
+    END IF;
+    IF dev IS NULL THEN
+        RAISE EXCEPTION 'no channel or device %', target
+            USING ERRCODE = 'undefined_object', HINT = 'The code must be in vms.channel or vms.device.';
+    END IF;
+    IF NOT dev_online THEN
+        RAISE EXCEPTION 'device % is offline', dev
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('%s %s was not sent.', cmd, detail ->> 'command'),
+                  HINT = 'See vms.sip_device_status for why; commands go only to registered, online devices.';
+    END IF;
+    IF right_name IS NULL THEN
+        PERFORM vms.audit('device_control', target::text, detail || jsonb_build_object('cmd', cmd));
+    END IF;
+    INSERT INTO vms.sip_request (device_code, kind, params, requested_by)
+    VALUES (dev, kind, jsonb_build_object('target', target::text, 'root', root, 'cmd', cmd,
+                                          'xml', coalesce(body::text, ''), 'answer', answer) || detail,
+            acting)
+    RETURNING id INTO rid;
+    PERFORM vms._wake_worker('sip');
+    RETURN rid;
+END $$;
+COMMENT ON FUNCTION vms._device_request(vms.gbcode, text, text, text, xml, boolean, text, jsonb) IS
+    'internal: check, audit and queue a DeviceControl/DeviceConfig/query MESSAGE for the SIP worker';
+
+-- PTZ and presets: the 'ptz' right on the channel, checked and audited.
+-- SECURITY DEFINER: it queues into vms.sip_request (the owner's) for the
+-- role the session acts as, after vms.exercise_right has checked that role's
+-- grant on the channel and audited the use; the caller names only the
+-- channel and the command, which is encoded here, never passed through.
+CREATE FUNCTION vms.ptz(channel vms.gbcode, command text, speed integer DEFAULT 128) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    cmd text := vms.ptz_cmd(command, speed);     -- refuses a bad command or speed before anything else
+BEGIN
+    RETURN vms._device_request(channel, 'device_control', 'Control', 'DeviceControl', xmlelement(name "PTZCmd", cmd),
+                               false, 'ptz', jsonb_build_object('command', command, 'speed', speed, 'ptz_cmd', cmd));
+END $$;
+COMMENT ON FUNCTION vms.ptz(vms.gbcode, text, integer) IS
+    'turn a camera: pan/tilt/zoom, focus, iris or stop (vms.ptz_cmd) at a speed of 1-255; checked (ptz right) and audited; returns the SIP request id';
+
+-- SECURITY DEFINER as vms.ptz.
+CREATE FUNCTION vms.ptz_preset(channel vms.gbcode, action text, preset integer) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    cmd text := vms.ptz_preset_cmd(action, preset);
+BEGIN
+    RETURN vms._device_request(channel, 'device_control', 'Control', 'DeviceControl', xmlelement(name "PTZCmd", cmd),
+                               false, 'ptz', jsonb_build_object('command', 'preset_' || action, 'preset', preset,
+                                                                'ptz_cmd', cmd));
+END $$;
+COMMENT ON FUNCTION vms.ptz_preset(vms.gbcode, text, integer) IS
+    'set, call or delete a preset (1-255) of a camera; checked (ptz right) and audited; returns the SIP request id';
+
+-- SECURITY DEFINER as vms.ptz.
+CREATE FUNCTION vms.ptz_home(channel vms.gbcode, enabled boolean, preset integer DEFAULT 1,
+                             reset_s integer DEFAULT 60) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+BEGIN
+    IF enabled IS NULL OR preset IS NULL OR preset NOT BETWEEN 1 AND 255 OR reset_s IS NULL OR reset_s NOT BETWEEN 1 AND 86400 THEN
+        RAISE EXCEPTION 'home position % (preset %, after % s) is out of range', enabled, preset, reset_s
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The home position is a preset of 1 to 255 the camera returns to after 1 to 86400 idle seconds.';
+    END IF;
+    RETURN vms._device_request(channel, 'device_control', 'Control', 'DeviceControl',
+                               xmlelement(name "HomePosition",
+                                          xmlelement(name "Enabled", CASE WHEN enabled THEN 1 ELSE 0 END),
+                                          xmlelement(name "ResetTime", reset_s),
+                                          xmlelement(name "PresetIndex", preset)),
+                               true, 'ptz', jsonb_build_object('command', 'home_position', 'enabled', enabled,
+                                                               'preset', preset, 'reset_s', reset_s));
+END $$;
+COMMENT ON FUNCTION vms.ptz_home(vms.gbcode, boolean, integer, integer) IS
+    'set or clear a camera''s home position (看守位: a preset it returns to after reset_s idle seconds); checked (ptz right) and audited; returns the SIP request id';
+
+-- GB/T 28181-2022 PTZPreciseCtrl. SECURITY DEFINER as vms.ptz.
+CREATE FUNCTION vms.ptz_precise(channel vms.gbcode, pan double precision, tilt double precision,
+                                zoom double precision) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+BEGIN
+    IF pan IS NULL OR NOT (pan >= 0 AND pan < 360) OR tilt IS NULL OR NOT (tilt BETWEEN -90 AND 90)
+       OR zoom IS NULL OR NOT (zoom BETWEEN 1 AND 1000) THEN
+        RAISE EXCEPTION 'precise position pan % tilt % zoom % is out of range', pan, tilt, zoom
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Pan is 0 to 360 degrees (excluded), tilt -90 to 90 degrees, zoom 1 to 1000 times.';
+    END IF;
+    RETURN vms._device_request(channel, 'device_control', 'Control', 'DeviceControl',
+                               xmlelement(name "PTZPreciseCtrl",
+                                          xmlelement(name "Pan", round(pan::numeric, 2)),
+                                          xmlelement(name "Tilt", round(tilt::numeric, 2)),
+                                          xmlelement(name "Zoom", round(zoom::numeric, 2))),
+                               true, 'ptz', jsonb_build_object('command', 'precise', 'pan', pan, 'tilt', tilt, 'zoom', zoom));
+END $$;
+COMMENT ON FUNCTION vms.ptz_precise(vms.gbcode, double precision, double precision, double precision) IS
+    'GB/T 28181-2022 precise PTZ (PTZPreciseCtrl): move to pan/tilt degrees and zoom; checked (ptz right) and audited; returns the SIP request id';
+
+-- Device management (the owner's, audited): guard, recording, reboot, alarm reset, configuration.
+CREATE FUNCTION vms.device_guard(target vms.gbcode, arm boolean) RETURNS bigint
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    IF arm IS NULL THEN
+        RAISE EXCEPTION 'arm must be true or false' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    RETURN vms._device_request(target, 'device_control', 'Control', 'DeviceControl',
+                               xmlelement(name "GuardCmd", CASE WHEN arm THEN 'SetGuard' ELSE 'ResetGuard' END),
+                               true, NULL, jsonb_build_object('command', CASE WHEN arm THEN 'SetGuard' ELSE 'ResetGuard' END));
+END $$;
+COMMENT ON FUNCTION vms.device_guard(vms.gbcode, boolean) IS
+    'arm (布防, SetGuard) or disarm (撤防, ResetGuard) a device or channel; many devices send alarms only when armed; returns the SIP request id';
+
+CREATE FUNCTION vms.device_record(channel vms.gbcode, start boolean) RETURNS bigint
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    IF start IS NULL THEN
+        RAISE EXCEPTION 'start must be true or false' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    RETURN vms._device_request(channel, 'device_control', 'Control', 'DeviceControl',
+                               xmlelement(name "RecordCmd", CASE WHEN start THEN 'Record' ELSE 'StopRecord' END),
+                               true, NULL, jsonb_build_object('command', CASE WHEN start THEN 'Record' ELSE 'StopRecord' END));
+END $$;
+COMMENT ON FUNCTION vms.device_record(vms.gbcode, boolean) IS
+    'start (Record) or stop (StopRecord) a channel''s recording on its device; returns the SIP request id';
+
+CREATE FUNCTION vms.device_teleboot(device vms.gbcode) RETURNS bigint
+    LANGUAGE sql SET search_path FROM CURRENT
+    RETURN vms._device_request(device, 'device_control', 'Control', 'DeviceControl', xmlelement(name "TeleBoot", 'Boot'),
+                               false, NULL, jsonb_build_object('command', 'TeleBoot'));
+COMMENT ON FUNCTION vms.device_teleboot(vms.gbcode) IS 'reboot a device remotely (TeleBoot); the device does not answer; returns the SIP request id';
+
+CREATE FUNCTION vms.device_alarm_reset(target vms.gbcode, alarm_method integer DEFAULT NULL,
+                                       alarm_type integer DEFAULT NULL) RETURNS bigint
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    IF alarm_method NOT BETWEEN 1 AND 7 OR alarm_type NOT BETWEEN 1 AND 99 OR (alarm_type IS NOT NULL AND alarm_method IS NULL) THEN
+        RAISE EXCEPTION 'alarm method % type % is out of range', alarm_method, alarm_type
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'AlarmMethod is 1 to 7 and AlarmType a number within it; leave both NULL to reset every alarm.';
+    END IF;
+    RETURN vms._device_request(target, 'device_control', 'Control', 'DeviceControl',
+                               xmlconcat(xmlelement(name "AlarmCmd", 'ResetAlarm'),
+                                         CASE WHEN alarm_method IS NOT NULL THEN
+                                             xmlelement(name "Info", xmlelement(name "AlarmMethod", alarm_method),
+                                                        CASE WHEN alarm_type IS NOT NULL THEN xmlelement(name "AlarmType", alarm_type) END)
+                                         END),
+                               true, NULL, jsonb_strip_nulls(jsonb_build_object('command', 'ResetAlarm',
+                                                                                 'alarm_method', alarm_method, 'alarm_type', alarm_type)));
+END $$;
+COMMENT ON FUNCTION vms.device_alarm_reset(vms.gbcode, integer, integer) IS
+    'reset a device''s alarm (AlarmCmd ResetAlarm), optionally of one AlarmMethod/AlarmType; returns the SIP request id';
+
+CREATE FUNCTION vms.device_config_download(device vms.gbcode, config_type text) RETURNS bigint
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    IF config_type IS NULL OR config_type NOT IN ('BasicParam', 'VideoParamOpt', 'VideoParamAttribute', 'OSDConfig',
+                                                   'VideoRecordPlan', 'VideoAlarmRecord', 'PictureMask', 'FrameMirror',
+                                                   'AlarmReport', 'SnapShotConfig', 'SVACEncodeConfig', 'SVACDecodeConfig') THEN
+        RAISE EXCEPTION 'unknown configuration type "%"', config_type
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Types are BasicParam, VideoParamOpt, SVACEncodeConfig, SVACDecodeConfig and, from GB/T 28181-2022, '
+                         'VideoParamAttribute, OSDConfig, VideoRecordPlan, VideoAlarmRecord, PictureMask, FrameMirror, AlarmReport, SnapShotConfig.';
+    END IF;
+    RETURN vms._device_request(device, 'device_query', 'Query', 'ConfigDownload', xmlelement(name "ConfigType", config_type),
+                               true, NULL, jsonb_build_object('command', 'ConfigDownload', 'config_type', config_type));
+END $$;
+COMMENT ON FUNCTION vms.device_config_download(vms.gbcode, text) IS
+    'read a device''s configuration (ConfigDownload: BasicParam, VideoParamOpt, 2022''s OSDConfig, VideoRecordPlan...); the answer lands in the request result; a BasicParam''s HeartBeatInterval/Count become the device''s keepalive parameters';
+
+-- DeviceConfig: BasicParam (Name, Expiration, HeartBeatInterval,
+-- HeartBeatCount) or SnapShotConfig (SnapNum, Interval, UploadURL, SessionID).
+CREATE FUNCTION vms.device_config(device vms.gbcode, config jsonb) RETURNS bigint
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    section text;
+    allowed text[];
+    bad text;
+BEGIN
+    IF jsonb_typeof(config) IS DISTINCT FROM 'object' OR (SELECT count(*) FROM jsonb_object_keys(config)) <> 1 THEN
+        RAISE EXCEPTION 'a device configuration is one object: {"BasicParam": {...}} or {"SnapShotConfig": {...}}'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    section := (SELECT k FROM jsonb_object_keys(config) k);
+    allowed := CASE section WHEN 'BasicParam' THEN '{Name,Expiration,HeartBeatInterval,HeartBeatCount}'::text[]
+                            WHEN 'SnapShotConfig' THEN '{SnapNum,Interval,UploadURL,SessionID}'::text[] END;
+    IF allowed IS NULL OR jsonb_typeof(config -> section) <> 'object' THEN
+        RAISE EXCEPTION 'unknown configuration "%"', section
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Configure BasicParam or SnapShotConfig.';
+    END IF;
+    SELECT k INTO bad FROM jsonb_each(config -> section) e(k, v)
+     WHERE k <> ALL (allowed) OR jsonb_typeof(v) NOT IN ('string', 'number')
+        OR (k IN ('Expiration', 'HeartBeatInterval', 'HeartBeatCount', 'SnapNum', 'Interval')
+            AND NOT (v #>> '{}' ~ '^[0-9]{1,6}$'))
+     LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'configuration item "%" of % is unknown or not a valid value', bad, section
+            USING ERRCODE = 'invalid_parameter_value', HINT = format('%s takes %s.', section, array_to_string(allowed, ', '));
+    END IF;
+    RETURN vms._device_request(device, 'device_control', 'Control', 'DeviceConfig',
+                               (SELECT format('<%1$s>%2$s</%1$s>', section,
+                                              string_agg(format('<%1$s>%2$s</%1$s>', k,
+                                                                replace(replace(replace(v #>> '{}', '&', '&amp;'), '<', '&lt;'), '>', '&gt;')),
+                                                         '' ORDER BY array_position(allowed, k)))::xml
+                                  FROM jsonb_each(config -> section) e(k, v)),
+                               true, NULL, jsonb_build_object('command', 'DeviceConfig', 'config', config));
+END $$;
+COMMENT ON FUNCTION vms.device_config(vms.gbcode, jsonb) IS
+    'configure a device (DeviceConfig): {"BasicParam": {Name, Expiration, HeartBeatInterval, HeartBeatCount}} or {"SnapShotConfig": {SnapNum, Interval, UploadURL, SessionID}}; returns the SIP request id';
+
+-- Queries answered with one Response: presets, and 2022's home position and cruise tracks.
+CREATE FUNCTION vms.sip_query_presets(channel vms.gbcode) RETURNS bigint
+    LANGUAGE sql SET search_path FROM CURRENT
+    RETURN vms._device_request(channel, 'device_query', 'Query', 'PresetQuery', NULL, true, NULL,
+                               jsonb_build_object('command', 'PresetQuery'));
+COMMENT ON FUNCTION vms.sip_query_presets(vms.gbcode) IS 'ask a camera for its presets (PresetQuery); the PresetList lands in the request result; returns the request id';
+
+CREATE FUNCTION vms.sip_query_home_position(channel vms.gbcode) RETURNS bigint
+    LANGUAGE sql SET search_path FROM CURRENT
+    RETURN vms._device_request(channel, 'device_query', 'Query', 'HomePositionQuery', NULL, true, NULL,
+                               jsonb_build_object('command', 'HomePositionQuery'));
+COMMENT ON FUNCTION vms.sip_query_home_position(vms.gbcode) IS 'ask a GB/T 28181-2022 camera for its home position (HomePositionQuery); returns the request id';
+
+CREATE FUNCTION vms.sip_query_cruise_tracks(channel vms.gbcode) RETURNS bigint
+    LANGUAGE sql SET search_path FROM CURRENT
+    RETURN vms._device_request(channel, 'device_query', 'Query', 'CruiseTrackListQuery', NULL, true, NULL,
+                               jsonb_build_object('command', 'CruiseTrackListQuery'));
+COMMENT ON FUNCTION vms.sip_query_cruise_tracks(vms.gbcode) IS 'ask a GB/T 28181-2022 camera for its cruise tracks (CruiseTrackListQuery); returns the request id';
+
+-- Recordings (录像) -------------------------------------------------------------
+
+-- What devices answered to RecordInfo, one row per record file.
+CREATE TABLE vms.channel_record (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    channel_code   vms.gbcode NOT NULL REFERENCES vms.channel (code) ON DELETE CASCADE,
+    device_code    vms.gbcode NOT NULL,
+    start_time     timestamptz NOT NULL,
+    end_time       timestamptz NOT NULL CHECK (end_time >= start_time),
+    record_type    text,
+    secrecy        smallint,
+    file_path      text,
+    file_size      bigint,
+    stream_number  smallint,
+    recorder_id    text,
+    name           text,
+    address        text,
+    request_id     bigint,
+    reported_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX channel_record_key ON vms.channel_record (channel_code, start_time, end_time, file_path, stream_number)
+    NULLS NOT DISTINCT;
+COMMENT ON TABLE vms.channel_record IS
+    'recordings a device reported (RecordInfo): period, type (time/alarm/manual), secrecy, file path, size, stream number';
+
+-- Expected recording: a channel without rows records around the clock;
+-- with rows, only within them (server time zone, 0 = Sunday).
+CREATE TABLE vms.recording_plan (
+    channel_code  vms.gbcode NOT NULL REFERENCES vms.channel (code) ON DELETE CASCADE,
+    weekday       smallint NOT NULL CHECK (weekday BETWEEN 0 AND 6),
+    start_time    time NOT NULL,
+    end_time      time NOT NULL,
+    PRIMARY KEY (channel_code, weekday, start_time),
+    CHECK (end_time > start_time OR end_time = '00:00')
+);
+COMMENT ON TABLE vms.recording_plan IS
+    'when a channel should record (weekday 0 = Sunday, times in the server time zone, end 00:00 = midnight); a channel without rows should record continuously';
+
+CREATE TABLE vms.recording_check (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    channel_code  vms.gbcode NOT NULL REFERENCES vms.channel (code) ON DELETE CASCADE,
+    period        tstzrange NOT NULL,
+    expected_s    double precision NOT NULL,
+    recorded_s    double precision NOT NULL,
+    gaps          integer NOT NULL,
+    alarm_id      bigint,
+    checked_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX recording_check_channel_idx ON vms.recording_check (channel_code, checked_at);
+COMMENT ON TABLE vms.recording_check IS
+    'recording-integrity checks (录像完整性): per channel and period, seconds expected and recorded, gaps found, the alarm raised';
+
+CREATE TABLE vms.recording_gap (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    channel_code  vms.gbcode NOT NULL REFERENCES vms.channel (code) ON DELETE CASCADE,
+    gap           tstzrange NOT NULL,
+    check_id      bigint NOT NULL REFERENCES vms.recording_check (id) ON DELETE CASCADE,
+    found_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX recording_gap_channel_idx ON vms.recording_gap (channel_code, lower(gap));
+COMMENT ON TABLE vms.recording_gap IS 'periods a channel should have recorded and has no record for (录像断点), as the last check found them';
+
+CREATE FUNCTION vms._check_period(from_time timestamptz, to_time timestamptz) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF from_time IS NULL OR to_time IS NULL OR to_time <= from_time THEN
+        RAISE EXCEPTION 'time range % to % ends before it starts', from_time, to_time
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = 'The end of a period must come after its start.';
+    END IF;
+    IF NOT isfinite(from_time) OR NOT isfinite(to_time) THEN
+        RAISE EXCEPTION 'time range % to % is not finite', from_time, to_time
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = 'A period needs a finite start and end.';
+    END IF;
+END $$;
+COMMENT ON FUNCTION vms._check_period(timestamptz, timestamptz) IS 'internal: a period is finite and ends after it starts';
+
+CREATE FUNCTION vms.sip_query_records(channel vms.gbcode, from_time timestamptz, to_time timestamptz,
+                                      record_type text DEFAULT 'all') RETURNS bigint
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    PERFORM vms._check_period(from_time, to_time);
+    IF record_type IS NULL OR record_type NOT IN ('all', 'time', 'alarm', 'manual') THEN
+        RAISE EXCEPTION 'unknown record type "%"', record_type
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Types are all, time, alarm and manual.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM vms.channel c WHERE c.code = channel) THEN
+        RAISE EXCEPTION 'channel % is not in the ledger', channel USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN vms._device_request(channel, 'record_info', 'Query', 'RecordInfo',
+                               xmlconcat(xmlelement(name "StartTime", vms._device_time(from_time)),
+                                         xmlelement(name "EndTime", vms._device_time(to_time)),
+                                         xmlelement(name "Secrecy", 0),
+                                         xmlelement(name "Type", record_type)),
+                               true, NULL, jsonb_build_object('command', 'RecordInfo', 'from', from_time, 'to', to_time,
+                                                              'type', record_type));
+END $$;
+COMMENT ON FUNCTION vms.sip_query_records(vms.gbcode, timestamptz, timestamptz, text) IS
+    'ask a channel''s device for its recordings in a period (RecordInfo, paged with SumNum); they land in vms.channel_record; returns the request id';
+
+-- Worker side: a finished RecordInfo query.  answer: {request, state,
+-- progress, items: [RecordList items], error}.  The period queried is
+-- replaced by what the device listed; each item is checked on its own.
+CREATE FUNCTION vms._sip_records_result(device vms.gbcode, answer jsonb) RETURNS void
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    rid bigint := (answer ->> 'request')::bigint;
+    req vms.sip_request;
+    item jsonb;
+    st timestamptz;
+    en timestamptz;
+    ch vms.gbcode;
+    n integer := 0;
+    rejected jsonb := '[]';
+BEGIN
+    SELECT * INTO req FROM vms.sip_request r WHERE r.id = rid;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    ch := (req.params ->> 'target')::vms.gbcode;
+    IF answer ->> 'state' IN ('done', 'partial') THEN
+        DELETE FROM vms.channel_record r
+         WHERE r.channel_code = ch
+           AND r.start_time >= (req.params ->> 'from')::timestamptz AND r.end_time <= (req.params ->> 'to')::timestamptz;
+    END IF;
+    FOR item IN SELECT i FROM jsonb_array_elements(coalesce(answer -> 'items', '[]')) i LOOP
+        BEGIN
+            st := vms._device_time_parse(item ->> 'StartTime');
+            en := vms._device_time_parse(item ->> 'EndTime');
+            IF st IS NULL OR en IS NULL OR en < st THEN
+                RAISE EXCEPTION 'StartTime/EndTime missing, malformed or reversed' USING ERRCODE = 'invalid_datetime_format';
+            END IF;
+            IF item ->> 'DeviceID' IS DISTINCT FROM ch::text AND item ? 'DeviceID' THEN
+                RAISE EXCEPTION 'record of another channel' USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+            INSERT INTO vms.channel_record AS r (channel_code, device_code, start_time, end_time, record_type, secrecy,
+                                                 file_path, file_size, stream_number, recorder_id, name, address,
+                                                 request_id)
+            VALUES (ch, device, st, en, left(item ->> 'Type', 20),
+                    CASE WHEN item ->> 'Secrecy' ~ '^[0-9]{1,4}$' THEN (item ->> 'Secrecy')::smallint END,
+                    left(item ->> 'FilePath', 1000),
+                    CASE WHEN item ->> 'FileSize' ~ '^[0-9]{1,18}$' THEN (item ->> 'FileSize')::bigint END,
+                    CASE WHEN item ->> 'StreamNumber' ~ '^[0-9]{1,4}$' THEN (item ->> 'StreamNumber')::smallint END,
+                    left(item ->> 'RecorderID', 40), left(item ->> 'Name', 200), left(item ->> 'Address', 200), rid)
+            ON CONFLICT (channel_code, start_time, end_time, file_path, stream_number) DO UPDATE
+               SET record_type = EXCLUDED.record_type, secrecy = EXCLUDED.secrecy, file_size = EXCLUDED.file_size,
+                   recorder_id = EXCLUDED.recorder_id, name = EXCLUDED.name, address = EXCLUDED.address,
+                   request_id = EXCLUDED.request_id, reported_at = now();
+            n := n + 1;
+        EXCEPTION WHEN OTHERS THEN
+            rejected := rejected || jsonb_build_object('item', item, 'reason', SQLERRM);
+        END;
+    END LOOP;
+    PERFORM vms._sip_request_update(rid, answer ->> 'state', answer -> 'progress',
+                                    jsonb_build_object('records', n, 'rejected', rejected), answer ->> 'error');
+END $$;
+COMMENT ON FUNCTION vms._sip_records_result(vms.gbcode, jsonb) IS
+    'internal: a finished RecordInfo query: the records into vms.channel_record (replacing the period''s), the request closed with counts and rejects';
+
+-- Worker side: the outcome of a DeviceControl, DeviceConfig or one-answer
+-- query.  answer: {request, state, answer: the Response as JSON, error}.  A
+-- Response whose Result is not OK fails the request with the device's
+-- reason; a BasicParam's keepalive interval and count become the session's.
+CREATE FUNCTION vms._sip_control_result(device vms.gbcode, answer jsonb) RETURNS void
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    doc jsonb := answer -> 'answer';
+    st text := coalesce(answer ->> 'state', 'done');
+    err text := answer ->> 'error';
+    bp jsonb := doc -> 'BasicParam';
+BEGIN
+    IF st = 'done' AND upper(coalesce(doc ->> 'Result', 'OK')) <> 'OK' THEN
+        st := 'failed';
+        err := 'the device answered ' || left(doc ->> 'Result', 20)
+               || coalesce(': ' || left(coalesce(doc ->> 'Reason', doc ->> 'Info', doc ->> 'ErrorCode'), 200), '');
+    END IF;
+    IF st = 'done' AND jsonb_typeof(bp) = 'object'
+       AND (bp ->> 'HeartBeatInterval' ~ '^[0-9]{1,4}$' OR bp ->> 'HeartBeatCount' ~ '^[0-9]{1,3}$') THEN
+        INSERT INTO vms.device_session AS s (device_code, keepalive_interval, keepalive_count)
+        SELECT device, x.i, x.c
+          FROM (SELECT CASE WHEN bp ->> 'HeartBeatInterval' ~ '^[0-9]{1,4}$'
+                             AND (bp ->> 'HeartBeatInterval')::int BETWEEN 5 AND 3600 THEN (bp ->> 'HeartBeatInterval')::int END AS i,
+                       CASE WHEN bp ->> 'HeartBeatCount' ~ '^[0-9]{1,3}$'
+                             AND (bp ->> 'HeartBeatCount')::int BETWEEN 1 AND 100 THEN (bp ->> 'HeartBeatCount')::int END AS c) x
+         WHERE EXISTS (SELECT 1 FROM vms.device d WHERE d.code = device)
+        ON CONFLICT (device_code) DO UPDATE
+           SET keepalive_interval = coalesce(EXCLUDED.keepalive_interval, s.keepalive_interval),
+               keepalive_count = coalesce(EXCLUDED.keepalive_count, s.keepalive_count);
+    END IF;
+    PERFORM vms._sip_request_update((answer ->> 'request')::bigint, st, answer -> 'progress', doc, err);
+END $$;
+COMMENT ON FUNCTION vms._sip_control_result(vms.gbcode, jsonb) IS
+    'internal: a device''s answer to a control, configuration or query: request done, or failed with the device''s reason; BasicParam keepalive settings applied to the session';
+
+-- Recording integrity (录像完整性) ------------------------------------------------
+
+-- The periods a channel should have recorded within [from_time, to_time).
+CREATE FUNCTION vms.recording_expected(channel vms.gbcode, from_time timestamptz, to_time timestamptz)
+    RETURNS tstzmultirange
+    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+    SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM vms.recording_plan p WHERE p.channel_code = channel)
+                THEN tstzmultirange(tstzrange(from_time, to_time))
+                ELSE coalesce((
+                    SELECT range_agg(tstzrange((d + p.start_time) AT TIME ZONE vms._device_tz(),
+                                               (d + CASE WHEN p.end_time = '00:00' THEN interval '1 day'
+                                                         ELSE p.end_time - time '00:00' END) AT TIME ZONE vms._device_tz())
+                                     * tstzrange(from_time, to_time))
+                      FROM generate_series(date_trunc('day', from_time AT TIME ZONE vms._device_tz()),
+                                           to_time AT TIME ZONE vms._device_tz(), interval '1 day') d
+                      JOIN vms.recording_plan p ON p.channel_code = channel AND p.weekday = extract(dow FROM d)),
+                    '{}'::tstzmultirange)
+           END
+$$;
+COMMENT ON FUNCTION vms.recording_expected(vms.gbcode, timestamptz, timestamptz) IS
+    'the periods a channel should have recorded in [from, to): all of it, or its vms.recording_plan windows';
+
+-- Check a channel's recordings against what it should have recorded: every
+-- gap of at least min_gap is stored (replacing the period's earlier ones) and
+-- raises a recording_gap alarm (level III); a check without gaps clears it.
+CREATE FUNCTION vms.recording_check(channel vms.gbcode, from_time timestamptz, to_time timestamptz,
+                                    min_gap interval DEFAULT '1 minute')
+    RETURNS vms.recording_check
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    expected tstzmultirange;
+    missing tstzmultirange;
+    r vms.recording_check;
+BEGIN
+    PERFORM vms._check_period(from_time, to_time);
+    IF min_gap IS NULL OR min_gap < interval '0' THEN
+        RAISE EXCEPTION 'minimum gap % is negative', min_gap USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM vms.channel c WHERE c.code = channel) THEN
+        RAISE EXCEPTION 'channel % is not in the ledger', channel USING ERRCODE = 'undefined_object';
+    END IF;
+    expected := vms.recording_expected(channel, from_time, to_time);
+    missing := expected - coalesce((SELECT range_agg(tstzrange(cr.start_time, cr.end_time))
+                                      FROM vms.channel_record cr
+                                     WHERE cr.channel_code = channel
+                                       AND cr.start_time < to_time AND cr.end_time > from_time), '{}');
+    INSERT INTO vms.recording_check (channel_code, period, expected_s, recorded_s, gaps)
+    SELECT channel, tstzrange(from_time, to_time),
+           coalesce((SELECT sum(extract(epoch FROM upper(e) - lower(e))) FROM unnest(expected) e), 0),
+           coalesce((SELECT sum(extract(epoch FROM upper(e) - lower(e))) FROM unnest(expected) e), 0)
+           - coalesce((SELECT sum(extract(epoch FROM upper(m) - lower(m))) FROM unnest(missing) m), 0),
+           (SELECT count(*) FROM unnest(missing) m WHERE upper(m) - lower(m) >= min_gap)
+    RETURNING * INTO r;
+    DELETE FROM vms.recording_gap g WHERE g.channel_code = channel AND g.gap <@ tstzrange(from_time, to_time);
+    INSERT INTO vms.recording_gap (channel_code, gap, check_id)
+    SELECT channel, m, r.id FROM unnest(missing) m WHERE upper(m) - lower(m) >= min_gap ORDER BY lower(m);
+    IF r.gaps > 0 THEN
+        r.alarm_id := vms.alarm_raise(channel, 'recording_gap', 3::smallint, 'inspection',
+                                      jsonb_build_object('check', r.id, 'gaps', r.gaps,
+                                                         'missing_s', round((r.expected_s - r.recorded_s)::numeric, 1),
+                                                         'from', from_time, 'to', to_time,
+                                                         'first_gap', (SELECT min(lower(m)) FROM unnest(missing) m
+                                                                        WHERE upper(m) - lower(m) >= min_gap)));
+        UPDATE vms.recording_check c SET alarm_id = r.alarm_id WHERE c.id = r.id;
+    ELSE
+        PERFORM vms.alarm_clear(channel, 'recording_gap', 'recording complete in the last check');
+    END IF;
+    RETURN r;
+END $$;
+COMMENT ON FUNCTION vms.recording_check(vms.gbcode, timestamptz, timestamptz, interval) IS
+    'recording integrity of a channel in [from, to): gaps (of at least min_gap) against its expected recording (continuous, or vms.recording_plan) stored in vms.recording_gap, a recording_gap alarm raised, or cleared when complete';
+
+-- 录像完整率 per management unit: recorded / expected seconds over the
+-- latest check of each channel whose period lies within [from, to).
+CREATE FUNCTION vms.recording_integrity(from_time timestamptz, to_time timestamptz)
+    RETURNS TABLE (unit_id bigint, unit_name text, channels bigint, expected_s double precision,
+                   recorded_s double precision, gaps bigint, integrity double precision)
+    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+    SELECT c.unit_id, u.name, count(*), sum(k.expected_s), sum(k.recorded_s), sum(k.gaps),
+           CASE WHEN sum(k.expected_s) > 0 THEN round((sum(k.recorded_s) / sum(k.expected_s))::numeric, 4)::float8 END
+      FROM (SELECT DISTINCT ON (rc.channel_code, rc.period) rc.*
+              FROM vms.recording_check rc
+             WHERE rc.period <@ tstzrange(from_time, to_time)
+             ORDER BY rc.channel_code, rc.period, rc.checked_at DESC, rc.id DESC) k
+      JOIN vms.channel c ON c.code = k.channel_code
+      LEFT JOIN vms.org_unit u ON u.id = c.unit_id
+     GROUP BY c.unit_id, u.name
+     ORDER BY c.unit_id NULLS LAST
+$$;
+COMMENT ON FUNCTION vms.recording_integrity(timestamptz, timestamptz) IS
+    '录像完整率 per management unit: recorded over expected seconds of the recording checks within [from, to), with channel and gap counts';
+
+-- GB/T 28181-2022 devices ---------------------------------------------------------
+
+COMMENT ON COLUMN vms.device_session.gb_version IS
+    'the X-GB-Ver header of the device''s last REGISTER (2.0 = GB/T 28181-2016, 3.0 = 2022); NULL when it sent none';
+
+-- Worker side: the version a device registered with.
+CREATE FUNCTION vms._sip_gb_version(device vms.gbcode, info jsonb) RETURNS void
+    LANGUAGE sql SET search_path FROM CURRENT AS $$
+    UPDATE vms.device_session s SET gb_version = left(info ->> 'version', 10)
+     WHERE s.device_code = device AND s.gb_version IS DISTINCT FROM left(info ->> 'version', 10)
+$$;
+COMMENT ON FUNCTION vms._sip_gb_version(vms.gbcode, jsonb) IS 'internal: the SIP worker records the X-GB-Ver a device registered with';
+
+-- Every catalog item as the device sent it, with the fields the ledger has
+-- no column for (2022: PointType, PointCommonName, MAC, FunctionType,
+-- EncodeType, InstallTime, ManagementUnit, ContactInfo, RecordSaveDays,
+-- Horizontal/VerticalFieldAngle, MaxViewDistance, SecurityLevelCode,
+-- RegisterWay...).
+CREATE TABLE vms.channel_catalog_item (
+    code         vms.gbcode PRIMARY KEY REFERENCES vms.channel (code) ON DELETE CASCADE,
+    device_code  vms.gbcode NOT NULL,
+    item         jsonb NOT NULL,
+    reported_at  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE vms.channel_catalog_item IS
+    'raw layer: each channel''s last catalog item as its device sent it, every field (the 2022 ones included)';
+
+-- privileges (99_privileges.sql does these in bulk for a fresh install)
+REVOKE ALL ON FUNCTION
+    vms._device_tz(), vms._device_time(timestamptz), vms._device_time_parse(text),
+    vms.ptz_cmd(text, integer), vms.ptz_preset_cmd(text, integer),
+    vms._device_request(vms.gbcode, text, text, text, xml, boolean, text, jsonb),
+    vms.ptz(vms.gbcode, text, integer), vms.ptz_preset(vms.gbcode, text, integer),
+    vms.ptz_home(vms.gbcode, boolean, integer, integer), vms.ptz_precise(vms.gbcode, float8, float8, float8),
+    vms.device_guard(vms.gbcode, boolean), vms.device_record(vms.gbcode, boolean), vms.device_teleboot(vms.gbcode),
+    vms.device_alarm_reset(vms.gbcode, integer, integer), vms.device_config_download(vms.gbcode, text),
+    vms.device_config(vms.gbcode, jsonb), vms.sip_query_presets(vms.gbcode), vms.sip_query_home_position(vms.gbcode),
+    vms.sip_query_cruise_tracks(vms.gbcode), vms.sip_query_records(vms.gbcode, timestamptz, timestamptz, text),
+    vms._sip_records_result(vms.gbcode, jsonb), vms._sip_control_result(vms.gbcode, jsonb),
+    vms.recording_expected(vms.gbcode, timestamptz, timestamptz),
+    vms.recording_check(vms.gbcode, timestamptz, timestamptz, interval),
+    vms.recording_integrity(timestamptz, timestamptz), vms._sip_gb_version(vms.gbcode, jsonb),
+    vms._check_period(timestamptz, timestamptz)
+  FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vms.ptz_cmd(text, integer), vms.ptz_preset_cmd(text, integer) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    vms.ptz(vms.gbcode, text, integer), vms.ptz_preset(vms.gbcode, text, integer),
+    vms.ptz_home(vms.gbcode, boolean, integer, integer), vms.ptz_precise(vms.gbcode, float8, float8, float8)
+  TO vms_analyst;
