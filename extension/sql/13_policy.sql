@@ -450,7 +450,6 @@ CREATE FUNCTION vms.snapshot(channel vms.gbcode) RETURNS bigint
     LANGUAGE sql SET search_path FROM CURRENT RETURN vms.exercise_right('snapshot', channel);
 COMMENT ON FUNCTION vms.playback(vms.gbcode, timestamptz, timestamptz) IS 'check and audit a playback request';
 COMMENT ON FUNCTION vms.download(vms.gbcode, timestamptz, timestamptz) IS 'check and audit a download request';
-COMMENT ON FUNCTION vms.ptz(vms.gbcode, text) IS 'check and audit a PTZ command';
 COMMENT ON FUNCTION vms.view_live(vms.gbcode) IS 'check and audit a live view';
 COMMENT ON FUNCTION vms.snapshot(vms.gbcode) IS 'check and audit a snapshot';
 
