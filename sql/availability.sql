@@ -121,3 +121,155 @@ SELECT group_key, online_ratio, online_seconds, offline_seconds, unknown_seconds
 SELECT * FROM vms.availability(:p0, :p1, 'street');
 SELECT vms.availability_gap_add(:p1, :p0, 'backwards');
 SELECT vms.availability_gap_add(:p0, :p1, ' ');
+
+-- Kept runs (vms.availability_run) against the events.  vms.availability
+-- sums the runs; here every figure is also computed straight from the
+-- events, point by point: the period is cut at every event, gap bound and
+-- end, each piece takes the state of the last event at or before its start
+-- (a channel: its device's, bad if its latest catalog status is not ON or
+-- its latest inspection pulled no stream), unknown inside a gap; an outage
+-- begins where a subject is offline and was not one microsecond before.
+\set VERBOSITY terse
+CREATE FUNCTION pg_temp.dev_state(d vms.gbcode, x timestamptz) RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT e.event = 'online' FROM vms.device_event e
+     WHERE e.device_code = d AND e.event IN ('online', 'offline') AND e.at <= x ORDER BY e.at DESC, e.id DESC LIMIT 1 $$;
+CREATE FUNCTION pg_temp.ch_state(c vms.gbcode, x timestamptz) RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN s THEN coalesce((SELECT e.status = 'ON' FROM vms.channel_status_event e WHERE e.code = c AND e.at <= x
+                            ORDER BY e.at DESC, e.id DESC LIMIT 1), true)
+             AND coalesce((SELECT q.stream_ok FROM vms.quality_result q WHERE q.channel_code = c AND q.at <= x
+                            ORDER BY q.at DESC, q.id DESC LIMIT 1), true) ELSE s END
+      FROM pg_temp.dev_state((SELECT device_code FROM vms.channel WHERE code = c), x) s $$;
+-- state at x: true online, false offline, NULL unknown (gaps ignored)
+CREATE FUNCTION pg_temp.state(kind text, k vms.gbcode, x timestamptz) RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT CASE kind WHEN 'device' THEN pg_temp.dev_state(k, x) ELSE pg_temp.ch_state(k, x) END $$;
+CREATE FUNCTION pg_temp.reference(p0 timestamptz, p1 timestamptz, kind text)
+    RETURNS TABLE (code vms.gbcode, on_s numeric, off_s numeric, ev integer) LANGUAGE sql STABLE AS $$
+    WITH per AS (SELECT p0 AS f, greatest(least(p1, now()), p0) AS t),
+    subj AS (SELECT d.code, d.code AS dev FROM vms.device d WHERE kind = 'device'
+             UNION ALL SELECT c.code, c.device_code FROM vms.channel c WHERE kind = 'channel'),
+    cut AS (
+        SELECT s.code, s.dev, b.x FROM subj s, per
+         CROSS JOIN LATERAL (
+             SELECT per.f UNION SELECT per.t
+             UNION SELECT e.at FROM vms.device_event e WHERE e.device_code = s.dev
+             UNION SELECT e.at FROM vms.channel_status_event e WHERE e.code = s.code
+             UNION SELECT q.at FROM vms.quality_result q WHERE q.channel_code = s.code
+             UNION SELECT g.from_ts FROM vms.availability_gap g WHERE g.device_code IS NULL OR g.device_code = s.dev
+             UNION SELECT g.to_ts FROM vms.availability_gap g WHERE g.device_code IS NULL OR g.device_code = s.dev) b(x)
+         WHERE b.x >= per.f AND b.x <= per.t),
+    piece AS (
+        SELECT c.code, c.dev, c.x, lead(c.x) OVER (PARTITION BY c.code ORDER BY c.x) AS nx FROM cut c),
+    st AS (
+        SELECT p.code, extract(epoch FROM p.nx - p.x) AS len,
+               CASE WHEN EXISTS (SELECT 1 FROM vms.availability_gap g
+                                  WHERE (g.device_code IS NULL OR g.device_code = p.dev) AND g.from_ts <= p.x AND p.x < g.to_ts)
+                    THEN NULL ELSE pg_temp.state(kind, p.code, p.x) END AS up,
+               pg_temp.state(kind, p.code, p.x) = false
+               AND pg_temp.state(kind, p.code, p.x - interval '1 microsecond') IS DISTINCT FROM false AS begins
+          FROM piece p WHERE p.nx IS NOT NULL)
+    SELECT s.code, coalesce(sum(st.len) FILTER (WHERE st.up), 0), coalesce(sum(st.len) FILTER (WHERE NOT st.up), 0),
+           (count(*) FILTER (WHERE st.begins))::int
+      FROM subj s LEFT JOIN st ON st.code = s.code GROUP BY s.code $$;
+-- the kept runs equal a rebuild from the events; the figures equal the
+-- reference and the multirange computation from the events
+-- (vms._availability_ranges) for each period
+CREATE TEMP TABLE period (p0 timestamptz, p1 timestamptz);
+CREATE FUNCTION pg_temp.check_runs(periods integer) RETURNS TABLE (runs_exact boolean, checked bigint, mismatches bigint)
+    LANGUAGE plpgsql AS $$
+DECLARE
+    kept vms.availability_run[];
+BEGIN
+    SELECT array_agg(r ORDER BY r.source, r.code, r.from_ts) INTO kept FROM vms.availability_run r;
+    PERFORM vms.availability_rebuild();
+    runs_exact := kept IS NOT DISTINCT FROM (SELECT array_agg(r ORDER BY r.source, r.code, r.from_ts) FROM vms.availability_run r);
+    TRUNCATE period;
+    INSERT INTO period
+    SELECT a, a + random() * interval '4 days'
+      FROM (SELECT '2026-03-31 00:00+00'::timestamptz + random() * interval '12 days' AS a FROM generate_series(1, periods)) x;
+    INSERT INTO period VALUES ('2026-01-01 00:00+00', '2999-01-01 00:00+00'), ('2026-04-05 00:00+00', '2026-04-05 00:00+00'),
+                              ('2026-04-05 00:00+00', '2026-04-01 00:00+00'), ('2026-04-02 12:00+00', '2026-04-03 12:00+00');
+    SELECT count(*), count(*) FILTER (WHERE n.code IS NULL OR r.code IS NULL OR o.code IS NULL
+                                         OR (n.online_s, n.offline_s, n.offline_events) IS DISTINCT FROM (r.on_s, r.off_s, r.ev)
+                                         OR (n.online_s, n.offline_s, n.offline_events) IS DISTINCT FROM (o.on_s, o.off_s, o.ev)
+                                         OR n.period_s <> greatest(extract(epoch FROM least(n.p1, now()) - n.p0), 0))
+      INTO checked, mismatches
+      FROM (SELECT p.p0, p.p1, k, x.* FROM period p, unnest(ARRAY['device', 'channel']) k,
+                   vms._availability_figures(p.p0, p.p1, k) x) n
+      FULL JOIN (SELECT p.p0, p.p1, k, x.* FROM period p, unnest(ARRAY['device', 'channel']) k,
+                        pg_temp.reference(p.p0, p.p1, k) x) r USING (p0, p1, k, code)
+      FULL JOIN (SELECT p.p0, p.p1, k, a.code,
+                        coalesce((SELECT sum(extract(epoch FROM upper(g) - lower(g))) FROM unnest(a.online) g), 0) AS on_s,
+                        coalesce((SELECT sum(extract(epoch FROM upper(g) - lower(g))) FROM unnest(a.offline) g), 0) AS off_s,
+                        a.offline_events AS ev
+                   FROM period p, unnest(ARRAY['device', 'channel']) k, vms._availability_ranges(p.p0, p.p1, k) a) o
+        USING (p0, p1, k, code);
+    RETURN NEXT;
+END $$;
+SELECT setseed(0.42);
+-- eight devices of two channels each, 東区运维
+INSERT INTO vms.device (code, name, unit_id)
+SELECT vms.gbcode_make('11010500', 0, 118, 0, 100 + i), 'R' || i, (SELECT id FROM vms.org_unit WHERE name = '东区运维')
+  FROM generate_series(1, 8) i;
+INSERT INTO vms.channel (code, device_code, name)
+SELECT vms.gbcode_make('11010500', 0, 131, 0, 1000 + 10 * i + j), vms.gbcode_make('11010500', 0, 118, 0, 100 + i), 'R' || i || '.' || j
+  FROM generate_series(1, 8) i, generate_series(1, 2) j;
+CREATE TEMP TABLE rnd_dev AS SELECT code FROM vms.device WHERE name LIKE 'R%';
+CREATE TEMP TABLE rnd_ch AS SELECT code FROM vms.channel WHERE name LIKE 'R%';
+-- events in random order, in several statements: times on a 10-minute grid
+-- (ties between events and with gap bounds), whole and odd microseconds
+CREATE FUNCTION pg_temp.random_at() RETURNS timestamptz LANGUAGE sql VOLATILE AS $$
+    SELECT '2026-04-01 00:00+00'::timestamptz + (random() * 1000)::int * interval '10 min'
+           + CASE WHEN random() < 0.2 THEN random() * interval '10 min' ELSE interval '0' END $$;
+CREATE FUNCTION pg_temp.add_events(n integer) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO vms.device_event (device_code, at, event, cause)
+    SELECT (SELECT code FROM rnd_dev ORDER BY random() + g * 0 LIMIT 1), pg_temp.random_at(),
+           (ARRAY['online', 'offline', 'offline', 'online', 'registered'])[1 + floor(random() * 5)::int], 'random'
+      FROM generate_series(1, n) g;
+    INSERT INTO vms.channel_status_event (code, at, status)
+    SELECT (SELECT code FROM rnd_ch ORDER BY random() + g * 0 LIMIT 1), pg_temp.random_at(),
+           (ARRAY['ON', 'OFF', 'ON', 'VLOST'])[1 + floor(random() * 4)::int]
+      FROM generate_series(1, n / 4) g;
+    INSERT INTO vms.quality_result (channel_code, at, profile, stream_ok, image_ok, checks)
+    SELECT (SELECT code FROM rnd_ch ORDER BY random() + g * 0 LIMIT 1), pg_temp.random_at(), 'default',
+           random() < 0.6, true, '{}'
+      FROM generate_series(1, n / 4) g;
+END $$;
+SELECT pg_temp.add_events(60);
+SELECT pg_temp.add_events(60);
+SELECT pg_temp.add_events(60);
+-- unknown periods: every device's, one device's, overlapping
+SELECT vms.availability_gap_add(a, a + interval '5 hours', 'random outage') > 0 AS gap
+  FROM (SELECT pg_temp.random_at() AS a FROM generate_series(1, 3)) x;
+SELECT vms.availability_gap_add(a, a + random() * interval '1 day', 'random device gap', d) > 0 AS gap
+  FROM (SELECT pg_temp.random_at() AS a, (SELECT code FROM rnd_dev ORDER BY random() + g * 0 LIMIT 1) AS d
+          FROM generate_series(1, 4) g) x;
+SELECT * FROM pg_temp.check_runs(25);
+-- changed events: some moved in time (UPDATE), some deleted in the middle
+UPDATE vms.device_event SET at = pg_temp.random_at() WHERE cause = 'random' AND random() < 0.1;
+UPDATE vms.channel_status_event SET status = CASE status WHEN 'ON' THEN 'OFF' ELSE 'ON' END WHERE random() < 0.2;
+UPDATE vms.quality_result SET at = pg_temp.random_at() WHERE random() < 0.2;
+DELETE FROM vms.device_event WHERE cause = 'random' AND random() < 0.1;
+DELETE FROM vms.quality_result WHERE random() < 0.1;
+SELECT pg_temp.add_events(40);
+SELECT * FROM pg_temp.check_runs(25);
+-- retention: the oldest events go (runs cut at each subject's first remaining event)
+DELETE FROM vms.device_event WHERE at < '2026-04-03 00:00+00';
+DELETE FROM vms.channel_status_event WHERE at < '2026-04-02 00:00+00';
+DELETE FROM vms.quality_result WHERE at < '2026-04-04 00:00+00';
+SELECT * FROM pg_temp.check_runs(25);
+-- every figure of vms.availability per unit equals the reference summed over the unit's channels
+SELECT count(*) AS periods,
+       count(*) FILTER (WHERE (a.online_seconds, a.offline_seconds, a.offline_events, a.online_ratio)
+                              IS DISTINCT FROM (r.on_s::float8, r.off_s::float8, r.ev::int,
+                                                r.on_s::float8 / nullif(r.on_s::float8 + r.off_s::float8, 0))) AS mismatches
+  FROM period p
+ CROSS JOIN LATERAL (SELECT * FROM vms.availability(p.p0, p.p1, 'unit') WHERE group_name = '东区运维') a
+ CROSS JOIN LATERAL (SELECT sum(x.on_s) AS on_s, sum(x.off_s) AS off_s, sum(x.ev) AS ev
+                       FROM pg_temp.reference(p.p0, p.p1, 'channel') x JOIN vms.channel c ON c.code = x.code
+                      WHERE coalesce(c.unit_id, (SELECT unit_id FROM vms.device WHERE code = c.device_code))
+                            = (SELECT id FROM vms.org_unit WHERE name = '东区运维')) r;
+-- TRUNCATE empties the kept runs of its source
+TRUNCATE vms.quality_result CASCADE;
+SELECT count(*) FILTER (WHERE source = 'stream') AS stream_runs, count(*) FILTER (WHERE source = 'device') > 0 AS device_runs
+  FROM vms.availability_run;

@@ -74,6 +74,34 @@ UPDATE vms.ops_schedule SET next_run_at = now() - interval '1 minute' WHERE enab
 SELECT vms.ops_run_due() AS ran;
 SELECT name, last_result, last_error, next_run_at > now() AS timed_again FROM vms.ops_schedule WHERE enabled;
 
+-- the scheduled snapshot and month close take yesterday and last month in
+-- the schedule's zone (args.tz, default Asia/Shanghai as report days),
+-- whatever the session's: 2026-03-01 02:00 UTC is 10:00 on 1 March in
+-- Shanghai and 23:00 on 28 February in Santiago
+SET TimeZone = 'America/Santiago';
+SELECT current_setting('TimeZone') AS session, z.tz, d.*
+  FROM (VALUES (NULL), ('America/Santiago'), ('UTC')) z(tz), vms._ops_schedule_days('2026-03-01 02:00+00', z.tz) d;
+SET TimeZone = 'Asia/Shanghai';
+SELECT current_setting('TimeZone') AS session, z.tz, d.*
+  FROM (VALUES (NULL), ('America/Santiago'), ('UTC')) z(tz), vms._ops_schedule_days('2026-03-01 02:00+00', z.tz) d;
+-- a due snapshot run from a Santiago session takes Shanghai's yesterday;
+-- with args.tz Santiago from a Shanghai session, Santiago's
+SET TimeZone = 'America/Santiago';
+UPDATE vms.ops_schedule SET enabled = (action = 'snapshot_day'), next_run_at = now() - interval '1 minute';
+SELECT vms.ops_run_due() AS ran;
+SELECT s.last_error, o.time_zone, o.day = (s.last_run_at AT TIME ZONE 'Asia/Shanghai')::date - 1 AS zone_yesterday
+  FROM vms.ops_schedule s, (SELECT DISTINCT day, time_zone FROM vms.ops_daily WHERE time_zone = 'Asia/Shanghai') o
+ WHERE s.action = 'snapshot_day';
+SET TimeZone = 'Asia/Shanghai';
+UPDATE vms.ops_schedule SET args = '{"tz": "America/Santiago"}', next_run_at = now() - interval '1 minute' WHERE action = 'snapshot_day';
+SELECT vms.ops_run_due() AS ran;
+SELECT s.last_error, o.time_zone, o.day = (s.last_run_at AT TIME ZONE 'America/Santiago')::date - 1 AS zone_yesterday
+  FROM vms.ops_schedule s, (SELECT DISTINCT day, time_zone FROM vms.ops_daily WHERE time_zone = 'America/Santiago') o
+ WHERE s.action = 'snapshot_day';
+RESET TimeZone;
+DELETE FROM vms.ops_daily WHERE time_zone <> 'UTC';
+UPDATE vms.ops_schedule SET enabled = (action = 'alarm_escalate'), args = '{}';
+
 -- retention: device events older than 30 days go (one now() stays); the
 -- closed month's figures do not change, while recomputing March now finds
 -- no state at all

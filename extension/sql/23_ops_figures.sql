@@ -334,7 +334,24 @@ INSERT INTO vms.ops_schedule (name, cron, action) VALUES
     ('governance', '0 2 * * *', 'governance_run'),
     ('freeze report days', '20 0 * * *', 'report_freeze');
 COMMENT ON TABLE vms.ops_schedule IS
-    'scheduled operations runs (cron: minute hour day month weekday, server time zone): alarm_escalate, snapshot_day (yesterday), month_close (last month), retention_prune, governance_run (args.scope), report_freeze (the report days of the last args.days, default 7, that have ended); vms.ops_run_due runs those due';
+    'scheduled operations runs (cron: minute hour day month weekday, server time zone): alarm_escalate, snapshot_day (yesterday in args.tz, default Asia/Shanghai as report days), month_close (last month, same zone), retention_prune, governance_run (args.scope), report_freeze (the report days of the last args.days, default 7, that have ended); vms.ops_run_due runs those due';
+
+-- The day and month a scheduled snapshot or month close takes: yesterday and
+-- last month in the schedule's zone (args.tz), by default the zone of report
+-- days (vms._report_tz(), Asia/Shanghai), never the session's: the worker
+-- that runs the schedule has the server's zone, a psql session its own.
+CREATE FUNCTION vms._ops_schedule_days(at timestamptz, tz text, OUT zone text, OUT yesterday date, OUT last_month date)
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+DECLARE
+    local timestamp;
+BEGIN
+    zone := coalesce(nullif(tz, ''), vms._report_tz());
+    local := at AT TIME ZONE zone;
+    yesterday := local::date - 1;
+    last_month := (date_trunc('month', local) - interval '1 month')::date;
+END $$;
+COMMENT ON FUNCTION vms._ops_schedule_days(timestamptz, text) IS
+    'internal: the zone (tz, else the report zone), yesterday and the first day of last month at a time in that zone, for the scheduled snapshot and month close';
 
 CREATE FUNCTION vms.ops_run_due() RETURNS integer
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
@@ -342,8 +359,7 @@ DECLARE
     s vms.ops_schedule;
     n integer := 0;
     res text;
-    yesterday date := (now() - interval '1 day')::date;
-    last_month date := (date_trunc('month', now()) - interval '1 month')::date;
+    d record;
 BEGIN
     FOR s IN SELECT * FROM vms.ops_schedule x
               WHERE x.enabled AND (x.next_run_at IS NULL OR x.next_run_at <= now())
@@ -354,12 +370,15 @@ BEGIN
             IF s.next_run_at IS NOT NULL THEN
                 CASE s.action
                     WHEN 'alarm_escalate' THEN res := vms.alarm_escalate()::text || ' escalated';
-                    WHEN 'snapshot_day' THEN res := vms.ops_snapshot_day(yesterday, s.args ->> 'tz')::text || ' rows';
+                    WHEN 'snapshot_day' THEN
+                        d := vms._ops_schedule_days(now(), s.args ->> 'tz');
+                        res := vms.ops_snapshot_day(d.yesterday, d.zone)::text || ' rows (' || d.yesterday || ' ' || d.zone || ')';
                     WHEN 'month_close' THEN
-                        IF EXISTS (SELECT 1 FROM vms.ops_month m WHERE m.month = last_month) THEN
+                        d := vms._ops_schedule_days(now(), s.args ->> 'tz');
+                        IF EXISTS (SELECT 1 FROM vms.ops_month m WHERE m.month = d.last_month) THEN
                             res := 'closed already';
                         ELSE
-                            res := vms.ops_month_close(last_month, s.args ->> 'tz')::text || ' rows';
+                            res := vms.ops_month_close(d.last_month, d.zone)::text || ' rows';
                         END IF;
                     WHEN 'retention_prune' THEN
                         res := (SELECT coalesce(sum(p.deleted), 0) FROM vms.retention_prune() p)::text || ' deleted';

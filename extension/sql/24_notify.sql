@@ -206,10 +206,13 @@ BEGIN
                                                  WHERE civil LIKE p || '%'))
     ON CONFLICT (dedup_key) DO NOTHING;
     GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+        PERFORM vms._wake_worker('notifier');   -- at commit: the notifier sends it at once, not at its next poll
+    END IF;
     RETURN n;
 END $$;
 COMMENT ON FUNCTION vms._notify_enqueue(text, bigint, jsonb, smallint, text, text, vms.gbcode) IS
-    'internal: queue one event for every enabled route whose filter matches (in the event''s transaction)';
+    'internal: queue one event for every enabled route whose filter matches (in the event''s transaction) and wake the notifier when it commits';
 
 -- SECURITY DEFINER trigger: whoever may record an alarm event (alarm_raise
 -- runs with the caller's rights; a DBA may grant INSERT on the alarm tables
@@ -338,8 +341,10 @@ COMMENT ON FUNCTION vms._notify_result(bigint, boolean, text, text) IS
 CREATE FUNCTION vms.notify_redrive(ids bigint[] DEFAULT NULL) RETURNS integer
     LANGUAGE sql SET search_path FROM CURRENT AS $$
     WITH r AS (UPDATE vms.notify_outbox SET state = 'pending', attempts = 0, next_attempt_at = now(), dead_at = NULL
-                WHERE state = 'dead' AND (ids IS NULL OR id = ANY (ids)) RETURNING 1)
-    SELECT count(*)::int FROM r
+                WHERE state = 'dead' AND (ids IS NULL OR id = ANY (ids)) RETURNING 1),
+    n AS (SELECT count(*)::int AS n FROM r)
+    -- wake the notifier at commit when there is something to send
+    SELECT n.n FROM n LEFT JOIN LATERAL (SELECT vms._wake_worker('notifier') WHERE n.n > 0) w ON true
 $$;
 COMMENT ON FUNCTION vms.notify_redrive(bigint[]) IS 'send dead notifications again (all, or the given ids); returns how many';
 

@@ -526,7 +526,37 @@ run_schedule(void)
 	vms_worker_end_tx();
 }
 
-/* one round: the schedule when due, then one claimed batch; did it send? */
+/*
+ * Nothing due: wait for vms.notifier_poll_interval, or less when the
+ * schedule is due sooner, or until the latch is set.  vms._notify_enqueue
+ * (and vms.notify_redrive) call vms._wake_worker('notifier'), which sets
+ * this worker's latch (found in the worker registry) when the queuing
+ * transaction commits, so a new notification goes out at once; the poll
+ * picks up retries and ends of quiet hours, and anything queued while the
+ * worker was not running.  A latch set during the round is not lost: it is
+ * reset only after this wait.  Done here rather than by the generic round
+ * loop, whose idle wait is fixed.
+ */
+static void
+idle_wait(void)
+{
+	long		wait_ms = vms_notifier_poll_ms;
+
+	if (vms_notifier_run_schedule && ops_last_run != 0)
+	{
+		long		secs;
+		int			usecs;
+
+		TimestampDifference(GetCurrentTimestamp(), TimestampTzPlusMilliseconds(ops_last_run, OPS_RUN_INTERVAL_MS),
+							&secs, &usecs);
+		wait_ms = Min(wait_ms, secs * 1000L + usecs / 1000 + 1);
+	}
+	vms_worker_set_state(slot, "running");
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, wait_ms, PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+}
+
+/* one round: the schedule when due, then one claimed batch, or the idle wait */
 static bool
 notifier_round(void)
 {
@@ -542,7 +572,10 @@ notifier_round(void)
 	if (count > 0)
 		deliver(batch, count);
 	vms_worker_set_state(slot, "running");
-	return count > 0;
+	if (count == 0)
+		idle_wait();
+	/* after a batch more may be waiting; after the wait, look again */
+	return true;
 }
 
 void

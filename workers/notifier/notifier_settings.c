@@ -14,6 +14,7 @@ bool		vms_notifier_run_schedule = true;
 int			vms_notifier_concurrency = 16;
 int			vms_notifier_batch = 100;
 int			vms_notifier_timeout_ms = 10000;
+int			vms_notifier_poll_ms = 1000;
 char	   *vms_notifier_mail_from = NULL;
 
 void
@@ -40,6 +41,12 @@ vms_notifier_define_settings(void)
 							"How long the notifier waits for one webhook or mail server.",
 							"A request that takes longer fails and is retried with the route's backoff.",
 							&vms_notifier_timeout_ms, 10000, 100, 120000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("vms.notifier_poll_interval",
+							"Longest idle wait of the notifier between looks at vms.notify_outbox.",
+							"Queuing a notification wakes the worker when its transaction commits; the poll "
+							"picks up retries and the ends of quiet hours, and is the fallback.",
+							&vms_notifier_poll_ms, 1000, 100, 3600000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomStringVariable("vms.notifier_mail_from",
 							   "Sender address of notification mail (MAIL FROM and From:).",

@@ -16,6 +16,7 @@ extern bool vms_notifier_run_schedule;
 extern int	vms_notifier_concurrency;
 extern int	vms_notifier_batch;
 extern int	vms_notifier_timeout_ms;
+extern int	vms_notifier_poll_ms;
 extern char *vms_notifier_mail_from;
 
 extern void vms_notifier_define_settings(void);
