@@ -59,6 +59,7 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms._filter_strings(text,jsonb)',
     'vms._forbid_recode()',
     'vms._governance_metrics(text)',
+    'vms._governance_row_expr(vms.governance_rule)',
     'vms._grant_scope(oid,timestamp with time zone)',
     'vms._history_record()',
     'vms._inspection_baseline_apply(vms.gbcode,timestamp with time zone,jsonb)',

@@ -302,3 +302,216 @@ REVOKE ALL ON FUNCTION vms._tile_col(float8), vms._tile_row(float8), vms._channe
 
 -- the channels an upgraded database already has
 SELECT vms.channel_clusters_refresh(true);
+
+-- issue 20 (governance run): the rules checked channel by channel run in one
+-- scan of the ledger; tasks are refreshed in one pass and only new findings
+-- are inserted; room on governance_task's pages for HOT updates.  Same text
+-- as extension/sql/08_governance.sql.
+ALTER TABLE vms.governance_task SET (fillfactor = 50);
+
+-- The rules checked channel by channel (required_fields, code_role,
+-- coordinates, stale) as one SQL expression over alias c: the detail of the
+-- finding, or NULL.  vms.governance_findings runs one of them; a governance
+-- run checks all of them in one scan of the ledger (issue 20).
+CREATE FUNCTION vms._governance_row_expr(rule vms.governance_rule) RETURNS text
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+DECLARE
+    p jsonb := rule.params;
+    types text;
+BEGIN
+    CASE rule.kind
+    WHEN 'required_fields' THEN
+        RETURN format('CASE WHEN %s THEN ''missing: '' || nullif(array_to_string(%s, '', ''), '''') END',
+                      CASE WHEN p ? 'point_types'
+                           THEN format('c.point_type = ANY (%L::text[])', ARRAY(SELECT jsonb_array_elements_text(p -> 'point_types')))
+                           ELSE 'true' END,
+                      vms._missing_fields_expr(ARRAY(SELECT jsonb_array_elements_text(p -> 'fields'))));
+    WHEN 'code_role' THEN
+        types := format('%L::int[]', ARRAY(SELECT (jsonb_array_elements_text(p -> 'types'))::int));
+        RETURN format($e$CASE WHEN vms.gbcode_type(c.code) <> ALL (%1$s) OR EXISTS (SELECT FROM vms.gbcode_check(c.code))
+            THEN concat_ws('; ',
+                   CASE WHEN vms.gbcode_type(c.code) <> ALL (%1$s)
+                        THEN format('type code %%s is not a camera type', lpad(vms.gbcode_type(c.code)::text, 3, '0')) END,
+                   (SELECT string_agg(k.detail, '; ') FROM vms.gbcode_check(c.code) k)) END$e$, types);
+    WHEN 'coordinates' THEN
+        RETURN $e$CASE WHEN c.geom IS NULL THEN 'location missing'
+            WHEN NOT (ST_X(c.geom) BETWEEN 73.5 AND 135.1 AND ST_Y(c.geom) BETWEEN 3.8 AND 53.6) THEN
+                CASE WHEN ST_X(c.geom) = 0 AND ST_Y(c.geom) = 0 THEN 'location is (0, 0)'
+                     WHEN ST_X(c.geom) BETWEEN 3.8 AND 53.6 AND ST_Y(c.geom) BETWEEN 73.5 AND 135.1
+                         THEN format('longitude and latitude look swapped (%s, %s)', ST_X(c.geom), ST_Y(c.geom))
+                     ELSE format('location (%s, %s) is outside China', ST_X(c.geom), ST_Y(c.geom)) END END$e$;
+    WHEN 'stale' THEN
+        RETURN format($e$CASE WHEN c.updated_at < now() - make_interval(days => %s)
+            THEN format('not updated since %%s', to_char(c.updated_at, 'YYYY-MM-DD')) END$e$,
+                      coalesce((p ->> 'days')::int, 365));
+    ELSE
+        RETURN NULL;
+    END CASE;
+END $$;
+COMMENT ON FUNCTION vms._governance_row_expr(vms.governance_rule) IS
+    'internal: a rule checked channel by channel as an SQL expression over alias c (its finding''s detail, or NULL)';
+
+-- Findings of one rule: (channel_code, detail) for channels in scope.
+-- Each kind is one set-based query; scope is a civil-code prefix or NULL.
+CREATE OR REPLACE FUNCTION vms.governance_findings(rule vms.governance_rule, scope text DEFAULT NULL)
+    RETURNS TABLE (channel_code vms.gbcode, detail text)
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+DECLARE
+    p jsonb := rule.params;
+BEGIN
+    IF rule.kind IN ('required_fields', 'code_role', 'coordinates', 'stale') THEN
+        -- OFFSET 0 keeps the expression computed once a channel
+        RETURN QUERY EXECUTE format($q$
+        SELECT s.code, s.detail
+          FROM (SELECT c.code, %s AS detail FROM vms.channel c
+                 WHERE ($1 IS NULL OR c.civil_code LIKE $1 || '%%') OFFSET 0) s
+         WHERE s.detail IS NOT NULL $q$, vms._governance_row_expr(rule))
+        USING scope;
+        RETURN;
+    END IF;
+    CASE rule.kind
+    WHEN 'civil_code_mismatch' THEN
+        -- the most specific region whose boundary covers the point
+        RETURN QUERY
+        SELECT c.code, format('recorded civil code %s, but the location lies in %s (%s)', c.civil_code, r.civil_code, r.name)
+          FROM vms.channel c
+          CROSS JOIN LATERAL (SELECT g.civil_code, g.name FROM vms.region g
+                               WHERE g.boundary IS NOT NULL AND ST_Covers(g.boundary, c.geom)
+                               ORDER BY g.level DESC LIMIT 1) r
+         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
+           AND c.geom IS NOT NULL AND c.civil_code IS NOT NULL
+           AND NOT (r.civil_code LIKE c.civil_code || '%' OR c.civil_code LIKE r.civil_code || '%');
+    WHEN 'outside_region' THEN
+        RETURN QUERY
+        SELECT c.code, format('location is %s m outside region %s (%s)',
+                              round(ST_Distance(g.boundary::geography, c.geom::geography)), g.civil_code, g.name)
+          FROM vms.channel c
+          JOIN vms.region g ON g.civil_code = c.civil_code
+         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
+           AND g.boundary IS NOT NULL AND c.geom IS NOT NULL AND NOT ST_Covers(g.boundary, c.geom);
+    WHEN 'same_point' THEN
+        RETURN QUERY
+        SELECT c.code, format('%s channels share the point %s', s.n, ST_AsText(c.geom))
+          FROM vms.channel c
+          JOIN (SELECT geom AS g, count(*) AS n FROM vms.channel
+                 WHERE geom IS NOT NULL AND (scope IS NULL OR civil_code LIKE scope || '%')
+                 GROUP BY geom HAVING count(*) >= coalesce((p ->> 'min_count')::int, 3)) s
+            ON c.geom = s.g
+         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%');
+    WHEN 'duplicate_name' THEN
+        RETURN QUERY
+        SELECT c.code, format('name "%s" is used by %s channels of the same unit', c.name, d.n)
+          FROM vms.channel c
+          JOIN (SELECT unit_id, name, count(*) AS n FROM vms.channel
+                 WHERE unit_id IS NOT NULL AND (scope IS NULL OR civil_code LIKE scope || '%')
+                 GROUP BY unit_id, name HAVING count(*) > 1) d
+            ON d.unit_id = c.unit_id AND d.name = c.name
+         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%');
+    WHEN 'naming_pattern' THEN
+        RETURN QUERY
+        SELECT c.code, format('name "%s" does not match %s (e.g. %s)', c.name, np.pattern, coalesce(np.example, '-'))
+          FROM vms.channel c
+          CROSS JOIN LATERAL (SELECT n.pattern, n.example FROM vms.naming_pattern n
+                               WHERE coalesce(c.civil_code, '') LIKE n.civil_prefix || '%'
+                               ORDER BY length(n.civil_prefix) DESC LIMIT 1) np
+         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
+           AND c.name !~ np.pattern;
+    END CASE;
+END $$;
+COMMENT ON FUNCTION vms.governance_findings(vms.governance_rule, text) IS 'what one rule finds: (channel, detail) for channels in the civil-code scope';
+
+-- Run every enabled rule; open new tasks, refresh live ones, reopen fixed
+-- ones whose problem is still there, and verify (close) those whose problem
+-- is gone.  Ignored tasks stay ignored.
+CREATE OR REPLACE FUNCTION vms.governance_run(scope text DEFAULT NULL) RETURNS vms.governance_run
+    LANGUAGE plpgsql SET search_path FROM CURRENT SET work_mem = '256MB' SET jit = off
+    SET max_parallel_workers_per_gather = 0 AS $$
+#variable_conflict use_variable
+DECLARE
+    run vms.governance_run;
+    r vms.governance_rule;
+    n bigint;
+    row_rules text[];
+    row_severities smallint[];
+    row_exprs text;
+BEGIN
+    IF scope IS NOT NULL AND scope !~ '^([0-9]{2}){1,4}$' THEN
+        RAISE EXCEPTION 'governance scope must be a 2, 4, 6 or 8-digit civil code, not "%"', scope
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO vms.governance_run (scope) VALUES (scope) RETURNING * INTO run;
+
+    CREATE TEMP TABLE _gov_found (channel_code vms.gbcode, rule_code text, severity smallint, detail text)
+        ON COMMIT DROP;
+    -- the rules checked channel by channel: all in one scan of the ledger
+    SELECT array_agg(g.code ORDER BY g.code), array_agg(g.severity ORDER BY g.code),
+           string_agg(vms._governance_row_expr(g), ', ' ORDER BY g.code)
+      INTO row_rules, row_severities, row_exprs
+      FROM vms.governance_rule g
+     WHERE g.enabled AND g.kind IN ('required_fields', 'code_role', 'coordinates', 'stale');
+    IF row_rules IS NOT NULL THEN
+        EXECUTE format($q$
+        INSERT INTO _gov_found
+        SELECT s.code, k.rule_code, k.severity, s.details[k.i]
+          FROM (SELECT c.code, ARRAY[%s]::text[] AS details FROM vms.channel c
+                 WHERE ($1 IS NULL OR c.civil_code LIKE $1 || '%%') OFFSET 0) s,
+               unnest($2::text[], $3::smallint[]) WITH ORDINALITY k(rule_code, severity, i)
+         WHERE s.details[k.i] IS NOT NULL $q$, row_exprs)
+        USING scope, row_rules, row_severities;
+    END IF;
+    -- the others, one query each
+    FOR r IN SELECT * FROM vms.governance_rule g
+              WHERE g.enabled AND g.kind NOT IN ('required_fields', 'code_role', 'coordinates', 'stale')
+              ORDER BY g.code LOOP
+        INSERT INTO _gov_found SELECT f.channel_code, r.code, r.severity, f.detail
+          FROM vms.governance_findings(r, scope) f;
+    END LOOP;
+    ANALYZE _gov_found;
+
+    -- tasks (issue 20: one pass over the live tasks, then only new findings
+    -- inserted): a task marked fixed whose problem is still there opens
+    -- again, live tasks are refreshed with what was found
+    SELECT count(*) INTO n FROM vms.governance_task t
+     WHERE t.state = 'fixed'
+       AND EXISTS (SELECT 1 FROM _gov_found f WHERE f.channel_code = t.channel_code AND f.rule_code = t.rule_code);
+    UPDATE vms.governance_run SET reopened = n WHERE id = run.id;
+    UPDATE vms.governance_task t
+       SET state = CASE WHEN t.state = 'fixed' THEN 'open' ELSE t.state END,
+           fixed_at = CASE WHEN t.state = 'fixed' THEN NULL ELSE t.fixed_at END,
+           fixed_by = CASE WHEN t.state = 'fixed' THEN NULL ELSE t.fixed_by END,
+           last_found_at = now(), detail = f.detail, severity = f.severity
+      FROM _gov_found f
+     WHERE t.channel_code = f.channel_code AND t.rule_code = f.rule_code
+       AND t.state IN ('open', 'assigned', 'fixed', 'ignored');
+
+    INSERT INTO vms.governance_task (channel_code, rule_code, severity, detail, unit_id, civil_code, found_by_run)
+    SELECT f.channel_code, f.rule_code, f.severity, f.detail, c.unit_id, c.civil_code, run.id
+      FROM _gov_found f JOIN vms.channel c ON c.code = f.channel_code
+     WHERE NOT EXISTS (SELECT 1 FROM vms.governance_task t
+                        WHERE t.channel_code = f.channel_code AND t.rule_code = f.rule_code
+                          AND t.state IN ('open', 'assigned', 'fixed', 'ignored'))
+    ON CONFLICT (channel_code, rule_code) WHERE state IN ('open', 'assigned', 'fixed', 'ignored') DO NOTHING;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    UPDATE vms.governance_run SET opened = n WHERE id = run.id;
+
+    -- problems gone: verified
+    UPDATE vms.governance_task t
+       SET state = 'verified', closed_at = now(), closed_by_run = run.id
+     WHERE t.state IN ('open', 'assigned', 'fixed')
+       AND (scope IS NULL OR t.civil_code LIKE scope || '%')
+       AND t.rule_code IN (SELECT code FROM vms.governance_rule WHERE enabled)
+       AND NOT EXISTS (SELECT 1 FROM _gov_found f
+                        WHERE f.channel_code = t.channel_code AND f.rule_code = t.rule_code);
+    GET DIAGNOSTICS n = ROW_COUNT;
+
+    UPDATE vms.governance_run g
+       SET closed = n, findings = (SELECT count(*) FROM _gov_found),
+           channels = (SELECT count(*) FROM vms.channel c WHERE scope IS NULL OR c.civil_code LIKE scope || '%'),
+           finished_at = clock_timestamp()
+     WHERE g.id = run.id RETURNING * INTO run;
+    DROP TABLE _gov_found;
+    RETURN run;
+END $$;
+COMMENT ON FUNCTION vms.governance_run(text) IS
+    'run every enabled governance rule over the ledger or a civil-code prefix; opens, refreshes, reopens and verifies tasks';
+REVOKE ALL ON FUNCTION vms._governance_row_expr(vms.governance_rule) FROM PUBLIC;
