@@ -1,0 +1,721 @@
+-- Issue 16, district <-> city ledger over logical replication: the objects of
+-- extension/sql/27_cluster_sync.sql (the same text), then the privileges that
+-- 99_privileges.sql sets in bulk on a fresh install.
+
+-- District <-> city ledger over PostgreSQL's own logical replication (issue 16).
+--
+-- Up:   a district publishes its governed ledger (publication vms_ledger):
+--       devices, channels (without unit_id: org units are district-local
+--       identities), catalogue nodes and members, checkpoints, lanes and
+--       their channels, catalog status, and its tags as natural-key rows
+--       (vms.cluster_tag, vms.cluster_channel_tag: tag ids are identities
+--       local to each node).  A city subscribes to many districts into the
+--       same tables.  A code belongs to the first district that sends it
+--       (vms.cluster_owner); a row another district sends under a code
+--       already owned, or under a code the city holds itself, is not
+--       applied but kept in vms.cluster_conflict.
+-- Down: city corrections (vms.cluster_correction, one publication per
+--       district filtered on its name) and the city's naming patterns.  A
+--       district applies a correction as a person's edit would be applied
+--       (history, override mark), so device reports never overwrite it.
+-- No home-made replication: slots, origins and the apply workers are
+-- PostgreSQL's.  The triggers below only route what the apply worker
+-- writes; they fire in replica mode (ENABLE REPLICA / ALWAYS) because the
+-- apply worker runs with session_replication_role = replica, where ordinary
+-- triggers (history, updated_at, override marks, SIP, foreign keys) do not.
+
+-- This node as a district.
+CREATE TABLE vms.cluster_node (
+    singleton     boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    district      text NOT NULL CHECK (district ~ '^[a-z][a-z0-9_]{0,30}$'),
+    published_at  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE vms.cluster_node IS 'this node''s name as a district (set once by vms.cluster_publish); empty on a city';
+
+-- The districts a city subscribes to.
+CREATE TABLE vms.cluster_district (
+    district      text PRIMARY KEY CHECK (district ~ '^[a-z][a-z0-9_]{0,30}$'),
+    subscription  name NOT NULL UNIQUE,
+    publication   name NOT NULL UNIQUE,
+    added_at      timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE vms.cluster_district IS 'districts this city node subscribes to: the subscription receiving its ledger and the publication sending it corrections';
+
+-- Which district a code belongs to at the city.
+CREATE TABLE vms.cluster_owner (
+    kind        text NOT NULL CHECK (kind IN ('device', 'channel', 'catalog_node', 'checkpoint')),
+    code        vms.gbcode NOT NULL,
+    district    text NOT NULL,
+    claimed_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (kind, code)
+);
+CREATE INDEX cluster_owner_district_idx ON vms.cluster_owner (district);
+COMMENT ON TABLE vms.cluster_owner IS 'city: the district each replicated device, channel, catalogue node and checkpoint code belongs to (the first that sent it)';
+
+CREATE TABLE vms.cluster_conflict (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at          timestamptz NOT NULL DEFAULT now(),
+    district    text NOT NULL,
+    owner       text,
+    table_name  text NOT NULL,
+    op          text NOT NULL,
+    code        text NOT NULL,
+    row_data    jsonb
+);
+CREATE INDEX cluster_conflict_code_idx ON vms.cluster_conflict (code);
+COMMENT ON TABLE vms.cluster_conflict IS 'city: changes a district sent for a code it does not own (owner: the district that does, NULL for a row of the city''s own); not applied';
+
+-- Tags by natural key, kept on a district from vms.tag and vms.channel_tag.
+CREATE TABLE vms.cluster_tag (
+    district      text NOT NULL,
+    category      text NOT NULL,
+    name          text NOT NULL,
+    parent        text,
+    hierarchical  boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (district, category, name)
+);
+COMMENT ON TABLE vms.cluster_tag IS 'a district''s tags by category and name (parent by name), replicated to the city which merges them by name';
+
+CREATE TABLE vms.cluster_channel_tag (
+    district      text NOT NULL,
+    channel_code  vms.gbcode NOT NULL,
+    category      text NOT NULL,
+    name          text NOT NULL,
+    source        text NOT NULL,
+    assigned_by   text NOT NULL,
+    assigned_at   timestamptz NOT NULL,
+    PRIMARY KEY (district, channel_code, category, name)
+);
+CREATE INDEX cluster_channel_tag_channel_idx ON vms.cluster_channel_tag (channel_code);
+COMMENT ON TABLE vms.cluster_channel_tag IS 'a district''s channel tags by tag category and name, replicated to the city as vms.channel_tag rows';
+
+-- City corrections, sent down to the district that owns the code.
+CREATE TABLE vms.cluster_correction (
+    district      text NOT NULL,
+    target        text NOT NULL CHECK (target IN ('device', 'channel', 'security_level')),
+    code          vms.gbcode NOT NULL,
+    field         text NOT NULL,
+    value         jsonb NOT NULL,
+    reason        text NOT NULL,
+    corrected_by  text NOT NULL DEFAULT session_user,
+    corrected_at  timestamptz NOT NULL DEFAULT now(),
+    applied       text,
+    applied_at    timestamptz,
+    PRIMARY KEY (district, target, code, field),
+    CHECK (target <> 'security_level' OR field = 'level')
+);
+COMMENT ON TABLE vms.cluster_correction IS 'city corrections of district rows (a governed column of a device or channel, or a channel''s security level); replicated to the district, which applies them as overrides';
+COMMENT ON COLUMN vms.cluster_correction.value IS 'the city''s value as JSON (a point as EWKT text; a security level as a number)';
+COMMENT ON COLUMN vms.cluster_correction.applied IS 'district: how the correction was applied (applied, no such row, or the error); NULL at the city';
+
+-- The subscription the current backend applies for, cached for the session:
+-- 'district:<name>' (a city applying a district), 'city' (a district
+-- applying its city), NULL otherwise.  The apply and table-sync workers are
+-- listed in pg_stat_subscription with their pid.
+CREATE FUNCTION vms._cluster_applying() RETURNS text
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    s text := current_setting('vms.cluster_applying', true);
+    sub name;
+BEGIN
+    IF s IS NULL OR s = '' THEN
+        SELECT su.subname INTO sub FROM pg_catalog.pg_stat_subscription st
+          JOIN pg_catalog.pg_subscription su ON su.oid = st.subid
+         WHERE st.pid = pg_catalog.pg_backend_pid() LIMIT 1;
+        s := CASE WHEN sub = 'vms_city' THEN 'city'
+                  ELSE coalesce((SELECT 'district:' || d.district FROM vms.cluster_district d
+                                  WHERE d.subscription = sub), '-') END;
+        PERFORM pg_catalog.set_config('vms.cluster_applying', s, false);
+    END IF;
+    RETURN nullif(s, '-');
+END $$;
+COMMENT ON FUNCTION vms._cluster_applying() IS 'internal: which vms subscription this backend applies (district:<name>, city) or NULL';
+
+CREATE FUNCTION vms._cluster_conflict(district text, owner text, tbl text, op text, code text, row_data jsonb)
+    RETURNS void
+    LANGUAGE sql SET search_path FROM CURRENT
+    BEGIN ATOMIC
+        INSERT INTO vms.cluster_conflict (district, owner, table_name, op, code, row_data)
+        VALUES (district, owner, tbl, op, code, row_data);
+    END;
+COMMENT ON FUNCTION vms._cluster_conflict(text, text, text, text, text, jsonb) IS 'internal: records a district change refused at the city';
+
+-- City, replica mode: a device, channel, catalogue node or checkpoint
+-- arriving from a district.  INSERT claims the code for the district unless
+-- another district owns it or the city has a row of its own under it; the
+-- same district sending a row it already has (a table re-copied after a
+-- re-subscription) replaces it.  UPDATE and DELETE apply only to rows the
+-- sending district owns.
+CREATE FUNCTION vms._cluster_apply_owned() RETURNS trigger
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    src text := vms._cluster_applying();
+    d text;
+    kind text := TG_TABLE_NAME;
+    c vms.gbcode;
+    owner text;
+    present boolean;
+BEGIN
+    IF src IS NULL OR src NOT LIKE 'district:%' THEN
+        RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+    END IF;
+    d := substr(src, 10);
+    c := CASE WHEN TG_OP = 'INSERT' THEN NEW.code ELSE OLD.code END;
+    SELECT o.district INTO owner FROM vms.cluster_owner o WHERE o.kind = TG_TABLE_NAME AND o.code = c;
+    IF TG_OP = 'INSERT' THEN
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM vms.%I WHERE code = $1)', kind) INTO present USING c;
+        IF owner IS NULL AND NOT present THEN
+            INSERT INTO vms.cluster_owner (kind, code, district) VALUES (kind, c, d);
+            RETURN NEW;
+        ELSIF owner = d THEN
+            IF present THEN   -- re-copied: the district's row replaces the city's copy
+                EXECUTE format('DELETE FROM vms.%I WHERE code = $1', kind) USING c;
+                -- that delete went through this trigger and dropped the claim
+                INSERT INTO vms.cluster_owner (kind, code, district) VALUES (kind, c, d) ON CONFLICT DO NOTHING;
+            END IF;
+            RETURN NEW;
+        END IF;
+        PERFORM vms._cluster_conflict(d, owner, kind, TG_OP, c::text, to_jsonb(NEW));
+        RETURN NULL;
+    END IF;
+    IF owner IS DISTINCT FROM d THEN
+        PERFORM vms._cluster_conflict(d, owner, kind, TG_OP, c::text,
+                                      CASE WHEN TG_OP = 'UPDATE' THEN to_jsonb(NEW) ELSE to_jsonb(OLD) END);
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+        DELETE FROM vms.cluster_owner o WHERE o.kind = TG_TABLE_NAME AND o.code = c;
+        RETURN OLD;
+    END IF;
+    RETURN NEW;
+END $$;
+COMMENT ON FUNCTION vms._cluster_apply_owned() IS 'internal: city side of a replicated device, channel, catalogue node or checkpoint: ownership by district, conflicts recorded';
+
+-- City, replica mode: rows hanging off a channel or checkpoint (catalogue
+-- members, catalog status, lanes, lane channels, channel tags).  Refused
+-- when the parent code belongs to another district or to the city itself;
+-- a parent not there yet (tables are first copied in parallel) is fine.
+-- Re-copied rows replace the city's copy.
+CREATE FUNCTION vms._cluster_apply_child() RETURNS trigger
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    src text := vms._cluster_applying();
+    d text;
+    r record := CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+    j jsonb := to_jsonb(r);
+    kind text := TG_ARGV[0];
+    c vms.gbcode := (j ->> TG_ARGV[1])::vms.gbcode;
+    owner text;
+    present boolean;
+BEGIN
+    IF src IS NULL OR src NOT LIKE 'district:%' THEN
+        RETURN r;
+    END IF;
+    d := substr(src, 10);
+    IF j ? 'district' AND j ->> 'district' IS DISTINCT FROM d THEN
+        PERFORM vms._cluster_conflict(d, j ->> 'district', TG_TABLE_NAME, TG_OP, c::text, j);
+        RETURN NULL;
+    END IF;
+    SELECT o.district INTO owner FROM vms.cluster_owner o WHERE o.kind = TG_ARGV[0] AND o.code = c;
+    IF owner IS NULL THEN
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM vms.%I WHERE code = $1)', kind) INTO present USING c;
+        IF present THEN
+            owner := NULL;   -- the city's own row
+        END IF;
+    END IF;
+    IF owner IS DISTINCT FROM d AND (owner IS NOT NULL OR present) THEN
+        PERFORM vms._cluster_conflict(d, owner, TG_TABLE_NAME, TG_OP, c::text, j);
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'INSERT' AND TG_NARGS > 2 THEN
+        -- a row the district sends again (re-copy) replaces the city's copy
+        EXECUTE format('DELETE FROM vms.%I t WHERE (%s) = (SELECT %s FROM jsonb_populate_record(NULL::vms.%I, $1))',
+                       TG_TABLE_NAME,
+                       (SELECT string_agg('t.' || quote_ident(a), ', ') FROM unnest(TG_ARGV[2:]) a),
+                       (SELECT string_agg(quote_ident(a), ', ') FROM unnest(TG_ARGV[2:]) a), TG_TABLE_NAME)
+            USING j;
+    END IF;
+    RETURN r;
+END $$;
+COMMENT ON FUNCTION vms._cluster_apply_child() IS 'internal: city side of rows under a replicated channel or checkpoint: refused when another district or the city owns the parent';
+
+CREATE TRIGGER device_cluster_apply BEFORE INSERT OR UPDATE OR DELETE ON vms.device
+    FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_owned();
+CREATE TRIGGER channel_cluster_apply BEFORE INSERT OR UPDATE OR DELETE ON vms.channel
+    FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_owned();
+CREATE TRIGGER catalog_node_cluster_apply BEFORE INSERT OR UPDATE OR DELETE ON vms.catalog_node
+    FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_owned();
+CREATE TRIGGER checkpoint_cluster_apply BEFORE INSERT OR UPDATE OR DELETE ON vms.checkpoint
+    FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_owned();
+CREATE TRIGGER catalog_member_cluster_apply BEFORE INSERT OR UPDATE OR DELETE ON vms.catalog_member
+    FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_child('channel', 'channel_code', 'node_code', 'channel_code');
+CREATE TRIGGER channel_status_cluster_apply BEFORE INSERT OR UPDATE OR DELETE ON vms.channel_status
+    FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_child('channel', 'code', 'code');
+CREATE TRIGGER lane_cluster_apply BEFORE INSERT OR UPDATE OR DELETE ON vms.lane
+    FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_child('checkpoint', 'checkpoint_code', 'checkpoint_code', 'lane_no');
+CREATE TRIGGER lane_channel_cluster_apply BEFORE INSERT OR UPDATE OR DELETE ON vms.lane_channel
+    FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_child('checkpoint', 'checkpoint_code', 'checkpoint_code', 'lane_no', 'channel_code');
+CREATE TRIGGER cluster_channel_tag_apply BEFORE INSERT OR UPDATE OR DELETE ON vms.cluster_channel_tag
+    FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_child('channel', 'channel_code', 'district', 'channel_code', 'category', 'name');
+ALTER TABLE vms.device ENABLE REPLICA TRIGGER device_cluster_apply;
+ALTER TABLE vms.channel ENABLE REPLICA TRIGGER channel_cluster_apply;
+ALTER TABLE vms.catalog_node ENABLE REPLICA TRIGGER catalog_node_cluster_apply;
+ALTER TABLE vms.checkpoint ENABLE REPLICA TRIGGER checkpoint_cluster_apply;
+ALTER TABLE vms.catalog_member ENABLE REPLICA TRIGGER catalog_member_cluster_apply;
+ALTER TABLE vms.channel_status ENABLE REPLICA TRIGGER channel_status_cluster_apply;
+ALTER TABLE vms.lane ENABLE REPLICA TRIGGER lane_cluster_apply;
+ALTER TABLE vms.lane_channel ENABLE REPLICA TRIGGER lane_channel_cluster_apply;
+ALTER TABLE vms.cluster_channel_tag ENABLE REPLICA TRIGGER cluster_channel_tag_apply;
+
+-- The compiled permission policy reads catalogue membership and tags; the
+-- statement triggers that drop it do not fire for the apply worker, which
+-- fires row triggers only.
+CREATE TRIGGER catalog_member_policy_apply AFTER INSERT OR UPDATE OR DELETE ON vms.catalog_member
+    FOR EACH ROW EXECUTE FUNCTION vms._policy_changed();
+CREATE TRIGGER catalog_node_policy_apply AFTER INSERT OR UPDATE OR DELETE ON vms.catalog_node
+    FOR EACH ROW EXECUTE FUNCTION vms._policy_changed();
+CREATE TRIGGER channel_tag_policy_apply AFTER INSERT OR UPDATE OR DELETE ON vms.channel_tag
+    FOR EACH ROW EXECUTE FUNCTION vms._policy_changed();
+CREATE TRIGGER tag_policy_apply AFTER INSERT OR UPDATE OR DELETE ON vms.tag
+    FOR EACH ROW EXECUTE FUNCTION vms._policy_changed();
+ALTER TABLE vms.catalog_member ENABLE REPLICA TRIGGER catalog_member_policy_apply;
+ALTER TABLE vms.catalog_node ENABLE REPLICA TRIGGER catalog_node_policy_apply;
+ALTER TABLE vms.channel_tag ENABLE REPLICA TRIGGER channel_tag_policy_apply;
+ALTER TABLE vms.tag ENABLE REPLICA TRIGGER tag_policy_apply;
+
+-- City, replica mode: a district's tags become the city's tags (merged by
+-- category and name) and its channel tags vms.channel_tag rows.
+CREATE FUNCTION vms._cluster_tag_id(cat text, tag text, parent text DEFAULT NULL, hier boolean DEFAULT true)
+    RETURNS bigint
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    tid bigint;
+BEGIN
+    SELECT t.id INTO tid FROM vms.tag t WHERE t.category = cat AND t.name = tag;
+    IF tid IS NULL THEN
+        INSERT INTO vms.tag_category (code, name, hierarchical) VALUES (cat, cat, hier) ON CONFLICT DO NOTHING;
+        INSERT INTO vms.tag (category, name, parent_id)
+        VALUES (cat, tag, CASE WHEN parent IS NOT NULL THEN vms._cluster_tag_id(cat, parent, NULL, hier) END)
+        ON CONFLICT (category, name) DO NOTHING RETURNING id INTO tid;
+        IF tid IS NULL THEN
+            SELECT t.id INTO tid FROM vms.tag t WHERE t.category = cat AND t.name = tag;
+        END IF;
+    END IF;
+    RETURN tid;
+END $$;
+COMMENT ON FUNCTION vms._cluster_tag_id(text, text, text, boolean) IS 'internal: the city''s tag id for a category and name, created (with its parent) if missing';
+
+CREATE FUNCTION vms._cluster_apply_tags() RETURNS trigger
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    src text := vms._cluster_applying();
+BEGIN
+    IF src IS NULL OR src NOT LIKE 'district:%' THEN
+        RETURN NULL;
+    END IF;
+    IF TG_TABLE_NAME = 'cluster_tag' THEN
+        IF TG_OP <> 'DELETE' THEN   -- a tag no district uses any more stays: another may use it
+            PERFORM vms._cluster_tag_id(NEW.category, NEW.name, NEW.parent, NEW.hierarchical);
+            IF NEW.parent IS NOT NULL THEN
+                UPDATE vms.tag t SET parent_id = vms._cluster_tag_id(NEW.category, NEW.parent, NULL, NEW.hierarchical)
+                 WHERE t.category = NEW.category AND t.name = NEW.name AND t.parent_id IS NULL;
+            END IF;
+        END IF;
+        RETURN NULL;
+    END IF;
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+        DELETE FROM vms.channel_tag ct
+         USING vms.tag t
+         WHERE ct.channel_code = OLD.channel_code AND t.id = ct.tag_id
+           AND t.category = OLD.category AND t.name = OLD.name;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        INSERT INTO vms.channel_tag (channel_code, tag_id, source, assigned_by, assigned_at)
+        VALUES (NEW.channel_code, vms._cluster_tag_id(NEW.category, NEW.name), NEW.source,
+                NEW.assigned_by, NEW.assigned_at)
+        ON CONFLICT (channel_code, tag_id) DO UPDATE
+            SET source = EXCLUDED.source, assigned_by = EXCLUDED.assigned_by, assigned_at = EXCLUDED.assigned_at;
+    END IF;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION vms._cluster_apply_tags() IS 'internal: city side of a district''s tags: merged by name into vms.tag and vms.channel_tag';
+CREATE TRIGGER cluster_tag_apply AFTER INSERT OR UPDATE OR DELETE ON vms.cluster_tag
+    FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_tags();
+CREATE TRIGGER cluster_channel_tag_apply_tags AFTER INSERT OR UPDATE OR DELETE ON vms.cluster_channel_tag
+    FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_tags();
+ALTER TABLE vms.cluster_tag ENABLE REPLICA TRIGGER cluster_tag_apply;
+ALTER TABLE vms.cluster_channel_tag ENABLE REPLICA TRIGGER cluster_channel_tag_apply_tags;
+
+-- District: vms.tag and vms.channel_tag kept by natural key for the city.
+-- Statement triggers, so that tagging in bulk costs one statement; nothing
+-- is kept on a node that is not a district.
+CREATE FUNCTION vms._cluster_keep_tags() RETURNS trigger
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    d text := (SELECT n.district FROM vms.cluster_node n);
+BEGIN
+    IF d IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF TG_TABLE_NAME = 'tag' THEN
+        IF TG_OP = 'DELETE' THEN
+            -- the channel tags went with the tag (cascade), before this ran
+            DELETE FROM vms.cluster_channel_tag k USING old_rows o
+             WHERE k.district = d AND k.category = o.category AND k.name = o.name;
+        ELSIF TG_OP = 'UPDATE' THEN
+            UPDATE vms.cluster_channel_tag k SET category = n.category, name = n.name
+              FROM old_rows o JOIN new_rows n ON n.id = o.id
+             WHERE k.district = d AND k.category = o.category AND k.name = o.name
+               AND (o.category, o.name) IS DISTINCT FROM (n.category, n.name);
+        END IF;
+        IF TG_OP IN ('DELETE', 'UPDATE') THEN
+            DELETE FROM vms.cluster_tag k USING old_rows o
+             WHERE k.district = d AND k.category = o.category AND k.name = o.name;
+        END IF;
+        IF TG_OP IN ('INSERT', 'UPDATE') THEN
+            INSERT INTO vms.cluster_tag (district, category, name, parent, hierarchical)
+            SELECT d, n.category, n.name, p.name, g.hierarchical
+              FROM new_rows n JOIN vms.tag_category g ON g.code = n.category
+              LEFT JOIN vms.tag p ON p.id = n.parent_id
+            ON CONFLICT (district, category, name) DO UPDATE SET parent = EXCLUDED.parent;
+        END IF;
+    ELSE
+        IF TG_OP IN ('DELETE', 'UPDATE') THEN
+            DELETE FROM vms.cluster_channel_tag k USING old_rows o JOIN vms.tag t ON t.id = o.tag_id
+             WHERE k.district = d AND k.channel_code = o.channel_code AND k.category = t.category AND k.name = t.name;
+        END IF;
+        IF TG_OP IN ('INSERT', 'UPDATE') THEN
+            INSERT INTO vms.cluster_channel_tag (district, channel_code, category, name, source, assigned_by, assigned_at)
+            SELECT d, n.channel_code, t.category, t.name, n.source, n.assigned_by, n.assigned_at
+              FROM new_rows n JOIN vms.tag t ON t.id = n.tag_id
+            ON CONFLICT (district, channel_code, category, name) DO UPDATE
+                SET source = EXCLUDED.source, assigned_by = EXCLUDED.assigned_by, assigned_at = EXCLUDED.assigned_at;
+        END IF;
+    END IF;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION vms._cluster_keep_tags() IS 'internal: district side: keeps vms.cluster_tag and vms.cluster_channel_tag in step with vms.tag and vms.channel_tag';
+CREATE TRIGGER tag_cluster_keep_ins AFTER INSERT ON vms.tag
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._cluster_keep_tags();
+CREATE TRIGGER tag_cluster_keep_upd AFTER UPDATE ON vms.tag
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._cluster_keep_tags();
+CREATE TRIGGER tag_cluster_keep_del AFTER DELETE ON vms.tag
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._cluster_keep_tags();
+CREATE TRIGGER channel_tag_cluster_keep_ins AFTER INSERT ON vms.channel_tag
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._cluster_keep_tags();
+CREATE TRIGGER channel_tag_cluster_keep_upd AFTER UPDATE ON vms.channel_tag
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._cluster_keep_tags();
+CREATE TRIGGER channel_tag_cluster_keep_del AFTER DELETE ON vms.channel_tag
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._cluster_keep_tags();
+
+-- District, always (the rows come from the city's publication): a
+-- correction is applied as a person's edit is, with the district's history,
+-- override mark, updated_at and triggers (session_replication_role is set
+-- back to origin for it), so device reports never overwrite it.  A
+-- withdrawn correction gives the attribute back to the device (its last
+-- report) or drops the security level.  The outcome is noted in the row.
+CREATE FUNCTION vms._cluster_apply_correction() RETURNS trigger
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    r vms.cluster_correction := CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+    me text := (SELECT n.district FROM vms.cluster_node n);
+    role_before text := current_setting('session_replication_role');
+    tbl regclass;
+    n bigint;
+    outcome text;
+BEGIN
+    IF me IS NULL OR r.district IS DISTINCT FROM me THEN
+        RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;   -- the city's own copy
+    END IF;
+    PERFORM set_config('session_replication_role', 'origin', true);
+    PERFORM set_config('vms.change_reason', format('city correction by %s: %s', r.corrected_by, r.reason), true);
+    BEGIN
+        IF r.target = 'security_level' THEN
+            IF TG_OP = 'DELETE' THEN
+                DELETE FROM vms.security_assignment WHERE scope_kind = 'channel' AND scope_ref = r.code::text;
+            ELSE
+                INSERT INTO vms.security_assignment (scope_kind, scope_ref, level, assigned_by)
+                VALUES ('channel', r.code::text, (r.value #>> '{}')::smallint, 'city:' || r.corrected_by)
+                ON CONFLICT (scope_kind, scope_ref) DO UPDATE SET level = EXCLUDED.level,
+                    assigned_by = EXCLUDED.assigned_by, assigned_at = now();
+            END IF;
+            outcome := 'applied';
+        ELSE
+            tbl := ('vms.' || r.target)::regclass;
+            IF r.field <> ALL (vms.governed_columns(tbl)) THEN
+                RAISE EXCEPTION '"%" is not a governed column of %', r.field, tbl USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+            IF TG_OP = 'DELETE' THEN
+                PERFORM vms.clear_override(tbl, r.code, r.field);
+                n := 1;
+            ELSE
+                EXECUTE format('UPDATE %1$s t SET %2$I = (SELECT %2$I FROM jsonb_populate_record(NULL::%1$s, $2)),
+                                       overridden = ARRAY(SELECT DISTINCT unnest(t.overridden || ARRAY[$3]) ORDER BY 1)
+                                 WHERE t.code = $1', tbl, r.field)
+                    USING r.code, jsonb_build_object(r.field, r.value), r.field;
+                GET DIAGNOSTICS n = ROW_COUNT;
+            END IF;
+            outcome := CASE WHEN n = 0 THEN 'no such row' ELSE 'applied' END;
+        END IF;
+    EXCEPTION WHEN data_exception OR integrity_constraint_violation OR invalid_parameter_value
+                   OR undefined_column OR feature_not_supported THEN
+        -- a correction the district cannot take is noted, never retried forever
+        outcome := 'refused: ' || SQLERRM;
+    END;
+    PERFORM set_config('vms.change_reason', '', true);
+    PERFORM set_config('session_replication_role', role_before, true);
+    IF TG_OP = 'DELETE' THEN
+        RETURN OLD;
+    END IF;
+    NEW.applied := outcome;
+    NEW.applied_at := now();
+    RETURN NEW;
+END $$;
+COMMENT ON FUNCTION vms._cluster_apply_correction() IS 'internal: district side of a city correction: applied as an override with history, or its refusal noted';
+CREATE TRIGGER cluster_correction_apply BEFORE INSERT OR UPDATE OR DELETE ON vms.cluster_correction
+    FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_correction();
+ALTER TABLE vms.cluster_correction ENABLE ALWAYS TRIGGER cluster_correction_apply;
+
+-- District, replica mode: the city's naming pattern for a prefix replaces
+-- the district's own.
+CREATE FUNCTION vms._cluster_apply_naming() RETURNS trigger
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    IF vms._cluster_applying() = 'city' THEN
+        DELETE FROM vms.naming_pattern WHERE civil_prefix = NEW.civil_prefix;
+    END IF;
+    RETURN NEW;
+END $$;
+COMMENT ON FUNCTION vms._cluster_apply_naming() IS 'internal: district side: the city''s naming pattern for a prefix replaces the district''s';
+CREATE TRIGGER naming_pattern_cluster_apply BEFORE INSERT ON vms.naming_pattern
+    FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_naming();
+ALTER TABLE vms.naming_pattern ENABLE REPLICA TRIGGER naming_pattern_cluster_apply;
+
+-- City, sessions of people: a district's row is the district's; the city
+-- corrects it with vms.cluster_correct.  Checked only on a city
+-- (vms.cluster_city = on, set for the database by vms.cluster_subscribe),
+-- never for the apply worker (ordinary trigger, replica mode).
+CREATE FUNCTION vms._cluster_guard() RETURNS trigger
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    owner text;
+BEGIN
+    SELECT o.district INTO owner FROM vms.cluster_owner o WHERE o.kind = TG_TABLE_NAME AND o.code = OLD.code;
+    IF owner IS NOT NULL THEN
+        RAISE EXCEPTION '% % belongs to district %', TG_TABLE_NAME, OLD.code, owner
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'Rows replicated from a district are changed by the district; a change made here would be lost at its next update.',
+                  HINT = 'Use vms.cluster_correct() to send the district a correction.';
+    END IF;
+    RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+END $$;
+COMMENT ON FUNCTION vms._cluster_guard() IS 'internal: at a city, refuses a local edit of a row a district owns';
+CREATE TRIGGER device_cluster_guard BEFORE UPDATE OR DELETE ON vms.device FOR EACH ROW
+    WHEN (current_setting('vms.cluster_city', true) = 'on') EXECUTE FUNCTION vms._cluster_guard();
+CREATE TRIGGER channel_cluster_guard BEFORE UPDATE OR DELETE ON vms.channel FOR EACH ROW
+    WHEN (current_setting('vms.cluster_city', true) = 'on') EXECUTE FUNCTION vms._cluster_guard();
+CREATE TRIGGER checkpoint_cluster_guard BEFORE UPDATE OR DELETE ON vms.checkpoint FOR EACH ROW
+    WHEN (current_setting('vms.cluster_city', true) = 'on') EXECUTE FUNCTION vms._cluster_guard();
+
+-- Wiring ----------------------------------------------------------------------
+
+CREATE FUNCTION vms._cluster_name(district text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF district IS NULL OR district !~ '^[a-z][a-z0-9_]{0,30}$' THEN
+        RAISE EXCEPTION 'district name "%" is not valid', district
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'It names subscriptions, publications and replication slots.',
+                  HINT = 'Use 1 to 31 lower-case letters, digits or underscores, starting with a letter.';
+    END IF;
+    RETURN district;
+END $$;
+COMMENT ON FUNCTION vms._cluster_name(text) IS 'internal: checks a district name';
+
+-- District: name this node and publish its ledger.  Transactional (it can
+-- run inside a function); returns the publication's name.
+CREATE FUNCTION vms.cluster_publish(district text) RETURNS text
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    d text := vms._cluster_name(district);
+    was text := (SELECT n.district FROM vms.cluster_node n);
+BEGIN
+    IF was IS NOT NULL AND was <> d THEN
+        RAISE EXCEPTION 'this node is already district "%"', was
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'The city owns this district''s codes under its name.',
+                  HINT = 'See the README, District and city: re-seeding a district.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM vms.cluster_district) THEN
+        RAISE EXCEPTION 'this node is a city' USING ERRCODE = 'object_not_in_prerequisite_state',
+            DETAIL = 'It subscribes to districts; a node is a district or a city.';
+    END IF;
+    INSERT INTO vms.cluster_node (district) VALUES (d) ON CONFLICT (singleton) DO NOTHING;
+    INSERT INTO vms.cluster_tag (district, category, name, parent, hierarchical)
+    SELECT d, t.category, t.name, p.name, g.hierarchical
+      FROM vms.tag t JOIN vms.tag_category g ON g.code = t.category LEFT JOIN vms.tag p ON p.id = t.parent_id
+    ON CONFLICT DO NOTHING;
+    INSERT INTO vms.cluster_channel_tag (district, channel_code, category, name, source, assigned_by, assigned_at)
+    SELECT d, ct.channel_code, t.category, t.name, ct.source, ct.assigned_by, ct.assigned_at
+      FROM vms.channel_tag ct JOIN vms.tag t ON t.id = ct.tag_id
+    ON CONFLICT DO NOTHING;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = 'vms_ledger') THEN
+        CREATE PUBLICATION vms_ledger FOR TABLE
+            vms.device (code, name, manufacturer, model, firmware, ip_address, port, transport, civil_code,
+                        online, status_changed_at, registered_at, last_keepalive_at, overridden, created_at, updated_at),
+            vms.channel (code, device_code, name, alias, address, civil_code, street, place_type, point_type,
+                         resolution, azimuth, fov_angle, fov_range_m, install_height_m, capabilities, stream_url,
+                         geom, coord_source, online, status_changed_at, overridden, created_at, updated_at),
+            vms.catalog_node, vms.catalog_member,
+            vms.checkpoint (code, name, direction_mode, address, road, civil_code, geom, created_at, updated_at),
+            vms.lane, vms.lane_channel, vms.channel_status, vms.cluster_tag, vms.cluster_channel_tag;
+    END IF;
+    RETURN 'vms_ledger';
+END $$;
+COMMENT ON FUNCTION vms.cluster_publish(text) IS
+    'district: name this node and publish its ledger (publication vms_ledger); run before the city subscribes';
+
+-- City: register a district and publish its corrections; returns the
+-- CREATE SUBSCRIPTION to run next, outside a transaction block (psql: \gexec).
+CREATE FUNCTION vms.cluster_subscribe(conninfo text, district text) RETURNS text
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    d text := vms._cluster_name(district);
+    sub name := 'vms_district_' || d;
+    pub name := 'vms_city_' || d;
+BEGIN
+    IF EXISTS (SELECT 1 FROM vms.cluster_node) THEN
+        RAISE EXCEPTION 'this node is a district' USING ERRCODE = 'object_not_in_prerequisite_state',
+            DETAIL = 'It publishes its ledger; a node is a district or a city.';
+    END IF;
+    INSERT INTO vms.cluster_district (district, subscription, publication) VALUES (d, sub, pub)
+    ON CONFLICT ON CONSTRAINT cluster_district_pkey DO NOTHING;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication p WHERE p.pubname = pub) THEN
+        EXECUTE format('CREATE PUBLICATION %I FOR TABLE vms.cluster_correction WHERE (district = %L), vms.naming_pattern',
+                       pub, d);
+    END IF;
+    EXECUTE format('ALTER DATABASE %I SET vms.cluster_city = on', current_database());
+    PERFORM set_config('vms.cluster_city', 'on', false);
+    RETURN format('CREATE SUBSCRIPTION %I CONNECTION %L PUBLICATION vms_ledger WITH (slot_name = %L, streaming = on)',
+                  sub, conninfo, sub);
+END $$;
+COMMENT ON FUNCTION vms.cluster_subscribe(text, text) IS
+    'city: register a district and publish its corrections; returns the CREATE SUBSCRIPTION to run (outside a transaction block)';
+
+-- District: follow the city's corrections; returns the CREATE SUBSCRIPTION.
+CREATE FUNCTION vms.cluster_follow(conninfo text) RETURNS text
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    d text := (SELECT n.district FROM vms.cluster_node n);
+BEGIN
+    IF d IS NULL THEN
+        RAISE EXCEPTION 'this node is not a district yet' USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Run vms.cluster_publish(district) first.';
+    END IF;
+    RETURN format('CREATE SUBSCRIPTION vms_city CONNECTION %L PUBLICATION %I WITH (slot_name = %L)',
+                  conninfo, 'vms_city_' || d, 'vms_city_' || d);
+END $$;
+COMMENT ON FUNCTION vms.cluster_follow(text) IS
+    'district: returns the CREATE SUBSCRIPTION that receives the city''s corrections (run it outside a transaction block)';
+
+-- City: correct a district's row, or withdraw the correction (value NULL).
+CREATE FUNCTION vms.cluster_correct(target text, code vms.gbcode, field text, value jsonb, reason text)
+    RETURNS text
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+#variable_conflict use_variable
+DECLARE
+    d text;
+BEGIN
+    PERFORM vms._require_reason(reason, 'a city correction');
+    IF target NOT IN ('device', 'channel', 'security_level') THEN
+        RAISE EXCEPTION 'unknown correction target "%"', target USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Use device, channel or security_level.';
+    END IF;
+    IF target = 'security_level' THEN
+        IF field IS DISTINCT FROM 'level' THEN
+            RAISE EXCEPTION 'a security level correction sets the field "level"' USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF value IS NOT NULL AND (jsonb_typeof(value) <> 'number' OR (value #>> '{}') NOT IN ('1', '2', '3', '4')) THEN
+            RAISE EXCEPTION 'security level must be 1, 2, 3 or 4, not %', value USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    ELSIF field <> ALL (vms.governed_columns(('vms.' || target)::regclass)) OR field = 'unit_id' THEN
+        RAISE EXCEPTION '"%" is not a column the city governs in vms.%', field, target
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'See vms.governed_columns(); unit_id is local to each node.';
+    END IF;
+    SELECT o.district INTO d FROM vms.cluster_owner o
+     WHERE o.kind = CASE WHEN target = 'device' THEN 'device' ELSE 'channel' END AND o.code = code;
+    IF d IS NULL THEN
+        RAISE EXCEPTION '% % belongs to no district', CASE WHEN target = 'device' THEN 'device' ELSE 'channel' END, code
+            USING ERRCODE = 'no_data_found', HINT = 'Change the city''s own rows directly.';
+    END IF;
+    IF value IS NULL THEN
+        DELETE FROM vms.cluster_correction c
+         WHERE c.district = d AND c.target = target AND c.code = code AND c.field = field;
+    ELSE
+        INSERT INTO vms.cluster_correction AS c (district, target, code, field, value, reason)
+        VALUES (d, target, code, field, value, reason)
+        ON CONFLICT ON CONSTRAINT cluster_correction_pkey DO UPDATE
+            SET value = EXCLUDED.value, reason = EXCLUDED.reason,
+                corrected_by = EXCLUDED.corrected_by, corrected_at = EXCLUDED.corrected_at;
+    END IF;
+    -- the city's own policy follows its security levels at once
+    IF target = 'security_level' THEN
+        IF value IS NULL THEN
+            DELETE FROM vms.security_assignment a WHERE a.scope_kind = 'channel' AND a.scope_ref = code::text;
+        ELSE
+            INSERT INTO vms.security_assignment (scope_kind, scope_ref, level)
+            VALUES ('channel', code::text, (value #>> '{}')::smallint)
+            ON CONFLICT ON CONSTRAINT security_assignment_pkey DO UPDATE SET level = EXCLUDED.level,
+                assigned_by = EXCLUDED.assigned_by, assigned_at = now();
+        END IF;
+    END IF;
+    PERFORM vms.audit('cluster_correct', target || ' ' || code::text,
+                      jsonb_build_object('district', d, 'field', field, 'value', value, 'reason', reason));
+    RETURN d;
+END $$;
+COMMENT ON FUNCTION vms.cluster_correct(text, vms.gbcode, text, jsonb, text) IS
+    'city: correct a governed column of a district''s device or channel, or a channel''s security level (value NULL withdraws); returns the district';
+
+-- Both sides: the state of every vms subscription.
+CREATE VIEW vms.cluster_status AS
+SELECT coalesce(d.district, 'city') AS peer, s.subname AS subscription, s.subenabled AS enabled,
+       st.pid, st.received_lsn, st.latest_end_lsn, st.last_msg_receipt_time, st.latest_end_time,
+       ss.apply_error_count, ss.sync_error_count,
+       (SELECT count(*) FROM pg_catalog.pg_subscription_rel r WHERE r.srsubid = s.oid AND r.srsubstate <> 'r') AS tables_syncing,
+       CASE WHEN NOT s.subenabled THEN 'disabled'
+            WHEN st.pid IS NULL THEN 'down'
+            WHEN st.received_lsn IS NULL THEN 'connecting'
+            WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel r WHERE r.srsubid = s.oid AND r.srsubstate <> 'r')
+                THEN 'syncing'
+            ELSE 'streaming' END AS state
+  FROM pg_catalog.pg_subscription s
+  LEFT JOIN vms.cluster_district d ON d.subscription = s.subname
+  LEFT JOIN pg_catalog.pg_stat_subscription st ON st.subid = s.oid AND st.relid IS NULL
+  LEFT JOIN pg_catalog.pg_stat_subscription_stats ss ON ss.subid = s.oid
+ WHERE s.subdbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+   AND (s.subname = 'vms_city' OR d.district IS NOT NULL);
+COMMENT ON VIEW vms.cluster_status IS
+    'every vms subscription (a city''s districts, a district''s city): down (no apply worker: the peer cannot be reached or applying fails, see the server log), connecting, syncing, streaming or disabled';
+
+-- City: corrections and whether the district's row shows them yet.
+CREATE VIEW vms.cluster_correction_state AS
+SELECT c.district, c.target, c.code, c.field, c.value, c.reason, c.corrected_by, c.corrected_at,
+       CASE c.target
+         WHEN 'channel' THEN (SELECT to_jsonb(x) -> c.field FROM vms.channel x WHERE x.code = c.code)
+                             IS NOT DISTINCT FROM to_jsonb(jsonb_populate_record(NULL::vms.channel, jsonb_build_object(c.field, c.value))) -> c.field
+         WHEN 'device' THEN (SELECT to_jsonb(x) -> c.field FROM vms.device x WHERE x.code = c.code)
+                            IS NOT DISTINCT FROM to_jsonb(jsonb_populate_record(NULL::vms.device, jsonb_build_object(c.field, c.value))) -> c.field
+       END AS district_shows_it
+  FROM vms.cluster_correction c;
+COMMENT ON VIEW vms.cluster_correction_state IS
+    'city: each correction and whether the district''s replicated row carries it (NULL for security levels, which stay at the district)';
+
+REVOKE ALL ON FUNCTION
+    vms._cluster_applying(), vms._cluster_conflict(text, text, text, text, text, jsonb),
+    vms._cluster_apply_owned(), vms._cluster_apply_child(), vms._cluster_tag_id(text, text, text, boolean),
+    vms._cluster_apply_tags(), vms._cluster_keep_tags(), vms._cluster_apply_correction(),
+    vms._cluster_apply_naming(), vms._cluster_guard(), vms._cluster_name(text),
+    vms.cluster_publish(text), vms.cluster_subscribe(text, text), vms.cluster_follow(text),
+    vms.cluster_correct(text, vms.gbcode, text, jsonb, text)
+  FROM PUBLIC;

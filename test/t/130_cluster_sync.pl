@@ -1,0 +1,209 @@
+# District <-> city ledger over PostgreSQL's logical replication (issue 16):
+# a city and two districts.  A district's import (and its tags, catalogue,
+# checkpoints) appears at the city; a code two districts claim stays with
+# the first and the other's row is recorded as a conflict; a city correction
+# reaches the district as an override that a device report does not
+# overwrite, and its security level too; vms.search_points at the city
+# answers across districts under the same permission policy as at the
+# district; a district killed (-m immediate) in the middle of a batched
+# import, and the city killed in the middle of another, catch up with
+# nothing missing or duplicated, row by row; a correction made while its
+# district is down arrives when it is back; a stopped district is reported
+# down while the other keeps streaming.
+use strict;
+use warnings;
+use utf8;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run;
+use Encode qw(decode);
+
+my %node;
+for my $n ('city', 'a', 'b')
+{
+	my $node = PostgreSQL::Test::Cluster->new("cs_$n");
+	$node->init(allows_streaming => 'logical');
+	$node->append_conf('postgresql.conf',
+		"max_logical_replication_workers = 8\nmax_worker_processes = 16\nmax_sync_workers_per_subscription = 2\n"
+		  . "wal_retrieve_retry_interval = '500ms'\nwal_receiver_timeout = '20s'\n");
+	$node->start;
+	$node->safe_psql('postgres', 'SET client_min_messages = warning; CREATE EXTENSION vms CASCADE');
+	$node{$n} = $node;
+}
+my ($city, $a, $b) = @node{ 'city', 'a', 'b' };
+sub sq { my ($node, $sql, @o) = @_; return decode('UTF-8', $node->safe_psql('postgres', $sql, @o)); }
+sub wait_for
+{
+	my ($node, $sql, $expected, $what) = @_;
+	ok($node->poll_query_until('postgres', $sql, $expected), $what)
+	  or diag("last: " . $node->safe_psql('postgres', $sql));
+}
+
+# a CSV import of n channels in the template's keys: district prefix, serial start
+sub import_sql
+{
+	my ($centre, $civil, $from, $n, $label) = @_;
+	return "SELECT (vms.ledger_import(convert_to('code,name,device_code,civil_code,longitude,latitude' || E'\\n' || "
+	  . "string_agg(format('%s,%s,%s,%s,%s,%s', vms.gbcode_make('$centre', 0, 131, 0, i), '$label' || i, "
+	  . "vms.gbcode_make('$centre', 0, 118, 0, 1 + i / 100), '$civil', 116.3 + (i % 1000) * 0.0001, 39.9 + (i / 1000) * 0.0001), E'\\n'), "
+	  . "'UTF8'))).loaded_rows FROM generate_series($from, $from + $n - 1) i";
+}
+
+# District a has a ledger before the city subscribes: 50 channels, a
+# catalogue node listing two, a hierarchical tag, a checkpoint with a lane.
+$a->safe_psql('postgres', q{INSERT INTO vms.catalog_node (code, name) VALUES ('11010500002150000001', '朝阳业务分组')});
+is(sq($a, import_sql('11010500', '110105', 1, 50, '朝阳点')), '50', 'district a: 50 channels imported');
+$a->safe_psql('postgres', q{
+	INSERT INTO vms.catalog_member SELECT '11010500002150000001', code FROM vms.channel ORDER BY code LIMIT 2;
+	SELECT vms.tag_create('scenario', '校园');
+	SELECT vms.tag_create('scenario', '学校门口', '校园');
+	SELECT vms.tag_assign(code, 'scenario:学校门口') FROM vms.channel ORDER BY code LIMIT 3;
+	INSERT INTO vms.checkpoint (code, name, civil_code) VALUES ('11010500001210000001', '朝阳卡口', '110105');
+	INSERT INTO vms.lane (checkpoint_code, lane_no, direction) VALUES ('11010500001210000001', 1, 'up');
+	INSERT INTO vms.lane_channel SELECT '11010500001210000001', 1, code FROM vms.channel ORDER BY code LIMIT 1;
+});
+
+# wiring: districts publish, the city subscribes, districts follow the city
+is($a->safe_psql('postgres', "SELECT vms.cluster_publish('a')"), 'vms_ledger', 'district a publishes');
+$b->safe_psql('postgres', "SELECT vms.cluster_publish('b')");
+my ($rc, $out, $err) = $a->psql('postgres', "SELECT vms.cluster_publish('other')");
+like($err, qr/already district "a"/, 'a district keeps its name');
+for my $d ('a', 'b')
+{
+	my $stmt = $city->safe_psql('postgres',
+		"SELECT vms.cluster_subscribe(\$\$" . $node{$d}->connstr('postgres') . "\$\$, '$d')");
+	like($stmt, qr/^CREATE SUBSCRIPTION vms_district_$d CONNECTION/, "city: statement to subscribe to $d");
+	$city->safe_psql('postgres', $stmt);
+	my $follow = $node{$d}->safe_psql('postgres',
+		"SELECT vms.cluster_follow(\$\$" . $city->connstr('postgres') . "\$\$)");
+	$node{$d}->safe_psql('postgres', $follow);
+}
+wait_for($city, "SELECT count(*) FROM vms.cluster_status WHERE state = 'streaming'", '2', 'city streams from both districts');
+wait_for($a, "SELECT state FROM vms.cluster_status", 'streaming', 'district a streams from the city');
+
+# the initial copy of a's ledger
+wait_for($city, "SELECT count(*) FROM vms.channel c JOIN vms.cluster_owner o ON o.kind = 'channel' AND o.code = c.code AND o.district = 'a'",
+	'50', "a's 50 channels at the city, owned by a");
+wait_for($city, "SELECT count(*) FROM vms.channel_tag ct JOIN vms.tag t ON t.id = ct.tag_id WHERE t.name = '学校门口'", '3', "a's channel tags at the city");
+is(sq($city, "SELECT p.name FROM vms.tag t JOIN vms.tag p ON p.id = t.parent_id WHERE t.category = 'scenario' AND t.name = '学校门口'"),
+	'校园', 'tag hierarchy kept by name');
+wait_for($city, "SELECT count(*) FROM vms.catalog_member WHERE node_code = '11010500002150000001'", '2', 'catalogue members at the city');
+wait_for($city, "SELECT count(*) FROM vms.lane_channel l JOIN vms.lane USING (checkpoint_code, lane_no) JOIN vms.checkpoint c ON c.code = l.checkpoint_code",
+	'1', 'checkpoint, lane and lane channel at the city');
+is($city->safe_psql('postgres', "SELECT count(*) FROM vms.ledger_history"), '0', "a's history stays at a");
+
+# an import at b after the subscription streams to the city
+is(sq($b, import_sql('11010800', '110108', 1, 30, '海淀点')), '30', 'district b: 30 channels imported');
+wait_for($city, "SELECT count(*) FROM vms.cluster_owner WHERE kind = 'channel' AND district = 'b'", '30', "b's import appears at the city");
+# online state flows up
+$b->safe_psql('postgres', "UPDATE vms.channel SET online = true WHERE code = vms.gbcode_make('11010800', 0, 131, 0, 1)");
+wait_for($city, "SELECT online FROM vms.channel WHERE code = vms.gbcode_make('11010800', 0, 131, 0, 1)", 't', 'online state reaches the city');
+
+# b claims a code a owns: a keeps it, b's row is a recorded conflict, b streams on
+$b->safe_psql('postgres', q{
+	INSERT INTO vms.device (code, name) VALUES ('11010500001180000001', 'b的设备');
+	INSERT INTO vms.channel (code, device_code, name) VALUES (vms.gbcode_make('11010500', 0, 131, 0, 1), '11010500001180000001', 'b抢的编码');
+	INSERT INTO vms.channel (code, device_code, name) VALUES (vms.gbcode_make('11010800', 0, 131, 0, 999), '11010500001180000001', 'b的后续');
+});
+wait_for($city, "SELECT count(*) FROM vms.channel WHERE code = vms.gbcode_make('11010800', 0, 131, 0, 999)", '1', 'b streams on after a conflict');
+is(sq($city, "SELECT name FROM vms.channel WHERE code = vms.gbcode_make('11010500', 0, 131, 0, 1)"), '朝阳点1', "a's row kept");
+is(sq($city, "SELECT string_agg(table_name || ':' || owner, ',' ORDER BY table_name) FROM vms.cluster_conflict WHERE district = 'b' AND op = 'INSERT'"),
+	'channel:a,device:a', "b's claims recorded as conflicts with owner a");
+# the device code was a's too (a's import made 11010500001180000001)
+is($city->safe_psql('postgres', "SELECT district FROM vms.cluster_owner WHERE kind = 'device' AND code = '11010500001180000001'"), 'a', 'device stays with a');
+
+# the city may not edit a district's row itself
+($rc, $out, $err) = $city->psql('postgres', "UPDATE vms.channel SET name = 'x' WHERE code = vms.gbcode_make('11010500', 0, 131, 0, 2)");
+like($err, qr/belongs to district a/, 'city edit of a district row refused');
+
+# corrections flow down as overrides with the district's history
+my $c1 = "vms.gbcode_make('11010500', 0, 131, 0, 1)";
+my $c2 = "vms.gbcode_make('11010500', 0, 131, 0, 2)";
+is($city->safe_psql('postgres', "SELECT vms.cluster_correct('channel', $c1, 'name', '\"朝阳区建国路001\"', '市命名规则')"), 'a', 'correction routed to a');
+$city->safe_psql('postgres', "SELECT vms.cluster_correct('security_level', $c2, 'level', '3', '重点部位')");
+wait_for($a, "SELECT name = '朝阳区建国路001' AND overridden @> '{name}' FROM vms.channel WHERE code = $c1", 't', 'correction applied at a as an override');
+is(sq($a, "SELECT reason FROM vms.ledger_history WHERE code = $c1 AND op = 'UPDATE' ORDER BY id DESC LIMIT 1"),
+	'city correction by ' . $city->safe_psql('postgres', 'SELECT session_user') . ': 市命名规则', "a's history records the city's correction");
+wait_for($a, "SELECT vms.channel_security_level($c2)", '3', 'security level applied at a');
+is($a->safe_psql('postgres', "SELECT applied FROM vms.cluster_correction WHERE code = $c2"), 'applied', 'outcome noted at a');
+$a->safe_psql('postgres', "SELECT vms.channel_apply_report($c1, '11010500001180000001', '{\"name\": \"IPC报的名字\", \"azimuth\": 45}')");
+is(sq($a, "SELECT name || ' ' || azimuth FROM vms.channel WHERE code = $c1"), '朝阳区建国路001 45', 'a device report does not overwrite the correction');
+wait_for($city, "SELECT district_shows_it FROM vms.cluster_correction_state WHERE code = $c1", 't', 'the corrected row flows back to the city');
+wait_for($city, "SELECT azimuth FROM vms.channel WHERE code = $c1", '45', 'and the report-driven change too');
+
+# naming patterns flow down and win for their prefix
+$a->safe_psql('postgres', "INSERT INTO vms.naming_pattern (civil_prefix, pattern) VALUES ('110105', '^a')");
+$city->safe_psql('postgres', "INSERT INTO vms.naming_pattern (civil_prefix, pattern, example) VALUES ('110105', '^朝阳', '朝阳1')");
+wait_for($a, "SELECT pattern = '^朝阳' FROM vms.naming_pattern WHERE civil_prefix = '110105'", 't', "the city's naming pattern replaces a's");
+
+# city-wide search under the same permission policy as at the district: a
+# role granted a's region at level 2 sees a's channels except the level-3
+# one, and nothing of b's; the same grant at a gives the same rows
+for my $n ($city, $a)
+{
+	$n->safe_psql('postgres', "CREATE ROLE ana LOGIN IN ROLE vms_analyst; CREATE ROLE gadmin LOGIN IN ROLE vms_grant_admin");
+	$n->safe_psql('postgres', "SELECT vms.grant_access('ana', 'region', '110105', '{view_live}', 2::smallint)",
+		extra_params => [ '-U', 'gadmin' ]);
+}
+my $search = "SELECT string_agg(code::text, ',' ORDER BY code) FROM vms.search_points('{}', 10000)";
+my $at_city = $city->safe_psql('postgres', $search, extra_params => [ '-U', 'ana' ]);
+my $at_a = $a->safe_psql('postgres', $search, extra_params => [ '-U', 'ana' ]);
+my @seen = split /,/, $at_city;
+is(scalar(@seen), 49, 'city search: 49 of a\'s 50 channels (the level-3 one hidden)');
+is($at_city, $at_a, 'city search returns exactly what the same grant returns at a');
+ok(!grep({ /^110108/ } @seen), "no channel of b's");
+is($city->safe_psql('postgres', "SELECT count(*) FROM vms.search_points('{}', 10000)"), '81', 'a superuser at the city sees both districts');
+
+# district a killed in the middle of a batched import (80 transactions of
+# 250 rows); the city catches up; row by row nothing missing or duplicated.
+# A correction made while a is down arrives after.
+my $batches = "DO \$\$ BEGIN FOR b IN 0..79 LOOP PERFORM (" . import_sql('11010500', '110105', 'b * 250 + 1000', 250, '批量') . "); COMMIT; END LOOP; END \$\$";
+$batches =~ s/FROM generate_series\(b \* 250 \+ 1000, b \* 250 \+ 1000 \+ 250 - 1\) i/FROM generate_series(b * 250 + 1000, b * 250 + 1249) i/;
+my ($bo, $be) = ('', '');
+my $h = IPC::Run::start([ 'psql', '-XAtq', '-d', $a->connstr('postgres'), '-c', 'SET client_min_messages = warning', '-c', $batches ], '>', \$bo, '2>', \$be);
+wait_for($city, "SELECT count(*) >= 1500 FROM vms.cluster_owner WHERE district = 'a' AND kind = 'channel' AND code::text LIKE '110105%'",
+	't', 'the import is streaming to the city');
+$a->stop('immediate');
+$h->finish;
+my $c3 = "vms.gbcode_make('11010500', 0, 131, 0, 3)";
+$city->safe_psql('postgres', "SELECT vms.cluster_correct('channel', $c3, 'address', '\"建国路3号\"', '地址核实')");
+wait_for($city, "SELECT state <> 'streaming' FROM vms.cluster_status WHERE peer = 'a'", 't', 'the city reports a not streaming while it is down');
+$a->start;
+my $total = $a->safe_psql('postgres', "SELECT count(*) FROM vms.channel");
+cmp_ok($total, '>', 1500, "a committed part of the import before the crash ($total channels)");
+cmp_ok($total, '<', 20050, 'and not all of it');
+my $rows = "SELECT string_agg(concat_ws('|', c.code, c.name, c.device_code, c.civil_code, ST_AsEWKT(c.geom), c.online, c.overridden, c.updated_at), E'\\n' ORDER BY c.code) FROM vms.channel c";
+wait_for($city, "SELECT count(*) FROM vms.cluster_owner WHERE district = 'a' AND kind = 'channel'", $total, 'city caught up with a');
+wait_for($a, "SELECT address = '建国路3号' FROM vms.channel WHERE code = $c3", 't', 'the correction made while a was down arrived');
+wait_for($city, "SELECT district_shows_it FROM vms.cluster_correction_state WHERE code = $c3", 't', 'and came back up');
+is(sq($city, "$rows JOIN vms.cluster_owner o ON o.kind = 'channel' AND o.code = c.code AND o.district = 'a'"), sq($a, $rows),
+	"a's channels at the city equal a's, row by row");
+is(sq($city, "SELECT string_agg(concat_ws('|', d.code, d.name, d.updated_at), ',' ORDER BY d.code) FROM vms.device d JOIN vms.cluster_owner o ON o.kind = 'device' AND o.code = d.code AND o.district = 'a'"),
+	sq($a, "SELECT string_agg(concat_ws('|', d.code, d.name, d.updated_at), ',' ORDER BY d.code) FROM vms.device d"), "a's devices too");
+is($city->safe_psql('postgres', "SELECT count(*) FROM vms.cluster_conflict WHERE district = 'a'"), '0', 'no conflict recorded for a');
+
+# the city killed in the middle of b's batched import; b's rows arrive once
+my $bbatches = $batches;
+$bbatches =~ s/11010500/11010800/g;
+$bbatches =~ s/110105/110108/g;
+$h = IPC::Run::start([ 'psql', '-XAtq', '-d', $b->connstr('postgres'), '-c', 'SET client_min_messages = warning', '-c', $bbatches ], '>', \$bo, '2>', \$be);
+wait_for($city, "SELECT count(*) >= 1000 FROM vms.cluster_owner WHERE district = 'b' AND kind = 'channel'", 't', "b's import is streaming to the city");
+$city->stop('immediate');
+$city->start;
+ok($h->finish, "b's import finished while the city restarted") or diag($be);
+$total = $b->safe_psql('postgres', "SELECT count(*) FROM vms.channel");
+wait_for($city, "SELECT count(*) FROM vms.cluster_owner WHERE district = 'b' AND kind = 'channel'", $total - 1, 'city caught up with b after its crash (all but the code a owns)');
+is(sq($city, "$rows JOIN vms.cluster_owner o ON o.kind = 'channel' AND o.code = c.code AND o.district = 'b'"),
+	sq($b, "$rows WHERE c.code <> vms.gbcode_make('11010500', 0, 131, 0, 1)"), "b's channels at the city equal b's (less the code a owns), row by row");
+
+# a district that cannot be reached is reported down and does not block the other
+$b->stop('fast');
+wait_for($city, "SELECT state IN ('down', 'connecting') FROM vms.cluster_status WHERE peer = 'b'", 't', 'unreachable district b reported');
+$a->safe_psql('postgres', "UPDATE vms.channel SET online = true WHERE code = $c3");
+wait_for($city, "SELECT online FROM vms.channel WHERE code = $c3", 't', 'a streams on while b is down');
+is($city->safe_psql('postgres', "SELECT state FROM vms.cluster_status WHERE peer = 'a'"), 'streaming', 'a reported streaming');
+
+$a->stop;
+$city->stop;
+done_testing();
