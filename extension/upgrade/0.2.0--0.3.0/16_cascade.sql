@@ -1,0 +1,560 @@
+-- issue 16 (GB/T 28181 cascade): the same objects as extension/sql/25_cascade.sql, for 0.2.0 -> 0.3.0
+
+-- GB/T 28181 cascade (级联): vms as a lower platform.  Upper platforms the
+-- SIP worker registers to (vms.sip_upstream, password encrypted for its
+-- row), their registration state and its transitions, and what each one is
+-- shared (a scope of the inspection plans' shape, with per-upstream codes
+-- and names).  The worker answers an upper platform's queries from
+-- vms._sip_upstream_answer, which builds the MANSCDP bodies here, in SQL.
+
+CREATE TABLE vms.sip_upstream (
+    name          text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_.-]{1,63}$'),
+    host          text NOT NULL CHECK (host ~ '^[0-9]{1,3}(\.[0-9]{1,3}){3}$'),
+    port          integer NOT NULL CHECK (port BETWEEN 1 AND 65535),
+    platform_id   vms.gbcode NOT NULL,
+    password_enc  bytea NOT NULL,
+    options       jsonb NOT NULL DEFAULT '{}',
+    enabled       boolean NOT NULL DEFAULT true,
+    created_at    timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON vms.sip_upstream FROM PUBLIC;
+COMMENT ON TABLE vms.sip_upstream IS
+    'upper GB/T 28181 platforms the SIP worker registers to (vms as a lower platform); the password is encrypted (vms.secret_encrypt)';
+COMMENT ON COLUMN vms.sip_upstream.host IS 'the upper platform''s SIP address (IPv4)';
+COMMENT ON COLUMN vms.sip_upstream.platform_id IS 'the upper platform''s 20-digit SIP id';
+COMMENT ON COLUMN vms.sip_upstream.password_enc IS
+    'the password, vms.secret_encrypt(password, ''sip_upstream.password_enc:'' || name): it decrypts only in its own row';
+COMMENT ON COLUMN vms.sip_upstream.options IS
+    'local_id (vms.sip_id), realm (first 10 digits of platform_id), transport (udp), expires (3600), keepalive_interval (60), keepalive_count (3), charset (GB2312), send_status (true), catalog_page_size (20)';
+
+-- the bound form of vms.secret_encrypt for the row, as for vms.viid_upstream
+CREATE FUNCTION vms._sip_upstream_secret_check() RETURNS trigger
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    IF TG_OP = 'INSERT' OR NEW.password_enc IS DISTINCT FROM OLD.password_enc THEN
+        IF substr(NEW.password_enc, 1, 2) IS DISTINCT FROM 'V2'::bytea THEN
+            RAISE EXCEPTION 'the password of upstream "%" is not encrypted for its row', NEW.name
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Use vms.sip_add_upstream or vms.sip_alter_upstream, or vms.secret_encrypt(password, ''sip_upstream.password_enc:'' || name).';
+        END IF;
+    ELSIF NEW.name IS DISTINCT FROM OLD.name THEN
+        RAISE EXCEPTION 'renaming upstream "%" needs its password again', OLD.name
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The password is encrypted for the upstream''s name.',
+                  HINT = 'Set password_enc = vms.secret_encrypt(password, ''sip_upstream.password_enc:'' || new name) in the same UPDATE.';
+    END IF;
+    RETURN NEW;
+END $$;
+COMMENT ON FUNCTION vms._sip_upstream_secret_check() IS
+    'internal: an upper platform''s password is written in the bound form (V2) for its row; a rename re-encrypts it';
+CREATE TRIGGER sip_upstream_secret_check BEFORE INSERT OR UPDATE ON vms.sip_upstream
+    FOR EACH ROW EXECUTE FUNCTION vms._sip_upstream_secret_check();
+
+-- Registration state: one row per upstream, written by the worker in
+-- batches; every change of state is a row of vms.sip_upstream_event, and
+-- only the transitions listed in vms.sip_upstream_transition can be.
+CREATE TABLE vms.sip_upstream_transition (
+    from_state  text NOT NULL,
+    to_state    text NOT NULL,
+    PRIMARY KEY (from_state, to_state)
+);
+INSERT INTO vms.sip_upstream_transition VALUES
+    ('unregistered', 'registering'), ('unregistered', 'disabled'),
+    ('registering', 'registered'), ('registering', 'failing'), ('registering', 'disabled'),
+    ('registered', 'registering'), ('registered', 'failing'), ('registered', 'disabled'),
+    ('failing', 'registering'), ('failing', 'disabled'),
+    ('disabled', 'unregistered'), ('disabled', 'registering');
+COMMENT ON TABLE vms.sip_upstream_transition IS
+    'the registration state machine of an upper platform: the transitions vms.sip_upstream_event may record';
+
+CREATE TABLE vms.sip_upstream_state (
+    upstream           text PRIMARY KEY REFERENCES vms.sip_upstream (name) ON DELETE CASCADE ON UPDATE CASCADE,
+    state              text NOT NULL DEFAULT 'unregistered'
+                       CHECK (state IN ('unregistered', 'registering', 'registered', 'failing', 'disabled')),
+    since              timestamptz NOT NULL DEFAULT now(),
+    registered_at      timestamptz,
+    expires_at         timestamptz,
+    last_keepalive_at  timestamptz,
+    missed_keepalives  integer NOT NULL DEFAULT 0,
+    failures           integer NOT NULL DEFAULT 0,
+    last_status        integer,
+    last_error         text,
+    next_attempt_at    timestamptz
+);
+COMMENT ON TABLE vms.sip_upstream_state IS
+    'registration to each upper platform as the SIP worker last wrote it: state since when, expiry, keepalives answered and missed, consecutive failures, the last status and error, the next attempt';
+
+CREATE TABLE vms.sip_upstream_event (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    upstream    text NOT NULL REFERENCES vms.sip_upstream (name) ON DELETE CASCADE ON UPDATE CASCADE,
+    at          timestamptz NOT NULL,
+    from_state  text NOT NULL,
+    to_state    text NOT NULL,
+    cause       text,
+    FOREIGN KEY (from_state, to_state) REFERENCES vms.sip_upstream_transition (from_state, to_state)
+);
+CREATE INDEX sip_upstream_event_upstream_idx ON vms.sip_upstream_event (upstream, at);
+COMMENT ON TABLE vms.sip_upstream_event IS 'every registration state change of an upper platform, with its time and cause';
+
+-- What an upstream is shared: a scope ({"regions", "catalog_nodes", "tags",
+-- "channels"}, as inspection plans), and per channel the code and name the
+-- upper platform knows it by.
+CREATE TABLE vms.sip_share (
+    upstream    text PRIMARY KEY REFERENCES vms.sip_upstream (name) ON DELETE CASCADE ON UPDATE CASCADE,
+    scope       jsonb NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE vms.sip_share IS 'the scope of channels shared with each upper platform (regions, catalog_nodes, tags, channels)';
+
+CREATE TABLE vms.sip_share_code (
+    upstream      text NOT NULL REFERENCES vms.sip_upstream (name) ON DELETE CASCADE ON UPDATE CASCADE,
+    channel_code  vms.gbcode NOT NULL REFERENCES vms.channel (code) ON DELETE CASCADE,
+    custom_code   vms.gbcode,
+    custom_name   text CHECK (length(custom_name) BETWEEN 1 AND 100),
+    PRIMARY KEY (upstream, channel_code),
+    UNIQUE (upstream, custom_code),
+    CHECK (custom_code IS NOT NULL OR custom_name IS NOT NULL)
+);
+COMMENT ON TABLE vms.sip_share_code IS
+    'per upper platform, the code and/or name a shared channel is presented under (自定义编码/名称); the ledger keeps its own';
+
+CREATE FUNCTION vms._sip_upstream_options(options jsonb) RETURNS jsonb
+    LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    k text;
+    v jsonb;
+    limits constant jsonb := '{"expires": [60, 86400], "keepalive_interval": [5, 3600], "keepalive_count": [1, 100],
+                               "catalog_page_size": [1, 100]}';
+BEGIN
+    IF jsonb_typeof(options) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'upstream options must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR k, v IN SELECT * FROM jsonb_each(options) LOOP
+        IF limits ? k THEN
+            IF jsonb_typeof(v) <> 'number' OR (v::text)::numeric <> trunc((v::text)::numeric)
+               OR (v::text)::numeric NOT BETWEEN (limits -> k ->> 0)::numeric AND (limits -> k ->> 1)::numeric THEN
+                RAISE EXCEPTION 'upstream option "%" must be an integer from % to %', k, limits -> k ->> 0, limits -> k ->> 1
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+        ELSIF k = 'local_id' THEN
+            IF jsonb_typeof(v) <> 'string' OR v #>> '{}' !~ '^[0-9]{20}$' THEN
+                RAISE EXCEPTION 'upstream option "local_id" must be a 20-digit code' USING ERRCODE = 'invalid_parameter_value',
+                    DETAIL = 'It is the id vms registers under; without it vms.sip_id is used.';
+            END IF;
+        ELSIF k = 'realm' THEN
+            IF jsonb_typeof(v) <> 'string' OR v #>> '{}' !~ '^[0-9A-Za-z.-]{1,64}$' THEN
+                RAISE EXCEPTION 'upstream option "realm" must be a SIP domain such as 3402000000' USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+        ELSIF k = 'transport' THEN
+            IF jsonb_typeof(v) <> 'string' OR lower(v #>> '{}') NOT IN ('udp', 'tcp') THEN
+                RAISE EXCEPTION 'upstream option "transport" must be "udp" or "tcp"' USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+            IF lower(v #>> '{}') = 'tcp' THEN
+                RAISE EXCEPTION 'registering to an upper platform over TCP is not supported yet'
+                    USING ERRCODE = 'feature_not_supported', HINT = 'Use "transport": "udp".';
+            END IF;
+        ELSIF k = 'charset' THEN
+            IF jsonb_typeof(v) <> 'string' OR upper(v #>> '{}') NOT IN ('GB2312', 'UTF-8') THEN
+                RAISE EXCEPTION 'upstream option "charset" must be "GB2312" or "UTF-8"' USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+        ELSIF k = 'send_status' THEN
+            IF jsonb_typeof(v) <> 'boolean' THEN
+                RAISE EXCEPTION 'upstream option "send_status" must be true or false' USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+        ELSE
+            RAISE EXCEPTION 'unknown upstream option "%"', k
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Options are local_id, realm, transport, expires, keepalive_interval, keepalive_count, charset, send_status, catalog_page_size.';
+        END IF;
+    END LOOP;
+    RETURN options;
+END $$;
+COMMENT ON FUNCTION vms._sip_upstream_options(jsonb) IS 'internal: validates an upper platform''s options';
+
+CREATE FUNCTION vms._sip_upstream_host(host text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF host IS NULL OR host !~ '^[0-9]{1,3}(\.[0-9]{1,3}){3}$'
+       OR EXISTS (SELECT 1 FROM unnest(string_to_array(host, '.')) o WHERE o::integer > 255) THEN
+        RAISE EXCEPTION 'upstream host "%" is not an IPv4 address', host
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give the upper platform''s SIP address, such as 10.1.2.3; the worker does not resolve names.';
+    END IF;
+    RETURN host;
+END $$;
+COMMENT ON FUNCTION vms._sip_upstream_host(text) IS 'internal: an upper platform''s host is an IPv4 address';
+
+CREATE FUNCTION vms.sip_add_upstream(name text, host text, port integer, platform_id vms.gbcode,
+                                     password text, options jsonb DEFAULT '{}')
+    RETURNS void
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    IF name IS NULL OR name !~ '^[A-Za-z0-9_.-]{1,63}$' THEN
+        RAISE EXCEPTION 'upstream name "%" is not usable', name
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use 1 to 63 letters, digits, ".", "_" or "-".';
+    END IF;
+    IF port IS NULL OR port NOT BETWEEN 1 AND 65535 THEN
+        RAISE EXCEPTION 'upstream port % is not a port number', port USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF platform_id IS NULL THEN
+        RAISE EXCEPTION 'the upper platform''s id is required' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF coalesce(password, '') = '' OR length(password) > 256 THEN
+        RAISE EXCEPTION 'upstream password must have 1 to 256 characters' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT 1 FROM vms.sip_upstream u WHERE u.name = sip_add_upstream.name) THEN
+        RAISE EXCEPTION 'upstream "%" already exists', name
+            USING ERRCODE = 'duplicate_object', HINT = 'Change it with vms.sip_alter_upstream.';
+    END IF;
+    INSERT INTO vms.sip_upstream (name, host, port, platform_id, password_enc, options)
+    VALUES (name, vms._sip_upstream_host(host), port, platform_id,
+            vms.secret_encrypt(password, 'sip_upstream.password_enc:' || name),
+            vms._sip_upstream_options(coalesce(options, '{}')));
+    INSERT INTO vms.sip_upstream_state (upstream) VALUES (name);
+    PERFORM vms._wake_worker('sip');
+END $$;
+COMMENT ON FUNCTION vms.sip_add_upstream(text, text, integer, vms.gbcode, text, jsonb) IS
+    'add an upper GB/T 28181 platform to register to: name, its IPv4 address and port, its 20-digit id, the password, options';
+
+CREATE FUNCTION vms.sip_alter_upstream(name text, host text DEFAULT NULL, port integer DEFAULT NULL,
+                                       platform_id vms.gbcode DEFAULT NULL, password text DEFAULT NULL,
+                                       options jsonb DEFAULT NULL, enabled boolean DEFAULT NULL)
+    RETURNS void
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    IF port IS NOT NULL AND port NOT BETWEEN 1 AND 65535 THEN
+        RAISE EXCEPTION 'upstream port % is not a port number', port USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF password IS NOT NULL AND (password = '' OR length(password) > 256) THEN
+        RAISE EXCEPTION 'upstream password must have 1 to 256 characters' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE vms.sip_upstream u SET
+        host = CASE WHEN sip_alter_upstream.host IS NULL THEN u.host ELSE vms._sip_upstream_host(sip_alter_upstream.host) END,
+        port = coalesce(sip_alter_upstream.port, u.port),
+        platform_id = coalesce(sip_alter_upstream.platform_id, u.platform_id),
+        password_enc = CASE WHEN sip_alter_upstream.password IS NOT NULL
+                            THEN vms.secret_encrypt(sip_alter_upstream.password, 'sip_upstream.password_enc:' || u.name)
+                            ELSE u.password_enc END,
+        options = CASE WHEN sip_alter_upstream.options IS NULL THEN u.options
+                       ELSE vms._sip_upstream_options(u.options || sip_alter_upstream.options) END,
+        enabled = coalesce(sip_alter_upstream.enabled, u.enabled)
+     WHERE u.name = sip_alter_upstream.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'upstream "%" does not exist', name USING ERRCODE = 'undefined_object';
+    END IF;
+    PERFORM vms._wake_worker('sip');
+END $$;
+COMMENT ON FUNCTION vms.sip_alter_upstream(text, text, integer, vms.gbcode, text, jsonb, boolean) IS
+    'change an upper platform; options are merged; the worker registers again with what changed';
+
+CREATE FUNCTION vms.sip_drop_upstream(name text) RETURNS void
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    DELETE FROM vms.sip_upstream u WHERE u.name = sip_drop_upstream.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'upstream "%" does not exist', name USING ERRCODE = 'undefined_object';
+    END IF;
+    PERFORM vms._wake_worker('sip');
+END $$;
+COMMENT ON FUNCTION vms.sip_drop_upstream(text) IS 'remove an upper platform with its state, events, share and codes';
+
+-- the scope keys of inspection plans, checked with this function's own words
+CREATE FUNCTION vms._sip_check_scope(scope jsonb) RETURNS jsonb
+    LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    bad text;
+BEGIN
+    IF jsonb_typeof(scope) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'a share scope must be a JSON object' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Use keys regions, catalog_nodes, tags, channels, as in inspection plans.';
+    END IF;
+    SELECT k INTO bad FROM jsonb_object_keys(scope) k WHERE k NOT IN ('regions', 'catalog_nodes', 'tags', 'channels') LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown share scope key "%"', bad USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Use keys regions, catalog_nodes, tags, channels, as in inspection plans.';
+    END IF;
+    SELECT k INTO bad FROM jsonb_each(scope) e(k, v) WHERE jsonb_typeof(v) <> 'array' LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'share scope key "%" must be an array', bad USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT x INTO bad FROM jsonb_array_elements(coalesce(scope -> 'channels', '[]')) x
+     WHERE jsonb_typeof(x) <> 'string' OR vms.gbcode_parse_error(x #>> '{}') IS NOT NULL LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'share scope channel % is not a 20-digit code', bad USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN scope;
+END $$;
+COMMENT ON FUNCTION vms._sip_check_scope(jsonb) IS 'internal: a share scope has the keys and shape of an inspection scope';
+
+CREATE FUNCTION vms.sip_share(upstream text, scope jsonb) RETURNS integer
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    n integer;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM vms.sip_upstream u WHERE u.name = sip_share.upstream) THEN
+        RAISE EXCEPTION 'upstream "%" does not exist', upstream USING ERRCODE = 'undefined_object';
+    END IF;
+    INSERT INTO vms.sip_share AS s (upstream, scope) VALUES (upstream, vms._sip_check_scope(scope))
+        ON CONFLICT ON CONSTRAINT sip_share_pkey DO UPDATE SET scope = EXCLUDED.scope, updated_at = now();
+    SELECT count(*) INTO n FROM vms.inspection_scope_channels(scope);
+    PERFORM vms._wake_worker('sip');
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION vms.sip_share(text, jsonb) IS
+    'share channels with an upper platform: a scope of regions (civil-code prefixes), catalog_nodes and tags (subtrees) and channels, replacing the previous one; returns how many channels it covers now';
+
+CREATE FUNCTION vms.sip_share_map(upstream text, channel vms.gbcode, code vms.gbcode DEFAULT NULL, name text DEFAULT NULL)
+    RETURNS void
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM vms.sip_upstream u WHERE u.name = sip_share_map.upstream) THEN
+        RAISE EXCEPTION 'upstream "%" does not exist', upstream USING ERRCODE = 'undefined_object';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM vms.channel c WHERE c.code = sip_share_map.channel) THEN
+        RAISE EXCEPTION 'channel % does not exist', channel USING ERRCODE = 'undefined_object';
+    END IF;
+    IF name IS NOT NULL AND length(name) NOT BETWEEN 1 AND 100 THEN
+        RAISE EXCEPTION 'a presented name must have 1 to 100 characters' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF code IS NOT NULL AND code <> channel AND EXISTS (SELECT 1 FROM vms.channel c WHERE c.code = sip_share_map.code) THEN
+        RAISE EXCEPTION 'code % is another channel''s', code USING ERRCODE = 'unique_violation',
+            DETAIL = 'The upper platform would see two channels under one code.';
+    END IF;
+    IF code IS NOT NULL AND EXISTS (SELECT 1 FROM vms.sip_share_code m WHERE m.upstream = sip_share_map.upstream
+                                       AND m.custom_code = sip_share_map.code AND m.channel_code <> sip_share_map.channel) THEN
+        RAISE EXCEPTION 'code % is already presented to "%" for another channel', code, upstream
+            USING ERRCODE = 'unique_violation';
+    END IF;
+    IF code IS NULL AND name IS NULL THEN
+        DELETE FROM vms.sip_share_code m WHERE m.upstream = sip_share_map.upstream AND m.channel_code = sip_share_map.channel;
+    ELSE
+        INSERT INTO vms.sip_share_code AS m (upstream, channel_code, custom_code, custom_name)
+        VALUES (upstream, channel, code, name)
+        ON CONFLICT ON CONSTRAINT sip_share_code_pkey
+        DO UPDATE SET custom_code = EXCLUDED.custom_code, custom_name = EXCLUDED.custom_name;
+    END IF;
+END $$;
+COMMENT ON FUNCTION vms.sip_share_map(text, vms.gbcode, vms.gbcode, text) IS
+    'present a channel to an upper platform under another code and/or name (both NULL: its own again)';
+
+CREATE FUNCTION vms.sip_shared_channels(upstream text)
+    RETURNS TABLE (channel vms.gbcode, code vms.gbcode, name text, online boolean)
+    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+    SELECT c.code, coalesce(m.custom_code, c.code), coalesce(m.custom_name, c.name),
+           c.online AND coalesce(st.status, 'ON') = 'ON'
+      FROM vms.sip_share s
+      CROSS JOIN LATERAL vms.inspection_scope_channels(s.scope) sc
+      JOIN vms.channel c ON c.code = sc
+      LEFT JOIN vms.sip_share_code m ON m.upstream = s.upstream AND m.channel_code = c.code
+      LEFT JOIN vms.channel_status st ON st.code = c.code
+     WHERE s.upstream = sip_shared_channels.upstream
+$$;
+COMMENT ON FUNCTION vms.sip_shared_channels(text) IS
+    'the channels an upper platform is shared, with the code and name it knows each by, and whether each is online';
+
+CREATE VIEW vms.sip_upstream_status AS
+SELECT u.name AS upstream, u.host, u.port, u.platform_id, u.enabled, u.options,
+       s.state, s.since, s.registered_at, s.expires_at, s.last_keepalive_at, s.missed_keepalives,
+       s.failures, s.last_status, s.last_error, s.next_attempt_at,
+       (SELECT count(*) FROM vms.sip_shared_channels(u.name)) AS shared
+  FROM vms.sip_upstream u LEFT JOIN vms.sip_upstream_state s ON s.upstream = u.name;
+COMMENT ON VIEW vms.sip_upstream_status IS
+    'upper platforms (list): address, id, options, registration state, keepalives, failures, last error, channels shared';
+
+-- Worker side ---------------------------------------------------------------
+
+-- every upper platform with its effective options and the state last written
+CREATE FUNCTION vms._sip_upstreams()
+    RETURNS TABLE (name text, host text, port integer, platform_id text, password_enc bytea, enabled boolean,
+                   local_id text, realm text, expires integer, keepalive_interval integer, keepalive_count integer,
+                   charset text, send_status boolean, page_size integer, state text, failures integer)
+    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+    SELECT u.name, u.host, u.port, u.platform_id::text, u.password_enc, u.enabled,
+           coalesce(u.options ->> 'local_id', current_setting('vms.sip_id', true)),
+           coalesce(u.options ->> 'realm', left(u.platform_id::text, 10)),
+           coalesce((u.options ->> 'expires')::integer, 3600),
+           coalesce((u.options ->> 'keepalive_interval')::integer, 60),
+           coalesce((u.options ->> 'keepalive_count')::integer, 3),
+           upper(coalesce(u.options ->> 'charset', 'GB2312')),
+           coalesce((u.options ->> 'send_status')::boolean, true),
+           coalesce((u.options ->> 'catalog_page_size')::integer, 20),
+           coalesce(s.state, 'unregistered'), coalesce(s.failures, 0)
+      FROM vms.sip_upstream u LEFT JOIN vms.sip_upstream_state s ON s.upstream = u.name
+     ORDER BY u.name
+$$;
+COMMENT ON FUNCTION vms._sip_upstreams() IS 'internal: upper platforms for the SIP worker, options with their defaults';
+
+-- The worker's batched state writes: [{"u": upstream, "st": state, "at": epoch,
+-- "c": cause, "ra"/"ex"/"ka"/"na": epochs, "mk": missed, "f": failures,
+-- "ls": last status, "le": last error}].  A state change is an event; one
+-- that is not a transition of the state machine is refused with a warning
+-- and the others are written.
+CREATE FUNCTION vms._sip_upstream_flush(doc jsonb) RETURNS void
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    x jsonb;
+    cur text;
+    at timestamptz;
+BEGIN
+    FOR x IN SELECT * FROM jsonb_array_elements(doc) LOOP
+        at := to_timestamp((x ->> 'at')::float8);
+        SELECT s.state INTO cur FROM vms.sip_upstream_state s WHERE s.upstream = x ->> 'u' FOR UPDATE;
+        CONTINUE WHEN NOT FOUND;			-- dropped meanwhile
+        BEGIN
+            IF cur IS DISTINCT FROM x ->> 'st' THEN
+                INSERT INTO vms.sip_upstream_event (upstream, at, from_state, to_state, cause)
+                VALUES (x ->> 'u', at, cur, x ->> 'st', x ->> 'c');
+            END IF;
+            UPDATE vms.sip_upstream_state s SET
+                state = x ->> 'st',
+                since = CASE WHEN cur IS DISTINCT FROM x ->> 'st' THEN at ELSE s.since END,
+                registered_at = to_timestamp((x ->> 'ra')::float8),
+                expires_at = to_timestamp((x ->> 'ex')::float8),
+                last_keepalive_at = to_timestamp((x ->> 'ka')::float8),
+                missed_keepalives = coalesce((x ->> 'mk')::integer, 0),
+                failures = coalesce((x ->> 'f')::integer, 0),
+                last_status = (x ->> 'ls')::integer,
+                last_error = x ->> 'le',
+                next_attempt_at = to_timestamp((x ->> 'na')::float8)
+             WHERE s.upstream = x ->> 'u';
+        EXCEPTION WHEN foreign_key_violation OR check_violation THEN
+            RAISE WARNING 'vms sip: upstream "%" cannot go from % to %', x ->> 'u', cur, x ->> 'st';
+        END;
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION vms._sip_upstream_flush(jsonb) IS 'internal: the SIP worker records upper platforms'' registration states and transitions';
+
+-- the shared channels as the upper platform sees them, numbered by code; one_code: only the one it knows by that code
+CREATE FUNCTION vms._sip_upstream_items(upstream text, one_code text)
+    RETURNS TABLE (rn integer, code text, name text, online boolean, manufacturer text, model text,
+                   civil_code text, address text, lon float8, lat float8)
+    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+    SELECT row_number() OVER (ORDER BY sc.code)::integer, sc.code::text, sc.name, sc.online,
+           d.manufacturer, d.model, c.civil_code, c.address, ST_X(c.geom), ST_Y(c.geom)
+      FROM vms.sip_shared_channels(upstream) sc
+      JOIN vms.channel c ON c.code = sc.channel
+      JOIN vms.device d ON d.code = c.device_code
+     WHERE one_code IS NULL OR sc.code::text = one_code
+$$;
+COMMENT ON FUNCTION vms._sip_upstream_items(text, text) IS 'internal: the channels shared with an upper platform, as it knows them, numbered by code';
+
+-- The MANSCDP answer bodies to an upper platform's query, in its charset:
+-- Catalog in pages of catalog_page_size items, each with the SumNum of the
+-- whole answer; DeviceInfo; DeviceStatus.  device_id is what the query
+-- named: vms's own id (local_id) is the whole share, a code the upstream
+-- knows a shared channel by is that channel, and any other code gets an
+-- answer that says nothing about it (a Catalog with SumNum 0, or a Result
+-- of ERROR).
+CREATE FUNCTION vms._sip_upstream_answer(upstream text, cmd text, sn text, device_id text)
+    RETURNS SETOF bytea
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+DECLARE
+    u record;
+    enc text;
+    head text;
+    total integer;
+    whole boolean;
+BEGIN
+    SELECT * INTO u FROM vms._sip_upstreams() x WHERE x.name = _sip_upstream_answer.upstream;
+    IF NOT FOUND OR sn IS NULL OR sn !~ '^[0-9]{1,15}$' THEN
+        RETURN;
+    END IF;
+    enc := CASE u.charset WHEN 'UTF-8' THEN 'UTF8' ELSE 'GB18030' END;
+    head := '<?xml version="1.0" encoding="' || u.charset || '"?>' || E'\r\n';
+    whole := device_id IS NULL OR device_id = '' OR device_id = u.local_id;
+    SELECT count(*) INTO total FROM vms._sip_upstream_items(upstream, CASE WHEN whole THEN NULL ELSE device_id END);
+
+    IF cmd = 'Catalog' THEN
+        IF total = 0 THEN
+            RETURN NEXT convert_to(head || xmlelement(name "Response",
+                xmlelement(name "CmdType", 'Catalog'), xmlelement(name "SN", sn),
+                xmlelement(name "DeviceID", coalesce(nullif(device_id, ''), u.local_id)),
+                xmlelement(name "SumNum", 0),
+                xmlelement(name "DeviceList", xmlattributes(0 AS "Num")))::text, enc);
+            RETURN;
+        END IF;
+        RETURN QUERY
+        SELECT convert_to(head || xmlelement(name "Response",
+                   xmlelement(name "CmdType", 'Catalog'), xmlelement(name "SN", sn),
+                   xmlelement(name "DeviceID", coalesce(nullif(device_id, ''), u.local_id)),
+                   xmlelement(name "SumNum", total),
+                   xmlelement(name "DeviceList", xmlattributes(count(*) AS "Num"),
+                       xmlagg(xmlelement(name "Item",
+                           xmlelement(name "DeviceID", i.code),
+                           xmlelement(name "Name", i.name),
+                           xmlelement(name "Manufacturer", coalesce(i.manufacturer, '')),
+                           xmlelement(name "Model", coalesce(i.model, '')),
+                           xmlelement(name "Owner", '0'),
+                           xmlelement(name "CivilCode", coalesce(i.civil_code, left(u.local_id, 6))),
+                           xmlelement(name "Address", coalesce(i.address, '')),
+                           xmlelement(name "Parental", 0),
+                           xmlelement(name "ParentID", u.local_id),
+                           xmlelement(name "SafetyWay", 0),
+                           xmlelement(name "RegisterWay", 1),
+                           xmlelement(name "Secrecy", 0),
+                           xmlelement(name "Status", CASE WHEN i.online THEN 'ON' ELSE 'OFF' END),
+                           CASE WHEN i.lon IS NOT NULL THEN xmlelement(name "Longitude", round(i.lon::numeric, 6)) END,
+                           CASE WHEN i.lat IS NOT NULL THEN xmlelement(name "Latitude", round(i.lat::numeric, 6)) END)
+                       ORDER BY i.rn)))::text, enc)
+          FROM vms._sip_upstream_items(upstream, CASE WHEN whole THEN NULL ELSE device_id END) i
+         GROUP BY (i.rn - 1) / u.page_size
+         ORDER BY (i.rn - 1) / u.page_size;
+    ELSIF cmd = 'DeviceInfo' THEN
+        IF whole THEN
+            RETURN NEXT convert_to(head || xmlelement(name "Response",
+                xmlelement(name "CmdType", 'DeviceInfo'), xmlelement(name "SN", sn),
+                xmlelement(name "DeviceID", u.local_id), xmlelement(name "Result", 'OK'),
+                xmlelement(name "DeviceName", 'vms'), xmlelement(name "Manufacturer", 'vms'),
+                xmlelement(name "Model", 'vms'),
+                xmlelement(name "Firmware", (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'vms')),
+                xmlelement(name "Channel", total))::text, enc);
+        ELSIF total = 1 THEN
+            RETURN QUERY SELECT convert_to(head || xmlelement(name "Response",
+                xmlelement(name "CmdType", 'DeviceInfo'), xmlelement(name "SN", sn),
+                xmlelement(name "DeviceID", i.code), xmlelement(name "Result", 'OK'),
+                xmlelement(name "DeviceName", i.name), xmlelement(name "Manufacturer", coalesce(i.manufacturer, '')),
+                xmlelement(name "Model", coalesce(i.model, '')), xmlelement(name "Channel", 1))::text, enc)
+              FROM vms._sip_upstream_items(upstream, CASE WHEN whole THEN NULL ELSE device_id END) i;
+        ELSE
+            RETURN NEXT convert_to(head || xmlelement(name "Response",
+                xmlelement(name "CmdType", 'DeviceInfo'), xmlelement(name "SN", sn),
+                xmlelement(name "DeviceID", device_id), xmlelement(name "Result", 'ERROR'))::text, enc);
+        END IF;
+    ELSIF cmd = 'DeviceStatus' THEN
+        IF whole OR total = 1 THEN
+            RETURN NEXT convert_to(head || xmlelement(name "Response",
+                xmlelement(name "CmdType", 'DeviceStatus'), xmlelement(name "SN", sn),
+                xmlelement(name "DeviceID", CASE WHEN whole THEN u.local_id ELSE device_id END),
+                xmlelement(name "Result", 'OK'),
+                xmlelement(name "Online", CASE WHEN whole OR (SELECT i.online FROM vms._sip_upstream_items(upstream, CASE WHEN whole THEN NULL ELSE device_id END) i)
+                                               THEN 'ONLINE' ELSE 'OFFLINE' END),
+                xmlelement(name "Status", 'OK'), xmlelement(name "Encode", 'ON'), xmlelement(name "Record", 'OFF'),
+                xmlelement(name "DeviceTime", to_char(localtimestamp, 'YYYY-MM-DD"T"HH24:MI:SS')),
+                xmlelement(name "Alarmstatus", xmlattributes(0 AS "Num")))::text, enc);
+        ELSE
+            RETURN NEXT convert_to(head || xmlelement(name "Response",
+                xmlelement(name "CmdType", 'DeviceStatus'), xmlelement(name "SN", sn),
+                xmlelement(name "DeviceID", device_id), xmlelement(name "Result", 'ERROR'))::text, enc);
+        END IF;
+    END IF;
+END $$;
+COMMENT ON FUNCTION vms._sip_upstream_answer(text, text, text, text) IS
+    'internal: the MANSCDP answer bodies (Catalog pages with SumNum, DeviceInfo, DeviceStatus) to an upper platform''s query, shared channels only';
+
+-- what 99_privileges.sql does in bulk for a fresh install: the new functions are the owner's
+REVOKE ALL ON FUNCTION
+    vms._sip_upstream_secret_check(),
+    vms._sip_upstream_options(jsonb),
+    vms._sip_upstream_host(text),
+    vms.sip_add_upstream(text, text, integer, vms.gbcode, text, jsonb),
+    vms.sip_alter_upstream(text, text, integer, vms.gbcode, text, jsonb, boolean),
+    vms.sip_drop_upstream(text),
+    vms._sip_check_scope(jsonb),
+    vms.sip_share(text, jsonb),
+    vms.sip_share_map(text, vms.gbcode, vms.gbcode, text),
+    vms.sip_shared_channels(text),
+    vms._sip_upstreams(),
+    vms._sip_upstream_flush(jsonb),
+    vms._sip_upstream_items(text, text),
+    vms._sip_upstream_answer(text, text, text, text)
+  FROM PUBLIC;

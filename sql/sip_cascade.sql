@@ -1,0 +1,151 @@
+-- GB/T 28181 cascade, SQL side (issue 16): upper platforms, their options and
+-- password, the registration state machine, the share scope with per-upstream
+-- codes and names, and the MANSCDP answers built for an upper platform's
+-- queries (the worker itself is tested in test/t/110_sip_cascade.pl)
+\set SHOW_CONTEXT never
+SET search_path = public, vms;
+SET client_min_messages = warning;
+COPY (SELECT 1) TO PROGRAM 'head -c 32 /dev/urandom > vms_regress_cascade_key && chmod 600 vms_regress_cascade_key';
+SET vms.secret_key_file = 'vms_regress_cascade_key';
+
+-- a district's NVR with 45 channels in 340201 and 5 in 340202
+INSERT INTO vms.device (code, name, manufacturer, model) VALUES ('34020100001180000001', 'NVR 一', 'Hik', 'DS-9600');
+INSERT INTO vms.channel (code, device_code, name, civil_code, address, geom)
+SELECT '3402010000132' || lpad(i::text, 7, '0'), '34020100001180000001', '通道 ' || i, '340201', 'Road & <' || i || '>',
+       ST_SetSRID(ST_MakePoint(117.1 + i / 1000.0, 31.8), 4326)
+  FROM generate_series(1, 45) i;
+INSERT INTO vms.channel (code, device_code, name, civil_code)
+SELECT '3402020000132' || lpad(i::text, 7, '0'), '34020100001180000001', '外区 ' || i, '340202'
+  FROM generate_series(1, 5) i;
+UPDATE vms.device SET online = true;
+UPDATE vms.channel SET online = (right(code::text, 1) <> '3');
+
+-- adding: the password is stored encrypted for its row
+SELECT vms.sip_add_upstream('city', '10.0.0.1', 5060, '34010000002000000001', 'city-pass',
+                            '{"local_id": "34020100002000000001", "catalog_page_size": 20, "charset": "GB2312"}');
+SELECT upstream, host, port, platform_id, enabled, state, shared FROM vms.sip_upstream_status;
+SELECT length(password_enc) > 30 AS encrypted,
+       vms.secret_decrypt(password_enc, 'sip_upstream.password_enc:' || name) AS password
+  FROM vms.sip_upstream;
+SELECT name, local_id, realm, expires, keepalive_interval, keepalive_count, charset, send_status, page_size, state
+  FROM vms._sip_upstreams();
+
+-- bad input
+\set VERBOSITY default
+SELECT vms.sip_add_upstream('city', '10.0.0.1', 5060, '34010000002000000001', 'x');
+SELECT vms.sip_add_upstream('bad name', '10.0.0.1', 5060, '34010000002000000001', 'x');
+SELECT vms.sip_add_upstream('bad', 'city.example', 5060, '34010000002000000001', 'x');
+SELECT vms.sip_add_upstream('bad', '10.0.0.256', 5060, '34010000002000000001', 'x');
+SELECT vms.sip_add_upstream('bad', '10.0.0.1', 0, '34010000002000000001', 'x');
+SELECT vms.sip_add_upstream('bad', '10.0.0.1', 5060, '3401000000200000000', 'x');
+SELECT vms.sip_add_upstream('bad', '10.0.0.1', 5060, '34010000002000000001', '');
+SELECT vms.sip_add_upstream('bad', '10.0.0.1', 5060, '34010000002000000001', 'x', '{"expires": 30}');
+SELECT vms.sip_add_upstream('bad', '10.0.0.1', 5060, '34010000002000000001', 'x', '{"keepalive_count": "3"}');
+SELECT vms.sip_add_upstream('bad', '10.0.0.1', 5060, '34010000002000000001', 'x', '{"charset": "latin1"}');
+SELECT vms.sip_add_upstream('bad', '10.0.0.1', 5060, '34010000002000000001', 'x', '{"transport": "tcp"}');
+SELECT vms.sip_add_upstream('bad', '10.0.0.1', 5060, '34010000002000000001', 'x', '{"local_id": "3402"}');
+SELECT vms.sip_add_upstream('bad', '10.0.0.1', 5060, '34010000002000000001', 'x', '{"page": 5}');
+SELECT vms.sip_add_upstream('bad', '10.0.0.1', 5060, '34010000002000000001', 'x', '[]');
+SELECT vms.sip_alter_upstream('nope', port => 5061);
+SELECT vms.sip_alter_upstream('city', options => '{"send_status": "yes"}');
+-- a password from another row, or not encrypted at all, is refused
+UPDATE vms.sip_upstream SET password_enc = 'plain' WHERE name = 'city';
+UPDATE vms.sip_upstream SET name = 'town' WHERE name = 'city';
+\set VERBOSITY terse
+SELECT count(*) AS upstreams FROM vms.sip_upstream;
+
+-- altering: options are merged, the password re-encrypted for the row
+SELECT vms.sip_alter_upstream('city', port => 5070, password => 'new-pass', options => '{"keepalive_interval": 30}');
+SELECT port, options, vms.secret_decrypt(password_enc, 'sip_upstream.password_enc:' || name) AS password
+  FROM vms.sip_upstream;
+
+-- the share: a scope of the inspection plans' shape
+SELECT vms.sip_share('city', '{"regions": ["340201"]}') AS shared;
+SELECT vms.sip_share('city', '{"regions": ["340201"], "channels": ["34020200001320000001"]}') AS shared;
+\set VERBOSITY default
+SELECT vms.sip_share('city', '{"region": ["340201"]}');
+SELECT vms.sip_share('city', '{"regions": "340201"}');
+SELECT vms.sip_share('city', '{"channels": ["12345"]}');
+SELECT vms.sip_share('city', '[]');
+SELECT vms.sip_share('nope', '{}');
+-- a code and name the upper platform knows a channel by
+SELECT vms.sip_share_map('city', '34020100001320000002', '34010000001320000099', '南门');
+SELECT vms.sip_share_map('city', '34020100001320000004', '34010000001320000099');
+SELECT vms.sip_share_map('city', '34020100001320000004', '34020100001320000005');
+SELECT vms.sip_share_map('city', '34020100001320009999', '34010000001320000098');
+SELECT vms.sip_share_map('city', '34020100001320000004', name => '');
+\set VERBOSITY terse
+SELECT vms.sip_share_map('city', '34020100001320000006', name => '东门');
+SELECT * FROM vms.sip_shared_channels('city') WHERE channel IN ('34020100001320000002', '34020100001320000003',
+                                                              '34020100001320000006', '34020200001320000001') ORDER BY 1;
+SELECT count(*) FROM vms.sip_shared_channels('city');
+
+-- the answers: 46 channels in pages of 20 (20, 20, 6), each page with SumNum 46
+CREATE TEMP TABLE page AS
+SELECT n, xmlparse(document convert_from(b, 'GB18030')) AS x, b
+  FROM vms._sip_upstream_answer('city', 'Catalog', '17', '34020100002000000001') WITH ORDINALITY a(b, n);
+SELECT n, (xpath('/Response/SumNum/text()', x))[1]::text AS sum_num,
+       (xpath('/Response/DeviceList/@Num', x))[1]::text AS num,
+       (xpath('count(/Response/DeviceList/Item)', x))[1]::text AS items,
+       (xpath('/Response/SN/text()', x))[1]::text AS sn,
+       (xpath('/Response/DeviceList/Item[1]/DeviceID/text()', x))[1]::text AS first
+  FROM page ORDER BY n;
+-- every shared channel once, by the code the upper platform knows; the ledger codes of mapped ones never
+SELECT count(*) AS items, count(DISTINCT id) AS distinct_ids,
+       count(*) FILTER (WHERE id = '34010000001320000099') AS mapped,
+       count(*) FILTER (WHERE id = '34020100001320000002') AS mapped_ledger_code,
+       count(*) FILTER (WHERE id LIKE '340202%') AS other_region
+  FROM page, unnest(xpath('/Response/DeviceList/Item/DeviceID/text()', x)::text[]) id;
+SELECT (xpath('/Response/DeviceList/Item[DeviceID="34010000001320000099"]/Name/text()', x))[1]::text AS name,
+       (xpath('/Response/DeviceList/Item[DeviceID="34010000001320000099"]/Address/text()', x))[1]::text AS address,
+       (xpath('/Response/DeviceList/Item[DeviceID="34010000001320000099"]/Status/text()', x))[1]::text AS status,
+       (xpath('/Response/DeviceList/Item[DeviceID="34020100001320000003"]/Status/text()', x))[1]::text AS status_3,
+       (xpath('/Response/DeviceList/Item[DeviceID="34010000001320000099"]/ParentID/text()', x))[1]::text AS parent
+  FROM page WHERE n = 1;
+-- GB2312 as asked: the body is GB18030 bytes, not UTF-8
+SELECT position(convert_to('通道', 'GB18030') IN b) > 0 AS gb_bytes, position(convert_to('通道', 'UTF8') IN b) > 0 AS utf8_bytes
+  FROM page WHERE n = 2;
+-- one code: a shared one answers for itself; a ledger code that is mapped, or a code out of the scope, says nothing
+SELECT c, count(*) AS pages,
+       string_agg((xpath('/Response/SumNum/text()', xmlparse(document convert_from(b, 'GB18030'))))[1]::text, ',') AS sum_num,
+       sum((xpath('count(/Response/DeviceList/Item)', xmlparse(document convert_from(b, 'GB18030'))))[1]::text::integer) AS items
+  FROM unnest(ARRAY['34010000001320000099', '34020100001320000002', '34020200001320000002', '99999999999999999999']) c,
+       vms._sip_upstream_answer('city', 'Catalog', '18', c) b
+ GROUP BY c ORDER BY c;
+SELECT (xpath('/Response/Channel/text()', x))[1]::text AS channels, (xpath('/Response/Result/text()', x))[1]::text AS result
+  FROM vms._sip_upstream_answer('city', 'DeviceInfo', '19', '34020100002000000001') b,
+       xmlparse(document convert_from(b, 'GB18030')) x;
+SELECT c, (xpath('/Response/Result/text()', x))[1]::text AS result, (xpath('/Response/Online/text()', x))[1]::text AS online,
+       (xpath('count(/Response/*)', x))[1]::text AS elements
+  FROM unnest(ARRAY['34020100002000000001', '34010000001320000099', '34020100001320000003', '34020200001320000002']) c,
+       vms._sip_upstream_answer('city', 'DeviceStatus', '20', c) b, xmlparse(document convert_from(b, 'GB18030')) x
+ ORDER BY c;
+-- nothing for an unknown command, a bad SN or an unknown upstream
+SELECT count(*) FROM vms._sip_upstream_answer('city', 'RecordInfo', '21', '34020100002000000001');
+SELECT count(*) FROM vms._sip_upstream_answer('city', 'Catalog', '1 or 1', '34020100002000000001');
+SELECT count(*) FROM vms._sip_upstream_answer('town', 'Catalog', '21', '34020100002000000001');
+-- UTF-8 when asked
+SELECT vms.sip_alter_upstream('city', options => '{"charset": "UTF-8"}');
+SELECT convert_from(b, 'UTF8') LIKE '<?xml version="1.0" encoding="UTF-8"?>%' AS utf8, position(convert_to('通道', 'UTF8') IN b) > 0 AS utf8_bytes
+  FROM vms._sip_upstream_answer('city', 'Catalog', '22', '34020100002000000001') b LIMIT 1;
+
+-- the registration state machine: transitions are events; others are refused with a warning
+SET client_min_messages = warning;
+SELECT vms._sip_upstream_flush('[{"u": "city", "st": "registering", "at": 1700000000, "c": "start"},
+                                 {"u": "town", "st": "registering", "at": 1700000000}]');
+SELECT vms._sip_upstream_flush('[{"u": "city", "st": "registered", "at": 1700000001, "c": "200 OK", "ra": 1700000001,
+                                  "ex": 1700003601, "ka": 1700000001, "ls": 200}]');
+SELECT vms._sip_upstream_flush('[{"u": "city", "st": "unregistered", "at": 1700000002, "c": "nonsense"}]');
+SELECT vms._sip_upstream_flush('[{"u": "city", "st": "failing", "at": 1700000003, "c": "3 keepalives missed", "mk": 3,
+                                  "f": 1, "ls": 408, "le": "no answer", "na": 1700000008}]');
+SELECT upstream, from_state, to_state, cause, extract(epoch FROM at) AS at FROM vms.sip_upstream_event ORDER BY id;
+SELECT state, extract(epoch FROM since) AS since, registered_at, expires_at, missed_keepalives, failures, last_status,
+       last_error, extract(epoch FROM next_attempt_at) AS next_attempt_at
+  FROM vms.sip_upstream_state;
+
+-- dropping takes state, events, share and codes with it
+SELECT vms.sip_drop_upstream('city');
+SELECT (SELECT count(*) FROM vms.sip_upstream_state) AS states, (SELECT count(*) FROM vms.sip_upstream_event) AS events,
+       (SELECT count(*) FROM vms.sip_share) AS shares, (SELECT count(*) FROM vms.sip_share_code) AS codes;
+\set VERBOSITY default
+SELECT vms.sip_drop_upstream('city');
