@@ -19,6 +19,14 @@ SELECT * FROM vms.csv_rows_file('/nonexistent/file.csv');
 \set VERBOSITY terse
 
 INSERT INTO vms.catalog_node (code, name) VALUES ('11010500002150000009', '导入目录');
+-- the ledger is empty: the first import below is a first load (issue 20),
+-- rows first, then the channel table's secondary indexes and foreign keys
+CREATE TEMP TABLE channel_ddl_before AS
+SELECT 'index' AS kind, c.relname::text AS name, pg_get_indexdef(i.indexrelid) AS def, i.indexrelid AS oid, i.indisprimary AS kept
+  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = 'vms.channel'::regclass
+UNION ALL
+SELECT 'foreign key', k.conname::text, pg_get_constraintdef(k.oid), k.oid, false
+  FROM pg_constraint k WHERE k.conrelid = 'vms.channel'::regclass AND k.contype = 'f';
 -- a template with Chinese headers in a different order, one good row per kind
 -- of content and one bad row per kind of problem
 SELECT (j).total_rows, (j).loaded_rows, (j).rejected_rows, (j).created_devices, (j).created_units
@@ -41,6 +49,20 @@ $csv$监控点编码,监控点名称,设备编码,经度,纬度,坐标系,点位
 11010500001320000114,重复二,11010500001180000100,,,,,,,,,,,
 $csv$, 'UTF8'), 'auto', 'regress.csv') AS j) s;
 
+-- the same indexes and foreign keys, under the same names, each built anew
+-- but the primary key; foreign keys validated; history for every new row
+SELECT b.kind, count(*) AS n, bool_and(a.def IS NOT DISTINCT FROM b.def) AS same_definition,
+       bool_and((a.oid <> b.oid) <> b.kept) AS rebuilt_but_primary_key, bool_and(coalesce(k.convalidated, true)) AS validated
+  FROM channel_ddl_before b
+  LEFT JOIN (SELECT c.relname::text AS name, pg_get_indexdef(i.indexrelid) AS def, i.indexrelid AS oid
+               FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = 'vms.channel'::regclass
+             UNION ALL
+             SELECT k.conname::text, pg_get_constraintdef(k.oid), k.oid
+               FROM pg_constraint k WHERE k.conrelid = 'vms.channel'::regclass AND k.contype = 'f') a USING (name)
+  LEFT JOIN pg_constraint k ON k.oid = a.oid
+ GROUP BY b.kind ORDER BY 1;
+SELECT count(*) = (SELECT count(*) FROM vms.channel) AS history_per_row, bool_and(acting_role = current_user) AS acting_role
+  FROM vms.ledger_history WHERE table_name = 'channel' AND op = 'INSERT';
 SELECT line_no, reasons FROM vms.import_rejection ORDER BY line_no;
 SELECT c.code, c.name, c.device_code, c.point_type, c.azimuth, u.name AS unit, c.capabilities,
        round(ST_X(c.geom)::numeric, 5) AS lon, round(ST_Y(c.geom)::numeric, 5) AS lat, c.coord_source
@@ -96,5 +118,39 @@ SELECT count(*) AS differences FROM (
     UNION ALL
     (SELECT * FROM vms.ledger_export EXCEPT SELECT * FROM before_reimport)) d;
 SELECT count(*) > 0 AS jobs_recorded FROM vms.import_job WHERE imported_by = session_user AND finished_at IS NOT NULL;
+
+-- a non-superuser's first load (issue 20): row-level security is decided for
+-- all rows at once, as the insert policy (vms.can_manage) would row by row
+CREATE ROLE regress_loader LOGIN;
+GRANT USAGE ON SCHEMA vms TO regress_loader;
+GRANT SELECT, INSERT, UPDATE ON vms.channel, vms.device, vms.org_unit, vms.catalog_member, vms.import_job,
+    vms.import_rejection TO regress_loader;
+GRANT SELECT ON vms.point_type, vms.catalog_node, vms.ledger_template_column TO regress_loader;
+INSERT INTO vms.access_grant (grantee, scope_kind, scope_ref, actions, max_level)
+VALUES ('regress_loader', 'region', '110105', '{manage_ledger,view_live}', 4);
+DELETE FROM vms.catalog_member;
+DELETE FROM vms.channel;
+SELECT 'vms.channel_geom_idx'::regclass::oid AS geom_idx_before \gset
+SET SESSION AUTHORIZATION regress_loader;
+-- a row outside its region: the import is refused, as the policy refuses the row
+SELECT vms.ledger_import(convert_to(E'code,name,civil_code\n11010500001320000201,a,110105\n11010800001320000202,b,110108\n', 'UTF8'));
+-- inside it: loaded, by the first load (its geometry index is built anew)
+SELECT (j).loaded_rows, (j).rejected_rows FROM (SELECT vms.ledger_import(convert_to(
+    E'code,name,civil_code\n11010500001320000201,a,110105\n11010500001320000203,c,11010502\n', 'UTF8')) j) s;
+SELECT 'vms.channel_geom_idx'::regclass::oid <> :geom_idx_before AS geom_index_rebuilt;
+SELECT code, name, civil_code FROM vms.channel ORDER BY 1;
+-- the ledger is no longer empty: the ordinary path, and the same policy
+SELECT (j).loaded_rows FROM (SELECT vms.ledger_import(convert_to(E'code,name,civil_code\n11010500001320000204,d,110105\n', 'UTF8')) j) s;
+SELECT vms.ledger_import(convert_to(E'code,name,civil_code\n11010800001320000205,e,110108\n', 'UTF8'));
+-- called without rows staged by an import it refuses
+SELECT vms.ledger_first_load(1);
+RESET SESSION AUTHORIZATION;
+SELECT op, code, acting_role FROM vms.ledger_history
+ WHERE table_name = 'channel' AND code::text IN ('11010500001320000201', '11010500001320000203', '11010500001320000204')
+ ORDER BY id;
+DELETE FROM vms.access_grant WHERE grantee = 'regress_loader';
+DROP OWNED BY regress_loader;
+DROP ROLE regress_loader;
+
 -- number parsing used by validation: plain finite decimals only
 SELECT v, vms.try_float8(v) FROM unnest(ARRAY['116.46', ' -3.5 ', '1e3', '', 'NaN', 'Infinity', '0x1A', '1,5', '12abc', '.5', '1e999']) v;

@@ -93,7 +93,8 @@ GRANT EXECUTE ON FUNCTION
     vms.alarm_root_for(vms.gbcode, text), vms.contract_for(vms.gbcode),
     vms.channel_view_cone(vms.gbcode),
     vms.csv_rows(bytea, text), vms.csv_rows_file(text, text),
-    vms.ledger_import(bytea, text, text), vms.ledger_import_file(text, text), vms.ledger_import_rows(bigint)
+    vms.ledger_import(bytea, text, text), vms.ledger_import_file(text, text), vms.ledger_import_rows(bigint),
+    vms.ledger_first_load(bigint)
   TO PUBLIC;
 
 -- vms_analyst: search, tiles, cones (SECURITY DEFINER: they return only what

@@ -1,0 +1,543 @@
+-- issue 20 (ledger import): a first load into an empty ledger loads the rows
+-- before the channel table's secondary indexes and foreign keys
+-- (vms.ledger_first_load, SECURITY DEFINER, called by vms.ledger_import_rows).
+-- First load of an empty ledger (issue 20): the rows go in before the
+-- channel table's secondary indexes and foreign keys, which are then built
+-- and validated once, as COPY followed by CREATE INDEX would; row by row,
+-- the indexes, foreign-key triggers and row-level security checks cost
+-- several times the load itself.
+--
+-- SECURITY DEFINER: dropping and building indexes and constraints needs the
+-- owner.  vms.ledger_import_rows calls it (with the caller's rights, so it
+-- is executable by PUBLIC like that function) after validation; it loads
+-- the valid rows of pg_temp._ledger_checked, and only when everything the
+-- caller's own INSERT would check holds:
+--   * the acting role (vms._acting_role(): SET ROLE, else the session user)
+--     has INSERT on vms.channel (else NULL: the ordinary path raises the
+--     usual error);
+--   * vms.channel is empty, checked under ACCESS EXCLUSIVE lock, held to
+--     the end of the transaction (else NULL);
+--   * row-level security: when the acting role is subject to it, every row
+--     must pass the insert policy, vms.can_manage(code, civil_code), that is
+--     vms._can_for(role, 'manage_ledger', ...): the same test is made for
+--     all rows in one query (the role's grants joined to the rows, security
+--     levels computed once) instead of once a row; a row that fails raises
+--     the error the policy would (42501).  With row_security off for such a
+--     role it returns NULL and the ordinary path raises.
+-- It runs no code of the caller's: pg_temp._ledger_checked must be a plain
+-- table of the session's own temporary schema with the columns and types
+-- vms.ledger_import_rows gives it (checked first), and it inserts only what
+-- the caller could insert itself.  History is written by the channel's own
+-- trigger, as the acting role (the statement trigger that notes the acting
+-- role would name the owner here, so it is off for these statements and the
+-- role set instead).  Indexes and constraints come back under their names
+-- and definitions, clustering mark included.  Progress: a NOTICE per 100,000
+-- rows, then one for the indexes.  Returns the rows loaded.
+CREATE FUNCTION vms.ledger_first_load(job_id bigint) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT
+    SET maintenance_work_mem = '512MB' SET work_mem = '256MB' SET jit = off AS $$
+DECLARE
+    acting constant name := pg_catalog.pg_get_userbyid(vms._acting_role());
+    chunk constant bigint := 100000;
+    expected constant text[] := '{line_no:bigint,code:text,dev_code:text,name:text,alias:text,address:text,civil_code:text,street:text,place_type:text,point_type:text,point_type_code:text,resolution:text,"azimuth_f:double precision","fov_angle_f:double precision","fov_range_f:double precision","height_f:double precision",capabilities:text,unit:text,stream_url:text,longitude:text,azimuth:text,fov_angle:text,fov_range_m:text,install_height_m:text,"lon_f:double precision","lat_f:double precision",crs:text}';
+    idx record;
+    indexes text[] := '{}';
+    clustered text;
+    fk record;
+    fks text[] := '{}';
+    bad text;
+    lo bigint;
+    hi bigint;
+    loaded bigint := 0;
+    valid bigint;
+    nrows bigint;
+    t0 timestamptz := clock_timestamp();
+BEGIN
+    -- the staged rows: a plain table of this session's, typed as the import makes it
+    IF to_regclass('pg_temp._ledger_checked') IS NULL
+       OR (SELECT c.relkind <> 'r' OR c.relhasrules OR c.relhassubclass OR c.relnamespace <> pg_catalog.pg_my_temp_schema()
+             FROM pg_catalog.pg_class c WHERE c.oid = to_regclass('pg_temp._ledger_checked'))
+       OR EXISTS (SELECT 1 FROM unnest(expected) e
+                   WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                                      WHERE a.attrelid = to_regclass('pg_temp._ledger_checked') AND a.attnum > 0
+                                        AND NOT a.attisdropped
+                                        AND a.attname || ':' || pg_catalog.format_type(a.atttypid, NULL) = e)) THEN
+        RAISE EXCEPTION 'no rows staged for a ledger load'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'vms.ledger_import and vms.ledger_import_file stage and check the rows, then call it.';
+    END IF;
+    IF NOT has_table_privilege(acting, 'vms.channel', 'INSERT') THEN
+        RETURN NULL;
+    END IF;
+    LOCK TABLE vms.channel IN ACCESS EXCLUSIVE MODE;
+    IF EXISTS (SELECT 1 FROM vms.channel) THEN
+        RETURN NULL;
+    END IF;
+    IF (SELECT c.relrowsecurity AND NOT r.rolsuper AND NOT r.rolbypassrls AND NOT pg_has_role(acting, c.relowner, 'USAGE')
+          FROM pg_catalog.pg_class c, pg_catalog.pg_roles r WHERE c.oid = 'vms.channel'::regclass AND r.rolname = acting) THEN
+        IF current_setting('row_security') = 'off' THEN
+            RETURN NULL;
+        END IF;
+        -- vms._can_for(acting, 'manage_ledger', code, civil_code) for every
+        -- row at once: a channel being created has its own code and the
+        -- region it will have; no catalogue or tag membership names it yet
+        WITH g AS (
+            SELECT g.scope_kind, g.scope_ref, g.max_level FROM vms.access_grant g
+             WHERE g.revoked_at IS NULL AND pg_has_role(acting, g.grantee, 'MEMBER')
+               AND g.valid_from <= now() AND (g.valid_until IS NULL OR g.valid_until > now())
+               AND 'manage_ledger' = ANY (g.actions)),
+        lv AS MATERIALIZED (SELECT l.code, l.level FROM vms.channel_security_levels() l)
+        SELECT r.code INTO bad
+          FROM pg_temp._ledger_checked r LEFT JOIN lv ON lv.code = r.code::vms.gbcode
+         WHERE NOT EXISTS (
+             SELECT 1 FROM g
+              WHERE g.max_level >= coalesce(lv.level, 1)
+                AND CASE g.scope_kind
+                      WHEN 'all' THEN true
+                      WHEN 'region' THEN r.civil_code LIKE g.scope_ref || '%'
+                      WHEN 'channel' THEN g.scope_ref::vms.gbcode = r.code::vms.gbcode
+                      WHEN 'catalog' THEN EXISTS (SELECT 1 FROM vms.catalog_member m
+                                                   WHERE m.channel_code = r.code::vms.gbcode
+                                                     AND m.node_code IN (SELECT vms.catalog_subtree(g.scope_ref::vms.gbcode)))
+                      WHEN 'tag' THEN EXISTS (SELECT 1 FROM vms.channel_tag ct
+                                               WHERE ct.channel_code = r.code::vms.gbcode
+                                                 AND ct.tag_id IN (SELECT vms.tag_subtree(g.scope_ref::bigint)))
+                    END)
+         LIMIT 1;
+        IF bad IS NOT NULL THEN
+            RAISE EXCEPTION 'new row violates row-level security policy for table "channel"'
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = format('Role %s may not manage channel %s (manage_ledger).', acting, bad);
+        END IF;
+    END IF;
+
+    -- secondary indexes and foreign keys off; the primary key stays (other
+    -- tables' foreign keys hang on it, and codes arrive in its order)
+    FOR idx IN SELECT i.indexrelid::regclass AS name, pg_get_indexdef(i.indexrelid) AS def, i.indisclustered
+                 FROM pg_catalog.pg_index i
+                WHERE i.indrelid = 'vms.channel'::regclass AND NOT i.indisprimary
+                  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid)
+                ORDER BY i.indexrelid LOOP
+        indexes := indexes || idx.def;
+        IF idx.indisclustered THEN
+            clustered := (SELECT relname FROM pg_catalog.pg_class WHERE oid = idx.name);
+        END IF;
+        EXECUTE format('DROP INDEX %s', idx.name);
+    END LOOP;
+    FOR fk IN SELECT k.conname, pg_get_constraintdef(k.oid) AS def FROM pg_catalog.pg_constraint k
+               WHERE k.conrelid = 'vms.channel'::regclass AND k.contype = 'f' ORDER BY k.conname LOOP
+        fks := fks || format('ALTER TABLE vms.channel ADD CONSTRAINT %I %s', fk.conname, fk.def);
+        EXECUTE format('ALTER TABLE vms.channel DROP CONSTRAINT %I', fk.conname);
+    END LOOP;
+
+    ALTER TABLE vms.channel DISABLE TRIGGER channel_acting_role;
+    PERFORM set_config('vms.acting_role', acting, true);
+    SELECT min(line_no), max(line_no), count(*) INTO lo, hi, valid FROM pg_temp._ledger_checked;
+    WHILE lo <= hi LOOP
+        -- the rows as vms.ledger_import_rows builds them for its upsert
+        INSERT INTO vms.channel AS c (code, device_code, name, alias, address, civil_code, street,
+                place_type, point_type, resolution, azimuth, fov_angle, fov_range_m,
+                install_height_m, capabilities, unit_id, stream_url, geom, coord_source, overridden)
+            SELECT r.code::vms.gbcode AS code, r.dev_code::vms.gbcode AS device_code, r.name, r.alias, r.address,
+                   r.civil_code, r.street, r.place_type, r.point_type_code AS point_type, r.resolution,
+                   r.azimuth_f::real AS azimuth, r.fov_angle_f::real AS fov_angle,
+                   r.fov_range_f::real AS fov_range_m, r.height_f::real AS install_height_m,
+                   coalesce(ARRAY(SELECT btrim(x) FROM regexp_split_to_table(r.capabilities, '[|;；]') x
+                                   WHERE btrim(x) <> ''), '{}') AS capabilities,
+                   u.id AS unit_id, r.stream_url,
+                   CASE WHEN r.longitude IS NOT NULL
+                        THEN (SELECT ST_SetSRID(ST_MakePoint(p[1], p[2]), 4326)
+                                FROM vms.coord_convert(r.lon_f, r.lat_f, r.crs, 'WGS84') p) END AS geom,
+                   CASE WHEN r.longitude IS NOT NULL THEN r.crs END AS coord_source,
+                   array_remove(ARRAY['name',
+                       CASE WHEN r.alias IS NOT NULL THEN 'alias' END,
+                       CASE WHEN r.address IS NOT NULL THEN 'address' END,
+                       CASE WHEN r.civil_code IS NOT NULL THEN 'civil_code' END,
+                       CASE WHEN r.street IS NOT NULL THEN 'street' END,
+                       CASE WHEN r.place_type IS NOT NULL THEN 'place_type' END,
+                       CASE WHEN r.point_type IS NOT NULL THEN 'point_type' END,
+                       CASE WHEN r.resolution IS NOT NULL THEN 'resolution' END,
+                       CASE WHEN r.azimuth IS NOT NULL THEN 'azimuth' END,
+                       CASE WHEN r.fov_angle IS NOT NULL THEN 'fov_angle' END,
+                       CASE WHEN r.fov_range_m IS NOT NULL THEN 'fov_range_m' END,
+                       CASE WHEN r.install_height_m IS NOT NULL THEN 'install_height_m' END,
+                       CASE WHEN r.capabilities IS NOT NULL THEN 'capabilities' END,
+                       CASE WHEN r.unit IS NOT NULL THEN 'unit_id' END,
+                       CASE WHEN r.stream_url IS NOT NULL THEN 'stream_url' END,
+                       CASE WHEN r.longitude IS NOT NULL THEN 'geom' END], NULL) AS overridden
+              FROM pg_temp._ledger_checked r
+              LEFT JOIN vms.org_unit u ON u.name = r.unit
+              WHERE r.line_no BETWEEN lo AND lo + chunk - 1
+              ORDER BY r.code;   -- key order: the primary key's pages are touched once
+        GET DIAGNOSTICS nrows = ROW_COUNT;
+        loaded := loaded + nrows;
+        RAISE NOTICE 'import %: loaded % of % valid rows (% s)', job_id, loaded, valid,
+            round(extract(epoch FROM clock_timestamp() - t0)::numeric, 1);
+        lo := lo + chunk;
+    END LOOP;
+    ALTER TABLE vms.channel ENABLE TRIGGER channel_acting_role;
+
+    FOR i IN 1 .. cardinality(indexes) LOOP
+        EXECUTE indexes[i];
+    END LOOP;
+    IF clustered IS NOT NULL THEN
+        EXECUTE format('ALTER TABLE vms.channel CLUSTER ON %I', clustered);
+    END IF;
+    FOR i IN 1 .. cardinality(fks) LOOP
+        EXECUTE fks[i];
+    END LOOP;
+    RAISE NOTICE 'import %: built % indexes, checked % foreign keys (% s)', job_id, cardinality(indexes), cardinality(fks),
+        round(extract(epoch FROM clock_timestamp() - t0)::numeric, 1);
+    RETURN loaded;
+END $$;
+COMMENT ON FUNCTION vms.ledger_first_load(bigint) IS
+    'the first load of an empty ledger for vms.ledger_import_rows: the staged rows first, secondary indexes and foreign keys after, row-level security checked for all rows at once';
+
+-- Validate and load the records in pg_temp._ledger_csv for job_id.
+-- Public, not internal: vms.ledger_import and vms.ledger_import_file run
+-- with the caller's rights (table privileges, row-level security) and call
+-- it, and internal functions are the owner's only.  Called directly it can
+-- do nothing its caller could not do with INSERT and UPDATE.
+-- work_mem: the import sorts and hashes whole files; spilling a million wide
+-- rows to disk costs more than the memory.  gin_pending_list_limit: the
+-- keyword index takes new rows in large batches instead of every 4 MB.
+-- jit: compiling the wide validation expressions costs more than it saves.
+CREATE OR REPLACE FUNCTION vms.ledger_import_rows(job_id bigint) RETURNS vms.import_job
+    LANGUAGE plpgsql SET search_path FROM CURRENT SET work_mem = '256MB'
+    SET gin_pending_list_limit = '64MB' SET jit = off AS $$
+DECLARE
+    header text[];
+    hdr_line bigint;
+    col jsonb := '{}';
+    h text;
+    k text;
+    missing text;
+    total bigint;
+    chunk constant bigint := 100000;
+    lo bigint;
+    hi bigint;
+    job vms.import_job;
+    n bigint;
+    t0 timestamptz := clock_timestamp();
+    valid bigint;
+    loaded bigint := 0;
+    first_load boolean;
+    point_types jsonb := (SELECT jsonb_object_agg(alias, code) FROM
+                            (SELECT code, code AS alias FROM vms.point_type
+                             UNION SELECT code, name_zh FROM vms.point_type) m);
+BEGIN
+    SELECT fields, line_no INTO header, hdr_line FROM _ledger_csv ORDER BY line_no LIMIT 1;
+    IF header IS NULL THEN
+        RAISE EXCEPTION 'import file has no readable header row'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The first line must name the template columns; see vms.ledger_template_column.';
+    END IF;
+    FOR i IN 1 .. cardinality(header) LOOP
+        h := btrim(header[i]);
+        SELECT t.key INTO k FROM vms.ledger_template_column t WHERE t.key = lower(h) OR t.header = h;
+        IF k IS NULL THEN
+            RAISE EXCEPTION 'unknown column "%" in import header', h
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Column %s of the header is not a template column.', i),
+                      HINT = 'Template columns are listed in vms.ledger_template_column (key or Chinese header).';
+        END IF;
+        IF col ? k THEN
+            RAISE EXCEPTION 'column "%" appears twice in import header', h
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        col := col || jsonb_build_object(k, i);
+    END LOOP;
+    SELECT t.header INTO missing FROM vms.ledger_template_column t
+     WHERE t.required AND NOT col ? t.key ORDER BY position LIMIT 1;
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION 'import header lacks required column "%"', missing
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- Text columns of every data record (absent columns read as NULL), then
+    -- typed values, point type code and the list of reasons, in one pass.
+    -- The raw fields stay in _ledger_csv: only rejected rows need them, and
+    -- without them every later pass over _ledger_checked reads half as much.
+    EXECUTE format($q$
+        CREATE TEMP VIEW _ledger_raw AS
+        SELECT line_no, error, cardinality(fields) AS nfields, %s
+          FROM _ledger_csv WHERE line_no > %s OFFSET 0 $q$,   -- OFFSET 0: extract each field once, not per reference
+        (SELECT string_agg(format('nullif(btrim(fields[%s]), '''') AS %I',
+                                  coalesce((col ->> t.key)::int, 0), t.key), ', ' ORDER BY t.position)
+           FROM vms.ledger_template_column t),
+        hdr_line);
+
+    CREATE TEMP TABLE _ledger_checked ON COMMIT DROP AS
+    SELECT r.*,
+           array_remove(ARRAY[
+             r.error,
+             CASE WHEN r.error IS NULL AND r.nfields <> cardinality(header)
+                  THEN format('row has %s fields, the header has %s', r.nfields, cardinality(header)) END,
+             CASE WHEN r.error IS NULL AND r.code IS NULL THEN 'code is missing' END,
+             CASE WHEN r.code IS NOT NULL THEN 'code: ' || vms.gbcode_parse_error(r.code) END,
+             CASE WHEN r.error IS NULL AND r.name IS NULL THEN 'name is missing' END,
+             CASE WHEN length(r.name) > 200 THEN 'name is longer than 200 characters' END,
+             CASE WHEN r.device_code IS NOT NULL THEN 'device_code: ' || vms.gbcode_parse_error(r.device_code) END,
+             CASE WHEN r.ip_address IS NOT NULL AND NOT vms.is_ip(r.ip_address)
+                  THEN format('ip_address "%s" is not an IP address', r.ip_address) END,
+             CASE WHEN r.port IS NOT NULL AND r.port_i IS NULL
+                  THEN format('port "%s" is not in 1-65535', r.port) END,
+             CASE WHEN r.civil_code IS NOT NULL AND r.civil_code !~ '^([0-9]{2}){1,4}$'
+                  THEN format('civil_code "%s" is not a 2/4/6/8-digit GB/T 2260 code', r.civil_code) END,
+             CASE WHEN r.point_type IS NOT NULL AND r.point_type_code IS NULL
+                  THEN format('point_type "%s" is unknown', r.point_type) END,
+             CASE WHEN r.resolution IS NOT NULL AND r.resolution !~ '^[0-9]{2,4}W$'
+                  THEN format('resolution "%s" is not like 200W', r.resolution) END,
+             CASE WHEN (r.longitude IS NULL) <> (r.latitude IS NULL)
+                  THEN 'longitude and latitude must be given together' END,
+             CASE WHEN r.longitude IS NOT NULL AND r.lon_f IS NULL
+                  THEN format('longitude "%s" is not a number in [-180, 180]', r.longitude) END,
+             CASE WHEN r.latitude IS NOT NULL AND r.lat_f IS NULL
+                  THEN format('latitude "%s" is not a number in [-90, 90]', r.latitude) END,
+             CASE WHEN r.coord_system IS NOT NULL AND r.crs IS NULL
+                  THEN format('coord_system "%s" is not WGS84, CGCS2000, GCJ02 or BD09', r.coord_system) END,
+             CASE WHEN r.azimuth IS NOT NULL AND r.azimuth_f IS NULL
+                  THEN format('azimuth "%s" is not a number in [0, 360)', r.azimuth) END,
+             CASE WHEN r.fov_angle IS NOT NULL AND r.fov_angle_f IS NULL
+                  THEN format('fov_angle "%s" is not a number in (0, 360]', r.fov_angle) END,
+             CASE WHEN r.fov_range_m IS NOT NULL AND r.fov_range_f IS NULL
+                  THEN format('fov_range_m "%s" is not a positive number', r.fov_range_m) END,
+             CASE WHEN r.install_height_m IS NOT NULL AND r.height_f IS NULL
+                  THEN format('install_height_m "%s" is not a number >= 0', r.install_height_m) END,
+             CASE WHEN r.catalog IS NOT NULL AND EXISTS (
+                      SELECT 1 FROM unnest(string_to_array(r.catalog, '|')) c
+                       WHERE CASE WHEN vms.gbcode_parse_error(btrim(c)) IS NOT NULL THEN true
+                                  ELSE NOT EXISTS (SELECT 1 FROM vms.catalog_node n
+                                                    WHERE n.code = btrim(c)::vms.gbcode) END)
+                  THEN format('catalog "%s" names an unknown catalogue node', r.catalog) END,
+             -- vms.channel's channel_stream_url_check (18_inspection.sql): a row, not the import, is refused
+             CASE WHEN r.stream_url IS NOT NULL
+                       AND NOT (length(r.stream_url) <= 2048
+                                AND r.stream_url ~ '^(rtsps?|https?)://[^[:space:][:cntrl:]/?#][^[:space:][:cntrl:]]*$')
+                  THEN format('stream_url "%s" is not an rtsp://, rtsps://, http:// or https:// address', r.stream_url) END
+           ], NULL) AS reasons
+      FROM (SELECT r.*, coalesce(r.device_code, r.code) AS dev_code,
+                   point_types ->> lower(r.point_type) AS point_type_code,
+                   CASE WHEN r.port ~ '^[0-9]{1,5}$' AND r.port::int BETWEEN 1 AND 65535 THEN r.port::int END AS port_i,
+                   CASE WHEN vms.try_float8(r.longitude) BETWEEN -180 AND 180 THEN vms.try_float8(r.longitude) END AS lon_f,
+                   CASE WHEN vms.try_float8(r.latitude) BETWEEN -90 AND 90 THEN vms.try_float8(r.latitude) END AS lat_f,
+                   CASE WHEN vms.try_float8(r.azimuth) >= 0 AND vms.try_float8(r.azimuth) < 360 THEN vms.try_float8(r.azimuth) END AS azimuth_f,
+                   CASE WHEN vms.try_float8(r.fov_angle) > 0 AND vms.try_float8(r.fov_angle) <= 360 THEN vms.try_float8(r.fov_angle) END AS fov_angle_f,
+                   CASE WHEN vms.try_float8(r.fov_range_m) > 0 THEN vms.try_float8(r.fov_range_m) END AS fov_range_f,
+                   CASE WHEN vms.try_float8(r.install_height_m) >= 0 THEN vms.try_float8(r.install_height_m) END AS height_f,
+                   CASE upper(replace(replace(coalesce(r.coord_system, 'WGS84'), '-', ''), '_', ''))
+                        WHEN 'WGS84' THEN 'WGS84' WHEN 'CGCS2000' THEN 'CGCS2000'
+                        WHEN 'GCJ02' THEN 'GCJ02' WHEN 'BD09' THEN 'BD09' END AS crs
+              FROM _ledger_raw r) r;
+    GET DIAGNOSTICS total = ROW_COUNT;
+    DROP VIEW _ledger_raw;
+    RAISE NOTICE 'import %: read and checked % data rows (% s)', job_id, total,
+        round(extract(epoch FROM clock_timestamp() - t0)::numeric, 1);
+
+    -- The same code twice: the last row wins, earlier ones are reported.
+    UPDATE _ledger_checked c SET reasons = c.reasons || format('code repeated at line %s, which is imported instead', d.last_line)
+      FROM (SELECT code, max(line_no) AS last_line FROM _ledger_checked
+             WHERE reasons = '{}' GROUP BY code HAVING count(*) > 1) d
+     WHERE c.code = d.code AND c.line_no < d.last_line AND c.reasons = '{}';
+
+    INSERT INTO vms.import_rejection (job_id, line_no, reasons, fields)
+    SELECT job_id, c.line_no, c.reasons, r.fields
+      FROM _ledger_checked c JOIN _ledger_csv r ON r.line_no = c.line_no
+     WHERE c.reasons <> '{}';
+    GET DIAGNOSTICS n = ROW_COUNT;
+    UPDATE vms.import_job j SET total_rows = total, rejected_rows = n WHERE j.id = job_id;
+    RAISE NOTICE 'import %: % rows rejected, see vms.import_rejection (% s)', job_id, n,
+        round(extract(epoch FROM clock_timestamp() - t0)::numeric, 1);
+
+    DELETE FROM _ledger_checked WHERE reasons <> '{}';
+    valid := total - n;
+    CREATE INDEX ON _ledger_checked (line_no);
+    -- statistics for the columns the plans below depend on; all forty
+    -- cost more than the statements
+    ANALYZE _ledger_checked (line_no, code, dev_code, unit, catalog);
+
+    PERFORM set_config('vms.ledger_writer', 'system', true);
+
+    INSERT INTO vms.org_unit (name)
+    SELECT DISTINCT unit FROM _ledger_checked WHERE unit IS NOT NULL
+    ON CONFLICT (name) DO NOTHING;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    UPDATE vms.import_job j SET created_units = n WHERE j.id = job_id;
+
+    -- Devices: new ones are created from the device columns; existing ones
+    -- take the device columns that the file fills in.
+    WITH upserted AS (
+        INSERT INTO vms.device AS d (code, name, manufacturer, model, ip_address, port, civil_code, overridden)
+        SELECT DISTINCT ON (dev_code) dev_code::vms.gbcode,
+               coalesce(device_name, CASE WHEN dev_code = code THEN name END, dev_code),
+               manufacturer, model, ip_address::inet, port_i, civil_code,
+               array_remove(ARRAY[CASE WHEN device_name IS NOT NULL OR dev_code = code THEN 'name' END,
+                                  CASE WHEN manufacturer IS NOT NULL THEN 'manufacturer' END,
+                                  CASE WHEN model IS NOT NULL THEN 'model' END,
+                                  CASE WHEN ip_address IS NOT NULL THEN 'ip_address' END,
+                                  CASE WHEN port IS NOT NULL THEN 'port' END,
+                                  CASE WHEN civil_code IS NOT NULL THEN 'civil_code' END], NULL)
+          FROM _ledger_checked
+         ORDER BY dev_code, line_no DESC
+        ON CONFLICT (code) DO UPDATE SET
+            name = CASE WHEN EXCLUDED.overridden @> '{name}' THEN EXCLUDED.name ELSE d.name END,
+            manufacturer = coalesce(EXCLUDED.manufacturer, d.manufacturer),
+            model = coalesce(EXCLUDED.model, d.model),
+            ip_address = coalesce(EXCLUDED.ip_address, d.ip_address),
+            port = coalesce(EXCLUDED.port, d.port),
+            civil_code = coalesce(EXCLUDED.civil_code, d.civil_code),
+            overridden = ARRAY(SELECT DISTINCT unnest(d.overridden || EXCLUDED.overridden) ORDER BY 1)
+        -- a device the file leaves as it is keeps its row: no new version,
+        -- no index entries, no history to compare
+        WHERE (d.name, d.manufacturer, d.model, d.ip_address, d.port, d.civil_code)
+              IS DISTINCT FROM
+              (CASE WHEN EXCLUDED.overridden @> '{name}' THEN EXCLUDED.name ELSE d.name END,
+               coalesce(EXCLUDED.manufacturer, d.manufacturer), coalesce(EXCLUDED.model, d.model),
+               coalesce(EXCLUDED.ip_address, d.ip_address), coalesce(EXCLUDED.port, d.port),
+               coalesce(EXCLUDED.civil_code, d.civil_code))
+              OR NOT d.overridden @> EXCLUDED.overridden
+        RETURNING (xmax = 0) AS created)
+    SELECT count(*) FILTER (WHERE created) INTO n FROM upserted;
+    UPDATE vms.import_job j SET created_devices = n WHERE j.id = job_id;
+    RAISE NOTICE 'import %: % devices created (% s)', job_id, n,
+        round(extract(epoch FROM clock_timestamp() - t0)::numeric, 1);
+
+    -- A first load into an empty ledger takes vms.ledger_first_load: rows
+    -- first, secondary indexes and foreign keys after.  Anything else, or a
+    -- caller it does not serve (NULL), upserts chunk by chunk with the
+    -- caller's rights.  (Two statements: the query of the first must be
+    -- closed before the second alters the table.)
+    first_load := NOT EXISTS (SELECT 1 FROM vms.channel);
+    IF first_load THEN
+        loaded := vms.ledger_first_load(job_id);
+        first_load := loaded IS NOT NULL;
+        loaded := coalesce(loaded, 0);
+    END IF;
+    IF first_load THEN
+        UPDATE vms.import_job j SET loaded_rows = loaded WHERE j.id = job_id;
+        INSERT INTO vms.catalog_member (node_code, channel_code)
+        SELECT btrim(x)::vms.gbcode, r.code::vms.gbcode
+          FROM _ledger_checked r, regexp_split_to_table(r.catalog, '\|') x
+         WHERE r.catalog IS NOT NULL
+        ON CONFLICT DO NOTHING;
+    ELSE
+        SELECT min(line_no), max(line_no) INTO lo, hi FROM _ledger_checked;
+        WHILE lo <= hi LOOP
+            INSERT INTO vms.channel AS c (code, device_code, name, alias, address, civil_code, street,
+                    place_type, point_type, resolution, azimuth, fov_angle, fov_range_m,
+                    install_height_m, capabilities, unit_id, stream_url, geom, coord_source, overridden)
+            SELECT n.* FROM (
+            SELECT r.code::vms.gbcode AS code, r.dev_code::vms.gbcode AS device_code, r.name, r.alias, r.address,
+                   r.civil_code, r.street, r.place_type, r.point_type_code AS point_type, r.resolution,
+                   r.azimuth_f::real AS azimuth, r.fov_angle_f::real AS fov_angle,
+                   r.fov_range_f::real AS fov_range_m, r.height_f::real AS install_height_m,
+                   coalesce(ARRAY(SELECT btrim(x) FROM regexp_split_to_table(r.capabilities, '[|;；]') x
+                                   WHERE btrim(x) <> ''), '{}') AS capabilities,
+                   u.id AS unit_id, r.stream_url,
+                   CASE WHEN r.longitude IS NOT NULL
+                        THEN (SELECT ST_SetSRID(ST_MakePoint(p[1], p[2]), 4326)
+                                FROM vms.coord_convert(r.lon_f, r.lat_f, r.crs, 'WGS84') p) END AS geom,
+                   CASE WHEN r.longitude IS NOT NULL THEN r.crs END AS coord_source,
+                   array_remove(ARRAY['name',
+                       CASE WHEN r.alias IS NOT NULL THEN 'alias' END,
+                       CASE WHEN r.address IS NOT NULL THEN 'address' END,
+                       CASE WHEN r.civil_code IS NOT NULL THEN 'civil_code' END,
+                       CASE WHEN r.street IS NOT NULL THEN 'street' END,
+                       CASE WHEN r.place_type IS NOT NULL THEN 'place_type' END,
+                       CASE WHEN r.point_type IS NOT NULL THEN 'point_type' END,
+                       CASE WHEN r.resolution IS NOT NULL THEN 'resolution' END,
+                       CASE WHEN r.azimuth IS NOT NULL THEN 'azimuth' END,
+                       CASE WHEN r.fov_angle IS NOT NULL THEN 'fov_angle' END,
+                       CASE WHEN r.fov_range_m IS NOT NULL THEN 'fov_range_m' END,
+                       CASE WHEN r.install_height_m IS NOT NULL THEN 'install_height_m' END,
+                       CASE WHEN r.capabilities IS NOT NULL THEN 'capabilities' END,
+                       CASE WHEN r.unit IS NOT NULL THEN 'unit_id' END,
+                       CASE WHEN r.stream_url IS NOT NULL THEN 'stream_url' END,
+                       CASE WHEN r.longitude IS NOT NULL THEN 'geom' END], NULL) AS overridden
+              FROM _ledger_checked r
+              LEFT JOIN vms.org_unit u ON u.name = r.unit
+             WHERE r.line_no BETWEEN lo AND lo + chunk - 1) n
+             -- a re-imported row that changes nothing (as far as the caller
+             -- sees) does not reach the upsert: no row lock, no new version, no
+             -- index entries, no history to diff.  The WHERE of DO UPDATE below
+             -- says the same for the rows it does see.
+             WHERE NOT EXISTS (
+                 SELECT 1 FROM vms.channel o
+                  WHERE o.code = n.code
+                    AND (o.device_code, o.name, o.alias, o.address, o.civil_code, o.street, o.place_type,
+                         o.point_type, o.resolution, o.azimuth, o.fov_angle, o.fov_range_m, o.install_height_m,
+                         o.capabilities, o.unit_id, o.stream_url, o.geom, o.coord_source)
+                        IS NOT DISTINCT FROM
+                        (n.device_code, n.name, coalesce(n.alias, o.alias), coalesce(n.address, o.address),
+                         coalesce(n.civil_code, o.civil_code), coalesce(n.street, o.street),
+                         coalesce(n.place_type, o.place_type), coalesce(n.point_type, o.point_type),
+                         coalesce(n.resolution, o.resolution), coalesce(n.azimuth, o.azimuth),
+                         coalesce(n.fov_angle, o.fov_angle), coalesce(n.fov_range_m, o.fov_range_m),
+                         coalesce(n.install_height_m, o.install_height_m),
+                         CASE WHEN n.overridden @> '{capabilities}' THEN n.capabilities ELSE o.capabilities END,
+                         coalesce(n.unit_id, o.unit_id), coalesce(n.stream_url, o.stream_url),
+                         coalesce(n.geom, o.geom), coalesce(n.coord_source, o.coord_source))
+                    AND o.overridden @> n.overridden)
+             ORDER BY n.code   -- key order: index pages are touched once, not at random
+            ON CONFLICT (code) DO UPDATE SET
+                device_code = EXCLUDED.device_code,
+                name = EXCLUDED.name,
+                alias = coalesce(EXCLUDED.alias, c.alias),
+                address = coalesce(EXCLUDED.address, c.address),
+                civil_code = coalesce(EXCLUDED.civil_code, c.civil_code),
+                street = coalesce(EXCLUDED.street, c.street),
+                place_type = coalesce(EXCLUDED.place_type, c.place_type),
+                point_type = coalesce(EXCLUDED.point_type, c.point_type),
+                resolution = coalesce(EXCLUDED.resolution, c.resolution),
+                azimuth = coalesce(EXCLUDED.azimuth, c.azimuth),
+                fov_angle = coalesce(EXCLUDED.fov_angle, c.fov_angle),
+                fov_range_m = coalesce(EXCLUDED.fov_range_m, c.fov_range_m),
+                install_height_m = coalesce(EXCLUDED.install_height_m, c.install_height_m),
+                capabilities = CASE WHEN EXCLUDED.overridden @> '{capabilities}' THEN EXCLUDED.capabilities ELSE c.capabilities END,
+                unit_id = coalesce(EXCLUDED.unit_id, c.unit_id),
+                stream_url = coalesce(EXCLUDED.stream_url, c.stream_url),
+                geom = coalesce(EXCLUDED.geom, c.geom),
+                coord_source = coalesce(EXCLUDED.coord_source, c.coord_source),
+                overridden = ARRAY(SELECT DISTINCT unnest(c.overridden || EXCLUDED.overridden) ORDER BY 1)
+            -- a re-imported row that changes nothing is left alone: no new row
+            -- version, no entries in the nine indexes, no history row to diff
+            WHERE (c.device_code, c.name, c.alias, c.address, c.civil_code, c.street, c.place_type, c.point_type,
+                   c.resolution, c.azimuth, c.fov_angle, c.fov_range_m, c.install_height_m, c.capabilities,
+                   c.unit_id, c.stream_url, c.geom, c.coord_source)
+                  IS DISTINCT FROM
+                  (EXCLUDED.device_code, EXCLUDED.name, coalesce(EXCLUDED.alias, c.alias),
+                   coalesce(EXCLUDED.address, c.address), coalesce(EXCLUDED.civil_code, c.civil_code),
+                   coalesce(EXCLUDED.street, c.street), coalesce(EXCLUDED.place_type, c.place_type),
+                   coalesce(EXCLUDED.point_type, c.point_type), coalesce(EXCLUDED.resolution, c.resolution),
+                   coalesce(EXCLUDED.azimuth, c.azimuth), coalesce(EXCLUDED.fov_angle, c.fov_angle),
+                   coalesce(EXCLUDED.fov_range_m, c.fov_range_m),
+                   coalesce(EXCLUDED.install_height_m, c.install_height_m),
+                   CASE WHEN EXCLUDED.overridden @> '{capabilities}' THEN EXCLUDED.capabilities ELSE c.capabilities END,
+                   coalesce(EXCLUDED.unit_id, c.unit_id), coalesce(EXCLUDED.stream_url, c.stream_url),
+                   coalesce(EXCLUDED.geom, c.geom), coalesce(EXCLUDED.coord_source, c.coord_source))
+                  OR NOT c.overridden @> EXCLUDED.overridden;   -- as a set: the first load stores it unsorted
+            -- loaded: valid rows taken in, whether they changed the ledger or not
+            SELECT loaded + count(*) INTO loaded FROM _ledger_checked r
+             WHERE r.line_no BETWEEN lo AND lo + chunk - 1;
+
+            INSERT INTO vms.catalog_member (node_code, channel_code)
+            SELECT btrim(x)::vms.gbcode, r.code::vms.gbcode
+              FROM _ledger_checked r, regexp_split_to_table(r.catalog, '\|') x
+             WHERE r.catalog IS NOT NULL AND r.line_no BETWEEN lo AND lo + chunk - 1
+            ON CONFLICT DO NOTHING;
+
+            UPDATE vms.import_job j SET loaded_rows = loaded WHERE j.id = job_id;
+            RAISE NOTICE 'import %: loaded % of % valid rows (% s)', job_id, loaded, valid,
+                round(extract(epoch FROM clock_timestamp() - t0)::numeric, 1);
+            lo := lo + chunk;
+        END LOOP;
+    END IF;
+
+    PERFORM set_config('vms.ledger_writer', '', true);
+    UPDATE vms.import_job j SET finished_at = clock_timestamp() WHERE j.id = job_id RETURNING * INTO job;
+    DROP TABLE _ledger_checked;
+    RETURN job;
+END $$;
+COMMENT ON FUNCTION vms.ledger_import_rows(bigint) IS 'validate and load the template rows staged in pg_temp._ledger_csv (line_no, fields, error) for an import job; the second half of vms.ledger_import';
+REVOKE ALL ON FUNCTION vms.ledger_first_load(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vms.ledger_first_load(bigint) TO PUBLIC;
