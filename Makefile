@@ -35,6 +35,7 @@ OBJS = \
 	workers/sip/sip_net.o \
 	workers/sip/sip_devices.o \
 	workers/sip/sip_db.o \
+	workers/sip/sip_control.o \
 	workers/sip/sip_requests.o \
 	workers/sip/sip_server.o \
 	workers/sip/sip_worker.o \

@@ -26,6 +26,7 @@
 #include "utils/timestamp.h"
 
 #include "manscdp.h"
+#include "sip_control.h"
 #include "sip_db.h"
 #include "sip_net.h"
 #include "sip_requests.h"
@@ -38,7 +39,8 @@
 
 typedef enum Kind
 {
-	K_CATALOG, K_INFO, K_STATUS, K_SUBSCRIBE, K_UNSUBSCRIBE, K_INVITE, K_BYE
+	K_CATALOG, K_INFO, K_STATUS, K_SUBSCRIBE, K_UNSUBSCRIBE, K_INVITE, K_BYE,
+	K_CONTROL					/* sip_control.c: DeviceControl, DeviceConfig, other queries, RecordInfo */
 } Kind;
 
 typedef struct OutTx
@@ -362,6 +364,8 @@ sip_requests_manscdp(Dev *d, const char *from_code, void *arg)
 	Manscdp    *m = (Manscdp *) arg;
 	PendingQuery	   *q = NULL;
 
+	if (sip_control_manscdp(d, m))
+		return true;
 	for (int i = 0; i < MAX_QUERIES; i++)
 		if (queries[i].used && strcmp(queries[i].dev, d->code) == 0 &&
 			strcmp(queries[i].sn, m->sn) == 0 && strcmp(cmd_for(queries[i].kind), m->cmd_type) == 0)
@@ -781,6 +785,17 @@ sip_requests_start(int64 id, const char *device, const char *kind, const char *p
 	}
 	else if (strcmp(kind, "bye") == 0)
 		start_bye(id, d, json_field(params, "call_id"));
+	else if (sip_control_kind(kind))
+	{
+		char	   *body = sip_control_start(id, d, kind, params);
+		char		call_id[64];
+		char		tag[20];
+
+		random_hex(call_id, 24);
+		random_hex(tag, 10);
+		if (body && send_request("MESSAGE", d, K_CONTROL, id, call_id, 1, tag, NULL, NULL, body) == NULL)
+			sip_control_sent(id, -1);
+	}
 	else if (strcmp(kind, "subscribe") == 0 || strcmp(kind, "unsubscribe") == 0)
 	{
 		char	   *event = json_field(params, "event");
@@ -861,6 +876,8 @@ sip_requests_response(const SipIn *in, const Peer *peer)
 			fail_request(tx->request_id, "failed", psprintf("device answered %d to INVITE", in->status));
 		}
 	}
+	else if (tx->kind == K_CONTROL)
+		sip_control_sent(tx->request_id, in->status);
 	else if (tx->kind == K_BYE)
 	{
 		if (tx->request_id > 0)
@@ -929,6 +946,7 @@ void
 sip_requests_tick(void)
 {
 	expire_dialogs();
+	sip_control_tick();
 	for (int i = 0; i < MAX_TX; i++)
 	{
 		OutTx	   *tx = &txs[i];
@@ -952,6 +970,8 @@ sip_requests_tick(void)
 			}
 			else if (tx->kind == K_INVITE || tx->kind == K_BYE)
 				fail_request(tx->request_id, "timeout", psprintf("no final answer to %s", tx->kind == K_INVITE ? "INVITE" : "BYE"));
+			else if (tx->kind == K_CONTROL)
+				sip_control_sent(tx->request_id, 0);
 			else if (!tx->provisional)
 			{
 				for (int k = 0; k < MAX_QUERIES; k++)
@@ -1053,7 +1073,7 @@ sip_requests_open(void)
 
 	for (int i = 0; i < MAX_QUERIES; i++)
 		n += queries[i].used;
-	return n;
+	return n + sip_control_open();
 }
 
 void

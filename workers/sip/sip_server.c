@@ -21,6 +21,7 @@
 #include "sip_devices.h"
 #include "sip_digest.h"
 #include "sip_net.h"
+#include "sip_control.h"
 #include "sip_requests.h"
 #include "sip_server.h"
 #include "../worker_tx.h"
@@ -551,6 +552,9 @@ handle_register(const SipIn *in, const Peer *peer)
 
 	date_header(extra, sizeof(extra));
 	snprintf(extra + strlen(extra), sizeof(extra) - strlen(extra), "Expires: %d\r\n", granted);
+	/* GB/T 28181-2022: the version the device speaks (device_session.gb_version); the answer says ours */
+	if (sip_control_gb_version(in, d))
+		snprintf(extra + strlen(extra), sizeof(extra) - strlen(extra), "X-GB-Ver: 3.0\r\n");
 	sip_answer(in, peer, 200, "OK", extra);
 }
 

@@ -24,6 +24,9 @@ typedef enum SipSql
 	SIP_SQL_CATALOG_RESULT,
 	SIP_SQL_INFO_RESULT,
 	SIP_SQL_SUBSCRIPTION_RECORD,
+	SIP_SQL_RECORDS_RESULT,		/* device control (sip_control.c): RecordInfo pages */
+	SIP_SQL_CONTROL_RESULT,		/* device control: a command's or query's outcome */
+	SIP_SQL_GB_VERSION,			/* the X-GB-Ver a device registered with */
 	/* run directly */
 	SIP_SQL_DEVICES,			/* ($1 timestamptz): every device of the ledger */
 	SIP_SQL_DEVICE,				/* ($1 timestamptz, $2 code): one device */

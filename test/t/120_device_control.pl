@@ -1,0 +1,186 @@
+# Device control, recordings and a GB/T 28181-2022 device (issue 17), through
+# the SIP worker to the device simulator test/sim/gbsim, which logs every
+# Control/Query body exactly as it arrived (--control-log).  Checked on the
+# device's side: the PTZCmd bytes of every command (hand-computed here, GB/T
+# 28181 A.3), presets, the other commands; on ours: the answers stored (OK,
+# an ERROR with the device's words, a query the device never answers timing
+# out), RecordInfo collected over pages up to SumNum, the recording gap the
+# device's list leaves found and alarmed, and the X-GB-Ver it registered with.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run;
+
+my $root = $ENV{VMS_ROOT} or die "VMS_ROOT not set";
+my $gbsim = "$root/test/sim/gbsim";
+-x $gbsim or BAIL_OUT("build test/sim/gbsim first (make -C test/sim)");
+my $tmp = PostgreSQL::Test::Utils::tempdir;
+my $sip_port = PostgreSQL::Test::Cluster::get_free_port();
+my $server_id = '34020000002000000001';
+my $realm = '3402000000';
+my $dev = '34020000001320000001';
+# gbsim's channels of device serial 1 (2 channels, type 131): serials 2 and 3
+my $ch = '34020000001310000002';
+
+my $node = PostgreSQL::Test::Cluster->new('devctl');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'vms'
+vms.database = 'postgres'
+vms.viid_enabled = off
+vms.sip_id = '$server_id'
+vms.sip_listen = '127.0.0.1'
+vms.sip_port = $sip_port
+vms.sip_keepalive_interval = 5
+vms.sip_keepalive_count = 3
+vms.sip_page_timeout = 3
+vms.sip_catalog_timeout = 6
+vms.sip_flush_interval = 200
+});
+$node->start;
+$node->safe_psql('postgres', qq{
+CREATE EXTENSION vms CASCADE;
+INSERT INTO vms.device (code, name) VALUES ('$dev', 'gbsim 2022 IPC');
+SELECT vms.device_set_password('$dev', '12345678', '$realm');
+CREATE ROLE op LOGIN IN ROLE vms_analyst;
+CREATE ROLE gadmin LOGIN IN ROLE vms_grant_admin;
+SET SESSION AUTHORIZATION gadmin;
+SELECT vms.grant_access('op', 'all', NULL, '{ptz}', 4::smallint);
+});
+$node->poll_query_until('postgres', "SELECT state = 'running' FROM vms.worker_status WHERE name = 'sip'")
+  or die 'sip worker not running';
+
+my $log = "$tmp/control.log";
+my $sim = IPC::Run::start([ $gbsim, '--server', "127.0.0.1:$sip_port", '--server-id', $server_id, '--domain', $realm,
+		'--devices', '1', '--first-code', $dev, '--channels', '2', '--keepalive', '5', '--duration', '240',
+		'--gb-version', '3.0', '--control-log', $log, '--control-fail', 'GuardCmd', '--silent', 'HomePositionQuery',
+		'--page-size', '3', '--record-gap', '2' ],
+	'>', "$tmp/gbsim.out", '2>', "$tmp/gbsim.err");
+
+ok($node->poll_query_until('postgres', "SELECT online FROM vms.device WHERE code = '$dev'"), 'the 2022 device registers and is online');
+ok($node->poll_query_until('postgres', "SELECT gb_version = '3.0' FROM vms.device_session WHERE device_code = '$dev'"),
+	'its X-GB-Ver: 3.0 is recorded in vms.device_session.gb_version');
+
+# its channels through the catalog; the raw items are kept whole
+my $rid = $node->safe_psql('postgres', "SELECT vms.sip_query_catalog('$dev')");
+is($node->safe_psql('postgres', "SELECT state, result ->> 'channels' FROM vms.sip_request_wait($rid, 30)"), 'done|2',
+	'catalog: two channels');
+is($node->safe_psql('postgres', "SELECT count(*), min(item ->> 'Model') FROM vms.channel_catalog_item WHERE device_code = '$dev'"),
+	'2|GBSIM-IPC', 'the raw catalog items are kept (vms.channel_catalog_item)');
+
+# the lines gbsim logged since the last look: [root, CmdType, DeviceID, body]
+my $seen = 0;
+sub received
+{
+	my @lines;
+	open(my $fh, '<', $log) or return ();
+	my @all = <$fh>;
+	close $fh;
+	for my $l (@all[$seen .. $#all]) { chomp $l; push @lines, [ split /\t/, $l, 4 ]; }
+	$seen = scalar @all;
+	return @lines;
+}
+sub wait_request
+{
+	my ($id) = @_;
+	return $node->safe_psql('postgres', "SELECT state, coalesce(error, '') FROM vms.sip_request_wait($id, 60)");
+}
+
+# PTZ: every command at speed 128 (80h), hand-computed: A5 0F 01, the
+# instruction (A.3.2: 00 zoom-out zoom-in up down left right; A.3.3: 0100
+# iris-close iris-open focus-near focus-far), pan speed in byte 5, tilt (or
+# iris) in byte 6, zoom speed in byte 7's high nibble, checksum = sum mod 256
+my @ptz = (
+	[ 'up', 'A50F01080080003D' ], [ 'down', 'A50F010400800039' ], [ 'left', 'A50F010280000037' ],
+	[ 'right', 'A50F010180000036' ], [ 'up_left', 'A50F010A808000BF' ], [ 'up_right', 'A50F0109808000BE' ],
+	[ 'down_left', 'A50F0106808000BB' ], [ 'down_right', 'A50F0105808000BA' ], [ 'zoom_in', 'A50F011000008045' ],
+	[ 'zoom_out', 'A50F012000008055' ], [ 'focus_near', 'A50F014280000077' ], [ 'focus_far', 'A50F014180000076' ],
+	[ 'iris_open', 'A50F014400800079' ], [ 'iris_close', 'A50F01480080007D' ], [ 'stop', 'A50F0100000000B5' ]);
+received();
+for my $c (@ptz)
+{
+	my ($cmd, $hex) = @$c;
+	my $id = $node->safe_psql('postgres', "SET ROLE op; SELECT vms.ptz('$ch', '$cmd', 128)");
+	is(wait_request($id), 'done|', "ptz $cmd: done at the MESSAGE's 200 (PTZCmd has no Response)");
+	my @got = received();
+	is(scalar @got, 1, "ptz $cmd: the device received one Control");
+	my ($r, $type, $target, $body) = @{ $got[0] // [] };
+	is("$r $type $target", "Control DeviceControl $ch", "ptz $cmd: a DeviceControl for the channel");
+	is(($body // '') =~ m{<PTZCmd>([0-9A-F]{16})</PTZCmd>} ? $1 : '', $hex, "ptz $cmd: the device got PTZCmd $hex");
+}
+# at the ends of the speed range: left at 255 (181+2+255 = 438 -> B6), zoom at 1 (nibble 1: 181+16+16 = D5)
+for my $c ([ 'left', 255, 'A50F0102FF0000B6' ], [ 'zoom_in', 1, 'A50F0110000010D5' ])
+{
+	my $id = $node->safe_psql('postgres', "SET ROLE op; SELECT vms.ptz('$ch', '$c->[0]', $c->[1])");
+	wait_request($id);
+	my @got = received();
+	is(($got[0][3] // '') =~ m{<PTZCmd>([0-9A-F]{16})</PTZCmd>} ? $1 : '', $c->[2], "ptz $c->[0] at speed $c->[1]: $c->[2]");
+}
+# presets: call 7 (82h, byte 6 = 7: 181+130+7 = 318 -> 3E)
+$rid = $node->safe_psql('postgres', "SET ROLE op; SELECT vms.ptz_preset('$ch', 'call', 7)");
+is(wait_request($rid), 'done|', 'preset call: done');
+is(((received())[0][3] // '') =~ m{<PTZCmd>(\w+)</PTZCmd>} ? $1 : '', 'A50F01820007003E', 'preset call 7: PTZCmd A50F01820007003E');
+# refused before anything is sent
+my ($ret, $out, $err) = $node->psql('postgres', "SET ROLE op; SELECT vms.ptz('$ch', 'spin')");
+like($err, qr/unknown PTZ command "spin"/, 'an unknown command is refused');
+($ret, $out, $err) = $node->psql('postgres', "SET ROLE op; SELECT vms.ptz('$ch', 'up', 0)");
+like($err, qr/PTZ speed 0 is out of range/, 'a speed out of range is refused');
+is(scalar(received()), 0, 'nothing was sent for them');
+
+# other commands: the device answers with a Result; ERROR fails the request with what it said
+$rid = $node->safe_psql('postgres', "SELECT vms.device_guard('$dev', true)");
+is(wait_request($rid), 'failed|the device answered ERROR', 'GuardCmd: the device\'s ERROR is stored');
+is((received())[0][3] =~ m{<GuardCmd>SetGuard</GuardCmd>} ? 1 : 0, 1, 'the device got <GuardCmd>SetGuard</GuardCmd>');
+$rid = $node->safe_psql('postgres', "SELECT vms.device_record('$ch', true)");
+is(wait_request($rid), 'done|', 'RecordCmd: done');
+is($node->safe_psql('postgres', "SELECT result ->> 'Result' FROM vms.sip_request WHERE id = $rid"), 'OK', 'RecordCmd: Result OK stored');
+$rid = $node->safe_psql('postgres', "SELECT vms.device_alarm_reset('$dev', 5, 2)");
+is(wait_request($rid), 'done|', 'AlarmCmd ResetAlarm: done');
+like((received())[-1][3], qr{<AlarmCmd>ResetAlarm</AlarmCmd><Info><AlarmMethod>5</AlarmMethod><AlarmType>2</AlarmType></Info>},
+	'the device got the AlarmCmd with its Info');
+$rid = $node->safe_psql('postgres',
+	"SELECT vms.device_config('$dev', '{\"BasicParam\": {\"Name\": \"gate <1> & 2\", \"HeartBeatInterval\": 20}}')");
+is(wait_request($rid), 'done|', 'DeviceConfig BasicParam: done');
+like((received())[-1][3], qr{<CmdType>DeviceConfig</CmdType>.*<BasicParam><Name>gate &lt;1&gt; &amp; 2</Name><HeartBeatInterval>20</HeartBeatInterval></BasicParam>},
+	'the device got the BasicParam, escaped');
+
+# configuration and queries
+$rid = $node->safe_psql('postgres', "SELECT vms.device_config_download('$dev', 'BasicParam')");
+is(wait_request($rid), 'done|', 'ConfigDownload BasicParam: done');
+is($node->safe_psql('postgres', "SELECT keepalive_interval, keepalive_count FROM vms.device_session WHERE device_code = '$dev'"),
+	'5|3', 'the HeartBeatInterval/Count it reports become its session\'s keepalive parameters');
+$rid = $node->safe_psql('postgres', "SELECT vms.sip_query_presets('$ch')");
+is(wait_request($rid), 'done|', 'PresetQuery: done');
+like($node->safe_psql('postgres', "SELECT result -> 'PresetList' FROM vms.sip_request WHERE id = $rid"), qr/gate.*road/s,
+	'PresetQuery: the PresetList is in the result');
+# a query the device never answers times out (vms.sip_catalog_timeout)
+$rid = $node->safe_psql('postgres', "SELECT vms.sip_query_home_position('$ch')");
+is(wait_request($rid), 'timeout|no HomePositionQuery answer within vms.sip_catalog_timeout', 'a query never answered times out');
+
+# RecordInfo: six hours asked, the device lists five (hour 2 missing) in pages of 3
+$rid = $node->safe_psql('postgres',
+	"SELECT vms.sip_query_records('$ch', '2026-01-10 00:00+00', '2026-01-10 06:00+00')");
+is(wait_request($rid), 'done|', 'RecordInfo: done');
+is($node->safe_psql('postgres', "SELECT progress ->> 'sum_num', progress ->> 'pages', progress ->> 'received', result ->> 'records' FROM vms.sip_request WHERE id = $rid"),
+	'5|2|5|5', 'RecordInfo: 5 records (SumNum 5) over 2 pages');
+like((grep { $_->[1] eq 'RecordInfo' } received())[0][3], qr{<DeviceID>$ch</DeviceID><StartTime>[0-9T:-]{19}</StartTime><EndTime>[0-9T:-]{19}</EndTime>},
+	'the device got a RecordInfo query with StartTime and EndTime');
+is($node->safe_psql('postgres', qq{
+	SELECT string_agg(extract(epoch FROM start_time - '2026-01-10 00:00+00')::int / 3600 || ':' || file_path || ':' || file_size, ',' ORDER BY start_time)
+	  FROM vms.channel_record WHERE channel_code = '$ch'}),
+	"0:/gbsim/$ch/0.ps:3600000,1:/gbsim/$ch/1.ps:3600000,3:/gbsim/$ch/3.ps:3600000,4:/gbsim/$ch/4.ps:3600000,5:/gbsim/$ch/5.ps:3600000",
+	'the records are stored at the hours the device listed (times round-trip through device time)');
+is($node->safe_psql('postgres', "SELECT (vms.recording_check('$ch', '2026-01-10 00:00+00', '2026-01-10 06:00+00')).gaps"),
+	'1', 'the integrity check finds one gap');
+is($node->safe_psql('postgres', qq{
+	SELECT string_agg(extract(epoch FROM lower(gap) - '2026-01-10 00:00+00')::int || '+' || extract(epoch FROM upper(gap) - lower(gap))::int, ',')
+	  FROM vms.recording_gap WHERE channel_code = '$ch'}),
+	'7200+3600', 'the gap stored is the missing hour 02:00-03:00');
+is($node->safe_psql('postgres', "SELECT state, source FROM vms.alarm WHERE code = '$ch' AND fault_type = 'recording_gap'"),
+	'open|inspection', 'and raises a recording_gap alarm');
+
+$sim->kill_kill;
+$node->stop;
+done_testing();
