@@ -5,6 +5,8 @@
 # of 10,000 offline flips in one statement, with the alarm triggers) against
 # the same insert without them.  Its own database, so the 1M-channel ledger
 # of the search benchmark does not count.  VMS_BENCH_OPS_DEVICES sets the size.
+# vms.availability sums the kept runs (vms.availability_run), built here by
+# vms.availability_rebuild() after the history is loaded with triggers off.
 set -euo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
 dir=$1 port=$2
@@ -41,10 +43,14 @@ SELECT d.code, t.at + x.dt, x.ev, 'bench'
                        FROM generate_series(1, 15) WHERE d.code IS NOT NULL) t
  CROSS JOIN LATERAL (VALUES (interval '0', 'offline'), (t.len, 'online')) x(dt, ev);
 ALTER TABLE vms.device_event ENABLE TRIGGER USER;
-ANALYZE;
 SQL
+# loaded with the triggers off (no alarms for the history): the kept runs
+# are built as the upgrade builds them
+rebuild=$(psql_b -c "SELECT bench.time_ms('SELECT vms.availability_rebuild()', 1)")
+psql_b -c "ANALYZE" >/dev/null
 events=$(psql_b -c "SELECT count(*) FROM vms.device_event")
-echo "# $n devices, $events transitions" >&2
+runs=$(psql_b -c "SELECT count(*) FROM vms.availability_run")
+echo "# $n devices, $events transitions, $runs kept runs built in $rebuild ms" >&2
 psql_b -v n="$n" <<'SQL'
 -- baseline: offline seconds per unit straight from the events (lead()),
 -- without unknown time, gaps, channels or clipping
@@ -59,6 +65,10 @@ SELECT bench.time_ms($$SELECT count(*) FROM vms.availability('2026-03-01 00:00+0
 SELECT bench.time_ms($$SELECT count(*) FROM vms.availability('2026-03-01 00:00+00', '2026-04-01 00:00+00', 'device')$$, 3) AS device_ms \gset
 SELECT bench.line('availability_month_by_unit_' || :n || '_devices', :unit_ms, 'ms', :base, '<1000ms');
 SELECT bench.line('availability_month_by_device_' || :n || '_devices', :device_ms, 'ms', :base, 'n/a');
+-- the same month with a recorded server outage (2 h unknown for every device)
+SELECT vms.availability_gap_add('2026-03-15 00:00+00', '2026-03-15 02:00+00', 'bench: server outage') > 0 AS gap \gset
+SELECT bench.time_ms($$SELECT count(*) FROM vms.availability('2026-03-01 00:00+00', '2026-04-01 00:00+00', 'unit')$$, 3) AS gap_ms \gset
+SELECT bench.line('availability_month_by_unit_with_outage_' || :n || '_devices', :gap_ms, 'ms', :base, '<1000ms');
 -- mass outage: 10,000 offline flips in one statement, as the SIP worker's flush writes them
 CREATE TEMP TABLE outage AS SELECT code FROM vms.device ORDER BY code LIMIT 10000;
 ALTER TABLE vms.device_event DISABLE TRIGGER USER;

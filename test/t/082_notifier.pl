@@ -5,7 +5,8 @@
 # down, then one that hangs, gets the notification retried and once delivered;
 # a dead letter after max_attempts is redriven; PostgreSQL stopped with
 # -m immediate while the receiver holds requests loses nothing and re-sends
-# with the same ids; the worker calls vms.ops_run_due() on its own.
+# with the same ids; the worker calls vms.ops_run_due() on its own; queuing
+# wakes the worker (delivered with an idle poll of an hour).
 use strict;
 use warnings;
 use utf8;
@@ -267,6 +268,30 @@ cmp_ok(sql("SELECT (counters ->> 'ops_runs')::int FROM vms.worker_status WHERE n
 # (shared memory: counted since the restart)
 is(sql("SELECT (counters ->> 'delivered')::int >= 20 AND (counters ->> 'webhook')::int >= 20 AND (counters ->> 'mail')::int >= 20 "
 		  . "FROM vms.worker_status WHERE name = 'notifier'"), 't', 'delivery counters');
+
+# --- queuing wakes the worker: with an idle poll of an hour and the
+# schedule off, nothing but the wake at the enqueue's commit makes the
+# worker look at the outbox again within the wait below (the test
+# harness's timeout, minutes, far under the hour)
+my @woken = map { sprintf('110105000011800002%02d', $_) } 1 .. 2;
+sql(qq{INSERT INTO vms.device (code, name, civil_code)
+       SELECT c::vms.gbcode, 'dev ' || c, '110105' FROM unnest(ARRAY['$woken[0]', '$woken[1]']) c});
+$node->append_conf('postgresql.conf', "vms.notifier_poll_interval = '1h'\nvms.notifier_run_schedule = off\n");
+$node->restart;
+is(sql("SHOW vms.notifier_poll_interval"), '1h', 'the poll is an hour');
+# the worker is in its idle wait (WaitLatch, wait event Extension) before
+# each notification is queued: a round in progress cannot pick it up
+my $idle = "SELECT wait_event = 'Extension' FROM pg_stat_activity WHERE backend_type = 'vms notifier'";
+for my $code (@woken)
+{
+	ok($node->poll_query_until('postgres', $idle), "the worker waits idle before $code goes offline");
+	offline($code);
+	ok($node->poll_query_until('postgres', "SELECT state = 'delivered' FROM vms.notify_outbox o "
+			  . "JOIN vms.notify_route r ON r.id = o.route_id WHERE r.name = 'robot' AND o.doc ->> 'code' = '$code'"),
+		"woken at the enqueue: $code delivered long before the hour's poll");
+}
+ok(wait_for('the woken webhooks', sub { hooks_for($woken[0]) == 1 && hooks_for($woken[1]) == 1 }),
+	'both arrived at the receiver once');
 
 $node->stop;
 stop_receiver();

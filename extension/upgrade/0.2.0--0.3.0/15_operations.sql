@@ -10,27 +10,35 @@
 -- Kept runs (issue 15): the state of every device (online/offline), and of
 -- every channel's catalog status (ON or not) and stream (pulled or not),
 -- as maximal runs of one state, kept as the events arrive so that a month
--- is summed from a few rows per subject instead of rebuilt from every
--- event.  A run starts at an event that changes the state (the last event
--- at a time, by id, gives the state from that time) and lasts until the
--- next one; the last run of a subject has to_ts 'infinity' (open: read as
--- "until the period's end").  Nothing before a subject's first event is
--- kept (unknown).  The statement triggers below keep the runs exact under
--- INSERT, UPDATE, DELETE (retention included) and TRUNCATE of the events;
+-- is summed from two runs per subject instead of rebuilt from every event.
+-- A run starts at an event that changes the state (the last event at a
+-- time, by id, gives the state from that time) and lasts until the next
+-- one; the last run of a subject has to_ts 'infinity' (open: read as "until
+-- the period's end").  Nothing before a subject's first event is kept
+-- (unknown).  Each run carries the online and offline seconds and the
+-- offline runs of its subject before it (counted from the subject's first
+-- kept run: only differences are meaningful), so the figures of a period
+-- are the difference of these sums at its two ends.  The statement
+-- triggers below keep the runs exact under INSERT, UPDATE, DELETE
+-- (retention included) and TRUNCATE of the events;
 -- vms.availability_rebuild() recomputes them all (after events were loaded
 -- with triggers disabled).
 CREATE TABLE vms.availability_run (
-    source   text NOT NULL CHECK (source IN ('device', 'catalog', 'stream')),
-    code     vms.gbcode NOT NULL,
-    up       boolean NOT NULL,
-    from_ts  timestamptz NOT NULL,
-    to_ts    timestamptz NOT NULL,
+    source          text NOT NULL CHECK (source IN ('device', 'catalog', 'stream')),
+    code            vms.gbcode NOT NULL,
+    up              boolean NOT NULL,
+    from_ts         timestamptz NOT NULL,
+    to_ts           timestamptz NOT NULL,
+    online_before   numeric NOT NULL,
+    offline_before  numeric NOT NULL,
+    outages_before  integer NOT NULL,
     PRIMARY KEY (source, code, from_ts),
     CHECK (to_ts > from_ts)
 );
-CREATE INDEX availability_run_to_idx ON vms.availability_run (source, to_ts);
+-- channels whose catalog status or stream was bad in a period
+CREATE INDEX availability_run_bad_idx ON vms.availability_run (to_ts) WHERE source <> 'device' AND NOT up;
 COMMENT ON TABLE vms.availability_run IS
-    'maximal runs of one state per device (source device: up = online), channel catalog status (catalog: up = ON) and channel stream (stream: up = pulled), kept from vms.device_event, vms.channel_status_event and vms.quality_result; to_ts infinity = still lasting';
+    'maximal runs of one state per device (source device: up = online), channel catalog status (catalog: up = ON) and channel stream (stream: up = pulled), kept from vms.device_event, vms.channel_status_event and vms.quality_result; to_ts infinity = still lasting; online_before, offline_before (seconds) and outages_before (offline runs) of the subject before the run, counted from an arbitrary origin';
 
 -- The events of a source as (code, at, id, up), for dynamic SQL.
 CREATE FUNCTION vms._availability_source_sql(p_source text) RETURNS text
@@ -74,6 +82,9 @@ DECLARE
     col text := CASE p_source WHEN 'device' THEN 'device_code' WHEN 'catalog' THEN 'code' ELSE 'channel_code' END;
     codes vms.gbcode[];
     starts timestamptz[];
+    on0 numeric[];
+    off0 numeric[];
+    n0 integer[];
 BEGIN
     IF src IS NULL THEN
         RAISE EXCEPTION 'availability runs come from device, catalog or stream events, not "%"', p_source
@@ -89,33 +100,64 @@ BEGIN
         SELECT array_agg(x.code), array_agg(x.first_at) INTO codes, starts
           FROM (SELECT u.code, vms._availability_first_event(p_source, u.code) AS first_at
                   FROM unnest(p_codes, p_head_only) u(code, head) WHERE u.head) x;
-        DELETE FROM vms.availability_run r USING unnest(codes, starts) c(code, first_at)
-         WHERE r.source = p_source AND r.code = c.code AND (c.first_at IS NULL OR r.to_ts <= c.first_at);
-        UPDATE vms.availability_run r SET from_ts = c.first_at FROM unnest(codes, starts) c(code, first_at)
+        DELETE FROM vms.availability_run r
+         WHERE r.ctid = ANY (ARRAY(
+             SELECT k.ctid FROM unnest(codes, starts) c(code, first_at)
+              CROSS JOIN LATERAL (SELECT r2.ctid FROM vms.availability_run r2
+                                   WHERE r2.source = p_source AND r2.code = c.code
+                                     AND (c.first_at IS NULL OR r2.to_ts <= c.first_at) OFFSET 0) k));
+        -- the run covering the first remaining event starts there; its sums
+        -- move with it (differences stay the same)
+        UPDATE vms.availability_run r
+           SET online_before = r.online_before + CASE WHEN r.up THEN extract(epoch FROM c.first_at - r.from_ts) ELSE 0 END,
+               offline_before = r.offline_before + CASE WHEN NOT r.up THEN extract(epoch FROM c.first_at - r.from_ts) ELSE 0 END,
+               from_ts = c.first_at
+          FROM unnest(codes, starts) c(code, first_at)
          WHERE r.source = p_source AND r.code = c.code AND r.from_ts < c.first_at AND r.to_ts > c.first_at;
     END IF;
-    -- the start of the run covering the instant before the first change
-    SELECT array_agg(x.code), array_agg(x.start_at) INTO codes, starts
-      FROM (SELECT u.code, (SELECT max(r.from_ts) FROM vms.availability_run r
-                             WHERE r.source = p_source AND r.code = u.code AND r.from_ts < u.changed_from) AS start_at
+    -- the start of the run covering the instant before the first change, and
+    -- the sums up to it (from the run before it)
+    SELECT array_agg(x.code), array_agg(x.start_at), array_agg(coalesce(x.on0, 0)), array_agg(coalesce(x.off0, 0)),
+           array_agg(coalesce(x.n0, 0))
+      INTO codes, starts, on0, off0, n0
+      FROM (SELECT u.code, st.start_at,
+                   p.online_before + CASE WHEN p.up THEN extract(epoch FROM p.to_ts - p.from_ts) ELSE 0 END AS on0,
+                   p.offline_before + CASE WHEN NOT p.up THEN extract(epoch FROM p.to_ts - p.from_ts) ELSE 0 END AS off0,
+                   p.outages_before + CASE WHEN p.up THEN 0 ELSE 1 END AS n0
               FROM unnest(p_codes, p_changed_from, coalesce(p_head_only, array_fill(false, ARRAY[cardinality(p_codes)])))
                    u(code, changed_from, head)
+              LEFT JOIN LATERAL (SELECT max(r.from_ts) AS start_at FROM vms.availability_run r
+                                  WHERE r.source = p_source AND r.code = u.code AND r.from_ts < u.changed_from) st ON true
+              LEFT JOIN LATERAL (SELECT r.* FROM vms.availability_run r
+                                  WHERE r.source = p_source AND r.code = u.code AND r.from_ts < st.start_at
+                                  ORDER BY r.from_ts DESC LIMIT 1) p ON true
              WHERE NOT u.head) x;
     IF codes IS NULL THEN
         RETURN;
     END IF;
-    DELETE FROM vms.availability_run r USING unnest(codes, starts) c(code, start_at)
-     WHERE r.source = p_source AND r.code = c.code AND r.from_ts >= coalesce(c.start_at, '-infinity');
+    DELETE FROM vms.availability_run r
+     WHERE r.ctid = ANY (ARRAY(
+         SELECT k.ctid FROM unnest(codes, starts) c(code, start_at)
+          CROSS JOIN LATERAL (SELECT r2.ctid FROM vms.availability_run r2
+                               WHERE r2.source = p_source AND r2.code = c.code
+                                 AND r2.from_ts >= coalesce(c.start_at, '-infinity') OFFSET 0) k));
     EXECUTE format($q$
-        INSERT INTO vms.availability_run (source, code, up, from_ts, to_ts)
-        SELECT $3, s.code, s.up, s.at, coalesce(lead(s.at) OVER (PARTITION BY s.code ORDER BY s.at), 'infinity')
-          FROM (SELECT a.code, a.at, a.up, a.up IS DISTINCT FROM lag(a.up) OVER (PARTITION BY a.code ORDER BY a.at) AS flip
-                  FROM (SELECT DISTINCT ON (e.code, e.at) e.code, e.at, e.up
-                          FROM unnest($1, $2) c(code, start_at)
-                         CROSS JOIN LATERAL (%s AND e.%I = c.code AND e.at >= coalesce(c.start_at, '-infinity')) e
-                         ORDER BY e.code, e.at, e.id DESC) a) s
-         WHERE s.flip$q$, src, col)
-    USING codes, starts, p_source;
+        INSERT INTO vms.availability_run (source, code, up, from_ts, to_ts, online_before, offline_before, outages_before)
+        SELECT $3, s.code, s.up, s.at, s.nx,
+               s.on0 + coalesce(sum(CASE WHEN s.up AND s.nx < 'infinity' THEN extract(epoch FROM s.nx - s.at) END) OVER w, 0),
+               s.off0 + coalesce(sum(CASE WHEN NOT s.up AND s.nx < 'infinity' THEN extract(epoch FROM s.nx - s.at) END) OVER w, 0),
+               s.n0 + (count(*) FILTER (WHERE NOT s.up) OVER w)::int
+          FROM (SELECT f.code, f.up, f.at, f.on0, f.off0, f.n0,
+                       coalesce(lead(f.at) OVER (PARTITION BY f.code ORDER BY f.at), 'infinity') AS nx
+                  FROM (SELECT a.*, a.up IS DISTINCT FROM lag(a.up) OVER (PARTITION BY a.code ORDER BY a.at) AS flip
+                          FROM (SELECT DISTINCT ON (e.code, e.at) e.code, e.at, e.up, c.on0, c.off0, c.n0
+                                  FROM unnest($1, $2, $4, $5, $6) c(code, start_at, on0, off0, n0)
+                                 CROSS JOIN LATERAL (%s AND e.%I = c.code AND e.at >= coalesce(c.start_at, '-infinity')
+                                                     OFFSET 0) e
+                                 ORDER BY e.code, e.at, e.id DESC) a) f
+                 WHERE f.flip) s
+        WINDOW w AS (PARTITION BY s.code ORDER BY s.at ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)$q$, src, col)
+    USING codes, starts, p_source, on0, off0, n0;
 END $$;
 COMMENT ON FUNCTION vms._availability_refresh(text, vms.gbcode[], timestamptz[], boolean[]) IS
     'internal: recomputes the kept runs of the given subjects of a source from the earliest changed event time on';
@@ -200,12 +242,18 @@ BEGIN
     DELETE FROM vms.availability_run;
     FOREACH src IN ARRAY ARRAY['device', 'catalog', 'stream'] LOOP
         EXECUTE format($q$
-            INSERT INTO vms.availability_run (source, code, up, from_ts, to_ts)
-            SELECT $1, s.code, s.up, s.at, coalesce(lead(s.at) OVER (PARTITION BY s.code ORDER BY s.at), 'infinity')
-              FROM (SELECT a.code, a.at, a.up, a.up IS DISTINCT FROM lag(a.up) OVER (PARTITION BY a.code ORDER BY a.at) AS flip
-                      FROM (SELECT DISTINCT ON (e.code, e.at) e.code, e.at, e.up FROM (%s) e
-                             ORDER BY e.code, e.at, e.id DESC) a) s
-             WHERE s.flip$q$, vms._availability_source_sql(src))
+            INSERT INTO vms.availability_run (source, code, up, from_ts, to_ts, online_before, offline_before, outages_before)
+            SELECT $1, s.code, s.up, s.at, s.nx,
+                   coalesce(sum(CASE WHEN s.up AND s.nx < 'infinity' THEN extract(epoch FROM s.nx - s.at) END) OVER w, 0),
+                   coalesce(sum(CASE WHEN NOT s.up AND s.nx < 'infinity' THEN extract(epoch FROM s.nx - s.at) END) OVER w, 0),
+                   (count(*) FILTER (WHERE NOT s.up) OVER w)::int
+              FROM (SELECT f.code, f.up, f.at, coalesce(lead(f.at) OVER (PARTITION BY f.code ORDER BY f.at), 'infinity') AS nx
+                      FROM (SELECT a.*, a.up IS DISTINCT FROM lag(a.up) OVER (PARTITION BY a.code ORDER BY a.at) AS flip
+                              FROM (SELECT DISTINCT ON (e.code, e.at) e.code, e.at, e.up FROM (%s) e
+                                     ORDER BY e.code, e.at, e.id DESC) a) f
+                     WHERE f.flip) s
+            WINDOW w AS (PARTITION BY s.code ORDER BY s.at ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)$q$,
+            vms._availability_source_sql(src))
         USING src;
         GET DIAGNOSTICS k = ROW_COUNT;
         n := n + k;
@@ -254,30 +302,61 @@ BEGIN
           FROM vms.availability_gap g
          WHERE g.device_code IS NOT NULL AND g.to_ts > p_from AND g.from_ts < t
          GROUP BY g.device_code),
-    run AS (
-        SELECT r.code, r.up, r.from_ts, greatest(r.from_ts, p_from) AS f, least(r.to_ts, t) AS u,
-               coalesce(gd.m, gap_all) AS m
-          FROM vms.availability_run r LEFT JOIN gap_dev gd ON gd.code = r.code
-         WHERE r.source = 'device' AND r.to_ts > p_from AND r.from_ts < t),
+    -- per device: the sums at the period's two ends, from the last run
+    -- starting before each end (none before the start: the first run's)
+    ends AS (
+        SELECT d.code,
+               CASE WHEN r1.code IS NULL THEN 0
+                    ELSE r1.online_before + CASE WHEN r1.up THEN extract(epoch FROM t - r1.from_ts) ELSE 0 END
+                         - coalesce(r0.online_before + CASE WHEN r0.up THEN extract(epoch FROM p_from - r0.from_ts) ELSE 0 END,
+                                    f.online_before) END AS on_s,
+               CASE WHEN r1.code IS NULL THEN 0
+                    ELSE r1.offline_before + CASE WHEN NOT r1.up THEN extract(epoch FROM t - r1.from_ts) ELSE 0 END
+                         - coalesce(r0.offline_before + CASE WHEN NOT r0.up THEN extract(epoch FROM p_from - r0.from_ts) ELSE 0 END,
+                                    f.offline_before) END AS off_s,
+               CASE WHEN r1.code IS NULL THEN 0
+                    ELSE r1.outages_before + CASE WHEN r1.up THEN 0 ELSE 1 END
+                         - coalesce(r0.outages_before + CASE WHEN r0.up THEN 0 ELSE 1 END, f.outages_before) END AS ev
+          FROM vms.device d
+          LEFT JOIN LATERAL (SELECT r.code, r.up, r.from_ts, r.online_before, r.offline_before, r.outages_before
+                               FROM vms.availability_run r
+                              WHERE r.source = 'device' AND r.code = d.code AND r.from_ts < t
+                              ORDER BY r.from_ts DESC LIMIT 1) r1 ON true
+          LEFT JOIN LATERAL (SELECT r.code, r.up, r.from_ts, r.online_before, r.offline_before, r.outages_before
+                               FROM vms.availability_run r
+                              WHERE r.source = 'device' AND r.code = d.code AND r.from_ts < p_from AND r1.code IS NOT NULL
+                              ORDER BY r.from_ts DESC LIMIT 1) r0 ON true
+          LEFT JOIN LATERAL (SELECT r.online_before, r.offline_before, r.outages_before
+                               FROM vms.availability_run r
+                              WHERE r.source = 'device' AND r.code = d.code AND r1.code IS NOT NULL AND r0.code IS NULL
+                              ORDER BY r.from_ts LIMIT 1) f ON true),
+    -- the unknown ranges of each device (its own and every device's,
+    -- merged, within the period) and the time of each state in them
+    gap_range AS (
+        SELECT gd.code, g FROM gap_dev gd, unnest(gd.m) g
+        UNION ALL
+        SELECT d.code, g FROM vms.device d, unnest(gap_all) g
+         WHERE gap_all IS NOT NULL AND NOT EXISTS (SELECT 1 FROM gap_dev gd WHERE gd.code = d.code)),
+    gap_cut AS (
+        SELECT gr.code, coalesce(sum(x.len) FILTER (WHERE x.up), 0) AS on_g, coalesce(sum(x.len) FILTER (WHERE NOT x.up), 0) AS off_g
+          FROM gap_range gr
+         CROSS JOIN LATERAL (
+             SELECT r.up, extract(epoch FROM least(r.to_ts, upper(gr.g)) - greatest(r.from_ts, lower(gr.g))) AS len
+               FROM vms.availability_run r
+              WHERE r.source = 'device' AND r.code = gr.code AND r.to_ts > lower(gr.g) AND r.from_ts < upper(gr.g)
+                AND r.from_ts >= coalesce((SELECT max(r2.from_ts) FROM vms.availability_run r2
+                                            WHERE r2.source = 'device' AND r2.code = gr.code AND r2.from_ts <= lower(gr.g)),
+                                          '-infinity')) x
+         GROUP BY gr.code),
     dev AS (
-        SELECT x.code,
-               coalesce(sum(x.s) FILTER (WHERE x.up), 0) AS on_s,
-               coalesce(sum(x.s) FILTER (WHERE NOT x.up), 0) AS off_s,
-               (count(*) FILTER (WHERE NOT x.up AND x.from_ts >= p_from))::int AS ev
-          FROM (SELECT run.code, run.up, run.from_ts,
-                       extract(epoch FROM run.u - run.f)
-                       - CASE WHEN run.m IS NOT NULL AND run.m && tstzrange(run.f, run.u)
-                              THEN (SELECT sum(extract(epoch FROM upper(g) - lower(g)))
-                                      FROM unnest(tstzmultirange(tstzrange(run.f, run.u)) * run.m) g)
-                              ELSE 0 END AS s
-                  FROM run) x
-         GROUP BY x.code),
+        SELECT e.code, e.on_s - coalesce(c.on_g, 0) AS on_s, e.off_s - coalesce(c.off_g, 0) AS off_s, e.ev::int AS ev
+          FROM ends e LEFT JOIN gap_cut c ON c.code = e.code),
     -- channels bad (catalog not ON, stream not pulled) at some instant from
     -- just before the period to its end
     bad AS (
         SELECT r.code, range_agg(tstzrange(r.from_ts, least(r.to_ts, t))) AS b
           FROM vms.availability_run r
-         WHERE p_kind = 'channel' AND r.source IN ('catalog', 'stream') AND NOT r.up
+         WHERE p_kind = 'channel' AND r.source <> 'device' AND NOT r.up
            AND r.to_ts >= p_from AND r.from_ts < t
          GROUP BY r.code),
     ch_bad AS (
