@@ -21,8 +21,6 @@
 #include "vqd.h"
 
 #define MAX_STAT_FRAMES 8
-/* colour cast: mean L1 chroma distance of the least coloured tenth from its own mean above which it is not a neutral reference */
-#define CAST_NEUTRAL_SPREAD_MAX 36
 
 static int	debug_on = -1;
 
@@ -194,9 +192,13 @@ detail_image(const vqd_sample *s, int k, img *out)
  * a sharp edge loses most of its difference, a blurred one little.  Here it
  * is taken only where the re-blurred picture still has structure (so sensor
  * noise and flat areas do not count as sharpness) and per 32x32 block, the
- * result being the median over blocks with enough edge pixels (an OSD clock
- * stays sharp on a defocused camera; it covers few blocks).
+ * result being the 30th percentile over blocks with enough edge pixels: a
+ * defocused camera blurs everything, while a scene with a soft background
+ * (depth of field, a film's soft shading) still has its sharp subject, so
+ * the sharper blocks decide; a 30 % share rather than the sharpest few, as
+ * an OSD clock stays sharp on a defocused camera (it covers few blocks).
  */
+#define BLUR_QUANTILE 0.30
 #define BLUR_BLOCK 32
 
 static double
@@ -303,7 +305,9 @@ crete_blur(const img *im, double noise, int *edge_blocks)
 	free(bv);
 	*edge_blocks = nv;
 	/* a picture with (almost) no structure left is as blurred as it gets */
-	res = nv >= 4 && nv >= 0.08 * (2 * bw * bh) ? median_of(vals, nv) : 1.0;
+	res = nv >= 4 && nv >= 0.08 * (2 * bw * bh) ? percentile_of(vals, nv, BLUR_QUANTILE) : 1.0;
+	if (nv >= 4)
+		dbg("blur: q10 %.3f q30 %.3f median %.3f over %d edge blocks\n", percentile_of(vals, nv, 0.1), percentile_of(vals, nv, 0.3), percentile_of(vals, nv, 0.5), nv);
 	free(vals);
 	return res;
 }
@@ -1207,183 +1211,177 @@ check_black_brightness(actx *a)
 	}
 }
 
+/* BT.601 limited-range YCbCr to 8-bit RGB, and back to chroma */
+static inline double
+clip255(double x)
+{
+	return x < 0 ? 0 : x > 255 ? 255 : x;
+}
+
+static inline void
+yuv_rgb(int y, int u, int v, double *r, double *g, double *b)
+{
+	double		yy = 1.164 * (y - 16);
+
+	*r = clip255(yy + 1.596 * (v - 128));
+	*g = clip255(yy - 0.392 * (u - 128) - 0.813 * (v - 128));
+	*b = clip255(yy + 2.017 * (u - 128));
+}
+
+static inline void
+rgb_chroma(double r, double g, double b, double *cb, double *cr)
+{
+	*cb = -0.148 * r - 0.291 * g + 0.439 * b;
+	*cr = 0.439 * r - 0.368 * g - 0.071 * b;
+}
+
+static int
+hist_quantile(const size_t *h, size_t n, double q)
+{
+	size_t		acc = 0;
+
+	for (int v = 0; v < 256; v++)
+		if ((double) (acc += h[v]) >= q * n)
+			return v;
+	return 255;
+}
+
 static void
 check_color_cast(actx *a)
 {
 	CTX;
 
 	/*
-	 * colour cast: the chroma offset of the least coloured pixels (what
-	 * should be grey or white in the scene carries the cast), together with
-	 * the classic ratio K of the mean chroma offset to the chroma spread
+	 * colour cast: the tint of the white patch.  A cast (white balance, a
+	 * failed channel, an IR-cut filter) tints what should be white; a scene
+	 * of dominant colours (grass, sky, warm lamps, fruit) still has its own
+	 * whites, or at least each of R, G and B reaches up somewhere.  The
+	 * white patch is the 99.5th percentile of each of R, G and B over the
+	 * sampled frames (max-RGB, robust to a few clipped or OSD pixels); its
+	 * chroma, in levels, is the metric.  A weaker tint counts when
+	 * white-balancing the picture by it makes greys appear (a cast's greys
+	 * come back; a colourful scene gains none).  A lamp-lit picture's
+	 * brightest things are its lamps: not judged.  The picture's median
+	 * chroma (grey world) is kept for the channel's baseline.
 	 */
-	{
-		double		da = 0,
-					db = 0,
-					spread = 0,
-					ma = 0,
-					mb = 0,
-					n = 0,
-					nu = 0,
-					nv = 0;
-		int			nn = 0;
-		static size_t gwu[256],
-					gwv[256];
-		size_t		gwn = 0;
+	static size_t hr[256],
+				hg[256],
+				hb[256],
+				gwu[256],
+				gwv[256];
+	size_t		nt = 0,
+				nlit = 0,
+				nraw = 0,
+				ncor = 0;
+	double		ysum = 0;
 
-		memset(gwu, 0, sizeof(gwu));
-		memset(gwv, 0, sizeof(gwv));
+	memset(hr, 0, sizeof(hr));
+	memset(hg, 0, sizeof(hg));
+	memset(hb, 0, sizeof(hb));
+	memset(gwu, 0, sizeof(gwu));
+	memset(gwv, 0, sizeof(gwv));
+	for (int k = 0; k < ns; k++)
+	{
+		const uint8_t *Y = s->y[idx[k]],
+				   *U = s->u[idx[k]],
+				   *V = s->v[idx[k]];
+
+		for (int cy = 0; cy < s->ch; cy++)
+			for (int cx = 0; cx < s->cw; cx++)
+			{
+				int			yy = Y[(size_t) (2 * cy) * s->gw + 2 * cx];
+				size_t		o = (size_t) cy * s->cw + cx;
+				double		r,
+							g,
+							b;
+
+				yuv_rgb(yy, U[o], V[o], &r, &g, &b);
+				hr[(int) lrint(r)]++;
+				hg[(int) lrint(g)]++;
+				hb[(int) lrint(b)]++;
+				ysum += yy;
+				nt++;
+				if (yy < 40 || yy > 230)
+					continue;
+				nlit++;
+				gwu[U[o]]++;
+				gwv[V[o]]++;
+				if (abs(U[o] - 128) + abs(V[o] - 128) <= 8)
+					nraw++;
+			}
+	}
+	if (nlit < 64)
+	{
+		snprintf(rep->r[VQD_COLOR_CAST].detail, VQD_DETAIL_LEN, "not evaluated: picture too dark or too bright");
+		return;
+	}
+	{
+		int			pr = hist_quantile(hr, nt, 0.995),
+					pg = hist_quantile(hg, nt, 0.995),
+					pb = hist_quantile(hb, nt, 0.995),
+					mx = pr > pg ? (pr > pb ? pr : pb) : (pg > pb ? pg : pb);
+		double		wcb,
+					wcr,
+					W,
+					gr,
+					gg,
+					gb,
+					gain,
+					ymean = ysum / nt,
+					gu = hist_quantile(gwu, nlit, 0.5) - 128,
+					gv = hist_quantile(gwv, nlit, 0.5) - 128;
+
+		rgb_chroma(pr, pg, pb, &wcb, &wcr);
+		W = sqrt(wcb * wcb + wcr * wcr);
+		/* white-balance by the white patch: how many more lit pixels are grey */
+		gr = mx / (double) (pr > 1 ? pr : 1);
+		gg = mx / (double) (pg > 1 ? pg : 1);
+		gb = mx / (double) (pb > 1 ? pb : 1);
 		for (int k = 0; k < ns; k++)
 		{
 			const uint8_t *Y = s->y[idx[k]],
 					   *U = s->u[idx[k]],
 					   *V = s->v[idx[k]];
-			size_t		hist[256] = {0},
-						cnt = 0,
-						acc = 0;
-			int			lim = 0;
-			double		su = 0,
-						sv = 0;
-			int			c = 0;
 
-			for (size_t i = 0; i < cpx; i++)
-			{
-				da += U[i] - 128;
-				db += V[i] - 128;
-			}
-			n += cpx;
-			/* chroma pixels with usable luma, by saturation (L1, capped) */
 			for (int cy = 0; cy < s->ch; cy++)
 				for (int cx = 0; cx < s->cw; cx++)
 				{
 					int			yy = Y[(size_t) (2 * cy) * s->gw + 2 * cx];
 					size_t		o = (size_t) cy * s->cw + cx;
-					int			sat = abs(U[o] - 128) + abs(V[o] - 128);
+					double		r,
+								g,
+								b,
+								cb,
+								cr;
 
 					if (yy < 40 || yy > 230)
 						continue;
-					hist[sat > 255 ? 255 : sat]++;
-					cnt++;
-					gwu[U[o]]++;
-					gwv[V[o]]++;
-					gwn++;
+					yuv_rgb(yy, U[o], V[o], &r, &g, &b);
+					rgb_chroma(r * gr, g * gg, b * gb, &cb, &cr);
+					if (fabs(cb) + fabs(cr) <= 8)
+						ncor++;
 				}
-			if (cnt < 64)
-				continue;
-			for (lim = 0; lim < 256; lim++)
-				if ((acc += hist[lim]) >= cnt / 10)
-					break;
-			for (int cy = 0; cy < s->ch; cy++)
-				for (int cx = 0; cx < s->cw; cx++)
-				{
-					int			yy = Y[(size_t) (2 * cy) * s->gw + 2 * cx];
-					size_t		o = (size_t) cy * s->cw + cx;
-					int			sat = abs(U[o] - 128) + abs(V[o] - 128);
-
-					if (yy < 40 || yy > 230 || sat > lim)
-						continue;
-					su += U[o] - 128;
-					sv += V[o] - 128;
-					c++;
-				}
-			if (c > 0)
-			{
-				double		spr = 0;
-
-				/* how far the least coloured pixels lie from their own mean (L1 chroma) */
-				for (int cy = 0; cy < s->ch; cy++)
-					for (int cx = 0; cx < s->cw; cx++)
-					{
-						int			yy = Y[(size_t) (2 * cy) * s->gw + 2 * cx];
-						size_t		o = (size_t) cy * s->cw + cx;
-						int			sat = abs(U[o] - 128) + abs(V[o] - 128);
-
-						if (yy < 40 || yy > 230 || sat > lim)
-							continue;
-						spr += fabs(U[o] - 128 - su / c) + fabs(V[o] - 128 - sv / c);
-					}
-				spread += spr / c;
-				nu += su / c;
-				nv += sv / c;
-				nn++;
-			}
 		}
-		da /= n;
-		db /= n;
-		for (int k = 0; k < ns; k++)
-		{
-			const uint8_t *U = s->u[idx[k]],
-					   *V = s->v[idx[k]];
+		gain = ((double) ncor - (double) nraw) / nlit;
 
-			for (size_t i = 0; i < cpx; i++)
-			{
-				ma += fabs(U[i] - 128 - da);
-				mb += fabs(V[i] - 128 - db);
-			}
-		}
-		ma /= n;
-		mb /= n;
-		if (nn > 0)
-		{
-			double		D = sqrt(da * da + db * db),
-						M = sqrt(ma * ma + mb * mb),
-						K = D / (M > 1 ? M : 1),
-						Dn,
-						gu,
-						gv,
-						agree;
-			int			ab;
-
-			nu /= nn;
-			nv /= nn;
-			spread /= nn;
-			Dn = sqrt(nu * nu + nv * nv);
-			/* grey world, robustly: the median chroma of every usable pixel */
-			{
-				size_t		acc = 0;
-
-				gu = gv = 0;
-				for (int i = 0; i < 256; i++)
-					if ((acc += gwu[i]) * 2 >= gwn)
-					{
-						gu = i - 128;
-						break;
-					}
-				acc = 0;
-				for (int i = 0; i < 256; i++)
-					if ((acc += gwv[i]) * 2 >= gwn)
-					{
-						gv = i - 128;
-						break;
-					}
-			}
-			/* the grey world, for a channel's baseline of its usual colour (vms.inspection_baseline) */
-			rep->r[VQD_COLOR_CAST].has_vec = 1;
-			rep->r[VQD_COLOR_CAST].vec[0] = gu;
-			rep->r[VQD_COLOR_CAST].vec[1] = gv;
-			agree = (Dn > 0 && (gu != 0 || gv != 0)) ?
-				(nu * gu + nv * gv) / (Dn * sqrt(gu * gu + gv * gv)) : 0;
-			ab = Dn >= T[VQD_T_CAST_OFFSET_MIN] && K >= T[VQD_T_CAST_RATIO_MIN];
-			dbg("cast: D=%.2f M=%.2f K=%.2f da=%.1f db=%.1f neutral=%.1f (%.1f,%.1f) spread %.1f grey world (%.0f,%.0f) agree %.2f\n",
-				D, M, K, da, db, Dn, nu, nv, spread, gu, gv, agree);
-			/*
-			 * the least coloured tenth must be a near-neutral cluster (grey and
-			 * white things, shifted together by a cast); scattered over every
-			 * hue it is no reference at all (a close-up of a test chart)
-			 */
-			if (spread > CAST_NEUTRAL_SPREAD_MAX)
-				set(rep, VQD_COLOR_CAST, Dn, 0, "no near-neutral pixels to judge a cast by (least coloured tenth spread over %.0f chroma levels)", spread);
-			else if (ab && agree < T[VQD_T_CAST_AGREEMENT_MIN])
-				set(rep, VQD_COLOR_CAST, Dn, 0, "scene colour, not a cast: least coloured pixels at Cb %+.1f, Cr %+.1f but the picture as a whole (median Cb %+.0f, Cr %+.0f) is not shifted the same way (agreement %.2f)",
-					nu, nv, gu, gv, agree);
-			else if (ab)
-				set(rep, VQD_COLOR_CAST, Dn, 1, "%s cast: least coloured pixels at Cb %+.1f, Cr %+.1f (K=%.2f)",
-					colour_name(128, nu, nv), nu, nv, K);
-			else
-				set(rep, VQD_COLOR_CAST, Dn, 0, "least coloured pixels at Cb %+.1f, Cr %+.1f (K=%.2f)", nu, nv, K);
-		}
+		/* the grey world, for a channel's baseline of its usual colour (vms.inspection_baseline) */
+		rep->r[VQD_COLOR_CAST].has_vec = 1;
+		rep->r[VQD_COLOR_CAST].vec[0] = gu;
+		rep->r[VQD_COLOR_CAST].vec[1] = gv;
+		dbg("cast: white patch %d/%d/%d W=%.1f (%.1f,%.1f) grey %.3f -> %.3f (gain %+.3f) mean luma %.1f grey world (%.0f,%.0f)\n",
+			pr, pg, pb, W, wcb, wcr, (double) nraw / nlit, (double) ncor / nlit, gain, ymean, gu, gv);
+		if (ymean < T[VQD_T_CAST_LIT_MIN])
+			set(rep, VQD_COLOR_CAST, W, 0, "lamp-lit picture (mean luma %.0f): its brightest things are lamps, colour not judged (white patch Cb %+.0f, Cr %+.0f)",
+				ymean, wcb, wcr);
+		else if (W >= T[VQD_T_CAST_WHITE_MIN])
+			set(rep, VQD_COLOR_CAST, W, 1, "%s cast: the whites are tinted (white patch R %d, G %d, B %d: Cb %+.0f, Cr %+.0f)",
+				colour_name(128, wcb, wcr), pr, pg, pb, wcb, wcr);
+		else if (W >= T[VQD_T_CAST_SUPPORT_MIN] && gain >= T[VQD_T_CAST_GREY_GAIN_MIN])
+			set(rep, VQD_COLOR_CAST, W, 1, "%s cast: the whites are tinted (white patch R %d, G %d, B %d: Cb %+.0f, Cr %+.0f) and correcting it turns %.0f%% more of the picture grey",
+				colour_name(128, wcb, wcr), pr, pg, pb, wcb, wcr, 100 * gain);
 		else
-			snprintf(rep->r[VQD_COLOR_CAST].detail, VQD_DETAIL_LEN, "not evaluated: picture too dark or too bright");
+			set(rep, VQD_COLOR_CAST, W, 0, "white patch R %d, G %d, B %d: tint %.1f (Cb %+.0f, Cr %+.0f)",
+				pr, pg, pb, W, wcb, wcr);
 	}
 }
 

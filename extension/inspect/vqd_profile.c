@@ -33,12 +33,12 @@ static const vqd_threshold_def defs[VQD_NTHRESHOLDS] = {
 		"mean luma below which the picture is too dark"},
 	[VQD_T_BRIGHT_MEAN_MIN] = {"bright_mean_min", VQD_BRIGHTNESS, "luma level (16-235)", 160, 170, 185,
 		"mean luma above which the picture is too bright"},
-	[VQD_T_BLUR_MIN] = {"blur_min", VQD_BLUR, "0..1 (Crete-Roffet)", 0.55, 0.60, 0.70,
-		"perceptual blur (share of edge variation lost to a 9-tap re-blur; 0 sharp, 1 flat) at or above which the picture is blurred"},
-	[VQD_T_CAST_RATIO_MIN] = {"cast_ratio_min", VQD_COLOR_CAST, "ratio", 0.1, 0.15, 0.3,
-		"classic cast factor K (mean chroma offset over mean chroma spread) below which no cast is reported: a picture of saturated colours with a neutral mean (test charts) has no grey to judge by"},
-	[VQD_T_CAST_OFFSET_MIN] = {"cast_offset_min", VQD_COLOR_CAST, "chroma levels", 3.5, 4.5, 7,
-		"mean chroma offset from neutral of the least coloured tenth of the pixels (luma 40-230) at or above which there is a colour cast; what should be grey or white carries the cast"},
+	[VQD_T_BLUR_MIN] = {"blur_min", VQD_BLUR, "0..1 (Crete-Roffet)", 0.54, 0.56, 0.62,
+		"perceptual blur (share of edge variation lost to a 9-tap re-blur; 0 sharp, 1 flat) of the sharper blocks (30th percentile over 32x32 edge blocks) at or above which the picture is blurred"},
+	[VQD_T_CAST_WHITE_MIN] = {"cast_white_min", VQD_COLOR_CAST, "chroma levels", 23, 24, 30,
+		"tint of the white patch (the chroma of the 99.5th percentiles of R, G and B: what should be white) at or above which there is a colour cast; a cast tints the whites, a colourful scene has its own whites (a fruit close-up with none reaches 22)"},
+	[VQD_T_CAST_SUPPORT_MIN] = {"cast_support_min", VQD_COLOR_CAST, "chroma levels", 10, 12, 16,
+		"white-patch tint at or above which a weaker cast counts when white-balancing by the white patch makes greys appear (cast_grey_gain_min)"},
 	[VQD_T_NOISE_SIGMA_MIN] = {"noise_sigma_min", VQD_NOISE, "luma levels (std)", 4.0, 5.5, 8.0,
 		"noise standard deviation (flattest blocks, detail scale) at or above which the picture is noisy"},
 	[VQD_T_STRIPE_RATIO_MIN] = {"stripe_ratio_min", VQD_STRIPES, "ratio", 22, 30, 45,
@@ -67,8 +67,10 @@ static const vqd_threshold_def defs[VQD_NTHRESHOLDS] = {
 		"fewest damaged frames for mosaic, whatever the sample's length"},
 	[VQD_T_FREEZE_TOUCHED_MAX] = {"freeze_touched_max", VQD_FREEZE, "fraction of blocks", 0.005, 0.003, 0.0015,
 		"lower quartile over frame pairs of the share of 8x8 blocks with any pixel changed, at or below which a still picture is frozen (bit for bit: a frozen source is coded again and again, only the OSD moves, once the encoder has refined it after a key frame) rather than a static scene (its sensor noise survives the encoder in some blocks of nearly every pair)"},
-	[VQD_T_CAST_AGREEMENT_MIN] = {"cast_agreement_min", VQD_COLOR_CAST, "cosine", 0.3, 0.5, 0.6,
-		"agreement (cosine of the chroma directions) of the least coloured pixels' offset with the median chroma of the whole picture, below which the offset is scene colour, not a cast: a cast shifts every pixel the same way, a warm lamp in a blue room does not"},
+	[VQD_T_CAST_GREY_GAIN_MIN] = {"cast_grey_gain_min", VQD_COLOR_CAST, "fraction of lit pixels", 0.1, 0.15, 0.25,
+		"share of the lit pixels (luma 40-230) that become grey (chroma within 8 levels) when the picture is white-balanced by its white patch, beyond those grey already, at or above which a tint from cast_support_min on is a cast: a cast's greys come back, a colourful scene gains none"},
+	[VQD_T_CAST_LIT_MIN] = {"cast_lit_min", VQD_COLOR_CAST, "luma level (16-235)", 56, 64, 72,
+		"mean luma below which the picture is lamp-lit (its brightest things are lamps, whose colour is the scene's) and colour is not judged by the white patch"},
 };
 
 const char *
@@ -152,12 +154,14 @@ vqd_threshold_valid(int i, double v)
 		case VQD_T_FREEZE_FRACTION_MIN:
 		case VQD_T_MOSAIC_MIN:
 		case VQD_T_OCCLUSION_AREA_MIN:
+		case VQD_T_CAST_GREY_GAIN_MIN:
 			return v <= 1;
 		case VQD_T_SCENE_CORRELATION_MIN:
 			return v <= 1;
 		case VQD_T_BLACK_LUMA_MAX:
 		case VQD_T_DARK_MEAN_MAX:
 		case VQD_T_BRIGHT_MEAN_MIN:
+		case VQD_T_CAST_LIT_MIN:
 			return v <= 255;
 		default:
 			return v <= 1e6;

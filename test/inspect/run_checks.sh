@@ -27,16 +27,6 @@ fail=0
 # "Known gaps"): reported, not failed; one that starts passing is reported too
 KNOWN="
 syn cast_street_g1.mp4 color_cast
-real clean_megamind_4cif.mp4 color_cast
-real clean_fruit_colourful.mp4 color_cast
-real clean_starry_colourful.mp4 color_cast
-real clean_coffee_indoor.mp4 color_cast
-real scene_same_coffee.mp4 color_cast
-real noise_coffee_s1.mp4 color_cast
-real noise_coffee_s2.mp4 color_cast
-real noise_coffee_s3.mp4 color_cast
-real cast_building_s2.mp4 color_cast
-real cast_street_s2.mp4 color_cast
 real clean_stuff_indoor.ts blur
 real scene_moved_building.mp4 brightness
 real noise_aerial_s3.mp4 blur
