@@ -1,6 +1,7 @@
 -- Point search over 1,000,000 channels in a city-sized area with tags:
 -- p50/p95 per filter through vms.search_points, against the bare PostGIS
--- query on a plain table of the same points; tiles; a governance run.
+-- query on a plain table of the same points (tiles and governance runs:
+-- 35_tiles_governance.bench.sql, which uses this ledger).
 --
 -- The targets compare like with like: the baseline is the query an analyst
 -- would write in bare PostGIS for the same page, on a plain copy of the
@@ -183,13 +184,6 @@ SELECT w AS worst_kw, share AS worst_share FROM (
       FROM bench.place p WHERE p.r <= 5) s ORDER BY abs(share - 0.1) LIMIT 1 \gset
 SELECT * FROM bench.latency($$SELECT count(*) FROM vms.search_points(jsonb_build_object('keyword', '$$ || :'worst_kw' || $$' || left('%1$s', 0)))$$, 50) \gset vms_kwworst_
 SELECT * FROM bench.latency($$SELECT count(*) FROM vms.search_points('{"tags_all": ["场景3", "场景7"], "circle": {"lon": %1$s, "lat": %2$s, "radius_m": 1000}}')$$, 200) \gset vms_tags_circle_
-SELECT * FROM bench.latency($$SELECT length(vms.channel_tiles(10, floor((%1$s + 180) / 360 * 1024)::int, floor((1 - ln(tan(radians(%2$s)) + 1 / cos(radians(%2$s))) / pi()) / 2 * 1024)::int))$$, 20) \gset tile10_
-SELECT * FROM bench.latency($$SELECT length(bench.bare_tile(10, floor((%1$s + 180) / 360 * 1024)::int, floor((1 - ln(tan(radians(%2$s)) + 1 / cos(radians(%2$s))) / pi()) / 2 * 1024)::int))$$, 20) \gset bare10_
-SELECT * FROM bench.latency($$SELECT length(vms.channel_tiles(13, floor((%1$s + 180) / 360 * 8192)::int, floor((1 - ln(tan(radians(%2$s)) + 1 / cos(radians(%2$s))) / pi()) / 2 * 8192)::int))$$, 100) \gset tile13_
-SELECT * FROM bench.latency($$SELECT length(bench.bare_tile(13, floor((%1$s + 180) / 360 * 8192)::int, floor((1 - ln(tan(radians(%2$s)) + 1 / cos(radians(%2$s))) / pi()) / 2 * 8192)::int))$$, 100) \gset bare13_
-SELECT * FROM bench.latency($$SELECT length(vms.channel_tiles(16, floor((%1$s + 180) / 360 * 65536)::int, floor((1 - ln(tan(radians(%2$s)) + 1 / cos(radians(%2$s))) / pi()) / 2 * 65536)::int))$$, 200) \gset tile16_
-SELECT * FROM bench.latency($$SELECT length(bench.bare_tile(16, floor((%1$s + 180) / 360 * 65536)::int, floor((1 - ln(tan(radians(%2$s)) + 1 / cos(radians(%2$s))) / pi()) / 2 * 65536)::int))$$, 200) \gset bare16_
-SELECT bench.time_ms('SELECT vms.governance_run()') AS gov_ms \gset
 
 SELECT bench.line('search_same_rows_mismatches', :same_rows_mismatches, 'pages', :same_rows_checked, '0');
 SELECT bench.line('search_knn10_bare_sphere_order_differs', :knn_sphere_differs, 'pages', :knn_checked, 'none');
@@ -215,10 +209,3 @@ SELECT bench.line('search_keyword_worst_' || round(:worst_share * 100) || 'pct_p
 SELECT bench.line('search_keyword_worst_' || round(:worst_share * 100) || 'pct_p95', :vms_kwworst_p95, 'ms', 50, 'first_page<=50ms');
 SELECT bench.line('search_tags_all_circle_p50', :vms_tags_circle_p50, 'ms', :base_circle_p50, 'none');
 SELECT bench.line('search_tags_all_circle_p95', :vms_tags_circle_p95, 'ms', :base_circle_p95, 'none');
-SELECT bench.line('tile_z10_p50', :tile10_p50, 'ms', :bare10_p50, 'none');
-SELECT bench.line('tile_z10_p95', :tile10_p95, 'ms', :bare10_p95, 'none');
-SELECT bench.line('tile_z13_p50', :tile13_p50, 'ms', :bare13_p50, 'none');
-SELECT bench.line('tile_z13_p95', :tile13_p95, 'ms', :bare13_p95, 'none');
-SELECT bench.line('tile_z16_p50', :tile16_p50, 'ms', :bare16_p50, 'none');
-SELECT bench.line('tile_z16_p95', :tile16_p95, 'ms', :bare16_p95, 'none');
-SELECT bench.line('governance_run_1m', :gov_ms / 1000, 's', :gov_ms / 1000, 'none');
