@@ -183,6 +183,19 @@ is(sq($city, "SELECT string_agg(concat_ws('|', d.code, d.name, d.updated_at), ',
 	sq($a, "SELECT string_agg(concat_ws('|', d.code, d.name, d.updated_at), ',' ORDER BY d.code) FROM vms.device d"), "a's devices too");
 is($city->safe_psql('postgres', "SELECT count(*) FROM vms.cluster_conflict WHERE district = 'a'"), '0', 'no conflict recorded for a');
 
+# re-seeding: the city's subscription to a dropped and made again; the first
+# copy sends every row again and replaces the city's copies, nothing doubles
+$city->safe_psql('postgres', 'DROP SUBSCRIPTION vms_district_a');
+$city->safe_psql('postgres',
+	$city->safe_psql('postgres', "SELECT vms.cluster_subscribe(\$\$" . $a->connstr('postgres') . "\$\$, 'a')"));
+wait_for($city, "SELECT state FROM vms.cluster_status WHERE peer = 'a'", 'streaming', 'a subscribed again, first copy done');
+is(sq($city, "$rows JOIN vms.cluster_owner o ON o.kind = 'channel' AND o.code = c.code AND o.district = 'a'"), sq($a, $rows),
+	"after the second copy a's channels at the city still equal a's");
+is($city->safe_psql('postgres', "SELECT count(*) FROM vms.channel_tag ct JOIN vms.tag t ON t.id = ct.tag_id WHERE t.name = '学校门口'")
+	  . '/' . $city->safe_psql('postgres', "SELECT count(*) FROM vms.catalog_member") . '/' . $city->safe_psql('postgres', "SELECT count(*) FROM vms.lane_channel"),
+	'3/2/1', 'tags, catalogue members and lane channels not doubled');
+is($city->safe_psql('postgres', "SELECT count(*) FROM vms.cluster_conflict WHERE district = 'a'"), '0', 'and no conflict recorded for a');
+
 # the city killed in the middle of b's batched import; b's rows arrive once
 my $bbatches = $batches;
 $bbatches =~ s/11010500/11010800/g;

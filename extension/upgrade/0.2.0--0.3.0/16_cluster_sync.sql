@@ -108,9 +108,9 @@ COMMENT ON TABLE vms.cluster_correction IS 'city corrections of district rows (a
 COMMENT ON COLUMN vms.cluster_correction.value IS 'the city''s value as JSON (a point as EWKT text; a security level as a number)';
 COMMENT ON COLUMN vms.cluster_correction.applied IS 'district: how the correction was applied (applied, no such row, or the error); NULL at the city';
 
--- The subscription the current backend applies for, cached for the session:
--- 'district:<name>' (a city applying a district), 'city' (a district
--- applying its city), NULL otherwise.  The apply and table-sync workers are
+-- The subscription the current backend applies for, cached for the session
+-- in vms.cluster_applying: 'district:<name>' (a city applying a district),
+-- 'city' (a district applying its city), '-' otherwise.  The apply and table-sync workers are
 -- listed in pg_stat_subscription with their pid.
 CREATE FUNCTION vms._cluster_applying() RETURNS text
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
@@ -127,9 +127,9 @@ BEGIN
                                   WHERE d.subscription = sub), '-') END;
         PERFORM pg_catalog.set_config('vms.cluster_applying', s, false);
     END IF;
-    RETURN nullif(s, '-');
+    RETURN s;
 END $$;
-COMMENT ON FUNCTION vms._cluster_applying() IS 'internal: which vms subscription this backend applies (district:<name>, city) or NULL';
+COMMENT ON FUNCTION vms._cluster_applying() IS 'internal: which vms subscription this backend applies (district:<name>, city), or - when none';
 
 CREATE FUNCTION vms._cluster_conflict(district text, owner text, tbl text, op text, code text, row_data jsonb)
     RETURNS void
@@ -140,6 +140,11 @@ CREATE FUNCTION vms._cluster_conflict(district text, owner text, tbl text, op te
     END;
 COMMENT ON FUNCTION vms._cluster_conflict(text, text, text, text, text, jsonb) IS 'internal: records a district change refused at the city';
 
+-- The lookups below run once a row in the apply worker, whose session keeps
+-- their plans: planned while a table is still small (the first copy, a new
+-- city) they would scan it, and keep scanning it as it grows (measured: 0.6
+-- ms a row after 6,000).  enable_seqscan = off keeps them on the indexes.
+
 -- City, replica mode: a device, channel, catalogue node or checkpoint
 -- arriving from a district.  INSERT claims the code for the district unless
 -- another district owns it or the city has a row of its own under it; the
@@ -147,44 +152,48 @@ COMMENT ON FUNCTION vms._cluster_conflict(text, text, text, text, text, jsonb) I
 -- re-subscription) replaces it.  UPDATE and DELETE apply only to rows the
 -- sending district owns.
 CREATE FUNCTION vms._cluster_apply_owned() RETURNS trigger
-    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+    LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
-    src text := vms._cluster_applying();
+    src text := coalesce(nullif(current_setting('vms.cluster_applying', true), ''), vms._cluster_applying());
     d text;
-    kind text := TG_TABLE_NAME;
+    tbl text := TG_TABLE_NAME;
     c vms.gbcode;
     owner text;
     present boolean;
 BEGIN
-    IF src IS NULL OR src NOT LIKE 'district:%' THEN
+    IF src NOT LIKE 'district:%' THEN
         RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
     END IF;
     d := substr(src, 10);
     c := CASE WHEN TG_OP = 'INSERT' THEN NEW.code ELSE OLD.code END;
-    SELECT o.district INTO owner FROM vms.cluster_owner o WHERE o.kind = TG_TABLE_NAME AND o.code = c;
+    SELECT o.district INTO owner FROM vms.cluster_owner o WHERE o.kind = tbl AND o.code = c;
     IF TG_OP = 'INSERT' THEN
-        EXECUTE format('SELECT EXISTS (SELECT 1 FROM vms.%I WHERE code = $1)', kind) INTO present USING c;
+        present := CASE tbl
+                   WHEN 'channel' THEN EXISTS (SELECT 1 FROM vms.channel x WHERE x.code = c)
+                   WHEN 'device' THEN EXISTS (SELECT 1 FROM vms.device x WHERE x.code = c)
+                   WHEN 'catalog_node' THEN EXISTS (SELECT 1 FROM vms.catalog_node x WHERE x.code = c)
+                   ELSE EXISTS (SELECT 1 FROM vms.checkpoint x WHERE x.code = c) END;
         IF owner IS NULL AND NOT present THEN
-            INSERT INTO vms.cluster_owner (kind, code, district) VALUES (kind, c, d);
+            INSERT INTO vms.cluster_owner (kind, code, district) VALUES (tbl, c, d);
             RETURN NEW;
         ELSIF owner = d THEN
             IF present THEN   -- re-copied: the district's row replaces the city's copy
-                EXECUTE format('DELETE FROM vms.%I WHERE code = $1', kind) USING c;
+                EXECUTE format('DELETE FROM vms.%I WHERE code = $1', tbl) USING c;
                 -- that delete went through this trigger and dropped the claim
-                INSERT INTO vms.cluster_owner (kind, code, district) VALUES (kind, c, d) ON CONFLICT DO NOTHING;
+                INSERT INTO vms.cluster_owner (kind, code, district) VALUES (tbl, c, d) ON CONFLICT DO NOTHING;
             END IF;
             RETURN NEW;
         END IF;
-        PERFORM vms._cluster_conflict(d, owner, kind, TG_OP, c::text, to_jsonb(NEW));
+        PERFORM vms._cluster_conflict(d, owner, tbl, TG_OP, c::text, to_jsonb(NEW));
         RETURN NULL;
     END IF;
     IF owner IS DISTINCT FROM d THEN
-        PERFORM vms._cluster_conflict(d, owner, kind, TG_OP, c::text,
+        PERFORM vms._cluster_conflict(d, owner, tbl, TG_OP, c::text,
                                       CASE WHEN TG_OP = 'UPDATE' THEN to_jsonb(NEW) ELSE to_jsonb(OLD) END);
         RETURN NULL;
     END IF;
     IF TG_OP = 'DELETE' THEN
-        DELETE FROM vms.cluster_owner o WHERE o.kind = TG_TABLE_NAME AND o.code = c;
+        DELETE FROM vms.cluster_owner o WHERE o.kind = tbl AND o.code = c;
         RETURN OLD;
     END IF;
     RETURN NEW;
@@ -197,21 +206,31 @@ COMMENT ON FUNCTION vms._cluster_apply_owned() IS 'internal: city side of a repl
 -- a parent not there yet (tables are first copied in parallel) is fine.
 -- Re-copied rows replace the city's copy.
 CREATE FUNCTION vms._cluster_apply_child() RETURNS trigger
-    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+    LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
-    src text := vms._cluster_applying();
+    src text := coalesce(nullif(current_setting('vms.cluster_applying', true), ''), vms._cluster_applying());
     d text;
     r record := CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
     j jsonb := to_jsonb(r);
     kind text := TG_ARGV[0];
-    c vms.gbcode := (j ->> TG_ARGV[1])::vms.gbcode;
+    c vms.gbcode := (j ->> coalesce(TG_ARGV[1], 'none'))::vms.gbcode;
     owner text;
     present boolean;
 BEGIN
-    IF src IS NULL OR src NOT LIKE 'district:%' THEN
+    IF src NOT LIKE 'district:%' THEN
         RETURN r;
     END IF;
     d := substr(src, 10);
+    IF TG_TABLE_NAME = 'cluster_tag' THEN   -- no parent: only the sender's own, re-copied rows replace
+        IF r.district IS DISTINCT FROM d THEN
+            PERFORM vms._cluster_conflict(d, r.district, TG_TABLE_NAME, TG_OP, r.category || ':' || r.name, j);
+            RETURN NULL;
+        END IF;
+        IF TG_OP = 'INSERT' THEN
+            DELETE FROM vms.cluster_tag t WHERE t.district = NEW.district AND t.category = NEW.category AND t.name = NEW.name;
+        END IF;
+        RETURN r;
+    END IF;
     IF j ? 'district' AND j ->> 'district' IS DISTINCT FROM d THEN
         PERFORM vms._cluster_conflict(d, j ->> 'district', TG_TABLE_NAME, TG_OP, c::text, j);
         RETURN NULL;
@@ -227,13 +246,22 @@ BEGIN
         PERFORM vms._cluster_conflict(d, owner, TG_TABLE_NAME, TG_OP, c::text, j);
         RETURN NULL;
     END IF;
-    IF TG_OP = 'INSERT' AND TG_NARGS > 2 THEN
+    IF TG_OP = 'INSERT' THEN
         -- a row the district sends again (re-copy) replaces the city's copy
-        EXECUTE format('DELETE FROM vms.%I t WHERE (%s) = (SELECT %s FROM jsonb_populate_record(NULL::vms.%I, $1))',
-                       TG_TABLE_NAME,
-                       (SELECT string_agg('t.' || quote_ident(a), ', ') FROM unnest(TG_ARGV[2:]) a),
-                       (SELECT string_agg(quote_ident(a), ', ') FROM unnest(TG_ARGV[2:]) a), TG_TABLE_NAME)
-            USING j;
+        CASE TG_TABLE_NAME
+        WHEN 'catalog_member' THEN
+            DELETE FROM vms.catalog_member t WHERE t.node_code = NEW.node_code AND t.channel_code = NEW.channel_code;
+        WHEN 'channel_status' THEN
+            DELETE FROM vms.channel_status t WHERE t.code = NEW.code;
+        WHEN 'lane' THEN
+            DELETE FROM vms.lane t WHERE t.checkpoint_code = NEW.checkpoint_code AND t.lane_no = NEW.lane_no;
+        WHEN 'lane_channel' THEN
+            DELETE FROM vms.lane_channel t WHERE t.checkpoint_code = NEW.checkpoint_code AND t.lane_no = NEW.lane_no
+                                             AND t.channel_code = NEW.channel_code;
+        WHEN 'cluster_channel_tag' THEN
+            DELETE FROM vms.cluster_channel_tag t WHERE t.district = NEW.district AND t.channel_code = NEW.channel_code
+                                                    AND t.category = NEW.category AND t.name = NEW.name;
+        END CASE;
     END IF;
     RETURN r;
 END $$;
@@ -248,15 +276,17 @@ CREATE TRIGGER catalog_node_cluster_apply BEFORE INSERT OR UPDATE OR DELETE ON v
 CREATE TRIGGER checkpoint_cluster_apply BEFORE INSERT OR UPDATE OR DELETE ON vms.checkpoint
     FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_owned();
 CREATE TRIGGER catalog_member_cluster_apply BEFORE INSERT OR UPDATE OR DELETE ON vms.catalog_member
-    FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_child('channel', 'channel_code', 'node_code', 'channel_code');
+    FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_child('channel', 'channel_code');
 CREATE TRIGGER channel_status_cluster_apply BEFORE INSERT OR UPDATE OR DELETE ON vms.channel_status
-    FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_child('channel', 'code', 'code');
+    FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_child('channel', 'code');
 CREATE TRIGGER lane_cluster_apply BEFORE INSERT OR UPDATE OR DELETE ON vms.lane
-    FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_child('checkpoint', 'checkpoint_code', 'checkpoint_code', 'lane_no');
+    FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_child('checkpoint', 'checkpoint_code');
 CREATE TRIGGER lane_channel_cluster_apply BEFORE INSERT OR UPDATE OR DELETE ON vms.lane_channel
-    FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_child('checkpoint', 'checkpoint_code', 'checkpoint_code', 'lane_no', 'channel_code');
+    FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_child('checkpoint', 'checkpoint_code');
+CREATE TRIGGER cluster_tag_apply_own BEFORE INSERT OR UPDATE OR DELETE ON vms.cluster_tag
+    FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_child('tag');
 CREATE TRIGGER cluster_channel_tag_apply BEFORE INSERT OR UPDATE OR DELETE ON vms.cluster_channel_tag
-    FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_child('channel', 'channel_code', 'district', 'channel_code', 'category', 'name');
+    FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_child('channel', 'channel_code');
 ALTER TABLE vms.device ENABLE REPLICA TRIGGER device_cluster_apply;
 ALTER TABLE vms.channel ENABLE REPLICA TRIGGER channel_cluster_apply;
 ALTER TABLE vms.catalog_node ENABLE REPLICA TRIGGER catalog_node_cluster_apply;
@@ -265,6 +295,7 @@ ALTER TABLE vms.catalog_member ENABLE REPLICA TRIGGER catalog_member_cluster_app
 ALTER TABLE vms.channel_status ENABLE REPLICA TRIGGER channel_status_cluster_apply;
 ALTER TABLE vms.lane ENABLE REPLICA TRIGGER lane_cluster_apply;
 ALTER TABLE vms.lane_channel ENABLE REPLICA TRIGGER lane_channel_cluster_apply;
+ALTER TABLE vms.cluster_tag ENABLE REPLICA TRIGGER cluster_tag_apply_own;
 ALTER TABLE vms.cluster_channel_tag ENABLE REPLICA TRIGGER cluster_channel_tag_apply;
 
 -- The compiled permission policy reads catalogue membership and tags; the
@@ -287,7 +318,7 @@ ALTER TABLE vms.tag ENABLE REPLICA TRIGGER tag_policy_apply;
 -- category and name) and its channel tags vms.channel_tag rows.
 CREATE FUNCTION vms._cluster_tag_id(cat text, tag text, parent text DEFAULT NULL, hier boolean DEFAULT true)
     RETURNS bigint
-    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+    LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
     tid bigint;
 BEGIN
@@ -306,11 +337,11 @@ END $$;
 COMMENT ON FUNCTION vms._cluster_tag_id(text, text, text, boolean) IS 'internal: the city''s tag id for a category and name, created (with its parent) if missing';
 
 CREATE FUNCTION vms._cluster_apply_tags() RETURNS trigger
-    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+    LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
-    src text := vms._cluster_applying();
+    src text := coalesce(nullif(current_setting('vms.cluster_applying', true), ''), vms._cluster_applying());
 BEGIN
-    IF src IS NULL OR src NOT LIKE 'district:%' THEN
+    IF src NOT LIKE 'district:%' THEN
         RETURN NULL;
     END IF;
     IF TG_TABLE_NAME = 'cluster_tag' THEN
@@ -496,11 +527,11 @@ ALTER TABLE vms.naming_pattern ENABLE REPLICA TRIGGER naming_pattern_cluster_app
 -- (vms.cluster_city = on, set for the database by vms.cluster_subscribe),
 -- never for the apply worker (ordinary trigger, replica mode).
 CREATE FUNCTION vms._cluster_guard() RETURNS trigger
-    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+    LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
     owner text;
 BEGIN
-    SELECT o.district INTO owner FROM vms.cluster_owner o WHERE o.kind = TG_TABLE_NAME AND o.code = OLD.code;
+    SELECT o.district INTO owner FROM vms.cluster_owner o WHERE o.kind = TG_TABLE_NAME::text AND o.code = OLD.code;
     IF owner IS NOT NULL THEN
         RAISE EXCEPTION '% % belongs to district %', TG_TABLE_NAME, OLD.code, owner
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -568,7 +599,10 @@ BEGIN
                          geom, coord_source, online, status_changed_at, overridden, created_at, updated_at),
             vms.catalog_node, vms.catalog_member,
             vms.checkpoint (code, name, direction_mode, address, road, civil_code, geom, created_at, updated_at),
-            vms.lane, vms.lane_channel, vms.channel_status, vms.cluster_tag, vms.cluster_channel_tag;
+            vms.lane, vms.lane_channel, vms.channel_status, vms.cluster_tag, vms.cluster_channel_tag
+            -- not TRUNCATE: at the city it would hit the tables referencing
+            -- these (credentials, tasks, ...) and stop the apply worker for good
+            WITH (publish = 'insert, update, delete');
     END IF;
     RETURN 'vms_ledger';
 END $$;
@@ -591,8 +625,8 @@ BEGIN
     INSERT INTO vms.cluster_district (district, subscription, publication) VALUES (d, sub, pub)
     ON CONFLICT ON CONSTRAINT cluster_district_pkey DO NOTHING;
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication p WHERE p.pubname = pub) THEN
-        EXECUTE format('CREATE PUBLICATION %I FOR TABLE vms.cluster_correction WHERE (district = %L), vms.naming_pattern',
-                       pub, d);
+        EXECUTE format('CREATE PUBLICATION %I FOR TABLE vms.cluster_correction WHERE (district = %L), vms.naming_pattern
+                        WITH (publish = ''insert, update, delete'')', pub, d);
     END IF;
     EXECUTE format('ALTER DATABASE %I SET vms.cluster_city = on', current_database());
     PERFORM set_config('vms.cluster_city', 'on', false);
