@@ -47,7 +47,7 @@ SQL
 # loaded with the triggers off (no alarms for the history): the kept runs
 # are built as the upgrade builds them
 rebuild=$(psql_b -c "SELECT bench.time_ms('SELECT vms.availability_rebuild()', 1)")
-psql_b -c "ANALYZE" >/dev/null
+psql_b -c "VACUUM ANALYZE" >/dev/null
 events=$(psql_b -c "SELECT count(*) FROM vms.device_event")
 runs=$(psql_b -c "SELECT count(*) FROM vms.availability_run")
 echo "# $n devices, $events transitions, $runs kept runs built in $rebuild ms" >&2

@@ -32,7 +32,8 @@ CREATE TABLE vms.availability_run (
     online_before   numeric NOT NULL,
     offline_before  numeric NOT NULL,
     outages_before  integer NOT NULL,
-    PRIMARY KEY (source, code, from_ts),
+    -- the run at each end of a period is read from the index alone
+    PRIMARY KEY (source, code, from_ts) INCLUDE (up, to_ts, online_before, offline_before, outages_before),
     CHECK (to_ts > from_ts)
 );
 -- channels whose catalog status or stream was bad in a period
@@ -402,7 +403,8 @@ BEGIN
                   HINT = 'Use device, channel, unit, region or contractor.';
     END IF;
     RETURN QUERY
-    -- from the kept runs; seconds summed exactly (numeric), float8 at the end
+    -- from the kept runs; seconds summed exactly (numeric), float8 at the
+    -- end; unit and region names looked up per group, not per member
     WITH m AS (
         SELECT a.code, a.online_s AS on_s, a.offline_s AS off_s, a.period_s - a.online_s - a.offline_s AS unk_s,
                a.offline_events AS ev
@@ -415,21 +417,25 @@ BEGIN
                    WHEN 'unit' THEN coalesce(c.unit_id, d.unit_id)::text
                    WHEN 'region' THEN coalesce(c.civil_code, d.civil_code)
                    ELSE k.contractor END AS key,
-               CASE group_by
-                   WHEN 'device' THEN d.name
-                   WHEN 'channel' THEN c.name
-                   WHEN 'unit' THEN (SELECT u.name FROM vms.org_unit u WHERE u.id = coalesce(c.unit_id, d.unit_id))
-                   WHEN 'region' THEN (SELECT r.name FROM vms.region r WHERE r.civil_code = coalesce(c.civil_code, d.civil_code))
-                   ELSE k.contractor END AS name,
+               CASE group_by WHEN 'device' THEN d.name WHEN 'channel' THEN c.name WHEN 'contractor' THEN k.contractor END AS name,
                m.*
           FROM m
           LEFT JOIN vms.channel c ON group_by <> 'device' AND c.code = m.code
           JOIN vms.device d ON d.code = coalesce(c.device_code, m.code)
           LEFT JOIN LATERAL (SELECT k.contractor FROM vms.maintenance_contract k
-                              WHERE group_by = 'contractor' AND k.id = vms.contract_for(m.code)) k ON true)
-    SELECT g.key, min(g.name), sum(g.on_s)::float8 / nullif(sum(g.on_s)::float8 + sum(g.off_s)::float8, 0),
-           sum(g.off_s)::float8, sum(g.ev)::int, sum(g.on_s)::float8, sum(g.unk_s)::float8, count(*)::int
-      FROM g GROUP BY g.key ORDER BY g.key;
+                              WHERE group_by = 'contractor' AND k.id = vms.contract_for(m.code)) k ON true),
+    s AS (
+        SELECT g.key, min(g.name) AS name, sum(g.on_s) AS on_s, sum(g.off_s) AS off_s, sum(g.ev) AS ev,
+               sum(g.unk_s) AS unk_s, count(*) AS n
+          FROM g GROUP BY g.key)
+    SELECT s.key,
+           CASE group_by
+               WHEN 'unit' THEN (SELECT u.name FROM vms.org_unit u WHERE u.id = s.key::bigint)
+               WHEN 'region' THEN (SELECT r.name FROM vms.region r WHERE r.civil_code = s.key)
+               ELSE s.name END,
+           s.on_s::float8 / nullif(s.on_s::float8 + s.off_s::float8, 0),
+           s.off_s::float8, s.ev::int, s.on_s::float8, s.unk_s::float8, s.n::int
+      FROM s ORDER BY s.key;
 END $$;
 
 REVOKE ALL ON FUNCTION vms._availability_source_sql(text), vms._availability_first_event(text, vms.gbcode),
