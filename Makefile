@@ -23,6 +23,7 @@ OBJS = \
 	workers/notifier/notifier_settings.o \
 	workers/notifier/notifier.o \
 	workers/viid_server/viid_http.o \
+	workers/viid_server/viid_images.o \
 	workers/viid_server/viid_server_settings.o \
 	workers/viid_server/viid_server.o \
 	workers/sip/sbuf.o \

@@ -10,7 +10,7 @@ set -euo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
 dir=$1; port=$2
 N=${VMS_BENCH_VIID_SERVER_RECORDS:-100000}
-sport=$((port + 200))
+sport=${VMS_BENCH_VIID_SERVER_PORT:-$((port + 200))}
 psql_b() { cluster_psql "$dir" "$port" bench -tA "$@"; }
 client() { /usr/bin/python3 "$VMS_ROOT/test/peers/viid_client.py" --port "$sport" --user 34020000002000000001 \
              --password bench-pw --timeout 600 "$@"; }

@@ -20,6 +20,9 @@ Commands:
       [--auth none|good|forged|replay]
   slowloris --connections N   opens N connections that send half a header,
       then reports how many the server closed ({"closed": n, "of": N}).
+  trickle [--every S] [--pad N]  sends a header one byte every S seconds until
+      the server closes the connection or the header is all sent
+      ({"closed", "answered", "sent", "of", "seconds"}).
   bench [--clients 8] [--count N] [--batch B] [--images K] [--image-bytes B] [--dump FILE]
       --clients processes post N MotorVehicles together ({"acked", "seconds",
       "per_s"}); with --dump, writes the same documents one a line for COPY.
@@ -33,6 +36,7 @@ import http.client
 import json
 import os
 import resource
+import select
 import secrets
 import socket
 import sys
@@ -448,6 +452,34 @@ def cmd_slowloris(cl, a):
     out({"closed": closed, "of": a.connections})
 
 
+def cmd_trickle(cl, a):
+    """A header sent one byte every --every seconds (bounded: at most the
+    header's length): each byte resets the server's idle timeout, so only a
+    deadline on the whole request cuts it off."""
+    head = ("POST /VIID/MotorVehicles HTTP/1.1\r\nHost: x\r\nContent-Type: application/VIID+JSON\r\n"
+            "X-Pad: " + "p" * a.pad + "\r\n\r\n").encode()
+    s = socket.create_connection((a.host, a.port), timeout=a.timeout)
+    t0 = time.monotonic()
+    sent, closed, answered = 0, False, False
+    for i in range(len(head)):
+        try:
+            s.sendall(head[i:i + 1])
+            sent += 1
+            ready, _, _ = select.select([s], [], [], a.every)
+            if ready:
+                data = s.recv(4096)
+                if data == b"":
+                    closed = True
+                    break
+                answered = True
+        except OSError:
+            closed = True
+            break
+    s.close()
+    out({"closed": closed, "answered": answered, "sent": sent, "of": len(head),
+         "seconds": round(time.monotonic() - t0, 2)})
+
+
 def cmd_flood(cl, a):
     raise_nofile(a.connections)
     socks = []
@@ -517,6 +549,9 @@ def main():
     sp.add_argument("--auth", choices=["none", "good", "forged", "replay"], default="good")
     sp = sub.add_parser("slowloris")
     sp.add_argument("--connections", type=int, default=10)
+    sp = sub.add_parser("trickle")
+    sp.add_argument("--every", type=float, default=0.25, help="seconds between bytes")
+    sp.add_argument("--pad", type=int, default=400, help="length of a padding header")
     sp = sub.add_parser("bench")
     sp.add_argument("--clients", type=int, default=8)
     sp.add_argument("--count", type=int, default=100000)
@@ -532,7 +567,7 @@ def main():
     cl = Client(a)
     {"register": cmd_system, "keepalive": cmd_system, "unregister": cmd_system, "time": cmd_system,
      "post": cmd_post, "ingest": cmd_ingest, "raw": cmd_raw, "slowloris": cmd_slowloris,
-     "flood": cmd_flood, "bench": cmd_bench}[a.cmd](cl, a)
+     "flood": cmd_flood, "bench": cmd_bench, "trickle": cmd_trickle}[a.cmd](cl, a)
 
 
 if __name__ == "__main__":

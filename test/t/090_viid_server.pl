@@ -240,8 +240,9 @@ $node->safe_psql('postgres', "UPDATE vms.viid_forward SET enabled = false");
 # receives notifications through the push's outbox and cancels
 my $sub_port = PostgreSQL::Test::Cluster::get_free_port();
 my $sub_log = "$tmp/subscriber.log";
+# its share scope: one channel of the ledger; records of other devices never reach it
 $node->safe_psql('postgres', qq{
-SELECT vms.viid_client_add('34020000002000000003', 'upper-pw');
+SELECT vms.viid_client_add('34020000002000000003', 'upper-pw', '{"share_scope": {"channels": ["44030402001320000001"]}}');
 SELECT vms.viid_add_upstream('province', 'http://127.0.0.1:$sub_port', '34020000002000000003', 'admin', 'admin',
                              '{"keepalive_s": 10, "batch_size": 20, "timeout_ms": 3000}');});
 ok(wait_known('--as', '34020000002000000003', 'upper-pw'), 'the upper library is a known client');
@@ -261,13 +262,25 @@ like(reasons($a), qr/not the address of a configured upstream.*PUT changes it/, 
 is(codes($a), '0', 'PUT /VIID/Subscribes changes it');
 is($node->safe_psql('postgres', "SELECT title || ' ' || array_to_string(kinds, ',') FROM vms.viid_subscription WHERE subscribe_id = 'sub-1'"),
 	'renamed Face,MotorVehicle', 'the change kept what it did not name');
-($a) = client('post', 'MotorVehicles', '--count', '2', '--serial', '800', '--images', '1');
+# first records outside the scope (a channel of the ledger it does not
+# cover, a device not in the ledger), while the subscription is surely active
+($a) = client('--device', '44030402001320000002', 'post', 'MotorVehicles', '--count', '2', '--serial', '820', '--images', '1');
+my @outside = @{ $a->{ids} };
+($a) = client('post', 'MotorVehicles', '--count', '1', '--serial', '830', '--images', '1');
+push @outside, @{ $a->{ids} };
+($a) = client('--device', '44030402001320000002', 'post', 'Faces', '--count', '1', '--serial', '820');
+push @outside, @{ $a->{ids} };
+is($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_record WHERE object_id IN ('" . join("','", @outside) . "')"),
+	scalar @outside, 'records of devices outside the subscriber\'s share scope are stored');
+($a) = client('--device', '44030402001320000001', 'post', 'MotorVehicles', '--count', '2', '--serial', '800', '--images', '1');
 my @notified = @{ $a->{ids} };
-($a) = client('post', 'Faces', '--count', '2', '--serial', '800');
+($a) = client('--device', '44030402001320000001', 'post', 'Faces', '--count', '2', '--serial', '800');
 push @notified, @{ $a->{ids} };
-client('post', 'Persons', '--count', '1', '--serial', '800');
+client('--device', '44030402001320000001', 'post', 'Persons', '--count', '1', '--serial', '800');
 ok($node->poll_query_until('postgres', "SELECT count(*) = 4 FROM vms.viid_outbox WHERE upstream = 'province' AND state = 'delivered'"),
 	'notifications delivered to the subscriber');
+is($node->safe_psql('postgres', "SELECT string_agg(doc ->> 'InfoIDs', ',' ORDER BY doc ->> 'InfoIDs') FROM vms.viid_outbox WHERE upstream = 'province'"),
+	join(',', sort @notified), 'only records of the channel its share scope covers were notified');
 ok($node->poll_query_until('postgres', "SELECT state = 'cancelled' FROM vms.viid_subscription WHERE subscribe_id = 'sub-1'"),
 	'the subscriber cancelled (DELETE /VIID/Subscribes?IDList=sub-1)');
 my %notes;
@@ -278,7 +291,7 @@ is(join(',', sort map { "$_=" . ($notes{"sub-1-$_"} // 0) } @notified), join(','
 	'one notification per subscribed record, none for persons');
 is($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_outbox WHERE upstream = 'province' AND doc -> 'MotorVehicleObjectList' -> 'MotorVehicleObject' -> 0 -> 'SubImageList' -> 'SubImageInfoObject' -> 0 ? 'Data'"),
 	'2', 'vehicle notifications carry the record with its image');
-client('post', 'MotorVehicles', '--count', '1', '--serial', '810');
+client('--device', '44030402001320000001', 'post', 'MotorVehicles', '--count', '1', '--serial', '810');
 is($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_outbox WHERE upstream = 'province'"), '4',
 	'after the cancel, new records notify nobody');
 $subscriber->kill_kill;
@@ -308,6 +321,44 @@ is(dir_notes(), '44030402001320000001:APEObjectList,44030402001320000001:APEObje
 is($node->safe_psql('postgres', "SELECT vms.viid_subscription_cancel('sub-dir')"), 't', 'cancelled from SQL');
 $node->safe_psql('postgres', "UPDATE vms.channel SET online = false WHERE code = '44030402001320000001'");
 is(scalar(split /,/, dir_notes()), 4, 'after the cancel, ledger changes notify nobody');
+
+# one item that fails does not fail the others: a trigger of this test makes
+# cancelling sub-bad fail, and writing the session row of client 3
+$node->safe_psql('postgres', qq{
+INSERT INTO vms.viid_subscription (subscribe_id, client_id, upstream, details, kinds, begin_time, end_time, receive_addr, doc)
+SELECT id, '34020000002000000003', 'province', '{13}', '{MotorVehicle}', now(), 'infinity', 'http://127.0.0.1:$sub_port', '{}'
+  FROM unnest(ARRAY['sub-ok', 'sub-bad']) id;
+CREATE FUNCTION public.test_refuse() RETURNS trigger LANGUAGE plpgsql AS \$\$
+BEGIN
+    IF TG_TABLE_NAME = 'viid_subscription' THEN
+        IF NEW.subscribe_id = 'sub-bad' THEN
+            RAISE EXCEPTION 'refused by the test';
+        END IF;
+    ELSIF NEW.client_id = '34020000002000000003' THEN
+        RAISE EXCEPTION 'refused by the test';
+    END IF;
+    RETURN NEW;
+END \$\$;
+CREATE TRIGGER test_refuse BEFORE UPDATE ON vms.viid_subscription FOR EACH ROW EXECUTE FUNCTION public.test_refuse();
+CREATE TRIGGER test_refuse BEFORE INSERT OR UPDATE ON vms.viid_client_session FOR EACH ROW EXECUTE FUNCTION public.test_refuse();});
+($a) = client('--as', '34020000002000000003', 'upper-pw', 'raw', '--method', 'DELETE', '--path', '/VIID/Subscribes?IDList=sub-bad,sub-ok', '--body', '');
+is(codes($a), '8,0', 'DELETE /VIID/Subscribes: the id that fails is answered 8, the other is cancelled');
+like(reasons($a), qr/refused by the test/, '... with its reason');
+is($node->safe_psql('postgres', "SELECT string_agg(subscribe_id || '=' || state, ',' ORDER BY subscribe_id) FROM vms.viid_subscription WHERE subscribe_id IN ('sub-ok', 'sub-bad')"),
+	'sub-bad=active,sub-ok=cancelled', '... and only that one stays active');
+my $internal = counter('internal_errors');
+($a) = client('--as', '34020000002000000003', 'upper-pw', 'register');
+is($a->{status} . ' ' . ($a->{body}{ResponseStatusObject}{StatusString} =~ /refused by the test/ ? 'reason' : 'no reason'), '500 reason',
+	'a Register whose session row cannot be written: 500 with the reason');
+($a) = client('keepalive');
+is($a->{status}, 200, 'and the next request is served');
+ok($node->poll_query_until('postgres', "SELECT (counters ->> 'internal_errors')::bigint > $internal FROM vms.worker_status WHERE name = 'viid-server'"),
+	'counted as an internal error');
+$node->safe_psql('postgres', q{
+DROP TRIGGER test_refuse ON vms.viid_subscription;
+DROP TRIGGER test_refuse ON vms.viid_client_session;
+DROP FUNCTION public.test_refuse();
+SELECT vms.viid_subscription_cancel('sub-bad');});
 
 # ---------------------------------------------------------------- bad input
 my %before = map { $_ => counter($_) } qw(auth_failures not_found too_large bad_content_type bad_requests);
@@ -378,6 +429,24 @@ for (1 .. 10 * $PostgreSQL::Test::Utils::timeout_default)
 # slow clients: half a header, then nothing; vms.viid_server_timeout closes them
 ($a) = client('slowloris', '--connections', '50');
 is($a->{closed}, 50, 'slow-loris connections closed by the server');
+# a client trickling a header a byte at a time resets the idle timeout with
+# every byte; the request deadline cuts it off, and others are served meanwhile
+my $timeouts = counter('timeouts');
+$node->append_conf('postgresql.conf', "vms.viid_server_request_timeout = 3\n");
+$node->reload;
+my ($trickle_out, $trickle_err) = ('', '');
+my $trickler = IPC::Run::start(
+	[ '/usr/bin/python3', "$root/test/peers/viid_client.py", '--port', $port, '--user', $client_id, '--password', $password,
+		'trickle', '--every', '0.25', '--pad', '400' ],
+	'>', \$trickle_out, '2>', \$trickle_err);
+($a) = client('time');
+is($a->{status}, 200, 'while a client trickles a header, another is served');
+$trickler->finish;
+($a) = map { $json->decode($_) } grep { /^\{/ } split /\n/, $trickle_out;
+ok($a->{closed} && $a->{sent} < $a->{of}, "the trickling client was cut off before its header was all sent ($a->{sent} of $a->{of} bytes, $a->{seconds} s)");
+ok($node->poll_query_until('postgres', "SELECT (counters ->> 'timeouts')::bigint > $timeouts FROM vms.worker_status WHERE name = 'viid-server'"),
+	'counted as a timeout');
+
 # ten thousand connections at once: the limit refuses the excess, the server keeps serving
 my $conns = counter('connections');
 ($a) = client('flood', '--connections', '10000');
@@ -519,7 +588,7 @@ $node->safe_psql('postgres', "UPDATE vms.viid_record SET captured_at = captured_
 is($node->safe_psql('postgres', "SELECT vms.viid_record_prune() >= 2"), 't', 'retention per kind prunes old records');
 is($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_record WHERE kind = 'Face'"), '0', 'old faces gone');
 is($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_record WHERE kind = 'MotorVehicle' AND client_id = '$client_id'"),
-	'4011', 'other kinds kept (with the forwarded and the notified ones)');
+	'4014', 'other kinds kept (with the forwarded, the notified and the out-of-scope ones)');
 
 $node->stop;
 done_testing();

@@ -107,6 +107,7 @@ typedef struct Req
 	char	   *body;
 	size_t		len;
 	size_t		cap;
+	size_t		announced;		/* Content-Length: the body's buffer is made that big at once */
 	int			fail_status;	/* an error found while the body came in */
 	int			fail_counter;
 	const char *fail_reason;
@@ -115,6 +116,26 @@ typedef struct Req
 	char	   *answer;
 	struct Req *next;			/* waiting for the batch */
 } Req;
+
+/*
+ * One connection, for the request deadline: libmicrohttpd's timeout
+ * (vms.viid_server_timeout) is reset by every byte, so a client trickling a
+ * header a byte at a time would hold its connection for ever.  A request
+ * not all in within vms.viid_server_request_timeout of its start (the
+ * connection's opening, or the answer to its previous request) is cut off:
+ * shutdown() on its socket, which libmicrohttpd then closes.
+ */
+typedef struct Conn
+{
+	struct MHD_Connection *conn;
+	int			fd;
+	TimestampTz since;			/* the current request began */
+	bool		busy;			/* it is all in: the batch answers it */
+	bool		cut;			/* shut down, libmicrohttpd closes it */
+	char		remote[64];
+	struct Conn *prev;
+	struct Conn *next;
+} Conn;
 
 static VmsWorkerSlot *slot;
 static MemoryContext loop_cxt;
@@ -132,6 +153,9 @@ static TimestampTz clients_stale_read_at = 0;	/* the last early read for clients
 static bool clients_stale = false;	/* a callback met an unknown client: read them again soon */
 static char clients_realm[256];
 
+static Conn *conns = NULL;		/* every open connection */
+static TimestampTz conns_swept_at = 0;
+static TimestampTz conns_next_due = 0;	/* the earliest deadline at the last sweep */
 static size_t buffered_bytes = 0;	/* sum of every Req's cap */
 static Req *queue_head = NULL;
 static Req *queue_tail = NULL;
@@ -308,6 +332,29 @@ mhd_stop(void)
 
 /* ---------------------------------------------------------------- callbacks */
 
+static void
+remote_of(struct MHD_Connection *conn, char *buf, size_t size)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+
+	buf[0] = '\0';
+	if (ci && ci->client_addr)
+	{
+		if (ci->client_addr->sa_family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *) ci->client_addr)->sin_addr, buf, size);
+		else if (ci->client_addr->sa_family == AF_INET6)
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *) ci->client_addr)->sin6_addr, buf, size);
+	}
+}
+
+static Conn *
+conn_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return ci ? (Conn *) ci->socket_context : NULL;
+}
+
 static Client *
 find_client(const char *id)
 {
@@ -338,7 +385,6 @@ check_headers(Req *r, const char *url, const char *method)
 	char	   *user;
 	Client	   *c;
 	int			ok;
-	const union MHD_ConnectionInfo *ci;
 
 	strlcpy(r->method, method, sizeof(r->method));
 	if (strlen(url) >= MAX_PATH)
@@ -347,14 +393,7 @@ check_headers(Req *r, const char *url, const char *method)
 		return refuse(r, 404, C_NOT_FOUND, "unknown resource (path too long)");
 	}
 	strlcpy(r->path, url, sizeof(r->path));
-	ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	if (ci && ci->client_addr)
-	{
-		if (ci->client_addr->sa_family == AF_INET)
-			inet_ntop(AF_INET, &((struct sockaddr_in *) ci->client_addr)->sin_addr, r->remote, sizeof(r->remote));
-		else if (ci->client_addr->sa_family == AF_INET6)
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *) ci->client_addr)->sin6_addr, r->remote, sizeof(r->remote));
-	}
+	remote_of(r->conn, r->remote, sizeof(r->remote));
 	r->route = viid_route(method, url);
 	switch (r->route)
 	{
@@ -376,6 +415,8 @@ check_headers(Req *r, const char *url, const char *method)
 			return refuse(r, 413, C_TOO_LARGE, "body over vms.viid_server_max_body");
 		if (clen && buffered_bytes + strtoull(clen, NULL, 10) > MAX_BUFFERED_BYTES)
 			return refuse(r, 503, C_RATE_LIMITED, "server busy: too many request bodies held at once; send it again");
+		if (clen)
+			r->announced = (size_t) strtoull(clen, NULL, 10);
 	}
 
 	user = MHD_digest_auth_get_username(r->conn);
@@ -479,7 +520,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		}
 		if (r->len + n + 1 > r->cap)
 		{
-			size_t		cap = Min(Max(r->cap * 2, r->len + n + 1), max + 1);
+			size_t		cap = Min(Max(Max(r->cap * 2, r->len + n + 1), r->announced + 1), max + 1);
 			char	   *grown;
 
 			if (buffered_bytes - r->cap + cap > MAX_BUFFERED_BYTES)
@@ -522,6 +563,12 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		queue_head = r;
 	queue_tail = r;
 	n_queued++;
+	{
+		Conn	   *c = conn_of(conn);
+
+		if (c)
+			c->busy = true;		/* all in: no deadline while it is answered */
+	}
 	MHD_suspend_connection(conn);
 	return MHD_YES;
 }
@@ -530,7 +577,14 @@ static void
 on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
 	Req		   *r = *con_cls;
+	Conn	   *c = conn_of(conn);
 
+	if (c)
+	{
+		/* the next request on this connection starts its clock now */
+		c->busy = false;
+		c->since = GetCurrentTimestamp();
+	}
 	if (toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED)
 		note(C_TIMEOUTS, r ? r->remote : NULL, "no data within vms.viid_server_timeout");
 	if (r == NULL)
@@ -546,7 +600,71 @@ static void
 on_connection(void *cls, struct MHD_Connection *conn, void **socket_context, enum MHD_ConnectionNotificationCode toe)
 {
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+	{
+		Conn	   *c = calloc(1, sizeof(Conn));
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+
 		note(C_CONNECTIONS, NULL, NULL);
+		*socket_context = c;
+		if (c == NULL)
+			return;				/* no deadline for it: the idle timeout still holds */
+		c->conn = conn;
+		c->fd = ci ? ci->connect_fd : -1;
+		c->since = GetCurrentTimestamp();
+		remote_of(conn, c->remote, sizeof(c->remote));
+		c->next = conns;
+		if (conns)
+			conns->prev = c;
+		conns = c;
+	}
+	else if (toe == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context)
+	{
+		Conn	   *c = *socket_context;
+
+		if (c->prev)
+			c->prev->next = c->next;
+		else
+			conns = c->next;
+		if (c->next)
+			c->next->prev = c->prev;
+		free(c);
+		*socket_context = NULL;
+	}
+}
+
+/*
+ * Cut off every request not all in within vms.viid_server_request_timeout
+ * (see Conn).  Sweeps when the earliest deadline is due, and at least every
+ * second (the setting may have changed); returns milliseconds until the
+ * next deadline (-1: none).
+ */
+static long
+cut_slow_requests(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz next = 0;
+
+	if (now < conns_next_due && now < TimestampTzPlusMilliseconds(conns_swept_at, 1000))
+		return (long) ((conns_next_due - now) / 1000) + 1;
+	conns_swept_at = now;
+	for (Conn *c = conns; c; c = c->next)
+	{
+		TimestampTz due;
+
+		if (c->busy || c->cut || c->fd < 0)
+			continue;
+		due = TimestampTzPlusMilliseconds(c->since, (int64) vms_viid_server_request_timeout_s * 1000);
+		if (now >= due)
+		{
+			c->cut = true;
+			shutdown(c->fd, SHUT_RDWR);
+			note(C_TIMEOUTS, c->remote, "request not all in within vms.viid_server_request_timeout (slow client)");
+		}
+		else if (next == 0 || due < next)
+			next = due;
+	}
+	conns_next_due = next ? next : TimestampTzPlusMilliseconds(now, 1000);
+	return next ? (long) ((next - now) / 1000) + 1 : -1;
 }
 
 /* libmicrohttpd's own messages (malformed requests among them): logged rate-limited, not counted */
@@ -664,6 +782,8 @@ run_batch(Req **reqs, int n)
 			note(C_NOT_FOUND, r->remote, r->path);
 		else if (strcmp(e, "auth") == 0 || strcmp(e, "not_registered") == 0)
 			note(C_AUTH_FAILURES, r->remote, body[i] ? body[i] : "");
+		else if (strcmp(e, "internal") == 0)
+			note(C_INTERNAL_ERRORS, r->remote, body[i] ? body[i] : "");
 	}
 	return true;
 }
@@ -952,6 +1072,7 @@ one_round(void)
 	TimestampTz now = GetCurrentTimestamp();
 	MHD_UNSIGNED_LONG_LONG mhd_timeout = 0;
 	long		timeout;
+	long		cut;
 	bool		stale_due;
 
 	if (vms_viid_server_port == 0)
@@ -1004,12 +1125,15 @@ one_round(void)
 		answer_queue();
 		mhd_run();				/* the resumed connections send their answers */
 	}
+	cut = cut_slow_requests();
 	flush_counts();
 	if (queue_head)
 		return 0;
 	timeout = CLIENT_REFRESH_MS;
 	if (MHD_get_timeout(daemon_, &mhd_timeout) == MHD_YES)
 		timeout = Min(timeout, (long) mhd_timeout);
+	if (cut >= 0)
+		timeout = Min(timeout, cut);
 	return timeout;
 }
 

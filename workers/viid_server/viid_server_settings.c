@@ -21,6 +21,7 @@ int			vms_viid_server_max_per_ip = 0;
 int			vms_viid_server_max_body_kb = 16384;
 int			vms_viid_server_rate = 100;
 int			vms_viid_server_timeout_s = 30;
+int			vms_viid_server_request_timeout_s = 120;
 char	   *vms_viid_server_tls_cert = NULL;
 char	   *vms_viid_server_tls_key = NULL;
 
@@ -64,6 +65,10 @@ vms_viid_server_define_settings(void)
 	DefineCustomIntVariable("vms.viid_server_timeout",
 							"A connection idle this long is closed (slow clients).",
 							NULL, &vms_viid_server_timeout_s, 30, 1, 3600, PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("vms.viid_server_request_timeout",
+							"A request whose headers and body are not all in this long after it began is cut off (slow-loris clients).",
+							"It began when the connection opened or its previous request was answered; a client trickling bytes resets vms.viid_server_timeout but not this.",
+							&vms_viid_server_request_timeout_s, 120, 1, 3600, PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 	DefineCustomStringVariable("vms.viid_server_tls_cert",
 							   "PEM certificate file: when set with vms.viid_server_tls_key the server speaks HTTPS only.",
 							   NULL, &vms_viid_server_tls_cert, "", PGC_SIGHUP, 0, NULL, NULL, NULL);

@@ -15,6 +15,7 @@ extern int	vms_viid_server_max_per_ip;
 extern int	vms_viid_server_max_body_kb;
 extern int	vms_viid_server_rate;
 extern int	vms_viid_server_timeout_s;
+extern int	vms_viid_server_request_timeout_s;
 extern char *vms_viid_server_tls_cert;
 extern char *vms_viid_server_tls_key;
 
