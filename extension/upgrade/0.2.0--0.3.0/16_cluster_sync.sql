@@ -142,8 +142,10 @@ COMMENT ON FUNCTION vms._cluster_conflict(text, text, text, text, text, jsonb) I
 
 -- The lookups below run once a row in the apply worker, whose session keeps
 -- their plans: planned while a table is still small (the first copy, a new
--- city) they would scan it, and keep scanning it as it grows (measured: 0.6
--- ms a row after 6,000).  enable_seqscan = off keeps them on the indexes.
+-- city) they could scan it, and keep scanning it as it grows; enable_seqscan
+-- = off keeps them on the indexes.  The owner's kind is compared as text
+-- (TG_TABLE_NAME is a name: name = text leaves the index only the code, a
+-- walk of the whole index per row, 0.6 ms a row at 6,000 rows).
 
 -- City, replica mode: a device, channel, catalogue node or checkpoint
 -- arriving from a district.  INSERT claims the code for the district unless
