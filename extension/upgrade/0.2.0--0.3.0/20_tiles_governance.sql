@@ -63,19 +63,22 @@ BEGIN
     ELSIF TG_OP = 'INSERT' THEN
         INSERT INTO vms.channel_cluster_delta (level, cx, cy, n, n_online, sx, sy, code, gone)
         SELECT l, c.cx >> (18 - l), c.cy >> (18 - l), sum(c.n), sum(c.n_online), sum(c.sx), sum(c.sy), min(c.code), 0
-          FROM (SELECT vms._tile_col(ST_X(r.geom_3857)) AS cx, vms._tile_row(ST_Y(r.geom_3857)) AS cy,
+          FROM (SELECT vms._tile_col(r.x) AS cx, vms._tile_row(r.y) AS cy,
                        count(*) AS n, count(*) FILTER (WHERE r.online) AS n_online,
-                       sum(ST_X(r.geom_3857)) AS sx, sum(ST_Y(r.geom_3857)) AS sy, min(r.code::text) AS code
-                  FROM new_rows r WHERE r.geom_3857 IS NOT NULL GROUP BY 1, 2) c,
+                       sum(r.x) AS sx, sum(r.y) AS sy, min(r.code::text) AS code
+                  FROM (SELECT ST_X(w.geom_3857) AS x, ST_Y(w.geom_3857) AS y, w.online, w.code
+                          FROM new_rows w WHERE w.geom_3857 IS NOT NULL OFFSET 0) r
+                 GROUP BY 1, 2) c,
                generate_series(6, 18) l
          GROUP BY 1, 2, 3;
     ELSIF TG_OP = 'DELETE' THEN
         INSERT INTO vms.channel_cluster_delta (level, cx, cy, n, n_online, sx, sy, code, gone)
         SELECT l, c.cx >> (18 - l), c.cy >> (18 - l), -sum(c.n), -sum(c.n_online), -sum(c.sx), -sum(c.sy), NULL, sum(c.n)
-          FROM (SELECT vms._tile_col(ST_X(r.geom_3857)) AS cx, vms._tile_row(ST_Y(r.geom_3857)) AS cy,
-                       count(*) AS n, count(*) FILTER (WHERE r.online) AS n_online,
-                       sum(ST_X(r.geom_3857)) AS sx, sum(ST_Y(r.geom_3857)) AS sy
-                  FROM old_rows r WHERE r.geom_3857 IS NOT NULL GROUP BY 1, 2) c,
+          FROM (SELECT vms._tile_col(r.x) AS cx, vms._tile_row(r.y) AS cy,
+                       count(*) AS n, count(*) FILTER (WHERE r.online) AS n_online, sum(r.x) AS sx, sum(r.y) AS sy
+                  FROM (SELECT ST_X(o.geom_3857) AS x, ST_Y(o.geom_3857) AS y, o.online
+                          FROM old_rows o WHERE o.geom_3857 IS NOT NULL OFFSET 0) r
+                 GROUP BY 1, 2) c,
                generate_series(6, 18) l
          GROUP BY 1, 2, 3;
     ELSE
@@ -83,10 +86,11 @@ BEGIN
         -- that only went on or offline changes its cell's online count
         INSERT INTO vms.channel_cluster_delta (level, cx, cy, n, n_online, sx, sy, code, gone)
         SELECT l, c.cx >> (18 - l), c.cy >> (18 - l), sum(c.n), sum(c.n_online), sum(c.sx), sum(c.sy), min(c.code), sum(c.gone)
-          FROM (SELECT vms._tile_col(ST_X(p.g)) AS cx, vms._tile_row(ST_Y(p.g)) AS cy,
-                       sum(p.n) AS n, sum(p.n_online) AS n_online, sum(p.n * ST_X(p.g)) AS sx, sum(p.n * ST_Y(p.g)) AS sy,
+          FROM (SELECT vms._tile_col(p.x) AS cx, vms._tile_row(p.y) AS cy,
+                       sum(p.n) AS n, sum(p.n_online) AS n_online, sum(p.n * p.x) AS sx, sum(p.n * p.y) AS sy,
                        min(p.code) AS code, sum(p.gone) AS gone
-                  FROM (SELECT o.geom_3857 AS g, -1 AS n, -o.online::int AS n_online, NULL::text AS code, 1 AS gone
+                  FROM (SELECT ST_X(q.g) AS x, ST_Y(q.g) AS y, q.n, q.n_online, q.code, q.gone FROM (
+                        SELECT o.geom_3857 AS g, -1 AS n, -o.online::int AS n_online, NULL::text AS code, 1 AS gone
                           FROM old_rows o JOIN new_rows w ON w.code = o.code
                          WHERE o.geom_3857 IS NOT NULL AND o.geom_3857 IS DISTINCT FROM w.geom_3857
                         UNION ALL
@@ -97,7 +101,7 @@ BEGIN
                         SELECT w.geom_3857, 0, w.online::int - o.online::int, NULL, 0
                           FROM old_rows o JOIN new_rows w ON w.code = o.code
                          WHERE w.geom_3857 IS NOT NULL AND o.geom_3857 IS NOT DISTINCT FROM w.geom_3857
-                           AND o.online IS DISTINCT FROM w.online) p
+                           AND o.online IS DISTINCT FROM w.online) q OFFSET 0) p
                  GROUP BY 1, 2) c,
                generate_series(6, 18) l
          GROUP BY 1, 2, 3;
@@ -140,10 +144,12 @@ BEGIN
         DELETE FROM vms.channel_cluster;
         INSERT INTO vms.channel_cluster (level, cx, cy, n, n_online, sx, sy, code)
         SELECT l, c.cx >> (18 - l), c.cy >> (18 - l), sum(c.n), sum(c.n_online), sum(c.sx), sum(c.sy), min(c.code)
-          FROM (SELECT vms._tile_col(ST_X(r.geom_3857)) AS cx, vms._tile_row(ST_Y(r.geom_3857)) AS cy,
+          FROM (SELECT vms._tile_col(r.x) AS cx, vms._tile_row(r.y) AS cy,
                        count(*) AS n, count(*) FILTER (WHERE r.online) AS n_online,
-                       sum(ST_X(r.geom_3857)) AS sx, sum(ST_Y(r.geom_3857)) AS sy, min(r.code::text) AS code
-                  FROM vms.channel r WHERE r.geom_3857 IS NOT NULL GROUP BY 1, 2) c,
+                       sum(r.x) AS sx, sum(r.y) AS sy, min(r.code::text) AS code
+                  FROM (SELECT ST_X(w.geom_3857) AS x, ST_Y(w.geom_3857) AS y, w.online, w.code
+                          FROM vms.channel w WHERE w.geom_3857 IS NOT NULL OFFSET 0) r
+                 GROUP BY 1, 2) c,
                generate_series(6, 18) l
          GROUP BY 1, 2, 3;
         GET DIAGNOSTICS folded = ROW_COUNT;
