@@ -200,6 +200,14 @@ def image_bytes(n, kind="jpeg", _cache={}):
     return _cache[n]
 
 
+def b64_of(data, _cache={}):
+    if SAME_IMAGE:
+        if id(data) not in _cache:
+            _cache[id(data)] = (data, base64.b64encode(data).decode())
+        return _cache[id(data)][1]
+    return base64.b64encode(data).decode()
+
+
 AT = None  # --at: the capture time of every record, so that a batch sent again is the same batch
 
 
@@ -223,7 +231,7 @@ def make_item(kind, device, serial, images, image_size, bad=None):
     imgs = []
     for i in range(images):
         data = image_bytes(image_size, "notimage" if bad == "notimage" else "jpeg")
-        b64 = base64.b64encode(data).decode()
+        b64 = b64_of(data)
         if bad == "notbase64":
             b64 = "!!!" + b64
         imgs.append({"ImageID": "%s02%s%05d" % (device, shot, (serial * 10 + i) % 100000),
@@ -380,7 +388,18 @@ def bench_client(a, c, barrier, result):
     for start in range(0, per, a.batch):
         n = min(a.batch, per - start)
         items = [make_item("MotorVehicles", bench_device(c), start + i + 1, a.images, a.image_bytes)[1] for i in range(n)]
-        s, b = cl.send("POST", "/VIID/MotorVehicles", list_body("MotorVehicles", items))
+        # the (same) image's base64 goes into the body as text, not through
+        # json.dumps a hundred times: the load generator must not be what
+        # limits the rate (the body is the same bytes either way)
+        data = {}
+        for it in items:
+            for im in it.get("SubImageList", {}).get("SubImageInfoObject", []):
+                data["@@IMG@@"] = im["Data"]
+                im["Data"] = "@@IMG@@"
+        body = list_body("MotorVehicles", items)
+        if data:
+            body = body.replace('"@@IMG@@"', '"%s"' % data["@@IMG@@"])
+        s, b = cl.send("POST", "/VIID/MotorVehicles", body)
         if s != 200:
             raise SystemExit("post: HTTP %d %s" % (s, b))
         acked += sum(1 for x in b["ResponseStatusListObject"]["ResponseStatusObject"] if x["StatusCode"] == "0")

@@ -19,6 +19,7 @@
 #include "postgres.h"
 
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <sys/socket.h>
@@ -1141,6 +1142,15 @@ void
 vms_viid_server_main(Datum arg)
 {
 	slot = vms_worker_init("vms viid-server");
+
+	/*
+	 * A request of 100 records with images is a few MB, copied a few times
+	 * on its way (body, text, decoded images, rows): glibc would map and
+	 * unmap each such block afresh, and the page faults of touching it again
+	 * cost as much as the copies.  Kept in the heap, they are reused.
+	 */
+	mallopt(M_MMAP_THRESHOLD, 64 * 1024 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024);
 
 	loop_cxt = AllocSetContextCreate(vms_worker_cxt, "vms viid-server loop", ALLOCSET_DEFAULT_SIZES);
 	before_shmem_exit(shutdown_daemon, (Datum) 0);
