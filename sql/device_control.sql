@@ -227,6 +227,28 @@ SELECT item ->> 'PointCommonName' AS common_name, item ->> 'MAC' AS mac, item ->
        item ->> 'SecurityLevelCode' AS security_level
   FROM vms.channel_catalog_item WHERE code = '34020000001320000101';
 
+-- media sessions: the address given, else vms.media_server; bad input refused first
+SELECT vms.view_live('34020000001320000101');
+SELECT vms.view_live('34020000001320000101', '{"ip": "10.0.0.5"}');
+SELECT vms.view_live('34020000001320000101', '{"ip": "10.0.0.5; x", "port": 30000}');
+SELECT vms.download('34020000001320000101', '2026-03-01', '2026-03-02', '{"ip": "10.0.0.5", "port": 30000}', 64);
+SELECT vms.playback('34020000001320000101', '2026-03-02', '2026-03-01', '{"ip": "10.0.0.5", "port": 30000}');
+SET vms.media_server = '10.0.0.5:30000/tcp';
+SET SESSION AUTHORIZATION regress_dc_admin;
+SELECT vms.grant_access('regress_dc_op', 'channel', '34020000001320000101', '{view_live,playback,download}', 4::smallint) > 0 AS granted;
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION regress_dc_op;
+SELECT vms.view_live('34020000001320000101') > 0 AS live,
+       vms.playback('34020000001320000101', '2026-03-01 00:00+00', '2026-03-01 01:00:00.5+00', '{"ip": "10.0.0.6", "port": 30002}') > 0 AS playback,
+       vms.download('34020000001320000101', '2026-03-01 00:00+00', '2026-03-01 01:00+00') > 0 AS download;
+SELECT vms.view_live('34020000001320000102');
+RESET SESSION AUTHORIZATION;
+RESET vms.media_server;
+SELECT kind, requested_by, params ->> 'channel' AS channel, params ->> 'mode' AS mode, params ->> 'ip' AS ip, params ->> 'port' AS port,
+       params ->> 'transport' AS transport, (params ->> 'start')::bigint - extract(epoch FROM timestamptz '2026-03-01 00:00+00')::bigint AS start_s,
+       (params ->> 'end')::bigint - extract(epoch FROM timestamptz '2026-03-01 00:00+00')::bigint AS end_s, params ->> 'speed' AS speed
+  FROM vms.sip_request WHERE kind = 'invite' ORDER BY id;
+
 -- clean up (roles are cluster-wide)
 ALTER TABLE vms.access_grant DISABLE TRIGGER access_grant_audit;
 DELETE FROM vms.access_grant WHERE grantee = 'regress_dc_op';

@@ -81,11 +81,12 @@ SET search_path = public, vms;
 SELECT count(*) AS search_results FROM vms.search_points('{"unit": "福田分局"}', 1000);
 SELECT count(*) AS search_other_street FROM vms.search_points('{"bbox": [114.05, 22.5, 114.1, 22.55]}');
 -- exercised rights are checked and audited
-SELECT vms.playback('44030401001320000003', now() - interval '1 hour', now()) > 0 AS playback_audited;
+-- (vms.exercise_right is what vms.playback and the other rights check and audit with before they act)
+SELECT vms.exercise_right('playback', '44030401001320000003', jsonb_build_object('from', now() - interval '1 hour', 'to', now())) > 0 AS playback_audited;
 \set VERBOSITY default
 SELECT vms.ptz('44030401001320000003', 'left');
 \set VERBOSITY terse
-SELECT vms.download('44030402001320000001', now() - interval '1 hour', now());
+SELECT vms.download('44030402001320000001', now() - interval '1 hour', now(), '{"ip": "127.0.0.1", "port": 30000}');
 -- reading others' grants and secrets is refused
 SELECT count(*) AS grants_alice_sees FROM vms.access_grant;
 SELECT vms._can_for('regress_bob', 'view_live', '44030401001320000003');

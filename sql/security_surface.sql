@@ -87,6 +87,7 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms._jsonb_diff(jsonb,jsonb)',
     'vms._lane_check_direction()',
     'vms._mark_overridden()',
+    'vms._media_target(jsonb)',
     'vms._metre_box(public.geometry,double precision)',
     'vms._missing_fields_expr(text[])',
     'vms._mr_seconds(tstzmultirange)',
@@ -282,10 +283,10 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms.can(text,vms.gbcode)',
     'vms.channel_tiles(integer,integer,integer,json)',
     'vms.channel_visible_to(oid,vms.gbcode,text)',
-    'vms.download(vms.gbcode,timestamp with time zone,timestamp with time zone)',
+    'vms.download(vms.gbcode,timestamp with time zone,timestamp with time zone,jsonb,integer)',
     'vms.exercise_right(text,vms.gbcode,jsonb)',
     'vms.export_ledger()',
-    'vms.playback(vms.gbcode,timestamp with time zone,timestamp with time zone)',
+    'vms.playback(vms.gbcode,timestamp with time zone,timestamp with time zone,jsonb)',
     'vms.ptz(vms.gbcode,text,integer)',
     'vms.ptz_home(vms.gbcode,boolean,integer,integer)',
     'vms.ptz_precise(vms.gbcode,double precision,double precision,double precision)',
@@ -298,7 +299,7 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms.search_save(text,jsonb)',
     'vms.search_saved(text,integer,integer)',
     'vms.snapshot(vms.gbcode)',
-    'vms.view_live(vms.gbcode)'
+    'vms.view_live(vms.gbcode,jsonb)'
 ]), 'analyst';
 -- vms_grant_admin
 INSERT INTO surface.class SELECT unnest(ARRAY[
@@ -576,7 +577,7 @@ INSERT INTO surface.extra VALUES
     ('vms.cameras_seeing(public.geometry,double precision)', 'SELECT * FROM vms.cameras_seeing(public.ST_SetSRID(public.ST_MakePoint(104.083, 30.652), 4326), 100000)'),
     ('vms.channel_visible_to(oid,vms.gbcode,text)', 'SELECT vms.channel_visible_to(''vms_analyst''::regrole, ''51010402001320000001'', ''51010402'')'),
     ('vms.can(text,vms.gbcode)', 'SELECT vms.can(''view_live'', ''51010402001320000001'')'),
-    ('vms.view_live(vms.gbcode)', 'SELECT vms.view_live(''51010402001320000001'')'),
+    ('vms.view_live(vms.gbcode,jsonb)', 'SELECT vms.view_live(''51010402001320000001'')'),
     ('vms.export_ledger()', 'SELECT * FROM vms.export_ledger()'),
     ('vms.request_access(text,text,text[],smallint,text,timestamp with time zone,timestamp with time zone)',
      'SELECT vms.request_access(''all'', NULL, ''{view_live}'', 4::smallint, ''hostile'', NULL, now())'),

@@ -437,20 +437,10 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION vms.exercise_right(text, vms.gbcode, jsonb) IS 'use a right on a channel: refused (42501, audited) without a grant, else audited; returns the audit entry';
 
-CREATE FUNCTION vms.playback(channel vms.gbcode, from_time timestamptz, to_time timestamptz) RETURNS bigint
-    LANGUAGE sql SET search_path FROM CURRENT
-    RETURN vms.exercise_right('playback', channel, jsonb_build_object('from', from_time, 'to', to_time));
-CREATE FUNCTION vms.download(channel vms.gbcode, from_time timestamptz, to_time timestamptz) RETURNS bigint
-    LANGUAGE sql SET search_path FROM CURRENT
-    RETURN vms.exercise_right('download', channel, jsonb_build_object('from', from_time, 'to', to_time));
--- vms.ptz (check, audit and send a PTZ command) is in 26_device_control.sql
-CREATE FUNCTION vms.view_live(channel vms.gbcode) RETURNS bigint
-    LANGUAGE sql SET search_path FROM CURRENT RETURN vms.exercise_right('view_live', channel);
+-- vms.ptz, vms.view_live, vms.playback and vms.download (check, audit, and
+-- send the command or INVITE) are in 26_device_control.sql
 CREATE FUNCTION vms.snapshot(channel vms.gbcode) RETURNS bigint
     LANGUAGE sql SET search_path FROM CURRENT RETURN vms.exercise_right('snapshot', channel);
-COMMENT ON FUNCTION vms.playback(vms.gbcode, timestamptz, timestamptz) IS 'check and audit a playback request';
-COMMENT ON FUNCTION vms.download(vms.gbcode, timestamptz, timestamptz) IS 'check and audit a download request';
-COMMENT ON FUNCTION vms.view_live(vms.gbcode) IS 'check and audit a live view';
 COMMENT ON FUNCTION vms.snapshot(vms.gbcode) IS 'check and audit a snapshot';
 
 -- Export of the ledger as a right: only what the user may export, audited.

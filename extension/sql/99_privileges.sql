@@ -106,10 +106,10 @@ GRANT EXECUTE ON FUNCTION
     vms.cameras_seeing(geometry, float8), vms.cameras_seeing_area(geometry, float8),
     vms.area_coverage(geometry, float8),
     vms.can(text, vms.gbcode), vms.exercise_right(text, vms.gbcode, jsonb),
-    vms.playback(vms.gbcode, timestamptz, timestamptz), vms.download(vms.gbcode, timestamptz, timestamptz),
+    vms.playback(vms.gbcode, timestamptz, timestamptz, jsonb), vms.download(vms.gbcode, timestamptz, timestamptz, jsonb, integer),
     vms.ptz(vms.gbcode, text, integer), vms.ptz_preset(vms.gbcode, text, integer),
     vms.ptz_home(vms.gbcode, boolean, integer, integer), vms.ptz_precise(vms.gbcode, float8, float8, float8),
-    vms.view_live(vms.gbcode), vms.snapshot(vms.gbcode),
+    vms.view_live(vms.gbcode, jsonb), vms.snapshot(vms.gbcode),
     vms.export_ledger(),
     vms.report_html(text, date), vms.report_figures(text, date)
   TO vms_analyst;

@@ -2402,10 +2402,12 @@ static int has_elem(const char *body, size_t n, const char *name)
 	return memmem(body, n, t, (size_t)l) != NULL;
 }
 
-/* --control-log: one line per Control/Query received, tab-separated:
- * root, CmdType, DeviceID, then the body exactly as received with CR and LF
- * left out (the bytes the platform sent, e.g. <PTZCmd>A50F...</PTZCmd>) */
-static void control_log(const char *root, const char *cmd, const char *target, const char *body, size_t n)
+/* --control-log: one line per Control/Query (or INVITE) received,
+ * tab-separated: root, CmdType, DeviceID, then the body exactly as received
+ * with CR left out and LF left out (XML: the bytes the platform sent, e.g.
+ * <PTZCmd>A50F...</PTZCmd>) or written as '|' (SDP: its lines) */
+static void control_log_lines(const char *root, const char *cmd, const char *target, const char *body, size_t n,
+			      int bars)
 {
 	FILE *f;
 	if (!C.control_log)
@@ -2417,10 +2419,17 @@ static void control_log(const char *root, const char *cmd, const char *target, c
 	}
 	fprintf(f, "%s\t%s\t%s\t", root, cmd, target);
 	for (size_t i = 0; i < n; i++)
-		if (body[i] != '\r' && body[i] != '\n')
+		if (body[i] == '\n' && bars)
+			fputc('|', f);
+		else if (body[i] != '\r' && body[i] != '\n')
 			fputc(body[i], f);
 	fputc('\n', f);
 	fclose(f);
+}
+
+static void control_log(const char *root, const char *cmd, const char *target, const char *body, size_t n)
+{
+	control_log_lines(root, cmd, target, body, n, 0);
 }
 
 static void send_answer(uint32_t d, const char *cmd, const char *sn, const char *target, const char *inner, uint32_t now)
@@ -2583,6 +2592,11 @@ static void on_request(const struct peer *pr, const struct sipmsg *m, uint32_t n
 	if (sv_eq(m->method, "INVITE")) {
 		if (dup)
 			S.dup_requests++;
+		else {
+			char who[32];
+			snprintf(who, sizeof who, "%.*s", (int)(user.n < 31 ? user.n : 31), user.p);
+			control_log_lines("INVITE", "SDP", who, m->body, m->body_len, 1);
+		}
 		if (user.n && code_lookup(user.p, user.n) != d)
 			user.n = 0;
 		on_invite(pr, (uint32_t)d, user, m, dup, now);

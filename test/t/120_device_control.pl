@@ -12,6 +12,8 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
+use IO::Select;
+use IO::Socket::INET;
 
 my $root = $ENV{VMS_ROOT} or die "VMS_ROOT not set";
 my $gbsim = "$root/test/sim/gbsim";
@@ -52,11 +54,24 @@ SELECT vms.grant_access('op', 'all', NULL, '{ptz}', 4::smallint);
 $node->poll_query_until('postgres', "SELECT state = 'running' FROM vms.worker_status WHERE name = 'sip'")
   or die 'sip worker not running';
 
+# a short clip for the playback session (H.264 with access-unit delimiters, as 060 makes)
+system('ffmpeg', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc2=size=320x180:rate=25', '-t', '1',
+	'-c:v', 'libx264', '-preset', 'veryfast', '-x264-params', 'aud=1:keyint=25', '-bsf:v', 'h264_mp4toannexb',
+	'-f', 'h264', "$tmp/cam.h264") == 0
+  or die 'ffmpeg failed';
+# the media server stand-in: a UDP socket on a port of 56200-56299
+my ($rtp, $rtp_port);
+for my $p (56200 .. 56299)
+{
+	$rtp = IO::Socket::INET->new(Proto => 'udp', LocalAddr => '127.0.0.1', LocalPort => $p) and do { $rtp_port = $p; last };
+}
+die 'no UDP port free in 56200-56299' unless $rtp;
+
 my $log = "$tmp/control.log";
 my $sim = IPC::Run::start([ $gbsim, '--server', "127.0.0.1:$sip_port", '--server-id', $server_id, '--domain', $realm,
 		'--devices', '1', '--first-code', $dev, '--channels', '2', '--keepalive', '5', '--duration', '240',
 		'--gb-version', '3.0', '--control-log', $log, '--control-fail', 'GuardCmd', '--silent', 'HomePositionQuery',
-		'--page-size', '3', '--record-gap', '2' ],
+		'--page-size', '3', '--record-gap', '2', '--media', "$tmp/cam.h264" ],
 	'>', "$tmp/gbsim.out", '2>', "$tmp/gbsim.err");
 
 ok($node->poll_query_until('postgres', "SELECT online FROM vms.device WHERE code = '$dev'"), 'the 2022 device registers and is online');
@@ -180,6 +195,45 @@ is($node->safe_psql('postgres', qq{
 	'7200+3600', 'the gap stored is the missing hour 02:00-03:00');
 is($node->safe_psql('postgres', "SELECT state, source FROM vms.alarm WHERE code = '$ch' AND fault_type = 'recording_gap'"),
 	'open|inspection', 'and raises a recording_gap alarm');
+
+# media sessions: playback and download INVITE the channel with the standard's SDP lines
+my ($t0, $t1) = split /\|/, $node->safe_psql('postgres',
+	"SELECT extract(epoch FROM timestamptz '2026-01-10 00:00+00')::bigint, extract(epoch FROM timestamptz '2026-01-10 06:00+00')::bigint");
+($ret, $out, $err) = $node->psql('postgres', "SET ROLE op; SELECT vms.playback('$ch', '2026-01-10 00:00+00', '2026-01-10 06:00+00', '{\"ip\": \"127.0.0.1\", \"port\": $rtp_port}')");
+like($err, qr/permission denied to playback channel/, 'playback needs the playback right');
+is(scalar(grep { $_->[0] eq 'INVITE' } received()), 0, 'no INVITE went out without it');
+$node->safe_psql('postgres', "SET SESSION AUTHORIZATION gadmin; SELECT vms.grant_access('op', 'all', NULL, '{playback,download,view_live}', 4::smallint)");
+($ret, $out, $err) = $node->psql('postgres', "SET ROLE op; SELECT vms.playback('$ch', '2026-01-10 00:00+00', '2026-01-10 06:00+00')");
+like($err, qr/no media server address/, 'and a media server address (or vms.media_server)');
+($ret, $out, $err) = $node->psql('postgres', "SET ROLE op; SELECT vms.playback('$ch', '2026-01-10 06:00+00', '2026-01-10 00:00+00', '{\"ip\": \"127.0.0.1\", \"port\": $rtp_port}')");
+like($err, qr/ends before it starts/, 'a reversed period is refused');
+received();
+$rid = $node->safe_psql('postgres', qq{SET ROLE op; SELECT vms.playback('$ch', '2026-01-10 00:00+00', '2026-01-10 06:00+00',
+	'{"ip": "127.0.0.1", "port": $rtp_port}')});
+is(wait_request($rid), 'done|', 'playback: the device accepted the INVITE (200, ACKed)');
+my ($inv) = grep { $_->[0] eq 'INVITE' } received();
+my %sdp;
+for my $line (split /\|/, $inv->[3] // '') { $sdp{$1} //= $2 if $line =~ /^(\w)=(.*)$/; }
+is($inv->[2], $ch, 'playback: the INVITE names the channel');
+is($sdp{s}, 'Playback', 'playback SDP: s=Playback');
+is($sdp{u}, "$ch:0", "playback SDP: u=$ch:0");
+is($sdp{t}, "$t0 $t1", 'playback SDP: t= the period in seconds since 1970');
+is($sdp{c}, 'IN IP4 127.0.0.1', 'playback SDP: c= the media server');
+is($sdp{m}, "video $rtp_port RTP/AVP 96", 'playback SDP: m= its port');
+like($sdp{y} // '', qr/^[0-9]{10}$/, 'playback SDP: a 10-digit SSRC (y=)');
+my $sel = IO::Select->new($rtp);
+my ($pkts, $buf) = (0, '');
+for (1 .. 200) { last if $pkts >= 5; next unless $sel->can_read(0.5); $rtp->recv($buf, 65535); $pkts++ if length($buf) > 12 && (ord($buf) >> 6) == 2; }
+is($pkts, 5, 'the media server address receives RTP (version 2) packets');
+my $bye = $node->safe_psql('postgres', "SELECT vms.sip_bye($rid)");
+is(wait_request($bye), 'done|', 'BYE ends the playback session');
+$rid = $node->safe_psql('postgres', qq{SET ROLE op; SELECT vms.download('$ch', '2026-01-10 00:00+00', '2026-01-10 01:00+00',
+	'{"ip": "127.0.0.1", "port": $rtp_port}', 8)});
+is(wait_request($rid), 'done|', 'download: the device accepted the INVITE');
+($inv) = grep { $_->[0] eq 'INVITE' } received();
+like($inv->[3] // '', qr/\|s=Download\|u=$ch:0\|c=IN IP4 127\.0\.0\.1\|t=$t0 \d+\|m=video $rtp_port RTP\/AVP 96\|.*a=downloadspeed:8\|/,
+	'download SDP: s=Download, u=, t=, a=downloadspeed:8');
+$node->safe_psql('postgres', "SELECT vms.sip_bye($rid)");
 
 $sim->kill_kill;
 $node->stop;

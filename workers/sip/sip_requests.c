@@ -553,14 +553,31 @@ static uint32 next_ssrc = 1;
  * The SSRC follows GB/T 28181: 0 (live), digits 4-8 of the domain, a
  * four-digit sequence.
  */
+static char *json_field(const char *json, const char *key);
+
+/* params: vms.playback/vms.download add mode Playback/Download, start and end (epoch seconds), speed */
 static void
-start_invite(int64 id, Dev *d, const char *channel, const char *ip, int port, bool tcp)
+start_invite(int64 id, Dev *d, const char *channel, const char *ip, int port, bool tcp, const char *params)
 {
 	char		call_id[64];
 	char		tag[20];
 	char		ssrc[11];
 	char	   *sdp;
 	char	   *extra;
+	char	   *mode = params ? json_field(params, "mode") : NULL;
+	char	   *t_start = params ? json_field(params, "start") : NULL;
+	char	   *t_end = params ? json_field(params, "end") : NULL;
+	char	   *speed = params ? json_field(params, "speed") : NULL;
+	bool		recorded = mode && (strcmp(mode, "Playback") == 0 || strcmp(mode, "Download") == 0);
+
+	if (recorded && (t_start == NULL || t_end == NULL || strspn(t_start, "0123456789") != strlen(t_start) ||
+					 strspn(t_end, "0123456789") != strlen(t_end) || !t_start[0] || !t_end[0]))
+	{
+		fail_request(id, "failed", "a playback or download needs its start and end");
+		return;
+	}
+	if (speed && strspn(speed, "0123456789") != strlen(speed))
+		speed = NULL;
 
 	if (!sip_is_gbcode(channel))
 	{
@@ -577,9 +594,15 @@ start_invite(int64 id, Dev *d, const char *channel, const char *ip, int port, bo
 	random_hex(call_id, 24);
 	random_hex(tag, 10);
 	/* over TCP (RFC 4571) the platform listens and the device connects */
-	sdp = psprintf("v=0\r\no=%s 0 0 IN IP4 %s\r\ns=Play\r\nc=IN IP4 %s\r\nt=0 0\r\n"
-				   "m=video %d %s 96\r\na=recvonly\r\na=rtpmap:96 PS/90000\r\n%sy=%s\r\n",
-				   vms_sip_id, ip, ip, port, tcp ? "TCP/RTP/AVP" : "RTP/AVP",
+	/* recordings (GB/T 28181 9.8, 9.9): s=Playback or Download, u=channel:0, t=start end, a=downloadspeed */
+	sdp = psprintf("v=0\r\no=%s 0 0 IN IP4 %s\r\ns=%s\r\n%s%s%sc=IN IP4 %s\r\nt=%s %s\r\n"
+				   "m=video %d %s 96\r\na=recvonly\r\na=rtpmap:96 PS/90000\r\n%s%s%s%sy=%s\r\n",
+				   vms_sip_id, ip, recorded ? mode : "Play", recorded ? "u=" : "", recorded ? channel : "",
+				   recorded ? ":0\r\n" : "", ip, recorded ? t_start : "0", recorded ? t_end : "0",
+				   port, tcp ? "TCP/RTP/AVP" : "RTP/AVP",
+				   recorded && speed && strcmp(mode, "Download") == 0 ? "a=downloadspeed:" : "",
+				   recorded && speed && strcmp(mode, "Download") == 0 ? speed : "",
+				   recorded && speed && strcmp(mode, "Download") == 0 ? "\r\n" : "",
 				   tcp ? "a=setup:passive\r\na=connection:new\r\n" : "", ssrc);
 	extra = psprintf("Contact: <sip:%s@%s:%d>\r\nSubject: %s:%s,%s:0\r\n",
 					 vms_sip_id, local_ip_for(&d->peer), sip_local_port(), channel, ssrc, vms_sip_id);
@@ -781,7 +804,7 @@ sip_requests_start(int64 id, const char *device, const char *kind, const char *p
 		if (channel == NULL || ip == NULL || port == NULL)
 			fail_request(id, "failed", "INVITE needs channel, ip and port");
 		else
-			start_invite(id, d, channel, ip, atoi(port), transport && strcmp(transport, "tcp") == 0);
+			start_invite(id, d, channel, ip, atoi(port), transport && strcmp(transport, "tcp") == 0, params);
 	}
 	else if (strcmp(kind, "bye") == 0)
 		start_bye(id, d, json_field(params, "call_id"));

@@ -4,6 +4,10 @@
 
 -- vms.ptz gains a speed: the stub goes, the real one is in the section below
 DROP FUNCTION vms.ptz(vms.gbcode, text);
+-- live view, playback and download become media sessions (new arguments), also below
+DROP FUNCTION vms.view_live(vms.gbcode);
+DROP FUNCTION vms.playback(vms.gbcode, timestamptz, timestamptz);
+DROP FUNCTION vms.download(vms.gbcode, timestamptz, timestamptz);
 
 -- the X-GB-Ver a device registered with (16_sip.sql, last column)
 ALTER TABLE vms.device_session ADD COLUMN gb_version text;
@@ -843,6 +847,93 @@ CREATE TABLE vms.channel_catalog_item (
 COMMENT ON TABLE vms.channel_catalog_item IS
     'raw layer: each channel''s last catalog item as its device sent it, every field (the 2022 ones included)';
 
+-- Media sessions --------------------------------------------------------------------
+-- Live view, playback and download INVITE the channel (through its device)
+-- to send RTP/PS to a media server: the address given ({"ip", "port",
+-- "transport": "udp"|"tcp"}), else vms.media_server ('ip:port' or
+-- 'ip:port/tcp').  The session ends with vms.sip_bye(request id).
+CREATE FUNCTION vms._media_target(media jsonb) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+DECLARE
+    m jsonb := media;
+    dflt text := nullif(current_setting('vms.media_server', true), '');
+BEGIN
+    IF m IS NULL AND dflt IS NOT NULL THEN
+        IF dflt !~ '^[0-9.]+:[0-9]{1,5}(/(udp|tcp))?$' THEN
+            RAISE EXCEPTION 'vms.media_server "%" is not ip:port or ip:port/tcp', dflt USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        m := jsonb_build_object('ip', split_part(dflt, ':', 1), 'port', split_part(split_part(dflt, ':', 2), '/', 1)::int,
+                                'transport', coalesce(nullif(split_part(dflt, '/', 2), ''), 'udp'));
+    END IF;
+    IF m IS NULL THEN
+        RAISE EXCEPTION 'no media server address'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass media => ''{"ip": "10.0.0.5", "port": 30000}'' or set vms.media_server = ''ip:port''.';
+    END IF;
+    IF jsonb_typeof(m) IS DISTINCT FROM 'object' OR coalesce(m ->> 'ip', '') !~ '^[0-9]{1,3}(\.[0-9]{1,3}){3}$'
+       OR coalesce(m ->> 'port', '') !~ '^[0-9]{1,5}$' OR (m ->> 'port')::int NOT BETWEEN 1024 AND 65535
+       OR coalesce(m ->> 'transport', 'udp') NOT IN ('udp', 'tcp') THEN
+        RAISE EXCEPTION 'media address % is not {"ip": IPv4, "port": 1024-65535, "transport": udp or tcp}', m
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN jsonb_build_object('ip', m ->> 'ip', 'port', (m ->> 'port')::int, 'transport', coalesce(m ->> 'transport', 'udp'));
+END $$;
+COMMENT ON FUNCTION vms._media_target(jsonb) IS 'internal: the media server address of a session: the one given, else vms.media_server';
+
+-- SECURITY DEFINER (all three): each checks the right with
+-- vms.exercise_right for the role the session acts as (which audits it),
+-- then queues the INVITE into vms.sip_request (the owner's); the caller
+-- names only the channel, the period and the media address.
+CREATE FUNCTION vms.view_live(channel vms.gbcode, media jsonb DEFAULT NULL) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    m jsonb := vms._media_target(media);
+BEGIN
+    RETURN vms._device_request(channel, 'invite', NULL, 'INVITE', NULL, true, 'view_live',
+                               m || jsonb_build_object('command', 'Play', 'channel', channel::text, 'mode', 'Play'));
+END $$;
+COMMENT ON FUNCTION vms.view_live(vms.gbcode, jsonb) IS
+    'live video of a channel to a media server (INVITE s=Play; media {"ip", "port", "transport"} or vms.media_server); checked (view_live right) and audited; returns the request id (its result holds the call id and SSRC; end it with vms.sip_bye)';
+
+CREATE FUNCTION vms.playback(channel vms.gbcode, from_time timestamptz, to_time timestamptz, media jsonb DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    m jsonb;
+BEGIN
+    PERFORM vms._check_period(from_time, to_time);
+    m := vms._media_target(media);
+    RETURN vms._device_request(channel, 'invite', NULL, 'INVITE', NULL, true, 'playback',
+                               m || jsonb_build_object('command', 'Playback', 'channel', channel::text, 'mode', 'Playback',
+                                                       'from', from_time, 'to', to_time,
+                                                       'start', floor(extract(epoch FROM from_time))::bigint,
+                                                       'end', ceil(extract(epoch FROM to_time))::bigint));
+END $$;
+COMMENT ON FUNCTION vms.playback(vms.gbcode, timestamptz, timestamptz, jsonb) IS
+    'play back a channel''s recording of a period to a media server (INVITE s=Playback with u= and t=); checked (playback right) and audited; returns the request id; end it with vms.sip_bye';
+
+CREATE FUNCTION vms.download(channel vms.gbcode, from_time timestamptz, to_time timestamptz, media jsonb DEFAULT NULL,
+                             speed integer DEFAULT 4)
+    RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    m jsonb;
+BEGIN
+    PERFORM vms._check_period(from_time, to_time);
+    IF speed IS NULL OR speed NOT BETWEEN 1 AND 32 THEN
+        RAISE EXCEPTION 'download speed % is out of range', coalesce(speed::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = 'The device sends 1 to 32 times as fast as recorded.';
+    END IF;
+    m := vms._media_target(media);
+    RETURN vms._device_request(channel, 'invite', NULL, 'INVITE', NULL, true, 'download',
+                               m || jsonb_build_object('command', 'Download', 'channel', channel::text, 'mode', 'Download',
+                                                       'from', from_time, 'to', to_time,
+                                                       'start', floor(extract(epoch FROM from_time))::bigint,
+                                                       'end', ceil(extract(epoch FROM to_time))::bigint, 'speed', speed));
+END $$;
+COMMENT ON FUNCTION vms.download(vms.gbcode, timestamptz, timestamptz, jsonb, integer) IS
+    'download a channel''s recording of a period to a media server (INVITE s=Download with u=, t= and a=downloadspeed); checked (download right) and audited; returns the request id';
+
 -- privileges (99_privileges.sql does these in bulk for a fresh install)
 REVOKE ALL ON FUNCTION
     vms._device_tz(), vms._device_time(timestamptz), vms._device_time_parse(text),
@@ -858,10 +949,14 @@ REVOKE ALL ON FUNCTION
     vms.recording_expected(vms.gbcode, timestamptz, timestamptz),
     vms.recording_check(vms.gbcode, timestamptz, timestamptz, interval),
     vms.recording_integrity(timestamptz, timestamptz), vms._sip_gb_version(vms.gbcode, jsonb),
-    vms._check_period(timestamptz, timestamptz)
+    vms._check_period(timestamptz, timestamptz), vms._media_target(jsonb),
+    vms.view_live(vms.gbcode, jsonb), vms.playback(vms.gbcode, timestamptz, timestamptz, jsonb),
+    vms.download(vms.gbcode, timestamptz, timestamptz, jsonb, integer)
   FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vms.ptz_cmd(text, integer), vms.ptz_preset_cmd(text, integer) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION
     vms.ptz(vms.gbcode, text, integer), vms.ptz_preset(vms.gbcode, text, integer),
-    vms.ptz_home(vms.gbcode, boolean, integer, integer), vms.ptz_precise(vms.gbcode, float8, float8, float8)
+    vms.ptz_home(vms.gbcode, boolean, integer, integer), vms.ptz_precise(vms.gbcode, float8, float8, float8),
+    vms.view_live(vms.gbcode, jsonb), vms.playback(vms.gbcode, timestamptz, timestamptz, jsonb),
+    vms.download(vms.gbcode, timestamptz, timestamptz, jsonb, integer)
   TO vms_analyst;
