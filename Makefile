@@ -38,6 +38,7 @@ OBJS = \
 	workers/sip/sip_db.o \
 	workers/sip/sip_control.o \
 	workers/sip/sip_requests.o \
+	workers/sip/sip_upstream.o \
 	workers/sip/sip_server.o \
 	workers/sip/sip_worker.o \
 	extension/inspect/vqd_sample.o \

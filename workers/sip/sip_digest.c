@@ -222,3 +222,26 @@ digest_verify(DigestAlg alg, const char *ha1_hex, const char *nonce, const char 
 	return strlen(expect) == strlen(response) &&
 		CRYPTO_memcmp(expect, response, strlen(expect)) == 0;
 }
+
+/*
+ * The client side (vms registering to an upper platform): the response for
+ * a challenge, as digest_verify() checks it.  qop NULL or empty: without
+ * qop (RFC 2069 style), else "auth" with nc and cnonce.
+ */
+void
+digest_response(DigestAlg alg, const char *ha1_hex, const char *nonce, const char *nc, const char *cnonce,
+				const char *qop, const char *method, const char *uri, char *out, size_t outlen)
+{
+	char		ha2[2 * EVP_MAX_MD_SIZE + 1];
+	char		hex[2 * EVP_MAX_MD_SIZE + 1];
+	char		buf[1024];
+
+	snprintf(buf, sizeof(buf), "%s:%s", method, uri);
+	hash_hex(alg, buf, ha2);
+	if (qop && qop[0])
+		snprintf(buf, sizeof(buf), "%s:%s:%s:%s:%s:%s", ha1_hex, nonce, nc, cnonce, qop, ha2);
+	else
+		snprintf(buf, sizeof(buf), "%s:%s:%s", ha1_hex, nonce, ha2);
+	hash_hex(alg, buf, hex);
+	snprintf(out, outlen, "%s", hex);
+}

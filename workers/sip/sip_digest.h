@@ -41,5 +41,8 @@ extern void digest_ha1(DigestAlg alg, const char *user, const char *realm, const
 extern bool digest_verify(DigestAlg alg, const char *ha1_hex, const char *nonce, const char *nc,
 						  const char *cnonce, const char *qop, const char *method, const char *uri,
 						  const char *response);
+extern void digest_response(DigestAlg alg, const char *ha1_hex, const char *nonce, const char *nc,
+							const char *cnonce, const char *qop, const char *method, const char *uri,
+							char *out, size_t outlen);
 
 #endif

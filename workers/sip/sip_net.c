@@ -485,3 +485,50 @@ sip_net_abort_batch(void)
 	batching = false;
 	n_out = 0;
 }
+
+/* a To tag stable across retransmissions of one request */
+static void
+to_tag_for(const SipIn *in, char *tag, size_t len)
+{
+	uint32		h = 2166136261u;
+
+	for (const char *p = in->call_id; *p; p++)
+		h = (h ^ (unsigned char) *p) * 16777619u;
+	snprintf(tag, len, "vms%08x", h);
+}
+
+void
+sip_answer(const SipIn *in, const Peer *peer, int code, const char *reason, const char *extra)
+{
+	char		tag[16];
+
+	to_tag_for(in, tag, sizeof(tag));
+	if (!sip_answer_text(in, code, reason, tag, peer->ip, peer->port, extra, sip_scratch()))
+		return;
+	sip_send(peer, sip_scratch()->data, sip_scratch()->len);
+}
+
+/* the address a peer can reach us at, as seen from its side of the route */
+const char *
+sip_local_ip_for(const Peer *p)
+{
+	static char cached_for[64],
+				cached[64];
+	int			fd;
+	struct sockaddr_in me;
+	socklen_t	len = sizeof(me);
+
+	if (strcmp(sip_local_ip(), "127.0.0.1") != 0 && strcmp(sip_local_ip(), "0.0.0.0") != 0)
+		return sip_local_ip();
+	if (strcmp(cached_for, p->ip) == 0)
+		return cached;
+	strlcpy(cached, "127.0.0.1", sizeof(cached));
+	fd = socket(AF_INET, SOCK_DGRAM, 0);
+	if (fd >= 0 && connect(fd, (struct sockaddr *) &p->addr, p->addrlen) == 0 &&
+		getsockname(fd, (struct sockaddr *) &me, &len) == 0)
+		inet_ntop(AF_INET, &me.sin_addr, cached, sizeof(cached));
+	if (fd >= 0)
+		close(fd);
+	strlcpy(cached_for, p->ip, sizeof(cached_for));
+	return cached;
+}

@@ -24,6 +24,7 @@
 #include "sip_control.h"
 #include "sip_requests.h"
 #include "sip_server.h"
+#include "sip_upstream.h"
 #include "../worker_tx.h"
 
 #define NONCE_MAX_AGE_S 300
@@ -33,28 +34,6 @@ static SipIn cur_in;
 static Manscdp cur_m;
 static bool cur_m_live = false;
 static MemoryContext msg_cxt = NULL;
-
-/* a To tag stable across retransmissions of one request */
-static void
-to_tag_for(const SipIn *in, char *tag, size_t len)
-{
-	uint32		h = 2166136261u;
-
-	for (const char *p = in->call_id; *p; p++)
-		h = (h ^ (unsigned char) *p) * 16777619u;
-	snprintf(tag, len, "vms%08x", h);
-}
-
-void
-sip_answer(const SipIn *in, const Peer *peer, int code, const char *reason, const char *extra)
-{
-	char		tag[16];
-
-	to_tag_for(in, tag, sizeof(tag));
-	if (!sip_answer_text(in, code, reason, tag, peer->ip, peer->port, extra, sip_scratch()))
-		return;
-	sip_send(peer, sip_scratch()->data, sip_scratch()->len);
-}
 
 /* Date: as GB/T 28181 devices expect it (local time, milliseconds, no zone): their clock source */
 static void
@@ -720,9 +699,14 @@ handle_one(const char *buf, size_t len, const Peer *peer)
 		sip_log_limited(LOG_PARSE, "User-Agent from %s:%d left out: neither UTF-8 nor GB18030", peer->ip, peer->port);
 	if (!in->is_request)
 	{
-		sip_requests_response(in, peer);
+		/* an answer to the client role (upper platforms), else to a request to a device */
+		if (!sip_upstream_response(in, peer))
+			sip_requests_response(in, peer);
 		return;
 	}
+	/* from an upper platform: the client role answers it */
+	if (sip_upstream_request(in, peer))
+		return;
 	if (strcmp(in->method, "ACK") == 0)
 		return;
 	if (!sip_is_gbcode(in->from_user))

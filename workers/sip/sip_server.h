@@ -16,9 +16,6 @@
 /* one message from the network (the hook sip_net calls) */
 extern void sip_handle(const char *buf, size_t len, const Peer *peer);
 
-/* answer a request */
-extern void sip_answer(const SipIn *in, const Peer *peer, int code, const char *reason, const char *extra);
-
 /* once a second: ended bans and old failures are forgotten */
 extern void sip_server_tick(void);
 

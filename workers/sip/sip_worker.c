@@ -26,6 +26,7 @@
 #include "sip_net.h"
 #include "sip_requests.h"
 #include "sip_server.h"
+#include "sip_upstream.h"
 #include "../worker_tx.h"
 
 PGDLLEXPORT void vms_sip_main(Datum arg);
@@ -67,6 +68,23 @@ static const SipNetHooks net_hooks = {
 	.before_messages = changes_before_messages,
 	.message = sip_handle,
 };
+
+/* vms.worker_status shows each upstream's state beside "running" */
+static void
+describe_upstreams(void)
+{
+	static char shown[VMS_WORKER_STATE] = "running";
+	char		desc[VMS_WORKER_STATE];
+	char		state[VMS_WORKER_STATE];
+
+	sip_upstream_describe(desc, sizeof(desc));
+	snprintf(state, sizeof(state), desc[0] ? "running; %s" : "running", desc);
+	if (strcmp(state, shown) != 0)
+	{
+		vms_worker_set_state(slot, state);
+		strlcpy(shown, state, sizeof(shown));
+	}
+}
 
 static void
 shutdown_worker(int code, Datum arg)
@@ -136,6 +154,7 @@ vms_sip_main(Datum arg)
 	sip_devices_load_all();
 	sip_requests_recover();
 	sip_requests_load_subscriptions();
+	sip_upstream_load();
 	MemoryContextSwitchTo(vms_worker_cxt);
 	sip_net_open();
 
@@ -211,8 +230,11 @@ vms_sip_main(Datum arg)
 				if (!woken)
 					sip_devices_load_changed();
 				sip_requests_claim();
+				sip_upstream_load();
 				next_claim = TimestampTzPlusMilliseconds(sip_now, CLAIM_MS);
 			}
+			sip_upstream_tick();
+			describe_upstreams();
 			if (sip_now >= next_flush)
 			{
 				/*
@@ -225,6 +247,7 @@ vms_sip_main(Datum arg)
 				 */
 				flushing = sip_db_pending();
 				sip_db_flush();
+				sip_upstream_flush();
 				if (flushing)
 					SetLatch(MyLatch);
 				flushing = false;

@@ -1,0 +1,240 @@
+# GB/T 28181 cascade (issue 16): vms as a lower platform.
+#
+# 1. sipp plays the upper platform (test/sipp/upper_refuse.xml, upper_accept.xml):
+#    a 401 to our digest answer is a refusal, backed off and retried; then a
+#    REGISTER whose MD5 digest with qop=auth sipp verifies against the password,
+#    a 200 whose Date is in the far past, keepalives answered, two Catalog
+#    queries answered in pages of 20 with the whole answer's SumNum, and
+#    nothing about a code outside the share; an upper platform that stops
+#    answering keepalives is failed and registered to again; a restart of
+#    the lower platform registers again.
+# 2. two vms clusters: a district registers to a city vms (digest with qop,
+#    SHA-256 as offered, which the city verifies), keeps alive, answers the city's own
+#    Catalog and DeviceInfo queries, which land in the city's ledger.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run;
+use Time::HiRes qw(usleep time);
+
+my $root = $ENV{VMS_ROOT} or die "VMS_ROOT not set";
+my $sippdir = "$root/test/sipp";
+my $tmp = PostgreSQL::Test::Utils::tempdir;
+
+my $key = "$tmp/secret.key";
+{
+	open(my $fh, '>', $key) or die;
+	print $fh 'k' x 32;
+	close $fh;
+	chmod 0600, $key;
+}
+
+sub sip_node
+{
+	my ($name, $id, $port) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'vms'
+vms.database = 'postgres'
+vms.viid_enabled = off
+vms.sip_id = '$id'
+vms.sip_listen = '127.0.0.1'
+vms.sip_port = $port
+vms.sip_flush_interval = 200
+vms.secret_key_file = '$key'
+log_min_messages = log
+});
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION vms CASCADE');
+	$node->poll_query_until('postgres', "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'vms sip'")
+	  or die "$name: sip worker did not start";
+	return $node;
+}
+
+# the district: one NVR, 45 channels in 340201 and 5 in 340202
+my $lower_id = '34020100002000000001';
+my $district_port = PostgreSQL::Test::Cluster::get_free_port();
+my $district = sip_node('district', $lower_id, $district_port);
+$district->safe_psql('postgres', q{
+INSERT INTO vms.device (code, name, manufacturer, model, online) VALUES ('34020100001180000001', 'NVR 一', 'Hik', 'DS-9600', true);
+INSERT INTO vms.channel (code, device_code, name, civil_code, online)
+SELECT ('3402010000132' || lpad(i::text, 7, '0'))::vms.gbcode, '34020100001180000001', '通道 ' || i, '340201', true
+  FROM generate_series(1, 45) i;
+INSERT INTO vms.channel (code, device_code, name, civil_code, online)
+SELECT ('3402020000132' || lpad(i::text, 7, '0'))::vms.gbcode, '34020100001180000001', '外区 ' || i, '340202', true
+  FROM generate_series(1, 5) i;
+});
+
+###########################################################################
+# 1. sipp as the upper platform
+###########################################################################
+my $upper_id = '34010000002000000001';
+my $upper_port = PostgreSQL::Test::Cluster::get_free_port();
+my @sipp_common = ('-i', '127.0.0.1', '-p', $upper_port, '-t', 'u1', '-nd', '-nostdin');
+
+sub state_of
+{
+	my ($node, $up) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT state || '|' || failures || '|' || coalesce(last_status::text, '') FROM vms.sip_upstream_state WHERE upstream = '$up'");
+}
+
+# a platform that refuses our credentials: 401 to the answer, with the same nonce
+my ($rout, $rerr) = ('', '');
+my $refuse = IPC::Run::start([ 'sipp', '-sf', "$sippdir/upper_refuse.xml", '-m', '1', @sipp_common ],
+	'>', \$rout, '2>', \$rerr);
+$district->safe_psql('postgres', qq{
+SELECT vms.sip_add_upstream('city', '127.0.0.1', $upper_port, '$upper_id', 'upper-pass',
+                            '{"keepalive_interval": 5, "keepalive_count": 2, "catalog_page_size": 20}');
+SELECT vms.sip_share('city', '{"regions": ["340201"], "channels": ["34020200001320000001"]}');
+SELECT vms.sip_share_map('city', '34020100001320000002', '34010000001320000099', '南门');
+});
+ok($district->poll_query_until('postgres',
+		"SELECT state = 'failing' AND last_status = 401 AND failures = 1 FROM vms.sip_upstream_state WHERE upstream = 'city'"),
+	'a 401 to our digest answer fails the registration (401, one failure)')
+  or diag(state_of($district, 'city'));
+ok($refuse->finish, 'sipp (refusing platform): REGISTER, challenge, REGISTER with credentials, 401 again')
+  or diag("$rout $rerr");
+is($district->safe_psql('postgres', q{SELECT string_agg(from_state || '>' || to_state, ',' ORDER BY id) FROM vms.sip_upstream_event}),
+	'unregistered>registering,registering>failing', 'the transitions are recorded');
+like($district->safe_psql('postgres', "SELECT next_attempt_at - since FROM vms.sip_upstream_state"),
+	qr/^00:00:0[45]/, 'the next attempt is backed off (5 s)');
+
+# a platform that checks the MD5 digest (qop=auth) and accepts it; it asks for the catalog twice
+my $trace = "$tmp/upper_msg.log";
+my @accept = ('sipp', '-sf', "$sippdir/upper_accept.xml", '-m', '100000', '-key', 'upper', $upper_id,
+	'-key', 'lower', $lower_id, '-key', 'outside', '34020200001320000002', '-key', 'password', 'upper-pass',
+	'-key', 'vms', "127.0.0.1:$district_port", @sipp_common, '-trace_msg', '-message_file', $trace);
+my ($aout, $aerr) = ('', '');
+my $accept = IPC::Run::start(\@accept, '>', \$aout, '2>', \$aerr);
+ok($district->poll_query_until('postgres',
+		"SELECT state = 'registered' AND last_status = 200 AND failures = 0 FROM vms.sip_upstream_state WHERE upstream = 'city'"),
+	'after the backoff the worker registers again, and sipp verifies its MD5 digest with qop=auth (else 403)')
+  or diag(state_of($district, 'city'));
+is($district->safe_psql('postgres', q{SELECT string_agg(from_state || '>' || to_state, ',' ORDER BY id) FROM vms.sip_upstream_event}),
+	'unregistered>registering,registering>failing,failing>registering,registering>registered',
+	'failing > registering > registered');
+ok($district->poll_query_until('postgres',
+		"SELECT last_keepalive_at IS NOT NULL AND expires_at > now() + interval '50 min' FROM vms.sip_upstream_state WHERE upstream = 'city'"),
+	'keepalives are answered; the registration holds for the granted hour (a Date in 1970 changes nothing)');
+is($district->safe_psql('postgres', "SELECT state FROM vms.worker_status WHERE name = 'sip'"),
+	'running; upstream city registered', 'vms.worker_status shows the upstream\'s state');
+
+# the answers to the two queries, as sipp received them
+sub answers
+{
+	my %sn;
+	open(my $fh, '<:raw', $trace) or return \%sn;
+	local $/;
+	my $log = <$fh>;
+	close $fh;
+	while ($log =~ m{<Response>(.*?)</Response>}gs)
+	{
+		my $r = $1;
+		next unless $r =~ m{<CmdType>Catalog</CmdType>} && $r =~ m{<SN>(\d+)</SN>};
+		push @{ $sn{$1} }, $r;
+	}
+	return \%sn;
+}
+
+sub wait_for
+{
+	my ($cond) = @_;
+	my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
+	while (time() < $deadline)
+	{
+		return 1 if $cond->();
+		usleep(100_000);
+	}
+	return 0;
+}
+ok(wait_for(sub { my $a = answers(); return @{ $a->{7} // [] } >= 3 && @{ $a->{8} // [] } >= 1 }),
+	'the Catalog queries are answered: three pages for SN 7, one for SN 8')
+  or diag(`tail -50 $trace`);
+my $a = answers();
+is(scalar(@{ $a->{7} }), 3, 'SN 7: exactly three pages (a retransmitted query is not answered twice)');
+is(join(',', map { /<SumNum>(\d+)</ ? $1 : '?' } @{ $a->{7} }), '46,46,46', 'each page carries the whole answer\'s SumNum');
+is(join(',', map { /<DeviceList Num="(\d+)"/ ? $1 : '?' } @{ $a->{7} }), '20,20,6', 'pages of the configured 20 items');
+my @ids = map { /<DeviceID>(\d{20})<\/DeviceID>/g } map { /<DeviceList.*<\/DeviceList>/s ? $& : '' } @{ $a->{7} };
+my %uniq = map { $_ => 1 } @ids;
+is(scalar(keys %uniq) . '/' . scalar(@ids), '46/46', '46 distinct channels, each once');
+ok($uniq{'34010000001320000099'} && !$uniq{'34020100001320000002'},
+	'the mapped channel is known by its custom code only');
+is(scalar(grep { /^340202/ } @ids), 1, 'of the other region only the channel shared by code');
+ok((join('', @{ $a->{7} }) =~ /\x{cd}\x{a8}\x{b5}\x{c0}/) && (join('', @{ $a->{7} }) !~ /\x{e9}\x{80}\x{9a}/),
+	'names are in GB2312 (通道 as GB bytes, not UTF-8)');
+is(scalar(@{ $a->{8} }), 1, 'SN 8 (a code outside the share): one answer');
+like($a->{8}[0], qr{<SumNum>0</SumNum><DeviceList Num="0"/>}, 'with SumNum 0 and no item');
+
+# the upper platform goes away: keepalives go unanswered, the upstream fails and registers again
+$accept->kill_kill;
+ok($district->poll_query_until('postgres',
+		"SELECT state = 'failing' AND last_error LIKE '%keepalives unanswered' FROM vms.sip_upstream_state WHERE upstream = 'city'"),
+	'2 unanswered keepalives: failing')
+  or diag(state_of($district, 'city'));
+unlink $trace;
+$accept = IPC::Run::start(\@accept, '>', \$aout, '2>', \$aerr);
+ok($district->poll_query_until('postgres', "SELECT state = 'registered' FROM vms.sip_upstream_state WHERE upstream = 'city'"),
+	'the platform is back: registered again')
+  or diag(state_of($district, 'city'));
+
+# a restart of the lower platform: it registers again at once
+my $events = $district->safe_psql('postgres', 'SELECT max(id) FROM vms.sip_upstream_event');
+$district->restart;
+ok($district->poll_query_until('postgres',
+		"SELECT state = 'registered' AND EXISTS (SELECT 1 FROM vms.sip_upstream_event WHERE id > $events AND cause LIKE 'worker start%')
+		   FROM vms.sip_upstream_state WHERE upstream = 'city'"),
+	'after a restart the worker registers again (a "worker start" transition)')
+  or diag(state_of($district, 'city'));
+$accept->kill_kill;
+$district->safe_psql('postgres', "SELECT vms.sip_alter_upstream('city', enabled => false)");
+ok($district->poll_query_until('postgres', "SELECT state = 'disabled' FROM vms.sip_upstream_state WHERE upstream = 'city'"),
+	'a disabled upstream is left alone');
+
+###########################################################################
+# 2. a city vms above the district
+###########################################################################
+my $city_id = '34010000002000000002';
+my $city_port = PostgreSQL::Test::Cluster::get_free_port();
+my $city = sip_node('city', $city_id, $city_port);
+# the district is a lower platform of the city's domain in the city's ledger, with its password
+my $as_lower = '34010000002000000201';
+$city->safe_psql('postgres', qq{
+INSERT INTO vms.device (code, name) VALUES ('$as_lower', 'district platform');
+SELECT vms.device_set_password('$as_lower', 'district-pass', '3401000000');
+});
+$district->safe_psql('postgres', qq{
+SELECT vms.sip_add_upstream('cityvms', '127.0.0.1', $city_port, '$city_id', 'district-pass',
+                            '{"local_id": "$as_lower", "keepalive_interval": 5, "catalog_page_size": 7}');
+SELECT vms.sip_share('cityvms', '{"regions": ["340201"], "channels": ["34020200001320000001"]}');
+SELECT vms.sip_share_map('cityvms', '34020100001320000002', '34010000001320000099', '南门');
+});
+ok($city->poll_query_until('postgres', "SELECT online FROM vms.device WHERE code = '$as_lower'"),
+	'the district registers to the city (digest with qop, SHA-256 as the city offers it, checked by the city) and is online there')
+  or diag(state_of($district, 'cityvms'));
+is($district->safe_psql('postgres', "SELECT state FROM vms.sip_upstream_state WHERE upstream = 'cityvms'"), 'registered',
+	'the district sees itself registered');
+ok($city->poll_query_until('postgres',
+		"SELECT last_keepalive_at IS NOT NULL FROM vms.device_session WHERE device_code = '$as_lower'"),
+	'the city receives the district\'s keepalives');
+my $rid = $city->safe_psql('postgres', "SELECT vms.sip_query_catalog('$as_lower')");
+is($city->safe_psql('postgres',
+		"SELECT state || '|' || (progress ->> 'received') || '|' || (progress ->> 'sum_num') || '|' || (progress ->> 'pages') FROM vms.sip_request_wait($rid, 60)"),
+	'done|46|46|7', 'the city\'s Catalog query: 46 channels in 7 pages of at most 7, SumNum 46');
+is($city->safe_psql('postgres', "SELECT count(*) FROM vms.channel WHERE device_code = '$as_lower'"), '46',
+	'the 46 shared channels are in the city\'s ledger, under the district');
+is($city->safe_psql('postgres', "SELECT name FROM vms.channel WHERE code = '34010000001320000099'"), '南门',
+	'the mapped channel under its custom code and name');
+is($city->safe_psql('postgres', "SELECT count(*) FROM vms.channel WHERE code::text LIKE '340202%' OR code = '34020100001320000002'"),
+	'1', 'nothing the district did not share');
+$rid = $city->safe_psql('postgres', "SELECT vms.sip_query_device_info('$as_lower')");
+is($city->safe_psql('postgres', "SELECT state FROM vms.sip_request_wait($rid, 30)"), 'done', 'the city\'s DeviceInfo query is answered');
+like($city->safe_psql('postgres', "SELECT result::text FROM vms.sip_request WHERE id = $rid"), qr/"Channel": "46"/,
+	'DeviceInfo counts the shared channels');
+
+$city->stop;
+$district->stop;
+done_testing();

@@ -1,0 +1,1139 @@
+/*
+ * sip_upstream.c — the client role (sip_upstream.h): vms registering to
+ * upper GB/T 28181 platforms and answering their queries.
+ *
+ * Per upstream a small state machine, the same as vms.sip_upstream_transition:
+ *
+ *   unregistered ─┐          ┌──────────── 200 ───────────┐
+ *   failing ──────┴─ due ──▶ registering                   ▼
+ *       ▲                        │ 401: answer the challenge; registered
+ *       │                        │ 401 to our answer, 4xx-6xx,   │ refresh at 4/5 of the grant,
+ *       └──── backoff 5 s .. 5 min, doubling ◀─ no answer ──────┘ keepalive every interval;
+ *                                                  keepalive_count of them unanswered, or refused
+ *   disabled ◀──▶ (vms.sip_alter_upstream(enabled => ...))
+ *
+ * Every change of state (and every answered keepalive) is a snapshot queued
+ * for vms._sip_upstream_flush at the next flush, in order, so no transition
+ * is lost between two flushes.  Answers an upper platform did not ask for,
+ * or from elsewhere, are ignored and logged; nothing it sends stops the
+ * worker.  Query answers are built in SQL (vms._sip_upstream_answer) and
+ * sent as MESSAGEs, at most PAGE_WINDOW unacknowledged at a time.
+ */
+#include "postgres.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "access/xact.h"
+#include "common/pg_prng.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+
+#include "../../extension/vms.h"
+#include "manscdp.h"
+#include "sip_digest.h"
+#include "sip_net.h"
+#include "sip_sql.h"
+#include "sip_upstream.h"
+#include "../worker_tx.h"
+
+#define MAX_UPSTREAMS 32
+#define MAX_UP_TX 256
+#define MAX_PENDING 64
+#define TX_GIVE_UP_MS 16000
+#define PAGE_WINDOW 4
+#define BACKOFF_FIRST_S 5
+#define BACKOFF_MAX_S 300
+#define MAX_SNAPSHOTS_BYTES (1 << 20)
+
+typedef enum UpState
+{
+	US_UNREGISTERED, US_REGISTERING, US_REGISTERED, US_FAILING, US_DISABLED
+} UpState;
+
+static const char *const state_names[] = {"unregistered", "registering", "registered", "failing", "disabled"};
+
+typedef enum UpKind
+{
+	UK_REGISTER, UK_UNREGISTER, UK_KEEPALIVE, UK_ANSWER
+} UpKind;
+
+/* a MANSCDP body waiting to go to an upper platform */
+typedef struct OutPage
+{
+	struct OutPage *next;
+	size_t		len;
+	char		data[FLEXIBLE_ARRAY_MEMBER];
+} OutPage;
+
+typedef struct Upstream
+{
+	bool		used;
+	bool		seen;			/* in the last load */
+	bool		enabled;
+	char		name[64];
+	char		host[64];
+	int			port;
+	char		platform_id[21];
+	char		password[257];
+	bool		password_ok;
+	char		local_id[21];
+	char		realm[65];
+	int			expires;
+	int			ka_interval;
+	int			ka_count;
+	int			page_size;
+	Peer		peer;
+
+	UpState		state;
+	TimestampTz registered_at;
+	TimestampTz expires_at;
+	TimestampTz refresh_at;
+	TimestampTz last_ka_ok;
+	TimestampTz next_attempt;
+	TimestampTz next_ka;
+	int			missed;
+	int			failures;
+	int			last_status;
+	char		last_error[200];
+
+	/* the registration's dialog */
+	char		call_id[64];
+	char		from_tag[24];
+	uint32		cseq;
+	bool		reg_in_flight;
+	bool		ka_in_flight;
+
+	/* the last challenge */
+	bool		have_chal;
+	char		nonce[256];
+	char		chal_realm[128];
+	char		opaque[256];
+	DigestAlg	alg;
+	bool		qop;
+	uint32		nc;
+	int			challenges;		/* answered in this registration */
+
+	OutPage	   *pages;
+	OutPage	   *pages_tail;
+	int			pages_in_flight;
+} Upstream;
+
+typedef struct UpTx
+{
+	bool		used;
+	int			up;
+	UpKind		kind;
+	bool		with_auth;
+	char		call_id[64];
+	uint32		cseq;
+	char	   *msg;
+	size_t		len;
+	TimestampTz sent_at;
+	TimestampTz next_retx;
+	int			retx_ms;
+	int			give_up_ms;
+} UpTx;
+
+typedef struct PendingAnswer
+{
+	bool		used;
+	int			up;
+	char		name[64];
+	char		cmd[32];
+	char		sn[16];
+	char		device_id[24];
+} PendingAnswer;
+
+/* queries lately taken, so that a retransmission is answered 200 but not answered again */
+#define SEEN_QUERIES 128
+typedef struct SeenQuery
+{
+	char		call_id[128];
+	uint32		cseq;
+	TimestampTz at;
+} SeenQuery;
+
+static Upstream ups[MAX_UPSTREAMS];
+static SeenQuery seen_queries[SEEN_QUERIES];
+static int	seen_next = 0;
+static UpTx txs[MAX_UP_TX];
+static PendingAnswer pending[MAX_PENDING];
+static SBuf snapshots;			/* JSON objects, comma-separated, for the next flush */
+static bool snapshots_ready = false;
+static uint32 next_sn = 1;
+
+/* ---------------------------------------------------------------- helpers */
+
+static void
+random_hex(char *out, int n)
+{
+	static const char hex[] = "0123456789abcdef";
+	uint64		r = pg_prng_uint64(&pg_global_prng_state);
+
+	for (int i = 0; i < n; i++)
+	{
+		if (i % 16 == 15)
+			r = pg_prng_uint64(&pg_global_prng_state);
+		out[i] = hex[r & 15];
+		r >>= 4;
+	}
+	out[n] = '\0';
+}
+
+/* a quoted-string parameter without its quotes; false when it holds what a header must not */
+static bool
+param(const char *s, char *buf, size_t len)
+{
+	size_t		n;
+
+	buf[0] = '\0';
+	if (s == NULL)
+		return true;
+	n = strlen(s);
+	if (n >= 2 && s[0] == '"' && s[n - 1] == '"')
+	{
+		s++;
+		n -= 2;
+	}
+	if (n >= len)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] == '"' || s[i] == '\\' || s[i] == '\r' || s[i] == '\n' || (unsigned char) s[i] < 0x20)
+			return false;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	return true;
+}
+
+static int
+backoff_s(int failures)
+{
+	int			s = BACKOFF_FIRST_S;
+
+	for (int i = 1; i < failures && s < BACKOFF_MAX_S; i++)
+		s *= 2;
+	return Min(s, BACKOFF_MAX_S);
+}
+
+/* ---------------------------------------------------------------- states */
+
+/* the upstream as it is now, for vms._sip_upstream_flush, in order */
+static void
+snapshot(Upstream *u, const char *cause)
+{
+	SBuf		one;
+
+	if (!snapshots_ready)
+	{
+		sbuf_init(&snapshots, (size_t) 2 * MAX_SNAPSHOTS_BYTES);
+		snapshots_ready = true;
+	}
+	sbuf_init(&one, 4096);
+	sbuf_puts(&one, "{\"u\":");
+	sbuf_json_string(&one, u->name);
+	sbuf_printf(&one, ",\"st\":\"%s\",\"at\":%.3f,\"mk\":%d,\"f\":%d", state_names[u->state], sip_epoch(sip_now),
+				u->missed, u->failures);
+	if (cause)
+	{
+		sbuf_puts(&one, ",\"c\":");
+		sbuf_json_string(&one, cause);
+	}
+	if (u->registered_at)
+		sbuf_printf(&one, ",\"ra\":%.3f", sip_epoch(u->registered_at));
+	if (u->expires_at)
+		sbuf_printf(&one, ",\"ex\":%.3f", sip_epoch(u->expires_at));
+	if (u->last_ka_ok)
+		sbuf_printf(&one, ",\"ka\":%.3f", sip_epoch(u->last_ka_ok));
+	if (u->last_status)
+		sbuf_printf(&one, ",\"ls\":%d", u->last_status);
+	if (u->last_error[0])
+	{
+		sbuf_puts(&one, ",\"le\":");
+		sbuf_json_string(&one, u->last_error);
+	}
+	if ((u->state == US_FAILING || u->state == US_UNREGISTERED) && u->next_attempt)
+		sbuf_printf(&one, ",\"na\":%.3f", sip_epoch(u->next_attempt));
+	sbuf_puts(&one, "}");
+	if (one.overflow || snapshots.len + one.len + 1 > MAX_SNAPSHOTS_BYTES)
+	{
+		sip_count(C_DROPPED, 1);
+		sip_log_limited(LOG_OTHER, "upstream \"%s\": a state record was dropped, too many wait for the database", u->name);
+	}
+	else
+	{
+		if (snapshots.len > 0)
+			sbuf_append(&snapshots, ",", 1);
+		sbuf_append(&snapshots, one.data, one.len);
+	}
+	sbuf_free(&one);
+}
+
+static void
+set_state(Upstream *u, UpState st, const char *cause)
+{
+	if (u->state != st)
+		ereport(LOG, (errmsg("vms sip: upstream \"%s\" %s -> %s: %s", u->name, state_names[u->state], state_names[st],
+							 cause ? cause : "")));
+	u->state = st;
+	snapshot(u, cause);
+}
+
+static void
+free_pages(Upstream *u)
+{
+	while (u->pages)
+	{
+		OutPage	   *p = u->pages;
+
+		u->pages = p->next;
+		pfree(p);
+	}
+	u->pages_tail = NULL;
+}
+
+static void
+free_tx(UpTx *tx)
+{
+	if (tx->msg)
+		pfree(tx->msg);
+	tx->msg = NULL;
+	tx->used = false;
+}
+
+/* the upstream's transactions end (it failed, changed or went) */
+static void
+drop_txs(int up, bool answers_too)
+{
+	for (int i = 0; i < MAX_UP_TX; i++)
+		if (txs[i].used && txs[i].up == up && (answers_too || txs[i].kind != UK_ANSWER))
+			free_tx(&txs[i]);
+	ups[up].reg_in_flight = false;
+	ups[up].ka_in_flight = false;
+	if (answers_too)
+		ups[up].pages_in_flight = 0;
+}
+
+/* a registration that failed: back off, then try again */
+static void
+fail(Upstream *u, int status, const char *why)
+{
+	u->failures++;
+	u->last_status = status;
+	strlcpy(u->last_error, why, sizeof(u->last_error));
+	u->next_attempt = TimestampTzPlusMilliseconds(sip_now, (int64) backoff_s(u->failures) * 1000);
+	u->have_chal = false;
+	drop_txs((int) (u - ups), true);
+	free_pages(u);
+	sip_log_limited(LOG_OTHER, "upstream \"%s\": %s; registering again in %d s", u->name, why, backoff_s(u->failures));
+	set_state(u, US_FAILING, why);
+}
+
+/* ---------------------------------------------------------------- sending */
+
+/*
+ * A request to the upper platform, remembered for its answer and resent
+ * over UDP (0.5, 1, 2, 4 s) until answered or given up.
+ */
+static UpTx *
+send_request(Upstream *u, UpKind kind, const char *method, const char *ruri, const char *to_uri, const char *call_id,
+			 const char *from_tag, uint32 cseq, const char *extra, const char *body, size_t body_len, bool with_auth)
+{
+	SBuf	   *out = sip_scratch();
+	UpTx	   *tx = NULL;
+	char		branch[20];
+
+	for (int i = 0; i < MAX_UP_TX; i++)
+		if (!txs[i].used)
+		{
+			tx = &txs[i];
+			break;
+		}
+	if (tx == NULL)
+	{
+		sip_log_limited(LOG_OTHER, "upstream \"%s\": too many requests in flight; %s not sent", u->name, method);
+		return NULL;
+	}
+	random_hex(branch, 16);
+	sbuf_reset(out);
+	sbuf_printf(out, "%s %s SIP/2.0\r\n", method, ruri);
+	sbuf_printf(out, "Via: SIP/2.0/UDP %s:%d;rport;branch=z9hG4bK%s\r\n", sip_local_ip_for(&u->peer), sip_local_port(), branch);
+	sbuf_printf(out, "From: <sip:%s@%.10s>;tag=%s\r\n", u->local_id, u->local_id, from_tag);
+	sbuf_printf(out, "To: <%s>\r\n", to_uri);
+	sbuf_printf(out, "Call-ID: %s\r\nCSeq: %u %s\r\n", call_id, cseq, method);
+	sbuf_puts(out, "Max-Forwards: 70\r\nUser-Agent: vms\r\n");
+	if (extra)
+		sbuf_puts(out, extra);
+	if (body)
+	{
+		sbuf_printf(out, "Content-Type: Application/MANSCDP+xml\r\nContent-Length: %zu\r\n\r\n", body_len);
+		sbuf_append(out, body, body_len);
+	}
+	else
+		sbuf_puts(out, "Content-Length: 0\r\n\r\n");
+	if (out->overflow)
+		return NULL;
+
+	memset(tx, 0, sizeof(*tx));
+	tx->used = true;
+	tx->up = (int) (u - ups);
+	tx->kind = kind;
+	tx->with_auth = with_auth;
+	strlcpy(tx->call_id, call_id, sizeof(tx->call_id));
+	tx->cseq = cseq;
+	tx->msg = MemoryContextAlloc(vms_worker_cxt, out->len);
+	memcpy(tx->msg, out->data, out->len);
+	tx->len = out->len;
+	tx->sent_at = sip_now;
+	tx->retx_ms = 500;
+	tx->next_retx = TimestampTzPlusMilliseconds(sip_now, 500);
+	tx->give_up_ms = kind == UK_KEEPALIVE ? Min(TX_GIVE_UP_MS, u->ka_interval * 1000) : TX_GIVE_UP_MS;
+	sip_send(&u->peer, tx->msg, tx->len);
+	return tx;
+}
+
+/* REGISTER (expires 0: unregister), with our answer to the last challenge when there is one */
+static bool
+send_register(Upstream *u, int expires)
+{
+	SBuf		extra;
+	char		ruri[128];
+	char		me[64];
+	bool		ok;
+
+	snprintf(ruri, sizeof(ruri), "sip:%s@%s", u->platform_id, u->realm);
+	snprintf(me, sizeof(me), "sip:%s@%.10s", u->local_id, u->local_id);
+	sbuf_init(&extra, 4096);
+	sbuf_printf(&extra, "Contact: <sip:%s@%s:%d>\r\nExpires: %d\r\n", u->local_id, sip_local_ip_for(&u->peer),
+				sip_local_port(), expires);
+	if (u->have_chal)
+	{
+		char		ha1[2 * 32 + 1];
+		char		cnonce[17];
+		char		nc[9];
+		char		response[2 * 32 + 1];
+
+		digest_ha1(u->alg, u->local_id, u->chal_realm, u->password, ha1, sizeof(ha1));
+		random_hex(cnonce, 16);
+		snprintf(nc, sizeof(nc), "%08x", ++u->nc);
+		digest_response(u->alg, ha1, u->nonce, nc, cnonce, u->qop ? "auth" : NULL, "REGISTER", ruri,
+						response, sizeof(response));
+		sbuf_printf(&extra, "Authorization: Digest username=\"%s\", realm=\"%s\", nonce=\"%s\", uri=\"%s\", "
+					"response=\"%s\", algorithm=%s",
+					u->local_id, u->chal_realm, u->nonce, ruri, response, u->alg == DIGEST_MD5 ? "MD5" : "SHA-256");
+		if (u->qop)
+			sbuf_printf(&extra, ", cnonce=\"%s\", qop=auth, nc=%s", cnonce, nc);
+		if (u->opaque[0])
+			sbuf_printf(&extra, ", opaque=\"%s\"", u->opaque);
+		sbuf_puts(&extra, "\r\n");
+		explicit_bzero(ha1, sizeof(ha1));
+	}
+	ok = !extra.overflow &&
+		send_request(u, expires == 0 ? UK_UNREGISTER : UK_REGISTER, "REGISTER", ruri, me, u->call_id, u->from_tag,
+					 ++u->cseq, extra.data, NULL, 0, u->have_chal) != NULL;
+	sbuf_free(&extra);
+	if (ok && expires > 0)
+		u->reg_in_flight = true;
+	return ok;
+}
+
+/* a new registration: a new dialog, no challenge yet */
+static void
+start_register(Upstream *u, const char *cause)
+{
+	random_hex(u->call_id, 24);
+	random_hex(u->from_tag, 10);
+	u->cseq = 0;
+	u->have_chal = false;
+	u->challenges = 0;
+	u->nonce[0] = '\0';
+	u->missed = 0;
+	if (!u->password_ok)
+	{
+		fail(u, 0, "the password does not decrypt (vms.secret_key_file?)");
+		return;
+	}
+	set_state(u, US_REGISTERING, cause);
+	if (!send_register(u, u->expires))
+		fail(u, 0, "could not send REGISTER");
+}
+
+/* a MESSAGE with a MANSCDP body */
+static UpTx *
+send_message(Upstream *u, UpKind kind, const char *body, size_t len)
+{
+	char		ruri[128];
+	char		to[128];
+	char		call_id[32];
+	char		tag[12];
+
+	snprintf(ruri, sizeof(ruri), "sip:%s@%s:%d", u->platform_id, u->host, u->port);
+	snprintf(to, sizeof(to), "sip:%s@%s", u->platform_id, u->realm);
+	random_hex(call_id, 24);
+	random_hex(tag, 10);
+	return send_request(u, kind, "MESSAGE", ruri, to, call_id, tag, 1, NULL, body, len, false);
+}
+
+static void
+send_keepalive(Upstream *u)
+{
+	char	   *body = psprintf("<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n<Notify>\r\n<CmdType>Keepalive</CmdType>\r\n"
+								"<SN>%u</SN>\r\n<DeviceID>%s</DeviceID>\r\n<Status>OK</Status>\r\n</Notify>\r\n",
+								next_sn++, u->local_id);
+
+	if (send_message(u, UK_KEEPALIVE, body, strlen(body)) != NULL)
+		u->ka_in_flight = true;
+	pfree(body);
+}
+
+static void
+send_pages(Upstream *u)
+{
+	while (u->pages && u->pages_in_flight < PAGE_WINDOW)
+	{
+		OutPage	   *p = u->pages;
+
+		if (send_message(u, UK_ANSWER, p->data, p->len) == NULL)
+			return;
+		u->pages_in_flight++;
+		u->pages = p->next;
+		if (u->pages == NULL)
+			u->pages_tail = NULL;
+		pfree(p);
+	}
+}
+
+/* ---------------------------------------------------------------- loading */
+
+static void
+decrypt_password(Upstream *u, bytea *b)
+{
+	char	   *context = psprintf("sip_upstream.password_enc:%s", u->name);
+	MemoryContext old = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	explicit_bzero(u->password, sizeof(u->password));
+	u->password_ok = false;
+	/* a password that does not decrypt fails this upstream only */
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(old);
+	PG_TRY();
+	{
+		char	   *plain = vms_secret_decrypt_bytes((unsigned char *) VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b),
+													 context, (int) strlen(context));
+
+		strlcpy(u->password, plain, sizeof(u->password));
+		explicit_bzero(plain, strlen(plain));
+		u->password_ok = true;
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(old);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *e;
+
+		MemoryContextSwitchTo(old);
+		e = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(old);
+		CurrentResourceOwner = owner;
+		sip_log_limited(LOG_OTHER, "upstream \"%s\": %s", u->name, e->message);
+		FreeErrorData(e);
+	}
+	PG_END_TRY();
+}
+
+static UpState
+state_from_name(const char *s)
+{
+	for (int i = 0; i < (int) lengthof(state_names); i++)
+		if (s && strcmp(s, state_names[i]) == 0)
+			return (UpState) i;
+	return US_UNREGISTERED;
+}
+
+void
+sip_upstream_load(void)
+{
+	bool		changed[MAX_UPSTREAMS];
+	bool		added[MAX_UPSTREAMS];
+
+	memset(changed, 0, sizeof(changed));
+	memset(added, 0, sizeof(added));
+	for (int i = 0; i < MAX_UPSTREAMS; i++)
+		ups[i].seen = false;
+	vms_worker_begin_tx("vms sip: loading upstreams");
+	if (sip_sql_run(SIP_SQL_UPSTREAMS, NULL, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "vms sip: could not load upstreams");
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	t = SPI_tuptable->vals[r];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+		char	   *name = SPI_getvalue(t, d, 1);
+		char	   *host = SPI_getvalue(t, d, 2);
+		char	   *port = SPI_getvalue(t, d, 3);
+		char	   *pid = SPI_getvalue(t, d, 4);
+		char	   *local_id = SPI_getvalue(t, d, 7);
+		char	   *realm = SPI_getvalue(t, d, 8);
+		bool		isnull;
+		Datum		pw;
+		Upstream   *u = NULL;
+		int			slot = -1;
+		char		old_password[257];
+		struct sockaddr_in *sin;
+
+		if (name == NULL || host == NULL || port == NULL || pid == NULL)
+			continue;
+		for (int i = 0; i < MAX_UPSTREAMS; i++)
+			if (ups[i].used && strcmp(ups[i].name, name) == 0)
+				slot = i;
+		if (slot < 0)
+		{
+			for (int i = 0; i < MAX_UPSTREAMS && slot < 0; i++)
+				if (!ups[i].used)
+					slot = i;
+			if (slot < 0)
+			{
+				sip_log_limited(LOG_OTHER, "upstream \"%s\" not served: at most %d upstreams", name, MAX_UPSTREAMS);
+				continue;
+			}
+			memset(&ups[slot], 0, sizeof(Upstream));
+			ups[slot].used = true;
+			strlcpy(ups[slot].name, name, sizeof(ups[slot].name));
+			ups[slot].state = state_from_name(SPI_getvalue(t, d, 15));
+			ups[slot].failures = DatumGetInt32(SPI_getbinval(t, d, 16, &isnull));
+			if (isnull)
+				ups[slot].failures = 0;
+			ups[slot].next_attempt = sip_now;
+			added[slot] = true;
+		}
+		u = &ups[slot];
+		u->seen = true;
+		if (local_id == NULL || strlen(local_id) != 20)
+		{
+			sip_log_limited(LOG_OTHER, "upstream \"%s\" not served: no local_id and no vms.sip_id", name);
+			u->enabled = false;
+			continue;
+		}
+		changed[slot] = strcmp(u->host, host) != 0 || u->port != atoi(port) || strcmp(u->platform_id, pid) != 0 ||
+			strcmp(u->local_id, local_id) != 0 || strcmp(u->realm, realm ? realm : "") != 0 ||
+			u->expires != DatumGetInt32(SPI_getbinval(t, d, 9, &isnull));
+		strlcpy(old_password, u->password, sizeof(old_password));
+		strlcpy(u->host, host, sizeof(u->host));
+		u->port = atoi(port);
+		strlcpy(u->platform_id, pid, sizeof(u->platform_id));
+		strlcpy(u->local_id, local_id, sizeof(u->local_id));
+		strlcpy(u->realm, realm ? realm : pid, sizeof(u->realm));
+		u->enabled = DatumGetBool(SPI_getbinval(t, d, 6, &isnull));
+		u->expires = DatumGetInt32(SPI_getbinval(t, d, 9, &isnull));
+		u->ka_interval = DatumGetInt32(SPI_getbinval(t, d, 10, &isnull));
+		u->ka_count = DatumGetInt32(SPI_getbinval(t, d, 11, &isnull));
+		u->page_size = DatumGetInt32(SPI_getbinval(t, d, 14, &isnull));
+		pw = SPI_getbinval(t, d, 5, &isnull);
+		if (!isnull)
+			decrypt_password(u, DatumGetByteaPP(pw));
+		if (strcmp(old_password, u->password) != 0)
+			changed[slot] = true;
+		explicit_bzero(old_password, sizeof(old_password));
+		memset(&u->peer, 0, sizeof(Peer));
+		sin = (struct sockaddr_in *) &u->peer.addr;
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(u->port);
+		if (inet_pton(AF_INET, u->host, &sin->sin_addr) != 1)
+			u->enabled = false;
+		u->peer.addrlen = sizeof(*sin);
+		u->peer.transport = TRANSPORT_UDP;
+		u->peer.conn = -1;
+		strlcpy(u->peer.ip, u->host, sizeof(u->peer.ip));
+		u->peer.port = u->port;
+	}
+	vms_worker_end_tx();
+
+	for (int i = 0; i < MAX_UPSTREAMS; i++)
+	{
+		Upstream   *u = &ups[i];
+
+		if (!u->used)
+			continue;
+		if (!u->seen)
+		{
+			/* dropped: say goodbye, forget it */
+			if (u->state == US_REGISTERED)
+				send_register(u, 0);
+			drop_txs(i, true);
+			free_pages(u);
+			explicit_bzero(u->password, sizeof(u->password));
+			ereport(LOG, (errmsg("vms sip: upstream \"%s\" was dropped", u->name)));
+			u->used = false;
+			continue;
+		}
+		if (!u->enabled)
+		{
+			if (u->state != US_DISABLED)
+			{
+				if (u->state == US_REGISTERED)
+					send_register(u, 0);
+				drop_txs(i, true);
+				free_pages(u);
+				set_state(u, US_DISABLED, "disabled");
+			}
+			continue;
+		}
+		if (u->state == US_DISABLED)
+		{
+			u->failures = 0;
+			u->next_attempt = sip_now;
+			set_state(u, US_UNREGISTERED, "enabled");
+		}
+		else if (added[i])
+		{
+			/* a start (or a new upstream): register now, whatever the last state was */
+			u->next_attempt = sip_now;
+			if (u->state == US_REGISTERED || u->state == US_REGISTERING)
+			{
+				u->registered_at = u->expires_at = 0;
+				start_register(u, "worker start: registering again");
+			}
+		}
+		else if (changed[i] && (u->state == US_REGISTERED || u->state == US_REGISTERING))
+		{
+			drop_txs(i, true);
+			free_pages(u);
+			start_register(u, "settings changed: registering again");
+		}
+		else if (changed[i])
+			u->next_attempt = sip_now;
+	}
+}
+
+/* ---------------------------------------------------------------- answers */
+
+static void
+answered_register(Upstream *u, bool with_auth, const SipIn *in)
+{
+	u->reg_in_flight = false;
+	if (in->status == 401)
+	{
+		osip_www_authenticate_t *wa = NULL;
+		bool		stale = false;
+		bool		found = false;
+		char		nonce[256],
+					realm[128],
+					opaque[256],
+					b[64];
+
+		/* the strongest usable challenge: SHA-256 before MD5 */
+		for (int pass = 0; pass < 2 && !found; pass++)
+			for (int i = 0; !found && osip_message_get_www_authenticate(in->msg, i, &wa) >= 0 && wa; i++)
+			{
+				DigestAlg	alg;
+
+				if (!param(wa->algorithm, b, sizeof(b)) || !digest_alg_from_name(b, &alg) ||
+					(pass == 0) != (alg == DIGEST_SHA256))
+					continue;
+				if (!param(wa->nonce, nonce, sizeof(nonce)) || nonce[0] == '\0' ||
+					!param(wa->realm, realm, sizeof(realm)) || !param(wa->opaque, opaque, sizeof(opaque)))
+					continue;
+				found = true;
+				u->alg = alg;
+				u->qop = false;
+				if (wa->qop_options && param(wa->qop_options, b, sizeof(b)))
+				{
+					/* a list such as "auth,auth-int": auth among them */
+					for (char *tok = strtok(b, ", "); tok; tok = strtok(NULL, ", "))
+						if (strcasecmp(tok, "auth") == 0)
+							u->qop = true;
+				}
+				stale = wa->stale && param(wa->stale, b, sizeof(b)) && strcasecmp(b, "true") == 0;
+			}
+		if (!found)
+		{
+			fail(u, 401, "401 without a usable digest challenge");
+			return;
+		}
+		/*
+		 * A 401 to our answer is a refusal, unless it brings a new nonce
+		 * (stale, or an old one we reused on a refresh): that is answered,
+		 * at most 3 times per registration, so a platform that challenges
+		 * for ever is backed off like one that refuses.
+		 */
+		if (with_auth && ((!stale && strcmp(nonce, u->nonce) == 0) || ++u->challenges > 3))
+		{
+			fail(u, 401, "401 to our credentials: the upper platform refused the id or password");
+			return;
+		}
+		strlcpy(u->nonce, nonce, sizeof(u->nonce));
+		strlcpy(u->chal_realm, realm, sizeof(u->chal_realm));
+		strlcpy(u->opaque, opaque, sizeof(u->opaque));
+		u->nc = 0;
+		u->have_chal = true;
+		if (!send_register(u, u->expires))
+			fail(u, 0, "could not send REGISTER");
+		return;
+	}
+	if (in->status >= 200 && in->status < 300)
+	{
+		bool		refresh = u->state == US_REGISTERED;
+		long		granted = in->expires > 0 ? in->expires : u->expires;
+
+		/* a grant out of bounds is taken within them: never a tight loop, never a day-long silence */
+		granted = Max(60, Min(granted, 86400L));
+		u->last_status = in->status;
+		u->last_error[0] = '\0';
+		u->failures = 0;
+		u->missed = 0;
+		u->challenges = 0;
+		u->registered_at = refresh ? u->registered_at : sip_now;
+		u->expires_at = TimestampTzPlusMilliseconds(sip_now, granted * 1000);
+		u->refresh_at = TimestampTzPlusMilliseconds(sip_now, granted * 800);
+		if (!refresh)
+		{
+			u->next_ka = sip_now;
+			set_state(u, US_REGISTERED, psprintf("%d: registered for %ld s", in->status, granted));
+		}
+		else
+			snapshot(u, NULL);
+		return;
+	}
+	fail(u, in->status, psprintf("%d to REGISTER", in->status));
+}
+
+bool
+sip_upstream_response(const SipIn *in, const Peer *peer)
+{
+	UpTx	   *tx = NULL;
+	Upstream   *u;
+
+	for (int i = 0; i < MAX_UP_TX; i++)
+		if (txs[i].used && txs[i].cseq == in->cseq && strcmp(txs[i].call_id, in->call_id) == 0)
+		{
+			tx = &txs[i];
+			break;
+		}
+	if (tx == NULL)
+		return false;
+	u = &ups[tx->up];
+	if (strcmp(peer->ip, u->host) != 0)
+	{
+		sip_count(C_WRONG_SOURCE, 1);
+		sip_log_limited(LOG_SOURCE, "a response to upstream \"%s\" from %s:%d ignored: the upstream is %s:%d",
+						u->name, peer->ip, peer->port, u->host, u->port);
+		return true;
+	}
+	if (in->status < 200)
+	{
+		tx->next_retx = DT_NOEND;
+		return true;
+	}
+	switch (tx->kind)
+	{
+		case UK_REGISTER:
+			{
+				bool		with_auth = tx->with_auth;
+
+				free_tx(tx);
+				answered_register(u, with_auth, in);
+				return true;
+			}
+		case UK_UNREGISTER:
+			break;
+		case UK_KEEPALIVE:
+			u->ka_in_flight = false;
+			if (in->status < 300)
+			{
+				u->missed = 0;
+				u->last_ka_ok = sip_now;
+				snapshot(u, NULL);
+			}
+			else
+			{
+				/* the upper platform no longer knows us (restarted, expired us): register again */
+				free_tx(tx);
+				fail(u, in->status, psprintf("%d to a keepalive", in->status));
+				return true;
+			}
+			break;
+		case UK_ANSWER:
+			u->pages_in_flight = Max(0, u->pages_in_flight - 1);
+			if (in->status >= 300)
+				sip_log_limited(LOG_OTHER, "upstream \"%s\" answered %d to a query answer", u->name, in->status);
+			break;
+	}
+	free_tx(tx);
+	return true;
+}
+
+/* ---------------------------------------------------------------- requests from upper platforms */
+
+bool
+sip_upstream_request(const SipIn *in, const Peer *peer)
+{
+	Upstream   *u = NULL;
+	Manscdp		m;
+	ManscdpStatus st;
+	PendingAnswer *p = NULL;
+
+	for (int i = 0; i < MAX_UPSTREAMS && u == NULL; i++)
+		if (ups[i].used && ups[i].enabled && strcmp(ups[i].platform_id, in->from_user) == 0)
+			u = &ups[i];
+	if (u == NULL)
+		return false;
+	if (strcmp(in->method, "ACK") == 0)
+		return true;
+	if (strcmp(peer->ip, u->host) != 0)
+	{
+		sip_count(C_WRONG_SOURCE, 1);
+		sip_log_limited(LOG_SOURCE, "%s from upstream \"%s\"'s id at %s:%d refused: the upstream is %s:%d",
+						in->method, u->name, peer->ip, peer->port, u->host, u->port);
+		sip_answer(in, peer, 403, "Forbidden (not the upstream's address)", NULL);
+		return true;
+	}
+	if (strcmp(in->method, "OPTIONS") == 0)
+	{
+		sip_answer(in, peer, 200, "OK", "Allow: MESSAGE, OPTIONS\r\n");
+		return true;
+	}
+	if (strcmp(in->method, "MESSAGE") != 0)
+	{
+		sip_answer(in, peer, 501, "Not Implemented", NULL);
+		return true;
+	}
+	if (u->state != US_REGISTERED)
+	{
+		sip_answer(in, peer, 403, "Not Registered", NULL);
+		return true;
+	}
+	if (in->body_len == 0)
+	{
+		sip_answer(in, peer, 400, "Missing Body", NULL);
+		return true;
+	}
+	st = manscdp_parse(in->body, in->body_len, (size_t) vms_sip_max_message, &m);
+	if (st != MANSCDP_OK)
+	{
+		sip_count(C_PARSE_ERRORS, 1);
+		sip_log_limited(LOG_PARSE, "MESSAGE from upstream \"%s\": %s", u->name, manscdp_status_text(st));
+		manscdp_free(&m);
+		sip_answer(in, peer, 400, "Bad MANSCDP Body", NULL);
+		return true;
+	}
+	for (int i = 0; i < SEEN_QUERIES; i++)
+		if (seen_queries[i].cseq == in->cseq && strcmp(seen_queries[i].call_id, in->call_id) == 0 &&
+			sip_now < TimestampTzPlusMilliseconds(seen_queries[i].at, 64000))
+		{
+			/* a retransmission: our 200 was lost, the answer is on its way */
+			manscdp_free(&m);
+			sip_answer(in, peer, 200, "OK", NULL);
+			return true;
+		}
+	if (strcmp(m.root, "Query") == 0 &&
+		(strcmp(m.cmd_type, "Catalog") == 0 || strcmp(m.cmd_type, "DeviceInfo") == 0 ||
+		 strcmp(m.cmd_type, "DeviceStatus") == 0) && m.sn[0])
+	{
+		for (int i = 0; i < MAX_PENDING && p == NULL; i++)
+			if (!pending[i].used)
+				p = &pending[i];
+		if (p == NULL)
+		{
+			manscdp_free(&m);
+			sip_answer(in, peer, 503, "Service Unavailable", "Retry-After: 5\r\n");
+			return true;
+		}
+		p->used = true;
+		p->up = (int) (u - ups);
+		strlcpy(p->name, u->name, sizeof(p->name));
+		strlcpy(p->cmd, m.cmd_type, sizeof(p->cmd));
+		strlcpy(p->sn, m.sn, sizeof(p->sn));
+		strlcpy(p->device_id, m.device_id, sizeof(p->device_id));
+		strlcpy(seen_queries[seen_next].call_id, in->call_id, sizeof(seen_queries[seen_next].call_id));
+		seen_queries[seen_next].cseq = in->cseq;
+		seen_queries[seen_next].at = sip_now;
+		seen_next = (seen_next + 1) % SEEN_QUERIES;
+	}
+	else if (strcmp(m.root, "Query") == 0)
+		sip_log_limited(LOG_OTHER, "upstream \"%s\" asked for %s: not answered (not supported)", u->name, m.cmd_type);
+	manscdp_free(&m);
+	sip_answer(in, peer, 200, "OK", NULL);
+	return true;
+}
+
+/* the queries that came in: their answers from SQL, queued to send */
+static void
+answer_pending(void)
+{
+	PendingAnswer todo[MAX_PENDING];
+	int			n = 0;
+
+	for (int i = 0; i < MAX_PENDING; i++)
+		if (pending[i].used)
+		{
+			todo[n++] = pending[i];
+			pending[i].used = false;
+		}
+	if (n == 0)
+		return;
+	/* taken off the queue first: an answer that fails is not retried forever */
+	vms_worker_begin_tx("vms sip: answering an upper platform");
+	for (int k = 0; k < n; k++)
+	{
+		Upstream   *u = &ups[todo[k].up];
+		Datum		values[4];
+		int			rc;
+
+		if (!u->used || strcmp(u->name, todo[k].name) != 0)
+			continue;
+		values[0] = CStringGetTextDatum(todo[k].name);
+		values[1] = CStringGetTextDatum(todo[k].cmd);
+		values[2] = CStringGetTextDatum(todo[k].sn);
+		values[3] = CStringGetTextDatum(todo[k].device_id);
+		rc = sip_sql_run(SIP_SQL_UPSTREAM_ANSWER, values, NULL, true, 0);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "vms sip: could not answer upstream \"%s\"", todo[k].name);
+		for (uint64 r = 0; r < SPI_processed; r++)
+		{
+			bool		isnull;
+			Datum		v = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull);
+			bytea	   *b;
+			OutPage	   *page;
+
+			if (isnull)
+				continue;
+			b = DatumGetByteaPP(v);
+			page = MemoryContextAlloc(vms_worker_cxt, offsetof(OutPage, data) + VARSIZE_ANY_EXHDR(b));
+			page->next = NULL;
+			page->len = VARSIZE_ANY_EXHDR(b);
+			memcpy(page->data, VARDATA_ANY(b), page->len);
+			if (u->pages_tail)
+				u->pages_tail->next = page;
+			else
+				u->pages = page;
+			u->pages_tail = page;
+		}
+	}
+	vms_worker_end_tx();
+}
+
+/* ---------------------------------------------------------------- timers */
+
+void
+sip_upstream_tick(void)
+{
+	answer_pending();
+
+	for (int i = 0; i < MAX_UP_TX; i++)
+	{
+		UpTx	   *tx = &txs[i];
+		Upstream   *u;
+
+		if (!tx->used)
+			continue;
+		u = &ups[tx->up];
+		if (sip_now >= TimestampTzPlusMilliseconds(tx->sent_at, tx->give_up_ms))
+		{
+			UpKind		kind = tx->kind;
+
+			free_tx(tx);
+			if (kind == UK_REGISTER)
+				fail(u, 408, "no answer to REGISTER");
+			else if (kind == UK_KEEPALIVE)
+			{
+				u->ka_in_flight = false;
+				u->missed++;
+				if (u->missed >= u->ka_count)
+					fail(u, 408, psprintf("%d keepalives unanswered", u->missed));
+				else
+					snapshot(u, NULL);
+			}
+			else if (kind == UK_ANSWER)
+			{
+				u->pages_in_flight = Max(0, u->pages_in_flight - 1);
+				sip_log_limited(LOG_OTHER, "upstream \"%s\" did not acknowledge a query answer", u->name);
+			}
+			continue;
+		}
+		if (sip_now >= tx->next_retx)
+		{
+			sip_send(&u->peer, tx->msg, tx->len);
+			tx->retx_ms = Min(tx->retx_ms * 2, 4000);
+			tx->next_retx = TimestampTzPlusMilliseconds(sip_now, tx->retx_ms);
+		}
+	}
+
+	for (int i = 0; i < MAX_UPSTREAMS; i++)
+	{
+		Upstream   *u = &ups[i];
+
+		if (!u->used || !u->enabled)
+			continue;
+		switch (u->state)
+		{
+			case US_UNREGISTERED:
+			case US_FAILING:
+				if (!u->reg_in_flight && sip_now >= u->next_attempt)
+					start_register(u, u->state == US_FAILING ? "retry after backoff" : "registering");
+				break;
+			case US_REGISTERING:
+				break;
+			case US_REGISTERED:
+				if (sip_now >= u->expires_at)
+				{
+					fail(u, 0, "the registration ran out before it was renewed");
+					break;
+				}
+				if (!u->reg_in_flight && sip_now >= u->refresh_at)
+				{
+					if (!send_register(u, u->expires))
+						fail(u, 0, "could not send REGISTER");
+					break;
+				}
+				if (!u->ka_in_flight && sip_now >= u->next_ka)
+				{
+					send_keepalive(u);
+					u->next_ka = TimestampTzPlusMilliseconds(sip_now, (int64) u->ka_interval * 1000);
+				}
+				send_pages(u);
+				break;
+			case US_DISABLED:
+				break;
+		}
+	}
+}
+
+void
+sip_upstream_flush(void)
+{
+	Datum		values[1];
+	char	   *doc;
+
+	if (!snapshots_ready || snapshots.len == 0)
+		return;
+	doc = psprintf("[%s]", snapshots.data);
+	values[0] = CStringGetTextDatum(doc);
+	vms_worker_begin_tx("vms sip: writing upstream states");
+	sip_sql_exec(SIP_SQL_UPSTREAM_FLUSH, values, NULL);
+	vms_worker_end_tx();
+	sbuf_reset(&snapshots);
+}
+
+void
+sip_upstream_describe(char *buf, size_t len)
+{
+	size_t		used = 0;
+
+	buf[0] = '\0';
+	for (int i = 0; i < MAX_UPSTREAMS && used + 1 < len; i++)
+		if (ups[i].used)
+		{
+			int			n = snprintf(buf + used, len - used, "%s%s %s", used ? ", " : "upstream ", ups[i].name,
+									 state_names[ups[i].state]);
+
+			if (n < 0)
+				break;
+			used += Min((size_t) n, len - used - 1);
+		}
+}
