@@ -332,22 +332,43 @@ BEGIN
                               WHERE r.source = 'device' AND r.code = d.code AND r1.code IS NOT NULL AND r0.code IS NULL
                               ORDER BY r.from_ts LIMIT 1) f ON true),
     -- the unknown ranges of each device (its own and every device's,
-    -- merged, within the period) and the time of each state in them
+    -- merged, within the period)
     gap_range AS (
         SELECT gd.code, g FROM gap_dev gd, unnest(gd.m) g
         UNION ALL
         SELECT d.code, g FROM vms.device d, unnest(gap_all) g
          WHERE gap_all IS NOT NULL AND NOT EXISTS (SELECT 1 FROM gap_dev gd WHERE gd.code = d.code)),
+    -- the time of each state in them: the differences of the sums at
+    -- each range's ends, as for the period
     gap_cut AS (
-        SELECT gr.code, coalesce(sum(x.len) FILTER (WHERE x.up), 0) AS on_g, coalesce(sum(x.len) FILTER (WHERE NOT x.up), 0) AS off_g
+        SELECT gr.code, sum(cb.on_s - ca.on_s) AS on_g, sum(cb.off_s - ca.off_s) AS off_g
           FROM gap_range gr
-         CROSS JOIN LATERAL (
-             SELECT r.up, extract(epoch FROM least(r.to_ts, upper(gr.g)) - greatest(r.from_ts, lower(gr.g))) AS len
-               FROM vms.availability_run r
-              WHERE r.source = 'device' AND r.code = gr.code AND r.to_ts > lower(gr.g) AND r.from_ts < upper(gr.g)
-                AND r.from_ts >= coalesce((SELECT max(r2.from_ts) FROM vms.availability_run r2
-                                            WHERE r2.source = 'device' AND r2.code = gr.code AND r2.from_ts <= lower(gr.g)),
-                                          '-infinity')) x
+         CROSS JOIN LATERAL (SELECT coalesce(r.online_before + CASE WHEN r.up THEN extract(epoch FROM lower(gr.g) - r.from_ts) ELSE 0 END,
+                                     f.online_before, 0) AS on_s,
+                            coalesce(r.offline_before + CASE WHEN NOT r.up THEN extract(epoch FROM lower(gr.g) - r.from_ts) ELSE 0 END,
+                                     f.offline_before, 0) AS off_s
+                       FROM (SELECT 1) o
+                       LEFT JOIN LATERAL (SELECT r.up, r.from_ts, r.online_before, r.offline_before
+                                            FROM vms.availability_run r
+                                           WHERE r.source = 'device' AND r.code = gr.code AND r.from_ts < lower(gr.g)
+                                           ORDER BY r.from_ts DESC LIMIT 1) r ON true
+                       LEFT JOIN LATERAL (SELECT r2.online_before, r2.offline_before
+                                            FROM vms.availability_run r2
+                                           WHERE r2.source = 'device' AND r2.code = gr.code AND r.from_ts IS NULL
+                                           ORDER BY r2.from_ts LIMIT 1) f ON true) ca
+         CROSS JOIN LATERAL (SELECT coalesce(r.online_before + CASE WHEN r.up THEN extract(epoch FROM upper(gr.g) - r.from_ts) ELSE 0 END,
+                                     f.online_before, 0) AS on_s,
+                            coalesce(r.offline_before + CASE WHEN NOT r.up THEN extract(epoch FROM upper(gr.g) - r.from_ts) ELSE 0 END,
+                                     f.offline_before, 0) AS off_s
+                       FROM (SELECT 1) o
+                       LEFT JOIN LATERAL (SELECT r.up, r.from_ts, r.online_before, r.offline_before
+                                            FROM vms.availability_run r
+                                           WHERE r.source = 'device' AND r.code = gr.code AND r.from_ts < upper(gr.g)
+                                           ORDER BY r.from_ts DESC LIMIT 1) r ON true
+                       LEFT JOIN LATERAL (SELECT r2.online_before, r2.offline_before
+                                            FROM vms.availability_run r2
+                                           WHERE r2.source = 'device' AND r2.code = gr.code AND r.from_ts IS NULL
+                                           ORDER BY r2.from_ts LIMIT 1) f ON true) cb
          GROUP BY gr.code),
     dev AS (
         SELECT e.code, e.on_s - coalesce(c.on_g, 0) AS on_s, e.off_s - coalesce(c.off_g, 0) AS off_s, e.ev::int AS ev
