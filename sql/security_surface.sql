@@ -397,6 +397,7 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms.sip_subscribe(vms.gbcode,text,integer)',
     'vms.sip_unsubscribe(vms.gbcode,text)',
     'vms.tag_search_results(jsonb,text,text)',
+    'vms.viid_enqueue_many(text,text,jsonb[],text)',
     'vms.viid_add_upstream(text,text,vms.gbcode,text,text,jsonb)',
     'vms.viid_alter_upstream(text,text,text,text,jsonb,boolean)',
     'vms.viid_ape_doc(vms.channel)',

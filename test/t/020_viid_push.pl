@@ -105,6 +105,22 @@ BEGIN;
 SELECT vms.viid_enqueue('district', 'MotorVehicle', '{"MotorVehicleID": "ROLLED-BACK"}');
 ROLLBACK;});
 
+# the set-based enqueue: outbox ids in the order of the documents; one bad
+# document fails the whole call, naming its position, and queues nothing
+is($node->safe_psql('postgres', q{
+BEGIN;
+CREATE TEMP TABLE many AS
+SELECT vms.viid_enqueue_many('district', 'MotorVehicle', ARRAY['{"MotorVehicleID": "MANY-1"}', '{"MotorVehicleID": "MANY-2"}']::jsonb[]) AS ids;
+SELECT (SELECT array_agg(o.doc ->> 'MotorVehicleID' ORDER BY o.id) FROM vms.viid_outbox o WHERE o.id = ANY (m.ids))
+       || (SELECT array_agg(o.doc ->> 'MotorVehicleID' ORDER BY u.n) FROM unnest(m.ids) WITH ORDINALITY u(id, n) JOIN vms.viid_outbox o ON o.id = u.id)
+  FROM many m;
+ROLLBACK;}), '{MANY-1,MANY-2,MANY-1,MANY-2}', 'viid_enqueue_many queues every document, ids in their order (rolled back here)');
+my (undef, undef, $many_err) = $node->psql('postgres',
+	q{SELECT vms.viid_enqueue_many('district', 'MotorVehicle', ARRAY['{"MotorVehicleID": "MANY-3"}', '{"PlateNo": "no id"}']::jsonb[])});
+like($many_err, qr/MotorVehicle document 2 lacks its id field "MotorVehicleID"/, 'a document without its id fails the whole call, naming its position');
+is($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_outbox WHERE doc ->> 'MotorVehicleID' LIKE 'MANY-%'"), '0',
+	'and nothing of it is queued');
+
 sub enqueue
 {
 	my ($from, $to) = @_;
