@@ -151,7 +151,8 @@ BEGIN
     PERFORM set_config('vms.acting_role', acting, true);
     SELECT min(line_no), max(line_no), count(*) INTO lo, hi, valid FROM pg_temp._ledger_checked;
     WHILE lo <= hi LOOP
-        -- the rows as vms.ledger_import_rows builds them for its upsert
+        -- the rows as vms.ledger_import_rows builds them for its upsert (the
+        -- regress test import compares a first load with what it loads)
         INSERT INTO vms.channel AS c (code, device_code, name, alias, address, civil_code, street,
                 place_type, point_type, resolution, azimuth, fov_angle, fov_range_m,
                 install_height_m, capabilities, unit_id, stream_url, geom, coord_source, overridden)
@@ -159,11 +160,15 @@ BEGIN
                    r.civil_code, r.street, r.place_type, r.point_type_code AS point_type, r.resolution,
                    r.azimuth_f::real AS azimuth, r.fov_angle_f::real AS fov_angle,
                    r.fov_range_f::real AS fov_range_m, r.height_f::real AS install_height_m,
-                   coalesce(ARRAY(SELECT btrim(x) FROM regexp_split_to_table(r.capabilities, '[|;；]') x
-                                   WHERE btrim(x) <> ''), '{}') AS capabilities,
+                   -- as there, without its per-row subqueries where they have nothing to do
+                   CASE WHEN r.capabilities IS NULL THEN '{}'::text[]
+                        ELSE coalesce(ARRAY(SELECT btrim(x) FROM regexp_split_to_table(r.capabilities, '[|;；]') x
+                                             WHERE btrim(x) <> ''), '{}') END AS capabilities,
                    u.id AS unit_id, r.stream_url,
-                   CASE WHEN r.longitude IS NOT NULL
-                        THEN (SELECT ST_SetSRID(ST_MakePoint(p[1], p[2]), 4326)
+                   CASE WHEN r.longitude IS NULL THEN NULL
+                        -- vms.coord_convert returns WGS-84 and CGCS2000 points unchanged
+                        WHEN r.crs IN ('WGS84', 'CGCS2000') THEN ST_SetSRID(ST_MakePoint(r.lon_f, r.lat_f), 4326)
+                        ELSE (SELECT ST_SetSRID(ST_MakePoint(p[1], p[2]), 4326)
                                 FROM vms.coord_convert(r.lon_f, r.lat_f, r.crs, 'WGS84') p) END AS geom,
                    CASE WHEN r.longitude IS NOT NULL THEN r.crs END AS coord_source,
                    array_remove(ARRAY['name',
