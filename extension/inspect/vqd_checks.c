@@ -1799,6 +1799,23 @@ vqd_analyse(const vqd_sample *s, const vqd_thresholds *th, vqd_report *rep)
 	for (size_t i = 0; i < sizeof(check_table) / sizeof(check_table[0]); i++)
 		check_table[i].fn(&a);
 
+	/*
+	 * a too dark picture is blank nearly everywhere: its blank regions are
+	 * the darkness, not an occluder (an occluder leaves the picture's mean
+	 * luma at 56 and more in both corpora, a darkened picture found too dark
+	 * is at 43 and less; a dark occluder so large that the picture is too
+	 * dark is still reported, as too dark); and the structure it has lost
+	 * to the darkness, or to heavy noise, is not blur
+	 */
+	{
+		int			dark = rep->r[VQD_BRIGHTNESS].abnormal && rep->r[VQD_BRIGHTNESS].metric < a.T[VQD_T_DARK_MEAN_MAX];
+
+		if (rep->r[VQD_OCCLUSION].abnormal && dark)
+			suppress_by(rep, VQD_OCCLUSION, VQD_BRIGHTNESS);
+		if (rep->r[VQD_BLUR].abnormal && (dark || rep->r[VQD_NOISE].abnormal))
+			suppress_by(rep, VQD_BLUR, dark ? VQD_BRIGHTNESS : VQD_NOISE);
+	}
+
 	/* an occluder or a too dark picture leaves no scene colours to judge a cast by */
 	if (rep->r[VQD_COLOR_CAST].abnormal &&
 		(rep->r[VQD_OCCLUSION].abnormal || (rep->r[VQD_BRIGHTNESS].abnormal && rep->r[VQD_BRIGHTNESS].metric < a.T[VQD_T_DARK_MEAN_MAX])))

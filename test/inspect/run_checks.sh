@@ -29,9 +29,6 @@ KNOWN="
 syn cast_street_g1.mp4 color_cast
 real clean_stuff_indoor.ts blur
 real scene_moved_building.mp4 brightness
-real noise_aerial_s3.mp4 blur
-real dark_aerial_s2.mp4 occlusion
-real dark_aerial_s3.mp4 blur
 "
 
 # judge CORPUS_NAME DIR: diagnose every clip (normal profile) and assert the
