@@ -164,6 +164,93 @@ is(codes($a), '8,8,8,8', 'bad device, time, future time, non-base64 image: each 
 like(reasons($a), qr/not a device code.*not a valid time.*in the future.*not base64/, 'with their reasons');
 is(counter('rejected'), 10, 'refused records counted');
 
+# the C split of image data (vms._viid_split_images) against PostgreSQL's
+# own jsonb and decode(), on 400 random bodies (escaped and bad base64, a
+# number or "" as Data, duplicate keys, single objects, whitespace, Data
+# elsewhere, cut-off bodies): every image it takes out is the decode() of
+# the Data string jsonb sees at that place, the rest of the document is
+# unchanged, and a body it gives up on comes back as it was
+my $fuzz = $node->safe_psql('postgres', <<'SQL');
+CREATE FUNCTION pg_temp.vms_fz_img(seed integer) RETURNS text LANGUAGE sql VOLATILE AS $$
+    SELECT '{"ImageID": "x", "Data"' || CASE WHEN random() < 0.2 THEN E' \n' ELSE '' END || ':' ||
+           CASE (random() * 7)::int
+             WHEN 0 THEN '"!!"'
+             WHEN 1 THEN '"' || replace(translate(encode(decode('ffff' || md5(seed || random()::text), 'hex'), 'base64'), E'\n', ''), '/', '\/') || '"'
+             WHEN 2 THEN '7'
+             WHEN 3 THEN '"QU JD"'
+             WHEN 4 THEN '""'
+             ELSE '"' || translate(encode(decode(CASE WHEN random() < 0.5 THEN 'ffd8ff' ELSE '' END || md5(seed || random()::text)
+                                                 || left(md5(random()::text), (random() * 6)::int * 2), 'hex'), 'base64'), E'\n', '') || '"' END
+           || '}'
+$$;
+CREATE FUNCTION pg_temp.vms_fz_check() RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+    j jsonb;
+    src jsonb;
+    p text[];
+    bad integer := 0;
+    took integer := 0;
+    whole integer := 0;
+BEGIN
+    FOR r IN SELECT f.k, f.src, s.* FROM fz f, vms._viid_split_images(f.src, 'L', 'I', false) s ORDER BY f.k LOOP
+        IF cardinality(r.items) = 0 THEN
+            whole := whole + 1;
+            IF r.body IS DISTINCT FROM r.src THEN
+                bad := bad + 1;
+                RAISE NOTICE 'body % changed with no image taken', r.k;
+            END IF;
+            CONTINUE;
+        END IF;
+        src := r.src::jsonb;
+        j := r.body::jsonb;
+        FOR n IN 1 .. cardinality(r.items) LOOP
+            p := CASE WHEN jsonb_typeof(src -> 'L' -> 'I' -> (r.items[n] - 1) -> 'SubImageList' -> 'SubImageInfoObject') = 'array'
+                      THEN ARRAY['L', 'I', (r.items[n] - 1)::text, 'SubImageList', 'SubImageInfoObject', (r.subs[n] - 1)::text, 'Data']
+                      ELSE ARRAY['L', 'I', (r.items[n] - 1)::text, 'SubImageList', 'SubImageInfoObject', 'Data'] END;
+            -- a place the jsonb does not have (a later duplicate key won) is
+            -- not used: the SQL finds no "" there
+            CONTINUE WHEN j #> p IS DISTINCT FROM '""'::jsonb;
+            IF decode(src #>> p, 'base64') IS DISTINCT FROM r.data[n]
+               OR vms._viid_image_format(r.data[n]) IS DISTINCT FROM r.formats[n] THEN
+                bad := bad + 1;
+                RAISE NOTICE 'body % image % differs', r.k, n;
+            END IF;
+            j := jsonb_set(j, p, src #> p);
+            took := took + 1;
+        END LOOP;
+        IF j IS DISTINCT FROM src THEN
+            bad := bad + 1;
+            RAISE NOTICE 'body % differs once its images are put back', r.k;
+        END IF;
+    END LOOP;
+    RETURN format('bodies=%s unchanged=%s images=%s mismatches=%s', (SELECT count(*) FROM fz), whole, took, bad);
+END $$;
+SELECT setseed(0.18);
+CREATE TEMP TABLE fz AS
+SELECT k, CASE WHEN random() < 0.05 THEN left(src, (random() * length(src))::int) ELSE src END AS src
+  FROM (SELECT k, (
+    SELECT '{"L" : {"I": [' || coalesce(string_agg(item, E',\n' ORDER BY k2), '') || ']}' ||
+           CASE WHEN random() < 0.05 THEN ', "L": {"I": []}' ELSE '' END || '}'
+      FROM (SELECT k2, w.ws,
+                   '{"Id": ' || k2 || ',' || w.ws || CASE WHEN random() < 0.1 THEN '"Data": "QUJD", ' ELSE '' END ||
+                   CASE (random() * 5)::int
+                     WHEN 0 THEN '"X": 1'
+                     WHEN 1 THEN '"SubImageList": {"SubImageInfoObject": ' || i.img || '}'
+                     WHEN 2 THEN '"SubImageList": {"SubImageInfoObject": [' || i.img || ',' || w.ws || i.img2 || ']}'
+                     WHEN 3 THEN '"SubImageList": {"SubImageInfoObject": [' || i.img || ']}, "SubImageList": {"SubImageInfoObject": [' || i.img2 || ']}'
+                     ELSE '"SubImageList": {"SubImageInfoObject": []}' END || '}' AS item
+              FROM generate_series(1, (random() * 3 + k * 0)::int) k2,
+                   LATERAL (SELECT CASE WHEN random() + k2 * 0 < 0.2 THEN E' \n\t' ELSE '' END AS ws) w,
+                   LATERAL (SELECT pg_temp.vms_fz_img(k2) AS img, pg_temp.vms_fz_img(k2 + 1) AS img2) i) items) AS src
+          FROM generate_series(1, 400) k) b;
+SELECT pg_temp.vms_fz_check();
+SQL
+($fuzz) = $fuzz =~ /^(bodies=.*)$/m;
+like($fuzz // '', qr/^bodies=400 unchanged=\d+ images=\d+ mismatches=0$/, 'image split against jsonb and decode(): ' . ($fuzz // 'no answer'));
+my ($fz_images) = $fuzz =~ /images=(\d+)/;
+cmp_ok($fz_images, '>=', 100, 'the random bodies had images to take out');
+
 # an inbound template maps a vendor's fields (the push's template mapping, applied on the way in)
 $node->safe_psql('postgres', q{
 INSERT INTO vms.viid_template VALUES ('vendor-x', 'MotorVehicle', '{"rename": {"CarTag": "Remark"}, "values": {"VendorColor": {"red": "R"}}}');

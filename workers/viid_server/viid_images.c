@@ -265,7 +265,7 @@ object_field_start(void *state, char *fname, bool isnull)
 		return;
 	top = &s->stack[s->depth - 1];
 	top->tag = field_tag(s);
-	if (top->tag != TAG_DATA || s->lex->token_type != JSON_TOKEN_STRING || !at_item(s))
+	if (top->tag != TAG_DATA || !at_item(s))
 		return;
 	if (s->image_kind && s->depth == 4)
 	{
@@ -283,10 +283,17 @@ object_field_start(void *state, char *fname, bool isnull)
 	}
 	if (j == 0)
 		return;
+	/*
+	 * Every Data at an image's place counts, whatever its value: should a
+	 * place come again (duplicate keys: jsonb keeps the last), which one
+	 * jsonb sees is not for us to guess, so the SQL gets the body as it came.
+	 */
 	if (i < s->last_i || (i == s->last_i && j <= s->last_j))
-		s->give_up = true;		/* this place again: leave it all to the SQL */
+		s->give_up = true;
 	s->last_i = i;
 	s->last_j = j;
+	if (s->lex->token_type != JSON_TOKEN_STRING)
+		return;
 	s->pending = s->lex->token_start;
 	s->pending_i = i;
 	s->pending_j = j;
