@@ -129,6 +129,26 @@ SELECT vms.sip_alter_upstream('city', options => '{"charset": "UTF-8"}');
 SELECT convert_from(b, 'UTF8') LIKE '<?xml version="1.0" encoding="UTF-8"?>%' AS utf8, position(convert_to('通道', 'UTF8') IN b) > 0 AS utf8_bytes
   FROM vms._sip_upstream_answer('city', 'Catalog', '22', '34020100002000000001') b LIMIT 1;
 
+-- a Catalog subscription: what changed since the upper platform was last told, as NOTIFY events
+SELECT vms.sip_alter_upstream('city', options => '{"charset": "GB2312", "catalog_page_size": 3}');
+SELECT count(*) AS bodies FROM vms._sip_upstream_changes('city', '30', baseline => true);
+SELECT count(*) AS told FROM vms.sip_share_told;
+SELECT count(*) AS nothing_changed FROM vms._sip_upstream_changes('city', '31');
+UPDATE vms.channel SET online = false WHERE code = '34020100001320000010';
+UPDATE vms.channel SET online = true WHERE code = '34020100001320000013';
+UPDATE vms.channel SET address = 'Gate <2>' WHERE code = '34020100001320000011';
+INSERT INTO vms.channel (code, device_code, name, civil_code) VALUES ('34020100001320000046', '34020100001180000001', '新增', '340201');
+SELECT vms.sip_share('city', '{"regions": ["340201"]}') AS shared;
+SELECT vms.sip_share_map('city', '34020100001320000012', '34010000001320000098');
+CREATE TEMP TABLE note AS
+SELECT n, xmlparse(document convert_from(b, 'GB18030')) AS x FROM vms._sip_upstream_changes('city', '32') WITH ORDINALITY c(b, n);
+SELECT n, (xpath('/Notify/SumNum/text()', x))[1]::text AS sum_num, (xpath('/Notify/DeviceList/@Num', x))[1]::text AS num
+  FROM note ORDER BY n;
+SELECT (xpath('/Item/DeviceID/text()', i))[1]::text AS code, (xpath('/Item/Event/text()', i))[1]::text AS event,
+       (xpath('/Item/Status/text()', i))[1]::text AS status, (xpath('/Item/Address/text()', i))[1]::text AS address
+  FROM note, unnest(xpath('/Notify/DeviceList/Item', x)) i ORDER BY 1;
+SELECT count(*) AS then_nothing FROM vms._sip_upstream_changes('city', '33');
+
 -- the registration state machine: transitions are events; others are refused with a warning
 SET client_min_messages = warning;
 SELECT vms._sip_upstream_flush('[{"u": "city", "st": "registering", "at": 1700000000, "c": "start"},

@@ -436,6 +436,33 @@ CREATE FUNCTION vms._sip_upstream_items(upstream text, one_code text)
 $$;
 COMMENT ON FUNCTION vms._sip_upstream_items(text, text) IS 'internal: the channels shared with an upper platform, as it knows them, numbered by code';
 
+-- one <Item> of a Catalog answer or NOTIFY (event: ADD, DEL, UPDATE, ON, OFF; NULL in an answer)
+CREATE FUNCTION vms._sip_catalog_item(code text, name text, manufacturer text, model text, civil_code text,
+                                      address text, online boolean, lon float8, lat float8, parent text, event text)
+    RETURNS xml
+    LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN event = 'DEL' THEN xmlelement(name "Item", xmlelement(name "DeviceID", code), xmlelement(name "Event", event))
+    ELSE xmlelement(name "Item",
+        xmlelement(name "DeviceID", code),
+        xmlelement(name "Name", name),
+        xmlelement(name "Manufacturer", coalesce(manufacturer, '')),
+        xmlelement(name "Model", coalesce(model, '')),
+        xmlelement(name "Owner", '0'),
+        xmlelement(name "CivilCode", coalesce(civil_code, left(parent, 6))),
+        xmlelement(name "Address", coalesce(address, '')),
+        xmlelement(name "Parental", 0),
+        xmlelement(name "ParentID", parent),
+        xmlelement(name "SafetyWay", 0),
+        xmlelement(name "RegisterWay", 1),
+        xmlelement(name "Secrecy", 0),
+        xmlelement(name "Status", CASE WHEN online THEN 'ON' ELSE 'OFF' END),
+        CASE WHEN lon IS NOT NULL THEN xmlelement(name "Longitude", round(lon::numeric, 6)) END,
+        CASE WHEN lat IS NOT NULL THEN xmlelement(name "Latitude", round(lat::numeric, 6)) END,
+        CASE WHEN event IS NOT NULL THEN xmlelement(name "Event", event) END) END
+$$;
+COMMENT ON FUNCTION vms._sip_catalog_item(text, text, text, text, text, text, boolean, float8, float8, text, text) IS
+    'internal: one Catalog <Item> for an upper platform (with its Event in a NOTIFY)';
+
 -- The MANSCDP answer bodies to an upper platform's query, in its charset:
 -- Catalog in pages of catalog_page_size items, each with the SumNum of the
 -- whole answer; DeviceInfo; DeviceStatus.  device_id is what the query
@@ -477,22 +504,8 @@ BEGIN
                    xmlelement(name "DeviceID", coalesce(nullif(device_id, ''), u.local_id)),
                    xmlelement(name "SumNum", total),
                    xmlelement(name "DeviceList", xmlattributes(count(*) AS "Num"),
-                       xmlagg(xmlelement(name "Item",
-                           xmlelement(name "DeviceID", i.code),
-                           xmlelement(name "Name", i.name),
-                           xmlelement(name "Manufacturer", coalesce(i.manufacturer, '')),
-                           xmlelement(name "Model", coalesce(i.model, '')),
-                           xmlelement(name "Owner", '0'),
-                           xmlelement(name "CivilCode", coalesce(i.civil_code, left(u.local_id, 6))),
-                           xmlelement(name "Address", coalesce(i.address, '')),
-                           xmlelement(name "Parental", 0),
-                           xmlelement(name "ParentID", u.local_id),
-                           xmlelement(name "SafetyWay", 0),
-                           xmlelement(name "RegisterWay", 1),
-                           xmlelement(name "Secrecy", 0),
-                           xmlelement(name "Status", CASE WHEN i.online THEN 'ON' ELSE 'OFF' END),
-                           CASE WHEN i.lon IS NOT NULL THEN xmlelement(name "Longitude", round(i.lon::numeric, 6)) END,
-                           CASE WHEN i.lat IS NOT NULL THEN xmlelement(name "Latitude", round(i.lat::numeric, 6)) END)
+                       xmlagg(vms._sip_catalog_item(i.code, i.name, i.manufacturer, i.model, i.civil_code, i.address,
+                                                    i.online, i.lon, i.lat, u.local_id, NULL)
                        ORDER BY i.rn)))::text, enc)
           FROM vms._sip_upstream_items(upstream, CASE WHEN whole THEN NULL ELSE device_id END) i
          GROUP BY (i.rn - 1) / u.page_size
@@ -538,3 +551,80 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION vms._sip_upstream_answer(text, text, text, text) IS
     'internal: the MANSCDP answer bodies (Catalog pages with SumNum, DeviceInfo, DeviceStatus) to an upper platform''s query, shared channels only';
+
+-- Catalog subscriptions of upper platforms: what each was last told of each
+-- shared channel, so that a change becomes a NOTIFY event (ADD, DEL, UPDATE,
+-- ON, OFF; a channel that leaves the scope is a DEL).
+CREATE TABLE vms.sip_share_told (
+    upstream  text NOT NULL REFERENCES vms.sip_upstream (name) ON DELETE CASCADE ON UPDATE CASCADE,
+    code      text NOT NULL,
+    digest    text NOT NULL,
+    online    boolean NOT NULL,
+    PRIMARY KEY (upstream, code)
+);
+COMMENT ON TABLE vms.sip_share_told IS
+    'what a subscribed upper platform was last told of each shared channel (presented code, a digest of its attributes, online)';
+
+-- The changes since what the upstream was last told, as Catalog NOTIFY
+-- bodies (pages of catalog_page_size, SumNum = all the changes), recorded
+-- as told.  baseline: record the present share as told and return nothing
+-- (a new subscription).
+CREATE FUNCTION vms._sip_upstream_changes(upstream text, sn text, baseline boolean DEFAULT false)
+    RETURNS SETOF bytea
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    u record;
+    enc text;
+    head text;
+BEGIN
+    SELECT * INTO u FROM vms._sip_upstreams() x WHERE x.name = _sip_upstream_changes.upstream;
+    IF NOT FOUND OR sn IS NULL OR sn !~ '^[0-9]{1,15}$' THEN
+        RETURN;
+    END IF;
+    IF baseline THEN
+        DELETE FROM vms.sip_share_told t WHERE t.upstream = _sip_upstream_changes.upstream;
+        INSERT INTO vms.sip_share_told (upstream, code, digest, online)
+        SELECT _sip_upstream_changes.upstream, i.code,
+               md5(concat_ws('|', i.name, i.manufacturer, i.model, i.civil_code, i.address, i.lon, i.lat)), i.online
+          FROM vms._sip_upstream_items(_sip_upstream_changes.upstream, NULL) i;
+        RETURN;
+    END IF;
+    enc := CASE u.charset WHEN 'UTF-8' THEN 'UTF8' ELSE 'GB18030' END;
+    head := '<?xml version="1.0" encoding="' || u.charset || '"?>' || E'\r\n';
+    -- one statement: the changes, the record of what is told now, and the bodies
+    RETURN QUERY
+    WITH items AS (
+        SELECT i.*, md5(concat_ws('|', i.name, i.manufacturer, i.model, i.civil_code, i.address, i.lon, i.lat)) AS digest
+          FROM vms._sip_upstream_items(_sip_upstream_changes.upstream, NULL) i
+    ), ch AS (
+        SELECT c.code, c.name, c.manufacturer, c.model, c.civil_code, c.address, c.online, c.lon, c.lat, c.digest,
+               CASE WHEN t.code IS NULL THEN 'ADD' WHEN t.digest <> c.digest THEN 'UPDATE'
+                    WHEN c.online THEN 'ON' ELSE 'OFF' END AS event
+          FROM items c
+          LEFT JOIN vms.sip_share_told t ON t.upstream = _sip_upstream_changes.upstream AND t.code = c.code
+         WHERE t.code IS NULL OR t.digest <> c.digest OR t.online <> c.online
+        UNION ALL
+        SELECT t.code, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'DEL'
+          FROM vms.sip_share_told t
+         WHERE t.upstream = _sip_upstream_changes.upstream AND NOT EXISTS (SELECT 1 FROM items i WHERE i.code = t.code)
+    ), gone AS (
+        DELETE FROM vms.sip_share_told t USING ch
+         WHERE t.upstream = _sip_upstream_changes.upstream AND t.code = ch.code AND ch.event = 'DEL'
+    ), told AS (
+        INSERT INTO vms.sip_share_told AS t (upstream, code, digest, online)
+        SELECT _sip_upstream_changes.upstream, ch.code, ch.digest, ch.online FROM ch WHERE ch.event <> 'DEL'
+        ON CONFLICT ON CONSTRAINT sip_share_told_pkey DO UPDATE SET digest = EXCLUDED.digest, online = EXCLUDED.online
+    )
+    SELECT convert_to(head || xmlelement(name "Notify",
+               xmlelement(name "CmdType", 'Catalog'), xmlelement(name "SN", sn),
+               xmlelement(name "DeviceID", u.local_id),
+               xmlelement(name "SumNum", n.total),
+               xmlelement(name "DeviceList", xmlattributes(count(*) AS "Num"),
+                   xmlagg(vms._sip_catalog_item(n.code, n.name, n.manufacturer, n.model, n.civil_code, n.address,
+                                                n.online, n.lon, n.lat, u.local_id, n.event) ORDER BY n.rn)))::text, enc)
+      FROM (SELECT ch.*, row_number() OVER (ORDER BY ch.code) AS rn, count(*) OVER () AS total FROM ch) n
+     GROUP BY (n.rn - 1) / u.page_size, n.total
+     ORDER BY (n.rn - 1) / u.page_size;
+END $$;
+COMMENT ON FUNCTION vms._sip_upstream_changes(text, text, boolean) IS
+    'internal: the changes of an upper platform''s share since it was last told (Catalog NOTIFY bodies: ADD, DEL, UPDATE, ON, OFF), recorded as told; baseline: record the share as told';

@@ -235,6 +235,31 @@ is($city->safe_psql('postgres', "SELECT state FROM vms.sip_request_wait($rid, 30
 like($city->safe_psql('postgres', "SELECT result::text FROM vms.sip_request WHERE id = $rid"), qr/"Channel": "46"/,
 	'DeviceInfo counts the shared channels');
 
+# the city subscribes to the district's catalog: what changes in the share is NOTIFYed
+$rid = $city->safe_psql('postgres', "SELECT vms.sip_subscribe('$as_lower', 'Catalog', 600)");
+is($city->safe_psql('postgres', "SELECT state FROM vms.sip_request_wait($rid, 30)"), 'done', 'the city subscribes to the district\'s catalog');
+ok($district->poll_query_until('postgres', "SELECT count(*) = 46 FROM vms.sip_share_told WHERE upstream = 'cityvms'"),
+	'the district records what the city was told');
+$district->safe_psql('postgres', q{
+UPDATE vms.channel SET online = false WHERE code = '34020100001320000010';
+UPDATE vms.channel SET name = '北门' WHERE code = '34020100001320000011';
+INSERT INTO vms.channel (code, device_code, name, civil_code, online)
+VALUES ('34020100001320000046', '34020100001180000001', '新增', '340201', true);
+SELECT vms.sip_share('cityvms', '{"regions": ["340201"]}');
+});
+ok($city->poll_query_until('postgres', q{
+SELECT (SELECT status FROM vms.channel_status WHERE code = '34020100001320000010') = 'OFF'
+   AND (SELECT name FROM vms.channel WHERE code = '34020100001320000011') = '北门'
+   AND EXISTS (SELECT 1 FROM vms.channel WHERE code = '34020100001320000046')
+   AND (SELECT status FROM vms.channel_status WHERE code = '34020200001320000001') = 'DEL'}),
+	'NOTIFY: OFF, UPDATE, ADD, and DEL for the channel that left the share, each applied by the city')
+  or diag($city->safe_psql('postgres', q{SELECT code, status FROM vms.channel_status ORDER BY reported_at DESC LIMIT 5}));
+$district->safe_psql('postgres', "UPDATE vms.channel SET online = true WHERE code = '34020100001320000010'");
+ok($city->poll_query_until('postgres', "SELECT status = 'ON' FROM vms.channel_status WHERE code = '34020100001320000010'"),
+	'NOTIFY: ON');
+is($city->safe_psql('postgres', "SELECT count(*) FROM vms.channel WHERE code::text LIKE '340202%' AND code <> '34020200001320000001'"),
+	'0', 'still nothing that was never shared');
+
 $city->stop;
 $district->stop;
 done_testing();

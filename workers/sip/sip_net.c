@@ -486,13 +486,13 @@ sip_net_abort_batch(void)
 	n_out = 0;
 }
 
-/* a To tag stable across retransmissions of one request */
-static void
-to_tag_for(const SipIn *in, char *tag, size_t len)
+/* a To tag stable across retransmissions of one request (and the tag of the dialog it may start) */
+void
+sip_to_tag(const char *call_id, char *tag, size_t len)
 {
 	uint32		h = 2166136261u;
 
-	for (const char *p = in->call_id; *p; p++)
+	for (const char *p = call_id; *p; p++)
 		h = (h ^ (unsigned char) *p) * 16777619u;
 	snprintf(tag, len, "vms%08x", h);
 }
@@ -502,7 +502,7 @@ sip_answer(const SipIn *in, const Peer *peer, int code, const char *reason, cons
 {
 	char		tag[16];
 
-	to_tag_for(in, tag, sizeof(tag));
+	sip_to_tag(in->call_id, tag, sizeof(tag));
 	if (!sip_answer_text(in, code, reason, tag, peer->ip, peer->port, extra, sip_scratch()))
 		return;
 	sip_send(peer, sip_scratch()->data, sip_scratch()->len);

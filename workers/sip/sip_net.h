@@ -30,6 +30,7 @@ extern void sip_net_abort_batch(void);	/* after an error: UDP answers of the bat
 extern void sip_send(const Peer *peer, const char *data, size_t len);
 /* answer a request (a To tag stable across its retransmissions) */
 extern void sip_answer(const SipIn *in, const Peer *peer, int code, const char *reason, const char *extra);
+extern void sip_to_tag(const char *call_id, char *tag, size_t len);	/* the To tag sip_answer gives */
 extern const char *sip_local_ip(void);
 extern const char *sip_local_ip_for(const Peer *peer);	/* as the peer sees us, when listening on all addresses */
 extern int	sip_local_port(void);

@@ -119,31 +119,6 @@ random_hex(char *out, int n)
 	out[n] = '\0';
 }
 
-/* the address a device can reach us at, as seen from its side of the route */
-static const char *
-local_ip_for(const Peer *p)
-{
-	static char cached_for[64],
-				cached[64];
-	int			fd;
-	struct sockaddr_in me;
-	socklen_t	len = sizeof(me);
-
-	if (strcmp(sip_local_ip(), "127.0.0.1") != 0 && strcmp(sip_local_ip(), "0.0.0.0") != 0)
-		return sip_local_ip();
-	if (strcmp(cached_for, p->ip) == 0)
-		return cached;
-	strlcpy(cached, "127.0.0.1", sizeof(cached));
-	fd = socket(AF_INET, SOCK_DGRAM, 0);
-	if (fd >= 0 && connect(fd, (struct sockaddr *) &p->addr, p->addrlen) == 0 &&
-		getsockname(fd, (struct sockaddr *) &me, &len) == 0)
-		inet_ntop(AF_INET, &me.sin_addr, cached, sizeof(cached));
-	if (fd >= 0)
-		close(fd);
-	strlcpy(cached_for, p->ip, sizeof(cached_for));
-	return cached;
-}
-
 static const char *
 cmd_for(Kind k)
 {
@@ -172,7 +147,7 @@ send_request_to(const char *method, Dev *d, const char *target, Kind kind, int64
 	OutTx	   *tx = NULL;
 	char		branch[20];
 	char		dom[11];
-	const char *me = local_ip_for(&d->peer);
+	const char *me = sip_local_ip_for(&d->peer);
 	bool		tcp = d->peer.transport == TRANSPORT_TCP;
 
 	for (int i = 0; i < MAX_TX; i++)
@@ -495,7 +470,7 @@ send_subscribe(Sub *s, Dev *d, int expires, Kind kind)
 	body = psprintf("<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n<Query>\r\n<CmdType>%s</CmdType>\r\n"
 					"<SN>%u</SN>\r\n<DeviceID>%s</DeviceID>\r\n%s</Query>\r\n", s->event, next_sn++, d->code, query);
 	snprintf(extra, sizeof(extra), "Contact: <sip:%s@%s:%d>\r\nEvent: %s;id=%u\r\nExpires: %d\r\n",
-			 vms_sip_id, local_ip_for(&d->peer), sip_local_port(), s->event, next_sn, expires);
+			 vms_sip_id, sip_local_ip_for(&d->peer), sip_local_port(), s->event, next_sn, expires);
 	tx = send_request("SUBSCRIBE", d, kind, s->request_id, s->call_id, s->cseq, s->from_tag, s->to_tag, extra, body);
 	if (tx)
 	{
@@ -605,7 +580,7 @@ start_invite(int64 id, Dev *d, const char *channel, const char *ip, int port, bo
 				   recorded && speed && strcmp(mode, "Download") == 0 ? "\r\n" : "",
 				   tcp ? "a=setup:passive\r\na=connection:new\r\n" : "", ssrc);
 	extra = psprintf("Contact: <sip:%s@%s:%d>\r\nSubject: %s:%s,%s:0\r\n",
-					 vms_sip_id, local_ip_for(&d->peer), sip_local_port(), channel, ssrc, vms_sip_id);
+					 vms_sip_id, sip_local_ip_for(&d->peer), sip_local_port(), channel, ssrc, vms_sip_id);
 	if (send_request_to("INVITE", d, channel, K_INVITE, id, call_id, 1, tag, NULL, extra, "APPLICATION/SDP", sdp) == NULL)
 		fail_request(id, "failed", "could not send INVITE");
 	else
@@ -635,7 +610,7 @@ send_ack(Dev *d, const char *target, const char *from_tag, const char *to_tag, c
 	sbuf_reset(sip_scratch());
 	sbuf_printf(sip_scratch(), "ACK sip:%s@%s:%d SIP/2.0\r\n", target, d->peer.ip, d->peer.port);
 	sbuf_printf(sip_scratch(), "Via: SIP/2.0/%s %s:%d;rport;branch=z9hG4bK%s\r\n",
-				d->peer.transport == TRANSPORT_TCP ? "TCP" : "UDP", local_ip_for(&d->peer), sip_local_port(), branch);
+				d->peer.transport == TRANSPORT_TCP ? "TCP" : "UDP", sip_local_ip_for(&d->peer), sip_local_port(), branch);
 	sbuf_printf(sip_scratch(), "From: <sip:%s@%s>;tag=%s\r\n", vms_sip_id, sip_realm(), from_tag);
 	sbuf_printf(sip_scratch(), "To: <sip:%s@%s>%s%s\r\n", target, dom, to_tag[0] ? ";tag=" : "", to_tag);
 	sbuf_printf(sip_scratch(), "Call-ID: %s\r\nCSeq: %u ACK\r\nMax-Forwards: 70\r\nUser-Agent: vms\r\nContent-Length: 0\r\n\r\n",
@@ -704,7 +679,7 @@ start_bye(int64 id, Dev *d, const char *call_id)
 		fail_request(id, "failed", "the device of that media session is gone");
 		return;
 	}
-	extra = psprintf("Contact: <sip:%s@%s:%d>\r\n", vms_sip_id, local_ip_for(&d->peer), sip_local_port());
+	extra = psprintf("Contact: <sip:%s@%s:%d>\r\n", vms_sip_id, sip_local_ip_for(&d->peer), sip_local_port());
 	if (send_request_to("BYE", d, dlg->channel, K_BYE, id, dlg->call_id, ++dlg->cseq, dlg->from_tag, dlg->to_tag,
 						extra, NULL, NULL) == NULL)
 		fail_request(id, "failed", "could not send BYE");

@@ -58,13 +58,16 @@ static const char *const state_names[] = {"unregistered", "registering", "regist
 
 typedef enum UpKind
 {
-	UK_REGISTER, UK_UNREGISTER, UK_KEEPALIVE, UK_ANSWER
+	UK_REGISTER, UK_UNREGISTER, UK_KEEPALIVE, UK_ANSWER, UK_NOTIFY
 } UpKind;
+
+#define CHANGE_CHECK_MS 2000	/* a Catalog subscription's share is compared with what was told this often */
 
 /* a MANSCDP body waiting to go to an upper platform */
 typedef struct OutPage
 {
 	struct OutPage *next;
+	bool		notify;			/* a NOTIFY in the subscription's dialog, else a MESSAGE */
 	size_t		len;
 	char		data[FLEXIBLE_ARRAY_MEMBER];
 } OutPage;
@@ -120,6 +123,16 @@ typedef struct Upstream
 	OutPage	   *pages;
 	OutPage	   *pages_tail;
 	int			pages_in_flight;
+
+	/* the upper platform's Catalog subscription (one dialog) */
+	bool		sub_active;
+	char		sub_call_id[128];
+	char		sub_their_tag[64];
+	char		sub_our_tag[16];
+	uint32		sub_cseq;
+	TimestampTz sub_expires_at;
+	TimestampTz next_change_check;
+	bool		change_pending;
 } Upstream;
 
 typedef struct UpTx
@@ -141,6 +154,8 @@ typedef struct UpTx
 typedef struct PendingAnswer
 {
 	bool		used;
+	bool		changes;		/* the subscription's changes (baseline: its start), not a query */
+	bool		baseline;
 	int			up;
 	char		name[64];
 	char		cmd[32];
@@ -326,6 +341,7 @@ fail(Upstream *u, int status, const char *why)
 	strlcpy(u->last_error, why, sizeof(u->last_error));
 	u->next_attempt = TimestampTzPlusMilliseconds(sip_now, (int64) backoff_s(u->failures) * 1000);
 	u->have_chal = false;
+	u->sub_active = false;
 	drop_txs((int) (u - ups), true);
 	free_pages(u);
 	sip_log_limited(LOG_OTHER, "upstream \"%s\": %s; registering again in %d s", u->name, why, backoff_s(u->failures));
@@ -339,8 +355,9 @@ fail(Upstream *u, int status, const char *why)
  * over UDP (0.5, 1, 2, 4 s) until answered or given up.
  */
 static UpTx *
-send_request(Upstream *u, UpKind kind, const char *method, const char *ruri, const char *to_uri, const char *call_id,
-			 const char *from_tag, uint32 cseq, const char *extra, const char *body, size_t body_len, bool with_auth)
+send_request(Upstream *u, UpKind kind, const char *method, const char *ruri, const char *to_uri, const char *to_tag,
+			 const char *call_id, const char *from_tag, uint32 cseq, const char *extra, const char *body, size_t body_len,
+			 bool with_auth)
 {
 	SBuf	   *out = sip_scratch();
 	UpTx	   *tx = NULL;
@@ -362,7 +379,7 @@ send_request(Upstream *u, UpKind kind, const char *method, const char *ruri, con
 	sbuf_printf(out, "%s %s SIP/2.0\r\n", method, ruri);
 	sbuf_printf(out, "Via: SIP/2.0/UDP %s:%d;rport;branch=z9hG4bK%s\r\n", sip_local_ip_for(&u->peer), sip_local_port(), branch);
 	sbuf_printf(out, "From: <sip:%s@%.10s>;tag=%s\r\n", u->local_id, u->local_id, from_tag);
-	sbuf_printf(out, "To: <%s>\r\n", to_uri);
+	sbuf_printf(out, "To: <%s>%s%s\r\n", to_uri, to_tag ? ";tag=" : "", to_tag ? to_tag : "");
 	sbuf_printf(out, "Call-ID: %s\r\nCSeq: %u %s\r\n", call_id, cseq, method);
 	sbuf_puts(out, "Max-Forwards: 70\r\nUser-Agent: vms\r\n");
 	if (extra)
@@ -432,7 +449,7 @@ send_register(Upstream *u, int expires)
 		explicit_bzero(ha1, sizeof(ha1));
 	}
 	ok = !extra.overflow &&
-		send_request(u, expires == 0 ? UK_UNREGISTER : UK_REGISTER, "REGISTER", ruri, me, u->call_id, u->from_tag,
+		send_request(u, expires == 0 ? UK_UNREGISTER : UK_REGISTER, "REGISTER", ruri, me, NULL, u->call_id, u->from_tag,
 					 ++u->cseq, extra.data, NULL, 0, u->have_chal) != NULL;
 	sbuf_free(&extra);
 	if (ok && expires > 0)
@@ -474,7 +491,23 @@ send_message(Upstream *u, UpKind kind, const char *body, size_t len)
 	snprintf(to, sizeof(to), "sip:%s@%s", u->platform_id, u->realm);
 	random_hex(call_id, 24);
 	random_hex(tag, 10);
-	return send_request(u, kind, "MESSAGE", ruri, to, call_id, tag, 1, NULL, body, len, false);
+	return send_request(u, kind, "MESSAGE", ruri, to, NULL, call_id, tag, 1, NULL, body, len, false);
+}
+
+/* a NOTIFY in the Catalog subscription's dialog */
+static UpTx *
+send_notify(Upstream *u, const char *body, size_t len)
+{
+	char		ruri[128];
+	char		to[128];
+	char		extra[128];
+	long		left = (long) ((u->sub_expires_at - sip_now) / 1000000);
+
+	snprintf(ruri, sizeof(ruri), "sip:%s@%s:%d", u->platform_id, u->host, u->port);
+	snprintf(to, sizeof(to), "sip:%s@%s", u->platform_id, u->realm);
+	snprintf(extra, sizeof(extra), "Event: Catalog\r\nSubscription-State: active;expires=%ld\r\n", Max(left, 0));
+	return send_request(u, UK_NOTIFY, "NOTIFY", ruri, to, u->sub_their_tag, u->sub_call_id, u->sub_our_tag,
+						++u->sub_cseq, extra, body, len, false);
 }
 
 static void
@@ -496,9 +529,12 @@ send_pages(Upstream *u)
 	{
 		OutPage	   *p = u->pages;
 
-		if (send_message(u, UK_ANSWER, p->data, p->len) == NULL)
+		if (p->notify && !u->sub_active)
+			;					/* the subscription ended: its changes are not sent */
+		else if ((p->notify ? send_notify(u, p->data, p->len) : send_message(u, UK_ANSWER, p->data, p->len)) == NULL)
 			return;
-		u->pages_in_flight++;
+		else
+			u->pages_in_flight++;
 		u->pages = p->next;
 		if (u->pages == NULL)
 			u->pages_tail = NULL;
@@ -859,9 +895,17 @@ sip_upstream_response(const SipIn *in, const Peer *peer)
 			}
 			break;
 		case UK_ANSWER:
+		case UK_NOTIFY:
 			u->pages_in_flight = Max(0, u->pages_in_flight - 1);
-			if (in->status >= 300)
-				sip_log_limited(LOG_OTHER, "upstream \"%s\" answered %d to a query answer", u->name, in->status);
+			if (tx->kind == UK_NOTIFY && in->status == 481)
+			{
+				/* the upper platform no longer has the subscription */
+				u->sub_active = false;
+				sip_log_limited(LOG_OTHER, "upstream \"%s\" ended its Catalog subscription (481 to a NOTIFY)", u->name);
+			}
+			else if (in->status >= 300)
+				sip_log_limited(LOG_OTHER, "upstream \"%s\" answered %d to a %s", u->name, in->status,
+								tx->kind == UK_NOTIFY ? "NOTIFY" : "query answer");
 			break;
 	}
 	free_tx(tx);
@@ -869,6 +913,79 @@ sip_upstream_response(const SipIn *in, const Peer *peer)
 }
 
 /* ---------------------------------------------------------------- requests from upper platforms */
+
+static PendingAnswer *
+new_pending(Upstream *u)
+{
+	for (int i = 0; i < MAX_PENDING; i++)
+		if (!pending[i].used)
+		{
+			PendingAnswer *p = &pending[i];
+
+			memset(p, 0, sizeof(*p));
+			p->used = true;
+			p->up = (int) (u - ups);
+			strlcpy(p->name, u->name, sizeof(p->name));
+			return p;
+		}
+	return NULL;
+}
+
+/*
+ * SUBSCRIBE (Event: Catalog) from the upper platform: one subscription per
+ * upstream, refreshed in its dialog, ended by Expires: 0 or its expiry.
+ * What it is told from then on is what changes in its share (NOTIFY
+ * events ADD, DEL, UPDATE, ON, OFF), compared every CHANGE_CHECK_MS.
+ */
+static void
+upstream_subscribe(Upstream *u, const SipIn *in, const Peer *peer)
+{
+	long		expires = in->expires >= 0 ? in->expires : 3600;
+	bool		same = u->sub_active && strcmp(u->sub_call_id, in->call_id) == 0;
+	char		extra[64];
+
+	if (u->state != US_REGISTERED)
+	{
+		sip_answer(in, peer, 403, "Not Registered", NULL);
+		return;
+	}
+	if (strcasecmp(in->event, "Catalog") != 0)
+	{
+		sip_answer(in, peer, 489, "Bad Event", "Allow-Events: Catalog\r\n");
+		return;
+	}
+	expires = Min(expires, 86400L);
+	if (expires == 0)
+	{
+		if (same)
+			u->sub_active = false;
+		sip_answer(in, peer, 200, "OK", "Expires: 0\r\n");
+		return;
+	}
+	if (!same)
+	{
+		PendingAnswer *p = new_pending(u);
+
+		if (p == NULL)
+		{
+			sip_answer(in, peer, 503, "Service Unavailable", "Retry-After: 5\r\n");
+			return;
+		}
+		p->changes = true;
+		p->baseline = true;
+		strlcpy(p->sn, "0", sizeof(p->sn));
+		strlcpy(u->sub_call_id, in->call_id, sizeof(u->sub_call_id));
+		strlcpy(u->sub_their_tag, in->from_tag, sizeof(u->sub_their_tag));
+		sip_to_tag(in->call_id, u->sub_our_tag, sizeof(u->sub_our_tag));
+		u->sub_cseq = 0;
+		u->next_change_check = TimestampTzPlusMilliseconds(sip_now, CHANGE_CHECK_MS);
+		ereport(LOG, (errmsg("vms sip: upstream \"%s\" subscribed to the catalog for %ld s", u->name, expires)));
+	}
+	u->sub_active = true;
+	u->sub_expires_at = TimestampTzPlusMilliseconds(sip_now, expires * 1000);
+	snprintf(extra, sizeof(extra), "Expires: %ld\r\n", expires);
+	sip_answer(in, peer, 200, "OK", extra);
+}
 
 bool
 sip_upstream_request(const SipIn *in, const Peer *peer)
@@ -896,6 +1013,11 @@ sip_upstream_request(const SipIn *in, const Peer *peer)
 	if (strcmp(in->method, "OPTIONS") == 0)
 	{
 		sip_answer(in, peer, 200, "OK", "Allow: MESSAGE, OPTIONS\r\n");
+		return true;
+	}
+	if (strcmp(in->method, "SUBSCRIBE") == 0)
+	{
+		upstream_subscribe(u, in, peer);
 		return true;
 	}
 	if (strcmp(in->method, "MESSAGE") != 0)
@@ -935,18 +1057,13 @@ sip_upstream_request(const SipIn *in, const Peer *peer)
 		(strcmp(m.cmd_type, "Catalog") == 0 || strcmp(m.cmd_type, "DeviceInfo") == 0 ||
 		 strcmp(m.cmd_type, "DeviceStatus") == 0) && m.sn[0])
 	{
-		for (int i = 0; i < MAX_PENDING && p == NULL; i++)
-			if (!pending[i].used)
-				p = &pending[i];
+		p = new_pending(u);
 		if (p == NULL)
 		{
 			manscdp_free(&m);
 			sip_answer(in, peer, 503, "Service Unavailable", "Retry-After: 5\r\n");
 			return true;
 		}
-		p->used = true;
-		p->up = (int) (u - ups);
-		strlcpy(p->name, u->name, sizeof(p->name));
 		strlcpy(p->cmd, m.cmd_type, sizeof(p->cmd));
 		strlcpy(p->sn, m.sn, sizeof(p->sn));
 		strlcpy(p->device_id, m.device_id, sizeof(p->device_id));
@@ -987,11 +1104,22 @@ answer_pending(void)
 
 		if (!u->used || strcmp(u->name, todo[k].name) != 0)
 			continue;
-		values[0] = CStringGetTextDatum(todo[k].name);
-		values[1] = CStringGetTextDatum(todo[k].cmd);
-		values[2] = CStringGetTextDatum(todo[k].sn);
-		values[3] = CStringGetTextDatum(todo[k].device_id);
-		rc = sip_sql_run(SIP_SQL_UPSTREAM_ANSWER, values, NULL, true, 0);
+		if (todo[k].changes)
+		{
+			u->change_pending = false;
+			values[0] = CStringGetTextDatum(todo[k].name);
+			values[1] = CStringGetTextDatum(todo[k].sn);
+			values[2] = BoolGetDatum(todo[k].baseline);
+			rc = sip_sql_run(SIP_SQL_UPSTREAM_CHANGES, values, NULL, false, 0);
+		}
+		else
+		{
+			values[0] = CStringGetTextDatum(todo[k].name);
+			values[1] = CStringGetTextDatum(todo[k].cmd);
+			values[2] = CStringGetTextDatum(todo[k].sn);
+			values[3] = CStringGetTextDatum(todo[k].device_id);
+			rc = sip_sql_run(SIP_SQL_UPSTREAM_ANSWER, values, NULL, true, 0);
+		}
 		if (rc != SPI_OK_SELECT)
 			elog(ERROR, "vms sip: could not answer upstream \"%s\"", todo[k].name);
 		for (uint64 r = 0; r < SPI_processed; r++)
@@ -1006,6 +1134,7 @@ answer_pending(void)
 			b = DatumGetByteaPP(v);
 			page = MemoryContextAlloc(vms_worker_cxt, offsetof(OutPage, data) + VARSIZE_ANY_EXHDR(b));
 			page->next = NULL;
+			page->notify = todo[k].changes;
 			page->len = VARSIZE_ANY_EXHDR(b);
 			memcpy(page->data, VARDATA_ANY(b), page->len);
 			if (u->pages_tail)
@@ -1049,7 +1178,7 @@ sip_upstream_tick(void)
 				else
 					snapshot(u, NULL);
 			}
-			else if (kind == UK_ANSWER)
+			else if (kind == UK_ANSWER || kind == UK_NOTIFY)
 			{
 				u->pages_in_flight = Max(0, u->pages_in_flight - 1);
 				sip_log_limited(LOG_OTHER, "upstream \"%s\" did not acknowledge a query answer", u->name);
@@ -1090,6 +1219,23 @@ sip_upstream_tick(void)
 					if (!send_register(u, u->expires))
 						fail(u, 0, "could not send REGISTER");
 					break;
+				}
+				if (u->sub_active && sip_now >= u->sub_expires_at)
+				{
+					u->sub_active = false;
+					ereport(LOG, (errmsg("vms sip: upstream \"%s\": its Catalog subscription expired", u->name)));
+				}
+				if (u->sub_active && !u->change_pending && sip_now >= u->next_change_check)
+				{
+					PendingAnswer *p = new_pending(u);
+
+					if (p)
+					{
+						p->changes = true;
+						snprintf(p->sn, sizeof(p->sn), "%u", next_sn++);
+						u->change_pending = true;
+					}
+					u->next_change_check = TimestampTzPlusMilliseconds(sip_now, CHANGE_CHECK_MS);
 				}
 				if (!u->ka_in_flight && sip_now >= u->next_ka)
 				{
