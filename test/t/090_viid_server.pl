@@ -381,6 +381,17 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_outbox WHERE upst
 client('--device', '44030402001320000001', 'post', 'MotorVehicles', '--count', '1', '--serial', '810');
 is($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_outbox WHERE upstream = 'province'"), '4',
 	'after the cancel, new records notify nobody');
+# a subscriber whose share scope is broken (no valid code) gets nothing,
+# and the records of everyone are stored all the same
+$node->safe_psql('postgres', qq{
+UPDATE vms.viid_client SET options = '{"share_scope": {"channels": ["not-a-code"]}}' WHERE client_id = '34020000002000000003';
+INSERT INTO vms.viid_subscription (subscribe_id, client_id, upstream, details, kinds, begin_time, end_time, receive_addr, doc)
+VALUES ('sub-broken', '34020000002000000003', 'province', '{13}', '{MotorVehicle}', now() - interval '1 hour', 'infinity',
+        'http://127.0.0.1:$sub_port', '{}');});
+($a) = client('--device', '44030402001320000001', 'post', 'MotorVehicles', '--count', '3', '--serial', '840', '--images', '1');
+is(codes($a), '0,0,0', 'a subscriber with a broken share scope does not stop the ingest');
+is($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_outbox WHERE upstream = 'province'"), '4', '... and is notified of nothing');
+$node->safe_psql('postgres', "SELECT vms.viid_subscription_cancel('sub-broken')");
 $subscriber->kill_kill;
 $subscriber->finish;
 
@@ -675,7 +686,7 @@ $node->safe_psql('postgres', "UPDATE vms.viid_record SET captured_at = captured_
 is($node->safe_psql('postgres', "SELECT vms.viid_record_prune() >= 2"), 't', 'retention per kind prunes old records');
 is($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_record WHERE kind = 'Face'"), '0', 'old faces gone');
 is($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_record WHERE kind = 'MotorVehicle' AND client_id = '$client_id'"),
-	'4014', 'other kinds kept (with the forwarded, the notified and the out-of-scope ones)');
+	'4017', 'other kinds kept (with the forwarded, the notified, the out-of-scope and the broken-scope ones)');
 
 $node->stop;
 done_testing();

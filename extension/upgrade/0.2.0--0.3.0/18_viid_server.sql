@@ -161,9 +161,10 @@ END $$;
 COMMENT ON FUNCTION vms._viid_ingest_one(text, vms.viid_kind, jsonb, jsonb) IS
     'internal: validate (ids, device, capture time, images), map and store one received record, queue it for the forwarding rules and subscriptions; raises with the reason when refused';
 
--- What a client's share scope covers, as channel codes: the APEs it sees
--- (GET /VIID/APEs) and the devices whose records its subscriptions notify.
--- No scope, or one that is not an inspection scope: nothing.
+-- What a client's share scope covers, as channel codes: the devices whose
+-- records its subscriptions notify.  No scope, or one that is not a valid
+-- inspection scope (a bad code, an unknown key): nothing, so that one
+-- subscriber's broken scope never stops the ingest of everyone's records.
 CREATE FUNCTION vms._viid_share_codes(scope jsonb) RETURNS text[]
     LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
 BEGIN
@@ -171,7 +172,7 @@ BEGIN
         RETURN '{}';
     END IF;
     RETURN ARRAY(SELECT c::text FROM vms.inspection_scope_channels(scope) c);
-EXCEPTION WHEN invalid_parameter_value THEN
+EXCEPTION WHEN OTHERS THEN
     RETURN '{}';
 END $$;
 COMMENT ON FUNCTION vms._viid_share_codes(jsonb) IS
