@@ -377,9 +377,12 @@ ALTER TABLE vms.cluster_channel_tag ENABLE REPLICA TRIGGER cluster_channel_tag_a
 
 -- District: vms.tag and vms.channel_tag kept by natural key for the city.
 -- Statement triggers, so that tagging in bulk costs one statement; nothing
--- is kept on a node that is not a district.
+-- is kept on a node that is not a district.  SECURITY DEFINER: whoever may
+-- tag a channel (or delete one, which drops its tags) runs it, and may not
+-- write the replicated copies themselves; it takes nothing from the caller
+-- but the statement's transition rows.
 CREATE FUNCTION vms._cluster_keep_tags() RETURNS trigger
-    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     d text := (SELECT n.district FROM vms.cluster_node n);
 BEGIN
@@ -524,8 +527,11 @@ ALTER TABLE vms.naming_pattern ENABLE REPLICA TRIGGER naming_pattern_cluster_app
 -- corrects it with vms.cluster_correct.  Checked only on a city
 -- (vms.cluster_city = on, set for the database by vms.cluster_subscribe),
 -- never for the apply worker (ordinary trigger, replica mode).
+-- SECURITY DEFINER: anyone who may update a channel runs it, and may not
+-- read the ownership table; it reads the owner of the row's own code only
+-- and answers with an error naming the district, or nothing.
 CREATE FUNCTION vms._cluster_guard() RETURNS trigger
-    LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT SET enable_seqscan = off AS $$
 DECLARE
     owner text;
 BEGIN
