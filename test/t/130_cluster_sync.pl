@@ -217,6 +217,17 @@ $a->safe_psql('postgres', "UPDATE vms.channel SET online = true WHERE code = $c3
 wait_for($city, "SELECT online FROM vms.channel WHERE code = $c3", 't', 'a streams on while b is down');
 is($city->safe_psql('postgres', "SELECT state FROM vms.cluster_status WHERE peer = 'a'"), 'streaming', 'a reported streaming');
 
+# the map's cluster cells at the city count the districts' channels: the
+# cells folded from what the apply worker appended equal a recount from the
+# ledger (the statement triggers that keep them never fire for the apply worker)
+$city->safe_psql('postgres', "SELECT vms.channel_clusters_refresh()");
+my $cells = "SELECT string_agg(concat_ws(':', level, cx, cy, n, n_online), ',' ORDER BY level, cx, cy) FROM vms.channel_cluster";
+my $folded = $city->safe_psql('postgres', $cells);
+is($city->safe_psql('postgres', "SELECT sum(n) FROM vms.channel_cluster WHERE level = 18"),
+	$city->safe_psql('postgres', "SELECT count(*) FROM vms.channel WHERE geom IS NOT NULL"), "city cells count every district's located channel");
+$city->safe_psql('postgres', "SELECT vms.channel_clusters_refresh(true)");
+is($folded, $city->safe_psql('postgres', $cells), 'and equal the cells counted again from the ledger');
+
 $a->stop;
 $city->stop;
 done_testing();

@@ -316,6 +316,36 @@ ALTER TABLE vms.catalog_node ENABLE REPLICA TRIGGER catalog_node_policy_apply;
 ALTER TABLE vms.channel_tag ENABLE REPLICA TRIGGER channel_tag_policy_apply;
 ALTER TABLE vms.tag ENABLE REPLICA TRIGGER tag_policy_apply;
 
+-- City, replica mode: the map's cluster cells (11_tiles.sql) are kept by
+-- statement triggers with transition tables, which the apply worker never
+-- fires; this row trigger appends the same signed sums for each replicated
+-- channel, so the city's tiles at zooms 0-12 count the districts' channels.
+CREATE FUNCTION vms._cluster_apply_tiles() RETURNS trigger
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    INSERT INTO vms.channel_cluster_delta (level, cx, cy, n, n_online, sx, sy, code, gone)
+    SELECT l, p.cx >> (18 - l), p.cy >> (18 - l), p.n, p.n_online, p.n * p.x, p.n * p.y, p.code, p.gone
+      FROM (SELECT vms._tile_col(ST_X(q.g)) AS cx, vms._tile_row(ST_Y(q.g)) AS cy, ST_X(q.g) AS x, ST_Y(q.g) AS y,
+                   q.n, q.n_online, q.code, q.gone
+              FROM (SELECT OLD.geom_3857 AS g, -1 AS n, -OLD.online::int AS n_online, NULL::text AS code, 1 AS gone
+                     WHERE TG_OP IN ('DELETE', 'UPDATE') AND OLD.geom_3857 IS NOT NULL
+                       AND (TG_OP = 'DELETE' OR OLD.geom_3857 IS DISTINCT FROM NEW.geom_3857)
+                    UNION ALL
+                    SELECT NEW.geom_3857, 1, NEW.online::int, NEW.code::text, 0
+                     WHERE TG_OP IN ('INSERT', 'UPDATE') AND NEW.geom_3857 IS NOT NULL
+                       AND (TG_OP = 'INSERT' OR OLD.geom_3857 IS DISTINCT FROM NEW.geom_3857)
+                    UNION ALL
+                    SELECT NEW.geom_3857, 0, NEW.online::int - OLD.online::int, NULL, 0
+                     WHERE TG_OP = 'UPDATE' AND NEW.geom_3857 IS NOT NULL
+                       AND OLD.geom_3857 IS NOT DISTINCT FROM NEW.geom_3857 AND OLD.online IS DISTINCT FROM NEW.online) q) p,
+           generate_series(6, 18) l;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION vms._cluster_apply_tiles() IS 'internal: city side: a replicated channel''s change appended to the map''s cluster cells';
+CREATE TRIGGER channel_cluster_apply_tiles AFTER INSERT OR UPDATE OR DELETE ON vms.channel
+    FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_tiles();
+ALTER TABLE vms.channel ENABLE REPLICA TRIGGER channel_cluster_apply_tiles;
+
 -- City, replica mode: a district's tags become the city's tags (merged by
 -- category and name) and its channel tags vms.channel_tag rows.
 CREATE FUNCTION vms._cluster_tag_id(cat text, tag text, parent text DEFAULT NULL, hier boolean DEFAULT true)
@@ -755,7 +785,7 @@ COMMENT ON VIEW vms.cluster_correction_state IS
 
 REVOKE ALL ON FUNCTION
     vms._cluster_applying(), vms._cluster_conflict(text, text, text, text, text, jsonb),
-    vms._cluster_apply_owned(), vms._cluster_apply_child(), vms._cluster_tag_id(text, text, text, boolean),
+    vms._cluster_apply_owned(), vms._cluster_apply_child(), vms._cluster_apply_tiles(), vms._cluster_tag_id(text, text, text, boolean),
     vms._cluster_apply_tags(), vms._cluster_keep_tags(), vms._cluster_apply_correction(),
     vms._cluster_apply_naming(), vms._cluster_guard(), vms._cluster_name(text),
     vms.cluster_publish(text), vms.cluster_subscribe(text, text), vms.cluster_follow(text),
