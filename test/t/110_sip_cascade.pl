@@ -10,7 +10,9 @@
 #    the lower platform registers again.
 # 2. two vms clusters: a district registers to a city vms (digest with qop,
 #    SHA-256 as offered, which the city verifies), keeps alive, answers the city's own
-#    Catalog and DeviceInfo queries, which land in the city's ledger.
+#    Catalog and DeviceInfo queries (which land in the city's ledger), its Catalog
+#    subscription (NOTIFY ADD, DEL, UPDATE, ON, OFF), and its INVITE, relayed to a
+#    camera (gbsim) whose RTP reaches the city's address; BYE ends both legs.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -18,6 +20,8 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
 use Time::HiRes qw(usleep time);
+use IO::Socket::INET;
+use IO::Select;
 
 my $root = $ENV{VMS_ROOT} or die "VMS_ROOT not set";
 my $sippdir = "$root/test/sipp";
@@ -259,6 +263,59 @@ ok($city->poll_query_until('postgres', "SELECT status = 'ON' FROM vms.channel_st
 	'NOTIFY: ON');
 is($city->safe_psql('postgres', "SELECT count(*) FROM vms.channel WHERE code::text LIKE '340202%' AND code <> '34020200001320000001'"),
 	'0', 'still nothing that was never shared');
+
+# INVITE relay: the city INVITEs a shared channel; the district relays it to the device that owns it,
+# whose media goes straight to the city's address; BYE ends both legs
+my $gbsim = "$root/test/sim/gbsim";
+SKIP:
+{
+	skip 'gbsim or ffmpeg missing', 6 unless -x $gbsim && system('ffmpeg -version >/dev/null 2>&1') == 0;
+	system('ffmpeg', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25', '-t', '2',
+		'-c:v', 'libx264', '-preset', 'veryfast', '-x264-params', 'aud=1:keyint=25', '-bsf:v', 'h264_mp4toannexb',
+		'-f', 'h264', "$tmp/cam.h264") == 0
+	  or die 'ffmpeg failed';
+	my $cam_dev = '34020100001180000002';
+	$district->safe_psql('postgres', qq{
+INSERT INTO vms.device (code, name) VALUES ('$cam_dev', 'gbsim NVR');
+SELECT vms.device_set_password('$cam_dev', '12345678', '3402010000');
+});
+	my $sim = IPC::Run::start([ $gbsim, '--server', "127.0.0.1:$district_port", '--server-id', $lower_id,
+			'--domain', '3402010000', '--first-code', $cam_dev, '--devices', '1', '--channels', '1', '--keepalive', '2',
+			'--media', "$tmp/cam.h264", '--duration', '120' ],
+		'>', "$tmp/gbsim.out", '2>', "$tmp/gbsim.err");
+	ok($district->poll_query_until('postgres', "SELECT online FROM vms.device WHERE code = '$cam_dev'"),
+		'a camera (gbsim) registers to the district');
+	my $q = $district->safe_psql('postgres', "SELECT vms.sip_query_catalog('$cam_dev')");
+	$district->safe_psql('postgres', "SELECT state FROM vms.sip_request_wait($q, 30)");
+	my $cam = $district->safe_psql('postgres', "SELECT code FROM vms.channel WHERE device_code = '$cam_dev'");
+	$district->safe_psql('postgres', qq{SELECT vms.sip_share('cityvms', '{"regions": ["340201"], "channels": ["$cam"]}')});
+	ok($city->poll_query_until('postgres', "SELECT count(*) = 1 FROM vms.channel WHERE code = '$cam'"),
+		"its channel $cam reaches the city (NOTIFY ADD)");
+
+	my $mport = PostgreSQL::Test::Cluster::get_free_port();
+	my $rtp = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $mport, Proto => 'udp') or die "udp: $!";
+	my $inv = $city->safe_psql('postgres', "SELECT vms.sip_invite('$cam', '127.0.0.1', $mport)");
+	is($city->safe_psql('postgres', "SELECT state FROM vms.sip_request_wait($inv, 30)"), 'done',
+		'the city\'s INVITE is answered 200 through the district by the camera');
+	my ($got, $from) = (0, '');
+	my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
+	my $sel = IO::Select->new($rtp);
+	while (!$got && time() < $deadline)
+	{
+		next unless $sel->can_read(0.5);
+		my $buf;
+		$rtp->recv($buf, 65536);
+		$got = length($buf) >= 12 && (ord(substr($buf, 0, 1)) >> 6) == 2;
+	}
+	ok($got, 'RTP from the camera arrives at the city\'s media address directly');
+	my $bye = $city->safe_psql('postgres', "SELECT vms.sip_bye($inv)");
+	is($city->safe_psql('postgres', "SELECT state FROM vms.sip_request_wait($bye, 30)"), 'done', 'BYE: the call ends');
+	# a channel the district does not share (any more) is not reached
+	$inv = $city->safe_psql('postgres', "SELECT vms.sip_invite('34020200001320000001', '127.0.0.1', $mport)");
+	like($city->safe_psql('postgres', "SELECT state || ': ' || coalesce(error, '') FROM vms.sip_request_wait($inv, 30)"),
+		qr/^failed: .*404/, 'an INVITE for a channel outside the share: 404');
+	$sim->kill_kill;
+}
 
 $city->stop;
 $district->stop;

@@ -728,6 +728,8 @@ handle_one(const char *buf, size_t len, const Peer *peer)
 		handle_manscdp(in, peer, false);
 	else if (strcmp(in->method, "NOTIFY") == 0)
 		handle_manscdp(in, peer, true);
+	else if (strcmp(in->method, "BYE") == 0 && sip_upstream_bye_from_device(in, peer))
+		sip_answer(in, peer, 200, "OK", NULL);	/* a call an upper platform made through us */
 	else if (strcmp(in->method, "BYE") == 0)
 	{
 		/* the device ended a media session: only the dialog's own device may */

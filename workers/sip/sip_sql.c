@@ -46,6 +46,8 @@ static const SipSqlDef defs[SIP_SQL_N] = {
 	{SIP_SQL_UPSTREAM_FLUSH, "SELECT vms._sip_upstream_flush($1::jsonb)", 1, {TEXTOID}},
 	{SIP_SQL_UPSTREAM_ANSWER, "SELECT b FROM vms._sip_upstream_answer($1, $2, $3, $4) b", 4,
 	{TEXTOID, TEXTOID, TEXTOID, TEXTOID}},
+	{SIP_SQL_UPSTREAM_CHANNEL, "SELECT s.channel::text, c.device_code::text FROM vms.sip_shared_channels($1) s "
+		"JOIN vms.channel c ON c.code = s.channel WHERE s.code::text = $2", 2, {TEXTOID, TEXTOID}},
 	{SIP_SQL_UPSTREAM_CHANGES, "SELECT b FROM vms._sip_upstream_changes($1, $2, $3) b", 3, {TEXTOID, TEXTOID, BOOLOID}},
 };
 

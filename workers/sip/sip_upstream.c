@@ -34,6 +34,7 @@
 
 #include "../../extension/vms.h"
 #include "manscdp.h"
+#include "sip_devices.h"
 #include "sip_digest.h"
 #include "sip_net.h"
 #include "sip_sql.h"
@@ -58,8 +59,42 @@ static const char *const state_names[] = {"unregistered", "registering", "regist
 
 typedef enum UpKind
 {
-	UK_REGISTER, UK_UNREGISTER, UK_KEEPALIVE, UK_ANSWER, UK_NOTIFY
+	UK_REGISTER, UK_UNREGISTER, UK_KEEPALIVE, UK_ANSWER, UK_NOTIFY,
+	UK_RELAY_INVITE,			/* to the device that owns a channel the upper platform INVITEd */
+	UK_RELAY_BYE				/* ending such a call, on either side */
 } UpKind;
+
+/*
+ * An INVITE from an upper platform relayed to the device that owns the
+ * channel: signalling only, the media flows from the device to the address
+ * in the upper platform's SDP.  The upper platform's INVITE is kept as it
+ * came, to answer it (and its retransmissions) when the device has.
+ */
+#define MAX_RELAYS 64
+typedef struct Relay
+{
+	bool		used;
+	int			up;
+	char	   *raw;			/* the upper platform's INVITE */
+	size_t		raw_len;
+	Peer		upper_peer;
+	char		up_call_id[128];
+	char		up_our_tag[16];
+	char		up_their_tag[64];
+	char		up_from_user[48];
+	char		presented[24];	/* the code the upper platform asked for */
+	char		channel[21];	/* the ledger's */
+	char		device[21];
+	char		subject[256];
+	char	   *final;			/* the final answer sent to the upper platform, for its retransmissions */
+	size_t		final_len;
+	bool		established;
+	char		dev_call_id[32];
+	char		dev_from_tag[16];
+	char		dev_to_tag[64];
+	Peer		dev_peer;
+	TimestampTz started;
+} Relay;
 
 #define CHANGE_CHECK_MS 2000	/* a Catalog subscription's share is compared with what was told this often */
 
@@ -139,6 +174,9 @@ typedef struct UpTx
 {
 	bool		used;
 	int			up;
+	int			relay;			/* UK_RELAY_*: its Relay */
+	Peer		peer;			/* where it went */
+	char		branch[20];
 	UpKind		kind;
 	bool		with_auth;
 	char		call_id[64];
@@ -155,6 +193,7 @@ typedef struct PendingAnswer
 {
 	bool		used;
 	bool		changes;		/* the subscription's changes (baseline: its start), not a query */
+	int			relay;			/* > 0: the channel of relay (relay - 1) to look up */
 	bool		baseline;
 	int			up;
 	char		name[64];
@@ -173,6 +212,7 @@ typedef struct SeenQuery
 } SeenQuery;
 
 static Upstream ups[MAX_UPSTREAMS];
+static Relay relays[MAX_RELAYS];
 static SeenQuery seen_queries[SEEN_QUERIES];
 static int	seen_next = 0;
 static UpTx txs[MAX_UP_TX];
@@ -399,6 +439,8 @@ send_request(Upstream *u, UpKind kind, const char *method, const char *ruri, con
 	tx->up = (int) (u - ups);
 	tx->kind = kind;
 	tx->with_auth = with_auth;
+	tx->peer = u->peer;
+	strlcpy(tx->branch, branch, sizeof(tx->branch));
 	strlcpy(tx->call_id, call_id, sizeof(tx->call_id));
 	tx->cseq = cseq;
 	tx->msg = MemoryContextAlloc(vms_worker_cxt, out->len);
@@ -839,6 +881,236 @@ answered_register(Upstream *u, bool with_auth, const SipIn *in)
 	fail(u, in->status, psprintf("%d to REGISTER", in->status));
 }
 
+/* ---------------------------------------------------------------- relayed calls */
+
+static Relay *
+relay_by_upper_call(const char *call_id)
+{
+	for (int i = 0; i < MAX_RELAYS; i++)
+		if (relays[i].used && strcmp(relays[i].up_call_id, call_id) == 0)
+			return &relays[i];
+	return NULL;
+}
+
+static void
+relay_free(Relay *r)
+{
+	for (int i = 0; i < MAX_UP_TX; i++)
+		if (txs[i].used && (txs[i].kind == UK_RELAY_INVITE) && txs[i].relay == (int) (r - relays))
+			free_tx(&txs[i]);
+	if (r->raw)
+		pfree(r->raw);
+	if (r->final)
+		pfree(r->final);
+	memset(r, 0, sizeof(*r));
+}
+
+/* answer the upper platform's INVITE (kept as it came); a final answer is kept for its retransmissions */
+static void
+relay_answer_upper(Relay *r, int code, const char *reason, const char *ctype, const char *body)
+{
+	SipIn		in;
+	SBuf	   *out = sip_scratch();
+	char		extra[160];
+
+	memset(&in, 0, sizeof(in));
+	if (sip_parse(r->raw, r->raw_len, r->raw_len + 1, &in) != SIPP_OK)
+	{
+		sip_in_free(&in);
+		return;
+	}
+	snprintf(extra, sizeof(extra), "Contact: <sip:%s@%s:%d>\r\n", r->presented, sip_local_ip_for(&r->upper_peer),
+			 sip_local_port());
+	sbuf_reset(out);
+	if (sip_response(&in, code, reason, r->up_our_tag, r->upper_peer.ip, r->upper_peer.port, code < 300 ? extra : NULL,
+					 ctype, body, out))
+	{
+		sip_send(&r->upper_peer, out->data, out->len);
+		if (code >= 200)
+		{
+			if (r->final)
+				pfree(r->final);
+			r->final = MemoryContextAlloc(vms_worker_cxt, out->len);
+			memcpy(r->final, out->data, out->len);
+			r->final_len = out->len;
+		}
+	}
+	sip_in_free(&in);
+}
+
+/* a request to the device in the relayed call's dialog */
+static UpTx *
+relay_send(Relay *r, UpKind kind, const char *method, uint32 cseq, const char *branch, const char *extra,
+		   const char *ctype, const char *body)
+{
+	SBuf	   *out = sip_scratch();
+	UpTx	   *tx = NULL;
+	char		fresh[20];
+	bool		tcp = r->dev_peer.transport == TRANSPORT_TCP;
+
+	if (branch == NULL)
+	{
+		random_hex(fresh, 16);
+		branch = fresh;
+	}
+	sbuf_reset(out);
+	sbuf_printf(out, "%s sip:%s@%s:%d SIP/2.0\r\n", method, r->channel, r->dev_peer.ip, r->dev_peer.port);
+	sbuf_printf(out, "Via: SIP/2.0/%s %s:%d;rport;branch=z9hG4bK%s\r\n", tcp ? "TCP" : "UDP",
+				sip_local_ip_for(&r->dev_peer), sip_local_port(), branch);
+	sbuf_printf(out, "From: <sip:%s@%s>;tag=%s\r\n", vms_sip_id, sip_realm(), r->dev_from_tag);
+	sbuf_printf(out, "To: <sip:%s@%.10s>%s%s\r\n", r->channel, r->channel, r->dev_to_tag[0] ? ";tag=" : "", r->dev_to_tag);
+	sbuf_printf(out, "Call-ID: %s\r\nCSeq: %u %s\r\nMax-Forwards: 70\r\nUser-Agent: vms\r\n", r->dev_call_id, cseq,
+				strcmp(method, "ACK") == 0 ? "ACK" : method);
+	if (extra)
+		sbuf_puts(out, extra);
+	if (body)
+		sbuf_printf(out, "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n%s", ctype, strlen(body), body);
+	else
+		sbuf_puts(out, "Content-Length: 0\r\n\r\n");
+	if (out->overflow)
+		return NULL;
+	if (kind != UK_RELAY_INVITE && kind != UK_RELAY_BYE)
+	{
+		sip_send(&r->dev_peer, out->data, out->len);	/* ACK: no transaction */
+		return NULL;
+	}
+	for (int i = 0; i < MAX_UP_TX; i++)
+		if (!txs[i].used)
+		{
+			tx = &txs[i];
+			break;
+		}
+	if (tx == NULL)
+		return NULL;
+	memset(tx, 0, sizeof(*tx));
+	tx->used = true;
+	tx->up = r->up;
+	tx->relay = (int) (r - relays);
+	tx->kind = kind;
+	tx->peer = r->dev_peer;
+	strlcpy(tx->branch, branch, sizeof(tx->branch));
+	strlcpy(tx->call_id, r->dev_call_id, sizeof(tx->call_id));
+	tx->cseq = cseq;
+	tx->msg = MemoryContextAlloc(vms_worker_cxt, out->len);
+	memcpy(tx->msg, out->data, out->len);
+	tx->len = out->len;
+	tx->sent_at = sip_now;
+	tx->retx_ms = 500;
+	tx->next_retx = tcp ? DT_NOEND : TimestampTzPlusMilliseconds(sip_now, 500);
+	tx->give_up_ms = TX_GIVE_UP_MS;
+	sip_send(&tx->peer, tx->msg, tx->len);
+	return tx;
+}
+
+/* the channel was looked up: INVITE its device with the upper platform's SDP */
+static void
+relay_start(Relay *r)
+{
+	Dev		   *d = r->device[0] ? sip_device(r->device, false) : NULL;
+	SipIn		in;
+	char	   *sdp;
+	SBuf		extra;
+
+	if (r->channel[0] == '\0')
+	{
+		relay_answer_upper(r, 404, "Not Found", NULL, NULL);
+		return;
+	}
+	if (d == NULL || !d->online || !d->has_peer || !d->registered)
+	{
+		relay_answer_upper(r, 480, "Temporarily Unavailable", NULL, NULL);
+		return;
+	}
+	memset(&in, 0, sizeof(in));
+	if (sip_parse(r->raw, r->raw_len, r->raw_len + 1, &in) != SIPP_OK || in.body_len == 0)
+	{
+		sip_in_free(&in);
+		relay_answer_upper(r, 400, "Missing SDP", NULL, NULL);
+		return;
+	}
+	sdp = pnstrdup(in.body, in.body_len);
+	sip_in_free(&in);
+	r->dev_peer = d->peer;
+	random_hex(r->dev_call_id, 24);
+	random_hex(r->dev_from_tag, 10);
+	sbuf_init(&extra, 1024);
+	sbuf_printf(&extra, "Contact: <sip:%s@%s:%d>\r\n", vms_sip_id, sip_local_ip_for(&r->dev_peer), sip_local_port());
+	if (r->subject[0])
+		sbuf_printf(&extra, "Subject: %s\r\n", r->subject);
+	if (extra.overflow || relay_send(r, UK_RELAY_INVITE, "INVITE", 1, NULL, extra.data, "APPLICATION/SDP", sdp) == NULL)
+		relay_answer_upper(r, 500, "Server Internal Error", NULL, NULL);
+	else
+		ereport(LOG, (errmsg("vms sip: upstream \"%s\" INVITEs %s: relayed to device %s", ups[r->up].name, r->presented,
+							 r->device)));
+	sbuf_free(&extra);
+	pfree(sdp);
+}
+
+/* BYE to the upper platform in its dialog (the device ended the call) */
+static void
+relay_bye_upper(Relay *r)
+{
+	Upstream   *u = &ups[r->up];
+	SBuf	   *out = sip_scratch();
+	char		branch[20];
+
+	random_hex(branch, 16);
+	sbuf_reset(out);
+	sbuf_printf(out, "BYE sip:%s@%s:%d SIP/2.0\r\n", r->up_from_user, r->upper_peer.ip, r->upper_peer.port);
+	sbuf_printf(out, "Via: SIP/2.0/UDP %s:%d;rport;branch=z9hG4bK%s\r\n", sip_local_ip_for(&r->upper_peer), sip_local_port(), branch);
+	sbuf_printf(out, "From: <sip:%s@%.10s>;tag=%s\r\n", r->presented, u->local_id, r->up_our_tag);
+	sbuf_printf(out, "To: <sip:%s@%s>;tag=%s\r\n", r->up_from_user, u->realm, r->up_their_tag);
+	sbuf_printf(out, "Call-ID: %s\r\nCSeq: 1 BYE\r\nMax-Forwards: 70\r\nUser-Agent: vms\r\nContent-Length: 0\r\n\r\n", r->up_call_id);
+	if (!out->overflow)
+		sip_send(&r->upper_peer, out->data, out->len);
+}
+
+/* the device ended a relayed call: 1 when it was one (the upper platform is told) */
+bool
+sip_upstream_bye_from_device(const SipIn *in, const Peer *peer)
+{
+	for (int i = 0; i < MAX_RELAYS; i++)
+	{
+		Relay	   *r = &relays[i];
+
+		if (!r->used || strcmp(r->dev_call_id, in->call_id) != 0)
+			continue;
+		if (strcmp(peer->ip, r->dev_peer.ip) != 0 || peer->port != r->dev_peer.port)
+			return false;
+		relay_bye_upper(r);
+		relay_free(r);
+		return true;
+	}
+	return false;
+}
+
+/* the device's answer to the relayed INVITE */
+static void
+relay_answered(Relay *r, UpTx *tx, const SipIn *in)
+{
+	if (in->status < 300)
+	{
+		char	   *sdp = in->body_len ? pnstrdup(in->body, in->body_len) : NULL;
+
+		strlcpy(r->dev_to_tag, in->to_tag, sizeof(r->dev_to_tag));
+		relay_send(r, UK_ANSWER /* no transaction */ , "ACK", tx->cseq, NULL, NULL, NULL, NULL);
+		r->established = true;
+		relay_answer_upper(r, in->status, "OK", sdp ? "APPLICATION/SDP" : NULL, sdp);
+		if (sdp)
+			pfree(sdp);
+	}
+	else
+	{
+		char		reason[32];
+
+		strlcpy(r->dev_to_tag, in->to_tag, sizeof(r->dev_to_tag));
+		relay_send(r, UK_ANSWER, "ACK", tx->cseq, tx->branch, NULL, NULL, NULL);
+		snprintf(reason, sizeof(reason), "Device Answered %d", in->status);
+		relay_answer_upper(r, in->status, reason, NULL, NULL);
+		relay_free(r);
+	}
+}
+
 bool
 sip_upstream_response(const SipIn *in, const Peer *peer)
 {
@@ -854,6 +1126,31 @@ sip_upstream_response(const SipIn *in, const Peer *peer)
 	if (tx == NULL)
 		return false;
 	u = &ups[tx->up];
+	if (tx->kind == UK_RELAY_INVITE || tx->kind == UK_RELAY_BYE)
+	{
+		Relay	   *r = &relays[tx->relay];
+
+		if (strcmp(peer->ip, tx->peer.ip) != 0 || (peer->transport == TRANSPORT_UDP && peer->port != tx->peer.port))
+		{
+			sip_count(C_WRONG_SOURCE, 1);
+			return true;
+		}
+		if (in->status < 200)
+		{
+			tx->next_retx = DT_NOEND;
+			return true;
+		}
+		if (tx->kind == UK_RELAY_INVITE && r->used)
+		{
+			UpTx		copy = *tx;
+
+			free_tx(tx);
+			relay_answered(r, &copy, in);
+		}
+		else
+			free_tx(tx);
+		return true;
+	}
 	if (strcmp(peer->ip, u->host) != 0)
 	{
 		sip_count(C_WRONG_SOURCE, 1);
@@ -894,6 +1191,9 @@ sip_upstream_response(const SipIn *in, const Peer *peer)
 				return true;
 			}
 			break;
+		case UK_RELAY_INVITE:
+		case UK_RELAY_BYE:
+			break;				/* handled above */
 		case UK_ANSWER:
 		case UK_NOTIFY:
 			u->pages_in_flight = Max(0, u->pages_in_flight - 1);
@@ -987,6 +1287,63 @@ upstream_subscribe(Upstream *u, const SipIn *in, const Peer *peer)
 	sip_answer(in, peer, 200, "OK", extra);
 }
 
+/*
+ * INVITE from the upper platform for a channel it is shared: 100 at once,
+ * the channel looked up (by the code the upstream knows it by) at the next
+ * round, then relayed to its device; a retransmission gets the same answer.
+ */
+static void
+upstream_invite(Upstream *u, const SipIn *in, const Peer *peer)
+{
+	Relay	   *r = relay_by_upper_call(in->call_id);
+	PendingAnswer *p;
+	osip_header_t *subject = NULL;
+	size_t		len;
+
+	if (r != NULL)
+	{
+		if (r->final)
+			sip_send(&r->upper_peer, r->final, r->final_len);
+		else
+			sip_answer(in, peer, 100, "Trying", NULL);
+		return;
+	}
+	if (u->state != US_REGISTERED)
+	{
+		sip_answer(in, peer, 403, "Not Registered", NULL);
+		return;
+	}
+	for (int i = 0; i < MAX_RELAYS && r == NULL; i++)
+		if (!relays[i].used)
+			r = &relays[i];
+	p = r ? new_pending(u) : NULL;
+	if (p == NULL)
+	{
+		sip_answer(in, peer, 486, "Busy Here", NULL);
+		return;
+	}
+	memset(r, 0, sizeof(*r));
+	r->used = true;
+	r->up = (int) (u - ups);
+	len = in->body ? (size_t) (in->body - in->raw) + in->body_len : in->raw_hlen;
+	r->raw = MemoryContextAlloc(vms_worker_cxt, len + 1);
+	memcpy(r->raw, in->raw, len);
+	r->raw[len] = '\0';
+	r->raw_len = len;
+	r->upper_peer = *peer;
+	strlcpy(r->up_call_id, in->call_id, sizeof(r->up_call_id));
+	sip_to_tag(in->call_id, r->up_our_tag, sizeof(r->up_our_tag));
+	strlcpy(r->up_their_tag, in->from_tag, sizeof(r->up_their_tag));
+	strlcpy(r->up_from_user, in->from_user, sizeof(r->up_from_user));
+	strlcpy(r->presented, in->uri_user, sizeof(r->presented));
+	if (osip_message_header_get_byname(in->msg, "subject", 0, &subject) >= 0 && subject && subject->hvalue &&
+		strpbrk(subject->hvalue, "\r\n") == NULL)
+		strlcpy(r->subject, subject->hvalue, sizeof(r->subject));
+	r->started = sip_now;
+	p->relay = (int) (r - relays) + 1;
+	sip_answer(in, peer, 100, "Trying", NULL);
+}
+
 bool
 sip_upstream_request(const SipIn *in, const Peer *peer)
 {
@@ -1018,6 +1375,26 @@ sip_upstream_request(const SipIn *in, const Peer *peer)
 	if (strcmp(in->method, "SUBSCRIBE") == 0)
 	{
 		upstream_subscribe(u, in, peer);
+		return true;
+	}
+	if (strcmp(in->method, "INVITE") == 0)
+	{
+		upstream_invite(u, in, peer);
+		return true;
+	}
+	if (strcmp(in->method, "BYE") == 0)
+	{
+		Relay	   *r = relay_by_upper_call(in->call_id);
+
+		if (r == NULL)
+		{
+			sip_answer(in, peer, 481, "Call/Transaction Does Not Exist", NULL);
+			return true;
+		}
+		sip_answer(in, peer, 200, "OK", NULL);
+		if (r->established)
+			relay_send(r, UK_RELAY_BYE, "BYE", 2, NULL, NULL, NULL, NULL);
+		relay_free(r);
 		return true;
 	}
 	if (strcmp(in->method, "MESSAGE") != 0)
@@ -1104,6 +1481,25 @@ answer_pending(void)
 
 		if (!u->used || strcmp(u->name, todo[k].name) != 0)
 			continue;
+		if (todo[k].relay > 0)
+		{
+			Relay	   *r = &relays[todo[k].relay - 1];
+
+			values[0] = CStringGetTextDatum(todo[k].name);
+			values[1] = CStringGetTextDatum(r->presented);
+			rc = sip_sql_run(SIP_SQL_UPSTREAM_CHANNEL, values, NULL, true, 1);
+			if (rc != SPI_OK_SELECT)
+				elog(ERROR, "vms sip: could not look up a channel for upstream \"%s\"", todo[k].name);
+			if (SPI_processed == 1)
+			{
+				char	   *ch = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+				char	   *dev = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+
+				strlcpy(r->channel, ch ? ch : "", sizeof(r->channel));
+				strlcpy(r->device, dev ? dev : "", sizeof(r->device));
+			}
+			continue;
+		}
 		if (todo[k].changes)
 		{
 			u->change_pending = false;
@@ -1145,6 +1541,10 @@ answer_pending(void)
 		}
 	}
 	vms_worker_end_tx();
+	/* the looked-up calls go to their devices (out of the transaction) */
+	for (int k = 0; k < n; k++)
+		if (todo[k].relay > 0 && relays[todo[k].relay - 1].used)
+			relay_start(&relays[todo[k].relay - 1]);
 }
 
 /* ---------------------------------------------------------------- timers */
@@ -1178,6 +1578,13 @@ sip_upstream_tick(void)
 				else
 					snapshot(u, NULL);
 			}
+			else if (kind == UK_RELAY_INVITE && relays[tx->relay].used)
+			{
+				relay_answer_upper(&relays[tx->relay], 408, "Request Timeout", NULL, NULL);
+				relay_free(&relays[tx->relay]);
+			}
+			else if (kind == UK_RELAY_BYE || kind == UK_RELAY_INVITE)
+				;
 			else if (kind == UK_ANSWER || kind == UK_NOTIFY)
 			{
 				u->pages_in_flight = Max(0, u->pages_in_flight - 1);
@@ -1187,7 +1594,7 @@ sip_upstream_tick(void)
 		}
 		if (sip_now >= tx->next_retx)
 		{
-			sip_send(&u->peer, tx->msg, tx->len);
+			sip_send(&tx->peer, tx->msg, tx->len);
 			tx->retx_ms = Min(tx->retx_ms * 2, 4000);
 			tx->next_retx = TimestampTzPlusMilliseconds(sip_now, tx->retx_ms);
 		}

@@ -24,6 +24,9 @@ extern void sip_upstream_flush(void);
 /* a response to one of the client role's requests: true when it was one */
 extern bool sip_upstream_response(const SipIn *in, const Peer *peer);
 
+/* a device's BYE for a call relayed from an upper platform: true when it was one */
+extern bool sip_upstream_bye_from_device(const SipIn *in, const Peer *peer);
+
 /* a request from an upper platform: true when it was one (and it is answered) */
 extern bool sip_upstream_request(const SipIn *in, const Peer *peer);
 
