@@ -44,7 +44,7 @@ SELECT length(vms.channel_tiles(13, 6464, 3362)) > 0 AS tile_z13,
        length(vms.channel_tiles(3, 6, 3)) > 0 AS tile_z3;
 SELECT code FROM vms.cameras_seeing(vms.to_wgs84(104.0815, 30.651), 1000) ORDER BY code;
 SELECT vms.can('view_live', '51010401001320000001') AS own, vms.can('view_live', '51010402001320000001') AS other,
-       vms.view_live('51010401001320000001') > 0 AS audited;
+       vms.exercise_right('view_live', '51010401001320000001') > 0 AS audited;
 SELECT vms.search_save('gis', '{"bbox": [104, 30.6, 104.2, 30.7]}') > 0 AS saved;
 SELECT count(*) AS saved_rows FROM vms.search_saved('gis');
 RESET search_path;

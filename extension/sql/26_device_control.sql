@@ -767,3 +767,21 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION vms.download(vms.gbcode, timestamptz, timestamptz, jsonb, integer) IS
     'download a channel''s recording of a period to a media server (INVITE s=Download with u=, t= and a=downloadspeed); checked (download right) and audited; returns the request id';
+
+-- What is open: INVITEs answered 200, not yet ended by a BYE of ours, and
+-- younger than the 10 minutes after which the worker ends a session nobody
+-- ended.
+CREATE VIEW vms.media_sessions AS
+SELECT r.id, (r.params ->> 'channel')::vms.gbcode AS channel_code, r.device_code,
+       coalesce(r.params ->> 'mode', 'Play') AS mode, r.requested_by, r.finished_at AS started_at,
+       r.finished_at + interval '10 minutes' AS ends_by, r.result ->> 'call_id' AS call_id, r.progress ->> 'ssrc' AS ssrc,
+       r.params ->> 'ip' AS media_ip, (r.params ->> 'port')::integer AS media_port,
+       coalesce(r.params ->> 'transport', 'udp') AS transport,
+       (r.params ->> 'from')::timestamptz AS from_time, (r.params ->> 'to')::timestamptz AS to_time
+  FROM vms.sip_request r
+ WHERE r.kind = 'invite' AND r.state = 'done' AND r.finished_at > now() - interval '10 minutes'
+   AND NOT EXISTS (SELECT 1 FROM vms.sip_request b
+                    WHERE b.kind = 'bye' AND b.device_code = r.device_code
+                      AND b.params ->> 'call_id' = r.result ->> 'call_id' AND b.state <> 'failed');
+COMMENT ON VIEW vms.media_sessions IS
+    'open media sessions (live view, playback, download): channel, mode, who asked, media server, call id and SSRC, until a BYE or the worker''s 10-minute limit';

@@ -225,8 +225,11 @@ my $sel = IO::Select->new($rtp);
 my ($pkts, $buf) = (0, '');
 for (1 .. 200) { last if $pkts >= 5; next unless $sel->can_read(0.5); $rtp->recv($buf, 65535); $pkts++ if length($buf) > 12 && (ord($buf) >> 6) == 2; }
 is($pkts, 5, 'the media server address receives RTP (version 2) packets');
+is($node->safe_psql('postgres', "SELECT channel_code, mode, requested_by, media_port, ssrc = '$sdp{y}' FROM vms.media_sessions WHERE id = $rid"),
+	"$ch|Playback|op|$rtp_port|t", 'vms.media_sessions lists the playback session with its SSRC');
 my $bye = $node->safe_psql('postgres', "SELECT vms.sip_bye($rid)");
 is(wait_request($bye), 'done|', 'BYE ends the playback session');
+is($node->safe_psql('postgres', "SELECT count(*) FROM vms.media_sessions WHERE id = $rid"), '0', 'and it is no longer listed');
 $rid = $node->safe_psql('postgres', qq{SET ROLE op; SELECT vms.download('$ch', '2026-01-10 00:00+00', '2026-01-10 01:00+00',
 	'{"ip": "127.0.0.1", "port": $rtp_port}', 8)});
 is(wait_request($rid), 'done|', 'download: the device accepted the INVITE');
