@@ -410,7 +410,12 @@ COMMENT ON FUNCTION vms.viid_enqueue_many(text, text, jsonb[], text) IS
 CREATE FUNCTION vms._viid_batches(upstream text, batch_size integer, max_batches integer,
                                   after_at timestamptz DEFAULT '-infinity', after_id bigint DEFAULT 0)
     RETURNS TABLE (path text, ids bigint[], body text, last_at timestamptz, last_id bigint)
-    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+BEGIN
+    -- PL/pgSQL, not SQL: a SQL function with SET is not inlined and was
+    -- parsed and planned again at every call (a tenth of the push's time);
+    -- here the plan is kept for the session
+    RETURN QUERY
     WITH due AS (
         SELECT o.id, o.kind, o.payload, o.next_attempt_at FROM vms.viid_outbox o
          WHERE o.upstream = _viid_batches.upstream AND o.state = 'pending' AND o.next_attempt_at <= now()
@@ -425,8 +430,8 @@ CREATE FUNCTION vms._viid_batches(upstream text, batch_size integer, max_batches
            (SELECT c.next_attempt_at FROM cursor c), (SELECT c.id FROM cursor c)
       FROM numbered n JOIN vms.viid_kind k ON k.kind = n.kind
      GROUP BY k.path, k.list_object, k.item_object, n.b
-     ORDER BY min(n.id)
-$$;
+     ORDER BY min(n.id);
+END $$;
 COMMENT ON FUNCTION vms._viid_batches(text, integer, integer, timestamptz, bigint) IS
     'internal: the next list-object batches for an upstream after a claim cursor';
 
