@@ -148,6 +148,14 @@ SELECT (xpath('/Item/DeviceID/text()', i))[1]::text AS code, (xpath('/Item/Event
        (xpath('/Item/Status/text()', i))[1]::text AS status, (xpath('/Item/Address/text()', i))[1]::text AS address
   FROM note, unnest(xpath('/Notify/DeviceList/Item', x)) i ORDER BY 1;
 SELECT count(*) AS then_nothing FROM vms._sip_upstream_changes('city', '33');
+-- without send_status, ON and OFF are not sent (but recorded as told)
+SELECT vms.sip_alter_upstream('city', options => '{"send_status": false}');
+UPDATE vms.channel SET online = NOT online WHERE code IN ('34020100001320000010', '34020100001320000013');
+UPDATE vms.channel SET name = '改' WHERE code = '34020100001320000014';
+SELECT (xpath('/Notify/SumNum/text()', x))[1]::text AS sum_num, (xpath('/Notify/DeviceList/Item/Event/text()', x))::text[] AS events
+  FROM vms._sip_upstream_changes('city', '34') b, xmlparse(document convert_from(b, 'GB18030')) x;
+SELECT vms.sip_alter_upstream('city', options => '{"send_status": true}');
+SELECT count(*) AS still_nothing FROM vms._sip_upstream_changes('city', '35');
 
 -- the registration state machine: transitions are events; others are refused with a warning
 SET client_min_messages = warning;

@@ -568,8 +568,8 @@ COMMENT ON TABLE vms.sip_share_told IS
     'what a subscribed upper platform was last told of each shared channel (presented code, a digest of its attributes, online)';
 
 -- The changes since what the upstream was last told, as Catalog NOTIFY
--- bodies (pages of catalog_page_size, SumNum = all the changes), recorded
--- as told.  baseline: record the present share as told and return nothing
+-- bodies (pages of catalog_page_size, SumNum = all the changes; ON and OFF
+-- only with send_status), recorded as told.  baseline: record the present share as told and return nothing
 -- (a new subscription).
 CREATE FUNCTION vms._sip_upstream_changes(upstream text, sn text, baseline boolean DEFAULT false)
     RETURNS SETOF bytea
@@ -624,7 +624,8 @@ BEGIN
                xmlelement(name "DeviceList", xmlattributes(count(*) AS "Num"),
                    xmlagg(vms._sip_catalog_item(n.code, n.name, n.manufacturer, n.model, n.civil_code, n.address,
                                                 n.online, n.lon, n.lat, u.local_id, n.event) ORDER BY n.rn)))::text, enc)
-      FROM (SELECT ch.*, row_number() OVER (ORDER BY ch.code) AS rn, count(*) OVER () AS total FROM ch) n
+      FROM (SELECT ch.*, row_number() OVER (ORDER BY ch.code) AS rn, count(*) OVER () AS total
+              FROM ch WHERE u.send_status OR ch.event NOT IN ('ON', 'OFF')) n
      GROUP BY (n.rn - 1) / u.page_size, n.total
      ORDER BY (n.rn - 1) / u.page_size;
 END $$;
