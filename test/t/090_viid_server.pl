@@ -251,6 +251,25 @@ like($fuzz // '', qr/^bodies=400 unchanged=\d+ images=\d+ mismatches=0$/, 'image
 my ($fz_images) = $fuzz =~ /images=(\d+)/;
 cmp_ok($fz_images, '>=', 100, 'the random bodies had images to take out');
 
+# an error the checks do not foresee (here a trigger of this test) fails
+# the statement storing the list together: the records are then stored one
+# by one, and only the one that fails is refused, with the reason
+$node->safe_psql('postgres', q{
+CREATE FUNCTION public.test_refuse_plate() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.doc ->> 'PlateNo' = '京A00901' THEN
+        RAISE EXCEPTION 'plate refused by the test';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER test_refuse_plate BEFORE INSERT ON vms.viid_record FOR EACH ROW EXECUTE FUNCTION public.test_refuse_plate();});
+($a) = client('post', 'MotorVehicles', '--count', '3', '--serial', '900', '--images', '1');
+is(codes($a), '0,8,0', 'an unforeseen error: the records are stored one by one, the failing one refused');
+like(reasons($a), qr/plate refused by the test/, '... with its reason');
+is($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_record WHERE object_id IN ('$a->{ids}[0]', '$a->{ids}[2]')"), '2',
+	'... and the others stored');
+$node->safe_psql('postgres', 'DROP TRIGGER test_refuse_plate ON vms.viid_record; DROP FUNCTION public.test_refuse_plate()');
+
 # an inbound template maps a vendor's fields (the push's template mapping, applied on the way in)
 $node->safe_psql('postgres', q{
 INSERT INTO vms.viid_template VALUES ('vendor-x', 'MotorVehicle', '{"rename": {"CarTag": "Remark"}, "values": {"VendorColor": {"red": "R"}}}');
@@ -686,7 +705,7 @@ $node->safe_psql('postgres', "UPDATE vms.viid_record SET captured_at = captured_
 is($node->safe_psql('postgres', "SELECT vms.viid_record_prune() >= 2"), 't', 'retention per kind prunes old records');
 is($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_record WHERE kind = 'Face'"), '0', 'old faces gone');
 is($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_record WHERE kind = 'MotorVehicle' AND client_id = '$client_id'"),
-	'4017', 'other kinds kept (with the forwarded, the notified, the out-of-scope and the broken-scope ones)');
+	'4019', 'other kinds kept (with the forwarded, the notified, the out-of-scope, the broken-scope and the one-by-one ones)');
 
 $node->stop;
 done_testing();
