@@ -134,10 +134,10 @@ DELETE FROM vms.sip_request WHERE device_code = '34020000001180000101';
 -- answers: OK, an error with the device's reason, BasicParam's keepalive settings
 SELECT vms.device_guard('34020000001180000101', true) AS r1 \gset
 SELECT vms.device_config_download('34020000001180000101', 'BasicParam') AS r2 \gset
-SELECT vms._sip_control_result('34020000001180000101', jsonb_build_object('request', :r1, 'state', 'done',
-       'answer', '{"CmdType": "DeviceControl", "Result": "ERROR", "Reason": "guard not supported"}'::jsonb));
-SELECT vms._sip_control_result('34020000001180000101', jsonb_build_object('request', :r2, 'state', 'done',
-       'answer', '{"CmdType": "ConfigDownload", "Result": "OK", "BasicParam": {"HeartBeatInterval": "30", "HeartBeatCount": "5", "Expiration": "3600"}}'::jsonb));
+SELECT vms._sip_control_result('34020000001180000101', json_build_object('request', :r1, 'state', 'done',
+       'answer', '{"CmdType": "DeviceControl", "Result": "ERROR", "Reason": "guard not supported"}'::json));
+SELECT vms._sip_control_result('34020000001180000101', json_build_object('request', :r2, 'state', 'done',
+       'answer', '{"CmdType": "ConfigDownload", "Result": "OK", "BasicParam": {"HeartBeatInterval": "30", "HeartBeatCount": "5", "Expiration": "3600"}}'::json));
 SELECT id = :r1 AS guard, state, error, result ->> 'Result' AS result FROM vms.sip_request WHERE id IN (:r1, :r2) ORDER BY id;
 SELECT keepalive_interval, keepalive_count FROM vms.sip_device_status WHERE code = '34020000001180000101';
 DELETE FROM vms.sip_request WHERE device_code = '34020000001180000101';

@@ -133,7 +133,7 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms._sip_catalog_result(vms.gbcode,jsonb)',
     'vms._sip_check_event(text)',
     'vms._sip_claim_requests(integer)',
-    'vms._sip_control_result(vms.gbcode,jsonb)',
+    'vms._sip_control_result(vms.gbcode,json)',
     'vms._sip_devices(timestamp with time zone,text)',
     'vms._sip_flush(jsonb)',
     'vms._sip_gb_version(vms.gbcode,jsonb)',

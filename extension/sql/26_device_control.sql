@@ -528,16 +528,22 @@ COMMENT ON FUNCTION vms._sip_records_result(vms.gbcode, jsonb) IS
     'internal: a finished RecordInfo query: the records into vms.channel_record (replacing the period''s), the request closed with counts and rejects';
 
 -- Worker side: the outcome of a DeviceControl, DeviceConfig or one-answer
--- query.  answer: {request, state, answer: the Response as JSON, error}.  A
+-- query.  answer: {request, state, answer: the Response as JSON, error}, as
+-- json, so that elements a Response repeats (2022's VideoRecordPlan has a
+-- RecordSchedule per weekday, a TimeSegment per period) are all there.  A
 -- Response whose Result is not OK fails the request with the device's
--- reason; a BasicParam's keepalive interval and count become the session's.
-CREATE FUNCTION vms._sip_control_result(device vms.gbcode, answer jsonb) RETURNS void
+-- reason; a BasicParam's keepalive interval and count become the session's;
+-- a channel's VideoRecordPlan (recording enabled) becomes its
+-- vms.recording_plan.
+CREATE FUNCTION vms._sip_control_result(device vms.gbcode, answer json) RETURNS void
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
-    doc jsonb := answer -> 'answer';
+    doc jsonb := (answer -> 'answer')::jsonb;
     st text := coalesce(answer ->> 'state', 'done');
     err text := answer ->> 'error';
     bp jsonb := doc -> 'BasicParam';
+    plan json := answer -> 'answer' -> 'VideoRecordPlan';
+    target text := (SELECT r.params ->> 'target' FROM vms.sip_request r WHERE r.id = (answer ->> 'request')::bigint);
 BEGIN
     IF st = 'done' AND upper(coalesce(doc ->> 'Result', 'OK')) <> 'OK' THEN
         st := 'failed';
@@ -557,10 +563,30 @@ BEGIN
            SET keepalive_interval = coalesce(EXCLUDED.keepalive_interval, s.keepalive_interval),
                keepalive_count = coalesce(EXCLUDED.keepalive_count, s.keepalive_count);
     END IF;
-    PERFORM vms._sip_request_update((answer ->> 'request')::bigint, st, answer -> 'progress', doc, err);
+    -- WeekDayNum 1 (Monday) to 7 (Sunday); a segment ending 23:59:59 ends at midnight
+    IF st = 'done' AND json_typeof(plan) = 'object' AND plan ->> 'RecordEnable' = '1'
+       AND EXISTS (SELECT 1 FROM vms.channel c WHERE c.code::text = target AND c.device_code = device) THEN
+        DELETE FROM vms.recording_plan p WHERE p.channel_code::text = target;
+        INSERT INTO vms.recording_plan (channel_code, weekday, start_time, end_time)
+        SELECT DISTINCT ON (w.wd, w.st) target::vms.gbcode, w.wd, w.st, w.en
+          FROM (SELECT (d.v ->> 'WeekDayNum')::int % 7 AS wd,
+                       make_time((g.seg ->> 'StartHour')::int, (g.seg ->> 'StartMin')::int, (g.seg ->> 'StartSec')::int) AS st,
+                       CASE WHEN (g.seg ->> 'StopHour', g.seg ->> 'StopMin', g.seg ->> 'StopSec') = ('23', '59', '59') THEN time '00:00'
+                            ELSE make_time((g.seg ->> 'StopHour')::int, (g.seg ->> 'StopMin')::int, (g.seg ->> 'StopSec')::int) END AS en
+                  FROM json_each(plan) d(k, v)
+                 CROSS JOIN LATERAL json_each(CASE WHEN json_typeof(d.v) = 'object' THEN d.v ELSE '{}' END) g(k, seg)
+                 WHERE d.k = 'RecordSchedule' AND d.v ->> 'WeekDayNum' ~ '^[1-7]$' AND g.k = 'TimeSegment'
+                   AND json_typeof(g.seg) = 'object'
+                   AND g.seg ->> 'StartHour' ~ '^([01]?[0-9]|2[0-3])$' AND g.seg ->> 'StopHour' ~ '^([01]?[0-9]|2[0-3])$'
+                   AND g.seg ->> 'StartMin' ~ '^[0-5]?[0-9]$' AND g.seg ->> 'StopMin' ~ '^[0-5]?[0-9]$'
+                   AND g.seg ->> 'StartSec' ~ '^[0-5]?[0-9]$' AND g.seg ->> 'StopSec' ~ '^[0-5]?[0-9]$') w
+         WHERE w.en > w.st OR w.en = '00:00'
+         ORDER BY w.wd, w.st, w.en DESC;
+    END IF;
+    PERFORM vms._sip_request_update((answer ->> 'request')::bigint, st, (answer -> 'progress')::jsonb, doc, err);
 END $$;
-COMMENT ON FUNCTION vms._sip_control_result(vms.gbcode, jsonb) IS
-    'internal: a device''s answer to a control, configuration or query: request done, or failed with the device''s reason; BasicParam keepalive settings applied to the session';
+COMMENT ON FUNCTION vms._sip_control_result(vms.gbcode, json) IS
+    'internal: a device''s answer to a control, configuration or query: request done, or failed with the device''s reason; BasicParam keepalive settings applied to the session; a channel''s VideoRecordPlan into vms.recording_plan';
 
 -- Recording integrity (录像完整性) ------------------------------------------------
 

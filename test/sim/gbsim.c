@@ -2553,11 +2553,16 @@ static void on_control(uint32_t d, const char *root, const char *cmd, const char
 		else if (strcmp(what, "VideoRecordPlan") == 0)
 			snprintf(inner, sizeof inner,
 				 "<Result>OK</Result>\r\n<VideoRecordPlan>\r\n<RecordEnable>1</RecordEnable>\r\n"
-				 "<RecordScheduleSumNum>1</RecordScheduleSumNum>\r\n<RecordSchedule>\r\n<WeekDayNum>1</WeekDayNum>\r\n"
-				 "<TimeSegmentSumNum>1</TimeSegmentSumNum>\r\n<TimeSegment>\r\n<StartHour>0</StartHour>\r\n"
+				 "<RecordScheduleSumNum>2</RecordScheduleSumNum>\r\n<RecordSchedule>\r\n<WeekDayNum>1</WeekDayNum>\r\n"
+				 "<TimeSegmentSumNum>2</TimeSegmentSumNum>\r\n<TimeSegment>\r\n<StartHour>0</StartHour>\r\n"
+				 "<StartMin>0</StartMin>\r\n<StartSec>0</StartSec>\r\n<StopHour>8</StopHour>\r\n<StopMin>0</StopMin>\r\n"
+				 "<StopSec>0</StopSec>\r\n</TimeSegment>\r\n<TimeSegment>\r\n<StartHour>12</StartHour>\r\n"
 				 "<StartMin>0</StartMin>\r\n<StartSec>0</StartSec>\r\n<StopHour>23</StopHour>\r\n<StopMin>59</StopMin>\r\n"
-				 "<StopSec>59</StopSec>\r\n</TimeSegment>\r\n</RecordSchedule>\r\n<StreamNumber>0</StreamNumber>\r\n"
-				 "</VideoRecordPlan>\r\n");
+				 "<StopSec>59</StopSec>\r\n</TimeSegment>\r\n</RecordSchedule>\r\n<RecordSchedule>\r\n"
+				 "<WeekDayNum>7</WeekDayNum>\r\n<TimeSegmentSumNum>1</TimeSegmentSumNum>\r\n<TimeSegment>\r\n"
+				 "<StartHour>0</StartHour>\r\n<StartMin>0</StartMin>\r\n<StartSec>0</StartSec>\r\n<StopHour>23</StopHour>\r\n"
+				 "<StopMin>59</StopMin>\r\n<StopSec>59</StopSec>\r\n</TimeSegment>\r\n</RecordSchedule>\r\n"
+				 "<StreamNumber>0</StreamNumber>\r\n</VideoRecordPlan>\r\n");
 		else
 			snprintf(inner, sizeof inner, "<Result>ERROR</Result>\r\n");
 	} else

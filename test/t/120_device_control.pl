@@ -166,6 +166,13 @@ $rid = $node->safe_psql('postgres', "SELECT vms.device_config_download('$dev', '
 is(wait_request($rid), 'done|', 'ConfigDownload BasicParam: done');
 is($node->safe_psql('postgres', "SELECT keepalive_interval, keepalive_count FROM vms.device_session WHERE device_code = '$dev'"),
 	'5|3', 'the HeartBeatInterval/Count it reports become its session\'s keepalive parameters');
+# a channel's recording plan as the device has it (2022 VideoRecordPlan: repeated RecordSchedule and TimeSegment)
+my $ch2 = '34020000001310000003';
+$rid = $node->safe_psql('postgres', "SELECT vms.device_config_download('$ch2', 'VideoRecordPlan')");
+is(wait_request($rid), 'done|', 'ConfigDownload VideoRecordPlan of a channel: done');
+is($node->safe_psql('postgres', "SELECT string_agg(weekday || ' ' || start_time || '-' || end_time, ', ' ORDER BY weekday, start_time) FROM vms.recording_plan WHERE channel_code = '$ch2'"),
+	'0 00:00:00-00:00:00, 1 00:00:00-08:00:00, 1 12:00:00-00:00:00',
+	'its VideoRecordPlan becomes the channel\'s recording plan (Sunday all day, Monday two periods)');
 $rid = $node->safe_psql('postgres', "SELECT vms.sip_query_presets('$ch')");
 is(wait_request($rid), 'done|', 'PresetQuery: done');
 like($node->safe_psql('postgres', "SELECT result -> 'PresetList' FROM vms.sip_request WHERE id = $rid"), qr/gate.*road/s,

@@ -27,7 +27,7 @@ static const SipSqlDef defs[SIP_SQL_N] = {
 	{SIP_SQL_INFO_RESULT, "SELECT vms._sip_info_result($1::vms.gbcode, $2::jsonb)", 2, CODE_DOC},
 	{SIP_SQL_SUBSCRIPTION_RECORD, "SELECT vms._sip_subscription_record($1::vms.gbcode, $2::jsonb)", 2, CODE_DOC},
 	{SIP_SQL_RECORDS_RESULT, "SELECT vms._sip_records_result($1::vms.gbcode, $2::jsonb)", 2, CODE_DOC},
-	{SIP_SQL_CONTROL_RESULT, "SELECT vms._sip_control_result($1::vms.gbcode, $2::jsonb)", 2, CODE_DOC},
+	{SIP_SQL_CONTROL_RESULT, "SELECT vms._sip_control_result($1::vms.gbcode, $2::json)", 2, CODE_DOC},
 	{SIP_SQL_GB_VERSION, "SELECT vms._sip_gb_version($1::vms.gbcode, $2::jsonb)", 2, CODE_DOC},
 	{SIP_SQL_DEVICES, "SELECT * FROM vms._sip_devices($1)", 1, {TIMESTAMPTZOID}},
 	{SIP_SQL_DEVICE, "SELECT * FROM vms._sip_devices($1, $2)", 2, {TIMESTAMPTZOID, TEXTOID}},
