@@ -84,17 +84,19 @@ check=$(cluster_psql "$cdir" "$cport" bench_c -tA -c "SELECT count(*) FROM vms.c
 dsum=$(dpsql -c "SELECT md5(string_agg(concat_ws('|', code, name, device_code, civil_code, ST_AsEWKT(geom), updated_at), ',' ORDER BY code)) FROM vms.channel")
 csum=$(cluster_psql "$cdir" "$cport" bench_c -tA -c "SELECT md5(string_agg(concat_ws('|', code, name, device_code, civil_code, ST_AsEWKT(geom), updated_at), ',' ORDER BY code)) FROM vms.channel")
 [ "$dsum" = "$csum" ] || { echo "city's channels differ from the district's" >&2; exit 1; }
-# where the time goes: the same import again with the city's routing
-# triggers (ownership, conflicts) off, i.e. plain logical replication of
-# vms.device and vms.channel as they are (indexes, generated column)
+# where the time goes: the same import again with the city's replica
+# triggers (ownership and conflicts, map cells) off, i.e. plain logical
+# replication of vms.device and vms.channel as they are (indexes, generated
+# column)
 dpsql -c "DELETE FROM vms.device" >/dev/null
 cluster_psql "$cdir" "$cport" bench_c -tA >/dev/null <<'SQL'
 DO $$ BEGIN WHILE EXISTS (SELECT 1 FROM vms.device) LOOP PERFORM pg_sleep(0.05); END LOOP; END $$;
 ALTER TABLE vms.device DISABLE TRIGGER device_cluster_apply;
 ALTER TABLE vms.channel DISABLE TRIGGER channel_cluster_apply;
+ALTER TABLE vms.channel DISABLE TRIGGER channel_cluster_apply_tiles;
 SQL
 read -r plain_lag plain_total plain_import < <(measure "SELECT vms.ledger_import_file('$csv')" "$(probe_fn vms.channel)")
-echo "# the same import with the city's routing triggers off: seen ${plain_lag%.*} ms after its commit" >&2
+echo "# the same import with the city's replica triggers off: seen ${plain_lag%.*} ms after its commit" >&2
 printf 'BENCH replication_lag_%dk %.1f ms baseline=%.1f ratio=%.3f target=<=3\n' "$((n / 1000))" "$lag" "$base_lag" "$(echo "$lag / $base_lag" | bc -l)"
 printf 'BENCH replication_total_%dk %.1f ms baseline=%.1f ratio=%.3f target=none\n' "$((n / 1000))" "$total" "$base_total" "$(echo "$total / $base_total" | bc -l)"
 printf 'BENCH replication_lag_%dk_vs_untriggered %.1f ms baseline=%.1f ratio=%.3f target=none\n' "$((n / 1000))" "$lag" "$plain_lag" "$(echo "$lag / $plain_lag" | bc -l)"

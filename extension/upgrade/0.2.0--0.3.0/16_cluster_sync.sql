@@ -322,7 +322,27 @@ ALTER TABLE vms.tag ENABLE REPLICA TRIGGER tag_policy_apply;
 -- channel, so the city's tiles at zooms 0-12 count the districts' channels.
 CREATE FUNCTION vms._cluster_apply_tiles() RETURNS trigger
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    x float8;
+    y float8;
+    cx integer;
+    cy integer;
 BEGIN
+    IF TG_OP = 'UPDATE' AND OLD.geom_3857 IS NOT DISTINCT FROM NEW.geom_3857
+       AND OLD.online IS NOT DISTINCT FROM NEW.online THEN
+        RETURN NULL;   -- most edits: the cells do not change
+    ELSIF TG_OP = 'INSERT' THEN
+        IF NEW.geom_3857 IS NOT NULL THEN
+            x := ST_X(NEW.geom_3857);
+            y := ST_Y(NEW.geom_3857);
+            cx := vms._tile_col(x);
+            cy := vms._tile_row(y);
+            INSERT INTO vms.channel_cluster_delta (level, cx, cy, n, n_online, sx, sy, code, gone)
+            SELECT l, cx >> (18 - l), cy >> (18 - l), 1, NEW.online::int, x, y, NEW.code::text, 0
+              FROM generate_series(6, 18) l;
+        END IF;
+        RETURN NULL;
+    END IF;
     INSERT INTO vms.channel_cluster_delta (level, cx, cy, n, n_online, sx, sy, code, gone)
     SELECT l, p.cx >> (18 - l), p.cy >> (18 - l), p.n, p.n_online, p.n * p.x, p.n * p.y, p.code, p.gone
       FROM (SELECT vms._tile_col(ST_X(q.g)) AS cx, vms._tile_row(ST_Y(q.g)) AS cy, ST_X(q.g) AS x, ST_Y(q.g) AS y,
