@@ -176,15 +176,27 @@ SELECT vms.gbcode_make('44030401', 0, 132, 0, 800000 + (row_number() OVER ())::i
                        (ST_XMax(e), ST_YMax(e))) v(px, py)
  WHERE z >= 8 AND ST_Intersects(ST_Transform(ST_SetSRID(ST_MakePoint(px, py), 3857), 4326),
                                ST_MakeEnvelope(114.0, 22.50, 114.1, 22.55, 4326));
+-- 4,500 channels of the second street within 300 m: the tiles of zooms
+-- 13-16 around them hold more than 4,096 channels and are clustered too
+INSERT INTO vms.channel (code, device_code, name, civil_code, geom, online)
+SELECT vms.gbcode_make('44030402', 0, 132, 0, 600000 + i), '44030401001180000001', '密' || i, '44030402',
+       ST_SetSRID(ST_MakePoint(114.0705 + random() * 0.003, 22.5205 + random() * 0.003), 4326), i % 3 = 0
+  FROM generate_series(1, 4500) i;
+INSERT INTO tc
+SELECT z, floor((114.072 + 180) / 360 * 2 ^ z)::int, floor((1 - ln(tan(radians(22.522)) + 1 / cos(radians(22.522))) / pi()) / 2 * 2 ^ z)::int
+  FROM generate_series(13, 17) z;
 -- each tile against bare PostGIS over the channels the caller may see (the
--- row-level security of vms.channel)
+-- row-level security of vms.channel): clusters' counts, or point features
 CREATE FUNCTION pg_temp.tile_check(OUT tiles bigint, OUT clustered bigint, OUT count_mismatches bigint,
                                    OUT online_mismatches bigint, OUT foreign_codes bigint, OUT channels bigint)
 LANGUAGE sql AS $$
-    SELECT count(*), count(*) FILTER (WHERE got > 0),
-           count(*) FILTER (WHERE got <> want), count(*) FILTER (WHERE got_online <> want_online),
+    SELECT count(*), count(*) FILTER (WHERE is_clustered),
+           count(*) FILTER (WHERE got <> want), count(*) FILTER (WHERE is_clustered AND got_online <> want_online),
            sum(foreign_codes), sum(want)
-      FROM (SELECT (SELECT coalesce(sum(v::bigint), 0) FROM pg_temp.mvt_values(t, 'count') v) AS got,
+      FROM (SELECT EXISTS (SELECT FROM pg_temp.mvt_values(t, 'count')) AS is_clustered,
+                   CASE WHEN EXISTS (SELECT FROM pg_temp.mvt_values(t, 'count'))
+                        THEN (SELECT sum(v::bigint) FROM pg_temp.mvt_values(t, 'count') v)
+                        ELSE (SELECT count(*) FROM pg_temp.mvt_values(t, 'code')) END AS got,
                    (SELECT coalesce(sum(v::bigint), 0) FROM pg_temp.mvt_values(t, 'online_count') v) AS got_online,
                    (SELECT count(*) FROM pg_temp.mvt_values(t, 'code') v
                      WHERE NOT EXISTS (SELECT 1 FROM vms.channel c
@@ -205,7 +217,11 @@ LANGUAGE sql AS $$
            count(*) FILTER (WHERE b.n <> w.n OR b.n_online <> w.n_online OR b.code <> w.code)
       FROM w FULL JOIN vms.channel_cluster b ON b.level = w.l AND b.cx = w.cx AND b.cy = w.cy
 $$;
-SELECT count(*) AS tiles_checked, count(*) FILTER (WHERE z >= 8) AS zoom_8_12 FROM tc;
+SELECT count(*) AS tiles_checked, count(*) FILTER (WHERE z BETWEEN 8 AND 12) AS zoom_8_12, count(*) FILTER (WHERE z >= 13) AS zoom_13_17 FROM tc;
+-- which tiles from zoom 13 are clustered (more than 4,096 channels)
+SELECT tc.z, EXISTS (SELECT FROM pg_temp.mvt_values(vms.channel_tiles(tc.z, tc.x, tc.y), 'count')) AS clustered,
+       (SELECT count(*) FROM vms.channel c WHERE c.geom_3857 && ST_TileEnvelope(tc.z, tc.x, tc.y)) AS channels
+  FROM tc WHERE tc.z >= 13 ORDER BY tc.z;
 SELECT * FROM pg_temp.tile_check();
 SELECT count(*) > 0 AS changes_appended FROM vms.channel_cluster_delta;
 SELECT vms.channel_clusters_refresh() > 0 AS folded;

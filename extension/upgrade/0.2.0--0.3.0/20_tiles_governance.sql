@@ -198,8 +198,9 @@ COMMENT ON FUNCTION vms.channel_clusters_refresh(boolean) IS
 -- that sees every channel: a superuser, or a member of a live grant on
 -- everything whose level is at least every level the security catalogue
 -- assigns (what vms.channel_visible_to then answers true for every channel);
--- any other role's clusters are counted from the ledger, channel by channel.
--- z/x/y are range-checked numbers.
+-- any other role's clusters are counted from the ledger, channel by channel,
+-- and whether a tile of zoom 13-16 is clustered depends only on what the
+-- role sees in it.  z/x/y are range-checked numbers.
 CREATE OR REPLACE FUNCTION vms._channel_tiles_as(role oid, z integer, x integer, y integer)
     RETURNS bytea
     LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path FROM CURRENT AS $$
@@ -210,10 +211,13 @@ DECLARE
     cell float8;
     tile bytea;
     lvl integer;
+    g integer;          -- the grid: g x g cells of zoom lvl
     x0 integer;
     y0 integer;
     s float8;
     w constant float8 := 20037508.342789244::float8;
+    sees_all boolean;
+    n bigint;
 BEGIN
     IF z < 0 OR z > 22 OR x < 0 OR y < 0 OR x >= (1 << z) OR y >= (1 << z) THEN
         RAISE EXCEPTION 'tile %/%/% does not exist', z, x, y
@@ -225,22 +229,50 @@ BEGIN
     -- (geom_3857 && bounds); the lon/lat box around it, widened by a
     -- micro-degree for rounding in the transform, only lets the index find them
     area := ST_Expand(ST_Transform(bounds, 4326), 1e-6);
-    IF z >= 13 THEN
+    sees_all := EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.oid = role AND r.rolsuper)
+                OR EXISTS (SELECT 1 FROM vms.access_grant a
+                            WHERE a.scope_kind = 'all' AND a.revoked_at IS NULL
+                              AND a.valid_from <= statement_timestamp()
+                              AND (a.valid_until IS NULL OR a.valid_until > statement_timestamp())
+                              AND a.max_level >= (SELECT coalesce(max(k.level), 1) FROM vms.security_assignment k)
+                              AND pg_catalog.pg_has_role(role, a.grantee, 'MEMBER'));
+    -- the grid: 64 x 64 cells of zoom z + 6 below zoom 13; from 13 to 16 a
+    -- tile holding more than 4,096 channels (more than the 64 x 64 grid
+    -- could show) is clustered too, on the tiles of zoom 18 (32 x 32 at 13
+    -- down to 4 x 4 at 16); otherwise every channel is a point feature
+    IF z < 13 THEN
+        lvl := z + 6;
+    ELSIF z <= 16 THEN
+        lvl := 18;
+        g := 1 << (lvl - z);
+        IF sees_all THEN
+            SELECT coalesce(sum(u.n), 0) INTO n
+              FROM (SELECT b.n FROM vms.channel_cluster b
+                     WHERE b.level = 18 AND b.cx BETWEEN x * g AND x * g + g - 1 AND b.cy BETWEEN y * g AND y * g + g - 1
+                    UNION ALL
+                    SELECT d.n FROM vms.channel_cluster_delta d
+                     WHERE d.level = 18 AND d.cx BETWEEN x * g AND x * g + g - 1 AND d.cy BETWEEN y * g AND y * g + g - 1) u;
+        ELSE
+            SELECT count(*) INTO n FROM vms.channel c
+             WHERE c.geom && area AND c.geom_3857 && bounds AND vms.channel_visible_to(role, c.code, c.civil_code);
+        END IF;
+        IF n <= 4096 THEN
+            lvl := NULL;
+        END IF;
+    END IF;
+    IF lvl IS NULL THEN
         SELECT ST_AsMVT(f, 'channels', 4096, 'geom') INTO tile FROM (
             SELECT ST_AsMVTGeom(c.geom_3857, bounds, 4096, 64, true) AS geom,
                    c.code::text AS code, c.name, c.point_type, c.online, c.azimuth
               FROM vms.channel c
              WHERE c.geom && area AND c.geom_3857 && bounds
                AND vms.channel_visible_to(role, c.code, c.civil_code)) f;
-    ELSIF NOT (EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.oid = role AND r.rolsuper)
-               OR EXISTS (SELECT 1 FROM vms.access_grant g
-                           WHERE g.scope_kind = 'all' AND g.revoked_at IS NULL
-                             AND g.valid_from <= statement_timestamp()
-                             AND (g.valid_until IS NULL OR g.valid_until > statement_timestamp())
-                             AND g.max_level >= (SELECT coalesce(max(a.level), 1) FROM vms.security_assignment a)
-                             AND pg_catalog.pg_has_role(role, g.grantee, 'MEMBER'))) THEN
+        RETURN coalesce(tile, '\x'::bytea);
+    END IF;
+    g := 1 << (lvl - z);
+    cell := (ST_XMax(bounds) - ST_XMin(bounds)) / g;
+    IF NOT sees_all THEN
         -- a role that does not see every channel: clusters of what it sees
-        cell := (ST_XMax(bounds) - ST_XMin(bounds)) / 64;
         SELECT ST_AsMVT(f, 'channels', 4096, 'geom') INTO tile FROM (
             SELECT ST_AsMVTGeom(ST_SetSRID(ST_MakePoint(avg(ST_X(c.geom_3857)), avg(ST_Y(c.geom_3857))), 3857),
                                 bounds, 4096, 64, true) AS geom,
@@ -251,51 +283,49 @@ BEGIN
                AND vms.channel_visible_to(role, c.code, c.civil_code)
              GROUP BY floor((ST_X(c.geom_3857) - ST_XMin(bounds)) / cell),
                       floor((ST_Y(c.geom_3857) - ST_YMin(bounds)) / cell)) f;
-    ELSE
-        -- every channel: the precomputed cells of zoom z + 6 inside the tile
-        -- (and the changes appended since their refresh) ...
-        lvl := z + 6;
-        x0 := x << 6;
-        y0 := y << 6;
-        s := 40075016.685578488::float8 / (1 << lvl);
-        cell := (ST_XMax(bounds) - ST_XMin(bounds)) / 64;
-        -- ... and, from the ledger, the points && counts although they lie
-        -- (by float4 rounding) just outside an edge: strips 10 m either side
-        strips := ARRAY[ST_MakeEnvelope(ST_XMin(bounds) - 10, ST_YMin(bounds) - 10, ST_XMin(bounds) + 10, ST_YMax(bounds) + 10, 3857),
-                        ST_MakeEnvelope(ST_XMax(bounds) - 10, ST_YMin(bounds) - 10, ST_XMax(bounds) + 10, ST_YMax(bounds) + 10, 3857),
-                        ST_MakeEnvelope(ST_XMin(bounds) - 10, ST_YMin(bounds) - 10, ST_XMax(bounds) + 10, ST_YMin(bounds) + 10, 3857),
-                        ST_MakeEnvelope(ST_XMin(bounds) - 10, ST_YMax(bounds) - 10, ST_XMax(bounds) + 10, ST_YMax(bounds) + 10, 3857)];
-        strips := ARRAY(SELECT ST_Expand(ST_Transform(g, 4326), 1e-6) FROM unnest(strips) g);
-        SELECT ST_AsMVT(f, 'channels', 4096, 'geom') INTO tile FROM (
-            SELECT ST_AsMVTGeom(ST_SetSRID(ST_MakePoint(k.sx / k.n, k.sy / k.n), 3857), bounds, 4096, 64, true) AS geom,
-                   k.n AS count, k.n_online AS online_count,
-                   CASE WHEN k.gone = 0 THEN k.code
-                        -- a member left since the refresh: the smallest code from the ledger
-                        ELSE (SELECT min(c.code::text) FROM vms.channel c
-                               WHERE c.geom && ST_Expand(ST_Transform(ST_MakeEnvelope(-w + s * k.cx, w - s * (k.cy + 1),
-                                                                                      -w + s * (k.cx + 1), w - s * k.cy, 3857), 4326), 1e-6)
-                                 AND vms._tile_col(ST_X(c.geom_3857)) >> (18 - lvl) = k.cx
-                                 AND vms._tile_row(ST_Y(c.geom_3857)) >> (18 - lvl) = k.cy) END AS code
-              FROM (SELECT u.cx, u.cy, sum(u.n)::bigint AS n, sum(u.n_online)::bigint AS n_online,
-                           sum(u.sx) AS sx, sum(u.sy) AS sy, min(u.code) AS code, sum(u.gone) AS gone
-                      FROM (SELECT b.cx, b.cy, b.n, b.n_online, b.sx, b.sy, b.code, 0 AS gone FROM vms.channel_cluster b
-                             WHERE b.level = lvl AND b.cx BETWEEN x0 AND x0 + 63 AND b.cy BETWEEN y0 AND y0 + 63
-                            UNION ALL
-                            SELECT d.cx, d.cy, d.n, d.n_online, d.sx, d.sy, d.code, d.gone FROM vms.channel_cluster_delta d
-                             WHERE d.level = lvl AND d.cx BETWEEN x0 AND x0 + 63 AND d.cy BETWEEN y0 AND y0 + 63) u
-                     GROUP BY u.cx, u.cy HAVING sum(u.n) > 0) k
-            UNION ALL
-            SELECT ST_AsMVTGeom(ST_SetSRID(ST_MakePoint(avg(ST_X(c.geom_3857)), avg(ST_Y(c.geom_3857))), 3857),
-                                bounds, 4096, 64, true),
-                   count(*), count(*) FILTER (WHERE c.online), min(c.code::text)
-              FROM vms.channel c
-             WHERE (c.geom && strips[1] OR c.geom && strips[2] OR c.geom && strips[3] OR c.geom && strips[4])
-               AND c.geom_3857 && bounds
-               AND NOT (vms._tile_col(ST_X(c.geom_3857)) >> (18 - lvl) BETWEEN x0 AND x0 + 63
-                        AND vms._tile_row(ST_Y(c.geom_3857)) >> (18 - lvl) BETWEEN y0 AND y0 + 63)
-             GROUP BY floor((ST_X(c.geom_3857) - ST_XMin(bounds)) / cell),
-                      floor((ST_Y(c.geom_3857) - ST_YMin(bounds)) / cell)) f;
+        RETURN coalesce(tile, '\x'::bytea);
     END IF;
+    -- every channel: the precomputed cells of zoom lvl inside the tile (and
+    -- the changes appended since their refresh) ...
+    x0 := x * g;
+    y0 := y * g;
+    s := 40075016.685578488::float8 / (1 << lvl);
+    -- ... and, from the ledger, the points && counts although they lie
+    -- (by float4 rounding) just outside an edge: strips 10 m either side
+    strips := ARRAY[ST_MakeEnvelope(ST_XMin(bounds) - 10, ST_YMin(bounds) - 10, ST_XMin(bounds) + 10, ST_YMax(bounds) + 10, 3857),
+                    ST_MakeEnvelope(ST_XMax(bounds) - 10, ST_YMin(bounds) - 10, ST_XMax(bounds) + 10, ST_YMax(bounds) + 10, 3857),
+                    ST_MakeEnvelope(ST_XMin(bounds) - 10, ST_YMin(bounds) - 10, ST_XMax(bounds) + 10, ST_YMin(bounds) + 10, 3857),
+                    ST_MakeEnvelope(ST_XMin(bounds) - 10, ST_YMax(bounds) - 10, ST_XMax(bounds) + 10, ST_YMax(bounds) + 10, 3857)];
+    strips := ARRAY(SELECT ST_Expand(ST_Transform(e, 4326), 1e-6) FROM unnest(strips) e);
+    SELECT ST_AsMVT(f, 'channels', 4096, 'geom') INTO tile FROM (
+        SELECT ST_AsMVTGeom(ST_SetSRID(ST_MakePoint(k.sx / k.n, k.sy / k.n), 3857), bounds, 4096, 64, true) AS geom,
+               k.n AS count, k.n_online AS online_count,
+               CASE WHEN k.gone = 0 THEN k.code
+                    -- a member left since the refresh: the smallest code from the ledger
+                    ELSE (SELECT min(c.code::text) FROM vms.channel c
+                           WHERE c.geom && ST_Expand(ST_Transform(ST_MakeEnvelope(-w + s * k.cx, w - s * (k.cy + 1),
+                                                                                  -w + s * (k.cx + 1), w - s * k.cy, 3857), 4326), 1e-6)
+                             AND vms._tile_col(ST_X(c.geom_3857)) >> (18 - lvl) = k.cx
+                             AND vms._tile_row(ST_Y(c.geom_3857)) >> (18 - lvl) = k.cy) END AS code
+          FROM (SELECT u.cx, u.cy, sum(u.n)::bigint AS n, sum(u.n_online)::bigint AS n_online,
+                       sum(u.sx) AS sx, sum(u.sy) AS sy, min(u.code) AS code, sum(u.gone) AS gone
+                  FROM (SELECT b.cx, b.cy, b.n, b.n_online, b.sx, b.sy, b.code, 0 AS gone FROM vms.channel_cluster b
+                         WHERE b.level = lvl AND b.cx BETWEEN x0 AND x0 + g - 1 AND b.cy BETWEEN y0 AND y0 + g - 1
+                        UNION ALL
+                        SELECT d.cx, d.cy, d.n, d.n_online, d.sx, d.sy, d.code, d.gone FROM vms.channel_cluster_delta d
+                         WHERE d.level = lvl AND d.cx BETWEEN x0 AND x0 + g - 1 AND d.cy BETWEEN y0 AND y0 + g - 1) u
+                 GROUP BY u.cx, u.cy HAVING sum(u.n) > 0) k
+        UNION ALL
+        SELECT ST_AsMVTGeom(ST_SetSRID(ST_MakePoint(avg(ST_X(c.geom_3857)), avg(ST_Y(c.geom_3857))), 3857),
+                            bounds, 4096, 64, true),
+               count(*), count(*) FILTER (WHERE c.online), min(c.code::text)
+          FROM vms.channel c
+         WHERE (c.geom && strips[1] OR c.geom && strips[2] OR c.geom && strips[3] OR c.geom && strips[4])
+           AND c.geom_3857 && bounds
+           AND NOT (vms._tile_col(ST_X(c.geom_3857)) >> (18 - lvl) BETWEEN x0 AND x0 + g - 1
+                    AND vms._tile_row(ST_Y(c.geom_3857)) >> (18 - lvl) BETWEEN y0 AND y0 + g - 1)
+         GROUP BY floor((ST_X(c.geom_3857) - ST_XMin(bounds)) / cell),
+                  floor((ST_Y(c.geom_3857) - ST_YMin(bounds)) / cell)) f;
     RETURN coalesce(tile, '\x'::bytea);
 END $$;
 COMMENT ON FUNCTION vms._channel_tiles_as(oid, integer, integer, integer) IS 'internal: a tile for a role the session user can act as';
