@@ -115,7 +115,10 @@ COMMENT ON FUNCTION vms.try_float8(text) IS 'the number in the text, or NULL whe
 -- rows, then one for the indexes.  Returns the rows loaded.
 CREATE FUNCTION vms.ledger_first_load(job_id bigint) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT
-    SET maintenance_work_mem = '512MB' SET work_mem = '256MB' SET jit = off AS $$
+    SET maintenance_work_mem = '512MB' SET work_mem = '256MB' SET jit = off
+    -- each chunk's rows by the line-number index: a generic plan (PL/pgSQL's
+    -- after five chunks) may scan the whole staged table for every chunk
+    SET plan_cache_mode = force_custom_plan AS $$
 DECLARE
     acting constant name := pg_catalog.pg_get_userbyid(vms._acting_role());
     chunk constant bigint := 100000;
