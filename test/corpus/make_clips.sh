@@ -26,9 +26,11 @@ OUT=${1:?usage: make_clips.sh OUTDIR}
 JOBS=${VMS_CORPUS_JOBS:-2}
 mkdir -p "$OUT/src"
 # the corpus's definition changed (issue 14: single-threaded bit-exact encodes,
-# freeze frozen at the source, mosaic = corruption): clips cached by an older
-# definition are rebuilt (the real corpus, OUTDIR/real and OUTDIR/debs, is kept)
-CORPUS_VERSION=2
+# freeze frozen at the source, mosaic = corruption; version 3: the street
+# scene's cellular automata are seeded, they were filled at random, so every
+# build drew other street clips): clips cached by an older definition are
+# rebuilt (the real corpus, OUTDIR/real and OUTDIR/debs, is kept)
+CORPUS_VERSION=3
 if [ "$(cat "$OUT/.version" 2>/dev/null)" != "$CORPUS_VERSION" ]; then
   rm -f "$OUT"/*.mp4 "$OUT"/*.jpg "$OUT"/*.tmp* "$OUT/manifest.tsv" "$OUT"/src/*.mkv
   echo "$CORPUS_VERSION" > "$OUT/.version"
@@ -48,8 +50,8 @@ color=c=0x8c8a84:s=640x70:r=25,noise=alls=25:allf=u,gblur=sigma=1[path];color=c=
 [l][path]overlay=0:250[l2];[l2][bench]overlay=480:225[l3];[l3][p]overlay=x='40+t*90':y=200"
 SCENE[street]="gradients=s=640x140:r=25:c0=0x4a7fc0:c1=0xc8dcef:x0=0:y0=0:x1=0:y1=140:speed=0.00001:seed=1[sky];
 color=c=0x5b5f63:s=640x220:r=25,noise=alls=30:allf=u,gblur=sigma=1.2[g];
-cellauto=s=80x60:rule=150:r=25:scroll=0:start_full=1,scale=160:180:flags=neighbor,format=rgb24,colorchannelmixer=rr=0.5:gg=0.45:bb=0.4,eq=brightness=0.25[b1];
-cellauto=s=50x45:rule=90:r=25:scroll=0:start_full=1,scale=150:180:flags=neighbor,format=rgb24,colorchannelmixer=rr=0.6:gg=0.55:bb=0.5,eq=brightness=0.15[b2];
+cellauto=s=80x60:rule=150:r=25:scroll=0:start_full=1:seed=11,scale=160:180:flags=neighbor,format=rgb24,colorchannelmixer=rr=0.5:gg=0.45:bb=0.4,eq=brightness=0.25[b1];
+cellauto=s=50x45:rule=90:r=25:scroll=0:start_full=1:seed=12,scale=150:180:flags=neighbor,format=rgb24,colorchannelmixer=rr=0.6:gg=0.55:bb=0.5,eq=brightness=0.15[b2];
 color=c=0xb03030:s=70x30:r=25[c1];color=c=0xe0e0d0:s=60x28:r=25[c2];
 [sky]pad=640:360[s0];[s0][g]overlay=0:140[a];[a][b1]overlay=30:40[a2];[a2][b2]overlay=430:50[a3];
 [a3]drawbox=x=0:y=250:w=640:h=4:c=0xd0d0d0:t=fill,drawbox=x=0:y=300:w=640:h=3:c=0xd0c060:t=fill[a4];
