@@ -811,3 +811,39 @@ SELECT r.id, (r.params ->> 'channel')::vms.gbcode AS channel_code, r.device_code
                       AND b.params ->> 'call_id' = r.result ->> 'call_id' AND b.state <> 'failed');
 COMMENT ON VIEW vms.media_sessions IS
     'open media sessions (live view, playback, download): channel, mode, who asked, media server, call id and SSRC, until a BYE or the worker''s 10-minute limit';
+CREATE INDEX sip_request_sessions_idx ON vms.sip_request (finished_at) WHERE kind = 'invite' AND state = 'done';
+
+-- Worker side, every few seconds: sessions opened through vms.view_live,
+-- vms.playback or vms.download whose owner no longer holds the right (the
+-- grant expired or was revoked, the role is gone) are ended: a BYE is
+-- queued for each, and audited.  Returns how many.
+CREATE FUNCTION vms._media_sessions_lapsed() RETURNS integer
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    s record;
+    n integer := 0;
+BEGIN
+    FOR s IN SELECT m.id, m.device_code, m.call_id, m.channel_code, m.mode, m.requested_by
+               FROM vms.media_sessions m JOIN vms.sip_request r ON r.id = m.id
+              WHERE r.params ? 'mode' AND m.call_id IS NOT NULL
+    LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles g WHERE g.rolname = s.requested_by)
+           AND vms._can_for(s.requested_by::name, CASE s.mode WHEN 'Playback' THEN 'playback' WHEN 'Download' THEN 'download'
+                                                               ELSE 'view_live' END, s.channel_code) THEN
+            CONTINUE;
+        END IF;
+        INSERT INTO vms.sip_request (device_code, kind, params, requested_by)
+        VALUES (s.device_code, 'bye', jsonb_build_object('call_id', s.call_id, 'reason', 'the owner''s right lapsed',
+                                                         'session', s.id), s.requested_by);
+        PERFORM vms.audit('media_session_ended', s.channel_code::text,
+                          jsonb_build_object('session', s.id, 'mode', s.mode, 'owner', s.requested_by,
+                                             'reason', 'the owner''s right lapsed'));
+        n := n + 1;
+    END LOOP;
+    IF n > 0 THEN
+        PERFORM vms._wake_worker('sip');
+    END IF;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION vms._media_sessions_lapsed() IS
+    'internal: the SIP worker ends media sessions whose owner no longer holds the right (expired, revoked, role gone): BYE queued and audited';

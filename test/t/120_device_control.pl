@@ -245,6 +245,18 @@ like($inv->[3] // '', qr/\|s=Download\|u=$ch:0\|c=IN IP4 127\.0\.0\.1\|t=$t0 \d+
 	'download SDP: s=Download, u=, t=, a=downloadspeed:8');
 $node->safe_psql('postgres', "SELECT vms.sip_bye($rid)");
 
+# a session ends when its owner's right lapses: live view, then the grant is revoked
+$rid = $node->safe_psql('postgres', qq{SET ROLE op; SELECT vms.view_live('$ch', '{"ip": "127.0.0.1", "port": $rtp_port}')});
+is(wait_request($rid), 'done|', 'live view: the device accepted the INVITE');
+is($node->safe_psql('postgres', "SELECT mode FROM vms.media_sessions WHERE id = $rid"), 'Play', 'the live session is open');
+$node->safe_psql('postgres', "SET SESSION AUTHORIZATION gadmin; SELECT vms.revoke_access(id, 'test: right lapses') FROM vms.access_grant WHERE grantee = 'op' AND 'view_live' = ANY (actions)");
+ok($node->poll_query_until('postgres', "SELECT count(*) = 0 FROM vms.media_sessions WHERE id = $rid"),
+	'after the grant is revoked the worker ends the session');
+is($node->safe_psql('postgres', "SELECT w.state, w.params ->> 'reason' FROM vms.sip_request r, vms.sip_request_wait(r.id, 60) w WHERE r.kind = 'bye' AND (r.params ->> 'session')::bigint = $rid"),
+	"done|the owner's right lapsed", 'with a BYE the device answered');
+is($node->safe_psql('postgres', "SELECT count(*) FROM vms.audit_log WHERE action = 'media_session_ended' AND (detail ->> 'session')::bigint = $rid"),
+	'1', 'and it is audited');
+
 $sim->kill_kill;
 $node->stop;
 done_testing();

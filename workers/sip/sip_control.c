@@ -10,11 +10,16 @@
  * that stop coming (vms.sip_page_timeout) end a RecordInfo query as
  * partial; no answer within vms.sip_catalog_timeout is a timeout; a final
  * SIP error or no final answer to the MESSAGE fails it at once.
+ *
+ * Every few seconds the media sessions whose owner no longer holds the
+ * right (vms.view_live, vms.playback, vms.download; the grant expired or was
+ * revoked) are ended: SQL queues a BYE for each, which the queue then sends.
  */
 #include "postgres.h"
 
 #include "common/hashfn.h"
 #include "common/pg_prng.h"
+#include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
@@ -305,9 +310,34 @@ sip_control_manscdp(Dev *d, void *arg)
 	return true;
 }
 
+/* every LAPSE_CHECK_MS: media sessions whose owner lost the right are ended (vms._media_sessions_lapsed queues BYEs) */
+#define LAPSE_CHECK_MS 5000
+
+static void
+check_lapsed_sessions(void)
+{
+	static TimestampTz next_check;
+
+	if (sip_now < next_check)
+		return;
+	next_check = TimestampTzPlusMilliseconds(sip_now, LAPSE_CHECK_MS);
+	vms_worker_begin_tx("vms sip: media sessions whose right lapsed");
+	/* a database still at an older version of vms has no such function */
+	if (sip_sql_run(SIP_SQL_MEDIA_LAPSED_READY, NULL, NULL, true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		bool		isnull;
+		Datum		ready = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull && DatumGetBool(ready))
+			sip_sql_run(SIP_SQL_MEDIA_LAPSED, NULL, NULL, false, 0);
+	}
+	vms_worker_end_tx();
+}
+
 void
 sip_control_tick(void)
 {
+	check_lapsed_sessions();
 	for (int i = 0; i < MAX_PENDING; i++)
 	{
 		Pending    *p = &pending[i];

@@ -40,6 +40,8 @@ static const SipSqlDef defs[SIP_SQL_N] = {
 	{SIP_SQL_CLAIM_REQUESTS, "SELECT id, device_code, kind, params::text FROM vms._sip_claim_requests(100)", 0, {InvalidOid}},
 	{SIP_SQL_RECOVER_REQUESTS, "SELECT vms._sip_recover_requests()", 0, {InvalidOid}},
 	{SIP_SQL_SUBSCRIPTIONS, "SELECT device_code, event, expires, state, expires_at FROM vms._sip_subscriptions()", 0, {InvalidOid}},
+	{SIP_SQL_MEDIA_LAPSED_READY, "SELECT to_regprocedure('vms._media_sessions_lapsed()') IS NOT NULL", 0, {InvalidOid}},
+	{SIP_SQL_MEDIA_LAPSED, "SELECT vms._media_sessions_lapsed()", 0, {InvalidOid}},
 	{SIP_SQL_UPSTREAMS, "SELECT name, host, port, platform_id, password_enc, enabled, local_id, realm, expires, "
 		"keepalive_interval, keepalive_count, charset, send_status, page_size, state, failures FROM vms._sip_upstreams()",
 	0, {InvalidOid}},

@@ -37,6 +37,8 @@ typedef enum SipSql
 	SIP_SQL_CLAIM_REQUESTS,		/* queued requests from SQL, at most 100 */
 	SIP_SQL_RECOVER_REQUESTS,	/* after a start: requests a previous worker left in flight */
 	SIP_SQL_SUBSCRIPTIONS,		/* subscriptions to keep renewing */
+	SIP_SQL_MEDIA_LAPSED_READY,	/* does this database have vms._media_sessions_lapsed() (0.3.0 on) */
+	SIP_SQL_MEDIA_LAPSED,		/* BYE the media sessions whose owner lost the right (sip_control.c) */
 	SIP_SQL_UPSTREAMS,			/* upper platforms and their options (sip_upstream.c) */
 	SIP_SQL_UPSTREAM_FLUSH,		/* ($1 jsonb): their registration states and transitions */
 	SIP_SQL_UPSTREAM_ANSWER,	/* ($1 upstream, $2 CmdType, $3 SN, $4 DeviceID): MANSCDP bodies */
