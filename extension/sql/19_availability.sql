@@ -351,31 +351,35 @@ BEGIN
     PERFORM vms._availability_refresh(src, codes, froms, heads);
     RETURN NULL;
 END $$;
+-- Named to fire before the alarm triggers of the same tables (statement
+-- triggers fire in name order): every writer of events takes the run
+-- table's lock before any alarm row, so two writers cannot deadlock on them
+-- within one statement.
 COMMENT ON FUNCTION vms._availability_run_trigger() IS
     'internal: keeps vms.availability_run exact when device events, catalog status events or inspection results are inserted, updated, deleted or truncated (argument: the run source)';
-CREATE TRIGGER device_event_runs_ins AFTER INSERT ON vms.device_event
+CREATE TRIGGER availability_runs_ins AFTER INSERT ON vms.device_event
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._availability_run_trigger('device');
-CREATE TRIGGER device_event_runs_upd AFTER UPDATE ON vms.device_event
+CREATE TRIGGER availability_runs_upd AFTER UPDATE ON vms.device_event
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._availability_run_trigger('device');
-CREATE TRIGGER device_event_runs_del AFTER DELETE ON vms.device_event
+CREATE TRIGGER availability_runs_del AFTER DELETE ON vms.device_event
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._availability_run_trigger('device');
-CREATE TRIGGER device_event_runs_trunc AFTER TRUNCATE ON vms.device_event
+CREATE TRIGGER availability_runs_trunc AFTER TRUNCATE ON vms.device_event
     FOR EACH STATEMENT EXECUTE FUNCTION vms._availability_run_trigger('device');
-CREATE TRIGGER channel_status_event_runs_ins AFTER INSERT ON vms.channel_status_event
+CREATE TRIGGER availability_runs_ins AFTER INSERT ON vms.channel_status_event
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._availability_run_trigger('catalog');
-CREATE TRIGGER channel_status_event_runs_upd AFTER UPDATE ON vms.channel_status_event
+CREATE TRIGGER availability_runs_upd AFTER UPDATE ON vms.channel_status_event
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._availability_run_trigger('catalog');
-CREATE TRIGGER channel_status_event_runs_del AFTER DELETE ON vms.channel_status_event
+CREATE TRIGGER availability_runs_del AFTER DELETE ON vms.channel_status_event
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._availability_run_trigger('catalog');
-CREATE TRIGGER channel_status_event_runs_trunc AFTER TRUNCATE ON vms.channel_status_event
+CREATE TRIGGER availability_runs_trunc AFTER TRUNCATE ON vms.channel_status_event
     FOR EACH STATEMENT EXECUTE FUNCTION vms._availability_run_trigger('catalog');
-CREATE TRIGGER quality_result_runs_ins AFTER INSERT ON vms.quality_result
+CREATE TRIGGER availability_runs_ins AFTER INSERT ON vms.quality_result
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._availability_run_trigger('stream');
-CREATE TRIGGER quality_result_runs_upd AFTER UPDATE ON vms.quality_result
+CREATE TRIGGER availability_runs_upd AFTER UPDATE ON vms.quality_result
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._availability_run_trigger('stream');
-CREATE TRIGGER quality_result_runs_del AFTER DELETE ON vms.quality_result
+CREATE TRIGGER availability_runs_del AFTER DELETE ON vms.quality_result
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._availability_run_trigger('stream');
-CREATE TRIGGER quality_result_runs_trunc AFTER TRUNCATE ON vms.quality_result
+CREATE TRIGGER availability_runs_trunc AFTER TRUNCATE ON vms.quality_result
     FOR EACH STATEMENT EXECUTE FUNCTION vms._availability_run_trigger('stream');
 
 CREATE FUNCTION vms.availability_rebuild() RETURNS bigint
