@@ -151,6 +151,7 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms._sip_catalog_item(text,text,text,text,text,text,boolean,double precision,double precision,text,text)',
     'vms._sip_check_scope(jsonb)',
     'vms._sip_upstream_changes(text,text,boolean)',
+    'vms._sip_upstream_alarms(text,bigint)',
     'vms._sip_upstream_answer(text,text,text,text)',
     'vms._sip_upstream_flush(jsonb)',
     'vms._sip_upstream_host(text)',

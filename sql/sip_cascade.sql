@@ -5,7 +5,8 @@
 \set SHOW_CONTEXT never
 SET search_path = public, vms;
 SET client_min_messages = warning;
-COPY (SELECT 1) TO PROGRAM 'head -c 32 /dev/urandom > vms_regress_cascade_key && chmod 600 vms_regress_cascade_key';
+-- (the program reads what COPY writes, so that an early exit cannot break the pipe)
+COPY (SELECT 1) TO PROGRAM 'cat >/dev/null && head -c 32 /dev/urandom > vms_regress_cascade_key && chmod 600 vms_regress_cascade_key';
 SET vms.secret_key_file = 'vms_regress_cascade_key';
 
 -- a district's NVR with 45 channels in 340201 and 5 in 340202
@@ -156,6 +157,18 @@ SELECT (xpath('/Notify/SumNum/text()', x))[1]::text AS sum_num, (xpath('/Notify/
   FROM vms._sip_upstream_changes('city', '34') b, xmlparse(document convert_from(b, 'GB18030')) x;
 SELECT vms.sip_alter_upstream('city', options => '{"send_status": true}');
 SELECT count(*) AS still_nothing FROM vms._sip_upstream_changes('city', '35');
+
+-- alarms of shared channels, forwarded under the presented code; the first call only starts the cursor
+SELECT vms.alarm_raise('34020100001320000002', 'motion_detection', 2::smallint, 'manual') > 0 AS raised;
+SELECT count(*) AS history FROM vms._sip_upstream_alarms('city', 100);
+SELECT vms.alarm_raise('34020100001320000003', 'tamper', 1::smallint, 'manual', '{"description": "被遮挡 <3>"}') > 0 AS raised;
+SELECT vms.alarm_raise('34020200001320000002', 'video_loss', 1::smallint, 'manual') > 0 AS raised;
+SELECT vms.alarm_raise('34020100001320000004', 'sip_alarm_7_9', 4::smallint, 'manual') > 0 AS raised;
+SELECT (xpath('/Notify/SN/text()', x))[1]::text AS sn, (xpath('/Notify/DeviceID/text()', x))[1]::text AS code,
+       (xpath('/Notify/AlarmPriority/text()', x))[1]::text AS prio, (xpath('/Notify/AlarmMethod/text()', x))[1]::text AS method,
+       (xpath('/Notify/Info/AlarmType/text()', x))[1]::text AS type, (xpath('/Notify/AlarmDescription/text()', x))[1]::text AS descr
+  FROM vms._sip_upstream_alarms('city', 100) b, xmlparse(document convert_from(b, 'GB18030')) x;
+SELECT count(*) AS again FROM vms._sip_upstream_alarms('city', 200);
 
 -- the registration state machine: transitions are events; others are refused with a warning
 SET client_min_messages = warning;

@@ -12,7 +12,8 @@
 #    SHA-256 as offered, which the city verifies), keeps alive, answers the city's own
 #    Catalog and DeviceInfo queries (which land in the city's ledger), its Catalog
 #    subscription (NOTIFY ADD, DEL, UPDATE, ON, OFF), and its INVITE, relayed to a
-#    camera (gbsim) whose RTP reaches the city's address; BYE ends both legs.
+#    camera (gbsim) whose RTP reaches the city's address; BYE ends both legs; alarms
+#    of shared channels are forwarded, others not.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -263,6 +264,25 @@ ok($city->poll_query_until('postgres', "SELECT status = 'ON' FROM vms.channel_st
 	'NOTIFY: ON');
 is($city->safe_psql('postgres', "SELECT count(*) FROM vms.channel WHERE code::text LIKE '340202%' AND code <> '34020200001320000001'"),
 	'0', 'still nothing that was never shared');
+
+# alarms of shared channels are forwarded (under the code the city knows), others not
+ok($district->poll_query_until('postgres', "SELECT alarm_cursor IS NOT NULL FROM vms.sip_upstream_state WHERE upstream = 'cityvms'"),
+	'alarm forwarding has started (from the newest alarm: no history)');
+$district->safe_psql('postgres', q{
+SELECT vms.alarm_raise('34020100001320000002', 'motion_detection', 2::smallint, 'manual', '{"description": "南门 有人"}');
+SELECT vms.alarm_raise('34020200001320000003', 'tamper', 1::smallint, 'manual');
+SELECT vms.alarm_raise('34020100001320000005', 'blur', 3::smallint, 'inspection');
+});
+ok($city->poll_query_until('postgres', q{
+SELECT count(*) = 2 FROM vms.alarm WHERE source = 'sip' AND code IN ('34010000001320000099', '34020100001320000005')}),
+	'two alarms of shared channels arrive at the city')
+  or diag($city->safe_psql('postgres', 'SELECT code, fault_type, level, source FROM vms.alarm'));
+is($city->safe_psql('postgres', qq{SELECT string_agg(code || ' ' || fault_type || ' ' || level, ', ' ORDER BY code) FROM vms.alarm
+                                    WHERE source = 'sip' AND detail ->> 'reporter' = '$as_lower'}),
+	'34010000001320000099 motion_detection 2, 34020100001320000005 device_fault 3',
+	'under the codes the city knows, with their type (an inspection finding as a device fault) and level');
+is($city->safe_psql('postgres', q{SELECT count(*) FROM vms.alarm WHERE code::text LIKE '340202%'}), '0',
+	'the alarm of a channel not shared stays at the district');
 
 # INVITE relay: the city INVITEs a shared channel; the district relays it to the device that owns it,
 # whose media goes straight to the city's address; BYE ends both legs

@@ -50,6 +50,7 @@ static const SipSqlDef defs[SIP_SQL_N] = {
 	{TEXTOID, TEXTOID, TEXTOID, TEXTOID}},
 	{SIP_SQL_UPSTREAM_CHANNEL, "SELECT s.channel::text, c.device_code::text FROM vms.sip_shared_channels($1) s "
 		"JOIN vms.channel c ON c.code = s.channel WHERE s.code::text = $2", 2, {TEXTOID, TEXTOID}},
+	{SIP_SQL_UPSTREAM_ALARMS, "SELECT b FROM vms._sip_upstream_alarms($1, $2) b", 2, {TEXTOID, INT8OID}},
 	{SIP_SQL_UPSTREAM_CHANGES, "SELECT b FROM vms._sip_upstream_changes($1, $2, $3) b", 3, {TEXTOID, TEXTOID, BOOLOID}},
 };
 

@@ -168,6 +168,10 @@ typedef struct Upstream
 	TimestampTz sub_expires_at;
 	TimestampTz next_change_check;
 	bool		change_pending;
+
+	/* alarms of shared channels forwarded */
+	TimestampTz next_alarm_check;
+	bool		alarm_pending;
 } Upstream;
 
 typedef struct UpTx
@@ -194,6 +198,7 @@ typedef struct PendingAnswer
 	bool		used;
 	bool		changes;		/* the subscription's changes (baseline: its start), not a query */
 	int			relay;			/* > 0: the channel of relay (relay - 1) to look up */
+	bool		alarms;			/* the new alarms of shared channels */
 	bool		baseline;
 	int			up;
 	char		name[64];
@@ -1500,7 +1505,15 @@ answer_pending(void)
 			}
 			continue;
 		}
-		if (todo[k].changes)
+		if (todo[k].alarms)
+		{
+			u->alarm_pending = false;
+			values[0] = CStringGetTextDatum(todo[k].name);
+			values[1] = Int64GetDatum((int64) next_sn);
+			next_sn += 100;
+			rc = sip_sql_run(SIP_SQL_UPSTREAM_ALARMS, values, NULL, false, 0);
+		}
+		else if (todo[k].changes)
 		{
 			u->change_pending = false;
 			values[0] = CStringGetTextDatum(todo[k].name);
@@ -1643,6 +1656,17 @@ sip_upstream_tick(void)
 						u->change_pending = true;
 					}
 					u->next_change_check = TimestampTzPlusMilliseconds(sip_now, CHANGE_CHECK_MS);
+				}
+				if (!u->alarm_pending && sip_now >= u->next_alarm_check)
+				{
+					PendingAnswer *p = new_pending(u);
+
+					if (p)
+					{
+						p->alarms = true;
+						u->alarm_pending = true;
+					}
+					u->next_alarm_check = TimestampTzPlusMilliseconds(sip_now, CHANGE_CHECK_MS);
 				}
 				if (!u->ka_in_flight && sip_now >= u->next_ka)
 				{

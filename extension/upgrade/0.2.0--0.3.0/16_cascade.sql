@@ -79,10 +79,13 @@ CREATE TABLE vms.sip_upstream_state (
     failures           integer NOT NULL DEFAULT 0,
     last_status        integer,
     last_error         text,
-    next_attempt_at    timestamptz
+    next_attempt_at    timestamptz,
+    alarm_cursor       bigint
 );
 COMMENT ON TABLE vms.sip_upstream_state IS
     'registration to each upper platform as the SIP worker last wrote it: state since when, expiry, keepalives answered and missed, consecutive failures, the last status and error, the next attempt';
+COMMENT ON COLUMN vms.sip_upstream_state.alarm_cursor IS
+    'the last vms.alarm id considered for forwarding to this upper platform (NULL: not started; forwarding starts at the newest alarm)';
 
 CREATE TABLE vms.sip_upstream_event (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -632,6 +635,73 @@ END $$;
 COMMENT ON FUNCTION vms._sip_upstream_changes(text, text, boolean) IS
     'internal: the changes of an upper platform''s share since it was last told (Catalog NOTIFY bodies: ADD, DEL, UPDATE, ON, OFF), recorded as told; baseline: record the share as told';
 
+-- Alarms of shared channels forwarded to an upper platform: the new rows of
+-- vms.alarm since the upstream's cursor (at most 100 a call), each as a
+-- MANSCDP Notify Alarm in the upstream's charset under the code it knows the
+-- channel by; the cursor moves past every alarm looked at.  The first call
+-- only sets the cursor: history is not forwarded.  The fault type goes back
+-- to AlarmMethod/AlarmType as vms._sip_alarm reads them (other faults, such
+-- as inspection findings, as method 6, device fault); the level is the
+-- AlarmPriority.
+CREATE FUNCTION vms._sip_upstream_alarms(upstream text, sn bigint) RETURNS SETOF bytea
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    u record;
+    cursor_id bigint;
+    upto bigint;
+    enc text;
+BEGIN
+    SELECT * INTO u FROM vms._sip_upstreams() x WHERE x.name = _sip_upstream_alarms.upstream;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT s.alarm_cursor INTO cursor_id FROM vms.sip_upstream_state s WHERE s.upstream = _sip_upstream_alarms.upstream FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF cursor_id IS NULL THEN
+        UPDATE vms.sip_upstream_state s SET alarm_cursor = coalesce((SELECT max(id) FROM vms.alarm), 0)
+         WHERE s.upstream = _sip_upstream_alarms.upstream;
+        RETURN;
+    END IF;
+    SELECT max(id) INTO upto FROM (SELECT a.id FROM vms.alarm a WHERE a.id > cursor_id ORDER BY a.id LIMIT 100) x;
+    IF upto IS NULL THEN
+        RETURN;
+    END IF;
+    enc := CASE u.charset WHEN 'UTF-8' THEN 'UTF8' ELSE 'GB18030' END;
+    RETURN QUERY
+    SELECT convert_to('<?xml version="1.0" encoding="' || u.charset || '"?>' || E'\r\n' || xmlelement(name "Notify",
+               xmlelement(name "CmdType", 'Alarm'),
+               xmlelement(name "SN", sn + row_number() OVER (ORDER BY a.id)),
+               xmlelement(name "DeviceID", sc.code),
+               xmlelement(name "AlarmPriority", greatest(1, least(4, a.level))),
+               xmlelement(name "AlarmMethod", m.method),
+               xmlelement(name "AlarmTime", to_char(a.last_raised_at, 'YYYY-MM-DD"T"HH24:MI:SS')),
+               xmlelement(name "AlarmDescription", left(coalesce(a.detail ->> 'description', a.fault_type), 200)),
+               CASE WHEN m.atype IS NOT NULL THEN xmlelement(name "Info", xmlelement(name "AlarmType", m.atype)) END)::text,
+           enc)
+      FROM vms.alarm a
+      JOIN vms.sip_shared_channels(_sip_upstream_alarms.upstream) sc ON sc.channel = a.code
+      CROSS JOIN LATERAL (SELECT CASE a.fault_type
+                  WHEN 'video_loss' THEN '2' WHEN 'tamper' THEN '2' WHEN 'disk_full' THEN '2'
+                  WHEN 'high_temperature' THEN '2' WHEN 'low_temperature' THEN '2'
+                  WHEN 'manual_video_alarm' THEN '5' WHEN 'motion_detection' THEN '5' WHEN 'left_object' THEN '5'
+                  WHEN 'object_removed' THEN '5' WHEN 'tripwire' THEN '5' WHEN 'intrusion' THEN '5'
+                  ELSE CASE WHEN a.fault_type ~ '^sip_alarm_[0-9]{1,2}' THEN substring(a.fault_type FROM '^sip_alarm_([0-9]{1,2})')
+                            ELSE '6' END END AS method,
+                  CASE a.fault_type
+                  WHEN 'video_loss' THEN '1' WHEN 'tamper' THEN '2' WHEN 'disk_full' THEN '3'
+                  WHEN 'high_temperature' THEN '4' WHEN 'low_temperature' THEN '5'
+                  WHEN 'manual_video_alarm' THEN '1' WHEN 'motion_detection' THEN '2' WHEN 'left_object' THEN '3'
+                  WHEN 'object_removed' THEN '4' WHEN 'tripwire' THEN '5' WHEN 'intrusion' THEN '6'
+                  ELSE substring(a.fault_type FROM '^sip_alarm_[0-9]{1,2}_([0-9]{1,2})$') END AS atype) m
+     WHERE a.id > cursor_id AND a.id <= upto
+     ORDER BY a.id;
+    UPDATE vms.sip_upstream_state s SET alarm_cursor = upto WHERE s.upstream = _sip_upstream_alarms.upstream;
+END $$;
+COMMENT ON FUNCTION vms._sip_upstream_alarms(text, bigint) IS
+    'internal: new alarms of channels shared with an upper platform as MANSCDP Alarm notifications (at most 100 a call); moves its cursor';
+
 -- what 99_privileges.sql does in bulk for a fresh install: the new functions are the owner's
 REVOKE ALL ON FUNCTION
     vms._sip_upstream_secret_check(),
@@ -649,5 +719,6 @@ REVOKE ALL ON FUNCTION
     vms._sip_upstream_items(text, text),
     vms._sip_upstream_answer(text, text, text, text),
     vms._sip_catalog_item(text, text, text, text, text, text, boolean, float8, float8, text, text),
-    vms._sip_upstream_changes(text, text, boolean)
+    vms._sip_upstream_changes(text, text, boolean),
+    vms._sip_upstream_alarms(text, bigint)
   FROM PUBLIC;
