@@ -19,8 +19,9 @@
  * its place in SubImageInfoObject (1-based, 1 for a single object or an
  * ImageObject) and its bytes.  Anything else (escapes, bad base64, other
  * places) stays in the body for the SQL to judge as before.  Should one
- * place appear twice (duplicate keys, where jsonb keeps the last), or the
- * body not be JSON, the body comes back unchanged with no image.
+ * place or one key of the path to it appear twice (duplicate keys, where
+ * jsonb keeps the last), or the body not be JSON, the body comes back
+ * unchanged with no image.
  */
 #include "postgres.h"
 
@@ -51,6 +52,7 @@ typedef struct Frame
 	bool		is_array;
 	int			index;			/* array: elements started so far */
 	int			tag;			/* object: what the field being parsed is */
+	unsigned	seen;			/* object: the tags of its fields so far (bit per tag) */
 } Frame;
 
 typedef struct Split
@@ -209,6 +211,7 @@ push(Split *s, bool is_array)
 	s->stack[s->depth].is_array = is_array;
 	s->stack[s->depth].index = 0;
 	s->stack[s->depth].tag = TAG_OTHER;
+	s->stack[s->depth].seen = 0;
 	s->depth++;
 }
 
@@ -265,6 +268,18 @@ object_field_start(void *state, char *fname, bool isnull)
 		return;
 	top = &s->stack[s->depth - 1];
 	top->tag = field_tag(s);
+	/*
+	 * A key of the image path twice in one object (duplicate keys: jsonb
+	 * keeps the last copy) would let images decoded from the discarded copy
+	 * be attached to another record by place: give up, the SQL judges the
+	 * body as it came.
+	 */
+	if (top->tag != TAG_OTHER)
+	{
+		if (top->seen & (1u << top->tag))
+			s->give_up = true;
+		top->seen |= 1u << top->tag;
+	}
 	if (top->tag != TAG_DATA || !at_item(s))
 		return;
 	if (s->image_kind && s->depth == 4)
