@@ -5,7 +5,8 @@
 --
 -- Tiles: the precomputed clusters are built from the ledger (timed, against
 -- a bare aggregate of the same points per zoom-18 tile), then p50/p95 of
--- tiles at every zoom 8..18 (tile positions uniform over the city) through
+-- tiles at every zoom 8..18 (tile positions uniform over the city; 10-40 a
+-- zoom, fewer where the city is one or two tiles, and 220 over all zooms) through
 -- vms.channel_tiles, against the naive tile of the same run: ST_AsMVT over
 -- every point of a plain table in the envelope, unclustered
 -- (bench.bare_tile).  Every clustered tile's counts are checked against
@@ -158,9 +159,9 @@ BEGIN
         p := lend;
     END LOOP;
 END $$;
-SELECT * FROM bench.tile_latency(8, 8, 40) \gset z8_
-SELECT * FROM bench.tile_latency(9, 9, 40) \gset z9_
-SELECT * FROM bench.tile_latency(10, 10, 40) \gset z10_
+SELECT * FROM bench.tile_latency(8, 8, 10) \gset z8_
+SELECT * FROM bench.tile_latency(9, 9, 10) \gset z9_
+SELECT * FROM bench.tile_latency(10, 10, 20) \gset z10_
 SELECT * FROM bench.tile_latency(11, 11, 40) \gset z11_
 SELECT * FROM bench.tile_latency(12, 12, 40) \gset z12_
 SELECT * FROM bench.tile_latency(13, 13, 40) \gset z13_
@@ -169,7 +170,7 @@ SELECT * FROM bench.tile_latency(15, 15, 40) \gset z15_
 SELECT * FROM bench.tile_latency(16, 16, 40) \gset z16_
 SELECT * FROM bench.tile_latency(17, 17, 40) \gset z17_
 SELECT * FROM bench.tile_latency(18, 18, 40) \gset z18_
-SELECT * FROM bench.tile_latency(8, 18, 440) \gset all_
+SELECT * FROM bench.tile_latency(8, 18, 220) \gset all_
 
 -- keeping the clusters fresh during an import: 10 % more channels in one
 -- statement, every ledger trigger on, against the same rows without the
@@ -198,7 +199,7 @@ BEGIN;
 SELECT bench.insert_more(true) AS insert_kept_ms \gset
 COMMIT;
 SELECT bench.time_ms('SELECT vms.channel_clusters_refresh()') AS refresh_ms \gset
-SELECT * FROM bench.tile_latency(8, 12, 100) \gset after_
+SELECT * FROM bench.tile_latency(8, 12, 50) \gset after_
 
 -- governance: first run opens the tasks, the second refreshes them
 SELECT bench.time_ms('SELECT count(*) FROM vms.channel c WHERE c.name IS NOT NULL') AS scan_ms \gset
