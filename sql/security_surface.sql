@@ -292,6 +292,7 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms.exercise_right(text,vms.gbcode,jsonb)',
     'vms.export_ledger()',
     'vms.playback(vms.gbcode,timestamp with time zone,timestamp with time zone,jsonb)',
+    'vms.playback_control(bigint,text,double precision)',
     'vms.ptz(vms.gbcode,text,integer)',
     'vms.ptz_home(vms.gbcode,boolean,integer,integer)',
     'vms.ptz_precise(vms.gbcode,double precision,double precision,double precision)',

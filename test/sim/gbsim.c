@@ -2627,6 +2627,11 @@ static void on_request(const struct peer *pr, const struct sipmsg *m, uint32_t n
 		on_subscribe(pr, (uint32_t)d, m, now);
 		return;
 	}
+	if (sv_eq(m->method, "INFO")) {
+		char who[32];
+		snprintf(who, sizeof who, "%.*s", (int)(user.n < 31 ? user.n : 31), user.p);
+		control_log_lines("INFO", "MANSRTSP", who, m->body, m->body_len, 1);
+	}
 	send_response(pr, m, 200, "OK", NULL);
 	if (sv_eq(m->method, "MESSAGE") && m->body_len) {
 		char root[32], cmd[64], sn[32] = "", target[32] = "";

@@ -234,6 +234,19 @@ for (1 .. 200) { last if $pkts >= 5; next unless $sel->can_read(0.5); $rtp->recv
 is($pkts, 5, 'the media server address receives RTP (version 2) packets');
 is($node->safe_psql('postgres', "SELECT channel_code, mode, requested_by, media_port, ssrc = '$sdp{y}' FROM vms.media_sessions WHERE id = $rid"),
 	"$ch|Playback|op|$rtp_port|t", 'vms.media_sessions lists the playback session with its SSRC');
+# playback control: MANSRTSP in INFO requests of the session's dialog
+for my $c ([ 'pause', 'NULL', 'PAUSE RTSP/1.0|CSeq: 1|PauseTime: now||' ], [ 'scale', '2', 'PLAY RTSP/1.0|CSeq: 2|Scale: 2.0||' ],
+	[ 'seek', '600', 'PLAY RTSP/1.0|CSeq: 3|Range: npt=600.000-||' ], [ 'resume', 'NULL', 'PLAY RTSP/1.0|CSeq: 4|Range: npt=now-||' ])
+{
+	my $id = $node->safe_psql('postgres', "SET ROLE op; SELECT vms.playback_control($rid, '$c->[0]', $c->[1])");
+	is(wait_request($id), 'done|', "playback $c->[0]: the device answered 200 to the INFO");
+	my ($info) = grep { $_->[0] eq 'INFO' } received();
+	is($info->[3] // '', $c->[2], "playback $c->[0]: the device got the MANSRTSP request");
+}
+($ret, $out, $err) = $node->psql('postgres', "SET ROLE op; SELECT vms.playback_control($rid, 'scale', 3)");
+like($err, qr/playback scale 3 is not one of/, 'a scale the standard has not is refused');
+($ret, $out, $err) = $node->psql('postgres', "SELECT vms.playback_control($rid + 1000, 'pause')");
+like($err, qr/no playback session \d+ of yours is open/, 'control of a session that is not open is refused');
 my $bye = $node->safe_psql('postgres', "SELECT vms.sip_bye($rid)");
 is(wait_request($bye), 'done|', 'BYE ends the playback session');
 is($node->safe_psql('postgres', "SELECT count(*) FROM vms.media_sessions WHERE id = $rid"), '0', 'and it is no longer listed');

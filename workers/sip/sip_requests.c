@@ -40,7 +40,8 @@
 typedef enum Kind
 {
 	K_CATALOG, K_INFO, K_STATUS, K_SUBSCRIBE, K_UNSUBSCRIBE, K_INVITE, K_BYE,
-	K_CONTROL					/* sip_control.c: DeviceControl, DeviceConfig, other queries, RecordInfo */
+	K_CONTROL,					/* sip_control.c: DeviceControl, DeviceConfig, other queries, RecordInfo */
+	K_MANSRTSP					/* INFO with MANSRTSP in a playback session: pause, play, seek, scale */
 } Kind;
 
 typedef struct OutTx
@@ -686,6 +687,34 @@ start_bye(int64 id, Dev *d, const char *call_id)
 	dlg->used = false;
 }
 
+/* playback control: INFO carrying a MANSRTSP request (built by vms.playback_control) within the session's dialog */
+static void
+start_mansrtsp(int64 id, const char *call_id, const char *body)
+{
+	Dialog	   *dlg = NULL;
+	Dev		   *d;
+	char	   *extra;
+
+	for (int i = 0; call_id && i < MAX_DIALOGS; i++)
+		if (dialogs[i].used && strcmp(dialogs[i].call_id, call_id) == 0)
+			dlg = &dialogs[i];
+	if (dlg == NULL || body == NULL)
+	{
+		fail_request(id, "failed", "no such media session");
+		return;
+	}
+	d = sip_device(dlg->dev, false);
+	if (d == NULL || !d->has_peer)
+	{
+		fail_request(id, "failed", "the device of that media session is gone");
+		return;
+	}
+	extra = psprintf("Contact: <sip:%s@%s:%d>\r\n", vms_sip_id, sip_local_ip_for(&d->peer), sip_local_port());
+	if (send_request_to("INFO", d, dlg->channel, K_MANSRTSP, id, dlg->call_id, ++dlg->cseq, dlg->from_tag, dlg->to_tag,
+						extra, "Application/MANSRTSP", body) == NULL)
+		fail_request(id, "failed", "could not send INFO");
+}
+
 /*
  * A device ended a media session itself: forget it (1).  0 if the dialog is
  * unknown; -1 if the BYE did not come from the dialog's device as
@@ -783,6 +812,8 @@ sip_requests_start(int64 id, const char *device, const char *kind, const char *p
 	}
 	else if (strcmp(kind, "bye") == 0)
 		start_bye(id, d, json_field(params, "call_id"));
+	else if (strcmp(kind, "mansrtsp") == 0)
+		start_mansrtsp(id, json_field(params, "call_id"), json_field(params, "body"));
 	else if (sip_control_kind(kind))
 	{
 		char	   *body = sip_control_start(id, d, kind, params);
@@ -876,7 +907,7 @@ sip_requests_response(const SipIn *in, const Peer *peer)
 	}
 	else if (tx->kind == K_CONTROL)
 		sip_control_sent(tx->request_id, in->status);
-	else if (tx->kind == K_BYE)
+	else if (tx->kind == K_BYE || tx->kind == K_MANSRTSP)
 	{
 		if (tx->request_id > 0)
 			sip_request_update(tx->request_id, in->status < 300 ? "done" : "failed", NULL,
@@ -970,6 +1001,8 @@ sip_requests_tick(void)
 				fail_request(tx->request_id, "timeout", psprintf("no final answer to %s", tx->kind == K_INVITE ? "INVITE" : "BYE"));
 			else if (tx->kind == K_CONTROL)
 				sip_control_sent(tx->request_id, 0);
+			else if (tx->kind == K_MANSRTSP)
+				fail_request(tx->request_id, "timeout", "no final answer to INFO");
 			else if (!tx->provisional)
 			{
 				for (int k = 0; k < MAX_QUERIES; k++)

@@ -185,7 +185,7 @@ BEGIN
       FROM pg_catalog.pg_constraint c
      CROSS JOIN LATERAL regexp_matches(pg_catalog.pg_get_constraintdef(c.oid), '''([a-z_]+)''::text', 'g') m
      WHERE c.conrelid = 'vms.sip_request'::regclass AND c.conname = 'sip_request_kind_check';
-    kinds := ARRAY(SELECT DISTINCT k FROM unnest(kinds || '{device_control,device_query,record_info}'::text[]) k ORDER BY k);
+    kinds := ARRAY(SELECT DISTINCT k FROM unnest(kinds || '{device_control,device_query,record_info,mansrtsp}'::text[]) k ORDER BY k);
     ALTER TABLE vms.sip_request DROP CONSTRAINT sip_request_kind_check;
     EXECUTE format('ALTER TABLE vms.sip_request ADD CONSTRAINT sip_request_kind_check CHECK (kind IN (%s))',
                    (SELECT string_agg(quote_literal(k), ', ') FROM unnest(kinds) k));
@@ -1014,6 +1014,51 @@ END $$;
 COMMENT ON FUNCTION vms._media_sessions_lapsed() IS
     'internal: the SIP worker ends media sessions whose owner no longer holds the right (expired, revoked, role gone): BYE queued and audited';
 
+-- Playback control (GB/T 28181 MANSRTSP over INFO in the session's dialog):
+-- pause, resume, seek (seconds from the start of the period) and scale.
+-- SECURITY DEFINER as vms.playback: only the session's owner (or a
+-- superuser) controls it, with the playback right checked and audited.
+CREATE FUNCTION vms.playback_control(session bigint, action text, value double precision DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    m vms.media_sessions;
+    acting name := pg_catalog.pg_get_userbyid(vms._acting_role());
+    n bigint;
+    body text;
+BEGIN
+    IF action IS NULL OR action NOT IN ('pause', 'resume', 'seek', 'scale') THEN
+        RAISE EXCEPTION 'unknown playback action "%"', action
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Actions are pause, resume, seek and scale.';
+    END IF;
+    IF action = 'seek' AND (value IS NULL OR value < 0 OR value >= 86400 * 31) THEN
+        RAISE EXCEPTION 'seek position % is out of range', value
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = 'Seek takes the seconds from the start of the period played back.';
+    END IF;
+    IF action = 'scale' AND (value IS NULL OR value NOT IN (0.125, 0.25, 0.5, 1, 2, 4, 8, 16)) THEN
+        RAISE EXCEPTION 'playback scale % is not one of 0.125, 0.25, 0.5, 1, 2, 4, 8, 16', value
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT * INTO m FROM vms.media_sessions s WHERE s.id = session AND s.mode = 'Playback';
+    IF NOT FOUND OR (m.requested_by IS DISTINCT FROM acting
+                     AND NOT (SELECT g.rolsuper FROM pg_catalog.pg_roles g WHERE g.rolname = acting)) THEN
+        RAISE EXCEPTION 'no playback session % of yours is open', session
+            USING ERRCODE = 'undefined_object', HINT = 'See vms.media_sessions.';
+    END IF;
+    n := 1 + (SELECT count(*) FROM vms.sip_request r WHERE r.kind = 'mansrtsp' AND r.params ->> 'session' = session::text);
+    body := CASE action
+        WHEN 'pause' THEN format(E'PAUSE RTSP/1.0\r\nCSeq: %s\r\nPauseTime: now\r\n\r\n', n)
+        WHEN 'resume' THEN format(E'PLAY RTSP/1.0\r\nCSeq: %s\r\nRange: npt=now-\r\n\r\n', n)
+        WHEN 'seek' THEN format(E'PLAY RTSP/1.0\r\nCSeq: %s\r\nRange: npt=%s-\r\n\r\n', n, round(value::numeric, 3))
+        ELSE format(E'PLAY RTSP/1.0\r\nCSeq: %s\r\nScale: %s\r\n\r\n', n, to_char(value, 'FM90.0999'))
+    END;
+    RETURN vms._device_request(m.channel_code, 'mansrtsp', NULL, 'INFO', NULL, true, 'playback',
+                               jsonb_build_object('command', action, 'value', value, 'session', session,
+                                                  'call_id', m.call_id, 'body', body));
+END $$;
+COMMENT ON FUNCTION vms.playback_control(bigint, text, double precision) IS
+    'control an open playback session (MANSRTSP in an INFO): pause, resume, seek (seconds from the start) or scale (0.125-16); its owner only, playback right checked and audited; returns the request id';
+
 -- privileges (99_privileges.sql does these in bulk for a fresh install)
 REVOKE ALL ON FUNCTION
     vms._device_tz(), vms._device_time(timestamptz), vms._device_time_parse(text),
@@ -1031,12 +1076,14 @@ REVOKE ALL ON FUNCTION
     vms.recording_integrity(timestamptz, timestamptz), vms._sip_gb_version(vms.gbcode, jsonb),
     vms._check_period(timestamptz, timestamptz), vms._media_target(jsonb), vms._media_sessions_lapsed(),
     vms.view_live(vms.gbcode, jsonb), vms.playback(vms.gbcode, timestamptz, timestamptz, jsonb),
-    vms.download(vms.gbcode, timestamptz, timestamptz, jsonb, integer)
+    vms.download(vms.gbcode, timestamptz, timestamptz, jsonb, integer),
+    vms.playback_control(bigint, text, double precision)
   FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vms.ptz_cmd(text, integer), vms.ptz_preset_cmd(text, integer) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION
     vms.ptz(vms.gbcode, text, integer), vms.ptz_preset(vms.gbcode, text, integer),
     vms.ptz_home(vms.gbcode, boolean, integer, integer), vms.ptz_precise(vms.gbcode, float8, float8, float8),
     vms.view_live(vms.gbcode, jsonb), vms.playback(vms.gbcode, timestamptz, timestamptz, jsonb),
-    vms.download(vms.gbcode, timestamptz, timestamptz, jsonb, integer)
+    vms.download(vms.gbcode, timestamptz, timestamptz, jsonb, integer),
+    vms.playback_control(bigint, text, double precision)
   TO vms_analyst;
