@@ -279,9 +279,11 @@ sql(qq{INSERT INTO vms.device (code, name, civil_code)
 $node->append_conf('postgresql.conf', "vms.notifier_poll_interval = '1h'\nvms.notifier_run_schedule = off\n");
 $node->restart;
 is(sql("SHOW vms.notifier_poll_interval"), '1h', 'the poll is an hour');
-# the worker is in its idle wait (WaitLatch, wait event Extension) before
-# each notification is queued: a round in progress cannot pick it up
-my $idle = "SELECT wait_event = 'Extension' FROM pg_stat_activity WHERE backend_type = 'vms notifier'";
+# the worker is in its idle wait (WaitLatch, wait event Extension, state
+# running; not the one-second wait of a worker not yet ready) before each
+# notification is queued: a round in progress cannot pick it up
+my $idle = "SELECT a.wait_event = 'Extension' AND w.state = 'running' FROM pg_stat_activity a "
+  . "JOIN vms.worker_status w ON w.pid = a.pid WHERE a.backend_type = 'vms notifier'";
 for my $code (@woken)
 {
 	ok($node->poll_query_until('postgres', $idle), "the worker waits idle before $code goes offline");
