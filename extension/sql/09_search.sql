@@ -407,6 +407,11 @@ CREATE FUNCTION vms._filter_keys(key text, v jsonb, allowed text[]) RETURNS void
 DECLARE
     bad text;
 BEGIN
+    -- every key allowed: decided without a query (a search calls this for
+    -- each circle, line or near)
+    IF (v - allowed) = '{}'::jsonb THEN
+        RETURN;
+    END IF;
     SELECT min(x) INTO bad FROM jsonb_object_keys(v) x WHERE x <> ALL (allowed);
     IF bad IS NOT NULL THEN
         PERFORM vms._filter_error(key, format('unknown key "%s"', bad),
@@ -588,10 +593,24 @@ BEGIN
                          WHERE c.geom && g2 AND vms.channel_visible_to(role, c.code, c.civil_code)
                          ORDER BY c.geom <-> g1 LIMIT kk) s;
             ELSIF shape = 'near' THEN
-                SELECT count(*), max(d) INTO found_n, max_deg
-                  FROM (SELECT c.geom <-> g1 AS d FROM vms.channel c
+                -- near alone: the candidates, their reach box and the ranking
+                -- in one statement (one plan kept for the session): the box of
+                -- the kk nearest in degrees, or every point when there are
+                -- fewer (a box larger than any coordinate)
+                RETURN QUERY
+                    WITH k AS MATERIALIZED (
+                        SELECT c.geom <-> g1 AS d FROM vms.channel c
                          WHERE c.geom IS NOT NULL AND vms.channel_visible_to(role, c.code, c.civil_code)
-                         ORDER BY c.geom <-> g1 LIMIT kk) s;
+                         ORDER BY c.geom <-> g1 LIMIT kk),
+                    r AS (SELECT CASE WHEN count(*) = kk THEN vms._metre_box(g1, vms._degrees_reach(max(k.d)))
+                                      ELSE ST_MakeEnvelope(-1e30, -1e30, 1e30, 1e30, 4326) END AS box
+                            FROM k)
+                    SELECT c.code, c.name, c.alias, c.address, c.point_type, c.place_type, c.unit_id, c.online,
+                           ST_X(c.geom), ST_Y(c.geom), ST_Distance(c.geom::geography, g1::geography)
+                      FROM r, vms.channel c
+                     WHERE c.geom IS NOT NULL AND c.geom && r.box AND vms.channel_visible_to(role, c.code, c.civil_code)
+                     ORDER BY 11, c.code LIMIT kk - off OFFSET off;
+                GET DIAGNOSTICS n = ROW_COUNT;
             ELSE
                 EXECUTE format(
                     'SELECT count(*), max(d) FROM (SELECT c.geom <-> $3 AS d FROM vms.channel c
@@ -624,13 +643,8 @@ BEGIN
                      WHERE s.d < q.geo_radius - 1e-3
                         OR (s.d <= q.geo_radius + 1e-3 AND ST_DWithin(s.geom::geography, g1::geography, q.geo_radius))
                      ORDER BY s.d, s.code LIMIT kk - off OFFSET off;
-            ELSIF shape = 'near' AND box IS NOT NULL THEN
-                RETURN QUERY
-                    SELECT c.code, c.name, c.alias, c.address, c.point_type, c.place_type, c.unit_id, c.online,
-                           ST_X(c.geom), ST_Y(c.geom), ST_Distance(c.geom::geography, g1::geography)
-                      FROM vms.channel c
-                     WHERE c.geom IS NOT NULL AND c.geom && box AND vms.channel_visible_to(role, c.code, c.civil_code)
-                     ORDER BY 11, c.code LIMIT kk - off OFFSET off;
+            ELSIF shape = 'near' THEN
+                NULL;   -- answered above
             ELSE
                 PERFORM set_config('plan_cache_mode', 'auto', true);
                 RETURN QUERY EXECUTE format(
@@ -641,7 +655,9 @@ BEGIN
                     q.where_sql, CASE WHEN box IS NOT NULL THEN ' AND c.geom && $7' ELSE '' END)
                     USING q.geoms, q.nums, kk - off, off, role, q.geo_point::geography, box;
             END IF;
-            GET DIAGNOSTICS n = ROW_COUNT;
+            IF shape IS DISTINCT FROM 'near' THEN
+                GET DIAGNOSTICS n = ROW_COUNT;
+            END IF;
         END IF;
     END IF;
     INSERT INTO vms.search_history (filter, lim, off, result_count, took_ms)
