@@ -17,6 +17,28 @@ PG_MODULE_MAGIC;
 
 void		_PG_init(void);
 
+/*
+ * vms.cluster_city: this node is a city of district ledgers (set for the
+ * database by vms.cluster_subscribe).  A superuser's setting: it turns on
+ * the refusal of local edits of district rows, which a session must not be
+ * able to switch off for itself.
+ */
+static bool vms_cluster_city = false;
+
+PG_FUNCTION_INFO_V1(vms_cluster_is_city);
+
+/*
+ * vms.cluster_is_city(): the setting, read through the library, so that the
+ * setting is defined (superuser-only) in the session before it is read: a
+ * value a session gave the placeholder before the library was loaded is
+ * dropped when it loads.
+ */
+Datum
+vms_cluster_is_city(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(vms_cluster_city);
+}
+
 void
 _PG_init(void)
 {
@@ -28,6 +50,14 @@ _PG_init(void)
 							   PGC_SUSET,
 							   0,
 							   NULL, NULL, NULL);
+	DefineCustomBoolVariable("vms.cluster_city",
+							 "This node is a city that subscribes to district ledgers.",
+							 "Set for the database by vms.cluster_subscribe; turns on the refusal of local edits of district rows.",
+							 &vms_cluster_city,
+							 false,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
 	vms_sip_define_settings();
 	if (process_shared_preload_libraries_in_progress)
 		vms_register_launcher();

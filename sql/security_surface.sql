@@ -211,6 +211,7 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms.channel_view_cone(vms.gbcode)',
     'vms.channel_visible(vms.gbcode,text)',
     'vms.clear_override(regclass,vms.gbcode,text)',
+    'vms.cluster_is_city()',
     'vms.code_visible(vms.gbcode)',
     'vms.contract_for(vms.gbcode)',
     'vms.convert_point(public.geometry,text,text)',

@@ -15,12 +15,12 @@
 --              run as the owner; see the comment above each) or are left to
 --              the owner themselves.
 --   PUBLIC     the gbcode type (I/O, operators, support), pure functions,
---              the row-level security functions (whoever queries a table
---              runs them), vms.request_access (anyone may ask), and the
---              functions that run with the caller's own table privileges
---              and row-level security, so that EXECUTE alone gives nothing
---              (import, tags, alarms and the alarm rules they apply,
---              overrides).
+--              the row-level security functions and trigger conditions
+--              (whoever queries a table runs them), vms.request_access
+--              (anyone may ask), and the functions that run with the
+--              caller's own table privileges and row-level security, so
+--              that EXECUTE alone gives nothing (import, tags, alarms and
+--              the alarm rules they apply, overrides).
 --   vms_analyst       search, tiles, view cones, rights, export, reports.
 --   vms_grant_admin   grant and revoke; periodic review.
 --   vms_approver      decide requests; periodic review.
@@ -77,10 +77,12 @@ GRANT EXECUTE ON FUNCTION
     vms.viid_image_id(vms.gbcode, integer, timestamp, integer), vms.inspection_alarm_level(text),
     vms.notify_render(text, jsonb), vms.ptz_cmd(text, integer), vms.ptz_preset_cmd(text, integer)
   TO PUBLIC;
--- PUBLIC: row-level security (run by whoever reads or writes the tables) and asking for access
+-- PUBLIC: row-level security and trigger conditions (run by whoever reads or
+-- writes the tables) and asking for access
 GRANT EXECUTE ON FUNCTION
     vms.channel_visible(vms.gbcode, text), vms.code_visible(vms.gbcode), vms.can_manage(vms.gbcode, text),
-    vms.request_access(text, text, text[], smallint, text, timestamptz, timestamptz)
+    vms.request_access(text, text, text[], smallint, text, timestamptz, timestamptz),
+    vms.cluster_is_city()
   TO PUBLIC;
 -- PUBLIC: run with the caller's own table privileges and row-level security
 GRANT EXECUTE ON FUNCTION

@@ -116,6 +116,16 @@ is($city->safe_psql('postgres', "SELECT district FROM vms.cluster_owner WHERE ki
 # the city may not edit a district's row itself
 ($rc, $out, $err) = $city->psql('postgres', "UPDATE vms.channel SET name = 'x' WHERE code = vms.gbcode_make('11010500', 0, 131, 0, 2)");
 like($err, qr/belongs to district a/, 'city edit of a district row refused');
+# the refusal is a superuser's setting: a session may not switch it off, not
+# even by setting the name before the library defines it
+$city->safe_psql('postgres', 'CREATE ROLE regress_city_editor LOGIN IN ROLE vms_analyst');
+($rc, $out, $err) = $city->psql('postgres', "SET vms.cluster_city = off; SELECT vms.cluster_is_city()",
+	extra_params => ['-U', 'regress_city_editor']);
+is($out, 't', 'a session setting vms.cluster_city = off still runs the guards');
+like($err, qr/permission denied to set parameter "vms.cluster_city"/, 'and is told it may not set it');
+($rc, $out, $err) = $city->psql('postgres', "SELECT vms.cluster_is_city(); SET vms.cluster_city = off",
+	extra_params => ['-U', 'regress_city_editor']);
+like($err, qr/permission denied to set parameter "vms.cluster_city"/, 'once the library is loaded the setting is refused outright');
 
 # corrections flow down as overrides with the district's history
 my $c1 = "vms.gbcode_make('11010500', 0, 131, 0, 1)";

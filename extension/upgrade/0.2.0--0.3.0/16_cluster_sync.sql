@@ -577,9 +577,16 @@ CREATE TRIGGER naming_pattern_cluster_apply BEFORE INSERT ON vms.naming_pattern
     FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_naming();
 ALTER TABLE vms.naming_pattern ENABLE REPLICA TRIGGER naming_pattern_cluster_apply;
 
+-- vms.cluster_city as the library defines it (superuser-only): the guards'
+-- trigger condition, so that a session cannot turn them off with SET.
+CREATE FUNCTION vms.cluster_is_city() RETURNS boolean
+    LANGUAGE c STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'vms_cluster_is_city';
+COMMENT ON FUNCTION vms.cluster_is_city() IS 'true on a city node (vms.cluster_city, set by vms.cluster_subscribe)';
+
 -- City, sessions of people: a district's row is the district's; the city
 -- corrects it with vms.cluster_correct.  Checked only on a city
--- (vms.cluster_city = on, set for the database by vms.cluster_subscribe),
+-- (vms.cluster_city = on, set for the database by vms.cluster_subscribe;
+-- superuser-only, read through vms.cluster_is_city()),
 -- never for the apply worker (ordinary trigger, replica mode).
 -- SECURITY DEFINER: anyone who may update a channel runs it, and may not
 -- read the ownership table; it reads the owner of the row's own code only
@@ -600,11 +607,11 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION vms._cluster_guard() IS 'internal: at a city, refuses a local edit of a row a district owns';
 CREATE TRIGGER device_cluster_guard BEFORE UPDATE OR DELETE ON vms.device FOR EACH ROW
-    WHEN (current_setting('vms.cluster_city', true) = 'on') EXECUTE FUNCTION vms._cluster_guard();
+    WHEN (vms.cluster_is_city()) EXECUTE FUNCTION vms._cluster_guard();
 CREATE TRIGGER channel_cluster_guard BEFORE UPDATE OR DELETE ON vms.channel FOR EACH ROW
-    WHEN (current_setting('vms.cluster_city', true) = 'on') EXECUTE FUNCTION vms._cluster_guard();
+    WHEN (vms.cluster_is_city()) EXECUTE FUNCTION vms._cluster_guard();
 CREATE TRIGGER checkpoint_cluster_guard BEFORE UPDATE OR DELETE ON vms.checkpoint FOR EACH ROW
-    WHEN (current_setting('vms.cluster_city', true) = 'on') EXECUTE FUNCTION vms._cluster_guard();
+    WHEN (vms.cluster_is_city()) EXECUTE FUNCTION vms._cluster_guard();
 
 -- Wiring ----------------------------------------------------------------------
 
@@ -811,3 +818,5 @@ REVOKE ALL ON FUNCTION
     vms.cluster_publish(text), vms.cluster_subscribe(text, text), vms.cluster_follow(text),
     vms.cluster_correct(text, vms.gbcode, text, jsonb, text)
   FROM PUBLIC;
+-- whoever updates or deletes a ledger row evaluates the guards' condition
+GRANT EXECUTE ON FUNCTION vms.cluster_is_city() TO PUBLIC;
