@@ -33,6 +33,11 @@ SELECT * FROM vms.diagnose('/x.mp4', '{"thresholds": 3}');
 SELECT * FROM vms.diagnose('/x.mp4', '{"thresholds": {"blurriness": 0.5}}');
 SELECT * FROM vms.diagnose('/x.mp4', '{"thresholds": {"blur_min": "high"}}');
 SELECT * FROM vms.diagnose('/x.mp4', '{"thresholds": {"blur_min": -1}}');
+-- the colour cast's thresholds (issue 14): a share of pixels is at most 1, a luma level at most 255;
+-- the former least-coloured-pixel thresholds are gone
+SELECT * FROM vms.diagnose('/x.mp4', '{"thresholds": {"cast_grey_gain_min": 1.5}}');
+SELECT * FROM vms.diagnose('/x.mp4', '{"thresholds": {"cast_lit_min": 300}}');
+SELECT * FROM vms.diagnose('/x.mp4', '{"thresholds": {"cast_offset_min": 4}}');
 SELECT * FROM vms.diagnose('/x.mp4', '{"baseline": "abc"}');
 SELECT * FROM vms.diagnose('/x.mp4', '{"baseline": "zz"}');
 SELECT * FROM vms.diagnose('/x.mp4', '{"baseline": 12}');
