@@ -7,6 +7,7 @@
 
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 
 #include "vms.h"
@@ -26,6 +27,15 @@ void		_PG_init(void);
 static bool vms_cluster_city = false;
 
 PG_FUNCTION_INFO_V1(vms_cluster_is_city);
+PG_FUNCTION_INFO_V1(vms_media_server);
+
+/*
+ * vms.media_server: the default media server ('ip:port' or 'ip:port/tcp')
+ * of vms.view_live, vms.playback and vms.download.  A superuser's setting:
+ * analysts may send media only to it or to an address of the owner's
+ * vms.media_server_allowed, so a session must not be able to set it.
+ */
+static char *vms_media_server_setting = NULL;
 
 /*
  * vms.cluster_is_city(): the setting, read through the library, so that the
@@ -37,6 +47,19 @@ Datum
 vms_cluster_is_city(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_BOOL(vms_cluster_city);
+}
+
+/*
+ * vms._media_server(): that setting, read through the library (as
+ * vms.cluster_is_city), so that a value a session gave the placeholder before
+ * the library was loaded is dropped before it is read.  NULL when empty.
+ */
+Datum
+vms_media_server(PG_FUNCTION_ARGS)
+{
+	if (vms_media_server_setting == NULL || vms_media_server_setting[0] == '\0')
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(vms_media_server_setting));
 }
 
 void
@@ -58,6 +81,14 @@ _PG_init(void)
 							 PGC_SUSET,
 							 0,
 							 NULL, NULL, NULL);
+	DefineCustomStringVariable("vms.media_server",
+							   "Default media server (ip:port or ip:port/tcp) of live view, playback and download.",
+							   "Superusers set it; other media servers must be listed in vms.media_server_allowed.",
+							   &vms_media_server_setting,
+							   "",
+							   PGC_SUSET,
+							   0,
+							   NULL, NULL, NULL);
 	vms_sip_define_settings();
 	if (process_shared_preload_libraries_in_progress)
 		vms_register_launcher();

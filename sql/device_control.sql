@@ -240,6 +240,42 @@ SET vms.media_server = '10.0.0.5:30000/tcp';
 SET SESSION AUTHORIZATION regress_dc_admin;
 SELECT vms.grant_access('regress_dc_op', 'channel', '34020000001320000101', '{view_live,playback,download}', 4::smallint) > 0 AS granted;
 RESET SESSION AUTHORIZATION;
+-- the owner's allowlist: besides the default an analyst names only these media servers
+INSERT INTO vms.media_server_allowed (network, ports, note) VALUES ('10.0.0.0/24', '[30000,30010]', 'regress media servers');
+INSERT INTO vms.media_server_allowed (network) VALUES ('224.0.0.0/4'), ('10.1.0.0/16');
+INSERT INTO vms.media_server_allowed (network, ports) VALUES ('10.2.0.0/16', '[80,8080]');
+INSERT INTO vms.media_server_allowed (network) VALUES ('::1/128');
+SET SESSION AUTHORIZATION regress_dc_op;
+-- the default is the superuser's: an analyst cannot set it
+SET vms.media_server = '192.0.2.9:4444';
+SELECT set_config('vms.media_server', '192.0.2.9:4444', false);
+\set VERBOSITY default
+-- not an address, or one that devices must never be aimed at, or not an allowed media server: refused
+SELECT vms.view_live('34020000001320000101', '{"ip": "999.1.1.1", "port": 30000}');
+SELECT vms.view_live('34020000001320000101', '{"ip": "127.0.0.1", "port": 30000}');
+SELECT vms.view_live('34020000001320000101', '{"ip": "192.0.2.9", "port": 4444, "transport": "tcp"}');
+\set VERBOSITY terse
+SELECT vms.view_live('34020000001320000101', '{"ip": "0.0.0.0", "port": 30000}');
+SELECT vms.view_live('34020000001320000101', '{"ip": "0.1.2.3", "port": 30000}');
+SELECT vms.view_live('34020000001320000101', '{"ip": "255.255.255.255", "port": 30000}');
+SELECT vms.view_live('34020000001320000101', '{"ip": "239.1.1.1", "port": 30000}');
+SELECT vms.view_live('34020000001320000101', '{"ip": "240.0.0.1", "port": 30000}');
+SELECT vms.download('34020000001320000101', '2026-03-01', '2026-03-02', '{"ip": "10.0.0.6", "port": 30011}', 32);
+SELECT vms.playback('34020000001320000101', '2026-03-01', '2026-03-02', '{"ip": "10.0.1.6", "port": 30000}');
+SELECT vms.view_live('34020000001320000101', '{"ip": "10.0.0.5", "port": 30000, "transport": "sctp"}');
+RESET SESSION AUTHORIZATION;
+-- loopback only when a loopback entry lists it: 0.0.0.0/0 does not
+BEGIN;
+INSERT INTO vms.media_server_allowed (network, note) VALUES ('0.0.0.0/0', 'everything');
+SET LOCAL SESSION AUTHORIZATION regress_dc_op;
+SELECT vms.view_live('34020000001320000101', '{"ip": "127.0.0.1", "port": 30000}');
+ROLLBACK;
+BEGIN;
+INSERT INTO vms.media_server_allowed (network, ports) VALUES ('127.0.0.1/32', '[30000,30000]');
+SELECT vms._media_target('{"ip": "127.0.0.1", "port": 30000}') AS loopback_listed,
+       vms._media_target('{"ip": "192.0.2.9", "port": 4444}') AS superuser_any_unicast;
+SELECT vms._media_target('{"ip": "127.0.0.2", "port": 30000}');
+ROLLBACK;
 SET SESSION AUTHORIZATION regress_dc_op;
 SELECT vms.view_live('34020000001320000101') > 0 AS live,
        vms.playback('34020000001320000101', '2026-03-01 00:00+00', '2026-03-01 01:00:00.5+00', '{"ip": "10.0.0.6", "port": 30002}') > 0 AS playback,
@@ -252,8 +288,39 @@ SELECT kind, requested_by, params ->> 'channel' AS channel, params ->> 'mode' AS
        (params ->> 'end')::bigint - extract(epoch FROM timestamptz '2026-03-01 00:00+00')::bigint AS end_s, params ->> 'speed' AS speed
   FROM vms.sip_request WHERE kind = 'invite' ORDER BY id;
 
+-- a right is held on channels: a device code is refused for every right-checked
+-- call, even to an 'all' grant at level 1 whose level a device code (no level of
+-- its own) would pass; the device's channel 102 is at level 3
+INSERT INTO vms.security_assignment (scope_kind, scope_ref, level) VALUES ('channel', '34020000001320000102', 3);
+CREATE ROLE regress_dc_low LOGIN IN ROLE vms_analyst;
+SET SESSION AUTHORIZATION regress_dc_admin;
+SELECT vms.grant_access('regress_dc_low', 'all', NULL, '{ptz,view_live,playback,download}', 1::smallint) > 0 AS granted;
+RESET SESSION AUTHORIZATION;
+SET vms.media_server = '10.0.0.5:30000';
+SET SESSION AUTHORIZATION regress_dc_low;
+\set VERBOSITY default
+SELECT vms.ptz('34020000001180000101', 'up');
+\set VERBOSITY terse
+SELECT vms.ptz_preset('34020000001180000101', 'call', 1);
+SELECT vms.ptz_home('34020000001180000101', true, 1, 60);
+SELECT vms.ptz_precise('34020000001180000101', 10, 10, 1);
+SELECT vms.view_live('34020000001180000101');
+SELECT vms.playback('34020000001180000101', '2026-03-01', '2026-03-02');
+SELECT vms.download('34020000001180000101', '2026-03-01', '2026-03-02');
+SELECT vms.ptz('34020000001320000102', 'up');
+SELECT vms.view_live('34020000001320000102');
+SELECT vms.ptz('34020000001320000101', 'up') > 0 AS level_1_channel;
+RESET SESSION AUTHORIZATION;
+RESET vms.media_server;
+SELECT params ->> 'target' AS target, params ->> 'cmd' AS cmd, requested_by
+  FROM vms.sip_request WHERE requested_by = 'regress_dc_low' ORDER BY id;
+-- the owner's device commands still address the device
+SELECT vms.device_guard('34020000001180000101', true) > 0 AS owner_device_command;
+DELETE FROM vms.security_assignment WHERE scope_ref = '34020000001320000102';
+
 -- clean up (roles are cluster-wide)
 ALTER TABLE vms.access_grant DISABLE TRIGGER access_grant_audit;
-DELETE FROM vms.access_grant WHERE grantee = 'regress_dc_op';
+DELETE FROM vms.access_grant WHERE grantee IN ('regress_dc_op', 'regress_dc_low');
 ALTER TABLE vms.access_grant ENABLE TRIGGER access_grant_audit;
-DROP ROLE regress_dc_op, regress_dc_admin;
+DELETE FROM vms.media_server_allowed;
+DROP ROLE regress_dc_op, regress_dc_admin, regress_dc_low;

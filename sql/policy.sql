@@ -43,6 +43,8 @@ SELECT vms.grant_access('regress_alice', 'region', '44030401', '{fly}', 1::small
 SELECT vms.grant_access('regress_alice', 'region', '44030401', '{view_live}', 9::smallint);
 SELECT vms.grant_access('regress_nobody', 'all', NULL, '{view_live}', 1::smallint);
 RESET SESSION AUTHORIZATION;
+-- a media server analysts may send video to (vms.media_server_allowed, the owner's)
+INSERT INTO vms.media_server_allowed (network, note) VALUES ('10.0.0.0/24', 'regress policy');
 
 SET SESSION AUTHORIZATION regress_alice;
 SELECT count(*) AS alice_sees, min(civil_code), max(civil_code) FROM vms.channel;
@@ -86,7 +88,7 @@ SELECT vms.exercise_right('playback', '44030401001320000003', jsonb_build_object
 \set VERBOSITY default
 SELECT vms.ptz('44030401001320000003', 'left');
 \set VERBOSITY terse
-SELECT vms.download('44030402001320000001', now() - interval '1 hour', now(), '{"ip": "127.0.0.1", "port": 30000}');
+SELECT vms.download('44030402001320000001', now() - interval '1 hour', now(), '{"ip": "10.0.0.5", "port": 30000}');
 -- reading others' grants and secrets is refused
 SELECT count(*) AS grants_alice_sees FROM vms.access_grant;
 SELECT vms._can_for('regress_bob', 'view_live', '44030401001320000003');
@@ -238,6 +240,7 @@ DROP SCHEMA regress_alice_s CASCADE;
 DELETE FROM vms.subject WHERE role_name LIKE 'regress_%';
 ALTER TABLE vms.access_grant DISABLE TRIGGER access_grant_audit;
 DELETE FROM vms.access_grant WHERE grantee LIKE 'regress_%';
+DELETE FROM vms.media_server_allowed WHERE note = 'regress policy';
 ALTER TABLE vms.access_grant ENABLE TRIGGER access_grant_audit;
 REVOKE CREATE ON DATABASE contrib_regression FROM regress_alice;
 REVOKE USAGE ON SCHEMA vms FROM regress_mallory;

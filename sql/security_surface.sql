@@ -83,6 +83,7 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms._jsonb_diff(jsonb,jsonb)',
     'vms._lane_check_direction()',
     'vms._mark_overridden()',
+    'vms._media_server()',
     'vms._media_sessions_lapsed()',
     'vms._media_target(jsonb)',
     'vms._metre_box(public.geometry,double precision)',

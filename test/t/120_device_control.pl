@@ -142,6 +142,9 @@ my ($ret, $out, $err) = $node->psql('postgres', "SET ROLE op; SELECT vms.ptz('$c
 like($err, qr/unknown PTZ command "spin"/, 'an unknown command is refused');
 ($ret, $out, $err) = $node->psql('postgres', "SET ROLE op; SELECT vms.ptz('$ch', 'up', 0)");
 like($err, qr/PTZ speed 0 is out of range/, 'a speed out of range is refused');
+# op's grant is 'all': the device's own code is no channel, so no right reaches it
+($ret, $out, $err) = $node->psql('postgres', "SET ROLE op; SELECT vms.ptz('$dev', 'up')");
+like($err, qr/no channel $dev/, 'ptz on the device code (not a channel) is refused');
 is(scalar(received()), 0, 'nothing was sent for them');
 
 # other commands: the device answers with a Result; ERROR fails the request with what it said
@@ -206,12 +209,22 @@ is($node->safe_psql('postgres', "SELECT state, source FROM vms.alarm WHERE code 
 # media sessions: playback and download INVITE the channel with the standard's SDP lines
 my ($t0, $t1) = split /\|/, $node->safe_psql('postgres',
 	"SELECT extract(epoch FROM timestamptz '2026-01-10 00:00+00')::bigint, extract(epoch FROM timestamptz '2026-01-10 06:00+00')::bigint");
+# the media server is on this host: loopback, used only once the owner lists it
+($ret, $out, $err) = $node->psql('postgres', "SET ROLE op; SELECT vms.playback('$ch', '2026-01-10 00:00+00', '2026-01-10 06:00+00', '{\"ip\": \"127.0.0.1\", \"port\": $rtp_port}')");
+like($err, qr/media address 127\.0\.0\.1 is a loopback address/, 'a loopback media server not listed is refused');
+($ret, $out, $err) = $node->psql('postgres', "SET ROLE op; SELECT vms.download('$ch', '2026-01-10 00:00+00', '2026-01-10 06:00+00', '{\"ip\": \"192.0.2.77\", \"port\": $rtp_port, \"transport\": \"tcp\"}', 32)");
+like($err, qr/media server 192\.0\.2\.77:$rtp_port is not allowed/, 'a media server the owner did not list is refused');
+is(scalar(grep { $_->[0] eq 'INVITE' } received()), 0, 'no INVITE went out for them');
+$node->safe_psql('postgres', "INSERT INTO vms.media_server_allowed (network, ports, note) VALUES ('127.0.0.1/32', int4range($rtp_port, $rtp_port, '[]'), 'test media server')");
 ($ret, $out, $err) = $node->psql('postgres', "SET ROLE op; SELECT vms.playback('$ch', '2026-01-10 00:00+00', '2026-01-10 06:00+00', '{\"ip\": \"127.0.0.1\", \"port\": $rtp_port}')");
 like($err, qr/permission denied to playback channel/, 'playback needs the playback right');
 is(scalar(grep { $_->[0] eq 'INVITE' } received()), 0, 'no INVITE went out without it');
 $node->safe_psql('postgres', "SET SESSION AUTHORIZATION gadmin; SELECT vms.grant_access('op', 'all', NULL, '{playback,download,view_live}', 4::smallint)");
 ($ret, $out, $err) = $node->psql('postgres', "SET ROLE op; SELECT vms.playback('$ch', '2026-01-10 00:00+00', '2026-01-10 06:00+00')");
 like($err, qr/no media server address/, 'and a media server address (or vms.media_server)');
+($ret, $out, $err) = $node->psql('postgres', "SET vms.media_server = '192.0.2.77:$rtp_port'; SET ROLE op; SELECT vms.view_live('$dev')");
+like($err, qr/no channel $dev/, 'live view of the device code (not a channel) is refused');
+is(scalar(grep { $_->[0] eq 'INVITE' } received()), 0, 'no INVITE went out for it');
 ($ret, $out, $err) = $node->psql('postgres', "SET ROLE op; SELECT vms.playback('$ch', '2026-01-10 06:00+00', '2026-01-10 00:00+00', '{\"ip\": \"127.0.0.1\", \"port\": $rtp_port}')");
 like($err, qr/ends before it starts/, 'a reversed period is refused');
 received();

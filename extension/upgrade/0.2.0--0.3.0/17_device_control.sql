@@ -287,8 +287,9 @@ COMMENT ON FUNCTION vms.ptz_preset_cmd(text, integer) IS
 
 -- Queue a control or query for the worker.  target: a channel or a device;
 -- the request goes to its device, which must be online.  right: the action
--- checked with vms.exercise_right (which audits it), or NULL for the
--- owner's device-management commands, then audited here as 'device_control'.
+-- checked with vms.exercise_right (which audits it), then the target must be
+-- a channel; or NULL for the owner's device-management commands (a channel
+-- or a device), then audited here as 'device_control'.
 -- root/cmd: the MANSCDP root element and CmdType; body: the elements after
 -- DeviceID; answer: whether the device answers with a Response (else the
 -- request is done at the MESSAGE's 200).
@@ -304,11 +305,23 @@ DECLARE
 BEGIN
     IF right_name IS NOT NULL THEN
         PERFORM vms.exercise_right(right_name, target, detail || jsonb_build_object('cmd', cmd));
-    END IF;
-    SELECT d.code, d.online INTO dev, dev_online FROM vms.device d WHERE d.code = target;
-    IF NOT FOUND THEN
+        -- a right is held on a channel, at the channel's security level: a
+        -- device code (an NVR, a platform) has no level of its own and its
+        -- channels may be above the grant, so only a channel is addressed
+        IF NOT EXISTS (SELECT 1 FROM vms.channel c WHERE c.code = target) THEN
+            RAISE EXCEPTION 'no channel %', target
+                USING ERRCODE = 'undefined_object',
+                      DETAIL = format('The %s right is held on channels; %s is not in vms.channel.', right_name, target),
+                      HINT = 'Name one of the device''s channels, not the device.';
+        END IF;
         SELECT d.code, d.online INTO dev, dev_online
           FROM vms.channel c JOIN vms.device d ON d.code = c.device_code WHERE c.code = target;
+    ELSE
+        SELECT d.code, d.online INTO dev, dev_online FROM vms.device d WHERE d.code = target;
+        IF NOT FOUND THEN
+            SELECT d.code, d.online INTO dev, dev_online
+              FROM vms.channel c JOIN vms.device d ON d.code = c.device_code WHERE c.code = target;
+        END IF;
     END IF;
     IF dev IS NULL THEN
         RAISE EXCEPTION 'no channel or device %', target
@@ -877,12 +890,45 @@ COMMENT ON TABLE vms.channel_catalog_item IS
 -- Live view, playback and download INVITE the channel (through its device)
 -- to send RTP/PS to a media server: the address given ({"ip", "port",
 -- "transport": "udp"|"tcp"}), else vms.media_server ('ip:port' or
--- 'ip:port/tcp').  The session ends with vms.sip_bye(request id).
+-- 'ip:port/tcp', a superuser's setting).  The session ends with
+-- vms.sip_bye(request id).
+--
+-- The device sends to (UDP) or connects to (TCP, setup:passive) whatever
+-- address the INVITE names, so an address is a target the caller aims the
+-- devices at: besides the default, an analyst may name only a media server
+-- the owner lists here.  Superusers may name any address.  Never one of
+-- 0.0.0.0/8, 224.0.0.0/4 (multicast), 240.0.0.0/4 and 255.255.255.255; a
+-- loopback address (127.0.0.0/8: the device itself) only when an entry of
+-- its own inside 127.0.0.0/8 lists it (devices on the server's host, as in
+-- tests), whoever asks.
+CREATE TABLE vms.media_server_allowed (
+    network  cidr NOT NULL CHECK (family(network) = 4),
+    ports    int4range NOT NULL DEFAULT int4range(1024, 65535, '[]')
+             CHECK (NOT isempty(ports) AND ports <@ int4range(1024, 65535, '[]')),
+    note     text,
+    added_by name NOT NULL DEFAULT current_user,
+    added_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (network, ports)
+);
+COMMENT ON TABLE vms.media_server_allowed IS
+    'the owner''s allowlist of media servers analysts may send video to (vms.view_live, vms.playback, vms.download): an IPv4 network and a port range each';
+COMMENT ON COLUMN vms.media_server_allowed.network IS 'IPv4 network (or one host, /32) of media servers';
+COMMENT ON COLUMN vms.media_server_allowed.ports IS 'the ports allowed on it, within 1024-65535';
+
+CREATE FUNCTION vms._media_server() RETURNS text
+    LANGUAGE c STABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'vms_media_server';
+COMMENT ON FUNCTION vms._media_server() IS
+    'internal: the setting vms.media_server (superuser-only), read through the library so that a session''s placeholder value is never read; NULL when empty';
+
 CREATE FUNCTION vms._media_target(media jsonb) RETURNS jsonb
     LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
 DECLARE
     m jsonb := media;
-    dflt text := nullif(current_setting('vms.media_server', true), '');
+    dflt text := vms._media_server();
+    addr inet;
+    port integer;
+    kind text;
+    allowed boolean;
 BEGIN
     IF m IS NULL AND dflt IS NOT NULL THEN
         IF dflt !~ '^[0-9.]+:[0-9]{1,5}(/(udp|tcp))?$' THEN
@@ -894,7 +940,7 @@ BEGIN
     IF m IS NULL THEN
         RAISE EXCEPTION 'no media server address'
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Pass media => ''{"ip": "10.0.0.5", "port": 30000}'' or set vms.media_server = ''ip:port''.';
+                  HINT = 'Pass media => ''{"ip": "10.0.0.5", "port": 30000}'' (an address of vms.media_server_allowed), or have a superuser set vms.media_server = ''ip:port''.';
     END IF;
     IF jsonb_typeof(m) IS DISTINCT FROM 'object' OR coalesce(m ->> 'ip', '') !~ '^[0-9]{1,3}(\.[0-9]{1,3}){3}$'
        OR coalesce(m ->> 'port', '') !~ '^[0-9]{1,5}$' OR (m ->> 'port')::int NOT BETWEEN 1024 AND 65535
@@ -902,9 +948,45 @@ BEGIN
         RAISE EXCEPTION 'media address % is not {"ip": IPv4, "port": 1024-65535, "transport": udp or tcp}', m
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    RETURN jsonb_build_object('ip', m ->> 'ip', 'port', (m ->> 'port')::int, 'transport', coalesce(m ->> 'transport', 'udp'));
+    BEGIN
+        addr := (m ->> 'ip')::inet;
+    EXCEPTION WHEN invalid_text_representation THEN
+        RAISE EXCEPTION 'media address "%" is not an IPv4 address', m ->> 'ip'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = 'Each of its four numbers is 0 to 255.';
+    END;
+    port := (m ->> 'port')::int;
+    kind := CASE WHEN addr << inet '0.0.0.0/8' OR addr = inet '0.0.0.0' THEN 'unspecified'
+                 WHEN addr <<= inet '127.0.0.0/8' THEN 'loopback'
+                 WHEN addr = inet '255.255.255.255' THEN 'broadcast'
+                 WHEN addr <<= inet '224.0.0.0/4' THEN 'multicast'
+                 WHEN addr <<= inet '240.0.0.0/4' THEN 'reserved' END;
+    IF kind = 'loopback' THEN
+        -- only when the owner listed a loopback address itself (0.0.0.0/0 does not count)
+        allowed := EXISTS (SELECT 1 FROM vms.media_server_allowed a
+                            WHERE a.network <<= cidr '127.0.0.0/8' AND a.network >>= addr AND a.ports @> port);
+    ELSIF kind IS NOT NULL THEN
+        allowed := false;
+    END IF;
+    IF NOT allowed THEN
+        RAISE EXCEPTION 'media address % is % address', host(addr), CASE kind WHEN 'unspecified' THEN 'an unspecified' ELSE 'a ' || kind END
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Devices are never told to send video to an unspecified, loopback, broadcast, multicast or reserved address.',
+                  HINT = CASE kind WHEN 'loopback' THEN 'A media server on the devices'' own host is used only when the owner lists its loopback address in vms.media_server_allowed.'
+                                   ELSE 'Name the unicast address of a media server.' END;
+    END IF;
+    -- besides the default (a superuser's setting) an analyst names only an allowed media server
+    IF media IS NOT NULL AND allowed IS NULL
+       AND NOT coalesce((SELECT g.rolsuper FROM pg_catalog.pg_roles g WHERE g.oid = vms._acting_role()), false)
+       AND NOT EXISTS (SELECT 1 FROM vms.media_server_allowed a WHERE a.network >>= addr AND a.ports @> port) THEN
+        RAISE EXCEPTION 'media server %:% is not allowed', host(addr), port
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Video goes only to the default media server (vms.media_server) or to one listed in vms.media_server_allowed.',
+                  HINT = 'Leave media out to use the default, or ask the owner to add the media server to vms.media_server_allowed.';
+    END IF;
+    RETURN jsonb_build_object('ip', host(addr), 'port', port, 'transport', coalesce(m ->> 'transport', 'udp'));
 END $$;
-COMMENT ON FUNCTION vms._media_target(jsonb) IS 'internal: the media server address of a session: the one given, else vms.media_server';
+COMMENT ON FUNCTION vms._media_target(jsonb) IS
+    'internal: the media server address of a session: the one given (an allowed media server unless the caller is a superuser), else vms.media_server; never an unspecified, broadcast, multicast or reserved address, loopback only when listed';
 
 -- SECURITY DEFINER (all three): each checks the right with
 -- vms.exercise_right for the role the session acts as (which audits it),
@@ -1074,7 +1156,7 @@ REVOKE ALL ON FUNCTION
     vms.recording_expected(vms.gbcode, timestamptz, timestamptz),
     vms.recording_check(vms.gbcode, timestamptz, timestamptz, interval),
     vms.recording_integrity(timestamptz, timestamptz), vms._sip_gb_version(vms.gbcode, jsonb),
-    vms._check_period(timestamptz, timestamptz), vms._media_target(jsonb), vms._media_sessions_lapsed(),
+    vms._check_period(timestamptz, timestamptz), vms._media_server(), vms._media_target(jsonb), vms._media_sessions_lapsed(),
     vms.view_live(vms.gbcode, jsonb), vms.playback(vms.gbcode, timestamptz, timestamptz, jsonb),
     vms.download(vms.gbcode, timestamptz, timestamptz, jsonb, integer),
     vms.playback_control(bigint, text, double precision)
