@@ -251,7 +251,9 @@ BEGIN
                             WHERE a.scope_kind = 'all' AND a.revoked_at IS NULL
                               AND a.valid_from <= statement_timestamp()
                               AND (a.valid_until IS NULL OR a.valid_until > statement_timestamp())
-                              AND a.max_level >= (SELECT coalesce(max(k.level), 1) FROM vms.security_assignment k)
+                              AND a.max_level >= (SELECT coalesce(max(k.level), 1)   -- at a city, its districts' levels too
+                                                     FROM (SELECT level FROM vms.security_assignment
+                                                           UNION ALL SELECT level FROM vms.cluster_security_assignment) k)
                               AND pg_catalog.pg_has_role(role, a.grantee, 'MEMBER'));
     -- the grid: 64 x 64 cells of zoom z + 6 below zoom 13; from 13 to 16 a
     -- tile holding more than 4,096 channels (more than the 64 x 64 grid

@@ -45,7 +45,16 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION vms._scope_channels(text, text) IS 'internal: channels covered by a catalogue or tag scope';
 
--- Channels above level 1 and their effective (strictest) level.
+-- A city's floor from its districts' own levels: nothing here; 27_cluster_sync.sql
+-- replaces it once the replicated tables exist.
+CREATE FUNCTION vms._district_security_levels() RETURNS TABLE (code vms.gbcode, level smallint)
+    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+    SELECT NULL::vms.gbcode, NULL::smallint WHERE false
+$$;
+COMMENT ON FUNCTION vms._district_security_levels() IS 'internal: at a city, the levels its districts set on their own channels (a floor under the city''s)';
+
+-- Channels above level 1 and their effective (strictest) level: this node's
+-- assignments and, at a city, the districts' levels for their own channels.
 CREATE FUNCTION vms.channel_security_levels() RETURNS TABLE (code vms.gbcode, level smallint)
     LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
     SELECT code, max(level)::smallint FROM (
@@ -53,10 +62,12 @@ CREATE FUNCTION vms.channel_security_levels() RETURNS TABLE (code vms.gbcode, le
         UNION ALL
         SELECT sc, a.level FROM vms.security_assignment a
           CROSS JOIN LATERAL vms._scope_channels(a.scope_kind, a.scope_ref) sc
-         WHERE a.scope_kind IN ('catalog', 'tag')) s
+         WHERE a.scope_kind IN ('catalog', 'tag')
+        UNION ALL
+        SELECT d.code, d.level FROM vms._district_security_levels() d) s
     WHERE level > 1 GROUP BY code
 $$;
-COMMENT ON FUNCTION vms.channel_security_levels() IS 'channels whose effective security level is above 1, with that level';
+COMMENT ON FUNCTION vms.channel_security_levels() IS 'channels whose effective security level is above 1, with that level (at a city, the strictest of its own and the owning district''s)';
 
 CREATE FUNCTION vms.channel_security_level(channel vms.gbcode) RETURNS smallint
     LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$

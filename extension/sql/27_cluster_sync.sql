@@ -5,7 +5,9 @@
 --       identities), catalogue nodes and members, checkpoints, lanes and
 --       their channels, catalog status, and its tags as natural-key rows
 --       (vms.cluster_tag, vms.cluster_channel_tag: tag ids are identities
---       local to each node).  A city subscribes to many districts into the
+--       local to each node), and its own security levels (a tag's by
+--       category and name, vms.cluster_security_assignment), which act at
+--       the city as a floor on the district's own channels.  A city subscribes to many districts into the
 --       same tables.  A code belongs to the first district that sends it
 --       (vms.cluster_owner); a row another district sends under a code
 --       already owned, or under a code the city holds itself, is not
@@ -84,6 +86,16 @@ CREATE TABLE vms.cluster_channel_tag (
 );
 CREATE INDEX cluster_channel_tag_channel_idx ON vms.cluster_channel_tag (channel_code);
 COMMENT ON TABLE vms.cluster_channel_tag IS 'a district''s channel tags by tag category and name, replicated to the city as vms.channel_tag rows';
+
+-- A district's vms.security_assignment, a tag's by category and name.
+CREATE TABLE vms.cluster_security_assignment (
+    district      text NOT NULL,
+    scope_kind    text NOT NULL CHECK (scope_kind IN ('channel', 'catalog', 'tag')),
+    scope_ref     text NOT NULL,
+    level         smallint NOT NULL CHECK (level BETWEEN 1 AND 4),
+    PRIMARY KEY (district, scope_kind, scope_ref)
+);
+COMMENT ON TABLE vms.cluster_security_assignment IS 'a district''s security levels (scope_ref: a channel or catalogue code, or a tag as category:name), replicated to the city, where they apply to the district''s own channels as a floor under the city''s levels';
 
 -- City corrections, sent down to the district that owns the code.
 CREATE TABLE vms.cluster_correction (
@@ -219,13 +231,18 @@ BEGIN
         RETURN r;
     END IF;
     d := substr(src, 10);
-    IF TG_TABLE_NAME = 'cluster_tag' THEN   -- no parent: only the sender's own, re-copied rows replace
+    IF TG_TABLE_NAME IN ('cluster_tag', 'cluster_security_assignment') THEN
+        -- no parent: only the sender's own, re-copied rows replace
         IF r.district IS DISTINCT FROM d THEN
-            PERFORM vms._cluster_conflict(d, r.district, TG_TABLE_NAME, TG_OP, r.category || ':' || r.name, j);
+            PERFORM vms._cluster_conflict(d, r.district, TG_TABLE_NAME, TG_OP,
+                                          coalesce(j ->> 'scope_ref', (j ->> 'category') || ':' || (j ->> 'name')), j);
             RETURN NULL;
         END IF;
-        IF TG_OP = 'INSERT' THEN
+        IF TG_OP = 'INSERT' AND TG_TABLE_NAME = 'cluster_tag' THEN
             DELETE FROM vms.cluster_tag t WHERE t.district = NEW.district AND t.category = NEW.category AND t.name = NEW.name;
+        ELSIF TG_OP = 'INSERT' THEN
+            DELETE FROM vms.cluster_security_assignment t
+             WHERE t.district = NEW.district AND t.scope_kind = NEW.scope_kind AND t.scope_ref = NEW.scope_ref;
         END IF;
         RETURN r;
     END IF;
@@ -285,6 +302,8 @@ CREATE TRIGGER cluster_tag_apply_own BEFORE INSERT OR UPDATE OR DELETE ON vms.cl
     FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_child('tag');
 CREATE TRIGGER cluster_channel_tag_apply BEFORE INSERT OR UPDATE OR DELETE ON vms.cluster_channel_tag
     FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_child('channel', 'channel_code');
+CREATE TRIGGER cluster_security_assignment_apply BEFORE INSERT OR UPDATE OR DELETE ON vms.cluster_security_assignment
+    FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_child('security_assignment');
 ALTER TABLE vms.device ENABLE REPLICA TRIGGER device_cluster_apply;
 ALTER TABLE vms.channel ENABLE REPLICA TRIGGER channel_cluster_apply;
 ALTER TABLE vms.catalog_node ENABLE REPLICA TRIGGER catalog_node_cluster_apply;
@@ -295,6 +314,7 @@ ALTER TABLE vms.lane ENABLE REPLICA TRIGGER lane_cluster_apply;
 ALTER TABLE vms.lane_channel ENABLE REPLICA TRIGGER lane_channel_cluster_apply;
 ALTER TABLE vms.cluster_tag ENABLE REPLICA TRIGGER cluster_tag_apply_own;
 ALTER TABLE vms.cluster_channel_tag ENABLE REPLICA TRIGGER cluster_channel_tag_apply;
+ALTER TABLE vms.cluster_security_assignment ENABLE REPLICA TRIGGER cluster_security_assignment_apply;
 
 -- The compiled permission policy reads catalogue membership and tags; the
 -- statement triggers that drop it do not fire for the apply worker, which
@@ -311,6 +331,48 @@ ALTER TABLE vms.catalog_member ENABLE REPLICA TRIGGER catalog_member_policy_appl
 ALTER TABLE vms.catalog_node ENABLE REPLICA TRIGGER catalog_node_policy_apply;
 ALTER TABLE vms.channel_tag ENABLE REPLICA TRIGGER channel_tag_policy_apply;
 ALTER TABLE vms.tag ENABLE REPLICA TRIGGER tag_policy_apply;
+
+-- City: the districts' own security levels, a floor under the city's own
+-- (vms.channel_security_levels() takes the strictest).  A district's level
+-- acts only on channels that district owns here (vms.cluster_owner): its
+-- level for a code another district or the city holds does nothing.  A
+-- catalogue level covers the district's channels in that node's subtree at
+-- the city, a tag level (category:name) those under the city's tag of that
+-- name.  The compiled policy is dropped when the levels change (any mode:
+-- the apply worker fires row triggers only) and when a channel of a
+-- district with levels is claimed or let go (a level may arrive before
+-- its channel: the tables are first copied in parallel).
+CREATE OR REPLACE FUNCTION vms._district_security_levels() RETURNS TABLE (code vms.gbcode, level smallint)
+    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+    SELECT s.code, a.level FROM vms.cluster_security_assignment a
+     CROSS JOIN LATERAL (
+        SELECT (CASE WHEN a.scope_kind = 'channel' THEN a.scope_ref END)::vms.gbcode WHERE a.scope_kind = 'channel'
+        UNION ALL
+        SELECT sc FROM vms._scope_channels('catalog', a.scope_ref) sc WHERE a.scope_kind = 'catalog'
+        UNION ALL
+        SELECT sc FROM vms.tag t CROSS JOIN LATERAL vms._scope_channels('tag', t.id::text) sc
+         WHERE a.scope_kind = 'tag' AND t.category = split_part(a.scope_ref, ':', 1)
+           AND t.name = substr(a.scope_ref, strpos(a.scope_ref, ':') + 1)) s (code)
+      JOIN vms.cluster_owner o ON o.kind = 'channel' AND o.code = s.code AND o.district = a.district
+     WHERE a.level > 1
+$$;
+COMMENT ON FUNCTION vms._district_security_levels() IS 'internal: at a city, the levels its districts set on their own channels (a floor under the city''s)';
+CREATE FUNCTION vms._cluster_has_levels(district text) RETURNS boolean
+    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+    SELECT EXISTS (SELECT 1 FROM vms.cluster_security_assignment a WHERE a.district = $1 AND a.level > 1)
+$$;
+COMMENT ON FUNCTION vms._cluster_has_levels(text) IS 'internal: has this district sent security levels above 1';
+CREATE TRIGGER cluster_security_assignment_policy AFTER INSERT OR UPDATE OR DELETE ON vms.cluster_security_assignment
+    FOR EACH ROW EXECUTE FUNCTION vms._policy_changed();
+CREATE TRIGGER cluster_security_assignment_policy_truncate AFTER TRUNCATE ON vms.cluster_security_assignment
+    FOR EACH STATEMENT EXECUTE FUNCTION vms._policy_changed();
+CREATE TRIGGER cluster_owner_policy_claim AFTER INSERT ON vms.cluster_owner FOR EACH ROW
+    WHEN (NEW.kind = 'channel' AND vms._cluster_has_levels(NEW.district)) EXECUTE FUNCTION vms._policy_changed();
+CREATE TRIGGER cluster_owner_policy_release AFTER DELETE ON vms.cluster_owner FOR EACH ROW
+    WHEN (OLD.kind = 'channel' AND vms._cluster_has_levels(OLD.district)) EXECUTE FUNCTION vms._policy_changed();
+ALTER TABLE vms.cluster_security_assignment ENABLE ALWAYS TRIGGER cluster_security_assignment_policy;
+ALTER TABLE vms.cluster_owner ENABLE ALWAYS TRIGGER cluster_owner_policy_claim;
+ALTER TABLE vms.cluster_owner ENABLE ALWAYS TRIGGER cluster_owner_policy_release;
 
 -- City, replica mode: the map's cluster cells (11_tiles.sql) are kept by
 -- statement triggers with transition tables, which the apply worker never
@@ -425,7 +487,8 @@ CREATE TRIGGER cluster_channel_tag_apply_tags AFTER INSERT OR UPDATE OR DELETE O
 ALTER TABLE vms.cluster_tag ENABLE REPLICA TRIGGER cluster_tag_apply;
 ALTER TABLE vms.cluster_channel_tag ENABLE REPLICA TRIGGER cluster_channel_tag_apply_tags;
 
--- District: vms.tag and vms.channel_tag kept by natural key for the city.
+-- District: vms.tag and vms.channel_tag kept by natural key for the city,
+-- and vms.security_assignment (a tag's by category and name).
 -- Statement triggers, so that tagging in bulk costs one statement; nothing
 -- is kept on a node that is not a district.  SECURITY DEFINER: whoever may
 -- tag a channel (or delete one, which drops its tags) runs it, and may not
@@ -439,15 +502,44 @@ BEGIN
     IF d IS NULL THEN
         RETURN NULL;
     END IF;
-    IF TG_TABLE_NAME = 'tag' THEN
+    IF TG_TABLE_NAME = 'security_assignment' THEN
+        IF TG_OP = 'TRUNCATE' THEN
+            DELETE FROM vms.cluster_security_assignment k WHERE k.district = d;
+            RETURN NULL;
+        END IF;
+        IF TG_OP IN ('DELETE', 'UPDATE') THEN
+            DELETE FROM vms.cluster_security_assignment k USING old_rows o
+             WHERE k.district = d AND k.scope_kind = o.scope_kind
+               AND k.scope_ref = CASE WHEN o.scope_kind = 'tag'
+                                      THEN (SELECT t.category || ':' || t.name FROM vms.tag t WHERE t.id::text = o.scope_ref)
+                                      ELSE o.scope_ref END;
+        END IF;
+        IF TG_OP IN ('INSERT', 'UPDATE') THEN
+            INSERT INTO vms.cluster_security_assignment (district, scope_kind, scope_ref, level)
+            SELECT d, n.scope_kind, r.ref, n.level
+              FROM new_rows n
+             CROSS JOIN LATERAL (SELECT CASE WHEN n.scope_kind = 'tag'
+                                             THEN (SELECT t.category || ':' || t.name FROM vms.tag t WHERE t.id::text = n.scope_ref)
+                                             ELSE n.scope_ref END) r (ref)
+             WHERE r.ref IS NOT NULL   -- a level on a tag that does not exist covers nothing
+            ON CONFLICT (district, scope_kind, scope_ref) DO UPDATE SET level = EXCLUDED.level;
+        END IF;
+    ELSIF TG_TABLE_NAME = 'tag' THEN
         IF TG_OP = 'DELETE' THEN
-            -- the channel tags went with the tag (cascade), before this ran
+            -- the channel tags went with the tag (cascade), before this ran;
+            -- a level on it covers nothing any more
             DELETE FROM vms.cluster_channel_tag k USING old_rows o
              WHERE k.district = d AND k.category = o.category AND k.name = o.name;
+            DELETE FROM vms.cluster_security_assignment k USING old_rows o
+             WHERE k.district = d AND k.scope_kind = 'tag' AND k.scope_ref = o.category || ':' || o.name;
         ELSIF TG_OP = 'UPDATE' THEN
             UPDATE vms.cluster_channel_tag k SET category = n.category, name = n.name
               FROM old_rows o JOIN new_rows n ON n.id = o.id
              WHERE k.district = d AND k.category = o.category AND k.name = o.name
+               AND (o.category, o.name) IS DISTINCT FROM (n.category, n.name);
+            UPDATE vms.cluster_security_assignment k SET scope_ref = n.category || ':' || n.name
+              FROM old_rows o JOIN new_rows n ON n.id = o.id
+             WHERE k.district = d AND k.scope_kind = 'tag' AND k.scope_ref = o.category || ':' || o.name
                AND (o.category, o.name) IS DISTINCT FROM (n.category, n.name);
         END IF;
         IF TG_OP IN ('DELETE', 'UPDATE') THEN
@@ -476,7 +568,7 @@ BEGIN
     END IF;
     RETURN NULL;
 END $$;
-COMMENT ON FUNCTION vms._cluster_keep_tags() IS 'internal: district side: keeps vms.cluster_tag and vms.cluster_channel_tag in step with vms.tag and vms.channel_tag';
+COMMENT ON FUNCTION vms._cluster_keep_tags() IS 'internal: district side: keeps vms.cluster_tag, vms.cluster_channel_tag and vms.cluster_security_assignment in step with vms.tag, vms.channel_tag and vms.security_assignment';
 CREATE TRIGGER tag_cluster_keep_ins AFTER INSERT ON vms.tag
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._cluster_keep_tags();
 CREATE TRIGGER tag_cluster_keep_upd AFTER UPDATE ON vms.tag
@@ -489,6 +581,14 @@ CREATE TRIGGER channel_tag_cluster_keep_upd AFTER UPDATE ON vms.channel_tag
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._cluster_keep_tags();
 CREATE TRIGGER channel_tag_cluster_keep_del AFTER DELETE ON vms.channel_tag
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._cluster_keep_tags();
+CREATE TRIGGER security_assignment_cluster_keep_ins AFTER INSERT ON vms.security_assignment
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._cluster_keep_tags();
+CREATE TRIGGER security_assignment_cluster_keep_upd AFTER UPDATE ON vms.security_assignment
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._cluster_keep_tags();
+CREATE TRIGGER security_assignment_cluster_keep_del AFTER DELETE ON vms.security_assignment
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._cluster_keep_tags();
+CREATE TRIGGER security_assignment_cluster_keep_truncate AFTER TRUNCATE ON vms.security_assignment
+    FOR EACH STATEMENT EXECUTE FUNCTION vms._cluster_keep_tags();
 
 -- District, always (the rows come from the city's publication): a
 -- correction is applied as a person's edit is, with the district's history,
@@ -651,6 +751,11 @@ BEGIN
     SELECT d, ct.channel_code, t.category, t.name, ct.source, ct.assigned_by, ct.assigned_at
       FROM vms.channel_tag ct JOIN vms.tag t ON t.id = ct.tag_id
     ON CONFLICT DO NOTHING;
+    INSERT INTO vms.cluster_security_assignment (district, scope_kind, scope_ref, level)
+    SELECT d, a.scope_kind, CASE WHEN a.scope_kind = 'tag' THEN t.category || ':' || t.name ELSE a.scope_ref END, a.level
+      FROM vms.security_assignment a LEFT JOIN vms.tag t ON a.scope_kind = 'tag' AND t.id::text = a.scope_ref
+     WHERE a.scope_kind <> 'tag' OR t.id IS NOT NULL
+    ON CONFLICT DO NOTHING;
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = 'vms_ledger') THEN
         CREATE PUBLICATION vms_ledger FOR TABLE
             vms.device (code, name, manufacturer, model, firmware, ip_address, port, transport, civil_code,
@@ -660,7 +765,8 @@ BEGIN
                          geom, coord_source, online, status_changed_at, overridden, created_at, updated_at),
             vms.catalog_node, vms.catalog_member,
             vms.checkpoint (code, name, direction_mode, address, road, civil_code, geom, created_at, updated_at),
-            vms.lane, vms.lane_channel, vms.channel_status, vms.cluster_tag, vms.cluster_channel_tag
+            vms.lane, vms.lane_channel, vms.channel_status, vms.cluster_tag, vms.cluster_channel_tag,
+            vms.cluster_security_assignment
             -- not TRUNCATE: at the city it would hit the tables referencing
             -- these (credentials, tasks, ...) and stop the apply worker for good
             WITH (publish = 'insert, update, delete');

@@ -5,7 +5,8 @@
 # reaches the district as an override that a device report does not
 # overwrite, and its security level too; vms.search_points at the city
 # answers across districts under the same permission policy as at the
-# district; a district killed (-m immediate) in the middle of a batched
+# district, a district's own security levels (direct, catalogue, tag) acting
+# at the city as a floor; a district killed (-m immediate) in the middle of a batched
 # import, and the city killed in the middle of another, catch up with
 # nothing missing or duplicated, row by row; a correction made while its
 # district is down arrives when it is back; a stopped district is reported
@@ -165,6 +166,74 @@ is($at_city, $at_a, 'city search returns exactly what the same grant returns at 
 ok(!grep({ /^110108/ } @seen), "no channel of b's");
 is($city->safe_psql('postgres', "SELECT count(*) FROM vms.search_points('{}', 10000)"), '81', 'a superuser at the city sees both districts');
 
+# a district's own security levels act at the city as a floor: at a, channel
+# 10 at level 4 directly, channel 11 through a catalogue subtree (level on
+# the parent node, the channel listed under its child), channel 12 through a
+# tag subtree (level on the parent tag, whose id differs at the city: tags
+# travel by category and name).  b's levels for a's code and a's catalogue
+# node do nothing at the city.  A level-1 grant over a's region at the city
+# does not see them, a level-4 grant does, and each grant's search returns
+# at the city exactly what it returns at a.
+my ($l10, $l11, $l12, $l13) = map { "vms.gbcode_make('11010500', 0, 131, 0, $_)" } (10, 11, 12, 13);
+$city->safe_psql('postgres', "SELECT vms.tag_create('scenario', '市局自有' || g) FROM generate_series(1, 3) g");
+for my $n ($city, $a)
+{
+	$n->safe_psql('postgres', "CREATE ROLE low LOGIN IN ROLE vms_analyst; CREATE ROLE high LOGIN IN ROLE vms_analyst");
+	$n->safe_psql('postgres', "SELECT vms.grant_access('low', 'region', '110105', '{view_live}', 1::smallint);
+		SELECT vms.grant_access('high', 'region', '110105', '{view_live}', 4::smallint)", extra_params => [ '-U', 'gadmin' ]);
+}
+# a session at the city that stays open across the change: its compiled policy must be dropped
+my $watch = $city->background_psql('postgres', extra_params => [ '-U', 'low' ]);
+my $lvl = "SELECT count(*) FROM vms.search_points('{}', 10000) WHERE code IN ($l10, $l11, $l12)";
+is($watch->query_safe($lvl), '3', 'before: a level-1 grant at the city sees channels 10, 11, 12');
+$a->safe_psql('postgres', qq{
+	INSERT INTO vms.catalog_node (code, name) VALUES ('11010500002150000002', '要害部位');
+	INSERT INTO vms.catalog_node (code, name, parent_code) VALUES ('11010500002160000003', '机要室', '11010500002150000002');
+	INSERT INTO vms.catalog_member VALUES ('11010500002160000003', $l11);
+	SELECT vms.tag_create('scenario', '要害');
+	SELECT vms.tag_create('scenario', '机要', '要害');
+	SELECT vms.tag_assign($l12, 'scenario:机要');
+	INSERT INTO vms.security_assignment (scope_kind, scope_ref, level) VALUES
+		('channel', $l10, 4), ('catalog', '11010500002150000002', 4),
+		('tag', (SELECT id FROM vms.tag WHERE category = 'scenario' AND name = '要害')::text, 4);
+});
+$b->safe_psql('postgres', qq{
+	INSERT INTO vms.security_assignment (scope_kind, scope_ref, level) VALUES
+		('channel', $l13, 4), ('catalog', '11010500002150000001', 4);
+});
+my $levels = "SELECT concat_ws(',', vms.channel_security_level($l10), vms.channel_security_level($l11), vms.channel_security_level($l12))";
+is($a->safe_psql('postgres', $levels), '4,4,4', 'at a: channels 10, 11, 12 at level 4 (direct, catalogue, tag)');
+wait_for($city, $levels, '4,4,4', "a's levels reach the city: 10, 11, 12 at level 4");
+wait_for($city, "SELECT count(*) FROM vms.cluster_security_assignment WHERE district = 'b'", '2', "b's levels reached the city too");
+isnt(sq($city, "SELECT id FROM vms.tag WHERE category = 'scenario' AND name = '要害'"),
+	sq($a, "SELECT id FROM vms.tag WHERE category = 'scenario' AND name = '要害'"), 'the tag has another id at the city');
+is($city->safe_psql('postgres', "SELECT vms.channel_security_level($l13) || ',' || count(*) FROM vms.catalog_member m
+	WHERE m.node_code = '11010500002150000001' AND vms.channel_security_level(m.channel_code) = 4"),
+	'1,0', "b's levels for a's channel code and a's catalogue node do nothing to a's channels at the city");
+is($watch->query_safe($lvl), '0', 'an open session at the city with a level-1 grant no longer sees them');
+$watch->quit;
+my $mine = "SELECT string_agg(code::text, ',' ORDER BY code) FROM vms.search_points('{}', 10000) WHERE code IN ($l10, $l11, $l12, $l13)";
+is($city->safe_psql('postgres', $mine, extra_params => [ '-U', 'low' ]), $city->safe_psql('postgres', "SELECT $l13"),
+	'city, level-1 grant: of channels 10-13 only 13');
+is($city->safe_psql('postgres', $mine, extra_params => [ '-U', 'high' ]),
+	$city->safe_psql('postgres', "SELECT concat_ws(',', $l10, $l11, $l12, $l13)"), 'city, level-4 grant: all four');
+for my $who ('low', 'ana', 'high')
+{
+	is($city->safe_psql('postgres', $search, extra_params => [ '-U', $who ]),
+		$a->safe_psql('postgres', $search, extra_params => [ '-U', $who ]), "the same search as $who at the city and at a");
+}
+is($city->safe_psql('postgres', "SELECT vms.can('view_live', $l12)", extra_params => [ '-U', 'low' ]), 'f', 'vms.can at the city follows a\'s level too');
+# lowered at a, lowered at the city
+$a->safe_psql('postgres', qq{
+	UPDATE vms.security_assignment SET level = 1 WHERE scope_kind = 'tag';
+	DELETE FROM vms.security_assignment WHERE scope_kind = 'channel' AND scope_ref = (${l10})::text;
+});
+wait_for($city, $levels, '1,4,1', 'lowered at a, lowered at the city (10 and 12 back to level 1)');
+is($city->safe_psql('postgres', $mine, extra_params => [ '-U', 'low' ]),
+	$city->safe_psql('postgres', "SELECT concat_ws(',', $l10, $l12, $l13)"), 'city, level-1 grant: 10 and 12 seen again');
+is($city->safe_psql('postgres', $search, extra_params => [ '-U', 'low' ]),
+	$a->safe_psql('postgres', $search, extra_params => [ '-U', 'low' ]), 'and still the same search as at a');
+
 # district a killed in the middle of a batched import (80 transactions of
 # 250 rows); the city catches up; row by row nothing missing or duplicated.
 # A correction made while a is down arrives after.
@@ -203,7 +272,9 @@ is(sq($city, "$rows JOIN vms.cluster_owner o ON o.kind = 'channel' AND o.code = 
 	"after the second copy a's channels at the city still equal a's");
 is($city->safe_psql('postgres', "SELECT count(*) FROM vms.channel_tag ct JOIN vms.tag t ON t.id = ct.tag_id WHERE t.name = '学校门口'")
 	  . '/' . $city->safe_psql('postgres', "SELECT count(*) FROM vms.catalog_member") . '/' . $city->safe_psql('postgres', "SELECT count(*) FROM vms.lane_channel"),
-	'3/2/1', 'tags, catalogue members and lane channels not doubled');
+	'3/3/1', 'tags, catalogue members and lane channels not doubled');
+is($city->safe_psql('postgres', "SELECT count(*) FROM vms.cluster_security_assignment WHERE district = 'a'"),
+	$a->safe_psql('postgres', "SELECT count(*) FROM vms.security_assignment"), "nor a's security levels");
 is($city->safe_psql('postgres', "SELECT count(*) FROM vms.cluster_conflict WHERE district = 'a'"), '0', 'and no conflict recorded for a');
 
 # the city killed in the middle of b's batched import; b's rows arrive once
