@@ -49,6 +49,7 @@ DECLARE
     clustered text;
     fk record;
     fks text[] := '{}';
+    acting_trigger "char";
     bad text;
     lo bigint;
     hi bigint;
@@ -143,13 +144,15 @@ BEGIN
                     JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
                     JOIN pg_catalog.pg_attribute b ON b.attrelid = k.confrelid AND b.attnum = k.confkey[1]
                    WHERE k.conrelid = 'vms.channel'::regclass AND k.contype = 'f' AND cardinality(k.conkey) = 1
-                     AND t.tgfoid = 'pg_catalog."RI_FKey_check_ins"'::regproc
+                     AND t.tgfoid = 'pg_catalog."RI_FKey_check_ins"'::regproc AND t.tgenabled = 'O'
                    ORDER BY k.conname, t.tgname LOOP
             EXECUTE format('ALTER TABLE vms.channel DISABLE TRIGGER %I', fk.tgname);
             fks := fks || ARRAY[ARRAY[fk.conname::text, fk.tgname::text, fk.col::text, fk.ref::text, fk.refcol::text]];
         END LOOP;
     END IF;
 
+    SELECT t.tgenabled INTO acting_trigger FROM pg_catalog.pg_trigger t
+     WHERE t.tgrelid = 'vms.channel'::regclass AND t.tgname = 'channel_acting_role';
     ALTER TABLE vms.channel DISABLE TRIGGER channel_acting_role;
     PERFORM set_config('vms.acting_role', acting, true);
     SELECT min(line_no), max(line_no), count(*) INTO lo, hi, valid FROM pg_temp._ledger_checked;
@@ -200,7 +203,10 @@ BEGIN
             round(extract(epoch FROM clock_timestamp() - t0)::numeric, 1);
         lo := lo + chunk;
     END LOOP;
-    ALTER TABLE vms.channel ENABLE TRIGGER channel_acting_role;
+    -- back as it was (ENABLE, ENABLE ALWAYS or ENABLE REPLICA)
+    EXECUTE format('ALTER TABLE vms.channel %s TRIGGER channel_acting_role',
+                   CASE acting_trigger WHEN 'A' THEN 'ENABLE ALWAYS' WHEN 'R' THEN 'ENABLE REPLICA'
+                                       WHEN 'D' THEN 'DISABLE' ELSE 'ENABLE' END);
 
     FOR i IN 1 .. cardinality(indexes) LOOP
         EXECUTE indexes[i];
