@@ -145,6 +145,19 @@ SELECT code, name, civil_code FROM vms.channel ORDER BY 1;
 -- the ledger is no longer empty: the ordinary path, and the same policy
 SELECT (j).loaded_rows FROM (SELECT vms.ledger_import(convert_to(E'code,name,civil_code\n11010500001320000204,d,110105\n', 'UTF8')) j) s;
 SELECT vms.ledger_import(convert_to(E'code,name,civil_code\n11010800001320000205,e,110108\n', 'UTF8'));
+-- rows staged by hand while the ledger has rows: no first load, and no
+-- lock on the ledger either (readers are not held off until commit)
+BEGIN;
+CREATE TEMP TABLE _ledger_checked (line_no bigint, code text, dev_code text, name text, alias text, address text,
+    civil_code text, street text, place_type text, point_type text, point_type_code text, resolution text,
+    azimuth_f double precision, fov_angle_f double precision, fov_range_f double precision, height_f double precision,
+    capabilities text, unit text, stream_url text, longitude text, azimuth text, fov_angle text, fov_range_m text,
+    install_height_m text, lon_f double precision, lat_f double precision, crs text);
+SELECT vms.ledger_first_load(1) IS NULL AS not_loaded;
+SELECT count(*) AS ledger_locks FROM pg_locks
+ WHERE locktype = 'relation' AND relation = 'vms.channel'::regclass AND pid = pg_backend_pid()
+   AND mode = 'AccessExclusiveLock';
+ROLLBACK;
 -- called without rows staged by an import it refuses
 SELECT vms.ledger_first_load(1);
 RESET SESSION AUTHORIZATION;

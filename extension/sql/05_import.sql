@@ -154,6 +154,11 @@ BEGIN
     IF NOT has_table_privilege(acting, 'vms.channel', 'INSERT') THEN
         RETURN NULL;
     END IF;
+    -- a ledger with rows is never locked here: whoever may insert one
+    -- channel could otherwise hold every reader off until they commit
+    IF EXISTS (SELECT 1 FROM vms.channel) THEN
+        RETURN NULL;
+    END IF;
     LOCK TABLE vms.channel IN ACCESS EXCLUSIVE MODE;
     IF EXISTS (SELECT 1 FROM vms.channel) THEN
         RETURN NULL;
