@@ -109,6 +109,11 @@ if [ "$what" = all ] || [ "$what" = upgrade ]; then
   bash "$VMS_ROOT/test/scripts/upgrade_check.sh" || status=1
 fi
 
+if [ "$what" = all ] || [ "$what" = backup ]; then
+  # a pg_dump of a filled database, restored into an empty one, gives back every row
+  bash "$VMS_ROOT/test/scripts/backup_check.sh" || status=1
+fi
+
 if [ "$what" = all ] || [ "$what" = layout ]; then
   # workers/sip stays a layering: no include or call cycle between its files (needs make's objects)
   python3 "$VMS_ROOT/test/scripts/sip_layout_check.py" "$VMS_ROOT/workers/sip" || status=1
