@@ -1,8 +1,9 @@
 # GB/T 28181 cascade (issue 16): vms as a lower platform.
 #
 # 1. sipp plays the upper platform (test/sipp/upper_refuse.xml, upper_accept.xml):
-#    a 401 to our digest answer is a refusal, backed off and retried; then a
-#    REGISTER whose MD5 digest with qop=auth sipp verifies against the password,
+#    a 401 to our digest answer is a refusal, backed off and retried; a
+#    headerless 200 is dropped and a 503 backed off twice as long
+#    (upper_hostile.xml); then a REGISTER whose MD5 digest with qop=auth sipp verifies against the password,
 #    a 200 whose Date is in the far past, keepalives answered, two Catalog
 #    queries answered in pages of 20 with the whole answer's SumNum, and
 #    nothing about a code outside the share; an upper platform that stops
@@ -108,6 +109,22 @@ is($district->safe_psql('postgres', q{SELECT string_agg(from_state || '>' || to_
 like($district->safe_psql('postgres', "SELECT next_attempt_at - since FROM vms.sip_upstream_state"),
 	qr/^00:00:0[45]/, 'the next attempt is backed off (5 s)');
 
+# a broken platform: a "200" without its headers is dropped, a 503 fails the registration again
+my ($hout, $herr) = ('', '');
+my $hostile = IPC::Run::start([ 'sipp', '-sf', "$sippdir/upper_hostile.xml", '-m', '1', @sipp_common ],
+	'>', \$hout, '2>', \$herr);
+ok($district->poll_query_until('postgres',
+		"SELECT state = 'failing' AND last_status = 503 AND failures = 2 FROM vms.sip_upstream_state WHERE upstream = 'city'"),
+	'a malformed 200 (no From, To, Call-ID, CSeq) is dropped, the 503 to the retransmission is a second failure')
+  or diag(state_of($district, 'city'));
+ok($hostile->finish, 'sipp (broken platform): REGISTER, headerless 200, REGISTER again, 503') or diag("$hout $herr");
+like($district->safe_psql('postgres', "SELECT next_attempt_at - since FROM vms.sip_upstream_state"),
+	qr/^00:00:(09|10)/, 'the backoff doubles (10 s)');
+ok($district->poll_query_until('postgres',
+		"SELECT (counters ->> 'parse_errors')::int >= 1 AND state LIKE 'running%' FROM vms.worker_status WHERE name = 'sip'"),
+	'the broken answer is counted as a parse error; the worker runs on')
+  or diag($district->safe_psql('postgres', "SELECT state, counters FROM vms.worker_status WHERE name = 'sip'"));
+
 # a platform that checks the MD5 digest (qop=auth) and accepts it; it asks for the catalog twice
 my $trace = "$tmp/upper_msg.log";
 my @accept = ('sipp', '-sf', "$sippdir/upper_accept.xml", '-m', '100000', '-key', 'upper', $upper_id,
@@ -120,8 +137,8 @@ ok($district->poll_query_until('postgres',
 	'after the backoff the worker registers again, and sipp verifies its MD5 digest with qop=auth (else 403)')
   or diag(state_of($district, 'city'));
 is($district->safe_psql('postgres', q{SELECT string_agg(from_state || '>' || to_state, ',' ORDER BY id) FROM vms.sip_upstream_event}),
-	'unregistered>registering,registering>failing,failing>registering,registering>registered',
-	'failing > registering > registered');
+	'unregistered>registering,registering>failing,failing>registering,registering>failing,failing>registering,registering>registered',
+	'failing > registering > failing > registering > registered');
 ok($district->poll_query_until('postgres',
 		"SELECT last_keepalive_at IS NOT NULL AND expires_at > now() + interval '50 min' FROM vms.sip_upstream_state WHERE upstream = 'city'"),
 	'keepalives are answered; the registration holds for the granted hour (a Date in 1970 changes nothing)');
