@@ -9,6 +9,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use VmsTest;
 use IPC::Run;
 use Time::HiRes qw(usleep);
 
@@ -32,14 +33,7 @@ for my $name (sort keys %clip)
 	system(@ff, $src, @vf, @enc, "$clips/$name.mp4") == 0 or die "ffmpeg failed for $name";
 }
 
-my $node = PostgreSQL::Test::Cluster->new('diagnose');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'vms'
-vms.database = 'postgres'
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION vms CASCADE');
+my $node = vms_node('diagnose');
 
 # the abnormal checks of one diagnosis, sorted, and its stream verdict
 sub abnormal

@@ -19,6 +19,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use VmsTest;
 
 my $tmp = PostgreSQL::Test::Utils::tempdir;
 
@@ -38,17 +39,7 @@ for my $i (1 .. 3)
 }
 clip('dim.mp4', "lutyuv=y='16+(val-16)*0.45'");
 
-my $node = PostgreSQL::Test::Cluster->new('baseline');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'vms'
-vms.database = 'postgres'
-vms.viid_enabled = off
-vms.sip_enabled = off
-vms.inspector_workers = 0
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION vms CASCADE');
+my $node = vms_node('baseline', 'vms.viid_enabled' => 'off', 'vms.sip_enabled' => 'off', 'vms.inspector_workers' => 0);
 my $cam = '34020000001320000001';
 my $other = '34020000001320000002';
 my $night_cam = '34020000001320000003';    # for the inspector's path: a dark camera
