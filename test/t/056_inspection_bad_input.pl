@@ -12,6 +12,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use VmsTest;
 use IPC::Run;
 use IO::Socket::INET;
 use Time::HiRes qw(usleep);
@@ -68,19 +69,8 @@ for (1 .. 1800)
 }
 ok($up, 'the HTTP cameras are up');
 
-my $node = PostgreSQL::Test::Cluster->new('inspbad');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'vms'
-vms.database = 'postgres'
-vms.viid_enabled = off
-vms.sip_enabled = off
-vms.inspector_workers = 1
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION vms CASCADE');
-ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'vms inspector'"),
-	'the inspector worker runs');
+my $node = vms_node('inspbad', 'vms.viid_enabled' => 'off', 'vms.sip_enabled' => 'off', 'vms.inspector_workers' => 1);
+wait_ok($node, "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'vms inspector'", 'the inspector worker runs');
 my $pid = $node->safe_psql('postgres', "SELECT pid FROM pg_stat_activity WHERE backend_type = 'vms inspector'");
 
 my @files = qw(good.mp4 zero.mp4 audio.m4a random.ts truncated.mp4 truncated.ts corrupt.ts tenbit.mp4 yuv422.mp4 odd.mp4 reschange.ts);
@@ -97,7 +87,7 @@ SELECT vms.inspection_plan_add('bad input', jsonb_build_object('channels', (SELE
 # (no camera here stalls: every sample ends on its data, so the generous
 # timeout only keeps a loaded machine from turning a verdict into a timeout)
 
-ok($node->poll_query_until('postgres', "SELECT count(*) = $n FROM vms.quality_result"), "every one of the $n cameras has a result");
+wait_ok($node, "SELECT count(*) = $n FROM vms.quality_result", "every one of the $n cameras has a result");
 my %r = map { my ($name, @v) = split /\|/, $_, 7; ($name => \@v) } split /\n/,
   $node->safe_psql('postgres', qq{
 SELECT c.name, q.stream_ok::text, q.sample ->> 'frames', q.sample ->> 'width', q.sample ->> 'height', q.sample ->> 'codec',
@@ -173,7 +163,7 @@ is($node->safe_psql('postgres', "SELECT pid FROM pg_stat_activity WHERE backend_
 
 # a second round over the same cameras
 $node->safe_psql('postgres', "SELECT vms.inspection_run_now('bad input')");
-ok($node->poll_query_until('postgres', "SELECT count(*) = 2 * $n FROM vms.quality_result"), 'a second round is done too');
+wait_ok($node, "SELECT count(*) = 2 * $n FROM vms.quality_result", 'a second round is done too');
 is($node->safe_psql('postgres', "SELECT count(*) FROM vms.inspection_task WHERE state NOT IN ('done', 'failed')"), '0',
 	'again no task left claimed');
 is($node->safe_psql('postgres', "SELECT pid FROM pg_stat_activity WHERE backend_type = 'vms inspector'"), $pid,

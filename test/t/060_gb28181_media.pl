@@ -8,15 +8,13 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use VmsTest;
 use IPC::Run;
 
-my $root = $ENV{VMS_ROOT} or die "VMS_ROOT not set";
-my $gbsim = "$root/test/sim/gbsim";
 my $tmp = PostgreSQL::Test::Utils::tempdir;
 my $sip_port = PostgreSQL::Test::Cluster::get_free_port();
 my $media_min = PostgreSQL::Test::Cluster::get_free_port();
-my $server_id = '34020000002000000001';
-my $realm = '3402000000';
+my ($server_id, $realm) = ($SIP_SERVER_ID, $SIP_REALM);
 
 # the camera's picture: H.264 with access-unit delimiters (Annex B)
 system('ffmpeg', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=25', '-t', '4',
@@ -24,31 +22,22 @@ system('ffmpeg', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc2=size
 	'-f', 'h264', "$tmp/cam.h264") == 0
   or die 'ffmpeg failed';
 
-my $node = PostgreSQL::Test::Cluster->new('media');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'vms'
-vms.database = 'postgres'
-vms.viid_enabled = off
-vms.sip_id = '$server_id'
-vms.sip_listen = '127.0.0.1'
-vms.sip_port = $sip_port
-vms.sip_flush_interval = 200
-vms.inspector_workers = 1
-vms.inspect_media_port_min = $media_min
-vms.inspect_media_port_max = @{[ $media_min + 20 ]}
-});
-$node->start;
+my $node = vms_node('media',
+	'vms.viid_enabled' => 'off',
+	'vms.sip_id' => $server_id,
+	'vms.sip_listen' => '127.0.0.1',
+	'vms.sip_port' => $sip_port,
+	'vms.sip_flush_interval' => 200,
+	'vms.inspector_workers' => 1,
+	'vms.inspect_media_port_min' => $media_min,
+	'vms.inspect_media_port_max' => $media_min + 20);
 $node->safe_psql('postgres', qq{
-CREATE EXTENSION vms CASCADE;
 INSERT INTO vms.device (code, name) VALUES ('34020000001320000001', 'IPC');
 SELECT vms.device_set_password('34020000001320000001', '12345678', '$realm');
 });
-$node->poll_query_until('postgres', "SELECT state = 'running' FROM vms.worker_status WHERE name = 'sip'")
-  or die 'sip worker not running';
+sip_running($node);
 
-my $h = IPC::Run::start([ $gbsim, '--server', "127.0.0.1:$sip_port", '--server-id', $server_id, '--domain', $realm,
-		'--devices', '1', '--keepalive', '2', '--channels', '1', '--media', "$tmp/cam.h264", '--duration', '60' ],
+my $h = IPC::Run::start(gbsim_cmd($sip_port, '--devices', '1', '--keepalive', '2', '--channels', '1', '--media', "$tmp/cam.h264", '--duration', '60'),
 	'>', "$tmp/gbsim.out", '2>', "$tmp/gbsim.err");
 ok($node->poll_query_until('postgres', "SELECT online FROM vms.device WHERE code = '34020000001320000001'"),
 	'the camera registered');
