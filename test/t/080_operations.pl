@@ -11,32 +11,23 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use VmsTest;
 use IPC::Run;
 
-my $root = $ENV{VMS_ROOT} or die "VMS_ROOT not set";
-my $gbsim = "$root/test/sim/gbsim";
--x $gbsim or BAIL_OUT("build test/sim/gbsim first (make -C test/sim)");
+gbsim_path();
 my $tmp = PostgreSQL::Test::Utils::tempdir;
 my $sip_port = PostgreSQL::Test::Cluster::get_free_port();
-my $server_id = '34020000002000000001';
-my $realm = '3402000000';
+my ($server_id, $realm) = ($SIP_SERVER_ID, $SIP_REALM);
 
-my $node = PostgreSQL::Test::Cluster->new('ops');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'vms'
-vms.database = 'postgres'
-vms.viid_enabled = off
-vms.sip_id = '$server_id'
-vms.sip_listen = '127.0.0.1'
-vms.sip_port = $sip_port
-vms.sip_keepalive_interval = 5
-vms.sip_keepalive_count = 1
-vms.sip_restart_grace = 10
-vms.sip_flush_interval = 200
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION vms CASCADE');
+my $node = vms_node('ops',
+	'vms.viid_enabled' => 'off',
+	'vms.sip_id' => $server_id,
+	'vms.sip_listen' => '127.0.0.1',
+	'vms.sip_port' => $sip_port,
+	'vms.sip_keepalive_interval' => 5,
+	'vms.sip_keepalive_count' => 1,
+	'vms.sip_restart_grace' => 10,
+	'vms.sip_flush_interval' => 200);
 
 # two NVRs (type 118) with 4 channels each, three IPCs (type 132)
 my @nvr = ('34020000001180000001', '34020000001180000002');
@@ -45,14 +36,12 @@ $node->safe_psql('postgres', qq{
 INSERT INTO vms.device (code, name) SELECT c::vms.gbcode, 'dev ' || c FROM unnest(ARRAY['$nvr[0]', '$nvr[1]', '$ipc[0]', '$ipc[1]', '$ipc[2]']) c;
 SELECT count(vms.device_set_password(code, '12345678', '$realm')) FROM vms.device;
 });
-$node->poll_query_until('postgres', "SELECT state = 'running' FROM vms.worker_status WHERE name = 'sip'")
-  or die 'sip worker not running';
+sip_running($node);
 
 sub gbsim_start
 {
 	my ($name, @args) = @_;
-	return IPC::Run::start([ $gbsim, '--server', "127.0.0.1:$sip_port", '--server-id', $server_id, '--domain', $realm,
-			'--duration', '600', '--keepalive', '1', @args ],
+	return IPC::Run::start(gbsim_cmd($sip_port, '--duration', '600', '--keepalive', '1', @args),
 		'>', "$tmp/$name.out", '2>', "$tmp/$name.err");
 }
 # a device that dies: no unregister, it just stops talking
