@@ -273,6 +273,18 @@ DELETE FROM vms.access_grant WHERE grantee LIKE 'regress_tiles_%';
 DELETE FROM vms.security_assignment WHERE scope_ref IN (SELECT code::text FROM vms.channel WHERE name LIKE '簇%');
 DROP ROLE regress_tiles_none, regress_tiles_street, regress_tiles_all;
 
+-- the city's trigger for replicated channels counts only the apply
+-- worker's changes: switched on for every session (ENABLE TRIGGER USER does
+-- that), a local insert is still counted once, by the statement triggers
+SELECT coalesce(sum(n), 0) AS cells_before FROM vms.channel_cluster_delta WHERE level = 18 \gset
+ALTER TABLE vms.channel ENABLE TRIGGER channel_cluster_apply_tiles;
+INSERT INTO vms.channel (code, device_code, name, civil_code, geom, online)
+VALUES (vms.gbcode_make('44030401', 0, 132, 0, 900001), '44030401001180000001', '一次', '44030401',
+        ST_SetSRID(ST_MakePoint(114.05, 22.52), 4326), true);
+SELECT sum(n) - :cells_before AS counted FROM vms.channel_cluster_delta WHERE level = 18;
+ALTER TABLE vms.channel ENABLE REPLICA TRIGGER channel_cluster_apply_tiles;
+DELETE FROM vms.channel WHERE code = vms.gbcode_make('44030401', 0, 132, 0, 900001);
+
 -- a tile with nothing in it is empty
 SELECT length(vms.channel_tiles(16, 0, 0)) AS empty_tile_bytes;
 \set VERBOSITY default

@@ -390,6 +390,12 @@ DECLARE
     cx integer;
     cy integer;
 BEGIN
+    -- only the apply worker's changes: a local session's are counted by the
+    -- statement triggers, and ALTER TABLE … ENABLE TRIGGER USER would
+    -- otherwise make this one count them a second time
+    IF current_setting('session_replication_role') <> 'replica' THEN
+        RETURN NULL;
+    END IF;
     IF TG_OP = 'UPDATE' AND OLD.geom_3857 IS NOT DISTINCT FROM NEW.geom_3857
        AND OLD.online IS NOT DISTINCT FROM NEW.online THEN
         RETURN NULL;   -- most edits: the cells do not change
