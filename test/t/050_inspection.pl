@@ -9,6 +9,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use VmsTest;
 use IPC::Run;
 use Time::HiRes qw(usleep);
 
@@ -38,18 +39,8 @@ for (1 .. 10 * $PostgreSQL::Test::Utils::timeout_default) { $rtsp->pump_nb; last
 like($rtsp_out, qr/ready/, 'RTSP cameras are up');
 my $cam = "rtsp://127.0.0.1:$rtsp_port";
 
-my $node = PostgreSQL::Test::Cluster->new('inspect');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'vms'
-vms.database = 'postgres'
-vms.viid_enabled = off
-vms.sip_enabled = off
-vms.inspector_workers = 2
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION vms CASCADE');
-ok($node->poll_query_until('postgres', "SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'vms inspector'"),
+my $node = vms_node('inspect', 'vms.viid_enabled' => 'off', 'vms.sip_enabled' => 'off', 'vms.inspector_workers' => 2);
+wait_ok($node, "SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'vms inspector'",
 	'two inspector workers run under the launcher');
 
 $node->safe_psql('postgres', qq{
