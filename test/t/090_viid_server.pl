@@ -13,6 +13,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use VmsTest;
 use IPC::Run;
 use JSON::PP;
 use Time::HiRes qw(usleep);
@@ -25,28 +26,15 @@ my $password = 'Sec-ret 1400';
 my $json = JSON::PP->new->utf8;
 my $at;	# capture time of the records: an hour ago in China Standard Time
 
-my $node = PostgreSQL::Test::Cluster->new('viid_server');
-$node->init;
-my $key = $node->data_dir . '/vms_secret.key';
-open(my $kf, '>:raw', $key) or die;
-print $kf join('', map { chr(int(rand(256))) } 1 .. 32);
-close $kf;
-chmod 0600, $key;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'vms'
-vms.database = 'postgres'
-vms.viid_enabled = on
-vms.secret_key_file = '$key'
-vms.sip_enabled = off
-vms.inspect_enabled = off
-vms.viid_server_listen = '127.0.0.1'
-vms.viid_server_timeout = 2
-vms.viid_server_max_connections = 200
-vms.viid_server_max_body = 4MB
-vms.viid_server_rate = 10000
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION vms CASCADE');
+my $node = vms_node('viid_server', { secret_key => 1 },
+	'vms.viid_enabled' => 'on',
+	'vms.sip_enabled' => 'off',
+	'vms.inspect_enabled' => 'off',
+	'vms.viid_server_listen' => '127.0.0.1',
+	'vms.viid_server_timeout' => 2,
+	'vms.viid_server_max_connections' => 200,
+	'vms.viid_server_max_body' => '4MB',
+	'vms.viid_server_rate' => 10000);
 $at = $node->safe_psql('postgres', "SELECT to_char(now() AT TIME ZONE 'Asia/Shanghai' - interval '1 hour', 'YYYYMMDDHH24MISS')");
 
 # off by default: a slot, no process

@@ -10,6 +10,8 @@
 #   { extension => 'SQL' }         run this instead of CREATE EXTENSION vms CASCADE
 #   { database => 0 }              no vms.database line
 #   { init => [ %init_args ] }     arguments for $node->init
+#   { secret_key => 1 }            a random 32-byte key in <data_dir>/vms_secret.key (mode 0600),
+#                                  named by vms.secret_key_file
 #
 # wait_ok($node, $sql, $name [, $expected]) is a poll_query_until whose result
 # is a test; wait_or_die($node, $sql, $msg) dies with $msg when it times out.
@@ -37,6 +39,15 @@ sub vms_node
 	$node->init(@{ $opt{init} // [] });
 	my $conf = "shared_preload_libraries = 'vms'\n";
 	$conf .= "vms.database = 'postgres'\n" unless exists $opt{database} && !$opt{database};
+	if ($opt{secret_key})
+	{
+		my $key = $node->data_dir . '/vms_secret.key';
+		open(my $kf, '>:raw', $key) or die "$key: $!";
+		print $kf join('', map { chr(int(rand(256))) } 1 .. 32);
+		close $kf;
+		chmod 0600, $key;
+		$conf .= "vms.secret_key_file = '$key'\n";
+	}
 	while (my ($k, $v) = splice(@settings, 0, 2))
 	{
 		(my $q = $v) =~ s/'/''/g;
