@@ -78,6 +78,8 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms._inspection_claim(text)',
     'vms._inspection_plan_trigger()',
     'vms._inspection_record(bigint,jsonb,bytea)',
+    'vms._inspection_recording_collect()',
+    'vms._inspection_recording_start(bigint,vms.inspection_plan,timestamp with time zone)',
     'vms._inspection_schedule()',
     'vms._inspection_settings(vms.inspection_plan,timestamp with time zone)',
     'vms._inspection_task_fail(bigint,text)',

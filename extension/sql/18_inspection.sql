@@ -267,10 +267,10 @@ BEGIN
     END IF;
     SELECT c INTO bad FROM unnest(p.checks) c
      WHERE c NOT IN ('stream', 'signal_loss', 'black_screen', 'brightness', 'blur', 'color_cast', 'noise',
-                     'stripes', 'freeze', 'jitter', 'mosaic', 'occlusion', 'scene_change') LIMIT 1;
+                     'stripes', 'freeze', 'jitter', 'mosaic', 'occlusion', 'scene_change', 'recording') LIMIT 1;
     IF bad IS NOT NULL THEN
         RAISE EXCEPTION 'unknown check "%"', bad USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Checks: stream, signal_loss, black_screen, brightness, blur, color_cast, noise, stripes, freeze, jitter, mosaic, occlusion, scene_change.';
+            HINT = 'Checks: stream, signal_loss, black_screen, brightness, blur, color_cast, noise, stripes, freeze, jitter, mosaic, occlusion, scene_change, recording.';
     END IF;
     IF cardinality(p.checks) = 0 THEN
         RAISE EXCEPTION 'an inspection plan needs at least one check' USING ERRCODE = 'invalid_parameter_value';
@@ -385,15 +385,21 @@ COMMENT ON FUNCTION vms._inspection_settings(vms.inspection_plan, timestamptz) I
 -- schedule is not usable: forced past the plan check, or older than it)
 -- gets a finished round with the error, a WARNING in the server log, and
 -- its next try in an hour (or its own period); the other plans go on.
+-- A plan with the "recording" check also queries each channel's recordings
+-- (vms._inspection_recording_start, 26_device_control.sql); each call first
+-- collects the answers that came in (vms._inspection_recording_collect).
+-- A plan whose only check is "recording" samples no video.
 CREATE FUNCTION vms._inspection_schedule() RETURNS integer
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     p vms.inspection_plan;
     rid bigint;
     n integer;
+    nrec integer;
     total integer := 0;
     why text;
 BEGIN
+    PERFORM vms._inspection_recording_collect();
     FOR p IN SELECT * FROM vms.inspection_plan
               WHERE enabled AND next_run_at <= now() FOR UPDATE SKIP LOCKED LOOP
         -- a round still going is not started again
@@ -407,9 +413,13 @@ BEGIN
                coalesce(c.stream_url, CASE WHEN EXISTS (SELECT 1 FROM vms.device_session ds
                                                           WHERE ds.device_code = c.device_code)
                                            THEN 'gb28181:' || c.code::text END)
-          FROM vms.inspection_scope_channels(p.scope) s JOIN vms.channel c ON c.code = s;
+          FROM vms.inspection_scope_channels(p.scope) s JOIN vms.channel c ON c.code = s
+         WHERE EXISTS (SELECT 1 FROM unnest(p.checks) k WHERE k <> 'recording');
         GET DIAGNOSTICS n = ROW_COUNT;
-        UPDATE vms.inspection_run SET channels = n, finished_at = CASE WHEN n = 0 THEN now() END WHERE id = rid;
+        nrec := CASE WHEN 'recording' = ANY (p.checks)
+                     THEN vms._inspection_recording_start(rid, p, now()) ELSE 0 END;
+        UPDATE vms.inspection_run SET channels = n, finished_at = CASE WHEN n = 0 AND nrec = 0 THEN now() END
+         WHERE id = rid;
         UPDATE vms.inspection_plan
            SET next_run_at = CASE WHEN p.cron IS NOT NULL THEN vms.cron_next(p.cron)
                                   ELSE greatest(p.next_run_at + make_interval(secs => p.every_s), now()) END

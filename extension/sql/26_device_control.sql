@@ -693,6 +693,112 @@ $$;
 COMMENT ON FUNCTION vms.recording_integrity(timestamptz, timestamptz) IS
     '录像完整率 per management unit: recorded over expected seconds of the recording checks within [from, to), with channel and gap counts';
 
+-- Recording checks of inspection plans (check "recording") ------------------------
+-- A round of a plan with the check asks each channel in scope for its
+-- recordings (RecordInfo) over the period since the plan last checked it
+-- (the first time: the plan's period, or a day for a cron plan; at most 7
+-- days), up to the round's start; the queue is asynchronous, so a later
+-- pass of the scheduler (every inspector loop) collects the answers and runs
+-- vms.recording_check on each channel whose device answered in full.
+CREATE TABLE vms.inspection_recording (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    run_id        bigint NOT NULL REFERENCES vms.inspection_run (id) ON DELETE CASCADE,
+    plan_id       bigint NOT NULL REFERENCES vms.inspection_plan (id) ON DELETE CASCADE,
+    channel_code  vms.gbcode NOT NULL REFERENCES vms.channel (code) ON DELETE CASCADE,
+    period        tstzrange NOT NULL,
+    request_id    bigint,
+    state         text NOT NULL DEFAULT 'queried' CHECK (state IN ('queried', 'checked', 'failed')),
+    check_id      bigint REFERENCES vms.recording_check (id) ON DELETE SET NULL,
+    error         text,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    finished_at   timestamptz
+);
+CREATE INDEX inspection_recording_open_idx ON vms.inspection_recording (id) WHERE state = 'queried';
+CREATE INDEX inspection_recording_plan_idx ON vms.inspection_recording (plan_id, channel_code, upper(period));
+COMMENT ON TABLE vms.inspection_recording IS
+    'the recording checks of inspection rounds (check "recording"): per channel the period asked (RecordInfo request), then checked (vms.recording_check) or failed with the reason';
+
+-- A round's recording part: one RecordInfo query per channel in scope.  A
+-- channel whose device is offline (or any refusal) fails alone, with the
+-- reason.  Returns the number of channels queried or failed (a channel
+-- checked up to the round's start already is skipped).
+CREATE FUNCTION vms._inspection_recording_start(run bigint, p vms.inspection_plan, started timestamptz)
+    RETURNS integer
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    ch vms.gbcode;
+    upto timestamptz := date_trunc('second', started);
+    since timestamptz;
+    rid bigint;
+    n integer := 0;
+BEGIN
+    FOR ch IN SELECT s FROM vms.inspection_scope_channels(p.scope) s ORDER BY s LOOP
+        SELECT max(upper(r.period)) INTO since FROM vms.inspection_recording r
+         WHERE r.plan_id = p.id AND r.channel_code = ch AND r.state = 'checked';
+        since := greatest(coalesce(since, upto - make_interval(secs => coalesce(p.every_s, 86400))),
+                          upto - interval '7 days');
+        CONTINUE WHEN since >= upto;
+        n := n + 1;
+        BEGIN
+            rid := vms.sip_query_records(ch, since, upto);
+            INSERT INTO vms.inspection_recording (run_id, plan_id, channel_code, period, request_id)
+            VALUES (run, p.id, ch, tstzrange(since, upto), rid);
+        EXCEPTION WHEN OTHERS THEN
+            INSERT INTO vms.inspection_recording (run_id, plan_id, channel_code, period, state, error, finished_at)
+            VALUES (run, p.id, ch, tstzrange(since, upto), 'failed', SQLERRM, now());
+        END;
+    END LOOP;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION vms._inspection_recording_start(bigint, vms.inspection_plan, timestamptz) IS
+    'internal: a round''s recording check starts: a RecordInfo query per channel in scope for the period since the plan last checked it';
+
+-- Collect the answers: a query done -> vms.recording_check over its period
+-- (gaps stored, recording_gap alarm raised or cleared); failed, timed out
+-- or partial (pages missing: gaps would be false) -> failed with the reason.
+-- A round whose video tasks are done and whose recording queries are all
+-- collected is finished.  Returns the number of queries collected.
+CREATE FUNCTION vms._inspection_recording_collect() RETURNS integer
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    r record;
+    c vms.recording_check;
+    n integer := 0;
+BEGIN
+    FOR r IN SELECT ir.id, ir.run_id, ir.channel_code, ir.period, q.state AS qstate, q.error AS qerror
+               FROM vms.inspection_recording ir
+               LEFT JOIN vms.sip_request q ON q.id = ir.request_id
+              WHERE ir.state = 'queried'
+                AND (q.id IS NULL OR q.state IN ('done', 'partial', 'failed', 'timeout'))
+              ORDER BY ir.id
+                FOR UPDATE OF ir SKIP LOCKED LOOP
+        BEGIN
+            IF r.qstate = 'done' THEN
+                c := vms.recording_check(r.channel_code, lower(r.period), upper(r.period));
+                UPDATE vms.inspection_recording SET state = 'checked', check_id = c.id, finished_at = now()
+                 WHERE id = r.id;
+            ELSE
+                UPDATE vms.inspection_recording
+                   SET state = 'failed', finished_at = now(),
+                       error = CASE WHEN r.qstate IS NULL THEN 'the RecordInfo request is gone'
+                                    WHEN r.qstate = 'partial' THEN 'the device''s record list was incomplete'
+                                    ELSE 'RecordInfo ' || r.qstate END || coalesce(': ' || r.qerror, '')
+                 WHERE id = r.id;
+            END IF;
+        EXCEPTION WHEN OTHERS THEN
+            UPDATE vms.inspection_recording SET state = 'failed', error = SQLERRM, finished_at = now() WHERE id = r.id;
+        END;
+        n := n + 1;
+        UPDATE vms.inspection_run u SET finished_at = now()
+         WHERE u.id = r.run_id AND u.finished_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM vms.inspection_task k WHERE k.run_id = u.id AND k.state NOT IN ('done', 'failed'))
+           AND NOT EXISTS (SELECT 1 FROM vms.inspection_recording x WHERE x.run_id = u.id AND x.state = 'queried');
+    END LOOP;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION vms._inspection_recording_collect() IS
+    'internal: collect the RecordInfo answers of inspection rounds and run vms.recording_check on each (run by the inspector workers'' scheduling step)';
+
 -- GB/T 28181-2022 devices ---------------------------------------------------------
 
 COMMENT ON COLUMN vms.device_session.gb_version IS

@@ -206,6 +206,42 @@ is($node->safe_psql('postgres', qq{
 is($node->safe_psql('postgres', "SELECT state, source FROM vms.alarm WHERE code = '$ch' AND fault_type = 'recording_gap'"),
 	'open|inspection', 'and raises a recording_gap alarm');
 
+# an inspection plan with the "recording" check: its round asks the channel for
+# the plan's period (6 h up to the round's start, the first time) and a later
+# pass of the inspector's scheduling collects the answer and checks it (a new
+# plan's first round starts at once)
+$node->safe_psql('postgres', "SELECT vms.inspection_plan_add('recordings', '{\"channels\": [\"$ch\"]}', 'every 6 h', '{\"checks\": [\"recording\"]}')");
+ok($node->poll_query_until('postgres', qq{
+	SELECT count(*) = 1 FROM vms.inspection_recording r JOIN vms.inspection_plan p ON p.id = r.plan_id
+	 WHERE p.name = 'recordings' AND r.state <> 'queried'}), 'the round\'s RecordInfo answer is collected');
+is($node->safe_psql('postgres', qq{
+	SELECT r.state, r.channel_code, upper(r.period) - lower(r.period), upper(r.period) = date_trunc('second', u.started_at),
+	       q.kind, q.params ->> 'cmd', u.channels, u.finished_at IS NOT NULL
+	  FROM vms.inspection_recording r JOIN vms.inspection_run u ON u.id = r.run_id JOIN vms.sip_request q ON q.id = r.request_id}),
+	"checked|$ch|06:00:00|t|record_info|RecordInfo|0|t",
+	'the round queried RecordInfo for the 6 h before its start, checked it, sampled no video, and is finished');
+is($node->safe_psql('postgres', qq{
+	SELECT c.gaps, c.expected_s, c.recorded_s, c.alarm_id IS NOT NULL,
+	       string_agg(extract(epoch FROM lower(g.gap) - lower(r.period))::int || '+' || extract(epoch FROM upper(g.gap) - lower(g.gap))::int, ',')
+	  FROM vms.inspection_recording r JOIN vms.recording_check c ON c.id = r.check_id
+	  JOIN vms.recording_gap g ON g.check_id = c.id GROUP BY 1, 2, 3, 4}),
+	'1|21600|18000|t|7200+3600', 'its check stored the hour gbsim leaves out (the third) as a gap and alarmed it');
+is($node->safe_psql('postgres', "SELECT state, detail ->> 'gaps' FROM vms.alarm WHERE code = '$ch' AND fault_type = 'recording_gap'"),
+	'open|1', 'the recording_gap alarm is open');
+# the next round checks from where the last one ended: the few seconds since, complete
+$node->poll_query_until('postgres', "SELECT date_trunc('second', now()) > max(upper(period)) FROM vms.inspection_recording")
+  or die 'the clock does not move';
+$node->safe_psql('postgres', "SELECT vms.inspection_run_now('recordings')");
+ok($node->poll_query_until('postgres', qq{
+	SELECT count(*) = 2 FROM vms.inspection_recording r WHERE r.state <> 'queried'}), 'the second round is collected');
+is($node->safe_psql('postgres', qq{
+	SELECT r.state, c.gaps, lower(r.period) = (SELECT upper(period) FROM vms.inspection_recording ORDER BY id LIMIT 1),
+	       upper(r.period) - lower(r.period) < interval '6 hours'
+	  FROM vms.inspection_recording r JOIN vms.recording_check c ON c.id = r.check_id ORDER BY r.id DESC LIMIT 1}),
+	'checked|0|t|t', 'the second round checked the period since the first, without gaps');
+is($node->safe_psql('postgres', "SELECT state, clear_reason FROM vms.alarm WHERE code = '$ch' AND fault_type = 'recording_gap' ORDER BY id DESC LIMIT 1"),
+	'cleared|recording complete in the last check', 'and the recording_gap alarm is cleared');
+
 # media sessions: playback and download INVITE the channel with the standard's SDP lines
 my ($t0, $t1) = split /\|/, $node->safe_psql('postgres',
 	"SELECT extract(epoch FROM timestamptz '2026-01-10 00:00+00')::bigint, extract(epoch FROM timestamptz '2026-01-10 06:00+00')::bigint");
