@@ -13,6 +13,7 @@ use utf8;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use VmsTest;
 use IPC::Run;
 use JSON::PP;
 use Time::HiRes qw(usleep);
@@ -74,16 +75,7 @@ $sink = IPC::Run::start(
 wait_for('the SMTP sink', sub { -s "$tmp/sink.out" }) or die 'the SMTP sink did not come up';
 start_receiver();
 
-my $node = PostgreSQL::Test::Cluster->new('notifier');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'vms'
-vms.database = 'postgres'
-vms.notifier_timeout_ms = 3000
-vms.notifier_mail_from = 'vms\@ops.example'
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION vms CASCADE');
+my $node = vms_node('notifier', 'vms.notifier_timeout_ms' => 3000, 'vms.notifier_mail_from' => 'vms@ops.example');
 sub sql { return $node->safe_psql('postgres', $_[0]); }
 
 # the launcher starts the worker; vms.worker_status shows it
