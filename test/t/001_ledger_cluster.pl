@@ -7,18 +7,15 @@ use utf8;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use VmsTest;
 use Encode qw(encode decode);
 
-my $node = PostgreSQL::Test::Cluster->new('ledger');
-$node->init;
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'vms'\n");
-$node->start;
+my $node = vms_node('ledger', { database => 0 });
 
 # psql answers in UTF-8 bytes; compare as text
 sub sql_text { return decode('UTF-8', $node->safe_psql('postgres', $_[0])); }
 
 is($node->safe_psql('postgres', 'SHOW shared_preload_libraries'), 'vms', 'vms preloaded');
-$node->safe_psql('postgres', 'CREATE EXTENSION vms CASCADE');
 # the default version named in vms.control
 my ($control_version) = `cat $ENV{VMS_ROOT}/vms.control` =~ /^default_version = '([^']+)'/m;
 is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'vms'"),

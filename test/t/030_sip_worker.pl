@@ -11,39 +11,31 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use VmsTest;
 use IPC::Run;
 use Time::HiRes qw(usleep time);
 
 my $root = $ENV{VMS_ROOT} or die "VMS_ROOT not set";
-my $gbsim = "$root/test/sim/gbsim";
 my $sippdir = "$root/test/sipp";
--x $gbsim or BAIL_OUT("build test/sim/gbsim first (make -C test/sim)");
+gbsim_path();
 my $tmp = PostgreSQL::Test::Utils::tempdir;
 my $sip_port = PostgreSQL::Test::Cluster::get_free_port();
-my $server_id = '34020000002000000001';
-my $realm = '3402000000';
+my ($server_id, $realm) = ($SIP_SERVER_ID, $SIP_REALM);
 
-my $node = PostgreSQL::Test::Cluster->new('sip');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'vms'
-vms.database = 'postgres'
-vms.viid_enabled = off
-vms.sip_id = '$server_id'
-vms.sip_listen = '127.0.0.1'
-vms.sip_port = $sip_port
-vms.sip_keepalive_interval = 5
-vms.sip_keepalive_count = 2
-vms.sip_restart_grace = 10
-vms.sip_ban_failures = 3
-vms.sip_ban_minutes = 1
-vms.sip_page_timeout = 2
-vms.sip_catalog_timeout = 10
-vms.sip_flush_interval = 200
-log_min_messages = log
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION vms CASCADE');
+my $node = vms_node('sip',
+	'vms.viid_enabled' => 'off',
+	'vms.sip_id' => $server_id,
+	'vms.sip_listen' => '127.0.0.1',
+	'vms.sip_port' => $sip_port,
+	'vms.sip_keepalive_interval' => 5,
+	'vms.sip_keepalive_count' => 2,
+	'vms.sip_restart_grace' => 10,
+	'vms.sip_ban_failures' => 3,
+	'vms.sip_ban_minutes' => 1,
+	'vms.sip_page_timeout' => 2,
+	'vms.sip_catalog_timeout' => 10,
+	'vms.sip_flush_interval' => 200,
+	'log_min_messages' => 'log');
 
 # the ledger: 300 devices 34020000001320000001.. with password 12345678,
 # a sipp device 34020000001180000901, and devices with their own settings
@@ -58,8 +50,7 @@ SELECT count(vms.device_set_password(code, '12345678', '$realm')) FROM vms.devic
 $node->poll_query_until('postgres', "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'vms sip'")
   or die 'sip worker did not start';
 pass('the launcher starts the sip worker, visible in pg_stat_activity as "vms sip"');
-$node->poll_query_until('postgres', "SELECT state = 'running' FROM vms.worker_status WHERE name = 'sip'")
-  or die 'sip worker not running';
+sip_running($node);
 
 sub worker_pid { return $node->safe_psql('postgres', "SELECT pid FROM vms.worker_status WHERE name = 'sip'"); }
 sub counter
@@ -73,7 +64,7 @@ sub gbsim
 {
 	my (@args) = @_;
 	my ($out, $err) = ('', '');
-	IPC::Run::run([ $gbsim, '--server', "127.0.0.1:$sip_port", '--server-id', $server_id, '--domain', $realm, @args ],
+	IPC::Run::run(gbsim_cmd($sip_port, @args),
 		'>', \$out, '2>', \$err, IPC::Run::timeout(180));
 	my %s;
 	for my $line (split /\n/, $out)
@@ -90,7 +81,7 @@ sub gbsim
 sub gbsim_start
 {
 	my ($outfile, @args) = @_;
-	return IPC::Run::start([ $gbsim, '--server', "127.0.0.1:$sip_port", '--server-id', $server_id, '--domain', $realm, @args ],
+	return IPC::Run::start(gbsim_cmd($sip_port, @args),
 		'>', $outfile, '2>', "$outfile.err");
 }
 

@@ -15,6 +15,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use VmsTest;
 
 my $root = $ENV{VMS_ROOT} or die "VMS_ROOT not set";
 open(my $control, '<', "$root/vms.control") or die "vms.control: $!";
@@ -23,17 +24,11 @@ close $control;
 ok(defined $current && $current ne '0.1.0', "the library is newer than the 0.1.0 base ($current)");
 
 my $sip_port = PostgreSQL::Test::Cluster::get_free_port();
-my $node = PostgreSQL::Test::Cluster->new('upgrade');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'vms'
-vms.database = 'postgres'
-vms.sip_id = '34020000002000000001'
-vms.sip_listen = '127.0.0.1'
-vms.sip_port = $sip_port
-vms.inspector_workers = 1
-});
-$node->start;
+my $node = vms_node('upgrade', { extension => 0 },
+	'vms.sip_id' => $SIP_SERVER_ID,
+	'vms.sip_listen' => '127.0.0.1',
+	'vms.sip_port' => $sip_port,
+	'vms.inspector_workers' => 1);
 
 my $all = "name IN ('viid', 'sip', 'inspector 1')";
 
