@@ -9,6 +9,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use VmsTest;
 use IPC::Run;
 use Time::HiRes qw(usleep);
 
@@ -65,20 +66,7 @@ sub received
 	return \%ids;
 }
 
-my $node = PostgreSQL::Test::Cluster->new('viid');
-$node->init;
-my $key = $node->data_dir . '/vms_secret.key';
-open(my $kf, '>:raw', $key) or die;
-print $kf join('', map { chr(int(rand(256))) } 1 .. 32);
-close $kf;
-chmod 0600, $key;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'vms'
-vms.database = 'postgres'
-vms.secret_key_file = '$key'
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION vms CASCADE');
+my $node = vms_node('viid', { secret_key => 1 });
 
 # the launcher starts the worker, visible in pg_stat_activity
 $node->poll_query_until('postgres', "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'vms viid'")
@@ -94,7 +82,7 @@ SELECT vms.viid_add_upstream('district', 'http://127.0.0.1:$port', '110105000050
 $node->poll_query_until('postgres', "SELECT state = 'registered' FROM vms.viid_session WHERE upstream = 'district'")
   or die 'did not register';
 pass('registered with digest authentication');
-ok($node->poll_query_until('postgres', "SELECT clock_offset_ms IS NOT NULL FROM vms.viid_session"),
+wait_ok($node, "SELECT clock_offset_ms IS NOT NULL FROM vms.viid_session",
 	'clock offset recorded from /VIID/System/Time');
 is($node->safe_psql('postgres', "SELECT password_enc::text LIKE '%61646d696e%' FROM vms.viid_upstream"), 'f',
 	'password not stored in clear');
@@ -135,8 +123,8 @@ SELECT count(vms.viid_enqueue('district', 'MotorVehicle',
 sub wait_delivered
 {
 	my ($what) = @_;
-	ok($node->poll_query_until('postgres',
-			"SELECT count(*) = 0 FROM vms.viid_outbox WHERE state = 'pending'"), "$what: nothing pending");
+	wait_ok($node,
+			"SELECT count(*) = 0 FROM vms.viid_outbox WHERE state = 'pending'", "$what: nothing pending");
 	is($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_outbox WHERE state = 'dead'"), '0',
 		"$what: nothing dead");
 }
@@ -192,24 +180,24 @@ stop_receiver();
 start_receiver('--error-every', '1');
 $node->safe_psql('postgres', q{SELECT vms.viid_alter_upstream('district', options => '{"max_attempts": 2}')});
 $node->safe_psql('postgres', q{SELECT vms.viid_enqueue('district', 'Face', '{"FaceID": "FACE-DEAD-1"}')});
-ok($node->poll_query_until('postgres', "SELECT state = 'dead' FROM vms.viid_outbox WHERE object_id = 'FACE-DEAD-1'"),
+wait_ok($node, "SELECT state = 'dead' FROM vms.viid_outbox WHERE object_id = 'FACE-DEAD-1'",
 	'a record refused every time goes dead');
 like($node->safe_psql('postgres', "SELECT last_error FROM vms.viid_outbox WHERE object_id = 'FACE-DEAD-1'"),
 	qr/HTTP 500/, 'dead record keeps its reason');
 stop_receiver();
 start_receiver();
 is($node->safe_psql('postgres', q{SELECT vms.viid_redrive('district')}), '1', 'redrive');
-ok($node->poll_query_until('postgres', "SELECT state = 'delivered' FROM vms.viid_outbox WHERE object_id = 'FACE-DEAD-1'"),
+wait_ok($node, "SELECT state = 'delivered' FROM vms.viid_outbox WHERE object_id = 'FACE-DEAD-1'",
 	're-driven record delivered');
 
 # supervision: killed comes back, stopped stays stopped
 my $pid = $node->safe_psql('postgres', "SELECT pid FROM vms.worker_status WHERE name = 'viid'");
 $node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
-ok($node->poll_query_until('postgres',
-		"SELECT pid IS NOT NULL AND pid <> $pid FROM vms.worker_status WHERE name = 'viid'"),
+wait_ok($node,
+		"SELECT pid IS NOT NULL AND pid <> $pid FROM vms.worker_status WHERE name = 'viid'",
 	'a terminated worker is started again');
 $node->safe_psql('postgres', "SELECT vms.worker_stop('viid')");
-ok($node->poll_query_until('postgres', "SELECT pid IS NULL AND NOT wanted FROM vms.worker_status WHERE name = 'viid'"),
+wait_ok($node, "SELECT pid IS NULL AND NOT wanted FROM vms.worker_status WHERE name = 'viid'",
 	'worker_stop stops it');
 # stays stopped: the positive marker is a supervision pass of the launcher
 # after the stop.  A killed inspector is started again by such a pass, which
@@ -218,23 +206,23 @@ ok($node->poll_query_until('postgres', "SELECT pid IS NULL AND NOT wanted FROM v
 my $viid_restarts = $node->safe_psql('postgres', "SELECT restarts FROM vms.worker_status WHERE name = 'viid'");
 my $ipid = $node->safe_psql('postgres', "SELECT pid FROM vms.worker_status WHERE name = 'inspector 1'");
 $node->safe_psql('postgres', "SELECT pg_terminate_backend($ipid)");
-ok($node->poll_query_until('postgres', "SELECT pid IS NOT NULL AND pid <> $ipid FROM vms.worker_status WHERE name = 'inspector 1'"),
+wait_ok($node, "SELECT pid IS NOT NULL AND pid <> $ipid FROM vms.worker_status WHERE name = 'inspector 1'",
 	'the launcher made a pass after the stop (a killed inspector is back)');
 is($node->safe_psql('postgres', "SELECT pid IS NULL AND NOT wanted AND restarts = $viid_restarts FROM vms.worker_status WHERE name = 'viid'"),
 	't', 'a stopped worker stays stopped');
 is($node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'vms viid'"), '0',
 	'no viid process');
 $node->safe_psql('postgres', "SELECT vms.worker_start('viid')");
-ok($node->poll_query_until('postgres', "SELECT pid IS NOT NULL FROM vms.worker_status WHERE name = 'viid'"),
+wait_ok($node, "SELECT pid IS NOT NULL FROM vms.worker_status WHERE name = 'viid'",
 	'worker_start brings it back');
 # SIGHUP: vms.viid_enabled off stops the worker, on starts it
 $node->safe_psql('postgres', "ALTER SYSTEM SET vms.viid_enabled = off");
 $node->reload;
-ok($node->poll_query_until('postgres', "SELECT pid IS NULL AND NOT wanted FROM vms.worker_status WHERE name = 'viid'"),
+wait_ok($node, "SELECT pid IS NULL AND NOT wanted FROM vms.worker_status WHERE name = 'viid'",
 	'reload with vms.viid_enabled off stops the worker');
 $node->safe_psql('postgres', "ALTER SYSTEM SET vms.viid_enabled = on");
 $node->reload;
-ok($node->poll_query_until('postgres', "SELECT pid IS NOT NULL FROM vms.worker_status WHERE name = 'viid'"),
+wait_ok($node, "SELECT pid IS NOT NULL FROM vms.worker_status WHERE name = 'viid'",
 	'reload with vms.viid_enabled on starts it again');
 my ($rc, $out, $err) = $node->psql('postgres', "SELECT vms.worker_stop('nosuch')");
 like($err, qr/vms worker "nosuch" does not exist/, 'unknown worker name');

@@ -14,38 +14,31 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use VmsTest;
 use IO::Socket::INET;
 use IO::Select;
 use Digest::MD5 qw(md5_hex);
 use Encode qw(encode decode);
 
 my $sip_port = PostgreSQL::Test::Cluster::get_free_port();
-my $server_id = '34020000002000000001';
-my $realm = '3402000000';
+my ($server_id, $realm) = ($SIP_SERVER_ID, $SIP_REALM);
 my $ruri = "sip:$server_id\@$realm";
 # how long one answer may take on a loaded machine before the test fails
 my $answer_timeout = $PostgreSQL::Test::Utils::timeout_default;
 
-my $node = PostgreSQL::Test::Cluster->new('sipsec');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'vms'
-vms.database = 'postgres'
-vms.viid_enabled = off
-vms.inspect_enabled = off
-vms.sip_id = '$server_id'
-vms.sip_listen = '127.0.0.1'
-vms.sip_port = $sip_port
-vms.sip_keepalive_interval = 60
-vms.sip_keepalive_count = 3
-vms.sip_flush_interval = 200
-vms.sip_ban_failures = 100
-vms.sip_max_batch = 16
-vms.sip_max_message = 1048576
-log_min_messages = log
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION vms CASCADE');
+my $node = vms_node('sipsec',
+	'vms.viid_enabled' => 'off',
+	'vms.inspect_enabled' => 'off',
+	'vms.sip_id' => $server_id,
+	'vms.sip_listen' => '127.0.0.1',
+	'vms.sip_port' => $sip_port,
+	'vms.sip_keepalive_interval' => 60,
+	'vms.sip_keepalive_count' => 3,
+	'vms.sip_flush_interval' => 200,
+	'vms.sip_ban_failures' => 100,
+	'vms.sip_max_batch' => 16,
+	'vms.sip_max_message' => 1048576,
+	'log_min_messages' => 'log');
 
 sub dev { return sprintf('3402000000132%07d', $_[0]); }
 my ($d_udp, $d_tcp, $d_gbk, $d_cred, $d_noqop, $d_gone, $d_first, $d_second, $d_spare) = map { dev($_) } (1 .. 9);
@@ -60,8 +53,7 @@ SELECT count(vms.device_set_password(code, 'pw-' || code::text, '$realm')) FROM 
 });
 sub pw { return "pw-$_[0]"; }
 
-$node->poll_query_until('postgres', "SELECT state = 'running' FROM vms.worker_status WHERE name = 'sip'")
-  or die 'sip worker not running';
+sip_running($node);
 # "running" may come before the sockets are open (the worker first waits for the extension): wait for TCP to accept
 {
 	my $up;
@@ -290,8 +282,8 @@ sub barrier
 	is(keepalive($tcp1, $d_tcp)->{status}, '200', 'barrier: the TCP device keeps alive');
 	# the steps after a barrier read the database as of it: a barrier that
 	# never passes is a failure here, not a later puzzling one
-	ok($node->poll_query_until('postgres',
-			"SELECT last_keepalive_at > '$before' FROM vms.device_session WHERE device_code = '$d_tcp'"),
+	wait_ok($node,
+			"SELECT last_keepalive_at > '$before' FROM vms.device_session WHERE device_code = '$d_tcp'",
 		'barrier: the keepalive is written by a later flush')
 	  or die 'the barrier keepalive was never written to vms.device_session';
 }
@@ -322,7 +314,7 @@ $tcp1 = client('TCP');
 $tcp2 = client('TCP');
 ($r) = register($tcp1, $d_tcp);
 is($r->{status}, '200', 'TCP device registers');
-ok($node->poll_query_until('postgres', "SELECT count(*) = 2 FROM vms.device WHERE online AND code IN ('$d_udp', '$d_tcp')"),
+wait_ok($node, "SELECT count(*) = 2 FROM vms.device WHERE online AND code IN ('$d_udp', '$d_tcp')",
 	'both online');
 my $udp_session = session($d_udp);
 is($udp_session, 'UDP ' . $udp_a->{s}->sockport, 'the UDP session records the registering socket');
@@ -379,14 +371,14 @@ is(keepalive($udp_a, $d_udp)->{status}, '200', 'the device itself is still answe
 
 # an offline device is not revived, nor moved, from elsewhere
 sql("UPDATE vms.device_session SET keepalive_interval = 5, keepalive_count = 1 WHERE device_code = '$d_udp'");
-ok($node->poll_query_until('postgres', "SELECT NOT online FROM vms.device WHERE code = '$d_udp'"),
+wait_ok($node, "SELECT NOT online FROM vms.device WHERE code = '$d_udp'",
 	'with a 5 s keepalive deadline and no keepalives the UDP device goes offline');
 is(keepalive($udp_b, $d_udp)->{status}, '403', 'spoofed: a keepalive from elsewhere for the offline device is refused');
 barrier();
 is(sql("SELECT online FROM vms.device WHERE code = '$d_udp'"), 'f', 'and did not bring it back online');
 is(session($d_udp), $udp_session, 'nor move it');
 is(keepalive($udp_a, $d_udp)->{status}, '200', 'a keepalive from the device itself revives it');
-ok($node->poll_query_until('postgres', "SELECT online FROM vms.device WHERE code = '$d_udp'"), 'online again');
+wait_ok($node, "SELECT online FROM vms.device WHERE code = '$d_udp'", 'online again');
 sql("UPDATE vms.device_session SET keepalive_interval = NULL, keepalive_count = NULL WHERE device_code = '$d_udp'");
 
 ###########################################################################
@@ -501,7 +493,7 @@ sub catalog_body
 			  . "<Longitude>120.1</Longitude>\r\n<Latitude>30.2</Latitude>\r\n<Status>ON</Status>\r\n"
 			  . "<BusinessGroupID>$grp</BusinessGroupID>\r\n<Event>ADD</Event>\r\n"));
 	is($r->{status}, '200', 'ownership: the first device reports its channel and business group');
-	ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM vms.catalog_member WHERE channel_code = '$cam'"),
+	wait_ok($node, "SELECT count(*) = 1 FROM vms.catalog_member WHERE channel_code = '$cam'",
 		'and they land');
 	my $before = sql("SELECT c.device_code || '|' || c.name || '|' || c.address || '|' || c.civil_code || '|' || ST_AsText(c.geom)
 	                    || '|' || s.status || '|' || n.name
@@ -520,7 +512,7 @@ sub catalog_body
 			"<DeviceID>$cam</DeviceID>\r\n<Event>VLOST</Event>\r\n",
 			"<DeviceID>$cam2</DeviceID>\r\n<Name>other gate</Name>\r\n<BusinessGroupID>$grp</BusinessGroupID>\r\n<Event>ADD</Event>\r\n"));
 	is($r->{status}, '200', 'ownership: the second device\'s catalog NOTIFY naming the first one\'s channel is taken');
-	ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM vms.channel WHERE code = '$cam2'"),
+	wait_ok($node, "SELECT count(*) = 1 FROM vms.channel WHERE code = '$cam2'",
 		'its own channel in the same NOTIFY lands');
 	is(sql("SELECT c.device_code || '|' || c.name || '|' || c.address || '|' || c.civil_code || '|' || ST_AsText(c.geom)
 	          || '|' || s.status || '|' || n.name
@@ -538,7 +530,7 @@ sub catalog_body
 		body => "<?xml version=\"1.0\"?>\r\n<Notify>\r\n<CmdType>Alarm</CmdType>\r\n<SN>3</SN>\r\n<DeviceID>$cam</DeviceID>\r\n"
 		  . "<AlarmPriority>1</AlarmPriority>\r\n<AlarmMethod>2</AlarmMethod>\r\n<Info>\r\n<AlarmType>1</AlarmType>\r\n</Info>\r\n</Notify>\r\n");
 	is($r->{status}, '200', 'an alarm naming the other device\'s channel is taken');
-	ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM vms.alarm WHERE source = 'sip' AND detail ->> 'reporter' = '$d_other'"),
+	wait_ok($node, "SELECT count(*) = 1 FROM vms.alarm WHERE source = 'sip' AND detail ->> 'reporter' = '$d_other'",
 		'and lands');
 	is(sql("SELECT code FROM vms.alarm WHERE source = 'sip' AND detail ->> 'reporter' = '$d_other'"), $d_other,
 		'against the reporting device, not the other device\'s channel');
@@ -569,7 +561,7 @@ sub catalog_body
 	# the owner still updates its own
 	$r = ask($co, method => 'NOTIFY', code => $d_owner, extra => "Event: Catalog\r\n",
 		body => catalog_body('Notify', $d_owner, 4, "<DeviceID>$cam</DeviceID>\r\n<Name>owner gate 2</Name>\r\n<Event>UPDATE</Event>\r\n"));
-	ok($node->poll_query_until('postgres', "SELECT name = 'owner gate 2' FROM vms.channel WHERE code = '$cam'"),
+	wait_ok($node, "SELECT name = 'owner gate 2' FROM vms.channel WHERE code = '$cam'",
 		'the owning device still renames its channel');
 }
 
@@ -605,7 +597,7 @@ sub catalog_body
 	is($r->{reason}, 'Forbidden (banned)', 'as banned');
 	($r) = register(client('UDP'), $d_ban);
 	is($r->{status}, '200', 'bans: the device registering from its own address is not locked out');
-	ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM vms.device_event WHERE device_code = '$d_ban' AND event = 'banned'"),
+	wait_ok($node, "SELECT count(*) = 1 FROM vms.device_event WHERE device_code = '$d_ban' AND event = 'banned'",
 		'one banned event');
 	ok(counter_reaches('auth_failures', $fail0 + 101), 'the 100 failures and the refused banned address are counted');
 	barrier();
@@ -661,16 +653,16 @@ sub catalog_body
 		body => "<?xml version=\"1.0\"?>\r\n<Notify>\r\n<CmdType>Alarm</CmdType>\r\n<SN>5</SN>\r\n<DeviceID>$d_rekey</DeviceID>\r\n"
 		  . "<AlarmPriority>1</AlarmPriority>\r\n<AlarmMethod>2</AlarmMethod>\r\n</Notify>\r\n");
 	is($r->{status}, '403', 'and so are its alarms');
-	ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM vms.device_event WHERE device_code = '$d_rekey'
-	    AND event = 'unregistered' AND cause LIKE 'credential changed%'"), 'an unregistered event says why');
-	ok($node->poll_query_until('postgres', "SELECT NOT online FROM vms.device WHERE code = '$d_rekey'"), 'and the device is offline');
+	wait_ok($node, "SELECT count(*) = 1 FROM vms.device_event WHERE device_code = '$d_rekey'
+	    AND event = 'unregistered' AND cause LIKE 'credential changed%'", 'an unregistered event says why');
+	wait_ok($node, "SELECT NOT online FROM vms.device WHERE code = '$d_rekey'", 'and the device is offline');
 	($r) = register($c, $d_rekey, password => 'rekeyed');
 	is($r->{status}, '200', 're-key: it registers with the new password');
 	is(keepalive($c, $d_rekey)->{status}, '200', 'and keeps alive again');
 	sql("DELETE FROM vms.device_credential WHERE device_code = '$d_rekey'");
 	is(keepalive($c, $d_rekey)->{status}, '403', 're-key: once its credential is deleted its keepalives are refused at once');
-	ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM vms.device_event WHERE device_code = '$d_rekey'
-	    AND event = 'unregistered' AND cause LIKE 'credential deleted%'"), 'an unregistered event says why');
+	wait_ok($node, "SELECT count(*) = 1 FROM vms.device_event WHERE device_code = '$d_rekey'
+	    AND event = 'unregistered' AND cause LIKE 'credential deleted%'", 'an unregistered event says why');
 	is(sql("SELECT count(*) FROM vms.alarm WHERE source = 'sip' AND detail ->> 'reporter' = '$d_rekey'"), '0', 'no alarm of the re-keyed device was taken');
 }
 
@@ -683,12 +675,12 @@ sub catalog_body
 	my $gbk = encode('gbk', decode('UTF-8', "海康威视 DS-2CD"));
 	($r) = register($c, $d_gbk, ua => $gbk);
 	is($r->{status}, '200', 'a device with a GBK User-Agent registers');
-	ok($node->poll_query_until('postgres', "SELECT user_agent = '海康威视 DS-2CD' FROM vms.device_session WHERE device_code = '$d_gbk'"),
+	wait_ok($node, "SELECT user_agent = '海康威视 DS-2CD' FROM vms.device_session WHERE device_code = '$d_gbk'",
 		'its User-Agent is stored converted to UTF-8');
 	my $long = '摄像机' x 20;
 	($r) = register($c, $d_gbk, ua => $long);
 	is($r->{status}, '200', 'a long UTF-8 User-Agent');
-	ok($node->poll_query_until('postgres', "SELECT user_agent <> '海康威视 DS-2CD' FROM vms.device_session WHERE device_code = '$d_gbk'"),
+	wait_ok($node, "SELECT user_agent <> '海康威视 DS-2CD' FROM vms.device_session WHERE device_code = '$d_gbk'",
 		'is stored');
 	is(sql("SELECT octet_length(user_agent) <= 63 AND strpos('$long', user_agent) = 1 AND user_agent ~ '^(摄像机)*摄?像?\$'
 		    FROM vms.device_session WHERE device_code = '$d_gbk'"), 't', 'cut at a character boundary');
@@ -741,7 +733,7 @@ sub catalog_body
 		  . "<SumNum>1</SumNum>\r\n<DeviceList Num=\"1\">\r\n<Item>\r\n<DeviceID>34020000001310000001</DeviceID>\r\n"
 		  . "<Name>gate</Name>\r\n<VendorFieldNeverSeen>x</VendorFieldNeverSeen>\r\n<Event>ADD</Event>\r\n</Item>\r\n</DeviceList>\r\n</Notify>\r\n");
 	is($r->{status}, '200', 'a catalog NOTIFY with a name never seen before is still parsed afterwards');
-	ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM vms.channel WHERE code = '34020000001310000001'"),
+	wait_ok($node, "SELECT count(*) = 1 FROM vms.channel WHERE code = '34020000001310000001'",
 		'and its channel lands');
 }
 {
@@ -756,14 +748,14 @@ sub catalog_body
 	is($ok, 150, '150 devices register while no batch is written');
 	ok(counter_reaches('batch_dropped', $drop0 + 1), 'events beyond vms.sip_max_batch are dropped and counted (batch_dropped)');
 	sql($def);
-	ok($node->poll_query_until('postgres', "SELECT count(*) = 150 FROM vms.device WHERE online AND $flood"),
+	wait_ok($node, "SELECT count(*) = 150 FROM vms.device WHERE online AND $flood",
 		'once batches are taken again every session and online flip lands');
 	(my $flood_events = $flood) =~ s/^code/device_code/;
 	my $events = sql("SELECT count(*) FROM vms.device_event WHERE $flood_events");
 	ok($events > 0 && $events < 300, "what fit of the 300 events is written whole ($events)");
 	($r) = register(client('UDP'), $d_spare);
 	is($r->{status}, '200', 'a device registers afterwards');
-	ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM vms.device_event WHERE device_code = '$d_spare' AND event = 'registered'"),
+	wait_ok($node, "SELECT count(*) = 1 FROM vms.device_event WHERE device_code = '$d_spare' AND event = 'registered'",
 		'and its events are written again');
 }
 

@@ -18,6 +18,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use VmsTest;
 use IPC::Run;
 use IO::Socket::INET;
 use Time::HiRes qw(usleep);
@@ -25,12 +26,10 @@ use POSIX ();
 use Socket qw(pack_sockaddr_in inet_aton);
 
 my $root = $ENV{VMS_ROOT} or die "VMS_ROOT not set";
-my $gbsim = "$root/test/sim/gbsim";
 my $tmp = PostgreSQL::Test::Utils::tempdir;
 my $sip_port = PostgreSQL::Test::Cluster::get_free_port();
 my $media_port = PostgreSQL::Test::Cluster::get_free_port();
-my $server_id = '34020000002000000001';
-my $realm = '3402000000';
+my ($server_id, $realm) = ($SIP_SERVER_ID, $SIP_REALM);
 
 # a decodable clip on the server, and the camera's H.264 for gbsim
 system('ffmpeg', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25', '-t', '3',
@@ -42,23 +41,16 @@ system('ffmpeg', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc2=size
   or die 'ffmpeg cam failed';
 chmod 0755, $tmp;
 
-my $node = PostgreSQL::Test::Cluster->new('inspsec');
-$node->init;
+my $node = vms_node('inspsec',
+	'vms.viid_enabled' => 'off',
+	'vms.sip_id' => $server_id,
+	'vms.sip_listen' => '127.0.0.1',
+	'vms.sip_port' => $sip_port,
+	'vms.sip_flush_interval' => 200,
+	'vms.inspector_workers' => 1,
+	'vms.inspect_media_port_min' => $media_port,
+	'vms.inspect_media_port_max' => $media_port);
 my $key = $node->data_dir . '/vms_secret.key';
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'vms'
-vms.database = 'postgres'
-vms.viid_enabled = off
-vms.sip_id = '$server_id'
-vms.sip_listen = '127.0.0.1'
-vms.sip_port = $sip_port
-vms.sip_flush_interval = 200
-vms.inspector_workers = 1
-vms.inspect_media_port_min = $media_port
-vms.inspect_media_port_max = $media_port
-});
-$node->start;
-$node->safe_psql('postgres', 'CREATE EXTENSION vms CASCADE');
 $node->safe_psql('postgres', qq{
 INSERT INTO vms.device (code, name) VALUES ('34020000001180000001', 'NVR');
 INSERT INTO vms.channel (code, device_code, name) VALUES
@@ -107,7 +99,7 @@ ALTER TABLE vms.channel ADD CONSTRAINT channel_stream_url_check $check NOT VALID
 SELECT vms.inspection_plan_add('sources', '{"channels": ["34020000001320000001", "34020000001320000002"]}', 'every 1 h',
        '{"timeout_ms": 5000, "checks": ["stream", "black_screen"]}');
 });
-ok($node->poll_query_until('postgres', "SELECT count(*) = 2 FROM vms.quality_result"), 'both forced channels have a result');
+wait_ok($node, "SELECT count(*) = 2 FROM vms.quality_result", 'both forced channels have a result');
 is($node->safe_psql('postgres', qq{
 SELECT string_agg(channel_code || ' ' || stream_ok || ' ' || (checks -> 'stream' ->> 'detail' LIKE 'refused:%'), ',' ORDER BY channel_code)
   FROM vms.quality_result}),
@@ -143,12 +135,12 @@ UPDATE vms.inspection_plan
 UPDATE vms.inspection_plan SET scope = '{"channels": "34020000001320000004"}', enabled = true WHERE name = 'bad scope';
 ALTER TABLE vms.inspection_plan ENABLE TRIGGER inspection_plan_check;
 });
-ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM vms.inspection_task t JOIN vms.inspection_plan p ON p.id = t.plan_id WHERE p.name = 'bad'"),
+wait_ok($node, "SELECT count(*) = 1 FROM vms.inspection_task t JOIN vms.inspection_plan p ON p.id = t.plan_id WHERE p.name = 'bad'",
 	'the bad plan has its task');
 $node->safe_psql('postgres', qq{
 SELECT vms.inspection_plan_add('good', '{"channels": ["34020000001320000003"]}', 'every 1 h',
        '{"timeout_ms": 3000, "checks": ["stream"]}')});
-ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM vms.quality_result WHERE channel_code = '34020000001320000003'"),
+wait_ok($node, "SELECT count(*) = 1 FROM vms.quality_result WHERE channel_code = '34020000001320000003'",
 	"the good plan's channel is inspected");
 like($node->safe_psql('postgres', qq{
 SELECT t.state || ': ' || t.error FROM vms.inspection_task t JOIN vms.inspection_plan p ON p.id = t.plan_id WHERE p.name = 'bad'}),
@@ -168,12 +160,11 @@ $node->safe_psql('postgres', qq{
 INSERT INTO vms.device (code, name) VALUES ('34020000001320000101', 'IPC');
 SELECT vms.device_set_password('34020000001320000101', '12345678', '$realm');
 });
-ok($node->poll_query_until('postgres', "SELECT state = 'running' FROM vms.worker_status WHERE name = 'sip'"), 'sip worker runs');
-my $h = IPC::Run::start([ $gbsim, '--server', "127.0.0.1:$sip_port", '--server-id', $server_id, '--domain', $realm,
-		'--devices', '1', '--first-code', '34020000001320000101', '--keepalive', '2', '--channels', '1',
-		'--media', "$tmp/cam.h264", '--duration', '120' ],
+wait_ok($node, "SELECT state = 'running' FROM vms.worker_status WHERE name = 'sip'", 'sip worker runs');
+my $h = IPC::Run::start(gbsim_cmd($sip_port, '--devices', '1', '--first-code', '34020000001320000101', '--keepalive', '2', '--channels', '1',
+		'--media', "$tmp/cam.h264", '--duration', '120'),
 	'>', "$tmp/gbsim.out", '2>', "$tmp/gbsim.err");
-ok($node->poll_query_until('postgres', "SELECT online FROM vms.device WHERE code = '34020000001320000101'"),
+wait_ok($node, "SELECT online FROM vms.device WHERE code = '34020000001320000101'",
 	'the camera registered');
 my $rid = $node->safe_psql('postgres', "SELECT vms.sip_query_catalog('34020000001320000101')");
 is($node->safe_psql('postgres', "SELECT state FROM vms.sip_request_wait($rid, 20)"), 'done', 'its catalog arrived');
@@ -183,7 +174,7 @@ like($cam, qr/^\d{20}$/, 'a GB/T 28181 channel');
 $node->safe_psql('postgres', qq{
 SELECT vms.inspection_plan_add('gb', '{"channels": ["$cam"]}', 'every 1 h',
        '{"timeout_ms": 20000, "sample_seconds": 3, "checks": ["stream", "signal_loss", "black_screen"]}')});
-ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM vms.sip_request WHERE kind = 'invite' AND progress ? 'ssrc'"),
+wait_ok($node, "SELECT count(*) = 1 FROM vms.sip_request WHERE kind = 'invite' AND progress ? 'ssrc'",
 	'the inspector INVITEd the camera');
 my $ssrc = $node->safe_psql('postgres', "SELECT progress ->> 'ssrc' FROM vms.sip_request WHERE kind = 'invite'");
 

@@ -63,6 +63,7 @@ sub vms_node
 sub wait_ok
 {
 	my ($node, $sql, $name, @expected) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;    # a failure names the test file's line
 	return ok($node->poll_query_until('postgres', $sql, @expected), $name);
 }
 
