@@ -197,6 +197,21 @@ SELECT (vms.recording_check('34020000001320000102', '2026-03-01 00:00+00', '2026
 -- 录像完整率 of the unit: (23 h recorded + 0 h) / 48 h
 SELECT unit_name, channels, expected_s, recorded_s, gaps, integrity, round((23.0 / 48)::numeric, 4) AS by_hand
   FROM vms.recording_integrity('2026-03-01 00:00+00', '2026-03-02 00:00+00');
+-- the same rate among the governance metrics (each channel's latest check)
+-- and the operations figures of the day; NULL where no check ran (a unit
+-- without checked channels, a period without checks)
+INSERT INTO vms.org_unit (name) VALUES ('regress 无录像单位');
+INSERT INTO vms.channel (code, device_code, name, unit_id)
+VALUES ('34020000001320000109', '34020000001180000101', 'cam 9', (SELECT id FROM vms.org_unit WHERE name = 'regress 无录像单位'));
+SELECT unit, channels, recording_integrity,
+       CASE WHEN unit = 'regress 录像单位' THEN round((23.0 / 48)::numeric, 4) END AS by_hand
+  FROM vms.governance_metrics_by_unit() WHERE unit LIKE 'regress %' ORDER BY unit;
+SELECT recording_integrity FROM vms.governance_metrics_by_region(2);
+SELECT group_name, recording_integrity
+  FROM vms.ops_figures('2026-03-01 00:00+00', '2026-03-02 00:00+00', 'unit') WHERE group_name LIKE 'regress %' ORDER BY 1;
+SELECT group_name, recording_integrity
+  FROM vms.ops_figures('2026-03-01 00:00+00', '2026-03-01 12:00+00', 'unit') WHERE group_name LIKE 'regress %' ORDER BY 1;
+DELETE FROM vms.channel WHERE code = '34020000001320000109';
 -- a plan that records every day only from 04:00 to 06:00 UTC (written in
 -- server time, split at midnight where the server's zone puts one in it):
 -- the gap is outside it
@@ -212,6 +227,12 @@ SELECT upper(e) - lower(e) AS expected_hours FROM unnest(vms.recording_expected(
 SELECT (vms.recording_check('34020000001320000101', '2026-03-01 00:00+00', '2026-03-02 00:00+00')).gaps AS gaps_in_plan;
 SELECT state FROM vms.alarm WHERE fault_type = 'recording_gap' AND code = '34020000001320000101';
 SELECT count(*) AS stored_gaps FROM vms.recording_gap WHERE channel_code = '34020000001320000101';
+-- the latest check counts: 2 h expected and recorded on one channel, 24 h
+-- missing on the other: 7200 / (7200 + 86400)
+SELECT recording_integrity, round((7200.0 / 93600)::numeric, 4) AS by_hand
+  FROM vms.governance_metrics_by_unit() WHERE unit = 'regress 录像单位';
+SELECT recording_integrity
+  FROM vms.ops_figures('2026-03-01 00:00+00', '2026-03-02 00:00+00', 'unit') WHERE group_name = 'regress 录像单位';
 SELECT vms.recording_check('34020000001320000101', '2026-03-02', '2026-03-01');
 
 -- GB/T 28181-2022: the version a device registered with, the catalog's 2022 fields

@@ -358,7 +358,10 @@ COMMENT ON VIEW vms.governance_worklist IS 'work list per management unit and ru
 -- 规范率 naming_rate: share without a live naming_pattern task;
 -- 标注率 tag_rate: share with at least one tag;
 -- 出图率 image_rate: share of the inspected channels whose latest inspection
---   returned a usable picture (NULL where nothing was inspected).
+--   returned a usable picture (NULL where nothing was inspected);
+-- 录像完整率 recording_integrity: recorded over expected seconds of each
+--   channel's latest recording check (vms.recording_check; NULL where no
+--   channel was checked).
 -- SQL expression over alias c: the fields (columns of vms.channel) a channel lacks.
 CREATE FUNCTION vms._missing_fields_expr(fields text[]) RETURNS text
     LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
@@ -381,7 +384,7 @@ COMMENT ON FUNCTION vms._missing_fields_expr(text[]) IS 'internal: SQL listing w
 
 CREATE FUNCTION vms._governance_metrics(group_key text)
     RETURNS TABLE (key text, name text, channels bigint, fill_rate numeric, pass_rate numeric,
-                   naming_rate numeric, tag_rate numeric, image_rate numeric)
+                   naming_rate numeric, tag_rate numeric, image_rate numeric, recording_integrity numeric)
     LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
 DECLARE
     fields text[] := ARRAY(SELECT jsonb_array_elements_text(params -> 'fields')
@@ -405,11 +408,15 @@ BEGIN
                               AND t.rule_code = 'naming_pattern' AND t.state IN ('open', 'assigned', 'fixed')) AS named_ok,
                EXISTS (SELECT 1 FROM vms.channel_tag ct WHERE ct.channel_code = c.code) AS tagged,
                (SELECT q.image_ok FROM vms.quality_result q WHERE q.channel_code = c.code
-                 ORDER BY q.at DESC, q.id DESC LIMIT 1) AS image_ok
-          FROM vms.channel c)
+                 ORDER BY q.at DESC, q.id DESC LIMIT 1) AS image_ok,
+               rc.expected_s AS rec_expected, rc.recorded_s AS rec_recorded
+          FROM vms.channel c
+          LEFT JOIN LATERAL (SELECT k.expected_s, k.recorded_s FROM vms.recording_check k
+                              WHERE k.channel_code = c.code ORDER BY k.checked_at DESC, k.id DESC LIMIT 1) rc ON true)
     SELECT p.k, CASE WHEN $1 IS NULL THEN u.name ELSE g.name END, count(*),
            round(avg(p.filled), 4), round(avg(p.passes::int), 4), round(avg(p.named_ok::int), 4),
-           round(avg(p.tagged::int), 4), round(avg(p.image_ok::int), 4)
+           round(avg(p.tagged::int), 4), round(avg(p.image_ok::int), 4),
+           round((sum(p.rec_recorded) / nullif(sum(p.rec_expected), 0))::numeric, 4)
       FROM per_channel p
       LEFT JOIN vms.org_unit u ON $1 IS NULL AND u.id::text = p.k
       LEFT JOIN vms.region g ON $1 IS NOT NULL AND g.civil_code = p.k
@@ -420,14 +427,14 @@ COMMENT ON FUNCTION vms._governance_metrics(text) IS 'internal: metrics grouped 
 
 CREATE FUNCTION vms.governance_metrics_by_unit()
     RETURNS TABLE (unit_id text, unit text, channels bigint, fill_rate numeric, pass_rate numeric,
-                   naming_rate numeric, tag_rate numeric, image_rate numeric)
+                   naming_rate numeric, tag_rate numeric, image_rate numeric, recording_integrity numeric)
     LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$ SELECT * FROM vms._governance_metrics('unit') $$;
 COMMENT ON FUNCTION vms.governance_metrics_by_unit() IS
-    'per management unit: 填报率 fill_rate, 合格率 pass_rate, 规范率 naming_rate, 标注率 tag_rate, 出图率 image_rate (of inspected channels; NULL if none)';
+    'per management unit: 填报率 fill_rate, 合格率 pass_rate, 规范率 naming_rate, 标注率 tag_rate, 出图率 image_rate (of inspected channels; NULL if none), 录像完整率 recording_integrity (recorded over expected seconds of each channel''s latest recording check; NULL if none)';
 
 CREATE FUNCTION vms.governance_metrics_by_region(digits integer DEFAULT 8)
     RETURNS TABLE (civil_code text, region text, channels bigint, fill_rate numeric, pass_rate numeric,
-                   naming_rate numeric, tag_rate numeric, image_rate numeric)
+                   naming_rate numeric, tag_rate numeric, image_rate numeric, recording_integrity numeric)
     LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$ SELECT * FROM vms._governance_metrics('region:' || digits) $$;
 COMMENT ON FUNCTION vms.governance_metrics_by_region(integer) IS
     'the same metrics per civil region, grouping channels by the first 2, 4, 6 or 8 digits of their civil code';

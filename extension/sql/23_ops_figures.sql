@@ -9,7 +9,8 @@ CREATE FUNCTION vms.ops_figures(from_ts timestamptz, to_ts timestamptz, group_by
                    offline_seconds float8, unknown_seconds float8, offline_events integer, members integer,
                    inspections integer, stream_success_rate float8, image_rate float8,
                    alarms_raised integer, alarms_cleared integer, fixed_in_time_rate float8,
-                   work_orders integer, mean_response_seconds float8, mean_resolution_seconds float8)
+                   work_orders integer, mean_response_seconds float8, mean_resolution_seconds float8,
+                   recording_integrity float8)
     LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
 #variable_conflict use_column
 BEGIN
@@ -56,7 +57,17 @@ BEGIN
                avg(k.resolution_seconds) AS reso
           FROM vms.work_order_kpi k JOIN subj s ON s.code = k.code
          WHERE k.opened_at >= from_ts AND k.opened_at < to_ts GROUP BY 1),
-    keys AS (SELECT key FROM av UNION SELECT key FROM insp UNION SELECT key FROM al UNION SELECT key FROM wo)
+    -- 录像完整率: the latest check of each channel and period within [from_ts, to_ts)
+    rec AS (
+        SELECT coalesce(s.key, '') AS key,
+               round((sum(k.recorded_s) / nullif(sum(k.expected_s), 0))::numeric, 4)::float8 AS ri
+          FROM (SELECT DISTINCT ON (rc.channel_code, rc.period) rc.channel_code, rc.expected_s, rc.recorded_s
+                  FROM vms.recording_check rc
+                 WHERE rc.period <@ tstzrange(from_ts, to_ts)
+                 ORDER BY rc.channel_code, rc.period, rc.checked_at DESC, rc.id DESC) k
+          JOIN subj s ON s.code = k.channel_code GROUP BY 1),
+    keys AS (SELECT key FROM av UNION SELECT key FROM insp UNION SELECT key FROM al UNION SELECT key FROM wo
+             UNION SELECT key FROM rec)
     SELECT nullif(keys.key, ''),
            coalesce(av.group_name,
                     CASE group_by WHEN 'unit' THEN (SELECT u.name FROM vms.org_unit u WHERE u.id::text = keys.key)
@@ -66,16 +77,17 @@ BEGIN
            coalesce(av.unknown_seconds, 0), coalesce(av.offline_events, 0), coalesce(av.members, 0),
            coalesce(insp.n, 0), insp.sr, insp.ir,
            coalesce(al.raised, 0), coalesce(al.cleared, 0), al.fit,
-           coalesce(wo.n, 0), wo.resp, wo.reso
+           coalesce(wo.n, 0), wo.resp, wo.reso, rec.ri
       FROM keys
       LEFT JOIN av ON av.key = keys.key
       LEFT JOIN insp ON insp.key = keys.key
       LEFT JOIN al ON al.key = keys.key
       LEFT JOIN wo ON wo.key = keys.key
+      LEFT JOIN rec ON rec.key = keys.key
      ORDER BY keys.key;
 END $$;
 COMMENT ON FUNCTION vms.ops_figures(timestamptz, timestamptz, text) IS
-    'operations figures in [from_ts, to_ts) per unit, region or contractor: availability (vms.availability over channels), inspections with 取流成功率 and 出图率, alarms raised and cleared (not masked or suppressed) with the share cleared by their fix deadline, work orders opened with mean response and resolution seconds';
+    'operations figures in [from_ts, to_ts) per unit, region or contractor: availability (vms.availability over channels), inspections with 取流成功率 and 出图率, alarms raised and cleared (not masked or suppressed) with the share cleared by their fix deadline, work orders opened with mean response and resolution seconds, 录像完整率 recording_integrity (recorded over expected seconds of the recording checks within the period; NULL if none)';
 
 -- Daily snapshots: one row per day, kind and group; recomputed when taken
 -- again, until the month is closed.
@@ -100,6 +112,7 @@ CREATE TABLE vms.ops_daily (
     governance            jsonb,
     time_zone             text NOT NULL,
     computed_at           timestamptz NOT NULL DEFAULT now(),
+    recording_integrity   float8,
     PRIMARY KEY (day, group_by, group_key)
 );
 COMMENT ON TABLE vms.ops_daily IS
@@ -129,6 +142,7 @@ CREATE TABLE vms.ops_month (
     time_zone                text NOT NULL,
     frozen_at                timestamptz NOT NULL DEFAULT now(),
     frozen_by                text NOT NULL DEFAULT session_user,
+    recording_integrity      float8,
     PRIMARY KEY (month, group_by, group_key)
 );
 COMMENT ON TABLE vms.ops_month IS
@@ -179,7 +193,7 @@ BEGIN
         INSERT INTO vms.ops_daily AS o (day, group_by, group_key, group_name, online_ratio, online_seconds, offline_seconds,
                                         unknown_seconds, offline_events, members, inspections, stream_success_rate,
                                         image_rate, alarms_raised, alarms_cleared, fixed_in_time_rate, work_orders,
-                                        governance, time_zone)
+                                        governance, time_zone, recording_integrity)
         SELECT ops_snapshot_day.day, g, coalesce(x.group_key, ''), x.group_name, x.online_ratio, x.online_seconds,
                x.offline_seconds, x.unknown_seconds, x.offline_events, x.members, x.inspections, x.stream_success_rate,
                x.image_rate, x.alarms_raised, x.alarms_cleared, x.fixed_in_time_rate, x.work_orders,
@@ -188,7 +202,7 @@ BEGIN
                       WHEN 'region' THEN (SELECT to_jsonb(m) - 'civil_code' - 'region'
                                             FROM vms.governance_metrics_by_region(length(x.group_key)) m
                                            WHERE m.civil_code = x.group_key AND length(x.group_key) IN (2, 4, 6, 8)) END,
-               zone
+               zone, x.recording_integrity
           FROM vms.ops_figures(f, t, g) x
         ON CONFLICT (day, group_by, group_key) DO UPDATE
            SET group_name = EXCLUDED.group_name, online_ratio = EXCLUDED.online_ratio,
@@ -198,7 +212,8 @@ BEGIN
                stream_success_rate = EXCLUDED.stream_success_rate, image_rate = EXCLUDED.image_rate,
                alarms_raised = EXCLUDED.alarms_raised, alarms_cleared = EXCLUDED.alarms_cleared,
                fixed_in_time_rate = EXCLUDED.fixed_in_time_rate, work_orders = EXCLUDED.work_orders,
-               governance = EXCLUDED.governance, time_zone = EXCLUDED.time_zone, computed_at = now();
+               governance = EXCLUDED.governance, time_zone = EXCLUDED.time_zone, computed_at = now(),
+               recording_integrity = EXCLUDED.recording_integrity;
         GET DIAGNOSTICS k = ROW_COUNT;
         n := n + k;
     END LOOP;
@@ -238,11 +253,11 @@ BEGIN
     INSERT INTO vms.ops_month (month, group_by, group_key, group_name, online_ratio, online_seconds, offline_seconds,
                                unknown_seconds, offline_events, members, inspections, stream_success_rate, image_rate,
                                alarms_raised, alarms_cleared, fixed_in_time_rate, work_orders, mean_response_seconds,
-                               mean_resolution_seconds, time_zone)
+                               mean_resolution_seconds, time_zone, recording_integrity)
     SELECT m, g, coalesce(x.group_key, ''), x.group_name, x.online_ratio, x.online_seconds, x.offline_seconds,
            x.unknown_seconds, x.offline_events, x.members, x.inspections, x.stream_success_rate, x.image_rate,
            x.alarms_raised, x.alarms_cleared, x.fixed_in_time_rate, x.work_orders, x.mean_response_seconds,
-           x.mean_resolution_seconds, zone
+           x.mean_resolution_seconds, zone, x.recording_integrity
       FROM unnest(ARRAY['unit', 'region', 'contractor']) g, vms.ops_figures(f, t, g) x;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;

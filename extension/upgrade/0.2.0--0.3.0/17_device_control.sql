@@ -1365,3 +1365,258 @@ BEGIN
     RETURN total;
 END $$;
 COMMENT ON FUNCTION vms._inspection_schedule() IS 'internal: start rounds of due plans (run by the inspector workers)';
+
+-- 录像完整率 among the governance metrics and the operations figures
+-- (08_governance.sql, 23_ops_figures.sql): a column more in their results
+DROP FUNCTION vms.governance_metrics_by_unit();
+DROP FUNCTION vms.governance_metrics_by_region(integer);
+DROP FUNCTION vms._governance_metrics(text);
+DROP FUNCTION vms.ops_figures(timestamptz, timestamptz, text);
+CREATE FUNCTION vms._governance_metrics(group_key text)
+    RETURNS TABLE (key text, name text, channels bigint, fill_rate numeric, pass_rate numeric,
+                   naming_rate numeric, tag_rate numeric, image_rate numeric, recording_integrity numeric)
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+DECLARE
+    fields text[] := ARRAY(SELECT jsonb_array_elements_text(params -> 'fields')
+                             FROM vms.governance_rule WHERE code = 'required_fields');
+    digits int;
+BEGIN
+    IF group_key = 'unit' THEN
+        digits := NULL;
+    ELSIF group_key ~ '^region:[2468]$' THEN
+        digits := split_part(group_key, ':', 2)::int;
+    ELSE
+        RAISE EXCEPTION 'unknown metrics grouping "%"', group_key USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY EXECUTE format($q$
+    WITH per_channel AS (
+        SELECT CASE WHEN $1 IS NULL THEN c.unit_id::text ELSE left(c.civil_code, $1) END AS k,
+               1 - cardinality(%s)::numeric / greatest($2, 1) AS filled,
+               NOT EXISTS (SELECT 1 FROM vms.governance_task t WHERE t.channel_code = c.code
+                              AND t.state IN ('open', 'assigned', 'fixed')) AS passes,
+               NOT EXISTS (SELECT 1 FROM vms.governance_task t WHERE t.channel_code = c.code
+                              AND t.rule_code = 'naming_pattern' AND t.state IN ('open', 'assigned', 'fixed')) AS named_ok,
+               EXISTS (SELECT 1 FROM vms.channel_tag ct WHERE ct.channel_code = c.code) AS tagged,
+               (SELECT q.image_ok FROM vms.quality_result q WHERE q.channel_code = c.code
+                 ORDER BY q.at DESC, q.id DESC LIMIT 1) AS image_ok,
+               rc.expected_s AS rec_expected, rc.recorded_s AS rec_recorded
+          FROM vms.channel c
+          LEFT JOIN LATERAL (SELECT k.expected_s, k.recorded_s FROM vms.recording_check k
+                              WHERE k.channel_code = c.code ORDER BY k.checked_at DESC, k.id DESC LIMIT 1) rc ON true)
+    SELECT p.k, CASE WHEN $1 IS NULL THEN u.name ELSE g.name END, count(*),
+           round(avg(p.filled), 4), round(avg(p.passes::int), 4), round(avg(p.named_ok::int), 4),
+           round(avg(p.tagged::int), 4), round(avg(p.image_ok::int), 4),
+           round((sum(p.rec_recorded) / nullif(sum(p.rec_expected), 0))::numeric, 4)
+      FROM per_channel p
+      LEFT JOIN vms.org_unit u ON $1 IS NULL AND u.id::text = p.k
+      LEFT JOIN vms.region g ON $1 IS NOT NULL AND g.civil_code = p.k
+     GROUP BY p.k, 2 ORDER BY p.k $q$, vms._missing_fields_expr(fields))
+    USING digits, cardinality(fields);
+END $$;
+COMMENT ON FUNCTION vms._governance_metrics(text) IS 'internal: metrics grouped by unit or by civil-code prefix';
+
+CREATE FUNCTION vms.governance_metrics_by_unit()
+    RETURNS TABLE (unit_id text, unit text, channels bigint, fill_rate numeric, pass_rate numeric,
+                   naming_rate numeric, tag_rate numeric, image_rate numeric, recording_integrity numeric)
+    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$ SELECT * FROM vms._governance_metrics('unit') $$;
+COMMENT ON FUNCTION vms.governance_metrics_by_unit() IS
+    'per management unit: 填报率 fill_rate, 合格率 pass_rate, 规范率 naming_rate, 标注率 tag_rate, 出图率 image_rate (of inspected channels; NULL if none), 录像完整率 recording_integrity (recorded over expected seconds of each channel''s latest recording check; NULL if none)';
+
+CREATE FUNCTION vms.governance_metrics_by_region(digits integer DEFAULT 8)
+    RETURNS TABLE (civil_code text, region text, channels bigint, fill_rate numeric, pass_rate numeric,
+                   naming_rate numeric, tag_rate numeric, image_rate numeric, recording_integrity numeric)
+    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$ SELECT * FROM vms._governance_metrics('region:' || digits) $$;
+COMMENT ON FUNCTION vms.governance_metrics_by_region(integer) IS
+    'the same metrics per civil region, grouping channels by the first 2, 4, 6 or 8 digits of their civil code';
+
+CREATE FUNCTION vms.ops_figures(from_ts timestamptz, to_ts timestamptz, group_by text DEFAULT 'unit')
+    RETURNS TABLE (group_key text, group_name text, online_ratio float8, online_seconds float8,
+                   offline_seconds float8, unknown_seconds float8, offline_events integer, members integer,
+                   inspections integer, stream_success_rate float8, image_rate float8,
+                   alarms_raised integer, alarms_cleared integer, fixed_in_time_rate float8,
+                   work_orders integer, mean_response_seconds float8, mean_resolution_seconds float8,
+                   recording_integrity float8)
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+#variable_conflict use_column
+BEGIN
+    IF group_by IS NULL OR group_by NOT IN ('unit', 'region', 'contractor') THEN
+        RAISE EXCEPTION 'operations figures cannot be grouped by "%"', group_by
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use unit, region or contractor.';
+    END IF;
+    RETURN QUERY
+    WITH subj AS (
+        SELECT DISTINCT ON (x.code) x.code, x.key FROM (
+            SELECT c.code, 1 AS pref,
+                   CASE group_by WHEN 'unit' THEN coalesce(c.unit_id, d.unit_id)::text
+                                 WHEN 'region' THEN coalesce(c.civil_code, d.civil_code)
+                                 ELSE (SELECT k.contractor FROM vms.maintenance_contract k
+                                        WHERE k.id = vms.contract_for(c.code)) END AS key
+              FROM vms.channel c JOIN vms.device d ON d.code = c.device_code
+            UNION ALL
+            SELECT d.code, 2,
+                   CASE group_by WHEN 'unit' THEN d.unit_id::text
+                                 WHEN 'region' THEN d.civil_code
+                                 ELSE (SELECT k.contractor FROM vms.maintenance_contract k
+                                        WHERE k.id = vms.contract_for(d.code)) END
+              FROM vms.device d) x
+         ORDER BY x.code, x.pref),
+    av AS (SELECT coalesce(a.group_key, '') AS key, a.* FROM vms.availability(from_ts, to_ts, group_by) a),
+    insp AS (
+        SELECT coalesce(s.key, '') AS key, count(*)::int AS n, avg(q.stream_ok::int)::float8 AS sr,
+               avg(q.image_ok::int)::float8 AS ir
+          FROM vms.quality_result q JOIN subj s ON s.code = q.channel_code
+         WHERE q.at >= from_ts AND q.at < to_ts GROUP BY 1),
+    al AS (
+        SELECT coalesce(s.key, '') AS key,
+               count(*) FILTER (WHERE a.first_raised_at >= from_ts AND a.first_raised_at < to_ts)::int AS raised,
+               count(*) FILTER (WHERE a.cleared_at >= from_ts AND a.cleared_at < to_ts)::int AS cleared,
+               avg((a.cleared_at <= a.fix_by)::int) FILTER (WHERE a.cleared_at >= from_ts AND a.cleared_at < to_ts
+                                                             AND a.fix_by IS NOT NULL)::float8 AS fit
+          FROM vms.alarm a JOIN subj s ON s.code = a.code
+         WHERE a.mask_id IS NULL AND a.root_alarm_id IS NULL
+           AND ((a.first_raised_at >= from_ts AND a.first_raised_at < to_ts)
+                OR (a.cleared_at >= from_ts AND a.cleared_at < to_ts))
+         GROUP BY 1),
+    wo AS (
+        SELECT coalesce(s.key, '') AS key, count(*)::int AS n, avg(k.response_seconds) AS resp,
+               avg(k.resolution_seconds) AS reso
+          FROM vms.work_order_kpi k JOIN subj s ON s.code = k.code
+         WHERE k.opened_at >= from_ts AND k.opened_at < to_ts GROUP BY 1),
+    -- 录像完整率: the latest check of each channel and period within [from_ts, to_ts)
+    rec AS (
+        SELECT coalesce(s.key, '') AS key,
+               round((sum(k.recorded_s) / nullif(sum(k.expected_s), 0))::numeric, 4)::float8 AS ri
+          FROM (SELECT DISTINCT ON (rc.channel_code, rc.period) rc.channel_code, rc.expected_s, rc.recorded_s
+                  FROM vms.recording_check rc
+                 WHERE rc.period <@ tstzrange(from_ts, to_ts)
+                 ORDER BY rc.channel_code, rc.period, rc.checked_at DESC, rc.id DESC) k
+          JOIN subj s ON s.code = k.channel_code GROUP BY 1),
+    keys AS (SELECT key FROM av UNION SELECT key FROM insp UNION SELECT key FROM al UNION SELECT key FROM wo
+             UNION SELECT key FROM rec)
+    SELECT nullif(keys.key, ''),
+           coalesce(av.group_name,
+                    CASE group_by WHEN 'unit' THEN (SELECT u.name FROM vms.org_unit u WHERE u.id::text = keys.key)
+                                  WHEN 'region' THEN (SELECT r.name FROM vms.region r WHERE r.civil_code = keys.key)
+                                  ELSE nullif(keys.key, '') END),
+           av.online_ratio, coalesce(av.online_seconds, 0), coalesce(av.offline_seconds, 0),
+           coalesce(av.unknown_seconds, 0), coalesce(av.offline_events, 0), coalesce(av.members, 0),
+           coalesce(insp.n, 0), insp.sr, insp.ir,
+           coalesce(al.raised, 0), coalesce(al.cleared, 0), al.fit,
+           coalesce(wo.n, 0), wo.resp, wo.reso, rec.ri
+      FROM keys
+      LEFT JOIN av ON av.key = keys.key
+      LEFT JOIN insp ON insp.key = keys.key
+      LEFT JOIN al ON al.key = keys.key
+      LEFT JOIN wo ON wo.key = keys.key
+      LEFT JOIN rec ON rec.key = keys.key
+     ORDER BY keys.key;
+END $$;
+COMMENT ON FUNCTION vms.ops_figures(timestamptz, timestamptz, text) IS
+    'operations figures in [from_ts, to_ts) per unit, region or contractor: availability (vms.availability over channels), inspections with 取流成功率 and 出图率, alarms raised and cleared (not masked or suppressed) with the share cleared by their fix deadline, work orders opened with mean response and resolution seconds, 录像完整率 recording_integrity (recorded over expected seconds of the recording checks within the period; NULL if none)';
+
+ALTER TABLE vms.ops_daily ADD COLUMN recording_integrity float8;
+ALTER TABLE vms.ops_month ADD COLUMN recording_integrity float8;
+CREATE OR REPLACE FUNCTION vms.ops_snapshot_day(day date, tz text DEFAULT NULL) RETURNS integer
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+#variable_conflict use_column
+DECLARE
+    zone text := coalesce(tz, current_setting('TimeZone'));
+    f timestamptz;
+    t timestamptz;
+    n integer := 0;
+    k integer;
+    g text;
+BEGIN
+    IF ops_snapshot_day.day IS NULL THEN
+        RAISE EXCEPTION 'a snapshot needs a day' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM now() AT TIME ZONE zone;   -- an unknown zone fails here, with PostgreSQL's message
+    f := ops_snapshot_day.day::timestamp AT TIME ZONE zone;
+    t := (ops_snapshot_day.day + 1)::timestamp AT TIME ZONE zone;
+    IF t > now() THEN
+        RAISE EXCEPTION 'day % is not over in time zone %', ops_snapshot_day.day, zone
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'A snapshot is taken of a whole day.', HINT = 'Snapshot days that have ended (the scheduled run takes yesterday).';
+    END IF;
+    IF EXISTS (SELECT 1 FROM vms.ops_month m WHERE m.month = date_trunc('month', ops_snapshot_day.day)::date) THEN
+        RAISE EXCEPTION 'month of % is closed', ops_snapshot_day.day
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'Daily snapshots of a closed month are kept as they were.', HINT = 'Nothing to do.';
+    END IF;
+    FOREACH g IN ARRAY ARRAY['unit', 'region', 'contractor'] LOOP
+        INSERT INTO vms.ops_daily AS o (day, group_by, group_key, group_name, online_ratio, online_seconds, offline_seconds,
+                                        unknown_seconds, offline_events, members, inspections, stream_success_rate,
+                                        image_rate, alarms_raised, alarms_cleared, fixed_in_time_rate, work_orders,
+                                        governance, time_zone, recording_integrity)
+        SELECT ops_snapshot_day.day, g, coalesce(x.group_key, ''), x.group_name, x.online_ratio, x.online_seconds,
+               x.offline_seconds, x.unknown_seconds, x.offline_events, x.members, x.inspections, x.stream_success_rate,
+               x.image_rate, x.alarms_raised, x.alarms_cleared, x.fixed_in_time_rate, x.work_orders,
+               CASE g WHEN 'unit' THEN (SELECT to_jsonb(m) - 'unit_id' - 'unit' FROM vms.governance_metrics_by_unit() m
+                                         WHERE m.unit_id IS NOT DISTINCT FROM x.group_key)
+                      WHEN 'region' THEN (SELECT to_jsonb(m) - 'civil_code' - 'region'
+                                            FROM vms.governance_metrics_by_region(length(x.group_key)) m
+                                           WHERE m.civil_code = x.group_key AND length(x.group_key) IN (2, 4, 6, 8)) END,
+               zone, x.recording_integrity
+          FROM vms.ops_figures(f, t, g) x
+        ON CONFLICT (day, group_by, group_key) DO UPDATE
+           SET group_name = EXCLUDED.group_name, online_ratio = EXCLUDED.online_ratio,
+               online_seconds = EXCLUDED.online_seconds, offline_seconds = EXCLUDED.offline_seconds,
+               unknown_seconds = EXCLUDED.unknown_seconds, offline_events = EXCLUDED.offline_events,
+               members = EXCLUDED.members, inspections = EXCLUDED.inspections,
+               stream_success_rate = EXCLUDED.stream_success_rate, image_rate = EXCLUDED.image_rate,
+               alarms_raised = EXCLUDED.alarms_raised, alarms_cleared = EXCLUDED.alarms_cleared,
+               fixed_in_time_rate = EXCLUDED.fixed_in_time_rate, work_orders = EXCLUDED.work_orders,
+               governance = EXCLUDED.governance, time_zone = EXCLUDED.time_zone, computed_at = now(),
+               recording_integrity = EXCLUDED.recording_integrity;
+        GET DIAGNOSTICS k = ROW_COUNT;
+        n := n + k;
+    END LOOP;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION vms.ops_snapshot_day(date, text) IS
+    'snapshot the operations figures of a whole day (midnight to midnight in tz, default the session''s) per unit, region and contractor into vms.ops_daily; taken again it recomputes, until the month is closed';
+
+CREATE OR REPLACE FUNCTION vms.ops_month_close(month date, tz text DEFAULT NULL) RETURNS integer
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+#variable_conflict use_column
+DECLARE
+    zone text := coalesce(tz, current_setting('TimeZone'));
+    m date := date_trunc('month', ops_month_close.month)::date;
+    f timestamptz;
+    t timestamptz;
+    n integer;
+BEGIN
+    IF ops_month_close.month IS NULL THEN
+        RAISE EXCEPTION 'closing needs a month' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM now() AT TIME ZONE zone;
+    f := m::timestamp AT TIME ZONE zone;
+    t := (m + interval '1 month')::timestamp AT TIME ZONE zone;
+    IF t > now() THEN
+        RAISE EXCEPTION 'month % is not over in time zone %', to_char(m, 'YYYY-MM'), zone
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'A month is closed once it has ended.', HINT = 'Close it after its last day (the scheduled run closes the previous month).';
+    END IF;
+    LOCK TABLE vms.ops_month IN SHARE ROW EXCLUSIVE MODE;
+    IF EXISTS (SELECT 1 FROM vms.ops_month o WHERE o.month = m) THEN
+        RAISE EXCEPTION 'month % is closed already', to_char(m, 'YYYY-MM')
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('Its %s rows of figures were frozen when it was closed.', (SELECT count(*) FROM vms.ops_month o WHERE o.month = m)),
+                  HINT = 'Closed figures never change; compute others with vms.ops_figures.';
+    END IF;
+    INSERT INTO vms.ops_month (month, group_by, group_key, group_name, online_ratio, online_seconds, offline_seconds,
+                               unknown_seconds, offline_events, members, inspections, stream_success_rate, image_rate,
+                               alarms_raised, alarms_cleared, fixed_in_time_rate, work_orders, mean_response_seconds,
+                               mean_resolution_seconds, time_zone, recording_integrity)
+    SELECT m, g, coalesce(x.group_key, ''), x.group_name, x.online_ratio, x.online_seconds, x.offline_seconds,
+           x.unknown_seconds, x.offline_events, x.members, x.inspections, x.stream_success_rate, x.image_rate,
+           x.alarms_raised, x.alarms_cleared, x.fixed_in_time_rate, x.work_orders, x.mean_response_seconds,
+           x.mean_resolution_seconds, zone, x.recording_integrity
+      FROM unnest(ARRAY['unit', 'region', 'contractor']) g, vms.ops_figures(f, t, g) x;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION vms.ops_month_close(date, text) IS
+    'close a month that has ended (in tz, default the session''s): its figures per unit, region and contractor frozen into vms.ops_month; refused for a month closed already';
+REVOKE ALL ON FUNCTION vms._governance_metrics(text), vms.governance_metrics_by_unit(),
+    vms.governance_metrics_by_region(integer), vms.ops_figures(timestamptz, timestamptz, text) FROM PUBLIC;
