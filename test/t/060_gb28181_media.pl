@@ -39,7 +39,7 @@ sip_running($node);
 
 my $h = IPC::Run::start(gbsim_cmd($sip_port, '--devices', '1', '--keepalive', '2', '--channels', '1', '--media', "$tmp/cam.h264", '--duration', '60'),
 	'>', "$tmp/gbsim.out", '2>', "$tmp/gbsim.err");
-ok($node->poll_query_until('postgres', "SELECT online FROM vms.device WHERE code = '34020000001320000001'"),
+wait_ok($node, "SELECT online FROM vms.device WHERE code = '34020000001320000001'",
 	'the camera registered');
 my $rid = $node->safe_psql('postgres', "SELECT vms.sip_query_catalog('34020000001320000001')");
 is($node->safe_psql('postgres', "SELECT state FROM vms.sip_request_wait($rid, 20)"), 'done', 'its catalog arrived');
@@ -60,13 +60,13 @@ like($err, qr/is not an IPv4 address and a port/, 'a bad media address is refuse
 $node->safe_psql('postgres', qq{
 SELECT vms.inspection_plan_add('gb', '{"channels": ["$channel"]}', 'every 1 h',
        '{"timeout_ms": 15000, "checks": ["stream", "black_screen", "blur", "freeze"]}')});
-ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM vms.quality_result"), 'a result arrived');
+wait_ok($node, "SELECT count(*) = 1 FROM vms.quality_result", 'a result arrived');
 is($node->safe_psql('postgres', "SELECT source FROM vms.inspection_task"), "gb28181:$channel",
 	'the task goes through GB/T 28181 (no stream URL)');
 my $r = $node->safe_psql('postgres', "SELECT stream_ok || ' ' || image_ok || ' ' || array_to_string(abnormal, ',') FROM vms.quality_result");
 is($r, 'true true ', 'the RTP/PS stream was decoded and judged normal');
 like($node->safe_psql('postgres', "SELECT sample ->> 'codec' FROM vms.quality_result"), qr/h264.*ps-rtp/, 'H.264 in PS over RTP');
-ok($node->poll_query_until('postgres', "SELECT count(*) = 2 FROM vms.sip_request WHERE kind = 'bye' AND state = 'done'"),
+wait_ok($node, "SELECT count(*) = 2 FROM vms.sip_request WHERE kind = 'bye' AND state = 'done'",
 	'and the session was ended with BYE');
 
 # the same over TCP (RFC 4571): the inspector listens, the device connects
@@ -74,10 +74,10 @@ $node->append_conf('postgresql.conf', "vms.inspect_media_transport = tcp\n");
 $node->reload;
 # a new session sees the setting once the postmaster has read the file and
 # signalled its children; the inspector reloads before its next round
-ok($node->poll_query_until('postgres', "SELECT current_setting('vms.inspect_media_transport') = 'tcp'"),
+wait_ok($node, "SELECT current_setting('vms.inspect_media_transport') = 'tcp'",
 	'the reload is in force');
 $node->safe_psql('postgres', "SELECT vms.inspection_run_now('gb')");
-ok($node->poll_query_until('postgres', "SELECT count(*) = 2 FROM vms.quality_result"), 'a second result arrived');
+wait_ok($node, "SELECT count(*) = 2 FROM vms.quality_result", 'a second result arrived');
 is($node->safe_psql('postgres', "SELECT stream_ok || ' ' || image_ok FROM vms.quality_result ORDER BY id DESC LIMIT 1"),
 	'true true', 'RTP over TCP decoded too');
 like($node->safe_psql('postgres', "SELECT params ->> 'transport' FROM vms.sip_request WHERE kind = 'invite' ORDER BY id DESC LIMIT 1"),

@@ -42,7 +42,7 @@ is($node->safe_psql('postgres', "SELECT pid IS NULL FROM vms.worker_status WHERE
 	'the server does not run while vms.viid_server_port = 0');
 $node->append_conf('postgresql.conf', "vms.viid_server_port = $port\n");
 $node->reload;
-ok($node->poll_query_until('postgres', "SELECT state = 'listening' FROM vms.worker_status WHERE name = 'viid-server'"),
+wait_ok($node, "SELECT state = 'listening' FROM vms.worker_status WHERE name = 'viid-server'",
 	'a port and a reload start the viid-server worker');
 my $pid = $node->safe_psql('postgres', "SELECT pid FROM vms.worker_status WHERE name = 'viid-server'");
 
@@ -316,7 +316,7 @@ is($node->safe_psql('postgres', "SELECT bool_and(doc -> 'SubImageList' -> 'SubIm
 my $upper = IPC::Run::start(
 	[ '/usr/bin/python3', "$root/test/peers/viid_receiver.py", '--port', $up_port, '--log', $up_log ],
 	'>', "$tmp/upper.out", '2>', "$tmp/upper.err");
-ok($node->poll_query_until('postgres', "SELECT count(*) = 3 FROM vms.viid_outbox WHERE upstream = 'city' AND state = 'delivered'"),
+wait_ok($node, "SELECT count(*) = 3 FROM vms.viid_outbox WHERE upstream = 'city' AND state = 'delivered'",
 	'the upper library comes up: the records reach it');
 my %got;
 open(my $ul, '<', $up_log) or die;
@@ -345,7 +345,7 @@ my $subscriber = IPC::Run::start(
 		'--subscribe', "http://127.0.0.1:$port", '--subscribe-user', '34020000002000000003', '--subscribe-password', 'upper-pw',
 		'--subscribe-id', 'sub-1', '--subscribe-detail', '13,12', '--cancel-after', '3' ],
 	'>', "$tmp/subscriber.out", '2>', "$tmp/subscriber.err");
-ok($node->poll_query_until('postgres', "SELECT state = 'active' AND upstream = 'province' AND kinds = '{Face,MotorVehicle}' FROM vms.viid_subscription WHERE subscribe_id = 'sub-1'"),
+wait_ok($node, "SELECT state = 'active' AND upstream = 'province' AND kinds = '{Face,MotorVehicle}' FROM vms.viid_subscription WHERE subscribe_id = 'sub-1'",
 	'the upper library subscribed (POST /VIID/Subscribes): motor vehicles and faces, delivered through upstream province');
 ($a) = client('--as', '34020000002000000003', 'upper-pw', 'raw', '--path', '/VIID/Subscribes', '--body',
 	'{"SubscribeListObject": {"SubscribeObject": [{"SubscribeID": "sub-2", "SubscribeDetail": "13", "ReceiveAddr": "http://192.0.2.1/VIID/SubscribeNotifications"}, {"SubscribeID": "sub-1", "SubscribeDetail": "13"}]}}');
@@ -371,11 +371,11 @@ my @notified = @{ $a->{ids} };
 ($a) = client('--device', '44030402001320000001', 'post', 'Faces', '--count', '2', '--serial', '800');
 push @notified, @{ $a->{ids} };
 client('--device', '44030402001320000001', 'post', 'Persons', '--count', '1', '--serial', '800');
-ok($node->poll_query_until('postgres', "SELECT count(*) = 4 FROM vms.viid_outbox WHERE upstream = 'province' AND state = 'delivered'"),
+wait_ok($node, "SELECT count(*) = 4 FROM vms.viid_outbox WHERE upstream = 'province' AND state = 'delivered'",
 	'notifications delivered to the subscriber');
 is($node->safe_psql('postgres', "SELECT string_agg(doc ->> 'InfoIDs', ',' ORDER BY doc ->> 'InfoIDs') FROM vms.viid_outbox WHERE upstream = 'province'"),
 	join(',', sort @notified), 'only records of the channel its share scope covers were notified');
-ok($node->poll_query_until('postgres', "SELECT state = 'cancelled' FROM vms.viid_subscription WHERE subscribe_id = 'sub-1'"),
+wait_ok($node, "SELECT state = 'cancelled' FROM vms.viid_subscription WHERE subscribe_id = 'sub-1'",
 	'the subscriber cancelled (DELETE /VIID/Subscribes?IDList=sub-1)');
 my %notes;
 open(my $sl, '<', $sub_log) or die;
@@ -457,7 +457,7 @@ is($a->{status} . ' ' . ($a->{body}{ResponseStatusObject}{StatusString} =~ /refu
 	'a Register whose session row cannot be written: 500 with the reason');
 ($a) = client('keepalive');
 is($a->{status}, 200, 'and the next request is served');
-ok($node->poll_query_until('postgres', "SELECT (counters ->> 'internal_errors')::bigint > $internal FROM vms.worker_status WHERE name = 'viid-server'"),
+wait_ok($node, "SELECT (counters ->> 'internal_errors')::bigint > $internal FROM vms.worker_status WHERE name = 'viid-server'",
 	'counted as an internal error');
 $node->safe_psql('postgres', q{
 DROP TRIGGER test_refuse ON vms.viid_subscription;
@@ -549,7 +549,7 @@ is($a->{status}, 200, 'while a client trickles a header, another is served');
 $trickler->finish;
 ($a) = map { $json->decode($_) } grep { /^\{/ } split /\n/, $trickle_out;
 ok($a->{closed} && $a->{sent} < $a->{of}, "the trickling client was cut off before its header was all sent ($a->{sent} of $a->{of} bytes, $a->{seconds} s)");
-ok($node->poll_query_until('postgres', "SELECT (counters ->> 'timeouts')::bigint > $timeouts FROM vms.worker_status WHERE name = 'viid-server'"),
+wait_ok($node, "SELECT (counters ->> 'timeouts')::bigint > $timeouts FROM vms.worker_status WHERE name = 'viid-server'",
 	'counted as a timeout');
 
 # ten thousand connections at once: the limit refuses the excess, the server keeps serving
@@ -570,7 +570,7 @@ IPC::Run::run([ 'openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-da
   or die 'openssl req failed';
 $node->append_conf('postgresql.conf', "vms.viid_server_tls_cert = '$cert'\nvms.viid_server_tls_key = '$tkey'\n");
 $node->reload;
-ok($node->poll_query_until('postgres', "SELECT state = 'listening (HTTPS)' FROM vms.worker_status WHERE name = 'viid-server'"),
+wait_ok($node, "SELECT state = 'listening (HTTPS)' FROM vms.worker_status WHERE name = 'viid-server'",
 	'with a certificate and key the server listens for HTTPS');
 ($a) = client('--tls', '--tls-ca', $cert, 'time');
 is($a->{status}, 200, 'digest over HTTPS, the server verified against its certificate');
@@ -582,7 +582,7 @@ IPC::Run::run([ 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', "http://1
 isnt($plain_out, '200', 'plain HTTP is not answered on the HTTPS port');
 $node->append_conf('postgresql.conf', "vms.viid_server_tls_cert = ''\nvms.viid_server_tls_key = ''\n");
 $node->reload;
-ok($node->poll_query_until('postgres', "SELECT state = 'listening' FROM vms.worker_status WHERE name = 'viid-server'"),
+wait_ok($node, "SELECT state = 'listening' FROM vms.worker_status WHERE name = 'viid-server'",
 	'back to plain HTTP');
 wait_known();
 
@@ -593,14 +593,14 @@ my $bg = $node->background_psql('postgres');
 $bg->query_safe('SET client_min_messages = warning');
 $bg->query_safe('BEGIN');
 $bg->query_safe('ALTER EXTENSION vms UPDATE');
-ok($node->poll_query_until('postgres', "SELECT state LIKE 'waiting for ALTER or DROP EXTENSION%' FROM vms.worker_status WHERE name = 'viid-server'"),
+wait_ok($node, "SELECT state LIKE 'waiting for ALTER or DROP EXTENSION%' FROM vms.worker_status WHERE name = 'viid-server'",
 	'the worker waits while ALTER EXTENSION holds the extension');
 ($a) = client('post', 'Persons', '--count', '1', '--serial', '960');
 is($a->{status}, 503, 'records meanwhile: 503');
 like($a->{body}{ResponseStatusObject}{StatusString}, qr/send it again/, '... with the reason');
 $bg->query_safe('COMMIT');
 $bg->quit;
-ok($node->poll_query_until('postgres', "SELECT state = 'listening' FROM vms.worker_status WHERE name = 'viid-server'"),
+wait_ok($node, "SELECT state = 'listening' FROM vms.worker_status WHERE name = 'viid-server'",
 	'listening again after the commit');
 ($a) = client('post', 'Persons', '--count', '1', '--serial', '960');
 is(codes($a), '0', 'the record sent again is stored');
