@@ -5,7 +5,9 @@
 # 28181 A.3), presets, the other commands; on ours: the answers stored (OK,
 # an ERROR with the device's words, a query the device never answers timing
 # out), RecordInfo collected over pages up to SumNum, the recording gap the
-# device's list leaves found and alarmed, and the X-GB-Ver it registered with.
+# device's list leaves found and alarmed (by hand and by an inspection plan's
+# "recording" check), the X-GB-Ver it registered with, and a playback session
+# whose RTP/PS FFmpeg decodes.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -277,10 +279,38 @@ is($sdp{t}, "$t0 $t1", 'playback SDP: t= the period in seconds since 1970');
 is($sdp{c}, 'IN IP4 127.0.0.1', 'playback SDP: c= the media server');
 is($sdp{m}, "video $rtp_port RTP/AVP 96", 'playback SDP: m= its port');
 like($sdp{y} // '', qr/^[0-9]{10}$/, 'playback SDP: a 10-digit SSRC (y=)');
+# the media server stand-in keeps the RTP payloads (MPEG-PS) of the first 50
+# frames (the marker bit ends a frame; loopback keeps the order) and FFmpeg,
+# not our code, demuxes and decodes them
 my $sel = IO::Select->new($rtp);
-my ($pkts, $buf) = (0, '');
-for (1 .. 200) { last if $pkts >= 5; next unless $sel->can_read(0.5); $rtp->recv($buf, 65535); $pkts++ if length($buf) > 12 && (ord($buf) >> 6) == 2; }
-is($pkts, 5, 'the media server address receives RTP (version 2) packets');
+my ($pkts, $frames, $buf, $ps, %ssrcs) = (0, 0, '', '');
+for (1 .. 600)
+{
+	last if $frames >= 50;
+	next unless $sel->can_read(0.5);
+	$rtp->recv($buf, 65535);
+	next unless length($buf) > 12 && (ord($buf) >> 6) == 2;
+	my ($b0, $b1, $seq, $ts, $ssrc) = unpack('C C n N N', $buf);
+	my $hl = 12 + 4 * ($b0 & 0x0f);
+	$hl += 4 + 4 * unpack('n', substr($buf, $hl + 2, 2)) if $b0 & 0x10;
+	$ps .= substr($buf, $hl);
+	$ssrcs{$ssrc}++;
+	$pkts++;
+	$frames++ if $b1 & 0x80;
+}
+is($frames, 50, "the media server address receives RTP (version 2): 50 frames in $pkts packets");
+is(join(',', keys %ssrcs), $sdp{y} + 0, 'with the SSRC of the SDP\'s y= line');
+open(my $psf, '>:raw', "$tmp/playback.ps") or die "$tmp/playback.ps: $!";
+print $psf $ps;
+close $psf;
+my $probe = `ffprobe -v error -f mpeg -count_frames -select_streams v:0 -show_entries stream=codec_name,width,height,nb_read_frames -of csv=p=0 $tmp/playback.ps 2>$tmp/ffprobe.err`;
+chomp $probe;
+like($probe, qr/^h264,320,180,(\d+)$/, 'FFmpeg demuxes the RTP payloads as MPEG-PS: H.264 320x180');
+my ($decoded) = $probe =~ /,(\d+)$/;
+cmp_ok($decoded // 0, '>=', 49, "and decodes the frames sent ($decoded of 50)");
+# (raw video out: gbsim's PS carries no DTS, so a muxer that checks them would
+# complain about the clip's B-frames; the decoder must not)
+is(`ffmpeg -v error -xerror -f mpeg -i $tmp/playback.ps -f rawvideo -y /dev/null 2>&1`, '', 'without a decoding error');
 is($node->safe_psql('postgres', "SELECT channel_code, mode, requested_by, media_port, ssrc = '$sdp{y}' FROM vms.media_sessions WHERE id = $rid"),
 	"$ch|Playback|op|$rtp_port|t", 'vms.media_sessions lists the playback session with its SSRC');
 # playback control: MANSRTSP in INFO requests of the session's dialog
