@@ -115,7 +115,7 @@ SKIP:
 		return $ok;
 	};
 	ok($sipp->('register_digest.xml'), 'sipp: REGISTER → 401 digest challenge → 200 with a Date header');
-	ok($node->poll_query_until('postgres', "SELECT online FROM vms.device WHERE code = '$dev'"), 'the sipp device is online');
+	wait_ok($node, "SELECT online FROM vms.device WHERE code = '$dev'", 'the sipp device is online');
 	ok($sipp->('keepalive.xml'), 'sipp: keepalive MESSAGEs answered 200');
 	ok($sipp->('missing_expires.xml'), 'sipp: REGISTER without Expires → 400');
 	ok($sipp->('wrong_password.xml'), 'sipp: wrong password → 403');
@@ -125,14 +125,14 @@ SKIP:
 	my $h = IPC::Run::start([ 'sipp', "127.0.0.1:$sip_port", '-sf', "$sippdir/catalog_answer.xml",
 			'-oocsf', "$sippdir/catalog_answer_ooc.xml", @common, '-timeout', '30s' ],
 		'>', "$tmp/sipp_catalog.out", '2>', "$tmp/sipp_catalog.err");
-	ok($node->poll_query_until('postgres', "SELECT last_keepalive_at > '$before_catalog' FROM vms.device_session WHERE device_code = '$dev'"),
+	wait_ok($node, "SELECT last_keepalive_at > '$before_catalog' FROM vms.device_session WHERE device_code = '$dev'",
 		'sipp: the catalog scenario\'s keepalive arrived (the worker knows where to ask)');
 	my $rid = $node->safe_psql('postgres', "SELECT vms.sip_query_catalog('$dev')");
 	my $r = $node->safe_psql('postgres', "SELECT state, progress ->> 'received', progress ->> 'sum_num', result ->> 'channels' FROM vms.sip_request_wait($rid, 30)");
 	is($r, 'done|3|3|3', 'sipp: a two-page catalog (SumNum 3) lands as three channels');
 	ok($h->finish, 'sipp catalog scenario completed');
 	ok($sipp->('unregister.xml'), 'sipp: REGISTER Expires: 0 → 200');
-	ok($node->poll_query_until('postgres', "SELECT NOT online FROM vms.device WHERE code = '$dev'"),
+	wait_ok($node, "SELECT NOT online FROM vms.device WHERE code = '$dev'",
 		'sipp: the unregistered device is offline');
 }
 
@@ -143,7 +143,7 @@ my $run = "$tmp/run1.out";
 # (--duration is only a bound: the run is ended with a signal once the restarts are checked)
 my $h1 = gbsim_start($run, '--devices', '200', '--duration', '300', '--keepalive', '2', '--channels', '3',
 	'--page-size', '2', '--wrong-password-every', '50', '--reg-rate', '500', '--alarm-every', '15');
-ok($node->poll_query_until('postgres', "SELECT count(*) = 196 FROM vms.device WHERE online AND code::text LIKE '34020000001320%'"),
+wait_ok($node, "SELECT count(*) = 196 FROM vms.device WHERE online AND code::text LIKE '34020000001320%'",
 	'196 devices online')
   or diag($node->safe_psql('postgres', 'SELECT count(*) FROM vms.device WHERE online'));
 is($node->safe_psql('postgres', "SELECT count(*) FROM vms.device WHERE online AND code::text LIKE '34020000001320%'"),
@@ -151,8 +151,8 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM vms.device WHERE online AN
 is($node->safe_psql('postgres', "SELECT count(DISTINCT device_code) FROM vms.device_event WHERE event = 'auth_failed' AND device_code::text LIKE '34020000001320%'"),
 	'4', 'each wrong password is an auth_failed event');
 # counters are published a moment after the events are written: wait for them
-ok($node->poll_query_until('postgres',
-		"SELECT (counters ->> 'auth_failures')::bigint >= 4 FROM vms.worker_status WHERE name = 'sip'"),
+wait_ok($node,
+		"SELECT (counters ->> 'auth_failures')::bigint >= 4 FROM vms.worker_status WHERE name = 'sip'",
 	'auth failures counted in vms.worker_status');
 
 my $dev = '34020000001320000007';
@@ -177,9 +177,9 @@ is($node->safe_psql('postgres', "SELECT state FROM vms.sip_subscription WHERE de
 	'subscription active');
 $rid = $node->safe_psql('postgres', "SELECT vms.sip_subscribe('$dev', 'MobilePosition', 60)");
 is($node->safe_psql('postgres', "SELECT state FROM vms.sip_request_wait($rid, 20)"), 'done', 'MobilePosition subscription accepted');
-ok($node->poll_query_until('postgres', "SELECT count(*) > 0 FROM vms.mobile_position WHERE device_code = '$dev'"),
+wait_ok($node, "SELECT count(*) > 0 FROM vms.mobile_position WHERE device_code = '$dev'",
 	'MobilePosition NOTIFY lands in vms.mobile_position');
-ok($node->poll_query_until('postgres', "SELECT count(*) > 0 FROM vms.alarm WHERE source = 'sip'"),
+wait_ok($node, "SELECT count(*) > 0 FROM vms.alarm WHERE source = 'sip'",
 	'device alarms land in the alarm centre');
 # an offline device cannot be asked
 $rid = $node->safe_psql('postgres', "SELECT vms.sip_query_catalog('34020000001320000050')");
@@ -209,23 +209,23 @@ SELECT vms._sip_flush(jsonb_build_object(
 sub sentinel_judged
 {
 	my ($before, $what) = @_;
-	ok($node->poll_query_until('postgres', qq{
+	wait_ok($node, qq{
 SELECT count(*) > $before FROM vms.device_event
- WHERE device_code = '$sentinel' AND event = 'offline' AND cause = 'no keepalive within the restart grace'}),
+ WHERE device_code = '$sentinel' AND event = 'offline' AND cause = 'no keepalive within the restart grace'},
 		"$what: the restarted worker judged the devices after its grace (the silent sentinel went offline)");
 }
 my $offline_sql = "SELECT count(*) FROM vms.device_event WHERE event = 'offline' AND device_code::text LIKE '34020000001320%'";
 my $before = $node->safe_psql('postgres', $offline_sql);
 my $armed = arm_sentinel();
 $node->restart(mode => 'fast');
-ok($node->poll_query_until('postgres', "SELECT state = 'running' FROM vms.worker_status WHERE name = 'sip'"),
+wait_ok($node, "SELECT state = 'running' FROM vms.worker_status WHERE name = 'sip'",
 	'fast restart: the sip worker runs again');
 sentinel_judged($armed, 'fast restart');
 is($node->safe_psql('postgres', $offline_sql), $before, 'no device went offline across pg_ctl restart -m fast');
 $armed = arm_sentinel();
 $node->stop('immediate');
 $node->start;
-ok($node->poll_query_until('postgres', "SELECT state = 'running' FROM vms.worker_status WHERE name = 'sip'"),
+wait_ok($node, "SELECT state = 'running' FROM vms.worker_status WHERE name = 'sip'",
 	'immediate restart: the sip worker runs again');
 sentinel_judged($armed, 'immediate restart');
 is($node->safe_psql('postgres', $offline_sql), $before, 'no device went offline across pg_ctl stop -m immediate and start');
@@ -240,7 +240,7 @@ cmp_ok($s1->{subscriptions} + $s1->{renewals}, '>=', 3,
 cmp_ok($s1->{keepalive_ok}, '>', 1000, "keepalives answered ($s1->{keepalive_ok})");
 
 # keepalives stop: offline after interval x count, channels with the device
-ok($node->poll_query_until('postgres', "SELECT count(*) = 0 FROM vms.device WHERE online AND code::text LIKE '34020000001320%'"),
+wait_ok($node, "SELECT count(*) = 0 FROM vms.device WHERE online AND code::text LIKE '34020000001320%'",
 	'devices that stop sending keepalives go offline');
 is($node->safe_psql('postgres', "SELECT count(*) FROM vms.channel WHERE device_code = '$dev' AND online"), '0',
 	'their channels go offline with them');
@@ -252,7 +252,7 @@ is($node->safe_psql('postgres', "SELECT cause FROM vms.device_event WHERE device
 ###########################################################################
 my $h2 = gbsim_start("$tmp/run2.out", '--devices', '2', '--first-code', '34020000001320000101', '--duration', '25',
 	'--keepalive', '2', '--channels', '5', '--page-size', '2', '--catalog-faults', 'dup,drop1,gbk');
-ok($node->poll_query_until('postgres', "SELECT online FROM vms.device WHERE code = '34020000001320000101'"),
+wait_ok($node, "SELECT online FROM vms.device WHERE code = '34020000001320000101'",
 	'the catalog-fault devices are online');
 $rid = $node->safe_psql('postgres', "SELECT vms.sip_query_catalog('34020000001320000101')");
 is($node->safe_psql('postgres', "SELECT state, progress ->> 'sum_num', result ->> 'channels' FROM vms.sip_request_wait($rid, 20)"),
@@ -289,12 +289,12 @@ $node->reload;
 # a new session sees the setting once the postmaster has read the file and
 # signalled its children, the worker among them; --reg-retry covers the
 # worker acting on the signal a moment later
-ok($node->poll_query_until('postgres', "SELECT current_setting('vms.sip_unknown_devices') = 'accept'"),
+wait_ok($node, "SELECT current_setting('vms.sip_unknown_devices') = 'accept'",
 	'the reload is in force');
 my $s7 = gbsim('--devices', '3', '--first-code', '34020000001320000901', '--duration', '10', '--keepalive', '1',
 	'--password', 'fallback-pw', '--reg-retry', '1');
 is($s7->{registered}, '3', 'with vms.sip_unknown_devices = accept (reload) they register with vms.sip_password');
-ok($node->poll_query_until('postgres', "SELECT count(*) = 3 FROM vms.device_event WHERE event = 'added'"),
+wait_ok($node, "SELECT count(*) = 3 FROM vms.device_event WHERE event = 'added'",
 	'and enter the ledger for governance');
 
 my $pid = worker_pid();
@@ -313,10 +313,10 @@ cmp_ok(counter('parse_errors'), '>', $parse_before, 'parse errors counted');
 # supervision and reload
 ###########################################################################
 $node->safe_psql('postgres', "SELECT pg_terminate_backend(pid) FROM vms.worker_status WHERE name = 'sip'");
-ok($node->poll_query_until('postgres', "SELECT pid IS NOT NULL AND pid <> $pid AND state = 'running' FROM vms.worker_status WHERE name = 'sip'"),
+wait_ok($node, "SELECT pid IS NOT NULL AND pid <> $pid AND state = 'running' FROM vms.worker_status WHERE name = 'sip'",
 	'a worker killed with pg_terminate_backend comes back');
 $node->safe_psql('postgres', "SELECT vms.worker_stop('sip')");
-ok($node->poll_query_until('postgres', "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'vms sip'"),
+wait_ok($node, "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'vms sip'",
 	'vms.worker_stop stops it');
 # stays stopped: the positive marker is a supervision pass of the launcher
 # after the stop.  A killed inspector is started again by such a pass, which
@@ -325,22 +325,22 @@ ok($node->poll_query_until('postgres', "SELECT count(*) = 0 FROM pg_stat_activit
 my $sip_restarts = $node->safe_psql('postgres', "SELECT restarts FROM vms.worker_status WHERE name = 'sip'");
 my $ipid = $node->safe_psql('postgres', "SELECT pid FROM vms.worker_status WHERE name = 'inspector 1'");
 $node->safe_psql('postgres', "SELECT pg_terminate_backend($ipid)");
-ok($node->poll_query_until('postgres', "SELECT pid IS NOT NULL AND pid <> $ipid FROM vms.worker_status WHERE name = 'inspector 1'"),
+wait_ok($node, "SELECT pid IS NOT NULL AND pid <> $ipid FROM vms.worker_status WHERE name = 'inspector 1'",
 	'the launcher made a pass after the stop (a killed inspector is back)');
 is($node->safe_psql('postgres', "SELECT pid IS NULL AND NOT wanted AND restarts = $sip_restarts FROM vms.worker_status WHERE name = 'sip'"), 't',
 	'and the stopped sip worker stays stopped');
 is($node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'vms sip'"), '0',
 	'no sip process');
 $node->safe_psql('postgres', "SELECT vms.worker_start('sip')");
-ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'vms sip'"),
+wait_ok($node, "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'vms sip'",
 	'vms.worker_start brings it back');
 $node->append_conf('postgresql.conf', "vms.sip_enabled = off\n");
 $node->reload;
-ok($node->poll_query_until('postgres', "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'vms sip'"),
+wait_ok($node, "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'vms sip'",
 	'vms.sip_enabled = off + reload stops the worker');
 $node->append_conf('postgresql.conf', "vms.sip_enabled = on\n");
 $node->reload;
-ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'vms sip'"),
+wait_ok($node, "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'vms sip'",
 	'on again + reload starts it');
 
 $node->stop;

@@ -162,11 +162,11 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM vms.quality_result WHERE r
 # supervision
 my $pid = $node->safe_psql('postgres', "SELECT pid FROM vms.worker_status WHERE name = 'inspector 1'");
 $node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
-ok($node->poll_query_until('postgres', "SELECT pid IS NOT NULL AND pid <> $pid FROM vms.worker_status WHERE name = 'inspector 1'"),
+wait_ok($node, "SELECT pid IS NOT NULL AND pid <> $pid FROM vms.worker_status WHERE name = 'inspector 1'",
 	'a killed inspector comes back');
 $node->append_conf('postgresql.conf', "vms.inspect_enabled = off\n");
 $node->reload;
-ok($node->poll_query_until('postgres', "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'vms inspector'"),
+wait_ok($node, "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'vms inspector'",
 	'vms.inspect_enabled = off + reload stops them');
 
 $node->stop;

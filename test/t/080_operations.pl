@@ -50,7 +50,7 @@ sub sql { return $node->safe_psql('postgres', $_[0]); }
 
 my $nvrs = gbsim_start('nvr', '--devices', '2', '--first-code', $nvr[0], '--channels', '4');
 my $ipcs = gbsim_start('ipc', '--devices', '3', '--first-code', $ipc[0], '--channels', '1');
-ok($node->poll_query_until('postgres', 'SELECT count(*) = 5 FROM vms.device WHERE online'), 'two NVRs and three IPCs online');
+wait_ok($node, 'SELECT count(*) = 5 FROM vms.device WHERE online', 'two NVRs and three IPCs online');
 my $rid = sql("SELECT vms.sip_query_catalog('$nvr[0]')");
 is(sql("SELECT state, result ->> 'channels' FROM vms.sip_request_wait($rid, 30)"), 'done|4', "NVR $nvr[0]'s catalog: four channels");
 my @ch = split /\n/, sql("SELECT code FROM vms.channel WHERE device_code = '$nvr[0]' ORDER BY code");
@@ -64,8 +64,8 @@ sql("SELECT vms.alarm_raise('$ch[0]', 'stream', 2::smallint, 'inspection')");
 # the NVRs go down: one notified alarm each, level II, source sip
 ###########################################################################
 stop_sim($nvrs);
-ok($node->poll_query_until('postgres', qq{
-SELECT count(*) = 2 FROM vms.alarm WHERE fault_type = 'offline' AND state = 'open' AND code IN ('$nvr[0]', '$nvr[1]')}),
+wait_ok($node, qq{
+SELECT count(*) = 2 FROM vms.alarm WHERE fault_type = 'offline' AND state = 'open' AND code IN ('$nvr[0]', '$nvr[1]')},
 	'each silent NVR raises an offline alarm');
 is(sql("SELECT string_agg(DISTINCT source || ' ' || level, ',') FROM vms.alarm WHERE fault_type = 'offline' AND code IN ('$nvr[0]', '$nvr[1]')"),
 	'sip 2', 'source sip, level II for an NVR');
@@ -86,7 +86,7 @@ SELECT count(*) FROM vms.alarm_event e JOIN vms.alarm a ON a.id = e.alarm_id
 
 # the NVRs come back: the alarm clears with the reason, the channels' with it
 $nvrs = gbsim_start('nvr2', '--devices', '2', '--first-code', $nvr[0], '--channels', '4');
-ok($node->poll_query_until('postgres', "SELECT state = 'cleared' FROM vms.alarm WHERE code = '$nvr[0]' AND fault_type = 'offline'"),
+wait_ok($node, "SELECT state = 'cleared' FROM vms.alarm WHERE code = '$nvr[0]' AND fault_type = 'offline'",
 	'the NVR back online clears its alarm');
 is(sql("SELECT clear_reason FROM vms.alarm WHERE code = '$nvr[0]' AND fault_type = 'offline'"), 'back online: registered',
 	'cleared with the reason');
@@ -102,8 +102,8 @@ sql(qq{SELECT vms.alarm_mask_add('planned work', '{"codes": ["$ipc[1]"]}', '{off
                                now() + interval '1 hour', 'switch replacement')});
 stop_sim($ipcs);
 $ipcs = gbsim_start('ipc2', '--devices', '1', '--first-code', $ipc[2], '--channels', '1');
-ok($node->poll_query_until('postgres', qq{
-SELECT count(*) = 2 FROM vms.alarm WHERE fault_type = 'offline' AND state = 'open' AND code IN ('$ipc[0]', '$ipc[1]')}),
+wait_ok($node, qq{
+SELECT count(*) = 2 FROM vms.alarm WHERE fault_type = 'offline' AND state = 'open' AND code IN ('$ipc[0]', '$ipc[1]')},
 	'the two silent IPCs raise offline alarms');
 is(sql("SELECT level FROM vms.alarm WHERE code = '$ipc[0]' AND fault_type = 'offline'"), '3', 'level III for an IPC');
 is(sql(qq{
@@ -122,13 +122,13 @@ SELECT e.notify FROM vms.alarm a JOIN vms.alarm_event e ON e.alarm_id = a.id AND
 # it fallen silent first, a stop slower than the 5 s keepalive window would
 # let the running worker take it offline by keepalive timeout, and there
 # would be no grace to test.)
-ok($node->poll_query_until('postgres', "SELECT online FROM vms.device WHERE code = '$ipc[2]'"), 'IPC 3 online');
+wait_ok($node, "SELECT online FROM vms.device WHERE code = '$ipc[2]'", 'IPC 3 online');
 $node->stop('immediate');
 stop_sim($ipcs);
 $node->start;
-ok($node->poll_query_until('postgres', qq{
+wait_ok($node, qq{
 SELECT count(*) = 1 FROM vms.device_event
- WHERE device_code = '$ipc[2]' AND event = 'offline' AND cause = 'no keepalive within the restart grace'}),
+ WHERE device_code = '$ipc[2]' AND event = 'offline' AND cause = 'no keepalive within the restart grace'},
 	'after the restart grace the silent IPC goes offline');
 my $flip = "(SELECT at FROM vms.device_event WHERE device_code = '$ipc[2]' AND event = 'offline' ORDER BY id DESC LIMIT 1)";
 # the period measured below ends a second after the flip: wait until that is past
