@@ -29,8 +29,7 @@ SELECT 'foreign key', k.conname::text, pg_get_constraintdef(k.oid), k.oid, true
   FROM pg_constraint k WHERE k.conrelid = 'vms.channel'::regclass AND k.contype = 'f';
 -- a template with Chinese headers in a different order, one good row per kind
 -- of content and one bad row per kind of problem
-SELECT (j).total_rows, (j).loaded_rows, (j).rejected_rows, (j).created_devices, (j).created_units
-  FROM (SELECT vms.ledger_import(convert_to(
+CREATE TEMP TABLE first_csv (t) AS SELECT
 $csv$监控点编码,监控点名称,设备编码,经度,纬度,坐标系,点位类型,朝向,管理单位,能力集,资源目录,IP地址,端口,行政区划
 11010500001320000101,光华路东口,11010500001180000100,116.4600,39.9140,WGS84,枪机,90,朝阳分局,face|plate,11010500002150000009,10.1.1.1,5060,110105
 11010500001320000102,光华路西口,11010500001180000100,116.4660,39.9155,GCJ02,球机,270,朝阳分局,ptz,,,,110105
@@ -47,7 +46,9 @@ $csv$监控点编码,监控点名称,设备编码,经度,纬度,坐标系,点位
 11010500001320000113,字段太少
 11010500001320000114,重复一,11010500001180000100,,,,,,,,,,,
 11010500001320000114,重复二,11010500001180000100,,,,,,,,,,,
-$csv$, 'UTF8'), 'auto', 'regress.csv') AS j) s;
+$csv$;
+SELECT (j).total_rows, (j).loaded_rows, (j).rejected_rows, (j).created_devices, (j).created_units
+  FROM (SELECT vms.ledger_import(convert_to(t, 'UTF8'), 'auto', 'regress.csv') AS j FROM first_csv) s;
 
 -- the same indexes and foreign keys under the same names: every index built
 -- anew but the primary key, the foreign keys kept (their check triggers were
@@ -66,6 +67,27 @@ SELECT b.kind, count(*) AS n, bool_and(a.def IS NOT DISTINCT FROM b.def) AS same
 SELECT count(*) = (SELECT count(*) FROM vms.channel) AS history_per_row, bool_and(acting_role = current_user) AS acting_role
   FROM vms.ledger_history WHERE table_name = 'channel' AND op = 'INSERT';
 SELECT count(*) AS check_triggers_off FROM pg_trigger WHERE tgrelid = 'vms.channel'::regclass AND tgenabled = 'D';
+-- the first load's channel history (its statement trigger, from each
+-- chunk's transition table) equals what the ordinary path writes for the
+-- same file (the ledger made non-empty by one other channel): the same rows
+-- but id and time, in the same order, and one audit entry per statement
+CREATE TEMP TABLE first_history AS
+SELECT to_jsonb(h) - '{id,changed_at}'::text[] AS h, h.id FROM vms.ledger_history h
+ WHERE h.table_name = 'channel' AND h.op = 'INSERT';
+SELECT count(*) AS first_load_audit FROM vms.audit_log WHERE action = 'ledger_insert' AND object = 'channel';
+BEGIN;
+DELETE FROM vms.channel;
+INSERT INTO vms.channel (code, device_code, name) VALUES ('11010500001320000199', '11010500001180000100', '另一个');
+SELECT coalesce(max(id), 0) AS history_before FROM vms.ledger_history \gset
+SELECT (j).loaded_rows, (j).rejected_rows
+  FROM (SELECT vms.ledger_import(convert_to(t, 'UTF8'), 'auto', 'regress.csv') AS j FROM first_csv) s;
+WITH o AS (SELECT to_jsonb(h) - '{id,changed_at}'::text[] AS h, h.id FROM vms.ledger_history h
+            WHERE h.id > :history_before AND h.table_name = 'channel' AND h.op = 'INSERT')
+SELECT (SELECT count(*) FROM first_history) AS first_load_rows, (SELECT count(*) FROM o) AS ordinary_rows,
+       (SELECT array_agg(h ORDER BY id) FROM first_history) = (SELECT array_agg(h ORDER BY id) FROM o) AS same_history_same_order;
+SELECT count(*) AS ordinary_audit FROM vms.audit_log WHERE action = 'ledger_insert' AND object = 'channel';
+ROLLBACK;
+SELECT tgenabled AS history_trigger FROM pg_trigger WHERE tgrelid = 'vms.channel'::regclass AND tgname = 'channel_history_ins';
 SELECT line_no, reasons FROM vms.import_rejection ORDER BY line_no;
 SELECT c.code, c.name, c.device_code, c.point_type, c.azimuth, u.name AS unit, c.capabilities,
        round(ST_X(c.geom)::numeric, 5) AS lon, round(ST_Y(c.geom)::numeric, 5) AS lat, c.coord_source
