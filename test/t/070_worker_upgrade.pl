@@ -69,11 +69,11 @@ is($rc, 0, 'ALTER EXTENSION vms UPDATE');
 unlike($err, qr/do not serve/, 'the update script does not warn in vms.database');
 is($node->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'vms'"), $current,
 	"extension at $current");
-ok($node->poll_query_until('postgres',
-		"SELECT count(*) = 3 AND bool_and(state NOT LIKE 'waiting%' AND state <> 'starting') FROM vms.worker_status WHERE $all"),
+wait_ok($node,
+		"SELECT count(*) = 3 AND bool_and(state NOT LIKE 'waiting%' AND state <> 'starting') FROM vms.worker_status WHERE $all",
 	'after the update every worker is up')
   or diag($node->safe_psql('postgres', 'SELECT name, state, last_error FROM vms.worker_status'));
-ok($node->poll_query_until('postgres', "SELECT count(*) > 0 FROM vms.inspection_run"),
+wait_ok($node, "SELECT count(*) > 0 FROM vms.inspection_run",
 	'the inspector ran its SQL: the due plan got its round');
 is($node->safe_psql('postgres', "SELECT count(*) FROM vms.worker_status WHERE $all AND last_error IS NOT NULL"), '0',
 	'no worker recorded an error across the update');
@@ -90,8 +90,8 @@ all_in_state('waiting for ALTER or DROP EXTENSION vms to finish',
 	'an uncommitted ALTER EXTENSION vms makes every worker wait');
 $alter->query_safe('COMMIT');
 $alter->quit;
-ok($node->poll_query_until('postgres',
-		"SELECT count(*) = 3 AND bool_and(state NOT LIKE 'waiting%') FROM vms.worker_status WHERE $all"),
+wait_ok($node,
+		"SELECT count(*) = 3 AND bool_and(state NOT LIKE 'waiting%') FROM vms.worker_status WHERE $all",
 	'after it commits they run again');
 
 # -- a schema newer than the library (a new package installed, server not restarted)
@@ -100,8 +100,8 @@ $node->safe_psql('postgres', "UPDATE pg_catalog.pg_extension SET extversion = '9
 all_in_state("waiting for a restart with the vms 99.0.0 library (installed 99.0.0, library $current)",
 	'a newer schema makes every worker wait for a restart');
 $node->safe_psql('postgres', "UPDATE pg_catalog.pg_extension SET extversion = '$current' WHERE extname = 'vms'");
-ok($node->poll_query_until('postgres',
-		"SELECT count(*) = 3 AND bool_and(state NOT LIKE 'waiting%') FROM vms.worker_status WHERE $all"),
+wait_ok($node,
+		"SELECT count(*) = 3 AND bool_and(state NOT LIKE 'waiting%') FROM vms.worker_status WHERE $all",
 	'back at the library version they run again');
 like(slurp_file($node->logfile, $log_from), qr/waiting for a restart with the vms 99\.0\.0 library/,
 	'the change of state is logged');
@@ -128,8 +128,8 @@ like($err, qr/WARNING:  the vms workers do not serve database "elsewhere_old"/, 
 # is connected to vms.database, none to "elsewhere"
 $node->safe_psql('elsewhere', "SELECT vms.inspection_plan_add('elsewhere probe', '{}', 'every 1 h')");
 $node->safe_psql('postgres', "SELECT vms.inspection_plan_add('probe 2', '{}', 'every 1 h')");
-ok($node->poll_query_until('postgres', qq{
-SELECT count(*) > 0 FROM vms.inspection_run r JOIN vms.inspection_plan p ON p.id = r.plan_id WHERE p.name = 'probe 2'}),
+wait_ok($node, qq{
+SELECT count(*) > 0 FROM vms.inspection_run r JOIN vms.inspection_plan p ON p.id = r.plan_id WHERE p.name = 'probe 2'},
 	'a plan due in vms.database gets its round');
 is($node->safe_psql('elsewhere', "SELECT count(*) FROM vms.inspection_run"), '0',
 	'the plan due in the other database, made due first, gets none');
