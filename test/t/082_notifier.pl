@@ -79,8 +79,8 @@ my $node = vms_node('notifier', 'vms.notifier_timeout_ms' => 3000, 'vms.notifier
 sub sql { return $node->safe_psql('postgres', $_[0]); }
 
 # the launcher starts the worker; vms.worker_status shows it
-ok($node->poll_query_until('postgres',
-		"SELECT state = 'running' AND pid IS NOT NULL FROM vms.worker_status WHERE name = 'notifier' AND backend_type = 'vms notifier'"),
+wait_ok($node,
+		"SELECT state = 'running' AND pid IS NOT NULL FROM vms.worker_status WHERE name = 'notifier' AND backend_type = 'vms notifier'",
 	'notifier worker running under the launcher');
 
 # devices in 朝阳 (110105): NVRs (type 118) and an IPC (132); one NVR in 天津 (120101)
@@ -128,8 +128,8 @@ is($first->{path}, '/robot/send', 'posted to the route\'s URL');
 is($first->{id}, $dedup, 'X-Vms-Notification-Id carries the id');
 is($first->{idempotency_key}, $dedup, 'Idempotency-Key carries the id');
 like($first->{content_type}, qr{^application/json}, 'sent as JSON');
-ok($node->poll_query_until('postgres', "SELECT state = 'delivered' AND attempts = 1 AND last_status = '200' "
-		  . "FROM vms.notify_outbox WHERE dedup_key = '$dedup'"), 'recorded as delivered');
+wait_ok($node, "SELECT state = 'delivered' AND attempts = 1 AND last_status = '200' "
+		  . "FROM vms.notify_outbox WHERE dedup_key = '$dedup'", 'recorded as delivered');
 
 # --- mail for the same alarm at the SMTP sink
 ok(wait_for('the mails', sub { (grep { $_->{data} =~ /\Q$nvr[0]\E/ } lines_of($mail_log)) == 2 }), 'mail arrives at the SMTP sink, once per route');
@@ -169,7 +169,7 @@ VALUES ('file', 'webhook', 'file:///etc/hostname', '{"fault_types": ["no such fa
 INSERT INTO vms.notify_outbox (route_id, dedup_key, doc, body)
 SELECT id, 'test:file', '{"type": "test"}', '{}' FROM vms.notify_route WHERE name = 'file';
 });
-ok($node->poll_query_until('postgres', "SELECT state = 'dead' AND last_error ~* 'protocol' FROM vms.notify_outbox WHERE dedup_key = 'test:file'"),
+wait_ok($node, "SELECT state = 'dead' AND last_error ~* 'protocol' FROM vms.notify_outbox WHERE dedup_key = 'test:file'",
 	'a file:// URL fails as an unsupported protocol');
 my $file_error = sql("SELECT last_error FROM vms.notify_outbox WHERE dedup_key = 'test:file'");
 unlike($file_error, qr/\Q$hostname\E/, 'and the file is not read') if length $hostname;
@@ -181,7 +181,7 @@ my $mail_id = sql("SELECT o.dedup_key FROM vms.notify_outbox o JOIN vms.notify_r
 like($mail->{data}, qr/^X-Vms-Notification-Id: \Q$mail_id\E\r$/m, 'the mail carries the id');
 like($mail->{data}, qr/^Subject: \[vms\] alarm raised \Q$nvr[0]\E offline/m, 'subject names the event');
 like($mail->{data}, qr/"fault_type": "offline"/, 'the body is the document');
-ok($node->poll_query_until('postgres', "SELECT state = 'delivered' AND last_status = '250' FROM vms.notify_outbox WHERE dedup_key = '$mail_id'"),
+wait_ok($node, "SELECT state = 'delivered' AND last_status = '250' FROM vms.notify_outbox WHERE dedup_key = '$mail_id'",
 	'recorded with the mail server\'s 250');
 
 # --- the masked IPC: recorded, never queued, never sent
@@ -191,29 +191,29 @@ is(sql("SELECT count(*) FROM vms.notify_outbox WHERE doc ->> 'code' = '$ipc'"), 
 # --- the receiver is down: retried, then delivered once when it is back
 stop_receiver();
 offline($nvr[1]);
-ok($node->poll_query_until('postgres', "SELECT attempts >= 1 AND state = 'pending' AND last_error IS NOT NULL AND last_status IS NULL "
-		  . "FROM vms.notify_outbox o JOIN vms.notify_route r ON r.id = o.route_id WHERE r.name = 'robot' AND doc ->> 'code' = '$nvr[1]'"),
+wait_ok($node, "SELECT attempts >= 1 AND state = 'pending' AND last_error IS NOT NULL AND last_status IS NULL "
+		  . "FROM vms.notify_outbox o JOIN vms.notify_route r ON r.id = o.route_id WHERE r.name = 'robot' AND doc ->> 'code' = '$nvr[1]'",
 	'receiver down: the attempt failed and is kept for a retry');
 start_receiver();
-ok($node->poll_query_until('postgres', "SELECT state = 'delivered' FROM vms.notify_outbox o JOIN vms.notify_route r ON r.id = o.route_id "
-		  . "WHERE r.name = 'robot' AND doc ->> 'code' = '$nvr[1]'"), 'delivered once the receiver is back');
+wait_ok($node, "SELECT state = 'delivered' FROM vms.notify_outbox o JOIN vms.notify_route r ON r.id = o.route_id "
+		  . "WHERE r.name = 'robot' AND doc ->> 'code' = '$nvr[1]'", 'delivered once the receiver is back');
 is(scalar(hooks_for($nvr[1])), 1, 'and received exactly once');
 
 # --- the receiver hangs: the request times out (vms.notifier_timeout_ms), retried when it answers again
 receiver_mode('hang');
 offline($nvr[2]);
-ok($node->poll_query_until('postgres', "SELECT attempts >= 1 AND last_error ~* 'timed? ?out' "
-		  . "FROM vms.notify_outbox o JOIN vms.notify_route r ON r.id = o.route_id WHERE r.name = 'robot' AND doc ->> 'code' = '$nvr[2]'"),
+wait_ok($node, "SELECT attempts >= 1 AND last_error ~* 'timed? ?out' "
+		  . "FROM vms.notify_outbox o JOIN vms.notify_route r ON r.id = o.route_id WHERE r.name = 'robot' AND doc ->> 'code' = '$nvr[2]'",
 	'a hanging receiver: the request timed out');
 receiver_mode('ok');
-ok($node->poll_query_until('postgres', "SELECT state = 'delivered' FROM vms.notify_outbox o JOIN vms.notify_route r ON r.id = o.route_id "
-		  . "WHERE r.name = 'robot' AND doc ->> 'code' = '$nvr[2]'"), 'delivered when it answers again');
+wait_ok($node, "SELECT state = 'delivered' FROM vms.notify_outbox o JOIN vms.notify_route r ON r.id = o.route_id "
+		  . "WHERE r.name = 'robot' AND doc ->> 'code' = '$nvr[2]'", 'delivered when it answers again');
 is(scalar(hooks_for($nvr[2])), 1, 'and received exactly once');
 
 # --- dead letter after max_attempts; redriven to a fixed URL, delivered
 offline($tj);
-ok($node->poll_query_until('postgres', "SELECT state = 'dead' AND attempts = 2 AND last_error IS NOT NULL "
-		  . "FROM vms.notify_outbox o JOIN vms.notify_route r ON r.id = o.route_id WHERE r.name = 'nowhere'"),
+wait_ok($node, "SELECT state = 'dead' AND attempts = 2 AND last_error IS NOT NULL "
+		  . "FROM vms.notify_outbox o JOIN vms.notify_route r ON r.id = o.route_id WHERE r.name = 'nowhere'",
 	'dead letter after max_attempts (2)');
 sql("UPDATE vms.notify_route SET url = 'http://127.0.0.1:$http_port/fixed' WHERE name = 'nowhere'");
 is(sql('SELECT vms.notify_redrive()'), '1', 'redrive the dead letter');
@@ -229,8 +229,8 @@ $node->stop('immediate');
 receiver_mode('ok');
 $node->start;
 my $many_list = "ARRAY['" . join("','", @many) . "']";
-ok($node->poll_query_until('postgres', "SELECT count(*) = 20 AND bool_and(o.state = 'delivered') FROM vms.notify_outbox o "
-		  . "JOIN vms.notify_route r ON r.id = o.route_id WHERE r.name = 'robot' AND o.doc ->> 'code' = ANY ($many_list)"),
+wait_ok($node, "SELECT count(*) = 20 AND bool_and(o.state = 'delivered') FROM vms.notify_outbox o "
+		  . "JOIN vms.notify_route r ON r.id = o.route_id WHERE r.name = 'robot' AND o.doc ->> 'code' = ANY ($many_list)",
 	'after the crash every notification is delivered');
 my %queued = map { $_ => 1 } split /\n/, sql("SELECT o.dedup_key FROM vms.notify_outbox o JOIN vms.notify_route r ON r.id = o.route_id "
 	  . "WHERE r.name = 'robot' AND o.doc ->> 'code' = ANY ($many_list)");
@@ -251,10 +251,10 @@ is(scalar(grep { $_->{data} =~ /\Q$ipc\E/ } lines_of($mail_log)), 0, 'masked ala
 
 # --- the worker runs vms.ops_run_due(): the schedules are timed, then the
 # every-minute escalation runs
-ok($node->poll_query_until('postgres', "SELECT bool_and(next_run_at IS NOT NULL) FROM vms.ops_schedule WHERE enabled"),
+wait_ok($node, "SELECT bool_and(next_run_at IS NOT NULL) FROM vms.ops_schedule WHERE enabled",
 	'vms.ops_run_due() called: every schedule timed');
-ok($node->poll_query_until('postgres', "SELECT last_run_at IS NOT NULL AND last_error IS NULL FROM vms.ops_schedule "
-		  . "WHERE action = 'alarm_escalate'"), 'the every-minute escalation ran');
+wait_ok($node, "SELECT last_run_at IS NOT NULL AND last_error IS NULL FROM vms.ops_schedule "
+		  . "WHERE action = 'alarm_escalate'", 'the every-minute escalation ran');
 cmp_ok(sql("SELECT (counters ->> 'ops_runs')::int FROM vms.worker_status WHERE name = 'notifier'"), '>=', 1,
 	'counted in vms.worker_status');
 # (shared memory: counted since the restart)
@@ -278,10 +278,10 @@ my $idle = "SELECT a.wait_event = 'Extension' AND w.state = 'running' FROM pg_st
   . "JOIN vms.worker_status w ON w.pid = a.pid WHERE a.backend_type = 'vms notifier'";
 for my $code (@woken)
 {
-	ok($node->poll_query_until('postgres', $idle), "the worker waits idle before $code goes offline");
+	wait_ok($node, $idle, "the worker waits idle before $code goes offline");
 	offline($code);
-	ok($node->poll_query_until('postgres', "SELECT state = 'delivered' FROM vms.notify_outbox o "
-			  . "JOIN vms.notify_route r ON r.id = o.route_id WHERE r.name = 'robot' AND o.doc ->> 'code' = '$code'"),
+	wait_ok($node, "SELECT state = 'delivered' FROM vms.notify_outbox o "
+			  . "JOIN vms.notify_route r ON r.id = o.route_id WHERE r.name = 'robot' AND o.doc ->> 'code' = '$code'",
 		"woken at the enqueue: $code delivered long before the hour's poll");
 }
 ok(wait_for('the woken webhooks', sub { hooks_for($woken[0]) == 1 && hooks_for($woken[1]) == 1 }),
