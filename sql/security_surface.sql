@@ -151,6 +151,8 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms._sip_check_scope(jsonb)',
     'vms._sip_upstream_changes(text,text,boolean)',
     'vms._sip_upstream_alarms(text,bigint)',
+    'vms._sip_upstream_relay(text,text,text,text)',
+    'vms._sip_upstream_bye(text,text,text,text,text,text)',
     'vms._sip_upstream_answer(text,text,text,text)',
     'vms._sip_upstream_flush(jsonb)',
     'vms._sip_upstream_host(text)',

@@ -81,6 +81,28 @@ SELECT * FROM vms.sip_shared_channels('city') WHERE channel IN ('340201000013200
                                                               '34020100001320000006', '34020200001320000001') ORDER BY 1;
 SELECT count(*) FROM vms.sip_shared_channels('city');
 
+-- an INVITE of the upper platform (the worker asks before relaying it): the channel of the code it knows,
+-- refused when the SDP names a media address outside media_nets (default: the upstream's own address);
+-- every one audited, relayed or not, and the end of a relayed call too
+\set VERBOSITY default
+SELECT vms.sip_alter_upstream('city', options => '{"media_nets": []}');
+SELECT vms.sip_alter_upstream('city', options => '{"media_nets": ["10.0.0.0/8", 5]}');
+SELECT vms.sip_alter_upstream('city', options => '{"media_nets": ["10.0.0.1/8"]}');
+\set VERBOSITY terse
+SELECT * FROM vms._sip_upstream_relay('city', '34010000001320000099', '10.0.0.1', '10.0.0.1:5070');
+SELECT * FROM vms._sip_upstream_relay('city', '34010000001320000099', '10.0.0.1,10.0.0.9', '10.0.0.1:5070');
+SELECT * FROM vms._sip_upstream_relay('city', '34020100001320000002', '10.0.0.1', '10.0.0.1:5070');
+SELECT * FROM vms._sip_upstream_relay('city', '34020100001320000003', '', '10.0.0.1:5070');
+SELECT vms.sip_alter_upstream('city', options => '{"media_nets": ["192.168.0.0/16", "10.0.0.1/32"]}');
+SELECT * FROM vms._sip_upstream_relay('city', '34020100001320000003', '192.168.7.20,10.0.0.1', '10.0.0.1:5070');
+SELECT * FROM vms._sip_upstream_relay('city', '34020100001320000003', 'media.example.com', '10.0.0.1:5070');
+SELECT * FROM vms._sip_upstream_relay('city', '34020100001320000003', '(unparseable SDP)', '10.0.0.1:5070');
+SELECT * FROM vms._sip_upstream_relay('nope', '34020100001320000003', '10.0.0.1', '10.0.0.1:5070');
+SELECT vms._sip_upstream_bye('city', '34020100001320000003', '34020100001320000003', '192.168.7.20', '10.0.0.1:5070', 'upstream');
+SELECT action, object, detail FROM vms.audit_log WHERE action LIKE 'sip_upstream%' ORDER BY seq;
+SELECT ok, problem FROM vms.audit_verify();
+UPDATE vms.sip_upstream SET options = options - 'media_nets' WHERE name = 'city';
+
 -- the answers: 46 channels in pages of 20 (20, 20, 6), each page with SumNum 46
 CREATE TEMP TABLE page AS
 SELECT n, xmlparse(document convert_from(b, 'GB18030')) AS x, b

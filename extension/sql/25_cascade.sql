@@ -23,7 +23,7 @@ COMMENT ON COLUMN vms.sip_upstream.platform_id IS 'the upper platform''s 20-digi
 COMMENT ON COLUMN vms.sip_upstream.password_enc IS
     'the password, vms.secret_encrypt(password, ''sip_upstream.password_enc:'' || name): it decrypts only in its own row';
 COMMENT ON COLUMN vms.sip_upstream.options IS
-    'local_id (vms.sip_id), realm (first 10 digits of platform_id), transport (udp), expires (3600), keepalive_interval (60), keepalive_count (3), charset (GB2312), send_status (true), catalog_page_size (20)';
+    'local_id (vms.sip_id), realm (first 10 digits of platform_id), transport (udp), expires (3600), keepalive_interval (60), keepalive_count (3), charset (GB2312), send_status (true), catalog_page_size (20), media_nets (the networks an INVITE may make a device stream to; the upstream''s own address)';
 
 -- the bound form of vms.secret_encrypt for the row, as for vms.viid_upstream
 CREATE FUNCTION vms._sip_upstream_secret_check() RETURNS trigger
@@ -162,10 +162,25 @@ BEGIN
             IF jsonb_typeof(v) <> 'boolean' THEN
                 RAISE EXCEPTION 'upstream option "send_status" must be true or false' USING ERRCODE = 'invalid_parameter_value';
             END IF;
+        ELSIF k = 'media_nets' THEN
+            -- where an INVITE of the upper platform may make a device stream to
+            IF jsonb_typeof(v) <> 'array' OR jsonb_array_length(v) = 0
+               OR EXISTS (SELECT 1 FROM jsonb_array_elements(v) e WHERE jsonb_typeof(e) <> 'string'
+                                 OR e #>> '{}' !~ '^[0-9A-Fa-f.:]+(/[0-9]{1,3})?$') THEN
+                RAISE EXCEPTION 'upstream option "media_nets" must be a non-empty array of networks such as "10.1.0.0/16"'
+                    USING ERRCODE = 'invalid_parameter_value',
+                          DETAIL = 'An INVITE whose SDP names a media address outside them is refused (488); without the option only the upstream''s own address is allowed.';
+            END IF;
+            BEGIN
+                PERFORM e::cidr FROM jsonb_array_elements_text(v) e;
+            EXCEPTION WHEN invalid_text_representation THEN
+                RAISE EXCEPTION 'upstream option "media_nets" holds an invalid network' USING ERRCODE = 'invalid_parameter_value',
+                    DETAIL = 'Each is an address with an optional prefix length and no bits set right of it, such as "10.1.0.0/16".';
+            END;
         ELSE
             RAISE EXCEPTION 'unknown upstream option "%"', k
                 USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'Options are local_id, realm, transport, expires, keepalive_interval, keepalive_count, charset, send_status, catalog_page_size.';
+                      HINT = 'Options are local_id, realm, transport, expires, keepalive_interval, keepalive_count, charset, send_status, catalog_page_size, media_nets.';
         END IF;
     END LOOP;
     RETURN options;
@@ -699,3 +714,63 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION vms._sip_upstream_alarms(text, bigint) IS
     'internal: new alarms of channels shared with an upper platform as MANSCDP Alarm notifications (at most 100 a call); moves its cursor';
+
+-- An INVITE of an upper platform (the worker calls this before relaying it):
+-- the ledger channel and device of the code it asks for, and whether every
+-- media address its SDP names (c= lines) is inside the upstream's media_nets
+-- (default: the upstream's own address only), so that a device is never made
+-- to stream elsewhere.  Every INVITE is written to the audit log, relayed or not.
+CREATE FUNCTION vms._sip_upstream_relay(upstream text, code text, media text, source text)
+    RETURNS TABLE (channel text, device text, refusal text)
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+#variable_conflict use_variable
+DECLARE
+    u vms.sip_upstream;
+    nets cidr[];
+    a text;
+    addr inet;
+BEGIN
+    SELECT * INTO u FROM vms.sip_upstream s WHERE s.name = _sip_upstream_relay.upstream;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT s.channel::text, c.device_code::text INTO channel, device
+      FROM vms.sip_shared_channels(u.name) s JOIN vms.channel c ON c.code = s.channel
+     WHERE s.code::text = _sip_upstream_relay.code;
+    nets := coalesce((SELECT array_agg(n::cidr) FROM jsonb_array_elements_text(u.options -> 'media_nets') n),
+                     ARRAY[set_masklen(u.host::inet, 32)::cidr]);
+    IF channel IS NULL THEN
+        refusal := 'not shared';
+    ELSIF coalesce(media, '') = '' THEN
+        refusal := 'no media address in the SDP';
+    ELSE
+        FOREACH a IN ARRAY string_to_array(media, ',') LOOP
+            BEGIN
+                addr := a::inet;
+            EXCEPTION WHEN invalid_text_representation THEN
+                addr := NULL;            -- a host name, or garbage
+            END;
+            IF addr IS NULL OR NOT addr <<= ANY (nets) THEN
+                refusal := format('media address %s is outside media_nets', a);
+                EXIT;
+            END IF;
+        END LOOP;
+    END IF;
+    PERFORM vms.audit('sip_upstream_invite', u.name,
+        jsonb_build_object('upstream', u.name, 'code', code, 'channel', channel, 'device', device,
+                           'media', to_jsonb(string_to_array(media, ',')), 'source', source,
+                           'result', coalesce(refusal, 'relayed')));
+    RETURN NEXT;
+END $$;
+COMMENT ON FUNCTION vms._sip_upstream_relay(text, text, text, text) IS
+    'internal: an upper platform''s INVITE: its channel and device, refused when its media addresses are outside media_nets; audited';
+
+CREATE FUNCTION vms._sip_upstream_bye(upstream text, code text, channel text, media text, source text, ended_by text)
+    RETURNS void
+    LANGUAGE sql SET search_path FROM CURRENT AS $$
+    SELECT NULL FROM vms.audit('sip_upstream_bye', upstream,
+        jsonb_build_object('upstream', upstream, 'code', code, 'channel', channel,
+                           'media', to_jsonb(string_to_array(media, ',')), 'source', source, 'ended_by', ended_by))
+$$;
+COMMENT ON FUNCTION vms._sip_upstream_bye(text, text, text, text, text, text) IS
+    'internal: a relayed call of an upper platform ended (by it or by the device): audited';

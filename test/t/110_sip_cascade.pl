@@ -237,7 +237,7 @@ SELECT vms.sip_share_map('cityvms', '34020100001320000002', '3401000000132000009
 ok($city->poll_query_until('postgres', "SELECT online FROM vms.device WHERE code = '$as_lower'"),
 	'the district registers to the city (digest with qop, SHA-256 as the city offers it, checked by the city) and is online there')
   or diag(state_of($district, 'cityvms'));
-is($district->safe_psql('postgres', "SELECT state FROM vms.sip_upstream_state WHERE upstream = 'cityvms'"), 'registered',
+ok($district->poll_query_until('postgres', "SELECT state = 'registered' FROM vms.sip_upstream_state WHERE upstream = 'cityvms'"),
 	'the district sees itself registered');
 ok($city->poll_query_until('postgres',
 		"SELECT last_keepalive_at IS NOT NULL FROM vms.device_session WHERE device_code = '$as_lower'"),
@@ -306,7 +306,7 @@ is($city->safe_psql('postgres', q{SELECT count(*) FROM vms.alarm WHERE code::tex
 my $gbsim = "$root/test/sim/gbsim";
 SKIP:
 {
-	skip 'gbsim or ffmpeg missing', 6 unless -x $gbsim && system('ffmpeg -version >/dev/null 2>&1') == 0;
+	skip 'gbsim or ffmpeg missing', 13 unless -x $gbsim && system('ffmpeg -version >/dev/null 2>&1') == 0;
 	system('ffmpeg', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25', '-t', '2',
 		'-c:v', 'libx264', '-preset', 'veryfast', '-x264-params', 'aud=1:keyint=25', '-bsf:v', 'h264_mp4toannexb',
 		'-f', 'h264', "$tmp/cam.h264") == 0
@@ -347,6 +347,43 @@ SELECT vms.device_set_password('$cam_dev', '12345678', '3402010000');
 	ok($got, 'RTP from the camera arrives at the city\'s media address directly');
 	my $bye = $city->safe_psql('postgres', "SELECT vms.sip_bye($inv)");
 	is($city->safe_psql('postgres', "SELECT state FROM vms.sip_request_wait($bye, 30)"), 'done', 'BYE: the call ends');
+	# the district audits the relayed INVITE and its end: which upstream, channel, media address, from where
+	ok($district->poll_query_until('postgres', qq{SELECT count(*) = 1 FROM vms.audit_log WHERE action = 'sip_upstream_bye'
+		AND object = 'cityvms' AND detail ->> 'channel' = '$cam' AND detail ->> 'ended_by' = 'upstream'}),
+		'the BYE of the relayed call is in the audit log');
+	is($district->safe_psql('postgres', qq{SELECT string_agg(concat_ws(' ', object, detail ->> 'channel', detail ->> 'media',
+		detail ->> 'source', detail ->> 'result'), ', ') FROM vms.audit_log WHERE action = 'sip_upstream_invite'}),
+		qq{cityvms $cam ["127.0.0.1"] 127.0.0.1:$city_port relayed},
+		'the relayed INVITE is in the audit log: upstream, channel, media address, source');
+
+	# media only to media_nets (default: the upstream's own address): an INVITE naming another is refused
+	$inv = $city->safe_psql('postgres', "SELECT vms.sip_invite('$cam', '127.0.0.2', $mport)");
+	like($city->safe_psql('postgres', "SELECT state || ': ' || coalesce(error, '') FROM vms.sip_request_wait($inv, 30)"),
+		qr/^failed: .*488/, 'an INVITE whose SDP names 127.0.0.2 (not the upstream\'s address) is refused: 488');
+	is($district->safe_psql('postgres', q{SELECT detail ->> 'result' FROM vms.audit_log WHERE action = 'sip_upstream_invite'
+		ORDER BY seq DESC LIMIT 1}), 'media address 127.0.0.2 is outside media_nets', 'and audited as refused');
+	$district->safe_psql('postgres', q{SELECT vms.sip_alter_upstream('cityvms', options => '{"media_nets": ["127.0.0.0/8"]}')});
+	$inv = $city->safe_psql('postgres', "SELECT vms.sip_invite('$cam', '127.0.0.2', $mport)");
+	# (whether gbsim then streams to 127.0.0.2 is gbsim's affair: the call is ended either way)
+	$city->safe_psql('postgres', "SELECT state FROM vms.sip_request_wait($inv, 30)");
+	is($district->safe_psql('postgres', q{SELECT concat_ws(' ', detail ->> 'media', detail ->> 'result') FROM vms.audit_log
+		WHERE action = 'sip_upstream_invite' ORDER BY seq DESC LIMIT 1}), '["127.0.0.2"] relayed',
+		'with media_nets 127.0.0.0/8 the same INVITE is relayed to the device (audited)');
+	$bye = $city->safe_psql('postgres', "SELECT vms.sip_bye($inv) WHERE (SELECT state FROM vms.sip_request WHERE id = $inv) = 'done'");
+	$city->safe_psql('postgres', "SELECT state FROM vms.sip_request_wait($bye, 30)") if $bye ne '';
+
+	# a forger: the city's id and IP address, another port (sipp): 403, nothing relayed or audited
+	my $audited = $district->safe_psql('postgres', "SELECT count(*) FROM vms.audit_log WHERE action = 'sip_upstream_invite'");
+	my $forger_port = PostgreSQL::Test::Cluster::get_free_port();
+	my ($fout, $ferr) = ('', '');
+	my $forged = IPC::Run::run([ 'sipp', "127.0.0.1:$district_port", '-sf', "$sippdir/upper_forged_invite.xml", '-m', '1',
+			'-key', 'upper', $city_id, '-key', 'channel', $cam, '-key', 'vms', "127.0.0.1:$district_port",
+			'-i', '127.0.0.1', '-p', $forger_port, '-t', 'u1', '-nd', '-nostdin' ],
+		'>', \$fout, '2>', \$ferr);
+	ok($forged, 'an INVITE with the upstream\'s id from its address but another port is refused: 403 (sipp)')
+	  or diag("$fout $ferr");
+	is($district->safe_psql('postgres', "SELECT count(*) FROM vms.audit_log WHERE action = 'sip_upstream_invite'"),
+		$audited, 'the forged INVITE never reached the channel lookup (nothing audited, nothing relayed)');
 	# a channel the district does not share (any more) is not reached
 	$inv = $city->safe_psql('postgres', "SELECT vms.sip_invite('34020200001320000001', '127.0.0.1', $mport)");
 	like($city->safe_psql('postgres', "SELECT state || ': ' || coalesce(error, '') FROM vms.sip_request_wait($inv, 30)"),

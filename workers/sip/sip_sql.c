@@ -13,7 +13,7 @@ typedef struct SipSqlDef
 	SipSql		op;				/* its index, checked at start */
 	const char *text;
 	int			nargs;
-	Oid			types[5];
+	Oid			types[6];
 } SipSqlDef;
 
 #define CODE_DOC {TEXTOID, TEXTOID}
@@ -48,8 +48,10 @@ static const SipSqlDef defs[SIP_SQL_N] = {
 	{SIP_SQL_UPSTREAM_FLUSH, "SELECT vms._sip_upstream_flush($1::jsonb)", 1, {TEXTOID}},
 	{SIP_SQL_UPSTREAM_ANSWER, "SELECT b FROM vms._sip_upstream_answer($1, $2, $3, $4) b", 4,
 	{TEXTOID, TEXTOID, TEXTOID, TEXTOID}},
-	{SIP_SQL_UPSTREAM_CHANNEL, "SELECT s.channel::text, c.device_code::text FROM vms.sip_shared_channels($1) s "
-		"JOIN vms.channel c ON c.code = s.channel WHERE s.code::text = $2", 2, {TEXTOID, TEXTOID}},
+	{SIP_SQL_UPSTREAM_RELAY, "SELECT channel, device, refusal FROM vms._sip_upstream_relay($1, $2, $3, $4)", 4,
+	{TEXTOID, TEXTOID, TEXTOID, TEXTOID}},
+	{SIP_SQL_UPSTREAM_BYE, "SELECT vms._sip_upstream_bye($1, $2, $3, $4, $5, $6)", 6,
+	{TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID}},
 	{SIP_SQL_UPSTREAM_ALARMS, "SELECT b FROM vms._sip_upstream_alarms($1, $2) b", 2, {TEXTOID, INT8OID}},
 	{SIP_SQL_UPSTREAM_CHANGES, "SELECT b FROM vms._sip_upstream_changes($1, $2, $3) b", 3, {TEXTOID, TEXTOID, BOOLOID}},
 };

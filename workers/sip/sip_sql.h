@@ -42,7 +42,8 @@ typedef enum SipSql
 	SIP_SQL_UPSTREAMS,			/* upper platforms and their options (sip_upstream.c) */
 	SIP_SQL_UPSTREAM_FLUSH,		/* ($1 jsonb): their registration states and transitions */
 	SIP_SQL_UPSTREAM_ANSWER,	/* ($1 upstream, $2 CmdType, $3 SN, $4 DeviceID): MANSCDP bodies */
-	SIP_SQL_UPSTREAM_CHANNEL,	/* ($1 upstream, $2 code it knows): the ledger channel and its device */
+	SIP_SQL_UPSTREAM_RELAY,		/* ($1 upstream, $2 code it knows, $3 SDP media addresses, $4 source): channel, device, refusal; audited */
+	SIP_SQL_UPSTREAM_BYE,		/* ($1 upstream, $2 code, $3 channel, $4 media, $5 source, $6 ended by): audited */
 	SIP_SQL_UPSTREAM_ALARMS,	/* ($1 upstream, $2 first SN): Alarm notifications of shared channels */
 	SIP_SQL_UPSTREAM_CHANGES,	/* ($1 upstream, $2 SN, $3 baseline): Catalog NOTIFY bodies of what changed */
 	SIP_SQL_N

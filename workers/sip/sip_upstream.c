@@ -23,6 +23,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <osipparser2/sdp_message.h>
 
 #include "access/xact.h"
 #include "common/pg_prng.h"
@@ -94,6 +95,8 @@ typedef struct Relay
 	char		dev_to_tag[64];
 	Peer		dev_peer;
 	TimestampTz started;
+	char		media[200];		/* the SDP's connection addresses (c=), comma-separated */
+	char		refusal[128];	/* why the audit step refused it (media outside media_nets) */
 } Relay;
 
 #define CHANGE_CHECK_MS 2000	/* a Catalog subscription's share is compared with what was told this often */
@@ -205,6 +208,12 @@ typedef struct PendingAnswer
 	char		cmd[32];
 	char		sn[16];
 	char		device_id[24];
+	/* a relayed call ended: audited */
+	bool		bye;
+	char		by[12];
+	char		channel[21];
+	char		media[200];
+	char		source[64];
 } PendingAnswer;
 
 /* queries lately taken, so that a retransmission is answered 200 but not answered again */
@@ -225,6 +234,8 @@ static PendingAnswer pending[MAX_PENDING];
 static SBuf snapshots;			/* JSON objects, comma-separated, for the next flush */
 static bool snapshots_ready = false;
 static uint32 next_sn = 1;
+
+static PendingAnswer *new_pending(Upstream *u);
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -888,6 +899,80 @@ answered_register(Upstream *u, bool with_auth, const SipIn *in)
 
 /* ---------------------------------------------------------------- relayed calls */
 
+/*
+ * The connection addresses (c=, the session's and each medium's) of an SDP
+ * body, comma-separated, parsed by libosip2: where the device would stream.
+ * Unparseable or too many: a marker that no network contains.
+ */
+static void
+sdp_media_addresses(const char *body, size_t len, char *out, size_t outlen)
+{
+	sdp_message_t *sdp = NULL;
+	char	   *text = palloc(len + 1);
+	size_t		n = 0;
+	SBuf		b;
+
+	/* GB/T 28181's own lines (y= SSRC, f= media format) are unknown to libosip2's parser: left out */
+	for (size_t i = 0; i < len;)
+	{
+		size_t		e = i;
+
+		while (e < len && body[e] != '\n')
+			e++;
+		if (e < len)
+			e++;
+		if (!(e - i >= 2 && body[i + 1] == '=' && (body[i] == 'y' || body[i] == 'f')))
+		{
+			memcpy(text + n, body + i, e - i);
+			n += e - i;
+		}
+		i = e;
+	}
+	text[n] = '\0';
+	out[0] = '\0';
+	sbuf_init(&b, outlen + 1);
+	if (sdp_message_init(&sdp) == 0 && sdp_message_parse(sdp, text) == 0)
+	{
+		for (int m = -1; m == -1 || !sdp_message_endof_media(sdp, m); m++)
+		{
+			char	   *a = sdp_message_c_addr_get(sdp, m, 0);
+
+			if (a && a[0])
+				sbuf_printf(&b, "%s%s", b.len ? "," : "", a);
+		}
+		if (b.overflow || b.len >= outlen)
+			strlcpy(out, "(too many addresses)", outlen);
+		else if (b.len)
+			strlcpy(out, b.data, outlen);
+	}
+	else
+		strlcpy(out, "(unparseable SDP)", outlen);
+	if (sdp)
+		sdp_message_free(sdp);
+	sbuf_free(&b);
+	pfree(text);
+}
+
+/* a relayed call ended (by the upper platform or the device): audited at the next round */
+static void
+queue_bye_audit(Relay *r, const char *by)
+{
+	PendingAnswer *p = new_pending(&ups[r->up]);
+
+	if (p == NULL)
+	{
+		sip_log_limited(LOG_OTHER, "the end of upstream \"%s\"'s call %s could not be audited: queue full",
+						ups[r->up].name, r->presented);
+		return;
+	}
+	p->bye = true;
+	strlcpy(p->by, by, sizeof(p->by));
+	strlcpy(p->device_id, r->presented, sizeof(p->device_id));
+	strlcpy(p->channel, r->channel, sizeof(p->channel));
+	strlcpy(p->media, r->media, sizeof(p->media));
+	snprintf(p->source, sizeof(p->source), "%s:%d", r->upper_peer.ip, r->upper_peer.port);
+}
+
 static Relay *
 relay_by_upper_call(const char *call_id)
 {
@@ -1021,6 +1106,12 @@ relay_start(Relay *r)
 		relay_answer_upper(r, 404, "Not Found", NULL, NULL);
 		return;
 	}
+	if (r->refusal[0])
+	{
+		sip_log_limited(LOG_OTHER, "upstream \"%s\"'s INVITE for %s refused: %s", ups[r->up].name, r->presented, r->refusal);
+		relay_answer_upper(r, 488, "Not Acceptable Here (media address not allowed)", NULL, NULL);
+		return;
+	}
 	if (d == NULL || !d->online || !d->has_peer || !d->registered)
 	{
 		relay_answer_upper(r, 480, "Temporarily Unavailable", NULL, NULL);
@@ -1045,8 +1136,8 @@ relay_start(Relay *r)
 	if (extra.overflow || relay_send(r, UK_RELAY_INVITE, "INVITE", 1, NULL, extra.data, "APPLICATION/SDP", sdp) == NULL)
 		relay_answer_upper(r, 500, "Server Internal Error", NULL, NULL);
 	else
-		ereport(LOG, (errmsg("vms sip: upstream \"%s\" INVITEs %s: relayed to device %s", ups[r->up].name, r->presented,
-							 r->device)));
+		ereport(LOG, (errmsg("vms sip: upstream \"%s\" INVITEs %s: relayed to device %s, media to %s", ups[r->up].name,
+							 r->presented, r->device, r->media)));
 	sbuf_free(&extra);
 	pfree(sdp);
 }
@@ -1083,6 +1174,7 @@ sip_upstream_bye_from_device(const SipIn *in, const Peer *peer)
 		if (strcmp(peer->ip, r->dev_peer.ip) != 0 || peer->port != r->dev_peer.port)
 			return false;
 		relay_bye_upper(r);
+		queue_bye_audit(r, "device");
 		relay_free(r);
 		return true;
 	}
@@ -1156,7 +1248,7 @@ sip_upstream_response(const SipIn *in, const Peer *peer)
 			free_tx(tx);
 		return true;
 	}
-	if (strcmp(peer->ip, u->host) != 0)
+	if (strcmp(peer->ip, u->host) != 0 || peer->port != u->port || peer->transport != u->peer.transport)
 	{
 		sip_count(C_WRONG_SOURCE, 1);
 		sip_log_limited(LOG_SOURCE, "a response to upstream \"%s\" from %s:%d ignored: the upstream is %s:%d",
@@ -1341,6 +1433,8 @@ upstream_invite(Upstream *u, const SipIn *in, const Peer *peer)
 	strlcpy(r->up_their_tag, in->from_tag, sizeof(r->up_their_tag));
 	strlcpy(r->up_from_user, in->from_user, sizeof(r->up_from_user));
 	strlcpy(r->presented, in->uri_user, sizeof(r->presented));
+	if (in->body_len > 0)
+		sdp_media_addresses(in->body, in->body_len, r->media, sizeof(r->media));
 	if (osip_message_header_get_byname(in->msg, "subject", 0, &subject) >= 0 && subject && subject->hvalue &&
 		strpbrk(subject->hvalue, "\r\n") == NULL)
 		strlcpy(r->subject, subject->hvalue, sizeof(r->subject));
@@ -1364,12 +1458,13 @@ sip_upstream_request(const SipIn *in, const Peer *peer)
 		return false;
 	if (strcmp(in->method, "ACK") == 0)
 		return true;
-	if (strcmp(peer->ip, u->host) != 0)
+	/* the address, port and transport registered to: From and the address alone are forged easily over UDP */
+	if (strcmp(peer->ip, u->host) != 0 || peer->port != u->port || peer->transport != u->peer.transport)
 	{
 		sip_count(C_WRONG_SOURCE, 1);
 		sip_log_limited(LOG_SOURCE, "%s from upstream \"%s\"'s id at %s:%d refused: the upstream is %s:%d",
 						in->method, u->name, peer->ip, peer->port, u->host, u->port);
-		sip_answer(in, peer, 403, "Forbidden (not the upstream's address)", NULL);
+		sip_answer(in, peer, 403, "Forbidden (not the upstream's address and port)", NULL);
 		return true;
 	}
 	if (strcmp(in->method, "OPTIONS") == 0)
@@ -1391,7 +1486,7 @@ sip_upstream_request(const SipIn *in, const Peer *peer)
 	{
 		Relay	   *r = relay_by_upper_call(in->call_id);
 
-		if (r == NULL)
+		if (r == NULL || r->up != (int) (u - ups) || strcmp(r->up_their_tag, in->from_tag) != 0)
 		{
 			sip_answer(in, peer, 481, "Call/Transaction Does Not Exist", NULL);
 			return true;
@@ -1399,6 +1494,7 @@ sip_upstream_request(const SipIn *in, const Peer *peer)
 		sip_answer(in, peer, 200, "OK", NULL);
 		if (r->established)
 			relay_send(r, UK_RELAY_BYE, "BYE", 2, NULL, NULL, NULL, NULL);
+		queue_bye_audit(r, "upstream");
 		relay_free(r);
 		return true;
 	}
@@ -1486,22 +1582,43 @@ answer_pending(void)
 
 		if (!u->used || strcmp(u->name, todo[k].name) != 0)
 			continue;
+		if (todo[k].bye)
+		{
+			Datum		bv[6];
+
+			bv[0] = CStringGetTextDatum(todo[k].name);
+			bv[1] = CStringGetTextDatum(todo[k].device_id);
+			bv[2] = CStringGetTextDatum(todo[k].channel);
+			bv[3] = CStringGetTextDatum(todo[k].media);
+			bv[4] = CStringGetTextDatum(todo[k].source);
+			bv[5] = CStringGetTextDatum(todo[k].by);
+			if (sip_sql_run(SIP_SQL_UPSTREAM_BYE, bv, NULL, false, 0) != SPI_OK_SELECT)
+				elog(ERROR, "vms sip: could not audit the end of a call of upstream \"%s\"", todo[k].name);
+			continue;
+		}
 		if (todo[k].relay > 0)
 		{
 			Relay	   *r = &relays[todo[k].relay - 1];
+			char		source[64];
 
+			snprintf(source, sizeof(source), "%s:%d", r->upper_peer.ip, r->upper_peer.port);
 			values[0] = CStringGetTextDatum(todo[k].name);
 			values[1] = CStringGetTextDatum(r->presented);
-			rc = sip_sql_run(SIP_SQL_UPSTREAM_CHANNEL, values, NULL, true, 1);
+			values[2] = CStringGetTextDatum(r->media);
+			values[3] = CStringGetTextDatum(source);
+			/* not read-only: the INVITE is audited, relayed or refused */
+			rc = sip_sql_run(SIP_SQL_UPSTREAM_RELAY, values, NULL, false, 1);
 			if (rc != SPI_OK_SELECT)
 				elog(ERROR, "vms sip: could not look up a channel for upstream \"%s\"", todo[k].name);
 			if (SPI_processed == 1)
 			{
 				char	   *ch = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 				char	   *dev = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+				char	   *why = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
 
 				strlcpy(r->channel, ch ? ch : "", sizeof(r->channel));
 				strlcpy(r->device, dev ? dev : "", sizeof(r->device));
+				strlcpy(r->refusal, why ? why : "", sizeof(r->refusal));
 			}
 			continue;
 		}
