@@ -218,7 +218,7 @@ SELECT ok FROM vms.audit_verify();
 SELECT DISTINCT digest_alg FROM vms.audit_log;
 
 -- secrets: encrypted with a key kept outside the database
-COPY (SELECT 1) TO PROGRAM 'head -c 32 /dev/urandom > vms_regress_key && chmod 600 vms_regress_key';
+COPY (SELECT 1) TO PROGRAM 'cat >/dev/null && head -c 32 /dev/urandom > vms_regress_key && chmod 600 vms_regress_key';
 \set VERBOSITY default
 SELECT vms.secret_encrypt('upstream-pass');
 SET vms.secret_key_file = 'vms_regress_key';

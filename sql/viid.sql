@@ -4,7 +4,7 @@
 SET search_path = public, vms;
 SET client_min_messages = warning;
 -- a key of its own, in this cluster's data directory (the server's working directory)
-COPY (SELECT 1) TO PROGRAM 'head -c 32 /dev/urandom > vms_regress_viid_key && chmod 600 vms_regress_viid_key';
+COPY (SELECT 1) TO PROGRAM 'cat >/dev/null && head -c 32 /dev/urandom > vms_regress_viid_key && chmod 600 vms_regress_viid_key';
 SET vms.secret_key_file = 'vms_regress_viid_key';
 -- the 南园 cameras, whose changes sync_ledger sends (sql/fixtures/nanyuan.sql)
 \getenv abs_srcdir PG_ABS_SRCDIR
@@ -38,7 +38,7 @@ SELECT vms.viid_drop_upstream('county2');
 -- the key file holds exactly 32 bytes: longer or shorter is refused, not cut
 -- (files in the data directory, this cluster's own)
 SELECT current_setting('vms.secret_key_file') AS regress_key \gset
-COPY (SELECT 1) TO PROGRAM 'head -c 33 /dev/urandom > vms_regress_key_33 && head -c 31 /dev/urandom > vms_regress_key_31 && chmod 600 vms_regress_key_33 vms_regress_key_31';
+COPY (SELECT 1) TO PROGRAM 'cat >/dev/null && head -c 33 /dev/urandom > vms_regress_key_33 && head -c 31 /dev/urandom > vms_regress_key_31 && chmod 600 vms_regress_key_33 vms_regress_key_31';
 \set VERBOSITY default
 SET vms.secret_key_file = 'vms_regress_key_33';
 SELECT vms.secret_encrypt('x', 'test.secret:1');
