@@ -28,6 +28,7 @@
 
 #include "manscdp.h"
 #include "sip_control.h"
+#include "sip_core.h"
 #include "sip_db.h"
 #include "../worker_tx.h"
 
@@ -68,28 +69,6 @@ sip_control_kind(const char *kind)
 }
 
 /* a string or number member of a JSON object, else NULL */
-static char *
-json_text(const char *json, const char *key)
-{
-	Datum		j = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
-	JsonbValue	k,
-			   *v;
-
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	v = findJsonbValueFromContainer(&DatumGetJsonbP(j)->root, JB_FOBJECT, &k);
-	if (v == NULL)
-		return NULL;
-	if (v->type == jbvString)
-		return pnstrdup(v->val.string.val, v->val.string.len);
-	if (v->type == jbvBool)
-		return pstrdup(v->val.boolean ? "true" : "false");
-	if (v->type == jbvNumeric)
-		return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
-	return NULL;
-}
-
 static bool
 is_word(const char *s, size_t max)
 {
@@ -173,11 +152,11 @@ finish_records(Pending *p, const char *state, const char *error)
 char *
 sip_control_start(int64 id, Dev *d, const char *kind, const char *params)
 {
-	char	   *target = json_text(params, "target");
-	char	   *root = json_text(params, "root");
-	char	   *cmd = json_text(params, "cmd");
-	char	   *xml = json_text(params, "xml");
-	char	   *answer = json_text(params, "answer");
+	char	   *target = sip_json_field(params, "target");
+	char	   *root = sip_json_field(params, "root");
+	char	   *cmd = sip_json_field(params, "cmd");
+	char	   *xml = sip_json_field(params, "xml");
+	char	   *answer = sip_json_field(params, "answer");
 	Pending    *p = NULL;
 
 	if (target == NULL || !sip_is_gbcode(target) || root == NULL ||

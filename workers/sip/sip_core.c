@@ -6,13 +6,16 @@
  */
 #include "postgres.h"
 
+#include "common/pg_prng.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "sip_core.h"
 #include "../worker_tx.h"
 
-static TimestampTz now;
+static TimestampTz round_now;	/* the clock of the current round */
 static int64 counters[VMS_COUNTERS];
 static int64 published[VMS_COUNTERS];
 static SBuf scratch;
@@ -22,13 +25,13 @@ static SBuf scratch;
 void
 sip_clock_update(void)
 {
-	now = GetCurrentTimestamp();
+	round_now = GetCurrentTimestamp();
 }
 
 TimestampTz
 sip_clock_now(void)
 {
-	return now;
+	return round_now;
 }
 
 double
@@ -75,11 +78,11 @@ sip_log_limited(int kind, const char *fmt,...)
 	char		buf[512];
 	va_list		ap;
 
-	if (now >= TimestampTzPlusMilliseconds(window[kind], 10000))
+	if (round_now >= TimestampTzPlusMilliseconds(window[kind], 10000))
 	{
 		if (dropped[kind] > 0)
 			ereport(LOG, (errmsg("vms sip: %d similar messages suppressed", dropped[kind])));
-		window[kind] = now;
+		window[kind] = round_now;
 		count[kind] = 0;
 		dropped[kind] = 0;
 	}
@@ -106,4 +109,49 @@ SBuf *
 sip_scratch(void)
 {
 	return &scratch;
+}
+
+/* ----------------------------------------------------------- helpers */
+
+/* n random lower-case hex digits and a NUL: branches, Call-IDs and tags */
+void
+sip_random_hex(char *out, int n)
+{
+	static const char hex[] = "0123456789abcdef";
+	uint64		r = pg_prng_uint64(&pg_global_prng_state);
+
+	for (int i = 0; i < n; i++)
+	{
+		if (i % 16 == 15)
+			r = pg_prng_uint64(&pg_global_prng_state);
+		out[i] = hex[r & 15];
+		r >>= 4;
+	}
+	out[n] = '\0';
+}
+
+/*
+ * A top-level field of a request's JSON parameters as text (a string, a
+ * number, or true/false), palloc'd; NULL when absent or of another type.
+ */
+char *
+sip_json_field(const char *json, const char *key)
+{
+	Datum		j = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
+	JsonbValue	k,
+			   *v;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	v = findJsonbValueFromContainer(&DatumGetJsonbP(j)->root, JB_FOBJECT, &k);
+	if (v == NULL)
+		return NULL;
+	if (v->type == jbvString)
+		return pnstrdup(v->val.string.val, v->val.string.len);
+	if (v->type == jbvBool)
+		return pstrdup(v->val.boolean ? "true" : "false");
+	if (v->type == jbvNumeric)
+		return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+	return NULL;
 }

@@ -86,4 +86,8 @@ extern void sip_log_limited(int kind, const char *fmt,...) pg_attribute_printf(2
 extern void sip_core_init(void);
 extern SBuf *sip_scratch(void);
 
+/* small helpers shared by the roles */
+extern void sip_random_hex(char *out, int n);
+extern char *sip_json_field(const char *json, const char *key);
+
 #endif

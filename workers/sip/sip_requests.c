@@ -27,6 +27,7 @@
 
 #include "manscdp.h"
 #include "sip_control.h"
+#include "sip_core.h"
 #include "sip_db.h"
 #include "sip_net.h"
 #include "sip_requests.h"
@@ -104,22 +105,6 @@ static int	n_subs,
 			subs_cap;
 static uint32 next_sn = 1;
 
-static void
-random_hex(char *out, int n)
-{
-	static const char hex[] = "0123456789abcdef";
-	uint64		r = pg_prng_uint64(&pg_global_prng_state);
-
-	for (int i = 0; i < n; i++)
-	{
-		if (i % 16 == 15)
-			r = pg_prng_uint64(&pg_global_prng_state);
-		out[i] = hex[r & 15];
-		r >>= 4;
-	}
-	out[n] = '\0';
-}
-
 static const char *
 cmd_for(Kind k)
 {
@@ -162,7 +147,7 @@ send_request_to(const char *method, Dev *d, const char *target, Kind kind, int64
 		sip_log_limited(LOG_OTHER, "too many requests in flight; %s to %s not sent", method, d->code);
 		return NULL;
 	}
-	random_hex(branch, 16);
+	sip_random_hex(branch, 16);
 	snprintf(dom, sizeof(dom), "%.10s", d->code);
 	sbuf_reset(sip_scratch());
 	sbuf_printf(sip_scratch(), "%s sip:%s@%s:%d SIP/2.0\r\n", method, target, d->peer.ip, d->peer.port);
@@ -322,8 +307,8 @@ start_query(int64 id, Dev *d, Kind kind)
 	}
 	body = psprintf("<?xml version=\"1.0\" encoding=\"GB2312\"?>\r\n<Query>\r\n<CmdType>%s</CmdType>\r\n"
 					"<SN>%s</SN>\r\n<DeviceID>%s</DeviceID>\r\n</Query>\r\n", cmd_for(kind), q->sn, d->code);
-	random_hex(call_id, 24);
-	random_hex(tag, 10);
+	sip_random_hex(call_id, 24);
+	sip_random_hex(tag, 10);
 	if (send_request("MESSAGE", d, kind, id, call_id, 1, tag, NULL, NULL, body) == NULL)
 	{
 		free_query(q);
@@ -456,8 +441,8 @@ send_subscribe(Sub *s, Dev *d, int expires, Kind kind)
 
 	if (!s->active || s->call_id[0] == '\0')
 	{
-		random_hex(s->call_id, 24);
-		random_hex(s->from_tag, 10);
+		sip_random_hex(s->call_id, 24);
+		sip_random_hex(s->from_tag, 10);
 		s->to_tag[0] = '\0';
 		s->cseq = 0;
 	}
@@ -529,7 +514,6 @@ static uint32 next_ssrc = 1;
  * The SSRC follows GB/T 28181: 0 (live), digits 4-8 of the domain, a
  * four-digit sequence.
  */
-static char *json_field(const char *json, const char *key);
 
 /* params: vms.playback/vms.download add mode Playback/Download, start and end (epoch seconds), speed */
 static void
@@ -540,10 +524,10 @@ start_invite(int64 id, Dev *d, const char *channel, const char *ip, int port, bo
 	char		ssrc[11];
 	char	   *sdp;
 	char	   *extra;
-	char	   *mode = params ? json_field(params, "mode") : NULL;
-	char	   *t_start = params ? json_field(params, "start") : NULL;
-	char	   *t_end = params ? json_field(params, "end") : NULL;
-	char	   *speed = params ? json_field(params, "speed") : NULL;
+	char	   *mode = params ? sip_json_field(params, "mode") : NULL;
+	char	   *t_start = params ? sip_json_field(params, "start") : NULL;
+	char	   *t_end = params ? sip_json_field(params, "end") : NULL;
+	char	   *speed = params ? sip_json_field(params, "speed") : NULL;
 	bool		recorded = mode && (strcmp(mode, "Playback") == 0 || strcmp(mode, "Download") == 0);
 
 	if (recorded && (t_start == NULL || t_end == NULL || strspn(t_start, "0123456789") != strlen(t_start) ||
@@ -567,8 +551,8 @@ start_invite(int64 id, Dev *d, const char *channel, const char *ip, int port, bo
 							  "set vms.sip_realm (or vms.sip_id) accordingly", sip_realm()));
 		return;
 	}
-	random_hex(call_id, 24);
-	random_hex(tag, 10);
+	sip_random_hex(call_id, 24);
+	sip_random_hex(tag, 10);
 	/* over TCP (RFC 4571) the platform listens and the device connects */
 	/* recordings (GB/T 28181 9.8, 9.9): s=Playback or Download, u=channel:0, t=start end, a=downloadspeed */
 	sdp = psprintf("v=0\r\no=%s 0 0 IN IP4 %s\r\ns=%s\r\n%s%s%sc=IN IP4 %s\r\nt=%s %s\r\n"
@@ -604,7 +588,7 @@ send_ack(Dev *d, const char *target, const char *from_tag, const char *to_tag, c
 		return;
 	if (branch == NULL)
 	{
-		random_hex(fresh, 16);
+		sip_random_hex(fresh, 16);
 		branch = fresh;
 	}
 	snprintf(dom, sizeof(dom), "%.10s", target);
@@ -757,26 +741,6 @@ expire_dialogs(void)
 	}
 }
 
-static char *
-json_field(const char *json, const char *key)
-{
-	Datum		j = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
-	JsonbValue	k,
-			   *v;
-
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	v = findJsonbValueFromContainer(&DatumGetJsonbP(j)->root, JB_FOBJECT, &k);
-	if (v == NULL)
-		return NULL;
-	if (v->type == jbvString)
-		return pnstrdup(v->val.string.val, v->val.string.len);
-	if (v->type == jbvNumeric)
-		return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
-	return NULL;
-}
-
 void
 sip_requests_start(int64 id, const char *device, const char *kind, const char *params)
 {
@@ -800,10 +764,10 @@ sip_requests_start(int64 id, const char *device, const char *kind, const char *p
 		start_query(id, d, K_STATUS);
 	else if (strcmp(kind, "invite") == 0)
 	{
-		char	   *channel = json_field(params, "channel");
-		char	   *ip = json_field(params, "ip");
-		char	   *port = json_field(params, "port");
-		char	   *transport = json_field(params, "transport");
+		char	   *channel = sip_json_field(params, "channel");
+		char	   *ip = sip_json_field(params, "ip");
+		char	   *port = sip_json_field(params, "port");
+		char	   *transport = sip_json_field(params, "transport");
 
 		if (channel == NULL || ip == NULL || port == NULL)
 			fail_request(id, "failed", "INVITE needs channel, ip and port");
@@ -811,24 +775,24 @@ sip_requests_start(int64 id, const char *device, const char *kind, const char *p
 			start_invite(id, d, channel, ip, atoi(port), transport && strcmp(transport, "tcp") == 0, params);
 	}
 	else if (strcmp(kind, "bye") == 0)
-		start_bye(id, d, json_field(params, "call_id"));
+		start_bye(id, d, sip_json_field(params, "call_id"));
 	else if (strcmp(kind, "mansrtsp") == 0)
-		start_mansrtsp(id, json_field(params, "call_id"), json_field(params, "body"));
+		start_mansrtsp(id, sip_json_field(params, "call_id"), sip_json_field(params, "body"));
 	else if (sip_control_kind(kind))
 	{
 		char	   *body = sip_control_start(id, d, kind, params);
 		char		call_id[64];
 		char		tag[20];
 
-		random_hex(call_id, 24);
-		random_hex(tag, 10);
+		sip_random_hex(call_id, 24);
+		sip_random_hex(tag, 10);
 		if (body && send_request("MESSAGE", d, K_CONTROL, id, call_id, 1, tag, NULL, NULL, body) == NULL)
 			sip_control_sent(id, -1);
 	}
 	else if (strcmp(kind, "subscribe") == 0 || strcmp(kind, "unsubscribe") == 0)
 	{
-		char	   *event = json_field(params, "event");
-		char	   *expires = json_field(params, "expires");
+		char	   *event = sip_json_field(params, "event");
+		char	   *expires = sip_json_field(params, "expires");
 
 		if (event == NULL)
 			fail_request(id, "failed", "no event in the request");

@@ -239,22 +239,6 @@ static PendingAnswer *new_pending(Upstream *u);
 
 /* ---------------------------------------------------------------- helpers */
 
-static void
-random_hex(char *out, int n)
-{
-	static const char hex[] = "0123456789abcdef";
-	uint64		r = pg_prng_uint64(&pg_global_prng_state);
-
-	for (int i = 0; i < n; i++)
-	{
-		if (i % 16 == 15)
-			r = pg_prng_uint64(&pg_global_prng_state);
-		out[i] = hex[r & 15];
-		r >>= 4;
-	}
-	out[n] = '\0';
-}
-
 /* a quoted-string parameter without its quotes; false when it holds what a header must not */
 static bool
 param(const char *s, char *buf, size_t len)
@@ -430,7 +414,7 @@ send_request(Upstream *u, UpKind kind, const char *method, const char *ruri, con
 		sip_log_limited(LOG_OTHER, "upstream \"%s\": too many requests in flight; %s not sent", u->name, method);
 		return NULL;
 	}
-	random_hex(branch, 16);
+	sip_random_hex(branch, 16);
 	sbuf_reset(out);
 	sbuf_printf(out, "%s %s SIP/2.0\r\n", method, ruri);
 	sbuf_printf(out, "Via: SIP/2.0/UDP %s:%d;rport;branch=z9hG4bK%s\r\n", sip_local_ip_for(&u->peer), sip_local_port(), branch);
@@ -492,7 +476,7 @@ send_register(Upstream *u, int expires)
 		char		response[2 * 32 + 1];
 
 		digest_ha1(u->alg, u->local_id, u->chal_realm, u->password, ha1, sizeof(ha1));
-		random_hex(cnonce, 16);
+		sip_random_hex(cnonce, 16);
 		snprintf(nc, sizeof(nc), "%08x", ++u->nc);
 		digest_response(u->alg, ha1, u->nonce, nc, cnonce, u->qop ? "auth" : NULL, "REGISTER", ruri,
 						response, sizeof(response));
@@ -519,8 +503,8 @@ send_register(Upstream *u, int expires)
 static void
 start_register(Upstream *u, const char *cause)
 {
-	random_hex(u->call_id, 24);
-	random_hex(u->from_tag, 10);
+	sip_random_hex(u->call_id, 24);
+	sip_random_hex(u->from_tag, 10);
 	u->cseq = 0;
 	u->have_chal = false;
 	u->challenges = 0;
@@ -547,8 +531,8 @@ send_message(Upstream *u, UpKind kind, const char *body, size_t len)
 
 	snprintf(ruri, sizeof(ruri), "sip:%s@%s:%d", u->platform_id, u->host, u->port);
 	snprintf(to, sizeof(to), "sip:%s@%s", u->platform_id, u->realm);
-	random_hex(call_id, 24);
-	random_hex(tag, 10);
+	sip_random_hex(call_id, 24);
+	sip_random_hex(tag, 10);
 	return send_request(u, kind, "MESSAGE", ruri, to, NULL, call_id, tag, 1, NULL, body, len, false);
 }
 
@@ -1040,7 +1024,7 @@ relay_send(Relay *r, UpKind kind, const char *method, uint32 cseq, const char *b
 
 	if (branch == NULL)
 	{
-		random_hex(fresh, 16);
+		sip_random_hex(fresh, 16);
 		branch = fresh;
 	}
 	sbuf_reset(out);
@@ -1127,8 +1111,8 @@ relay_start(Relay *r)
 	sdp = pnstrdup(in.body, in.body_len);
 	sip_in_free(&in);
 	r->dev_peer = d->peer;
-	random_hex(r->dev_call_id, 24);
-	random_hex(r->dev_from_tag, 10);
+	sip_random_hex(r->dev_call_id, 24);
+	sip_random_hex(r->dev_from_tag, 10);
 	sbuf_init(&extra, 1024);
 	sbuf_printf(&extra, "Contact: <sip:%s@%s:%d>\r\n", vms_sip_id, sip_local_ip_for(&r->dev_peer), sip_local_port());
 	if (r->subject[0])
@@ -1150,7 +1134,7 @@ relay_bye_upper(Relay *r)
 	SBuf	   *out = sip_scratch();
 	char		branch[20];
 
-	random_hex(branch, 16);
+	sip_random_hex(branch, 16);
 	sbuf_reset(out);
 	sbuf_printf(out, "BYE sip:%s@%s:%d SIP/2.0\r\n", r->up_from_user, r->upper_peer.ip, r->upper_peer.port);
 	sbuf_printf(out, "Via: SIP/2.0/UDP %s:%d;rport;branch=z9hG4bK%s\r\n", sip_local_ip_for(&r->upper_peer), sip_local_port(), branch);
