@@ -96,6 +96,8 @@ SELECT * FROM vms._sip_upstream_relay('city', '34020100001320000003', '', '10.0.
 SELECT vms.sip_alter_upstream('city', options => '{"media_nets": ["192.168.0.0/16", "10.0.0.1/32"]}');
 SELECT * FROM vms._sip_upstream_relay('city', '34020100001320000003', '192.168.7.20,10.0.0.1', '10.0.0.1:5070');
 SELECT * FROM vms._sip_upstream_relay('city', '34020100001320000003', 'media.example.com', '10.0.0.1:5070');
+-- an address in another form than the canonical one (a device may read 007 as octal)
+SELECT * FROM vms._sip_upstream_relay('city', '34020100001320000003', '192.168.007.020', '10.0.0.1:5070');
 SELECT * FROM vms._sip_upstream_relay('city', '34020100001320000003', '(unparseable SDP)', '10.0.0.1:5070');
 SELECT * FROM vms._sip_upstream_relay('nope', '34020100001320000003', '10.0.0.1', '10.0.0.1:5070');
 SELECT vms._sip_upstream_bye('city', '34020100001320000003', '34020100001320000003', '192.168.7.20', '10.0.0.1:5070', 'upstream');

@@ -894,6 +894,8 @@ sdp_media_addresses(const char *body, size_t len, char *out, size_t outlen)
 	sdp_message_t *sdp = NULL;
 	char	   *text = palloc(len + 1);
 	size_t		n = 0;
+	int			raw_c = 0,
+				parsed_c = 0;
 	SBuf		b;
 
 	/* GB/T 28181's own lines (y= SSRC, f= media format) are unknown to libosip2's parser: left out */
@@ -905,6 +907,8 @@ sdp_media_addresses(const char *body, size_t len, char *out, size_t outlen)
 			e++;
 		if (e < len)
 			e++;
+		if (e - i >= 2 && body[i] == 'c' && body[i + 1] == '=')
+			raw_c++;
 		if (!(e - i >= 2 && body[i + 1] == '=' && (body[i] == 'y' || body[i] == 'f')))
 		{
 			memcpy(text + n, body + i, e - i);
@@ -919,12 +923,28 @@ sdp_media_addresses(const char *body, size_t len, char *out, size_t outlen)
 	{
 		for (int m = -1; m == -1 || !sdp_message_endof_media(sdp, m); m++)
 		{
-			char	   *a = sdp_message_c_addr_get(sdp, m, 0);
+			/* every c= of the session and of each media, not only the first */
+			for (int pos = 0;; pos++)
+			{
+				char	   *a = sdp_message_c_addr_get(sdp, m, pos);
 
-			if (a && a[0])
-				sbuf_printf(&b, "%s%s", b.len ? "," : "", a);
+				if (a == NULL)
+					break;
+				parsed_c++;
+				if (a[0])
+					sbuf_printf(&b, "%s%s", b.len ? "," : "", a);
+				if (m == -1)
+					break;		/* the session has one connection field */
+			}
 		}
-		if (b.overflow || b.len >= outlen)
+		/*
+		 * The body goes to the device as it came: a c= line the parser did
+		 * not keep (a second session-level one, say) is an address nobody
+		 * checked, which the device's own parser may take.
+		 */
+		if (raw_c != parsed_c)
+			strlcpy(out, "(ambiguous SDP)", outlen);
+		else if (b.overflow || b.len >= outlen)
 			strlcpy(out, "(too many addresses)", outlen);
 		else if (b.len)
 			strlcpy(out, b.data, outlen);

@@ -752,7 +752,9 @@ BEGIN
             EXCEPTION WHEN invalid_text_representation THEN
                 addr := NULL;            -- a host name, or garbage
             END;
-            IF addr IS NULL OR NOT addr <<= ANY (nets) THEN
+            -- only the canonical form: a device's inet_aton reads 010.1.2.3
+            -- as octal, an address other than the one checked here
+            IF addr IS NULL OR host(addr) <> a OR NOT addr <<= ANY (nets) THEN
                 refusal := format('media address %s is outside media_nets', a);
                 EXIT;
             END IF;
