@@ -181,7 +181,14 @@ field_tag(Split *s)
 	p--;						/* the closing quote */
 	for (q = p - 1; q >= input && *q != '"'; q--)
 		if (*q == '\\')
+		{
+			/*
+			 * jsonb decodes an escaped name ("\u0044ata" is Data), so a
+			 * duplicate could hide behind one: the SQL judges such a body
+			 */
+			s->give_up = true;
 			return TAG_OTHER;
+		}
 	if (q < input || (q > input && q[-1] == '\\'))
 		return TAG_OTHER;
 	n = p - q - 1;
