@@ -54,6 +54,7 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms._cluster_name(text)',
     'vms._cluster_tag_id(text,text,text,boolean)',
     'vms._cron_field(text,integer,integer)',
+    'vms._degrees_floor_rate(public.geometry,double precision)',
     'vms._degrees_reach(double precision)',
     'vms._device_jsonb(vms.device)',
     'vms._device_request(vms.gbcode,text,text,text,xml,boolean,text,jsonb)',

@@ -1,3 +1,30 @@
+-- issue 11 (KNN 10 at the bare query's speed): near alone answers from one
+-- index probe when a lower bound proves the page exact (vms._degrees_floor_rate),
+-- and skips vms._search_sql.
+-- The converse, for a KNN scan on geometry that stops early: every point δ or
+-- more lon/lat degrees from center (φ0, λ0), for any δ up to cap, is at least
+-- δ · rate - 1 mm metres from it on the spheroid, rate being what this
+-- returns.  The geodesic to such a point leaves the lon/lat disk of radius δ
+-- (which must keep off the poles and the antimeridian), so it is no shorter
+-- than the distance to a point Q on that disk's edge.  For Q, haversine:
+-- sin²(σ/2) = sin²(Δφ/2) + cos φ0 cos φ sin²(Δλ/2) on the unit sphere, where
+-- cos φ0 cos φ >= c = cos φ0 cos(|φ0| + cap), so sin²(σ/2) >= c (sin²(Δφ/2) +
+-- sin²(Δλ/2)) >= c (δ/2)² (1 - cap²/24)² (sin y >= y - y³/6, Δφ² + Δλ² = δ²,
+-- radians), and σ >= 2 sin(σ/2).  The spheroid's geodesic is at least
+-- a(1 - e²) σ (no radius of curvature is smaller).  0 (no bound) for a cap
+-- beyond 5 degrees or near a pole or the antimeridian; a part in 10⁹ is taken
+-- off for rounding.  A rate, not a distance: a search computes it once and
+-- compares each candidate by a multiplication.
+CREATE FUNCTION vms._degrees_floor_rate(center geometry, cap float8) RETURNS float8
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE WHEN cap > 0 AND cap <= 5 AND abs(ST_Y(center)) + cap < 89 AND abs(ST_X(center)) + cap < 179
+                THEN 6335439.327083168 * sqrt(cos(radians(ST_Y(center))) * cos(radians(abs(ST_Y(center)) + cap)))
+                     * radians(1) * (1 - radians(cap) ^ 2 / 24) * (1 - 1e-9)
+                ELSE 0 END;
+COMMENT ON FUNCTION vms._degrees_floor_rate(geometry, float8) IS
+    'internal: metres per lon/lat degree that bound from below the geodesic distance from a point to any point at least that many degrees (up to a cap) from it';
+REVOKE ALL ON FUNCTION vms._degrees_floor_rate(geometry, float8) FROM PUBLIC;
+
 -- issue 11 (search speed): vms.search_points carries the search body itself
 -- instead of calling vms._search_points_as (one body, two functions, built by
 -- the same DO block as the fresh install).
@@ -35,6 +62,10 @@ DECLARE
     tid_end tid;
     m bigint;
     n2 integer;
+    nn integer;
+    rate float8;
+    gp geometry;
+    gk integer;
 BEGIN
     IF lim IS NULL OR lim < 0 OR lim > 100000 THEN
         RAISE EXCEPTION 'search limit must be between 0 and 100000, not %', lim USING ERRCODE = 'invalid_parameter_value';
@@ -42,23 +73,40 @@ BEGIN
     IF off IS NULL OR off < 0 THEN
         RAISE EXCEPTION 'search offset must be 0 or more, not %', off USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    q := vms._search_sql(filter);
-    -- The common shapes (one bbox, polygon, circle or near, nothing else) run
-    -- static queries, the very SQL the general path would build for them
-    -- (recognised by its text): PL/pgSQL plans each once per session instead
-    -- of planning a dynamic query on every call.
-    shape := CASE
-        WHEN q.where_sql = 'c.geom && $1[1]' AND q.order_sql = 'c.geom <-> $1[2], c.code' THEN 'bbox'
-        WHEN q.where_sql = 'ST_Intersects(c.geom, $1[1])' AND q.order_sql = 'c.geom <-> $1[2], c.code' THEN 'polygon'
-        WHEN q.where_sql = 'c.geom && $1[2] AND ST_DWithin(c.geom::geography, $1[1]::geography, $2[1])'
-             AND q.knn_where_sql = 'c.geom && $1[2]' AND q.geo_radius IS NOT NULL THEN 'circle'
-        WHEN q.where_sql = 'c.geom IS NOT NULL' AND q.knn_where_sql = 'c.geom IS NOT NULL' THEN 'near' END;
-    IF shape IS NULL AND q.order_sql IS NULL AND q.geo_point IS NULL AND filter ? 'keyword' THEN
-        kw := btrim(filter ->> 'keyword');
-        grams := vms.keyword_grams(kw);
-        IF q.where_sql = format('vms.text_grams(vms.channel_search_text(c.name, c.alias, c.address, c.place_type)) @> %L::text[]', grams)
-                         || ' AND ' || format('vms.text_contains(vms.channel_search_text(c.name, c.alias, c.address, c.place_type), %L)', kw) THEN
-            shape := 'keyword';
+    -- near alone, the commonest map query, skips building a query: the same
+    -- checks as vms._search_sql, which any other filter (or a bad value, for
+    -- its error) goes through
+    IF jsonb_typeof(filter) = 'object' AND filter - 'near' = '{}'::jsonb AND jsonb_typeof(filter -> 'near') = 'object'
+       AND (filter -> 'near') - '{lon,lat,k}'::text[] = '{}'::jsonb
+       AND jsonb_typeof(filter #> '{near,lon}') = 'number' AND jsonb_typeof(filter #> '{near,lat}') = 'number'
+       AND (filter #>> '{near,lon}')::numeric BETWEEN -180 AND 180 AND (filter #>> '{near,lat}')::numeric BETWEEN -90 AND 90
+       AND (filter #> '{near,k}' IS NULL
+            OR (jsonb_typeof(filter #> '{near,k}') = 'number' AND (filter #>> '{near,k}')::numeric BETWEEN 1 AND 10000
+                AND (filter #>> '{near,k}')::numeric % 1 = 0)) THEN
+        shape := 'near';
+        gp := ST_SetSRID(ST_MakePoint((filter #>> '{near,lon}')::float8, (filter #>> '{near,lat}')::float8), 4326);
+        gk := (filter #>> '{near,k}')::integer;
+    ELSE
+        q := vms._search_sql(filter);
+        gp := q.geo_point;
+        gk := q.geo_k;
+        -- The common shapes (one bbox, polygon, circle or near, nothing else) run
+        -- static queries, the very SQL the general path would build for them
+        -- (recognised by its text): PL/pgSQL plans each once per session instead
+        -- of planning a dynamic query on every call.
+        shape := CASE
+            WHEN q.where_sql = 'c.geom && $1[1]' AND q.order_sql = 'c.geom <-> $1[2], c.code' THEN 'bbox'
+            WHEN q.where_sql = 'ST_Intersects(c.geom, $1[1])' AND q.order_sql = 'c.geom <-> $1[2], c.code' THEN 'polygon'
+            WHEN q.where_sql = 'c.geom && $1[2] AND ST_DWithin(c.geom::geography, $1[1]::geography, $2[1])'
+                 AND q.knn_where_sql = 'c.geom && $1[2]' AND q.geo_radius IS NOT NULL THEN 'circle'
+            WHEN q.where_sql = 'c.geom IS NOT NULL' AND q.knn_where_sql = 'c.geom IS NOT NULL' THEN 'near' END;
+        IF shape IS NULL AND q.order_sql IS NULL AND q.geo_point IS NULL AND filter ? 'keyword' THEN
+            kw := btrim(filter ->> 'keyword');
+            grams := vms.keyword_grams(kw);
+            IF q.where_sql = format('vms.text_grams(vms.channel_search_text(c.name, c.alias, c.address, c.place_type)) @> %L::text[]', grams)
+                             || ' AND ' || format('vms.text_contains(vms.channel_search_text(c.name, c.alias, c.address, c.place_type), %L)', kw) THEN
+                shape := 'keyword';
+            END IF;
         END IF;
     END IF;
     IF shape = 'keyword' THEN
@@ -125,7 +173,7 @@ BEGIN
                  LIMIT lim OFFSET off;
             GET DIAGNOSTICS n = ROW_COUNT;
         END IF;
-    ELSIF q.geo_point IS NULL THEN
+    ELSIF gp IS NULL THEN
         IF shape = 'bbox' THEN
             g1 := q.geoms[1]; g2 := q.geoms[2];
             RETURN QUERY
@@ -160,19 +208,50 @@ BEGIN
         -- are kk, every one of them lies within reach metres
         -- (vms._degrees_reach), so the kk nearest in metres all lie in the
         -- box of that reach (vms._metre_box); those are then ranked exactly.
-        kk := CASE WHEN q.geo_k IS NOT NULL THEN least(q.geo_k, lim + off) ELSE lim + off END;
+        kk := CASE WHEN gk IS NOT NULL THEN least(gk, lim + off) ELSE lim + off END;
         IF kk > off THEN
-            g1 := q.geo_point; g2 := q.geoms[cardinality(q.geoms)];
+            g1 := gp;
+            IF shape IS DISTINCT FROM 'near' THEN
+                g2 := q.geoms[cardinality(q.geoms)];
+            END IF;
             IF shape = 'circle' THEN
                 SELECT count(*), max(d) INTO found_n, max_deg
                   FROM (SELECT c.geom <-> g1 AS d FROM vms.channel c
                          WHERE c.geom && g2 AND vms.channel_visible_to(role, c.code, c.civil_code)
                          ORDER BY c.geom <-> g1 LIMIT kk) s;
             ELSIF shape = 'near' THEN
-                -- near alone: the candidates, their reach box and the ranking
-                -- in one statement (one plan kept for the session): the box of
-                -- the kk nearest in degrees, or every point when there are
-                -- fewer (a box larger than any coordinate)
+                -- near alone, first in one index probe: the nn nearest in
+                -- degrees (enough for kk nearest in metres at the point's
+                -- latitude, where a degree of longitude is cos φ of one of
+                -- latitude), ranked by geodesic distance.  The page is exact
+                -- when there are fewer than nn points, or when its last point
+                -- is nearer than any point beyond the probe can be
+                -- (vms._degrees_floor_rate times the probe's last degree distance);
+                -- otherwise it returns nothing and the two probes below run.
+                IF kk <= 1000 THEN
+                    nn := ceil(kk * 1.1 / greatest(cos(radians(ST_Y(g1))), 0.25))::integer + 6;
+                    rate := vms._degrees_floor_rate(g1, 0.5);
+                    RETURN QUERY
+                        SELECT w.code, w.name, w.alias, w.address, w.point_type, w.place_type, w.unit_id, w.online,
+                               ST_X(w.geom), ST_Y(w.geom), w.d
+                          FROM (SELECT s.*, row_number() OVER w AS rn, count(*) OVER w AS cnt, max(s.dd) OVER w AS maxdd,
+                                       nth_value(s.d, kk) OVER w AS dk
+                                  FROM (SELECT c.code, c.name, c.alias, c.address, c.point_type, c.place_type, c.unit_id, c.online, c.geom,
+                                               c.geom <-> g1 AS dd, ST_Distance(c.geom::geography, g1::geography) AS d
+                                          FROM vms.channel c
+                                         WHERE c.geom IS NOT NULL AND vms.channel_visible_to(role, c.code, c.civil_code)
+                                         ORDER BY c.geom <-> g1 LIMIT nn) s
+                                WINDOW w AS (ORDER BY s.d, s.code ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) w
+                         WHERE (w.cnt < nn OR (w.maxdd <= 0.5 AND w.dk < w.maxdd * rate - 1e-3)) AND w.rn > off AND w.rn <= kk
+                         ORDER BY w.rn;
+                    GET DIAGNOSTICS n = ROW_COUNT;
+                END IF;
+            END IF;
+            IF shape = 'near' AND coalesce(n, 0) = 0 THEN
+                -- near alone, the general way: the candidates, their reach box
+                -- and the ranking in one statement (one plan kept for the
+                -- session): the box of the kk nearest in degrees, or every
+                -- point when there are fewer (a box larger than any coordinate)
                 RETURN QUERY
                     WITH k AS MATERIALIZED (
                         SELECT c.geom <-> g1 AS d FROM vms.channel c
@@ -187,7 +266,7 @@ BEGIN
                      WHERE c.geom IS NOT NULL AND c.geom && r.box AND vms.channel_visible_to(role, c.code, c.civil_code)
                      ORDER BY 11, c.code LIMIT kk - off OFFSET off;
                 GET DIAGNOSTICS n = ROW_COUNT;
-            ELSE
+            ELSIF shape IS DISTINCT FROM 'circle' AND shape IS DISTINCT FROM 'near' THEN
                 EXECUTE format(
                     'SELECT count(*), max(d) FROM (SELECT c.geom <-> $3 AS d FROM vms.channel c
                       WHERE %s AND vms.channel_visible_to($5, c.code, c.civil_code) ORDER BY c.geom <-> $3 LIMIT $4) s',
