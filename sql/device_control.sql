@@ -95,6 +95,31 @@ SET SESSION AUTHORIZATION regress_dc_op;
 SELECT vms.ptz('34020000001320000101', 'up_left', 64) > 0 AS ptz_queued;
 SELECT vms.ptz_preset('34020000001320000101', 'call', 7) > 0 AS preset_queued;
 SELECT vms.ptz_home('34020000001320000101', true, 7, 120) > 0 AS home_queued;
+-- X-GB-Ver: a device that registered without it speaks 2016, and 2022's
+-- commands are refused (0A000) before anything is queued; with 2.0 too;
+-- the owner's override lets them through; 3.0 from the device does
+\set VERBOSITY default
+SELECT vms.ptz_precise('34020000001320000101', 90.5, -10, 4);
+\set VERBOSITY terse
+RESET SESSION AUTHORIZATION;
+SELECT vms._sip_gb_version('34020000001180000101', '{"version": "2.0"}');
+SELECT vms.sip_query_home_position('34020000001320000101');
+SELECT vms.sip_query_cruise_tracks('34020000001320000101');
+SELECT vms.device_config_download('34020000001180000101', 'OSDConfig');
+SELECT vms.device_config('34020000001180000101', '{"SnapShotConfig": {"SnapNum": 1}}');
+SELECT count(*) AS refused_2022_queued FROM vms.sip_request WHERE params ->> 'cmd' IN ('HomePositionQuery', 'CruiseTrackListQuery', 'ConfigDownload', 'DeviceConfig');
+-- 2016 commands still go
+SELECT vms.device_config_download('34020000001180000101', 'BasicParam') > 0 AS basic_param_2016;
+SELECT vms.sip_set_gb_version('34020000001180000101', '3');
+SELECT vms.sip_set_gb_version('34020000001180000199', '3.0');
+SELECT vms.sip_set_gb_version('34020000001180000101', '3.0');
+SELECT vms.sip_query_home_position('34020000001320000101') > 0 AS override_lets_2022_through;
+SELECT vms.sip_set_gb_version('34020000001180000101', NULL);
+SELECT vms.sip_query_home_position('34020000001320000101');
+SELECT vms._sip_gb_version('34020000001180000101', '{"version": "3.0"}');
+DELETE FROM vms.sip_request WHERE params ->> 'cmd' IN ('HomePositionQuery', 'ConfigDownload');
+SET SESSION AUTHORIZATION regress_dc_op;
+SELECT vms.sip_set_gb_version('34020000001180000101', '3.0');
 SELECT vms.ptz_precise('34020000001320000101', 90.5, -10, 4) > 0 AS precise_queued;
 SELECT vms.ptz_precise('34020000001320000101', 360, 0, 1);
 SELECT vms.ptz_preset('34020000001320000101', 'call', 256);
@@ -247,6 +272,19 @@ SELECT fov_angle, fov_range_m FROM vms.channel WHERE code = '3402000000132000010
 SELECT item ->> 'PointCommonName' AS common_name, item ->> 'MAC' AS mac, item ->> 'RecordSaveDays' AS save_days,
        item ->> 'SecurityLevelCode' AS security_level
   FROM vms.channel_catalog_item WHERE code = '34020000001320000101';
+-- mapped where the ledger has a column: PointCommonName -> alias,
+-- ManagementUnit (a unit's name or code) -> unit, PTZType -> point type;
+-- a person's value (overridden) stays
+UPDATE vms.channel SET alias = 'set by hand' WHERE code = '34020000001320000102';
+INSERT INTO vms.org_unit (code, name) VALUES ('RG-17', 'regress 分局');
+SELECT vms.clear_override('vms.channel', '34020000001320000101', 'unit_id');
+SELECT vms._sip_catalog_apply('34020000001180000101', '[{"DeviceID": "34020000001320000101", "Name": "cam 1", "PTZType": "1",
+   "PointCommonName": "东门口", "ManagementUnit": "RG-17"},
+  {"DeviceID": "34020000001320000102", "Name": "cam 2", "PTZType": "3", "PointCommonName": "西门口",
+   "ManagementUnit": "nobody''s unit"}]') ->> 'channels' AS applied;
+SELECT c.code, c.alias, c.point_type, u.name AS unit, c.overridden
+  FROM vms.channel c LEFT JOIN vms.org_unit u ON u.id = c.unit_id
+ WHERE c.device_code = '34020000001180000101' ORDER BY c.code;
 
 -- media sessions: the address given, else vms.media_server; bad input refused first
 SELECT vms.view_live('34020000001320000101');

@@ -24,7 +24,8 @@ CREATE TABLE vms.device_session (
     last_info          jsonb,
     updated_at         timestamptz NOT NULL DEFAULT now(),
     digest_qop         boolean NOT NULL DEFAULT true,
-    gb_version         text
+    gb_version         text,
+    gb_version_override text CHECK (gb_version_override ~ '^[0-9]{1,2}\.[0-9]{1,2}$')
 );
 COMMENT ON TABLE vms.device_session IS
     'GB/T 28181 session of each device as the SIP worker last wrote it: registration, keepalive, online state, bans';
@@ -419,7 +420,7 @@ COMMENT ON FUNCTION vms._sip_flush(jsonb) IS 'internal: the SIP worker''s batche
 
 -- GB/T 28181 catalog item → governed channel columns (raw layer).
 CREATE FUNCTION vms._sip_item_report(item jsonb) RETURNS jsonb
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    LANGUAGE sql STABLE PARALLEL SAFE SET search_path FROM CURRENT AS $$
     SELECT jsonb_strip_nulls(jsonb_build_object(
         'name', nullif(item ->> 'Name', ''),
         'address', nullif(item ->> 'Address', ''),
@@ -430,7 +431,17 @@ CREATE FUNCTION vms._sip_item_report(item jsonb) RETURNS jsonb
                       AND (item ->> 'Latitude')::float8 BETWEEN -90 AND 90
                       AND NOT ((item ->> 'Longitude')::float8 = 0 AND (item ->> 'Latitude')::float8 = 0)
                      THEN format('SRID=4326;POINT(%s %s)', item ->> 'Longitude', item ->> 'Latitude') END,
-        -- GB/T 28181-2022 fields the ledger has
+        -- GB/T 28181-2022 fields the ledger has: PointCommonName (点位俗称) as the
+        -- alias, ManagementUnit naming a management unit (code or name), and
+        -- the camera structure PTZType (1 dome, 2 hemisphere, 3/4 fixed or
+        -- remote bullet, 5 remote hemisphere, 6 panoramic) as the point type
+        'alias', nullif(btrim(left(item ->> 'PointCommonName', 200)), ''),
+        'unit_id', (SELECT u.id FROM vms.org_unit u
+                     WHERE nullif(btrim(item ->> 'ManagementUnit'), '') IN (u.code, u.name)
+                     ORDER BY u.code IS DISTINCT FROM btrim(item ->> 'ManagementUnit'), u.id LIMIT 1),
+        'point_type', CASE btrim(item ->> 'PTZType') WHEN '1' THEN 'dome' WHEN '2' THEN 'hemisphere'
+                          WHEN '3' THEN 'bullet' WHEN '4' THEN 'bullet' WHEN '5' THEN 'hemisphere'
+                          WHEN '6' THEN 'panoramic' END,
         'fov_angle', CASE WHEN item ->> 'HorizontalFieldAngle' ~ '^[0-9]{1,3}(\.[0-9]+)?$'
                            AND (item ->> 'HorizontalFieldAngle')::float8 > 0
                            AND (item ->> 'HorizontalFieldAngle')::float8 <= 360
@@ -440,7 +451,7 @@ CREATE FUNCTION vms._sip_item_report(item jsonb) RETURNS jsonb
                             THEN (item ->> 'MaxViewDistance')::float8 END))
 $$;
 COMMENT ON FUNCTION vms._sip_item_report(jsonb) IS
-    'internal: a catalog item as a channel report (name, address, civil code, location; 2022''s HorizontalFieldAngle and MaxViewDistance as view angle and range)';
+    'internal: a catalog item as a channel report (name, address, civil code, location, PTZType as point type; 2022''s PointCommonName as alias, ManagementUnit as unit, HorizontalFieldAngle and MaxViewDistance as view angle and range)';
 
 -- Apply catalog items (a query's pages, or a NOTIFY's events) from one
 -- device.  Each item is applied on its own, so a bad one is reported and the

@@ -119,6 +119,77 @@ END $$;
 COMMENT ON FUNCTION vms.ptz_preset_cmd(text, integer) IS
     'the GB/T 28181 PTZCmd (16 hex digits) that sets, calls or deletes a preset (1-255)';
 
+-- GB/T 28181-2016 and -2022 (X-GB-Ver) ------------------------------------------
+-- A device says which edition it speaks in the X-GB-Ver header of its
+-- REGISTER (2.0 = 2016, 3.0 = 2022; recorded in device_session.gb_version).
+-- The commands the 2022 edition added are sent only to a device that
+-- registered with 3.0 or later, or whose owner set vms.sip_set_gb_version
+-- (for firmware that speaks 2022 without the header); any other device is
+-- refused before anything is sent, as a 2016 device would answer them with
+-- an error or not at all.
+
+-- The 2022 feature a MANSCDP command uses, or NULL for one 2016 has.
+CREATE FUNCTION vms._gb2022_feature(cmd text, body text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE
+        WHEN cmd IN ('HomePositionQuery', 'CruiseTrackListQuery', 'CruiseTrackQuery', 'PTZPositionQuery', 'SDCardStatusQuery')
+            THEN cmd
+        WHEN cmd = 'DeviceControl' THEN substring(body FROM '^\s*<(PTZPreciseCtrl|DeviceUpgrade|FormatSDCard|TargetTrack)[\s>/]')
+        WHEN cmd = 'DeviceConfig' THEN substring(body FROM '^\s*<(SnapShotConfig|OSDConfig|VideoRecordPlan|VideoAlarmRecord|PictureMask|FrameMirror|AlarmReport|VideoParamAttribute)[\s>/]')
+        WHEN cmd = 'ConfigDownload'
+            THEN substring(body FROM '<ConfigType>(VideoParamAttribute|OSDConfig|VideoRecordPlan|VideoAlarmRecord|PictureMask|FrameMirror|AlarmReport|SnapShotConfig)</ConfigType>')
+    END;
+COMMENT ON FUNCTION vms._gb2022_feature(text, text) IS
+    'internal: the GB/T 28181-2022 feature (PTZPreciseCtrl, HomePositionQuery, CruiseTrackListQuery, SnapShotConfig, OSDConfig, VideoRecordPlan...) a command uses; NULL for a 2016 command';
+
+-- The edition a device is treated as: the owner's setting, else its X-GB-Ver.
+CREATE FUNCTION vms._device_gb_version(device vms.gbcode) RETURNS text
+    LANGUAGE sql STABLE SET search_path FROM CURRENT
+    RETURN (SELECT coalesce(s.gb_version_override, s.gb_version) FROM vms.device_session s WHERE s.device_code = device);
+COMMENT ON FUNCTION vms._device_gb_version(vms.gbcode) IS
+    'internal: the GB/T 28181 version a device is treated as (vms.sip_set_gb_version, else the X-GB-Ver of its REGISTER; NULL: none, taken as 2016)';
+
+CREATE FUNCTION vms._require_gb2022(device vms.gbcode, feature text) RETURNS void
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+DECLARE
+    v text;
+BEGIN
+    IF feature IS NULL THEN
+        RETURN;
+    END IF;
+    v := vms._device_gb_version(device);
+    IF v IS NULL OR v !~ '^[0-9]{1,2}(\.[0-9]{1,2})*$' OR split_part(v, '.', 1)::int < 3 THEN
+        RAISE EXCEPTION '% is a GB/T 28181-2022 command and device % speaks %', feature, device,
+                        CASE WHEN v IS NULL THEN 'GB/T 28181-2016 (no X-GB-Ver)' ELSE format('X-GB-Ver %s (GB/T 28181-2016 or older)', v) END
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Commands the 2022 edition added go only to devices that register with X-GB-Ver: 3.0 or later; nothing was sent.',
+                  HINT = 'If the device does speak 2022 without saying so, the owner can call vms.sip_set_gb_version(device, ''3.0'').';
+    END IF;
+END $$;
+COMMENT ON FUNCTION vms._require_gb2022(vms.gbcode, text) IS
+    'internal: refuses (0A000) a GB/T 28181-2022 feature for a device that registered as 2016 or without X-GB-Ver, unless vms.sip_set_gb_version says otherwise';
+
+-- The owner's override for firmware that speaks 2022 and says nothing (or
+-- says 2.0): the version taken instead of X-GB-Ver; NULL goes back to it.
+CREATE FUNCTION vms.sip_set_gb_version(device vms.gbcode, version text) RETURNS void
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    IF version IS NOT NULL AND version !~ '^[0-9]{1,2}\.[0-9]{1,2}$' THEN
+        RAISE EXCEPTION 'GB/T 28181 version "%" is not major.minor', version
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Versions are 2.0 (2016) or 3.0 (2022); NULL uses the device''s X-GB-Ver.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM vms.device d WHERE d.code = device) THEN
+        RAISE EXCEPTION 'device % is not in the ledger', device
+            USING ERRCODE = 'undefined_object', HINT = 'Add the device to vms.device first.';
+    END IF;
+    INSERT INTO vms.device_session AS s (device_code, gb_version_override) VALUES (device, version)
+    ON CONFLICT (device_code) DO UPDATE SET gb_version_override = EXCLUDED.gb_version_override;
+    PERFORM vms.audit('device_gb_version', device::text, jsonb_build_object('version', version));
+END $$;
+REVOKE ALL ON FUNCTION vms.sip_set_gb_version(vms.gbcode, text) FROM PUBLIC;
+COMMENT ON FUNCTION vms.sip_set_gb_version(vms.gbcode, text) IS
+    'treat a device as speaking this GB/T 28181 version (3.0 = 2022: its 2022-only commands are sent) whatever its X-GB-Ver says; NULL goes back to the X-GB-Ver of its REGISTER';
+
 -- Queue a control or query for the worker.  target: a channel or a device;
 -- the request goes to its device, which must be online.  right: the action
 -- checked with vms.exercise_right (which audits it), then the target must be
@@ -167,6 +238,8 @@ BEGIN
                   DETAIL = format('%s %s was not sent.', cmd, detail ->> 'command'),
                   HINT = 'See vms.sip_device_status for why; commands go only to registered, online devices.';
     END IF;
+    -- a GB/T 28181-2022 command only to a device that speaks 2022
+    PERFORM vms._require_gb2022(dev, vms._gb2022_feature(cmd, body::text));
     IF right_name IS NULL THEN
         PERFORM vms.audit('device_control', target::text, detail || jsonb_build_object('cmd', cmd));
     END IF;
@@ -803,6 +876,8 @@ COMMENT ON FUNCTION vms._inspection_recording_collect() IS
 
 COMMENT ON COLUMN vms.device_session.gb_version IS
     'the X-GB-Ver header of the device''s last REGISTER (2.0 = GB/T 28181-2016, 3.0 = 2022); NULL when it sent none';
+COMMENT ON COLUMN vms.device_session.gb_version_override IS
+    'the GB/T 28181 version the owner set for the device (vms.sip_set_gb_version), taken instead of gb_version; NULL: none';
 
 -- Worker side: the version a device registered with.
 CREATE FUNCTION vms._sip_gb_version(device vms.gbcode, info jsonb) RETURNS void

@@ -350,11 +350,14 @@ sip_control_gb_version(const SipIn *in, Dev *d)
 
 	if (in->msg == NULL || osip_message_header_get_byname(in->msg, "X-GB-Ver", 0, &h) < 0 || h == NULL ||
 		h->hvalue == NULL)
-		return false;
-	v = h->hvalue;
-	n = strlen(v);
-	if (n == 0 || n > 10 || strspn(v, "0123456789.") != n)
-		return false;
-	sip_db_queue(SIP_SQL_GB_VERSION, d->code, psprintf("{\"version\":\"%s\"}", v));
-	return true;
+		v = NULL;
+	else
+		v = h->hvalue;
+	n = v ? strlen(v) : 0;
+	if (v && (n == 0 || n > 10 || strspn(v, "0123456789.") != n))
+		v = NULL;
+	/* a REGISTER without the header (or with a malformed one) is a 2016 device: an earlier 3.0 goes */
+	sip_db_queue(SIP_SQL_GB_VERSION, d->code,
+				 v ? psprintf("{\"version\":\"%s\"}", v) : pstrdup("{\"version\":null}"));
+	return v != NULL;
 }

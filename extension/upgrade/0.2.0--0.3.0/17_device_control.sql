@@ -1620,3 +1620,177 @@ COMMENT ON FUNCTION vms.ops_month_close(date, text) IS
     'close a month that has ended (in tz, default the session''s): its figures per unit, region and contractor frozen into vms.ops_month; refused for a month closed already';
 REVOKE ALL ON FUNCTION vms._governance_metrics(text), vms.governance_metrics_by_unit(),
     vms.governance_metrics_by_region(integer), vms.ops_figures(timestamptz, timestamptz, text) FROM PUBLIC;
+
+-- ==== issue 17, helper "snap": X-GB-Ver behaviour and the 2022 catalog fields ====
+-- (fresh install: 16_sip.sql device_session's last column and
+-- _sip_item_report, 26_device_control.sql's X-GB-Ver section and
+-- _device_request)
+ALTER TABLE vms.device_session ADD COLUMN gb_version_override text
+    CHECK (gb_version_override ~ '^[0-9]{1,2}\.[0-9]{1,2}$');
+COMMENT ON COLUMN vms.device_session.gb_version_override IS
+    'the GB/T 28181 version the owner set for the device (vms.sip_set_gb_version), taken instead of gb_version; NULL: none';
+
+CREATE OR REPLACE FUNCTION vms._sip_item_report(item jsonb) RETURNS jsonb
+    LANGUAGE sql STABLE PARALLEL SAFE SET search_path FROM CURRENT AS $$
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+        'name', nullif(item ->> 'Name', ''),
+        'address', nullif(item ->> 'Address', ''),
+        'civil_code', CASE WHEN item ->> 'CivilCode' ~ '^([0-9]{2}){1,4}$' THEN item ->> 'CivilCode' END,
+        'geom', CASE WHEN item ->> 'Longitude' ~ '^-?[0-9]{1,3}(\.[0-9]+)?$'
+                      AND item ->> 'Latitude' ~ '^-?[0-9]{1,2}(\.[0-9]+)?$'
+                      AND (item ->> 'Longitude')::float8 BETWEEN -180 AND 180
+                      AND (item ->> 'Latitude')::float8 BETWEEN -90 AND 90
+                      AND NOT ((item ->> 'Longitude')::float8 = 0 AND (item ->> 'Latitude')::float8 = 0)
+                     THEN format('SRID=4326;POINT(%s %s)', item ->> 'Longitude', item ->> 'Latitude') END,
+        -- GB/T 28181-2022 fields the ledger has: PointCommonName (点位俗称) as the
+        -- alias, ManagementUnit naming a management unit (code or name), and
+        -- the camera structure PTZType (1 dome, 2 hemisphere, 3/4 fixed or
+        -- remote bullet, 5 remote hemisphere, 6 panoramic) as the point type
+        'alias', nullif(btrim(left(item ->> 'PointCommonName', 200)), ''),
+        'unit_id', (SELECT u.id FROM vms.org_unit u
+                     WHERE nullif(btrim(item ->> 'ManagementUnit'), '') IN (u.code, u.name)
+                     ORDER BY u.code IS DISTINCT FROM btrim(item ->> 'ManagementUnit'), u.id LIMIT 1),
+        'point_type', CASE btrim(item ->> 'PTZType') WHEN '1' THEN 'dome' WHEN '2' THEN 'hemisphere'
+                          WHEN '3' THEN 'bullet' WHEN '4' THEN 'bullet' WHEN '5' THEN 'hemisphere'
+                          WHEN '6' THEN 'panoramic' END,
+        'fov_angle', CASE WHEN item ->> 'HorizontalFieldAngle' ~ '^[0-9]{1,3}(\.[0-9]+)?$'
+                           AND (item ->> 'HorizontalFieldAngle')::float8 > 0
+                           AND (item ->> 'HorizontalFieldAngle')::float8 <= 360
+                          THEN (item ->> 'HorizontalFieldAngle')::float8 END,
+        'fov_range_m', CASE WHEN item ->> 'MaxViewDistance' ~ '^[0-9]{1,6}(\.[0-9]+)?$'
+                             AND (item ->> 'MaxViewDistance')::float8 > 0
+                            THEN (item ->> 'MaxViewDistance')::float8 END))
+$$;
+COMMENT ON FUNCTION vms._sip_item_report(jsonb) IS
+    'internal: a catalog item as a channel report (name, address, civil code, location, PTZType as point type; 2022''s PointCommonName as alias, ManagementUnit as unit, HorizontalFieldAngle and MaxViewDistance as view angle and range)';
+
+-- GB/T 28181-2016 and -2022 (X-GB-Ver) ------------------------------------------
+-- A device says which edition it speaks in the X-GB-Ver header of its
+-- REGISTER (2.0 = 2016, 3.0 = 2022; recorded in device_session.gb_version).
+-- The commands the 2022 edition added are sent only to a device that
+-- registered with 3.0 or later, or whose owner set vms.sip_set_gb_version
+-- (for firmware that speaks 2022 without the header); any other device is
+-- refused before anything is sent, as a 2016 device would answer them with
+-- an error or not at all.
+
+-- The 2022 feature a MANSCDP command uses, or NULL for one 2016 has.
+CREATE FUNCTION vms._gb2022_feature(cmd text, body text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE
+        WHEN cmd IN ('HomePositionQuery', 'CruiseTrackListQuery', 'CruiseTrackQuery', 'PTZPositionQuery', 'SDCardStatusQuery')
+            THEN cmd
+        WHEN cmd = 'DeviceControl' THEN substring(body FROM '^\s*<(PTZPreciseCtrl|DeviceUpgrade|FormatSDCard|TargetTrack)[\s>/]')
+        WHEN cmd = 'DeviceConfig' THEN substring(body FROM '^\s*<(SnapShotConfig|OSDConfig|VideoRecordPlan|VideoAlarmRecord|PictureMask|FrameMirror|AlarmReport|VideoParamAttribute)[\s>/]')
+        WHEN cmd = 'ConfigDownload'
+            THEN substring(body FROM '<ConfigType>(VideoParamAttribute|OSDConfig|VideoRecordPlan|VideoAlarmRecord|PictureMask|FrameMirror|AlarmReport|SnapShotConfig)</ConfigType>')
+    END;
+COMMENT ON FUNCTION vms._gb2022_feature(text, text) IS
+    'internal: the GB/T 28181-2022 feature (PTZPreciseCtrl, HomePositionQuery, CruiseTrackListQuery, SnapShotConfig, OSDConfig, VideoRecordPlan...) a command uses; NULL for a 2016 command';
+
+-- The edition a device is treated as: the owner's setting, else its X-GB-Ver.
+CREATE FUNCTION vms._device_gb_version(device vms.gbcode) RETURNS text
+    LANGUAGE sql STABLE SET search_path FROM CURRENT
+    RETURN (SELECT coalesce(s.gb_version_override, s.gb_version) FROM vms.device_session s WHERE s.device_code = device);
+COMMENT ON FUNCTION vms._device_gb_version(vms.gbcode) IS
+    'internal: the GB/T 28181 version a device is treated as (vms.sip_set_gb_version, else the X-GB-Ver of its REGISTER; NULL: none, taken as 2016)';
+
+CREATE FUNCTION vms._require_gb2022(device vms.gbcode, feature text) RETURNS void
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+DECLARE
+    v text;
+BEGIN
+    IF feature IS NULL THEN
+        RETURN;
+    END IF;
+    v := vms._device_gb_version(device);
+    IF v IS NULL OR v !~ '^[0-9]{1,2}(\.[0-9]{1,2})*$' OR split_part(v, '.', 1)::int < 3 THEN
+        RAISE EXCEPTION '% is a GB/T 28181-2022 command and device % speaks %', feature, device,
+                        CASE WHEN v IS NULL THEN 'GB/T 28181-2016 (no X-GB-Ver)' ELSE format('X-GB-Ver %s (GB/T 28181-2016 or older)', v) END
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'Commands the 2022 edition added go only to devices that register with X-GB-Ver: 3.0 or later; nothing was sent.',
+                  HINT = 'If the device does speak 2022 without saying so, the owner can call vms.sip_set_gb_version(device, ''3.0'').';
+    END IF;
+END $$;
+COMMENT ON FUNCTION vms._require_gb2022(vms.gbcode, text) IS
+    'internal: refuses (0A000) a GB/T 28181-2022 feature for a device that registered as 2016 or without X-GB-Ver, unless vms.sip_set_gb_version says otherwise';
+
+-- The owner's override for firmware that speaks 2022 and says nothing (or
+-- says 2.0): the version taken instead of X-GB-Ver; NULL goes back to it.
+CREATE FUNCTION vms.sip_set_gb_version(device vms.gbcode, version text) RETURNS void
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    IF version IS NOT NULL AND version !~ '^[0-9]{1,2}\.[0-9]{1,2}$' THEN
+        RAISE EXCEPTION 'GB/T 28181 version "%" is not major.minor', version
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Versions are 2.0 (2016) or 3.0 (2022); NULL uses the device''s X-GB-Ver.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM vms.device d WHERE d.code = device) THEN
+        RAISE EXCEPTION 'device % is not in the ledger', device
+            USING ERRCODE = 'undefined_object', HINT = 'Add the device to vms.device first.';
+    END IF;
+    INSERT INTO vms.device_session AS s (device_code, gb_version_override) VALUES (device, version)
+    ON CONFLICT (device_code) DO UPDATE SET gb_version_override = EXCLUDED.gb_version_override;
+    PERFORM vms.audit('device_gb_version', device::text, jsonb_build_object('version', version));
+END $$;
+REVOKE ALL ON FUNCTION vms.sip_set_gb_version(vms.gbcode, text) FROM PUBLIC;
+COMMENT ON FUNCTION vms.sip_set_gb_version(vms.gbcode, text) IS
+    'treat a device as speaking this GB/T 28181 version (3.0 = 2022: its 2022-only commands are sent) whatever its X-GB-Ver says; NULL goes back to the X-GB-Ver of its REGISTER';
+
+CREATE OR REPLACE FUNCTION vms._device_request(target vms.gbcode, kind text, root text, cmd text, body xml,
+                                    answer boolean, right_name text, detail jsonb)
+    RETURNS bigint
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    dev vms.gbcode;
+    dev_online boolean;
+    rid bigint;
+    acting name := pg_catalog.pg_get_userbyid(vms._acting_role());
+BEGIN
+    IF right_name IS NOT NULL THEN
+        PERFORM vms.exercise_right(right_name, target, detail || jsonb_build_object('cmd', cmd));
+        -- a right is held on a channel, at the channel's security level: a
+        -- device code (an NVR, a platform) has no level of its own and its
+        -- channels may be above the grant, so only a channel is addressed
+        IF NOT EXISTS (SELECT 1 FROM vms.channel c WHERE c.code = target) THEN
+            RAISE EXCEPTION 'no channel %', target
+                USING ERRCODE = 'undefined_object',
+                      DETAIL = format('The %s right is held on channels; %s is not in vms.channel.', right_name, target),
+                      HINT = 'Name one of the device''s channels, not the device.';
+        END IF;
+        SELECT d.code, d.online INTO dev, dev_online
+          FROM vms.channel c JOIN vms.device d ON d.code = c.device_code WHERE c.code = target;
+    ELSE
+        SELECT d.code, d.online INTO dev, dev_online FROM vms.device d WHERE d.code = target;
+        IF NOT FOUND THEN
+            SELECT d.code, d.online INTO dev, dev_online
+              FROM vms.channel c JOIN vms.device d ON d.code = c.device_code WHERE c.code = target;
+        END IF;
+    END IF;
+    IF dev IS NULL THEN
+        RAISE EXCEPTION 'no channel or device %', target
+            USING ERRCODE = 'undefined_object', HINT = 'The code must be in vms.channel or vms.device.';
+    END IF;
+    IF NOT dev_online THEN
+        RAISE EXCEPTION 'device % is offline', dev
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('%s %s was not sent.', cmd, detail ->> 'command'),
+                  HINT = 'See vms.sip_device_status for why; commands go only to registered, online devices.';
+    END IF;
+    -- a GB/T 28181-2022 command only to a device that speaks 2022
+    PERFORM vms._require_gb2022(dev, vms._gb2022_feature(cmd, body::text));
+    IF right_name IS NULL THEN
+        PERFORM vms.audit('device_control', target::text, detail || jsonb_build_object('cmd', cmd));
+    END IF;
+    INSERT INTO vms.sip_request (device_code, kind, params, requested_by)
+    VALUES (dev, kind, jsonb_build_object('target', target::text, 'root', root, 'cmd', cmd,
+                                          'xml', coalesce(body::text, ''), 'answer', answer) || detail,
+            acting)
+    RETURNING id INTO rid;
+    PERFORM vms._wake_worker('sip');
+    RETURN rid;
+END $$;
+COMMENT ON FUNCTION vms._device_request(vms.gbcode, text, text, text, xml, boolean, text, jsonb) IS
+    'internal: check, audit and queue a DeviceControl/DeviceConfig/query MESSAGE for the SIP worker';
+
+REVOKE ALL ON FUNCTION vms._gb2022_feature(text, text), vms._device_gb_version(vms.gbcode),
+    vms._require_gb2022(vms.gbcode, text), vms.sip_set_gb_version(vms.gbcode, text) FROM PUBLIC;
+-- ==== end of helper "snap": X-GB-Ver and 2022 catalog fields ====
