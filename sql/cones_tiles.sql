@@ -236,9 +236,22 @@ UPDATE vms.channel SET geom = NULL WHERE name LIKE '簇%' AND right(code::text, 
 DELETE FROM vms.channel WHERE code IN (SELECT min(code::text)::vms.gbcode FROM vms.channel WHERE name LIKE '簇%'
                                         GROUP BY vms._tile_col(ST_X(geom_3857)) >> 6, vms._tile_row(ST_Y(geom_3857)) >> 6);
 SELECT * FROM pg_temp.tile_check();
-SELECT vms.channel_clusters_refresh() > 0 AS folded;
+-- this fold through the operations schedule, which a default install runs
+-- every five minutes (the other scheduled runs are off for it)
+SELECT cron, enabled FROM vms.ops_schedule WHERE action = 'clusters_refresh';
+UPDATE vms.ops_schedule SET enabled = (action = 'clusters_refresh'),
+       next_run_at = CASE WHEN action = 'clusters_refresh' THEN now() - interval '1 minute' END;
+SELECT vms.ops_run_due() AS ran;
+SELECT last_error, last_result ~ '^[1-9][0-9]* cells$' AS folded, next_run_at > now() AS timed_again
+  FROM vms.ops_schedule WHERE action = 'clusters_refresh';
+SELECT count(*) AS appended_left FROM vms.channel_cluster_delta;
 SELECT * FROM pg_temp.cells_check();
 SELECT * FROM pg_temp.tile_check();
+-- nothing appended since: the next run folds nothing
+UPDATE vms.ops_schedule SET next_run_at = now() - interval '1 minute' WHERE action = 'clusters_refresh';
+SELECT vms.ops_run_due() AS ran;
+SELECT last_error, last_result FROM vms.ops_schedule WHERE action = 'clusters_refresh';
+UPDATE vms.ops_schedule SET enabled = true, next_run_at = NULL;
 -- a rebuild counts the same cells
 SELECT vms.channel_clusters_refresh(true) > 0 AS rebuilt;
 SELECT * FROM pg_temp.cells_check();

@@ -174,7 +174,8 @@ CREATE TEMP TABLE _ledger_checked (line_no bigint, code text, dev_code text, nam
     civil_code text, street text, place_type text, point_type text, point_type_code text, resolution text,
     azimuth_f double precision, fov_angle_f double precision, fov_range_f double precision, height_f double precision,
     capabilities text, unit text, stream_url text, longitude text, azimuth text, fov_angle text, fov_range_m text,
-    install_height_m text, lon_f double precision, lat_f double precision, crs text);
+    install_height_m text, lon_f double precision, lat_f double precision, crs text,
+    ch_capabilities text[], ch_geom geometry, ch_coord_source text, ch_overridden text[]);
 SELECT vms.ledger_first_load(1) IS NULL AS not_loaded;
 SELECT count(*) AS ledger_locks FROM pg_locks
  WHERE locktype = 'relation' AND relation = 'vms.channel'::regclass AND pid = pg_backend_pid()

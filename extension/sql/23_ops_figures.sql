@@ -333,7 +333,7 @@ CREATE TABLE vms.ops_schedule (
     name         text PRIMARY KEY,
     cron         text NOT NULL,
     action       text NOT NULL CHECK (action IN ('alarm_escalate', 'snapshot_day', 'month_close', 'retention_prune',
-                                                 'governance_run', 'report_freeze')),
+                                                 'governance_run', 'report_freeze', 'clusters_refresh')),
     args         jsonb NOT NULL DEFAULT '{}',
     enabled      boolean NOT NULL DEFAULT true,
     next_run_at  timestamptz,
@@ -347,9 +347,10 @@ INSERT INTO vms.ops_schedule (name, cron, action) VALUES
     ('close last month', '30 0 1 * *', 'month_close'),
     ('retention', '0 3 * * *', 'retention_prune'),
     ('governance', '0 2 * * *', 'governance_run'),
-    ('freeze report days', '20 0 * * *', 'report_freeze');
+    ('freeze report days', '20 0 * * *', 'report_freeze'),
+    ('map clusters', '*/5 * * * *', 'clusters_refresh');
 COMMENT ON TABLE vms.ops_schedule IS
-    'scheduled operations runs (cron: minute hour day month weekday, server time zone): alarm_escalate, snapshot_day (yesterday in args.tz, default Asia/Shanghai as report days), month_close (last month, same zone), retention_prune, governance_run (args.scope), report_freeze (the report days of the last args.days, default 7, that have ended); vms.ops_run_due runs those due';
+    'scheduled operations runs (cron: minute hour day month weekday, server time zone): alarm_escalate, snapshot_day (yesterday in args.tz, default Asia/Shanghai as report days), month_close (last month, same zone), retention_prune, governance_run (args.scope), report_freeze (the report days of the last args.days, default 7, that have ended), clusters_refresh (vms.channel_clusters_refresh: the map''s precomputed clusters take the ledger changes appended since the last refresh); vms.ops_run_due runs those due';
 
 -- The day and month a scheduled snapshot or month close takes: yesterday and
 -- last month in the schedule's zone (args.tz), by default the zone of report
@@ -407,6 +408,8 @@ BEGIN
                                                                       - coalesce((s.args ->> 'days')::int, 7)),
                                                        (now() AT TIME ZONE vms._report_tz())::date - 1, interval '1 day') g
                                  WHERE ds.d IS NOT NULL)::text || ' rows';
+                    WHEN 'clusters_refresh' THEN
+                        res := vms.channel_clusters_refresh()::text || ' cells';
                 END CASE;
                 n := n + 1;
             END IF;

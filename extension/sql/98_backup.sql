@@ -35,7 +35,8 @@ BEGIN
                                       '''required_fields'', ''same_point'', ''stale'')'),
               ('vms.ledger_template_column', 'WHERE "position" NOT BETWEEN 1 AND 26'),
               ('vms.ops_schedule', 'WHERE name NOT IN (''close last month'', ''daily snapshot'', '
-                                   '''escalate overdue alarms'', ''freeze report days'', ''governance'', ''retention'')'),
+                                   '''escalate overdue alarms'', ''freeze report days'', ''governance'', ''map clusters'', '
+                                   '''retention'')'),
               ('vms.point_type', 'WHERE code NOT IN (''bullet'', ''capture'', ''dome'', ''hemisphere'', ''other'', ''panoramic'')'),
               ('vms.retention_policy', 'WHERE table_name NOT IN (''alarm'', ''audit_log'', ''availability_gap'', '
                                        '''channel_status_event'', ''device_event'', ''mobile_position'', ''notify_outbox'', '

@@ -43,7 +43,7 @@ CREATE FUNCTION vms.ledger_first_load(job_id bigint) RETURNS bigint
 DECLARE
     acting constant name := pg_catalog.pg_get_userbyid(vms._acting_role());
     chunk constant bigint := 100000;
-    expected constant text[] := '{line_no:bigint,code:text,dev_code:text,name:text,alias:text,address:text,civil_code:text,street:text,place_type:text,point_type:text,point_type_code:text,resolution:text,"azimuth_f:double precision","fov_angle_f:double precision","fov_range_f:double precision","height_f:double precision",capabilities:text,unit:text,stream_url:text,longitude:text,azimuth:text,fov_angle:text,fov_range_m:text,install_height_m:text,"lon_f:double precision","lat_f:double precision",crs:text}';
+    expected constant text[] := '{line_no:bigint,code:text,dev_code:text,name:text,alias:text,address:text,civil_code:text,street:text,place_type:text,point_type:text,point_type_code:text,resolution:text,"azimuth_f:double precision","fov_angle_f:double precision","fov_range_f:double precision","height_f:double precision",capabilities:text,unit:text,stream_url:text,longitude:text,azimuth:text,fov_angle:text,fov_range_m:text,install_height_m:text,"lon_f:double precision","lat_f:double precision",crs:text,"ch_capabilities:text[]",ch_geom:geometry,ch_coord_source:text,"ch_overridden:text[]"}';
     idx record;
     indexes text[] := '{}';
     clustered text;
@@ -162,8 +162,9 @@ BEGIN
     PERFORM set_config('vms.acting_role', acting, true);
     SELECT min(line_no), max(line_no), count(*) INTO lo, hi, valid FROM pg_temp._ledger_checked;
     WHILE lo <= hi LOOP
-        -- the rows as vms.ledger_import_rows builds them for its upsert (the
-        -- regress test import compares a first load with what it loads)
+        -- the channel row of a staged row as vms.ledger_import_rows's upsert
+        -- takes it: the values its validation made (ch_*), the unit by name
+        -- (the regress test import compares a first load with its upsert)
         INSERT INTO vms.channel AS c (code, device_code, name, alias, address, civil_code, street,
                 place_type, point_type, resolution, azimuth, fov_angle, fov_range_m,
                 install_height_m, capabilities, unit_id, stream_url, geom, coord_source, overridden)
@@ -171,33 +172,8 @@ BEGIN
                    r.civil_code, r.street, r.place_type, r.point_type_code AS point_type, r.resolution,
                    r.azimuth_f::real AS azimuth, r.fov_angle_f::real AS fov_angle,
                    r.fov_range_f::real AS fov_range_m, r.height_f::real AS install_height_m,
-                   -- as there, without its per-row subqueries where they have nothing to do
-                   CASE WHEN r.capabilities IS NULL THEN '{}'::text[]
-                        ELSE coalesce(ARRAY(SELECT btrim(x) FROM regexp_split_to_table(r.capabilities, '[|;；]') x
-                                             WHERE btrim(x) <> ''), '{}') END AS capabilities,
-                   u.id AS unit_id, r.stream_url,
-                   CASE WHEN r.longitude IS NULL THEN NULL
-                        -- vms.coord_convert returns WGS-84 and CGCS2000 points unchanged
-                        WHEN r.crs IN ('WGS84', 'CGCS2000') THEN ST_SetSRID(ST_MakePoint(r.lon_f, r.lat_f), 4326)
-                        ELSE (SELECT ST_SetSRID(ST_MakePoint(p[1], p[2]), 4326)
-                                FROM vms.coord_convert(r.lon_f, r.lat_f, r.crs, 'WGS84') p) END AS geom,
-                   CASE WHEN r.longitude IS NOT NULL THEN r.crs END AS coord_source,
-                   array_remove(ARRAY['name',
-                       CASE WHEN r.alias IS NOT NULL THEN 'alias' END,
-                       CASE WHEN r.address IS NOT NULL THEN 'address' END,
-                       CASE WHEN r.civil_code IS NOT NULL THEN 'civil_code' END,
-                       CASE WHEN r.street IS NOT NULL THEN 'street' END,
-                       CASE WHEN r.place_type IS NOT NULL THEN 'place_type' END,
-                       CASE WHEN r.point_type IS NOT NULL THEN 'point_type' END,
-                       CASE WHEN r.resolution IS NOT NULL THEN 'resolution' END,
-                       CASE WHEN r.azimuth IS NOT NULL THEN 'azimuth' END,
-                       CASE WHEN r.fov_angle IS NOT NULL THEN 'fov_angle' END,
-                       CASE WHEN r.fov_range_m IS NOT NULL THEN 'fov_range_m' END,
-                       CASE WHEN r.install_height_m IS NOT NULL THEN 'install_height_m' END,
-                       CASE WHEN r.capabilities IS NOT NULL THEN 'capabilities' END,
-                       CASE WHEN r.unit IS NOT NULL THEN 'unit_id' END,
-                       CASE WHEN r.stream_url IS NOT NULL THEN 'stream_url' END,
-                       CASE WHEN r.longitude IS NOT NULL THEN 'geom' END], NULL) AS overridden
+                   r.ch_capabilities AS capabilities, u.id AS unit_id, r.stream_url, r.ch_geom AS geom,
+                   r.ch_coord_source AS coord_source, r.ch_overridden AS overridden
               FROM pg_temp._ledger_checked r
               LEFT JOIN vms.org_unit u ON u.name = r.unit
               WHERE r.line_no BETWEEN lo AND lo + chunk - 1
@@ -363,7 +339,37 @@ BEGIN
                        AND NOT (length(r.stream_url) <= 2048
                                 AND r.stream_url ~ '^(rtsps?|https?)://[^[:space:][:cntrl:]/?#][^[:space:][:cntrl:]]*$')
                   THEN format('stream_url "%s" is not an rtsp://, rtsps://, http:// or https:// address', r.stream_url) END
-           ], NULL) AS reasons
+           ], NULL) AS reasons,
+           -- The channel values the file gives, in the channel's terms: the
+           -- one definition both loads take (vms.ledger_first_load and the
+           -- upsert below), made in this pass.  ch_overridden lists the
+           -- governed attributes the file sets (a later report never
+           -- overwrites them).  A rejected row's values are never used.
+           CASE WHEN r.capabilities IS NULL THEN '{}'::text[]
+                ELSE coalesce(ARRAY(SELECT btrim(x) FROM regexp_split_to_table(r.capabilities, '[|;；]') x
+                                     WHERE btrim(x) <> ''), '{}') END AS ch_capabilities,
+           CASE WHEN r.longitude IS NULL OR r.lon_f IS NULL OR r.lat_f IS NULL OR r.crs IS NULL THEN NULL
+                -- vms.coord_convert returns WGS-84 and CGCS2000 points unchanged
+                WHEN r.crs IN ('WGS84', 'CGCS2000') THEN ST_SetSRID(ST_MakePoint(r.lon_f, r.lat_f), 4326)
+                ELSE (SELECT ST_SetSRID(ST_MakePoint(p[1], p[2]), 4326)
+                        FROM vms.coord_convert(r.lon_f, r.lat_f, r.crs, 'WGS84') p) END AS ch_geom,
+           CASE WHEN r.longitude IS NOT NULL THEN r.crs END AS ch_coord_source,
+           array_remove(ARRAY['name',
+               CASE WHEN r.alias IS NOT NULL THEN 'alias' END,
+               CASE WHEN r.address IS NOT NULL THEN 'address' END,
+               CASE WHEN r.civil_code IS NOT NULL THEN 'civil_code' END,
+               CASE WHEN r.street IS NOT NULL THEN 'street' END,
+               CASE WHEN r.place_type IS NOT NULL THEN 'place_type' END,
+               CASE WHEN r.point_type IS NOT NULL THEN 'point_type' END,
+               CASE WHEN r.resolution IS NOT NULL THEN 'resolution' END,
+               CASE WHEN r.azimuth IS NOT NULL THEN 'azimuth' END,
+               CASE WHEN r.fov_angle IS NOT NULL THEN 'fov_angle' END,
+               CASE WHEN r.fov_range_m IS NOT NULL THEN 'fov_range_m' END,
+               CASE WHEN r.install_height_m IS NOT NULL THEN 'install_height_m' END,
+               CASE WHEN r.capabilities IS NOT NULL THEN 'capabilities' END,
+               CASE WHEN r.unit IS NOT NULL THEN 'unit_id' END,
+               CASE WHEN r.stream_url IS NOT NULL THEN 'stream_url' END,
+               CASE WHEN r.longitude IS NOT NULL THEN 'geom' END], NULL) AS ch_overridden
       FROM (SELECT r.*, coalesce(r.device_code, r.code) AS dev_code,
                    point_types ->> lower(r.point_type) AS point_type_code,
                    CASE WHEN r.port ~ '^[0-9]{1,5}$' AND r.port::int BETWEEN 1 AND 65535 THEN r.port::int END AS port_i,
@@ -382,6 +388,11 @@ BEGIN
     RAISE NOTICE 'import %: read and checked % data rows (% s)', job_id, total,
         round(extract(epoch FROM clock_timestamp() - t0)::numeric, 1);
 
+    -- statistics for the columns the plans below depend on (all forty cost
+    -- more than the statements); without them the repeated codes are found
+    -- by sorting every code instead of hashing them
+    ANALYZE _ledger_checked (line_no, code, dev_code, unit, catalog);
+
     -- The same code twice: the last row wins, earlier ones are reported.
     UPDATE _ledger_checked c SET reasons = c.reasons || format('code repeated at line %s, which is imported instead', d.last_line)
       FROM (SELECT code, max(line_no) AS last_line FROM _ledger_checked
@@ -397,12 +408,11 @@ BEGIN
     RAISE NOTICE 'import %: % rows rejected, see vms.import_rejection (% s)', job_id, n,
         round(extract(epoch FROM clock_timestamp() - t0)::numeric, 1);
 
-    DELETE FROM _ledger_checked WHERE reasons <> '{}';
+    IF n > 0 THEN
+        DELETE FROM _ledger_checked WHERE reasons <> '{}';
+    END IF;
     valid := total - n;
     CREATE INDEX ON _ledger_checked (line_no);
-    -- statistics for the columns the plans below depend on; all forty
-    -- cost more than the statements
-    ANALYZE _ledger_checked (line_no, code, dev_code, unit, catalog);
 
     PERFORM set_config('vms.ledger_writer', 'system', true);
 
@@ -475,33 +485,14 @@ BEGIN
                     place_type, point_type, resolution, azimuth, fov_angle, fov_range_m,
                     install_height_m, capabilities, unit_id, stream_url, geom, coord_source, overridden)
             SELECT n.* FROM (
+            -- the channel row of a staged row: the values the validation made
+            -- (ch_*), the unit by name
             SELECT r.code::vms.gbcode AS code, r.dev_code::vms.gbcode AS device_code, r.name, r.alias, r.address,
                    r.civil_code, r.street, r.place_type, r.point_type_code AS point_type, r.resolution,
                    r.azimuth_f::real AS azimuth, r.fov_angle_f::real AS fov_angle,
                    r.fov_range_f::real AS fov_range_m, r.height_f::real AS install_height_m,
-                   coalesce(ARRAY(SELECT btrim(x) FROM regexp_split_to_table(r.capabilities, '[|;；]') x
-                                   WHERE btrim(x) <> ''), '{}') AS capabilities,
-                   u.id AS unit_id, r.stream_url,
-                   CASE WHEN r.longitude IS NOT NULL
-                        THEN (SELECT ST_SetSRID(ST_MakePoint(p[1], p[2]), 4326)
-                                FROM vms.coord_convert(r.lon_f, r.lat_f, r.crs, 'WGS84') p) END AS geom,
-                   CASE WHEN r.longitude IS NOT NULL THEN r.crs END AS coord_source,
-                   array_remove(ARRAY['name',
-                       CASE WHEN r.alias IS NOT NULL THEN 'alias' END,
-                       CASE WHEN r.address IS NOT NULL THEN 'address' END,
-                       CASE WHEN r.civil_code IS NOT NULL THEN 'civil_code' END,
-                       CASE WHEN r.street IS NOT NULL THEN 'street' END,
-                       CASE WHEN r.place_type IS NOT NULL THEN 'place_type' END,
-                       CASE WHEN r.point_type IS NOT NULL THEN 'point_type' END,
-                       CASE WHEN r.resolution IS NOT NULL THEN 'resolution' END,
-                       CASE WHEN r.azimuth IS NOT NULL THEN 'azimuth' END,
-                       CASE WHEN r.fov_angle IS NOT NULL THEN 'fov_angle' END,
-                       CASE WHEN r.fov_range_m IS NOT NULL THEN 'fov_range_m' END,
-                       CASE WHEN r.install_height_m IS NOT NULL THEN 'install_height_m' END,
-                       CASE WHEN r.capabilities IS NOT NULL THEN 'capabilities' END,
-                       CASE WHEN r.unit IS NOT NULL THEN 'unit_id' END,
-                       CASE WHEN r.stream_url IS NOT NULL THEN 'stream_url' END,
-                       CASE WHEN r.longitude IS NOT NULL THEN 'geom' END], NULL) AS overridden
+                   r.ch_capabilities AS capabilities, u.id AS unit_id, r.stream_url, r.ch_geom AS geom,
+                   r.ch_coord_source AS coord_source, r.ch_overridden AS overridden
               FROM _ledger_checked r
               LEFT JOIN vms.org_unit u ON u.name = r.unit
              WHERE r.line_no BETWEEN lo AND lo + chunk - 1) n

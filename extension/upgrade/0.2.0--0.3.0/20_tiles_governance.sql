@@ -155,6 +155,11 @@ BEGIN
         GET DIAGNOSTICS folded = ROW_COUNT;
         RETURN folded;
     END IF;
+    -- nothing appended (the scheduled run every five minutes, most of the
+    -- time): no cell changes, and no cell lost its smallest code
+    IF NOT EXISTS (SELECT 1 FROM vms.channel_cluster_delta) THEN
+        RETURN 0;
+    END IF;
     WITH d AS (DELETE FROM vms.channel_cluster_delta RETURNING *),
          g AS (SELECT d.level, d.cx, d.cy, sum(d.n) AS n, sum(d.n_online) AS n_online, sum(d.sx) AS sx,
                       sum(d.sy) AS sy, min(d.code) AS code, sum(d.gone) AS gone
@@ -553,3 +558,74 @@ END $$;
 COMMENT ON FUNCTION vms.governance_run(text) IS
     'run every enabled governance rule over the ledger or a civil-code prefix; opens, refreshes, reopens and verifies tasks';
 REVOKE ALL ON FUNCTION vms._governance_row_expr(vms.governance_rule) FROM PUBLIC;
+
+-- issue 20: the map clusters' refresh is scheduled (every five minutes; a
+-- run with nothing appended returns at once).  Same text as
+-- extension/sql/23_ops_figures.sql.
+ALTER TABLE vms.ops_schedule DROP CONSTRAINT ops_schedule_action_check;
+ALTER TABLE vms.ops_schedule ADD CONSTRAINT ops_schedule_action_check
+    CHECK (action IN ('alarm_escalate', 'snapshot_day', 'month_close', 'retention_prune',
+                      'governance_run', 'report_freeze', 'clusters_refresh'));
+INSERT INTO vms.ops_schedule (name, cron, action) VALUES ('map clusters', '*/5 * * * *', 'clusters_refresh')
+    ON CONFLICT (name) DO NOTHING;
+COMMENT ON TABLE vms.ops_schedule IS
+    'scheduled operations runs (cron: minute hour day month weekday, server time zone): alarm_escalate, snapshot_day (yesterday in args.tz, default Asia/Shanghai as report days), month_close (last month, same zone), retention_prune, governance_run (args.scope), report_freeze (the report days of the last args.days, default 7, that have ended), clusters_refresh (vms.channel_clusters_refresh: the map''s precomputed clusters take the ledger changes appended since the last refresh); vms.ops_run_due runs those due';
+
+CREATE OR REPLACE FUNCTION vms.ops_run_due() RETURNS integer
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    s vms.ops_schedule;
+    n integer := 0;
+    res text;
+    d record;
+BEGIN
+    FOR s IN SELECT * FROM vms.ops_schedule x
+              WHERE x.enabled AND (x.next_run_at IS NULL OR x.next_run_at <= now())
+              ORDER BY x.next_run_at NULLS FIRST, x.name FOR UPDATE SKIP LOCKED LOOP
+        res := NULL;
+        BEGIN
+            -- a schedule seen for the first time is only timed, not run
+            IF s.next_run_at IS NOT NULL THEN
+                CASE s.action
+                    WHEN 'alarm_escalate' THEN res := vms.alarm_escalate()::text || ' escalated';
+                    WHEN 'snapshot_day' THEN
+                        d := vms._ops_schedule_days(now(), s.args ->> 'tz');
+                        res := vms.ops_snapshot_day(d.yesterday, d.zone)::text || ' rows (' || d.yesterday || ' ' || d.zone || ')';
+                    WHEN 'month_close' THEN
+                        d := vms._ops_schedule_days(now(), s.args ->> 'tz');
+                        IF EXISTS (SELECT 1 FROM vms.ops_month m WHERE m.month = d.last_month) THEN
+                            res := 'closed already';
+                        ELSE
+                            res := vms.ops_month_close(d.last_month, d.zone)::text || ' rows';
+                        END IF;
+                    WHEN 'retention_prune' THEN
+                        res := (SELECT coalesce(sum(p.deleted), 0) FROM vms.retention_prune() p)::text || ' deleted';
+                    WHEN 'governance_run' THEN
+                        res := 'run ' || (vms.governance_run(s.args ->> 'scope')).id;
+                    WHEN 'report_freeze' THEN
+                        -- the ended report days (Asia/Shanghai) of the last args.days from the first data on
+                        res := (SELECT coalesce(sum(vms.report_freeze(g::date)), 0)
+                                  FROM vms._report_data_start() ds(d),
+                                       generate_series(greatest(ds.d, (now() AT TIME ZONE vms._report_tz())::date
+                                                                      - coalesce((s.args ->> 'days')::int, 7)),
+                                                       (now() AT TIME ZONE vms._report_tz())::date - 1, interval '1 day') g
+                                 WHERE ds.d IS NOT NULL)::text || ' rows';
+                    WHEN 'clusters_refresh' THEN
+                        res := vms.channel_clusters_refresh()::text || ' cells';
+                END CASE;
+                n := n + 1;
+            END IF;
+            UPDATE vms.ops_schedule x SET next_run_at = vms.cron_next(x.cron, now()),
+                   last_run_at = CASE WHEN s.next_run_at IS NOT NULL THEN now() ELSE x.last_run_at END,
+                   last_result = coalesce(res, x.last_result), last_error = CASE WHEN s.next_run_at IS NOT NULL THEN NULL ELSE x.last_error END
+             WHERE x.name = s.name;
+        EXCEPTION WHEN OTHERS THEN
+            UPDATE vms.ops_schedule x SET next_run_at = vms.cron_next(x.cron, now()), last_run_at = now(),
+                   last_error = SQLERRM
+             WHERE x.name = s.name;
+        END;
+    END LOOP;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION vms.ops_run_due() IS
+    'run the scheduled operations runs that are due (each in its own subtransaction: an error is kept in last_error) and time their next run with vms.cron_next; returns how many ran; call it every minute';
