@@ -46,7 +46,8 @@ OBJS = \
 	extension/inspect/vqd_profile.o \
 	extension/inspect/diagnose_fn.o \
 	workers/inspect/inspect_settings.o \
-	workers/inspect/inspector.o
+	workers/inspect/inspector.o \
+	workers/snapshot/snapshot.o
 
 # install script of the current version: the SQL sources concatenated in
 # file-name order.  Earlier versions' frozen install scripts and the upgrade
@@ -81,7 +82,7 @@ include $(PGXS)
 endif
 
 # PGXS does not track headers: rebuild every object when a header changes
-$(OBJS): $(wildcard extension/*.h workers/*.h workers/sip/*.h extension/inspect/*.h workers/inspect/*.h workers/viid/*.h workers/viid_server/*.h workers/notifier/*.h)
+$(OBJS): $(wildcard extension/*.h workers/*.h workers/sip/*.h extension/inspect/*.h workers/inspect/*.h workers/viid/*.h workers/viid_server/*.h workers/notifier/*.h workers/snapshot/*.h)
 # the workers' readiness check compares the installed version with this one
 workers/worker_tx.o: vms.control
 

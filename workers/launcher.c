@@ -30,6 +30,7 @@
 #include "worker_tx.h"
 #include "inspect/inspector.h"
 #include "notifier/notifier_settings.h"
+#include "snapshot/snapshot.h"
 #include "sip/sip_settings.h"
 #include "viid/viid_settings.h"
 #include "viid_server/viid_server_settings.h"
@@ -280,6 +281,7 @@ vms_register_launcher(void)
 	vms_viid_define_settings();
 	vms_viid_server_define_settings();
 	vms_inspect_define_settings();
+	vms_snapshot_define_settings();
 	vms_notifier_define_settings();
 	vms_registry_request();
 	vms_readiness_init();

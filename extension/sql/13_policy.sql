@@ -448,11 +448,8 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION vms.exercise_right(text, vms.gbcode, jsonb) IS 'use a right on a channel: refused (42501, audited) without a grant, else audited; returns the audit entry';
 
--- vms.ptz, vms.view_live, vms.playback and vms.download (check, audit, and
--- send the command or INVITE) are in 26_device_control.sql
-CREATE FUNCTION vms.snapshot(channel vms.gbcode) RETURNS bigint
-    LANGUAGE sql SET search_path FROM CURRENT RETURN vms.exercise_right('snapshot', channel);
-COMMENT ON FUNCTION vms.snapshot(vms.gbcode) IS 'check and audit a snapshot';
+-- vms.ptz, vms.view_live, vms.playback, vms.download and vms.snapshot
+-- (check, audit, and send the command or INVITE) are in 26_device_control.sql
 
 -- Export of the ledger as a right: only what the user may export, audited.
 -- SECURITY DEFINER: it appends to the audit log (vms.audit is the owner's).

@@ -872,6 +872,152 @@ END $$;
 COMMENT ON FUNCTION vms._inspection_recording_collect() IS
     'internal: collect the RecordInfo answers of inspection rounds and run vms.recording_check on each (run by the inspector workers'' scheduling step)';
 
+-- Snapshots (vms.snapshot) --------------------------------------------------------
+-- One JPEG of a channel, taken by a short-lived background worker ("vms
+-- snapshot", workers/snapshot/snapshot.c) while the caller waits: the
+-- device's own GB/T 28181-2022 snapshot (DeviceConfig SnapShotConfig with an
+-- upload URL the worker serves) for a device that speaks 2022, else (or
+-- when the device does not deliver) a frame sampled over INVITE as the
+-- inspector samples.  The worker runs short transactions of its own; the
+-- caller holds no lock of the audit log while it waits (the use of the
+-- right is audited after).
+CREATE TABLE vms.snapshot_request (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    token           text NOT NULL UNIQUE,
+    channel_code    vms.gbcode NOT NULL REFERENCES vms.channel (code) ON DELETE CASCADE,
+    device_code     vms.gbcode NOT NULL,
+    requested_by    name NOT NULL,
+    method          text CHECK (method IN ('device', 'invite', 'none')),
+    sip_request_id  bigint,
+    state           text NOT NULL DEFAULT 'started' CHECK (state IN ('started', 'done', 'failed')),
+    jpeg            bytea,
+    error           text,
+    started_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at     timestamptz
+);
+CREATE INDEX snapshot_request_channel_idx ON vms.snapshot_request (channel_code, started_at);
+COMMENT ON TABLE vms.snapshot_request IS
+    'snapshots taken with vms.snapshot: who asked, how (device: the 2022 device''s own upload; invite: a frame sampled over INVITE), the JPEG or why there is none';
+COMMENT ON COLUMN vms.snapshot_request.token IS 'the secret of the upload URL (/snapshot/<token>) and the SnapShotConfig SessionID; good for one upload while the worker waits';
+
+CREATE FUNCTION vms._snapshot_take(channel text, requester name) RETURNS text
+    LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'vms_snapshot_take';
+COMMENT ON FUNCTION vms._snapshot_take(text, name) IS
+    'internal: run the snapshot worker for a channel and wait for it (a cancel stops it); returns the token of its vms.snapshot_request row';
+
+-- Worker side: record the request; how to take it.
+CREATE FUNCTION vms._snapshot_begin(channel vms.gbcode, token text, requester name) RETURNS text
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    dev vms.gbcode;
+    v text;
+BEGIN
+    SELECT c.device_code INTO dev FROM vms.channel c WHERE c.code = channel;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'channel % is not in the ledger', channel USING ERRCODE = 'undefined_object';
+    END IF;
+    INSERT INTO vms.snapshot_request (token, channel_code, device_code, requested_by)
+    VALUES (_snapshot_begin.token, channel, dev, requester);
+    v := vms._device_gb_version(dev);
+    RETURN CASE WHEN v ~ '^[0-9]{1,2}(\.[0-9]{1,2})*$' AND split_part(v, '.', 1)::int >= 3 THEN 'device' ELSE 'invite' END;
+END $$;
+COMMENT ON FUNCTION vms._snapshot_begin(vms.gbcode, text, name) IS
+    'internal: the snapshot worker records a request; device (the device speaks GB/T 28181-2022: its own snapshot) or invite';
+
+-- Worker side: DeviceConfig SnapShotConfig for the SIP worker (one picture,
+-- uploaded to url, SessionID the token).
+CREATE FUNCTION vms._snapshot_device_config(token text, url text) RETURNS bigint
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    r vms.snapshot_request;
+    rid bigint;
+BEGIN
+    SELECT * INTO r FROM vms.snapshot_request s WHERE s.token = _snapshot_device_config.token;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no snapshot request with that token' USING ERRCODE = 'undefined_object';
+    END IF;
+    INSERT INTO vms.sip_request (device_code, kind, params, requested_by)
+    VALUES (r.device_code, 'device_control',
+            jsonb_build_object('target', r.channel_code::text, 'root', 'Control', 'cmd', 'DeviceConfig',
+                               'xml', xmlelement(name "SnapShotConfig",
+                                                 xmlelement(name "SnapNum", 1), xmlelement(name "Interval", 1),
+                                                 xmlelement(name "UploadURL", url),
+                                                 xmlelement(name "SessionID", r.token))::text,
+                               'answer', true, 'command', 'SnapShotConfig', 'snapshot', r.id),
+            r.requested_by)
+    RETURNING id INTO rid;
+    UPDATE vms.snapshot_request s SET method = 'device', sip_request_id = rid WHERE s.id = r.id;
+    PERFORM vms._wake_worker('sip');
+    RETURN rid;
+END $$;
+COMMENT ON FUNCTION vms._snapshot_device_config(text, text) IS
+    'internal: the snapshot worker queues DeviceConfig SnapShotConfig (SnapNum 1, the upload URL, SessionID the token) for the SIP worker';
+
+-- Worker side: the outcome.
+CREATE FUNCTION vms._snapshot_finish(token text, method text, jpeg bytea, error text) RETURNS void
+    LANGUAGE sql SET search_path FROM CURRENT AS $$
+    UPDATE vms.snapshot_request s
+       SET method = CASE WHEN _snapshot_finish.method IN ('device', 'invite') THEN _snapshot_finish.method ELSE 'none' END,
+           jpeg = _snapshot_finish.jpeg, error = left(_snapshot_finish.error, 2000),
+           state = CASE WHEN _snapshot_finish.jpeg IS NOT NULL THEN 'done' ELSE 'failed' END,
+           finished_at = clock_timestamp()
+     WHERE s.token = _snapshot_finish.token
+$$;
+COMMENT ON FUNCTION vms._snapshot_finish(text, text, bytea, text) IS
+    'internal: the snapshot worker stores the JPEG, or why there is none';
+
+-- SECURITY DEFINER: it checks the snapshot right of the role the session
+-- acts as (vms._can_for; a refusal is audited by vms.exercise_right),
+-- runs the snapshot worker (internal), and audits the use with
+-- vms.exercise_right after the wait, so that no lock of the audit log is
+-- held while the device is waited for.  The caller names only the channel.
+CREATE FUNCTION vms.snapshot(channel vms.gbcode) RETURNS bytea
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    acting name := pg_catalog.pg_get_userbyid(vms._acting_role());
+    dev vms.gbcode;
+    dev_online boolean;
+    tok text;
+    r vms.snapshot_request;
+BEGIN
+    IF NOT vms._can_for(acting, 'snapshot', channel) THEN
+        PERFORM vms.exercise_right('snapshot', channel);    -- audits the refusal and raises
+    END IF;
+    SELECT c.device_code, d.online INTO dev, dev_online
+      FROM vms.channel c JOIN vms.device d ON d.code = c.device_code WHERE c.code = channel;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no channel %', channel
+            USING ERRCODE = 'undefined_object', HINT = 'A snapshot is of a channel of vms.channel.';
+    END IF;
+    IF NOT dev_online THEN
+        RAISE EXCEPTION 'device % is offline', dev
+            USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = format('No snapshot of channel %s was asked for.', channel),
+                  HINT = 'See vms.sip_device_status for why; snapshots come only from registered, online devices.';
+    END IF;
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'vms.snapshot needs the READ COMMITTED isolation level'
+            USING ERRCODE = 'invalid_transaction_state',
+                  DETAIL = 'The picture is stored by a worker''s transaction, which a snapshot taken earlier in this transaction would not see.';
+    END IF;
+    tok := vms._snapshot_take(channel::text, acting);
+    SELECT * INTO r FROM vms.snapshot_request s WHERE s.token = tok;
+    IF r.id IS NULL THEN
+        RAISE EXCEPTION 'the snapshot worker of channel % recorded nothing', channel
+            USING ERRCODE = 'system_error', HINT = 'See the server log (vms snapshot).';
+    END IF;
+    PERFORM vms.exercise_right('snapshot', channel, jsonb_build_object('request', r.id, 'method', r.method,
+                                                                       'bytes', octet_length(r.jpeg), 'error', r.error));
+    IF r.jpeg IS NULL THEN
+        RAISE EXCEPTION 'no snapshot of channel %', channel
+            USING ERRCODE = CASE WHEN r.error LIKE '%within%' OR r.error LIKE '%timeout%' OR r.error LIKE '%no answer%'
+                                 THEN 'connection_failure' ELSE 'connection_exception' END,
+                  DETAIL = r.error, HINT = format('The attempt is vms.snapshot_request %s.', r.id);
+    END IF;
+    RETURN r.jpeg;
+END $$;
+COMMENT ON FUNCTION vms.snapshot(vms.gbcode) IS
+    'a JPEG of a channel now: the GB/T 28181-2022 device''s own snapshot (SnapShotConfig, uploaded to vms over HTTP), else a frame sampled over INVITE; waits at most vms.snapshot_timeout; checked (snapshot right) and audited; each attempt is in vms.snapshot_request';
+
 -- GB/T 28181-2022 devices ---------------------------------------------------------
 
 COMMENT ON COLUMN vms.device_session.gb_version IS

@@ -39,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <openssl/evp.h>
 
 #define UA "gbsim/1.0"
@@ -96,6 +97,7 @@ static struct cfg {
 	char silent[256];		/* --silent: CmdTypes answered 200 but never with a Response */
 	char control_fail[256];		/* --control-fail: control elements answered Result ERROR */
 	uint32_t record_gap;		/* --record-gap: the hour (0-based) missing from RecordInfo answers */
+	const char *snapshot;		/* --snapshot: the file a SnapShotConfig uploads to its UploadURL */
 } C;
 
 static char g_local_ip[INET_ADDRSTRLEN];
@@ -2505,6 +2507,50 @@ static void send_records(uint32_t d, const char *sn, const char *target, const c
 	} while (sent < total);
 }
 
+/*
+ * --snapshot: the 2022 device's own snapshot: POST the file to the
+ * SnapShotConfig's UploadURL from a child (the SIP loop goes on), then log
+ * the HTTP status as a control-log line "Upload<TAB>status<TAB>url".
+ */
+static void upload_snapshot(const char *body, size_t blen)
+{
+	char url[512];
+	pid_t pid;
+	if (!C.snapshot || xml_get(body, blen, "UploadURL", url, sizeof url) <= 0)
+		return;
+	/* the URL came XML-escaped */
+	for (char *a; (a = strstr(url, "&amp;")) != NULL;)
+		memmove(a + 1, a + 5, strlen(a + 5) + 1);
+	signal(SIGCHLD, SIG_IGN);
+	pid = fork();
+	if (pid != 0)
+		return;
+	{
+		CURL *c = curl_easy_init();
+		struct curl_slist *h = curl_slist_append(NULL, "Content-Type: image/jpeg");
+		FILE *f = fopen(C.snapshot, "rb"), *log;
+		long status = 0, size;
+		char *data;
+		if (!c || !f || fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0)
+			_exit(1);
+		data = malloc((size_t)size + 1);
+		if (!data || fread(data, 1, (size_t)size, f) != (size_t)size)
+			_exit(1);
+		curl_easy_setopt(c, CURLOPT_URL, url);
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, data);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, size);
+		curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+		if (curl_easy_perform(c) == CURLE_OK)
+			curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		if (C.control_log && (log = fopen(C.control_log, "a")) != NULL) {
+			fprintf(log, "Upload\t%ld\t%s\n", status, url);
+			fclose(log);
+		}
+		_exit(0);
+	}
+}
+
 /* a Control, or a Query other than Catalog/DeviceInfo/DeviceStatus */
 static void on_control(uint32_t d, const char *root, const char *cmd, const char *sn, const char *target,
 		       const char *body, size_t blen, uint32_t now)
@@ -2527,6 +2573,8 @@ static void on_control(uint32_t d, const char *root, const char *cmd, const char
 			return;
 		snprintf(inner, sizeof inner, "<Result>%s</Result>\r\n", word_in(C.control_fail, what) ? "ERROR" : "OK");
 		send_answer(d, cmd, sn, target, inner, now);
+		if (strcmp(what, "SnapShotConfig") == 0 && !word_in(C.control_fail, what))
+			upload_snapshot(body, blen);
 		return;
 	}
 	if (strcmp(cmd, "RecordInfo") == 0) {
@@ -3997,6 +4045,9 @@ static void usage(FILE *f)
 	    "                              PTZPreciseCtrl, BasicParam, SnapShotConfig) answered Result ERROR\n"
 	    "  --record-gap H              RecordInfo: hour H (0-based) of the period has no record (default 2;\n"
 	    "                              a large H: none missing)\n"
+	    "  --snapshot FILE             DeviceConfig SnapShotConfig: after the OK answer, POST FILE (image/jpeg)\n"
+	    "                              to its UploadURL (from a child process, libcurl); the HTTP status is\n"
+	    "                              logged to --control-log as an 'Upload' line\n"
 	    "  flood:   --window W (default 256) --no-register --any-reply\n"
 	    "  echo:    --listen IP:PORT\n"
 	    "  --verbose                   more diagnostics on stderr\n"
@@ -4009,7 +4060,7 @@ enum {
 	O_ALGORITHM, O_EXPIRES, O_KEEPALIVE, O_JITTER, O_REG_RATE, O_REG_WINDOW, O_REG_RETRY, O_DURATION, O_CHANNELS,
 	O_PAGE_SIZE, O_FAULTS, O_ALARM_EVERY, O_STOP_KA, O_MODE, O_BIND, O_SOCKETS, O_TRANSPORT, O_STATS_EVERY,
 	O_NO_REGISTER, O_ANY_REPLY, O_WINDOW, O_LISTEN, O_VERBOSE, O_HELP, O_MEDIA, O_CONTROL_LOG, O_GB_VERSION,
-	O_SILENT, O_CONTROL_FAIL, O_RECORD_GAP
+	O_SILENT, O_CONTROL_FAIL, O_RECORD_GAP, O_SNAPSHOT
 };
 
 static const struct option LONGOPTS[] = {
@@ -4051,6 +4102,7 @@ static const struct option LONGOPTS[] = {
 	{ "silent", required_argument, NULL, O_SILENT },
 	{ "control-fail", required_argument, NULL, O_CONTROL_FAIL },
 	{ "record-gap", required_argument, NULL, O_RECORD_GAP },
+	{ "snapshot", required_argument, NULL, O_SNAPSHOT },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -4242,6 +4294,11 @@ static void parse_options(int argc, char **argv)
 			exit(0);
 		case O_MEDIA:
 			C.media = optarg;
+			break;
+		case O_SNAPSHOT:
+			if (access(optarg, R_OK) != 0)
+				usage_error("--snapshot: cannot read '%s': %s", optarg, strerror(errno));
+			C.snapshot = optarg;
 			break;
 		case '?':
 		default:

@@ -827,6 +827,46 @@ vms_inspector_main(Datum arg)
 }
 
 /*
+ * One frame of a GB/T 28181 channel as a JPEG, for vms.snapshot's worker
+ * (workers/snapshot/snapshot.c): sampled as an inspection task is (an
+ * INVITE through the SIP worker, RTP/PS received here from the device's
+ * registered address, decoded by FFmpeg, one frame encoded by FFmpeg's
+ * mjpeg encoder) within timeout_ms.  NULL with the reason in *error when no
+ * frame came.  Runs outside any transaction but its own short ones.
+ */
+unsigned char *
+vms_inspect_gb28181_jpeg(const char *channel, int timeout_ms, size_t *len, char **error)
+{
+	Task		t;
+	vqd_options o;
+	vqd_report	rep;
+	unsigned char *jpeg = NULL;
+
+	memset(&t, 0, sizeof(t));
+	t.timeout_ms = timeout_ms;
+	t.seconds = 2;
+	t.frames = 10;
+	vqd_options_init(&o);
+	o.max_frames = t.frames;
+	o.max_seconds = t.seconds;
+	o.timeout_ms = timeout_ms;
+	o.snapshot = 1;
+	o.interrupt = stop_requested;
+	memset(&rep, 0, sizeof(rep));
+	sample_gb28181(&t, channel, &o, &rep);
+	if (rep.snapshot && rep.snapshot_len > 0)
+	{
+		jpeg = palloc(rep.snapshot_len);
+		memcpy(jpeg, rep.snapshot, rep.snapshot_len);
+		*len = rep.snapshot_len;
+	}
+	else
+		*error = pstrdup(rep.nresults > 0 && rep.r[0].detail[0] ? rep.r[0].detail : "no frame could be decoded");
+	vqd_report_free(&rep);
+	return jpeg;
+}
+
+/*
  * vms._inspection_threshold_problem(name text, value float8) → text: NULL
  * when the inspector takes this threshold, else "unknown" or "out of range"
  * (the plan check names the key; THRESHOLDS.md lists the thresholds).

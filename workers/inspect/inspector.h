@@ -19,4 +19,7 @@ enum
 
 extern void vms_inspect_define_settings(void);
 
+/* one frame of a GB/T 28181 channel as a JPEG (vms.snapshot), NULL and *error when none */
+extern unsigned char *vms_inspect_gb28181_jpeg(const char *channel, int timeout_ms, size_t *len, char **error);
+
 #endif
