@@ -347,6 +347,83 @@ SELECT kind, requested_by, params ->> 'channel' AS channel, params ->> 'mode' AS
        (params ->> 'end')::bigint - extract(epoch FROM timestamptz '2026-03-01 00:00+00')::bigint AS end_s, params ->> 'speed' AS speed
   FROM vms.sip_request WHERE kind = 'invite' ORDER BY id;
 
+-- media transport (GB/T 28181 over TCP): tcp_passive (tcp is the same) or
+-- tcp_active; anything else refused before anything is queued
+SET SESSION AUTHORIZATION regress_dc_op;
+\set VERBOSITY default
+SELECT vms.view_live('34020000001320000101', '{"ip": "10.0.0.5", "port": 30003, "transport": "TCP"}');
+\set VERBOSITY terse
+SELECT vms.view_live('34020000001320000101', '{"ip": "10.0.0.5", "port": 30003, "transport": 6}');
+SELECT vms.playback('34020000001320000101', '2026-03-01', '2026-03-02', '{"ip": "10.0.0.5", "port": 30003, "transport": "rtsp"}');
+RESET SESSION AUTHORIZATION;
+SET vms.media_server = '10.0.0.5:30000/quic';
+SELECT vms.view_live('34020000001320000101');
+RESET vms.media_server;
+
+-- live view is shared (WVP #923): the same channel to the same media server
+-- (ip, port, transport) joins the session being set up or open instead of a
+-- second INVITE, each caller a viewer of its own, checked and audited on its
+-- own; another port or transport is a session of its own; playback never shares
+SET SESSION AUTHORIZATION regress_dc_op;
+SELECT vms.view_live('34020000001320000101', '{"ip": "10.0.0.5", "port": 30004}') AS s1 \gset
+SELECT vms.view_live('34020000001320000101', '{"ip": "10.0.0.5", "port": 30004, "transport": "udp"}') = :s1 AS second_joins,
+       vms.view_live('34020000001320000101', '{"ip": "10.0.0.5", "port": 30004, "transport": "tcp_active"}') <> :s1 AS tcp_active_own,
+       vms.view_live('34020000001320000101', '{"ip": "10.0.0.5", "port": 30005}') <> :s1 AS other_port_own;
+SELECT vms.playback('34020000001320000101', '2026-03-01', '2026-03-02', '{"ip": "10.0.0.5", "port": 30004}') AS p1 \gset
+SELECT vms.playback('34020000001320000101', '2026-03-01', '2026-03-02', '{"ip": "10.0.0.5", "port": 30004}') <> :p1 AS playback_not_shared;
+RESET SESSION AUTHORIZATION;
+SELECT params ->> 'mode' AS mode, params ->> 'port' AS port, params ->> 'transport' AS transport, state,
+       (SELECT count(*) FROM vms.media_viewer v WHERE v.session_id = r.id AND v.left_at IS NULL) AS viewers
+  FROM vms.sip_request r WHERE kind = 'invite' AND params ->> 'port' IN ('30004', '30005') ORDER BY id;
+SELECT count(*) AS audited_joins FROM vms.audit_log
+ WHERE action = 'view_live' AND (detail ->> 'session')::bigint = :s1 AND detail ->> 'shared' = 'true' AND session_role = 'regress_dc_op';
+-- leaving: one viewing at a time, only one's own; a session not yet answered sends no BYE (the worker ends it once answered)
+CREATE ROLE regress_dc_other LOGIN IN ROLE vms_analyst;
+SET SESSION AUTHORIZATION regress_dc_other;
+\set VERBOSITY sqlstate
+SELECT vms.media_leave(:s1);
+\set VERBOSITY terse
+RESET SESSION AUTHORIZATION;
+DROP ROLE regress_dc_other;
+SET SESSION AUTHORIZATION regress_dc_op;
+SELECT vms.media_leave(:s1) AS viewers_left;
+SELECT vms.media_leave(:s1) AS viewers_left;
+\set VERBOSITY sqlstate
+SELECT vms.media_leave(:s1);
+\set VERBOSITY terse
+RESET SESSION AUTHORIZATION;
+SELECT viewer, left_reason FROM vms.media_viewer WHERE session_id = :s1 ORDER BY id;
+SELECT count(*) AS byes FROM vms.sip_request WHERE kind = 'bye';
+SELECT count(*) AS audited_leaves FROM vms.audit_log WHERE action = 'media_viewer_left' AND (detail ->> 'session')::bigint = :s1;
+-- an open session whose last viewer leaves gets its BYE: the device answered (as the worker records it)
+SELECT count(*) AS answered FROM vms._sip_request_update(:p1, 'done', NULL, '{"call_id": "regress-p1", "channel": "34020000001320000101", "device_media": {"ip": "10.9.9.9", "port": 15060}}', NULL);
+SELECT mode, viewers, device_media_ip, device_media_port FROM vms.media_sessions WHERE id = :p1;
+SET SESSION AUTHORIZATION regress_dc_op;
+SELECT vms.media_leave(:p1) AS viewers_left;
+RESET SESSION AUTHORIZATION;
+SELECT params ->> 'call_id' AS call_id, params ->> 'reason' AS reason, (params ->> 'session')::bigint = :p1 AS of_session
+  FROM vms.sip_request WHERE kind = 'bye';
+SELECT count(*) AS still_open FROM vms.media_sessions WHERE id = :p1;
+-- an INVITE that timed out releases its viewers with the reason (the worker's sweep)
+SELECT id AS s2 FROM vms.sip_request WHERE kind = 'invite' AND params ->> 'port' = '30004' AND params ->> 'transport' = 'tcp_active' \gset
+SELECT count(*) AS timed_out FROM vms._sip_request_update(:s2, 'timeout', NULL, NULL, 'no final answer to INVITE');
+SELECT vms._media_sessions_lapsed() AS ended;
+SELECT left_reason FROM vms.media_viewer WHERE session_id = :s2;
+
+-- an offline device: refused before anything is queued, whether the call would INVITE or join
+BEGIN;
+UPDATE vms.device SET online = false WHERE code = '34020000001180000101';
+SET LOCAL SESSION AUTHORIZATION regress_dc_op;
+SELECT vms.view_live('34020000001320000101', '{"ip": "10.0.0.5", "port": 30006}');
+ROLLBACK;
+BEGIN;
+UPDATE vms.device SET online = false WHERE code = '34020000001180000101';
+SET LOCAL SESSION AUTHORIZATION regress_dc_op;
+\set VERBOSITY default
+SELECT vms.view_live('34020000001320000101', '{"ip": "10.0.0.5", "port": 30005}');
+\set VERBOSITY terse
+ROLLBACK;
+
 -- a right is held on channels: a device code is refused for every right-checked
 -- call, even to an 'all' grant at level 1 whose level a device code (no level of
 -- its own) would pass; the device's channel 102 is at level 3

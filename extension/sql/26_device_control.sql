@@ -1050,9 +1050,16 @@ COMMENT ON TABLE vms.channel_catalog_item IS
 -- Media sessions --------------------------------------------------------------------
 -- Live view, playback and download INVITE the channel (through its device)
 -- to send RTP/PS to a media server: the address given ({"ip", "port",
--- "transport": "udp"|"tcp"}), else vms.media_server ('ip:port' or
--- 'ip:port/tcp', a superuser's setting).  The session ends with
--- vms.sip_bye(request id).
+-- "transport": "udp"|"tcp_passive"|"tcp_active"}, "tcp" meaning
+-- tcp_passive), else vms.media_server ('ip:port' or 'ip:port/<transport>',
+-- a superuser's setting).  Media transport per GB/T 28181-2016/2022: udp is
+-- RTP over UDP; over TCP (RTP framed per RFC 4571, m=video <port>
+-- TCP/RTP/AVP, a=connection:new) tcp_passive has the media server listen
+-- and the device connect (a=setup:passive), tcp_active has the device
+-- listen and the media server connect (a=setup:active; the address it
+-- listens on, from its SDP answer, is in vms.media_sessions).  Each caller
+-- is a viewer (vms.media_viewer) and leaves with vms.media_leave(session);
+-- the owner ends a whole session with vms.sip_bye(request id).
 --
 -- The device sends to (UDP) or connects to (TCP, setup:passive) whatever
 -- address the INVITE names, so an address is a target the caller aims the
@@ -1092,8 +1099,9 @@ DECLARE
     allowed boolean;
 BEGIN
     IF m IS NULL AND dflt IS NOT NULL THEN
-        IF dflt !~ '^[0-9.]+:[0-9]{1,5}(/(udp|tcp))?$' THEN
-            RAISE EXCEPTION 'vms.media_server "%" is not ip:port or ip:port/tcp', dflt USING ERRCODE = 'invalid_parameter_value';
+        IF dflt !~ '^[0-9.]+:[0-9]{1,5}(/(udp|tcp|tcp_passive|tcp_active))?$' THEN
+            RAISE EXCEPTION 'vms.media_server "%" is not ip:port or ip:port/transport', dflt
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'The transport is udp, tcp_passive (or tcp) or tcp_active.';
         END IF;
         m := jsonb_build_object('ip', split_part(dflt, ':', 1), 'port', split_part(split_part(dflt, ':', 2), '/', 1)::int,
                                 'transport', coalesce(nullif(split_part(dflt, '/', 2), ''), 'udp'));
@@ -1104,10 +1112,16 @@ BEGIN
                   HINT = 'Pass media => ''{"ip": "10.0.0.5", "port": 30000}'' (an address of vms.media_server_allowed), or have a superuser set vms.media_server = ''ip:port''.';
     END IF;
     IF jsonb_typeof(m) IS DISTINCT FROM 'object' OR coalesce(m ->> 'ip', '') !~ '^[0-9]{1,3}(\.[0-9]{1,3}){3}$'
-       OR coalesce(m ->> 'port', '') !~ '^[0-9]{1,5}$' OR (m ->> 'port')::int NOT BETWEEN 1024 AND 65535
-       OR coalesce(m ->> 'transport', 'udp') NOT IN ('udp', 'tcp') THEN
-        RAISE EXCEPTION 'media address % is not {"ip": IPv4, "port": 1024-65535, "transport": udp or tcp}', m
+       OR coalesce(m ->> 'port', '') !~ '^[0-9]{1,5}$' OR (m ->> 'port')::int NOT BETWEEN 1024 AND 65535 THEN
+        RAISE EXCEPTION 'media address % is not {"ip": IPv4, "port": 1024-65535, "transport": udp, tcp_passive or tcp_active}', m
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF m ? 'transport' AND (jsonb_typeof(m -> 'transport') IS DISTINCT FROM 'string'
+                            OR m ->> 'transport' NOT IN ('udp', 'tcp', 'tcp_passive', 'tcp_active')) THEN
+        RAISE EXCEPTION 'unknown media transport %', m -> 'transport'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'udp: RTP over UDP; tcp_passive (or tcp): RTP over TCP, the media server listens and the device connects; tcp_active: the device listens and the media server connects.',
+                  HINT = 'Pass "transport": "udp", "tcp_passive" or "tcp_active".';
     END IF;
     BEGIN
         addr := (m ->> 'ip')::inet;
@@ -1144,10 +1158,46 @@ BEGIN
                   DETAIL = 'Video goes only to the default media server (vms.media_server) or to one listed in vms.media_server_allowed.',
                   HINT = 'Leave media out to use the default, or ask the owner to add the media server to vms.media_server_allowed.';
     END IF;
-    RETURN jsonb_build_object('ip', host(addr), 'port', port, 'transport', coalesce(m ->> 'transport', 'udp'));
+    RETURN jsonb_build_object('ip', host(addr), 'port', port,
+                              'transport', CASE coalesce(m ->> 'transport', 'udp') WHEN 'tcp' THEN 'tcp_passive'
+                                                                                   ELSE coalesce(m ->> 'transport', 'udp') END);
 END $$;
 COMMENT ON FUNCTION vms._media_target(jsonb) IS
-    'internal: the media server address of a session: the one given (an allowed media server unless the caller is a superuser), else vms.media_server; never an unspecified, broadcast, multicast or reserved address, loopback only when listed';
+    'internal: the media server address and transport (udp, tcp_passive, tcp_active) of a session: the one given (an allowed media server unless the caller is a superuser), else vms.media_server; never an unspecified, broadcast, multicast or reserved address, loopback only when listed';
+
+-- Viewers (WVP #923: forty plays of one camera must not be forty INVITEs).
+-- Live view of one channel to one media server (same ip, port and
+-- transport) is shared: the first vms.view_live INVITEs the device, later
+-- ones, while that session is being set up or open, join it as further
+-- viewers, each checked against its own grant and audited on its own.  A
+-- media server that needs a stream of its own per viewer gives each a
+-- different port, which makes a session of its own.  Playback and download
+-- are never shared: each caller has its own period, speed and playback
+-- control (pause, seek, scale), so its session has exactly one viewer.  A
+-- viewer leaves with vms.media_leave, or when its right lapses; the device
+-- gets its BYE when the last viewer is gone.
+CREATE TABLE vms.media_viewer (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    session_id   bigint NOT NULL REFERENCES vms.sip_request (id) ON DELETE CASCADE,
+    viewer       name NOT NULL,
+    joined_at    timestamptz NOT NULL DEFAULT now(),
+    left_at      timestamptz,
+    left_reason  text
+);
+CREATE INDEX media_viewer_session_idx ON vms.media_viewer (session_id) WHERE left_at IS NULL;
+CREATE INDEX sip_request_invite_channel_idx ON vms.sip_request ((params ->> 'channel')) WHERE kind = 'invite';
+COMMENT ON TABLE vms.media_viewer IS
+    'the viewers of each media session (vms.view_live shares one session per channel and media server among them; playback and download have one each): who, since when, and when and why they left';
+COMMENT ON COLUMN vms.media_viewer.session_id IS 'the session: the id of its INVITE request in vms.sip_request (what vms.view_live, vms.playback and vms.download return)';
+COMMENT ON COLUMN vms.media_viewer.left_reason IS 'why the viewer left: left (vms.media_leave), the owner''s right lapsed, the session ended, or the INVITE''s failure or timeout with the device''s words';
+
+-- the advisory lock that makes concurrent view_live calls of a channel join one session
+CREATE FUNCTION vms._media_lock(channel vms.gbcode) RETURNS void
+    LANGUAGE sql AS $$
+    SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('vms.media_session'), pg_catalog.hashtext(channel::text))
+$$;
+COMMENT ON FUNCTION vms._media_lock(vms.gbcode) IS
+    'internal: serialises the joining and ending of a channel''s media sessions (transaction-scoped advisory lock)';
 
 -- SECURITY DEFINER (all three): each checks the right with
 -- vms.exercise_right for the role the session acts as (which audits it),
@@ -1157,29 +1207,58 @@ CREATE FUNCTION vms.view_live(channel vms.gbcode, media jsonb DEFAULT NULL) RETU
     LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     m jsonb := vms._media_target(media);
+    detail jsonb := m || jsonb_build_object('command', 'Play', 'channel', channel::text, 'mode', 'Play');
+    sid bigint;
+    dev vms.gbcode;
+    dev_online boolean;
 BEGIN
-    RETURN vms._device_request(channel, 'invite', NULL, 'INVITE', NULL, true, 'view_live',
-                               m || jsonb_build_object('command', 'Play', 'channel', channel::text, 'mode', 'Play'));
+    -- concurrent callers of one channel queue here, so that one INVITEs and the others join
+    PERFORM vms._media_lock(channel);
+    SELECT r.id, r.device_code INTO sid, dev FROM vms.sip_request r
+     WHERE r.kind = 'invite' AND r.params ->> 'channel' = channel::text AND r.params ->> 'mode' = 'Play'
+       AND r.params ->> 'ip' = m ->> 'ip' AND r.params ->> 'port' = m ->> 'port'
+       AND coalesce(r.params ->> 'transport', 'udp') = m ->> 'transport'
+       AND (r.state IN ('queued', 'sent') OR EXISTS (SELECT 1 FROM vms.media_sessions s WHERE s.id = r.id))
+     ORDER BY r.id DESC LIMIT 1;
+    IF sid IS NULL THEN
+        sid := vms._device_request(channel, 'invite', NULL, 'INVITE', NULL, true, 'view_live', detail);
+    ELSE
+        -- a viewer more: its own right checked and audited, nothing sent
+        PERFORM vms.exercise_right('view_live', channel, detail || jsonb_build_object('cmd', 'INVITE', 'session', sid, 'shared', true));
+        SELECT d.online INTO dev_online FROM vms.device d WHERE d.code = dev;
+        IF NOT coalesce(dev_online, false) THEN
+            RAISE EXCEPTION 'device % is offline', dev
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = format('Live view of %s was not joined.', channel),
+                      HINT = 'See vms.sip_device_status for why; commands go only to registered, online devices.';
+        END IF;
+    END IF;
+    INSERT INTO vms.media_viewer (session_id, viewer) VALUES (sid, pg_catalog.pg_get_userbyid(vms._acting_role()));
+    RETURN sid;
 END $$;
 COMMENT ON FUNCTION vms.view_live(vms.gbcode, jsonb) IS
-    'live video of a channel to a media server (INVITE s=Play; media {"ip", "port", "transport"} or vms.media_server); checked (view_live right) and audited; returns the request id (its result holds the call id and SSRC; end it with vms.sip_bye)';
+    'live video of a channel to a media server (INVITE s=Play; media {"ip", "port", "transport": udp|tcp_passive|tcp_active} or vms.media_server); checked (view_live right) and audited per caller; a session of the same channel to the same media server being set up or open is joined instead of a new INVITE; returns the session id (the INVITE request''s; its result holds the call id and SSRC); leave it with vms.media_leave';
 
 CREATE FUNCTION vms.playback(channel vms.gbcode, from_time timestamptz, to_time timestamptz, media jsonb DEFAULT NULL)
     RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     m jsonb;
+    sid bigint;
 BEGIN
     PERFORM vms._check_period(from_time, to_time);
     m := vms._media_target(media);
-    RETURN vms._device_request(channel, 'invite', NULL, 'INVITE', NULL, true, 'playback',
+    sid := vms._device_request(channel, 'invite', NULL, 'INVITE', NULL, true, 'playback',
                                m || jsonb_build_object('command', 'Playback', 'channel', channel::text, 'mode', 'Playback',
                                                        'from', from_time, 'to', to_time,
                                                        'start', floor(extract(epoch FROM from_time))::bigint,
                                                        'end', ceil(extract(epoch FROM to_time))::bigint));
+    -- never shared: one viewer, the caller
+    INSERT INTO vms.media_viewer (session_id, viewer) VALUES (sid, pg_catalog.pg_get_userbyid(vms._acting_role()));
+    RETURN sid;
 END $$;
 COMMENT ON FUNCTION vms.playback(vms.gbcode, timestamptz, timestamptz, jsonb) IS
-    'play back a channel''s recording of a period to a media server (INVITE s=Playback with u= and t=); checked (playback right) and audited; returns the request id; end it with vms.sip_bye';
+    'play back a channel''s recording of a period to a media server (INVITE s=Playback with u= and t=); checked (playback right) and audited; never shared; returns the session id (the INVITE request''s); end it with vms.media_leave';
 
 CREATE FUNCTION vms.download(channel vms.gbcode, from_time timestamptz, to_time timestamptz, media jsonb DEFAULT NULL,
                              speed integer DEFAULT 4)
@@ -1187,6 +1266,7 @@ CREATE FUNCTION vms.download(channel vms.gbcode, from_time timestamptz, to_time 
     LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     m jsonb;
+    sid bigint;
 BEGIN
     PERFORM vms._check_period(from_time, to_time);
     IF speed IS NULL OR speed NOT BETWEEN 1 AND 32 THEN
@@ -1194,14 +1274,17 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value', DETAIL = 'The device sends 1 to 32 times as fast as recorded.';
     END IF;
     m := vms._media_target(media);
-    RETURN vms._device_request(channel, 'invite', NULL, 'INVITE', NULL, true, 'download',
+    sid := vms._device_request(channel, 'invite', NULL, 'INVITE', NULL, true, 'download',
                                m || jsonb_build_object('command', 'Download', 'channel', channel::text, 'mode', 'Download',
                                                        'from', from_time, 'to', to_time,
                                                        'start', floor(extract(epoch FROM from_time))::bigint,
                                                        'end', ceil(extract(epoch FROM to_time))::bigint, 'speed', speed));
+    -- never shared: one viewer, the caller
+    INSERT INTO vms.media_viewer (session_id, viewer) VALUES (sid, pg_catalog.pg_get_userbyid(vms._acting_role()));
+    RETURN sid;
 END $$;
 COMMENT ON FUNCTION vms.download(vms.gbcode, timestamptz, timestamptz, jsonb, integer) IS
-    'download a channel''s recording of a period to a media server (INVITE s=Download with u=, t= and a=downloadspeed); checked (download right) and audited; returns the request id';
+    'download a channel''s recording of a period to a media server (INVITE s=Download with u=, t= and a=downloadspeed); checked (download right) and audited; never shared; returns the session id (the INVITE request''s); end it with vms.media_leave';
 
 -- What is open: INVITEs answered 200, not yet ended by a BYE of ours, and
 -- younger than the 10 minutes after which the worker ends a session nobody
@@ -1212,41 +1295,64 @@ SELECT r.id, (r.params ->> 'channel')::vms.gbcode AS channel_code, r.device_code
        r.finished_at + interval '10 minutes' AS ends_by, r.result ->> 'call_id' AS call_id, r.progress ->> 'ssrc' AS ssrc,
        r.params ->> 'ip' AS media_ip, (r.params ->> 'port')::integer AS media_port,
        coalesce(r.params ->> 'transport', 'udp') AS transport,
-       (r.params ->> 'from')::timestamptz AS from_time, (r.params ->> 'to')::timestamptz AS to_time
+       (r.params ->> 'from')::timestamptz AS from_time, (r.params ->> 'to')::timestamptz AS to_time,
+       (SELECT count(*) FROM vms.media_viewer v WHERE v.session_id = r.id AND v.left_at IS NULL) AS viewers,
+       r.result -> 'device_media' ->> 'ip' AS device_media_ip, (r.result -> 'device_media' ->> 'port')::integer AS device_media_port
   FROM vms.sip_request r
  WHERE r.kind = 'invite' AND r.state = 'done' AND r.finished_at > now() - interval '10 minutes'
    AND NOT EXISTS (SELECT 1 FROM vms.sip_request b
                     WHERE b.kind = 'bye' AND b.device_code = r.device_code
                       AND b.params ->> 'call_id' = r.result ->> 'call_id' AND b.state <> 'failed');
 COMMENT ON VIEW vms.media_sessions IS
-    'open media sessions (live view, playback, download): channel, mode, who asked, media server, call id and SSRC, until a BYE or the worker''s 10-minute limit';
+    'open media sessions (live view, playback, download): channel, mode, who asked first, media server and transport, call id and SSRC, viewers still watching, and where the device listens (device_media_ip/port, from its SDP answer; tcp_active connects there), until a BYE or the worker''s 10-minute limit';
 CREATE INDEX sip_request_sessions_idx ON vms.sip_request (finished_at) WHERE kind = 'invite' AND state = 'done';
 
--- Worker side, every few seconds: sessions opened through vms.view_live,
--- vms.playback or vms.download whose owner no longer holds the right (the
--- grant expired or was revoked, the role is gone) are ended: a BYE is
--- queued for each, and audited.  Returns how many.
+-- Worker side, every few seconds: (1) viewers of a session that ended (BYE,
+-- the 10-minute limit, an INVITE that failed or timed out) are released
+-- with the reason; (2) viewers who no longer hold the right (the grant
+-- expired or was revoked, the role is gone) leave, audited; (3) an open
+-- session (vms.view_live, vms.playback, vms.download) without viewers is
+-- ended: a BYE is queued, and audited.  Returns the number of sessions ended.
 CREATE FUNCTION vms._media_sessions_lapsed() RETURNS integer
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
-    s record;
+    vw record;
+    ss record;
+    why text;
     n integer := 0;
 BEGIN
-    FOR s IN SELECT m.id, m.device_code, m.call_id, m.channel_code, m.mode, m.requested_by
-               FROM vms.media_sessions m JOIN vms.sip_request r ON r.id = m.id
-              WHERE r.params ? 'mode' AND m.call_id IS NOT NULL
+    UPDATE vms.media_viewer x
+       SET left_at = now(),
+           left_reason = CASE WHEN r.state IN ('failed', 'timeout') THEN 'INVITE ' || r.state || coalesce(': ' || r.error, '')
+                              ELSE 'the session ended' END
+      FROM vms.sip_request r
+     WHERE x.left_at IS NULL AND r.id = x.session_id AND r.state NOT IN ('queued', 'sent')
+       AND NOT EXISTS (SELECT 1 FROM vms.media_sessions m WHERE m.id = r.id);
+    FOR vw IN SELECT w.id, w.session_id, w.viewer, (r.params ->> 'channel')::vms.gbcode AS channel_code,
+                    coalesce(r.params ->> 'mode', 'Play') AS mode
+               FROM vms.media_viewer w JOIN vms.sip_request r ON r.id = w.session_id
+              WHERE w.left_at IS NULL
     LOOP
-        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles g WHERE g.rolname = s.requested_by)
-           AND vms._can_for(s.requested_by::name, CASE s.mode WHEN 'Playback' THEN 'playback' WHEN 'Download' THEN 'download'
-                                                               ELSE 'view_live' END, s.channel_code) THEN
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles g WHERE g.rolname = vw.viewer)
+           AND vms._can_for(vw.viewer, CASE vw.mode WHEN 'Playback' THEN 'playback' WHEN 'Download' THEN 'download'
+                                                   ELSE 'view_live' END, vw.channel_code) THEN
             CONTINUE;
         END IF;
-        INSERT INTO vms.sip_request (device_code, kind, params, requested_by)
-        VALUES (s.device_code, 'bye', jsonb_build_object('call_id', s.call_id, 'reason', 'the owner''s right lapsed',
-                                                         'session', s.id), s.requested_by);
-        PERFORM vms.audit('media_session_ended', s.channel_code::text,
-                          jsonb_build_object('session', s.id, 'mode', s.mode, 'owner', s.requested_by,
+        UPDATE vms.media_viewer SET left_at = now(), left_reason = 'the owner''s right lapsed' WHERE id = vw.id;
+        PERFORM vms.audit('media_viewer_left', vw.channel_code::text,
+                          jsonb_build_object('session', vw.session_id, 'mode', vw.mode, 'viewer', vw.viewer,
                                              'reason', 'the owner''s right lapsed'));
+    END LOOP;
+    FOR ss IN SELECT m.id, m.device_code, m.call_id, m.channel_code, m.mode, m.requested_by
+               FROM vms.media_sessions m JOIN vms.sip_request r ON r.id = m.id
+              WHERE r.params ? 'mode' AND m.call_id IS NOT NULL AND m.viewers = 0
+    LOOP
+        -- a view_live joining right now wins: looked at again under the channel's lock
+        PERFORM vms._media_lock(ss.channel_code);
+        CONTINUE WHEN EXISTS (SELECT 1 FROM vms.media_viewer w WHERE w.session_id = ss.id AND w.left_at IS NULL);
+        why := coalesce((SELECT w.left_reason FROM vms.media_viewer w WHERE w.session_id = ss.id
+                          ORDER BY w.left_at DESC, w.id DESC LIMIT 1), 'no viewer');
+        PERFORM vms._media_session_end(ss.id, ss.device_code, ss.call_id, ss.channel_code, ss.mode, ss.requested_by, why);
         n := n + 1;
     END LOOP;
     IF n > 0 THEN
@@ -1255,7 +1361,62 @@ BEGIN
     RETURN n;
 END $$;
 COMMENT ON FUNCTION vms._media_sessions_lapsed() IS
-    'internal: the SIP worker ends media sessions whose owner no longer holds the right (expired, revoked, role gone): BYE queued and audited';
+    'internal: the SIP worker releases the viewers of ended sessions, lets viewers whose right lapsed (expired, revoked, role gone) leave (audited), and ends open sessions without viewers: BYE queued and audited';
+
+-- The BYE of a session nobody watches any more, audited.
+CREATE FUNCTION vms._media_session_end(session bigint, device vms.gbcode, call_id text, channel vms.gbcode, mode text,
+                                       owner text, reason text) RETURNS void
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    INSERT INTO vms.sip_request (device_code, kind, params, requested_by)
+    VALUES (device, 'bye', jsonb_build_object('call_id', call_id, 'reason', reason, 'session', session), owner);
+    PERFORM vms.audit('media_session_ended', channel::text,
+                      jsonb_build_object('session', session, 'mode', mode, 'owner', owner, 'reason', reason));
+END $$;
+COMMENT ON FUNCTION vms._media_session_end(bigint, vms.gbcode, text, vms.gbcode, text, text, text) IS
+    'internal: queue the BYE of a media session whose last viewer left, and audit it';
+
+-- A viewer leaves: the caller's latest viewing of the session ends
+-- (audited); when it was the last viewer of an open session, the device
+-- gets its BYE.  A session still being set up is ended by the worker once
+-- the device accepted it.  SECURITY DEFINER: a caller ends only its own
+-- viewing.  Returns the number of viewers left.
+CREATE FUNCTION vms.media_leave(session bigint) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    acting name := pg_catalog.pg_get_userbyid(vms._acting_role());
+    r vms.sip_request;
+    vid bigint;
+    m vms.media_sessions;
+    left_n integer;
+BEGIN
+    SELECT * INTO r FROM vms.sip_request q WHERE q.id = session AND q.kind = 'invite' AND q.params ? 'mode';
+    IF FOUND THEN
+        PERFORM vms._media_lock((r.params ->> 'channel')::vms.gbcode);
+        SELECT w.id INTO vid FROM vms.media_viewer w
+         WHERE w.session_id = session AND w.viewer = acting AND w.left_at IS NULL
+         ORDER BY w.id DESC LIMIT 1 FOR UPDATE;
+    END IF;
+    IF vid IS NULL THEN
+        RAISE EXCEPTION 'no media session % of yours is open', session
+            USING ERRCODE = 'undefined_object', HINT = 'See vms.media_sessions.';
+    END IF;
+    UPDATE vms.media_viewer SET left_at = now(), left_reason = 'left' WHERE id = vid;
+    PERFORM vms.audit('media_viewer_left', r.params ->> 'channel',
+                      jsonb_build_object('session', session, 'mode', r.params ->> 'mode', 'viewer', acting, 'reason', 'left'));
+    SELECT count(*) INTO left_n FROM vms.media_viewer w WHERE w.session_id = session AND w.left_at IS NULL;
+    IF left_n = 0 THEN
+        SELECT * INTO m FROM vms.media_sessions s WHERE s.id = session;
+        IF FOUND AND m.call_id IS NOT NULL THEN
+            PERFORM vms._media_session_end(m.id, m.device_code, m.call_id, m.channel_code, m.mode, m.requested_by,
+                                           'the last viewer left');
+            PERFORM vms._wake_worker('sip');
+        END IF;
+    END IF;
+    RETURN left_n;
+END $$;
+COMMENT ON FUNCTION vms.media_leave(bigint) IS
+    'leave a media session (the id vms.view_live, vms.playback or vms.download returned): the caller''s viewing ends, audited; the last viewer''s leaving sends the device its BYE; returns the viewers left';
 
 -- Playback control (GB/T 28181 MANSRTSP over INFO in the session's dialog):
 -- pause, resume, seek (seconds from the start of the period) and scale.

@@ -112,6 +112,7 @@ GRANT EXECUTE ON FUNCTION
     vms.ptz(vms.gbcode, text, integer), vms.ptz_preset(vms.gbcode, text, integer),
     vms.ptz_home(vms.gbcode, boolean, integer, integer), vms.ptz_precise(vms.gbcode, float8, float8, float8),
     vms.view_live(vms.gbcode, jsonb), vms.playback_control(bigint, text, double precision), vms.snapshot(vms.gbcode),
+    vms.media_leave(bigint),
     vms.export_ledger(),
     vms.report_html(text, date), vms.report_figures(text, date)
   TO vms_analyst;

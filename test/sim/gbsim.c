@@ -1861,12 +1861,14 @@ struct msess {
 	uint16_t lport, seq;
 	uint32_t ssrc, ts0;
 	uint8_t tcp;    /* RTP over TCP (RFC 4571), we connect (a=setup:active) */
-	uint8_t tstate; /* tcp: 0 not yet, 1 connecting, 2 connected */
+	uint8_t listening; /* tcp: the platform connects to us (its offer a=setup:active, we answer passive) */
+	uint8_t tstate; /* tcp: 0 not yet, 1 connecting (or listening), 2 connected */
 	uint8_t wout;   /* tcp: EPOLLOUT armed */
 	struct buf wq;  /* tcp: framed packets not yet written */
 	size_t woff;
 };
 static struct msess *g_ms;
+static int word_in(const char *list, const char *w);
 static uint32_t g_nms;
 static struct buf g_ps, g_rtp;
 
@@ -1890,7 +1892,7 @@ static void msess_free(uint32_t i)
 	free(s->wq.p);
 	memset(&s->wq, 0, sizeof s->wq);
 	s->woff = 0;
-	s->tcp = s->tstate = s->wout = 0;
+	s->tcp = s->tstate = s->wout = s->listening = 0;
 	s->callid = s->resp = NULL;
 	s->fd = -1;
 	s->state = MS_FREE;
@@ -2061,6 +2063,7 @@ static void media_answer(uint32_t i, const struct sipmsg *m, uint32_t d, const c
 			  "m=video %u %sRTP/AVP 96\r\n%sa=sendonly\r\na=rtpmap:96 PS/90000\r\ny=%s\r\n",
 			  chan, g_local_ip, g_local_ip, s->lport, s->tcp ? "TCP/" : "",
 			  s->tcp ? "a=setup:active\r\na=connection:new\r\n" : "", y);
+			  s->listening ? "a=setup:passive\r\na=connection:new\r\n" :
 	struct buf *o = &g_out;
 	o->n = 0;
 	buf_printf(o, "SIP/2.0 200 OK\r\n");
@@ -2082,8 +2085,8 @@ static void media_answer(uint32_t i, const struct sipmsg *m, uint32_t d, const c
 	s->resp_n = o->n;
 }
 
-/* SDP offer: video destination, transport (*tcp: TCP/RTP/AVP, the platform
- * passive) and y= SSRC; 0 if usable */
+/* SDP offer: video destination, transport (*tcp: TCP/RTP/AVP, 1 the platform
+ * passive: we connect; 2 the platform active: we listen) and y= SSRC; 0 if usable */
 static int sdp_offer(const char *b, size_t n, struct sockaddr_in *dst, int *tcp, char *y, size_t ycap)
 {
 	const char *p = b, *e = b + n;
@@ -2115,7 +2118,7 @@ static int sdp_offer(const char *b, size_t n, struct sockaddr_in *dst, int *tcp,
 				port = pt;
 			}
 		} else if (in_video && l >= 14 && strncasecmp(ln, "a=setup:active", 14) == 0) {
-			peer_active = 1; /* the platform would connect to us: not supported */
+			peer_active = 1; /* the platform connects to us: we listen */
 		} else if (l > 9 && strncasecmp(ln, "c=IN IP4 ", 9) == 0) {
 			char *dstc = in_video ? cm : cs;
 			snprintf(dstc, 64, "%.*s", (int)(l - 9 < 63 ? l - 9 : 63), ln + 9);
@@ -2133,7 +2136,7 @@ static int sdp_offer(const char *b, size_t n, struct sockaddr_in *dst, int *tcp,
 	if (*tcp && peer_active)
 		return -1;
 	if (port <= 0 || port > 65535 || inet_pton(AF_INET, cm[0] ? cm : cs, &dst->sin_addr) != 1)
-		return -1;
+		*tcp = 2;
 	dst->sin_port = htons((uint16_t)port);
 	return 0;
 }
@@ -2149,6 +2152,8 @@ static void on_invite(const struct peer *pr, uint32_t d, struct sv user, const s
 	if (!dup)
 		S.invites++;
 	if (!g_nau) {
+	if (word_in(C.silent, "INVITE"))
+		return; /* --silent INVITE: never answered */
 		send_response(pr, m, 488, "Not Acceptable Here", NULL);
 		return;
 	}
@@ -2172,7 +2177,8 @@ static void on_invite(const struct peer *pr, uint32_t d, struct sv user, const s
 	}
 	/* TCP: bound now (its port goes in the answer), connected after ACK */
 	fd = socket(AF_INET, (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || getsockname(fd, (struct sockaddr *)&a, &al) != 0) {
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || getsockname(fd, (struct sockaddr *)&a, &al) != 0 ||
+	    (tcp == 2 && listen(fd, 1) != 0)) {
 		warnx_("media socket: %s", strerror(errno));
 		if (fd >= 0)
 			close(fd);
@@ -2204,7 +2210,8 @@ static void on_invite(const struct peer *pr, uint32_t d, struct sv user, const s
 		s->t0 = now;
 		s->tries = 0;
 		s->frame = s->au = 0;
-		s->tcp = (uint8_t)tcp;
+		s->tcp = (uint8_t)(tcp != 0);
+		s->listening = (uint8_t)(tcp == 2);
 		s->tstate = s->wout = 0;
 		send_response(pr, m, 100, "Trying", NULL);
 		media_answer(i, m, d, chan, y);
@@ -2229,6 +2236,16 @@ static void on_ack(const struct sipmsg *m, uint32_t now)
 	s->t0 = now;
 	s->gen++; /* cancels the 200 retransmissions */
 	if (s->tcp) { /* connect; the stream starts once it is established */
+	if (s->tcp && s->listening) { /* wait for the platform's connection; the stream starts once accepted */
+		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = EPD(EP_MEDIA, (uint32_t)i) };
+		s->tstate = 1;
+		if (epoll_ctl(g_ep, EPOLL_CTL_ADD, s->fd, &ev) != 0) {
+			media_tcp_fail((uint32_t)i, "epoll for", errno);
+			return;
+		}
+		msess_arm((uint32_t)i, now + MEDIA_CONNECT_MS);
+		return;
+	}
 		int one = 1;
 		struct epoll_event ev = { .events = EPOLLOUT | EPOLLRDHUP, .data.u64 = EPD(EP_MEDIA, (uint32_t)i) };
 		setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -2259,6 +2276,31 @@ static void media_event(uint32_t i, uint32_t events)
 	if (s->state != MS_STREAMING || !s->tcp || !s->tstate || s->fd < 0)
 		return; /* stale event of a freed session */
 	if (s->tstate == 1) {
+	if (s->tstate == 1 && s->listening) {
+		int one = 1, c = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.u64 = EPD(EP_MEDIA, i) };
+		if (c < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+				return;
+			media_tcp_fail(i, "accept on", errno);
+			return;
+		}
+		close(s->fd); /* the listening socket: one connection per call */
+		s->fd = c;
+		setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		if (epoll_ctl(g_ep, EPOLL_CTL_ADD, c, &ev) != 0) {
+			media_tcp_fail(i, "epoll for", errno);
+			return;
+		}
+		s->tstate = 2;
+		s->wout = 0;
+		if (C.verbose)
+			warnx_("stream %s: TCP connection accepted on port %u", s->callid, s->lport);
+		s->t0 = now;
+		s->gen++;
+		media_timer(i, now);
+		return;
+	}
 		int err = 0;
 		socklen_t el = sizeof err;
 		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
@@ -2663,6 +2705,9 @@ static void on_request(const struct peer *pr, const struct sipmsg *m, uint32_t n
 	if (sv_eq(m->method, "BYE")) {
 		int64_t i = msess_find(m);
 		S.byes++;
+		char who[32];
+		snprintf(who, sizeof who, "%.*s", (int)(user.n < 31 ? user.n : 31), user.p);
+		control_log_lines("BYE", "Call-ID", who, m->callid.p, m->callid.n, 1);
 		if (i >= 0) {
 			if (C.verbose)
 				warnx_("BYE %s: stream stopped after %u frames", g_ms[i].callid, g_ms[i].frame);
@@ -4040,7 +4085,8 @@ static void usage(FILE *f)
 	    "  --gb-version V              send X-GB-Ver: V with REGISTER (2.0 = 2016, 3.0 = 2022)\n"
 	    "  --control-log FILE          append each Control/Query received: root, CmdType, DeviceID and\n"
 	    "                              the body with CR/LF left out, tab-separated, one line each\n"
-	    "  --silent LIST               CmdTypes (e.g. RecordInfo,PresetQuery) answered 200, never a Response\n"
+	    "  --silent LIST               CmdTypes (e.g. RecordInfo,PresetQuery) answered 200, never a Response;\n"
+	    "                              INVITE in the list: INVITEs are never answered at all\n"
 	    "  --control-fail LIST         control elements (GuardCmd, RecordCmd, AlarmCmd, HomePosition,\n"
 	    "                              PTZPreciseCtrl, BasicParam, SnapShotConfig) answered Result ERROR\n"
 	    "  --record-gap H              RecordInfo: hour H (0-based) of the period has no record (default 2;\n"

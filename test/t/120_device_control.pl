@@ -7,7 +7,10 @@
 # out), RecordInfo collected over pages up to SumNum, the recording gap the
 # device's list leaves found and alarmed (by hand and by an inspection plan's
 # "recording" check), the X-GB-Ver it registered with, and a playback session
-# whose RTP/PS FFmpeg decodes.
+# whose RTP/PS FFmpeg decodes, over UDP and over TCP with the media server
+# passive (the device connects) and active (it connects to the device);
+# forty concurrent live views of one channel sharing one INVITE; a device's
+# error answer and a device that never answers.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -42,6 +45,7 @@ vms.sip_keepalive_count = 3
 vms.sip_page_timeout = 3
 vms.sip_catalog_timeout = 6
 vms.sip_flush_interval = 200
+max_connections = 80
 });
 $node->start;
 $node->safe_psql('postgres', qq{
@@ -71,7 +75,7 @@ die 'no UDP port free in 56200-56299' unless $rtp;
 
 my $log = "$tmp/control.log";
 my $sim = IPC::Run::start([ $gbsim, '--server', "127.0.0.1:$sip_port", '--server-id', $server_id, '--domain', $realm,
-		'--devices', '1', '--first-code', $dev, '--channels', '2', '--keepalive', '5', '--duration', '240',
+		'--devices', '1', '--first-code', $dev, '--channels', '2', '--keepalive', '5', '--duration', '900',
 		'--gb-version', '3.0', '--control-log', $log, '--control-fail', 'GuardCmd', '--silent', 'HomePositionQuery',
 		'--page-size', '3', '--record-gap', '2', '--media', "$tmp/cam.h264" ],
 	'>', "$tmp/gbsim.out", '2>', "$tmp/gbsim.err");
@@ -348,6 +352,208 @@ is($node->safe_psql('postgres', "SELECT w.state, w.params ->> 'reason' FROM vms.
 	"done|the owner's right lapsed", 'with a BYE the device answered');
 is($node->safe_psql('postgres', "SELECT count(*) FROM vms.audit_log WHERE action = 'media_session_ended' AND (detail ->> 'session')::bigint = $rid"),
 	'1', 'and it is audited');
+
+# ---------------------------------------------------------------------------
+# media transport over TCP (RFC 4571 framing), shared live view, bad answers.
+# The owner allows this test's media server ports 57800-57899 too.
+$node->safe_psql('postgres', qq{
+INSERT INTO vms.media_server_allowed (network, ports, note) VALUES ('127.0.0.1/32', int4range(57800, 57899, '[]'), 'test media servers');
+CREATE ROLE v1 LOGIN IN ROLE vms_analyst; CREATE ROLE v2 LOGIN IN ROLE vms_analyst;
+CREATE ROLE v3 LOGIN IN ROLE vms_analyst; CREATE ROLE v4 LOGIN IN ROLE vms_analyst;
+SET SESSION AUTHORIZATION gadmin;
+SELECT vms.grant_access(r, 'all', NULL, '{view_live,playback}', 4::smallint) FROM unnest(ARRAY['v1', 'v2', 'v3', 'v4']::name[]) r;
+});
+# RFC 4571: 2-byte length, then the RTP packet; the payloads (MPEG-PS) of $want frames
+sub tcp_frames
+{
+	my ($sock, $want) = @_;
+	my ($buf, $ps, $pkts, $frames, %ssrcs) = ('', '', 0, 0);
+	my $sel = IO::Select->new($sock);
+	my $idle = 0;
+	while ($frames < $want)
+	{
+		unless ($sel->can_read(1)) { last if ++$idle > 180; next; }
+		my $n = sysread($sock, my $chunk, 65536);
+		last unless $n;
+		$buf .= $chunk;
+		while (length($buf) >= 2 && $frames < $want)
+		{
+			my $len = unpack('n', $buf);
+			last if length($buf) < 2 + $len;
+			my $pkt = substr($buf, 2, $len);
+			$buf = substr($buf, 2 + $len);
+			next unless $len > 12 && (ord($pkt) >> 6) == 2;
+			my ($b0, $b1, $seq, $ts, $ssrc) = unpack('C C n N N', $pkt);
+			my $hl = 12 + 4 * ($b0 & 0x0f);
+			$hl += 4 + 4 * unpack('n', substr($pkt, $hl + 2, 2)) if $b0 & 0x10;
+			$ps .= substr($pkt, $hl);
+			$ssrcs{$ssrc}++;
+			$pkts++;
+			$frames++ if $b1 & 0x80;
+		}
+	}
+	return ($frames, $pkts, $ps, join(',', keys %ssrcs));
+}
+# FFmpeg, not our code, demuxes and decodes what arrived
+sub decodes
+{
+	my ($ps, $name) = @_;
+	open(my $f, '>:raw', "$tmp/$name.ps") or die "$tmp/$name.ps: $!";
+	print $f $ps;
+	close $f;
+	my $pr = `ffprobe -v error -f mpeg -count_frames -select_streams v:0 -show_entries stream=codec_name,width,height,nb_read_frames -of csv=p=0 $tmp/$name.ps 2>>$tmp/ffprobe.err`;
+	chomp $pr;
+	like($pr, qr/^h264,320,180,(\d+)$/, "$name: FFmpeg demuxes the payloads as MPEG-PS, H.264 320x180");
+	my ($nf) = $pr =~ /,(\d+)$/;
+	cmp_ok($nf // 0, '>=', 49, "$name: and decodes the frames sent (" . ($nf // 0) . ' of 50)');
+	is(`ffmpeg -v error -xerror -f mpeg -i $tmp/$name.ps -f rawvideo -y /dev/null 2>&1`, '', "$name: without a decoding error");
+}
+sub bye_of
+{
+	my ($session) = @_;
+	my $id = $node->safe_psql('postgres', "SELECT id FROM vms.sip_request WHERE kind = 'bye' AND (params ->> 'session')::bigint = $session");
+	return $id eq '' ? 'none|' : wait_request($id);
+}
+
+# tcp_passive: the media server listens, the device connects (a=setup:passive)
+my ($lsn, $tport);
+for my $p (57800 .. 57849)
+{
+	$lsn = IO::Socket::INET->new(Proto => 'tcp', LocalAddr => '127.0.0.1', LocalPort => $p, Listen => 1, ReuseAddr => 1)
+	  and do { $tport = $p; last };
+}
+die 'no TCP port free in 57800-57849' unless $lsn;
+received();
+($ret, $out, $err) = $node->psql('postgres', qq{SET ROLE v1; SELECT vms.view_live('$ch', '{"ip": "127.0.0.1", "port": $tport, "transport": "tcp_pasive"}')});
+like($err, qr/unknown media transport "tcp_pasive"/, 'an unknown media transport is refused');
+is(scalar(grep { $_->[0] eq 'INVITE' } received()), 0, 'no INVITE went out for it');
+$rid = $node->safe_psql('postgres', qq{SET ROLE v1; SELECT vms.view_live('$ch', '{"ip": "127.0.0.1", "port": $tport, "transport": "tcp_passive"}')});
+is(wait_request($rid), 'done|', 'tcp_passive: the device accepted the INVITE');
+($inv) = grep { $_->[0] eq 'INVITE' } received();
+like($inv->[3] // '', qr/\|c=IN IP4 127\.0\.0\.1\|.*\|m=video $tport TCP\/RTP\/AVP 96\|.*\|a=setup:passive\|a=connection:new\|/,
+	'tcp_passive SDP: m=video <port> TCP/RTP/AVP, a=setup:passive, a=connection:new');
+my $conn = IO::Select->new($lsn)->can_read(60) ? $lsn->accept : undef;
+ok($conn, 'tcp_passive: the device connects to the media server');
+my ($fr, $pk, $tps, $tss) = $conn ? tcp_frames($conn, 50) : (0, 0, '', '');
+is($fr, 50, "tcp_passive: 50 frames arrive, RFC 4571 framed ($pk packets)");
+is($tss, $node->safe_psql('postgres', "SELECT ssrc::bigint FROM vms.media_sessions WHERE id = $rid"), 'tcp_passive: with the session\'s SSRC');
+decodes($tps, 'tcp_passive');
+is($node->safe_psql('postgres', "SELECT transport, viewers FROM vms.media_sessions WHERE id = $rid"), 'tcp_passive|1',
+	'vms.media_sessions: transport tcp_passive, one viewer');
+is($node->safe_psql('postgres', "SET ROLE v1; SELECT vms.media_leave($rid)"), '0', 'the viewer leaves: none left');
+is(bye_of($rid), 'done|', 'the device gets its BYE');
+close $conn if $conn;
+close $lsn;
+
+# tcp_active: the device listens (its answer says where), the media server connects (a=setup:active)
+$rid = $node->safe_psql('postgres', qq{SET ROLE v2; SELECT vms.view_live('$ch', '{"ip": "127.0.0.1", "port": 57850, "transport": "tcp_active"}')});
+is(wait_request($rid), 'done|', 'tcp_active: the device accepted the INVITE');
+($inv) = grep { $_->[0] eq 'INVITE' } received();
+like($inv->[3] // '', qr/\|m=video 57850 TCP\/RTP\/AVP 96\|.*\|a=setup:active\|a=connection:new\|/,
+	'tcp_active SDP: m=video TCP/RTP/AVP, a=setup:active, a=connection:new');
+my ($dip, $dport) = split /\|/, $node->safe_psql('postgres', "SELECT device_media_ip, device_media_port FROM vms.media_sessions WHERE id = $rid");
+like("$dip:" . ($dport // ''), qr/^127\.0\.0\.1:\d+$/, 'vms.media_sessions: where the device listens, from its SDP answer');
+$conn = IO::Socket::INET->new(Proto => 'tcp', PeerAddr => $dip, PeerPort => $dport, Timeout => 30);
+ok($conn, 'tcp_active: the media server connects to the device');
+($fr, $pk, $tps, $tss) = $conn ? tcp_frames($conn, 50) : (0, 0, '', '');
+is($fr, 50, "tcp_active: 50 frames arrive, RFC 4571 framed ($pk packets)");
+is($tss, $node->safe_psql('postgres', "SELECT ssrc::bigint FROM vms.media_sessions WHERE id = $rid"), 'tcp_active: with the session\'s SSRC');
+decodes($tps, 'tcp_active');
+is($node->safe_psql('postgres', "SET ROLE v2; SELECT vms.media_leave($rid)"), '0', 'the viewer leaves');
+is(bye_of($rid), 'done|', 'the device gets its BYE');
+close $conn if $conn;
+
+# WVP #923: forty concurrent live views of one channel from four roles -> one INVITE
+my $cport = 57851;
+received();
+my (@procs, @outs, @errs);
+for my $i (0 .. 39)
+{
+	my $role = 'v' . (1 + $i % 4);
+	# each its own login, as viewers are
+	push @procs, IPC::Run::start([ 'psql', '-X', '-qAt', '-h', $node->host, '-p', $node->port, '-U', $role, '-d', 'postgres', '-c',
+			qq{SELECT vms.view_live('$ch', '{"ip": "127.0.0.1", "port": $cport}')} ],
+		'>', \$outs[$i], '2>', \$errs[$i]);
+}
+$_->finish for @procs;
+my %sids = map { my $o = $_ // ''; chomp $o; ($o => 1) } @outs;
+is(join(',', grep { !/^\d+$/ } keys %sids) . join('', map { $_ // '' } @errs), '', 'forty concurrent view_live calls all succeed');
+is(scalar(keys %sids), 1, 'and all return the same session');
+my ($sid) = keys %sids;
+is(wait_request($sid), 'done|', 'the shared session is accepted by the device');
+is(scalar(grep { $_->[0] eq 'INVITE' } received()), 1, 'the device received one INVITE for the forty viewers');
+is($node->safe_psql('postgres', "SELECT count(*), count(DISTINCT viewer) FROM vms.media_viewer WHERE session_id = $sid AND left_at IS NULL"),
+	'40|4', 'forty viewer rows, of four roles');
+is($node->safe_psql('postgres', "SELECT viewers FROM vms.media_sessions WHERE id = $sid"), '40', 'vms.media_sessions counts forty viewers');
+is($node->safe_psql('postgres', qq{SELECT count(*), count(*) FILTER (WHERE detail ->> 'shared' = 'true'), count(DISTINCT session_role)
+	FROM vms.audit_log WHERE action = 'view_live' AND object = '$ch' AND detail ->> 'port' = '$cport'}),
+	'40|39|4', 'each viewer\'s right is checked and audited on its own (39 of them joined)');
+# thirty-nine leave: no BYE; the last one leaves: BYE
+is($node->safe_psql('postgres', qq{
+	SET ROLE v1; SELECT count(vms.media_leave($sid)) FROM generate_series(1, 10); RESET ROLE;
+	SET ROLE v2; SELECT count(vms.media_leave($sid)) FROM generate_series(1, 10); RESET ROLE;
+	SET ROLE v3; SELECT count(vms.media_leave($sid)) FROM generate_series(1, 10); RESET ROLE;
+	SET ROLE v4; SELECT min(n) FROM (SELECT vms.media_leave($sid) AS n FROM generate_series(1, 9)) x}),
+	"10\n10\n10\n1", 'thirty-nine viewers leave; one is left');
+is($node->safe_psql('postgres', "SELECT count(*) FROM vms.sip_request WHERE kind = 'bye' AND (params ->> 'session')::bigint = $sid"),
+	'0', 'no BYE is queued while a viewer watches');
+is($node->safe_psql('postgres', "SELECT count(*) FROM vms.media_sessions WHERE id = $sid"), '1', 'the session stays open');
+is($node->safe_psql('postgres', "SET ROLE v4; SELECT vms.media_leave($sid)"), '0', 'the last viewer leaves');
+is(bye_of($sid), 'done|', 'then the device gets its BYE');
+my $call = $node->safe_psql('postgres', "SELECT result ->> 'call_id' FROM vms.sip_request WHERE id = $sid");
+is(join(',', map { $_->[3] } grep { $_->[0] eq 'BYE' } received()), $call, 'one BYE, for the shared session, reached the device');
+is($node->safe_psql('postgres', "SELECT count(*) FROM vms.media_viewer WHERE session_id = $sid AND left_reason = 'left'"),
+	'40', 'all forty viewings ended, each audited');
+
+# a viewer whose right lapses leaves alone; the session stays for the others
+$rid = $node->safe_psql('postgres', qq{SET ROLE v1; SELECT vms.view_live('$ch', '{"ip": "127.0.0.1", "port": $cport}')});
+is($node->safe_psql('postgres', qq{SET ROLE v3; SELECT vms.view_live('$ch', '{"ip": "127.0.0.1", "port": $cport}')}), $rid,
+	'a second role joins a new live session');
+is(wait_request($rid), 'done|', 'which the device accepted');
+$node->safe_psql('postgres', "SET SESSION AUTHORIZATION gadmin; SELECT vms.revoke_access(id, 'test: one viewer lapses') FROM vms.access_grant WHERE grantee = 'v3'");
+ok($node->poll_query_until('postgres', "SELECT left_reason = 'the owner''s right lapsed' FROM vms.media_viewer WHERE session_id = $rid AND viewer = 'v3'"),
+	'the viewer whose grant was revoked is let go');
+is($node->safe_psql('postgres', "SELECT viewers, (SELECT count(*) FROM vms.sip_request WHERE kind = 'bye' AND (params ->> 'session')::bigint = $rid) FROM vms.media_sessions WHERE id = $rid"),
+	'1|0', 'the other viewer keeps the session, no BYE');
+is($node->safe_psql('postgres', "SET ROLE v1; SELECT vms.media_leave($rid)"), '0', 'the last viewer leaves');
+is(bye_of($rid), 'done|', 'BYE');
+
+# a device that answers INVITE with an error (gbsim without --media: 488), and one that never answers
+my ($dev2, $dev3) = ('34020000001320000011', '34020000001320000021');
+# one channel each: serial = device serial x 1 + 0
+my ($ch2x, $ch3x) = ('34020000001310000011', '34020000001310000021');
+$node->safe_psql('postgres', qq{
+INSERT INTO vms.device (code, name) VALUES ('$dev2', 'gbsim without media'), ('$dev3', 'gbsim silent to INVITE');
+SELECT vms.device_set_password('$dev2', '12345678', '$realm'), vms.device_set_password('$dev3', '12345678', '$realm');
+});
+my @simx;
+for my $c ([ $dev2 ], [ $dev3, '--silent', 'INVITE' ])
+{
+	my ($code, @more) = @$c;
+	push @simx, IPC::Run::start([ $gbsim, '--server', "127.0.0.1:$sip_port", '--server-id', $server_id, '--domain', $realm,
+			'--devices', '1', '--first-code', $code, '--channels', '1', '--keepalive', '5', '--duration', '600', @more ],
+		'>', "$tmp/gbsim-$code.out", '2>', "$tmp/gbsim-$code.err");
+}
+ok($node->poll_query_until('postgres', "SELECT count(*) = 2 FROM vms.device WHERE code IN ('$dev2', '$dev3') AND online"),
+	'two more devices register');
+for my $d ($dev2, $dev3)
+{
+	my $q = $node->safe_psql('postgres', "SELECT vms.sip_query_catalog('$d')");
+	is($node->safe_psql('postgres', "SELECT state, result ->> 'channels' FROM vms.sip_request_wait($q, 30)"), 'done|1', "$d: its channel");
+}
+$rid = $node->safe_psql('postgres', qq{SET ROLE v1; SELECT vms.view_live('$ch2x', '{"ip": "127.0.0.1", "port": $cport}')});
+is(wait_request($rid), 'failed|device answered 488 Not Acceptable Here to INVITE', 'an error answer fails the session with the device\'s words');
+is($node->safe_psql('postgres', "SELECT result ->> 'status', result ->> 'reason' FROM vms.sip_request WHERE id = $rid"),
+	'488|Not Acceptable Here', 'its status and reason phrase are stored');
+ok($node->poll_query_until('postgres', "SELECT left_reason = 'INVITE failed: device answered 488 Not Acceptable Here to INVITE' FROM vms.media_viewer WHERE session_id = $rid"),
+	'its viewer is released with the reason');
+$rid = $node->safe_psql('postgres', qq{SET ROLE v1; SELECT vms.view_live('$ch3x', '{"ip": "127.0.0.1", "port": $cport}')});
+is(wait_request($rid), 'timeout|no final answer to INVITE', 'an INVITE never answered times out');
+ok($node->poll_query_until('postgres', "SELECT left_reason = 'INVITE timeout: no final answer to INVITE' FROM vms.media_viewer WHERE session_id = $rid"),
+	'and its session is released: the viewer let go with the reason');
+isnt($node->safe_psql('postgres', qq{SET ROLE v1; SELECT vms.view_live('$ch3x', '{"ip": "127.0.0.1", "port": $cport}')}), $rid,
+	'a later live view does not join the session that timed out');
+$_->kill_kill for @simx;
 
 $sim->kill_kill;
 $node->stop;

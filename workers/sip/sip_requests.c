@@ -18,12 +18,15 @@
 
 #include "common/pg_prng.h"
 #include "executor/spi.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
+
+#include <osipparser2/sdp_message.h>
 
 #include "manscdp.h"
 #include "sip_control.h"
@@ -510,15 +513,41 @@ static Dialog dialogs[MAX_DIALOGS];
 static uint32 next_ssrc = 1;
 
 /*
- * INVITE a channel to send its live stream (PS over RTP/UDP) to ip:port.
+ * INVITEs that got no final answer in time: a device that accepts one
+ * later gets an ACK and a BYE at once, so that nothing streams unasked.
+ */
+#define MAX_GIVEN_UP 64
+
+typedef struct GivenUp
+{
+	char		call_id[64];
+	char		from_tag[24];
+	char		dev[21];
+	char		channel[21];
+	uint32		cseq;
+} GivenUp;
+
+static GivenUp given_up[MAX_GIVEN_UP];
+static int	next_given_up;
+
+/*
+ * INVITE a channel to send its live stream (PS over RTP) to ip:port.
  * The SSRC follows GB/T 28181: 0 (live), digits 4-8 of the domain, a
- * four-digit sequence.
+ * four-digit sequence.  transport (GB/T 28181-2016/2022 media over TCP,
+ * RTP framed per RFC 4571, m=video <port> TCP/RTP/AVP, a=connection:new):
+ * "udp"; "tcp_passive" (or "tcp"): the media server listens at ip:port and
+ * the device connects (a=setup:passive); "tcp_active": the device listens
+ * (its answer's c= and m= say where) and the media server connects
+ * (a=setup:active).
  */
 
 /* params: vms.playback/vms.download add mode Playback/Download, start and end (epoch seconds), speed */
 static void
-start_invite(int64 id, Dev *d, const char *channel, const char *ip, int port, bool tcp, const char *params)
+start_invite(int64 id, Dev *d, const char *channel, const char *ip, int port, const char *transport, const char *params)
 {
+	bool		tcp_passive = transport && (strcmp(transport, "tcp") == 0 || strcmp(transport, "tcp_passive") == 0);
+	bool		tcp_active = transport && strcmp(transport, "tcp_active") == 0;
+	bool		tcp = tcp_passive || tcp_active;
 	char		call_id[64];
 	char		tag[20];
 	char		ssrc[11];
@@ -538,6 +567,11 @@ start_invite(int64 id, Dev *d, const char *channel, const char *ip, int port, bo
 	}
 	if (speed && strspn(speed, "0123456789") != strlen(speed))
 		speed = NULL;
+	if (transport && !tcp && strcmp(transport, "udp") != 0)
+	{
+		fail_request(id, "failed", "unknown media transport");
+		return;
+	}
 
 	if (!sip_is_gbcode(channel))
 	{
@@ -553,7 +587,6 @@ start_invite(int64 id, Dev *d, const char *channel, const char *ip, int port, bo
 	}
 	sip_random_hex(call_id, 24);
 	sip_random_hex(tag, 10);
-	/* over TCP (RFC 4571) the platform listens and the device connects */
 	/* recordings (GB/T 28181 9.8, 9.9): s=Playback or Download, u=channel:0, t=start end, a=downloadspeed */
 	sdp = psprintf("v=0\r\no=%s 0 0 IN IP4 %s\r\ns=%s\r\n%s%s%sc=IN IP4 %s\r\nt=%s %s\r\n"
 				   "m=video %d %s 96\r\na=recvonly\r\na=rtpmap:96 PS/90000\r\n%s%s%s%sy=%s\r\n",
@@ -563,7 +596,8 @@ start_invite(int64 id, Dev *d, const char *channel, const char *ip, int port, bo
 				   recorded && speed && strcmp(mode, "Download") == 0 ? "a=downloadspeed:" : "",
 				   recorded && speed && strcmp(mode, "Download") == 0 ? speed : "",
 				   recorded && speed && strcmp(mode, "Download") == 0 ? "\r\n" : "",
-				   tcp ? "a=setup:passive\r\na=connection:new\r\n" : "", ssrc);
+				   tcp_active ? "a=setup:active\r\na=connection:new\r\n" :
+				   tcp_passive ? "a=setup:passive\r\na=connection:new\r\n" : "", ssrc);
 	extra = psprintf("Contact: <sip:%s@%s:%d>\r\nSubject: %s:%s,%s:0\r\n",
 					 vms_sip_id, sip_local_ip_for(&d->peer), sip_local_port(), channel, ssrc, vms_sip_id);
 	if (send_request_to("INVITE", d, channel, K_INVITE, id, call_id, 1, tag, NULL, extra, "APPLICATION/SDP", sdp) == NULL)
@@ -604,12 +638,75 @@ send_ack(Dev *d, const char *target, const char *from_tag, const char *to_tag, c
 		sip_send(&d->peer, sip_scratch()->data, sip_scratch()->len);
 }
 
+/*
+ * Where the device's video is, from its SDP answer (libosip2's parser; the
+ * GB/T 28181 y= and f= lines, unknown to it, left out): the video medium's
+ * c= (else the session's) and port.  For tcp_active the media server
+ * connects there.  False when the answer has none.
+ */
+static bool
+answer_media(const SipIn *in, char *ip, size_t iplen, int *port)
+{
+	sdp_message_t *sdp = NULL;
+	char	   *text;
+	size_t		n = 0;
+	bool		ok = false;
+
+	if (in->body == NULL || in->body_len == 0 || in->body_len > 8192)
+		return false;
+	text = palloc(in->body_len + 1);
+	for (size_t i = 0; i < in->body_len;)
+	{
+		size_t		e = i;
+
+		while (e < in->body_len && in->body[e] != '\n')
+			e++;
+		if (e < in->body_len)
+			e++;
+		if (!(e - i >= 2 && in->body[i + 1] == '=' && (in->body[i] == 'y' || in->body[i] == 'f')))
+		{
+			memcpy(text + n, in->body + i, e - i);
+			n += e - i;
+		}
+		i = e;
+	}
+	text[n] = '\0';
+	if (sdp_message_init(&sdp) == 0 && sdp_message_parse(sdp, text) == 0)
+	{
+		for (int m = 0; !sdp_message_endof_media(sdp, m); m++)
+		{
+			char	   *media = sdp_message_m_media_get(sdp, m);
+			char	   *p = sdp_message_m_port_get(sdp, m);
+			char	   *a = sdp_message_c_addr_get(sdp, m, 0);
+			struct in_addr v4;
+
+			if (media == NULL || strcmp(media, "video") != 0 || p == NULL)
+				continue;
+			if (a == NULL || a[0] == '\0')
+				a = sdp_message_c_addr_get(sdp, -1, 0);
+			*port = strspn(p, "0123456789") == strlen(p) && strlen(p) <= 5 ? atoi(p) : 0;
+			if (a && inet_pton(AF_INET, a, &v4) == 1 && *port > 0 && *port <= 65535)
+			{
+				strlcpy(ip, a, iplen);
+				ok = true;
+			}
+			break;
+		}
+	}
+	if (sdp)
+		sdp_message_free(sdp);
+	pfree(text);
+	return ok;
+}
+
 /* the 200 to an INVITE: ACK it, keep the dialog for BYE */
 static void
 invite_answered(OutTx *tx, const SipIn *in)
 {
 	Dev		   *d = sip_device(tx->dev, false);
 	Dialog	   *dlg = NULL;
+	char		mip[64];
+	int			mport = 0;
 
 	if (d == NULL || !d->has_peer)
 	{
@@ -638,8 +735,13 @@ invite_answered(OutTx *tx, const SipIn *in)
 	strlcpy(dlg->dev, tx->dev, sizeof(dlg->dev));
 	strlcpy(dlg->channel, tx->target, sizeof(dlg->channel));
 	dlg->started = sip_now;
-	sip_request_update(tx->request_id, "done", NULL,
-					   psprintf("{\"call_id\":\"%s\",\"channel\":\"%s\"}", tx->call_id, tx->target), NULL);
+	if (answer_media(in, mip, sizeof(mip), &mport))
+		sip_request_update(tx->request_id, "done", NULL,
+						   psprintf("{\"call_id\":\"%s\",\"channel\":\"%s\",\"device_media\":{\"ip\":\"%s\",\"port\":%d}}",
+									tx->call_id, tx->target, mip, mport), NULL);
+	else
+		sip_request_update(tx->request_id, "done", NULL,
+						   psprintf("{\"call_id\":\"%s\",\"channel\":\"%s\"}", tx->call_id, tx->target), NULL);
 }
 
 static void
@@ -772,7 +874,7 @@ sip_requests_start(int64 id, const char *device, const char *kind, const char *p
 		if (channel == NULL || ip == NULL || port == NULL)
 			fail_request(id, "failed", "INVITE needs channel, ip and port");
 		else
-			start_invite(id, d, channel, ip, atoi(port), transport && strcmp(transport, "tcp") == 0, params);
+			start_invite(id, d, channel, ip, atoi(port), transport, params);
 	}
 	else if (strcmp(kind, "bye") == 0)
 		start_bye(id, d, sip_json_field(params, "call_id"));
@@ -842,6 +944,42 @@ sip_requests_response(const SipIn *in, const Peer *peer)
 								 dialogs[i].to_tag, dialogs[i].call_id, 1, NULL);
 					else if (d)
 						sip_wrong_source(d, "a response", peer);
+					return false;
+				}
+		/* a 2xx to an INVITE we gave up on: ACK it and end it at once */
+		if (in->status >= 200 && in->status < 300 && strcmp(in->cseq_method, "INVITE") == 0)
+			for (int i = 0; i < MAX_GIVEN_UP; i++)
+				if (given_up[i].call_id[0] && strcmp(given_up[i].call_id, in->call_id) == 0)
+				{
+					GivenUp    *g = &given_up[i];
+					Dialog	   *dlg = NULL;
+
+					d = sip_device(g->dev, false);
+					if (d == NULL || !sip_peer_is_device(d, peer))
+					{
+						if (d)
+							sip_wrong_source(d, "a response", peer);
+						return false;
+					}
+					send_ack(d, g->channel, g->from_tag, in->to_tag, g->call_id, g->cseq, NULL);
+					for (int k = 0; k < MAX_DIALOGS && dlg == NULL; k++)
+						if (!dialogs[k].used)
+							dlg = &dialogs[k];
+					if (dlg)
+					{
+						memset(dlg, 0, sizeof(*dlg));
+						dlg->used = true;
+						strlcpy(dlg->call_id, g->call_id, sizeof(dlg->call_id));
+						strlcpy(dlg->from_tag, g->from_tag, sizeof(dlg->from_tag));
+						strlcpy(dlg->to_tag, in->to_tag, sizeof(dlg->to_tag));
+						dlg->cseq = g->cseq;
+						strlcpy(dlg->dev, g->dev, sizeof(dlg->dev));
+						strlcpy(dlg->channel, g->channel, sizeof(dlg->channel));
+						dlg->started = sip_now;
+						start_bye(0, d, g->call_id);
+					}
+					g->call_id[0] = '\0';
+					return true;
 				}
 		return false;			/* a late retransmission of an answer */
 	}
@@ -865,8 +1003,22 @@ sip_requests_response(const SipIn *in, const Peer *peer)
 			invite_answered(tx, in);
 		else
 		{
+			char	   *why = in->msg ? osip_message_get_reason_phrase(in->msg) : NULL;
+			SBuf		res;
+
 			send_ack(sip_device(tx->dev, false), tx->target, tx->from_tag, in->to_tag, tx->call_id, tx->cseq, tx->branch);
-			fail_request(tx->request_id, "failed", psprintf("device answered %d to INVITE", in->status));
+			/* the device's status and reason phrase are kept (result) and said (error) */
+			if (why && (strlen(why) > 100 || !pg_verifymbstr(why, strlen(why), true)))
+				why = NULL;
+			sbuf_init(&res, 512);
+			sbuf_printf(&res, "{\"status\":%d,\"reason\":", in->status);
+			sbuf_json_string(&res, why ? why : "");
+			sbuf_puts(&res, "}");
+			if (tx->request_id > 0)
+				sip_request_update(tx->request_id, "failed", NULL, res.data,
+								   psprintf("device answered %d%s%s to INVITE", in->status, why && why[0] ? " " : "",
+											why ? why : ""));
+			sbuf_free(&res);
 		}
 	}
 	else if (tx->kind == K_CONTROL)
@@ -962,7 +1114,19 @@ sip_requests_tick(void)
 				}
 			}
 			else if (tx->kind == K_INVITE || tx->kind == K_BYE)
+			{
 				fail_request(tx->request_id, "timeout", psprintf("no final answer to %s", tx->kind == K_INVITE ? "INVITE" : "BYE"));
+				if (tx->kind == K_INVITE)
+				{
+					GivenUp    *g = &given_up[next_given_up++ % MAX_GIVEN_UP];
+
+					strlcpy(g->call_id, tx->call_id, sizeof(g->call_id));
+					strlcpy(g->from_tag, tx->from_tag, sizeof(g->from_tag));
+					strlcpy(g->dev, tx->dev, sizeof(g->dev));
+					strlcpy(g->channel, tx->target, sizeof(g->channel));
+					g->cseq = tx->cseq;
+				}
+			}
 			else if (tx->kind == K_CONTROL)
 				sip_control_sent(tx->request_id, 0);
 			else if (tx->kind == K_MANSRTSP)

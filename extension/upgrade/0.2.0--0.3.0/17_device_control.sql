@@ -1621,6 +1621,330 @@ COMMENT ON FUNCTION vms.ops_month_close(date, text) IS
 REVOKE ALL ON FUNCTION vms._governance_metrics(text), vms.governance_metrics_by_unit(),
     vms.governance_metrics_by_region(integer), vms.ops_figures(timestamptz, timestamptz, text) FROM PUBLIC;
 
+-- ============================================================================
+-- Issue 17, media sessions, part 2 (helper "med"): viewers sharing one live
+-- session (vms.media_viewer, vms.media_leave), TCP active and passive media
+-- transport, the device's media address in vms.media_sessions.  Final
+-- definitions of what the block above created; the fresh install has them
+-- in extension/sql/26_device_control.sql.
+-- ============================================================================
+CREATE TABLE vms.media_viewer (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    session_id   bigint NOT NULL REFERENCES vms.sip_request (id) ON DELETE CASCADE,
+    viewer       name NOT NULL,
+    joined_at    timestamptz NOT NULL DEFAULT now(),
+    left_at      timestamptz,
+    left_reason  text
+);
+CREATE INDEX media_viewer_session_idx ON vms.media_viewer (session_id) WHERE left_at IS NULL;
+CREATE INDEX sip_request_invite_channel_idx ON vms.sip_request ((params ->> 'channel')) WHERE kind = 'invite';
+COMMENT ON TABLE vms.media_viewer IS
+    'the viewers of each media session (vms.view_live shares one session per channel and media server among them; playback and download have one each): who, since when, and when and why they left';
+COMMENT ON COLUMN vms.media_viewer.session_id IS 'the session: the id of its INVITE request in vms.sip_request (what vms.view_live, vms.playback and vms.download return)';
+COMMENT ON COLUMN vms.media_viewer.left_reason IS 'why the viewer left: left (vms.media_leave), the owner''s right lapsed, the session ended, or the INVITE''s failure or timeout with the device''s words';
+
+-- the advisory lock that makes concurrent view_live calls of a channel join one session
+CREATE FUNCTION vms._media_lock(channel vms.gbcode) RETURNS void
+    LANGUAGE sql AS $$
+    SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('vms.media_session'), pg_catalog.hashtext(channel::text))
+$$;
+COMMENT ON FUNCTION vms._media_lock(vms.gbcode) IS
+    'internal: serialises the joining and ending of a channel''s media sessions (transaction-scoped advisory lock)';
+
+CREATE OR REPLACE FUNCTION vms._media_target(media jsonb) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+DECLARE
+    m jsonb := media;
+    dflt text := vms._media_server();
+    addr inet;
+    port integer;
+    kind text;
+    allowed boolean;
+BEGIN
+    IF m IS NULL AND dflt IS NOT NULL THEN
+        IF dflt !~ '^[0-9.]+:[0-9]{1,5}(/(udp|tcp|tcp_passive|tcp_active))?$' THEN
+            RAISE EXCEPTION 'vms.media_server "%" is not ip:port or ip:port/transport', dflt
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'The transport is udp, tcp_passive (or tcp) or tcp_active.';
+        END IF;
+        m := jsonb_build_object('ip', split_part(dflt, ':', 1), 'port', split_part(split_part(dflt, ':', 2), '/', 1)::int,
+                                'transport', coalesce(nullif(split_part(dflt, '/', 2), ''), 'udp'));
+    END IF;
+    IF m IS NULL THEN
+        RAISE EXCEPTION 'no media server address'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass media => ''{"ip": "10.0.0.5", "port": 30000}'' (an address of vms.media_server_allowed), or have a superuser set vms.media_server = ''ip:port''.';
+    END IF;
+    IF jsonb_typeof(m) IS DISTINCT FROM 'object' OR coalesce(m ->> 'ip', '') !~ '^[0-9]{1,3}(\.[0-9]{1,3}){3}$'
+       OR coalesce(m ->> 'port', '') !~ '^[0-9]{1,5}$' OR (m ->> 'port')::int NOT BETWEEN 1024 AND 65535 THEN
+        RAISE EXCEPTION 'media address % is not {"ip": IPv4, "port": 1024-65535, "transport": udp, tcp_passive or tcp_active}', m
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF m ? 'transport' AND (jsonb_typeof(m -> 'transport') IS DISTINCT FROM 'string'
+                            OR m ->> 'transport' NOT IN ('udp', 'tcp', 'tcp_passive', 'tcp_active')) THEN
+        RAISE EXCEPTION 'unknown media transport %', m -> 'transport'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'udp: RTP over UDP; tcp_passive (or tcp): RTP over TCP, the media server listens and the device connects; tcp_active: the device listens and the media server connects.',
+                  HINT = 'Pass "transport": "udp", "tcp_passive" or "tcp_active".';
+    END IF;
+    BEGIN
+        addr := (m ->> 'ip')::inet;
+    EXCEPTION WHEN invalid_text_representation THEN
+        RAISE EXCEPTION 'media address "%" is not an IPv4 address', m ->> 'ip'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = 'Each of its four numbers is 0 to 255.';
+    END;
+    port := (m ->> 'port')::int;
+    kind := CASE WHEN addr << inet '0.0.0.0/8' OR addr = inet '0.0.0.0' THEN 'unspecified'
+                 WHEN addr <<= inet '127.0.0.0/8' THEN 'loopback'
+                 WHEN addr = inet '255.255.255.255' THEN 'broadcast'
+                 WHEN addr <<= inet '224.0.0.0/4' THEN 'multicast'
+                 WHEN addr <<= inet '240.0.0.0/4' THEN 'reserved' END;
+    IF kind = 'loopback' THEN
+        -- only when the owner listed a loopback address itself (0.0.0.0/0 does not count)
+        allowed := EXISTS (SELECT 1 FROM vms.media_server_allowed a
+                            WHERE a.network <<= cidr '127.0.0.0/8' AND a.network >>= addr AND a.ports @> port);
+    ELSIF kind IS NOT NULL THEN
+        allowed := false;
+    END IF;
+    IF NOT allowed THEN
+        RAISE EXCEPTION 'media address % is % address', host(addr), CASE kind WHEN 'unspecified' THEN 'an unspecified' ELSE 'a ' || kind END
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Devices are never told to send video to an unspecified, loopback, broadcast, multicast or reserved address.',
+                  HINT = CASE kind WHEN 'loopback' THEN 'A media server on the devices'' own host is used only when the owner lists its loopback address in vms.media_server_allowed.'
+                                   ELSE 'Name the unicast address of a media server.' END;
+    END IF;
+    -- besides the default (a superuser's setting) an analyst names only an allowed media server
+    IF media IS NOT NULL AND allowed IS NULL
+       AND NOT coalesce((SELECT g.rolsuper FROM pg_catalog.pg_roles g WHERE g.oid = vms._acting_role()), false)
+       AND NOT EXISTS (SELECT 1 FROM vms.media_server_allowed a WHERE a.network >>= addr AND a.ports @> port) THEN
+        RAISE EXCEPTION 'media server %:% is not allowed', host(addr), port
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Video goes only to the default media server (vms.media_server) or to one listed in vms.media_server_allowed.',
+                  HINT = 'Leave media out to use the default, or ask the owner to add the media server to vms.media_server_allowed.';
+    END IF;
+    RETURN jsonb_build_object('ip', host(addr), 'port', port,
+                              'transport', CASE coalesce(m ->> 'transport', 'udp') WHEN 'tcp' THEN 'tcp_passive'
+                                                                                   ELSE coalesce(m ->> 'transport', 'udp') END);
+END $$;
+COMMENT ON FUNCTION vms._media_target(jsonb) IS
+    'internal: the media server address and transport (udp, tcp_passive, tcp_active) of a session: the one given (an allowed media server unless the caller is a superuser), else vms.media_server; never an unspecified, broadcast, multicast or reserved address, loopback only when listed';
+
+CREATE OR REPLACE FUNCTION vms.view_live(channel vms.gbcode, media jsonb DEFAULT NULL) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    m jsonb := vms._media_target(media);
+    detail jsonb := m || jsonb_build_object('command', 'Play', 'channel', channel::text, 'mode', 'Play');
+    sid bigint;
+    dev vms.gbcode;
+    dev_online boolean;
+BEGIN
+    -- concurrent callers of one channel queue here, so that one INVITEs and the others join
+    PERFORM vms._media_lock(channel);
+    SELECT r.id, r.device_code INTO sid, dev FROM vms.sip_request r
+     WHERE r.kind = 'invite' AND r.params ->> 'channel' = channel::text AND r.params ->> 'mode' = 'Play'
+       AND r.params ->> 'ip' = m ->> 'ip' AND r.params ->> 'port' = m ->> 'port'
+       AND coalesce(r.params ->> 'transport', 'udp') = m ->> 'transport'
+       AND (r.state IN ('queued', 'sent') OR EXISTS (SELECT 1 FROM vms.media_sessions s WHERE s.id = r.id))
+     ORDER BY r.id DESC LIMIT 1;
+    IF sid IS NULL THEN
+        sid := vms._device_request(channel, 'invite', NULL, 'INVITE', NULL, true, 'view_live', detail);
+    ELSE
+        -- a viewer more: its own right checked and audited, nothing sent
+        PERFORM vms.exercise_right('view_live', channel, detail || jsonb_build_object('cmd', 'INVITE', 'session', sid, 'shared', true));
+        SELECT d.online INTO dev_online FROM vms.device d WHERE d.code = dev;
+        IF NOT coalesce(dev_online, false) THEN
+            RAISE EXCEPTION 'device % is offline', dev
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = format('Live view of %s was not joined.', channel),
+                      HINT = 'See vms.sip_device_status for why; commands go only to registered, online devices.';
+        END IF;
+    END IF;
+    INSERT INTO vms.media_viewer (session_id, viewer) VALUES (sid, pg_catalog.pg_get_userbyid(vms._acting_role()));
+    RETURN sid;
+END $$;
+COMMENT ON FUNCTION vms.view_live(vms.gbcode, jsonb) IS
+    'live video of a channel to a media server (INVITE s=Play; media {"ip", "port", "transport": udp|tcp_passive|tcp_active} or vms.media_server); checked (view_live right) and audited per caller; a session of the same channel to the same media server being set up or open is joined instead of a new INVITE; returns the session id (the INVITE request''s; its result holds the call id and SSRC); leave it with vms.media_leave';
+
+CREATE OR REPLACE FUNCTION vms.playback(channel vms.gbcode, from_time timestamptz, to_time timestamptz, media jsonb DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    m jsonb;
+    sid bigint;
+BEGIN
+    PERFORM vms._check_period(from_time, to_time);
+    m := vms._media_target(media);
+    sid := vms._device_request(channel, 'invite', NULL, 'INVITE', NULL, true, 'playback',
+                               m || jsonb_build_object('command', 'Playback', 'channel', channel::text, 'mode', 'Playback',
+                                                       'from', from_time, 'to', to_time,
+                                                       'start', floor(extract(epoch FROM from_time))::bigint,
+                                                       'end', ceil(extract(epoch FROM to_time))::bigint));
+    -- never shared: one viewer, the caller
+    INSERT INTO vms.media_viewer (session_id, viewer) VALUES (sid, pg_catalog.pg_get_userbyid(vms._acting_role()));
+    RETURN sid;
+END $$;
+COMMENT ON FUNCTION vms.playback(vms.gbcode, timestamptz, timestamptz, jsonb) IS
+    'play back a channel''s recording of a period to a media server (INVITE s=Playback with u= and t=); checked (playback right) and audited; never shared; returns the session id (the INVITE request''s); end it with vms.media_leave';
+
+CREATE OR REPLACE FUNCTION vms.download(channel vms.gbcode, from_time timestamptz, to_time timestamptz, media jsonb DEFAULT NULL,
+                             speed integer DEFAULT 4)
+    RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    m jsonb;
+    sid bigint;
+BEGIN
+    PERFORM vms._check_period(from_time, to_time);
+    IF speed IS NULL OR speed NOT BETWEEN 1 AND 32 THEN
+        RAISE EXCEPTION 'download speed % is out of range', coalesce(speed::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = 'The device sends 1 to 32 times as fast as recorded.';
+    END IF;
+    m := vms._media_target(media);
+    sid := vms._device_request(channel, 'invite', NULL, 'INVITE', NULL, true, 'download',
+                               m || jsonb_build_object('command', 'Download', 'channel', channel::text, 'mode', 'Download',
+                                                       'from', from_time, 'to', to_time,
+                                                       'start', floor(extract(epoch FROM from_time))::bigint,
+                                                       'end', ceil(extract(epoch FROM to_time))::bigint, 'speed', speed));
+    -- never shared: one viewer, the caller
+    INSERT INTO vms.media_viewer (session_id, viewer) VALUES (sid, pg_catalog.pg_get_userbyid(vms._acting_role()));
+    RETURN sid;
+END $$;
+COMMENT ON FUNCTION vms.download(vms.gbcode, timestamptz, timestamptz, jsonb, integer) IS
+    'download a channel''s recording of a period to a media server (INVITE s=Download with u=, t= and a=downloadspeed); checked (download right) and audited; never shared; returns the session id (the INVITE request''s); end it with vms.media_leave';
+
+CREATE OR REPLACE VIEW vms.media_sessions AS
+SELECT r.id, (r.params ->> 'channel')::vms.gbcode AS channel_code, r.device_code,
+       coalesce(r.params ->> 'mode', 'Play') AS mode, r.requested_by, r.finished_at AS started_at,
+       r.finished_at + interval '10 minutes' AS ends_by, r.result ->> 'call_id' AS call_id, r.progress ->> 'ssrc' AS ssrc,
+       r.params ->> 'ip' AS media_ip, (r.params ->> 'port')::integer AS media_port,
+       coalesce(r.params ->> 'transport', 'udp') AS transport,
+       (r.params ->> 'from')::timestamptz AS from_time, (r.params ->> 'to')::timestamptz AS to_time,
+       (SELECT count(*) FROM vms.media_viewer v WHERE v.session_id = r.id AND v.left_at IS NULL) AS viewers,
+       r.result -> 'device_media' ->> 'ip' AS device_media_ip, (r.result -> 'device_media' ->> 'port')::integer AS device_media_port
+  FROM vms.sip_request r
+ WHERE r.kind = 'invite' AND r.state = 'done' AND r.finished_at > now() - interval '10 minutes'
+   AND NOT EXISTS (SELECT 1 FROM vms.sip_request b
+                    WHERE b.kind = 'bye' AND b.device_code = r.device_code
+                      AND b.params ->> 'call_id' = r.result ->> 'call_id' AND b.state <> 'failed');
+COMMENT ON VIEW vms.media_sessions IS
+    'open media sessions (live view, playback, download): channel, mode, who asked first, media server and transport, call id and SSRC, viewers still watching, and where the device listens (device_media_ip/port, from its SDP answer; tcp_active connects there), until a BYE or the worker''s 10-minute limit';
+
+CREATE OR REPLACE FUNCTION vms._media_sessions_lapsed() RETURNS integer
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    vw record;
+    ss record;
+    why text;
+    n integer := 0;
+BEGIN
+    UPDATE vms.media_viewer x
+       SET left_at = now(),
+           left_reason = CASE WHEN r.state IN ('failed', 'timeout') THEN 'INVITE ' || r.state || coalesce(': ' || r.error, '')
+                              ELSE 'the session ended' END
+      FROM vms.sip_request r
+     WHERE x.left_at IS NULL AND r.id = x.session_id AND r.state NOT IN ('queued', 'sent')
+       AND NOT EXISTS (SELECT 1 FROM vms.media_sessions m WHERE m.id = r.id);
+    FOR vw IN SELECT w.id, w.session_id, w.viewer, (r.params ->> 'channel')::vms.gbcode AS channel_code,
+                    coalesce(r.params ->> 'mode', 'Play') AS mode
+               FROM vms.media_viewer w JOIN vms.sip_request r ON r.id = w.session_id
+              WHERE w.left_at IS NULL
+    LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles g WHERE g.rolname = vw.viewer)
+           AND vms._can_for(vw.viewer, CASE vw.mode WHEN 'Playback' THEN 'playback' WHEN 'Download' THEN 'download'
+                                                   ELSE 'view_live' END, vw.channel_code) THEN
+            CONTINUE;
+        END IF;
+        UPDATE vms.media_viewer SET left_at = now(), left_reason = 'the owner''s right lapsed' WHERE id = vw.id;
+        PERFORM vms.audit('media_viewer_left', vw.channel_code::text,
+                          jsonb_build_object('session', vw.session_id, 'mode', vw.mode, 'viewer', vw.viewer,
+                                             'reason', 'the owner''s right lapsed'));
+    END LOOP;
+    FOR ss IN SELECT m.id, m.device_code, m.call_id, m.channel_code, m.mode, m.requested_by
+               FROM vms.media_sessions m JOIN vms.sip_request r ON r.id = m.id
+              WHERE r.params ? 'mode' AND m.call_id IS NOT NULL AND m.viewers = 0
+    LOOP
+        -- a view_live joining right now wins: looked at again under the channel's lock
+        PERFORM vms._media_lock(ss.channel_code);
+        CONTINUE WHEN EXISTS (SELECT 1 FROM vms.media_viewer w WHERE w.session_id = ss.id AND w.left_at IS NULL);
+        why := coalesce((SELECT w.left_reason FROM vms.media_viewer w WHERE w.session_id = ss.id
+                          ORDER BY w.left_at DESC, w.id DESC LIMIT 1), 'no viewer');
+        PERFORM vms._media_session_end(ss.id, ss.device_code, ss.call_id, ss.channel_code, ss.mode, ss.requested_by, why);
+        n := n + 1;
+    END LOOP;
+    IF n > 0 THEN
+        PERFORM vms._wake_worker('sip');
+    END IF;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION vms._media_sessions_lapsed() IS
+    'internal: the SIP worker releases the viewers of ended sessions, lets viewers whose right lapsed (expired, revoked, role gone) leave (audited), and ends open sessions without viewers: BYE queued and audited';
+
+-- The BYE of a session nobody watches any more, audited.
+CREATE FUNCTION vms._media_session_end(session bigint, device vms.gbcode, call_id text, channel vms.gbcode, mode text,
+                                       owner text, reason text) RETURNS void
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    INSERT INTO vms.sip_request (device_code, kind, params, requested_by)
+    VALUES (device, 'bye', jsonb_build_object('call_id', call_id, 'reason', reason, 'session', session), owner);
+    PERFORM vms.audit('media_session_ended', channel::text,
+                      jsonb_build_object('session', session, 'mode', mode, 'owner', owner, 'reason', reason));
+END $$;
+COMMENT ON FUNCTION vms._media_session_end(bigint, vms.gbcode, text, vms.gbcode, text, text, text) IS
+    'internal: queue the BYE of a media session whose last viewer left, and audit it';
+
+-- A viewer leaves: the caller's latest viewing of the session ends
+-- (audited); when it was the last viewer of an open session, the device
+-- gets its BYE.  A session still being set up is ended by the worker once
+-- the device accepted it.  SECURITY DEFINER: a caller ends only its own
+-- viewing.  Returns the number of viewers left.
+CREATE FUNCTION vms.media_leave(session bigint) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    acting name := pg_catalog.pg_get_userbyid(vms._acting_role());
+    r vms.sip_request;
+    vid bigint;
+    m vms.media_sessions;
+    left_n integer;
+BEGIN
+    SELECT * INTO r FROM vms.sip_request q WHERE q.id = session AND q.kind = 'invite' AND q.params ? 'mode';
+    IF FOUND THEN
+        PERFORM vms._media_lock((r.params ->> 'channel')::vms.gbcode);
+        SELECT w.id INTO vid FROM vms.media_viewer w
+         WHERE w.session_id = session AND w.viewer = acting AND w.left_at IS NULL
+         ORDER BY w.id DESC LIMIT 1 FOR UPDATE;
+    END IF;
+    IF vid IS NULL THEN
+        RAISE EXCEPTION 'no media session % of yours is open', session
+            USING ERRCODE = 'undefined_object', HINT = 'See vms.media_sessions.';
+    END IF;
+    UPDATE vms.media_viewer SET left_at = now(), left_reason = 'left' WHERE id = vid;
+    PERFORM vms.audit('media_viewer_left', r.params ->> 'channel',
+                      jsonb_build_object('session', session, 'mode', r.params ->> 'mode', 'viewer', acting, 'reason', 'left'));
+    SELECT count(*) INTO left_n FROM vms.media_viewer w WHERE w.session_id = session AND w.left_at IS NULL;
+    IF left_n = 0 THEN
+        SELECT * INTO m FROM vms.media_sessions s WHERE s.id = session;
+        IF FOUND AND m.call_id IS NOT NULL THEN
+            PERFORM vms._media_session_end(m.id, m.device_code, m.call_id, m.channel_code, m.mode, m.requested_by,
+                                           'the last viewer left');
+            PERFORM vms._wake_worker('sip');
+        END IF;
+    END IF;
+    RETURN left_n;
+END $$;
+COMMENT ON FUNCTION vms.media_leave(bigint) IS
+    'leave a media session (the id vms.view_live, vms.playback or vms.download returned): the caller''s viewing ends, audited; the last viewer''s leaving sends the device its BYE; returns the viewers left';
+
+-- the open sessions of before get their owner as their one viewer
+INSERT INTO vms.media_viewer (session_id, viewer, joined_at)
+SELECT m.id, m.requested_by, coalesce(m.started_at, now())
+  FROM vms.media_sessions m JOIN vms.sip_request r ON r.id = m.id
+ WHERE r.params ? 'mode' AND m.requested_by IN (SELECT g.rolname FROM pg_catalog.pg_roles g)
+   AND NOT EXISTS (SELECT 1 FROM vms.media_viewer v WHERE v.session_id = m.id);
+REVOKE ALL ON FUNCTION vms._media_lock(vms.gbcode),
+    vms._media_session_end(bigint, vms.gbcode, text, vms.gbcode, text, text, text),
+    vms.media_leave(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vms.media_leave(bigint) TO vms_analyst;
+-- ============================================================================ end of "med" block
+
 -- ==== issue 17, helper "snap": X-GB-Ver behaviour and the 2022 catalog fields ====
 -- (fresh install: 16_sip.sql device_session's last column and
 -- _sip_item_report, 26_device_control.sql's X-GB-Ver section and
