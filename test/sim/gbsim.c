@@ -1867,8 +1867,8 @@ struct msess {
 	struct buf wq;  /* tcp: framed packets not yet written */
 	size_t woff;
 };
-static struct msess *g_ms;
 static int word_in(const char *list, const char *w);
+static struct msess *g_ms;
 static uint32_t g_nms;
 static struct buf g_ps, g_rtp;
 
@@ -2062,8 +2062,8 @@ static void media_answer(uint32_t i, const struct sipmsg *m, uint32_t d, const c
 			  "v=0\r\no=%s 0 0 IN IP4 %s\r\ns=Play\r\nc=IN IP4 %s\r\nt=0 0\r\n"
 			  "m=video %u %sRTP/AVP 96\r\n%sa=sendonly\r\na=rtpmap:96 PS/90000\r\ny=%s\r\n",
 			  chan, g_local_ip, g_local_ip, s->lport, s->tcp ? "TCP/" : "",
-			  s->tcp ? "a=setup:active\r\na=connection:new\r\n" : "", y);
 			  s->listening ? "a=setup:passive\r\na=connection:new\r\n" :
+			  s->tcp ? "a=setup:active\r\na=connection:new\r\n" : "", y);
 	struct buf *o = &g_out;
 	o->n = 0;
 	buf_printf(o, "SIP/2.0 200 OK\r\n");
@@ -2134,9 +2134,9 @@ static int sdp_offer(const char *b, size_t n, struct sockaddr_in *dst, int *tcp,
 	memset(dst, 0, sizeof *dst);
 	dst->sin_family = AF_INET;
 	if (*tcp && peer_active)
-		return -1;
-	if (port <= 0 || port > 65535 || inet_pton(AF_INET, cm[0] ? cm : cs, &dst->sin_addr) != 1)
 		*tcp = 2;
+	if (port <= 0 || port > 65535 || inet_pton(AF_INET, cm[0] ? cm : cs, &dst->sin_addr) != 1)
+		return -1;
 	dst->sin_port = htons((uint16_t)port);
 	return 0;
 }
@@ -2151,9 +2151,9 @@ static void on_invite(const struct peer *pr, uint32_t d, struct sv user, const s
 	int fd, tcp;
 	if (!dup)
 		S.invites++;
-	if (!g_nau) {
 	if (word_in(C.silent, "INVITE"))
 		return; /* --silent INVITE: never answered */
+	if (!g_nau) {
 		send_response(pr, m, 488, "Not Acceptable Here", NULL);
 		return;
 	}
@@ -2235,7 +2235,6 @@ static void on_ack(const struct sipmsg *m, uint32_t now)
 	s->state = MS_STREAMING;
 	s->t0 = now;
 	s->gen++; /* cancels the 200 retransmissions */
-	if (s->tcp) { /* connect; the stream starts once it is established */
 	if (s->tcp && s->listening) { /* wait for the platform's connection; the stream starts once accepted */
 		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = EPD(EP_MEDIA, (uint32_t)i) };
 		s->tstate = 1;
@@ -2246,6 +2245,7 @@ static void on_ack(const struct sipmsg *m, uint32_t now)
 		msess_arm((uint32_t)i, now + MEDIA_CONNECT_MS);
 		return;
 	}
+	if (s->tcp) { /* connect; the stream starts once it is established */
 		int one = 1;
 		struct epoll_event ev = { .events = EPOLLOUT | EPOLLRDHUP, .data.u64 = EPD(EP_MEDIA, (uint32_t)i) };
 		setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -2275,7 +2275,6 @@ static void media_event(uint32_t i, uint32_t events)
 	s = &g_ms[i];
 	if (s->state != MS_STREAMING || !s->tcp || !s->tstate || s->fd < 0)
 		return; /* stale event of a freed session */
-	if (s->tstate == 1) {
 	if (s->tstate == 1 && s->listening) {
 		int one = 1, c = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.u64 = EPD(EP_MEDIA, i) };
@@ -2301,6 +2300,7 @@ static void media_event(uint32_t i, uint32_t events)
 		media_timer(i, now);
 		return;
 	}
+	if (s->tstate == 1) {
 		int err = 0;
 		socklen_t el = sizeof err;
 		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
@@ -2704,10 +2704,10 @@ static void on_request(const struct peer *pr, const struct sipmsg *m, uint32_t n
 	}
 	if (sv_eq(m->method, "BYE")) {
 		int64_t i = msess_find(m);
-		S.byes++;
 		char who[32];
 		snprintf(who, sizeof who, "%.*s", (int)(user.n < 31 ? user.n : 31), user.p);
 		control_log_lines("BYE", "Call-ID", who, m->callid.p, m->callid.n, 1);
+		S.byes++;
 		if (i >= 0) {
 			if (C.verbose)
 				warnx_("BYE %s: stream stopped after %u frames", g_ms[i].callid, g_ms[i].frame);
