@@ -46,6 +46,7 @@ SELECT vms.sip_add_upstream('bad', '10.0.0.1', 5060, '34010000002000000001', 'x'
 SELECT vms.sip_add_upstream('bad', '10.0.0.1', 5060, '34010000002000000001', 'x', '{"transport": "tcp"}');
 SELECT vms.sip_add_upstream('bad', '10.0.0.1', 5060, '34010000002000000001', 'x', '{"local_id": "3402"}');
 SELECT vms.sip_add_upstream('bad', '10.0.0.1', 5060, '34010000002000000001', 'x', '{"page": 5}');
+SELECT vms.sip_add_upstream('bad', '10.0.0.1', 5060, '34010000002000000001', 'x', '{"catalog_push_interval": 5}');
 SELECT vms.sip_add_upstream('bad', '10.0.0.1', 5060, '34010000002000000001', 'x', '[]');
 SELECT vms.sip_alter_upstream('nope', port => 5061);
 SELECT vms.sip_alter_upstream('city', options => '{"send_status": "yes"}');
@@ -182,6 +183,26 @@ SELECT (xpath('/Notify/SumNum/text()', x))[1]::text AS sum_num, (xpath('/Notify/
 SELECT vms.sip_alter_upstream('city', options => '{"send_status": true}');
 SELECT count(*) AS still_nothing FROM vms._sip_upstream_changes('city', '35');
 
+-- a channel told DEL is kept as deleted; the periodic full push (whole_share) says every shared channel
+-- again (UPDATE with its Status) and DEL once more for it, then forgets it
+SELECT vms.sip_alter_upstream('city', options => '{"catalog_page_size": 100, "catalog_push_interval": 0}');
+DELETE FROM vms.channel WHERE code = '34020100001320000046';
+SELECT (xpath('/Notify/DeviceList/Item/Event/text()', x))::text[] AS events,
+       (xpath('/Notify/DeviceList/Item/DeviceID/text()', x))::text[] AS codes
+  FROM vms._sip_upstream_changes('city', '36') b, xmlparse(document convert_from(b, 'GB18030')) x;
+SELECT code, deleted FROM vms.sip_share_told WHERE deleted;
+SELECT count(*) AS nothing_more FROM vms._sip_upstream_changes('city', '37');
+UPDATE vms.sip_share_told SET online = NOT online WHERE code = '34020100001320000020';   -- what the upper platform holds drifted
+CREATE TEMP TABLE push AS
+SELECT xmlparse(document convert_from(b, 'GB18030')) AS x FROM vms._sip_upstream_changes('city', '38', whole_share => true) b;
+SELECT count(*) AS bodies, min((xpath('/Notify/SumNum/text()', x))[1]::text) AS sum_num FROM push;
+SELECT e AS event, count(*) FROM push, unnest(xpath('/Notify/DeviceList/Item/Event/text()', x)::text[]) e GROUP BY e ORDER BY e;
+SELECT (xpath('/Notify/DeviceList/Item[Event="DEL"]/DeviceID/text()', x))::text[] AS del,
+       (xpath('/Notify/DeviceList/Item[DeviceID="34020100001320000020"]/Status/text()', x))::text[] AS status_20
+  FROM push;
+SELECT count(*) FILTER (WHERE deleted) AS tombstones, count(*) AS told FROM vms.sip_share_told;
+SELECT count(*) AS after_the_push_nothing FROM vms._sip_upstream_changes('city', '39');
+
 -- alarms of shared channels, forwarded under the presented code; the first call only starts the cursor
 SELECT vms.alarm_raise('34020100001320000002', 'motion_detection', 2::smallint, 'manual') > 0 AS raised;
 SELECT count(*) AS history FROM vms._sip_upstream_alarms('city', 100);
@@ -193,13 +214,74 @@ SELECT (xpath('/Notify/SN/text()', x))[1]::text AS sn, (xpath('/Notify/DeviceID/
        (xpath('/Notify/Info/AlarmType/text()', x))[1]::text AS type, (xpath('/Notify/AlarmDescription/text()', x))[1]::text AS descr
   FROM vms._sip_upstream_alarms('city', 100) b, xmlparse(document convert_from(b, 'GB18030')) x;
 SELECT count(*) AS again FROM vms._sip_upstream_alarms('city', 200);
+-- with an Alarm subscription: only its priorities (1-2) and methods (5, video) go; the cursor passes the others
+SELECT vms.alarm_raise('34020100001320000005', 'motion_detection', 1::smallint, 'manual') > 0 AS raised;
+SELECT vms.alarm_raise('34020100001320000006', 'video_loss', 1::smallint, 'manual') > 0 AS raised;
+SELECT vms.alarm_raise('34020100001320000007', 'tripwire', 3::smallint, 'manual') > 0 AS raised;
+SELECT vms.alarm_raise('34020100001320000008', 'intrusion', 2::smallint, 'manual') > 0 AS raised;
+SELECT (xpath('/Notify/DeviceID/text()', x))[1]::text AS code, (xpath('/Notify/AlarmPriority/text()', x))[1]::text AS prio,
+       (xpath('/Notify/AlarmMethod/text()', x))[1]::text AS method
+  FROM vms._sip_upstream_alarms('city', 300, '{"CmdType": "Alarm", "StartAlarmPriority": "1", "EndAlarmPriority": "2", "AlarmMethod": "5"}') b,
+       xmlparse(document convert_from(b, 'GB18030')) x;
+SELECT count(*) AS passed FROM vms._sip_upstream_alarms('city', 400);
+-- priority 0 and method 0 are "all"
+SELECT vms.alarm_raise('34020100001320000009', 'video_loss', 4::smallint, 'manual') > 0 AS raised;
+SELECT count(*) AS all_of_them
+  FROM vms._sip_upstream_alarms('city', 500, '{"StartAlarmPriority": "0", "EndAlarmPriority": "0", "AlarmMethod": "0"}');
+
+-- positions of shared channels (MobilePosition subscription): the latest of each, under its own code or its
+-- device's, once; restart: all again
+INSERT INTO vms.mobile_position (device_code, at, geom, speed, direction) VALUES
+    ('34020100001320000008', '2026-01-01 10:00+00', ST_SetSRID(ST_MakePoint(117.2, 31.9), 4326), 12.5, 90),
+    ('34020100001320000008', '2026-01-01 10:01+00', ST_SetSRID(ST_MakePoint(117.3, 31.95), 4326), 13, 91),
+    ('34020200001320000004', '2026-01-01 10:01+00', ST_SetSRID(ST_MakePoint(118, 32), 4326), 1, 0);
+SELECT (xpath('/Notify/CmdType/text()', x))[1]::text AS cmd, (xpath('/Notify/DeviceID/text()', x))[1]::text AS code,
+       (xpath('/Notify/Longitude/text()', x))[1]::text AS lon, (xpath('/Notify/Latitude/text()', x))[1]::text AS lat,
+       (xpath('/Notify/Speed/text()', x))[1]::text AS speed, (xpath('/Notify/Direction/text()', x))[1]::text AS dir,
+       (xpath('/Notify/SN/text()', x))[1]::text AS sn
+  FROM vms._sip_upstream_positions('city', 600) b, xmlparse(document convert_from(b, 'GB18030')) x;
+SELECT count(*) AS again FROM vms._sip_upstream_positions('city', 700);
+INSERT INTO vms.mobile_position (device_code, at, geom) VALUES
+    ('34020100001180000001', '2026-01-01 10:02+00', ST_SetSRID(ST_MakePoint(117.4, 31.7), 4326));
+SELECT count(*) AS of_the_device, count(DISTINCT (xpath('/Notify/DeviceID/text()', x))[1]::text) AS channels,
+       count(*) FILTER (WHERE (xpath('/Notify/DeviceID/text()', x))[1]::text = '34010000001320000099') AS mapped
+  FROM vms._sip_upstream_positions('city', 800) b, xmlparse(document convert_from(b, 'GB18030')) x;
+SELECT count(*) AS restarted FROM vms._sip_upstream_positions('city', 900, restart => true);
+
+-- a control or query of the upper platform for a channel: relayed only for a code it is shared, and only
+-- controls of the channel (not TeleBoot); RecordInfo and PresetQuery; the refusal's answer; every one audited
+SELECT c AS code, r ->> 'CmdType' AS cmd, x.channel, x.device, x.refusal,
+       (xpath('/Response/Result/text()', xmlparse(document convert_from(x.answer, 'GB18030'))))[1]::text AS result,
+       (xpath('/Response/SumNum/text()', xmlparse(document convert_from(x.answer, 'GB18030'))))[1]::text AS sum_num
+  FROM (VALUES ('34010000001320000098', '{"CmdType": "DeviceControl", "PTZCmd": "A50F0102800000B7"}'::jsonb),
+               ('34010000001320000098', '{"CmdType": "DeviceControl", "TeleBoot": "Boot"}'),
+               ('34020100001320000012', '{"CmdType": "DeviceControl", "PTZCmd": "A50F0102800000B7"}'),
+               ('34020200001320000002', '{"CmdType": "RecordInfo", "StartTime": "2026-01-01T00:00:00"}'),
+               ('34010000001320000098', '{"CmdType": "RecordInfo", "StartTime": "2026-01-01T00:00:00"}'),
+               ('34010000001320000098', '{"CmdType": "PresetQuery"}'),
+               ('34010000001320000098', '{"CmdType": "Catalog"}')) v(c, r),
+       vms._sip_upstream_control('city', c, '41', r, '10.0.0.1:5070') x;
+SELECT count(*) AS bad_sn FROM vms._sip_upstream_control('city', '34010000001320000098', '4 1', '{}', '10.0.0.1:5070');
+SELECT detail ->> 'code' AS code, detail #>> '{request,CmdType}' AS cmd, detail ->> 'result' AS result
+  FROM vms.audit_log WHERE action = 'sip_upstream_control' ORDER BY seq;
 
 -- the registration state machine: transitions are events; others are refused with a warning
 SET client_min_messages = warning;
 SELECT vms._sip_upstream_flush('[{"u": "city", "st": "registering", "at": 1700000000, "c": "start"},
                                  {"u": "town", "st": "registering", "at": 1700000000}]');
+SELECT vms._sip_take_share_changes() AS taken_unregistered;
 SELECT vms._sip_upstream_flush('[{"u": "city", "st": "registered", "at": 1700000001, "c": "200 OK", "ra": 1700000001,
-                                  "ex": 1700003601, "ka": 1700000001, "ls": 200}]');
+                                  "ex": 1700003601, "ka": 1700000001, "ls": 200,
+                                  "sb": {"Alarm": {"expires_at": 1700000601, "filter": {"CmdType": "Alarm", "StartAlarmPriority": "1"}}}}]');
+SELECT subscriptions FROM vms.sip_upstream_status;
+-- while an upstream is registered, a statement changing a channel (shared or not: the worker compares) or a
+-- share queues a wake for the worker
+UPDATE vms.channel SET name = name || '.' WHERE code = '34020100001320000001';
+UPDATE vms.channel SET name = name || '.' WHERE code = '34020200001320000001';
+SELECT vms.sip_share('city', '{"regions": ["340201"]}') AS shared;
+SELECT source, count(*) FROM vms.sip_share_change GROUP BY source ORDER BY source;
+SELECT vms._sip_take_share_changes() AS taken;
+SELECT count(*) AS left FROM vms.sip_share_change;
 SELECT vms._sip_upstream_flush('[{"u": "city", "st": "unregistered", "at": 1700000002, "c": "nonsense"}]');
 SELECT vms._sip_upstream_flush('[{"u": "city", "st": "failing", "at": 1700000003, "c": "3 keepalives missed", "mk": 3,
                                   "f": 1, "ls": 408, "le": "no answer", "na": 1700000008}]');

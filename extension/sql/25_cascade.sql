@@ -23,7 +23,7 @@ COMMENT ON COLUMN vms.sip_upstream.platform_id IS 'the upper platform''s 20-digi
 COMMENT ON COLUMN vms.sip_upstream.password_enc IS
     'the password, vms.secret_encrypt(password, ''sip_upstream.password_enc:'' || name): it decrypts only in its own row';
 COMMENT ON COLUMN vms.sip_upstream.options IS
-    'local_id (vms.sip_id), realm (first 10 digits of platform_id), transport (udp), expires (3600), keepalive_interval (60), keepalive_count (3), charset (GB2312), send_status (true), catalog_page_size (20), media_nets (the networks an INVITE may make a device stream to; the upstream''s own address)';
+    'local_id (vms.sip_id), realm (first 10 digits of platform_id), transport (udp), expires (3600), keepalive_interval (60), keepalive_count (3), charset (GB2312), send_status (true), catalog_page_size (20), media_nets (the networks an INVITE may make a device stream to; the upstream''s own address), catalog_push_interval (600 s; 0: never), reconcile_interval (10 s: a subscribed share is compared with what was told this often, besides at once on a change)';
 
 -- the bound form of vms.secret_encrypt for the row, as for vms.viid_upstream
 CREATE FUNCTION vms._sip_upstream_secret_check() RETURNS trigger
@@ -78,12 +78,15 @@ CREATE TABLE vms.sip_upstream_state (
     last_status        integer,
     last_error         text,
     next_attempt_at    timestamptz,
-    alarm_cursor       bigint
+    alarm_cursor       bigint,
+    subscriptions      jsonb NOT NULL DEFAULT '{}'
 );
 COMMENT ON TABLE vms.sip_upstream_state IS
     'registration to each upper platform as the SIP worker last wrote it: state since when, expiry, keepalives answered and missed, consecutive failures, the last status and error, the next attempt';
 COMMENT ON COLUMN vms.sip_upstream_state.alarm_cursor IS
     'the last vms.alarm id considered for forwarding to this upper platform (NULL: not started; forwarding starts at the newest alarm)';
+COMMENT ON COLUMN vms.sip_upstream_state.subscriptions IS
+    'the upper platform''s subscriptions the worker serves: {"Catalog"|"Alarm"|"MobilePosition": {"expires_at": epoch, "filter": the SUBSCRIBE body, "interval", and its dialog: "call_id", "their_tag", "our_tag", "cseq"}}; a restarted worker serves them on';
 
 CREATE TABLE vms.sip_upstream_event (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -125,7 +128,7 @@ DECLARE
     k text;
     v jsonb;
     limits constant jsonb := '{"expires": [60, 86400], "keepalive_interval": [5, 3600], "keepalive_count": [1, 100],
-                               "catalog_page_size": [1, 100]}';
+                               "catalog_page_size": [1, 100], "reconcile_interval": [1, 3600]}';
 BEGIN
     IF jsonb_typeof(options) IS DISTINCT FROM 'object' THEN
         RAISE EXCEPTION 'upstream options must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
@@ -135,6 +138,13 @@ BEGIN
             IF jsonb_typeof(v) <> 'number' OR (v::text)::numeric <> trunc((v::text)::numeric)
                OR (v::text)::numeric NOT BETWEEN (limits -> k ->> 0)::numeric AND (limits -> k ->> 1)::numeric THEN
                 RAISE EXCEPTION 'upstream option "%" must be an integer from % to %', k, limits -> k ->> 0, limits -> k ->> 1
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+        ELSIF k = 'catalog_push_interval' THEN
+            -- the whole share pushed to a Catalog subscription this often (0: never)
+            IF jsonb_typeof(v) <> 'number' OR (v::text)::numeric <> trunc((v::text)::numeric)
+               OR NOT ((v::text)::numeric = 0 OR (v::text)::numeric BETWEEN 10 AND 86400) THEN
+                RAISE EXCEPTION 'upstream option "catalog_push_interval" must be 0 (never) or an integer from 10 to 86400'
                     USING ERRCODE = 'invalid_parameter_value';
             END IF;
         ELSIF k = 'local_id' THEN
@@ -180,7 +190,7 @@ BEGIN
         ELSE
             RAISE EXCEPTION 'unknown upstream option "%"', k
                 USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'Options are local_id, realm, transport, expires, keepalive_interval, keepalive_count, charset, send_status, catalog_page_size, media_nets.';
+                      HINT = 'Options are local_id, realm, transport, expires, keepalive_interval, keepalive_count, charset, send_status, catalog_page_size, media_nets, catalog_push_interval, reconcile_interval.';
         END IF;
     END LOOP;
     RETURN options;
@@ -372,10 +382,10 @@ CREATE VIEW vms.sip_upstream_status AS
 SELECT u.name AS upstream, u.host, u.port, u.platform_id, u.enabled, u.options,
        s.state, s.since, s.registered_at, s.expires_at, s.last_keepalive_at, s.missed_keepalives,
        s.failures, s.last_status, s.last_error, s.next_attempt_at,
-       (SELECT count(*) FROM vms.sip_shared_channels(u.name)) AS shared
+       (SELECT count(*) FROM vms.sip_shared_channels(u.name)) AS shared, s.subscriptions
   FROM vms.sip_upstream u LEFT JOIN vms.sip_upstream_state s ON s.upstream = u.name;
 COMMENT ON VIEW vms.sip_upstream_status IS
-    'upper platforms (list): address, id, options, registration state, keepalives, failures, last error, channels shared';
+    'upper platforms (list): address, id, options, registration state, keepalives, failures, last error, channels shared, the subscriptions served';
 
 -- Worker side ---------------------------------------------------------------
 
@@ -383,7 +393,8 @@ COMMENT ON VIEW vms.sip_upstream_status IS
 CREATE FUNCTION vms._sip_upstreams()
     RETURNS TABLE (name text, host text, port integer, platform_id text, password_enc bytea, enabled boolean,
                    local_id text, realm text, expires integer, keepalive_interval integer, keepalive_count integer,
-                   charset text, send_status boolean, page_size integer, state text, failures integer)
+                   charset text, send_status boolean, page_size integer, state text, failures integer,
+                   push_interval integer, reconcile_interval integer)
     LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
     SELECT u.name, u.host, u.port, u.platform_id::text, u.password_enc, u.enabled,
            coalesce(u.options ->> 'local_id', current_setting('vms.sip_id', true)),
@@ -394,7 +405,9 @@ CREATE FUNCTION vms._sip_upstreams()
            upper(coalesce(u.options ->> 'charset', 'GB2312')),
            coalesce((u.options ->> 'send_status')::boolean, true),
            coalesce((u.options ->> 'catalog_page_size')::integer, 20),
-           coalesce(s.state, 'unregistered'), coalesce(s.failures, 0)
+           coalesce(s.state, 'unregistered'), coalesce(s.failures, 0),
+           coalesce((u.options ->> 'catalog_push_interval')::integer, 600),
+           coalesce((u.options ->> 'reconcile_interval')::integer, 10)
       FROM vms.sip_upstream u LEFT JOIN vms.sip_upstream_state s ON s.upstream = u.name
      ORDER BY u.name
 $$;
@@ -402,7 +415,7 @@ COMMENT ON FUNCTION vms._sip_upstreams() IS 'internal: upper platforms for the S
 
 -- The worker's batched state writes: [{"u": upstream, "st": state, "at": epoch,
 -- "c": cause, "ra"/"ex"/"ka"/"na": epochs, "mk": missed, "f": failures,
--- "ls": last status, "le": last error}].  A state change is an event; one
+-- "ls": last status, "le": last error, "sb": the subscriptions served}].  A state change is an event; one
 -- that is not a transition of the state machine is refused with a warning
 -- and the others are written.
 CREATE FUNCTION vms._sip_upstream_flush(doc jsonb) RETURNS void
@@ -431,7 +444,8 @@ BEGIN
                 failures = coalesce((x ->> 'f')::integer, 0),
                 last_status = (x ->> 'ls')::integer,
                 last_error = x ->> 'le',
-                next_attempt_at = to_timestamp((x ->> 'na')::float8)
+                next_attempt_at = to_timestamp((x ->> 'na')::float8),
+                subscriptions = coalesce(x -> 'sb', '{}')
              WHERE s.upstream = x ->> 'u';
         EXCEPTION WHEN foreign_key_violation OR check_violation THEN
             RAISE WARNING 'vms sip: upstream "%" cannot go from % to %', x ->> 'u', cur, x ->> 'st';
@@ -572,22 +586,29 @@ COMMENT ON FUNCTION vms._sip_upstream_answer(text, text, text, text) IS
 
 -- Catalog subscriptions of upper platforms: what each was last told of each
 -- shared channel, so that a change becomes a NOTIFY event (ADD, DEL, UPDATE,
--- ON, OFF; a channel that leaves the scope is a DEL).
+-- ON, OFF; a channel that leaves the scope is a DEL).  A channel told DEL is
+-- kept as deleted until the next full push says DEL again, in case the upper
+-- platform missed the first.
 CREATE TABLE vms.sip_share_told (
     upstream  text NOT NULL REFERENCES vms.sip_upstream (name) ON DELETE CASCADE ON UPDATE CASCADE,
     code      text NOT NULL,
     digest    text NOT NULL,
     online    boolean NOT NULL,
+    deleted   boolean NOT NULL DEFAULT false,
     PRIMARY KEY (upstream, code)
 );
 COMMENT ON TABLE vms.sip_share_told IS
-    'what a subscribed upper platform was last told of each shared channel (presented code, a digest of its attributes, online)';
+    'what a subscribed upper platform was last told of each shared channel (presented code, a digest of its attributes, online; deleted: told DEL, said again at the next full push)';
 
 -- The changes since what the upstream was last told, as Catalog NOTIFY
 -- bodies (pages of catalog_page_size, SumNum = all the changes; ON and OFF
--- only with send_status), recorded as told.  baseline: record the present share as told and return nothing
--- (a new subscription).
-CREATE FUNCTION vms._sip_upstream_changes(upstream text, sn text, baseline boolean DEFAULT false)
+-- only with send_status), recorded as told.  baseline: record the present
+-- share as told and return nothing (a new subscription).  whole_share: the periodic
+-- full push that reconciles what the upper platform holds: every shared
+-- channel (ADD if never told, else UPDATE with its Status), and DEL for
+-- every channel told DEL since the last push or gone from the share.
+CREATE FUNCTION vms._sip_upstream_changes(upstream text, sn text, baseline boolean DEFAULT false,
+                                          whole_share boolean DEFAULT false)
     RETURNS SETOF bytea
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
@@ -616,22 +637,28 @@ BEGIN
           FROM vms._sip_upstream_items(_sip_upstream_changes.upstream, NULL) i
     ), ch AS (
         SELECT c.code, c.name, c.manufacturer, c.model, c.civil_code, c.address, c.online, c.lon, c.lat, c.digest,
-               CASE WHEN t.code IS NULL THEN 'ADD' WHEN t.digest <> c.digest THEN 'UPDATE'
+               CASE WHEN t.code IS NULL OR t.deleted THEN 'ADD' WHEN whole_share OR t.digest <> c.digest THEN 'UPDATE'
                     WHEN c.online THEN 'ON' ELSE 'OFF' END AS event
           FROM items c
           LEFT JOIN vms.sip_share_told t ON t.upstream = _sip_upstream_changes.upstream AND t.code = c.code
-         WHERE t.code IS NULL OR t.digest <> c.digest OR t.online <> c.online
+         WHERE whole_share OR t.code IS NULL OR t.deleted OR t.digest <> c.digest OR t.online <> c.online
         UNION ALL
         SELECT t.code, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'DEL'
           FROM vms.sip_share_told t
-         WHERE t.upstream = _sip_upstream_changes.upstream AND NOT EXISTS (SELECT 1 FROM items i WHERE i.code = t.code)
+         WHERE t.upstream = _sip_upstream_changes.upstream AND (whole_share OR NOT t.deleted)
+           AND NOT EXISTS (SELECT 1 FROM items i WHERE i.code = t.code)
     ), gone AS (
+        -- told DEL: kept as deleted until a full push has said it again
         DELETE FROM vms.sip_share_told t USING ch
-         WHERE t.upstream = _sip_upstream_changes.upstream AND t.code = ch.code AND ch.event = 'DEL'
+         WHERE whole_share AND t.upstream = _sip_upstream_changes.upstream AND t.code = ch.code AND ch.event = 'DEL'
+    ), deleted AS (
+        UPDATE vms.sip_share_told t SET deleted = true FROM ch
+         WHERE NOT whole_share AND t.upstream = _sip_upstream_changes.upstream AND t.code = ch.code AND ch.event = 'DEL'
     ), told AS (
         INSERT INTO vms.sip_share_told AS t (upstream, code, digest, online)
         SELECT _sip_upstream_changes.upstream, ch.code, ch.digest, ch.online FROM ch WHERE ch.event <> 'DEL'
-        ON CONFLICT ON CONSTRAINT sip_share_told_pkey DO UPDATE SET digest = EXCLUDED.digest, online = EXCLUDED.online
+        ON CONFLICT ON CONSTRAINT sip_share_told_pkey
+        DO UPDATE SET digest = EXCLUDED.digest, online = EXCLUDED.online, deleted = false
     )
     SELECT convert_to(head || xmlelement(name "Notify",
                xmlelement(name "CmdType", 'Catalog'), xmlelement(name "SN", sn),
@@ -641,12 +668,12 @@ BEGIN
                    xmlagg(vms._sip_catalog_item(n.code, n.name, n.manufacturer, n.model, n.civil_code, n.address,
                                                 n.online, n.lon, n.lat, u.local_id, n.event) ORDER BY n.rn)))::text, enc)
       FROM (SELECT ch.*, row_number() OVER (ORDER BY ch.code) AS rn, count(*) OVER () AS total
-              FROM ch WHERE u.send_status OR ch.event NOT IN ('ON', 'OFF')) n
+              FROM ch WHERE whole_share OR u.send_status OR ch.event NOT IN ('ON', 'OFF')) n
      GROUP BY (n.rn - 1) / u.page_size, n.total
      ORDER BY (n.rn - 1) / u.page_size;
 END $$;
-COMMENT ON FUNCTION vms._sip_upstream_changes(text, text, boolean) IS
-    'internal: the changes of an upper platform''s share since it was last told (Catalog NOTIFY bodies: ADD, DEL, UPDATE, ON, OFF), recorded as told; baseline: record the share as told';
+COMMENT ON FUNCTION vms._sip_upstream_changes(text, text, boolean, boolean) IS
+    'internal: the changes of an upper platform''s share since it was last told (Catalog NOTIFY bodies: ADD, DEL, UPDATE, ON, OFF), recorded as told; baseline: record the share as told; whole_share: the whole share and the DELs told since the last full push';
 
 -- Alarms of shared channels forwarded to an upper platform: the new rows of
 -- vms.alarm since the upstream's cursor (at most 100 a call), each as a
@@ -655,15 +682,31 @@ COMMENT ON FUNCTION vms._sip_upstream_changes(text, text, boolean) IS
 -- only sets the cursor: history is not forwarded.  The fault type goes back
 -- to AlarmMethod/AlarmType as vms._sip_alarm reads them (other faults, such
 -- as inspection findings, as method 6, device fault); the level is the
--- AlarmPriority.
-CREATE FUNCTION vms._sip_upstream_alarms(upstream text, sn bigint) RETURNS SETOF bytea
+-- AlarmPriority.  filter: the body of the upper platform's Alarm
+-- SUBSCRIBE (the bodies then go out as its NOTIFYs): only alarms from its
+-- StartAlarmPriority to its EndAlarmPriority (0 or absent: all) and of its
+-- AlarmMethods (digits such as "25"; 0 or absent: all) are sent; the cursor
+-- moves past the others too.
+CREATE FUNCTION vms._sip_upstream_alarms(upstream text, sn bigint, filter jsonb DEFAULT NULL) RETURNS SETOF bytea
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     u record;
     cursor_id bigint;
     upto bigint;
     enc text;
+    lo integer := 1;
+    hi integer := 4;
+    methods text := '';
 BEGIN
+    IF filter ->> 'StartAlarmPriority' ~ '^[1-4]$' THEN
+        lo := (filter ->> 'StartAlarmPriority')::integer;
+    END IF;
+    IF filter ->> 'EndAlarmPriority' ~ '^[1-4]$' THEN
+        hi := (filter ->> 'EndAlarmPriority')::integer;
+    END IF;
+    IF filter ->> 'AlarmMethod' ~ '^[0-9]{1,10}$' AND filter ->> 'AlarmMethod' !~ '0' THEN
+        methods := filter ->> 'AlarmMethod';
+    END IF;
     SELECT * INTO u FROM vms._sip_upstreams() x WHERE x.name = _sip_upstream_alarms.upstream;
     IF NOT FOUND THEN
         RETURN;
@@ -709,11 +752,77 @@ BEGIN
                   WHEN 'object_removed' THEN '4' WHEN 'tripwire' THEN '5' WHEN 'intrusion' THEN '6'
                   ELSE substring(a.fault_type FROM '^sip_alarm_[0-9]{1,2}_([0-9]{1,2})$') END AS atype) m
      WHERE a.id > cursor_id AND a.id <= upto
+       AND greatest(1, least(4, a.level)) BETWEEN lo AND hi
+       AND (methods = '' OR (length(m.method) = 1 AND strpos(methods, m.method) > 0))
      ORDER BY a.id;
     UPDATE vms.sip_upstream_state s SET alarm_cursor = upto WHERE s.upstream = _sip_upstream_alarms.upstream;
 END $$;
-COMMENT ON FUNCTION vms._sip_upstream_alarms(text, bigint) IS
-    'internal: new alarms of channels shared with an upper platform as MANSCDP Alarm notifications (at most 100 a call); moves its cursor';
+COMMENT ON FUNCTION vms._sip_upstream_alarms(text, bigint, jsonb) IS
+    'internal: new alarms of channels shared with an upper platform as MANSCDP Alarm notifications (at most 100 a call; filter: an Alarm subscription''s priorities and methods); moves its cursor';
+
+-- MobilePosition subscriptions of upper platforms: the position last sent
+-- for each shared channel.
+CREATE TABLE vms.sip_share_position_told (
+    upstream  text NOT NULL REFERENCES vms.sip_upstream (name) ON DELETE CASCADE ON UPDATE CASCADE,
+    code      text NOT NULL,
+    at        timestamptz NOT NULL,
+    PRIMARY KEY (upstream, code)
+);
+COMMENT ON TABLE vms.sip_share_position_told IS
+    'the time of the last position (vms.mobile_position) a subscribed upper platform was sent for each shared channel, by presented code';
+
+-- The positions of shared channels newer than what the upstream was sent:
+-- the latest vms.mobile_position of the channel (reported under its own code
+-- or its device's), one MANSCDP Notify MobilePosition each under the code
+-- the upstream knows it by, recorded as sent.  restart: a new subscription,
+-- every channel's latest position is sent again.
+CREATE FUNCTION vms._sip_upstream_positions(upstream text, sn bigint, restart boolean DEFAULT false) RETURNS SETOF bytea
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    u record;
+    enc text;
+BEGIN
+    SELECT * INTO u FROM vms._sip_upstreams() x WHERE x.name = _sip_upstream_positions.upstream;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF restart THEN
+        DELETE FROM vms.sip_share_position_told t WHERE t.upstream = _sip_upstream_positions.upstream;
+    END IF;
+    enc := CASE u.charset WHEN 'UTF-8' THEN 'UTF8' ELSE 'GB18030' END;
+    RETURN QUERY
+    WITH latest AS (
+        SELECT sc.code::text AS code, p.at, p.geom, p.speed, p.direction, p.altitude
+          FROM vms.sip_shared_channels(_sip_upstream_positions.upstream) sc
+          JOIN vms.channel c ON c.code = sc.channel
+          CROSS JOIN LATERAL (SELECT mp.at, mp.geom, mp.speed, mp.direction, mp.altitude
+                                FROM vms.mobile_position mp
+                               WHERE mp.device_code IN (c.code, c.device_code)
+                               ORDER BY mp.at DESC LIMIT 1) p
+    ), fresh AS (
+        SELECT l.* FROM latest l
+          LEFT JOIN vms.sip_share_position_told t ON t.upstream = _sip_upstream_positions.upstream AND t.code = l.code
+         WHERE t.at IS NULL OR l.at > t.at
+    ), told AS (
+        INSERT INTO vms.sip_share_position_told AS t (upstream, code, at)
+        SELECT _sip_upstream_positions.upstream, f.code, f.at FROM fresh f
+        ON CONFLICT ON CONSTRAINT sip_share_position_told_pkey DO UPDATE SET at = EXCLUDED.at
+    )
+    SELECT convert_to('<?xml version="1.0" encoding="' || u.charset || '"?>' || E'\r\n' || xmlelement(name "Notify",
+               xmlelement(name "CmdType", 'MobilePosition'),
+               xmlelement(name "SN", sn + row_number() OVER (ORDER BY f.code)),
+               xmlelement(name "DeviceID", f.code),
+               xmlelement(name "Time", to_char(f.at, 'YYYY-MM-DD"T"HH24:MI:SS')),
+               xmlelement(name "Longitude", round(ST_X(f.geom)::numeric, 6)),
+               xmlelement(name "Latitude", round(ST_Y(f.geom)::numeric, 6)),
+               xmlelement(name "Speed", coalesce(f.speed, 0)),
+               xmlelement(name "Direction", coalesce(f.direction, 0)),
+               xmlelement(name "Altitude", coalesce(f.altitude, 0)))::text, enc)
+      FROM fresh f
+     ORDER BY f.code;
+END $$;
+COMMENT ON FUNCTION vms._sip_upstream_positions(text, bigint, boolean) IS
+    'internal: the latest positions of channels shared with an upper platform not yet sent to it, as MANSCDP MobilePosition notifications; recorded as sent';
 
 -- An INVITE of an upper platform (the worker calls this before relaying it):
 -- the ledger channel and device of the code it asks for, and whether every
@@ -776,3 +885,110 @@ CREATE FUNCTION vms._sip_upstream_bye(upstream text, code text, channel text, me
 $$;
 COMMENT ON FUNCTION vms._sip_upstream_bye(text, text, text, text, text, text) IS
     'internal: a relayed call of an upper platform ended (by it or by the device): audited';
+
+-- NOTIFY on the change itself: a statement that changes what an upper
+-- platform may be told (the ledger's channels and devices, channel status,
+-- catalogue and tag membership, a share or its codes, a new alarm) queues a
+-- row here and wakes the SIP worker at its commit, while an upstream is
+-- registered; the worker takes the queue and compares at once.  Its periodic
+-- compare stays as the reconciler.
+CREATE TABLE vms.sip_share_change (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    source     text NOT NULL,
+    queued_at  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE vms.sip_share_change IS
+    'internal: statements that changed what an upper platform may be told, queued for the SIP worker (it empties the queue and compares the shares at once)';
+
+-- SECURITY DEFINER: whoever may change the ledger must be able to queue the
+-- wake, without any privilege on the queue; it writes only the table's name.
+CREATE FUNCTION vms._sip_share_touched() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM vms.sip_upstream_state s WHERE s.state = 'registered') THEN
+        INSERT INTO vms.sip_share_change (source) VALUES (TG_TABLE_NAME);
+        PERFORM vms._wake_worker('sip');
+    END IF;
+    RETURN NULL;
+END $$;
+REVOKE ALL ON FUNCTION vms._sip_share_touched() FROM PUBLIC;
+COMMENT ON FUNCTION vms._sip_share_touched() IS
+    'internal (statement trigger, SECURITY DEFINER to queue for any role that may change the ledger): wake the SIP worker to tell upper platforms what changed';
+CREATE TRIGGER sip_share_touched AFTER INSERT OR UPDATE OR DELETE ON vms.channel
+    FOR EACH STATEMENT EXECUTE FUNCTION vms._sip_share_touched();
+CREATE TRIGGER sip_share_touched AFTER UPDATE ON vms.device
+    FOR EACH STATEMENT EXECUTE FUNCTION vms._sip_share_touched();
+CREATE TRIGGER sip_share_touched AFTER INSERT OR UPDATE OR DELETE ON vms.channel_status
+    FOR EACH STATEMENT EXECUTE FUNCTION vms._sip_share_touched();
+CREATE TRIGGER sip_share_touched AFTER INSERT OR UPDATE OR DELETE ON vms.catalog_member
+    FOR EACH STATEMENT EXECUTE FUNCTION vms._sip_share_touched();
+CREATE TRIGGER sip_share_touched AFTER INSERT OR UPDATE OR DELETE ON vms.channel_tag
+    FOR EACH STATEMENT EXECUTE FUNCTION vms._sip_share_touched();
+CREATE TRIGGER sip_share_touched AFTER INSERT OR UPDATE OR DELETE ON vms.sip_share
+    FOR EACH STATEMENT EXECUTE FUNCTION vms._sip_share_touched();
+CREATE TRIGGER sip_share_touched AFTER INSERT OR UPDATE OR DELETE ON vms.sip_share_code
+    FOR EACH STATEMENT EXECUTE FUNCTION vms._sip_share_touched();
+CREATE TRIGGER sip_share_touched AFTER INSERT ON vms.alarm
+    FOR EACH STATEMENT EXECUTE FUNCTION vms._sip_share_touched();
+
+CREATE FUNCTION vms._sip_take_share_changes() RETURNS bigint
+    LANGUAGE sql SET search_path FROM CURRENT AS $$
+    WITH taken AS (DELETE FROM vms.sip_share_change RETURNING id)
+    SELECT count(*) FROM taken
+$$;
+COMMENT ON FUNCTION vms._sip_take_share_changes() IS
+    'internal: the SIP worker takes the queued share changes (the rows its snapshot sees; later commits stay queued), how many';
+
+-- A control or query of an upper platform for a channel (the worker calls
+-- this before relaying it): DeviceControl (PTZ, PTZPreciseCtrl, record,
+-- guard, alarm reset, I-frame, drag zoom, home position; not TeleBoot, which
+-- would reboot the whole device), RecordInfo and PresetQuery, for a code it
+-- is shared.  Gives the ledger channel and device, a refusal, and the answer
+-- the upper platform gets when it is refused or the device cannot be reached
+-- (Result ERROR; a query: SumNum 0).  Every one is audited, relayed or not.
+CREATE FUNCTION vms._sip_upstream_control(upstream text, code text, sn text, request jsonb, source text)
+    RETURNS TABLE (channel text, device text, refusal text, answer bytea)
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+#variable_conflict use_variable
+DECLARE
+    u record;
+    cmd text := request ->> 'CmdType';
+    bad text;
+    enc text;
+BEGIN
+    SELECT * INTO u FROM vms._sip_upstreams() x WHERE x.name = _sip_upstream_control.upstream;
+    IF NOT FOUND OR sn IS NULL OR sn !~ '^[0-9]{1,15}$' THEN
+        RETURN;
+    END IF;
+    SELECT s.channel::text, c.device_code::text INTO channel, device
+      FROM vms.sip_shared_channels(u.name) s JOIN vms.channel c ON c.code = s.channel
+     WHERE s.code::text = _sip_upstream_control.code;
+    IF channel IS NULL THEN
+        refusal := 'not shared';
+    ELSIF cmd = 'DeviceControl' THEN
+        SELECT k INTO bad FROM jsonb_object_keys(request) k
+         WHERE k NOT IN ('CmdType', 'SN', 'DeviceID', 'PTZCmd', 'PTZPreciseCtrl', 'RecordCmd', 'GuardCmd', 'AlarmCmd',
+                         'IFameCmd', 'DragZoomIn', 'DragZoomOut', 'HomePosition', 'Info', 'StreamNumber')
+         LIMIT 1;
+        IF bad IS NOT NULL THEN
+            refusal := format('control %s is not relayed', left(bad, 40));
+        END IF;
+    ELSIF cmd NOT IN ('RecordInfo', 'PresetQuery') THEN
+        refusal := format('%s is not relayed', left(cmd, 40));
+    END IF;
+    enc := CASE u.charset WHEN 'UTF-8' THEN 'UTF8' ELSE 'GB18030' END;
+    answer := convert_to('<?xml version="1.0" encoding="' || u.charset || '"?>' || E'\r\n' || xmlelement(name "Response",
+        xmlelement(name "CmdType", cmd), xmlelement(name "SN", sn), xmlelement(name "DeviceID", code),
+        CASE WHEN cmd = 'DeviceControl' THEN xmlelement(name "Result", 'ERROR') END,
+        CASE WHEN cmd = 'RecordInfo' THEN xmlconcat(xmlelement(name "Name", ''), xmlelement(name "SumNum", 0),
+                                                     xmlelement(name "RecordList", xmlattributes(0 AS "Num"))) END,
+        CASE WHEN cmd = 'PresetQuery' THEN xmlconcat(xmlelement(name "SumNum", 0),
+                                                      xmlelement(name "PresetList", xmlattributes(0 AS "Num"))) END)::text, enc);
+    PERFORM vms.audit('sip_upstream_control', u.name,
+        jsonb_build_object('upstream', u.name, 'code', code, 'channel', channel, 'device', device,
+                           'request', request - 'SN' - 'DeviceID', 'source', source,
+                           'result', coalesce(refusal, 'relayed')));
+    RETURN NEXT;
+END $$;
+COMMENT ON FUNCTION vms._sip_upstream_control(text, text, text, jsonb, text) IS
+    'internal: an upper platform''s PTZ/DeviceControl, RecordInfo or PresetQuery for a channel: its channel and device, or why it is refused, with the answer for a refusal; audited';

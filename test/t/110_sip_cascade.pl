@@ -8,13 +8,23 @@
 #    queries answered in pages of 20 with the whole answer's SumNum, and
 #    nothing about a code outside the share; an upper platform that stops
 #    answering keepalives is failed and registered to again; a restart of
-#    the lower platform registers again.
+#    the lower platform registers again.  sipp then subscribes to alarms and
+#    positions (upper_subscribe.xml): NOTIFYs in their dialogs, only the
+#    alarms of the subscription's priorities and methods, positions of shared
+#    channels under the codes the upper platform knows, a subscription that
+#    runs out.
 # 2. two vms clusters: a district registers to a city vms (digest with qop,
 #    SHA-256 as offered, which the city verifies), keeps alive, answers the city's own
 #    Catalog and DeviceInfo queries (which land in the city's ledger), its Catalog
 #    subscription (NOTIFY ADD, DEL, UPDATE, ON, OFF), and its INVITE, relayed to a
 #    camera (gbsim) whose RTP reaches the city's address; BYE ends both legs; alarms
-#    of shared channels are forwarded, others not.
+#    of shared channels are forwarded, others not.  The district compares its share
+#    only on a change (reconcile_interval 3600), so every NOTIFY the city applies
+#    was driven by the change itself.  The city's Alarm and MobilePosition
+#    subscriptions, a status the city holds wrongly put right by the periodic full
+#    push, the city's PTZ and RecordInfo relayed to the camera under the code it
+#    knows and answered back under the code the city knows; then restarts of the
+#    city and of the district, after which changes still reach the city.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -212,6 +222,78 @@ ok($district->poll_query_until('postgres',
 	'after a restart the worker registers again (a "worker start" transition)')
   or diag(state_of($district, 'city'));
 $accept->kill_kill;
+
+# Alarm and MobilePosition subscriptions of the upper platform (sipp): positions already known are sent at
+# once, under the code the upper platform knows; then alarms, only of the subscription's priorities (1-2)
+# and methods (5, video), as NOTIFYs in its dialog
+$district->safe_psql('postgres', q{
+INSERT INTO vms.mobile_position (device_code, at, geom, speed) VALUES
+    ('34020100001320000002', now(), ST_SetSRID(ST_MakePoint(117.5, 31.25), 4326), 20),
+    ('34020200001320000004', now(), ST_SetSRID(ST_MakePoint(118.5, 32.5), 4326), 5);
+});
+my $strace = "$tmp/upper_sub.log";
+my ($sout, $serr) = ('', '');
+my $subscriber = IPC::Run::start([ 'sipp', '-sf', "$sippdir/upper_subscribe.xml", '-m', '100000', '-key', 'upper', $upper_id,
+		'-key', 'lower', $lower_id, '-key', 'vms', "127.0.0.1:$district_port", @sipp_common, '-trace_msg',
+		'-message_file', $strace ],
+	'>', \$sout, '2>', \$serr);
+# a changed setting registers again: the REGISTER that starts sipp's scenario
+$district->safe_psql('postgres', q{SELECT vms.sip_alter_upstream('city', options => '{"expires": 3000}')});
+ok($district->poll_query_until('postgres', q{
+SELECT state = 'registered' AND subscriptions ?& ARRAY['Alarm', 'MobilePosition']
+   AND subscriptions #>> '{Alarm,filter,EndAlarmPriority}' = '2' AND subscriptions #>> '{MobilePosition,interval}' = '1'
+  FROM vms.sip_upstream_status WHERE upstream = 'city'}),
+	'the upper platform\'s Alarm and MobilePosition subscriptions are served, with their conditions')
+  or diag($district->safe_psql('postgres', "SELECT state, subscriptions FROM vms.sip_upstream_status") . " $sout $serr");
+
+# the NOTIFYs sipp received for an event (request line to the end of the message)
+sub notifies
+{
+	my ($event) = @_;
+	open(my $fh, '<:raw', $strace) or return ();
+	local $/;
+	my $log = <$fh>;
+	close $fh;
+	my @n;
+	while ($log =~ m{(NOTIFY sip:.*?)(?=\n-{20,}|\z)}gs)
+	{
+		my $m = $1;
+		push @n, $m if $m =~ m{^Event: \Q$event\E}mi;
+	}
+	return @n;
+}
+ok(wait_for(sub { grep { m{<DeviceID>34010000001320000099</DeviceID>} } notifies('MobilePosition') }),
+	'a NOTIFY MobilePosition for the shared channel, under the code the upper platform knows')
+  or diag(`tail -40 $strace`);
+my ($pos) = grep { m{<DeviceID>34010000001320000099</DeviceID>} } notifies('MobilePosition');
+like($pos, qr{<Longitude>117\.500000</Longitude>.*<Latitude>31\.250000</Latitude>.*<Speed>20</Speed>}s,
+	'with its longitude, latitude and speed');
+ok(!(grep { m{34020200001320000004|34020100001320000002} } notifies('MobilePosition')),
+	'nothing about a channel not shared, nor the mapped channel\'s ledger code');
+$district->safe_psql('postgres', q{
+BEGIN;
+SELECT vms.alarm_raise('34020100001320000004', 'motion_detection', 1::smallint, 'manual');
+SELECT vms.alarm_raise('34020100001320000005', 'video_loss', 1::smallint, 'manual');
+SELECT vms.alarm_raise('34020100001320000006', 'tripwire', 3::smallint, 'manual');
+SELECT vms.alarm_raise('34020100001320000002', 'intrusion', 2::smallint, 'manual');
+COMMIT;
+});
+ok(wait_for(sub { my @a = notifies('Alarm'); (grep { m{<DeviceID>34020100001320000004</DeviceID>} } @a)
+			&& (grep { m{<DeviceID>34010000001320000099</DeviceID>} } @a) }),
+	'the alarms of the subscription\'s priorities and methods arrive as NOTIFY Alarm in its dialog')
+  or diag(`tail -60 $strace`);
+is(join(',', sort map { m{<DeviceID>(\d+)</DeviceID>} ? $1 : '?' } notifies('Alarm')), '34010000001320000099,34020100001320000004',
+	'only those two: a device alarm (method 2) and a priority 3 alarm raised with them are not sent');
+{
+	open(my $fh, '<:raw', $strace) or die;
+	local $/;
+	my $log = <$fh>;
+	ok($log !~ m{MESSAGE sip:[^\n]*\n(?:(?!\n-{20,}).)*<CmdType>Alarm</CmdType>}s, 'and no alarm as a MESSAGE beside the subscription');
+}
+ok($district->poll_query_until('postgres', q{
+SELECT NOT subscriptions ? 'MobilePosition' AND subscriptions ? 'Alarm' FROM vms.sip_upstream_state WHERE upstream = 'city'}),
+	'the MobilePosition subscription runs out (Expires 8); the Alarm one goes on');
+$subscriber->kill_kill;
 $district->safe_psql('postgres', "SELECT vms.sip_alter_upstream('city', enabled => false)");
 ok($district->poll_query_until('postgres', "SELECT state = 'disabled' FROM vms.sip_upstream_state WHERE upstream = 'city'"),
 	'a disabled upstream is left alone');
@@ -230,7 +312,7 @@ SELECT vms.device_set_password('$as_lower', 'district-pass', '3401000000');
 });
 $district->safe_psql('postgres', qq{
 SELECT vms.sip_add_upstream('cityvms', '127.0.0.1', $city_port, '$city_id', 'district-pass',
-                            '{"local_id": "$as_lower", "keepalive_interval": 5, "catalog_page_size": 7}');
+                            '{"local_id": "$as_lower", "keepalive_interval": 5, "catalog_page_size": 7, "reconcile_interval": 3600}');
 SELECT vms.sip_share('cityvms', '{"regions": ["340201"], "channels": ["34020200001320000001"]}');
 SELECT vms.sip_share_map('cityvms', '34020100001320000002', '34010000001320000099', '南门');
 });
@@ -301,12 +383,45 @@ is($city->safe_psql('postgres', qq{SELECT string_agg(code || ' ' || fault_type |
 is($city->safe_psql('postgres', q{SELECT count(*) FROM vms.alarm WHERE code::text LIKE '340202%'}), '0',
 	'the alarm of a channel not shared stays at the district');
 
+# the city subscribes to the district's alarms and positions too
+for my $ev ('Alarm', 'MobilePosition')
+{
+	my $s = $city->safe_psql('postgres', "SELECT vms.sip_subscribe('$as_lower', '$ev', 600)");
+	is($city->safe_psql('postgres', "SELECT state FROM vms.sip_request_wait($s, 30)"), 'done', "the city subscribes to the district's $ev");
+}
+ok($district->poll_query_until('postgres', q{
+SELECT subscriptions ?& ARRAY['Catalog', 'Alarm', 'MobilePosition'] FROM vms.sip_upstream_state WHERE upstream = 'cityvms'}),
+	'the district serves the city\'s three subscriptions');
+$district->safe_psql('postgres', q{INSERT INTO vms.mobile_position (device_code, at, geom)
+	VALUES ('34020100001320000007', now(), ST_SetSRID(ST_MakePoint(117.625, 31.375), 4326))});
+ok($city->poll_query_until('postgres', qq{SELECT EXISTS (SELECT 1 FROM vms.mobile_position WHERE device_code = '$as_lower'
+	AND abs(ST_X(geom) - 117.625) < 1e-6 AND abs(ST_Y(geom) - 31.375) < 1e-6)}),
+	'a position of a shared channel reaches the city (NOTIFY MobilePosition)');
+$district->safe_psql('postgres', q{SELECT vms.alarm_raise('34020100001320000008', 'intrusion', 1::smallint, 'manual')});
+ok($city->poll_query_until('postgres', q{SELECT EXISTS (SELECT 1 FROM vms.alarm WHERE code = '34020100001320000008'
+	AND fault_type = 'intrusion' AND source = 'sip')}), 'an alarm reaches the city in its Alarm subscription');
+my $unsub = $city->safe_psql('postgres', "SELECT vms.sip_unsubscribe('$as_lower', 'Alarm')");
+$city->safe_psql('postgres', "SELECT state FROM vms.sip_request_wait($unsub, 30)");
+ok($district->poll_query_until('postgres', q{
+SELECT NOT subscriptions ? 'Alarm' AND subscriptions ? 'Catalog' FROM vms.sip_upstream_state WHERE upstream = 'cityvms'}),
+	'the city\'s unsubscription (Expires: 0) ends it at the district');
+$district->safe_psql('postgres', q{SELECT vms.alarm_raise('34020100001320000009', 'intrusion', 2::smallint, 'manual')});
+ok($city->poll_query_until('postgres', q{SELECT EXISTS (SELECT 1 FROM vms.alarm WHERE code = '34020100001320000009' AND source = 'sip')}),
+	'alarms still reach the city without the subscription (MESSAGE)');
+
+# status never drifts: a status the city holds wrongly is put right by the periodic full push
+$city->safe_psql('postgres', "UPDATE vms.channel_status SET status = 'OFF' WHERE code = '34020100001320000001'");
+$district->safe_psql('postgres', q{SELECT vms.sip_alter_upstream('cityvms', options => '{"catalog_push_interval": 10}')});
+ok($city->poll_query_until('postgres', "SELECT status = 'ON' FROM vms.channel_status WHERE code = '34020100001320000001'"),
+	'the full push (every catalog_push_interval: the whole share, Event UPDATE with its Status) puts it right');
+$district->safe_psql('postgres', q{SELECT vms.sip_alter_upstream('cityvms', options => '{"catalog_push_interval": 0}')});
+
 # INVITE relay: the city INVITEs a shared channel; the district relays it to the device that owns it,
 # whose media goes straight to the city's address; BYE ends both legs
 my $gbsim = "$root/test/sim/gbsim";
 SKIP:
 {
-	skip 'gbsim or ffmpeg missing', 13 unless -x $gbsim && system('ffmpeg -version >/dev/null 2>&1') == 0;
+	skip 'gbsim or ffmpeg missing', 20 unless -x $gbsim && system('ffmpeg -version >/dev/null 2>&1') == 0;
 	system('ffmpeg', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25', '-t', '2',
 		'-c:v', 'libx264', '-preset', 'veryfast', '-x264-params', 'aud=1:keyint=25', '-bsf:v', 'h264_mp4toannexb',
 		'-f', 'h264', "$tmp/cam.h264") == 0
@@ -318,7 +433,7 @@ SELECT vms.device_set_password('$cam_dev', '12345678', '3402010000');
 });
 	my $sim = IPC::Run::start([ $gbsim, '--server', "127.0.0.1:$district_port", '--server-id', $lower_id,
 			'--domain', '3402010000', '--first-code', $cam_dev, '--devices', '1', '--channels', '1', '--keepalive', '2',
-			'--media', "$tmp/cam.h264", '--duration', '120' ],
+			'--media', "$tmp/cam.h264", '--duration', '300', '--control-log', "$tmp/gbsim_ctl.log" ],
 		'>', "$tmp/gbsim.out", '2>', "$tmp/gbsim.err");
 	ok($district->poll_query_until('postgres', "SELECT online FROM vms.device WHERE code = '$cam_dev'"),
 		'a camera (gbsim) registers to the district');
@@ -388,8 +503,67 @@ SELECT vms.device_set_password('$cam_dev', '12345678', '3402010000');
 	$inv = $city->safe_psql('postgres', "SELECT vms.sip_invite('34020200001320000001', '127.0.0.1', $mport)");
 	like($city->safe_psql('postgres', "SELECT state || ': ' || coalesce(error, '') FROM vms.sip_request_wait($inv, 30)"),
 		qr/^failed: .*404/, 'an INVITE for a channel outside the share: 404');
+
+	# PTZ and RecordInfo from the city, for the camera presented under another code: relayed to the camera
+	# under its own code and an SN of the district's, the answers back under the city's code and SN
+	$district->safe_psql('postgres', qq{SELECT vms.sip_share_map('cityvms', '$cam', '34010000001320000077', '南门摄像机')});
+	ok($city->poll_query_until('postgres', qq{SELECT EXISTS (SELECT 1 FROM vms.channel WHERE code = '34010000001320000077'
+		AND device_code = '$as_lower')}), 'the camera reaches the city under its presented code (NOTIFY)');
+	sub control_lines
+	{
+		open(my $fh, '<', "$tmp/gbsim_ctl.log") or return ();
+		my @l = map { chomp; [ split /\t/, $_, 4 ] } <$fh>;
+		close $fh;
+		return @l;
+	}
+	$city->safe_psql('postgres', q{
+CREATE ROLE op LOGIN IN ROLE vms_analyst;
+CREATE ROLE gadmin LOGIN IN ROLE vms_grant_admin;
+SET SESSION AUTHORIZATION gadmin;
+SELECT vms.grant_access('op', 'all', NULL, '{ptz}', 4::smallint);
+});
+	my $ptz = $city->safe_psql('postgres', "SET ROLE op; SELECT vms.ptz('34010000001320000077', 'left', 128)");
+	is($city->safe_psql('postgres', "SELECT state FROM vms.sip_request_wait($ptz, 30)"), 'done', 'the city\'s PTZ is answered 200');
+	ok(wait_for(sub { grep { $_->[1] eq 'DeviceControl' } control_lines() }), 'the camera receives a DeviceControl')
+	  or diag(`cat $tmp/gbsim_ctl.log`);
+	my ($ctl) = grep { $_->[1] eq 'DeviceControl' } control_lines();
+	is(($ctl->[2] // '') . ' ' . (($ctl->[3] // '') =~ m{<PTZCmd>([0-9A-F]{16})</PTZCmd>} ? $1 : ''), "$cam A50F010280000037",
+		'for its own code, with the PTZCmd the city built (left at speed 128)');
+	my $rec = $city->safe_psql('postgres',
+		"SELECT vms.sip_query_records('34010000001320000077', '2026-01-10 00:00+00', '2026-01-10 06:00+00')");
+	is($city->safe_psql('postgres', "SELECT state FROM vms.sip_request_wait($rec, 60)"), 'done', 'the city\'s RecordInfo query is answered');
+	is($city->safe_psql('postgres', "SELECT concat_ws('|', progress ->> 'sum_num', progress ->> 'pages', result ->> 'records') FROM vms.sip_request WHERE id = $rec"),
+		'5|3|5', 'the camera\'s 5 records in 3 pages (gbsim\'s default of 2 a page) reach the city through the district');
+	is($city->safe_psql('postgres', "SELECT count(*) FROM vms.channel_record WHERE channel_code = '34010000001320000077'"), '5',
+		'stored under the code the city knows');
+	ok((grep { $_->[1] eq 'RecordInfo' && $_->[2] eq $cam } control_lines()), 'the camera was asked under its own code');
+	is($district->safe_psql('postgres', q{SELECT string_agg(concat_ws(' ', detail ->> 'code', detail #>> '{request,CmdType}',
+		detail ->> 'result'), ', ' ORDER BY seq) FROM vms.audit_log WHERE action = 'sip_upstream_control'}),
+		'34010000001320000077 DeviceControl relayed, 34010000001320000077 RecordInfo relayed', 'both audited at the district');
 	$sim->kill_kill;
 }
+
+# restarts: the city restarts (the district keeps or regains its registration, the city renews its
+# subscription); then the district restarts (it registers again and serves the city's subscription on,
+# in its dialog); after each, a change at the district reaches the city
+$city->restart;
+ok($city->poll_query_until('postgres', "SELECT online FROM vms.device WHERE code = '$as_lower'"), 'after the city restarts, the district is online there');
+ok($district->poll_query_until('postgres', "SELECT state = 'registered' AND subscriptions ? 'Catalog' FROM vms.sip_upstream_state WHERE upstream = 'cityvms'"),
+	'and registered, its Catalog subscription served');
+$district->safe_psql('postgres', "UPDATE vms.channel SET name = '城市重启后' WHERE code = '34020100001320000020'");
+ok($city->poll_query_until('postgres', "SELECT name = '城市重启后' FROM vms.channel WHERE code = '34020100001320000020'"),
+	'a change after the city\'s restart reaches it (NOTIFY UPDATE)')
+  or diag($district->safe_psql('postgres', "SELECT state, subscriptions FROM vms.sip_upstream_status WHERE upstream = 'cityvms'"));
+my $ev = $district->safe_psql('postgres', 'SELECT max(id) FROM vms.sip_upstream_event');
+$district->restart;
+ok($district->poll_query_until('postgres', "SELECT state = 'registered' AND EXISTS (SELECT 1 FROM vms.sip_upstream_event
+	WHERE id > $ev AND upstream = 'cityvms' AND cause LIKE 'worker start%') FROM vms.sip_upstream_state WHERE upstream = 'cityvms'"),
+	'the district restarts and registers to the city again');
+$district->safe_psql('postgres', "UPDATE vms.channel SET name = '区县重启后' WHERE code = '34020100001320000021'");
+ok($city->poll_query_until('postgres', "SELECT name = '区县重启后' FROM vms.channel WHERE code = '34020100001320000021'"),
+	'a change after the district\'s restart reaches the city: the subscription is served on in its dialog');
+is($city->safe_psql('postgres', "SELECT count(*) FROM vms.channel WHERE device_code = '$as_lower' AND code::text LIKE '340202%'"), '1',
+	'nothing stale: of the other region only the channel once shared (now DEL) is known');
 
 $city->stop;
 $district->stop;

@@ -43,7 +43,8 @@ static const SipSqlDef defs[SIP_SQL_N] = {
 	{SIP_SQL_MEDIA_LAPSED_READY, "SELECT to_regprocedure('vms._media_sessions_lapsed()') IS NOT NULL", 0, {InvalidOid}},
 	{SIP_SQL_MEDIA_LAPSED, "SELECT vms._media_sessions_lapsed()", 0, {InvalidOid}},
 	{SIP_SQL_UPSTREAMS, "SELECT name, host, port, platform_id, password_enc, enabled, local_id, realm, expires, "
-		"keepalive_interval, keepalive_count, charset, send_status, page_size, state, failures FROM vms._sip_upstreams()",
+		"keepalive_interval, keepalive_count, charset, send_status, page_size, state, failures, push_interval, "
+		"reconcile_interval FROM vms._sip_upstreams()",
 	0, {InvalidOid}},
 	{SIP_SQL_UPSTREAM_FLUSH, "SELECT vms._sip_upstream_flush($1::jsonb)", 1, {TEXTOID}},
 	{SIP_SQL_UPSTREAM_ANSWER, "SELECT b FROM vms._sip_upstream_answer($1, $2, $3, $4) b", 4,
@@ -52,8 +53,18 @@ static const SipSqlDef defs[SIP_SQL_N] = {
 	{TEXTOID, TEXTOID, TEXTOID, TEXTOID}},
 	{SIP_SQL_UPSTREAM_BYE, "SELECT vms._sip_upstream_bye($1, $2, $3, $4, $5, $6)", 6,
 	{TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID}},
-	{SIP_SQL_UPSTREAM_ALARMS, "SELECT b FROM vms._sip_upstream_alarms($1, $2) b", 2, {TEXTOID, INT8OID}},
-	{SIP_SQL_UPSTREAM_CHANGES, "SELECT b FROM vms._sip_upstream_changes($1, $2, $3) b", 3, {TEXTOID, TEXTOID, BOOLOID}},
+	{SIP_SQL_UPSTREAM_ALARMS, "SELECT b FROM vms._sip_upstream_alarms($1, $2, $3::jsonb) b", 3, {TEXTOID, INT8OID, TEXTOID}},
+	{SIP_SQL_UPSTREAM_CHANGES, "SELECT b FROM vms._sip_upstream_changes($1, $2, $3, $4) b", 4,
+	{TEXTOID, TEXTOID, BOOLOID, BOOLOID}},
+	{SIP_SQL_UPSTREAM_POSITIONS, "SELECT b FROM vms._sip_upstream_positions($1, $2, $3) b", 3, {TEXTOID, INT8OID, BOOLOID}},
+	{SIP_SQL_UPSTREAM_SUBSCRIPTIONS, "SELECT s.upstream, e.key, (e.value ->> 'expires_at')::float8, e.value ->> 'call_id', "
+		"e.value ->> 'their_tag', e.value ->> 'our_tag', (e.value ->> 'cseq')::bigint, (e.value -> 'filter')::text, "
+		"(e.value ->> 'interval')::integer FROM vms.sip_upstream_state s, jsonb_each(s.subscriptions) e "
+		"WHERE jsonb_typeof(e.value) = 'object' AND (e.value ->> 'expires_at')::float8 > extract(epoch FROM now())",
+	0, {InvalidOid}},
+	{SIP_SQL_UPSTREAM_TAKE_CHANGES, "SELECT vms._sip_take_share_changes()", 0, {InvalidOid}},
+	{SIP_SQL_UPSTREAM_CONTROL, "SELECT channel, device, refusal, answer FROM vms._sip_upstream_control($1, $2, $3, $4::jsonb, $5)", 5,
+	{TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID}},
 };
 
 static const SipSqlDef *

@@ -44,8 +44,12 @@ typedef enum SipSql
 	SIP_SQL_UPSTREAM_ANSWER,	/* ($1 upstream, $2 CmdType, $3 SN, $4 DeviceID): MANSCDP bodies */
 	SIP_SQL_UPSTREAM_RELAY,		/* ($1 upstream, $2 code it knows, $3 SDP media addresses, $4 source): channel, device, refusal; audited */
 	SIP_SQL_UPSTREAM_BYE,		/* ($1 upstream, $2 code, $3 channel, $4 media, $5 source, $6 ended by): audited */
-	SIP_SQL_UPSTREAM_ALARMS,	/* ($1 upstream, $2 first SN): Alarm notifications of shared channels */
-	SIP_SQL_UPSTREAM_CHANGES,	/* ($1 upstream, $2 SN, $3 baseline): Catalog NOTIFY bodies of what changed */
+	SIP_SQL_UPSTREAM_ALARMS,	/* ($1 upstream, $2 first SN, $3 subscription's filter): Alarm notifications of shared channels */
+	SIP_SQL_UPSTREAM_CHANGES,	/* ($1 upstream, $2 SN, $3 baseline, $4 whole share): Catalog NOTIFY bodies of what changed */
+	SIP_SQL_UPSTREAM_POSITIONS, /* ($1 upstream, $2 first SN, $3 all again): MobilePosition notifications */
+	SIP_SQL_UPSTREAM_SUBSCRIPTIONS,	/* after a start: the upper platforms' subscriptions still running, to serve on */
+	SIP_SQL_UPSTREAM_TAKE_CHANGES,	/* how many share changes the ledger's triggers queued (taken) */
+	SIP_SQL_UPSTREAM_CONTROL,	/* ($1 upstream, $2 code, $3 SN, $4 request, $5 source): channel, device, refusal, answer; audited */
 	SIP_SQL_N
 } SipSql;
 

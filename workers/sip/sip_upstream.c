@@ -62,7 +62,8 @@ typedef enum UpKind
 {
 	UK_REGISTER, UK_UNREGISTER, UK_KEEPALIVE, UK_ANSWER, UK_NOTIFY,
 	UK_RELAY_INVITE,			/* to the device that owns a channel the upper platform INVITEd */
-	UK_RELAY_BYE				/* ending such a call, on either side */
+	UK_RELAY_BYE,				/* ending such a call, on either side */
+	UK_RELAY_CTL				/* a control or query of the upper platform, to the device */
 } UpKind;
 
 /*
@@ -99,13 +100,73 @@ typedef struct Relay
 	char		refusal[128];	/* why the audit step refused it (media outside media_nets) */
 } Relay;
 
-#define CHANGE_CHECK_MS 2000	/* a Catalog subscription's share is compared with what was told this often */
+/* a control or query of an upper platform relayed to a device (see "relayed controls and queries") */
+#define MAX_CTLS 64
+#define CTL_IDLE_MS 30000
+
+typedef struct CtlRelay
+{
+	bool		used;
+	bool		looked_up;
+	bool		sent;			/* to the device */
+	int			up;
+	char		up_sn[16];
+	char		our_sn[16];
+	char		cmd[32];
+	char		presented[24];
+	char		channel[21];
+	char		device[21];
+	char		source[64];
+	char		refusal[128];
+	char	   *request;		/* the body as JSON, for the audit */
+	char	   *body;			/* the upper platform's body */
+	size_t		body_len;
+	char	   *refused;		/* the answer when refused or unreachable */
+	size_t		refused_len;
+	long		items;			/* answered so far (RecordInfo, PresetQuery pages) */
+	TimestampTz last;
+} CtlRelay;
+
+
+/*
+ * A Catalog subscription's share is compared with what was told when a
+ * change is queued (vms.sip_share_change wakes the worker), at most every
+ * CHANGE_GAP_MS, and every reconcile_interval whatever the queue says
+ * (changes no trigger sees, such as a tag's subtree); alarms are looked for
+ * every ALARM_CHECK_MS and when a change is queued.
+ */
+#define CHANGE_GAP_MS 200
+#define ALARM_CHECK_MS 2000
+
+/* the upper platform's subscriptions: one dialog per event */
+typedef enum SubKind
+{
+	SUB_CATALOG, SUB_ALARM, SUB_POSITION, SUB_KINDS
+} SubKind;
+
+static const char *const sub_events[] = {"Catalog", "Alarm", "MobilePosition"};
+
+typedef struct UpSub
+{
+	bool		active;
+	char		call_id[128];
+	char		their_tag[64];
+	char		our_tag[16];
+	uint32		cseq;
+	TimestampTz expires_at;
+	char		filter[1024];	/* the SUBSCRIBE body as JSON (Alarm: priorities, methods), else empty */
+	int			interval_s;		/* MobilePosition: its Interval */
+	TimestampTz next_check;
+	TimestampTz last_check;
+	bool		pending;		/* a check is queued */
+	bool		fresh;			/* MobilePosition: a new subscription, every latest position is sent */
+} UpSub;
 
 /* a MANSCDP body waiting to go to an upper platform */
 typedef struct OutPage
 {
 	struct OutPage *next;
-	bool		notify;			/* a NOTIFY in the subscription's dialog, else a MESSAGE */
+	int			sub;			/* a NOTIFY in that subscription's dialog (SubKind), else -1: a MESSAGE */
 	size_t		len;
 	char		data[FLEXIBLE_ARRAY_MEMBER];
 } OutPage;
@@ -162,15 +223,11 @@ typedef struct Upstream
 	OutPage	   *pages_tail;
 	int			pages_in_flight;
 
-	/* the upper platform's Catalog subscription (one dialog) */
-	bool		sub_active;
-	char		sub_call_id[128];
-	char		sub_their_tag[64];
-	char		sub_our_tag[16];
-	uint32		sub_cseq;
-	TimestampTz sub_expires_at;
-	TimestampTz next_change_check;
-	bool		change_pending;
+	/* the upper platform's subscriptions (Catalog, Alarm, MobilePosition) */
+	UpSub		subs[SUB_KINDS];
+	int			push_interval;	/* s between full Catalog pushes; 0: never */
+	int			reconcile_ms;	/* a subscribed share is compared this often besides on a change */
+	TimestampTz next_push;
 
 	/* alarms of shared channels forwarded */
 	TimestampTz next_alarm_check;
@@ -181,12 +238,13 @@ typedef struct UpTx
 {
 	bool		used;
 	int			up;
-	int			relay;			/* UK_RELAY_*: its Relay */
+	int			relay;			/* UK_RELAY_*: its Relay; UK_RELAY_CTL: its CtlRelay */
+	int			sub;			/* UK_NOTIFY: its subscription */
 	Peer		peer;			/* where it went */
 	char		branch[20];
 	UpKind		kind;
 	bool		with_auth;
-	char		call_id[64];
+	char		call_id[128];
 	uint32		cseq;
 	char	   *msg;
 	size_t		len;
@@ -200,8 +258,11 @@ typedef struct PendingAnswer
 {
 	bool		used;
 	bool		changes;		/* the subscription's changes (baseline: its start), not a query */
+	bool		push;			/* with changes: the whole share (the periodic full push) */
 	int			relay;			/* > 0: the channel of relay (relay - 1) to look up */
+	int			ctl;			/* > 0: the channel of control relay (ctl - 1) to look up */
 	bool		alarms;			/* the new alarms of shared channels */
+	bool		positions;		/* the new positions of shared channels */
 	bool		baseline;
 	int			up;
 	char		name[64];
@@ -236,6 +297,9 @@ static bool snapshots_ready = false;
 static uint32 next_sn = 1;
 
 static PendingAnswer *new_pending(Upstream *u);
+static CtlRelay ctls[MAX_CTLS];
+static uint32 ctl_serial = 0;
+static void ctl_refuse(CtlRelay *c, const char *why);
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -312,7 +376,30 @@ snapshot(Upstream *u, const char *cause)
 	}
 	if ((u->state == US_FAILING || u->state == US_UNREGISTERED) && u->next_attempt)
 		sbuf_printf(&one, ",\"na\":%.3f", sip_epoch(u->next_attempt));
-	sbuf_puts(&one, "}");
+	sbuf_puts(&one, ",\"sb\":{");
+	for (int k = 0, n = 0; k < SUB_KINDS; k++)
+	{
+		UpSub	   *sb = &u->subs[k];
+
+		if (!sb->active)
+			continue;
+		sbuf_printf(&one, "%s\"%s\":{\"expires_at\":%.3f", n++ ? "," : "", sub_events[k], sip_epoch(sb->expires_at));
+		if (k == SUB_POSITION)
+			sbuf_printf(&one, ",\"interval\":%d", sb->interval_s);
+		sbuf_printf(&one, ",\"cseq\":%u,\"call_id\":", sb->cseq);
+		sbuf_json_string(&one, sb->call_id);
+		sbuf_puts(&one, ",\"their_tag\":");
+		sbuf_json_string(&one, sb->their_tag);
+		sbuf_puts(&one, ",\"our_tag\":");
+		sbuf_json_string(&one, sb->our_tag);
+		if (sb->filter[0])
+		{
+			sbuf_puts(&one, ",\"filter\":");
+			sbuf_puts(&one, sb->filter);
+		}
+		sbuf_puts(&one, "}");
+	}
+	sbuf_puts(&one, "}}");
 	if (one.overflow || snapshots.len + one.len + 1 > MAX_SNAPSHOTS_BYTES)
 	{
 		sip_count(C_DROPPED, 1);
@@ -381,7 +468,8 @@ fail(Upstream *u, int status, const char *why)
 	strlcpy(u->last_error, why, sizeof(u->last_error));
 	u->next_attempt = TimestampTzPlusMilliseconds(sip_now, (int64) backoff_s(u->failures) * 1000);
 	u->have_chal = false;
-	u->sub_active = false;
+	for (int k = 0; k < SUB_KINDS; k++)
+		u->subs[k].active = false;
 	drop_txs((int) (u - ups), true);
 	free_pages(u);
 	sip_log_limited(LOG_OTHER, "upstream \"%s\": %s; registering again in %d s", u->name, why, backoff_s(u->failures));
@@ -536,20 +624,25 @@ send_message(Upstream *u, UpKind kind, const char *body, size_t len)
 	return send_request(u, kind, "MESSAGE", ruri, to, NULL, call_id, tag, 1, NULL, body, len, false);
 }
 
-/* a NOTIFY in the Catalog subscription's dialog */
+/* a NOTIFY in a subscription's dialog */
 static UpTx *
-send_notify(Upstream *u, const char *body, size_t len)
+send_notify(Upstream *u, int k, const char *body, size_t len)
 {
+	UpSub	   *sb = &u->subs[k];
 	char		ruri[128];
 	char		to[128];
 	char		extra[128];
-	long		left = (long) ((u->sub_expires_at - sip_now) / 1000000);
+	long		left = (long) ((sb->expires_at - sip_now) / 1000000);
+	UpTx	   *tx;
 
 	snprintf(ruri, sizeof(ruri), "sip:%s@%s:%d", u->platform_id, u->host, u->port);
 	snprintf(to, sizeof(to), "sip:%s@%s", u->platform_id, u->realm);
-	snprintf(extra, sizeof(extra), "Event: Catalog\r\nSubscription-State: active;expires=%ld\r\n", Max(left, 0));
-	return send_request(u, UK_NOTIFY, "NOTIFY", ruri, to, u->sub_their_tag, u->sub_call_id, u->sub_our_tag,
-						++u->sub_cseq, extra, body, len, false);
+	snprintf(extra, sizeof(extra), "Event: %s\r\nSubscription-State: active;expires=%ld\r\n", sub_events[k], Max(left, 0));
+	tx = send_request(u, UK_NOTIFY, "NOTIFY", ruri, to, sb->their_tag, sb->call_id, sb->our_tag,
+					  ++sb->cseq, extra, body, len, false);
+	if (tx)
+		tx->sub = k;
+	return tx;
 }
 
 static void
@@ -571,9 +664,14 @@ send_pages(Upstream *u)
 	{
 		OutPage	   *p = u->pages;
 
-		if (p->notify && !u->sub_active)
+		int			k = p->sub;
+
+		/* an alarm whose subscription ended meanwhile goes as a MESSAGE, as without one */
+		if (k == SUB_ALARM && !u->subs[k].active)
+			k = -1;
+		if (k >= 0 && !u->subs[k].active)
 			;					/* the subscription ended: its changes are not sent */
-		else if ((p->notify ? send_notify(u, p->data, p->len) : send_message(u, UK_ANSWER, p->data, p->len)) == NULL)
+		else if ((k >= 0 ? send_notify(u, k, p->data, p->len) : send_message(u, UK_ANSWER, p->data, p->len)) == NULL)
 			return;
 		else
 			u->pages_in_flight++;
@@ -635,11 +733,65 @@ state_from_name(const char *s)
 	return US_UNREGISTERED;
 }
 
+/* one row of SIP_SQL_UPSTREAM_SUBSCRIPTIONS: a subscription of a just-loaded upstream, served on */
+static void
+restore_subscription(HeapTuple t, TupleDesc d, const bool *added)
+{
+	char	   *name = SPI_getvalue(t, d, 1);
+	char	   *event = SPI_getvalue(t, d, 2);
+	char	   *call_id = SPI_getvalue(t, d, 4);
+	char	   *their = SPI_getvalue(t, d, 5);
+	char	   *ours = SPI_getvalue(t, d, 6);
+	char	   *filter = SPI_getvalue(t, d, 8);
+	bool		isnull;
+	double		expires;
+	int64		cseq;
+	int			k;
+	UpSub	   *sb;
+
+	if (name == NULL || event == NULL || call_id == NULL || their == NULL || ours == NULL)
+		return;
+	for (k = 0; k < SUB_KINDS; k++)
+		if (strcmp(event, sub_events[k]) == 0)
+			break;
+	if (k == SUB_KINDS)
+		return;
+	for (int i = 0; i < MAX_UPSTREAMS; i++)
+	{
+		if (!ups[i].used || !added[i] || strcmp(ups[i].name, name) != 0)
+			continue;
+		sb = &ups[i].subs[k];
+		expires = DatumGetFloat8(SPI_getbinval(t, d, 3, &isnull));
+		if (isnull)
+			return;
+		cseq = DatumGetInt64(SPI_getbinval(t, d, 7, &isnull));
+		memset(sb, 0, sizeof(*sb));
+		strlcpy(sb->call_id, call_id, sizeof(sb->call_id));
+		strlcpy(sb->their_tag, their, sizeof(sb->their_tag));
+		strlcpy(sb->our_tag, ours, sizeof(sb->our_tag));
+		sb->cseq = (uint32) ((isnull ? 0 : cseq) + 1000000);
+		if (filter && strlen(filter) < sizeof(sb->filter) && strcmp(filter, "null") != 0)
+			strlcpy(sb->filter, filter, sizeof(sb->filter));
+		sb->interval_s = DatumGetInt32(SPI_getbinval(t, d, 9, &isnull));
+		if (isnull || sb->interval_s <= 0)
+			sb->interval_s = 5;
+		sb->expires_at = sip_from_epoch(expires);
+		sb->next_check = sip_now;
+		sb->active = true;
+		if (k == SUB_CATALOG && ups[i].push_interval > 0)
+			ups[i].next_push = TimestampTzPlusMilliseconds(sip_now, (int64) ups[i].push_interval * 1000);
+		ereport(LOG, (errmsg("vms sip: upstream \"%s\": its %s subscription is served on after the start", name, event)));
+		return;
+	}
+}
+
 void
 sip_upstream_load(void)
 {
 	bool		changed[MAX_UPSTREAMS];
 	bool		added[MAX_UPSTREAMS];
+	bool		changes_queued = false;
+	bool		any_added = false;
 
 	memset(changed, 0, sizeof(changed));
 	memset(added, 0, sizeof(added));
@@ -689,6 +841,7 @@ sip_upstream_load(void)
 				ups[slot].failures = 0;
 			ups[slot].next_attempt = sip_now;
 			added[slot] = true;
+			any_added = true;
 		}
 		u = &ups[slot];
 		u->seen = true;
@@ -712,6 +865,20 @@ sip_upstream_load(void)
 		u->ka_interval = DatumGetInt32(SPI_getbinval(t, d, 10, &isnull));
 		u->ka_count = DatumGetInt32(SPI_getbinval(t, d, 11, &isnull));
 		u->page_size = DatumGetInt32(SPI_getbinval(t, d, 14, &isnull));
+		{
+			int			was = u->push_interval;
+
+			u->push_interval = DatumGetInt32(SPI_getbinval(t, d, 17, &isnull));
+			if (isnull)
+				u->push_interval = 0;
+			/* a new interval counts from now */
+			if (u->push_interval != was && u->subs[SUB_CATALOG].active)
+				u->next_push = u->push_interval > 0 ?
+					TimestampTzPlusMilliseconds(sip_now, (int64) u->push_interval * 1000) : 0;
+		}
+		u->reconcile_ms = DatumGetInt32(SPI_getbinval(t, d, 18, &isnull)) * 1000;
+		if (isnull || u->reconcile_ms <= 0)
+			u->reconcile_ms = 10000;
 		pw = SPI_getbinval(t, d, 5, &isnull);
 		if (!isnull)
 			decrypt_password(u, DatumGetByteaPP(pw));
@@ -730,7 +897,35 @@ sip_upstream_load(void)
 		strlcpy(u->peer.ip, u->host, sizeof(u->peer.ip));
 		u->peer.port = u->port;
 	}
+	/*
+	 * A start: the subscriptions the previous worker served and that have
+	 * not run out are served on, in their dialogs (CSeq well above any it
+	 * may have used since it was written); what changed meanwhile is
+	 * compared at once.
+	 */
+	if (any_added && sip_sql_run(SIP_SQL_UPSTREAM_SUBSCRIPTIONS, NULL, NULL, true, 0) == SPI_OK_SELECT)
+		for (uint64 r = 0; r < SPI_processed; r++)
+			restore_subscription(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, added);
+	/* statements that changed what upper platforms may be told (the ledger's triggers) */
+	if (sip_sql_run(SIP_SQL_UPSTREAM_TAKE_CHANGES, NULL, NULL, false, 0) == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		bool		isnull;
+		int64		n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+
+		changes_queued = !isnull && n > 0;
+	}
 	vms_worker_end_tx();
+
+	/* compare at once (at most every CHANGE_GAP_MS), and look for alarms */
+	for (int i = 0; i < MAX_UPSTREAMS && changes_queued; i++)
+		if (ups[i].used && ups[i].state == US_REGISTERED)
+		{
+			UpSub	   *sb = &ups[i].subs[SUB_CATALOG];
+
+			if (sb->active)
+				sb->next_check = Max(sip_now, TimestampTzPlusMilliseconds(sb->last_check, CHANGE_GAP_MS));
+			ups[i].next_alarm_check = sip_now;
+		}
 
 	for (int i = 0; i < MAX_UPSTREAMS; i++)
 	{
@@ -1227,6 +1422,25 @@ sip_upstream_response(const SipIn *in, const Peer *peer)
 	if (tx == NULL)
 		return false;
 	u = &ups[tx->up];
+	if (tx->kind == UK_RELAY_CTL)
+	{
+		CtlRelay   *c = &ctls[tx->relay];
+
+		if (strcmp(peer->ip, tx->peer.ip) != 0 || (peer->transport == TRANSPORT_UDP && peer->port != tx->peer.port))
+		{
+			sip_count(C_WRONG_SOURCE, 1);
+			return true;
+		}
+		if (in->status < 200)
+		{
+			tx->next_retx = DT_NOEND;
+			return true;
+		}
+		free_tx(tx);
+		if (in->status >= 300 && c->used)
+			ctl_refuse(c, psprintf("the device answered %d", in->status));
+		return true;
+	}
 	if (tx->kind == UK_RELAY_INVITE || tx->kind == UK_RELAY_BYE)
 	{
 		Relay	   *r = &relays[tx->relay];
@@ -1294,15 +1508,19 @@ sip_upstream_response(const SipIn *in, const Peer *peer)
 			break;
 		case UK_RELAY_INVITE:
 		case UK_RELAY_BYE:
+		case UK_RELAY_CTL:
 			break;				/* handled above */
 		case UK_ANSWER:
 		case UK_NOTIFY:
 			u->pages_in_flight = Max(0, u->pages_in_flight - 1);
-			if (tx->kind == UK_NOTIFY && in->status == 481)
+			if (tx->kind == UK_NOTIFY && in->status == 481 && u->subs[tx->sub].active &&
+				strcmp(u->subs[tx->sub].call_id, tx->call_id) == 0)
 			{
 				/* the upper platform no longer has the subscription */
-				u->sub_active = false;
-				sip_log_limited(LOG_OTHER, "upstream \"%s\" ended its Catalog subscription (481 to a NOTIFY)", u->name);
+				u->subs[tx->sub].active = false;
+				snapshot(u, NULL);
+				sip_log_limited(LOG_OTHER, "upstream \"%s\" ended its %s subscription (481 to a NOTIFY)", u->name,
+								sub_events[tx->sub]);
 			}
 			else if (in->status >= 300)
 				sip_log_limited(LOG_OTHER, "upstream \"%s\" answered %d to a %s", u->name, in->status,
@@ -1311,6 +1529,307 @@ sip_upstream_response(const SipIn *in, const Peer *peer)
 	}
 	free_tx(tx);
 	return true;
+}
+
+/* ---------------------------------------------------------------- relayed controls and queries */
+
+/*
+ * A DeviceControl (PTZ...), RecordInfo or PresetQuery of an upper platform
+ * for a channel it is shared, relayed to the device that owns the channel:
+ * the body goes on as it came with the ledger's channel code for the code
+ * the upper platform knows and an SN of ours; the device's answers come
+ * back with the upper platform's code and SN.  Looked up (and audited) by
+ * vms._sip_upstream_control; refused, or the device not reachable: the
+ * upper platform gets the answer that function built (Result ERROR, or
+ * SumNum 0).  Kept until the device has answered all of it, or for
+ * CTL_IDLE_MS after the last answer (PTZCmd has none).
+ */
+
+/* a body for an upper platform, queued (sub: a NOTIFY of that subscription, -1: a MESSAGE) */
+static void
+queue_page(Upstream *u, int sub, const char *data, size_t len)
+{
+	OutPage    *page = MemoryContextAlloc(vms_worker_cxt, offsetof(OutPage, data) + len);
+
+	page->next = NULL;
+	page->sub = sub;
+	page->len = len;
+	memcpy(page->data, data, len);
+	if (u->pages_tail)
+		u->pages_tail->next = page;
+	else
+		u->pages = page;
+	u->pages_tail = page;
+}
+
+/* out = in with from replaced by to (every one, or the first); false when from is not there */
+static bool
+swap_text(SBuf *out, const char *in, size_t len, const char *from, const char *to, bool every)
+{
+	size_t		flen = strlen(from);
+	size_t		i = 0;
+	bool		found = false;
+
+	sbuf_reset(out);
+	while (i < len)
+	{
+		const char *hit = (found && !every) ? NULL : memmem(in + i, len - i, from, flen);
+
+		if (hit == NULL)
+		{
+			sbuf_append(out, in + i, len - i);
+			break;
+		}
+		sbuf_append(out, in + i, (size_t) (hit - (in + i)));
+		sbuf_puts(out, to);
+		i = (size_t) (hit - in) + flen;
+		found = true;
+	}
+	return found && !out->overflow;
+}
+
+/* the body with the SN and the channel's code swapped (to the device, or back) */
+static bool
+ctl_rewrite(SBuf *out, const char *body, size_t len, const char *sn_from, const char *sn_to,
+			const char *code_from, const char *code_to)
+{
+	SBuf		mid;
+	char		from[64],
+				to[64];
+	bool		ok;
+
+	sbuf_init(&mid, (size_t) vms_sip_max_message + 64);
+	snprintf(from, sizeof(from), "<SN>%s</SN>", sn_from);
+	snprintf(to, sizeof(to), "<SN>%s</SN>", sn_to);
+	ok = swap_text(&mid, body, len, from, to, false);
+	snprintf(from, sizeof(from), "<DeviceID>%s</DeviceID>", code_from);
+	snprintf(to, sizeof(to), "<DeviceID>%s</DeviceID>", code_to);
+	ok = ok && swap_text(out, mid.data, mid.len, from, to, true);
+	sbuf_free(&mid);
+	return ok;
+}
+
+static void
+ctl_free(CtlRelay *c)
+{
+	for (int i = 0; i < MAX_UP_TX; i++)
+		if (txs[i].used && txs[i].kind == UK_RELAY_CTL && txs[i].relay == (int) (c - ctls))
+			free_tx(&txs[i]);
+	if (c->request)
+		pfree(c->request);
+	if (c->body)
+		pfree(c->body);
+	if (c->refused)
+		pfree(c->refused);
+	memset(c, 0, sizeof(*c));
+}
+
+/* refused, unreachable or failed: the upper platform gets the refusal's answer */
+static void
+ctl_refuse(CtlRelay *c, const char *why)
+{
+	Upstream   *u = &ups[c->up];
+
+	sip_log_limited(LOG_OTHER, "upstream \"%s\"'s %s for %s not relayed: %s", u->name, c->cmd, c->presented, why);
+	if (c->refused && c->refused_len > 0)
+		queue_page(u, -1, c->refused, c->refused_len);
+	ctl_free(c);
+}
+
+/* a MESSAGE from the upper platform that is a control or a relayed query */
+static void
+upstream_control(Upstream *u, const SipIn *in, const Peer *peer, const Manscdp *m)
+{
+	CtlRelay   *c = NULL;
+	PendingAnswer *p;
+
+	for (int i = 0; i < MAX_CTLS && c == NULL; i++)
+		if (!ctls[i].used)
+			c = &ctls[i];
+	p = c && !m->json.overflow ? new_pending(u) : NULL;
+	if (p == NULL)
+	{
+		sip_answer(in, peer, 503, "Service Unavailable", "Retry-After: 5\r\n");
+		return;
+	}
+	memset(c, 0, sizeof(*c));
+	c->used = true;
+	c->up = (int) (u - ups);
+	strlcpy(c->up_sn, m->sn, sizeof(c->up_sn));
+	strlcpy(c->cmd, m->cmd_type, sizeof(c->cmd));
+	strlcpy(c->presented, m->device_id, sizeof(c->presented));
+	snprintf(c->source, sizeof(c->source), "%s:%d", peer->ip, peer->port);
+	c->request = MemoryContextStrdup(vms_worker_cxt, m->json.data);
+	c->body = MemoryContextAlloc(vms_worker_cxt, in->body_len + 1);
+	memcpy(c->body, in->body, in->body_len);
+	c->body[in->body_len] = '\0';
+	c->body_len = in->body_len;
+	c->last = sip_now;
+	p->ctl = (int) (c - ctls) + 1;
+	sip_answer(in, peer, 200, "OK", NULL);
+}
+
+/* in the answering transaction: which channel and device, or why not (audited) */
+static void
+ctl_lookup(CtlRelay *c)
+{
+	Datum		values[5];
+	Upstream   *u = &ups[c->up];
+
+	if (!c->used)
+		return;
+	values[0] = CStringGetTextDatum(u->name);
+	values[1] = CStringGetTextDatum(c->presented);
+	values[2] = CStringGetTextDatum(c->up_sn);
+	values[3] = CStringGetTextDatum(c->request);
+	values[4] = CStringGetTextDatum(c->source);
+	if (sip_sql_run(SIP_SQL_UPSTREAM_CONTROL, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "vms sip: could not look up a control of upstream \"%s\"", u->name);
+	c->looked_up = true;
+	if (SPI_processed != 1)
+	{
+		strlcpy(c->refusal, "not answered (unknown upstream or bad SN)", sizeof(c->refusal));
+		return;
+	}
+	{
+		HeapTuple	t = SPI_tuptable->vals[0];
+		TupleDesc	d = SPI_tuptable->tupdesc;
+		char	   *ch = SPI_getvalue(t, d, 1);
+		char	   *dev = SPI_getvalue(t, d, 2);
+		char	   *why = SPI_getvalue(t, d, 3);
+		bool		isnull;
+		Datum		a = SPI_getbinval(t, d, 4, &isnull);
+
+		strlcpy(c->channel, ch ? ch : "", sizeof(c->channel));
+		strlcpy(c->device, dev ? dev : "", sizeof(c->device));
+		strlcpy(c->refusal, why ? why : "", sizeof(c->refusal));
+		if (!isnull)
+		{
+			bytea	   *b = DatumGetByteaPP(a);
+
+			c->refused_len = VARSIZE_ANY_EXHDR(b);
+			c->refused = MemoryContextAlloc(vms_worker_cxt, c->refused_len + 1);
+			memcpy(c->refused, VARDATA_ANY(b), c->refused_len);
+		}
+	}
+}
+
+/* out of the transaction: on to the device, or the refusal back */
+static void
+ctl_start(CtlRelay *c)
+{
+	Dev		   *d;
+	SBuf		body;
+	SBuf	   *out;
+	char		branch[20],
+				call_id[32],
+				tag[12];
+	bool		tcp;
+	UpTx	   *tx = NULL;
+
+	if (c->refusal[0])
+	{
+		ctl_refuse(c, c->refusal);
+		return;
+	}
+	d = sip_device(c->device, false);
+	if (d == NULL || !d->online || !d->has_peer || !d->registered)
+	{
+		ctl_refuse(c, "the device is not online");
+		return;
+	}
+	snprintf(c->our_sn, sizeof(c->our_sn), "%u", 1000000000u + (ctl_serial++ % 1000000000u));
+	sbuf_init(&body, (size_t) vms_sip_max_message + 64);
+	if (!ctl_rewrite(&body, c->body, c->body_len, c->up_sn, c->our_sn, c->presented, c->channel))
+	{
+		sbuf_free(&body);
+		ctl_refuse(c, "its body does not name the channel and SN as <DeviceID> and <SN>");
+		return;
+	}
+	for (int i = 0; i < MAX_UP_TX && tx == NULL; i++)
+		if (!txs[i].used)
+			tx = &txs[i];
+	if (tx == NULL)
+	{
+		sbuf_free(&body);
+		ctl_refuse(c, "too many requests in flight");
+		return;
+	}
+	tcp = d->peer.transport == TRANSPORT_TCP;
+	sip_random_hex(branch, 16);
+	sip_random_hex(call_id, 24);
+	sip_random_hex(tag, 10);
+	out = sip_scratch();
+	sbuf_reset(out);
+	sbuf_printf(out, "MESSAGE sip:%s@%s:%d SIP/2.0\r\n", c->channel, d->peer.ip, d->peer.port);
+	sbuf_printf(out, "Via: SIP/2.0/%s %s:%d;rport;branch=z9hG4bK%s\r\n", tcp ? "TCP" : "UDP",
+				sip_local_ip_for(&d->peer), sip_local_port(), branch);
+	sbuf_printf(out, "From: <sip:%s@%s>;tag=%s\r\n", vms_sip_id, sip_realm(), tag);
+	sbuf_printf(out, "To: <sip:%s@%.10s>\r\n", c->channel, c->channel);
+	sbuf_printf(out, "Call-ID: %s\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\nUser-Agent: vms\r\n", call_id);
+	sbuf_printf(out, "Content-Type: Application/MANSCDP+xml\r\nContent-Length: %zu\r\n\r\n", body.len);
+	sbuf_append(out, body.data, body.len);
+	sbuf_free(&body);
+	if (out->overflow)
+	{
+		ctl_refuse(c, "too large");
+		return;
+	}
+	memset(tx, 0, sizeof(*tx));
+	tx->used = true;
+	tx->up = c->up;
+	tx->relay = (int) (c - ctls);
+	tx->kind = UK_RELAY_CTL;
+	tx->peer = d->peer;
+	strlcpy(tx->branch, branch, sizeof(tx->branch));
+	strlcpy(tx->call_id, call_id, sizeof(tx->call_id));
+	tx->cseq = 1;
+	tx->msg = MemoryContextAlloc(vms_worker_cxt, out->len);
+	memcpy(tx->msg, out->data, out->len);
+	tx->len = out->len;
+	tx->sent_at = sip_now;
+	tx->retx_ms = 500;
+	tx->next_retx = tcp ? DT_NOEND : TimestampTzPlusMilliseconds(sip_now, 500);
+	tx->give_up_ms = TX_GIVE_UP_MS;
+	sip_send(&tx->peer, tx->msg, tx->len);
+	c->sent = true;
+	c->last = sip_now;
+	ereport(LOG, (errmsg("vms sip: upstream \"%s\"'s %s for %s relayed to device %s (channel %s)", ups[c->up].name,
+						 c->cmd, c->presented, c->device, c->channel)));
+}
+
+/*
+ * A device's answer (MESSAGE Response) to a relayed control or query:
+ * back to the upper platform with its code and SN.  true when it was one.
+ */
+bool
+sip_upstream_device_answer(const char *device, const struct Manscdp *m, const char *body, size_t len)
+{
+	if (m->sn[0] == '\0')
+		return false;
+	for (int i = 0; i < MAX_CTLS; i++)
+	{
+		CtlRelay   *c = &ctls[i];
+		Upstream   *u;
+		SBuf		out;
+
+		if (!c->used || !c->sent || strcmp(c->our_sn, m->sn) != 0 || strcmp(c->device, device) != 0)
+			continue;
+		u = &ups[c->up];
+		sbuf_init(&out, (size_t) vms_sip_max_message + 64);
+		if (u->state == US_REGISTERED && ctl_rewrite(&out, body, len, c->our_sn, c->up_sn, c->channel, c->presented))
+			queue_page(u, -1, out.data, out.len);
+		else
+			sip_log_limited(LOG_OTHER, "device %s's answer to upstream \"%s\"'s %s not relayed", device, u->name, c->cmd);
+		sbuf_free(&out);
+		c->items += m->nitems;
+		c->last = sip_now;
+		/* a control has one answer; a query's pages end at SumNum */
+		if (strcmp(c->cmd, "DeviceControl") == 0 || m->sum_num <= 0 || c->items >= m->sum_num)
+			ctl_free(c);
+		return true;
+	}
+	return false;
 }
 
 /* ---------------------------------------------------------------- requests from upper platforms */
@@ -1333,57 +1852,110 @@ new_pending(Upstream *u)
 }
 
 /*
- * SUBSCRIBE (Event: Catalog) from the upper platform: one subscription per
- * upstream, refreshed in its dialog, ended by Expires: 0 or its expiry.
- * What it is told from then on is what changes in its share (NOTIFY
- * events ADD, DEL, UPDATE, ON, OFF), compared every CHANGE_CHECK_MS.
+ * SUBSCRIBE from the upper platform: Event Catalog, Alarm or MobilePosition,
+ * one subscription per event and upstream, refreshed in its dialog, ended by
+ * Expires: 0, its expiry or a 481 to a NOTIFY.  Catalog: what changes in
+ * its share from then on is NOTIFYed (ADD, DEL, UPDATE, ON, OFF), and the
+ * whole share every catalog_push_interval.  Alarm: the alarms of shared
+ * channels go as NOTIFYs in its dialog, filtered by the body's priorities
+ * and methods (without one they go as MESSAGEs).  MobilePosition: the
+ * latest position of each shared channel, when new, every Interval seconds.
  */
 static void
 upstream_subscribe(Upstream *u, const SipIn *in, const Peer *peer)
 {
 	long		expires = in->expires >= 0 ? in->expires : 3600;
-	bool		same = u->sub_active && strcmp(u->sub_call_id, in->call_id) == 0;
+	int			k;
+	UpSub	   *sb;
+	bool		same;
 	char		extra[64];
+	char		filter[sizeof(((UpSub *) 0)->filter)];
+	int			interval = 5;
 
 	if (u->state != US_REGISTERED)
 	{
 		sip_answer(in, peer, 403, "Not Registered", NULL);
 		return;
 	}
-	if (strcasecmp(in->event, "Catalog") != 0)
+	for (k = 0; k < SUB_KINDS; k++)
+		if (strcasecmp(in->event, sub_events[k]) == 0)
+			break;
+	if (k == SUB_KINDS)
 	{
-		sip_answer(in, peer, 489, "Bad Event", "Allow-Events: Catalog\r\n");
+		sip_answer(in, peer, 489, "Bad Event", "Allow-Events: Catalog, Alarm, MobilePosition\r\n");
 		return;
 	}
+	sb = &u->subs[k];
+	same = sb->active && strcmp(sb->call_id, in->call_id) == 0;
 	expires = Min(expires, 86400L);
 	if (expires == 0)
 	{
 		if (same)
-			u->sub_active = false;
+		{
+			sb->active = false;
+			snapshot(u, NULL);
+			ereport(LOG, (errmsg("vms sip: upstream \"%s\" ended its %s subscription", u->name, sub_events[k])));
+		}
 		sip_answer(in, peer, 200, "OK", "Expires: 0\r\n");
 		return;
 	}
-	if (!same)
+	/* the body (a MANSCDP Query) of an Alarm or MobilePosition subscription: its conditions */
+	filter[0] = '\0';
+	if (k != SUB_CATALOG && in->body_len > 0)
 	{
-		PendingAnswer *p = new_pending(u);
+		Manscdp		m;
 
-		if (p == NULL)
+		if (manscdp_parse(in->body, in->body_len, (size_t) vms_sip_max_message, &m) != MANSCDP_OK ||
+			m.json.overflow || m.json.len >= sizeof(filter))
 		{
-			sip_answer(in, peer, 503, "Service Unavailable", "Retry-After: 5\r\n");
+			manscdp_free(&m);
+			sip_count(C_PARSE_ERRORS, 1);
+			sip_answer(in, peer, 400, "Bad MANSCDP Body", NULL);
 			return;
 		}
-		p->changes = true;
-		p->baseline = true;
-		strlcpy(p->sn, "0", sizeof(p->sn));
-		strlcpy(u->sub_call_id, in->call_id, sizeof(u->sub_call_id));
-		strlcpy(u->sub_their_tag, in->from_tag, sizeof(u->sub_their_tag));
-		sip_to_tag(in->call_id, u->sub_our_tag, sizeof(u->sub_our_tag));
-		u->sub_cseq = 0;
-		u->next_change_check = TimestampTzPlusMilliseconds(sip_now, CHANGE_CHECK_MS);
-		ereport(LOG, (errmsg("vms sip: upstream \"%s\" subscribed to the catalog for %ld s", u->name, expires)));
+		strlcpy(filter, m.json.data, sizeof(filter));
+		if (k == SUB_POSITION)
+		{
+			char	   *iv = sip_json_field(m.json.data, "Interval");
+
+			if (iv && strspn(iv, "0123456789") == strlen(iv) && strlen(iv) > 0 && strlen(iv) < 6)
+				interval = Max(1, Min(atoi(iv), 3600));
+		}
+		manscdp_free(&m);
 	}
-	u->sub_active = true;
-	u->sub_expires_at = TimestampTzPlusMilliseconds(sip_now, expires * 1000);
+	if (!same)
+	{
+		if (k == SUB_CATALOG)
+		{
+			PendingAnswer *p = new_pending(u);
+
+			if (p == NULL)
+			{
+				sip_answer(in, peer, 503, "Service Unavailable", "Retry-After: 5\r\n");
+				return;
+			}
+			p->changes = true;
+			p->baseline = true;
+			strlcpy(p->sn, "0", sizeof(p->sn));
+			sb->pending = true;
+			u->next_push = u->push_interval > 0 ? TimestampTzPlusMilliseconds(sip_now, (int64) u->push_interval * 1000) : 0;
+		}
+		strlcpy(sb->call_id, in->call_id, sizeof(sb->call_id));
+		strlcpy(sb->their_tag, in->from_tag, sizeof(sb->their_tag));
+		sip_to_tag(in->call_id, sb->our_tag, sizeof(sb->our_tag));
+		sb->cseq = 0;
+		sb->fresh = true;
+		sb->next_check = k == SUB_CATALOG ? TimestampTzPlusMilliseconds(sip_now, u->reconcile_ms) : sip_now;
+		ereport(LOG, (errmsg("vms sip: upstream \"%s\" subscribed to %s for %ld s", u->name, sub_events[k], expires)));
+	}
+	sb->active = true;
+	sb->expires_at = TimestampTzPlusMilliseconds(sip_now, expires * 1000);
+	if (k != SUB_CATALOG && (!same || in->body_len > 0))
+	{
+		strlcpy(sb->filter, filter, sizeof(sb->filter));
+		sb->interval_s = interval;
+	}
+	snapshot(u, NULL);
 	snprintf(extra, sizeof(extra), "Expires: %ld\r\n", expires);
 	sip_answer(in, peer, 200, "OK", extra);
 }
@@ -1535,6 +2107,20 @@ sip_upstream_request(const SipIn *in, const Peer *peer)
 			sip_answer(in, peer, 200, "OK", NULL);
 			return true;
 		}
+	if (m.sn[0] && m.device_id[0] && strcmp(m.device_id, u->local_id) != 0 &&
+		((strcmp(m.root, "Control") == 0 && strcmp(m.cmd_type, "DeviceControl") == 0) ||
+		 (strcmp(m.root, "Query") == 0 &&
+		  (strcmp(m.cmd_type, "RecordInfo") == 0 || strcmp(m.cmd_type, "PresetQuery") == 0))))
+	{
+		/* for a channel: relayed to its device (answered 200 there) */
+		strlcpy(seen_queries[seen_next].call_id, in->call_id, sizeof(seen_queries[seen_next].call_id));
+		seen_queries[seen_next].cseq = in->cseq;
+		seen_queries[seen_next].at = sip_now;
+		seen_next = (seen_next + 1) % SEEN_QUERIES;
+		upstream_control(u, in, peer, &m);
+		manscdp_free(&m);
+		return true;
+	}
 	if (strcmp(m.root, "Query") == 0 &&
 		(strcmp(m.cmd_type, "Catalog") == 0 || strcmp(m.cmd_type, "DeviceInfo") == 0 ||
 		 strcmp(m.cmd_type, "DeviceStatus") == 0) && m.sn[0])
@@ -1583,6 +2169,7 @@ answer_pending(void)
 		Upstream   *u = &ups[todo[k].up];
 		Datum		values[4];
 		int			rc;
+		int			sub = -1;	/* the bodies go as NOTIFYs of this subscription, else as MESSAGEs */
 
 		if (!u->used || strcmp(u->name, todo[k].name) != 0)
 			continue;
@@ -1626,20 +2213,47 @@ answer_pending(void)
 			}
 			continue;
 		}
+		if (todo[k].ctl > 0)
+		{
+			ctl_lookup(&ctls[todo[k].ctl - 1]);
+			continue;
+		}
 		if (todo[k].alarms)
 		{
+			char		nulls[3] = {' ', ' ', ' '};
+
 			u->alarm_pending = false;
 			values[0] = CStringGetTextDatum(todo[k].name);
 			values[1] = Int64GetDatum((int64) next_sn);
 			next_sn += 100;
-			rc = sip_sql_run(SIP_SQL_UPSTREAM_ALARMS, values, NULL, false, 0);
+			/* with an Alarm subscription its conditions select, and the alarms go as its NOTIFYs */
+			sub = u->subs[SUB_ALARM].active ? SUB_ALARM : -1;
+			if (sub >= 0)
+				values[2] = CStringGetTextDatum(u->subs[SUB_ALARM].filter[0] ? u->subs[SUB_ALARM].filter : "{}");
+			else
+				nulls[2] = 'n';
+			rc = sip_sql_run(SIP_SQL_UPSTREAM_ALARMS, values, nulls, false, 0);
+		}
+		else if (todo[k].positions)
+		{
+			u->subs[SUB_POSITION].pending = false;
+			if (!u->subs[SUB_POSITION].active)
+				continue;
+			values[0] = CStringGetTextDatum(todo[k].name);
+			values[1] = Int64GetDatum((int64) next_sn);
+			values[2] = BoolGetDatum(todo[k].baseline);
+			next_sn += 1000;
+			sub = SUB_POSITION;
+			rc = sip_sql_run(SIP_SQL_UPSTREAM_POSITIONS, values, NULL, false, 0);
 		}
 		else if (todo[k].changes)
 		{
-			u->change_pending = false;
+			u->subs[SUB_CATALOG].pending = false;
 			values[0] = CStringGetTextDatum(todo[k].name);
 			values[1] = CStringGetTextDatum(todo[k].sn);
 			values[2] = BoolGetDatum(todo[k].baseline);
+			values[3] = BoolGetDatum(todo[k].push);
+			sub = SUB_CATALOG;
 			rc = sip_sql_run(SIP_SQL_UPSTREAM_CHANGES, values, NULL, false, 0);
 		}
 		else
@@ -1664,7 +2278,7 @@ answer_pending(void)
 			b = DatumGetByteaPP(v);
 			page = MemoryContextAlloc(vms_worker_cxt, offsetof(OutPage, data) + VARSIZE_ANY_EXHDR(b));
 			page->next = NULL;
-			page->notify = todo[k].changes;
+			page->sub = sub;
 			page->len = VARSIZE_ANY_EXHDR(b);
 			memcpy(page->data, VARDATA_ANY(b), page->len);
 			if (u->pages_tail)
@@ -1675,10 +2289,14 @@ answer_pending(void)
 		}
 	}
 	vms_worker_end_tx();
-	/* the looked-up calls go to their devices (out of the transaction) */
+	/* the looked-up calls and controls go to their devices (out of the transaction) */
 	for (int k = 0; k < n; k++)
+	{
 		if (todo[k].relay > 0 && relays[todo[k].relay - 1].used)
 			relay_start(&relays[todo[k].relay - 1]);
+		if (todo[k].ctl > 0 && ctls[todo[k].ctl - 1].used)
+			ctl_start(&ctls[todo[k].ctl - 1]);
+	}
 }
 
 /* ---------------------------------------------------------------- timers */
@@ -1687,6 +2305,11 @@ void
 sip_upstream_tick(void)
 {
 	answer_pending();
+
+	/* relayed controls and queries the device is done with (PTZCmd is never answered) */
+	for (int i = 0; i < MAX_CTLS; i++)
+		if (ctls[i].used && ctls[i].looked_up && sip_now >= TimestampTzPlusMilliseconds(ctls[i].last, CTL_IDLE_MS))
+			ctl_free(&ctls[i]);
 
 	for (int i = 0; i < MAX_UP_TX; i++)
 	{
@@ -1717,7 +2340,9 @@ sip_upstream_tick(void)
 				relay_answer_upper(&relays[tx->relay], 408, "Request Timeout", NULL, NULL);
 				relay_free(&relays[tx->relay]);
 			}
-			else if (kind == UK_RELAY_BYE || kind == UK_RELAY_INVITE)
+			else if (kind == UK_RELAY_CTL && ctls[tx->relay].used)
+				ctl_refuse(&ctls[tx->relay], "the device did not answer");
+			else if (kind == UK_RELAY_BYE || kind == UK_RELAY_INVITE || kind == UK_RELAY_CTL)
 				;
 			else if (kind == UK_ANSWER || kind == UK_NOTIFY)
 			{
@@ -1761,22 +2386,51 @@ sip_upstream_tick(void)
 						fail(u, 0, "could not send REGISTER");
 					break;
 				}
-				if (u->sub_active && sip_now >= u->sub_expires_at)
-				{
-					u->sub_active = false;
-					ereport(LOG, (errmsg("vms sip: upstream \"%s\": its Catalog subscription expired", u->name)));
-				}
-				if (u->sub_active && !u->change_pending && sip_now >= u->next_change_check)
-				{
-					PendingAnswer *p = new_pending(u);
-
-					if (p)
+				for (int k = 0; k < SUB_KINDS; k++)
+					if (u->subs[k].active && sip_now >= u->subs[k].expires_at)
 					{
-						p->changes = true;
-						snprintf(p->sn, sizeof(p->sn), "%u", next_sn++);
-						u->change_pending = true;
+						u->subs[k].active = false;
+						snapshot(u, NULL);
+						ereport(LOG, (errmsg("vms sip: upstream \"%s\": its %s subscription expired", u->name,
+											 sub_events[k])));
 					}
-					u->next_change_check = TimestampTzPlusMilliseconds(sip_now, CHANGE_CHECK_MS);
+				{
+					UpSub	   *sb = &u->subs[SUB_CATALOG];
+					bool		push = u->push_interval > 0 && u->next_push && sip_now >= u->next_push;
+
+					if (sb->active && !sb->pending && (push || sip_now >= sb->next_check))
+					{
+						PendingAnswer *p = new_pending(u);
+
+						if (p)
+						{
+							p->changes = true;
+							p->push = push;
+							snprintf(p->sn, sizeof(p->sn), "%u", next_sn++);
+							sb->pending = true;
+							sb->last_check = sip_now;
+							if (push)
+								u->next_push = TimestampTzPlusMilliseconds(sip_now, (int64) u->push_interval * 1000);
+						}
+						sb->next_check = TimestampTzPlusMilliseconds(sip_now, u->reconcile_ms);
+					}
+				}
+				{
+					UpSub	   *sb = &u->subs[SUB_POSITION];
+
+					if (sb->active && !sb->pending && sip_now >= sb->next_check)
+					{
+						PendingAnswer *p = new_pending(u);
+
+						if (p)
+						{
+							p->positions = true;
+							p->baseline = sb->fresh;
+							sb->fresh = false;
+							sb->pending = true;
+						}
+						sb->next_check = TimestampTzPlusMilliseconds(sip_now, (int64) Max(1, sb->interval_s) * 1000);
+					}
 				}
 				if (!u->alarm_pending && sip_now >= u->next_alarm_check)
 				{
@@ -1787,7 +2441,7 @@ sip_upstream_tick(void)
 						p->alarms = true;
 						u->alarm_pending = true;
 					}
-					u->next_alarm_check = TimestampTzPlusMilliseconds(sip_now, CHANGE_CHECK_MS);
+					u->next_alarm_check = TimestampTzPlusMilliseconds(sip_now, ALARM_CHECK_MS);
 				}
 				if (!u->ka_in_flight && sip_now >= u->next_ka)
 				{

@@ -27,6 +27,10 @@ extern bool sip_upstream_response(const SipIn *in, const Peer *peer);
 /* a device's BYE for a call relayed from an upper platform: true when it was one */
 extern bool sip_upstream_bye_from_device(const SipIn *in, const Peer *peer);
 
+/* a device's answer to a control or query relayed from an upper platform: true when it was one */
+struct Manscdp;
+extern bool sip_upstream_device_answer(const char *device, const struct Manscdp *m, const char *body, size_t len);
+
 /* a request from an upper platform: true when it was one (and it is answered) */
 extern bool sip_upstream_request(const SipIn *in, const Peer *peer);
 
