@@ -53,6 +53,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "../../extension/inspect/vqd.h"
 #include "../inspect/inspector.h"
 #include "../worker_tx.h"
 #include "snapshot.h"
@@ -563,6 +564,7 @@ vms_snapshot_main(Datum arg)
 	strlcpy(role, MyBgworkerEntry->bgw_extra + X_ROLE, sizeof(role));
 	channel[20] = token[32] = '\0';
 	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(arg), InvalidOid, 0);
+	vqd_quiet_libav();			/* FFmpeg's own messages stay out of the server log */
 	work_cxt = AllocSetContextCreate(TopMemoryContext, "vms snapshot", ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(work_cxt);
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), (int64) vms_snapshot_timeout * 1000);
