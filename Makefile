@@ -15,6 +15,7 @@ OBJS = \
 	extension/text_grams.o \
 	extension/crypto.o \
 	extension/access_policy.o \
+	extension/viid_outbox.o \
 	workers/worker_registry.o \
 	workers/worker_tx.o \
 	workers/launcher.o \

@@ -98,6 +98,74 @@ SELECT vms.viid_enqueue('district', 'Car', '{}');
 SELECT vms.viid_enqueue('district', 'Face', '{"Name": "no id"}');
 SELECT vms.viid_enqueue('nowhere', 'Face', '{"FaceID": "x"}');
 \set VERBOSITY terse
+
+-- the set-based form (issue 20): vms.viid_enqueue_many queues exactly the
+-- rows one vms.viid_enqueue per document queues (every column but the id,
+-- in the same order), with a template and without; both in one transaction,
+-- so now() is the same, then rolled back
+BEGIN;
+CREATE TEMP TABLE many_in AS
+SELECT n, jsonb_build_object('id', 'MANY-' || n, 'plate', '京C' || n, 'color', (ARRAY['蓝', '黄', '白', '黑'])[1 + n % 4],
+                             'time', to_char(timestamp '2026-11-22 10:00:00' + n * interval '1 minute', 'YYYY-MM-DD HH24:MI:SS'))
+       || CASE WHEN n % 3 = 0 THEN '{"InfoKind": 2, "extra": [1, {"a": null}]}'::jsonb ELSE '{}'::jsonb END AS d
+  FROM generate_series(1, 500) n;
+CREATE TEMP TABLE one_ids AS
+SELECT n, vms.viid_enqueue('district', 'MotorVehicle', d, 'vendor_a') AS id FROM many_in ORDER BY n;
+CREATE TEMP TABLE one_plain AS
+SELECT n, vms.viid_enqueue('district', 'Face', jsonb_build_object('FaceID', 'F-MANY-' || n, 'n', n)) AS id FROM many_in ORDER BY n;
+CREATE TEMP TABLE many_ids AS
+SELECT vms.viid_enqueue_many('district', 'MotorVehicle', array_agg(d ORDER BY n), 'vendor_a') AS ids FROM many_in;
+CREATE TEMP TABLE many_plain AS
+SELECT vms.viid_enqueue_many('district', 'Face', array_agg(jsonb_build_object('FaceID', 'F-MANY-' || n, 'n', n) ORDER BY n)) AS ids FROM many_in;
+CREATE FUNCTION pg_temp.rows_of(ids bigint[]) RETURNS jsonb[] LANGUAGE sql AS $$
+    SELECT array_agg(to_jsonb(o) - 'id' ORDER BY u.n) FROM unnest(ids) WITH ORDINALITY u(id, n) JOIN vms.viid_outbox o ON o.id = u.id $$;
+SELECT cardinality(m.ids) AS queued,
+       m.ids = (SELECT array_agg(x ORDER BY x) FROM unnest(m.ids) x) AS ids_ascending,
+       pg_temp.rows_of(m.ids) = pg_temp.rows_of((SELECT array_agg(id ORDER BY n) FROM one_ids)) AS same_rows_templated,
+       pg_temp.rows_of(p.ids) = pg_temp.rows_of((SELECT array_agg(id ORDER BY n) FROM one_plain)) AS same_rows_plain,
+       (pg_temp.rows_of(m.ids))[3] #>> '{doc}' AS third
+  FROM many_ids m, many_plain p;
+ROLLBACK;
+-- the upstream's and the kind's rows are locked FOR KEY SHARE by the
+-- caller's transaction (xmax is its id), as the per-row foreign-key checks
+-- lock them, so a concurrent delete or key change waits for it
+BEGIN;
+SELECT u.xmax::text = pg_current_xact_id()::text AS upstream_locked, k.xmax::text = pg_current_xact_id()::text AS kind_locked
+  FROM vms.viid_upstream u, vms.viid_kind k WHERE u.name = 'district' AND k.kind = 'Person';
+SELECT cardinality(vms.viid_enqueue_many('district', 'Person', ARRAY['{"PersonID": "P-1"}']::jsonb[])) AS queued;
+SELECT u.xmax::text = pg_current_xact_id()::text AS upstream_locked, k.xmax::text = pg_current_xact_id()::text AS kind_locked
+  FROM vms.viid_upstream u, vms.viid_kind k WHERE u.name = 'district' AND k.kind = 'Person';
+-- with any other trigger on the outbox the plain INSERT runs, every trigger firing
+CREATE TEMP TABLE fired (n int);
+CREATE FUNCTION pg_temp.count_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO fired VALUES (1); RETURN NULL; END $$;
+CREATE TRIGGER count_row AFTER INSERT ON vms.viid_outbox FOR EACH ROW EXECUTE FUNCTION pg_temp.count_row();
+SELECT cardinality(vms.viid_enqueue_many('district', 'Face', ARRAY['{"FaceID": "F-T1"}', '{"FaceID": "F-T2"}']::jsonb[])) AS queued;
+SELECT count(*) AS fired FROM fired;
+ROLLBACK;
+-- the insert alone refuses an upstream that is not there as the foreign key does
+\set VERBOSITY default
+SELECT vms._viid_outbox_insert('nowhere', 'Face', '{FaceID}', ARRAY['{"FaceID": "x"}']::jsonb[]);
+INSERT INTO vms.viid_outbox (upstream, kind, object_id, doc) VALUES ('nowhere', 'Face', 'x', '{}');
+-- a bad document fails the whole call naming its position: not an object,
+-- no id, a value the template cannot map, a missing required field, a bad
+-- date; the same checks as vms.viid_enqueue with the same error codes
+SELECT vms.viid_enqueue_many('district', 'Face', ARRAY['{"FaceID": "F-A"}', '{"FaceID": "F-B"}', '[1]']::jsonb[]);
+SELECT vms.viid_enqueue_many('district', 'Face', ARRAY['{"FaceID": "F-A"}', '{"Name": "no id"}', '{"FaceID": ""}']::jsonb[]);
+SELECT vms.viid_enqueue_many('district', 'MotorVehicle', ARRAY['{"id": "V1", "plate": "京A1", "time": "2026-11-22 10:05:09"}',
+    '{"id": "V2", "plate": "京A2", "color": "紫", "time": "2026-11-22 10:05:09"}']::jsonb[], 'vendor_a');
+\echo :LAST_ERROR_SQLSTATE
+SELECT vms.viid_enqueue_many('district', 'MotorVehicle', ARRAY['{"id": "V1", "plate": "京A1", "time": "2026-11-22 10:05:09"}',
+    '{"id": "V2", "plate": "京A2", "time": "2026-11-22 10:05:09"}', '{"id": "V3", "time": "2026-11-22 10:05:09"}']::jsonb[], 'vendor_a');
+\echo :LAST_ERROR_SQLSTATE
+SELECT vms.viid_enqueue_many('district', 'MotorVehicle', ARRAY['{"id": "V1", "plate": "京A1", "time": "22/11/2026"}']::jsonb[], 'vendor_a');
+\echo :LAST_ERROR_SQLSTATE
+SELECT vms.viid_enqueue_many('district', 'MotorVehicle', ARRAY['{}']::jsonb[], 'nosuch');
+SELECT vms.viid_enqueue_many('district', 'Car', ARRAY['{}']::jsonb[]);
+SELECT vms.viid_enqueue_many('nowhere', 'Face', ARRAY['{"FaceID": "x"}']::jsonb[]);
+\set VERBOSITY terse
+SELECT vms.viid_enqueue_many('district', 'Face', '{}'), vms.viid_enqueue_many('district', 'Face', NULL);
+-- nothing of the failed calls nor of the rolled-back ones is queued
+SELECT count(*) AS left_behind FROM vms.viid_outbox WHERE object_id LIKE 'F-%' AND object_id <> 'F-1' OR object_id ~ '^(MANY-|P-|V[0-9]$)';
 SELECT object_id, kind, state FROM vms.viid_outbox ORDER BY id;
 SELECT path, cardinality(ids), body FROM vms._viid_batches('district', 2, 10);
 

@@ -1,6 +1,18 @@
 -- Issue 20: the set-based form of vms.viid_enqueue, and vms._viid_batches
 -- in PL/pgSQL so its plan is kept (fresh install: extension/sql/15_viid.sql).
 
+-- The insert of vms.viid_enqueue_many (extension/viid_outbox.c): one
+-- INSERT ... SELECT over the documents; the two foreign-key checks that
+-- PostgreSQL would run per row (half of the time) are run once, locking the
+-- upstream and the kind FOR KEY SHARE as they would.  The caller checks the
+-- documents first.
+CREATE FUNCTION vms._viid_outbox_insert(upstream text, kind text, id_path text[], docs jsonb[]) RETURNS bigint[]
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'vms_viid_outbox_insert';
+COMMENT ON FUNCTION vms._viid_outbox_insert(text, text, text[], jsonb[]) IS
+    'internal: the outbox rows of vms.viid_enqueue_many, foreign keys checked once for the statement; ids in document order';
+
+REVOKE ALL ON FUNCTION vms._viid_outbox_insert(text, text, text[], jsonb[]) FROM PUBLIC;
+
 -- The set-based form of vms.viid_enqueue: many records of one kind for one
 -- upstream with one INSERT, the same template mapping and checks (the first
 -- bad document fails the whole call, naming its position) and the same rule:
@@ -12,6 +24,9 @@ DECLARE
     k vms.viid_kind;
     bad record;
     ids bigint[];
+    msg text;
+    state text;
+    hint text;
 BEGIN
     SELECT * INTO k FROM vms.viid_kind WHERE viid_kind.kind = viid_enqueue_many.kind;
     IF NOT FOUND THEN
@@ -22,7 +37,27 @@ BEGIN
         RAISE EXCEPTION 'upstream "%" does not exist', upstream USING ERRCODE = 'undefined_object';
     END IF;
     IF template IS NOT NULL THEN
-        docs := ARRAY(SELECT vms.viid_map(template, u.d) FROM unnest(docs) WITH ORDINALITY u(d, n) ORDER BY u.n);
+        IF NOT EXISTS (SELECT 1 FROM vms.viid_template t WHERE t.name = viid_enqueue_many.template) THEN
+            RAISE EXCEPTION 'template "%" does not exist', template USING ERRCODE = 'undefined_object';
+        END IF;
+        BEGIN
+            docs := ARRAY(SELECT vms.viid_map(template, u.d) FROM unnest(docs) WITH ORDINALITY u(d, n) ORDER BY u.n);
+        EXCEPTION WHEN OTHERS THEN
+            -- only when a document fails: find the first that does, and
+            -- raise its error (same code, message and hint) with its position
+            FOR i IN 1 .. coalesce(cardinality(docs), 0) LOOP
+                BEGIN
+                    PERFORM vms.viid_map(template, docs[i]);
+                EXCEPTION WHEN OTHERS THEN
+                    GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = RETURNED_SQLSTATE, hint = PG_EXCEPTION_HINT;
+                    IF hint <> '' THEN
+                        RAISE EXCEPTION USING MESSAGE = format('document %s: %s', i, msg), ERRCODE = state, HINT = hint;
+                    END IF;
+                    RAISE EXCEPTION USING MESSAGE = format('document %s: %s', i, msg), ERRCODE = state;
+                END;
+            END LOOP;
+            RAISE;
+        END;
     END IF;
     SELECT u.n, jsonb_typeof(u.d) = 'object' AS obj INTO bad
       FROM unnest(docs) WITH ORDINALITY u(d, n)
@@ -35,16 +70,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Records need stable ids so the receiver can de-duplicate repeated deliveries.';
     END IF;
-    WITH q AS (
-        INSERT INTO vms.viid_outbox (upstream, kind, object_id, doc)
-        SELECT viid_enqueue_many.upstream, viid_enqueue_many.kind, u.d #>> k.id_path, u.d
-          FROM unnest(docs) WITH ORDINALITY u(d, n) ORDER BY u.n
-        RETURNING viid_outbox.id)
-    SELECT array_agg(q.id ORDER BY q.id) INTO ids FROM q;
-    IF ids IS NOT NULL THEN
+    ids := coalesce(vms._viid_outbox_insert(viid_enqueue_many.upstream, viid_enqueue_many.kind, k.id_path, docs), '{}');
+    IF cardinality(ids) > 0 THEN
         PERFORM vms._wake_worker('viid');
     END IF;
-    RETURN coalesce(ids, '{}');
+    RETURN ids;
 END $$;
 COMMENT ON FUNCTION vms.viid_enqueue_many(text, text, jsonb[], text) IS
     'queue many records of one kind for an upstream with one statement, in the caller''s transaction (as vms.viid_enqueue for each; the first bad document fails the call); returns their outbox ids in order';
