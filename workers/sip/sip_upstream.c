@@ -876,9 +876,17 @@ sip_upstream_load(void)
 				u->next_push = u->push_interval > 0 ?
 					TimestampTzPlusMilliseconds(sip_now, (int64) u->push_interval * 1000) : 0;
 		}
-		u->reconcile_ms = DatumGetInt32(SPI_getbinval(t, d, 18, &isnull)) * 1000;
-		if (isnull || u->reconcile_ms <= 0)
-			u->reconcile_ms = 10000;
+		{
+			int			was = u->reconcile_ms;
+
+			u->reconcile_ms = DatumGetInt32(SPI_getbinval(t, d, 18, &isnull)) * 1000;
+			if (isnull || u->reconcile_ms <= 0)
+				u->reconcile_ms = 10000;
+			/* a shorter interval counts from now */
+			if (u->reconcile_ms < was && u->subs[SUB_CATALOG].active)
+				u->subs[SUB_CATALOG].next_check = Min(u->subs[SUB_CATALOG].next_check,
+													  TimestampTzPlusMilliseconds(sip_now, u->reconcile_ms));
+		}
 		pw = SPI_getbinval(t, d, 5, &isnull);
 		if (!isnull)
 			decrypt_password(u, DatumGetByteaPP(pw));
@@ -2301,6 +2309,15 @@ answer_pending(void)
 
 /* ---------------------------------------------------------------- timers */
 
+static bool
+any_pending(void)
+{
+	for (int i = 0; i < MAX_PENDING; i++)
+		if (pending[i].used)
+			return true;
+	return false;
+}
+
 void
 sip_upstream_tick(void)
 {
@@ -2453,6 +2470,15 @@ sip_upstream_tick(void)
 			case US_DISABLED:
 				break;
 		}
+	}
+
+	/* what this round queued (a change's compare, say) is answered and sent now, not a round later */
+	if (any_pending())
+	{
+		answer_pending();
+		for (int i = 0; i < MAX_UPSTREAMS; i++)
+			if (ups[i].used && ups[i].enabled && ups[i].state == US_REGISTERED)
+				send_pages(&ups[i]);
 	}
 }
 
