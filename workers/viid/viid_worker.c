@@ -115,6 +115,7 @@ typedef struct Body
 typedef struct Request
 {
 	CURL	   *easy;
+	bool		in_multi;		/* added to the multi handle */
 	Body		body;			/* answer */
 	struct curl_slist *headers;
 	char	   *payload;
@@ -123,9 +124,19 @@ typedef struct Request
 } Request;
 
 static Upstream upstreams[MAX_UPSTREAMS];
-/* requests attached to the multi handle: detached and freed if a round fails */
-static Request *attached[MAX_INFLIGHT + 2];
-static int	n_attached = 0;
+
+/*
+ * Every request with a curl handle: those in flight (MAX_INFLIGHT), the
+ * batches claimed ahead of them (fewer than MAX_READY) and a session request.  If a
+ * round fails they are detached and freed before its memory is reset.
+ */
+#define MAX_READY (2 * MAX_INFLIGHT)
+#define MAX_LIVE (MAX_INFLIGHT + MAX_READY + 2)
+static Request *live[MAX_LIVE];
+static int	n_live = 0;
+/* the push's two statements, prepared once for the worker's life */
+static SPIPlanPtr batches_plan = NULL;
+static SPIPlanPtr results_plan = NULL;
 static int	n_upstreams = 0;
 static VmsWorkerSlot *slot;
 static CURLM *multi;
@@ -174,10 +185,13 @@ make_request(Upstream *u, const char *method, const char *path, const char *payl
 	Request    *r = palloc0(sizeof(Request));
 	char	   *url = psprintf("%s%s", u->base_url, path);
 
+	if (n_live >= MAX_LIVE)
+		elog(ERROR, "vms viid: more than %d requests at once", MAX_LIVE);
 	body_init(&r->body);
 	r->easy = curl_easy_init();
 	if (r->easy == NULL)
 		elog(ERROR, "vms viid: curl_easy_init failed");
+	live[n_live++] = r;
 	r->payload = payload ? pstrdup(payload) : NULL;
 	r->headers = curl_slist_append(NULL, "Content-Type: application/VIID+JSON;charset=UTF-8");
 	r->headers = curl_slist_append(r->headers, psprintf("User-Identify: %s", u->system_id));
@@ -211,20 +225,22 @@ static void
 attach(Request *r)
 {
 	curl_multi_add_handle(multi, r->easy);
-	attached[n_attached++] = r;
+	r->in_multi = true;
 }
 
 /* detach from the multi handle (if attached) and free the curl side */
 static void
 free_request(Request *r)
 {
-	for (int i = 0; i < n_attached; i++)
-		if (attached[i] == r)
+	for (int i = 0; i < n_live; i++)
+		if (live[i] == r)
 		{
-			curl_multi_remove_handle(multi, r->easy);
-			attached[i] = attached[--n_attached];
+			live[i] = live[--n_live];
 			break;
 		}
+	if (r->in_multi)
+		curl_multi_remove_handle(multi, r->easy);
+	r->in_multi = false;
 	curl_slist_free_all(r->headers);
 	curl_easy_cleanup(r->easy);
 }
@@ -233,8 +249,8 @@ free_request(Request *r)
 static void
 free_attached(void)
 {
-	while (n_attached > 0)
-		free_request(attached[n_attached - 1]);
+	while (n_live > 0)
+		free_request(live[n_live - 1]);
 }
 
 /* Run requests to completion, waking for interrupts every CURL_POLL_MS. */
@@ -471,9 +487,25 @@ do_keepalive(Upstream *u, TimestampTz now)
 	free_request(r);
 }
 
+/* a statement of the push, prepared once (inside a transaction) and kept */
+static SPIPlanPtr
+push_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types)
+{
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, types);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "vms viid: could not prepare: %s", sql);
+		*plan = p;
+	}
+	return *plan;
+}
+
 /*
  * Claim up to n due batches for an upstream after the cursor (at, id), which
- * is moved past them; adds them to reqs[] from position *count.
+ * is moved past them, inside the caller's transaction; adds them to reqs[]
+ * from position *count, not yet sent.  Returns how many records they hold.
  */
 static int
 claim_batches(Upstream *u, Request **reqs, int *count, int n, char **cursor_at, int64 *cursor_id)
@@ -481,6 +513,7 @@ claim_batches(Upstream *u, Request **reqs, int *count, int n, char **cursor_at, 
 	Oid			types[5] = {TEXTOID, INT4OID, INT4OID, TIMESTAMPTZOID, INT8OID};
 	Datum		values[5];
 	int			records = 0;
+	SPIPlanPtr	plan = push_plan(&batches_plan, SQL_BATCHES, 5, types);
 
 	values[0] = CStringGetTextDatum(u->name);
 	values[1] = Int32GetDatum(Max(1, Min(u->batch_size, MAX_BATCH_RECORDS)));
@@ -489,10 +522,10 @@ claim_batches(Upstream *u, Request **reqs, int *count, int n, char **cursor_at, 
 									ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
 	values[4] = Int64GetDatum(*cursor_id);
 
-	vms_worker_begin_tx(NULL);
-	if (SPI_execute_with_args(SQL_BATCHES, 5, types, values, NULL, true, 0) != SPI_OK_SELECT)
+	/* not read-only: a fresh snapshot sees the answers recorded just before */
+	if (SPI_execute_plan(plan, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "vms viid: could not build batches");
-	for (uint64 i = 0; i < SPI_processed && *count < MAX_INFLIGHT; i++)
+	for (uint64 i = 0; i < SPI_processed && i < (uint64) n; i++)
 	{
 		HeapTuple	t = SPI_tuptable->vals[i];
 		TupleDesc	d = SPI_tuptable->tupdesc;
@@ -516,10 +549,8 @@ claim_batches(Upstream *u, Request **reqs, int *count, int n, char **cursor_at, 
 			*cursor_id = atoll(last_id);
 		}
 		reqs[(*count)++] = r;
-		attach(r);
 		MemoryContextSwitchTo(old);
 	}
-	vms_worker_end_tx();
 	vms_worker_count(slot, C_SENT, records);
 	return records;
 }
@@ -535,6 +566,7 @@ apply_answer(Upstream *u, Request *r)
 	Datum		values[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	long		status = http_status(r);
+	SPIPlanPtr	plan = push_plan(&results_plan, SQL_RESULTS, 5, types);
 
 	values[0] = CStringGetTextDatum(u->name);
 	values[1] = CStringGetTextDatum(r->ids);
@@ -546,7 +578,7 @@ apply_answer(Upstream *u, Request *r)
 	if (status != 200)
 		vms_worker_count(slot, C_HTTP_ERRORS, 1);
 
-	if (SPI_execute_with_args(SQL_RESULTS, 5, types, values, nulls, false, 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(plan, values, nulls, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "vms viid: could not record results");
 	if (SPI_processed == 1)
 	{
@@ -563,17 +595,26 @@ apply_answer(Upstream *u, Request *r)
 
 /*
  * Push an upstream's due records as a pipeline: keep `concurrency` batches
- * in flight, and as each answer comes, record it and send the next batch, so
- * the database work of one batch overlaps the network time of the others.
- * Returns how many records were sent.
+ * in flight, and as answers come, send the next batches at once and only
+ * then record the answers, so the receiver works on new batches while the
+ * database work is done.  Batches are claimed a window (`concurrency`) at a
+ * time, ahead of the free slots (a new window when half of the claimed ones
+ * are out), in the same short transaction as the answers that have arrived:
+ * one claim query per window instead of one per batch, and about one
+ * transaction per answer instead of two.  A claimed batch is only in
+ * memory until its answer is recorded: a crash before that leaves its
+ * records pending, to be sent again (at-least-once).  Returns how many
+ * records were claimed.
  */
 static int
 push(Upstream *u)
 {
-	Request    *reqs[MAX_INFLIGHT];
+	Request    *reqs[MAX_INFLIGHT];		/* in flight */
+	Request    *ready[MAX_READY];	/* claimed, not yet sent */
 	Request    *done[MAX_INFLIGHT];
 	int			ndone;
 	int			n = 0,
+				nready = 0,
 				sent = 0,
 				concurrency = Max(1, Min(u->concurrency, MAX_INFLIGHT));
 	bool		more = true,
@@ -583,56 +624,85 @@ push(Upstream *u)
 	/* a long backlog is pushed in slices, so keepalives keep their time */
 	TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), PUSH_SLICE_MS);
 
-	while (n > 0 || more)
+	for (;;)
 	{
 		int			running;
 		CURLMsg    *msg;
 		int			left;
+		bool		claim;
 
 		CHECK_FOR_INTERRUPTS();
-		if (GetCurrentTimestamp() >= until)
+		if (more && GetCurrentTimestamp() >= until)
 			more = false;
-		if (more && !unauthorized && n < concurrency)
-		{
-			int			got = claim_batches(u, reqs, &n, concurrency - n, &cursor_at, &cursor_id);
-
-			sent += got;
-			more = got > 0;
-		}
-		if (n == 0)
-			break;
-		curl_multi_perform(multi, &running);
-		/* every answer that has arrived, recorded in one transaction */
+		/* the answers that have arrived leave their slots */
 		ndone = 0;
-		while ((msg = curl_multi_info_read(multi, &left)) != NULL)
+		if (n > 0)
 		{
-			Request    *r = NULL;
+			curl_multi_perform(multi, &running);
+			while ((msg = curl_multi_info_read(multi, &left)) != NULL)
+			{
+				Request    *r = NULL;
 
-			if (msg->msg != CURLMSG_DONE)
-				continue;
-			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &r);
-			done[ndone++] = r;
+				if (msg->msg != CURLMSG_DONE)
+					continue;
+				curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &r);
+				done[ndone++] = r;
+				for (int i = 0; i < n; i++)
+					if (reqs[i] == r)
+					{
+						reqs[i] = reqs[--n];
+						break;
+					}
+			}
 		}
-		if (ndone > 0)
+		/* fill the free slots, oldest claimed first, and send at once */
+		if (!unauthorized && n < concurrency && nready > 0)
+		{
+			while (n < concurrency && nready > 0)
+			{
+				Request    *r = ready[0];
+
+				memmove(ready, ready + 1, sizeof(Request *) * --nready);
+				attach(r);
+				reqs[n++] = r;
+			}
+			curl_multi_perform(multi, &running);
+		}
+		/* then the database work: answers, and the next window if due */
+		claim = more && !unauthorized && nready <= concurrency / 2;
+		if (ndone > 0 || claim)
 		{
 			vms_worker_begin_tx(NULL);
 			for (int k = 0; k < ndone; k++)
 				if (apply_answer(u, done[k]))
 					unauthorized = true;
+			if (claim && !unauthorized)
+			{
+				int			got = claim_batches(u, ready, &nready, concurrency, &cursor_at, &cursor_id);
+
+				sent += got;
+				more = got > 0;
+			}
 			vms_worker_end_tx();
 		}
 		for (int k = 0; k < ndone; k++)
-		{
 			free_request(done[k]);
-			for (int i = 0; i < n; i++)
-				if (reqs[i] == done[k])
-				{
-					reqs[i] = reqs[--n];
-					break;
-				}
+		if (unauthorized)
+		{
+			/* nothing more is sent; what is claimed and unsent stays pending */
+			while (nready > 0)
+				free_request(ready[--nready]);
+			more = false;
 		}
-		if (n > 0 && (n >= concurrency || !more || unauthorized))
-			curl_multi_poll(multi, NULL, 0, CURL_POLL_MS, NULL);
+		if (n < concurrency && nready > 0)
+			continue;			/* a claim just came: fill the slots */
+		if (n == 0)
+		{
+			if (nready == 0 && !more)
+				break;
+			continue;
+		}
+		curl_multi_poll(multi, NULL, 0, CURL_POLL_MS, NULL);
 	}
 
 	if (unauthorized)
