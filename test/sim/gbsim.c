@@ -97,6 +97,7 @@ static struct cfg {
 	char silent[256];		/* --silent: CmdTypes answered 200 but never with a Response */
 	char control_fail[256];		/* --control-fail: control elements answered Result ERROR */
 	uint32_t record_gap;		/* --record-gap: the hour (0-based) missing from RecordInfo answers */
+	uint32_t invite_delay;		/* --invite-delay: ms before an INVITE is answered at all */
 	const char *snapshot;		/* --snapshot: the file a SnapShotConfig uploads to its UploadURL */
 } C;
 
@@ -2013,7 +2014,7 @@ static void media_timer(uint32_t i, uint32_t now)
 			msess_free(i);
 			return;
 		}
-		if (!s->pr.tcp) {
+		if (!s->pr.tcp || (C.invite_delay && s->tries == 0)) { /* over TCP only the delayed first 200 */
 			peer_send(&s->pr, s->resp, s->resp_n);
 			S.retransmits++;
 		}
@@ -2164,6 +2165,8 @@ static void on_invite(const struct peer *pr, uint32_t d, struct sv user, const s
 	if (found >= 0) { /* retransmission or re-INVITE: answer again, same stream */
 		struct msess *s = &g_ms[found];
 		char ys[16];
+		if (s->state == MS_INVITED && now - s->t0 < C.invite_delay)
+			return; /* --invite-delay: not yet */
 		snprintf(ys, sizeof ys, "%010u", s->ssrc);
 		if (sdp_offer(m->body, m->body_len, &dst, &tcp, y, sizeof y) != 0)
 			strcpy(y, ys);
@@ -2213,10 +2216,14 @@ static void on_invite(const struct peer *pr, uint32_t d, struct sv user, const s
 		s->tcp = (uint8_t)(tcp != 0);
 		s->listening = (uint8_t)(tcp == 2);
 		s->tstate = s->wout = 0;
-		send_response(pr, m, 100, "Trying", NULL);
 		media_answer(i, m, d, chan, y);
-		peer_send(pr, s->resp, s->resp_n);
-		msess_arm(i, now + T1_MS);
+		if (C.invite_delay) { /* --invite-delay: the 200 goes out with the first timer */
+			msess_arm(i, now + C.invite_delay);
+		} else {
+			send_response(pr, m, 100, "Trying", NULL);
+			peer_send(pr, s->resp, s->resp_n);
+			msess_arm(i, now + T1_MS);
+		}
 		if (C.verbose)
 			warnx_("INVITE %s: %s -> %s:%u%s ssrc %s", s->callid, chan, inet_ntoa(dst.sin_addr),
 			       ntohs(dst.sin_port), tcp ? " (TCP)" : "", y);
@@ -4087,6 +4094,7 @@ static void usage(FILE *f)
 	    "                              the body with CR/LF left out, tab-separated, one line each\n"
 	    "  --silent LIST               CmdTypes (e.g. RecordInfo,PresetQuery) answered 200, never a Response;\n"
 	    "                              INVITE in the list: INVITEs are never answered at all\n"
+	    "  --invite-delay MS           answer an INVITE (100 and 200) only MS ms after it came (max 30000)\n"
 	    "  --control-fail LIST         control elements (GuardCmd, RecordCmd, AlarmCmd, HomePosition,\n"
 	    "                              PTZPreciseCtrl, BasicParam, SnapShotConfig) answered Result ERROR\n"
 	    "  --record-gap H              RecordInfo: hour H (0-based) of the period has no record (default 2;\n"
@@ -4108,6 +4116,7 @@ enum {
 	O_NO_REGISTER, O_ANY_REPLY, O_WINDOW, O_LISTEN, O_VERBOSE, O_HELP, O_MEDIA, O_CONTROL_LOG, O_GB_VERSION,
 	O_SILENT, O_CONTROL_FAIL, O_RECORD_GAP, O_SNAPSHOT
 };
+enum { O_INVITE_DELAY = 1000 };
 
 static const struct option LONGOPTS[] = {
 	{ "server", required_argument, NULL, O_SERVER },
@@ -4149,6 +4158,7 @@ static const struct option LONGOPTS[] = {
 	{ "control-fail", required_argument, NULL, O_CONTROL_FAIL },
 	{ "record-gap", required_argument, NULL, O_RECORD_GAP },
 	{ "snapshot", required_argument, NULL, O_SNAPSHOT },
+	{ "invite-delay", required_argument, NULL, O_INVITE_DELAY },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -4345,6 +4355,9 @@ static void parse_options(int argc, char **argv)
 			if (access(optarg, R_OK) != 0)
 				usage_error("--snapshot: cannot read '%s': %s", optarg, strerror(errno));
 			C.snapshot = optarg;
+			break;
+		case O_INVITE_DELAY:
+			C.invite_delay = (uint32_t)parse_ll("invite-delay", optarg, 0, 30000);
 			break;
 		case '?':
 		default:

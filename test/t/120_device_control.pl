@@ -519,24 +519,29 @@ is($node->safe_psql('postgres', "SET ROLE v1; SELECT vms.media_leave($rid)"), '0
 is(bye_of($rid), 'done|', 'BYE');
 
 # a device that answers INVITE with an error (gbsim without --media: 488), and one that never answers
-my ($dev2, $dev3) = ('34020000001320000011', '34020000001320000021');
+# and one that answers 200 only after vms gave up (--invite-delay 20 s; vms gives up after 16 s)
+my ($dev2, $dev3, $dev4) = ('34020000001320000011', '34020000001320000021', '34020000001320000031');
 # one channel each: serial = device serial x 1 + 0
-my ($ch2x, $ch3x) = ('34020000001310000011', '34020000001310000021');
+my ($ch2x, $ch3x, $ch4x) = ('34020000001310000011', '34020000001310000021', '34020000001310000031');
+my $late_log = "$tmp/late.log";
 $node->safe_psql('postgres', qq{
-INSERT INTO vms.device (code, name) VALUES ('$dev2', 'gbsim without media'), ('$dev3', 'gbsim silent to INVITE');
-SELECT vms.device_set_password('$dev2', '12345678', '$realm'), vms.device_set_password('$dev3', '12345678', '$realm');
+INSERT INTO vms.device (code, name) VALUES ('$dev2', 'gbsim without media'), ('$dev3', 'gbsim silent to INVITE'),
+       ('$dev4', 'gbsim late to INVITE');
+SELECT vms.device_set_password('$dev2', '12345678', '$realm'), vms.device_set_password('$dev3', '12345678', '$realm'),
+       vms.device_set_password('$dev4', '12345678', '$realm');
 });
 my @simx;
-for my $c ([ $dev2 ], [ $dev3, '--silent', 'INVITE' ])
+for my $c ([ $dev2 ], [ $dev3, '--silent', 'INVITE' ],
+	[ $dev4, '--invite-delay', '20000', '--media', "$tmp/cam.h264", '--control-log', $late_log ])
 {
 	my ($code, @more) = @$c;
 	push @simx, IPC::Run::start([ $gbsim, '--server', "127.0.0.1:$sip_port", '--server-id', $server_id, '--domain', $realm,
 			'--devices', '1', '--first-code', $code, '--channels', '1', '--keepalive', '5', '--duration', '600', @more ],
 		'>', "$tmp/gbsim-$code.out", '2>', "$tmp/gbsim-$code.err");
 }
-ok($node->poll_query_until('postgres', "SELECT count(*) = 2 FROM vms.device WHERE code IN ('$dev2', '$dev3') AND online"),
-	'two more devices register');
-for my $d ($dev2, $dev3)
+ok($node->poll_query_until('postgres', "SELECT count(*) = 3 FROM vms.device WHERE code IN ('$dev2', '$dev3', '$dev4') AND online"),
+	'three more devices register');
+for my $d ($dev2, $dev3, $dev4)
 {
 	my $q = $node->safe_psql('postgres', "SELECT vms.sip_query_catalog('$d')");
 	is($node->safe_psql('postgres', "SELECT state, result ->> 'channels' FROM vms.sip_request_wait($q, 30)"), 'done|1', "$d: its channel");
@@ -553,6 +558,21 @@ ok($node->poll_query_until('postgres', "SELECT left_reason = 'INVITE timeout: no
 	'and its session is released: the viewer let go with the reason');
 isnt($node->safe_psql('postgres', qq{SET ROLE v1; SELECT vms.view_live('$ch3x', '{"ip": "127.0.0.1", "port": $cport}')}), $rid,
 	'a later live view does not join the session that timed out');
+# the late device: vms gives up, then the 200 comes: ACK and BYE at once, nothing streams unasked
+$rid = $node->safe_psql('postgres', qq{SET ROLE v1; SELECT vms.view_live('$ch4x', '{"ip": "127.0.0.1", "port": $cport}')});
+is(wait_request($rid), 'timeout|no final answer to INVITE', 'an INVITE answered too late times out first');
+my $late_call = $node->safe_psql('postgres', "SELECT progress ->> 'call_id' FROM vms.sip_request WHERE id = $rid");
+my $late_bye = '';
+for (1 .. 600)
+{
+	open(my $lf, '<', $late_log) or next;
+	($late_bye) = map { (split /\t/)[3] } grep { /^BYE\t/ } <$lf>;
+	close $lf;
+	last if $late_bye;
+	select(undef, undef, undef, 0.1);    # poll the log until the BYE is in it (60 s at most)
+}
+chomp $late_bye if $late_bye;
+is($late_bye // '', $late_call, 'the device that answered 200 after the timeout gets a BYE for that call');
 $_->kill_kill for @simx;
 
 $sim->kill_kill;
