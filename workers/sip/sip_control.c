@@ -11,9 +11,11 @@
  * partial; no answer within vms.sip_catalog_timeout is a timeout; a final
  * SIP error or no final answer to the MESSAGE fails it at once.
  *
- * Every few seconds the media sessions whose owner no longer holds the
- * right (vms.view_live, vms.playback, vms.download; the grant expired or was
- * revoked) are ended: SQL queues a BYE for each, which the queue then sends.
+ * Every few seconds SQL (vms._media_sessions_lapsed) lets go the viewers of
+ * media sessions (vms.view_live, vms.playback, vms.download) who no longer
+ * hold the right (the grant expired or was revoked), releases the viewers of
+ * sessions that ended, failed or timed out, and queues a BYE for each open
+ * session left without viewers, which the queue then sends.
  */
 #include "postgres.h"
 
@@ -289,7 +291,7 @@ sip_control_manscdp(Dev *d, void *arg)
 	return true;
 }
 
-/* every LAPSE_CHECK_MS: media sessions whose owner lost the right are ended (vms._media_sessions_lapsed queues BYEs) */
+/* every LAPSE_CHECK_MS: viewers whose right lapsed leave, sessions without viewers end (vms._media_sessions_lapsed queues BYEs) */
 #define LAPSE_CHECK_MS 5000
 
 static void
