@@ -453,29 +453,55 @@ DECLARE
 BEGIN
     ok := 0;
     bad := 0;
+    -- every record's checks in one statement; the images are matched to
+    -- their SubImageInfoObject elements by one join for the whole list (a
+    -- lookup of the decoded images per record was quadratic in the records)
     rows := ARRAY(
         WITH im AS MATERIALIZED (
             SELECT x.i, x.j, x.n::int AS pos, x.f AS fmt
-              FROM unnest(img_item, img_sub, img_fmt) WITH ORDINALITY x(i, j, f, n))
-        SELECT ROW(e.ord, a.oid, b.dev, t.at, g.n, g.pos,
-                   CASE WHEN NOT o.obj THEN e.item
+              FROM unnest(img_item, img_sub, img_fmt) WITH ORDINALITY x(i, j, f, n)),
+        e AS MATERIALIZED (
+            SELECT x.item, x.ord, jsonb_typeof(x.item) = 'object' AS obj
+              FROM jsonb_array_elements(items) WITH ORDINALITY x(item, ord)),
+        -- per record: its SubImageInfoObject elements (an ImageObject: its
+        -- one image) with their decoded image, if any
+        g AS (
+            SELECT s.ord, count(s.img)::int AS n, min(im.pos) AS pos,
+                   bool_and(im.fmt IS NOT NULL) AS all_images,
+                   bool_and(jsonb_typeof(s.img) = 'object' AND s.img -> 'Data' = '""'::jsonb
+                            AND im.fmt IS NOT NULL AND vms._viid_id_ok(s.img ->> 'ImageID')) AS subs_fine,
+                   jsonb_agg(CASE WHEN jsonb_typeof(s.img) = 'object' THEN s.img - 'Data' ELSE s.img END ORDER BY s.j) AS stripped
+              FROM (SELECT e.ord, x.img, x.j
+                      FROM e CROSS JOIN LATERAL jsonb_array_elements(
+                               CASE WHEN e.obj AND k.kind <> 'Image'
+                                         AND jsonb_typeof(e.item -> 'SubImageList' -> 'SubImageInfoObject') = 'array'
+                                    THEN e.item -> 'SubImageList' -> 'SubImageInfoObject' END) WITH ORDINALITY x(img, j)
+                    UNION ALL
+                    SELECT e.ord, NULL, 1 FROM e WHERE k.kind = 'Image') s
+              LEFT JOIN im ON im.i = s.ord AND im.j = s.j
+             GROUP BY s.ord),
+        -- per record: how many images were decoded
+        c AS (SELECT im.i, count(*) AS n FROM im GROUP BY im.i)
+        SELECT ROW(e.ord, a.oid, b.dev, t.at, gn.n, g.pos,
+                   CASE WHEN NOT e.obj THEN e.item
                         WHEN k.kind = 'Image' THEN e.item - 'Data'
-                        WHEN g.n > 0 THEN jsonb_set(e.item, '{SubImageList,SubImageInfoObject}', g.stripped)
+                        WHEN gn.n > 0 THEN jsonb_set(e.item, '{SubImageList,SubImageInfoObject}', g.stripped)
                         ELSE e.item END,
-                   coalesce(fast AND o.obj AND length(a.oid) = id_len AND vms._viid_id_ok(a.oid)
+                   coalesce(fast AND e.obj AND length(a.oid) = id_len AND vms._viid_id_ok(a.oid)
                    AND vms.gbcode_parse_error(b.dev) IS NULL
                    AND (NOT known OR CASE WHEN vms.gbcode_parse_error(b.dev) IS NULL
-                                          THEN EXISTS (SELECT FROM vms.channel c WHERE c.code = b.dev::vms.gbcode)
+                                          THEN EXISTS (SELECT FROM vms.channel ch WHERE ch.code = b.dev::vms.gbcode)
                                                OR EXISTS (SELECT FROM vms.device d WHERE d.code = b.dev::vms.gbcode) END)
                    AND t.at IS NOT NULL AND t.at <= latest
-                   AND g.fine AND g.n = (SELECT count(*) FROM im WHERE im.i = e.ord), false))::vms._viid_item
-          FROM jsonb_array_elements(items) WITH ORDINALITY e(item, ord)
-         CROSS JOIN LATERAL (SELECT jsonb_typeof(e.item) = 'object' AS obj) o
-         CROSS JOIN LATERAL (SELECT CASE WHEN o.obj THEN e.item #>> k.id_path END AS oid) a
+                   AND gf.fine AND gn.n = coalesce(c.n, 0), false))::vms._viid_item
+          FROM e
+          LEFT JOIN g ON g.ord = e.ord
+          LEFT JOIN c ON c.i = e.ord
+         CROSS JOIN LATERAL (SELECT CASE WHEN e.obj THEN e.item #>> k.id_path END AS oid) a
          CROSS JOIN LATERAL (
-            SELECT CASE WHEN o.obj THEN coalesce(CASE WHEN k.kind = 'Image' THEN e.item -> 'ImageInfo' ->> 'DeviceID'
+            SELECT CASE WHEN e.obj THEN coalesce(CASE WHEN k.kind = 'Image' THEN e.item -> 'ImageInfo' ->> 'DeviceID'
                                                       ELSE e.item ->> 'DeviceID' END, left(a.oid, 20)) END AS dev,
-                   CASE WHEN o.obj THEN coalesce(CASE WHEN k.kind = 'Image' THEN e.item -> 'ImageInfo' ->> 'ShotTime' END,
+                   CASE WHEN e.obj THEN coalesce(CASE WHEN k.kind = 'Image' THEN e.item -> 'ImageInfo' ->> 'ShotTime' END,
                                                  e.item ->> 'PassTime', e.item ->> 'ShotTime', e.item ->> 'AppearTime',
                                                  e.item ->> 'FaceAppearTime', e.item ->> 'PersonAppearTime',
                                                  e.item ->> 'LocationMarkTime', substr(a.oid, 23, 14)) END AS ts) b
@@ -483,23 +509,14 @@ BEGIN
             SELECT CASE WHEN vms._viid_ts_ok(b.ts)
                         THEN make_timestamptz(substr(b.ts, 1, 4)::int, substr(b.ts, 5, 2)::int, substr(b.ts, 7, 2)::int,
                                               substr(b.ts, 9, 2)::int, substr(b.ts, 11, 2)::int, substr(b.ts, 13, 2)::int, tz) END AS at) t
+         CROSS JOIN LATERAL (SELECT CASE WHEN k.kind = 'Image' THEN 1 ELSE coalesce(g.n, 0) END AS n) gn
          CROSS JOIN LATERAL (
             -- the images: every one decoded, an image, with a valid ImageID (an ImageObject's is the record's id)
-            SELECT CASE WHEN k.kind = 'Image' THEN 1 ELSE count(s.img)::int END AS n,
-                   min(im.pos) AS pos,
-                   CASE WHEN NOT o.obj THEN false
-                        WHEN k.kind = 'Image' THEN e.item -> 'Data' = '""'::jsonb AND bool_and(im.fmt IS NOT NULL) IS TRUE
+            SELECT CASE WHEN NOT e.obj THEN false
+                        WHEN k.kind = 'Image' THEN e.item -> 'Data' = '""'::jsonb AND g.all_images IS TRUE
                         WHEN e.item -> 'SubImageList' -> 'SubImageInfoObject' IS NULL THEN true
                         WHEN jsonb_typeof(e.item -> 'SubImageList' -> 'SubImageInfoObject') <> 'array' THEN false
-                        ELSE coalesce(bool_and(jsonb_typeof(s.img) = 'object' AND s.img -> 'Data' = '""'::jsonb
-                                               AND im.fmt IS NOT NULL AND vms._viid_id_ok(s.img ->> 'ImageID')), true) END AS fine,
-                   jsonb_agg(CASE WHEN jsonb_typeof(s.img) = 'object' THEN s.img - 'Data' ELSE s.img END ORDER BY s.j) AS stripped
-              FROM (SELECT * FROM jsonb_array_elements(CASE WHEN o.obj AND k.kind <> 'Image'
-                                                                 AND jsonb_typeof(e.item -> 'SubImageList' -> 'SubImageInfoObject') = 'array'
-                                                            THEN e.item -> 'SubImageList' -> 'SubImageInfoObject' END) WITH ORDINALITY
-                    UNION ALL
-                    SELECT NULL, 1 WHERE k.kind = 'Image') s(img, j)
-              LEFT JOIN im ON im.i = e.ord AND im.j = s.j) g
+                        ELSE coalesce(g.subs_fine, true) END AS fine) gf
          ORDER BY e.ord);
 
     -- the good ones, all together
