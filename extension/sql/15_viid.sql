@@ -356,15 +356,16 @@ END $$;
 COMMENT ON FUNCTION vms.viid_enqueue(text, text, jsonb, text) IS
     'queue a record for an upstream in the caller''s transaction (nothing is sent if it rolls back); optionally through a template';
 
--- The insert of vms.viid_enqueue_many (extension/viid_outbox.c): one
--- INSERT ... SELECT over the documents; the two foreign-key checks that
--- PostgreSQL would run per row (half of the time) are run once, locking the
--- upstream and the kind FOR KEY SHARE as they would.  The caller checks the
--- documents first.
+-- The insert of vms.viid_enqueue_many (extension/viid_outbox.c): checks
+-- every document as vms.viid_enqueue does (a JSON object with a non-empty
+-- id; the first bad one fails the call, naming its position), then one
+-- INSERT ... SELECT over them; the two foreign-key checks that PostgreSQL
+-- would run per row (half of the time) are run once, locking the upstream
+-- and the kind FOR KEY SHARE as they would.
 CREATE FUNCTION vms._viid_outbox_insert(upstream text, kind text, id_path text[], docs jsonb[]) RETURNS bigint[]
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'vms_viid_outbox_insert';
 COMMENT ON FUNCTION vms._viid_outbox_insert(text, text, text[], jsonb[]) IS
-    'internal: the outbox rows of vms.viid_enqueue_many, foreign keys checked once for the statement; ids in document order';
+    'internal: the outbox rows of vms.viid_enqueue_many: documents checked, foreign keys checked once for the statement; ids in document order';
 
 -- The set-based form of vms.viid_enqueue: many records of one kind for one
 -- upstream with one INSERT, the same template mapping and checks (the first
@@ -375,7 +376,6 @@ CREATE FUNCTION vms.viid_enqueue_many(upstream text, kind text, docs jsonb[], te
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     k vms.viid_kind;
-    bad record;
     ids bigint[];
     msg text;
     state text;
@@ -412,17 +412,8 @@ BEGIN
             RAISE;
         END;
     END IF;
-    SELECT u.n, jsonb_typeof(u.d) = 'object' AS obj INTO bad
-      FROM unnest(docs) WITH ORDINALITY u(d, n)
-     WHERE jsonb_typeof(u.d) IS DISTINCT FROM 'object' OR coalesce(u.d #>> k.id_path, '') = ''
-     ORDER BY u.n LIMIT 1;
-    IF FOUND AND bad.obj IS NOT TRUE THEN
-        RAISE EXCEPTION 'document % must be a JSON object', bad.n USING ERRCODE = 'invalid_parameter_value';
-    ELSIF FOUND THEN
-        RAISE EXCEPTION '% document % lacks its id field "%"', kind, bad.n, array_to_string(k.id_path, '.')
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Records need stable ids so the receiver can de-duplicate repeated deliveries.';
-    END IF;
+    -- each document a JSON object with a non-empty id, checked by the insert
+    -- (the first that is not fails the call, naming its position)
     ids := coalesce(vms._viid_outbox_insert(viid_enqueue_many.upstream, viid_enqueue_many.kind, k.id_path, docs), '{}');
     IF cardinality(ids) > 0 THEN
         PERFORM vms._wake_worker('viid');
