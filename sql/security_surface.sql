@@ -153,7 +153,7 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms._sip_request_update(bigint,text,jsonb,jsonb,text)',
     'vms._sip_subscription_record(vms.gbcode,jsonb)',
     'vms._sip_subscriptions()',
-    'vms._sip_catalog_item(text,text,text,text,text,text,boolean,double precision,double precision,text,text)',
+    'vms._sip_catalog_item(text,text,text,text,text,text,boolean,double precision,double precision,text,text,text,boolean)',
     'vms._sip_check_scope(jsonb)',
     'vms._sip_upstream_changes(text,text,boolean,boolean)',
     'vms._sip_upstream_alarms(text,bigint,jsonb)',

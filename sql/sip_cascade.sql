@@ -265,6 +265,40 @@ SELECT count(*) AS bad_sn FROM vms._sip_upstream_control('city', '34010000001320
 SELECT detail ->> 'code' AS code, detail #>> '{request,CmdType}' AS cmd, detail ->> 'result' AS result
   FROM vms.audit_log WHERE action = 'sip_upstream_control' ORDER BY seq;
 
+-- a virtual-organisation / business-group tree presented upward (catalog_tree): the catalogue nodes above
+-- the shared channels come first (a business group under vms's id, a virtual organisation under its
+-- parent or business group), each channel under its node with the node's business group; a node with
+-- no shared channel under it is not presented
+INSERT INTO vms.catalog_node (code, name) VALUES ('34020100002150000001', '治安');
+INSERT INTO vms.catalog_node (code, name, business_group) VALUES ('34020100002160000001', '东区', '34020100002150000001');
+INSERT INTO vms.catalog_node (code, name, parent_code, business_group)
+VALUES ('34020100002160000002', '东区一街', '34020100002160000001', '34020100002150000001');
+INSERT INTO vms.catalog_node (code, name) VALUES ('34020100002160000009', '无关');
+INSERT INTO vms.catalog_member (node_code, channel_code)
+VALUES ('34020100002160000002', '34020100001320000030'), ('34020100002160000009', '34020200001320000005');
+SELECT count(*) AS flat_nodes FROM vms._sip_upstream_items('city', NULL) WHERE is_node;
+SELECT count(*) AS flat_changes FROM vms._sip_upstream_changes('city', '59');
+SELECT vms.sip_alter_upstream('city', options => '{"catalog_tree": true, "catalog_page_size": 100}');
+SELECT (xpath('/Response/SumNum/text()', d))[1]::text AS sum_num, i.n, (xpath('/Item/DeviceID/text()', i.x))[1]::text AS code,
+       (xpath('/Item/Name/text()', i.x))[1]::text AS name, (xpath('/Item/ParentID/text()', i.x))[1]::text AS parent,
+       (xpath('/Item/BusinessGroupID/text()', i.x))[1]::text AS business_group,
+       (xpath('/Item/Status/text()', i.x))[1]::text AS status
+  FROM vms._sip_upstream_answer('city', 'Catalog', '60', '34020100002000000001') b,
+       xmlparse(document convert_from(b, 'GB18030')) d,
+       unnest(xpath('/Response/DeviceList/Item', d)) WITH ORDINALITY i(x, n)
+ WHERE i.n <= 4 OR (xpath('/Item/DeviceID/text()', i.x))[1]::text = '34020100001320000030'
+ ORDER BY i.n;
+SELECT (xpath('/Response/Channel/text()', x))[1]::text AS channels
+  FROM vms._sip_upstream_answer('city', 'DeviceInfo', '61', '34020100002000000001') b, xmlparse(document convert_from(b, 'GB18030')) x;
+-- to a subscription: the nodes are ADDed and the channel that moved under one is an UPDATE
+SELECT (xpath('/Item/DeviceID/text()', i))[1]::text AS code, (xpath('/Item/Event/text()', i))[1]::text AS event
+  FROM vms._sip_upstream_changes('city', '62') b, xmlparse(document convert_from(b, 'GB18030')) x,
+       unnest(xpath('/Notify/DeviceList/Item', x)) i;
+SELECT vms.sip_alter_upstream('city', options => '{"catalog_tree": false}');
+SELECT (xpath('/Item/DeviceID/text()', i))[1]::text AS code, (xpath('/Item/Event/text()', i))[1]::text AS event
+  FROM vms._sip_upstream_changes('city', '63') b, xmlparse(document convert_from(b, 'GB18030')) x,
+       unnest(xpath('/Notify/DeviceList/Item', x)) i;
+
 -- the registration state machine: transitions are events; others are refused with a warning
 SET client_min_messages = warning;
 SELECT vms._sip_upstream_flush('[{"u": "city", "st": "registering", "at": 1700000000, "c": "start"},

@@ -416,6 +416,24 @@ ok($city->poll_query_until('postgres', "SELECT status = 'ON' FROM vms.channel_st
 	'the full push (every catalog_push_interval: the whole share, Event UPDATE with its Status) puts it right');
 $district->safe_psql('postgres', q{SELECT vms.sip_alter_upstream('cityvms', options => '{"catalog_push_interval": 0}')});
 
+# a virtual-organisation / business-group tree presented upward (catalog_tree): the city builds the same tree
+$district->safe_psql('postgres', q{
+INSERT INTO vms.catalog_node (code, name) VALUES ('34020100002150000001', '治安');
+INSERT INTO vms.catalog_node (code, name, business_group) VALUES ('34020100002160000001', '东区', '34020100002150000001');
+INSERT INTO vms.catalog_node (code, name, parent_code, business_group)
+VALUES ('34020100002160000002', '东区一街', '34020100002160000001', '34020100002150000001');
+INSERT INTO vms.catalog_member (node_code, channel_code) VALUES ('34020100002160000002', '34020100001320000030');
+SELECT vms.sip_alter_upstream('cityvms', options => '{"catalog_tree": true}');
+});
+ok($city->poll_query_until('postgres', q{SELECT EXISTS (SELECT 1 FROM vms.catalog_member
+	WHERE node_code = '34020100002160000002' AND channel_code = '34020100001320000030')}),
+	'the city gets the district\'s catalogue tree: NOTIFY ADD of its nodes, the channel UPDATEd under its node');
+is($city->safe_psql('postgres', q{SELECT string_agg(concat_ws(':', code, name, coalesce(parent_code::text, '-'),
+	coalesce(business_group::text, '-')), ', ' ORDER BY code) FROM vms.catalog_node WHERE left(code::text, 10) = '3402010000'}),
+	'34020100002150000001:治安:-:-, 34020100002160000001:东区:-:34020100002150000001, '
+	  . '34020100002160000002:东区一街:34020100002160000001:34020100002150000001',
+	'a business group and two virtual organisations, one under the other, as the district has them');
+
 # INVITE relay: the city INVITEs a shared channel; the district relays it to the device that owns it,
 # whose media goes straight to the city's address; BYE ends both legs
 my $gbsim = "$root/test/sim/gbsim";

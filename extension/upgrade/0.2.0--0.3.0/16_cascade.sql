@@ -25,7 +25,7 @@ COMMENT ON COLUMN vms.sip_upstream.platform_id IS 'the upper platform''s 20-digi
 COMMENT ON COLUMN vms.sip_upstream.password_enc IS
     'the password, vms.secret_encrypt(password, ''sip_upstream.password_enc:'' || name): it decrypts only in its own row';
 COMMENT ON COLUMN vms.sip_upstream.options IS
-    'local_id (vms.sip_id), realm (first 10 digits of platform_id), transport (udp), expires (3600), keepalive_interval (60), keepalive_count (3), charset (GB2312), send_status (true), catalog_page_size (20), media_nets (the networks an INVITE may make a device stream to; the upstream''s own address), catalog_push_interval (600 s; 0: never), reconcile_interval (10 s: a subscribed share is compared with what was told this often, besides at once on a change)';
+    'local_id (vms.sip_id), realm (first 10 digits of platform_id), transport (udp), expires (3600), keepalive_interval (60), keepalive_count (3), charset (GB2312), send_status (true), catalog_page_size (20), media_nets (the networks an INVITE may make a device stream to; the upstream''s own address), catalog_push_interval (600 s; 0: never), reconcile_interval (10 s: a subscribed share is compared with what was told this often, besides at once on a change), catalog_tree (false: channels under vms''s id; true: under their catalogue nodes, which are presented too)';
 
 -- the bound form of vms.secret_encrypt for the row, as for vms.viid_upstream
 CREATE FUNCTION vms._sip_upstream_secret_check() RETURNS trigger
@@ -170,9 +170,9 @@ BEGIN
             IF jsonb_typeof(v) <> 'string' OR upper(v #>> '{}') NOT IN ('GB2312', 'UTF-8') THEN
                 RAISE EXCEPTION 'upstream option "charset" must be "GB2312" or "UTF-8"' USING ERRCODE = 'invalid_parameter_value';
             END IF;
-        ELSIF k = 'send_status' THEN
+        ELSIF k IN ('send_status', 'catalog_tree') THEN
             IF jsonb_typeof(v) <> 'boolean' THEN
-                RAISE EXCEPTION 'upstream option "send_status" must be true or false' USING ERRCODE = 'invalid_parameter_value';
+                RAISE EXCEPTION 'upstream option "%" must be true or false', k USING ERRCODE = 'invalid_parameter_value';
             END IF;
         ELSIF k = 'media_nets' THEN
             -- where an INVITE of the upper platform may make a device stream to
@@ -192,7 +192,7 @@ BEGIN
         ELSE
             RAISE EXCEPTION 'unknown upstream option "%"', k
                 USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'Options are local_id, realm, transport, expires, keepalive_interval, keepalive_count, charset, send_status, catalog_page_size, media_nets, catalog_push_interval, reconcile_interval.';
+                      HINT = 'Options are local_id, realm, transport, expires, keepalive_interval, keepalive_count, charset, send_status, catalog_page_size, media_nets, catalog_push_interval, reconcile_interval, catalog_tree.';
         END IF;
     END LOOP;
     RETURN options;
@@ -396,7 +396,7 @@ CREATE FUNCTION vms._sip_upstreams()
     RETURNS TABLE (name text, host text, port integer, platform_id text, password_enc bytea, enabled boolean,
                    local_id text, realm text, expires integer, keepalive_interval integer, keepalive_count integer,
                    charset text, send_status boolean, page_size integer, state text, failures integer,
-                   push_interval integer, reconcile_interval integer)
+                   push_interval integer, reconcile_interval integer, catalog_tree boolean)
     LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
     SELECT u.name, u.host, u.port, u.platform_id::text, u.password_enc, u.enabled,
            coalesce(u.options ->> 'local_id', current_setting('vms.sip_id', true)),
@@ -409,7 +409,8 @@ CREATE FUNCTION vms._sip_upstreams()
            coalesce((u.options ->> 'catalog_page_size')::integer, 20),
            coalesce(s.state, 'unregistered'), coalesce(s.failures, 0),
            coalesce((u.options ->> 'catalog_push_interval')::integer, 600),
-           coalesce((u.options ->> 'reconcile_interval')::integer, 10)
+           coalesce((u.options ->> 'reconcile_interval')::integer, 10),
+           coalesce((u.options ->> 'catalog_tree')::boolean, false)
       FROM vms.sip_upstream u LEFT JOIN vms.sip_upstream_state s ON s.upstream = u.name
      ORDER BY u.name
 $$;
@@ -456,26 +457,74 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION vms._sip_upstream_flush(jsonb) IS 'internal: the SIP worker records upper platforms'' registration states and transitions';
 
--- the shared channels as the upper platform sees them, numbered by code; one_code: only the one it knows by that code
+-- The shared channels as the upper platform sees them; one_code: only the
+-- one it knows by that code.  Without catalog_tree each hangs under vms's
+-- id (local_id).  With it, each hangs under its catalogue node (the lowest
+-- code among the 215/216 nodes it is a member of), with that node's
+-- business group, and the nodes come too (is_node): those the shared
+-- channels are in, their ancestors and the business groups they name; a
+-- virtual organisation under its parent (or its business group, or vms's
+-- id), a business group under vms's id.  Numbered nodes first, then by
+-- code, so that a node arrives before what hangs under it.
 CREATE FUNCTION vms._sip_upstream_items(upstream text, one_code text)
     RETURNS TABLE (rn integer, code text, name text, online boolean, manufacturer text, model text,
-                   civil_code text, address text, lon float8, lat float8)
+                   civil_code text, address text, lon float8, lat float8,
+                   parent text, business_group text, is_node boolean)
     LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
-    SELECT row_number() OVER (ORDER BY sc.code)::integer, sc.code::text, sc.name, sc.online,
-           d.manufacturer, d.model, c.civil_code, c.address, ST_X(c.geom), ST_Y(c.geom)
-      FROM vms.sip_shared_channels(upstream) sc
-      JOIN vms.channel c ON c.code = sc.channel
-      JOIN vms.device d ON d.code = c.device_code
-     WHERE one_code IS NULL OR sc.code::text = one_code
+    WITH RECURSIVE u AS (
+        SELECT x.local_id, x.catalog_tree FROM vms._sip_upstreams() x WHERE x.name = upstream
+    ), ch AS (
+        SELECT sc.code::text AS code, sc.name, sc.online, d.manufacturer, d.model, c.civil_code, c.address,
+               ST_X(c.geom) AS lon, ST_Y(c.geom) AS lat,
+               CASE WHEN u.catalog_tree THEN (SELECT m.node_code FROM vms.catalog_member m
+                                               WHERE m.channel_code = c.code ORDER BY m.node_code LIMIT 1) END AS node
+          FROM u, vms.sip_shared_channels(upstream) sc
+          JOIN vms.channel c ON c.code = sc.channel
+          JOIN vms.device d ON d.code = c.device_code
+    ), tree AS (
+        SELECT n.code, n.name, n.parent_code, n.business_group, n.civil_code
+          FROM vms.catalog_node n WHERE n.code IN (SELECT ch.node FROM ch)
+        UNION
+        SELECT p.code, p.name, p.parent_code, p.business_group, p.civil_code
+          FROM tree t JOIN vms.catalog_node p ON p.code = t.parent_code OR p.code = t.business_group
+    ), items AS (
+        SELECT ch.code, ch.name, ch.online, ch.manufacturer, ch.model, ch.civil_code, ch.address, ch.lon, ch.lat,
+               coalesce(ch.node::text, u.local_id) AS parent,
+               (SELECT CASE WHEN vms.gbcode_type(n.code) = 215 THEN n.code ELSE n.business_group END::text
+                  FROM vms.catalog_node n WHERE n.code = ch.node) AS business_group,
+               false AS is_node
+          FROM ch, u
+        UNION ALL
+        SELECT t.code::text, t.name, true, NULL, NULL, t.civil_code, NULL, NULL, NULL,
+               CASE WHEN vms.gbcode_type(t.code) = 215 THEN u.local_id
+                    ELSE coalesce(t.parent_code::text, t.business_group::text, u.local_id) END,
+               CASE WHEN vms.gbcode_type(t.code) = 216 THEN t.business_group::text END,
+               true
+          FROM tree t, u
+    )
+    SELECT row_number() OVER (ORDER BY i.is_node DESC, i.code)::integer, i.code, i.name, i.online, i.manufacturer,
+           i.model, i.civil_code, i.address, i.lon, i.lat, i.parent, i.business_group, i.is_node
+      FROM items i
+     WHERE one_code IS NULL OR i.code = one_code
 $$;
-COMMENT ON FUNCTION vms._sip_upstream_items(text, text) IS 'internal: the channels shared with an upper platform, as it knows them, numbered by code';
+COMMENT ON FUNCTION vms._sip_upstream_items(text, text) IS
+    'internal: the channels shared with an upper platform as it knows them, with their parent and business group (and with catalog_tree the catalogue nodes above them), nodes first';
 
--- one <Item> of a Catalog answer or NOTIFY (event: ADD, DEL, UPDATE, ON, OFF; NULL in an answer)
+-- one <Item> of a Catalog answer or NOTIFY (event: ADD, DEL, UPDATE, ON, OFF;
+-- NULL in an answer); a catalogue node (business group 215, virtual
+-- organisation 216) has its name, parent and business group only
 CREATE FUNCTION vms._sip_catalog_item(code text, name text, manufacturer text, model text, civil_code text,
-                                      address text, online boolean, lon float8, lat float8, parent text, event text)
+                                      address text, online boolean, lon float8, lat float8, parent text, event text,
+                                      business_group text DEFAULT NULL, is_node boolean DEFAULT false)
     RETURNS xml
     LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE WHEN event = 'DEL' THEN xmlelement(name "Item", xmlelement(name "DeviceID", code), xmlelement(name "Event", event))
+    WHEN is_node THEN xmlelement(name "Item",
+        xmlelement(name "DeviceID", code),
+        xmlelement(name "Name", name),
+        CASE WHEN substr(code, 11, 3) = '216' THEN xmlelement(name "ParentID", parent) END,
+        CASE WHEN business_group IS NOT NULL THEN xmlelement(name "BusinessGroupID", business_group) END,
+        CASE WHEN event IS NOT NULL THEN xmlelement(name "Event", event) END)
     ELSE xmlelement(name "Item",
         xmlelement(name "DeviceID", code),
         xmlelement(name "Name", name),
@@ -486,6 +535,7 @@ CREATE FUNCTION vms._sip_catalog_item(code text, name text, manufacturer text, m
         xmlelement(name "Address", coalesce(address, '')),
         xmlelement(name "Parental", 0),
         xmlelement(name "ParentID", parent),
+        CASE WHEN business_group IS NOT NULL THEN xmlelement(name "BusinessGroupID", business_group) END,
         xmlelement(name "SafetyWay", 0),
         xmlelement(name "RegisterWay", 1),
         xmlelement(name "Secrecy", 0),
@@ -494,8 +544,8 @@ CREATE FUNCTION vms._sip_catalog_item(code text, name text, manufacturer text, m
         CASE WHEN lat IS NOT NULL THEN xmlelement(name "Latitude", round(lat::numeric, 6)) END,
         CASE WHEN event IS NOT NULL THEN xmlelement(name "Event", event) END) END
 $$;
-COMMENT ON FUNCTION vms._sip_catalog_item(text, text, text, text, text, text, boolean, float8, float8, text, text) IS
-    'internal: one Catalog <Item> for an upper platform (with its Event in a NOTIFY)';
+COMMENT ON FUNCTION vms._sip_catalog_item(text, text, text, text, text, text, boolean, float8, float8, text, text, text, boolean) IS
+    'internal: one Catalog <Item> for an upper platform (with its Event in a NOTIFY); a catalogue node with its parent and business group';
 
 -- The MANSCDP answer bodies to an upper platform's query, in its charset:
 -- Catalog in pages of catalog_page_size items, each with the SumNum of the
@@ -539,7 +589,7 @@ BEGIN
                    xmlelement(name "SumNum", total),
                    xmlelement(name "DeviceList", xmlattributes(count(*) AS "Num"),
                        xmlagg(vms._sip_catalog_item(i.code, i.name, i.manufacturer, i.model, i.civil_code, i.address,
-                                                    i.online, i.lon, i.lat, u.local_id, NULL)
+                                                    i.online, i.lon, i.lat, i.parent, NULL, i.business_group, i.is_node)
                        ORDER BY i.rn)))::text, enc)
           FROM vms._sip_upstream_items(upstream, CASE WHEN whole THEN NULL ELSE device_id END) i
          GROUP BY (i.rn - 1) / u.page_size
@@ -552,7 +602,7 @@ BEGIN
                 xmlelement(name "DeviceName", 'vms'), xmlelement(name "Manufacturer", 'vms'),
                 xmlelement(name "Model", 'vms'),
                 xmlelement(name "Firmware", (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'vms')),
-                xmlelement(name "Channel", total))::text, enc);
+                xmlelement(name "Channel", (SELECT count(*) FROM vms._sip_upstream_items(upstream, NULL) i WHERE NOT i.is_node)))::text, enc);
         ELSIF total = 1 THEN
             RETURN QUERY SELECT convert_to(head || xmlelement(name "Response",
                 xmlelement(name "CmdType", 'DeviceInfo'), xmlelement(name "SN", sn),
@@ -626,7 +676,7 @@ BEGIN
         DELETE FROM vms.sip_share_told t WHERE t.upstream = _sip_upstream_changes.upstream;
         INSERT INTO vms.sip_share_told (upstream, code, digest, online)
         SELECT _sip_upstream_changes.upstream, i.code,
-               md5(concat_ws('|', i.name, i.manufacturer, i.model, i.civil_code, i.address, i.lon, i.lat)), i.online
+               md5(concat_ws('|', i.name, i.manufacturer, i.model, i.civil_code, i.address, i.lon, i.lat, i.parent, i.business_group)), i.online
           FROM vms._sip_upstream_items(_sip_upstream_changes.upstream, NULL) i;
         RETURN;
     END IF;
@@ -635,17 +685,18 @@ BEGIN
     -- one statement: the changes, the record of what is told now, and the bodies
     RETURN QUERY
     WITH items AS (
-        SELECT i.*, md5(concat_ws('|', i.name, i.manufacturer, i.model, i.civil_code, i.address, i.lon, i.lat)) AS digest
+        SELECT i.*, md5(concat_ws('|', i.name, i.manufacturer, i.model, i.civil_code, i.address, i.lon, i.lat, i.parent, i.business_group)) AS digest
           FROM vms._sip_upstream_items(_sip_upstream_changes.upstream, NULL) i
     ), ch AS (
         SELECT c.code, c.name, c.manufacturer, c.model, c.civil_code, c.address, c.online, c.lon, c.lat, c.digest,
+               c.parent, c.business_group, c.is_node,
                CASE WHEN t.code IS NULL OR t.deleted THEN 'ADD' WHEN whole_share OR t.digest <> c.digest THEN 'UPDATE'
                     WHEN c.online THEN 'ON' ELSE 'OFF' END AS event
           FROM items c
           LEFT JOIN vms.sip_share_told t ON t.upstream = _sip_upstream_changes.upstream AND t.code = c.code
          WHERE whole_share OR t.code IS NULL OR t.deleted OR t.digest <> c.digest OR t.online <> c.online
         UNION ALL
-        SELECT t.code, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'DEL'
+        SELECT t.code, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, false, 'DEL'
           FROM vms.sip_share_told t
          WHERE t.upstream = _sip_upstream_changes.upstream AND (whole_share OR NOT t.deleted)
            AND NOT EXISTS (SELECT 1 FROM items i WHERE i.code = t.code)
@@ -668,8 +719,10 @@ BEGIN
                xmlelement(name "SumNum", n.total),
                xmlelement(name "DeviceList", xmlattributes(count(*) AS "Num"),
                    xmlagg(vms._sip_catalog_item(n.code, n.name, n.manufacturer, n.model, n.civil_code, n.address,
-                                                n.online, n.lon, n.lat, u.local_id, n.event) ORDER BY n.rn)))::text, enc)
-      FROM (SELECT ch.*, row_number() OVER (ORDER BY ch.code) AS rn, count(*) OVER () AS total
+                                                n.online, n.lon, n.lat, n.parent, n.event, n.business_group, n.is_node)
+                          ORDER BY n.rn)))::text, enc)
+      FROM (SELECT ch.*, row_number() OVER (ORDER BY ch.event = 'DEL', ch.is_node DESC, ch.code) AS rn,
+                   count(*) OVER () AS total
               FROM ch WHERE whole_share OR u.send_status OR ch.event NOT IN ('ON', 'OFF')) n
      GROUP BY (n.rn - 1) / u.page_size, n.total
      ORDER BY (n.rn - 1) / u.page_size;
@@ -890,7 +943,8 @@ COMMENT ON FUNCTION vms._sip_upstream_bye(text, text, text, text, text, text) IS
 
 -- NOTIFY on the change itself: a statement that changes what an upper
 -- platform may be told (the ledger's channels and devices, channel status,
--- catalogue and tag membership, a share or its codes, a new alarm) queues a
+-- catalogue nodes and membership, tags, a share, its codes or an upstream's
+-- options, a new alarm) queues a
 -- row here and wakes the SIP worker at its commit, while an upstream is
 -- registered; the worker takes the queue and compares at once.  Its periodic
 -- compare stays as the reconciler.
@@ -924,11 +978,15 @@ CREATE TRIGGER sip_share_touched AFTER INSERT OR UPDATE OR DELETE ON vms.channel
     FOR EACH STATEMENT EXECUTE FUNCTION vms._sip_share_touched();
 CREATE TRIGGER sip_share_touched AFTER INSERT OR UPDATE OR DELETE ON vms.catalog_member
     FOR EACH STATEMENT EXECUTE FUNCTION vms._sip_share_touched();
+CREATE TRIGGER sip_share_touched AFTER INSERT OR UPDATE OR DELETE ON vms.catalog_node
+    FOR EACH STATEMENT EXECUTE FUNCTION vms._sip_share_touched();
 CREATE TRIGGER sip_share_touched AFTER INSERT OR UPDATE OR DELETE ON vms.channel_tag
     FOR EACH STATEMENT EXECUTE FUNCTION vms._sip_share_touched();
 CREATE TRIGGER sip_share_touched AFTER INSERT OR UPDATE OR DELETE ON vms.sip_share
     FOR EACH STATEMENT EXECUTE FUNCTION vms._sip_share_touched();
 CREATE TRIGGER sip_share_touched AFTER INSERT OR UPDATE OR DELETE ON vms.sip_share_code
+    FOR EACH STATEMENT EXECUTE FUNCTION vms._sip_share_touched();
+CREATE TRIGGER sip_share_touched AFTER UPDATE ON vms.sip_upstream
     FOR EACH STATEMENT EXECUTE FUNCTION vms._sip_share_touched();
 CREATE TRIGGER sip_share_touched AFTER INSERT ON vms.alarm
     FOR EACH STATEMENT EXECUTE FUNCTION vms._sip_share_touched();
@@ -1011,7 +1069,7 @@ REVOKE ALL ON FUNCTION
     vms._sip_upstream_flush(jsonb),
     vms._sip_upstream_items(text, text),
     vms._sip_upstream_answer(text, text, text, text),
-    vms._sip_catalog_item(text, text, text, text, text, text, boolean, float8, float8, text, text),
+    vms._sip_catalog_item(text, text, text, text, text, text, boolean, float8, float8, text, text, text, boolean),
     vms._sip_upstream_changes(text, text, boolean, boolean),
     vms._sip_upstream_alarms(text, bigint, jsonb),
     vms._sip_upstream_positions(text, bigint, boolean),
