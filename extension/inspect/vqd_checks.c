@@ -185,24 +185,42 @@ detail_image(const vqd_sample *s, int k, img *out)
 	return 0;
 }
 
-/* ---------- blur: Crete-Roffet no-reference perceptual blur ---------- */
+/* ---------- blur: edge width of the sharper edges ---------- */
 
 /*
- * Crete-Roffet compares pixel differences before and after a 9-tap re-blur:
- * a sharp edge loses most of its difference, a blurred one little.  Here it
- * is taken only where the re-blurred picture still has structure (so sensor
- * noise and flat areas do not count as sharpness) and per 32x32 block, the
- * result being the 30th percentile over blocks with enough edge pixels: a
- * defocused camera blurs everything, while a scene with a soft background
- * (depth of field, a film's soft shading) still has its sharp subject, so
- * the sharper blocks decide; a 30 % share rather than the sharpest few, as
- * an OSD clock stays sharp on a defocused camera (it covers few blocks).
+ * A defocused camera widens every edge; a naturally soft scene (a soft
+ * photograph, wood grain, a film's shading) has soft texture but its
+ * object edges stay narrow.  Crete-Roffet's re-blur ratio alone cannot tell
+ * them apart: soft texture and a defocused edge lose the same share of their
+ * variation to a 9-tap re-blur (a texture's share depends on its period, not
+ * on blur).  So Crete-Roffet only picks the sharper blocks, and what is
+ * judged there is the width of their edges: the block's luma range over its
+ * steepest step (central difference), in pixels of the detail scale; a step
+ * blurred by a gaussian of sigma s is about 2.5 s wide.
+ *
+ * Per 32x32 block and direction, where the re-blurred picture still has
+ * structure (so sensor noise and flat areas do not count): the Crete-Roffet
+ * value and the edge width.  The block row holding most of the sharpest
+ * tenth of the blocks is dropped (an overlay line: the OSD clock stays sharp
+ * on a defocused camera), the sharpest 30 % of the rest by Crete-Roffet are
+ * kept, and the metric is the 25th percentile of their edge widths over 8
+ * pixels (capped at 1: 0 sharp, 1 edges 8 pixels wide or more).
  */
-#define BLUR_QUANTILE 0.30
 #define BLUR_BLOCK 32
+#define BLUR_OVERLAY_SHARE 0.10
+#define BLUR_SHARP_SHARE 0.30
+#define BLUR_WIDTH_QUANTILE 0.25
+#define BLUR_WIDTH_SCALE 8.0
+
+typedef struct blur_block
+{
+	double		cr;				/* Crete-Roffet: share of variation kept by a re-blur */
+	double		width;			/* luma range / steepest step, pixels */
+	int			row;
+} blur_block;
 
 static double
-crete_blur(const img *im, double noise, int *edge_blocks)
+blur_edge_width(const img *im, double noise, int *edge_blocks)
 {
 	int			w = im->w,
 				h = im->h;
@@ -210,25 +228,34 @@ crete_blur(const img *im, double noise, int *edge_blocks)
 				bh = h / BLUR_BLOCK;
 	float	   *bh_,
 			   *bv;
+	blur_block *blk;
 	double	   *vals;
-	int			nv = 0;
+	int		   *rowcount;
+	int			nv = 0,
+				nk = 0,
+				drop = -1;
 	double		thr,
 				res,
 				s1 = 0,
 				s2 = 0,
-				sd;
+				sd,
+				cut;
 
 	*edge_blocks = 0;
 	if (w < 3 * BLUR_BLOCK || h < 3 * BLUR_BLOCK)
 		return NAN;
 	bh_ = malloc(sizeof(float) * (size_t) w * h);
 	bv = malloc(sizeof(float) * (size_t) w * h);
+	blk = malloc(sizeof(blur_block) * (size_t) bw * bh * 2);
 	vals = malloc(sizeof(double) * (size_t) bw * bh * 2);
-	if (!bh_ || !bv || !vals)
+	rowcount = calloc((size_t) bh, sizeof(int));
+	if (!bh_ || !bv || !blk || !vals || !rowcount)
 	{
 		free(bh_);
 		free(bv);
+		free(blk);
 		free(vals);
+		free(rowcount);
 		return NAN;
 	}
 	/*
@@ -262,12 +289,15 @@ crete_blur(const img *im, double noise, int *edge_blocks)
 		for (int bx = 0; bx < bw; bx++)
 		{
 			double		sf[2] = {0, 0},
-						sv[2] = {0, 0};
+						sv[2] = {0, 0},
+						steep[2] = {0, 0};
 			int			ne[2] = {0, 0};
+			float		lo = INFINITY,
+						hi = -INFINITY;
 
 			for (int y = by * BLUR_BLOCK; y < (by + 1) * BLUR_BLOCK; y++)
 			{
-				if (y < 5 || y >= h - 4)
+				if (y < 5 || y >= h - 5)
 					continue;
 				for (int x = bx * BLUR_BLOCK; x < (bx + 1) * BLUR_BLOCK; x++)
 				{
@@ -275,10 +305,20 @@ crete_blur(const img *im, double noise, int *edge_blocks)
 					double		dfh,
 								dbh,
 								dfv,
-								dbv;
+								dbv,
+								g;
+					float		sm;
 
-					if (x < 5 || x >= w - 4)
+					if (x < 5 || x >= w - 5)
 						continue;
+					/* the range on a lightly smoothed picture (noise does not widen it) */
+					sm = (4 * im->p[o] + im->p[o - 1] + im->p[o + 1] + im->p[o - w] + im->p[o + w]) / 8;
+					lo = fminf(lo, sm);
+					hi = fmaxf(hi, sm);
+					g = fabs((double) im->p[o + 1] - im->p[o - 1]) / 2;
+					steep[0] = fmax(steep[0], g);
+					g = fabs((double) im->p[o + w] - im->p[o - w]) / 2;
+					steep[1] = fmax(steep[1], g);
 					dfh = fabsf(im->p[o] - im->p[o - 1]);
 					dbh = fabsf(bh_[o] - bh_[o - 1]);
 					dfv = fabsf(im->p[o] - im->p[o - w]);
@@ -299,16 +339,56 @@ crete_blur(const img *im, double noise, int *edge_blocks)
 			}
 			for (int d = 0; d < 2; d++)
 				if (ne[d] >= 24 && sf[d] > 0)
-					vals[nv++] = (sf[d] - sv[d]) / sf[d];
+				{
+					blk[nv].cr = (sf[d] - sv[d]) / sf[d];
+					blk[nv].width = (hi - lo) / fmax(steep[d], 0.5);
+					blk[nv].row = by;
+					nv++;
+				}
 		}
 	free(bh_);
 	free(bv);
 	*edge_blocks = nv;
 	/* a picture with (almost) no structure left is as blurred as it gets */
-	res = nv >= 4 && nv >= 0.08 * (2 * bw * bh) ? percentile_of(vals, nv, BLUR_QUANTILE) : 1.0;
-	if (nv >= 4)
-		dbg("blur: q10 %.3f q30 %.3f median %.3f over %d edge blocks\n", percentile_of(vals, nv, 0.1), percentile_of(vals, nv, 0.3), percentile_of(vals, nv, 0.5), nv);
+	if (nv < 4 || nv < 0.08 * (2 * bw * bh))
+	{
+		free(blk);
+		free(vals);
+		free(rowcount);
+		return 1.0;
+	}
+	/* the overlay line: the block row with most of the sharpest tenth */
+	for (int i = 0; i < nv; i++)
+		vals[i] = blk[i].cr;
+	cut = percentile_of(vals, nv, BLUR_OVERLAY_SHARE);
+	for (int i = 0; i < nv; i++)
+		if (blk[i].cr <= cut)
+			rowcount[blk[i].row]++;
+	for (int r = 0; r < bh; r++)
+		if (rowcount[r] > 0 && (drop < 0 || rowcount[r] > rowcount[drop]))
+			drop = r;
+	/* the sharper blocks of the rest, by Crete-Roffet */
+	for (int i = 0; i < nv; i++)
+		if (blk[i].row != drop)
+			vals[nk++] = blk[i].cr;
+	if (nk < 4)
+	{
+		drop = -1;
+		nk = 0;
+		for (int i = 0; i < nv; i++)
+			vals[nk++] = blk[i].cr;
+	}
+	cut = percentile_of(vals, nk, BLUR_SHARP_SHARE);
+	nk = 0;
+	for (int i = 0; i < nv; i++)
+		if (blk[i].row != drop && blk[i].cr <= cut)
+			vals[nk++] = blk[i].width;
+	res = fmin(1.0, percentile_of(vals, nk, BLUR_WIDTH_QUANTILE) / BLUR_WIDTH_SCALE);
+	dbg("blur: edge width %.2f px (q25 of %d sharp blocks; %d edge blocks, overlay row %d dropped)\n",
+		res * BLUR_WIDTH_SCALE, nk, nv, drop);
+	free(blk);
 	free(vals);
+	free(rowcount);
 	return res;
 }
 
@@ -1429,7 +1509,7 @@ check_blur(actx *a)
 		int			eb = 0;
 
 		for (int k = 0; k < nd; k++)
-			b[k] = crete_blur(&dimg[k], isnan(a->noise) ? 0 : a->noise, &eb);
+			b[k] = blur_edge_width(&dimg[k], isnan(a->noise) ? 0 : a->noise, &eb);
 		{
 			double		m = median_of(b, nd);
 			int			ab = m >= T[VQD_T_BLUR_MIN];
@@ -1510,6 +1590,8 @@ check_mosaic(actx *a)
 		a->suppress = VQD_MOSAIC;
 }
 
+#define FREEZE_LAGS 4
+
 static void
 check_freeze(actx *a)
 {
@@ -1530,7 +1612,7 @@ check_freeze(actx *a)
 		for (int i = 1; i < s->nframes; i++)
 		{
 			int			changed = 0,
-						touched = 0;
+						touched = bw * bh;
 
 			for (int by = 0; by < bh; by++)
 				for (int bx = 0; bx < bw; bx++)
@@ -1549,9 +1631,37 @@ check_freeze(actx *a)
 					}
 					if (acc / 64.0 > T[VQD_T_FREEZE_BLOCK_DIFF])
 						changed++;
-					if (acc > 0)
-						touched++;
 				}
+
+			/*
+			 * blocks touched at all (any pixel changed), against the
+			 * nearest of the FREEZE_LAGS previous frames: a frozen source
+			 * through a long-GOP encoder with B-frames drifts to and fro
+			 * around one picture (its B-frames and references are refined
+			 * in turn), so within a few frames one is bit for bit the same
+			 * or nearly; sensor noise that survives the encoder makes every
+			 * frame differ from all before it
+			 */
+			for (int k = 1; k <= FREEZE_LAGS && k <= i; k++)
+			{
+				int			t = 0;
+
+				for (int by = 0; by < bh && t < touched; by++)
+					for (int bx = 0; bx < bw; bx++)
+					{
+						int			y0 = by * 8 + 8 <= s->gh ? by * 8 : s->gh - 8,
+									x0 = bx * 8 + 8 <= s->gw ? bx * 8 : s->gw - 8;
+
+						for (int y = y0; y < y0 + 8; y++)
+							if (memcmp(s->y[i] + (size_t) y * s->gw + x0, s->y[i - k] + (size_t) y * s->gw + x0, 8) != 0)
+							{
+								t++;
+								break;
+							}
+					}
+				if (t < touched)
+					touched = t;
+			}
 			tsh[pairs] = (double) touched / (bw * bh);
 			dbg("freeze pair %d: changed %.4f touched %.4f\n", i, (double) changed / (bw * bh), tsh[pairs]);
 			pairs++;
@@ -1570,7 +1680,8 @@ check_freeze(actx *a)
 		 * few blocks of nearly every pair.  The lower quartile of the
 		 * pairs, not the median: a starved encoder refines a frozen picture
 		 * for half a GOP (1-2 % of the blocks at the median, as much as a
-		 * clean static scene), then codes it bit for bit
+		 * clean static scene), then codes it bit for bit, or nearly so
+		 * against one of the previous frames (above)
 		 */
 		qsort(tsh, pairs, sizeof(double), cmp_double);
 		tmed = tsh[(pairs - 1) / 4];
