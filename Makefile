@@ -30,6 +30,7 @@ OBJS = \
 	workers/sip/sbuf.o \
 	workers/sip/manscdp.o \
 	workers/sip/sip_msg.o \
+	workers/sip/sip_fastpath.o \
 	workers/sip/sip_digest.o \
 	workers/sip/sip_settings.o \
 	workers/sip/sip_core.o \

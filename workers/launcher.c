@@ -61,7 +61,7 @@ static const WorkerKind kinds[] = {
 	 &vms_viid_enabled},
 	{"sip", "vms_sip_main", "vms sip",
 	 {"messages_in", "messages_out", "registrations", "keepalives", "auth_failures", "parse_errors", "devices_online", "catalog_items",
-	  "wrong_source", "replayed", "batch_dropped", "handler_errors", "challenges_limited"},
+	  "wrong_source", "replayed", "batch_dropped", "handler_errors", "challenges_limited", "keepalives_fast"},
 	 &vms_sip_enabled},
 	{"inspector", "vms_inspector_main", "vms inspector",
 	 {"rounds_started", "tasks", "stream_ok", "stream_failed", "abnormal", "snapshots", "errors", "sample_ms"},

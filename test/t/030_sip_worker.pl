@@ -100,7 +100,7 @@ sub stats_of
 ###########################################################################
 SKIP:
 {
-	skip 'sipp scenarios not present', 8 unless -f "$sippdir/register_digest.xml";
+	skip 'sipp scenarios not present', 17 unless -f "$sippdir/register_digest.xml";
 	my $dev = '34020000001180000901';
 	my $sipp_port = PostgreSQL::Test::Cluster::get_free_port();
 	my @common = ('-m', '1', '-s', $server_id, '-key', 'domain', $realm, '-key', 'device', $dev, '-au', $dev,
@@ -117,6 +117,35 @@ SKIP:
 	ok($sipp->('register_digest.xml'), 'sipp: REGISTER → 401 digest challenge → 200 with a Date header');
 	wait_ok($node, "SELECT online FROM vms.device WHERE code = '$dev'", 'the sipp device is online');
 	ok($sipp->('keepalive.xml'), 'sipp: keepalive MESSAGEs answered 200');
+
+	# a keepalive read by the fast path (sip_fastpath.c) and one left to the
+	# full path (libosip2 + libxml2) change the device alike: the last
+	# keepalive moves, the rest of its session row is the same
+	my $session = "SELECT online, transport, host(address), port, user_agent, registered_at, expires_at, auth_failures "
+	  . "FROM vms.device_session WHERE device_code = '$dev'";
+	my $last_ka = "SELECT last_keepalive_at FROM vms.device_session WHERE device_code = '$dev'";
+	my $counts = sub {
+		my ($fast, $all) = @_;
+		return "SELECT (counters ->> 'keepalives_fast')::bigint = $fast AND (counters ->> 'keepalives')::bigint = $all "
+		  . "FROM vms.worker_status WHERE name = 'sip'";
+	};
+	wait_ok($node, "SELECT (counters ->> 'keepalives')::bigint >= 3 AND counters ->> 'keepalives_fast' = counters ->> 'keepalives' "
+		  . "FROM vms.worker_status WHERE name = 'sip'", "keepalive.xml's three keepalives went by the fast path");
+	my ($fast0, $all0) = (counter('keepalives_fast'), counter('keepalives'));
+	my $t0 = $node->safe_psql('postgres', $last_ka);
+	ok($sipp->('keepalive_common.xml'), 'sipp: a keepalive in the common shape answered 200');
+	wait_ok($node, $counts->($fast0 + 1, $all0 + 1), 'it was read by the fast path (keepalives_fast and keepalives + 1)');
+	wait_ok($node, "SELECT last_keepalive_at > '$t0' FROM vms.device_session WHERE device_code = '$dev'",
+		'the fast path moved the device\'s last keepalive');
+	my $after_fast = $node->safe_psql('postgres', $session);
+	my $t1 = $node->safe_psql('postgres', $last_ka);
+	ok($sipp->('keepalive_display_name.xml'), 'sipp: a keepalive with a display name in From answered 200');
+	wait_ok($node, $counts->($fast0 + 1, $all0 + 2), 'it was read by the full path (keepalives + 1, keepalives_fast not)');
+	wait_ok($node, "SELECT last_keepalive_at > '$t1' FROM vms.device_session WHERE device_code = '$dev'",
+		'the full path moved the device\'s last keepalive');
+	is($node->safe_psql('postgres', $session), $after_fast,
+		'the session row after the full path is the row after the fast path (online, source, user agent, registration)');
+	like($after_fast, qr/^t\|UDP\|127\.0\.0\.1\|$sipp_port\|sipp-gb28181\|/, 'online, over UDP from the sipp port, its User-Agent');
 	ok($sipp->('missing_expires.xml'), 'sipp: REGISTER without Expires → 400');
 	ok($sipp->('wrong_password.xml'), 'sipp: wrong password → 403');
 

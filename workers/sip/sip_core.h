@@ -15,6 +15,7 @@
  *   sip_net.c        sockets: UDP/TCP receive and send
  *   sip_sql.c        the named SQL operations the worker runs
  *   sip_core.c       clock, counters, logging, scratch buffer
+ *   sip_fastpath.c   a keepalive of the common shape read without libosip2/libxml2
  *   sip_msg.c, manscdp.c, sip_digest.c, sbuf.c, sip_settings.c: parsing, auth, settings
  */
 #ifndef VMS_SIP_CORE_H
@@ -43,6 +44,7 @@ enum
 	C_DROPPED,					/* events or flips dropped because the batch was full */
 	C_HANDLER_ERRORS,			/* messages whose handling raised an error: 500 */
 	C_CHALLENGES_LIMITED,		/* 401 challenges not sent: over the rate for their source address */
+	C_KEEPALIVES_FAST,			/* keepalives read by the fast path (sip_fastpath.c), counted in C_KEEPALIVES too */
 	C_SIP_COUNTERS
 };
 StaticAssertDecl(C_SIP_COUNTERS <= VMS_COUNTERS, "the sip worker's counters must fit in a worker slot");

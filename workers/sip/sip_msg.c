@@ -374,6 +374,9 @@ sip_in_free(SipIn *in)
 bool
 sip_answerable(const SipIn *in)
 {
+	/* the fast path took only messages with all of these (sip_fastpath.c) */
+	if (in->fast)
+		return in->is_request && in->raw != NULL;
 	return in->msg && in->is_request && osip_list_size(&in->msg->vias) > 0 &&
 		in->msg->from && in->msg->to && in->msg->call_id && in->msg->call_id->number &&
 		in->msg->cseq && in->msg->cseq->number && in->msg->cseq->method;
@@ -484,6 +487,21 @@ header_kind(const char *name, size_t n)
 	return H_OTHER;
 }
 
+/* a number in decimal, without printf: answers are built for every keepalive */
+static void
+append_uint(SBuf *out, unsigned int v)
+{
+	char		d[12];
+	int			k = sizeof(d);
+
+	do
+	{
+		d[--k] = (char) ('0' + v % 10);
+		v /= 10;
+	} while (v > 0);
+	sbuf_append(out, d + k, sizeof(d) - k);
+}
+
 /* the first Via value with ;received and a filled-in ;rport */
 static void
 append_top_via(SBuf *out, const char *v, size_t n, const char *ip, int port)
@@ -509,12 +527,14 @@ append_top_via(SBuf *out, const char *v, size_t n, const char *ip, int port)
 	if (r)
 	{
 		sbuf_append(out, v, r - v);
-		sbuf_printf(out, "=%d", port);
+		sbuf_append(out, "=", 1);
+		append_uint(out, (unsigned int) port);
 		sbuf_append(out, r, (v + end) - r);
 	}
 	else
 		sbuf_append(out, v, end);
-	sbuf_printf(out, ";received=%s", ip);
+	sbuf_puts(out, ";received=");
+	sbuf_puts(out, ip);
 	sbuf_append(out, v + end, n - end);
 }
 
@@ -531,7 +551,11 @@ sip_answer_text(const SipIn *in, int code, const char *reason, const char *to_ta
 	if (!sip_answerable(in) || in->raw == NULL)
 		return false;
 	sbuf_reset(out);
-	sbuf_printf(out, "SIP/2.0 %d %s\r\n", code, reason);
+	sbuf_puts(out, "SIP/2.0 ");
+	append_uint(out, (unsigned int) code);
+	sbuf_append(out, " ", 1);
+	sbuf_puts(out, reason);
+	sbuf_append(out, "\r\n", 2);
 	/* skip the request line */
 	while (p < end && *p != '\n')
 		p++;
@@ -580,7 +604,9 @@ sip_answer_text(const SipIn *in, int code, const char *reason, const char *to_ta
 			else if (current == H_TO && to_tag && in->to_tag[0] == '\0' && !seen[H_TO])
 			{
 				sbuf_append(out, p, vlen);
-				sbuf_printf(out, ";tag=%s\r\n", to_tag);
+				sbuf_puts(out, ";tag=");
+				sbuf_puts(out, to_tag);
+				sbuf_append(out, "\r\n", 2);
 			}
 			else if (current != H_OTHER && (current == H_VIA || !seen[current]))
 			{

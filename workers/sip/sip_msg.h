@@ -49,6 +49,7 @@ typedef struct SipIn
 	const char *body;			/* points into the caller's buffer */
 	size_t		body_len;
 	char		why[96];		/* what was wrong, for logs and reason phrases */
+	bool		fast;			/* read by sip_fastpath_keepalive(), not libosip2: msg is NULL */
 } SipIn;
 
 extern bool sip_msg_init(char *err, size_t errlen);

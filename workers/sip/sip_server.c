@@ -20,6 +20,7 @@
 #include "sip_db.h"
 #include "sip_devices.h"
 #include "sip_digest.h"
+#include "sip_fastpath.h"
 #include "sip_net.h"
 #include "sip_control.h"
 #include "sip_requests.h"
@@ -542,6 +543,8 @@ static void
 handle_keepalive(const SipIn *in, const Peer *peer, Dev *d)
 {
 	sip_count(C_KEEPALIVES, 1);
+	if (in->fast)
+		sip_count(C_KEEPALIVES_FAST, 1);
 	if (!d->online)
 	{
 		if (!vms_sip_keepalive_revives)
@@ -631,8 +634,9 @@ handle_manscdp(const SipIn *in, const Peer *peer, bool is_notify)
 		sip_answer(in, peer, 400, "Missing Body", NULL);
 		return;
 	}
+	/* the fast path read the body already (sip_fastpath.c): the same fields manscdp_parse gives */
+	st = in->fast ? MANSCDP_OK : manscdp_parse(in->body, in->body_len, (size_t) vms_sip_max_message, &cur_m);
 	cur_m_live = true;
-	st = manscdp_parse(in->body, in->body_len, (size_t) vms_sip_max_message, &cur_m);
 	if (st != MANSCDP_OK)
 	{
 		sip_count(C_PARSE_ERRORS, 1);
@@ -685,8 +689,20 @@ static void
 handle_one(const char *buf, size_t len, const Peer *peer)
 {
 	SipIn	   *in = &cur_in;
-	SipParseStatus st = sip_parse(buf, len, (size_t) vms_sip_max_message, in);
+	SipParseStatus st;
 
+	/*
+	 * A keepalive of the common shape is read without libosip2 and libxml2
+	 * (sip_fastpath.c: same fields, and the same handling below); anything
+	 * else is parsed in full.
+	 */
+	if (sip_fastpath_keepalive(buf, len, (size_t) vms_sip_max_message, in, &cur_m))
+	{
+		cur_m_live = true;
+		st = SIPP_OK;
+	}
+	else
+		st = sip_parse(buf, len, (size_t) vms_sip_max_message, in);
 	if (st != SIPP_OK)
 	{
 		sip_count(C_PARSE_ERRORS, 1);
@@ -777,7 +793,7 @@ sip_handle(const char *buf, size_t len, const Peer *peer)
 
 		sip_count(C_HANDLER_ERRORS, 1);
 		sip_log_limited(LOG_OTHER, "a message from %s:%d failed: %s", peer->ip, peer->port, why);
-		if (cur_in.msg && cur_in.is_request && cur_in.method && strcmp(cur_in.method, "ACK") != 0)
+		if ((cur_in.msg || cur_in.fast) && cur_in.is_request && cur_in.method && strcmp(cur_in.method, "ACK") != 0)
 			sip_answer(&cur_in, peer, 500, "Server Internal Error", NULL);
 	}
 	PG_END_TRY();
