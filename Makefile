@@ -16,6 +16,7 @@ OBJS = \
 	extension/crypto.o \
 	extension/access_policy.o \
 	extension/viid_outbox.o \
+	extension/audit_denied.o \
 	workers/worker_registry.o \
 	workers/worker_tx.o \
 	workers/launcher.o \

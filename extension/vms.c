@@ -11,6 +11,7 @@
 #include "utils/guc.h"
 
 #include "vms.h"
+#include "audit_denied.h"
 #include "../workers/worker_registry.h"
 #include "../workers/sip/sip_settings.h"
 
@@ -91,5 +92,8 @@ _PG_init(void)
 							   NULL, NULL, NULL);
 	vms_sip_define_settings();
 	if (process_shared_preload_libraries_in_progress)
+	{
 		vms_register_launcher();
+		vms_audit_denied_request();
+	}
 }

@@ -185,6 +185,22 @@ SELECT grantee, scope_kind, scope_ref FROM vms.review_expiring_grants('3 days') 
 SELECT grantee, scope_kind, scope_ref FROM vms.review_unused_grants(0) ORDER BY id;
 SELECT grantee, scope_ref, unit FROM vms.review_wide_grants ORDER BY id;
 
+-- refusals: the error rolls the refusing transaction back, so a refusal is
+-- queued outside it and written by vms.audit_flush_denied() (the notifier
+-- worker's job in the database it serves; this one it does not); a flush
+-- that rolls back, whole or to a savepoint, loses nothing
+BEGIN;
+SELECT vms.audit_flush_denied() AS flushed_then_rolled_back;
+ROLLBACK;
+BEGIN;
+SAVEPOINT s;
+SELECT vms.audit_flush_denied() AS flushed_in_savepoint;
+ROLLBACK TO s;
+SELECT vms.audit_flush_denied() AS flushed;
+COMMIT;
+SELECT vms.audit_flush_denied() AS nothing_left;
+SELECT session_role, action, object, detail ? 'attempted_at' AS has_attempt_time
+  FROM vms.audit_log WHERE action LIKE 'denied%' ORDER BY seq;
 -- the audit trail: every grant, request, decision, use and refusal
 SELECT seq, session_role, action, object FROM vms.audit_log WHERE action NOT LIKE 'ledger%' ORDER BY seq;
 SELECT * FROM vms.audit_verify();

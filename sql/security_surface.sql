@@ -24,7 +24,10 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms._arc_envelope(public.geometry)',
     'vms._audit_append_only()',
     'vms._audit_archive_guard()',
+    'vms._audit_as(text,text,text,jsonb)',
     'vms._audit_bytes(bigint,timestamp with time zone,text,text,text,jsonb,bytea)',
+    'vms._audit_denied(text,text,jsonb)',
+    'vms._audit_denied_take()',
     'vms._audit_row()',
     'vms._availability_figures(timestamp with time zone,timestamp with time zone,text)',
     'vms._availability_first_event(text,vms.gbcode)',
@@ -337,7 +340,8 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
 ]), 'approver';
 -- vms_auditor
 INSERT INTO surface.class SELECT unnest(ARRAY[
-    'vms.audit_verify()'
+    'vms.audit_verify()',
+    'vms.audit_denied_status()'
 ]), 'auditor';
 -- periodic review: vms_grant_admin, vms_approver, vms_auditor
 INSERT INTO surface.class SELECT unnest(ARRAY[
@@ -349,6 +353,7 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms.alarm_escalate()',
     'vms.alarm_mask_add(text,jsonb,text[],timestamp with time zone,timestamp with time zone,text)',
     'vms.audit(text,text,jsonb)',
+    'vms.audit_flush_denied()',
     'vms.audit_archive_before(timestamp with time zone)',
     'vms.audit_archive_detach(bigint)',
     'vms.availability(timestamp with time zone,timestamp with time zone,text)',

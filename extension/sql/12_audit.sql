@@ -37,7 +37,9 @@ COMMENT ON FUNCTION vms._audit_bytes(bigint, timestamptz, text, text, text, json
 -- records the session user, whoever calls.  Not executable by PUBLIC or the
 -- duty roles (99_privileges.sql): entries come from the extension's own
 -- definer functions and triggers, and from superusers.
-CREATE FUNCTION vms.audit(action text, object text, detail jsonb DEFAULT '{}') RETURNS bigint
+-- An entry for a given session role: vms.audit's (the session user's own),
+-- and the refusals queued past their rollback (vms.audit_flush_denied).
+CREATE FUNCTION vms._audit_as(session_role text, action text, object text, detail jsonb DEFAULT '{}') RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     last vms.audit_log;
@@ -51,17 +53,60 @@ BEGIN
     END IF;
     e.seq := coalesce(last.seq, 0) + 1;
     e.at := clock_timestamp();
-    e.session_role := session_user;
-    e.action := audit.action;
-    e.object := audit.object;
-    e.detail := coalesce(audit.detail, '{}');
+    e.session_role := _audit_as.session_role;
+    e.action := _audit_as.action;
+    e.object := _audit_as.object;
+    e.detail := coalesce(_audit_as.detail, '{}');
     e.digest_alg := vms.chain_digest_name();
     e.prev_hash := last.hash;
     e.hash := vms.chain_digest(vms._audit_bytes(e.seq, e.at, e.session_role, e.action, e.object, e.detail, e.prev_hash));
     INSERT INTO vms.audit_log VALUES (e.*);
     RETURN e.seq;
 END $$;
+COMMENT ON FUNCTION vms._audit_as(text, text, text, jsonb) IS 'internal: append an entry to the hash-chained audit log for a given session role';
+
+CREATE FUNCTION vms.audit(action text, object text, detail jsonb DEFAULT '{}') RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+BEGIN
+    RETURN vms._audit_as(session_user, action, object, detail);
+END $$;
 COMMENT ON FUNCTION vms.audit(text, text, jsonb) IS 'append an entry to the hash-chained audit log (as the session user)';
+
+-- Refusals.  vms.exercise_right raises 42501 for a right the role lacks,
+-- which rolls back whatever its transaction wrote, an audit entry too; so a
+-- refusal is recorded outside the transaction (extension/audit_denied.c):
+-- in the server log at once and in a bounded queue in shared memory, which
+-- vms.audit_flush_denied() empties into the audit log (the notifier worker
+-- calls it as soon as it is woken, in the database it serves; elsewhere run
+-- it from cron).  Entries are claimed until the flushing transaction ends,
+-- so a flush that rolls back loses nothing.
+CREATE FUNCTION vms._audit_denied(action text, object text, detail jsonb) RETURNS void
+    AS 'MODULE_PATHNAME', 'vms_audit_denied' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION vms._audit_denied(text, text, jsonb) IS
+    'internal: record a refusal outside the transaction (server log now, the audit log at the next vms.audit_flush_denied)';
+CREATE FUNCTION vms._audit_denied_take()
+    RETURNS TABLE (at timestamptz, session_role text, action text, object text, detail jsonb)
+    AS 'MODULE_PATHNAME', 'vms_audit_denied_take' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION vms._audit_denied_take() IS
+    'internal: the queued refusals of this database, oldest first, claimed until the transaction ends (freed at commit, queued again at rollback)';
+CREATE FUNCTION vms.audit_flush_denied() RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    d record;
+    n bigint := 0;
+BEGIN
+    FOR d IN SELECT * FROM vms._audit_denied_take() LOOP
+        PERFORM vms._audit_as(d.session_role, d.action, d.object, d.detail || jsonb_build_object('attempted_at', d.at));
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION vms.audit_flush_denied() IS
+    'write the refusals queued in shared memory for this database into the audit log (as the refused session role, detail.attempted_at the time of the refusal); returns how many; the notifier worker does this when woken';
+CREATE FUNCTION vms.audit_denied_status(OUT pending bigint, OUT claimed bigint, OUT queued bigint, OUT dropped bigint)
+    AS 'MODULE_PATHNAME', 'vms_audit_denied_status' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION vms.audit_denied_status() IS
+    'the refusal queue of this server: entries waiting for the audit log, claimed by a flush in progress, queued and dropped (queue full) since the server started; NULLs when vms is not preloaded';
 
 CREATE FUNCTION vms._audit_append_only() RETURNS trigger
     LANGUAGE plpgsql AS $$

@@ -437,7 +437,8 @@ DECLARE
     acting name := pg_catalog.pg_get_userbyid(vms._acting_role());
 BEGIN
     IF NOT vms._can_for(acting, action, channel) THEN
-        PERFORM vms.audit('denied_' || action, channel::text, detail);
+        -- outside this transaction, which the error rolls back
+        PERFORM vms._audit_denied('denied_' || action, channel::text, detail);
         RAISE EXCEPTION 'permission denied to % channel %', replace(action, '_', ' '), channel
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'Ask for access with vms.request_access().';

@@ -122,6 +122,7 @@ GRANT EXECUTE ON FUNCTION
   TO vms_grant_admin;
 GRANT EXECUTE ON FUNCTION vms.approve_request(bigint, text), vms.reject_request(bigint, text) TO vms_approver;
 GRANT EXECUTE ON FUNCTION vms.audit_verify() TO vms_auditor;
+GRANT EXECUTE ON FUNCTION vms.audit_denied_status() TO vms_auditor;
 GRANT EXECUTE ON FUNCTION vms.review_unused_grants(integer), vms.review_expiring_grants(interval)
   TO vms_grant_admin, vms_approver, vms_auditor;
 

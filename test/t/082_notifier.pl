@@ -6,7 +6,8 @@
 # a dead letter after max_attempts is redriven; PostgreSQL stopped with
 # -m immediate while the receiver holds requests loses nothing and re-sends
 # with the same ids; the worker calls vms.ops_run_due() on its own; queuing
-# wakes the worker (delivered with an idle poll of an hour).
+# wakes the worker (delivered with an idle poll of an hour); a refused right
+# wakes it too and reaches the audit log.
 use strict;
 use warnings;
 use utf8;
@@ -286,6 +287,23 @@ for my $code (@woken)
 }
 ok(wait_for('the woken webhooks', sub { hooks_for($woken[0]) == 1 && hooks_for($woken[1]) == 1 }),
 	'both arrived at the receiver once');
+
+# --- a refused right reaches the audit log although its error rolls the
+# refusing transaction back: queued outside it, written by the notifier when
+# woken (the poll still an hour: only the refusal's wake moves it)
+sql("CREATE ROLE notifier_nobody LOGIN IN ROLE vms_analyst");
+wait_ok($node, $idle, 'the worker waits idle before the refusal');
+my ($rc, $out, $err) = $node->psql('postgres',
+	"SELECT vms.exercise_right('ptz', '11010500001320000001', '{\"cmd\": \"left\"}')",
+	extra_params => [ '-U', 'notifier_nobody' ]);
+like($err, qr/permission denied to ptz channel 11010500001320000001/, 'the right is refused (42501)');
+wait_ok($node, "SELECT count(*) = 1 FROM vms.audit_log WHERE session_role = 'notifier_nobody' AND action = 'denied_ptz' "
+		  . "AND object = '11010500001320000001' AND detail ->> 'cmd' = 'left' AND detail ? 'attempted_at'",
+	'the refusal is in the audit log, written by the notifier');
+is(sql("SELECT ok FROM vms.audit_verify()"), 't', 'the chain holds');
+is(sql("SELECT pending || '/' || claimed FROM vms.audit_denied_status()"), '0/0', 'nothing left in the queue');
+cmp_ok(sql("SELECT (counters ->> 'denied_audited')::int FROM vms.worker_status WHERE name = 'notifier'"), '>=', 1,
+	'counted in vms.worker_status');
 
 $node->stop;
 stop_receiver();

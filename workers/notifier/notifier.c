@@ -42,6 +42,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "../../extension/audit_denied.h"
 #include "../worker_registry.h"
 #include "../worker_tx.h"
 #include "notifier_settings.h"
@@ -75,10 +76,11 @@ PGDLLEXPORT void vms_notifier_main(Datum arg);
 	"FROM unnest($1::bigint[], $2::boolean[], $3::text[], $4::text[]) x(id, ok, status, error), " \
 	"  LATERAL vms._notify_result(x.id, x.ok, x.status, x.error) r"
 #define SQL_OPS_RUN_DUE "SELECT vms.ops_run_due()"
+#define SQL_FLUSH_DENIED "SELECT vms.audit_flush_denied()"
 
 enum
 {
-	C_SENT, C_DELIVERED, C_RETRIED, C_DEAD, C_WEBHOOK, C_MAIL, C_OPS_RUNS, C_OPS_RAN
+	C_SENT, C_DELIVERED, C_RETRIED, C_DEAD, C_WEBHOOK, C_MAIL, C_OPS_RUNS, C_OPS_RAN, C_DENIED_AUDITED
 };
 
 /* the answer or upload of one request; callbacks never ereport (see collect) */
@@ -527,6 +529,28 @@ run_schedule(void)
 }
 
 /*
+ * Refused rights queued in shared memory (extension/audit_denied.c) go into
+ * the audit log in a transaction of their own; the refusing backend wakes
+ * this worker, so they are there within a round.
+ */
+static void
+flush_denied(void)
+{
+	if (!vms_audit_denied_waiting())
+		return;
+	vms_worker_begin_tx(SQL_FLUSH_DENIED);
+	if (SPI_execute(SQL_FLUSH_DENIED, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "vms notifier: vms.audit_flush_denied() failed");
+	else
+	{
+		char	   *n = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		vms_worker_count(slot, C_DENIED_AUDITED, n ? atoll(n) : 0);
+	}
+	vms_worker_end_tx();
+}
+
+/*
  * Nothing due: wait for vms.notifier_poll_interval, or less when the
  * schedule is due sooner, or until the latch is set.  vms._notify_enqueue
  * (and vms.notify_redrive) call vms._wake_worker('notifier'), which sets
@@ -566,6 +590,7 @@ notifier_round(void)
 	/* no SQL until the extension is there, at this library's version */
 	if (!vms_worker_ready(slot))
 		return false;
+	flush_denied();
 	run_schedule();
 	batch = palloc(sizeof(Notification *) * vms_notifier_batch);
 	count = claim(batch);

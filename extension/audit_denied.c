@@ -1,0 +1,378 @@
+/*
+ * audit_denied.c — refused rights reach the audit log although the refusal
+ * rolls its transaction back.
+ *
+ * vms.exercise_right raises 42501 when a role lacks a right, and an audit
+ * row written in that transaction would vanish with it.  So the refusal is
+ * recorded outside the transaction: in the server log at once, and in a
+ * queue in shared memory that a committing transaction later empties into
+ * the hash-chained audit log (vms.audit_flush_denied(); the notifier worker
+ * calls it when woken, in the database it serves).  An entry taken from the
+ * queue is only claimed until the taking transaction ends: freed when it
+ * commits, back in the queue when it (or the subtransaction that took it)
+ * rolls back, so a flush that fails loses nothing.  Bounded: 256 entries of
+ * bounded size; a full queue drops the refusal from the audit log (it is
+ * still in the server log) and counts it.  A server crash empties the queue,
+ * as it does every shared memory; the server log keeps the refusals.
+ * Without shared_preload_libraries = 'vms' there is no queue: the server log
+ * only.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "audit_denied.h"
+#include "../workers/worker_registry.h"
+
+#define DENIED_SLOTS	256
+#define DENIED_ACTION	64
+#define DENIED_OBJECT	128
+#define DENIED_DETAIL	1024
+
+typedef enum DeniedState
+{
+	DENIED_FREE = 0,
+	DENIED_PENDING,
+	DENIED_CLAIMED
+} DeniedState;
+
+typedef struct DeniedEntry
+{
+	DeniedState state;
+	Oid			dboid;
+	uint64		order;			/* queue order: entries come out as they went in */
+	int			claimer;		/* MyProcPid of the taking backend */
+	TimestampTz at;
+	char		role[NAMEDATALEN];
+	char		action[DENIED_ACTION];
+	char		object[DENIED_OBJECT];
+	char		detail[DENIED_DETAIL];	/* jsonb as text, or "" when it did not fit */
+	int			detail_len;		/* the original length, when cut */
+} DeniedEntry;
+
+typedef struct DeniedQueue
+{
+	LWLock	   *lock;
+	uint64		next_order;
+	uint64		queued;			/* ever queued */
+	uint64		dropped;		/* refused while full */
+	DeniedEntry entries[DENIED_SLOTS];
+} DeniedQueue;
+
+static DeniedQueue *queue = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/* this backend's claims, each with the subtransaction level that took it */
+static int	claimed_slot[DENIED_SLOTS];
+static int	claimed_level[DENIED_SLOTS];
+static int	n_claimed = 0;
+static bool callbacks_registered = false;
+
+static void
+denied_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(DeniedQueue)));
+	RequestNamedLWLockTranche("vms audit denied", 1);
+}
+
+static void
+denied_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	queue = ShmemInitStruct("vms audit denied", sizeof(DeniedQueue), &found);
+	if (!found)
+	{
+		memset(queue, 0, sizeof(DeniedQueue));
+		queue->lock = &(GetNamedLWLockTranche("vms audit denied"))->lock;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+void
+vms_audit_denied_request(void)
+{
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = denied_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = denied_shmem_startup;
+}
+
+/*
+ * Release this backend's claims whose subtransaction level is at least
+ * `level`: freed (commit) or queued again (abort).
+ */
+static void
+release_claims(int level, DeniedState to)
+{
+	int			kept = 0;
+
+	if (n_claimed == 0 || queue == NULL)
+		return;
+	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < n_claimed; i++)
+	{
+		DeniedEntry *e = &queue->entries[claimed_slot[i]];
+
+		if (claimed_level[i] >= level)
+		{
+			if (e->state == DENIED_CLAIMED && e->claimer == MyProcPid)
+			{
+				e->state = to;
+				e->claimer = 0;
+			}
+		}
+		else
+		{
+			claimed_slot[kept] = claimed_slot[i];
+			claimed_level[kept] = claimed_level[i];
+			kept++;
+		}
+	}
+	n_claimed = kept;
+	LWLockRelease(queue->lock);
+}
+
+static void
+denied_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PREPARE:
+			release_claims(0, DENIED_FREE);
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			release_claims(0, DENIED_PENDING);
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+denied_subxact_callback(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid, void *arg)
+{
+	/* a rolled-back subtransaction's audit rows are gone: its claims go back */
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		release_claims(GetCurrentTransactionNestLevel(), DENIED_PENDING);
+}
+
+static void
+copy_bounded(char *dst, size_t size, const char *src)
+{
+	size_t		len = strlen(src);
+
+	if (len >= size)
+	{
+		/* cut on a character boundary */
+		len = pg_mbcliplen(src, len, size - 1);
+	}
+	memcpy(dst, src, len);
+	dst[len] = '\0';
+}
+
+PG_FUNCTION_INFO_V1(vms_audit_denied);
+/*
+ * vms._audit_denied(action text, object text, detail jsonb): record a
+ * refusal outside the transaction (server log now, audit log later).
+ */
+Datum
+vms_audit_denied(PG_FUNCTION_ARGS)
+{
+	char	   *action = PG_ARGISNULL(0) ? pstrdup("denied") : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *object = PG_ARGISNULL(1) ? pstrdup("") : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	Jsonb	   *jb = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
+	char	   *detail = jb == NULL ? pstrdup("{}") : JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+	char	   *role = GetUserNameFromId(GetSessionUserId(), false);
+	bool		queued = false;
+	uint64		dropped = 0;
+
+	if (queue != NULL)
+	{
+		int			slot = -1;
+
+		LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+		for (int i = 0; i < DENIED_SLOTS; i++)
+			if (queue->entries[i].state == DENIED_FREE)
+			{
+				slot = i;
+				break;
+			}
+		if (slot >= 0)
+		{
+			DeniedEntry *e = &queue->entries[slot];
+			size_t		dlen = strlen(detail);
+
+			e->dboid = MyDatabaseId;
+			e->order = queue->next_order++;
+			e->claimer = 0;
+			e->at = GetCurrentTimestamp();
+			copy_bounded(e->role, sizeof(e->role), role);
+			copy_bounded(e->action, sizeof(e->action), action);
+			copy_bounded(e->object, sizeof(e->object), object);
+			if (dlen < sizeof(e->detail))
+			{
+				memcpy(e->detail, detail, dlen + 1);
+				e->detail_len = 0;
+			}
+			else
+			{
+				e->detail[0] = '\0';
+				e->detail_len = (int) Min(dlen, (size_t) INT_MAX);
+			}
+			e->state = DENIED_PENDING;
+			queue->queued++;
+			queued = true;
+		}
+		else
+			dropped = ++queue->dropped;
+		LWLockRelease(queue->lock);
+	}
+	ereport(queued || queue == NULL ? LOG : WARNING,
+			(errmsg("vms: permission denied: role \"%s\", %s %s", role, action, object),
+			 queue == NULL ? errdetail("Not in the audit log: vms is not in shared_preload_libraries.") :
+			 queued ? errdetail("Queued for the audit log.") :
+			 errdetail("Not in the audit log: its queue is full (%llu refusals dropped so far).",
+					   (unsigned long long) dropped),
+			 queued || queue == NULL ? 0 :
+			 errhint("Run SELECT vms.audit_flush_denied(); in this database, or start the notifier worker."),
+			 errhidestmt(true)));
+	/* the notifier empties the queue in the database it serves */
+	if (queued)
+		vms_worker_wake("notifier");
+	PG_RETURN_VOID();
+}
+
+static int
+order_cmp(const void *a, const void *b)
+{
+	uint64		x = ((const DeniedEntry *) a)->order;
+	uint64		y = ((const DeniedEntry *) b)->order;
+
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+PG_FUNCTION_INFO_V1(vms_audit_denied_take);
+/*
+ * vms._audit_denied_take(): the queued refusals of this database, oldest
+ * first, claimed until this transaction ends (see release_claims).
+ */
+Datum
+vms_audit_denied_take(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	DeniedEntry *taken;
+	int			n = 0;
+	int			level = GetCurrentTransactionNestLevel();
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (queue == NULL)
+		return (Datum) 0;
+	if (!callbacks_registered)
+	{
+		RegisterXactCallback(denied_xact_callback, NULL);
+		RegisterSubXactCallback(denied_subxact_callback, NULL);
+		callbacks_registered = true;
+	}
+	taken = palloc(sizeof(DeniedEntry) * DENIED_SLOTS);
+	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < DENIED_SLOTS && n_claimed < DENIED_SLOTS; i++)
+	{
+		DeniedEntry *e = &queue->entries[i];
+
+		if (e->state != DENIED_PENDING || e->dboid != MyDatabaseId)
+			continue;
+		e->state = DENIED_CLAIMED;
+		e->claimer = MyProcPid;
+		claimed_slot[n_claimed] = i;
+		claimed_level[n_claimed] = level;
+		n_claimed++;
+		memcpy(&taken[n++], e, sizeof(DeniedEntry));
+	}
+	LWLockRelease(queue->lock);
+	qsort(taken, n, sizeof(DeniedEntry), order_cmp);
+	for (int i = 0; i < n; i++)
+	{
+		Datum		values[5];
+		bool		nulls[5] = {false, false, false, false, false};
+		char	   *detail = taken[i].detail_len > 0
+			? psprintf("{\"detail_cut\": %d}", taken[i].detail_len) : taken[i].detail;
+
+		values[0] = TimestampTzGetDatum(taken[i].at);
+		values[1] = CStringGetTextDatum(taken[i].role);
+		values[2] = CStringGetTextDatum(taken[i].action);
+		values[3] = CStringGetTextDatum(taken[i].object);
+		values[4] = DirectFunctionCall1(jsonb_in, CStringGetDatum(detail));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(vms_audit_denied_status);
+/* vms.audit_denied_status(): the queue's pending, claimed, queued and dropped counts */
+Datum
+vms_audit_denied_status(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+	int64		pending = 0,
+				claimed = 0;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (queue == NULL)
+	{
+		for (int i = 0; i < 4; i++)
+			nulls[i] = true;
+		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
+	}
+	LWLockAcquire(queue->lock, LW_SHARED);
+	for (int i = 0; i < DENIED_SLOTS; i++)
+	{
+		if (queue->entries[i].state == DENIED_PENDING)
+			pending++;
+		else if (queue->entries[i].state == DENIED_CLAIMED)
+			claimed++;
+	}
+	values[2] = Int64GetDatum((int64) queue->queued);
+	values[3] = Int64GetDatum((int64) queue->dropped);
+	LWLockRelease(queue->lock);
+	values[0] = Int64GetDatum(pending);
+	values[1] = Int64GetDatum(claimed);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
+}
+
+/* for the notifier: are refusals of this database waiting? (no lock: a hint) */
+bool
+vms_audit_denied_waiting(void)
+{
+	if (queue == NULL)
+		return false;
+	for (int i = 0; i < DENIED_SLOTS; i++)
+		if (queue->entries[i].state == DENIED_PENDING && queue->entries[i].dboid == MyDatabaseId)
+			return true;
+	return false;
+}
