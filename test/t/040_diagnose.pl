@@ -3,6 +3,10 @@
 # test/peers/rtsp_server.py; a camera that stalls after PLAY and one that
 # refuses the stream give an abnormal `stream` row within the timeouts; a
 # statement_timeout and pg_cancel_backend stop a long diagnosis at once.
+# Bad input (issue 14: zero length, sound only, an MP4 cut before its index,
+# 8x8 pictures, 10-bit, 4:2:2, an odd size, a resolution change mid-sample)
+# gives every row: an abnormal `stream` row with FFmpeg's reason, or the
+# pictures diagnosed; no error, no backend crash.
 # (The SQL API does not return the JPEG snapshot, so it is not tested here.)
 use strict;
 use warnings;
@@ -55,6 +59,57 @@ is($node->safe_psql('postgres',
 is($node->safe_psql('postgres',
 		"SELECT metric FROM vms.diagnose('$clips/clean.mp4', '{\"frames\": 10}') WHERE check_name = 'stream'"),
 	'10', 'file: the frames option limits the sample');
+
+# ---- bad input (issue 14): a `stream` row with the reason, or pictures diagnosed; never an error or a crash ----
+my @x264 = qw(-c:v libx264 -preset veryfast -x264-params threads=1 -an);
+sub ffbad { my ($out, @args) = @_; system(@ff, @args, "$clips/$out") == 0 or die "ffmpeg failed for $out"; }
+ffbad('tenbit.mp4', 'testsrc2=s=640x360:r=25', '-t', '2', @x264, '-pix_fmt', 'yuv420p10le');
+ffbad('yuv422.mp4', 'testsrc2=s=640x360:r=25', '-t', '2', @x264, '-pix_fmt', 'yuv422p');
+# (testsrc2 rounds its size down to even numbers: the scale filter makes it odd)
+ffbad('odd.mp4', 'testsrc2=s=352x288:r=25', '-t', '2', '-vf', 'scale=353:289', @x264, '-pix_fmt', 'yuv444p');
+ffbad('tiny.mp4', 'testsrc2=s=8x8:r=25', '-t', '1', @x264, '-pix_fmt', 'yuv444p');
+ffbad('audio.m4a', 'sine=f=440:d=2', '-c:a', 'aac');
+ffbad('index_last.mp4', 'testsrc2=s=640x360:r=25', '-t', '2', @x264, '-pix_fmt', 'yuv420p');
+ffbad('res_a.ts', 'testsrc2=s=640x360:r=25', '-t', '1', @x264, '-pix_fmt', 'yuv420p');
+ffbad('res_b.ts', 'testsrc2=s=320x240:r=25', '-t', '1.4', @x264, '-pix_fmt', 'yuv420p');
+{
+	my $whole = slurp_file("$clips/index_last.mp4");
+	open my $f, '>:raw', "$clips/truncated.mp4" or die;
+	print $f substr($whole, 0, int(length($whole) * 2 / 5));    # its index (moov, at the end) is lost
+	close $f;
+	open $f, '>:raw', "$clips/reschange.ts" or die;
+	print $f slurp_file("$clips/res_a.ts") . slurp_file("$clips/res_b.ts");
+	close $f;
+	open $f, '>', "$clips/zero.mp4" or die;
+	close $f;
+}
+my $bad_pid = $node->safe_psql('postgres', 'SELECT pg_postmaster_start_time()');
+for my $case (
+	[ 'zero.mp4',      't', qr/^could not open: Invalid data found when processing input$/ ],
+	[ 'audio.m4a',     't', qr/^no video stream$/ ],
+	[ 'truncated.mp4', 't', qr/^could not open: / ],
+	[ 'tiny.mp4',      't', qr/^frame size 8x8 not supported$/ ],
+	[ 'tenbit.mp4',    'f', qr/^640x360 h264 25\.0 fps, 50 frames/ ],
+	[ 'yuv422.mp4',    'f', qr/^640x360 h264 25\.0 fps, 50 frames/ ],
+	[ 'odd.mp4',       'f', qr/^353x289 h264 25\.0 fps, 50 frames/ ],
+	# 1 s at 640x360, then 320x240: more than 25 frames means the pictures after the change were taken too
+	[ 'reschange.ts',  'f', qr/^640x360 h264 25\.0 fps, (2[6-9]|[3-5][0-9]) frames/ ])
+{
+	my ($f, $ab, $detail) = @$case;
+	my ($rows, $stream) = split /\|/, $node->safe_psql('postgres', qq{
+		SELECT count(*) || '|' || max(CASE WHEN check_name = 'stream' THEN CASE WHEN abnormal THEN 't ' ELSE 'f ' END || detail END)
+		  FROM vms.diagnose('$clips/$f')}), 2;
+	is($rows, '12', "bad input $f: every check has its row");
+	like($stream // '', qr/^$ab /, "bad input $f: stream abnormal = $ab ($stream)");
+	like(($stream // '') =~ s/^[tf] //r, $detail, "bad input $f: the stream's detail says what it is");
+	if ($ab eq 'f')
+	{
+		is($node->safe_psql('postgres', "SELECT count(*) FROM vms.diagnose('$clips/$f') WHERE metric IS NULL"), '0',
+			"bad input $f: every picture check evaluated");
+	}
+}
+is($node->safe_psql('postgres', 'SELECT pg_postmaster_start_time()'), $bad_pid, 'bad input: the server did not restart');
+unlike(slurp_file($node->logfile), qr/terminated by signal/, 'bad input: no backend crashed');
 
 # ---- rtsp ----
 my $port = PostgreSQL::Test::Cluster::get_free_port();
