@@ -83,6 +83,7 @@ static struct cfg {
 	struct in_addr bind_addr;
 	int bind_set;
 	uint32_t nsockets;
+	uint32_t bind_spread; /* UDP socket i binds to --bind + (i % bind_spread): devices from many addresses */
 	int tcp;
 	double stats_every;
 	int no_register;
@@ -4084,6 +4085,8 @@ static void usage(FILE *f)
 	    "  --stop-keepalive-after S    stop sending keepalives S seconds after start\n"
 	    "  --bind IP                   local address (default: the one routing to --server)\n"
 	    "  --sockets M                 local UDP sockets (default 1 per 1000 devices)\n"
+	    "  --bind-spread K             UDP socket i binds to the --bind address + (i mod K), e.g. 127.0.0.1..\n"
+	    "                              127.0.1.44 for K 300: devices come from K addresses (default 1)\n"
 	    "  --transport udp|tcp         (tcp: one connection per device)\n"
 	    "  --stats-every S             print the stats line every S seconds\n"
 	    "  --media FILE                H.264 Annex-B file with AUDs: answer INVITE with SDP, stream it\n"
@@ -4114,7 +4117,7 @@ enum {
 	O_ALGORITHM, O_EXPIRES, O_KEEPALIVE, O_JITTER, O_REG_RATE, O_REG_WINDOW, O_REG_RETRY, O_DURATION, O_CHANNELS,
 	O_PAGE_SIZE, O_FAULTS, O_ALARM_EVERY, O_STOP_KA, O_MODE, O_BIND, O_SOCKETS, O_TRANSPORT, O_STATS_EVERY,
 	O_NO_REGISTER, O_ANY_REPLY, O_WINDOW, O_LISTEN, O_VERBOSE, O_HELP, O_MEDIA, O_CONTROL_LOG, O_GB_VERSION,
-	O_SILENT, O_CONTROL_FAIL, O_RECORD_GAP, O_SNAPSHOT
+	O_SILENT, O_CONTROL_FAIL, O_RECORD_GAP, O_BIND_SPREAD, O_SNAPSHOT
 };
 enum { O_INVITE_DELAY = 1000 };
 
@@ -4143,6 +4146,7 @@ static const struct option LONGOPTS[] = {
 	{ "mode", required_argument, NULL, O_MODE },
 	{ "bind", required_argument, NULL, O_BIND },
 	{ "sockets", required_argument, NULL, O_SOCKETS },
+	{ "bind-spread", required_argument, NULL, O_BIND_SPREAD },
 	{ "transport", required_argument, NULL, O_TRANSPORT },
 	{ "stats-every", required_argument, NULL, O_STATS_EVERY },
 	{ "no-register", no_argument, NULL, O_NO_REGISTER },
@@ -4315,6 +4319,9 @@ static void parse_options(int argc, char **argv)
 		case O_SOCKETS:
 			C.nsockets = (uint32_t)parse_ll("sockets", optarg, 1, 60000);
 			break;
+		case O_BIND_SPREAD:
+			C.bind_spread = (uint32_t)parse_ll("bind-spread", optarg, 1, 60000);
+			break;
 		case O_TRANSPORT:
 			if (strcasecmp(optarg, "udp") == 0)
 				C.tcp = 0;
@@ -4441,6 +4448,10 @@ static void setup_udp(void)
 		struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr = C.bind_addr };
 		socklen_t al = sizeof a;
 		int sz = 4 << 20;
+		char ip[INET_ADDRSTRLEN];
+		if (C.bind_spread > 1)
+			a.sin_addr.s_addr = htonl(ntohl(C.bind_addr.s_addr) + i % C.bind_spread);
+		inet_ntop(AF_INET, &a.sin_addr, ip, sizeof ip);
 		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = EPD(EP_UDP, i) };
 		int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd < 0)
@@ -4451,7 +4462,7 @@ static void setup_udp(void)
 			fatal("bind %s: %s", g_local_ip, strerror(errno));
 		g_us[i].fd = fd;
 		g_us[i].port = ntohs(a.sin_port);
-		snprintf(g_us[i].hp, sizeof g_us[i].hp, "%s:%u", g_local_ip, g_us[i].port);
+		snprintf(g_us[i].hp, sizeof g_us[i].hp, "%s:%u", ip, g_us[i].port);
 		if (epoll_ctl(g_ep, EPOLL_CTL_ADD, fd, &ev) != 0)
 			fatal("epoll_ctl: %s", strerror(errno));
 	}
