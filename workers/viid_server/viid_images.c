@@ -74,8 +74,10 @@ typedef struct Split
 	char	   *copied;			/* input copied into out up to here */
 	ArrayBuildState *items,
 			   *subs,
-			   *data,
 			   *formats;
+	Datum	   *data;			/* the decoded images, copied once into the result */
+	int			n_data;
+	int			max_data;
 } Split;
 
 /* as vms._viid_image_format: the format by magic number, NULL when not an image */
@@ -361,14 +363,18 @@ scalar(void *state, char *token, JsonTokenType tokentype)
 	s->copied = end;
 	s->items = accumArrayResult(s->items, Int32GetDatum(s->pending_i), false, INT4OID, CurrentMemoryContext);
 	s->subs = accumArrayResult(s->subs, Int32GetDatum(s->pending_j), false, INT4OID, CurrentMemoryContext);
-	s->data = accumArrayResult(s->data, PointerGetDatum(raw), false, BYTEAOID, CurrentMemoryContext);
+	if (s->n_data == s->max_data)
+	{
+		s->max_data = Max(s->max_data * 2, 64);
+		s->data = s->data ? repalloc(s->data, sizeof(Datum) * s->max_data) : palloc(sizeof(Datum) * s->max_data);
+	}
+	s->data[s->n_data++] = PointerGetDatum(raw);
 	{
 		const char *f = image_format((unsigned char *) VARDATA(raw), n);
 
 		s->formats = accumArrayResult(s->formats, f ? CStringGetTextDatum(f) : (Datum) 0, f == NULL,
 									  TEXTOID, CurrentMemoryContext);
 	}
-	pfree(raw);
 }
 
 Datum
@@ -424,7 +430,7 @@ vms_viid_split_images(PG_FUNCTION_ARGS)
 		values[0] = PointerGetDatum(cstring_to_text_with_len(s.out.data, s.out.len));
 		values[1] = makeArrayResult(s.items, CurrentMemoryContext);
 		values[2] = makeArrayResult(s.subs, CurrentMemoryContext);
-		values[3] = makeArrayResult(s.data, CurrentMemoryContext);
+		values[3] = PointerGetDatum(construct_array(s.data, s.n_data, BYTEAOID, -1, false, TYPALIGN_INT));
 		values[4] = makeArrayResult(s.formats, CurrentMemoryContext);
 	}
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
