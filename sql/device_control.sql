@@ -273,7 +273,8 @@ SELECT item ->> 'PointCommonName' AS common_name, item ->> 'MAC' AS mac, item ->
        item ->> 'SecurityLevelCode' AS security_level
   FROM vms.channel_catalog_item WHERE code = '34020000001320000101';
 -- mapped where the ledger has a column: PointCommonName -> alias,
--- ManagementUnit (a unit's name or code) -> unit, PTZType -> point type;
+-- ManagementUnit (a unit's code; a unit's name is not enough: cam 2 names
+-- one and keeps its unit) -> unit, PTZType -> point type;
 -- a person's value (overridden) stays
 UPDATE vms.channel SET alias = 'set by hand' WHERE code = '34020000001320000102';
 INSERT INTO vms.org_unit (code, name) VALUES ('RG-17', 'regress 分局');
@@ -281,7 +282,7 @@ SELECT vms.clear_override('vms.channel', '34020000001320000101', 'unit_id');
 SELECT vms._sip_catalog_apply('34020000001180000101', '[{"DeviceID": "34020000001320000101", "Name": "cam 1", "PTZType": "1",
    "PointCommonName": "东门口", "ManagementUnit": "RG-17"},
   {"DeviceID": "34020000001320000102", "Name": "cam 2", "PTZType": "3", "PointCommonName": "西门口",
-   "ManagementUnit": "nobody''s unit"}]') ->> 'channels' AS applied;
+   "ManagementUnit": "regress 分局"}]') ->> 'channels' AS applied;
 SELECT c.code, c.alias, c.point_type, u.name AS unit, c.overridden
   FROM vms.channel c LEFT JOIN vms.org_unit u ON u.id = c.unit_id
  WHERE c.device_code = '34020000001180000101' ORDER BY c.code;

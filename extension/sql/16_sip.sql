@@ -432,13 +432,14 @@ CREATE FUNCTION vms._sip_item_report(item jsonb) RETURNS jsonb
                       AND NOT ((item ->> 'Longitude')::float8 = 0 AND (item ->> 'Latitude')::float8 = 0)
                      THEN format('SRID=4326;POINT(%s %s)', item ->> 'Longitude', item ->> 'Latitude') END,
         -- GB/T 28181-2022 fields the ledger has: PointCommonName (点位俗称) as the
-        -- alias, ManagementUnit naming a management unit (code or name), and
-        -- the camera structure PTZType (1 dome, 2 hemisphere, 3/4 fixed or
-        -- remote bullet, 5 remote hemisphere, 6 panoramic) as the point type
+        -- alias, ManagementUnit naming a management unit by its code (only:
+        -- a unit's name is free text anyone can repeat, and a device must not
+        -- move its channels into a unit by naming it), and the camera
+        -- structure PTZType (1 dome, 2 hemisphere, 3/4 fixed or remote
+        -- bullet, 5 remote hemisphere, 6 panoramic) as the point type
         'alias', nullif(btrim(left(item ->> 'PointCommonName', 200)), ''),
         'unit_id', (SELECT u.id FROM vms.org_unit u
-                     WHERE nullif(btrim(item ->> 'ManagementUnit'), '') IN (u.code, u.name)
-                     ORDER BY u.code IS DISTINCT FROM btrim(item ->> 'ManagementUnit'), u.id LIMIT 1),
+                     WHERE u.code = nullif(btrim(item ->> 'ManagementUnit'), '')),
         'point_type', CASE btrim(item ->> 'PTZType') WHEN '1' THEN 'dome' WHEN '2' THEN 'hemisphere'
                           WHEN '3' THEN 'bullet' WHEN '4' THEN 'bullet' WHEN '5' THEN 'hemisphere'
                           WHEN '6' THEN 'panoramic' END,

@@ -2275,3 +2275,42 @@ REVOKE ALL ON FUNCTION vms._snapshot_take(text, name), vms._snapshot_begin(vms.g
     vms.snapshot(vms.gbcode) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vms.snapshot(vms.gbcode) TO vms_analyst;
 -- ==== end of helper "snap": vms.snapshot ====
+
+-- ==== issue 17 security fixes, helper "sfix" ====
+-- Catalog ManagementUnit maps to a unit by the unit's code only (a unit's
+-- name is free text: a device could move its channels into any unit by
+-- naming it).
+CREATE OR REPLACE FUNCTION vms._sip_item_report(item jsonb) RETURNS jsonb
+    LANGUAGE sql STABLE PARALLEL SAFE SET search_path FROM CURRENT AS $$
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+        'name', nullif(item ->> 'Name', ''),
+        'address', nullif(item ->> 'Address', ''),
+        'civil_code', CASE WHEN item ->> 'CivilCode' ~ '^([0-9]{2}){1,4}$' THEN item ->> 'CivilCode' END,
+        'geom', CASE WHEN item ->> 'Longitude' ~ '^-?[0-9]{1,3}(\.[0-9]+)?$'
+                      AND item ->> 'Latitude' ~ '^-?[0-9]{1,2}(\.[0-9]+)?$'
+                      AND (item ->> 'Longitude')::float8 BETWEEN -180 AND 180
+                      AND (item ->> 'Latitude')::float8 BETWEEN -90 AND 90
+                      AND NOT ((item ->> 'Longitude')::float8 = 0 AND (item ->> 'Latitude')::float8 = 0)
+                     THEN format('SRID=4326;POINT(%s %s)', item ->> 'Longitude', item ->> 'Latitude') END,
+        -- GB/T 28181-2022 fields the ledger has: PointCommonName (点位俗称) as the
+        -- alias, ManagementUnit naming a management unit by its code (only:
+        -- a unit's name is free text anyone can repeat, and a device must not
+        -- move its channels into a unit by naming it), and the camera
+        -- structure PTZType (1 dome, 2 hemisphere, 3/4 fixed or remote
+        -- bullet, 5 remote hemisphere, 6 panoramic) as the point type
+        'alias', nullif(btrim(left(item ->> 'PointCommonName', 200)), ''),
+        'unit_id', (SELECT u.id FROM vms.org_unit u
+                     WHERE u.code = nullif(btrim(item ->> 'ManagementUnit'), '')),
+        'point_type', CASE btrim(item ->> 'PTZType') WHEN '1' THEN 'dome' WHEN '2' THEN 'hemisphere'
+                          WHEN '3' THEN 'bullet' WHEN '4' THEN 'bullet' WHEN '5' THEN 'hemisphere'
+                          WHEN '6' THEN 'panoramic' END,
+        'fov_angle', CASE WHEN item ->> 'HorizontalFieldAngle' ~ '^[0-9]{1,3}(\.[0-9]+)?$'
+                           AND (item ->> 'HorizontalFieldAngle')::float8 > 0
+                           AND (item ->> 'HorizontalFieldAngle')::float8 <= 360
+                          THEN (item ->> 'HorizontalFieldAngle')::float8 END,
+        'fov_range_m', CASE WHEN item ->> 'MaxViewDistance' ~ '^[0-9]{1,6}(\.[0-9]+)?$'
+                             AND (item ->> 'MaxViewDistance')::float8 > 0
+                            THEN (item ->> 'MaxViewDistance')::float8 END))
+$$;
+COMMENT ON FUNCTION vms._sip_item_report(jsonb) IS
+    'internal: a catalog item as a channel report (name, address, civil code, location, PTZType as point type; 2022''s PointCommonName as alias, ManagementUnit as unit, HorizontalFieldAngle and MaxViewDistance as view angle and range)';
