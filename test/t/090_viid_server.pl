@@ -7,7 +7,8 @@
 # request rate, slow clients, thousands of connections) answered with the
 # right status and counted while the worker keeps running; PostgreSQL
 # stopped with -m immediate during an ingest: every acknowledged record is
-# stored, every unacknowledged one is sent again and stored once.
+# stored, every unacknowledged one is sent again and stored once; and one
+# acknowledged with synchronous_commit = off on the server is stored too.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -679,6 +680,26 @@ is($node->safe_psql('postgres', "SELECT count(*) || ' ' || count(DISTINCT object
 	'3000 3000', 'every record stored once');
 is($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_image WHERE object_id LIKE '34020000001320000002%'"),
 	'3000', 'with its image, once');
+
+# an acknowledged record survives a crash even with synchronous_commit = off
+# on the server: the worker flushes its batch's commit itself.  With the
+# walwriter woken only every 10 s, an asynchronous commit would still be in
+# the WAL buffers when the server is killed right after the answer.
+$node->append_conf('postgresql.conf', "synchronous_commit = off\nwal_writer_delay = 10000ms\n");
+$node->restart;
+wait_ok($node, "SELECT state = 'listening' FROM vms.worker_status WHERE name = 'viid-server'",
+	'the server listens again with synchronous_commit = off');
+($a) = client('post', 'Persons', '--count', '1', '--serial', '950');
+is(codes($a), '0', 'a record acknowledged with synchronous_commit = off');
+my $async_id = $a->{body}{ResponseStatusListObject}{ResponseStatusObject}[0]{Id};
+$node->stop('immediate');
+$node->start;
+is($node->safe_psql('postgres', "SELECT count(*) FROM vms.viid_record WHERE object_id = '$async_id'"), '1',
+	'and it is stored after a crash right after its answer');
+$node->append_conf('postgresql.conf', "synchronous_commit = on\nwal_writer_delay = 200ms\n");
+$node->reload;
+wait_ok($node, "SELECT state = 'listening' FROM vms.worker_status WHERE name = 'viid-server'",
+	'the server listens after the crash');
 
 # ---------------------------------------------------------------- unregister, retention
 ($a) = client('unregister');
