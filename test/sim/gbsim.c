@@ -99,6 +99,7 @@ static struct cfg {
 	char control_fail[256];		/* --control-fail: control elements answered Result ERROR */
 	uint32_t record_gap;		/* --record-gap: the hour (0-based) missing from RecordInfo answers */
 	uint32_t invite_delay;		/* --invite-delay: ms before an INVITE is answered at all */
+	char sdp_ip[INET_ADDRSTRLEN];	/* --sdp-ip: the c= of SDP answers (default: the local address) */
 	const char *snapshot;		/* --snapshot: the file a SnapShotConfig uploads to its UploadURL */
 } C;
 
@@ -2063,7 +2064,7 @@ static void media_answer(uint32_t i, const struct sipmsg *m, uint32_t d, const c
 	int bn = snprintf(body, sizeof body,
 			  "v=0\r\no=%s 0 0 IN IP4 %s\r\ns=Play\r\nc=IN IP4 %s\r\nt=0 0\r\n"
 			  "m=video %u %sRTP/AVP 96\r\n%sa=sendonly\r\na=rtpmap:96 PS/90000\r\ny=%s\r\n",
-			  chan, g_local_ip, g_local_ip, s->lport, s->tcp ? "TCP/" : "",
+			  chan, g_local_ip, C.sdp_ip[0] ? C.sdp_ip : g_local_ip, s->lport, s->tcp ? "TCP/" : "",
 			  s->listening ? "a=setup:passive\r\na=connection:new\r\n" :
 			  s->tcp ? "a=setup:active\r\na=connection:new\r\n" : "", y);
 	struct buf *o = &g_out;
@@ -4098,6 +4099,7 @@ static void usage(FILE *f)
 	    "  --silent LIST               CmdTypes (e.g. RecordInfo,PresetQuery) answered 200, never a Response;\n"
 	    "                              INVITE in the list: INVITEs are never answered at all\n"
 	    "  --invite-delay MS           answer an INVITE (100 and 200) only MS ms after it came (max 30000)\n"
+	    "  --sdp-ip ADDR               the c= address SDP answers name (default the local address)\n"
 	    "  --control-fail LIST         control elements (GuardCmd, RecordCmd, AlarmCmd, HomePosition,\n"
 	    "                              PTZPreciseCtrl, BasicParam, SnapShotConfig) answered Result ERROR\n"
 	    "  --record-gap H              RecordInfo: hour H (0-based) of the period has no record (default 2;\n"
@@ -4119,7 +4121,7 @@ enum {
 	O_NO_REGISTER, O_ANY_REPLY, O_WINDOW, O_LISTEN, O_VERBOSE, O_HELP, O_MEDIA, O_CONTROL_LOG, O_GB_VERSION,
 	O_SILENT, O_CONTROL_FAIL, O_RECORD_GAP, O_BIND_SPREAD, O_SNAPSHOT
 };
-enum { O_INVITE_DELAY = 1000 };
+enum { O_INVITE_DELAY = 1000, O_SDP_IP };
 
 static const struct option LONGOPTS[] = {
 	{ "server", required_argument, NULL, O_SERVER },
@@ -4163,6 +4165,7 @@ static const struct option LONGOPTS[] = {
 	{ "record-gap", required_argument, NULL, O_RECORD_GAP },
 	{ "snapshot", required_argument, NULL, O_SNAPSHOT },
 	{ "invite-delay", required_argument, NULL, O_INVITE_DELAY },
+	{ "sdp-ip", required_argument, NULL, O_SDP_IP },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -4366,6 +4369,13 @@ static void parse_options(int argc, char **argv)
 		case O_INVITE_DELAY:
 			C.invite_delay = (uint32_t)parse_ll("invite-delay", optarg, 0, 30000);
 			break;
+		case O_SDP_IP: {
+			struct in_addr a;
+			if (inet_pton(AF_INET, optarg, &a) != 1)
+				usage_error("--sdp-ip: '%s' is not an IPv4 address", optarg);
+			snprintf(C.sdp_ip, sizeof C.sdp_ip, "%s", optarg);
+			break;
+		}
 		case '?':
 		default:
 			if (optopt && optopt < 256)

@@ -520,28 +520,31 @@ is(bye_of($rid), 'done|', 'BYE');
 
 # a device that answers INVITE with an error (gbsim without --media: 488), and one that never answers
 # and one that answers 200 only after vms gave up (--invite-delay 20 s; vms gives up after 16 s)
-my ($dev2, $dev3, $dev4) = ('34020000001320000011', '34020000001320000021', '34020000001320000031');
+# and one whose SDP answer points elsewhere (--sdp-ip: c= names another host)
+my ($dev2, $dev3, $dev4, $dev5) = ('34020000001320000011', '34020000001320000021', '34020000001320000031', '34020000001320000041');
 # one channel each: serial = device serial x 1 + 0
-my ($ch2x, $ch3x, $ch4x) = ('34020000001310000011', '34020000001310000021', '34020000001310000031');
+my ($ch2x, $ch3x, $ch4x, $ch5x) = ('34020000001310000011', '34020000001310000021', '34020000001310000031', '34020000001310000041');
 my $late_log = "$tmp/late.log";
+my $pointer_log = "$tmp/pointer.log";
 $node->safe_psql('postgres', qq{
 INSERT INTO vms.device (code, name) VALUES ('$dev2', 'gbsim without media'), ('$dev3', 'gbsim silent to INVITE'),
-       ('$dev4', 'gbsim late to INVITE');
+       ('$dev4', 'gbsim late to INVITE'), ('$dev5', 'gbsim pointing elsewhere');
 SELECT vms.device_set_password('$dev2', '12345678', '$realm'), vms.device_set_password('$dev3', '12345678', '$realm'),
-       vms.device_set_password('$dev4', '12345678', '$realm');
+       vms.device_set_password('$dev4', '12345678', '$realm'), vms.device_set_password('$dev5', '12345678', '$realm');
 });
 my @simx;
 for my $c ([ $dev2 ], [ $dev3, '--silent', 'INVITE' ],
-	[ $dev4, '--invite-delay', '20000', '--media', "$tmp/cam.h264", '--control-log', $late_log ])
+	[ $dev4, '--invite-delay', '20000', '--media', "$tmp/cam.h264", '--control-log', $late_log ],
+	[ $dev5, '--sdp-ip', '10.1.2.3', '--media', "$tmp/cam.h264", '--control-log', $pointer_log ])
 {
 	my ($code, @more) = @$c;
 	push @simx, IPC::Run::start([ $gbsim, '--server', "127.0.0.1:$sip_port", '--server-id', $server_id, '--domain', $realm,
 			'--devices', '1', '--first-code', $code, '--channels', '1', '--keepalive', '5', '--duration', '600', @more ],
 		'>', "$tmp/gbsim-$code.out", '2>', "$tmp/gbsim-$code.err");
 }
-ok($node->poll_query_until('postgres', "SELECT count(*) = 3 FROM vms.device WHERE code IN ('$dev2', '$dev3', '$dev4') AND online"),
-	'three more devices register');
-for my $d ($dev2, $dev3, $dev4)
+ok($node->poll_query_until('postgres', "SELECT count(*) = 4 FROM vms.device WHERE code IN ('$dev2', '$dev3', '$dev4', '$dev5') AND online"),
+	'four more devices register');
+for my $d ($dev2, $dev3, $dev4, $dev5)
 {
 	my $q = $node->safe_psql('postgres', "SELECT vms.sip_query_catalog('$d')");
 	is($node->safe_psql('postgres', "SELECT state, result ->> 'channels' FROM vms.sip_request_wait($q, 30)"), 'done|1', "$d: its channel");
@@ -573,6 +576,29 @@ for (1 .. 600)
 }
 chomp $late_bye if $late_bye;
 is($late_bye // '', $late_call, 'the device that answered 200 after the timeout gets a BYE for that call');
+# tcp_active to a device whose answer names another host (10.1.2.3): the media
+# server must not be pointed there; the session fails with why, the call gets its BYE
+$rid = $node->safe_psql('postgres', qq{SET ROLE v1; SELECT vms.view_live('$ch5x', '{"ip": "127.0.0.1", "port": 57852, "transport": "tcp_active"}')});
+like(wait_request($rid), qr/^failed\|tcp_active: the device's SDP answer names 10\.1\.2\.3:\d+ to connect to, not the address the device registered from$/,
+	'tcp_active: an SDP answer naming another address than the device\'s fails the session with why');
+is($node->safe_psql('postgres', "SELECT count(*) FROM vms.media_sessions WHERE id = $rid OR device_media_ip = '10.1.2.3'"), '0',
+	'no media session points at that address');
+my $pointer_call = $node->safe_psql('postgres', "SELECT progress ->> 'call_id' FROM vms.sip_request WHERE id = $rid");
+my $pointer_bye = '';
+for (1 .. 600)
+{
+	open(my $lf, '<', $pointer_log) or next;
+	($pointer_bye) = map { (split /\t/)[3] } grep { /^BYE\t/ } <$lf>;
+	close $lf;
+	last if $pointer_bye;
+	select(undef, undef, undef, 0.1);    # poll the log until the BYE is in it (60 s at most)
+}
+chomp $pointer_bye if $pointer_bye;
+is($pointer_bye // '', $pointer_call, 'the call its ACK opened is ended with a BYE');
+# the same device over UDP: where it listens is not used, the session opens
+$rid = $node->safe_psql('postgres', qq{SET ROLE v1; SELECT vms.view_live('$ch5x', '{"ip": "127.0.0.1", "port": $cport}')});
+is(wait_request($rid), 'done|', 'over UDP the same device\'s session opens');
+is($node->safe_psql('postgres', "SET ROLE v1; SELECT vms.media_leave($rid)"), '0', 'and is left');
 $_->kill_kill for @simx;
 
 $sim->kill_kill;

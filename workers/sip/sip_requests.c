@@ -67,6 +67,7 @@ typedef struct OutTx
 	TimestampTz next_retx;
 	int			retx_ms;
 	bool		provisional;
+	bool		tcp_active;		/* INVITE: the media server connects to the device */
 } OutTx;
 
 typedef struct PendingQuery
@@ -510,6 +511,8 @@ typedef struct Dialog
 } Dialog;
 
 static Dialog dialogs[MAX_DIALOGS];
+
+static void start_bye(int64 id, Dev *d, const char *call_id);
 static uint32 next_ssrc = 1;
 
 /*
@@ -558,6 +561,7 @@ start_invite(int64 id, Dev *d, const char *channel, const char *ip, int port, co
 	char	   *t_end = params ? sip_json_field(params, "end") : NULL;
 	char	   *speed = params ? sip_json_field(params, "speed") : NULL;
 	bool		recorded = mode && (strcmp(mode, "Playback") == 0 || strcmp(mode, "Download") == 0);
+	OutTx	   *tx;
 
 	if (recorded && (t_start == NULL || t_end == NULL || strspn(t_start, "0123456789") != strlen(t_start) ||
 					 strspn(t_end, "0123456789") != strlen(t_end) || !t_start[0] || !t_end[0]))
@@ -600,10 +604,14 @@ start_invite(int64 id, Dev *d, const char *channel, const char *ip, int port, co
 				   tcp_passive ? "a=setup:passive\r\na=connection:new\r\n" : "", ssrc);
 	extra = psprintf("Contact: <sip:%s@%s:%d>\r\nSubject: %s:%s,%s:0\r\n",
 					 vms_sip_id, sip_local_ip_for(&d->peer), sip_local_port(), channel, ssrc, vms_sip_id);
-	if (send_request_to("INVITE", d, channel, K_INVITE, id, call_id, 1, tag, NULL, extra, "APPLICATION/SDP", sdp) == NULL)
+	tx = send_request_to("INVITE", d, channel, K_INVITE, id, call_id, 1, tag, NULL, extra, "APPLICATION/SDP", sdp);
+	if (tx == NULL)
 		fail_request(id, "failed", "could not send INVITE");
 	else
+	{
+		tx->tcp_active = tcp_active;
 		sip_request_update(id, "sent", psprintf("{\"call_id\":\"%s\",\"ssrc\":\"%s\"}", call_id, ssrc), NULL, NULL);
+	}
 }
 
 /*
@@ -699,6 +707,32 @@ answer_media(const SipIn *in, char *ip, size_t iplen, int *port)
 	return ok;
 }
 
+/*
+ * Why a device's SDP answer may not say where the media server connects
+ * (tcp_active), or NULL: it must be the address the device registered from
+ * (so a device cannot point the media server at another host, or at the
+ * media server's own loopback), never an unspecified, loopback (unless the
+ * device itself is there), multicast, reserved or broadcast address, with a
+ * port 1-65535.
+ */
+static const char *
+device_media_refused(const char *ip, int port, const Dev *d)
+{
+	struct in_addr a;
+	uint32		h;
+
+	if (inet_pton(AF_INET, ip, &a) != 1 || port < 1 || port > 65535)
+		return "not an IPv4 address and a port 1-65535";
+	h = ntohl(a.s_addr);
+	if ((h >> 24) == 0 || (h >> 28) >= 14)
+		return "an unspecified, multicast, reserved or broadcast address";
+	if ((h >> 24) == 127 && strncmp(d->peer.ip, "127.", 4) != 0)
+		return "a loopback address";
+	if (strcmp(ip, d->peer.ip) != 0)
+		return "not the address the device registered from";
+	return NULL;
+}
+
 /* the 200 to an INVITE: ACK it, keep the dialog for BYE */
 static void
 invite_answered(OutTx *tx, const SipIn *in)
@@ -735,6 +769,25 @@ invite_answered(OutTx *tx, const SipIn *in)
 	strlcpy(dlg->dev, tx->dev, sizeof(dlg->dev));
 	strlcpy(dlg->channel, tx->target, sizeof(dlg->channel));
 	dlg->started = sip_now;
+	if (tx->tcp_active)
+	{
+		/* the media server will connect where the answer says: only to the device */
+		const char *why;
+		char	   *reason = NULL;
+
+		if (!answer_media(in, mip, sizeof(mip), &mport))
+			reason = pstrdup("tcp_active: the device's SDP answer has no video address and port to connect to");
+		else if ((why = device_media_refused(mip, mport, d)) != NULL)
+			reason = psprintf("tcp_active: the device's SDP answer names %s:%d to connect to, %s", mip, mport, why);
+		if (reason)
+		{
+			int64		rid = tx->request_id;
+
+			start_bye(0, d, dlg->call_id);	/* ends the call the ACK opened, frees the dialog */
+			fail_request(rid, "failed", reason);
+			return;
+		}
+	}
 	if (answer_media(in, mip, sizeof(mip), &mport))
 		sip_request_update(tx->request_id, "done", NULL,
 						   psprintf("{\"call_id\":\"%s\",\"channel\":\"%s\",\"device_media\":{\"ip\":\"%s\",\"port\":%d}}",
