@@ -43,7 +43,7 @@ SELECT vms.sip_add_upstream('bad', '10.0.0.1', 5060, '34010000002000000001', '')
 SELECT vms.sip_add_upstream('bad', '10.0.0.1', 5060, '34010000002000000001', 'x', '{"expires": 30}');
 SELECT vms.sip_add_upstream('bad', '10.0.0.1', 5060, '34010000002000000001', 'x', '{"keepalive_count": "3"}');
 SELECT vms.sip_add_upstream('bad', '10.0.0.1', 5060, '34010000002000000001', 'x', '{"charset": "latin1"}');
-SELECT vms.sip_add_upstream('bad', '10.0.0.1', 5060, '34010000002000000001', 'x', '{"transport": "tcp"}');
+SELECT vms.sip_add_upstream('bad', '10.0.0.1', 5060, '34010000002000000001', 'x', '{"transport": "sctp"}');
 SELECT vms.sip_add_upstream('bad', '10.0.0.1', 5060, '34010000002000000001', 'x', '{"local_id": "3402"}');
 SELECT vms.sip_add_upstream('bad', '10.0.0.1', 5060, '34010000002000000001', 'x', '{"page": 5}');
 SELECT vms.sip_add_upstream('bad', '10.0.0.1', 5060, '34010000002000000001', 'x', '{"catalog_push_interval": 5}');

@@ -23,7 +23,7 @@ COMMENT ON COLUMN vms.sip_upstream.platform_id IS 'the upper platform''s 20-digi
 COMMENT ON COLUMN vms.sip_upstream.password_enc IS
     'the password, vms.secret_encrypt(password, ''sip_upstream.password_enc:'' || name): it decrypts only in its own row';
 COMMENT ON COLUMN vms.sip_upstream.options IS
-    'local_id (vms.sip_id), realm (first 10 digits of platform_id), transport (udp), expires (3600), keepalive_interval (60), keepalive_count (3), charset (GB2312), send_status (true), catalog_page_size (20), media_nets (the networks an INVITE may make a device stream to; the upstream''s own address), catalog_push_interval (600 s; 0: never), reconcile_interval (10 s: a subscribed share is compared with what was told this often, besides at once on a change), catalog_tree (false: channels under vms''s id; true: under their catalogue nodes, which are presented too)';
+    'local_id (vms.sip_id), realm (first 10 digits of platform_id), transport (udp, or tcp: one connection vms opens), expires (3600), keepalive_interval (60), keepalive_count (3), charset (GB2312), send_status (true), catalog_page_size (20), media_nets (the networks an INVITE may make a device stream to; the upstream''s own address), catalog_push_interval (600 s; 0: never), reconcile_interval (10 s: a subscribed share is compared with what was told this often, besides at once on a change), catalog_tree (false: channels under vms''s id; true: under their catalogue nodes, which are presented too)';
 
 -- the bound form of vms.secret_encrypt for the row, as for vms.viid_upstream
 CREATE FUNCTION vms._sip_upstream_secret_check() RETURNS trigger
@@ -159,10 +159,6 @@ BEGIN
         ELSIF k = 'transport' THEN
             IF jsonb_typeof(v) <> 'string' OR lower(v #>> '{}') NOT IN ('udp', 'tcp') THEN
                 RAISE EXCEPTION 'upstream option "transport" must be "udp" or "tcp"' USING ERRCODE = 'invalid_parameter_value';
-            END IF;
-            IF lower(v #>> '{}') = 'tcp' THEN
-                RAISE EXCEPTION 'registering to an upper platform over TCP is not supported yet'
-                    USING ERRCODE = 'feature_not_supported', HINT = 'Use "transport": "udp".';
             END IF;
         ELSIF k = 'charset' THEN
             IF jsonb_typeof(v) <> 'string' OR upper(v #>> '{}') NOT IN ('GB2312', 'UTF-8') THEN
@@ -394,7 +390,7 @@ CREATE FUNCTION vms._sip_upstreams()
     RETURNS TABLE (name text, host text, port integer, platform_id text, password_enc bytea, enabled boolean,
                    local_id text, realm text, expires integer, keepalive_interval integer, keepalive_count integer,
                    charset text, send_status boolean, page_size integer, state text, failures integer,
-                   push_interval integer, reconcile_interval integer, catalog_tree boolean)
+                   push_interval integer, reconcile_interval integer, catalog_tree boolean, transport text)
     LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
     SELECT u.name, u.host, u.port, u.platform_id::text, u.password_enc, u.enabled,
            coalesce(u.options ->> 'local_id', current_setting('vms.sip_id', true)),
@@ -408,7 +404,8 @@ CREATE FUNCTION vms._sip_upstreams()
            coalesce(s.state, 'unregistered'), coalesce(s.failures, 0),
            coalesce((u.options ->> 'catalog_push_interval')::integer, 600),
            coalesce((u.options ->> 'reconcile_interval')::integer, 10),
-           coalesce((u.options ->> 'catalog_tree')::boolean, false)
+           coalesce((u.options ->> 'catalog_tree')::boolean, false),
+           upper(coalesce(u.options ->> 'transport', 'udp'))
       FROM vms.sip_upstream u LEFT JOIN vms.sip_upstream_state s ON s.upstream = u.name
      ORDER BY u.name
 $$;

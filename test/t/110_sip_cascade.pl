@@ -163,11 +163,15 @@ sub answers
 	local $/;
 	my $log = <$fh>;
 	close $fh;
-	while ($log =~ m{<Response>(.*?)</Response>}gs)
+	for my $m (split /\n-{20,}[^\n]*\n/, $log)
 	{
+		next unless $m =~ m{^MESSAGE sip:}m && $m =~ m{<Response>(.*?)</Response>}s;
 		my $r = $1;
 		next unless $r =~ m{<CmdType>Catalog</CmdType>} && $r =~ m{<SN>(\d+)</SN>};
-		push @{ $sn{$1} }, $r;
+		my $sn = $1;
+		my ($cid) = $m =~ m{^Call-ID:\s*(\S+)}mi;
+		next if defined $cid && $seen{$cid}++;
+		push @{ $sn{$sn} }, $r;
 	}
 	return \%sn;
 }
@@ -582,6 +586,24 @@ ok($city->poll_query_until('postgres', "SELECT name = '区县重启后' FROM vms
 	'a change after the district\'s restart reaches the city: the subscription is served on in its dialog');
 is($city->safe_psql('postgres', "SELECT count(*) FROM vms.channel WHERE device_code = '$as_lower' AND code::text LIKE '340202%'"), '1',
 	'nothing stale: of the other region only the channel once shared (now DEL) is known');
+
+# TCP to the upper platform: the district registers again over a connection it opens to the city, and the
+# city's query, the district's answers and NOTIFYs all go over it
+$ev = $district->safe_psql('postgres', 'SELECT max(id) FROM vms.sip_upstream_event');
+$district->safe_psql('postgres', q{SELECT vms.sip_alter_upstream('cityvms', options => '{"transport": "tcp"}')});
+ok($district->poll_query_until('postgres', "SELECT state = 'registered' AND EXISTS (SELECT 1 FROM vms.sip_upstream_event
+	WHERE id > $ev AND upstream = 'cityvms' AND to_state = 'registered') FROM vms.sip_upstream_state WHERE upstream = 'cityvms'"),
+	'with "transport": "tcp" the district registers to the city again')
+  or diag($district->safe_psql('postgres', "SELECT state, last_error FROM vms.sip_upstream_state WHERE upstream = 'cityvms'"));
+ok($city->poll_query_until('postgres', "SELECT transport = 'TCP' FROM vms.device_session WHERE device_code = '$as_lower'"),
+	'the city has the district registered over TCP');
+$rid = $city->safe_psql('postgres', "SELECT vms.sip_query_catalog('$as_lower')");
+is($city->safe_psql('postgres', "SELECT state || '|' || (progress ->> 'sum_num') FROM vms.sip_request_wait($rid, 60)"),
+	'done|' . $district->safe_psql('postgres', "SELECT count(*) FROM vms._sip_upstream_items('cityvms', NULL)"),
+	'the city\'s Catalog query is answered over TCP, every item of the share (nodes and channels)');
+$district->safe_psql('postgres', "UPDATE vms.channel SET name = '经由TCP' WHERE code = '34020100001320000022'");
+ok($city->poll_query_until('postgres', "SELECT name = '经由TCP' FROM vms.channel WHERE code = '34020100001320000022'"),
+	'and a change reaches the city as a NOTIFY over TCP');
 
 $city->stop;
 $district->stop;

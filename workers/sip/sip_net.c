@@ -382,6 +382,66 @@ accept_conns(void)
 	}
 }
 
+/*
+ * An outgoing TCP connection (the client role: an upper platform that
+ * wants TCP), kept and read like an accepted one; p gets its slot.  The
+ * connect blocks for at most CONNECT_TIMEOUT_MS (an address that refuses
+ * answers at once; one that does not answer costs the loop that long, once
+ * per registration attempt, which backs off).
+ */
+#define CONNECT_TIMEOUT_MS 1000
+bool
+sip_net_connect(Peer *p)
+{
+	struct timeval tv = {CONNECT_TIMEOUT_MS / 1000, (CONNECT_TIMEOUT_MS % 1000) * 1000};
+	struct epoll_event ev;
+	int			fd;
+	int			i;
+
+	for (i = 0; i < n_conns_max; i++)
+		if (conns[i].fd < 0)
+			break;
+	if (i == n_conns_max)
+	{
+		sip_log_limited(LOG_TCP, "no TCP connection to %s:%d: vms.sip_max_connections (%d) reached", p->ip, p->port,
+						n_conns_max);
+		return false;
+	}
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0)
+		return false;
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *) &p->addr, p->addrlen) != 0)
+	{
+		sip_log_limited(LOG_TCP, "could not connect to %s:%d over TCP: %m", p->ip, p->port);
+		close(fd);
+		return false;
+	}
+	set_nonblocking(fd);
+	conns[i].fd = fd;
+	conns[i].gen = conn_gen++;
+	sbuf_init(&conns[i].in, (size_t) vms_sip_max_message + 16384 + 1);
+	conns[i].peer = *p;
+	conns[i].peer.transport = TRANSPORT_TCP;
+	conns[i].peer.conn = i;
+	conns[i].peer.conn_gen = conns[i].gen;
+	conns[i].last_active = sip_now;
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLIN;
+	ev.data.u64 = (uint64) i;
+	epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev);
+	*p = conns[i].peer;
+	return true;
+}
+
+/* is the TCP connection p names still open (not closed, not reused for another peer)? */
+bool
+sip_net_conn_alive(const Peer *p)
+{
+	return p->transport == TRANSPORT_TCP && p->conn >= 0 && p->conn < n_conns_max && conns[p->conn].fd >= 0 &&
+		conns[p->conn].gen == p->conn_gen;
+}
+
 /* read what a TCP peer sent and handle each complete message (framed by Content-Length) */
 static void
 read_conn(int i)

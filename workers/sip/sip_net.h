@@ -28,6 +28,9 @@ extern void sip_net_expire(void);
 extern void sip_net_abort_batch(void);	/* after an error: UDP answers of the batch not sent */
 
 extern void sip_send(const Peer *peer, const char *data, size_t len);
+/* an outgoing TCP connection to p's address (p gets its slot); is p's connection still open */
+extern bool sip_net_connect(Peer *p);
+extern bool sip_net_conn_alive(const Peer *p);
 /* answer a request (a To tag stable across its retransmissions) */
 extern void sip_answer(const SipIn *in, const Peer *peer, int code, const char *reason, const char *extra);
 extern void sip_to_tag(const char *call_id, char *tag, size_t len);	/* the To tag sip_answer gives */

@@ -44,7 +44,7 @@ static const SipSqlDef defs[SIP_SQL_N] = {
 	{SIP_SQL_MEDIA_LAPSED, "SELECT vms._media_sessions_lapsed()", 0, {InvalidOid}},
 	{SIP_SQL_UPSTREAMS, "SELECT name, host, port, platform_id, password_enc, enabled, local_id, realm, expires, "
 		"keepalive_interval, keepalive_count, charset, send_status, page_size, state, failures, push_interval, "
-		"reconcile_interval FROM vms._sip_upstreams()",
+		"reconcile_interval, transport FROM vms._sip_upstreams()",
 	0, {InvalidOid}},
 	{SIP_SQL_UPSTREAM_FLUSH, "SELECT vms._sip_upstream_flush($1::jsonb)", 1, {TEXTOID}},
 	{SIP_SQL_UPSTREAM_ANSWER, "SELECT b FROM vms._sip_upstream_answer($1, $2, $3, $4) b", 4,

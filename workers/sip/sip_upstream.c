@@ -502,10 +502,14 @@ send_request(Upstream *u, UpKind kind, const char *method, const char *ruri, con
 		sip_log_limited(LOG_OTHER, "upstream \"%s\": too many requests in flight; %s not sent", u->name, method);
 		return NULL;
 	}
+	/* over TCP: the connection vms opens to the upper platform (again, when it was closed) */
+	if (u->peer.transport == TRANSPORT_TCP && !sip_net_conn_alive(&u->peer) && !sip_net_connect(&u->peer))
+		return NULL;
 	sip_random_hex(branch, 16);
 	sbuf_reset(out);
 	sbuf_printf(out, "%s %s SIP/2.0\r\n", method, ruri);
-	sbuf_printf(out, "Via: SIP/2.0/UDP %s:%d;rport;branch=z9hG4bK%s\r\n", sip_local_ip_for(&u->peer), sip_local_port(), branch);
+	sbuf_printf(out, "Via: SIP/2.0/%s %s:%d;rport;branch=z9hG4bK%s\r\n", u->peer.transport == TRANSPORT_TCP ? "TCP" : "UDP",
+				sip_local_ip_for(&u->peer), sip_local_port(), branch);
 	sbuf_printf(out, "From: <sip:%s@%.10s>;tag=%s\r\n", u->local_id, u->local_id, from_tag);
 	sbuf_printf(out, "To: <%s>%s%s\r\n", to_uri, to_tag ? ";tag=" : "", to_tag ? to_tag : "");
 	sbuf_printf(out, "Call-ID: %s\r\nCSeq: %u %s\r\n", call_id, cseq, method);
@@ -536,7 +540,7 @@ send_request(Upstream *u, UpKind kind, const char *method, const char *ruri, con
 	tx->len = out->len;
 	tx->sent_at = sip_now;
 	tx->retx_ms = 500;
-	tx->next_retx = TimestampTzPlusMilliseconds(sip_now, 500);
+	tx->next_retx = u->peer.transport == TRANSPORT_TCP ? DT_NOEND : TimestampTzPlusMilliseconds(sip_now, 500);
 	tx->give_up_ms = kind == UK_KEEPALIVE ? Min(TX_GIVE_UP_MS, u->ka_interval * 1000) : TX_GIVE_UP_MS;
 	sip_send(&u->peer, tx->msg, tx->len);
 	return tx;
@@ -554,8 +558,8 @@ send_register(Upstream *u, int expires)
 	snprintf(ruri, sizeof(ruri), "sip:%s@%s", u->platform_id, u->realm);
 	snprintf(me, sizeof(me), "sip:%s@%.10s", u->local_id, u->local_id);
 	sbuf_init(&extra, 4096);
-	sbuf_printf(&extra, "Contact: <sip:%s@%s:%d>\r\nExpires: %d\r\n", u->local_id, sip_local_ip_for(&u->peer),
-				sip_local_port(), expires);
+	sbuf_printf(&extra, "Contact: <sip:%s@%s:%d%s>\r\nExpires: %d\r\n", u->local_id, sip_local_ip_for(&u->peer),
+				sip_local_port(), u->peer.transport == TRANSPORT_TCP ? ";transport=tcp" : "", expires);
 	if (u->have_chal)
 	{
 		char		ha1[2 * 32 + 1];
@@ -816,6 +820,7 @@ sip_upstream_load(void)
 		int			slot = -1;
 		char		old_password[257];
 		struct sockaddr_in *sin;
+		Peer		kept_conn;
 
 		if (name == NULL || host == NULL || port == NULL || pid == NULL)
 			continue;
@@ -893,17 +898,34 @@ sip_upstream_load(void)
 		if (strcmp(old_password, u->password) != 0)
 			changed[slot] = true;
 		explicit_bzero(old_password, sizeof(old_password));
-		memset(&u->peer, 0, sizeof(Peer));
+		{
+			char	   *tr = SPI_getvalue(t, d, 19);
+			int			transport = tr && strcmp(tr, "TCP") == 0 ? TRANSPORT_TCP : TRANSPORT_UDP;
+
+			if (transport != u->peer.transport)
+				changed[slot] = true;
+			/* an open TCP connection to the same address is kept */
+			if (!changed[slot] && sip_net_conn_alive(&u->peer))
+				kept_conn = u->peer;
+			else
+				memset(&kept_conn, 0, sizeof(kept_conn));
+			memset(&u->peer, 0, sizeof(Peer));
+			u->peer.transport = transport;
+		}
 		sin = (struct sockaddr_in *) &u->peer.addr;
 		sin->sin_family = AF_INET;
 		sin->sin_port = htons(u->port);
 		if (inet_pton(AF_INET, u->host, &sin->sin_addr) != 1)
 			u->enabled = false;
 		u->peer.addrlen = sizeof(*sin);
-		u->peer.transport = TRANSPORT_UDP;
 		u->peer.conn = -1;
 		strlcpy(u->peer.ip, u->host, sizeof(u->peer.ip));
 		u->peer.port = u->port;
+		if (kept_conn.transport == TRANSPORT_TCP)
+		{
+			u->peer.conn = kept_conn.conn;
+			u->peer.conn_gen = kept_conn.conn_gen;
+		}
 	}
 	/*
 	 * A start: the subscriptions the previous worker served and that have
@@ -1360,7 +1382,8 @@ relay_bye_upper(Relay *r)
 	sip_random_hex(branch, 16);
 	sbuf_reset(out);
 	sbuf_printf(out, "BYE sip:%s@%s:%d SIP/2.0\r\n", r->up_from_user, r->upper_peer.ip, r->upper_peer.port);
-	sbuf_printf(out, "Via: SIP/2.0/UDP %s:%d;rport;branch=z9hG4bK%s\r\n", sip_local_ip_for(&r->upper_peer), sip_local_port(), branch);
+	sbuf_printf(out, "Via: SIP/2.0/%s %s:%d;rport;branch=z9hG4bK%s\r\n", r->upper_peer.transport == TRANSPORT_TCP ? "TCP" : "UDP",
+				sip_local_ip_for(&r->upper_peer), sip_local_port(), branch);
 	sbuf_printf(out, "From: <sip:%s@%.10s>;tag=%s\r\n", r->presented, u->local_id, r->up_our_tag);
 	sbuf_printf(out, "To: <sip:%s@%s>;tag=%s\r\n", r->up_from_user, u->realm, r->up_their_tag);
 	sbuf_printf(out, "Call-ID: %s\r\nCSeq: 1 BYE\r\nMax-Forwards: 70\r\nUser-Agent: vms\r\nContent-Length: 0\r\n\r\n", r->up_call_id);
