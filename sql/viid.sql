@@ -107,8 +107,22 @@ BEGIN;
 CREATE TEMP TABLE many_in AS
 SELECT n, jsonb_build_object('id', 'MANY-' || n, 'plate', '京C' || n, 'color', (ARRAY['蓝', '黄', '白', '黑'])[1 + n % 4],
                              'time', to_char(timestamp '2026-11-22 10:00:00' + n * interval '1 minute', 'YYYY-MM-DD HH24:MI:SS'))
-       || CASE WHEN n % 3 = 0 THEN '{"InfoKind": 2, "extra": [1, {"a": null}]}'::jsonb ELSE '{}'::jsonb END AS d
+       || CASE WHEN n % 3 = 0 THEN '{"InfoKind": 2, "extra": [1, {"a": null}]}'::jsonb ELSE '{}'::jsonb END
+       -- null values (not mapped, not replaced by a default), a field renamed
+       -- onto one the document has (jsonb_each's order decides), numbers
+       || CASE WHEN n % 5 = 0 THEN '{"InfoKind": null, "color": null}'::jsonb ELSE '{}'::jsonb END
+       || CASE WHEN n % 7 = 0 THEN jsonb_build_object('MotorVehicleID', 'OWN-' || n, 'speed', n * 1.5) ELSE '{}'::jsonb END AS d
   FROM generate_series(1, 500) n;
+-- the mapping in C gives what vms.viid_map gives, document by document; a
+-- template of another shape (a number to rename to) is left to vms.viid_map
+INSERT INTO vms.viid_template VALUES ('vendor_odd', 'MotorVehicle', '{"rename": {"id": "MotorVehicleID", "plate": 5}}');
+SELECT vms._viid_map_many('vendor_a', array_agg(d ORDER BY n)) = array_agg(vms.viid_map('vendor_a', d) ORDER BY n) AS c_maps_as_viid_map,
+       vms._viid_map_many('vendor_odd', array_agg(d ORDER BY n)) IS NULL AS odd_shape_left_to_viid_map
+  FROM many_in;
+CREATE TEMP TABLE one_odd AS
+SELECT n, vms.viid_enqueue('district', 'MotorVehicle', d, 'vendor_odd') AS id FROM many_in ORDER BY n;
+CREATE TEMP TABLE many_odd AS
+SELECT vms.viid_enqueue_many('district', 'MotorVehicle', array_agg(d ORDER BY n), 'vendor_odd') AS ids FROM many_in;
 CREATE TEMP TABLE one_ids AS
 SELECT n, vms.viid_enqueue('district', 'MotorVehicle', d, 'vendor_a') AS id FROM many_in ORDER BY n;
 CREATE TEMP TABLE one_plain AS
@@ -123,8 +137,9 @@ SELECT cardinality(m.ids) AS queued,
        m.ids = (SELECT array_agg(x ORDER BY x) FROM unnest(m.ids) x) AS ids_ascending,
        pg_temp.rows_of(m.ids) = pg_temp.rows_of((SELECT array_agg(id ORDER BY n) FROM one_ids)) AS same_rows_templated,
        pg_temp.rows_of(p.ids) = pg_temp.rows_of((SELECT array_agg(id ORDER BY n) FROM one_plain)) AS same_rows_plain,
-       (pg_temp.rows_of(m.ids))[3] #>> '{doc}' AS third
-  FROM many_ids m, many_plain p;
+       pg_temp.rows_of(o.ids) = pg_temp.rows_of((SELECT array_agg(id ORDER BY n) FROM one_odd)) AS same_rows_odd,
+       (pg_temp.rows_of(m.ids))[3] #>> '{doc}' AS third, (pg_temp.rows_of(m.ids))[35] #>> '{doc}' AS thirty_fifth
+  FROM many_ids m, many_plain p, many_odd o;
 ROLLBACK;
 -- the upstream's and the kind's rows are locked FOR KEY SHARE by the
 -- caller's transaction (xmax is its id), as the per-row foreign-key checks

@@ -367,6 +367,15 @@ CREATE FUNCTION vms._viid_outbox_insert(upstream text, kind text, id_path text[]
 COMMENT ON FUNCTION vms._viid_outbox_insert(text, text, text[], jsonb[]) IS
     'internal: the outbox rows of vms.viid_enqueue_many: documents checked, foreign keys checked once for the statement; ids in document order';
 
+-- Template mapping for vms.viid_enqueue_many (extension/viid_outbox.c):
+-- every document as vms.viid_map maps it, in one call, for a template of
+-- the documented shape (NULL for another shape: the caller then uses
+-- vms.viid_map); the first bad document fails the call, naming its position.
+CREATE FUNCTION vms._viid_map_many(template text, docs jsonb[]) RETURNS jsonb[]
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'vms_viid_map_many';
+COMMENT ON FUNCTION vms._viid_map_many(text, jsonb[]) IS
+    'internal: vms.viid_map over many documents in C for a template of the documented shape (else NULL); errors name the document''s position';
+
 -- The set-based form of vms.viid_enqueue: many records of one kind for one
 -- upstream with one INSERT, the same template mapping and checks (the first
 -- bad document fails the whole call, naming its position) and the same rule:
@@ -377,6 +386,7 @@ CREATE FUNCTION vms.viid_enqueue_many(upstream text, kind text, docs jsonb[], te
 DECLARE
     k vms.viid_kind;
     ids bigint[];
+    mapped jsonb[];
     msg text;
     state text;
     hint text;
@@ -393,24 +403,30 @@ BEGIN
         IF NOT EXISTS (SELECT 1 FROM vms.viid_template t WHERE t.name = viid_enqueue_many.template) THEN
             RAISE EXCEPTION 'template "%" does not exist', template USING ERRCODE = 'undefined_object';
         END IF;
-        BEGIN
-            docs := ARRAY(SELECT vms.viid_map(template, u.d) FROM unnest(docs) WITH ORDINALITY u(d, n) ORDER BY u.n);
-        EXCEPTION WHEN OTHERS THEN
-            -- only when a document fails: find the first that does, and
-            -- raise its error (same code, message and hint) with its position
-            FOR i IN 1 .. coalesce(cardinality(docs), 0) LOOP
-                BEGIN
-                    PERFORM vms.viid_map(template, docs[i]);
-                EXCEPTION WHEN OTHERS THEN
-                    GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = RETURNED_SQLSTATE, hint = PG_EXCEPTION_HINT;
-                    IF hint <> '' THEN
-                        RAISE EXCEPTION USING MESSAGE = format('document %s: %s', i, msg), ERRCODE = state, HINT = hint;
-                    END IF;
-                    RAISE EXCEPTION USING MESSAGE = format('document %s: %s', i, msg), ERRCODE = state;
-                END;
-            END LOOP;
-            RAISE;
-        END;
+        mapped := vms._viid_map_many(template, docs);
+        IF mapped IS NOT NULL THEN
+            docs := mapped;
+        ELSE
+            -- a template of another shape than the documented one: vms.viid_map
+            BEGIN
+                docs := ARRAY(SELECT vms.viid_map(template, u.d) FROM unnest(docs) WITH ORDINALITY u(d, n) ORDER BY u.n);
+            EXCEPTION WHEN OTHERS THEN
+                -- only when a document fails: find the first that does, and
+                -- raise its error (same code, message and hint) with its position
+                FOR i IN 1 .. coalesce(cardinality(docs), 0) LOOP
+                    BEGIN
+                        PERFORM vms.viid_map(template, docs[i]);
+                    EXCEPTION WHEN OTHERS THEN
+                        GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = RETURNED_SQLSTATE, hint = PG_EXCEPTION_HINT;
+                        IF hint <> '' THEN
+                            RAISE EXCEPTION USING MESSAGE = format('document %s: %s', i, msg), ERRCODE = state, HINT = hint;
+                        END IF;
+                        RAISE EXCEPTION USING MESSAGE = format('document %s: %s', i, msg), ERRCODE = state;
+                    END;
+                END LOOP;
+                RAISE;
+            END;
+        END IF;
     END IF;
     -- each document a JSON object with a non-empty id, checked by the insert
     -- (the first that is not fails the call, naming its position)
