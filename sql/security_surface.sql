@@ -175,7 +175,7 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms._sip_upstreams()',
     'vms._sip_take_device_changes()',
     'vms._sip_wake_on_credential()',
-    'vms._snapshot_begin(vms.gbcode,text,name)',
+    'vms._snapshot_begin(vms.gbcode,text,name,name)',
     'vms._snapshot_device_config(text,text)',
     'vms._snapshot_finish(text,text,bytea,text)',
     'vms._snapshot_take(text,name)',

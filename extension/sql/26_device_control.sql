@@ -879,8 +879,13 @@ COMMENT ON FUNCTION vms._inspection_recording_collect() IS
 -- upload URL the worker serves) for a device that speaks 2022, else (or
 -- when the device does not deliver) a frame sampled over INVITE as the
 -- inspector samples.  The worker runs short transactions of its own; the
--- caller holds no lock of the audit log while it waits (the use of the
--- right is audited after).
+-- use of the right is audited by the first of them (vms._snapshot_begin),
+-- committed before the device is asked anything, so neither the caller's
+-- rollback nor a cancel undoes it; the caller holds no lock of the audit
+-- log while it waits.  Limits: one snapshot of a channel at a time, and
+-- vms.snapshot_min_interval between two; vms.snapshot_max_per_role per
+-- session role and vms.snapshot_max_concurrent in the cluster at once
+-- (workers/snapshot/snapshot.c).
 CREATE TABLE vms.snapshot_request (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     token           text NOT NULL UNIQUE,
@@ -905,24 +910,36 @@ CREATE FUNCTION vms._snapshot_take(channel text, requester name) RETURNS text
 COMMENT ON FUNCTION vms._snapshot_take(text, name) IS
     'internal: run the snapshot worker for a channel and wait for it (a cancel stops it); returns the token of its vms.snapshot_request row';
 
--- Worker side: record the request; how to take it.
-CREATE FUNCTION vms._snapshot_begin(channel vms.gbcode, token text, requester name) RETURNS text
+-- Worker side: record the request; how to take it.  The use of the right
+-- is audited here, in the worker's own transaction, committed before the
+-- device is asked anything: as the caller's session role (session_role; the
+-- role it acted as, requester, in the detail), and the grants' last use
+-- recorded.  The caller checked the right before starting the worker.
+CREATE FUNCTION vms._snapshot_begin(channel vms.gbcode, token text, requester name, session_role name) RETURNS text
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     dev vms.gbcode;
     v text;
+    how text;
+    rid bigint;
 BEGIN
     SELECT c.device_code INTO dev FROM vms.channel c WHERE c.code = channel;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'channel % is not in the ledger', channel USING ERRCODE = 'undefined_object';
     END IF;
     INSERT INTO vms.snapshot_request (token, channel_code, device_code, requested_by)
-    VALUES (_snapshot_begin.token, channel, dev, requester);
+    VALUES (_snapshot_begin.token, channel, dev, requester)
+    RETURNING id INTO rid;
     v := vms._device_gb_version(dev);
-    RETURN CASE WHEN v ~ '^[0-9]{1,2}(\.[0-9]{1,2})*$' AND split_part(v, '.', 1)::int >= 3 THEN 'device' ELSE 'invite' END;
+    how := CASE WHEN v ~ '^[0-9]{1,2}(\.[0-9]{1,2})*$' AND split_part(v, '.', 1)::int >= 3 THEN 'device' ELSE 'invite' END;
+    UPDATE vms.access_grant g SET last_used_at = now()
+     WHERE g.revoked_at IS NULL AND pg_has_role(requester, g.grantee, 'MEMBER') AND 'snapshot' = ANY (g.actions);
+    PERFORM vms._audit_as(coalesce(session_role, requester), 'snapshot', channel::text,
+                          jsonb_build_object('request', rid, 'method', how, 'role', requester));
+    RETURN how;
 END $$;
-COMMENT ON FUNCTION vms._snapshot_begin(vms.gbcode, text, name) IS
-    'internal: the snapshot worker records a request; device (the device speaks GB/T 28181-2022: its own snapshot) or invite';
+COMMENT ON FUNCTION vms._snapshot_begin(vms.gbcode, text, name, name) IS
+    'internal: the snapshot worker records a request and audits the use (as the caller''s session role, committed before the device is asked); device (the device speaks GB/T 28181-2022: its own snapshot) or invite';
 
 -- Worker side: DeviceConfig SnapShotConfig for the SIP worker (one picture,
 -- uploaded to url, SessionID the token).
@@ -968,9 +985,10 @@ COMMENT ON FUNCTION vms._snapshot_finish(text, text, bytea, text) IS
 
 -- SECURITY DEFINER: it checks the snapshot right of the role the session
 -- acts as (vms._can_for; a refusal is audited by vms.exercise_right),
--- runs the snapshot worker (internal), and audits the use with
--- vms.exercise_right after the wait, so that no lock of the audit log is
--- held while the device is waited for.  The caller names only the channel.
+-- and runs the snapshot worker (internal), which audits the use in its own
+-- committed transaction (vms._snapshot_begin), so that no lock of the audit
+-- log is held while the device is waited for and the entry stays whatever
+-- the caller's transaction does.  The caller names only the channel.
 CREATE FUNCTION vms.snapshot(channel vms.gbcode) RETURNS bytea
     LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
@@ -999,14 +1017,29 @@ BEGIN
             USING ERRCODE = 'invalid_transaction_state',
                   DETAIL = 'The picture is stored by a worker''s transaction, which a snapshot taken earlier in this transaction would not see.';
     END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                WHERE l.pid = pg_catalog.pg_backend_pid() AND l.locktype = 'relation' AND l.granted
+                  AND l.relation IN ('vms.audit_log'::regclass, 'vms.snapshot_request'::regclass)
+                  AND l.mode NOT IN ('AccessShareLock', 'RowShareLock')) THEN
+        RAISE EXCEPTION 'vms.snapshot cannot run in a transaction that has written the audit log or snapshot requests'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'The snapshot worker audits the use in its own transaction, which would wait for this one.',
+                  HINT = 'Take the snapshot in a transaction of its own, or before the audited actions.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM vms.snapshot_request s
+                WHERE s.channel_code = channel
+                  AND s.started_at > clock_timestamp() - coalesce(current_setting('vms.snapshot_min_interval', true), '0')::interval) THEN
+        RAISE EXCEPTION 'a snapshot of channel % was taken less than % ago', channel, current_setting('vms.snapshot_min_interval', true)
+            USING ERRCODE = 'configuration_limit_exceeded',
+                  DETAIL = 'vms.snapshot_min_interval is the least time between the starts of two snapshots of a channel.',
+                  HINT = 'Try again later.';
+    END IF;
     tok := vms._snapshot_take(channel::text, acting);
     SELECT * INTO r FROM vms.snapshot_request s WHERE s.token = tok;
     IF r.id IS NULL THEN
         RAISE EXCEPTION 'the snapshot worker of channel % recorded nothing', channel
             USING ERRCODE = 'system_error', HINT = 'See the server log (vms snapshot).';
     END IF;
-    PERFORM vms.exercise_right('snapshot', channel, jsonb_build_object('request', r.id, 'method', r.method,
-                                                                       'bytes', octet_length(r.jpeg), 'error', r.error));
     IF r.jpeg IS NULL THEN
         RAISE EXCEPTION 'no snapshot of channel %', channel
             USING ERRCODE = CASE WHEN r.error LIKE '%within%' OR r.error LIKE '%timeout%' OR r.error LIKE '%no answer%'
@@ -1016,7 +1049,7 @@ BEGIN
     RETURN r.jpeg;
 END $$;
 COMMENT ON FUNCTION vms.snapshot(vms.gbcode) IS
-    'a JPEG of a channel now: the GB/T 28181-2022 device''s own snapshot (SnapShotConfig, uploaded to vms over HTTP), else a frame sampled over INVITE; waits at most vms.snapshot_timeout; checked (snapshot right) and audited; each attempt is in vms.snapshot_request';
+    'a JPEG of a channel now: the GB/T 28181-2022 device''s own snapshot (SnapShotConfig, uploaded to vms over HTTP), else a frame sampled over INVITE; waits at most vms.snapshot_timeout; checked (snapshot right) and audited (by the worker, committed whatever the caller does); limited per channel, session role and cluster (vms.snapshot_min_interval, vms.snapshot_max_per_role, vms.snapshot_max_concurrent); each attempt is in vms.snapshot_request';
 
 -- GB/T 28181-2022 devices ---------------------------------------------------------
 

@@ -5,13 +5,18 @@
 # JPEG to the upload URL vms serves), and a 2022 device whose upload is not a
 # JPEG (refused, then the INVITE path).  The pictures are checked with ffprobe
 # (a tool we did not write) and against the uploaded file's bytes; the right
-# is checked and the use audited; an offline device is refused.
+# is checked and the use audited; an offline device is refused.  Then what
+# the security review asked for: the use stays audited when the caller rolls
+# back; uploads only from the device's address, to its URL, of at most
+# 8192x8192 pixels (a 2022 device that never uploads, --snapshot left out);
+# the caps per channel, session role and cluster, and the minimum interval.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
+use HTTP::Tiny;
 use VmsTest;
 
 my $tmp = PostgreSQL::Test::Utils::tempdir;
@@ -28,11 +33,14 @@ my $node = vms_node('snapshot',
 	'vms.inspect_media_port_max' => 57719,
 	'vms.snapshot_http_port_min' => 57720,
 	'vms.snapshot_http_port_max' => 57739,
-	'vms.snapshot_timeout' => 40);
+	'vms.snapshot_timeout' => 40,
+	'vms.snapshot_min_interval' => 0);
 
-my %dev = (old => '34020000001320000101', new => '34020000001320000201', bad => '34020000001320000301');
+my %dev = (old => '34020000001320000101', new => '34020000001320000201', bad => '34020000001320000301',
+	quiet => '34020000001320000501');
 # each device's one channel (gbsim: type 131, serial = device serial x channels + 0)
-my %ch = (old => '34020000001310000101', new => '34020000001310000201', bad => '34020000001310000301');
+my %ch = (old => '34020000001310000101', new => '34020000001310000201', bad => '34020000001310000301',
+	quiet => '34020000001310000501');
 $node->safe_psql('postgres', join('', map {
 	"INSERT INTO vms.device (code, name) VALUES ('$dev{$_}', 'gbsim $_');
 	 SELECT vms.device_set_password('$dev{$_}', '12345678', '$SIP_REALM');" } sort keys %dev) . qq{
@@ -40,6 +48,8 @@ INSERT INTO vms.device (code, name) VALUES ('34020000001320000401', 'never regis
 INSERT INTO vms.channel (code, device_code, name) VALUES ('34020000001310000402', '34020000001320000401', 'dark');
 CREATE ROLE op LOGIN IN ROLE vms_analyst;
 CREATE ROLE nosy LOGIN IN ROLE vms_analyst;
+CREATE ROLE op2 LOGIN IN ROLE vms_analyst;
+CREATE ROLE op3 LOGIN IN ROLE vms_analyst;
 CREATE ROLE gadmin LOGIN IN ROLE vms_grant_admin;
 });
 sip_running($node);
@@ -59,7 +69,8 @@ for my $k (sort keys %dev)
 	push @sims, IPC::Run::start(gbsim_cmd($sip_port, '--devices', '1', '--first-code', $dev{$k}, '--channels', '1',
 			'--keepalive', '5', '--duration', '600', '--password', '12345678', '--media', "$tmp/cam.h264",
 			'--control-log', $log{$k},
-			($k eq 'old' ? () : ('--gb-version', '3.0', '--snapshot', $k eq 'new' ? "$tmp/own.jpg" : "$tmp/not.jpg"))),
+			($k eq 'old' ? () : ('--gb-version', '3.0')),
+			($k eq 'new' || $k eq 'bad' ? ('--snapshot', $k eq 'new' ? "$tmp/own.jpg" : "$tmp/not.jpg") : ())),
 		'>', "$tmp/$k.out", '2>', "$tmp/$k.err");
 }
 for my $k (sort keys %dev)
@@ -71,7 +82,7 @@ for my $k (sort keys %dev)
 is($node->safe_psql('postgres', "SELECT string_agg(coalesce(gb_version, '-'), ',' ORDER BY device_code) FROM vms.device_session"
 	. " WHERE device_code IN ('$dev{old}', '$dev{new}', '$dev{bad}')"), '-,3.0,3.0', 'the X-GB-Ver each registered with');
 
-$node->safe_psql('postgres', "SET SESSION AUTHORIZATION gadmin; SELECT vms.grant_access('op', 'all', NULL, '{snapshot}', 4::smallint)");
+$node->safe_psql('postgres', "SET SESSION AUTHORIZATION gadmin; SELECT vms.grant_access(r, 'all', NULL, '{snapshot}', 4::smallint) FROM unnest('{op,op2,op3}'::name[]) r");
 
 # a picture as bytes: vms.snapshot's result written to a file for ffprobe
 sub snapshot
@@ -145,6 +156,113 @@ ok((grep { /^Upload\t415\t/ } @ctl), 'its upload that is not a JPEG was refused 
 like($node->safe_psql('postgres', "SELECT method || ': ' || error FROM vms.snapshot_request WHERE channel_code = '$ch{bad}'"),
 	qr/^invite: the device accepted SnapShotConfig but uploaded no JPEG/, 'why the device picture was not taken is kept');
 
+# ---- the use is audited by the worker's own transaction: a rollback keeps it
+my $audited = "SELECT count(*) FROM vms.audit_log WHERE action = 'snapshot' AND session_role = 'op' AND object = '$ch{new}'";
+my $before = $node->safe_psql('postgres', $audited);
+my ($ret, $out);
+($ret, $out, $err) = $node->psql('postgres',
+	"SET SESSION AUTHORIZATION op; BEGIN; SELECT octet_length(vms.snapshot('$ch{new}')) = " . (-s "$tmp/own.jpg") . "; ROLLBACK;",
+	timeout => 180);
+is($out, 't', 'a snapshot in a transaction then rolled back: the caller had the picture') or diag($err);
+is($node->safe_psql('postgres', $audited), $before + 1, 'and its use is audited all the same');
+is($node->safe_psql('postgres', "SELECT detail ->> 'role', detail ->> 'method', (detail ->> 'request')::bigint = (SELECT max(id) FROM vms.snapshot_request)"
+	. " FROM vms.audit_log WHERE action = 'snapshot' ORDER BY seq DESC LIMIT 1"), 'op|device|t',
+	'the entry names the role, how the device was asked and the request');
+($ret, $out, $err) = $node->psql('postgres',
+	"\\set VERBOSITY verbose\nBEGIN; SELECT vms.audit('note', 'before a snapshot'); SELECT vms.snapshot('$ch{old}');");
+like($err, qr/55000: vms\.snapshot cannot run in a transaction that has written the audit log/,
+	'a transaction that wrote the audit log is refused (the worker would wait for its lock)');
+
+# settings that every new backend and worker sees (ALTER SYSTEM, reload)
+sub set_conf
+{
+	my (%kv) = @_;
+	$node->safe_psql('postgres', join('', map { "ALTER SYSTEM SET $_ = '$kv{$_}';" } sort keys %kv) . "SELECT pg_reload_conf();");
+	for my $k (sort keys %kv)
+	{
+		$node->poll_query_until('postgres', "SELECT setting = '$kv{$k}' FROM pg_settings WHERE name = '$k'")
+		  or die "$k is not $kv{$k}";
+	}
+}
+sub bg_snapshot
+{
+	my ($who, $channel) = @_;
+	my %h = (out => '', err => '');
+	$h{run} = IPC::Run::start([ $node->installed_command('psql'), '-XAtq', '-d', $node->connstr('postgres'), '-c',
+			"SET SESSION AUTHORIZATION $who; SELECT octet_length(vms.snapshot('$channel')) > 0" ],
+		'>', \$h{out}, '2>', \$h{err});
+	return \%h;
+}
+sub refused
+{
+	my ($who, $channel) = @_;
+	my ($r, $o, $e) = $node->psql('postgres',
+		"\\set VERBOSITY verbose\nSET SESSION AUTHORIZATION $who; SELECT vms.snapshot('$channel')", timeout => 180);
+	return $e;
+}
+
+# ---- uploads: only from the device's address, to its URL, of at most 8192x8192 pixels
+set_conf('vms.snapshot_device_wait' => 120, 'vms.snapshot_timeout' => 120);
+my $q = bg_snapshot('op', $ch{quiet});
+ok($node->poll_query_until('postgres', "SELECT r.state = 'done' FROM vms.snapshot_request s JOIN vms.sip_request r ON r.id = s.sip_request_id"
+	. " WHERE s.channel_code = '$ch{quiet}'"), 'the device that never uploads accepted SnapShotConfig');
+my $url = $node->safe_psql('postgres', "SELECT (xpath('//UploadURL/text()', (r.params ->> 'xml')::xml))[1]::text"
+	. " FROM vms.snapshot_request s JOIN vms.sip_request r ON r.id = s.sip_request_id WHERE s.channel_code = '$ch{quiet}'");
+like($url, qr{^http://127\.0\.0\.1:\d+/snapshot/[0-9a-f]{32}$}, 'its upload URL');
+my $own = do { open(my $i, '<:raw', "$tmp/own.jpg") or die; local $/; <$i> };
+my $r = HTTP::Tiny->new(local_address => '127.0.0.2', timeout => 60)
+  ->request('POST', $url, { content => $own, headers => { 'Content-Type' => 'image/jpeg' } });
+is($r->{status}, 403, 'a JPEG to the right URL from another address (127.0.0.2) is refused 403');
+my $dev_http = HTTP::Tiny->new(timeout => 60);
+(my $wrong = $url) =~ s{/snapshot/[0-9a-f]{32}$}{/snapshot/00000000000000000000000000000000};
+is($dev_http->request('POST', $wrong, { content => $own, headers => { 'Content-Type' => 'image/jpeg' } })->{status}, 404,
+	'from the device\'s address to a wrong URL: 404');
+# the worker looks at its request again after these (a refused upload of its own would end the wait there)
+my $t = $node->safe_psql('postgres', "SELECT clock_timestamp()");
+ok($node->poll_query_until('postgres', "SELECT bool_or(query_start > '$t' AND query LIKE '%sip_request%') FROM pg_stat_activity"
+	. " WHERE backend_type = 'vms snapshot'"), 'the worker looked at the device\'s answer since');
+system('ffmpeg', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'color=c=gray:size=8200x8200', '-frames:v', '1',
+	"$tmp/big.jpg") == 0 or die 'ffmpeg failed';
+my $big = do { open(my $i, '<:raw', "$tmp/big.jpg") or die; local $/; <$i> };
+ok(length($big) < 4 * 1024 * 1024, 'an 8200x8200 JPEG under the 4 MB limit');
+is($dev_http->request('POST', $url, { content => $big, headers => { 'Content-Type' => 'image/jpeg' } })->{status}, 415,
+	'the wait goes on (the 403 and 404 did not end it); a JPEG of more than 8192x8192 pixels is refused 415');
+$q->{run}->finish;
+is($q->{out}, "t\n", 'the snapshot is then taken over INVITE') or diag($q->{err});
+like($node->safe_psql('postgres', "SELECT method || ': ' || error FROM vms.snapshot_request WHERE channel_code = '$ch{quiet}'"),
+	qr/^invite: the device accepted SnapShotConfig but uploaded no JPEG within 120 s \(its uploads were refused/,
+	'none of the three uploads was taken; the device\'s own refused one ended the wait');
+
+# ---- caps: one snapshot of a channel at a time, per session role, in the cluster
+set_conf('vms.snapshot_max_per_role' => 1, 'vms.snapshot_max_concurrent' => 2);
+# the workers are held at their first statement (the request's INSERT) by a lock of ours
+my $locker = $node->background_psql('postgres');
+$locker->query_safe('BEGIN');
+$locker->query_safe('LOCK TABLE vms.snapshot_request IN EXCLUSIVE MODE');
+my $b1 = bg_snapshot('op', $ch{old});
+my $b2 = bg_snapshot('op2', $ch{new});
+ok($node->poll_query_until('postgres', "SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'vms snapshot' AND wait_event_type = 'Lock'"),
+	'two snapshots in progress (op, op2)');
+like(refused('op', $ch{bad}), qr/53400: too many snapshots in progress for role "op"/, 'a second one of op: refused (vms.snapshot_max_per_role 1)');
+like(refused('op3', $ch{bad}), qr/53400: too many snapshots in progress\n/, 'a third in the cluster: refused (vms.snapshot_max_concurrent 2)');
+like(refused('op3', $ch{old}), qr/55P03: a snapshot of channel $ch{old} is being taken/, 'a second of the same channel: refused');
+is($node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'vms snapshot'"), '2',
+	'no worker was started for the refused ones');
+$locker->query_safe('COMMIT');
+$locker->quit;
+$b1->{run}->finish;
+$b2->{run}->finish;
+is("$b1->{out}|$b2->{out}", "t\n|t\n", 'the two held snapshots are taken once let go') or diag("$b1->{err} $b2->{err}");
+my $b3 = bg_snapshot('op', $ch{bad});
+$b3->{run}->finish;
+is($b3->{out}, "t\n", 'then op may take one again') or diag($b3->{err});
+
+# ---- the least time between two snapshots of a channel
+set_conf('vms.snapshot_min_interval' => 3600);
+like(refused('op', $ch{new}), qr/53400: a snapshot of channel $ch{new} was taken less than 1h ago/,
+	'a channel snapshotted within vms.snapshot_min_interval: refused');
+
 $_->kill_kill for @sims;
 $node->stop;
+
 done_testing();

@@ -15,18 +15,28 @@
  *      vms.snapshot_http_port_min..max (0: any free one) for one upload to
  *      /snapshot/<token>, the token 128 random bits that are also the
  *      SessionID; vms._snapshot_device_config queues DeviceConfig
- *      SnapShotConfig (SnapNum 1, UploadURL) for the SIP worker.  The first
- *      upload that is a JPEG FFmpeg decodes, at most SNAP_MAX_BYTES, ends
- *      the wait; anything else is refused (404, 405, 413, 415) and the token
- *      is single-use.  When the device refuses, or nothing valid arrives
- *      within SNAP_DEVICE_WAIT_MS, the INVITE path takes over.
+ *      SnapShotConfig (SnapNum 1, UploadURL) for the SIP worker.  Only the
+ *      device's registered address may upload (others: 403); the first
+ *      upload that is a JPEG FFmpeg decodes, at most SNAP_MAX_BYTES and
+ *      SNAP_MAX_PIXELS, ends the wait; anything else is refused (403, 404,
+ *      405, 413, 415) and the token is single-use.  When the device refuses
+ *      SnapShotConfig, or refuses and then sends a bad upload to its URL, or
+ *      nothing valid arrives within vms.snapshot_device_wait, the INVITE
+ *      path takes over.
  *   3. invite: a frame sampled as the inspector samples a GB/T 28181 channel
  *      (workers/inspect: INVITE, RTP/PS over UDP or TCP, FFmpeg decode, one
  *      frame encoded by FFmpeg's mjpeg encoder).
  *   4. vms._snapshot_finish stores the JPEG or the reason.
  *
  * The whole thing is bounded by vms.snapshot_timeout; a cancel of the caller
- * terminates the worker.
+ * terminates the worker.  The use of the right is audited by the worker's
+ * first transaction (vms._snapshot_begin, as the caller's session role),
+ * committed before the device is asked anything, so the caller's rollback
+ * or cancel cannot undo it.  Before starting a worker the caller takes
+ * session-level advisory locks, never waiting: one for the channel (one
+ * snapshot of a channel at a time), one of vms.snapshot_max_per_role slots
+ * of its session role, one of vms.snapshot_max_concurrent slots of the
+ * cluster (snapshots cannot take every background-worker slot).
  */
 #include "postgres.h"
 
@@ -46,7 +56,9 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
+#include "common/hashfn.h"
 #include "storage/ipc.h"
+#include "storage/lock.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -61,7 +73,8 @@
 PGDLLEXPORT void vms_snapshot_main(Datum arg);
 
 #define SNAP_MAX_BYTES (4 * 1024 * 1024)	/* the largest upload taken */
-#define SNAP_DEVICE_WAIT_MS 10000	/* for the device's upload, before the INVITE path */
+#define SNAP_MAX_PIXELS (8192 * 8192)	/* the largest picture decoded */
+#define SNAP_CONN_TIMEOUT_S 3	/* an upload connection idle this long is closed */
 #define SNAP_POLL_MS 100		/* the HTTP server and the request are looked at this often */
 #define SNAP_STATE_MS 250		/* the DeviceConfig request's state, this often */
 
@@ -69,11 +82,21 @@ PGDLLEXPORT void vms_snapshot_main(Datum arg);
 #define X_CHANNEL 0				/* 20 digits + NUL */
 #define X_TOKEN 24				/* 32 hex digits + NUL */
 #define X_ROLE 60				/* requester's name, up to 63 bytes + NUL */
+#define X_SESSION 124			/* the caller's session user (Oid) */
+
+/* the caller's advisory locks (locktag_field4; user locks use 1 and 2) */
+#define SNAP_LOCK_CHANNEL 0x5301	/* database, channel hash (2 x 32 bits) */
+#define SNAP_LOCK_ROLE 0x5302	/* 0, session user, slot */
+#define SNAP_LOCK_GLOBAL 0x5303	/* 0, 'vms', slot */
 
 int			vms_snapshot_timeout = 20;
 char	   *vms_snapshot_http_ip = NULL;
 int			vms_snapshot_http_port_min = 0;
 int			vms_snapshot_http_port_max = 0;
+int			vms_snapshot_max_concurrent = 4;
+int			vms_snapshot_max_per_role = 2;
+int			vms_snapshot_min_interval = 2;
+int			vms_snapshot_device_wait = 10;
 
 void
 vms_snapshot_define_settings(void)
@@ -90,9 +113,39 @@ vms_snapshot_define_settings(void)
 	DefineCustomIntVariable("vms.snapshot_http_port_max",
 							"Last TCP port for snapshot uploads.",
 							NULL, &vms_snapshot_http_port_max, 0, 0, 65535, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("vms.snapshot_max_concurrent",
+							"Snapshots taken at once in the cluster (each has a background worker while it waits); more are refused.",
+							NULL, &vms_snapshot_max_concurrent, 4, 1, 64, PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("vms.snapshot_max_per_role",
+							"Snapshots one session role takes at once; more are refused.",
+							NULL, &vms_snapshot_max_per_role, 2, 1, 64, PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("vms.snapshot_min_interval",
+							"Seconds between the starts of two snapshots of one channel; 0: no limit.",
+							NULL, &vms_snapshot_min_interval, 2, 0, 3600, PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("vms.snapshot_device_wait",
+							"Seconds a GB/T 28181-2022 device has to upload its own snapshot before the INVITE path.",
+							NULL, &vms_snapshot_device_wait, 10, 1, 120, PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
 }
 
 /* ------------------------------------------------------------ the caller's side */
+
+/* take one advisory lock of tag's kind, slot 0..n-1 (field3), without waiting */
+static bool
+take_slot(LOCKTAG *tag, uint32 f1, uint32 f2, uint16 kind, int n)
+{
+	for (int i = 0; i < n; i++)
+	{
+		LockAcquireResult r;
+
+		SET_LOCKTAG_ADVISORY(*tag, f1, f2, (uint32) i, kind);
+		r = LockAcquire(tag, ExclusiveLock, true, true);
+		if (r == LOCKACQUIRE_OK || r == LOCKACQUIRE_ALREADY_CLEAR)
+			return true;
+		if (r == LOCKACQUIRE_ALREADY_HELD)	/* ours already: not a free slot */
+			LockRelease(tag, ExclusiveLock, true);
+	}
+	return false;
+}
 
 /*
  * vms._snapshot_take(channel text, requester name) → text: run the
@@ -100,6 +153,8 @@ vms_snapshot_define_settings(void)
  * for it to exit (interruptible: a cancel terminates it); returns the
  * token.  The outcome is the vms.snapshot_request row of that token,
  * committed by the worker, which the caller reads in its next statement.
+ * Refused at once (55P03, 53400) while a snapshot of the channel is being
+ * taken, or the session role or the cluster takes as many as allowed.
  */
 PG_FUNCTION_INFO_V1(vms_snapshot_take);
 Datum
@@ -107,13 +162,21 @@ vms_snapshot_take(PG_FUNCTION_ARGS)
 {
 	char	   *channel = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	char	   *role = NameStr(*PG_GETARG_NAME(1));
+	Oid			session = GetSessionUserId();
 	char		token[33];
 	uint8		random[16];
 	BackgroundWorker w;
 	BackgroundWorkerHandle *h;
 	pid_t		pid;
+	uint64		ch_hash;
+	LOCKTAG		lk_channel,
+				lk_role,
+				lk_global;
+	volatile bool held_channel = false,
+				held_role = false,
+				held_global = false;
 
-	if (strlen(channel) != 20 || strspn(channel, "0123456789") != 20 || strlen(role) >= BGW_EXTRALEN - X_ROLE)
+	if (strlen(channel) != 20 || strspn(channel, "0123456789") != 20 || strlen(role) >= NAMEDATALEN)
 		ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("invalid snapshot request")));
 	if (!pg_strong_random(random, sizeof(random)))
 		ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("could not generate a snapshot token")));
@@ -130,23 +193,62 @@ vms_snapshot_take(PG_FUNCTION_ARGS)
 	w.bgw_main_arg = ObjectIdGetDatum(MyDatabaseId);
 	strlcpy(w.bgw_extra + X_CHANNEL, channel, 21);
 	strlcpy(w.bgw_extra + X_TOKEN, token, 33);
-	strlcpy(w.bgw_extra + X_ROLE, role, BGW_EXTRALEN - X_ROLE);
+	strlcpy(w.bgw_extra + X_ROLE, role, NAMEDATALEN);
+	memcpy(w.bgw_extra + X_SESSION, &session, sizeof(Oid));
 	w.bgw_notify_pid = MyProcPid;
-	if (!RegisterDynamicBackgroundWorker(&w, &h))
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("could not start a snapshot worker"),
-				 errdetail("All background worker slots are in use."),
-				 errhint("Raise max_worker_processes, or try again.")));
+
+	ch_hash = hash_bytes_extended((const unsigned char *) channel, 20, 0);
 	PG_TRY();
 	{
-		if (WaitForBackgroundWorkerStartup(h, &pid) == BGWH_STARTED)
-			(void) WaitForBackgroundWorkerShutdown(h);
+		held_channel = take_slot(&lk_channel, MyDatabaseId, (uint32) (ch_hash >> 32), SNAP_LOCK_CHANNEL, 1);
+		if (!held_channel)
+			ereport(ERROR,
+					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+					 errmsg("a snapshot of channel %s is being taken", channel),
+					 errdetail("One snapshot of a channel is taken at a time."),
+					 errhint("Try again when it has finished.")));
+		held_role = take_slot(&lk_role, InvalidOid, session, SNAP_LOCK_ROLE, vms_snapshot_max_per_role);
+		if (!held_role)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("too many snapshots in progress for role \"%s\"", GetUserNameFromId(session, false)),
+					 errdetail("The role takes %d snapshots at once, as many as vms.snapshot_max_per_role allows.",
+							   vms_snapshot_max_per_role),
+					 errhint("Try again when one has finished.")));
+		held_global = take_slot(&lk_global, InvalidOid, 0x766d73, SNAP_LOCK_GLOBAL, vms_snapshot_max_concurrent);
+		if (!held_global)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("too many snapshots in progress"),
+					 errdetail("%d snapshots are being taken, as many as vms.snapshot_max_concurrent allows; each has a background worker while it waits.",
+							   vms_snapshot_max_concurrent),
+					 errhint("Try again when one has finished.")));
+		if (!RegisterDynamicBackgroundWorker(&w, &h))
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("could not start a snapshot worker"),
+					 errdetail("All background worker slots are in use."),
+					 errhint("Raise max_worker_processes, or try again.")));
+		PG_TRY();
+		{
+			if (WaitForBackgroundWorkerStartup(h, &pid) == BGWH_STARTED)
+				(void) WaitForBackgroundWorkerShutdown(h);
+		}
+		PG_CATCH();
+		{
+			TerminateBackgroundWorker(h);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
 	}
-	PG_CATCH();
+	PG_FINALLY();
 	{
-		TerminateBackgroundWorker(h);
-		PG_RE_THROW();
+		if (held_global)
+			LockRelease(&lk_global, ExclusiveLock, true);
+		if (held_role)
+			LockRelease(&lk_role, ExclusiveLock, true);
+		if (held_channel)
+			LockRelease(&lk_channel, ExclusiveLock, true);
 	}
 	PG_END_TRY();
 	PG_RETURN_TEXT_P(cstring_to_text(token));
@@ -164,9 +266,10 @@ typedef struct Upload
 } Upload;
 
 static char path_expected[64];	/* /snapshot/<token> */
+static struct in_addr device_addr;	/* the only address an upload is taken from */
 static unsigned char *accepted;	/* the JPEG taken (malloc'd) */
 static size_t accepted_len;
-static int	refused_uploads;
+static int	refused_uploads;	/* refused uploads from the device to its URL */
 
 /* does buf hold a picture FFmpeg's mjpeg decoder decodes */
 static bool
@@ -190,6 +293,7 @@ decodes_as_jpeg(const unsigned char *buf, size_t len)
 		memcpy(copy, buf, len);
 		memset(copy + len, 0, AV_INPUT_BUFFER_PADDING_SIZE);
 		cx->err_recognition = AV_EF_EXPLODE;
+		cx->max_pixels = SNAP_MAX_PIXELS;	/* a bigger picture is refused, not decoded */
 		if (avcodec_open2(cx, codec, NULL) == 0 && av_packet_from_data(pkt, copy, (int) len) == 0)
 		{
 			copy = NULL;		/* the packet owns it */
@@ -258,6 +362,17 @@ answer(struct MHD_Connection *c, unsigned int status, const char *text)
 	return ret;
 }
 
+/* did the connection come from the device's registered address */
+static bool
+from_device(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+
+	return sa != NULL && sa->sa_family == AF_INET &&
+		((const struct sockaddr_in *) sa)->sin_addr.s_addr == device_addr.s_addr;
+}
+
 /* constant time: the token is a secret */
 static bool
 same_path(const char *url)
@@ -283,18 +398,15 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
 		const char *ctype = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
 		const char *clen = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 
+		/* only the device's refused uploads to its URL count (they end the wait early) */
+		if (!from_device(c))
+			return answer(c, MHD_HTTP_FORBIDDEN, "uploads are taken from the device only\n");
 		if (!same_path(url))
-		{
-			refused_uploads++;
 			return answer(c, MHD_HTTP_NOT_FOUND, "no such upload\n");
-		}
 		if (strcmp(method, "POST") != 0 && strcmp(method, "PUT") != 0)
 			return answer(c, MHD_HTTP_METHOD_NOT_ALLOWED, "POST the picture\n");
 		if (accepted != NULL)
-		{
-			refused_uploads++;
 			return answer(c, MHD_HTTP_GONE, "this upload URL was used\n");
-		}
 		if (clen && strtoull(clen, NULL, 10) > SNAP_MAX_BYTES + 65536)
 		{
 			refused_uploads++;
@@ -414,7 +526,8 @@ device_snapshot(const char *token, TimestampTz deadline, size_t *len, char **why
 	char	   *url,
 			   *rid,
 			   *state = NULL;
-	TimestampTz device_deadline = Min(deadline, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), SNAP_DEVICE_WAIT_MS));
+	TimestampTz device_deadline = Min(deadline, TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																			   (int64) vms_snapshot_device_wait * 1000));
 	TimestampTz next_state = 0;
 	bool		answered = false;
 
@@ -426,6 +539,18 @@ device_snapshot(const char *token, TimestampTz deadline, size_t *len, char **why
 		return NULL;
 	}
 	snprintf(path_expected, sizeof(path_expected), "/snapshot/%s", token);
+	{
+		char	   *dev_ip = sql_text("SELECT pg_catalog.host(s.address) FROM vms.device_session s"
+									  " JOIN vms.snapshot_request r ON r.device_code = s.device_code WHERE r.token = $1",
+									  1, token, NULL, NULL);
+
+		if (dev_ip == NULL || inet_pton(AF_INET, dev_ip, &device_addr) != 1)
+		{
+			*why = psprintf("the device's registered address (%s) is not an IPv4 address to take an upload from",
+							dev_ip ? dev_ip : "none");
+			return NULL;
+		}
+	}
 	for (int k = 0; k < 32 && d == NULL; k++)
 	{
 		int			p = lo == 0 ? 0 : lo + (int) (pg_prng_uint64(&pg_global_prng_state) % (uint64) (hi - lo + 1));
@@ -436,7 +561,8 @@ device_snapshot(const char *token, TimestampTz deadline, size_t *len, char **why
 							 MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &sa,
 							 MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
 							 MHD_OPTION_CONNECTION_LIMIT, (unsigned int) 8,
-							 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) 10,
+							 MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int) 2,
+							 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) SNAP_CONN_TIMEOUT_S,
 							 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) 131072,
 							 MHD_OPTION_END);
 		RESUME_INTERRUPTS();
@@ -514,8 +640,8 @@ device_snapshot(const char *token, TimestampTz deadline, size_t *len, char **why
 	if (!answered)
 		*why = psprintf("the device did not take SnapShotConfig (%s)", state ? state : "no answer");
 	else
-		*why = psprintf("the device accepted SnapShotConfig but uploaded no JPEG within %d ms%s",
-						SNAP_DEVICE_WAIT_MS, refused_uploads ? " (uploads refused: not a JPEG, too large or a wrong URL)" : "");
+		*why = psprintf("the device accepted SnapShotConfig but uploaded no JPEG within %d s%s",
+						vms_snapshot_device_wait, refused_uploads ? " (its uploads were refused: not a JPEG, too large or too many pixels)" : "");
 	return NULL;
 }
 
@@ -550,7 +676,9 @@ vms_snapshot_main(Datum arg)
 {
 	char		channel[21],
 				token[33],
-				role[NAMEDATALEN];
+				role[NAMEDATALEN],
+				session[16];
+	Oid			session_oid;
 	char	   *method = NULL;
 	char	   *why_device = NULL;
 	unsigned char *jpeg = NULL;
@@ -562,8 +690,12 @@ vms_snapshot_main(Datum arg)
 	memcpy(channel, MyBgworkerEntry->bgw_extra + X_CHANNEL, sizeof(channel));
 	memcpy(token, MyBgworkerEntry->bgw_extra + X_TOKEN, sizeof(token));
 	strlcpy(role, MyBgworkerEntry->bgw_extra + X_ROLE, sizeof(role));
+	memcpy(&session_oid, MyBgworkerEntry->bgw_extra + X_SESSION, sizeof(Oid));
+	snprintf(session, sizeof(session), "%u", session_oid);
 	channel[20] = token[32] = '\0';
 	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(arg), InvalidOid, 0);
+	/* never wait for a lock longer than the snapshot may take (the caller may hold one) */
+	SetConfigOption("lock_timeout", psprintf("%d", vms_snapshot_timeout * 1000), PGC_SUSET, PGC_S_OVERRIDE);
 	vqd_quiet_libav();			/* FFmpeg's own messages stay out of the server log */
 	work_cxt = AllocSetContextCreate(TopMemoryContext, "vms snapshot", ALLOCSET_DEFAULT_SIZES);
 	MemoryContextSwitchTo(work_cxt);
@@ -571,7 +703,16 @@ vms_snapshot_main(Datum arg)
 
 	PG_TRY();
 	{
-		method = sql_text("SELECT vms._snapshot_begin($1::vms.gbcode, $2, $3)", 3, channel, token, role);
+		/* recorded and audited (as the caller's session role), committed before the device is asked */
+		{
+			Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+			Datum		values[4] = {CStringGetTextDatum(channel), CStringGetTextDatum(token),
+			CStringGetTextDatum(role), CStringGetTextDatum(session)};
+
+			method = sql_value("SELECT vms._snapshot_begin($1::vms.gbcode, $2, $3::name,"
+							   " (SELECT a.rolname FROM pg_catalog.pg_authid a WHERE a.oid = $4::oid))",
+							   4, types, values, NULL);
+		}
 		if (method && strcmp(method, "device") == 0)
 		{
 			pgstat_report_activity(STATE_RUNNING, "vms snapshot: waiting for the device's upload");

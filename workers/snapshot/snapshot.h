@@ -10,6 +10,10 @@ extern int	vms_snapshot_timeout;
 extern char *vms_snapshot_http_ip;
 extern int	vms_snapshot_http_port_min;
 extern int	vms_snapshot_http_port_max;
+extern int	vms_snapshot_max_concurrent;
+extern int	vms_snapshot_max_per_role;
+extern int	vms_snapshot_min_interval;
+extern int	vms_snapshot_device_wait;
 
 extern void vms_snapshot_define_settings(void);
 

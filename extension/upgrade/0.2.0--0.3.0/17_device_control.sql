@@ -2314,3 +2314,112 @@ CREATE OR REPLACE FUNCTION vms._sip_item_report(item jsonb) RETURNS jsonb
 $$;
 COMMENT ON FUNCTION vms._sip_item_report(jsonb) IS
     'internal: a catalog item as a channel report (name, address, civil code, location, PTZType as point type; 2022''s PointCommonName as alias, ManagementUnit as unit, HorizontalFieldAngle and MaxViewDistance as view angle and range)';
+
+-- vms.snapshot: the use is audited by the snapshot worker's own committed
+-- transaction (vms._snapshot_begin, now with the caller's session role), no
+-- longer by the caller's after the wait (a rollback or cancel undid it);
+-- a transaction that wrote the audit log is refused; one snapshot of a
+-- channel at a time and vms.snapshot_min_interval between two (the caps per
+-- role and cluster are in the library).
+DROP FUNCTION vms._snapshot_begin(vms.gbcode, text, name);
+-- Worker side: record the request; how to take it.  The use of the right
+-- is audited here, in the worker's own transaction, committed before the
+-- device is asked anything: as the caller's session role (session_role; the
+-- role it acted as, requester, in the detail), and the grants' last use
+-- recorded.  The caller checked the right before starting the worker.
+CREATE FUNCTION vms._snapshot_begin(channel vms.gbcode, token text, requester name, session_role name) RETURNS text
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    dev vms.gbcode;
+    v text;
+    how text;
+    rid bigint;
+BEGIN
+    SELECT c.device_code INTO dev FROM vms.channel c WHERE c.code = channel;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'channel % is not in the ledger', channel USING ERRCODE = 'undefined_object';
+    END IF;
+    INSERT INTO vms.snapshot_request (token, channel_code, device_code, requested_by)
+    VALUES (_snapshot_begin.token, channel, dev, requester)
+    RETURNING id INTO rid;
+    v := vms._device_gb_version(dev);
+    how := CASE WHEN v ~ '^[0-9]{1,2}(\.[0-9]{1,2})*$' AND split_part(v, '.', 1)::int >= 3 THEN 'device' ELSE 'invite' END;
+    UPDATE vms.access_grant g SET last_used_at = now()
+     WHERE g.revoked_at IS NULL AND pg_has_role(requester, g.grantee, 'MEMBER') AND 'snapshot' = ANY (g.actions);
+    PERFORM vms._audit_as(coalesce(session_role, requester), 'snapshot', channel::text,
+                          jsonb_build_object('request', rid, 'method', how, 'role', requester));
+    RETURN how;
+END $$;
+COMMENT ON FUNCTION vms._snapshot_begin(vms.gbcode, text, name, name) IS
+    'internal: the snapshot worker records a request and audits the use (as the caller''s session role, committed before the device is asked); device (the device speaks GB/T 28181-2022: its own snapshot) or invite';
+
+REVOKE ALL ON FUNCTION vms._snapshot_begin(vms.gbcode, text, name, name) FROM PUBLIC;
+
+-- SECURITY DEFINER: it checks the snapshot right of the role the session
+-- acts as (vms._can_for; a refusal is audited by vms.exercise_right),
+-- and runs the snapshot worker (internal), which audits the use in its own
+-- committed transaction (vms._snapshot_begin), so that no lock of the audit
+-- log is held while the device is waited for and the entry stays whatever
+-- the caller's transaction does.  The caller names only the channel.
+CREATE OR REPLACE FUNCTION vms.snapshot(channel vms.gbcode) RETURNS bytea
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    acting name := pg_catalog.pg_get_userbyid(vms._acting_role());
+    dev vms.gbcode;
+    dev_online boolean;
+    tok text;
+    r vms.snapshot_request;
+BEGIN
+    IF NOT vms._can_for(acting, 'snapshot', channel) THEN
+        PERFORM vms.exercise_right('snapshot', channel);    -- audits the refusal and raises
+    END IF;
+    SELECT c.device_code, d.online INTO dev, dev_online
+      FROM vms.channel c JOIN vms.device d ON d.code = c.device_code WHERE c.code = channel;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no channel %', channel
+            USING ERRCODE = 'undefined_object', HINT = 'A snapshot is of a channel of vms.channel.';
+    END IF;
+    IF NOT dev_online THEN
+        RAISE EXCEPTION 'device % is offline', dev
+            USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = format('No snapshot of channel %s was asked for.', channel),
+                  HINT = 'See vms.sip_device_status for why; snapshots come only from registered, online devices.';
+    END IF;
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'vms.snapshot needs the READ COMMITTED isolation level'
+            USING ERRCODE = 'invalid_transaction_state',
+                  DETAIL = 'The picture is stored by a worker''s transaction, which a snapshot taken earlier in this transaction would not see.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                WHERE l.pid = pg_catalog.pg_backend_pid() AND l.locktype = 'relation' AND l.granted
+                  AND l.relation IN ('vms.audit_log'::regclass, 'vms.snapshot_request'::regclass)
+                  AND l.mode NOT IN ('AccessShareLock', 'RowShareLock')) THEN
+        RAISE EXCEPTION 'vms.snapshot cannot run in a transaction that has written the audit log or snapshot requests'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'The snapshot worker audits the use in its own transaction, which would wait for this one.',
+                  HINT = 'Take the snapshot in a transaction of its own, or before the audited actions.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM vms.snapshot_request s
+                WHERE s.channel_code = channel
+                  AND s.started_at > clock_timestamp() - coalesce(current_setting('vms.snapshot_min_interval', true), '0')::interval) THEN
+        RAISE EXCEPTION 'a snapshot of channel % was taken less than % ago', channel, current_setting('vms.snapshot_min_interval', true)
+            USING ERRCODE = 'configuration_limit_exceeded',
+                  DETAIL = 'vms.snapshot_min_interval is the least time between the starts of two snapshots of a channel.',
+                  HINT = 'Try again later.';
+    END IF;
+    tok := vms._snapshot_take(channel::text, acting);
+    SELECT * INTO r FROM vms.snapshot_request s WHERE s.token = tok;
+    IF r.id IS NULL THEN
+        RAISE EXCEPTION 'the snapshot worker of channel % recorded nothing', channel
+            USING ERRCODE = 'system_error', HINT = 'See the server log (vms snapshot).';
+    END IF;
+    IF r.jpeg IS NULL THEN
+        RAISE EXCEPTION 'no snapshot of channel %', channel
+            USING ERRCODE = CASE WHEN r.error LIKE '%within%' OR r.error LIKE '%timeout%' OR r.error LIKE '%no answer%'
+                                 THEN 'connection_failure' ELSE 'connection_exception' END,
+                  DETAIL = r.error, HINT = format('The attempt is vms.snapshot_request %s.', r.id);
+    END IF;
+    RETURN r.jpeg;
+END $$;
+COMMENT ON FUNCTION vms.snapshot(vms.gbcode) IS
+    'a JPEG of a channel now: the GB/T 28181-2022 device''s own snapshot (SnapShotConfig, uploaded to vms over HTTP), else a frame sampled over INVITE; waits at most vms.snapshot_timeout; checked (snapshot right) and audited (by the worker, committed whatever the caller does); limited per channel, session role and cluster (vms.snapshot_min_interval, vms.snapshot_max_per_role, vms.snapshot_max_concurrent); each attempt is in vms.snapshot_request';
+-- ==== end of issue 17 security fixes, helper "sfix" ====
