@@ -257,6 +257,22 @@ my $b3 = bg_snapshot('op', $ch{bad});
 $b3->{run}->finish;
 is($b3->{out}, "t\n", 'then op may take one again') or diag($b3->{err});
 
+# ---- a cancel once the device was asked: the use stays audited, the worker goes
+my $aq = "SELECT count(*) FROM vms.audit_log WHERE action = 'snapshot' AND object = '$ch{quiet}'";
+my $before_q = $node->safe_psql('postgres', $aq);
+my $last_q = $node->safe_psql('postgres', "SELECT max(id) FROM vms.snapshot_request WHERE channel_code = '$ch{quiet}'");
+my $c = bg_snapshot('op', $ch{quiet});
+ok($node->poll_query_until('postgres', "SELECT r.state = 'done' FROM vms.snapshot_request s JOIN vms.sip_request r ON r.id = s.sip_request_id"
+	. " WHERE s.channel_code = '$ch{quiet}' AND s.id > $last_q"), 'a snapshot waits for a device that was asked');
+is($node->safe_psql('postgres', "SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity"
+	. " WHERE backend_type = 'client backend' AND query LIKE '%vms.snapshot(''$ch{quiet}'')%' AND pid <> pg_backend_pid()"), '1',
+	'its caller is cancelled');
+$c->{run}->finish;
+like($c->{err}, qr/canceling statement due to user request/, 'the caller gets the cancel');
+is($node->safe_psql('postgres', $aq), $before_q + 1, 'the use is audited all the same');
+ok($node->poll_query_until('postgres', "SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'vms snapshot'"),
+	'and the worker is stopped');
+
 # ---- the least time between two snapshots of a channel
 set_conf('vms.snapshot_min_interval' => 3600);
 like(refused('op', $ch{new}), qr/53400: a snapshot of channel $ch{new} was taken less than 1h ago/,
