@@ -76,6 +76,10 @@ case "${1:-start}" in
       > "$dir/rtsp.out" 2>&1 &
     echo $! > "$dir/rtsp.pid"
     for _ in $(seq 100); do grep -q ready "$dir/rtsp.out" && break; sleep 0.2; done
+    if ! grep -q ready "$dir/rtsp.out"; then
+      echo "the RTSP test cameras did not start ($dir/rtsp.out: $(tail -1 "$dir/rtsp.out")); is port $rtsp_port taken? VMS_DEMO_PORT=<port> make run uses ports <port>..<port>+3" >&2
+      exit 1
+    fi
     cluster_psql "$dir" "$port" "$db" -c "SET client_min_messages = warning" -v cam="rtsp://127.0.0.1:$rtsp_port" \
       -f "$VMS_ROOT/test/demo/demo_inspect.sql" >/dev/null
     for _ in $(seq 150); do
