@@ -161,7 +161,7 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms._sip_upstream_changes(text,text,boolean,boolean)',
     'vms._sip_upstream_alarms(text,bigint,jsonb)',
     'vms._sip_upstream_positions(text,bigint,boolean)',
-    'vms._sip_upstream_control(text,text,text,jsonb,text)',
+    'vms._sip_upstream_control(text,text,text,text,text,json,text)',
     'vms._sip_share_touched()',
     'vms._sip_take_share_changes()',
     'vms._sip_upstream_relay(text,text,text,text)',

@@ -249,20 +249,51 @@ SELECT count(*) AS of_the_device, count(DISTINCT (xpath('/Notify/DeviceID/text()
 SELECT count(*) AS restarted FROM vms._sip_upstream_positions('city', 900, restart => true);
 
 -- a control or query of the upper platform for a channel: relayed only for a code it is shared, and only
--- controls of the channel (not TeleBoot); RecordInfo and PresetQuery; the refusal's answer; every one audited
-SELECT c AS code, r ->> 'CmdType' AS cmd, x.channel, x.device, x.refusal,
+-- controls of the channel (not TeleBoot); RecordInfo and PresetQuery; the refusal's answer; every one audited.
+-- The worker passes the root and the CmdType it read (the first) and the body as json, as libxml2 parsed it
+-- (a duplicated element stays a duplicated key, comments are gone, CDATA is text): the decision is taken on
+-- the worker's CmdType, a body that names an element twice at the top or nests a CmdType, SN or DeviceID is
+-- refused, and the device gets only the listed elements, rebuilt (escaped), never the body as it came
+SELECT n, c AS code, cmd, x.channel, x.device, x.refusal,
        (xpath('/Response/Result/text()', xmlparse(document convert_from(x.answer, 'GB18030'))))[1]::text AS result,
-       (xpath('/Response/SumNum/text()', xmlparse(document convert_from(x.answer, 'GB18030'))))[1]::text AS sum_num
-  FROM (VALUES ('34010000001320000098', '{"CmdType": "DeviceControl", "PTZCmd": "A50F0102800000B7"}'::jsonb),
-               ('34010000001320000098', '{"CmdType": "DeviceControl", "TeleBoot": "Boot"}'),
-               ('34020100001320000012', '{"CmdType": "DeviceControl", "PTZCmd": "A50F0102800000B7"}'),
-               ('34020200001320000002', '{"CmdType": "RecordInfo", "StartTime": "2026-01-01T00:00:00"}'),
-               ('34010000001320000098', '{"CmdType": "RecordInfo", "StartTime": "2026-01-01T00:00:00"}'),
-               ('34010000001320000098', '{"CmdType": "PresetQuery"}'),
-               ('34010000001320000098', '{"CmdType": "Catalog"}')) v(c, r),
-       vms._sip_upstream_control('city', c, '41', r, '10.0.0.1:5070') x;
-SELECT count(*) AS bad_sn FROM vms._sip_upstream_control('city', '34010000001320000098', '4 1', '{}', '10.0.0.1:5070');
-SELECT detail ->> 'code' AS code, detail #>> '{request,CmdType}' AS cmd, detail ->> 'result' AS result
+       (xpath('/Response/SumNum/text()', xmlparse(document convert_from(x.answer, 'GB18030'))))[1]::text AS sum_num,
+       replace(x.body, E'\r\n', ' ') AS body
+  FROM (VALUES (1, '34010000001320000098', 'Control', 'DeviceControl', '{"CmdType": "DeviceControl", "PTZCmd": "A50F0102800000B7"}'::json),
+               (2, '34010000001320000098', 'Control', 'DeviceControl', '{"CmdType": "DeviceControl", "TeleBoot": "Boot"}'),
+               (3, '34020100001320000012', 'Control', 'DeviceControl', '{"CmdType": "DeviceControl", "PTZCmd": "A50F0102800000B7"}'),
+               (4, '34020200001320000002', 'Query', 'RecordInfo', '{"CmdType": "RecordInfo", "StartTime": "2026-01-01T00:00:00"}'),
+               (5, '34010000001320000098', 'Query', 'RecordInfo', '{"CmdType": "RecordInfo", "SN": "41", "DeviceID": "34010000001320000098", '
+                    '"StartTime": "2026-01-01T00:00:00", "EndTime": "2026-01-01T06:00:00", "Secrecy": "0", "Type": "all", '
+                    '"FilePath": "]]><TeleBoot>Boot</TeleBoot><!-- & more"}'),
+               (6, '34010000001320000098', 'Query', 'PresetQuery', '{"CmdType": "PresetQuery"}'),
+               (7, '34010000001320000098', 'Query', 'Catalog', '{"CmdType": "Catalog"}'),
+               -- the worker read DeviceControl (its first CmdType); jsonb would have kept the last, RecordInfo
+               (8, '34010000001320000098', 'Control', 'DeviceControl',
+                   '{"CmdType": "DeviceControl", "SN": "41", "DeviceID": "34010000001320000098", "TeleBoot": "Boot", "CmdType": "RecordInfo"}'),
+               (9, '34010000001320000098', 'Control', 'DeviceControl', '{"CmdType": "RecordInfo", "TeleBoot": "Boot"}'),
+               (10, '34010000001320000098', 'Control', 'DeviceControl',
+                    '{"CmdType": "DeviceControl", "PTZCmd": "A50F0102800000B7", "PTZCmd": "A50F0100000000B5"}'),
+               -- a second DeviceID, at the top or nested, naming a channel not shared
+               (11, '34010000001320000098', 'Query', 'RecordInfo',
+                    '{"CmdType": "RecordInfo", "DeviceID": "34010000001320000098", "DeviceID": "34020200001320000002"}'),
+               (12, '34010000001320000098', 'Query', 'RecordInfo',
+                    '{"CmdType": "RecordInfo", "StartTime": "2026-01-01T00:00:00", "Info": {"DeviceID": "34020200001320000002"}}'),
+               -- TeleBoot nested under an allowed element; FormatSDCard, DeviceUpgrade
+               (13, '34010000001320000098', 'Control', 'DeviceControl',
+                    '{"CmdType": "DeviceControl", "PTZCmd": "A50F0102800000B7", "Info": {"ControlPriority": "5", "TeleBoot": "Boot"}}'),
+               (14, '34010000001320000098', 'Control', 'DeviceControl', '{"CmdType": "DeviceControl", "FormatSDCard": "1"}'),
+               (15, '34010000001320000098', 'Control', 'DeviceControl', '{"CmdType": "DeviceControl", "DeviceUpgrade": {"Firmware": "x"}}'),
+               -- markup that was CDATA or an escaped value: refused where it is not of its form, else escaped
+               (16, '34010000001320000098', 'Control', 'DeviceControl', '{"CmdType": "DeviceControl", "PTZCmd": "</PTZCmd><TeleBoot>Boot</TeleBoot>"}'),
+               (17, '34010000001320000098', 'Control', 'DeviceControl', '{"CmdType": "DeviceControl", "Info": ["Boot"]}'),
+               (18, '34010000001320000098', 'Control', 'DeviceControl',
+                    '{"CmdType": "DeviceControl", "PTZPreciseCtrl": {"Pan": "10.5", "Tilt": "-3", "Zoom": "2"}, "Info": {"ControlPriority": "5"}}'),
+               (19, '34010000001320000098', 'Control', 'DeviceControl', '{"CmdType": "DeviceControl", "HomePosition": {"Enabled": "1", "Enabled": "0"}}'))
+       v(n, c, root, cmd, r),
+       vms._sip_upstream_control('city', c, '41', root, cmd, r, '10.0.0.1:5070') x
+ ORDER BY n;
+SELECT count(*) AS bad_sn FROM vms._sip_upstream_control('city', '34010000001320000098', '4 1', 'Query', 'PresetQuery', '{}', '10.0.0.1:5070');
+SELECT detail ->> 'code' AS code, detail ->> 'cmd' AS cmd, detail ->> 'result' AS result
   FROM vms.audit_log WHERE action = 'sip_upstream_control' ORDER BY seq;
 
 -- a virtual-organisation / business-group tree presented upward (catalog_tree): the catalogue nodes above

@@ -443,7 +443,7 @@ is($city->safe_psql('postgres', q{SELECT string_agg(concat_ws(':', code, name, c
 my $gbsim = "$root/test/sim/gbsim";
 SKIP:
 {
-	skip 'gbsim or ffmpeg missing', 20 unless -x $gbsim && system('ffmpeg -version >/dev/null 2>&1') == 0;
+	skip 'gbsim or ffmpeg missing', 32 unless -x $gbsim && system('ffmpeg -version >/dev/null 2>&1') == 0;
 	system('ffmpeg', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25', '-t', '2',
 		'-c:v', 'libx264', '-preset', 'veryfast', '-x264-params', 'aud=1:keyint=25', '-bsf:v', 'h264_mp4toannexb',
 		'-f', 'h264', "$tmp/cam.h264") == 0
@@ -562,6 +562,42 @@ SELECT vms.grant_access('op', 'all', NULL, '{ptz}', 4::smallint);
 	is($district->safe_psql('postgres', q{SELECT string_agg(concat_ws(' ', detail ->> 'code', detail #>> '{request,CmdType}',
 		detail ->> 'result'), ', ' ORDER BY seq) FROM vms.audit_log WHERE action = 'sip_upstream_control'}),
 		'34010000001320000077 DeviceControl relayed, 34010000001320000077 RecordInfo relayed', 'both audited at the district');
+
+	# crafted controls of the city (its own SIP address, its worker: vms._device_request wraps any elements
+	# after its CmdType, SN and DeviceID): the district never relays a body as it came. A second CmdType, a
+	# TeleBoot under an allowed element, a second DeviceID are refused with the refusal's answer (audited);
+	# comments and CDATA never reach the camera, which gets only the allowed elements, rebuilt
+	my @crafted = (
+		[ 'device_control', 'Control', 'DeviceControl', '<TeleBoot>Boot</TeleBoot><CmdType>RecordInfo</CmdType>', 'true', 'failed',
+		  '<CmdType> appears twice', 'DeviceControl with TeleBoot and a second CmdType RecordInfo' ],
+		[ 'device_control', 'Control', 'DeviceControl',
+		  '<PTZCmd>A50F0102800000B7</PTZCmd><Info><ControlPriority>5</ControlPriority><TeleBoot>Boot</TeleBoot></Info>',
+		  'true', 'failed', 'TeleBoot in Info is not relayed', 'a TeleBoot nested in <Info>' ],
+		[ 'record_info', 'Query', 'RecordInfo',
+		  '<DeviceID>34020200001320000001</DeviceID><StartTime>2026-01-10T00:00:00</StartTime><EndTime>2026-01-10T06:00:00</EndTime>',
+		  'true', 'done', '<DeviceID> appears twice', 'a RecordInfo with a second DeviceID naming a channel not shared' ],
+		[ 'device_control', 'Control', 'DeviceControl',
+		  '<!--<TeleBoot>Boot</TeleBoot>--><PTZCmd><![CDATA[A50F0102800000B7]]></PTZCmd>', 'false', 'done', 'relayed',
+		  'a PTZCmd in CDATA after a commented-out TeleBoot' ]);
+	my $lines_before = scalar(control_lines());
+	for my $c (@crafted)
+	{
+		my ($kind, $root, $cmd, $xml, $answer, $state, $result, $what) = @$c;
+		# a refusal is answered (Result ERROR, SumNum 0): the city waits for it; a PTZCmd has no answer but the 200
+		my $id = $city->safe_psql('postgres', qq{SELECT vms._device_request('34010000001320000077', '$kind', '$root', '$cmd',
+			'$xml'::xml, $answer, NULL, '{}')});
+		like($city->safe_psql('postgres', "SELECT state || ' ' || coalesce(result ->> 'records', '') FROM vms.sip_request_wait($id, 30)"),
+			$state eq 'done' && $kind eq 'record_info' ? qr/^done 0$/ : qr/^$state /, "$what: $state at the city");
+		is($district->safe_psql('postgres', q{SELECT detail ->> 'result' FROM vms.audit_log WHERE action = 'sip_upstream_control'
+			ORDER BY seq DESC LIMIT 1}), $result, "$what: audited at the district as $result");
+	}
+	ok(wait_for(sub { scalar(grep { $_->[1] eq 'DeviceControl' } (control_lines())[$lines_before .. scalar(control_lines()) - 1]) }),
+		'the camera receives the relayed PTZCmd');
+	my @new_lines = (control_lines())[$lines_before .. scalar(control_lines()) - 1];
+	is(join("\n", map { "$_->[1] $_->[2] " . ($_->[3] =~ s{^<\?xml[^>]*\?>}{}r) } @new_lines),
+		"DeviceControl $cam <Control><CmdType>DeviceControl</CmdType><SN>" . ($new_lines[0][3] =~ m{<SN>(\d+)</SN>} ? $1 : '?')
+		  . "</SN><DeviceID>$cam</DeviceID><PTZCmd>A50F0102800000B7</PTZCmd></Control>",
+		'of the four, the camera received only the PTZCmd, rebuilt: no TeleBoot, comment, CDATA or second DeviceID');
 	$sim->kill_kill;
 }
 

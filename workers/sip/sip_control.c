@@ -203,10 +203,22 @@ sip_control_start(int64 id, Dev *d, const char *kind, const char *params)
 		sbuf_init(&p->items, MAX_RECORDS_BYTES);
 	}
 	sip_request_update(id, "sent", psprintf("{\"sn\":%s}", p->sn), NULL, NULL);
-	/* the elements were built by SQL's XML functions (escaped); ASCII-only bodies keep the usual GB2312 declaration */
+	return sip_manscdp_request(root, cmd, p->sn, target, xml);
+}
+
+/*
+ * A Control/Query body: the command's elements (built by SQL's XML
+ * functions, so escaped) wrapped with CmdType, SN and DeviceID.  Also the
+ * body of an upper platform's control relayed to a device (sip_upstream.c):
+ * its elements rebuilt by vms._sip_upstream_control.  ASCII-only bodies keep
+ * the usual GB2312 declaration.
+ */
+char *
+sip_manscdp_request(const char *root, const char *cmd, const char *sn, const char *target, const char *xml)
+{
 	return psprintf("<?xml version=\"1.0\" encoding=\"%s\"?>\r\n<%s>\r\n<CmdType>%s</CmdType>\r\n<SN>%s</SN>\r\n"
 					"<DeviceID>%s</DeviceID>\r\n%s%s</%s>\r\n",
-					xml == NULL || is_ascii(xml) ? "GB2312" : "UTF-8", root, cmd, p->sn, target,
+					xml == NULL || is_ascii(xml) ? "GB2312" : "UTF-8", root, cmd, sn, target,
 					xml ? xml : "", xml && xml[0] ? "\r\n" : "", root);
 }
 

@@ -26,6 +26,9 @@ extern bool sip_control_kind(const char *kind);
  */
 extern char *sip_control_start(int64 id, Dev *d, const char *kind, const char *params);
 
+/* <root> with CmdType, SN, DeviceID and then xml (elements built by SQL, escaped), palloc'd */
+extern char *sip_manscdp_request(const char *root, const char *cmd, const char *sn, const char *target, const char *xml);
+
 /* the MESSAGE's final SIP status; 0: no final answer (timed out), -1: could not be sent */
 extern void sip_control_sent(int64 id, int status);
 

@@ -13,7 +13,7 @@ typedef struct SipSqlDef
 	SipSql		op;				/* its index, checked at start */
 	const char *text;
 	int			nargs;
-	Oid			types[6];
+	Oid			types[7];
 } SipSqlDef;
 
 #define CODE_DOC {TEXTOID, TEXTOID}
@@ -63,8 +63,9 @@ static const SipSqlDef defs[SIP_SQL_N] = {
 		"WHERE jsonb_typeof(e.value) = 'object' AND (e.value ->> 'expires_at')::float8 > extract(epoch FROM now())",
 	0, {InvalidOid}},
 	{SIP_SQL_UPSTREAM_TAKE_CHANGES, "SELECT vms._sip_take_share_changes()", 0, {InvalidOid}},
-	{SIP_SQL_UPSTREAM_CONTROL, "SELECT channel, device, refusal, answer FROM vms._sip_upstream_control($1, $2, $3, $4::jsonb, $5)", 5,
-	{TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID}},
+	{SIP_SQL_UPSTREAM_CONTROL, "SELECT channel, device, refusal, answer, body "
+		"FROM vms._sip_upstream_control($1, $2, $3, $4, $5, $6::json, $7)", 7,
+	{TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID}},
 };
 
 static const SipSqlDef *

@@ -49,7 +49,8 @@ typedef enum SipSql
 	SIP_SQL_UPSTREAM_POSITIONS, /* ($1 upstream, $2 first SN, $3 all again): MobilePosition notifications */
 	SIP_SQL_UPSTREAM_SUBSCRIPTIONS,	/* after a start: the upper platforms' subscriptions still running, to serve on */
 	SIP_SQL_UPSTREAM_TAKE_CHANGES,	/* how many share changes the ledger's triggers queued (taken) */
-	SIP_SQL_UPSTREAM_CONTROL,	/* ($1 upstream, $2 code, $3 SN, $4 request, $5 source): channel, device, refusal, answer; audited */
+	SIP_SQL_UPSTREAM_CONTROL,	/* ($1 upstream, $2 code, $3 SN, $4 root, $5 CmdType, $6 request, $7 source): channel, device,
+								 * refusal, answer, body (rebuilt); audited */
 	SIP_SQL_N
 } SipSql;
 

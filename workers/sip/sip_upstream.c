@@ -35,6 +35,7 @@
 
 #include "../../extension/vms.h"
 #include "manscdp.h"
+#include "sip_control.h"
 #include "sip_devices.h"
 #include "sip_digest.h"
 #include "sip_net.h"
@@ -112,15 +113,15 @@ typedef struct CtlRelay
 	int			up;
 	char		up_sn[16];
 	char		our_sn[16];
-	char		cmd[32];
+	char		cmd[32];		/* the CmdType the worker read (its first) */
+	char		root[16];
 	char		presented[24];
 	char		channel[21];
 	char		device[21];
 	char		source[64];
 	char		refusal[128];
-	char	   *request;		/* the body as JSON, for the audit */
-	char	   *body;			/* the upper platform's body */
-	size_t		body_len;
+	char	   *request;		/* the body as JSON (duplicate keys kept), for the check and the audit */
+	char	   *body;			/* the command's elements SQL rebuilt from the allowed fields */
 	char	   *refused;		/* the answer when refused or unreachable */
 	size_t		refused_len;
 	long		items;			/* answered so far (RecordInfo, PresetQuery pages) */
@@ -1567,8 +1568,11 @@ sip_upstream_response(const SipIn *in, const Peer *peer)
 /*
  * A DeviceControl (PTZ...), RecordInfo or PresetQuery of an upper platform
  * for a channel it is shared, relayed to the device that owns the channel:
- * the body goes on as it came with the ledger's channel code for the code
- * the upper platform knows and an SN of ours; the device's answers come
+ * never the body as it came, but the command's allowed elements that
+ * vms._sip_upstream_control rebuilt from the parsed body (refused: an
+ * element named twice at the top, a nested CmdType/SN/DeviceID, an element
+ * not allowed), wrapped as vms's own commands are (sip_manscdp_request) with
+ * the ledger's channel code and an SN of ours; the device's answers come
  * back with the upper platform's code and SN.  Looked up (and audited) by
  * vms._sip_upstream_control; refused, or the device not reachable: the
  * upper platform gets the answer that function built (Result ERROR, or
@@ -1688,13 +1692,10 @@ upstream_control(Upstream *u, const SipIn *in, const Peer *peer, const Manscdp *
 	c->up = (int) (u - ups);
 	strlcpy(c->up_sn, m->sn, sizeof(c->up_sn));
 	strlcpy(c->cmd, m->cmd_type, sizeof(c->cmd));
+	strlcpy(c->root, m->root, sizeof(c->root));
 	strlcpy(c->presented, m->device_id, sizeof(c->presented));
 	snprintf(c->source, sizeof(c->source), "%s:%d", peer->ip, peer->port);
 	c->request = MemoryContextStrdup(vms_worker_cxt, m->json.data);
-	c->body = MemoryContextAlloc(vms_worker_cxt, in->body_len + 1);
-	memcpy(c->body, in->body, in->body_len);
-	c->body[in->body_len] = '\0';
-	c->body_len = in->body_len;
 	c->last = sip_now;
 	p->ctl = (int) (c - ctls) + 1;
 	sip_answer(in, peer, 200, "OK", NULL);
@@ -1704,7 +1705,7 @@ upstream_control(Upstream *u, const SipIn *in, const Peer *peer, const Manscdp *
 static void
 ctl_lookup(CtlRelay *c)
 {
-	Datum		values[5];
+	Datum		values[7];
 	Upstream   *u = &ups[c->up];
 
 	if (!c->used)
@@ -1712,8 +1713,10 @@ ctl_lookup(CtlRelay *c)
 	values[0] = CStringGetTextDatum(u->name);
 	values[1] = CStringGetTextDatum(c->presented);
 	values[2] = CStringGetTextDatum(c->up_sn);
-	values[3] = CStringGetTextDatum(c->request);
-	values[4] = CStringGetTextDatum(c->source);
+	values[3] = CStringGetTextDatum(c->root);
+	values[4] = CStringGetTextDatum(c->cmd);
+	values[5] = CStringGetTextDatum(c->request);
+	values[6] = CStringGetTextDatum(c->source);
 	if (sip_sql_run(SIP_SQL_UPSTREAM_CONTROL, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "vms sip: could not look up a control of upstream \"%s\"", u->name);
 	c->looked_up = true;
@@ -1728,12 +1731,17 @@ ctl_lookup(CtlRelay *c)
 		char	   *ch = SPI_getvalue(t, d, 1);
 		char	   *dev = SPI_getvalue(t, d, 2);
 		char	   *why = SPI_getvalue(t, d, 3);
+		char	   *body = SPI_getvalue(t, d, 5);
 		bool		isnull;
 		Datum		a = SPI_getbinval(t, d, 4, &isnull);
 
 		strlcpy(c->channel, ch ? ch : "", sizeof(c->channel));
 		strlcpy(c->device, dev ? dev : "", sizeof(c->device));
 		strlcpy(c->refusal, why ? why : "", sizeof(c->refusal));
+		if (body)
+			c->body = MemoryContextStrdup(vms_worker_cxt, body);
+		else if (!why)
+			strlcpy(c->refusal, "no body was built", sizeof(c->refusal));
 		if (!isnull)
 		{
 			bytea	   *b = DatumGetByteaPP(a);
@@ -1750,7 +1758,7 @@ static void
 ctl_start(CtlRelay *c)
 {
 	Dev		   *d;
-	SBuf		body;
+	char	   *body;
 	SBuf	   *out;
 	char		branch[20],
 				call_id[32],
@@ -1770,19 +1778,14 @@ ctl_start(CtlRelay *c)
 		return;
 	}
 	snprintf(c->our_sn, sizeof(c->our_sn), "%u", 1000000000u + (ctl_serial++ % 1000000000u));
-	sbuf_init(&body, (size_t) vms_sip_max_message + 64);
-	if (!ctl_rewrite(&body, c->body, c->body_len, c->up_sn, c->our_sn, c->presented, c->channel))
-	{
-		sbuf_free(&body);
-		ctl_refuse(c, "its body does not name the channel and SN as <DeviceID> and <SN>");
-		return;
-	}
+	/* the elements SQL rebuilt, under the channel's code and our SN: nothing else of the upper platform's body */
+	body = sip_manscdp_request(c->root, c->cmd, c->our_sn, c->channel, c->body);
 	for (int i = 0; i < MAX_UP_TX && tx == NULL; i++)
 		if (!txs[i].used)
 			tx = &txs[i];
 	if (tx == NULL)
 	{
-		sbuf_free(&body);
+		pfree(body);
 		ctl_refuse(c, "too many requests in flight");
 		return;
 	}
@@ -1798,9 +1801,9 @@ ctl_start(CtlRelay *c)
 	sbuf_printf(out, "From: <sip:%s@%s>;tag=%s\r\n", vms_sip_id, sip_realm(), tag);
 	sbuf_printf(out, "To: <sip:%s@%.10s>\r\n", c->channel, c->channel);
 	sbuf_printf(out, "Call-ID: %s\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\nUser-Agent: vms\r\n", call_id);
-	sbuf_printf(out, "Content-Type: Application/MANSCDP+xml\r\nContent-Length: %zu\r\n\r\n", body.len);
-	sbuf_append(out, body.data, body.len);
-	sbuf_free(&body);
+	sbuf_printf(out, "Content-Type: Application/MANSCDP+xml\r\nContent-Length: %zu\r\n\r\n", strlen(body));
+	sbuf_puts(out, body);
+	pfree(body);
 	if (out->overflow)
 	{
 		ctl_refuse(c, "too large");

@@ -993,24 +993,58 @@ CREATE FUNCTION vms._sip_take_share_changes() RETURNS bigint
     WITH taken AS (DELETE FROM vms.sip_share_change RETURNING id)
     SELECT count(*) FROM taken
 $$;
-COMMENT ON FUNCTION vms._sip_take_share_changes() IS
-    'internal: the SIP worker takes the queued share changes (the rows its snapshot sees; later commits stay queued), how many';
-
 -- A control or query of an upper platform for a channel (the worker calls
 -- this before relaying it): DeviceControl (PTZ, PTZPreciseCtrl, record,
--- guard, alarm reset, I-frame, drag zoom, home position; not TeleBoot, which
--- would reboot the whole device), RecordInfo and PresetQuery, for a code it
--- is shared.  Gives the ledger channel and device, a refusal, and the answer
--- the upper platform gets when it is refused or the device cannot be reached
--- (Result ERROR; a query: SumNum 0).  Every one is audited, relayed or not.
-CREATE FUNCTION vms._sip_upstream_control(upstream text, code text, sn text, request jsonb, source text)
-    RETURNS TABLE (channel text, device text, refusal text, answer bytea)
+-- guard, alarm reset, I-frame, drag zoom, home position; not TeleBoot,
+-- FormatSDCard, DeviceUpgrade or anything else not listed), RecordInfo and
+-- PresetQuery, for a code it is shared.  root and cmd are the root element
+-- and the CmdType the worker read (its first <CmdType>); request is the body
+-- as the worker parsed it, as json (duplicate keys kept, in document order).
+-- Refused: a body whose top level names an element twice or that has a
+-- CmdType, SN or DeviceID below the top level, another CmdType than the
+-- worker's, an element not listed for the command, or a value not of its
+-- form.  Nothing of the upper platform's body goes to the device as it came:
+-- body is the command's elements rebuilt from the listed fields only (after
+-- DeviceID; the worker wraps them with CmdType, its SN and the channel, as
+-- for vms's own commands).  Gives the ledger channel and device, a refusal,
+-- the answer the upper platform gets when it is refused or the device cannot
+-- be reached (Result ERROR; a query: SumNum 0), and the body.  Every one is
+-- audited, relayed or not.
+CREATE FUNCTION vms._sip_upstream_control(upstream text, code text, sn text, root text, cmd text, request json,
+                                          source text)
+    RETURNS TABLE (channel text, device text, refusal text, answer bytea, body text)
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 #variable_conflict use_variable
 DECLARE
     u record;
-    cmd text := request ->> 'CmdType';
-    bad text;
+    -- per command: each element it may have, as the pattern of its text, or an object of its children's patterns
+    allowed jsonb := CASE WHEN root = 'Control' AND cmd = 'DeviceControl' THEN jsonb_build_object(
+        'PTZCmd', '^[0-9A-Fa-f]{16}$',
+        'PTZPreciseCtrl', jsonb_build_object('Pan', '^-?[0-9]{1,6}(\.[0-9]{1,6})?$', 'Tilt', '^-?[0-9]{1,6}(\.[0-9]{1,6})?$',
+                                             'Zoom', '^-?[0-9]{1,6}(\.[0-9]{1,6})?$'),
+        'RecordCmd', '^(Record|StopRecord)$', 'GuardCmd', '^(SetGuard|ResetGuard)$', 'AlarmCmd', '^ResetAlarm$',
+        'IFameCmd', '^Send$',
+        'DragZoomIn', jsonb_build_object('Length', '^[0-9]{1,6}$', 'Width', '^[0-9]{1,6}$', 'MidPointX', '^[0-9]{1,6}$',
+                                         'MidPointY', '^[0-9]{1,6}$', 'LengthX', '^[0-9]{1,6}$', 'LengthY', '^[0-9]{1,6}$'),
+        'DragZoomOut', jsonb_build_object('Length', '^[0-9]{1,6}$', 'Width', '^[0-9]{1,6}$', 'MidPointX', '^[0-9]{1,6}$',
+                                          'MidPointY', '^[0-9]{1,6}$', 'LengthX', '^[0-9]{1,6}$', 'LengthY', '^[0-9]{1,6}$'),
+        'HomePosition', jsonb_build_object('Enabled', '^[01]$', 'ResetTime', '^[0-9]{1,9}$', 'PresetIndex', '^[0-9]{1,3}$'),
+        'Info', jsonb_build_object('ControlPriority', '^[0-9]{1,3}$', 'AlarmMethod', '^[0-9/]{0,16}$',
+                                   'AlarmType', '^[0-9/]{0,16}$'),
+        'StreamNumber', '^[0-9]{1,2}$')
+        WHEN root = 'Query' AND cmd = 'RecordInfo' THEN jsonb_build_object(
+        'StartTime', '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}$',
+        'EndTime', '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}$',
+        'FilePath', '^[^[:cntrl:]]{0,255}$', 'Address', '^[^[:cntrl:]]{0,255}$', 'Secrecy', '^[01]$',
+        'Type', '^(time|alarm|manual|all)$', 'RecorderID', '^[0-9]{0,20}$', 'IndistinctQuery', '^[01]$',
+        'StreamNumber', '^[0-9]{1,2}$', 'AlarmMethod', '^[0-9/]{0,16}$', 'AlarmType', '^[0-9/]{0,16}$')
+        WHEN root = 'Query' AND cmd = 'PresetQuery' THEN '{}'::jsonb END;
+    what text := coalesce(left(cmd, 40), 'a message without CmdType');
+    e record;
+    f record;
+    parts text[] := '{}';
+    sub text[];
+    t text;  -- <x>the value, XML-escaped</x>
     enc text;
 BEGIN
     SELECT * INTO u FROM vms._sip_upstreams() x WHERE x.name = _sip_upstream_control.upstream;
@@ -1022,16 +1056,68 @@ BEGIN
      WHERE s.code::text = _sip_upstream_control.code;
     IF channel IS NULL THEN
         refusal := 'not shared';
-    ELSIF cmd = 'DeviceControl' THEN
-        SELECT k INTO bad FROM jsonb_object_keys(request) k
-         WHERE k NOT IN ('CmdType', 'SN', 'DeviceID', 'PTZCmd', 'PTZPreciseCtrl', 'RecordCmd', 'GuardCmd', 'AlarmCmd',
-                         'IFameCmd', 'DragZoomIn', 'DragZoomOut', 'HomePosition', 'Info', 'StreamNumber')
-         LIMIT 1;
-        IF bad IS NOT NULL THEN
-            refusal := format('control %s is not relayed', left(bad, 40));
-        END IF;
-    ELSIF cmd NOT IN ('RecordInfo', 'PresetQuery') THEN
-        refusal := format('%s is not relayed', left(cmd, 40));
+    ELSIF allowed IS NULL THEN
+        refusal := format('%s is not relayed', what);
+    ELSIF json_typeof(request) IS DISTINCT FROM 'object' THEN
+        refusal := 'the body is not an element with children';
+    END IF;
+    -- one of each element at the top; CmdType, SN and DeviceID only there, and the CmdType the worker acts on
+    IF refusal IS NULL THEN
+        SELECT format('<%s> appears twice', left(k, 40)) INTO refusal
+          FROM json_object_keys(request) k GROUP BY k HAVING count(*) > 1 LIMIT 1;
+    END IF;
+    IF refusal IS NULL AND request ->> 'CmdType' IS DISTINCT FROM cmd THEN
+        refusal := 'its CmdType is not the one the worker read';
+    END IF;
+    IF refusal IS NULL THEN
+        WITH RECURSIVE t(k, v, depth) AS (
+            SELECT j.key, j.value, 1 FROM json_each(request) j
+            UNION ALL
+            SELECT j.key, j.value, t.depth + 1
+              FROM t, LATERAL json_each(CASE WHEN json_typeof(t.v) = 'object' THEN t.v ELSE '{}' END) j
+             WHERE t.depth < 10)
+        SELECT format('<%s> is nested in the body', k) INTO refusal
+          FROM t WHERE depth > 1 AND k IN ('CmdType', 'SN', 'DeviceID') LIMIT 1;
+    END IF;
+    -- the body rebuilt from the listed elements only, each value of its form (XML-escaped)
+    IF refusal IS NULL THEN
+        FOR e IN SELECT j.key AS k, j.value AS v, allowed -> j.key AS pat FROM json_each(request) j
+                  WHERE j.key NOT IN ('CmdType', 'SN', 'DeviceID') LOOP
+            IF e.pat IS NULL THEN
+                refusal := format('%s %s is not relayed', CASE WHEN cmd = 'DeviceControl' THEN 'control' ELSE cmd END, left(e.k, 40));
+            ELSIF jsonb_typeof(e.pat) = 'string' THEN
+                IF json_typeof(e.v) <> 'string' OR (e.v #>> '{}') !~ (e.pat #>> '{}') THEN
+                    refusal := format('%s is not of the form %s', e.k, e.pat #>> '{}');
+                ELSE
+                    t := xmlelement(name x, e.v #>> '{}')::text;
+                    parts := parts || format('<%s>%s</%s>', e.k, substr(t, 4, length(t) - 7), e.k);
+                END IF;
+            ELSIF json_typeof(e.v) <> 'object' THEN
+                refusal := format('%s is not an element with children', e.k);
+            ELSE
+                sub := '{}';
+                FOR f IN SELECT j.key AS k, j.value AS v, e.pat -> j.key AS pat, count(*) OVER (PARTITION BY j.key) AS n
+                           FROM json_each(e.v) j LOOP
+                    IF f.n > 1 THEN
+                        refusal := format('<%s> appears twice in %s', left(f.k, 40), e.k);
+                    ELSIF f.pat IS NULL THEN
+                        refusal := format('%s in %s is not relayed', left(f.k, 40), e.k);
+                    ELSIF json_typeof(f.v) <> 'string' OR (f.v #>> '{}') !~ (f.pat #>> '{}') THEN
+                        refusal := format('%s in %s is not of the form %s', f.k, e.k, f.pat #>> '{}');
+                    ELSE
+                        t := xmlelement(name x, f.v #>> '{}')::text;
+                        sub := sub || format('<%s>%s</%s>', f.k, substr(t, 4, length(t) - 7), f.k);
+                    END IF;
+                    EXIT WHEN refusal IS NOT NULL;
+                END LOOP;
+                parts := parts || format('<%s>%s</%s>', e.k, array_to_string(sub, ''), e.k);
+            END IF;
+            EXIT WHEN refusal IS NOT NULL;
+        END LOOP;
+    END IF;
+    IF refusal IS NULL THEN
+        -- well-formed, or an error here rather than a malformed MESSAGE
+        body := xmlparse(content array_to_string(parts, E'\r\n'))::text;
     END IF;
     enc := CASE u.charset WHEN 'UTF-8' THEN 'UTF8' ELSE 'GB18030' END;
     answer := convert_to('<?xml version="1.0" encoding="' || u.charset || '"?>' || E'\r\n' || xmlelement(name "Response",
@@ -1042,13 +1128,13 @@ BEGIN
         CASE WHEN cmd = 'PresetQuery' THEN xmlconcat(xmlelement(name "SumNum", 0),
                                                       xmlelement(name "PresetList", xmlattributes(0 AS "Num"))) END)::text, enc);
     PERFORM vms.audit('sip_upstream_control', u.name,
-        jsonb_build_object('upstream', u.name, 'code', code, 'channel', channel, 'device', device,
-                           'request', request - 'SN' - 'DeviceID', 'source', source,
-                           'result', coalesce(refusal, 'relayed')));
+        jsonb_build_object('upstream', u.name, 'code', code, 'channel', channel, 'device', device, 'cmd', cmd,
+                           'request', CASE WHEN json_typeof(request) = 'object' THEN request::jsonb - 'SN' - 'DeviceID' END,
+                           'source', source, 'result', coalesce(refusal, 'relayed')));
     RETURN NEXT;
 END $$;
-COMMENT ON FUNCTION vms._sip_upstream_control(text, text, text, jsonb, text) IS
-    'internal: an upper platform''s PTZ/DeviceControl, RecordInfo or PresetQuery for a channel: its channel and device, or why it is refused, with the answer for a refusal; audited';
+COMMENT ON FUNCTION vms._sip_upstream_control(text, text, text, text, text, json, text) IS
+    'internal: an upper platform''s PTZ/DeviceControl, RecordInfo or PresetQuery for a channel: its channel and device, or why it is refused (a duplicated or nested CmdType/SN/DeviceID, an element not listed, a value not of its form), with the answer for a refusal, and the command''s elements rebuilt from the listed fields (nothing of the body goes on as it came); audited';
 
 -- what 99_privileges.sql does in bulk for a fresh install: the new functions are the owner's
 REVOKE ALL ON FUNCTION
@@ -1072,7 +1158,7 @@ REVOKE ALL ON FUNCTION
     vms._sip_upstream_positions(text, bigint, boolean),
     vms._sip_share_touched(),
     vms._sip_take_share_changes(),
-    vms._sip_upstream_control(text, text, text, jsonb, text),
+    vms._sip_upstream_control(text, text, text, text, text, json, text),
     vms._sip_upstream_relay(text, text, text, text),
     vms._sip_upstream_bye(text, text, text, text, text, text)
   FROM PUBLIC;
