@@ -58,3 +58,37 @@ SELECT * FROM vms.governance_metrics_by_region(5);
 UPDATE vms.governance_rule SET params = '{"fields": ["colour"]}' WHERE code = 'azimuth_missing';
 SELECT vms.governance_run('4403');
 UPDATE vms.governance_rule SET params = '{"fields": ["azimuth"]}' WHERE code = 'azimuth_missing';
+
+-- the incremental run (issue 20): every rule over the channels changed since
+-- the last run over the whole ledger, with the channels that share a unit
+-- and name or a point with them, now or when that run saw them.  Without
+-- such a run it is a full run; with nothing changed since, it takes nothing.
+SELECT incremental, channels = (SELECT count(*) FROM vms.channel) AS whole_ledger FROM vms.governance_run_changed();
+SELECT incremental, channels, findings, opened, reopened, closed FROM vms.governance_run_changed();
+-- 011 renamed away from its duplicate 010, 014 renamed onto 013's name, 009
+-- (one of three on a point) deleted, 015's address changed, 017 added
+UPDATE vms.channel SET name = '福华路北向南-011' WHERE code = '44030401001320000011';
+UPDATE vms.channel SET name = '福华路北向南-013' WHERE code = '44030401001320000014';
+DELETE FROM vms.channel WHERE code = '44030401001320000009';
+UPDATE vms.channel SET address = '深圳市福田区福华路15号' WHERE code = '44030401001320000015';
+INSERT INTO vms.channel (code, device_code, name, civil_code, geom)
+VALUES ('44030401001320000017', '44030401001180000001', '福华路北向南-017', '44030401',
+        ST_SetSRID(ST_MakePoint(114.038, 22.538), 4326));
+SELECT incremental, channels, findings, opened, reopened, closed FROM vms.governance_run_changed();
+-- the unchanged partners' tasks closed (007, 008, 010) or opened (013)
+SELECT channel_code, rule_code, state, detail FROM vms.governance_task
+ WHERE rule_code IN ('duplicate_name', 'same_point') ORDER BY channel_code, rule_code, id;
+-- the same tasks as a full run: it opens, reopens and closes nothing, and
+-- every live task reads the same
+CREATE TEMP TABLE incremental_tasks AS
+SELECT channel_code, rule_code, state, severity, detail, unit_id, civil_code FROM vms.governance_task
+ WHERE state IN ('open', 'assigned', 'fixed', 'ignored');
+SELECT incremental, opened, reopened, closed FROM vms.governance_run();
+SELECT count(*) AS differing_tasks FROM (
+    (SELECT channel_code, rule_code, state, severity, detail, unit_id, civil_code FROM vms.governance_task
+      WHERE state IN ('open', 'assigned', 'fixed', 'ignored')
+     EXCEPT SELECT * FROM incremental_tasks)
+    UNION ALL
+    (SELECT * FROM incremental_tasks
+     EXCEPT SELECT channel_code, rule_code, state, severity, detail, unit_id, civil_code FROM vms.governance_task
+      WHERE state IN ('open', 'assigned', 'fixed', 'ignored'))) d;

@@ -61,9 +61,15 @@ CREATE TABLE vms.governance_run (
     findings     bigint,
     opened       bigint,
     reopened     bigint,
-    closed       bigint
+    closed       bigint,
+    incremental  boolean NOT NULL DEFAULT false,
+    snapshot     pg_snapshot,
+    since        timestamptz
 );
 COMMENT ON TABLE vms.governance_run IS 'one row per governance run: scope and counts of findings, tasks opened, reopened and closed';
+COMMENT ON COLUMN vms.governance_run.incremental IS 'a run of vms.governance_run_changed over the channels changed since the run before (channels: how many it covered)';
+COMMENT ON COLUMN vms.governance_run.snapshot IS 'the transactions the run''s first statement saw (pg_current_snapshot()): a change by any other is one the next incremental run takes';
+COMMENT ON COLUMN vms.governance_run.since IS 'no transaction the snapshot leaves out started before this (the oldest open transaction then): ledger history from here on holds every change the run did not see';
 
 CREATE TABLE vms.governance_task (
     id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -136,8 +142,12 @@ COMMENT ON FUNCTION vms._governance_row_expr(vms.governance_rule) IS
     'internal: a rule checked channel by channel as an SQL expression over alias c (its finding''s detail, or NULL)';
 
 -- Findings of one rule: (channel_code, detail) for channels in scope.
--- Each kind is one set-based query; scope is a civil-code prefix or NULL.
-CREATE FUNCTION vms.governance_findings(rule vms.governance_rule, scope text DEFAULT NULL)
+-- Each kind is one set-based query; scope is a civil-code prefix or NULL,
+-- codes a list of channels or NULL (all).  The rules that compare channels
+-- with each other (same_point, duplicate_name) count only the listed
+-- channels: vms.governance_run_changed lists every member of each group it
+-- takes, so the counts are the ledger's.
+CREATE FUNCTION vms._governance_findings(rule vms.governance_rule, scope text, codes vms.gbcode[])
     RETURNS TABLE (channel_code vms.gbcode, detail text)
     LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
 DECLARE
@@ -148,9 +158,9 @@ BEGIN
         RETURN QUERY EXECUTE format($q$
         SELECT s.code, s.detail
           FROM (SELECT c.code, %s AS detail FROM vms.channel c
-                 WHERE ($1 IS NULL OR c.civil_code LIKE $1 || '%%') OFFSET 0) s
+                 WHERE ($1 IS NULL OR c.civil_code LIKE $1 || '%%') AND ($2 IS NULL OR c.code = ANY ($2)) OFFSET 0) s
          WHERE s.detail IS NOT NULL $q$, vms._governance_row_expr(rule))
-        USING scope;
+        USING scope, codes;
         RETURN;
     END IF;
     CASE rule.kind
@@ -162,7 +172,7 @@ BEGIN
           CROSS JOIN LATERAL (SELECT g.civil_code, g.name FROM vms.region g
                                WHERE g.boundary IS NOT NULL AND ST_Covers(g.boundary, c.geom)
                                ORDER BY g.level DESC LIMIT 1) r
-         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
+         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%') AND (codes IS NULL OR c.code = ANY (codes))
            AND c.geom IS NOT NULL AND c.civil_code IS NOT NULL
            AND NOT (r.civil_code LIKE c.civil_code || '%' OR c.civil_code LIKE r.civil_code || '%');
     WHEN 'outside_region' THEN
@@ -171,7 +181,7 @@ BEGIN
                               round(ST_Distance(g.boundary::geography, c.geom::geography)), g.civil_code, g.name)
           FROM vms.channel c
           JOIN vms.region g ON g.civil_code = c.civil_code
-         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
+         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%') AND (codes IS NULL OR c.code = ANY (codes))
            AND g.boundary IS NOT NULL AND c.geom IS NOT NULL AND NOT ST_Covers(g.boundary, c.geom);
     WHEN 'same_point' THEN
         RETURN QUERY
@@ -179,18 +189,20 @@ BEGIN
           FROM vms.channel c
           JOIN (SELECT geom AS g, count(*) AS n FROM vms.channel
                  WHERE geom IS NOT NULL AND (scope IS NULL OR civil_code LIKE scope || '%')
+                   AND (codes IS NULL OR code = ANY (codes))
                  GROUP BY geom HAVING count(*) >= coalesce((p ->> 'min_count')::int, 3)) s
             ON c.geom = s.g
-         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%');
+         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%') AND (codes IS NULL OR c.code = ANY (codes));
     WHEN 'duplicate_name' THEN
         RETURN QUERY
         SELECT c.code, format('name "%s" is used by %s channels of the same unit', c.name, d.n)
           FROM vms.channel c
           JOIN (SELECT unit_id, name, count(*) AS n FROM vms.channel
                  WHERE unit_id IS NOT NULL AND (scope IS NULL OR civil_code LIKE scope || '%')
+                   AND (codes IS NULL OR code = ANY (codes))
                  GROUP BY unit_id, name HAVING count(*) > 1) d
             ON d.unit_id = c.unit_id AND d.name = c.name
-         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%');
+         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%') AND (codes IS NULL OR c.code = ANY (codes));
     WHEN 'naming_pattern' THEN
         RETURN QUERY
         SELECT c.code, format('name "%s" does not match %s (e.g. %s)', c.name, np.pattern, coalesce(np.example, '-'))
@@ -198,16 +210,37 @@ BEGIN
           CROSS JOIN LATERAL (SELECT n.pattern, n.example FROM vms.naming_pattern n
                                WHERE coalesce(c.civil_code, '') LIKE n.civil_prefix || '%'
                                ORDER BY length(n.civil_prefix) DESC LIMIT 1) np
-         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
+         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%') AND (codes IS NULL OR c.code = ANY (codes))
            AND c.name !~ np.pattern;
     END CASE;
 END $$;
+COMMENT ON FUNCTION vms._governance_findings(vms.governance_rule, text, vms.gbcode[]) IS
+    'internal: what one rule finds among the channels in the civil-code scope and the list (NULL: all)';
+
+CREATE FUNCTION vms.governance_findings(rule vms.governance_rule, scope text DEFAULT NULL)
+    RETURNS TABLE (channel_code vms.gbcode, detail text)
+    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+    SELECT f.channel_code, f.detail FROM vms._governance_findings(rule, scope, NULL) f
+$$;
 COMMENT ON FUNCTION vms.governance_findings(vms.governance_rule, text) IS 'what one rule finds: (channel, detail) for channels in the civil-code scope';
 
 -- Run every enabled rule; open new tasks, refresh live ones, reopen fixed
 -- ones whose problem is still there, and verify (close) those whose problem
--- is gone.  Ignored tasks stay ignored.
-CREATE FUNCTION vms.governance_run(scope text DEFAULT NULL) RETURNS vms.governance_run
+-- is gone.  Ignored tasks stay ignored.  The channels taken: those in scope
+-- (a civil-code prefix, NULL: all) and, when codes is not NULL, in codes
+-- (vms.governance_run_changed); only their tasks are written.
+--
+-- Runs one at a time (an advisory lock).  New tasks are inserted in one
+-- statement sorted by channel and rule.  For a superuser (the owner, the
+-- operations worker) their foreign keys are checked once for the whole
+-- statement instead of by four trigger calls a row (session_replication_role
+-- replica for that INSERT only: governance_task has no other trigger), with
+-- the same locks the checks take: the rules FOR KEY SHARE before they are
+-- read, the channels and units of the new tasks FOR KEY SHARE after the
+-- insert; a channel deleted in between takes its new tasks with it (as ON
+-- DELETE CASCADE would), a unit gone raises the foreign-key error.  Anyone
+-- else's run inserts with the triggers.
+CREATE FUNCTION vms._governance_run(scope text, codes vms.gbcode[], incremental boolean) RETURNS vms.governance_run
     LANGUAGE plpgsql SET search_path FROM CURRENT SET work_mem = '256MB' SET jit = off
     SET max_parallel_workers_per_gather = 0 AS $$
 #variable_conflict use_variable
@@ -218,12 +251,28 @@ DECLARE
     row_rules text[];
     row_severities smallint[];
     row_exprs text;
+    bulk boolean := (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user);
+    replication_role text;
+    bad text;
+    nrows_gone bigint;
 BEGIN
     IF scope IS NOT NULL AND scope !~ '^([0-9]{2}){1,4}$' THEN
         RAISE EXCEPTION 'governance scope must be a 2, 4, 6 or 8-digit civil code, not "%"', scope
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    INSERT INTO vms.governance_run (scope) VALUES (scope) RETURNING * INTO run;
+    PERFORM pg_advisory_xact_lock(hashtext('vms.governance_run'));
+    -- what this run sees, for the next incremental run: every transaction
+    -- its snapshot leaves out started at or after "since" (the oldest open
+    -- transaction's start; with prepared transactions or without the right
+    -- to see other sessions, no bound)
+    INSERT INTO vms.governance_run (scope, incremental, snapshot, since)
+    VALUES (scope, incremental, pg_catalog.pg_current_snapshot(),
+            CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts)
+                      OR NOT (bulk OR pg_catalog.pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'))
+                 THEN '-infinity'
+                 ELSE least(clock_timestamp(), (SELECT min(a.xact_start) FROM pg_catalog.pg_stat_activity a)) END)
+    RETURNING * INTO run;
+    PERFORM 1 FROM vms.governance_rule g WHERE g.enabled ORDER BY g.code FOR KEY SHARE;
 
     CREATE TEMP TABLE _gov_found (channel_code vms.gbcode, rule_code text, severity smallint, detail text)
         ON COMMIT DROP;
@@ -238,26 +287,29 @@ BEGIN
         INSERT INTO _gov_found
         SELECT s.code, k.rule_code, k.severity, s.details[k.i]
           FROM (SELECT c.code, ARRAY[%s]::text[] AS details FROM vms.channel c
-                 WHERE ($1 IS NULL OR c.civil_code LIKE $1 || '%%') OFFSET 0) s,
+                 WHERE ($1 IS NULL OR c.civil_code LIKE $1 || '%%') AND ($4 IS NULL OR c.code = ANY ($4)) OFFSET 0) s,
                unnest($2::text[], $3::smallint[]) WITH ORDINALITY k(rule_code, severity, i)
          WHERE s.details[k.i] IS NOT NULL $q$, row_exprs)
-        USING scope, row_rules, row_severities;
+        USING scope, row_rules, row_severities, codes;
     END IF;
     -- the others, one query each
     FOR r IN SELECT * FROM vms.governance_rule g
               WHERE g.enabled AND g.kind NOT IN ('required_fields', 'code_role', 'coordinates', 'stale')
               ORDER BY g.code LOOP
         INSERT INTO _gov_found SELECT f.channel_code, r.code, r.severity, f.detail
-          FROM vms.governance_findings(r, scope) f;
+          FROM vms._governance_findings(r, scope, codes) f;
     END LOOP;
     ANALYZE _gov_found;
+    -- the live tasks this run may meet (a scoped run also meets the live
+    -- task of a channel in scope recorded under another civil code)
+    CREATE TEMP TABLE _gov_live ON COMMIT DROP AS
+    SELECT t.id, t.channel_code, t.rule_code, t.state, t.civil_code FROM vms.governance_task t
+     WHERE t.state IN ('open', 'assigned', 'fixed', 'ignored') AND (codes IS NULL OR t.channel_code = ANY (codes));
+    ANALYZE _gov_live;
 
-    -- tasks (issue 20: one pass over the live tasks, then only new findings
-    -- inserted): a task marked fixed whose problem is still there opens
-    -- again, live tasks are refreshed with what was found
-    SELECT count(*) INTO n FROM vms.governance_task t
-     WHERE t.state = 'fixed'
-       AND EXISTS (SELECT 1 FROM _gov_found f WHERE f.channel_code = t.channel_code AND f.rule_code = t.rule_code);
+    -- a task marked fixed whose problem is still there opens again, live
+    -- tasks are refreshed with what was found
+    SELECT count(*) INTO n FROM _gov_live l JOIN _gov_found f USING (channel_code, rule_code) WHERE l.state = 'fixed';
     UPDATE vms.governance_run SET reopened = n WHERE id = run.id;
     UPDATE vms.governance_task t
        SET state = CASE WHEN t.state = 'fixed' THEN 'open' ELSE t.state END,
@@ -268,36 +320,150 @@ BEGIN
      WHERE t.channel_code = f.channel_code AND t.rule_code = f.rule_code
        AND t.state IN ('open', 'assigned', 'fixed', 'ignored');
 
-    INSERT INTO vms.governance_task (channel_code, rule_code, severity, detail, unit_id, civil_code, found_by_run)
-    SELECT f.channel_code, f.rule_code, f.severity, f.detail, c.unit_id, c.civil_code, run.id
-      FROM _gov_found f JOIN vms.channel c ON c.code = f.channel_code
-     WHERE NOT EXISTS (SELECT 1 FROM vms.governance_task t
-                        WHERE t.channel_code = f.channel_code AND t.rule_code = f.rule_code
-                          AND t.state IN ('open', 'assigned', 'fixed', 'ignored'))
-    ON CONFLICT (channel_code, rule_code) WHERE state IN ('open', 'assigned', 'fixed', 'ignored') DO NOTHING;
+    -- new findings: new tasks
+    IF bulk THEN
+        replication_role := current_setting('session_replication_role');
+        PERFORM set_config('session_replication_role', 'replica', true);
+    END IF;
+    CREATE TEMP TABLE _gov_new (id bigint, channel_code vms.gbcode, unit_id bigint) ON COMMIT DROP;
+    WITH ins AS (
+        INSERT INTO vms.governance_task (channel_code, rule_code, severity, detail, unit_id, civil_code, found_by_run)
+        SELECT f.channel_code, f.rule_code, f.severity, f.detail, c.unit_id, c.civil_code, run.id
+          FROM _gov_found f JOIN vms.channel c ON c.code = f.channel_code
+          LEFT JOIN _gov_live l ON l.channel_code = f.channel_code AND l.rule_code = f.rule_code
+         WHERE l.id IS NULL
+         ORDER BY f.channel_code, f.rule_code
+        ON CONFLICT (channel_code, rule_code) WHERE state IN ('open', 'assigned', 'fixed', 'ignored') DO NOTHING
+        RETURNING id, channel_code, unit_id)
+    INSERT INTO _gov_new SELECT * FROM ins;
     GET DIAGNOSTICS n = ROW_COUNT;
+    IF bulk THEN
+        PERFORM set_config('session_replication_role', replication_role, true);
+    END IF;
+    IF bulk AND n > 0 THEN
+        -- the foreign keys' checks, for all new tasks at once
+        ANALYZE _gov_new;
+        PERFORM 1 FROM vms.channel c WHERE c.code IN (SELECT w.channel_code FROM _gov_new w) FOR KEY SHARE OF c;
+        DELETE FROM vms.governance_task t
+         WHERE t.id IN (SELECT w.id FROM _gov_new w
+                         WHERE NOT EXISTS (SELECT 1 FROM vms.channel c WHERE c.code = w.channel_code));
+        GET DIAGNOSTICS nrows_gone = ROW_COUNT;
+        n := n - nrows_gone;
+        PERFORM 1 FROM vms.org_unit u WHERE u.id IN (SELECT w.unit_id FROM _gov_new w) FOR KEY SHARE OF u;
+        SELECT w.unit_id::text INTO bad FROM _gov_new w
+         WHERE w.unit_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM vms.org_unit u WHERE u.id = w.unit_id) LIMIT 1;
+        IF bad IS NOT NULL THEN
+            RAISE EXCEPTION 'insert or update on table "governance_task" violates foreign key constraint "governance_task_unit_id_fkey"'
+                USING ERRCODE = 'foreign_key_violation',
+                      DETAIL = format('Key (unit_id)=(%s) is not present in table "org_unit".', bad);
+        END IF;
+    END IF;
     UPDATE vms.governance_run SET opened = n WHERE id = run.id;
 
     -- problems gone: verified
     UPDATE vms.governance_task t
        SET state = 'verified', closed_at = now(), closed_by_run = run.id
-     WHERE t.state IN ('open', 'assigned', 'fixed')
-       AND (scope IS NULL OR t.civil_code LIKE scope || '%')
-       AND t.rule_code IN (SELECT code FROM vms.governance_rule WHERE enabled)
-       AND NOT EXISTS (SELECT 1 FROM _gov_found f
-                        WHERE f.channel_code = t.channel_code AND f.rule_code = t.rule_code);
+      FROM (SELECT l.id FROM _gov_live l
+              LEFT JOIN _gov_found f USING (channel_code, rule_code)
+             WHERE f.channel_code IS NULL AND l.state IN ('open', 'assigned', 'fixed')
+               AND (scope IS NULL OR l.civil_code LIKE scope || '%')
+               AND l.rule_code IN (SELECT code FROM vms.governance_rule WHERE enabled)) x
+     WHERE t.id = x.id AND t.state IN ('open', 'assigned', 'fixed');
     GET DIAGNOSTICS n = ROW_COUNT;
 
     UPDATE vms.governance_run g
        SET closed = n, findings = (SELECT count(*) FROM _gov_found),
-           channels = (SELECT count(*) FROM vms.channel c WHERE scope IS NULL OR c.civil_code LIKE scope || '%'),
+           channels = (SELECT count(*) FROM vms.channel c WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
+                                                            AND (codes IS NULL OR c.code = ANY (codes))),
            finished_at = clock_timestamp()
      WHERE g.id = run.id RETURNING * INTO run;
     DROP TABLE _gov_found;
+    DROP TABLE _gov_live;
+    DROP TABLE _gov_new;
     RETURN run;
 END $$;
+COMMENT ON FUNCTION vms._governance_run(text, vms.gbcode[], boolean) IS
+    'internal: a governance run over the channels in scope (and in codes, unless NULL): opens, refreshes, reopens and verifies their tasks';
+
+CREATE FUNCTION vms.governance_run(scope text DEFAULT NULL) RETURNS vms.governance_run
+    LANGUAGE sql SET search_path FROM CURRENT AS $$
+    SELECT vms._governance_run(scope, NULL, false)
+$$;
 COMMENT ON FUNCTION vms.governance_run(text) IS
     'run every enabled governance rule over the ledger or a civil-code prefix; opens, refreshes, reopens and verifies tasks';
+
+-- The incremental run (issue 20): every enabled rule over the channels
+-- changed since the last run over the whole ledger (full or incremental,
+-- finished), with the same tasks opened, refreshed, reopened and closed
+-- for them as a full run would.  "Changed": a channel whose ledger history
+-- has a row the last run's snapshot did not see (inserted, updated,
+-- deleted).  The rules that compare channels with each other are exact
+-- because the run takes whole groups: with every changed channel, every
+-- channel that shares its unit and name (duplicate_name) or its point
+-- (same_point, within 1e-9 degrees) now, or shared them when the last run
+-- saw it (the oldest value of each column in the history since, so a
+-- channel renamed away from a duplicate, moved off a shared point or
+-- deleted lets its former partners' tasks close); the groups are counted
+-- within that set, which holds each group whole.  Not taken (a full run,
+-- vms.governance_run(), as scheduled nightly, takes them): changes to the
+-- rules, naming patterns or region boundaries, writes made without history
+-- (vms.ledger_writer 'state': online flips, which no rule reads), and
+-- channels that only grew stale with time.  Without an earlier run over the
+-- whole ledger it is a full run.
+CREATE FUNCTION vms.governance_run_changed() RETURNS vms.governance_run
+    LANGUAGE plpgsql SET search_path FROM CURRENT SET work_mem = '256MB' SET jit = off AS $$
+DECLARE
+    last vms.governance_run;
+    codes vms.gbcode[];
+    cur bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('vms.governance_run'));
+    SELECT * INTO last FROM vms.governance_run g
+     WHERE g.scope IS NULL AND g.finished_at IS NOT NULL AND g.snapshot IS NOT NULL
+     ORDER BY g.id DESC LIMIT 1;
+    IF last.id IS NULL THEN
+        RETURN vms._governance_run(NULL, NULL, false);
+    END IF;
+    -- a row's xmin as a full transaction id: the epoch of now, or the one
+    -- before for an xid above now's (only old rows err, towards "newer",
+    -- so such a row counts as changed: the run does more, never less)
+    cur := pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())::text::bigint;
+    WITH h AS MATERIALIZED (
+        SELECT h.id, h.code, h.op, h.old_values
+          FROM vms.ledger_history h
+         WHERE h.table_name = 'channel' AND h.changed_at >= last.since
+           AND NOT pg_catalog.pg_visible_in_snapshot(
+                   (((cur >> 32) - (h.xmin::text::bigint > (cur & 4294967295))::int) * 4294967296
+                    + h.xmin::text::bigint)::text::xid8, last.snapshot)),
+    changed AS (SELECT DISTINCT h.code FROM h),
+    -- each changed channel's unit, name and point as the last run saw them:
+    -- the oldest value of each in the history since, else today's
+    was AS (
+        SELECT k.code,
+               coalesce((SELECT h.old_values -> 'unit_id' FROM h WHERE h.code = k.code AND h.old_values ? 'unit_id'
+                          ORDER BY h.id LIMIT 1), to_jsonb(c.unit_id)) AS unit_id,
+               coalesce((SELECT h.old_values -> 'name' FROM h WHERE h.code = k.code AND h.old_values ? 'name'
+                          ORDER BY h.id LIMIT 1), to_jsonb(c.name)) AS name,
+               coalesce((SELECT h.old_values -> 'geom' FROM h WHERE h.code = k.code AND h.old_values ? 'geom'
+                          ORDER BY h.id LIMIT 1), to_jsonb(ST_AsEWKT(c.geom))) AS geom,
+               NOT EXISTS (SELECT 1 FROM h WHERE h.code = k.code AND h.op = 'INSERT') AS existed
+          FROM changed k LEFT JOIN vms.channel c ON c.code = k.code),
+    names AS (
+        SELECT c.unit_id, c.name FROM vms.channel c JOIN changed k ON k.code = c.code
+        UNION SELECT (w.unit_id #>> '{}')::bigint, w.name #>> '{}' FROM was w WHERE w.existed),
+    points AS (
+        SELECT c.geom FROM vms.channel c JOIN changed k ON k.code = c.code WHERE c.geom IS NOT NULL
+        UNION SELECT ST_GeomFromEWKT(w.geom #>> '{}') FROM was w WHERE w.existed AND w.geom #>> '{}' IS NOT NULL)
+    SELECT array_agg(DISTINCT x.code) INTO codes FROM (
+        SELECT c.code FROM vms.channel c JOIN changed k ON k.code = c.code
+        UNION ALL
+        SELECT c.code FROM vms.channel c JOIN names m ON m.unit_id = c.unit_id AND m.name = c.name
+        UNION ALL
+        SELECT c.code FROM points p JOIN vms.channel c ON c.geom && ST_Expand(p.geom, 1e-9)) x;
+    RETURN vms._governance_run(NULL, coalesce(codes, '{}'), true);
+END $$;
+COMMENT ON FUNCTION vms.governance_run_changed() IS
+    'incremental governance run: every enabled rule over the channels changed since the last run over the whole ledger and the channels they share a unit and name or a point with (now or then); the same tasks opened, refreshed and closed for them as a full run; a full run when there was none';
 
 -- Task life cycle ------------------------------------------------------------
 CREATE FUNCTION vms.governance_task_assign(task_id bigint, assignee text) RETURNS void
