@@ -601,6 +601,19 @@ SELECT vms.grant_access('op', 'all', NULL, '{ptz}', 4::smallint);
 	$sim->kill_kill;
 }
 
+# an ambiguous query of the city for the district itself (not relayed: answered by the district): a second
+# CmdType after the one the worker reads, or a DeviceID below the top level, is refused with 400 before
+# anything is looked up or answered
+for my $c ([ 'Catalog', '<CmdType>DeviceInfo</CmdType>', 'a Catalog query with a second CmdType' ],
+	[ 'DeviceStatus', '<Info><DeviceID>34020200001320000001</DeviceID></Info>', 'a DeviceStatus query with a nested DeviceID' ])
+{
+	my ($cmd, $xml, $what) = @$c;
+	my $id = $city->safe_psql('postgres', qq{SELECT vms._device_request('$as_lower', 'device_query', 'Query', '$cmd',
+		'$xml'::xml, true, NULL, '{}')});
+	like($city->safe_psql('postgres', "SELECT state || ': ' || coalesce(error, '') FROM vms.sip_request_wait($id, 30)"),
+		qr/^failed: .*\b400\b/, "$what: the district answers 400");
+}
+
 # restarts: the city restarts (the district keeps or regains its registration, the city renews its
 # subscription); then the district restarts (it registers again and serves the city's subscription on,
 # in its dialog); after each, a change at the district reaches the city

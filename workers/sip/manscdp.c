@@ -9,6 +9,7 @@
 #include "manscdp.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -260,6 +261,57 @@ field(xmlNode *root, const char *name, char *dst, size_t dstlen)
 		}
 }
 
+/*
+ * A request (Control, Query) must be unambiguous: what the worker reads of
+ * it (field() takes the first of a name) is what SQL reads of its JSON
+ * (jsonb keeps the last) and what a device would.  The first element named
+ * twice at the top level, or a CmdType, SN or DeviceID below it, into
+ * m->repeated.  Past MANSCDP_MAX_TOP elements at the top it is refused too
+ * (no request has that many; the pairwise check stays cheap).
+ */
+#define MANSCDP_MAX_TOP 200
+
+static void
+nested_ids(xmlNode *n, int depth, Manscdp *m)
+{
+	for (xmlNode *c = n->children; c && !m->repeated[0] && depth <= MANSCDP_MAX_DEPTH; c = c->next)
+	{
+		if (c->type != XML_ELEMENT_NODE)
+			continue;
+		if (xmlStrEqual(c->name, (const xmlChar *) "CmdType") || xmlStrEqual(c->name, (const xmlChar *) "SN") ||
+			xmlStrEqual(c->name, (const xmlChar *) "DeviceID"))
+			snprintf(m->repeated, sizeof(m->repeated), "<%s> nested", (const char *) c->name);
+		else
+			nested_ids(c, depth + 1, m);
+	}
+}
+
+static void
+check_repeated(xmlNode *root, Manscdp *m)
+{
+	int			n = 0;
+
+	for (xmlNode *c = root->children; c && !m->repeated[0]; c = c->next)
+	{
+		if (c->type != XML_ELEMENT_NODE)
+			continue;
+		if (++n > MANSCDP_MAX_TOP)
+		{
+			snprintf(m->repeated, sizeof(m->repeated), "more than %d elements", MANSCDP_MAX_TOP);
+			return;
+		}
+		for (xmlNode *o = root->children; o != c; o = o->next)
+			if (o->type == XML_ELEMENT_NODE && xmlStrEqual(o->name, c->name))
+			{
+				snprintf(m->repeated, sizeof(m->repeated), "<%.32s> twice", (const char *) c->name);
+				break;
+			}
+	}
+	for (xmlNode *c = root->children; c && !m->repeated[0]; c = c->next)
+		if (c->type == XML_ELEMENT_NODE)
+			nested_ids(c, 2, m);
+}
+
 ManscdpStatus
 manscdp_parse(const char *body, size_t len, size_t limit, Manscdp *m)
 {
@@ -315,6 +367,8 @@ manscdp_parse(const char *body, size_t len, size_t limit, Manscdp *m)
 	field(root, "SumNum", num, sizeof(num));
 	if (num[0] && strlen(num) <= 9 && all_digits(num, strlen(num)))
 		m->sum_num = atol(num);
+	if (strcmp(m->root, "Control") == 0 || strcmp(m->root, "Query") == 0)
+		check_repeated(root, m);
 
 	/* a keepalive needs no JSON: it is the bulk of the traffic */
 	if (strcmp(m->root, "Notify") == 0 && strcmp(m->cmd_type, "Keepalive") == 0)

@@ -40,6 +40,8 @@ typedef struct Manscdp
 	SBuf		json;			/* the document as one JSON object, lists as arrays */
 	int			nitems;			/* <Item>s of the first list (DeviceList, AlarmList...) */
 	ManscdpItem *items;
+	char		repeated[48];	/* a Control or Query that names an element twice at the top level, or has a
+								 * CmdType, SN or DeviceID below it: which (e.g. "<CmdType> twice"); else empty */
 } Manscdp;
 
 extern ManscdpStatus manscdp_parse(const char *body, size_t len, size_t limit, Manscdp *out);

@@ -1940,7 +1940,7 @@ upstream_subscribe(Upstream *u, const SipIn *in, const Peer *peer)
 		Manscdp		m;
 
 		if (manscdp_parse(in->body, in->body_len, (size_t) vms_sip_max_message, &m) != MANSCDP_OK ||
-			m.json.overflow || m.json.len >= sizeof(filter))
+			m.json.overflow || m.json.len >= sizeof(filter) || m.repeated[0])
 		{
 			manscdp_free(&m);
 			sip_count(C_PARSE_ERRORS, 1);
@@ -2153,6 +2153,21 @@ sip_upstream_request(const SipIn *in, const Peer *peer)
 		seen_next = (seen_next + 1) % SEEN_QUERIES;
 		upstream_control(u, in, peer, &m);
 		manscdp_free(&m);
+		return true;
+	}
+	/*
+	 * Ambiguous (an element twice at the top, a CmdType, SN or DeviceID below
+	 * it): a relayed control or query is refused and audited by
+	 * vms._sip_upstream_control, which sees the same; anything else is refused
+	 * here, before what the worker read (the first) and what SQL would read of
+	 * its JSON (the last) can differ.
+	 */
+	if (m.repeated[0])
+	{
+		sip_count(C_PARSE_ERRORS, 1);
+		sip_log_limited(LOG_PARSE, "MESSAGE from upstream \"%s\" (%s): %s, refused", u->name, m.cmd_type, m.repeated);
+		manscdp_free(&m);
+		sip_answer(in, peer, 400, "Bad MANSCDP Body", NULL);
 		return true;
 	}
 	if (strcmp(m.root, "Query") == 0 &&
