@@ -111,6 +111,13 @@ vms_sip_main(Datum arg)
 				next_publish = 0;
 
 	slot = vms_worker_init("vms sip");
+	/*
+	 * The worker's statements are small batches (a flush, an alarm, a
+	 * lookup): compiling them with LLVM costs more than running them, and
+	 * the loop answers no packet meanwhile (an alarm's triggers took seconds
+	 * of JIT on a loaded machine).  Nothing in this process is JIT-compiled.
+	 */
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	{
 		char		err[512];
