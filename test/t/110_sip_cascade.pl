@@ -155,10 +155,11 @@ ok($district->poll_query_until('postgres',
 is($district->safe_psql('postgres', "SELECT state FROM vms.worker_status WHERE name = 'sip'"),
 	'running; upstream city registered', 'vms.worker_status shows the upstream\'s state');
 
-# the answers to the two queries, as sipp received them
+# the answers to the two queries, as sipp received them: each page MESSAGE once (a retransmission of a
+# page, its Call-ID again, which sipp logs a second time when the 200 was late, is the same page)
 sub answers
 {
-	my %sn;
+	my (%sn, %seen);
 	open(my $fh, '<:raw', $trace) or return \%sn;
 	local $/;
 	my $log = <$fh>;
