@@ -991,6 +991,9 @@ CREATE FUNCTION vms._sip_take_share_changes() RETURNS bigint
     WITH taken AS (DELETE FROM vms.sip_share_change RETURNING id)
     SELECT count(*) FROM taken
 $$;
+COMMENT ON FUNCTION vms._sip_take_share_changes() IS
+    'internal: the SIP worker takes the queued share changes (the rows its snapshot sees; later commits stay queued), how many';
+
 -- A control or query of an upper platform for a channel (the worker calls
 -- this before relaying it): DeviceControl (PTZ, PTZPreciseCtrl, record,
 -- guard, alarm reset, I-frame, drag zoom, home position; not TeleBoot,
