@@ -144,9 +144,8 @@ COMMENT ON FUNCTION vms._governance_row_expr(vms.governance_rule) IS
 -- Findings of one rule: (channel_code, detail) for channels in scope.
 -- Each kind is one set-based query; scope is a civil-code prefix or NULL,
 -- codes a list of channels or NULL (all).  The rules that compare channels
--- with each other (same_point, duplicate_name) count only the listed
--- channels: vms.governance_run_changed lists every member of each group it
--- takes, so the counts are the ledger's.
+-- with each other (same_point, duplicate_name) find listed channels only,
+-- counting each one's point or unit and name in the whole ledger.
 CREATE FUNCTION vms._governance_findings(rule vms.governance_rule, scope text, codes vms.gbcode[])
     RETURNS TABLE (channel_code vms.gbcode, detail text)
     LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
@@ -184,22 +183,38 @@ BEGIN
          WHERE (scope IS NULL OR c.civil_code LIKE scope || '%') AND (codes IS NULL OR c.code = ANY (codes))
            AND g.boundary IS NOT NULL AND c.geom IS NOT NULL AND NOT ST_Covers(g.boundary, c.geom);
     WHEN 'same_point' THEN
-        RETURN QUERY
-        SELECT c.code, format('%s channels share the point %s', s.n, ST_AsText(c.geom))
-          FROM vms.channel c
-          JOIN (SELECT geom AS g, count(*) AS n FROM vms.channel
-                 WHERE geom IS NOT NULL AND (scope IS NULL OR civil_code LIKE scope || '%')
-                   AND (codes IS NULL OR code = ANY (codes))
-                 GROUP BY geom HAVING count(*) >= coalesce((p ->> 'min_count')::int, 3)) s
-            ON c.geom = s.g
-         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%') AND (codes IS NULL OR c.code = ANY (codes));
+        IF codes IS NULL THEN
+            RETURN QUERY
+            SELECT c.code, format('%s channels share the point %s', s.n, ST_AsText(c.geom))
+              FROM vms.channel c
+              JOIN (SELECT geom AS g, count(*) AS n FROM vms.channel
+                     WHERE geom IS NOT NULL AND (scope IS NULL OR civil_code LIKE scope || '%')
+                     GROUP BY geom HAVING count(*) >= coalesce((p ->> 'min_count')::int, 3)) s
+                ON c.geom = s.g
+             WHERE (scope IS NULL OR c.civil_code LIKE scope || '%');
+        ELSE
+            -- the listed channels' points, each counted in the whole ledger
+            -- (the spatial index finds the channels on a point)
+            RETURN QUERY
+            SELECT c.code, format('%s channels share the point %s', s.n, ST_AsText(c.geom))
+              FROM vms.channel c
+              JOIN (SELECT k.g, (SELECT count(*) FROM vms.channel x
+                                  WHERE x.geom && k.g AND x.geom = k.g
+                                    AND (scope IS NULL OR x.civil_code LIKE scope || '%')) AS n
+                      FROM (SELECT DISTINCT geom AS g FROM vms.channel
+                             WHERE code = ANY (codes) AND geom IS NOT NULL) k) s
+                ON c.geom = s.g AND s.n >= coalesce((p ->> 'min_count')::int, 3)
+             WHERE (scope IS NULL OR c.civil_code LIKE scope || '%') AND c.code = ANY (codes);
+        END IF;
     WHEN 'duplicate_name' THEN
+        -- with a list: the listed channels' names, each counted in the whole ledger
         RETURN QUERY
         SELECT c.code, format('name "%s" is used by %s channels of the same unit', c.name, d.n)
           FROM vms.channel c
           JOIN (SELECT unit_id, name, count(*) AS n FROM vms.channel
                  WHERE unit_id IS NOT NULL AND (scope IS NULL OR civil_code LIKE scope || '%')
-                   AND (codes IS NULL OR code = ANY (codes))
+                   AND (codes IS NULL OR (unit_id, name) IN (SELECT k.unit_id, k.name FROM vms.channel k
+                                                              WHERE k.code = ANY (codes)))
                  GROUP BY unit_id, name HAVING count(*) > 1) d
             ON d.unit_id = c.unit_id AND d.name = c.name
          WHERE (scope IS NULL OR c.civil_code LIKE scope || '%') AND (codes IS NULL OR c.code = ANY (codes));
@@ -397,14 +412,14 @@ COMMENT ON FUNCTION vms.governance_run(text) IS
 -- finished), with the same tasks opened, refreshed, reopened and closed
 -- for them as a full run would.  "Changed": a channel whose ledger history
 -- has a row the last run's snapshot did not see (inserted, updated,
--- deleted).  The rules that compare channels with each other are exact
--- because the run takes whole groups: with every changed channel, every
--- channel that shares its unit and name (duplicate_name) or its point
--- (same_point, within 1e-9 degrees) now, or shared them when the last run
--- saw it (the oldest value of each column in the history since, so a
--- channel renamed away from a duplicate, moved off a shared point or
--- deleted lets its former partners' tasks close); the groups are counted
--- within that set, which holds each group whole.  Not taken (a full run,
+-- deleted).  The rules that compare channels with each other are exact:
+-- each channel taken is counted with every channel in the ledger sharing its
+-- unit and name (duplicate_name) or its point (same_point), and where a
+-- changed channel joined or left such a group (added, deleted, renamed,
+-- moved to another unit or point: its values when the last run saw it are
+-- the oldest of each column in the history since) every channel of the old
+-- and the new group is taken too (a point's group within 1e-9 degrees), so
+-- a partner left alone has its task closed and one newly paired gets one.  Not taken (a full run,
 -- vms.governance_run(), as scheduled nightly, takes them): changes to the
 -- rules, naming patterns or region boundaries, writes made without history
 -- (vms.ledger_writer 'state': online flips, which no rule reads), and
@@ -435,27 +450,38 @@ BEGIN
            AND NOT pg_catalog.pg_visible_in_snapshot(
                    (((cur >> 32) - (h.xmin::text::bigint > (cur & 4294967295))::int) * 4294967296
                     + h.xmin::text::bigint)::text::xid8, last.snapshot)),
-    changed AS (SELECT DISTINCT h.code FROM h),
     -- each changed channel's unit, name and point as the last run saw them:
-    -- the oldest value of each in the history since, else today's
+    -- the oldest value of each in the history since, else today's; a
+    -- channel that kept them (an address edited) moved no group
     was AS (
-        SELECT k.code,
-               coalesce((SELECT h.old_values -> 'unit_id' FROM h WHERE h.code = k.code AND h.old_values ? 'unit_id'
-                          ORDER BY h.id LIMIT 1), to_jsonb(c.unit_id)) AS unit_id,
-               coalesce((SELECT h.old_values -> 'name' FROM h WHERE h.code = k.code AND h.old_values ? 'name'
-                          ORDER BY h.id LIMIT 1), to_jsonb(c.name)) AS name,
-               coalesce((SELECT h.old_values -> 'geom' FROM h WHERE h.code = k.code AND h.old_values ? 'geom'
-                          ORDER BY h.id LIMIT 1), to_jsonb(ST_AsEWKT(c.geom))) AS geom,
-               NOT EXISTS (SELECT 1 FROM h WHERE h.code = k.code AND h.op = 'INSERT') AS existed
-          FROM changed k LEFT JOIN vms.channel c ON c.code = k.code),
+        SELECT h.code,
+               (array_agg(h.old_values -> 'unit_id' ORDER BY h.id) FILTER (WHERE h.old_values ? 'unit_id'))[1] AS unit_id,
+               (array_agg(h.old_values -> 'name' ORDER BY h.id) FILTER (WHERE h.old_values ? 'name'))[1] AS name,
+               (array_agg(h.old_values -> 'geom' ORDER BY h.id) FILTER (WHERE h.old_values ? 'geom'))[1] AS geom,
+               NOT bool_or(h.op = 'INSERT') AS existed
+          FROM h GROUP BY h.code),
+    moved AS (
+        SELECT w.code, w.existed, c.code IS NULL AS gone,
+               coalesce(w.unit_id, to_jsonb(c.unit_id)) AS unit_id, coalesce(w.name, to_jsonb(c.name)) AS name,
+               coalesce(w.geom, to_jsonb(ST_AsEWKT(c.geom))) AS geom,
+               c.unit_id AS now_unit_id, c.name AS now_name, c.geom AS now_geom
+          FROM was w LEFT JOIN vms.channel c ON c.code = w.code),
     names AS (
-        SELECT c.unit_id, c.name FROM vms.channel c JOIN changed k ON k.code = c.code
-        UNION SELECT (w.unit_id #>> '{}')::bigint, w.name #>> '{}' FROM was w WHERE w.existed),
+        SELECT m.now_unit_id AS unit_id, m.now_name AS name FROM moved m
+         WHERE NOT m.gone AND (NOT m.existed OR (m.unit_id #>> '{}')::bigint IS DISTINCT FROM m.now_unit_id
+                               OR m.name #>> '{}' IS DISTINCT FROM m.now_name)
+        UNION SELECT (m.unit_id #>> '{}')::bigint, m.name #>> '{}' FROM moved m
+         WHERE m.existed AND (m.gone OR (m.unit_id #>> '{}')::bigint IS DISTINCT FROM m.now_unit_id
+                              OR m.name #>> '{}' IS DISTINCT FROM m.now_name)),
     points AS (
-        SELECT c.geom FROM vms.channel c JOIN changed k ON k.code = c.code WHERE c.geom IS NOT NULL
-        UNION SELECT ST_GeomFromEWKT(w.geom #>> '{}') FROM was w WHERE w.existed AND w.geom #>> '{}' IS NOT NULL)
+        SELECT m.now_geom AS geom FROM moved m
+         WHERE NOT m.gone AND m.now_geom IS NOT NULL
+           AND (NOT m.existed OR m.geom #>> '{}' IS DISTINCT FROM ST_AsEWKT(m.now_geom))
+        UNION SELECT ST_GeomFromEWKT(m.geom #>> '{}') FROM moved m
+         WHERE m.existed AND m.geom #>> '{}' IS NOT NULL
+           AND (m.gone OR m.geom #>> '{}' IS DISTINCT FROM ST_AsEWKT(m.now_geom)))
     SELECT array_agg(DISTINCT x.code) INTO codes FROM (
-        SELECT c.code FROM vms.channel c JOIN changed k ON k.code = c.code
+        SELECT m.code FROM moved m WHERE NOT m.gone
         UNION ALL
         SELECT c.code FROM vms.channel c JOIN names m ON m.unit_id = c.unit_id AND m.name = c.name
         UNION ALL

@@ -18,7 +18,9 @@
 --
 -- Governance: vms.governance_run() over the ledger, first run (opens every
 -- task) and the next (refreshes them), against one sequential scan of the
--- channel table reading every row.
+-- channel table reading every row; then vms.governance_run_changed() after
+-- 1 % of the channels changed, against the full run after it, which must
+-- find every task as the incremental run left it.
 SET search_path = public, vms;
 SELECT setseed(0.35);
 \if :{?rows}
@@ -217,6 +219,33 @@ SELECT bench.time_ms('SELECT vms.governance_run()') AS gov2_ms \gset
 SELECT count(*) AS channels FROM vms.channel \gset
 SELECT findings, opened FROM vms.governance_run ORDER BY id LIMIT 1 \gset gov_
 
+-- the incremental run over 1 % of the channels changed since: 90 % of them
+-- an address edited, 9 % moved to another point, 1 % renamed (a rename
+-- takes the channel's old and new unit-and-name group along: here every
+-- name is shared by about 1/5000 of the ledger), against the full run
+-- after it (same ledger, same tasks); that full run must open, reopen and
+-- close nothing, and every live task must read the same as after the
+-- incremental run (governance_incremental_mismatches)
+CREATE TEMP TABLE bench_changed AS
+SELECT code, row_number() OVER (ORDER BY md5(code::text)) AS k FROM vms.channel ORDER BY md5(code::text) LIMIT :channels / 100;
+UPDATE vms.channel c SET address = coalesce(c.address, '') || '（改）' FROM bench_changed b WHERE b.code = c.code AND b.k % 100 >= 10;
+UPDATE vms.channel c SET geom = ST_SetSRID(ST_MakePoint(116.20 + random() * 0.40, 39.75 + random() * 0.30), 4326)
+  FROM bench_changed b WHERE b.code = c.code AND b.k % 100 BETWEEN 1 AND 9;
+UPDATE vms.channel c SET name = c.name || '-改' FROM bench_changed b WHERE b.code = c.code AND b.k % 100 = 0;
+SELECT count(*) AS changed FROM bench_changed \gset
+SELECT bench.time_ms('SELECT vms.governance_run_changed()') AS govinc_ms \gset
+SELECT channels AS inc_channels, incremental AS inc_was_incremental FROM vms.governance_run ORDER BY id DESC LIMIT 1 \gset
+CREATE TEMP TABLE bench_inc_tasks AS
+SELECT channel_code, rule_code, state, severity, detail FROM vms.governance_task WHERE state IN ('open', 'assigned', 'fixed', 'ignored');
+SELECT bench.time_ms('SELECT vms.governance_run()') AS gov3_ms \gset
+SELECT opened + reopened + closed AS after_inc FROM vms.governance_run ORDER BY id DESC LIMIT 1 \gset
+SELECT count(*) AS inc_diff FROM (
+    (SELECT channel_code, rule_code, state, severity, detail FROM vms.governance_task
+      WHERE state IN ('open', 'assigned', 'fixed', 'ignored') EXCEPT SELECT * FROM bench_inc_tasks)
+    UNION ALL
+    (SELECT * FROM bench_inc_tasks EXCEPT SELECT channel_code, rule_code, state, severity, detail FROM vms.governance_task
+      WHERE state IN ('open', 'assigned', 'fixed', 'ignored'))) d \gset
+
 SELECT bench.line('tile_clusters_build', :build_ms / 1000, 's', :agg_ms / 1000, 'none');
 SELECT bench.line('tile_z' || z || '_p' || p, v, 'ms', b, CASE WHEN p = 95 THEN 'p95<=50ms' ELSE 'none' END)
   FROM (VALUES (8, 50, :z8_p50, :z8_bare_p50), (8, 95, :z8_p95, :z8_bare_p95),
@@ -239,3 +268,7 @@ SELECT bench.line('tile_clusters_upkeep_insert_' || :rows / 10, :insert_kept_ms 
 SELECT bench.line('tile_clusters_refresh_after_insert', :refresh_ms / 1000, 's', :insert_plain_ms / 1000, 'none');
 SELECT bench.line('governance_run_' || :channels, :gov1_ms / 1000, 's', :scan_ms / 1000, '<=20s');
 SELECT bench.line('governance_rerun_' || :channels, :gov2_ms / 1000, 's', :scan_ms / 1000, '<=20s');
+SELECT bench.line('governance_incremental_' || :changed || '_changed', :govinc_ms / 1000, 's', :gov3_ms / 1000, '<=0.1');
+SELECT bench.line('governance_incremental_channels_taken', :inc_channels, 'channels', :channels, 'none');
+SELECT bench.line('governance_incremental_mismatches', :after_inc + :inc_diff + CASE WHEN :'inc_was_incremental' THEN 0 ELSE 1 END,
+                  'tasks', 0, '0');
