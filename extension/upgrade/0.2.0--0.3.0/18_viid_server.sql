@@ -313,14 +313,17 @@ BEGIN
         WITH g AS (SELECT * FROM unnest(rows) r WHERE r.good),
         pics AS (
             INSERT INTO vms.viid_image (kind, object_id, image_id, captured_at, type, format, bytes, data)
-            SELECT k.kind, g.oid,
-                   CASE WHEN k.kind = 'Image' THEN g.oid ELSE g.doc -> 'SubImageList' -> 'SubImageInfoObject' -> (x.j - 1) ->> 'ImageID' END,
-                   g.at,
-                   CASE WHEN k.kind = 'Image' THEN g.doc -> 'ImageInfo' ->> 'Type'
-                        ELSE g.doc -> 'SubImageList' -> 'SubImageInfoObject' -> (x.j - 1) ->> 'Type' END,
-                   x.f, length(x.d), x.d
-              FROM unnest(img_item, img_sub, img_data, img_fmt) x(i, j, d, f) JOIN g ON g.ord = x.i
-             ORDER BY x.i, x.j
+            -- in the images' order, sorted without their data (a sort
+            -- would copy every image): each image's data taken after it
+            SELECT k.kind, s.oid, s.image_id, s.at, s.type, s.f, length(img_data[s.n]), img_data[s.n]
+              FROM (SELECT g.oid,
+                           CASE WHEN k.kind = 'Image' THEN g.oid ELSE g.doc -> 'SubImageList' -> 'SubImageInfoObject' -> (x.j - 1) ->> 'ImageID' END AS image_id,
+                           g.at,
+                           CASE WHEN k.kind = 'Image' THEN g.doc -> 'ImageInfo' ->> 'Type'
+                                ELSE g.doc -> 'SubImageList' -> 'SubImageInfoObject' -> (x.j - 1) ->> 'Type' END AS type,
+                           x.f, x.n
+                      FROM unnest(img_item, img_sub, img_fmt) WITH ORDINALITY x(i, j, f, n) JOIN g ON g.ord = x.i
+                     ORDER BY x.i, x.j OFFSET 0) s
             ON CONFLICT DO NOTHING),
         stored AS (
             INSERT INTO vms.viid_record (kind, object_id, device_id, captured_at, client_id, images, doc)
