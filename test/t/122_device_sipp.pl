@@ -3,16 +3,22 @@
 # and wait, test/sipp/device_ooc.xml receives what the platform sends and
 # checks it against hand-computed values (see its header): the PTZCmd of all
 # fifteen commands (byte layout and checksum), RecordInfo's request and two
-# answer pages with a gap, a playback INVITE's SDP lines, and a 2022 device
+# answer pages with a gap, the SDP lines of a playback, a download and a live
+# INVITE (the y= SSRC's first digit: 1 for a recording, 0 for live, GB/T
+# 28181-2016's SSRC annex), and a 2022 device
 # (X-GB-Ver: 3.0 both ways) receiving PTZPreciseCtrl.  Each run ends with a
 # TeleBoot; sipp's exit status is the verdict.  Every check is also run once
-# against bytes that differ from the expected ones, and must then fail.
+# against bytes that differ from the expected ones, and must then fail (the
+# y= digit, which the platform always gets right, through INVITEs made here
+# by hand, sent to sipp as a platform would).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run;
+use IO::Select;
+use IO::Socket::INET;
 use VmsTest;
 
 my $root = $ENV{VMS_ROOT} or die "VMS_ROOT not set";
@@ -46,7 +52,7 @@ INSERT INTO vms.media_server_allowed (network, ports, note) VALUES ('127.0.0.1/3
 CREATE ROLE op LOGIN IN ROLE vms_analyst;
 CREATE ROLE gadmin LOGIN IN ROLE vms_grant_admin;
 SET SESSION AUTHORIZATION gadmin;
-SELECT vms.grant_access('op', 'all', NULL, '{ptz,playback}', 4::smallint);
+SELECT vms.grant_access('op', 'all', NULL, '{ptz,playback,download,view_live}', 4::smallint);
 });
 sip_running($node);
 
@@ -74,6 +80,59 @@ sub request
 	my ($sql, $as_op) = @_;
 	my $id = $node->safe_psql('postgres', ($as_op ? 'SET SESSION AUTHORIZATION op; ' : '') . "SELECT $sql");
 	return $node->safe_psql('postgres', "SELECT state || '|' || coalesce(error, '') FROM vms.sip_request_wait($id, 60)");
+}
+# an INVITE made by hand, as the platform would send it, to the device
+# (sipp) for channel $chan with the SDP lines @sdp; the call is completed
+# (200, ACK, BYE, 200).  Returns the status line of the answer to the INVITE.
+sub hand_invite
+{
+	my ($chan, @sdp) = @_;
+	my $s = IO::Socket::INET->new(Proto => 'udp', LocalAddr => '127.0.0.1', PeerAddr => '127.0.0.1',
+		PeerPort => $sipp_port) or die "udp socket: $!";
+	my $port = $s->sockport;
+	my $cid = "hand$run_no" . $$;
+	my $body = join('', map { "$_\r\n" } @sdp);
+	my $msg = sub {
+		my ($method, $cseq, $to_tag, $b) = @_;
+		return "$method sip:$chan\@127.0.0.1:$sipp_port SIP/2.0\r\n"
+		  . "Via: SIP/2.0/UDP 127.0.0.1:$port;rport;branch=z9hG4bK$cid$method\r\n"
+		  . "From: <sip:$SIP_SERVER_ID\@$SIP_REALM>;tag=t$cid\r\nTo: <sip:$chan\@$SIP_REALM>"
+		  . ($to_tag ? ";tag=$to_tag" : '') . "\r\nCall-ID: $cid\r\nCSeq: $cseq $method\r\nMax-Forwards: 70\r\n"
+		  . "Contact: <sip:$SIP_SERVER_ID\@127.0.0.1:$port>\r\n"
+		  . ($b ? "Content-Type: APPLICATION/SDP\r\nSubject: $chan:0,$SIP_SERVER_ID:0\r\n" : '')
+		  . 'Content-Length: ' . length($b // '') . "\r\n\r\n" . ($b // '');
+	};
+	my $answer = sub {
+		IO::Select->new($s)->can_read(120) or die "sipp did not answer the hand-made INVITE";
+		my $buf;
+		$s->recv($buf, 65535);
+		return $buf;
+	};
+	$s->send($msg->('INVITE', 1, undef, $body));
+	my $ok = $answer->();
+	my ($tag) = $ok =~ /^To:[^\r\n]*;tag=([^\s;]+)/mi;
+	$s->send($msg->('ACK', 1, $tag));
+	$s->send($msg->('BYE', 2, $tag));
+	$answer->();
+	return ($ok =~ /^(SIP\/2\.0 \d+)/)[0];
+}
+my $o = "o=$SIP_SERVER_ID 0 0 IN IP4 127.0.0.1";
+my @media = ('a=recvonly', 'a=rtpmap:96 PS/90000');
+# the three INVITEs of device_ooc.xml, made by hand with the SSRC $y
+sub hand_playback
+{
+	hand_invite($ch[0], 'v=0', $o, 's=Playback', "u=$ch[0]:0", 'c=IN IP4 127.0.0.1', 't=1772323200 1772326800',
+		'm=video 57790 RTP/AVP 96', @media, "y=$_[0]");
+}
+sub hand_download
+{
+	hand_invite($ch[0], 'v=0', $o, 's=Download', "u=$ch[0]:0", 'c=IN IP4 127.0.0.1', 't=1772326800 1772330400',
+		'm=video 57794 RTP/AVP 96', @media, 'a=downloadspeed:4', "y=$_[0]");
+}
+sub hand_live
+{
+	hand_invite($ch[1], 'v=0', $o, 's=Play', 'c=IN IP4 127.0.0.1', 't=0 0', 'm=video 57792 RTP/AVP 96', @media,
+		"y=$_[0]");
 }
 # end the run (TeleBoot) and take sipp's verdict: true when it exited 0
 sub sipp_verdict
@@ -105,9 +164,23 @@ my $play = $node->safe_psql('postgres', "SET SESSION AUTHORIZATION op; SELECT vm
 	. " '2026-03-01 01:00+00', '{\"ip\": \"127.0.0.1\", \"port\": 57790}')");
 is($node->safe_psql('postgres', "SELECT state FROM vms.sip_request_wait($play, 60)"), 'done', 'playback: the INVITE was answered 200');
 is(request("vms.sip_bye($play)"), 'done|', 'playback: BYE answered 200');
+like($node->safe_psql('postgres', "SELECT progress ->> 'ssrc' FROM vms.sip_request WHERE id = $play"), qr/^120000\d{4}$/,
+	'playback: the SSRC kept is the one of a recording (1, then 20000 of the domain 3402000000)');
+my $down = $node->safe_psql('postgres', "SET SESSION AUTHORIZATION op; SELECT vms.download('$ch[0]', '2026-03-01 01:00+00',"
+	. " '2026-03-01 02:00+00', '{\"ip\": \"127.0.0.1\", \"port\": 57794}')");
+is($node->safe_psql('postgres', "SELECT state FROM vms.sip_request_wait($down, 60)"), 'done', 'download: the INVITE was answered 200');
+like($node->safe_psql('postgres', "SELECT ssrc FROM vms.media_sessions WHERE id = $down"), qr/^120000\d{4}$/,
+	'download: vms.media_sessions keeps its SSRC, a recording\'s');
+is(request("vms.sip_bye($down)"), 'done|', 'download: BYE answered 200');
+my $live = $node->safe_psql('postgres', "SET SESSION AUTHORIZATION op; SELECT vms.view_live('$ch[1]', '{\"ip\": \"127.0.0.1\", \"port\": 57792}')");
+is($node->safe_psql('postgres', "SELECT state FROM vms.sip_request_wait($live, 60)"), 'done', 'live: the INVITE was answered 200');
+like($node->safe_psql('postgres', "SELECT ssrc FROM vms.media_sessions WHERE id = $live"), qr/^020000\d{4}$/,
+	'live: vms.media_sessions keeps its SSRC, a live one (0)');
+is(request("vms.sip_bye($live)"), 'done|', 'live: BYE answered 200');
+is(hand_playback('1200009999'), 'SIP/2.0 200', 'a hand-made playback INVITE with the right digit is answered 200 (it must pass)');
 my ($rc, $out, $err) = $node->psql('postgres', "SET SESSION AUTHORIZATION op; SELECT vms.ptz_precise('$ch[0]', 90.5, -10, 4)");
 like($err, qr/PTZPreciseCtrl is a GB\/T 28181-2022 command/, 'PTZPreciseCtrl is refused for the 2016 device, never sent');
-ok(sipp_verdict($h, $nvr), 'sipp (device_2016.xml): every PTZCmd, RecordInfo and the playback SDP were the expected bytes')
+ok(sipp_verdict($h, $nvr), 'sipp (device_2016.xml): every PTZCmd, RecordInfo and the SDP of the playback, download and live INVITEs were the expected bytes')
   or diag(slurp_file("$tmp/sipp$run_no.out") . slurp_file("$tmp/sipp$run_no.err"));
 
 # 2. the 2022 device: X-GB-Ver: 3.0 both ways, PTZPreciseCtrl
@@ -130,7 +203,12 @@ my @wrong = (
 		request("vms.sip_bye($id)");
 	} ],
 	[ 'PTZPreciseCtrl with another pan', $ipc, 'device_2022.xml',
-		sub { request("vms.ptz_precise('34020000001310009101', 91, -10, 4)", 1) } ]);
+		sub { request("vms.ptz_precise('34020000001310009101', 91, -10, 4)", 1) } ],
+	[ 'a playback INVITE with the live digit (y=0...)', $nvr, 'device_2016.xml', sub { hand_playback('0200009999') } ],
+	[ 'a download INVITE with the live digit (y=0...)', $nvr, 'device_2016.xml', sub { hand_download('0200009999') } ],
+	[ 'a live INVITE with the history digit (y=1...)', $nvr, 'device_2016.xml', sub { hand_live('1200009999') } ],
+	[ 'a playback INVITE with another domain in y= (digits 4-8 of 3402000000 are 20000)', $nvr, 'device_2016.xml',
+		sub { hand_playback('1340209999') } ]);
 for my $w (@wrong)
 {
 	my ($what, $dev, $main, $do) = @$w;

@@ -193,16 +193,17 @@ sip_stream_next(const char *buf, size_t len, size_t limit, size_t *skip)
 }
 
 /*
- * A GB/T 28181 SSRC (10 digits): 0 for live video, digits 4-8 of the
- * 10-digit domain code, a four-digit sequence.  False when the realm is
- * not a 10-digit domain code.
+ * A GB/T 28181 SSRC (10 digits, GB/T 28181-2016 annex on the SSRC): the
+ * first 0 for a live stream, 1 for a recorded one (Playback, Download);
+ * then digits 4-8 of the domain code (3402000000 -> 20000); then a
+ * four-digit sequence.  False when the realm is not a 10-digit domain code.
  */
 bool
-sip_ssrc(const char *realm, unsigned int seq, char out[11])
+sip_ssrc(const char *realm, bool history, unsigned int seq, char out[11])
 {
 	if (realm == NULL || strlen(realm) != 10 || strspn(realm, "0123456789") != 10)
 		return false;
-	snprintf(out, 11, "0%.5s%04u", realm + 3, seq % 10000);
+	snprintf(out, 11, "%c%.5s%04u", history ? '1' : '0', realm + 3, seq % 10000);
 	return true;
 }
 

@@ -55,7 +55,7 @@ typedef struct SipIn
 extern bool sip_msg_init(char *err, size_t errlen);
 extern long sip_frame_length(const char *buf, size_t len, size_t limit);
 extern long sip_stream_next(const char *buf, size_t len, size_t limit, size_t *skip);
-extern bool sip_ssrc(const char *realm, unsigned int seq, char out[11]);
+extern bool sip_ssrc(const char *realm, bool history, unsigned int seq, char out[11]);
 extern SipParseStatus sip_parse(const char *buf, size_t len, size_t limit, SipIn *in);
 extern void sip_in_free(SipIn *in);
 extern bool sip_answerable(const SipIn *in);

@@ -535,8 +535,8 @@ static int	next_given_up;
 
 /*
  * INVITE a channel to send its live stream (PS over RTP) to ip:port.
- * The SSRC follows GB/T 28181: 0 (live), digits 4-8 of the domain, a
- * four-digit sequence.  transport (GB/T 28181-2016/2022 media over TCP,
+ * The SSRC follows GB/T 28181: 0 (live) or 1 (Playback, Download), digits
+ * 4-8 of the domain, a four-digit sequence.  transport (GB/T 28181-2016/2022 media over TCP,
  * RTP framed per RFC 4571, m=video <port> TCP/RTP/AVP, a=connection:new):
  * "udp"; "tcp_passive" (or "tcp"): the media server listens at ip:port and
  * the device connects (a=setup:passive); "tcp_active": the device listens
@@ -582,7 +582,7 @@ start_invite(int64 id, Dev *d, const char *channel, const char *ip, int port, co
 		fail_request(id, "failed", "not a channel code");
 		return;
 	}
-	if (!sip_ssrc(sip_realm(), next_ssrc++, ssrc))
+	if (!sip_ssrc(sip_realm(), recorded, next_ssrc++, ssrc))
 	{
 		fail_request(id, "failed",
 					 psprintf("the realm \"%s\" is not a 10-digit domain code, which a GB/T 28181 SSRC is built from; "
