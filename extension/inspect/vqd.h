@@ -73,6 +73,7 @@ typedef enum vqd_threshold
 	VQD_T_FREEZE_TOUCHED_MAX,
 	VQD_T_CAST_GREY_GAIN_MIN,
 	VQD_T_CAST_LIT_MIN,
+	VQD_T_BRIGHT_FLOOR_MIN,
 	VQD_NTHRESHOLDS
 } vqd_threshold;
 

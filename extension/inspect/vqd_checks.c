@@ -1256,6 +1256,8 @@ check_black_brightness(actx *a)
 	{
 		double		frac[MAX_STAT_FRAMES],
 					mean = 0;
+		size_t		hist[256] = {0};
+		int			floor_ = 0;
 
 		for (int k = 0; k < ns; k++)
 		{
@@ -1266,6 +1268,7 @@ check_black_brightness(actx *a)
 			for (size_t i = 0; i < gpx; i++)
 			{
 				acc += Y[i];
+				hist[Y[i]]++;
 				if (Y[i] <= T[VQD_T_BLACK_LUMA_MAX])
 					dark++;
 			}
@@ -1273,6 +1276,9 @@ check_black_brightness(actx *a)
 			mean += acc / gpx;
 		}
 		mean /= ns;
+		/* the dark end: 2nd percentile of luma over the frames */
+		for (size_t c = 0; floor_ < 255 && (c += hist[floor_]) < 0.02 * gpx * ns; floor_++)
+			;
 		{
 			double		m = median_of(frac, ns);
 			int			ab = m >= T[VQD_T_BLACK_FRACTION_MIN] && fabs(a->mu) < 10 && fabs(a->mv) < 10;
@@ -1284,8 +1290,10 @@ check_black_brightness(actx *a)
 		}
 		if (mean < T[VQD_T_DARK_MEAN_MAX])
 			set(rep, VQD_BRIGHTNESS, mean, 1, "too dark: mean luma %.1f", mean);
+		else if (mean > T[VQD_T_BRIGHT_MEAN_MIN] && floor_ > T[VQD_T_BRIGHT_FLOOR_MIN])
+			set(rep, VQD_BRIGHTNESS, mean, 1, "too bright: mean luma %.1f, dark end %d", mean, floor_);
 		else if (mean > T[VQD_T_BRIGHT_MEAN_MIN])
-			set(rep, VQD_BRIGHTNESS, mean, 1, "too bright: mean luma %.1f", mean);
+			set(rep, VQD_BRIGHTNESS, mean, 0, "bright scene: mean luma %.1f, its dark end at %d (not washed out)", mean, floor_);
 		else
 			set(rep, VQD_BRIGHTNESS, mean, 0, "mean luma %.1f", mean);
 	}

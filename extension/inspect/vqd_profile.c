@@ -71,6 +71,8 @@ static const vqd_threshold_def defs[VQD_NTHRESHOLDS] = {
 		"share of the lit pixels (luma 40-230) that become grey (chroma within 8 levels) when the picture is white-balanced by its white patch, beyond those grey already, at or above which a tint from cast_support_min on is a cast: a cast's greys come back, a colourful scene gains none"},
 	[VQD_T_CAST_LIT_MIN] = {"cast_lit_min", VQD_COLOR_CAST, "luma level (16-235)", 56, 64, 72,
 		"mean luma below which the picture is lamp-lit (its brightest things are lamps, whose colour is the scene's) and colour is not judged by the white patch"},
+	[VQD_T_BRIGHT_FLOOR_MIN] = {"bright_floor_min", VQD_BRIGHTNESS, "luma level (16-235)", 90, 100, 120,
+		"2nd percentile of luma (the picture's dark end) above which a picture brighter than bright_mean_min is washed out (over-exposed, blinded: its blacks are lifted) rather than a bright scene that keeps its dark details (a white facade with its windows)"},
 };
 
 const char *
@@ -162,6 +164,7 @@ vqd_threshold_valid(int i, double v)
 		case VQD_T_DARK_MEAN_MAX:
 		case VQD_T_BRIGHT_MEAN_MIN:
 		case VQD_T_CAST_LIT_MIN:
+		case VQD_T_BRIGHT_FLOOR_MIN:
 			return v <= 255;
 		default:
 			return v <= 1e6;

@@ -27,7 +27,6 @@ fail=0
 # "Known gaps"): reported, not failed; one that starts passing is reported too
 KNOWN="
 syn cast_street_g1.mp4 color_cast
-real scene_moved_building.mp4 brightness
 "
 
 # judge CORPUS_NAME DIR: diagnose every clip (normal profile) and assert the
