@@ -208,6 +208,8 @@ forget_device(const char *code)
  * reloads those devices in a later statement, which sees at least as much.
  * A code with no device row any more is a deleted device.
  */
+#define CHANGED_ONE_BY_ONE 100	/* more changed codes than this: one pass over the ledger */
+
 void
 sip_devices_load_changed(void)
 {
@@ -216,6 +218,7 @@ sip_devices_load_changed(void)
 	Datum		values[1];
 	HTAB	   *present;
 	HASHCTL		ctl;
+	bool		many;
 
 	begin_tx("vms sip: loading changed devices");
 	if (sip_sql_run(SIP_SQL_TAKE_DEVICE_CHANGES, NULL, NULL, false, 1) != SPI_OK_SELECT ||
@@ -228,8 +231,19 @@ sip_devices_load_changed(void)
 		return;
 	}
 	values[0] = codes;
+	/*
+	 * Each code's lookup is a call of vms._sip_devices (not inlined: it sets
+	 * its search_path) that reads the device table: many codes at once (a
+	 * bulk insert of 100,000 devices) take one pass over the table instead,
+	 * which is what kept a restarted worker "starting" for over ten minutes.
+	 */
+	{
+		ArrayType  *a = DatumGetArrayTypeP(codes);
+
+		many = ArrayGetNItems(ARR_NDIM(a), ARR_DIMS(a)) > CHANGED_ONE_BY_ONE;
+	}
 	/* read-write: a snapshot newer than the one that took the queue */
-	if (sip_sql_run(SIP_SQL_CHANGED_DEVICES, values, NULL, false, 0) != SPI_OK_SELECT)
+	if (sip_sql_run(many ? SIP_SQL_CHANGED_DEVICES_MANY : SIP_SQL_CHANGED_DEVICES, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "vms sip: could not load changed devices");
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = 21;

@@ -34,6 +34,8 @@ static const SipSqlDef defs[SIP_SQL_N] = {
 	{SIP_SQL_TAKE_DEVICE_CHANGES, "SELECT array_agg(c) FROM vms._sip_take_device_changes() c", 0, {InvalidOid}},
 	{SIP_SQL_CHANGED_DEVICES, "SELECT d.* FROM unnest($1::text[]) c(code) "
 	"CROSS JOIN LATERAL vms._sip_devices('-infinity', c.code) d", 1, {TEXTARRAYOID}},
+	{SIP_SQL_CHANGED_DEVICES_MANY, "SELECT d.* FROM vms._sip_devices('-infinity') d WHERE d.code = ANY ($1::text[])",
+	1, {TEXTARRAYOID}},
 	{SIP_SQL_FLUSH, "SELECT vms._sip_flush($1::jsonb)", 1, {TEXTOID}},
 	{SIP_SQL_REQUEST_UPDATE, "SELECT vms._sip_request_update($1, $2, $3::jsonb, $4::jsonb, $5)", 5,
 	{INT8OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID}},

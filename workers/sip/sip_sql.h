@@ -32,6 +32,7 @@ typedef enum SipSql
 	SIP_SQL_DEVICE,				/* ($1 timestamptz, $2 code): one device */
 	SIP_SQL_TAKE_DEVICE_CHANGES,	/* the codes queued by the ledger's triggers */
 	SIP_SQL_CHANGED_DEVICES,	/* ($1 text[]): those devices, or nothing for a deleted one */
+	SIP_SQL_CHANGED_DEVICES_MANY,	/* the same for many codes: one pass over the ledger, not one per code */
 	SIP_SQL_FLUSH,				/* ($1 jsonb): sessions, events, flips */
 	SIP_SQL_REQUEST_UPDATE,		/* ($1 id, $2 state, $3 progress, $4 result, $5 error) */
 	SIP_SQL_CLAIM_REQUESTS,		/* queued requests from SQL, at most 100 */
