@@ -599,6 +599,39 @@ is($pointer_bye // '', $pointer_call, 'the call its ACK opened is ended with a B
 $rid = $node->safe_psql('postgres', qq{SET ROLE v1; SELECT vms.view_live('$ch5x', '{"ip": "127.0.0.1", "port": $cport}')});
 is(wait_request($rid), 'done|', 'over UDP the same device\'s session opens');
 is($node->safe_psql('postgres', "SET ROLE v1; SELECT vms.media_leave($rid)"), '0', 'and is left');
+is(bye_of($rid), 'done|', 'with its BYE');
+# all media sessions taken (vms.sip_max_media_sessions = 1, one open): a
+# device that accepts an INVITE then gets ACK and BYE at once, the session
+# fails with why
+my $held = $node->safe_psql('postgres', qq{SET ROLE v1; SELECT vms.view_live('$ch', '{"ip": "127.0.0.1", "port": $cport}')});
+is(wait_request($held), 'done|', 'one live session open');
+$node->safe_psql('postgres', 'ALTER SYSTEM SET vms.sip_max_media_sessions = 1; SELECT pg_reload_conf()');
+my $full = '';
+for (1 .. 100)
+{
+	# until the worker has read the setting: a session it still opened is left again
+	$rid = $node->safe_psql('postgres', qq{SET ROLE v1; SELECT vms.view_live('$ch5x', '{"ip": "127.0.0.1", "port": $cport}')});
+	$full = wait_request($rid);
+	last if $full ne 'done|';
+	$node->safe_psql('postgres', "SET ROLE v1; SELECT vms.media_leave($rid)");
+	bye_of($rid);
+}
+is($full, "failed|too many media sessions (vms.sip_max_media_sessions = 1 open): the device's 200 was answered with ACK and BYE",
+	'a 200 to an INVITE with every media session taken fails the session with why');
+is($node->safe_psql('postgres', "SELECT count(*) FROM vms.media_sessions WHERE id = $rid"), '0', 'it is no media session');
+my $full_call = $node->safe_psql('postgres', "SELECT progress ->> 'call_id' FROM vms.sip_request WHERE id = $rid");
+my $full_bye = '';
+for (1 .. 600)
+{
+	open(my $lf, '<', $pointer_log) or next;
+	($full_bye) = grep { $_ eq $full_call } map { chomp; (split /\t/)[3] } grep { /^BYE\t/ } <$lf>;
+	close $lf;
+	last if $full_bye;
+	select(undef, undef, undef, 0.1);    # poll the log until the BYE is in it (60 s at most)
+}
+is($full_bye // '', $full_call, 'the device gets a BYE for that call: it does not stream unasked');
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET vms.sip_max_media_sessions; SELECT pg_reload_conf()');
+is($node->safe_psql('postgres', "SET ROLE v1; SELECT vms.media_leave($held)"), '0', 'the open session is left');
 $_->kill_kill for @simx;
 
 $sim->kill_kill;

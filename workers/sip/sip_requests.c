@@ -495,7 +495,7 @@ start_subscribe(int64 id, Dev *d, const char *event, int expires, bool unsubscri
 
 /* ---------------------------------------------------------------- live media (INVITE / BYE) */
 
-#define MAX_DIALOGS 256
+#define MAX_DIALOGS 256			/* the most vms.sip_max_media_sessions may say */
 
 typedef struct Dialog
 {
@@ -514,6 +514,33 @@ static Dialog dialogs[MAX_DIALOGS];
 
 static void start_bye(int64 id, Dev *d, const char *call_id);
 static uint32 next_ssrc = 1;
+
+/* a free dialog slot, or NULL when vms.sip_max_media_sessions are open */
+static Dialog *
+free_dialog(void)
+{
+	Dialog	   *free_slot = NULL;
+	int			open = 0;
+
+	for (int i = 0; i < MAX_DIALOGS; i++)
+		if (dialogs[i].used)
+			open++;
+		else if (free_slot == NULL)
+			free_slot = &dialogs[i];
+	return open < vms_sip_max_media_sessions ? free_slot : NULL;
+}
+
+/*
+ * End at once a call the device accepted that we keep no dialog for (the
+ * dialog slots full): a BYE in that call, no request waiting for it.
+ */
+static void
+bye_unkept(Dev *d, const char *channel, const char *call_id, const char *from_tag, const char *to_tag, uint32 cseq)
+{
+	char	   *extra = psprintf("Contact: <sip:%s@%s:%d>\r\n", vms_sip_id, sip_local_ip_for(&d->peer), sip_local_port());
+
+	(void) send_request_to("BYE", d, channel, K_BYE, 0, call_id, cseq + 1, from_tag, to_tag, extra, NULL, NULL);
+}
 
 /*
  * INVITEs that got no final answer in time: a device that accepts one
@@ -749,15 +776,14 @@ invite_answered(OutTx *tx, const SipIn *in)
 	}
 	send_ack(d, tx->target, tx->from_tag, in->to_tag, tx->call_id, tx->cseq, NULL);
 
-	for (int i = 0; i < MAX_DIALOGS; i++)
-		if (!dialogs[i].used)
-		{
-			dlg = &dialogs[i];
-			break;
-		}
+	dlg = free_dialog();
 	if (dlg == NULL)
 	{
-		fail_request(tx->request_id, "failed", "too many media sessions");
+		/* the device streams once ACKed: end the call at once, or it streams unasked */
+		bye_unkept(d, tx->target, tx->call_id, tx->from_tag, in->to_tag, tx->cseq);
+		fail_request(tx->request_id, "failed",
+					 psprintf("too many media sessions (vms.sip_max_media_sessions = %d open): the device's 200 was answered with ACK and BYE",
+							  vms_sip_max_media_sessions));
 		return;
 	}
 	memset(dlg, 0, sizeof(*dlg));
@@ -1015,10 +1041,10 @@ sip_requests_response(const SipIn *in, const Peer *peer)
 						return false;
 					}
 					send_ack(d, g->channel, g->from_tag, in->to_tag, g->call_id, g->cseq, NULL);
-					for (int k = 0; k < MAX_DIALOGS && dlg == NULL; k++)
-						if (!dialogs[k].used)
-							dlg = &dialogs[k];
-					if (dlg)
+					dlg = free_dialog();
+					if (dlg == NULL)
+						bye_unkept(d, g->channel, g->call_id, g->from_tag, in->to_tag, g->cseq);
+					else
 					{
 						memset(dlg, 0, sizeof(*dlg));
 						dlg->used = true;

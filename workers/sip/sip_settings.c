@@ -34,6 +34,7 @@ int			vms_sip_catalog_timeout = 120;
 int			vms_sip_page_timeout = 5;
 int			vms_sip_flush_interval = 1000;
 int			vms_sip_max_batch = 262144;
+int			vms_sip_max_media_sessions = 256;
 
 static const struct config_enum_entry unknown_options[] = {
 	{"reject", UNKNOWN_REJECT, false},
@@ -114,4 +115,7 @@ vms_sip_define_settings(void)
 	DefineCustomIntVariable("vms.sip_max_batch", "Most device events the SIP worker keeps waiting for a write, and most sessions written at once.",
 							"Past it (the database unreachable for long), new events are dropped and counted (batch_dropped); sessions wait for the next write.",
 							&vms_sip_max_batch, 262144, 16, 1048576, PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL, NULL);
+	DefineCustomIntVariable("vms.sip_max_media_sessions", "Most media sessions (calls from INVITEs: live view, playback, download, inspection, snapshot) the SIP worker keeps open at once.",
+							"A device that answers an INVITE 200 when this many are open gets ACK and BYE at once; the request fails with that reason.",
+							&vms_sip_max_media_sessions, 256, 1, 256, PGC_SIGHUP, 0, NULL, NULL, NULL);
 }

@@ -26,6 +26,7 @@ extern int	vms_sip_catalog_timeout;
 extern int	vms_sip_page_timeout;
 extern int	vms_sip_flush_interval;
 extern int	vms_sip_max_batch;
+extern int	vms_sip_max_media_sessions;
 
 enum
 {
