@@ -282,7 +282,7 @@ is($sdp{u}, "$ch:0", "playback SDP: u=$ch:0");
 is($sdp{t}, "$t0 $t1", 'playback SDP: t= the period in seconds since 1970');
 is($sdp{c}, 'IN IP4 127.0.0.1', 'playback SDP: c= the media server');
 is($sdp{m}, "video $rtp_port RTP/AVP 96", 'playback SDP: m= its port');
-like($sdp{y} // '', qr/^[0-9]{10}$/, 'playback SDP: a 10-digit SSRC (y=)');
+like($sdp{y} // '', qr/^120000[0-9]{4}$/, 'playback SDP: a 10-digit SSRC (y=), 1 for history, then 20000 (digits 4-8 of the domain)');
 # the media server stand-in keeps the RTP payloads (MPEG-PS) of the first 50
 # frames (the marker bit ends a frame; loopback keeps the order) and FFmpeg,
 # not our code, demuxes and decodes them
