@@ -10,9 +10,15 @@
  * calls it when woken, in the database it serves).  An entry taken from the
  * queue is only claimed until the taking transaction ends: freed when it
  * commits, back in the queue when it (or the subtransaction that took it)
- * rolls back, so a flush that fails loses nothing.  Bounded: 256 entries of
- * bounded size; a full queue drops the refusal from the audit log (it is
- * still in the server log) and counts it.  A server crash empties the queue,
+ * rolls back, so a flush that fails loses nothing.  Bounded: 512 entries of
+ * bounded size, of which one database holds at most 128 and one role in it
+ * at most 16, so that refusals in one database, or by one role, cannot keep
+ * others' out.  A refusal repeating a queued one (same database, role,
+ * action and object) counts on it; past its role's quota a refusal counts on
+ * the role's "denied_more" entry; past its database's, on the database's
+ * ("*" for the role).  Only with no slot left at all is a refusal dropped
+ * from the audit log (it is still in the server log) and counted.  A server
+ * crash empties the queue,
  * as it does every shared memory; the server log keeps the refusals.
  * Without shared_preload_libraries = 'vms' there is no queue: the server log
  * only.
@@ -36,7 +42,10 @@
 #include "audit_denied.h"
 #include "../workers/worker_registry.h"
 
-#define DENIED_SLOTS	256
+#define DENIED_SLOTS	512
+#define DENIED_PER_DB	128		/* entries one database may hold */
+#define DENIED_PER_ROLE	16		/* entries one role may hold in a database */
+#define DENIED_MORE		"denied_more"
 #define DENIED_ACTION	64
 #define DENIED_OBJECT	128
 #define DENIED_DETAIL	1024
@@ -54,7 +63,9 @@ typedef struct DeniedEntry
 	Oid			dboid;
 	uint64		order;			/* queue order: entries come out as they went in */
 	int			claimer;		/* MyProcPid of the taking backend */
-	TimestampTz at;
+	int			count;			/* refusals this entry stands for */
+	TimestampTz at;				/* the first */
+	TimestampTz last_at;		/* the last */
 	char		role[NAMEDATALEN];
 	char		action[DENIED_ACTION];
 	char		object[DENIED_OBJECT];
@@ -166,6 +177,14 @@ denied_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_ABORT:
 			release_claims(0, DENIED_PENDING);
 			break;
+		case XACT_EVENT_PRE_PREPARE:
+			/* a later ROLLBACK PREPARED would lose them */
+			if (n_claimed > 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that took refusals from the audit queue"),
+						 errhint("Run vms.audit_flush_denied() in a transaction of its own.")));
+			break;
 		default:
 			break;
 	}
@@ -174,9 +193,16 @@ denied_xact_callback(XactEvent event, void *arg)
 static void
 denied_subxact_callback(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid, void *arg)
 {
+	int			level = GetCurrentTransactionNestLevel();
+
 	/* a rolled-back subtransaction's audit rows are gone: its claims go back */
 	if (event == SUBXACT_EVENT_ABORT_SUB)
-		release_claims(GetCurrentTransactionNestLevel(), DENIED_PENDING);
+		release_claims(level, DENIED_PENDING);
+	/* a released one's rows now belong to its parent, and so do its claims */
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+		for (int i = 0; i < n_claimed; i++)
+			if (claimed_level[i] >= level)
+				claimed_level[i] = level - 1;
 }
 
 static void
@@ -191,6 +217,77 @@ copy_bounded(char *dst, size_t size, const char *src)
 	}
 	memcpy(dst, src, len);
 	dst[len] = '\0';
+}
+
+/*
+ * Where a refusal goes, with the queue's lock held: the pending entry it
+ * repeats; else a new entry (state FREE, role and database filled in, action
+ * DENIED_MORE when it starts an overflow entry); else the overflow entry it
+ * counts on; NULL when it must be dropped.
+ */
+static DeniedEntry *
+queue_place(const char *role, const char *action, const char *object)
+{
+	int			n_db = 0,
+				n_role = 0,
+				free_slot = -1;
+	DeniedEntry *role_more = NULL,
+			   *db_more = NULL,
+			   *e;
+
+	for (int i = 0; i < DENIED_SLOTS; i++)
+	{
+		e = &queue->entries[i];
+		if (e->state == DENIED_FREE)
+		{
+			if (free_slot < 0)
+				free_slot = i;
+			continue;
+		}
+		if (e->dboid != MyDatabaseId)
+			continue;
+		n_db++;
+		if (strncmp(e->role, role, NAMEDATALEN - 1) == 0)
+		{
+			n_role++;
+			if (e->state == DENIED_PENDING && strcmp(e->action, DENIED_MORE) == 0)
+				role_more = e;
+			else if (e->state == DENIED_PENDING && strncmp(e->action, action, DENIED_ACTION - 1) == 0
+					 && strncmp(e->object, object, DENIED_OBJECT - 1) == 0)
+				return e;
+		}
+		else if (e->state == DENIED_PENDING && strcmp(e->role, "*") == 0)
+			db_more = e;
+	}
+	if (free_slot >= 0 && n_db < DENIED_PER_DB - 1 && n_role < DENIED_PER_ROLE - 1)
+	{
+		e = &queue->entries[free_slot];
+		e->action[0] = '\0';	/* the caller fills it in */
+	}
+	else if (role_more != NULL && n_db < DENIED_PER_DB)
+		return role_more;
+	else if (free_slot >= 0 && n_db < DENIED_PER_DB - 1)
+	{
+		/* the role's quota is used: its overflow entry */
+		e = &queue->entries[free_slot];
+		strlcpy(e->action, DENIED_MORE, sizeof(e->action));
+		e->object[0] = '\0';
+	}
+	else if (db_more != NULL)
+		return db_more;
+	else if (free_slot >= 0)
+	{
+		/* the database's quota is used: its overflow entry, for any role */
+		e = &queue->entries[free_slot];
+		strlcpy(e->action, DENIED_MORE, sizeof(e->action));
+		e->object[0] = '\0';
+		strlcpy(e->role, "*", sizeof(e->role));
+		return e;
+	}
+	else
+		return NULL;
+	copy_bounded(e->role, sizeof(e->role), role);
+	return e;
 }
 
 PG_FUNCTION_INFO_V1(vms_audit_denied);
@@ -211,38 +308,48 @@ vms_audit_denied(PG_FUNCTION_ARGS)
 
 	if (queue != NULL)
 	{
-		int			slot = -1;
+		TimestampTz now = GetCurrentTimestamp();
+		DeniedEntry *e;
 
 		LWLockAcquire(queue->lock, LW_EXCLUSIVE);
-		for (int i = 0; i < DENIED_SLOTS; i++)
-			if (queue->entries[i].state == DENIED_FREE)
-			{
-				slot = i;
-				break;
-			}
-		if (slot >= 0)
+		e = queue_place(role, action, object);
+		if (e != NULL && e->state == DENIED_FREE)
 		{
-			DeniedEntry *e = &queue->entries[slot];
+			/* a new entry: this refusal itself, or the overflow entry it starts */
+			bool		more = strcmp(e->action, DENIED_MORE) == 0;
 			size_t		dlen = strlen(detail);
 
 			e->dboid = MyDatabaseId;
 			e->order = queue->next_order++;
 			e->claimer = 0;
-			e->at = GetCurrentTimestamp();
-			copy_bounded(e->role, sizeof(e->role), role);
-			copy_bounded(e->action, sizeof(e->action), action);
-			copy_bounded(e->object, sizeof(e->object), object);
-			if (dlen < sizeof(e->detail))
-			{
-				memcpy(e->detail, detail, dlen + 1);
-				e->detail_len = 0;
-			}
+			e->count = 1;
+			e->at = e->last_at = now;
+			if (more)
+				e->detail[0] = '\0', e->detail_len = 0;
 			else
 			{
-				e->detail[0] = '\0';
-				e->detail_len = (int) Min(dlen, (size_t) INT_MAX);
+				copy_bounded(e->action, sizeof(e->action), action);
+				copy_bounded(e->object, sizeof(e->object), object);
+				if (dlen < sizeof(e->detail))
+				{
+					memcpy(e->detail, detail, dlen + 1);
+					e->detail_len = 0;
+				}
+				else
+				{
+					e->detail[0] = '\0';
+					e->detail_len = (int) Min(dlen, (size_t) INT_MAX);
+				}
 			}
 			e->state = DENIED_PENDING;
+		}
+		else if (e != NULL)
+		{
+			e->count++;
+			e->last_at = now;
+		}
+		if (e != NULL)
+		{
 			queue->queued++;
 			queued = true;
 		}
@@ -315,16 +422,18 @@ vms_audit_denied_take(PG_FUNCTION_ARGS)
 	qsort(taken, n, sizeof(DeniedEntry), order_cmp);
 	for (int i = 0; i < n; i++)
 	{
-		Datum		values[5];
-		bool		nulls[5] = {false, false, false, false, false};
+		Datum		values[7];
+		bool		nulls[7] = {false, false, false, false, false, false, false};
 		char	   *detail = taken[i].detail_len > 0
 			? psprintf("{\"detail_cut\": %d}", taken[i].detail_len) : taken[i].detail;
 
 		values[0] = TimestampTzGetDatum(taken[i].at);
-		values[1] = CStringGetTextDatum(taken[i].role);
-		values[2] = CStringGetTextDatum(taken[i].action);
-		values[3] = CStringGetTextDatum(taken[i].object);
-		values[4] = DirectFunctionCall1(jsonb_in, CStringGetDatum(detail));
+		values[1] = TimestampTzGetDatum(taken[i].last_at);
+		values[2] = Int32GetDatum(taken[i].count);
+		values[3] = CStringGetTextDatum(taken[i].role);
+		values[4] = CStringGetTextDatum(taken[i].action);
+		values[5] = CStringGetTextDatum(taken[i].object);
+		values[6] = DirectFunctionCall1(jsonb_in, CStringGetDatum(detail[0] ? detail : "{}"));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -201,6 +201,32 @@ COMMIT;
 SELECT vms.audit_flush_denied() AS nothing_left;
 SELECT session_role, action, object, detail ? 'attempted_at' AS has_attempt_time
   FROM vms.audit_log WHERE action LIKE 'denied%' ORDER BY seq;
+-- a refusal repeated is one entry that counts; past its role's share of
+-- the queue (16 entries) a role's refusals count on one denied_more entry,
+-- so one role cannot crowd out others' refusals
+SET SESSION AUTHORIZATION regress_alice;
+DO $$
+BEGIN
+    FOR i IN 1 .. 3 LOOP
+        BEGIN
+            PERFORM vms.exercise_right('ptz', '44030499001320000001');
+        EXCEPTION WHEN insufficient_privilege THEN NULL;
+        END;
+    END LOOP;
+    FOR i IN 2 .. 21 LOOP
+        BEGIN
+            PERFORM vms.exercise_right('ptz', ('440304990013200000' || lpad(i::text, 2, '0'))::vms.gbcode);
+        EXCEPTION WHEN insufficient_privilege THEN NULL;
+        END;
+    END LOOP;
+END $$;
+RESET SESSION AUTHORIZATION;
+SELECT pending FROM vms.audit_denied_status();
+SELECT vms.audit_flush_denied() AS entries;
+SELECT action, count(*) AS entries, sum(coalesce((detail ->> 'repeats')::int, 1)) FILTER (WHERE action = 'denied_ptz') AS ptz_refusals,
+       max((detail ->> 'refusals')::int) AS refusals_folded
+  FROM vms.audit_log WHERE session_role = 'regress_alice' AND action IN ('denied_ptz', 'denied_more') AND seq > 19
+ GROUP BY action ORDER BY action;
 -- the audit trail: every grant, request, decision, use and refusal
 SELECT seq, session_role, action, object FROM vms.audit_log WHERE action NOT LIKE 'ledger%' ORDER BY seq;
 SELECT * FROM vms.audit_verify();

@@ -85,24 +85,43 @@ CREATE FUNCTION vms._audit_denied(action text, object text, detail jsonb) RETURN
 COMMENT ON FUNCTION vms._audit_denied(text, text, jsonb) IS
     'internal: record a refusal outside the transaction (server log now, the audit log at the next vms.audit_flush_denied)';
 CREATE FUNCTION vms._audit_denied_take()
-    RETURNS TABLE (at timestamptz, session_role text, action text, object text, detail jsonb)
+    RETURNS TABLE (at timestamptz, last_at timestamptz, repeats integer, session_role text, action text, object text, detail jsonb)
     AS 'MODULE_PATHNAME', 'vms_audit_denied_take' LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION vms._audit_denied_take() IS
-    'internal: the queued refusals of this database, oldest first, claimed until the transaction ends (freed at commit, queued again at rollback)';
+    'internal: the queued refusals of this database, oldest first (repeats: how many refusals an entry stands for, the first at at, the last at last_at), claimed until the transaction ends (freed at commit, queued again at rollback)';
 CREATE FUNCTION vms.audit_flush_denied() RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     d record;
     n bigint := 0;
 BEGIN
+    -- the chain's lock first, without waiting: a transaction holding it
+    -- (anyone's audited call, until it ends) must not stall the notifier,
+    -- which calls this; the refusals stay queued for the next flush
+    BEGIN
+        LOCK TABLE vms.audit_log IN SHARE ROW EXCLUSIVE MODE NOWAIT;
+    EXCEPTION WHEN lock_not_available THEN
+        RETURN 0;
+    END;
     FOR d IN SELECT * FROM vms._audit_denied_take() LOOP
-        PERFORM vms._audit_as(d.session_role, d.action, d.object, d.detail || jsonb_build_object('attempted_at', d.at));
+        IF d.action = 'denied_more' THEN
+            PERFORM vms._audit_as(d.session_role, d.action, NULL,
+                                  jsonb_build_object('refusals', d.repeats, 'first_attempt_at', d.at, 'last_attempt_at', d.last_at,
+                                                     'why', CASE WHEN d.session_role = '*'
+                                                                 THEN 'refusals past this database''s share of the queue, any role'
+                                                                 ELSE 'refusals past this role''s share of the queue' END));
+        ELSE
+            PERFORM vms._audit_as(d.session_role, d.action, d.object,
+                                  d.detail || jsonb_build_object('attempted_at', d.at)
+                                  || CASE WHEN d.repeats > 1 THEN jsonb_build_object('repeats', d.repeats, 'last_attempt_at', d.last_at)
+                                          ELSE '{}' END);
+        END IF;
         n := n + 1;
     END LOOP;
     RETURN n;
 END $$;
 COMMENT ON FUNCTION vms.audit_flush_denied() IS
-    'write the refusals queued in shared memory for this database into the audit log (as the refused session role, detail.attempted_at the time of the refusal); returns how many; the notifier worker does this when woken';
+    'write the refusals queued in shared memory for this database into the audit log (as the refused session role, detail.attempted_at the time of the refusal, repeats and last_attempt_at for a repeated one; denied_more for refusals past a role''s or the database''s share of the queue); returns how many entries, 0 without waiting while another transaction holds the audit log''s lock; the notifier worker does this when woken';
 CREATE FUNCTION vms.audit_denied_status(OUT pending bigint, OUT claimed bigint, OUT queued bigint, OUT dropped bigint)
     AS 'MODULE_PATHNAME', 'vms_audit_denied_status' LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION vms.audit_denied_status() IS
