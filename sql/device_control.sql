@@ -293,6 +293,10 @@ SELECT vms.view_live('34020000001320000101', '{"ip": "10.0.0.5"}');
 SELECT vms.view_live('34020000001320000101', '{"ip": "10.0.0.5; x", "port": 30000}');
 SELECT vms.download('34020000001320000101', '2026-03-01', '2026-03-02', '{"ip": "10.0.0.5", "port": 30000}', 64);
 SELECT vms.playback('34020000001320000101', '2026-03-02', '2026-03-01', '{"ip": "10.0.0.5", "port": 30000}');
+-- a playback speed MANSRTSP's Scale has not (nor a reverse one, nor NULL)
+SELECT vms.playback('34020000001320000101', '2026-03-01', '2026-03-02', '{"ip": "10.0.0.5", "port": 30000}', 3);
+SELECT vms.playback('34020000001320000101', '2026-03-01', '2026-03-02', '{"ip": "10.0.0.5", "port": 30000}', -2);
+SELECT vms.playback('34020000001320000101', '2026-03-01', '2026-03-02', '{"ip": "10.0.0.5", "port": 30000}', NULL);
 SELECT vms.playback_control(1, 'rewind');
 SELECT vms.playback_control(1, 'seek', -5);
 SELECT vms.playback_control(-1, 'pause');
@@ -347,6 +351,22 @@ SELECT kind, requested_by, params ->> 'channel' AS channel, params ->> 'mode' AS
        params ->> 'transport' AS transport, (params ->> 'start')::bigint - extract(epoch FROM timestamptz '2026-03-01 00:00+00')::bigint AS start_s,
        (params ->> 'end')::bigint - extract(epoch FROM timestamptz '2026-03-01 00:00+00')::bigint AS end_s, params ->> 'speed' AS speed
   FROM vms.sip_request WHERE kind = 'invite' ORDER BY id;
+-- a playback at speed 4: once the device accepted it (the worker's update,
+-- by hand here), its first control is queued: PLAY with Scale 4, as the
+-- caller; vms.media_sessions shows the speed (1 for the default)
+BEGIN;
+SET SESSION AUTHORIZATION regress_dc_op;
+SELECT vms.playback('34020000001320000101', '2026-03-01 00:00+00', '2026-03-01 01:00+00', '{"ip": "10.0.0.6", "port": 30002}', 4) AS sid4 \gset
+RESET SESSION AUTHORIZATION;
+SELECT count(*) AS controls_before FROM vms.sip_request WHERE kind = 'mansrtsp';
+SELECT vms._sip_request_update(:sid4, 'done', NULL, '{"call_id": "regress-call-4"}', NULL);
+SELECT vms._sip_request_update(id, 'done', NULL, '{"call_id": "regress-call-1"}', NULL)
+  FROM vms.sip_request WHERE kind = 'invite' AND params ->> 'mode' = 'Playback' AND id <> :sid4;
+SELECT requested_by, state, params ->> 'call_id' AS call_id, (params ->> 'session')::bigint = :sid4 AS of_session,
+       params ->> 'command' AS command, params ->> 'value' AS value, replace(params ->> 'body', E'\r\n', '|') AS body
+  FROM vms.sip_request WHERE kind = 'mansrtsp';
+SELECT call_id, mode, speed FROM vms.media_sessions WHERE mode = 'Playback' ORDER BY id;
+ROLLBACK;
 
 -- media transport (GB/T 28181 over TCP): tcp_passive (tcp is the same) or
 -- tcp_active; anything else refused before anything is queued

@@ -108,7 +108,7 @@ GRANT EXECUTE ON FUNCTION
     vms.cameras_seeing(geometry, float8), vms.cameras_seeing_area(geometry, float8),
     vms.area_coverage(geometry, float8),
     vms.can(text, vms.gbcode), vms.exercise_right(text, vms.gbcode, jsonb),
-    vms.playback(vms.gbcode, timestamptz, timestamptz, jsonb), vms.download(vms.gbcode, timestamptz, timestamptz, jsonb, integer),
+    vms.playback(vms.gbcode, timestamptz, timestamptz, jsonb, double precision), vms.download(vms.gbcode, timestamptz, timestamptz, jsonb, integer),
     vms.ptz(vms.gbcode, text, integer), vms.ptz_preset(vms.gbcode, text, integer),
     vms.ptz_home(vms.gbcode, boolean, integer, integer), vms.ptz_precise(vms.gbcode, float8, float8, float8),
     vms.view_live(vms.gbcode, jsonb), vms.playback_control(bigint, text, double precision), vms.snapshot(vms.gbcode),

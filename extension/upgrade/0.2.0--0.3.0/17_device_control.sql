@@ -2423,3 +2423,95 @@ END $$;
 COMMENT ON FUNCTION vms.snapshot(vms.gbcode) IS
     'a JPEG of a channel now: the GB/T 28181-2022 device''s own snapshot (SnapShotConfig, uploaded to vms over HTTP), else a frame sampled over INVITE; waits at most vms.snapshot_timeout; checked (snapshot right) and audited (by the worker, committed whatever the caller does); limited per channel, session role and cluster (vms.snapshot_min_interval, vms.snapshot_max_per_role, vms.snapshot_max_concurrent); each attempt is in vms.snapshot_request';
 -- ==== end of issue 17 security fixes, helper "sfix" ====
+
+-- ==== issue 17 playback speed, helper "pbspeed" ====
+-- vms.playback gains a speed (the last argument, default 1, so that calls
+-- with four arguments still work); vms.media_sessions shows the speed
+DROP FUNCTION vms.playback(vms.gbcode, timestamptz, timestamptz, jsonb);
+CREATE FUNCTION vms.playback(channel vms.gbcode, from_time timestamptz, to_time timestamptz, media jsonb DEFAULT NULL,
+                             speed double precision DEFAULT 1)
+    RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    m jsonb;
+    sid bigint;
+BEGIN
+    PERFORM vms._check_period(from_time, to_time);
+    -- the scales of vms.playback_control: MANSRTSP's Scale, forward only
+    IF speed IS NULL OR speed NOT IN (0.125, 0.25, 0.5, 1, 2, 4, 8, 16) THEN
+        RAISE EXCEPTION 'playback speed % is not one of 0.125, 0.25, 0.5, 1, 2, 4, 8, 16', coalesce(speed::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A playback starts at one of the scales MANSRTSP''s Scale header takes.';
+    END IF;
+    m := vms._media_target(media);
+    sid := vms._device_request(channel, 'invite', NULL, 'INVITE', NULL, true, 'playback',
+                               m || jsonb_build_object('command', 'Playback', 'channel', channel::text, 'mode', 'Playback',
+                                                       'from', from_time, 'to', to_time,
+                                                       'start', floor(extract(epoch FROM from_time))::bigint,
+                                                       'end', ceil(extract(epoch FROM to_time))::bigint, 'speed', speed));
+    -- never shared: one viewer, the caller
+    INSERT INTO vms.media_viewer (session_id, viewer) VALUES (sid, pg_catalog.pg_get_userbyid(vms._acting_role()));
+    RETURN sid;
+END $$;
+COMMENT ON FUNCTION vms.playback(vms.gbcode, timestamptz, timestamptz, jsonb, double precision) IS
+    'play back a channel''s recording of a period to a media server (INVITE s=Playback with u= and t=) at a speed (0.125-16, default 1: at another speed the session''s first control, once the device accepted, is a MANSRTSP PLAY with that Scale); checked (playback right) and audited; never shared; returns the session id (the INVITE request''s); end it with vms.media_leave';
+CREATE OR REPLACE VIEW vms.media_sessions AS
+SELECT r.id, (r.params ->> 'channel')::vms.gbcode AS channel_code, r.device_code,
+       coalesce(r.params ->> 'mode', 'Play') AS mode, r.requested_by, r.finished_at AS started_at,
+       r.finished_at + interval '10 minutes' AS ends_by, r.result ->> 'call_id' AS call_id, r.progress ->> 'ssrc' AS ssrc,
+       r.params ->> 'ip' AS media_ip, (r.params ->> 'port')::integer AS media_port,
+       coalesce(r.params ->> 'transport', 'udp') AS transport,
+       (r.params ->> 'from')::timestamptz AS from_time, (r.params ->> 'to')::timestamptz AS to_time,
+       (SELECT count(*) FROM vms.media_viewer v WHERE v.session_id = r.id AND v.left_at IS NULL) AS viewers,
+       r.result -> 'device_media' ->> 'ip' AS device_media_ip, (r.result -> 'device_media' ->> 'port')::integer AS device_media_port,
+       CASE coalesce(r.params ->> 'mode', 'Play')
+           WHEN 'Playback' THEN coalesce((SELECT (c.params ->> 'value')::double precision FROM vms.sip_request c
+                                           WHERE c.kind = 'mansrtsp' AND c.params ->> 'session' = r.id::text
+                                             AND c.params ->> 'command' = 'scale' AND c.state NOT IN ('failed', 'timeout')
+                                           ORDER BY c.id DESC LIMIT 1), 1)
+           WHEN 'Download' THEN (r.params ->> 'speed')::double precision
+           ELSE 1 END AS speed
+  FROM vms.sip_request r
+ WHERE r.kind = 'invite' AND r.state = 'done' AND r.finished_at > now() - interval '10 minutes'
+   AND NOT EXISTS (SELECT 1 FROM vms.sip_request b
+                    WHERE b.kind = 'bye' AND b.device_code = r.device_code
+                      AND b.params ->> 'call_id' = r.result ->> 'call_id' AND b.state <> 'failed');
+COMMENT ON VIEW vms.media_sessions IS
+    'open media sessions (live view, playback, download): channel, mode, who asked first, media server and transport, call id and SSRC, viewers still watching, where the device listens (device_media_ip/port, from its SDP answer; tcp_active connects there), and the speed (playback: the scale of its last control not failed, the one it started at included, else 1; download: its downloadspeed; live: 1), until a BYE or the worker''s 10-minute limit';
+-- A playback asked at a speed other than 1 starts at it: once the device
+-- accepted the INVITE (the worker writes its 200, ACKed, as done with the
+-- call id), the session's first control is queued here, the MANSRTSP PLAY
+-- with that Scale that vms.playback_control sends, for the caller of
+-- vms.playback (whose right was checked and use audited with the speed).
+-- The worker claims it on its next round and sends it as an INFO in the
+-- session's dialog.
+CREATE FUNCTION vms._playback_speed_start() RETURNS trigger
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    v double precision := (NEW.params ->> 'speed')::double precision;
+    n bigint := 1 + (SELECT count(*) FROM vms.sip_request r WHERE r.kind = 'mansrtsp' AND r.params ->> 'session' = NEW.id::text);
+BEGIN
+    INSERT INTO vms.sip_request (device_code, kind, params, requested_by)
+    VALUES (NEW.device_code, 'mansrtsp',
+            jsonb_build_object('target', NEW.params ->> 'channel', 'root', NULL, 'cmd', 'INFO', 'xml', '', 'answer', true,
+                               'command', 'scale', 'value', v, 'session', NEW.id, 'call_id', NEW.result ->> 'call_id',
+                               'body', format(E'PLAY RTSP/1.0\r\nCSeq: %s\r\nScale: %s\r\n\r\n', n, to_char(v, 'FM90.0999')),
+                               'start', true),
+            NEW.requested_by);
+    PERFORM vms._wake_worker('sip');
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION vms._playback_speed_start() IS
+    'internal (trigger): a playback INVITE the device accepted, asked at a speed other than 1, gets its first control queued: the MANSRTSP PLAY with that Scale';
+CREATE TRIGGER sip_request_playback_speed AFTER UPDATE OF state ON vms.sip_request
+    FOR EACH ROW
+    WHEN (NEW.kind = 'invite' AND NEW.state = 'done' AND OLD.state IS DISTINCT FROM 'done'
+          AND NEW.params ->> 'mode' = 'Playback' AND (NEW.params ->> 'speed')::double precision <> 1
+          AND NEW.result ? 'call_id')
+    EXECUTE FUNCTION vms._playback_speed_start();
+COMMENT ON TRIGGER sip_request_playback_speed ON vms.sip_request IS
+    'a playback asked at a speed other than 1 starts at it (vms._playback_speed_start)';
+REVOKE ALL ON FUNCTION vms.playback(vms.gbcode, timestamptz, timestamptz, jsonb, double precision),
+    vms._playback_speed_start() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION vms.playback(vms.gbcode, timestamptz, timestamptz, jsonb, double precision) TO vms_analyst;
+-- ==== end of issue 17 playback speed, helper "pbspeed" ====
