@@ -333,6 +333,29 @@ like($err, qr/no playback session \d+ of yours is open/, 'control of a session t
 my $bye = $node->safe_psql('postgres', "SELECT vms.sip_bye($rid)");
 is(wait_request($bye), 'done|', 'BYE ends the playback session');
 is($node->safe_psql('postgres', "SELECT count(*) FROM vms.media_sessions WHERE id = $rid"), '0', 'and it is no longer listed');
+# a playback asked at speed 4 starts at it: after the INVITE's 200 (ACKed) the
+# device gets, in the session's dialog, the MANSRTSP PLAY with Scale 4
+received();
+$rid = $node->safe_psql('postgres', qq{SET ROLE op; SELECT vms.playback('$ch', '2026-01-10 00:00+00', '2026-01-10 06:00+00',
+	'{"ip": "127.0.0.1", "port": $rtp_port}', 4)});
+is(wait_request($rid), 'done|', 'playback at speed 4: the device accepted the INVITE');
+ok($node->poll_query_until('postgres', "SELECT count(*) = 1 FROM vms.sip_request WHERE kind = 'mansrtsp' AND params ->> 'session' = '$rid'"),
+	'playback at speed 4: its first control is queued once the INVITE was accepted');
+is(wait_request($node->safe_psql('postgres', "SELECT id FROM vms.sip_request WHERE kind = 'mansrtsp' AND params ->> 'session' = '$rid'")),
+	'done|', 'and the device answered 200 to it');
+my @got = grep { $_->[0] eq 'INVITE' || $_->[0] eq 'INFO' } received();
+is(join(' ', map { $_->[0] } @got), 'INVITE INFO', 'the device got the INVITE, then one INFO');
+is($got[1][3] // '', 'PLAY RTSP/1.0|CSeq: 1|Scale: 4.0||', 'the INFO is the MANSRTSP PLAY with Scale 4');
+is($node->safe_psql('postgres', "SELECT speed, requested_by FROM vms.media_sessions WHERE id = $rid"), '4|op',
+	'vms.media_sessions shows the speed');
+my $c2 = $node->safe_psql('postgres', "SET ROLE op; SELECT vms.playback_control($rid, 'scale', 0.5)");
+is(wait_request($c2), 'done|', 'a later scale control of that session is answered');
+my ($info2) = grep { $_->[0] eq 'INFO' } received();
+is($info2->[3] // '', 'PLAY RTSP/1.0|CSeq: 2|Scale: 0.5||', 'with the next CSeq');
+is($node->safe_psql('postgres', "SELECT speed FROM vms.media_sessions WHERE id = $rid"), '0.5', 'and the speed shown follows it');
+$bye = $node->safe_psql('postgres', "SELECT vms.sip_bye($rid)");
+is(wait_request($bye), 'done|', 'BYE ends the playback at speed 4');
+received();
 $rid = $node->safe_psql('postgres', qq{SET ROLE op; SELECT vms.download('$ch', '2026-01-10 00:00+00', '2026-01-10 01:00+00',
 	'{"ip": "127.0.0.1", "port": $rtp_port}', 8)});
 is(wait_request($rid), 'done|', 'download: the device accepted the INVITE');
