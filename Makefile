@@ -17,6 +17,7 @@ OBJS = \
 	extension/access_policy.o \
 	extension/viid_outbox.o \
 	extension/audit_denied.o \
+	extension/search_history_queue.o \
 	workers/worker_registry.o \
 	workers/worker_tx.o \
 	workers/launcher.o \

@@ -12,6 +12,7 @@
 
 #include "vms.h"
 #include "audit_denied.h"
+#include "search_history_queue.h"
 #include "../workers/worker_registry.h"
 #include "../workers/sip/sip_settings.h"
 
@@ -95,5 +96,6 @@ _PG_init(void)
 	{
 		vms_register_launcher();
 		vms_audit_denied_request();
+		vms_search_history_request();
 	}
 }

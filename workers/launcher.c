@@ -74,7 +74,7 @@ static const WorkerKind kinds[] = {
 	 &vms_viid_server_enabled},
 	/* webhooks and mail from vms.notify_outbox; vms.ops_run_due() once a minute */
 	{"notifier", "vms_notifier_main", "vms notifier",
-	 {"sent", "delivered", "retried", "dead", "webhook", "mail", "ops_runs", "ops_ran", "denied_audited"},
+	 {"sent", "delivered", "retried", "dead", "webhook", "mail", "ops_runs", "ops_ran", "denied_audited", "searches_written"},
 	 &vms_notifier_enabled},
 };
 

@@ -305,6 +305,28 @@ is(sql("SELECT pending || '/' || claimed FROM vms.audit_denied_status()"), '0/0'
 cmp_ok(sql("SELECT (counters ->> 'denied_audited')::int FROM vms.worker_status WHERE name = 'notifier'"), '>=', 1,
 	'counted in vms.worker_status');
 
+# --- search history without a synchronous INSERT: in the database the
+# workers serve, a search queues its history row and the notifier writes the
+# queued rows at its next round (the poll is an hour here, so a quarter of
+# the queue, 512 searches, must fill to wake it; the rows keep their user,
+# filter, page and time, in the order searched)
+my $before = sql("SELECT count(*) FROM vms.search_history");
+my ($src, $sout, $serr) = $node->psql('postgres',
+	"SELECT count(*) FROM generate_series(1, 520) i, LATERAL vms.search_points(jsonb_build_object('near', "
+	  . "jsonb_build_object('lon', 116.4 + i * 1e-4, 'lat', 39.9)), 5, i % 3)",
+	extra_params => [ '-U', 'notifier_nobody' ]);
+is($src, 0, '520 searches as an analyst') or diag($serr);
+wait_ok($node, "SELECT count(*) >= 512 FROM vms.search_history WHERE username = 'notifier_nobody'",
+	'the notifier, woken by the queue filling, wrote their history');
+is(sql("SELECT count(*) = count(DISTINCT filter) AND bool_and(lim = 5 AND result_count = 0 AND took_ms >= 0) "
+	  . "AND array_agg(off ORDER BY id) = array_agg(off ORDER BY searched_at, id) "
+	  . "FROM vms.search_history WHERE username = 'notifier_nobody'"),
+	't', 'one row per search, with its page, in the order searched');
+cmp_ok(sql("SELECT (counters ->> 'searches_written')::int FROM vms.worker_status WHERE name = 'notifier'"), '>=', 512,
+	'counted in vms.worker_status');
+is(sql("SELECT vms.search_history_flush() + count(*) FROM vms.search_history WHERE username = 'notifier_nobody'"), '520',
+	'the rest written by a flush on demand: none lost, none twice');
+
 $node->stop;
 stop_receiver();
 $sink->kill_kill;

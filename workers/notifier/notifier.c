@@ -43,6 +43,7 @@
 #include "utils/timestamp.h"
 
 #include "../../extension/audit_denied.h"
+#include "../../extension/search_history_queue.h"
 #include "../worker_registry.h"
 #include "../worker_tx.h"
 #include "notifier_settings.h"
@@ -77,10 +78,11 @@ PGDLLEXPORT void vms_notifier_main(Datum arg);
 	"  LATERAL vms._notify_result(x.id, x.ok, x.status, x.error) r"
 #define SQL_OPS_RUN_DUE "SELECT vms.ops_run_due()"
 #define SQL_FLUSH_DENIED "SELECT vms.audit_flush_denied()"
+#define SQL_FLUSH_SEARCHES "SELECT vms.search_history_flush()"
 
 enum
 {
-	C_SENT, C_DELIVERED, C_RETRIED, C_DEAD, C_WEBHOOK, C_MAIL, C_OPS_RUNS, C_OPS_RAN, C_DENIED_AUDITED
+	C_SENT, C_DELIVERED, C_RETRIED, C_DEAD, C_WEBHOOK, C_MAIL, C_OPS_RUNS, C_OPS_RAN, C_DENIED_AUDITED, C_SEARCHES_WRITTEN
 };
 
 /* the answer or upload of one request; callbacks never ereport (see collect) */
@@ -534,20 +536,31 @@ run_schedule(void)
  * this worker, so they are there within a round.
  */
 static void
-flush_denied(void)
+flush_queue(const char *sql, int counter)
 {
-	if (!vms_audit_denied_waiting())
-		return;
-	vms_worker_begin_tx(SQL_FLUSH_DENIED);
-	if (SPI_execute(SQL_FLUSH_DENIED, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "vms notifier: vms.audit_flush_denied() failed");
+	vms_worker_begin_tx(sql);
+	if (SPI_execute(sql, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "vms notifier: %s failed", sql);
 	else
 	{
 		char	   *n = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 
-		vms_worker_count(slot, C_DENIED_AUDITED, n ? atoll(n) : 0);
+		vms_worker_count(slot, counter, n ? atoll(n) : 0);
 	}
 	vms_worker_end_tx();
+}
+
+/*
+ * The same for vms.search_points' history rows (search_history_queue.c):
+ * written in one statement per round instead of one INSERT per search.
+ */
+static void
+flush_side_queues(void)
+{
+	if (vms_audit_denied_waiting())
+		flush_queue(SQL_FLUSH_DENIED, C_DENIED_AUDITED);
+	if (vms_search_history_waiting())
+		flush_queue(SQL_FLUSH_SEARCHES, C_SEARCHES_WRITTEN);
 }
 
 /*
@@ -590,7 +603,7 @@ notifier_round(void)
 	/* no SQL until the extension is there, at this library's version */
 	if (!vms_worker_ready(slot))
 		return false;
-	flush_denied();
+	flush_side_queues();
 	run_schedule();
 	batch = palloc(sizeof(Notification *) * vms_notifier_batch);
 	count = claim(batch);

@@ -1,3 +1,33 @@
+-- The history without a synchronous INSERT (issue 11): in the database the
+-- workers serve, while the notifier runs, a search queues its row in shared
+-- memory (extension/search_history_queue.c) and the notifier writes the
+-- queued rows in one statement when woken; elsewhere, or when the queue is
+-- full or the filter larger than 1 kB, the search inserts its row itself.
+CREATE FUNCTION vms._search_history_defer(filter jsonb, lim integer, off integer, result_count integer, took_ms float8)
+    RETURNS boolean AS 'MODULE_PATHNAME', 'vms_search_history_defer' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION vms._search_history_defer(jsonb, integer, integer, integer, float8) IS
+    'internal: queue a search''s history row for the notifier; false when the caller must insert it';
+CREATE FUNCTION vms._search_history_take()
+    RETURNS TABLE (username text, lim integer, off integer, result_count integer, took_ms numeric, searched_at timestamptz, filter jsonb)
+    AS 'MODULE_PATHNAME', 'vms_search_history_take' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION vms._search_history_take() IS
+    'internal: the queued search history rows of this database, held until the transaction ends (dropped at commit, queued again at rollback)';
+CREATE FUNCTION vms.search_history_flush() RETURNS bigint
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    n bigint;
+BEGIN
+    INSERT INTO vms.search_history (username, searched_at, filter, lim, off, result_count, took_ms)
+    SELECT t.username, t.searched_at, t.filter, t.lim, t.off, t.result_count, round(t.took_ms, 3)
+      FROM vms._search_history_take() t ORDER BY t.searched_at;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION vms.search_history_flush() IS
+    'write the search history rows queued in shared memory for this database (the notifier worker does it when woken); returns how many';
+REVOKE ALL ON FUNCTION vms._search_history_defer(jsonb, integer, integer, integer, float8), vms._search_history_take(),
+    vms.search_history_flush() FROM PUBLIC;
+
 -- issue 11 (KNN 10 at the bare query's speed): near alone answers from one
 -- index probe when a lower bound proves the page exact (vms._degrees_floor_rate),
 -- and skips vms._search_sql.
@@ -315,8 +345,12 @@ BEGIN
             END IF;
         END IF;
     END IF;
-    INSERT INTO vms.search_history (filter, lim, off, result_count, took_ms)
-    VALUES (filter, lim, off, coalesce(n, 0), round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 3));
+    -- queued for the notifier where it runs (vms._search_history_defer),
+    -- else inserted here
+    IF NOT vms._search_history_defer(filter, lim, off, coalesce(n, 0), extract(epoch FROM clock_timestamp() - t0)::float8 * 1000) THEN
+        INSERT INTO vms.search_history (filter, lim, off, result_count, took_ms)
+        VALUES (filter, lim, off, coalesce(n, 0), round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 3));
+    END IF;
 END $body$;
     cols constant text := 'RETURNS TABLE (code vms.gbcode, name text, alias text, address text, point_type text, place_type text,
                    unit_id bigint, online boolean, lon float8, lat float8, distance_m float8)
