@@ -68,7 +68,7 @@ CREATE TABLE vms.governance_run (
 );
 COMMENT ON TABLE vms.governance_run IS 'one row per governance run: scope and counts of findings, tasks opened, reopened and closed';
 COMMENT ON COLUMN vms.governance_run.incremental IS 'a run of vms.governance_run_changed over the channels changed since the run before (channels: how many it covered)';
-COMMENT ON COLUMN vms.governance_run.snapshot IS 'the transactions the run''s first statement saw (pg_current_snapshot()): a change by any other is one the next incremental run takes';
+COMMENT ON COLUMN vms.governance_run.snapshot IS 'the transactions the run''s first statement saw (pg_current_snapshot()): a change by one from its xmin on is one the next incremental run takes';
 COMMENT ON COLUMN vms.governance_run.since IS 'no transaction the snapshot leaves out started before this (the oldest open transaction then): ledger history from here on holds every change the run did not see';
 
 CREATE TABLE vms.governance_task (
@@ -411,8 +411,8 @@ COMMENT ON FUNCTION vms.governance_run(text) IS
 -- changed since the last run over the whole ledger (full or incremental,
 -- finished), with the same tasks opened, refreshed, reopened and closed
 -- for them as a full run would.  "Changed": a channel whose ledger history
--- has a row the last run's snapshot did not see (inserted, updated,
--- deleted).  The rules that compare channels with each other are exact:
+-- has a row the last run's snapshot may not have seen (inserted, updated,
+-- deleted; written by a transaction from the snapshot's xmin on).  The rules that compare channels with each other are exact:
 -- each channel taken is counted with every channel in the ledger sharing its
 -- unit and name (duplicate_name) or its point (same_point), and where a
 -- changed channel joined or left such a group (added, deleted, renamed,
@@ -439,17 +439,22 @@ BEGIN
     IF last.id IS NULL THEN
         RETURN vms._governance_run(NULL, NULL, false);
     END IF;
-    -- a row's xmin as a full transaction id: the epoch of now, or the one
-    -- before for an xid above now's (only old rows err, towards "newer",
-    -- so such a row counts as changed: the run does more, never less)
+    -- History rows the last run may not have seen: written by a
+    -- transaction at or after its snapshot's xmin (the oldest then running).
+    -- Not pg_visible_in_snapshot: a row written in a subtransaction carries
+    -- the subtransaction's xid, which the snapshot's list of running
+    -- transactions leaves out; a subtransaction's xid is above its parent's,
+    -- so one below xmin belongs to a transaction that had ended.  Rows
+    -- between xmin and the ones it saw are taken again: more work, never
+    -- less.  A row's xmin as a full id: the epoch of now, or the one before
+    -- for an xid above now's (only old rows err, towards "newer").
     cur := pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())::text::bigint;
     WITH h AS MATERIALIZED (
         SELECT h.id, h.code, h.op, h.old_values
           FROM vms.ledger_history h
          WHERE h.table_name = 'channel' AND h.changed_at >= last.since
-           AND NOT pg_catalog.pg_visible_in_snapshot(
-                   (((cur >> 32) - (h.xmin::text::bigint > (cur & 4294967295))::int) * 4294967296
-                    + h.xmin::text::bigint)::text::xid8, last.snapshot)),
+           AND (((cur >> 32) - (h.xmin::text::bigint > (cur & 4294967295))::int) * 4294967296
+                + h.xmin::text::bigint)::text::xid8 >= pg_catalog.pg_snapshot_xmin(last.snapshot)),
     -- each changed channel's unit, name and point as the last run saw them:
     -- the oldest value of each in the history since, else today's; a
     -- channel that kept them (an address edited) moved no group
