@@ -655,6 +655,64 @@ $district->safe_psql('postgres', "UPDATE vms.channel SET name = '经由TCP' WHER
 ok($city->poll_query_until('postgres', "SELECT name = '经由TCP' FROM vms.channel WHERE code = '34020100001320000022'"),
 	'and a change reaches the city as a NOTIFY over TCP');
 
-$city->stop;
+# An upper platform over TCP that goes away must not stall the worker: the city stops (its connection
+# closes) and a socket that never accepts, its backlog full, takes its port, so that the district's SYNs are
+# dropped (a powered-off platform); then the port is closed (refused). The district's connects do not block:
+# a device's REGISTER and keepalives are answered within 0.5 s each while a connect is pending and after it
+# failed, and each failed connect is a failure of the upstream (failing, backed off), in its transitions.
+SKIP:
+{
+	skip 'sipp keepalive scenario not present', 9 unless -f "$sippdir/keepalive.xml";
+	my $dev = '34020100001180000901';
+	$district->safe_psql('postgres', qq{INSERT INTO vms.device (code, name) VALUES ('$dev', 'sipp NVR');
+		SELECT vms.device_set_password('$dev', '12345678', '3402010000')});
+	my $dev_port = PostgreSQL::Test::Cluster::get_free_port();
+	# REGISTER (401, 200) and three keepalives (200): sipp fails the call when any answer takes over 500 ms
+	my $prompt = sub {
+		my ($what) = @_;
+		my ($out, $err) = ('', '');
+		my $ok = IPC::Run::run([ 'sipp', "127.0.0.1:$district_port", '-sf', "$sippdir/keepalive.xml", '-m', '1',
+			'-s', $lower_id, '-key', 'domain', '3402010000', '-key', 'device', $dev, '-au', $dev, '-ap', '12345678',
+			'-auth_uri', "$lower_id\@3402010000", '-i', '127.0.0.1', '-p', $dev_port, '-t', 'u1', '-nd', '-nostdin',
+			'-timeout', '20s', '-timeout_error', '-recv_timeout', '500', '-max_retrans', '0' ],
+			'>', \$out, '2>', \$err, IPC::Run::timeout(60));
+		ok($ok, "$what: a device's REGISTER and keepalives are each answered within 0.5 s") or diag("$out $err");
+	};
+	$prompt->('with the city up');
+	my $ev0 = $district->safe_psql('postgres', 'SELECT max(id) FROM vms.sip_upstream_event');
+	$city->stop;
+	my $hole = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $city_port, Proto => 'tcp',
+		Listen => 1, ReuseAddr => 1) or die "blackhole on $city_port: $!";
+	# backlog 0: one connection (never accepted) fills the accept queue; later SYNs are dropped
+	listen($hole, 0) or die "listen: $!";
+	my @fill = (IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $city_port, Proto => 'tcp') // die "fill: $!",
+		IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $city_port, Proto => 'tcp', Blocking => 0));
+	# a change queues a NOTIFY: the district connects again (the keepalive every 5 s would too)
+	$district->safe_psql('postgres', "UPDATE vms.channel SET name = '城市无应答' WHERE code = '34020100001320000023'");
+	$prompt->('while the connect to an address that drops SYNs is pending');
+	ok($district->poll_query_until('postgres', "SELECT state = 'failing' AND last_error = 'could not connect over TCP: timed out'
+		FROM vms.sip_upstream_state WHERE upstream = 'cityvms'"),
+		'the connect times out: the upstream is failing (not registered until its expiry)')
+	  or diag($district->safe_psql('postgres', "SELECT state, failures, last_error FROM vms.sip_upstream_state WHERE upstream = 'cityvms'"));
+	is($district->safe_psql('postgres', "SELECT string_agg(from_state || '>' || to_state || ' ' || cause, ',' ORDER BY id)
+		FROM vms.sip_upstream_event WHERE id > $ev0 AND upstream = 'cityvms' AND to_state = 'failing'"),
+		'registered>failing could not connect over TCP: timed out', 'the failed connect is in the transitions');
+	$prompt->('after the failed connect');
+	my $f = $district->safe_psql('postgres', "SELECT failures FROM vms.sip_upstream_state WHERE upstream = 'cityvms'");
+	like($district->safe_psql('postgres', "SELECT next_attempt_at - since FROM vms.sip_upstream_state WHERE upstream = 'cityvms'"),
+		qr/^00:00:0[45]/, 'the next attempt is backed off (5 s: the first failure since the registration)');
+	close $_ for grep { defined } @fill;
+	close $hole;
+	ok($district->poll_query_until('postgres', "SELECT state = 'failing' AND failures > $f AND last_error LIKE 'could not connect over TCP: %refused%'
+		FROM vms.sip_upstream_state WHERE upstream = 'cityvms'"),
+		'with the port closed, the retry after the backoff is refused: one more failure')
+	  or diag($district->safe_psql('postgres', "SELECT state, failures, last_error FROM vms.sip_upstream_state WHERE upstream = 'cityvms'"));
+	# (one query: the events and the state are written together; a retry may be under way)
+	is($district->safe_psql('postgres', "SELECT (SELECT count(*) FROM vms.sip_upstream_event WHERE id > $ev0 AND upstream = 'cityvms'
+		AND to_state = 'registering') - (failures - $f) BETWEEN 0 AND 1 FROM vms.sip_upstream_state WHERE upstream = 'cityvms'"),
+		't', 'one connect attempt a backoff: each retry (registering) is one failure');
+	$prompt->('with the city\'s port closed');
+}
+
 $district->stop;
 done_testing();

@@ -29,6 +29,11 @@ typedef struct Conn
 	SBuf		in;
 	Peer		peer;
 	TimestampTz last_active;
+	/* an outgoing connection not yet established (sip_net_connect): what is sent meanwhile waits in out */
+	bool		connecting;
+	TimestampTz connect_deadline;
+	SBuf		out;
+	char		error[96];		/* why it closed while connecting (kept until the slot is reused) */
 } Conn;
 
 static SipNetHooks hooks;
@@ -38,6 +43,7 @@ static int	epoll_fd = -1;
 static Conn *conns;
 static int	n_conns_max;
 static uint32 conn_gen = 1;
+static int	n_connecting = 0;
 static char bound_listen[256];
 static int	bound_port;
 static char local_ip[64] = "127.0.0.1";
@@ -87,7 +93,11 @@ sip_net_close(void)
 			close(conns[i].fd);
 			conns[i].fd = -1;
 			sbuf_free(&conns[i].in);
+			if (conns[i].connecting)
+				sbuf_free(&conns[i].out);
+			conns[i].connecting = false;
 		}
+	n_connecting = 0;
 	udp_fd = listen_fd = -1;
 }
 
@@ -195,6 +205,12 @@ close_conn(int i)
 	close(conns[i].fd);
 	conns[i].fd = -1;
 	sbuf_free(&conns[i].in);
+	if (conns[i].connecting)
+	{
+		conns[i].connecting = false;
+		sbuf_free(&conns[i].out);
+		n_connecting--;
+	}
 }
 
 /*
@@ -264,6 +280,21 @@ sip_send(const Peer *peer, const char *data, size_t len)
 		if (c->fd < 0 || c->gen != peer->conn_gen)
 		{
 			sip_log_limited(LOG_SEND, "TCP connection to %s:%d is gone", peer->ip, peer->port);
+			return;
+		}
+		/* not yet established: sent when it is (a bounded queue: a peer that never answers is dropped) */
+		if (c->connecting)
+		{
+			sbuf_append(&c->out, data, len);
+			if (c->out.overflow)
+			{
+				sip_log_limited(LOG_TCP, "closing TCP connection to %s:%d: too much waits for it to be established",
+								peer->ip, peer->port);
+				strlcpy(c->error, "too much waited for the connection", sizeof(c->error));
+				close_conn(peer->conn);
+				return;
+			}
+			sip_count(C_OUT, 1);
 			return;
 		}
 		/* a SIP message is small: a full send buffer means a stuck peer, which is dropped */
@@ -385,18 +416,24 @@ accept_conns(void)
 /*
  * An outgoing TCP connection (the client role: an upper platform that
  * wants TCP), kept and read like an accepted one; p gets its slot.  The
- * connect blocks for at most CONNECT_TIMEOUT_MS (an address that refuses
- * answers at once; one that does not answer costs the loop that long, once
- * per registration attempt, which backs off).
+ * connect does not block: an address that refuses at once fails here; else
+ * the connection is "connecting" (sip_net_conn_connecting) until the epoll
+ * set reports it writable (established: what was sent meanwhile goes out)
+ * or failed, or CONNECT_TIMEOUT_MS pass (an address that drops SYNs); then
+ * it is closed with sip_net_conn_error's reason.  No round of the loop
+ * waits for an upper platform.
  */
-#define CONNECT_TIMEOUT_MS 1000
+#define CONNECT_TIMEOUT_MS 3000
+#define CONNECT_QUEUE_BYTES (256 * 1024)
+static char connect_error[96];
+
 bool
 sip_net_connect(Peer *p)
 {
-	struct timeval tv = {CONNECT_TIMEOUT_MS / 1000, (CONNECT_TIMEOUT_MS % 1000) * 1000};
 	struct epoll_event ev;
 	int			fd;
 	int			i;
+	bool		pending;
 
 	for (i = 0; i < n_conns_max; i++)
 		if (conns[i].fd < 0)
@@ -405,19 +442,23 @@ sip_net_connect(Peer *p)
 	{
 		sip_log_limited(LOG_TCP, "no TCP connection to %s:%d: vms.sip_max_connections (%d) reached", p->ip, p->port,
 						n_conns_max);
+		strlcpy(connect_error, "vms.sip_max_connections reached", sizeof(connect_error));
 		return false;
 	}
-	fd = socket(AF_INET, SOCK_STREAM, 0);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return false;
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (connect(fd, (struct sockaddr *) &p->addr, p->addrlen) != 0)
 	{
-		sip_log_limited(LOG_TCP, "could not connect to %s:%d over TCP: %m", p->ip, p->port);
+		snprintf(connect_error, sizeof(connect_error), "%m");
+		return false;
+	}
+	pending = connect(fd, (struct sockaddr *) &p->addr, p->addrlen) != 0;
+	if (pending && errno != EINPROGRESS)
+	{
+		snprintf(connect_error, sizeof(connect_error), "%m");
+		sip_log_limited(LOG_TCP, "could not connect to %s:%d over TCP: %s", p->ip, p->port, connect_error);
 		close(fd);
 		return false;
 	}
-	set_nonblocking(fd);
 	conns[i].fd = fd;
 	conns[i].gen = conn_gen++;
 	sbuf_init(&conns[i].in, (size_t) vms_sip_max_message + 16384 + 1);
@@ -426,12 +467,93 @@ sip_net_connect(Peer *p)
 	conns[i].peer.conn = i;
 	conns[i].peer.conn_gen = conns[i].gen;
 	conns[i].last_active = sip_now;
+	conns[i].error[0] = '\0';
+	conns[i].connecting = pending;
+	if (pending)
+	{
+		conns[i].connect_deadline = TimestampTzPlusMilliseconds(sip_now, CONNECT_TIMEOUT_MS);
+		sbuf_init(&conns[i].out, CONNECT_QUEUE_BYTES);
+		n_connecting++;
+	}
 	memset(&ev, 0, sizeof(ev));
-	ev.events = EPOLLIN;
+	ev.events = pending ? EPOLLOUT : EPOLLIN;
 	ev.data.u64 = (uint64) i;
 	epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev);
 	*p = conns[i].peer;
 	return true;
+}
+
+/* a connecting connection failed: closed, with why */
+static void
+connect_failed(int i, const char *why)
+{
+	Conn	   *c = &conns[i];
+
+	strlcpy(c->error, why, sizeof(c->error));
+	sip_log_limited(LOG_TCP, "could not connect to %s:%d over TCP: %s", c->peer.ip, c->peer.port, why);
+	close_conn(i);
+}
+
+/* the epoll set reported a connecting connection: established (what waited goes out) or failed */
+static void
+connect_done(int i)
+{
+	Conn	   *c = &conns[i];
+	int			err = 0;
+	socklen_t	len = sizeof(err);
+	struct epoll_event ev;
+
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+		err = errno;
+	if (err == EINPROGRESS || err == EALREADY)
+		return;
+	if (err != 0)
+	{
+		connect_failed(i, strerror(err));
+		return;
+	}
+	c->connecting = false;
+	n_connecting--;
+	c->last_active = sip_now;
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLIN;
+	ev.data.u64 = (uint64) i;
+	epoll_ctl(epoll_fd, EPOLL_CTL_MOD, c->fd, &ev);
+	if (c->out.len > 0 && send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t) c->out.len)
+	{
+		sbuf_free(&c->out);
+		sip_log_limited(LOG_TCP, "closing TCP connection to %s:%d: send failed", c->peer.ip, c->peer.port);
+		strlcpy(c->error, "send failed", sizeof(c->error));
+		close_conn(i);
+		return;
+	}
+	sbuf_free(&c->out);
+}
+
+/* connections still connecting after CONNECT_TIMEOUT_MS: the address does not answer */
+static void
+connect_expire(void)
+{
+	for (int i = 0; i < n_conns_max && n_connecting > 0; i++)
+		if (conns[i].fd >= 0 && conns[i].connecting && sip_now >= conns[i].connect_deadline)
+			connect_failed(i, "timed out");
+}
+
+/* is p's connection still being established */
+bool
+sip_net_conn_connecting(const Peer *p)
+{
+	return sip_net_conn_alive(p) && conns[p->conn].connecting;
+}
+
+/* why p's connection (or the last sip_net_connect that returned false) failed */
+const char *
+sip_net_conn_error(const Peer *p)
+{
+	if (p->transport == TRANSPORT_TCP && p->conn >= 0 && p->conn < n_conns_max && conns[p->conn].gen == p->conn_gen &&
+		conns[p->conn].error[0])
+		return conns[p->conn].error;
+	return connect_error[0] ? connect_error : "closed";
 }
 
 /* is the TCP connection p names still open (not closed, not reused for another peer)? */
@@ -533,8 +655,15 @@ sip_net_drain(void)
 		else if (tag == (uint64) -2)
 			accept_conns();
 		else if (tag < (uint64) n_conns_max && conns[tag].fd >= 0)
-			read_conn((int) tag);
+		{
+			if (conns[tag].connecting)
+				connect_done((int) tag);
+			else
+				read_conn((int) tag);
+		}
 	}
+	if (n_connecting > 0)
+		connect_expire();
 }
 
 

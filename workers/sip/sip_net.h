@@ -31,6 +31,9 @@ extern void sip_send(const Peer *peer, const char *data, size_t len);
 /* an outgoing TCP connection to p's address (p gets its slot); is p's connection still open */
 extern bool sip_net_connect(Peer *p);
 extern bool sip_net_conn_alive(const Peer *p);
+/* is p's outgoing connection still being established (it does not block); why it failed when it did */
+extern bool sip_net_conn_connecting(const Peer *p);
+extern const char *sip_net_conn_error(const Peer *p);
 /* answer a request (a To tag stable across its retransmissions) */
 extern void sip_answer(const SipIn *in, const Peer *peer, int code, const char *reason, const char *extra);
 extern void sip_to_tag(const char *call_id, char *tag, size_t len);	/* the To tag sip_answer gives */

@@ -210,6 +210,10 @@ typedef struct Upstream
 	bool		reg_in_flight;
 	bool		ka_in_flight;
 
+	/* over TCP: a connection being opened (it does not block), or why opening one failed (failed next tick) */
+	bool		tcp_connecting;
+	char		conn_failed[160];
+
 	/* the last challenge */
 	bool		have_chal;
 	char		nonce[256];
@@ -503,9 +507,24 @@ send_request(Upstream *u, UpKind kind, const char *method, const char *ruri, con
 		sip_log_limited(LOG_OTHER, "upstream \"%s\": too many requests in flight; %s not sent", u->name, method);
 		return NULL;
 	}
-	/* over TCP: the connection vms opens to the upper platform (again, when it was closed) */
-	if (u->peer.transport == TRANSPORT_TCP && !sip_net_conn_alive(&u->peer) && !sip_net_connect(&u->peer))
-		return NULL;
+	/*
+	 * Over TCP: the connection vms opens to the upper platform (again, when
+	 * it was closed).  The connect does not block: what is sent meanwhile
+	 * waits for it.  One that fails is a failure of the upstream (the next
+	 * tick fails it: registering again after the backoff), and nothing is
+	 * sent or connected until then: at most one attempt a backoff.
+	 */
+	if (u->peer.transport == TRANSPORT_TCP && !sip_net_conn_alive(&u->peer))
+	{
+		if (u->conn_failed[0])
+			return NULL;
+		if (!sip_net_connect(&u->peer))
+		{
+			snprintf(u->conn_failed, sizeof(u->conn_failed), "could not connect over TCP: %s", sip_net_conn_error(&u->peer));
+			return NULL;
+		}
+		u->tcp_connecting = sip_net_conn_connecting(&u->peer);
+	}
 	sip_random_hex(branch, 16);
 	sbuf_reset(out);
 	sbuf_printf(out, "%s %s SIP/2.0\r\n", method, ruri);
@@ -592,6 +611,19 @@ send_register(Upstream *u, int expires)
 	return ok;
 }
 
+/* why a request could not be sent: a failed connect (taken: it is failed now, not again next tick), else dflt */
+static const char *
+send_failure(Upstream *u, const char *dflt)
+{
+	static char why[160];
+
+	if (!u->conn_failed[0])
+		return dflt;
+	strlcpy(why, u->conn_failed, sizeof(why));
+	u->conn_failed[0] = '\0';
+	return why;
+}
+
 /* a new registration: a new dialog, no challenge yet */
 static void
 start_register(Upstream *u, const char *cause)
@@ -610,7 +642,7 @@ start_register(Upstream *u, const char *cause)
 	}
 	set_state(u, US_REGISTERING, cause);
 	if (!send_register(u, u->expires))
-		fail(u, 0, "could not send REGISTER");
+		fail(u, 0, send_failure(u, "could not send REGISTER"));
 }
 
 /* a MESSAGE with a MANSCDP body */
@@ -909,7 +941,11 @@ sip_upstream_load(void)
 			if (!changed[slot] && sip_net_conn_alive(&u->peer))
 				kept_conn = u->peer;
 			else
+			{
 				memset(&kept_conn, 0, sizeof(kept_conn));
+				u->tcp_connecting = false;
+				u->conn_failed[0] = '\0';
+			}
 			memset(&u->peer, 0, sizeof(Peer));
 			u->peer.transport = transport;
 		}
@@ -2423,6 +2459,17 @@ sip_upstream_tick(void)
 
 		if (!u->used || !u->enabled)
 			continue;
+		/* over TCP: the connection being opened is established, or it failed (refused, timed out) */
+		if (u->tcp_connecting && !sip_net_conn_connecting(&u->peer))
+		{
+			u->tcp_connecting = false;
+			if (!sip_net_conn_alive(&u->peer) && !u->conn_failed[0])
+				snprintf(u->conn_failed, sizeof(u->conn_failed), "could not connect over TCP: %s",
+						 sip_net_conn_error(&u->peer));
+		}
+		if (u->conn_failed[0] && u->state != US_DISABLED)
+			fail(u, 0, send_failure(u, NULL));
+		u->conn_failed[0] = '\0';
 		switch (u->state)
 		{
 			case US_UNREGISTERED:
@@ -2441,7 +2488,7 @@ sip_upstream_tick(void)
 				if (!u->reg_in_flight && sip_now >= u->refresh_at)
 				{
 					if (!send_register(u, u->expires))
-						fail(u, 0, "could not send REGISTER");
+						fail(u, 0, send_failure(u, "could not send REGISTER"));
 					break;
 				}
 				for (int k = 0; k < SUB_KINDS; k++)
