@@ -97,6 +97,8 @@ static struct cfg {
 	char gb_version[16];		/* --gb-version: X-GB-Ver header on REGISTER */
 	char silent[256];		/* --silent: CmdTypes answered 200 but never with a Response */
 	char control_fail[256];		/* --control-fail: control elements answered Result ERROR */
+	char answer_twice[256];		/* --answer-twice: CmdTypes whose Response names its elements twice */
+	char answer_other[256];		/* --answer-other: CmdTypes answered with a Response of CmdType DeviceStatus */
 	uint32_t record_gap;		/* --record-gap: the hour (0-based) missing from RecordInfo answers */
 	uint32_t invite_delay;		/* --invite-delay: ms before an INVITE is answered at all */
 	char sdp_ip[INET_ADDRSTRLEN];	/* --sdp-ip: the c= of SDP answers (default: the local address) */
@@ -2487,9 +2489,10 @@ static void control_log(const char *root, const char *cmd, const char *target, c
 
 static void send_answer(uint32_t d, const char *cmd, const char *sn, const char *target, const char *inner, uint32_t now)
 {
+	int twice = word_in(C.answer_twice, cmd);
 	g_body.n = 0;
-	buf_printf(&g_body, "%s<Response>\r\n<CmdType>%s</CmdType>\r\n<SN>%s</SN>\r\n<DeviceID>%s</DeviceID>\r\n%s</Response>\r\n",
-		   XML_HEAD, cmd, sn, target, inner);
+	buf_printf(&g_body, "%s<Response>\r\n<CmdType>%s</CmdType>\r\n<SN>%s</SN>\r\n<DeviceID>%s</DeviceID>\r\n%s%s</Response>\r\n",
+		   XML_HEAD, word_in(C.answer_other, cmd) ? "DeviceStatus" : cmd, sn, target, inner, twice ? inner : "");
 	dev_message(d, TK_MSG, g_body.p, g_body.n, now);
 }
 
@@ -4102,6 +4105,8 @@ static void usage(FILE *f)
 	    "  --sdp-ip ADDR               the c= address SDP answers name (default the local address)\n"
 	    "  --control-fail LIST         control elements (GuardCmd, RecordCmd, AlarmCmd, HomePosition,\n"
 	    "                              PTZPreciseCtrl, BasicParam, SnapShotConfig) answered Result ERROR\n"
+	    "  --answer-twice LIST         CmdTypes (e.g. PresetQuery) whose Response names its elements twice (a hostile device)\n"
+	    "  --answer-other LIST         CmdTypes answered with a Response of CmdType DeviceStatus (a hostile device)\n"
 	    "  --record-gap H              RecordInfo: hour H (0-based) of the period has no record (default 2;\n"
 	    "                              a large H: none missing)\n"
 	    "  --snapshot FILE             DeviceConfig SnapShotConfig: after the OK answer, POST FILE (image/jpeg)\n"
@@ -4121,7 +4126,7 @@ enum {
 	O_NO_REGISTER, O_ANY_REPLY, O_WINDOW, O_LISTEN, O_VERBOSE, O_HELP, O_MEDIA, O_CONTROL_LOG, O_GB_VERSION,
 	O_SILENT, O_CONTROL_FAIL, O_RECORD_GAP, O_BIND_SPREAD, O_SNAPSHOT
 };
-enum { O_INVITE_DELAY = 1000, O_SDP_IP };
+enum { O_INVITE_DELAY = 1000, O_SDP_IP, O_ANSWER_TWICE, O_ANSWER_OTHER };
 
 static const struct option LONGOPTS[] = {
 	{ "server", required_argument, NULL, O_SERVER },
@@ -4166,6 +4171,8 @@ static const struct option LONGOPTS[] = {
 	{ "snapshot", required_argument, NULL, O_SNAPSHOT },
 	{ "invite-delay", required_argument, NULL, O_INVITE_DELAY },
 	{ "sdp-ip", required_argument, NULL, O_SDP_IP },
+	{ "answer-twice", required_argument, NULL, O_ANSWER_TWICE },
+	{ "answer-other", required_argument, NULL, O_ANSWER_OTHER },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -4368,6 +4375,12 @@ static void parse_options(int argc, char **argv)
 			break;
 		case O_INVITE_DELAY:
 			C.invite_delay = (uint32_t)parse_ll("invite-delay", optarg, 0, 30000);
+			break;
+		case O_ANSWER_TWICE:
+		case O_ANSWER_OTHER:
+			if (strlen(optarg) >= sizeof C.answer_twice || strspn(optarg, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz,") != strlen(optarg))
+				usage_error("--%s: expected comma-separated CmdTypes", c == O_ANSWER_TWICE ? "answer-twice" : "answer-other");
+			strcpy(c == O_ANSWER_TWICE ? C.answer_twice : C.answer_other, optarg);
 			break;
 		case O_SDP_IP: {
 			struct in_addr a;

@@ -444,7 +444,7 @@ is($city->safe_psql('postgres', q{SELECT string_agg(concat_ws(':', code, name, c
 my $gbsim = "$root/test/sim/gbsim";
 SKIP:
 {
-	skip 'gbsim or ffmpeg missing', 32 unless -x $gbsim && system('ffmpeg -version >/dev/null 2>&1') == 0;
+	skip 'gbsim or ffmpeg missing', 37 unless -x $gbsim && system('ffmpeg -version >/dev/null 2>&1') == 0;
 	system('ffmpeg', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25', '-t', '2',
 		'-c:v', 'libx264', '-preset', 'veryfast', '-x264-params', 'aud=1:keyint=25', '-bsf:v', 'h264_mp4toannexb',
 		'-f', 'h264', "$tmp/cam.h264") == 0
@@ -456,7 +456,8 @@ SELECT vms.device_set_password('$cam_dev', '12345678', '3402010000');
 });
 	my $sim = IPC::Run::start([ $gbsim, '--server', "127.0.0.1:$district_port", '--server-id', $lower_id,
 			'--domain', '3402010000', '--first-code', $cam_dev, '--devices', '1', '--channels', '1', '--keepalive', '2',
-			'--media', "$tmp/cam.h264", '--duration', '300', '--control-log', "$tmp/gbsim_ctl.log" ],
+			'--media', "$tmp/cam.h264", '--duration', '300', '--control-log', "$tmp/gbsim_ctl.log",
+			'--answer-twice', 'PresetQuery' ],
 		'>', "$tmp/gbsim.out", '2>', "$tmp/gbsim.err");
 	ok($district->poll_query_until('postgres', "SELECT online FROM vms.device WHERE code = '$cam_dev'"),
 		'a camera (gbsim) registers to the district');
@@ -599,6 +600,31 @@ SELECT vms.grant_access('op', 'all', NULL, '{ptz}', 4::smallint);
 		"DeviceControl $cam <Control><CmdType>DeviceControl</CmdType><SN>" . ($new_lines[0][3] =~ m{<SN>(\d+)</SN>} ? $1 : '?')
 		  . "</SN><DeviceID>$cam</DeviceID><PTZCmd>A50F0102800000B7</PTZCmd></Control>",
 		'of the four, the camera received only the PTZCmd, rebuilt: no TeleBoot, comment, CDATA or second DeviceID');
+
+	# a camera's answer to a relayed query goes up only when it is a Response of the relayed CmdType that names
+	# no element twice: else the district drops it (logged) and answers the city as for a failed relay (the
+	# refusal's answer: no presets). gbsim names its PresetList (presets gate and road) twice, then (restarted
+	# with --answer-other) answers the PresetQuery as a DeviceStatus
+	my $presets_fail = sub {
+		my ($what, $why) = @_;
+		my $pq = $city->safe_psql('postgres', "SELECT vms.sip_query_presets('34010000001320000077')");
+		my $got = $city->safe_psql('postgres', "SELECT state || ' ' || coalesce(result::text, '') || coalesce(error, '')
+			FROM vms.sip_request_wait($pq, 30)");
+		ok($got =~ /^(done|failed) / && $got !~ /gate|road/, "$what: the city gets no presets (the refusal's answer)")
+		  or diag($got);
+		ok(wait_for(sub { slurp_file($district->logfile) =~ /PresetQuery for 34010000001320000077: the answer was dropped: device $cam_dev answered with \Q$why\E/ }),
+			"$what: the district drops the camera's answer and says why");
+	};
+	$presets_fail->('a Response naming its PresetList twice', 'Response PresetQuery, <PresetList> twice');
+	my $reg0 = $district->safe_psql('postgres', "SELECT expires_at FROM vms.device_session WHERE device_code = '$cam_dev'");
+	$sim->kill_kill;
+	$sim = IPC::Run::start([ $gbsim, '--server', "127.0.0.1:$district_port", '--server-id', $lower_id,
+			'--domain', '3402010000', '--first-code', $cam_dev, '--devices', '1', '--channels', '1', '--keepalive', '2',
+			'--duration', '300', '--answer-other', 'PresetQuery' ],
+		'>', "$tmp/gbsim2.out", '2>', "$tmp/gbsim2.err");
+	ok($district->poll_query_until('postgres', "SELECT expires_at > '$reg0' FROM vms.device_session WHERE device_code = '$cam_dev'"),
+		'the camera registers again (gbsim --answer-other PresetQuery)');
+	$presets_fail->('a Response of another CmdType', 'Response DeviceStatus');
 	$sim->kill_kill;
 }
 

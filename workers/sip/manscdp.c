@@ -267,7 +267,9 @@ field(xmlNode *root, const char *name, char *dst, size_t dstlen)
  * (jsonb keeps the last) and what a device would.  The first element named
  * twice at the top level, or a CmdType, SN or DeviceID below it, into
  * m->repeated.  Past MANSCDP_MAX_TOP elements at the top it is refused too
- * (no request has that many; the pairwise check stays cheap).
+ * (no request has that many; the pairwise check stays cheap).  A Response
+ * (a device's answer relayed to an upper platform) is checked at the top
+ * level only: its items have DeviceIDs of their own.
  */
 #define MANSCDP_MAX_TOP 200
 
@@ -287,7 +289,7 @@ nested_ids(xmlNode *n, int depth, Manscdp *m)
 }
 
 static void
-check_repeated(xmlNode *root, Manscdp *m)
+check_repeated(xmlNode *root, Manscdp *m, bool nested)
 {
 	int			n = 0;
 
@@ -307,7 +309,7 @@ check_repeated(xmlNode *root, Manscdp *m)
 				break;
 			}
 	}
-	for (xmlNode *c = root->children; c && !m->repeated[0]; c = c->next)
+	for (xmlNode *c = root->children; c && nested && !m->repeated[0]; c = c->next)
 		if (c->type == XML_ELEMENT_NODE)
 			nested_ids(c, 2, m);
 }
@@ -368,7 +370,9 @@ manscdp_parse(const char *body, size_t len, size_t limit, Manscdp *m)
 	if (num[0] && strlen(num) <= 9 && all_digits(num, strlen(num)))
 		m->sum_num = atol(num);
 	if (strcmp(m->root, "Control") == 0 || strcmp(m->root, "Query") == 0)
-		check_repeated(root, m);
+		check_repeated(root, m, true);
+	else if (strcmp(m->root, "Response") == 0)
+		check_repeated(root, m, false);
 
 	/* a keepalive needs no JSON: it is the bulk of the traffic */
 	if (strcmp(m->root, "Notify") == 0 && strcmp(m->cmd_type, "Keepalive") == 0)

@@ -41,7 +41,8 @@ typedef struct Manscdp
 	int			nitems;			/* <Item>s of the first list (DeviceList, AlarmList...) */
 	ManscdpItem *items;
 	char		repeated[48];	/* a Control or Query that names an element twice at the top level, or has a
-								 * CmdType, SN or DeviceID below it: which (e.g. "<CmdType> twice"); else empty */
+								 * CmdType, SN or DeviceID below it (a Response: an element twice at the top
+								 * level): which (e.g. "<CmdType> twice"); else empty */
 } Manscdp;
 
 extern ManscdpStatus manscdp_parse(const char *body, size_t len, size_t limit, Manscdp *out);

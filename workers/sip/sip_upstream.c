@@ -1871,6 +1871,9 @@ ctl_start(CtlRelay *c)
 /*
  * A device's answer (MESSAGE Response) to a relayed control or query:
  * back to the upper platform with its code and SN.  true when it was one.
+ * Only a Response of the relayed CmdType with no element twice at the top
+ * level goes up; anything else is dropped (logged) and the upper platform
+ * gets the refusal's answer, as for a failed relay.
  */
 bool
 sip_upstream_device_answer(const char *device, const struct Manscdp *m, const char *body, size_t len)
@@ -1886,6 +1889,18 @@ sip_upstream_device_answer(const char *device, const struct Manscdp *m, const ch
 		if (!c->used || !c->sent || strcmp(c->our_sn, m->sn) != 0 || strcmp(c->device, device) != 0)
 			continue;
 		u = &ups[c->up];
+		if (strcmp(m->root, "Response") != 0 || strcmp(m->cmd_type, c->cmd) != 0 || m->repeated[0])
+		{
+			char		why[160];
+
+			/* one line a relayed query at most: the relay ends here */
+			snprintf(why, sizeof(why), "device %s answered with %s %s%s%s", device, m->root, m->cmd_type,
+					 m->repeated[0] ? ", " : "", m->repeated);
+			ereport(LOG, (errmsg("vms sip: upstream \"%s\"'s %s for %s: the answer was dropped: %s", u->name, c->cmd,
+								 c->presented, why)));
+			ctl_refuse(c, why);
+			return true;
+		}
 		sbuf_init(&out, (size_t) vms_sip_max_message + 64);
 		if (u->state == US_REGISTERED && ctl_rewrite(&out, body, len, c->our_sn, c->up_sn, c->channel, c->presented))
 			queue_page(u, -1, out.data, out.len);
