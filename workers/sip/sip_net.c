@@ -435,6 +435,7 @@ sip_net_connect(Peer *p)
 	int			i;
 	bool		pending;
 
+	p->conn = -1;				/* a failure here is told by connect_error, not by an earlier connection's */
 	for (i = 0; i < n_conns_max; i++)
 		if (conns[i].fd < 0)
 			break;
