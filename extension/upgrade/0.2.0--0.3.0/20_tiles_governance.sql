@@ -517,7 +517,8 @@ COMMENT ON FUNCTION vms.governance_findings(vms.governance_rule, text) IS 'what 
 -- statement sorted by channel and rule.  For a superuser (the owner, the
 -- operations worker) their foreign keys are checked once for the whole
 -- statement instead of by four trigger calls a row (session_replication_role
--- replica for that INSERT only: governance_task has no other trigger), with
+-- replica for that INSERT only, while governance_task has no trigger but
+-- the foreign keys' own), with
 -- the same locks the checks take: the rules FOR KEY SHARE before they are
 -- read, the channels and units of the new tasks FOR KEY SHARE after the
 -- insert; a channel deleted in between takes its new tasks with it (as ON
@@ -534,7 +535,11 @@ DECLARE
     row_rules text[];
     row_severities smallint[];
     row_exprs text;
-    bulk boolean := (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user);
+    -- (and only while governance_task has no trigger of its own that
+    -- replica mode would skip or fire)
+    bulk boolean := (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)
+                    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                                     WHERE t.tgrelid = 'vms.governance_task'::regclass AND NOT t.tgisinternal);
     replication_role text;
     bad text;
     nrows_gone bigint;
