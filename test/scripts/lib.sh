@@ -48,8 +48,19 @@ cluster_start() {
     } | as_pg tee -a "$dir/data/postgresql.conf" >/dev/null
   fi
   if ! as_pg pg_ctl -D "$dir/data" status >/dev/null 2>&1; then
-    # CLUSTER_ENV (NAME=VALUE words) reaches the postmaster: the faketime runs
-    as_pg env ${CLUSTER_ENV[@]+"${CLUSTER_ENV[@]}"} pg_ctl -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null
+    if [ -n "${CLUSTER_ENV[*]:-}" ]; then
+      # CLUSTER_ENV (NAME=VALUE words) reaches the postmaster only, through a
+      # wrapper pg_ctl starts (pg_ctl -p): with LD_PRELOAD on pg_ctl itself,
+      # libfaketime in pg_ctl made the shared clock's semaphore and removed
+      # it when pg_ctl exited, so a program the server ran later (COPY TO
+      # PROGRAM) could not open it and exited 1, now and then
+      local wrapper="$dir/postgres-env"
+      { echo '#!/bin/sh'; printf 'exec env'; printf ' %q' "${CLUSTER_ENV[@]}"; printf ' %q "$@"\n' "$PG_BINDIR/postgres"; } > "$wrapper"
+      chmod 755 "$wrapper"
+      as_pg pg_ctl -D "$dir/data" -p "$wrapper" -l "$dir/server.log" -w -t 60 start >/dev/null
+    else
+      as_pg pg_ctl -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null
+    fi
   fi
 }
 
