@@ -269,7 +269,8 @@ SELECT vms.secret_encrypt('upstream-pass') AS s \gset
 SELECT position('upstream' IN encode(:'s'::bytea, 'escape')) = 0 AS not_plain,
        vms.secret_decrypt(:'s'::bytea) AS round_trip,
        vms.secret_encrypt('upstream-pass') <> :'s'::bytea AS fresh_nonce;
-SELECT vms.secret_decrypt(overlay(:'s'::bytea PLACING '\xff'::bytea FROM 25));
+-- one byte flipped (XOR: set to 0xff it stayed the same 1 time in 256)
+SELECT vms.secret_decrypt(set_byte(:'s'::bytea, 24, get_byte(:'s'::bytea, 24) # 255));
 SELECT vms.secret_decrypt('\x00'::bytea);
 SET SESSION AUTHORIZATION regress_alice;
 SELECT vms.secret_decrypt(:'s'::bytea);
