@@ -506,61 +506,58 @@ deliver(Notification **batch, int count)
 	}
 }
 
-/* vms.ops_run_due() once a minute, in a transaction of its own */
+/*
+ * One "SELECT vms.f()" returning a count, in a transaction of its own: the
+ * count, read before the transaction ends.
+ */
+static int64
+call_counting(const char *sql)
+{
+	int64		n = 0;
+
+	vms_worker_begin_tx(sql);
+	if (SPI_execute(sql, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "vms notifier: %s failed", sql);
+	else
+	{
+		char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		n = v ? atoll(v) : 0;
+	}
+	vms_worker_end_tx();
+	return n;
+}
+
+/* vms.ops_run_due() once a minute */
 static void
 run_schedule(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
+	int64		ran;
 
 	if (!vms_notifier_run_schedule ||
 		(ops_last_run != 0 && now < TimestampTzPlusMilliseconds(ops_last_run, OPS_RUN_INTERVAL_MS)))
 		return;
 	/* timed before the call: a failing run is not retried at once */
 	ops_last_run = now;
-	vms_worker_begin_tx(SQL_OPS_RUN_DUE);
-	if (SPI_execute(SQL_OPS_RUN_DUE, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "vms notifier: vms.ops_run_due() failed");
-	else
-	{
-		char	   *ran = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-
-		vms_worker_count(slot, C_OPS_RUNS, 1);
-		vms_worker_count(slot, C_OPS_RAN, ran ? atoll(ran) : 0);
-	}
-	vms_worker_end_tx();
+	ran = call_counting(SQL_OPS_RUN_DUE);
+	vms_worker_count(slot, C_OPS_RUNS, 1);
+	vms_worker_count(slot, C_OPS_RAN, ran);
 }
 
 /*
- * Refused rights queued in shared memory (extension/audit_denied.c) go into
- * the audit log in a transaction of their own; the refusing backend wakes
- * this worker, so they are there within a round.
- */
-static void
-flush_queue(const char *sql, int counter)
-{
-	vms_worker_begin_tx(sql);
-	if (SPI_execute(sql, false, 0) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "vms notifier: %s failed", sql);
-	else
-	{
-		char	   *n = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-
-		vms_worker_count(slot, counter, n ? atoll(n) : 0);
-	}
-	vms_worker_end_tx();
-}
-
-/*
- * The same for vms.search_points' history rows (search_history_queue.c):
- * written in one statement per round instead of one INSERT per search.
+ * What backends queued in shared memory, written in one transaction each:
+ * refused rights (extension/audit_denied.c; the refusing backend wakes this
+ * worker) and vms.search_points' history rows (search_history_queue.c;
+ * written at this round instead of one INSERT per search).
  */
 static void
 flush_side_queues(void)
 {
 	if (vms_audit_denied_waiting())
-		flush_queue(SQL_FLUSH_DENIED, C_DENIED_AUDITED);
+		vms_worker_count(slot, C_DENIED_AUDITED, call_counting(SQL_FLUSH_DENIED));
 	if (vms_search_history_waiting())
-		flush_queue(SQL_FLUSH_SEARCHES, C_SEARCHES_WRITTEN);
+		vms_worker_count(slot, C_SEARCHES_WRITTEN, call_counting(SQL_FLUSH_SEARCHES));
 }
 
 /*

@@ -276,27 +276,27 @@ BEGIN
                          ORDER BY w.rn;
                     GET DIAGNOSTICS n = ROW_COUNT;
                 END IF;
-            END IF;
-            IF shape = 'near' AND coalesce(n, 0) = 0 THEN
-                -- near alone, the general way: the candidates, their reach box
-                -- and the ranking in one statement (one plan kept for the
-                -- session): the box of the kk nearest in degrees, or every
-                -- point when there are fewer (a box larger than any coordinate)
-                RETURN QUERY
-                    WITH k AS MATERIALIZED (
-                        SELECT c.geom <-> g1 AS d FROM vms.channel c
-                         WHERE c.geom IS NOT NULL AND vms.channel_visible_to(role, c.code, c.civil_code)
-                         ORDER BY c.geom <-> g1 LIMIT kk),
-                    r AS (SELECT CASE WHEN count(*) = kk THEN vms._metre_box(g1, vms._degrees_reach(max(k.d)))
-                                      ELSE ST_MakeEnvelope(-1e30, -1e30, 1e30, 1e30, 4326) END AS box
-                            FROM k)
-                    SELECT c.code, c.name, c.alias, c.address, c.point_type, c.place_type, c.unit_id, c.online,
-                           ST_X(c.geom), ST_Y(c.geom), ST_Distance(c.geom::geography, g1::geography)
-                      FROM r, vms.channel c
-                     WHERE c.geom IS NOT NULL AND c.geom && r.box AND vms.channel_visible_to(role, c.code, c.civil_code)
-                     ORDER BY 11, c.code LIMIT kk - off OFFSET off;
-                GET DIAGNOSTICS n = ROW_COUNT;
-            ELSIF shape IS DISTINCT FROM 'circle' AND shape IS DISTINCT FROM 'near' THEN
+                IF coalesce(n, 0) = 0 THEN
+                    -- near alone, the general way: the candidates, their reach box
+                    -- and the ranking in one statement (one plan kept for the
+                    -- session): the box of the kk nearest in degrees, or every
+                    -- point when there are fewer (a box larger than any coordinate)
+                    RETURN QUERY
+                        WITH k AS MATERIALIZED (
+                            SELECT c.geom <-> g1 AS d FROM vms.channel c
+                             WHERE c.geom IS NOT NULL AND vms.channel_visible_to(role, c.code, c.civil_code)
+                             ORDER BY c.geom <-> g1 LIMIT kk),
+                        r AS (SELECT CASE WHEN count(*) = kk THEN vms._metre_box(g1, vms._degrees_reach(max(k.d)))
+                                          ELSE ST_MakeEnvelope(-1e30, -1e30, 1e30, 1e30, 4326) END AS box
+                                FROM k)
+                        SELECT c.code, c.name, c.alias, c.address, c.point_type, c.place_type, c.unit_id, c.online,
+                               ST_X(c.geom), ST_Y(c.geom), ST_Distance(c.geom::geography, g1::geography)
+                          FROM r, vms.channel c
+                         WHERE c.geom IS NOT NULL AND c.geom && r.box AND vms.channel_visible_to(role, c.code, c.civil_code)
+                         ORDER BY 11, c.code LIMIT kk - off OFFSET off;
+                    GET DIAGNOSTICS n = ROW_COUNT;
+                END IF;
+            ELSE
                 EXECUTE format(
                     'SELECT count(*), max(d) FROM (SELECT c.geom <-> $3 AS d FROM vms.channel c
                       WHERE %s AND vms.channel_visible_to($5, c.code, c.civil_code) ORDER BY c.geom <-> $3 LIMIT $4) s',
