@@ -274,7 +274,7 @@ DECLARE
                                      WHERE t.tgrelid = 'vms.governance_task'::regclass AND NOT t.tgisinternal);
     replication_role text;
     bad text;
-    nrows_gone bigint;
+    units bigint[];
 BEGIN
     IF scope IS NOT NULL AND scope !~ '^([0-9]{2}){1,4}$' THEN
         RAISE EXCEPTION 'governance scope must be a 2, 4, 6 or 8-digit civil code, not "%"', scope
@@ -303,13 +303,15 @@ BEGIN
       FROM vms.governance_rule g
      WHERE g.enabled AND g.kind IN ('required_fields', 'code_role', 'coordinates', 'stale');
     IF row_rules IS NOT NULL THEN
+        -- each channel's details unnested beside the rules (channel outside:
+        -- the rules outside rescanned the whole ledger once a rule)
         EXECUTE format($q$
         INSERT INTO _gov_found
-        SELECT s.code, k.rule_code, k.severity, s.details[k.i]
+        SELECT s.code, k.rule_code, k.severity, k.detail
           FROM (SELECT c.code, ARRAY[%s]::text[] AS details FROM vms.channel c
-                 WHERE ($1 IS NULL OR c.civil_code LIKE $1 || '%%') AND ($4 IS NULL OR c.code = ANY ($4)) OFFSET 0) s,
-               unnest($2::text[], $3::smallint[]) WITH ORDINALITY k(rule_code, severity, i)
-         WHERE s.details[k.i] IS NOT NULL $q$, row_exprs)
+                 WHERE ($1 IS NULL OR c.civil_code LIKE $1 || '%%') AND ($4 IS NULL OR c.code = ANY ($4)) OFFSET 0) s
+         CROSS JOIN LATERAL unnest(s.details, $2::text[], $3::smallint[]) k(detail, rule_code, severity)
+         WHERE k.detail IS NOT NULL $q$, row_exprs)
         USING scope, row_rules, row_severities, codes;
     END IF;
     -- the others, one query each
@@ -340,43 +342,48 @@ BEGIN
      WHERE t.channel_code = f.channel_code AND t.rule_code = f.rule_code
        AND t.state IN ('open', 'assigned', 'fixed', 'ignored');
 
-    -- new findings: new tasks
+    -- new findings: new tasks (an anti-join on the live tasks and a hash
+    -- join on the ledger: with LEFT JOIN ... IS NULL the planner expected a
+    -- few rows and looked the channels up one by one).  In bulk, the
+    -- channels are locked FOR KEY SHARE as they are read (a channel deleted
+    -- meanwhile gets no task, as ON DELETE CASCADE would have removed it),
+    -- the units of the new tasks after the insert.
     IF bulk THEN
         replication_role := current_setting('session_replication_role');
         PERFORM set_config('session_replication_role', 'replica', true);
-    END IF;
-    CREATE TEMP TABLE _gov_new (id bigint, channel_code vms.gbcode, unit_id bigint) ON COMMIT DROP;
-    WITH ins AS (
+        WITH ins AS (
+            INSERT INTO vms.governance_task (channel_code, rule_code, severity, detail, unit_id, civil_code, found_by_run)
+            SELECT x.channel_code, x.rule_code, x.severity, x.detail, x.unit_id, x.civil_code, run.id
+              FROM (SELECT f.channel_code, f.rule_code, f.severity, f.detail, c.unit_id, c.civil_code
+                      FROM _gov_found f JOIN vms.channel c ON c.code = f.channel_code
+                     WHERE NOT EXISTS (SELECT 1 FROM _gov_live l
+                                        WHERE l.channel_code = f.channel_code AND l.rule_code = f.rule_code)
+                       FOR KEY SHARE OF c) x
+             ORDER BY x.channel_code, x.rule_code
+            ON CONFLICT (channel_code, rule_code) WHERE state IN ('open', 'assigned', 'fixed', 'ignored') DO NOTHING
+            RETURNING unit_id)
+        SELECT count(*), array_agg(DISTINCT ins.unit_id) FILTER (WHERE ins.unit_id IS NOT NULL)
+          INTO n, units FROM ins;
+        PERFORM set_config('session_replication_role', replication_role, true);
+        IF units IS NOT NULL THEN
+            -- the foreign key on the unit, for all new tasks at once
+            PERFORM 1 FROM vms.org_unit u WHERE u.id = ANY (units) FOR KEY SHARE OF u;
+            SELECT w.id::text INTO bad FROM unnest(units) w(id)
+             WHERE NOT EXISTS (SELECT 1 FROM vms.org_unit u WHERE u.id = w.id) LIMIT 1;
+            IF bad IS NOT NULL THEN
+                RAISE EXCEPTION 'insert or update on table "governance_task" violates foreign key constraint "governance_task_unit_id_fkey"'
+                    USING ERRCODE = 'foreign_key_violation',
+                          DETAIL = format('Key (unit_id)=(%s) is not present in table "org_unit".', bad);
+            END IF;
+        END IF;
+    ELSE
         INSERT INTO vms.governance_task (channel_code, rule_code, severity, detail, unit_id, civil_code, found_by_run)
         SELECT f.channel_code, f.rule_code, f.severity, f.detail, c.unit_id, c.civil_code, run.id
           FROM _gov_found f JOIN vms.channel c ON c.code = f.channel_code
-          LEFT JOIN _gov_live l ON l.channel_code = f.channel_code AND l.rule_code = f.rule_code
-         WHERE l.id IS NULL
+         WHERE NOT EXISTS (SELECT 1 FROM _gov_live l WHERE l.channel_code = f.channel_code AND l.rule_code = f.rule_code)
          ORDER BY f.channel_code, f.rule_code
-        ON CONFLICT (channel_code, rule_code) WHERE state IN ('open', 'assigned', 'fixed', 'ignored') DO NOTHING
-        RETURNING id, channel_code, unit_id)
-    INSERT INTO _gov_new SELECT * FROM ins;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    IF bulk THEN
-        PERFORM set_config('session_replication_role', replication_role, true);
-    END IF;
-    IF bulk AND n > 0 THEN
-        -- the foreign keys' checks, for all new tasks at once
-        ANALYZE _gov_new;
-        PERFORM 1 FROM vms.channel c WHERE c.code IN (SELECT w.channel_code FROM _gov_new w) FOR KEY SHARE OF c;
-        DELETE FROM vms.governance_task t
-         WHERE t.id IN (SELECT w.id FROM _gov_new w
-                         WHERE NOT EXISTS (SELECT 1 FROM vms.channel c WHERE c.code = w.channel_code));
-        GET DIAGNOSTICS nrows_gone = ROW_COUNT;
-        n := n - nrows_gone;
-        PERFORM 1 FROM vms.org_unit u WHERE u.id IN (SELECT w.unit_id FROM _gov_new w) FOR KEY SHARE OF u;
-        SELECT w.unit_id::text INTO bad FROM _gov_new w
-         WHERE w.unit_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM vms.org_unit u WHERE u.id = w.unit_id) LIMIT 1;
-        IF bad IS NOT NULL THEN
-            RAISE EXCEPTION 'insert or update on table "governance_task" violates foreign key constraint "governance_task_unit_id_fkey"'
-                USING ERRCODE = 'foreign_key_violation',
-                      DETAIL = format('Key (unit_id)=(%s) is not present in table "org_unit".', bad);
-        END IF;
+        ON CONFLICT (channel_code, rule_code) WHERE state IN ('open', 'assigned', 'fixed', 'ignored') DO NOTHING;
+        GET DIAGNOSTICS n = ROW_COUNT;
     END IF;
     UPDATE vms.governance_run SET opened = n WHERE id = run.id;
 
@@ -399,7 +406,6 @@ BEGIN
      WHERE g.id = run.id RETURNING * INTO run;
     DROP TABLE _gov_found;
     DROP TABLE _gov_live;
-    DROP TABLE _gov_new;
     RETURN run;
 END $$;
 COMMENT ON FUNCTION vms._governance_run(text, vms.gbcode[], boolean) IS
