@@ -162,12 +162,16 @@ is(counter('rejected'), 10, 'refused records counted');
 my $fuzz = $node->safe_psql('postgres', <<'SQL');
 CREATE FUNCTION pg_temp.vms_fz_img(seed integer) RETURNS text LANGUAGE sql VOLATILE AS $$
     SELECT '{"ImageID": "x", "Data"' || CASE WHEN random() < 0.2 THEN E' \n' ELSE '' END || ':' ||
-           CASE (random() * 7)::int
+           CASE (random() * 10)::int
              WHEN 0 THEN '"!!"'
              WHEN 1 THEN '"' || replace(translate(encode(decode('ffff' || md5(seed || random()::text), 'hex'), 'base64'), E'\n', ''), '/', '\/') || '"'
              WHEN 2 THEN '7'
              WHEN 3 THEN '"QU JD"'
              WHEN 4 THEN '""'
+             -- long enough for the parser to see it condensed (CONDENSE_MIN): with an
+             -- escape, a control character, bad base64, or none of these
+             WHEN 5 THEN '"' || repeat('QUJD', 20) || (ARRAY['\/', E'\t', '\"', '!', 'QUJD'])[1 + (random() * 4)::int] || '"'
+             WHEN 6 THEN '"' || translate(encode(decode('ffd8ff' || repeat(md5(seed || random()::text), 1 + (random() * 4)::int), 'hex'), 'base64'), E'\n', '') || '"'
              ELSE '"' || translate(encode(decode(CASE WHEN random() < 0.5 THEN 'ffd8ff' ELSE '' END || md5(seed || random()::text)
                                                  || left(md5(random()::text), (random() * 6)::int * 2), 'hex'), 'base64'), E'\n', '') || '"' END
            || '}'
@@ -223,6 +227,8 @@ SELECT k, CASE WHEN random() < 0.05 THEN left(src, (random() * length(src))::int
            CASE WHEN random() < 0.05 THEN ', "L": {"I": []}' ELSE '' END || '}'
       FROM (SELECT k2, w.ws,
                    '{"Id": ' || k2 || ',' || w.ws || CASE WHEN random() < 0.1 THEN '"Data": "QUJD", ' ELSE '' END ||
+                   -- long strings elsewhere, as names and values (one with an escaped quote)
+                   CASE WHEN random() < 0.1 THEN '"' || repeat('N', 70) || '": "' || repeat('v', 80) || '\" ' || repeat('w', 70) || '", ' ELSE '' END ||
                    CASE (random() * 5)::int
                      WHEN 0 THEN '"X": 1'
                      WHEN 1 THEN '"SubImageList": {"SubImageInfoObject": ' || i.img || '}'
