@@ -193,3 +193,25 @@ DROP ROLE regress_loader;
 
 -- number parsing used by validation: plain finite decimals only
 SELECT v, vms.try_float8(v) FROM unnest(ARRAY['116.46', ' -3.5 ', '1e3', '', 'NaN', 'Infinity', '0x1A', '1,5', '12abc', '.5', '1e999']) v;
+
+-- a channel's history jsonb (made in C, vms._channel_doc) is what
+-- jsonb_build_object makes of the same keys and values: every channel of
+-- this test, and values at the edges of their types
+SELECT count(*) AS channels, count(*) FILTER (WHERE vms._channel_jsonb(c) = jsonb_build_object(
+        'code', c.code::text, 'device_code', c.device_code::text, 'name', c.name,
+        'alias', c.alias, 'address', c.address, 'civil_code', c.civil_code, 'street', c.street,
+        'place_type', c.place_type, 'point_type', c.point_type, 'resolution', c.resolution,
+        'azimuth', c.azimuth, 'fov_angle', c.fov_angle, 'fov_range_m', c.fov_range_m,
+        'install_height_m', c.install_height_m, 'capabilities', c.capabilities, 'unit_id', c.unit_id,
+        'stream_url', c.stream_url, 'geom', ST_AsEWKT(c.geom), 'coord_source', c.coord_source)) AS same_as_sql
+  FROM vms.channel c;
+WITH v(t, r, cap, u) AS (VALUES
+        ('x', 'NaN'::real, '{{a,b},{NULL,"x\"y"}}'::text[], NULL::bigint), (NULL, 'Infinity', '{}', 9223372036854775807),
+        ('', '-0', '{NULL}', -1), ('é中"\', '1e-40', '{"é中"}', 0), (E'a\nb', '3.4e38', '[2:3]={p,q}', 5),
+        ('0', 0.1, NULL, NULL), ('y', '-Infinity', '{""}', -9223372036854775808))
+SELECT r, vms._channel_doc(t, t, t, t, t, t, t, t, t, t, r, r, r, r, cap, u, t, t, t)
+        = jsonb_build_object('code', t, 'device_code', t, 'name', t, 'alias', t, 'address', t, 'civil_code', t,
+              'street', t, 'place_type', t, 'point_type', t, 'resolution', t, 'azimuth', r, 'fov_angle', r,
+              'fov_range_m', r, 'install_height_m', r, 'capabilities', cap, 'unit_id', u, 'stream_url', t,
+              'geom', t, 'coord_source', t) AS same_as_sql
+  FROM v;

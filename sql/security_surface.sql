@@ -37,6 +37,7 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms._availability_run_trigger()',
     'vms._availability_source_sql(text)',
     'vms._can_for(name,text,vms.gbcode,text)',
+    'vms._channel_doc(text,text,text,text,text,text,text,text,text,text,real,real,real,real,text[],bigint,text,text,text)',
     'vms._channel_jsonb(vms.channel)',
     'vms._channel_status_history()',
     'vms._channel_clusters_track()',

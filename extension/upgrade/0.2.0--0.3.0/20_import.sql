@@ -580,3 +580,20 @@ END $$;
 COMMENT ON FUNCTION vms.ledger_import_rows(bigint) IS 'validate and load the template rows staged in pg_temp._ledger_csv (line_no, fields, error) for an import job; the second half of vms.ledger_import';
 REVOKE ALL ON FUNCTION vms.ledger_first_load(bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION vms.ledger_first_load(bigint) TO PUBLIC;
+
+-- issue 20 (ledger import): a channel's history jsonb made in C
+-- (vms._channel_doc), the same value as jsonb_build_object of the same keys
+-- and values; see 04_history.sql.
+CREATE FUNCTION vms._channel_doc(code text, device_code text, name text, alias text, address text,
+        civil_code text, street text, place_type text, point_type text, resolution text,
+        azimuth real, fov_angle real, fov_range_m real, install_height_m real, capabilities text[],
+        unit_id bigint, stream_url text, geom text, coord_source text) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'vms_channel_doc' LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION vms._channel_doc(text, text, text, text, text, text, text, text, text, text, real, real, real, real, text[], bigint, text, text, text) IS
+    'internal: jsonb_build_object of the channel history keys and these values, made in C';
+REVOKE ALL ON FUNCTION vms._channel_doc(text, text, text, text, text, text, text, text, text, text, real, real, real, real, text[], bigint, text, text, text) FROM PUBLIC;
+CREATE OR REPLACE FUNCTION vms._channel_jsonb(c vms.channel) RETURNS jsonb
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN vms._channel_doc(c.code::text, c.device_code::text, c.name, c.alias, c.address, c.civil_code,
+        c.street, c.place_type, c.point_type, c.resolution, c.azimuth, c.fov_angle, c.fov_range_m,
+        c.install_height_m, c.capabilities, c.unit_id, c.stream_url, ST_AsEWKT(c.geom), c.coord_source);
