@@ -309,6 +309,18 @@ END $$;
 COMMENT ON FUNCTION vms._availability_refresh(text, vms.gbcode[], timestamptz[], boolean[]) IS
     'internal: recomputes the kept runs of the given subjects of a source from the earliest changed event time on';
 
+-- At a city, the runs of a district's devices and channels are the
+-- district's, replicated with their owner (vms.cluster_owner,
+-- 27_cluster_sync.sql); the city's own rebuilds and truncates leave them.
+CREATE FUNCTION vms._availability_run_replicated(p_source text, p_code vms.gbcode) RETURNS boolean
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+BEGIN
+    RETURN EXISTS (SELECT 1 FROM vms.cluster_owner o
+                    WHERE o.kind = CASE WHEN p_source = 'device' THEN 'device' ELSE 'channel' END AND o.code = p_code);
+END $$;
+COMMENT ON FUNCTION vms._availability_run_replicated(text, vms.gbcode) IS
+    'internal: at a city, is this availability run subject a district''s (its runs are replicated from the district)';
+
 CREATE FUNCTION vms._availability_run_trigger() RETURNS trigger
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
@@ -322,7 +334,8 @@ DECLARE
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
         LOCK TABLE vms.availability_run IN SHARE ROW EXCLUSIVE MODE;
-        DELETE FROM vms.availability_run WHERE source = src;
+        -- at a city, the districts' runs (replicated, 27_cluster_sync.sql) stay
+        DELETE FROM vms.availability_run r WHERE r.source = src AND NOT vms._availability_run_replicated(r.source, r.code);
         RETURN NULL;
     END IF;
     -- (id, code, at, state, counts) of a transition table's rows
@@ -390,7 +403,8 @@ DECLARE
     src text;
 BEGIN
     LOCK TABLE vms.availability_run IN SHARE ROW EXCLUSIVE MODE;
-    DELETE FROM vms.availability_run;
+    -- at a city, the districts' runs (replicated, 27_cluster_sync.sql) stay
+    DELETE FROM vms.availability_run r WHERE NOT vms._availability_run_replicated(r.source, r.code);
     FOREACH src IN ARRAY ARRAY['device', 'catalog', 'stream'] LOOP
         EXECUTE format($q$
             INSERT INTO vms.availability_run (source, code, up, from_ts, to_ts, online_before, offline_before, outages_before)
@@ -401,6 +415,7 @@ BEGIN
               FROM (SELECT f.code, f.up, f.at, coalesce(lead(f.at) OVER (PARTITION BY f.code ORDER BY f.at), 'infinity') AS nx
                       FROM (SELECT a.*, a.up IS DISTINCT FROM lag(a.up) OVER (PARTITION BY a.code ORDER BY a.at) AS flip
                               FROM (SELECT DISTINCT ON (e.code, e.at) e.code, e.at, e.up FROM (%s) e
+                                     WHERE NOT vms._availability_run_replicated($1, e.code)
                                      ORDER BY e.code, e.at, e.id DESC) a) f
                      WHERE f.flip) s
             WINDOW w AS (PARTITION BY s.code ORDER BY s.at ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)$q$,
@@ -414,11 +429,54 @@ END $$;
 COMMENT ON FUNCTION vms.availability_rebuild() IS
     'recompute every kept availability run from the events (vms.availability_run); needed only after events were written with the triggers disabled (a bulk load, a restore with --disable-triggers); returns the runs written';
 
+-- The unknown ranges of each device within [p_from, p_to): its own gaps and
+-- the platform-wide gaps (device_code NULL) of the platform that keeps it
+-- alive.  On a district or a lone node that is this node (every device).  At
+-- a city (27_cluster_sync.sql) a district's gaps arrive in
+-- vms.cluster_availability_gap: its platform-wide gaps cover only the
+-- devices that district owns (vms.cluster_owner), its device gaps only its
+-- own devices; the city's own platform-wide gaps cover only the city's own
+-- devices (a city down does not make a district's devices unknown).  Only
+-- devices with some unknown time are returned.
+CREATE FUNCTION vms._availability_gaps(p_from timestamptz, p_to timestamptz)
+    RETURNS TABLE (code vms.gbcode, m tstzmultirange)
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    WITH g AS (
+        SELECT ''::text AS scope, x.device_code, x.from_ts, x.to_ts FROM vms.availability_gap x
+         WHERE x.to_ts > p_from AND x.from_ts < p_to
+        UNION ALL
+        SELECT x.district, x.device_code, x.from_ts, x.to_ts FROM vms.cluster_availability_gap x
+         WHERE x.to_ts > p_from AND x.from_ts < p_to
+           AND x.district IS DISTINCT FROM (SELECT n.district FROM vms.cluster_node n)),   -- a district's own mirror
+    glob AS (
+        SELECT g.scope, range_agg(tstzrange(greatest(g.from_ts, p_from), least(g.to_ts, p_to))) AS m
+          FROM g WHERE g.device_code IS NULL GROUP BY g.scope),
+    own AS (
+        SELECT g.device_code AS code, range_agg(tstzrange(greatest(g.from_ts, p_from), least(g.to_ts, p_to))) AS m
+          FROM g
+         WHERE g.device_code IS NOT NULL
+           AND (g.scope = '' OR EXISTS (SELECT 1 FROM vms.cluster_owner o
+                                         WHERE o.kind = 'device' AND o.code = g.device_code AND o.district = g.scope))
+         GROUP BY g.device_code),
+    wide AS (
+        SELECT d.code, gl.m
+          FROM vms.device d
+          LEFT JOIN vms.cluster_owner o ON o.kind = 'device' AND o.code = d.code
+          JOIN glob gl ON gl.scope = coalesce(o.district, ''))
+    SELECT coalesce(w.code, o.code), coalesce(w.m, '{}') + coalesce(o.m, '{}')
+      FROM wide w FULL JOIN own o ON o.code = w.code;
+END $$;
+COMMENT ON FUNCTION vms._availability_gaps(timestamptz, timestamptz) IS
+    'internal: per device with unknown time in [p_from, p_to), its unknown ranges: its own gaps and the platform-wide gaps of the node (at a city: of the district) that keeps it alive';
+
 -- Per device or channel: online, offline and period seconds (exact) and the
 -- outages begun in [from, least(to, now())), from the kept runs; the same
 -- figures as vms._availability_ranges computes from the events.
 --   device: its runs clipped to the period, less the unknown gaps (its own
---           and every device's, merged);
+--           and the platform-wide ones, merged: vms._availability_gaps);
 --   channel: its device's, unless its catalog status or stream was bad at
 --           some instant of the period or the one before it: then
 --           online = device online less bad, offline = device offline plus
@@ -430,7 +488,6 @@ CREATE FUNCTION vms._availability_figures(p_from timestamptz, p_to timestamptz, 
 DECLARE
     t timestamptz := least(p_to, now());
     per_s numeric;
-    gap_all tstzmultirange;
 BEGIN
     IF p_kind IS NULL OR p_kind NOT IN ('device', 'channel') THEN
         RAISE EXCEPTION 'availability subjects are devices or channels, not "%"', p_kind
@@ -444,15 +501,9 @@ BEGIN
     IF t < p_from THEN
         t := p_from;   -- an empty period: every subject, no time
     END IF;
-    SELECT range_agg(tstzrange(greatest(g.from_ts, p_from), least(g.to_ts, t))) INTO gap_all
-      FROM vms.availability_gap g WHERE g.device_code IS NULL AND g.to_ts > p_from AND g.from_ts < t;
     RETURN QUERY
     WITH gap_dev AS (
-        SELECT g.device_code AS code,
-               range_agg(tstzrange(greatest(g.from_ts, p_from), least(g.to_ts, t))) + coalesce(gap_all, '{}') AS m
-          FROM vms.availability_gap g
-         WHERE g.device_code IS NOT NULL AND g.to_ts > p_from AND g.from_ts < t
-         GROUP BY g.device_code),
+        SELECT g.code, g.m FROM vms._availability_gaps(p_from, t) g),
     -- per device: the sums at the period's two ends, from the last run
     -- starting before each end (none before the start: the first run's)
     ends AS (
@@ -481,13 +532,10 @@ BEGIN
                                FROM vms.availability_run r
                               WHERE r.source = 'device' AND r.code = d.code AND r1.code IS NOT NULL AND r0.code IS NULL
                               ORDER BY r.from_ts LIMIT 1) f ON true),
-    -- the unknown ranges of each device (its own and every device's,
-    -- merged, within the period)
+    -- the unknown ranges of each device (its own and the platform-wide
+    -- ones, merged, within the period)
     gap_range AS (
-        SELECT gd.code, g FROM gap_dev gd, unnest(gd.m) g
-        UNION ALL
-        SELECT d.code, g FROM vms.device d, unnest(gap_all) g
-         WHERE gap_all IS NOT NULL AND NOT EXISTS (SELECT 1 FROM gap_dev gd WHERE gd.code = d.code)),
+        SELECT gd.code, g FROM gap_dev gd, unnest(gd.m) g),
     -- the time of each state in them: the differences of the sums at
     -- each range's ends, as for the period
     gap_cut AS (
@@ -533,7 +581,7 @@ BEGIN
          GROUP BY r.code),
     ch_bad AS (
         SELECT b.code, d.on_mr - b.b AS on_mr, d.off_mr + (d.on_mr * b.b) AS off_mr,
-               coalesce(gd.m, gap_all, '{}') AS m
+               coalesce(gd.m, '{}') AS m
           FROM bad b JOIN vms.channel c ON c.code = b.code
           LEFT JOIN gap_dev gd ON gd.code = c.device_code
          CROSS JOIN LATERAL (
@@ -592,7 +640,8 @@ BEGIN
         t := p_from;   -- an empty period: every subject, no time
     END IF;
     RETURN QUERY
-    WITH dev_ev AS (
+    WITH gaps AS (SELECT g.code, g.m FROM vms._availability_gaps(p_from, t) g),
+    dev_ev AS (
         SELECT x.device_code, x.at, x.up, x.id FROM (
             SELECT e.device_code, e.at, e.event = 'online' AS up, e.id
               FROM vms.device_event e
@@ -612,11 +661,10 @@ BEGIN
         SELECT d.code,
                coalesce(range_agg(s.r) FILTER (WHERE s.up), '{}') AS up_mr,
                coalesce(range_agg(s.r) FILTER (WHERE NOT s.up), '{}') AS down_mr,
-               coalesce((SELECT range_agg(tstzrange(g.from_ts, g.to_ts)) FROM vms.availability_gap g
-                          WHERE (g.device_code = d.code OR g.device_code IS NULL)
-                            AND g.to_ts > p_from AND g.from_ts < t), '{}') AS gap_mr
+               coalesce(gp.m, '{}') AS gap_mr
           FROM vms.device d LEFT JOIN dev_seg s ON s.device_code = d.code
-         GROUP BY d.code),
+          LEFT JOIN gaps gp ON gp.code = d.code
+         GROUP BY d.code, gp.m),
     -- channels: catalog status and stream results as 'bad' segments
     ch_ev AS (
         SELECT x.code, x.at, x.bad, x.src, x.id FROM (

@@ -97,6 +97,24 @@ CREATE TABLE vms.cluster_security_assignment (
 );
 COMMENT ON TABLE vms.cluster_security_assignment IS 'a district''s security levels (scope_ref: a channel or catalogue code, or a tag as category:name), replicated to the city, where they apply to the district''s own channels as a floor under the city''s levels';
 
+-- A district's availability gaps (vms.availability_gap: periods whose state
+-- is unknown; device_code NULL = the district's platform was down, every
+-- device of that district), kept on a district with the district's name and
+-- replicated to the city, where vms._availability_gaps() scopes them to the
+-- district's own devices.  Gap ids are the district's (two districts both
+-- have a gap 1).  The runs themselves (vms.availability_run) travel as they
+-- are: their codes belong to the district (vms.cluster_owner).
+CREATE TABLE vms.cluster_availability_gap (
+    district     text NOT NULL,
+    id           bigint NOT NULL,
+    device_code  vms.gbcode,
+    from_ts      timestamptz NOT NULL,
+    to_ts        timestamptz NOT NULL,
+    reason       text NOT NULL,
+    PRIMARY KEY (district, id)
+);
+COMMENT ON TABLE vms.cluster_availability_gap IS 'a district''s availability gaps (vms.availability_gap with the district''s name), replicated to the city, where a gap with device_code NULL covers only that district''s devices';
+
 -- City corrections, sent down to the district that owns the code.
 CREATE TABLE vms.cluster_correction (
     district      text NOT NULL,
@@ -222,7 +240,9 @@ DECLARE
     d text;
     r record := CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
     j jsonb := to_jsonb(r);
-    kind text := TG_ARGV[0];
+    -- an availability run's subject is a device or a channel
+    pkind text := CASE WHEN TG_ARGV[0] = 'run' THEN CASE WHEN j ->> 'source' = 'device' THEN 'device' ELSE 'channel' END
+                       ELSE TG_ARGV[0] END;
     c vms.gbcode := (j ->> coalesce(TG_ARGV[1], 'none'))::vms.gbcode;
     owner text;
     present boolean;
@@ -231,14 +251,16 @@ BEGIN
         RETURN r;
     END IF;
     d := substr(src, 10);
-    IF TG_TABLE_NAME IN ('cluster_tag', 'cluster_security_assignment') THEN
+    IF TG_TABLE_NAME IN ('cluster_tag', 'cluster_security_assignment', 'cluster_availability_gap') THEN
         -- no parent: only the sender's own, re-copied rows replace
         IF r.district IS DISTINCT FROM d THEN
             PERFORM vms._cluster_conflict(d, r.district, TG_TABLE_NAME, TG_OP,
-                                          coalesce(j ->> 'scope_ref', (j ->> 'category') || ':' || (j ->> 'name')), j);
+                                          coalesce(j ->> 'scope_ref', j ->> 'id', (j ->> 'category') || ':' || (j ->> 'name')), j);
             RETURN NULL;
         END IF;
-        IF TG_OP = 'INSERT' AND TG_TABLE_NAME = 'cluster_tag' THEN
+        IF TG_OP = 'INSERT' AND TG_TABLE_NAME = 'cluster_availability_gap' THEN
+            DELETE FROM vms.cluster_availability_gap t WHERE t.district = NEW.district AND t.id = NEW.id;
+        ELSIF TG_OP = 'INSERT' AND TG_TABLE_NAME = 'cluster_tag' THEN
             DELETE FROM vms.cluster_tag t WHERE t.district = NEW.district AND t.category = NEW.category AND t.name = NEW.name;
         ELSIF TG_OP = 'INSERT' THEN
             DELETE FROM vms.cluster_security_assignment t
@@ -250,9 +272,9 @@ BEGIN
         PERFORM vms._cluster_conflict(d, j ->> 'district', TG_TABLE_NAME, TG_OP, c::text, j);
         RETURN NULL;
     END IF;
-    SELECT o.district INTO owner FROM vms.cluster_owner o WHERE o.kind = TG_ARGV[0] AND o.code = c;
+    SELECT o.district INTO owner FROM vms.cluster_owner o WHERE o.kind = pkind AND o.code = c;
     IF owner IS NULL THEN
-        EXECUTE format('SELECT EXISTS (SELECT 1 FROM vms.%I WHERE code = $1)', kind) INTO present USING c;
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM vms.%I WHERE code = $1)', pkind) INTO present USING c;
         IF present THEN
             owner := NULL;   -- the city's own row
         END IF;
@@ -276,6 +298,8 @@ BEGIN
         WHEN 'cluster_channel_tag' THEN
             DELETE FROM vms.cluster_channel_tag t WHERE t.district = NEW.district AND t.channel_code = NEW.channel_code
                                                     AND t.category = NEW.category AND t.name = NEW.name;
+        WHEN 'availability_run' THEN
+            DELETE FROM vms.availability_run t WHERE t.source = NEW.source AND t.code = NEW.code AND t.from_ts = NEW.from_ts;
         END CASE;
     END IF;
     RETURN r;
@@ -304,6 +328,10 @@ CREATE TRIGGER cluster_channel_tag_apply BEFORE INSERT OR UPDATE OR DELETE ON vm
     FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_child('channel', 'channel_code');
 CREATE TRIGGER cluster_security_assignment_apply BEFORE INSERT OR UPDATE OR DELETE ON vms.cluster_security_assignment
     FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_child('security_assignment');
+CREATE TRIGGER availability_run_cluster_apply BEFORE INSERT OR UPDATE OR DELETE ON vms.availability_run
+    FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_child('run', 'code');
+CREATE TRIGGER cluster_availability_gap_apply BEFORE INSERT OR UPDATE OR DELETE ON vms.cluster_availability_gap
+    FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_child('gap');
 ALTER TABLE vms.device ENABLE REPLICA TRIGGER device_cluster_apply;
 ALTER TABLE vms.channel ENABLE REPLICA TRIGGER channel_cluster_apply;
 ALTER TABLE vms.catalog_node ENABLE REPLICA TRIGGER catalog_node_cluster_apply;
@@ -315,6 +343,8 @@ ALTER TABLE vms.lane_channel ENABLE REPLICA TRIGGER lane_channel_cluster_apply;
 ALTER TABLE vms.cluster_tag ENABLE REPLICA TRIGGER cluster_tag_apply_own;
 ALTER TABLE vms.cluster_channel_tag ENABLE REPLICA TRIGGER cluster_channel_tag_apply;
 ALTER TABLE vms.cluster_security_assignment ENABLE REPLICA TRIGGER cluster_security_assignment_apply;
+ALTER TABLE vms.availability_run ENABLE REPLICA TRIGGER availability_run_cluster_apply;
+ALTER TABLE vms.cluster_availability_gap ENABLE REPLICA TRIGGER cluster_availability_gap_apply;
 
 -- The compiled permission policy reads catalogue membership and tags; the
 -- statement triggers that drop it do not fire for the apply worker, which
@@ -596,6 +626,41 @@ CREATE TRIGGER security_assignment_cluster_keep_del AFTER DELETE ON vms.security
 CREATE TRIGGER security_assignment_cluster_keep_truncate AFTER TRUNCATE ON vms.security_assignment
     FOR EACH STATEMENT EXECUTE FUNCTION vms._cluster_keep_tags();
 
+-- District: vms.availability_gap kept with the district's name for the city
+-- (statement triggers; nothing is kept on a node that is not a district).
+-- SECURITY DEFINER as vms._cluster_keep_tags: it takes nothing from the
+-- caller but the statement's transition rows.
+CREATE FUNCTION vms._cluster_keep_gaps() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    d text := (SELECT n.district FROM vms.cluster_node n);
+BEGIN
+    IF d IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'TRUNCATE' THEN
+        DELETE FROM vms.cluster_availability_gap k WHERE k.district = d;
+        RETURN NULL;
+    END IF;
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+        DELETE FROM vms.cluster_availability_gap k USING old_rows o WHERE k.district = d AND k.id = o.id;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        INSERT INTO vms.cluster_availability_gap (district, id, device_code, from_ts, to_ts, reason)
+        SELECT d, n.id, n.device_code, n.from_ts, n.to_ts, n.reason FROM new_rows n;
+    END IF;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION vms._cluster_keep_gaps() IS 'internal: district side: keeps vms.cluster_availability_gap in step with vms.availability_gap';
+CREATE TRIGGER availability_gap_cluster_keep_ins AFTER INSERT ON vms.availability_gap
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._cluster_keep_gaps();
+CREATE TRIGGER availability_gap_cluster_keep_upd AFTER UPDATE ON vms.availability_gap
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._cluster_keep_gaps();
+CREATE TRIGGER availability_gap_cluster_keep_del AFTER DELETE ON vms.availability_gap
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._cluster_keep_gaps();
+CREATE TRIGGER availability_gap_cluster_keep_truncate AFTER TRUNCATE ON vms.availability_gap
+    FOR EACH STATEMENT EXECUTE FUNCTION vms._cluster_keep_gaps();
+
 -- District, always (the rows come from the city's publication): a
 -- correction is applied as a person's edit is, with the district's history,
 -- override mark, updated_at and triggers (session_replication_role is set
@@ -762,6 +827,9 @@ BEGIN
       FROM vms.security_assignment a LEFT JOIN vms.tag t ON a.scope_kind = 'tag' AND t.id::text = a.scope_ref
      WHERE a.scope_kind <> 'tag' OR t.id IS NOT NULL
     ON CONFLICT DO NOTHING;
+    INSERT INTO vms.cluster_availability_gap (district, id, device_code, from_ts, to_ts, reason)
+    SELECT d, g.id, g.device_code, g.from_ts, g.to_ts, g.reason FROM vms.availability_gap g
+    ON CONFLICT DO NOTHING;
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = 'vms_ledger') THEN
         CREATE PUBLICATION vms_ledger FOR TABLE
             vms.device (code, name, manufacturer, model, firmware, ip_address, port, transport, civil_code,
@@ -772,10 +840,16 @@ BEGIN
             vms.catalog_node, vms.catalog_member,
             vms.checkpoint (code, name, direction_mode, address, road, civil_code, geom, created_at, updated_at),
             vms.lane, vms.lane_channel, vms.channel_status, vms.cluster_tag, vms.cluster_channel_tag,
-            vms.cluster_security_assignment
+            vms.cluster_security_assignment, vms.availability_run, vms.cluster_availability_gap
             -- not TRUNCATE: at the city it would hit the tables referencing
             -- these (credentials, tasks, ...) and stop the apply worker for good
             WITH (publish = 'insert, update, delete');
+    END IF;
+    -- a publication made before availability went up (0.3.0 upgrade): the
+    -- city then runs ALTER SUBSCRIPTION ... REFRESH PUBLICATION
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication_tables t
+                    WHERE t.pubname = 'vms_ledger' AND t.schemaname = 'vms' AND t.tablename = 'availability_run') THEN
+        ALTER PUBLICATION vms_ledger ADD TABLE vms.availability_run, vms.cluster_availability_gap;
     END IF;
     RETURN 'vms_ledger';
 END $$;

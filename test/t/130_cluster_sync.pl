@@ -10,7 +10,9 @@
 # import, and the city killed in the middle of another, catch up with
 # nothing missing or duplicated, row by row; a correction made while its
 # district is down arrives when it is back; a stopped district is reported
-# down while the other keeps streaming.
+# down while the other keeps streaming; vms.availability at the city gives
+# a district's channels and devices the district's own figures (its
+# platform-wide gaps scoped to it), after a restart and a re-copy too.
 use strict;
 use warnings;
 use utf8;
@@ -234,6 +236,60 @@ is($city->safe_psql('postgres', $mine, extra_params => [ '-U', 'low' ]),
 is($city->safe_psql('postgres', $search, extra_params => [ '-U', 'low' ]),
 	$a->safe_psql('postgres', $search, extra_params => [ '-U', 'low' ]), 'and still the same search as at a');
 
+# city-wide availability: a's and b's device events, catalog status events
+# and unknown gaps stay at the districts; their kept runs and gaps go up, so
+# vms.availability at the city gives, for a district's channels and devices,
+# the figures the district gives itself.  a's platform-wide gap (device
+# NULL) makes a's devices unknown at the city, never b's.
+my ($dA, $dB) = ("vms.gbcode_make('11010500', 0, 118, 0, 1)", "vms.gbcode_make('11010800', 0, 118, 0, 1)");
+my $c5 = "vms.gbcode_make('11010500', 0, 131, 0, 5)";
+$a->safe_psql('postgres', qq{
+	INSERT INTO vms.device_event (device_code, at, event) VALUES
+		($dA, '2020-03-01 00:00+00', 'online'), ($dA, '2020-03-01 06:00+00', 'offline'), ($dA, '2020-03-01 08:00+00', 'online');
+	INSERT INTO vms.channel_status_event (code, at, status) VALUES ($c5, '2020-03-01 10:00+00', 'OFF'), ($c5, '2020-03-01 11:00+00', 'ON');
+	SELECT vms.availability_gap_add('2020-03-01 12:00+00', '2020-03-01 13:00+00', 'a的平台停机');
+});
+$b->safe_psql('postgres', "INSERT INTO vms.device_event (device_code, at, event) VALUES ($dB, '2020-02-29 00:00+00', 'online')");
+my $day = "'2020-03-01 00:00+00', '2020-03-02 00:00+00'";
+sub avail
+{
+	my ($node, $by, $prefix) = @_;
+	return sq($node, "SELECT string_agg(concat_ws('|', group_key, online_ratio, offline_seconds, offline_events, online_seconds, unknown_seconds, members), E'\\n' ORDER BY group_key)
+		FROM vms.availability($day, '$by') WHERE group_key LIKE '$prefix%'
+		 AND group_key <> vms.gbcode_make('11010800', 0, 131, 0, 999)::text");   # b's channel under a's device code
+}
+sub avail_same
+{
+	my ($what) = @_;
+	for my $d ([ $a, '110105' ], [ $b, '110108' ])
+	{
+		my ($node, $p) = @$d;
+		for my $by ('channel', 'device')
+		{
+			my $there = avail($node, $by, $p);
+			isnt($there, '', "$what: $p has availability by $by");
+			is(avail($city, $by, $p), $there, "$what: availability by $by at the city equals $p\'s own");
+		}
+	}
+}
+wait_for($city, "SELECT count(*) FROM vms.cluster_availability_gap WHERE district = 'a'", '1', "a's gap reaches the city");
+wait_for($city, "SELECT count(*) FROM vms.availability_run r JOIN vms.cluster_owner o ON o.code = r.code AND o.district = 'b'", '1', "b's runs reach the city");
+wait_for($city, "SELECT count(*) FROM vms.availability_run", $a->safe_psql('postgres', "SELECT count(*) FROM vms.availability_run") + 1, "a's runs reach the city");
+avail_same('streaming');
+# by hand: device 1 of a online 00-06, offline 06-08, online 08-24 less a's
+# gap 12-13; channel 5 also catalog OFF 10-11 (offline while its device is online)
+is(sq($city, "SELECT concat_ws('|', offline_seconds, offline_events, online_seconds, unknown_seconds) FROM vms.availability($day, 'channel') WHERE group_key = ($c5)::text"),
+	'10800|2|72000|3600', 'city, channel 5 of a: 3 h offline in 2 outages, 20 h online, 1 h unknown (hand-computed)');
+is(sq($city, "SELECT concat_ws('|', offline_seconds, online_seconds, unknown_seconds) FROM vms.availability($day, 'device') WHERE group_key = ($dA)::text"),
+	'7200|75600|3600', 'city, device 1 of a: 2 h offline, 21 h online, 1 h unknown');
+is(sq($city, "SELECT concat_ws('|', online_ratio, offline_seconds, online_seconds, unknown_seconds) FROM vms.availability($day, 'device') WHERE group_key = ($dB)::text"),
+	'1|0|86400|0', "city, b's device: online all day, a's platform-wide gap does not touch it");
+$city->safe_psql('postgres', "SELECT vms.availability_gap_add('2020-03-01 18:00+00', '2020-03-01 19:00+00', '市平台停机')");
+is(sq($city, "SELECT unknown_seconds FROM vms.availability($day, 'device') WHERE group_key = ($dB)::text"), '0',
+	"nor does the city's own platform-wide gap (b's devices are kept alive by b)");
+$city->safe_psql('postgres', "SELECT vms.availability_rebuild()");
+avail_same('after a rebuild at the city');
+
 # district a killed in the middle of a batched import (80 transactions of
 # 250 rows); the city catches up; row by row nothing missing or duplicated.
 # A correction made while a is down arrives after.
@@ -261,6 +317,15 @@ is(sq($city, "$rows JOIN vms.cluster_owner o ON o.kind = 'channel' AND o.code = 
 is(sq($city, "SELECT string_agg(concat_ws('|', d.code, d.name, d.updated_at), ',' ORDER BY d.code) FROM vms.device d JOIN vms.cluster_owner o ON o.kind = 'device' AND o.code = d.code AND o.district = 'a'"),
 	sq($a, "SELECT string_agg(concat_ws('|', d.code, d.name, d.updated_at), ',' ORDER BY d.code) FROM vms.device d"), "a's devices too");
 is($city->safe_psql('postgres', "SELECT count(*) FROM vms.cluster_conflict WHERE district = 'a'"), '0', 'no conflict recorded for a');
+# after a's crash and restart: new events and a gap at a go up too
+$a->safe_psql('postgres', qq{
+	INSERT INTO vms.device_event (device_code, at, event) VALUES ($dA, '2020-03-01 20:00+00', 'offline');
+	SELECT vms.availability_gap_add('2020-03-01 21:00+00', '2020-03-01 21:30+00', '重启后的停机', $dA);
+});
+wait_for($city, "SELECT count(*) FROM vms.cluster_availability_gap WHERE district = 'a'", '2', "a's gap after its restart reaches the city");
+wait_for($city, "SELECT offline_seconds FROM vms.availability($day, 'device') WHERE group_key = ($dA)::text", 7200 + 4 * 3600 - 1800,
+	"a's event after its restart reaches the city");
+avail_same('after a restarted');
 
 # re-seeding: the city's subscription to a dropped and made again; the first
 # copy sends every row again and replaces the city's copies, nothing doubles
@@ -276,6 +341,9 @@ is($city->safe_psql('postgres', "SELECT count(*) FROM vms.channel_tag ct JOIN vm
 is($city->safe_psql('postgres', "SELECT count(*) FROM vms.cluster_security_assignment WHERE district = 'a'"),
 	$a->safe_psql('postgres', "SELECT count(*) FROM vms.security_assignment"), "nor a's security levels");
 is($city->safe_psql('postgres', "SELECT count(*) FROM vms.cluster_conflict WHERE district = 'a'"), '0', 'and no conflict recorded for a');
+avail_same('after a second first copy of a');
+is($city->safe_psql('postgres', "SELECT count(*) FROM vms.availability_run r JOIN vms.cluster_owner o ON o.code = r.code AND o.district = 'a'"),
+	$a->safe_psql('postgres', "SELECT count(*) FROM vms.availability_run"), "a's runs not doubled");
 
 # the city killed in the middle of b's batched import; b's rows arrive once
 my $bbatches = $batches;

@@ -101,6 +101,24 @@ CREATE TABLE vms.cluster_security_assignment (
 );
 COMMENT ON TABLE vms.cluster_security_assignment IS 'a district''s security levels (scope_ref: a channel or catalogue code, or a tag as category:name), replicated to the city, where they apply to the district''s own channels as a floor under the city''s levels';
 
+-- A district's availability gaps (vms.availability_gap: periods whose state
+-- is unknown; device_code NULL = the district's platform was down, every
+-- device of that district), kept on a district with the district's name and
+-- replicated to the city, where vms._availability_gaps() scopes them to the
+-- district's own devices.  Gap ids are the district's (two districts both
+-- have a gap 1).  The runs themselves (vms.availability_run) travel as they
+-- are: their codes belong to the district (vms.cluster_owner).
+CREATE TABLE vms.cluster_availability_gap (
+    district     text NOT NULL,
+    id           bigint NOT NULL,
+    device_code  vms.gbcode,
+    from_ts      timestamptz NOT NULL,
+    to_ts        timestamptz NOT NULL,
+    reason       text NOT NULL,
+    PRIMARY KEY (district, id)
+);
+COMMENT ON TABLE vms.cluster_availability_gap IS 'a district''s availability gaps (vms.availability_gap with the district''s name), replicated to the city, where a gap with device_code NULL covers only that district''s devices';
+
 -- City corrections, sent down to the district that owns the code.
 CREATE TABLE vms.cluster_correction (
     district      text NOT NULL,
@@ -226,7 +244,9 @@ DECLARE
     d text;
     r record := CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
     j jsonb := to_jsonb(r);
-    kind text := TG_ARGV[0];
+    -- an availability run's subject is a device or a channel
+    pkind text := CASE WHEN TG_ARGV[0] = 'run' THEN CASE WHEN j ->> 'source' = 'device' THEN 'device' ELSE 'channel' END
+                       ELSE TG_ARGV[0] END;
     c vms.gbcode := (j ->> coalesce(TG_ARGV[1], 'none'))::vms.gbcode;
     owner text;
     present boolean;
@@ -235,14 +255,16 @@ BEGIN
         RETURN r;
     END IF;
     d := substr(src, 10);
-    IF TG_TABLE_NAME IN ('cluster_tag', 'cluster_security_assignment') THEN
+    IF TG_TABLE_NAME IN ('cluster_tag', 'cluster_security_assignment', 'cluster_availability_gap') THEN
         -- no parent: only the sender's own, re-copied rows replace
         IF r.district IS DISTINCT FROM d THEN
             PERFORM vms._cluster_conflict(d, r.district, TG_TABLE_NAME, TG_OP,
-                                          coalesce(j ->> 'scope_ref', (j ->> 'category') || ':' || (j ->> 'name')), j);
+                                          coalesce(j ->> 'scope_ref', j ->> 'id', (j ->> 'category') || ':' || (j ->> 'name')), j);
             RETURN NULL;
         END IF;
-        IF TG_OP = 'INSERT' AND TG_TABLE_NAME = 'cluster_tag' THEN
+        IF TG_OP = 'INSERT' AND TG_TABLE_NAME = 'cluster_availability_gap' THEN
+            DELETE FROM vms.cluster_availability_gap t WHERE t.district = NEW.district AND t.id = NEW.id;
+        ELSIF TG_OP = 'INSERT' AND TG_TABLE_NAME = 'cluster_tag' THEN
             DELETE FROM vms.cluster_tag t WHERE t.district = NEW.district AND t.category = NEW.category AND t.name = NEW.name;
         ELSIF TG_OP = 'INSERT' THEN
             DELETE FROM vms.cluster_security_assignment t
@@ -254,9 +276,9 @@ BEGIN
         PERFORM vms._cluster_conflict(d, j ->> 'district', TG_TABLE_NAME, TG_OP, c::text, j);
         RETURN NULL;
     END IF;
-    SELECT o.district INTO owner FROM vms.cluster_owner o WHERE o.kind = TG_ARGV[0] AND o.code = c;
+    SELECT o.district INTO owner FROM vms.cluster_owner o WHERE o.kind = pkind AND o.code = c;
     IF owner IS NULL THEN
-        EXECUTE format('SELECT EXISTS (SELECT 1 FROM vms.%I WHERE code = $1)', kind) INTO present USING c;
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM vms.%I WHERE code = $1)', pkind) INTO present USING c;
         IF present THEN
             owner := NULL;   -- the city's own row
         END IF;
@@ -280,6 +302,8 @@ BEGIN
         WHEN 'cluster_channel_tag' THEN
             DELETE FROM vms.cluster_channel_tag t WHERE t.district = NEW.district AND t.channel_code = NEW.channel_code
                                                     AND t.category = NEW.category AND t.name = NEW.name;
+        WHEN 'availability_run' THEN
+            DELETE FROM vms.availability_run t WHERE t.source = NEW.source AND t.code = NEW.code AND t.from_ts = NEW.from_ts;
         END CASE;
     END IF;
     RETURN r;
@@ -308,6 +332,10 @@ CREATE TRIGGER cluster_channel_tag_apply BEFORE INSERT OR UPDATE OR DELETE ON vm
     FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_child('channel', 'channel_code');
 CREATE TRIGGER cluster_security_assignment_apply BEFORE INSERT OR UPDATE OR DELETE ON vms.cluster_security_assignment
     FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_child('security_assignment');
+CREATE TRIGGER availability_run_cluster_apply BEFORE INSERT OR UPDATE OR DELETE ON vms.availability_run
+    FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_child('run', 'code');
+CREATE TRIGGER cluster_availability_gap_apply BEFORE INSERT OR UPDATE OR DELETE ON vms.cluster_availability_gap
+    FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_child('gap');
 ALTER TABLE vms.device ENABLE REPLICA TRIGGER device_cluster_apply;
 ALTER TABLE vms.channel ENABLE REPLICA TRIGGER channel_cluster_apply;
 ALTER TABLE vms.catalog_node ENABLE REPLICA TRIGGER catalog_node_cluster_apply;
@@ -319,6 +347,8 @@ ALTER TABLE vms.lane_channel ENABLE REPLICA TRIGGER lane_channel_cluster_apply;
 ALTER TABLE vms.cluster_tag ENABLE REPLICA TRIGGER cluster_tag_apply_own;
 ALTER TABLE vms.cluster_channel_tag ENABLE REPLICA TRIGGER cluster_channel_tag_apply;
 ALTER TABLE vms.cluster_security_assignment ENABLE REPLICA TRIGGER cluster_security_assignment_apply;
+ALTER TABLE vms.availability_run ENABLE REPLICA TRIGGER availability_run_cluster_apply;
+ALTER TABLE vms.cluster_availability_gap ENABLE REPLICA TRIGGER cluster_availability_gap_apply;
 
 -- The compiled permission policy reads catalogue membership and tags; the
 -- statement triggers that drop it do not fire for the apply worker, which
@@ -600,6 +630,41 @@ CREATE TRIGGER security_assignment_cluster_keep_del AFTER DELETE ON vms.security
 CREATE TRIGGER security_assignment_cluster_keep_truncate AFTER TRUNCATE ON vms.security_assignment
     FOR EACH STATEMENT EXECUTE FUNCTION vms._cluster_keep_tags();
 
+-- District: vms.availability_gap kept with the district's name for the city
+-- (statement triggers; nothing is kept on a node that is not a district).
+-- SECURITY DEFINER as vms._cluster_keep_tags: it takes nothing from the
+-- caller but the statement's transition rows.
+CREATE FUNCTION vms._cluster_keep_gaps() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    d text := (SELECT n.district FROM vms.cluster_node n);
+BEGIN
+    IF d IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'TRUNCATE' THEN
+        DELETE FROM vms.cluster_availability_gap k WHERE k.district = d;
+        RETURN NULL;
+    END IF;
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+        DELETE FROM vms.cluster_availability_gap k USING old_rows o WHERE k.district = d AND k.id = o.id;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        INSERT INTO vms.cluster_availability_gap (district, id, device_code, from_ts, to_ts, reason)
+        SELECT d, n.id, n.device_code, n.from_ts, n.to_ts, n.reason FROM new_rows n;
+    END IF;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION vms._cluster_keep_gaps() IS 'internal: district side: keeps vms.cluster_availability_gap in step with vms.availability_gap';
+CREATE TRIGGER availability_gap_cluster_keep_ins AFTER INSERT ON vms.availability_gap
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._cluster_keep_gaps();
+CREATE TRIGGER availability_gap_cluster_keep_upd AFTER UPDATE ON vms.availability_gap
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._cluster_keep_gaps();
+CREATE TRIGGER availability_gap_cluster_keep_del AFTER DELETE ON vms.availability_gap
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION vms._cluster_keep_gaps();
+CREATE TRIGGER availability_gap_cluster_keep_truncate AFTER TRUNCATE ON vms.availability_gap
+    FOR EACH STATEMENT EXECUTE FUNCTION vms._cluster_keep_gaps();
+
 -- District, always (the rows come from the city's publication): a
 -- correction is applied as a person's edit is, with the district's history,
 -- override mark, updated_at and triggers (session_replication_role is set
@@ -766,6 +831,9 @@ BEGIN
       FROM vms.security_assignment a LEFT JOIN vms.tag t ON a.scope_kind = 'tag' AND t.id::text = a.scope_ref
      WHERE a.scope_kind <> 'tag' OR t.id IS NOT NULL
     ON CONFLICT DO NOTHING;
+    INSERT INTO vms.cluster_availability_gap (district, id, device_code, from_ts, to_ts, reason)
+    SELECT d, g.id, g.device_code, g.from_ts, g.to_ts, g.reason FROM vms.availability_gap g
+    ON CONFLICT DO NOTHING;
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = 'vms_ledger') THEN
         CREATE PUBLICATION vms_ledger FOR TABLE
             vms.device (code, name, manufacturer, model, firmware, ip_address, port, transport, civil_code,
@@ -776,10 +844,16 @@ BEGIN
             vms.catalog_node, vms.catalog_member,
             vms.checkpoint (code, name, direction_mode, address, road, civil_code, geom, created_at, updated_at),
             vms.lane, vms.lane_channel, vms.channel_status, vms.cluster_tag, vms.cluster_channel_tag,
-            vms.cluster_security_assignment
+            vms.cluster_security_assignment, vms.availability_run, vms.cluster_availability_gap
             -- not TRUNCATE: at the city it would hit the tables referencing
             -- these (credentials, tasks, ...) and stop the apply worker for good
             WITH (publish = 'insert, update, delete');
+    END IF;
+    -- a publication made before availability went up (0.3.0 upgrade): the
+    -- city then runs ALTER SUBSCRIPTION ... REFRESH PUBLICATION
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication_tables t
+                    WHERE t.pubname = 'vms_ledger' AND t.schemaname = 'vms' AND t.tablename = 'availability_run') THEN
+        ALTER PUBLICATION vms_ledger ADD TABLE vms.availability_run, vms.cluster_availability_gap;
     END IF;
     RETURN 'vms_ledger';
 END $$;
@@ -937,7 +1011,386 @@ CREATE OR REPLACE FUNCTION vms.channel_security_levels() RETURNS TABLE (code vms
 $$;
 COMMENT ON FUNCTION vms.channel_security_levels() IS 'channels whose effective security level is above 1, with that level (at a city, the strictest of its own and the owning district''s)';
 
+
+
+-- 19_availability.sql (issue 16: city-wide availability)
+-- the same text as there: a district's availability goes up with its
+-- ledger, scoped to the district at the city
+
+-- At a city, the runs of a district's devices and channels are the
+-- district's, replicated with their owner (vms.cluster_owner,
+-- 27_cluster_sync.sql); the city's own rebuilds and truncates leave them.
+CREATE OR REPLACE FUNCTION vms._availability_run_replicated(p_source text, p_code vms.gbcode) RETURNS boolean
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+BEGIN
+    RETURN EXISTS (SELECT 1 FROM vms.cluster_owner o
+                    WHERE o.kind = CASE WHEN p_source = 'device' THEN 'device' ELSE 'channel' END AND o.code = p_code);
+END $$;
+COMMENT ON FUNCTION vms._availability_run_replicated(text, vms.gbcode) IS
+    'internal: at a city, is this availability run subject a district''s (its runs are replicated from the district)';
+
+CREATE OR REPLACE FUNCTION vms._availability_run_trigger() RETURNS trigger
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    src text := TG_ARGV[0];
+    col text := CASE src WHEN 'device' THEN 'device_code' WHEN 'catalog' THEN 'code' ELSE 'channel_code' END;
+    proj text;
+    changed text;
+    codes vms.gbcode[];
+    froms timestamptz[];
+    heads boolean[];
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        LOCK TABLE vms.availability_run IN SHARE ROW EXCLUSIVE MODE;
+        -- at a city, the districts' runs (replicated, 27_cluster_sync.sql) stay
+        DELETE FROM vms.availability_run r WHERE r.source = src AND NOT vms._availability_run_replicated(r.source, r.code);
+        RETURN NULL;
+    END IF;
+    -- (id, code, at, state, counts) of a transition table's rows
+    proj := format('SELECT r.id, r.%I AS code, r.at, %s AS up, %s AS kept FROM %%I r', col,
+                   CASE src WHEN 'device' THEN 'r.event' WHEN 'catalog' THEN 'r.status = ''ON''' ELSE 'r.stream_ok IS NOT FALSE' END,
+                   CASE src WHEN 'device' THEN 'r.event IN (''online'', ''offline'')' ELSE 'true' END);
+    changed := CASE TG_OP
+        WHEN 'INSERT' THEN format('SELECT x.code, x.at FROM (%s) x WHERE x.kept', format(proj, 'new_rows'))
+        WHEN 'DELETE' THEN format('SELECT x.code, x.at FROM (%s) x WHERE x.kept', format(proj, 'old_rows'))
+        ELSE format('SELECT v.code, v.at FROM (%s) x FULL JOIN (%s) y ON y.id = x.id
+                      CROSS JOIN LATERAL (VALUES (x.code, x.at, x.kept), (y.code, y.at, y.kept)) v(code, at, kept)
+                     WHERE (x.code, x.at, x.up, x.kept) IS DISTINCT FROM (y.code, y.at, y.up, y.kept) AND v.kept',
+                    format(proj, 'old_rows'), format(proj, 'new_rows')) END;
+    IF TG_OP = 'DELETE' THEN
+        -- only the oldest events of a subject went (retention): its runs are cut, not rebuilt
+        EXECUTE format('SELECT array_agg(c.code), array_agg(c.from_at),
+                               array_agg(c.last_at < coalesce(vms._availability_first_event($1, c.code), ''infinity''))
+                          FROM (SELECT x.code, min(x.at) AS from_at, max(x.at) AS last_at FROM (%s) x GROUP BY x.code) c',
+                       changed)
+           INTO codes, froms, heads USING src;
+    ELSE
+        EXECUTE format('SELECT array_agg(c.code), array_agg(c.from_at)
+                          FROM (SELECT x.code, min(x.at) AS from_at FROM (%s) x GROUP BY x.code) c', changed)
+           INTO codes, froms;
+    END IF;
+    PERFORM vms._availability_refresh(src, codes, froms, heads);
+    RETURN NULL;
+END $$;
+-- Named to fire before the alarm triggers of the same tables (statement
+-- triggers fire in name order): every writer of events takes the run
+-- table's lock before any alarm row, so two writers cannot deadlock on them
+-- within one statement.
+COMMENT ON FUNCTION vms._availability_run_trigger() IS
+    'internal: keeps vms.availability_run exact when device events, catalog status events or inspection results are inserted, updated, deleted or truncated (argument: the run source)';
+
+CREATE OR REPLACE FUNCTION vms.availability_rebuild() RETURNS bigint
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    n bigint := 0;
+    k bigint;
+    src text;
+BEGIN
+    LOCK TABLE vms.availability_run IN SHARE ROW EXCLUSIVE MODE;
+    -- at a city, the districts' runs (replicated, 27_cluster_sync.sql) stay
+    DELETE FROM vms.availability_run r WHERE NOT vms._availability_run_replicated(r.source, r.code);
+    FOREACH src IN ARRAY ARRAY['device', 'catalog', 'stream'] LOOP
+        EXECUTE format($q$
+            INSERT INTO vms.availability_run (source, code, up, from_ts, to_ts, online_before, offline_before, outages_before)
+            SELECT $1, s.code, s.up, s.at, s.nx,
+                   coalesce(sum(CASE WHEN s.up AND s.nx < 'infinity' THEN extract(epoch FROM s.nx - s.at) END) OVER w, 0),
+                   coalesce(sum(CASE WHEN NOT s.up AND s.nx < 'infinity' THEN extract(epoch FROM s.nx - s.at) END) OVER w, 0),
+                   (count(*) FILTER (WHERE NOT s.up) OVER w)::int
+              FROM (SELECT f.code, f.up, f.at, coalesce(lead(f.at) OVER (PARTITION BY f.code ORDER BY f.at), 'infinity') AS nx
+                      FROM (SELECT a.*, a.up IS DISTINCT FROM lag(a.up) OVER (PARTITION BY a.code ORDER BY a.at) AS flip
+                              FROM (SELECT DISTINCT ON (e.code, e.at) e.code, e.at, e.up FROM (%s) e
+                                     WHERE NOT vms._availability_run_replicated($1, e.code)
+                                     ORDER BY e.code, e.at, e.id DESC) a) f
+                     WHERE f.flip) s
+            WINDOW w AS (PARTITION BY s.code ORDER BY s.at ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)$q$,
+            vms._availability_source_sql(src))
+        USING src;
+        GET DIAGNOSTICS k = ROW_COUNT;
+        n := n + k;
+    END LOOP;
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION vms.availability_rebuild() IS
+    'recompute every kept availability run from the events (vms.availability_run); needed only after events were written with the triggers disabled (a bulk load, a restore with --disable-triggers); returns the runs written';
+
+-- The unknown ranges of each device within [p_from, p_to): its own gaps and
+-- the platform-wide gaps (device_code NULL) of the platform that keeps it
+-- alive.  On a district or a lone node that is this node (every device).  At
+-- a city (27_cluster_sync.sql) a district's gaps arrive in
+-- vms.cluster_availability_gap: its platform-wide gaps cover only the
+-- devices that district owns (vms.cluster_owner), its device gaps only its
+-- own devices; the city's own platform-wide gaps cover only the city's own
+-- devices (a city down does not make a district's devices unknown).  Only
+-- devices with some unknown time are returned.
+CREATE OR REPLACE FUNCTION vms._availability_gaps(p_from timestamptz, p_to timestamptz)
+    RETURNS TABLE (code vms.gbcode, m tstzmultirange)
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    WITH g AS (
+        SELECT ''::text AS scope, x.device_code, x.from_ts, x.to_ts FROM vms.availability_gap x
+         WHERE x.to_ts > p_from AND x.from_ts < p_to
+        UNION ALL
+        SELECT x.district, x.device_code, x.from_ts, x.to_ts FROM vms.cluster_availability_gap x
+         WHERE x.to_ts > p_from AND x.from_ts < p_to
+           AND x.district IS DISTINCT FROM (SELECT n.district FROM vms.cluster_node n)),   -- a district's own mirror
+    glob AS (
+        SELECT g.scope, range_agg(tstzrange(greatest(g.from_ts, p_from), least(g.to_ts, p_to))) AS m
+          FROM g WHERE g.device_code IS NULL GROUP BY g.scope),
+    own AS (
+        SELECT g.device_code AS code, range_agg(tstzrange(greatest(g.from_ts, p_from), least(g.to_ts, p_to))) AS m
+          FROM g
+         WHERE g.device_code IS NOT NULL
+           AND (g.scope = '' OR EXISTS (SELECT 1 FROM vms.cluster_owner o
+                                         WHERE o.kind = 'device' AND o.code = g.device_code AND o.district = g.scope))
+         GROUP BY g.device_code),
+    wide AS (
+        SELECT d.code, gl.m
+          FROM vms.device d
+          LEFT JOIN vms.cluster_owner o ON o.kind = 'device' AND o.code = d.code
+          JOIN glob gl ON gl.scope = coalesce(o.district, ''))
+    SELECT coalesce(w.code, o.code), coalesce(w.m, '{}') + coalesce(o.m, '{}')
+      FROM wide w FULL JOIN own o ON o.code = w.code;
+END $$;
+COMMENT ON FUNCTION vms._availability_gaps(timestamptz, timestamptz) IS
+    'internal: per device with unknown time in [p_from, p_to), its unknown ranges: its own gaps and the platform-wide gaps of the node (at a city: of the district) that keeps it alive';
+
+-- Per device or channel: online, offline and period seconds (exact) and the
+-- outages begun in [from, least(to, now())), from the kept runs; the same
+-- figures as vms._availability_ranges computes from the events.
+--   device: its runs clipped to the period, less the unknown gaps (its own
+--           and the platform-wide ones, merged: vms._availability_gaps);
+--   channel: its device's, unless its catalog status or stream was bad at
+--           some instant of the period or the one before it: then
+--           online = device online less bad, offline = device offline plus
+--           device online and bad, from the runs around the period.
+CREATE OR REPLACE FUNCTION vms._availability_figures(p_from timestamptz, p_to timestamptz, p_kind text)
+    RETURNS TABLE (code vms.gbcode, online_s numeric, offline_s numeric, period_s numeric, offline_events integer)
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+#variable_conflict use_column
+DECLARE
+    t timestamptz := least(p_to, now());
+    per_s numeric;
+BEGIN
+    IF p_kind IS NULL OR p_kind NOT IN ('device', 'channel') THEN
+        RAISE EXCEPTION 'availability subjects are devices or channels, not "%"', p_kind
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use device or channel.';
+    END IF;
+    IF p_from IS NULL OR p_to IS NULL THEN
+        RAISE EXCEPTION 'an availability period needs both ends'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'Give both ends of the period.';
+    END IF;
+    per_s := greatest(extract(epoch FROM t - p_from), 0);
+    IF t < p_from THEN
+        t := p_from;   -- an empty period: every subject, no time
+    END IF;
+    RETURN QUERY
+    WITH gap_dev AS (
+        SELECT g.code, g.m FROM vms._availability_gaps(p_from, t) g),
+    -- per device: the sums at the period's two ends, from the last run
+    -- starting before each end (none before the start: the first run's)
+    ends AS (
+        SELECT d.code,
+               CASE WHEN r1.code IS NULL THEN 0
+                    ELSE r1.online_before + CASE WHEN r1.up THEN extract(epoch FROM t - r1.from_ts) ELSE 0 END
+                         - coalesce(r0.online_before + CASE WHEN r0.up THEN extract(epoch FROM p_from - r0.from_ts) ELSE 0 END,
+                                    f.online_before) END AS on_s,
+               CASE WHEN r1.code IS NULL THEN 0
+                    ELSE r1.offline_before + CASE WHEN NOT r1.up THEN extract(epoch FROM t - r1.from_ts) ELSE 0 END
+                         - coalesce(r0.offline_before + CASE WHEN NOT r0.up THEN extract(epoch FROM p_from - r0.from_ts) ELSE 0 END,
+                                    f.offline_before) END AS off_s,
+               CASE WHEN r1.code IS NULL THEN 0
+                    ELSE r1.outages_before + CASE WHEN r1.up THEN 0 ELSE 1 END
+                         - coalesce(r0.outages_before + CASE WHEN r0.up THEN 0 ELSE 1 END, f.outages_before) END AS ev
+          FROM vms.device d
+          LEFT JOIN LATERAL (SELECT r.code, r.up, r.from_ts, r.online_before, r.offline_before, r.outages_before
+                               FROM vms.availability_run r
+                              WHERE r.source = 'device' AND r.code = d.code AND r.from_ts < t
+                              ORDER BY r.from_ts DESC LIMIT 1) r1 ON true
+          LEFT JOIN LATERAL (SELECT r.code, r.up, r.from_ts, r.online_before, r.offline_before, r.outages_before
+                               FROM vms.availability_run r
+                              WHERE r.source = 'device' AND r.code = d.code AND r.from_ts < p_from AND r1.code IS NOT NULL
+                              ORDER BY r.from_ts DESC LIMIT 1) r0 ON true
+          LEFT JOIN LATERAL (SELECT r.online_before, r.offline_before, r.outages_before
+                               FROM vms.availability_run r
+                              WHERE r.source = 'device' AND r.code = d.code AND r1.code IS NOT NULL AND r0.code IS NULL
+                              ORDER BY r.from_ts LIMIT 1) f ON true),
+    -- the unknown ranges of each device (its own and the platform-wide
+    -- ones, merged, within the period)
+    gap_range AS (
+        SELECT gd.code, g FROM gap_dev gd, unnest(gd.m) g),
+    -- the time of each state in them: the differences of the sums at
+    -- each range's ends, as for the period
+    gap_cut AS (
+        SELECT gr.code, sum(cb.on_s - ca.on_s) AS on_g, sum(cb.off_s - ca.off_s) AS off_g
+          FROM gap_range gr
+         CROSS JOIN LATERAL (SELECT coalesce(r.online_before + CASE WHEN r.up THEN extract(epoch FROM lower(gr.g) - r.from_ts) ELSE 0 END,
+                                     f.online_before, 0) AS on_s,
+                            coalesce(r.offline_before + CASE WHEN NOT r.up THEN extract(epoch FROM lower(gr.g) - r.from_ts) ELSE 0 END,
+                                     f.offline_before, 0) AS off_s
+                       FROM (SELECT 1) o
+                       LEFT JOIN LATERAL (SELECT r.up, r.from_ts, r.online_before, r.offline_before
+                                            FROM vms.availability_run r
+                                           WHERE r.source = 'device' AND r.code = gr.code AND r.from_ts < lower(gr.g)
+                                           ORDER BY r.from_ts DESC LIMIT 1) r ON true
+                       LEFT JOIN LATERAL (SELECT r2.online_before, r2.offline_before
+                                            FROM vms.availability_run r2
+                                           WHERE r2.source = 'device' AND r2.code = gr.code AND r.from_ts IS NULL
+                                           ORDER BY r2.from_ts LIMIT 1) f ON true) ca
+         CROSS JOIN LATERAL (SELECT coalesce(r.online_before + CASE WHEN r.up THEN extract(epoch FROM upper(gr.g) - r.from_ts) ELSE 0 END,
+                                     f.online_before, 0) AS on_s,
+                            coalesce(r.offline_before + CASE WHEN NOT r.up THEN extract(epoch FROM upper(gr.g) - r.from_ts) ELSE 0 END,
+                                     f.offline_before, 0) AS off_s
+                       FROM (SELECT 1) o
+                       LEFT JOIN LATERAL (SELECT r.up, r.from_ts, r.online_before, r.offline_before
+                                            FROM vms.availability_run r
+                                           WHERE r.source = 'device' AND r.code = gr.code AND r.from_ts < upper(gr.g)
+                                           ORDER BY r.from_ts DESC LIMIT 1) r ON true
+                       LEFT JOIN LATERAL (SELECT r2.online_before, r2.offline_before
+                                            FROM vms.availability_run r2
+                                           WHERE r2.source = 'device' AND r2.code = gr.code AND r.from_ts IS NULL
+                                           ORDER BY r2.from_ts LIMIT 1) f ON true) cb
+         GROUP BY gr.code),
+    dev AS (
+        SELECT e.code, e.on_s - coalesce(c.on_g, 0) AS on_s, e.off_s - coalesce(c.off_g, 0) AS off_s, e.ev::int AS ev
+          FROM ends e LEFT JOIN gap_cut c ON c.code = e.code),
+    -- channels bad (catalog not ON, stream not pulled) at some instant from
+    -- just before the period to its end
+    bad AS (
+        SELECT r.code, range_agg(tstzrange(r.from_ts, least(r.to_ts, t))) AS b
+          FROM vms.availability_run r
+         WHERE p_kind = 'channel' AND r.source <> 'device' AND NOT r.up
+           AND r.to_ts >= p_from AND r.from_ts < t
+         GROUP BY r.code),
+    ch_bad AS (
+        SELECT b.code, d.on_mr - b.b AS on_mr, d.off_mr + (d.on_mr * b.b) AS off_mr,
+               coalesce(gd.m, '{}') AS m
+          FROM bad b JOIN vms.channel c ON c.code = b.code
+          LEFT JOIN gap_dev gd ON gd.code = c.device_code
+         CROSS JOIN LATERAL (
+             SELECT coalesce(range_agg(tstzrange(r.from_ts, least(r.to_ts, t))) FILTER (WHERE r.up), '{}') AS on_mr,
+                    coalesce(range_agg(tstzrange(r.from_ts, least(r.to_ts, t))) FILTER (WHERE NOT r.up), '{}') AS off_mr
+               FROM vms.availability_run r
+              WHERE r.source = 'device' AND r.code = c.device_code AND r.to_ts >= p_from AND r.from_ts < t) d),
+    ch_slow AS (
+        SELECT x.code,
+               coalesce((SELECT sum(extract(epoch FROM upper(g) - lower(g)))
+                           FROM unnest((x.on_mr - x.m) * tstzmultirange(tstzrange(p_from, t))) g), 0) AS on_s,
+               coalesce((SELECT sum(extract(epoch FROM upper(g) - lower(g)))
+                           FROM unnest((x.off_mr - x.m) * tstzmultirange(tstzrange(p_from, t))) g), 0) AS off_s,
+               (SELECT count(*) FROM unnest(x.off_mr) g WHERE lower(g) >= p_from AND lower(g) < t)::int AS ev
+          FROM ch_bad x)
+    SELECT d.code, coalesce(v.on_s, 0), coalesce(v.off_s, 0), per_s, coalesce(v.ev, 0)
+      FROM vms.device d LEFT JOIN dev v ON v.code = d.code
+     WHERE p_kind = 'device'
+    UNION ALL
+    SELECT c.code, coalesce(s.on_s, v.on_s, 0), coalesce(s.off_s, v.off_s, 0), per_s, coalesce(s.ev, v.ev, 0)
+      FROM vms.channel c
+      LEFT JOIN ch_slow s ON s.code = c.code
+      LEFT JOIN dev v ON s.code IS NULL AND v.code = c.device_code
+     WHERE p_kind = 'channel';
+END $$;
+COMMENT ON FUNCTION vms._availability_figures(timestamptz, timestamptz, text) IS
+    'internal: per device or channel, the online, offline and period seconds and the outages begun in the period, from the kept runs (vms.availability_run)';
+
+-- A state's segments: from each event to the next one of the same subject
+-- (or the end); the last event before the period carries its state in.
+-- Returns, per subject, the online and offline time within the period (gaps
+-- removed) and the outages that began in it.
+CREATE OR REPLACE FUNCTION vms._availability_ranges(p_from timestamptz, p_to timestamptz, p_kind text)
+    RETURNS TABLE (code vms.gbcode, period tstzmultirange, online tstzmultirange, offline tstzmultirange,
+                   offline_events integer)
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+#variable_conflict use_column
+DECLARE
+    t timestamptz := least(p_to, now());
+BEGIN
+    IF p_kind NOT IN ('device', 'channel') THEN
+        RAISE EXCEPTION 'availability subjects are devices or channels, not "%"', p_kind
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use device or channel.';
+    END IF;
+    IF p_from IS NULL OR p_to IS NULL THEN
+        RAISE EXCEPTION 'an availability period needs both ends'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'Give both ends of the period.';
+    END IF;
+    IF t < p_from THEN
+        t := p_from;   -- an empty period: every subject, no time
+    END IF;
+    RETURN QUERY
+    WITH gaps AS (SELECT g.code, g.m FROM vms._availability_gaps(p_from, t) g),
+    dev_ev AS (
+        SELECT x.device_code, x.at, x.up, x.id FROM (
+            SELECT e.device_code, e.at, e.event = 'online' AS up, e.id
+              FROM vms.device_event e
+             WHERE e.event IN ('online', 'offline') AND e.at >= p_from AND e.at < t
+            UNION ALL
+            SELECT l.device_code, l.at, l.up, l.id
+              FROM vms.device d
+             CROSS JOIN LATERAL (SELECT e.device_code, e.at, e.event = 'online' AS up, e.id
+                                   FROM vms.device_event e
+                                  WHERE e.device_code = d.code AND e.event IN ('online', 'offline') AND e.at < p_from
+                                  ORDER BY e.at DESC, e.id DESC LIMIT 1) l) x),
+    dev_seg AS (
+        SELECT s.device_code, s.up,
+               tstzrange(s.at, coalesce(lead(s.at) OVER (PARTITION BY s.device_code ORDER BY s.at, s.id), t)) AS r
+          FROM dev_ev s),
+    dev AS (
+        SELECT d.code,
+               coalesce(range_agg(s.r) FILTER (WHERE s.up), '{}') AS up_mr,
+               coalesce(range_agg(s.r) FILTER (WHERE NOT s.up), '{}') AS down_mr,
+               coalesce(gp.m, '{}') AS gap_mr
+          FROM vms.device d LEFT JOIN dev_seg s ON s.device_code = d.code
+          LEFT JOIN gaps gp ON gp.code = d.code
+         GROUP BY d.code, gp.m),
+    -- channels: catalog status and stream results as 'bad' segments
+    ch_ev AS (
+        SELECT x.code, x.at, x.bad, x.src, x.id FROM (
+            SELECT e.code, e.at, e.status <> 'ON' AS bad, 1 AS src, e.id
+              FROM vms.channel_status_event e WHERE p_kind = 'channel' AND e.at >= p_from AND e.at < t
+            UNION ALL
+            SELECT l.code, l.at, l.bad, 1, l.id
+              FROM vms.channel c
+             CROSS JOIN LATERAL (SELECT e.code, e.at, e.status <> 'ON' AS bad, e.id FROM vms.channel_status_event e
+                                  WHERE e.code = c.code AND e.at < p_from ORDER BY e.at DESC, e.id DESC LIMIT 1) l
+             WHERE p_kind = 'channel'
+            UNION ALL
+            SELECT q.channel_code, q.at, NOT q.stream_ok, 2, q.id
+              FROM vms.quality_result q WHERE p_kind = 'channel' AND q.at >= p_from AND q.at < t
+            UNION ALL
+            SELECT l.channel_code, l.at, l.bad, 2, l.id
+              FROM vms.channel c
+             CROSS JOIN LATERAL (SELECT q.channel_code, q.at, NOT q.stream_ok AS bad, q.id FROM vms.quality_result q
+                                  WHERE q.channel_code = c.code AND q.at < p_from ORDER BY q.at DESC, q.id DESC LIMIT 1) l
+             WHERE p_kind = 'channel') x),
+    ch_seg AS (
+        SELECT s.code, s.bad,
+               tstzrange(s.at, coalesce(lead(s.at) OVER (PARTITION BY s.code, s.src ORDER BY s.at, s.id), t)) AS r
+          FROM ch_ev s),
+    ch_bad AS (
+        SELECT s.code, range_agg(s.r) AS bad_mr FROM ch_seg s WHERE s.bad GROUP BY s.code),
+    subj AS (
+        SELECT d.code, d.up_mr, d.down_mr, d.gap_mr FROM dev d WHERE p_kind = 'device'
+        UNION ALL
+        SELECT c.code, d.up_mr - coalesce(b.bad_mr, '{}'),
+               d.down_mr + (d.up_mr * coalesce(b.bad_mr, '{}')), d.gap_mr
+          FROM vms.channel c JOIN dev d ON d.code = c.device_code
+          LEFT JOIN ch_bad b ON b.code = c.code
+         WHERE p_kind = 'channel'),
+    per AS (SELECT tstzmultirange(tstzrange(p_from, t)) AS p)
+    SELECT s.code, per.p,
+           (s.up_mr - s.gap_mr) * per.p,
+           (s.down_mr - s.gap_mr) * per.p,
+           (SELECT count(*)::int FROM unnest(s.down_mr) r WHERE lower(r) >= p_from AND lower(r) < t)
+      FROM subj s, per;
+END $$;
+COMMENT ON FUNCTION vms._availability_ranges(timestamptz, timestamptz, text) IS
+    'internal: per device or channel, the period, its online and offline time (unknown gaps removed) and the outages that began in it';
+-- end of 19_availability.sql
+
 REVOKE ALL ON FUNCTION vms._district_security_levels(), vms._cluster_has_levels(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION vms._availability_gaps(timestamptz, timestamptz), vms._availability_run_replicated(text, vms.gbcode),
+    vms._cluster_keep_gaps() FROM PUBLIC;
 REVOKE ALL ON FUNCTION
     vms._cluster_applying(), vms._cluster_conflict(text, text, text, text, text, jsonb),
     vms._cluster_apply_owned(), vms._cluster_apply_child(), vms._cluster_apply_tiles(), vms._cluster_tag_id(text, text, text, boolean),
