@@ -49,6 +49,7 @@ typedef struct Span
 	size_t		at;				/* its opening quote in the condensed text */
 	size_t		shift;			/* bytes the condensed text lacks before it */
 	size_t		len;			/* its length in the body, quotes included */
+	bytea	   *decoded;		/* what b64_decode made of it, NULL if not base64 */
 } Span;
 
 enum
@@ -193,9 +194,11 @@ b64_decode(const char *src, int len, char *dst)
  * it holds, and the lexer's verdict on everything else does not depend on
  * how long it is, so the parse of the copy succeeds or fails as the body's
  * would, with the same structure; scalar() maps a token back to the body.
- * The strings are found with memchr and a test of 8 bytes at a time; a
- * string with a backslash (escapes) or a control character is copied as
- * it is, for the lexer to judge.  Returns the text to parse (the body
+ * The strings are found with memchr; a long one is decoded as base64 on
+ * the spot (valid base64 holds neither; scalar() then takes those bytes if
+ * it is an image's Data), else tested 8 bytes at a time.  A string with a
+ * backslash (escapes) or a control character is copied as it is, for the
+ * lexer to judge.  Returns the text to parse (the body
  * itself when nothing was condensed) and its length.
  */
 #define ONES UINT64CONST(0x0101010101010101)
@@ -244,8 +247,27 @@ condense(Split *s, char *input, size_t len, size_t *out_len)
 		e = memchr(q + 1, '"', end - q - 1);
 		if (e == NULL)
 			break;				/* unterminated: the lexer says so */
-		if ((size_t) (e - q - 1) >= CONDENSE_MIN && !maybe_special(q + 1, e - q - 1))
+		if ((size_t) (e - q - 1) >= CONDENSE_MIN)
 		{
+			/*
+			 * Decoded now if it is base64 (then it holds neither a backslash
+			 * nor a control character), for scalar() should it be an
+			 * image's Data: no second pass over it
+			 */
+			size_t		n = e - q - 1;
+			bytea	   *raw = (bytea *) palloc(VARHDRSZ + pg_b64_dec_len(n) + 3);
+			int			got = b64_decode(q + 1, (int) n, VARDATA(raw));
+
+			if (got >= 0)
+				SET_VARSIZE(raw, VARHDRSZ + got);
+			else
+			{
+				pfree(raw);
+				raw = NULL;
+			}
+			if (raw == NULL && maybe_special(q + 1, n))
+				goto verbatim;
+
 			if (c.data == NULL)
 				initStringInfo(&c);
 			if (s->n_spans == max_spans)
@@ -257,6 +279,7 @@ condense(Split *s, char *input, size_t len, size_t *out_len)
 			s->spans[s->n_spans].at = c.len;
 			s->spans[s->n_spans].shift = shift;
 			s->spans[s->n_spans].len = e + 1 - q;
+			s->spans[s->n_spans].decoded = raw;
 			s->n_spans++;
 			appendBinaryStringInfo(&c, "\"\"", 2);
 			shift += e - q - 1;
@@ -264,6 +287,7 @@ condense(Split *s, char *input, size_t len, size_t *out_len)
 			scan = e + 1;
 			continue;
 		}
+verbatim:
 		/* the string ends at the first quote no backslash escapes */
 		for (e = q + 1; e < end && *e != '"'; e++)
 			if (*e == '\\')
@@ -452,6 +476,7 @@ scalar(void *state, char *token, JsonTokenType tokentype)
 	size_t		at;
 	size_t		shift = 0;
 	bool		condensed = false;
+	bytea	   *decoded = NULL;
 	int			len;
 	bytea	   *raw;
 	int			n;
@@ -469,6 +494,7 @@ scalar(void *state, char *token, JsonTokenType tokentype)
 	{
 		condensed = true;
 		shift = s->spans[s->next_span].shift;
+		decoded = s->spans[s->next_span].decoded;
 		start = s->input + at + shift;
 		end = start + s->spans[s->next_span].len;
 	}
@@ -482,14 +508,25 @@ scalar(void *state, char *token, JsonTokenType tokentype)
 	len = (int) (end - start - 2);
 	if (!condensed && memchr(start + 1, '\\', len) != NULL)
 		return;					/* escapes: the SQL decodes it */
-	raw = (bytea *) palloc(VARHDRSZ + pg_b64_dec_len(len) + 3);
-	n = b64_decode(start + 1, len, VARDATA(raw));
-	if (n < 0)
+	if (condensed)
 	{
-		pfree(raw);
-		return;					/* not base64: the SQL says so */
+		/* condense() decoded it already */
+		if (decoded == NULL)
+			return;				/* not base64: the SQL says so */
+		raw = decoded;
+		n = VARSIZE(raw) - VARHDRSZ;
 	}
-	SET_VARSIZE(raw, VARHDRSZ + n);
+	else
+	{
+		raw = (bytea *) palloc(VARHDRSZ + pg_b64_dec_len(len) + 3);
+		n = b64_decode(start + 1, len, VARDATA(raw));
+		if (n < 0)
+		{
+			pfree(raw);
+			return;				/* not base64: the SQL says so */
+		}
+		SET_VARSIZE(raw, VARHDRSZ + n);
+	}
 	appendBinaryStringInfo(&s->out, s->copied, start - s->copied);
 	appendStringInfoString(&s->out, "\"\"");
 	s->copied = end;
