@@ -145,7 +145,11 @@ COMMENT ON FUNCTION vms._governance_row_expr(vms.governance_rule) IS
 -- Each kind is one set-based query; scope is a civil-code prefix or NULL,
 -- codes a list of channels or NULL (all).  The rules that compare channels
 -- with each other (same_point, duplicate_name) find listed channels only,
--- counting each one's point or unit and name in the whole ledger.
+-- counting each one's point or unit and name in the whole ledger.  The
+-- channels taken, here and in vms._governance_run: the ledger when codes
+-- is NULL, else each listed channel through the primary key (a LATERAL
+-- lookup behind OFFSET 0: with = ANY over the 30,000 codes of an
+-- incremental run the planner scanned the whole ledger in every query).
 CREATE FUNCTION vms._governance_findings(rule vms.governance_rule, scope text, codes vms.gbcode[])
     RETURNS TABLE (channel_code vms.gbcode, detail text)
     LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
@@ -156,8 +160,10 @@ BEGIN
         -- OFFSET 0 keeps the expression computed once a channel
         RETURN QUERY EXECUTE format($q$
         SELECT s.code, s.detail
-          FROM (SELECT c.code, %s AS detail FROM vms.channel c
-                 WHERE ($1 IS NULL OR c.civil_code LIKE $1 || '%%') AND ($2 IS NULL OR c.code = ANY ($2)) OFFSET 0) s
+          FROM (SELECT c.code, %s AS detail FROM (SELECT c.* FROM vms.channel c WHERE $2 IS NULL
+                 UNION ALL SELECT l.* FROM (SELECT DISTINCT u.code FROM unnest($2::vms.gbcode[]) u(code)) u
+                 CROSS JOIN LATERAL (SELECT c.* FROM vms.channel c WHERE c.code = u.code OFFSET 0) l) c
+                 WHERE ($1 IS NULL OR c.civil_code LIKE $1 || '%%') OFFSET 0) s
          WHERE s.detail IS NOT NULL $q$, vms._governance_row_expr(rule))
         USING scope, codes;
         RETURN;
@@ -167,20 +173,24 @@ BEGIN
         -- the most specific region whose boundary covers the point
         RETURN QUERY
         SELECT c.code, format('recorded civil code %s, but the location lies in %s (%s)', c.civil_code, r.civil_code, r.name)
-          FROM vms.channel c
+          FROM (SELECT c.* FROM vms.channel c WHERE codes IS NULL
+                 UNION ALL SELECT l.* FROM (SELECT DISTINCT u.code FROM unnest(codes) u(code)) u
+                 CROSS JOIN LATERAL (SELECT c.* FROM vms.channel c WHERE c.code = u.code OFFSET 0) l) c
           CROSS JOIN LATERAL (SELECT g.civil_code, g.name FROM vms.region g
                                WHERE g.boundary IS NOT NULL AND ST_Covers(g.boundary, c.geom)
                                ORDER BY g.level DESC LIMIT 1) r
-         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%') AND (codes IS NULL OR c.code = ANY (codes))
+         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
            AND c.geom IS NOT NULL AND c.civil_code IS NOT NULL
            AND NOT (r.civil_code LIKE c.civil_code || '%' OR c.civil_code LIKE r.civil_code || '%');
     WHEN 'outside_region' THEN
         RETURN QUERY
         SELECT c.code, format('location is %s m outside region %s (%s)',
                               round(ST_Distance(g.boundary::geography, c.geom::geography)), g.civil_code, g.name)
-          FROM vms.channel c
+          FROM (SELECT c.* FROM vms.channel c WHERE codes IS NULL
+                 UNION ALL SELECT l.* FROM (SELECT DISTINCT u.code FROM unnest(codes) u(code)) u
+                 CROSS JOIN LATERAL (SELECT c.* FROM vms.channel c WHERE c.code = u.code OFFSET 0) l) c
           JOIN vms.region g ON g.civil_code = c.civil_code
-         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%') AND (codes IS NULL OR c.code = ANY (codes))
+         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
            AND g.boundary IS NOT NULL AND c.geom IS NOT NULL AND NOT ST_Covers(g.boundary, c.geom);
     WHEN 'same_point' THEN
         IF codes IS NULL THEN
@@ -197,35 +207,44 @@ BEGIN
             -- (the spatial index finds the channels on a point)
             RETURN QUERY
             SELECT c.code, format('%s channels share the point %s', s.n, ST_AsText(c.geom))
-              FROM vms.channel c
+              FROM (SELECT c.* FROM vms.channel c WHERE codes IS NULL
+                 UNION ALL SELECT l.* FROM (SELECT DISTINCT u.code FROM unnest(codes) u(code)) u
+                 CROSS JOIN LATERAL (SELECT c.* FROM vms.channel c WHERE c.code = u.code OFFSET 0) l) c
               JOIN (SELECT k.g, (SELECT count(*) FROM vms.channel x
                                   WHERE x.geom && k.g AND x.geom = k.g
                                     AND (scope IS NULL OR x.civil_code LIKE scope || '%')) AS n
-                      FROM (SELECT DISTINCT geom AS g FROM vms.channel
-                             WHERE code = ANY (codes) AND geom IS NOT NULL) k) s
+                      FROM (SELECT DISTINCT k.geom AS g FROM (SELECT c.* FROM vms.channel c WHERE codes IS NULL
+                 UNION ALL SELECT l.* FROM (SELECT DISTINCT u.code FROM unnest(codes) u(code)) u
+                 CROSS JOIN LATERAL (SELECT c.* FROM vms.channel c WHERE c.code = u.code OFFSET 0) l) k
+                             WHERE k.geom IS NOT NULL) k) s
                 ON c.geom = s.g AND s.n >= coalesce((p ->> 'min_count')::int, 3)
-             WHERE (scope IS NULL OR c.civil_code LIKE scope || '%') AND c.code = ANY (codes);
+             WHERE (scope IS NULL OR c.civil_code LIKE scope || '%');
         END IF;
     WHEN 'duplicate_name' THEN
         -- with a list: the listed channels' names, each counted in the whole ledger
         RETURN QUERY
         SELECT c.code, format('name "%s" is used by %s channels of the same unit', c.name, d.n)
-          FROM vms.channel c
+          FROM (SELECT c.* FROM vms.channel c WHERE codes IS NULL
+                 UNION ALL SELECT l.* FROM (SELECT DISTINCT u.code FROM unnest(codes) u(code)) u
+                 CROSS JOIN LATERAL (SELECT c.* FROM vms.channel c WHERE c.code = u.code OFFSET 0) l) c
           JOIN (SELECT unit_id, name, count(*) AS n FROM vms.channel
                  WHERE unit_id IS NOT NULL AND (scope IS NULL OR civil_code LIKE scope || '%')
-                   AND (codes IS NULL OR (unit_id, name) IN (SELECT k.unit_id, k.name FROM vms.channel k
-                                                              WHERE k.code = ANY (codes)))
+                   AND (codes IS NULL OR (unit_id, name) IN (SELECT k.unit_id, k.name FROM (SELECT c.* FROM vms.channel c WHERE codes IS NULL
+                 UNION ALL SELECT l.* FROM (SELECT DISTINCT u.code FROM unnest(codes) u(code)) u
+                 CROSS JOIN LATERAL (SELECT c.* FROM vms.channel c WHERE c.code = u.code OFFSET 0) l) k))
                  GROUP BY unit_id, name HAVING count(*) > 1) d
             ON d.unit_id = c.unit_id AND d.name = c.name
-         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%') AND (codes IS NULL OR c.code = ANY (codes));
+         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%');
     WHEN 'naming_pattern' THEN
         RETURN QUERY
         SELECT c.code, format('name "%s" does not match %s (e.g. %s)', c.name, np.pattern, coalesce(np.example, '-'))
-          FROM vms.channel c
+          FROM (SELECT c.* FROM vms.channel c WHERE codes IS NULL
+                 UNION ALL SELECT l.* FROM (SELECT DISTINCT u.code FROM unnest(codes) u(code)) u
+                 CROSS JOIN LATERAL (SELECT c.* FROM vms.channel c WHERE c.code = u.code OFFSET 0) l) c
           CROSS JOIN LATERAL (SELECT n.pattern, n.example FROM vms.naming_pattern n
                                WHERE coalesce(c.civil_code, '') LIKE n.civil_prefix || '%'
                                ORDER BY length(n.civil_prefix) DESC LIMIT 1) np
-         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%') AND (codes IS NULL OR c.code = ANY (codes))
+         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
            AND c.name !~ np.pattern;
     END CASE;
 END $$;
@@ -308,8 +327,10 @@ BEGIN
         EXECUTE format($q$
         INSERT INTO _gov_found
         SELECT s.code, k.rule_code, k.severity, k.detail
-          FROM (SELECT c.code, ARRAY[%s]::text[] AS details FROM vms.channel c
-                 WHERE ($1 IS NULL OR c.civil_code LIKE $1 || '%%') AND ($4 IS NULL OR c.code = ANY ($4)) OFFSET 0) s
+          FROM (SELECT c.code, ARRAY[%s]::text[] AS details FROM (SELECT c.* FROM vms.channel c WHERE $4 IS NULL
+                 UNION ALL SELECT l.* FROM (SELECT DISTINCT u.code FROM unnest($4::vms.gbcode[]) u(code)) u
+                 CROSS JOIN LATERAL (SELECT c.* FROM vms.channel c WHERE c.code = u.code OFFSET 0) l) c
+                 WHERE ($1 IS NULL OR c.civil_code LIKE $1 || '%%') OFFSET 0) s
          CROSS JOIN LATERAL unnest(s.details, $2::text[], $3::smallint[]) k(detail, rule_code, severity)
          WHERE k.detail IS NOT NULL $q$, row_exprs)
         USING scope, row_rules, row_severities, codes;
@@ -326,7 +347,12 @@ BEGIN
     -- task of a channel in scope recorded under another civil code)
     CREATE TEMP TABLE _gov_live ON COMMIT DROP AS
     SELECT t.id, t.channel_code, t.rule_code, t.state, t.civil_code FROM vms.governance_task t
-     WHERE t.state IN ('open', 'assigned', 'fixed', 'ignored') AND (codes IS NULL OR t.channel_code = ANY (codes));
+     WHERE codes IS NULL AND t.state IN ('open', 'assigned', 'fixed', 'ignored')
+    UNION ALL
+    SELECT t.id, t.channel_code, t.rule_code, t.state, t.civil_code
+      FROM (SELECT DISTINCT u.code FROM unnest(codes) u(code)) u
+     CROSS JOIN LATERAL (SELECT t.* FROM vms.governance_task t
+                          WHERE t.channel_code = u.code AND t.state IN ('open', 'assigned', 'fixed', 'ignored') OFFSET 0) t;
     ANALYZE _gov_live;
 
     -- a task marked fixed whose problem is still there opens again, live
@@ -391,8 +417,9 @@ BEGIN
     UPDATE vms.governance_task t
        SET state = 'verified', closed_at = now(), closed_by_run = run.id
       FROM (SELECT l.id FROM _gov_live l
-              LEFT JOIN _gov_found f USING (channel_code, rule_code)
-             WHERE f.channel_code IS NULL AND l.state IN ('open', 'assigned', 'fixed')
+             WHERE l.state IN ('open', 'assigned', 'fixed')
+               AND NOT EXISTS (SELECT 1 FROM _gov_found f
+                                WHERE f.channel_code = l.channel_code AND f.rule_code = l.rule_code)
                AND (scope IS NULL OR l.civil_code LIKE scope || '%')
                AND l.rule_code IN (SELECT code FROM vms.governance_rule WHERE enabled)) x
      WHERE t.id = x.id AND t.state IN ('open', 'assigned', 'fixed');
@@ -400,8 +427,10 @@ BEGIN
 
     UPDATE vms.governance_run g
        SET closed = n, findings = (SELECT count(*) FROM _gov_found),
-           channels = (SELECT count(*) FROM vms.channel c WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
-                                                            AND (codes IS NULL OR c.code = ANY (codes))),
+           channels = (SELECT count(*) FROM (SELECT c.* FROM vms.channel c WHERE codes IS NULL
+                 UNION ALL SELECT l.* FROM (SELECT DISTINCT u.code FROM unnest(codes) u(code)) u
+                 CROSS JOIN LATERAL (SELECT c.* FROM vms.channel c WHERE c.code = u.code OFFSET 0) l) c
+                        WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')),
            finished_at = clock_timestamp()
      WHERE g.id = run.id RETURNING * INTO run;
     DROP TABLE _gov_found;
