@@ -239,14 +239,32 @@ SELECT (xpath('/Notify/CmdType/text()', x))[1]::text AS cmd, (xpath('/Notify/Dev
        (xpath('/Notify/Longitude/text()', x))[1]::text AS lon, (xpath('/Notify/Latitude/text()', x))[1]::text AS lat,
        (xpath('/Notify/Speed/text()', x))[1]::text AS speed, (xpath('/Notify/Direction/text()', x))[1]::text AS dir,
        (xpath('/Notify/SN/text()', x))[1]::text AS sn
-  FROM vms._sip_upstream_positions('city', 600) b, xmlparse(document convert_from(b, 'GB18030')) x;
+  FROM vms._sip_upstream_positions('city', 600) b, xmlparse(document convert_from(b.body, 'GB18030')) x;
 SELECT count(*) AS again FROM vms._sip_upstream_positions('city', 700);
 INSERT INTO vms.mobile_position (device_code, at, geom) VALUES
     ('34020100001180000001', '2026-01-01 10:02+00', ST_SetSRID(ST_MakePoint(117.4, 31.7), 4326));
 SELECT count(*) AS of_the_device, count(DISTINCT (xpath('/Notify/DeviceID/text()', x))[1]::text) AS channels,
        count(*) FILTER (WHERE (xpath('/Notify/DeviceID/text()', x))[1]::text = '34010000001320000099') AS mapped
-  FROM vms._sip_upstream_positions('city', 800) b, xmlparse(document convert_from(b, 'GB18030')) x;
+  FROM vms._sip_upstream_positions('city', 800) b, xmlparse(document convert_from(b.body, 'GB18030')) x;
 SELECT count(*) AS restarted FROM vms._sip_upstream_positions('city', 900, restart => true);
+-- a change is sent at most once a gap (the subscription's Interval): one sent less than gap seconds ago is held
+-- back (a NULL body says when it is due: its last NOTIFY + gap), then the newest goes; a newer report of the
+-- same position is no change
+INSERT INTO vms.mobile_position (device_code, at, geom, speed, direction) VALUES
+    ('34020100001320000008', '2026-01-01 10:05+00', ST_SetSRID(ST_MakePoint(117.31, 31.95), 4326), 13, 91);
+SELECT count(b.body) AS sent, count(b.due) AS held,
+       bool_and(b.due IS NULL OR b.due = (SELECT t.sent_at + interval '1 hour' FROM vms.sip_share_position_told t
+                                           WHERE t.upstream = 'city' AND t.code = '34020100001320000008')) AS due_after_the_gap
+  FROM vms._sip_upstream_positions('city', 1000, gap => 3600) b;
+INSERT INTO vms.mobile_position (device_code, at, geom, speed, direction) VALUES
+    ('34020100001320000008', '2026-01-01 10:06+00', ST_SetSRID(ST_MakePoint(117.32, 31.95), 4326), 13, 91);
+SELECT (xpath('/Notify/Longitude/text()', x))[1]::text AS newest_lon, count(*) OVER () AS sent
+  FROM vms._sip_upstream_positions('city', 1100, gap => 0) b, xmlparse(document convert_from(b.body, 'GB18030')) x;
+INSERT INTO vms.mobile_position (device_code, at, geom, speed, direction) VALUES
+    ('34020100001320000008', '2026-01-01 10:07+00', ST_SetSRID(ST_MakePoint(117.32, 31.95), 4326), 13, 91);
+SELECT count(*) AS same_position_sent FROM vms._sip_upstream_positions('city', 1200, gap => 0);
+SELECT at = '2026-01-01 10:07+00' AS looked_at_the_newest FROM vms.sip_share_position_told
+ WHERE upstream = 'city' AND code = '34020100001320000008';
 
 -- a control or query of the upper platform for a channel: relayed only for a code it is shared, and only
 -- controls of the channel (not TeleBoot); RecordInfo and PresetQuery; the refusal's answer; every one audited.
@@ -334,7 +352,7 @@ SELECT (xpath('/Item/DeviceID/text()', i))[1]::text AS code, (xpath('/Item/Event
 SET client_min_messages = warning;
 SELECT vms._sip_upstream_flush('[{"u": "city", "st": "registering", "at": 1700000000, "c": "start"},
                                  {"u": "town", "st": "registering", "at": 1700000000}]');
-SELECT vms._sip_take_share_changes() AS taken_unregistered;
+SELECT * FROM vms._sip_take_share_changes() AS taken_unregistered;
 SELECT vms._sip_upstream_flush('[{"u": "city", "st": "registered", "at": 1700000001, "c": "200 OK", "ra": 1700000001,
                                   "ex": 1700003601, "ka": 1700000001, "ls": 200,
                                   "sb": {"Alarm": {"expires_at": 1700000601, "filter": {"CmdType": "Alarm", "StartAlarmPriority": "1"}}}}]');
@@ -344,9 +362,20 @@ SELECT subscriptions FROM vms.sip_upstream_status;
 UPDATE vms.channel SET name = name || '.' WHERE code = '34020100001320000001';
 UPDATE vms.channel SET name = name || '.' WHERE code = '34020200001320000001';
 SELECT vms.sip_share('city', '{"regions": ["340201"]}') AS shared;
+-- a position reported while no upstream subscribes to positions queues nothing
+INSERT INTO vms.mobile_position (device_code, at, geom) VALUES
+    ('34020100001320000009', '2026-01-01 11:00+00', ST_SetSRID(ST_MakePoint(117.5, 31.5), 4326));
 SELECT source, count(*) FROM vms.sip_share_change GROUP BY source ORDER BY source;
-SELECT vms._sip_take_share_changes() AS taken;
+SELECT * FROM vms._sip_take_share_changes() AS taken;
 SELECT count(*) AS left FROM vms.sip_share_change;
+-- with a MobilePosition subscription, a reported position queues one wake (not one per statement)
+SELECT vms._sip_upstream_flush('[{"u": "city", "st": "registered", "at": 1700000001, "ra": 1700000001, "ex": 1700003601,
+                                  "sb": {"MobilePosition": {"expires_at": 1700000601, "interval": 5}}}]');
+INSERT INTO vms.mobile_position (device_code, at, geom) VALUES
+    ('34020100001320000009', '2026-01-01 11:01+00', ST_SetSRID(ST_MakePoint(117.5, 31.5), 4326));
+INSERT INTO vms.mobile_position (device_code, at, geom) VALUES
+    ('34020100001320000009', '2026-01-01 11:02+00', ST_SetSRID(ST_MakePoint(117.6, 31.5), 4326));
+SELECT * FROM vms._sip_take_share_changes() AS taken_positions;
 SELECT vms._sip_upstream_flush('[{"u": "city", "st": "unregistered", "at": 1700000002, "c": "nonsense"}]');
 SELECT vms._sip_upstream_flush('[{"u": "city", "st": "failing", "at": 1700000003, "c": "3 keepalives missed", "mk": 3,
                                   "f": 1, "ls": 408, "le": "no answer", "na": 1700000008}]');

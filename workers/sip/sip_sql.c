@@ -58,16 +58,19 @@ static const SipSqlDef defs[SIP_SQL_N] = {
 	{SIP_SQL_UPSTREAM_ALARMS, "SELECT b FROM vms._sip_upstream_alarms($1, $2, $3::jsonb) b", 3, {TEXTOID, INT8OID, TEXTOID}},
 	{SIP_SQL_UPSTREAM_CHANGES, "SELECT b FROM vms._sip_upstream_changes($1, $2, $3, $4) b", 4,
 	{TEXTOID, TEXTOID, BOOLOID, BOOLOID}},
-	{SIP_SQL_UPSTREAM_POSITIONS, "SELECT b FROM vms._sip_upstream_positions($1, $2, $3) b", 3, {TEXTOID, INT8OID, BOOLOID}},
+	{SIP_SQL_UPSTREAM_POSITIONS, "SELECT body, due FROM vms._sip_upstream_positions($1, $2, $3, $4)", 4,
+	{TEXTOID, INT8OID, BOOLOID, INT4OID}},
 	{SIP_SQL_UPSTREAM_SUBSCRIPTIONS, "SELECT s.upstream, e.key, (e.value ->> 'expires_at')::float8, e.value ->> 'call_id', "
 		"e.value ->> 'their_tag', e.value ->> 'our_tag', (e.value ->> 'cseq')::bigint, (e.value -> 'filter')::text, "
 		"(e.value ->> 'interval')::integer FROM vms.sip_upstream_state s, jsonb_each(s.subscriptions) e "
 		"WHERE jsonb_typeof(e.value) = 'object' AND (e.value ->> 'expires_at')::float8 > extract(epoch FROM now())",
 	0, {InvalidOid}},
-	{SIP_SQL_UPSTREAM_TAKE_CHANGES, "SELECT vms._sip_take_share_changes()", 0, {InvalidOid}},
+	{SIP_SQL_UPSTREAM_TAKE_CHANGES, "SELECT share, positions FROM vms._sip_take_share_changes()", 0, {InvalidOid}},
 	{SIP_SQL_UPSTREAM_CONTROL, "SELECT channel, device, refusal, answer, body "
 		"FROM vms._sip_upstream_control($1, $2, $3, $4, $5, $6::json, $7)", 7,
 	{TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID}},
+	{SIP_SQL_UPSTREAM_CONTROL_ANSWER, "SELECT vms._sip_upstream_control_answer($1, $2, $3, $4, $5, $6::json)", 6,
+	{TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID}},
 };
 
 static const SipSqlDef *

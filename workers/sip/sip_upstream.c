@@ -126,7 +126,22 @@ typedef struct CtlRelay
 	size_t		refused_len;
 	long		items;			/* answered so far (RecordInfo, PresetQuery pages) */
 	TimestampTz last;
+	struct CtlAnswer *answers;	/* the device's answers (parsed, as JSON), to rebuild for the upper platform */
+	struct CtlAnswer *answers_tail;
+	bool		done;			/* the device answered all of it: freed once its answers went up */
 } CtlRelay;
+
+/* a device's answer to a relayed control or query, as the worker parsed it, waiting to be rebuilt in SQL */
+typedef struct CtlAnswer
+{
+	struct CtlAnswer *next;
+	size_t		len;
+	char		json[FLEXIBLE_ARRAY_MEMBER];
+} CtlAnswer;
+
+/* at most this much of devices' answers waits for the next round (beyond: dropped, logged) */
+#define MAX_CTL_ANSWER_BYTES (8 << 20)
+static size_t ctl_answer_bytes = 0;
 
 
 /*
@@ -828,6 +843,7 @@ sip_upstream_load(void)
 	bool		changed[MAX_UPSTREAMS];
 	bool		added[MAX_UPSTREAMS];
 	bool		changes_queued = false;
+	bool		positions_queued = false;
 	bool		any_added = false;
 
 	memset(changed, 0, sizeof(changed));
@@ -980,6 +996,8 @@ sip_upstream_load(void)
 		int64		n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 
 		changes_queued = !isnull && n > 0;
+		n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		positions_queued = !isnull && n > 0;
 	}
 	vms_worker_end_tx();
 
@@ -992,6 +1010,14 @@ sip_upstream_load(void)
 			if (sb->active)
 				sb->next_check = Max(sip_now, TimestampTzPlusMilliseconds(sb->last_check, CHANGE_GAP_MS));
 			ups[i].next_alarm_check = sip_now;
+		}
+	/* a position was reported: the changes go at once (each channel at most once an Interval) */
+	for (int i = 0; i < MAX_UPSTREAMS && positions_queued; i++)
+		if (ups[i].used && ups[i].state == US_REGISTERED && ups[i].subs[SUB_POSITION].active)
+		{
+			UpSub	   *sb = &ups[i].subs[SUB_POSITION];
+
+			sb->next_check = Min(sb->next_check, Max(sip_now, TimestampTzPlusMilliseconds(sb->last_check, CHANGE_GAP_MS)));
 		}
 
 	for (int i = 0; i < MAX_UPSTREAMS; i++)
@@ -1608,8 +1634,9 @@ sip_upstream_response(const SipIn *in, const Peer *peer)
  * vms._sip_upstream_control rebuilt from the parsed body (refused: an
  * element named twice at the top, a nested CmdType/SN/DeviceID, an element
  * not allowed), wrapped as vms's own commands are (sip_manscdp_request) with
- * the ledger's channel code and an SN of ours; the device's answers come
- * back with the upper platform's code and SN.  Looked up (and audited) by
+ * the ledger's channel code and an SN of ours; the device's answers are
+ * rebuilt by vms._sip_upstream_control_answer from their listed fields, under
+ * the upper platform's code, name and SN.  Looked up (and audited) by
  * vms._sip_upstream_control; refused, or the device not reachable: the
  * upper platform gets the answer that function built (Result ERROR, or
  * SumNum 0).  Kept until the device has answered all of it, or for
@@ -1633,53 +1660,6 @@ queue_page(Upstream *u, int sub, const char *data, size_t len)
 	u->pages_tail = page;
 }
 
-/* out = in with from replaced by to (every one, or the first); false when from is not there */
-static bool
-swap_text(SBuf *out, const char *in, size_t len, const char *from, const char *to, bool every)
-{
-	size_t		flen = strlen(from);
-	size_t		i = 0;
-	bool		found = false;
-
-	sbuf_reset(out);
-	while (i < len)
-	{
-		const char *hit = (found && !every) ? NULL : memmem(in + i, len - i, from, flen);
-
-		if (hit == NULL)
-		{
-			sbuf_append(out, in + i, len - i);
-			break;
-		}
-		sbuf_append(out, in + i, (size_t) (hit - (in + i)));
-		sbuf_puts(out, to);
-		i = (size_t) (hit - in) + flen;
-		found = true;
-	}
-	return found && !out->overflow;
-}
-
-/* the body with the SN and the channel's code swapped (to the device, or back) */
-static bool
-ctl_rewrite(SBuf *out, const char *body, size_t len, const char *sn_from, const char *sn_to,
-			const char *code_from, const char *code_to)
-{
-	SBuf		mid;
-	char		from[64],
-				to[64];
-	bool		ok;
-
-	sbuf_init(&mid, (size_t) vms_sip_max_message + 64);
-	snprintf(from, sizeof(from), "<SN>%s</SN>", sn_from);
-	snprintf(to, sizeof(to), "<SN>%s</SN>", sn_to);
-	ok = swap_text(&mid, body, len, from, to, false);
-	snprintf(from, sizeof(from), "<DeviceID>%s</DeviceID>", code_from);
-	snprintf(to, sizeof(to), "<DeviceID>%s</DeviceID>", code_to);
-	ok = ok && swap_text(out, mid.data, mid.len, from, to, true);
-	sbuf_free(&mid);
-	return ok;
-}
-
 static void
 ctl_free(CtlRelay *c)
 {
@@ -1692,6 +1672,14 @@ ctl_free(CtlRelay *c)
 		pfree(c->body);
 	if (c->refused)
 		pfree(c->refused);
+	while (c->answers)
+	{
+		CtlAnswer  *a = c->answers;
+
+		c->answers = a->next;
+		ctl_answer_bytes -= a->len;
+		pfree(a);
+	}
 	memset(c, 0, sizeof(*c));
 }
 
@@ -1869,24 +1857,28 @@ ctl_start(CtlRelay *c)
 }
 
 /*
- * A device's answer (MESSAGE Response) to a relayed control or query:
- * back to the upper platform with its code and SN.  true when it was one.
- * Only a Response of the relayed CmdType with no element twice at the top
- * level goes up; anything else is dropped (logged) and the upper platform
- * gets the refusal's answer, as for a failed relay.
+ * A device's answer (MESSAGE Response) to a relayed control or query: queued
+ * (its parsed JSON) for the next round, where vms._sip_upstream_control_answer
+ * rebuilds it for the upper platform from the listed fields only, under the
+ * code and name it knows the channel by and its SN; nothing of the device's
+ * body goes up as it came.  true when it was one.  Only a Response of the
+ * relayed CmdType with no element twice at the top level is taken; anything
+ * else is dropped (logged) and the upper platform gets the refusal's answer,
+ * as for a failed relay.
  */
 bool
 sip_upstream_device_answer(const char *device, const struct Manscdp *m, const char *body, size_t len)
 {
+	(void) body;
+	(void) len;
 	if (m->sn[0] == '\0')
 		return false;
 	for (int i = 0; i < MAX_CTLS; i++)
 	{
 		CtlRelay   *c = &ctls[i];
 		Upstream   *u;
-		SBuf		out;
 
-		if (!c->used || !c->sent || strcmp(c->our_sn, m->sn) != 0 || strcmp(c->device, device) != 0)
+		if (!c->used || !c->sent || c->done || strcmp(c->our_sn, m->sn) != 0 || strcmp(c->device, device) != 0)
 			continue;
 		u = &ups[c->up];
 		if (strcmp(m->root, "Response") != 0 || strcmp(m->cmd_type, c->cmd) != 0 || m->repeated[0])
@@ -1901,19 +1893,86 @@ sip_upstream_device_answer(const char *device, const struct Manscdp *m, const ch
 			ctl_refuse(c, why);
 			return true;
 		}
-		sbuf_init(&out, (size_t) vms_sip_max_message + 64);
-		if (u->state == US_REGISTERED && ctl_rewrite(&out, body, len, c->our_sn, c->up_sn, c->channel, c->presented))
-			queue_page(u, -1, out.data, out.len);
-		else
+		if (u->state != US_REGISTERED || m->json.overflow || m->json.len == 0 ||
+			ctl_answer_bytes + m->json.len > MAX_CTL_ANSWER_BYTES)
 			sip_log_limited(LOG_OTHER, "device %s's answer to upstream \"%s\"'s %s not relayed", device, u->name, c->cmd);
-		sbuf_free(&out);
+		else
+		{
+			CtlAnswer  *a = MemoryContextAlloc(vms_worker_cxt, offsetof(CtlAnswer, json) + m->json.len + 1);
+
+			a->next = NULL;
+			a->len = m->json.len;
+			memcpy(a->json, m->json.data, m->json.len);
+			a->json[m->json.len] = '\0';
+			if (c->answers_tail)
+				c->answers_tail->next = a;
+			else
+				c->answers = a;
+			c->answers_tail = a;
+			ctl_answer_bytes += a->len;
+		}
 		c->items += m->nitems;
 		c->last = sip_now;
 		/* a control has one answer; a query's pages end at SumNum */
 		if (strcmp(c->cmd, "DeviceControl") == 0 || m->sum_num <= 0 || c->items >= m->sum_num)
-			ctl_free(c);
+		{
+			c->done = true;
+			if (c->answers == NULL)
+				ctl_free(c);
+		}
 		return true;
 	}
+	return false;
+}
+
+/* in the answering transaction: the device's answers to a relayed control or query, rebuilt and queued up */
+static void
+ctl_answers_up(CtlRelay *c)
+{
+	Upstream   *u = &ups[c->up];
+
+	while (c->answers)
+	{
+		CtlAnswer  *a = c->answers;
+		Datum		values[6];
+
+		c->answers = a->next;
+		if (c->answers == NULL)
+			c->answers_tail = NULL;
+		values[0] = CStringGetTextDatum(u->name);
+		values[1] = CStringGetTextDatum(c->presented);
+		values[2] = CStringGetTextDatum(c->channel);
+		values[3] = CStringGetTextDatum(c->up_sn);
+		values[4] = CStringGetTextDatum(c->cmd);
+		values[5] = CStringGetTextDatum(a->json);
+		ctl_answer_bytes -= a->len;
+		pfree(a);
+		if (sip_sql_run(SIP_SQL_UPSTREAM_CONTROL_ANSWER, values, NULL, true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "vms sip: could not rebuild a device's answer for upstream \"%s\"", u->name);
+		if (SPI_processed == 1 && u->state == US_REGISTERED)
+		{
+			bool		isnull;
+			Datum		v = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+			if (!isnull)
+			{
+				bytea	   *b = DatumGetByteaPP(v);
+
+				queue_page(u, -1, VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
+				continue;
+			}
+		}
+		sip_log_limited(LOG_OTHER, "a device's answer to upstream \"%s\"'s %s for %s not relayed", u->name, c->cmd,
+						c->presented);
+	}
+}
+
+static bool
+any_ctl_answers(void)
+{
+	for (int i = 0; i < MAX_CTLS; i++)
+		if (ctls[i].used && ctls[i].answers)
+			return true;
 	return false;
 }
 
@@ -1944,7 +2003,9 @@ new_pending(Upstream *u)
  * whole share every catalog_push_interval.  Alarm: the alarms of shared
  * channels go as NOTIFYs in its dialog, filtered by the body's priorities
  * and methods (without one they go as MESSAGEs).  MobilePosition: the
- * latest position of each shared channel, when new, every Interval seconds.
+ * latest position of each shared channel when it changed, at once when a
+ * report wakes the worker, at most once per channel every Interval seconds
+ * (a change held back goes when its Interval ends).
  */
 static void
 upstream_subscribe(Upstream *u, const SipIn *in, const Peer *peer)
@@ -2260,7 +2321,7 @@ answer_pending(void)
 			todo[n++] = pending[i];
 			pending[i].used = false;
 		}
-	if (n == 0)
+	if (n == 0 && !any_ctl_answers())
 		return;
 	/* taken off the queue first: an answer that fails is not retried forever */
 	vms_worker_begin_tx("vms sip: answering an upper platform");
@@ -2342,6 +2403,7 @@ answer_pending(void)
 			values[0] = CStringGetTextDatum(todo[k].name);
 			values[1] = Int64GetDatum((int64) next_sn);
 			values[2] = BoolGetDatum(todo[k].baseline);
+			values[3] = Int32GetDatum(Max(1, u->subs[SUB_POSITION].interval_s));
 			next_sn += 1000;
 			sub = SUB_POSITION;
 			rc = sip_sql_run(SIP_SQL_UPSTREAM_POSITIONS, values, NULL, false, 0);
@@ -2374,7 +2436,18 @@ answer_pending(void)
 			OutPage	   *page;
 
 			if (isnull)
+			{
+				/* positions: when the first change held back (sent less than an Interval ago) is due */
+				if (todo[k].positions)
+				{
+					Datum		due = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull);
+
+					if (!isnull)
+						u->subs[SUB_POSITION].next_check = Min(u->subs[SUB_POSITION].next_check,
+															   Max(sip_now, DatumGetTimestampTz(due)));
+				}
 				continue;
+			}
 			b = DatumGetByteaPP(v);
 			page = MemoryContextAlloc(vms_worker_cxt, offsetof(OutPage, data) + VARSIZE_ANY_EXHDR(b));
 			page->next = NULL;
@@ -2388,7 +2461,14 @@ answer_pending(void)
 			u->pages_tail = page;
 		}
 	}
+	/* devices' answers to relayed controls and queries, rebuilt for their upper platforms */
+	for (int i = 0; i < MAX_CTLS; i++)
+		if (ctls[i].used && ctls[i].answers)
+			ctl_answers_up(&ctls[i]);
 	vms_worker_end_tx();
+	for (int i = 0; i < MAX_CTLS; i++)
+		if (ctls[i].used && ctls[i].done && ctls[i].answers == NULL)
+			ctl_free(&ctls[i]);
 	/* the looked-up calls and controls go to their devices (out of the transaction) */
 	for (int k = 0; k < n; k++)
 	{
@@ -2407,7 +2487,7 @@ any_pending(void)
 	for (int i = 0; i < MAX_PENDING; i++)
 		if (pending[i].used)
 			return true;
-	return false;
+	return any_ctl_answers();
 }
 
 void
@@ -2417,7 +2497,8 @@ sip_upstream_tick(void)
 
 	/* relayed controls and queries the device is done with (PTZCmd is never answered) */
 	for (int i = 0; i < MAX_CTLS; i++)
-		if (ctls[i].used && ctls[i].looked_up && sip_now >= TimestampTzPlusMilliseconds(ctls[i].last, CTL_IDLE_MS))
+		if (ctls[i].used && ctls[i].looked_up && ctls[i].answers == NULL &&
+			sip_now >= TimestampTzPlusMilliseconds(ctls[i].last, CTL_IDLE_MS))
 			ctl_free(&ctls[i]);
 
 	for (int i = 0; i < MAX_UP_TX; i++)
@@ -2548,8 +2629,15 @@ sip_upstream_tick(void)
 							p->baseline = sb->fresh;
 							sb->fresh = false;
 							sb->pending = true;
+							sb->last_check = sip_now;
 						}
-						sb->next_check = TimestampTzPlusMilliseconds(sip_now, (int64) Max(1, sb->interval_s) * 1000);
+						/*
+						 * next: at once when a position is reported (woken), when a change held back is
+						 * due (the answer says), and every reconcile_interval (at least the Interval) anyway
+						 */
+						sb->next_check = p == NULL ? TimestampTzPlusMilliseconds(sip_now, CHANGE_GAP_MS) :
+							TimestampTzPlusMilliseconds(sip_now, Max((int64) u->reconcile_ms,
+																	 (int64) Max(1, sb->interval_s) * 1000));
 					}
 				}
 				if (!u->alarm_pending && sip_now >= u->next_alarm_check)

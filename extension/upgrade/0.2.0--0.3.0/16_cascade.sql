@@ -813,26 +813,38 @@ COMMENT ON FUNCTION vms._sip_upstream_alarms(text, bigint, jsonb) IS
     'internal: new alarms of channels shared with an upper platform as MANSCDP Alarm notifications (at most 100 a call; filter: an Alarm subscription''s priorities and methods); moves its cursor';
 
 -- MobilePosition subscriptions of upper platforms: the position last sent
--- for each shared channel.
+-- for each shared channel, and when.
 CREATE TABLE vms.sip_share_position_told (
     upstream  text NOT NULL REFERENCES vms.sip_upstream (name) ON DELETE CASCADE ON UPDATE CASCADE,
     code      text NOT NULL,
     at        timestamptz NOT NULL,
-    PRIMARY KEY (upstream, code)
+    PRIMARY KEY (upstream, code),
+    sent_at   timestamptz,
+    position  text
 );
 COMMENT ON TABLE vms.sip_share_position_told IS
-    'the time of the last position (vms.mobile_position) a subscribed upper platform was sent for each shared channel, by presented code';
+    'for each channel shared with a subscribed upper platform (by presented code): the time of the last position (vms.mobile_position) looked at, when one was last sent and what it said';
+COMMENT ON COLUMN vms.sip_share_position_told.sent_at IS 'when a MobilePosition NOTIFY of the channel was last sent';
+COMMENT ON COLUMN vms.sip_share_position_told.position IS
+    'what it said: longitude, latitude (6 decimals), speed, direction, altitude';
 
--- The positions of shared channels newer than what the upstream was sent:
--- the latest vms.mobile_position of the channel (reported under its own code
--- or its device's), one MANSCDP Notify MobilePosition each under the code
--- the upstream knows it by, recorded as sent.  restart: a new subscription,
--- every channel's latest position is sent again.
-CREATE FUNCTION vms._sip_upstream_positions(upstream text, sn bigint, restart boolean DEFAULT false) RETURNS SETOF bytea
+-- The positions of shared channels that changed since the upstream was sent
+-- one: the latest vms.mobile_position of each channel (reported under its own
+-- code or its device's), one MANSCDP Notify MobilePosition each under the
+-- code the upstream knows it by, recorded as sent.  A newer report that says
+-- the same (longitude, latitude, speed, direction, altitude as sent) is not a
+-- change: it is only recorded as looked at.  gap: the subscription's Interval;
+-- a channel sent less than gap seconds ago is not sent again yet, but keeps
+-- its change: the row with a NULL body says when the first such channel is
+-- due (its last NOTIFY + gap), and the newest position then goes.  restart: a
+-- new subscription, every channel's latest position is sent again.
+CREATE FUNCTION vms._sip_upstream_positions(upstream text, sn bigint, restart boolean DEFAULT false, gap integer DEFAULT 0)
+    RETURNS TABLE (body bytea, due timestamptz)
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     u record;
     enc text;
+    wait interval := make_interval(secs => greatest(coalesce(gap, 0), 0));
 BEGIN
     SELECT * INTO u FROM vms._sip_upstreams() x WHERE x.name = _sip_upstream_positions.upstream;
     IF NOT FOUND THEN
@@ -844,37 +856,70 @@ BEGIN
     enc := CASE u.charset WHEN 'UTF-8' THEN 'UTF8' ELSE 'GB18030' END;
     RETURN QUERY
     WITH latest AS (
-        SELECT sc.code::text AS code, p.at, p.geom, p.speed, p.direction, p.altitude
+        SELECT sc.code::text AS code, p.at, round(ST_X(p.geom)::numeric, 6) AS lon, round(ST_Y(p.geom)::numeric, 6) AS lat,
+               coalesce(p.speed, 0) AS speed, coalesce(p.direction, 0) AS direction, coalesce(p.altitude, 0) AS altitude
           FROM vms.sip_shared_channels(_sip_upstream_positions.upstream) sc
           JOIN vms.channel c ON c.code = sc.channel
           CROSS JOIN LATERAL (SELECT mp.at, mp.geom, mp.speed, mp.direction, mp.altitude
                                 FROM vms.mobile_position mp
                                WHERE mp.device_code IN (c.code, c.device_code)
                                ORDER BY mp.at DESC LIMIT 1) p
-    ), fresh AS (
-        SELECT l.* FROM latest l
+    ), newer AS (
+        SELECT l.*, concat_ws(' ', l.lon, l.lat, l.speed, l.direction, l.altitude) AS position,
+               t.position AS told_position, t.sent_at AS told_sent_at
+          FROM latest l
           LEFT JOIN vms.sip_share_position_told t ON t.upstream = _sip_upstream_positions.upstream AND t.code = l.code
          WHERE t.at IS NULL OR l.at > t.at
-    ), told AS (
-        INSERT INTO vms.sip_share_position_told AS t (upstream, code, at)
-        SELECT _sip_upstream_positions.upstream, f.code, f.at FROM fresh f
-        ON CONFLICT ON CONSTRAINT sip_share_position_told_pkey DO UPDATE SET at = EXCLUDED.at
+    ), cand AS (
+        SELECT n.*, n.told_position IS DISTINCT FROM n.position AND (n.told_sent_at IS NULL OR n.told_sent_at <= now() - wait) AS send
+          FROM newer n
+    ), recorded AS (
+        -- sent now, or a newer report of the same position (looked at); a change not yet due stays as it was
+        INSERT INTO vms.sip_share_position_told AS t (upstream, code, at, sent_at, position)
+        SELECT _sip_upstream_positions.upstream, c.code, c.at, CASE WHEN c.send THEN now() ELSE c.told_sent_at END, c.position
+          FROM cand c
+         WHERE c.send OR c.position = c.told_position
+        ON CONFLICT ON CONSTRAINT sip_share_position_told_pkey
+        DO UPDATE SET at = EXCLUDED.at, sent_at = EXCLUDED.sent_at, position = EXCLUDED.position
     )
-    SELECT convert_to('<?xml version="1.0" encoding="' || u.charset || '"?>' || E'\r\n' || xmlelement(name "Notify",
-               xmlelement(name "CmdType", 'MobilePosition'),
-               xmlelement(name "SN", sn + row_number() OVER (ORDER BY f.code)),
-               xmlelement(name "DeviceID", f.code),
-               xmlelement(name "Time", to_char(f.at, 'YYYY-MM-DD"T"HH24:MI:SS')),
-               xmlelement(name "Longitude", round(ST_X(f.geom)::numeric, 6)),
-               xmlelement(name "Latitude", round(ST_Y(f.geom)::numeric, 6)),
-               xmlelement(name "Speed", coalesce(f.speed, 0)),
-               xmlelement(name "Direction", coalesce(f.direction, 0)),
-               xmlelement(name "Altitude", coalesce(f.altitude, 0)))::text, enc)
-      FROM fresh f
-     ORDER BY f.code;
+    SELECT r.body, r.due FROM (
+        SELECT convert_to('<?xml version="1.0" encoding="' || u.charset || '"?>' || E'\r\n' || xmlelement(name "Notify",
+                   xmlelement(name "CmdType", 'MobilePosition'),
+                   xmlelement(name "SN", sn + row_number() OVER (ORDER BY c.code)),
+                   xmlelement(name "DeviceID", c.code),
+                   xmlelement(name "Time", to_char(c.at, 'YYYY-MM-DD"T"HH24:MI:SS')),
+                   xmlelement(name "Longitude", c.lon),
+                   xmlelement(name "Latitude", c.lat),
+                   xmlelement(name "Speed", c.speed),
+                   xmlelement(name "Direction", c.direction),
+                   xmlelement(name "Altitude", c.altitude))::text, enc) AS body, NULL::timestamptz AS due, c.code AS k
+          FROM cand c
+         WHERE c.send
+        UNION ALL
+        SELECT NULL, min(c.told_sent_at) + wait, NULL
+          FROM cand c
+         WHERE NOT c.send AND c.told_position IS DISTINCT FROM c.position
+        HAVING count(*) > 0) r
+     ORDER BY r.k NULLS LAST;
 END $$;
-COMMENT ON FUNCTION vms._sip_upstream_positions(text, bigint, boolean) IS
-    'internal: the latest positions of channels shared with an upper platform not yet sent to it, as MANSCDP MobilePosition notifications; recorded as sent';
+COMMENT ON FUNCTION vms._sip_upstream_positions(text, bigint, boolean, integer) IS
+    'internal: the changed positions of channels shared with an upper platform as MANSCDP MobilePosition notifications, at most one per channel every gap seconds (a NULL body says when the next held back is due); recorded as sent';
+
+-- a report of a position wakes the SIP worker while an upper platform subscribes to positions: it sends the change
+-- at once (rate-limited by the subscription's Interval)
+CREATE FUNCTION vms._sip_position_touched() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM vms.sip_upstream_state s WHERE s.state = 'registered' AND s.subscriptions ? 'MobilePosition')
+       AND NOT EXISTS (SELECT 1 FROM vms.sip_share_change c WHERE c.source = 'mobile_position') THEN
+        INSERT INTO vms.sip_share_change (source) VALUES ('mobile_position');
+        PERFORM vms._wake_worker('sip');
+    END IF;
+    RETURN NULL;
+END $$;
+REVOKE ALL ON FUNCTION vms._sip_position_touched() FROM PUBLIC;
+COMMENT ON FUNCTION vms._sip_position_touched() IS
+    'internal (statement trigger, SECURITY DEFINER to queue for any role that may report positions): wake the SIP worker to send upper platforms subscribed to positions what changed';
 
 -- An INVITE of an upper platform (the worker calls this before relaying it):
 -- the ledger channel and device of the code it asks for, and whether every
@@ -987,14 +1032,16 @@ CREATE TRIGGER sip_share_touched AFTER UPDATE ON vms.sip_upstream
     FOR EACH STATEMENT EXECUTE FUNCTION vms._sip_share_touched();
 CREATE TRIGGER sip_share_touched AFTER INSERT ON vms.alarm
     FOR EACH STATEMENT EXECUTE FUNCTION vms._sip_share_touched();
+CREATE TRIGGER sip_position_touched AFTER INSERT ON vms.mobile_position
+    FOR EACH STATEMENT EXECUTE FUNCTION vms._sip_position_touched();
 
-CREATE FUNCTION vms._sip_take_share_changes() RETURNS bigint
+CREATE FUNCTION vms._sip_take_share_changes() RETURNS TABLE (share bigint, positions bigint)
     LANGUAGE sql SET search_path FROM CURRENT AS $$
-    WITH taken AS (DELETE FROM vms.sip_share_change RETURNING id)
-    SELECT count(*) FROM taken
+    WITH taken AS (DELETE FROM vms.sip_share_change RETURNING source)
+    SELECT count(*) FILTER (WHERE source <> 'mobile_position'), count(*) FILTER (WHERE source = 'mobile_position') FROM taken
 $$;
 COMMENT ON FUNCTION vms._sip_take_share_changes() IS
-    'internal: the SIP worker takes the queued share changes (the rows its snapshot sees; later commits stay queued), how many';
+    'internal: the SIP worker takes the queued changes (the rows its snapshot sees; later commits stay queued): how many of the shares, how many of positions';
 
 -- A control or query of an upper platform for a channel (the worker calls
 -- this before relaying it): DeviceControl (PTZ, PTZPreciseCtrl, record,
@@ -1139,6 +1186,117 @@ END $$;
 COMMENT ON FUNCTION vms._sip_upstream_control(text, text, text, text, text, json, text) IS
     'internal: an upper platform''s PTZ/DeviceControl, RecordInfo or PresetQuery for a channel: its channel and device, or why it is refused (a duplicated or nested CmdType/SN/DeviceID, an element not listed, a value not of its form), with the answer for a refusal, and the command''s elements rebuilt from the listed fields (nothing of the body goes on as it came); audited';
 
+-- A device's answer to a control or query relayed from an upper platform
+-- (DeviceControl, RecordInfo, PresetQuery), rebuilt for the upper platform as
+-- the request sent down is: nothing of the device's body goes up as it came.
+-- answer is the device's body as the worker parsed it (json; the worker
+-- checked that it is a Response of the relayed CmdType that names no element
+-- twice at the top).  Up go, in a fixed order, only the listed elements, each
+-- a string of its form and length (else left out), escaped by PostgreSQL's
+-- XML functions, in the upstream's charset: the upper platform's SN, the code
+-- the upper platform knows the channel by (code) as the answer's DeviceID and
+-- every item's, and its presented name as every Name; the device's SumNum
+-- (else the items' count).  DeviceControl: Result OK or ERROR (anything else
+-- is ERROR).  RecordInfo items: FilePath, Address, StartTime, EndTime,
+-- Secrecy, Type, RecorderID (only when it is the channel itself, then as the
+-- presented code), FileSize, StreamNumber; one without a valid StartTime and
+-- EndTime is left out.  PresetQuery items: PresetID (required), PresetName.
+-- An item that names a field twice, or is not an element with children, is
+-- left out; Num counts the items sent.
+CREATE FUNCTION vms._sip_upstream_control_answer(upstream text, code text, channel text, sn text, cmd text, answer json)
+    RETURNS bytea
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+#variable_conflict use_variable
+DECLARE
+    u record;
+    time_pat constant text := '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}$';
+    list text := CASE cmd WHEN 'RecordInfo' THEN 'RecordList' WHEN 'PresetQuery' THEN 'PresetList' END;
+    -- each item's fields in the order they go up, with the pattern of their text
+    fields text[] := CASE cmd
+        WHEN 'RecordInfo' THEN ARRAY[['FilePath', '^[^[:cntrl:]]{0,255}$'], ['Address', '^[^[:cntrl:]]{0,255}$'],
+                                     ['StartTime', time_pat], ['EndTime', time_pat], ['Secrecy', '^[01]$'],
+                                     ['Type', '^(time|alarm|manual|all)$'], ['RecorderID', '^[0-9]{20}$'],
+                                     ['FileSize', '^[0-9]{1,15}$'], ['StreamNumber', '^[0-9]{1,2}$']]
+        WHEN 'PresetQuery' THEN ARRAY[['PresetID', '^[0-9]{1,3}$'], ['PresetName', '^[^[:cntrl:]]{0,64}$']] END;
+    required text[] := CASE cmd WHEN 'RecordInfo' THEN ARRAY['StartTime', 'EndTime'] ELSE ARRAY['PresetID'] END;
+    presented_name text;
+    name_xml text;  -- the presented name, XML-escaped
+    it json;
+    parts text[];
+    items text[] := '{}';
+    v text;
+    t text;
+    ok boolean;
+    sum_num text;
+    result text;
+    doc text;
+BEGIN
+    SELECT * INTO u FROM vms._sip_upstreams() x WHERE x.name = _sip_upstream_control_answer.upstream;
+    IF NOT FOUND OR sn IS NULL OR sn !~ '^[0-9]{1,15}$' OR code IS NULL OR code !~ '^[0-9]{20}$'
+       OR cmd IS NULL OR cmd NOT IN ('DeviceControl', 'RecordInfo', 'PresetQuery')
+       OR json_typeof(answer) IS DISTINCT FROM 'object' THEN
+        RETURN NULL;
+    END IF;
+    doc := format('<Response>%s<CmdType>%s</CmdType>%s<SN>%s</SN>%s<DeviceID>%s</DeviceID>%s', E'\r\n', cmd, E'\r\n', sn,
+                  E'\r\n', code, E'\r\n');
+    IF cmd = 'DeviceControl' THEN
+        result := CASE WHEN answer ->> 'Result' IN ('OK', 'ERROR') THEN answer ->> 'Result' ELSE 'ERROR' END;
+        doc := doc || format('<Result>%s</Result>%s', result, E'\r\n');
+    ELSE
+        SELECT coalesce(m.custom_name, c.name) INTO presented_name
+          FROM vms.channel c
+          LEFT JOIN vms.sip_share_code m ON m.upstream = u.name AND m.channel_code = c.code
+         WHERE c.code::text = _sip_upstream_control_answer.channel;
+        t := xmlelement(name x, coalesce(presented_name, ''))::text;
+        name_xml := substr(t, 4, length(t) - 7);
+        FOR it IN SELECT e FROM json_array_elements(CASE WHEN json_typeof(answer -> list) = 'array' THEN answer -> list
+                                                        ELSE '[]' END) e LOOP
+            CONTINUE WHEN json_typeof(it) <> 'object'
+                 OR (SELECT count(*) <> count(DISTINCT k) FROM json_object_keys(it) k);
+            parts := CASE cmd WHEN 'RecordInfo' THEN ARRAY[format('<DeviceID>%s</DeviceID>', code),
+                                                           '<Name>' || name_xml || '</Name>']
+                              ELSE '{}' END;
+            ok := true;
+            FOR i IN 1 .. array_length(fields, 1) LOOP
+                v := CASE WHEN json_typeof(it -> fields[i][1]) = 'string' THEN it ->> fields[i][1] END;
+                IF v IS NOT NULL AND v !~ fields[i][2] THEN
+                    v := NULL;
+                END IF;
+                IF fields[i][1] = 'RecorderID' THEN
+                    v := CASE WHEN v = channel THEN code END;
+                END IF;
+                IF v IS NULL AND fields[i][1] = ANY (required) THEN
+                    ok := false;
+                    EXIT;
+                END IF;
+                IF v IS NOT NULL THEN
+                    t := xmlelement(name x, v)::text;
+                    parts := parts || format('<%s>%s</%s>', fields[i][1], substr(t, 4, length(t) - 7), fields[i][1]);
+                END IF;
+            END LOOP;
+            IF ok THEN
+                items := items || ('<Item>' || array_to_string(parts, '') || '</Item>');
+            END IF;
+        END LOOP;
+        sum_num := CASE WHEN answer ->> 'SumNum' ~ '^[0-9]{1,9}$' THEN (answer ->> 'SumNum')::integer::text
+                        ELSE coalesce(array_length(items, 1), 0)::text END;
+        IF cmd = 'RecordInfo' THEN
+            doc := doc || format('<Name>%s</Name>%s', name_xml, E'\r\n');
+        END IF;
+        doc := doc || format('<SumNum>%s</SumNum>%s', sum_num, E'\r\n')
+            || CASE WHEN coalesce(array_length(items, 1), 0) = 0 THEN format('<%s Num="0"/>', list)
+                    ELSE format('<%s Num="%s">%s%s%s</%s>', list, array_length(items, 1), E'\r\n',
+                                array_to_string(items, E'\r\n'), E'\r\n', list) END
+            || E'\r\n';
+    END IF;
+    doc := doc || '</Response>';
+    -- well-formed, or an error here rather than a malformed MESSAGE
+    RETURN convert_to('<?xml version="1.0" encoding="' || u.charset || '"?>' || E'\r\n'
+                      || xmlparse(document doc)::text || E'\r\n', CASE u.charset WHEN 'UTF-8' THEN 'UTF8' ELSE 'GB18030' END);
+END $$;
+COMMENT ON FUNCTION vms._sip_upstream_control_answer(text, text, text, text, text, json) IS
+    'internal: a device''s answer to a relayed DeviceControl, RecordInfo or PresetQuery rebuilt for the upper platform from the listed fields only (bounded, escaped), under the code and name it knows the channel by and its SN, in its charset';
+
 -- what 99_privileges.sql does in bulk for a fresh install: the new functions are the owner's
 REVOKE ALL ON FUNCTION
     vms._sip_upstream_secret_check(),
@@ -1158,10 +1316,12 @@ REVOKE ALL ON FUNCTION
     vms._sip_catalog_item(text, text, text, text, text, text, boolean, float8, float8, text, text, text, boolean),
     vms._sip_upstream_changes(text, text, boolean, boolean),
     vms._sip_upstream_alarms(text, bigint, jsonb),
-    vms._sip_upstream_positions(text, bigint, boolean),
+    vms._sip_upstream_positions(text, bigint, boolean, integer),
     vms._sip_share_touched(),
+    vms._sip_position_touched(),
     vms._sip_take_share_changes(),
     vms._sip_upstream_control(text, text, text, text, text, json, text),
+    vms._sip_upstream_control_answer(text, text, text, text, text, json),
     vms._sip_upstream_relay(text, text, text, text),
     vms._sip_upstream_bye(text, text, text, text, text, text)
   FROM PUBLIC;
