@@ -215,3 +215,12 @@ SELECT r, vms._channel_doc(t, t, t, t, t, t, t, t, t, t, r, r, r, r, cap, u, t, 
               'fov_range_m', r, 'install_height_m', r, 'capabilities', cap, 'unit_id', u, 'stream_url', t,
               'geom', t, 'coord_source', t) AS same_as_sql
   FROM v;
+
+-- capability lists: names between single | take the quick split, any other
+-- list the general one (| ; ； separate, spaces trimmed, empty names dropped)
+SELECT (vms.ledger_import(convert_to(E'code,name,capabilities\n'
+    '11010500001320000301,c1,face|plate\n11010500001320000302,c2,ptz\n'
+    '11010500001320000303,c3," face | plate "\n11010500001320000304,c4,face;plate；ptz\n'
+    '11010500001320000305,c5,|face||plate|\n11010500001320000306,c6,face plate|ir\n'
+    '11010500001320000307,c7,|\n11010500001320000308,c8,"a\tb|c"\n', 'UTF8'))).loaded_rows;
+SELECT code, capabilities FROM vms.channel WHERE code::text LIKE '110105000013200003%' ORDER BY code;
