@@ -111,3 +111,29 @@ SELECT count(*) AS differing_tasks FROM (
       WHERE state IN ('open', 'assigned', 'fixed', 'ignored'))) d;
 DROP TRIGGER regress_gov_noop ON vms.governance_task;
 DROP FUNCTION public.regress_gov_noop();
+-- the rule code_role asks vms._gbcode_check_details (one scalar call a
+-- channel, issue 20): the same text as vms.gbcode_check's details joined,
+-- for codes with every combination of problems
+SELECT count(*) FILTER (WHERE d IS NOT NULL) AS codes_with_problems, count(DISTINCT d) AS distinct_details,
+       count(*) FILTER (WHERE d IS DISTINCT FROM direct) AS mismatches
+  FROM (SELECT vms._gbcode_check_details(g) AS d, (SELECT string_agg(k.detail, '; ') FROM vms.gbcode_check(g) k) AS direct
+          FROM (SELECT (p || '030401' || i || t || n || '000001')::vms.gbcode AS g
+                  FROM unnest(ARRAY['00', '44']) p, unnest(ARRAY['00', '01', '98', '99']) i,
+                       unnest(ARRAY['132', '118', '999']) t, generate_series(0, 9) n) c) x;
+-- a run's tasks are what each rule finds on its own (vms.governance_findings;
+-- the run checks the channel-by-channel rules in one pass), code_role's as
+-- written with vms.gbcode_check directly
+SELECT count(*) AS differing_from_rules FROM (
+    (SELECT channel_code, rule_code, detail FROM vms.governance_task
+      WHERE state IN ('open', 'assigned', 'fixed', 'ignored')
+     EXCEPT SELECT f.channel_code, r.code, f.detail FROM vms.governance_rule r, vms.governance_findings(r) f WHERE r.enabled)
+    UNION ALL
+    (SELECT f.channel_code, r.code, f.detail FROM vms.governance_rule r, vms.governance_findings(r) f WHERE r.enabled
+     EXCEPT SELECT channel_code, rule_code, detail FROM vms.governance_task
+      WHERE state IN ('open', 'assigned', 'fixed', 'ignored'))) d;
+SELECT count(*) AS code_role_tasks,
+       count(*) FILTER (WHERE t.detail IS DISTINCT FROM concat_ws('; ',
+           CASE WHEN vms.gbcode_type(t.channel_code) NOT IN (131, 132)
+                THEN format('type code %s is not a camera type', lpad(vms.gbcode_type(t.channel_code)::text, 3, '0')) END,
+           (SELECT string_agg(k.detail, '; ') FROM vms.gbcode_check(t.channel_code) k))) AS differing
+  FROM vms.governance_task t WHERE t.rule_code = 'code_role' AND t.state = 'open';

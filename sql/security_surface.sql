@@ -79,6 +79,7 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms._filter_strings(text,jsonb)',
     'vms._forbid_recode()',
     'vms._gb2022_feature(text,text)',
+    'vms._gbcode_check_details(vms.gbcode)',
     'vms._governance_metrics(text)',
     'vms._governance_findings(vms.governance_rule,text,vms.gbcode[])',
     'vms._governance_row_expr(vms.governance_rule)',

@@ -99,6 +99,13 @@ CREATE UNIQUE INDEX governance_task_live_idx ON vms.governance_task (channel_cod
 CREATE INDEX governance_task_unit_idx ON vms.governance_task (unit_id, state);
 COMMENT ON TABLE vms.governance_task IS 'governance tasks: open → assigned → fixed → verified (closed by a run that no longer finds the problem), or ignored with a reason';
 
+-- vms.gbcode_check's details joined by '; ' (NULL: the code is fine), as
+-- one scalar call: the rule code_role runs it once a channel (issue 20)
+CREATE FUNCTION vms._gbcode_check_details(vms.gbcode) RETURNS text
+    AS 'MODULE_PATHNAME', 'gbcode_check_details' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION vms._gbcode_check_details(vms.gbcode) IS
+    'internal: the details of vms.gbcode_check joined by "; " in its order, NULL when the code is fine';
+
 -- The rules checked channel by channel (required_fields, code_role,
 -- coordinates, stale) as one SQL expression over alias c: the detail of the
 -- finding, or NULL.  vms.governance_findings runs one of them; a governance
@@ -118,11 +125,12 @@ BEGIN
                       vms._missing_fields_expr(ARRAY(SELECT jsonb_array_elements_text(p -> 'fields'))));
     WHEN 'code_role' THEN
         types := format('%L::int[]', ARRAY(SELECT (jsonb_array_elements_text(p -> 'types'))::int));
-        RETURN format($e$CASE WHEN vms.gbcode_type(c.code) <> ALL (%1$s) OR EXISTS (SELECT FROM vms.gbcode_check(c.code))
+        -- vms._gbcode_check_details: vms.gbcode_check's details joined
+        RETURN format($e$CASE WHEN vms.gbcode_type(c.code) <> ALL (%1$s) OR vms._gbcode_check_details(c.code) IS NOT NULL
             THEN concat_ws('; ',
                    CASE WHEN vms.gbcode_type(c.code) <> ALL (%1$s)
                         THEN format('type code %%s is not a camera type', lpad(vms.gbcode_type(c.code)::text, 3, '0')) END,
-                   (SELECT string_agg(k.detail, '; ') FROM vms.gbcode_check(c.code) k)) END$e$, types);
+                   vms._gbcode_check_details(c.code)) END$e$, types);
     WHEN 'coordinates' THEN
         RETURN $e$CASE WHEN c.geom IS NULL THEN 'location missing'
             WHEN NOT (ST_X(c.geom) BETWEEN 73.5 AND 135.1 AND ST_Y(c.geom) BETWEEN 3.8 AND 53.6) THEN

@@ -352,6 +352,13 @@ SELECT vms.channel_clusters_refresh(true);
 -- as extension/sql/08_governance.sql.
 ALTER TABLE vms.governance_task SET (fillfactor = 50);
 
+-- vms.gbcode_check's details joined by '; ' (NULL: the code is fine), as
+-- one scalar call: the rule code_role runs it once a channel (issue 20)
+CREATE FUNCTION vms._gbcode_check_details(vms.gbcode) RETURNS text
+    AS 'MODULE_PATHNAME', 'gbcode_check_details' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION vms._gbcode_check_details(vms.gbcode) IS
+    'internal: the details of vms.gbcode_check joined by "; " in its order, NULL when the code is fine';
+
 -- The rules checked channel by channel (required_fields, code_role,
 -- coordinates, stale) as one SQL expression over alias c: the detail of the
 -- finding, or NULL.  vms.governance_findings runs one of them; a governance
@@ -371,11 +378,12 @@ BEGIN
                       vms._missing_fields_expr(ARRAY(SELECT jsonb_array_elements_text(p -> 'fields'))));
     WHEN 'code_role' THEN
         types := format('%L::int[]', ARRAY(SELECT (jsonb_array_elements_text(p -> 'types'))::int));
-        RETURN format($e$CASE WHEN vms.gbcode_type(c.code) <> ALL (%1$s) OR EXISTS (SELECT FROM vms.gbcode_check(c.code))
+        -- vms._gbcode_check_details: vms.gbcode_check's details joined
+        RETURN format($e$CASE WHEN vms.gbcode_type(c.code) <> ALL (%1$s) OR vms._gbcode_check_details(c.code) IS NOT NULL
             THEN concat_ws('; ',
                    CASE WHEN vms.gbcode_type(c.code) <> ALL (%1$s)
                         THEN format('type code %%s is not a camera type', lpad(vms.gbcode_type(c.code)::text, 3, '0')) END,
-                   (SELECT string_agg(k.detail, '; ') FROM vms.gbcode_check(c.code) k)) END$e$, types);
+                   vms._gbcode_check_details(c.code)) END$e$, types);
     WHEN 'coordinates' THEN
         RETURN $e$CASE WHEN c.geom IS NULL THEN 'location missing'
             WHEN NOT (ST_X(c.geom) BETWEEN 73.5 AND 135.1 AND ST_Y(c.geom) BETWEEN 3.8 AND 53.6) THEN
@@ -800,6 +808,7 @@ END $$;
 COMMENT ON FUNCTION vms.governance_run_changed() IS
     'incremental governance run: every enabled rule over the channels changed since the last run over the whole ledger and the channels they share a unit and name or a point with (now or then); the same tasks opened, refreshed and closed for them as a full run; a full run when there was none';
 REVOKE ALL ON FUNCTION vms._governance_row_expr(vms.governance_rule) FROM PUBLIC;
+REVOKE ALL ON FUNCTION vms._gbcode_check_details(vms.gbcode) FROM PUBLIC;
 REVOKE ALL ON FUNCTION vms._governance_findings(vms.governance_rule, text, vms.gbcode[]),
     vms._governance_run(text, vms.gbcode[], boolean), vms.governance_run_changed() FROM PUBLIC;
 
