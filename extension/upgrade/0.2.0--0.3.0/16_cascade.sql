@@ -996,7 +996,7 @@ CREATE TABLE vms.sip_share_change (
     queued_at  timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE vms.sip_share_change IS
-    'internal: statements that changed what an upper platform may be told, queued for the SIP worker (it empties the queue and compares the shares at once)';
+    'internal: statements that changed what an upper platform may be told (source: the table; mobile_position: a reported position, while an upper platform subscribes to positions), queued for the SIP worker (it empties the queue and compares the shares or positions at once)';
 
 -- SECURITY DEFINER: whoever may change the ledger must be able to queue the
 -- wake, without any privilege on the queue; it writes only the table's name.
