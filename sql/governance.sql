@@ -60,9 +60,11 @@ SELECT vms.governance_run('4403');
 UPDATE vms.governance_rule SET params = '{"fields": ["azimuth"]}' WHERE code = 'azimuth_missing';
 
 -- the incremental run (issue 20): every rule over the channels changed since
--- the last run over the whole ledger, with the channels that share a unit
--- and name or a point with them, now or when that run saw them.  Without
--- such a run it is a full run; with nothing changed since, it takes nothing.
+-- the last run over the whole ledger, and duplicate_name and same_point over
+-- the channels that share a unit and name or a point with them, now or when
+-- that run saw them (8 channels, 8 findings: a partner's other rules are not
+-- run).  Without such a run it is a full run; with nothing changed since, it
+-- takes nothing.
 SELECT incremental, channels = (SELECT count(*) FROM vms.channel) AS whole_ledger FROM vms.governance_run_changed();
 SELECT incremental, channels, findings, opened, reopened, closed FROM vms.governance_run_changed();
 -- 011 renamed away from its duplicate 010, 014 renamed onto 013's name, 009

@@ -83,7 +83,7 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms._governance_metrics(text)',
     'vms._governance_findings(vms.governance_rule,text,vms.gbcode[])',
     'vms._governance_row_expr(vms.governance_rule)',
-    'vms._governance_run(text,vms.gbcode[],boolean)',
+    'vms._governance_run(text,vms.gbcode[],boolean,vms.gbcode[],vms.gbcode[])',
     'vms._grant_scope(oid,timestamp with time zone)',
     'vms._history_record()',
     'vms._inspection_baseline_apply(vms.gbcode,timestamp with time zone,jsonb)',

@@ -547,7 +547,8 @@ COMMENT ON FUNCTION vms.governance_findings(vms.governance_rule, text) IS 'what 
 -- insert; a channel deleted in between takes its new tasks with it (as ON
 -- DELETE CASCADE would), a unit gone raises the foreign-key error.  Anyone
 -- else's run inserts with the triggers.
-CREATE FUNCTION vms._governance_run(scope text, codes vms.gbcode[], incremental boolean) RETURNS vms.governance_run
+CREATE FUNCTION vms._governance_run(scope text, codes vms.gbcode[], incremental boolean,
+                                    name_codes vms.gbcode[], point_codes vms.gbcode[]) RETURNS vms.governance_run
     LANGUAGE plpgsql SET search_path FROM CURRENT SET work_mem = '256MB' SET jit = off
     SET max_parallel_workers_per_gather = 0 AS $$
 #variable_conflict use_variable
@@ -566,6 +567,11 @@ DECLARE
     replication_role text;
     bad text;
     units bigint[];
+    -- the channels of the rules comparing channels with each other
+    dup_codes vms.gbcode[] := CASE WHEN codes IS NOT NULL THEN
+        ARRAY(SELECT u.code FROM unnest(codes) u(code) UNION SELECT u.code FROM unnest(name_codes) u(code)) END;
+    point_rule_codes vms.gbcode[] := CASE WHEN codes IS NOT NULL THEN
+        ARRAY(SELECT u.code FROM unnest(codes) u(code) UNION SELECT u.code FROM unnest(point_codes) u(code)) END;
 BEGIN
     IF scope IS NOT NULL AND scope !~ '^([0-9]{2}){1,4}$' THEN
         RAISE EXCEPTION 'governance scope must be a 2, 4, 6 or 8-digit civil code, not "%"', scope
@@ -612,19 +618,25 @@ BEGIN
               WHERE g.enabled AND g.kind NOT IN ('required_fields', 'code_role', 'coordinates', 'stale')
               ORDER BY g.code LOOP
         INSERT INTO _gov_found SELECT f.channel_code, r.code, r.severity, f.detail
-          FROM vms._governance_findings(r, scope, codes) f;
+          FROM vms._governance_findings(r, scope, CASE r.kind WHEN 'duplicate_name' THEN dup_codes
+                                                              WHEN 'same_point' THEN point_rule_codes ELSE codes END) f;
     END LOOP;
     ANALYZE _gov_found;
     -- the live tasks this run may meet (a scoped run also meets the live
-    -- task of a channel in scope recorded under another civil code)
+    -- task of a channel in scope recorded under another civil code; a
+    -- partner only taken for duplicate_name or same_point, those rules' tasks)
     CREATE TEMP TABLE _gov_live ON COMMIT DROP AS
     SELECT t.id, t.channel_code, t.rule_code, t.state, t.civil_code FROM vms.governance_task t
      WHERE codes IS NULL AND t.state IN ('open', 'assigned', 'fixed', 'ignored')
     UNION ALL
     SELECT t.id, t.channel_code, t.rule_code, t.state, t.civil_code
-      FROM (SELECT DISTINCT u.code FROM unnest(codes) u(code)) u
+      FROM (SELECT u.code, NULL::text AS kind FROM unnest(codes) u(code)
+            UNION SELECT u.code, 'duplicate_name' FROM (SELECT unnest(name_codes) EXCEPT SELECT unnest(codes)) u(code)
+            UNION SELECT u.code, 'same_point' FROM (SELECT unnest(point_codes) EXCEPT SELECT unnest(codes)) u(code)) u
      CROSS JOIN LATERAL (SELECT t.* FROM vms.governance_task t
-                          WHERE t.channel_code = u.code AND t.state IN ('open', 'assigned', 'fixed', 'ignored') OFFSET 0) t;
+                          WHERE t.channel_code = u.code AND t.state IN ('open', 'assigned', 'fixed', 'ignored')
+                            AND (u.kind IS NULL OR t.rule_code IN (SELECT g.code FROM vms.governance_rule g WHERE g.kind = u.kind))
+                         OFFSET 0) t;
     ANALYZE _gov_live;
 
     -- a task marked fixed whose problem is still there opens again, live
@@ -700,7 +712,8 @@ BEGIN
     UPDATE vms.governance_run g
        SET closed = n, findings = (SELECT count(*) FROM _gov_found),
            channels = (SELECT count(*) FROM (SELECT c.* FROM vms.channel c WHERE codes IS NULL
-                 UNION ALL SELECT l.* FROM (SELECT DISTINCT u.code FROM unnest(codes) u(code)) u
+                 UNION ALL SELECT l.* FROM (SELECT u.code FROM unnest(dup_codes) u(code)
+                                            UNION SELECT u.code FROM unnest(point_rule_codes) u(code)) u
                  CROSS JOIN LATERAL (SELECT c.* FROM vms.channel c WHERE c.code = u.code OFFSET 0) l) c
                         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')),
            finished_at = clock_timestamp()
@@ -709,12 +722,12 @@ BEGIN
     DROP TABLE _gov_live;
     RETURN run;
 END $$;
-COMMENT ON FUNCTION vms._governance_run(text, vms.gbcode[], boolean) IS
-    'internal: a governance run over the channels in scope (and in codes, unless NULL): opens, refreshes, reopens and verifies their tasks';
+COMMENT ON FUNCTION vms._governance_run(text, vms.gbcode[], boolean, vms.gbcode[], vms.gbcode[]) IS
+    'internal: a governance run over the channels in scope (and in codes, unless NULL; for duplicate_name also name_codes, for same_point point_codes): opens, refreshes, reopens and verifies their tasks';
 
 CREATE OR REPLACE FUNCTION vms.governance_run(scope text DEFAULT NULL) RETURNS vms.governance_run
     LANGUAGE sql SET search_path FROM CURRENT AS $$
-    SELECT vms._governance_run(scope, NULL, false)
+    SELECT vms._governance_run(scope, NULL, false, NULL, NULL)
 $$;
 COMMENT ON FUNCTION vms.governance_run(text) IS
     'run every enabled governance rule over the ledger or a civil-code prefix; opens, refreshes, reopens and verifies tasks';
@@ -742,6 +755,8 @@ CREATE FUNCTION vms.governance_run_changed() RETURNS vms.governance_run
 DECLARE
     last vms.governance_run;
     codes vms.gbcode[];
+    name_codes vms.gbcode[];
+    point_codes vms.gbcode[];
     cur bigint;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('vms.governance_run'));
@@ -749,7 +764,7 @@ BEGIN
      WHERE g.scope IS NULL AND g.finished_at IS NOT NULL AND g.snapshot IS NOT NULL
      ORDER BY g.id DESC LIMIT 1;
     IF last.id IS NULL THEN
-        RETURN vms._governance_run(NULL, NULL, false);
+        RETURN vms._governance_run(NULL, NULL, false, NULL, NULL);
     END IF;
     -- History rows the last run may not have seen: written by a
     -- transaction at or after its snapshot's xmin (the oldest then running).
@@ -797,20 +812,18 @@ BEGIN
         UNION SELECT ST_GeomFromEWKT(m.geom #>> '{}') FROM moved m
          WHERE m.existed AND m.geom #>> '{}' IS NOT NULL
            AND (m.gone OR m.geom #>> '{}' IS DISTINCT FROM ST_AsEWKT(m.now_geom)))
-    SELECT array_agg(DISTINCT x.code) INTO codes FROM (
-        SELECT m.code FROM moved m WHERE NOT m.gone
-        UNION ALL
-        SELECT c.code FROM vms.channel c JOIN names m ON m.unit_id = c.unit_id AND m.name = c.name
-        UNION ALL
-        SELECT c.code FROM points p JOIN vms.channel c ON c.geom && ST_Expand(p.geom, 1e-9)) x;
-    RETURN vms._governance_run(NULL, coalesce(codes, '{}'), true);
+    SELECT (SELECT array_agg(m.code) FROM moved m WHERE NOT m.gone),
+           (SELECT array_agg(DISTINCT c.code) FROM vms.channel c JOIN names m ON m.unit_id = c.unit_id AND m.name = c.name),
+           (SELECT array_agg(DISTINCT c.code) FROM points p JOIN vms.channel c ON c.geom && ST_Expand(p.geom, 1e-9))
+      INTO codes, name_codes, point_codes;
+    RETURN vms._governance_run(NULL, coalesce(codes, '{}'), true, name_codes, point_codes);
 END $$;
 COMMENT ON FUNCTION vms.governance_run_changed() IS
-    'incremental governance run: every enabled rule over the channels changed since the last run over the whole ledger and the channels they share a unit and name or a point with (now or then); the same tasks opened, refreshed and closed for them as a full run; a full run when there was none';
+    'incremental governance run: every enabled rule over the channels changed since the last run over the whole ledger, and duplicate_name and same_point over the channels they share a unit and name or a point with (now or then); the same tasks opened, refreshed and closed for them as a full run; a full run when there was none';
 REVOKE ALL ON FUNCTION vms._governance_row_expr(vms.governance_rule) FROM PUBLIC;
 REVOKE ALL ON FUNCTION vms._gbcode_check_details(vms.gbcode) FROM PUBLIC;
 REVOKE ALL ON FUNCTION vms._governance_findings(vms.governance_rule, text, vms.gbcode[]),
-    vms._governance_run(text, vms.gbcode[], boolean), vms.governance_run_changed() FROM PUBLIC;
+    vms._governance_run(text, vms.gbcode[], boolean, vms.gbcode[], vms.gbcode[]), vms.governance_run_changed() FROM PUBLIC;
 
 -- issue 20: the map clusters' refresh is scheduled (every five minutes; a
 -- run with nothing appended returns at once).  Same text as
