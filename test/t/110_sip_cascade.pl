@@ -352,16 +352,19 @@ ok(wait_for(sub { grep { $lon_of->($_) eq '117.800000' } notify_times('MobilePos
 	'the newest of two changes made within the Interval arrives at its end without another change (none lost)')
   or diag(`tail -40 $strace`);
 my ($p3) = grep { $lon_of->($_) eq '117.800000' } notify_times('MobilePosition', $mapped);
-cmp_ok($p3->[0] - $p1->[0], '>=', 3, 'not before an Interval (4 s) after the channel\'s last NOTIFY (1 s allowed for sending)');
+cmp_ok($p3->[0] - $p1->[0], '>=', 2, 'not before an Interval (4 s) after the channel\'s last NOTIFY (2 s allowed for sending)');
+# (on a machine so loaded that the two changes were committed over 2 s after the NOTIFY, the first may be due)
+my $late = $committed > $p1->[0] + 2;
 SKIP:
 {
-	skip 'the two changes were committed too late in the Interval on this loaded machine', 1 if $committed > $p1->[0] + 3;
+	skip 'the two changes were committed too late in the Interval on this loaded machine', 1 if $late;
 	ok(!(grep { $lon_of->($_) eq '117.700000' } notify_times('MobilePosition', $mapped)),
 		'the change overtaken within the Interval is not sent (the newest wins)');
 }
 # quiet: three keepalives after the last NOTIFY (over 10 s, more than two Intervals) and nothing more
 ok(wait_for(sub { keepalives_after($p3->[0], $strace) >= 3 }), 'three keepalives after the last position NOTIFY');
-is(join(',', map { $lon_of->($_) } notify_times('MobilePosition', $mapped)), '117.500000,117.600000,117.800000',
+like(join(',', map { $lon_of->($_) } notify_times('MobilePosition', $mapped)),
+	$late ? qr/^117\.500000,117\.600000,(117\.700000,)?117\.800000$/ : qr/^117\.500000,117\.600000,117\.800000$/,
 	'the mapped channel: its known position, then each change sent, nothing while it did not change');
 is(scalar(notify_times('MobilePosition', '34020100001320000003')), 1,
 	'the other channel: one NOTIFY, none for a newer report of the same position');
