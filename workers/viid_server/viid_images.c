@@ -292,7 +292,7 @@ verbatim:
 		for (e = q + 1; e < end && *e != '"'; e++)
 			if (*e == '\\')
 				e++;
-		scan = e + 1;
+		scan = e < end ? e + 1 : end;
 	}
 	if (c.data == NULL)
 	{
