@@ -648,8 +648,8 @@ BEGIN
            fixed_at = CASE WHEN t.state = 'fixed' THEN NULL ELSE t.fixed_at END,
            fixed_by = CASE WHEN t.state = 'fixed' THEN NULL ELSE t.fixed_by END,
            last_found_at = now(), detail = f.detail, severity = f.severity
-      FROM _gov_found f
-     WHERE t.channel_code = f.channel_code AND t.rule_code = f.rule_code
+      FROM _gov_found f JOIN _gov_live l ON l.channel_code = f.channel_code AND l.rule_code = f.rule_code
+     WHERE t.id = l.id AND t.channel_code = f.channel_code AND t.rule_code = f.rule_code
        AND t.state IN ('open', 'assigned', 'fixed', 'ignored');
 
     -- new findings: new tasks (an anti-join on the live tasks and a hash
