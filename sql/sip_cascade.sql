@@ -368,7 +368,7 @@ INSERT INTO vms.mobile_position (device_code, at, geom) VALUES
 SELECT source, count(*) FROM vms.sip_share_change GROUP BY source ORDER BY source;
 SELECT * FROM vms._sip_take_share_changes() AS taken;
 SELECT count(*) AS left FROM vms.sip_share_change;
--- with a MobilePosition subscription, a reported position queues one wake (not one per statement)
+-- with a MobilePosition subscription, each statement reporting positions queues a wake
 SELECT vms._sip_upstream_flush('[{"u": "city", "st": "registered", "at": 1700000001, "ra": 1700000001, "ex": 1700003601,
                                   "sb": {"MobilePosition": {"expires_at": 1700000601, "interval": 5}}}]');
 INSERT INTO vms.mobile_position (device_code, at, geom) VALUES

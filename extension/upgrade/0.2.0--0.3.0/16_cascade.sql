@@ -910,8 +910,8 @@ COMMENT ON FUNCTION vms._sip_upstream_positions(text, bigint, boolean, integer) 
 CREATE FUNCTION vms._sip_position_touched() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM vms.sip_upstream_state s WHERE s.state = 'registered' AND s.subscriptions ? 'MobilePosition')
-       AND NOT EXISTS (SELECT 1 FROM vms.sip_share_change c WHERE c.source = 'mobile_position') THEN
+    -- one row a statement: a row already queued may be taken by a worker whose compare does not see this one
+    IF EXISTS (SELECT 1 FROM vms.sip_upstream_state s WHERE s.state = 'registered' AND s.subscriptions ? 'MobilePosition') THEN
         INSERT INTO vms.sip_share_change (source) VALUES ('mobile_position');
         PERFORM vms._wake_worker('sip');
     END IF;
