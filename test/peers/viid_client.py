@@ -28,6 +28,19 @@ Commands:
       "per_s"}); with --dump, writes the same documents one a line for COPY.
   flood --connections N       opens N connections at once, closes them, then
       makes one authenticated request ({"opened": n, "status": ...}).
+  replay --attack plain|reset|fresh401 [--serial S]
+      posts one MotorVehicle (answer "first"), then replays its Authorization
+      header with another record's body ("replay", ids of both in "ids"):
+      plain: as it is; reset: after a request with the same nonce, nc=00000000
+      and a garbage response ("reset"); fresh401: after an unauthenticated
+      request for the same URI ("fresh401", "same_nonce": the challenge gave
+      the same nonce).  libmicrohttpd 0.9.75 alone accepts the last two.
+  badauth --what nc0|nc7|nc9|nchex|nocnonce|longcnonce|dupnc|noqop
+      a GET /VIID/System/Time whose otherwise good digest has that fault.
+  concurrent [--clients 8] [--rounds 10]
+      the clients share one nonce and send GET /VIID/System/Time together,
+      round by round, each its own nonce counts out of order (8k+c+1, k =
+      1,0,3,2,...), no retries ({"ok", "of", "statuses"}).
 """
 import argparse
 import base64
@@ -579,6 +592,117 @@ def cmd_flood(cl, a):
     out({"opened": len(socks), "established": established, "status": s, "body": b})
 
 
+def one_request(a, method, path, body=b"", headers=None):
+    """one request on a new connection: (status, WWW-Authenticate, parsed body)"""
+    c = http.client.HTTPConnection(a.host, a.port, timeout=a.timeout)
+    h = {"Content-Type": CTYPE} if method in ("POST", "PUT") else {}
+    h.update(headers or {})
+    c.request(method, path, body=body, headers=h)
+    r = c.getresponse()
+    raw = r.read()
+    c.close()
+    try:
+        parsed = json.loads(raw) if raw else None
+    except ValueError:
+        parsed = raw.decode(errors="replace")
+    return r.status, r.getheader("WWW-Authenticate"), parsed
+
+
+def nonce_of(challenge):
+    cl = Client(argparse.Namespace())
+    cl.nc_stride = 2    # take_challenge: no random start
+    cl.take_challenge(challenge or "Digest ")
+    return cl.nonce
+
+
+def cmd_replay(cl, a):
+    path = "/VIID/MotorVehicles"
+    s, ch, _ = one_request(a, "POST", path)
+    cl.take_challenge(ch)
+    cl.nc = 0
+    ida, item_a = make_item("MotorVehicles", a.device, a.serial, 1, 2048)
+    idb, item_b = make_item("MotorVehicles", a.device, a.serial + 1, 1, 2048)
+    auth = cl.authorization("POST", path)
+    res = {"ids": [ida, idb]}
+    res["first"] = one_request(a, "POST", path, list_body("MotorVehicles", [item_a]).encode(), {"Authorization": auth})[0]
+    if a.attack == "reset":
+        forged = auth.replace("nc=00000001", "nc=00000000")
+        forged = forged[:forged.index('response="') + 10] + "0" * 32 + forged[forged.index('response="') + 42:]
+        s, _, b = one_request(a, "POST", path, b"{}", {"Authorization": forged})
+        res["reset"] = s
+        res["reset_reason"] = (b or {}).get("ResponseStatusObject", {}).get("StatusString") if isinstance(b, dict) else b
+    elif a.attack == "fresh401":
+        s, ch, _ = one_request(a, "POST", path)
+        res["fresh401"] = s
+        res["same_nonce"] = nonce_of(ch) == cl.nonce
+    s, _, b = one_request(a, "POST", path, list_body("MotorVehicles", [item_b]).encode(), {"Authorization": auth})
+    res["replay"] = s
+    res["replay_reason"] = (b or {}).get("ResponseStatusObject", {}).get("StatusString") if isinstance(b, dict) else b
+    out(res)
+
+
+def cmd_badauth(cl, a):
+    path = "/VIID/System/Time"
+    s, ch, _ = one_request(a, "GET", path)
+    cl.take_challenge(ch)
+    cl.nc = 0
+    h = cl.authorization("GET", path)
+    w = a.what
+    if w == "nc0":
+        cl.nc = -1
+        h = cl.authorization("GET", path)     # nc 00000000 with its right response
+    elif w == "nc7":
+        h = h.replace("nc=00000001", "nc=0000001")
+    elif w == "nc9":
+        h = h.replace("nc=00000001", "nc=000000001")
+    elif w == "nchex":
+        h = h.replace("nc=00000001", "nc=0000000g")
+    elif w == "nocnonce":
+        h = h[:h.index(', cnonce="')] + h[h.index('"', h.index(', cnonce="') + 10) + 1:]
+    elif w == "longcnonce":
+        cn = h[h.index('cnonce="') + 8:h.index('"', h.index('cnonce="') + 8)]
+        h = h.replace(cn, "a" * 100)
+    elif w == "dupnc":
+        h += ", nc=00000002"
+    elif w == "noqop":
+        h = h.replace("qop=auth, ", "")
+    s, _, b = one_request(a, "GET", path, b"", {"Authorization": h})
+    out({"status": s, "body": b})
+
+
+def cmd_concurrent(cl, a):
+    import threading
+    path = "/VIID/System/Time"
+    s, ch, _ = one_request(a, "GET", path)
+    n = a.clients
+    barrier = threading.Barrier(n)
+    statuses = {}
+    lock = threading.Lock()
+
+    def run(c):
+        me = Client(a)
+        me.take_challenge(ch)      # all of them the same nonce
+        me.nc_stride, me.nc_offset = n, c + 1
+        for r in range(a.rounds):
+            barrier.wait()
+            k = r + 1 if r % 2 == 0 else r - 1          # k = 1, 0, 3, 2, ...: out of order
+            me.nc = k - 1                               # authorization() counts it up first
+            h = me.authorization("GET", path)           # nc = n * k + c + 1
+            try:
+                st = one_request(a, "GET", path, b"", {"Authorization": h})[0]
+            except (ConnectionError, OSError, http.client.HTTPException):
+                st = "error"
+            with lock:
+                statuses[str(st)] = statuses.get(str(st), 0) + 1
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out({"ok": statuses.get("200", 0), "of": n * a.rounds, "statuses": statuses})
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default="127.0.0.1")
@@ -633,13 +757,22 @@ def main():
     sp.add_argument("--dump", help="write the documents, one a line, for COPY, instead of posting")
     sp = sub.add_parser("flood")
     sp.add_argument("--connections", type=int, default=10000)
+    sp = sub.add_parser("replay")
+    sp.add_argument("--attack", choices=["plain", "reset", "fresh401"], required=True)
+    sp.add_argument("--serial", type=int, default=1)
+    sp = sub.add_parser("badauth")
+    sp.add_argument("--what", choices=["nc0", "nc7", "nc9", "nchex", "nocnonce", "longcnonce", "dupnc", "noqop"], required=True)
+    sp = sub.add_parser("concurrent")
+    sp.add_argument("--clients", type=int, default=8)
+    sp.add_argument("--rounds", type=int, default=10)
     a = p.parse_args()
     global AT
     AT = a.at
     cl = Client(a)
     {"register": cmd_system, "keepalive": cmd_system, "unregister": cmd_system, "time": cmd_system,
      "post": cmd_post, "ingest": cmd_ingest, "raw": cmd_raw, "slowloris": cmd_slowloris,
-     "flood": cmd_flood, "bench": cmd_bench, "trickle": cmd_trickle}[a.cmd](cl, a)
+     "flood": cmd_flood, "bench": cmd_bench, "trickle": cmd_trickle,
+     "replay": cmd_replay, "badauth": cmd_badauth, "concurrent": cmd_concurrent}[a.cmd](cl, a)
 
 
 if __name__ == "__main__":

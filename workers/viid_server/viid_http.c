@@ -134,3 +134,156 @@ viid_hex16(const char *hex, uint8_t out[16])
 	}
 	return true;
 }
+
+/*
+ * The Authorization header's digest fields, read the way libmicrohttpd
+ * 0.9.75 reads them (lookup_sub_value: "Digest " then key=value pairs split
+ * at commas, a quoted value ending at the next quote, no escapes, the first
+ * pair of a key caselessly), but strictly: anything that version could read
+ * differently from this parser (a duplicate key, a backslash, a space or
+ * control character inside a bare value, spaces before a key but after a
+ * comma) is refused, so that the (nonce, cnonce, nc) remembered after
+ * libmicrohttpd accepts a request are the ones it checked.
+ */
+static bool
+key_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		c == '-' || c == '_' || c == '*';
+}
+
+static bool
+bare_char(char c)
+{
+	return c > 0x20 && c < 0x7f && c != ',' && c != '"' && c != '\\';
+}
+
+typedef struct DigestField
+{
+	const char *name;
+	size_t		offset;			/* in ViidDigest; (size_t) -1: not copied (uri) */
+	size_t		max;			/* longest value taken */
+} DigestField;
+
+#define F(member, max) offsetof(ViidDigest, member), max
+static const DigestField digest_fields[] = {
+	{"username", F(username, VIID_DIGEST_MAX_USERNAME)},
+	{"realm", F(realm, VIID_DIGEST_MAX_REALM)},
+	{"nonce", F(nonce, VIID_DIGEST_MAX_NONCE)},
+	{"cnonce", F(cnonce, VIID_DIGEST_MAX_CNONCE)},
+	{"response", F(response, VIID_DIGEST_MAX_RESPONSE)},
+	{"qop", F(qop, sizeof(((ViidDigest *) 0)->qop) - 1)},
+	{"nc", F(nc, sizeof(((ViidDigest *) 0)->nc) - 1)},
+	{"uri", (size_t) -1, VIID_DIGEST_MAX_URI},
+};
+#undef F
+#define N_DIGEST_FIELDS (sizeof(digest_fields) / sizeof(digest_fields[0]))
+
+const char *
+viid_digest_parse(const char *header, ViidDigest *d)
+{
+	const char *p;
+	bool		seen[N_DIGEST_FIELDS] = {false};
+	int			params = 0;
+
+	memset(d, 0, sizeof(*d));
+	if (header == NULL)
+		return "digest authentication required";
+	if (strncmp(header, "Digest ", 7) != 0)
+		return "the Authorization header is not HTTP Digest";
+	p = header + 7;
+	for (;;)
+	{
+		const char *key = p,
+				   *value;
+		size_t		keylen,
+					len;
+		int			f;
+
+		if (++params > VIID_DIGEST_MAX_PARAMS)
+			return "digest Authorization: too many fields";
+		while (key_char(*p))
+			p++;
+		keylen = p - key;
+		if (keylen == 0 || *p != '=')
+			return "digest Authorization: malformed (a field is not key=value)";
+		p++;
+		while (*p == ' ')
+			p++;
+		if (*p == '"')
+		{
+			value = ++p;
+			while (*p && *p != '"')
+			{
+				if ((unsigned char) *p < 0x20 || *p == 0x7f || *p == '\\')
+					return "digest Authorization: a control character or backslash in a quoted value";
+				p++;
+			}
+			if (*p != '"')
+				return "digest Authorization: malformed (a quoted value has no end)";
+			len = p - value;
+			p++;
+			while (*p == ' ')
+				p++;
+		}
+		else
+		{
+			value = p;
+			while (bare_char(*p))
+				p++;
+			len = p - value;
+			if (len == 0)
+				return "digest Authorization: malformed (an empty bare value)";
+		}
+		if (*p != ',' && *p != '\0')
+			return "digest Authorization: malformed (junk after a value)";
+		for (f = 0; f < (int) N_DIGEST_FIELDS; f++)
+			if (strlen(digest_fields[f].name) == keylen && strncasecmp(key, digest_fields[f].name, keylen) == 0)
+				break;
+		if (f < (int) N_DIGEST_FIELDS)
+		{
+			if (seen[f])
+				return "digest Authorization: a field is given twice";
+			seen[f] = true;
+			if (len > digest_fields[f].max)
+				return "digest Authorization: a field is too long";
+			if (digest_fields[f].offset != (size_t) -1)
+				memcpy((char *) d + digest_fields[f].offset, value, len);	/* d is zeroed: terminated */
+			else
+				d->uri_len = len;
+		}
+		if (*p == '\0')
+			break;
+		p++;					/* the comma */
+		while (*p == ' ')
+			p++;
+	}
+	for (int f = 0; f < (int) N_DIGEST_FIELDS; f++)
+		if (!seen[f] || (digest_fields[f].offset != (size_t) -1 &&
+						 ((char *) d + digest_fields[f].offset)[0] == '\0') ||
+			(digest_fields[f].offset == (size_t) -1 && d->uri_len == 0))
+			return "digest Authorization: username, realm, nonce, uri, response, qop, nc and cnonce are all required";
+	if (strcmp(d->qop, "auth") != 0)
+		return "digest Authorization: qop must be auth";
+	if (strlen(d->nc) != 8)
+		return "digest Authorization: nc must be exactly 8 hex digits";
+	d->nc_value = 0;
+	for (int i = 0; i < 8; i++)
+	{
+		char		c = d->nc[i];
+		int			v;
+
+		if (c >= '0' && c <= '9')
+			v = c - '0';
+		else if (c >= 'a' && c <= 'f')
+			v = c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			v = c - 'A' + 10;
+		else
+			return "digest Authorization: nc must be exactly 8 hex digits";
+		d->nc_value = (d->nc_value << 4) | (uint32_t) v;
+	}
+	if (d->nc_value == 0)
+		return "digest Authorization: nc 00000000 is not a nonce count (counts start at 1)";
+	return NULL;
+}

@@ -43,4 +43,35 @@ extern bool viid_bucket_take(ViidBucket *b, int rate, int64_t now_us);
 /* 32 hex digits to 16 bytes; false when it is not that */
 extern bool viid_hex16(const char *hex, uint8_t out[16]);
 
+/*
+ * The fields of a digest Authorization header, checked before libmicrohttpd
+ * sees it: every field present and bounded, qop=auth, nc exactly 8 hex
+ * digits and not 0 (libmicrohttpd 0.9.75 takes nc 0 as "a new nonce" and
+ * forgets the counts already used, before it checks the response).  The
+ * bounds are below libmicrohttpd's own buffers, so it truncates none.
+ */
+#define VIID_DIGEST_MAX_USERNAME 64
+#define VIID_DIGEST_MAX_REALM 255
+#define VIID_DIGEST_MAX_NONCE 128
+#define VIID_DIGEST_MAX_CNONCE 64
+#define VIID_DIGEST_MAX_RESPONSE 64
+#define VIID_DIGEST_MAX_URI 16384
+#define VIID_DIGEST_MAX_PARAMS 16
+
+typedef struct ViidDigest
+{
+	char		username[VIID_DIGEST_MAX_USERNAME + 1];
+	char		realm[VIID_DIGEST_MAX_REALM + 1];
+	char		nonce[VIID_DIGEST_MAX_NONCE + 1];
+	char		cnonce[VIID_DIGEST_MAX_CNONCE + 1];
+	char		response[VIID_DIGEST_MAX_RESPONSE + 1];
+	char		qop[8];
+	char		nc[17];
+	size_t		uri_len;
+	uint32_t	nc_value;
+} ViidDigest;
+
+/* NULL when the header passes, else the reason it is refused */
+extern const char *viid_digest_parse(const char *header, ViidDigest *d);
+
 #endif

@@ -22,6 +22,7 @@
 #include <malloc.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <openssl/evp.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -39,6 +40,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -53,7 +55,8 @@ PGDLLEXPORT void vms_viid_server_main(Datum arg);
 #define MAX_CLIENTS 100000		/* clients cached for digest checks */
 #define MAX_PATH 256			/* a longer path is an unknown resource */
 #define MAX_BATCH_REQUESTS 64	/* requests answered in one transaction */
-#define NONCE_NC_SIZE 65536		/* nonce/nc pairs libmicrohttpd remembers (replay protection) */
+#define NONCE_NC_SIZE 65536		/* nonce/nc pairs libmicrohttpd remembers (not replay protection: see Seen) */
+#define SEEN_MAX (1024 * 1024)	/* accepted digests remembered at once (Seen); more get 503 */
 #define CONNECTION_MEMORY (64 * 1024)	/* libmicrohttpd's buffer per connection (headers) */
 #define MAX_BUFFERED_BYTES ((size_t) 256 * 1024 * 1024)	/* request bodies held at once, all connections;
 														 * more get 503 (vms.viid_server_max_body is at
@@ -64,6 +67,10 @@ PGDLLEXPORT void vms_viid_server_main(Datum arg);
 #define CLIENT_STALE_REFRESH_MS 100	/* and again this soon after an unknown client or a wrong digest, */
 #define CLIENT_STALE_EVERY_MS 1000	/* but such an early read at most this often (anyone can ask for it) */
 #define NONCE_TIMEOUT_S 300		/* a nonce older than this is stale: the client gets a new one */
+#define SEEN_KEEP_S (NONCE_TIMEOUT_S + 2)	/* an accepted digest is remembered this many whole seconds
+											 * of the monotonic clock, i.e. over NONCE_TIMEOUT_S + 1 s:
+											 * libmicrohttpd calls its nonce stale by then */
+#define SEEN_RING (SEEN_KEEP_S + 1)	/* one list of accepted digests per second */
 #define LOG_EVERY_MS 10000		/* each kind of bad input is logged at most this often */
 #define NOT_READY_WAIT_MS 1000
 
@@ -139,6 +146,38 @@ typedef struct Conn
 	struct Conn *prev;
 	struct Conn *next;
 } Conn;
+
+/*
+ * Replay protection.  libmicrohttpd 0.9.75 has none that holds: its nonce is
+ * a hash of the second, method, URI, realm and its random seed, so every
+ * challenge for the same method and URI within a second is the same nonce,
+ * and each challenge (any 401), like any request with nc=00000000 (checked
+ * before the response), resets that nonce's count: a captured Authorization
+ * header was accepted again, with any body (qop=auth does not cover it).
+ * So the worker remembers every (client, nonce, cnonce, nc) libmicrohttpd
+ * accepted, as the SHA-256 of the four, for SEEN_KEEP_S seconds (the nonce
+ * is stale by then), and refuses one seen before.  The entries live in a
+ * dynahash (HASH_ENTER_NULL: no ERROR inside a libmicrohttpd callback), one
+ * list per second of the monotonic clock in a ring of SEEN_RING lists: a
+ * second's list is dropped whole once it is SEEN_KEEP_S old.  At most
+ * SEEN_MAX entries (about 64 MB): when full, requests get 503 with
+ * Retry-After, and no entry is forgotten early.
+ */
+typedef struct Seen
+{
+	uint8		key[32];		/* SHA-256 of client id, nonce, cnonce, nc (each NUL-ended) */
+	struct Seen *next;			/* same second */
+} Seen;
+
+typedef enum
+{
+	SEEN_NEW, SEEN_REPLAY, SEEN_FULL
+} SeenResult;
+
+static HTAB *seen = NULL;
+static Seen *seen_ring[SEEN_RING];
+static int64 seen_ring_sec[SEEN_RING];	/* the second whose list each is */
+static int64 seen_dropped_upto = 0;	/* the lists of every second up to this one are dropped */
 
 static VmsWorkerSlot *slot;
 static MemoryContext loop_cxt;
@@ -419,6 +458,95 @@ body_text(Req *r)
 	return PointerGetDatum(r->body - VARHDRSZ);
 }
 
+static int64
+monotonic_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64) ts.tv_sec;
+}
+
+static void
+seen_drop_list(int i)
+{
+	Seen	   *e = seen_ring[i];
+
+	while (e)
+	{
+		Seen	   *next = e->next;
+
+		(void) hash_search(seen, e->key, HASH_REMOVE, NULL);
+		e = next;
+	}
+	seen_ring[i] = NULL;
+}
+
+/* drop the lists of seconds at least SEEN_KEEP_S old */
+static void
+seen_expire(int64 now_s)
+{
+	int64		upto = now_s - SEEN_KEEP_S;
+
+	if (upto <= seen_dropped_upto)
+		return;
+	if (upto - seen_dropped_upto >= SEEN_RING)
+	{
+		for (int i = 0; i < SEEN_RING; i++)
+			if (seen_ring[i] && seen_ring_sec[i] <= upto)
+				seen_drop_list(i);
+	}
+	else
+		for (int64 s = seen_dropped_upto + 1; s <= upto; s++)
+		{
+			int			i = (int) (s % SEEN_RING);
+
+			if (seen_ring[i] && seen_ring_sec[i] <= upto)
+				seen_drop_list(i);
+		}
+	seen_dropped_upto = upto;
+}
+
+/* remember an accepted digest; SEEN_REPLAY when it was accepted before */
+static SeenResult
+seen_add(const char *client, const ViidDigest *d)
+{
+	uint8		key[EVP_MAX_MD_SIZE];
+	unsigned int keylen = 0;
+	char		buf[21 + sizeof(d->nonce) + sizeof(d->cnonce) + sizeof(d->nc)];
+	size_t		n = 0;
+	int64		now_s = monotonic_s();
+	bool		found;
+	Seen	   *e;
+	int			i;
+
+	for (const char *part[4] = {client, d->nonce, d->cnonce, d->nc}, **p = part; p < part + 4; p++)
+	{
+		size_t		len = strlen(*p) + 1;
+
+		memcpy(buf + n, *p, len);
+		n += len;
+	}
+	if (EVP_Digest(buf, n, key, &keylen, EVP_sha256(), NULL) != 1 || keylen != sizeof(e->key))
+		return SEEN_FULL;
+	seen_expire(now_s);
+	e = hash_search(seen, key, HASH_FIND, NULL);
+	if (e)
+		return SEEN_REPLAY;
+	if (hash_get_num_entries(seen) >= SEEN_MAX)
+		return SEEN_FULL;
+	e = hash_search(seen, key, HASH_ENTER_NULL, &found);
+	if (e == NULL)
+		return SEEN_FULL;		/* out of memory */
+	i = (int) (now_s % SEEN_RING);
+	if (seen_ring[i] && seen_ring_sec[i] != now_s)
+		seen_drop_list(i);		/* SEEN_RING or more seconds old: seen_expire dropped it already */
+	seen_ring_sec[i] = now_s;
+	e->next = seen_ring[i];
+	seen_ring[i] = e;
+	return SEEN_NEW;
+}
+
 /* headers are in: route, Content-Type, size, digest, rate */
 static enum MHD_Result
 check_headers(Req *r, const char *url, const char *method)
@@ -428,6 +556,8 @@ check_headers(Req *r, const char *url, const char *method)
 	char	   *user;
 	Client	   *c;
 	int			ok;
+	ViidDigest	d;
+	const char *why;
 
 	strlcpy(r->method, method, sizeof(r->method));
 	if (strlen(url) >= MAX_PATH)
@@ -462,9 +592,21 @@ check_headers(Req *r, const char *url, const char *method)
 			r->announced = (size_t) strtoull(clen, NULL, 10);
 	}
 
+	/*
+	 * The Authorization header is checked before libmicrohttpd's digest
+	 * check: every field there and bounded, and nc exactly 8 hex digits, not
+	 * 0 (libmicrohttpd would reset the nonce's counts for nc 0 even with a
+	 * wrong response).
+	 */
+	why = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	if (why == NULL)
+		return challenge(r, false, -1, "digest authentication required");
+	why = viid_digest_parse(why, &d);
+	if (why)
+		return challenge(r, false, C_AUTH_FAILURES, why);
 	user = MHD_digest_auth_get_username(r->conn);
 	if (user == NULL)
-		return challenge(r, false, -1, "digest authentication required");
+		return challenge(r, false, C_AUTH_FAILURES, "digest Authorization without a username");
 	c = find_client(user);
 	if (c == NULL)
 	{
@@ -494,6 +636,18 @@ check_headers(Req *r, const char *url, const char *method)
 		 */
 		clients_stale = true;	/* the password may have changed */
 		return challenge(r, true, C_AUTH_FAILURES, "digest does not match, or its nonce count was used before");
+	}
+	/* libmicrohttpd accepted it: refuse it if it did so before (see Seen) */
+	switch (seen_add(c->id, &d))
+	{
+		case SEEN_NEW:
+			break;
+		case SEEN_REPLAY:
+			return challenge(r, true, C_STALE_NONCES,
+							 "replayed digest: this nonce, cnonce and nonce count were accepted before");
+		case SEEN_FULL:
+			return refuse(r, 503, C_RATE_LIMITED,
+						  "server busy: too many authenticated requests within the nonce lifetime; send it again");
 	}
 	strlcpy(r->client, c->id, sizeof(r->client));
 	if (r->route == VIID_ROUTE_SUBSCRIBES && strcmp(method, "DELETE") == 0)
@@ -1211,6 +1365,15 @@ vms_viid_server_main(Datum arg)
 	mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024);
 
 	loop_cxt = AllocSetContextCreate(vms_worker_cxt, "vms viid-server loop", ALLOCSET_DEFAULT_SIZES);
+	{
+		HASHCTL		ctl;
+
+		/* for the life of the process (its own context under TopMemoryContext) */
+		ctl.keysize = sizeof(((Seen *) 0)->key);
+		ctl.entrysize = sizeof(Seen);
+		seen = hash_create("vms viid-server accepted digests", 4096, &ctl, HASH_ELEM | HASH_BLOBS);
+		seen_dropped_upto = monotonic_s() - SEEN_KEEP_S;
+	}
 	before_shmem_exit(shutdown_daemon, (Datum) 0);
 	vms_worker_set_state(slot, "starting");
 
