@@ -4,7 +4,9 @@
  * parsing (request line, headers, chunked and Content-Length bodies,
  * pipelining), its digest Authorization parsing and checking, and our
  * checks (viid_http.c: route and path traversal, Content-Type, rate
- * bucket), with the worker's suspend / answer / resume cycle.  Each input
+ * bucket, the digest header's fields read before libmicrohttpd's check:
+ * the username both read must be the same), with the worker's suspend /
+ * answer / resume cycle.  Each input
  * is one TCP stream: it goes into a socketpair handed to an in-process
  * daemon (no listening socket, driven by MHD_run as the worker drives it).
  * The documents themselves are parsed by PostgreSQL's jsonb in
@@ -82,7 +84,9 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
 		char	   *user;
 		int			ok;
 		const char *clen,
-				   *ident;
+				   *ident,
+				   *auth;
+		ViidDigest	d;
 
 		r = calloc(1, sizeof(Req));
 		r->conn = c;
@@ -97,7 +101,14 @@ on_request(void *cls, struct MHD_Connection *c, const char *url, const char *met
 		clen = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (clen && strtoull(clen, NULL, 10) > MAX_BODY)
 			return reply(c, 413, "too large");
+		/* as the worker: a header viid_digest_parse refuses never reaches libmicrohttpd's check */
+		auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+		if (auth && viid_digest_parse(auth, &d) != NULL)
+			return challenge(c, MHD_NO);
 		user = MHD_digest_auth_get_username(c);
+		/* what it passes, libmicrohttpd reads the same way */
+		if (auth && (user == NULL || strcmp(user, d.username) != 0))
+			abort();
 		ident = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "User-Identify");
 		if (user)
 		{
