@@ -178,54 +178,11 @@ COMMENT ON FUNCTION vms._cluster_conflict(text, text, text, text, text, jsonb) I
 -- another district owns it or the city has a row of its own under it; the
 -- same district sending a row it already has (a table re-copied after a
 -- re-subscription) replaces it.  UPDATE and DELETE apply only to rows the
--- sending district owns.
+-- sending district owns.  In C (extension/cluster_apply.c): it runs once a
+-- replicated row in the apply worker, and as PL/pgSQL it was half of the
+-- city's apply time of a large import.
 CREATE FUNCTION vms._cluster_apply_owned() RETURNS trigger
-    LANGUAGE plpgsql SET search_path FROM CURRENT SET enable_seqscan = off AS $$
-DECLARE
-    src text := coalesce(nullif(current_setting('vms.cluster_applying', true), ''), vms._cluster_applying());
-    d text;
-    tbl text := TG_TABLE_NAME;
-    c vms.gbcode;
-    owner text;
-    present boolean;
-BEGIN
-    IF src NOT LIKE 'district:%' THEN
-        RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
-    END IF;
-    d := substr(src, 10);
-    c := CASE WHEN TG_OP = 'INSERT' THEN NEW.code ELSE OLD.code END;
-    SELECT o.district INTO owner FROM vms.cluster_owner o WHERE o.kind = tbl AND o.code = c;
-    IF TG_OP = 'INSERT' THEN
-        present := CASE tbl
-                   WHEN 'channel' THEN EXISTS (SELECT 1 FROM vms.channel x WHERE x.code = c)
-                   WHEN 'device' THEN EXISTS (SELECT 1 FROM vms.device x WHERE x.code = c)
-                   WHEN 'catalog_node' THEN EXISTS (SELECT 1 FROM vms.catalog_node x WHERE x.code = c)
-                   ELSE EXISTS (SELECT 1 FROM vms.checkpoint x WHERE x.code = c) END;
-        IF owner IS NULL AND NOT present THEN
-            INSERT INTO vms.cluster_owner (kind, code, district) VALUES (tbl, c, d);
-            RETURN NEW;
-        ELSIF owner = d THEN
-            IF present THEN   -- re-copied: the district's row replaces the city's copy
-                EXECUTE format('DELETE FROM vms.%I WHERE code = $1', tbl) USING c;
-                -- that delete went through this trigger and dropped the claim
-                INSERT INTO vms.cluster_owner (kind, code, district) VALUES (tbl, c, d) ON CONFLICT DO NOTHING;
-            END IF;
-            RETURN NEW;
-        END IF;
-        PERFORM vms._cluster_conflict(d, owner, tbl, TG_OP, c::text, to_jsonb(NEW));
-        RETURN NULL;
-    END IF;
-    IF owner IS DISTINCT FROM d THEN
-        PERFORM vms._cluster_conflict(d, owner, tbl, TG_OP, c::text,
-                                      CASE WHEN TG_OP = 'UPDATE' THEN to_jsonb(NEW) ELSE to_jsonb(OLD) END);
-        RETURN NULL;
-    END IF;
-    IF TG_OP = 'DELETE' THEN
-        DELETE FROM vms.cluster_owner o WHERE o.kind = tbl AND o.code = c;
-        RETURN OLD;
-    END IF;
-    RETURN NEW;
-END $$;
+    LANGUAGE c AS 'MODULE_PATHNAME', 'vms_cluster_apply_owned';
 COMMENT ON FUNCTION vms._cluster_apply_owned() IS 'internal: city side of a replicated device, channel, catalogue node or checkpoint: ownership by district, conflicts recorded';
 
 -- City, replica mode: rows hanging off a channel or checkpoint (catalogue
@@ -387,10 +344,14 @@ CREATE OR REPLACE FUNCTION vms._district_security_levels() RETURNS TABLE (code v
      WHERE a.level > 1
 $$;
 COMMENT ON FUNCTION vms._district_security_levels() IS 'internal: at a city, the levels its districts set on their own channels (a floor under the city''s)';
+-- plpgsql, not sql: it runs for every code a district claims (the WHEN of
+-- cluster_owner_policy_claim), and a SQL function there was parsed and
+-- planned again for each row of the apply worker; plpgsql keeps its plan
 CREATE FUNCTION vms._cluster_has_levels(district text) RETURNS boolean
-    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
-    SELECT EXISTS (SELECT 1 FROM vms.cluster_security_assignment a WHERE a.district = $1 AND a.level > 1)
-$$;
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+BEGIN
+    RETURN EXISTS (SELECT 1 FROM vms.cluster_security_assignment a WHERE a.district = $1 AND a.level > 1);
+END $$;
 COMMENT ON FUNCTION vms._cluster_has_levels(text) IS 'internal: has this district sent security levels above 1';
 CREATE TRIGGER cluster_security_assignment_policy AFTER INSERT OR UPDATE OR DELETE ON vms.cluster_security_assignment
     FOR EACH ROW EXECUTE FUNCTION vms._policy_changed();
@@ -877,7 +838,9 @@ BEGIN
     END IF;
     EXECUTE format('ALTER DATABASE %I SET vms.cluster_city = on', current_database());
     PERFORM set_config('vms.cluster_city', 'on', false);
-    RETURN format('CREATE SUBSCRIPTION %I CONNECTION %L PUBLICATION vms_ledger WITH (slot_name = %L, streaming = on)',
+    -- binary: the rows travel in the types' binary forms (geometry as WKB, a
+    -- code as its bytes), not as text parsed again row by row at the city
+    RETURN format('CREATE SUBSCRIPTION %I CONNECTION %L PUBLICATION vms_ledger WITH (slot_name = %L, streaming = on, binary = true)',
                   sub, conninfo, sub);
 END $$;
 COMMENT ON FUNCTION vms.cluster_subscribe(text, text) IS

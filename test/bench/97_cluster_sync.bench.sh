@@ -7,7 +7,11 @@
 # commit until the city sees its rows (they are applied in one transaction:
 # the poller watches the last code).  Baseline, in the same run: the same
 # CSV copied into a bare table with a primary key, published and subscribed
-# the plain way with the same options.  VMS_BENCH_SYNC_ROWS sets the size;
+# the plain way with the same options.  A second baseline: the same rows
+# into a bare table with vms.channel's columns and indexes (B-trees, GiST on
+# the point, GIN on the capabilities and on the keyword grams, the generated
+# Web Mercator point), i.e. what PostgreSQL's own apply costs for such a
+# table before any vms trigger.  VMS_BENCH_SYNC_ROWS sets the size;
 # VMS_BENCH_KEEP=1 leaves both clusters running afterwards.
 set -euo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
@@ -26,12 +30,21 @@ cpsql() { cluster_psql "$cdir" "$cport" bench_c -tA "$@"; }
 cluster_psql "$ddir" "$dport" postgres -c "CREATE DATABASE bench_d" >/dev/null
 cluster_psql "$cdir" "$cport" postgres -c "CREATE DATABASE bench_c" >/dev/null
 bare="CREATE TABLE bare (code text PRIMARY KEY, name text, device_code text, civil_code text, longitude float8, latitude float8)"
-dpsql -c "SET client_min_messages = warning; CREATE EXTENSION vms CASCADE" -c "$bare" \
-      -c "SELECT vms.cluster_publish('bench')" -c "CREATE PUBLICATION bare_pub FOR TABLE bare" >/dev/null
-cpsql -c "SET client_min_messages = warning; CREATE EXTENSION vms CASCADE" -c "$bare" >/dev/null
+bare_idx="CREATE TABLE bare_idx (code text PRIMARY KEY, device_code text NOT NULL, name text NOT NULL, alias text, address text,
+            civil_code text, place_type text, point_type text, capabilities text[] NOT NULL DEFAULT '{}', unit_id bigint,
+            geom geometry(Point, 4326),
+            geom_3857 geometry(Point, 3857) GENERATED ALWAYS AS (
+              CASE WHEN ST_X(geom) BETWEEN -180 AND 180 AND ST_Y(geom) BETWEEN -85.05 AND 85.05 THEN ST_Transform(geom, 3857) END) STORED,
+            online boolean NOT NULL DEFAULT false, created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now());
+          CREATE INDEX ON bare_idx (device_code); CREATE INDEX ON bare_idx USING gist (geom); CREATE INDEX ON bare_idx (civil_code);
+          CREATE INDEX ON bare_idx (unit_id); CREATE INDEX ON bare_idx (point_type); CREATE INDEX ON bare_idx USING gin (capabilities);
+          CREATE INDEX ON bare_idx USING gin (vms.text_grams(vms.channel_search_text(name, alias, address, place_type)))"
+dpsql -c "SET client_min_messages = warning; CREATE EXTENSION vms CASCADE" -c "$bare" -c "$bare_idx" \
+      -c "SELECT vms.cluster_publish('bench')" -c "CREATE PUBLICATION bare_pub FOR TABLE bare, bare_idx" >/dev/null
+cpsql -c "SET client_min_messages = warning; CREATE EXTENSION vms CASCADE" -c "$bare" -c "$bare_idx" >/dev/null
 conn="host=$ddir port=$dport dbname=bench_d user=postgres"
 cpsql -c "SELECT vms.cluster_subscribe('$conn', 'bench')" | cpsql >/dev/null
-cpsql -c "CREATE SUBSCRIPTION bare_sub CONNECTION '$conn' PUBLICATION bare_pub WITH (streaming = on)" >/dev/null
+cpsql -c "CREATE SUBSCRIPTION bare_sub CONNECTION '$conn' PUBLICATION bare_pub WITH (streaming = on, binary = true)" >/dev/null
 # both subscriptions streaming, every table synchronised
 cpsql >/dev/null <<'SQL'
 DO $$ BEGIN
@@ -75,8 +88,11 @@ cwatch() {
               END \$f\$" "$@"
 }
 read -r base_lag base_total base_import < <(measure "COPY bare FROM '$csv' WITH (FORMAT csv, HEADER)" "$(probe_fn bare)")
+read -r idx_lag idx_total idx_import < <(measure "INSERT INTO bare_idx (code, device_code, name, civil_code, geom)
+  SELECT code, device_code, name, civil_code, ST_SetSRID(ST_MakePoint(longitude, latitude), 4326) FROM bare" "$(probe_fn bare_idx)")
 read -r lag total import < <(measure "SELECT vms.ledger_import_file('$csv')" "$(probe_fn vms.channel)")
 echo "# bare COPY $n rows: ${base_import%.*} ms at the district, seen at the city ${base_lag%.*} ms after its commit" >&2
+echo "# the same rows into a bare table with vms.channel's indexes: seen at the city ${idx_lag%.*} ms after its commit" >&2
 echo "# ledger import $n channels: ${import%.*} ms at the district, seen at the city ${lag%.*} ms after its commit (${total%.*} ms from its start)" >&2
 # row by row at the end: the city has every channel, owned by the district
 check=$(cluster_psql "$cdir" "$cport" bench_c -tA -c "SELECT count(*) FROM vms.channel c JOIN vms.cluster_owner o ON o.kind = 'channel' AND o.code = c.code AND o.district = 'bench'")
@@ -99,4 +115,5 @@ read -r plain_lag plain_total plain_import < <(measure "SELECT vms.ledger_import
 echo "# the same import with the city's replica triggers off: seen ${plain_lag%.*} ms after its commit" >&2
 printf 'BENCH replication_lag_%dk %.1f ms baseline=%.1f ratio=%.3f target=<=3\n' "$((n / 1000))" "$lag" "$base_lag" "$(echo "$lag / $base_lag" | bc -l)"
 printf 'BENCH replication_total_%dk %.1f ms baseline=%.1f ratio=%.3f target=none\n' "$((n / 1000))" "$total" "$base_total" "$(echo "$total / $base_total" | bc -l)"
+printf 'BENCH replication_lag_%dk_vs_indexed %.1f ms baseline=%.1f ratio=%.3f target=none\n' "$((n / 1000))" "$lag" "$idx_lag" "$(echo "$lag / $idx_lag" | bc -l)"
 printf 'BENCH replication_lag_%dk_vs_untriggered %.1f ms baseline=%.1f ratio=%.3f target=none\n' "$((n / 1000))" "$lag" "$plain_lag" "$(echo "$lag / $plain_lag" | bc -l)"

@@ -1,0 +1,233 @@
+/*
+ * cluster_apply.c: the city side of a district's replicated device,
+ * channel, catalogue node or checkpoint (issue 16, 27_cluster_sync.sql).
+ *
+ * A BEFORE row trigger, ENABLE REPLICA, so it fires in the apply worker of
+ * each district subscription.  It was PL/pgSQL; in the apply worker, which
+ * sets up an executor per replicated row, that cost about half of the
+ * city's apply time for a large import.  The rules are unchanged:
+ *   INSERT  claims the code for the sending district (vms.cluster_owner)
+ *           unless another district owns it or the city holds a row of its
+ *           own under it; the owner sending a row it already has (a table
+ *           copied again after a re-subscription) replaces it;
+ *   UPDATE, DELETE apply only to rows the sending district owns;
+ * anything else is recorded with vms._cluster_conflict and not applied.
+ * The lookups are prepared once per backend and run with enable_seqscan =
+ * off (as the PL/pgSQL function's SET clause did; the apply worker's search_path is empty: every name is qualified, the code's = is in pg_catalog): planned while a table is
+ * small they would otherwise scan it, and keep scanning it as it grows.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+PG_FUNCTION_INFO_V1(vms_cluster_apply_owned);
+
+#define KIND_N 4
+static const char *const kind_names[KIND_N] = {"device", "channel", "catalog_node", "checkpoint"};
+
+static SPIPlanPtr owner_plan;
+static SPIPlanPtr claim_plan;
+static SPIPlanPtr claim_again_plan;
+static SPIPlanPtr release_plan;
+static SPIPlanPtr present_plan[KIND_N];
+
+static SPIPlanPtr
+keep(const char *sql, int nargs, Oid *types)
+{
+	SPIPlanPtr	p = SPI_prepare(sql, nargs, types);
+
+	if (p == NULL)
+		elog(ERROR, "could not prepare \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+	SPI_keepplan(p);
+	return p;
+}
+
+static void
+prepare_plans(Oid gbcode)
+{
+	Oid			tc[2] = {TEXTOID, gbcode};
+	Oid			tct[3] = {TEXTOID, gbcode, TEXTOID};
+	int			k;
+
+	if (owner_plan != NULL)
+		return;
+	for (k = 0; k < KIND_N; k++)
+	{
+		char		sql[200];
+
+		snprintf(sql, sizeof(sql), "SELECT 1 FROM vms.%s x WHERE x.code = $1 LIMIT 1", kind_names[k]);
+		present_plan[k] = keep(sql, 1, &gbcode);
+	}
+	claim_plan = keep("INSERT INTO vms.cluster_owner (kind, code, district) VALUES ($1, $2, $3)", 3, tct);
+	claim_again_plan = keep("INSERT INTO vms.cluster_owner (kind, code, district) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+							3, tct);
+	release_plan = keep("DELETE FROM vms.cluster_owner o WHERE o.kind = $1 AND o.code = $2", 2, tc);
+	owner_plan = keep("SELECT o.district FROM vms.cluster_owner o WHERE o.kind = $1 AND o.code = $2", 2, tc);
+}
+
+static void
+run(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only)
+{
+	int			rc = SPI_execute_plan(plan, values, nulls, read_only, 0);
+
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+}
+
+/* the row as jsonb, recorded with the conflict */
+static void
+record_conflict(const char *district, const char *owner, Relation rel, const char *op,
+				Oid gbcode, Datum code, HeapTuple row)
+{
+	Oid			typoutput;
+	bool		typisvarlena;
+	Oid			types[6] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, rel->rd_rel->reltype};
+	Datum		values[6];
+	char		nulls[7] = "      ";
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			rc;
+
+	values[0] = CStringGetTextDatum(district);
+	values[1] = owner ? CStringGetTextDatum(owner) : (Datum) 0;
+	nulls[1] = owner ? ' ' : 'n';
+	values[2] = CStringGetTextDatum(RelationGetRelationName(rel));
+	values[3] = CStringGetTextDatum(op);
+	getTypeOutputInfo(gbcode, &typoutput, &typisvarlena);
+	values[4] = CStringGetTextDatum(OidOutputFunctionCall(typoutput, code));
+	values[5] = heap_copy_tuple_as_datum(row, desc);
+	rc = SPI_execute_with_args("SELECT vms._cluster_conflict($1, $2, $3, $4, $5, pg_catalog.to_jsonb($6))",
+							   6, types, values, nulls, false, 0);
+	if (rc < 0)
+		elog(ERROR, "recording a conflict failed: %s", SPI_result_code_string(rc));
+}
+
+Datum
+vms_cluster_apply_owned(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	Relation	rel;
+	TupleDesc	desc;
+	HeapTuple	ret;
+	HeapTuple	keyrow;
+	const char *src;
+	const char *district;
+	const char *tbl;
+	const char *op;
+	char	   *owner = NULL;
+	int			kind;
+	int			attno;
+	bool		isnull;
+	Datum		code;
+	Oid			gbcode;
+	Datum		args[3];
+	int			save_nestlevel;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("vms._cluster_apply_owned() must be a BEFORE row trigger")));
+	rel = td->tg_relation;
+	desc = RelationGetDescr(rel);
+	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
+		ret = keyrow = td->tg_trigtuple, op = "INSERT";
+	else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+		ret = td->tg_newtuple, keyrow = td->tg_trigtuple, op = "UPDATE";
+	else
+		ret = keyrow = td->tg_trigtuple, op = "DELETE";
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	/* which subscription this backend applies, cached in the session */
+	src = GetConfigOption("vms.cluster_applying", true, false);
+	if (src == NULL || src[0] == '\0')
+	{
+		if (SPI_execute("SELECT vms._cluster_applying()", false, 0) < 0)
+			elog(ERROR, "vms._cluster_applying() failed");
+		src = GetConfigOption("vms.cluster_applying", true, false);
+	}
+	if (src == NULL || strncmp(src, "district:", 9) != 0)
+	{
+		SPI_finish();
+		return PointerGetDatum(ret);
+	}
+	district = pstrdup(src + 9);
+
+	tbl = RelationGetRelationName(rel);
+	for (kind = 0; kind < KIND_N; kind++)
+		if (strcmp(tbl, kind_names[kind]) == 0)
+			break;
+	if (kind == KIND_N)
+		elog(ERROR, "vms._cluster_apply_owned() fired for vms.%s", tbl);
+	attno = SPI_fnumber(desc, "code");
+	if (attno <= 0)
+		elog(ERROR, "vms.%s has no code column", tbl);
+	gbcode = SPI_gettypeid(desc, attno);
+	code = SPI_getbinval(keyrow, desc, attno, &isnull);
+	if (isnull)
+		elog(ERROR, "a replicated row of vms.%s without a code", tbl);
+
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	prepare_plans(gbcode);
+
+	args[0] = CStringGetTextDatum(kind_names[kind]);
+	args[1] = code;
+	args[2] = CStringGetTextDatum(district);
+	run(owner_plan, args, NULL, true);
+	if (SPI_processed > 0)
+		owner = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
+	{
+		bool		present;
+
+		run(present_plan[kind], &code, NULL, true);
+		present = SPI_processed > 0;
+		if (owner == NULL && !present)
+		{
+			run(claim_plan, args, NULL, false);
+			goto apply;
+		}
+		if (owner != NULL && strcmp(owner, district) == 0)
+		{
+			if (present)
+			{
+				/* copied again: the district's row replaces the city's copy */
+				char		sql[200];
+				int			rc;
+
+				snprintf(sql, sizeof(sql), "DELETE FROM vms.%s x WHERE x.code = $1", kind_names[kind]);
+				rc = SPI_execute_with_args(sql, 1, &gbcode, &code, NULL, false, 0);
+				if (rc < 0)
+					elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
+				/* that delete went through this trigger and dropped the claim */
+				run(claim_again_plan, args, NULL, false);
+			}
+			goto apply;
+		}
+		goto conflict;
+	}
+	if (owner == NULL || strcmp(owner, district) != 0)
+		goto conflict;
+	if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
+		run(release_plan, args, NULL, false);
+
+apply:
+	AtEOXact_GUC(true, save_nestlevel);
+	SPI_finish();
+	return PointerGetDatum(ret);
+
+conflict:
+	record_conflict(district, owner, rel, op, gbcode, code, ret);
+	AtEOXact_GUC(true, save_nestlevel);
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}
