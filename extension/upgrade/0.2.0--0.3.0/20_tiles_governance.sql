@@ -565,6 +565,7 @@ DECLARE
                     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
                                      WHERE t.tgrelid = 'vms.governance_task'::regclass AND NOT t.tgisinternal);
     replication_role text;
+    seqscan text;
     bad text;
     units bigint[];
     -- the channels of the rules comparing channels with each other
@@ -640,17 +641,27 @@ BEGIN
     ANALYZE _gov_live;
 
     -- a task marked fixed whose problem is still there opens again, live
-    -- tasks are refreshed with what was found
+    -- tasks are refreshed with what was found (by id: repeating the channel
+    -- and rule against the task table made the planner multiply their
+    -- selectivities, expect one row and rescan the findings for each task)
     SELECT count(*) INTO n FROM _gov_live l JOIN _gov_found f USING (channel_code, rule_code) WHERE l.state = 'fixed';
     UPDATE vms.governance_run SET reopened = n WHERE id = run.id;
+    -- (an incremental run's few tasks each through the primary key: the
+    -- planner, expecting cold pages, preferred to scan every task)
+    IF codes IS NOT NULL THEN
+        seqscan := current_setting('enable_seqscan');
+        PERFORM set_config('enable_seqscan', 'off', true);
+    END IF;
     UPDATE vms.governance_task t
        SET state = CASE WHEN t.state = 'fixed' THEN 'open' ELSE t.state END,
            fixed_at = CASE WHEN t.state = 'fixed' THEN NULL ELSE t.fixed_at END,
            fixed_by = CASE WHEN t.state = 'fixed' THEN NULL ELSE t.fixed_by END,
            last_found_at = now(), detail = f.detail, severity = f.severity
       FROM _gov_found f JOIN _gov_live l ON l.channel_code = f.channel_code AND l.rule_code = f.rule_code
-     WHERE t.id = l.id AND t.channel_code = f.channel_code AND t.rule_code = f.rule_code
-       AND t.state IN ('open', 'assigned', 'fixed', 'ignored');
+     WHERE t.id = l.id AND t.state IN ('open', 'assigned', 'fixed', 'ignored');
+    IF codes IS NOT NULL THEN
+        PERFORM set_config('enable_seqscan', seqscan, true);
+    END IF;
 
     -- new findings: new tasks (an anti-join on the live tasks and a hash
     -- join on the ledger: with LEFT JOIN ... IS NULL the planner expected a
