@@ -19,6 +19,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -27,6 +28,7 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 PG_FUNCTION_INFO_V1(vms_cluster_apply_owned);
 
@@ -228,6 +230,80 @@ apply:
 conflict:
 	record_conflict(district, owner, rel, op, gbcode, code, ret);
 	AtEOXact_GUC(true, save_nestlevel);
+	SPI_finish();
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * vms._cluster_apply_tiles_insert(): the map's cluster cells for a channel
+ * the apply worker inserts (the INSERT half of vms._cluster_apply_tiles,
+ * which keeps UPDATE and DELETE): the same 13 signed rows of
+ * vms.channel_cluster_delta, one a level of zooms 6-18, from one prepared
+ * statement.  AFTER INSERT row trigger, ENABLE REPLICA; a local session's
+ * inserts are counted by the statement triggers of 11_tiles.sql.
+ */
+PG_FUNCTION_INFO_V1(vms_cluster_apply_tiles_insert);
+
+static SPIPlanPtr tiles_plan;
+
+Datum
+vms_cluster_apply_tiles_insert(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	int			g_att;
+	int			on_att;
+	int			code_att;
+	bool		isnull;
+	Datum		values[3];
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event)
+		|| !TRIGGER_FIRED_BY_INSERT(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("vms._cluster_apply_tiles_insert() must be an AFTER INSERT row trigger")));
+	/* only the apply worker's rows (ENABLE TRIGGER USER would count a local insert twice) */
+	if (SessionReplicationRole != SESSION_REPLICATION_ROLE_REPLICA)
+		return PointerGetDatum(NULL);
+	desc = RelationGetDescr(td->tg_relation);
+	g_att = SPI_fnumber(desc, "geom_3857");
+	on_att = SPI_fnumber(desc, "online");
+	code_att = SPI_fnumber(desc, "code");
+	if (g_att <= 0 || on_att <= 0 || code_att <= 0)
+		elog(ERROR, "vms._cluster_apply_tiles_insert() fired for a table without geom_3857, online and code");
+	values[0] = SPI_getbinval(td->tg_trigtuple, desc, g_att, &isnull);
+	if (isnull)
+		return PointerGetDatum(NULL);
+	values[1] = Int32GetDatum(DatumGetBool(SPI_getbinval(td->tg_trigtuple, desc, on_att, &isnull)) && !isnull ? 1 : 0);
+	values[2] = CStringGetTextDatum(SPI_getvalue(td->tg_trigtuple, desc, code_att));
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (tiles_plan == NULL)
+	{
+		/* PostGIS's functions where the point's type lives */
+		Oid			geom_type = SPI_gettypeid(desc, g_att);
+		HeapTuple	tt = SearchSysCache1(TYPEOID, ObjectIdGetDatum(geom_type));
+		const char *ns;
+		Oid			types[3];
+		char		sql[1024];
+
+		if (!HeapTupleIsValid(tt))
+			elog(ERROR, "cache lookup failed for type %u", geom_type);
+		ns = quote_identifier(get_namespace_name(((Form_pg_type) GETSTRUCT(tt))->typnamespace));
+		ReleaseSysCache(tt);
+		types[0] = geom_type;
+		types[1] = INT4OID;
+		types[2] = TEXTOID;
+		snprintf(sql, sizeof(sql),
+				 "INSERT INTO vms.channel_cluster_delta (level, cx, cy, n, n_online, sx, sy, code, gone) "
+				 "SELECT l, p.cx >> (18 - l), p.cy >> (18 - l), 1, $2, p.x, p.y, $3, 0 "
+				 "FROM (SELECT vms._tile_col(%s.st_x($1)) AS cx, vms._tile_row(%s.st_y($1)) AS cy, "
+				 "%s.st_x($1) AS x, %s.st_y($1) AS y) p, pg_catalog.generate_series(6, 18) l",
+				 ns, ns, ns, ns);
+		tiles_plan = keep(sql, 3, types);
+	}
+	run(tiles_plan, values, NULL, false);
 	SPI_finish();
 	return PointerGetDatum(NULL);
 }

@@ -110,6 +110,7 @@ DO $$ BEGIN WHILE EXISTS (SELECT 1 FROM vms.device) LOOP PERFORM pg_sleep(0.05);
 ALTER TABLE vms.device DISABLE TRIGGER device_cluster_apply;
 ALTER TABLE vms.channel DISABLE TRIGGER channel_cluster_apply;
 ALTER TABLE vms.channel DISABLE TRIGGER channel_cluster_apply_tiles;
+ALTER TABLE vms.channel DISABLE TRIGGER channel_cluster_apply_tiles_ins;
 SQL
 read -r plain_lag plain_total plain_import < <(measure "SELECT vms.ledger_import_file('$csv')" "$(probe_fn vms.channel)")
 echo "# the same import with the city's replica triggers off: seen ${plain_lag%.*} ms after its commit" >&2
