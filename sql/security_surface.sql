@@ -171,7 +171,7 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms._sip_check_scope(jsonb)',
     'vms._sip_upstream_changes(text,text,boolean,boolean)',
     'vms._sip_upstream_alarms(text,bigint,jsonb)',
-    'vms._sip_upstream_positions(text,bigint,boolean,integer)',
+    'vms._sip_upstream_positions(text,bigint,boolean,integer,boolean)',
     'vms._sip_upstream_control(text,text,text,text,text,json,text)',
     'vms._sip_upstream_control_answer(text,text,text,text,text,json)',
     'vms._sip_share_touched()',

@@ -364,8 +364,10 @@ UPDATE vms.channel SET name = name || '.' WHERE code = '34020200001320000001';
 SELECT vms.sip_share('city', '{"regions": ["340201"]}') AS shared;
 -- a position reported while no upstream subscribes to positions queues nothing
 INSERT INTO vms.mobile_position (device_code, at, geom) VALUES
-    ('34020100001320000009', '2026-01-01 11:00+00', ST_SetSRID(ST_MakePoint(117.5, 31.5), 4326));
+    ('34020100001320000009', '2026-01-01 11:00+00', ST_SetSRID(ST_MakePoint(117.5, 31.5), 4326)),
+    ('34020100001320000001', '2026-01-01 11:00+00', ST_SetSRID(ST_MakePoint(117.1, 31.1), 4326));
 SELECT source, count(*) FROM vms.sip_share_change GROUP BY source ORDER BY source;
+SELECT count(*) AS codes_queued FROM vms.sip_position_change;
 SELECT * FROM vms._sip_take_share_changes() AS taken;
 SELECT count(*) AS left FROM vms.sip_share_change;
 -- with a MobilePosition subscription, each statement reporting positions queues a wake
@@ -376,6 +378,64 @@ INSERT INTO vms.mobile_position (device_code, at, geom) VALUES
 INSERT INTO vms.mobile_position (device_code, at, geom) VALUES
     ('34020100001320000009', '2026-01-01 11:02+00', ST_SetSRID(ST_MakePoint(117.6, 31.5), 4326));
 SELECT * FROM vms._sip_take_share_changes() AS taken_positions;
+-- the devices reported are queued for the compare, once each however often they reported
+SELECT upstream, device_code FROM vms.sip_position_change ORDER BY 1, 2;
+-- one wake a transaction, however many statements report in it (the worker's batch reports one a statement);
+-- a savepoint rolled back takes its wake with it, so the next statement queues it again
+BEGIN;
+SAVEPOINT s;
+INSERT INTO vms.mobile_position (device_code, at, geom) VALUES
+    ('34020100001320000009', '2026-01-01 11:03+00', ST_SetSRID(ST_MakePoint(117.7, 31.5), 4326));
+SELECT count(*) AS wakes_in_savepoint FROM vms.sip_share_change;
+ROLLBACK TO s;
+SELECT count(*) AS wakes_after_rollback FROM vms.sip_share_change;
+INSERT INTO vms.mobile_position (device_code, at, geom) VALUES
+    ('34020100001320000009', '2026-01-01 11:04+00', ST_SetSRID(ST_MakePoint(117.8, 31.5), 4326));
+INSERT INTO vms.mobile_position (device_code, at, geom) VALUES
+    ('34020100001320000009', '2026-01-01 11:05+00', ST_SetSRID(ST_MakePoint(117.9, 31.5), 4326));
+INSERT INTO vms.mobile_position (device_code, at, geom) VALUES
+    ('34020100001320000003', '2026-01-01 11:05+00', ST_SetSRID(ST_MakePoint(117.3, 31.3), 4326));
+SELECT count(*) AS wakes_in_transaction FROM vms.sip_share_change;
+COMMIT;
+SELECT * FROM vms._sip_take_share_changes() AS taken_one_transaction;
+SELECT upstream, device_code FROM vms.sip_position_change ORDER BY 1, 2;
+-- a compare on a report looks at the channels of the devices reported since (taking them), not at the whole
+-- share: 34020100001320000001's position (reported while nobody subscribed) is not among them
+SELECT (xpath('/Notify/DeviceID/text()', x))[1]::text AS code, (xpath('/Notify/Longitude/text()', x))[1]::text AS lon
+  FROM vms._sip_upstream_positions('city', 1, false, 0, false) b, xmlparse(document convert_from(b.body, 'GB18030')) x
+ WHERE b.body IS NOT NULL ORDER BY 1;
+SELECT count(*) AS codes_left FROM vms.sip_position_change;
+-- the periodic compare looks at the whole share
+SELECT (xpath('/Notify/DeviceID/text()', x))[1]::text AS code, (xpath('/Notify/Longitude/text()', x))[1]::text AS lon
+  FROM vms._sip_upstream_positions('city', 1, false, 0, true) b, xmlparse(document convert_from(b.body, 'GB18030')) x
+ WHERE b.body IS NOT NULL ORDER BY 1;
+-- a device's answer to a relayed query goes up only under the code the upper platform knows that channel by now
+SELECT count(*) AS mapped FROM vms._sip_upstream_control_answer('city', '34010000001320000099', '34020100001320000002', '7',
+    'PresetQuery', '{"CmdType": "PresetQuery", "SumNum": "1", "PresetList": [{"PresetID": "1", "PresetName": "a"}]}');
+SELECT count(*) AS ledger_code FROM vms._sip_upstream_control_answer('city', '34020100001320000002', '34020100001320000002', '7',
+    'PresetQuery', '{"CmdType": "PresetQuery", "SumNum": "1", "PresetList": [{"PresetID": "1", "PresetName": "a"}]}');
+SELECT count(*) AS other_channel FROM vms._sip_upstream_control_answer('city', '34010000001320000099', '34020100001320000001', '7',
+    'DeviceControl', '{"CmdType": "DeviceControl", "Result": "OK"}');
+SELECT count(*) AS other_upstream FROM vms._sip_upstream_control_answer('town', '34010000001320000099', '34020100001320000002', '7',
+    'DeviceControl', '{"CmdType": "DeviceControl", "Result": "OK"}');
+-- a long answer goes in pages of at most 8,000 bytes (as the catalog's), each with the whole answer's SumNum and its
+-- own Num; every item is on one page, in order
+WITH a AS (
+    SELECT json_build_object('CmdType', 'RecordInfo', 'SumNum', '300', 'RecordList',
+               json_agg(json_build_object('FilePath', 'r' || i, 'StartTime', '2026-01-01T00:00:00',
+                                          'EndTime', '2026-01-01T00:00:01') ORDER BY i)) AS answer
+      FROM generate_series(1, 300) i
+), p AS (
+    SELECT b, xmlparse(document convert_from(b, 'GB18030')) x, row_number() OVER () AS n
+      FROM a, vms._sip_upstream_control_answer('city', '34010000001320000099', '34020100001320000002', '8', 'RecordInfo', a.answer) b
+)
+SELECT count(*) AS pages, max(octet_length(b)) <= 8000 AS bounded,
+       count(DISTINCT (xpath('/Response/SumNum/text()', x))[1]::text) AS sumnums, min((xpath('/Response/SumNum/text()', x))[1]::text) AS sumnum,
+       sum(((xpath('/Response/RecordList/@Num', x))[1]::text)::integer) AS nums,
+       sum(cardinality(xpath('/Response/RecordList/Item', x))) AS items,
+       string_agg(array_to_string(xpath('/Response/RecordList/Item/FilePath/text()', x)::text[], ','), ',' ORDER BY n)
+         = (SELECT string_agg('r' || i, ',' ORDER BY i) FROM generate_series(1, 300) i) AS in_order
+  FROM p;
 SELECT vms._sip_upstream_flush('[{"u": "city", "st": "unregistered", "at": 1700000002, "c": "nonsense"}]');
 SELECT vms._sip_upstream_flush('[{"u": "city", "st": "failing", "at": 1700000003, "c": "3 keepalives missed", "mk": 3,
                                   "f": 1, "ls": 408, "le": "no answer", "na": 1700000008}]');

@@ -58,8 +58,8 @@ static const SipSqlDef defs[SIP_SQL_N] = {
 	{SIP_SQL_UPSTREAM_ALARMS, "SELECT b FROM vms._sip_upstream_alarms($1, $2, $3::jsonb) b", 3, {TEXTOID, INT8OID, TEXTOID}},
 	{SIP_SQL_UPSTREAM_CHANGES, "SELECT b FROM vms._sip_upstream_changes($1, $2, $3, $4) b", 4,
 	{TEXTOID, TEXTOID, BOOLOID, BOOLOID}},
-	{SIP_SQL_UPSTREAM_POSITIONS, "SELECT body, due FROM vms._sip_upstream_positions($1, $2, $3, $4)", 4,
-	{TEXTOID, INT8OID, BOOLOID, INT4OID}},
+	{SIP_SQL_UPSTREAM_POSITIONS, "SELECT body, due FROM vms._sip_upstream_positions($1, $2, $3, $4, $5)", 5,
+	{TEXTOID, INT8OID, BOOLOID, INT4OID, BOOLOID}},
 	{SIP_SQL_UPSTREAM_SUBSCRIPTIONS, "SELECT s.upstream, e.key, (e.value ->> 'expires_at')::float8, e.value ->> 'call_id', "
 		"e.value ->> 'their_tag', e.value ->> 'our_tag', (e.value ->> 'cseq')::bigint, (e.value -> 'filter')::text, "
 		"(e.value ->> 'interval')::integer FROM vms.sip_upstream_state s, jsonb_each(s.subscriptions) e "
@@ -69,7 +69,7 @@ static const SipSqlDef defs[SIP_SQL_N] = {
 	{SIP_SQL_UPSTREAM_CONTROL, "SELECT channel, device, refusal, answer, body "
 		"FROM vms._sip_upstream_control($1, $2, $3, $4, $5, $6::json, $7)", 7,
 	{TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID}},
-	{SIP_SQL_UPSTREAM_CONTROL_ANSWER, "SELECT vms._sip_upstream_control_answer($1, $2, $3, $4, $5, $6::json)", 6,
+	{SIP_SQL_UPSTREAM_CONTROL_ANSWER, "SELECT a FROM vms._sip_upstream_control_answer($1, $2, $3, $4, $5, $6::json) a", 6,
 	{TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID}},
 };
 

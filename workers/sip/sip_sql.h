@@ -47,14 +47,15 @@ typedef enum SipSql
 	SIP_SQL_UPSTREAM_BYE,		/* ($1 upstream, $2 code, $3 channel, $4 media, $5 source, $6 ended by): audited */
 	SIP_SQL_UPSTREAM_ALARMS,	/* ($1 upstream, $2 first SN, $3 subscription's filter): Alarm notifications of shared channels */
 	SIP_SQL_UPSTREAM_CHANGES,	/* ($1 upstream, $2 SN, $3 baseline, $4 whole share): Catalog NOTIFY bodies of what changed */
-	SIP_SQL_UPSTREAM_POSITIONS, /* ($1 upstream, $2 first SN, $3 all again, $4 Interval): MobilePosition notifications of
+	SIP_SQL_UPSTREAM_POSITIONS, /* ($1 upstream, $2 first SN, $3 all again, $4 Interval, $5 the whole share, else the
+								 * devices reported since and the changes held back): MobilePosition notifications of
 								 * what changed, and when the next held back is due */
 	SIP_SQL_UPSTREAM_SUBSCRIPTIONS,	/* after a start: the upper platforms' subscriptions still running, to serve on */
 	SIP_SQL_UPSTREAM_TAKE_CHANGES,	/* how many share and position changes the ledger's triggers queued (taken) */
 	SIP_SQL_UPSTREAM_CONTROL,	/* ($1 upstream, $2 code, $3 SN, $4 root, $5 CmdType, $6 request, $7 source): channel, device,
 								 * refusal, answer, body (rebuilt); audited */
 	SIP_SQL_UPSTREAM_CONTROL_ANSWER,	/* ($1 upstream, $2 code, $3 channel, $4 SN, $5 CmdType, $6 the device's answer):
-										 * the answer rebuilt for the upper platform */
+										 * the answer rebuilt for the upper platform, in pages (rows) */
 	SIP_SQL_N
 } SipSql;
 

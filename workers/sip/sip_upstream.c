@@ -78,6 +78,7 @@ typedef struct Relay
 {
 	bool		used;
 	int			up;
+	uint32		up_gen;			/* the upstream's generation (Upstream.gen) when it came */
 	char	   *raw;			/* the upper platform's INVITE */
 	size_t		raw_len;
 	Peer		upper_peer;
@@ -111,6 +112,7 @@ typedef struct CtlRelay
 	bool		looked_up;
 	bool		sent;			/* to the device */
 	int			up;
+	uint32		up_gen;			/* the upstream's generation (Upstream.gen) when it came */
 	char		up_sn[16];
 	char		our_sn[16];
 	char		cmd[32];		/* the CmdType the worker read (its first) */
@@ -154,6 +156,15 @@ static size_t ctl_answer_bytes = 0;
 #define CHANGE_GAP_MS 200
 #define ALARM_CHECK_MS 2000
 
+/*
+ * MobilePosition: a compare at most every POSITION_GAP_MS, however often
+ * positions are reported (each report wakes the worker); one woken by a
+ * report, or by a change held back falling due, looks only at the channels
+ * of the devices that reported since and those held back; the periodic one
+ * (every reconcile_interval, at least the Interval) at the whole share.
+ */
+#define POSITION_GAP_MS 1000
+
 /* the upper platform's subscriptions: one dialog per event */
 typedef enum SubKind
 {
@@ -176,6 +187,8 @@ typedef struct UpSub
 	TimestampTz last_check;
 	bool		pending;		/* a check is queued */
 	bool		fresh;			/* MobilePosition: a new subscription, every latest position is sent */
+	TimestampTz next_whole;		/* MobilePosition: the next compare of the whole share */
+	int64		checks;			/* MobilePosition: compares made (in the state's subscriptions, "checks") */
 } UpSub;
 
 /* a MANSCDP body waiting to go to an upper platform */
@@ -190,6 +203,7 @@ typedef struct OutPage
 typedef struct Upstream
 {
 	bool		used;
+	uint32		gen;			/* a new one for every upstream a slot holds: relays are of the one they came from */
 	bool		seen;			/* in the last load */
 	bool		enabled;
 	char		name[64];
@@ -283,6 +297,7 @@ typedef struct PendingAnswer
 	int			ctl;			/* > 0: the channel of control relay (ctl - 1) to look up */
 	bool		alarms;			/* the new alarms of shared channels */
 	bool		positions;		/* the new positions of shared channels */
+	bool		whole;			/* with positions: every shared channel, not only those reported since */
 	bool		baseline;
 	int			up;
 	char		name[64];
@@ -315,8 +330,10 @@ static PendingAnswer pending[MAX_PENDING];
 static SBuf snapshots;			/* JSON objects, comma-separated, for the next flush */
 static bool snapshots_ready = false;
 static uint32 next_sn = 1;
+static uint32 up_generation = 0;
 
 static PendingAnswer *new_pending(Upstream *u);
+static void drop_relays(int up);
 static CtlRelay ctls[MAX_CTLS];
 static uint32 ctl_serial = 0;
 static void ctl_refuse(CtlRelay *c, const char *why);
@@ -405,7 +422,8 @@ snapshot(Upstream *u, const char *cause)
 			continue;
 		sbuf_printf(&one, "%s\"%s\":{\"expires_at\":%.3f", n++ ? "," : "", sub_events[k], sip_epoch(sb->expires_at));
 		if (k == SUB_POSITION)
-			sbuf_printf(&one, ",\"interval\":%d", sb->interval_s);
+			sbuf_printf(&one, ",\"interval\":%d,\"checks\":" INT64_FORMAT ",\"checks_at\":%.3f", sb->interval_s, sb->checks,
+						sip_epoch(sip_now));
 		sbuf_printf(&one, ",\"cseq\":%u,\"call_id\":", sb->cseq);
 		sbuf_json_string(&one, sb->call_id);
 		sbuf_puts(&one, ",\"their_tag\":");
@@ -888,6 +906,7 @@ sip_upstream_load(void)
 			}
 			memset(&ups[slot], 0, sizeof(Upstream));
 			ups[slot].used = true;
+			ups[slot].gen = ++up_generation;
 			strlcpy(ups[slot].name, name, sizeof(ups[slot].name));
 			ups[slot].state = state_from_name(SPI_getvalue(t, d, 15));
 			ups[slot].failures = DatumGetInt32(SPI_getbinval(t, d, 16, &isnull));
@@ -1017,7 +1036,7 @@ sip_upstream_load(void)
 		{
 			UpSub	   *sb = &ups[i].subs[SUB_POSITION];
 
-			sb->next_check = Min(sb->next_check, Max(sip_now, TimestampTzPlusMilliseconds(sb->last_check, CHANGE_GAP_MS)));
+			sb->next_check = Min(sb->next_check, Max(sip_now, TimestampTzPlusMilliseconds(sb->last_check, POSITION_GAP_MS)));
 		}
 
 	for (int i = 0; i < MAX_UPSTREAMS; i++)
@@ -1028,10 +1047,11 @@ sip_upstream_load(void)
 			continue;
 		if (!u->seen)
 		{
-			/* dropped: say goodbye, forget it */
+			/* dropped: say goodbye, forget it, and its relays with it (the slot may be another's next) */
 			if (u->state == US_REGISTERED)
 				send_register(u, 0);
 			drop_txs(i, true);
+			drop_relays(i);
 			free_pages(u);
 			explicit_bzero(u->password, sizeof(u->password));
 			ereport(LOG, (errmsg("vms sip: upstream \"%s\" was dropped", u->name)));
@@ -1683,15 +1703,48 @@ ctl_free(CtlRelay *c)
 	memset(c, 0, sizeof(*c));
 }
 
+/* the upstream a relay came from is still the one in its slot (not dropped, its slot not another's) */
+static bool
+up_current(int up, uint32 gen)
+{
+	return up >= 0 && up < MAX_UPSTREAMS && ups[up].used && ups[up].gen == gen;
+}
+
+/*
+ * An upstream dropped: its relays in progress end with it (an established
+ * call's device gets a BYE), and what it asked that was not looked at yet
+ * is forgotten: nothing of them goes to whatever upstream takes the slot.
+ */
+static void
+drop_relays(int up)
+{
+	for (int i = 0; i < MAX_RELAYS; i++)
+		if (relays[i].used && relays[i].up == up)
+		{
+			if (relays[i].established)
+				relay_send(&relays[i], UK_RELAY_BYE, "BYE", 2, NULL, NULL, NULL, NULL);
+			relay_free(&relays[i]);
+		}
+	for (int i = 0; i < MAX_CTLS; i++)
+		if (ctls[i].used && ctls[i].up == up)
+			ctl_free(&ctls[i]);
+	for (int i = 0; i < MAX_PENDING; i++)
+		if (pending[i].used && pending[i].up == up)
+			pending[i].used = false;
+}
+
 /* refused, unreachable or failed: the upper platform gets the refusal's answer */
 static void
 ctl_refuse(CtlRelay *c, const char *why)
 {
 	Upstream   *u = &ups[c->up];
 
-	sip_log_limited(LOG_OTHER, "upstream \"%s\"'s %s for %s not relayed: %s", u->name, c->cmd, c->presented, why);
-	if (c->refused && c->refused_len > 0)
-		queue_page(u, -1, c->refused, c->refused_len);
+	if (up_current(c->up, c->up_gen))
+	{
+		sip_log_limited(LOG_OTHER, "upstream \"%s\"'s %s for %s not relayed: %s", u->name, c->cmd, c->presented, why);
+		if (c->refused && c->refused_len > 0)
+			queue_page(u, -1, c->refused, c->refused_len);
+	}
 	ctl_free(c);
 }
 
@@ -1714,6 +1767,7 @@ upstream_control(Upstream *u, const SipIn *in, const Peer *peer, const Manscdp *
 	memset(c, 0, sizeof(*c));
 	c->used = true;
 	c->up = (int) (u - ups);
+	c->up_gen = u->gen;
 	strlcpy(c->up_sn, m->sn, sizeof(c->up_sn));
 	strlcpy(c->cmd, m->cmd_type, sizeof(c->cmd));
 	strlcpy(c->root, m->root, sizeof(c->root));
@@ -1734,6 +1788,11 @@ ctl_lookup(CtlRelay *c)
 
 	if (!c->used)
 		return;
+	if (!up_current(c->up, c->up_gen))
+	{
+		ctl_free(c);
+		return;
+	}
 	values[0] = CStringGetTextDatum(u->name);
 	values[1] = CStringGetTextDatum(c->presented);
 	values[2] = CStringGetTextDatum(c->up_sn);
@@ -1880,6 +1939,12 @@ sip_upstream_device_answer(const char *device, const struct Manscdp *m, const ch
 
 		if (!c->used || !c->sent || c->done || strcmp(c->our_sn, m->sn) != 0 || strcmp(c->device, device) != 0)
 			continue;
+		/* its upstream was dropped (its slot may be another's now): the answer goes nowhere */
+		if (!up_current(c->up, c->up_gen))
+		{
+			ctl_free(c);
+			return true;
+		}
 		u = &ups[c->up];
 		if (strcmp(m->root, "Response") != 0 || strcmp(m->cmd_type, c->cmd) != 0 || m->repeated[0])
 		{
@@ -1931,6 +1996,11 @@ ctl_answers_up(CtlRelay *c)
 {
 	Upstream   *u = &ups[c->up];
 
+	if (!up_current(c->up, c->up_gen))
+	{
+		ctl_free(c);
+		return;
+	}
 	while (c->answers)
 	{
 		CtlAnswer  *a = c->answers;
@@ -1947,20 +2017,28 @@ ctl_answers_up(CtlRelay *c)
 		values[5] = CStringGetTextDatum(a->json);
 		ctl_answer_bytes -= a->len;
 		pfree(a);
-		if (sip_sql_run(SIP_SQL_UPSTREAM_CONTROL_ANSWER, values, NULL, true, 1) != SPI_OK_SELECT)
+		/* a page (row) each: a long list goes in several MESSAGEs, each with the whole answer's SumNum */
+		if (sip_sql_run(SIP_SQL_UPSTREAM_CONTROL_ANSWER, values, NULL, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "vms sip: could not rebuild a device's answer for upstream \"%s\"", u->name);
-		if (SPI_processed == 1 && u->state == US_REGISTERED)
+		if (SPI_processed > 0 && u->state == US_REGISTERED)
 		{
-			bool		isnull;
-			Datum		v = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			uint64		queued = 0;
 
-			if (!isnull)
+			for (uint64 r = 0; r < SPI_processed; r++)
 			{
-				bytea	   *b = DatumGetByteaPP(v);
+				bool		isnull;
+				Datum		v = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull);
 
-				queue_page(u, -1, VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
-				continue;
+				if (!isnull)
+				{
+					bytea	   *b = DatumGetByteaPP(v);
+
+					queue_page(u, -1, VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
+					queued++;
+				}
 			}
+			if (queued > 0)
+				continue;
 		}
 		sip_log_limited(LOG_OTHER, "a device's answer to upstream \"%s\"'s %s for %s not relayed", u->name, c->cmd,
 						c->presented);
@@ -2144,6 +2222,7 @@ upstream_invite(Upstream *u, const SipIn *in, const Peer *peer)
 	memset(r, 0, sizeof(*r));
 	r->used = true;
 	r->up = (int) (u - ups);
+	r->up_gen = u->gen;
 	len = in->body ? (size_t) (in->body - in->raw) + in->body_len : in->raw_hlen;
 	r->raw = MemoryContextAlloc(vms_worker_cxt, len + 1);
 	memcpy(r->raw, in->raw, len);
@@ -2328,7 +2407,7 @@ answer_pending(void)
 	for (int k = 0; k < n; k++)
 	{
 		Upstream   *u = &ups[todo[k].up];
-		Datum		values[4];
+		Datum		values[5];
 		int			rc;
 		int			sub = -1;	/* the bodies go as NOTIFYs of this subscription, else as MESSAGEs */
 
@@ -2404,6 +2483,7 @@ answer_pending(void)
 			values[1] = Int64GetDatum((int64) next_sn);
 			values[2] = BoolGetDatum(todo[k].baseline);
 			values[3] = Int32GetDatum(Max(1, u->subs[SUB_POSITION].interval_s));
+			values[4] = BoolGetDatum(todo[k].whole);
 			next_sn += 1000;
 			sub = SUB_POSITION;
 			rc = sip_sql_run(SIP_SQL_UPSTREAM_POSITIONS, values, NULL, false, 0);
@@ -2443,8 +2523,10 @@ answer_pending(void)
 					Datum		due = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull);
 
 					if (!isnull)
-						u->subs[SUB_POSITION].next_check = Min(u->subs[SUB_POSITION].next_check,
-															   Max(sip_now, DatumGetTimestampTz(due)));
+						u->subs[SUB_POSITION].next_check =
+							Min(u->subs[SUB_POSITION].next_check,
+								Max(DatumGetTimestampTz(due),
+									TimestampTzPlusMilliseconds(u->subs[SUB_POSITION].last_check, POSITION_GAP_MS)));
 				}
 				continue;
 			}
@@ -2619,25 +2701,32 @@ sip_upstream_tick(void)
 				{
 					UpSub	   *sb = &u->subs[SUB_POSITION];
 
-					if (sb->active && !sb->pending && sip_now >= sb->next_check)
+					if (sb->active && !sb->pending && sip_now >= sb->next_check &&
+						sip_now >= TimestampTzPlusMilliseconds(sb->last_check, POSITION_GAP_MS))
 					{
 						PendingAnswer *p = new_pending(u);
+						bool		whole = sb->fresh || sip_now >= sb->next_whole;
 
 						if (p)
 						{
 							p->positions = true;
 							p->baseline = sb->fresh;
+							p->whole = whole;
 							sb->fresh = false;
 							sb->pending = true;
 							sb->last_check = sip_now;
+							sb->checks++;
+							if (whole)
+								sb->next_whole = TimestampTzPlusMilliseconds(sip_now, Max((int64) u->reconcile_ms,
+																						  (int64) Max(1, sb->interval_s) * 1000));
 						}
 						/*
-						 * next: at once when a position is reported (woken), when a change held back is
-						 * due (the answer says), and every reconcile_interval (at least the Interval) anyway
+						 * next: when a position is reported (woken; at most every POSITION_GAP_MS), when a
+						 * change held back is due (the answer says), and the whole share every
+						 * reconcile_interval (at least the Interval) anyway
 						 */
 						sb->next_check = p == NULL ? TimestampTzPlusMilliseconds(sip_now, CHANGE_GAP_MS) :
-							TimestampTzPlusMilliseconds(sip_now, Max((int64) u->reconcile_ms,
-																	 (int64) Max(1, sb->interval_s) * 1000));
+							Max(sb->next_whole, TimestampTzPlusMilliseconds(sip_now, POSITION_GAP_MS));
 					}
 				}
 				if (!u->alarm_pending && sip_now >= u->next_alarm_check)

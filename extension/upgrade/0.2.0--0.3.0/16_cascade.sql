@@ -820,13 +820,28 @@ CREATE TABLE vms.sip_share_position_told (
     at        timestamptz NOT NULL,
     PRIMARY KEY (upstream, code),
     sent_at   timestamptz,
-    position  text
+    position  text,
+    held      boolean NOT NULL DEFAULT false
 );
 COMMENT ON TABLE vms.sip_share_position_told IS
     'for each channel shared with a subscribed upper platform (by presented code): the time of the last position (vms.mobile_position) looked at, when one was last sent and what it said';
 COMMENT ON COLUMN vms.sip_share_position_told.sent_at IS 'when a MobilePosition NOTIFY of the channel was last sent';
 COMMENT ON COLUMN vms.sip_share_position_told.position IS
     'what it said: longitude, latitude (6 decimals), speed, direction, altitude';
+COMMENT ON COLUMN vms.sip_share_position_told.held IS
+    'a change of its position is held back (sent less than an Interval ago): looked at again when it is due';
+
+-- The device codes of vms.mobile_position reported since the worker last
+-- compared, per upper platform subscribed to positions (queued by
+-- vms._sip_position_touched): a compare on a report looks at the shared
+-- channels of these devices (and those held back) only, not at the whole share.
+CREATE TABLE vms.sip_position_change (
+    upstream     text NOT NULL REFERENCES vms.sip_upstream (name) ON DELETE CASCADE ON UPDATE CASCADE,
+    device_code  vms.gbcode NOT NULL,
+    PRIMARY KEY (upstream, device_code)
+);
+COMMENT ON TABLE vms.sip_position_change IS
+    'internal: the device codes that reported positions since the SIP worker last compared, per upper platform subscribed to positions (one row a code until taken)';
 
 -- The positions of shared channels that changed since the upstream was sent
 -- one: the latest vms.mobile_position of each channel (reported under its own
@@ -837,14 +852,19 @@ COMMENT ON COLUMN vms.sip_share_position_told.position IS
 -- a channel sent less than gap seconds ago is not sent again yet, but keeps
 -- its change: the row with a NULL body says when the first such channel is
 -- due (its last NOTIFY + gap), and the newest position then goes.  restart: a
--- new subscription, every channel's latest position is sent again.
-CREATE FUNCTION vms._sip_upstream_positions(upstream text, sn bigint, restart boolean DEFAULT false, gap integer DEFAULT 0)
+-- new subscription, every channel's latest position is sent again.  whole:
+-- every shared channel is looked at (the periodic compare); else only the
+-- channels of the devices that reported since the last compare
+-- (vms.sip_position_change, taken here) and those with a change held back.
+CREATE FUNCTION vms._sip_upstream_positions(upstream text, sn bigint, restart boolean DEFAULT false, gap integer DEFAULT 0,
+                                            whole boolean DEFAULT true)
     RETURNS TABLE (body bytea, due timestamptz)
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     u record;
     enc text;
     wait interval := make_interval(secs => greatest(coalesce(gap, 0), 0));
+    reported vms.gbcode[];
 BEGIN
     SELECT * INTO u FROM vms._sip_upstreams() x WHERE x.name = _sip_upstream_positions.upstream;
     IF NOT FOUND THEN
@@ -853,6 +873,16 @@ BEGIN
     IF restart THEN
         DELETE FROM vms.sip_share_position_told t WHERE t.upstream = _sip_upstream_positions.upstream;
     END IF;
+    -- the codes reported since the last compare, taken first: the compare below is a later statement (a later
+    -- snapshot), so it sees every report committed with a code taken here.  A code a reporting transaction still
+    -- holds (locked by its trigger) is skipped: it stays queued, and that transaction's wake follows its commit.
+    WITH taken AS (
+        DELETE FROM vms.sip_position_change q
+         WHERE q.upstream = _sip_upstream_positions.upstream
+           AND q.device_code IN (SELECT l.device_code FROM vms.sip_position_change l
+                                  WHERE l.upstream = _sip_upstream_positions.upstream FOR UPDATE SKIP LOCKED)
+        RETURNING q.device_code)
+    SELECT coalesce(array_agg(t.device_code), '{}') INTO reported FROM taken t;
     enc := CASE u.charset WHEN 'UTF-8' THEN 'UTF8' ELSE 'GB18030' END;
     RETURN QUERY
     WITH latest AS (
@@ -860,9 +890,16 @@ BEGIN
                coalesce(p.speed, 0) AS speed, coalesce(p.direction, 0) AS direction, coalesce(p.altitude, 0) AS altitude
           FROM vms.sip_shared_channels(_sip_upstream_positions.upstream) sc
           JOIN vms.channel c ON c.code = sc.channel
+          -- the channels looked at before their positions are (one hashed set each)
+          CROSS JOIN LATERAL (SELECT restart OR whole
+                                  OR c.code IN (SELECT x.code FROM vms.channel x
+                                                 WHERE x.code = ANY (reported) OR x.device_code = ANY (reported))
+                                  OR sc.code::text IN (SELECT h.code FROM vms.sip_share_position_told h
+                                                        WHERE h.upstream = _sip_upstream_positions.upstream AND h.held)
+                                     AS look) w
           CROSS JOIN LATERAL (SELECT mp.at, mp.geom, mp.speed, mp.direction, mp.altitude
                                 FROM vms.mobile_position mp
-                               WHERE mp.device_code IN (c.code, c.device_code)
+                               WHERE w.look AND mp.device_code IN (c.code, c.device_code)
                                ORDER BY mp.at DESC LIMIT 1) p
     ), newer AS (
         SELECT l.*, concat_ws(' ', l.lon, l.lat, l.speed, l.direction, l.altitude) AS position,
@@ -874,13 +911,15 @@ BEGIN
         SELECT n.*, n.told_position IS DISTINCT FROM n.position AND (n.told_sent_at IS NULL OR n.told_sent_at <= now() - wait) AS send
           FROM newer n
     ), recorded AS (
-        -- sent now, or a newer report of the same position (looked at); a change not yet due stays as it was
-        INSERT INTO vms.sip_share_position_told AS t (upstream, code, at, sent_at, position)
-        SELECT _sip_upstream_positions.upstream, c.code, c.at, CASE WHEN c.send THEN now() ELSE c.told_sent_at END, c.position
+        -- sent now, or a newer report of the same position (looked at); a change not yet due stays as it was,
+        -- marked held (a held row always exists: it was sent less than an Interval ago)
+        INSERT INTO vms.sip_share_position_told AS t (upstream, code, at, sent_at, position, held)
+        SELECT _sip_upstream_positions.upstream, c.code, c.at, CASE WHEN c.send THEN now() ELSE c.told_sent_at END, c.position,
+               NOT c.send AND c.told_position IS DISTINCT FROM c.position
           FROM cand c
-         WHERE c.send OR c.position = c.told_position
         ON CONFLICT ON CONSTRAINT sip_share_position_told_pkey
-        DO UPDATE SET at = EXCLUDED.at, sent_at = EXCLUDED.sent_at, position = EXCLUDED.position
+        DO UPDATE SET at = CASE WHEN EXCLUDED.held THEN t.at ELSE EXCLUDED.at END, sent_at = EXCLUDED.sent_at,
+                      position = CASE WHEN EXCLUDED.held THEN t.position ELSE EXCLUDED.position END, held = EXCLUDED.held
     )
     SELECT r.body, r.due FROM (
         SELECT convert_to('<?xml version="1.0" encoding="' || u.charset || '"?>' || E'\r\n' || xmlelement(name "Notify",
@@ -902,24 +941,36 @@ BEGIN
         HAVING count(*) > 0) r
      ORDER BY r.k NULLS LAST;
 END $$;
-COMMENT ON FUNCTION vms._sip_upstream_positions(text, bigint, boolean, integer) IS
-    'internal: the changed positions of channels shared with an upper platform as MANSCDP MobilePosition notifications, at most one per channel every gap seconds (a NULL body says when the next held back is due); recorded as sent';
+COMMENT ON FUNCTION vms._sip_upstream_positions(text, bigint, boolean, integer, boolean) IS
+    'internal: the changed positions of channels shared with an upper platform as MANSCDP MobilePosition notifications, at most one per channel every gap seconds (a NULL body says when the next held back is due); recorded as sent; whole false: only the channels of devices that reported since the last compare, and those held back';
 
 -- a report of a position wakes the SIP worker while an upper platform subscribes to positions: it sends the change
 -- at once (rate-limited by the subscription's Interval)
 CREATE FUNCTION vms._sip_position_touched() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
-    -- one row a statement: a row already queued may be taken by a worker whose compare does not see this one
     IF EXISTS (SELECT 1 FROM vms.sip_upstream_state s WHERE s.state = 'registered' AND s.subscriptions ? 'MobilePosition') THEN
-        INSERT INTO vms.sip_share_change (source) VALUES ('mobile_position');
-        PERFORM vms._wake_worker('sip');
+        -- the devices reported, per subscribed upper platform.  A code already queued is not rewritten but locked
+        -- until this transaction ends (DO UPDATE ... WHERE false), so the worker's take skips it instead of taking
+        -- it for a compare that cannot see this report yet
+        INSERT INTO vms.sip_position_change AS q (upstream, device_code)
+        SELECT s.upstream, r.device_code
+          FROM vms.sip_upstream_state s CROSS JOIN (SELECT DISTINCT n.device_code FROM reported n) r
+         WHERE s.state = 'registered' AND s.subscriptions ? 'MobilePosition'
+        ON CONFLICT ON CONSTRAINT sip_position_change_pkey DO UPDATE SET device_code = EXCLUDED.device_code WHERE false;
+        -- one wake a transaction (not one a statement: a report is one): it commits with all of the transaction's
+        -- reports and codes, so the compare it wakes sees them.  A savepoint rolled back takes the mark with it.
+        IF current_setting('vms.sip_position_woken', true) IS DISTINCT FROM pg_current_xact_id()::text THEN
+            INSERT INTO vms.sip_share_change (source) VALUES ('mobile_position');
+            PERFORM set_config('vms.sip_position_woken', pg_current_xact_id()::text, true);
+            PERFORM vms._wake_worker('sip');
+        END IF;
     END IF;
     RETURN NULL;
 END $$;
 REVOKE ALL ON FUNCTION vms._sip_position_touched() FROM PUBLIC;
 COMMENT ON FUNCTION vms._sip_position_touched() IS
-    'internal (statement trigger, SECURITY DEFINER to queue for any role that may report positions): wake the SIP worker to send upper platforms subscribed to positions what changed';
+    'internal (statement trigger, SECURITY DEFINER to queue for any role that may report positions): queue the devices reported for upper platforms subscribed to positions, and wake the SIP worker (one wake a transaction) to send what changed';
 
 -- An INVITE of an upper platform (the worker calls this before relaying it):
 -- the ledger channel and device of the code it asks for, and whether every
@@ -1033,7 +1084,7 @@ CREATE TRIGGER sip_share_touched AFTER UPDATE ON vms.sip_upstream
 CREATE TRIGGER sip_share_touched AFTER INSERT ON vms.alarm
     FOR EACH STATEMENT EXECUTE FUNCTION vms._sip_share_touched();
 CREATE TRIGGER sip_position_touched AFTER INSERT ON vms.mobile_position
-    FOR EACH STATEMENT EXECUTE FUNCTION vms._sip_position_touched();
+    REFERENCING NEW TABLE AS reported FOR EACH STATEMENT EXECUTE FUNCTION vms._sip_position_touched();
 
 CREATE FUNCTION vms._sip_take_share_changes() RETURNS TABLE (share bigint, positions bigint)
     LANGUAGE sql SET search_path FROM CURRENT AS $$
@@ -1202,9 +1253,13 @@ COMMENT ON FUNCTION vms._sip_upstream_control(text, text, text, text, text, json
 -- presented code), FileSize, StreamNumber; one without a valid StartTime and
 -- EndTime is left out.  PresetQuery items: PresetID (required), PresetName.
 -- An item that names a field twice, or is not an element with children, is
--- left out; Num counts the items sent.
+-- left out.  Nothing when code is not how the upper platform knows channel
+-- now (vms.sip_shared_channels).  A RecordInfo or PresetQuery answer goes in
+-- pages (rows) of at most 8,000 bytes each (at least one item a page), as
+-- catalog answers are paged: each with the SumNum of the whole answer, its
+-- Num the items on that page.
 CREATE FUNCTION vms._sip_upstream_control_answer(upstream text, code text, channel text, sn text, cmd text, answer json)
-    RETURNS bytea
+    RETURNS SETOF bytea
     LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
 #variable_conflict use_variable
 DECLARE
@@ -1230,23 +1285,35 @@ DECLARE
     sum_num text;
     result text;
     doc text;
+    enc text;
+    page_bytes constant integer := 8000;  -- a page's body at most (one item always goes)
+    budget integer;
+    pages text[] := '{}';
+    page text := '';
+    used integer := 0;
+    n integer;
+    nums integer[] := '{}';
+    on_page integer := 0;  -- items on the page being filled
 BEGIN
     SELECT * INTO u FROM vms._sip_upstreams() x WHERE x.name = _sip_upstream_control_answer.upstream;
     IF NOT FOUND OR sn IS NULL OR sn !~ '^[0-9]{1,15}$' OR code IS NULL OR code !~ '^[0-9]{20}$'
        OR cmd IS NULL OR cmd NOT IN ('DeviceControl', 'RecordInfo', 'PresetQuery')
        OR json_typeof(answer) IS DISTINCT FROM 'object' THEN
-        RETURN NULL;
+        RETURN;
     END IF;
+    -- only under the code the upper platform knows this channel by now (a relay outlives a remapping or a drop)
+    SELECT s.name INTO presented_name FROM vms.sip_shared_channels(u.name) s
+     WHERE s.code::text = _sip_upstream_control_answer.code AND s.channel::text = _sip_upstream_control_answer.channel;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    enc := CASE u.charset WHEN 'UTF-8' THEN 'UTF8' ELSE 'GB18030' END;
     doc := format('<Response>%s<CmdType>%s</CmdType>%s<SN>%s</SN>%s<DeviceID>%s</DeviceID>%s', E'\r\n', cmd, E'\r\n', sn,
                   E'\r\n', code, E'\r\n');
     IF cmd = 'DeviceControl' THEN
         result := CASE WHEN answer ->> 'Result' IN ('OK', 'ERROR') THEN answer ->> 'Result' ELSE 'ERROR' END;
         doc := doc || format('<Result>%s</Result>%s', result, E'\r\n');
     ELSE
-        SELECT coalesce(m.custom_name, c.name) INTO presented_name
-          FROM vms.channel c
-          LEFT JOIN vms.sip_share_code m ON m.upstream = u.name AND m.channel_code = c.code
-         WHERE c.code::text = _sip_upstream_control_answer.channel;
         t := xmlelement(name x, coalesce(presented_name, ''))::text;
         name_xml := substr(t, 4, length(t) - 7);
         FOR it IN SELECT e FROM json_array_elements(CASE WHEN json_typeof(answer -> list) = 'array' THEN answer -> list
@@ -1283,19 +1350,40 @@ BEGIN
         IF cmd = 'RecordInfo' THEN
             doc := doc || format('<Name>%s</Name>%s', name_xml, E'\r\n');
         END IF;
-        doc := doc || format('<SumNum>%s</SumNum>%s', sum_num, E'\r\n')
-            || CASE WHEN coalesce(array_length(items, 1), 0) = 0 THEN format('<%s Num="0"/>', list)
-                    ELSE format('<%s Num="%s">%s%s%s</%s>', list, array_length(items, 1), E'\r\n',
-                                array_to_string(items, E'\r\n'), E'\r\n', list) END
-            || E'\r\n';
+        doc := doc || format('<SumNum>%s</SumNum>%s', sum_num, E'\r\n');
+        -- the items in pages: what a page holds beside them (declaration, head, list tags, end) counted first
+        budget := page_bytes - octet_length(convert_to(doc, enc)) - 120;
+        FOREACH t IN ARRAY items LOOP
+            n := octet_length(convert_to(t, enc)) + 2;
+            IF on_page > 0 AND used + n > budget THEN
+                pages := pages || page;
+                nums := nums || on_page;
+                page := '';
+                used := 0;
+                on_page := 0;
+            END IF;
+            page := page || t || E'\r\n';
+            used := used + n;
+            on_page := on_page + 1;
+        END LOOP;
+        pages := pages || page;
+        nums := nums || on_page;
+        FOR i IN 1 .. array_length(pages, 1) LOOP
+            RETURN NEXT convert_to('<?xml version="1.0" encoding="' || u.charset || '"?>' || E'\r\n'
+                || xmlparse(document doc
+                    || CASE WHEN nums[i] = 0 THEN format('<%s Num="0"/>', list)
+                            ELSE format('<%s Num="%s">%s%s</%s>', list, nums[i], E'\r\n', pages[i], list) END
+                    || E'\r\n</Response>')::text || E'\r\n', enc);
+        END LOOP;
+        RETURN;
     END IF;
     doc := doc || '</Response>';
     -- well-formed, or an error here rather than a malformed MESSAGE
-    RETURN convert_to('<?xml version="1.0" encoding="' || u.charset || '"?>' || E'\r\n'
-                      || xmlparse(document doc)::text || E'\r\n', CASE u.charset WHEN 'UTF-8' THEN 'UTF8' ELSE 'GB18030' END);
+    RETURN NEXT convert_to('<?xml version="1.0" encoding="' || u.charset || '"?>' || E'\r\n'
+                           || xmlparse(document doc)::text || E'\r\n', enc);
 END $$;
 COMMENT ON FUNCTION vms._sip_upstream_control_answer(text, text, text, text, text, json) IS
-    'internal: a device''s answer to a relayed DeviceControl, RecordInfo or PresetQuery rebuilt for the upper platform from the listed fields only (bounded, escaped), under the code and name it knows the channel by and its SN, in its charset';
+    'internal: a device''s answer to a relayed DeviceControl, RecordInfo or PresetQuery rebuilt for the upper platform from the listed fields only (bounded, escaped), under the code and name it knows the channel by (nothing when code is not that channel''s for it) and its SN, in its charset; lists in pages of at most 8,000 bytes';
 
 -- what 99_privileges.sql does in bulk for a fresh install: the new functions are the owner's
 REVOKE ALL ON FUNCTION
@@ -1316,7 +1404,7 @@ REVOKE ALL ON FUNCTION
     vms._sip_catalog_item(text, text, text, text, text, text, boolean, float8, float8, text, text, text, boolean),
     vms._sip_upstream_changes(text, text, boolean, boolean),
     vms._sip_upstream_alarms(text, bigint, jsonb),
-    vms._sip_upstream_positions(text, bigint, boolean, integer),
+    vms._sip_upstream_positions(text, bigint, boolean, integer, boolean),
     vms._sip_share_touched(),
     vms._sip_position_touched(),
     vms._sip_take_share_changes(),
