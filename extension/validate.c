@@ -98,6 +98,25 @@ doc_push_key(JsonbParseState **st, const char *key)
 	pushJsonbValue(st, WJB_KEY, &k);
 }
 
+/*
+ * A string value: jsonb stores a string's length in 28 bits and
+ * convertJsonbScalar does not check it, so refuse longer ones here, as
+ * jsonb_build_object does (checkStringLen), instead of writing a corrupt jsonb.
+ */
+static void
+doc_string(JsonbValue *v, char *val, int len)
+{
+	if (len > JENTRY_OFFLENMASK)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("string too long to represent as jsonb string"),
+				 errdetail("Due to an implementation restriction, jsonb strings cannot exceed %d bytes.",
+						   JENTRY_OFFLENMASK)));
+	v->type = jbvString;
+	v->val.string.val = val;
+	v->val.string.len = len;
+}
+
 static void
 doc_number(JsonbValue *v, char *out)
 {
@@ -110,11 +129,7 @@ doc_number(JsonbValue *v, char *out)
 															  ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
 	}
 	else
-	{
-		v->type = jbvString;
-		v->val.string.val = out;
-		v->val.string.len = len;
-	}
+		doc_string(v, out, len);
 }
 
 /* one dimension of a text array, as array_to_jsonb does */
@@ -134,9 +149,7 @@ doc_text_array_dim(JsonbParseState **st, int dim, int ndims, int *dims, Datum *v
 			{
 				text	   *t = DatumGetTextPP(vals[*idx]);
 
-				v.type = jbvString;
-				v.val.string.val = VARDATA_ANY(t);
-				v.val.string.len = VARSIZE_ANY_EXHDR(t);
+				doc_string(&v, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 			}
 			(*idx)++;
 			pushJsonbValue(st, WJB_ELEM, &v);
@@ -204,9 +217,7 @@ vms_channel_doc(PG_FUNCTION_ARGS)
 				{
 					text	   *t = PG_GETARG_TEXT_PP(i);
 
-					v.type = jbvString;
-					v.val.string.val = VARDATA_ANY(t);
-					v.val.string.len = VARSIZE_ANY_EXHDR(t);
+					doc_string(&v, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
 				}
 				break;
 		}
