@@ -18,7 +18,11 @@
 #    RecordInfo, PresetQuery and PTZ go to a hostile sipp device
 #    (device_relay.xml): the answers it gets are compared byte for byte
 #    (rebuilt from listed fields under its code, name and SN); its position
-#    subscription with Interval 3600 gets a change at once, the next held back.
+#    subscription with Interval 3600 gets a change at once, the next held back;
+#    a burst of 100 reports makes at most one compare a second (counted in the
+#    state).  Then an upper platform (upper_records.xml) whose RecordInfo a
+#    device answers with 120 items in two MESSAGEs over 8,000 bytes each gets
+#    them rebuilt in pages of at most 8,000 bytes adding up to SumNum.
 # 2. two vms clusters: a district registers to a city vms (digest with qop,
 #    SHA-256 as offered, which the city verifies), keeps alive, answers the city's own
 #    Catalog and DeviceInfo queries (which land in the city's ledger), its Catalog
@@ -403,7 +407,7 @@ ok($district->poll_query_until('postgres', "SELECT state = 'disabled' FROM vms.s
 # byte with what is written here by hand (GB2312 bytes: the upstream's charset).
 SKIP:
 {
-	skip 'sipp relay scenarios not present', 16 unless -f "$sippdir/device_relay_ooc.xml";
+	skip 'sipp relay scenarios not present', 29 unless -f "$sippdir/device_relay_ooc.xml";
 	my ($hdev, $hch, $hcode) = ('34020100001180000003', '34020300001320000001', '34010000001320000098');
 	$district->safe_psql('postgres', qq{
 INSERT INTO vms.device (code, name) VALUES ('$hdev', 'hostile NVR');
@@ -531,11 +535,160 @@ SELECT vms.sip_share_map('city', '$hch', '$hcode', '西门');
 	ok(wait_for(sub { keepalives_after($first->[0], $rtrace) >= 2 }), 'two keepalives later (over 5 s)');
 	is(join(',', map { $_->[1] =~ m{<Longitude>([\d.]+)</Longitude>} ? $1 : '?' } notify_times('MobilePosition', $hcode, $rtrace)),
 		'117.900000', 'the change within the Interval is held back: at most one NOTIFY per channel an Interval');
+
+	# a burst of reports, each a transaction of its own waking the worker: the worker compares at most once a
+	# second however often it is woken (a compare then looks only at the devices reported since). The number of
+	# compares is in the state's subscriptions with the time it was counted (written at each keepalive's state
+	# record); between two counts at t0 and t1 there can be at most floor(t1 - t0) + 1 of them. Woken at every
+	# report (every 200 ms at most, as before) the 5 s burst alone would make about 25.
+	my $count = sub {
+		split /\|/, $district->safe_psql('postgres', q{SELECT subscriptions #>> '{MobilePosition,checks}',
+			subscriptions #>> '{MobilePosition,checks_at}' FROM vms.sip_upstream_state WHERE upstream = 'city'});
+	};
+	my ($c0, $t0) = $count->();
+	$district->safe_psql('postgres', qq{DO \$\$ BEGIN
+		FOR i IN 1 .. 100 LOOP
+			INSERT INTO vms.mobile_position (device_code, at, geom)
+			VALUES ('$hch', now(), ST_SetSRID(ST_MakePoint(118 + i / 1000.0, 31.5), 4326));
+			COMMIT;
+			PERFORM pg_sleep(0.05);
+		END LOOP; END \$\$});
+	my $burst_end = $district->safe_psql('postgres', 'SELECT extract(epoch FROM clock_timestamp())');
+	ok(wait_for(sub { my (undef, $t) = $count->(); defined $t && $t > $burst_end }),
+		'the compares are counted again after the burst of 100 reports');
+	my ($c1, $t1) = $count->();
+	cmp_ok($c1 - $c0, '<=', int($t1 - $t0) + 1,
+		sprintf('at most one compare a second however often reports wake the worker (%d in %.1f s)', $c1 - $c0, $t1 - $t0));
+	cmp_ok($c1 - $c0, '>=', 2, 'the reports did wake it (no periodic compare within an Interval of 3600 s)');
 	$relay_upper->kill_kill;
 	$hostile_dev->kill_kill;
 	$district->safe_psql('postgres', "SELECT vms.sip_alter_upstream('city', enabled => false)");
 	ok($district->poll_query_until('postgres', "SELECT state = 'disabled' FROM vms.sip_upstream_state WHERE upstream = 'city'"),
 		'the upstream is disabled again');
+
+	# a long answer: a device (device_relay.xml with an out-of-call half written here) answers a relayed
+	# RecordInfo with SumNum 120 in two MESSAGEs of 60 small items, each over 8,000 bytes. Rebuilt, every item
+	# grows (the code and name the upper platform knows), and the answer goes up (upper_records.xml, SN 51) in
+	# pages of at most 8,000 bytes, as catalog answers are paged: each with SumNum 120, its Num its own items.
+	my ($pdev, $pch, $pcode) = ('34020100001180000004', '34020300001320000002', '34010000001320000097');
+	$district->safe_psql('postgres', qq{
+INSERT INTO vms.device (code, name) VALUES ('$pdev', 'NVR with many records');
+SELECT vms.device_set_password('$pdev', '12345678', '3402010000');
+INSERT INTO vms.channel (code, device_code, name, civil_code, online) VALUES ('$pch', '$pdev', '北门', '340203', true);
+SELECT vms.sip_share('city', '{"regions": ["340201"], "channels": ["34020200001320000001", "$hch", "$pch"]}');
+SELECT vms.sip_share_map('city', '$pch', '$pcode', '北门');
+});
+	my $page = sub {
+		my ($tag, @items) = @_;
+		return qq{  <send retrans="500">
+    <![CDATA[
+
+      MESSAGE sip:[service]@[domain] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];rport;branch=[branch]
+      Max-Forwards: 70
+      From: <sip:[device]@[domain]>;tag=[pid]SIPpTag$tag\[call_number]
+      To: <sip:[service]@[domain]>
+      Call-ID: p$tag///[call_id]
+      CSeq: 1 MESSAGE
+      Contact: <sip:[device]@[local_ip]:[local_port]>
+      Content-Type: Application/MANSCDP+xml
+      User-Agent: sipp-gb28181
+      Content-Length: [len]
+
+      <?xml version="1.0" encoding="GB2312"?>
+      <Response>
+      <CmdType>RecordInfo</CmdType>
+      <SN>[\$sn]</SN>
+      <DeviceID>[channel]</DeviceID>
+      <Name>NVR</Name>
+      <SumNum>120</SumNum>
+      <RecordList Num="} . scalar(@items) . qq{">
+} . join('', map { "      $_\n" } @items) . qq{      </RecordList>
+      </Response>
+    ]]>
+  </send>
+  <recv response="200"/>
+};
+	};
+	my @ritems = map {
+		my $t = sprintf('2026-01-10T%02d:%02d:00', int($_ / 60), $_ % 60);
+		(my $e = $t) =~ s/:00$/:59/;
+		"<Item><DeviceID>[channel]</DeviceID><Name>NVR</Name><FilePath>/r/$_.ps</FilePath><StartTime>$t</StartTime>"
+		  . "<EndTime>$e</EndTime><Type>time</Type></Item>"
+	} 0 .. 119;
+	my $ooc = "$tmp/device_records_ooc.xml";
+	open(my $oh, '>', $ooc) or die;
+	print $oh qq{<?xml version="1.0" encoding="ISO-8859-1"?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="gb28181 device: a RecordInfo answer of 120 items in two MESSAGEs (out-of-call)">
+  <recv request="MESSAGE">
+    <action>
+      <ereg regexp="&lt;SN&gt;[[:space:]]*([0-9]+)[[:space:]]*&lt;/SN&gt;" search_in="body" assign_to="sn_all,sn"/>
+      <ereg regexp="&lt;CmdType&gt;RecordInfo&lt;/CmdType&gt;" search_in="body" check_it="false" assign_to="is_records"/>
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag10[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      User-Agent: sipp-gb28181
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <nop next="records" test="is_records"/>
+  <nop next="end"/>
+  <label id="records"/>
+} . $page->('31', @ritems[0 .. 59]) . $page->('32', @ritems[60 .. 119]) . qq{  <label id="end"/>
+  <Reference variables="sn_all"/>
+</scenario>
+};
+	close $oh;
+	my $ptrace = "$tmp/device_records.log";
+	my ($pout, $perr) = ('', '');
+	my $records_dev = IPC::Run::start([ 'sipp', "127.0.0.1:$district_port", '-sf', "$sippdir/device_relay.xml",
+			'-oocsf', $ooc, '-m', '1', '-s', $lower_id, '-key', 'domain', '3402010000',
+			'-key', 'device', $pdev, '-key', 'channel', $pch, '-au', $pdev, '-ap', '12345678',
+			'-auth_uri', "$lower_id\@3402010000", '-i', '127.0.0.1', '-p', PostgreSQL::Test::Cluster::get_free_port(),
+			'-t', 'u1', '-nd', '-nostdin', '-trace_msg', '-message_file', $ptrace ],
+		'>', \$pout, '2>', \$perr);
+	ok($district->poll_query_until('postgres', "SELECT online FROM vms.device WHERE code = '$pdev'"),
+		'a device with many records (sipp) registers to the district')
+	  or diag("$pout $perr");
+	my $qtrace = "$tmp/upper_records.log";
+	my ($qout, $qerr) = ('', '');
+	my $records_upper = IPC::Run::start([ 'sipp', '-sf', "$sippdir/upper_records.xml", '-m', '100000', '-key', 'upper',
+			$upper_id, '-key', 'lower', $lower_id, '-key', 'channel', $pcode, '-key', 'vms', "127.0.0.1:$district_port",
+			@sipp_common, '-trace_msg', '-message_file', $qtrace ],
+		'>', \$qout, '2>', \$qerr);
+	$district->safe_psql('postgres', "SELECT vms.sip_alter_upstream('city', enabled => true)");
+	my $nums = sub { my $n = 0; $n += $_ =~ m{<RecordList Num="(\d+)"} ? $1 : 0 for @{ $_[0] }; $n };
+	ok(wait_for(sub { $nums->($bodies->($qtrace, 'Response')->{'RecordInfo 51'} // []) >= 120 }),
+		'the upper platform gets the whole long answer')
+	  or diag(`tail -40 $qtrace` . "\n$qout $qerr\n" . `tail -40 $ptrace`);
+	my @up = @{ $bodies->($qtrace, 'Response')->{'RecordInfo 51'} // [] };
+	my @down = map { @$_ } values %{ $bodies->($ptrace, 'Response') };
+	cmp_ok(scalar(@up), '>=', 3, 'in more pages (' . scalar(@up) . ') than the device sent (2)');
+	ok(@down == 2 && !(grep { length($_) <= 8000 } @down), 'the device\'s two MESSAGEs were each over 8,000 bytes')
+	  or diag(join(',', map { length } @down));
+	ok(@up && !(grep { length($_) > 8000 } @up), 'every page up is at most 8,000 bytes (' . join(',', map { length } @up) . ')');
+	is(join(',', map { m{<SumNum>(\d+)</SumNum>} ? $1 : '?' } @up), join(',', ('120') x @up), 'every page with SumNum 120');
+	ok(@up && !(grep { my $n = () = m{<Item>}g; !m{<RecordList Num="$n">} } @up), 'each page\'s Num is the items on it');
+	my $starts = sub { join(',', map { m{<StartTime>([^<]+)</StartTime>}g } @_) };
+	is($starts->(@up), join(',', map { sprintf('2026-01-10T%02d:%02d:00', int($_ / 60), $_ % 60) } 0 .. 119),
+		'the items add up to SumNum: all 120, each once, in order');
+	ok(!(grep { m{<DeviceID>$pch</DeviceID>|<Name>NVR</Name>} } @up) && (grep { m{<DeviceID>$pcode</DeviceID>} } @up) == @up,
+		'under the code the upper platform knows (no page with the device\'s code or name)');
+	$records_upper->kill_kill;
+	$records_dev->kill_kill;
+	$district->safe_psql('postgres', "SELECT vms.sip_alter_upstream('city', enabled => false)");
+	ok($district->poll_query_until('postgres', "SELECT state = 'disabled' FROM vms.sip_upstream_state WHERE upstream = 'city'"),
+		'the upstream is disabled once more');
 }
 
 ###########################################################################
