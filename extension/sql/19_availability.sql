@@ -237,6 +237,19 @@ BEGIN
         RAISE EXCEPTION 'availability runs come from device, catalog or stream events, not "%"', p_source
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Use device, catalog or stream.';
     END IF;
+    -- at a city, a district's devices and channels (vms.cluster_owner,
+    -- 27_cluster_sync.sql) have the district's runs, replicated: events the
+    -- city records for them itself (it inspects a district's channels, the
+    -- district cascades to it over SIP) leave those runs alone
+    IF coalesce(cardinality(p_codes), 0) > 0 AND EXISTS (SELECT 1 FROM vms.cluster_owner) THEN
+        SELECT array_agg(u.code ORDER BY u.i), array_agg(u.changed_from ORDER BY u.i),
+               CASE WHEN p_head_only IS NOT NULL THEN array_agg(u.head ORDER BY u.i) END
+          INTO p_codes, p_changed_from, p_head_only
+          FROM unnest(p_codes, p_changed_from, p_head_only) WITH ORDINALITY u(code, changed_from, head, i)
+         WHERE NOT EXISTS (SELECT 1 FROM vms.cluster_owner o
+                            WHERE o.kind = CASE WHEN p_source = 'device' THEN 'device' ELSE 'channel' END
+                              AND o.code = u.code);
+    END IF;
     IF coalesce(cardinality(p_codes), 0) = 0 THEN
         RETURN;
     END IF;

@@ -289,6 +289,17 @@ is(sq($city, "SELECT unknown_seconds FROM vms.availability($day, 'device') WHERE
 	"nor does the city's own platform-wide gap (b's devices are kept alive by b)");
 $city->safe_psql('postgres', "SELECT vms.availability_rebuild()");
 avail_same('after a rebuild at the city');
+# the city records events of its own for a's device and channel (it
+# inspects a district's channels, a district cascades to it over SIP): a's
+# replicated runs stay a's, and a's later changes to them still apply
+my $arun = "SELECT string_agg(concat_ws('|', r.source, r.code, r.from_ts, r.to_ts, r.up), ',' ORDER BY r.source, r.code, r.from_ts) FROM vms.availability_run r";
+$city->safe_psql('postgres', qq{
+	INSERT INTO vms.device_event (device_code, at, event) VALUES ($dA, '2020-03-01 15:00+00', 'offline');
+	INSERT INTO vms.channel_status_event (code, at, status) VALUES ($c5, '2020-03-01 16:00+00', 'OFF');
+});
+is(sq($city, "$arun WHERE r.code IN ($dA, $c5)"), sq($a, "$arun WHERE r.code IN ($dA, $c5)"),
+	"city's own events for a's device and channel: a's runs at the city unchanged");
+avail_same("after the city recorded events for a's device and channel");
 
 # district a killed in the middle of a batched import (80 transactions of
 # 250 rows); the city catches up; row by row nothing missing or duplicated.

@@ -991,6 +991,108 @@ COMMENT ON FUNCTION vms.channel_security_levels() IS 'channels whose effective s
 -- the same text as there: a district's availability goes up with its
 -- ledger, scoped to the district at the city
 
+-- the city's events for a district's code leave its replicated runs alone
+CREATE OR REPLACE FUNCTION vms._availability_refresh(p_source text, p_codes vms.gbcode[], p_changed_from timestamptz[],
+                                          p_head_only boolean[] DEFAULT NULL) RETURNS void
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    src text := vms._availability_source_sql(p_source);
+    col text := CASE p_source WHEN 'device' THEN 'device_code' WHEN 'catalog' THEN 'code' ELSE 'channel_code' END;
+    codes vms.gbcode[];
+    starts timestamptz[];
+    on0 numeric[];
+    off0 numeric[];
+    n0 integer[];
+BEGIN
+    IF src IS NULL THEN
+        RAISE EXCEPTION 'availability runs come from device, catalog or stream events, not "%"', p_source
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use device, catalog or stream.';
+    END IF;
+    -- at a city, a district's devices and channels (vms.cluster_owner,
+    -- 27_cluster_sync.sql) have the district's runs, replicated: events the
+    -- city records for them itself (it inspects a district's channels, the
+    -- district cascades to it over SIP) leave those runs alone
+    IF coalesce(cardinality(p_codes), 0) > 0 AND EXISTS (SELECT 1 FROM vms.cluster_owner) THEN
+        SELECT array_agg(u.code ORDER BY u.i), array_agg(u.changed_from ORDER BY u.i),
+               CASE WHEN p_head_only IS NOT NULL THEN array_agg(u.head ORDER BY u.i) END
+          INTO p_codes, p_changed_from, p_head_only
+          FROM unnest(p_codes, p_changed_from, p_head_only) WITH ORDINALITY u(code, changed_from, head, i)
+         WHERE NOT EXISTS (SELECT 1 FROM vms.cluster_owner o
+                            WHERE o.kind = CASE WHEN p_source = 'device' THEN 'device' ELSE 'channel' END
+                              AND o.code = u.code);
+    END IF;
+    IF coalesce(cardinality(p_codes), 0) = 0 THEN
+        RETURN;
+    END IF;
+    -- one writer of runs at a time (readers are not blocked): a concurrent
+    -- writer's events are committed, and seen, before this one rebuilds
+    LOCK TABLE vms.availability_run IN SHARE ROW EXCLUSIVE MODE;
+    IF p_head_only IS NOT NULL AND true = ANY (p_head_only) THEN
+        SELECT array_agg(x.code), array_agg(x.first_at) INTO codes, starts
+          FROM (SELECT u.code, vms._availability_first_event(p_source, u.code) AS first_at
+                  FROM unnest(p_codes, p_head_only) u(code, head) WHERE u.head) x;
+        DELETE FROM vms.availability_run r
+         WHERE r.ctid = ANY (ARRAY(
+             SELECT k.ctid FROM unnest(codes, starts) c(code, first_at)
+              CROSS JOIN LATERAL (SELECT r2.ctid FROM vms.availability_run r2
+                                   WHERE r2.source = p_source AND r2.code = c.code
+                                     AND (c.first_at IS NULL OR r2.to_ts <= c.first_at) OFFSET 0) k));
+        -- the run covering the first remaining event starts there; its sums
+        -- move with it (differences stay the same)
+        UPDATE vms.availability_run r
+           SET online_before = r.online_before + CASE WHEN r.up THEN extract(epoch FROM c.first_at - r.from_ts) ELSE 0 END,
+               offline_before = r.offline_before + CASE WHEN NOT r.up THEN extract(epoch FROM c.first_at - r.from_ts) ELSE 0 END,
+               from_ts = c.first_at
+          FROM unnest(codes, starts) c(code, first_at)
+         WHERE r.source = p_source AND r.code = c.code AND r.from_ts < c.first_at AND r.to_ts > c.first_at;
+    END IF;
+    -- the start of the run covering the instant before the first change, and
+    -- the sums up to it (from the run before it)
+    SELECT array_agg(x.code), array_agg(x.start_at), array_agg(coalesce(x.on0, 0)), array_agg(coalesce(x.off0, 0)),
+           array_agg(coalesce(x.n0, 0))
+      INTO codes, starts, on0, off0, n0
+      FROM (SELECT u.code, st.start_at,
+                   p.online_before + CASE WHEN p.up THEN extract(epoch FROM p.to_ts - p.from_ts) ELSE 0 END AS on0,
+                   p.offline_before + CASE WHEN NOT p.up THEN extract(epoch FROM p.to_ts - p.from_ts) ELSE 0 END AS off0,
+                   p.outages_before + CASE WHEN p.up THEN 0 ELSE 1 END AS n0
+              FROM unnest(p_codes, p_changed_from, coalesce(p_head_only, array_fill(false, ARRAY[cardinality(p_codes)])))
+                   u(code, changed_from, head)
+              LEFT JOIN LATERAL (SELECT max(r.from_ts) AS start_at FROM vms.availability_run r
+                                  WHERE r.source = p_source AND r.code = u.code AND r.from_ts < u.changed_from) st ON true
+              LEFT JOIN LATERAL (SELECT r.* FROM vms.availability_run r
+                                  WHERE r.source = p_source AND r.code = u.code AND r.from_ts < st.start_at
+                                  ORDER BY r.from_ts DESC LIMIT 1) p ON true
+             WHERE NOT u.head) x;
+    IF codes IS NULL THEN
+        RETURN;
+    END IF;
+    DELETE FROM vms.availability_run r
+     WHERE r.ctid = ANY (ARRAY(
+         SELECT k.ctid FROM unnest(codes, starts) c(code, start_at)
+          CROSS JOIN LATERAL (SELECT r2.ctid FROM vms.availability_run r2
+                               WHERE r2.source = p_source AND r2.code = c.code
+                                 AND r2.from_ts >= coalesce(c.start_at, '-infinity') OFFSET 0) k));
+    EXECUTE format($q$
+        INSERT INTO vms.availability_run (source, code, up, from_ts, to_ts, online_before, offline_before, outages_before)
+        SELECT $3, s.code, s.up, s.at, s.nx,
+               s.on0 + coalesce(sum(CASE WHEN s.up AND s.nx < 'infinity' THEN extract(epoch FROM s.nx - s.at) END) OVER w, 0),
+               s.off0 + coalesce(sum(CASE WHEN NOT s.up AND s.nx < 'infinity' THEN extract(epoch FROM s.nx - s.at) END) OVER w, 0),
+               s.n0 + (count(*) FILTER (WHERE NOT s.up) OVER w)::int
+          FROM (SELECT f.code, f.up, f.at, f.on0, f.off0, f.n0,
+                       coalesce(lead(f.at) OVER (PARTITION BY f.code ORDER BY f.at), 'infinity') AS nx
+                  FROM (SELECT a.*, a.up IS DISTINCT FROM lag(a.up) OVER (PARTITION BY a.code ORDER BY a.at) AS flip
+                          FROM (SELECT DISTINCT ON (e.code, e.at) e.code, e.at, e.up, c.on0, c.off0, c.n0
+                                  FROM unnest($1, $2, $4, $5, $6) c(code, start_at, on0, off0, n0)
+                                 CROSS JOIN LATERAL (%s AND e.%I = c.code AND e.at >= coalesce(c.start_at, '-infinity')
+                                                     OFFSET 0) e
+                                 ORDER BY e.code, e.at, e.id DESC) a) f
+                 WHERE f.flip) s
+        WINDOW w AS (PARTITION BY s.code ORDER BY s.at ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)$q$, src, col)
+    USING codes, starts, p_source, on0, off0, n0;
+END $$;
+COMMENT ON FUNCTION vms._availability_refresh(text, vms.gbcode[], timestamptz[], boolean[]) IS
+    'internal: recomputes the kept runs of the given subjects of a source from the earliest changed event time on';
+
 -- At a city, the runs of a district's devices and channels are the
 -- district's, replicated with their owner (vms.cluster_owner,
 -- 27_cluster_sync.sql); the city's own rebuilds and truncates leave them.
