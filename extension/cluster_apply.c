@@ -10,6 +10,8 @@
  *           unless another district owns it or the city holds a row of its
  *           own under it; the owner sending a row it already has (a table
  *           copied again after a re-subscription) replaces it;
+ *           (a device's or channel's availability runs that another
+ *           district, or the city itself, wrote before go then);
  *   UPDATE, DELETE apply only to rows the sending district owns;
  * anything else is recorded with vms._cluster_conflict and not applied.
  * The lookups are prepared once per backend and run with enable_seqscan =
@@ -40,6 +42,8 @@ static SPIPlanPtr claim_plan;
 static SPIPlanPtr claim_again_plan;
 static SPIPlanPtr release_plan;
 static SPIPlanPtr present_plan[KIND_N];
+/* a device's or channel's availability runs sent by anyone but its owner */
+static SPIPlanPtr strays_plan[2];
 
 static SPIPlanPtr
 keep(const char *sql, int nargs, Oid *types)
@@ -57,6 +61,7 @@ prepare_plans(Oid gbcode)
 {
 	Oid			tc[2] = {TEXTOID, gbcode};
 	Oid			tct[3] = {TEXTOID, gbcode, TEXTOID};
+	Oid			ct[2] = {gbcode, TEXTOID};
 	int			k;
 
 	if (owner_plan != NULL)
@@ -72,6 +77,10 @@ prepare_plans(Oid gbcode)
 	claim_again_plan = keep("INSERT INTO vms.cluster_owner (kind, code, district) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
 							3, tct);
 	release_plan = keep("DELETE FROM vms.cluster_owner o WHERE o.kind = $1 AND o.code = $2", 2, tc);
+	strays_plan[0] = keep("DELETE FROM vms.availability_run r WHERE r.source = 'device' AND r.code = $1"
+						  " AND r.district IS DISTINCT FROM $2", 2, ct);
+	strays_plan[1] = keep("DELETE FROM vms.availability_run r WHERE r.source IN ('catalog', 'stream') AND r.code = $1"
+						  " AND r.district IS DISTINCT FROM $2", 2, ct);
 	owner_plan = keep("SELECT o.district FROM vms.cluster_owner o WHERE o.kind = $1 AND o.code = $2", 2, tc);
 }
 
@@ -196,6 +205,15 @@ vms_cluster_apply_owned(PG_FUNCTION_ARGS)
 		if (owner == NULL && !present)
 		{
 			run(claim_plan, args, NULL, false);
+			if (kind <= 1)
+			{
+				/*
+				 * availability runs of the code that arrived before it was
+				 * anyone's (tables are first copied in parallel) from another
+				 * district, or the city's own: only the owner's are counted
+				 */
+				run(strays_plan[kind], args + 1, NULL, false);
+			}
 			goto apply;
 		}
 		if (owner != NULL && strcmp(owner, district) == 0)

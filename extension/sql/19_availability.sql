@@ -178,6 +178,8 @@ CREATE TABLE vms.availability_run (
     online_before   numeric NOT NULL,
     offline_before  numeric NOT NULL,
     outages_before  integer NOT NULL,
+    -- at a city (27_cluster_sync.sql): the district that sent the run
+    district        text,
     -- the run at each end of a period is read from the index alone
     PRIMARY KEY (source, code, from_ts) INCLUDE (up, to_ts, online_before, offline_before, outages_before),
     CHECK (to_ts > from_ts)
@@ -186,6 +188,8 @@ CREATE TABLE vms.availability_run (
 CREATE INDEX availability_run_bad_idx ON vms.availability_run (to_ts) WHERE source <> 'device' AND NOT up;
 COMMENT ON TABLE vms.availability_run IS
     'maximal runs of one state per device (source device: up = online), channel catalog status (catalog: up = ON) and channel stream (stream: up = pulled), kept from vms.device_event, vms.channel_status_event and vms.quality_result; to_ts infinity = still lasting; online_before, offline_before (seconds) and outages_before (offline runs) of the subject before the run, counted from an arbitrary origin';
+COMMENT ON COLUMN vms.availability_run.district IS
+    'at a city: the district whose replicated run this is (NULL: the node''s own run); only the runs of the district that owns the code are kept';
 
 -- The events of a source as (code, at, id, up), for dynamic SQL.
 CREATE FUNCTION vms._availability_source_sql(p_source text) RETURNS text

@@ -225,7 +225,15 @@ BEGIN
         END IF;
         RETURN r;
     END IF;
-    IF j ? 'district' AND j ->> 'district' IS DISTINCT FROM d THEN
+    IF TG_TABLE_NAME = 'availability_run' THEN
+        -- a district's runs have no district there: the city keeps the
+        -- sender's, and a code's runs from any other district go when a
+        -- district claims it (extension/cluster_apply.c)
+        IF TG_OP <> 'DELETE' THEN
+            NEW.district := d;
+            r := NEW;
+        END IF;
+    ELSIF j ? 'district' AND j ->> 'district' IS DISTINCT FROM d THEN
         PERFORM vms._cluster_conflict(d, j ->> 'district', TG_TABLE_NAME, TG_OP, c::text, j);
         RETURN NULL;
     END IF;

@@ -300,6 +300,30 @@ $city->safe_psql('postgres', qq{
 is(sq($city, "$arun WHERE r.code IN ($dA, $c5)"), sq($a, "$arun WHERE r.code IN ($dA, $c5)"),
 	"city's own events for a's device and channel: a's runs at the city unchanged");
 avail_same("after the city recorded events for a's device and channel");
+# a run b publishes for a code no one owns yet is taken (tables are first
+# copied in parallel), but once a claims the code only a's runs count there:
+# b's go, and b's later changes to them are conflicts
+my $dX = "vms.gbcode_make('11010500', 0, 118, 0, 77)";
+my $xdev = "SELECT concat_ws('|', offline_seconds, offline_events, online_seconds) FROM vms.availability($day, 'device') WHERE group_key = ($dX)::text";
+$b->safe_psql('postgres', "INSERT INTO vms.device_event (device_code, at, event) VALUES ($dX, '2020-02-29 12:00+00', 'offline')");
+wait_for($city, "SELECT count(*) FROM vms.availability_run WHERE code = $dX AND district = 'b'", '1', "b's run for a code no one owns reaches the city");
+$a->safe_psql('postgres', qq{
+	INSERT INTO vms.device (code, name) VALUES ($dX, 'a的新设备');
+	INSERT INTO vms.device_event (device_code, at, event) VALUES ($dX, '2020-03-01 06:00+00', 'online');
+});
+wait_for($city, "SELECT count(*) FROM vms.availability_run WHERE code = $dX AND district = 'a'", '1', "a's device and its run reach the city");
+is($city->safe_psql('postgres', "SELECT district FROM vms.cluster_owner WHERE kind = 'device' AND code = $dX"), 'a', 'a claims the code');
+is($city->safe_psql('postgres', "SELECT count(*) FROM vms.availability_run WHERE code = $dX AND district IS DISTINCT FROM 'a'"), '0',
+	"b's run for it is gone at the city");
+is(sq($city, $xdev), '0|0|61200', "city: a's device online 06-24 less a's gap 12-13 (17 h), b's offline run not counted");
+is(sq($city, $xdev), sq($a, $xdev), "and that is a's own figure");
+my $nconf = $city->safe_psql('postgres', "SELECT count(*) FROM vms.cluster_conflict WHERE district = 'b' AND table_name = 'availability_run'");
+$b->safe_psql('postgres', "INSERT INTO vms.device_event (device_code, at, event) VALUES ($dX, '2020-03-01 03:00+00', 'online')");
+wait_for($city, "SELECT count(*) > $nconf FROM vms.cluster_conflict WHERE district = 'b' AND table_name = 'availability_run'", 't',
+	"b's later change to its run for a's code is a recorded conflict");
+is(sq($city, $xdev), sq($a, $xdev), "a's device keeps a's figure at the city");
+is($city->safe_psql('postgres', "SELECT count(*) FROM vms.availability_run WHERE code = $dX AND district IS DISTINCT FROM 'a'"), '0',
+	"and no run of b's for it");
 
 # district a killed in the middle of a batched import (80 transactions of
 # 250 rows); the city catches up; row by row nothing missing or duplicated.

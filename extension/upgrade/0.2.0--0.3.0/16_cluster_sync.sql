@@ -189,6 +189,11 @@ CREATE FUNCTION vms._cluster_apply_owned() RETURNS trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'vms_cluster_apply_owned';
 COMMENT ON FUNCTION vms._cluster_apply_owned() IS 'internal: city side of a replicated device, channel, catalogue node or checkpoint: ownership by district, conflicts recorded';
 
+-- the district that sent a replicated availability run (19_availability.sql)
+ALTER TABLE vms.availability_run ADD COLUMN district text;
+COMMENT ON COLUMN vms.availability_run.district IS
+    'at a city: the district whose replicated run this is (NULL: the node''s own run); only the runs of the district that owns the code are kept';
+
 -- City, replica mode: rows hanging off a channel or checkpoint (catalogue
 -- members, catalog status, lanes, lane channels, channel tags).  Refused
 -- when the parent code belongs to another district or to the city itself;
@@ -229,7 +234,15 @@ BEGIN
         END IF;
         RETURN r;
     END IF;
-    IF j ? 'district' AND j ->> 'district' IS DISTINCT FROM d THEN
+    IF TG_TABLE_NAME = 'availability_run' THEN
+        -- a district's runs have no district there: the city keeps the
+        -- sender's, and a code's runs from any other district go when a
+        -- district claims it (extension/cluster_apply.c)
+        IF TG_OP <> 'DELETE' THEN
+            NEW.district := d;
+            r := NEW;
+        END IF;
+    ELSIF j ? 'district' AND j ->> 'district' IS DISTINCT FROM d THEN
         PERFORM vms._cluster_conflict(d, j ->> 'district', TG_TABLE_NAME, TG_OP, c::text, j);
         RETURN NULL;
     END IF;
