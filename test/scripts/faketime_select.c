@@ -11,6 +11,7 @@
  * libfaketime never wraps it; every other time function stays faked.
  */
 #define _GNU_SOURCE
+#include <stdlib.h>
 #include <sys/select.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -38,4 +39,20 @@ select(int nfds, fd_set *readfds, fd_set *writefds, fd_set *exceptfds, struct ti
 	}
 	return rc;
 #endif
+}
+
+/*
+ * Programs the server runs (COPY TO PROGRAM's shell) need no fake clock,
+ * and under it they failed now and then: libfaketime in a freshly exec'd
+ * shell opens the shared clock's semaphore, which a postmaster child that
+ * inherited the creator's state could remove when it exited, and then
+ * exits 1 (seen: regress sip_cascade's key file, under faketime only).
+ * The postmaster and every process it forks keep libfaketime, loaded
+ * already; only exec'd programs lose it with the variable.
+ */
+__attribute__((constructor))
+static void
+drop_preload_for_programs(void)
+{
+	unsetenv("LD_PRELOAD");
 }
