@@ -79,6 +79,7 @@ typedef struct Relay
 	bool		used;
 	int			up;
 	uint32		up_gen;			/* the upstream's generation (Upstream.gen) when it came */
+	uint32		serial;			/* this relay's own number: a queued lookup is for it, not the slot's next */
 	char	   *raw;			/* the upper platform's INVITE */
 	size_t		raw_len;
 	Peer		upper_peer;
@@ -294,6 +295,7 @@ typedef struct PendingAnswer
 	bool		changes;		/* the subscription's changes (baseline: its start), not a query */
 	bool		push;			/* with changes: the whole share (the periodic full push) */
 	int			relay;			/* > 0: the channel of relay (relay - 1) to look up */
+	uint32		relay_serial;	/* with relay: its serial (Relay.serial) when queued */
 	int			ctl;			/* > 0: the channel of control relay (ctl - 1) to look up */
 	bool		alarms;			/* the new alarms of shared channels */
 	bool		positions;		/* the new positions of shared channels */
@@ -331,6 +333,7 @@ static SBuf snapshots;			/* JSON objects, comma-separated, for the next flush */
 static bool snapshots_ready = false;
 static uint32 next_sn = 1;
 static uint32 up_generation = 0;
+static uint32 relay_serial = 0;
 
 static PendingAnswer *new_pending(Upstream *u);
 static void drop_relays(int up);
@@ -1712,25 +1715,45 @@ up_current(int up, uint32 gen)
 
 /*
  * An upstream dropped: its relays in progress end with it (an established
- * call's device gets a BYE), and what it asked that was not looked at yet
- * is forgotten: nothing of them goes to whatever upstream takes the slot.
+ * call's device gets a BYE, and the call's end is audited, ended by
+ * "dropped"), and what it asked that was not looked at yet is forgotten:
+ * nothing of them goes to whatever upstream takes the slot.  The audits of
+ * calls that ended are kept (they carry their own names, not the slot's).
  */
 static void
 drop_relays(int up)
 {
+	/* first, so that the queue has room for the audits queued below */
+	for (int i = 0; i < MAX_PENDING; i++)
+		if (pending[i].used && pending[i].up == up && !pending[i].bye)
+			pending[i].used = false;
 	for (int i = 0; i < MAX_RELAYS; i++)
 		if (relays[i].used && relays[i].up == up)
 		{
 			if (relays[i].established)
+			{
 				relay_send(&relays[i], UK_RELAY_BYE, "BYE", 2, NULL, NULL, NULL, NULL);
+				queue_bye_audit(&relays[i], "dropped");
+			}
 			relay_free(&relays[i]);
 		}
 	for (int i = 0; i < MAX_CTLS; i++)
 		if (ctls[i].used && ctls[i].up == up)
 			ctl_free(&ctls[i]);
-	for (int i = 0; i < MAX_PENDING; i++)
-		if (pending[i].used && pending[i].up == up)
-			pending[i].used = false;
+}
+
+/* the relay a queued lookup is for, or NULL when it ended (its slot free or another's since) */
+static Relay *
+pending_relay(const PendingAnswer *p)
+{
+	Relay	   *r;
+
+	if (p->relay <= 0 || p->relay > MAX_RELAYS)
+		return NULL;
+	r = &relays[p->relay - 1];
+	if (!r->used || r->up != p->up || r->serial != p->relay_serial || !up_current(r->up, r->up_gen))
+		return NULL;
+	return r;
 }
 
 /* refused, unreachable or failed: the upper platform gets the refusal's answer */
@@ -2223,6 +2246,7 @@ upstream_invite(Upstream *u, const SipIn *in, const Peer *peer)
 	r->used = true;
 	r->up = (int) (u - ups);
 	r->up_gen = u->gen;
+	r->serial = ++relay_serial;
 	len = in->body ? (size_t) (in->body - in->raw) + in->body_len : in->raw_hlen;
 	r->raw = MemoryContextAlloc(vms_worker_cxt, len + 1);
 	memcpy(r->raw, in->raw, len);
@@ -2241,6 +2265,7 @@ upstream_invite(Upstream *u, const SipIn *in, const Peer *peer)
 		strlcpy(r->subject, subject->hvalue, sizeof(r->subject));
 	r->started = sip_now;
 	p->relay = (int) (r - relays) + 1;
+	p->relay_serial = r->serial;
 	sip_answer(in, peer, 100, "Trying", NULL);
 }
 
@@ -2411,8 +2436,7 @@ answer_pending(void)
 		int			rc;
 		int			sub = -1;	/* the bodies go as NOTIFYs of this subscription, else as MESSAGEs */
 
-		if (!u->used || strcmp(u->name, todo[k].name) != 0)
-			continue;
+		/* a call's end is audited even when its upstream was dropped since (the names are its own) */
 		if (todo[k].bye)
 		{
 			Datum		bv[6];
@@ -2427,10 +2451,16 @@ answer_pending(void)
 				elog(ERROR, "vms sip: could not audit the end of a call of upstream \"%s\"", todo[k].name);
 			continue;
 		}
+		if (!u->used || strcmp(u->name, todo[k].name) != 0)
+			continue;
 		if (todo[k].relay > 0)
 		{
-			Relay	   *r = &relays[todo[k].relay - 1];
+			Relay	   *r = pending_relay(&todo[k]);
 			char		source[64];
+
+			/* the call ended before its lookup (the slot may be another upstream's call now) */
+			if (r == NULL)
+				continue;
 
 			snprintf(source, sizeof(source), "%s:%d", r->upper_peer.ip, r->upper_peer.port);
 			values[0] = CStringGetTextDatum(todo[k].name);
@@ -2554,8 +2584,10 @@ answer_pending(void)
 	/* the looked-up calls and controls go to their devices (out of the transaction) */
 	for (int k = 0; k < n; k++)
 	{
-		if (todo[k].relay > 0 && relays[todo[k].relay - 1].used)
-			relay_start(&relays[todo[k].relay - 1]);
+		Relay	   *r = todo[k].relay > 0 ? pending_relay(&todo[k]) : NULL;
+
+		if (r != NULL)
+			relay_start(r);
 		if (todo[k].ctl > 0 && ctls[todo[k].ctl - 1].used)
 			ctl_start(&ctls[todo[k].ctl - 1]);
 	}
