@@ -560,6 +560,23 @@ for (1 .. 10 * $PostgreSQL::Test::Utils::timeout_default)
 }
 ok($limited > 0, 'over vms.viid_server_rate: 429');
 cmp_ok(counter('rate_limited'), '>=', 1, 'rate limiting counted');
+
+# the replay memory per client: at most what its rate lets it send within
+# the nonce lifetime (rate 1: 303 digests), so one client cannot fill the
+# table and lock the others out; another client is still served
+$node->append_conf('postgresql.conf', "vms.viid_server_rate = 1\n");
+$node->reload;
+my $capped = 0;
+for (1 .. 10 * $PostgreSQL::Test::Utils::timeout_default)
+{
+	$capped = grep { $_->{status} == 429 && $json->encode($_->{body} // {}) =~ /within the nonce lifetime/ }
+	  client('time', '--repeat', '400');
+	last if $capped;
+	usleep(100_000);
+}
+ok($capped > 0, 'a client over its share of the replay memory: 429');
+($a) = client('--as', '34020000002000000002', 'pw2', 'time');
+is($a->{status}, 200, '... and another client is served');
 $node->append_conf('postgresql.conf', "vms.viid_server_rate = 10000\n");
 $node->reload;
 for (1 .. 10 * $PostgreSQL::Test::Utils::timeout_default)

@@ -161,20 +161,33 @@ typedef struct Conn
  * list per second of the monotonic clock in a ring of SEEN_RING lists: a
  * second's list is dropped whole once it is SEEN_KEEP_S old.  At most
  * SEEN_MAX entries (about 64 MB): when full, requests get 503 with
- * Retry-After, and no entry is forgotten early.
+ * Retry-After, and no entry is forgotten early.  One client holds at most
+ * what its rate lets it send in that time (vms.viid_server_rate ×
+ * (SEEN_KEEP_S + 1), the burst included; beyond: 429), so one client with
+ * valid credentials cannot fill the table and lock the others out.  The
+ * tables allocate without ERROR (seen_alloc): HASH_ENTER_NULL needs that.
  */
+typedef struct SeenClient
+{
+	char		id[21];			/* key */
+	int64		live;			/* its entries in Seen */
+} SeenClient;
+
 typedef struct Seen
 {
 	uint8		key[32];		/* SHA-256 of client id, nonce, cnonce, nc (each NUL-ended) */
 	struct Seen *next;			/* same second */
+	SeenClient *owner;			/* stays while live > 0 */
 } Seen;
 
 typedef enum
 {
-	SEEN_NEW, SEEN_REPLAY, SEEN_FULL
+	SEEN_NEW, SEEN_REPLAY, SEEN_FULL, SEEN_CLIENT_FULL
 } SeenResult;
 
 static HTAB *seen = NULL;
+static HTAB *seen_clients = NULL;
+static MemoryContext seen_cxt = NULL;
 static Seen *seen_ring[SEEN_RING];
 static int64 seen_ring_sec[SEEN_RING];	/* the second whose list each is */
 static int64 seen_dropped_upto = 0;	/* the lists of every second up to this one are dropped */
@@ -467,6 +480,13 @@ monotonic_s(void)
 	return (int64) ts.tv_sec;
 }
 
+/* dynahash's allocator for Seen: NULL when out of memory, never an ERROR */
+static void *
+seen_alloc(Size size)
+{
+	return MemoryContextAllocExtended(seen_cxt, size, MCXT_ALLOC_NO_OOM);
+}
+
 static void
 seen_drop_list(int i)
 {
@@ -475,8 +495,11 @@ seen_drop_list(int i)
 	while (e)
 	{
 		Seen	   *next = e->next;
+		SeenClient *owner = e->owner;
 
 		(void) hash_search(seen, e->key, HASH_REMOVE, NULL);
+		if (--owner->live <= 0)
+			(void) hash_search(seen_clients, owner->id, HASH_REMOVE, NULL);
 		e = next;
 	}
 	seen_ring[i] = NULL;
@@ -518,6 +541,8 @@ seen_add(const char *client, const ViidDigest *d)
 	int64		now_s = monotonic_s();
 	bool		found;
 	Seen	   *e;
+	SeenClient *owner;
+	char		cid[sizeof(owner->id)];
 	int			i;
 
 	for (const char *part[4] = {client, d->nonce, d->cnonce, d->nc}, **p = part; p < part + 4; p++)
@@ -535,9 +560,25 @@ seen_add(const char *client, const ViidDigest *d)
 		return SEEN_REPLAY;
 	if (hash_get_num_entries(seen) >= SEEN_MAX)
 		return SEEN_FULL;
+	memset(cid, 0, sizeof(cid));
+	strlcpy(cid, client, sizeof(cid));
+	owner = hash_search(seen_clients, cid, HASH_ENTER_NULL, &found);
+	if (owner == NULL)
+		return SEEN_FULL;		/* out of memory */
+	if (!found)
+		owner->live = 0;
+	if (vms_viid_server_rate > 0 &&
+		owner->live >= (int64) vms_viid_server_rate * (SEEN_KEEP_S + 1))
+		return SEEN_CLIENT_FULL;
 	e = hash_search(seen, key, HASH_ENTER_NULL, &found);
 	if (e == NULL)
+	{
+		if (owner->live == 0)
+			(void) hash_search(seen_clients, cid, HASH_REMOVE, NULL);
 		return SEEN_FULL;		/* out of memory */
+	}
+	e->owner = owner;
+	owner->live++;
 	i = (int) (now_s % SEEN_RING);
 	if (seen_ring[i] && seen_ring_sec[i] != now_s)
 		seen_drop_list(i);		/* SEEN_RING or more seconds old: seen_expire dropped it already */
@@ -645,6 +686,9 @@ check_headers(Req *r, const char *url, const char *method)
 		case SEEN_REPLAY:
 			return challenge(r, true, C_STALE_NONCES,
 							 "replayed digest: this nonce, cnonce and nonce count were accepted before");
+		case SEEN_CLIENT_FULL:
+			return refuse(r, 429, C_RATE_LIMITED,
+						  "request rate over vms.viid_server_rate within the nonce lifetime");
 		case SEEN_FULL:
 			return refuse(r, 503, C_RATE_LIMITED,
 						  "server busy: too many authenticated requests within the nonce lifetime; send it again");
@@ -1368,11 +1412,23 @@ vms_viid_server_main(Datum arg)
 	{
 		HASHCTL		ctl;
 
-		/* for the life of the process (its own context under TopMemoryContext) */
+		/* for the life of the process, in a context of its own */
+		seen_cxt = AllocSetContextCreate(TopMemoryContext, "vms viid-server accepted digests",
+										 ALLOCSET_DEFAULT_SIZES);
 		ctl.keysize = sizeof(((Seen *) 0)->key);
 		ctl.entrysize = sizeof(Seen);
-		seen = hash_create("vms viid-server accepted digests", 4096, &ctl, HASH_ELEM | HASH_BLOBS);
-		seen_dropped_upto = monotonic_s() - SEEN_KEEP_S;
+		ctl.alloc = seen_alloc;
+		seen = hash_create("vms viid-server accepted digests", 4096, &ctl, HASH_ELEM | HASH_BLOBS | HASH_ALLOC);
+		ctl.keysize = sizeof(((SeenClient *) 0)->id);
+		ctl.entrysize = sizeof(SeenClient);
+		seen_clients = hash_create("vms viid-server accepted digests per client", 256, &ctl,
+								   HASH_ELEM | HASH_BLOBS | HASH_ALLOC);
+		/*
+		 * nothing older than this second exists: its list is the first to
+		 * drop (the monotonic clock counts from boot, so it may be less
+		 * than SEEN_KEEP_S: no negative second ever reaches the ring)
+		 */
+		seen_dropped_upto = Max(monotonic_s() - 1, 0);
 	}
 	before_shmem_exit(shutdown_daemon, (Datum) 0);
 	vms_worker_set_state(slot, "starting");
