@@ -12,7 +12,9 @@
  *           copied again after a re-subscription) replaces it;
  *           (a device's or channel's availability runs that another
  *           district, or the city itself, wrote before go then);
- *   UPDATE, DELETE apply only to rows the sending district owns;
+ *   UPDATE, DELETE apply only to rows the sending district owns (an UPDATE
+ *           that changes the code: the old and the new code both, else a
+ *           district could move another's row under a code of its own);
  * anything else is recorded with vms._cluster_conflict and not applied.
  * The lookups are prepared once per backend and run with enable_seqscan =
  * off (as the PL/pgSQL function's SET clause did; the apply worker's search_path is empty: every name is qualified, the code's = is in pg_catalog): planned while a table is
@@ -27,6 +29,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -237,6 +240,26 @@ vms_cluster_apply_owned(PG_FUNCTION_ARGS)
 	}
 	if (owner == NULL || strcmp(owner, district) != 0)
 		goto conflict;
+	if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+	{
+		Datum		newcode = SPI_getbinval(ret, desc, attno, &isnull);
+		Form_pg_attribute att = TupleDescAttr(desc, attno - 1);
+
+		if (isnull)
+			elog(ERROR, "a replicated row of vms.%s without a code", tbl);
+		/* the code changed: the sender must own the new one too */
+		if (!datumIsEqual(code, newcode, att->attbyval, att->attlen))
+		{
+			code = newcode;
+			args[1] = code;
+			owner = NULL;
+			run(owner_plan, args, NULL, true);
+			if (SPI_processed > 0)
+				owner = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+			if (owner == NULL || strcmp(owner, district) != 0)
+				goto conflict;
+		}
+	}
 	if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
 		run(release_plan, args, NULL, false);
 

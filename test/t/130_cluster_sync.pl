@@ -412,6 +412,31 @@ is($city->safe_psql('postgres', "SELECT sum(n) FROM vms.channel_cluster WHERE le
 $city->safe_psql('postgres', "SELECT vms.channel_clusters_refresh(true)");
 is($folded, $city->safe_psql('postgres', $cells), 'and equal the cells counted again from the ledger');
 
+# an UPDATE that changes a code: the sending district must own the old and
+# the new code.  A district cannot send one through its own ledger, so the
+# apply worker's path is simulated at the city (replica mode, the sender as
+# the apply worker's session caches it).  a moves b's device run under a's
+# device (the apply trigger of child rows checked the new code only), and
+# renames its own channel to a code it does not own (the C trigger checked
+# the old code only): both refused and recorded, nothing moved.
+my $c9 = "vms.gbcode_make('11010500', 0, 131, 0, 900001)";
+my $bruns = $city->safe_psql('postgres', "SELECT count(*) FROM vms.availability_run WHERE source = 'device' AND code = $dB");
+cmp_ok($bruns, '>', 0, "b's device has runs at the city");
+$city->safe_psql('postgres', qq{
+	SET session_replication_role = replica;
+	SET vms.cluster_applying = 'district:a';
+	UPDATE vms.availability_run SET code = $dA WHERE source = 'device' AND code = $dB;
+	UPDATE vms.channel SET code = $c9 WHERE code = $c3;
+});
+is($city->safe_psql('postgres', "SELECT count(*) FROM vms.availability_run WHERE source = 'device' AND code = $dB AND district = 'b'"),
+	$bruns, "a's UPDATE moving b's runs under a's device code is refused");
+is($city->safe_psql('postgres', "SELECT count(*) FROM vms.channel WHERE code = $c3") . '/'
+	  . $city->safe_psql('postgres', "SELECT count(*) FROM vms.channel WHERE code = $c9"),
+	'1/0', "a's UPDATE renaming its channel to a code it does not own is refused");
+is($city->safe_psql('postgres', "SELECT string_agg(concat_ws('|', table_name, op, coalesce(owner, '-'), code IN (($dB)::text, ($c9)::text)), ',' ORDER BY table_name)
+	FROM vms.cluster_conflict WHERE district = 'a'"),
+	"availability_run|UPDATE|b|t,channel|UPDATE|-|t", 'both recorded as conflicts (owner b, and no owner)');
+
 $a->stop;
 $city->stop;
 done_testing();

@@ -210,6 +210,13 @@ DECLARE
     pkind text := CASE WHEN TG_ARGV[0] = 'run' THEN CASE WHEN j ->> 'source' = 'device' THEN 'device' ELSE 'channel' END
                        ELSE TG_ARGV[0] END;
     c vms.gbcode := (j ->> coalesce(TG_ARGV[1], 'none'))::vms.gbcode;
+    -- an UPDATE's old row: its key names the row it changes, which must be
+    -- the sender's too (else a district could move another's row to its code)
+    oj jsonb;
+    okind text;
+    oc vms.gbcode;
+    kk text;
+    cc vms.gbcode;
     owner text;
     present boolean;
 BEGIN
@@ -217,10 +224,14 @@ BEGIN
         RETURN r;
     END IF;
     d := substr(src, 10);
+    IF TG_OP = 'UPDATE' THEN
+        oj := to_jsonb(OLD);
+    END IF;
     IF TG_TABLE_NAME IN ('cluster_tag', 'cluster_security_assignment', 'cluster_availability_gap') THEN
         -- no parent: only the sender's own, re-copied rows replace
-        IF r.district IS DISTINCT FROM d THEN
-            PERFORM vms._cluster_conflict(d, r.district, TG_TABLE_NAME, TG_OP,
+        IF r.district IS DISTINCT FROM d OR (oj IS NOT NULL AND oj ->> 'district' IS DISTINCT FROM d) THEN
+            PERFORM vms._cluster_conflict(d, CASE WHEN r.district IS DISTINCT FROM d THEN r.district ELSE oj ->> 'district' END,
+                                          TG_TABLE_NAME, TG_OP,
                                           coalesce(j ->> 'scope_ref', j ->> 'id', (j ->> 'category') || ':' || (j ->> 'name')), j);
             RETURN NULL;
         END IF;
@@ -242,21 +253,40 @@ BEGIN
             NEW.district := d;
             r := NEW;
         END IF;
-    ELSIF j ? 'district' AND j ->> 'district' IS DISTINCT FROM d THEN
-        PERFORM vms._cluster_conflict(d, j ->> 'district', TG_TABLE_NAME, TG_OP, c::text, j);
+    ELSIF j ? 'district' AND (j ->> 'district' IS DISTINCT FROM d
+                              OR (oj IS NOT NULL AND oj ->> 'district' IS DISTINCT FROM d)) THEN
+        PERFORM vms._cluster_conflict(d, CASE WHEN j ->> 'district' IS DISTINCT FROM d THEN j ->> 'district'
+                                              ELSE oj ->> 'district' END, TG_TABLE_NAME, TG_OP, c::text, j);
         RETURN NULL;
     END IF;
-    SELECT o.district INTO owner FROM vms.cluster_owner o WHERE o.kind = pkind AND o.code = c;
-    IF owner IS NULL THEN
-        EXECUTE format('SELECT EXISTS (SELECT 1 FROM vms.%I WHERE code = $1)', pkind) INTO present USING c;
-        IF present THEN
-            owner := NULL;   -- the city's own row
+    IF oj IS NOT NULL THEN
+        okind := CASE WHEN TG_ARGV[0] = 'run' THEN CASE WHEN oj ->> 'source' = 'device' THEN 'device' ELSE 'channel' END
+                      ELSE TG_ARGV[0] END;
+        oc := (oj ->> TG_ARGV[1])::vms.gbcode;
+        IF okind = pkind AND oc IS NOT DISTINCT FROM c THEN
+            okind := NULL;   -- same parent: one lookup
         END IF;
     END IF;
-    IF owner IS DISTINCT FROM d AND (owner IS NOT NULL OR present) THEN
-        PERFORM vms._cluster_conflict(d, owner, TG_TABLE_NAME, TG_OP, c::text, j);
-        RETURN NULL;
-    END IF;
+    -- the new row's parent, and an UPDATE's old parent when it differs
+    FOR i IN 1 .. CASE WHEN okind IS NULL THEN 1 ELSE 2 END LOOP
+        IF i = 1 THEN
+            kk := pkind; cc := c;
+        ELSE
+            kk := okind; cc := oc;
+        END IF;
+        present := NULL;
+        SELECT o.district INTO owner FROM vms.cluster_owner o WHERE o.kind = kk AND o.code = cc;
+        IF owner IS NULL THEN
+            EXECUTE format('SELECT EXISTS (SELECT 1 FROM vms.%I WHERE code = $1)', kk) INTO present USING cc;
+            IF present THEN
+                owner := NULL;   -- the city's own row
+            END IF;
+        END IF;
+        IF owner IS DISTINCT FROM d AND (owner IS NOT NULL OR present) THEN
+            PERFORM vms._cluster_conflict(d, owner, TG_TABLE_NAME, TG_OP, cc::text, CASE WHEN i = 1 THEN j ELSE oj END);
+            RETURN NULL;
+        END IF;
+    END LOOP;
     IF TG_OP = 'INSERT' THEN
         -- a row the district sends again (re-copy) replaces the city's copy
         CASE TG_TABLE_NAME
@@ -278,7 +308,7 @@ BEGIN
     END IF;
     RETURN r;
 END $$;
-COMMENT ON FUNCTION vms._cluster_apply_child() IS 'internal: city side of rows under a replicated channel or checkpoint: refused when another district or the city owns the parent';
+COMMENT ON FUNCTION vms._cluster_apply_child() IS 'internal: city side of rows under a replicated channel or checkpoint: refused when another district or the city owns the parent (an UPDATE''s old and new parent both)';
 
 CREATE TRIGGER device_cluster_apply BEFORE INSERT OR UPDATE OR DELETE ON vms.device
     FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_owned();
