@@ -416,14 +416,10 @@ ALTER TABLE vms.cluster_owner ENABLE ALWAYS TRIGGER cluster_owner_policy_release
 -- City, replica mode: the map's cluster cells (11_tiles.sql) are kept by
 -- statement triggers with transition tables, which the apply worker never
 -- fires; this row trigger appends the same signed sums for each replicated
--- channel, so the city's tiles at zooms 0-12 count the districts' channels.
+-- channel updated or deleted (an insert: vms._cluster_apply_tiles_insert,
+-- below), so the city's tiles at zooms 0-12 count the districts' channels.
 CREATE FUNCTION vms._cluster_apply_tiles() RETURNS trigger
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
-DECLARE
-    x float8;
-    y float8;
-    cx integer;
-    cy integer;
 BEGIN
     -- only the apply worker's changes: a local session's are counted by the
     -- statement triggers, and ALTER TABLE … ENABLE TRIGGER USER would
@@ -434,17 +430,6 @@ BEGIN
     IF TG_OP = 'UPDATE' AND OLD.geom_3857 IS NOT DISTINCT FROM NEW.geom_3857
        AND OLD.online IS NOT DISTINCT FROM NEW.online THEN
         RETURN NULL;   -- most edits: the cells do not change
-    ELSIF TG_OP = 'INSERT' THEN
-        IF NEW.geom_3857 IS NOT NULL THEN
-            x := ST_X(NEW.geom_3857);
-            y := ST_Y(NEW.geom_3857);
-            cx := vms._tile_col(x);
-            cy := vms._tile_row(y);
-            INSERT INTO vms.channel_cluster_delta (level, cx, cy, n, n_online, sx, sy, code, gone)
-            SELECT l, cx >> (18 - l), cy >> (18 - l), 1, NEW.online::int, x, y, NEW.code::text, 0
-              FROM generate_series(6, 18) l;
-        END IF;
-        RETURN NULL;
     END IF;
     INSERT INTO vms.channel_cluster_delta (level, cx, cy, n, n_online, sx, sy, code, gone)
     SELECT l, p.cx >> (18 - l), p.cy >> (18 - l), p.n, p.n_online, p.n * p.x, p.n * p.y, p.code, p.gone
@@ -455,8 +440,8 @@ BEGIN
                        AND (TG_OP = 'DELETE' OR OLD.geom_3857 IS DISTINCT FROM NEW.geom_3857)
                     UNION ALL
                     SELECT NEW.geom_3857, 1, NEW.online::int, NEW.code::text, 0
-                     WHERE TG_OP IN ('INSERT', 'UPDATE') AND NEW.geom_3857 IS NOT NULL
-                       AND (TG_OP = 'INSERT' OR OLD.geom_3857 IS DISTINCT FROM NEW.geom_3857)
+                     WHERE TG_OP = 'UPDATE' AND NEW.geom_3857 IS NOT NULL
+                       AND OLD.geom_3857 IS DISTINCT FROM NEW.geom_3857
                     UNION ALL
                     SELECT NEW.geom_3857, 0, NEW.online::int - OLD.online::int, NULL, 0
                      WHERE TG_OP = 'UPDATE' AND NEW.geom_3857 IS NOT NULL
