@@ -18,6 +18,7 @@ OBJS = \
 	extension/viid_outbox.o \
 	extension/audit_denied.o \
 	extension/search_history_queue.o \
+	extension/xact_claims.o \
 	extension/cluster_apply.o \
 	workers/worker_registry.o \
 	workers/worker_tx.o \

@@ -26,7 +26,6 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
-#include "access/xact.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -36,10 +35,10 @@
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
-#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "audit_denied.h"
+#include "xact_claims.h"
 #include "../workers/worker_registry.h"
 
 #define DENIED_SLOTS	512
@@ -87,11 +86,16 @@ static DeniedQueue *queue = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-/* this backend's claims, each with the subtransaction level that took it */
-static int	claimed_slot[DENIED_SLOTS];
-static int	claimed_level[DENIED_SLOTS];
-static int	n_claimed = 0;
-static bool callbacks_registered = false;
+static void release_claims(void *items, int n, bool committed);
+
+/* this backend's claims (slot numbers), until the (sub)transaction that took them ends */
+static XactClaims claims = {
+	.what = "refusals from the audit queue",
+	.flush = "vms.audit_flush_denied",
+	.item_size = sizeof(int),
+	.capacity = DENIED_SLOTS,
+	.release = release_claims,
+};
 
 static void
 denied_shmem_request(void)
@@ -129,80 +133,28 @@ vms_audit_denied_request(void)
 }
 
 /*
- * Release this backend's claims whose subtransaction level is at least
- * `level`: freed (commit) or queued again (abort).
+ * Claims whose (sub)transaction ended: freed (commit) or queued again
+ * (abort: its audit rows are gone).
  */
 static void
-release_claims(int level, DeniedState to)
+release_claims(void *items, int n, bool committed)
 {
-	int			kept = 0;
+	int		   *slot = items;
 
-	if (n_claimed == 0 || queue == NULL)
+	if (queue == NULL)
 		return;
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < n_claimed; i++)
+	for (int i = 0; i < n; i++)
 	{
-		DeniedEntry *e = &queue->entries[claimed_slot[i]];
+		DeniedEntry *e = &queue->entries[slot[i]];
 
-		if (claimed_level[i] >= level)
+		if (e->state == DENIED_CLAIMED && e->claimer == MyProcPid)
 		{
-			if (e->state == DENIED_CLAIMED && e->claimer == MyProcPid)
-			{
-				e->state = to;
-				e->claimer = 0;
-			}
-		}
-		else
-		{
-			claimed_slot[kept] = claimed_slot[i];
-			claimed_level[kept] = claimed_level[i];
-			kept++;
+			e->state = committed ? DENIED_FREE : DENIED_PENDING;
+			e->claimer = 0;
 		}
 	}
-	n_claimed = kept;
 	LWLockRelease(queue->lock);
-}
-
-static void
-denied_xact_callback(XactEvent event, void *arg)
-{
-	switch (event)
-	{
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
-		case XACT_EVENT_PREPARE:
-			release_claims(0, DENIED_FREE);
-			break;
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-			release_claims(0, DENIED_PENDING);
-			break;
-		case XACT_EVENT_PRE_PREPARE:
-			/* a later ROLLBACK PREPARED would lose them */
-			if (n_claimed > 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-						 errmsg("cannot PREPARE a transaction that took refusals from the audit queue"),
-						 errhint("Run vms.audit_flush_denied() in a transaction of its own.")));
-			break;
-		default:
-			break;
-	}
-}
-
-static void
-denied_subxact_callback(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid, void *arg)
-{
-	int			level = GetCurrentTransactionNestLevel();
-
-	/* a rolled-back subtransaction's audit rows are gone: its claims go back */
-	if (event == SUBXACT_EVENT_ABORT_SUB)
-		release_claims(level, DENIED_PENDING);
-	/* a released one's rows now belong to its parent, and so do its claims */
-	else if (event == SUBXACT_EVENT_COMMIT_SUB)
-		for (int i = 0; i < n_claimed; i++)
-			if (claimed_level[i] >= level)
-				claimed_level[i] = level - 1;
 }
 
 static void
@@ -392,20 +344,14 @@ vms_audit_denied_take(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	DeniedEntry *taken;
 	int			n = 0;
-	int			level = GetCurrentTransactionNestLevel();
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (queue == NULL)
 		return (Datum) 0;
-	if (!callbacks_registered)
-	{
-		RegisterXactCallback(denied_xact_callback, NULL);
-		RegisterSubXactCallback(denied_subxact_callback, NULL);
-		callbacks_registered = true;
-	}
+	xact_claims_open(&claims);
 	taken = palloc(sizeof(DeniedEntry) * DENIED_SLOTS);
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < DENIED_SLOTS && n_claimed < DENIED_SLOTS; i++)
+	for (int i = 0; i < DENIED_SLOTS && !xact_claims_full(&claims); i++)
 	{
 		DeniedEntry *e = &queue->entries[i];
 
@@ -413,9 +359,7 @@ vms_audit_denied_take(PG_FUNCTION_ARGS)
 			continue;
 		e->state = DENIED_CLAIMED;
 		e->claimer = MyProcPid;
-		claimed_slot[n_claimed] = i;
-		claimed_level[n_claimed] = level;
-		n_claimed++;
+		*(int *) xact_claims_add(&claims) = i;
 		memcpy(&taken[n++], e, sizeof(DeniedEntry));
 	}
 	LWLockRelease(queue->lock);

@@ -19,7 +19,6 @@
  */
 #include "postgres.h"
 
-#include "access/xact.h"
 #include "commands/dbcommands.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -29,11 +28,11 @@
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
-#include "utils/memutils.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 
 #include "search_history_queue.h"
+#include "xact_claims.h"
 #include "../workers/worker_registry.h"
 
 #define HQ_SLOTS	2048
@@ -68,11 +67,16 @@ static HistQueue *hq = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-/* rows this backend took, until its transaction ends; each with the level that took it */
-static HistRow *taken = NULL;
-static int *taken_level = NULL;
-static int	n_taken = 0;
-static bool callbacks_registered = false;
+static void hq_release(void *items, int n, bool committed);
+
+/* rows this backend took, until the (sub)transaction that took them ends */
+static XactClaims taken = {
+	.what = "rows from the search history queue",
+	.flush = "vms.search_history_flush",
+	.item_size = sizeof(HistRow),
+	.capacity = HQ_SLOTS,
+	.release = hq_release,
+};
 
 static void
 hq_shmem_request(void)
@@ -126,82 +130,25 @@ hq_put(const HistRow *row)
 	return true;
 }
 
-/* taken rows of subtransaction level >= level: forgotten (commit) or queued again (abort) */
+/* taken rows whose (sub)transaction ended: forgotten (commit) or queued again (abort) */
 static void
-release_taken(int level, bool requeue)
+hq_release(void *items, int n, bool committed)
 {
-	int			kept = 0,
-				lost = 0;
+	HistRow    *rows = items;
+	int			lost = 0;
 
-	if (n_taken == 0)
+	if (committed || hq == NULL)
 		return;
-	if (requeue && hq != NULL)
-		LWLockAcquire(hq->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < n_taken; i++)
-	{
-		if (taken_level[i] >= level)
-		{
-			if (requeue && hq != NULL && !hq_put(&taken[i]))
-				lost++;
-		}
-		else
-		{
-			if (kept != i)
-			{
-				memcpy(&taken[kept], &taken[i], sizeof(HistRow));
-				taken_level[kept] = taken_level[i];
-			}
-			kept++;
-		}
-	}
-	if (requeue && hq != NULL)
-	{
-		hq->lost += lost;
-		LWLockRelease(hq->lock);
-	}
-	n_taken = kept;
+	LWLockAcquire(hq->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < n; i++)
+		if (!hq_put(&rows[i]))
+			lost++;
+	hq->lost += lost;
+	LWLockRelease(hq->lock);
 	if (lost > 0)
 		ereport(WARNING,
 				(errmsg("vms: %d search history rows lost", lost),
 				 errdetail("A flush of the search history rolled back and the queue had no room for them again.")));
-}
-
-static void
-hq_xact_callback(XactEvent event, void *arg)
-{
-	switch (event)
-	{
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
-			release_taken(0, false);
-			break;
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-			release_taken(0, true);
-			break;
-		case XACT_EVENT_PRE_PREPARE:
-			if (n_taken > 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-						 errmsg("cannot PREPARE a transaction that took rows from the search history queue"),
-						 errhint("Run vms.search_history_flush() in a transaction of its own.")));
-			break;
-		default:
-			break;
-	}
-}
-
-static void
-hq_subxact_callback(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid, void *arg)
-{
-	int			level = GetCurrentTransactionNestLevel();
-
-	if (event == SUBXACT_EVENT_ABORT_SUB)
-		release_taken(level, true);
-	else if (event == SUBXACT_EVENT_COMMIT_SUB)
-		for (int i = 0; i < n_taken; i++)
-			if (taken_level[i] >= level)
-				taken_level[i] = level - 1;
 }
 
 /* are searches here deferred: the workers' database, with the notifier running */
@@ -285,37 +232,27 @@ Datum
 vms_search_history_take(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	int			level = GetCurrentTransactionNestLevel();
-	int			first = n_taken;
+	int			first = xact_claims_count(&taken);
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (hq == NULL)
 		return (Datum) 0;
-	if (!callbacks_registered)
-	{
-		taken = MemoryContextAlloc(TopMemoryContext, sizeof(HistRow) * HQ_SLOTS);
-		taken_level = MemoryContextAlloc(TopMemoryContext, sizeof(int) * HQ_SLOTS);
-		RegisterXactCallback(hq_xact_callback, NULL);
-		RegisterSubXactCallback(hq_subxact_callback, NULL);
-		callbacks_registered = true;
-	}
+	xact_claims_open(&taken);
 	LWLockAcquire(hq->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < HQ_SLOTS && n_taken < HQ_SLOTS; i++)
+	for (int i = 0; i < HQ_SLOTS && !xact_claims_full(&taken); i++)
 	{
 		HistRow    *r = &hq->rows[i];
 
 		if (!hq->used[i] || r->dboid != MyDatabaseId)
 			continue;
-		memcpy(&taken[n_taken], r, offsetof(HistRow, filter) + r->filter_size);
-		taken_level[n_taken] = level;
-		n_taken++;
+		memcpy(xact_claims_add(&taken), r, offsetof(HistRow, filter) + r->filter_size);
 		hq->used[i] = false;
 		hq->free_slot[hq->n_free++] = i;
 	}
 	LWLockRelease(hq->lock);
-	for (int i = first; i < n_taken; i++)
+	for (int i = first; i < xact_claims_count(&taken); i++)
 	{
-		HistRow    *r = &taken[i];
+		HistRow    *r = xact_claims_item(&taken, i);
 		Datum		values[7];
 		bool		nulls[7] = {false, r->lim < 0, r->off < 0, false, false, false, false};
 		Jsonb	   *jb = palloc(r->filter_size);

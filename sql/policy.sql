@@ -192,11 +192,23 @@ SELECT grantee, scope_ref, unit FROM vms.review_wide_grants ORDER BY id;
 BEGIN;
 SELECT vms.audit_flush_denied() AS flushed_then_rolled_back;
 ROLLBACK;
+-- a prepared flush could be rolled back after its claims were freed: PREPARE
+-- is refused (before max_prepared_transactions is looked at) and rolls back
+BEGIN;
+SELECT vms.audit_flush_denied() AS flushed_then_prepared;
+PREPARE TRANSACTION 'vms_regress_flush';
 BEGIN;
 SAVEPOINT s;
 SELECT vms.audit_flush_denied() AS flushed_in_savepoint;
 ROLLBACK TO s;
+SAVEPOINT r;
 SELECT vms.audit_flush_denied() AS flushed;
+RELEASE r;
+-- released, the claims belong to the transaction: a later savepoint rolled
+-- back does not queue them again (they would be written twice)
+SAVEPOINT t;
+ROLLBACK TO t;
+SELECT vms.audit_flush_denied() AS none_after_release;
 COMMIT;
 SELECT vms.audit_flush_denied() AS nothing_left;
 SELECT session_role, action, object, detail ? 'attempted_at' AS has_attempt_time

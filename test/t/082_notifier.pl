@@ -327,6 +327,32 @@ cmp_ok(sql("SELECT (counters ->> 'searches_written')::int FROM vms.worker_status
 is(sql("SELECT vms.search_history_flush() + count(*) FROM vms.search_history WHERE username = 'notifier_nobody'"), '520',
 	'the rest written by a flush on demand: none lost, none twice');
 
+# --- a flush's claims follow its subtransactions (extension/xact_claims.c):
+# rows taken in a savepoint rolled back go back to the queue; rows taken in a
+# released one stay taken, past a later savepoint's rollback, until the
+# transaction ends; a PREPARE with rows taken is refused and puts them back.
+# Ten searches do not fill a quarter of the queue: the idle worker (poll of
+# an hour) is not woken and leaves them queued.
+wait_ok($node, $idle, 'the worker waits idle before ten more searches');
+($src, $sout, $serr) = $node->psql('postgres',
+	"SELECT count(*) FROM generate_series(1, 10) i, LATERAL vms.search_points(jsonb_build_object('near', "
+	  . "jsonb_build_object('lon', 117.4 + i * 1e-4, 'lat', 39.9)), 5, 0)",
+	extra_params => [ '-U', 'notifier_nobody' ]);
+is($src, 0, 'ten more searches') or diag($serr);
+is(sql("BEGIN; SAVEPOINT a; SELECT vms.search_history_flush(); ROLLBACK TO a; "
+	  . "SAVEPOINT b; SELECT vms.search_history_flush(); RELEASE b; "
+	  . "SAVEPOINT c; ROLLBACK TO c; SELECT vms.search_history_flush(); ROLLBACK"),
+	"10\n10\n0", 'taken in a savepoint rolled back: queued again; in a released one: kept past a later rollback');
+($src, $sout, $serr) = $node->psql('postgres',
+	"BEGIN; SELECT vms.search_history_flush(); PREPARE TRANSACTION 'vms_flush'",
+	on_error_stop => 0);
+is($sout, '10', 'a flush in a transaction to be prepared takes them');
+like($serr, qr/cannot PREPARE a transaction that took rows from the search history queue/, 'PREPARE is refused');
+is(sql("SELECT vms.search_history_flush()"), '10', 'the whole rollback, then the refused PREPARE, queued them again');
+is(sql("SELECT count(DISTINCT filter) FROM vms.search_history WHERE username = 'notifier_nobody' "
+	  . "AND (filter #>> '{near,lon}')::float8 > 117"),
+	'10', 'each written once');
+
 $node->stop;
 stop_receiver();
 $sink->kill_kill;
