@@ -66,7 +66,7 @@ UPGRADE_BUILT = $(patsubst %,vms--%.sql,$(UPGRADE_DIRS))
 DATA_built  = vms--$(EXTVERSION).sql $(UPGRADE_BUILT)
 DATA        = $(wildcard extension/upgrade/vms--*.sql)
 
-REGRESS = gbcode gbcode_index coord ledger history import alarm governance search search_postgis cones_tiles policy security_surface postgis_schema viid sip diagnose availability alarm_rules work_orders ops_figures audit_archive notify reports sip_cascade device_control
+REGRESS = gbcode gbcode_index coord ledger history import import_check alarm governance search search_postgis cones_tiles policy security_surface postgis_schema viid sip diagnose availability alarm_rules work_orders ops_figures audit_archive notify reports sip_cascade device_control
 # each file expects postgis and vms loaded in a fresh database: pg_regress
 # loads them; installcheck (below, not PGXS's) runs every file alone
 REGRESS_OPTS = --load-extension=postgis --load-extension=vms

@@ -289,6 +289,7 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms.inspection_alarm_level(text)',
     'vms.is_ip(text)',
     'vms.keyword_grams(text)',
+    'vms.ledger_check_rows(bigint,jsonb,integer,jsonb)',
     'vms.ledger_import(bytea,text,text)',
     'vms.ledger_import_file(text,text)',
     'vms.ledger_first_load(bigint)',

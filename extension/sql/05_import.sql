@@ -80,6 +80,26 @@ CREATE FUNCTION vms.try_float8(text) RETURNS float8
     AS 'MODULE_PATHNAME', 'vms_try_float8' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION vms.try_float8(text) IS 'the number in the text, or NULL when it is not a plain finite decimal';
 
+-- The row check of an import (issue 20), one pass in C over the records
+-- staged in pg_temp._ledger_csv after the header line: the template's columns
+-- (nullif(btrim(fields[coalesce(columns->>key, 0)]), '')),
+-- the typed values, the reasons a row is rejected and the channel values
+-- (ch_*) but the point.  vms.ledger_import_rows calls it with the caller's
+-- rights; it reads only the caller's own temporary table and, for the
+-- catalog column, vms.catalog_node as the caller.
+CREATE FUNCTION vms.ledger_check_rows(header_line bigint, columns jsonb, header_fields integer, point_types jsonb)
+    RETURNS TABLE (line_no bigint, error text, nfields integer,
+        code text, name text, device_code text, device_name text, manufacturer text, model text,
+        ip_address text, port text, alias text, address text, civil_code text, street text, place_type text,
+        point_type text, resolution text, longitude text, latitude text, coord_system text, azimuth text,
+        fov_angle text, fov_range_m text, install_height_m text, capabilities text, unit text, stream_url text,
+        catalog text, dev_code text, point_type_code text, port_i integer, lon_f float8, lat_f float8,
+        azimuth_f float8, fov_angle_f float8, fov_range_f float8, height_f float8, crs text,
+        reasons text[], ch_capabilities text[], ch_coord_source text, ch_overridden text[])
+    AS 'MODULE_PATHNAME', 'vms_ledger_check_rows' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION vms.ledger_check_rows(bigint, jsonb, integer, jsonb) IS
+    'the row check of a ledger import over pg_temp._ledger_csv: template columns, typed values, reasons and channel values per record';
+
 -- First load of an empty ledger (issue 20): the rows go in before the
 -- channel table's secondary indexes and foreign keys, which are then built
 -- and validated once, as COPY followed by CREATE INDEX would; row by row,
@@ -361,117 +381,24 @@ BEGIN
     END IF;
 
     -- Text columns of every data record (absent columns read as NULL), then
-    -- typed values, point type code and the list of reasons, in one pass.
-    -- The raw fields stay in _ledger_csv: only rejected rows need them, and
-    -- without them every later pass over _ledger_checked reads half as much.
-    EXECUTE format($q$
-        CREATE TEMP VIEW _ledger_raw AS
-        SELECT line_no, error, cardinality(fields) AS nfields, %s
-          FROM _ledger_csv WHERE line_no > %s OFFSET 0 $q$,   -- OFFSET 0: extract each field once, not per reference
-        (SELECT string_agg(format('nullif(btrim(fields[%s]), '''') AS %I',
-                                  coalesce((col ->> t.key)::int, 0), t.key), ', ' ORDER BY t.position)
-           FROM vms.ledger_template_column t),
-        hdr_line);
-
+    -- typed values, point type code, the list of reasons and the channel
+    -- values, in one pass: vms.ledger_check_rows (C) reads _ledger_csv and
+    -- checks each row; the regress test import_check compares it with the
+    -- SQL definition it replaced.  The raw fields stay in _ledger_csv: only
+    -- rejected rows need them, and without them every later pass over
+    -- _ledger_checked reads half as much.  ch_overridden lists the governed
+    -- attributes the file sets (a later report never overwrites them); ch_*
+    -- are the channel values both loads take (vms.ledger_first_load and the
+    -- upsert below); a rejected row's values are never used.
     CREATE TEMP TABLE _ledger_checked ON COMMIT DROP AS
     SELECT r.*,
-           array_remove(ARRAY[
-             r.error,
-             CASE WHEN r.error IS NULL AND r.nfields <> cardinality(header)
-                  THEN format('row has %s fields, the header has %s', r.nfields, cardinality(header)) END,
-             CASE WHEN r.error IS NULL AND r.code IS NULL THEN 'code is missing' END,
-             CASE WHEN r.code IS NOT NULL THEN 'code: ' || vms.gbcode_parse_error(r.code) END,
-             CASE WHEN r.error IS NULL AND r.name IS NULL THEN 'name is missing' END,
-             CASE WHEN length(r.name) > 200 THEN 'name is longer than 200 characters' END,
-             CASE WHEN r.device_code IS NOT NULL THEN 'device_code: ' || vms.gbcode_parse_error(r.device_code) END,
-             CASE WHEN r.ip_address IS NOT NULL AND NOT vms.is_ip(r.ip_address)
-                  THEN format('ip_address "%s" is not an IP address', r.ip_address) END,
-             CASE WHEN r.port IS NOT NULL AND r.port_i IS NULL
-                  THEN format('port "%s" is not in 1-65535', r.port) END,
-             CASE WHEN r.civil_code IS NOT NULL AND r.civil_code !~ '^([0-9]{2}){1,4}$'
-                  THEN format('civil_code "%s" is not a 2/4/6/8-digit GB/T 2260 code', r.civil_code) END,
-             CASE WHEN r.point_type IS NOT NULL AND r.point_type_code IS NULL
-                  THEN format('point_type "%s" is unknown', r.point_type) END,
-             CASE WHEN r.resolution IS NOT NULL AND r.resolution !~ '^[0-9]{2,4}W$'
-                  THEN format('resolution "%s" is not like 200W', r.resolution) END,
-             CASE WHEN (r.longitude IS NULL) <> (r.latitude IS NULL)
-                  THEN 'longitude and latitude must be given together' END,
-             CASE WHEN r.longitude IS NOT NULL AND r.lon_f IS NULL
-                  THEN format('longitude "%s" is not a number in [-180, 180]', r.longitude) END,
-             CASE WHEN r.latitude IS NOT NULL AND r.lat_f IS NULL
-                  THEN format('latitude "%s" is not a number in [-90, 90]', r.latitude) END,
-             CASE WHEN r.coord_system IS NOT NULL AND r.crs IS NULL
-                  THEN format('coord_system "%s" is not WGS84, CGCS2000, GCJ02 or BD09', r.coord_system) END,
-             CASE WHEN r.azimuth IS NOT NULL AND r.azimuth_f IS NULL
-                  THEN format('azimuth "%s" is not a number in [0, 360)', r.azimuth) END,
-             CASE WHEN r.fov_angle IS NOT NULL AND r.fov_angle_f IS NULL
-                  THEN format('fov_angle "%s" is not a number in (0, 360]', r.fov_angle) END,
-             CASE WHEN r.fov_range_m IS NOT NULL AND r.fov_range_f IS NULL
-                  THEN format('fov_range_m "%s" is not a positive number', r.fov_range_m) END,
-             CASE WHEN r.install_height_m IS NOT NULL AND r.height_f IS NULL
-                  THEN format('install_height_m "%s" is not a number >= 0', r.install_height_m) END,
-             CASE WHEN r.catalog IS NOT NULL AND EXISTS (
-                      SELECT 1 FROM unnest(string_to_array(r.catalog, '|')) c
-                       WHERE CASE WHEN vms.gbcode_parse_error(btrim(c)) IS NOT NULL THEN true
-                                  ELSE NOT EXISTS (SELECT 1 FROM vms.catalog_node n
-                                                    WHERE n.code = btrim(c)::vms.gbcode) END)
-                  THEN format('catalog "%s" names an unknown catalogue node', r.catalog) END,
-             -- vms.channel's channel_stream_url_check (18_inspection.sql): a row, not the import, is refused
-             CASE WHEN r.stream_url IS NOT NULL
-                       AND NOT (length(r.stream_url) <= 2048
-                                AND r.stream_url ~ '^(rtsps?|https?)://[^[:space:][:cntrl:]/?#][^[:space:][:cntrl:]]*$')
-                  THEN format('stream_url "%s" is not an rtsp://, rtsps://, http:// or https:// address', r.stream_url) END
-           ], NULL) AS reasons,
-           -- The channel values the file gives, in the channel's terms: the
-           -- one definition both loads take (vms.ledger_first_load and the
-           -- upsert below), made in this pass.  ch_overridden lists the
-           -- governed attributes the file sets (a later report never
-           -- overwrites them).  A rejected row's values are never used.
-           CASE WHEN r.capabilities IS NULL THEN '{}'::text[]
-                -- the usual list, names between single |, no spaces: the same
-                -- array without a regular expression and a subquery a row
-                WHEN strpos(r.capabilities, ' ') = 0 AND strpos(r.capabilities, ';') = 0
-                     AND strpos(r.capabilities, '；') = 0 AND strpos('|' || r.capabilities || '|', '||') = 0
-                THEN string_to_array(r.capabilities, '|')
-                ELSE coalesce(ARRAY(SELECT btrim(x) FROM regexp_split_to_table(r.capabilities, '[|;；]') x
-                                     WHERE btrim(x) <> ''), '{}') END AS ch_capabilities,
            CASE WHEN r.longitude IS NULL OR r.lon_f IS NULL OR r.lat_f IS NULL OR r.crs IS NULL THEN NULL
                 -- vms.coord_convert returns WGS-84 and CGCS2000 points unchanged
                 WHEN r.crs IN ('WGS84', 'CGCS2000') THEN ST_SetSRID(ST_MakePoint(r.lon_f, r.lat_f), 4326)
                 ELSE (SELECT ST_SetSRID(ST_MakePoint(p[1], p[2]), 4326)
-                        FROM vms.coord_convert(r.lon_f, r.lat_f, r.crs, 'WGS84') p) END AS ch_geom,
-           CASE WHEN r.longitude IS NOT NULL THEN r.crs END AS ch_coord_source,
-           array_remove(ARRAY['name',
-               CASE WHEN r.alias IS NOT NULL THEN 'alias' END,
-               CASE WHEN r.address IS NOT NULL THEN 'address' END,
-               CASE WHEN r.civil_code IS NOT NULL THEN 'civil_code' END,
-               CASE WHEN r.street IS NOT NULL THEN 'street' END,
-               CASE WHEN r.place_type IS NOT NULL THEN 'place_type' END,
-               CASE WHEN r.point_type IS NOT NULL THEN 'point_type' END,
-               CASE WHEN r.resolution IS NOT NULL THEN 'resolution' END,
-               CASE WHEN r.azimuth IS NOT NULL THEN 'azimuth' END,
-               CASE WHEN r.fov_angle IS NOT NULL THEN 'fov_angle' END,
-               CASE WHEN r.fov_range_m IS NOT NULL THEN 'fov_range_m' END,
-               CASE WHEN r.install_height_m IS NOT NULL THEN 'install_height_m' END,
-               CASE WHEN r.capabilities IS NOT NULL THEN 'capabilities' END,
-               CASE WHEN r.unit IS NOT NULL THEN 'unit_id' END,
-               CASE WHEN r.stream_url IS NOT NULL THEN 'stream_url' END,
-               CASE WHEN r.longitude IS NOT NULL THEN 'geom' END], NULL) AS ch_overridden
-      FROM (SELECT r.*, coalesce(r.device_code, r.code) AS dev_code,
-                   point_types ->> lower(r.point_type) AS point_type_code,
-                   CASE WHEN r.port ~ '^[0-9]{1,5}$' AND r.port::int BETWEEN 1 AND 65535 THEN r.port::int END AS port_i,
-                   CASE WHEN vms.try_float8(r.longitude) BETWEEN -180 AND 180 THEN vms.try_float8(r.longitude) END AS lon_f,
-                   CASE WHEN vms.try_float8(r.latitude) BETWEEN -90 AND 90 THEN vms.try_float8(r.latitude) END AS lat_f,
-                   CASE WHEN vms.try_float8(r.azimuth) >= 0 AND vms.try_float8(r.azimuth) < 360 THEN vms.try_float8(r.azimuth) END AS azimuth_f,
-                   CASE WHEN vms.try_float8(r.fov_angle) > 0 AND vms.try_float8(r.fov_angle) <= 360 THEN vms.try_float8(r.fov_angle) END AS fov_angle_f,
-                   CASE WHEN vms.try_float8(r.fov_range_m) > 0 THEN vms.try_float8(r.fov_range_m) END AS fov_range_f,
-                   CASE WHEN vms.try_float8(r.install_height_m) >= 0 THEN vms.try_float8(r.install_height_m) END AS height_f,
-                   CASE upper(replace(replace(coalesce(r.coord_system, 'WGS84'), '-', ''), '_', ''))
-                        WHEN 'WGS84' THEN 'WGS84' WHEN 'CGCS2000' THEN 'CGCS2000'
-                        WHEN 'GCJ02' THEN 'GCJ02' WHEN 'BD09' THEN 'BD09' END AS crs
-              FROM _ledger_raw r) r;
+                        FROM vms.coord_convert(r.lon_f, r.lat_f, r.crs, 'WGS84') p) END AS ch_geom
+      FROM vms.ledger_check_rows(hdr_line, col, cardinality(header), point_types) r;
     GET DIAGNOSTICS total = ROW_COUNT;
-    DROP VIEW _ledger_raw;
     RAISE NOTICE 'import %: read and checked % data rows (% s)', job_id, total,
         round(extract(epoch FROM clock_timestamp() - t0)::numeric, 1);
 

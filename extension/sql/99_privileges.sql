@@ -94,7 +94,7 @@ GRANT EXECUTE ON FUNCTION
     vms.alarm_mask_covers(jsonb, vms.gbcode), vms.alarm_mask_for(vms.gbcode, text, timestamptz),
     vms.alarm_root_for(vms.gbcode, text), vms.contract_for(vms.gbcode),
     vms.channel_view_cone(vms.gbcode),
-    vms.csv_rows(bytea, text), vms.csv_rows_file(text, text),
+    vms.csv_rows(bytea, text), vms.csv_rows_file(text, text), vms.ledger_check_rows(bigint, jsonb, integer, jsonb),
     vms.ledger_import(bytea, text, text), vms.ledger_import_file(text, text), vms.ledger_import_rows(bigint),
     vms.ledger_first_load(bigint)
   TO PUBLIC;
