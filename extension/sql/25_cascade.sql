@@ -950,11 +950,14 @@ BEGIN
     IF EXISTS (SELECT 1 FROM vms.sip_upstream_state s WHERE s.state = 'registered' AND s.subscriptions ? 'MobilePosition') THEN
         -- the devices reported, per subscribed upper platform.  A code already queued is not rewritten but locked
         -- until this transaction ends (DO UPDATE ... WHERE false), so the worker's take skips it instead of taking
-        -- it for a compare that cannot see this report yet
+        -- it for a compare that cannot see this report yet.  Locked (or inserted) in key order: two statements
+        -- reporting the same devices wait for each other, they do not deadlock (the SIP worker reports its
+        -- batch's positions in code order too)
         INSERT INTO vms.sip_position_change AS q (upstream, device_code)
         SELECT s.upstream, r.device_code
           FROM vms.sip_upstream_state s CROSS JOIN (SELECT DISTINCT n.device_code FROM reported n) r
          WHERE s.state = 'registered' AND s.subscriptions ? 'MobilePosition'
+         ORDER BY s.upstream, r.device_code
         ON CONFLICT ON CONSTRAINT sip_position_change_pkey DO UPDATE SET device_code = EXCLUDED.device_code WHERE false;
         -- one wake a transaction (not one a statement: a report is one): it commits with all of the transaction's
         -- reports and codes, so the compare it wakes sees them.  A savepoint rolled back takes the mark with it.

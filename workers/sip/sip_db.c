@@ -103,30 +103,56 @@ sip_request_update(int64 id, const char *state, const char *progress, const char
 }
 
 
+/* positions by device code, each device's in the order they came */
+static int
+position_cmp(const void *a, const void *b)
+{
+	int			x = *(const int *) a,
+				y = *(const int *) b;
+	int			c = strcmp(ops[x].code, ops[y].code);
+
+	return c != 0 ? c : (x > y) - (x < y);
+}
+
 /*
  * Queued SQL operations, each in a subtransaction so one bad item does not
  * take the others with it.  New devices (adds) go first, before the
- * sessions that refer to them.
+ * sessions that refer to them.  Positions come last, ordered by device
+ * code: each report's trigger locks its device's row of
+ * vms.sip_position_change until the transaction ends, and every reporter
+ * taking them in code order (the trigger does within a statement) cannot
+ * deadlock with another.
  */
 static void
 apply_ops(bool adds)
 {
 	int			kept = 0;
-	bool		any = false;
+	int			n = 0,
+				n_positions = 0;
+	int		   *order;
 
 	for (int i = 0; i < n_ops; i++)
 		if ((ops[i].op == SIP_SQL_ADD_DEVICE) == adds)
-			any = true;
-	if (!any)
+			n++;
+	if (n == 0)
 		return;
-	begin_tx(adds ? "vms sip: adding devices" : "vms sip: applying device reports");
+	order = palloc(sizeof(int) * n);
+	n = 0;
 	for (int i = 0; i < n_ops; i++)
+		if ((ops[i].op == SIP_SQL_ADD_DEVICE) == adds && ops[i].op != SIP_SQL_POSITION)
+			order[n++] = i;
+	for (int i = 0; i < n_ops; i++)
+		if (ops[i].op == SIP_SQL_POSITION && !adds)
+			order[n + n_positions++] = i;
+	qsort(order + n, n_positions, sizeof(int), position_cmp);
+	n += n_positions;
+	begin_tx(adds ? "vms sip: adding devices" : "vms sip: applying device reports");
+	for (int k = 0; k < n; k++)
 	{
 		MemoryContext cxt = CurrentMemoryContext;
 		ResourceOwner owner = CurrentResourceOwner;
+		int			i = order[k];
 
-		if ((ops[i].op == SIP_SQL_ADD_DEVICE) != adds)
-			continue;
 		BeginInternalSubTransaction(NULL);
 		MemoryContextSwitchTo(cxt);
 		PG_TRY();
@@ -156,6 +182,7 @@ apply_ops(bool adds)
 		PG_END_TRY();
 	}
 	end_tx();
+	pfree(order);
 	/* done: keep only the other kind */
 	for (int i = 0; i < n_ops; i++)
 	{
