@@ -139,3 +139,72 @@ SELECT count(*) AS code_role_tasks,
                 THEN format('type code %s is not a camera type', lpad(vms.gbcode_type(t.channel_code)::text, 3, '0')) END,
            (SELECT string_agg(k.detail, '; ') FROM vms.gbcode_check(t.channel_code) k))) AS differing
   FROM vms.governance_task t WHERE t.rule_code = 'code_role' AND t.state = 'open';
+-- incremental runs read a group's count where no changed channel joined or
+-- left it, as the runs over the whole ledger kept it
+-- (vms.governance_name_group, vms.governance_point_group): a partner whose
+-- group grows to two or shrinks to one flips in the run that sees the
+-- change, and a later run that takes a member for another edit reads the
+-- count kept (a stale count would close or open its task)
+UPDATE vms.channel SET name = '福华路北向南-015' WHERE code = '44030401001320000016';
+SELECT incremental, channels, opened, closed FROM vms.governance_run_changed();
+SELECT channel_code, rule_code, state, detail FROM vms.governance_task
+ WHERE rule_code = 'duplicate_name' AND channel_code IN ('44030401001320000015', '44030401001320000016')
+   AND state IN ('open', 'assigned', 'fixed', 'ignored') ORDER BY channel_code;
+UPDATE vms.channel SET address = '深圳市福田区福华路十五号' WHERE code = '44030401001320000015';
+SELECT incremental, channels, opened, closed FROM vms.governance_run_changed();
+SELECT channel_code, rule_code, state, detail FROM vms.governance_task
+ WHERE rule_code = 'duplicate_name' AND channel_code IN ('44030401001320000015', '44030401001320000016')
+   AND state IN ('open', 'assigned', 'fixed', 'ignored') ORDER BY channel_code;
+-- the group shrinks to one: the partner's task is closed, and an edit of
+-- it later opens none
+UPDATE vms.channel SET name = '福华路北向南-016' WHERE code = '44030401001320000016';
+SELECT incremental, channels, opened, closed FROM vms.governance_run_changed();
+UPDATE vms.channel SET address = '深圳市福田区福华路15号' WHERE code = '44030401001320000015';
+SELECT incremental, channels, opened, closed FROM vms.governance_run_changed();
+SELECT count(*) AS live_duplicate_name_tasks FROM vms.governance_task
+ WHERE rule_code = 'duplicate_name' AND channel_code IN ('44030401001320000015', '44030401001320000016')
+   AND state IN ('open', 'assigned', 'fixed', 'ignored');
+-- points: three channels moved onto one point (same_point's min_count 3),
+-- one of them edited elsewhere (reads the kept count), then one moved away
+-- (the two left behind are closed)
+UPDATE vms.channel SET geom = ST_SetSRID(ST_MakePoint(114.04, 22.54), 4326)
+ WHERE code IN ('44030401001320000014', '44030401001320000015', '44030401001320000016');
+SELECT incremental, channels, opened, closed FROM vms.governance_run_changed();
+UPDATE vms.channel SET address = '深圳市福田区福华路14号' WHERE code = '44030401001320000014';
+SELECT incremental, channels, opened, closed FROM vms.governance_run_changed();
+SELECT channel_code, rule_code, state, detail FROM vms.governance_task
+ WHERE rule_code = 'same_point' AND state IN ('open', 'assigned', 'fixed', 'ignored') ORDER BY channel_code;
+UPDATE vms.channel SET geom = ST_SetSRID(ST_MakePoint(114.037, 22.537), 4326) WHERE code = '44030401001320000016';
+SELECT incremental, channels, opened, closed FROM vms.governance_run_changed();
+UPDATE vms.channel SET address = '深圳市福田区福华路14号之一' WHERE code = '44030401001320000014';
+SELECT incremental, channels, opened, closed FROM vms.governance_run_changed();
+SELECT count(*) AS live_same_point_tasks FROM vms.governance_task
+ WHERE rule_code = 'same_point' AND state IN ('open', 'assigned', 'fixed', 'ignored');
+-- the kept counts are today's, and a full run changes no task
+SELECT count(*) AS differing_name_groups FROM (
+    (SELECT unit_id, name, channels FROM vms.governance_name_group
+     EXCEPT SELECT unit_id, name, count(*) FROM vms.channel WHERE unit_id IS NOT NULL AND name IS NOT NULL
+             GROUP BY 1, 2 HAVING count(*) > 1)
+    UNION ALL
+    (SELECT unit_id, name, count(*) FROM vms.channel WHERE unit_id IS NOT NULL AND name IS NOT NULL
+      GROUP BY 1, 2 HAVING count(*) > 1
+     EXCEPT SELECT unit_id, name, channels FROM vms.governance_name_group)) d;
+SELECT count(*) AS differing_point_groups FROM (
+    (SELECT ST_AsEWKT(geom), channels FROM vms.governance_point_group
+     EXCEPT SELECT ST_AsEWKT(geom), count(*) FROM vms.channel WHERE geom IS NOT NULL GROUP BY geom HAVING count(*) > 1)
+    UNION ALL
+    (SELECT ST_AsEWKT(geom), count(*) FROM vms.channel WHERE geom IS NOT NULL GROUP BY geom HAVING count(*) > 1
+     EXCEPT SELECT ST_AsEWKT(geom), channels FROM vms.governance_point_group)) d;
+DROP TABLE incremental_tasks;
+CREATE TEMP TABLE incremental_tasks AS
+SELECT channel_code, rule_code, state, severity, detail, unit_id, civil_code FROM vms.governance_task
+ WHERE state IN ('open', 'assigned', 'fixed', 'ignored');
+SELECT incremental, opened, reopened, closed FROM vms.governance_run();
+SELECT count(*) AS differing_tasks FROM (
+    (SELECT channel_code, rule_code, state, severity, detail, unit_id, civil_code FROM vms.governance_task
+      WHERE state IN ('open', 'assigned', 'fixed', 'ignored')
+     EXCEPT SELECT * FROM incremental_tasks)
+    UNION ALL
+    (SELECT * FROM incremental_tasks
+     EXCEPT SELECT channel_code, rule_code, state, severity, detail, unit_id, civil_code FROM vms.governance_task
+      WHERE state IN ('open', 'assigned', 'fixed', 'ignored'))) d;

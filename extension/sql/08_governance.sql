@@ -99,6 +99,26 @@ CREATE UNIQUE INDEX governance_task_live_idx ON vms.governance_task (channel_cod
 CREATE INDEX governance_task_unit_idx ON vms.governance_task (unit_id, state);
 COMMENT ON TABLE vms.governance_task IS 'governance tasks: open → assigned → fixed → verified (closed by a run that no longer finds the problem), or ignored with a reason';
 
+-- The groups the rules duplicate_name and same_point count, as the last run
+-- over the whole ledger saw them (issue 20): a full run writes them all, an
+-- incremental run recounts the groups a changed channel joined or left and
+-- reads the others' counts here instead of counting their members again
+-- (in a ledger of a few thousand names per unit the changed channels'
+-- groups hold most of it).  Groups of one are not kept.
+CREATE TABLE vms.governance_name_group (
+    unit_id  bigint NOT NULL,
+    name     text NOT NULL,
+    channels bigint NOT NULL,
+    PRIMARY KEY (unit_id, name)
+);
+COMMENT ON TABLE vms.governance_name_group IS 'internal: channels per unit and name where two or more share them, as the last governance run over the whole ledger counted (duplicate_name)';
+CREATE TABLE vms.governance_point_group (
+    geom     geometry(Point, 4326) NOT NULL,
+    channels bigint NOT NULL
+);
+CREATE INDEX governance_point_group_geom_idx ON vms.governance_point_group USING gist (geom);
+COMMENT ON TABLE vms.governance_point_group IS 'internal: channels per point where two or more share it, as the last governance run over the whole ledger counted (same_point)';
+
 -- vms.gbcode_check's details joined by '; ' (NULL: the code is fine), as
 -- one scalar call: the rule code_role runs it once a channel (issue 20)
 CREATE FUNCTION vms._gbcode_check_details(vms.gbcode) RETURNS text
@@ -273,7 +293,10 @@ COMMENT ON FUNCTION vms.governance_findings(vms.governance_rule, text) IS 'what 
 -- (vms.governance_run_changed), for duplicate_name also those in name_codes
 -- and for same_point those in point_codes (the partners of the groups a
 -- changed channel joined or left); only the tasks of the rules a channel
--- was taken for are written.
+-- was taken for are written.  Over the whole ledger (scope NULL) those two
+-- rules read their groups' counts in vms.governance_name_group and
+-- vms.governance_point_group, which a full run writes first and an
+-- incremental run finds brought up to date by vms.governance_run_changed.
 --
 -- Runs one at a time (an advisory lock).  New tasks are inserted in one
 -- statement sorted by channel and rule.  For a superuser (the owner, the
@@ -353,13 +376,48 @@ BEGIN
          WHERE k.detail IS NOT NULL $q$, row_exprs)
         USING scope, row_rules, row_severities, codes;
     END IF;
+    -- a run over the whole ledger counts its name and point groups once
+    -- (vms.governance_name_group, vms.governance_point_group), for its own
+    -- rules and the next incremental run's; an incremental run finds them
+    -- recounted where a changed channel joined or left one
+    -- (vms.governance_run_changed) and counted by the run before elsewhere
+    IF scope IS NULL AND codes IS NULL THEN
+        DELETE FROM vms.governance_name_group;
+        INSERT INTO vms.governance_name_group (unit_id, name, channels)
+        SELECT c.unit_id, c.name, count(*) FROM vms.channel c
+         WHERE c.unit_id IS NOT NULL AND c.name IS NOT NULL
+         GROUP BY c.unit_id, c.name HAVING count(*) > 1;
+        DELETE FROM vms.governance_point_group;
+        INSERT INTO vms.governance_point_group (geom, channels)
+        SELECT c.geom, count(*) FROM vms.channel c WHERE c.geom IS NOT NULL
+         GROUP BY c.geom HAVING count(*) > 1;
+        ANALYZE vms.governance_name_group, vms.governance_point_group;
+    END IF;
     -- the others, one query each
     FOR r IN SELECT * FROM vms.governance_rule g
               WHERE g.enabled AND g.kind NOT IN ('required_fields', 'code_role', 'coordinates', 'stale')
               ORDER BY g.code LOOP
-        INSERT INTO _gov_found SELECT f.channel_code, r.code, r.severity, f.detail
-          FROM vms._governance_findings(r, scope, CASE r.kind WHEN 'duplicate_name' THEN dup_codes
-                                                              WHEN 'same_point' THEN point_rule_codes ELSE codes END) f;
+        IF scope IS NULL AND r.kind = 'duplicate_name' THEN
+            -- as vms._governance_findings, with the counts kept
+            INSERT INTO _gov_found
+            SELECT c.code, r.code, r.severity, format('name "%s" is used by %s channels of the same unit', c.name, g.channels)
+              FROM (SELECT c.* FROM vms.channel c WHERE codes IS NULL
+                     UNION ALL SELECT l.* FROM unnest(dup_codes) u(code)
+                     CROSS JOIN LATERAL (SELECT c.* FROM vms.channel c WHERE c.code = u.code OFFSET 0) l) c
+              JOIN vms.governance_name_group g ON g.unit_id = c.unit_id AND g.name = c.name;
+        ELSIF scope IS NULL AND r.kind = 'same_point' THEN
+            INSERT INTO _gov_found
+            SELECT c.code, r.code, r.severity, format('%s channels share the point %s', g.channels, ST_AsText(c.geom))
+              FROM (SELECT c.* FROM vms.channel c WHERE codes IS NULL
+                     UNION ALL SELECT l.* FROM unnest(point_rule_codes) u(code)
+                     CROSS JOIN LATERAL (SELECT c.* FROM vms.channel c WHERE c.code = u.code OFFSET 0) l) c
+              JOIN vms.governance_point_group g ON g.geom = c.geom
+             WHERE g.channels >= coalesce((r.params ->> 'min_count')::int, 3);
+        ELSE
+            INSERT INTO _gov_found SELECT f.channel_code, r.code, r.severity, f.detail
+              FROM vms._governance_findings(r, scope, CASE r.kind WHEN 'duplicate_name' THEN dup_codes
+                                                                  WHEN 'same_point' THEN point_rule_codes ELSE codes END) f;
+        END IF;
     END LOOP;
     ANALYZE _gov_found;
     -- the live tasks this run may meet (a scoped run also meets the live
@@ -461,11 +519,17 @@ BEGIN
 
     UPDATE vms.governance_run g
        SET closed = n, findings = (SELECT count(*) FROM _gov_found),
-           channels = (SELECT count(*) FROM (SELECT c.* FROM vms.channel c WHERE codes IS NULL
+           -- (an incremental run's channels as listed: all of them were
+           -- in the ledger when listed, and looking them up again cost
+           -- as much as a rule)
+           channels = CASE WHEN codes IS NOT NULL AND scope IS NULL
+                           THEN (SELECT count(*) FROM (SELECT u.code FROM unnest(dup_codes) u(code)
+                                                        UNION SELECT u.code FROM unnest(point_rule_codes) u(code)) u)
+                           ELSE (SELECT count(*) FROM (SELECT c.* FROM vms.channel c WHERE codes IS NULL
                  UNION ALL SELECT l.* FROM (SELECT u.code FROM unnest(dup_codes) u(code)
                                             UNION SELECT u.code FROM unnest(point_rule_codes) u(code)) u
                  CROSS JOIN LATERAL (SELECT c.* FROM vms.channel c WHERE c.code = u.code OFFSET 0) l) c
-                        WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')),
+                        WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')) END,
            finished_at = clock_timestamp()
      WHERE g.id = run.id RETURNING * INTO run;
     DROP TABLE _gov_found;
@@ -487,16 +551,21 @@ COMMENT ON FUNCTION vms.governance_run(text) IS
 -- finished), with the same tasks opened, refreshed, reopened and closed
 -- for them as a full run would.  "Changed": a channel whose ledger history
 -- has a row the last run's snapshot may not have seen (inserted, updated,
--- deleted; written by a transaction from the snapshot's xmin on).  The rules that compare channels with each other are exact:
--- each channel taken is counted with every channel in the ledger sharing its
--- unit and name (duplicate_name) or its point (same_point), and where a
+-- deleted; written by a transaction from the snapshot's xmin on).  The
+-- snapshot recorded is the one before the history is read, so a change
+-- committed while the run reads it is taken by the next run.  The rules
+-- that compare channels with each other are exact: a channel taken reads
+-- its unit and name's (duplicate_name) or its point's (same_point) count
+-- in vms.governance_name_group / vms.governance_point_group, and where a
 -- changed channel joined or left such a group (added, deleted, renamed,
--- moved to another unit or point: its values when the last run saw it are
--- the oldest of each column in the history since) every channel of the old
--- and the new group is taken too for that rule (a point's group within 1e-9
--- degrees), so a partner left alone has its task closed and one newly
--- paired gets one; a partner's other rules read only its own record, which
--- did not change, and are not run for it.  Not taken (a full run,
+-- moved to another unit or point: every unit, name and point it had in the
+-- history since, and its own now) the group is counted again there (a
+-- point's group within 1e-9 degrees) and every channel of it is taken too
+-- for that rule, so a partner left alone has its task closed, one newly
+-- paired gets one and every partner's detail gets the new count; a
+-- partner's other rules read only its own record, which did not change,
+-- and are not run for it.  A group no changed channel joined or left kept
+-- its members since the run before counted it.  Not taken (a full run,
 -- vms.governance_run(), as scheduled nightly, takes them): changes to the
 -- rules, naming patterns or region boundaries, writes made without history
 -- (vms.ledger_writer 'state': online flips, which no rule reads), and
@@ -506,10 +575,13 @@ CREATE FUNCTION vms.governance_run_changed() RETURNS vms.governance_run
     LANGUAGE plpgsql SET search_path FROM CURRENT SET work_mem = '256MB' SET jit = off AS $$
 DECLARE
     last vms.governance_run;
+    run vms.governance_run;
     codes vms.gbcode[];
     name_codes vms.gbcode[];
     point_codes vms.gbcode[];
     cur bigint;
+    snap pg_snapshot;
+    snap_since timestamptz;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('vms.governance_run'));
     SELECT * INTO last FROM vms.governance_run g
@@ -518,6 +590,15 @@ BEGIN
     IF last.id IS NULL THEN
         RETURN vms._governance_run(NULL, NULL, false, NULL, NULL);
     END IF;
+    -- what this run sees, taken before the history is read (as
+    -- vms._governance_run records it for a full run)
+    SELECT pg_catalog.pg_current_snapshot(),
+           CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts)
+                     OR NOT ((SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)
+                             OR pg_catalog.pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'))
+                THEN '-infinity'
+                ELSE least(clock_timestamp(), (SELECT min(a.xact_start) FROM pg_catalog.pg_stat_activity a)) END
+      INTO snap, snap_since;
     -- History rows the last run may not have seen: written by a
     -- transaction at or after its snapshot's xmin (the oldest then running).
     -- Not pg_visible_in_snapshot: a row written in a subtransaction carries
@@ -528,50 +609,69 @@ BEGIN
     -- less.  A row's xmin as a full id: the epoch of now, or the one before
     -- for an xid above now's (only old rows err, towards "newer").
     cur := pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())::text::bigint;
+    -- each changed channel: whether it may have joined or left a group of
+    -- units and names, or of points (inserted, deleted, or that column
+    -- changed), every value of those columns in its history since (EWKT
+    -- for points), and its record now
+    CREATE TEMP TABLE _gov_changed ON COMMIT DROP AS
     WITH h AS MATERIALIZED (
-        SELECT h.id, h.code, h.op, h.old_values
+        SELECT h.id, h.code, h.op, h.old_values, h.new_values
           FROM vms.ledger_history h
          WHERE h.table_name = 'channel' AND h.changed_at >= last.since
            AND (((cur >> 32) - (h.xmin::text::bigint > (cur & 4294967295))::int) * 4294967296
                 + h.xmin::text::bigint)::text::xid8 >= pg_catalog.pg_snapshot_xmin(last.snapshot)),
-    -- each changed channel's unit, name and point as the last run saw them:
-    -- the oldest value of each in the history since, else today's; a
-    -- channel that kept them (an address edited) moved no group
     was AS (
         SELECT h.code,
-               (array_agg(h.old_values -> 'unit_id' ORDER BY h.id) FILTER (WHERE h.old_values ? 'unit_id'))[1] AS unit_id,
-               (array_agg(h.old_values -> 'name' ORDER BY h.id) FILTER (WHERE h.old_values ? 'name'))[1] AS name,
-               (array_agg(h.old_values -> 'geom' ORDER BY h.id) FILTER (WHERE h.old_values ? 'geom'))[1] AS geom,
-               NOT bool_or(h.op = 'INSERT') AS existed
-          FROM h GROUP BY h.code),
-    moved AS (
-        SELECT w.code, w.existed, c.code IS NULL AS gone,
-               coalesce(w.unit_id, to_jsonb(c.unit_id)) AS unit_id, coalesce(w.name, to_jsonb(c.name)) AS name,
-               coalesce(w.geom, to_jsonb(ST_AsEWKT(c.geom))) AS geom,
-               c.unit_id AS now_unit_id, c.name AS now_name, c.geom AS now_geom
-          FROM was w LEFT JOIN vms.channel c ON c.code = w.code),
-    names AS (
-        SELECT m.now_unit_id AS unit_id, m.now_name AS name FROM moved m
-         WHERE NOT m.gone AND (NOT m.existed OR (m.unit_id #>> '{}')::bigint IS DISTINCT FROM m.now_unit_id
-                               OR m.name #>> '{}' IS DISTINCT FROM m.now_name)
-        UNION SELECT (m.unit_id #>> '{}')::bigint, m.name #>> '{}' FROM moved m
-         WHERE m.existed AND (m.gone OR (m.unit_id #>> '{}')::bigint IS DISTINCT FROM m.now_unit_id
-                              OR m.name #>> '{}' IS DISTINCT FROM m.now_name)),
-    points AS (
-        SELECT m.now_geom AS geom FROM moved m
-         WHERE NOT m.gone AND m.now_geom IS NOT NULL
-           AND (NOT m.existed OR m.geom #>> '{}' IS DISTINCT FROM ST_AsEWKT(m.now_geom))
-        UNION SELECT ST_GeomFromEWKT(m.geom #>> '{}') FROM moved m
-         WHERE m.existed AND m.geom #>> '{}' IS NOT NULL
-           AND (m.gone OR m.geom #>> '{}' IS DISTINCT FROM ST_AsEWKT(m.now_geom)))
-    SELECT (SELECT array_agg(m.code) FROM moved m WHERE NOT m.gone),
-           (SELECT array_agg(DISTINCT c.code) FROM vms.channel c JOIN names m ON m.unit_id = c.unit_id AND m.name = c.name),
-           (SELECT array_agg(DISTINCT c.code) FROM points p JOIN vms.channel c ON c.geom && ST_Expand(p.geom, 1e-9))
+               bool_or(h.op <> 'UPDATE' OR h.old_values ?| ARRAY['unit_id', 'name']) AS regrouped,
+               bool_or(h.op <> 'UPDATE' OR h.old_values ? 'geom') AS repointed,
+               array_agg(h.old_values ->> 'unit_id') FILTER (WHERE h.old_values ? 'unit_id')
+                 || array_agg(h.new_values ->> 'unit_id') FILTER (WHERE h.new_values ? 'unit_id') AS unit_ids,
+               array_agg(h.old_values ->> 'name') FILTER (WHERE h.old_values ? 'name')
+                 || array_agg(h.new_values ->> 'name') FILTER (WHERE h.new_values ? 'name') AS names,
+               array_agg(h.old_values ->> 'geom') FILTER (WHERE h.old_values ? 'geom')
+                 || array_agg(h.new_values ->> 'geom') FILTER (WHERE h.new_values ? 'geom') AS geoms
+          FROM h GROUP BY h.code)
+    SELECT w.code, w.regrouped, w.repointed, w.unit_ids, w.names, w.geoms, c.code IS NULL AS gone,
+           c.unit_id, c.name, c.geom
+      FROM was w LEFT JOIN vms.channel c ON c.code = w.code;
+    -- the unit-and-name groups they may have joined or left (every unit
+    -- with every name a channel had), each counted again with its members
+    CREATE TEMP TABLE _gov_name_keys ON COMMIT DROP AS
+    SELECT DISTINCT u.unit_id, n.name
+      FROM _gov_changed m
+     CROSS JOIN LATERAL (SELECT v::bigint AS unit_id FROM unnest(m.unit_ids) v UNION SELECT m.unit_id) u
+     CROSS JOIN LATERAL (SELECT v AS name FROM unnest(m.names) v UNION SELECT m.name) n
+     WHERE m.regrouped AND u.unit_id IS NOT NULL AND n.name IS NOT NULL;
+    ANALYZE _gov_name_keys;   -- a few keys: hashed, against one pass over the ledger
+    CREATE TEMP TABLE _gov_name_members ON COMMIT DROP AS
+    SELECT c.code, c.unit_id, c.name FROM _gov_name_keys k JOIN vms.channel c ON c.unit_id = k.unit_id AND c.name = k.name;
+    DELETE FROM vms.governance_name_group g USING _gov_name_keys k WHERE g.unit_id = k.unit_id AND g.name = k.name;
+    INSERT INTO vms.governance_name_group (unit_id, name, channels)
+    SELECT m.unit_id, m.name, count(*) FROM _gov_name_members m GROUP BY m.unit_id, m.name HAVING count(*) > 1;
+    -- the same for points: every channel within 1e-9 degrees of a point
+    -- they had or have (EWKT's digits), each point among those counted again
+    CREATE TEMP TABLE _gov_points ON COMMIT DROP AS
+    SELECT DISTINCT p.geom
+      FROM _gov_changed m
+     CROSS JOIN LATERAL (SELECT ST_GeomFromEWKT(v) AS geom FROM unnest(m.geoms) v UNION SELECT m.geom) p
+     WHERE m.repointed AND p.geom IS NOT NULL;
+    ANALYZE _gov_points;
+    CREATE TEMP TABLE _gov_point_members ON COMMIT DROP AS
+    SELECT DISTINCT c.code, c.geom FROM _gov_points p JOIN vms.channel c ON c.geom && ST_Expand(p.geom, 1e-9);
+    DELETE FROM vms.governance_point_group g USING _gov_points p WHERE g.geom && ST_Expand(p.geom, 1e-9);
+    INSERT INTO vms.governance_point_group (geom, channels)
+    SELECT m.geom, count(*) FROM _gov_point_members m GROUP BY m.geom HAVING count(*) > 1;
+    SELECT (SELECT array_agg(m.code) FROM _gov_changed m WHERE NOT m.gone),
+           (SELECT array_agg(m.code) FROM _gov_name_members m),
+           (SELECT array_agg(m.code) FROM _gov_point_members m)
       INTO codes, name_codes, point_codes;
-    RETURN vms._governance_run(NULL, coalesce(codes, '{}'), true, name_codes, point_codes);
+    DROP TABLE _gov_changed, _gov_name_keys, _gov_name_members, _gov_points, _gov_point_members;
+    run := vms._governance_run(NULL, coalesce(codes, '{}'), true, name_codes, point_codes);
+    UPDATE vms.governance_run g SET snapshot = snap, since = snap_since WHERE g.id = run.id RETURNING * INTO run;
+    RETURN run;
 END $$;
 COMMENT ON FUNCTION vms.governance_run_changed() IS
-    'incremental governance run: every enabled rule over the channels changed since the last run over the whole ledger, and duplicate_name and same_point over the channels they share a unit and name or a point with (now or then); the same tasks opened, refreshed and closed for them as a full run; a full run when there was none';
+    'incremental governance run: every enabled rule over the channels changed since the last run over the whole ledger, and duplicate_name and same_point over the channels of the unit-and-name and point groups they joined or left (counted again; other groups'' counts kept from the run before); the same tasks opened, refreshed and closed for them as a full run; a full run when there was none';
 
 -- Task life cycle ------------------------------------------------------------
 CREATE FUNCTION vms.governance_task_assign(task_id bigint, assignee text) RETURNS void
