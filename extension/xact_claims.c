@@ -2,10 +2,14 @@
  * xact_claims.c — claims held until the taking (sub)transaction ends; see
  * xact_claims.h.  One pair of transaction callbacks, registered when the
  * first list opens, serves every list of the backend.
+ *
+ * Also vms._sip_position_first_wake(), a mark once a transaction kept here
+ * rather than in a setting a session could set itself.
  */
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "fmgr.h"
 #include "utils/memutils.h"
 
 #include "xact_claims.h"
@@ -48,7 +52,7 @@ claims_xact_callback(XactEvent event, void *arg)
 				break;
 			case XACT_EVENT_PRE_PREPARE:
 				/* a later ROLLBACK PREPARED would lose them */
-				if (c->n > 0)
+				if (c->n > 0 && c->what != NULL)
 					ereport(ERROR,
 							(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 							 errmsg("cannot PREPARE a transaction that took %s", c->what),
@@ -125,4 +129,32 @@ xact_claims_item(XactClaims *c, int i)
 {
 	Assert(i >= 0 && i < c->n);
 	return c->items + (Size) i * c->item_size;
+}
+
+/*
+ * vms._sip_position_first_wake(): true the first time in this transaction,
+ * false after, so that vms._sip_position_touched wakes the SIP worker once a
+ * transaction however many statements report positions.  A mark made in a
+ * savepoint that rolls back goes with it (as the wake it stood for), one
+ * made in a released savepoint stays.  The mark is a claim of a list of
+ * one that nothing releases; PREPARE TRANSACTION is allowed.
+ */
+static void
+mark_release(void *items, int n, bool committed)
+{
+}
+
+static XactClaims position_woken = {
+	.what = NULL,				/* PREPARE allowed */
+	.item_size = 1,
+	.capacity = 1,
+	.release = mark_release,
+};
+
+PG_FUNCTION_INFO_V1(vms_sip_position_first_wake);
+Datum
+vms_sip_position_first_wake(PG_FUNCTION_ARGS)
+{
+	xact_claims_open(&position_woken);
+	PG_RETURN_BOOL(xact_claims_add(&position_woken) != NULL);
 }

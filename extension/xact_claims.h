@@ -10,7 +10,8 @@
  * commits or aborts, all of them are, with committed true or false.  A
  * PREPARE TRANSACTION with claims is refused (a later ROLLBACK PREPARED would
  * lose them): "cannot PREPARE a transaction that took <what>", with the hint
- * to run <flush>() in a transaction of its own.
+ * to run <flush>() in a transaction of its own; with what NULL it is allowed
+ * and the claims end as at a commit.
  *
  * Claims are appended at the current nest level, which is never below the
  * level of any claim still held (deeper ones have passed up or been
@@ -26,7 +27,7 @@ typedef void (*XactClaimsRelease) (void *items, int n, bool committed);
 typedef struct XactClaims
 {
 	/* set by the owner, statically */
-	const char *what;			/* "rows from the search history queue" */
+	const char *what;			/* "rows from the search history queue"; NULL: PREPARE allowed */
 	const char *flush;			/* "vms.search_history_flush" */
 	Size		item_size;
 	int			capacity;

@@ -175,6 +175,7 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms._sip_upstream_control(text,text,text,text,text,json,text)',
     'vms._sip_upstream_control_answer(text,text,text,text,text,json)',
     'vms._sip_share_touched()',
+    'vms._sip_position_first_wake()',
     'vms._sip_position_touched()',
     'vms._sip_take_share_changes()',
     'vms._sip_upstream_relay(text,text,text,text)',

@@ -399,6 +399,14 @@ SELECT count(*) AS wakes_in_transaction FROM vms.sip_share_change;
 COMMIT;
 SELECT * FROM vms._sip_take_share_changes() AS taken_one_transaction;
 SELECT upstream, device_code FROM vms.sip_position_change ORDER BY 1, 2;
+-- the mark of that one wake is kept by vms._sip_position_first_wake, not in a setting: a session setting one
+-- (as vms.sip_position_woken was, to its transaction id) does not skip its wake
+BEGIN;
+SELECT set_config('vms.sip_position_woken', pg_current_xact_id()::text, true) IS NOT NULL AS set;
+INSERT INTO vms.mobile_position (device_code, at, geom) VALUES
+    ('34020100001320000009', '2026-01-01 11:06+00', ST_SetSRID(ST_MakePoint(118.0, 31.5), 4326));
+SELECT count(*) AS wakes_despite_setting FROM vms.sip_share_change;
+ROLLBACK;
 -- a compare on a report looks at the channels of the devices reported since (taking them), not at the whole
 -- share: 34020100001320000001's position (reported while nobody subscribed) is not among them
 SELECT (xpath('/Notify/DeviceID/text()', x))[1]::text AS code, (xpath('/Notify/Longitude/text()', x))[1]::text AS lon

@@ -942,6 +942,14 @@ END $$;
 COMMENT ON FUNCTION vms._sip_upstream_positions(text, bigint, boolean, integer, boolean) IS
     'internal: the changed positions of channels shared with an upper platform as MANSCDP MobilePosition notifications, at most one per channel every gap seconds (a NULL body says when the next held back is due); recorded as sent; whole false: only the channels of devices that reported since the last compare, and those held back';
 
+-- true the first time in a transaction: the mark of vms._sip_position_touched's one wake a transaction, kept in C
+-- (extension/xact_claims.c) rather than in a setting that a session could set to skip its wake
+CREATE FUNCTION vms._sip_position_first_wake() RETURNS boolean
+    AS 'MODULE_PATHNAME', 'vms_sip_position_first_wake' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION vms._sip_position_first_wake() FROM PUBLIC;
+COMMENT ON FUNCTION vms._sip_position_first_wake() IS
+    'internal: true the first time in this transaction, false after (a savepoint rolled back takes the mark with it, a released one keeps it): vms._sip_position_touched wakes the SIP worker once a transaction';
+
 -- a report of a position wakes the SIP worker while an upper platform subscribes to positions: it sends the change
 -- at once (rate-limited by the subscription's Interval)
 CREATE FUNCTION vms._sip_position_touched() RETURNS trigger
@@ -961,9 +969,8 @@ BEGIN
         ON CONFLICT ON CONSTRAINT sip_position_change_pkey DO UPDATE SET device_code = EXCLUDED.device_code WHERE false;
         -- one wake a transaction (not one a statement: a report is one): it commits with all of the transaction's
         -- reports and codes, so the compare it wakes sees them.  A savepoint rolled back takes the mark with it.
-        IF current_setting('vms.sip_position_woken', true) IS DISTINCT FROM pg_current_xact_id()::text THEN
+        IF vms._sip_position_first_wake() THEN
             INSERT INTO vms.sip_share_change (source) VALUES ('mobile_position');
-            PERFORM set_config('vms.sip_position_woken', pg_current_xact_id()::text, true);
             PERFORM vms._wake_worker('sip');
         END IF;
     END IF;
