@@ -267,3 +267,24 @@ SELECT line_no, nfields, code, name, ch_overridden FROM new_checked WHERE line_n
 DROP TABLE _ledger_csv;
 CREATE TEMP TABLE _ledger_csv (line_no int, fields text[], error text);
 SELECT count(*) FROM vms.ledger_check_rows(1, '{}', 1, NULL);
+
+-- the CSV reader takes runs of ordinary bytes at once (issue 20): records
+-- at the 1 MB limit, quoted or not, with and without newlines inside, read
+-- as byte by byte (a record of 1,048,576 bytes is read, one more is
+-- reported and the reader resyncs at the next newline)
+SELECT t.n, count(*) AS records, max(r.line_no) AS last_line,
+       array_agg(r.line_no ORDER BY r.line_no) FILTER (WHERE r.error IS NOT NULL) AS bad_lines,
+       string_agg(DISTINCT r.error, '; ') AS errors,
+       (array_agg((SELECT array_agg(length(f)) FROM unnest(r.fields) f)::text ORDER BY r.line_no))[1:2] AS first_lengths
+  FROM (VALUES (1, 'a,' || repeat('x', 1048574) || E'\nb,c\n'),
+               (2, 'a,' || repeat('x', 1048575) || E'\nb,c\n'),
+               (3, 'a,"' || repeat(E'x\n', 600000) || E'"\nb,c\n'),
+               (4, 'a,"' || repeat(E'x\n', 524286) || E'",z\nb,c\n'),
+               (5, '"' || repeat('y', 2000000) || E',"\nb,"c\n'),
+               (6, repeat('z', 1048576) || E'\nq\n'),
+               (7, repeat('z', 1048577) || E'\nq\n'),
+               (8, '"' || repeat('w', 1048574) || E'"\nq\n'),
+               (9, '"' || repeat('w', 1048575) || E'"\nq\n'),
+               (10, E'a"b,"c""d\re",f\r\ng\rh,"i\r\nj"\n')) t(n, s),
+       vms.csv_rows(convert_to(t.s, 'UTF8'), 'UTF8') r
+ GROUP BY 1 ORDER BY 1;
