@@ -363,7 +363,7 @@ BEGIN
     -- take the device columns that the file fills in.
     WITH upserted AS (
         INSERT INTO vms.device AS d (code, name, manufacturer, model, ip_address, port, civil_code, overridden)
-        SELECT DISTINCT ON (dev_code) dev_code::vms.gbcode,
+        SELECT dev_code::vms.gbcode,
                coalesce(device_name, CASE WHEN dev_code = code THEN name END, dev_code),
                manufacturer, model, ip_address::inet, port_i, civil_code,
                array_remove(ARRAY[CASE WHEN device_name IS NOT NULL OR dev_code = code THEN 'name' END,
@@ -373,7 +373,10 @@ BEGIN
                                   CASE WHEN port IS NOT NULL THEN 'port' END,
                                   CASE WHEN civil_code IS NOT NULL THEN 'civil_code' END], NULL)
           FROM _ledger_checked
-         ORDER BY dev_code, line_no DESC
+         -- each device from its last row: found by hashing, not by sorting
+         -- every row as DISTINCT ON (dev_code) ... line_no DESC would
+         WHERE line_no IN (SELECT max(line_no) FROM _ledger_checked GROUP BY dev_code::vms.gbcode)
+         ORDER BY dev_code
         ON CONFLICT (code) DO UPDATE SET
             name = CASE WHEN EXCLUDED.overridden @> '{name}' THEN EXCLUDED.name ELSE d.name END,
             manufacturer = coalesce(EXCLUDED.manufacturer, d.manufacturer),
