@@ -111,6 +111,21 @@ static const char *const channel_doc_keys[] = {
 };
 #define CHANNEL_DOC_NARGS 19
 
+/*
+ * The arguments in the order of their keys in a jsonb object (shorter key
+ * first, then bytewise): pushed in this order, the object's keys are
+ * already sorted, and the sort at its end (uniqueifyJsonbObject, a quarter
+ * of the time when pushed in argument order) finds them so.  The value is
+ * the same either way.
+ */
+static const int channel_doc_order[CHANNEL_DOC_NARGS] = {
+	0 /* code */ , 17 /* geom */ , 2 /* name */ , 3 /* alias */ , 6 /* street */ ,
+	4 /* address */ , 10 /* azimuth */ , 15 /* unit_id */ , 11 /* fov_angle */ ,
+	5 /* civil_code */ , 7 /* place_type */ , 8 /* point_type */ , 9 /* resolution */ ,
+	16 /* stream_url */ , 1 /* device_code */ , 12 /* fov_range_m */ ,
+	14 /* capabilities */ , 18 /* coord_source */ , 13 /* install_height_m */
+};
+
 static void
 doc_push_key(JsonbParseState **st, const char *key)
 {
@@ -194,8 +209,9 @@ vms_channel_doc(PG_FUNCTION_ARGS)
 	if (PG_NARGS() != CHANNEL_DOC_NARGS)
 		elog(ERROR, "vms._channel_doc takes %d arguments", CHANNEL_DOC_NARGS);
 	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-	for (int i = 0; i < CHANNEL_DOC_NARGS; i++)
+	for (int o = 0; o < CHANNEL_DOC_NARGS; o++)
 	{
+		int			i = channel_doc_order[o];
 		JsonbValue	v;
 
 		doc_push_key(&st, channel_doc_keys[i]);
