@@ -51,6 +51,8 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms._cluster_apply_naming()',
     'vms._cluster_apply_owned()',
     'vms._cluster_apply_tiles()',
+    'vms._cluster_apply_tiles_due()',
+    'vms._cluster_apply_tiles_flush()',
     'vms._cluster_apply_tiles_insert()',
     'vms._cluster_apply_tags()',
     'vms._cluster_applying()',

@@ -452,6 +452,21 @@ CREATE TRIGGER channel_cluster_apply_tiles_ins AFTER INSERT ON vms.channel
     FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_tiles_insert();
 ALTER TABLE vms.channel ENABLE REPLICA TRIGGER channel_cluster_apply_tiles;
 ALTER TABLE vms.channel ENABLE REPLICA TRIGGER channel_cluster_apply_tiles_ins;
+-- The apply worker's inserted channels are buffered by the C trigger above
+-- and folded into vms.channel_cluster_delta set-based (summed per cell, as
+-- the statement triggers do) by this deferred trigger at the transaction's
+-- commit: one event a transaction (its WHEN is true for the first buffered
+-- row only), and the cells commit with the channels or not at all.
+CREATE FUNCTION vms._cluster_apply_tiles_due() RETURNS boolean
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'vms_cluster_apply_tiles_due';
+COMMENT ON FUNCTION vms._cluster_apply_tiles_due() IS 'internal: city side: the WHEN of channel_cluster_apply_tiles_flush, true for the first channel of a transaction the apply worker buffers for the map''s cluster cells';
+CREATE FUNCTION vms._cluster_apply_tiles_flush() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'vms_cluster_apply_tiles_flush';
+COMMENT ON FUNCTION vms._cluster_apply_tiles_flush() IS 'internal: city side: folds the channels the apply worker buffered in this transaction into the map''s cluster cells, at commit';
+CREATE CONSTRAINT TRIGGER channel_cluster_apply_tiles_flush AFTER INSERT ON vms.channel
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+    WHEN (vms._cluster_apply_tiles_due()) EXECUTE FUNCTION vms._cluster_apply_tiles_flush();
+ALTER TABLE vms.channel ENABLE REPLICA TRIGGER channel_cluster_apply_tiles_flush;
 
 -- City, replica mode: a district's tags become the city's tags (merged by
 -- category and name) and its channel tags vms.channel_tag rows.

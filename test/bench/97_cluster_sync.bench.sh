@@ -100,6 +100,10 @@ check=$(cluster_psql "$cdir" "$cport" bench_c -tA -c "SELECT count(*) FROM vms.c
 dsum=$(dpsql -c "SELECT md5(string_agg(concat_ws('|', code, name, device_code, civil_code, ST_AsEWKT(geom), updated_at), ',' ORDER BY code)) FROM vms.channel")
 csum=$(cluster_psql "$cdir" "$cport" bench_c -tA -c "SELECT md5(string_agg(concat_ws('|', code, name, device_code, civil_code, ST_AsEWKT(geom), updated_at), ',' ORDER BY code)) FROM vms.channel")
 [ "$dsum" = "$csum" ] || { echo "city's channels differ from the district's" >&2; exit 1; }
+# and the map's cluster cells the apply worker appended count each of them
+# once at every level 6-18
+cells=$(cluster_psql "$cdir" "$cport" bench_c -tA -c "SELECT string_agg(DISTINCT s::text, ',') FROM (SELECT sum(n) s FROM vms.channel_cluster_delta GROUP BY level) l")
+[ "$cells" = "$n" ] || { echo "city's map cells count $cells channels a level, not $n" >&2; exit 1; }
 # where the time goes: the same import again with the city's replica
 # triggers (ownership and conflicts, map cells) off, i.e. plain logical
 # replication of vms.device and vms.channel as they are (indexes, generated
@@ -111,6 +115,7 @@ ALTER TABLE vms.device DISABLE TRIGGER device_cluster_apply;
 ALTER TABLE vms.channel DISABLE TRIGGER channel_cluster_apply;
 ALTER TABLE vms.channel DISABLE TRIGGER channel_cluster_apply_tiles;
 ALTER TABLE vms.channel DISABLE TRIGGER channel_cluster_apply_tiles_ins;
+ALTER TABLE vms.channel DISABLE TRIGGER channel_cluster_apply_tiles_flush;
 SQL
 read -r plain_lag plain_total plain_import < <(measure "SELECT vms.ledger_import_file('$csv')" "$(probe_fn vms.channel)")
 echo "# the same import with the city's replica triggers off: seen ${plain_lag%.*} ms after its commit" >&2

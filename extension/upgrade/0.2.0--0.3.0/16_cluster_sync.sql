@@ -461,6 +461,21 @@ CREATE TRIGGER channel_cluster_apply_tiles_ins AFTER INSERT ON vms.channel
     FOR EACH ROW EXECUTE FUNCTION vms._cluster_apply_tiles_insert();
 ALTER TABLE vms.channel ENABLE REPLICA TRIGGER channel_cluster_apply_tiles;
 ALTER TABLE vms.channel ENABLE REPLICA TRIGGER channel_cluster_apply_tiles_ins;
+-- The apply worker's inserted channels are buffered by the C trigger above
+-- and folded into vms.channel_cluster_delta set-based (summed per cell, as
+-- the statement triggers do) by this deferred trigger at the transaction's
+-- commit: one event a transaction (its WHEN is true for the first buffered
+-- row only), and the cells commit with the channels or not at all.
+CREATE FUNCTION vms._cluster_apply_tiles_due() RETURNS boolean
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'vms_cluster_apply_tiles_due';
+COMMENT ON FUNCTION vms._cluster_apply_tiles_due() IS 'internal: city side: the WHEN of channel_cluster_apply_tiles_flush, true for the first channel of a transaction the apply worker buffers for the map''s cluster cells';
+CREATE FUNCTION vms._cluster_apply_tiles_flush() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'vms_cluster_apply_tiles_flush';
+COMMENT ON FUNCTION vms._cluster_apply_tiles_flush() IS 'internal: city side: folds the channels the apply worker buffered in this transaction into the map''s cluster cells, at commit';
+CREATE CONSTRAINT TRIGGER channel_cluster_apply_tiles_flush AFTER INSERT ON vms.channel
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+    WHEN (vms._cluster_apply_tiles_due()) EXECUTE FUNCTION vms._cluster_apply_tiles_flush();
+ALTER TABLE vms.channel ENABLE REPLICA TRIGGER channel_cluster_apply_tiles_flush;
 
 -- City, replica mode: a district's tags become the city's tags (merged by
 -- category and name) and its channel tags vms.channel_tag rows.
@@ -1494,7 +1509,8 @@ COMMENT ON FUNCTION vms._availability_ranges(timestamptz, timestamptz, text) IS
 
 REVOKE ALL ON FUNCTION vms._district_security_levels(), vms._cluster_has_levels(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION vms._availability_gaps(timestamptz, timestamptz), vms._availability_run_replicated(text, vms.gbcode),
-    vms._cluster_keep_gaps(), vms._cluster_apply_tiles_insert() FROM PUBLIC;
+    vms._cluster_keep_gaps(), vms._cluster_apply_tiles_insert(), vms._cluster_apply_tiles_due(),
+    vms._cluster_apply_tiles_flush() FROM PUBLIC;
 REVOKE ALL ON FUNCTION
     vms._cluster_applying(), vms._cluster_conflict(text, text, text, text, text, jsonb),
     vms._cluster_apply_owned(), vms._cluster_apply_child(), vms._cluster_apply_tiles(), vms._cluster_tag_id(text, text, text, boolean),
