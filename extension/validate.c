@@ -19,6 +19,7 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 
 #include "gbcode.h"
@@ -304,7 +305,7 @@ enum
 	LO_LINE, LO_ERROR, LO_NFIELDS, LO_FIRST_COL,
 	LO_DEV_CODE = LO_FIRST_COL + LK_NCOLS, LO_POINT_TYPE_CODE, LO_PORT_I, LO_LON_F, LO_LAT_F,
 	LO_AZIMUTH_F, LO_FOV_ANGLE_F, LO_FOV_RANGE_F, LO_HEIGHT_F, LO_CRS, LO_REASONS,
-	LO_CH_CAPABILITIES, LO_CH_COORD_SOURCE, LO_CH_OVERRIDDEN, LO_NATTS
+	LO_CH_CAPABILITIES, LO_CH_COORD_SOURCE, LO_CH_OVERRIDDEN, LO_REPEATED, LO_NATTS
 };
 
 typedef struct LcField
@@ -320,6 +321,7 @@ typedef struct LcState
 	text	   *url_re;
 	const char *semicolon_wide; /* '；' in the server encoding */
 	int			semicolon_wide_len;
+	HTAB	   *seen;			/* codes of rows without reasons so far */
 } LcState;
 
 static Datum
@@ -461,6 +463,7 @@ lc_check_row(LcState *st, const int *colpos, int header_fields, Datum line,
 	const char *crs = NULL;
 	const char *ptcode = NULL;
 	int			ptcode_len = 0;
+	GbCode		code = {0};
 
 	for (int i = 0; i < LO_NATTS; i++)
 		nulls[i] = true;
@@ -588,8 +591,7 @@ lc_check_row(LcState *st, const int *colpos, int header_fields, Datum line,
 		lc_push(reasons, &nreasons, "code is missing");
 	if (HAS(LK_CODE))
 	{
-		GbCode		dummy;
-		char	   *problem = gbcode_parse(c[LK_CODE].p, c[LK_CODE].len, &dummy);
+		char	   *problem = gbcode_parse(c[LK_CODE].p, c[LK_CODE].len, &code);
 
 		if (problem)
 			lc_push(reasons, &nreasons, psprintf("code: %s", problem));
@@ -649,6 +651,21 @@ lc_check_row(LcState *st, const int *colpos, int header_fields, Datum line,
 						 STR(LK_STREAM_URL)));
 	values[LO_REASONS] = lc_array(reasons, nreasons);
 	nulls[LO_REASONS] = false;
+
+	/*
+	 * repeated: a row without reasons whose code (as a code) an earlier such
+	 * row had.  Codes equal as text are equal as codes, so no repeated code
+	 * goes unflagged; the import looks for repeated codes (as text) only
+	 * when some row is flagged.
+	 */
+	{
+		bool		found = false;
+
+		if (nreasons == 0 && HAS(LK_CODE))
+			hash_search(st->seen, &code, HASH_ENTER, &found);
+		values[LO_REPEATED] = BoolGetDatum(found);
+		nulls[LO_REPEATED] = false;
+	}
 
 	/*
 	 * ch_capabilities: the names between |, ; or ；, spaces trimmed, empty
@@ -777,6 +794,14 @@ vms_ledger_check_rows(PG_FUNCTION_ARGS)
 	st.semicolon_wide = wide;
 	st.semicolon_wide_len = strlen(wide);
 	args[0] = PG_GETARG_DATUM(0);
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(GbCode);
+		ctl.entrysize = sizeof(GbCode);
+		ctl.hcxt = CurrentMemoryContext;
+		st.seen = hash_create("ledger_check_rows codes", 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
 
 	SPI_connect();
 	st.catalog_plan = SPI_prepare("SELECT 1 FROM vms.catalog_node n WHERE n.code = $1::vms.gbcode",

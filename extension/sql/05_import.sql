@@ -84,7 +84,9 @@ COMMENT ON FUNCTION vms.try_float8(text) IS 'the number in the text, or NULL whe
 -- staged in pg_temp._ledger_csv after the header line: the template's columns
 -- (nullif(btrim(fields[coalesce(columns->>key, 0)]), '')),
 -- the typed values, the reasons a row is rejected and the channel values
--- (ch_*) but the point.  vms.ledger_import_rows calls it with the caller's
+-- (ch_*) but the point; repeated flags a row without reasons whose code an
+-- earlier such row had (as a code: every code repeated as text is flagged,
+-- the import then finds those).  vms.ledger_import_rows calls it with the caller's
 -- rights; it reads only the caller's own temporary table and, for the
 -- catalog column, vms.catalog_node as the caller.
 CREATE FUNCTION vms.ledger_check_rows(header_line bigint, columns jsonb, header_fields integer, point_types jsonb)
@@ -95,7 +97,7 @@ CREATE FUNCTION vms.ledger_check_rows(header_line bigint, columns jsonb, header_
         fov_angle text, fov_range_m text, install_height_m text, capabilities text, unit text, stream_url text,
         catalog text, dev_code text, point_type_code text, port_i integer, lon_f float8, lat_f float8,
         azimuth_f float8, fov_angle_f float8, fov_range_f float8, height_f float8, crs text,
-        reasons text[], ch_capabilities text[], ch_coord_source text, ch_overridden text[])
+        reasons text[], ch_capabilities text[], ch_coord_source text, ch_overridden text[], repeated boolean)
     AS 'MODULE_PATHNAME', 'vms_ledger_check_rows' LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION vms.ledger_check_rows(bigint, jsonb, integer, jsonb) IS
     'the row check of a ledger import over pg_temp._ledger_csv: template columns, typed values, reasons and channel values per record';
@@ -410,10 +412,14 @@ BEGIN
     ANALYZE _ledger_checked (line_no, code, dev_code, unit, catalog, reasons);
 
     -- The same code twice: the last row wins, earlier ones are reported.
-    UPDATE _ledger_checked c SET reasons = c.reasons || format('code repeated at line %s, which is imported instead', d.last_line)
-      FROM (SELECT code, max(line_no) AS last_line FROM _ledger_checked
-             WHERE reasons = '{}' GROUP BY code HAVING count(*) > 1) d
-     WHERE c.code = d.code AND c.line_no < d.last_line AND c.reasons = '{}';
+    -- Only when the check flagged a row (hashing a million codes here costs
+    -- a second when none repeats).
+    IF EXISTS (SELECT 1 FROM _ledger_checked WHERE repeated) THEN
+        UPDATE _ledger_checked c SET reasons = c.reasons || format('code repeated at line %s, which is imported instead', d.last_line)
+          FROM (SELECT code, max(line_no) AS last_line FROM _ledger_checked
+                 WHERE reasons = '{}' GROUP BY code HAVING count(*) > 1) d
+         WHERE c.code = d.code AND c.line_no < d.last_line AND c.reasons = '{}';
+    END IF;
 
     INSERT INTO vms.import_rejection (job_id, line_no, reasons, fields)
     SELECT job_id, c.line_no, c.reasons, r.fields
