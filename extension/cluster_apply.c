@@ -16,13 +16,21 @@
  *           that changes the code: the old and the new code both, else a
  *           district could move another's row under a code of its own);
  * anything else is recorded with vms._cluster_conflict and not applied.
- * The lookups are prepared once per backend and run with enable_seqscan =
- * off (as the PL/pgSQL function's SET clause did; the apply worker's search_path is empty: every name is qualified, the code's = is in pg_catalog): planned while a table is
- * small they would otherwise scan it, and keep scanning it as it grows.
+ * The lookups (the code's owner, a row of the city's under it, stray
+ * availability runs) probe the primary keys' indexes directly (pk_scan);
+ * the writes (claim, release, the strays' DELETE, run only when the probe
+ * found some) are prepared once per backend and run with enable_seqscan =
+ * off (as the PL/pgSQL function's SET clause did; the apply worker's
+ * search_path is empty: every name is qualified, the code's = is in
+ * pg_catalog): planned while a table is small they would otherwise scan
+ * it, and keep scanning it as it grows.
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
@@ -38,6 +46,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 PG_FUNCTION_INFO_V1(vms_cluster_apply_owned);
@@ -45,11 +54,9 @@ PG_FUNCTION_INFO_V1(vms_cluster_apply_owned);
 #define KIND_N 4
 static const char *const kind_names[KIND_N] = {"device", "channel", "catalog_node", "checkpoint"};
 
-static SPIPlanPtr owner_plan;
 static SPIPlanPtr claim_plan;
 static SPIPlanPtr claim_again_plan;
 static SPIPlanPtr release_plan;
-static SPIPlanPtr present_plan[KIND_N];
 /* a device's or channel's availability runs sent by anyone but its owner */
 static SPIPlanPtr strays_plan[2];
 
@@ -70,17 +77,9 @@ prepare_plans(Oid gbcode)
 	Oid			tc[2] = {TEXTOID, gbcode};
 	Oid			tct[3] = {TEXTOID, gbcode, TEXTOID};
 	Oid			ct[2] = {gbcode, TEXTOID};
-	int			k;
 
-	if (owner_plan != NULL)
+	if (claim_plan != NULL)
 		return;
-	for (k = 0; k < KIND_N; k++)
-	{
-		char		sql[200];
-
-		snprintf(sql, sizeof(sql), "SELECT 1 FROM vms.%s x WHERE x.code = $1 LIMIT 1", kind_names[k]);
-		present_plan[k] = keep(sql, 1, &gbcode);
-	}
 	claim_plan = keep("INSERT INTO vms.cluster_owner (kind, code, district) VALUES ($1, $2, $3)", 3, tct);
 	claim_again_plan = keep("INSERT INTO vms.cluster_owner (kind, code, district) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
 							3, tct);
@@ -89,7 +88,6 @@ prepare_plans(Oid gbcode)
 						  " AND r.district IS DISTINCT FROM $2", 2, ct);
 	strays_plan[1] = keep("DELETE FROM vms.availability_run r WHERE r.source IN ('catalog', 'stream') AND r.code = $1"
 						  " AND r.district IS DISTINCT FROM $2", 2, ct);
-	owner_plan = keep("SELECT o.district FROM vms.cluster_owner o WHERE o.kind = $1 AND o.code = $2", 2, tc);
 }
 
 static void
@@ -99,6 +97,137 @@ run(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only)
 
 	if (rc < 0)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+}
+
+/*
+ * The lookups of every replicated row go straight to a primary key's index
+ * (an equality on its first nkeys columns, with the index's own operators
+ * and collations) rather than through SPI: an executor set up and torn down
+ * for a one-row probe was most of their cost.  The caller closes the scan.
+ */
+static SysScanDesc
+pk_scan(Relation heap, int nkeys, const Datum *vals, Snapshot snap)
+{
+	Oid			idx = RelationGetPrimaryKeyIndex(heap);
+	Relation	irel;
+	ScanKeyData keys[3];
+	int			i;
+
+	Assert(nkeys <= 3);
+	if (!OidIsValid(idx))
+		elog(ERROR, "vms.%s has no primary key", RelationGetRelationName(heap));
+	irel = index_open(idx, AccessShareLock);
+	if (IndexRelationGetNumberOfKeyAttributes(irel) < nkeys)
+		elog(ERROR, "the primary key of vms.%s has fewer than %d columns", RelationGetRelationName(heap), nkeys);
+	for (i = 0; i < nkeys; i++)
+	{
+		Oid			type = irel->rd_opcintype[i];
+		Oid			opno = get_opfamily_member(irel->rd_opfamily[i], type, type, BTEqualStrategyNumber);
+
+		if (!OidIsValid(opno))
+			elog(ERROR, "no equality operator in the primary key of vms.%s", RelationGetRelationName(heap));
+		/* a heap column number: systable_beginscan maps it to the index's */
+		ScanKeyEntryInitialize(&keys[i], 0, irel->rd_index->indkey.values[i], BTEqualStrategyNumber, InvalidOid,
+							   irel->rd_indcollation[i], get_opcode(opno), vals[i]);
+	}
+	index_close(irel, NoLock);
+	return systable_beginscan(heap, idx, true, snap, nkeys, keys);
+}
+
+/* the column of a table by name */
+static int
+column(Relation rel, const char *name)
+{
+	int			attno = SPI_fnumber(RelationGetDescr(rel), name);
+
+	if (attno <= 0)
+		elog(ERROR, "vms.%s has no column %s", RelationGetRelationName(rel), name);
+	return attno;
+}
+
+/* vms.<name> opened for reading, locked until the transaction ends */
+static Relation
+open_vms(Oid ns, const char *name)
+{
+	Oid			relid = get_relname_relid(name, ns);
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "relation vms.%s does not exist", name);
+	return table_open(relid, AccessShareLock);
+}
+
+/* the district owning a code (vms.cluster_owner), or NULL */
+static char *
+owner_of(Oid ns, int kind, Datum code)
+{
+	Relation	rel = open_vms(ns, "cluster_owner");
+	Datum		vals[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	char	   *owner = NULL;
+
+	vals[0] = CStringGetTextDatum(kind_names[kind]);
+	vals[1] = code;
+	/* as the read-only SPI lookup it replaces: the statement's snapshot */
+	scan = pk_scan(rel, 2, vals, GetActiveSnapshot());
+	if (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, column(rel, "district"), RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			owner = TextDatumGetCString(d);
+	}
+	systable_endscan(scan);
+	table_close(rel, NoLock);
+	return owner;
+}
+
+/* does the city hold a row under this code (the trigger's own table) */
+static bool
+code_present(Relation rel, Datum code)
+{
+	SysScanDesc scan = pk_scan(rel, 1, &code, GetActiveSnapshot());
+	bool		found = HeapTupleIsValid(systable_getnext(scan));
+
+	systable_endscan(scan);
+	return found;
+}
+
+/*
+ * availability runs of a device (kind 0) or channel (1) code from anyone
+ * but the district: only when there are some does the DELETE run
+ */
+static bool
+strays_present(Oid ns, int kind, Datum code, const char *district)
+{
+	static const char *const sources[] = {"device", "catalog", "stream"};
+	Relation	rel = open_vms(ns, "availability_run");
+	int			d_att = column(rel, "district");
+	bool		found = false;
+	int			s;
+
+	for (s = kind == 0 ? 0 : 1; s < (kind == 0 ? 1 : 3) && !found; s++)
+	{
+		Datum		vals[2];
+		SysScanDesc scan;
+		HeapTuple	tup;
+
+		vals[0] = CStringGetTextDatum(sources[s]);
+		vals[1] = code;
+		/* as the DELETE would see them: the latest snapshot */
+		scan = pk_scan(rel, 2, vals, GetLatestSnapshot());
+		while (!found && HeapTupleIsValid(tup = systable_getnext(scan)))
+		{
+			bool		isnull;
+			Datum		d = heap_getattr(tup, d_att, RelationGetDescr(rel), &isnull);
+
+			found = isnull || strcmp(TextDatumGetCString(d), district) != 0;
+		}
+		systable_endscan(scan);
+	}
+	table_close(rel, NoLock);
+	return found;
 }
 
 /* the row as jsonb, recorded with the conflict */
@@ -148,6 +277,7 @@ vms_cluster_apply_owned(PG_FUNCTION_ARGS)
 	Oid			gbcode;
 	Datum		args[3];
 	int			save_nestlevel;
+	Oid			ns;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event))
 		ereport(ERROR,
@@ -200,28 +330,23 @@ vms_cluster_apply_owned(PG_FUNCTION_ARGS)
 	args[0] = CStringGetTextDatum(kind_names[kind]);
 	args[1] = code;
 	args[2] = CStringGetTextDatum(district);
-	run(owner_plan, args, NULL, true);
-	if (SPI_processed > 0)
-		owner = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	ns = RelationGetNamespace(rel);
+	owner = owner_of(ns, kind, code);
 
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 	{
-		bool		present;
+		bool		present = code_present(rel, code);
 
-		run(present_plan[kind], &code, NULL, true);
-		present = SPI_processed > 0;
 		if (owner == NULL && !present)
 		{
 			run(claim_plan, args, NULL, false);
-			if (kind <= 1)
-			{
-				/*
-				 * availability runs of the code that arrived before it was
-				 * anyone's (tables are first copied in parallel) from another
-				 * district, or the city's own: only the owner's are counted
-				 */
+			/*
+			 * availability runs of the code that arrived before it was
+			 * anyone's (tables are first copied in parallel) from another
+			 * district, or the city's own: only the owner's are counted
+			 */
+			if (kind <= 1 && strays_present(ns, kind, code, district))
 				run(strays_plan[kind], args + 1, NULL, false);
-			}
 			goto apply;
 		}
 		if (owner != NULL && strcmp(owner, district) == 0)
@@ -257,10 +382,7 @@ vms_cluster_apply_owned(PG_FUNCTION_ARGS)
 		{
 			code = newcode;
 			args[1] = code;
-			owner = NULL;
-			run(owner_plan, args, NULL, true);
-			if (SPI_processed > 0)
-				owner = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+			owner = owner_of(ns, kind, code);
 			if (owner == NULL || strcmp(owner, district) != 0)
 				goto conflict;
 		}
@@ -598,4 +720,43 @@ vms_cluster_apply_tiles_flush(PG_FUNCTION_ARGS)
 	tb.flush_queued = false;
 	tiles_flush();
 	return PointerGetDatum(NULL);
+}
+
+/*
+ * vms._cluster_has_levels(district): has this district sent security
+ * levels above 1 (vms.cluster_security_assignment).  The WHEN of the
+ * trigger that drops the compiled policy when a district with levels
+ * claims or lets go of a channel: it runs for every code a district claims,
+ * where a PL/pgSQL function and its query cost more than the probe of the
+ * primary key's index (district first) it is now.  As the STABLE function
+ * it replaces, it reads with the statement's snapshot.
+ */
+PG_FUNCTION_INFO_V1(vms_cluster_has_levels);
+
+Datum
+vms_cluster_has_levels(PG_FUNCTION_ARGS)
+{
+	Relation	rel;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Datum		district;
+	int			level_att;
+	bool		found = false;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_BOOL(false);
+	district = PG_GETARG_DATUM(0);
+	rel = open_vms(get_func_namespace(fcinfo->flinfo->fn_oid), "cluster_security_assignment");
+	level_att = column(rel, "level");
+	scan = pk_scan(rel, 1, &district, ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot());
+	while (!found && HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		bool		isnull;
+		Datum		level = heap_getattr(tup, level_att, RelationGetDescr(rel), &isnull);
+
+		found = !isnull && DatumGetInt16(level) > 1;
+	}
+	systable_endscan(scan);
+	table_close(rel, NoLock);
+	PG_RETURN_BOOL(found);
 }

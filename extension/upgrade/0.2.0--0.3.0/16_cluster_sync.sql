@@ -391,15 +391,14 @@ CREATE OR REPLACE FUNCTION vms._district_security_levels() RETURNS TABLE (code v
      WHERE a.level > 1
 $$;
 COMMENT ON FUNCTION vms._district_security_levels() IS 'internal: at a city, the levels its districts set on their own channels (a floor under the city''s)';
--- plpgsql, not sql: it runs for every code a district claims (the WHEN of
--- cluster_owner_policy_claim), and a SQL function there was parsed and
--- planned again for each row of the apply worker; plpgsql keeps its plan
--- (no SET clause either: every name in it is qualified)
+-- In C (extension/cluster_apply.c), a probe of the primary key's index: it
+-- runs for every code a district claims (the WHEN of
+-- cluster_owner_policy_claim); a SQL function there was parsed and planned
+-- again for each row of the apply worker, and a PL/pgSQL one with its query
+-- still cost more than the probe.  Same answer: is there a row of the
+-- district with a level above 1.
 CREATE FUNCTION vms._cluster_has_levels(district text) RETURNS boolean
-    LANGUAGE plpgsql STABLE AS $$
-BEGIN
-    RETURN EXISTS (SELECT 1 FROM vms.cluster_security_assignment a WHERE a.district = $1 AND a.level > 1);
-END $$;
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'vms_cluster_has_levels';
 COMMENT ON FUNCTION vms._cluster_has_levels(text) IS 'internal: has this district sent security levels above 1';
 CREATE TRIGGER cluster_security_assignment_policy AFTER INSERT OR UPDATE OR DELETE ON vms.cluster_security_assignment
     FOR EACH ROW EXECUTE FUNCTION vms._policy_changed();
