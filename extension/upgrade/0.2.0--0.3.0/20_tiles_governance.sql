@@ -669,7 +669,9 @@ BEGIN
                      UNION ALL SELECT l.* FROM unnest(dup_codes) u(code)
                      CROSS JOIN LATERAL (SELECT c.* FROM vms.channel c WHERE c.code = u.code OFFSET 0) l) c
               JOIN vms.governance_name_group g ON g.unit_id = c.unit_id AND g.name = c.name;
-        ELSIF scope IS NULL AND r.kind = 'same_point' THEN
+        ELSIF scope IS NULL AND r.kind = 'same_point' AND coalesce((r.params ->> 'min_count')::int, 3) >= 2 THEN
+            -- (points of one channel are not kept: a min_count of 1 counts
+            -- them in the ledger)
             INSERT INTO _gov_found
             SELECT c.code, r.code, r.severity, format('%s channels share the point %s', g.channels, ST_AsText(c.geom))
               FROM (SELECT c.* FROM vms.channel c WHERE codes IS NULL
