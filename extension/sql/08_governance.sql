@@ -335,6 +335,10 @@ DECLARE
         ARRAY(SELECT u.code FROM unnest(codes) u(code) UNION SELECT u.code FROM unnest(name_codes) u(code)) END;
     point_rule_codes vms.gbcode[] := CASE WHEN codes IS NOT NULL THEN
         ARRAY(SELECT u.code FROM unnest(codes) u(code) UNION SELECT u.code FROM unnest(point_codes) u(code)) END;
+    -- the listed channels' rows as vms.governance_run_changed read them
+    -- (pg_temp._gov_taken: code, ch, changed, for_dup, for_point), for the
+    -- rules checked here, instead of looking each up again for each rule
+    taken boolean := codes IS NOT NULL AND pg_catalog.to_regclass('pg_temp._gov_taken') IS NOT NULL;
 BEGIN
     IF scope IS NOT NULL AND scope !~ '^([0-9]{2}){1,4}$' THEN
         RAISE EXCEPTION 'governance scope must be a 2, 4, 6 or 8-digit civil code, not "%"', scope
@@ -368,12 +372,14 @@ BEGIN
         EXECUTE format($q$
         INSERT INTO _gov_found
         SELECT s.code, k.rule_code, k.severity, k.detail
-          FROM (SELECT c.code, ARRAY[%s]::text[] AS details FROM (SELECT c.* FROM vms.channel c WHERE $4 IS NULL
-                 UNION ALL SELECT l.* FROM (SELECT DISTINCT u.code FROM unnest($4::vms.gbcode[]) u(code)) u
-                 CROSS JOIN LATERAL (SELECT c.* FROM vms.channel c WHERE c.code = u.code OFFSET 0) l) c
+          FROM (SELECT c.code, ARRAY[%s]::text[] AS details FROM %s c
                  WHERE ($1 IS NULL OR c.civil_code LIKE $1 || '%%') OFFSET 0) s
          CROSS JOIN LATERAL unnest(s.details, $2::text[], $3::smallint[]) k(detail, rule_code, severity)
-         WHERE k.detail IS NOT NULL $q$, row_exprs)
+         WHERE k.detail IS NOT NULL $q$, row_exprs,
+            CASE WHEN taken THEN '(SELECT (t.ch).* FROM pg_temp._gov_taken t WHERE t.changed)'
+                 ELSE $s$(SELECT c.* FROM vms.channel c WHERE $4 IS NULL
+                 UNION ALL SELECT l.* FROM (SELECT DISTINCT u.code FROM unnest($4::vms.gbcode[]) u(code)) u
+                 CROSS JOIN LATERAL (SELECT c.* FROM vms.channel c WHERE c.code = u.code OFFSET 0) l)$s$ END)
         USING scope, row_rules, row_severities, codes;
     END IF;
     -- a run over the whole ledger counts its name and point groups once
@@ -397,7 +403,12 @@ BEGIN
     FOR r IN SELECT * FROM vms.governance_rule g
               WHERE g.enabled AND g.kind NOT IN ('required_fields', 'code_role', 'coordinates', 'stale')
               ORDER BY g.code LOOP
-        IF scope IS NULL AND r.kind = 'duplicate_name' THEN
+        IF taken AND scope IS NULL AND r.kind = 'duplicate_name' THEN
+            INSERT INTO _gov_found
+            SELECT c.code, r.code, r.severity, format('name "%s" is used by %s channels of the same unit', c.name, g.channels)
+              FROM (SELECT (t.ch).* FROM pg_temp._gov_taken t WHERE t.for_dup) c
+              JOIN vms.governance_name_group g ON g.unit_id = c.unit_id AND g.name = c.name;
+        ELSIF scope IS NULL AND r.kind = 'duplicate_name' THEN
             -- as vms._governance_findings, with the counts kept
             INSERT INTO _gov_found
             SELECT c.code, r.code, r.severity, format('name "%s" is used by %s channels of the same unit', c.name, g.channels)
@@ -405,6 +416,12 @@ BEGIN
                      UNION ALL SELECT l.* FROM unnest(dup_codes) u(code)
                      CROSS JOIN LATERAL (SELECT c.* FROM vms.channel c WHERE c.code = u.code OFFSET 0) l) c
               JOIN vms.governance_name_group g ON g.unit_id = c.unit_id AND g.name = c.name;
+        ELSIF taken AND scope IS NULL AND r.kind = 'same_point' AND coalesce((r.params ->> 'min_count')::int, 3) >= 2 THEN
+            INSERT INTO _gov_found
+            SELECT c.code, r.code, r.severity, format('%s channels share the point %s', g.channels, ST_AsText(c.geom))
+              FROM (SELECT (t.ch).* FROM pg_temp._gov_taken t WHERE t.for_point) c
+              JOIN vms.governance_point_group g ON g.geom = c.geom
+             WHERE g.channels >= coalesce((r.params ->> 'min_count')::int, 3);
         ELSIF scope IS NULL AND r.kind = 'same_point' AND coalesce((r.params ->> 'min_count')::int, 3) >= 2 THEN
             -- (points of one channel are not kept: a min_count of 1 counts
             -- them in the ledger)
@@ -634,7 +651,7 @@ BEGIN
                  || array_agg(h.new_values ->> 'geom') FILTER (WHERE h.new_values ? 'geom') AS geoms
           FROM h GROUP BY h.code)
     SELECT w.code, w.regrouped, w.repointed, w.unit_ids, w.names, w.geoms, c.code IS NULL AS gone,
-           c.unit_id, c.name, c.geom
+           c.unit_id, c.name, c.geom, c AS ch
       FROM was w LEFT JOIN vms.channel c ON c.code = w.code;
     -- the unit-and-name groups they may have joined or left (every unit
     -- with every name a channel had), each counted again with its members
@@ -646,7 +663,7 @@ BEGIN
      WHERE m.regrouped AND u.unit_id IS NOT NULL AND n.name IS NOT NULL;
     ANALYZE _gov_name_keys;   -- a few keys: hashed, against one pass over the ledger
     CREATE TEMP TABLE _gov_name_members ON COMMIT DROP AS
-    SELECT c.code, c.unit_id, c.name FROM _gov_name_keys k JOIN vms.channel c ON c.unit_id = k.unit_id AND c.name = k.name;
+    SELECT c.code, c.unit_id, c.name, c AS ch FROM _gov_name_keys k JOIN vms.channel c ON c.unit_id = k.unit_id AND c.name = k.name;
     DELETE FROM vms.governance_name_group g USING _gov_name_keys k WHERE g.unit_id = k.unit_id AND g.name = k.name;
     INSERT INTO vms.governance_name_group (unit_id, name, channels)
     SELECT m.unit_id, m.name, count(*) FROM _gov_name_members m GROUP BY m.unit_id, m.name HAVING count(*) > 1;
@@ -659,7 +676,7 @@ BEGIN
      WHERE m.repointed AND p.geom IS NOT NULL;
     ANALYZE _gov_points;
     CREATE TEMP TABLE _gov_point_members ON COMMIT DROP AS
-    SELECT DISTINCT c.code, c.geom FROM _gov_points p JOIN vms.channel c ON c.geom && ST_Expand(p.geom, 1e-9);
+    SELECT DISTINCT ON (c.code) c.code, c.geom, c AS ch FROM _gov_points p JOIN vms.channel c ON c.geom && ST_Expand(p.geom, 1e-9);
     DELETE FROM vms.governance_point_group g USING _gov_points p WHERE g.geom && ST_Expand(p.geom, 1e-9);
     INSERT INTO vms.governance_point_group (geom, channels)
     SELECT m.geom, count(*) FROM _gov_point_members m GROUP BY m.geom HAVING count(*) > 1;
@@ -667,8 +684,18 @@ BEGIN
            (SELECT array_agg(m.code) FROM _gov_name_members m),
            (SELECT array_agg(m.code) FROM _gov_point_members m)
       INTO codes, name_codes, point_codes;
+    -- their rows as read here, for the rules vms._governance_run checks
+    -- itself (not again through the primary key, rule by rule)
+    CREATE TEMP TABLE _gov_taken ON COMMIT DROP AS
+    SELECT x.code, (array_agg(x.ch))[1] AS ch, bool_or(x.k = 'c') AS changed,
+           bool_or(x.k IN ('c', 'n')) AS for_dup, bool_or(x.k IN ('c', 'p')) AS for_point
+      FROM (SELECT m.code, m.ch, 'c' AS k FROM _gov_changed m WHERE NOT m.gone
+            UNION ALL SELECT m.code, m.ch, 'n' FROM _gov_name_members m
+            UNION ALL SELECT m.code, m.ch, 'p' FROM _gov_point_members m) x
+     GROUP BY x.code;
     DROP TABLE _gov_changed, _gov_name_keys, _gov_name_members, _gov_points, _gov_point_members;
     run := vms._governance_run(NULL, coalesce(codes, '{}'), true, name_codes, point_codes);
+    DROP TABLE _gov_taken;
     UPDATE vms.governance_run g SET snapshot = snap, since = snap_since WHERE g.id = run.id RETURNING * INTO run;
     RETURN run;
 END $$;
