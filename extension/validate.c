@@ -493,7 +493,7 @@ lc_check_row(LcState *st, const int *colpos, int header_fields, Datum line,
 	/* nullif(btrim(fields[k]), '') */
 	for (int k = 0; k < LK_NCOLS; k++)
 	{
-		int			idx = colpos[k] - lbound;
+		int64		idx = (int64) colpos[k] - lbound;	/* both any int: no overflow */
 
 		c[k].p = NULL;
 		c[k].len = 0;
@@ -778,6 +778,12 @@ vms_ledger_check_rows(PG_FUNCTION_ARGS)
 	{
 		Jsonb	   *cols = PG_GETARG_JSONB_P(1);
 
+		/* the lookups below read the container as an object's pairs */
+		if (!JB_ROOT_IS_OBJECT(cols))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("columns must be a JSON object"),
+					 errdetail("It maps template keys to field positions, as {\"code\": 1, \"name\": 2}.")));
 		for (int k = 0; k < LK_NCOLS; k++)
 		{
 			JsonbValue	v;
@@ -789,6 +795,11 @@ vms_ledger_check_rows(PG_FUNCTION_ARGS)
 		}
 	}
 	st.point_types = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P_COPY(3);
+	if (st.point_types != NULL && !JB_ROOT_IS_OBJECT(st.point_types))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("point types must be a JSON object"),
+				 errdetail("It maps lower-case point type names and codes to codes.")));
 	st.url_re = cstring_to_text("^(rtsps?|https?)://[^[:space:][:cntrl:]/?#][^[:space:][:cntrl:]]*$");
 	wide = pg_any_to_server("\xEF\xBC\x9B", 3, PG_UTF8);	/* ； U+FF1B */
 	st.semicolon_wide = wide;

@@ -274,6 +274,18 @@ DROP TABLE _ledger_csv;
 CREATE TEMP TABLE _ledger_csv (line_no int, fields text[], error text);
 SELECT count(*) FROM vms.ledger_check_rows(1, '{}', 1, NULL);
 
+-- columns and point types that are not objects are refused (they were
+-- read as an object's pairs, past the end of the value)
+DROP TABLE _ledger_csv;
+CREATE TEMP TABLE _ledger_csv (line_no bigint, fields text[], error text);
+INSERT INTO _ledger_csv VALUES (2, ARRAY['x', 'kkkkkkkkkkkk'], NULL);
+SELECT count(*) FROM vms.ledger_check_rows(1, '{"code": 1, "point_type": 2}', 2,
+                                           '["a\u1000cccckkkk", "kkkkkkkkzzzzz"]'::jsonb);
+SELECT count(*) FROM vms.ledger_check_rows(1, '["\u0001\u0001\u0001\u001fxxxxip", "_addresszzzzz"]', 2, NULL);
+SELECT count(*) FROM vms.ledger_check_rows(1, '7', 2, NULL);
+-- a column position at either end of int is simply no field
+SELECT code, point_type FROM vms.ledger_check_rows(1, '{"code": -2147483648, "point_type": 2147483647}', 2, '{}');
+
 -- the CSV reader takes runs of ordinary bytes at once (issue 20): records
 -- at the 1 MB limit, quoted or not, with and without newlines inside, read
 -- as byte by byte (a record of 1,048,576 bytes is read, one more is
