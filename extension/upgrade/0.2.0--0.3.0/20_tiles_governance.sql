@@ -436,6 +436,10 @@ CREATE TABLE vms.governance_point_group (
 );
 CREATE INDEX governance_point_group_geom_idx ON vms.governance_point_group USING gist (geom);
 COMMENT ON TABLE vms.governance_point_group IS 'internal: channels per point where two or more share it, as the last governance run over the whole ledger counted (same_point)';
+-- the channels of a unit and name: an incremental run takes the members of
+-- the groups a changed channel joined or left (without it, a pass over the
+-- ledger: 0.25-0.5 s of 1.6 s at 1.1M channels)
+CREATE INDEX channel_unit_name_idx ON vms.channel (unit_id, name);
 
 -- Findings of one rule: (channel_code, detail) for channels in scope.
 -- Each kind is one set-based query; scope is a civil-code prefix or NULL,
@@ -601,7 +605,7 @@ DECLARE
         ARRAY(SELECT u.code FROM unnest(codes) u(code) UNION SELECT u.code FROM unnest(point_codes) u(code)) END;
     -- the listed channels' rows as vms.governance_run_changed read them
     -- (pg_temp._gov_taken: code, ch, changed, for_dup, for_point), for the
-    -- rules checked here, instead of looking each up again for each rule
+    -- rules, instead of looking each up again for each rule
     taken boolean := codes IS NOT NULL AND pg_catalog.to_regclass('pg_temp._gov_taken') IS NOT NULL;
 BEGIN
     IF scope IS NOT NULL AND scope !~ '^([0-9]{2}){1,4}$' THEN
@@ -667,7 +671,39 @@ BEGIN
     FOR r IN SELECT * FROM vms.governance_rule g
               WHERE g.enabled AND g.kind NOT IN ('required_fields', 'code_role', 'coordinates', 'stale')
               ORDER BY g.code LOOP
-        IF taken AND scope IS NULL AND r.kind = 'duplicate_name' THEN
+        -- the rules reading one channel and the regions or naming patterns,
+        -- as vms._governance_findings words them, over the taken rows
+        IF taken AND r.kind = 'civil_code_mismatch' THEN
+            INSERT INTO _gov_found
+            SELECT c.code, r.code, r.severity,
+                   format('recorded civil code %s, but the location lies in %s (%s)', c.civil_code, rg.civil_code, rg.name)
+              FROM (SELECT (t.ch).* FROM pg_temp._gov_taken t WHERE t.changed) c
+             CROSS JOIN LATERAL (SELECT g.civil_code, g.name FROM vms.region g
+                                  WHERE g.boundary IS NOT NULL AND ST_Covers(g.boundary, c.geom)
+                                  ORDER BY g.level DESC LIMIT 1) rg
+             WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
+               AND c.geom IS NOT NULL AND c.civil_code IS NOT NULL
+               AND NOT (rg.civil_code LIKE c.civil_code || '%' OR c.civil_code LIKE rg.civil_code || '%');
+        ELSIF taken AND r.kind = 'outside_region' THEN
+            INSERT INTO _gov_found
+            SELECT c.code, r.code, r.severity,
+                   format('location is %s m outside region %s (%s)',
+                          round(ST_Distance(g.boundary::geography, c.geom::geography)), g.civil_code, g.name)
+              FROM (SELECT (t.ch).* FROM pg_temp._gov_taken t WHERE t.changed) c
+              JOIN vms.region g ON g.civil_code = c.civil_code
+             WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
+               AND g.boundary IS NOT NULL AND c.geom IS NOT NULL AND NOT ST_Covers(g.boundary, c.geom);
+        ELSIF taken AND r.kind = 'naming_pattern' THEN
+            INSERT INTO _gov_found
+            SELECT c.code, r.code, r.severity,
+                   format('name "%s" does not match %s (e.g. %s)', c.name, np.pattern, coalesce(np.example, '-'))
+              FROM (SELECT (t.ch).* FROM pg_temp._gov_taken t WHERE t.changed) c
+             CROSS JOIN LATERAL (SELECT x.pattern, x.example FROM vms.naming_pattern x
+                                  WHERE coalesce(c.civil_code, '') LIKE x.civil_prefix || '%'
+                                  ORDER BY length(x.civil_prefix) DESC LIMIT 1) np
+             WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
+               AND c.name !~ np.pattern;
+        ELSIF taken AND scope IS NULL AND r.kind = 'duplicate_name' THEN
             INSERT INTO _gov_found
             SELECT c.code, r.code, r.severity, format('name "%s" is used by %s channels of the same unit', c.name, g.channels)
               FROM (SELECT (t.ch).* FROM pg_temp._gov_taken t WHERE t.for_dup) c
