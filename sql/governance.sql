@@ -221,3 +221,23 @@ SELECT count(*) AS differing_from_rules FROM (
      EXCEPT SELECT channel_code, rule_code, detail FROM vms.governance_task
       WHERE state IN ('open', 'assigned', 'fixed', 'ignored'))) d;
 UPDATE vms.governance_rule SET params = '{"min_count": 3}' WHERE code = 'same_point';
+-- a run needs READ COMMITTED (its snapshot is recorded for the next
+-- incremental run, and it must see what committed before its lock)
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SELECT incremental FROM vms.governance_run_changed();
+ROLLBACK;
+BEGIN ISOLATION LEVEL SERIALIZABLE;
+SELECT incremental FROM vms.governance_run();
+ROLLBACK;
+-- at a city node the incremental run is a full run: a channel renamed
+-- without history (as the replication apply writes it) is still found
+BEGIN;
+INSERT INTO vms.cluster_district (district, subscription, publication) VALUES ('d1', 'vms_sub_d1', 'vms_pub_d1');
+SET LOCAL session_replication_role = replica;
+UPDATE vms.channel SET name = '福华路北向南-016' WHERE code = '44030401001320000015';
+SET LOCAL session_replication_role = origin;
+SELECT incremental, opened FROM vms.governance_run_changed();
+SELECT channel_code, detail FROM vms.governance_task
+ WHERE rule_code = 'duplicate_name' AND channel_code IN ('44030401001320000015', '44030401001320000016')
+   AND state = 'open' ORDER BY channel_code;
+ROLLBACK;

@@ -352,6 +352,11 @@ BEGIN
         RAISE EXCEPTION 'governance scope must be a 2, 4, 6 or 8-digit civil code, not "%"', scope
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'a governance run needs the READ COMMITTED isolation level'
+            USING ERRCODE = 'invalid_transaction_state',
+                  DETAIL = 'It must see every change committed before it takes its lock, and record the snapshot it read by.';
+    END IF;
     PERFORM pg_advisory_xact_lock(hashtext('vms.governance_run'));
     -- what this run sees, for the next incremental run: every transaction
     -- its snapshot leaves out started at or after "since" (the oldest open
@@ -627,8 +632,11 @@ COMMENT ON FUNCTION vms.governance_run(text) IS
 -- its members since the run before counted it.  Not taken (a full run,
 -- vms.governance_run(), as scheduled nightly, takes them): changes to the
 -- rules, naming patterns or region boundaries, writes made without history
--- (vms.ledger_writer 'state': online flips, which no rule reads), and
--- channels that only grew stale with time.  Without an earlier run over the
+-- (vms.ledger_writer 'state': online flips, which no rule reads; TRUNCATE
+-- and a superuser's writes under session_replication_role = replica, after
+-- which a full run also recounts the kept groups), and channels that only
+-- grew stale with time.  At a city node (vms.cluster_district has rows) it
+-- is a full run: replicated channels leave no history there.  Without an earlier run over the
 -- whole ledger it is a full run.
 CREATE FUNCTION vms.governance_run_changed() RETURNS vms.governance_run
     LANGUAGE plpgsql SET search_path FROM CURRENT SET work_mem = '256MB' SET jit = off AS $$
@@ -642,11 +650,24 @@ DECLARE
     snap pg_snapshot;
     snap_since timestamptz;
 BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'a governance run needs the READ COMMITTED isolation level'
+            USING ERRCODE = 'invalid_transaction_state',
+                  DETAIL = 'It must see every change committed before it takes its lock, and record the snapshot it read by.';
+    END IF;
     PERFORM pg_advisory_xact_lock(hashtext('vms.governance_run'));
     SELECT * INTO last FROM vms.governance_run g
      WHERE g.scope IS NULL AND g.finished_at IS NOT NULL AND g.snapshot IS NOT NULL
      ORDER BY g.id DESC LIMIT 1;
     IF last.id IS NULL THEN
+        RETURN vms._governance_run(NULL, NULL, false, NULL, NULL);
+    END IF;
+    -- a city's channels arrive by replication, whose apply writes no
+    -- history here (it stays at the districts): no history says what
+    -- changed, and the kept group counts may be stale, so it is a full run
+    IF EXISTS (SELECT 1 FROM vms.cluster_district) THEN
+        RAISE NOTICE 'a city node runs every rule over the whole ledger'
+            USING DETAIL = 'Channels replicated from the districts leave no history at the city, so the channels changed since the last run are not known.';
         RETURN vms._governance_run(NULL, NULL, false, NULL, NULL);
     END IF;
     -- what this run sees, taken before the history is read (as
