@@ -438,8 +438,11 @@ CREATE INDEX governance_point_group_geom_idx ON vms.governance_point_group USING
 COMMENT ON TABLE vms.governance_point_group IS 'internal: channels per point where two or more share it, as the last governance run over the whole ledger counted (same_point)';
 -- the channels of a unit and name: an incremental run takes the members of
 -- the groups a changed channel joined or left (without it, a pass over the
--- ledger: 0.25-0.5 s of 1.6 s at 1.1M channels)
+-- ledger: 0.25-0.5 s of 1.6 s at 1.1M channels); it also serves every
+-- lookup by unit alone (unit filters, the foreign key from vms.unit), for
+-- which a separate index on unit_id was kept before
 CREATE INDEX channel_unit_name_idx ON vms.channel (unit_id, name);
+DROP INDEX vms.channel_unit_idx;
 
 -- Findings of one rule: (channel_code, detail) for channels in scope.
 -- Each kind is one set-based query; scope is a civil-code prefix or NULL,
