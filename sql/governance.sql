@@ -241,3 +241,22 @@ SELECT channel_code, detail FROM vms.governance_task
  WHERE rule_code = 'duplicate_name' AND channel_code IN ('44030401001320000015', '44030401001320000016')
    AND state = 'open' ORDER BY channel_code;
 ROLLBACK;
+-- a name longer than a btree entry holds (2,704 bytes) is indexed by its
+-- digest: two channels sharing one are a kept group like any other
+BEGIN;
+UPDATE vms.channel SET name = repeat('长名', 1600)
+ WHERE code IN ('44030401001320000015', '44030401001320000016');
+SELECT incremental, opened FROM vms.governance_run_changed();
+SELECT channel_code, length(detail) FROM vms.governance_task
+ WHERE rule_code = 'duplicate_name' AND channel_code IN ('44030401001320000015', '44030401001320000016')
+   AND state = 'open' ORDER BY channel_code;
+SELECT unit_id, length(name), channels FROM vms.governance_name_group WHERE length(name) > 1000;
+ROLLBACK;
+-- after a run over a civil-code prefix the incremental run is a full run
+-- (the scoped run counted within its prefix)
+BEGIN;
+SELECT scope FROM vms.governance_run('44030401');
+UPDATE vms.channel SET address = '深圳市福田区福华路15号之二' WHERE code = '44030401001320000015';
+SELECT incremental FROM vms.governance_run_changed();
+SELECT incremental FROM vms.governance_run_changed();
+ROLLBACK;

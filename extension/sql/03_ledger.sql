@@ -148,7 +148,7 @@ CREATE TABLE vms.channel (
 CREATE INDEX channel_device_idx ON vms.channel (device_code);
 CREATE INDEX channel_geom_idx ON vms.channel USING gist (geom);
 CREATE INDEX channel_civil_idx ON vms.channel (civil_code);
--- by unit: channel_unit_name_idx (unit_id, name), in 08_governance.sql
+-- by unit: channel_unit_name_idx (unit_id, md5(name)), in 08_governance.sql
 COMMENT ON TABLE vms.channel IS 'monitoring points (监控点): camera channels of a device, with location and view geometry';
 COMMENT ON COLUMN vms.channel.street IS 'owning street or town (所属街镇)';
 COMMENT ON COLUMN vms.channel.place_type IS 'place type (场所类型), free text governed by rules';

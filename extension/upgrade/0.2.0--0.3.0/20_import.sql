@@ -485,7 +485,7 @@ BEGIN
                 coord_source = coalesce(EXCLUDED.coord_source, c.coord_source),
                 overridden = ARRAY(SELECT DISTINCT unnest(c.overridden || EXCLUDED.overridden) ORDER BY 1)
             -- a re-imported row that changes nothing is left alone: no new row
-            -- version, no entries in the nine indexes, no history row to diff
+            -- version, no entries in the indexes, no history row to diff
             WHERE (c.device_code, c.name, c.alias, c.address, c.civil_code, c.street, c.place_type, c.point_type,
                    c.resolution, c.azimuth, c.fov_angle, c.fov_range_m, c.install_height_m, c.capabilities,
                    c.unit_id, c.stream_url, c.geom, c.coord_source)

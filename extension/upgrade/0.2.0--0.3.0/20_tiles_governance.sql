@@ -426,9 +426,11 @@ COMMENT ON COLUMN vms.governance_run.since IS 'no transaction the snapshot leave
 CREATE TABLE vms.governance_name_group (
     unit_id  bigint NOT NULL,
     name     text NOT NULL,
-    channels bigint NOT NULL,
-    PRIMARY KEY (unit_id, name)
+    channels bigint NOT NULL
 );
+-- by the name's digest: a name may be longer than a btree entry can hold
+-- (one row per unit and name, as the runs group them)
+CREATE INDEX governance_name_group_key ON vms.governance_name_group (unit_id, md5(name));
 COMMENT ON TABLE vms.governance_name_group IS 'internal: channels per unit and name where two or more share them, as the last governance run over the whole ledger counted (duplicate_name)';
 CREATE TABLE vms.governance_point_group (
     geom     geometry(Point, 4326) NOT NULL,
@@ -440,8 +442,10 @@ COMMENT ON TABLE vms.governance_point_group IS 'internal: channels per point whe
 -- the groups a changed channel joined or left (without it, a pass over the
 -- ledger: 0.25-0.5 s of 1.6 s at 1.1M channels); it also serves every
 -- lookup by unit alone (unit filters, the foreign key from vms.unit), for
--- which a separate index on unit_id was kept before
-CREATE INDEX channel_unit_name_idx ON vms.channel (unit_id, name);
+-- which a separate index on unit_id was kept before.  The name goes in as
+-- its digest: a btree entry holds at most 2,704 bytes, and a ledger name
+-- has no such limit (lookups compare the digest, then the name)
+CREATE INDEX channel_unit_name_idx ON vms.channel (unit_id, md5(name));
 DROP INDEX vms.channel_unit_idx;
 
 -- Findings of one rule: (channel_code, detail) for channels in scope.
@@ -715,7 +719,7 @@ BEGIN
             INSERT INTO _gov_found
             SELECT c.code, r.code, r.severity, format('name "%s" is used by %s channels of the same unit', c.name, g.channels)
               FROM (SELECT (t.ch).* FROM pg_temp._gov_taken t WHERE t.for_dup) c
-              JOIN vms.governance_name_group g ON g.unit_id = c.unit_id AND g.name = c.name;
+              JOIN vms.governance_name_group g ON g.unit_id = c.unit_id AND md5(g.name) = md5(c.name) AND g.name = c.name;
         ELSIF scope IS NULL AND r.kind = 'duplicate_name' THEN
             -- as vms._governance_findings, with the counts kept
             INSERT INTO _gov_found
@@ -895,7 +899,9 @@ COMMENT ON FUNCTION vms.governance_run(text) IS
 -- its members since the run before counted it.  Not taken (a full run,
 -- vms.governance_run(), as scheduled nightly, takes them): changes to the
 -- rules, naming patterns or region boundaries, writes made without history
--- (vms.ledger_writer 'state': online flips, which no rule reads; TRUNCATE
+-- (vms.ledger_writer 'state': online flips, which touch updated_at, so a
+-- stale task they end waits for the full run; an UPDATE that changes no
+-- ledger column, which touches updated_at too; TRUNCATE
 -- and a superuser's writes under session_replication_role = replica, after
 -- which a full run also recounts the kept groups), and channels that only
 -- grew stale with time.  At a city node (vms.cluster_district has rows) it
@@ -931,6 +937,14 @@ BEGIN
     IF EXISTS (SELECT 1 FROM vms.cluster_district) THEN
         RAISE NOTICE 'a city node runs every rule over the whole ledger'
             USING DETAIL = 'Channels replicated from the districts leave no history at the city, so the channels changed since the last run are not known.';
+        RETURN vms._governance_run(NULL, NULL, false, NULL, NULL);
+    END IF;
+    -- a run over one civil-code prefix since then refreshed and closed
+    -- tasks by that prefix alone (counts within it, tasks of channels that
+    -- left it): what it changed is not in the history either
+    IF EXISTS (SELECT 1 FROM vms.governance_run g WHERE g.scope IS NOT NULL AND g.id > last.id) THEN
+        RAISE NOTICE 'a run over a civil-code prefix came after the last run over the whole ledger: every rule runs over the whole ledger'
+            USING DETAIL = 'A scoped run counts groups within its prefix only, so its tasks are not what a run over the whole ledger would leave.';
         RETURN vms._governance_run(NULL, NULL, false, NULL, NULL);
     END IF;
     -- what this run sees, taken before the history is read (as
@@ -987,8 +1001,10 @@ BEGIN
      WHERE m.regrouped AND u.unit_id IS NOT NULL AND n.name IS NOT NULL;
     ANALYZE _gov_name_keys;   -- a few keys: hashed, against one pass over the ledger
     CREATE TEMP TABLE _gov_name_members ON COMMIT DROP AS
-    SELECT c.code, c.unit_id, c.name, c AS ch FROM _gov_name_keys k JOIN vms.channel c ON c.unit_id = k.unit_id AND c.name = k.name;
-    DELETE FROM vms.governance_name_group g USING _gov_name_keys k WHERE g.unit_id = k.unit_id AND g.name = k.name;
+    SELECT c.code, c.unit_id, c.name, c AS ch FROM _gov_name_keys k
+      JOIN vms.channel c ON c.unit_id = k.unit_id AND md5(c.name) = md5(k.name) AND c.name = k.name;
+    DELETE FROM vms.governance_name_group g USING _gov_name_keys k
+     WHERE g.unit_id = k.unit_id AND md5(g.name) = md5(k.name) AND g.name = k.name;
     INSERT INTO vms.governance_name_group (unit_id, name, channels)
     SELECT m.unit_id, m.name, count(*) FROM _gov_name_members m GROUP BY m.unit_id, m.name HAVING count(*) > 1;
     -- the same for points: every channel within 1e-9 degrees of a point
