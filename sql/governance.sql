@@ -260,3 +260,90 @@ UPDATE vms.channel SET address = '深圳市福田区福华路15号之二' WHERE 
 SELECT incremental FROM vms.governance_run_changed();
 SELECT incremental FROM vms.governance_run_changed();
 ROLLBACK;
+-- POINT EMPTY (geometry(Point) accepts it) is a missing point to every rule
+-- and to the grouping: coordinates and required_fields find it missing,
+-- outside_region and civil_code_mismatch have no location to judge, and
+-- channels at POINT EMPTY share no point (same_point), in full and
+-- incremental runs alike.  Three channels onto one point (a same_point
+-- group), one of them to POINT EMPTY (the two left are closed), then the
+-- other two: the incremental runs leave what a full run does
+BEGIN;
+SELECT incremental FROM vms.governance_run();
+UPDATE vms.channel SET geom = ST_SetSRID(ST_MakePoint(114.04, 22.54), 4326) WHERE code = '44030401001320000016';
+SELECT incremental, channels, opened, closed FROM vms.governance_run_changed();
+UPDATE vms.channel SET geom = ST_GeomFromText('POINT EMPTY', 4326) WHERE code = '44030401001320000016';
+SELECT incremental, channels, opened, closed FROM vms.governance_run_changed();
+SELECT channel_code, rule_code, state, detail FROM vms.governance_task
+ WHERE channel_code IN ('44030401001320000014', '44030401001320000015', '44030401001320000016')
+   AND rule_code IN ('same_point', 'coordinates', 'required_fields', 'outside_region', 'civil_code_mismatch')
+   AND (state IN ('open', 'assigned', 'fixed', 'ignored') OR closed_by_run = (SELECT max(id) FROM vms.governance_run))
+ ORDER BY channel_code, rule_code, id;
+UPDATE vms.channel SET geom = ST_GeomFromText('POINT EMPTY', 4326)
+ WHERE code IN ('44030401001320000014', '44030401001320000015');
+SELECT incremental, channels, opened, closed FROM vms.governance_run_changed();
+SELECT channel_code, rule_code, detail FROM vms.governance_task
+ WHERE channel_code IN ('44030401001320000014', '44030401001320000015', '44030401001320000016')
+   AND rule_code IN ('same_point', 'coordinates', 'required_fields', 'outside_region', 'civil_code_mismatch')
+   AND state IN ('open', 'assigned', 'fixed', 'ignored')
+ ORDER BY channel_code, rule_code;
+SELECT count(*) AS empty_point_groups FROM vms.governance_point_group WHERE ST_IsEmpty(geom);
+CREATE TEMP TABLE empty_point_tasks AS
+SELECT channel_code, rule_code, state, severity, detail, unit_id, civil_code FROM vms.governance_task
+ WHERE state IN ('open', 'assigned', 'fixed', 'ignored');
+SELECT incremental, opened, reopened, closed FROM vms.governance_run();
+SELECT count(*) AS differing_tasks FROM (
+    (SELECT channel_code, rule_code, state, severity, detail, unit_id, civil_code FROM vms.governance_task
+      WHERE state IN ('open', 'assigned', 'fixed', 'ignored')
+     EXCEPT SELECT * FROM empty_point_tasks)
+    UNION ALL
+    (SELECT * FROM empty_point_tasks
+     EXCEPT SELECT channel_code, rule_code, state, severity, detail, unit_id, civil_code FROM vms.governance_task
+      WHERE state IN ('open', 'assigned', 'fixed', 'ignored'))) d;
+-- and what each rule finds on its own, over the ledger and over a prefix
+SELECT count(*) AS differing_from_rules FROM (
+    (SELECT channel_code, rule_code, detail FROM vms.governance_task
+      WHERE state IN ('open', 'assigned', 'fixed', 'ignored')
+     EXCEPT SELECT f.channel_code, r.code, f.detail FROM vms.governance_rule r, vms.governance_findings(r) f WHERE r.enabled)
+    UNION ALL
+    (SELECT f.channel_code, r.code, f.detail FROM vms.governance_rule r, vms.governance_findings(r) f WHERE r.enabled
+     EXCEPT SELECT channel_code, rule_code, detail FROM vms.governance_task
+      WHERE state IN ('open', 'assigned', 'fixed', 'ignored'))) d;
+SELECT r.code, f.channel_code, f.detail FROM vms.governance_rule r, vms.governance_findings(r, '4403') f
+ WHERE r.kind IN ('same_point', 'coordinates', 'outside_region', 'civil_code_mismatch')
+   AND f.channel_code IN ('44030401001320000014', '44030401001320000015', '44030401001320000016')
+ ORDER BY 1, 2;
+-- the fill rate counts the location as missing
+SELECT channels, fill_rate FROM vms.governance_metrics_by_region(8) WHERE civil_code = '44030401';
+ROLLBACK;
+-- a run over a civil-code prefix judges a task by its channel's civil code
+-- now, not the one recorded when the task was opened: a channel that moved
+-- out of the prefix keeps its tasks as they are (not taken: its assigned
+-- task is not closed, and a full run later finds it the same task), one
+-- that moved in has its tasks refreshed or closed like any channel in scope
+BEGIN;
+SELECT incremental FROM vms.governance_run();
+UPDATE vms.channel SET address = NULL WHERE code = '44030401001320000016';
+SELECT opened FROM vms.governance_run();
+SELECT vms.governance_task_assign(id, '园岭派出所-李四') FROM vms.governance_task
+ WHERE channel_code = '44030401001320000014' AND rule_code = 'azimuth_missing' AND state = 'open';
+SELECT channel_code, rule_code, state, civil_code FROM vms.governance_task
+ WHERE (channel_code, rule_code) IN (('44030401001320000014', 'azimuth_missing'), ('44030401001320000016', 'required_fields'))
+   AND state IN ('open', 'assigned', 'fixed', 'ignored') ORDER BY channel_code;
+-- 014 moves out to 44030402, 016 (4403, missing its address) moves in with
+-- the address filled
+UPDATE vms.channel SET civil_code = '44030402' WHERE code = '44030401001320000014';
+UPDATE vms.channel SET civil_code = '44030401', address = '深圳市福田区福华路16号' WHERE code = '44030401001320000016';
+SELECT scope, opened, closed FROM vms.governance_run('44030401');
+SELECT t.channel_code, t.rule_code, t.civil_code AS recorded, c.civil_code AS now FROM vms.governance_task t
+  JOIN vms.channel c ON c.code = t.channel_code
+ WHERE t.closed_by_run = (SELECT max(id) FROM vms.governance_run) ORDER BY 1, 2;
+SELECT channel_code, rule_code, state, assigned_to, civil_code, closed_by_run = (SELECT max(id) FROM vms.governance_run) AS closed_by_this_run
+  FROM vms.governance_task
+ WHERE (channel_code, rule_code) IN (('44030401001320000014', 'azimuth_missing'), ('44030401001320000016', 'required_fields'))
+ ORDER BY channel_code, id;
+-- a run over 014's new prefix refreshes it; the full run opens no second task
+SELECT scope, opened FROM vms.governance_run('44030402');
+SELECT incremental FROM vms.governance_run();
+SELECT channel_code, rule_code, state, assigned_to FROM vms.governance_task
+ WHERE channel_code = '44030401001320000014' AND rule_code = 'azimuth_missing' ORDER BY id;
+ROLLBACK;

@@ -385,7 +385,8 @@ BEGIN
                         THEN format('type code %%s is not a camera type', lpad(vms.gbcode_type(c.code)::text, 3, '0')) END,
                    vms._gbcode_check_details(c.code)) END$e$, types);
     WHEN 'coordinates' THEN
-        RETURN $e$CASE WHEN c.geom IS NULL THEN 'location missing'
+        -- (POINT EMPTY, which geometry(Point) accepts, is no location either)
+        RETURN $e$CASE WHEN c.geom IS NULL OR ST_IsEmpty(c.geom) THEN 'location missing'
             WHEN NOT (ST_X(c.geom) BETWEEN 73.5 AND 135.1 AND ST_Y(c.geom) BETWEEN 3.8 AND 53.6) THEN
                 CASE WHEN ST_X(c.geom) = 0 AND ST_Y(c.geom) = 0 THEN 'location is (0, 0)'
                      WHEN ST_X(c.geom) BETWEEN 3.8 AND 53.6 AND ST_Y(c.geom) BETWEEN 73.5 AND 135.1
@@ -432,8 +433,9 @@ CREATE TABLE vms.governance_name_group (
 -- (one row per unit and name, as the runs group them)
 CREATE INDEX governance_name_group_key ON vms.governance_name_group (unit_id, md5(name));
 COMMENT ON TABLE vms.governance_name_group IS 'internal: channels per unit and name where two or more share them, as the last governance run over the whole ledger counted (duplicate_name)';
+-- (a channel at POINT EMPTY has no point, and shares none)
 CREATE TABLE vms.governance_point_group (
-    geom     geometry(Point, 4326) NOT NULL,
+    geom     geometry(Point, 4326) NOT NULL CHECK (NOT ST_IsEmpty(geom)),
     channels bigint NOT NULL
 );
 CREATE INDEX governance_point_group_geom_idx ON vms.governance_point_group USING gist (geom);
@@ -483,7 +485,7 @@ BEGIN
                                WHERE g.boundary IS NOT NULL AND ST_Covers(g.boundary, c.geom)
                                ORDER BY g.level DESC LIMIT 1) r
          WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
-           AND c.geom IS NOT NULL AND c.civil_code IS NOT NULL
+           AND c.geom IS NOT NULL AND NOT ST_IsEmpty(c.geom) AND c.civil_code IS NOT NULL
            AND NOT (r.civil_code LIKE c.civil_code || '%' OR c.civil_code LIKE r.civil_code || '%');
     WHEN 'outside_region' THEN
         RETURN QUERY
@@ -494,14 +496,16 @@ BEGIN
                  CROSS JOIN LATERAL (SELECT c.* FROM vms.channel c WHERE c.code = u.code OFFSET 0) l) c
           JOIN vms.region g ON g.civil_code = c.civil_code
          WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
-           AND g.boundary IS NOT NULL AND c.geom IS NOT NULL AND NOT ST_Covers(g.boundary, c.geom);
+           AND g.boundary IS NOT NULL AND c.geom IS NOT NULL AND NOT ST_IsEmpty(c.geom)
+           AND NOT ST_Covers(g.boundary, c.geom);
     WHEN 'same_point' THEN
+        -- channels at POINT EMPTY share no point: they have none
         IF codes IS NULL THEN
             RETURN QUERY
             SELECT c.code, format('%s channels share the point %s', s.n, ST_AsText(c.geom))
               FROM vms.channel c
               JOIN (SELECT geom AS g, count(*) AS n FROM vms.channel
-                     WHERE geom IS NOT NULL AND (scope IS NULL OR civil_code LIKE scope || '%')
+                     WHERE geom IS NOT NULL AND NOT ST_IsEmpty(geom) AND (scope IS NULL OR civil_code LIKE scope || '%')
                      GROUP BY geom HAVING count(*) >= coalesce((p ->> 'min_count')::int, 3)) s
                 ON c.geom = s.g
              WHERE (scope IS NULL OR c.civil_code LIKE scope || '%');
@@ -519,7 +523,7 @@ BEGIN
                       FROM (SELECT DISTINCT k.geom AS g FROM (SELECT c.* FROM vms.channel c WHERE codes IS NULL
                  UNION ALL SELECT l.* FROM (SELECT DISTINCT u.code FROM unnest(codes) u(code)) u
                  CROSS JOIN LATERAL (SELECT c.* FROM vms.channel c WHERE c.code = u.code OFFSET 0) l) k
-                             WHERE k.geom IS NOT NULL) k) s
+                             WHERE k.geom IS NOT NULL AND NOT ST_IsEmpty(k.geom)) k) s
                 ON c.geom = s.g AND s.n >= coalesce((p ->> 'min_count')::int, 3)
              WHERE (scope IS NULL OR c.civil_code LIKE scope || '%');
         END IF;
@@ -675,7 +679,7 @@ BEGIN
          GROUP BY c.unit_id, c.name HAVING count(*) > 1;
         DELETE FROM vms.governance_point_group;
         INSERT INTO vms.governance_point_group (geom, channels)
-        SELECT c.geom, count(*) FROM vms.channel c WHERE c.geom IS NOT NULL
+        SELECT c.geom, count(*) FROM vms.channel c WHERE c.geom IS NOT NULL AND NOT ST_IsEmpty(c.geom)
          GROUP BY c.geom HAVING count(*) > 1;
         ANALYZE vms.governance_name_group, vms.governance_point_group;
     END IF;
@@ -694,7 +698,7 @@ BEGIN
                                   WHERE g.boundary IS NOT NULL AND ST_Covers(g.boundary, c.geom)
                                   ORDER BY g.level DESC LIMIT 1) rg
              WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
-               AND c.geom IS NOT NULL AND c.civil_code IS NOT NULL
+               AND c.geom IS NOT NULL AND NOT ST_IsEmpty(c.geom) AND c.civil_code IS NOT NULL
                AND NOT (rg.civil_code LIKE c.civil_code || '%' OR c.civil_code LIKE rg.civil_code || '%');
         ELSIF taken AND r.kind = 'outside_region' THEN
             INSERT INTO _gov_found
@@ -704,7 +708,8 @@ BEGIN
               FROM (SELECT (t.ch).* FROM pg_temp._gov_taken t WHERE t.changed) c
               JOIN vms.region g ON g.civil_code = c.civil_code
              WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
-               AND g.boundary IS NOT NULL AND c.geom IS NOT NULL AND NOT ST_Covers(g.boundary, c.geom);
+               AND g.boundary IS NOT NULL AND c.geom IS NOT NULL AND NOT ST_IsEmpty(c.geom)
+               AND NOT ST_Covers(g.boundary, c.geom);
         ELSIF taken AND r.kind = 'naming_pattern' THEN
             INSERT INTO _gov_found
             SELECT c.code, r.code, r.severity,
@@ -751,14 +756,25 @@ BEGIN
         END IF;
     END LOOP;
     ANALYZE _gov_found;
-    -- the live tasks this run may meet (a scoped run also meets the live
-    -- task of a channel in scope recorded under another civil code; a
-    -- partner only taken for duplicate_name or same_point, those rules' tasks)
+    -- the live tasks this run may meet: over the whole ledger, all; over a
+    -- civil-code prefix, those of the channels in it now (a task's
+    -- civil_code is its channel's when the task was opened: the tasks of a
+    -- channel that moved out are neither refreshed nor closed, as it is not
+    -- taken, until a run over its new prefix or the ledger judges them; a
+    -- channel that moved in is taken, and its tasks refreshed or closed);
+    -- with a list (vms.governance_run_changed, over the whole ledger), the
+    -- listed channels' (a partner only taken for duplicate_name or
+    -- same_point, those rules' tasks)
     CREATE TEMP TABLE _gov_live ON COMMIT DROP AS
-    SELECT t.id, t.channel_code, t.rule_code, t.state, t.civil_code FROM vms.governance_task t
-     WHERE codes IS NULL AND t.state IN ('open', 'assigned', 'fixed', 'ignored')
+    SELECT t.id, t.channel_code, t.rule_code, t.state FROM vms.governance_task t
+     WHERE codes IS NULL AND scope IS NULL AND t.state IN ('open', 'assigned', 'fixed', 'ignored')
     UNION ALL
-    SELECT t.id, t.channel_code, t.rule_code, t.state, t.civil_code
+    SELECT t.id, t.channel_code, t.rule_code, t.state
+      FROM vms.governance_task t JOIN vms.channel c ON c.code = t.channel_code
+     WHERE codes IS NULL AND scope IS NOT NULL AND c.civil_code LIKE scope || '%'
+       AND t.state IN ('open', 'assigned', 'fixed', 'ignored')
+    UNION ALL
+    SELECT t.id, t.channel_code, t.rule_code, t.state
       FROM (SELECT u.code, NULL::text AS kind FROM unnest(codes) u(code)
             UNION SELECT u.code, 'duplicate_name' FROM (SELECT unnest(name_codes) EXCEPT SELECT unnest(codes)) u(code)
             UNION SELECT u.code, 'same_point' FROM (SELECT unnest(point_codes) EXCEPT SELECT unnest(codes)) u(code)) u
@@ -843,7 +859,6 @@ BEGIN
              WHERE l.state IN ('open', 'assigned', 'fixed')
                AND NOT EXISTS (SELECT 1 FROM _gov_found f
                                 WHERE f.channel_code = l.channel_code AND f.rule_code = l.rule_code)
-               AND (scope IS NULL OR l.civil_code LIKE scope || '%')
                AND l.rule_code IN (SELECT code FROM vms.governance_rule WHERE enabled)) x
      WHERE t.id = x.id AND t.state IN ('open', 'assigned', 'fixed');
     GET DIAGNOSTICS n = ROW_COUNT;
@@ -1013,7 +1028,7 @@ BEGIN
     SELECT DISTINCT p.geom
       FROM _gov_changed m
      CROSS JOIN LATERAL (SELECT ST_GeomFromEWKT(v) AS geom FROM unnest(m.geoms) v UNION SELECT m.geom) p
-     WHERE m.repointed AND p.geom IS NOT NULL;
+     WHERE m.repointed AND p.geom IS NOT NULL AND NOT ST_IsEmpty(p.geom);
     ANALYZE _gov_points;
     CREATE TEMP TABLE _gov_point_members ON COMMIT DROP AS
     SELECT DISTINCT ON (c.code) c.code, c.geom, c AS ch FROM _gov_points p JOIN vms.channel c ON c.geom && ST_Expand(p.geom, 1e-9);
@@ -1041,6 +1056,29 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION vms.governance_run_changed() IS
     'incremental governance run: every enabled rule over the channels changed since the last run over the whole ledger, and duplicate_name and same_point over the channels of the unit-and-name and point groups they joined or left (counted again; other groups'' counts kept from the run before); the same tasks opened, refreshed and closed for them as a full run; a full run when there was none';
+-- issue 20 (governance): a location at POINT EMPTY (which geometry(Point)
+-- accepts) is missing to the rules required_fields and coordinates and to
+-- the fill rate.  Same text as extension/sql/08_governance.sql.
+CREATE OR REPLACE FUNCTION vms._missing_fields_expr(fields text[]) RETURNS text
+    LANGUAGE plpgsql STABLE SET search_path FROM CURRENT AS $$
+DECLARE
+    bad text;
+BEGIN
+    SELECT f INTO bad FROM unnest(fields) f
+     WHERE NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'vms.channel'::regclass
+                          AND attname = f AND attnum > 0 AND NOT attisdropped) LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'required field "%" is not a column of vms.channel', bad
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Fix the params of the governance rule.';
+    END IF;
+    -- (a location at POINT EMPTY, which geometry(Point) accepts, is missing)
+    RETURN 'array_remove(ARRAY[' || coalesce((SELECT string_agg(
+               CASE WHEN f = 'capabilities' THEN 'CASE WHEN cardinality(c.capabilities) = 0 THEN ''capabilities'' END'
+                    WHEN f = 'geom' THEN 'CASE WHEN c.geom IS NULL OR ST_IsEmpty(c.geom) THEN ''geom'' END'
+                    ELSE format('CASE WHEN c.%I IS NULL THEN %L END', f, f) END, ', ')
+             FROM unnest(fields) f), '') || ']::text[], NULL)';
+END $$;
+COMMENT ON FUNCTION vms._missing_fields_expr(text[]) IS 'internal: SQL listing which of the fields a channel lacks (a location at POINT EMPTY is missing)';
 REVOKE ALL ON FUNCTION vms._governance_row_expr(vms.governance_rule) FROM PUBLIC;
 REVOKE ALL ON FUNCTION vms._gbcode_check_details(vms.gbcode) FROM PUBLIC;
 REVOKE ALL ON FUNCTION vms._governance_findings(vms.governance_rule, text, vms.gbcode[]),
