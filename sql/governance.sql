@@ -252,13 +252,35 @@ SELECT channel_code, length(detail) FROM vms.governance_task
    AND state = 'open' ORDER BY channel_code;
 SELECT unit_id, length(name), channels FROM vms.governance_name_group WHERE length(name) > 1000;
 ROLLBACK;
--- after a run over a civil-code prefix the incremental run is a full run
--- (the scoped run counted within its prefix)
+-- a run over a civil-code prefix counts its channels' points and units and
+-- names in the whole ledger, as a run over the ledger does: 016 (civil code
+-- 4403, outside the prefix 44030401) moves onto the point of 014 and 015
+-- (three channels: same_point) and takes 012's name; the run over 44030401
+-- finds both groups for its channels.  It leaves what a run over the
+-- ledger would, so the incremental run after it stays incremental, and a
+-- full run after that opens, reopens and closes nothing
 BEGIN;
-SELECT scope FROM vms.governance_run('44030401');
+SELECT incremental FROM vms.governance_run();
+UPDATE vms.channel SET geom = ST_SetSRID(ST_MakePoint(114.04, 22.54), 4326), name = '福华路北向南-012'
+ WHERE code = '44030401001320000016';
+SELECT scope, opened, closed FROM vms.governance_run('44030401');
+SELECT channel_code, rule_code, state, detail FROM vms.governance_task
+ WHERE rule_code IN ('same_point', 'duplicate_name') AND state IN ('open', 'assigned', 'fixed', 'ignored')
+ ORDER BY channel_code, rule_code;
 UPDATE vms.channel SET address = '深圳市福田区福华路15号之二' WHERE code = '44030401001320000015';
-SELECT incremental FROM vms.governance_run_changed();
-SELECT incremental FROM vms.governance_run_changed();
+SELECT incremental, channels, opened, closed FROM vms.governance_run_changed();
+CREATE TEMP TABLE scoped_tasks AS
+SELECT channel_code, rule_code, state, severity, detail, unit_id, civil_code FROM vms.governance_task
+ WHERE state IN ('open', 'assigned', 'fixed', 'ignored');
+SELECT incremental, opened, reopened, closed FROM vms.governance_run();
+SELECT count(*) AS differing_tasks FROM (
+    (SELECT channel_code, rule_code, state, severity, detail, unit_id, civil_code FROM vms.governance_task
+      WHERE state IN ('open', 'assigned', 'fixed', 'ignored')
+     EXCEPT SELECT * FROM scoped_tasks)
+    UNION ALL
+    (SELECT * FROM scoped_tasks
+     EXCEPT SELECT channel_code, rule_code, state, severity, detail, unit_id, civil_code FROM vms.governance_task
+      WHERE state IN ('open', 'assigned', 'fixed', 'ignored'))) d;
 ROLLBACK;
 -- POINT EMPTY (geometry(Point) accepts it) is a missing point to every rule
 -- and to the grouping: coordinates and required_fields find it missing,
@@ -341,9 +363,10 @@ SELECT channel_code, rule_code, state, assigned_to, civil_code, closed_by_run = 
   FROM vms.governance_task
  WHERE (channel_code, rule_code) IN (('44030401001320000014', 'azimuth_missing'), ('44030401001320000016', 'required_fields'))
  ORDER BY channel_code, id;
--- a run over 014's new prefix refreshes it; the full run opens no second task
+-- a run over 014's new prefix refreshes it (and opens the tasks of its new
+-- civil code); the full run after the two opens, reopens and closes nothing
 SELECT scope, opened FROM vms.governance_run('44030402');
-SELECT incremental FROM vms.governance_run();
+SELECT incremental, opened, reopened, closed FROM vms.governance_run();
 SELECT channel_code, rule_code, state, assigned_to FROM vms.governance_task
  WHERE channel_code = '44030401001320000014' AND rule_code = 'azimuth_missing' ORDER BY id;
 ROLLBACK;

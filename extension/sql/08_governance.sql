@@ -184,8 +184,11 @@ COMMENT ON FUNCTION vms._governance_row_expr(vms.governance_rule) IS
 -- Findings of one rule: (channel_code, detail) for channels in scope.
 -- Each kind is one set-based query; scope is a civil-code prefix or NULL,
 -- codes a list of channels or NULL (all).  The rules that compare channels
--- with each other (same_point, duplicate_name) find listed channels only,
--- counting each one's point or unit and name in the whole ledger.  The
+-- with each other (same_point, duplicate_name) find channels in scope and
+-- listed only, counting each one's point or unit and name in the whole
+-- ledger (a channel in a prefix shares its point or unit and name with
+-- channels outside it as much as with those in it: a run over a prefix
+-- finds for its channels what a run over the ledger finds).  The
 -- channels taken, here and in vms._governance_run: the ledger when codes
 -- is NULL, else each listed channel through the primary key (a LATERAL
 -- lookup behind OFFSET 0: with = ANY over the 30,000 codes of an
@@ -244,7 +247,9 @@ BEGIN
             SELECT c.code, format('%s channels share the point %s', s.n, ST_AsText(c.geom))
               FROM vms.channel c
               JOIN (SELECT geom AS g, count(*) AS n FROM vms.channel
-                     WHERE geom IS NOT NULL AND NOT ST_IsEmpty(geom) AND (scope IS NULL OR civil_code LIKE scope || '%')
+                     WHERE geom IS NOT NULL AND NOT ST_IsEmpty(geom)
+                       -- (over a prefix, the points of its channels, hashed)
+                       AND (scope IS NULL OR geom IN (SELECT y.geom FROM vms.channel y WHERE y.civil_code LIKE scope || '%'))
                      GROUP BY geom HAVING count(*) >= coalesce((p ->> 'min_count')::int, 3)) s
                 ON c.geom = s.g
              WHERE (scope IS NULL OR c.civil_code LIKE scope || '%');
@@ -257,12 +262,12 @@ BEGIN
                  UNION ALL SELECT l.* FROM (SELECT DISTINCT u.code FROM unnest(codes) u(code)) u
                  CROSS JOIN LATERAL (SELECT c.* FROM vms.channel c WHERE c.code = u.code OFFSET 0) l) c
               JOIN (SELECT k.g, (SELECT count(*) FROM vms.channel x
-                                  WHERE x.geom && k.g AND x.geom = k.g
-                                    AND (scope IS NULL OR x.civil_code LIKE scope || '%')) AS n
+                                  WHERE x.geom && k.g AND x.geom = k.g) AS n
                       FROM (SELECT DISTINCT k.geom AS g FROM (SELECT c.* FROM vms.channel c WHERE codes IS NULL
                  UNION ALL SELECT l.* FROM (SELECT DISTINCT u.code FROM unnest(codes) u(code)) u
                  CROSS JOIN LATERAL (SELECT c.* FROM vms.channel c WHERE c.code = u.code OFFSET 0) l) k
-                             WHERE k.geom IS NOT NULL AND NOT ST_IsEmpty(k.geom)) k) s
+                             WHERE k.geom IS NOT NULL AND NOT ST_IsEmpty(k.geom)
+                               AND (scope IS NULL OR k.civil_code LIKE scope || '%')) k) s
                 ON c.geom = s.g AND s.n >= coalesce((p ->> 'min_count')::int, 3)
              WHERE (scope IS NULL OR c.civil_code LIKE scope || '%');
         END IF;
@@ -274,7 +279,10 @@ BEGIN
                  UNION ALL SELECT l.* FROM (SELECT DISTINCT u.code FROM unnest(codes) u(code)) u
                  CROSS JOIN LATERAL (SELECT c.* FROM vms.channel c WHERE c.code = u.code OFFSET 0) l) c
           JOIN (SELECT unit_id, name, count(*) AS n FROM vms.channel
-                 WHERE unit_id IS NOT NULL AND (scope IS NULL OR civil_code LIKE scope || '%')
+                 WHERE unit_id IS NOT NULL
+                   -- (over a prefix, the units and names of its channels, hashed)
+                   AND (scope IS NULL OR (unit_id, name) IN (SELECT y.unit_id, y.name FROM vms.channel y
+                                                              WHERE y.civil_code LIKE scope || '%'))
                    AND (codes IS NULL OR (unit_id, name) IN (SELECT k.unit_id, k.name FROM (SELECT c.* FROM vms.channel c WHERE codes IS NULL
                  UNION ALL SELECT l.* FROM (SELECT DISTINCT u.code FROM unnest(codes) u(code)) u
                  CROSS JOIN LATERAL (SELECT c.* FROM vms.channel c WHERE c.code = u.code OFFSET 0) l) k))
@@ -693,14 +701,9 @@ BEGIN
             USING DETAIL = 'Channels replicated from the districts leave no history at the city, so the channels changed since the last run are not known.';
         RETURN vms._governance_run(NULL, NULL, false, NULL, NULL);
     END IF;
-    -- a run over one civil-code prefix since then refreshed and closed
-    -- tasks by that prefix alone (counts within it, tasks of channels that
-    -- left it): what it changed is not in the history either
-    IF EXISTS (SELECT 1 FROM vms.governance_run g WHERE g.scope IS NOT NULL AND g.id > last.id) THEN
-        RAISE NOTICE 'a run over a civil-code prefix came after the last run over the whole ledger: every rule runs over the whole ledger'
-            USING DETAIL = 'A scoped run counts groups within its prefix only, so its tasks are not what a run over the whole ledger would leave.';
-        RETURN vms._governance_run(NULL, NULL, false, NULL, NULL);
-    END IF;
+    -- (a run over a civil-code prefix since then left for the channels in
+    -- it what a run over the ledger would, and touched no other channel's
+    -- task nor the kept counts: nothing to take again for it)
     -- what this run sees, taken before the history is read (as
     -- vms._governance_run records it for a full run)
     SELECT pg_catalog.pg_current_snapshot(),
