@@ -1,14 +1,18 @@
 /*
  * access_policy.c — row-level security for the ledger, fast enough to sit in
- * every scan of vms.channel.
+ * every scan and every write of vms.channel.
  *
  * vms.channel_visible(code, civil_code) answers "may the current user see
  * this channel": some grant of theirs (directly or through a role they are
  * a member of), valid now and not revoked, covers the channel — all,
  * its civil region, its catalogue subtree, one of its tags, or the channel
  * itself — at a security level at least the channel's.
+ * vms.can_manage(code, civil_code) answers the same for the grants that
+ * carry manage_ledger, for the role the session acts as: the write
+ * policies of vms.channel, which a bulk import evaluates for every row it
+ * writes.
  *
- * The user's grants are compiled once into hash tables and kept across
+ * Each question's grants are compiled once into hash tables and kept across
  * statements and transactions.  They are thrown away when a grant, a
  * security assignment, a catalogue membership or a tag assignment changes
  * (triggers call vms._policy_changed(), which queues a relcache invalidation
@@ -62,27 +66,46 @@ typedef struct PolicyCache
 	MemoryContext cxt;
 } PolicyCache;
 
-static PolicyCache cache;
+/*
+ * One compiled policy per question: what a user may see (grants of any
+ * action) and what the acting role may write (grants with manage_ledger).
+ */
+typedef enum PolicyKind
+{
+	POLICY_VIEW,
+	POLICY_MANAGE,
+	POLICY_KINDS
+} PolicyKind;
+
+static PolicyCache caches[POLICY_KINDS];
+static const char *const policy_query[POLICY_KINDS] = {
+	"SELECT kind, ref, level, next_change FROM vms._grant_scope($1, $2)",
+	"SELECT kind, ref, level, next_change FROM vms._grant_scope_action($1, $2, 'manage_ledger')",
+};
 static bool callbacks_registered = false;
 static uint64 invalidations = 0;	/* bumped by every callback */
 static bool building = false;
 static Oid	grant_relid = InvalidOid;
 
 static void
+invalidate_all(void)
+{
+	for (int k = 0; k < POLICY_KINDS; k++)
+		caches[k].valid = false;
+	invalidations++;
+}
+
+static void
 policy_relcache_callback(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == grant_relid)
-	{
-		cache.valid = false;
-		invalidations++;
-	}
+		invalidate_all();
 }
 
 static void
 policy_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
-	cache.valid = false;
-	invalidations++;
+	invalidate_all();
 }
 
 static void
@@ -116,13 +139,13 @@ get_rel_owner_oid(Oid relid)
 }
 
 static HTAB *
-make_table(const char *name, Size keysize, Size entrysize, bool blobs)
+make_table(MemoryContext cxt, const char *name, Size keysize, Size entrysize, bool blobs)
 {
 	HASHCTL		ctl;
 
 	ctl.keysize = keysize;
 	ctl.entrysize = entrysize;
-	ctl.hcxt = cache.cxt;
+	ctl.hcxt = cxt;
 	return hash_create(name, 256, &ctl, HASH_ELEM | HASH_CONTEXT | (blobs ? HASH_BLOBS : HASH_STRINGS));
 }
 
@@ -146,7 +169,7 @@ put_code_level(HTAB *t, const char *code, int16 level)
  * grants.
  */
 static void
-build_cache(Oid user, TimestampTz now)
+build_cache(PolicyKind kind, Oid user, TimestampTz now)
 {
 	Oid			save_userid;
 	int			save_sec;
@@ -154,17 +177,18 @@ build_cache(Oid user, TimestampTz now)
 	Datum		args[2];
 	Oid			argtypes[2] = {OIDOID, TIMESTAMPTZOID};
 	uint64		start_invalidations;
+	PolicyCache *cache = &caches[kind];
 
-	if (cache.cxt == NULL)
-		cache.cxt = AllocSetContextCreate(TopMemoryContext, "vms policy cache", ALLOCSET_DEFAULT_SIZES);
+	if (cache->cxt == NULL)
+		cache->cxt = AllocSetContextCreate(TopMemoryContext, "vms policy cache", ALLOCSET_DEFAULT_SIZES);
 	else
-		MemoryContextReset(cache.cxt);
-	cache.valid = false;
-	cache.channels = make_table("vms granted channels", sizeof(GbCode), sizeof(CodeLevel), true);
-	cache.regions = make_table("vms granted regions", 9, sizeof(RegionLevel), false);
-	cache.restricted = make_table("vms restricted channels", sizeof(GbCode), sizeof(CodeLevel), true);
-	cache.all_level = 0;
-	cache.next_change = DT_NOEND;
+		MemoryContextReset(cache->cxt);
+	cache->valid = false;
+	cache->channels = make_table(cache->cxt, "vms granted channels", sizeof(GbCode), sizeof(CodeLevel), true);
+	cache->regions = make_table(cache->cxt, "vms granted regions", 9, sizeof(RegionLevel), false);
+	cache->restricted = make_table(cache->cxt, "vms restricted channels", sizeof(GbCode), sizeof(CodeLevel), true);
+	cache->all_level = 0;
+	cache->next_change = DT_NOEND;
 
 	grant_relid = lookup_grant_relid();
 	owner = get_rel_owner_oid(grant_relid);
@@ -191,8 +215,7 @@ build_cache(Oid user, TimestampTz now)
 	{
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		if (SPI_execute_with_args("SELECT kind, ref, level, next_change FROM vms._grant_scope($1, $2)",
-								  2, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+		if (SPI_execute_with_args(policy_query[kind], 2, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not read grants");
 		for (uint64 i = 0; i < SPI_processed; i++)
 		{
@@ -204,12 +227,12 @@ build_cache(Oid user, TimestampTz now)
 			int16		level = DatumGetInt16(SPI_getbinval(tup, td, 3, &isnull));
 			Datum		nc = SPI_getbinval(tup, td, 4, &isnull);
 
-			if (!isnull && DatumGetTimestampTz(nc) < cache.next_change)
-				cache.next_change = DatumGetTimestampTz(nc);
+			if (!isnull && DatumGetTimestampTz(nc) < cache->next_change)
+				cache->next_change = DatumGetTimestampTz(nc);
 			if (kind == NULL)
 				continue;
 			if (strcmp(kind, "all") == 0)
-				cache.all_level = Max(cache.all_level, level);
+				cache->all_level = Max(cache->all_level, level);
 			else if (strcmp(kind, "region") == 0 && ref && strlen(ref) <= 8)
 			{
 				char		key[9] = {0};
@@ -217,14 +240,14 @@ build_cache(Oid user, TimestampTz now)
 				bool		found;
 
 				strlcpy(key, ref, sizeof(key));
-				e = hash_search(cache.regions, key, HASH_ENTER, &found);
+				e = hash_search(cache->regions, key, HASH_ENTER, &found);
 				if (!found || e->level < level)
 					e->level = level;
 			}
 			else if (strcmp(kind, "channel") == 0 && ref)
-				put_code_level(cache.channels, ref, level);
+				put_code_level(cache->channels, ref, level);
 			else if (strcmp(kind, "restricted") == 0 && ref)
-				put_code_level(cache.restricted, ref, level);
+				put_code_level(cache->restricted, ref, level);
 		}
 		SPI_finish();
 	}
@@ -236,20 +259,22 @@ build_cache(Oid user, TimestampTz now)
 	}
 	PG_END_TRY();
 
-	cache.user = user;
+	cache->user = user;
 	/* a change that arrived while compiling makes the result stale at once */
-	cache.valid = (invalidations == start_invalidations);
+	cache->valid = (invalidations == start_invalidations);
 }
 
-static void
-ensure_cache(Oid user)
+static PolicyCache *
+ensure_cache(PolicyKind kind, Oid user)
 {
 	TimestampTz now = GetCurrentStatementStartTimestamp();	/* grants expire mid-transaction too */
+	PolicyCache *cache = &caches[kind];
 
 	register_callbacks();
 	AcceptInvalidationMessages();
-	if (!cache.valid || cache.user != user || now >= cache.next_change)
-		build_cache(user, now);
+	if (!cache->valid || cache->user != user || now >= cache->next_change)
+		build_cache(kind, user, now);
+	return cache;
 }
 
 static int16
@@ -260,33 +285,40 @@ code_level(HTAB *t, GbCode *code)
 	return e ? e->level : 0;
 }
 
+/*
+ * Does the compiled policy of this kind let the user at the channel whose
+ * code and civil code are arguments code_arg and code_arg + 1?  A region
+ * grant covers the civil codes it is a prefix of (as LIKE ref || '%' does,
+ * at any length up to the 8 digits of a civil code).
+ */
 static bool
-visible_to(Oid user, FunctionCallInfo fcinfo, int code_arg)
+allowed_to(PolicyKind kind, Oid user, FunctionCallInfo fcinfo, int code_arg)
 {
 	GbCode	   *code;
 	int16		allowed;
 	int16		needed;
+	PolicyCache *cache;
 
 	if (PG_ARGISNULL(code_arg))
 		return false;
 	code = PG_GETARG_GBCODE_P(code_arg);
-	ensure_cache(user);
+	cache = ensure_cache(kind, user);
 
-	needed = Max(code_level(cache.restricted, code), 1);
-	allowed = Max(cache.all_level, code_level(cache.channels, code));
-	if (allowed < needed && !PG_ARGISNULL(code_arg + 1) && hash_get_num_entries(cache.regions) > 0)
+	needed = Max(code_level(cache->restricted, code), 1);
+	allowed = Max(cache->all_level, code_level(cache->channels, code));
+	if (allowed < needed && !PG_ARGISNULL(code_arg + 1) && hash_get_num_entries(cache->regions) > 0)
 	{
 		text	   *civil = PG_GETARG_TEXT_PP(code_arg + 1);
 		int			len = Min(VARSIZE_ANY_EXHDR(civil), 8);
 		char		key[9];
 
-		for (int k = 2; k <= len; k += 2)
+		for (int k = 1; k <= len; k++)
 		{
 			RegionLevel *e;
 
 			memset(key, 0, sizeof(key));
 			memcpy(key, VARDATA_ANY(civil), k);
-			e = hash_search(cache.regions, key, HASH_FIND, NULL);
+			e = hash_search(cache->regions, key, HASH_FIND, NULL);
 			if (e && e->level > allowed)
 				allowed = e->level;
 		}
@@ -299,7 +331,23 @@ PG_FUNCTION_INFO_V1(vms_channel_visible);
 Datum
 vms_channel_visible(PG_FUNCTION_ARGS)
 {
-	PG_RETURN_BOOL(visible_to(GetUserId(), fcinfo, 0));
+	PG_RETURN_BOOL(allowed_to(POLICY_VIEW, GetUserId(), fcinfo, 0));
+}
+
+/*
+ * vms.can_manage(code gbcode, civil_code text) → boolean: may the role the
+ * session acts as (SET ROLE, else the session user; also inside SECURITY
+ * DEFINER functions) write this channel — the write policies of
+ * vms.channel.  A manage_ledger grant covers it as vms._can_for(role,
+ * 'manage_ledger', code, civil_code) says, with one difference: the region
+ * is always the civil code given, the row's as it will be, so that an
+ * update may not move a channel out of the regions the role may write.
+ */
+PG_FUNCTION_INFO_V1(vms_can_manage);
+Datum
+vms_can_manage(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(allowed_to(POLICY_MANAGE, GetOuterUserId(), fcinfo, 0));
 }
 
 /*
@@ -340,7 +388,7 @@ vms_channel_visible_to(PG_FUNCTION_ARGS)
 	}
 	if (superuser_arg(role))
 		PG_RETURN_BOOL(true);	/* superusers bypass row-level security too */
-	PG_RETURN_BOOL(visible_to(role, fcinfo, 1));
+	PG_RETURN_BOOL(allowed_to(POLICY_VIEW, role, fcinfo, 1));
 }
 
 /*
@@ -369,6 +417,6 @@ vms_policy_changed(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("vms._policy_changed() must be called as a trigger")));
 	CacheInvalidateRelcacheByRelid(lookup_grant_relid());
-	cache.valid = false;		/* this backend sees its own change at once */
+	invalidate_all();			/* this backend sees its own change at once */
 	return PointerGetDatum(NULL);
 }

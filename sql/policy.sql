@@ -271,6 +271,62 @@ ALTER TABLE vms.audit_log ENABLE TRIGGER USER;
 SELECT ok FROM vms.audit_verify();
 SELECT DISTINCT digest_alg FROM vms.audit_log;
 
+-- issue 20: the write policies (vms.can_manage) are C over the acting
+-- role's manage_ledger grants, compiled once as visibility is: the same
+-- answer as vms._can_for for every channel and kind of grant (a region, a
+-- channel, a catalogue at level 4, a grant of another action, an expired
+-- and a revoked grant, then an odd-length region prefix), for channels yet
+-- to be created too, and a grant or a revocation counts at once
+CREATE ROLE regress_writer LOGIN;
+GRANT USAGE ON SCHEMA vms TO regress_writer;
+GRANT SELECT, INSERT, UPDATE ON vms.channel TO regress_writer;
+INSERT INTO vms.access_grant (grantee, scope_kind, scope_ref, actions, max_level, valid_from, valid_until, revoked_at) VALUES
+    ('regress_writer', 'region', '44030401', '{manage_ledger}', 2, now() - interval '1 day', NULL, NULL),
+    ('regress_writer', 'channel', '44030402001320000002', '{manage_ledger}', 1, now() - interval '1 day', NULL, NULL),
+    ('regress_writer', 'catalog', '44030400002160000001', '{manage_ledger}', 4, now() - interval '1 day', NULL, NULL),
+    ('regress_writer', 'region', '4403040', '{view_live}', 4, now() - interval '1 day', NULL, NULL),
+    ('regress_writer', 'all', NULL, '{manage_ledger}', 4, now() - interval '2 days', now() - interval '1 day', NULL),
+    ('regress_writer', 'all', NULL, '{manage_ledger}', 4, now() - interval '1 day', NULL, now());
+CREATE TEMP TABLE manage_case AS
+SELECT c.code, c.civil_code FROM vms.channel c
+UNION ALL VALUES ('44030401001320009901'::vms.gbcode, '44030401'), ('44030402001320009902', '44030402'),
+                 ('44030401001320009903', NULL);
+ALTER TABLE manage_case ADD by_sql boolean;
+GRANT SELECT ON manage_case TO regress_writer;
+CREATE FUNCTION pg_temp.manage_case_by_sql() RETURNS void LANGUAGE sql AS
+    $$UPDATE manage_case SET by_sql = vms._can_for('regress_writer', 'manage_ledger', code, civil_code)$$;
+SELECT pg_temp.manage_case_by_sql();
+SET ROLE regress_writer;
+SELECT count(*) AS cases, count(*) FILTER (WHERE by_sql) AS by_sql_allowed,
+       count(*) FILTER (WHERE vms.can_manage(code, civil_code)) AS allowed,
+       count(*) FILTER (WHERE vms.can_manage(code, civil_code) IS DISTINCT FROM by_sql) AS differ
+  FROM manage_case;
+-- the region is the one given: a channel granted by its code anywhere, one
+-- of the region in it, not when it would leave it
+SELECT vms.can_manage('44030402001320000002', '44030499') AS own_channel_anywhere,
+       vms.can_manage('44030401001320000003', '44030401') AS in_region,
+       vms.can_manage('44030401001320000003', '44030402') AS moved_out;
+-- so an update may not move a channel out of the regions the role writes
+\set VERBOSITY default
+UPDATE vms.channel SET civil_code = '44030402' WHERE code = '44030401001320000003';
+\set VERBOSITY terse
+UPDATE vms.channel SET name = name WHERE code = '44030401001320000003' RETURNING code;
+RESET ROLE;
+-- an odd-length prefix covers what LIKE '4403040%' does
+INSERT INTO vms.access_grant (grantee, scope_kind, scope_ref, actions, max_level)
+VALUES ('regress_writer', 'region', '4403040', '{manage_ledger}', 1);
+SELECT pg_temp.manage_case_by_sql();
+SET ROLE regress_writer;
+SELECT count(*) AS cases, count(*) FILTER (WHERE by_sql) AS by_sql_allowed,
+       count(*) FILTER (WHERE vms.can_manage(code, civil_code) IS DISTINCT FROM by_sql) AS differ
+  FROM manage_case;
+RESET ROLE;
+UPDATE vms.access_grant SET revoked_at = now() WHERE grantee = 'regress_writer' AND scope_kind = 'region' AND revoked_at IS NULL;
+SET ROLE regress_writer;
+SELECT vms.can_manage('44030401001320000003', '44030401') AS in_region_after_revoke;
+UPDATE vms.channel SET name = name WHERE code = '44030401001320000003' RETURNING code;
+RESET ROLE;
+
 -- secrets: encrypted with a key kept outside the database
 COPY (SELECT 1) TO PROGRAM 'cat >/dev/null && head -c 32 /dev/urandom > vms_regress_key && chmod 600 vms_regress_key';
 \set VERBOSITY default
@@ -299,4 +355,7 @@ DELETE FROM vms.media_server_allowed WHERE note = 'regress policy';
 ALTER TABLE vms.access_grant ENABLE TRIGGER access_grant_audit;
 REVOKE CREATE ON DATABASE contrib_regression FROM regress_alice;
 REVOKE USAGE ON SCHEMA vms FROM regress_mallory;
-DROP ROLE regress_alice, regress_bob, regress_carol, regress_dave, regress_erin, regress_mallory;
+REVOKE ALL ON vms.channel FROM regress_writer;
+REVOKE USAGE ON SCHEMA vms FROM regress_writer;
+DROP TABLE manage_case;
+DROP ROLE regress_alice, regress_bob, regress_carol, regress_dave, regress_erin, regress_mallory, regress_writer;

@@ -88,6 +88,7 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms._governance_row_expr(vms.governance_rule)',
     'vms._governance_run(text,vms.gbcode[],boolean,vms.gbcode[],vms.gbcode[])',
     'vms._grant_scope(oid,timestamp with time zone)',
+    'vms._grant_scope_action(oid,timestamp with time zone,text)',
     'vms._history_record()',
     'vms._inspection_baseline_apply(vms.gbcode,timestamp with time zone,jsonb)',
     'vms._inspection_baseline_learn(vms.gbcode,timestamp with time zone,jsonb)',

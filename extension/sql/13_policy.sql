@@ -125,15 +125,17 @@ CREATE INDEX access_grant_grantee_idx ON vms.access_grant (grantee) WHERE revoke
 COMMENT ON TABLE vms.access_grant IS 'grants: role x scope (all, region subtree, catalogue subtree, tag, channel) x actions x highest level x validity window';
 COMMENT ON COLUMN vms.access_grant.actions IS 'view_live, playback, download, ptz, snapshot, manage_ledger, export';
 
--- What the policy cache compiles for a user at a time: granted scopes
--- (catalogue and tag grants expanded to channels), restricted channels,
--- and when the set next changes.  Runs as the table owner, from C.
-CREATE FUNCTION vms._grant_scope(usr oid, at timestamptz)
+-- What the policy cache compiles for a user at a time: the scopes of the
+-- grants that carry the action (any action when it is NULL; catalogue and
+-- tag grants expanded to channels), restricted channels, and when the set
+-- next changes.  Runs as the table owner, from C.
+CREATE FUNCTION vms._grant_scope_action(usr oid, at timestamptz, action text)
     RETURNS TABLE (kind text, ref text, level smallint, next_change timestamptz)
     LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
     WITH mine AS (
         SELECT g.* FROM vms.access_grant g
-         WHERE g.revoked_at IS NULL AND pg_has_role(usr, g.grantee, 'MEMBER')),
+         WHERE g.revoked_at IS NULL AND pg_has_role(usr, g.grantee, 'MEMBER')
+           AND (action IS NULL OR action = ANY (g.actions))),
     live AS (
         SELECT g.* FROM mine g WHERE g.valid_from <= at AND (g.valid_until IS NULL OR g.valid_until > at))
     SELECT g.scope_kind, g.scope_ref, g.max_level, NULL::timestamptz FROM live g
@@ -148,6 +150,12 @@ CREATE FUNCTION vms._grant_scope(usr oid, at timestamptz)
     SELECT NULL, NULL, NULL, min(t) FROM (
         SELECT valid_until AS t FROM mine WHERE valid_until > at
         UNION ALL SELECT valid_from FROM mine WHERE valid_from > at) c
+$$;
+COMMENT ON FUNCTION vms._grant_scope_action(oid, timestamptz, text) IS 'internal: a user''s grants that carry an action (any when NULL) compiled for row-level security';
+CREATE FUNCTION vms._grant_scope(usr oid, at timestamptz)
+    RETURNS TABLE (kind text, ref text, level smallint, next_change timestamptz)
+    LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+    SELECT * FROM vms._grant_scope_action(usr, at, NULL)
 $$;
 COMMENT ON FUNCTION vms._grant_scope(oid, timestamptz) IS 'internal: a user''s grants compiled for row-level security';
 
@@ -523,14 +531,17 @@ CREATE FUNCTION vms.code_visible(code vms.gbcode) RETURNS boolean
 $$;
 COMMENT ON FUNCTION vms.code_visible(vms.gbcode) IS 'is the channel with this code visible to the current user (row-level security of channel-keyed tables)';
 
--- SECURITY DEFINER so that the write policies (run as whoever writes) may
--- call the internal vms._can_for; it asks only about the role the session
--- acts as (SET ROLE, else the session user).
+-- The write policies' test, in C (extension/access_policy.c) with the
+-- acting role's manage_ledger grants compiled once, as vms.channel_visible
+-- does for reading: a bulk import evaluates it for every row it writes, and
+-- vms._can_for costs three queries a call.  It answers what
+-- vms._can_for(acting role, 'manage_ledger', code, civil_code) answers,
+-- except that the region is always the civil code given (the row's as it
+-- will be): an update may not move a channel out of the regions the role
+-- may write.
 CREATE FUNCTION vms.can_manage(code vms.gbcode, civil_code text) RETURNS boolean
-    LANGUAGE sql STABLE SECURITY DEFINER SET search_path FROM CURRENT AS $$
-    SELECT vms._can_for(pg_catalog.pg_get_userbyid(vms._acting_role()), 'manage_ledger', code, civil_code)
-$$;
-COMMENT ON FUNCTION vms.can_manage(vms.gbcode, text) IS 'may the role this session acts as write this channel (manage_ledger); the write policies of vms.channel';
+    AS 'MODULE_PATHNAME', 'vms_can_manage' LANGUAGE C STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION vms.can_manage(vms.gbcode, text) IS 'may the role this session acts as write this channel, in the region given (manage_ledger); the write policies of vms.channel';
 
 ALTER TABLE vms.channel ENABLE ROW LEVEL SECURITY;
 CREATE POLICY channel_view ON vms.channel FOR SELECT USING (vms.channel_visible(code, civil_code));
