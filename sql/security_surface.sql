@@ -28,6 +28,8 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms._audit_bytes(bigint,timestamp with time zone,text,text,text,jsonb,bytea)',
     'vms._audit_denied(text,text,jsonb)',
     'vms._audit_denied_take()',
+    'vms._audit_later(text,text,jsonb)',
+    'vms._audit_pending_append()',
     'vms._audit_row()',
     'vms._availability_figures(timestamp with time zone,timestamp with time zone,text)',
     'vms._availability_gaps(timestamp with time zone,timestamp with time zone)',

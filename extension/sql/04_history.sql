@@ -105,8 +105,11 @@ BEGIN
                          WHERE d.new_part <> ''{}''', TG_TABLE_NAME, as_jsonb, as_jsonb);
     END IF;
     GET DIAGNOSTICS nrows = ROW_COUNT;
-    IF nrows > 0 THEN   -- one tamper-evident audit entry per statement; history holds the rows
-        PERFORM vms.audit('ledger_' || lower(TG_OP), TG_TABLE_NAME, jsonb_build_object('rows', nrows));
+    -- one tamper-evident audit entry per statement; history holds the rows.
+    -- Appended at commit (vms._audit_later): the chain's lock is not held
+    -- from this statement to the end of a long import.
+    IF nrows > 0 THEN
+        PERFORM vms._audit_later('ledger_' || lower(TG_OP), TG_TABLE_NAME, jsonb_build_object('rows', nrows));
     END IF;
     RETURN NULL;
 END $$;

@@ -32,7 +32,9 @@ CREATE FUNCTION vms._audit_bytes(seq bigint, at timestamptz, session_role text, 
 COMMENT ON FUNCTION vms._audit_bytes(bigint, timestamptz, text, text, text, jsonb, bytea) IS 'internal: the bytes an audit hash covers';
 
 -- Append one entry.  Entries are serialised by a lock held to commit, so
--- the chain has no forks and seq has no gaps.
+-- the chain has no forks and seq has no gaps.  The one append: vms.audit,
+-- vms.audit_flush_denied and the commit-time append of pending entries
+-- (vms._audit_pending_append) all come here.
 -- SECURITY DEFINER: vms.audit_log is writable by its owner only.  The entry
 -- records the session user, whoever calls.  Not executable by PUBLIC or the
 -- duty roles (99_privileges.sql): entries come from the extension's own
@@ -71,6 +73,63 @@ BEGIN
     RETURN vms._audit_as(session_user, action, object, detail);
 END $$;
 COMMENT ON FUNCTION vms.audit(text, text, jsonb) IS 'append an entry to the hash-chained audit log (as the session user)';
+
+-- Entries whose seq nobody needs at once (the ledger history trigger's, one
+-- per statement that changed vms.device or vms.channel) are appended at
+-- commit, not at the statement: appending takes the chain's lock until the
+-- transaction ends, and a long import that edits the ledger early would
+-- otherwise make every other audited action in the city (every
+-- vms.exercise_right) wait for it.  vms._audit_later queues the entry here;
+-- the deferred trigger below appends this transaction's queued entries in
+-- order at commit, through vms._audit_as, and deletes them.  So the lock is
+-- held from that trigger to the end of the commit only, the entry's `at` is
+-- the time it is appended (at stays in seq order), and a rolled-back
+-- transaction or subtransaction leaves no entry.  Others' queued rows are
+-- invisible and never committed: the table is empty between transactions.
+CREATE TABLE vms.audit_pending (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    session_role text NOT NULL,
+    action       text NOT NULL,
+    object       text,
+    detail       jsonb NOT NULL DEFAULT '{}',
+    first        boolean NOT NULL
+);
+REVOKE ALL ON vms.audit_pending FROM PUBLIC;
+COMMENT ON TABLE vms.audit_pending IS
+    'internal: audit entries queued by the ledger history trigger, appended to vms.audit_log at the commit of their transaction (and deleted then): empty between transactions';
+
+-- SECURITY DEFINER: vms.audit_pending is the owner's.  Records the session
+-- user, as vms.audit does.  first: no entry of this transaction is queued
+-- yet, so the row's insert queues the commit-time append (one trigger
+-- event per transaction, not one per entry).
+CREATE FUNCTION vms._audit_later(action text, object text, detail jsonb DEFAULT '{}') RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+BEGIN
+    INSERT INTO vms.audit_pending (session_role, action, object, detail, first)
+    VALUES (session_user, _audit_later.action, _audit_later.object, coalesce(_audit_later.detail, '{}'),
+            NOT EXISTS (SELECT 1 FROM vms.audit_pending));
+END $$;
+COMMENT ON FUNCTION vms._audit_later(text, text, jsonb) IS
+    'internal: queue an audit entry (as the session user) to be appended to the chain when the transaction commits';
+
+CREATE FUNCTION vms._audit_pending_append() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    p vms.audit_pending;
+BEGIN
+    FOR p IN SELECT * FROM vms.audit_pending ORDER BY id LOOP
+        PERFORM vms._audit_as(p.session_role, p.action, p.object, p.detail);
+        DELETE FROM vms.audit_pending q WHERE q.id = p.id;
+    END LOOP;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION vms._audit_pending_append() IS
+    'internal: at commit, appends the audit entries this transaction queued (vms._audit_later) to the chain in order and deletes them';
+-- ALWAYS: a queued entry is appended whatever session_replication_role says
+CREATE CONSTRAINT TRIGGER audit_pending_append AFTER INSERT ON vms.audit_pending
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.first)
+    EXECUTE FUNCTION vms._audit_pending_append();
+ALTER TABLE vms.audit_pending ENABLE ALWAYS TRIGGER audit_pending_append;
 
 -- Refusals.  vms.exercise_right raises 42501 for a right the role lacks,
 -- which rolls back whatever its transaction wrote, an audit entry too; so a
