@@ -52,3 +52,55 @@ SELECT array_agg(attname ORDER BY attname) FILTER (WHERE NOT vms._device_jsonb(d
   FROM pg_attribute, (SELECT NULL::vms.device AS d) r
  WHERE attrelid = 'vms.device'::regclass AND attnum > 0 AND NOT attisdropped
    AND attname NOT IN ('online', 'status_changed_at', 'registered_at', 'last_keepalive_at', 'overridden', 'created_at', 'updated_at');
+-- audit entries of ledger edits (one per statement) are queued in
+-- vms.audit_pending and appended to the chain at commit, in statement
+-- order, after the entries appended at once meanwhile (vms.audit returns
+-- its seq); a rolled-back subtransaction drops its own entries only
+SELECT max(seq) AS audit_before FROM vms.audit_log \gset
+BEGIN;
+INSERT INTO vms.device (code, name) VALUES ('11010500001180000020', 'NVR-20');
+INSERT INTO vms.channel (code, device_code, name) VALUES ('11010500001320000020', '11010500001180000020', '北门');
+SAVEPOINT s;
+UPDATE vms.channel SET name = '北门入口' WHERE code = '11010500001320000020';
+SELECT count(*) AS pending_in_savepoint FROM vms.audit_pending;
+ROLLBACK TO SAVEPOINT s;
+UPDATE vms.channel SET alias = 'N' WHERE code = '11010500001320000020';
+SELECT vms.audit('regress_immediate', 'x') - :audit_before AS immediate_entry;
+SELECT action, object, detail FROM vms.audit_pending ORDER BY id;
+SELECT count(*) AS in_log_before_commit FROM vms.audit_log WHERE seq > :audit_before;
+COMMIT;
+SELECT seq - :audit_before AS n, session_role = session_user AS by_session_user, action, object, detail
+  FROM vms.audit_log WHERE seq > :audit_before ORDER BY seq;
+SELECT count(*) AS pending_after_commit FROM vms.audit_pending;
+-- a rolled-back transaction leaves no entry and nothing pending
+SELECT max(seq) AS audit_before FROM vms.audit_log \gset
+BEGIN;
+UPDATE vms.channel SET name = '北门二' WHERE code = '11010500001320000020';
+ROLLBACK;
+SELECT count(*) AS entries_after_rollback FROM vms.audit_log WHERE seq > :audit_before;
+SELECT count(*) AS pending_after_rollback FROM vms.audit_pending;
+-- SET CONSTRAINTS ... IMMEDIATE appends what is queued at once; a savepoint
+-- rolled back after it undoes that append, and the commit appends again
+BEGIN;
+UPDATE vms.channel SET name = '北门三' WHERE code = '11010500001320000020';
+SAVEPOINT s;
+SET CONSTRAINTS vms.audit_pending_append IMMEDIATE;
+SELECT count(*) AS appended_at_once, (SELECT count(*) FROM vms.audit_pending) AS pending
+  FROM vms.audit_log WHERE seq > :audit_before;
+UPDATE vms.channel SET name = '北门四' WHERE code = '11010500001320000020';
+ROLLBACK TO SAVEPOINT s;
+SELECT count(*) AS appended_after_rollback_to_savepoint, (SELECT count(*) FROM vms.audit_pending) AS pending
+  FROM vms.audit_log WHERE seq > :audit_before;
+COMMIT;
+SELECT seq - :audit_before AS n, action, object, detail FROM vms.audit_log WHERE seq > :audit_before ORDER BY seq;
+-- an import: one entry per statement, as the ordinary path writes
+SELECT max(seq) AS audit_before FROM vms.audit_log \gset
+SELECT (j).loaded_rows, (j).rejected_rows, (j).created_devices
+  FROM (SELECT vms.ledger_import(convert_to(E'code,name,device_code\n11010500001320000030,东站,11010500001180000030\n11010500001320000031,西站,11010500001180000030\n11010500001320000020,北门五,11010500001180000020\n', 'UTF8'), 'auto', 'history.csv') AS j) s;
+SELECT seq - :audit_before AS n, action, object, detail FROM vms.audit_log WHERE seq > :audit_before ORDER BY seq;
+SELECT count(*) AS pending_after_import FROM vms.audit_pending;
+-- at stays in seq order, and the chain holds
+SELECT count(*) FILTER (WHERE at < prev_at) AS at_out_of_order
+  FROM (SELECT at, lag(at) OVER (ORDER BY seq) AS prev_at FROM vms.audit_log) s;
+SELECT ok, problem FROM vms.audit_verify();
+DELETE FROM vms.device WHERE code IN ('11010500001180000020', '11010500001180000030');
