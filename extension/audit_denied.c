@@ -26,6 +26,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -35,6 +36,7 @@
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "audit_denied.h"
@@ -428,4 +430,66 @@ vms_audit_denied_waiting(void)
 		if (queue->entries[i].state == DENIED_PENDING && queue->entries[i].dboid == MyDatabaseId)
 			return true;
 	return false;
+}
+
+/*
+ * vms._audit_chain_head(OUT seq bigint, OUT hash bytea): the chain's last
+ * entry (the last archived one when every entry is archived), as committed
+ * now.  vms._audit_as calls it holding the chain's lock, so every other
+ * append has committed or waits; reading through the latest snapshot, not
+ * the transaction's, a REPEATABLE READ or SERIALIZABLE transaction appends
+ * after the entries committed since its snapshot was taken instead of
+ * failing on a duplicate seq (the ledger's entries are appended at commit,
+ * long after such a transaction's snapshot).  The transaction's own
+ * earlier appends are seen (the snapshot's command id is the current one).
+ */
+PG_FUNCTION_INFO_V1(vms_audit_chain_head);
+Datum
+vms_audit_chain_head(PG_FUNCTION_ARGS)
+{
+	static const char *const queries[] = {
+		"SELECT seq, hash FROM vms.audit_log ORDER BY seq DESC LIMIT 1",
+		"SELECT last_seq, last_hash FROM vms.audit_archive ORDER BY last_seq DESC LIMIT 1"
+	};
+	TupleDesc	tupdesc;
+	Datum		values[2] = {0, 0};
+	bool		nulls[2] = {true, true};
+	int64		seq = 0;
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "vms._audit_chain_head: return type must be a row type");
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "vms._audit_chain_head: SPI_connect failed");
+	for (int i = 0; i < lengthof(queries); i++)
+	{
+		SPIPlanPtr	plan = SPI_prepare(queries[i], 0, NULL);
+		int			ret;
+		bool		isnull;
+		Datum		d;
+
+		if (plan == NULL)
+			elog(ERROR, "vms._audit_chain_head: SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		ret = SPI_execute_snapshot(plan, NULL, NULL, GetLatestSnapshot(), InvalidSnapshot, true, false, 1);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "vms._audit_chain_head: SPI_execute_snapshot failed: %s", SPI_result_code_string(ret));
+		if (SPI_processed == 0)
+			continue;
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+		{
+			seq = DatumGetInt64(d);
+			nulls[0] = false;
+		}
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		if (!isnull)
+		{
+			values[1] = SPI_datumTransfer(d, false, -1);
+			nulls[1] = false;
+		}
+		break;
+	}
+	SPI_finish();
+	if (!nulls[0])
+		values[0] = Int64GetDatum(seq);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
 }

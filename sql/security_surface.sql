@@ -26,6 +26,7 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms._audit_archive_guard()',
     'vms._audit_as(text,text,text,jsonb)',
     'vms._audit_bytes(bigint,timestamp with time zone,text,text,text,jsonb,bytea)',
+    'vms._audit_chain_head()',
     'vms._audit_denied(text,text,jsonb)',
     'vms._audit_denied_take()',
     'vms._audit_later(text,text,jsonb)',

@@ -31,6 +31,11 @@ CREATE FUNCTION vms._audit_bytes(seq bigint, at timestamptz, session_role text, 
                                    session_role, action, coalesce(object, ''), detail::text), 'UTF8');
 COMMENT ON FUNCTION vms._audit_bytes(bigint, timestamptz, text, text, text, jsonb, bytea) IS 'internal: the bytes an audit hash covers';
 
+CREATE FUNCTION vms._audit_chain_head(OUT seq bigint, OUT hash bytea)
+    AS 'MODULE_PATHNAME', 'vms_audit_chain_head' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION vms._audit_chain_head() IS
+    'internal: the audit chain''s last entry (seq, hash; the last archived one when every entry is archived) as committed now, read through the latest snapshot (called holding the chain''s lock)';
+
 -- Append one entry.  Entries are serialised by a lock held to commit, so
 -- the chain has no forks and seq has no gaps.  The one append: vms.audit,
 -- vms.audit_flush_denied and the commit-time append of pending entries
@@ -48,11 +53,9 @@ DECLARE
     e vms.audit_log;
 BEGIN
     LOCK TABLE vms.audit_log IN SHARE ROW EXCLUSIVE MODE;
-    SELECT * INTO last FROM vms.audit_log ORDER BY seq DESC LIMIT 1;
-    IF NOT FOUND THEN
-        -- every entry archived: the chain goes on from the last archived one
-        SELECT a.last_seq, a.last_hash INTO last.seq, last.hash FROM vms.audit_archive a ORDER BY a.last_seq DESC LIMIT 1;
-    END IF;
+    -- the last entry as committed now, whatever the isolation level (every
+    -- entry archived: the last archived one)
+    SELECT h.seq, h.hash INTO last.seq, last.hash FROM vms._audit_chain_head() h;
     e.seq := coalesce(last.seq, 0) + 1;
     e.at := clock_timestamp();
     e.session_role := _audit_as.session_role;

@@ -72,5 +72,22 @@ $a->query_safe('COMMIT');
 $a->quit;
 is(sql('SELECT ok FROM vms.audit_verify()'), 't', 'the chain holds at the end');
 
+# REPEATABLE READ: the commit-time append reads the chain's last entry as
+# committed when it holds the lock, not as the transaction's snapshot saw
+# it, so entries appended by others meanwhile do not make the commit fail
+# (duplicate seq)
+$a = $node->background_psql('city', on_error_stop => 0);
+$a->query_safe('BEGIN ISOLATION LEVEL REPEATABLE READ');
+$a->query_safe('SELECT count(*) FROM vms.audit_log');
+($rc, $out, $err) = $node->psql('city', q{SELECT vms.audit('b_meanwhile', 'b', '{}')});
+is($rc, 0, 'B appends an entry after the REPEATABLE READ transaction took its snapshot') or diag($err);
+$a->query_safe(qq{UPDATE vms.channel SET name = 'gate north' WHERE code = '$ch'});
+($out, $err) = $a->query('COMMIT');
+is($err, 0, 'the REPEATABLE READ transaction that edited the ledger commits') or diag($a->{stderr});
+$a->quit;
+is(sql(q{SELECT string_agg(action, ', ' ORDER BY seq) FROM (SELECT * FROM vms.audit_log ORDER BY seq DESC LIMIT 2) s}),
+	'b_meanwhile, ledger_update', 'its entry follows the one appended meanwhile');
+is(sql('SELECT ok FROM vms.audit_verify()'), 't', 'the chain holds after it');
+
 $node->stop;
 done_testing();

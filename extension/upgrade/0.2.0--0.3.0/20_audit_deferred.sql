@@ -2,7 +2,39 @@
 -- longer held from a ledger statement to the end of its transaction): the
 -- queue vms.audit_pending, vms._audit_later and the deferred trigger that
 -- appends through vms._audit_as; the history trigger queues instead of
--- appending.  vms.audit / vms._audit_as / vms.exercise_right unchanged.
+-- appending.  vms.audit / vms._audit_as / vms.exercise_right stay immediate.
+
+-- The chain's last entry is read through the latest snapshot (C), so a
+-- REPEATABLE READ transaction's commit-time append follows the entries
+-- committed since its snapshot instead of failing on a duplicate seq.
+CREATE FUNCTION vms._audit_chain_head(OUT seq bigint, OUT hash bytea)
+    AS 'MODULE_PATHNAME', 'vms_audit_chain_head' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION vms._audit_chain_head() IS
+    'internal: the audit chain''s last entry (seq, hash; the last archived one when every entry is archived) as committed now, read through the latest snapshot (called holding the chain''s lock)';
+
+CREATE OR REPLACE FUNCTION vms._audit_as(session_role text, action text, object text, detail jsonb DEFAULT '{}') RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    last vms.audit_log;
+    e vms.audit_log;
+BEGIN
+    LOCK TABLE vms.audit_log IN SHARE ROW EXCLUSIVE MODE;
+    -- the last entry as committed now, whatever the isolation level (every
+    -- entry archived: the last archived one)
+    SELECT h.seq, h.hash INTO last.seq, last.hash FROM vms._audit_chain_head() h;
+    e.seq := coalesce(last.seq, 0) + 1;
+    e.at := clock_timestamp();
+    e.session_role := _audit_as.session_role;
+    e.action := _audit_as.action;
+    e.object := _audit_as.object;
+    e.detail := coalesce(_audit_as.detail, '{}');
+    e.digest_alg := vms.chain_digest_name();
+    e.prev_hash := last.hash;
+    e.hash := vms.chain_digest(vms._audit_bytes(e.seq, e.at, e.session_role, e.action, e.object, e.detail, e.prev_hash));
+    INSERT INTO vms.audit_log VALUES (e.*);
+    RETURN e.seq;
+END $$;
+COMMENT ON FUNCTION vms._audit_as(text, text, text, jsonb) IS 'internal: append an entry to the hash-chained audit log for a given session role';
 
 -- Entries whose seq nobody needs at once (the ledger history trigger's, one
 -- per statement that changed vms.device or vms.channel) are appended at
@@ -96,4 +128,4 @@ BEGIN
     RETURN NULL;
 END $$;
 
-REVOKE ALL ON FUNCTION vms._audit_later(text, text, jsonb), vms._audit_pending_append() FROM PUBLIC;
+REVOKE ALL ON FUNCTION vms._audit_later(text, text, jsonb), vms._audit_pending_append(), vms._audit_chain_head() FROM PUBLIC;
