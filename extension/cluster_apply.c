@@ -37,6 +37,8 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "replication/logicalworker.h"
@@ -407,7 +409,8 @@ conflict:
  * the apply worker inserts (the INSERT half of vms._cluster_apply_tiles,
  * which keeps UPDATE and DELETE).  AFTER INSERT row trigger, ENABLE
  * REPLICA; a local session's inserts are counted by the statement triggers
- * of 11_tiles.sql.
+ * of 11_tiles.sql.  The cells' arithmetic is vms._channel_cells's
+ * (11_tiles.sql), as for every other writer of the cells.
  *
  * In a logical replication worker (outside a subtransaction) the channel's
  * point, online flag and code are only buffered in the transaction's
@@ -420,7 +423,7 @@ conflict:
  * (one a level of zooms 6-18) through SPI, which was a third of the city's
  * apply time for a large district import.  Anywhere else (a session in
  * replica mode, a subtransaction, or the flush trigger disabled) each row
- * still appends its 13 rows at once.
+ * is appended at once, through the same statement.
  */
 PG_FUNCTION_INFO_V1(vms_cluster_apply_tiles_insert);
 PG_FUNCTION_INFO_V1(vms_cluster_apply_tiles_flush);
@@ -430,7 +433,6 @@ PG_FUNCTION_INFO_V1(vms_cluster_apply_tiles_due);
 #define TILES_FLUSH_TRIGGER "channel_cluster_apply_tiles_flush"
 
 static SPIPlanPtr tiles_plan;
-static SPIPlanPtr tiles_flush_plan;
 
 /* the apply worker's buffered channels of the current transaction */
 static struct
@@ -439,10 +441,10 @@ static struct
 	bool		flush_queued;	/* the deferred flush trigger is queued */
 	bool		callback;		/* tiles_xact_callback registered */
 	MemoryContext cxt;			/* under TopTransactionContext */
-	Oid			geom_type;
 	int			n;
 	int			cap;
-	Datum	   *geoms;
+	Datum	   *xs;				/* the Web-Mercator points */
+	Datum	   *ys;
 	Datum	   *online;
 	Datum	   *codes;
 }			tb;
@@ -458,7 +460,7 @@ tiles_buffer_current(void)
 	tb.flush_queued = false;
 	tb.cxt = NULL;
 	tb.n = tb.cap = 0;
-	tb.geoms = tb.online = tb.codes = NULL;
+	tb.xs = tb.ys = tb.online = tb.codes = NULL;
 }
 
 /* a logical replication worker at the top level of its transaction */
@@ -489,80 +491,98 @@ tiles_flush_enabled(Relation rel)
 	return false;
 }
 
-/* PostGIS's schema, where the point's type lives, quoted */
-static const char *
-geometry_schema(Oid geom_type)
-{
-	HeapTuple	tt = SearchSysCache1(TYPEOID, ObjectIdGetDatum(geom_type));
-	const char *ns;
+/* PostGIS's ST_X and ST_Y, for the points' coordinates */
+static FmgrInfo st_x_fn;
+static FmgrInfo st_y_fn;
+static Oid	st_geom_type;
 
-	if (!HeapTupleIsValid(tt))
-		elog(ERROR, "cache lookup failed for type %u", geom_type);
-	ns = quote_identifier(get_namespace_name(((Form_pg_type) GETSTRUCT(tt))->typnamespace));
-	ReleaseSysCache(tt);
-	return ns;
+/*
+ * The Web-Mercator x and y of a point (geom_3857, of PostGIS's type
+ * geom_type); false for an empty point, which counts nowhere (as a NULL x
+ * in vms._channel_cells).
+ */
+static bool
+tiles_point(Oid geom_type, Datum geom, Datum *x, Datum *y)
+{
+	LOCAL_FCINFO(fcinfo, 1);
+
+	if (st_geom_type != geom_type)
+	{
+		HeapTuple	tt = SearchSysCache1(TYPEOID, ObjectIdGetDatum(geom_type));
+		char	   *ns;
+
+		if (!HeapTupleIsValid(tt))
+			elog(ERROR, "cache lookup failed for type %u", geom_type);
+		ns = get_namespace_name(((Form_pg_type) GETSTRUCT(tt))->typnamespace);
+		ReleaseSysCache(tt);
+		fmgr_info_cxt(LookupFuncName(list_make2(makeString(ns), makeString("st_x")), 1, &geom_type, false),
+					  &st_x_fn, TopMemoryContext);
+		fmgr_info_cxt(LookupFuncName(list_make2(makeString(ns), makeString("st_y")), 1, &geom_type, false),
+					  &st_y_fn, TopMemoryContext);
+		st_geom_type = geom_type;
+	}
+	InitFunctionCallInfoData(*fcinfo, &st_x_fn, 1, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = geom;
+	fcinfo->args[0].isnull = false;
+	*x = FunctionCallInvoke(fcinfo);
+	if (fcinfo->isnull)
+		return false;
+	InitFunctionCallInfoData(*fcinfo, &st_y_fn, 1, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = geom;
+	fcinfo->args[0].isnull = false;
+	*y = FunctionCallInvoke(fcinfo);
+	return !fcinfo->isnull;
 }
 
 /*
- * Appends the buffered channels to vms.channel_cluster_delta, summed per
- * cell, with the statement trigger's arithmetic (11_tiles.sql,
- * vms._channel_clusters_track, INSERT), and empties the buffer.
+ * Appends n channels (Web-Mercator x, y as float8, online flags as 0/1,
+ * codes) to vms.channel_cluster_delta as members joining their cells:
+ * vms._channel_cells's rows, as the statement trigger appends them.
  */
+static void
+tiles_append(int n, Datum *xs, Datum *ys, Datum *online, Datum *codes)
+{
+	Datum		values[5];
+	Datum	   *ones;
+	int			rc;
+	int			i;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (tiles_plan == NULL)
+	{
+		Oid			types[5] = {FLOAT8ARRAYOID, FLOAT8ARRAYOID, INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID};
+
+		tiles_plan = keep("INSERT INTO vms.channel_cluster_delta (level, cx, cy, n, n_online, sx, sy, code, gone) "
+						  "SELECT c.level, c.cx, c.cy, c.n, c.n_online, c.sx, c.sy, c.code, c.gone "
+						  "FROM vms._channel_cells($1, $2, $3, $4, $5) c", 5, types);
+	}
+	/* the arrays in SPI's memory, gone at SPI_finish */
+	ones = palloc(n * sizeof(Datum));
+	for (i = 0; i < n; i++)
+		ones[i] = Int32GetDatum(1);
+	values[0] = PointerGetDatum(construct_array(xs, n, FLOAT8OID, sizeof(float8), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[1] = PointerGetDatum(construct_array(ys, n, FLOAT8OID, sizeof(float8), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	values[2] = PointerGetDatum(construct_array(ones, n, INT4OID, sizeof(int32), true, TYPALIGN_INT));
+	values[3] = PointerGetDatum(construct_array(online, n, INT4OID, sizeof(int32), true, TYPALIGN_INT));
+	values[4] = PointerGetDatum(construct_array(codes, n, TEXTOID, -1, false, TYPALIGN_INT));
+	rc = SPI_execute_plan(tiles_plan, values, NULL, false, 0);
+	if (rc < 0)
+		elog(ERROR, "appending to the map's cluster cells failed: %s", SPI_result_code_string(rc));
+	SPI_finish();
+}
+
+/* appends the buffered channels (tiles_append) and empties the buffer */
 static void
 tiles_flush(void)
 {
-	Datum		values[3];
-	MemoryContext old;
-	int			rc;
-
 	tiles_buffer_current();
 	if (tb.n == 0)
 		return;
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (tiles_flush_plan == NULL)
-	{
-		const char *ns = geometry_schema(tb.geom_type);
-		Oid			types[3];
-		char		sql[2048];
-
-		types[0] = get_array_type(tb.geom_type);
-		types[1] = BOOLARRAYOID;
-		types[2] = TEXTARRAYOID;
-		if (!OidIsValid(types[0]))
-			elog(ERROR, "no array type for type %u", tb.geom_type);
-		snprintf(sql, sizeof(sql),
-				 "INSERT INTO vms.channel_cluster_delta (level, cx, cy, n, n_online, sx, sy, code, gone) "
-				 "SELECT l, c.cx >> (18 - l), c.cy >> (18 - l), sum(c.n), sum(c.n_online), sum(c.sx), sum(c.sy), min(c.code), 0 "
-				 "FROM (SELECT vms._tile_col(r.x) AS cx, vms._tile_row(r.y) AS cy, "
-				 "count(*) AS n, count(*) FILTER (WHERE r.online) AS n_online, "
-				 "sum(r.x) AS sx, sum(r.y) AS sy, min(r.code) AS code "
-				 "FROM (SELECT %s.st_x(w.g) AS x, %s.st_y(w.g) AS y, w.online, w.code "
-				 "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)) w (g, online, code) OFFSET 0) r "
-				 "GROUP BY 1, 2) c, pg_catalog.generate_series(6, 18) l "
-				 "GROUP BY 1, 2, 3",
-				 ns, ns);
-		tiles_flush_plan = keep(sql, 3, types);
-	}
-	old = MemoryContextSwitchTo(tb.cxt);
-	{
-		int16		typlen;
-		bool		typbyval;
-		char		typalign;
-
-		get_typlenbyvalalign(tb.geom_type, &typlen, &typbyval, &typalign);
-		values[0] = PointerGetDatum(construct_array(tb.geoms, tb.n, tb.geom_type, typlen, typbyval, typalign));
-		values[1] = PointerGetDatum(construct_array(tb.online, tb.n, BOOLOID, 1, true, TYPALIGN_CHAR));
-		values[2] = PointerGetDatum(construct_array(tb.codes, tb.n, TEXTOID, -1, false, TYPALIGN_INT));
-	}
-	MemoryContextSwitchTo(old);
-	rc = SPI_execute_plan(tiles_flush_plan, values, NULL, false, 0);
-	if (rc < 0)
-		elog(ERROR, "appending the buffered map cells failed: %s", SPI_result_code_string(rc));
-	SPI_finish();
+	tiles_append(tb.n, tb.xs, tb.ys, tb.online, tb.codes);
 	MemoryContextReset(tb.cxt);
 	tb.n = tb.cap = 0;
-	tb.geoms = tb.online = tb.codes = NULL;
+	tb.xs = tb.ys = tb.online = tb.codes = NULL;
 }
 
 /*
@@ -581,7 +601,7 @@ tiles_xact_callback(XactEvent event, void *arg)
 }
 
 static void
-tiles_buffer_add(Relation rel, Datum geom, bool online, HeapTuple row, int code_att)
+tiles_buffer_add(Relation rel, Datum x, Datum y, bool online, HeapTuple row, int code_att)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	MemoryContext old;
@@ -595,7 +615,6 @@ tiles_buffer_add(Relation rel, Datum geom, bool online, HeapTuple row, int code_
 	if (tb.cxt == NULL)
 	{
 		tb.cxt = AllocSetContextCreate(TopTransactionContext, "vms map cells", ALLOCSET_DEFAULT_SIZES);
-		tb.geom_type = SPI_gettypeid(desc, SPI_fnumber(desc, "geom_3857"));
 	}
 	old = MemoryContextSwitchTo(tb.cxt);
 	if (tb.n == tb.cap)
@@ -604,20 +623,23 @@ tiles_buffer_add(Relation rel, Datum geom, bool online, HeapTuple row, int code_
 
 		if (tb.cap == 0)
 		{
-			tb.geoms = palloc(cap * sizeof(Datum));
+			tb.xs = palloc(cap * sizeof(Datum));
+			tb.ys = palloc(cap * sizeof(Datum));
 			tb.online = palloc(cap * sizeof(Datum));
 			tb.codes = palloc(cap * sizeof(Datum));
 		}
 		else
 		{
-			tb.geoms = repalloc(tb.geoms, cap * sizeof(Datum));
+			tb.xs = repalloc(tb.xs, cap * sizeof(Datum));
+			tb.ys = repalloc(tb.ys, cap * sizeof(Datum));
 			tb.online = repalloc(tb.online, cap * sizeof(Datum));
 			tb.codes = repalloc(tb.codes, cap * sizeof(Datum));
 		}
 		tb.cap = cap;
 	}
-	tb.geoms[tb.n] = PointerGetDatum(PG_DETOAST_DATUM_COPY(geom));
-	tb.online[tb.n] = BoolGetDatum(online);
+	tb.xs[tb.n] = x;
+	tb.ys[tb.n] = y;
+	tb.online[tb.n] = Int32GetDatum(online ? 1 : 0);
 	tb.codes[tb.n] = CStringGetTextDatum(SPI_getvalue(row, desc, code_att));
 	tb.n++;
 	MemoryContextSwitchTo(old);
@@ -634,7 +656,8 @@ vms_cluster_apply_tiles_insert(PG_FUNCTION_ARGS)
 	int			on_att;
 	int			code_att;
 	bool		isnull;
-	Datum		values[3];
+	Datum		geom;
+	Datum		values[4];		/* x, y, online (0/1), code */
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event)
 		|| !TRIGGER_FIRED_BY_INSERT(td->tg_event))
@@ -650,39 +673,19 @@ vms_cluster_apply_tiles_insert(PG_FUNCTION_ARGS)
 	code_att = SPI_fnumber(desc, "code");
 	if (g_att <= 0 || on_att <= 0 || code_att <= 0)
 		elog(ERROR, "vms._cluster_apply_tiles_insert() fired for a table without geom_3857, online and code");
-	values[0] = SPI_getbinval(td->tg_trigtuple, desc, g_att, &isnull);
-	if (isnull)
+	geom = SPI_getbinval(td->tg_trigtuple, desc, g_att, &isnull);
+	if (isnull || !tiles_point(SPI_gettypeid(desc, g_att), geom, &values[0], &values[1]))
 		return PointerGetDatum(NULL);
-	values[1] = Int32GetDatum(DatumGetBool(SPI_getbinval(td->tg_trigtuple, desc, on_att, &isnull)) && !isnull ? 1 : 0);
+	values[2] = Int32GetDatum(DatumGetBool(SPI_getbinval(td->tg_trigtuple, desc, on_att, &isnull)) && !isnull ? 1 : 0);
 
 	if (tiles_buffering() && tiles_flush_enabled(td->tg_relation))
 	{
-		tiles_buffer_add(td->tg_relation, values[0], DatumGetInt32(values[1]) == 1, td->tg_trigtuple, code_att);
+		tiles_buffer_add(td->tg_relation, values[0], values[1], DatumGetInt32(values[2]) == 1, td->tg_trigtuple, code_att);
 		return PointerGetDatum(NULL);
 	}
 
-	values[2] = CStringGetTextDatum(SPI_getvalue(td->tg_trigtuple, desc, code_att));
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (tiles_plan == NULL)
-	{
-		const char *ns = geometry_schema(SPI_gettypeid(desc, g_att));
-		Oid			types[3];
-		char		sql[1024];
-
-		types[0] = SPI_gettypeid(desc, g_att);
-		types[1] = INT4OID;
-		types[2] = TEXTOID;
-		snprintf(sql, sizeof(sql),
-				 "INSERT INTO vms.channel_cluster_delta (level, cx, cy, n, n_online, sx, sy, code, gone) "
-				 "SELECT l, p.cx >> (18 - l), p.cy >> (18 - l), 1, $2, p.x, p.y, $3, 0 "
-				 "FROM (SELECT vms._tile_col(%s.st_x($1)) AS cx, vms._tile_row(%s.st_y($1)) AS cy, "
-				 "%s.st_x($1) AS x, %s.st_y($1) AS y) p, pg_catalog.generate_series(6, 18) l",
-				 ns, ns, ns, ns);
-		tiles_plan = keep(sql, 3, types);
-	}
-	run(tiles_plan, values, NULL, false);
-	SPI_finish();
+	values[3] = CStringGetTextDatum(SPI_getvalue(td->tg_trigtuple, desc, code_att));
+	tiles_append(1, &values[0], &values[1], &values[2], &values[3]);
 	return PointerGetDatum(NULL);
 }
 

@@ -297,6 +297,26 @@ VALUES (vms.gbcode_make('44030401', 0, 132, 0, 900001), '44030401001180000001', 
 SELECT sum(n) - :cells_before AS counted FROM vms.channel_cluster_delta WHERE level = 18;
 ALTER TABLE vms.channel ENABLE REPLICA TRIGGER channel_cluster_apply_tiles;
 DELETE FROM vms.channel WHERE code = vms.gbcode_make('44030401', 0, 132, 0, 900001);
+-- a session in replica mode (the apply worker outside its buffer: in a
+-- subtransaction, or with the flush trigger off): the city's row triggers
+-- append each insert, move, online change and delete at once, through the
+-- cells' one definition; 6 inserted (3 online), one moved, one gone
+-- offline, one deleted; folded, the cells equal a recount
+SELECT vms.channel_clusters_refresh() >= 0 AS folded_before;
+SET session_replication_role = replica;
+INSERT INTO vms.channel (code, device_code, name, civil_code, geom, online)
+SELECT vms.gbcode_make('44030401', 0, 132, 0, 900100 + i), '44030401001180000001', '副本' || i, '44030401',
+       ST_SetSRID(ST_MakePoint(114.0 + i * 0.01, 22.51), 4326), i % 2 = 0
+  FROM generate_series(1, 6) i;
+UPDATE vms.channel SET geom = ST_SetSRID(ST_MakePoint(114.09, 22.54), 4326) WHERE code = vms.gbcode_make('44030401', 0, 132, 0, 900101);
+UPDATE vms.channel SET online = false WHERE code = vms.gbcode_make('44030401', 0, 132, 0, 900102);
+DELETE FROM vms.channel WHERE code = vms.gbcode_make('44030401', 0, 132, 0, 900103);
+RESET session_replication_role;
+SELECT level, sum(n) AS n, sum(n_online) AS n_online, sum(gone) AS gone
+  FROM vms.channel_cluster_delta WHERE level IN (6, 18) GROUP BY level ORDER BY level;
+SELECT vms.channel_clusters_refresh() > 0 AS folded;
+SELECT missing_or_extra, differing FROM pg_temp.cells_check();
+DELETE FROM vms.channel WHERE name LIKE '副本%';
 
 -- a tile with nothing in it is empty
 SELECT length(vms.channel_tiles(16, 0, 0)) AS empty_tile_bytes;

@@ -45,6 +45,7 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms._channel_doc(text,text,text,text,text,text,text,text,text,text,real,real,real,real,text[],bigint,text,text,text)',
     'vms._channel_jsonb(vms.channel)',
     'vms._channel_status_history()',
+    'vms._channel_cells(double precision[],double precision[],integer[],integer[],text[])',
     'vms._channel_clusters_track()',
     'vms._channel_tiles_as(oid,integer,integer,integer)',
     'vms._check_period(timestamp with time zone,timestamp with time zone)',

@@ -410,6 +410,12 @@ ALTER TABLE vms.cluster_owner ENABLE ALWAYS TRIGGER cluster_owner_policy_release
 -- below), so the city's tiles at zooms 0-12 count the districts' channels.
 CREATE FUNCTION vms._cluster_apply_tiles() RETURNS trigger
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    xs float8[];        -- the points, with vms._channel_cells's n, online change and code
+    ys float8[];
+    dn integer[];
+    don integer[];
+    codes text[];
 BEGIN
     -- only the apply worker's changes: a local session's are counted by the
     -- statement triggers, and ALTER TABLE … ENABLE TRIGGER USER would
@@ -417,26 +423,29 @@ BEGIN
     IF current_setting('session_replication_role') <> 'replica' THEN
         RETURN NULL;
     END IF;
-    IF TG_OP = 'UPDATE' AND OLD.geom_3857 IS NOT DISTINCT FROM NEW.geom_3857
-       AND OLD.online IS NOT DISTINCT FROM NEW.online THEN
+    IF TG_OP = 'DELETE' THEN
+        xs := ARRAY[ST_X(OLD.geom_3857)];
+        ys := ARRAY[ST_Y(OLD.geom_3857)];
+        dn := '{-1}';
+        don := ARRAY[-OLD.online::int];
+    ELSIF OLD.geom_3857 IS DISTINCT FROM NEW.geom_3857 THEN
+        -- moved: leaves its old cell and joins its new one
+        xs := ARRAY[ST_X(OLD.geom_3857), ST_X(NEW.geom_3857)];
+        ys := ARRAY[ST_Y(OLD.geom_3857), ST_Y(NEW.geom_3857)];
+        dn := '{-1,1}';
+        don := ARRAY[-OLD.online::int, NEW.online::int];
+        codes := ARRAY[NULL, NEW.code::text];
+    ELSIF OLD.online IS DISTINCT FROM NEW.online THEN
+        -- only went on or offline
+        xs := ARRAY[ST_X(NEW.geom_3857)];
+        ys := ARRAY[ST_Y(NEW.geom_3857)];
+        dn := '{0}';
+        don := ARRAY[NEW.online::int - OLD.online::int];
+    ELSE
         RETURN NULL;   -- most edits: the cells do not change
     END IF;
     INSERT INTO vms.channel_cluster_delta (level, cx, cy, n, n_online, sx, sy, code, gone)
-    SELECT l, p.cx >> (18 - l), p.cy >> (18 - l), p.n, p.n_online, p.n * p.x, p.n * p.y, p.code, p.gone
-      FROM (SELECT vms._tile_col(ST_X(q.g)) AS cx, vms._tile_row(ST_Y(q.g)) AS cy, ST_X(q.g) AS x, ST_Y(q.g) AS y,
-                   q.n, q.n_online, q.code, q.gone
-              FROM (SELECT OLD.geom_3857 AS g, -1 AS n, -OLD.online::int AS n_online, NULL::text AS code, 1 AS gone
-                     WHERE TG_OP IN ('DELETE', 'UPDATE') AND OLD.geom_3857 IS NOT NULL
-                       AND (TG_OP = 'DELETE' OR OLD.geom_3857 IS DISTINCT FROM NEW.geom_3857)
-                    UNION ALL
-                    SELECT NEW.geom_3857, 1, NEW.online::int, NEW.code::text, 0
-                     WHERE TG_OP = 'UPDATE' AND NEW.geom_3857 IS NOT NULL
-                       AND OLD.geom_3857 IS DISTINCT FROM NEW.geom_3857
-                    UNION ALL
-                    SELECT NEW.geom_3857, 0, NEW.online::int - OLD.online::int, NULL, 0
-                     WHERE TG_OP = 'UPDATE' AND NEW.geom_3857 IS NOT NULL
-                       AND OLD.geom_3857 IS NOT DISTINCT FROM NEW.geom_3857 AND OLD.online IS DISTINCT FROM NEW.online) q) p,
-           generate_series(6, 18) l;
+    SELECT c.level, c.cx, c.cy, c.n, c.n_online, c.sx, c.sy, c.code, c.gone FROM vms._channel_cells(xs, ys, dn, don, codes) c;
     RETURN NULL;
 END $$;
 COMMENT ON FUNCTION vms._cluster_apply_tiles() IS 'internal: city side: a replicated channel''s change appended to the map''s cluster cells';
