@@ -98,6 +98,7 @@ CREATE OR REPLACE FUNCTION vms._history_record() RETURNS trigger
 DECLARE
     as_jsonb text := format('vms.%I', '_' || TG_TABLE_NAME || '_jsonb');
     nrows bigint;
+    who text[];
 BEGIN
     -- the SIP worker's online/offline flips are state, not ledger content;
     -- only a superuser session (the workers) may say so
@@ -105,18 +106,28 @@ BEGIN
        AND (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = session_user) THEN
         RETURN NULL;
     END IF;
+    -- who, when and why: the columns' defaults (vms.ledger_history), taken
+    -- once for the statement's rows; as defaults they are evaluated a row
+    -- at a time (three settings looked up, 1.7 s of a million-row load)
+    who := ARRAY[session_user, coalesce(nullif(current_setting('vms.acting_role', true), ''), current_user),
+                 current_setting('application_name', true), nullif(current_setting('vms.change_reason', true), '')];
     IF TG_OP = 'INSERT' THEN
-        EXECUTE format('INSERT INTO vms.ledger_history (table_name, code, op, new_values)
-                        SELECT %L, n.code, ''INSERT'', %s(n) FROM new_rows n', TG_TABLE_NAME, as_jsonb);
+        EXECUTE format('INSERT INTO vms.ledger_history (table_name, code, op, new_values,
+                                changed_at, changed_by, acting_role, application, reason)
+                        SELECT %L, n.code, ''INSERT'', %s(n), $1, $2[1], $2[2], $2[3], $2[4] FROM new_rows n',
+                       TG_TABLE_NAME, as_jsonb) USING now(), who;
     ELSIF TG_OP = 'DELETE' THEN
-        EXECUTE format('INSERT INTO vms.ledger_history (table_name, code, op, old_values)
-                        SELECT %L, o.code, ''DELETE'', %s(o) FROM old_rows o', TG_TABLE_NAME, as_jsonb);
+        EXECUTE format('INSERT INTO vms.ledger_history (table_name, code, op, old_values,
+                                changed_at, changed_by, acting_role, application, reason)
+                        SELECT %L, o.code, ''DELETE'', %s(o), $1, $2[1], $2[2], $2[3], $2[4] FROM old_rows o',
+                       TG_TABLE_NAME, as_jsonb) USING now(), who;
     ELSE
-        EXECUTE format('INSERT INTO vms.ledger_history (table_name, code, op, old_values, new_values)
-                        SELECT %L, n.code, ''UPDATE'', d.old_part, d.new_part
+        EXECUTE format('INSERT INTO vms.ledger_history (table_name, code, op, old_values, new_values,
+                                changed_at, changed_by, acting_role, application, reason)
+                        SELECT %L, n.code, ''UPDATE'', d.old_part, d.new_part, $1, $2[1], $2[2], $2[3], $2[4]
                           FROM new_rows n JOIN old_rows o ON o.code = n.code
                          CROSS JOIN LATERAL vms._jsonb_diff(%s(o), %s(n)) d
-                         WHERE d.new_part <> ''{}''', TG_TABLE_NAME, as_jsonb, as_jsonb);
+                         WHERE d.new_part <> ''{}''', TG_TABLE_NAME, as_jsonb, as_jsonb) USING now(), who;
     END IF;
     GET DIAGNOSTICS nrows = ROW_COUNT;
     -- one tamper-evident audit entry per statement; history holds the rows.
