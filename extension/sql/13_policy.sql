@@ -129,12 +129,16 @@ COMMENT ON COLUMN vms.access_grant.actions IS 'view_live, playback, download, pt
 -- grants that carry the action (any action when it is NULL; catalogue and
 -- tag grants expanded to channels), restricted channels, and when the set
 -- next changes.  Runs as the table owner, from C.
+-- Membership is asked with the grantee's OID (to_regrole(quote_ident(...))),
+-- here and wherever grants are read: a grant whose role was dropped has
+-- none and counts for nobody, where pg_has_role with the name would raise
+-- "role does not exist" and break every policy check.
 CREATE FUNCTION vms._grant_scope_action(usr oid, at timestamptz, action text)
     RETURNS TABLE (kind text, ref text, level smallint, next_change timestamptz)
     LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
     WITH mine AS (
         SELECT g.* FROM vms.access_grant g
-         WHERE g.revoked_at IS NULL AND pg_has_role(usr, g.grantee, 'MEMBER')
+         WHERE g.revoked_at IS NULL AND pg_has_role(usr, to_regrole(quote_ident(g.grantee)), 'MEMBER')
            AND (action IS NULL OR action = ANY (g.actions))),
     live AS (
         SELECT g.* FROM mine g WHERE g.valid_from <= at AND (g.valid_until IS NULL OR g.valid_until > at))
@@ -205,7 +209,7 @@ BEGIN
     lvl := vms.channel_security_level(channel);
     RETURN EXISTS (
         SELECT 1 FROM vms.access_grant g
-         WHERE g.revoked_at IS NULL AND pg_has_role(who, g.grantee, 'MEMBER')
+         WHERE g.revoked_at IS NULL AND pg_has_role(who, to_regrole(quote_ident(g.grantee)), 'MEMBER')
            AND g.valid_from <= now() AND (g.valid_until IS NULL OR g.valid_until > now())
            AND action = ANY (g.actions) AND g.max_level >= lvl
            AND CASE g.scope_kind
@@ -452,7 +456,7 @@ BEGIN
                   HINT = 'Ask for access with vms.request_access().';
     END IF;
     UPDATE vms.access_grant g SET last_used_at = now()
-     WHERE g.revoked_at IS NULL AND pg_has_role(acting, g.grantee, 'MEMBER') AND action = ANY (g.actions);
+     WHERE g.revoked_at IS NULL AND pg_has_role(acting, to_regrole(quote_ident(g.grantee)), 'MEMBER') AND action = ANY (g.actions);
     RETURN vms.audit(action, channel::text, detail);
 END $$;
 COMMENT ON FUNCTION vms.exercise_right(text, vms.gbcode, jsonb) IS 'use a right on a channel: refused (42501, audited) without a grant, else audited; returns the audit entry';
@@ -566,7 +570,7 @@ ALTER TABLE vms.alarm ENABLE ROW LEVEL SECURITY;
 CREATE POLICY alarm_view ON vms.alarm USING (vms.code_visible(code));
 ALTER TABLE vms.access_grant ENABLE ROW LEVEL SECURITY;
 CREATE POLICY access_grant_view ON vms.access_grant FOR SELECT
-    USING (pg_has_role(current_user, grantee, 'MEMBER') OR pg_has_role(current_user, 'vms_grant_admin', 'MEMBER')
+    USING (pg_has_role(current_user, to_regrole(quote_ident(grantee)), 'MEMBER') OR pg_has_role(current_user, 'vms_grant_admin', 'MEMBER')
            OR pg_has_role(current_user, 'vms_auditor', 'MEMBER'));
 ALTER TABLE vms.access_request ENABLE ROW LEVEL SECURITY;
 CREATE POLICY access_request_view ON vms.access_request FOR SELECT

@@ -14,7 +14,7 @@ CREATE FUNCTION vms._grant_scope_action(usr oid, at timestamptz, action text)
     LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
     WITH mine AS (
         SELECT g.* FROM vms.access_grant g
-         WHERE g.revoked_at IS NULL AND pg_has_role(usr, g.grantee, 'MEMBER')
+         WHERE g.revoked_at IS NULL AND pg_has_role(usr, to_regrole(quote_ident(g.grantee)), 'MEMBER')
            AND (action IS NULL OR action = ANY (g.actions))),
     live AS (
         SELECT g.* FROM mine g WHERE g.valid_from <= at AND (g.valid_until IS NULL OR g.valid_until > at))
@@ -50,3 +50,48 @@ CREATE OR REPLACE FUNCTION vms.can_manage(code vms.gbcode, civil_code text) RETU
     AS 'MODULE_PATHNAME', 'vms_can_manage' LANGUAGE C STABLE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION vms.can_manage(vms.gbcode, text) IS 'may the role this session acts as write this channel, in the region given (manage_ledger); the write policies of vms.channel';
 REVOKE ALL ON FUNCTION vms._grant_scope_action(oid, timestamptz, text) FROM PUBLIC;
+
+-- A grant whose grantee role was dropped counts for nobody.  pg_has_role
+-- with the grantee's name raised "role does not exist" for it, and since
+-- every policy check reads all grants, one such row broke every
+-- non-superuser's reads and writes of vms.channel (and of vms.access_grant)
+-- until it was deleted; the checks now pass the role's OID
+-- (to_regrole(quote_ident(grantee)), NULL for a dropped role), for which
+-- pg_has_role is NULL.
+CREATE OR REPLACE FUNCTION vms._can_for(who name, action text, channel vms.gbcode, new_civil_code text DEFAULT NULL) RETURNS boolean
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path FROM CURRENT AS $$
+DECLARE
+    c record;
+    lvl smallint;
+BEGIN
+    -- only about yourself: the session user must be able to act as the role asked about
+    IF NOT pg_has_role(session_user, who, 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to check the grants of role "%"', who
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    SELECT ch.code, ch.civil_code INTO c FROM vms.channel ch WHERE ch.code = channel;
+    IF NOT FOUND THEN
+        -- a channel being created: its region is the one it will have
+        SELECT channel AS code, new_civil_code AS civil_code INTO c;
+    END IF;
+    lvl := vms.channel_security_level(channel);
+    RETURN EXISTS (
+        SELECT 1 FROM vms.access_grant g
+         WHERE g.revoked_at IS NULL AND pg_has_role(who, to_regrole(quote_ident(g.grantee)), 'MEMBER')
+           AND g.valid_from <= now() AND (g.valid_until IS NULL OR g.valid_until > now())
+           AND action = ANY (g.actions) AND g.max_level >= lvl
+           AND CASE g.scope_kind
+                 WHEN 'all' THEN true
+                 WHEN 'region' THEN c.civil_code LIKE g.scope_ref || '%'
+                 WHEN 'channel' THEN g.scope_ref::vms.gbcode = channel
+                 WHEN 'catalog' THEN EXISTS (SELECT 1 FROM vms.catalog_member m
+                                              WHERE m.channel_code = channel
+                                                AND m.node_code IN (SELECT vms.catalog_subtree(g.scope_ref::vms.gbcode)))
+                 WHEN 'tag' THEN EXISTS (SELECT 1 FROM vms.channel_tag ct
+                                          WHERE ct.channel_code = channel
+                                            AND ct.tag_id IN (SELECT vms.tag_subtree(g.scope_ref::bigint)))
+               END);
+END $$;
+ALTER POLICY access_grant_view ON vms.access_grant
+    USING (pg_has_role(current_user, to_regrole(quote_ident(grantee)), 'MEMBER') OR pg_has_role(current_user, 'vms_grant_admin', 'MEMBER')
+           OR pg_has_role(current_user, 'vms_auditor', 'MEMBER'));
