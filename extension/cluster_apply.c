@@ -637,8 +637,9 @@ tiles_buffer_add(Relation rel, Datum x, Datum y, bool online, HeapTuple row, int
 		}
 		tb.cap = cap;
 	}
-	tb.xs[tb.n] = x;
-	tb.ys[tb.n] = y;
+	/* copied into the buffer's context: float8 is by reference on 32-bit */
+	tb.xs[tb.n] = Float8GetDatum(DatumGetFloat8(x));
+	tb.ys[tb.n] = Float8GetDatum(DatumGetFloat8(y));
 	tb.online[tb.n] = Int32GetDatum(online ? 1 : 0);
 	tb.codes[tb.n] = CStringGetTextDatum(SPI_getvalue(row, desc, code_att));
 	tb.n++;
