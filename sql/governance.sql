@@ -9,6 +9,14 @@ SET client_min_messages = warning;
 \set ECHO none
 \i :abs_srcdir/sql/fixtures/futian.sql
 \set ECHO all
+-- the live tasks (compared with a kept copy of them after another run) and
+-- what each enabled rule finds on its own (vms.governance_findings)
+CREATE TEMP VIEW live_tasks AS
+SELECT channel_code, rule_code, state, severity, detail, unit_id, civil_code FROM vms.governance_task
+ WHERE state IN ('open', 'assigned', 'fixed', 'ignored');
+CREATE TEMP VIEW rule_findings AS
+SELECT f.channel_code, r.code AS rule_code, f.detail FROM vms.governance_rule r, vms.governance_findings(r) f
+ WHERE r.enabled;
 -- naming patterns are checked when written
 INSERT INTO vms.naming_pattern VALUES ('44', '^(unclosed', NULL, 'bad');
 INSERT INTO vms.naming_pattern VALUES ('45', '^x$', 'y', 'example does not match');
@@ -82,18 +90,9 @@ SELECT channel_code, rule_code, state, detail FROM vms.governance_task
  WHERE rule_code IN ('duplicate_name', 'same_point') ORDER BY channel_code, rule_code, id;
 -- the same tasks as a full run: it opens, reopens and closes nothing, and
 -- every live task reads the same
-CREATE TEMP TABLE incremental_tasks AS
-SELECT channel_code, rule_code, state, severity, detail, unit_id, civil_code FROM vms.governance_task
- WHERE state IN ('open', 'assigned', 'fixed', 'ignored');
+CREATE TEMP TABLE incremental_tasks AS TABLE live_tasks;
 SELECT incremental, opened, reopened, closed FROM vms.governance_run();
-SELECT count(*) AS differing_tasks FROM (
-    (SELECT channel_code, rule_code, state, severity, detail, unit_id, civil_code FROM vms.governance_task
-      WHERE state IN ('open', 'assigned', 'fixed', 'ignored')
-     EXCEPT SELECT * FROM incremental_tasks)
-    UNION ALL
-    (SELECT * FROM incremental_tasks
-     EXCEPT SELECT channel_code, rule_code, state, severity, detail, unit_id, civil_code FROM vms.governance_task
-      WHERE state IN ('open', 'assigned', 'fixed', 'ignored'))) d;
+SELECT count(*) AS differing_tasks FROM ((TABLE live_tasks EXCEPT TABLE incremental_tasks) UNION ALL (TABLE incremental_tasks EXCEPT TABLE live_tasks)) d;
 -- the same first run with the foreign keys checked by their triggers row by
 -- row (a trigger of one's own on the task table keeps a run out of replica
 -- mode): the same tasks as the checks made once per run (all open now:
@@ -104,13 +103,11 @@ CREATE TRIGGER regress_gov_noop BEFORE INSERT ON vms.governance_task
     FOR EACH ROW EXECUTE FUNCTION public.regress_gov_noop();
 SELECT opened = (SELECT count(*) FROM incremental_tasks) AS all_opened, reopened, closed FROM vms.governance_run();
 SELECT count(*) AS differing_tasks FROM (
-    (SELECT channel_code, rule_code, severity, detail, unit_id, civil_code FROM vms.governance_task
-      WHERE state IN ('open', 'assigned', 'fixed', 'ignored')
+    (SELECT channel_code, rule_code, severity, detail, unit_id, civil_code FROM live_tasks
      EXCEPT SELECT channel_code, rule_code, severity, detail, unit_id, civil_code FROM incremental_tasks)
     UNION ALL
     (SELECT channel_code, rule_code, severity, detail, unit_id, civil_code FROM incremental_tasks
-     EXCEPT SELECT channel_code, rule_code, severity, detail, unit_id, civil_code FROM vms.governance_task
-      WHERE state IN ('open', 'assigned', 'fixed', 'ignored'))) d;
+     EXCEPT SELECT channel_code, rule_code, severity, detail, unit_id, civil_code FROM live_tasks)) d;
 DROP TRIGGER regress_gov_noop ON vms.governance_task;
 DROP FUNCTION public.regress_gov_noop();
 -- the rule code_role asks vms._gbcode_check_details (one scalar call a
@@ -126,13 +123,9 @@ SELECT count(*) FILTER (WHERE d IS NOT NULL) AS codes_with_problems, count(DISTI
 -- the run checks the channel-by-channel rules in one pass), code_role's as
 -- written with vms.gbcode_check directly
 SELECT count(*) AS differing_from_rules FROM (
-    (SELECT channel_code, rule_code, detail FROM vms.governance_task
-      WHERE state IN ('open', 'assigned', 'fixed', 'ignored')
-     EXCEPT SELECT f.channel_code, r.code, f.detail FROM vms.governance_rule r, vms.governance_findings(r) f WHERE r.enabled)
+    (SELECT channel_code, rule_code, detail FROM live_tasks EXCEPT TABLE rule_findings)
     UNION ALL
-    (SELECT f.channel_code, r.code, f.detail FROM vms.governance_rule r, vms.governance_findings(r) f WHERE r.enabled
-     EXCEPT SELECT channel_code, rule_code, detail FROM vms.governance_task
-      WHERE state IN ('open', 'assigned', 'fixed', 'ignored'))) d;
+    (TABLE rule_findings EXCEPT SELECT channel_code, rule_code, detail FROM live_tasks)) d;
 SELECT count(*) AS code_role_tasks,
        count(*) FILTER (WHERE t.detail IS DISTINCT FROM concat_ws('; ',
            CASE WHEN vms.gbcode_type(t.channel_code) NOT IN (131, 132)
@@ -196,30 +189,17 @@ SELECT count(*) AS differing_point_groups FROM (
     (SELECT ST_AsEWKT(geom), count(*) FROM vms.channel WHERE geom IS NOT NULL GROUP BY geom HAVING count(*) > 1
      EXCEPT SELECT ST_AsEWKT(geom), channels FROM vms.governance_point_group)) d;
 DROP TABLE incremental_tasks;
-CREATE TEMP TABLE incremental_tasks AS
-SELECT channel_code, rule_code, state, severity, detail, unit_id, civil_code FROM vms.governance_task
- WHERE state IN ('open', 'assigned', 'fixed', 'ignored');
+CREATE TEMP TABLE incremental_tasks AS TABLE live_tasks;
 SELECT incremental, opened, reopened, closed FROM vms.governance_run();
-SELECT count(*) AS differing_tasks FROM (
-    (SELECT channel_code, rule_code, state, severity, detail, unit_id, civil_code FROM vms.governance_task
-      WHERE state IN ('open', 'assigned', 'fixed', 'ignored')
-     EXCEPT SELECT * FROM incremental_tasks)
-    UNION ALL
-    (SELECT * FROM incremental_tasks
-     EXCEPT SELECT channel_code, rule_code, state, severity, detail, unit_id, civil_code FROM vms.governance_task
-      WHERE state IN ('open', 'assigned', 'fixed', 'ignored'))) d;
+SELECT count(*) AS differing_tasks FROM ((TABLE live_tasks EXCEPT TABLE incremental_tasks) UNION ALL (TABLE incremental_tasks EXCEPT TABLE live_tasks)) d;
 -- same_point with a min_count of 1 (every located channel): counted in the
 -- ledger, as the kept counts hold groups of two or more only
 UPDATE vms.governance_rule SET params = '{"min_count": 1}' WHERE code = 'same_point';
 SELECT opened, closed FROM vms.governance_run();
 SELECT count(*) AS differing_from_rules FROM (
-    (SELECT channel_code, rule_code, detail FROM vms.governance_task
-      WHERE state IN ('open', 'assigned', 'fixed', 'ignored')
-     EXCEPT SELECT f.channel_code, r.code, f.detail FROM vms.governance_rule r, vms.governance_findings(r) f WHERE r.enabled)
+    (SELECT channel_code, rule_code, detail FROM live_tasks EXCEPT TABLE rule_findings)
     UNION ALL
-    (SELECT f.channel_code, r.code, f.detail FROM vms.governance_rule r, vms.governance_findings(r) f WHERE r.enabled
-     EXCEPT SELECT channel_code, rule_code, detail FROM vms.governance_task
-      WHERE state IN ('open', 'assigned', 'fixed', 'ignored'))) d;
+    (TABLE rule_findings EXCEPT SELECT channel_code, rule_code, detail FROM live_tasks)) d;
 UPDATE vms.governance_rule SET params = '{"min_count": 3}' WHERE code = 'same_point';
 -- a run needs READ COMMITTED (its snapshot is recorded for the next
 -- incremental run, and it must see what committed before its lock)
@@ -269,18 +249,9 @@ SELECT channel_code, rule_code, state, detail FROM vms.governance_task
  ORDER BY channel_code, rule_code;
 UPDATE vms.channel SET address = '深圳市福田区福华路15号之二' WHERE code = '44030401001320000015';
 SELECT incremental, channels, opened, closed FROM vms.governance_run_changed();
-CREATE TEMP TABLE scoped_tasks AS
-SELECT channel_code, rule_code, state, severity, detail, unit_id, civil_code FROM vms.governance_task
- WHERE state IN ('open', 'assigned', 'fixed', 'ignored');
+CREATE TEMP TABLE scoped_tasks AS TABLE live_tasks;
 SELECT incremental, opened, reopened, closed FROM vms.governance_run();
-SELECT count(*) AS differing_tasks FROM (
-    (SELECT channel_code, rule_code, state, severity, detail, unit_id, civil_code FROM vms.governance_task
-      WHERE state IN ('open', 'assigned', 'fixed', 'ignored')
-     EXCEPT SELECT * FROM scoped_tasks)
-    UNION ALL
-    (SELECT * FROM scoped_tasks
-     EXCEPT SELECT channel_code, rule_code, state, severity, detail, unit_id, civil_code FROM vms.governance_task
-      WHERE state IN ('open', 'assigned', 'fixed', 'ignored'))) d;
+SELECT count(*) AS differing_tasks FROM ((TABLE live_tasks EXCEPT TABLE scoped_tasks) UNION ALL (TABLE scoped_tasks EXCEPT TABLE live_tasks)) d;
 ROLLBACK;
 -- POINT EMPTY (geometry(Point) accepts it) is a missing point to every rule
 -- and to the grouping: coordinates and required_fields find it missing,
@@ -309,27 +280,14 @@ SELECT channel_code, rule_code, detail FROM vms.governance_task
    AND state IN ('open', 'assigned', 'fixed', 'ignored')
  ORDER BY channel_code, rule_code;
 SELECT count(*) AS empty_point_groups FROM vms.governance_point_group WHERE ST_IsEmpty(geom);
-CREATE TEMP TABLE empty_point_tasks AS
-SELECT channel_code, rule_code, state, severity, detail, unit_id, civil_code FROM vms.governance_task
- WHERE state IN ('open', 'assigned', 'fixed', 'ignored');
+CREATE TEMP TABLE empty_point_tasks AS TABLE live_tasks;
 SELECT incremental, opened, reopened, closed FROM vms.governance_run();
-SELECT count(*) AS differing_tasks FROM (
-    (SELECT channel_code, rule_code, state, severity, detail, unit_id, civil_code FROM vms.governance_task
-      WHERE state IN ('open', 'assigned', 'fixed', 'ignored')
-     EXCEPT SELECT * FROM empty_point_tasks)
-    UNION ALL
-    (SELECT * FROM empty_point_tasks
-     EXCEPT SELECT channel_code, rule_code, state, severity, detail, unit_id, civil_code FROM vms.governance_task
-      WHERE state IN ('open', 'assigned', 'fixed', 'ignored'))) d;
+SELECT count(*) AS differing_tasks FROM ((TABLE live_tasks EXCEPT TABLE empty_point_tasks) UNION ALL (TABLE empty_point_tasks EXCEPT TABLE live_tasks)) d;
 -- and what each rule finds on its own, over the ledger and over a prefix
 SELECT count(*) AS differing_from_rules FROM (
-    (SELECT channel_code, rule_code, detail FROM vms.governance_task
-      WHERE state IN ('open', 'assigned', 'fixed', 'ignored')
-     EXCEPT SELECT f.channel_code, r.code, f.detail FROM vms.governance_rule r, vms.governance_findings(r) f WHERE r.enabled)
+    (SELECT channel_code, rule_code, detail FROM live_tasks EXCEPT TABLE rule_findings)
     UNION ALL
-    (SELECT f.channel_code, r.code, f.detail FROM vms.governance_rule r, vms.governance_findings(r) f WHERE r.enabled
-     EXCEPT SELECT channel_code, rule_code, detail FROM vms.governance_task
-      WHERE state IN ('open', 'assigned', 'fixed', 'ignored'))) d;
+    (TABLE rule_findings EXCEPT SELECT channel_code, rule_code, detail FROM live_tasks)) d;
 SELECT r.code, f.channel_code, f.detail FROM vms.governance_rule r, vms.governance_findings(r, '4403') f
  WHERE r.kind IN ('same_point', 'coordinates', 'outside_region', 'civil_code_mismatch')
    AND f.channel_code IN ('44030401001320000014', '44030401001320000015', '44030401001320000016')
