@@ -17,9 +17,13 @@
  * action and object) counts on it; past its role's quota a refusal counts on
  * the role's "denied_more" entry; past its database's, on the database's
  * ("*" for the role).  Only with no slot left at all is a refusal dropped
- * from the audit log (it is still in the server log) and counted.  A server
- * crash empties the queue,
- * as it does every shared memory; the server log keeps the refusals.
+ * from the audit log (it is still in the server log) and counted.  Entries
+ * of a database that was dropped can never be flushed (their audit log went
+ * with it): a refusal that finds no free slot, a flush and
+ * vms.audit_denied_status() free them, count their refusals in "discarded"
+ * and say so in the server log (see reclaim_dropped).  A server crash
+ * empties the queue, as it does every shared memory; the server log keeps
+ * the refusals.
  * Without shared_preload_libraries = 'vms' there is no queue: the server log
  * only.
  */
@@ -37,6 +41,7 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "audit_denied.h"
@@ -80,6 +85,7 @@ typedef struct DeniedQueue
 	uint64		next_order;
 	uint64		queued;			/* ever queued */
 	uint64		dropped;		/* refused while full */
+	uint64		discarded;		/* queued, freed when their database was dropped */
 	DeniedEntry entries[DENIED_SLOTS];
 } DeniedQueue;
 
@@ -157,6 +163,106 @@ release_claims(void *items, int n, bool committed)
 		}
 	}
 	LWLockRelease(queue->lock);
+}
+
+/*
+ * Free the pending entries of databases that no longer exist.  Nobody can
+ * flush them: a flush takes only its own database's entries, and no backend
+ * is left in a dropped database (DROP DATABASE waits for them to exit; one
+ * exiting in a flush puts its claims back, so only pending entries are
+ * freed, a claimed one at a later call).  Without this they would hold
+ * their slots until the server restarts, and the queue's 512 slots are
+ * shared: four dropped databases at their quota would fill it, and every
+ * later refusal would be dropped.  Their refusals are counted in
+ * "discarded" and logged, per database.
+ *
+ * The catalog is not read under the queue's lock: the candidates (slot,
+ * database, order) are copied under a shared lock, pg_database is asked
+ * without it, and an entry is freed under the exclusive lock only if it is
+ * still the same pending entry (its order unchanged), so an entry queued
+ * meanwhile, even by a new database that got the old OID, stays.  Needs a
+ * transaction (the callers are SQL functions).
+ */
+static void
+reclaim_dropped(void)
+{
+	int			slot[DENIED_SLOTS];
+	uint64		order[DENIED_SLOTS];
+	Oid			dboid[DENIED_SLOTS];
+	Oid			db[DENIED_SLOTS];
+	bool		gone[DENIED_SLOTS];
+	int64		entries[DENIED_SLOTS];
+	int64		refusals[DENIED_SLOTS];
+	int			n = 0,
+				ndb = 0,
+				ngone = 0;
+
+	if (queue == NULL || !IsTransactionState())
+		return;
+	LWLockAcquire(queue->lock, LW_SHARED);
+	for (int i = 0; i < DENIED_SLOTS; i++)
+	{
+		DeniedEntry *e = &queue->entries[i];
+
+		if (e->state != DENIED_PENDING || e->dboid == MyDatabaseId)
+			continue;
+		slot[n] = i;
+		order[n] = e->order;
+		dboid[n] = e->dboid;
+		n++;
+	}
+	LWLockRelease(queue->lock);
+	if (n == 0)
+		return;
+
+	/* each database once (oid_cmp: utils/builtins.h), asked outside the lock */
+	memcpy(db, dboid, sizeof(Oid) * n);
+	qsort(db, n, sizeof(Oid), oid_cmp);
+	for (int i = 0; i < n; i++)
+		if (ndb == 0 || db[ndb - 1] != db[i])
+			db[ndb++] = db[i];
+	for (int j = 0; j < ndb; j++)
+	{
+		gone[j] = !SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(db[j]));
+		entries[j] = refusals[j] = 0;
+		ngone += gone[j];
+	}
+	if (ngone == 0)
+		return;
+
+	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < n; i++)
+	{
+		DeniedEntry *e = &queue->entries[slot[i]];
+		Oid		   *found = bsearch(&dboid[i], db, ndb, sizeof(Oid), oid_cmp);
+		int			j = found - db;
+
+		if (!gone[j] || e->state != DENIED_PENDING || e->order != order[i] || e->dboid != dboid[i])
+			continue;
+		entries[j]++;
+		refusals[j] += e->count;
+		queue->discarded += e->count;
+		e->state = DENIED_FREE;
+		e->claimer = 0;
+	}
+	LWLockRelease(queue->lock);
+	for (int j = 0; j < ndb; j++)
+		if (entries[j] > 0)
+			ereport(LOG,
+					(errmsg("vms: %lld refusals queued for the audit log of dropped database %u discarded (%lld queue entries freed)",
+							(long long) refusals[j], db[j], (long long) entries[j]),
+					 errdetail("Their database, and with it its audit log, no longer exists; the server log has each refusal."),
+					 errhidestmt(true)));
+}
+
+/* a free slot, with the queue's lock held */
+static bool
+queue_has_free(void)
+{
+	for (int i = 0; i < DENIED_SLOTS; i++)
+		if (queue->entries[i].state == DENIED_FREE)
+			return true;
+	return false;
 }
 
 static void
@@ -266,6 +372,13 @@ vms_audit_denied(PG_FUNCTION_ARGS)
 		DeniedEntry *e;
 
 		LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+		if (!queue_has_free())
+		{
+			/* full: entries of dropped databases make room, if any */
+			LWLockRelease(queue->lock);
+			reclaim_dropped();
+			LWLockAcquire(queue->lock, LW_EXCLUSIVE);
+		}
 		e = queue_place(role, action, object);
 		if (e != NULL && e->state == DENIED_FREE)
 		{
@@ -350,6 +463,7 @@ vms_audit_denied_take(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	if (queue == NULL)
 		return (Datum) 0;
+	reclaim_dropped();
 	xact_claims_open(&claims);
 	taken = palloc(sizeof(DeniedEntry) * DENIED_SLOTS);
 	LWLockAcquire(queue->lock, LW_EXCLUSIVE);
@@ -386,24 +500,33 @@ vms_audit_denied_take(PG_FUNCTION_ARGS)
 }
 
 PG_FUNCTION_INFO_V1(vms_audit_denied_status);
-/* vms.audit_denied_status(): the queue's pending, claimed, queued and dropped counts */
+/*
+ * vms.audit_denied_status(): the queue's pending and claimed entries, the
+ * refusals queued, dropped (queue full) and discarded (their database
+ * dropped) since the server started.  Frees the entries of dropped databases
+ * first, so that pending counts only what a flush can still write.
+ */
 Datum
 vms_audit_denied_status(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
+	Datum		values[5];
+	bool		nulls[5] = {false, false, false, false, false};
 	int64		pending = 0,
 				claimed = 0;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
+	if (tupdesc->natts > lengthof(values))
+		elog(ERROR, "vms.audit_denied_status: %d result columns, at most %d expected",
+			 tupdesc->natts, (int) lengthof(values));
 	if (queue == NULL)
 	{
-		for (int i = 0; i < 4; i++)
+		for (int i = 0; i < lengthof(nulls); i++)
 			nulls[i] = true;
 		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
 	}
+	reclaim_dropped();
 	LWLockAcquire(queue->lock, LW_SHARED);
 	for (int i = 0; i < DENIED_SLOTS; i++)
 	{
@@ -414,6 +537,7 @@ vms_audit_denied_status(PG_FUNCTION_ARGS)
 	}
 	values[2] = Int64GetDatum((int64) queue->queued);
 	values[3] = Int64GetDatum((int64) queue->dropped);
+	values[4] = Int64GetDatum((int64) queue->discarded);
 	LWLockRelease(queue->lock);
 	values[0] = Int64GetDatum(pending);
 	values[1] = Int64GetDatum(claimed);

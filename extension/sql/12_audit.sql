@@ -184,10 +184,11 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION vms.audit_flush_denied() IS
     'write the refusals queued in shared memory for this database into the audit log (as the refused session role, detail.attempted_at the time of the refusal, repeats and last_attempt_at for a repeated one; denied_more for refusals past a role''s or the database''s share of the queue); returns how many entries, 0 without waiting while another transaction holds the audit log''s lock; the notifier worker does this when woken';
-CREATE FUNCTION vms.audit_denied_status(OUT pending bigint, OUT claimed bigint, OUT queued bigint, OUT dropped bigint)
+CREATE FUNCTION vms.audit_denied_status(OUT pending bigint, OUT claimed bigint, OUT queued bigint, OUT dropped bigint,
+                                        OUT discarded bigint)
     AS 'MODULE_PATHNAME', 'vms_audit_denied_status' LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION vms.audit_denied_status() IS
-    'the refusal queue of this server: entries waiting for the audit log, claimed by a flush in progress, queued and dropped (queue full) since the server started; NULLs when vms is not preloaded';
+    'the refusal queue of this server: entries waiting for the audit log, claimed by a flush in progress; refusals queued, dropped (queue full) and discarded (queued in a database dropped before they were flushed) since the server started; frees the entries of dropped databases first; NULLs when vms is not preloaded';
 
 CREATE FUNCTION vms._audit_append_only() RETURNS trigger
     LANGUAGE plpgsql AS $$
