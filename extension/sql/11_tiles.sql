@@ -286,7 +286,7 @@ BEGIN
                               AND a.max_level >= (SELECT coalesce(max(k.level), 1)   -- at a city, its districts' levels too
                                                      FROM (SELECT level FROM vms.security_assignment
                                                            UNION ALL SELECT level FROM vms.cluster_security_assignment) k)
-                              AND pg_catalog.pg_has_role(role, pg_catalog.to_regrole(pg_catalog.quote_ident(a.grantee)), 'MEMBER'));
+                              AND pg_catalog.pg_has_role(role, vms.grantee_role(a.grantee, a.grantee_oid), 'MEMBER'));
     -- the grid: 64 x 64 cells of zoom z + 6 below zoom 13; from 13 to 16 a
     -- tile holding more than 4,096 channels (more than the 64 x 64 grid
     -- could show) is clustered too, on the tiles of zoom 18 (32 x 32 at 13

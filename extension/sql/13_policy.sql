@@ -117,6 +117,7 @@ CREATE TABLE vms.access_grant (
     revoked_by   name,
     revoke_reason text,
     last_used_at timestamptz,
+    grantee_oid  oid,
     CHECK ((scope_kind = 'all') = (scope_ref IS NULL)),
     CHECK (valid_until IS NULL OR valid_until > valid_from),
     CHECK (actions <@ '{view_live,playback,download,ptz,snapshot,manage_ledger,export}' AND cardinality(actions) > 0)
@@ -124,21 +125,90 @@ CREATE TABLE vms.access_grant (
 CREATE INDEX access_grant_grantee_idx ON vms.access_grant (grantee) WHERE revoked_at IS NULL;
 COMMENT ON TABLE vms.access_grant IS 'grants: role x scope (all, region subtree, catalogue subtree, tag, channel) x actions x highest level x validity window';
 COMMENT ON COLUMN vms.access_grant.actions IS 'view_live, playback, download, ptz, snapshot, manage_ledger, export';
+COMMENT ON COLUMN vms.access_grant.grantee_oid IS
+    'the OID of the grantee role when the grant was made (set from grantee by a trigger, never by the caller); the grant counts only while grantee still names that role (vms.grantee_role)';
+
+-- A grant binds to the role it was made to, as PostgreSQL's own ACLs bind to
+-- role OIDs: it counts only while its grantee name still names the role of
+-- grantee_oid.  A dropped role's grant counts for nobody, and a role created
+-- later under the same name (a new OID) inherits nothing; a renamed role's
+-- grants lapse until it gets its old name back (fail closed: the grant's
+-- name, which people read, would no longer say who holds it).  The one
+-- place that rule is written: every membership check passes
+-- vms.grantee_role(g.grantee, g.grantee_oid) to pg_has_role, which is NULL
+-- (false) for NULL.  A SQL-standard body, no SET and no SECURITY DEFINER,
+-- so that the planner inlines it into the queries and policies that read
+-- grants; PUBLIC, since the access_grant_view policy runs as the reader.
+CREATE FUNCTION vms.grantee_role(grantee name, grantee_oid oid) RETURNS oid
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN CASE WHEN pg_catalog.to_regrole(pg_catalog.quote_ident(grantee)) = grantee_oid THEN grantee_oid END;
+COMMENT ON FUNCTION vms.grantee_role(name, oid) IS
+    'the role a grant (grantee, grantee_oid) counts for: grantee_oid while grantee still names that role, else NULL (the role was dropped, recreated or renamed)';
+
+-- Sets grantee_oid from the grantee's name on every insert (a grant made
+-- now, or one restored by pg_restore, which re-binds grants by role name as
+-- it re-binds PostgreSQL's own ACLs; a name no role has gets NULL and the
+-- grant counts for nobody).  An update keeps the binding unless it changes
+-- the grantee, so nobody can set grantee_oid by hand, and re-saving a
+-- dropped role's grant does not bind it to a new role of that name.
+CREATE FUNCTION vms._grant_bind_role() RETURNS trigger
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.grantee IS NOT DISTINCT FROM OLD.grantee THEN
+        NEW.grantee_oid := OLD.grantee_oid;
+    ELSE
+        NEW.grantee_oid := pg_catalog.to_regrole(pg_catalog.quote_ident(NEW.grantee));
+    END IF;
+    RETURN NEW;
+END $$;
+COMMENT ON FUNCTION vms._grant_bind_role() IS 'internal: binds a grant to the OID of its grantee role when it is made (or its grantee changes)';
+CREATE TRIGGER access_grant_role BEFORE INSERT OR UPDATE OF grantee, grantee_oid ON vms.access_grant
+    FOR EACH ROW EXECUTE FUNCTION vms._grant_bind_role();
+
+-- A restore into another cluster (roles carried by pg_dumpall --roles-only,
+-- so with new OIDs; the data step runs with --disable-triggers) brings the
+-- grants with the OIDs of the old cluster, and they count for nobody until
+-- they are bound again by name, as pg_restore binds PostgreSQL's own ACLs:
+-- the owner runs this once after the restore.  It binds every live grant
+-- whose OID is not the one its name names now to that role (NULL when no
+-- role has the name); revoked grants and grants never bound (NULL) stay as
+-- they are.  A grant that counted for nobody before the dump cannot be told
+-- from the others here, so such grants are revoked before it (README).  It
+-- returns the grants it changed; each is audited as a grant change.
+CREATE FUNCTION vms.access_grant_rebind()
+    RETURNS TABLE (grant_id bigint, grantee name, old_oid oid, new_oid oid)
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    -- the trigger keeps a grant's binding on every update but of its grantee
+    ALTER TABLE vms.access_grant DISABLE TRIGGER access_grant_role;
+    RETURN QUERY
+    WITH old AS (
+        SELECT g.id, g.grantee_oid FROM vms.access_grant g
+         WHERE g.revoked_at IS NULL AND g.grantee_oid IS NOT NULL
+           AND g.grantee_oid IS DISTINCT FROM pg_catalog.to_regrole(pg_catalog.quote_ident(g.grantee))
+           FOR UPDATE)
+    UPDATE vms.access_grant g SET grantee_oid = pg_catalog.to_regrole(pg_catalog.quote_ident(g.grantee))
+      FROM old WHERE g.id = old.id
+    RETURNING g.id, g.grantee, old.grantee_oid, g.grantee_oid;
+    ALTER TABLE vms.access_grant ENABLE TRIGGER access_grant_role;
+END $$;
+COMMENT ON FUNCTION vms.access_grant_rebind() IS
+    'after a restore into another cluster: bind the live grants again to the roles their grantee names name there (as pg_restore does for ACLs); returns the grants changed';
 
 -- What the policy cache compiles for a user at a time: the scopes of the
 -- grants that carry the action (any action when it is NULL; catalogue and
 -- tag grants expanded to channels), restricted channels, and when the set
 -- next changes.  Runs as the table owner, from C.
--- Membership is asked with the grantee's OID (to_regrole(quote_ident(...))),
--- here and wherever grants are read: a grant whose role was dropped has
--- none and counts for nobody, where pg_has_role with the name would raise
--- "role does not exist" and break every policy check.
+-- Membership is asked with vms.grantee_role(grantee, grantee_oid), here and
+-- wherever grants are read: a grant whose role was dropped (or recreated)
+-- has none and counts for nobody, where pg_has_role with the name would
+-- raise "role does not exist" and break every policy check.
 CREATE FUNCTION vms._grant_scope_action(usr oid, at timestamptz, action text)
     RETURNS TABLE (kind text, ref text, level smallint, next_change timestamptz)
     LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
     WITH mine AS (
         SELECT g.* FROM vms.access_grant g
-         WHERE g.revoked_at IS NULL AND pg_has_role(usr, to_regrole(quote_ident(g.grantee)), 'MEMBER')
+         WHERE g.revoked_at IS NULL AND pg_has_role(usr, vms.grantee_role(g.grantee, g.grantee_oid), 'MEMBER')
            AND (action IS NULL OR action = ANY (g.actions))),
     live AS (
         SELECT g.* FROM mine g WHERE g.valid_from <= at AND (g.valid_until IS NULL OR g.valid_until > at))
@@ -209,7 +279,7 @@ BEGIN
     lvl := vms.channel_security_level(channel);
     RETURN EXISTS (
         SELECT 1 FROM vms.access_grant g
-         WHERE g.revoked_at IS NULL AND pg_has_role(who, to_regrole(quote_ident(g.grantee)), 'MEMBER')
+         WHERE g.revoked_at IS NULL AND pg_has_role(who, vms.grantee_role(g.grantee, g.grantee_oid), 'MEMBER')
            AND g.valid_from <= now() AND (g.valid_until IS NULL OR g.valid_until > now())
            AND action = ANY (g.actions) AND g.max_level >= lvl
            AND CASE g.scope_kind
@@ -456,7 +526,7 @@ BEGIN
                   HINT = 'Ask for access with vms.request_access().';
     END IF;
     UPDATE vms.access_grant g SET last_used_at = now()
-     WHERE g.revoked_at IS NULL AND pg_has_role(acting, to_regrole(quote_ident(g.grantee)), 'MEMBER') AND action = ANY (g.actions);
+     WHERE g.revoked_at IS NULL AND pg_has_role(acting, vms.grantee_role(g.grantee, g.grantee_oid), 'MEMBER') AND action = ANY (g.actions);
     RETURN vms.audit(action, channel::text, detail);
 END $$;
 COMMENT ON FUNCTION vms.exercise_right(text, vms.gbcode, jsonb) IS 'use a right on a channel: refused (42501, audited) without a grant, else audited; returns the audit entry';
@@ -570,7 +640,7 @@ ALTER TABLE vms.alarm ENABLE ROW LEVEL SECURITY;
 CREATE POLICY alarm_view ON vms.alarm USING (vms.code_visible(code));
 ALTER TABLE vms.access_grant ENABLE ROW LEVEL SECURITY;
 CREATE POLICY access_grant_view ON vms.access_grant FOR SELECT
-    USING (pg_has_role(current_user, to_regrole(quote_ident(grantee)), 'MEMBER') OR pg_has_role(current_user, 'vms_grant_admin', 'MEMBER')
+    USING (pg_has_role(current_user, vms.grantee_role(grantee, grantee_oid), 'MEMBER') OR pg_has_role(current_user, 'vms_grant_admin', 'MEMBER')
            OR pg_has_role(current_user, 'vms_auditor', 'MEMBER'));
 ALTER TABLE vms.access_request ENABLE ROW LEVEL SECURITY;
 CREATE POLICY access_request_view ON vms.access_request FOR SELECT

@@ -81,6 +81,7 @@ GRANT EXECUTE ON FUNCTION
 -- writes the tables) and asking for access
 GRANT EXECUTE ON FUNCTION
     vms.channel_visible(vms.gbcode, text), vms.code_visible(vms.gbcode), vms.can_manage(vms.gbcode, text),
+    vms.grantee_role(name, oid),
     vms.request_access(text, text, text[], smallint, text, timestamptz, timestamptz),
     vms.cluster_is_city()
   TO PUBLIC;

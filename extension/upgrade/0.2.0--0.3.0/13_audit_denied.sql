@@ -107,7 +107,7 @@ BEGIN
                   HINT = 'Ask for access with vms.request_access().';
     END IF;
     UPDATE vms.access_grant g SET last_used_at = now()
-     WHERE g.revoked_at IS NULL AND pg_has_role(acting, to_regrole(quote_ident(g.grantee)), 'MEMBER') AND action = ANY (g.actions);
+     WHERE g.revoked_at IS NULL AND pg_has_role(acting, vms.grantee_role(g.grantee, g.grantee_oid), 'MEMBER') AND action = ANY (g.actions);
     RETURN vms.audit(action, channel::text, detail);
 END $$;
 COMMENT ON FUNCTION vms.exercise_right(text, vms.gbcode, jsonb) IS 'use a right on a channel: refused (42501, audited) without a grant, else audited; returns the audit entry';

@@ -2345,7 +2345,7 @@ BEGIN
     v := vms._device_gb_version(dev);
     how := CASE WHEN v ~ '^[0-9]{1,2}(\.[0-9]{1,2})*$' AND split_part(v, '.', 1)::int >= 3 THEN 'device' ELSE 'invite' END;
     UPDATE vms.access_grant g SET last_used_at = now()
-     WHERE g.revoked_at IS NULL AND pg_has_role(requester, to_regrole(quote_ident(g.grantee)), 'MEMBER') AND 'snapshot' = ANY (g.actions);
+     WHERE g.revoked_at IS NULL AND pg_has_role(requester, vms.grantee_role(g.grantee, g.grantee_oid), 'MEMBER') AND 'snapshot' = ANY (g.actions);
     PERFORM vms._audit_as(coalesce(session_role, requester), 'snapshot', channel::text,
                           jsonb_build_object('request', rid, 'method', how, 'role', requester));
     RETURN how;

@@ -94,7 +94,7 @@ BEGIN
         -- region it will have; no catalogue or tag membership names it yet
         WITH g AS (
             SELECT g.scope_kind, g.scope_ref, g.max_level FROM vms.access_grant g
-             WHERE g.revoked_at IS NULL AND pg_has_role(acting, to_regrole(quote_ident(g.grantee)), 'MEMBER')
+             WHERE g.revoked_at IS NULL AND pg_has_role(acting, vms.grantee_role(g.grantee, g.grantee_oid), 'MEMBER')
                AND g.valid_from <= now() AND (g.valid_until IS NULL OR g.valid_until > now())
                AND 'manage_ledger' = ANY (g.actions)),
         lv AS MATERIALIZED (SELECT l.code, l.level FROM vms.channel_security_levels() l)

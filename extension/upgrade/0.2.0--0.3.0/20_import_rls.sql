@@ -14,7 +14,7 @@ CREATE FUNCTION vms._grant_scope_action(usr oid, at timestamptz, action text)
     LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
     WITH mine AS (
         SELECT g.* FROM vms.access_grant g
-         WHERE g.revoked_at IS NULL AND pg_has_role(usr, to_regrole(quote_ident(g.grantee)), 'MEMBER')
+         WHERE g.revoked_at IS NULL AND pg_has_role(usr, vms.grantee_role(g.grantee, g.grantee_oid), 'MEMBER')
            AND (action IS NULL OR action = ANY (g.actions))),
     live AS (
         SELECT g.* FROM mine g WHERE g.valid_from <= at AND (g.valid_until IS NULL OR g.valid_until > at))
@@ -56,8 +56,8 @@ REVOKE ALL ON FUNCTION vms._grant_scope_action(oid, timestamptz, text) FROM PUBL
 -- every policy check reads all grants, one such row broke every
 -- non-superuser's reads and writes of vms.channel (and of vms.access_grant)
 -- until it was deleted; the checks now pass the role's OID
--- (to_regrole(quote_ident(grantee)), NULL for a dropped role), for which
--- pg_has_role is NULL.
+-- (vms.grantee_role(grantee, grantee_oid), 20_grant_identity.sql: NULL for
+-- a dropped or recreated role), for which pg_has_role is NULL.
 CREATE OR REPLACE FUNCTION vms._can_for(who name, action text, channel vms.gbcode, new_civil_code text DEFAULT NULL) RETURNS boolean
     LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
@@ -77,7 +77,7 @@ BEGIN
     lvl := vms.channel_security_level(channel);
     RETURN EXISTS (
         SELECT 1 FROM vms.access_grant g
-         WHERE g.revoked_at IS NULL AND pg_has_role(who, to_regrole(quote_ident(g.grantee)), 'MEMBER')
+         WHERE g.revoked_at IS NULL AND pg_has_role(who, vms.grantee_role(g.grantee, g.grantee_oid), 'MEMBER')
            AND g.valid_from <= now() AND (g.valid_until IS NULL OR g.valid_until > now())
            AND action = ANY (g.actions) AND g.max_level >= lvl
            AND CASE g.scope_kind
@@ -93,5 +93,5 @@ BEGIN
                END);
 END $$;
 ALTER POLICY access_grant_view ON vms.access_grant
-    USING (pg_has_role(current_user, to_regrole(quote_ident(grantee)), 'MEMBER') OR pg_has_role(current_user, 'vms_grant_admin', 'MEMBER')
+    USING (pg_has_role(current_user, vms.grantee_role(grantee, grantee_oid), 'MEMBER') OR pg_has_role(current_user, 'vms_grant_admin', 'MEMBER')
            OR pg_has_role(current_user, 'vms_auditor', 'MEMBER'));
