@@ -66,6 +66,42 @@ SELECT bench.line('ledger_import_1m_rows', :import_ms / 1000, 's', :copy_ms / 10
 SELECT bench.line('ledger_import_rows_per_s', :rows / (:import_ms / 1000), 'rows/s', :rows / (:copy_ms / 1000), '>=0.5');
 SELECT bench.line('ledger_first_load', :import_ms / 1000, 's', :first_base_ms / 1000, '<=1.5');
 
+-- The write floor of a first load (informational): what the import writes,
+-- at COPY's batched speed and with nothing else to do.  The channel rows the
+-- import made go into a table shaped like vms.channel (its constraints and
+-- generated column, the primary key kept during the load as the import keeps
+-- it), their history rows into a table shaped and indexed like
+-- vms.ledger_history, then the channel's seven other indexes are built.  The
+-- ratio is what reading, checking, devices, map cells and the executor add on
+-- top of the bytes; the gap between this baseline and ledger_first_load's is
+-- the data the ledger keeps beyond the file (wider typed rows, a 600-byte
+-- history row per channel).
+\set floor_ch :csv '.floor_ch'
+\set floor_h :csv '.floor_h'
+COPY vms.channel TO :'floor_ch' WITH (FORMAT binary);
+COPY (SELECT * FROM vms.ledger_history WHERE table_name = 'channel' AND op = 'INSERT') TO :'floor_h' WITH (FORMAT binary);
+CREATE TABLE bench.floor_channel (LIKE vms.channel INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED);
+ALTER TABLE bench.floor_channel ADD PRIMARY KEY (code);
+CREATE TABLE bench.floor_history (LIKE vms.ledger_history INCLUDING ALL);
+CHECKPOINT;
+SELECT bench.time_ms(format($q$
+    COPY bench.floor_channel FROM %L WITH (FORMAT binary);
+    COPY bench.floor_history FROM %L WITH (FORMAT binary);
+    CREATE INDEX ON bench.floor_channel (device_code);
+    CREATE INDEX ON bench.floor_channel USING gist (geom);
+    CREATE INDEX ON bench.floor_channel (civil_code);
+    CREATE INDEX ON bench.floor_channel (unit_id, md5(name));
+    CREATE INDEX ON bench.floor_channel USING gin (vms.text_grams(vms.channel_search_text(name, alias, address, place_type)));
+    CREATE INDEX ON bench.floor_channel USING gin (capabilities);
+    CREATE INDEX ON bench.floor_channel (point_type) $q$, :'floor_ch', :'floor_h')) AS floor_ms \gset
+SELECT CASE WHEN (SELECT count(*) FROM bench.floor_channel) = :rows AND (SELECT count(*) FROM bench.floor_history) = :rows
+            THEN 'ok' ELSE 'BENCH first_load_floor_row_count_mismatch 0 rows baseline=0 ratio=0 target=' || :rows END;
+SELECT bench.line('ledger_first_load_vs_write_floor', :import_ms / 1000, 's', :floor_ms / 1000, 'none');
+DROP TABLE bench.floor_channel, bench.floor_history;
+\setenv floor_ch :floor_ch
+\setenv floor_h :floor_h
+\! rm -f "$floor_ch" "$floor_h"
+
 -- re-import baseline: a table indexed like vms.channel holding the first load
 CREATE TABLE bench.base_channel (LIKE vms.channel INCLUDING ALL);
 INSERT INTO bench.base_channel (code, device_code, name, alias, address, civil_code, street, place_type, point_type,
