@@ -699,11 +699,11 @@ BEGIN
     -- or a live grant of every channel at the highest security level; a
     -- scoped user learns nothing of the channels outside the scope
     all_visible := EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = vms._acting_role() AND r.rolsuper)
-        OR EXISTS (SELECT 1 FROM vms.access_grant g JOIN pg_roles r ON r.rolname = g.grantee
+        OR EXISTS (SELECT 1 FROM vms.access_grant g
                     WHERE g.scope_kind = 'all' AND g.revoked_at IS NULL AND g.valid_from <= now()
                       AND (g.valid_until IS NULL OR g.valid_until > now())
                       AND g.max_level >= (SELECT max(l.level) FROM vms.security_level l)
-                      AND pg_has_role(vms._acting_role(), r.oid, 'MEMBER'));
+                      AND pg_has_role(vms._acting_role(), vms.grantee_role(g.grantee, g.grantee_oid), 'MEMBER'));
 
     html := '<!DOCTYPE html>' || chr(10) || '<html lang="zh-CN"><head><meta charset="utf-8">'
         || '<meta name="viewport" content="width=device-width, initial-scale=1">'
