@@ -111,4 +111,37 @@ for base in "${upgraded[@]}"; do
     echo "ok upgrade $base -> $current gives the fresh schema ($(wc -l < "$dir/fresh.dump") objects, $(wc -l < "$dir/fresh.rows") rows, $(wc -l < "$dir/fresh.roles") roles compared)"
   fi
 done
+
+# 0.3.0 binds each grant to its grantee role's OID (20_grant_identity.sql);
+# the upgrade binds the grants made before by name: a live role's to its
+# OID, a dropped role's to nothing, so a role created later under the
+# dropped role's name gets nothing, and a grant made after the upgrade binds
+# itself.  (After the schema comparison: these grants and roles are data.)
+cluster_psql "$dir" "$port" postgres -q -c "CREATE DATABASE grants_backfill" || exit 1
+got=$(cluster_psql "$dir" "$port" grants_backfill -At -q -v ON_ERROR_STOP=1 <<'SQL' 2>&1
+SET client_min_messages = warning;
+CREATE EXTENSION vms VERSION '0.2.0' CASCADE;
+CREATE ROLE upgrade_grant_kept;
+CREATE ROLE upgrade_grant_gone;
+INSERT INTO vms.access_grant (grantee, scope_kind, scope_ref, actions, max_level)
+VALUES ('upgrade_grant_kept', 'region', '4403', '{view_live}', 1), ('upgrade_grant_gone', 'all', NULL, '{view_live}', 4);
+DROP ROLE upgrade_grant_gone;
+ALTER EXTENSION vms UPDATE;
+CREATE ROLE upgrade_grant_gone;
+INSERT INTO vms.access_grant (grantee, scope_kind, scope_ref, actions, max_level)
+VALUES ('upgrade_grant_gone', 'region', '4404', '{view_live}', 1);
+SELECT format('%s %s bound=%s counts=%s', g.grantee, g.scope_kind, coalesce((g.grantee_oid = to_regrole(g.grantee))::text, 'none'),
+              (vms.grantee_role(g.grantee, g.grantee_oid) IS NOT NULL)::text)
+  FROM vms.access_grant g ORDER BY g.id;
+SQL
+)
+want='upgrade_grant_kept region bound=true counts=true
+upgrade_grant_gone all bound=none counts=false
+upgrade_grant_gone region bound=true counts=true'
+if [ "$got" = "$want" ]; then
+  echo "ok upgrade binds the grants made before 0.3.0 to their roles (a dropped role's to none)"
+else
+  echo "FAIL upgrade: grants made before 0.3.0 are not bound to their roles as expected:"; echo "$got"; status=1
+fi
+cluster_psql "$dir" "$port" postgres -q -c "DROP DATABASE grants_backfill" -c "DROP ROLE upgrade_grant_kept, upgrade_grant_gone" >/dev/null
 exit $status
