@@ -67,6 +67,20 @@ SELECT b.kind, count(*) AS n, bool_and(a.def IS NOT DISTINCT FROM b.def) AS same
 SELECT count(*) = (SELECT count(*) FROM vms.channel) AS history_per_row, bool_and(acting_role = current_user) AS acting_role
   FROM vms.ledger_history WHERE table_name = 'channel' AND op = 'INSERT';
 SELECT count(*) AS check_triggers_off FROM pg_trigger WHERE tgrelid = 'vms.channel'::regclass AND tgenabled = 'D';
+-- map cells: the first load appends its points' cell deltas once, after its
+-- chunks (the cells' trigger is off while they go in, and on again after);
+-- folded, they are exactly what counting the ledger gives
+SELECT tgenabled AS cells_trigger FROM pg_trigger WHERE tgrelid = 'vms.channel'::regclass AND tgname = 'channel_clusters_ins';
+SELECT count(DISTINCT level) AS levels_appended, sum(n) FILTER (WHERE level = 18) AS points_appended,
+       (SELECT count(*) FROM vms.channel WHERE geom_3857 IS NOT NULL) AS points_loaded
+  FROM vms.channel_cluster_delta;
+SELECT vms.channel_clusters_refresh() > 0 AS folded;
+CREATE TEMP TABLE first_cells AS SELECT * FROM vms.channel_cluster;
+SELECT vms.channel_clusters_refresh(true) > 0 AS rebuilt;
+SELECT count(*) AS cells,
+       (SELECT count(*) FROM (TABLE first_cells EXCEPT ALL TABLE vms.channel_cluster) d)
+       + (SELECT count(*) FROM (TABLE vms.channel_cluster EXCEPT ALL TABLE first_cells) d) AS cells_differ
+  FROM first_cells;
 -- the first load's channel history (its statement trigger, from each
 -- chunk's transition table) equals what the ordinary path writes for the
 -- same file (the ledger made non-empty by one other channel): the same rows
