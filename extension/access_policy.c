@@ -18,6 +18,13 @@
  * (triggers call vms._policy_changed(), which queues a relcache invalidation
  * that every backend receives at commit), when role membership changes, when
  * the user changes, and when a grant starts or expires.
+ *
+ * Whose grants they are is decided in SQL, by vms._grant_scope_action
+ * (policy_query below): pg_has_role(user, vms.grantee_role(grantee,
+ * grantee_oid)), so a grant counts only for members of the role it was made
+ * to, not for a later role of the same name.  A role created, dropped or
+ * renamed changes pg_authid, whose syscache callback (AUTHOID) throws the
+ * compiled grants away, so the next check sees the change.
  */
 #include "postgres.h"
 
