@@ -99,6 +99,18 @@ fi
 # the audit chain verifies after the restore, and goes on
 got=$(psql_ dst -At -c "SELECT ok, checked > 0 FROM vms.audit_verify()")
 [ "$got" = "t|t" ] || { echo "FAIL backup: vms.audit_verify() after restore: $got"; status=1; }
+# the restored grants keep their roles' OIDs (grantee_oid; the same cluster,
+# so the same roles): the analyst's grants still count in the restored
+# database, and vms.access_grant_rebind() finds nothing to bind again
+got=$(psql_ dst -At -q <<'SQL'
+SELECT count(*) FROM vms.access_grant_rebind();
+SET SESSION AUTHORIZATION backup_analyst;
+SELECT count(*) FROM vms.channel;
+SQL
+)
+want=$(psql_ src -At -q -c "SET SESSION AUTHORIZATION backup_analyst" -c "SELECT count(*) FROM vms.channel")
+[ "$got" = "0
+$want" ] && [ "$want" -gt 0 ] || { echo "FAIL backup: the restored grants do not count as before: rebound and visible '$got', before '$want'"; status=1; }
 # new rows take fresh ids: no collision with a restored one
 if ! psql_ dst -At > "$dir/after.log" 2>&1 <<'SQL'
 SET client_min_messages = warning;
