@@ -96,9 +96,12 @@ CREATE TABLE vms.access_request (
     decided_by    name,
     decided_at    timestamptz,
     decision_note text,
-    grant_id      bigint
+    grant_id      bigint,
+    requester_oid oid
 );
 COMMENT ON TABLE vms.access_request IS 'access requests (权限申请): who asks for which scope, actions, level and period, and why';
+COMMENT ON COLUMN vms.access_request.requester_oid IS
+    'the OID of the requester role when the request was made (set from requester by a trigger, never by the caller); the request is that role''s only while requester still names it (vms.grantee_role)';
 
 CREATE TABLE vms.access_grant (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -143,7 +146,7 @@ CREATE FUNCTION vms.grantee_role(grantee name, grantee_oid oid) RETURNS oid
     LANGUAGE sql STABLE PARALLEL SAFE
     RETURN CASE WHEN pg_catalog.to_regrole(pg_catalog.quote_ident(grantee)) = grantee_oid THEN grantee_oid END;
 COMMENT ON FUNCTION vms.grantee_role(name, oid) IS
-    'the role a grant (grantee, grantee_oid) counts for: grantee_oid while grantee still names that role, else NULL (the role was dropped, recreated or renamed)';
+    'the role a grant (grantee, grantee_oid) counts for, or a request (requester, requester_oid) is of: the OID while the name still names that role, else NULL (the role was dropped, recreated or renamed)';
 
 -- Sets grantee_oid from the grantee's name on every insert (a grant made
 -- now, or one restored by pg_restore, which re-binds grants by role name as
@@ -194,6 +197,55 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION vms.access_grant_rebind() IS
     'after a restore into another cluster: bind the live grants again to the roles their grantee names name there (as pg_restore does for ACLs); returns the grants changed';
+
+-- A request binds to the role that made it, as a grant binds to its grantee
+-- (above): requester_oid is set from requester when the request is made,
+-- and the request is that role's only while vms.grantee_role(requester,
+-- requester_oid) names it.  A role created later under a dropped role's
+-- name neither sees the old role's requests nor gets them approved into
+-- grants of its own.  A sibling of vms._grant_bind_role (PL/pgSQL cannot
+-- name a row's columns from trigger arguments without a round trip through
+-- jsonb): an update keeps the binding unless it changes the requester.
+CREATE FUNCTION vms._request_bind_role() RETURNS trigger
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.requester IS NOT DISTINCT FROM OLD.requester THEN
+        NEW.requester_oid := OLD.requester_oid;
+    ELSE
+        NEW.requester_oid := pg_catalog.to_regrole(pg_catalog.quote_ident(NEW.requester));
+    END IF;
+    RETURN NEW;
+END $$;
+COMMENT ON FUNCTION vms._request_bind_role() IS 'internal: binds an access request to the OID of its requester role when it is made (or its requester changes)';
+CREATE TRIGGER access_request_role BEFORE INSERT OR UPDATE OF requester, requester_oid ON vms.access_request
+    FOR EACH ROW EXECUTE FUNCTION vms._request_bind_role();
+
+-- The same for the pending requests after a restore into another cluster:
+-- they come with the old cluster's OIDs and cannot be approved until the
+-- owner binds them again by name.  Decided requests stay as they are (their
+-- grants are bound by vms.access_grant_rebind); a pending request of a role
+-- dropped before the dump cannot be told from the others, so such requests
+-- are rejected before it (README).  Returns the requests it changed; each is
+-- audited as a request change.
+CREATE FUNCTION vms.access_request_rebind()
+    RETURNS TABLE (request_id bigint, requester name, old_oid oid, new_oid oid)
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    -- the trigger keeps a request's binding on every update but of its requester
+    ALTER TABLE vms.access_request DISABLE TRIGGER access_request_role;
+    RETURN QUERY
+    WITH old AS (
+        SELECT r.id, r.requester_oid FROM vms.access_request r
+         WHERE r.state = 'pending' AND r.requester_oid IS NOT NULL
+           AND r.requester_oid IS DISTINCT FROM pg_catalog.to_regrole(pg_catalog.quote_ident(r.requester))
+           FOR UPDATE)
+    UPDATE vms.access_request r SET requester_oid = pg_catalog.to_regrole(pg_catalog.quote_ident(r.requester))
+      FROM old WHERE r.id = old.id
+    RETURNING r.id, r.requester, old.requester_oid, r.requester_oid;
+    ALTER TABLE vms.access_request ENABLE TRIGGER access_request_role;
+END $$;
+COMMENT ON FUNCTION vms.access_request_rebind() IS
+    'after a restore into another cluster: bind the pending access requests again to the roles their requester names name there; returns the requests changed';
 
 -- What the policy cache compiles for a user at a time: the scopes of the
 -- grants that carry the action (any action when it is NULL; catalogue and
@@ -432,20 +484,34 @@ COMMENT ON FUNCTION vms.request_access(text, text, text[], smallint, text, times
     'ask for access (权限申请): scope, actions, level, reason and period; an approver decides';
 
 -- SECURITY DEFINER: turns a request into a grant.  Checks: the session user
--- holds vms_approver, the request is pending, and the session user is not
--- (a member of) the requester; the grant copies the request unchanged.
+-- holds vms_approver, the request is pending, the role that made it still
+-- has its name (vms.grantee_role(requester, requester_oid): not dropped,
+-- recreated or renamed since), and the session user is not (a member of)
+-- that role; the grant copies the request unchanged and binds to that role.
 CREATE FUNCTION vms.approve_request(request_id bigint, note text DEFAULT NULL) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 DECLARE
     r vms.access_request;
+    who oid;
     gid bigint;
+    bound oid;
 BEGIN
     PERFORM vms._require_role('vms_approver');
     SELECT * INTO r FROM vms.access_request WHERE id = request_id FOR UPDATE;
     IF NOT FOUND OR r.state <> 'pending' THEN
         RAISE EXCEPTION 'access request % is not pending', request_id USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF pg_has_role(session_user, r.requester, 'MEMBER') THEN
+    who := vms.grantee_role(r.requester, r.requester_oid);
+    IF who IS NULL THEN
+        RAISE EXCEPTION 'role of access request % no longer exists', request_id
+            USING ERRCODE = 'undefined_object',
+                  DETAIL = format('Request %s was made by role %s, which %s.', request_id, r.requester,
+                                  coalesce('has been renamed to ' || (SELECT a.rolname FROM pg_catalog.pg_roles a WHERE a.oid = r.requester_oid),
+                                           'was dropped' || CASE WHEN pg_catalog.to_regrole(pg_catalog.quote_ident(r.requester)) IS NOT NULL
+                                                                 THEN '; the role of that name now is another role' ELSE '' END)),
+                  HINT = 'Reject it with vms.reject_request(); whoever needs the access asks for it with vms.request_access().';
+    END IF;
+    IF pg_has_role(session_user, who, 'MEMBER') THEN
         RAISE EXCEPTION 'nobody approves their own request'
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = format('Request %s was made by %s.', request_id, r.requester),
@@ -453,7 +519,15 @@ BEGIN
     END IF;
     INSERT INTO vms.access_grant (grantee, scope_kind, scope_ref, actions, max_level, valid_from, valid_until, request_id, note)
     VALUES (r.requester, r.scope_kind, r.scope_ref, r.actions, r.max_level, r.valid_from, r.valid_until, r.id, note)
-    RETURNING id INTO gid;
+    RETURNING id, grantee_oid INTO gid, bound;
+    -- the grant binds by name: a role dropped and created again under it
+    -- since the check above must not get it
+    IF bound IS DISTINCT FROM who THEN
+        RAISE EXCEPTION 'role of access request % changed while it was approved', request_id
+            USING ERRCODE = 'serialization_failure',
+                  DETAIL = format('Role %s was dropped and created again meanwhile.', r.requester),
+                  HINT = 'Try again.';
+    END IF;
     UPDATE vms.access_request SET state = 'approved', decided_by = session_user, decided_at = now(),
                                   decision_note = note, grant_id = gid
      WHERE id = request_id;
@@ -462,14 +536,17 @@ END $$;
 COMMENT ON FUNCTION vms.approve_request(bigint, text) IS 'approve a pending request (approvers; never their own); creates the grant';
 
 -- SECURITY DEFINER: updates vms.access_request.  Checks: the session user
--- holds vms_approver, gives a note, and does not decide its own request.
+-- holds vms_approver, gives a note, and does not decide its own request:
+-- is not (a member of) the role that made it, by its OID whatever its name
+-- now (a dropped role's request can be rejected by anyone else; asked by
+-- name, pg_has_role raised "role does not exist").
 CREATE FUNCTION vms.reject_request(request_id bigint, note text) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
     PERFORM vms._require_role('vms_approver');
     PERFORM vms._require_reason(note, 'rejecting a request');
     UPDATE vms.access_request SET state = 'rejected', decided_by = session_user, decided_at = now(), decision_note = note
-     WHERE id = request_id AND state = 'pending' AND NOT pg_has_role(session_user, requester, 'MEMBER');
+     WHERE id = request_id AND state = 'pending' AND NOT coalesce(pg_has_role(session_user, requester_oid, 'MEMBER'), false);
     IF NOT FOUND THEN
         RAISE EXCEPTION 'access request % is not pending, or is your own', request_id USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -644,7 +721,7 @@ CREATE POLICY access_grant_view ON vms.access_grant FOR SELECT
            OR pg_has_role(current_user, 'vms_auditor', 'MEMBER'));
 ALTER TABLE vms.access_request ENABLE ROW LEVEL SECURITY;
 CREATE POLICY access_request_view ON vms.access_request FOR SELECT
-    USING (pg_has_role(current_user, requester, 'MEMBER') OR pg_has_role(current_user, 'vms_approver', 'MEMBER')
+    USING (pg_has_role(current_user, vms.grantee_role(requester, requester_oid), 'MEMBER') OR pg_has_role(current_user, 'vms_approver', 'MEMBER')
            OR pg_has_role(current_user, 'vms_auditor', 'MEMBER'));
 ALTER TABLE vms.search_history ENABLE ROW LEVEL SECURITY;
 CREATE POLICY search_history_own ON vms.search_history USING (username = session_user) WITH CHECK (username = session_user);
