@@ -43,6 +43,10 @@ SELECT vms.audit_archive_before(clock_timestamp());
 SET SESSION AUTHORIZATION backup_admin;
 SELECT vms.grant_access('backup_analyst', 'all', NULL, '{view_live}', 1::smallint);
 RESET SESSION AUTHORIZATION;
+-- a pending access request (bound to its requester's OID, requester_oid)
+SET SESSION AUTHORIZATION backup_analyst;
+SELECT vms.request_access('region', '44030401', '{playback}', 2::smallint, '回放取证');
+RESET SESSION AUTHORIZATION;
 -- a row of the operator's own in a seeded table is dumped; the seeded ones are not
 INSERT INTO vms.point_type VALUES ('thermal', '热成像', 'thermal camera');
 -- a partition made at run time, with a row in it
@@ -70,7 +74,7 @@ SQL
 snapshot src | sort > "$dir/src.rows" || exit 1
 status=0
 # the source must hold data in the main tables, else the comparison proves little
-for t in device channel catalog_node catalog_member tag channel_tag security_assignment access_grant \
+for t in device channel catalog_node catalog_member tag channel_tag security_assignment access_grant access_request \
          audit_log audit_archive alarm alarm_event work_order governance_run governance_task \
          viid_record_2026m03 point_type ledger_history; do
   if ! grep -q "^vms\.$t: " "$dir/src.rows"; then echo "FAIL backup: the source has no rows in vms.$t"; status=1; fi
@@ -101,16 +105,22 @@ got=$(psql_ dst -At -c "SELECT ok, checked > 0 FROM vms.audit_verify()")
 [ "$got" = "t|t" ] || { echo "FAIL backup: vms.audit_verify() after restore: $got"; status=1; }
 # the restored grants keep their roles' OIDs (grantee_oid; the same cluster,
 # so the same roles): the analyst's grants still count in the restored
-# database, and vms.access_grant_rebind() finds nothing to bind again
+# database, and vms.access_grant_rebind() finds nothing to bind again; so
+# do the requests (requester_oid): the analyst still sees its own pending
+# request, and vms.access_request_rebind() finds nothing either
 got=$(psql_ dst -At -q <<'SQL'
 SELECT count(*) FROM vms.access_grant_rebind();
+SELECT count(*) FROM vms.access_request_rebind();
 SET SESSION AUTHORIZATION backup_analyst;
 SELECT count(*) FROM vms.channel;
+SELECT count(*) FROM vms.access_request WHERE state = 'pending';
 SQL
 )
 want=$(psql_ src -At -q -c "SET SESSION AUTHORIZATION backup_analyst" -c "SELECT count(*) FROM vms.channel")
 [ "$got" = "0
-$want" ] && [ "$want" -gt 0 ] || { echo "FAIL backup: the restored grants do not count as before: rebound and visible '$got', before '$want'"; status=1; }
+0
+$want
+1" ] && [ "$want" -gt 0 ] || { echo "FAIL backup: the restored grants or requests do not count as before: rebound grants, requests, visible channels, own pending requests '$got', channels before '$want'"; status=1; }
 # new rows take fresh ids: no collision with a restored one
 if ! psql_ dst -At > "$dir/after.log" 2>&1 <<'SQL'
 SET client_min_messages = warning;

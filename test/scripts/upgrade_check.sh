@@ -116,7 +116,10 @@ done
 # the upgrade binds the grants made before by name: a live role's to its
 # OID, a dropped role's to nothing, so a role created later under the
 # dropped role's name gets nothing, and a grant made after the upgrade binds
-# itself.  (After the schema comparison: these grants and roles are data.)
+# itself.  The same for access requests (requester_oid, 20_request_identity.sql):
+# the dropped role's pending request is bound to none, is not the new role's
+# and cannot be approved.  (After the schema comparison: these grants,
+# requests and roles are data.)
 cluster_psql "$dir" "$port" postgres -q -c "CREATE DATABASE grants_backfill" || exit 1
 got=$(cluster_psql "$dir" "$port" grants_backfill -At -q -v ON_ERROR_STOP=1 <<'SQL' 2>&1
 SET client_min_messages = warning;
@@ -125,6 +128,8 @@ CREATE ROLE upgrade_grant_kept;
 CREATE ROLE upgrade_grant_gone;
 INSERT INTO vms.access_grant (grantee, scope_kind, scope_ref, actions, max_level)
 VALUES ('upgrade_grant_kept', 'region', '4403', '{view_live}', 1), ('upgrade_grant_gone', 'all', NULL, '{view_live}', 4);
+INSERT INTO vms.access_request (requester, scope_kind, scope_ref, actions, max_level, reason)
+VALUES ('upgrade_grant_kept', 'region', '4403', '{view_live}', 1, 'kept'), ('upgrade_grant_gone', 'all', NULL, '{view_live}', 4, 'gone');
 DROP ROLE upgrade_grant_gone;
 ALTER EXTENSION vms UPDATE;
 CREATE ROLE upgrade_grant_gone;
@@ -133,15 +138,30 @@ VALUES ('upgrade_grant_gone', 'region', '4404', '{view_live}', 1);
 SELECT format('%s %s bound=%s counts=%s', g.grantee, g.scope_kind, coalesce((g.grantee_oid = to_regrole(g.grantee))::text, 'none'),
               (vms.grantee_role(g.grantee, g.grantee_oid) IS NOT NULL)::text)
   FROM vms.access_grant g ORDER BY g.id;
+SELECT format('request %s %s bound=%s its=%s', r.requester, r.scope_kind, coalesce((r.requester_oid = to_regrole(r.requester))::text, 'none'),
+              (vms.grantee_role(r.requester, r.requester_oid) IS NOT NULL)::text)
+  FROM vms.access_request r ORDER BY r.id;
+CREATE ROLE upgrade_request_approver IN ROLE vms_approver;
+SET SESSION AUTHORIZATION upgrade_request_approver;
+DO $$ BEGIN
+    PERFORM vms.approve_request((SELECT max(id) FROM vms.access_request));
+EXCEPTION WHEN undefined_object THEN RAISE NOTICE 'gone';
+END $$;
+RESET SESSION AUTHORIZATION;
+SELECT format('approved %s', count(*)) FROM vms.access_grant WHERE request_id IS NOT NULL;
+DROP ROLE upgrade_request_approver;
 SQL
 )
 want='upgrade_grant_kept region bound=true counts=true
 upgrade_grant_gone all bound=none counts=false
-upgrade_grant_gone region bound=true counts=true'
+upgrade_grant_gone region bound=true counts=true
+request upgrade_grant_kept region bound=true its=true
+request upgrade_grant_gone all bound=none its=false
+approved 0'
 if [ "$got" = "$want" ]; then
-  echo "ok upgrade binds the grants made before 0.3.0 to their roles (a dropped role's to none)"
+  echo "ok upgrade binds the grants and requests made before 0.3.0 to their roles (a dropped role's to none)"
 else
-  echo "FAIL upgrade: grants made before 0.3.0 are not bound to their roles as expected:"; echo "$got"; status=1
+  echo "FAIL upgrade: grants or requests made before 0.3.0 are not bound to their roles as expected:"; echo "$got"; status=1
 fi
 cluster_psql "$dir" "$port" postgres -q -c "DROP DATABASE grants_backfill" -c "DROP ROLE upgrade_grant_kept, upgrade_grant_gone" >/dev/null
 exit $status
