@@ -171,6 +171,26 @@ SET SESSION AUTHORIZATION regress_bob;
 SELECT count(*) AS bob_sees_after_approval FROM vms.channel;
 SELECT vms.request_access('region', '44030402', '{view_live}', 1::smallint, '');
 RESET SESSION AUTHORIZATION;
+-- a requester takes back a pending request of their own; nobody else can,
+-- and a withdrawn request is decided no more (audited as 'withdraw')
+SET SESSION AUTHORIZATION regress_bob;
+SELECT vms.request_access('region', '44030401', '{view_live}', 1::smallint, '临时巡查') AS bob_request2 \gset
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION regress_erin;
+\set VERBOSITY default
+SELECT vms.withdraw_request(:bob_request2);
+\set VERBOSITY terse
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION regress_bob;
+SELECT vms.withdraw_request(:bob_request2, '不再需要');
+SELECT state, decided_by, decision_note FROM vms.access_request WHERE id = :bob_request2;
+SELECT vms.withdraw_request(:bob_request2);
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION regress_dave;
+SELECT vms.approve_request(:bob_request2);
+RESET SESSION AUTHORIZATION;
+SELECT session_role, action, detail ->> 'state' AS state FROM vms.audit_log
+ WHERE object = 'access_request:' || :bob_request2 ORDER BY seq;
 -- a tag scope covers the tag's subtree (交通 > 路口), still bounded by level
 SET SESSION AUTHORIZATION regress_carol;
 SELECT vms.grant_access('regress_bob', 'tag', (SELECT id::text FROM vms.tag WHERE category = 'scenario' AND name = '交通'),
@@ -476,7 +496,9 @@ SELECT r.state, count(g.*) AS grants, vms.grantee_role(r.requester, r.requester_
  WHERE r.id = :asker_request GROUP BY r.id;
 SET SESSION AUTHORIZATION regress_asker;
 SELECT count(*) AS new_asker_sees FROM vms.channel;
+SELECT vms.withdraw_request(:asker_request);   -- not the new role's to take back
 RESET SESSION AUTHORIZATION;
+SELECT state FROM vms.access_request WHERE id = :asker_request;
 -- renamed, a role's requests lapse as its grants do (bob no longer sees
 -- his own until he has his old name back)
 ALTER ROLE regress_bob RENAME TO regress_bob_renamed;

@@ -309,6 +309,7 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms.ptz_cmd(text,integer)',
     'vms.ptz_preset_cmd(text,integer)',
     'vms.request_access(text,text,text[],smallint,text,timestamp with time zone,timestamp with time zone)',
+    'vms.withdraw_request(bigint,text)',
     'vms.secret_algorithm()',
     'vms.tag_assign(vms.gbcode,text,text)',
     'vms.tag_create(text,text,text)',
@@ -642,6 +643,7 @@ INSERT INTO surface.extra VALUES
     ('vms.request_access(text,text,text[],smallint,text,timestamp with time zone,timestamp with time zone)',
      'SELECT vms.request_access(''all'', NULL, ''{view_live}'', 4::smallint, ''hostile'', NULL, now())'),
     ('vms.approve_request(bigint,text)', 'SELECT vms.approve_request(max(id)) FROM vms.access_request'),
+    ('vms.withdraw_request(bigint,text)', 'SELECT vms.withdraw_request(id) FROM vms.access_request WHERE state = ''pending'''),
     ('vms.grant_access(name,text,text,text[],smallint,timestamp with time zone,timestamp with time zone,text)',
      'SELECT vms.grant_access(session_user, ''all'', NULL, ''{view_live}'', 4::smallint, NULL, now(), NULL)');
 CREATE TABLE surface.result (who text, fn text, variant integer, call text, state text, out text);

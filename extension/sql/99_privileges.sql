@@ -17,7 +17,7 @@
 --   PUBLIC     the gbcode type (I/O, operators, support), pure functions,
 --              the row-level security functions and trigger conditions
 --              (whoever queries a table runs them), vms.request_access
---              (anyone may ask), and the functions that run with the
+--              and vms.withdraw_request (anyone may ask, and take it back), and the functions that run with the
 --              caller's own table privileges and row-level security, so
 --              that EXECUTE alone gives nothing (import, tags, alarms and
 --              the alarm rules they apply, overrides).
@@ -83,6 +83,7 @@ GRANT EXECUTE ON FUNCTION
     vms.channel_visible(vms.gbcode, text), vms.code_visible(vms.gbcode), vms.can_manage(vms.gbcode, text),
     vms.grantee_role(name, oid),
     vms.request_access(text, text, text[], smallint, text, timestamptz, timestamptz),
+    vms.withdraw_request(bigint, text),
     vms.cluster_is_city()
   TO PUBLIC;
 -- PUBLIC: run with the caller's own table privileges and row-level security
