@@ -64,6 +64,7 @@ typedef enum UpKind
 	UK_REGISTER, UK_UNREGISTER, UK_KEEPALIVE, UK_ANSWER, UK_NOTIFY,
 	UK_RELAY_INVITE,			/* to the device that owns a channel the upper platform INVITEd */
 	UK_RELAY_BYE,				/* ending such a call, on either side */
+	UK_RELAY_CANCEL,			/* CANCEL of the relayed INVITE (same branch), when the relay gives it up */
 	UK_RELAY_CTL				/* a control or query of the upper platform, to the device */
 } UpKind;
 
@@ -87,13 +88,19 @@ typedef struct Relay
 	char		up_our_tag[16];
 	char		up_their_tag[64];
 	char		up_from_user[48];
+	uint32		up_cseq;		/* the upper platform's INVITE: its CSeq number and top Via branch (a CANCEL's match) */
+	char		up_branch[64];
 	char		presented[24];	/* the code the upper platform asked for */
 	char		channel[21];	/* the ledger's */
 	char		device[21];
 	char		subject[256];
 	char	   *final;			/* the final answer sent to the upper platform, for its retransmissions */
 	size_t		final_len;
+	TimestampTz final_at;
 	bool		established;
+	bool		dev_invited;	/* the INVITE went to the device (branch dev_branch, CSeq 1) */
+	bool		cancelling;		/* given up (CANCEL, timeout, upstream dropped): the device's answer is ended, not relayed */
+	char		dev_branch[20];
 	char		dev_call_id[32];
 	char		dev_from_tag[16];
 	char		dev_to_tag[64];
@@ -492,8 +499,9 @@ static void
 drop_txs(int up, bool answers_too)
 {
 	for (int i = 0; i < MAX_UP_TX; i++)
-		if (txs[i].used && txs[i].up == up && (answers_too || txs[i].kind != UK_ANSWER))
-			free_tx(&txs[i]);
+		if (txs[i].used && txs[i].up == up && (answers_too || txs[i].kind != UK_ANSWER) &&
+			txs[i].kind != UK_RELAY_INVITE && txs[i].kind != UK_RELAY_BYE && txs[i].kind != UK_RELAY_CANCEL)
+			free_tx(&txs[i]);		/* (a relayed call's transactions are the device's: its relay ends them) */
 	ups[up].reg_in_flight = false;
 	ups[up].ka_in_flight = false;
 	if (answers_too)
@@ -1288,12 +1296,25 @@ queue_bye_audit(Relay *r, const char *by)
 	snprintf(p->source, sizeof(p->source), "%s:%d", r->upper_peer.ip, r->upper_peer.port);
 }
 
+static bool up_current(int up, uint32 gen);
+
+/* the relayed call of the upper platform's Call-ID (of an upstream that is still there) */
 static Relay *
 relay_by_upper_call(const char *call_id)
 {
 	for (int i = 0; i < MAX_RELAYS; i++)
-		if (relays[i].used && strcmp(relays[i].up_call_id, call_id) == 0)
+		if (relays[i].used && strcmp(relays[i].up_call_id, call_id) == 0 && up_current(relays[i].up, relays[i].up_gen))
 			return &relays[i];
+	return NULL;
+}
+
+/* the relay's INVITE to the device while it is not answered finally, else NULL */
+static UpTx *
+relay_invite_tx(const Relay *r)
+{
+	for (int i = 0; i < MAX_UP_TX; i++)
+		if (txs[i].used && txs[i].kind == UK_RELAY_INVITE && txs[i].relay == (int) (r - relays))
+			return &txs[i];
 	return NULL;
 }
 
@@ -1301,7 +1322,8 @@ static void
 relay_free(Relay *r)
 {
 	for (int i = 0; i < MAX_UP_TX; i++)
-		if (txs[i].used && (txs[i].kind == UK_RELAY_INVITE) && txs[i].relay == (int) (r - relays))
+		if (txs[i].used && (txs[i].kind == UK_RELAY_INVITE || txs[i].kind == UK_RELAY_CANCEL) &&
+			txs[i].relay == (int) (r - relays))
 			free_tx(&txs[i]);
 	if (r->raw)
 		pfree(r->raw);
@@ -1338,6 +1360,7 @@ relay_answer_upper(Relay *r, int code, const char *reason, const char *ctype, co
 			r->final = MemoryContextAlloc(vms_worker_cxt, out->len);
 			memcpy(r->final, out->data, out->len);
 			r->final_len = out->len;
+			r->final_at = sip_now;
 		}
 	}
 	sip_in_free(&in);
@@ -1352,6 +1375,7 @@ relay_send(Relay *r, UpKind kind, const char *method, uint32 cseq, const char *b
 	UpTx	   *tx = NULL;
 	char		fresh[20];
 	bool		tcp = r->dev_peer.transport == TRANSPORT_TCP;
+	bool		cancel;
 
 	if (branch == NULL)
 	{
@@ -1363,7 +1387,10 @@ relay_send(Relay *r, UpKind kind, const char *method, uint32 cseq, const char *b
 	sbuf_printf(out, "Via: SIP/2.0/%s %s:%d;rport;branch=z9hG4bK%s\r\n", tcp ? "TCP" : "UDP",
 				sip_local_ip_for(&r->dev_peer), sip_local_port(), branch);
 	sbuf_printf(out, "From: <sip:%s@%s>;tag=%s\r\n", vms_sip_id, sip_realm(), r->dev_from_tag);
-	sbuf_printf(out, "To: <sip:%s@%.10s>%s%s\r\n", r->channel, r->channel, r->dev_to_tag[0] ? ";tag=" : "", r->dev_to_tag);
+	/* a CANCEL's To is its INVITE's: no tag */
+	cancel = strcmp(method, "CANCEL") == 0;
+	sbuf_printf(out, "To: <sip:%s@%.10s>%s%s\r\n", r->channel, r->channel, r->dev_to_tag[0] && !cancel ? ";tag=" : "",
+				cancel ? "" : r->dev_to_tag);
 	sbuf_printf(out, "Call-ID: %s\r\nCSeq: %u %s\r\nMax-Forwards: 70\r\nUser-Agent: vms\r\n", r->dev_call_id, cseq,
 				strcmp(method, "ACK") == 0 ? "ACK" : method);
 	if (extra)
@@ -1374,7 +1401,7 @@ relay_send(Relay *r, UpKind kind, const char *method, uint32 cseq, const char *b
 		sbuf_puts(out, "Content-Length: 0\r\n\r\n");
 	if (out->overflow)
 		return NULL;
-	if (kind != UK_RELAY_INVITE && kind != UK_RELAY_BYE)
+	if (kind != UK_RELAY_INVITE && kind != UK_RELAY_BYE && kind != UK_RELAY_CANCEL)
 	{
 		sip_send(&r->dev_peer, out->data, out->len);	/* ACK: no transaction */
 		return NULL;
@@ -1427,6 +1454,8 @@ relay_start(Relay *r)
 		relay_answer_upper(r, 488, "Not Acceptable Here (media address not allowed)", NULL, NULL);
 		return;
 	}
+	if (r->cancelling)
+		return;					/* CANCELled before its lookup: answered 487, nothing goes to the device */
 	if (d == NULL || !d->online || !d->has_peer || !d->registered)
 	{
 		relay_answer_upper(r, 480, "Temporarily Unavailable", NULL, NULL);
@@ -1448,11 +1477,16 @@ relay_start(Relay *r)
 	sbuf_printf(&extra, "Contact: <sip:%s@%s:%d>\r\n", vms_sip_id, sip_local_ip_for(&r->dev_peer), sip_local_port());
 	if (r->subject[0])
 		sbuf_printf(&extra, "Subject: %s\r\n", r->subject);
-	if (extra.overflow || relay_send(r, UK_RELAY_INVITE, "INVITE", 1, NULL, extra.data, "APPLICATION/SDP", sdp) == NULL)
+	sip_random_hex(r->dev_branch, 16);
+	if (extra.overflow ||
+		relay_send(r, UK_RELAY_INVITE, "INVITE", 1, r->dev_branch, extra.data, "APPLICATION/SDP", sdp) == NULL)
 		relay_answer_upper(r, 500, "Server Internal Error", NULL, NULL);
 	else
+	{
+		r->dev_invited = true;
 		ereport(LOG, (errmsg("vms sip: upstream \"%s\" INVITEs %s: relayed to device %s, media to %s", ups[r->up].name,
 							 r->presented, r->device, r->media)));
+	}
 	sbuf_free(&extra);
 	pfree(sdp);
 }
@@ -1497,10 +1531,58 @@ sip_upstream_bye_from_device(const SipIn *in, const Peer *peer)
 	return false;
 }
 
+/*
+ * The relay gives up on the device's INVITE before its final answer (the
+ * upper platform CANCELled it, the device did not answer in time, the
+ * upstream was dropped; the upper platform, when there is one, is answered
+ * by the caller): the end is audited (ended_by), and the device gets a
+ * CANCEL with the INVITE's branch (RFC 3261 9.1).  The relay stays until the
+ * device's final answer to the INVITE (64*T1 after the CANCEL at most): a
+ * 487 is ACKed, a 200 that crossed the CANCEL is ACKed and ended with a BYE,
+ * and neither goes up.
+ */
+static void
+relay_cancel(Relay *r, const char *by)
+{
+	UpTx	   *inv = relay_invite_tx(r);
+
+	if (r->cancelling)
+		return;
+	r->cancelling = true;
+	queue_bye_audit(r, by);
+	if (!r->dev_invited || inv == NULL)
+		return;					/* nothing went to the device (or it answered already) */
+	if (relay_send(r, UK_RELAY_CANCEL, "CANCEL", 1, r->dev_branch, NULL, NULL, NULL) == NULL)
+		sip_log_limited(LOG_OTHER, "upstream \"%s\"'s call %s: the CANCEL to device %s could not be sent", ups[r->up].name,
+						r->presented, r->device);
+	inv->give_up_ms = (int) Min((int64) INT_MAX / 2, (sip_now - inv->sent_at) / 1000) + 2 * TX_GIVE_UP_MS;
+	inv->next_retx = DT_NOEND;	/* the INVITE is not sent again once CANCELled */
+	ereport(LOG, (errmsg("vms sip: upstream \"%s\"'s call %s: the INVITE to device %s is CANCELled (%s)", ups[r->up].name,
+						 r->presented, r->device, by)));
+}
+
 /* the device's answer to the relayed INVITE */
 static void
 relay_answered(Relay *r, UpTx *tx, const SipIn *in)
 {
+	if (r->cancelling)
+	{
+		/* given up: ended here, nothing relayed (the upper platform has its final answer) */
+		strlcpy(r->dev_to_tag, in->to_tag, sizeof(r->dev_to_tag));
+		if (in->status < 300)
+		{
+			relay_send(r, UK_ANSWER /* no transaction */ , "ACK", tx->cseq, NULL, NULL, NULL, NULL);
+			relay_send(r, UK_RELAY_BYE, "BYE", 2, NULL, NULL, NULL, NULL);
+			sip_log_limited(LOG_OTHER, "device %s answered %d to a CANCELled INVITE of upstream \"%s\": ACKed and ended (BYE)",
+							r->device, in->status, ups[r->up].name);
+		}
+		else
+			relay_send(r, UK_ANSWER, "ACK", tx->cseq, tx->branch, NULL, NULL, NULL);
+		/* the upper platform's final answer stays for its retransmissions (freed in sip_upstream_tick) */
+		if (r->final == NULL)
+			relay_free(r);
+		return;
+	}
 	if (in->status < 300)
 	{
 		char	   *sdp = in->body_len ? pnstrdup(in->body, in->body_len) : NULL;
@@ -1531,7 +1613,8 @@ sip_upstream_response(const SipIn *in, const Peer *peer)
 	Upstream   *u;
 
 	for (int i = 0; i < MAX_UP_TX; i++)
-		if (txs[i].used && txs[i].cseq == in->cseq && strcmp(txs[i].call_id, in->call_id) == 0)
+		if (txs[i].used && txs[i].cseq == in->cseq && strcmp(txs[i].call_id, in->call_id) == 0 &&
+			(txs[i].kind == UK_RELAY_CANCEL) == (pg_strcasecmp(in->cseq_method, "CANCEL") == 0))
 		{
 			tx = &txs[i];
 			break;
@@ -1539,6 +1622,17 @@ sip_upstream_response(const SipIn *in, const Peer *peer)
 	if (tx == NULL)
 		return false;
 	u = &ups[tx->up];
+	if (tx->kind == UK_RELAY_CANCEL)
+	{
+		/* the device's answer to our CANCEL (200, or 481 when it had answered the INVITE): the INVITE's answer ends it */
+		if (strcmp(peer->ip, tx->peer.ip) != 0 || (peer->transport == TRANSPORT_UDP && peer->port != tx->peer.port))
+			sip_count(C_WRONG_SOURCE, 1);
+		else if (in->status < 200)
+			tx->next_retx = DT_NOEND;
+		else
+			free_tx(tx);
+		return true;
+	}
 	if (tx->kind == UK_RELAY_CTL)
 	{
 		CtlRelay   *c = &ctls[tx->relay];
@@ -1625,6 +1719,7 @@ sip_upstream_response(const SipIn *in, const Peer *peer)
 			break;
 		case UK_RELAY_INVITE:
 		case UK_RELAY_BYE:
+		case UK_RELAY_CANCEL:
 		case UK_RELAY_CTL:
 			break;				/* handled above */
 		case UK_ANSWER:
@@ -1735,6 +1830,14 @@ drop_relays(int up)
 				relay_send(&relays[i], UK_RELAY_BYE, "BYE", 2, NULL, NULL, NULL, NULL);
 				queue_bye_audit(&relays[i], "dropped");
 			}
+			else if (relays[i].dev_invited && !relays[i].cancelling && relay_invite_tx(&relays[i]) != NULL)
+			{
+				/* its INVITE is CANCELled; the relay waits for the device's answer (to end it, not to relay it) */
+				relay_cancel(&relays[i], "dropped");
+				continue;
+			}
+			if (relays[i].cancelling && relay_invite_tx(&relays[i]) != NULL)
+				continue;
 			relay_free(&relays[i]);
 		}
 	for (int i = 0; i < MAX_CTLS; i++)
@@ -2207,6 +2310,54 @@ upstream_subscribe(Upstream *u, const SipIn *in, const Peer *peer)
 	sip_answer(in, peer, 200, "OK", extra);
 }
 
+/* the branch of a request's top Via (libosip2 parsed it): false when it has none or it is longer than len - 1 */
+static bool
+top_branch(const SipIn *in, char *buf, size_t len)
+{
+	osip_via_t *via = NULL;
+	osip_generic_param_t *b = NULL;
+
+	buf[0] = '\0';
+	if (in->msg == NULL || osip_message_get_via(in->msg, 0, &via) < 0 || via == NULL ||
+		osip_via_param_get_byname(via, "branch", &b) != 0 || b == NULL || b->gvalue == NULL ||
+		b->gvalue[0] == '\0' || strlen(b->gvalue) >= len)
+		return false;
+	strlcpy(buf, b->gvalue, len);
+	return true;
+}
+
+/*
+ * CANCEL from the upper platform (RFC 3261 9.2): for its relayed INVITE
+ * (the same Call-ID, From tag, CSeq number and top Via branch) still
+ * without a final answer: 200 to the CANCEL, 487 to the INVITE, and the
+ * device's INVITE CANCELled (relay_cancel).  One that matches no INVITE:
+ * 481; for one answered finally already: 200, and nothing changes.
+ */
+static void
+upstream_cancel(Upstream *u, const SipIn *in, const Peer *peer)
+{
+	Relay	   *r = relay_by_upper_call(in->call_id);
+	char		branch[64];
+
+	if (!top_branch(in, branch, sizeof(branch)))
+	{
+		sip_count(C_PARSE_ERRORS, 1);
+		sip_answer(in, peer, 400, "Bad Request (no usable Via branch)", NULL);
+		return;
+	}
+	if (r == NULL || r->up != (int) (u - ups) || strcmp(r->up_their_tag, in->from_tag) != 0 || r->up_cseq != in->cseq ||
+		r->up_branch[0] == '\0' || strcmp(r->up_branch, branch) != 0)
+	{
+		sip_answer(in, peer, 481, "Call/Transaction Does Not Exist", NULL);
+		return;
+	}
+	sip_answer(in, peer, 200, "OK", NULL);
+	if (r->final != NULL)
+		return;					/* answered already: a CANCEL has no effect */
+	relay_answer_upper(r, 487, "Request Terminated", NULL, NULL);
+	relay_cancel(r, "cancel");
+}
+
 /*
  * INVITE from the upper platform for a channel it is shared: 100 at once,
  * the channel looked up (by the code the upstream knows it by) at the next
@@ -2257,6 +2408,9 @@ upstream_invite(Upstream *u, const SipIn *in, const Peer *peer)
 	sip_to_tag(in->call_id, r->up_our_tag, sizeof(r->up_our_tag));
 	strlcpy(r->up_their_tag, in->from_tag, sizeof(r->up_their_tag));
 	strlcpy(r->up_from_user, in->from_user, sizeof(r->up_from_user));
+	r->up_cseq = in->cseq;
+	if (!top_branch(in, r->up_branch, sizeof(r->up_branch)))
+		r->up_branch[0] = '\0';	/* none, or too long: no CANCEL matches it */
 	strlcpy(r->presented, in->uri_user, sizeof(r->presented));
 	if (in->body_len > 0)
 		sdp_media_addresses(in->body, in->body_len, r->media, sizeof(r->media));
@@ -2308,6 +2462,11 @@ sip_upstream_request(const SipIn *in, const Peer *peer)
 		upstream_invite(u, in, peer);
 		return true;
 	}
+	if (strcmp(in->method, "CANCEL") == 0)
+	{
+		upstream_cancel(u, in, peer);
+		return true;
+	}
 	if (strcmp(in->method, "BYE") == 0)
 	{
 		Relay	   *r = relay_by_upper_call(in->call_id);
@@ -2318,6 +2477,15 @@ sip_upstream_request(const SipIn *in, const Peer *peer)
 			return true;
 		}
 		sip_answer(in, peer, 200, "OK", NULL);
+		if (r->cancelling)
+			return true;		/* given up already (audited); the device's answer ends it */
+		if (!r->established && r->final == NULL && r->dev_invited)
+		{
+			/* before the device answered: its INVITE is CANCELled, the upper platform's answered 487 */
+			relay_answer_upper(r, 487, "Request Terminated", NULL, NULL);
+			relay_cancel(r, "upstream");
+			return true;
+		}
 		if (r->established)
 			relay_send(r, UK_RELAY_BYE, "BYE", 2, NULL, NULL, NULL, NULL);
 		queue_bye_audit(r, "upstream");
@@ -2609,6 +2777,18 @@ sip_upstream_tick(void)
 {
 	answer_pending();
 
+	/*
+	 * Relayed calls answered finally but not established (refused, CANCELled,
+	 * timed out): kept 64*T1 for the upper platform's retransmissions of its
+	 * INVITE (and CANCEL), then freed, unless the device's INVITE still waits
+	 * for its final answer (its transaction ends the relay then).
+	 */
+	for (int i = 0; i < MAX_RELAYS; i++)
+		if (relays[i].used && !relays[i].established && relays[i].final &&
+			sip_now >= TimestampTzPlusMilliseconds(relays[i].final_at, 2 * TX_GIVE_UP_MS) &&
+			relay_invite_tx(&relays[i]) == NULL)
+			relay_free(&relays[i]);
+
 	/* relayed controls and queries the device is done with (PTZCmd is never answered) */
 	for (int i = 0; i < MAX_CTLS; i++)
 		if (ctls[i].used && ctls[i].looked_up && ctls[i].answers == NULL &&
@@ -2627,6 +2807,17 @@ sip_upstream_tick(void)
 		{
 			UpKind		kind = tx->kind;
 
+			if (kind == UK_RELAY_INVITE && relays[tx->relay].used && !relays[tx->relay].cancelling)
+			{
+				/* no final answer in time: 408 up, the device's INVITE CANCELled (relay_cancel waits on) */
+				Relay	   *r = &relays[tx->relay];
+
+				relay_answer_upper(r, 408, "Request Timeout", NULL, NULL);
+				relay_cancel(r, "timeout");
+				if (tx->used && sip_now < TimestampTzPlusMilliseconds(tx->sent_at, tx->give_up_ms))
+					continue;
+			}
+
 			free_tx(tx);
 			if (kind == UK_REGISTER)
 				fail(u, 408, "no answer to REGISTER");
@@ -2640,13 +2831,10 @@ sip_upstream_tick(void)
 					snapshot(u, NULL);
 			}
 			else if (kind == UK_RELAY_INVITE && relays[tx->relay].used)
-			{
-				relay_answer_upper(&relays[tx->relay], 408, "Request Timeout", NULL, NULL);
-				relay_free(&relays[tx->relay]);
-			}
+				relay_free(&relays[tx->relay]);	/* CANCELled, and no final answer since */
 			else if (kind == UK_RELAY_CTL && ctls[tx->relay].used)
 				ctl_refuse(&ctls[tx->relay], "the device did not answer");
-			else if (kind == UK_RELAY_BYE || kind == UK_RELAY_INVITE || kind == UK_RELAY_CTL)
+			else if (kind == UK_RELAY_BYE || kind == UK_RELAY_INVITE || kind == UK_RELAY_CANCEL || kind == UK_RELAY_CTL)
 				;
 			else if (kind == UK_ANSWER || kind == UK_NOTIFY)
 			{

@@ -1,0 +1,298 @@
+# CANCEL of a relayed INVITE (RFC 3261 9.1, 9.2): vms as a lower platform
+# relays an upper platform's INVITE to the device that owns the channel
+# (README "INVITE relay").  The upper platform and the device are played
+# here over UDP sockets, byte by byte, so that what vms sends can be read
+# header by header; the device registers first with sipp (its digest).
+#
+#  - the upper platform CANCELs while the device has not answered: 200 to the
+#    CANCEL, 487 to the INVITE; the device gets a CANCEL with its INVITE's
+#    Request-URI, Call-ID, From, CSeq number and top Via branch, and its 487 is
+#    ACKed (same branch); a CANCEL with another branch or an unknown Call-ID: 481;
+#    a CANCEL after the final answer: 200, nothing changes;
+#  - the device's 200 crossing the CANCEL: ACKed and ended with a BYE,
+#    never relayed up;
+#  - no final answer in 16 s: 408 up, the device's INVITE CANCELled;
+#  - the upstream dropped while the device has not answered: CANCELled,
+#    a late 200 ACKed and BYEd;
+#  - each end audited (sip_upstream_bye, ended_by cancel / timeout / dropped).
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run;
+use IO::Socket::INET;
+use IO::Select;
+use Time::HiRes qw(time);
+use VmsTest;
+
+my $root = $ENV{VMS_ROOT} or die "VMS_ROOT not set";
+plan skip_all => 'sipp not installed' unless system('command -v sipp >/dev/null 2>&1') == 0;
+
+my $lower_id = '34020100002000000001';
+my $realm = '3402010000';
+my $sip_port = PostgreSQL::Test::Cluster::get_free_port();
+my $node = vms_node('cancel', { secret_key => 1 }, 'vms.viid_enabled' => 'off', 'vms.sip_id' => $lower_id,
+	'vms.sip_listen' => '127.0.0.1', 'vms.sip_port' => $sip_port, 'vms.sip_flush_interval' => 200,
+	'log_min_messages' => 'log');
+$node->poll_query_until('postgres', "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'vms sip'")
+  or die 'sip worker did not start';
+
+# ---------------------------------------------------------------- two SIP peers on UDP sockets
+my $upper_id = '34010000002000000001';
+my $up_port = PostgreSQL::Test::Cluster::get_free_port();
+my $up = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $up_port, Proto => 'udp') or die "upper: $!";
+my $vms = sockaddr_of('127.0.0.1', $sip_port);
+my (%inbox, $dev);
+$inbox{up} = [];
+$inbox{dev} = [];
+
+sub sockaddr_of { return Socket::pack_sockaddr_in($_[1], Socket::inet_aton($_[0])) }
+
+sub hdr
+{
+	my ($m, $h) = @_;
+	return $m =~ /^\Q$h\E[ \t]*:[ \t]*([^\r\n]*)/mi ? $1 : '';
+}
+
+sub branch_of { my ($m) = @_; return hdr($m, 'Via') =~ /;branch=([^;\s]+)/ ? $1 : '' }
+sub tag_of { my ($v) = @_; return $v =~ /;tag=([^;\s>]+)/ ? $1 : '' }
+
+# an answer to a request, as a UAS builds it: its Via, From, To (a tag added), Call-ID and CSeq
+sub answer
+{
+	my ($sock, $req, $code, $reason, $to_tag, $body) = @_;
+	my @via = $req =~ /^(Via[ \t]*:[^\r\n]*)/mig;
+	my $to = hdr($req, 'To');
+	$to .= ";tag=$to_tag" if $to_tag && $to !~ /;tag=/;
+	my $msg = "SIP/2.0 $code $reason\r\n" . join('', map { "$_\r\n" } @via)
+	  . 'From: ' . hdr($req, 'From') . "\r\nTo: $to\r\nCall-ID: " . hdr($req, 'Call-ID') . "\r\nCSeq: " . hdr($req, 'CSeq') . "\r\n";
+	$body //= '';
+	$msg .= "Contact: <sip:34020100001320000001\@127.0.0.1:" . $sock->sockport . ">\r\nContent-Type: APPLICATION/SDP\r\n" if $body ne '';
+	$msg .= 'Content-Length: ' . length($body) . "\r\n\r\n$body";
+	$sock->send($msg, 0, $vms) or die "send: $!";
+}
+
+# read what came to either peer; the upper platform's REGISTER, keepalives, NOTIFYs (and the device's
+# MESSAGEs) are answered 200 here; everything else waits in the peer's inbox
+sub pump
+{
+	my ($wait) = @_;
+	my $sel = IO::Select->new(grep { defined } $up, $dev);
+	for my $s ($sel->can_read($wait))
+	{
+		my $buf;
+		$s->recv($buf, 65535) or next;
+		my $who = $s == $up ? 'up' : 'dev';
+		if ($buf =~ /^(REGISTER|MESSAGE|NOTIFY|OPTIONS|SUBSCRIBE) /)
+		{
+			answer($s, $buf, 200, 'OK', 'x' . int(rand(1e9)));
+			next;
+		}
+		push @{ $inbox{$who} }, $buf;
+	}
+}
+
+# the first message in the peer's inbox that satisfies $pred (taken off), waiting for it; undef at the deadline
+sub wait_msg
+{
+	my ($who, $pred) = @_;
+	my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
+	while (1)
+	{
+		for my $i (0 .. $#{ $inbox{$who} })
+		{
+			local $_ = $inbox{$who}[$i];
+			return splice(@{ $inbox{$who} }, $i, 1) if $pred->($_);
+		}
+		return undef if time() > $deadline;
+		pump(0.2);
+	}
+}
+
+sub is_response { my ($code, $method, $cid) = @_; return sub { /^SIP\/2\.0 $code / && hdr($_, 'CSeq') =~ /^\d+ $method$/ && hdr($_, 'Call-ID') eq $cid } }
+sub is_request { my ($method, $cid) = @_; return sub { /^$method / && (!defined $cid || hdr($_, 'Call-ID') eq $cid) } }
+
+# the upper platform's requests to vms
+sub up_send
+{
+	my ($msg) = @_;
+	$up->send($msg, 0, $vms) or die "send: $!";
+}
+
+sub invite_text
+{
+	my ($method, $cid, $branch, $ch, $cseq, $to_tag) = @_;
+	my $sdp = $method eq 'INVITE' ? "v=0\r\no=$upper_id 0 0 IN IP4 127.0.0.1\r\ns=Play\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+	  . "m=video 40000 RTP/AVP 96\r\na=recvonly\r\na=rtpmap:96 PS/90000\r\ny=0100000001\r\n" : '';
+	return "$method sip:$ch\@127.0.0.1:$sip_port SIP/2.0\r\n"
+	  . "Via: SIP/2.0/UDP 127.0.0.1:$up_port;rport;branch=$branch\r\n"
+	  . "From: <sip:$upper_id\@3401000000>;tag=from$cid\r\n"
+	  . "To: <sip:$ch\@$realm>" . ($to_tag ? ";tag=$to_tag" : '') . "\r\n"
+	  . "Call-ID: $cid\r\nCSeq: " . ($cseq // 1) . " $method\r\nMax-Forwards: 70\r\n"
+	  . ($method eq 'INVITE' ? "Contact: <sip:$upper_id\@127.0.0.1:$up_port>\r\nSubject: $ch:0,$upper_id:0\r\nContent-Type: APPLICATION/SDP\r\n" : '')
+	  . 'Content-Length: ' . length($sdp) . "\r\n\r\n$sdp";
+}
+
+# ---------------------------------------------------------------- the upstream and the device
+my $dev_code = '34020100001180000001';
+my $ch = '34020100001320000001';
+$node->safe_psql('postgres', qq{
+INSERT INTO vms.device (code, name) VALUES ('$dev_code', 'cancel NVR');
+SELECT vms.device_set_password('$dev_code', '12345678', '$realm');
+INSERT INTO vms.channel (code, device_code, name, civil_code, online) VALUES ('$ch', '$dev_code', 'cam', '340201', true);
+SELECT vms.sip_add_upstream('city', '127.0.0.1', $up_port, '$upper_id', 'upper-pass', '{"keepalive_interval": 30}');
+SELECT vms.sip_share('city', '{"channels": ["$ch"]}');
+});
+my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
+until ($node->safe_psql('postgres', "SELECT state FROM vms.sip_upstream_state WHERE upstream = 'city'") eq 'registered')
+{
+	die 'the upstream did not register' if time() > $deadline;
+	pump(0.2);
+}
+pass('vms registers to the upper platform (played here)');
+
+# the device registers with sipp (its digest), then this socket takes its address and port
+my $dev_port = PostgreSQL::Test::Cluster::get_free_port();
+my ($out, $err) = ('', '');
+IPC::Run::run([ 'sipp', "127.0.0.1:$sip_port", '-sf', "$root/test/sipp/keepalive.xml", '-m', '1', '-s', $lower_id,
+		'-key', 'domain', $realm, '-key', 'device', $dev_code, '-au', $dev_code, '-ap', '12345678',
+		'-auth_uri', "$lower_id\@$realm", '-i', '127.0.0.1', '-p', $dev_port, '-t', 'u1', '-nd', '-nostdin',
+		'-timeout', '60s', '-timeout_error' ], '>', \$out, '2>', \$err)
+  or die "sipp device: $out $err";
+$dev = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $dev_port, Proto => 'udp') or die "device: $!";
+wait_ok($node, "SELECT online FROM vms.device WHERE code = '$dev_code'", 'the device (sipp) registers with its digest');
+
+my $n = 0;
+
+# the upper platform INVITEs; the device receives the relayed INVITE and answers 100
+sub start_call
+{
+	my ($label) = @_;
+	$n++;
+	my $cid = "cancel-$n-" . int(rand(1e9));
+	my $branch = "z9hG4bKup$n" . int(rand(1e9));
+	up_send(invite_text('INVITE', $cid, $branch, $ch));
+	ok(wait_msg('up', is_response(100, 'INVITE', $cid)), "$label: the upper platform's INVITE is answered 100");
+	my $inv = wait_msg('dev', is_request('INVITE'));
+	ok($inv, "$label: the device receives the relayed INVITE") or BAIL_OUT('no INVITE at the device');
+	answer($dev, $inv, 100, 'Trying');
+	return ($cid, $branch, $inv);
+}
+
+sub audited
+{
+	my ($by, $name) = @_;
+	wait_ok($node, qq{SELECT count(*) = 1 FROM vms.audit_log WHERE action = 'sip_upstream_bye' AND object = 'city'
+		AND detail ->> 'channel' = '$ch' AND detail ->> 'ended_by' = '$by'}, $name);
+}
+
+# the device's CANCEL is its INVITE's transaction: same Request-URI, Call-ID, From, CSeq number, top Via branch
+sub check_cancel
+{
+	my ($label, $inv, $cancel) = @_;
+	my ($iruri) = $inv =~ /^INVITE (\S+)/;
+	my ($cruri) = $cancel =~ /^CANCEL (\S+)/;
+	my ($icseq) = hdr($inv, 'CSeq') =~ /^(\d+)/;
+	is(join('|', $cruri, hdr($cancel, 'Call-ID'), hdr($cancel, 'From'), hdr($cancel, 'CSeq'), branch_of($cancel), tag_of(hdr($cancel, 'To'))),
+		join('|', $iruri, hdr($inv, 'Call-ID'), hdr($inv, 'From'), "$icseq CANCEL", branch_of($inv), ''),
+		"$label: the device's CANCEL has its INVITE's Request-URI, Call-ID, From, CSeq number and top Via branch (To without tag)");
+}
+
+# ---------------------------------------------------------------- 1. the upper platform CANCELs
+{
+	my ($cid, $branch, $inv) = start_call('CANCEL');
+	# another branch, or a Call-ID nobody INVITEd with: no such transaction
+	up_send(invite_text('CANCEL', $cid, "${branch}x", $ch));
+	ok(wait_msg('up', is_response(481, 'CANCEL', $cid)), 'a CANCEL with another top Via branch: 481');
+	up_send(invite_text('CANCEL', "nobody-$cid", $branch, $ch));
+	ok(wait_msg('up', is_response(481, 'CANCEL', "nobody-$cid")), 'a CANCEL for a Call-ID never INVITEd: 481');
+
+	up_send(invite_text('CANCEL', $cid, $branch, $ch));
+	ok(wait_msg('up', is_response(200, 'CANCEL', $cid)), 'the CANCEL of the pending INVITE: 200');
+	my $t487 = wait_msg('up', is_response(487, 'INVITE', $cid));
+	ok($t487, 'the upper platform\'s INVITE: 487 Request Terminated');
+	my $cancel = wait_msg('dev', is_request('CANCEL', hdr($inv, 'Call-ID')));
+	ok($cancel, 'the device receives a CANCEL') or BAIL_OUT('no CANCEL at the device');
+	check_cancel('upper CANCEL', $inv, $cancel);
+	is(scalar(grep { /^CANCEL / } @{ $inbox{dev} }), 0, 'one CANCEL: the 481 ones went nowhere');
+	answer($dev, $cancel, 200, 'OK', 'devtag1');
+	answer($dev, $inv, 487, 'Request Terminated', 'devtag1');
+	my $ack = wait_msg('dev', is_request('ACK', hdr($inv, 'Call-ID')));
+	ok($ack, 'the device\'s 487 is ACKed');
+	is(join('|', hdr($ack, 'CSeq'), branch_of($ack), tag_of(hdr($ack, 'To'))), join('|', '1 ACK', branch_of($inv), 'devtag1'),
+		'the ACK of the 487: CSeq 1 ACK, the INVITE\'s branch, the 487\'s To tag');
+	up_send(invite_text('ACK', $cid, $branch, $ch, 1, tag_of(hdr($t487, 'To'))));
+	# after the final answer a CANCEL changes nothing: 200 (RFC 3261 9.2), nothing to the device; the INVITE again: 487 again
+	up_send(invite_text('CANCEL', $cid, $branch, $ch));
+	ok(wait_msg('up', is_response(200, 'CANCEL', $cid)), 'a CANCEL after the final answer: 200');
+	up_send(invite_text('INVITE', $cid, $branch, $ch));
+	ok(wait_msg('up', is_response(487, 'INVITE', $cid)), 'a retransmitted INVITE gets the same 487, not a new call');
+	audited('cancel', 'the cancelled call is audited: sip_upstream_bye, ended_by cancel');
+	is(scalar(grep { /^(CANCEL|INVITE) / } @{ $inbox{dev} }), 0, 'and the device got nothing more');
+}
+
+# ---------------------------------------------------------------- 2. the device's 200 crosses the CANCEL
+{
+	my ($cid, $branch, $inv) = start_call('race');
+	up_send(invite_text('CANCEL', $cid, $branch, $ch));
+	ok(wait_msg('up', is_response(200, 'CANCEL', $cid)), 'race: 200 to the CANCEL');
+	ok(wait_msg('up', is_response(487, 'INVITE', $cid)), 'race: 487 to the INVITE');
+	my $cancel = wait_msg('dev', is_request('CANCEL', hdr($inv, 'Call-ID')));
+	ok($cancel, 'race: the device receives the CANCEL');
+	# the device had answered 200 already: its 200 to the INVITE, 481 to the CANCEL
+	answer($dev, $inv, 200, 'OK', 'devtag2',
+		"v=0\r\no=$ch 0 0 IN IP4 127.0.0.1\r\ns=Play\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video 30000 RTP/AVP 96\r\na=sendonly\r\ny=0100000001\r\n");
+	answer($dev, $cancel, 481, 'Call/Transaction Does Not Exist', 'devtag2');
+	my $ack = wait_msg('dev', is_request('ACK', hdr($inv, 'Call-ID')));
+	ok($ack && hdr($ack, 'CSeq') eq '1 ACK' && tag_of(hdr($ack, 'To')) eq 'devtag2', 'race: the device\'s 200 is ACKed (in its dialog)');
+	my $bye = wait_msg('dev', is_request('BYE', hdr($inv, 'Call-ID')));
+	ok($bye && tag_of(hdr($bye, 'To')) eq 'devtag2' && hdr($bye, 'CSeq') =~ /^\d+ BYE$/, 'race: and ended with a BYE');
+	answer($dev, $bye, 200, 'OK') if $bye;
+	# an OPTIONS answered after it: whatever vms sent up on the device's 200 came before
+	up_send("OPTIONS sip:$lower_id\@127.0.0.1:$sip_port SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:$up_port;branch=z9hG4bKopt$n\r\n"
+		  . "From: <sip:$upper_id\@3401000000>;tag=o$n\r\nTo: <sip:$lower_id\@$realm>\r\nCall-ID: opt-$cid\r\nCSeq: 1 OPTIONS\r\n"
+		  . "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n");
+	ok(wait_msg('up', is_response(200, 'OPTIONS', "opt-$cid")), 'race: an OPTIONS after it is answered');
+	is(scalar(grep { hdr($_, 'Call-ID') eq $cid } @{ $inbox{up} }), 0, 'race: the device\'s 200 never went up');
+	wait_ok($node, qq{SELECT count(*) = 2 FROM vms.audit_log WHERE action = 'sip_upstream_bye' AND detail ->> 'ended_by' = 'cancel'},
+		'race: the call is audited as cancelled');
+}
+
+# ---------------------------------------------------------------- 3. no final answer in 16 s
+{
+	my ($cid, $branch, $inv) = start_call('timeout');
+	my $t408 = wait_msg('up', is_response(408, 'INVITE', $cid));
+	ok($t408, 'timeout: the device never answers: 408 to the upper platform');
+	my $cancel = wait_msg('dev', is_request('CANCEL', hdr($inv, 'Call-ID')));
+	ok($cancel, 'timeout: the device\'s INVITE is CANCELled') or BAIL_OUT('no CANCEL');
+	check_cancel('timeout', $inv, $cancel);
+	answer($dev, $cancel, 200, 'OK', 'devtag3');
+	answer($dev, $inv, 487, 'Request Terminated', 'devtag3');
+	my $ack = wait_msg('dev', is_request('ACK', hdr($inv, 'Call-ID')));
+	ok($ack && branch_of($ack) eq branch_of($inv), 'timeout: its 487 is ACKed (the INVITE\'s branch)');
+	up_send(invite_text('ACK', $cid, $branch, $ch, 1, tag_of(hdr($t408, 'To'))));
+	audited('timeout', 'timeout: audited, ended_by timeout');
+}
+
+# ---------------------------------------------------------------- 4. the upstream dropped mid-INVITE
+{
+	my ($cid, $branch, $inv) = start_call('dropped');
+	$node->safe_psql('postgres', "SELECT vms.sip_drop_upstream('city')");
+	my $cancel = wait_msg('dev', is_request('CANCEL', hdr($inv, 'Call-ID')));
+	ok($cancel, 'dropped: the device\'s INVITE is CANCELled') or BAIL_OUT('no CANCEL');
+	check_cancel('dropped', $inv, $cancel);
+	# a late 200 all the same: ACKed and ended, the stream goes to nobody
+	answer($dev, $inv, 200, 'OK', 'devtag4',
+		"v=0\r\no=$ch 0 0 IN IP4 127.0.0.1\r\ns=Play\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video 30000 RTP/AVP 96\r\na=sendonly\r\n");
+	ok(wait_msg('dev', is_request('ACK', hdr($inv, 'Call-ID'))), 'dropped: a late 200 is ACKed');
+	my $bye = wait_msg('dev', is_request('BYE', hdr($inv, 'Call-ID')));
+	ok($bye, 'dropped: and ended with a BYE');
+	answer($dev, $bye, 200, 'OK') if $bye;
+	audited('dropped', 'dropped: audited, ended_by dropped');
+	is(scalar(grep { hdr($_, 'Call-ID') eq $cid && /^SIP\/2\.0 200 / } @{ $inbox{up} }), 0, 'dropped: nothing went up');
+}
+
+like($node->safe_psql('postgres', "SELECT state FROM vms.worker_status WHERE name = 'sip'"), qr/^running/, 'the worker runs on');
+$node->stop;
+done_testing();
