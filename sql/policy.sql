@@ -410,6 +410,15 @@ SELECT count(*) AS new_heir_sees, (SELECT count(*) FROM vms.access_grant) AS new
 SELECT vms.can('view_live', '44030402001320000001') AS view_ok, vms.can_manage('44030402001320000002', '44030402') AS manage_ok;
 SELECT length(vms.channel_tiles(10, 836, 446)) < :heir_tile AS tile_lost_channels;
 RESET SESSION AUTHORIZATION;
+-- nor by the owner's rebind: it binds again only grants bound in another
+-- cluster (bound_in, the system identifier), never a dead grant of this one
+SELECT bound_in = (SELECT system_identifier FROM pg_control_system()) AS bound_here
+  FROM vms.access_grant WHERE grantee = 'regress_heir';
+SELECT count(*) AS rebound_here FROM vms.access_grant_rebind();
+SELECT vms.grantee_role(grantee, grantee_oid) IS NULL AS still_nobodys FROM vms.access_grant WHERE grantee = 'regress_heir';
+-- and bound_in is the trigger's to set, as grantee_oid is
+UPDATE vms.access_grant SET bound_in = 1 WHERE grantee = 'regress_heir'
+RETURNING bound_in = (SELECT system_identifier FROM pg_control_system()) AS bound_in_kept;
 -- the new role's own grant, made the ordinary way, works
 SET SESSION AUTHORIZATION regress_carol;
 SELECT vms.grant_access('regress_heir', 'region', '44030402', '{view_live}', 1::smallint) > 0 AS granted;
@@ -436,7 +445,8 @@ RESET SESSION AUTHORIZATION;
 UPDATE vms.access_grant SET revoked_at = now(), revoked_by = 'regress', revoke_reason = 'role dropped'
  WHERE vms.grantee_role(grantee, grantee_oid) IS NULL AND grantee = 'regress_heir';
 ALTER TABLE vms.access_grant DISABLE TRIGGER access_grant_role;
-UPDATE vms.access_grant SET grantee_oid = 4000000000 WHERE grantee = 'regress_heir' AND revoked_at IS NULL AND grantee_oid = 'regress_heir'::regrole;
+UPDATE vms.access_grant SET grantee_oid = 4000000000, bound_in = 1   -- another cluster's OID and identifier
+ WHERE grantee = 'regress_heir' AND revoked_at IS NULL AND grantee_oid = 'regress_heir'::regrole;
 ALTER TABLE vms.access_grant ENABLE TRIGGER access_grant_role;
 SET SESSION AUTHORIZATION regress_heir;
 SELECT count(*) AS restored_heir_sees FROM vms.channel;
@@ -498,6 +508,7 @@ SET SESSION AUTHORIZATION regress_asker;
 SELECT count(*) AS new_asker_sees FROM vms.channel;
 SELECT vms.withdraw_request(:asker_request);   -- not the new role's to take back
 RESET SESSION AUTHORIZATION;
+SELECT count(*) AS rebound_here FROM vms.access_request_rebind();   -- bound in this cluster: never
 SELECT state FROM vms.access_request WHERE id = :asker_request;
 -- renamed, a role's requests lapse as its grants do (bob no longer sees
 -- his own until he has his old name back)
@@ -537,7 +548,7 @@ SET SESSION AUTHORIZATION regress_asker;
 SELECT vms.request_access('region', '44030401', '{view_live}', 1::smallint, '园岭巡查') AS asker_request3 \gset
 RESET SESSION AUTHORIZATION;
 ALTER TABLE vms.access_request DISABLE TRIGGER access_request_role;
-UPDATE vms.access_request SET requester_oid = 4000000000 WHERE id = :asker_request3;
+UPDATE vms.access_request SET requester_oid = 4000000000, bound_in = 1 WHERE id = :asker_request3;
 ALTER TABLE vms.access_request ENABLE TRIGGER access_request_role;
 SET SESSION AUTHORIZATION regress_asker;
 SELECT count(*) AS restored_asker_sees_requests FROM vms.access_request;

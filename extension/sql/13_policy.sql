@@ -97,11 +97,14 @@ CREATE TABLE vms.access_request (
     decided_at    timestamptz,
     decision_note text,
     grant_id      bigint,
-    requester_oid oid
+    requester_oid oid,
+    bound_in      bigint
 );
 COMMENT ON TABLE vms.access_request IS 'access requests (权限申请): who asks for which scope, actions, level and period, and why';
 COMMENT ON COLUMN vms.access_request.requester_oid IS
     'the OID of the requester role when the request was made (set from requester by a trigger, never by the caller); the request is that role''s only while requester still names it (vms.grantee_role)';
+COMMENT ON COLUMN vms.access_request.bound_in IS
+    'the system identifier of the cluster the request was bound in (set with requester_oid by the same trigger); vms.access_request_rebind binds again only requests bound in another cluster';
 
 CREATE TABLE vms.access_grant (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -121,6 +124,7 @@ CREATE TABLE vms.access_grant (
     revoke_reason text,
     last_used_at timestamptz,
     grantee_oid  oid,
+    bound_in     bigint,
     CHECK ((scope_kind = 'all') = (scope_ref IS NULL)),
     CHECK (valid_until IS NULL OR valid_until > valid_from),
     CHECK (actions <@ '{view_live,playback,download,ptz,snapshot,manage_ledger,export}' AND cardinality(actions) > 0)
@@ -130,6 +134,8 @@ COMMENT ON TABLE vms.access_grant IS 'grants: role x scope (all, region subtree,
 COMMENT ON COLUMN vms.access_grant.actions IS 'view_live, playback, download, ptz, snapshot, manage_ledger, export';
 COMMENT ON COLUMN vms.access_grant.grantee_oid IS
     'the OID of the grantee role when the grant was made (set from grantee by a trigger, never by the caller); the grant counts only while grantee still names that role (vms.grantee_role)';
+COMMENT ON COLUMN vms.access_grant.bound_in IS
+    'the system identifier of the cluster the grant was bound in (set with grantee_oid by the same trigger); vms.access_grant_rebind binds again only grants bound in another cluster, that is restored from its dump';
 
 -- A grant binds to the role it was made to, as PostgreSQL's own ACLs bind to
 -- role OIDs: it counts only while its grantee name still names the role of
@@ -149,9 +155,11 @@ COMMENT ON FUNCTION vms.grantee_role(name, oid) IS
     'the role a grant (grantee, grantee_oid) counts for, or a request (requester, requester_oid) is of: the OID while the name still names that role, else NULL (the role was dropped, recreated or renamed)';
 
 -- Sets grantee_oid from the grantee's name on every insert (a grant made
--- now, or one restored by pg_restore, which re-binds grants by role name as
--- it re-binds PostgreSQL's own ACLs; a name no role has gets NULL and the
--- grant counts for nobody).  An update keeps the binding unless it changes
+-- now, or one loaded by a data-only restore with triggers on, bound by role
+-- name as pg_restore binds PostgreSQL's own ACLs; the documented restore
+-- runs with --disable-triggers and keeps the dumped OIDs, see
+-- vms.access_grant_rebind; a name no role has gets NULL and the grant counts
+-- for nobody), and bound_in to this cluster's system identifier.  An update keeps the binding unless it changes
 -- the grantee, so nobody can set grantee_oid by hand, and re-saving a
 -- dropped role's grant does not bind it to a new role of that name.
 CREATE FUNCTION vms._grant_bind_role() RETURNS trigger
@@ -159,13 +167,15 @@ CREATE FUNCTION vms._grant_bind_role() RETURNS trigger
 BEGIN
     IF TG_OP = 'UPDATE' AND NEW.grantee IS NOT DISTINCT FROM OLD.grantee THEN
         NEW.grantee_oid := OLD.grantee_oid;
+        NEW.bound_in := OLD.bound_in;
     ELSE
         NEW.grantee_oid := pg_catalog.to_regrole(pg_catalog.quote_ident(NEW.grantee));
+        NEW.bound_in := (SELECT s.system_identifier FROM pg_catalog.pg_control_system() s);
     END IF;
     RETURN NEW;
 END $$;
 COMMENT ON FUNCTION vms._grant_bind_role() IS 'internal: binds a grant to the OID of its grantee role when it is made (or its grantee changes)';
-CREATE TRIGGER access_grant_role BEFORE INSERT OR UPDATE OF grantee, grantee_oid ON vms.access_grant
+CREATE TRIGGER access_grant_role BEFORE INSERT OR UPDATE OF grantee, grantee_oid, bound_in ON vms.access_grant
     FOR EACH ROW EXECUTE FUNCTION vms._grant_bind_role();
 
 -- A restore into another cluster (roles carried by pg_dumpall --roles-only,
@@ -173,26 +183,34 @@ CREATE TRIGGER access_grant_role BEFORE INSERT OR UPDATE OF grantee, grantee_oid
 -- grants with the OIDs of the old cluster, and they count for nobody until
 -- they are bound again by name, as pg_restore binds PostgreSQL's own ACLs:
 -- the owner runs this once after the restore.  It binds every live grant
--- whose OID is not the one its name names now to that role (NULL when no
--- role has the name); revoked grants and grants never bound (NULL) stay as
--- they are.  A grant that counted for nobody before the dump cannot be told
--- from the others here, so such grants are revoked before it (README).  It
--- returns the grants it changed; each is audited as a grant change.
+-- bound in another cluster (bound_in: that cluster's system identifier, as
+-- dumped) to the role its name names here (NULL when no role has the name)
+-- and marks it bound here; revoked grants and grants never bound (NULL)
+-- stay as they are.  Grants bound in this cluster are never touched, so a
+-- dropped role's grant is not handed to a new role of its name by running
+-- this where it does not belong (a restore into the same cluster finds
+-- nothing).  A grant that counted for nobody before the dump cannot be told
+-- from the others in another cluster, so such grants are revoked before it
+-- (README).  It returns the grants whose role it changed; each is audited
+-- as a grant change.
 CREATE FUNCTION vms.access_grant_rebind()
     RETURNS TABLE (grant_id bigint, grantee name, old_oid oid, new_oid oid)
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    here constant bigint := (SELECT s.system_identifier FROM pg_catalog.pg_control_system() s);
 BEGIN
     -- the trigger keeps a grant's binding on every update but of its grantee
     ALTER TABLE vms.access_grant DISABLE TRIGGER access_grant_role;
     RETURN QUERY
     WITH old AS (
         SELECT g.id, g.grantee_oid FROM vms.access_grant g
-         WHERE g.revoked_at IS NULL AND g.grantee_oid IS NOT NULL
-           AND g.grantee_oid IS DISTINCT FROM pg_catalog.to_regrole(pg_catalog.quote_ident(g.grantee))
-           FOR UPDATE)
-    UPDATE vms.access_grant g SET grantee_oid = pg_catalog.to_regrole(pg_catalog.quote_ident(g.grantee))
-      FROM old WHERE g.id = old.id
-    RETURNING g.id, g.grantee, old.grantee_oid, g.grantee_oid;
+         WHERE g.revoked_at IS NULL AND g.grantee_oid IS NOT NULL AND g.bound_in IS DISTINCT FROM here
+           FOR UPDATE),
+    bound AS (
+        UPDATE vms.access_grant g SET grantee_oid = pg_catalog.to_regrole(pg_catalog.quote_ident(g.grantee)), bound_in = here
+          FROM old WHERE g.id = old.id
+        RETURNING g.id, g.grantee, old.grantee_oid AS old_oid, g.grantee_oid AS new_oid)
+    SELECT b.id, b.grantee, b.old_oid, b.new_oid FROM bound b WHERE b.old_oid IS DISTINCT FROM b.new_oid;
     ALTER TABLE vms.access_grant ENABLE TRIGGER access_grant_role;
 END $$;
 COMMENT ON FUNCTION vms.access_grant_rebind() IS
@@ -211,13 +229,15 @@ CREATE FUNCTION vms._request_bind_role() RETURNS trigger
 BEGIN
     IF TG_OP = 'UPDATE' AND NEW.requester IS NOT DISTINCT FROM OLD.requester THEN
         NEW.requester_oid := OLD.requester_oid;
+        NEW.bound_in := OLD.bound_in;
     ELSE
         NEW.requester_oid := pg_catalog.to_regrole(pg_catalog.quote_ident(NEW.requester));
+        NEW.bound_in := (SELECT s.system_identifier FROM pg_catalog.pg_control_system() s);
     END IF;
     RETURN NEW;
 END $$;
 COMMENT ON FUNCTION vms._request_bind_role() IS 'internal: binds an access request to the OID of its requester role when it is made (or its requester changes)';
-CREATE TRIGGER access_request_role BEFORE INSERT OR UPDATE OF requester, requester_oid ON vms.access_request
+CREATE TRIGGER access_request_role BEFORE INSERT OR UPDATE OF requester, requester_oid, bound_in ON vms.access_request
     FOR EACH ROW EXECUTE FUNCTION vms._request_bind_role();
 
 -- The same for the pending requests after a restore into another cluster:
@@ -225,23 +245,27 @@ CREATE TRIGGER access_request_role BEFORE INSERT OR UPDATE OF requester, request
 -- owner binds them again by name.  Decided requests stay as they are (their
 -- grants are bound by vms.access_grant_rebind); a pending request of a role
 -- dropped before the dump cannot be told from the others, so such requests
--- are rejected before it (README).  Returns the requests it changed; each is
--- audited as a request change.
+-- are rejected before it (README).  Only requests bound in another cluster
+-- (bound_in) are touched, as for grants.  Returns the requests whose role it
+-- changed; each is audited as a request change.
 CREATE FUNCTION vms.access_request_rebind()
     RETURNS TABLE (request_id bigint, requester name, old_oid oid, new_oid oid)
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    here constant bigint := (SELECT s.system_identifier FROM pg_catalog.pg_control_system() s);
 BEGIN
     -- the trigger keeps a request's binding on every update but of its requester
     ALTER TABLE vms.access_request DISABLE TRIGGER access_request_role;
     RETURN QUERY
     WITH old AS (
         SELECT r.id, r.requester_oid FROM vms.access_request r
-         WHERE r.state = 'pending' AND r.requester_oid IS NOT NULL
-           AND r.requester_oid IS DISTINCT FROM pg_catalog.to_regrole(pg_catalog.quote_ident(r.requester))
-           FOR UPDATE)
-    UPDATE vms.access_request r SET requester_oid = pg_catalog.to_regrole(pg_catalog.quote_ident(r.requester))
-      FROM old WHERE r.id = old.id
-    RETURNING r.id, r.requester, old.requester_oid, r.requester_oid;
+         WHERE r.state = 'pending' AND r.requester_oid IS NOT NULL AND r.bound_in IS DISTINCT FROM here
+           FOR UPDATE),
+    bound AS (
+        UPDATE vms.access_request r SET requester_oid = pg_catalog.to_regrole(pg_catalog.quote_ident(r.requester)), bound_in = here
+          FROM old WHERE r.id = old.id
+        RETURNING r.id, r.requester, old.requester_oid AS old_oid, r.requester_oid AS new_oid)
+    SELECT b.id, b.requester, b.old_oid, b.new_oid FROM bound b WHERE b.old_oid IS DISTINCT FROM b.new_oid;
     ALTER TABLE vms.access_request ENABLE TRIGGER access_request_role;
 END $$;
 COMMENT ON FUNCTION vms.access_request_rebind() IS

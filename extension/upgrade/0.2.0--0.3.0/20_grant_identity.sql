@@ -9,8 +9,11 @@
 -- 20_tiles_governance) passes vms.grantee_role(grantee, grantee_oid) to
 -- pg_has_role; the ones after this file need it to exist.
 ALTER TABLE vms.access_grant ADD COLUMN grantee_oid oid;
+ALTER TABLE vms.access_grant ADD COLUMN bound_in bigint;
 COMMENT ON COLUMN vms.access_grant.grantee_oid IS
     'the OID of the grantee role when the grant was made (set from grantee by a trigger, never by the caller); the grant counts only while grantee still names that role (vms.grantee_role)';
+COMMENT ON COLUMN vms.access_grant.bound_in IS
+    'the system identifier of the cluster the grant was bound in (set with grantee_oid by the same trigger); vms.access_grant_rebind binds again only grants bound in another cluster, that is restored from its dump';
 
 -- A grant binds to the role it was made to, as PostgreSQL's own ACLs bind to
 -- role OIDs: it counts only while its grantee name still names the role of
@@ -35,13 +38,16 @@ COMMENT ON FUNCTION vms.grantee_role(name, oid) IS
 -- from the original: README, Permissions.)  Not audited as grant changes:
 -- no grant changes.
 ALTER TABLE vms.access_grant DISABLE TRIGGER access_grant_audit;
-UPDATE vms.access_grant SET grantee_oid = pg_catalog.to_regrole(pg_catalog.quote_ident(grantee));
+UPDATE vms.access_grant SET grantee_oid = pg_catalog.to_regrole(pg_catalog.quote_ident(grantee)),
+                            bound_in = (SELECT s.system_identifier FROM pg_catalog.pg_control_system() s);
 ALTER TABLE vms.access_grant ENABLE TRIGGER access_grant_audit;
 
 -- Sets grantee_oid from the grantee's name on every insert (a grant made
--- now, or one restored by pg_restore, which re-binds grants by role name as
--- it re-binds PostgreSQL's own ACLs; a name no role has gets NULL and the
--- grant counts for nobody).  An update keeps the binding unless it changes
+-- now, or one loaded by a data-only restore with triggers on, bound by role
+-- name as pg_restore binds PostgreSQL's own ACLs; the documented restore
+-- runs with --disable-triggers and keeps the dumped OIDs, see
+-- vms.access_grant_rebind; a name no role has gets NULL and the grant counts
+-- for nobody), and bound_in to this cluster's system identifier.  An update keeps the binding unless it changes
 -- the grantee, so nobody can set grantee_oid by hand, and re-saving a
 -- dropped role's grant does not bind it to a new role of that name.
 CREATE FUNCTION vms._grant_bind_role() RETURNS trigger
@@ -49,13 +55,15 @@ CREATE FUNCTION vms._grant_bind_role() RETURNS trigger
 BEGIN
     IF TG_OP = 'UPDATE' AND NEW.grantee IS NOT DISTINCT FROM OLD.grantee THEN
         NEW.grantee_oid := OLD.grantee_oid;
+        NEW.bound_in := OLD.bound_in;
     ELSE
         NEW.grantee_oid := pg_catalog.to_regrole(pg_catalog.quote_ident(NEW.grantee));
+        NEW.bound_in := (SELECT s.system_identifier FROM pg_catalog.pg_control_system() s);
     END IF;
     RETURN NEW;
 END $$;
 COMMENT ON FUNCTION vms._grant_bind_role() IS 'internal: binds a grant to the OID of its grantee role when it is made (or its grantee changes)';
-CREATE TRIGGER access_grant_role BEFORE INSERT OR UPDATE OF grantee, grantee_oid ON vms.access_grant
+CREATE TRIGGER access_grant_role BEFORE INSERT OR UPDATE OF grantee, grantee_oid, bound_in ON vms.access_grant
     FOR EACH ROW EXECUTE FUNCTION vms._grant_bind_role();
 
 -- A restore into another cluster (roles carried by pg_dumpall --roles-only,
@@ -63,26 +71,34 @@ CREATE TRIGGER access_grant_role BEFORE INSERT OR UPDATE OF grantee, grantee_oid
 -- grants with the OIDs of the old cluster, and they count for nobody until
 -- they are bound again by name, as pg_restore binds PostgreSQL's own ACLs:
 -- the owner runs this once after the restore.  It binds every live grant
--- whose OID is not the one its name names now to that role (NULL when no
--- role has the name); revoked grants and grants never bound (NULL) stay as
--- they are.  A grant that counted for nobody before the dump cannot be told
--- from the others here, so such grants are revoked before it (README).  It
--- returns the grants it changed; each is audited as a grant change.
+-- bound in another cluster (bound_in: that cluster's system identifier, as
+-- dumped) to the role its name names here (NULL when no role has the name)
+-- and marks it bound here; revoked grants and grants never bound (NULL)
+-- stay as they are.  Grants bound in this cluster are never touched, so a
+-- dropped role's grant is not handed to a new role of its name by running
+-- this where it does not belong (a restore into the same cluster finds
+-- nothing).  A grant that counted for nobody before the dump cannot be told
+-- from the others in another cluster, so such grants are revoked before it
+-- (README).  It returns the grants whose role it changed; each is audited
+-- as a grant change.
 CREATE FUNCTION vms.access_grant_rebind()
     RETURNS TABLE (grant_id bigint, grantee name, old_oid oid, new_oid oid)
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    here constant bigint := (SELECT s.system_identifier FROM pg_catalog.pg_control_system() s);
 BEGIN
     -- the trigger keeps a grant's binding on every update but of its grantee
     ALTER TABLE vms.access_grant DISABLE TRIGGER access_grant_role;
     RETURN QUERY
     WITH old AS (
         SELECT g.id, g.grantee_oid FROM vms.access_grant g
-         WHERE g.revoked_at IS NULL AND g.grantee_oid IS NOT NULL
-           AND g.grantee_oid IS DISTINCT FROM pg_catalog.to_regrole(pg_catalog.quote_ident(g.grantee))
-           FOR UPDATE)
-    UPDATE vms.access_grant g SET grantee_oid = pg_catalog.to_regrole(pg_catalog.quote_ident(g.grantee))
-      FROM old WHERE g.id = old.id
-    RETURNING g.id, g.grantee, old.grantee_oid, g.grantee_oid;
+         WHERE g.revoked_at IS NULL AND g.grantee_oid IS NOT NULL AND g.bound_in IS DISTINCT FROM here
+           FOR UPDATE),
+    bound AS (
+        UPDATE vms.access_grant g SET grantee_oid = pg_catalog.to_regrole(pg_catalog.quote_ident(g.grantee)), bound_in = here
+          FROM old WHERE g.id = old.id
+        RETURNING g.id, g.grantee, old.grantee_oid AS old_oid, g.grantee_oid AS new_oid)
+    SELECT b.id, b.grantee, b.old_oid, b.new_oid FROM bound b WHERE b.old_oid IS DISTINCT FROM b.new_oid;
     ALTER TABLE vms.access_grant ENABLE TRIGGER access_grant_role;
 END $$;
 COMMENT ON FUNCTION vms.access_grant_rebind() IS

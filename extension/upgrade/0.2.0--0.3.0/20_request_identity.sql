@@ -9,8 +9,11 @@
 -- set from the name by a trigger, and every decision follows
 -- vms.grantee_role(requester, requester_oid).
 ALTER TABLE vms.access_request ADD COLUMN requester_oid oid;
+ALTER TABLE vms.access_request ADD COLUMN bound_in bigint;
 COMMENT ON COLUMN vms.access_request.requester_oid IS
     'the OID of the requester role when the request was made (set from requester by a trigger, never by the caller); the request is that role''s only while requester still names it (vms.grantee_role)';
+COMMENT ON COLUMN vms.access_request.bound_in IS
+    'the system identifier of the cluster the request was bound in (set with requester_oid by the same trigger); vms.access_request_rebind binds again only requests bound in another cluster';
 COMMENT ON FUNCTION vms.grantee_role(name, oid) IS
     'the role a grant (grantee, grantee_oid) counts for, or a request (requester, requester_oid) is of: the OID while the name still names that role, else NULL (the role was dropped, recreated or renamed)';
 
@@ -20,7 +23,8 @@ COMMENT ON FUNCTION vms.grantee_role(name, oid) IS
 -- cannot be told from the original: README, Permissions.)  Not audited as
 -- request changes: no request changes.
 ALTER TABLE vms.access_request DISABLE TRIGGER access_request_audit;
-UPDATE vms.access_request SET requester_oid = pg_catalog.to_regrole(pg_catalog.quote_ident(requester));
+UPDATE vms.access_request SET requester_oid = pg_catalog.to_regrole(pg_catalog.quote_ident(requester)),
+                              bound_in = (SELECT s.system_identifier FROM pg_catalog.pg_control_system() s);
 ALTER TABLE vms.access_request ENABLE TRIGGER access_request_audit;
 
 -- A request binds to the role that made it, as a grant binds to its grantee
@@ -36,13 +40,15 @@ CREATE FUNCTION vms._request_bind_role() RETURNS trigger
 BEGIN
     IF TG_OP = 'UPDATE' AND NEW.requester IS NOT DISTINCT FROM OLD.requester THEN
         NEW.requester_oid := OLD.requester_oid;
+        NEW.bound_in := OLD.bound_in;
     ELSE
         NEW.requester_oid := pg_catalog.to_regrole(pg_catalog.quote_ident(NEW.requester));
+        NEW.bound_in := (SELECT s.system_identifier FROM pg_catalog.pg_control_system() s);
     END IF;
     RETURN NEW;
 END $$;
 COMMENT ON FUNCTION vms._request_bind_role() IS 'internal: binds an access request to the OID of its requester role when it is made (or its requester changes)';
-CREATE TRIGGER access_request_role BEFORE INSERT OR UPDATE OF requester, requester_oid ON vms.access_request
+CREATE TRIGGER access_request_role BEFORE INSERT OR UPDATE OF requester, requester_oid, bound_in ON vms.access_request
     FOR EACH ROW EXECUTE FUNCTION vms._request_bind_role();
 
 -- The same for the pending requests after a restore into another cluster:
@@ -50,23 +56,27 @@ CREATE TRIGGER access_request_role BEFORE INSERT OR UPDATE OF requester, request
 -- owner binds them again by name.  Decided requests stay as they are (their
 -- grants are bound by vms.access_grant_rebind); a pending request of a role
 -- dropped before the dump cannot be told from the others, so such requests
--- are rejected before it (README).  Returns the requests it changed; each is
--- audited as a request change.
+-- are rejected before it (README).  Only requests bound in another cluster
+-- (bound_in) are touched, as for grants.  Returns the requests whose role it
+-- changed; each is audited as a request change.
 CREATE FUNCTION vms.access_request_rebind()
     RETURNS TABLE (request_id bigint, requester name, old_oid oid, new_oid oid)
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    here constant bigint := (SELECT s.system_identifier FROM pg_catalog.pg_control_system() s);
 BEGIN
     -- the trigger keeps a request's binding on every update but of its requester
     ALTER TABLE vms.access_request DISABLE TRIGGER access_request_role;
     RETURN QUERY
     WITH old AS (
         SELECT r.id, r.requester_oid FROM vms.access_request r
-         WHERE r.state = 'pending' AND r.requester_oid IS NOT NULL
-           AND r.requester_oid IS DISTINCT FROM pg_catalog.to_regrole(pg_catalog.quote_ident(r.requester))
-           FOR UPDATE)
-    UPDATE vms.access_request r SET requester_oid = pg_catalog.to_regrole(pg_catalog.quote_ident(r.requester))
-      FROM old WHERE r.id = old.id
-    RETURNING r.id, r.requester, old.requester_oid, r.requester_oid;
+         WHERE r.state = 'pending' AND r.requester_oid IS NOT NULL AND r.bound_in IS DISTINCT FROM here
+           FOR UPDATE),
+    bound AS (
+        UPDATE vms.access_request r SET requester_oid = pg_catalog.to_regrole(pg_catalog.quote_ident(r.requester)), bound_in = here
+          FROM old WHERE r.id = old.id
+        RETURNING r.id, r.requester, old.requester_oid AS old_oid, r.requester_oid AS new_oid)
+    SELECT b.id, b.requester, b.old_oid, b.new_oid FROM bound b WHERE b.old_oid IS DISTINCT FROM b.new_oid;
     ALTER TABLE vms.access_request ENABLE TRIGGER access_request_role;
 END $$;
 COMMENT ON FUNCTION vms.access_request_rebind() IS
