@@ -41,6 +41,7 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/snapmgr.h"
+#include "utils/inval.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
@@ -221,6 +222,12 @@ reclaim_dropped(void)
 	for (int i = 0; i < n; i++)
 		if (ndb == 0 || db[ndb - 1] != db[i])
 			db[ndb++] = db[i];
+	/*
+	 * The syscache answers from this backend's catalog view: take the
+	 * invalidations queued since (a database created meanwhile must not look
+	 * dropped to a long transaction that has not read them yet).
+	 */
+	AcceptInvalidationMessages();
 	for (int j = 0; j < ndb; j++)
 	{
 		gone[j] = !SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(db[j]));

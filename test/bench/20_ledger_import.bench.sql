@@ -1,5 +1,5 @@
--- Ledger import, three figures against same-run baselines (-v rows=N for a
--- smaller file; VMS_BENCH_ROWS in bench.sh):
+-- Ledger import against same-run baselines (-v rows=N for a smaller file;
+-- VMS_BENCH_ROWS in bench.sh):
 --  * ledger_import_1m_rows: vms.ledger_import_file of the template file into
 --    an empty ledger against plain COPY of the file into an unindexed table;
 --  * ledger_first_load: the same import against COPY into a plain table of the
@@ -9,7 +9,12 @@
 --  * ledger_reimport: a second file, the same rows with 10 % changed (name and
 --    azimuth) and 1 % bad (port out of range), imported over the first,
 --    against COPY into a staging table then INSERT ... ON CONFLICT DO UPDATE
---    into a table indexed like vms.channel holding the first load.
+--    into a table indexed like vms.channel holding the first load;
+--  * ledger_first_load_vs_write_floor (informational): the first load against
+--    COPY of just the rows it writes, into tables shaped like its own, plus
+--    the index builds (below);
+--  * ledger_reimport_non_superuser: the first file again, over the second, by
+--    a role under row-level security (below).
 SET search_path = public, vms;
 \if :{?rows}
 \else
