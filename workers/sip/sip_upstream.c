@@ -100,6 +100,7 @@ typedef struct Relay
 	bool		established;
 	bool		dev_invited;	/* the INVITE went to the device (branch dev_branch, CSeq 1) */
 	bool		cancelling;		/* given up (CANCEL, timeout, upstream dropped): the device's answer is ended, not relayed */
+	char		ended_by[12];	/* why, for the audit (queued once the channel is known) */
 	char		dev_branch[20];
 	char		dev_call_id[32];
 	char		dev_from_tag[16];
@@ -1443,6 +1444,12 @@ relay_start(Relay *r)
 	char	   *sdp;
 	SBuf		extra;
 
+	if (r->cancelling)
+	{
+		/* CANCELled before its lookup: answered 487, nothing goes to the device */
+		queue_bye_audit(r, r->ended_by);
+		return;
+	}
 	if (r->channel[0] == '\0')
 	{
 		relay_answer_upper(r, 404, "Not Found", NULL, NULL);
@@ -1454,8 +1461,6 @@ relay_start(Relay *r)
 		relay_answer_upper(r, 488, "Not Acceptable Here (media address not allowed)", NULL, NULL);
 		return;
 	}
-	if (r->cancelling)
-		return;					/* CANCELled before its lookup: answered 487, nothing goes to the device */
 	if (d == NULL || !d->online || !d->has_peer || !d->registered)
 	{
 		relay_answer_upper(r, 480, "Temporarily Unavailable", NULL, NULL);
@@ -1549,9 +1554,12 @@ relay_cancel(Relay *r, const char *by)
 	if (r->cancelling)
 		return;
 	r->cancelling = true;
+	strlcpy(r->ended_by, by, sizeof(r->ended_by));
+	if (!r->dev_invited)
+		return;					/* before its lookup: audited then (relay_start), nothing goes to the device */
 	queue_bye_audit(r, by);
-	if (!r->dev_invited || inv == NULL)
-		return;					/* nothing went to the device (or it answered already) */
+	if (inv == NULL)
+		return;					/* the device answered already */
 	if (relay_send(r, UK_RELAY_CANCEL, "CANCEL", 1, r->dev_branch, NULL, NULL, NULL) == NULL)
 		sip_log_limited(LOG_OTHER, "upstream \"%s\"'s call %s: the CANCEL to device %s could not be sent", ups[r->up].name,
 						r->presented, r->device);
