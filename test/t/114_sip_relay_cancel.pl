@@ -7,7 +7,8 @@
 #  - the upper platform CANCELs while the device has not answered: 200 to the
 #    CANCEL, 487 to the INVITE; the device gets a CANCEL with its INVITE's
 #    Request-URI, Call-ID, From, CSeq number and top Via branch, and its 487 is
-#    ACKed (same branch); a CANCEL with another branch or an unknown Call-ID: 481;
+#    ACKed (same branch); a CANCEL with another branch or an unknown Call-ID: 481,
+#    without a branch or with an overlong one: 400;
 #    a CANCEL after the final answer: 200, nothing changes;
 #  - the device's 200 crossing the CANCEL: ACKed and ended with a BYE,
 #    never relayed up;
@@ -207,6 +208,12 @@ sub check_cancel
 	ok(wait_msg('up', is_response(481, 'CANCEL', $cid)), 'a CANCEL with another top Via branch: 481');
 	up_send(invite_text('CANCEL', "nobody-$cid", $branch, $ch));
 	ok(wait_msg('up', is_response(481, 'CANCEL', "nobody-$cid")), 'a CANCEL for a Call-ID never INVITEd: 481');
+	# malformed: no branch in the top Via, or one longer than any INVITE's vms keeps: 400, the worker runs on
+	(my $nobranch = invite_text('CANCEL', $cid, $branch, $ch)) =~ s/;branch=\S+//;
+	up_send($nobranch);
+	ok(wait_msg('up', is_response(400, 'CANCEL', $cid)), 'a CANCEL without a Via branch: 400');
+	up_send(invite_text('CANCEL', $cid, 'z9hG4bK' . ('b' x 300), $ch));
+	ok(wait_msg('up', is_response(400, 'CANCEL', $cid)), 'a CANCEL with a 307-character branch: 400');
 
 	up_send(invite_text('CANCEL', $cid, $branch, $ch));
 	ok(wait_msg('up', is_response(200, 'CANCEL', $cid)), 'the CANCEL of the pending INVITE: 200');
