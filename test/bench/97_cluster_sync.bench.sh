@@ -11,7 +11,10 @@
 # into a bare table with vms.channel's columns and indexes (B-trees, GiST on
 # the point, GIN on the capabilities and on the keyword grams, the generated
 # Web Mercator point), i.e. what PostgreSQL's own apply costs for such a
-# table before any vms trigger.  VMS_BENCH_SYNC_ROWS sets the size;
+# table before any vms trigger.  Then the district deletes those channels
+# (one DELETE): the lag until the city no longer has them, against the same
+# rows deleted from both bare tables, and against the same delete with the
+# city's replica triggers off.  VMS_BENCH_SYNC_ROWS sets the size;
 # VMS_BENCH_KEEP=1 leaves both clusters running afterwards.
 set -euo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
@@ -78,6 +81,8 @@ measure() {
   echo "$(echo "($seen - $t1) * 1000" | bc -l) $(echo "($seen - $t0) * 1000" | bc -l) $(echo "($t1 - $t0) * 1000" | bc -l)"
 }
 probe_fn() { echo "SELECT EXISTS (SELECT 1 FROM $1 WHERE code = '$last')"; }
+# a delete is applied in one transaction too: the last code gone, all gone
+gone_fn() { echo "SELECT NOT EXISTS (SELECT 1 FROM $1 WHERE code = '$last')"; }
 # a watcher session at the city: polls every 2 ms for a row, returns when it saw it
 cwatch() {
   cpsql -c "CREATE FUNCTION pg_temp.seen(q text) RETURNS float8 LANGUAGE plpgsql AS \$f\$
@@ -104,6 +109,20 @@ csum=$(cluster_psql "$cdir" "$cport" bench_c -tA -c "SELECT md5(string_agg(conca
 # once at every level 6-18
 cells=$(cluster_psql "$cdir" "$cport" bench_c -tA -c "SELECT string_agg(DISTINCT s::text, ',') FROM (SELECT sum(n) s FROM vms.channel_cluster_delta GROUP BY level) l")
 [ "$cells" = "$n" ] || { echo "city's map cells count $cells channels a level, not $n" >&2; exit 1; }
+# the district's mass delete: every channel at once, then the same rows from
+# the bare tables (PostgreSQL's own apply of a delete, with and without
+# vms.channel's indexes)
+read -r del_lag del_total del_run < <(measure "DELETE FROM vms.channel" "$(gone_fn vms.channel)")
+read -r bdel_lag bdel_total bdel_run < <(measure "DELETE FROM bare" "$(gone_fn bare)")
+read -r idel_lag idel_total idel_run < <(measure "DELETE FROM bare_idx" "$(gone_fn bare_idx)")
+echo "# district deletes its $n channels: ${del_run%.*} ms there, gone at the city ${del_lag%.*} ms after its commit; bare table ${bdel_lag%.*} ms, bare table with vms.channel's indexes ${idel_lag%.*} ms" >&2
+# the city let go of them all: no channel, no claim, the cells back to 0 at
+# every level, nothing refused
+check=$(cluster_psql "$cdir" "$cport" bench_c -tA -c "SELECT (SELECT count(*) FROM vms.channel) + (SELECT count(*) FROM vms.cluster_owner WHERE kind = 'channel')
+                                                             + (SELECT count(*) FROM vms.cluster_conflict)")
+[ "$check" = 0 ] || { echo "city keeps $check channels, claims or conflicts after the delete" >&2; exit 1; }
+cells=$(cluster_psql "$cdir" "$cport" bench_c -tA -c "SELECT string_agg(DISTINCT s::text, ',') FROM (SELECT sum(n) s FROM vms.channel_cluster_delta GROUP BY level) l")
+[ "$cells" = 0 ] || { echo "city's map cells count $cells channels a level after the delete, not 0" >&2; exit 1; }
 # where the time goes: the same import again with the city's replica
 # triggers (ownership and conflicts, map cells) off, i.e. plain logical
 # replication of vms.device and vms.channel as they are (indexes, generated
@@ -119,6 +138,8 @@ ALTER TABLE vms.channel DISABLE TRIGGER channel_cluster_apply_tiles_flush;
 SQL
 read -r plain_lag plain_total plain_import < <(measure "SELECT vms.ledger_import_file('$csv')" "$(probe_fn vms.channel)")
 echo "# the same import with the city's replica triggers off: seen ${plain_lag%.*} ms after its commit" >&2
+read -r pdel_lag pdel_total pdel_run < <(measure "DELETE FROM vms.channel" "$(gone_fn vms.channel)")
+echo "# the same delete with the city's replica triggers off: gone ${pdel_lag%.*} ms after its commit" >&2
 # The targets.  Against the bare table (no index but its key) the ratio is
 # informational: PostgreSQL 15's own per-row apply into a table with
 # vms.channel's search indexes (GiST, the GIN keyword and capability
@@ -132,3 +153,9 @@ printf 'BENCH replication_lag_%dk %.1f ms baseline=%.1f ratio=%.3f target=none\n
 printf 'BENCH replication_total_%dk %.1f ms baseline=%.1f ratio=%.3f target=none\n' "$((n / 1000))" "$total" "$base_total" "$(echo "$total / $base_total" | bc -l)"
 printf 'BENCH replication_lag_%dk_vs_indexed %.1f ms baseline=%.1f ratio=%.3f target=<=3\n' "$((n / 1000))" "$lag" "$idx_lag" "$(echo "$lag / $idx_lag" | bc -l)"
 printf 'BENCH replication_lag_%dk_vs_untriggered %.1f ms baseline=%.1f ratio=%.3f target=none\n' "$((n / 1000))" "$lag" "$plain_lag" "$(echo "$lag / $plain_lag" | bc -l)"
+# the delete: the same rule, at most 3x the bare table with vms.channel's
+# indexes (before the map cells of a delete were buffered as an insert's
+# are, the PL/pgSQL row trigger made it about 7x)
+printf 'BENCH replication_delete_lag_%dk %.1f ms baseline=%.1f ratio=%.3f target=none\n' "$((n / 1000))" "$del_lag" "$bdel_lag" "$(echo "$del_lag / $bdel_lag" | bc -l)"
+printf 'BENCH replication_delete_lag_%dk_vs_indexed %.1f ms baseline=%.1f ratio=%.3f target=<=3\n' "$((n / 1000))" "$del_lag" "$idel_lag" "$(echo "$del_lag / $idel_lag" | bc -l)"
+printf 'BENCH replication_delete_lag_%dk_vs_untriggered %.1f ms baseline=%.1f ratio=%.3f target=none\n' "$((n / 1000))" "$del_lag" "$pdel_lag" "$(echo "$del_lag / $pdel_lag" | bc -l)"

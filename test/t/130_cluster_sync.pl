@@ -394,6 +394,37 @@ wait_for($city, "SELECT count(*) FROM vms.cluster_owner WHERE district = 'b' AND
 is(sq($city, "$rows JOIN vms.cluster_owner o ON o.kind = 'channel' AND o.code = c.code AND o.district = 'b'"),
 	sq($b, "$rows WHERE c.code <> vms.gbcode_make('11010500', 0, 131, 0, 1)"), "b's channels at the city equal b's (less the code a owns), row by row");
 
+# a district's mass delete: a deletes the channels of its batched import
+# that have serials 1000-5999 (those its batches committed before it was
+# killed, 100 of them online) in one statement.  The city lets go of exactly those (rows and
+# claims), its map cells count them out once at every level 6-18 (buffered
+# by the apply worker and folded at commit: fewer rows appended than
+# channels deleted, not 13 a channel), a's remaining channels still equal
+# a's row by row; b deleting its own row under a code a owns is a recorded
+# conflict and a's row stays.
+my $del = "code BETWEEN vms.gbcode_make('11010500', 0, 131, 0, 1000) AND vms.gbcode_make('11010500', 0, 131, 0, 5999)";
+$a->safe_psql('postgres', "UPDATE vms.channel SET online = true WHERE $del AND code < vms.gbcode_make('11010500', 0, 131, 0, 1100)");
+wait_for($city, "SELECT count(*) FROM vms.channel WHERE $del AND online", '100', "100 of a's channels to delete are online at the city");
+my $ndel = $a->safe_psql('postgres', "SELECT count(*) FROM vms.channel WHERE $del");
+cmp_ok($ndel, '>=', 1000, "a has $ndel channels to delete");
+my $cell_totals = "SELECT string_agg(DISTINCT concat_ws('/', n, n_online), ',') FROM (SELECT level, sum(n) n, sum(n_online) n_online FROM
+	(SELECT level, n, n_online FROM vms.channel_cluster UNION ALL SELECT level, n, n_online FROM vms.channel_cluster_delta) x GROUP BY level) l";
+my $located = "SELECT concat_ws('/', count(*), count(*) FILTER (WHERE online)) FROM vms.channel WHERE geom_3857 IS NOT NULL";
+my ($cells_n, $cells_on) = split m{/}, $city->safe_psql('postgres', $cell_totals);
+my $delta_before = $city->safe_psql('postgres', "SELECT count(*) FROM vms.channel_cluster_delta");
+is($a->safe_psql('postgres', "WITH d AS (DELETE FROM vms.channel WHERE $del RETURNING 1) SELECT count(*) FROM d"), $ndel, "a deletes them at once");
+$b->safe_psql('postgres', "DELETE FROM vms.channel WHERE code = $c1");
+wait_for($city, "SELECT count(*) FROM vms.channel WHERE $del", '0', "a's mass delete reaches the city");
+wait_for($city, "SELECT count(*) FROM vms.cluster_conflict WHERE district = 'b' AND op = 'DELETE' AND table_name = 'channel' AND owner = 'a' AND code = ($c1)::text",
+	'1', "b's delete of a's code recorded as a conflict");
+is($city->safe_psql('postgres', "SELECT count(*) FROM vms.cluster_owner WHERE kind = 'channel' AND $del"), '0', 'their claims are gone');
+is(sq($city, "SELECT name FROM vms.channel WHERE code = $c1"), '朝阳区建国路001', "a's row under the code b deleted stays");
+is(sq($city, "$rows JOIN vms.cluster_owner o ON o.kind = 'channel' AND o.code = c.code AND o.district = 'a'"), sq($a, $rows),
+	"a's remaining channels at the city equal a's, row by row");
+is($city->safe_psql('postgres', $cell_totals), ($cells_n - $ndel) . '/' . ($cells_on - 100), 'the map cells count them out once at every level, 100 of them online');
+is($city->safe_psql('postgres', $cell_totals), $city->safe_psql('postgres', $located), 'and count what the city has');
+cmp_ok($city->safe_psql('postgres', "SELECT count(*) FROM vms.channel_cluster_delta") - $delta_before, '<', $ndel,
+	'folded per cell at commit, not appended a channel at a time');
 # a district that cannot be reached is reported down and does not block the other
 $b->stop('fast');
 wait_for($city, "SELECT state IN ('down', 'connecting') FROM vms.cluster_status WHERE peer = 'b'", 't', 'unreachable district b reported');
