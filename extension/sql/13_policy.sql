@@ -589,7 +589,8 @@ BEGIN
     IF length(note) > 1000 THEN
         RAISE EXCEPTION 'note is too long'
             USING ERRCODE = 'string_data_right_truncation',
-                  DETAIL = format('The note has %s characters; at most 1000 are kept.', length(note));
+                  DETAIL = format('The note has %s characters; at most 1000 are allowed.', length(note)),
+                  HINT = 'Shorten the note; nothing was withdrawn.';
     END IF;
     UPDATE vms.access_request r
        SET state = 'withdrawn', decided_by = session_user, decided_at = now(), decision_note = note
