@@ -142,7 +142,7 @@ $node->safe_psql('postgres', qq{
 INSERT INTO vms.device (code, name) VALUES ('$dev_code', 'cancel NVR');
 SELECT vms.device_set_password('$dev_code', '12345678', '$realm');
 INSERT INTO vms.channel (code, device_code, name, civil_code, online) VALUES ('$ch', '$dev_code', 'cam', '340201', true);
-SELECT vms.sip_add_upstream('city', '127.0.0.1', $up_port, '$upper_id', 'upper-pass', '{"keepalive_interval": 30}');
+SELECT vms.sip_add_upstream('city', '127.0.0.1', $up_port, '$upper_id', 'upper-pass', '{"keepalive_interval": 3600}');
 SELECT vms.sip_share('city', '{"channels": ["$ch"]}');
 });
 my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
@@ -239,6 +239,62 @@ sub check_cancel
 	is(scalar(grep { /^(CANCEL|INVITE) / } @{ $inbox{dev} }), 0, 'and the device got nothing more');
 }
 
+# ---------------------------------------------------------------- 1b. sipp as the upper platform
+# (a peer we did not write: its CANCEL's branch is sipp's [branch-2], and it takes our 200 and 487 as they are)
+{
+	my $dev_calls = sub { scalar grep { /^INVITE / } @{ $inbox{dev} } };
+	close $up;
+	undef $up;
+	my ($sout, $serr) = ('', '');
+	my $sipp = IPC::Run::start([ 'sipp', "127.0.0.1:$sip_port", '-sf', "$root/test/sipp/upper_cancel.xml", '-m', '1',
+			'-key', 'upper', $upper_id, '-key', 'channel', $ch, '-key', 'vms', "127.0.0.1:$sip_port",
+			'-i', '127.0.0.1', '-p', $up_port, '-t', 'u1', '-nd', '-nostdin', '-timeout', '60s', '-timeout_error' ],
+		'>', \$sout, '2>', \$serr);
+	# meanwhile the device answers the relayed INVITE 100, a CANCEL 200 and then the INVITE 487
+	my (%inv, $done);
+	while ($sipp->pumpable)
+	{
+		pump(0.1);
+		$sipp->pump_nb;
+		for my $m (@{ $inbox{dev} })
+		{
+			next if $m eq '';
+			if ($m =~ /^INVITE /)
+			{
+				answer($dev, $m, 100, 'Trying') unless $inv{ hdr($m, 'Call-ID') };
+				$inv{ hdr($m, 'Call-ID') } //= $m;
+				$m = '';
+			}
+			elsif ($m =~ /^CANCEL / && $inv{ hdr($m, 'Call-ID') })
+			{
+				answer($dev, $m, 200, 'OK', 'devtags');
+				answer($dev, $inv{ hdr($m, 'Call-ID') }, 487, 'Request Terminated', 'devtags');
+				$done = $m;
+				$m = '';
+			}
+		}
+		@{ $inbox{dev} } = grep { $_ ne '' } @{ $inbox{dev} };
+	}
+	ok($sipp->finish, 'sipp (upper platform): INVITE, 100, CANCEL with the INVITE\'s branch, 200 to it, 487 to the INVITE, ACK')
+	  or diag("$sout $serr");
+	$up = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $up_port, Proto => 'udp') or die "upper: $!";
+	# the CANCEL may come before the device was INVITEd (then the device gets nothing); when it was, it is CANCELled
+	if (%inv)
+	{
+		my ($cid) = keys %inv;
+		$done //= wait_msg('dev', is_request('CANCEL', $cid));
+		ok($done, 'sipp: the device\'s INVITE is CANCELled');
+		check_cancel('sipp', $inv{$cid}, $done);
+		ok(wait_msg('dev', is_request('ACK', $cid)), 'sipp: the device\'s 487 is ACKed');
+	}
+	else
+	{
+		note('sipp: the CANCEL came before the device was INVITEd: nothing reached it');
+	}
+	wait_ok($node, qq{SELECT count(*) = 2 FROM vms.audit_log WHERE action = 'sip_upstream_bye' AND detail ->> 'ended_by' = 'cancel'},
+		'sipp: the call is audited as cancelled');
+}
+
 # ---------------------------------------------------------------- 2. the device's 200 crosses the CANCEL
 {
 	my ($cid, $branch, $inv) = start_call('race');
@@ -262,7 +318,7 @@ sub check_cancel
 		  . "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n");
 	ok(wait_msg('up', is_response(200, 'OPTIONS', "opt-$cid")), 'race: an OPTIONS after it is answered');
 	is(scalar(grep { hdr($_, 'Call-ID') eq $cid } @{ $inbox{up} }), 0, 'race: the device\'s 200 never went up');
-	wait_ok($node, qq{SELECT count(*) = 2 FROM vms.audit_log WHERE action = 'sip_upstream_bye' AND detail ->> 'ended_by' = 'cancel'},
+	wait_ok($node, qq{SELECT count(*) = 3 FROM vms.audit_log WHERE action = 'sip_upstream_bye' AND detail ->> 'ended_by' = 'cancel'},
 		'race: the call is audited as cancelled');
 }
 
