@@ -12,10 +12,12 @@
 #    a CANCEL after the final answer: 200, nothing changes;
 #  - the device's 200 crossing the CANCEL: ACKed and ended with a BYE,
 #    never relayed up;
+#  - a BYE of the upper platform before the device answered: 200, 487 to the
+#    INVITE, the device's INVITE CANCELled;
 #  - no final answer in 16 s: 408 up, the device's INVITE CANCELled;
 #  - the upstream dropped while the device has not answered: CANCELled,
 #    a late 200 ACKed and BYEd;
-#  - each end audited (sip_upstream_bye, ended_by cancel / timeout / dropped).
+#  - each end audited (sip_upstream_bye, ended_by cancel / upstream / timeout / dropped).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -320,6 +322,22 @@ sub check_cancel
 	is(scalar(grep { hdr($_, 'Call-ID') eq $cid } @{ $inbox{up} }), 0, 'race: the device\'s 200 never went up');
 	wait_ok($node, qq{SELECT count(*) = 3 FROM vms.audit_log WHERE action = 'sip_upstream_bye' AND detail ->> 'ended_by' = 'cancel'},
 		'race: the call is audited as cancelled');
+}
+
+# ---------------------------------------------------------------- 2b. a BYE of the upper platform before the device answered
+{
+	my ($cid, $branch, $inv) = start_call('early BYE');
+	my $bye = invite_text('BYE', $cid, "${branch}bye", $ch, 2);
+	up_send($bye);
+	ok(wait_msg('up', is_response(200, 'BYE', $cid)), 'early BYE: 200 to the BYE');
+	ok(wait_msg('up', is_response(487, 'INVITE', $cid)), 'early BYE: 487 to the INVITE');
+	my $cancel = wait_msg('dev', is_request('CANCEL', hdr($inv, 'Call-ID')));
+	ok($cancel, 'early BYE: the device\'s INVITE is CANCELled') or BAIL_OUT('no CANCEL');
+	check_cancel('early BYE', $inv, $cancel);
+	answer($dev, $cancel, 200, 'OK', 'devtagb');
+	answer($dev, $inv, 487, 'Request Terminated', 'devtagb');
+	ok(wait_msg('dev', is_request('ACK', hdr($inv, 'Call-ID'))), 'early BYE: the device\'s 487 is ACKed');
+	audited('upstream', 'early BYE: audited, ended_by upstream');
 }
 
 # ---------------------------------------------------------------- 3. no final answer in 16 s
