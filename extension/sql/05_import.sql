@@ -701,6 +701,12 @@ COMMENT ON FUNCTION vms.ledger_import_file(text, text) IS
     'vms.ledger_import over a server file (needs pg_read_server_files)';
 
 -- Export in the same template: COPY (SELECT * FROM vms.ledger_export) TO ... CSV HEADER
+-- The catalogue codes are joined in text order under "C" (byte order): for
+-- 20-digit codes the same order as gbcode's, but it parses without gbcode's
+-- btree operator class, which pg_upgrade's restore (pg_dump --binary-upgrade)
+-- creates after this view: an ORDER BY, DISTINCT, GROUP BY or UNION on a gbcode
+-- in a view or a SQL-standard function body fails there
+-- (test/scripts/pg_upgrade_check.sh).
 CREATE VIEW vms.ledger_export WITH (security_invoker = true) AS
 SELECT c.code::text AS "监控点编码", c.name AS "监控点名称", c.device_code::text AS "设备编码",
        d.name AS "设备名称", d.manufacturer AS "厂商", d.model AS "型号",
@@ -712,7 +718,7 @@ SELECT c.code::text AS "监控点编码", c.name AS "监控点名称", c.device_
        c.azimuth AS "朝向", c.fov_angle AS "视场角", c.fov_range_m AS "可视距离",
        c.install_height_m AS "安装高度", nullif(array_to_string(c.capabilities, '|'), '') AS "能力集",
        u.name AS "管理单位", c.stream_url AS "取流地址",
-       (SELECT string_agg(m.node_code::text, '|' ORDER BY m.node_code) FROM vms.catalog_member m
+       (SELECT string_agg(m.node_code::text, '|' ORDER BY m.node_code::text COLLATE "C") FROM vms.catalog_member m
          WHERE m.channel_code = c.code) AS "资源目录"
   FROM vms.channel c
   JOIN vms.device d ON d.code = c.device_code
