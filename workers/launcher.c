@@ -286,6 +286,16 @@ vms_register_launcher(void)
 	vms_registry_request();
 	vms_readiness_init();
 
+	/*
+	 * pg_upgrade starts the old and the new cluster with -b (binary upgrade):
+	 * nothing may write there.  It reads the old cluster's transaction and
+	 * multixact counters before, and sets the new one's from them after; a
+	 * worker's row locks in between left multixacts the new cluster had never
+	 * heard of ("MultiXactId 3 has not been created yet").  No workers then.
+	 */
+	if (IsBinaryUpgrade)
+		return;
+
 	memset(&w, 0, sizeof(w));
 	w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	w.bgw_start_time = BgWorkerStart_RecoveryFinished;
