@@ -114,6 +114,11 @@ if [ "$what" = all ] || [ "$what" = backup ]; then
   bash "$VMS_ROOT/test/scripts/backup_check.sh" || status=1
 fi
 
+if [ "$what" = all ] || [ "$what" = pg-upgrade ]; then
+  # pg_upgrade of a cluster with a filled vms database keeps every row
+  bash "$VMS_ROOT/test/scripts/pg_upgrade_check.sh" || status=1
+fi
+
 if [ "$what" = all ] || [ "$what" = layout ]; then
   # workers/sip stays a layering: no include or call cycle between its files (needs make's objects)
   python3 "$VMS_ROOT/test/scripts/sip_layout_check.py" "$VMS_ROOT/workers/sip" || status=1
