@@ -17,7 +17,9 @@
 #  - no final answer in 16 s: 408 up, the device's INVITE CANCELled;
 #  - the upstream dropped while the device has not answered: CANCELled,
 #    a late 200 ACKed and BYEd;
-#  - each end audited (sip_upstream_bye, ended_by cancel / upstream / timeout / dropped).
+#  - each end audited (sip_upstream_bye, ended_by cancel / upstream / timeout / dropped);
+#  - a device that has not answered 1xx yet gets no CANCEL until it does (9.1):
+#    its INVITE is retransmitted meanwhile.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -374,6 +376,47 @@ sub check_cancel
 	answer($dev, $bye, 200, 'OK') if $bye;
 	audited('dropped', 'dropped: audited, ended_by dropped');
 	is(scalar(grep { hdr($_, 'Call-ID') eq $cid && /^SIP\/2\.0 200 / } @{ $inbox{up} }), 0, 'dropped: nothing went up');
+}
+
+# ---------------------------------------------------------------- 5. no provisional answer yet
+# RFC 3261 9.1: a CANCEL is not sent before the device's provisional answer;
+# its INVITE goes on being retransmitted, and the CANCEL follows its first 1xx
+{
+	$node->safe_psql('postgres', qq{SELECT vms.sip_add_upstream('city', '127.0.0.1', $up_port, '$upper_id', 'upper-pass', '{"keepalive_interval": 3600}');
+		SELECT vms.sip_share('city', '{"channels": ["$ch"]}')});
+	my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
+	until ($node->safe_psql('postgres', "SELECT state FROM vms.sip_upstream_state WHERE upstream = 'city'") eq 'registered')
+	{
+		die 'the upstream did not register again' if time() > $deadline;
+		pump(0.2);
+	}
+	$n++;
+	my $cid = "cancel-$n-" . int(rand(1e9));
+	my $branch = "z9hG4bKup$n" . int(rand(1e9));
+	up_send(invite_text('INVITE', $cid, $branch, $ch));
+	ok(wait_msg('up', is_response(100, 'INVITE', $cid)), 'silent device: the upper platform\'s INVITE is answered 100');
+	my $inv = wait_msg('dev', new_invite());
+	ok($inv, 'silent device: the device receives the relayed INVITE') or BAIL_OUT('no INVITE at the device');
+	my $dcid = hdr($inv, 'Call-ID');
+	$old_calls{$dcid} = 1;
+	up_send(invite_text('CANCEL', $cid, $branch, $ch));
+	ok(wait_msg('up', is_response(200, 'CANCEL', $cid)), 'silent device: the CANCEL is answered 200');
+	ok(wait_msg('up', is_response(487, 'INVITE', $cid)), 'silent device: the upper platform\'s INVITE gets 487');
+	# what reached the device so far: its INVITE's retransmissions, taken off; then one sent after the
+	# CANCEL was handled (the device's socket reads in the order vms sent): no CANCEL before it
+	@{ $inbox{dev} } = grep { !(/^INVITE / && hdr($_, 'Call-ID') eq $dcid) } @{ $inbox{dev} };
+	my $again = wait_msg('dev', sub { /^INVITE / && hdr($_, 'Call-ID') eq $dcid });
+	ok($again, 'silent device: its INVITE is still retransmitted after the CANCEL came');
+	is(scalar(grep { /^CANCEL / && hdr($_, 'Call-ID') eq $dcid } @{ $inbox{dev} }), 0,
+		'silent device: no CANCEL before its provisional answer');
+	answer($dev, $inv, 100, 'Trying');
+	my $cancel = wait_msg('dev', is_request('CANCEL', $dcid));
+	ok($cancel, 'silent device: the CANCEL follows its 100') or BAIL_OUT('no CANCEL');
+	check_cancel('silent device', $inv, $cancel);
+	answer($dev, $cancel, 200, 'OK', 'devtag5');
+	answer($dev, $inv, 487, 'Request Terminated', 'devtag5');
+	my $ack = wait_msg('dev', is_request('ACK', $dcid));
+	ok($ack && branch_of($ack) eq branch_of($inv), 'silent device: its 487 is ACKed (the INVITE\'s branch)');
 }
 
 like($node->safe_psql('postgres', "SELECT state FROM vms.worker_status WHERE name = 'sip'"), qr/^running/, 'the worker runs on');

@@ -100,6 +100,8 @@ typedef struct Relay
 	bool		established;
 	bool		dev_invited;	/* the INVITE went to the device (branch dev_branch, CSeq 1) */
 	bool		cancelling;		/* given up (CANCEL, timeout, upstream dropped): the device's answer is ended, not relayed */
+	bool		dev_provisional;	/* the device answered its INVITE 1xx: a CANCEL may go (RFC 3261 9.1) */
+	bool		cancel_deferred;	/* given up before that: the CANCEL goes at the first 1xx */
 	char		ended_by[12];	/* why, for the audit (queued once the channel is known) */
 	char		dev_branch[20];
 	char		dev_call_id[32];
@@ -1536,15 +1538,32 @@ sip_upstream_bye_from_device(const SipIn *in, const Peer *peer)
 	return false;
 }
 
+/* the CANCEL of the device's INVITE, with its branch; the INVITE is not sent again */
+static void
+relay_send_cancel(Relay *r, UpTx *inv, const char *by)
+{
+	r->cancel_deferred = false;
+	if (relay_send(r, UK_RELAY_CANCEL, "CANCEL", 1, r->dev_branch, NULL, NULL, NULL) == NULL)
+		sip_log_limited(LOG_OTHER, "upstream \"%s\"'s call %s: the CANCEL to device %s could not be sent", ups[r->up].name,
+						r->presented, r->device);
+	inv->give_up_ms = (int) Min((int64) INT_MAX / 2, (sip_now - inv->sent_at) / 1000) + 2 * TX_GIVE_UP_MS;
+	inv->next_retx = DT_NOEND;	/* the INVITE is not sent again once CANCELled */
+	ereport(LOG, (errmsg("vms sip: upstream \"%s\"'s call %s: the INVITE to device %s is CANCELled (%s)", ups[r->up].name,
+						 r->presented, r->device, by)));
+}
+
 /*
  * The relay gives up on the device's INVITE before its final answer (the
  * upper platform CANCELled it, the device did not answer in time, the
  * upstream was dropped; the upper platform, when there is one, is answered
  * by the caller): the end is audited (ended_by), and the device gets a
- * CANCEL with the INVITE's branch (RFC 3261 9.1).  The relay stays until the
- * device's final answer to the INVITE (64*T1 after the CANCEL at most): a
- * 487 is ACKed, a 200 that crossed the CANCEL is ACKed and ended with a BYE,
- * and neither goes up.
+ * CANCEL with the INVITE's branch (RFC 3261 9.1) -- once it has answered
+ * the INVITE provisionally: before that a CANCEL must not be sent, so the
+ * INVITE goes on being retransmitted and the CANCEL follows its first 1xx
+ * (no answer at all: the INVITE's transaction times out).  The relay stays
+ * until the device's final answer to the INVITE (64*T1 after the CANCEL at
+ * most): a 487 is ACKed, a 200 that crossed the CANCEL is ACKed and ended
+ * with a BYE, and neither goes up.
  */
 static void
 relay_cancel(Relay *r, const char *by)
@@ -1560,13 +1579,14 @@ relay_cancel(Relay *r, const char *by)
 	queue_bye_audit(r, by);
 	if (inv == NULL)
 		return;					/* the device answered already */
-	if (relay_send(r, UK_RELAY_CANCEL, "CANCEL", 1, r->dev_branch, NULL, NULL, NULL) == NULL)
-		sip_log_limited(LOG_OTHER, "upstream \"%s\"'s call %s: the CANCEL to device %s could not be sent", ups[r->up].name,
-						r->presented, r->device);
-	inv->give_up_ms = (int) Min((int64) INT_MAX / 2, (sip_now - inv->sent_at) / 1000) + 2 * TX_GIVE_UP_MS;
-	inv->next_retx = DT_NOEND;	/* the INVITE is not sent again once CANCELled */
-	ereport(LOG, (errmsg("vms sip: upstream \"%s\"'s call %s: the INVITE to device %s is CANCELled (%s)", ups[r->up].name,
-						 r->presented, r->device, by)));
+	if (!r->dev_provisional)
+	{
+		r->cancel_deferred = true;
+		ereport(LOG, (errmsg("vms sip: upstream \"%s\"'s call %s: the INVITE to device %s is CANCELled at its first provisional answer (%s)",
+							 ups[r->up].name, r->presented, r->device, by)));
+		return;
+	}
+	relay_send_cancel(r, inv, by);
 }
 
 /* the device's answer to the relayed INVITE */
@@ -1672,6 +1692,12 @@ sip_upstream_response(const SipIn *in, const Peer *peer)
 		if (in->status < 200)
 		{
 			tx->next_retx = DT_NOEND;
+			if (tx->kind == UK_RELAY_INVITE && r->used)
+			{
+				r->dev_provisional = true;
+				if (r->cancel_deferred)
+					relay_send_cancel(r, tx, r->ended_by);
+			}
 			return true;
 		}
 		if (tx->kind == UK_RELAY_INVITE && r->used)
