@@ -99,3 +99,15 @@ UPDATE vms.channel SET code = '11010500001320000007' WHERE code = '1101050000132
 -- deleting a device removes its channels
 DELETE FROM vms.device WHERE code = '11010500001180000003';
 SELECT count(*) FROM vms.device;
+
+-- a foreign key to a table whose rows are deleted in bulk (the ledger: mass
+-- deletes, the district -> city apply; snapshots and inspection runs:
+-- retention) has an index leading with its column, so that each deleted row
+-- finds the rows it cascades to (or sets NULL in) without a scan
+SELECT k.conrelid::regclass AS referencing, k.conname AS foreign_key_without_index
+  FROM pg_constraint k
+ WHERE k.contype = 'f' AND k.connamespace = 'vms'::regnamespace
+   AND k.confrelid IN ('vms.channel'::regclass, 'vms.device'::regclass, 'vms.snapshot'::regclass,
+                       'vms.inspection_run'::regclass, 'vms.recording_check'::regclass)
+   AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = k.conrelid AND i.indkey[0] = k.conkey[1])
+ ORDER BY 1, 2;

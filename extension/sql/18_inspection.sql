@@ -103,6 +103,9 @@ CREATE TABLE vms.quality_result (
 );
 CREATE INDEX quality_result_channel_idx ON vms.quality_result (channel_code, at DESC);
 CREATE INDEX quality_result_run_idx ON vms.quality_result (run_id);
+-- snapshots past their retention are deleted 50,000 at a time, each setting
+-- its results' snapshot_id to NULL: found by this index, not by a scan
+CREATE INDEX quality_result_snapshot_idx ON vms.quality_result (snapshot_id) WHERE snapshot_id IS NOT NULL;
 COMMENT ON TABLE vms.quality_result IS
     'every inspection result (巡检记录): per check metric, verdict and detail, stream and image availability, snapshot';
 COMMENT ON COLUMN vms.quality_result.image_ok IS 'a usable picture: the stream opened and neither signal loss nor black screen';

@@ -119,6 +119,8 @@ CREATE TABLE vms.sip_share_code (
     UNIQUE (upstream, custom_code),
     CHECK (custom_code IS NOT NULL OR custom_name IS NOT NULL)
 );
+-- (a delete of the referenced row finds these rows by the index, not by a scan)
+CREATE INDEX sip_share_code_channel_idx ON vms.sip_share_code (channel_code);
 COMMENT ON TABLE vms.sip_share_code IS
     'per upper platform, the code and/or name a shared channel is presented under (自定义编码/名称); the ledger keeps its own';
 

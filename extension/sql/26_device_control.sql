@@ -515,6 +515,8 @@ CREATE TABLE vms.recording_gap (
     found_at      timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX recording_gap_channel_idx ON vms.recording_gap (channel_code, lower(gap));
+-- (a delete of the referenced row finds these rows by the index, not by a scan)
+CREATE INDEX recording_gap_check_idx ON vms.recording_gap (check_id);
 COMMENT ON TABLE vms.recording_gap IS 'periods a channel should have recorded and has no record for (录像断点), as the last check found them';
 
 CREATE FUNCTION vms._check_period(from_time timestamptz, to_time timestamptz) RETURNS void
@@ -788,6 +790,10 @@ CREATE TABLE vms.inspection_recording (
 );
 CREATE INDEX inspection_recording_open_idx ON vms.inspection_recording (id) WHERE state = 'queried';
 CREATE INDEX inspection_recording_plan_idx ON vms.inspection_recording (plan_id, channel_code, upper(period));
+-- (a delete of the referenced row finds these rows by the index, not by a scan)
+CREATE INDEX inspection_recording_channel_idx ON vms.inspection_recording (channel_code);
+CREATE INDEX inspection_recording_run_idx ON vms.inspection_recording (run_id);
+CREATE INDEX inspection_recording_check_idx ON vms.inspection_recording (check_id) WHERE check_id IS NOT NULL;
 COMMENT ON TABLE vms.inspection_recording IS
     'the recording checks of inspection rounds (check "recording"): per channel the period asked (RecordInfo request), then checked (vms.recording_check) or failed with the reason';
 
