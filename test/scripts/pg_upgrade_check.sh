@@ -9,7 +9,8 @@
 # GROUP BY, UNION... on a gbcode) but does not depend on it stops the
 # restore ("could not identify an ordering operator for type vms.gbcode").
 # This fills a database (the Futian fixture: devices, channels, catalogue
-# with a channel in two nodes, tags, a grant, an alarm, audit rows), runs
+# with a channel in two nodes, tags, a grant, an alarm, audit rows) and a
+# database installed at 0.2.0 and updated with ALTER EXTENSION, runs
 # pg_upgrade from an old cluster into a new one (same binaries: the check is
 # of the dump and restore pg_upgrade does), and compares every row of every
 # table in schema vms, the ledger export and the sequences, then checks the
@@ -32,7 +33,12 @@ psql_old() { cluster_psql "$dir/old" "$old_port" "$@"; }
 psql_new() { cluster_psql "$dir/new" "$new_port" "$@"; }
 
 cluster_start "$dir/old" "$old_port" "${conf[@]}" || exit 1
-psql_old postgres -c "CREATE DATABASE cams" || exit 1
+psql_old postgres -c "CREATE DATABASE cams" -c "CREATE DATABASE from_020" || exit 1
+# a database installed at 0.2.0 goes through pg_upgrade once updated to the
+# current version (README, Upgrading: at 0.2.0 its views stop the restore)
+psql_old from_020 -c "SET client_min_messages = warning" -c "CREATE EXTENSION vms VERSION '0.2.0' CASCADE" \
+                  -c "ALTER EXTENSION vms UPDATE" > "$dir/from_020.log" 2>&1 ||
+  { echo "FAIL pg_upgrade: installing 0.2.0 and updating it failed"; cat "$dir/from_020.log"; exit 1; }
 if ! psql_old cams -v abs_srcdir="$VMS_ROOT" > "$dir/fill.log" 2>&1 <<'SQL'
 SET client_min_messages = warning;
 CREATE EXTENSION vms CASCADE;
@@ -121,6 +127,9 @@ cluster_start "$dir/new" "$new_port" || exit 1
 new_version=$(psql_new cams -At -c "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'vms'")
 [ -n "$new_version" ] && [ "$new_version" = "$old_version" ] ||
   { echo "FAIL pg_upgrade: extension version '$old_version' before, '$new_version' after"; status=1; }
+got=$(psql_new from_020 -At -c "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'vms'" -c "SELECT count(*) FROM vms.ledger_export")
+[ "$got" = "$old_version
+0" ] || { echo "FAIL pg_upgrade: the database updated from 0.2.0 after pg_upgrade: $(echo "$got" | tr '\n' ' ')"; status=1; }
 snapshot psql_new cams | sort > "$dir/new.rows" || { echo "FAIL pg_upgrade: the upgraded cluster cannot be read (above)"; exit 1; }
 if ! diff -u "$dir/old.rows" "$dir/new.rows" > "$dir/rows.diff"; then
   echo "FAIL pg_upgrade: the upgraded cluster holds other rows ('-' old, '+' new):"; head -40 "$dir/rows.diff"; status=1
@@ -154,7 +163,7 @@ t'
 [ "$got" = "$want" ] || { echo "FAIL pg_upgrade: audit chain, new rows or export after the upgrade: $(echo "$got" | tr '\n' ' ')"; status=1; }
 
 if [ $status = 0 ]; then
-  echo "ok pg_upgrade of a vms $new_version cluster keeps every row ($(grep -vc '^sequence \|^ledger_export' "$dir/new.rows") rows in $(grep -v '^sequence \|^ledger_export' "$dir/new.rows" | cut -d: -f1 | sort -u | wc -l) tables, $(grep -c '^ledger_export' "$dir/new.rows") exported channels, grants, audit chain)"
+  echo "ok pg_upgrade of a vms $new_version cluster (and of a database updated from 0.2.0) keeps every row ($(grep -vc '^sequence \|^ledger_export' "$dir/new.rows") rows in $(grep -v '^sequence \|^ledger_export' "$dir/new.rows" | cut -d: -f1 | sort -u | wc -l) tables, $(grep -c '^ledger_export' "$dir/new.rows") exported channels, grants, audit chain)"
   cleanup; trap - EXIT
   rm -rf "${dir:?}"
 fi
