@@ -62,14 +62,7 @@ fi
 # every table of schema vms (members and run-time partitions), each row as
 # json, sorted; and every sequence's state
 snapshot() {
-  psql_ "$1" -At <<'SQL'
-SELECT format('SELECT %L || '': '' || to_jsonb(t)::text FROM ONLY %s t', c.oid::regclass, c.oid::regclass)
-  FROM pg_catalog.pg_class c
- WHERE c.relnamespace = 'vms'::regnamespace AND c.relkind = 'r'
- ORDER BY 1 \gexec
-SELECT 'sequence ' || s.schemaname || '.' || s.sequencename || ': ' || coalesce(s.last_value::text, 'unused')
-  FROM pg_catalog.pg_sequences s WHERE s.schemaname = 'vms';
-SQL
+  vms_snapshot_sql | psql_ "$1" -At
 }
 snapshot src | sort > "$dir/src.rows" || exit 1
 status=0

@@ -76,3 +76,17 @@ cluster_psql() {
   local dir=$1 port=$2 db=$3; shift 3
   as_pg psql -X -q -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U postgres -d "$db" "$@"
 }
+
+# the SQL (for psql -At) that prints every row of every table of schema vms
+# (members and run-time partitions) as json, and every sequence's state, a
+# line each: what the backup and pg_upgrade checks compare (sorted)
+vms_snapshot_sql() {
+  cat <<'SQL'
+SELECT format('SELECT %L || '': '' || to_jsonb(t)::text FROM ONLY %s t', c.oid::regclass, c.oid::regclass)
+  FROM pg_catalog.pg_class c
+ WHERE c.relnamespace = 'vms'::regnamespace AND c.relkind = 'r'
+ ORDER BY 1 \gexec
+SELECT 'sequence ' || s.schemaname || '.' || s.sequencename || ': ' || coalesce(s.last_value::text, 'unused')
+  FROM pg_catalog.pg_sequences s WHERE s.schemaname = 'vms';
+SQL
+}

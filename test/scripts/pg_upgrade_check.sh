@@ -64,15 +64,7 @@ fi
 
 # every row of every table of schema vms, the sequences, and the export
 snapshot() {
-  "$@" -At <<'SQL'
-SELECT format('SELECT %L || '': '' || to_jsonb(t)::text FROM ONLY %s t', c.oid::regclass, c.oid::regclass)
-  FROM pg_catalog.pg_class c
- WHERE c.relnamespace = 'vms'::regnamespace AND c.relkind = 'r'
- ORDER BY 1 \gexec
-SELECT 'sequence ' || s.schemaname || '.' || s.sequencename || ': ' || coalesce(s.last_value::text, 'unused')
-  FROM pg_catalog.pg_sequences s WHERE s.schemaname = 'vms';
-SELECT 'ledger_export: ' || to_jsonb(e)::text FROM vms.ledger_export e;
-SQL
+  { vms_snapshot_sql; echo "SELECT 'ledger_export: ' || to_jsonb(e)::text FROM vms.ledger_export e;"; } | "$@" -At
 }
 # what the analyst sees through its grant, and a search
 as_analyst() {
