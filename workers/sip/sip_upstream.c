@@ -1650,21 +1650,9 @@ sip_upstream_response(const SipIn *in, const Peer *peer)
 	if (tx == NULL)
 		return false;
 	u = &ups[tx->up];
-	if (tx->kind == UK_RELAY_CANCEL)
+	if (tx->kind == UK_RELAY_CANCEL || tx->kind == UK_RELAY_CTL || tx->kind == UK_RELAY_INVITE || tx->kind == UK_RELAY_BYE)
 	{
-		/* the device's answer to our CANCEL (200, or 481 when it had answered the INVITE): the INVITE's answer ends it */
-		if (strcmp(peer->ip, tx->peer.ip) != 0 || (peer->transport == TRANSPORT_UDP && peer->port != tx->peer.port))
-			sip_count(C_WRONG_SOURCE, 1);
-		else if (in->status < 200)
-			tx->next_retx = DT_NOEND;
-		else
-			free_tx(tx);
-		return true;
-	}
-	if (tx->kind == UK_RELAY_CTL)
-	{
-		CtlRelay   *c = &ctls[tx->relay];
-
+		/* a device's answer to what a relay sent it: from that device only; a 1xx stops retransmissions */
 		if (strcmp(peer->ip, tx->peer.ip) != 0 || (peer->transport == TRANSPORT_UDP && peer->port != tx->peer.port))
 		{
 			sip_count(C_WRONG_SOURCE, 1);
@@ -1673,8 +1661,27 @@ sip_upstream_response(const SipIn *in, const Peer *peer)
 		if (in->status < 200)
 		{
 			tx->next_retx = DT_NOEND;
+			if (tx->kind == UK_RELAY_INVITE && relays[tx->relay].used)
+			{
+				Relay	   *r = &relays[tx->relay];
+
+				r->dev_provisional = true;
+				if (r->cancel_deferred)
+					relay_send_cancel(r, tx, r->ended_by);
+			}
 			return true;
 		}
+	}
+	if (tx->kind == UK_RELAY_CANCEL)
+	{
+		/* the device's final answer to our CANCEL (200, or 481 when it had answered the INVITE): the INVITE's answer ends it */
+		free_tx(tx);
+		return true;
+	}
+	if (tx->kind == UK_RELAY_CTL)
+	{
+		CtlRelay   *c = &ctls[tx->relay];
+
 		free_tx(tx);
 		if (in->status >= 300 && c->used)
 			ctl_refuse(c, psprintf("the device answered %d", in->status));
@@ -1684,22 +1691,6 @@ sip_upstream_response(const SipIn *in, const Peer *peer)
 	{
 		Relay	   *r = &relays[tx->relay];
 
-		if (strcmp(peer->ip, tx->peer.ip) != 0 || (peer->transport == TRANSPORT_UDP && peer->port != tx->peer.port))
-		{
-			sip_count(C_WRONG_SOURCE, 1);
-			return true;
-		}
-		if (in->status < 200)
-		{
-			tx->next_retx = DT_NOEND;
-			if (tx->kind == UK_RELAY_INVITE && r->used)
-			{
-				r->dev_provisional = true;
-				if (r->cancel_deferred)
-					relay_send_cancel(r, tx, r->ended_by);
-			}
-			return true;
-		}
 		if (tx->kind == UK_RELAY_INVITE && r->used)
 		{
 			UpTx		copy = *tx;
