@@ -419,7 +419,7 @@ BEGIN
     -- are the channel values both loads take (vms.ledger_first_load and the
     -- upsert below); a rejected row's values are never used.  Only the
     -- columns used below are kept (the others are the texts the typed values
-    -- came from): a million rows of them wrote and read 200 MB more.
+    -- came from): a million rows of them wrote and read 50 MB more.
     CREATE TEMP TABLE _ledger_checked ON COMMIT DROP AS
     SELECT r.line_no, r.code, r.dev_code, r.name, r.alias, r.address, r.civil_code, r.street, r.place_type,
            r.point_type_code, r.resolution, r.azimuth_f, r.fov_angle_f, r.fov_range_f, r.height_f, r.unit,
