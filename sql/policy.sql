@@ -451,8 +451,18 @@ ALTER TABLE vms.access_grant ENABLE TRIGGER access_grant_role;
 SET SESSION AUTHORIZATION regress_heir;
 SELECT count(*) AS restored_heir_sees FROM vms.channel;
 RESET SESSION AUTHORIZATION;
+-- the rebind turns the binding trigger off for its update and back on as
+-- the DBA had set it: ENABLE ALWAYS stays ALWAYS (a plain ENABLE reset it)
+ALTER TABLE vms.access_grant ENABLE ALWAYS TRIGGER access_grant_role;
 SELECT grantee, old_oid, new_oid = 'regress_heir'::regrole AS bound_to_heir FROM vms.access_grant_rebind();
+SELECT tgenabled AS grant_trigger_state FROM pg_trigger WHERE tgrelid = 'vms.access_grant'::regclass AND tgname = 'access_grant_role';
+ALTER TABLE vms.access_grant DISABLE TRIGGER access_grant_role;
 SELECT count(*) AS rebound_again FROM vms.access_grant_rebind();
+SELECT tgenabled AS grant_trigger_state FROM pg_trigger WHERE tgrelid = 'vms.access_grant'::regclass AND tgname = 'access_grant_role';
+ALTER TABLE vms.access_grant ENABLE TRIGGER access_grant_role;
+-- (the helper refuses a state that is not one, and a trigger that is not there)
+SELECT vms._trigger_set('vms.access_grant', 'access_grant_role', 'E');
+SELECT vms._trigger_set('vms.access_grant', 'no_such_trigger', 'D');
 SET SESSION AUTHORIZATION regress_heir;
 SELECT count(*) AS rebound_heir_sees FROM vms.channel;
 RESET SESSION AUTHORIZATION;
@@ -556,9 +566,14 @@ RESET SESSION AUTHORIZATION;
 SET SESSION AUTHORIZATION regress_dave;
 SELECT vms.approve_request(:asker_request3);
 RESET SESSION AUTHORIZATION;
+ALTER TABLE vms.access_request ENABLE REPLICA TRIGGER access_request_role;
 SELECT request_id = :asker_request3 AS the_restored_one, requester, old_oid, new_oid = 'regress_asker'::regrole AS bound_to_asker
   FROM vms.access_request_rebind();
+SELECT tgenabled AS request_trigger_state FROM pg_trigger WHERE tgrelid = 'vms.access_request'::regclass AND tgname = 'access_request_role';
+ALTER TABLE vms.access_request ENABLE ALWAYS TRIGGER access_request_role;
 SELECT count(*) AS rebound_again FROM vms.access_request_rebind();
+SELECT tgenabled AS request_trigger_state FROM pg_trigger WHERE tgrelid = 'vms.access_request'::regclass AND tgname = 'access_request_role';
+ALTER TABLE vms.access_request ENABLE TRIGGER access_request_role;
 SET SESSION AUTHORIZATION regress_dave;
 SELECT vms.approve_request(:asker_request3) > 0 AS approved;
 RESET SESSION AUTHORIZATION;

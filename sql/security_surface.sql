@@ -206,6 +206,7 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms._tile_col(double precision)',
     'vms._tile_row(double precision)',
     'vms._touch_updated_at()',
+    'vms._trigger_set(regclass,name,"char")',
     'vms._viid_batches(text,integer,integer,timestamp with time zone,bigint)',
     'vms._viid_check_options(jsonb)',
     'vms._viid_directory(vms.viid_client,text)',

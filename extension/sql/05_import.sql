@@ -258,16 +258,12 @@ BEGIN
         END LOOP;
     END IF;
 
-    SELECT t.tgenabled INTO acting_trigger FROM pg_catalog.pg_trigger t
-     WHERE t.tgrelid = 'vms.channel'::regclass AND t.tgname = 'channel_acting_role';
-    ALTER TABLE vms.channel DISABLE TRIGGER channel_acting_role;
+    acting_trigger := vms._trigger_set('vms.channel', 'channel_acting_role', 'D');
     -- the map cells' deltas (vms._channel_clusters_track) once for the whole
     -- load, after it, instead of once per chunk: every chunk's points touch
     -- nearly every cell, so ten chunks appended ten times the rows (1.15 s
     -- in one pass over the loaded rows against 2 s)
-    SELECT t.tgenabled INTO cells_trigger FROM pg_catalog.pg_trigger t
-     WHERE t.tgrelid = 'vms.channel'::regclass AND t.tgname = 'channel_clusters_ins';
-    ALTER TABLE vms.channel DISABLE TRIGGER channel_clusters_ins;
+    cells_trigger := vms._trigger_set('vms.channel', 'channel_clusters_ins', 'D');
     PERFORM set_config('vms.acting_role', acting, true);
     SELECT min(line_no), max(line_no), count(*) INTO lo, hi, valid FROM pg_temp._ledger_checked;
     WHILE lo <= hi LOOP
@@ -296,13 +292,9 @@ BEGIN
             round(extract(epoch FROM clock_timestamp() - t0)::numeric, 1);
         lo := lo + chunk;
     END LOOP;
-    -- back as it was (ENABLE, ENABLE ALWAYS or ENABLE REPLICA)
-    EXECUTE format('ALTER TABLE vms.channel %s TRIGGER channel_acting_role',
-                   CASE acting_trigger WHEN 'A' THEN 'ENABLE ALWAYS' WHEN 'R' THEN 'ENABLE REPLICA'
-                                       WHEN 'D' THEN 'DISABLE' ELSE 'ENABLE' END);
-    EXECUTE format('ALTER TABLE vms.channel %s TRIGGER channel_clusters_ins',
-                   CASE cells_trigger WHEN 'A' THEN 'ENABLE ALWAYS' WHEN 'R' THEN 'ENABLE REPLICA'
-                                      WHEN 'D' THEN 'DISABLE' ELSE 'ENABLE' END);
+    -- back as it was (ENABLE, ENABLE ALWAYS, ENABLE REPLICA or DISABLE)
+    PERFORM vms._trigger_set('vms.channel', 'channel_acting_role', acting_trigger);
+    PERFORM vms._trigger_set('vms.channel', 'channel_clusters_ins', cells_trigger);
     -- what the trigger would have appended, had it fired for the chunks
     -- (its firing rule: 'O' unless the session replicates, 'A' always, 'R'
     -- only then); the ledger was empty, so its rows are the loaded ones

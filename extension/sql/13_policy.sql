@@ -198,9 +198,11 @@ CREATE FUNCTION vms.access_grant_rebind()
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     here constant bigint := (SELECT s.system_identifier FROM pg_catalog.pg_control_system() s);
+    saved "char";
 BEGIN
-    -- the trigger keeps a grant's binding on every update but of its grantee
-    ALTER TABLE vms.access_grant DISABLE TRIGGER access_grant_role;
+    -- the trigger keeps a grant's binding on every update but of its grantee: off
+    -- for this update, then back in the state it was in (ENABLE ALWAYS too)
+    saved := vms._trigger_set('vms.access_grant', 'access_grant_role', 'D');
     RETURN QUERY
     WITH old AS (
         SELECT g.id, g.grantee_oid FROM vms.access_grant g
@@ -211,7 +213,7 @@ BEGIN
           FROM old WHERE g.id = old.id
         RETURNING g.id, g.grantee, old.grantee_oid AS old_oid, g.grantee_oid AS new_oid)
     SELECT b.id, b.grantee, b.old_oid, b.new_oid FROM bound b WHERE b.old_oid IS DISTINCT FROM b.new_oid;
-    ALTER TABLE vms.access_grant ENABLE TRIGGER access_grant_role;
+    PERFORM vms._trigger_set('vms.access_grant', 'access_grant_role', saved);
 END $$;
 COMMENT ON FUNCTION vms.access_grant_rebind() IS
     'after a restore into another cluster: bind the live grants again to the roles their grantee names name there (as pg_restore does for ACLs); returns the grants changed';
@@ -253,9 +255,11 @@ CREATE FUNCTION vms.access_request_rebind()
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     here constant bigint := (SELECT s.system_identifier FROM pg_catalog.pg_control_system() s);
+    saved "char";
 BEGIN
-    -- the trigger keeps a request's binding on every update but of its requester
-    ALTER TABLE vms.access_request DISABLE TRIGGER access_request_role;
+    -- the trigger keeps a request's binding on every update but of its requester: off
+    -- for this update, then back in the state it was in (ENABLE ALWAYS too)
+    saved := vms._trigger_set('vms.access_request', 'access_request_role', 'D');
     RETURN QUERY
     WITH old AS (
         SELECT r.id, r.requester_oid FROM vms.access_request r
@@ -266,7 +270,7 @@ BEGIN
           FROM old WHERE r.id = old.id
         RETURNING r.id, r.requester, old.requester_oid AS old_oid, r.requester_oid AS new_oid)
     SELECT b.id, b.requester, b.old_oid, b.new_oid FROM bound b WHERE b.old_oid IS DISTINCT FROM b.new_oid;
-    ALTER TABLE vms.access_request ENABLE TRIGGER access_request_role;
+    PERFORM vms._trigger_set('vms.access_request', 'access_request_role', saved);
 END $$;
 COMMENT ON FUNCTION vms.access_request_rebind() IS
     'after a restore into another cluster: bind the pending access requests again to the roles their requester names name there; returns the requests changed';

@@ -86,9 +86,11 @@ CREATE FUNCTION vms.access_grant_rebind()
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     here constant bigint := (SELECT s.system_identifier FROM pg_catalog.pg_control_system() s);
+    saved "char";
 BEGIN
-    -- the trigger keeps a grant's binding on every update but of its grantee
-    ALTER TABLE vms.access_grant DISABLE TRIGGER access_grant_role;
+    -- the trigger keeps a grant's binding on every update but of its grantee: off
+    -- for this update, then back in the state it was in (ENABLE ALWAYS too)
+    saved := vms._trigger_set('vms.access_grant', 'access_grant_role', 'D');
     RETURN QUERY
     WITH old AS (
         SELECT g.id, g.grantee_oid FROM vms.access_grant g
@@ -99,7 +101,7 @@ BEGIN
           FROM old WHERE g.id = old.id
         RETURNING g.id, g.grantee, old.grantee_oid AS old_oid, g.grantee_oid AS new_oid)
     SELECT b.id, b.grantee, b.old_oid, b.new_oid FROM bound b WHERE b.old_oid IS DISTINCT FROM b.new_oid;
-    ALTER TABLE vms.access_grant ENABLE TRIGGER access_grant_role;
+    PERFORM vms._trigger_set('vms.access_grant', 'access_grant_role', saved);
 END $$;
 COMMENT ON FUNCTION vms.access_grant_rebind() IS
     'after a restore into another cluster: bind the live grants again to the roles their grantee names name there (as pg_restore does for ACLs); returns the grants changed';
