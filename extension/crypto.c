@@ -19,7 +19,7 @@
  * 'V1' (0.1.0) is the same without associated data.  It is still read, so
  * that 0.1.0 values keep working, but never written: the upgrade to 0.2.0
  * re-encrypts them in place when the key is readable, and the tables
- * refuse a V1 value written after that (vms._viid_upstream_secret_check), so
+ * refuse a V1 value written after that (vms._upstream_secret_check), so
  * a legacy value can only stay in the row it was stored in.
  */
 #include "postgres.h"

@@ -21,27 +21,35 @@ COMMENT ON COLUMN vms.viid_upstream.password_enc IS
 -- a value in the 0.1.0 form (no context) is not written any more, so the
 -- upgrade's leftovers (see README, Secrets) stay in their own rows.  Renaming
 -- an upstream needs its password again, since the name is in the context.
-CREATE FUNCTION vms._viid_upstream_secret_check() RETURNS trigger
+-- One function for every table of upstreams, vms.<kind>_upstream (name,
+-- password_enc), written with vms.<kind>_add_upstream and
+-- vms.<kind>_alter_upstream: vms.viid_upstream here, vms.sip_upstream
+-- (25_cascade.sql); the context and the hint are taken from the table's name.
+CREATE FUNCTION vms._upstream_secret_check() RETURNS trigger
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    kind constant text := left(TG_TABLE_NAME, -length('_upstream'));
 BEGIN
     IF TG_OP = 'INSERT' OR NEW.password_enc IS DISTINCT FROM OLD.password_enc THEN
         IF substr(NEW.password_enc, 1, 2) IS DISTINCT FROM 'V2'::bytea THEN
             RAISE EXCEPTION 'the password of upstream "%" is not encrypted for its row', NEW.name
                 USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'Use vms.viid_add_upstream or vms.viid_alter_upstream, or vms.secret_encrypt(password, ''viid_upstream.password_enc:'' || name).';
+                      HINT = format('Use vms.%s_add_upstream or vms.%s_alter_upstream, or vms.secret_encrypt(password, %L || name).',
+                                    kind, kind, TG_TABLE_NAME || '.password_enc:');
         END IF;
     ELSIF NEW.name IS DISTINCT FROM OLD.name THEN
         RAISE EXCEPTION 'renaming upstream "%" needs its password again', OLD.name
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'The password is encrypted for the upstream''s name.',
-                  HINT = 'Set password_enc = vms.secret_encrypt(password, ''viid_upstream.password_enc:'' || new name) in the same UPDATE.';
+                  HINT = format('Set password_enc = vms.secret_encrypt(password, %L || new name) in the same UPDATE.',
+                                TG_TABLE_NAME || '.password_enc:');
     END IF;
     RETURN NEW;
 END $$;
-COMMENT ON FUNCTION vms._viid_upstream_secret_check() IS
-    'internal: an upstream password is written in the bound form (V2) for its row; a rename re-encrypts it';
+COMMENT ON FUNCTION vms._upstream_secret_check() IS
+    'internal: an upstream''s password (vms.viid_upstream, vms.sip_upstream) is written in the bound form (V2) for its row; a rename re-encrypts it';
 CREATE TRIGGER viid_upstream_secret_check BEFORE INSERT OR UPDATE ON vms.viid_upstream
-    FOR EACH ROW EXECUTE FUNCTION vms._viid_upstream_secret_check();
+    FOR EACH ROW EXECUTE FUNCTION vms._upstream_secret_check();
 COMMENT ON COLUMN vms.viid_upstream.options IS
     'keepalive_s (60), batch_size (100), concurrency (4), timeout_ms (10000), max_attempts (10), retention_days (7), timezone (Asia/Shanghai), sync_ledger (false)';
 

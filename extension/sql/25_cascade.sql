@@ -26,27 +26,9 @@ COMMENT ON COLUMN vms.sip_upstream.options IS
     'local_id (vms.sip_id), realm (first 10 digits of platform_id), transport (udp, or tcp: one connection vms opens), expires (3600), keepalive_interval (60), keepalive_count (3), charset (GB2312), send_status (true), catalog_page_size (20), media_nets (the networks an INVITE may make a device stream to; the upstream''s own address), catalog_push_interval (600 s; 0: never), reconcile_interval (10 s: a subscribed share is compared with what was told this often, besides at once on a change), catalog_tree (false: channels under vms''s id; true: under their catalogue nodes, which are presented too)';
 
 -- the bound form of vms.secret_encrypt for the row, as for vms.viid_upstream
-CREATE FUNCTION vms._sip_upstream_secret_check() RETURNS trigger
-    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
-BEGIN
-    IF TG_OP = 'INSERT' OR NEW.password_enc IS DISTINCT FROM OLD.password_enc THEN
-        IF substr(NEW.password_enc, 1, 2) IS DISTINCT FROM 'V2'::bytea THEN
-            RAISE EXCEPTION 'the password of upstream "%" is not encrypted for its row', NEW.name
-                USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'Use vms.sip_add_upstream or vms.sip_alter_upstream, or vms.secret_encrypt(password, ''sip_upstream.password_enc:'' || name).';
-        END IF;
-    ELSIF NEW.name IS DISTINCT FROM OLD.name THEN
-        RAISE EXCEPTION 'renaming upstream "%" needs its password again', OLD.name
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'The password is encrypted for the upstream''s name.',
-                  HINT = 'Set password_enc = vms.secret_encrypt(password, ''sip_upstream.password_enc:'' || new name) in the same UPDATE.';
-    END IF;
-    RETURN NEW;
-END $$;
-COMMENT ON FUNCTION vms._sip_upstream_secret_check() IS
-    'internal: an upper platform''s password is written in the bound form (V2) for its row; a rename re-encrypts it';
+-- (the same trigger function, 15_viid.sql)
 CREATE TRIGGER sip_upstream_secret_check BEFORE INSERT OR UPDATE ON vms.sip_upstream
-    FOR EACH ROW EXECUTE FUNCTION vms._sip_upstream_secret_check();
+    FOR EACH ROW EXECUTE FUNCTION vms._upstream_secret_check();
 
 -- Registration state: one row per upstream, written by the worker in
 -- batches; every change of state is a row of vms.sip_upstream_event, and
@@ -1042,7 +1024,7 @@ CREATE FUNCTION vms._sip_upstream_bye(upstream text, code text, channel text, me
                            'media', to_jsonb(string_to_array(media, ',')), 'source', source, 'ended_by', ended_by))
 $$;
 COMMENT ON FUNCTION vms._sip_upstream_bye(text, text, text, text, text, text) IS
-    'internal: a relayed call of an upper platform ended (by it or by the device): audited';
+    'internal: a relayed call of an upper platform ended: audited with who or what ended it (ended_by: upstream, device, cancel, timeout, dropped, disabled, no ack)';
 
 -- NOTIFY on the change itself: a statement that changes what an upper
 -- platform may be told (the ledger's channels and devices, channel status,
