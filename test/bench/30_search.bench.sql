@@ -1,7 +1,7 @@
 -- Point search over 1,000,000 channels in a city-sized area with tags:
 -- p50/p95 per filter through vms.search_points, against the bare PostGIS
 -- query on a plain table of the same points (tiles and governance runs:
--- 35_tiles_governance.bench.sql, which uses this ledger).
+-- 35_tiles_governance.bench.sql, which loads a ledger of its own).
 --
 -- The targets compare like with like: the baseline is the query an analyst
 -- would write in bare PostGIS for the same page, on a plain copy of the

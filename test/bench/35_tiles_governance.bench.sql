@@ -1,7 +1,9 @@
--- Map tiles and governance runs over 1,000,000 channels (issue 20).  Uses the
--- ledger 30_search.bench.sql loaded; run alone (VMS_BENCH_ONLY=35_tiles_governance)
--- it loads its own: points uniform over the same city box, with the same
--- codes, civil codes and point types.  -v rows=N for a smaller ledger.
+-- Map tiles and governance runs over 1,000,000 channels (issue 20), on the
+-- governance ledger of bench_lib.sql (bench.ledger_rows over the streets
+-- of bench.city_regions: points uniform over the city box, region
+-- boundaries, naming patterns and a fixed share of defects for each of the
+-- 12 rules); 30_search's ledger, if loaded, is replaced.  -v rows=N for a
+-- smaller ledger.
 --
 -- Tiles: the precomputed clusters are built from the ledger (timed, against
 -- a bare aggregate of the same points per zoom-18 tile), then p50/p95 of
@@ -18,7 +20,9 @@
 --
 -- Governance: vms.governance_run() over the ledger, first run (opens every
 -- task) and the next (refreshes them), against one sequential scan of the
--- channel table reading every row; then vms.governance_run_changed() after
+-- channel table reading every row; what each rule found is printed
+-- (governance_findings_<rule>, its share of the ledger as the ratio), and
+-- the bench fails if a rule found nothing; then vms.governance_run_changed() after
 -- 1 % of the channels changed, against the full run after it, which must
 -- find every task as the incremental run left it.
 SET search_path = public, vms;
@@ -27,24 +31,29 @@ SELECT setseed(0.35);
 \else
 \set rows 1000000
 \endif
-SELECT count(*) < :rows / 2 AS need_load FROM vms.channel \gset
+-- The ledger: bench.ledger_rows over the city of bench.city_regions
+-- (bench_lib.sql), with its region boundaries and naming patterns and a
+-- fixed share of defects for each of the 12 governance rules, so that every
+-- rule has work (the ledger of 30_search, which this file used before, has
+-- neither boundaries nor naming patterns and a name shared by every
+-- channel's unit: two rules found nothing there, eight more nothing either,
+-- and duplicate_name everything).  Loaded here unless it is loaded already
+-- (30_search's is replaced).
+SELECT count(*) < :rows / 2 OR NOT EXISTS (SELECT 1 FROM vms.naming_pattern WHERE civil_prefix = '11010511')
+       OR NOT EXISTS (SELECT 1 FROM vms.channel WHERE name = 'IPCamera') AS need_load
+  FROM vms.channel \gset
 \if :need_load
+TRUNCATE vms.channel CASCADE;
+DROP TABLE IF EXISTS bench.pts;
+SELECT bench.city_regions();
 ALTER TABLE vms.channel DISABLE TRIGGER USER;
 INSERT INTO vms.org_unit (name) SELECT '分局' || i FROM generate_series(1, 20) i ON CONFLICT DO NOTHING;
 INSERT INTO vms.device (code, name)
 SELECT vms.gbcode_make('110105' || lpad((1 + i % 16)::text, 2, '0'), 0, 118, 0, i / 16), 'NVR-' || i
   FROM generate_series(0, :rows / 10 - 1) i ON CONFLICT DO NOTHING;
-INSERT INTO vms.channel (code, device_code, name, address, civil_code, point_type, place_type, azimuth, unit_id, geom, online)
-SELECT vms.gbcode_make('110105' || lpad((1 + i % 16)::text, 2, '0'), 0, 132, 0, 500000 + i / 16),
-       vms.gbcode_make('110105' || lpad((1 + (i / 10) % 16)::text, 2, '0'), 0, 118, 0, (i / 10) / 16),
-       '点位' || (i % 5000) || (ARRAY['东向西', '西向东', '南向北', '北向南'])[1 + i % 4] || '-' || lpad((i % 1000)::text, 3, '0'),
-       '北京市朝阳区' || (ARRAY['阜通东大街', '建国路', '工体北路', '酒仙桥路'])[1 + i % 4] || (i % 300) || '号',
-       '110105' || lpad((1 + i % 16)::text, 2, '0'),
-       (ARRAY['bullet', 'dome', 'capture', 'hemisphere'])[1 + i % 4],
-       (ARRAY['道路', '小区', '学校', '商圈'])[1 + (i / 4) % 4],
-       (i * 37) % 360, (SELECT id FROM vms.org_unit WHERE name = '分局' || (1 + i % 20)),
-       ST_SetSRID(ST_MakePoint(116.20 + random() * 0.40, 39.75 + random() * 0.30), 4326), i % 3 <> 0
-  FROM generate_series(0, :rows - 1) i;
+INSERT INTO vms.channel (code, device_code, name, address, civil_code, point_type, place_type, azimuth, fov_angle,
+                         fov_range_m, resolution, capabilities, unit_id, geom, online, updated_at)
+SELECT * FROM bench.ledger_rows(0, :rows, :rows / 10);
 ALTER TABLE vms.channel ENABLE TRIGGER USER;
 CLUSTER vms.channel USING channel_geom_idx;
 VACUUM ANALYZE vms.channel;
@@ -185,19 +194,15 @@ SELECT * FROM bench.tile_latency(8, 18, 220) \gset all_
 -- keeping the clusters fresh during an import: 10 % more channels in one
 -- statement, every ledger trigger on, against the same rows without the
 -- cluster trigger (codes apart, rolled back)
-CREATE TABLE bench.more AS
-SELECT vms.gbcode_make('110105' || lpad((1 + i % 16)::text, 2, '0'), 0, 132, 0, 900000 + i / 16) AS code,
-       vms.gbcode_make('110105' || lpad((1 + (i / 10) % 16)::text, 2, '0'), 0, 118, 0, (i / 10) / 16) AS device_code,
-       '新增' || i AS name, '110105' || lpad((1 + i % 16)::text, 2, '0') AS civil_code,
-       ST_SetSRID(ST_MakePoint(116.20 + random() * 0.40, 39.75 + random() * 0.30), 4326) AS geom, i % 2 = 0 AS online
-  FROM generate_series(0, :rows / 10 - 1) i;
+CREATE TABLE bench.more AS SELECT * FROM bench.ledger_rows(:rows, :rows / 10, :rows / 10);
 CREATE FUNCTION bench.insert_more(clusters boolean) RETURNS float8 LANGUAGE plpgsql AS $$
 DECLARE t0 timestamptz; ms float8;
 BEGIN
     IF NOT clusters THEN ALTER TABLE vms.channel DISABLE TRIGGER channel_clusters_ins; END IF;
     t0 := clock_timestamp();
-    INSERT INTO vms.channel (code, device_code, name, civil_code, geom, online)
-    SELECT code, device_code, name, civil_code, geom, online FROM bench.more;
+    INSERT INTO vms.channel (code, device_code, name, address, civil_code, point_type, place_type, azimuth, fov_angle,
+                             fov_range_m, resolution, capabilities, unit_id, geom, online, updated_at)
+    SELECT * FROM bench.more;
     ms := extract(epoch FROM clock_timestamp() - t0) * 1000;
     IF NOT clusters THEN ALTER TABLE vms.channel ENABLE TRIGGER channel_clusters_ins; END IF;
     RETURN ms;
@@ -218,11 +223,28 @@ SELECT bench.time_ms('SELECT vms.governance_run()') AS gov1_ms \gset
 SELECT bench.time_ms('SELECT vms.governance_run()') AS gov2_ms \gset
 SELECT count(*) AS channels FROM vms.channel \gset
 SELECT findings, opened FROM vms.governance_run ORDER BY id LIMIT 1 \gset gov_
+-- what each rule found in the run (its live tasks): every rule must have
+-- found something, or the run's figure leaves its work out
+CREATE TEMP TABLE bench_rule_findings AS
+SELECT r.code, count(t.id) AS n FROM vms.governance_rule r
+  LEFT JOIN vms.governance_task t ON t.rule_code = r.code AND t.state IN ('open', 'assigned', 'fixed', 'ignored')
+ WHERE r.enabled GROUP BY r.code;
+DO $$
+DECLARE idle text;
+BEGIN
+    SELECT string_agg(code, ', ' ORDER BY code) INTO idle FROM bench_rule_findings WHERE n = 0;
+    IF idle IS NOT NULL OR (SELECT count(*) FROM bench_rule_findings) < 12 THEN
+        RAISE EXCEPTION 'governance bench: rules that found nothing: %', coalesce(idle, '(fewer than 12 rules enabled)')
+            USING DETAIL = 'A rule with no finding in the bench ledger leaves its work out of the governance figure.';
+    END IF;
+END $$;
 
 -- the incremental run over 1 % of the channels changed since: 90 % of them
--- an address edited, 9 % moved to another point, 1 % renamed (a rename
--- takes the channel's old and new unit-and-name group along: here every
--- name is shared by about 1/5000 of the ledger), against the full run
+-- an address edited, 9 % moved to another point (anywhere in the city: most
+-- then lie in another street than their civil code's), 1 % renamed (a
+-- rename takes the channel's old and new unit-and-name group along: here a
+-- name is unique in its unit but for the 1 % of factory default names,
+-- which a few hundred channels of a unit share), against the full run
 -- after it (same ledger, same tasks); that full run must open, reopen and
 -- close nothing, and every live task must read the same as after the
 -- incremental run (governance_incremental_mismatches)
@@ -266,6 +288,8 @@ SELECT bench.line('tile_cluster_count_mismatches', :z8_mismatches + :z9_mismatch
                   + :z12_mismatches + :all_mismatches + :after_mismatches, 'tiles', 0, '0');
 SELECT bench.line('tile_clusters_upkeep_insert_' || :rows / 10, :insert_kept_ms / 1000, 's', :insert_plain_ms / 1000, 'none');
 SELECT bench.line('tile_clusters_refresh_after_insert', :refresh_ms / 1000, 's', :insert_plain_ms / 1000, 'none');
+SELECT bench.line('governance_findings_' || code, n, 'tasks', :channels, '>0') FROM bench_rule_findings ORDER BY code;
+SELECT bench.line('governance_findings_total', :gov_findings, 'findings', :channels, 'none');
 SELECT bench.line('governance_run_' || :channels, :gov1_ms / 1000, 's', :scan_ms / 1000, '<=20s');
 SELECT bench.line('governance_rerun_' || :channels, :gov2_ms / 1000, 's', :scan_ms / 1000, '<=20s');
 SELECT bench.line('governance_incremental_' || :changed || '_changed', :govinc_ms / 1000, 's', :gov3_ms / 1000, '<=0.1');

@@ -1,6 +1,7 @@
--- Row-level security cost: a 500 m circle search over the 1,000,000 channels
--- of 30_search as a user holding 1,000 grants, against the same search as a
--- superuser (who bypasses the policy), in the same run.
+-- Row-level security cost: a 500 m circle search over the 1,100,000 channels
+-- 35_tiles_governance leaves (its governance ledger, where a street's
+-- channels lie in the street) as a user holding 1,000 grants, against the
+-- same search as a superuser (who bypasses the policy), in the same run.
 SET search_path = public, vms;
 SELECT setseed(0.9);
 DROP ROLE IF EXISTS bench_user;
