@@ -215,6 +215,7 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms._viid_ingest_many(text,vms.viid_kind,text,jsonb,jsonb,integer[],integer[],bytea[],text[],boolean)',
     'vms._viid_ingest_one(text,vms.viid_kind,jsonb,jsonb)',
     'vms._viid_map_many(text,jsonb[])',
+    'vms._viid_notification(text,text,text,text,text,jsonb)',
     'vms._viid_outbox_insert(text,text,text[],jsonb[])',
     'vms._viid_record_partition(timestamp with time zone)',
     'vms._viid_results(text,bigint[],integer,text,text)',

@@ -216,6 +216,20 @@ CREATE FUNCTION vms._viid_status(url text, code integer, string text, id text DE
 $$;
 COMMENT ON FUNCTION vms._viid_status(text, integer, text, text) IS 'internal: a GA/T 1400 ResponseStatusObject (LocalTime in China Standard Time)';
 
+-- The SubscribeNotificationObject for one object, as every subscription
+-- path queues it (records received, ledger changes): its id, the
+-- subscription's id and title, the time (China Standard Time), the object's
+-- id and the object in its list (item_object 'MotorVehicleObject' in
+-- 'MotorVehicleObjectList', 'APEObject' in 'APEObjectList'...).
+CREATE FUNCTION vms._viid_notification(nid text, subscribe_id text, title text, info_ids text, item_object text, item jsonb)
+    RETURNS jsonb
+    LANGUAGE sql STABLE
+    RETURN jsonb_build_object('NotificationID', nid, 'SubscribeID', subscribe_id, 'Title', title,
+                              'TriggerTime', to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDDHH24MISS'),
+                              'InfoIDs', info_ids, item_object || 'List', jsonb_build_object(item_object, jsonb_build_array(item)));
+COMMENT ON FUNCTION vms._viid_notification(text, text, text, text, text, jsonb) IS
+    'internal: a GA/T 1400 SubscribeNotificationObject carrying one object (TriggerTime in China Standard Time)';
+
 -- One record: validate, map, store with its images.  Raises with the reason
 -- when the record is refused; returns false when it was stored before.
 CREATE FUNCTION vms._viid_ingest_one(client text, k vms.viid_kind, item jsonb, copts jsonb) RETURNS boolean
@@ -359,10 +373,7 @@ BEGIN
         nid := sub.subscribe_id || '-' || oid;
         INSERT INTO vms.viid_outbox (upstream, kind, object_id, doc, next_attempt_at)
         VALUES (sub.upstream, 'SubscribeNotification', nid,
-                jsonb_build_object('NotificationID', nid, 'SubscribeID', sub.subscribe_id, 'Title', sub.title,
-                                   'TriggerTime', to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDDHH24MISS'),
-                                   'InfoIDs', oid,
-                                   k.kind || 'ObjectList', jsonb_build_object(k.item_object, jsonb_build_array(full_doc))),
+                vms._viid_notification(nid, sub.subscribe_id, sub.title, oid, k.item_object, full_doc),
                 CASE WHEN sub.report_interval > 0
                      THEN to_timestamp(ceil(extract(epoch FROM now()) / sub.report_interval) * sub.report_interval)
                      ELSE now() END);
@@ -586,11 +597,8 @@ BEGIN
         q AS (
             INSERT INTO vms.viid_outbox (upstream, kind, object_id, doc, next_attempt_at)
             SELECT d.upstream, 'SubscribeNotification', d.subscribe_id || '-' || d.oid,
-                   jsonb_build_object('NotificationID', d.subscribe_id || '-' || d.oid, 'SubscribeID', d.subscribe_id, 'Title', d.title,
-                                      'TriggerTime', to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDDHH24MISS'),
-                                      'InfoIDs', d.oid,
-                                      k.kind || 'ObjectList', jsonb_build_object(k.item_object,
-                                          jsonb_build_array(vms._viid_with_images(k.kind, d.doc, d.pos, img_data)))),
+                   vms._viid_notification(d.subscribe_id || '-' || d.oid, d.subscribe_id, d.title, d.oid, k.item_object,
+                                          vms._viid_with_images(k.kind, d.doc, d.pos, img_data)),
                    CASE WHEN d.report_interval > 0
                         THEN to_timestamp(ceil(extract(epoch FROM now()) / d.report_interval) * d.report_interval)
                         ELSE now() END
@@ -766,18 +774,14 @@ BEGIN
         IF TG_TABLE_NAME = 'channel' AND TG_OP = 'INSERT' AND '3' = ANY (sub.details) THEN
             INSERT INTO vms.viid_outbox (upstream, kind, object_id, doc)
             SELECT sub.upstream, 'SubscribeNotification', nid,
-                   jsonb_build_object('NotificationID', nid, 'SubscribeID', sub.subscribe_id, 'Title', sub.title,
-                                      'TriggerTime', to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDDHH24MISS'),
-                                      'InfoIDs', ch.code::text, 'APEObjectList', jsonb_build_object('APEObject', jsonb_build_array(vms.viid_ape_doc(ch))))
+                   vms._viid_notification(nid, sub.subscribe_id, sub.title, ch.code::text, 'APEObject', vms.viid_ape_doc(ch))
               FROM new_rows ch
               CROSS JOIN LATERAL (SELECT sub.subscribe_id || '-' || ch.code::text || '-' || to_char(clock_timestamp(), 'YYYYMMDDHH24MISSUS') AS nid) x
              WHERE ch.code = ANY (shared);
         ELSIF TG_TABLE_NAME = 'channel' AND TG_OP = 'UPDATE' THEN
             INSERT INTO vms.viid_outbox (upstream, kind, object_id, doc)
             SELECT sub.upstream, 'SubscribeNotification', nid,
-                   jsonb_build_object('NotificationID', nid, 'SubscribeID', sub.subscribe_id, 'Title', sub.title,
-                                      'TriggerTime', to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDDHH24MISS'),
-                                      'InfoIDs', ch.code::text, 'APEObjectList', jsonb_build_object('APEObject', jsonb_build_array(vms.viid_ape_doc(ch))))
+                   vms._viid_notification(nid, sub.subscribe_id, sub.title, ch.code::text, 'APEObject', vms.viid_ape_doc(ch))
               FROM new_rows ch JOIN old_rows o ON o.code = ch.code
               CROSS JOIN LATERAL (SELECT sub.subscribe_id || '-' || ch.code::text || '-' || to_char(clock_timestamp(), 'YYYYMMDDHH24MISSUS') AS nid) x
              WHERE ch.code = ANY (shared)
@@ -786,19 +790,15 @@ BEGIN
         ELSIF TG_TABLE_NAME = 'checkpoint' AND '7' = ANY (sub.details) THEN
             INSERT INTO vms.viid_outbox (upstream, kind, object_id, doc)
             SELECT sub.upstream, 'SubscribeNotification', nid,
-                   jsonb_build_object('NotificationID', nid, 'SubscribeID', sub.subscribe_id, 'Title', sub.title,
-                                      'TriggerTime', to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDDHH24MISS'),
-                                      'InfoIDs', k.code::text, 'TollgateObjectList', jsonb_build_object('TollgateObject', jsonb_build_array(vms.viid_tollgate_doc(k))))
+                   vms._viid_notification(nid, sub.subscribe_id, sub.title, k.code::text, 'TollgateObject', vms.viid_tollgate_doc(k))
               FROM new_rows k
               CROSS JOIN LATERAL (SELECT sub.subscribe_id || '-' || k.code::text || '-' || to_char(clock_timestamp(), 'YYYYMMDDHH24MISSUS') AS nid) x
              WHERE EXISTS (SELECT FROM vms.lane_channel lc WHERE lc.checkpoint_code = k.code AND lc.channel_code = ANY (shared));
         ELSIF TG_TABLE_NAME = 'lane' AND '9' = ANY (sub.details) THEN
             INSERT INTO vms.viid_outbox (upstream, kind, object_id, doc)
             SELECT sub.upstream, 'SubscribeNotification', nid,
-                   jsonb_build_object('NotificationID', nid, 'SubscribeID', sub.subscribe_id, 'Title', sub.title,
-                                      'TriggerTime', to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDDHH24MISS'),
-                                      'InfoIDs', l.checkpoint_code::text || lpad(l.lane_no::text, 2, '0'),
-                                      'LaneObjectList', jsonb_build_object('LaneObject', jsonb_build_array(vms.viid_lane_doc(l))))
+                   vms._viid_notification(nid, sub.subscribe_id, sub.title, l.checkpoint_code::text || lpad(l.lane_no::text, 2, '0'),
+                                          'LaneObject', vms.viid_lane_doc(l))
               FROM new_rows l
               CROSS JOIN LATERAL (SELECT sub.subscribe_id || '-' || l.checkpoint_code::text || lpad(l.lane_no::text, 2, '0') || '-'
                                          || to_char(clock_timestamp(), 'YYYYMMDDHH24MISSUS') AS nid) x

@@ -145,10 +145,7 @@ BEGIN
         nid := sub.subscribe_id || '-' || oid;
         INSERT INTO vms.viid_outbox (upstream, kind, object_id, doc, next_attempt_at)
         VALUES (sub.upstream, 'SubscribeNotification', nid,
-                jsonb_build_object('NotificationID', nid, 'SubscribeID', sub.subscribe_id, 'Title', sub.title,
-                                   'TriggerTime', to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDDHH24MISS'),
-                                   'InfoIDs', oid,
-                                   k.kind || 'ObjectList', jsonb_build_object(k.item_object, jsonb_build_array(full_doc))),
+                vms._viid_notification(nid, sub.subscribe_id, sub.title, oid, k.item_object, full_doc),
                 CASE WHEN sub.report_interval > 0
                      THEN to_timestamp(ceil(extract(epoch FROM now()) / sub.report_interval) * sub.report_interval)
                      ELSE now() END);
@@ -372,11 +369,8 @@ BEGIN
         q AS (
             INSERT INTO vms.viid_outbox (upstream, kind, object_id, doc, next_attempt_at)
             SELECT d.upstream, 'SubscribeNotification', d.subscribe_id || '-' || d.oid,
-                   jsonb_build_object('NotificationID', d.subscribe_id || '-' || d.oid, 'SubscribeID', d.subscribe_id, 'Title', d.title,
-                                      'TriggerTime', to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDDHH24MISS'),
-                                      'InfoIDs', d.oid,
-                                      k.kind || 'ObjectList', jsonb_build_object(k.item_object,
-                                          jsonb_build_array(vms._viid_with_images(k.kind, d.doc, d.pos, img_data)))),
+                   vms._viid_notification(d.subscribe_id || '-' || d.oid, d.subscribe_id, d.title, d.oid, k.item_object,
+                                          vms._viid_with_images(k.kind, d.doc, d.pos, img_data)),
                    CASE WHEN d.report_interval > 0
                         THEN to_timestamp(ceil(extract(epoch FROM now()) / d.report_interval) * d.report_interval)
                         ELSE now() END
