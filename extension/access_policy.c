@@ -48,6 +48,7 @@
 #include "utils/timestamp.h"
 
 #include "gbcode.h"
+#include "vms.h"
 
 typedef struct CodeLevel
 {
@@ -132,19 +133,6 @@ lookup_grant_relid(void)
 	return RangeVarGetRelid(makeRangeVar("vms", "access_grant", -1), NoLock, false);
 }
 
-static Oid
-get_rel_owner_oid(Oid relid)
-{
-	HeapTuple	tp = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tp))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tp))->relowner;
-	ReleaseSysCache(tp);
-	return owner;
-}
-
 static HTAB *
 make_table(MemoryContext cxt, const char *name, Size keysize, Size entrysize, bool blobs)
 {
@@ -198,7 +186,7 @@ build_cache(PolicyKind kind, Oid user, TimestampTz now)
 	cache->next_change = DT_NOEND;
 
 	grant_relid = lookup_grant_relid();
-	owner = get_rel_owner_oid(grant_relid);
+	owner = vms_rel_owner(grant_relid);
 	args[0] = ObjectIdGetDatum(user);
 	args[1] = TimestampTzGetDatum(now);
 

@@ -63,6 +63,8 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
+#include "vms.h"
+
 PG_FUNCTION_INFO_V1(vms_viid_outbox_insert);
 
 /* one foreign key of the outbox: its column and the parent's key column */
@@ -143,20 +145,6 @@ only_fk_checks(Relation rel, OutboxParent *parents)
 	return true;
 }
 
-/* the owner of a table, as RelationGetForm(rel)->relowner */
-static Oid
-rel_owner(Oid relid)
-{
-	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
 /*
  * What the foreign-key trigger does for each row, once: the parent row with
  * this key, locked FOR KEY SHARE, read as the parent's owner (row security
@@ -175,7 +163,7 @@ lock_parent(Relation rel, const OutboxParent *op, text *value)
 	sql = psprintf("SELECT 1 FROM ONLY vms.%s x WHERE x.%s OPERATOR(pg_catalog.=) $1 FOR KEY SHARE OF x",
 				   quote_identifier(op->parent), quote_identifier(op->key));
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(rel_owner(op->parent_oid),
+	SetUserIdAndSecContext(vms_rel_owner(op->parent_oid),
 						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_NOFORCE_RLS);
 	rc = SPI_execute_with_args(sql, 1, argtypes, args, NULL, false, 1);
 	SetUserIdAndSecContext(save_userid, save_sec_context);

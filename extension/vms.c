@@ -5,10 +5,13 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "catalog/pg_class.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/syscache.h"
 
 #include "vms.h"
 #include "audit_denied.h"
@@ -62,6 +65,24 @@ vms_media_server(PG_FUNCTION_ARGS)
 	if (vms_media_server_setting == NULL || vms_media_server_setting[0] == '\0')
 		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(vms_media_server_setting));
+}
+
+/*
+ * The owner of a table, as RelationGetForm(rel)->relowner without opening
+ * it (the access policy runs its grant queries as vms.access_grant's owner,
+ * the outbox's key checks as the parent's).
+ */
+Oid
+vms_rel_owner(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
 }
 
 void
