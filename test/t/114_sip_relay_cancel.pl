@@ -19,7 +19,15 @@
 #    a late 200 ACKed and BYEd;
 #  - each end audited (sip_upstream_bye, ended_by cancel / upstream / timeout / dropped);
 #  - a device that has not answered 1xx yet gets no CANCEL until it does (9.1):
-#    its INVITE is retransmitted meanwhile.
+#    its INVITE is retransmitted meanwhile;
+#  - the final answers that go up are retransmitted over UDP until the upper
+#    platform's ACK (17.2.1 Timer G for the 487, 13.3.1.4 for a 200): at least
+#    T1 then 2*T1 apart (kernel arrival times), and no more after the ACK;
+#  - a device's 200 sent again after it crossed the CANCEL is ACKed again (13.2.2.4),
+#    with no second BYE;
+#  - an INVITE with a 100-character Via branch can be CANCELled;
+#  - disabling the upstream ends its calls as dropping it does: the established
+#    one's device gets a BYE, the pending one's a CANCEL (audited, ended_by disabled).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -47,10 +55,27 @@ $node->poll_query_until('postgres', "SELECT count(*) = 1 FROM pg_stat_activity W
 my $upper_id = '34010000002000000001';
 my $up_port = PostgreSQL::Test::Cluster::get_free_port();
 my $up = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $up_port, Proto => 'udp') or die "upper: $!";
+stamp_arrivals($up);
 my $vms = sockaddr_of('127.0.0.1', $sip_port);
 my (%inbox, $dev);
 $inbox{up} = [];
 $inbox{dev} = [];
+
+# the kernel's arrival time of each datagram (SIOCGSTAMP, Linux; the first call turns stamping on), not the
+# time this script got round to reading it: a loaded machine delays the reader, not the stamps
+my %arrived;	# message text => arrival times, in order (a retransmission is the same text)
+use constant SIOCGSTAMP => 0x8906;
+
+sub stamp_arrivals { my $ts = "\0" x 16; ioctl($_[0], SIOCGSTAMP, $ts); return }
+
+sub arrival_of
+{
+	my ($sock) = @_;
+	my $ts = "\0" x 16;
+	return time() unless ioctl($sock, SIOCGSTAMP, $ts);
+	my ($sec, $usec) = unpack('q q', $ts);
+	return $sec + $usec / 1e6;
+}
 
 sub sockaddr_of { return Socket::pack_sockaddr_in($_[1], Socket::inet_aton($_[0])) }
 
@@ -88,6 +113,7 @@ sub pump
 	{
 		my $buf;
 		$s->recv($buf, 65535) or next;
+		push @{ $arrived{$buf} }, arrival_of($s);
 		my $who = $s == $up ? 'up' : 'dev';
 		if ($buf =~ /^(REGISTER|MESSAGE|NOTIFY|OPTIONS|SUBSCRIBE) /)
 		{
@@ -98,11 +124,12 @@ sub pump
 	}
 }
 
-# the first message in the peer's inbox that satisfies $pred (taken off), waiting for it; undef at the deadline
+# the first message in the peer's inbox that satisfies $pred (taken off), waiting for it (at most $secs,
+# default the test timeout); undef at the deadline
 sub wait_msg
 {
-	my ($who, $pred) = @_;
-	my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
+	my ($who, $pred, $secs) = @_;
+	my $deadline = time() + ($secs // $PostgreSQL::Test::Utils::timeout_default);
 	while (1)
 	{
 		for my $i (0 .. $#{ $inbox{$who} })
@@ -125,6 +152,20 @@ sub up_send
 	$up->send($msg, 0, $vms) or die "send: $!";
 }
 
+# a round trip through the worker: an OPTIONS from the upper platform's socket, its answer (any status)
+# comes after everything vms sent that socket before it handled the OPTIONS, which came after what
+# the caller sent before
+my $rt = 0;
+
+sub up_roundtrip
+{
+	$rt++;
+	up_send("OPTIONS sip:$lower_id\@127.0.0.1:$sip_port SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:$up_port;branch=z9hG4bKrt$rt\r\n"
+		  . "From: <sip:$upper_id\@3401000000>;tag=rt$rt\r\nTo: <sip:$lower_id\@$realm>\r\nCall-ID: rt-$rt\r\nCSeq: 1 OPTIONS\r\n"
+		  . "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n");
+	return wait_msg('up', is_response('\d+', 'OPTIONS', "rt-$rt"));
+}
+
 sub invite_text
 {
 	my ($method, $cid, $branch, $ch, $cseq, $to_tag) = @_;
@@ -142,6 +183,16 @@ sub invite_text
 # ---------------------------------------------------------------- the upstream and the device
 my $dev_code = '34020100001180000001';
 my $ch = '34020100001320000001';
+
+# the same from the device's socket (its OPTIONS is answered on the device's path)
+sub dev_roundtrip
+{
+	$rt++;
+	$dev->send("OPTIONS sip:$lower_id\@$realm SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:" . $dev->sockport . ";branch=z9hG4bKdrt$rt\r\n"
+		  . "From: <sip:$dev_code\@$realm>;tag=drt$rt\r\nTo: <sip:$lower_id\@$realm>\r\nCall-ID: drt-$rt\r\nCSeq: 1 OPTIONS\r\n"
+		  . "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n", 0, $vms) or die "send: $!";
+	return wait_msg('dev', is_response('\d+', 'OPTIONS', "drt-$rt"));
+}
 $node->safe_psql('postgres', qq{
 INSERT INTO vms.device (code, name) VALUES ('$dev_code', 'cancel NVR');
 SELECT vms.device_set_password('$dev_code', '12345678', '$realm');
@@ -176,10 +227,10 @@ sub new_invite { return sub { /^INVITE / && !$old_calls{ hdr($_, 'Call-ID') } } 
 # the upper platform INVITEs; the device receives the relayed INVITE and answers 100
 sub start_call
 {
-	my ($label) = @_;
+	my ($label, $branch) = @_;
 	$n++;
 	my $cid = "cancel-$n-" . int(rand(1e9));
-	my $branch = "z9hG4bKup$n" . int(rand(1e9));
+	$branch //= "z9hG4bKup$n" . int(rand(1e9));
 	up_send(invite_text('INVITE', $cid, $branch, $ch));
 	ok(wait_msg('up', is_response(100, 'INVITE', $cid)), "$label: the upper platform's INVITE is answered 100");
 	my $inv = wait_msg('dev', new_invite());
@@ -284,6 +335,7 @@ sub check_cancel
 	ok($sipp->finish, 'sipp (upper platform): INVITE, 100, CANCEL with the INVITE\'s branch, 200 to it, 487 to the INVITE, ACK')
 	  or diag("$sout $serr");
 	$up = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $up_port, Proto => 'udp') or die "upper: $!";
+	stamp_arrivals($up);
 	# the CANCEL may come before the device was INVITEd (then the device gets nothing); when it was, it is CANCELled
 	if (%inv)
 	{
@@ -375,6 +427,8 @@ sub check_cancel
 	ok($bye, 'dropped: and ended with a BYE');
 	answer($dev, $bye, 200, 'OK') if $bye;
 	audited('dropped', 'dropped: audited, ended_by dropped');
+	# the upper platform's OPTIONS is answered after vms handled the device's 200: anything it sent up came before
+	ok(up_roundtrip(), 'dropped: an OPTIONS of the upper platform is answered after the device\'s 200');
 	is(scalar(grep { hdr($_, 'Call-ID') eq $cid && /^SIP\/2\.0 200 / } @{ $inbox{up} }), 0, 'dropped: nothing went up');
 }
 
@@ -417,6 +471,149 @@ sub check_cancel
 	answer($dev, $inv, 487, 'Request Terminated', 'devtag5');
 	my $ack = wait_msg('dev', is_request('ACK', $dcid));
 	ok($ack && branch_of($ack) eq branch_of($inv), 'silent device: its 487 is ACKed (the INVITE\'s branch)');
+}
+
+# ---------------------------------------------------------------- 6. the 487 goes up until the ACK (17.2.1)
+my $dev_sdp = "v=0\r\no=$ch 0 0 IN IP4 127.0.0.1\r\ns=Play\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video 30000 RTP/AVP 96\r\na=sendonly\r\ny=0100000001\r\n";
+
+# every copy of an answer up to the first $count ($secs for each), and their kernel arrival times
+sub copies_up
+{
+	my ($pred, $count, $secs) = @_;
+	my @c;
+	while (@c < $count)
+	{
+		my $m = wait_msg('up', $pred, $secs);
+		last unless defined $m;
+		push @c, $m;
+	}
+	return @c;
+}
+
+# after the ACK: copies the worker sent before it handled the ACK are left behind (a round trip),
+# then no copy in 5 s, longer than T2 (4 s), the longest gap between two
+sub none_after_ack
+{
+	my ($pred, $label) = @_;
+	ok(up_roundtrip(), "$label: the ACK was handled (a round trip)");
+	@{ $inbox{up} } = grep { !$pred->() } @{ $inbox{up} };
+	ok(!defined wait_msg('up', $pred, 5), "$label: no copy after the ACK (none in 5 s, T2 is 4 s)");
+}
+
+{
+	my ($cid, $branch, $inv) = start_call('487 retransmitted');
+	up_send(invite_text('CANCEL', $cid, $branch, $ch));
+	ok(wait_msg('up', is_response(200, 'CANCEL', $cid)), '487 retransmitted: 200 to the CANCEL');
+	my $cancel = wait_msg('dev', is_request('CANCEL', hdr($inv, 'Call-ID')));
+	ok($cancel, '487 retransmitted: the device gets the CANCEL');
+	answer($dev, $cancel, 200, 'OK', 'devtag6');
+	answer($dev, $inv, 487, 'Request Terminated', 'devtag6');
+	ok(wait_msg('dev', is_request('ACK', hdr($inv, 'Call-ID'))), '487 retransmitted: the device\'s 487 is ACKed');
+	# the upper platform does not ACK: the same 487 again, T1 (0.5 s) after the first, then 2*T1
+	my $is487 = is_response(487, 'INVITE', $cid);
+	my @c = copies_up($is487, 3, 30);
+	is(scalar(@c), 3, '487 retransmitted: without an ACK the 487 comes again, twice at least (Timer G)');
+	is(scalar(grep { $_ eq $c[0] } @c), scalar(@c), '487 retransmitted: the same answer byte for byte');
+	my @at = @{ $arrived{ $c[0] } // [] };
+	my @gap = @at >= 3 ? ($at[1] - $at[0], $at[2] - $at[1]) : (0, 0);
+	ok($gap[0] >= 0.45 && $gap[1] >= 0.95,
+		sprintf('487 retransmitted: the copies are at least T1, then 2*T1 apart (%.3f s, %.3f s)', @gap));
+	up_send(invite_text('ACK', $cid, $branch, $ch, 1, tag_of(hdr($c[0], 'To'))));
+	none_after_ack($is487, '487 retransmitted');
+}
+
+# ---------------------------------------------------------------- 6b. the relayed 200 goes up until the ACK (13.3.1.4)
+{
+	my ($cid, $branch, $inv) = start_call('200 retransmitted');
+	answer($dev, $inv, 200, 'OK', 'devtag6b', $dev_sdp);
+	ok(wait_msg('dev', is_request('ACK', hdr($inv, 'Call-ID'))), '200 retransmitted: the device\'s 200 is ACKed');
+	my $is200 = is_response(200, 'INVITE', $cid);
+	my @c = copies_up($is200, 2, 30);
+	is(scalar(@c), 2, '200 retransmitted: without an ACK the relayed 200 comes again');
+	is(scalar(grep { $_ eq $c[0] } @c), scalar(@c), '200 retransmitted: the same answer (its SDP) byte for byte');
+	my $tag = tag_of(hdr($c[0], 'To'));
+	# the ACK of a 2xx is a transaction of its own: another branch
+	up_send(invite_text('ACK', $cid, "${branch}ack", $ch, 1, $tag));
+	none_after_ack($is200, '200 retransmitted');
+	up_send(invite_text('BYE', $cid, "${branch}bye", $ch, 2, $tag));
+	ok(wait_msg('up', is_response(200, 'BYE', $cid)), '200 retransmitted: the upper platform\'s BYE is answered');
+	my $bye = wait_msg('dev', is_request('BYE', hdr($inv, 'Call-ID')));
+	ok($bye, '200 retransmitted: the device gets the BYE');
+	answer($dev, $bye, 200, 'OK') if $bye;
+}
+
+# ---------------------------------------------------------------- 7. a 100-character branch
+{
+	my $long = 'z9hG4bK' . ('a' x 93);
+	my ($cid, $branch, $inv) = start_call('long branch', $long);
+	is(length($branch), 100, 'long branch: the INVITE\'s top Via branch has 100 characters');
+	up_send(invite_text('CANCEL', $cid, $long, $ch));
+	ok(wait_msg('up', is_response(200, 'CANCEL', $cid)), 'long branch: its CANCEL (the same branch) is answered 200');
+	my $t487 = wait_msg('up', is_response(487, 'INVITE', $cid));
+	ok($t487, 'long branch: its INVITE gets 487');
+	my $cancel = wait_msg('dev', is_request('CANCEL', hdr($inv, 'Call-ID')));
+	ok($cancel, 'long branch: the device\'s INVITE is CANCELled');
+	answer($dev, $cancel, 200, 'OK', 'devtag7');
+	answer($dev, $inv, 487, 'Request Terminated', 'devtag7');
+	ok(wait_msg('dev', is_request('ACK', hdr($inv, 'Call-ID'))), 'long branch: the device\'s 487 is ACKed');
+	up_send(invite_text('ACK', $cid, $long, $ch, 1, tag_of(hdr($t487, 'To')))) if $t487;
+}
+
+# ---------------------------------------------------------------- 8. the device sends its 200 again (13.2.2.4)
+{
+	my ($cid, $branch, $inv) = start_call('200 again');
+	my $dcid = hdr($inv, 'Call-ID');
+	up_send(invite_text('CANCEL', $cid, $branch, $ch));
+	ok(wait_msg('up', is_response(200, 'CANCEL', $cid)), '200 again: 200 to the CANCEL');
+	my $t487 = wait_msg('up', is_response(487, 'INVITE', $cid));
+	up_send(invite_text('ACK', $cid, $branch, $ch, 1, tag_of(hdr($t487, 'To')))) if $t487;
+	my $cancel = wait_msg('dev', is_request('CANCEL', $dcid));
+	ok($cancel, '200 again: the device gets the CANCEL');
+	answer($dev, $inv, 200, 'OK', 'devtag8', $dev_sdp);
+	answer($dev, $cancel, 481, 'Call/Transaction Does Not Exist', 'devtag8');
+	my $ack = wait_msg('dev', is_request('ACK', $dcid));
+	ok($ack, '200 again: the 200 that crossed the CANCEL is ACKed');
+	my $bye = wait_msg('dev', is_request('BYE', $dcid));
+	ok($bye, '200 again: and ended with a BYE');
+	answer($dev, $bye, 200, 'OK') if $bye;
+	# that ACK was lost: the device sends its 200 again, and again
+	for my $k (1 .. 2)
+	{
+		answer($dev, $inv, 200, 'OK', 'devtag8', $dev_sdp);
+		my $again = wait_msg('dev', is_request('ACK', $dcid), 30);
+		ok($again && hdr($again, 'CSeq') eq '1 ACK' && tag_of(hdr($again, 'To')) eq 'devtag8',
+			"200 again: the retransmitted 200 ($k) is ACKed again, in its dialog");
+	}
+	ok(dev_roundtrip(), '200 again: the device\'s OPTIONS is answered after them');
+	is(scalar(grep { /^BYE / && hdr($_, 'Call-ID') eq $dcid } @{ $inbox{dev} }), 0, '200 again: no second BYE');
+	ok(up_roundtrip(), '200 again: and the upper platform\'s OPTIONS');
+	is(scalar(grep { hdr($_, 'Call-ID') eq $cid && /^SIP\/2\.0 200 / } @{ $inbox{up} }), 0, '200 again: nothing went up');
+}
+
+# ---------------------------------------------------------------- 9. the upstream disabled
+# as when it is dropped: the established call's device gets a BYE, the pending INVITE a CANCEL
+{
+	my ($cid1, $branch1, $inv1) = start_call('disabled, established');
+	answer($dev, $inv1, 200, 'OK', 'devtag9', $dev_sdp);
+	ok(wait_msg('dev', is_request('ACK', hdr($inv1, 'Call-ID'))), 'disabled: the established call\'s 200 is ACKed');
+	my $t200 = wait_msg('up', is_response(200, 'INVITE', $cid1));
+	ok($t200, 'disabled: and relayed up');
+	up_send(invite_text('ACK', $cid1, "${branch1}ack", $ch, 1, tag_of(hdr($t200, 'To')))) if $t200;
+	my ($cid2, $branch2, $inv2) = start_call('disabled, pending');
+	$node->safe_psql('postgres', "SELECT vms.sip_alter_upstream('city', enabled => false)");
+	my $bye = wait_msg('dev', is_request('BYE', hdr($inv1, 'Call-ID')));
+	ok($bye && tag_of(hdr($bye, 'To')) eq 'devtag9', 'disabled: the established call\'s device gets a BYE');
+	answer($dev, $bye, 200, 'OK') if $bye;
+	my $cancel = wait_msg('dev', is_request('CANCEL', hdr($inv2, 'Call-ID')));
+	ok($cancel, 'disabled: the pending INVITE is CANCELled') or BAIL_OUT('no CANCEL');
+	check_cancel('disabled', $inv2, $cancel);
+	answer($dev, $cancel, 200, 'OK', 'devtag9b');
+	answer($dev, $inv2, 487, 'Request Terminated', 'devtag9b');
+	ok(wait_msg('dev', is_request('ACK', hdr($inv2, 'Call-ID'))), 'disabled: its 487 is ACKed');
+	wait_ok($node, qq{SELECT count(*) = 2 FROM vms.audit_log WHERE action = 'sip_upstream_bye' AND object = 'city'
+		AND detail ->> 'ended_by' = 'disabled'}, 'disabled: both ends audited, ended_by disabled');
+	wait_ok($node, "SELECT state = 'disabled' FROM vms.sip_upstream_state WHERE upstream = 'city'",
+		'disabled: the upstream is disabled');
 }
 
 like($node->safe_psql('postgres', "SELECT state FROM vms.worker_status WHERE name = 'sip'"), qr/^running/, 'the worker runs on');

@@ -52,6 +52,14 @@
 #define BACKOFF_MAX_S 300
 #define MAX_SNAPSHOTS_BYTES (1 << 20)
 
+/* RFC 3261 17.1.1.1 timers (UDP): T1, T2, and 64*T1 (Timer H, and the 2xx's own limit, 13.3.1.4) */
+#define T1_MS 500
+#define T2_MS 4000
+#define TIMER_H_MS (64 * T1_MS)
+
+/* a Via branch vms keeps to match a CANCEL or an ACK (RFC 3261 allows any token; other headers are bounded alike) */
+#define MAX_BRANCH 256
+
 typedef enum UpState
 {
 	US_UNREGISTERED, US_REGISTERING, US_REGISTERED, US_FAILING, US_DISABLED
@@ -89,7 +97,7 @@ typedef struct Relay
 	char		up_their_tag[64];
 	char		up_from_user[48];
 	uint32		up_cseq;		/* the upper platform's INVITE: its CSeq number and top Via branch (a CANCEL's match) */
-	char		up_branch[64];
+	char		up_branch[MAX_BRANCH];
 	char		presented[24];	/* the code the upper platform asked for */
 	char		channel[21];	/* the ledger's */
 	char		device[21];
@@ -97,6 +105,8 @@ typedef struct Relay
 	char	   *final;			/* the final answer sent to the upper platform, for its retransmissions */
 	size_t		final_len;
 	TimestampTz final_at;
+	TimestampTz final_next;		/* over UDP, until the upper platform's ACK: its next retransmission (0: none) */
+	int			final_interval_ms;	/* T1 doubling to T2 (17.2.1 Timer G; 13.3.1.4 for a 2xx) */
 	bool		established;
 	bool		dev_invited;	/* the INVITE went to the device (branch dev_branch, CSeq 1) */
 	bool		cancelling;		/* given up (CANCEL, timeout, upstream dropped): the device's answer is ended, not relayed */
@@ -346,7 +356,7 @@ static uint32 up_generation = 0;
 static uint32 relay_serial = 0;
 
 static PendingAnswer *new_pending(Upstream *u);
-static void drop_relays(int up);
+static void drop_relays(int up, const char *by);
 static CtlRelay ctls[MAX_CTLS];
 static uint32 ctl_serial = 0;
 static void ctl_refuse(CtlRelay *c, const char *why);
@@ -1065,7 +1075,7 @@ sip_upstream_load(void)
 			if (u->state == US_REGISTERED)
 				send_register(u, 0);
 			drop_txs(i, true);
-			drop_relays(i);
+			drop_relays(i, "dropped");
 			free_pages(u);
 			explicit_bzero(u->password, sizeof(u->password));
 			ereport(LOG, (errmsg("vms sip: upstream \"%s\" was dropped", u->name)));
@@ -1079,6 +1089,8 @@ sip_upstream_load(void)
 				if (u->state == US_REGISTERED)
 					send_register(u, 0);
 				drop_txs(i, true);
+				/* its calls end as a dropped upstream's do (the devices get their CANCEL or BYE) */
+				drop_relays(i, "disabled");
 				free_pages(u);
 				set_state(u, US_DISABLED, "disabled");
 			}
@@ -1364,9 +1376,101 @@ relay_answer_upper(Relay *r, int code, const char *reason, const char *ctype, co
 			memcpy(r->final, out->data, out->len);
 			r->final_len = out->len;
 			r->final_at = sip_now;
+			/*
+			 * Over UDP the final answer is retransmitted until the upper
+			 * platform's ACK: a non-2xx by the server transaction (Timer G,
+			 * 17.2.1), a 2xx by the UAS core (13.3.1.4), both from T1
+			 * doubling to T2, for 64*T1 at most.  Timed from the clock
+			 * now, not the round's: no retransmission comes early.
+			 */
+			r->final_interval_ms = T1_MS;
+			r->final_next = r->upper_peer.transport == TRANSPORT_UDP ?
+				TimestampTzPlusMilliseconds(GetCurrentTimestamp(), T1_MS) : 0;
 		}
 	}
 	sip_in_free(&in);
+}
+
+/*
+ * The ACKs vms sent a device for its final answers to relayed INVITEs, kept
+ * 64*T1: a device that did not get one retransmits its answer, and every
+ * retransmission is ACKed again with the same ACK (RFC 3261 13.2.2.4 for a
+ * 2xx, 17.1.1.2 for the others), nothing else: no second BYE, nothing up.
+ * Kept apart from the relays, which may have ended since.
+ */
+#define MAX_DEV_ACKS MAX_RELAYS
+typedef struct DevAck
+{
+	bool		used;
+	char		call_id[32];
+	uint32		cseq;
+	Peer		peer;
+	char	   *msg;
+	size_t		len;
+	TimestampTz until;
+} DevAck;
+
+static DevAck dev_acks[MAX_DEV_ACKS];
+
+static void
+dev_ack_free(DevAck *a)
+{
+	if (a->msg)
+		pfree(a->msg);
+	memset(a, 0, sizeof(*a));
+}
+
+/* an ACK sent to a device: kept (the same call and CSeq's replaced; full: the one nearest its end) */
+static void
+dev_ack_keep(const Relay *r, uint32 cseq, const char *msg, size_t len)
+{
+	DevAck	   *a = NULL;
+
+	for (int i = 0; i < MAX_DEV_ACKS && a == NULL; i++)
+		if (dev_acks[i].used && dev_acks[i].cseq == cseq && strcmp(dev_acks[i].call_id, r->dev_call_id) == 0)
+			a = &dev_acks[i];
+	for (int i = 0; i < MAX_DEV_ACKS && a == NULL; i++)
+		if (!dev_acks[i].used)
+			a = &dev_acks[i];
+	if (a == NULL)
+	{
+		a = &dev_acks[0];
+		for (int i = 1; i < MAX_DEV_ACKS; i++)
+			if (dev_acks[i].until < a->until)
+				a = &dev_acks[i];
+	}
+	dev_ack_free(a);
+	a->used = true;
+	strlcpy(a->call_id, r->dev_call_id, sizeof(a->call_id));
+	a->cseq = cseq;
+	a->peer = r->dev_peer;
+	a->msg = MemoryContextAlloc(vms_worker_cxt, len);
+	memcpy(a->msg, msg, len);
+	a->len = len;
+	a->until = TimestampTzPlusMilliseconds(sip_now, TIMER_H_MS);
+}
+
+/* a device's final answer to a relayed INVITE that was ACKed already: ACKed again (true when it was one) */
+static bool
+dev_ack_again(const SipIn *in, const Peer *peer)
+{
+	if (in->status < 200 || pg_strcasecmp(in->cseq_method, "INVITE") != 0)
+		return false;
+	for (int i = 0; i < MAX_DEV_ACKS; i++)
+	{
+		DevAck	   *a = &dev_acks[i];
+
+		if (!a->used || a->cseq != in->cseq || strcmp(a->call_id, in->call_id) != 0)
+			continue;
+		if (strcmp(peer->ip, a->peer.ip) != 0 || (peer->transport == TRANSPORT_UDP && peer->port != a->peer.port))
+		{
+			sip_count(C_WRONG_SOURCE, 1);
+			return true;
+		}
+		sip_send(&a->peer, a->msg, a->len);
+		return true;
+	}
+	return false;
 }
 
 /* a request to the device in the relayed call's dialog */
@@ -1407,6 +1511,7 @@ relay_send(Relay *r, UpKind kind, const char *method, uint32 cseq, const char *b
 	if (kind != UK_RELAY_INVITE && kind != UK_RELAY_BYE && kind != UK_RELAY_CANCEL)
 	{
 		sip_send(&r->dev_peer, out->data, out->len);	/* ACK: no transaction */
+		dev_ack_keep(r, cseq, out->data, out->len);		/* for the device's retransmissions of its answer */
 		return NULL;
 	}
 	for (int i = 0; i < MAX_UP_TX; i++)
@@ -1630,7 +1735,7 @@ relay_answered(Relay *r, UpTx *tx, const SipIn *in)
 		relay_send(r, UK_ANSWER, "ACK", tx->cseq, tx->branch, NULL, NULL, NULL);
 		snprintf(reason, sizeof(reason), "Device Answered %d", in->status);
 		relay_answer_upper(r, in->status, reason, NULL, NULL);
-		relay_free(r);
+		/* kept for the answer's retransmissions until the ACK (freed in sip_upstream_tick) */
 	}
 }
 
@@ -1648,7 +1753,7 @@ sip_upstream_response(const SipIn *in, const Peer *peer)
 			break;
 		}
 	if (tx == NULL)
-		return false;
+		return dev_ack_again(in, peer);
 	u = &ups[tx->up];
 	if (tx->kind == UK_RELAY_CANCEL || tx->kind == UK_RELAY_CTL || tx->kind == UK_RELAY_INVITE || tx->kind == UK_RELAY_BYE)
 	{
@@ -1834,14 +1939,15 @@ up_current(int up, uint32 gen)
 }
 
 /*
- * An upstream dropped: its relays in progress end with it (an established
- * call's device gets a BYE, and the call's end is audited, ended by
- * "dropped"), and what it asked that was not looked at yet is forgotten:
- * nothing of them goes to whatever upstream takes the slot.  The audits of
- * calls that ended are kept (they carry their own names, not the slot's).
+ * An upstream dropped or disabled: its relays in progress end with it (an
+ * established call's device gets a BYE, a pending INVITE a CANCEL, and the
+ * call's end is audited, ended by "dropped" or "disabled"), and what it
+ * asked that was not looked at yet is forgotten: nothing of them goes to
+ * whatever upstream takes the slot.  The audits of calls that ended are kept
+ * (they carry their own names, not the slot's).
  */
 static void
-drop_relays(int up)
+drop_relays(int up, const char *by)
 {
 	/* first, so that the queue has room for the audits queued below */
 	for (int i = 0; i < MAX_PENDING; i++)
@@ -1853,12 +1959,12 @@ drop_relays(int up)
 			if (relays[i].established)
 			{
 				relay_send(&relays[i], UK_RELAY_BYE, "BYE", 2, NULL, NULL, NULL, NULL);
-				queue_bye_audit(&relays[i], "dropped");
+				queue_bye_audit(&relays[i], by);
 			}
 			else if (relays[i].dev_invited && !relays[i].cancelling && relay_invite_tx(&relays[i]) != NULL)
 			{
 				/* its INVITE is CANCELled; the relay waits for the device's answer (to end it, not to relay it) */
-				relay_cancel(&relays[i], "dropped");
+				relay_cancel(&relays[i], by);
 				continue;
 			}
 			if (relays[i].cancelling && relay_invite_tx(&relays[i]) != NULL)
@@ -2335,7 +2441,7 @@ upstream_subscribe(Upstream *u, const SipIn *in, const Peer *peer)
 	sip_answer(in, peer, 200, "OK", extra);
 }
 
-/* the branch of a request's top Via (libosip2 parsed it): false when it has none or it is longer than len - 1 */
+/* the branch of a request's top Via (libosip2 parsed it): false when it has none or it is longer than len - 1 (MAX_BRANCH) */
 static bool
 top_branch(const SipIn *in, char *buf, size_t len)
 {
@@ -2362,12 +2468,12 @@ static void
 upstream_cancel(Upstream *u, const SipIn *in, const Peer *peer)
 {
 	Relay	   *r = relay_by_upper_call(in->call_id);
-	char		branch[64];
+	char		branch[MAX_BRANCH];
 
 	if (!top_branch(in, branch, sizeof(branch)))
 	{
 		sip_count(C_PARSE_ERRORS, 1);
-		sip_answer(in, peer, 400, "Bad Request (no usable Via branch)", NULL);
+		sip_answer(in, peer, 400, "Bad Request (no Via branch, or one of 256 characters or more)", NULL);
 		return;
 	}
 	if (r == NULL || r->up != (int) (u - ups) || strcmp(r->up_their_tag, in->from_tag) != 0 || r->up_cseq != in->cseq ||
@@ -2381,6 +2487,23 @@ upstream_cancel(Upstream *u, const SipIn *in, const Peer *peer)
 		return;					/* answered already: a CANCEL has no effect */
 	relay_answer_upper(r, 487, "Request Terminated", NULL, NULL);
 	relay_cancel(r, "cancel");
+}
+
+/*
+ * ACK from the upper platform for the final answer to its relayed INVITE
+ * (the INVITE's Call-ID, From tag and CSeq number; for a non-2xx its
+ * transaction's, 17.2.3, for a 2xx a new one in the dialog, 13.2.2.4):
+ * the answer's retransmissions stop.
+ */
+static void
+upstream_ack(Upstream *u, const SipIn *in)
+{
+	Relay	   *r = relay_by_upper_call(in->call_id);
+
+	if (r == NULL || r->up != (int) (u - ups) || strcmp(r->up_their_tag, in->from_tag) != 0 || r->up_cseq != in->cseq ||
+		r->final == NULL)
+		return;
+	r->final_next = 0;
 }
 
 /*
@@ -2461,9 +2584,16 @@ sip_upstream_request(const SipIn *in, const Peer *peer)
 			u = &ups[i];
 	if (u == NULL)
 		return false;
-	if (strcmp(in->method, "ACK") == 0)
-		return true;
 	/* the address, port and transport registered to: From and the address alone are forged easily over UDP */
+	if (strcmp(in->method, "ACK") == 0)
+	{
+		/* never answered; one from elsewhere stops nothing */
+		if (strcmp(peer->ip, u->host) != 0 || peer->port != u->port || peer->transport != u->peer.transport)
+			sip_count(C_WRONG_SOURCE, 1);
+		else
+			upstream_ack(u, in);
+		return true;
+	}
 	if (strcmp(peer->ip, u->host) != 0 || peer->port != u->port || peer->transport != u->peer.transport)
 	{
 		sip_count(C_WRONG_SOURCE, 1);
@@ -2814,6 +2944,43 @@ sip_upstream_tick(void)
 			relay_invite_tx(&relays[i]) == NULL)
 			relay_free(&relays[i]);
 
+	/*
+	 * Final answers to the upper platform not ACKed yet (UDP): sent again at
+	 * T1, 2*T1, ... at most T2 apart (17.2.1 Timer G, 13.3.1.4), for 64*T1
+	 * (Timer H).  A 2xx never ACKed ends its call (13.3.1.4): the device
+	 * gets a BYE, the upper platform too, audited as "no ack".
+	 */
+	for (int i = 0; i < MAX_RELAYS; i++)
+	{
+		Relay	   *r = &relays[i];
+
+		if (!r->used || r->final == NULL || r->final_next == 0 || sip_now < r->final_next)
+			continue;
+		if (sip_now >= TimestampTzPlusMilliseconds(r->final_at, TIMER_H_MS))
+		{
+			r->final_next = 0;
+			if (r->established)
+			{
+				sip_log_limited(LOG_OTHER, "upstream \"%s\" never ACKed the 200 to its INVITE for %s: the call is ended",
+								ups[r->up].name, r->presented);
+				relay_send(r, UK_RELAY_BYE, "BYE", 2, NULL, NULL, NULL, NULL);
+				if (up_current(r->up, r->up_gen))
+					relay_bye_upper(r);
+				queue_bye_audit(r, "no ack");
+				relay_free(r);
+			}
+			continue;
+		}
+		sip_send(&r->upper_peer, r->final, r->final_len);
+		r->final_interval_ms = Min(r->final_interval_ms * 2, T2_MS);
+		r->final_next = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), r->final_interval_ms);
+	}
+
+	/* ACKs of devices' answers past 64*T1: no retransmission of those answers can come any more */
+	for (int i = 0; i < MAX_DEV_ACKS; i++)
+		if (dev_acks[i].used && sip_now >= dev_acks[i].until)
+			dev_ack_free(&dev_acks[i]);
+
 	/* relayed controls and queries the device is done with (PTZCmd is never answered) */
 	for (int i = 0; i < MAX_CTLS; i++)
 		if (ctls[i].used && ctls[i].looked_up && ctls[i].answers == NULL &&
@@ -3005,6 +3172,21 @@ sip_upstream_tick(void)
 			if (ups[i].used && ups[i].enabled && ups[i].state == US_REGISTERED)
 				send_pages(&ups[i]);
 	}
+}
+
+/* when the next retransmission is due (a relayed call's final answer or a request's), DT_NOEND: none */
+TimestampTz
+sip_upstream_next_due(void)
+{
+	TimestampTz due = DT_NOEND;
+
+	for (int i = 0; i < MAX_RELAYS; i++)
+		if (relays[i].used && relays[i].final && relays[i].final_next != 0)
+			due = Min(due, relays[i].final_next);
+	for (int i = 0; i < MAX_UP_TX; i++)
+		if (txs[i].used && txs[i].next_retx != DT_NOEND)
+			due = Min(due, txs[i].next_retx);
+	return due;
 }
 
 void

@@ -193,6 +193,13 @@ vms_sip_main(Datum arg)
 		sip_clock_update();
 		timeout = Max(0, Min((long) LOOP_MAX_WAIT_MS, (long) ((next_flush - sip_now) / 1000)));
 		{
+			/* a retransmission due sooner (T1 = 500 ms doubling): the wait ends then, not a whole wait later */
+			TimestampTz due = sip_upstream_next_due();
+
+			if (due != DT_NOEND)
+				timeout = Max(0, Min(timeout, (long) ((due - sip_now + 999) / 1000)));
+		}
+		{
 			int			n = WaitEventSetWait(wes, timeout, ev, 3, PG_WAIT_EXTENSION);
 
 			for (int i = 0; i < n; i++)
