@@ -260,6 +260,229 @@ record_conflict(const char *district, const char *owner, Relation rel, const cha
 		elog(ERROR, "recording a conflict failed: %s", SPI_result_code_string(rc));
 }
 
+/*
+ * What the city does with its own rows under a code a district deletes
+ * (vms._cluster_cascade, 27_cluster_sync.sql): the apply worker runs in
+ * replica mode, where the foreign keys' actions (ON DELETE CASCADE, SET
+ * NULL: ordinary triggers) do not fire, so the city's rows hanging on a
+ * deleted device, channel, catalogue node or checkpoint (share codes, tags,
+ * tasks, plans, members...) would stay, orphaned, and hang on the code again
+ * if it came back.  The deleted codes are buffered per kind in the
+ * transaction's memory and handed to vms._cluster_cascade set-based (one
+ * statement a foreign key, not one a row): by the deferred constraint
+ * trigger <table>_cluster_apply_deleted at the transaction's commit, by the
+ * next replicated INSERT or UPDATE of a device, channel, catalogue node or
+ * checkpoint in the same transaction (before it: a code deleted and sent
+ * again must not take the new row's children with it), or when a kind's
+ * buffer holds DELETED_BUFFER_MAX codes.  By then the district's own child
+ * rows, which its own cascade deleted in the same transaction, are gone
+ * already (they follow the parent's DELETE in the stream).  Anywhere else
+ * (a session in replica mode, a subtransaction, the flush trigger disabled)
+ * a deleted code is handed over at once.
+ */
+PG_FUNCTION_INFO_V1(vms_cluster_apply_deleted_due);
+PG_FUNCTION_INFO_V1(vms_cluster_apply_deleted_flush);
+
+#define DELETED_BUFFER_MAX 100000
+
+static SPIPlanPtr cascade_plan;
+
+static struct
+{
+	LocalTransactionId lxid;	/* the transaction they belong to */
+	bool		flush_queued;	/* the deferred flush trigger is queued */
+	bool		callback;		/* deleted_xact_callback registered */
+	MemoryContext cxt;			/* under TopTransactionContext */
+	char	   *district;
+	Oid			gbcode;
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			total;
+	int			n[KIND_N];
+	int			cap[KIND_N];
+	Datum	   *codes[KIND_N];
+}			db;
+
+static void
+deleted_buffer_current(void)
+{
+	int			k;
+
+	if (db.lxid == MyProc->lxid)
+		return;
+	/* a transaction that ended without flushing aborted: its memory is gone */
+	db.lxid = MyProc->lxid;
+	db.flush_queued = false;
+	db.cxt = NULL;
+	db.district = NULL;
+	db.total = 0;
+	for (k = 0; k < KIND_N; k++)
+	{
+		db.n[k] = db.cap[k] = 0;
+		db.codes[k] = NULL;
+	}
+}
+
+/* a logical replication worker at the top level of its transaction */
+static bool
+deleted_buffering(Relation rel)
+{
+	TriggerDesc *trigdesc = rel->trigdesc;
+	char		name[NAMEDATALEN];
+	int			i;
+
+	if (!(SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA && IsLogicalWorker()
+		  && GetCurrentTransactionNestLevel() == 1) || trigdesc == NULL)
+		return false;
+	/* and the flush trigger is there, deferred, firing in replica mode */
+	snprintf(name, sizeof(name), "%s_cluster_apply_deleted", RelationGetRelationName(rel));
+	for (i = 0; i < trigdesc->numtriggers; i++)
+	{
+		Trigger    *t = &trigdesc->triggers[i];
+
+		if (strcmp(t->tgname, name) == 0)
+			return t->tgdeferrable && t->tginitdeferred && TRIGGER_FOR_DELETE(t->tgtype)
+				&& (t->tgenabled == TRIGGER_FIRES_ON_REPLICA || t->tgenabled == TRIGGER_FIRES_ALWAYS);
+	}
+	return false;
+}
+
+/* hands n deleted codes of a kind to vms._cluster_cascade */
+static void
+deleted_apply(int kind, int n, Datum *codes, const char *district, Oid gbcode)
+{
+	Datum		values[3];
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			rc;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (cascade_plan == NULL)
+	{
+		Oid			types[3] = {TEXTOID, get_array_type(gbcode), TEXTOID};
+
+		if (!OidIsValid(types[1]))
+			elog(ERROR, "no array type for type %u", gbcode);
+		cascade_plan = keep("SELECT vms._cluster_cascade($1, $2, $3)", 3, types);
+	}
+	get_typlenbyvalalign(gbcode, &typlen, &typbyval, &typalign);
+	values[0] = CStringGetTextDatum(kind_names[kind]);
+	values[1] = PointerGetDatum(construct_array(codes, n, gbcode, typlen, typbyval, typalign));
+	values[2] = CStringGetTextDatum(district);
+	rc = SPI_execute_plan(cascade_plan, values, NULL, false, 0);
+	if (rc < 0)
+		elog(ERROR, "vms._cluster_cascade failed: %s", SPI_result_code_string(rc));
+	SPI_finish();
+}
+
+/* hands the buffered codes over, kind by kind, and empties the buffer */
+static void
+deleted_flush(void)
+{
+	int			k;
+
+	deleted_buffer_current();
+	if (db.total == 0)
+		return;
+	for (k = 0; k < KIND_N; k++)
+		if (db.n[k] > 0)
+			deleted_apply(k, db.n[k], db.codes[k], db.district, db.gbcode);
+	MemoryContextReset(db.cxt);
+	db.district = NULL;
+	db.total = 0;
+	for (k = 0; k < KIND_N; k++)
+	{
+		db.n[k] = db.cap[k] = 0;
+		db.codes[k] = NULL;
+	}
+}
+
+/* a safety net, as tiles_xact_callback: nothing buffered goes missing */
+static void
+deleted_xact_callback(XactEvent event, void *arg)
+{
+	if ((event == XACT_EVENT_PRE_COMMIT || event == XACT_EVENT_PRE_PREPARE)
+		&& db.lxid == MyProc->lxid && db.total > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("%d replicated deletes were not applied to the city's rows under them", db.total),
+				 errdetail("The deferred trigger <table>_cluster_apply_deleted did not fire before the commit.")));
+}
+
+static void
+deleted_buffer_add(int kind, Datum code, const char *district, Oid gbcode)
+{
+	MemoryContext old;
+
+	deleted_buffer_current();
+	if (!db.callback)
+	{
+		RegisterXactCallback(deleted_xact_callback, NULL);
+		db.callback = true;
+	}
+	/* one transaction applies one subscription: one district */
+	if (db.total > 0 && strcmp(db.district, district) != 0)
+		deleted_flush();
+	if (db.cxt == NULL)
+		db.cxt = AllocSetContextCreate(TopTransactionContext, "vms deleted codes", ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(db.cxt);
+	if (db.district == NULL)
+	{
+		db.district = pstrdup(district);
+		db.gbcode = gbcode;
+		get_typlenbyvalalign(gbcode, &db.typlen, &db.typbyval, &db.typalign);
+	}
+	if (db.n[kind] == db.cap[kind])
+	{
+		int			cap = db.cap[kind] == 0 ? 1024 : db.cap[kind] * 2;
+
+		db.codes[kind] = db.cap[kind] == 0 ? palloc(cap * sizeof(Datum)) : repalloc(db.codes[kind], cap * sizeof(Datum));
+		db.cap[kind] = cap;
+	}
+	db.codes[kind][db.n[kind]++] = datumCopy(code, db.typbyval, db.typlen);
+	db.total++;
+	MemoryContextSwitchTo(old);
+	if (db.n[kind] >= DELETED_BUFFER_MAX)
+		deleted_flush();
+}
+
+/*
+ * vms._cluster_apply_deleted_due(): the WHEN of the flush triggers: true for
+ * the first code of a transaction buffered since the last flush event, so
+ * that one event is queued, not one a row.
+ */
+Datum
+vms_cluster_apply_deleted_due(PG_FUNCTION_ARGS)
+{
+	deleted_buffer_current();
+	if (db.total == 0 || db.flush_queued)
+		PG_RETURN_BOOL(false);
+	db.flush_queued = true;
+	PG_RETURN_BOOL(true);
+}
+
+/* vms._cluster_apply_deleted_flush(): the deferred flush at commit */
+Datum
+vms_cluster_apply_deleted_flush(PG_FUNCTION_ARGS)
+{
+	TriggerData *td = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_AFTER(td->tg_event) || !TRIGGER_FIRED_FOR_ROW(td->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("vms._cluster_apply_deleted_flush() must be an AFTER row trigger")));
+	deleted_buffer_current();
+	db.flush_queued = false;
+	deleted_flush();
+	return PointerGetDatum(NULL);
+}
+
+/* a re-copied row replacing the city's copy: its DELETE is no district's delete */
+static bool replacing = false;
+
 Datum
 vms_cluster_apply_owned(PG_FUNCTION_ARGS)
 {
@@ -334,6 +557,16 @@ vms_cluster_apply_owned(PG_FUNCTION_ARGS)
 	args[1] = code;
 	args[2] = CStringGetTextDatum(district);
 	ns = RelationGetNamespace(rel);
+	/* the re-copy's DELETE of the city's copy (below): the row comes back at once */
+	if (replacing && TRIGGER_FIRED_BY_DELETE(td->tg_event))
+		goto apply;
+	/* codes deleted earlier in this transaction are done with before any row comes (back) */
+	if (!TRIGGER_FIRED_BY_DELETE(td->tg_event))
+	{
+		deleted_buffer_current();
+		if (db.total > 0)
+			deleted_flush();
+	}
 	owner = owner_of(ns, kind, code);
 
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
@@ -361,10 +594,23 @@ vms_cluster_apply_owned(PG_FUNCTION_ARGS)
 				int			rc;
 
 				snprintf(sql, sizeof(sql), "DELETE FROM vms.%s x WHERE x.code = $1", kind_names[kind]);
-				rc = SPI_execute_with_args(sql, 1, &gbcode, &code, NULL, false, 0);
+				/*
+				 * that delete goes through this trigger, which lets it pass
+				 * as it is: the claim stays, and the city's rows under the
+				 * code stay with the row that replaces it
+				 */
+				replacing = true;
+				PG_TRY();
+				{
+					rc = SPI_execute_with_args(sql, 1, &gbcode, &code, NULL, false, 0);
+				}
+				PG_FINALLY();
+				{
+					replacing = false;
+				}
+				PG_END_TRY();
 				if (rc < 0)
 					elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
-				/* that delete went through this trigger and dropped the claim */
 				run(claim_again_plan, args, NULL, false);
 			}
 			goto apply;
@@ -391,7 +637,14 @@ vms_cluster_apply_owned(PG_FUNCTION_ARGS)
 		}
 	}
 	if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
+	{
 		run(release_plan, args, NULL, false);
+		/* the city's own rows under the code: vms._cluster_cascade */
+		if (deleted_buffering(rel))
+			deleted_buffer_add(kind, code, district, gbcode);
+		else
+			deleted_apply(kind, 1, &code, district, gbcode);
+	}
 
 apply:
 	AtEOXact_GUC(true, save_nestlevel);

@@ -22,6 +22,14 @@ use Test::More;
 use IPC::Run;
 use Encode qw(decode);
 
+# the city's SIP upstream (its share codes for a's channels) keeps its password encrypted
+my $key = PostgreSQL::Test::Utils::tempdir . '/secret.key';
+{
+	open(my $fh, '>', $key) or die;
+	print $fh 'k' x 32;
+	close $fh;
+	chmod 0600, $key;
+}
 my %node;
 for my $n ('city', 'a', 'b')
 {
@@ -29,7 +37,7 @@ for my $n ('city', 'a', 'b')
 	$node->init(allows_streaming => 'logical');
 	$node->append_conf('postgresql.conf',
 		"max_logical_replication_workers = 8\nmax_worker_processes = 16\nmax_sync_workers_per_subscription = 2\n"
-		  . "wal_retrieve_retry_interval = '500ms'\nwal_receiver_timeout = '20s'\n");
+		  . "wal_retrieve_retry_interval = '500ms'\nwal_receiver_timeout = '20s'\nvms.secret_key_file = '$key'\n");
 	$node->start;
 	$node->safe_psql('postgres', 'SET client_min_messages = warning; CREATE EXTENSION vms CASCADE');
 	$node{$n} = $node;
@@ -407,6 +415,42 @@ $a->safe_psql('postgres', "UPDATE vms.channel SET online = true WHERE $del AND c
 wait_for($city, "SELECT count(*) FROM vms.channel WHERE $del AND online", '100', "100 of a's channels to delete are online at the city");
 my $ndel = $a->safe_psql('postgres', "SELECT count(*) FROM vms.channel WHERE $del");
 cmp_ok($ndel, '>=', 1000, "a has $ndel channels to delete");
+# The city's own rows under a's channels, two to be deleted (d1, d2) and
+# one kept ($c2): a share code to an upper platform, a city tag, a status,
+# a member of a city catalogue node, a governance task, a recording plan;
+# and two tables of the city's own with other actions: a note whose channel
+# is SET NULL, a hold that RESTRICTs.  The apply worker's replica mode fires
+# none of these foreign keys' actions; the city must end up with what an
+# ordinary DELETE would leave.
+my ($d1, $d2) = split /\n/, $city->safe_psql('postgres', "SELECT code FROM vms.channel WHERE $del ORDER BY code LIMIT 2");
+my $k1 = $city->safe_psql('postgres', "SELECT code FROM vms.channel WHERE code = $c2");
+my $ours = "'$d1', '$d2', '$k1'";
+$city->safe_psql('postgres', qq{
+	SELECT vms.sip_add_upstream('prov', '10.0.0.9', 5060, '11000000002000000001', 'pw');
+	INSERT INTO vms.sip_share_code (upstream, channel_code, custom_name) SELECT 'prov', c, '市共享' FROM unnest(ARRAY[$ours]::vms.gbcode[]) c;
+	SELECT vms.tag_create('scenario', '市重点');
+	SELECT vms.tag_assign(c, 'scenario:市重点') FROM unnest(ARRAY[$ours]::vms.gbcode[]) c;
+	INSERT INTO vms.channel_status (code, status) SELECT c, 'ON' FROM unnest(ARRAY[$ours]::vms.gbcode[]) c;
+	INSERT INTO vms.catalog_node (code, name) VALUES ('11000000002150000001', '市级分组');
+	INSERT INTO vms.catalog_member SELECT '11000000002150000001', c FROM unnest(ARRAY[$ours]::vms.gbcode[]) c;
+	INSERT INTO vms.governance_task (channel_code, rule_code, severity) SELECT c, 'required_fields', 2 FROM unnest(ARRAY[$ours]::vms.gbcode[]) c;
+	INSERT INTO vms.recording_plan (channel_code, weekday, start_time, end_time) SELECT c, 1, '08:00', '18:00' FROM unnest(ARRAY[$ours]::vms.gbcode[]) c;
+	CREATE TABLE public.city_note (id int PRIMARY KEY, channel_code vms.gbcode REFERENCES vms.channel (code) ON DELETE SET NULL);
+	INSERT INTO public.city_note VALUES (1, '$d1'), (2, '$k1');
+	CREATE TABLE public.city_hold (channel_code vms.gbcode REFERENCES vms.channel (code) ON DELETE RESTRICT);
+	INSERT INTO public.city_hold VALUES ('$d2');
+});
+my $city_children = "SELECT concat_ws(',', (SELECT count(*) FROM vms.sip_share_code WHERE channel_code = x.c),
+	(SELECT count(*) FROM vms.channel_tag ct JOIN vms.tag t ON t.id = ct.tag_id WHERE ct.channel_code = x.c AND t.name = '市重点'),
+	(SELECT count(*) FROM vms.channel_status WHERE code = x.c),
+	(SELECT count(*) FROM vms.catalog_member WHERE channel_code = x.c AND node_code = '11000000002150000001'),
+	(SELECT count(*) FROM vms.governance_task WHERE channel_code = x.c),
+	(SELECT count(*) FROM vms.recording_plan WHERE channel_code = x.c),
+	(SELECT count(*) FROM public.city_note WHERE channel_code = x.c),
+	(SELECT count(*) FROM public.city_hold WHERE channel_code = x.c)) FROM (SELECT 'CODE'::vms.gbcode) x (c)";
+sub city_children { my $c = shift; (my $q = $city_children) =~ s/CODE/$c/; return $city->safe_psql('postgres', $q); }
+is(city_children($d1) . ' ' . city_children($d2) . ' ' . city_children($k1), '1,1,1,1,1,1,1,0 1,1,1,1,1,1,0,1 1,1,1,1,1,1,1,0',
+	"the city's own rows under two of a's channels to delete and one to keep");
 my $cell_totals = "SELECT string_agg(DISTINCT concat_ws('/', n, n_online), ',') FROM (SELECT level, sum(n) n, sum(n_online) n_online FROM
 	(SELECT level, n, n_online FROM vms.channel_cluster UNION ALL SELECT level, n, n_online FROM vms.channel_cluster_delta) x GROUP BY level) l";
 my $located = "SELECT concat_ws('/', count(*), count(*) FILTER (WHERE online)) FROM vms.channel WHERE geom_3857 IS NOT NULL";
@@ -425,6 +469,55 @@ is($city->safe_psql('postgres', $cell_totals), ($cells_n - $ndel) . '/' . ($cell
 is($city->safe_psql('postgres', $cell_totals), $city->safe_psql('postgres', $located), 'and count what the city has');
 cmp_ok($city->safe_psql('postgres', "SELECT count(*) FROM vms.channel_cluster_delta") - $delta_before, '<', $ndel,
 	'folded per cell at commit, not appended a channel at a time');
+# the city's own rows under the deleted channels went as the foreign keys
+# say (cascade, set null), the restricting one is kept and recorded, and
+# those of the channel a kept are untouched
+$a->wait_for_catchup('vms_district_a');
+is(city_children($d1) . ' ' . city_children($d2) . ' ' . city_children($k1), '0,0,0,0,0,0,0,0 0,0,0,0,0,0,0,1 1,1,1,1,1,1,1,0',
+	"the city's own rows under a's deleted channels are gone as their foreign keys say; the kept channel's stay");
+is($city->safe_psql('postgres', "SELECT count(*) FROM public.city_note WHERE id = 1 AND channel_code IS NULL"), '1', 'ON DELETE SET NULL: the note stays, without its channel');
+is($city->safe_psql('postgres', "SELECT count(*) FROM vms.cluster_conflict WHERE district = 'a' AND op = 'DELETE' AND table_name LIKE '%city_hold' AND code = '$d2'"),
+	'1', 'ON DELETE RESTRICT: the hold is kept and recorded as a conflict (the district\'s delete cannot be refused)');
+is($city->safe_psql('postgres', "SELECT count(*) FROM vms.cluster_conflict WHERE district = 'a' AND NOT table_name LIKE '%city_hold'"), '0',
+	'nothing else recorded for a');
+
+# a deletes a device: its channels go by a's own cascade (replicated); at
+# the city a channel of the city's own under that device goes too (cascade),
+# with the rows under it (a second level: its share code), and the city's
+# rows under a's channel
+my $dv = "vms.gbcode_make('11010500', 0, 118, 0, 5000)";
+my $cv = "vms.gbcode_make('11010500', 0, 131, 0, 800001)";
+my $cc = "'11000000001310000099'";
+$a->safe_psql('postgres', "INSERT INTO vms.device (code, name) VALUES ($dv, '待拆设备'); INSERT INTO vms.channel (code, device_code, name) VALUES ($cv, $dv, '待拆通道')");
+wait_for($city, "SELECT count(*) FROM vms.channel WHERE code = $cv", '1', "a's new device and channel at the city");
+$city->safe_psql('postgres', qq{
+	INSERT INTO vms.channel (code, device_code, name) VALUES ($cc, $dv, '市自建通道');
+	INSERT INTO vms.sip_share_code (upstream, channel_code, custom_name) VALUES ('prov', $cc, '市自建'), ('prov', $cv, '待拆');
+	SELECT vms.tag_assign($cv, 'scenario:市重点');
+});
+$a->safe_psql('postgres', "DELETE FROM vms.device WHERE code = $dv");
+$a->wait_for_catchup('vms_district_a');
+is($city->safe_psql('postgres', "SELECT concat_ws(',', (SELECT count(*) FROM vms.device WHERE code = $dv), (SELECT count(*) FROM vms.channel WHERE code IN ($cv, $cc)),
+	(SELECT count(*) FROM vms.sip_share_code WHERE channel_code IN ($cv, $cc)), (SELECT count(*) FROM vms.channel_tag WHERE channel_code = $cv),
+	(SELECT count(*) FROM vms.cluster_owner WHERE code IN ($dv, $cv)))"),
+	'0,0,0,0,0', "a's device delete: its channel, the city's own channel under it, their share codes and tag, and the claims are gone at the city");
+
+# a deletes a channel and sends it again in one transaction, with a status:
+# the city's share code of the old row goes (as an ordinary DELETE then
+# INSERT would leave it), the new row and its status are a's, and its claim
+my $r = "vms.gbcode_make('11010500', 0, 131, 0, 20)";
+$city->safe_psql('postgres', "INSERT INTO vms.sip_share_code (upstream, channel_code, custom_name) VALUES ('prov', $r, '重建前')");
+$a->safe_psql('postgres', qq{
+	BEGIN;
+	DELETE FROM vms.channel WHERE code = $r;
+	INSERT INTO vms.channel (code, device_code, name) VALUES ($r, vms.gbcode_make('11010500', 0, 118, 0, 1), '重建通道');
+	INSERT INTO vms.channel_status (code, status) VALUES ($r, 'OFF');
+	COMMIT;
+});
+$a->wait_for_catchup('vms_district_a');
+is(sq($city, "SELECT concat_ws(',', c.name, (SELECT o.district FROM vms.cluster_owner o WHERE o.kind = 'channel' AND o.code = c.code),
+	(SELECT s.status FROM vms.channel_status s WHERE s.code = c.code), (SELECT count(*) FROM vms.sip_share_code s WHERE s.channel_code = c.code))
+	FROM vms.channel c WHERE c.code = $r"), '重建通道,a,OFF,0', "a channel deleted and sent again in one transaction: a's new row, claim and status, without the city's old share code");
 # a district that cannot be reached is reported down and does not block the other
 $b->stop('fast');
 wait_for($city, "SELECT state IN ('down', 'connecting') FROM vms.cluster_status WHERE peer = 'b'", 't', 'unreachable district b reported');
@@ -465,7 +558,7 @@ is($city->safe_psql('postgres', "SELECT count(*) FROM vms.channel WHERE code = $
 	  . $city->safe_psql('postgres', "SELECT count(*) FROM vms.channel WHERE code = $c9"),
 	'1/0', "a's UPDATE renaming its channel to a code it does not own is refused");
 is($city->safe_psql('postgres', "SELECT string_agg(concat_ws('|', table_name, op, coalesce(owner, '-'), code IN (($dB)::text, ($c9)::text)), ',' ORDER BY table_name)
-	FROM vms.cluster_conflict WHERE district = 'a'"),
+	FROM vms.cluster_conflict WHERE district = 'a' AND op = 'UPDATE'"),
 	"availability_run|UPDATE|b|t,channel|UPDATE|-|t", 'both recorded as conflicts (owner b, and no owner)');
 
 $a->stop;

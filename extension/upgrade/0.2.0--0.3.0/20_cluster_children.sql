@@ -1,0 +1,118 @@
+-- Cluster sync (city apply): a district's delete of a device, channel,
+-- catalogue node or checkpoint takes the city's own rows under it as an
+-- ordinary DELETE would (the foreign keys' actions, which do not fire in the
+-- apply worker's replica mode), set-based at the transaction's commit.
+
+-- City, replica mode: what the city does with its own rows under a code a
+-- district deletes.  The apply worker runs in replica mode, where the
+-- foreign keys' actions (ordinary triggers) do not fire: the city's rows
+-- that reference a deleted device, channel, catalogue node or checkpoint
+-- (share codes, tags, status, members, tasks, plans, credentials...) would
+-- stay, orphaned, and hang on the code again if it came back.  The city
+-- ends up with what an ordinary DELETE would leave: each foreign key to the
+-- deleted table (read from the catalogue: a table added later is covered)
+-- gets its declared action on the city's rows, one statement a key for all
+-- the codes of a transaction (vms._cluster_cascade_fk, in origin mode, so
+-- that the keys of the rows it deletes act in turn).  Rows the deleting
+-- district replicates itself under the code were deleted by its own cascade
+-- in the same transaction and are gone by then (its later DELETE of a row
+-- already gone is skipped by the apply worker: no error, no conflict).  A
+-- device, channel, catalogue node or checkpoint that a district owns is
+-- never touched (the deleting district's own arrive deleted; another
+-- district's row is that district's).  A RESTRICT or NO ACTION key cannot
+-- stop the district's delete (that would stop its stream): the city's rows
+-- under it are kept and recorded in vms.cluster_conflict (op DELETE, owner
+-- NULL, the city's table), as is a row whose own triggers or keys refuse.
+-- Called by the C trigger (extension/cluster_apply.c) with the codes a
+-- transaction deleted, at its commit.
+CREATE FUNCTION vms._cluster_cascade(kind text, codes vms.gbcode[], district text) RETURNS void
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    fk record;
+    owned text;
+    found boolean;
+BEGIN
+    IF coalesce(cardinality(codes), 0) = 0 THEN
+        RETURN;
+    END IF;
+    FOR fk IN
+        SELECT c.conrelid::regclass AS tbl, c.confdeltype AS action, a.attname AS col,
+               CASE WHEN c.conrelid IN ('vms.device'::regclass, 'vms.channel'::regclass,
+                                        'vms.catalog_node'::regclass, 'vms.checkpoint'::regclass)
+                    THEN (SELECT r.relname FROM pg_catalog.pg_class r WHERE r.oid = c.conrelid)::text END AS owned_kind
+          FROM pg_catalog.pg_constraint c
+          JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+          JOIN pg_catalog.pg_attribute k ON k.attrelid = c.confrelid AND k.attnum = c.confkey[1]
+         WHERE c.contype = 'f' AND c.confrelid = ('vms.' || kind)::regclass
+           AND cardinality(c.conkey) = 1 AND k.attname = 'code'
+         ORDER BY c.conrelid::regclass::text, c.conname
+    LOOP
+        owned := CASE WHEN fk.owned_kind IS NULL THEN ''
+                      ELSE format(' AND NOT EXISTS (SELECT 1 FROM vms.cluster_owner o WHERE o.kind = %L AND o.code = t.code)',
+                                  fk.owned_kind) END;
+        -- most codes have no row of the city's under them: no origin mode then
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s t WHERE t.%I = ANY ($1)%s)', fk.tbl, fk.col, owned)
+            INTO found USING codes;
+        IF found THEN
+            PERFORM vms._cluster_cascade_fk(fk.tbl, fk.col, fk.action, owned, codes, district);
+        END IF;
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION vms._cluster_cascade(text, vms.gbcode[], text) IS
+    'internal: city side of a district''s delete: the declared actions of the foreign keys to the deleted codes, on the city''s own rows';
+
+CREATE FUNCTION vms._cluster_cascade_fk(tbl regclass, col name, action "char", owned text, codes vms.gbcode[], district text)
+    RETURNS void
+    LANGUAGE plpgsql SET search_path FROM CURRENT SET session_replication_role = origin AS $$
+DECLARE
+    kept text := format('INSERT INTO vms.cluster_conflict (district, owner, table_name, op, code, row_data)
+                         SELECT $2, NULL, %L, ''DELETE'', t.%I::text, pg_catalog.to_jsonb(t) || $3
+                           FROM %s t WHERE t.%I = ANY ($1)%s', tbl::text, col, tbl, col, owned);
+BEGIN
+    BEGIN
+        IF action = 'c' THEN
+            EXECUTE format('DELETE FROM %s t WHERE t.%I = ANY ($1)%s', tbl, col, owned) USING codes;
+        ELSIF action IN ('n', 'd') THEN
+            EXECUTE format('UPDATE %s t SET %I = %s WHERE t.%I = ANY ($1)%s', tbl, col,
+                           CASE WHEN action = 'n' THEN 'NULL' ELSE 'DEFAULT' END, col, owned) USING codes;
+        ELSE
+            -- RESTRICT, NO ACTION: the district's delete is applied; the city's rows are kept and listed
+            EXECUTE kept USING codes, district, jsonb_build_object('kept', 'the foreign key restricts the delete');
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        -- a row the city cannot change (its own triggers or keys refuse):
+        -- kept and listed; the district's stream goes on
+        EXECUTE kept USING codes, district, jsonb_build_object('kept', SQLERRM, 'sqlstate', SQLSTATE);
+    END;
+END $$;
+COMMENT ON FUNCTION vms._cluster_cascade_fk(regclass, name, "char", text, vms.gbcode[], text) IS
+    'internal: one foreign key''s action (cascade, set null, set default) on the city''s rows under codes a district deleted; a restricting key''s rows, or rows that refuse, kept and recorded as conflicts';
+
+-- The deferred flush of the codes the apply worker deleted in a
+-- transaction (buffered by vms._cluster_apply_owned, handed to
+-- vms._cluster_cascade at commit; the WHEN is true once a transaction).
+CREATE FUNCTION vms._cluster_apply_deleted_due() RETURNS boolean
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'vms_cluster_apply_deleted_due';
+COMMENT ON FUNCTION vms._cluster_apply_deleted_due() IS 'internal: city side: the WHEN of the <table>_cluster_apply_deleted triggers, true for the first code of a transaction the apply worker buffers';
+CREATE FUNCTION vms._cluster_apply_deleted_flush() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'vms_cluster_apply_deleted_flush';
+COMMENT ON FUNCTION vms._cluster_apply_deleted_flush() IS 'internal: city side: applies the foreign keys'' actions for the codes the apply worker deleted in this transaction, at commit';
+CREATE CONSTRAINT TRIGGER device_cluster_apply_deleted AFTER DELETE ON vms.device
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+    WHEN (vms._cluster_apply_deleted_due()) EXECUTE FUNCTION vms._cluster_apply_deleted_flush();
+CREATE CONSTRAINT TRIGGER channel_cluster_apply_deleted AFTER DELETE ON vms.channel
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+    WHEN (vms._cluster_apply_deleted_due()) EXECUTE FUNCTION vms._cluster_apply_deleted_flush();
+CREATE CONSTRAINT TRIGGER catalog_node_cluster_apply_deleted AFTER DELETE ON vms.catalog_node
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+    WHEN (vms._cluster_apply_deleted_due()) EXECUTE FUNCTION vms._cluster_apply_deleted_flush();
+CREATE CONSTRAINT TRIGGER checkpoint_cluster_apply_deleted AFTER DELETE ON vms.checkpoint
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+    WHEN (vms._cluster_apply_deleted_due()) EXECUTE FUNCTION vms._cluster_apply_deleted_flush();
+ALTER TABLE vms.device ENABLE REPLICA TRIGGER device_cluster_apply_deleted;
+ALTER TABLE vms.channel ENABLE REPLICA TRIGGER channel_cluster_apply_deleted;
+ALTER TABLE vms.catalog_node ENABLE REPLICA TRIGGER catalog_node_cluster_apply_deleted;
+ALTER TABLE vms.checkpoint ENABLE REPLICA TRIGGER checkpoint_cluster_apply_deleted;
+REVOKE ALL ON FUNCTION vms._cluster_cascade(text, vms.gbcode[], text),
+    vms._cluster_cascade_fk(regclass, name, "char", text, vms.gbcode[], text),
+    vms._cluster_apply_deleted_due(), vms._cluster_apply_deleted_flush() FROM PUBLIC;
