@@ -518,7 +518,7 @@ ALTER TABLE vms.cluster_owner ENABLE ALWAYS TRIGGER cluster_owner_policy_release
 -- statement triggers with transition tables, which the apply worker never
 -- fires; this row trigger appends the same signed sums for each replicated
 -- channel updated (an insert or a delete: vms._cluster_apply_tiles_insert,
--- below), so the city's tiles at zooms 0-12 count the districts' channels.
+-- below, in C), so the city's tiles at zooms 0-12 count the districts' channels.
 CREATE FUNCTION vms._cluster_apply_tiles() RETURNS trigger
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
@@ -534,12 +534,7 @@ BEGIN
     IF current_setting('session_replication_role') <> 'replica' THEN
         RETURN NULL;
     END IF;
-    IF TG_OP = 'DELETE' THEN
-        xs := ARRAY[ST_X(OLD.geom_3857)];
-        ys := ARRAY[ST_Y(OLD.geom_3857)];
-        dn := '{-1}';
-        don := ARRAY[-OLD.online::int];
-    ELSIF OLD.geom_3857 IS DISTINCT FROM NEW.geom_3857 THEN
+    IF OLD.geom_3857 IS DISTINCT FROM NEW.geom_3857 THEN
         -- moved: leaves its old cell and joins its new one
         xs := ARRAY[ST_X(OLD.geom_3857), ST_X(NEW.geom_3857)];
         ys := ARRAY[ST_Y(OLD.geom_3857), ST_Y(NEW.geom_3857)];
@@ -559,7 +554,7 @@ BEGIN
     SELECT c.level, c.cx, c.cy, c.n, c.n_online, c.sx, c.sy, c.code, c.gone FROM vms._channel_cells(xs, ys, dn, don, codes) c;
     RETURN NULL;
 END $$;
-COMMENT ON FUNCTION vms._cluster_apply_tiles() IS 'internal: city side: a replicated channel''s change appended to the map''s cluster cells';
+COMMENT ON FUNCTION vms._cluster_apply_tiles() IS 'internal: city side: a replicated channel''s update (moved, on or offline) appended to the map''s cluster cells';
 -- the INSERT of a replicated channel (the bulk of a district's import) in C:
 -- as PL/pgSQL it was a quarter of the city's apply time; and its DELETE (a
 -- district's mass delete): as PL/pgSQL, 13 rows appended to the cells per

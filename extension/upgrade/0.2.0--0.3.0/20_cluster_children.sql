@@ -116,3 +116,43 @@ ALTER TABLE vms.checkpoint ENABLE REPLICA TRIGGER checkpoint_cluster_apply_delet
 REVOKE ALL ON FUNCTION vms._cluster_cascade(text, vms.gbcode[], text),
     vms._cluster_cascade_fk(regclass, name, "char", text, vms.gbcode[], text),
     vms._cluster_apply_deleted_due(), vms._cluster_apply_deleted_flush() FROM PUBLIC;
+
+-- The PL/pgSQL map-cell trigger keeps only UPDATE: a replicated channel's
+-- INSERT and DELETE are counted by the C trigger (20_cluster_delete.sql);
+-- its DELETE branch was dead.
+CREATE OR REPLACE FUNCTION vms._cluster_apply_tiles() RETURNS trigger
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    xs float8[];        -- the points, with vms._channel_cells's n, online change and code
+    ys float8[];
+    dn integer[];
+    don integer[];
+    codes text[];
+BEGIN
+    -- only the apply worker's changes: a local session's are counted by the
+    -- statement triggers, and ALTER TABLE … ENABLE TRIGGER USER would
+    -- otherwise make this one count them a second time
+    IF current_setting('session_replication_role') <> 'replica' THEN
+        RETURN NULL;
+    END IF;
+    IF OLD.geom_3857 IS DISTINCT FROM NEW.geom_3857 THEN
+        -- moved: leaves its old cell and joins its new one
+        xs := ARRAY[ST_X(OLD.geom_3857), ST_X(NEW.geom_3857)];
+        ys := ARRAY[ST_Y(OLD.geom_3857), ST_Y(NEW.geom_3857)];
+        dn := '{-1,1}';
+        don := ARRAY[-OLD.online::int, NEW.online::int];
+        codes := ARRAY[NULL, NEW.code::text];
+    ELSIF OLD.online IS DISTINCT FROM NEW.online THEN
+        -- only went on or offline
+        xs := ARRAY[ST_X(NEW.geom_3857)];
+        ys := ARRAY[ST_Y(NEW.geom_3857)];
+        dn := '{0}';
+        don := ARRAY[NEW.online::int - OLD.online::int];
+    ELSE
+        RETURN NULL;   -- most edits: the cells do not change
+    END IF;
+    INSERT INTO vms.channel_cluster_delta (level, cx, cy, n, n_online, sx, sy, code, gone)
+    SELECT c.level, c.cx, c.cy, c.n, c.n_online, c.sx, c.sy, c.code, c.gone FROM vms._channel_cells(xs, ys, dn, don, codes) c;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION vms._cluster_apply_tiles() IS 'internal: city side: a replicated channel''s update (moved, on or offline) appended to the map''s cluster cells';
