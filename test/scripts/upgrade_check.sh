@@ -131,6 +131,10 @@ VALUES ('upgrade_grant_kept', 'region', '4403', '{view_live}', 1), ('upgrade_gra
 INSERT INTO vms.access_request (requester, scope_kind, scope_ref, actions, max_level, reason)
 VALUES ('upgrade_grant_kept', 'region', '4403', '{view_live}', 1, 'kept'), ('upgrade_grant_gone', 'all', NULL, '{view_live}', 4, 'gone');
 DROP ROLE upgrade_grant_gone;
+-- a DBA's trigger states (as on a logical-replication subscriber) survive
+-- the upgrade step that binds these rows with the audit triggers off
+ALTER TABLE vms.access_grant ENABLE ALWAYS TRIGGER access_grant_audit;
+ALTER TABLE vms.access_request ENABLE REPLICA TRIGGER access_request_audit;
 ALTER EXTENSION vms UPDATE;
 CREATE ROLE upgrade_grant_gone;
 INSERT INTO vms.access_grant (grantee, scope_kind, scope_ref, actions, max_level)
@@ -149,6 +153,8 @@ EXCEPTION WHEN undefined_object THEN RAISE NOTICE 'gone';
 END $$;
 RESET SESSION AUTHORIZATION;
 SELECT format('approved %s', count(*)) FROM vms.access_grant WHERE request_id IS NOT NULL;
+SELECT format('audit triggers %s', string_agg(t.tgenabled::text, ' ' ORDER BY t.tgname))
+  FROM pg_catalog.pg_trigger t WHERE t.tgname IN ('access_grant_audit', 'access_request_audit');
 DROP ROLE upgrade_request_approver;
 SQL
 )
@@ -157,9 +163,10 @@ upgrade_grant_gone all bound=none counts=false
 upgrade_grant_gone region bound=true counts=true
 request upgrade_grant_kept region bound=true its=true
 request upgrade_grant_gone all bound=none its=false
-approved 0'
+approved 0
+audit triggers A R'
 if [ "$got" = "$want" ]; then
-  echo "ok upgrade binds the grants and requests made before 0.3.0 to their roles (a dropped role's to none)"
+  echo "ok upgrade binds the grants and requests made before 0.3.0 to their roles (a dropped role's to none), audit trigger states kept"
 else
   echo "FAIL upgrade: grants or requests made before 0.3.0 are not bound to their roles as expected:"; echo "$got"; status=1
 fi

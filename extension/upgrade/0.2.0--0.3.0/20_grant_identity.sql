@@ -32,15 +32,50 @@ CREATE FUNCTION vms.grantee_role(grantee name, grantee_oid oid) RETURNS oid
 COMMENT ON FUNCTION vms.grantee_role(name, oid) IS
     'the role a grant (grantee, grantee_oid) counts for: grantee_oid while grantee still names that role, else NULL (the role was dropped, recreated or renamed)';
 
+-- Sets a trigger's firing state (pg_trigger.tgenabled: O enabled, A always,
+-- R replica only, D disabled) and returns the state it had, so that a
+-- function that turns a trigger off for a while puts it back as the DBA had
+-- set it (a plain ENABLE would reset ENABLE ALWAYS, ENABLE REPLICA or
+-- DISABLE):  saved := vms._trigger_set(t, name, 'D'); ...;
+-- PERFORM vms._trigger_set(t, name, saved).  The state is read under the
+-- lock ALTER TABLE ... TRIGGER takes, so no other change comes between.
+CREATE FUNCTION vms._trigger_set(tbl regclass, trg name, state "char") RETURNS "char"
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    clause constant text := CASE state WHEN 'O' THEN 'ENABLE' WHEN 'A' THEN 'ENABLE ALWAYS'
+                                       WHEN 'R' THEN 'ENABLE REPLICA' WHEN 'D' THEN 'DISABLE' END;
+    was "char";
+BEGIN
+    IF clause IS NULL THEN
+        RAISE EXCEPTION 'invalid trigger state "%"', state
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A state is one of pg_trigger.tgenabled''s: O, A, R or D.';
+    END IF;
+    EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', tbl);
+    SELECT t.tgenabled INTO was FROM pg_catalog.pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = trg;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'trigger "%" for table "%" does not exist', trg, tbl USING ERRCODE = 'undefined_object';
+    END IF;
+    EXECUTE format('ALTER TABLE %s %s TRIGGER %I', tbl, clause, trg);
+    RETURN was;
+END $$;
+COMMENT ON FUNCTION vms._trigger_set(regclass, name, "char") IS
+    'internal: sets a trigger''s firing state (O, A, R, D as in pg_trigger.tgenabled) and returns the one it had';
+REVOKE ALL ON FUNCTION vms._trigger_set(regclass, name, "char") FROM PUBLIC;
+
 -- The existing grants are bound to the roles their names name now: a
 -- dropped role's grant gets NULL and counts for nobody.  (A role already
 -- recreated under a dropped role's name before this upgrade cannot be told
 -- from the original: README, Permissions.)  Not audited as grant changes:
--- no grant changes.
-ALTER TABLE vms.access_grant DISABLE TRIGGER access_grant_audit;
-UPDATE vms.access_grant SET grantee_oid = pg_catalog.to_regrole(pg_catalog.quote_ident(grantee)),
-                            bound_in = (SELECT s.system_identifier FROM pg_catalog.pg_control_system() s);
-ALTER TABLE vms.access_grant ENABLE TRIGGER access_grant_audit;
+-- no grant changes; the audit trigger is left as the DBA had set it.
+DO $$
+DECLARE
+    saved constant "char" := vms._trigger_set('vms.access_grant', 'access_grant_audit', 'D');
+BEGIN
+    UPDATE vms.access_grant SET grantee_oid = pg_catalog.to_regrole(pg_catalog.quote_ident(grantee)),
+                                bound_in = (SELECT s.system_identifier FROM pg_catalog.pg_control_system() s);
+    PERFORM vms._trigger_set('vms.access_grant', 'access_grant_audit', saved);
+END $$;
 
 -- Sets grantee_oid from the grantee's name on every insert (a grant made
 -- now, or one loaded by a data-only restore with triggers on, bound by role

@@ -5,39 +5,10 @@
 -- 20_request_identity.sql) and vms.ledger_first_load (20_import.sql) turn a
 -- trigger off for a while; the rebinds turned it back on with a plain
 -- ENABLE, which reset an ENABLE ALWAYS, ENABLE REPLICA or DISABLE the DBA had
--- set.  All three now save and restore the state with this helper (their
--- definitions in those fragments, which are 0.3.0's own, call it).
-
--- Sets a trigger's firing state (pg_trigger.tgenabled: O enabled, A always,
--- R replica only, D disabled) and returns the state it had, so that a
--- function that turns a trigger off for a while puts it back as the DBA had
--- set it (a plain ENABLE would reset ENABLE ALWAYS, ENABLE REPLICA or
--- DISABLE):  saved := vms._trigger_set(t, name, 'D'); ...;
--- PERFORM vms._trigger_set(t, name, saved).  The state is read under the
--- lock ALTER TABLE ... TRIGGER takes, so no other change comes between.
-CREATE FUNCTION vms._trigger_set(tbl regclass, trg name, state "char") RETURNS "char"
-    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
-DECLARE
-    clause constant text := CASE state WHEN 'O' THEN 'ENABLE' WHEN 'A' THEN 'ENABLE ALWAYS'
-                                       WHEN 'R' THEN 'ENABLE REPLICA' WHEN 'D' THEN 'DISABLE' END;
-    was "char";
-BEGIN
-    IF clause IS NULL THEN
-        RAISE EXCEPTION 'invalid trigger state "%"', state
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'A state is one of pg_trigger.tgenabled''s: O, A, R or D.';
-    END IF;
-    EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', tbl);
-    SELECT t.tgenabled INTO was FROM pg_catalog.pg_trigger t WHERE t.tgrelid = tbl AND t.tgname = trg;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'trigger "%" for table "%" does not exist', trg, tbl USING ERRCODE = 'undefined_object';
-    END IF;
-    EXECUTE format('ALTER TABLE %s %s TRIGGER %I', tbl, clause, trg);
-    RETURN was;
-END $$;
-COMMENT ON FUNCTION vms._trigger_set(regclass, name, "char") IS
-    'internal: sets a trigger''s firing state (O, A, R, D as in pg_trigger.tgenabled) and returns the one it had';
-REVOKE ALL ON FUNCTION vms._trigger_set(regclass, name, "char") FROM PUBLIC;
+-- set.  All three now save and restore the state with vms._trigger_set,
+-- defined in 20_grant_identity.sql, whose own upgrade step (binding the
+-- existing grants with the audit trigger off) is the first to use it; their
+-- definitions in those fragments, which are 0.3.0's own, call it.
 
 -- The two copies of the upstream password check, vms._viid_upstream_secret_check
 -- (0.2.0) and vms._sip_upstream_secret_check (16_cascade.sql), are one

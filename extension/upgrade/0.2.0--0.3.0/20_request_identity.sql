@@ -21,11 +21,16 @@ COMMENT ON FUNCTION vms.grantee_role(name, oid) IS
 -- dropped role's request gets NULL, cannot be approved and is nobody's own.
 -- (A role already recreated under a dropped role's name before this upgrade
 -- cannot be told from the original: README, Permissions.)  Not audited as
--- request changes: no request changes.
-ALTER TABLE vms.access_request DISABLE TRIGGER access_request_audit;
-UPDATE vms.access_request SET requester_oid = pg_catalog.to_regrole(pg_catalog.quote_ident(requester)),
-                              bound_in = (SELECT s.system_identifier FROM pg_catalog.pg_control_system() s);
-ALTER TABLE vms.access_request ENABLE TRIGGER access_request_audit;
+-- request changes: no request changes (the audit trigger is left as the DBA
+-- had set it; vms._trigger_set: 20_grant_identity.sql).
+DO $$
+DECLARE
+    saved constant "char" := vms._trigger_set('vms.access_request', 'access_request_audit', 'D');
+BEGIN
+    UPDATE vms.access_request SET requester_oid = pg_catalog.to_regrole(pg_catalog.quote_ident(requester)),
+                                  bound_in = (SELECT s.system_identifier FROM pg_catalog.pg_control_system() s);
+    PERFORM vms._trigger_set('vms.access_request', 'access_request_audit', saved);
+END $$;
 
 -- A request binds to the role that made it, as a grant binds to its grantee
 -- (above): requester_oid is set from requester when the request is made,
