@@ -328,3 +328,21 @@ SELECT incremental, opened, reopened, closed FROM vms.governance_run();
 SELECT channel_code, rule_code, state, assigned_to FROM vms.governance_task
  WHERE channel_code = '44030401001320000014' AND rule_code = 'azimuth_missing' ORDER BY id;
 ROLLBACK;
+-- a point on the border of two streets lies in both (ST_Covers): the most
+-- specific regions covering it include either street's code, so neither
+-- is a civil_code_mismatch; in a third code agreeing with neither, the
+-- finding names the first street by code.  The incremental run, the full
+-- run after it (which changes nothing) and the rule alone agree.
+BEGIN;
+SELECT incremental FROM vms.governance_run();
+INSERT INTO vms.channel (code, device_code, name, civil_code, geom) VALUES
+    ('44030401001320000031', '44030401001180000001', '福华路东向西-031', '44030402', ST_SetSRID(ST_MakePoint(114.05, 22.52), 4326)),
+    ('44030401001320000032', '44030401001180000001', '福华路东向西-032', '44030401', ST_SetSRID(ST_MakePoint(114.05, 22.52), 4326)),
+    ('44030401001320000033', '44030401001180000001', '福华路东向西-033', '44030403', ST_SetSRID(ST_MakePoint(114.05, 22.52), 4326));
+SELECT incremental FROM vms.governance_run_changed();
+SELECT channel_code, detail FROM vms.governance_task
+ WHERE rule_code = 'civil_code_mismatch' AND channel_code >= '44030401001320000031' AND state = 'open' ORDER BY 1;
+SELECT incremental, opened, reopened, closed FROM vms.governance_run();
+SELECT f.channel_code, f.detail FROM vms.governance_rule r, vms.governance_findings(r) f
+ WHERE r.code = 'civil_code_mismatch' AND f.channel_code >= '44030401001320000031' ORDER BY 1;
+ROLLBACK;

@@ -217,29 +217,76 @@ BEGIN
     END IF;
     CASE rule.kind
     WHEN 'civil_code_mismatch' THEN
-        -- the most specific region whose boundary covers the point
-        RETURN QUERY
-        SELECT c.code, format('recorded civil code %s, but the location lies in %s (%s)', c.civil_code, r.civil_code, r.name)
-          FROM (SELECT c.* FROM vms.channel c WHERE codes IS NULL
-                 UNION ALL SELECT l.* FROM (SELECT DISTINCT u.code FROM unnest(codes) u(code)) u
-                 CROSS JOIN LATERAL (SELECT c.* FROM vms.channel c WHERE c.code = u.code OFFSET 0) l) c
-          CROSS JOIN LATERAL (SELECT g.civil_code, g.name FROM vms.region g
-                               WHERE g.boundary IS NOT NULL AND ST_Covers(g.boundary, c.geom)
-                               ORDER BY g.level DESC LIMIT 1) r
-         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
-           AND c.geom IS NOT NULL AND NOT ST_IsEmpty(c.geom) AND c.civil_code IS NOT NULL
-           AND NOT (r.civil_code LIKE c.civil_code || '%' OR c.civil_code LIKE r.civil_code || '%');
+        -- the most specific regions whose boundaries cover the point: a
+        -- finding when none of them agrees with the civil code (one code
+        -- a prefix of the other), naming the first of them by code
+        IF codes IS NULL THEN
+            -- over the ledger, region by region (issue 20): each boundary
+            -- read once (ST_SetSRID copies it out of TOAST) and tested only
+            -- against the channels in its box whose civil code disagrees
+            -- with it, the channels of one region in a row (PostGIS keeps
+            -- the polygon prepared).  Channel by channel, every test read
+            -- its boundary from TOAST again and the regions alternated:
+            -- 15 us a channel with 16 streets of 400 vertices.
+            RETURN QUERY
+            WITH g AS MATERIALIZED (
+                SELECT g.civil_code, g.name, g.level, ST_SetSRID(g.boundary, ST_SRID(g.boundary)) AS boundary
+                  FROM vms.region g WHERE g.boundary IS NOT NULL)
+            SELECT DISTINCT ON (c.code) c.code,
+                   format('recorded civil code %s, but the location lies in %s (%s)', c.civil_code, g.civil_code, g.name)
+              FROM g CROSS JOIN LATERAL (
+                       SELECT c.code, c.civil_code, c.geom FROM vms.channel c
+                        WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
+                          AND NOT (g.civil_code LIKE c.civil_code || '%' OR c.civil_code LIKE g.civil_code || '%')
+                          AND ST_Covers(g.boundary, c.geom) AND NOT ST_IsEmpty(c.geom) OFFSET 0) c
+             WHERE NOT EXISTS (SELECT 1 FROM g h
+                                WHERE (h.level > g.level
+                                       OR h.level = g.level AND (h.civil_code LIKE c.civil_code || '%'
+                                                                 OR c.civil_code LIKE h.civil_code || '%'))
+                                  AND ST_Covers(h.boundary, c.geom))
+             ORDER BY c.code, g.civil_code;
+        ELSE
+            RETURN QUERY
+            SELECT c.code, format('recorded civil code %s, but the location lies in %s (%s)', c.civil_code, r.civil_code, r.name)
+              FROM (SELECT l.* FROM (SELECT DISTINCT u.code FROM unnest(codes) u(code)) u
+                     CROSS JOIN LATERAL (SELECT c.* FROM vms.channel c WHERE c.code = u.code OFFSET 0) l) c
+              CROSS JOIN LATERAL (SELECT g.civil_code, g.name FROM vms.region g
+                                   WHERE g.boundary IS NOT NULL AND ST_Covers(g.boundary, c.geom)
+                                   ORDER BY g.level DESC, (g.civil_code LIKE c.civil_code || '%' OR c.civil_code LIKE g.civil_code || '%') DESC,
+                                            g.civil_code LIMIT 1) r
+             WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
+               AND c.geom IS NOT NULL AND NOT ST_IsEmpty(c.geom) AND c.civil_code IS NOT NULL
+               AND NOT (r.civil_code LIKE c.civil_code || '%' OR c.civil_code LIKE r.civil_code || '%');
+        END IF;
     WHEN 'outside_region' THEN
-        RETURN QUERY
-        SELECT c.code, format('location is %s m outside region %s (%s)',
-                              round(ST_Distance(g.boundary::geography, c.geom::geography)), g.civil_code, g.name)
-          FROM (SELECT c.* FROM vms.channel c WHERE codes IS NULL
-                 UNION ALL SELECT l.* FROM (SELECT DISTINCT u.code FROM unnest(codes) u(code)) u
-                 CROSS JOIN LATERAL (SELECT c.* FROM vms.channel c WHERE c.code = u.code OFFSET 0) l) c
-          JOIN vms.region g ON g.civil_code = c.civil_code
-         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
-           AND g.boundary IS NOT NULL AND c.geom IS NOT NULL AND NOT ST_IsEmpty(c.geom)
-           AND NOT ST_Covers(g.boundary, c.geom);
+        IF codes IS NULL THEN
+            -- over the ledger, region by region: each boundary read once
+            -- (as above; and as geography once, for the distance of a
+            -- finding) and its channels tested in a row, through the index
+            -- on the civil code (a hash join met the regions in the
+            -- ledger's order, reading each boundary again as it changed)
+            RETURN QUERY
+            WITH g AS MATERIALIZED (
+                SELECT g.civil_code, g.name, ST_SetSRID(g.boundary, ST_SRID(g.boundary)) AS boundary,
+                       g.boundary::geography AS area
+                  FROM vms.region g WHERE g.boundary IS NOT NULL)
+            SELECT c.code, format('location is %s m outside region %s (%s)',
+                                  round(ST_Distance(g.area, c.geom::geography)), g.civil_code, g.name)
+              FROM g CROSS JOIN LATERAL (SELECT c.code, c.geom FROM vms.channel c
+                                          WHERE c.civil_code = g.civil_code AND (scope IS NULL OR c.civil_code LIKE scope || '%')
+                                            AND c.geom IS NOT NULL AND NOT ST_IsEmpty(c.geom) OFFSET 0) c
+             WHERE NOT ST_Covers(g.boundary, c.geom);
+        ELSE
+            RETURN QUERY
+            SELECT c.code, format('location is %s m outside region %s (%s)',
+                                  round(ST_Distance(g.boundary::geography, c.geom::geography)), g.civil_code, g.name)
+              FROM (SELECT l.* FROM (SELECT DISTINCT u.code FROM unnest(codes) u(code)) u
+                     CROSS JOIN LATERAL (SELECT c.* FROM vms.channel c WHERE c.code = u.code OFFSET 0) l) c
+              JOIN vms.region g ON g.civil_code = c.civil_code
+             WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
+               AND g.boundary IS NOT NULL AND c.geom IS NOT NULL AND NOT ST_IsEmpty(c.geom)
+               AND NOT ST_Covers(g.boundary, c.geom);
+        END IF;
     WHEN 'same_point' THEN
         -- channels at POINT EMPTY share no point: they have none
         IF codes IS NULL THEN
@@ -290,16 +337,30 @@ BEGIN
             ON d.unit_id = c.unit_id AND d.name = c.name
          WHERE (scope IS NULL OR c.civil_code LIKE scope || '%');
     WHEN 'naming_pattern' THEN
-        RETURN QUERY
-        SELECT c.code, format('name "%s" does not match %s (e.g. %s)', c.name, np.pattern, coalesce(np.example, '-'))
-          FROM (SELECT c.* FROM vms.channel c WHERE codes IS NULL
-                 UNION ALL SELECT l.* FROM (SELECT DISTINCT u.code FROM unnest(codes) u(code)) u
-                 CROSS JOIN LATERAL (SELECT c.* FROM vms.channel c WHERE c.code = u.code OFFSET 0) l) c
-          CROSS JOIN LATERAL (SELECT n.pattern, n.example FROM vms.naming_pattern n
-                               WHERE coalesce(c.civil_code, '') LIKE n.civil_prefix || '%'
-                               ORDER BY length(n.civil_prefix) DESC LIMIT 1) np
-         WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
-           AND c.name !~ np.pattern;
+        -- (OFFSET 0 keeps the name's test out of the pattern lookup, which
+        -- over the ledger is then made once a civil code, memoized, instead
+        -- of once a channel)
+        IF codes IS NULL THEN
+            RETURN QUERY
+            SELECT s.code, format('name "%s" does not match %s (e.g. %s)', s.name, s.pattern, coalesce(s.example, '-'))
+              FROM (SELECT c.code, c.name, np.pattern, np.example
+                      FROM vms.channel c
+                      CROSS JOIN LATERAL (SELECT n.pattern, n.example FROM vms.naming_pattern n
+                                           WHERE coalesce(c.civil_code, '') LIKE n.civil_prefix || '%'
+                                           ORDER BY length(n.civil_prefix) DESC LIMIT 1) np
+                     WHERE (scope IS NULL OR c.civil_code LIKE scope || '%') OFFSET 0) s
+             WHERE s.name !~ s.pattern;
+        ELSE
+            RETURN QUERY
+            SELECT c.code, format('name "%s" does not match %s (e.g. %s)', c.name, np.pattern, coalesce(np.example, '-'))
+              FROM (SELECT l.* FROM (SELECT DISTINCT u.code FROM unnest(codes) u(code)) u
+                     CROSS JOIN LATERAL (SELECT c.* FROM vms.channel c WHERE c.code = u.code OFFSET 0) l) c
+              CROSS JOIN LATERAL (SELECT n.pattern, n.example FROM vms.naming_pattern n
+                                   WHERE coalesce(c.civil_code, '') LIKE n.civil_prefix || '%'
+                                   ORDER BY length(n.civil_prefix) DESC LIMIT 1) np
+             WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
+               AND c.name !~ np.pattern;
+        END IF;
     END CASE;
 END $$;
 COMMENT ON FUNCTION vms._governance_findings(vms.governance_rule, text, vms.gbcode[]) IS
@@ -443,7 +504,8 @@ BEGIN
               FROM (SELECT (t.ch).* FROM pg_temp._gov_taken t WHERE t.changed) c
              CROSS JOIN LATERAL (SELECT g.civil_code, g.name FROM vms.region g
                                   WHERE g.boundary IS NOT NULL AND ST_Covers(g.boundary, c.geom)
-                                  ORDER BY g.level DESC LIMIT 1) rg
+                                  ORDER BY g.level DESC, (g.civil_code LIKE c.civil_code || '%' OR c.civil_code LIKE g.civil_code || '%') DESC,
+                                           g.civil_code LIMIT 1) rg
              WHERE (scope IS NULL OR c.civil_code LIKE scope || '%')
                AND c.geom IS NOT NULL AND NOT ST_IsEmpty(c.geom) AND c.civil_code IS NOT NULL
                AND NOT (rg.civil_code LIKE c.civil_code || '%' OR c.civil_code LIKE rg.civil_code || '%');
