@@ -47,7 +47,8 @@ my $realm = '3402010000';
 my $sip_port = PostgreSQL::Test::Cluster::get_free_port();
 my $node = vms_node('cancel', { secret_key => 1 }, 'vms.viid_enabled' => 'off', 'vms.sip_id' => $lower_id,
 	'vms.sip_listen' => '127.0.0.1', 'vms.sip_port' => $sip_port, 'vms.sip_flush_interval' => 200,
-	'log_min_messages' => 'log');
+	# the device (a socket here) sends one keepalive: it stays online however long a loaded machine takes
+	'vms.sip_keepalive_interval' => 3600, 'log_min_messages' => 'log');
 $node->poll_query_until('postgres', "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'vms sip'")
   or die 'sip worker did not start';
 
