@@ -50,6 +50,7 @@
 #include "storage/proc.h"
 #include "utils/array.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -192,9 +193,9 @@ owner_of(Oid ns, int kind, Datum code, Snapshot snap)
 
 /* does the city hold a row under this code (the trigger's own table) */
 static bool
-code_present(Relation rel, Datum code)
+code_present(Relation rel, Datum code, Snapshot snap)
 {
-	SysScanDesc scan = pk_scan(rel, 1, &code, GetActiveSnapshot());
+	SysScanDesc scan = pk_scan(rel, 1, &code, snap);
 	bool		found = HeapTupleIsValid(systable_getnext(scan));
 
 	systable_endscan(scan);
@@ -275,11 +276,12 @@ record_conflict(const char *district, const char *owner, Relation rel, const cha
  * transaction's memory, their claims released (one DELETE of
  * vms.cluster_owner a kind) and handed to vms._cluster_cascade set-based (one
  * statement a foreign key, not one a row): by the deferred constraint
- * trigger <table>_cluster_apply_deleted at the transaction's commit, by the
- * next replicated INSERT or UPDATE of a device, channel, catalogue node or
- * checkpoint in the same transaction (before it: a code deleted and sent
- * again must not take the new row's children with it), or when a kind's
- * buffer holds DELETED_BUFFER_MAX codes.  By then the district's own child
+ * trigger <table>_cluster_apply_deleted at the transaction's commit, before
+ * a replicated INSERT or UPDATE in the same transaction that depends on them
+ * (the same code or, for an UPDATE, its new code: a code deleted and sent
+ * again must not take the new row's children with it, nor lose its claim;
+ * an INSERT of a code the city holds a row under, which the cascade may
+ * delete), or when a kind's buffer holds DELETED_BUFFER_MAX codes.  By then the district's own child
  * rows, which its own cascade deleted in the same transaction, are gone
  * already (they follow the parent's DELETE in the stream).  Anywhere else
  * (a session in replica mode, a subtransaction, the flush trigger disabled)
@@ -289,6 +291,14 @@ PG_FUNCTION_INFO_V1(vms_cluster_apply_deleted_due);
 PG_FUNCTION_INFO_V1(vms_cluster_apply_deleted_flush);
 
 #define DELETED_BUFFER_MAX 100000
+#define DELETED_KEY_MAX 32
+
+/* a buffered code, looked up by the next replicated row of its kind */
+typedef struct DeletedKey
+{
+	int32		kind;
+	char		code[DELETED_KEY_MAX];	/* a fixed-length code's bytes, zero-padded */
+}			DeletedKey;
 
 static SPIPlanPtr release_many_plan;
 static SPIPlanPtr cascade_plan;
@@ -308,6 +318,7 @@ static struct
 	int			n[KIND_N];
 	int			cap[KIND_N];
 	Datum	   *codes[KIND_N];
+	HTAB	   *keys;			/* the codes, for deleted_pending; NULL for a varlena type */
 }			db;
 
 static void
@@ -323,11 +334,40 @@ deleted_buffer_current(void)
 	db.cxt = NULL;
 	db.district = NULL;
 	db.total = 0;
+	db.keys = NULL;
 	for (k = 0; k < KIND_N; k++)
 	{
 		db.n[k] = db.cap[k] = 0;
 		db.codes[k] = NULL;
 	}
+}
+
+/* the key of a code of a fixed-length type (typlen <= DELETED_KEY_MAX) */
+static void
+deleted_key(DeletedKey *key, int kind, Datum code)
+{
+	memset(key, 0, sizeof(*key));
+	key->kind = kind;
+	memcpy(key->code, db.typbyval ? (char *) &code : DatumGetPointer(code), db.typlen);
+}
+
+/*
+ * is a code of this kind among those buffered (its claim not yet released,
+ * the city's rows under it not yet gone); true whenever the codes are of a
+ * type the buffer cannot look up
+ */
+static bool
+deleted_pending(int kind, Datum code)
+{
+	DeletedKey	key;
+
+	deleted_buffer_current();
+	if (db.total == 0)
+		return false;
+	if (db.keys == NULL)
+		return true;
+	deleted_key(&key, kind, code);
+	return hash_search(db.keys, &key, HASH_FIND, NULL) != NULL;
 }
 
 /* a logical replication worker at the top level of its transaction */
@@ -407,6 +447,7 @@ deleted_flush(void)
 	MemoryContextReset(db.cxt);
 	db.district = NULL;
 	db.total = 0;
+	db.keys = NULL;
 	for (k = 0; k < KIND_N; k++)
 	{
 		db.n[k] = db.cap[k] = 0;
@@ -448,6 +489,15 @@ deleted_buffer_add(int kind, Datum code, const char *district, Oid gbcode)
 		db.district = pstrdup(district);
 		db.gbcode = gbcode;
 		get_typlenbyvalalign(gbcode, &db.typlen, &db.typbyval, &db.typalign);
+		if (db.typlen > 0 && db.typlen <= DELETED_KEY_MAX && (!db.typbyval || db.typlen <= sizeof(Datum)))
+		{
+			HASHCTL		ctl;
+
+			ctl.keysize = sizeof(DeletedKey);
+			ctl.entrysize = sizeof(DeletedKey);
+			ctl.hcxt = db.cxt;
+			db.keys = hash_create("vms deleted codes", 1024, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		}
 	}
 	if (db.n[kind] == db.cap[kind])
 	{
@@ -458,6 +508,13 @@ deleted_buffer_add(int kind, Datum code, const char *district, Oid gbcode)
 	}
 	db.codes[kind][db.n[kind]++] = datumCopy(code, db.typbyval, db.typlen);
 	db.total++;
+	if (db.keys != NULL)
+	{
+		DeletedKey	key;
+
+		deleted_key(&key, kind, code);
+		(void) hash_search(db.keys, &key, HASH_ENTER, NULL);
+	}
 	MemoryContextSwitchTo(old);
 	if (db.n[kind] >= DELETED_BUFFER_MAX)
 		deleted_flush();
@@ -576,14 +633,27 @@ vms_cluster_apply_owned(PG_FUNCTION_ARGS)
 	if (replacing && TRIGGER_FIRED_BY_DELETE(td->tg_event))
 		goto apply;
 	/*
-	 * codes deleted earlier in this transaction are done with before any row
-	 * comes (back): their claims released, which the lookups must then see
+	 * codes deleted earlier in this transaction are done with before a row
+	 * whose fate depends on them comes: the code itself or, for an UPDATE,
+	 * its new code (their claims are released), or a code the city holds a
+	 * row under (the pending cascade may delete it); the lookups must then
+	 * see it.  Other rows leave the buffer alone, so that deletes mixed
+	 * with other changes stay set-based.
 	 */
 	snap = GetActiveSnapshot();
 	if (!TRIGGER_FIRED_BY_DELETE(td->tg_event))
 	{
-		deleted_buffer_current();
-		if (db.total > 0)
+		bool		due = deleted_pending(kind, code);
+
+		if (!due && db.total > 0 && TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+		{
+			Datum		nc = SPI_getbinval(ret, desc, attno, &isnull);
+
+			due = !isnull && deleted_pending(kind, nc);
+		}
+		if (!due && db.total > 0 && TRIGGER_FIRED_BY_INSERT(td->tg_event))
+			due = code_present(rel, code, snap);
+		if (due)
 		{
 			deleted_flush();
 			snap = GetLatestSnapshot();
@@ -593,7 +663,7 @@ vms_cluster_apply_owned(PG_FUNCTION_ARGS)
 
 	if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
 	{
-		bool		present = code_present(rel, code);
+		bool		present = code_present(rel, code, snap);
 
 		if (owner == NULL && !present)
 		{

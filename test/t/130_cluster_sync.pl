@@ -527,6 +527,25 @@ $a->wait_for_catchup('vms_district_a');
 is(sq($city, "SELECT concat_ws(',', c.name, (SELECT o.district FROM vms.cluster_owner o WHERE o.kind = 'channel' AND o.code = c.code),
 	(SELECT s.status FROM vms.channel_status s WHERE s.code = c.code), (SELECT count(*) FROM vms.sip_share_code s WHERE s.channel_code = c.code))
 	FROM vms.channel c WHERE c.code = $r"), '重建通道,a,OFF,0', "a channel deleted and sent again in one transaction: a's new row, claim and status, without the city's old share code");
+# a deletes a device and, in the same transaction, sends a channel (under
+# another device) with the code of the city's own channel under the deleted
+# device: the city's channel is gone first, as an ordinary DELETE would have
+# taken it, and a's channel claims the free code (no conflict)
+my $dv2 = "vms.gbcode_make('11010500', 0, 118, 0, 5001)";
+my $cc2 = "'11000000001310000098'";
+$a->safe_psql('postgres', "INSERT INTO vms.device (code, name) VALUES ($dv2, '待拆设备2')");
+wait_for($city, "SELECT count(*) FROM vms.device WHERE code = $dv2", '1', "a's second new device at the city");
+$city->safe_psql('postgres', "INSERT INTO vms.channel (code, device_code, name) VALUES ($cc2, $dv2, '市自建通道2')");
+$a->safe_psql('postgres', qq{
+	BEGIN;
+	DELETE FROM vms.device WHERE code = $dv2;
+	INSERT INTO vms.channel (code, device_code, name) VALUES ($cc2, vms.gbcode_make('11010500', 0, 118, 0, 1), 'a的新通道');
+	COMMIT;
+});
+$a->wait_for_catchup('vms_district_a');
+is(sq($city, "SELECT concat_ws(',', c.name, (SELECT o.district FROM vms.cluster_owner o WHERE o.kind = 'channel' AND o.code = c.code),
+	(SELECT count(*) FROM vms.cluster_conflict x WHERE x.code = c.code::text)) FROM vms.channel c WHERE c.code = $cc2"),
+	'a的新通道,a,0', "a's channel under the code of the city's own channel under a's deleted device: the city's went first, a's claims it");
 # a district that cannot be reached is reported down and does not block the other
 $b->stop('fast');
 wait_for($city, "SELECT state IN ('down', 'connecting') FROM vms.cluster_status WHERE peer = 'b'", 't', 'unreachable district b reported');
