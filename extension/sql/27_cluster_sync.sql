@@ -343,6 +343,7 @@ BEGIN
           JOIN pg_catalog.pg_attribute k ON k.attrelid = c.confrelid AND k.attnum = c.confkey[1]
          WHERE c.contype = 'f' AND c.confrelid = ('vms.' || kind)::regclass
            AND cardinality(c.conkey) = 1 AND k.attname = 'code'
+           AND c.conparentid = 0   -- a partitioned table's key once, not again per partition
          ORDER BY c.conrelid::regclass::text, c.conname
     LOOP
         owned := CASE WHEN fk.owned_kind IS NULL THEN ''
