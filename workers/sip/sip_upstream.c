@@ -109,7 +109,7 @@ typedef struct Relay
 	int			final_interval_ms;	/* T1 doubling to T2 (17.2.1 Timer G; 13.3.1.4 for a 2xx) */
 	bool		established;
 	bool		dev_invited;	/* the INVITE went to the device (branch dev_branch, CSeq 1) */
-	bool		cancelling;		/* given up (CANCEL, timeout, upstream dropped): the device's answer is ended, not relayed */
+	bool		cancelling;		/* given up (CANCEL, timeout, upstream dropped or disabled): the device's answer is ended, not relayed */
 	bool		dev_provisional;	/* the device answered its INVITE 1xx: a CANCEL may go (RFC 3261 9.1) */
 	bool		cancel_deferred;	/* given up before that: the CANCEL goes at the first 1xx */
 	char		ended_by[12];	/* why, for the audit (queued once the channel is known) */
@@ -1291,7 +1291,7 @@ sdp_media_addresses(const char *body, size_t len, char *out, size_t outlen)
 	pfree(text);
 }
 
-/* a relayed call ended (by the upper platform or the device): audited at the next round */
+/* a relayed call ended (by the upper platform, the device, or the relay: cancel, timeout, dropped, disabled, no ack): audited at the next round */
 static void
 queue_bye_audit(Relay *r, const char *by)
 {
@@ -1660,7 +1660,7 @@ relay_send_cancel(Relay *r, UpTx *inv, const char *by)
 /*
  * The relay gives up on the device's INVITE before its final answer (the
  * upper platform CANCELled it, the device did not answer in time, the
- * upstream was dropped; the upper platform, when there is one, is answered
+ * upstream was dropped or disabled; the upper platform, when there is one, is answered
  * by the caller): the end is audited (ended_by), and the device gets a
  * CANCEL with the INVITE's branch (RFC 3261 9.1) -- once it has answered
  * the INVITE provisionally: before that a CANCEL must not be sent, so the
@@ -2934,8 +2934,9 @@ sip_upstream_tick(void)
 
 	/*
 	 * Relayed calls answered finally but not established (refused, CANCELled,
-	 * timed out): kept 64*T1 for the upper platform's retransmissions of its
-	 * INVITE (and CANCEL), then freed, unless the device's INVITE still waits
+	 * timed out, an error of the device): kept 64*T1 for the upper platform's
+	 * retransmissions of its INVITE (and CANCEL) and for the answer's own
+	 * until the ACK (below), then freed, unless the device's INVITE still waits
 	 * for its final answer (its transaction ends the relay then).
 	 */
 	for (int i = 0; i < MAX_RELAYS; i++)
