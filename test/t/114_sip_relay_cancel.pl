@@ -23,6 +23,7 @@
 #  - the final answers that go up are retransmitted over UDP until the upper
 #    platform's ACK (17.2.1 Timer G for the 487, 13.3.1.4 for a 200): at least
 #    T1 then 2*T1 apart (kernel arrival times), and no more after the ACK;
+#    a 200 never ACKed ends the call after 64*T1 (BYE to both, audited no ack);
 #  - a device's 200 sent again after it crossed the CANCEL is ACKed again (13.2.2.4),
 #    with no second BYE;
 #  - an INVITE with a 100-character Via branch can be CANCELled;
@@ -541,6 +542,22 @@ sub none_after_ack
 	my $bye = wait_msg('dev', is_request('BYE', hdr($inv, 'Call-ID')));
 	ok($bye, '200 retransmitted: the device gets the BYE');
 	answer($dev, $bye, 200, 'OK') if $bye;
+}
+
+# ---------------------------------------------------------------- 6c. a 200 never ACKed (13.3.1.4)
+# retransmitted for 64*T1 (32 s), then the call ends: BYE to the device and to the upper platform
+{
+	my ($cid, $branch, $inv) = start_call('200 never ACKed');
+	answer($dev, $inv, 200, 'OK', 'devtag6c', $dev_sdp);
+	ok(wait_msg('dev', is_request('ACK', hdr($inv, 'Call-ID'))), '200 never ACKed: the device\'s 200 is ACKed');
+	my $bye = wait_msg('dev', is_request('BYE', hdr($inv, 'Call-ID')));
+	ok($bye && tag_of(hdr($bye, 'To')) eq 'devtag6c', '200 never ACKed: after 64*T1 the device gets a BYE');
+	answer($dev, $bye, 200, 'OK') if $bye;
+	my $up_bye = wait_msg('up', is_request('BYE', $cid));
+	ok($up_bye, '200 never ACKed: and the upper platform, in its dialog');
+	my @c = grep { is_response(200, 'INVITE', $cid)->() } @{ $inbox{up} };
+	cmp_ok(scalar(@c), '>=', 5, '200 never ACKed: the 200 went up again meanwhile (at T1, 2*T1, 4*T1, then every T2)');
+	audited('no ack', '200 never ACKed: audited, ended_by no ack');
 }
 
 # ---------------------------------------------------------------- 7. a 100-character branch
