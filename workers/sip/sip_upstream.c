@@ -56,6 +56,8 @@
 #define T1_MS 500
 #define T2_MS 4000
 #define TIMER_H_MS (64 * T1_MS)
+/* Timer I (17.2.1): a non-2xx answer's transaction lingers T4 after its ACK over UDP (0 over TCP) */
+#define T4_MS 5000
 
 /* a Via branch vms keeps to match a CANCEL or an ACK (RFC 3261 allows any token; other headers are bounded alike) */
 #define MAX_BRANCH 256
@@ -107,6 +109,7 @@ typedef struct Relay
 	TimestampTz final_at;
 	TimestampTz final_next;		/* over UDP, until the upper platform's ACK: its next retransmission (0: none) */
 	int			final_interval_ms;	/* T1 doubling to T2 (17.2.1 Timer G; 13.3.1.4 for a 2xx) */
+	TimestampTz free_at;		/* a non-2xx final answer ACKed: the relay is freed then (Timer I), 0: not ACKed */
 	bool		established;
 	bool		dev_invited;	/* the INVITE went to the device (branch dev_branch, CSeq 1) */
 	bool		cancelling;		/* given up (CANCEL, timeout, upstream dropped or disabled): the device's answer is ended, not relayed */
@@ -1380,11 +1383,14 @@ relay_answer_upper(Relay *r, int code, const char *reason, const char *ctype, co
 			 * Over UDP the final answer is retransmitted until the upper
 			 * platform's ACK: a non-2xx by the server transaction (Timer G,
 			 * 17.2.1), a 2xx by the UAS core (13.3.1.4), both from T1
-			 * doubling to T2, for 64*T1 at most.  Timed from the clock
-			 * now, not the round's: no retransmission comes early.
+			 * doubling to T2, for 64*T1 at most.  A 2xx is retransmitted
+			 * over TCP too (13.3.1.4: the UAS core's, whatever the
+			 * transport), a non-2xx only over UDP (Timer G).  Timed from
+			 * the clock now, not the round's: no retransmission comes early.
 			 */
 			r->final_interval_ms = T1_MS;
-			r->final_next = r->upper_peer.transport == TRANSPORT_UDP ?
+			r->free_at = 0;
+			r->final_next = (r->upper_peer.transport == TRANSPORT_UDP || code < 300) ?
 				TimestampTzPlusMilliseconds(GetCurrentTimestamp(), T1_MS) : 0;
 		}
 	}
@@ -1736,6 +1742,8 @@ relay_answered(Relay *r, UpTx *tx, const SipIn *in)
 		snprintf(reason, sizeof(reason), "Device Answered %d", in->status);
 		relay_answer_upper(r, in->status, reason, NULL, NULL);
 		/* kept for the answer's retransmissions until the ACK (freed in sip_upstream_tick) */
+		if (r->final == NULL)
+			relay_free(r);		/* it could not be sent: nothing to keep */
 	}
 }
 
@@ -1944,27 +1952,52 @@ up_current(int up, uint32 gen)
  * call's end is audited, ended by "dropped" or "disabled"), and what it
  * asked that was not looked at yet is forgotten: nothing of them goes to
  * whatever upstream takes the slot.  The audits of calls that ended are kept
- * (they carry their own names, not the slot's).
+ * (they carry their own names, not the slot's).  A disabled upstream's
+ * address is still known: its upper platform is told that its calls ended
+ * (a BYE for an established call, 487 for a pending INVITE); a dropped one's
+ * is not told.  No final answer goes up again: its ACK could not match any
+ * more (ACKs are looked up among enabled upstreams).
  */
+static Relay *pending_relay(const PendingAnswer *p);
+
 static void
 drop_relays(int up, const char *by)
 {
-	/* first, so that the queue has room for the audits queued below */
+	bool		tell = strcmp(by, "disabled") == 0;
+
+	/*
+	 * First, so that the queue has room for the audits queued below; a call
+	 * still waiting for its channel's lookup (its audit was to come then) is
+	 * audited now.
+	 */
 	for (int i = 0; i < MAX_PENDING; i++)
 		if (pending[i].used && pending[i].up == up && !pending[i].bye)
+		{
+			Relay	   *r = pending[i].relay > 0 ? pending_relay(&pending[i]) : NULL;
+
 			pending[i].used = false;
+			if (r != NULL)
+				queue_bye_audit(r, r->cancelling ? r->ended_by : by);
+		}
 	for (int i = 0; i < MAX_RELAYS; i++)
 		if (relays[i].used && relays[i].up == up)
 		{
-			if (relays[i].established)
+			Relay	   *r = &relays[i];
+
+			if (tell && r->established)
+				relay_bye_upper(r);
+			else if (tell && r->final == NULL)
+				relay_answer_upper(r, 487, "Request Terminated", NULL, NULL);
+			r->final_next = 0;
+			if (r->established)
 			{
-				relay_send(&relays[i], UK_RELAY_BYE, "BYE", 2, NULL, NULL, NULL, NULL);
-				queue_bye_audit(&relays[i], by);
+				relay_send(r, UK_RELAY_BYE, "BYE", 2, NULL, NULL, NULL, NULL);
+				queue_bye_audit(r, by);
 			}
-			else if (relays[i].dev_invited && !relays[i].cancelling && relay_invite_tx(&relays[i]) != NULL)
+			else if (r->dev_invited && !r->cancelling && relay_invite_tx(r) != NULL)
 			{
 				/* its INVITE is CANCELled; the relay waits for the device's answer (to end it, not to relay it) */
-				relay_cancel(&relays[i], by);
+				relay_cancel(r, by);
 				continue;
 			}
 			if (relays[i].cancelling && relay_invite_tx(&relays[i]) != NULL)
@@ -2492,18 +2525,29 @@ upstream_cancel(Upstream *u, const SipIn *in, const Peer *peer)
 /*
  * ACK from the upper platform for the final answer to its relayed INVITE
  * (the INVITE's Call-ID, From tag and CSeq number; for a non-2xx its
- * transaction's, 17.2.3, for a 2xx a new one in the dialog, 13.2.2.4):
- * the answer's retransmissions stop.
+ * transaction's, 17.2.3, for a 2xx a new one in the dialog, 13.2.2.4),
+ * from the address, port and transport the INVITE came from (the
+ * upstream's may have changed since): the answer's retransmissions stop.
+ * A non-2xx's relay is freed Timer I (T4) later over UDP, at once over
+ * TCP (17.2.1); an INVITE retransmitted meanwhile gets the same answer.
  */
 static void
-upstream_ack(Upstream *u, const SipIn *in)
+upstream_ack(Upstream *u, const SipIn *in, const Peer *peer)
 {
 	Relay	   *r = relay_by_upper_call(in->call_id);
 
 	if (r == NULL || r->up != (int) (u - ups) || strcmp(r->up_their_tag, in->from_tag) != 0 || r->up_cseq != in->cseq ||
 		r->final == NULL)
 		return;
+	if (strcmp(peer->ip, r->upper_peer.ip) != 0 || peer->port != r->upper_peer.port ||
+		peer->transport != r->upper_peer.transport)
+	{
+		sip_count(C_WRONG_SOURCE, 1);	/* one from elsewhere stops nothing */
+		return;
+	}
 	r->final_next = 0;
+	if (!r->established && r->free_at == 0)
+		r->free_at = r->upper_peer.transport == TRANSPORT_UDP ? TimestampTzPlusMilliseconds(sip_now, T4_MS) : sip_now;
 }
 
 /*
@@ -2587,11 +2631,7 @@ sip_upstream_request(const SipIn *in, const Peer *peer)
 	/* the address, port and transport registered to: From and the address alone are forged easily over UDP */
 	if (strcmp(in->method, "ACK") == 0)
 	{
-		/* never answered; one from elsewhere stops nothing */
-		if (strcmp(peer->ip, u->host) != 0 || peer->port != u->port || peer->transport != u->peer.transport)
-			sip_count(C_WRONG_SOURCE, 1);
-		else
-			upstream_ack(u, in);
+		upstream_ack(u, in, peer);	/* never answered */
 		return true;
 	}
 	if (strcmp(peer->ip, u->host) != 0 || peer->port != u->port || peer->transport != u->peer.transport)
@@ -2626,7 +2666,9 @@ sip_upstream_request(const SipIn *in, const Peer *peer)
 	{
 		Relay	   *r = relay_by_upper_call(in->call_id);
 
-		if (r == NULL || r->up != (int) (u - ups) || strcmp(r->up_their_tag, in->from_tag) != 0)
+		/* a device's error answer kept for its retransmissions is no dialog either */
+		if (r == NULL || r->up != (int) (u - ups) || strcmp(r->up_their_tag, in->from_tag) != 0 ||
+			(!r->established && !r->cancelling && r->final != NULL))
 		{
 			sip_answer(in, peer, 481, "Call/Transaction Does Not Exist", NULL);
 			return true;
@@ -2927,6 +2969,44 @@ any_pending(void)
 	return any_ctl_answers();
 }
 
+/*
+ * The retransmissions due (network only, no SQL: the worker sends them
+ * before any SQL step of its round, so that a failing database delays none):
+ * final answers to the upper platform not ACKed yet, at T1, 2*T1, ... at
+ * most T2 apart (17.2.1 Timer G, 13.3.1.4) and never past 64*T1 from the
+ * first (the last due time is capped there: Timer H is checked then, in
+ * sip_upstream_tick), and the relay's requests not answered yet.
+ */
+void
+sip_upstream_retransmit(void)
+{
+	for (int i = 0; i < MAX_RELAYS; i++)
+	{
+		Relay	   *r = &relays[i];
+		TimestampTz end;
+
+		if (!r->used || r->final == NULL || r->final_next == 0 || sip_now < r->final_next)
+			continue;
+		end = TimestampTzPlusMilliseconds(r->final_at, TIMER_H_MS);
+		if (sip_now >= end)
+			continue;			/* Timer H: sip_upstream_tick */
+		sip_send(&r->upper_peer, r->final, r->final_len);
+		r->final_interval_ms = Min(r->final_interval_ms * 2, T2_MS);
+		r->final_next = Min(end, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), r->final_interval_ms));
+	}
+	for (int i = 0; i < MAX_UP_TX; i++)
+	{
+		UpTx	   *tx = &txs[i];
+
+		if (!tx->used || tx->next_retx == DT_NOEND || sip_now < tx->next_retx ||
+			sip_now >= TimestampTzPlusMilliseconds(tx->sent_at, tx->give_up_ms))
+			continue;
+		sip_send(&tx->peer, tx->msg, tx->len);
+		tx->retx_ms = Min(tx->retx_ms * 2, 4000);
+		tx->next_retx = TimestampTzPlusMilliseconds(sip_now, tx->retx_ms);
+	}
+}
+
 void
 sip_upstream_tick(void)
 {
@@ -2936,21 +3016,24 @@ sip_upstream_tick(void)
 	 * Relayed calls answered finally but not established (refused, CANCELled,
 	 * timed out, an error of the device): kept 64*T1 for the upper platform's
 	 * retransmissions of its INVITE (and CANCEL) and for the answer's own
-	 * until the ACK (below), then freed, unless the device's INVITE still waits
-	 * for its final answer (its transaction ends the relay then).
+	 * until the ACK (below), then freed -- or Timer I (T4) after the ACK --
+	 * unless the device's INVITE still waits for its final answer (its
+	 * transaction ends the relay then).
 	 */
 	for (int i = 0; i < MAX_RELAYS; i++)
 		if (relays[i].used && !relays[i].established && relays[i].final &&
-			sip_now >= TimestampTzPlusMilliseconds(relays[i].final_at, 2 * TX_GIVE_UP_MS) &&
+			(sip_now >= TimestampTzPlusMilliseconds(relays[i].final_at, 2 * TX_GIVE_UP_MS) ||
+			 (relays[i].free_at != 0 && sip_now >= relays[i].free_at)) &&
 			relay_invite_tx(&relays[i]) == NULL)
 			relay_free(&relays[i]);
 
 	/*
-	 * Final answers to the upper platform not ACKed yet (UDP): sent again at
-	 * T1, 2*T1, ... at most T2 apart (17.2.1 Timer G, 13.3.1.4), for 64*T1
-	 * (Timer H).  A 2xx never ACKed ends its call (13.3.1.4): the device
-	 * gets a BYE, the upper platform too, audited as "no ack".
+	 * Final answers to the upper platform not ACKed yet: sent again by
+	 * sip_upstream_retransmit for 64*T1 (Timer H).  A 2xx never ACKed ends
+	 * its call (13.3.1.4): the device gets a BYE, the upper platform too,
+	 * audited as "no ack".
 	 */
+	sip_upstream_retransmit();
 	for (int i = 0; i < MAX_RELAYS; i++)
 	{
 		Relay	   *r = &relays[i];
@@ -2970,11 +3053,7 @@ sip_upstream_tick(void)
 				queue_bye_audit(r, "no ack");
 				relay_free(r);
 			}
-			continue;
 		}
-		sip_send(&r->upper_peer, r->final, r->final_len);
-		r->final_interval_ms = Min(r->final_interval_ms * 2, T2_MS);
-		r->final_next = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), r->final_interval_ms);
 	}
 
 	/* ACKs of devices' answers past 64*T1: no retransmission of those answers can come any more */
@@ -3023,8 +3102,9 @@ sip_upstream_tick(void)
 				else
 					snapshot(u, NULL);
 			}
-			else if (kind == UK_RELAY_INVITE && relays[tx->relay].used)
+			else if (kind == UK_RELAY_INVITE && relays[tx->relay].used && relays[tx->relay].final == NULL)
 				relay_free(&relays[tx->relay]);	/* CANCELled, and no final answer since */
+			/* else its final answer up (408, 487) stays for its retransmissions until the ACK (freed above) */
 			else if (kind == UK_RELAY_CTL && ctls[tx->relay].used)
 				ctl_refuse(&ctls[tx->relay], "the device did not answer");
 			else if (kind == UK_RELAY_BYE || kind == UK_RELAY_INVITE || kind == UK_RELAY_CANCEL || kind == UK_RELAY_CTL)

@@ -18,6 +18,9 @@ extern void sip_upstream_load(void);
 /* timers (every round): registrations, keepalives, retransmissions, answers to send */
 extern void sip_upstream_tick(void);
 
+/* the retransmissions due (network only, no SQL; also at each tick) */
+extern void sip_upstream_retransmit(void);
+
 /* when the next retransmission of the client role is due (the worker's wait ends then), DT_NOEND: none */
 extern TimestampTz sip_upstream_next_due(void);
 

@@ -38,6 +38,7 @@ PGDLLEXPORT void vms_sip_main(Datum arg);
 #define CLAIM_MS 2000			/* queued requests from SQL are claimed at least this often */
 #define PUBLISH_MS 100			/* counters copied to vms.worker_status */
 #define ERROR_PAUSE_MS 1000		/* after a failed round, the next flush waits this long */
+#define RETX_MIN_WAIT_MS 10		/* the shortest wait for a retransmission due (a due time past never spins) */
 
 static VmsWorkerSlot *slot;
 static MemoryContext loop_cxt;
@@ -52,6 +53,7 @@ static MemoryContext loop_cxt;
  */
 static bool woken_while_reading = false;
 static bool flushing = false;	/* in sip_db_flush(): see the main loop */
+static bool round_ok = true;	/* the last round of the main loop completed (no error) */
 
 static void
 changes_before_messages(void)
@@ -192,12 +194,19 @@ vms_sip_main(Datum arg)
 		}
 		sip_clock_update();
 		timeout = Max(0, Min((long) LOOP_MAX_WAIT_MS, (long) ((next_flush - sip_now) / 1000)));
+		if (round_ok)
 		{
-			/* a retransmission due sooner (T1 = 500 ms doubling): the wait ends then, not a whole wait later */
+			/*
+			 * A retransmission due sooner (T1 = 500 ms doubling): the wait
+			 * ends then, not a whole wait later.  Only after a round that
+			 * completed (a failed one waits ERROR_PAUSE_MS), and never less
+			 * than RETX_MIN_WAIT_MS: a due time that stays in the past never
+			 * makes the loop spin.
+			 */
 			TimestampTz due = sip_upstream_next_due();
 
 			if (due != DT_NOEND)
-				timeout = Max(0, Min(timeout, (long) ((due - sip_now + 999) / 1000)));
+				timeout = Min(timeout, Max((long) RETX_MIN_WAIT_MS, (long) ((due - sip_now + 999) / 1000)));
 		}
 		{
 			int			n = WaitEventSetWait(wes, timeout, ev, 3, PG_WAIT_EXTENSION);
@@ -225,6 +234,9 @@ vms_sip_main(Datum arg)
 			if (woken)
 				sip_devices_load_changed();
 			sip_net_drain();
+			/* retransmissions due: network only, before any SQL step (one that fails delays none) */
+			sip_clock_update();
+			sip_upstream_retransmit();
 			if (woken_while_reading)
 			{
 				woken_while_reading = false;
@@ -272,6 +284,7 @@ vms_sip_main(Datum arg)
 				sip_counters_publish(slot);
 				next_publish = TimestampTzPlusMilliseconds(sip_now, PUBLISH_MS);
 			}
+			round_ok = true;
 			MemoryContextSwitchTo(old);
 		}
 		PG_CATCH();
@@ -282,6 +295,7 @@ vms_sip_main(Datum arg)
 				SetLatch(MyLatch);
 			flushing = false;
 			sip_net_abort_batch();
+			round_ok = false;
 			sip_log_limited(LOG_OTHER, "%s", message);
 			next_flush = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ERROR_PAUSE_MS);
 		}
