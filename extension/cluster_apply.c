@@ -42,6 +42,7 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "nodes/value.h"
 #include "parser/parse_func.h"
 #include "utils/builtins.h"
@@ -395,17 +396,24 @@ deleted_buffering(Relation rel)
 }
 
 /*
- * n codes of a kind the district deleted: their claims released (one
- * statement), then the city's own rows under them (vms._cluster_cascade)
+ * the codes the district deleted, per kind (n[k] codes in codes[k]): their
+ * claims released (one statement a kind, in replica mode), then the city's
+ * own rows under them (vms._cluster_cascade, a call a kind).  The cascade
+ * runs in origin mode, so that the foreign keys of the rows it deletes act
+ * in turn: switched once for all the kinds of a flush (a change of
+ * session_replication_role resets the plan cache), with vms.change_reason
+ * saying why for vms.ledger_history; both restored after.
  */
 static void
-deleted_apply(int kind, int n, Datum *codes, const char *district, Oid gbcode)
+deleted_apply_kinds(const int *n, Datum *const *codes, const char *district, Oid gbcode)
 {
-	Datum		values[3];
+	Datum		values[KIND_N][3];
 	int16		typlen;
 	bool		typbyval;
 	char		typalign;
 	int			rc;
+	int			k;
+	int			save_nestlevel;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -420,19 +428,57 @@ deleted_apply(int kind, int n, Datum *codes, const char *district, Oid gbcode)
 		cascade_plan = keep("SELECT vms._cluster_cascade($1, $2, $3)", 3, types);
 	}
 	get_typlenbyvalalign(gbcode, &typlen, &typbyval, &typalign);
-	values[0] = CStringGetTextDatum(kind_names[kind]);
-	values[1] = PointerGetDatum(construct_array(codes, n, gbcode, typlen, typbyval, typalign));
-	values[2] = CStringGetTextDatum(district);
-	rc = SPI_execute_plan(release_many_plan, values, NULL, false, 0);
-	if (rc < 0)
-		elog(ERROR, "releasing the claims of deleted codes failed: %s", SPI_result_code_string(rc));
-	rc = SPI_execute_plan(cascade_plan, values, NULL, false, 0);
-	if (rc < 0)
-		elog(ERROR, "vms._cluster_cascade failed: %s", SPI_result_code_string(rc));
+	for (k = 0; k < KIND_N; k++)
+	{
+		if (n[k] == 0)
+			continue;
+		values[k][0] = CStringGetTextDatum(kind_names[k]);
+		values[k][1] = PointerGetDatum(construct_array(codes[k], n[k], gbcode, typlen, typbyval, typalign));
+		values[k][2] = CStringGetTextDatum(district);
+		rc = SPI_execute_plan(release_many_plan, values[k], NULL, false, 0);
+		if (rc < 0)
+			elog(ERROR, "releasing the claims of deleted codes failed: %s", SPI_result_code_string(rc));
+	}
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("session_replication_role", "origin",
+							 superuser() ? PGC_SUSET : PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	for (k = 0; k < KIND_N; k++)
+	{
+		char	   *reason;
+		Oid			outfunc;
+		bool		isvarlena;
+
+		if (n[k] == 0)
+			continue;
+		getTypeOutputInfo(gbcode, &outfunc, &isvarlena);
+		reason = n[k] == 1
+			? psprintf("district %s deleted %s %s", district, kind_names[k],
+					   OidOutputFunctionCall(outfunc, codes[k][0]))
+			: psprintf("cascade of district %s's delete of %d %s codes", district, n[k], kind_names[k]);
+		(void) set_config_option("vms.change_reason", reason, PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		rc = SPI_execute_plan(cascade_plan, values[k], NULL, false, 0);
+		if (rc < 0)
+			elog(ERROR, "vms._cluster_cascade failed: %s", SPI_result_code_string(rc));
+	}
+	AtEOXact_GUC(true, save_nestlevel);
 	SPI_finish();
 }
 
-/* hands the buffered codes over, kind by kind, and empties the buffer */
+/* n codes of one kind the district deleted (not buffered: at once) */
+static void
+deleted_apply(int kind, int n, Datum *codes, const char *district, Oid gbcode)
+{
+	int			ns[KIND_N] = {0};
+	Datum	   *cs[KIND_N] = {NULL};
+
+	ns[kind] = n;
+	cs[kind] = codes;
+	deleted_apply_kinds(ns, cs, district, gbcode);
+}
+
+/* hands the buffered codes over, all kinds at once, and empties the buffer */
 static void
 deleted_flush(void)
 {
@@ -441,9 +487,7 @@ deleted_flush(void)
 	deleted_buffer_current();
 	if (db.total == 0)
 		return;
-	for (k = 0; k < KIND_N; k++)
-		if (db.n[k] > 0)
-			deleted_apply(k, db.n[k], db.codes[k], db.district, db.gbcode);
+	deleted_apply_kinds(db.n, db.codes, db.district, db.gbcode);
 	MemoryContextReset(db.cxt);
 	db.district = NULL;
 	db.total = 0;

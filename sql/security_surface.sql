@@ -63,7 +63,7 @@ INSERT INTO surface.class SELECT unnest(ARRAY[
     'vms._cluster_apply_tags()',
     'vms._cluster_applying()',
     'vms._cluster_cascade(text,vms.gbcode[],text)',
-    'vms._cluster_cascade_fk(regclass,name,"char",text,vms.gbcode[],text)',
+    'vms._cluster_cascade_fk(regclass,name,"char",text,boolean,vms.gbcode[],text)',
     'vms._cluster_conflict(text,text,text,text,text,jsonb)',
     'vms._cluster_guard()',
     'vms._cluster_has_levels(text)',

@@ -307,28 +307,34 @@ COMMENT ON FUNCTION vms._cluster_apply_child() IS 'internal: city side of rows u
 -- that reference a deleted device, channel, catalogue node or checkpoint
 -- (share codes, tags, status, members, tasks, plans, credentials...) would
 -- stay, orphaned, and hang on the code again if it came back.  The city
--- ends up with what an ordinary DELETE would leave: each foreign key to the
--- deleted table (read from the catalogue: a table added later is covered)
--- gets its declared action on the city's rows, one statement a key for all
--- the codes of a transaction (vms._cluster_cascade_fk, in origin mode, so
--- that the keys of the rows it deletes act in turn).  Rows the deleting
--- district replicates itself under the code were deleted by its own cascade
--- in the same transaction and are gone by then (its later DELETE of a row
--- already gone is skipped by the apply worker: no error, no conflict).  A
--- device, channel, catalogue node or checkpoint that a district owns is
--- never touched (the deleting district's own arrive deleted; another
--- district's row is that district's).  A RESTRICT or NO ACTION key cannot
--- stop the district's delete (that would stop its stream): the city's rows
--- under it are kept and recorded in vms.cluster_conflict (op DELETE, owner
--- NULL, the city's table), as is a row whose own triggers or keys refuse.
--- Called by the C trigger (extension/cluster_apply.c) with the codes a
--- transaction deleted, at its commit.
+-- ends up with what an ordinary DELETE would leave: each single-column
+-- foreign key to the deleted table's code (read from the catalogue: a table
+-- added later is covered) gets its declared action on the city's rows, one
+-- statement a key for all the codes of a transaction
+-- (vms._cluster_cascade_fk).  The C trigger (extension/cluster_apply.c)
+-- calls this at the transaction's commit in origin mode (switched once a
+-- flush, for all kinds), so that the keys of the rows it deletes act in
+-- turn, with vms.change_reason naming the district's delete for
+-- vms.ledger_history.  Rows the deleting district replicates itself under
+-- the code were deleted by its own cascade in the same transaction and are
+-- gone by then (its later DELETE of a row already gone is skipped by the
+-- apply worker: no error, no conflict).  A device, channel, catalogue node
+-- or checkpoint that a district owns and that references the deleted code
+-- directly is not touched; deeper levels follow the keys' actions as an
+-- ordinary DELETE would.  A RESTRICT or NO ACTION key cannot stop the
+-- district's delete (that would stop its stream): the city's rows under it
+-- are kept and recorded in vms.cluster_conflict (op DELETE, owner NULL, the
+-- city's table), as are the rows of a code whose own triggers or keys
+-- refuse (retried code by code: the other codes' rows go) and the rows of a
+-- table whose owner is neither the extension's owner nor a superuser (not
+-- acted on: its triggers would run as the subscription's owner).  Transient
+-- errors (deadlock, serialization, lock timeout, cancel, out of memory or
+-- disk) are raised: the apply worker retries the transaction.  Keys with
+-- several columns, or to another column than code, are not acted on.
 CREATE FUNCTION vms._cluster_cascade(kind text, codes vms.gbcode[], district text) RETURNS void
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     fk record;
-    owned text;
-    found boolean;
 BEGIN
     IF coalesce(cardinality(codes), 0) = 0 THEN
         RETURN;
@@ -337,8 +343,12 @@ BEGIN
         SELECT c.conrelid::regclass AS tbl, c.confdeltype AS action, a.attname AS col,
                CASE WHEN c.conrelid IN ('vms.device'::regclass, 'vms.channel'::regclass,
                                         'vms.catalog_node'::regclass, 'vms.checkpoint'::regclass)
-                    THEN (SELECT r.relname FROM pg_catalog.pg_class r WHERE r.oid = c.conrelid)::text END AS owned_kind
+                    THEN r.relname::text END AS owned_kind,
+               (r.relowner = e.extowner OR ro.rolsuper) AS trusted
           FROM pg_catalog.pg_constraint c
+          JOIN pg_catalog.pg_class r ON r.oid = c.conrelid
+          JOIN pg_catalog.pg_roles ro ON ro.oid = r.relowner
+          JOIN pg_catalog.pg_extension e ON e.extname = 'vms'
           JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
           JOIN pg_catalog.pg_attribute k ON k.attrelid = c.confrelid AND k.attnum = c.confkey[1]
          WHERE c.contype = 'f' AND c.confrelid = ('vms.' || kind)::regclass
@@ -346,46 +356,74 @@ BEGIN
            AND c.conparentid = 0   -- a partitioned table's key once, not again per partition
          ORDER BY c.conrelid::regclass::text, c.conname
     LOOP
-        owned := CASE WHEN fk.owned_kind IS NULL THEN ''
-                      ELSE format(' AND NOT EXISTS (SELECT 1 FROM vms.cluster_owner o WHERE o.kind = %L AND o.code = t.code)',
-                                  fk.owned_kind) END;
-        -- most codes have no row of the city's under them: no origin mode then
-        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s t WHERE t.%I = ANY ($1)%s)', fk.tbl, fk.col, owned)
-            INTO found USING codes;
-        IF found THEN
-            PERFORM vms._cluster_cascade_fk(fk.tbl, fk.col, fk.action, owned, codes, district);
-        END IF;
+        PERFORM vms._cluster_cascade_fk(fk.tbl, fk.col, fk.action, fk.owned_kind, fk.trusted, codes, district);
     END LOOP;
 END $$;
 COMMENT ON FUNCTION vms._cluster_cascade(text, vms.gbcode[], text) IS
     'internal: city side of a district''s delete: the declared actions of the foreign keys to the deleted codes, on the city''s own rows';
 
-CREATE FUNCTION vms._cluster_cascade_fk(tbl regclass, col name, action "char", owned text, codes vms.gbcode[], district text)
+CREATE FUNCTION vms._cluster_cascade_fk(tbl regclass, col name, action "char", owned_kind text, trusted boolean,
+                                        codes vms.gbcode[], district text)
     RETURNS void
-    LANGUAGE plpgsql SET search_path FROM CURRENT SET session_replication_role = origin AS $$
+    LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
+    -- a device, channel, catalogue node or checkpoint a district owns is that district's
+    own text := CASE WHEN owned_kind IS NULL THEN ''
+                     ELSE format(' AND NOT EXISTS (SELECT 1 FROM vms.cluster_owner o WHERE o.kind = %L AND o.code = t.code)',
+                                 owned_kind) END;
     kept text := format('INSERT INTO vms.cluster_conflict (district, owner, table_name, op, code, row_data)
                          SELECT $2, NULL, %L, ''DELETE'', t.%I::text, pg_catalog.to_jsonb(t) || $3
-                           FROM %s t WHERE t.%I = ANY ($1)%s', tbl::text, col, tbl, col, owned);
+                           FROM %s t WHERE t.%I = ANY ($1)%s', tbl::text, col, tbl, col, own);
+    act text;
+    found boolean;
+    r record;
 BEGIN
+    -- most codes have no row of the city's under them
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s t WHERE t.%I = ANY ($1)%s)', tbl, col, own)
+        INTO found USING codes;
+    IF NOT found THEN
+        RETURN;
+    END IF;
+    IF NOT trusted THEN
+        -- its triggers would run as the subscription's owner: not acted on, listed
+        EXECUTE kept USING codes, district,
+            jsonb_build_object('kept', 'not acted on: the table''s owner is neither the extension''s owner nor a superuser');
+        RETURN;
+    END IF;
+    IF action NOT IN ('c', 'n', 'd') THEN
+        -- RESTRICT, NO ACTION: the district's delete is applied; the city's rows are kept and listed
+        EXECUTE kept USING codes, district, jsonb_build_object('kept', 'the foreign key restricts the delete');
+        RETURN;
+    END IF;
+    act := CASE WHEN action = 'c' THEN format('DELETE FROM %s t WHERE t.%I = ANY ($1)%s', tbl, col, own)
+                ELSE format('UPDATE %s t SET %I = %s WHERE t.%I = ANY ($1)%s', tbl, col,
+                            CASE WHEN action = 'n' THEN 'NULL' ELSE 'DEFAULT' END, col, own) END;
     BEGIN
-        IF action = 'c' THEN
-            EXECUTE format('DELETE FROM %s t WHERE t.%I = ANY ($1)%s', tbl, col, owned) USING codes;
-        ELSIF action IN ('n', 'd') THEN
-            EXECUTE format('UPDATE %s t SET %I = %s WHERE t.%I = ANY ($1)%s', tbl, col,
-                           CASE WHEN action = 'n' THEN 'NULL' ELSE 'DEFAULT' END, col, owned) USING codes;
-        ELSE
-            -- RESTRICT, NO ACTION: the district's delete is applied; the city's rows are kept and listed
-            EXECUTE kept USING codes, district, jsonb_build_object('kept', 'the foreign key restricts the delete');
-        END IF;
+        EXECUTE act USING codes;
+        RETURN;
     EXCEPTION WHEN OTHERS THEN
-        -- a row the city cannot change (its own triggers or keys refuse):
-        -- kept and listed; the district's stream goes on
-        EXECUTE kept USING codes, district, jsonb_build_object('kept', SQLERRM, 'sqlstate', SQLSTATE);
+        -- transient: the apply worker retries the transaction
+        IF SQLSTATE IN ('40P01', '40001', '55P03', '57014') OR SQLSTATE LIKE '53%' THEN
+            RAISE;
+        END IF;
     END;
+    -- a row refused (its own triggers or keys): code by code, each in its
+    -- own subtransaction; only the codes that refuse are kept and listed
+    FOR r IN EXECUTE format('SELECT DISTINCT t.%I::vms.gbcode AS c FROM %s t WHERE t.%I = ANY ($1)%s', col, tbl, col, own)
+        USING codes
+    LOOP
+        BEGIN
+            EXECUTE act USING ARRAY[r.c];
+        EXCEPTION WHEN OTHERS THEN
+            IF SQLSTATE IN ('40P01', '40001', '55P03', '57014') OR SQLSTATE LIKE '53%' THEN
+                RAISE;
+            END IF;
+            EXECUTE kept USING ARRAY[r.c], district, jsonb_build_object('kept', SQLERRM, 'sqlstate', SQLSTATE);
+        END;
+    END LOOP;
 END $$;
-COMMENT ON FUNCTION vms._cluster_cascade_fk(regclass, name, "char", text, vms.gbcode[], text) IS
-    'internal: one foreign key''s action (cascade, set null, set default) on the city''s rows under codes a district deleted; a restricting key''s rows, or rows that refuse, kept and recorded as conflicts';
+COMMENT ON FUNCTION vms._cluster_cascade_fk(regclass, name, "char", text, boolean, vms.gbcode[], text) IS
+    'internal: one foreign key''s action (cascade, set null, set default) on the city''s rows under codes a district deleted; a restricting key''s rows, a refusing code''s rows (retried code by code), or a table not owned by the extension''s owner or a superuser: kept and recorded as conflicts; transient errors raised';
 
 -- The deferred flush of the codes the apply worker deleted in a
 -- transaction (buffered by vms._cluster_apply_owned, handed to

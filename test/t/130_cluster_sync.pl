@@ -511,6 +511,46 @@ is($city->safe_psql('postgres', "SELECT concat_ws(',', (SELECT count(*) FROM vms
 	(SELECT count(*) FROM vms.cluster_owner WHERE code IN ($dv, $cv)))"),
 	'0,0,0,0,0', "a's device delete: its channel, the city's own channel under it, their share codes and tag, and the claims are gone at the city");
 
+# a deletes two devices in one statement.  The city has a channel of its
+# own under each, a RESTRICT hold on the first only: the first is kept and
+# recorded (under its device's code), the second goes all the same (the
+# refusal is retried code by code).  The history says why the second went
+# (the district's delete, not a person at the city).  A table of a role that
+# is neither the extension's owner nor a superuser, referencing a deleted
+# device ON DELETE CASCADE, is not acted on (its triggers would run as the
+# subscription's owner): its row stays, recorded as a conflict.
+my ($dv3, $dv4) = ("vms.gbcode_make('11010500', 0, 118, 0, 5003)", "vms.gbcode_make('11010500', 0, 118, 0, 5004)");
+my ($cc3, $cc4) = ("'11000000001310000097'", "'11000000001310000096'");
+$a->safe_psql('postgres', "INSERT INTO vms.device (code, name) VALUES ($dv3, '待拆设备3'), ($dv4, '待拆设备4')");
+wait_for($city, "SELECT count(*) FROM vms.device WHERE code IN ($dv3, $dv4)", '2', "a's devices 3 and 4 at the city");
+$city->safe_psql('postgres', qq{
+	INSERT INTO vms.channel (code, device_code, name) VALUES ($cc3, $dv3, '市自建通道3'), ($cc4, $dv4, '市自建通道4');
+	INSERT INTO public.city_hold VALUES ($cc3);
+	CREATE ROLE vms_tenant;
+	GRANT USAGE ON SCHEMA vms TO vms_tenant;
+	GRANT REFERENCES ON vms.device TO vms_tenant;
+	GRANT CREATE ON SCHEMA public TO vms_tenant;
+	SET ROLE vms_tenant;
+	CREATE TABLE public.tenant_note (device_code vms.gbcode REFERENCES vms.device (code) ON DELETE CASCADE);
+	INSERT INTO public.tenant_note VALUES ($dv4);
+	RESET ROLE;
+});
+$a->safe_psql('postgres', "DELETE FROM vms.device WHERE code IN ($dv3, $dv4)");
+$a->wait_for_catchup('vms_district_a');
+is($city->safe_psql('postgres', "SELECT concat_ws(',', (SELECT count(*) FROM vms.device WHERE code IN ($dv3, $dv4)),
+	(SELECT count(*) FROM vms.channel WHERE code = $cc3), (SELECT count(*) FROM vms.channel WHERE code = $cc4))"),
+	'0,1,0', "two devices deleted, a RESTRICT hold under one: that one's channel is kept, the other's goes");
+is($city->safe_psql('postgres', "SELECT string_agg(concat_ws('|', table_name IN ('channel', 'vms.channel'), code = ($dv3)::text, row_data->>'sqlstate'), ',')
+	FROM vms.cluster_conflict WHERE district = 'a' AND op = 'DELETE' AND code IN (($dv3)::text, ($dv4)::text) AND table_name NOT LIKE '%tenant_note'"),
+	't|t|23503', 'only the held code is recorded');
+is($city->safe_psql('postgres', "SELECT string_agg(reason, ',') FROM vms.ledger_history
+	WHERE table_name LIKE '%channel' AND op = 'DELETE' AND code = $cc4"), "cascade of district a's delete of 2 device codes",
+	"the city channel's delete is in the history as the district's");
+is($city->safe_psql('postgres', "SELECT concat_ws('|', (SELECT count(*) FROM public.tenant_note),
+	(SELECT string_agg(row_data->>'kept', ',') FROM vms.cluster_conflict WHERE district = 'a' AND table_name LIKE '%tenant_note' AND code = ($dv4)::text))"),
+	"1|not acted on: the table's owner is neither the extension's owner nor a superuser",
+	"a non-superuser's table under a deleted device: not acted on, recorded");
+
 # a deletes a channel and sends it again in one transaction, with a status:
 # the city's share code of the old row goes (as an ordinary DELETE then
 # INSERT would leave it), the new row and its status are a's, and its claim
