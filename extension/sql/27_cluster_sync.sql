@@ -320,8 +320,8 @@ COMMENT ON FUNCTION vms._cluster_apply_child() IS 'internal: city side of rows u
 -- gone by then (its later DELETE of a row already gone is skipped by the
 -- apply worker: no error, no conflict).  A device, channel, catalogue node
 -- or checkpoint that a district owns and that references the deleted code
--- directly is not touched; deeper levels follow the keys' actions as an
--- ordinary DELETE would.  A RESTRICT or NO ACTION key cannot stop the
+-- directly is not touched (recorded, with its owner); deeper levels follow
+-- the keys' actions as an ordinary DELETE would.  A RESTRICT or NO ACTION key cannot stop the
 -- district's delete (that would stop its stream): the city's rows under it
 -- are kept and recorded in vms.cluster_conflict (op DELETE, owner NULL, the
 -- city's table), as are the rows of a code whose own triggers or keys
@@ -378,6 +378,15 @@ DECLARE
     found boolean;
     r record;
 BEGIN
+    IF owned_kind IS NOT NULL THEN
+        -- a district's row under the code (another district's, when codes
+        -- collide): not touched, listed with its owner
+        EXECUTE format('INSERT INTO vms.cluster_conflict (district, owner, table_name, op, code, row_data)
+                        SELECT $2, o.district, %L, ''DELETE'', t.%I::text, pg_catalog.to_jsonb(t) || $3
+                          FROM %s t JOIN vms.cluster_owner o ON o.kind = %L AND o.code = t.code
+                         WHERE t.%I = ANY ($1)', tbl::text, col, tbl, owned_kind, col)
+            USING codes, district, jsonb_build_object('kept', 'a district''s row under the deleted code');
+    END IF;
     -- most codes have no row of the city's under them
     EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s t WHERE t.%I = ANY ($1)%s)', tbl, col, own)
         INTO found USING codes;
@@ -423,7 +432,7 @@ BEGIN
     END LOOP;
 END $$;
 COMMENT ON FUNCTION vms._cluster_cascade_fk(regclass, name, "char", text, boolean, vms.gbcode[], text) IS
-    'internal: one foreign key''s action (cascade, set null, set default) on the city''s rows under codes a district deleted; a restricting key''s rows, a refusing code''s rows (retried code by code), or a table not owned by the extension''s owner or a superuser: kept and recorded as conflicts; transient errors raised';
+    'internal: one foreign key''s action (cascade, set null, set default) on the city''s rows under codes a district deleted; a restricting key''s rows, a refusing code''s rows (retried code by code), or a table not owned by the extension''s owner or a superuser: kept and recorded as conflicts, as is a district''s row under the codes (not touched); transient errors raised';
 
 -- The deferred flush of the codes the apply worker deleted in a
 -- transaction (buffered by vms._cluster_apply_owned, handed to
