@@ -37,6 +37,7 @@ use Test::More;
 use IPC::Run;
 use IO::Socket::INET;
 use IO::Select;
+use POSIX ();
 use Time::HiRes qw(time);
 use VmsTest;
 
@@ -60,6 +61,7 @@ my $up = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $up_port, 
 stamp_arrivals($up);
 my $vms = sockaddr_of('127.0.0.1', $sip_port);
 my (%inbox, $dev);
+my $registers_up = 0;	# REGISTERs that came to the upper platform's socket
 $inbox{up} = [];
 $inbox{dev} = [];
 
@@ -70,11 +72,19 @@ use constant SIOCGSTAMP => 0x8906;
 
 sub stamp_arrivals { my $ts = "\0" x 16; ioctl($_[0], SIOCGSTAMP, $ts); return }
 
+# undef (and a failed check, once) when the kernel gives none: the timing checks then fail, they never
+# fall back on the reader's clock
+my $stamp_failed;
+
 sub arrival_of
 {
 	my ($sock) = @_;
 	my $ts = "\0" x 16;
-	return time() unless ioctl($sock, SIOCGSTAMP, $ts);
+	unless (ioctl($sock, SIOCGSTAMP, $ts))
+	{
+		fail("the kernel's arrival time of a datagram (SIOCGSTAMP): $!") unless $stamp_failed++;
+		return undef;
+	}
 	my ($sec, $usec) = unpack('q q', $ts);
 	return $sec + $usec / 1e6;
 }
@@ -119,6 +129,7 @@ sub pump
 		my $who = $s == $up ? 'up' : 'dev';
 		if ($buf =~ /^(REGISTER|MESSAGE|NOTIFY|OPTIONS|SUBSCRIBE) /)
 		{
+			$registers_up++ if $who eq 'up' && $1 eq 'REGISTER';
 			answer($s, $buf, 200, 'OK', 'x' . int(rand(1e9)));
 			next;
 		}
@@ -516,11 +527,22 @@ sub none_after_ack
 	my @c = copies_up($is487, 3, 30);
 	is(scalar(@c), 3, '487 retransmitted: without an ACK the 487 comes again, twice at least (Timer G)');
 	is(scalar(grep { $_ eq $c[0] } @c), scalar(@c), '487 retransmitted: the same answer byte for byte');
-	my @at = @{ $arrived{ $c[0] } // [] };
+	my @at = grep { defined } @{ $arrived{ $c[0] } // [] };
 	my @gap = @at >= 3 ? ($at[1] - $at[0], $at[2] - $at[1]) : (0, 0);
 	ok($gap[0] >= 0.45 && $gap[1] >= 0.95,
 		sprintf('487 retransmitted: the copies are at least T1, then 2*T1 apart (%.3f s, %.3f s)', @gap));
-	up_send(invite_text('ACK', $cid, $branch, $ch, 1, tag_of(hdr($c[0], 'To'))));
+	# forged ACKs stop nothing: the right fields from another port, or from the right port with another
+	# From tag or another CSeq number
+	my $totag = tag_of(hdr($c[0], 'To'));
+	my $forger = IO::Socket::INET->new(LocalAddr => '127.0.0.1', Proto => 'udp') or die "forger: $!";
+	$forger->send(invite_text('ACK', $cid, $branch, $ch, 1, $totag), 0, $vms) or die "send: $!";
+	(my $wrong_tag = invite_text('ACK', $cid, $branch, $ch, 1, $totag)) =~ s/;tag=from\Q$cid\E/;tag=forged/;
+	up_send($wrong_tag);
+	up_send(invite_text('ACK', $cid, $branch, $ch, 2, $totag));
+	ok(up_roundtrip(), '487 retransmitted: three forged ACKs were handled (a round trip)');
+	@{ $inbox{up} } = grep { !$is487->() } @{ $inbox{up} };
+	ok(wait_msg('up', $is487, 30), '487 retransmitted: after ACKs from another port, with another From tag or CSeq, the 487 still comes');
+	up_send(invite_text('ACK', $cid, $branch, $ch, 1, $totag));
 	none_after_ack($is487, '487 retransmitted');
 }
 
@@ -534,9 +556,41 @@ sub none_after_ack
 	is(scalar(@c), 2, '200 retransmitted: without an ACK the relayed 200 comes again');
 	is(scalar(grep { $_ eq $c[0] } @c), scalar(@c), '200 retransmitted: the same answer (its SDP) byte for byte');
 	my $tag = tag_of(hdr($c[0], 'To'));
+
+	# the worker's SQL fails every round (its claim of requests): the retransmissions go on (they are sent
+	# before any SQL step) and the worker does not spin (its CPU time, from /proc, against the time waited)
+	my $pid = $node->safe_psql('postgres', "SELECT pid FROM pg_stat_activity WHERE backend_type = 'vms sip'");
+	my $cpu = sub {
+		open(my $fh, '<', "/proc/$pid/stat") or return undef;
+		my @f = split(' ', (split(/\) /, scalar(<$fh>), 2))[1]);
+		return ($f[11] + $f[12]) / POSIX::sysconf(POSIX::_SC_CLK_TCK());
+	};
+	$node->safe_psql('postgres', 'ALTER FUNCTION vms._sip_claim_requests(integer) RENAME TO _sip_claim_requests_off');
+	my ($cpu0, $t0) = ($cpu->(), time());
+	@{ $inbox{up} } = grep { !$is200->() } @{ $inbox{up} };
+	my @during = copies_up($is200, 2, 30);
+	my ($cpu1, $t1) = ($cpu->(), time());
+	is(scalar(@during), 2, '200 retransmitted: while the worker\'s SQL fails every round the 200 still comes again');
+	ok(defined $cpu0 && defined $cpu1 && $cpu1 - $cpu0 < 0.5 * ($t1 - $t0),
+		sprintf('SQL failing: the worker does not spin (%.2f s of CPU in %.2f s)', ($cpu1 // 0) - ($cpu0 // 0), $t1 - $t0));
+	$node->safe_psql('postgres', 'ALTER FUNCTION vms._sip_claim_requests_off(integer) RENAME TO _sip_claim_requests');
+
+	# the upstream's port changes: the genuine ACK still comes from the address the INVITE came from
+	my $up2 = IO::Socket::INET->new(LocalAddr => '127.0.0.1', Proto => 'udp') or die "upper 2: $!";
+	$node->safe_psql('postgres', "SELECT vms.sip_alter_upstream('city', port => " . $up2->sockport . ')');
+	ok(IO::Select->new($up2)->can_read($PostgreSQL::Test::Utils::timeout_default), 'port changed: vms registers to the new port');
 	# the ACK of a 2xx is a transaction of its own: another branch
 	up_send(invite_text('ACK', $cid, "${branch}ack", $ch, 1, $tag));
-	none_after_ack($is200, '200 retransmitted');
+	none_after_ack($is200, '200 retransmitted (the ACK from the INVITE\'s address, the upstream moved)');
+	my $seen = $registers_up;
+	$node->safe_psql('postgres', "SELECT vms.sip_alter_upstream('city', port => $up_port)");
+	my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
+	until ($registers_up > $seen
+		&& $node->safe_psql('postgres', "SELECT state FROM vms.sip_upstream_state WHERE upstream = 'city'") eq 'registered')
+	{
+		die 'the upstream did not register at its port again' if time() > $deadline;
+		pump(0.2);
+	}
 	up_send(invite_text('BYE', $cid, "${branch}bye", $ch, 2, $tag));
 	ok(wait_msg('up', is_response(200, 'BYE', $cid)), '200 retransmitted: the upper platform\'s BYE is answered');
 	my $bye = wait_msg('dev', is_request('BYE', hdr($inv, 'Call-ID')));
@@ -548,6 +602,16 @@ sub none_after_ack
 # retransmitted for 64*T1 (32 s), then the call ends: BYE to the device and to the upper platform
 {
 	my ($cid, $branch, $inv) = start_call('200 never ACKed');
+	# meanwhile, a device that never answers at all (not even 100): 408 up after 16 s, kept and retransmitted
+	$n++;
+	my $scid = "cancel-$n-" . int(rand(1e9));
+	my $sbranch = "z9hG4bKup$n" . int(rand(1e9));
+	up_send(invite_text('INVITE', $scid, $sbranch, $ch));
+	ok(wait_msg('up', is_response(100, 'INVITE', $scid)), 'mute device: the upper platform\'s INVITE is answered 100');
+	my $sinv = wait_msg('dev', new_invite());
+	ok($sinv, 'mute device: the device receives the relayed INVITE (and never answers it)');
+	$old_calls{ hdr($sinv, 'Call-ID') } = 1 if $sinv;
+
 	answer($dev, $inv, 200, 'OK', 'devtag6c', $dev_sdp);
 	ok(wait_msg('dev', is_request('ACK', hdr($inv, 'Call-ID'))), '200 never ACKed: the device\'s 200 is ACKed');
 	my $bye = wait_msg('dev', is_request('BYE', hdr($inv, 'Call-ID')));
@@ -556,17 +620,44 @@ sub none_after_ack
 	my $up_bye = wait_msg('up', is_request('BYE', $cid));
 	ok($up_bye, '200 never ACKed: and the upper platform, in its dialog');
 	my @c = grep { is_response(200, 'INVITE', $cid)->() } @{ $inbox{up} };
-	cmp_ok(scalar(@c), '>=', 5, '200 never ACKed: the 200 went up again meanwhile (at T1, 2*T1, 4*T1, then every T2)');
+	# by hand: sent at 0, then 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5 and 31.5 s (T1 doubling to T2 =
+	# 4 s), 11 copies, Timer H at 32 s; the last one lands only if the worker kept within 0.5 s of its due
+	# times over ten sends on a loaded machine: at least the 10 up to 27.5 s
+	my @at = $up_bye && @c ? @{ $arrived{ $c[0] } } : ();
+	cmp_ok(scalar(@c), '>=', 10, '200 never ACKed: the 200 went up again meanwhile, 10 times at least (T1, 2*T1, 4*T1, then every T2)');
+	my ($first, $last) = @at ? ($at[0], $at[-1]) : (undef, undef);
+	my $bye_at = $up_bye ? $arrived{$up_bye}[0] : undef;
+	ok(defined $first && defined $bye_at && $bye_at - $first >= 31.5,
+		sprintf('200 never ACKed: the BYE up came 64*T1 after the first 200 at least (%.3f s, kernel arrival times)',
+			defined $first && defined $bye_at ? $bye_at - $first : -1));
+	# Timer H ends it at 32 s, not at the retransmission that would be due after 31.5 s (35.5 s): the BYE
+	# comes less than T2 after the last copy (4 s would be that retransmission's gap)
+	ok(defined $last && defined $bye_at && $bye_at - $last < 4,
+		sprintf('200 never ACKed: the BYE came less than T2 after the last copy (%.3f s): Timer H at 64*T1, not later',
+			defined $last && defined $bye_at ? $bye_at - $last : -1));
 	audited('no ack', '200 never ACKed: audited, ended_by no ack');
+
+	# the mute device's call: 408 went up (16 s) and is retransmitted until the ACK (17.2.1), not sent once
+	my $is408 = is_response(408, 'INVITE', $scid);
+	my $t408 = wait_msg('up', $is408);
+	ok($t408, 'mute device: 408 to the upper platform');
+	my $copies = $t408 ? scalar(@{ $arrived{$t408} }) : 0;
+	# by hand: 16 s to the 408, then copies 0.5, 1.5, 3.5, 7.5, 11.5 s after it before the 200's Timer H above
+	cmp_ok($copies, '>=', 3, "mute device: the 408 came again without an ACK ($copies copies)");
+	up_send(invite_text('ACK', $scid, $sbranch, $ch, 1, tag_of(hdr($t408, 'To')))) if $t408;
+	none_after_ack($is408, 'mute device');
+	@{ $inbox{dev} } = grep { hdr($_, 'Call-ID') ne hdr($sinv, 'Call-ID') } @{ $inbox{dev} } if $sinv;
 }
 
-# ---------------------------------------------------------------- 7. a 100-character branch
+# ---------------------------------------------------------------- 7. the longest branch kept: 255 characters
 {
-	my $long = 'z9hG4bK' . ('a' x 93);
+	my $long = 'z9hG4bK' . ('a' x 248);
 	my ($cid, $branch, $inv) = start_call('long branch', $long);
-	is(length($branch), 100, 'long branch: the INVITE\'s top Via branch has 100 characters');
+	# one character more: refused (the limit), the call goes on
+	up_send(invite_text('CANCEL', $cid, "${long}a", $ch));
+	ok(wait_msg('up', is_response(400, 'CANCEL', $cid)), 'long branch: a CANCEL with a 256-character branch: 400');
 	up_send(invite_text('CANCEL', $cid, $long, $ch));
-	ok(wait_msg('up', is_response(200, 'CANCEL', $cid)), 'long branch: its CANCEL (the same branch) is answered 200');
+	ok(wait_msg('up', is_response(200, 'CANCEL', $cid)), 'long branch: its CANCEL (the same 255-character branch) is answered 200');
 	my $t487 = wait_msg('up', is_response(487, 'INVITE', $cid));
 	ok($t487, 'long branch: its INVITE gets 487');
 	my $cancel = wait_msg('dev', is_request('CANCEL', hdr($inv, 'Call-ID')));
@@ -601,11 +692,56 @@ sub none_after_ack
 		my $again = wait_msg('dev', is_request('ACK', $dcid), 30);
 		ok($again && hdr($again, 'CSeq') eq '1 ACK' && tag_of(hdr($again, 'To')) eq 'devtag8',
 			"200 again: the retransmitted 200 ($k) is ACKed again, in its dialog");
+		is($again, $ack, "200 again: that ACK ($k) is the first one byte for byte");
 	}
 	ok(dev_roundtrip(), '200 again: the device\'s OPTIONS is answered after them');
 	is(scalar(grep { /^BYE / && hdr($_, 'Call-ID') eq $dcid } @{ $inbox{dev} }), 0, '200 again: no second BYE');
 	ok(up_roundtrip(), '200 again: and the upper platform\'s OPTIONS');
 	is(scalar(grep { hdr($_, 'Call-ID') eq $cid && /^SIP\/2\.0 200 / } @{ $inbox{up} }), 0, '200 again: nothing went up');
+}
+
+# ---------------------------------------------------------------- 8b. a device's error answer (486)
+# relayed up and retransmitted until the ACK; a BYE meanwhile: 481 (no dialog); after the ACK the
+# relay is kept Timer I (T4 = 5 s, 17.2.1) for the INVITE's retransmissions, then freed
+{
+	my ($cid, $branch, $inv) = start_call('486');
+	answer($dev, $inv, 486, 'Busy Here', 'devtag8b');
+	ok(wait_msg('dev', is_request('ACK', hdr($inv, 'Call-ID'))), '486: the device\'s 486 is ACKed');
+	my $is486 = is_response(486, 'INVITE', $cid);
+	my $t486 = wait_msg('up', $is486);
+	ok($t486, '486: relayed up');
+	up_send(invite_text('BYE', $cid, "${branch}bye", $ch, 2, tag_of(hdr($t486, 'To'))));
+	ok(wait_msg('up', is_response(481, 'BYE', $cid)), '486: a BYE before the ACK: 481 (no dialog)');
+	my $t_ack = time();
+	up_send(invite_text('ACK', $cid, $branch, $ch, 1, tag_of(hdr($t486, 'To'))));
+	ok(up_roundtrip(), '486: the ACK was handled (a round trip)');
+	@{ $inbox{up} } = grep { !$is486->() } @{ $inbox{up} };
+	up_send(invite_text('INVITE', $cid, $branch, $ch));
+	ok(wait_msg('up', $is486), '486: the INVITE again right after the ACK gets the same 486');
+	# then, every 0.5 s, the INVITE again until it is a new call (100): within 20 s of the ACK (the relay
+	# was kept 32 s before), not before Timer I
+	my ($new, $deadline) = (undef, $t_ack + 20);
+	while (!$new && time() < $deadline)
+	{
+		up_send(invite_text('INVITE', $cid, $branch, $ch));
+		$new = wait_msg('up', is_response(100, 'INVITE', $cid), 0.5);
+	}
+	ok($new, '486: the relay is freed after the ACK: the INVITE sent again is a new call within 20 s');
+	my $freed_at = $new ? $arrived{$new}[-1] : undef;
+	ok(defined $freed_at && $freed_at - $t_ack >= 4.9,
+		sprintf('486: not before Timer I (T4 = 5 s) after the ACK (%.3f s)', defined $freed_at ? $freed_at - $t_ack : -1));
+	# that new call: the device is busy again
+	my $inv2 = wait_msg('dev', new_invite());
+	ok($inv2, '486: the new call reaches the device');
+	$old_calls{ hdr($inv2, 'Call-ID') } = 1 if $inv2;
+	# the old relay's answers to the INVITEs sent meanwhile are left behind (a round trip)
+	ok(up_roundtrip(), '486: a round trip');
+	@{ $inbox{up} } = grep { !$is486->() } @{ $inbox{up} };
+	answer($dev, $inv2, 486, 'Busy Here', 'devtag8c') if $inv2;
+	my $again = wait_msg('up', $is486);
+	ok($again, '486: the new call\'s 486 goes up');
+	up_send(invite_text('ACK', $cid, $branch, $ch, 1, tag_of(hdr($again, 'To')))) if $again;
+	@{ $inbox{up} } = grep { hdr($_, 'Call-ID') ne $cid } @{ $inbox{up} };
 }
 
 # ---------------------------------------------------------------- 9. the upstream disabled
@@ -618,18 +754,48 @@ sub none_after_ack
 	ok($t200, 'disabled: and relayed up');
 	up_send(invite_text('ACK', $cid1, "${branch1}ack", $ch, 1, tag_of(hdr($t200, 'To')))) if $t200;
 	my ($cid2, $branch2, $inv2) = start_call('disabled, pending');
+	# a third call CANCELled, its 487 not ACKed, the device not answered yet: the 487 is being retransmitted
+	my ($cid3, $branch3, $inv3) = start_call('disabled, cancelled');
+	up_send(invite_text('CANCEL', $cid3, $branch3, $ch));
+	ok(wait_msg('up', is_response(200, 'CANCEL', $cid3)), 'disabled: the third call\'s CANCEL is answered 200');
+	my $is487c = is_response(487, 'INVITE', $cid3);
+	ok(copies_up($is487c, 2, 30) == 2, 'disabled: the third call\'s 487 goes up, and again (no ACK)');
+	my $cancel3 = wait_msg('dev', is_request('CANCEL', hdr($inv3, 'Call-ID')));
+	ok($cancel3, 'disabled: the third call\'s device gets its CANCEL (and does not answer yet)');
 	$node->safe_psql('postgres', "SELECT vms.sip_alter_upstream('city', enabled => false)");
 	my $bye = wait_msg('dev', is_request('BYE', hdr($inv1, 'Call-ID')));
 	ok($bye && tag_of(hdr($bye, 'To')) eq 'devtag9', 'disabled: the established call\'s device gets a BYE');
 	answer($dev, $bye, 200, 'OK') if $bye;
+	# the upper platform is told: a BYE in the established call's dialog, 487 to the pending INVITE
+	my $up_bye = wait_msg('up', is_request('BYE', $cid1));
+	ok($up_bye && tag_of(hdr($up_bye, 'To')) eq "from$cid1" && tag_of(hdr($up_bye, 'From')) eq tag_of(hdr($t200, 'To')),
+		'disabled: the upper platform gets a BYE in the established call\'s dialog');
+	my $is487p = is_response(487, 'INVITE', $cid2);
+	ok(wait_msg('up', $is487p), 'disabled: the pending INVITE is answered 487 up');
 	my $cancel = wait_msg('dev', is_request('CANCEL', hdr($inv2, 'Call-ID')));
 	ok($cancel, 'disabled: the pending INVITE is CANCELled') or BAIL_OUT('no CANCEL');
 	check_cancel('disabled', $inv2, $cancel);
 	answer($dev, $cancel, 200, 'OK', 'devtag9b');
 	answer($dev, $inv2, 487, 'Request Terminated', 'devtag9b');
 	ok(wait_msg('dev', is_request('ACK', hdr($inv2, 'Call-ID'))), 'disabled: its 487 is ACKed');
+	# the third call's device answers its CANCEL now: ACKed, nothing goes up
+	answer($dev, $cancel3, 200, 'OK', 'devtag9c');
+	answer($dev, $inv3, 487, 'Request Terminated', 'devtag9c');
+	ok(wait_msg('dev', is_request('ACK', hdr($inv3, 'Call-ID'))), 'disabled: the third call\'s 487 is ACKed');
 	wait_ok($node, qq{SELECT count(*) = 2 FROM vms.audit_log WHERE action = 'sip_upstream_bye' AND object = 'city'
 		AND detail ->> 'ended_by' = 'disabled'}, 'disabled: both ends audited, ended_by disabled');
+	# audited in order: the 486's BYE (8b, answered 481) was not audited, the early BYE's and 6b's were
+	is($node->safe_psql('postgres', qq{SELECT count(*) FROM vms.audit_log WHERE action = 'sip_upstream_bye' AND object = 'city'
+		AND detail ->> 'ended_by' = 'upstream'}), '2', 'disabled: no call ended by the upper platform but the two it had');
+	# after that nothing more goes up for these calls (their ACKs could never match now) and no second BYE goes
+	# anywhere: none in 5 s (T2 is 4 s, the longest gap between two copies)
+	ok(up_roundtrip(), 'disabled: a round trip after it');
+	ok(dev_roundtrip(), 'disabled: and from the device');
+	my $ours = sub { my $c = hdr($_, 'Call-ID'); $c eq $cid1 || $c eq $cid2 || $c eq $cid3 };
+	@{ $inbox{up} } = grep { !$ours->() } @{ $inbox{up} };
+	is(scalar(grep { /^BYE / && hdr($_, 'Call-ID') eq hdr($inv1, 'Call-ID') } @{ $inbox{dev} }), 0, 'disabled: no second BYE to the device so far');
+	ok(!defined wait_msg('up', $ours, 5), 'disabled: nothing more goes up for its calls (none in 5 s): no 487 again, no second BYE');
+	ok(!defined wait_msg('dev', is_request('BYE', hdr($inv1, 'Call-ID')), 0.5), 'disabled: no second BYE to the device');
 	wait_ok($node, "SELECT state = 'disabled' FROM vms.sip_upstream_state WHERE upstream = 'city'",
 		'disabled: the upstream is disabled');
 }
