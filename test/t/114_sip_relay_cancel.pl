@@ -23,12 +23,20 @@
 #  - the final answers that go up are retransmitted over UDP until the upper
 #    platform's ACK (17.2.1 Timer G for the 487, 13.3.1.4 for a 200): at least
 #    T1 then 2*T1 apart (kernel arrival times), and no more after the ACK;
-#    a 200 never ACKed ends the call after 64*T1 (BYE to both, audited no ack);
-#  - a device's 200 sent again after it crossed the CANCEL is ACKed again (13.2.2.4),
-#    with no second BYE;
-#  - an INVITE with a 100-character Via branch can be CANCELled;
+#    a 200 never ACKed ends the call at 64*T1 (BYE to both, audited no ack; at
+#    least 10 copies, the BYE 31.5 s after the first at least and less than T2
+#    after the last); they go on while the worker's SQL fails every round, and
+#    the worker does not spin; forged ACKs (another port, From tag or CSeq) stop
+#    nothing, the ACK from the INVITE's address after the upstream moved does;
+#    the 408 to a device that never answered is retransmitted too;
+#  - a device's 486: a BYE before the ACK gets 481; after the ACK the INVITE
+#    again gets the same 486 for Timer I (5 s), then the slot is free (new call);
+#  - a device's 200 sent again after it crossed the CANCEL is ACKed again (13.2.2.4)
+#    with the same ACK byte for byte, and no second BYE;
+#  - a 255-character Via branch can be CANCELled, a 256-character one gets 400;
 #  - disabling the upstream ends its calls as dropping it does: the established
-#    one's device gets a BYE, the pending one's a CANCEL (audited, ended_by disabled).
+#    one's device gets a BYE, the pending one's a CANCEL (audited, ended_by disabled);
+#    the upper platform gets a BYE and a 487, then nothing more (no second BYE).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
