@@ -525,6 +525,7 @@ is($city->safe_psql('postgres', "SELECT concat_ws(',', (SELECT count(*) FROM vms
 # partitioned table of the city's that RESTRICTs: one conflict a row.  A
 # table whose trigger fails once with a serialization failure (transient):
 # the apply worker retries the transaction, the row goes, nothing recorded.
+# A two-column key to (code, name): not acted on, its row recorded.
 my ($dv3, $dv4) = ("vms.gbcode_make('11010500', 0, 118, 0, 5003)", "vms.gbcode_make('11010500', 0, 118, 0, 5004)");
 my ($cc3, $cc4) = ("'11000000001310000097'", "'11000000001310000096'");
 my $xb = "vms.gbcode_make('11010800', 0, 131, 0, 990001)";
@@ -551,6 +552,10 @@ $city->safe_psql('postgres', qq{
 	END \$\$;
 	CREATE TRIGGER flaky BEFORE DELETE ON public.city_flaky FOR EACH ROW EXECUTE FUNCTION public.flaky();
 	INSERT INTO public.city_flaky VALUES ($dv4);
+	ALTER TABLE vms.device ADD CONSTRAINT device_code_name UNIQUE (code, name);
+	CREATE TABLE public.city_pair (device_code vms.gbcode, device_name text,
+		FOREIGN KEY (device_code, device_name) REFERENCES vms.device (code, name) ON DELETE CASCADE);
+	INSERT INTO public.city_pair VALUES ($dv4, '待拆设备4');
 	CREATE ROLE vms_tenant;
 	GRANT USAGE ON SCHEMA vms TO vms_tenant;
 	GRANT REFERENCES ON vms.device TO vms_tenant;
@@ -568,8 +573,8 @@ is($city->safe_psql('postgres', "SELECT concat_ws(',', (SELECT count(*) FROM vms
 is($city->safe_psql('postgres', "SELECT string_agg(x, ',' ORDER BY x COLLATE \"C\") FROM (SELECT concat_ws('|', regexp_replace(table_name, '^vms[.]', ''), coalesce(owner, '-'),
 	CASE code WHEN ($dv3)::text THEN 'dv3' ELSE 'dv4' END, row_data->>'sqlstate') x
 	FROM vms.cluster_conflict WHERE district = 'a' AND op = 'DELETE' AND code IN (($dv3)::text, ($dv4)::text)) s"),
-	'channel|-|dv3|23503,channel|b|dv4,city_part|-|dv4,city_part|-|dv4,tenant_note|-|dv4',
-	"recorded: the held code only, b's channel (owner b), each row of the partitioned RESTRICT table once, the non-superuser's table; not the transient failure");
+	'channel|-|dv3|23503,channel|b|dv4,city_pair|-|dv4,city_part|-|dv4,city_part|-|dv4,tenant_note|-|dv4',
+	"recorded: the held code only, b's channel (owner b), the row of a two-column key (not acted on), each row of the partitioned RESTRICT table once, the non-superuser's table; not the transient failure");
 is($city->safe_psql('postgres', "SELECT concat_ws(',', (SELECT count(*) FROM vms.channel WHERE code = $xb), (SELECT count(*) FROM public.city_part),
 	(SELECT count(*) FROM public.city_flaky), (SELECT last_value >= 2 FROM public.flaky_calls))"),
 	'1,2,0,t', "b's channel and the RESTRICT table's rows stay; the transiently failing row went on the apply worker's retry");

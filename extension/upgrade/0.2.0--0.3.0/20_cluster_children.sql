@@ -32,7 +32,8 @@
 -- acted on: its triggers would run as the subscription's owner).  Transient
 -- errors (deadlock, serialization, lock timeout, cancel, out of memory or
 -- disk) are raised: the apply worker retries the transaction.  Keys with
--- several columns, or to another column than code, are not acted on.
+-- several columns, or to another column than code, are not acted on: listed
+-- (their rows under the codes, or one entry with code '*' a flush).
 CREATE FUNCTION vms._cluster_cascade(kind text, codes vms.gbcode[], district text) RETURNS void
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
@@ -59,6 +60,36 @@ BEGIN
          ORDER BY c.conrelid::regclass::text, c.conname
     LOOP
         PERFORM vms._cluster_cascade_fk(fk.tbl, fk.col, fk.action, fk.owned_kind, fk.trusted, codes, district);
+    END LOOP;
+    -- the keys not acted on (several columns, or to another column than
+    -- code) are listed: the rows under the deleted codes of a key that has
+    -- code among its columns, one entry (code '*') for a key without
+    FOR fk IN
+        SELECT c.conrelid::regclass AS tbl, c.conname,
+               (SELECT a.attname
+                  FROM unnest(c.conkey, c.confkey) u (ck, fk)
+                  JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = u.ck
+                  JOIN pg_catalog.pg_attribute k ON k.attrelid = c.confrelid AND k.attnum = u.fk
+                 WHERE k.attname = 'code') AS col
+          FROM pg_catalog.pg_constraint c
+         WHERE c.contype = 'f' AND c.confrelid = ('vms.' || kind)::regclass AND c.conparentid = 0
+           AND NOT (cardinality(c.conkey) = 1
+                    AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute k
+                                 WHERE k.attrelid = c.confrelid AND k.attnum = c.confkey[1] AND k.attname = 'code'))
+         ORDER BY c.conrelid::regclass::text, c.conname
+    LOOP
+        IF fk.col IS NOT NULL THEN
+            EXECUTE format('INSERT INTO vms.cluster_conflict (district, owner, table_name, op, code, row_data)
+                            SELECT $2, NULL, %L, ''DELETE'', t.%I::text, pg_catalog.to_jsonb(t) || $3
+                              FROM %s t WHERE t.%I = ANY ($1)', fk.tbl::text, fk.col, fk.tbl, fk.col)
+                USING codes, district,
+                      jsonb_build_object('kept', format('not acted on: foreign key %s has several columns', fk.conname));
+        ELSE
+            INSERT INTO vms.cluster_conflict (district, owner, table_name, op, code, row_data)
+            VALUES (district, NULL, fk.tbl::text, 'DELETE', '*',
+                    jsonb_build_object('kept', format('not acted on: foreign key %s references another column than code of %s deleted %s rows',
+                                                      fk.conname, cardinality(codes), kind)));
+        END IF;
     END LOOP;
 END $$;
 COMMENT ON FUNCTION vms._cluster_cascade(text, vms.gbcode[], text) IS
