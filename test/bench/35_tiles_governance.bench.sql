@@ -1,8 +1,10 @@
 -- Map tiles and governance runs over 1,000,000 channels (issue 20), on the
 -- governance ledger of bench_lib.sql (bench.ledger_rows over the streets
 -- of bench.city_regions: points uniform over the city box, region
--- boundaries, naming patterns and a fixed share of defects for each of the
--- 12 rules); 30_search's ledger, if loaded, is replaced.  -v rows=N for a
+-- boundaries, 3,000 far-away street boundaries of the rest of the province
+-- that no channel lies in (bench.province_streets), naming patterns and a
+-- fixed share of defects for each of the 12 rules); 30_search's ledger, if
+-- loaded, is replaced.  -v rows=N for a
 -- smaller ledger.
 --
 -- Tiles: the precomputed clusters are built from the ledger (timed, against
@@ -40,7 +42,8 @@ SELECT setseed(0.35);
 -- and duplicate_name everything).  Loaded here unless it is loaded already
 -- (30_search's is replaced).
 SELECT count(*) < :rows / 2 OR NOT EXISTS (SELECT 1 FROM vms.naming_pattern WHERE civil_prefix = '11010511')
-       OR NOT EXISTS (SELECT 1 FROM vms.channel WHERE name = 'IPCamera') AS need_load
+       OR NOT EXISTS (SELECT 1 FROM vms.channel WHERE name = 'IPCamera')
+       OR NOT EXISTS (SELECT 1 FROM vms.region WHERE level = 4 AND civil_code NOT LIKE '110105%') AS need_load
   FROM vms.channel \gset
 \if :need_load
 TRUNCATE vms.channel CASCADE;
