@@ -752,6 +752,106 @@ sub none_after_ack
 	@{ $inbox{up} } = grep { hdr($_, 'Call-ID') ne $cid } @{ $inbox{up} };
 }
 
+# ---------------------------------------------------------------- 8c. over TCP the 200 goes up until the ACK too (13.3.1.4)
+# a second upper platform, over TCP: vms connects to it; it reads messages framed by Content-Length
+{
+	my $upper2 = '34010000002000000002';
+	my $tl = IO::Socket::INET->new(LocalAddr => '127.0.0.1', Proto => 'tcp', Listen => 5, ReuseAddr => 1) or die "tcp: $!";
+	my $tport = $tl->sockport;
+	my ($tc, $tbuf, @tin) = (undef, '');
+	my $tcp_answer = sub {
+		my ($req, $code, $reason) = @_;
+		my @via = $req =~ /^(Via[ \t]*:[^\r\n]*)/mig;
+		my $to = hdr($req, 'To');
+		$to .= ';tag=t' . int(rand(1e9)) if $to !~ /;tag=/;
+		return "SIP/2.0 $code $reason\r\n" . join('', map { "$_\r\n" } @via) . 'From: ' . hdr($req, 'From')
+		  . "\r\nTo: $to\r\nCall-ID: " . hdr($req, 'Call-ID') . "\r\nCSeq: " . hdr($req, 'CSeq') . "\r\nContent-Length: 0\r\n\r\n";
+	};
+	my $tcp_pump = sub {
+		my ($wait) = @_;
+		for my $s (IO::Select->new(grep { defined } $tl, $tc)->can_read($wait))
+		{
+			if ($s == $tl)
+			{
+				$tc = $tl->accept;
+				next;
+			}
+			my $got = sysread($tc, $tbuf, 65535, length($tbuf));
+			unless ($got)
+			{
+				undef $tc;
+				next;
+			}
+			while ((my $hend = index($tbuf, "\r\n\r\n")) >= 0)
+			{
+				my $cl = hdr(substr($tbuf, 0, $hend + 2), 'Content-Length') || 0;
+				last if length($tbuf) < $hend + 4 + $cl;
+				my $m = substr($tbuf, 0, $hend + 4 + $cl, '');
+				if ($m =~ /^(REGISTER|MESSAGE|NOTIFY|OPTIONS|SUBSCRIBE) /) { syswrite($tc, $tcp_answer->($m, 200, 'OK')) }
+				else { push @tin, $m }
+			}
+		}
+		pump(0);
+	};
+	my $tcp_wait = sub {
+		my ($pred, $secs) = @_;
+		my $deadline = time() + ($secs // $PostgreSQL::Test::Utils::timeout_default);
+		while (1)
+		{
+			for my $i (0 .. $#tin)
+			{
+				local $_ = $tin[$i];
+				return splice(@tin, $i, 1) if $pred->($_);
+			}
+			return undef if time() > $deadline;
+			$tcp_pump->(0.2);
+		}
+	};
+	my $tcp_text = sub {
+		my $m = invite_text(@_);
+		$m =~ s{SIP/2\.0/UDP 127\.0\.0\.1:$up_port}{SIP/2.0/TCP 127.0.0.1:$tport};
+		$m =~ s{$upper_id}{$upper2}g;
+		return $m;
+	};
+	$node->safe_psql('postgres', qq{SELECT vms.sip_add_upstream('tcpcity', '127.0.0.1', $tport, '$upper2', 'upper-pass',
+		'{"keepalive_interval": 3600, "transport": "tcp"}');
+		SELECT vms.sip_share('tcpcity', '{"channels": ["$ch"]}')});
+	my $deadline = time() + $PostgreSQL::Test::Utils::timeout_default;
+	until ($node->safe_psql('postgres', "SELECT state FROM vms.sip_upstream_state WHERE upstream = 'tcpcity'") eq 'registered')
+	{
+		die 'the TCP upstream did not register' if time() > $deadline;
+		$tcp_pump->(0.2);
+	}
+	pass('TCP: vms registers to the second upper platform over TCP');
+	$n++;
+	my $cid = "cancel-$n-" . int(rand(1e9));
+	my $branch = "z9hG4bKup$n" . int(rand(1e9));
+	syswrite($tc, $tcp_text->('INVITE', $cid, $branch, $ch));
+	ok($tcp_wait->(is_response(100, 'INVITE', $cid)), 'TCP: the INVITE is answered 100');
+	my $inv = wait_msg('dev', new_invite());
+	ok($inv, 'TCP: the device receives the relayed INVITE') or BAIL_OUT('no INVITE at the device');
+	$old_calls{ hdr($inv, 'Call-ID') } = 1;
+	answer($dev, $inv, 200, 'OK', 'devtag8t', $dev_sdp);
+	my $is200 = is_response(200, 'INVITE', $cid);
+	my $first = $tcp_wait->($is200);
+	ok($first, 'TCP: the device\'s 200 goes up');
+	my $second = $tcp_wait->($is200, 30);
+	ok($second && $second eq $first, 'TCP: without an ACK the same 200 comes again over TCP (13.3.1.4: whatever the transport)');
+	syswrite($tc, $tcp_text->('ACK', $cid, "${branch}ack", $ch, 1, tag_of(hdr($first, 'To'))));
+	# after the ACK: an OPTIONS answered on the connection comes after anything sent before the ACK was
+	# handled; then none in 5 s (T2 is 4 s)
+	syswrite($tc, $tcp_text->('OPTIONS', "opt-$cid", "${branch}opt", $lower_id));
+	ok($tcp_wait->(is_response('\d+', 'OPTIONS', "opt-$cid")), 'TCP: the ACK was handled (a round trip)');
+	@tin = grep { !$is200->() } @tin;
+	ok(!defined $tcp_wait->($is200, 5), 'TCP: no copy after the ACK (none in 5 s)');
+	syswrite($tc, $tcp_text->('BYE', $cid, "${branch}bye", $ch, 2, tag_of(hdr($first, 'To'))));
+	ok($tcp_wait->(is_response(200, 'BYE', $cid)), 'TCP: the upper platform\'s BYE is answered');
+	my $bye = wait_msg('dev', is_request('BYE', hdr($inv, 'Call-ID')));
+	ok($bye, 'TCP: the device gets the BYE');
+	answer($dev, $bye, 200, 'OK') if $bye;
+	$node->safe_psql('postgres', "SELECT vms.sip_drop_upstream('tcpcity')");
+}
+
 # ---------------------------------------------------------------- 9. the upstream disabled
 # as when it is dropped: the established call's device gets a BYE, the pending INVITE a CANCEL
 {
