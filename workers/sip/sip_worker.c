@@ -199,7 +199,9 @@ vms_sip_main(Datum arg)
 			/*
 			 * A retransmission due sooner (T1 = 500 ms doubling): the wait
 			 * ends then, not a whole wait later.  Only after a round that
-			 * completed (a failed one waits ERROR_PAUSE_MS), and never less
+			 * completed (after a failed one the loop waits as usual, up to
+			 * LOOP_MAX_WAIT_MS; the retransmissions go out at the start of
+			 * the next round, before its SQL steps), and never less
 			 * than RETX_MIN_WAIT_MS: a due time that stays in the past never
 			 * makes the loop spin.
 			 */
