@@ -22,8 +22,9 @@
 -- gone by then (its later DELETE of a row already gone is skipped by the
 -- apply worker: no error, no conflict).  A device, channel, catalogue node
 -- or checkpoint that a district owns and that references the deleted code
--- directly is not touched (recorded, with its owner); deeper levels follow
--- the keys' actions as an ordinary DELETE would.  A RESTRICT or NO ACTION key cannot stop the
+-- directly is not touched (recorded, with its owner), nor is a city
+-- catalogue node with a district's node below it (recorded); deeper levels
+-- follow the keys' actions as an ordinary DELETE would.  A RESTRICT or NO ACTION key cannot stop the
 -- district's delete (that would stop its stream): the city's rows under it
 -- are kept and recorded in vms.cluster_conflict (op DELETE, owner NULL, the
 -- city's table), as are the rows of a code whose own triggers or keys
@@ -100,10 +101,15 @@ CREATE FUNCTION vms._cluster_cascade_fk(tbl regclass, col name, action "char", o
     RETURNS void
     LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
+    -- a city catalogue node with a district's node below it (codes
+    -- colliding) would take that node along: kept, listed
+    below text := CASE WHEN owned_kind = 'catalog_node' THEN
+        ' EXISTS (WITH RECURSIVE sub (code) AS (SELECT n.code FROM vms.catalog_node n WHERE n.parent_code = t.code
+                                                 UNION SELECT n.code FROM vms.catalog_node n JOIN sub s ON n.parent_code = s.code)
+                  SELECT 1 FROM sub JOIN vms.cluster_owner o ON o.kind = ''catalog_node'' AND o.code = sub.code)' END;
     -- a device, channel, catalogue node or checkpoint a district owns is that district's
-    own text := CASE WHEN owned_kind IS NULL THEN ''
-                     ELSE format(' AND NOT EXISTS (SELECT 1 FROM vms.cluster_owner o WHERE o.kind = %L AND o.code = t.code)',
-                                 owned_kind) END;
+    owned text := format(' AND NOT EXISTS (SELECT 1 FROM vms.cluster_owner o WHERE o.kind = %L AND o.code = t.code)', owned_kind);
+    own text := CASE WHEN owned_kind IS NULL THEN '' ELSE owned || coalesce(' AND NOT' || below, '') END;
     kept text := format('INSERT INTO vms.cluster_conflict (district, owner, table_name, op, code, row_data)
                          SELECT $2, NULL, %L, ''DELETE'', t.%I::text, pg_catalog.to_jsonb(t) || $3
                            FROM %s t WHERE t.%I = ANY ($1)%s', tbl::text, col, tbl, col, own);
@@ -119,6 +125,12 @@ BEGIN
                           FROM %s t JOIN vms.cluster_owner o ON o.kind = %L AND o.code = t.code
                          WHERE t.%I = ANY ($1)', tbl::text, col, tbl, owned_kind, col)
             USING codes, district, jsonb_build_object('kept', 'a district''s row under the deleted code');
+    END IF;
+    IF below IS NOT NULL THEN
+        EXECUTE format('INSERT INTO vms.cluster_conflict (district, owner, table_name, op, code, row_data)
+                        SELECT $2, NULL, %L, ''DELETE'', t.%I::text, pg_catalog.to_jsonb(t) || $3
+                          FROM %s t WHERE t.%I = ANY ($1)%s AND%s', tbl::text, col, tbl, col, owned, below)
+            USING codes, district, jsonb_build_object('kept', 'a district''s catalogue node below it');
     END IF;
     -- most codes have no row of the city's under them
     EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s t WHERE t.%I = ANY ($1)%s)', tbl, col, own)
