@@ -7,7 +7,9 @@ CREATE SCHEMA IF NOT EXISTS bench;
 -- of milliseconds (one timing in a thousand) printed as "500", and a
 -- file's `:x_ms / 1000` (psql \gset) was then integer division: 0 (the
 -- incremental governance run's 0.000 s, once, when its row said 0.50 s)
+SET client_min_messages = warning;
 DROP FUNCTION IF EXISTS bench.time_ms(text, int);
+RESET client_min_messages;
 CREATE FUNCTION bench.time_ms(q text, runs int DEFAULT 1) RETURNS numeric
 LANGUAGE plpgsql AS $$
 DECLARE
