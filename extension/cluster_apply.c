@@ -443,6 +443,9 @@ deleted_apply_kinds(const int *n, Datum *const *codes, const char *district, Oid
 	(void) set_config_option("session_replication_role", "origin",
 							 superuser() ? PGC_SUSET : PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
+	/* the caller (a replicated row's apply) may have turned it off for its own lookups */
+	(void) set_config_option("enable_seqscan", "on", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	for (k = 0; k < KIND_N; k++)
 	{
 		char	   *reason;

@@ -297,6 +297,13 @@ vms_sip_main(Datum arg)
 				SetLatch(MyLatch);
 			flushing = false;
 			sip_net_abort_batch();
+			/*
+			 * Retransmissions due are network only: a round that failed
+			 * before reaching them (a SQL step run when a commit woke the
+			 * worker) delays none of them.
+			 */
+			sip_clock_update();
+			sip_upstream_retransmit();
 			round_ok = false;
 			sip_log_limited(LOG_OTHER, "%s", message);
 			next_flush = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ERROR_PAUSE_MS);
