@@ -267,6 +267,39 @@ record_conflict(const char *district, const char *owner, Relation rel, const cha
 }
 
 /*
+ * Both buffers below (deleted codes, map cells) hold rows only in a logical
+ * replication worker at the top level of its transaction, and only while
+ * their deferred flush trigger is there, fires in replica mode and for the
+ * event: otherwise nothing would flush them before the commit.
+ */
+static bool
+apply_top_level(void)
+{
+	return SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA && IsLogicalWorker()
+		&& GetCurrentTransactionNestLevel() == 1;
+}
+
+static bool
+flush_trigger_enabled(Relation rel, const char *name, bool del)
+{
+	TriggerDesc *trigdesc = rel->trigdesc;
+	int			i;
+
+	if (trigdesc == NULL)
+		return false;
+	for (i = 0; i < trigdesc->numtriggers; i++)
+	{
+		Trigger    *t = &trigdesc->triggers[i];
+
+		if (strcmp(t->tgname, name) == 0)
+			return t->tgdeferrable && t->tginitdeferred
+				&& (del ? TRIGGER_FOR_DELETE(t->tgtype) : TRIGGER_FOR_INSERT(t->tgtype))
+				&& (t->tgenabled == TRIGGER_FIRES_ON_REPLICA || t->tgenabled == TRIGGER_FIRES_ALWAYS);
+	}
+	return false;
+}
+
+/*
  * A code a district deletes: its claim is released, and the city's own
  * rows under it follow (vms._cluster_cascade, 27_cluster_sync.sql): the apply worker runs in
  * replica mode, where the foreign keys' actions (ON DELETE CASCADE, SET
@@ -322,17 +355,12 @@ static struct
 	HTAB	   *keys;			/* the codes, for deleted_pending; NULL for a varlena type */
 }			db;
 
+/* no code buffered (the memory they were in is reset or gone) */
 static void
-deleted_buffer_current(void)
+deleted_buffer_empty(void)
 {
 	int			k;
 
-	if (db.lxid == MyProc->lxid)
-		return;
-	/* a transaction that ended without flushing aborted: its memory is gone */
-	db.lxid = MyProc->lxid;
-	db.flush_queued = false;
-	db.cxt = NULL;
 	db.district = NULL;
 	db.total = 0;
 	db.keys = NULL;
@@ -341,6 +369,18 @@ deleted_buffer_current(void)
 		db.n[k] = db.cap[k] = 0;
 		db.codes[k] = NULL;
 	}
+}
+
+static void
+deleted_buffer_current(void)
+{
+	if (db.lxid == MyProc->lxid)
+		return;
+	/* a transaction that ended without flushing aborted: its memory is gone */
+	db.lxid = MyProc->lxid;
+	db.flush_queued = false;
+	db.cxt = NULL;
+	deleted_buffer_empty();
 }
 
 /* the key of a code of a fixed-length type (typlen <= DELETED_KEY_MAX) */
@@ -371,28 +411,16 @@ deleted_pending(int kind, Datum code)
 	return hash_search(db.keys, &key, HASH_FIND, NULL) != NULL;
 }
 
-/* a logical replication worker at the top level of its transaction */
+/* the flush trigger of the table's deletes (<table>_cluster_apply_deleted) will take them */
 static bool
 deleted_buffering(Relation rel)
 {
-	TriggerDesc *trigdesc = rel->trigdesc;
 	char		name[NAMEDATALEN];
-	int			i;
 
-	if (!(SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA && IsLogicalWorker()
-		  && GetCurrentTransactionNestLevel() == 1) || trigdesc == NULL)
+	if (!apply_top_level())
 		return false;
-	/* and the flush trigger is there, deferred, firing in replica mode */
 	snprintf(name, sizeof(name), "%s_cluster_apply_deleted", RelationGetRelationName(rel));
-	for (i = 0; i < trigdesc->numtriggers; i++)
-	{
-		Trigger    *t = &trigdesc->triggers[i];
-
-		if (strcmp(t->tgname, name) == 0)
-			return t->tgdeferrable && t->tginitdeferred && TRIGGER_FOR_DELETE(t->tgtype)
-				&& (t->tgenabled == TRIGGER_FIRES_ON_REPLICA || t->tgenabled == TRIGGER_FIRES_ALWAYS);
-	}
-	return false;
+	return flush_trigger_enabled(rel, name, true);
 }
 
 /*
@@ -485,21 +513,12 @@ deleted_apply(int kind, int n, Datum *codes, const char *district, Oid gbcode)
 static void
 deleted_flush(void)
 {
-	int			k;
-
 	deleted_buffer_current();
 	if (db.total == 0)
 		return;
 	deleted_apply_kinds(db.n, db.codes, db.district, db.gbcode);
 	MemoryContextReset(db.cxt);
-	db.district = NULL;
-	db.total = 0;
-	db.keys = NULL;
-	for (k = 0; k < KIND_N; k++)
-	{
-		db.n[k] = db.cap[k] = 0;
-		db.codes[k] = NULL;
-	}
+	deleted_buffer_empty();
 }
 
 /* a safety net, as tiles_xact_callback: nothing buffered goes missing */
@@ -867,35 +886,6 @@ tiles_buffer_current(void)
 	tb.nocode = NULL;
 }
 
-/* a logical replication worker at the top level of its transaction */
-static bool
-tiles_buffering(void)
-{
-	return SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA && IsLogicalWorker()
-		&& GetCurrentTransactionNestLevel() == 1;
-}
-
-/* the flush trigger is there, fires in replica mode and for this event */
-static bool
-tiles_flush_enabled(Relation rel, bool del)
-{
-	TriggerDesc *trigdesc = rel->trigdesc;
-	int			i;
-
-	if (trigdesc == NULL)
-		return false;
-	for (i = 0; i < trigdesc->numtriggers; i++)
-	{
-		Trigger    *t = &trigdesc->triggers[i];
-
-		if (strcmp(t->tgname, TILES_FLUSH_TRIGGER) == 0)
-			return t->tgdeferrable && t->tginitdeferred
-				&& (del ? TRIGGER_FOR_DELETE(t->tgtype) : TRIGGER_FOR_INSERT(t->tgtype))
-				&& (t->tgenabled == TRIGGER_FIRES_ON_REPLICA || t->tgenabled == TRIGGER_FIRES_ALWAYS);
-	}
-	return false;
-}
-
 /* PostGIS's ST_X and ST_Y, for the points' coordinates */
 static FmgrInfo st_x_fn;
 static FmgrInfo st_y_fn;
@@ -1097,7 +1087,7 @@ vms_cluster_apply_tiles_insert(PG_FUNCTION_ARGS)
 	values[3] = Int32GetDatum((DatumGetBool(SPI_getbinval(td->tg_trigtuple, desc, on_att, &isnull)) && !isnull ? 1 : 0)
 							  * (del ? -1 : 1));
 
-	if (tiles_buffering() && tiles_flush_enabled(td->tg_relation, del))
+	if (apply_top_level() && flush_trigger_enabled(td->tg_relation, TILES_FLUSH_TRIGGER, del))
 	{
 		tiles_buffer_add(td->tg_relation, values[0], values[1], DatumGetInt32(values[2]), DatumGetInt32(values[3]),
 						 td->tg_trigtuple, code_att);
@@ -1118,7 +1108,7 @@ vms_cluster_apply_tiles_insert(PG_FUNCTION_ARGS)
 Datum
 vms_cluster_apply_tiles_due(PG_FUNCTION_ARGS)
 {
-	if (!tiles_buffering())
+	if (!apply_top_level())
 		PG_RETURN_BOOL(false);
 	tiles_buffer_current();
 	if (tb.flush_queued)
