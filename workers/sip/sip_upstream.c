@@ -3114,14 +3114,8 @@ sip_upstream_tick(void)
 				u->pages_in_flight = Max(0, u->pages_in_flight - 1);
 				sip_log_limited(LOG_OTHER, "upstream \"%s\" did not acknowledge a query answer", u->name);
 			}
-			continue;
 		}
-		if (sip_now >= tx->next_retx)
-		{
-			sip_send(&tx->peer, tx->msg, tx->len);
-			tx->retx_ms = Min(tx->retx_ms * 2, 4000);
-			tx->next_retx = TimestampTzPlusMilliseconds(sip_now, tx->retx_ms);
-		}
+		/* a transaction still running was retransmitted if due by sip_upstream_retransmit, above */
 	}
 
 	for (int i = 0; i < MAX_UPSTREAMS; i++)
